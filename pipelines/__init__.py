@@ -1,0 +1,1 @@
+"""Runnable jobs that compose library calls: ``run(...) -> report`` and ``main(argv) -> int``."""

@@ -1,0 +1,31 @@
+"""The one seed helper: every random thing in the engine goes through it."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from recsys.exceptions import ConfigError
+
+
+def check_random_state(seed: int | np.random.Generator | None) -> np.random.Generator:
+    """Return a ``numpy.random.Generator`` for ``seed``.
+
+    Parameters
+    ----------
+    seed : int, numpy.random.Generator or None
+        An int seeds a new PCG64 generator; a Generator is returned as is;
+        ``None`` means seed 0, so that nothing in the engine is random by
+        accident.
+
+    Raises
+    ------
+    ConfigError
+        If ``seed`` is of another type or a negative int.
+    """
+    if seed is None:
+        return np.random.default_rng(0)
+    if isinstance(seed, np.random.Generator):
+        return seed
+    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and seed >= 0:
+        return np.random.default_rng(int(seed))
+    raise ConfigError(f"seed must be a non-negative int or a numpy Generator, got {seed!r}")

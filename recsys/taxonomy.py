@@ -1,0 +1,254 @@
+"""The taxonomy: groups, regions, topics, formats and channels, loaded from TOML.
+
+Codes are data, not code. The default file ships inside the package
+(``recsys/data/taxonomy.toml``, the codes of shared/CONTRACT.md); another city
+or a public data set passes its own file with ``--taxonomy PATH``. The file
+format is documented in the README.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Iterable
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from recsys.exceptions import SchemaError, UnknownCodeError
+
+KINDS = ("group", "sub_group", "region", "topic", "format", "channel")
+
+
+@dataclass(frozen=True)
+class Code:
+    """One taxonomy entry: its code and display names."""
+
+    code: str
+    zh: str
+    en: str
+
+
+@dataclass(frozen=True)
+class Taxonomy:
+    """The codes a city (or data set) uses.
+
+    Build it with :func:`load_taxonomy`; it is immutable.
+
+    Attributes
+    ----------
+    name : str
+        A short name of the taxonomy (e.g. the city).
+    timezone : str
+        IANA time zone of the city; calendar dates on the command line are
+        days in this zone.
+    groups, regions, topics, formats, channels : dict[str, Code]
+        Entries by code, in file order.
+    sub_groups : dict[str, str]
+        Sub-group code -> the group code it belongs to.
+    sub_group_names : dict[str, str]
+        Sub-group code -> Chinese name.
+    urban : dict[str, bool]
+        Region code -> urban (True) or rural (False).
+    population_share : dict[str, float]
+        Region code -> share of population (used by the synthetic city).
+    channel_formats : dict[str, tuple[str, ...]]
+        Channel code -> the formats it carries.
+    personal_channels : tuple[str, ...]
+        Channels that get per-user push lists, in file order.
+    source_text : str
+        The TOML text it was loaded from (a model bundle keeps a copy).
+    """
+
+    name: str
+    timezone: str
+    groups: dict[str, Code]
+    regions: dict[str, Code]
+    topics: dict[str, Code]
+    formats: dict[str, Code]
+    channels: dict[str, Code]
+    sub_groups: dict[str, str]
+    sub_group_names: dict[str, str]
+    urban: dict[str, bool]
+    population_share: dict[str, float]
+    channel_formats: dict[str, tuple[str, ...]]
+    personal_channels: tuple[str, ...]
+    source_text: str = field(repr=False, default="")
+
+    # ---- lookups -------------------------------------------------------
+    def codes(self, kind: str) -> tuple[str, ...]:
+        """Return the valid codes of ``kind`` (one of :data:`KINDS`)."""
+        table = {
+            "group": self.groups,
+            "sub_group": self.sub_groups,
+            "region": self.regions,
+            "topic": self.topics,
+            "format": self.formats,
+            "channel": self.channels,
+        }
+        if kind not in table:
+            raise UnknownCodeError(f"unknown code kind {kind!r}; valid: {', '.join(KINDS)}")
+        return tuple(table[kind])
+
+    def check(self, kind: str, value: str) -> str:
+        """Return ``value`` if it is a valid code of ``kind``.
+
+        Raises
+        ------
+        UnknownCodeError
+            Naming the kind, the bad value and the valid codes.
+        """
+        valid = self.codes(kind)
+        if value not in valid:
+            raise UnknownCodeError(f"unknown {kind} {value!r}; valid: {', '.join(valid)}")
+        return value
+
+    def check_many(self, kind: str, values: Iterable[str]) -> list[str]:
+        """Check every value of ``values``; return them as a list."""
+        return [self.check(kind, v) for v in values]
+
+    def check_sub_group(self, group: str, sub_group: str) -> str:
+        """Check that ``sub_group`` belongs to ``group`` (empty is allowed)."""
+        self.check("group", group)
+        if sub_group == "":
+            return sub_group
+        self.check("sub_group", sub_group)
+        if self.sub_groups[sub_group] != group:
+            valid = [s for s, g in self.sub_groups.items() if g == group]
+            raise UnknownCodeError(
+                f"sub_group {sub_group!r} is not in group {group!r}; valid: {', '.join(valid)}"
+            )
+        return sub_group
+
+    def formats_for(self, channel: str) -> tuple[str, ...]:
+        """Return the formats ``channel`` carries."""
+        return self.channel_formats[self.check("channel", channel)]
+
+    def zh(self, kind: str, code: str) -> str:
+        """Return the Chinese display name of a code (the code itself if unknown)."""
+        if kind == "sub_group":
+            return self.sub_group_names.get(code, code)
+        entries = {
+            "group": self.groups,
+            "region": self.regions,
+            "topic": self.topics,
+            "format": self.formats,
+            "channel": self.channels,
+        }[kind]
+        entry = entries.get(code)
+        return entry.zh if entry else code
+
+    @property
+    def tz(self) -> ZoneInfo:
+        """The city's time zone as a ``ZoneInfo``."""
+        return ZoneInfo(self.timezone)
+
+
+def _entries(doc: dict, key: str, origin: str) -> dict[str, dict]:
+    section = doc.get(key)
+    if not isinstance(section, dict) or not section:
+        raise SchemaError(f"{origin}: taxonomy needs a non-empty [{key}] table")
+    for code, entry in section.items():
+        if not isinstance(entry, dict):
+            raise SchemaError(f"{origin}: [{key}.{code}] must be a table with zh/en names")
+        if code != code.strip().lower() or " " in code:
+            raise SchemaError(f"{origin}: code {code!r} in [{key}] must be lowercase snake_case")
+    return section
+
+
+def _code(code: str, entry: dict) -> Code:
+    return Code(code=code, zh=str(entry.get("zh", code)), en=str(entry.get("en", code)))
+
+
+def parse_taxonomy(text: str, origin: str = "<taxonomy>") -> Taxonomy:
+    """Build a :class:`Taxonomy` from TOML text.
+
+    Raises
+    ------
+    SchemaError
+        If the text is not valid TOML or a section is missing or malformed.
+    """
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SchemaError(f"{origin}: not valid TOML ({exc})") from None
+    timezone = str(doc.get("timezone", "Asia/Shanghai"))
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise SchemaError(f"{origin}: unknown timezone {timezone!r}") from None
+
+    groups_raw = _entries(doc, "groups", origin)
+    regions_raw = _entries(doc, "regions", origin)
+    topics_raw = _entries(doc, "topics", origin)
+    formats_raw = _entries(doc, "formats", origin)
+    channels_raw = _entries(doc, "channels", origin)
+
+    sub_groups: dict[str, str] = {}
+    sub_group_names: dict[str, str] = {}
+    for group, entry in groups_raw.items():
+        subs = entry.get("sub_groups", {})
+        if isinstance(subs, list):
+            subs = {s: s for s in subs}
+        for sub, name in subs.items():
+            if sub in sub_groups:
+                raise SchemaError(f"{origin}: sub_group {sub!r} listed under two groups")
+            sub_groups[sub] = group
+            sub_group_names[sub] = str(name)
+
+    channel_formats: dict[str, tuple[str, ...]] = {}
+    for channel, entry in channels_raw.items():
+        fmts = tuple(entry.get("formats", formats_raw.keys()))
+        bad = [f for f in fmts if f not in formats_raw]
+        if bad:
+            raise SchemaError(
+                f"{origin}: channel {channel!r} carries unknown format {bad[0]!r}; "
+                f"valid: {', '.join(formats_raw)}"
+            )
+        channel_formats[channel] = fmts
+    personal = tuple(c for c, e in channels_raw.items() if bool(e.get("personal", True)))
+
+    return Taxonomy(
+        name=str(doc.get("name", "custom")),
+        timezone=timezone,
+        groups={c: _code(c, e) for c, e in groups_raw.items()},
+        regions={c: _code(c, e) for c, e in regions_raw.items()},
+        topics={c: _code(c, e) for c, e in topics_raw.items()},
+        formats={c: _code(c, e) for c, e in formats_raw.items()},
+        channels={c: _code(c, e) for c, e in channels_raw.items()},
+        sub_groups=sub_groups,
+        sub_group_names=sub_group_names,
+        urban={c: bool(e.get("urban", True)) for c, e in regions_raw.items()},
+        population_share={
+            c: float(e.get("population_share", 1.0 / len(regions_raw))) for c, e in regions_raw.items()
+        },
+        channel_formats=channel_formats,
+        personal_channels=personal,
+        source_text=text,
+    )
+
+
+def load_taxonomy(path: str | Path | None = None) -> Taxonomy:
+    """Load a taxonomy file; ``None`` loads the default shipped in the package.
+
+    Parameters
+    ----------
+    path : str, Path or None
+        A TOML file in the format the README documents.
+
+    Raises
+    ------
+    SchemaError
+        If the file is missing, unreadable or malformed (the message names it).
+    """
+    if path is None:
+        text = resources.files("recsys").joinpath("data/taxonomy.toml").read_text(encoding="utf-8")
+        return parse_taxonomy(text, origin="default taxonomy")
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SchemaError(f"{p}: taxonomy file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SchemaError(f"{p}: cannot read taxonomy file ({exc})") from None
+    return parse_taxonomy(text, origin=str(p))
