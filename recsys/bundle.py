@@ -1,0 +1,305 @@
+"""Versioned model bundles on disk: write atomically, verify on load, roll back.
+
+A bundle is a folder ``models/<version>/`` of plain files: ``manifest.json``
+(version, created time, data window, config, row counts, library versions,
+index recall, sha256 of every file), ``taxonomy.toml``, ``.npy`` arrays
+(memory-mappable, loaded with ``allow_pickle=False``), Parquet tables and
+sub-folders written by components (the faiss index, the content model).
+
+``models/latest`` is a symbolic link to the current version, moved atomically
+(``os.replace`` of a new link) only after the new bundle was written, renamed
+into place and verified. The last ``keep`` bundles stay for rollback.
+This module knows files, not models: ``recsys.model`` decides what goes in.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import re
+import shutil
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from recsys.exceptions import ArtifactError
+from recsys.io import atomic_dir, sha256_file
+
+#: Version of the bundle layout; a loader refuses other major versions.
+FORMAT_VERSION = "1"
+MANIFEST = "manifest.json"
+LATEST = "latest"
+_VERSION_RE = re.compile(r"^\d{8}T\d{6}Z(-\d+)?$")
+_LIBRARIES = ("kepu-recsys", "numpy", "pandas", "pyarrow", "scipy", "scikit-learn", "implicit", "faiss-cpu", "jieba")
+
+
+def library_versions() -> dict[str, str]:
+    """Return the versions of the libraries a bundle depends on."""
+    out = {"python": platform.python_version()}
+    for name in _LIBRARIES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def new_version(now: dt.datetime | None = None, models_dir: Path | None = None) -> str:
+    """Return a fresh version name ``YYYYMMDDTHHMMSSZ`` (suffixed if taken)."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    base = now.astimezone(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    name, n = base, 1
+    while models_dir is not None and (models_dir / name).exists():
+        n += 1
+        name = f"{base}-{n}"
+    return name
+
+
+@dataclass
+class BundleWriter:
+    """Collects a bundle's files in a temporary folder.
+
+    Use through :func:`write_bundle`; components add arrays, tables, JSON and
+    whole sub-folders (``subdir(name)`` returns a path to write into).
+    """
+
+    root: Path
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def array(self, name: str, values: np.ndarray) -> None:
+        """Save ``values`` as ``name.npy`` (no pickle: object arrays are refused)."""
+        arr = np.asarray(values)
+        if arr.dtype == object:
+            raise ArtifactError(f"{name}.npy: object arrays cannot be stored without pickle")
+        np.save(self.root / f"{name}.npy", arr, allow_pickle=False)
+
+    def table(self, name: str, frame: pd.DataFrame) -> None:
+        """Save ``frame`` as ``name.parquet``."""
+        frame.to_parquet(self.root / f"{name}.parquet", index=False)
+
+    def json(self, name: str, obj: Any) -> None:
+        """Save ``obj`` as ``name.json``."""
+        (self.root / f"{name}.json").write_text(
+            json.dumps(obj, ensure_ascii=False, indent=2, default=str), encoding="utf-8"
+        )
+
+    def text(self, filename: str, text: str) -> None:
+        """Save a text file (e.g. ``taxonomy.toml``)."""
+        (self.root / filename).write_text(text, encoding="utf-8")
+
+    def subdir(self, name: str) -> Path:
+        """Create and return a sub-folder for a component's own files."""
+        path = self.root / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+def _checksums(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): sha256_file(p)
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != MANIFEST
+    }
+
+
+def write_bundle(
+    models_dir: str | Path,
+    fill: Callable[[BundleWriter], None],
+    *,
+    manifest: dict[str, Any],
+    keep: int = 5,
+    version: str | None = None,
+    verify: Callable[[Path], None] | None = None,
+) -> Path:
+    """Write a new bundle and move ``latest`` to it.
+
+    Parameters
+    ----------
+    models_dir : path
+        The folder holding versions and the ``latest`` link.
+    fill : callable
+        Called with a :class:`BundleWriter` on a temporary folder; writes the files.
+    manifest : dict
+        Extra manifest fields (data window, config, counts, index recall, ...);
+        version, created time, format version, library versions and checksums
+        are added here.
+    keep : int
+        How many bundles to keep; older ones are removed after ``latest`` moved.
+    version : str, optional
+        Version name; default a UTC timestamp.
+    verify : callable, optional
+        Called on the renamed bundle folder before ``latest`` moves (e.g. a full
+        load); an exception leaves ``latest`` where it was.
+
+    Returns
+    -------
+    Path
+        The new bundle's folder.
+    """
+    models = Path(models_dir)
+    models.mkdir(parents=True, exist_ok=True)
+    version = version or new_version(models_dir=models)
+    dest = models / version
+    if dest.exists():
+        raise ArtifactError(f"{dest}: a bundle of this version already exists")
+    with atomic_dir(dest) as tmp:
+        writer = BundleWriter(tmp)
+        fill(writer)
+        full = {
+            "format_version": FORMAT_VERSION,
+            "version": version,
+            "created_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+            "libraries": library_versions(),
+            **manifest,
+            "files": _checksums(tmp),
+        }
+        (tmp / MANIFEST).write_text(json.dumps(full, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
+    verify_bundle(dest)
+    if verify is not None:
+        try:
+            verify(dest)
+        except Exception:
+            shutil.rmtree(dest, ignore_errors=True)
+            raise
+    set_latest(models, version)
+    prune(models, keep)
+    return dest
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    """Read a bundle's ``manifest.json``.
+
+    Raises
+    ------
+    ArtifactError
+        If the folder or manifest is missing, unreadable, or of another format version.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise ArtifactError(f"{root}: model bundle folder not found")
+    mpath = root / MANIFEST
+    try:
+        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ArtifactError(f"{mpath}: missing (not a model bundle?)") from None
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"{mpath}: unreadable ({exc})") from None
+    fmt = str(manifest.get("format_version", ""))
+    if fmt.split(".")[0] != FORMAT_VERSION:
+        raise ArtifactError(f"{mpath}: bundle format version {fmt!r}; this engine reads version {FORMAT_VERSION}")
+    return manifest
+
+
+def verify_bundle(path: str | Path) -> dict[str, Any]:
+    """Check every file listed in the manifest exists and matches its sha256.
+
+    Returns the manifest. Raises :class:`ArtifactError` naming the first bad file.
+    """
+    root = Path(path)
+    manifest = read_manifest(root)
+    for rel, digest in manifest.get("files", {}).items():
+        fpath = root / rel
+        if not fpath.is_file():
+            raise ArtifactError(f"{fpath}: missing from the model bundle")
+        if sha256_file(fpath) != digest:
+            raise ArtifactError(f"{fpath}: checksum mismatch (corrupted or modified)")
+    return manifest
+
+
+def load_array(root: str | Path, name: str, *, mmap: bool = True) -> np.ndarray:
+    """Load ``name.npy`` from a bundle, memory-mapped by default, without pickle."""
+    fpath = Path(root) / f"{name}.npy"
+    try:
+        return np.load(fpath, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except FileNotFoundError:
+        raise ArtifactError(f"{fpath}: missing from the model bundle") from None
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"{fpath}: unreadable ({exc})") from None
+
+
+def load_table(root: str | Path, name: str) -> pd.DataFrame:
+    """Load ``name.parquet`` from a bundle."""
+    fpath = Path(root) / f"{name}.parquet"
+    try:
+        return pq.read_table(fpath).to_pandas()
+    except FileNotFoundError:
+        raise ArtifactError(f"{fpath}: missing from the model bundle") from None
+    except Exception as exc:  # pyarrow raises several types on corrupt files
+        raise ArtifactError(f"{fpath}: unreadable ({type(exc).__name__}: {exc})") from None
+
+
+def load_json(root: str | Path, name: str) -> Any:
+    """Load ``name.json`` from a bundle."""
+    fpath = Path(root) / f"{name}.json"
+    try:
+        return json.loads(fpath.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ArtifactError(f"{fpath}: missing from the model bundle") from None
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"{fpath}: unreadable ({exc})") from None
+
+
+# ---- versions, latest, rollback ---------------------------------------------
+
+
+def list_versions(models_dir: str | Path) -> list[str]:
+    """Return the bundle versions in ``models_dir``, oldest first."""
+    models = Path(models_dir)
+    if not models.is_dir():
+        return []
+    return sorted(p.name for p in models.iterdir() if p.is_dir() and not p.is_symlink() and _VERSION_RE.match(p.name))
+
+
+def latest_version(models_dir: str | Path) -> str | None:
+    """Return the version ``latest`` points to, or None."""
+    link = Path(models_dir) / LATEST
+    if not link.is_symlink():
+        return None
+    return Path(os.readlink(link)).name
+
+
+def set_latest(models_dir: str | Path, version: str) -> None:
+    """Point ``latest`` at ``version`` atomically (a new link renamed over the old)."""
+    models = Path(models_dir)
+    if not (models / version).is_dir():
+        raise ArtifactError(f"{models / version}: no such model version; have: {', '.join(list_versions(models))}")
+    tmp = models / f".latest.tmp-{os.getpid()}"
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    tmp.symlink_to(version, target_is_directory=True)
+    os.replace(tmp, models / LATEST)
+
+
+def prune(models_dir: str | Path, keep: int) -> list[str]:
+    """Remove all but the newest ``keep`` bundles (never the one ``latest`` names)."""
+    versions = list_versions(models_dir)
+    current = latest_version(models_dir)
+    doomed = [v for v in versions[: max(0, len(versions) - max(keep, 1))] if v != current]
+    for v in doomed:
+        shutil.rmtree(Path(models_dir) / v, ignore_errors=True)
+    return doomed
+
+
+def rollback(models_dir: str | Path, version: str) -> None:
+    """Point ``latest`` back at an older (verified) ``version``."""
+    verify_bundle(Path(models_dir) / version)
+    set_latest(models_dir, version)
+
+
+def resolve(path: str | Path) -> Path:
+    """Resolve a bundle path: a version folder, ``models/latest``, or a models folder."""
+    p = Path(path)
+    if p.is_dir() and not (p / MANIFEST).exists() and (p / LATEST).is_symlink():
+        p = p / LATEST
+    if p.is_symlink():
+        p = p.resolve()
+    if not p.is_dir():
+        raise ArtifactError(f"{p}: model bundle folder not found")
+    return p

@@ -1,0 +1,42 @@
+"""``recsys models list|rollback``: the versions kept for rollback."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "models"
+HELP = "list model bundles or roll latest back to an older version"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=("list", "rollback"), help="what to do")
+    parser.add_argument("version", nargs="?", help="version to roll back to (rollback only)")
+    parser.add_argument("--dir", default="models", metavar="DIR", help="models folder (default: models)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from recsys import bundle
+    from recsys.exceptions import ConfigError
+
+    if args.action == "rollback":
+        if not args.version:
+            raise ConfigError("models rollback needs a VERSION; see `recsys models list`")
+        bundle.rollback(args.dir, args.version)
+        print(f"latest -> {args.version}")
+        return 0
+    current = bundle.latest_version(args.dir)
+    versions = bundle.list_versions(args.dir)
+    if not versions:
+        print(f"no model bundles in {args.dir}")
+        return 0
+    print(f"{'version':<22} {'latest':<7} {'users':>9} {'items':>8} {'data end':<26} recall")
+    for v in versions:
+        m = bundle.read_manifest(f"{args.dir}/{v}")
+        counts = m.get("counts", {})
+        recall = m.get("index", {}).get("recall_at_k")
+        print(
+            f"{v:<22} {'*' if v == current else '':<7} {counts.get('users', '?'):>9} "
+            f"{counts.get('items', '?'):>8} {str(m.get('data_window', {}).get('end')):<26} "
+            f"{'' if recall is None else f'{recall:.3f}'}"
+        )
+    return 0

@@ -1,0 +1,240 @@
+"""The trained model: every array and component a consumer needs, and its bundle I/O.
+
+:class:`TrainedModel` is what ``recsys train`` produces and what the
+Recommender, the nightly push and the evaluation load. Row ``i`` of every
+per-user array is user index ``i`` (``users`` row ``i``); column/row ``j`` of
+every per-item array is item index ``j`` (``items`` row ``j``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from recsys import bundle as bundle_io
+from recsys.config import EngineConfig, config_from_dict
+from recsys.exceptions import ArtifactError
+from recsys.taxonomy import Taxonomy, parse_taxonomy
+
+#: user table columns a bundle keeps (attributes the ranking and the push need)
+USER_COLUMNS = ("user_id", "group", "sub_group", "region", "age_band", "channels", "push_opt_out")
+
+
+@dataclass
+class TrainedModel:
+    """Everything learned by one training run.
+
+    Attributes
+    ----------
+    taxonomy : Taxonomy
+        The codes it was trained with.
+    config : EngineConfig
+        The configuration it was trained with.
+    users : DataFrame
+        ``USER_COLUMNS``; row i = user index i.
+    items : DataFrame
+        The catalogue at training time (contract columns); row j = item index j.
+    user_factors : ndarray, float32 (n_users, f)
+        Collaborative user vectors (fitted, or folded in for sparse users).
+    item_factors : ndarray, float32 (n_items, f)
+        Collaborative item vectors; items without engagement get theirs from
+        content through the item cold-start mapping.
+    item_warm : ndarray, bool (n_items,)
+        True where ``item_factors`` came from the fit.
+    content_vectors : ndarray, float32 (n_items, d)
+        L2-normalised content embeddings (near-duplicates are close).
+    user_topics : ndarray, float32 (n_users, n_topics)
+        Readable topic-interest profile, topics in taxonomy order.
+    segments : DataFrame
+        ``group, region``; row s = segment index s.
+    segment_topic_prior : ndarray, float32 (n_segments, n_topics)
+        Group x region topic prior.
+    segment_popularity : ndarray, float32 (n_segments, n_items)
+        Recency-weighted (decayed) positive engagement per segment and item.
+    popularity_recent : ndarray, float32 (n_items,)
+        Recency-weighted positive engagement, all users.
+    popularity_all_time : ndarray, float32 (n_items,)
+        Undecayed count of positive engagements.
+    seen : scipy.sparse.csr_matrix, int8 (n_users, n_items)
+        +1 where the user engaged positively, -1 where they dismissed or
+        reported (the ranking never shows either again).
+    user_channel_counts : ndarray, float32 (n_users, n_channels)
+        Positive engagements per channel (taxonomy channel order).
+    item_index : recsys.index.VectorIndex
+        ANN index over ``item_factors`` (ids = item indices).
+    content_model : recsys.content.ContentEmbedder
+        Fitted embedder, to embed catalogue items that arrive after training.
+    item_cold_start : recsys.coldstart.ItemColdStart
+        Content -> collaborative-space mapping.
+    user_cold_start : recsys.coldstart.UserColdStart
+        Segment centroids for users without events.
+    window : dict
+        ``{"start": ISO, "end": ISO}``: the events used (``end`` = as-of time).
+    info : dict
+        Counts, timings and index recall for the manifest.
+    """
+
+    taxonomy: Taxonomy
+    config: EngineConfig
+    users: pd.DataFrame
+    items: pd.DataFrame
+    user_factors: np.ndarray
+    item_factors: np.ndarray
+    item_warm: np.ndarray
+    content_vectors: np.ndarray
+    user_topics: np.ndarray
+    segments: pd.DataFrame
+    segment_topic_prior: np.ndarray
+    segment_popularity: np.ndarray
+    popularity_recent: np.ndarray
+    popularity_all_time: np.ndarray
+    seen: sp.csr_matrix
+    user_channel_counts: np.ndarray
+    item_index: Any
+    content_model: Any
+    item_cold_start: Any
+    user_cold_start: Any
+    window: dict[str, str]
+    info: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+    _ARRAYS = (
+        "user_factors",
+        "item_factors",
+        "item_warm",
+        "content_vectors",
+        "user_topics",
+        "segment_topic_prior",
+        "segment_popularity",
+        "popularity_recent",
+        "popularity_all_time",
+        "user_channel_counts",
+    )
+
+    @property
+    def n_users(self) -> int:
+        """Number of known users."""
+        return len(self.users)
+
+    @property
+    def n_items(self) -> int:
+        """Number of items in the training catalogue."""
+        return len(self.items)
+
+    # ---- writing ---------------------------------------------------------
+    def _fill(self, writer: bundle_io.BundleWriter) -> None:
+        writer.text("taxonomy.toml", self.taxonomy.source_text)
+        writer.table("users", self.users[list(USER_COLUMNS)])
+        writer.table("items", self.items)
+        writer.table("segments", self.segments)
+        for name in self._ARRAYS:
+            writer.array(name, getattr(self, name))
+        seen = self.seen.tocsr()
+        writer.array("seen_indptr", seen.indptr.astype(np.int64))
+        writer.array("seen_indices", seen.indices.astype(np.int32))
+        writer.array("seen_data", seen.data.astype(np.int8))
+        self.item_index.save(writer.subdir("item_index"))
+        self.content_model.save(writer.subdir("content_model"))
+        self.item_cold_start.save(writer.subdir("item_cold_start"))
+        self.user_cold_start.save(writer.subdir("user_cold_start"))
+
+    def save(self, models_dir: str | Path, *, version: str | None = None) -> Path:
+        """Write this model as a new bundle under ``models_dir`` and move ``latest``.
+
+        The bundle is written to a temporary folder, renamed, verified (checksums
+        and a full load) and only then does ``latest`` move to it.
+
+        Returns
+        -------
+        Path
+            The new bundle folder.
+        """
+        manifest = {
+            "data_window": self.window,
+            "config": self.config.to_dict(),
+            "taxonomy": self.taxonomy.name,
+            "counts": {
+                "users": self.n_users,
+                "items": self.n_items,
+                "warm_items": int(np.asarray(self.item_warm).sum()),
+                "segments": len(self.segments),
+                "factors": int(self.user_factors.shape[1]),
+                **self.info.get("counts", {}),
+            },
+            "index": self.info.get("index", {}),
+            "timings_s": self.info.get("timings_s", {}),
+        }
+        return bundle_io.write_bundle(
+            models_dir,
+            self._fill,
+            manifest=manifest,
+            keep=self.config.bundle.keep,
+            version=version,
+            verify=lambda p: TrainedModel.load(p, verify=False),
+        )
+
+    # ---- reading ---------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | Path, *, verify: bool = True, mmap: bool = True) -> "TrainedModel":
+        """Load a bundle (a version folder, ``models/latest`` or a models folder).
+
+        Parameters
+        ----------
+        path : path
+            The bundle.
+        verify : bool
+            Check every file's sha256 against the manifest first.
+        mmap : bool
+            Memory-map the arrays (read-only) instead of reading them.
+
+        Raises
+        ------
+        ArtifactError
+            Naming the missing, corrupted or unreadable file.
+        """
+        from recsys.coldstart import ItemColdStart, UserColdStart
+        from recsys.content import ContentEmbedder
+        from recsys.index import VectorIndex
+
+        root = bundle_io.resolve(path)
+        manifest = bundle_io.verify_bundle(root) if verify else bundle_io.read_manifest(root)
+        tax_path = root / "taxonomy.toml"
+        try:
+            taxonomy = parse_taxonomy(tax_path.read_text(encoding="utf-8"), origin=str(tax_path))
+        except FileNotFoundError:
+            raise ArtifactError(f"{tax_path}: missing from the model bundle") from None
+        config = config_from_dict(manifest.get("config", {}))
+        arrays = {name: bundle_io.load_array(root, name, mmap=mmap) for name in cls._ARRAYS}
+        items = bundle_io.load_table(root, "items")
+        users = bundle_io.load_table(root, "users")
+        seen = sp.csr_matrix(
+            (
+                bundle_io.load_array(root, "seen_data", mmap=mmap),
+                bundle_io.load_array(root, "seen_indices", mmap=mmap),
+                bundle_io.load_array(root, "seen_indptr", mmap=mmap),
+            ),
+            shape=(len(users), len(items)),
+        )
+        return cls(
+            taxonomy=taxonomy,
+            config=config,
+            users=users,
+            items=items,
+            segments=bundle_io.load_table(root, "segments"),
+            seen=seen,
+            item_index=VectorIndex.load(root / "item_index", mmap=mmap),
+            content_model=ContentEmbedder.load(root / "content_model"),
+            item_cold_start=ItemColdStart.load(root / "item_cold_start"),
+            user_cold_start=UserColdStart.load(root / "user_cold_start"),
+            window=manifest.get("data_window", {}),
+            info={k: manifest.get(k) for k in ("counts", "index", "timings_s")},
+            path=root,
+            manifest=manifest,
+            **arrays,
+        )

@@ -1,0 +1,268 @@
+"""One training run: clean tables in, a :class:`~recsys.model.TrainedModel` out.
+
+The steps, in order (each a library component of its own):
+
+1. id maps and the weighted, decayed user x item matrix (``interactions``);
+2. collaborative factors with ``implicit`` (``collaborative``), warm-started
+   from the previous bundle when given;
+3. readable topic-interest profiles shrunk to the group x region prior
+   (``profiles``);
+4. content embedding of the catalogue (``content``);
+5. cold start: content -> collaborative space for items without engagement,
+   segment centroids for users without events (``coldstart``);
+6. popularity (recency-weighted per group x region segment, and overall),
+   the seen matrix and per-channel engagement counts (this module);
+7. the ANN index over item vectors, with its measured recall (``index``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from recsys import columns as C
+from recsys.config import EngineConfig
+from recsys.model import USER_COLUMNS, TrainedModel
+from recsys.progress import Steps
+from recsys.taxonomy import Taxonomy, load_taxonomy
+
+N_STEPS = 7
+
+
+def _segment_codes(users: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """Return the (group, region) segments table and each user's segment index."""
+    keys = users[[C.GROUP, C.REGION]].astype(str)
+    segments = keys.drop_duplicates().sort_values([C.GROUP, C.REGION]).reset_index(drop=True)
+    lookup = {(g, r): i for i, (g, r) in enumerate(zip(segments[C.GROUP], segments[C.REGION]))}
+    seg_of_user = np.fromiter(
+        (lookup[(g, r)] for g, r in zip(keys[C.GROUP], keys[C.REGION])), dtype=np.int64, count=len(keys)
+    )
+    return segments, seg_of_user
+
+
+def segment_popularity(positives: sp.csr_matrix, seg_of_user: np.ndarray, n_segments: int) -> np.ndarray:
+    """Sum decayed positive engagement per segment and item.
+
+    Parameters
+    ----------
+    positives : csr_matrix (n_users, n_items)
+        Decayed positive confidence.
+    seg_of_user : ndarray int64 (n_users,)
+        Segment index of each user.
+    n_segments : int
+
+    Returns
+    -------
+    ndarray float32 (n_segments, n_items)
+    """
+    n_users = positives.shape[0]
+    member = sp.csr_matrix(
+        (np.ones(n_users, dtype=np.float32), (seg_of_user, np.arange(n_users))), shape=(n_segments, n_users)
+    )
+    return np.asarray((member @ positives).todense(), dtype=np.float32)
+
+
+def seen_matrix(engaged: sp.csr_matrix, negatives: sp.csr_matrix) -> sp.csr_matrix:
+    """Return the int8 seen matrix: +1 positively engaged, -1 dismissed/reported (negative wins)."""
+    pos = (engaged != 0).astype(np.int8)
+    neg = (negatives != 0).astype(np.int8)
+    seen = pos - pos.multiply(neg) - neg
+    seen = sp.csr_matrix(seen, dtype=np.int8)
+    seen.eliminate_zeros()
+    seen.sort_indices()
+    return seen
+
+
+def channel_counts(
+    events: pd.DataFrame, user_index: np.ndarray, n_users: int, taxonomy: Taxonomy
+) -> np.ndarray:
+    """Count positive engagements per user and channel (taxonomy channel order).
+
+    ``user_index`` is the dense index of each event's user (-1 = unknown).
+    """
+    channels = list(taxonomy.channels)
+    positive = events[C.EVENT_TYPE].isin(C.EVENT_TYPES_POSITIVE).to_numpy()
+    chan = pd.Categorical(events[C.CHANNEL].astype(str), categories=channels).codes
+    keep = positive & (chan >= 0) & (user_index >= 0)
+    out = np.zeros((n_users, len(channels)), dtype=np.float32)
+    np.add.at(out, (user_index[keep], chan[keep]), 1.0)
+    return out
+
+
+def train_model(
+    users: pd.DataFrame,
+    items: pd.DataFrame,
+    events: pd.DataFrame,
+    *,
+    config: EngineConfig | None = None,
+    taxonomy: Taxonomy | None = None,
+    as_of: pd.Timestamp | str | None = None,
+    warm_start: TrainedModel | None = None,
+    steps: Steps | None = None,
+) -> TrainedModel:
+    """Train every component on clean contract tables.
+
+    Parameters
+    ----------
+    users, items, events : DataFrame
+        Clean tables as :func:`recsys.schema.validate` returns them.
+    config : EngineConfig, optional
+        Defaults when omitted.
+    taxonomy : Taxonomy, optional
+        The default city's when omitted.
+    as_of : timestamp, optional
+        Train only on events strictly before this time (tz-aware, or ISO text
+        with an offset); decay is counted back from it. Default: the last
+        event's time.
+    warm_start : TrainedModel, optional
+        A previous model: its factors initialise known users and items and the
+        fit runs ``config.collaborative.warm_start_iterations`` iterations.
+    steps : Steps, optional
+        Progress display; silent when omitted.
+
+    Returns
+    -------
+    TrainedModel
+    """
+    from recsys.coldstart import ItemColdStart, UserColdStart
+    from recsys.collaborative import CollaborativeModel
+    from recsys.content import ContentEmbedder
+    from recsys.idmap import IdMap
+    from recsys.index import VectorIndex
+    from recsys.interactions import build_interactions
+    from recsys.profiles import TopicProfiles
+
+    config = config or EngineConfig()
+    taxonomy = taxonomy or load_taxonomy()
+    steps = steps or Steps(N_STEPS, stream=None)
+    cutoff = None if as_of is None else pd.Timestamp(as_of)
+    if cutoff is not None and cutoff.tzinfo is None:
+        from recsys.exceptions import ConfigError
+
+        raise ConfigError(f"as_of {as_of!r} has no time zone; give an offset, e.g. 2026-06-01T00:00:00+08:00")
+
+    users = users.reset_index(drop=True)
+    items = items.reset_index(drop=True)
+    with steps.step("interactions"):
+        user_map = IdMap.from_ids(users[C.USER_ID].to_numpy())
+        item_map = IdMap.from_ids(items[C.ITEM_ID].to_numpy())
+        if cutoff is not None:
+            events = events[events[C.TIMESTAMP] < cutoff]
+        inter = build_interactions(events, user_map, item_map, config.interactions, as_of=cutoff)
+
+    with steps.step(f"collaborative ({config.collaborative.algorithm})"):
+        cf = CollaborativeModel(config=config.collaborative)
+        if warm_start is not None:
+            cf.fit(
+                inter,
+                warm_start=(
+                    warm_start.users[C.USER_ID].to_numpy(),
+                    np.asarray(warm_start.user_factors),
+                    warm_start.items[C.ITEM_ID].to_numpy(),
+                    np.asarray(warm_start.item_factors),
+                ),
+                user_ids=user_map.ids,
+                item_ids=item_map.ids,
+            )
+        else:
+            cf.fit(inter)
+        user_factors = np.ascontiguousarray(cf.user_factors_, dtype=np.float32)
+        item_factors = np.ascontiguousarray(cf.item_factors_, dtype=np.float32)
+
+    with steps.step("topic profiles"):
+        profiles = TopicProfiles(config=config.profiles, taxonomy=taxonomy).fit(inter, users, items)
+
+    with steps.step("content embedding"):
+        embedder = ContentEmbedder(config=config.content, taxonomy=taxonomy)
+        content = embedder.fit_transform(items)
+
+    with steps.step("cold start"):
+        item_warm = np.asarray(inter.engaged.getnnz(axis=0) > 0)
+        item_cs = ItemColdStart(config=config.cold_start).fit(content[item_warm], item_factors[item_warm])
+        if (~item_warm).any():
+            item_factors[~item_warm] = item_cs.transform(content[~item_warm])
+        user_warm = np.asarray(inter.engaged.getnnz(axis=1) > 0)
+        user_cs = UserColdStart(config=config.cold_start, taxonomy=taxonomy).fit(
+            users, user_factors, user_warm, profiles
+        )
+        cold_rows = np.flatnonzero(~user_warm)
+        if len(cold_rows):
+            user_factors[cold_rows] = user_cs.vectors_for(users.iloc[cold_rows])
+
+    with steps.step("popularity and history"):
+        segments, seg_of_user = _segment_codes(users)
+        seg_pop = segment_popularity(inter.positives, seg_of_user, len(segments))
+        pop_recent = np.asarray(inter.positives.sum(axis=0), dtype=np.float32).ravel()
+        pop_all = np.asarray((inter.engaged != 0).sum(axis=0), dtype=np.float32).ravel()
+        seen = seen_matrix(inter.engaged, inter.negatives)
+        ev_user = user_map.index(events[C.USER_ID].to_numpy())
+        chan_counts = channel_counts(events, ev_user, len(users), taxonomy)
+        seg_prior = np.stack(
+            [profiles.prior_for(g, r) for g, r in zip(segments[C.GROUP], segments[C.REGION])]
+        ).astype(np.float32)
+
+    with steps.step("ANN index"):
+        index = VectorIndex.build(item_factors, config=config.index, seed=config.index.seed)
+        recall = index.recall_at_k(
+            _recall_queries(user_factors, config.index.recall_sample, config.index.seed), config.index.recall_k
+        )
+
+    ts = events[C.TIMESTAMP]
+    window = {
+        "start": ts.min().isoformat() if len(ts) else None,
+        "end": (cutoff if cutoff is not None else (ts.max() if len(ts) else pd.Timestamp.now(tz="UTC"))).isoformat(),
+    }
+    info: dict[str, Any] = {
+        "counts": {
+            "events": int(len(events)),
+            "interactions": int(inter.matrix.nnz),
+            "warm_users": int(user_warm.sum()),
+            "cold_users": int((~user_warm).sum()),
+        },
+        "index": {"kind": index.kind, "recall_at_k": float(recall), "k": config.index.recall_k},
+        "timings_s": dict(steps.timings),
+        "warm_start": warm_start is not None,
+    }
+    return TrainedModel(
+        taxonomy=taxonomy,
+        config=config,
+        users=_user_columns(users),
+        items=items,
+        user_factors=user_factors,
+        item_factors=item_factors,
+        item_warm=item_warm,
+        content_vectors=np.ascontiguousarray(content, dtype=np.float32),
+        user_topics=np.asarray(profiles.user_topics_, dtype=np.float32),
+        segments=segments,
+        segment_topic_prior=seg_prior,
+        segment_popularity=seg_pop,
+        popularity_recent=pop_recent,
+        popularity_all_time=pop_all,
+        seen=seen,
+        user_channel_counts=chan_counts,
+        item_index=index,
+        content_model=embedder,
+        item_cold_start=item_cs,
+        user_cold_start=user_cs,
+        window=window,
+        info=info,
+    )
+
+
+def _user_columns(users: pd.DataFrame) -> pd.DataFrame:
+    out = users.reindex(columns=list(USER_COLUMNS))
+    out[C.CHANNELS] = out[C.CHANNELS].map(lambda v: [str(x) for x in v] if v is not None else [])
+    return out
+
+
+def _recall_queries(user_factors: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """A seeded sample of user vectors to measure the index's recall on."""
+    from recsys.seeds import check_random_state
+
+    rng = check_random_state(seed)
+    take = min(n, len(user_factors))
+    rows = np.sort(rng.choice(len(user_factors), size=take, replace=False)) if take else np.array([], int)
+    return np.ascontiguousarray(user_factors[rows], dtype=np.float32)
