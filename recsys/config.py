@@ -56,6 +56,9 @@ class CollaborativeConfig:
     seed: int = 42
     #: iterations of a warm-started fit (reuses the previous bundle's factors)
     warm_start_iterations: int = 4
+    #: subtracted from score() for each (user, item) with a dismiss/report, so
+    #: negative feedback can only lower that item's score for the user
+    negative_penalty: float = 1.0
 
 
 @dataclass
@@ -66,6 +69,9 @@ class ProfileConfig:
     prior_strength: float = 5.0
     #: how strongly negative feedback pulls a topic down (multiplies the event weight)
     negative_factor: float = 1.0
+    #: pseudo-count (in users) shrinking a group x region prior toward its group's
+    #: prior, and a group's prior toward the global one
+    segment_prior_strength: float = 10.0
 
 
 @dataclass
@@ -77,6 +83,8 @@ class ContentConfig:
     min_df: int = 1
     topic_weight: float = 0.5
     format_weight: float = 0.2
+    #: stop-word file, one word a line; "" = the list shipped in recsys/data/stopwords_zh.txt
+    stopwords: str = ""
     seed: int = 42
 
 
@@ -89,6 +97,9 @@ class ColdStartConfig:
     topic_prior_blend: float = 0.3
     #: users with at most this many positive events are folded in, not fitted
     fold_in_max_events: int = 3
+    #: a (group, sub_group, region) segment needs this many warm users for its own
+    #: centroid; otherwise back off to (group, region), then (group), then global
+    min_segment_users: int = 5
 
 
 @dataclass
@@ -102,6 +113,9 @@ class IndexConfig:
     ef_search: int = 128
     recall_sample: int = 500
     recall_k: int = 50
+    #: an HNSW search whose allow-list has at most this many ids is answered exactly over
+    #: just those vectors (faster than a filtered graph walk up to tens of thousands)
+    allow_exact_max: int = 20000
     threads: int = 2
     seed: int = 42
 
@@ -115,6 +129,90 @@ class BundleConfig:
 
 
 @dataclass
+class PushConfig:
+    """Nightly push lists and campaigns (``recsys.push``).
+
+    Per-channel tables (``k``, caps, quiet hours) are keyed by personal
+    channel code; every personal channel of the taxonomy needs an entry.
+    """
+
+    #: personal channels a user gets a list on per night
+    channels_per_user: int = 1
+    #: channel order when the user's own engagement does not decide (no events, ties)
+    channel_priority: list[str] = field(default_factory=lambda: ["app_push", "wechat", "e_reader"])
+    #: list length per channel
+    k: dict[str, int] = field(default_factory=lambda: {"app_push": 3, "wechat": 5, "e_reader": 5})
+    #: most items pushed to one user on one channel per local day (nightly + campaigns)
+    daily_cap: dict[str, int] = field(default_factory=lambda: {"app_push": 5, "wechat": 8, "e_reader": 8})
+    #: most items pushed to one user on one channel in any 7 consecutive days
+    weekly_cap: dict[str, int] = field(default_factory=lambda: {"app_push": 20, "wechat": 30, "e_reader": 30})
+    #: an item is never pushed twice to the same user less than this many days apart
+    dedup_days: int = 180
+    #: quiet hours: the sender may deliver from send_after to send_before (local time, HH:MM)
+    send_after: dict[str, str] = field(
+        default_factory=lambda: {"app_push": "08:00", "wechat": "07:30", "e_reader": "19:00"}
+    )
+    send_before: dict[str, str] = field(
+        default_factory=lambda: {"app_push": "21:00", "wechat": "22:00", "e_reader": "22:30"}
+    )
+    #: most items sharing one topic inside one list (soft: relaxed only to fill k)
+    topic_cap: int = 2
+    #: share of users per group x region that gets no push (the measurement holdout)
+    holdout_share: float = 0.05
+    #: the holdout is a hash of (salt, user id): same users night after night until the salt changes
+    holdout_salt: str = "kepu-holdout-1"
+    #: users per chunk (the unit of work, checkpoint and resume)
+    chunk_size: int = 20000
+    #: local worker processes (1 = in this process)
+    workers: int = 2
+    #: the push history is split by a hash of user id into this many buckets
+    history_buckets: int = 64
+
+
+@dataclass
+class RankingConfig:
+    """The ranking blend, diversity rules and candidate counts (``recsys.ranking``).
+
+    ``score = w_collaborative * relevance + w_topic * topic affinity
+    + w_popularity * segment popularity + w_freshness * freshness + w_authority * authority``;
+    every term lies in [0, 1] (relevance in [-1, 1]); see ``recsys/ranking/scoring.py``.
+    """
+
+    weight_collaborative: float = 1.0
+    weight_topic: float = 0.5
+    weight_popularity: float = 0.6
+    weight_freshness: float = 0.15
+    weight_authority: float = 0.1
+    #: authority term per source level (contract codes)
+    authority_levels: dict[str, float] = field(
+        default_factory=lambda: {"national": 1.0, "provincial": 0.6, "municipal": 0.3, "other": 0.0}
+    )
+    #: freshness = 0.5 ** (age_days / half_life); items without a publish time count as old
+    freshness_half_life_days: float = 7.0
+    #: content cosine above which two items are near-duplicates (never in one list)
+    near_duplicate_threshold: float = 0.9
+    #: soft cap: at most ceil(max_topic_share * k) items per primary topic unless needed to fill k
+    max_topic_share: float = 0.3
+    #: ANN candidates per user: max(ann_candidates, ann_overfetch * k), scaled up by 1 / eligible share
+    ann_candidates: int = 50
+    ann_overfetch: int = 4
+    #: ceiling of ANN candidates per user after scaling
+    ann_max_fetch: int = 1000
+    #: below this share of eligible items, the ANN search runs on the allow-list
+    allow_search_below: float = 0.2
+    #: the user's top topics used as a candidate source, and items per topic
+    candidate_topics: int = 3
+    topic_candidates: int = 20
+    #: freshest published items, and group x region popular items, per user
+    fresh_candidates: int = 20
+    popular_candidates: int = 50
+    #: largest k a call accepts
+    max_k: int = 1000
+    #: users per vectorized block in recommend_many
+    batch_size: int = 1024
+
+
+@dataclass
 class EngineConfig:
     """All configuration sections."""
 
@@ -125,6 +223,8 @@ class EngineConfig:
     cold_start: ColdStartConfig = field(default_factory=ColdStartConfig)
     index: IndexConfig = field(default_factory=IndexConfig)
     bundle: BundleConfig = field(default_factory=BundleConfig)
+    push: PushConfig = field(default_factory=PushConfig)
+    ranking: RankingConfig = field(default_factory=RankingConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the configuration as plain nested dicts (TOML/JSON-ready)."""

@@ -32,17 +32,6 @@ from recsys.taxonomy import Taxonomy, load_taxonomy
 N_STEPS = 7
 
 
-def _segment_codes(users: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
-    """Return the (group, region) segments table and each user's segment index."""
-    keys = users[[C.GROUP, C.REGION]].astype(str)
-    segments = keys.drop_duplicates().sort_values([C.GROUP, C.REGION]).reset_index(drop=True)
-    lookup = {(g, r): i for i, (g, r) in enumerate(zip(segments[C.GROUP], segments[C.REGION]))}
-    seg_of_user = np.fromiter(
-        (lookup[(g, r)] for g, r in zip(keys[C.GROUP], keys[C.REGION])), dtype=np.int64, count=len(keys)
-    )
-    return segments, seg_of_user
-
-
 def segment_popularity(positives: sp.csr_matrix, seg_of_user: np.ndarray, n_segments: int) -> np.ndarray:
     """Sum decayed positive engagement per segment and item.
 
@@ -85,7 +74,7 @@ def channel_counts(
     """
     channels = list(taxonomy.channels)
     positive = events[C.EVENT_TYPE].isin(C.EVENT_TYPES_POSITIVE).to_numpy()
-    chan = pd.Categorical(events[C.CHANNEL].astype(str), categories=channels).codes
+    chan = pd.Index(channels).get_indexer(events[C.CHANNEL].astype(str))
     keep = positive & (chan >= 0) & (user_index >= 0)
     out = np.zeros((n_users, len(channels)), dtype=np.float32)
     np.add.at(out, (user_index[keep], chan[keep]), 1.0)
@@ -164,8 +153,7 @@ def train_model(
                     warm_start.items[C.ITEM_ID].to_numpy(),
                     np.asarray(warm_start.item_factors),
                 ),
-                user_ids=user_map.ids,
-                item_ids=item_map.ids,
+                iterations=config.collaborative.warm_start_iterations,
             )
         else:
             cf.fit(inter)
@@ -185,24 +173,30 @@ def train_model(
         if (~item_warm).any():
             item_factors[~item_warm] = item_cs.transform(content[~item_warm])
         user_warm = np.asarray(inter.engaged.getnnz(axis=1) > 0)
-        user_cs = UserColdStart(config=config.cold_start, taxonomy=taxonomy).fit(
-            users, user_factors, user_warm, profiles
+        user_cs = UserColdStart(config=config.cold_start).fit(
+            user_factors, users, user_topics=profiles.user_topics_, warm=user_warm
         )
         cold_rows = np.flatnonzero(~user_warm)
         if len(cold_rows):
-            user_factors[cold_rows] = user_cs.vectors_for(users.iloc[cold_rows])
+            # a user without events has their segment's prior as topic profile
+            rows = users.iloc[cold_rows]
+            user_factors[cold_rows] = user_cs.vectors_for(
+                rows[C.GROUP].astype(str).tolist(),
+                rows[C.SUB_GROUP].fillna("").astype(str).tolist(),
+                rows[C.REGION].astype(str).tolist(),
+                topic_priors=profiles.user_topics_[cold_rows],
+            )
 
     with steps.step("popularity and history"):
-        segments, seg_of_user = _segment_codes(users)
+        segments = profiles.segments_.reset_index(drop=True)
+        seg_of_user = profiles.user_segment_
         seg_pop = segment_popularity(inter.positives, seg_of_user, len(segments))
         pop_recent = np.asarray(inter.positives.sum(axis=0), dtype=np.float32).ravel()
         pop_all = np.asarray((inter.engaged != 0).sum(axis=0), dtype=np.float32).ravel()
         seen = seen_matrix(inter.engaged, inter.negatives)
         ev_user = user_map.index(events[C.USER_ID].to_numpy())
         chan_counts = channel_counts(events, ev_user, len(users), taxonomy)
-        seg_prior = np.stack(
-            [profiles.prior_for(g, r) for g, r in zip(segments[C.GROUP], segments[C.REGION])]
-        ).astype(np.float32)
+        seg_prior = np.asarray(profiles.segment_priors_, dtype=np.float32)
 
     with steps.step("ANN index"):
         index = VectorIndex.build(item_factors, config=config.index, seed=config.index.seed)

@@ -1,0 +1,276 @@
+"""Tests of recsys.index.VectorIndex: exact oracle, allow-lists, determinism, persistence."""
+
+from __future__ import annotations
+
+import json
+
+import faiss
+import numpy as np
+import pytest
+
+from recsys.config import IndexConfig
+from recsys.exceptions import ArtifactError, ConfigError, NotFittedError
+from recsys.index import IDS_FILE, INDEX_FILE, META_FILE, VECTORS_FILE, VectorIndex
+
+
+def clustered(n: int, d: int, seed: int, clusters: int = 8) -> np.ndarray:
+    """Unit vectors around a few centres, so neighbours are meaningful."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((clusters, d))
+    x = centres[rng.integers(clusters, size=n)] + 0.5 * rng.standard_normal((n, d))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+N, D = 600, 16
+FLAT = IndexConfig(exact_threshold=10_000, threads=1, recall_sample=50, recall_k=10, allow_exact_max=50)
+HNSW = IndexConfig(
+    exact_threshold=100, hnsw_m=16, ef_construction=64, ef_search=64,
+    threads=1, recall_sample=50, recall_k=10, allow_exact_max=50,
+)
+
+
+@pytest.fixture(scope="module")
+def data():
+    x = clustered(N, D, seed=1)
+    ids = np.random.default_rng(2).permutation(100_000)[:N].astype(np.int64) + 7
+    queries = clustered(20, D, seed=3)
+    return x, ids, queries
+
+
+@pytest.fixture(scope="module", params=["flat", "hnsw"])
+def built(request, data):
+    x, ids, _ = data
+    config = FLAT if request.param == "flat" else HNSW
+    return VectorIndex.build(x, ids, config=config, seed=5)
+
+
+def test_kind_follows_threshold(data):
+    x, ids, _ = data
+    assert VectorIndex.build(x, ids, config=IndexConfig(exact_threshold=N + 1, recall_sample=0)).kind == "flat"
+    index = VectorIndex.build(x, ids, config=IndexConfig(exact_threshold=N, threads=1, recall_sample=0))
+    assert index.kind == "hnsw"
+    assert isinstance(index.index_, faiss.IndexHNSWFlat)
+    assert index.ntotal == N and index.dim == D
+    assert index.recall_ is None
+
+
+def test_search_returns_caller_ids_and_matches_oracle(built, data):
+    x, ids, queries = data
+    scores, found = built.search(queries, 10)
+    assert scores.shape == found.shape == (20, 10)
+    assert scores.dtype == np.float32 and found.dtype == np.int64
+    assert np.isin(found, ids).all()
+    assert (np.diff(scores, axis=1) <= 1e-6).all()  # best first
+    # a stored vector's nearest neighbour is itself
+    _, self_hit = built.search(x[:30], 1)
+    assert (self_hit[:, 0] == ids[:30]).all()
+    _, exact = built.exact_search(queries, 10)
+    if built.kind == "flat":
+        assert (found == exact).all()
+    assert built.recall_at_k(queries, 10) >= 0.9
+
+
+def test_build_recall_is_recorded(built):
+    info = built.info()
+    assert info["kind"] == built.kind
+    assert info["recall_k"] == 10 and info["recall_sample"] == 50
+    assert 0.9 <= info["recall_at_k"] <= 1.0
+    json.dumps(info)  # manifest-ready
+    if built.kind == "flat":
+        assert info["recall_at_k"] == 1.0
+
+
+@pytest.mark.parametrize("allow_size", [30, 300])  # exact-subset path, faiss selector path
+def test_allow_list_returns_only_allowed_and_equals_subset_search(built, data, allow_size):
+    x, ids, queries = data
+    rng = np.random.default_rng(allow_size)
+    rows = np.sort(rng.choice(N, size=allow_size, replace=False))
+    allow = ids[rows]
+    scores, found = built.search(queries, 10, allow=allow)
+    assert np.isin(found, allow).all()
+
+    # oracle: an exact index built from the allowed vectors alone
+    subset = VectorIndex.build(x[rows], allow, config=FLAT, seed=0)
+    sub_scores, sub_found = subset.exact_search(queries, 10)
+    # and the same via exact_search's own allow-list
+    or_scores, or_found = built.exact_search(queries, 10, allow=allow)
+    assert (or_found == sub_found).all()
+    np.testing.assert_allclose(or_scores, sub_scores, rtol=1e-5, atol=1e-6)
+
+    exact_path = allow_size <= built.config_.allow_exact_max
+    if built.kind == "flat" or exact_path:
+        assert (found == sub_found).all()
+        np.testing.assert_allclose(scores, sub_scores, rtol=1e-5, atol=1e-6)
+    else:
+        # graph search through a selector is approximate: most of the true top-10
+        hits = sum(np.intersect1d(a, b).size for a, b in zip(found, sub_found))
+        assert hits / sub_found.size >= 0.9
+
+
+def test_allow_list_ignores_unknown_ids_and_pads(built, data):
+    _, ids, queries = data
+    allow = np.array([ids[3], ids[9], -5, 10**9], dtype=np.int64)
+    scores, found = built.search(queries[:2], 4, allow=allow)
+    assert set(found[:, :2].ravel()) <= {ids[3], ids[9]}
+    assert (found[:, 2:] == -1).all() and np.isneginf(scores[:, 2:]).all()
+    scores, found = built.search(queries[:2], 3, allow=np.array([], dtype=np.int64))
+    assert (found == -1).all() and np.isneginf(scores).all()
+
+
+def test_k_larger_than_catalogue_pads():
+    x = clustered(5, 4, seed=0)
+    index = VectorIndex.build(x, config=FLAT)
+    scores, found = index.search(x[:1], 8)
+    assert sorted(found[0, :5]) == [0, 1, 2, 3, 4]
+    assert (found[0, 5:] == -1).all() and np.isneginf(scores[0, 5:]).all()
+    _, exact = index.exact_search(x[:1], 8)
+    assert (exact == found).all()
+
+
+def test_same_vectors_same_seed_same_results(data):
+    x, ids, queries = data
+    a = VectorIndex.build(x, ids, config=HNSW, seed=11)
+    b = VectorIndex.build(x, ids, config=HNSW, seed=11)
+    sa, fa = a.search(queries, 10)
+    sb, fb = b.search(queries, 10)
+    assert (fa == fb).all() and (sa == sb).all()
+    assert a.recall_ == b.recall_
+    levels = faiss.vector_to_array(a.index_.hnsw.levels)
+    assert (levels == faiss.vector_to_array(b.index_.hnsw.levels)).all()
+    # the seed reaches the graph: another seed draws other node levels
+    c = VectorIndex.build(x, ids, config=HNSW, seed=12)
+    assert not (levels == faiss.vector_to_array(c.index_.hnsw.levels)).all()
+
+
+@pytest.mark.parametrize("mmap", [True, False])
+def test_save_load_round_trip(built, data, tmp_path, mmap):
+    x, ids, queries = data
+    folder = built.save(tmp_path / "index")
+    loaded = VectorIndex.load(folder, mmap=mmap)
+    assert loaded.kind == built.kind and loaded.ntotal == N
+    np.testing.assert_array_equal(np.asarray(loaded.vectors_), x)
+    np.testing.assert_array_equal(np.asarray(loaded.ids_), ids)
+    for allow in (None, ids[:20], ids[::2]):
+        s1, f1 = built.search(queries, 10, allow=allow)
+        s2, f2 = loaded.search(queries, 10, allow=allow)
+        assert (f1 == f2).all()
+        np.testing.assert_array_equal(s1, s2)
+    assert loaded.info()["recall_at_k"] == built.recall_
+
+
+def test_load_config_overrides_search_settings(built, tmp_path, data):
+    _, ids, queries = data
+    folder = built.save(tmp_path / "index")
+    loaded = VectorIndex.load(folder, config=IndexConfig(allow_exact_max=0, threads=1))
+    assert loaded.config_.allow_exact_max == 0
+    _, found = loaded.search(queries, 5, allow=ids[:10])
+    assert np.isin(found, ids[:10]).all()
+
+
+@pytest.mark.parametrize("name", [META_FILE, INDEX_FILE, VECTORS_FILE, IDS_FILE])
+def test_missing_file_names_it(built, tmp_path, name):
+    folder = built.save(tmp_path / "index")
+    (folder / name).unlink()
+    with pytest.raises(ArtifactError, match=f"{name}: index file missing"):
+        VectorIndex.load(folder)
+
+
+def test_missing_folder(tmp_path):
+    with pytest.raises(ArtifactError, match="index.json: index file missing"):
+        VectorIndex.load(tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize("name", [INDEX_FILE, VECTORS_FILE, IDS_FILE])
+def test_corrupted_file_fails_checksum(built, tmp_path, name):
+    folder = built.save(tmp_path / "index")
+    raw = bytearray((folder / name).read_bytes())
+    raw[-1] ^= 0xFF  # one flipped byte in the payload: still parses, wrong data
+    (folder / name).write_bytes(bytes(raw))
+    with pytest.raises(ArtifactError, match=f"{name}: checksum mismatch"):
+        VectorIndex.load(folder)
+
+
+def test_unreadable_faiss_file_without_checksum(built, tmp_path):
+    folder = built.save(tmp_path / "index")
+    (folder / INDEX_FILE).write_bytes(b"not a faiss index")
+    with pytest.raises(ArtifactError, match="index.faiss: cannot read faiss index"):
+        VectorIndex.load(folder, verify=False)
+
+
+def test_truncated_vectors_without_checksum(built, tmp_path):
+    folder = built.save(tmp_path / "index")
+    raw = (folder / VECTORS_FILE).read_bytes()
+    (folder / VECTORS_FILE).write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(ArtifactError, match="vectors.npy: cannot read array"):
+        VectorIndex.load(folder, verify=False, mmap=False)
+
+
+def test_inconsistent_sizes(built, tmp_path, data):
+    folder = built.save(tmp_path / "index")
+    np.save(folder / IDS_FILE, data[1][:-1], allow_pickle=False)
+    with pytest.raises(ArtifactError, match="ids.npy: expected 600 int64 ids"):
+        VectorIndex.load(folder, verify=False)
+
+
+def test_bad_metadata(built, tmp_path):
+    folder = built.save(tmp_path / "index")
+    (folder / META_FILE).write_text("{broken", encoding="utf-8")
+    with pytest.raises(ArtifactError, match="index.json: unreadable index metadata"):
+        VectorIndex.load(folder)
+    meta = built.info() | {"format_version": 99, "sha256": {}}
+    (folder / META_FILE).write_text(json.dumps(meta), encoding="utf-8")
+    with pytest.raises(ArtifactError, match="index format version 99"):
+        VectorIndex.load(folder)
+
+
+def test_build_input_errors():
+    x = clustered(10, 4, seed=0)
+    with pytest.raises(ConfigError, match=r"vectors must be a 2-D array .* shape \(10,\)"):
+        VectorIndex.build(x[:, 0], config=FLAT)
+    with pytest.raises(ConfigError, match="at least one row"):
+        VectorIndex.build(np.zeros((0, 4), dtype=np.float32), config=FLAT)
+    with pytest.raises(ConfigError, match="vectors must be numeric"):
+        VectorIndex.build(np.full((2, 2), "a"), config=FLAT)
+    bad = x.copy()
+    bad[3, 1] = np.nan
+    with pytest.raises(ConfigError, match="vectors contains NaN"):
+        VectorIndex.build(bad, config=FLAT)
+    with pytest.raises(ConfigError, match="ids has 9 entries but vectors has 10 rows"):
+        VectorIndex.build(x, np.arange(9), config=FLAT)
+    with pytest.raises(ConfigError, match="ids must be distinct"):
+        VectorIndex.build(x, np.zeros(10, dtype=np.int64), config=FLAT)
+    with pytest.raises(ConfigError, match=r"ids must be >= 0 .* got -1"):
+        VectorIndex.build(x, np.arange(-1, 9), config=FLAT)
+    with pytest.raises(ConfigError, match="ids must hold integers"):
+        VectorIndex.build(x, np.arange(10) + 0.5, config=FLAT)
+    with pytest.raises(ConfigError, match=r"IndexConfig.hnsw_m must be an integer >= 2, got 1"):
+        VectorIndex.build(x, config=IndexConfig(hnsw_m=1))
+    with pytest.raises(ConfigError, match="config must be an IndexConfig"):
+        VectorIndex.build(x, config={"threads": 1})
+    with pytest.raises(ConfigError, match="seed must be a non-negative int"):
+        VectorIndex.build(x, config=FLAT, seed=-3)
+
+
+def test_search_input_errors(data):
+    x, _, _ = data
+    index = VectorIndex.build(x, config=FLAT)
+    with pytest.raises(ConfigError, match="k must be an integer >= 1, got 0"):
+        index.search(x[:2], 0)
+    with pytest.raises(ConfigError, match=f"queries must have {D} columns"):
+        index.search(x[:2, :3], 5)
+    with pytest.raises(ConfigError, match="queries must be a 2-D array"):
+        index.search(x[0], 5)
+    with pytest.raises(ConfigError, match=r"allow must be a 1-D array"):
+        index.search(x[:2], 5, allow=np.zeros((2, 2), dtype=np.int64))
+    with pytest.raises(ConfigError, match="allow must hold integers"):
+        index.search(x[:2], 5, allow=np.array([1.5]))
+    with pytest.raises(ConfigError, match="sample_queries must have at least one row"):
+        index.recall_at_k(x[:0], 5)
+
+
+def test_not_built():
+    index = VectorIndex(config=FLAT)
+    with pytest.raises(NotFittedError, match="VectorIndex is not built"):
+        index.search(np.zeros((1, 4), dtype=np.float32), 3)
+    with pytest.raises(NotFittedError, match="not built"):
+        index.save("unused")
