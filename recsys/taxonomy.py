@@ -8,6 +8,7 @@ format is documented in the README.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -18,6 +19,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from recsys.exceptions import SchemaError, UnknownCodeError
 
 KINDS = ("group", "sub_group", "region", "topic", "format", "channel")
+# Lowercase snake_case; in particular no "|", which separates codes in CSV lists.
+_CODE_RE = re.compile(r"[a-z0-9_]+")
 
 
 @dataclass(frozen=True)
@@ -126,6 +129,8 @@ class Taxonomy:
 
     def zh(self, kind: str, code: str) -> str:
         """Return the Chinese display name of a code (the code itself if unknown)."""
+        if kind not in KINDS:
+            raise UnknownCodeError(f"unknown code kind {kind!r}; valid: {', '.join(KINDS)}")
         if kind == "sub_group":
             return self.sub_group_names.get(code, code)
         entries = {
@@ -151,9 +156,27 @@ def _entries(doc: dict, key: str, origin: str) -> dict[str, dict]:
     for code, entry in section.items():
         if not isinstance(entry, dict):
             raise SchemaError(f"{origin}: [{key}.{code}] must be a table with zh/en names")
-        if code != code.strip().lower() or " " in code:
-            raise SchemaError(f"{origin}: code {code!r} in [{key}] must be lowercase snake_case")
+        _check_code(code, f"[{key}]", origin)
     return section
+
+
+def _check_code(code: str, where: str, origin: str) -> None:
+    if not _CODE_RE.fullmatch(code):
+        raise SchemaError(f"{origin}: code {code!r} in {where} must be lowercase snake_case (a-z, 0-9, _)")
+
+
+def _flag(entry: dict, key: str, default: bool, where: str, origin: str) -> bool:
+    value = entry.get(key, default)
+    if not isinstance(value, bool):
+        raise SchemaError(f"{origin}: {where} {key} must be true or false, got {value!r}")
+    return value
+
+
+def _share(entry: dict, default: float, where: str, origin: str) -> float:
+    value = entry.get("population_share", default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise SchemaError(f"{origin}: {where} population_share must be a number >= 0, got {value!r}")
+    return float(value)
 
 
 def _code(code: str, entry: dict) -> Code:
@@ -175,7 +198,7 @@ def parse_taxonomy(text: str, origin: str = "<taxonomy>") -> Taxonomy:
     timezone = str(doc.get("timezone", "Asia/Shanghai"))
     try:
         ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         raise SchemaError(f"{origin}: unknown timezone {timezone!r}") from None
 
     groups_raw = _entries(doc, "groups", origin)
@@ -188,9 +211,14 @@ def parse_taxonomy(text: str, origin: str = "<taxonomy>") -> Taxonomy:
     sub_group_names: dict[str, str] = {}
     for group, entry in groups_raw.items():
         subs = entry.get("sub_groups", {})
-        if isinstance(subs, list):
+        if isinstance(subs, list) and all(isinstance(s, str) for s in subs):
             subs = {s: s for s in subs}
+        if not isinstance(subs, dict):
+            raise SchemaError(
+                f"{origin}: [groups.{group}] sub_groups must be a table of code = name or a list of codes"
+            )
         for sub, name in subs.items():
+            _check_code(sub, f"[groups.{group}] sub_groups", origin)
             if sub in sub_groups:
                 raise SchemaError(f"{origin}: sub_group {sub!r} listed under two groups")
             sub_groups[sub] = group
@@ -198,7 +226,10 @@ def parse_taxonomy(text: str, origin: str = "<taxonomy>") -> Taxonomy:
 
     channel_formats: dict[str, tuple[str, ...]] = {}
     for channel, entry in channels_raw.items():
-        fmts = tuple(entry.get("formats", formats_raw.keys()))
+        fmts = entry.get("formats", list(formats_raw))
+        if not isinstance(fmts, list):
+            raise SchemaError(f"{origin}: [channels.{channel}] formats must be a list of format codes")
+        fmts = tuple(fmts)
         bad = [f for f in fmts if f not in formats_raw]
         if bad:
             raise SchemaError(
@@ -206,7 +237,9 @@ def parse_taxonomy(text: str, origin: str = "<taxonomy>") -> Taxonomy:
                 f"valid: {', '.join(formats_raw)}"
             )
         channel_formats[channel] = fmts
-    personal = tuple(c for c, e in channels_raw.items() if bool(e.get("personal", True)))
+    personal = tuple(
+        c for c, e in channels_raw.items() if _flag(e, "personal", True, f"[channels.{c}]", origin)
+    )
 
     return Taxonomy(
         name=str(doc.get("name", "custom")),
@@ -218,9 +251,9 @@ def parse_taxonomy(text: str, origin: str = "<taxonomy>") -> Taxonomy:
         channels={c: _code(c, e) for c, e in channels_raw.items()},
         sub_groups=sub_groups,
         sub_group_names=sub_group_names,
-        urban={c: bool(e.get("urban", True)) for c, e in regions_raw.items()},
+        urban={c: _flag(e, "urban", True, f"[regions.{c}]", origin) for c, e in regions_raw.items()},
         population_share={
-            c: float(e.get("population_share", 1.0 / len(regions_raw))) for c, e in regions_raw.items()
+            c: _share(e, 1.0 / len(regions_raw), f"[regions.{c}]", origin) for c, e in regions_raw.items()
         },
         channel_formats=channel_formats,
         personal_channels=personal,

@@ -1,0 +1,909 @@
+"""The data contract (shared/CONTRACT.md) and its validator.
+
+Three tables -- users, items, events -- are read from Parquet or CSV
+(:func:`find_table`, :func:`read_table`) and checked row by row against the
+contract (:func:`validate`, :func:`validate_tables`). The result holds the
+clean tables, normalized exactly to the contract so every later module can
+rely on types and defaults, and a quarantine table with one reason per
+rejected row. Nothing is dropped silently.
+
+A file that cannot be read at all (missing, not Parquet/CSV, a required
+column absent) raises :class:`~recsys.exceptions.SchemaError` with a
+one-line message naming the file; a bad *row* never raises, it goes to the
+quarantine.
+
+Every check is a vectorized pandas/numpy operation over whole columns: the
+events table runs to tens of millions of rows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from recsys import columns as C
+from recsys.exceptions import ConfigError, SchemaError
+from recsys.io import write_parquet
+from recsys.taxonomy import Taxonomy, load_taxonomy
+from recsys.timeutil import parse_time
+
+KINDS = ("users", "items", "events")
+#: file suffix -> format; anything else is refused
+SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
+#: separator of multi-valued columns in CSV (and in a string cell of a list column)
+LIST_SEP = "|"
+# Joins the items of a Parquet list so whole lists can be factorized; no code
+# or tag contains this control character.
+_JOIN = "\x1f"
+#: column types of the contract
+TYPES = ("id", "text", "code", "codes", "strings", "bool", "timestamp", "float")
+QUARANTINE_COLUMNS = (C.Q_TABLE, C.Q_ROW, C.Q_REASON, C.Q_DETAIL, C.Q_RECORD)
+
+# A code list longer than this is cut short in a quarantine detail.
+_MAX_VALID_SHOWN = 30
+# Rank of each reason: a row keeps the reason with the lowest rank.
+_RANK = {reason: rank for rank, reason in enumerate(C.QUARANTINE_REASONS)}
+_CLEAN = len(C.QUARANTINE_REASONS)
+# An ISO 8601 time followed by a UTC offset (Z, +08, +0800, +08:00).
+_OFFSET_RE = r"\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*(?:[Zz]|[+-]\d{2}(?::?\d{2})?)$"
+_BOOLS = {"true": True, "false": False, "1": True, "0": False}
+
+
+def _personal_channels(taxonomy: Taxonomy) -> list[str]:
+    return list(taxonomy.personal_channels)
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of the contract.
+
+    Attributes
+    ----------
+    name : str
+        Column name (from :mod:`recsys.columns`).
+    type : str
+        One of :data:`TYPES`: ``id`` (string), ``text`` (free string),
+        ``code`` (one code), ``codes`` (list of codes), ``strings`` (list of
+        free strings), ``bool``, ``timestamp`` (UTC), ``float``.
+    required : bool
+        Required columns must be present in the file and non-empty in every
+        row (a ``codes`` column needs at least one code).
+    codes : str, tuple of str or None
+        Valid codes: a taxonomy kind (``"group"``, ``"topic"``, ...) or a
+        fixed tuple.
+    default : object
+        Value of an optional column when absent or null; a callable gets the
+        taxonomy. ``None`` means the type's own default ("", [], False, NaT,
+        NaN).
+    unknown_reason : str
+        Quarantine reason of a value outside ``codes``.
+    """
+
+    name: str
+    type: str
+    required: bool = False
+    codes: str | tuple[str, ...] | None = None
+    default: object = None
+    unknown_reason: str = C.R_UNKNOWN_CODE
+
+
+#: The contract, one tuple of columns per table, in output column order.
+CONTRACT: dict[str, tuple[Column, ...]] = {
+    "users": (
+        Column(C.USER_ID, "id", required=True),
+        Column(C.GROUP, "code", required=True, codes="group"),
+        Column(C.SUB_GROUP, "code", codes="sub_group"),
+        Column(C.REGION, "code", required=True, codes="region"),
+        Column(C.AGE_BAND, "code", codes=C.AGE_BANDS),
+        Column(C.CHANNELS, "codes", codes="channel", default=_personal_channels),
+        Column(C.PUSH_OPT_OUT, "bool"),
+        Column(C.REGISTERED_AT, "timestamp"),
+    ),
+    "items": (
+        Column(C.ITEM_ID, "id", required=True),
+        Column(C.TITLE, "text", required=True),
+        Column(C.SUMMARY, "text"),
+        Column(C.TAGS, "strings"),
+        Column(C.TOPICS, "codes", required=True, codes="topic"),
+        Column(C.FORMAT, "code", codes="format", default="article"),
+        Column(C.TARGET_GROUPS, "codes", codes="group"),
+        Column(C.TARGET_REGIONS, "codes", codes="region"),
+        Column(C.REVIEW_STATUS, "code", codes=C.REVIEW_STATUSES, default="approved"),
+        Column(C.AUTHORITY, "code", codes=C.AUTHORITIES, default="other"),
+        Column(C.SOURCE, "text"),
+        Column(C.PUBLISHED_AT, "timestamp"),
+        Column(C.EXPIRES_AT, "timestamp"),
+    ),
+    "events": (
+        Column(C.EVENT_ID, "id"),
+        Column(C.USER_ID, "id", required=True),
+        Column(C.ITEM_ID, "id", required=True),
+        Column(
+            C.EVENT_TYPE, "code", required=True, codes=C.EVENT_TYPES, unknown_reason=C.R_UNKNOWN_EVENT_TYPE
+        ),
+        Column(C.TIMESTAMP, "timestamp", required=True),
+        Column(C.CHANNEL, "code", codes="channel"),
+        Column(C.DWELL_SECONDS, "float"),
+    ),
+}
+
+_ARROW_TYPES = {
+    "id": pa.string(),
+    "text": pa.string(),
+    "code": pa.string(),
+    "codes": pa.list_(pa.string()),
+    "strings": pa.list_(pa.string()),
+    "bool": pa.bool_(),
+    "timestamp": pa.timestamp("us", tz="UTC"),
+    "float": pa.float64(),
+}
+
+
+def _check_kind(kind: str) -> tuple[Column, ...]:
+    if kind not in CONTRACT:
+        raise ConfigError(f"unknown table kind {kind!r}; valid: {', '.join(KINDS)}")
+    return CONTRACT[kind]
+
+
+def required_columns(kind: str) -> tuple[str, ...]:
+    """Return the names of the required columns of table ``kind``."""
+    return tuple(col.name for col in _check_kind(kind) if col.required)
+
+
+# ---------------------------------------------------------------- reading ----
+def find_table(data_dir: str | Path, kind: str) -> Path:
+    """Locate ``kind.parquet`` or ``kind.csv`` in ``data_dir``.
+
+    Raises
+    ------
+    SchemaError
+        If the folder is missing, neither file is there, or both are (which
+        one was meant would be a guess).
+    ConfigError
+        If ``kind`` is not one of :data:`KINDS`.
+    """
+    _check_kind(kind)
+    folder = Path(data_dir)
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "data folder not found"
+        raise SchemaError(f"{folder}: {what}")
+    found = [path for path in (folder / f"{kind}.parquet", folder / f"{kind}.csv") if path.exists()]
+    if not found:
+        raise SchemaError(f"{folder}: no {kind} table; expected {kind}.parquet or {kind}.csv")
+    if len(found) > 1:
+        raise SchemaError(f"{folder}: both {kind}.parquet and {kind}.csv; keep only one")
+    return found[0]
+
+
+def read_table(path: str | Path, kind: str) -> pd.DataFrame:
+    """Read one table file as it is, checking only that it can be used.
+
+    Values are not converted: a CSV is read as strings (empty cell = ``""``),
+    a Parquet file with its own types, so a quarantined row can be reported
+    as it was. :func:`validate` turns raw tables into clean ones.
+
+    Parameters
+    ----------
+    path : str or Path
+        A ``.parquet`` / ``.pq`` or ``.csv`` (UTF-8, a BOM is allowed) file.
+    kind : {"users", "items", "events"}
+        Which table it is (decides the required columns).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per source row, in file order, with a RangeIndex.
+
+    Raises
+    ------
+    SchemaError
+        If the file is missing, has another suffix, cannot be parsed, or
+        lacks a required column; the message names the file.
+    ConfigError
+        If ``kind`` is not one of :data:`KINDS`.
+    """
+    _check_kind(kind)
+    p = Path(path)
+    fmt = SUFFIXES.get(p.suffix.lower())
+    if fmt is None:
+        raise SchemaError(f"{p}: unsupported file type {p.suffix!r}; valid: {', '.join(SUFFIXES)}")
+    if not p.exists():
+        raise SchemaError(f"{p}: file not found")
+    frame = _read_parquet(p) if fmt == "parquet" else _read_csv(p)
+    missing = [name for name in required_columns(kind) if name not in frame.columns]
+    if missing:
+        raise SchemaError(
+            f"{p}: required column {', '.join(map(repr, missing))} absent from the {kind} table; "
+            f"required: {', '.join(required_columns(kind))}"
+        )
+    return frame.reset_index(drop=True)
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    try:
+        return pq.read_table(path).to_pandas()
+    except (pa.ArrowException, OSError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise SchemaError(f"{path}: not a readable Parquet file ({reason})") from None
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    try:
+        # Strings only, no NA guessing: "NA" or "null" may be real ids; an
+        # empty cell stays "" and each column type decides what empty means.
+        return pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8-sig")
+    except pd.errors.EmptyDataError:
+        raise SchemaError(f"{path}: empty file, no header row") from None
+    except UnicodeDecodeError:
+        raise SchemaError(f"{path}: not UTF-8 text (is it a CSV file?)") from None
+    except (pd.errors.ParserError, OSError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise SchemaError(f"{path}: not a readable CSV file ({reason})") from None
+
+
+# ------------------------------------------------------------- rejections ----
+class _Rejections:
+    """The one reason per row: the lowest rank in QUARANTINE_REASONS wins.
+
+    Checks may be added in any order; a detail is built only for the rows
+    whose reason it sets, so it may cost a Python call per rejected row.
+    """
+
+    def __init__(self, n: int) -> None:
+        self.rank = np.full(n, _CLEAN, dtype=np.int16)
+        self.detail = np.full(n, "", dtype=object)
+
+    def add(self, reason: str, mask: np.ndarray | pd.Series, detail: Callable[[np.ndarray], list[str]]) -> None:
+        rank = _RANK[reason]
+        hit = np.flatnonzero(np.asarray(mask, dtype=bool) & (self.rank > rank))
+        if hit.size:
+            self.rank[hit] = rank
+            self.detail[hit] = detail(hit)
+
+    @property
+    def clean(self) -> np.ndarray:
+        return self.rank == _CLEAN
+
+
+def _valid_text(valid: tuple[str, ...] | list[str]) -> str:
+    shown = ", ".join(valid[:_MAX_VALID_SHOWN])
+    return shown + (", ..." if len(valid) > _MAX_VALID_SHOWN else "")
+
+
+def _value_detail(name: str, values: pd.Series, note: str) -> Callable[[np.ndarray], list[str]]:
+    """Detail ``name='value'; note`` for the given row positions."""
+    return lambda pos: [f"{name}={v!r}; {note}" for v in values.iloc[pos].tolist()]
+
+
+# ------------------------------------------------------ column converters ----
+def _isin(values: pd.Series, valid: pd.Series | tuple[str, ...] | list[str]) -> np.ndarray:
+    """Bool array: is each string of ``values`` in ``valid``?
+
+    Done in Arrow: pandas' ``isin`` on Arrow strings walks ``valid`` in
+    Python, slow for a set of millions of user ids.
+    """
+    value_set = pa.array(list(valid) if isinstance(valid, (tuple, list)) else valid, type=pa.string())
+    found = pc.is_in(pa.array(values, type=pa.string()), value_set=value_set)
+    return found.fill_null(False).to_numpy(zero_copy_only=False)
+
+
+def _as_str(raw: pd.Series) -> pd.Series:
+    """Values as ``str`` with "" for null; integral floats lose their ``.0``."""
+    if pd.api.types.is_float_dtype(raw.dtype):
+        whole = raw.dropna()
+        if (whole == np.floor(whole)).all():
+            raw = raw.astype("Int64")
+    return raw.astype(str).fillna("")
+
+
+def _as_lists(raw: pd.Series, fill: list[str]) -> tuple[pd.Series, np.ndarray]:
+    """Values as Python lists of str (a copy of ``fill`` where null); the null mask.
+
+    A string is split on ``|`` (CSV, or a string cell in Parquet) and an
+    empty string is null; a list (Parquet ``list<string>``) is taken as is,
+    an empty list staying empty. Items are stripped, empty items dropped.
+    """
+    if pd.api.types.infer_dtype(raw, skipna=True) in ("string", "empty"):
+        text, sep = _as_str(raw), LIST_SEP
+        null = (text.str.strip() == "").to_numpy()  # CSV cannot tell empty from null
+    else:
+        try:
+            lists = pa.array(raw, type=pa.list_(pa.string()), from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            # Mixed cells (strings beside lists, numbers): one at a time.
+            null = raw.isna().to_numpy()
+            out = [list(fill) if nul else _to_list(v) for v, nul in zip(raw.tolist(), null.tolist())]
+            return pd.Series(out, index=raw.index, dtype=object), null
+        null = lists.is_null().to_numpy(zero_copy_only=False)
+        text, sep = pd.Series(pc.binary_join(lists, _JOIN).fill_null(""), index=raw.index), _JOIN
+    # Parse each distinct value once: a users table repeats a handful of
+    # channel combinations millions of times.
+    codes, uniques = pd.factorize(text.where(~null))
+    parsed = [_split(u, sep) for u in uniques]
+    # A fresh list per row, never shared: a caller may mutate one cell.
+    out = [list(fill) if c < 0 else list(parsed[c]) for c in codes.tolist()]
+    return pd.Series(out, index=raw.index, dtype=object), null
+
+
+def _split(text: str, sep: str = LIST_SEP) -> list[str]:
+    return [part.strip() for part in text.split(sep) if part.strip()]
+
+
+def _to_list(value: object) -> list[str]:
+    if isinstance(value, str):
+        return _split(value)
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [str(v).strip() for v in value if v is not None and str(v).strip()]
+    return _split(str(value))
+
+
+def _as_bool(raw: pd.Series) -> tuple[pd.Series, np.ndarray, np.ndarray]:
+    """Return (values, null mask, bad mask) for a bool column."""
+    if pd.api.types.is_bool_dtype(raw.dtype):
+        null = raw.isna().to_numpy()
+        return raw.fillna(False).astype(bool), null, np.zeros(len(raw), dtype=bool)
+    text = _as_str(raw).str.strip().str.lower()
+    null = (text == "").to_numpy()
+    bad = ~null & ~_isin(text, list(_BOOLS))
+    values = pd.Series(_isin(text, [k for k, v in _BOOLS.items() if v]), index=raw.index)
+    return values, null, bad
+
+
+def _as_float(raw: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """Return (float64 values, bad mask); empty and null become NaN."""
+    if pd.api.types.is_numeric_dtype(raw.dtype) and not pd.api.types.is_bool_dtype(raw.dtype):
+        return raw.astype("float64"), np.zeros(len(raw), dtype=bool)
+    text = _as_str(raw).str.strip()
+    values = pd.to_numeric(text.where(text != ""), errors="coerce").astype("float64")
+    bad = (text != "").to_numpy() & values.isna().to_numpy()
+    return values, bad
+
+
+def _as_timestamps(raw: pd.Series) -> tuple[pd.Series, np.ndarray, np.ndarray, np.ndarray]:
+    """Return (datetime64[us, UTC] values, null, unparsable, naive masks).
+
+    Accepted: a tz-aware datetime column; Unix seconds (integers); strings in
+    ISO 8601 with an offset, or integer Unix seconds. A datetime column
+    without a time zone makes every non-null row naive.
+    """
+    n = len(raw)
+    none = np.zeros(n, dtype=bool)
+    if isinstance(raw.dtype, pd.DatetimeTZDtype):
+        null = raw.isna().to_numpy()
+        return raw.dt.tz_convert("UTC").dt.as_unit("us"), null, none, none
+    if pd.api.types.is_datetime64_dtype(raw.dtype):
+        null = raw.isna().to_numpy()
+        values = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[us, UTC]")
+        return values, null, none, ~null
+    if pd.api.types.is_numeric_dtype(raw.dtype) and not pd.api.types.is_bool_dtype(raw.dtype):
+        null = raw.isna().to_numpy()
+        values = pd.to_datetime(raw, unit="s", utc=True, errors="coerce").dt.as_unit("us")
+        return values, null, ~null & values.isna().to_numpy(), none
+
+    text = _as_str(raw).str.strip()
+    null = (text == "").to_numpy()
+    is_int = text.str.fullmatch(r"[+-]?\d+").to_numpy(dtype=bool)
+    is_iso = ~null & ~is_int
+    values = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[us, UTC]")
+    if is_int.any():
+        seconds = pd.to_numeric(text[is_int], errors="coerce")
+        values.loc[is_int] = pd.to_datetime(seconds, unit="s", utc=True, errors="coerce").dt.as_unit("us")
+    if is_iso.any():
+        # utc=True parses naive strings as UTC too; the offset test below
+        # tells them apart, after parsing, so garbage counts as unparsable.
+        iso = pd.to_datetime(text[is_iso], utc=True, format="ISO8601", errors="coerce")
+        values.loc[is_iso] = iso.dt.as_unit("us")
+    parsed = values.notna().to_numpy()
+    unparsable = ~null & ~parsed
+    naive = is_iso & parsed & ~text.str.contains(_OFFSET_RE, regex=True).to_numpy(dtype=bool)
+    return values, null, unparsable, naive
+
+
+# ----------------------------------------------------------- table checks ----
+def _valid_codes(col: Column, taxonomy: Taxonomy) -> tuple[str, ...]:
+    if isinstance(col.codes, str):
+        return taxonomy.codes(col.codes)
+    return tuple(col.codes or ())
+
+
+def _default(col: Column, taxonomy: Taxonomy) -> object:
+    if callable(col.default):
+        return col.default(taxonomy)
+    return col.default
+
+
+def _convert_strings(source: pd.Series, col: Column, taxonomy: Taxonomy, rej: _Rejections) -> pd.Series:
+    """An id, text or code column: ``str`` values, default where empty."""
+    name = col.name
+    values = _as_str(source)
+    empty = (values.str.strip() == "").to_numpy()
+    if col.required:
+        rej.add(C.R_MISSING, empty, lambda pos: [f"{name} is empty"] * len(pos))
+    if col.type == "code":
+        valid = _valid_codes(col, taxonomy)
+        unknown = ~empty & ~_isin(values, valid)
+        rej.add(col.unknown_reason, unknown, _value_detail(name, values, f"valid: {_valid_text(valid)}"))
+    default = _default(col, taxonomy)
+    return values if default is None else values.where(~empty, default)
+
+
+def _convert_lists(source: pd.Series, col: Column, taxonomy: Taxonomy, rej: _Rejections) -> pd.Series:
+    """A codes or strings column: Python lists of ``str``, default where null."""
+    name = col.name
+    default = _default(col, taxonomy)
+    values, null = _as_lists(source, list(default) if default is not None else [])
+    if col.required:
+        empty = null | (values.map(len) == 0).to_numpy()
+        rej.add(C.R_MISSING, empty, lambda pos: [f"{name} is empty; at least one code needed"] * len(pos))
+    if col.type == "codes":
+        valid = _valid_codes(col, taxonomy)
+        flat = values.explode()  # one row per list item, index = source row
+        bad = flat[flat.notna() & ~flat.isin(valid)]
+        first_bad = bad.groupby(level=0, sort=False).first()
+        mask = np.zeros(len(source), dtype=bool)
+        mask[first_bad.index.to_numpy()] = True
+        rej.add(
+            col.unknown_reason,
+            mask,
+            lambda pos: [f"{name} has {v!r}; valid: {_valid_text(valid)}" for v in first_bad.loc[pos].tolist()],
+        )
+    return values
+
+
+def _convert_bool(source: pd.Series, col: Column, taxonomy: Taxonomy, rej: _Rejections) -> pd.Series:
+    """A bool column; null is the contract's default, false."""
+    values, _, bad = _as_bool(source)
+    rej.add(C.R_UNKNOWN_CODE, bad, _value_detail(col.name, source, "valid: true, false, 1, 0"))
+    return values
+
+
+def _convert_float(source: pd.Series, col: Column, taxonomy: Taxonomy, rej: _Rejections) -> pd.Series:
+    """A float column; null is NaN."""
+    values, bad = _as_float(source)
+    rej.add(C.R_UNKNOWN_CODE, bad, _value_detail(col.name, source, "not a number"))
+    return values
+
+
+def _convert_timestamps(source: pd.Series, col: Column, taxonomy: Taxonomy, rej: _Rejections) -> pd.Series:
+    """A timestamp column: ``datetime64[us, UTC]``, null is NaT."""
+    name = col.name
+    values, null, unparsable, naive = _as_timestamps(source)
+    if col.required:
+        rej.add(C.R_MISSING, null, lambda pos: [f"{name} is empty"] * len(pos))
+    rej.add(
+        C.R_UNPARSABLE_TS,
+        unparsable,
+        _value_detail(name, source, "not ISO 8601 with an offset nor integer Unix seconds"),
+    )
+    rej.add(C.R_NAIVE_TS, naive, _value_detail(name, source, "no UTC offset; add one such as +08:00 or Z"))
+    return values
+
+
+_CONVERTERS = {
+    "id": _convert_strings,
+    "text": _convert_strings,
+    "code": _convert_strings,
+    "codes": _convert_lists,
+    "strings": _convert_lists,
+    "bool": _convert_bool,
+    "float": _convert_float,
+    "timestamp": _convert_timestamps,
+}
+
+
+def _convert_column(raw: pd.DataFrame, col: Column, taxonomy: Taxonomy, rej: _Rejections) -> pd.Series:
+    """Return the normalized column, recording its row problems in ``rej``."""
+    if col.name in raw.columns:
+        source = raw[col.name]
+    else:  # an absent optional column: every row null, so every row gets the default
+        source = pd.Series([None] * len(raw), index=raw.index, dtype=object)
+    return _CONVERTERS[col.type](source, col, taxonomy, rej)
+
+
+def _repeats(group: np.ndarray, compete: np.ndarray, other: np.ndarray | None = None) -> np.ndarray:
+    """For each competing row repeating an earlier competing row's ``group``: that row; else -1.
+
+    With ``other``, a repeat counts only where ``other`` differs from the
+    earlier row's (an id reused for different content).
+    """
+    first_of = np.full(len(group), -1, dtype=np.int64)
+    pos = np.flatnonzero(compete)
+    if pos.size == 0:
+        return first_of
+    _, first_idx, inverse = np.unique(group[pos], return_index=True, return_inverse=True)
+    first = pos[first_idx[inverse]]
+    repeat = first != pos
+    if other is not None:
+        repeat &= other[first] != other[pos]
+    first_of[pos[repeat]] = first[repeat]
+    return first_of
+
+
+def _add_repeats(rej: _Rejections, reason: str, first_of: np.ndarray, values: pd.Series | None, label: str) -> None:
+    """Reject the rows ``first_of`` marks, naming the row they repeat."""
+
+    def detail(hit: np.ndarray) -> list[str]:
+        rows = first_of[hit].tolist()
+        if values is None:
+            return [f"same {label} repeats row {r}" for r in rows]
+        return [f"{label}={v!r} repeats row {r}" for v, r in zip(values.iloc[hit].tolist(), rows)]
+
+    rej.add(reason, first_of >= 0, detail)
+
+
+def _check_users(clean: dict[str, pd.Series], taxonomy: Taxonomy, rej: _Rejections) -> None:
+    group, sub = clean[C.GROUP], clean[C.SUB_GROUP]
+    owner = sub.map(taxonomy.sub_groups)
+    outside = (owner.notna() & (owner != group)).to_numpy(dtype=bool)
+
+    def detail(pos: np.ndarray) -> list[str]:
+        out = []
+        for s, g in zip(sub.iloc[pos].tolist(), group.iloc[pos].tolist()):
+            valid = _valid_text([k for k, v in taxonomy.sub_groups.items() if v == g])
+            out.append(f"sub_group={s!r} belongs to {taxonomy.sub_groups[s]!r}, not {g!r}; valid: {valid}")
+        return out
+
+    rej.add(C.R_SUB_GROUP, outside, detail)
+
+
+def _check_events(clean: dict[str, pd.Series], end: pd.Timestamp, rej: _Rejections) -> None:
+    ts, dwell, etype = clean[C.TIMESTAMP], clean[C.DWELL_SECONDS], clean[C.EVENT_TYPE]
+
+    def after_end(pos: np.ndarray) -> list[str]:
+        return [f"timestamp={t.isoformat()!r}; after the data's end {end.isoformat()}" for t in ts.iloc[pos]]
+
+    rej.add(C.R_FUTURE_TS, (ts > end).to_numpy(dtype=bool), after_end)
+    negative = (dwell < 0).to_numpy(dtype=bool)
+    rej.add(C.R_NEGATIVE_DWELL, negative, _value_detail(C.DWELL_SECONDS, dwell, "must be >= 0"))
+    off_type = dwell.notna().to_numpy() & ~_isin(etype, C.DWELL_EVENT_TYPES)
+    rej.add(
+        C.R_DWELL_TYPE,
+        off_type,
+        _value_detail(C.EVENT_TYPE, etype, f"dwell_seconds only on {', '.join(C.DWELL_EVENT_TYPES)}"),
+    )
+
+
+def _add_unknown_refs(
+    rej: _Rejections, ids: pd.Series, valid: pd.Series, raw_ids: pd.Series, reason: str, name: str
+) -> None:
+    unknown = ~_isin(ids, valid)
+    quarantined = _isin(ids, raw_ids)
+
+    def detail(pos: np.ndarray) -> list[str]:
+        why = {True: "its row is quarantined", False: "not in the table"}
+        return [f"{name}={ids.iloc[p]!r}; {why[bool(quarantined[p])]}" for p in pos.tolist()]
+
+    rej.add(reason, unknown, detail)
+
+
+def _records(raw: pd.DataFrame, pos: np.ndarray) -> list[str]:
+    """The source rows at ``pos`` as JSON strings (vectorized by pandas)."""
+    if pos.size == 0:
+        return []
+    text = raw.iloc[pos].to_json(
+        orient="records", lines=True, date_format="iso", date_unit="us", force_ascii=False, default_handler=str
+    )
+    # JSON escapes newlines inside strings, so "\n" separates records only.
+    return text.rstrip("\n").split("\n")
+
+
+def _validate_table(
+    kind: str,
+    raw: pd.DataFrame,
+    taxonomy: Taxonomy,
+    end: pd.Timestamp,
+    refs: dict[str, tuple[pd.Series, pd.Series]] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Return (clean table, quarantine rows) of one table.
+
+    ``refs`` maps an id column to (valid ids, all ids in the source table),
+    for the events' cascade.
+    """
+    columns = CONTRACT[kind]
+    missing = [c.name for c in columns if c.required and c.name not in raw.columns]
+    if missing:
+        raise SchemaError(
+            f"{kind} table: required column {', '.join(map(repr, missing))} absent; "
+            f"required: {', '.join(required_columns(kind))}"
+        )
+    raw = raw.reset_index(drop=True)
+    rej = _Rejections(len(raw))
+    clean = {col.name: _convert_column(raw, col, taxonomy, rej) for col in columns}
+    if kind == "users":
+        _check_users(clean, taxonomy, rej)
+    elif kind == "events":
+        _check_events(clean, end, rej)
+    # Duplicates and then references come last in QUARANTINE_REASONS: only
+    # rows that passed every other check compete for "first occurrence".
+    _check_duplicates(kind, clean, rej)
+    if kind == "events":
+        clean[C.EVENT_ID] = _fill_event_ids(clean[C.EVENT_ID])
+        for name, reason in ((C.USER_ID, C.R_UNKNOWN_USER), (C.ITEM_ID, C.R_UNKNOWN_ITEM)):
+            if refs and name in refs:
+                _add_unknown_refs(rej, clean[name], *refs[name], reason, name)
+    return _clean_frame(raw, clean, columns, rej.clean), _quarantine_frame(kind, raw, rej)
+
+
+def _check_duplicates(kind: str, clean: dict[str, pd.Series], rej: _Rejections) -> None:
+    """Reject repeats among the rows still clean, keeping the first.
+
+    Only rows that passed every earlier check compete, so a bad first copy
+    does not knock out a good later one.
+    """
+    if kind in ("users", "items"):
+        id_col = C.USER_ID if kind == "users" else C.ITEM_ID
+        ids = clean[id_col]
+        _add_repeats(rej, C.R_DUPLICATE_ID, _repeats(pd.factorize(ids)[0], rej.clean), ids, id_col)
+        return
+    # An event is its (user, item, type, instant): a row repeating an earlier
+    # row's content is a "duplicate event" whatever its event_id (a plain copy
+    # included); an event_id reused for other content is a "duplicate id".
+    key = [C.USER_ID, C.ITEM_ID, C.EVENT_TYPE, C.TIMESTAMP]
+    content = pd.DataFrame({k: clean[k] for k in key}).groupby(key, sort=False, dropna=False).ngroup().to_numpy()
+    ids = clean[C.EVENT_ID]
+    has_id = (ids != "").to_numpy()
+    reused = _repeats(pd.factorize(ids)[0], rej.clean & has_id, other=content)
+    _add_repeats(rej, C.R_DUPLICATE_ID, reused, ids, C.EVENT_ID)
+    _add_repeats(rej, C.R_DUPLICATE_EVENT, _repeats(content, rej.clean), None, f"({', '.join(key)})")
+
+
+def _fill_event_ids(event_ids: pd.Series) -> pd.Series:
+    """An event without an id gets "e<row>": the same on every run over the same file."""
+    generated = "e" + pd.Series(np.arange(len(event_ids)), index=event_ids.index).astype(str)
+    return event_ids.where(event_ids != "", generated)
+
+
+def _clean_frame(
+    raw: pd.DataFrame, clean: dict[str, pd.Series], columns: tuple[Column, ...], keep: np.ndarray
+) -> pd.DataFrame:
+    """Contract columns in contract order, then the extra source columns; kept rows only."""
+    table = pd.DataFrame(clean)
+    names = {c.name for c in columns}
+    extras = [c for c in raw.columns if c not in names]
+    if extras:
+        table = pd.concat([table, raw[extras]], axis=1)
+    return table[keep].reset_index(drop=True)
+
+
+def _quarantine_frame(kind: str, raw: pd.DataFrame, rej: _Rejections) -> pd.DataFrame:
+    pos = np.flatnonzero(~rej.clean)
+    return pd.DataFrame(
+        {
+            C.Q_TABLE: pd.Series([kind] * pos.size, dtype=str),
+            C.Q_ROW: pos.astype(np.int64),
+            C.Q_REASON: pd.Series([C.QUARANTINE_REASONS[r] for r in rej.rank[pos]], dtype=str),
+            C.Q_DETAIL: pd.Series(rej.detail[pos], dtype=str),
+            C.Q_RECORD: pd.Series(_records(raw, pos), dtype=str),
+        }
+    )
+
+
+# ----------------------------------------------------------------- result ----
+@dataclass
+class ValidationResult:
+    """Clean tables and the quarantine of one validation run.
+
+    Attributes
+    ----------
+    users, items, events : pandas.DataFrame
+        Clean tables normalized to the contract: every contract column
+        present (defaults filled), ids and codes ``str``, list columns
+        Python lists of ``str``, ``push_opt_out`` bool, timestamps
+        ``datetime64[us, UTC]``, ``dwell_seconds`` float64 (NaN = none);
+        extra source columns kept after them. RangeIndex.
+    quarantine : pandas.DataFrame
+        One row per rejected source row: ``table``, ``row`` (0-based row in
+        the source table, int64), ``reason`` (one of
+        ``recsys.columns.QUARANTINE_REASONS``), ``detail``, ``record`` (the
+        source row as JSON).
+    end : pandas.Timestamp
+        The data's end (UTC) used for "future timestamp".
+    rows_read : dict[str, int]
+        Rows in each source table.
+    """
+
+    users: pd.DataFrame
+    items: pd.DataFrame
+    events: pd.DataFrame
+    quarantine: pd.DataFrame
+    end: pd.Timestamp
+    rows_read: dict[str, int] = field(default_factory=dict)
+
+    def counts(self) -> dict[str, int]:
+        """Return {reason: rows} for every reason with rows, in reason order."""
+        found = self.quarantine[C.Q_REASON].value_counts()
+        return {r: int(found[r]) for r in C.QUARANTINE_REASONS if r in found.index}
+
+    def rows_kept(self) -> dict[str, int]:
+        """Return {table: clean rows}."""
+        return {"users": len(self.users), "items": len(self.items), "events": len(self.events)}
+
+
+def _resolve_taxonomy(taxonomy: Taxonomy | str | Path | None) -> Taxonomy:
+    return taxonomy if isinstance(taxonomy, Taxonomy) else load_taxonomy(taxonomy)
+
+
+def _resolve_end(end: str | dt.datetime | pd.Timestamp | None, taxonomy: Taxonomy) -> pd.Timestamp:
+    if end is None:
+        return pd.Timestamp.now(tz="UTC").as_unit("us")
+    return parse_time(end, taxonomy, name="end").as_unit("us")
+
+
+def validate_tables(
+    users: pd.DataFrame,
+    items: pd.DataFrame,
+    events: pd.DataFrame,
+    taxonomy: Taxonomy | str | Path | None = None,
+    end: str | dt.datetime | pd.Timestamp | None = None,
+) -> ValidationResult:
+    """Validate three raw tables against the contract.
+
+    Each rejected row gets exactly one reason, the first that applies in the
+    order of ``recsys.columns.QUARANTINE_REASONS``. Second and later rows
+    with the same ``user_id`` / ``item_id`` (among rows passing the earlier
+    checks) are "duplicate id"; likewise events with the same ``event_id``,
+    or, without one, the same (user_id, item_id, event_type, timestamp), are
+    "duplicate event". Events of a user or item that is absent or
+    quarantined go to the quarantine as "unknown user" / "unknown item".
+
+    Parameters
+    ----------
+    users, items, events : pandas.DataFrame
+        Raw tables as :func:`read_table` returns them (or built in memory).
+        Row numbers in the quarantine are positions in these frames.
+    taxonomy : Taxonomy, path or None
+        The codes; ``None`` loads the bundled default.
+    end : str, datetime, pandas.Timestamp or None
+        The data's end; later events are "future timestamp". A date alone is
+        midnight at its start in the taxonomy's time zone; a date-time needs
+        an offset. ``None`` means now.
+
+    Returns
+    -------
+    ValidationResult
+
+    Raises
+    ------
+    SchemaError
+        If a table lacks a required column.
+    ConfigError
+        If a table is not a DataFrame or ``end`` is invalid.
+    """
+    tax = _resolve_taxonomy(taxonomy)
+    end_ts = _resolve_end(end, tax)
+    for kind, frame in zip(KINDS, (users, items, events)):
+        if not isinstance(frame, pd.DataFrame):
+            raise ConfigError(f"{kind} must be a pandas DataFrame, got {type(frame).__name__}")
+    clean_users, q_users = _validate_table("users", users, tax, end_ts)
+    clean_items, q_items = _validate_table("items", items, tax, end_ts)
+    refs = {
+        C.USER_ID: (clean_users[C.USER_ID], _as_str(users[C.USER_ID])),
+        C.ITEM_ID: (clean_items[C.ITEM_ID], _as_str(items[C.ITEM_ID])),
+    }
+    clean_events, q_events = _validate_table("events", events, tax, end_ts, refs)
+    quarantine = pd.concat([q_users, q_items, q_events], ignore_index=True)
+    return ValidationResult(
+        users=clean_users,
+        items=clean_items,
+        events=clean_events,
+        quarantine=quarantine,
+        end=end_ts,
+        rows_read={"users": len(users), "items": len(items), "events": len(events)},
+    )
+
+
+def read_manifest_end(data_dir: str | Path) -> str | None:
+    """Return the ``end`` of ``data_dir/manifest.json``, or None without one.
+
+    Raises
+    ------
+    SchemaError
+        If the manifest exists but is not a JSON object.
+    """
+    path = Path(data_dir) / "manifest.json"
+    if not path.exists():
+        return None
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SchemaError(f"{path}: not a readable JSON file ({exc})") from None
+    if not isinstance(doc, dict):
+        raise SchemaError(f"{path}: expected a JSON object")
+    end = doc.get("end")
+    return None if end is None else str(end)
+
+
+def validate(
+    data: str | Path | None = None,
+    tables: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame] | None = None,
+    taxonomy: Taxonomy | str | Path | None = None,
+    end: str | dt.datetime | pd.Timestamp | None = None,
+) -> ValidationResult:
+    """Validate a data folder or three in-memory tables.
+
+    Parameters
+    ----------
+    data : str, Path or None
+        Folder holding ``users``, ``items`` and ``events`` as ``.parquet`` or
+        ``.csv`` (see :func:`find_table`).
+    tables : (users, items, events) or None
+        Raw DataFrames instead of a folder. Give exactly one of the two.
+    taxonomy : Taxonomy, path or None
+        The codes; ``None`` loads the bundled default.
+    end : str, datetime, pandas.Timestamp or None
+        The data's end; ``None`` takes ``end`` from ``data/manifest.json``
+        when there is one, else the current time.
+
+    Returns
+    -------
+    ValidationResult
+
+    Raises
+    ------
+    SchemaError
+        If a file cannot be read or lacks a required column (the message
+        names the file).
+    ConfigError
+        If neither or both of ``data`` and ``tables`` are given, or ``end``
+        is invalid.
+    """
+    if (data is None) == (tables is None):
+        raise ConfigError("give exactly one of data (a folder) or tables (users, items, events)")
+    if tables is not None:
+        if not isinstance(tables, (tuple, list)) or len(tables) != 3:
+            raise ConfigError("tables must be a (users, items, events) tuple of DataFrames")
+        return validate_tables(*tables, taxonomy=taxonomy, end=end)
+    raw = [read_table(find_table(data, kind), kind) for kind in KINDS]
+    if end is None:
+        end = read_manifest_end(data)
+    return validate_tables(*raw, taxonomy=taxonomy, end=end)
+
+
+# ---------------------------------------------------------------- writing ----
+def to_arrow(frame: pd.DataFrame, kind: str) -> pa.Table:
+    """Convert a clean table to Arrow with the contract's column types.
+
+    Contract columns get their fixed types (``list<string>``,
+    ``timestamp[us, tz=UTC]``, ...) even when every list is empty; extra
+    columns keep the types Arrow infers.
+    """
+    types = {col.name: _ARROW_TYPES[col.type] for col in _check_kind(kind)}
+    arrays = []
+    for name in frame.columns:
+        series = frame[name]
+        if name in types and types[name] == _ARROW_TYPES["codes"]:
+            arrays.append(pa.array(series.tolist(), type=types[name]))
+        elif name in types:
+            arrays.append(pa.Array.from_pandas(series, type=types[name]))
+        else:
+            arrays.append(pa.Array.from_pandas(series))
+    return pa.Table.from_arrays(arrays, names=[str(c) for c in frame.columns])
+
+
+def write_table(frame: pd.DataFrame, path: str | Path, kind: str) -> Path:
+    """Write a clean table as Parquet (contract types), atomically."""
+    return write_parquet(to_arrow(frame, kind), path)
+
+
+def write_quarantine(quarantine: pd.DataFrame, path: str | Path) -> Path:
+    """Write the quarantine table as Parquet, atomically; return the path."""
+    schema = pa.schema(
+        [
+            (C.Q_TABLE, pa.string()),
+            (C.Q_ROW, pa.int64()),
+            (C.Q_REASON, pa.string()),
+            (C.Q_DETAIL, pa.string()),
+            (C.Q_RECORD, pa.string()),
+        ]
+    )
+    table = pa.Table.from_pandas(quarantine[list(QUARANTINE_COLUMNS)], schema=schema, preserve_index=False)
+    return write_parquet(table, path)
