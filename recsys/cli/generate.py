@@ -1,0 +1,92 @@
+"""``recsys generate``: write a synthetic city with ground truth."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from recsys.cli.common import add_taxonomy_option
+from recsys.exceptions import ConfigError
+
+NAME = "generate"
+HELP = "generate a synthetic city (users, items, events, ground truth) into a folder"
+#: where `recsys generate --sample` writes when --out is not given (run from the repository root)
+SAMPLE_DIR = "data/synthetic/sample"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``recsys generate``."""
+    parser.add_argument("--users", type=int, metavar="N", help="number of users")
+    parser.add_argument("--items", type=int, metavar="M", help="number of items")
+    parser.add_argument("--days", type=int, metavar="D", help="days of log (default 60)")
+    parser.add_argument("--seed", type=int, metavar="S", help="random seed (default 0)")
+    parser.add_argument(
+        "--end",
+        metavar="YYYY-MM-DD",
+        help="the log ends at midnight starting this date, city time (default 2026-06-30)",
+    )
+    parser.add_argument("--out", metavar="DIR", help="output folder (replaced whole)")
+    parser.add_argument(
+        "--dirty", action="store_true", help="inject bad rows of every kind; counts go to dirty_counts.json"
+    )
+    parser.add_argument(
+        "--sample",
+        action="store_true",
+        help="regenerate the committed sample (3000 users x 1500 items x 60 days, seed 0) "
+        f"into --out (default {SAMPLE_DIR})",
+    )
+    add_taxonomy_option(parser)
+
+
+def _settings(args: argparse.Namespace) -> dict:
+    from recsys.synthetic import DEFAULT_END, SAMPLE
+
+    if args.sample:
+        fixed = [
+            f"--{k}" for k in ("users", "items", "days", "seed", "end", "taxonomy") if getattr(args, k) is not None
+        ]
+        if fixed or args.dirty:
+            raise ConfigError(
+                f"--sample fixes every setting; drop {', '.join(fixed + (['--dirty'] if args.dirty else []))}"
+            )
+        return {**SAMPLE, "end": DEFAULT_END, "dirty": False, "taxonomy": None, "out": args.out or SAMPLE_DIR}
+    missing = [f"--{k}" for k in ("users", "items", "out") if getattr(args, k) is None]
+    if missing:
+        raise ConfigError(f"recsys generate needs {', '.join(missing)} (or --sample)")
+    return {
+        "n_users": args.users,
+        "n_items": args.items,
+        "days": 60 if args.days is None else args.days,
+        "seed": 0 if args.seed is None else args.seed,
+        "end": DEFAULT_END if args.end is None else args.end,
+        "dirty": args.dirty,
+        "taxonomy": args.taxonomy,
+        "out": args.out,
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    """Generate and write the city; print what was written."""
+    from recsys.synthetic import generate_city, write_city
+
+    settings = _settings(args)
+    out = settings.pop("out")
+    start = time.perf_counter()
+    city = generate_city(**settings)
+    manifest = write_city(city, out, progress=sys.stderr.isatty())
+    counts = manifest["counts"]
+    by_type = ", ".join(f"{k} {v:,}" for k, v in counts["events_by_type"].items())
+    print(f"wrote {out} in {time.perf_counter() - start:.1f}s (log {manifest['start']} .. {manifest['end']})")
+    print(f"  users.parquet   {counts['users']:,} rows")
+    print(f"  items.parquet   {counts['items']:,} rows")
+    print(f"  events.parquet  {counts['events']:,} rows: {by_type}")
+    print(f"  truth/          latent parameters of {counts['users']:,} users and {counts['items']:,} items")
+    if city.dirty:
+        total = sum(manifest["dirty_counts"].values())
+        print(
+            f"  dirty_counts.json  {total:,} rows to quarantine: "
+            + ", ".join(f"{k} {v}" for k, v in manifest["dirty_counts"].items())
+        )
+    print("  manifest.json")
+    return 0
