@@ -210,6 +210,8 @@ class RankingConfig:
     max_k: int = 1000
     #: users per vectorized block in recommend_many
     batch_size: int = 1024
+    #: threads recommend_many ranks blocks on (1 where several worker processes share the cores)
+    threads: int = 2
 
 
 @dataclass

@@ -16,6 +16,16 @@ from recsys.exceptions import RecsysError
 
 # The sub-commands, in the order ``recsys --help`` lists them.
 COMMANDS: tuple[str, ...] = (
+    "generate",
+    "train",
+    "models",
+    "profile",
+    "validate",
+    "recommend",
+    "push",
+    "campaign",
+    "evaluate",
+    "tune",
 )
 
 

@@ -1,0 +1,230 @@
+"""Benchmark the nightly push end to end: users/s, peak memory, and the bare floor.
+
+Cases (``--users``): a synthetic city is generated and trained once per size
+(kept under ``benchmarks/out/push/<users>/``), then:
+
+1. the floor: faiss exact batched top-k over the bundle's own user and item
+   vectors (``IndexFlatIP``, 2 threads, k = 10), no eligibility, caps or
+   writing -- the least any push must do;
+2. the push: ``python -m pipelines.push`` in a fresh process (load bundle ->
+   lists for every user -> Parquet + manifest), timed end to end, its process
+   tree's resident memory sampled every 0.2 s from ``/proc``: anonymous
+   memory (what the run allocates) and file-backed memory (the memory-mapped
+   bundle and the libraries) are reported apart;
+3. with ``--night``: the whole night -- a warm-started training on the same
+   data (``recsys train --warm-start``) followed by the push, end to end.
+
+Usage::
+
+    python benchmarks/bench_push.py --users 100000 --items 20000
+    python benchmarks/bench_push.py --users 1000000 --items 50000 --night
+
+Prints a JSON line per case; figures go in benchmarks/README.md ("Push").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from recsys.taxonomy import load_taxonomy
+
+OUT = Path(__file__).resolve().parent / "out" / "push"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _tree(pid: int) -> list[int]:
+    """The process and its descendants (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def _rss(pids: list[int]) -> tuple[int, int]:
+    """Summed RssAnon and RssFile (KiB) of ``pids``."""
+    anon = file = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("RssAnon:"):
+                    anon += int(line.split()[1])
+                elif line.startswith("RssFile:"):
+                    file += int(line.split()[1])
+        except OSError:
+            continue
+    return anon, file
+
+
+def measured(cmd: list[str]) -> dict:
+    """Run ``cmd``; return wall seconds and the peak anonymous / file-backed RSS of its tree (MiB)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    peak = {"anon": 0, "file": 0, "total": 0}
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            anon, file = _rss(_tree(proc.pid))
+            peak["anon"] = max(peak["anon"], anon)
+            peak["file"] = max(peak["file"], file)
+            peak["total"] = max(peak["total"], anon + file)
+            stop.wait(0.2)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    output, _ = proc.communicate()
+    stop.set()
+    sampler.join()
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{output[-3000:]}")
+    return {
+        "seconds": round(time.perf_counter() - start, 2),
+        "peak_anon_mib": round(peak["anon"] / 1024, 1),
+        "peak_file_mib": round(peak["file"] / 1024, 1),
+        "peak_rss_mib": round(peak["total"] / 1024, 1),
+    }
+
+
+def build(n_users: int, n_items: int, days: int) -> Path:
+    """Generate and train the case once; return its folder."""
+    case = OUT / f"{n_users}x{n_items}"
+    if (case / "models" / "latest").exists():
+        return case
+    from recsys.synthetic import generate_city, write_city
+
+    t0 = time.perf_counter()
+    write_city(generate_city(n_users, n_items, days=days, seed=0), case / "data")
+    gen = time.perf_counter() - t0
+    train = measured(
+        [sys.executable, "-m", "pipelines.train", "--data", str(case / "data"), "--out", str(case / "models")]
+    )
+    (case / "setup.json").write_text(json.dumps({"generate_s": round(gen, 1), "train": train}), encoding="utf-8")
+    return case
+
+
+def floor(case: Path, k: int = 10, threads: int = 2) -> dict:
+    """faiss exact batched top-k over the bundle's user and item vectors."""
+    import faiss
+
+    bundle = (case / "models" / "latest").resolve()
+    users = np.load(bundle / "user_factors.npy", mmap_mode="r")
+    items = np.ascontiguousarray(np.load(bundle / "item_factors.npy"), dtype=np.float32)
+    faiss.omp_set_num_threads(threads)
+    index = faiss.IndexFlatIP(items.shape[1])
+    index.add(items)
+    start = time.perf_counter()
+    for lo in range(0, len(users), 65536):
+        index.search(np.ascontiguousarray(users[lo : lo + 65536], dtype=np.float32), k)
+    seconds = time.perf_counter() - start
+    return {"floor_seconds": round(seconds, 2), "floor_users_per_s": round(len(users) / seconds)}
+
+
+def push(case: Path, day: str, workers: int) -> dict:
+    """The nightly push in a fresh process; returns its timings, throughput and memory."""
+    out = case / "pushes"
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "pipelines.push",
+        "--model",
+        str(case / "models" / "latest"),
+        "--date",
+        day,
+        "--out",
+        str(out),
+        "--workers",
+        str(workers),
+        "--quiet",
+    ]
+    result = measured(cmd)
+    manifest = json.loads((out / f"date={day}" / "kind=nightly" / "_manifest.json").read_text(encoding="utf-8"))
+    bundle_mib = sum(p.stat().st_size for p in (case / "models" / "latest").resolve().rglob("*") if p.is_file()) / 2**20
+    return {
+        **result,
+        "users": manifest["users"]["computed"],
+        "rows": manifest["rows"],
+        "users_per_s": round(manifest["users"]["computed"] / result["seconds"]),
+        "users_per_s_chunks": round(manifest["users"]["computed"] / manifest["timings_s"]["chunks"]),
+        "timings_s": manifest["timings_s"],
+        "bundle_mib": round(bundle_mib, 1),
+    }
+
+
+def night(case: Path, day: str, workers: int) -> dict:
+    """Warm-started training on the case's data, then the push: the whole night."""
+    models = case / "models"
+    train = measured(
+        [
+            sys.executable,
+            "-m",
+            "pipelines.train",
+            "--data",
+            str(case / "data"),
+            "--out",
+            str(models),
+            "--warm-start",
+            str(models / "latest"),
+        ]
+    )
+    lists = push(case, day, workers)
+    return {"train_warm": train, "push": lists, "night_seconds": round(train["seconds"] + lists["seconds"], 1)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=100_000)
+    parser.add_argument("--items", type=int, default=20_000)
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--night", action="store_true", help="also time warm-started training + push")
+    args = parser.parse_args(argv)
+
+    case = build(args.users, args.items, args.days)
+    manifest = json.loads(((case / "models" / "latest").resolve() / "manifest.json").read_text(encoding="utf-8"))
+    # tomorrow's lists: the local day after the last day of data
+    last = pd.Timestamp(manifest["data_window"]["end"]).tz_convert(load_taxonomy().tz) - pd.Timedelta(microseconds=1)
+    day = (last.date() + pd.Timedelta(days=1)).isoformat()
+    result = {
+        "users": args.users,
+        "items": args.items,
+        "days": args.days,
+        "date": day,
+        "workers": args.workers,
+        **floor(case),
+        "push": push(case, day, args.workers),
+    }
+    result["push_vs_floor"] = round(result["floor_users_per_s"] / result["push"]["users_per_s"], 2)
+    setup = case / "setup.json"
+    if setup.exists():
+        result["setup"] = json.loads(setup.read_text(encoding="utf-8"))
+    if args.night:
+        result["night"] = night(case, day, args.workers)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

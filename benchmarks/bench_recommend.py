@@ -1,0 +1,337 @@
+"""Benchmark the in-process Recommender at city scale (ranking-core issue).
+
+The bundle: ``--users`` x ``--items`` (default 1M x 50k). Users and items are
+the synthetic city's (``recsys.synthetic.generate_city``: real groups,
+regions, targets, review states, expiries, Chinese texts); the content
+embedder, the faiss index and both cold-start mappings are fitted for real;
+the collaborative factors, topic profiles, history and popularity are
+*random arrays of the right shapes with topic structure*, because training
+ALS on a 1M-user log does not fit the benchmark's budget on a 2-core machine
+(the ranking's cost does not depend on how the factors were learned). The
+bundle is written with ``TrainedModel.save`` and opened with
+``Recommender.load`` like in production.
+
+Measured, with ``--threads`` (default 2) faiss/BLAS threads:
+
+* single-call latency p50/p99 and calls/s of ``recommend(user, k=10)``
+  without filters, with filters (channel + topics + exclude) and for cold
+  users, side by side with ``implicit``'s own
+  ``model.recommend(userid, user_items[userid], N=10)`` on the same factors;
+* calls/s with ``--threads`` threads calling at once;
+* ``recommend_many`` users/s against faiss exact batched top-50 and the
+  bundle's HNSW batched top-50 over the same item vectors.
+
+Run::
+
+    python benchmarks/bench_recommend.py            # full size, ~10 min
+    python benchmarks/bench_recommend.py --users 20000 --items 5000 --calls 300  # quick
+
+Results are printed as Markdown and written to ``OUT/results.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+F = 64
+K = 10
+
+
+def _timer() -> float:
+    return time.perf_counter()
+
+
+def build_bundle(n_users: int, n_items: int, out: Path, seed: int, threads: int) -> tuple[Path, dict]:
+    """Write a bundle of random factors around the synthetic city's tables; return its path and timings."""
+    from recsys import columns as C
+    from recsys.coldstart import ItemColdStart, UserColdStart
+    from recsys.config import ColdStartConfig, EngineConfig, IndexConfig
+    from recsys.content import ContentEmbedder
+    from recsys.index import VectorIndex
+    from recsys.model import USER_COLUMNS, TrainedModel
+    from recsys.synthetic.city import generate_city
+    from recsys.taxonomy import load_taxonomy
+
+    timings: dict[str, float] = {}
+    rng = np.random.default_rng(seed)
+    tax = load_taxonomy()
+    config = EngineConfig()
+    config.index.threads = threads
+
+    t = _timer()
+    city = generate_city(n_users=n_users, n_items=n_items, days=30, seed=seed)
+    users, items = city.users.reset_index(drop=True), city.items.reset_index(drop=True)
+    timings["generate_tables_s"] = _timer() - t
+
+    t = _timer()
+    embedder = ContentEmbedder(config=config.content, taxonomy=tax).fit(items)
+    content = embedder.transform(items)
+    timings["content_fit_transform_s"] = _timer() - t
+
+    # topic-structured random factors: items near their topics' centroids,
+    # users near the centroids of the topics they like
+    n_topics = len(tax.topics)
+    topic_pos = {c: i for i, c in enumerate(tax.topics)}
+    centroids = rng.normal(size=(n_topics, F)).astype(np.float32)
+    item_topics = np.zeros((n_items, n_topics), np.float32)
+    for j, topics in enumerate(items[C.TOPICS]):
+        for code in topics:
+            item_topics[j, topic_pos[code]] = 1.0
+    item_topics /= item_topics.sum(axis=1, keepdims=True)
+    quality = rng.lognormal(0.0, 0.5, size=(n_items, 1)).astype(np.float32)
+    item_factors = (item_topics @ centroids + 0.6 * rng.normal(size=(n_items, F)).astype(np.float32)) * quality * 0.2
+    user_topics = rng.dirichlet(np.full(n_topics, 0.3), size=n_users).astype(np.float32)
+    user_factors = np.empty((n_users, F), np.float32)
+    for lo in range(0, n_users, 200_000):
+        hi = min(n_users, lo + 200_000)
+        user_factors[lo:hi] = user_topics[lo:hi] @ centroids + 0.6 * rng.normal(size=(hi - lo, F)).astype(np.float32)
+
+    # history: ~8 items a user, popular items more often; one in ten dismissed
+    popularity = rng.lognormal(0.0, 1.2, size=n_items)
+    p = popularity / popularity.sum()
+    counts = rng.poisson(8, size=n_users)
+    rows = np.repeat(np.arange(n_users), counts)
+    cols = rng.choice(n_items, size=rows.size, p=p)
+    data = np.where(rng.random(rows.size) < 0.1, -1, 1).astype(np.int8)
+    seen = sp.csr_matrix((data, (rows, cols)), shape=(n_users, n_items))
+    seen.sum_duplicates()
+    seen.data = np.sign(seen.data).astype(np.int8)
+    seen.eliminate_zeros()
+
+    keys = users[[C.GROUP, C.REGION]].astype(str)
+    segments = keys.drop_duplicates().sort_values([C.GROUP, C.REGION]).reset_index(drop=True)
+    seg_pop = (popularity[None, :] * rng.lognormal(0.0, 0.7, size=(len(segments), n_items))).astype(np.float32)
+    seg_prior = rng.dirichlet(np.ones(n_topics), size=len(segments)).astype(np.float32)
+
+    t = _timer()
+    index = VectorIndex.build(item_factors, config=config.index, seed=seed)
+    timings["index_build_s"] = _timer() - t
+    item_cs = ItemColdStart(config.cold_start).fit(content, item_factors)
+    user_cs = UserColdStart(ColdStartConfig()).fit(user_factors, users, user_topics)
+
+    frame = users.reindex(columns=list(USER_COLUMNS))
+    model = TrainedModel(
+        taxonomy=tax,
+        config=config,
+        users=frame,
+        items=items,
+        user_factors=user_factors,
+        item_factors=item_factors,
+        item_warm=np.ones(n_items, dtype=bool),
+        content_vectors=content,
+        user_topics=user_topics,
+        segments=segments,
+        segment_topic_prior=seg_prior,
+        segment_popularity=seg_pop,
+        popularity_recent=popularity.astype(np.float32),
+        popularity_all_time=popularity.astype(np.float32),
+        seen=seen,
+        user_channel_counts=np.zeros((n_users, len(tax.channels)), np.float32),
+        item_index=index,
+        content_model=embedder,
+        item_cold_start=item_cs,
+        user_cold_start=user_cs,
+        window={"start": (city.end - pd.Timedelta(days=30)).isoformat(), "end": city.end.isoformat()},
+        info={"index": index.info()},
+    )
+    t = _timer()
+    path = model.save(out / "models")
+    timings["bundle_save_s"] = _timer() - t
+    timings["index_recall_at_50"] = float(index.recall_ or 0.0)
+    return path, timings
+
+
+def _percentiles(seconds: list[float]) -> dict[str, float]:
+    ms = np.asarray(seconds) * 1000.0
+    return {
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "calls_per_s": float(len(ms) / (ms.sum() / 1000.0)),
+    }
+
+
+def _latency(call, args_list: list) -> dict[str, float]:
+    for a in args_list[: max(10, len(args_list) // 10)]:  # warm-up
+        call(*a)
+    out = []
+    for a in args_list:
+        t = _timer()
+        call(*a)
+        out.append(_timer() - t)
+    return _percentiles(out)
+
+
+def _concurrent(call, args_list: list, threads: int) -> float:
+    """Calls/s with ``threads`` threads calling at once."""
+    chunks = [args_list[i::threads] for i in range(threads)]
+
+    def work(chunk: list) -> None:
+        for a in chunk:
+            call(*a)
+
+    t = _timer()
+    with cf.ThreadPoolExecutor(threads) as pool:
+        list(pool.map(work, chunks))
+    return len(args_list) / (_timer() - t)
+
+
+def run_benchmark(bundle: Path, n_calls: int, n_many: int, threads: int, seed: int) -> dict:
+    """Time the Recommender and its peers on ``bundle``."""
+    import faiss
+    from implicit.cpu.als import AlternatingLeastSquares
+
+    from recsys.ranking import Recommender
+
+    rng = np.random.default_rng(seed + 1)
+    t = _timer()
+    rec = Recommender.load(bundle)
+    load_s = _timer() - t
+    state = rec.state
+    model = state.model
+    n_users = model.n_users
+    users = rng.choice(n_users, size=n_calls, replace=False)
+    ids = state.user_ids[users].tolist()
+    topics = list(model.taxonomy.topics)
+    item_ids = state.catalog.item_ids
+    plain = [(u,) for u in ids]
+    filtered = [
+        (u, list(rng.choice(topics, 2, replace=False)), list(rng.choice(item_ids, 3, replace=False))) for u in ids
+    ]
+    groups, regions = list(model.taxonomy.groups), list(model.taxonomy.regions)
+    cold = [(f"new-{i}", groups[i % len(groups)], regions[i % len(regions)]) for i in range(n_calls)]
+
+    def ours(u: str) -> None:
+        rec.recommend(u, k=K)
+
+    def ours_filtered(u: str, tp: list, ex: list) -> None:
+        rec.recommend(u, k=K, channel="e_reader", topics=tp, exclude=ex)
+
+    def ours_cold(u: str, g: str, r: str) -> None:
+        rec.recommend(u, k=K, group=g, region=r)
+
+    peer = AlternatingLeastSquares(factors=F, num_threads=threads, random_state=0)
+    peer.user_factors = np.asarray(model.user_factors, dtype=np.float32)
+    peer.item_factors = np.ascontiguousarray(model.item_factors, dtype=np.float32)
+    user_items = sp.csr_matrix((model.seen > 0).astype(np.float32))
+
+    def implicit_call(u: str) -> None:
+        row = state.user_pos[u]
+        peer.recommend(row, user_items[row], N=K)
+
+    results: dict = {"load_s": load_s, "users": n_users, "items": model.n_items, "threads": threads}
+    results["single"] = {
+        "recommend": _latency(ours, plain),
+        "recommend_filtered": _latency(ours_filtered, filtered),
+        "recommend_cold_user": _latency(ours_cold, cold),
+        "implicit_recommend": _latency(implicit_call, plain),
+    }
+    results["concurrent_calls_per_s"] = {
+        "recommend": _concurrent(ours, plain, threads),
+        "recommend_filtered": _concurrent(ours_filtered, filtered, threads),
+        "implicit_recommend": _concurrent(implicit_call, plain, threads),
+    }
+
+    many = state.user_ids[rng.choice(n_users, size=n_many, replace=False)].tolist()
+    rec.recommend_many(many[:1000], k=K)  # warm-up
+    t = _timer()
+    frame = rec.recommend_many(many, k=K)
+    many_s = _timer() - t
+    queries = np.ascontiguousarray(model.user_factors[[state.user_pos[u] for u in many]], dtype=np.float32)
+    flat = faiss.IndexFlatIP(F)
+    flat.add(np.ascontiguousarray(model.item_factors, dtype=np.float32))
+    t = _timer()
+    flat.search(queries, 50)
+    flat_s = _timer() - t
+    t = _timer()
+    model.item_index.search(queries, 50)
+    hnsw_s = _timer() - t
+    results["batch"] = {
+        "recommend_many_users_per_s": n_many / many_s,
+        "recommend_many_full_lists": float((frame.groupby("user_id").size() == K).mean()),
+        "faiss_exact_top50_queries_per_s": n_many / flat_s,
+        "bundle_index_top50_queries_per_s": n_many / hnsw_s,
+        "bundle_index_kind": model.item_index.kind,
+    }
+    return results
+
+
+def markdown(results: dict, timings: dict) -> str:
+    """The figures as the Markdown section of benchmarks/README.md."""
+    s, c, b = results["single"], results["concurrent_calls_per_s"], results["batch"]
+    lines = [
+        f"Bundle: {results['users']:,} users x {results['items']:,} items, {F} factors "
+        f"(synthetic city tables; random topic-structured factors, see the script's docstring), "
+        f"{results['threads']} threads, k = {K}. Load: {results['load_s']:.1f} s.",
+        "",
+        "| call | p50 ms | p99 ms | calls/s (1 thread) | calls/s (all threads) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    rows = [
+        ("`recommend(user)`", "recommend", "recommend"),
+        ("`recommend(user, channel, topics, exclude)`", "recommend_filtered", "recommend_filtered"),
+        ("`recommend(new user, group, region)`", "recommend_cold_user", None),
+        ("implicit `model.recommend(userid, user_items[userid], N=10)`", "implicit_recommend", "implicit_recommend"),
+    ]
+    for label, key, ckey in rows:
+        r = s[key]
+        conc = f"{c[ckey]:,.0f}" if ckey else "-"
+        lines.append(f"| {label} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['calls_per_s']:,.0f} | {conc} |")
+    ratio = s["recommend_filtered"]["p99_ms"] / s["implicit_recommend"]["p99_ms"]
+    lines += [
+        "",
+        f"p99 with filters / implicit's p99 in the same run: {ratio:.2f}x.",
+        "",
+        "| batch | per second |",
+        "|---|---:|",
+        f"| `recommend_many` (k = {K}), users | {b['recommend_many_users_per_s']:,.0f} |",
+        f"| faiss exact `IndexFlatIP` top-50, queries | {b['faiss_exact_top50_queries_per_s']:,.0f} |",
+        f"| the bundle's index ({b['bundle_index_kind']}) top-50, queries | {b['bundle_index_top50_queries_per_s']:,.0f} |",
+        "",
+        f"Share of full lists in `recommend_many`: {b['recommend_many_full_lists']:.3f}. "
+        "Bundle build: " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()) + ".",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Build (or reuse) the bundle, run the benchmark, print and save the figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=1_000_000)
+    parser.add_argument("--items", type=int, default=50_000)
+    parser.add_argument("--calls", type=int, default=2000, help="single calls timed per kind")
+    parser.add_argument("--many", type=int, default=20_000, help="users in the recommend_many run")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="benchmarks/out/ranking", help="bundle and results folder")
+    parser.add_argument("--reuse", action="store_true", help="reuse the bundle already in --out")
+    args = parser.parse_args(argv)
+
+    import faiss
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(args.threads)
+    faiss.omp_set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    timings: dict = {}
+    if args.reuse and (out / "models" / "latest").exists():
+        bundle = out / "models" / "latest"
+    else:
+        bundle, timings = build_bundle(args.users, args.items, out, args.seed, args.threads)
+    results = run_benchmark(bundle, args.calls, args.many, args.threads, args.seed)
+    results["build"] = timings
+    (out / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
+    print(markdown(results, timings))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

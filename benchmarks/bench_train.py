@@ -1,0 +1,194 @@
+"""Training benchmark: `recsys train` per step vs a bare `implicit` ALS fit, and the warm start.
+
+Usage::
+
+    python benchmarks/bench_train.py --users 100000 --items 50000
+    python benchmarks/bench_train.py --users 1000000 --items 50000
+    python benchmarks/bench_train.py --users 100000 --items 50000 --warm-start-protocol
+
+Each measured run is its own process so its peak resident memory (ru_maxrss of
+the child) is its own. The peer, measured in the same invocation on the same
+data: `implicit`'s own ALS fit on the same confidence matrix with the same
+factors, iterations and threads (the floor of our collaborative step).
+
+The warm-start protocol (``--warm-start-protocol``): a log of D+7 days; train
+cold on days 1..D-1; then on days 1..D compare a warm-started fit (from the
+first bundle) against a cold fit of 15 iterations, scoring NDCG@10 of raw
+factor scores (seen items excluded) on the following week's positive
+engagements with ``recsys.evaluation.metrics.ndcg_at_k``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "benchmarks" / "out" / "train"
+PY = sys.executable
+
+
+def _child(code: str, *args: str) -> dict:
+    """Run ``code`` in a fresh interpreter; return its JSON result plus its own peak RSS."""
+    start = time.perf_counter()
+    proc = subprocess.Popen([PY, "-c", code, *args], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage, not the max over all children
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"child failed ({proc.returncode}): {code[:60]}")
+    result = json.loads(out.strip().splitlines()[-1])
+    result["wall_s"] = round(wall, 1)
+    result["peak_rss_gib"] = round(usage.ru_maxrss / 2**20, 2)
+    return result
+
+
+def ensure_city(users: int, items: int, days: int, seed: int) -> Path:
+    """Generate (once) and return the city folder."""
+    path = OUT / f"city_{users}_{items}_{days}"
+    if not (path / "manifest.json").exists():
+        print(f"generating {users} users x {items} items x {days} days ...", flush=True)
+        subprocess.run(
+            [PY, "-m", "recsys.cli", "generate", "--users", str(users), "--items", str(items),
+             "--days", str(days), "--seed", str(seed), "--out", str(path)],
+            cwd=ROOT, check=True,
+        )
+    return path
+
+
+TRAIN = r"""
+import json, sys, time
+from pipelines.train import run
+summary = run(sys.argv[1], sys.argv[2], as_of=sys.argv[3] or None, warm_start=sys.argv[4] or None,
+              config_path=sys.argv[5] or None, stream=sys.stderr)
+from recsys.model import TrainedModel
+m = TrainedModel.load(summary["bundle"], verify=False)
+print(json.dumps({"timings_s": m.manifest["timings_s"], "seconds": summary["seconds"], "bundle": summary["bundle"],
+                  "events": summary["events"], "index": summary["index"]}))
+"""
+
+BARE_ALS = r"""
+import json, sys, time
+import numpy as np
+from threadpoolctl import threadpool_limits
+from recsys.config import EngineConfig
+from recsys.schema import validate
+from recsys.idmap import IdMap
+from recsys.interactions import build_interactions
+from recsys.collaborative import als_confidence
+from implicit.cpu.als import AlternatingLeastSquares
+cfg = EngineConfig().collaborative
+res = validate(data=sys.argv[1])
+inter = build_interactions(res.events, IdMap.from_ids(res.users.user_id.to_numpy()),
+                           IdMap.from_ids(res.items.item_id.to_numpy()), EngineConfig().interactions)
+conf = als_confidence(inter, cfg.alpha).tocsr()
+model = AlternatingLeastSquares(factors=cfg.factors, regularization=cfg.regularization, alpha=1.0,
+                                iterations=cfg.iterations, num_threads=cfg.threads, random_state=cfg.seed)
+with threadpool_limits(1, "blas"):
+    t = time.perf_counter(); model.fit(conf, show_progress=False); fit = time.perf_counter() - t
+print(json.dumps({"bare_als_fit_s": round(fit, 2), "nnz": int(conf.nnz), "shape": list(conf.shape)}))
+"""
+
+NDCG = r"""
+import json, sys
+import numpy as np, pandas as pd
+from recsys import columns as C
+from recsys.model import TrainedModel
+from recsys.schema import validate
+from recsys.evaluation.metrics import ndcg_at_k
+m = TrainedModel.load(sys.argv[1], verify=False)
+res = validate(data=sys.argv[2])
+start, stop = pd.Timestamp(sys.argv[3]), pd.Timestamp(sys.argv[4])
+ev = res.events
+test = ev[(ev[C.TIMESTAMP] >= start) & (ev[C.TIMESTAMP] < stop) & ev[C.EVENT_TYPE].isin(C.EVENT_TYPES_POSITIVE)]
+uidx = pd.Index(m.users[C.USER_ID]); iidx = pd.Index(m.items[C.ITEM_ID])
+u = uidx.get_indexer(test[C.USER_ID]); i = iidx.get_indexer(test[C.ITEM_ID])
+pairs = pd.DataFrame({"u": u, "i": i}).drop_duplicates()
+seen = m.seen
+pairs = pairs[np.asarray(seen[pairs.u.to_numpy(), pairs.i.to_numpy()]).ravel() == 0]
+users = np.sort(pairs.u.unique())
+rng = np.random.default_rng(0)
+users = np.sort(rng.choice(users, size=min(20000, len(users)), replace=False))
+rel = pairs[pairs.u.isin(users)].groupby("u").i.apply(set)
+UF, IF = np.asarray(m.user_factors), np.asarray(m.item_factors)
+hits = np.zeros((len(users), 10)); nrel = np.zeros(len(users))
+for b in range(0, len(users), 2000):
+    blk = users[b:b + 2000]
+    s = UF[blk] @ IF.T
+    sub = seen[blk]
+    s[np.repeat(np.arange(len(blk)), np.diff(sub.indptr)), sub.indices] = -np.inf
+    top = np.argsort(-s, axis=1)[:, :10]
+    for r, uu in enumerate(blk):
+        R = rel[uu]; nrel[b + r] = len(R); hits[b + r] = [t in R for t in top[r]]
+print(json.dumps({"ndcg@10": float(ndcg_at_k(hits, nrel, 10).mean()), "users": int(len(users))}))
+"""
+
+
+def bench_scale(users: int, items: int, seed: int) -> None:
+    city = ensure_city(users, items, 60, seed)
+    models = OUT / f"models_{users}"
+    print(f"\n== recsys train: {users} users x {items} items ==", flush=True)
+    ours = _child(TRAIN, str(city), str(models), "", "", "")
+    print(f"== bare implicit ALS fit on the same matrix ==", flush=True)
+    bare = _child(BARE_ALS, str(city))
+    print(json.dumps({"users": users, "items": items, "ours": ours, "bare": bare}, indent=2))
+    als = ours["timings_s"].get("collaborative (als)")
+    print(
+        f"\nRESULT users={users} items={items} events={ours['events']} train_total={ours['seconds']}s "
+        f"(peak {ours['peak_rss_gib']} GiB) ALS step={als}s bare_ALS_fit={bare['bare_als_fit_s']}s (peak {bare['peak_rss_gib']} GiB) "
+        f"ratio_total/bare={ours['seconds'] / bare['bare_als_fit_s']:.2f} index={ours['index']}"
+    )
+
+
+def warm_protocol(users: int, items: int, seed: int) -> None:
+    import pandas as pd
+
+    days = 67  # D = 60, then a week to score
+    city = ensure_city(users, items, days, seed)
+    manifest = json.loads((city / "manifest.json").read_text())
+    end = pd.Timestamp(manifest["end"])
+    day_d = end - pd.Timedelta(days=7)  # end of day D
+    day_d1 = day_d - pd.Timedelta(days=1)  # end of day D-1
+    models = OUT / f"warm_{users}"
+    print("\n== cold fit on days 1..D-1 (the previous night's bundle) ==", flush=True)
+    prev = _child(TRAIN, str(city), str(models), day_d1.isoformat(), "", "")
+    print("== cold fit, 15 iterations, on days 1..D ==", flush=True)
+    cold = _child(TRAIN, str(city), str(models), day_d.isoformat(), "", "")
+    print("== warm-started fit on days 1..D ==", flush=True)
+    warm = _child(TRAIN, str(city), str(models), day_d.isoformat(), prev["bundle"], "")
+    scores = {}
+    for name, run in (("cold", cold), ("warm", warm)):
+        scores[name] = _child(NDCG, run["bundle"], str(city), day_d.isoformat(), end.isoformat())
+    cold_fit = cold["timings_s"]["collaborative (als)"]
+    warm_fit = warm["timings_s"]["collaborative (als)"]
+    loss = 1 - scores["warm"]["ndcg@10"] / scores["cold"]["ndcg@10"]
+    print(
+        f"\nRESULT warm-start users={users}: cold ALS {cold_fit}s NDCG@10={scores['cold']['ndcg@10']:.4f} | "
+        f"warm ALS {warm_fit}s NDCG@10={scores['warm']['ndcg@10']:.4f} | speed-up {cold_fit / warm_fit:.1f}x, "
+        f"relative NDCG loss {100 * loss:.2f}% | whole train cold {cold['seconds']}s warm {warm['seconds']}s"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=100000)
+    parser.add_argument("--items", type=int, default=50000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--warm-start-protocol", action="store_true")
+    args = parser.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    if args.warm_start_protocol:
+        warm_protocol(args.users, args.items, args.seed)
+    else:
+        bench_scale(args.users, args.items, args.seed)
+
+
+if __name__ == "__main__":
+    main()

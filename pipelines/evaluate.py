@@ -1,0 +1,245 @@
+"""The evaluation job and the tuning job: validate, evaluate (or tune), write.
+
+``run(...) -> dict`` and ``run_tune(...) -> dict`` compose library calls;
+``main(argv) -> int`` runs the evaluation from a command line (the same
+options as ``recsys evaluate``). Heavy imports happen inside the functions so
+that ``recsys --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+DEFAULT_KS = "5,10,20"
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def parse_ks(text: str) -> tuple[int, ...]:
+    """Parse ``"5,10,20"``.
+
+    Raises
+    ------
+    ConfigError
+        Naming the bad value and what is valid.
+    """
+    from recsys.evaluation.metrics import check_ks
+    from recsys.exceptions import ConfigError
+
+    try:
+        values = [int(part) for part in str(text).split(",") if part.strip()]
+    except ValueError:
+        raise ConfigError(f"--k must be comma-separated positive integers (e.g. {DEFAULT_KS}), got {text!r}") from None
+    return tuple(check_ks(values))
+
+
+def _load(data: str | Path, taxonomy: Any, end: str | None, say: Callable[[str], None]):
+    from recsys.schema import validate
+    from recsys.taxonomy import Taxonomy, load_taxonomy
+
+    tax = taxonomy if isinstance(taxonomy, Taxonomy) else load_taxonomy(taxonomy)
+    result = validate(data=data, taxonomy=tax, end=end)
+    counts = result.counts()
+    kept = result.rows_kept()
+    say(
+        f"validated {data}: kept {kept['users']:,} users, {kept['items']:,} items, {kept['events']:,} events; "
+        f"quarantined {sum(counts.values()):,} rows" + (f" ({counts})" if counts else "")
+    )
+    return tax, result
+
+
+def run(
+    data: str | Path,
+    out: str | Path,
+    *,
+    taxonomy: Any = None,
+    config: Any = None,
+    settings: Any = None,
+    end: str | None = None,
+    log: Callable[[str], None] | None = _stderr,
+) -> dict[str, Any]:
+    """Evaluate the engine against the baselines on the data set in ``data``.
+
+    Parameters
+    ----------
+    data : path
+        Folder with users, items and events (Parquet or CSV); a ``truth/``
+        folder (the synthetic generator's ground truth) adds the oracle and
+        the simulated push.
+    out : path
+        Output folder (replaced whole): metrics.json, the tables, the report.
+    taxonomy : Taxonomy or path, optional
+        The data set's codes; default the bundled city's.
+    config : EngineConfig or path, optional
+        Engine configuration (TOML); defaults when omitted.
+    settings : EvaluationSettings
+        Split, k, policies, tuning, ...
+    end : str, optional
+        The data's end for validation (default: manifest.json's, else now).
+    log : callable or None
+        Progress lines (default: stderr).
+
+    Returns
+    -------
+    dict
+        The metrics (``metrics.json``) plus ``"out"``: the folder written.
+    """
+    from recsys.config import EngineConfig, load_config
+    from recsys.evaluation.run import EvaluationSettings, evaluate, write_evaluation
+    from recsys.evaluation.simulate import load_truth
+
+    say = log or (lambda _line: None)
+    settings = (settings or EvaluationSettings()).check()  # bad options fail before any work
+    cfg = config if isinstance(config, EngineConfig) else load_config(config)
+    tax, clean = _load(data, taxonomy, end, say)
+    truth = load_truth(data)
+    if truth is not None:
+        say("ground truth found: adding the oracle and the simulated push")
+    result = evaluate(
+        clean.users, clean.items, clean.events, taxonomy=tax, settings=settings,
+        config=cfg, truth=truth, log=say,
+    )
+    folder = write_evaluation(result, out, tax)
+    say(f"wrote {folder}/report.html, metrics.json and the tables")
+    return {**result.metrics, "out": str(folder)}
+
+
+def run_tune(
+    data: str | Path,
+    out: str | Path,
+    *,
+    taxonomy: Any = None,
+    config: Any = None,
+    settings: Any = None,
+    until: str | None = None,
+    end: str | None = None,
+    log: Callable[[str], None] | None = _stderr,
+) -> dict[str, Any]:
+    """Tune the engine's configuration on ``data`` and write it as TOML.
+
+    Only events before ``until`` are read (keep a test window aside with it);
+    the validation window is the latest part of those. Writes ``out`` (the
+    TOML config) and the trials beside it (``<out stem>.trials.csv``).
+
+    Returns
+    -------
+    dict
+        ``{"config": path, "trials": path, "validation": {...}, "best": {...}}``.
+    """
+    from recsys import columns as C
+    from recsys.config import EngineConfig, load_config
+    from recsys.evaluation.tune import TuneSettings, tune
+    from recsys.io import atomic_path
+    from recsys.timeutil import parse_time
+
+    say = log or (lambda _line: None)
+    settings = (settings or TuneSettings()).check()
+    cfg = config if isinstance(config, EngineConfig) else load_config(config)
+    tax, clean = _load(data, taxonomy, end, say)
+    events = clean.events
+    if until is not None:
+        cutoff = parse_time(until, tax, name="--until")
+        events = events[events[C.TIMESTAMP] < cutoff]
+    result = tune(clean.users, clean.items, events, taxonomy=tax, config=cfg, settings=settings, log=say)
+    path = Path(out)
+    with atomic_path(path) as tmp:
+        tmp.write_text(result.config.to_toml(), encoding="utf-8")
+    trials = path.with_name(f"{path.stem}.trials.csv")
+    with atomic_path(trials) as tmp:
+        result.trials.to_csv(tmp, index=False)
+    best = {k: (v.item() if hasattr(v, "item") else v) for k, v in result.best.items()}
+    return {"config": str(path), "trials": str(trials), "validation": result.validation, "best": best, "table": result.trials}
+
+
+# ---- command line -------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``recsys evaluate`` (and of this module's ``main``)."""
+    parser.add_argument("--data", metavar="DIR", required=True, help="folder with users, items, events (.parquet/.csv)")
+    parser.add_argument("--taxonomy", metavar="PATH", default=None, help="taxonomy TOML of the data set's codes")
+    parser.add_argument("--config", metavar="PATH", default=None, help="engine config TOML (default: built-in defaults)")
+    split = parser.add_mutually_exclusive_group(required=True)
+    split.add_argument("--split-time", metavar="T", help="train before T, test at or after T (ISO with offset, or a date)")
+    split.add_argument("--split-quantile", metavar="Q", type=float, help="put T at this quantile of event times, e.g. 0.8")
+    split.add_argument("--leave-last-n", metavar="N", type=int, help="per user, hold out the last N positive engagements")
+    parser.add_argument("--k", metavar="K,K", default=DEFAULT_KS, help=f"cut-offs (default {DEFAULT_KS})")
+    parser.add_argument("--tune", action="store_true", help="tune on a validation window carved from training first")
+    parser.add_argument("--tune-models", metavar="N", type=int, default=4, help="collaborative configs tried (default 4)")
+    parser.add_argument("--tune-blends", metavar="N", type=int, default=8, help="blend weights tried per model (default 8)")
+    parser.add_argument("--tune-budget-s", metavar="S", type=float, default=600.0, help="tuning time budget (default 600)")
+    parser.add_argument("--policies", metavar="A,B", default=None, help="policies to compare (default: all)")
+    parser.add_argument("--max-users", metavar="N", type=int, default=None, help="list at most N users (seeded sample)")
+    parser.add_argument("--bootstrap", metavar="N", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    parser.add_argument("--seed", metavar="S", type=int, default=0, help="seed (default 0)")
+    parser.add_argument("--end", metavar="ISO", default=None, help="the data's end for validation (default: manifest)")
+    parser.add_argument("--out", metavar="DIR", required=True, help="output folder (replaced whole)")
+
+
+def settings_from_args(args: argparse.Namespace) -> Any:
+    """Build :class:`EvaluationSettings` from parsed options."""
+    from recsys.evaluation.run import EvaluationSettings
+    from recsys.evaluation.tune import TuneSettings
+
+    policies = tuple(p.strip() for p in args.policies.split(",") if p.strip()) if args.policies else None
+    return EvaluationSettings(
+        ks=parse_ks(args.k),
+        split_time=args.split_time,
+        split_quantile=args.split_quantile,
+        leave_last_n=args.leave_last_n,
+        policies=policies,
+        seed=args.seed,
+        n_boot=args.bootstrap,
+        max_users=args.max_users,
+        tune=args.tune,
+        tune_settings=TuneSettings(
+            n_models=args.tune_models, n_blends=args.tune_blends, time_budget_s=args.tune_budget_s, seed=args.seed
+        ),
+    )
+
+
+def headline_text(metrics: dict[str, Any]) -> str:
+    """The headline table as plain text (what the command prints)."""
+    from recsys.evaluation.report import headline_rows
+
+    k = metrics["settings"]["headline_k"]
+    header, rows = headline_rows(metrics, k)
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths))]
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)) for row in rows]
+    if metrics.get("oracle_ratio") is not None:
+        lines.append(f"engine / oracle simulated engagements per push: {metrics['oracle_ratio']:.3f}")
+    return "\n".join(lines)
+
+
+def run_args(args: argparse.Namespace) -> int:
+    """Run the evaluation for parsed options; print the headline table."""
+    metrics = run(
+        args.data, args.out, taxonomy=args.taxonomy, config=args.config, settings=settings_from_args(args), end=args.end
+    )
+    print(headline_text(metrics))
+    print(f"report: {Path(metrics['out']) / 'report.html'}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line of the evaluation job; exit 2 on bad input."""
+    from recsys.exceptions import RecsysError
+
+    parser = argparse.ArgumentParser(prog="python -m pipelines.evaluate", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run_args(args)
+    except RecsysError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

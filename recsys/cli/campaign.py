@@ -1,0 +1,55 @@
+"""``recsys campaign``: push an item or a topic to the N users most likely to engage."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+NAME = "campaign"
+HELP = "push a campaign's item(s) or topic to the users most likely to engage, within caps"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``recsys campaign`` options."""
+    parser.add_argument("--name", required=True, help="campaign name (lowercase letters, digits, _ and -)")
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--item", nargs="+", metavar="ID", help="item id(s) to push")
+    what.add_argument("--topic", metavar="T", help="push the best item of this topic to each user")
+    parser.add_argument("--budget", required=True, type=int, metavar="N", help="most users reached")
+    parser.add_argument("--date", required=True, metavar="YYYY-MM-DD", help="the local day the pushes go out")
+    parser.add_argument("--group", metavar="G", help="only users of this group")
+    parser.add_argument("--region", metavar="R", help="only users of this region")
+    parser.add_argument("--channel", metavar="C", help="only this personal channel")
+    parser.add_argument("--emergency", action="store_true", help="may exceed the daily cap (never the opt-out)")
+    parser.add_argument(
+        "--model", default="models/latest", metavar="BUNDLE", help="model bundle (default: models/latest)"
+    )
+    parser.add_argument("--out", default="pushes", metavar="DIR", help="output folder (default: pushes)")
+    parser.add_argument("--catalog", metavar="PATH", help="current items table (default: the bundle's items)")
+    parser.add_argument("--config", metavar="PATH", help="engine config TOML (default: the bundle's config)")
+    parser.add_argument("--history", metavar="DIR", help="push-history folder (default: OUT/_history)")
+    parser.add_argument("--quiet", action="store_true", help="no summary line")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run one campaign."""
+    from pipelines.push import campaign
+
+    campaign(
+        args.model,
+        args.date,
+        args.out,
+        name=args.name,
+        budget=args.budget,
+        items=args.item or (),
+        topic=args.topic,
+        group=args.group,
+        region=args.region,
+        channel=args.channel,
+        emergency=args.emergency,
+        catalog=args.catalog,
+        config_path=args.config,
+        history=args.history,
+        stream=None if args.quiet else sys.stderr,
+    )
+    return 0

@@ -1,0 +1,85 @@
+"""Stable hashes of user ids: the same id gives the same number on any machine, any day.
+
+The holdout and the push-history buckets both hash user ids. Python's own
+``hash`` is salted per process and pandas' hashing is an implementation detail
+that may change between versions; BLAKE2b from the standard library is fixed
+by its specification, so a user stays in the same bucket (and in or out of the
+holdout) for as long as the salt stays the same.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Iterable
+
+import numpy as np
+
+from recsys.exceptions import ConfigError
+
+#: BLAKE2b takes a key of at most 64 bytes; longer salts are hashed down first.
+_MAX_KEY = 64
+
+
+def _key(salt: str) -> bytes:
+    raw = salt.encode("utf-8")
+    return raw if len(raw) <= _MAX_KEY else hashlib.blake2b(raw).digest()
+
+
+def stable_hash(ids: Iterable[str], salt: str = "") -> np.ndarray:
+    """Return a 64-bit BLAKE2b hash of each id, keyed by ``salt``.
+
+    Parameters
+    ----------
+    ids : iterable of str
+        User (or item) ids.
+    salt : str
+        Key of the hash; another salt gives independent numbers.
+
+    Returns
+    -------
+    ndarray, uint64 (n,)
+        The first 8 digest bytes read little-endian.
+
+    Raises
+    ------
+    ConfigError
+        If ``salt`` is not a string.
+    """
+    if not isinstance(salt, str):
+        raise ConfigError(f"salt must be a string, got {salt!r}")
+    key = _key(salt)
+    if not hasattr(ids, "__len__"):
+        ids = list(ids)
+    digest = hashlib.blake2b
+    # a generator: no list of a million encoded ids is ever held
+    return np.fromiter(
+        (int.from_bytes(digest(str(v).encode("utf-8"), digest_size=8, key=key).digest(), "little") for v in ids),
+        dtype=np.uint64,
+        count=len(ids),
+    )
+
+
+def unit_interval(hashes: np.ndarray) -> np.ndarray:
+    """Map uint64 hashes to floats in [0, 1) (top 53 bits, exact in float64)."""
+    return (np.asarray(hashes, dtype=np.uint64) >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+def user_buckets(user_ids: Iterable[str], n_buckets: int) -> np.ndarray:
+    """Return each user's push-history bucket, ``hash(user_id) % n_buckets``.
+
+    The bucket hash has a fixed key of its own, independent of the holdout
+    salt, so changing the salt never moves a user's history.
+
+    Returns
+    -------
+    ndarray, int32 (n,)
+        Values in ``0 .. n_buckets - 1``.
+
+    Raises
+    ------
+    ConfigError
+        If ``n_buckets`` is not a positive int.
+    """
+    if isinstance(n_buckets, bool) or not isinstance(n_buckets, (int, np.integer)) or n_buckets < 1:
+        raise ConfigError(f"history_buckets must be a positive integer, got {n_buckets!r}")
+    return (stable_hash(user_ids, salt="push-history-bucket") % np.uint64(n_buckets)).astype(np.int32)

@@ -1,0 +1,479 @@
+"""The chunk function and where it runs: in this process, local worker processes, or Dask.
+
+:func:`run_chunk` computes one chunk of users from a :class:`ChunkTask` and
+writes its rows, history and checkpoint into the run's workspace. Its output
+depends on its argument and the files it names only: no module state is
+read or written, apart from a per-process cache of the opened (read-only,
+memory-mapped) model, so the same function runs unchanged in a local process
+pool or on a Dask cluster whose workers see the same file system.
+
+Per chunk: read the chunk's own history buckets (caps, de-duplication) ->
+choose each user's channel -> rank each channel's users with the
+Recommender (eligibility at the start of the channel's send window, formats
+the channel carries) -> drop recently pushed items, cap topics, cut to the
+room the caps leave -> write.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import itertools
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
+import pandas as pd
+
+from recsys import columns as C
+from recsys.config import PushConfig
+from recsys.exceptions import ConfigError
+from recsys.push import history as H
+from recsys.push import writer as W
+from recsys.push.channels import channel_rules, choose_channels
+from recsys.push.lists import fetch_lists, object_index, with_object_ids
+
+SKIP_CAPPED = "caps_reached"
+SKIP_NO_ITEMS = "no_eligible_items"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What every chunk of one run shares (plain values, cheap to ship to a worker).
+
+    Attributes
+    ----------
+    bundle : str
+        Model bundle folder.
+    catalog : str or None
+        Current catalogue file; ``None`` = the bundle's items.
+    catalog_sha256 : str
+        Its checksum: a worker reopens the catalogue when the file changed.
+    workspace : str
+        The run's work folder (:class:`recsys.push.writer.Workspace`).
+    history : str
+        The push-history folder.
+    day : str
+        Local date of the pushes, ISO.
+    kind : str
+        ``nightly`` (campaigns do not use chunks).
+    topic : str or None
+        Items restricted to this topic.
+    push : dict
+        The ``[push]`` config as a dict.
+    run_id, model_version : str
+    timezone : str
+        The city's time zone (send windows are local times).
+    threads : int
+        Threads a worker may use for the ranking (1 when several workers share the cores).
+    """
+
+    bundle: str
+    catalog: str | None
+    catalog_sha256: str
+    workspace: str
+    history: str
+    day: str
+    kind: str
+    topic: str | None
+    push: dict[str, Any]
+    run_id: str
+    model_version: str
+    timezone: str
+    threads: int = 1
+
+
+@dataclass(frozen=True)
+class ChunkTask:
+    """One chunk of users and what the chunk function needs to know about them.
+
+    Attributes
+    ----------
+    spec : RunSpec
+    chunk : int
+    bucket_lo, bucket_hi : int
+        The history buckets the chunk owns, ``[lo, hi)``.
+    user_ids, groups, regions : ndarray of str (n,)
+    buckets : ndarray, int32 (n,)
+    subscribed : ndarray, bool (n, P)
+        Usable personal channels (subscribed; the forced channel only, if any),
+        columns in channel priority order.
+    engagement : ndarray, float32 (n, P)
+        Positive engagements per channel, same columns.
+    """
+
+    spec: RunSpec
+    chunk: int
+    bucket_lo: int
+    bucket_hi: int
+    user_ids: np.ndarray
+    groups: np.ndarray
+    regions: np.ndarray
+    buckets: np.ndarray
+    subscribed: np.ndarray
+    engagement: np.ndarray = field(repr=False)
+
+    @property
+    def n_users(self) -> int:
+        """Users in the chunk."""
+        return len(self.user_ids)
+
+
+@functools.lru_cache(maxsize=2)
+def _served(bundle: str, catalog: str | None, catalog_sha256: str, threads: int) -> tuple[Any, pd.Series]:
+    """Open the Recommender once per process (read-only; the cache only saves reloading).
+
+    Bundle versions never change in place; the catalogue file may, hence its
+    checksum in the key.
+    """
+    from threadpoolctl import threadpool_limits
+
+    from recsys.ranking import Recommender
+
+    threadpool_limits(threads)
+    try:
+        import faiss
+
+        faiss.omp_set_num_threads(threads)
+    except ImportError:  # pragma: no cover - faiss is a dependency
+        pass
+    recommender = Recommender.load(bundle, catalog=catalog)
+    return recommender, item_topics(recommender)
+
+
+def item_topics(recommender: Any) -> pd.Series:
+    """item_id -> list of topic codes, from the Recommender's current catalogue."""
+    state = recommender.state
+    items = state.catalog_items if state.catalog_items is not None else state.model.items
+    return pd.Series(list(items[C.TOPICS]), index=object_index(items[C.ITEM_ID].astype(str)))
+
+
+def run_chunk(task: ChunkTask) -> dict[str, Any]:
+    """Compute one chunk and write it into the run's workspace; return its stats.
+
+    The function a worker process or a Dask worker runs. See
+    :func:`compute_chunk` for what it computes.
+    """
+    spec = task.spec
+    recommender, topics = _served(spec.bundle, spec.catalog, spec.catalog_sha256, spec.threads)
+    rows, stats = compute_chunk(recommender, topics, task)
+    W.Workspace(Path(spec.workspace)).write_chunk(
+        task.chunk,
+        rows,
+        W.output_schema(spec.timezone),
+        range(task.bucket_lo, task.bucket_hi),
+        pd.Series(task.buckets, index=task.user_ids).reindex(rows[C.USER_ID]).to_numpy(),
+        stats,
+    )
+    return stats
+
+
+def compute_chunk(recommender: Any, topics: pd.Series, task: ChunkTask) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Tonight's lists for one chunk of users.
+
+    Parameters
+    ----------
+    recommender : recsys.ranking.Recommender
+    topics : Series
+        item_id -> list of topics (the current catalogue).
+    task : ChunkTask
+
+    Returns
+    -------
+    rows : DataFrame
+        :data:`recsys.push.writer.OUTPUT_COLUMNS`, users in chunk order, then
+        channel priority, then rank.
+    stats : dict
+        Counts for the manifest (JSON-ready).
+    """
+    start = time.perf_counter()
+    spec = task.spec
+    cfg = PushConfig(**spec.push)
+    rules = list(channel_rules(cfg, recommender.state.taxonomy).values())
+    channels = [r.channel for r in rules]
+    day = dt.date.fromisoformat(spec.day)
+    ids = object_index(task.user_ids)
+    store = H.HistoryStore(Path(spec.history), cfg.history_buckets)
+    buckets = range(task.bucket_lo, task.bucket_hi)
+    history = H.read_window(store, buckets, day, cfg.dedup_days, skip=(day, spec.kind))
+    daily, weekly = H.cap_usage(history, ids, day, channels)
+    room = H.remaining(daily, weekly, rules)
+    chosen = choose_channels(task.subscribed, task.engagement, room > 0, cfg.channels_per_user)
+    blocked = H.dedup_pairs(history)
+    max_k = int(recommender.state.config.max_k)
+    topic_filter = [spec.topic] if spec.topic else None
+
+    frames = []
+    for p, rule in enumerate(rules):
+        who = np.flatnonzero((chosen == p).any(axis=1))
+        if who.size == 0:
+            continue
+        limit = pd.Series(np.minimum(rule.k, room[who, p]), index=ids[who])
+        send_after, send_before = rule.window(day, spec.timezone)
+
+        def recommend(
+            users: list[str], k: int, _c: str = rule.channel, _now: pd.Timestamp = send_after
+        ) -> pd.DataFrame:
+            return recommender.recommend_many(users, k=k, channel=_c, topics=topic_filter, now=_now)
+
+        lists = fetch_lists(
+            recommend,
+            ids[who],
+            limit,
+            item_topics=topics,
+            topic_cap=cfg.topic_cap,
+            blocked=blocked[blocked[C.USER_ID].isin(ids[who])],
+            exempt_topics=topic_filter or (),
+            max_k=max_k,
+        )
+        lists = lists.assign(**{C.CHANNEL: rule.channel, W.SEND_AFTER: send_after, W.SEND_BEFORE: send_before})
+        frames.append(lists.assign(_channel_pos=p))
+        if cfg.channels_per_user > 1:
+            # a user with lists on several channels never gets one item twice tonight
+            blocked = pd.concat([blocked, lists[[C.USER_ID, C.ITEM_ID]]], ignore_index=True)
+    rows = _rows(frames, ids, spec)
+    stats = chunk_stats(task, rows, chosen, topics, time.perf_counter() - start)
+    return rows.drop(columns="_channel_pos"), stats
+
+
+def _rows(frames: list[pd.DataFrame], ids: pd.Index, spec: RunSpec) -> pd.DataFrame:
+    if frames:
+        rows = pd.concat(frames, ignore_index=True)
+    else:
+        rows = pd.DataFrame({c: pd.Series(dtype=object) for c in (*W.OUTPUT_COLUMNS, "_channel_pos")})
+    rows[W.CAMPAIGN] = ""
+    rows[W.MODEL_VERSION] = spec.model_version
+    rows[W.RUN_ID] = spec.run_id
+    rows["_user_pos"] = ids.get_indexer(rows[C.USER_ID])
+    rows = rows.sort_values(["_user_pos", "_channel_pos", C.RANK], kind="stable")
+    return rows[[*W.OUTPUT_COLUMNS, "_channel_pos"]].reset_index(drop=True)
+
+
+def chunk_stats(
+    task: ChunkTask, rows: pd.DataFrame, chosen: np.ndarray, topics: pd.Series, seconds: float
+) -> dict[str, Any]:
+    """Counts of one chunk for the run manifest."""
+    ids = object_index(task.user_ids)
+    has_channel = (chosen >= 0).any(axis=1)
+    pushed = ids.isin(rows[C.USER_ID])
+    return {
+        "chunk": int(task.chunk),
+        "users": int(task.n_users),
+        **row_counts(ids, task.groups, task.regions, rows, topics),
+        "skipped": {SKIP_CAPPED: int((~has_channel).sum()), SKIP_NO_ITEMS: int((has_channel & ~pushed).sum())},
+        "seconds": round(seconds, 3),
+    }
+
+
+def row_counts(
+    ids: pd.Index, groups: np.ndarray, regions: np.ndarray, rows: pd.DataFrame, topics: pd.Series
+) -> dict[str, Any]:
+    """Users reached and rows per group, region, channel and topic.
+
+    Parameters
+    ----------
+    ids : Index of str
+        The users (``groups`` / ``regions`` aligned with it); every row's user is among them.
+    rows : DataFrame
+        ``user_id, channel, item_id`` rows.
+    topics : Series
+        item_id -> list of topics (an item counts once under each of its topics).
+
+    Returns
+    -------
+    dict
+        ``pushed_users``, ``rows``, ``by_group``, ``by_region``, ``by_channel``
+        (each ``{code: {"users": n, "rows": n}}``) and ``by_topic`` (``{code: rows}``).
+    """
+    rows = with_object_ids(rows)
+    pushed = ids.isin(rows[C.USER_ID])
+    row_users = ids.get_indexer(rows[C.USER_ID])
+
+    def by(labels: np.ndarray) -> dict[str, dict[str, int]]:
+        labels = np.asarray(labels).astype(str)
+        users = Counter(labels[pushed].tolist())
+        counts = Counter(labels[row_users].tolist())
+        return {key: {"users": int(users[key]), "rows": int(counts[key])} for key in sorted(users)}
+
+    by_channel = {
+        str(ch): {"users": int(part[C.USER_ID].nunique()), "rows": int(len(part))}
+        for ch, part in rows.groupby(C.CHANNEL, sort=True)
+    }
+    topic_rows = topics.reindex(rows[C.ITEM_ID].to_numpy()).explode().dropna()
+    return {
+        "pushed_users": int(pushed.sum()),
+        "rows": int(len(rows)),
+        "by_group": by(groups),
+        "by_region": by(regions),
+        "by_channel": by_channel,
+        "by_topic": {str(k): int(v) for k, v in sorted(topic_rows.value_counts().items())},
+    }
+
+
+def merge_stats(parts: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Add up chunk stats (counts summed key by key; seconds summed as CPU time)."""
+    total: dict[str, Any] = {"chunks": 0, "users": 0, "pushed_users": 0, "rows": 0, "seconds": 0.0}
+    nested: dict[str, Counter] = {}
+    for part in parts:
+        total["chunks"] += 1
+        for key in ("users", "pushed_users", "rows"):
+            total[key] += int(part.get(key, 0))
+        total["seconds"] += float(part.get("seconds", 0.0))
+        for key in ("by_group", "by_region", "by_channel"):
+            for label, counts in part.get(key, {}).items():
+                for metric, value in counts.items():
+                    nested.setdefault(f"{key}.{metric}", Counter())[label] += int(value)
+        for key in ("skipped", "by_topic"):
+            for label, value in part.get(key, {}).items():
+                nested.setdefault(key, Counter())[label] += int(value)
+    for key in ("by_group", "by_region", "by_channel"):
+        labels = sorted(set(nested.get(f"{key}.users", {})) | set(nested.get(f"{key}.rows", {})))
+        total[key] = {
+            label: {"users": int(nested[f"{key}.users"][label]), "rows": int(nested[f"{key}.rows"][label])}
+            for label in labels
+        }
+    total["skipped"] = {k: int(v) for k, v in sorted(nested.get("skipped", Counter()).items())}
+    total["by_topic"] = {k: int(v) for k, v in sorted(nested.get("by_topic", Counter()).items())}
+    total["seconds"] = round(total["seconds"], 3)
+    return total
+
+
+# ---- executors ---------------------------------------------------------------
+
+
+def execute(
+    fn: Callable[[ChunkTask], dict[str, Any]],
+    tasks: Iterable[ChunkTask],
+    *,
+    workers: int = 1,
+    scheduler: str | None = None,
+    on_result: Callable[[ChunkTask, dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Run ``fn`` over ``tasks``: here, in local worker processes, or on a Dask cluster.
+
+    Tasks are taken from the iterable only as workers free up (at most two
+    per worker in flight), so the driver never holds every chunk's users at once.
+
+    Parameters
+    ----------
+    fn : callable
+        The chunk function (must be importable by name in a worker).
+    tasks : iterable of ChunkTask
+    workers : int
+        Local worker processes; 1 runs the chunks in this process.
+    scheduler : str, optional
+        A ``dask.distributed`` scheduler address (``tcp://host:8786``); its
+        workers must see the bundle and the output folder at the same paths.
+    on_result : callable, optional
+        Called in this process with (task, stats) as each chunk finishes.
+
+    Returns
+    -------
+    list of dict
+        The stats, in completion order.
+
+    Raises
+    ------
+    ConfigError
+        If ``workers`` is not a positive integer.
+    Exception
+        The first error a chunk raised (finished chunks keep their checkpoints).
+    """
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ConfigError(f"workers must be a positive integer, got {workers!r}")
+    done: list[dict[str, Any]] = []
+
+    def finish(task: ChunkTask, stats: dict[str, Any]) -> None:
+        done.append(stats)
+        if on_result is not None:
+            on_result(task, stats)
+
+    queue = iter(tasks)
+    if scheduler is not None:
+        _on_dask(fn, queue, scheduler, finish)
+    elif workers == 1:
+        for task in queue:
+            finish(task, fn(task))
+    else:
+        _on_processes(fn, queue, workers, finish)
+    return done
+
+
+def _on_processes(fn: Callable, queue: Iterator[ChunkTask], workers: int, finish: Callable) -> None:
+    import concurrent.futures as cf
+    import multiprocessing
+
+    # forkserver: workers fork from a clean server process, never from a parent
+    # whose OpenMP (faiss) threads are already running
+    context = multiprocessing.get_context("forkserver")
+    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        running: dict[cf.Future, ChunkTask] = {}
+        try:
+            for task in itertools.islice(queue, 2 * workers):
+                running[pool.submit(fn, task)] = task
+            while running:
+                finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+                for future in finished:
+                    task = running.pop(future)
+                    finish(task, future.result())
+                    for nxt in itertools.islice(queue, 1):
+                        running[pool.submit(fn, nxt)] = nxt
+        except BaseException:
+            for future in running:
+                future.cancel()
+            raise
+
+
+def _on_dask(fn: Callable, queue: Iterator[ChunkTask], scheduler: str, finish: Callable) -> None:
+    from dask.distributed import Client, as_completed
+
+    with Client(scheduler) as client:
+        slots = 2 * max(1, sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values()))
+        running: dict[str, tuple[Any, ChunkTask]] = {}
+
+        def submit(task: ChunkTask) -> Any:
+            future = client.submit(fn, task, key=f"push-{task.spec.run_id}-chunk-{task.chunk:05d}", pure=False)
+            running[future.key] = (future, task)
+            return future
+
+        pending = as_completed([submit(t) for t in itertools.islice(queue, slots)])
+        try:
+            for future in pending:
+                _, task = running.pop(future.key)
+                finish(task, future.result())
+                for nxt in itertools.islice(queue, 1):
+                    pending.add(submit(nxt))
+        except BaseException:
+            client.cancel([f for f, _ in running.values()])
+            raise
+
+
+def chunk_tasks(spec: RunSpec, chunks: Iterable[Any], plan: Any, users: Any, usable: np.ndarray) -> Iterator[ChunkTask]:
+    """The tasks of ``chunks``, built one at a time (only the chunks in flight hold their users).
+
+    Parameters
+    ----------
+    spec : RunSpec
+    chunks : iterable of recsys.push.plan.Chunk
+    plan : recsys.push.plan.UserPlan
+    users : recsys.push.plan.BundleUsers
+    usable : ndarray, bool (n_users, P)
+        The channels each user may get tonight.
+    """
+    table = users.table
+    for c in chunks:
+        yield ChunkTask(
+            spec=spec,
+            chunk=c.index,
+            bucket_lo=c.bucket_lo,
+            bucket_hi=c.bucket_hi,
+            user_ids=table[C.USER_ID].iloc[c.users].to_numpy(dtype=object),
+            groups=table[C.GROUP].iloc[c.users].to_numpy(dtype=object),
+            regions=table[C.REGION].iloc[c.users].to_numpy(dtype=object),
+            buckets=plan.buckets[c.offset : c.offset + len(c.users)],
+            subscribed=usable[c.users],
+            engagement=users.engagement[c.users],
+        )

@@ -1,0 +1,342 @@
+"""Push output on disk: partitioned Parquet, chunk checkpoints, atomic commit, manifest.
+
+Layout of an output folder::
+
+    <out>/date=2026-07-01/kind=nightly/channel=app_push/part-00000.parquet
+    <out>/date=2026-07-01/kind=nightly/_manifest.json      (the run manifest)
+    <out>/date=2026-07-01/kind=nightly/_holdout.parquet    (the held-out users)
+    <out>/date=2026-07-01/kind=heat_warning/channel=.../part-00000.parquet
+    <out>/_history/...                                      (see recsys.push.history)
+    <out>/_work/date=.../kind=.../                          (a run in progress)
+
+One row per (user, channel, rank) with :data:`OUTPUT_COLUMNS`. A run (one
+date, one kind) works in ``_work``: each finished chunk leaves its Parquet
+parts and a checkpoint marker there, so a killed run resumes without
+recomputing finished chunks. The finished run replaces its own
+``date=/kind=`` folder in one rename: a re-run replaces that night's rows and
+never touches another kind (a campaign survives a nightly re-run and vice
+versa); until the rename the previous complete output stays as it was.
+Names starting with ``_`` or ``.`` are skipped by Parquet dataset readers;
+:func:`read_pushes` reads the rows back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from recsys import columns as C
+from recsys.exceptions import ArtifactError, RecsysError
+from recsys.io import write_json, write_parquet
+from recsys.push import history as H
+
+CAMPAIGN = "campaign"
+SEND_AFTER = "send_after"
+SEND_BEFORE = "send_before"
+MODEL_VERSION = "model_version"
+RUN_ID = "run_id"
+#: the columns of a push row, in file order
+OUTPUT_COLUMNS = (
+    C.USER_ID,
+    C.CHANNEL,
+    C.RANK,
+    C.ITEM_ID,
+    C.SCORE,
+    C.REASONS,
+    CAMPAIGN,
+    SEND_AFTER,
+    SEND_BEFORE,
+    MODEL_VERSION,
+    RUN_ID,
+)
+NIGHTLY = "nightly"
+MANIFEST_FILE = "_manifest.json"
+HOLDOUT_FILE = "_holdout.parquet"
+HISTORY_DIR = "_history"
+WORK_DIR = "_work"
+LOCK_FILE = "_lock"
+
+
+def output_schema(timezone: str) -> pa.Schema:
+    """The Arrow schema of push rows; send times are local (``timezone``) timestamps."""
+    local = pa.timestamp("us", tz=timezone)
+    return pa.schema(
+        [
+            (C.USER_ID, pa.string()),
+            (C.CHANNEL, pa.string()),
+            (C.RANK, pa.int16()),
+            (C.ITEM_ID, pa.string()),
+            (C.SCORE, pa.float32()),
+            (C.REASONS, pa.list_(pa.string())),
+            (CAMPAIGN, pa.string()),
+            (SEND_AFTER, local),
+            (SEND_BEFORE, local),
+            (MODEL_VERSION, pa.string()),
+            (RUN_ID, pa.string()),
+        ]
+    )
+
+
+def partition_dir(out: str | Path, day: dt.date, kind: str) -> Path:
+    """The folder holding one run's rows (all channels)."""
+    return Path(out) / f"date={day.isoformat()}" / f"kind={kind}"
+
+
+def part_file(chunk: int) -> str:
+    """File name of one chunk's rows inside a channel folder."""
+    return f"part-{int(chunk):05d}.parquet"
+
+
+@contextlib.contextmanager
+def run_lock(out: str | Path) -> Iterator[None]:
+    """Hold the output folder's lock for one run.
+
+    Two runs writing the same output (say a campaign during the nightly run)
+    would each count caps without the other's pushes; the second one is
+    refused. The operating system drops the lock when the process dies, so a
+    killed run never leaves a stale lock behind.
+
+    Raises
+    ------
+    RecsysError
+        If another run holds the lock.
+    """
+    root = Path(out)
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / LOCK_FILE, "a+") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RecsysError(f"{root}: another push or campaign run is writing here; try again when it ends") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def fingerprint_digest(fingerprint: dict[str, Any]) -> str:
+    """A short, stable digest of a run's inputs (what must match to resume)."""
+    text = json.dumps(fingerprint, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def new_run_id(day: dt.date, kind: str) -> str:
+    """A fresh run id: the date, the kind, the UTC start time and a random suffix."""
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return f"{day.isoformat()}-{kind}-{stamp}-{uuid.uuid4().hex[:6]}"
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """The work folder of one run (one date, one kind) under ``<out>/_work``.
+
+    Only paths; every method reads or writes files, so a worker process (or a
+    Dask worker on a shared file system) can write its chunk through a copy.
+    """
+
+    root: Path
+
+    @classmethod
+    def for_run(cls, out: str | Path, day: dt.date, kind: str) -> "Workspace":
+        """The workspace of run (``day``, ``kind``) under output folder ``out``."""
+        return cls(Path(out) / WORK_DIR / f"date={day.isoformat()}" / f"kind={kind}")
+
+    @property
+    def out_dir(self) -> Path:
+        """Staged output rows (renamed into the partition at commit)."""
+        return self.root / "out"
+
+    @property
+    def history_dir(self) -> Path:
+        """Staged push history (moved into the history store at commit)."""
+        return self.root / "history"
+
+    @property
+    def chunks_dir(self) -> Path:
+        """Checkpoint markers of finished chunks."""
+        return self.root / "chunks"
+
+    def start(self, fingerprint: dict[str, Any], run_id: str) -> tuple[str, bool]:
+        """Begin or resume the run.
+
+        If the workspace holds a run with the same inputs, it is resumed (its
+        run id and finished chunks are kept); otherwise it is cleared.
+
+        Returns
+        -------
+        run_id : str
+            The resumed run's id, or ``run_id``.
+        resumed : bool
+        """
+        plan_path = self.root / "plan.json"
+        digest = fingerprint_digest(fingerprint)
+        if plan_path.exists():
+            try:
+                plan = json.loads(plan_path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                plan = {}
+            if plan.get("digest") == digest and plan.get("run_id"):
+                return str(plan["run_id"]), True
+        if self.root.exists():
+            shutil.rmtree(self.root)
+        self.chunks_dir.mkdir(parents=True)
+        # staged history exists from the start, so that a run with no rows still
+        # replaces (empties) an earlier run's history of the same date and kind
+        self.history_dir.mkdir(parents=True)
+        self.out_dir.mkdir(parents=True)
+        write_json({"digest": digest, "run_id": run_id, "fingerprint": fingerprint}, plan_path)
+        return run_id, False
+
+    def chunk_marker(self, chunk: int) -> Path:
+        """The checkpoint file of one chunk (its stats, written last)."""
+        return self.chunks_dir / f"chunk-{int(chunk):05d}.json"
+
+    def done_chunks(self) -> set[int]:
+        """The chunks whose checkpoint exists."""
+        if not self.chunks_dir.is_dir():
+            return set()
+        return {int(p.stem.split("-")[1]) for p in self.chunks_dir.glob("chunk-*.json")}
+
+    def write_chunk(
+        self,
+        chunk: int,
+        rows: pd.DataFrame,
+        schema: pa.Schema,
+        buckets: range,
+        bucket_of_row: Any,
+        stats: dict[str, Any],
+    ) -> None:
+        """Write one chunk's rows, its history and then its checkpoint.
+
+        Parameters
+        ----------
+        chunk : int
+        rows : DataFrame
+            :data:`OUTPUT_COLUMNS`.
+        schema : pyarrow.Schema
+            :func:`output_schema`.
+        buckets : range
+            The history buckets this chunk owns.
+        bucket_of_row : array of int
+            Each row's user's bucket.
+        stats : dict
+            Counts for the manifest (JSON-ready); the checkpoint.
+        """
+        for channel, part in rows.groupby(C.CHANNEL, sort=True):
+            table = pa.Table.from_pandas(part[list(OUTPUT_COLUMNS)], schema=schema, preserve_index=False)
+            write_parquet(table, self.out_dir / f"channel={channel}" / part_file(chunk))
+        rows = rows.assign(_bucket=bucket_of_row)
+        for bucket, part in rows.groupby("_bucket", sort=True):
+            if int(bucket) not in buckets:
+                raise ArtifactError(f"chunk {chunk} produced a row of bucket {bucket}, outside its buckets {buckets}")
+            H.write_bucket(self.history_dir, int(bucket), part)
+        # the marker goes last: its presence means every file above is complete
+        write_json(stats, self.chunk_marker(chunk))
+
+    def read_stats(self) -> list[dict[str, Any]]:
+        """The stats of every finished chunk, by chunk number."""
+        return [json.loads(p.read_text(encoding="utf-8")) for p in sorted(self.chunks_dir.glob("chunk-*.json"))]
+
+    def commit(
+        self,
+        store: H.HistoryStore,
+        day: dt.date,
+        kind: str,
+        out: str | Path,
+        manifest: dict[str, Any],
+        holdout: pd.DataFrame | None = None,
+    ) -> Path:
+        """Publish the finished run: history first, then the output partition.
+
+        The history is committed first: if the process dies between the two
+        renames, the history over-counts a run whose rows are not yet visible
+        (caps err on the strict side) and a re-run finishes the commit.
+
+        Returns
+        -------
+        Path
+            The run's partition folder.
+        """
+        # absent here only when an interrupted commit already moved it
+        if self.history_dir.exists():
+            store.commit(day, kind, self.history_dir)
+        if holdout is not None:
+            write_parquet(holdout, self.out_dir / HOLDOUT_FILE)
+        write_json(manifest, self.out_dir / MANIFEST_FILE)
+        dest = partition_dir(out, day, kind)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        old = None
+        if dest.exists():
+            old = dest.with_name(f".{dest.name}.old-{uuid.uuid4().hex[:8]}")
+            os.replace(dest, old)
+        os.replace(self.out_dir, dest)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        shutil.rmtree(self.root, ignore_errors=True)
+        return dest
+
+
+def read_manifest(out: str | Path, day: dt.date, kind: str = NIGHTLY) -> dict[str, Any]:
+    """Read a committed run's manifest.
+
+    Raises
+    ------
+    ArtifactError
+        If the run has no manifest.
+    """
+    path = partition_dir(out, day, kind) / MANIFEST_FILE
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ArtifactError(f"{path}: no such push run") from None
+
+
+def read_pushes(
+    out: str | Path, day: dt.date | None = None, kind: str | None = None, channel: str | None = None
+) -> pd.DataFrame:
+    """Read committed push rows back as one DataFrame.
+
+    Parameters
+    ----------
+    out : path
+        The output folder.
+    day, kind, channel : optional
+        Restrict to one date / kind / channel.
+
+    Returns
+    -------
+    DataFrame
+        :data:`OUTPUT_COLUMNS` plus ``date`` (ISO text) and ``kind``, sorted by
+        date, kind, channel, user and rank (empty when nothing matches).
+    """
+    root = Path(out)
+    columns = [*OUTPUT_COLUMNS, "date", "kind"]
+    frames = []
+    for path in sorted(root.glob("date=*/kind=*/channel=*/part-*.parquet")):
+        date_dir, kind_dir, channel_dir = path.parts[-4:-1]
+        parts = (date_dir.split("=", 1)[1], kind_dir.split("=", 1)[1], channel_dir.split("=", 1)[1])
+        if (day is not None and parts[0] != day.isoformat()) or (kind is not None and parts[1] != kind):
+            continue
+        if channel is not None and parts[2] != channel:
+            continue
+        frame = pq.read_table(path).to_pandas()
+        frame["date"], frame["kind"] = parts[0], parts[1]
+        frames.append(frame)
+    if not frames:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+    table = pd.concat(frames, ignore_index=True)
+    order = ["date", "kind", C.CHANNEL, C.USER_ID, C.RANK]
+    return table.sort_values(order, kind="stable").reset_index(drop=True)[columns]

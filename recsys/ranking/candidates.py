@@ -1,0 +1,146 @@
+"""Candidates: a few hundred items per user, from several sources, merged.
+
+Sources, each a fixed number of columns of one (m, c) matrix:
+
+* **ANN** over the user's collaborative vector (the bundle's ``VectorIndex``):
+  ``max(ann_candidates, ann_overfetch * k)`` items, over-fetched by
+  ``1 / share`` where the request's static filters (channel, topics) keep only
+  a ``share`` of the items; below ``allow_search_below`` it is an exact
+  search over just the items that pass the filters and are live at ``now``
+  (their vectors cached per filter and ``now``);
+* **new catalogue items** (not in the bundle's index), scored exactly;
+* the user's **top topics** (or, with a topic filter, the requested topics
+  the user likes most): each topic's most popular items;
+* the **freshest** items published at or before ``now``;
+* the most popular items in the user's **group x region** segment (recency
+  weighted), so a cold or sparse user still gets a full list.
+
+Candidates are not yet checked for eligibility; repeats are padded to -1.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from recsys.ranking.eligibility import ItemFilter
+from recsys.ranking.state import RankingState
+from recsys.ranking.users import UserBatch
+
+# users per block of an exact allow-list search (bounds the score block)
+_EXACT_ROWS = 256
+
+
+def ann_fetch(k: int, share: float, n_indexed: int, state: RankingState) -> tuple[int, bool]:
+    """How many ANN results to ask for, and whether to search on the allow-list."""
+    cfg = state.config
+    base = max(cfg.ann_candidates, cfg.ann_overfetch * k)
+    if share <= 0 or n_indexed == 0:
+        return 0, False
+    if share < cfg.allow_search_below:
+        return min(base, n_indexed), True
+    return min(cfg.ann_max_fetch, n_indexed, math.ceil(base / share)), False
+
+
+def _top_columns(scores: np.ndarray, n: int) -> np.ndarray:
+    """Column indices of the ``n`` largest scores per row (unordered)."""
+    if scores.shape[1] <= n:
+        return np.broadcast_to(np.arange(scores.shape[1]), scores.shape)
+    return np.argpartition(-scores, n - 1, axis=1)[:, :n]
+
+
+def _ann(state: RankingState, users: UserBatch, k: int, filt: ItemFilter, share: float, now_ns: int) -> np.ndarray:
+    catalog = state.catalog
+    n_fetch, use_allow = ann_fetch(k, share, catalog.n_bundle, state)
+    m = len(users)
+    if n_fetch == 0:
+        return np.zeros((m, 0), dtype=np.int64)
+    if not use_allow:
+        _, ids = state.model.item_index.search(users.vectors, n_fetch)
+        return np.asarray(ids, dtype=np.int64)
+    # a tight filter: search exactly over the (cached) vectors of the allowed items
+    allow, vectors = state.allowed(filt, now_ns)
+    if allow.size == 0:
+        return np.zeros((m, 0), dtype=np.int64)
+    out = np.empty((m, min(n_fetch, allow.size)), dtype=np.int64)
+    for lo in range(0, m, _EXACT_ROWS):
+        scores = users.vectors[lo : lo + _EXACT_ROWS] @ vectors.T
+        out[lo : lo + _EXACT_ROWS] = allow[_top_columns(scores, out.shape[1])]
+    return out
+
+
+def _new_items(state: RankingState, users: UserBatch, n: int) -> np.ndarray:
+    new = state.catalog.new_items
+    m = len(users)
+    if new.size == 0 or n == 0:
+        return np.zeros((m, 0), dtype=np.int64)
+    if new.size <= n:
+        return np.broadcast_to(new, (m, new.size))
+    scores = np.einsum("ef,mf->me", state.catalog.cf[new], users.vectors)
+    return new[_top_columns(scores, n)]
+
+
+def _topics(state: RankingState, users: UserBatch, filt: ItemFilter) -> np.ndarray:
+    catalog = state.catalog
+    n_pick = state.config.candidate_topics
+    m = len(users)
+    if n_pick == 0 or catalog.topic_top.shape[1] == 0:
+        return np.zeros((m, 0), dtype=np.int64)
+    allowed = np.arange(catalog.topic_top.shape[0]) if filt.topics is None else np.asarray(filt.topics)
+    n_pick = min(n_pick, allowed.size)
+    prefs = users.topics[:, allowed]
+    # the user's strongest topics among those allowed; ties go to taxonomy order
+    best = allowed[np.argsort(-prefs, axis=1, kind="stable")[:, :n_pick]]
+    return catalog.topic_top[best].reshape(m, -1)
+
+
+def _fresh(state: RankingState, m: int, now_ns: int) -> np.ndarray:
+    catalog = state.catalog
+    n = state.config.fresh_candidates
+    upto = int(np.searchsorted(catalog.fresh_published, now_ns, side="right"))
+    fresh = catalog.fresh_order[max(0, upto - n) : upto][::-1]
+    return np.broadcast_to(fresh, (m, fresh.size))
+
+
+def gather(
+    state: RankingState,
+    users: UserBatch,
+    k: int,
+    filt: ItemFilter,
+    share: float,
+    now_ns: int,
+) -> np.ndarray:
+    """Merge every source's candidates.
+
+    Parameters
+    ----------
+    state : RankingState
+    users : UserBatch
+    k : int
+        List length asked for (sizes the ANN fetch).
+    filt : ItemFilter
+        The request's channel and topic filters.
+    share : float
+        Share of bundle items passing the filters (``RankingState.filtered``).
+    now_ns : int
+
+    Returns
+    -------
+    ndarray of int64, shape (m, c)
+        Each row sorted ascending, repeats and gaps as -1.
+    """
+    m = len(users)
+    parts = [
+        _ann(state, users, k, filt, share, now_ns),
+        _new_items(state, users, max(state.config.ann_candidates, state.config.ann_overfetch * k)),
+        _topics(state, users, filt),
+        _fresh(state, m, now_ns),
+        state.catalog.segment_top[users.segments],
+    ]
+    cand = np.sort(np.concatenate(parts, axis=1), axis=1)
+    if cand.shape[1] > 1:
+        repeat = np.zeros(cand.shape, dtype=bool)
+        repeat[:, 1:] = cand[:, 1:] == cand[:, :-1]
+        cand[repeat] = -1
+    return cand

@@ -1,0 +1,446 @@
+"""The current catalogue as arrays the ranking reads, aligned with the bundle.
+
+Item index space of the ranking: ``0..n_bundle-1`` are the bundle's items (so
+the bundle's per-item arrays -- factors, popularity, the seen matrix, the ANN
+index ids -- apply unchanged), followed by catalogue items the bundle never
+saw (``n_bundle..n-1``). A bundle item missing from the catalogue stays in the
+index space but is never available; a catalogue item the bundle never saw gets
+its content vector from the bundle's content model and its collaborative
+vector from the item cold-start mapping, so a fresh approved item can be
+recommended the same night.
+
+Everything here depends on the catalogue only, not on the request: masks that
+depend on ``now``, the user or the call's filters are built in
+:mod:`recsys.ranking.eligibility`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from recsys import columns as C
+from recsys.config import RankingConfig
+from recsys.exceptions import ConfigError, SchemaError
+from recsys.ranking.diversity import near_duplicates
+
+#: int64 nanoseconds standing for "no publish time" (always published) and "no expiry"
+NS_MIN = np.iinfo(np.int64).min
+NS_MAX = np.iinfo(np.int64).max
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """Item-side arrays of the ranking; row j = ranking item index j.
+
+    Attributes
+    ----------
+    item_ids : ndarray of object (str), shape (n,)
+    index_of : dict[str, int]
+        Item id -> ranking index.
+    n_bundle : int
+        Items of the bundle (indices below it); later indices are catalogue
+        items new to the bundle.
+    available : ndarray of bool, shape (n,)
+        In the catalogue and ``review_status == "approved"`` (time not checked).
+    published_ns, expires_ns : ndarray of int64, shape (n,)
+        UTC nanoseconds; no publish time = :data:`NS_MIN`, no expiry = :data:`NS_MAX`.
+    format_code : ndarray of int64, shape (n,)
+        Index into ``taxonomy.formats`` (-1 if unknown).
+    topic_bool : ndarray of bool, shape (n, n_topics)
+    topic_idx : ndarray of int64, shape (n, t_max)
+        The item's topic positions, padded with ``n_topics`` (a column of
+        zeros in the padded user profile); ``t_max`` = most topics of one item.
+    topic_weight : ndarray of float32, shape (n, t_max)
+        1 / (the item's topic count) per listed topic, 0 for padding.
+    primary_topic : ndarray of int64, shape (n,)
+        The item's first listed topic (its main subject; the per-topic cap
+        counts it), or ``n_topics`` if it has none.
+    group_ok : ndarray of bool, shape (n_groups, n)
+        ``group_ok[g, j]``: item j may go to group g (empty target list = everyone).
+    region_ok : ndarray of bool, shape (n_regions, n)
+    authority : ndarray of float32, shape (n,)
+        Authority term of the blend (``RankingConfig.authority_levels``).
+    authority_code : ndarray of int64, shape (n,)
+        Index into ``recsys.columns.AUTHORITIES``.
+    cf : ndarray of float32, shape (n, f)
+        Collaborative item vectors (bundle factors, then cold-start vectors).
+    cf_scale : float
+        Reference item norm (99th percentile) that scales relevance into [-1, 1].
+    content : ndarray of float32, shape (n, d)
+        L2-normalised content vectors (near-duplicates have a high cosine).
+    popularity : ndarray of float32, shape (n_segments + 1, n)
+        ``log1p`` segment popularity scaled to [0, 1] per row; the last row is
+        the city-wide recent popularity (for users of a segment the bundle has
+        no row for).
+    topic_top : ndarray of int64, shape (n_topics, L)
+        Per topic, its most popular available items (-1 padded).
+    segment_top : ndarray of int64, shape (n_segments + 1, P)
+        Per segment row of ``popularity``, its most popular available items.
+    fresh_order : ndarray of int64, shape (n_fresh,)
+        Available items with a publish time, oldest first.
+    fresh_published : ndarray of int64, shape (n_fresh,)
+        Their publish times (sorted), for ``searchsorted(now)``.
+    new_items : ndarray of int64, shape (e,)
+        Available items unknown to the bundle (not in its ANN index).
+    items_by_topic : list of ndarray of int64
+        Per topic position, the available items listing it (ascending).
+    items_by_format : list of ndarray of int64
+        Per format position, the available items of that format (ascending).
+    neighbours : dict[int, tuple[int, ...]]
+        Near-duplicates of each item that has any (content cosine above
+        ``RankingConfig.near_duplicate_threshold``; see ``diversity.near_duplicates``).
+    bundle_neighbours : dict[int, tuple[int, ...]]
+        The same among the bundle's items only (reused by a catalogue update).
+    rejected : int
+        Catalogue rows the validator quarantined (never recommended).
+    """
+
+    item_ids: np.ndarray
+    index_of: dict[str, int]
+    n_bundle: int
+    available: np.ndarray
+    published_ns: np.ndarray
+    expires_ns: np.ndarray
+    format_code: np.ndarray
+    topic_bool: np.ndarray
+    topic_idx: np.ndarray
+    topic_weight: np.ndarray
+    primary_topic: np.ndarray
+    group_ok: np.ndarray
+    region_ok: np.ndarray
+    authority: np.ndarray
+    authority_code: np.ndarray
+    cf: np.ndarray
+    cf_scale: float
+    content: np.ndarray
+    popularity: np.ndarray
+    topic_top: np.ndarray
+    segment_top: np.ndarray
+    fresh_order: np.ndarray
+    fresh_published: np.ndarray
+    new_items: np.ndarray
+    items_by_topic: list
+    items_by_format: list
+    neighbours: dict
+    bundle_neighbours: dict
+    rejected: int = 0
+
+    @property
+    def n_items(self) -> int:
+        """Items in the ranking index space (bundle + new)."""
+        return int(self.item_ids.shape[0])
+
+
+# ---- reading and checking a catalogue ---------------------------------------
+
+
+def read_catalog(catalog: pd.DataFrame | str | Path, taxonomy: Any) -> tuple[pd.DataFrame, int]:
+    """Return the clean items table of ``catalog`` and how many rows it rejected.
+
+    The catalogue goes through the contract validator (``recsys.schema``):
+    rows it quarantines (unknown codes, naive timestamps, duplicate ids, ...)
+    are left out, so they are never recommended.
+
+    Parameters
+    ----------
+    catalog : DataFrame or path
+        An items table, or a ``.parquet`` / ``.csv`` file of one.
+    taxonomy : Taxonomy
+        The bundle's codes.
+
+    Returns
+    -------
+    items : DataFrame
+        Clean contract items.
+    rejected : int
+        Rows left out.
+
+    Raises
+    ------
+    SchemaError
+        If the file cannot be read or a required column is missing.
+    ConfigError
+        If ``catalog`` is neither a DataFrame nor a path.
+    """
+    from recsys import schema
+
+    if isinstance(catalog, (str, Path)):
+        raw = schema.read_table(catalog, "items")
+    elif isinstance(catalog, pd.DataFrame):
+        raw = catalog
+    else:
+        raise ConfigError(f"catalog must be an items DataFrame or a file path, got {type(catalog).__name__}")
+    empty_users = pd.DataFrame({name: pd.Series(dtype=str) for name in schema.required_columns("users")})
+    empty_events = pd.DataFrame({name: pd.Series(dtype=str) for name in schema.required_columns("events")})
+    result = schema.validate_tables(empty_users, raw, empty_events, taxonomy=taxonomy, end=_FAR_FUTURE)
+    return result.items, int(len(raw) - len(result.items))
+
+
+# items are not checked against the data's end; any fixed end will do
+_FAR_FUTURE = "2200-01-01T00:00:00Z"
+_ITEM_COLUMNS = (
+    C.ITEM_ID, C.TITLE, C.SUMMARY, C.TAGS, C.TOPICS, C.FORMAT, C.TARGET_GROUPS, C.TARGET_REGIONS,
+    C.REVIEW_STATUS, C.AUTHORITY, C.SOURCE, C.PUBLISHED_AT, C.EXPIRES_AT,
+)
+
+
+def _ns(values: pd.Series, fill: int) -> np.ndarray:
+    """UTC nanoseconds of a timestamp column; nulls become ``fill``."""
+    ts = pd.to_datetime(values, utc=True)
+    out = ts.dt.as_unit("ns").to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    return np.where(ts.isna().to_numpy(), fill, out)
+
+
+def _lists(values: pd.Series) -> list[list[str]]:
+    out = []
+    for v in values:
+        if v is None or (isinstance(v, float) and np.isnan(v)):
+            out.append([])
+        elif isinstance(v, str):
+            out.append([x for x in v.split("|") if x])
+        else:
+            out.append([str(x) for x in v])
+    return out
+
+
+def _targets(lists: list[list[str]], codes: tuple[str, ...], name: str) -> np.ndarray:
+    """(n_codes, n) bool: item j may go to code c (an empty list means all codes)."""
+    pos = {c: i for i, c in enumerate(codes)}
+    ok = np.zeros((len(codes), len(lists)), dtype=bool)
+    for j, targets in enumerate(lists):
+        if not targets:
+            ok[:, j] = True
+            continue
+        for t in targets:
+            if t not in pos:
+                raise SchemaError(f"catalogue column {name!r} has unknown code {t!r}; valid: {', '.join(codes)}")
+            ok[pos[t], j] = True
+    return ok
+
+
+def _topics(lists: list[list[str]], codes: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    pos = {c: i for i, c in enumerate(codes)}
+    n_topics = len(codes)
+    bools = np.zeros((len(lists), n_topics), dtype=bool)
+    primary = np.full(len(lists), n_topics, dtype=np.int64)
+    for j, topics in enumerate(lists):
+        for t in topics:
+            if t not in pos:
+                raise SchemaError(f"catalogue column 'topics' has unknown code {t!r}; valid: {', '.join(codes)}")
+            bools[j, pos[t]] = True
+        if topics:
+            primary[j] = pos[topics[0]]
+    return bools, primary
+
+
+def _padded_topics(topic_bool: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each item's topic positions (padded with n_topics) and equal shares summing to 1."""
+    n, n_topics = topic_bool.shape
+    counts = topic_bool.sum(axis=1)
+    width = max(1, int(counts.max()) if n else 1)
+    idx = np.full((n, width), n_topics, dtype=np.int64)
+    weight = np.zeros((n, width), dtype=np.float32)
+    rows, cols = np.nonzero(topic_bool)
+    slot = np.arange(rows.size) - np.searchsorted(rows, rows)  # rank of each topic within its item
+    idx[rows, slot] = cols
+    weight[rows, slot] = 1.0 / counts[rows]
+    return idx, weight
+
+
+def _top_by(scores: np.ndarray, allowed: np.ndarray, n: int) -> np.ndarray:
+    """Indices of the ``n`` highest ``scores`` among ``allowed`` (ties: lower index), -1 padded."""
+    out = np.full(n, -1, dtype=np.int64)
+    cand = np.flatnonzero(allowed)
+    if cand.size == 0 or n == 0:
+        return out
+    s = scores[cand]
+    order = np.lexsort((cand, -s))[:n]
+    out[: order.size] = cand[order]
+    return out
+
+
+def _log_scaled(pop: np.ndarray) -> np.ndarray:
+    """``log1p(p) / log1p(max p)`` per row: a few viral items do not flatten the rest."""
+    lp = np.log1p(np.maximum(pop, 0.0, dtype=np.float32))
+    top = lp.max(axis=1, keepdims=True) if lp.shape[1] else np.zeros((lp.shape[0], 1), np.float32)
+    return np.divide(lp, top, out=np.zeros_like(lp), where=top > 0).astype(np.float32)
+
+
+def _new_item_vectors(model: Any, new_items: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Content and collaborative vectors of catalogue items the bundle never saw."""
+    f = model.item_factors.shape[1]
+    d = model.content_vectors.shape[1]
+    if len(new_items) == 0:
+        return np.zeros((0, d), np.float32), np.zeros((0, f), np.float32)
+    content = np.asarray(model.content_model.transform(new_items), dtype=np.float32)
+    cf = np.asarray(model.item_cold_start.transform(content), dtype=np.float32)
+    return content, cf
+
+
+def build_catalog(
+    model: Any,
+    items: pd.DataFrame | None,
+    config: RankingConfig,
+    *,
+    rejected: int = 0,
+    bundle_neighbours: dict | None = None,
+) -> Catalog:
+    """Build the ranking's item arrays for ``model`` and the catalogue ``items``.
+
+    Parameters
+    ----------
+    model : TrainedModel
+        The bundle.
+    items : DataFrame or None
+        Clean contract items (see :func:`read_catalog`); ``None`` uses the
+        bundle's own copy of the catalogue.
+    config : RankingConfig
+        Candidate-list lengths and authority levels.
+    rejected : int
+        Rows the validator left out (recorded on the result).
+    bundle_neighbours : dict, optional
+        Near-duplicate pairs among the bundle's items at
+        ``config.near_duplicate_threshold``, from an earlier build; computed
+        when omitted (an exact range search, seconds at 50k items).
+
+    Returns
+    -------
+    Catalog
+
+    Raises
+    ------
+    SchemaError
+        If an item carries a code the bundle's taxonomy does not know.
+    """
+    tax = model.taxonomy
+    bundle_ids = model.items[C.ITEM_ID].astype(str).to_numpy(dtype=object)
+    n_bundle = len(bundle_ids)
+    bundle_pos = {item_id: j for j, item_id in enumerate(bundle_ids)}
+
+    bundle_items = model.items.reset_index(drop=True)
+    if items is None:
+        meta = bundle_items
+        in_catalog = np.ones(n_bundle, dtype=bool)
+        new_frame = bundle_items.iloc[:0]
+    else:
+        current = items.reset_index(drop=True)
+        cat_ids = current[C.ITEM_ID].astype(str).to_numpy(dtype=object)
+        where = np.fromiter((bundle_pos.get(i, -1) for i in cat_ids), dtype=np.int64, count=len(cat_ids))
+        known = where >= 0
+        in_catalog = np.zeros(n_bundle, dtype=bool)
+        in_catalog[where[known]] = True
+        shared = [c for c in _ITEM_COLUMNS if c in current.columns and c in bundle_items.columns]
+        # a bundle item takes its current state (review status, expiry, ...) from
+        # the catalogue; one missing from it keeps the bundle's row but is unavailable
+        updated = current.loc[known, shared].set_axis(where[known])
+        stale = bundle_items.loc[~in_catalog, shared]
+        new_frame = current.loc[~known].reset_index(drop=True)
+        meta = pd.concat([pd.concat([updated, stale]).sort_index(), new_frame[shared]], ignore_index=True)
+
+    n = len(meta)
+    item_ids = meta[C.ITEM_ID].astype(str).to_numpy(dtype=object)
+    status = meta[C.REVIEW_STATUS].astype(str).to_numpy() if C.REVIEW_STATUS in meta else np.full(n, "approved")
+    present = np.concatenate([in_catalog, np.ones(n - n_bundle, dtype=bool)])
+    available = present & (status == "approved")
+
+    published = _ns(meta[C.PUBLISHED_AT], NS_MIN) if C.PUBLISHED_AT in meta else np.full(n, NS_MIN)
+    expires = _ns(meta[C.EXPIRES_AT], NS_MAX) if C.EXPIRES_AT in meta else np.full(n, NS_MAX)
+
+    formats = tuple(tax.formats)
+    fmt_pos = {c: i for i, c in enumerate(formats)}
+    fmt_values = meta[C.FORMAT].astype(str).to_numpy() if C.FORMAT in meta else np.full(n, "article")
+    format_code = np.fromiter((fmt_pos.get(v, -1) for v in fmt_values), dtype=np.int64, count=n)
+
+    topic_codes = tuple(tax.topics)
+    topic_bool, primary = _topics(_lists(meta[C.TOPICS]), topic_codes)
+    topic_idx, topic_weight = _padded_topics(topic_bool)
+
+    empty = pd.Series([[]] * n)
+    group_ok = _targets(_lists(meta[C.TARGET_GROUPS] if C.TARGET_GROUPS in meta else empty), tuple(tax.groups), C.TARGET_GROUPS)
+    region_ok = _targets(
+        _lists(meta[C.TARGET_REGIONS] if C.TARGET_REGIONS in meta else empty), tuple(tax.regions), C.TARGET_REGIONS
+    )
+
+    auth_values = meta[C.AUTHORITY].astype(str).to_numpy() if C.AUTHORITY in meta else np.full(n, "other")
+    auth_pos = {a: i for i, a in enumerate(C.AUTHORITIES)}
+    authority_code = np.fromiter((auth_pos.get(a, len(C.AUTHORITIES) - 1) for a in auth_values), np.int64, count=n)
+    levels = np.array([float(config.authority_levels.get(a, 0.0)) for a in C.AUTHORITIES], dtype=np.float32)
+    authority = levels[authority_code]
+
+    new_content, new_cf = _new_item_vectors(model, new_frame)
+    cf = np.ascontiguousarray(np.vstack([np.asarray(model.item_factors, np.float32), new_cf]))
+    content = np.ascontiguousarray(np.vstack([np.asarray(model.content_vectors, np.float32), new_content]))
+    norms = np.linalg.norm(cf, axis=1)
+    cf_scale = float(np.percentile(norms, 99)) if n else 1.0
+    cf_scale = cf_scale if cf_scale > 0 else 1.0
+
+    seg_pop = np.asarray(model.segment_popularity, dtype=np.float32)
+    city_pop = np.asarray(model.popularity_recent, dtype=np.float32)[None, :]
+    pop = np.vstack([seg_pop, city_pop])
+    pop = np.hstack([pop, np.zeros((pop.shape[0], n - n_bundle), np.float32)])
+    popularity = _log_scaled(pop)
+
+    # Static candidate lists. Topic lists skip items already expired at the end
+    # of the data window: they would waste slots on the default request.
+    ref_ns = _window_end_ns(model)
+    live = available & (expires > ref_ns)
+    city = popularity[-1]
+    topic_top = np.stack(
+        [_top_by(city, live & topic_bool[:, t], config.topic_candidates) for t in range(len(topic_codes))]
+    ) if topic_codes else np.zeros((0, config.topic_candidates), np.int64)
+    segment_top = np.stack([_top_by(row, live, config.popular_candidates) for row in popularity])
+    dated = np.flatnonzero(available & (published != NS_MIN))
+    order = dated[np.lexsort((dated, published[dated]))]
+
+    if bundle_neighbours is None:
+        bundle_neighbours = near_duplicates(content[:n_bundle], config.near_duplicate_threshold)
+    neighbours = near_duplicates(
+        content, config.near_duplicate_threshold, start=n_bundle, known=bundle_neighbours
+    )
+
+    return Catalog(
+        item_ids=item_ids,
+        index_of={item_id: j for j, item_id in enumerate(item_ids)},
+        n_bundle=n_bundle,
+        available=available,
+        published_ns=published,
+        expires_ns=expires,
+        format_code=format_code,
+        topic_bool=topic_bool,
+        topic_idx=topic_idx,
+        topic_weight=topic_weight,
+        primary_topic=primary,
+        group_ok=group_ok,
+        region_ok=region_ok,
+        authority=authority,
+        authority_code=authority_code,
+        cf=cf,
+        cf_scale=cf_scale,
+        content=content,
+        popularity=popularity,
+        topic_top=topic_top,
+        segment_top=segment_top,
+        fresh_order=order,
+        fresh_published=published[order],
+        new_items=np.arange(n_bundle, n, dtype=np.int64)[available[n_bundle:]],
+        items_by_topic=[np.flatnonzero(available & topic_bool[:, t]) for t in range(len(topic_codes))],
+        items_by_format=[np.flatnonzero(available & (format_code == f)) for f in range(len(formats))],
+        neighbours=neighbours,
+        bundle_neighbours=bundle_neighbours,
+        rejected=rejected,
+    )
+
+
+def _window_end_ns(model: Any) -> int:
+    """The end of the bundle's data window in UTC nanoseconds (``NS_MIN`` if unknown)."""
+    end = (model.window or {}).get("end")
+    if not end:
+        return NS_MIN
+    ts = pd.Timestamp(end)
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return int(ts.value)

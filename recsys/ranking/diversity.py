@@ -1,0 +1,200 @@
+"""Diversity: pick k items per user from candidates sorted by score.
+
+Two rules, applied greedily in score order (best first):
+
+* **near-duplicates never share a list** (hard): once an item is picked, its
+  near-duplicates (content cosine above ``RankingConfig.near_duplicate_threshold``)
+  are blocked for that list, whatever else happens;
+* **per-topic cap** (soft): at most ``cap`` picked items share a primary
+  topic. Items skipped only because of the cap are reconsidered, in score
+  order, in a second pass that runs only while the list is shorter than k:
+  the cap is relaxed just as far as needed to fill it.
+
+Picked items are returned in score order. Near-duplicate pairs are found once
+per catalogue (:func:`near_duplicates`, an exact range search over the
+content vectors), so picking costs a few set operations per item; the walk
+runs per user in plain Python over the valid candidates of the first few
+dozen positions, reading the rest of the row only when those cannot fill the
+list without relaxing the cap. A user's picks depend only on that user's row.
+
+Greedy picking keeps one item per group of mutual near-duplicates (the same
+story reworded), which is the largest possible list when near-duplication is
+transitive; with chains (A~B, B~C, A and C unrelated) it may keep fewer.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+
+Neighbours = dict[int, tuple[int, ...]]
+
+
+def topic_cap(k: int, max_topic_share: float) -> int:
+    """Soft cap on items per primary topic for a list of ``k``: ``ceil(share * k)``, at least 1."""
+    return max(1, math.ceil(max_topic_share * k - 1e-9))
+
+
+def near_duplicates(
+    content: np.ndarray, threshold: float, *, start: int = 0, known: Neighbours | None = None
+) -> Neighbours:
+    """Near-duplicate pairs: content cosine strictly above ``threshold``.
+
+    Parameters
+    ----------
+    content : ndarray of float32, shape (n, d)
+        L2-normalised content vectors.
+    threshold : float
+        In (0, 1].
+    start : int, default 0
+        Rows below ``start`` were already compared with each other (their
+        pairs are ``known``); only rows from ``start`` on are searched, against
+        every row. Lets a catalogue update reuse the bundle's pairs.
+    known : dict, optional
+        Pairs among rows ``0..start-1``.
+
+    Returns
+    -------
+    dict[int, tuple[int, ...]]
+        Row -> its near-duplicates (symmetric, no self pairs); rows without
+        any are absent.
+    """
+    import faiss
+
+    x = np.ascontiguousarray(content, dtype=np.float32)
+    n = x.shape[0]
+    pairs: dict[int, set[int]] = {i: set(nb) for i, nb in (known or {}).items()}
+    if n > start and x.shape[1] > 0:
+        index = faiss.IndexFlatIP(x.shape[1])
+        index.add(x)
+        lims, _, found = index.range_search(x[start:], float(threshold))
+        rows = np.repeat(np.arange(start, n), np.diff(lims).astype(np.int64))
+        keep = rows != found
+        for a, b in zip(rows[keep].tolist(), found[keep].tolist()):
+            pairs.setdefault(a, set()).add(b)
+            pairs.setdefault(b, set()).add(a)
+    return {i: tuple(sorted(nb)) for i, nb in pairs.items() if nb}
+
+
+def _greedy(
+    head: tuple[list[int], list[int], list[int]],
+    tail: Callable[[], tuple[list[int], list[int], list[int]]] | None,
+    k: int,
+    cap: int,
+    n_topics: int,
+    neighbours: Neighbours,
+) -> list[int]:
+    """Pick among one user's valid candidates (best first); return the picked positions.
+
+    ``head`` holds the first valid candidates as (positions in the user's
+    sorted row, item indices, primary topics); ``tail`` returns the rest, and
+    is called only when the head cannot fill the list without relaxing the cap.
+    """
+    positions, items, topics = head
+    picked: list[int] = []
+    blocked: set[int] = set()
+    per_topic = [0] * (n_topics + 1)
+    deferred: list[int] = []
+    start = 0
+    while True:
+        for n in range(start, len(items)):
+            item = items[n]
+            if item in blocked:
+                continue
+            topic = topics[n]
+            if per_topic[topic] >= cap:
+                deferred.append(n)
+                continue
+            picked.append(n)
+            per_topic[topic] += 1
+            if item in neighbours:
+                blocked.update(neighbours[item])
+            if len(picked) == k:
+                return [positions[i] for i in picked]
+        if tail is None:
+            break
+        # pass 1 goes on over the rest of the row before any relaxing
+        start = len(items)
+        more = tail()
+        positions, items, topics = positions + more[0], items + more[1], topics + more[2]
+        tail = None
+    for n in deferred:
+        item = items[n]
+        if item in blocked:
+            continue
+        picked.append(n)
+        if item in neighbours:
+            blocked.update(neighbours[item])
+        if len(picked) == k:
+            break
+    picked.sort()
+    return [positions[i] for i in picked]
+
+
+def _valid_lists(order: np.ndarray, valid: np.ndarray, primary: np.ndarray) -> tuple[list, list, list, list]:
+    """Per row, the valid candidates' positions, items and topics as Python lists."""
+    rows, cols = np.nonzero(valid)
+    items = order[rows, cols]
+    bounds = np.searchsorted(rows, np.arange(order.shape[0] + 1)).tolist()
+    return bounds, cols.tolist(), items.tolist(), primary[items].tolist()
+
+
+def select(
+    order: np.ndarray,
+    valid: np.ndarray,
+    primary: np.ndarray,
+    k: int,
+    *,
+    cap: int,
+    neighbours: Neighbours,
+    n_topics: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy diverse top-k per row.
+
+    Parameters
+    ----------
+    order : ndarray of int64, shape (m, c)
+        Candidate item indices of each user, best score first.
+    valid : ndarray of bool, shape (m, c)
+        Candidates that may be picked (eligible, not seen, not a repeat).
+    primary : ndarray of int64, shape (n_items,)
+        Primary topic of each item, in ``0..n_topics`` (``n_topics``: none).
+    k : int
+        List length.
+    cap : int
+        Soft cap per primary topic.
+    neighbours : dict
+        :func:`near_duplicates` of the catalogue.
+    n_topics : int
+        Number of topics.
+
+    Returns
+    -------
+    positions : ndarray of int64, shape (m, k)
+        Picked positions into ``order`` (ascending = score order), -1 padded.
+    count : ndarray of int64, shape (m,)
+        Items picked per user.
+    """
+    m, c = order.shape
+    positions = np.full((m, k), -1, dtype=np.int64)
+    count = np.zeros(m, dtype=np.int64)
+    if m == 0 or c == 0:
+        return positions, count
+    # most lists fill within the first few dozen candidates: convert only those
+    width = min(c, max(4 * k, k + 32))
+    bounds, cols, items, topics = _valid_lists(order[:, :width], valid[:, :width], primary)
+    more = valid[:, width:].any(axis=1) if width < c else np.zeros(m, dtype=bool)
+    for r in range(m):
+        lo, hi = bounds[r], bounds[r + 1]
+        tail = None
+        if more[r]:
+            def tail(r: int = r) -> tuple[list[int], list[int], list[int]]:
+                _, t_cols, t_items, t_topics = _valid_lists(order[r : r + 1, width:], valid[r : r + 1, width:], primary)
+                return [width + col for col in t_cols], t_items, t_topics
+
+        picked = _greedy((cols[lo:hi], items[lo:hi], topics[lo:hi]), tail, k, cap, n_topics, neighbours)
+        positions[r, : len(picked)] = picked
+        count[r] = len(picked)
+    return positions, count

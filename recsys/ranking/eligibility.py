@@ -1,0 +1,268 @@
+"""Eligibility: which items may go to whom, as vectorized boolean masks.
+
+Never optional. An item is eligible for a user at time ``now`` when all hold:
+
+* it is in the current catalogue and ``review_status == "approved"``
+  (:attr:`Catalog.available`);
+* ``published_at <= now`` (no publish time = always published) and
+  ``expires_at > now`` (no expiry = never expires);
+* its ``target_groups`` include the user's group and its ``target_regions``
+  the user's region (an empty list means everyone / everywhere);
+* the request's channel carries its format, and it has one of the request's
+  topics (when those filters are given);
+* the user has not engaged with it positively, dismissed or reported it
+  (the bundle's ``seen`` matrix), and it is not in the request's ``exclude``.
+
+A request is checked on its candidates only (:func:`candidate_mask`, a few
+hundred items), against the user's history and ``exclude`` with
+:func:`history_mask`; the exact fallback and the audience search use masks
+over all items (:func:`static_mask`, :func:`full_mask`). A filtered
+request's allow-list comes from the per-topic / per-format item lists
+(:func:`filter_pool`), so its cost follows the filter, not the catalogue.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from recsys.exceptions import ConfigError
+from recsys.ranking.catalog import Catalog
+
+
+@dataclass(frozen=True)
+class ItemFilter:
+    """A request's item filters, as taxonomy positions.
+
+    Attributes
+    ----------
+    channel : str or None
+        Channel code; only formats it carries pass.
+    formats : tuple of int or None
+        Format positions the channel carries.
+    topics : tuple of int or None
+        Topic positions; an item passes with any of them.
+    """
+
+    channel: str | None = None
+    formats: tuple[int, ...] | None = None
+    topics: tuple[int, ...] | None = None
+
+
+def make_filter(taxonomy: Any, *, topics: Iterable[str] | str | None = None, channel: str | None = None) -> ItemFilter:
+    """Check the request's ``topics`` and ``channel`` and return an :class:`ItemFilter`.
+
+    Parameters
+    ----------
+    taxonomy : Taxonomy
+    topics : str or iterable of str, optional
+        Topic codes (one code may be given as a string). An empty list is refused.
+    channel : str, optional
+        A channel code.
+
+    Raises
+    ------
+    UnknownCodeError
+        For an unknown topic or channel, listing the valid codes.
+    ConfigError
+        For an empty topic list or a value of the wrong type.
+    """
+    fmt_pos = {c: i for i, c in enumerate(taxonomy.formats)}
+    topic_pos = {c: i for i, c in enumerate(taxonomy.topics)}
+    formats = None
+    if channel is not None:
+        if not isinstance(channel, str):
+            raise ConfigError(f"channel must be a channel code (str), got {channel!r}")
+        formats = tuple(sorted(fmt_pos[f] for f in taxonomy.formats_for(channel)))
+    topic_idx = None
+    if topics is not None:
+        codes = [topics] if isinstance(topics, str) else list(topics)
+        if not codes:
+            raise ConfigError("topics must name at least one topic code, got an empty list; use None for all topics")
+        for code in codes:
+            if not isinstance(code, str):
+                raise ConfigError(f"topics must be topic codes (str), got {code!r}")
+        topic_idx = tuple(sorted({topic_pos[taxonomy.check("topic", c)] for c in codes}))
+    return ItemFilter(channel=channel, formats=formats, topics=topic_idx)
+
+
+def to_ns(now: Any, taxonomy: Any, default_ns: int) -> int:
+    """Return ``now`` as UTC nanoseconds; ``None`` gives ``default_ns``.
+
+    Raises
+    ------
+    ConfigError
+        If ``now`` cannot be parsed or has no time zone.
+    """
+    if now is None:
+        return int(default_ns)
+    from recsys.timeutil import parse_time
+
+    return int(parse_time(now, taxonomy, name="now").as_unit("ns").value)
+
+
+def static_mask(catalog: Catalog, filt: ItemFilter) -> np.ndarray:
+    """Available items passing the request's channel and topic filters.
+
+    Returns
+    -------
+    ndarray of bool, shape (n_items,)
+    """
+    mask = catalog.available.copy()
+    if filt.formats is not None:
+        mask &= np.isin(catalog.format_code, np.asarray(filt.formats, dtype=np.int64))
+    if filt.topics is not None:
+        mask &= catalog.topic_bool[:, list(filt.topics)].any(axis=1)
+    return mask
+
+
+def passes(catalog: Catalog, filt: ItemFilter, items: np.ndarray) -> np.ndarray:
+    """Available and passing the request's channel and topic filters (elementwise over ``items``)."""
+    ok = catalog.available[items]
+    if filt.formats is not None:
+        # format -1 (unknown) reads the table's last slot, which is False
+        table = np.zeros(len(catalog.items_by_format) + 1, dtype=bool)
+        table[list(filt.formats)] = True
+        ok &= table[catalog.format_code[items]]
+    if filt.topics is not None:
+        ok &= np.isin(catalog.topic_idx[items], np.asarray(filt.topics)).any(axis=-1)
+    return ok
+
+
+def filter_pool(catalog: Catalog, filt: ItemFilter) -> np.ndarray | None:
+    """Items that can pass ``filt`` (from the per-topic or per-format lists), or None for all.
+
+    Lets a filtered request touch only the items of its topics or formats
+    instead of the whole catalogue.
+    """
+    if filt.topics is not None:
+        pool = np.unique(np.concatenate([catalog.items_by_topic[t] for t in filt.topics]))
+    elif filt.formats is not None:
+        pool = np.unique(np.concatenate([catalog.items_by_format[f] for f in filt.formats] or [np.zeros(0, np.int64)]))
+    else:
+        return None
+    return pool[passes(catalog, filt, pool)]
+
+
+def live_at(catalog: Catalog, items: np.ndarray, now_ns: int) -> np.ndarray:
+    """Published and unexpired at ``now`` (elementwise over an index array)."""
+    return (catalog.published_ns[items] <= now_ns) & (catalog.expires_ns[items] > now_ns)
+
+
+def candidate_mask(
+    catalog: Catalog,
+    filt: ItemFilter,
+    cand: np.ndarray,
+    now_ns: int,
+    groups: np.ndarray,
+    regions: np.ndarray,
+) -> np.ndarray:
+    """Eligibility of candidate items, without the user's history.
+
+    Parameters
+    ----------
+    catalog : Catalog
+    filt : ItemFilter
+        The request's channel and topic filters.
+    cand : ndarray of int64, shape (m, c)
+        Candidate item indices, -1 = padding (never eligible).
+    now_ns : int
+    groups, regions : ndarray of int64, shape (m,)
+        Each user's group and region position in the taxonomy.
+
+    Returns
+    -------
+    ndarray of bool, shape (m, c)
+    """
+    safe = np.where(cand >= 0, cand, 0)
+    ok = (cand >= 0) & passes(catalog, filt, safe) & live_at(catalog, safe, now_ns)
+    ok &= catalog.group_ok[groups[:, None], safe]
+    ok &= catalog.region_ok[regions[:, None], safe]
+    return ok
+
+
+def full_mask(catalog: Catalog, static: np.ndarray, now_ns: int, group: int, region: int) -> np.ndarray:
+    """Eligibility of every item for one user, without the user's history.
+
+    Returns
+    -------
+    ndarray of bool, shape (n_items,)
+    """
+    everything = np.arange(catalog.n_items)
+    return static & live_at(catalog, everything, now_ns) & catalog.group_ok[group] & catalog.region_ok[region]
+
+
+def history_keys(seen: sp.csr_matrix, rows: np.ndarray, n_items: int, excludes: list[np.ndarray] | None) -> np.ndarray:
+    """Sorted keys ``batch_row * n_items + item`` of items each user may not get again.
+
+    Parameters
+    ----------
+    seen : csr_matrix (n_users, n_bundle_items)
+        Nonzero = engaged positively (+1) or dismissed/reported (-1).
+    rows : ndarray of int64, shape (m,)
+        Bundle user index of each batch row, -1 for a cold user (no history).
+    n_items : int
+        Size of the ranking's item index space.
+    excludes : list of int64 arrays, optional
+        Per batch row, extra item indices to leave out.
+
+    Returns
+    -------
+    ndarray of int64
+    """
+    known = np.flatnonzero(rows >= 0)
+    parts = []
+    if known.size:
+        indptr = np.asarray(seen.indptr)
+        starts = indptr[rows[known]].astype(np.int64)
+        lengths = indptr[rows[known] + 1].astype(np.int64) - starts
+        total = int(lengths.sum())
+        if total:
+            offsets = np.repeat(starts - np.cumsum(lengths) + lengths, lengths)
+            items = np.asarray(seen.indices)[offsets + np.arange(total)].astype(np.int64)
+            parts.append(np.repeat(known.astype(np.int64), lengths) * n_items + items)
+    if excludes is not None:
+        for r, extra in enumerate(excludes):
+            if extra is not None and len(extra):
+                parts.append(r * n_items + np.asarray(extra, dtype=np.int64))
+    if not parts:
+        return np.zeros(0, dtype=np.int64)
+    # sorted, repeats allowed: only membership is asked
+    return np.sort(np.concatenate(parts))
+
+
+def history_mask(keys: np.ndarray, cand: np.ndarray, n_items: int) -> np.ndarray:
+    """True where a candidate is in the user's history or exclude list.
+
+    Parameters
+    ----------
+    keys : ndarray of int64
+        :func:`history_keys` of the batch.
+    cand : ndarray of int64, shape (m, c)
+
+    Returns
+    -------
+    ndarray of bool, shape (m, c)
+    """
+    if keys.size == 0:
+        return np.zeros(cand.shape, dtype=bool)
+    q = np.arange(cand.shape[0], dtype=np.int64)[:, None] * n_items + cand
+    at = np.searchsorted(keys, q)
+    return keys[np.minimum(at, keys.size - 1)] == q
+
+
+def seen_row(seen: sp.csr_matrix, row: int) -> np.ndarray:
+    """Item indices the user engaged with, dismissed or reported (empty for -1)."""
+    if row < 0:
+        return np.zeros(0, dtype=np.int64)
+    indptr = seen.indptr
+    return np.asarray(seen.indices[indptr[row] : indptr[row + 1]], dtype=np.int64)
+
+
+def now_text(now_ns: int) -> str:
+    """ISO text of a nanosecond timestamp (for messages)."""
+    return pd.Timestamp(now_ns, tz="UTC").isoformat()

@@ -1,0 +1,217 @@
+"""Reasons: short readable Chinese strings saying why an item is in a list.
+
+Four kinds, one per group of blend terms; an item gets those whose term is
+strong enough, strongest contribution (weight x term) first, at most
+:data:`MAX_REASONS`; an item none qualifies for gets :data:`FILLER` (it fills the list).
+
+========================  ===========================  =========================
+kind                      example                      shown when
+========================  ===========================  =========================
+collaborative relevance   ``相似用户喜欢 0.63``          relevance >= 0.3
+topic affinity            ``兴趣:防灾避险 0.41``          topic term >= 0.5 and the
+                                                       user's interest in the
+                                                       item's best-matching topic
+                                                       (the number) >= 1.5 x a
+                                                       uniform share
+segment popularity        ``青龙县农民近期热门``          popularity >= 0.5
+freshness / authority     ``新发布·国家级来源``           freshness >= 0.5 or a
+                                                       national/provincial source
+========================  ===========================  =========================
+
+Display names come from the taxonomy (codes are data); the strings are
+precomputed tables indexed with numpy, so reasons for a whole batch cost a
+few array operations plus one list per item.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from recsys import columns as C
+from recsys.config import RankingConfig
+from recsys.ranking.scoring import weights
+
+MAX_REASONS = 3
+RELEVANCE_MIN = 0.3
+TOPIC_MIN = 0.5
+#: the user's interest in the topic must also exceed this multiple of a uniform share (1 / n_topics)
+TOPIC_OVER_UNIFORM = 1.5
+POPULARITY_MIN = 0.5
+FRESH_MIN = 0.5
+#: authority levels named in a reason (contract codes -> Chinese)
+AUTHORITY_ZH = {"national": "国家级", "provincial": "省级", "municipal": "市级", "other": "其他"}
+_NAMED_AUTHORITIES = ("national", "provincial")
+CITY_POPULAR = "全市近期热门"
+#: for an item no reason qualifies for (it fills the list)
+FILLER = "补充推荐"
+
+
+@dataclass(frozen=True)
+class ReasonTables:
+    """Precomputed reason strings, indexed by codes.
+
+    Attributes
+    ----------
+    relevance : ndarray of object, shape (201,)
+        Index ``round(100 * relevance) + 100``.
+    topic : ndarray of object, shape (n_topics, 101)
+        Index ``[topic, round(100 * interest)]``.
+    popularity : ndarray of object, shape (n_segments + 1,)
+        Per popularity row (the last: city-wide).
+    fresh_authority : ndarray of object, shape (2, n_authorities)
+        Index ``[is fresh, authority code]``.
+    authority_named : ndarray of bool, shape (n_authorities,)
+        Authority levels a reason names by themselves.
+    """
+
+    relevance: np.ndarray
+    topic: np.ndarray
+    popularity: np.ndarray
+    fresh_authority: np.ndarray
+    authority_named: np.ndarray
+
+    # the same tables as flat Python lists: indexing them in the per-item loop is cheapest
+    @property
+    def relevance_list(self) -> list[str]:
+        return self._lists[0]
+
+    @property
+    def topic_list(self) -> list[str]:
+        return self._lists[1]
+
+    @property
+    def popularity_list(self) -> list[str]:
+        return self._lists[2]
+
+    @property
+    def fresh_authority_list(self) -> list[str]:
+        return self._lists[3]
+
+    @property
+    def _lists(self) -> tuple[list[str], ...]:
+        cached = self.__dict__.get("_flat")
+        if cached is None:
+            cached = tuple(t.ravel().tolist() for t in (self.relevance, self.topic, self.popularity, self.fresh_authority))
+            object.__setattr__(self, "_flat", cached)
+        return cached
+
+
+def reason_tables(taxonomy, segments) -> ReasonTables:
+    """Build the string tables for a taxonomy and the bundle's segments.
+
+    Parameters
+    ----------
+    taxonomy : Taxonomy
+    segments : DataFrame
+        The bundle's ``group, region`` segments (row s = popularity row s).
+    """
+    relevance = np.array([f"相似用户喜欢 {v / 100:.2f}" for v in range(-100, 101)], dtype=object)
+    topic = np.array(
+        [[f"兴趣:{taxonomy.zh('topic', t)} {v / 100:.2f}" for v in range(101)] for t in taxonomy.topics],
+        dtype=object,
+    ).reshape(len(taxonomy.topics), 101)
+    popular = [
+        f"{taxonomy.zh('region', r)}{taxonomy.zh('group', g)}近期热门"
+        for g, r in zip(segments[C.GROUP].astype(str), segments[C.REGION].astype(str))
+    ]
+    popularity = np.array(popular + [CITY_POPULAR], dtype=object)
+    fresh_authority = np.empty((2, len(C.AUTHORITIES)), dtype=object)
+    for fresh in (0, 1):
+        for a, code in enumerate(C.AUTHORITIES):
+            parts = ["新发布"] if fresh else []
+            if code in _NAMED_AUTHORITIES or not fresh:
+                parts.append(f"{AUTHORITY_ZH[code]}来源")
+            fresh_authority[fresh, a] = "·".join(parts)
+    named = np.array([code in _NAMED_AUTHORITIES for code in C.AUTHORITIES])
+    return ReasonTables(relevance, topic, popularity, fresh_authority, named)
+
+
+def explain(
+    tables: ReasonTables,
+    parts: np.ndarray,
+    items: np.ndarray,
+    count: np.ndarray,
+    user_topics: np.ndarray,
+    segments: np.ndarray,
+    topic_idx: np.ndarray,
+    authority_code: np.ndarray,
+    config: RankingConfig,
+) -> list[list[list[str]]]:
+    """Reasons for each picked item.
+
+    Parameters
+    ----------
+    tables : ReasonTables
+    parts : ndarray of float32, shape (m, k, 5)
+        Blend terms of the picked items (``scoring.TERMS`` order).
+    items : ndarray of int64, shape (m, k)
+        Picked item indices, -1 padded.
+    count : ndarray of int64, shape (m,)
+        Picked items per user.
+    user_topics : ndarray of float32, shape (m, n_topics)
+    segments : ndarray of int64, shape (m,)
+        Popularity row of each user.
+    topic_idx : ndarray of int64, shape (n_items, t_max)
+        Each item's topic positions, padded with n_topics (``Catalog.topic_idx``).
+    authority_code : ndarray of int64, shape (n_items,)
+    config : RankingConfig
+
+    Returns
+    -------
+    list (m) of list (count) of list of str
+    """
+    m, k = items.shape
+    if m == 0 or k == 0:
+        return [[] for _ in range(m)]
+    safe = np.where(items >= 0, items, 0)
+    w = weights(config)
+    rel, top, pop, fresh, auth = (parts[..., i] for i in range(5))
+    n_topics = user_topics.shape[1]
+
+    # the item's topic the user cares most about (topic lists are padded with n_topics)
+    tid = topic_idx[safe]
+    padded = np.hstack([user_topics, np.full((m, 1), -1.0, np.float32)])
+    interest = padded[np.arange(m)[:, None, None], tid]
+    pick = interest.argmax(axis=2)[..., None]
+    best = np.take_along_axis(tid, pick, axis=2)[..., 0]
+    best_w = np.clip(np.take_along_axis(interest, pick, axis=2)[..., 0], 0.0, 1.0)
+    acode = authority_code[safe]
+    is_fresh = fresh >= FRESH_MIN
+
+    # one string-table index per kind, then per item: the shown kinds, strongest first
+    codes = np.stack(
+        [
+            np.clip(np.rint(rel * 100), -100, 100).astype(np.int64) + 100,
+            np.minimum(best, n_topics - 1) * 101 + np.rint(best_w * 100).astype(np.int64),
+            np.broadcast_to(segments[:, None], (m, k)),
+            is_fresh.astype(np.int64) * len(C.AUTHORITIES) + acode,
+        ],
+        axis=-1,
+    )
+    contrib = np.stack([w[0] * rel, w[1] * top, w[2] * pop, w[3] * fresh + w[4] * auth], axis=-1)
+    shown = np.stack(
+        [
+            rel >= RELEVANCE_MIN,
+            (top >= TOPIC_MIN) & (best < n_topics) & (best_w * n_topics >= TOPIC_OVER_UNIFORM),
+            pop >= POPULARITY_MIN,
+            is_fresh | tables.authority_named[acode],
+        ],
+        axis=-1,
+    )
+    order = np.argsort(-contrib, axis=-1, kind="stable")
+    # kind j of an item -> its string, or None when not shown; kinds in contribution order
+    key = np.where(shown, codes, -1)
+    ordered = np.take_along_axis(key, order, axis=-1) + (order << 32)
+    strings = (tables.relevance_list, tables.topic_list, tables.popularity_list, tables.fresh_authority_list)
+    out = []
+    rows = ordered.tolist()
+    for r in range(m):
+        lists = []
+        for item in rows[r][: count[r]]:
+            texts = [strings[v >> 32][v & 0xFFFFFFFF] for v in item if v & 0xFFFFFFFF != 0xFFFFFFFF]
+            # an item with no strong reason says so rather than inventing a weak one
+            lists.append(texts[:MAX_REASONS] if texts else [FILLER])
+        out.append(lists)
+    return out

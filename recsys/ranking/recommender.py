@@ -1,0 +1,581 @@
+"""The in-process Recommender: what the platform calls inside a request.
+
+Usage::
+
+    rec = Recommender.load("models/latest", catalog="data/items.parquet")
+    rec.recommend("u000042", k=10, channel="app_push")
+    rec.recommend("new-user", group="farmer", region="qinglong")
+    rec.recommend_many(["u1", "u2"], k=5)          # DataFrame, same lists
+    rec.audience(item_id="i00017", k=1000)          # who should get this item?
+    rec.set_catalog(items)                          # a retraction takes effect now
+    rec.reload()                                    # switch to a newer bundle
+
+Thread safety: every call reads the current :class:`RankingState` once and
+uses only it; :meth:`reload` and :meth:`set_catalog` build a complete new
+state and then replace the one reference (atomic in Python), so calls that
+run meanwhile finish on the old version and later calls see the new one --
+never a half-loaded model.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from recsys import columns as C
+from recsys.config import RankingConfig
+from recsys.exceptions import ConfigError, NotFittedError
+from recsys.ranking import core, eligibility
+from recsys.ranking.catalog import read_catalog
+from recsys.ranking.eligibility import make_filter, to_ns
+from recsys.ranking.reasons import explain
+from recsys.ranking.state import RankingState, build_state
+from recsys.ranking.users import Attributes, UserBatch, check_user_id, resolve
+
+#: columns of :meth:`Recommender.recommend_many`'s result
+MANY_COLUMNS = (C.USER_ID, C.RANK, C.ITEM_ID, C.SCORE, C.REASONS)
+#: columns of :meth:`Recommender.audience`'s result
+AUDIENCE_COLUMNS = (C.USER_ID, C.SCORE)
+# users scored at once by audience(): bounds the temporary to ~64 MiB
+_AUDIENCE_BLOCK = 1 << 18
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """One recommended item.
+
+    Attributes
+    ----------
+    item_id : str
+    score : float
+        The blended score (higher is better; comparable within one list).
+    reasons : list of str
+        Short Chinese explanations, strongest first (e.g. ``兴趣:防灾避险 0.41``).
+    """
+
+    item_id: str
+    score: float
+    reasons: list[str] = field(default_factory=list)
+
+
+def _check_k(k: Any, high: int, name: str = "k") -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= high:
+        raise ConfigError(f"{name} must be an integer from 1 to {high}, got {k!r}")
+    return int(k)
+
+
+def _exclude_indices(state: RankingState, exclude: Iterable[str] | str | None) -> np.ndarray | None:
+    """Ranking indices of ``exclude`` ids; ids not in the catalogue cannot be recommended anyway."""
+    if exclude is None:
+        return None
+    ids = [exclude] if isinstance(exclude, str) else list(exclude)
+    for item_id in ids:
+        if not isinstance(item_id, str):
+            raise ConfigError(f"exclude must hold item ids (str), got {item_id!r}")
+    pos = state.catalog.index_of
+    return np.array([pos[i] for i in ids if i in pos], dtype=np.int64)
+
+
+class Recommender:
+    """Explained, eligible, diverse recommendation lists from a model bundle.
+
+    Build it with :meth:`load` (a bundle folder) or :meth:`from_model` (a
+    :class:`~recsys.model.TrainedModel` in memory); the constructor only
+    stores parameters.
+
+    Parameters
+    ----------
+    config : RankingConfig, optional
+        Blend weights, diversity and candidate settings; default: the ones the
+        bundle was trained with (``model.config.ranking``).
+    """
+
+    def __init__(self, *, config: RankingConfig | None = None) -> None:
+        self.config = config
+        self._state: RankingState | None = None
+        self._path: Path | None = None
+        self._swap = threading.Lock()
+
+    # ---- building ------------------------------------------------------------
+    @classmethod
+    def load(
+        cls,
+        bundle_path: str | Path,
+        *,
+        catalog: pd.DataFrame | str | Path | None = None,
+        config: RankingConfig | None = None,
+    ) -> "Recommender":
+        """Open a model bundle (arrays memory-mapped, the faiss index read).
+
+        Parameters
+        ----------
+        bundle_path : str or Path
+            A version folder, ``models/latest``, or a models folder (its
+            ``latest``). :meth:`reload` without a path opens it again, so
+            ``models/latest`` follows new bundles.
+        catalog : DataFrame or path, optional
+            The current catalogue (items table or a ``.parquet``/``.csv``
+            file); eligibility is checked against it. Default: the bundle's copy.
+        config : RankingConfig, optional
+            Overrides the bundle's ranking configuration.
+
+        Returns
+        -------
+        Recommender
+
+        Raises
+        ------
+        ArtifactError
+            If the bundle is missing, corrupted or of another format.
+        SchemaError
+            If the catalogue cannot be read.
+        ConfigError
+            On an invalid ranking configuration.
+        """
+        from recsys.model import TrainedModel
+
+        self = cls(config=config)
+        self._path = Path(bundle_path)
+        self._install(TrainedModel.load(bundle_path), catalog)
+        return self
+
+    @classmethod
+    def from_model(
+        cls,
+        model: Any,
+        *,
+        catalog: pd.DataFrame | str | Path | None = None,
+        config: RankingConfig | None = None,
+    ) -> "Recommender":
+        """Serve a :class:`~recsys.model.TrainedModel` held in memory.
+
+        Same parameters and errors as :meth:`load`, with a model instead of a path.
+        """
+        self = cls(config=config)
+        self._path = getattr(model, "path", None)
+        self._install(model, catalog)
+        return self
+
+    def _build(self, model: Any, catalog: pd.DataFrame | str | Path | None, keep_items: bool) -> RankingState:
+        config = self.config if self.config is not None else model.config.ranking
+        if catalog is not None:
+            items, rejected = read_catalog(catalog, model.taxonomy)
+        elif keep_items and self._state is not None:
+            items, rejected = self._state.catalog_items, self._state.catalog.rejected
+        else:
+            items, rejected = None, 0
+        return build_state(model, items, config, rejected=rejected, previous=self._state)
+
+    def _install(self, model: Any, catalog: pd.DataFrame | str | Path | None, keep_items: bool = False) -> None:
+        state = self._build(model, catalog, keep_items)
+        with self._swap:
+            self._state = state
+
+    def reload(self, path: str | Path | None = None) -> "Recommender":
+        """Switch to a newer bundle while calls continue.
+
+        The new model and state are built completely first, then swapped in
+        with one reference assignment; the current catalogue (if one was set)
+        carries over.
+
+        Parameters
+        ----------
+        path : str or Path, optional
+            The bundle to load; default: the path this recommender was loaded from.
+
+        Returns
+        -------
+        Recommender
+            ``self``.
+
+        Raises
+        ------
+        ConfigError
+            If no path is given and none is known.
+        ArtifactError
+            If the bundle cannot be loaded (the current one stays in service).
+        """
+        from recsys.model import TrainedModel
+
+        target = Path(path) if path is not None else self._path
+        if target is None:
+            raise ConfigError("reload() needs a path: this recommender was not loaded from a bundle folder")
+        model = TrainedModel.load(target)
+        state = self._build(model, None, keep_items=True)
+        with self._swap:
+            self._state = state
+            self._path = target
+        return self
+
+    def set_catalog(self, items: pd.DataFrame | str | Path) -> "Recommender":
+        """Replace the catalogue eligibility is checked against, without retraining.
+
+        A retracted, rejected or expired item, or one missing from ``items``,
+        is never recommended from the moment this returns.
+
+        Parameters
+        ----------
+        items : DataFrame or path
+            The current items table (or a ``.parquet``/``.csv`` file).
+
+        Returns
+        -------
+        Recommender
+            ``self``.
+
+        Raises
+        ------
+        SchemaError
+            If the table cannot be read or lacks a required column.
+        """
+        state = self._current()
+        new = self._build(state.model, items, keep_items=False)
+        with self._swap:
+            self._state = new
+        return self
+
+    def _current(self) -> RankingState:
+        state = self._state
+        if state is None:
+            raise NotFittedError("Recommender has no model; use Recommender.load(path) or Recommender.from_model(model)")
+        return state
+
+    # ---- introspection -----------------------------------------------------
+    @property
+    def version(self) -> str:
+        """Version of the bundle in service."""
+        return self._current().version
+
+    @property
+    def state(self) -> RankingState:
+        """The serving state in use now (read it once per unit of work)."""
+        return self._current()
+
+    # ---- the calls -----------------------------------------------------------
+    def recommend(
+        self,
+        user_id: str,
+        k: int = 10,
+        *,
+        group: str | None = None,
+        sub_group: str | None = None,
+        region: str | None = None,
+        topics: Iterable[str] | str | None = None,
+        channel: str | None = None,
+        now: Any = None,
+        exclude: Iterable[str] | None = None,
+    ) -> list[Recommendation]:
+        """Recommend up to ``k`` eligible, diverse items for one user.
+
+        Parameters
+        ----------
+        user_id : str
+            A known user, or a new one (then ``group`` and ``region`` are required).
+        k : int, default 10
+            List length, 1 to ``RankingConfig.max_k``.
+        group, sub_group, region : str, optional
+            Taxonomy codes describing the user; for a known user they override
+            the stored attributes.
+        topics : str or iterable of str, optional
+            Only items with any of these topics.
+        channel : str, optional
+            Only formats this channel carries.
+        now : datetime, pandas.Timestamp or ISO str, optional
+            Eligibility time (tz-aware); default: the end of the bundle's data window.
+        exclude : iterable of str, optional
+            Item ids to leave out (unknown ids are ignored).
+
+        Returns
+        -------
+        list of Recommendation
+            Best first; exactly ``k`` whenever ``k`` eligible, non-near-duplicate
+            items exist, else all there are.
+
+        Raises
+        ------
+        ConfigError
+            For a bad ``k``, ``user_id``, ``now`` or ``exclude``, or an unknown
+            user without group and region.
+        UnknownCodeError
+            For an unknown group, sub-group, region, topic or channel (the
+            message lists the valid codes).
+        """
+        state = self._current()
+        k = _check_k(k, state.config.max_k)
+        check_user_id(user_id)
+        filt = make_filter(state.taxonomy, topics=topics, channel=channel)
+        now_ns = to_ns(now, state.taxonomy, state.default_now_ns)
+        excludes = [_exclude_indices(state, exclude)]
+        attrs: list[Attributes | None] = [(group, sub_group, region)]
+        users = resolve(state, [user_id], attrs)
+        ids, scores, reasons = self._rank(state, users, k, filt, now_ns, excludes)
+        return [Recommendation(item_id=i, score=float(s), reasons=list(r)) for i, s, r in zip(ids, scores, reasons)]
+
+    def _rank(
+        self,
+        state: RankingState,
+        users: UserBatch,
+        k: int,
+        filt: eligibility.ItemFilter,
+        now_ns: int,
+        excludes: list[np.ndarray | None] | None,
+    ) -> tuple[list, list, list]:
+        """Rank one user (the batch path with m = 1): item ids, scores, reasons."""
+        ranked = core.rank(state, users, k, filt, now_ns, excludes)
+        reasons = self._reasons(state, users, ranked)
+        n = int(ranked.count[0])
+        ids = state.catalog.item_ids[ranked.items[0, :n]].tolist()
+        return ids, ranked.scores[0, :n].tolist(), reasons[0]
+
+    @staticmethod
+    def _reasons(state: RankingState, users: UserBatch, ranked: core.Ranked) -> list[list[list[str]]]:
+        return explain(
+            state.reasons,
+            ranked.parts,
+            ranked.items,
+            ranked.count,
+            users.topics,
+            users.segments,
+            state.catalog.topic_idx,
+            state.catalog.authority_code,
+            state.config,
+        )
+
+    def recommend_many(
+        self,
+        user_ids: Sequence[str],
+        k: int = 10,
+        *,
+        topics: Iterable[str] | str | None = None,
+        channel: str | None = None,
+        now: Any = None,
+        users: pd.DataFrame | None = None,
+    ) -> pd.DataFrame:
+        """Recommend for many users at once: the same lists :meth:`recommend` gives.
+
+        Parameters
+        ----------
+        user_ids : sequence of str
+        k : int, default 10
+        topics, channel, now
+            As in :meth:`recommend`, for every user.
+        users : DataFrame, optional
+            ``user_id, group, region`` (and optionally ``sub_group``) for cold
+            users, or to override a known user's stored attributes (as the
+            keyword arguments of :meth:`recommend` do). Null cells = not given.
+
+        Returns
+        -------
+        DataFrame
+            Columns ``user_id`` (str), ``rank`` (int64, 1 = best), ``item_id``
+            (str), ``score`` (float64), ``reasons`` (list of str); users in the
+            order given, each user's items best first.
+
+        Raises
+        ------
+        ConfigError, UnknownCodeError, SchemaError
+            As :meth:`recommend`; SchemaError if ``users`` lacks ``user_id``.
+        """
+        state = self._current()
+        k = _check_k(k, state.config.max_k)
+        if isinstance(user_ids, str):
+            raise ConfigError("user_ids must be a sequence of user ids, got a single string; use recommend()")
+        ids = [check_user_id(u) for u in user_ids]
+        filt = make_filter(state.taxonomy, topics=topics, channel=channel)
+        now_ns = to_ns(now, state.taxonomy, state.default_now_ns)
+        attrs = _attributes(ids, users)
+        size = state.config.batch_size
+        blocks = [(lo, min(len(ids), lo + size)) for lo in range(0, len(ids), size)]
+
+        def block(bounds: tuple[int, int]) -> pd.DataFrame:
+            lo, hi = bounds
+            batch = resolve(state, ids[lo:hi], None if attrs is None else attrs[lo:hi])
+            ranked = core.rank(state, batch, k, filt, now_ns, None)
+            return _frame(state, batch, ranked, self._reasons(state, batch, ranked))
+
+        if not blocks:
+            return _frame(state, resolve(state, [], None), None, [])
+        threads = min(state.config.threads, len(blocks))
+        if threads > 1:
+            # faiss and the large numpy steps release the GIL: blocks overlap
+            with ThreadPoolExecutor(threads) as pool:
+                frames = list(pool.map(block, blocks))
+        else:
+            frames = [block(b) for b in blocks]
+        return pd.concat(frames, ignore_index=True)
+
+    def audience(
+        self,
+        *,
+        item_id: str | None = None,
+        topic: str | None = None,
+        k: int = 100,
+        group: str | Iterable[str] | None = None,
+        region: str | Iterable[str] | None = None,
+        now: Any = None,
+    ) -> pd.DataFrame:
+        """Who is most likely to engage with an item or a topic.
+
+        A search over the known users' collaborative vectors, among users for
+        whom the item is eligible: its target groups and regions include
+        theirs and they have not engaged with, dismissed or reported it.
+
+        * ``item_id``: score = user vector . item vector. An item that is not
+          available at ``now`` (not approved, not yet published, expired, not
+          in the catalogue) has no audience: the result is empty.
+        * ``topic``: score = user vector . mean vector of the topic's items
+          eligible at ``now``, among users to whom at least one of them may go.
+
+        Parameters
+        ----------
+        item_id : str, optional
+        topic : str, optional
+            Give exactly one of ``item_id`` and ``topic``.
+        k : int, default 100
+            Users to return, at least 1 (at most all known users are returned).
+        group, region : str or iterable of str, optional
+            Only users of these groups / regions.
+        now : datetime, pandas.Timestamp or ISO str, optional
+            Default: the end of the bundle's data window.
+
+        Returns
+        -------
+        DataFrame
+            ``user_id`` (str), ``score`` (float64), best first.
+
+        Raises
+        ------
+        ConfigError
+            For neither or both of ``item_id`` and ``topic``, an unknown
+            ``item_id``, or a bad ``k``.
+        UnknownCodeError
+            For an unknown topic, group or region.
+        """
+        state = self._current()
+        if (item_id is None) == (topic is None):
+            raise ConfigError("audience() needs exactly one of item_id= or topic=")
+        k = _check_k(k, np.iinfo(np.int32).max)
+        now_ns = to_ns(now, state.taxonomy, state.default_now_ns)
+        allowed = _user_filter(state, group, region)
+        catalog = state.catalog
+        if item_id is not None:
+            if not isinstance(item_id, str) or item_id not in catalog.index_of:
+                raise ConfigError(f"unknown item_id {item_id!r}: not in the catalogue")
+            j = catalog.index_of[item_id]
+            if not (catalog.available[j] and eligibility.live_at(catalog, np.array([j]), now_ns)[0]):
+                return _audience_frame([], np.zeros(0))
+            query = catalog.cf[j]
+            allowed &= catalog.group_ok[state.user_group, j] & catalog.region_ok[state.user_region, j]
+            if j < catalog.n_bundle:
+                seen = state.seen_by_item()
+                allowed[seen.indices[seen.indptr[j] : seen.indptr[j + 1]]] = False
+        else:
+            filt = make_filter(state.taxonomy, topics=[topic])
+            static = state.static_mask(filt)
+            items = np.flatnonzero(static & eligibility.live_at(catalog, np.arange(catalog.n_items), now_ns))
+            if items.size == 0:
+                return _audience_frame([], np.zeros(0))
+            query = catalog.cf[items].mean(axis=0)
+            reach = (catalog.group_ok[:, items].astype(np.float32) @ catalog.region_ok[:, items].T.astype(np.float32)) > 0
+            allowed &= reach[state.user_group, state.user_region]
+        return _top_users(state, query, allowed, k)
+
+
+def _attributes(ids: list[str], users: pd.DataFrame | None) -> list[Attributes | None] | None:
+    """Per-id (group, sub_group, region) from a users frame (last row of an id wins)."""
+    from recsys.exceptions import SchemaError
+
+    if users is None:
+        return None
+    if not isinstance(users, pd.DataFrame):
+        raise ConfigError(f"users must be a DataFrame with user_id, group, region, got {type(users).__name__}")
+    if C.USER_ID not in users.columns:
+        raise SchemaError(f"users frame lacks column {C.USER_ID!r}; give user_id, group, region (sub_group optional)")
+
+    def col(name: str) -> list:
+        if name not in users.columns:
+            return [None] * len(users)
+        return [None if (v is None or (isinstance(v, float) and np.isnan(v)) or v == "") else v for v in users[name]]
+
+    given = {
+        str(u): (g, s, r)
+        for u, g, s, r in zip(users[C.USER_ID], col(C.GROUP), col(C.SUB_GROUP), col(C.REGION))
+    }
+    return [given.get(u) for u in ids]
+
+
+def _frame(state: RankingState, batch: UserBatch, ranked: core.Ranked | None, reasons: list) -> pd.DataFrame:
+    if ranked is None:
+        return pd.DataFrame(
+            {
+                C.USER_ID: pd.Series([], dtype=str),
+                C.RANK: pd.Series([], dtype=np.int64),
+                C.ITEM_ID: pd.Series([], dtype=str),
+                C.SCORE: pd.Series([], dtype=np.float64),
+                C.REASONS: pd.Series([], dtype=object),
+            }
+        )
+    count = ranked.count
+    got = ranked.items >= 0
+    flat_reasons = [item for user in reasons for item in user]
+    return pd.DataFrame(
+        {
+            C.USER_ID: pd.Series(np.repeat(np.asarray(batch.user_ids, dtype=object), count), dtype=str),
+            C.RANK: np.concatenate([np.arange(1, c + 1, dtype=np.int64) for c in count]) if len(count) else [],
+            C.ITEM_ID: pd.Series(state.catalog.item_ids[ranked.items[got]], dtype=str),
+            C.SCORE: ranked.scores[got].astype(np.float64),
+            C.REASONS: pd.Series(flat_reasons, dtype=object),
+        }
+    )
+
+
+def _user_filter(state: RankingState, group: Any, region: Any) -> np.ndarray:
+    tax = state.taxonomy
+    allowed = np.ones(len(state.user_group), dtype=bool)
+    for kind, value, positions in (("group", group, state.user_group), ("region", region, state.user_region)):
+        if value is None:
+            continue
+        codes = [value] if isinstance(value, str) else list(value)
+        if not codes:
+            raise ConfigError(f"{kind} must name at least one code, got an empty list")
+        order = list(tax.codes(kind))
+        wanted = [order.index(tax.check(kind, c)) for c in codes]
+        allowed &= np.isin(positions, wanted)
+    return allowed
+
+
+def _top_users(state: RankingState, query: np.ndarray, allowed: np.ndarray, k: int) -> pd.DataFrame:
+    """The k allowed users with the highest ``user_factors . query`` (ties: lower index)."""
+    factors = state.user_factors
+    n = len(allowed)
+    best_idx = np.zeros(0, dtype=np.int64)
+    best_score = np.zeros(0, dtype=np.float32)
+    q = np.asarray(query, dtype=np.float32)
+    for lo in range(0, n, _AUDIENCE_BLOCK):
+        hi = min(n, lo + _AUDIENCE_BLOCK)
+        idx = lo + np.flatnonzero(allowed[lo:hi])
+        if idx.size == 0:
+            continue
+        scores = np.asarray(factors[idx], dtype=np.float32) @ q
+        if idx.size > k:
+            # keep every user tied with the k-th best, so ties still go to the lower index
+            kth = np.partition(scores, idx.size - k)[idx.size - k]
+            top = scores >= kth
+            idx, scores = idx[top], scores[top]
+        idx = np.concatenate([best_idx, idx])
+        scores = np.concatenate([best_score, scores])
+        keep = np.lexsort((idx, -scores))[:k]
+        best_idx, best_score = idx[keep], scores[keep]
+    return _audience_frame(list(state.user_ids[best_idx]), best_score)
+
+
+def _audience_frame(ids: list, scores: np.ndarray) -> pd.DataFrame:
+    return pd.DataFrame(
+        {C.USER_ID: pd.Series(ids, dtype=str), C.SCORE: np.asarray(scores, dtype=np.float64)}
+    )

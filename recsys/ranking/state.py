@@ -1,0 +1,358 @@
+"""One immutable serving state: a model, a catalogue, and what is derived from them.
+
+The :class:`~recsys.ranking.recommender.Recommender` holds one reference to a
+:class:`RankingState`; ``reload`` and ``set_catalog`` build a complete new one
+and swap the reference, so a call always sees one consistent version. The
+only mutable parts are caches of values that are pure functions of the state
+(per-filter masks, cold-start vectors, the transposed seen matrix), guarded
+by a lock.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from recsys import columns as C
+from recsys.config import RankingConfig
+from recsys.exceptions import ConfigError
+from recsys.ranking.catalog import Catalog, build_catalog
+from recsys.ranking.eligibility import ItemFilter, filter_pool, live_at, static_mask
+from recsys.ranking.reasons import ReasonTables, reason_tables
+from recsys.ranking.scoring import freshness
+
+# Bounded caches: a long-running service must not grow without limit.
+_MAX_CACHED_FILTERS = 256
+_MAX_CACHED_COLD = 4096
+_MAX_CACHED_ALLOWED = 32
+
+
+def _positions(values: pd.Series, codes: tuple[str, ...]) -> np.ndarray:
+    return pd.Categorical(values.astype(str), categories=list(codes)).codes.astype(np.int64)
+
+
+@dataclass
+class RankingState:
+    """Everything one version of the service reads.
+
+    Attributes
+    ----------
+    model : TrainedModel
+    config : RankingConfig
+    catalog : Catalog
+    catalog_items : DataFrame or None
+        The clean catalogue it was built from (``None``: the bundle's copy).
+    user_ids : ndarray of object (str), shape (n_users,)
+    user_pos : dict[str, int]
+        User id -> bundle user index.
+    user_group, user_region, user_segment : ndarray of int64, shape (n_users,)
+        Taxonomy positions of each user's stored group and region, and the
+        row of ``catalog.popularity`` of their segment.
+    segment_by_pair : ndarray of int64, shape (n_groups, n_regions)
+        Popularity row of each (group, region); the city-wide row where the
+        bundle has no such segment.
+    topic_prior_by_pair : ndarray of float32, shape (n_groups, n_regions, n_topics)
+        Topic prior of each (group, region) for cold users: the segment's, or
+        the mean over the group's segments, or over all segments.
+    default_now_ns : int
+        End of the bundle's data window (the default ``now``).
+    reasons : ReasonTables
+    user_factors, user_topics : ndarray of float32
+        The model's arrays as plain ndarray views (a ``numpy.memmap`` pays
+        Python overhead on every indexing).
+    seen : csr_matrix
+        The model's history over plain ndarray views, likewise.
+    """
+
+    model: Any
+    config: RankingConfig
+    catalog: Catalog
+    catalog_items: pd.DataFrame | None
+    user_ids: np.ndarray
+    user_pos: dict[str, int]
+    user_group: np.ndarray
+    user_region: np.ndarray
+    user_segment: np.ndarray
+    segment_by_pair: np.ndarray
+    topic_prior_by_pair: np.ndarray
+    default_now_ns: int
+    reasons: ReasonTables
+    user_factors: np.ndarray
+    user_topics: np.ndarray
+    seen: sp.csr_matrix
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _static: dict = field(default_factory=dict, repr=False)
+    _cold: dict = field(default_factory=dict, repr=False)
+    _fresh: dict = field(default_factory=dict, repr=False)
+    _allowed: dict = field(default_factory=dict, repr=False)
+    _seen_csc: sp.csc_matrix | None = field(default=None, repr=False)
+
+    @property
+    def taxonomy(self) -> Any:
+        """The bundle's taxonomy."""
+        return self.model.taxonomy
+
+    @property
+    def version(self) -> str:
+        """The bundle version (manifest), or ``"in-memory"`` for an unsaved model."""
+        return str((self.model.manifest or {}).get("version", "in-memory"))
+
+    # ---- cached derived values --------------------------------------------
+    def static_mask(self, filt: ItemFilter) -> np.ndarray:
+        """Available items passing the request's filters, over the whole catalogue (cached).
+
+        For the exact fallback and the audience search; ranking itself checks
+        candidates only.
+        """
+        hit = self._static.get(filt)
+        if hit is not None:
+            return hit
+        mask = static_mask(self.catalog, filt)
+        mask.setflags(write=False)
+        with self._lock:
+            if len(self._static) >= _MAX_CACHED_FILTERS:
+                self._static.clear()
+            self._static[filt] = mask
+        return mask
+
+    def filtered(self, filt: ItemFilter) -> tuple[np.ndarray | None, float]:
+        """Bundle items passing ``filt`` (None: no filter) and their share of the bundle (cached)."""
+        key = ("pool", filt)
+        hit = self._static.get(key)
+        if hit is not None:
+            return hit
+        catalog = self.catalog
+        n_bundle = catalog.n_bundle
+        pool = filter_pool(catalog, filt)
+        if pool is None:
+            share = float(catalog.available[:n_bundle].mean()) if n_bundle else 0.0
+        else:
+            pool = pool[pool < n_bundle]
+            pool.setflags(write=False)
+            share = pool.size / n_bundle if n_bundle else 0.0
+        with self._lock:
+            if len(self._static) >= _MAX_CACHED_FILTERS:
+                self._static.clear()
+            self._static[key] = (pool, share)
+        return pool, share
+
+    def freshness(self, now_ns: int) -> np.ndarray:
+        """Freshness of every item at ``now_ns`` (cached; calls mostly share a few ``now``)."""
+        hit = self._fresh.get(now_ns)
+        if hit is not None:
+            return hit
+        fresh = freshness(self.catalog.published_ns, now_ns, self.config.freshness_half_life_days)
+        fresh.setflags(write=False)
+        with self._lock:
+            if len(self._fresh) >= _MAX_CACHED_FILTERS:
+                self._fresh.clear()
+            self._fresh[now_ns] = fresh
+        return fresh
+
+    def allowed(self, filt: ItemFilter, now_ns: int) -> tuple[np.ndarray, np.ndarray]:
+        """Bundle items passing the static filters and live at ``now``, and their vectors (cached).
+
+        The allow-list a tightly filtered request searches exactly.
+        """
+        key = (filt, now_ns)
+        hit = self._allowed.get(key)
+        if hit is not None:
+            return hit
+        catalog = self.catalog
+        pool, _ = self.filtered(filt)
+        if pool is None:
+            pool = np.flatnonzero(catalog.available[: catalog.n_bundle])
+        ids = pool[live_at(catalog, pool, now_ns)]
+        vectors = np.ascontiguousarray(catalog.cf[ids])
+        ids.setflags(write=False)
+        vectors.setflags(write=False)
+        with self._lock:
+            if len(self._allowed) >= _MAX_CACHED_ALLOWED:
+                self._allowed.clear()
+            self._allowed[key] = (ids, vectors)
+        return ids, vectors
+
+    def cold_vector(self, group: int, sub_group: str, region: int) -> np.ndarray:
+        """Collaborative vector of a cold user of this segment (cached)."""
+        key = (group, sub_group, region)
+        hit = self._cold.get(key)
+        if hit is not None:
+            return hit
+        tax = self.taxonomy
+        vec = self.model.user_cold_start.vector_for(
+            list(tax.groups)[group],
+            sub_group,
+            list(tax.regions)[region],
+            topic_prior=self.topic_prior_by_pair[group, region],
+        )
+        vec = np.asarray(vec, dtype=np.float32)
+        with self._lock:
+            if len(self._cold) >= _MAX_CACHED_COLD:
+                self._cold.clear()
+            self._cold[key] = vec
+        return vec
+
+    def seen_by_item(self) -> sp.csc_matrix:
+        """The seen matrix in column form, for "who has seen this item" (built once)."""
+        if self._seen_csc is None:
+            with self._lock:
+                if self._seen_csc is None:
+                    self._seen_csc = sp.csc_matrix(self.seen)
+        return self._seen_csc
+
+
+def _pair_tables(model: Any, n_segments: int) -> tuple[np.ndarray, np.ndarray]:
+    tax = model.taxonomy
+    n_g, n_r, n_t = len(tax.groups), len(tax.regions), len(tax.topics)
+    seg_g = _positions(model.segments[C.GROUP], tuple(tax.groups))
+    seg_r = _positions(model.segments[C.REGION], tuple(tax.regions))
+    by_pair = np.full((n_g, n_r), n_segments, dtype=np.int64)
+    ok = (seg_g >= 0) & (seg_r >= 0)
+    by_pair[seg_g[ok], seg_r[ok]] = np.flatnonzero(ok)
+
+    prior = np.asarray(model.segment_topic_prior, dtype=np.float32).reshape(n_segments, n_t)
+    overall = prior.mean(axis=0) if n_segments else np.full(n_t, 1.0 / max(n_t, 1), np.float32)
+    priors = np.empty((n_g, n_r, n_t), dtype=np.float32)
+    for g in range(n_g):
+        mine = ok & (seg_g == g)
+        group_prior = prior[mine].mean(axis=0) if mine.any() else overall
+        priors[g, :, :] = group_prior
+    priors[seg_g[ok], seg_r[ok]] = prior[ok]
+    return by_pair, priors
+
+
+def build_state(
+    model: Any,
+    catalog_items: pd.DataFrame | None,
+    config: RankingConfig,
+    *,
+    rejected: int = 0,
+    previous: RankingState | None = None,
+) -> RankingState:
+    """Build a complete serving state (nothing is shared with an older one).
+
+    Parameters
+    ----------
+    model : TrainedModel
+    catalog_items : DataFrame or None
+        A clean catalogue (``catalog.read_catalog``); ``None``: the bundle's copy.
+    config : RankingConfig
+        Checked here (see :func:`check_config`).
+    rejected : int
+        Catalogue rows the validator left out.
+    previous : RankingState, optional
+        The state being replaced; when it serves the same model with the same
+        near-duplicate threshold, its bundle near-duplicate pairs are reused.
+
+    Raises
+    ------
+    ConfigError
+        On an invalid ranking configuration.
+    """
+    check_config(config)
+    tax = model.taxonomy
+    reuse = None
+    if (
+        previous is not None
+        and previous.model is model
+        and previous.config.near_duplicate_threshold == config.near_duplicate_threshold
+    ):
+        reuse = previous.catalog.bundle_neighbours
+    catalog = build_catalog(model, catalog_items, config, rejected=rejected, bundle_neighbours=reuse)
+    n_segments = len(model.segments)
+    by_pair, priors = _pair_tables(model, n_segments)
+    users = model.users
+    user_group = _positions(users[C.GROUP], tuple(tax.groups))
+    user_region = _positions(users[C.REGION], tuple(tax.regions))
+    known = (user_group >= 0) & (user_region >= 0)
+    user_segment = np.where(known, by_pair[np.maximum(user_group, 0), np.maximum(user_region, 0)], n_segments)
+    ids = users[C.USER_ID].astype(str).tolist()
+    end = (model.window or {}).get("end")
+    if end:
+        ts = pd.Timestamp(end)
+        ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+        default_now = int(ts.as_unit("ns").value)
+    else:
+        default_now = int(pd.Timestamp.now(tz="UTC").value)
+    return RankingState(
+        model=model,
+        config=config,
+        catalog=catalog,
+        catalog_items=catalog_items,
+        user_ids=np.asarray(ids, dtype=object),
+        user_pos=dict(zip(ids, range(len(ids)))),
+        user_group=user_group,
+        user_region=user_region,
+        user_segment=user_segment.astype(np.int64),
+        segment_by_pair=by_pair,
+        topic_prior_by_pair=priors,
+        default_now_ns=default_now,
+        reasons=reason_tables(tax, model.segments),
+        user_factors=np.asarray(model.user_factors),
+        user_topics=np.asarray(model.user_topics),
+        seen=_plain_csr(model.seen),
+    )
+
+
+def _plain_csr(matrix: sp.csr_matrix) -> sp.csr_matrix:
+    """The same CSR matrix over plain ndarray views of its (possibly memory-mapped) arrays."""
+    m = sp.csr_matrix(matrix)
+    return sp.csr_matrix((np.asarray(m.data), np.asarray(m.indices), np.asarray(m.indptr)), shape=m.shape, copy=False)
+
+
+def check_config(config: RankingConfig) -> RankingConfig:
+    """Check a :class:`RankingConfig`; return it.
+
+    Raises
+    ------
+    ConfigError
+        Naming the field, its bad value and what is valid.
+    """
+    if not isinstance(config, RankingConfig):
+        raise ConfigError(f"config must be a RankingConfig, got {type(config).__name__}")
+    for name in ("weight_collaborative", "weight_topic", "weight_popularity", "weight_freshness", "weight_authority"):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0:
+            raise ConfigError(f"[ranking] {name} must be a finite number >= 0, got {value!r}")
+    positive_ints = {
+        "ann_candidates": 1,
+        "ann_overfetch": 1,
+        "ann_max_fetch": 1,
+        "candidate_topics": 0,
+        "topic_candidates": 0,
+        "fresh_candidates": 0,
+        "popular_candidates": 0,
+        "max_k": 1,
+        "batch_size": 1,
+        "threads": 1,
+    }
+    for name, low in positive_ints.items():
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ConfigError(f"[ranking] {name} must be an integer >= {low}, got {value!r}")
+    bounded = {
+        "near_duplicate_threshold": (0.0, 1.0, False),
+        "max_topic_share": (0.0, 1.0, False),
+        "allow_search_below": (0.0, 1.0, True),
+    }
+    for name, (low, high, low_ok) in bounded.items():
+        value = getattr(config, name)
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value <= high
+        ok = ok and (value >= low if low_ok else value > low)
+        if not ok:
+            bracket = "[" if low_ok else "("
+            raise ConfigError(f"[ranking] {name} must be in {bracket}{low}, {high}], got {value!r}")
+    hl = config.freshness_half_life_days
+    if isinstance(hl, bool) or not isinstance(hl, (int, float)) or not hl > 0:
+        raise ConfigError(f"[ranking] freshness_half_life_days must be a number > 0, got {hl!r}")
+    unknown = sorted(set(config.authority_levels) - set(C.AUTHORITIES))
+    if unknown:
+        raise ConfigError(
+            f"[ranking] authority_levels has unknown level {unknown[0]!r}; valid: {', '.join(C.AUTHORITIES)}"
+        )
+    return config

@@ -1,0 +1,161 @@
+"""Who is asking: a batch of users as the arrays the ranking reads.
+
+A known user (in the bundle) brings their collaborative vector, topic profile,
+history and stored group and region; ``group`` / ``sub_group`` / ``region``
+given in the call override the stored ones (the platform knows the present).
+An unknown (cold) user must come with a group and a region: their vector is
+the cold-start centroid of that segment (blended with its topic prior), their
+topic profile the segment's prior, and they have no history.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from recsys.exceptions import ConfigError
+from recsys.ranking.state import RankingState
+
+#: (group, sub_group, region) given for a user; None = not given
+Attributes = tuple[str | None, str | None, str | None]
+
+
+@dataclass(frozen=True)
+class UserBatch:
+    """Arrays of m users, row r = the r-th requested user.
+
+    Attributes
+    ----------
+    user_ids : list of str
+    rows : ndarray of int64, shape (m,)
+        Bundle user index, -1 for a cold user.
+    vectors : ndarray of float32, shape (m, f)
+    topics : ndarray of float32, shape (m, n_topics)
+    groups, regions : ndarray of int64, shape (m,)
+        Taxonomy positions (after overrides).
+    segments : ndarray of int64, shape (m,)
+        Row of ``Catalog.popularity``.
+    """
+
+    user_ids: list[str]
+    rows: np.ndarray
+    vectors: np.ndarray
+    topics: np.ndarray
+    groups: np.ndarray
+    regions: np.ndarray
+    segments: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.user_ids)
+
+    def take(self, r: int) -> "UserBatch":
+        """The batch of row ``r`` alone."""
+        sl = slice(r, r + 1)
+        return UserBatch(
+            [self.user_ids[r]],
+            self.rows[sl],
+            self.vectors[sl],
+            self.topics[sl],
+            self.groups[sl],
+            self.regions[sl],
+            self.segments[sl],
+        )
+
+
+def check_user_id(user_id: object) -> str:
+    """Return ``user_id`` if it is a non-empty string.
+
+    Raises
+    ------
+    ConfigError
+    """
+    if not isinstance(user_id, str) or not user_id.strip():
+        raise ConfigError(f"user_id must be a non-empty string, got {user_id!r}")
+    return user_id
+
+
+def _check_attributes(state: RankingState, user_id: str, attrs: Attributes) -> tuple[int | None, str, int | None]:
+    """Check given codes; return (group position, sub_group, region position)."""
+    tax = state.taxonomy
+    group, sub_group, region = attrs
+    g = r = None
+    for name, value in (("group", group), ("sub_group", sub_group), ("region", region)):
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(f"{name} of user {user_id!r} must be a code (str), got {value!r}")
+    if group is not None:
+        g = list(tax.groups).index(tax.check("group", group))
+    if region is not None:
+        r = list(tax.regions).index(tax.check("region", region))
+    sub = sub_group or ""
+    if sub:
+        if g is None and user_id in state.user_pos:
+            g = int(state.user_group[state.user_pos[user_id]])
+        if g is None:
+            tax.check("sub_group", sub)
+        else:
+            tax.check_sub_group(list(tax.groups)[g], sub)
+    return g, sub, r
+
+
+def resolve(
+    state: RankingState, user_ids: Sequence[str], attributes: Sequence[Attributes | None] | None = None
+) -> UserBatch:
+    """Turn user ids (and optional attributes) into a :class:`UserBatch`.
+
+    Parameters
+    ----------
+    state : RankingState
+    user_ids : sequence of str
+    attributes : sequence of (group, sub_group, region) or None, optional
+        Per user; ``None`` entries (or values) mean "not given".
+
+    Raises
+    ------
+    ConfigError
+        For a bad user id, or an unknown user without both group and region.
+    UnknownCodeError
+        For a group, sub-group or region not in the taxonomy (listing the
+        valid ones), or a sub-group outside its group.
+    """
+    ids = [check_user_id(u) for u in user_ids]
+    m = len(ids)
+    rows = np.fromiter((state.user_pos.get(u, -1) for u in ids), dtype=np.int64, count=m)
+    known = rows >= 0
+    safe = np.where(known, rows, 0)
+    groups = np.where(known, state.user_group[safe], -1)
+    regions = np.where(known, state.user_region[safe], -1)
+    subs = [""] * m
+    if attributes is not None:
+        if len(attributes) != m:
+            raise ConfigError(f"attributes has {len(attributes)} entries for {m} users")
+        for i, attrs in enumerate(attributes):
+            if attrs is None:
+                continue
+            g, sub, r = _check_attributes(state, ids[i], attrs)
+            if g is not None:
+                groups[i] = g
+            if r is not None:
+                regions[i] = r
+            subs[i] = sub
+
+    f = state.user_factors.shape[1]
+    n_topics = len(state.taxonomy.topics)
+    vectors = np.zeros((m, f), dtype=np.float32)
+    topics = np.zeros((m, n_topics), dtype=np.float32)
+    if known.any():
+        vectors[known] = state.user_factors[rows[known]]
+        topics[known] = state.user_topics[rows[known]]
+    for i in np.flatnonzero(~known):
+        if groups[i] < 0 or regions[i] < 0:
+            tax = state.taxonomy
+            missing = " and ".join(n for n, v in (("group", groups[i]), ("region", regions[i])) if v < 0)
+            raise ConfigError(
+                f"unknown user {ids[i]!r}: a user the model has not seen needs {missing} "
+                f"(groups: {', '.join(tax.groups)}; regions: {', '.join(tax.regions)})"
+            )
+        vectors[i] = state.cold_vector(int(groups[i]), subs[i], int(regions[i]))
+        topics[i] = state.topic_prior_by_pair[groups[i], regions[i]]
+    segments = state.segment_by_pair[np.maximum(groups, 0), np.maximum(regions, 0)]
+    return UserBatch(ids, rows, vectors, topics, groups, regions, segments.astype(np.int64))
