@@ -14,9 +14,10 @@ bundle is written with ``TrainedModel.save`` and opened with
 Measured, with ``--threads`` (default 2) faiss/BLAS threads:
 
 * single-call latency p50/p99 and calls/s of ``recommend(user, k=10)``
-  without filters, with filters (channel + topics + exclude) and for cold
-  users, side by side with ``implicit``'s own
-  ``model.recommend(userid, user_items[userid], N=10)`` on the same factors;
+  without filters, with filters (channel ``e_reader`` + two random topics +
+  three excluded items) and for cold users, side by side with ``implicit``'s
+  own ``model.recommend(userid, user_items[userid], N=10)`` on the same
+  factors (BLAS single-threaded for single calls, as implicit advises);
 * calls/s with ``--threads`` threads calling at once;
 * ``recommend_many`` users/s against faiss exact batched top-50 and the
   bundle's HNSW batched top-50 over the same item vectors.
@@ -187,6 +188,7 @@ def run_benchmark(bundle: Path, n_calls: int, n_many: int, threads: int, seed: i
     """Time the Recommender and its peers on ``bundle``."""
     import faiss
     from implicit.cpu.als import AlternatingLeastSquares
+    from threadpoolctl import threadpool_limits
 
     from recsys.ranking import Recommender
 
@@ -217,7 +219,9 @@ def run_benchmark(bundle: Path, n_calls: int, n_many: int, threads: int, seed: i
     def ours_cold(u: str, g: str, r: str) -> None:
         rec.recommend(u, k=K, group=g, region=r)
 
-    peer = AlternatingLeastSquares(factors=F, num_threads=threads, random_state=0)
+    # implicit's best single-call setting: one thread of its own, BLAS single-threaded
+    # (implicit warns that a BLAS thread pool slows it down badly)
+    peer = AlternatingLeastSquares(factors=F, num_threads=1, random_state=0)
     peer.user_factors = np.asarray(model.user_factors, dtype=np.float32)
     peer.item_factors = np.ascontiguousarray(model.item_factors, dtype=np.float32)
     user_items = sp.csr_matrix((model.seen > 0).astype(np.float32))
@@ -227,17 +231,19 @@ def run_benchmark(bundle: Path, n_calls: int, n_many: int, threads: int, seed: i
         peer.recommend(row, user_items[row], N=K)
 
     results: dict = {"load_s": load_s, "users": n_users, "items": model.n_items, "threads": threads}
-    results["single"] = {
-        "recommend": _latency(ours, plain),
-        "recommend_filtered": _latency(ours_filtered, filtered),
-        "recommend_cold_user": _latency(ours_cold, cold),
-        "implicit_recommend": _latency(implicit_call, plain),
-    }
-    results["concurrent_calls_per_s"] = {
-        "recommend": _concurrent(ours, plain, threads),
-        "recommend_filtered": _concurrent(ours_filtered, filtered, threads),
-        "implicit_recommend": _concurrent(implicit_call, plain, threads),
-    }
+    # one request is one query: BLAS threads only add overhead there, for both sides
+    with threadpool_limits(1, "blas"):
+        results["single"] = {
+            "recommend": _latency(ours, plain),
+            "recommend_filtered": _latency(ours_filtered, filtered),
+            "recommend_cold_user": _latency(ours_cold, cold),
+            "implicit_recommend": _latency(implicit_call, plain),
+        }
+        results["concurrent_calls_per_s"] = {
+            "recommend": _concurrent(ours, plain, threads),
+            "recommend_filtered": _concurrent(ours_filtered, filtered, threads),
+            "implicit_recommend": _concurrent(implicit_call, plain, threads),
+        }
 
     many = state.user_ids[rng.choice(n_users, size=n_many, replace=False)].tolist()
     rec.recommend_many(many[:1000], k=K)  # warm-up
@@ -259,13 +265,37 @@ def run_benchmark(bundle: Path, n_calls: int, n_many: int, threads: int, seed: i
         "faiss_exact_top50_queries_per_s": n_many / flat_s,
         "bundle_index_top50_queries_per_s": n_many / hnsw_s,
         "bundle_index_kind": model.item_index.kind,
+        "bundle_index_ef_search": model.item_index.config_.ef_search,
+        "bundle_index_recall_at_50": model.item_index.recall_at_k(queries[:500], 50),
     }
+    results["batch_ef64"] = _lower_ef(model, many, queries, 64)
     return results
+
+
+def _lower_ef(model, many: list[str], queries: np.ndarray, ef: int) -> dict:
+    """The same batch run with the index searched at a lower ``efSearch`` (a search-time setting)."""
+    import dataclasses
+
+    from recsys.index import VectorIndex
+    from recsys.ranking import Recommender
+
+    search_config = dataclasses.replace(model.item_index.config_, ef_search=ef)
+    index = VectorIndex.load(model.path / "item_index", config=search_config)
+    rec = Recommender.from_model(dataclasses.replace(model, item_index=index))
+    rec.recommend_many(many[:1000], k=K)  # warm-up
+    t = _timer()
+    rec.recommend_many(many, k=K)
+    many_s = _timer() - t
+    return {
+        "ef_search": ef,
+        "recall_at_50": index.recall_at_k(queries[:500], 50),
+        "recommend_many_users_per_s": len(many) / many_s,
+    }
 
 
 def markdown(results: dict, timings: dict) -> str:
     """The figures as the Markdown section of benchmarks/README.md."""
-    s, c, b = results["single"], results["concurrent_calls_per_s"], results["batch"]
+    s, c, b, e = results["single"], results["concurrent_calls_per_s"], results["batch"], results["batch_ef64"]
     lines = [
         f"Bundle: {results['users']:,} users x {results['items']:,} items, {F} factors "
         f"(synthetic city tables; random topic-structured factors, see the script's docstring), "
@@ -293,7 +323,11 @@ def markdown(results: dict, timings: dict) -> str:
         "|---|---:|",
         f"| `recommend_many` (k = {K}), users | {b['recommend_many_users_per_s']:,.0f} |",
         f"| faiss exact `IndexFlatIP` top-50, queries | {b['faiss_exact_top50_queries_per_s']:,.0f} |",
-        f"| the bundle's index ({b['bundle_index_kind']}) top-50, queries | {b['bundle_index_top50_queries_per_s']:,.0f} |",
+        f"| the bundle's index ({b['bundle_index_kind']}, efSearch {b['bundle_index_ef_search']}, "
+        f"recall@50 {b['bundle_index_recall_at_50']:.3f}) top-50, queries "
+        f"| {b['bundle_index_top50_queries_per_s']:,.0f} |",
+        f"| `recommend_many` with the index searched at efSearch {e['ef_search']} "
+        f"(recall@50 {e['recall_at_50']:.3f}), users | {e['recommend_many_users_per_s']:,.0f} |",
         "",
         f"Share of full lists in `recommend_many`: {b['recommend_many_full_lists']:.3f}. "
         "Bundle build: " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()) + ".",

@@ -120,3 +120,43 @@ def test_bad_kind(kind):
 
 def test_good_kind():
     assert H.validate_kind("heat_warning-2") == "heat_warning-2"
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    offsets=st.lists(st.integers(min_value=-10, max_value=10), max_size=30),
+    daily_cap=st.integers(min_value=0, max_value=4),
+    weekly_cap=st.integers(min_value=0, max_value=9),
+)
+def test_remaining_room_never_breaks_a_cap(offsets, daily_cap, weekly_cap):
+    """Brute force: adding the room tonight keeps every day and every 7-day window holding it within the caps
+    (or adds nothing when the history already breaks one), and one more would break a cap."""
+    from recsys.push.channels import ChannelRules
+
+    rule = ChannelRules("app_push", 3, daily_cap, weekly_cap, dt.time(8), dt.time(21))
+    history = pd.DataFrame(
+        {
+            "user_id": ["u"] * len(offsets),
+            "item_id": [f"i{n}" for n in range(len(offsets))],
+            "channel": ["app_push"] * len(offsets),
+            "day": [pd.Timestamp(D) + pd.Timedelta(days=o) for o in offsets],
+        }
+    )
+    daily, weekly = H.cap_usage(history, pd.Index(["u"]), D, ["app_push"])
+    room = int(H.remaining(daily, weekly, [rule])[0, 0])
+    counts = pd.Series(offsets).value_counts()
+
+    def ok(extra: int) -> bool:
+        per_day = counts.add(pd.Series({0: extra}), fill_value=0)
+        windows = [per_day[(per_day.index >= s) & (per_day.index <= s + 6)].sum() for s in range(-6, 1)]
+        return per_day.get(0, 0) <= daily_cap and max(windows) <= weekly_cap
+
+    assert room >= 0
+    if room:
+        assert ok(room) and not ok(room + 1)
+    else:
+        assert not ok(1)

@@ -6,7 +6,6 @@ import datetime as dt
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import tomli_w

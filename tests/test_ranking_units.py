@@ -57,7 +57,8 @@ def test_blend_terms_known_answer():
     user_topics[0, TOPIC["earthquake"]] = 0.6
     user_topics[0, TOPIC["health_literacy"]] = 0.4
     user_topics[1, TOPIC["ocean_coast"]] = 1.0
-    seg_pop = np.array([[0.0, 0.0, 4.0], [np.e - 1, 0.0, 0.0]], np.float32)  # segments: (farmer,qinglong), (youth,haigang)
+    # segments (sorted): (farmer, qinglong), (youth, haigang)
+    seg_pop = np.array([[0.0, 0.0, 4.0], [np.e - 1, 0.0, 0.0]], np.float32)
     model = hand_model(
         users,
         items,
@@ -247,3 +248,27 @@ def test_candidates_from_ann_alone_match_brute_force_when_ample():
     rec = Recommender.from_model(model)
     got = [r.item_id for r in rec.recommend("u1", k=5)]
     assert got == _brute_force(model, rec.state, "u1", 5, np.ones(30, dtype=bool))
+
+
+def test_filtered_search_over_the_topic_blocks_is_exact():
+    # every request searches its allow-list (share below 1.0), no other source:
+    # the list must be the brute-force top 4 among the filter's live items
+    config = only(
+        "collaborative",
+        allow_search_below=1.0,
+        ann_candidates=4,
+        ann_overfetch=1,
+        candidate_topics=0,
+        fresh_candidates=0,
+        popular_candidates=0,
+        max_topic_share=1.0,
+    )
+    model = _grid_model(config)
+    rec = Recommender.from_model(model)
+    topics = ["earthquake", "ocean_coast"]
+    got = [r.item_id for r in rec.recommend("u2", k=4, topics=topics)]
+    mask = model.items["topics"].map(lambda t: bool(set(t) & set(topics))).to_numpy()
+    assert got == _brute_force(model, rec.state, "u2", 4, mask)
+    state = rec.state
+    ranked = core.rank(state, resolve(state, ["u2"]), 4, make_filter(TAX, topics=topics), state.default_now_ns)
+    assert ranked.exact.tolist() == [False]  # the allow-list search found them, not the fallback

@@ -27,7 +27,9 @@ def _items() -> pd.DataFrame:
         topics=[["earthquake"] if j == 10 else ["health_literacy"] for j in range(N_ITEMS)],
         review_status=["approved", "pending", "rejected", "retracted"] + ["approved"] * (N_ITEMS - 4),
         format=["audio" if j == 9 else "article" for j in range(N_ITEMS)],
-        published_at=[NOW + pd.Timedelta(days=1) if j == 4 else (NOW if j == 13 else NOW - 48 * HOUR) for j in range(N_ITEMS)],
+        published_at=[
+            NOW + pd.Timedelta(days=1) if j == 4 else (NOW if j == 13 else NOW - 48 * HOUR) for j in range(N_ITEMS)
+        ],
         expires_at=[NOW - HOUR if j == 5 else (NOW if j == 6 else None) for j in range(N_ITEMS)],
         target_groups=[["youth"] if j == 7 else [] for j in range(N_ITEMS)],
         target_regions=[["haigang"] if j == 8 else [] for j in range(N_ITEMS)],
@@ -38,7 +40,9 @@ def _items() -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def model():
     rng = np.random.default_rng(11)
-    users = users_frame(["farmer", "youth", "resident"], ["qinglong", "haigang", "haigang"], ["rural_woman", "pupil", ""])
+    users = users_frame(
+        ["farmer", "youth", "resident"], ["qinglong", "haigang", "haigang"], ["rural_woman", "pupil", ""]
+    )
     return hand_model(
         users,
         _items(),

@@ -25,10 +25,18 @@ TOPICS = ("earthquake", "health_literacy", "modern_agriculture", "ocean_coast")
 FORMATS = ("article", "video", "audio", "ebook", "short_video")
 GROUPS = ("farmer", "youth", "resident")
 REGIONS = ("qinglong", "haigang", "lulong")
-USERS = [("farmer", "qinglong"), ("farmer", "haigang"), ("youth", "haigang"), ("resident", "lulong"), ("youth", "qinglong")]
+USERS = [
+    ("farmer", "qinglong"),
+    ("farmer", "haigang"),
+    ("youth", "haigang"),
+    ("resident", "lulong"),
+    ("youth", "qinglong"),
+]
 SEEN = {(0, 1): 1, (0, 6): -1, (2, 3): 1, (2, 12): 1, (3, 0): -1}
 # each example validates and installs a catalogue (~50 ms): 50 examples per property
-PROPERTY_SETTINGS = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+PROPERTY_SETTINGS = settings(
+    max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +69,15 @@ def rec(model):
     return Recommender.from_model(model)
 
 
-OFFSETS = [None, pd.Timedelta(days=-10), pd.Timedelta(hours=-1), pd.Timedelta(0), pd.Timedelta(hours=1), pd.Timedelta(days=5)]
+#: publish / expiry times relative to NOW (None = no time)
+OFFSETS = [
+    None,
+    pd.Timedelta(days=-10),
+    pd.Timedelta(hours=-1),
+    pd.Timedelta(0),
+    pd.Timedelta(hours=1),
+    pd.Timedelta(days=5),
+]
 
 
 STATUSES = ("approved", "pending", "rejected", "retracted")
@@ -144,7 +160,9 @@ def eligible_ids(catalog: pd.DataFrame, req: dict) -> set[str]:
         for row in catalog.to_dict("records")
         if row["item_id"] not in req["seen"]
         and row["item_id"] not in req["exclude"]
-        and is_eligible(row, group=req["group"], region=req["region"], now=NOW, channel=req["channel"], topics=req["topics"])
+        and is_eligible(
+            row, group=req["group"], region=req["region"], now=NOW, channel=req["channel"], topics=req["topics"]
+        )
     }
 
 

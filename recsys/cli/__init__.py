@@ -26,6 +26,7 @@ COMMANDS: tuple[str, ...] = (
     "campaign",
     "evaluate",
     "tune",
+    "demo",
 )
 
 

@@ -12,7 +12,9 @@ HELP = "print a user's recommendations (eligible, diverse, explained) from a mod
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``recsys recommend``."""
     parser.add_argument("user_id", help="the user's id (a new user needs --group and --region)")
-    parser.add_argument("--model", default="models/latest", metavar="BUNDLE", help="model bundle (default: models/latest)")
+    parser.add_argument(
+        "--model", default="models/latest", metavar="BUNDLE", help="model bundle (default: models/latest)"
+    )
     parser.add_argument("--k", type=int, default=10, metavar="N", help="list length (default: 10)")
     parser.add_argument("--channel", metavar="C", help="only formats this channel carries")
     parser.add_argument(

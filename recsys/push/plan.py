@@ -23,6 +23,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from recsys import columns as C
@@ -89,11 +90,16 @@ def read_bundle_users(root: str | Path, taxonomy: Taxonomy, channels: Sequence[s
     table = arrow.select([C.USER_ID, C.GROUP, C.REGION, C.PUSH_OPT_OUT]).to_pandas()
     counts = bundle_io.load_array(root, "user_channel_counts", mmap=True)
     columns = [list(taxonomy.channels).index(c) for c in channels]
-    return BundleUsers(
+    users = BundleUsers(
         table=table,
         subscribed=subscriptions(arrow.column(C.CHANNELS), channels),
         engagement=np.asarray(counts[:, columns], dtype=np.float32),
     )
+    del arrow
+    # Arrow's allocator keeps freed buffers (the channel lists) for reuse; the
+    # driver holds these users for the whole run, so give the memory back now
+    pa.default_memory_pool().release_unused()
+    return users
 
 
 @dataclass(frozen=True)

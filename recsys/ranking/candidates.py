@@ -7,7 +7,7 @@ Sources, each a fixed number of columns of one (m, c) matrix:
   ``1 / share`` where the request's static filters (channel, topics) keep only
   a ``share`` of the items; below ``allow_search_below`` it is an exact
   search over just the items that pass the filters and are live at ``now``
-  (their vectors cached per filter and ``now``);
+  (the catalogue keeps each topic's and format's vectors contiguous);
 * **new catalogue items** (not in the bundle's index), scored exactly;
 * the user's **top topics** (or, with a topic filter, the requested topics
   the user likes most): each topic's most popular items;
@@ -24,7 +24,7 @@ import math
 
 import numpy as np
 
-from recsys.ranking.eligibility import ItemFilter
+from recsys.ranking.eligibility import ItemFilter, live_at, passes
 from recsys.ranking.state import RankingState
 from recsys.ranking.users import UserBatch
 
@@ -59,14 +59,26 @@ def _ann(state: RankingState, users: UserBatch, k: int, filt: ItemFilter, share:
     if not use_allow:
         _, ids = state.model.item_index.search(users.vectors, n_fetch)
         return np.asarray(ids, dtype=np.int64)
-    # a tight filter: search exactly over the (cached) vectors of the allowed items
-    allow, vectors = state.allowed(filt, now_ns)
-    if allow.size == 0:
+    # a tight filter: search exactly over the blocks of the filter's topics (or formats)
+    if filt.topics is not None:
+        blocks = [(catalog.items_by_topic[t], catalog.topic_vectors[t]) for t in filt.topics]
+    elif filt.formats is not None:
+        blocks = [(catalog.items_by_format[f], catalog.format_vectors[f]) for f in filt.formats]
+    else:  # no filter, yet few items available: the whole bundle
+        blocks = [(np.arange(catalog.n_bundle), catalog.cf[: catalog.n_bundle])]
+    ids = np.concatenate([b[0] for b in blocks]) if blocks else np.zeros(0, np.int64)
+    # the blocks hold the filter's topics already: only format, availability and time are
+    # left to check (an item under two requested topics may come twice; the merge drops repeats)
+    keep = (ids < catalog.n_bundle) & passes(catalog, filt, ids, topics=False)
+    keep &= live_at(catalog, ids, now_ns)
+    if not keep.any():
         return np.zeros((m, 0), dtype=np.int64)
-    out = np.empty((m, min(n_fetch, allow.size)), dtype=np.int64)
+    n = min(n_fetch, int(keep.sum()))
+    out = np.empty((m, n), dtype=np.int64)
     for lo in range(0, m, _EXACT_ROWS):
-        scores = users.vectors[lo : lo + _EXACT_ROWS] @ vectors.T
-        out[lo : lo + _EXACT_ROWS] = allow[_top_columns(scores, out.shape[1])]
+        u = users.vectors[lo : lo + _EXACT_ROWS]
+        scores = np.concatenate([(vectors @ u.T).T for _, vectors in blocks], axis=1)
+        out[lo : lo + _EXACT_ROWS] = ids[_top_columns(np.where(keep, scores, -np.inf), n)]
     return out
 
 

@@ -31,6 +31,24 @@ from recsys.ranking.diversity import near_duplicates
 #: int64 nanoseconds standing for "no publish time" (always published) and "no expiry"
 NS_MIN = np.iinfo(np.int64).min
 NS_MAX = np.iinfo(np.int64).max
+# the validator checks events against the data's end, never items: any fixed end will do
+_FAR_FUTURE = "2200-01-01T00:00:00Z"
+#: contract columns of the items table, in contract order
+_ITEM_COLUMNS = (
+    C.ITEM_ID,
+    C.TITLE,
+    C.SUMMARY,
+    C.TAGS,
+    C.TOPICS,
+    C.FORMAT,
+    C.TARGET_GROUPS,
+    C.TARGET_REGIONS,
+    C.REVIEW_STATUS,
+    C.AUTHORITY,
+    C.SOURCE,
+    C.PUBLISHED_AT,
+    C.EXPIRES_AT,
+)
 
 
 @dataclass(frozen=True)
@@ -91,6 +109,9 @@ class Catalog:
         Per topic position, the available items listing it (ascending).
     items_by_format : list of ndarray of int64
         Per format position, the available items of that format (ascending).
+    topic_vectors, format_vectors : list of ndarray of float32
+        ``cf`` rows of those items, contiguous: a filtered request searches
+        its topics' (or formats') blocks exactly without gathering rows.
     neighbours : dict[int, tuple[int, ...]]
         Near-duplicates of each item that has any (content cosine above
         ``RankingConfig.near_duplicate_threshold``; see ``diversity.near_duplicates``).
@@ -126,6 +147,8 @@ class Catalog:
     new_items: np.ndarray
     items_by_topic: list
     items_by_format: list
+    topic_vectors: list
+    format_vectors: list
     neighbours: dict
     bundle_neighbours: dict
     rejected: int = 0
@@ -179,14 +202,6 @@ def read_catalog(catalog: pd.DataFrame | str | Path, taxonomy: Any) -> tuple[pd.
     empty_events = pd.DataFrame({name: pd.Series(dtype=str) for name in schema.required_columns("events")})
     result = schema.validate_tables(empty_users, raw, empty_events, taxonomy=taxonomy, end=_FAR_FUTURE)
     return result.items, int(len(raw) - len(result.items))
-
-
-# items are not checked against the data's end; any fixed end will do
-_FAR_FUTURE = "2200-01-01T00:00:00Z"
-_ITEM_COLUMNS = (
-    C.ITEM_ID, C.TITLE, C.SUMMARY, C.TAGS, C.TOPICS, C.FORMAT, C.TARGET_GROUPS, C.TARGET_REGIONS,
-    C.REVIEW_STATUS, C.AUTHORITY, C.SOURCE, C.PUBLISHED_AT, C.EXPIRES_AT,
-)
 
 
 def _ns(values: pd.Series, fill: int) -> np.ndarray:
@@ -318,90 +333,45 @@ def build_catalog(
         If an item carries a code the bundle's taxonomy does not know.
     """
     tax = model.taxonomy
-    bundle_ids = model.items[C.ITEM_ID].astype(str).to_numpy(dtype=object)
-    n_bundle = len(bundle_ids)
-    bundle_pos = {item_id: j for j, item_id in enumerate(bundle_ids)}
-
-    bundle_items = model.items.reset_index(drop=True)
-    if items is None:
-        meta = bundle_items
-        in_catalog = np.ones(n_bundle, dtype=bool)
-        new_frame = bundle_items.iloc[:0]
-    else:
-        current = items.reset_index(drop=True)
-        cat_ids = current[C.ITEM_ID].astype(str).to_numpy(dtype=object)
-        where = np.fromiter((bundle_pos.get(i, -1) for i in cat_ids), dtype=np.int64, count=len(cat_ids))
-        known = where >= 0
-        in_catalog = np.zeros(n_bundle, dtype=bool)
-        in_catalog[where[known]] = True
-        shared = [c for c in _ITEM_COLUMNS if c in current.columns and c in bundle_items.columns]
-        # a bundle item takes its current state (review status, expiry, ...) from
-        # the catalogue; one missing from it keeps the bundle's row but is unavailable
-        updated = current.loc[known, shared].set_axis(where[known])
-        stale = bundle_items.loc[~in_catalog, shared]
-        new_frame = current.loc[~known].reset_index(drop=True)
-        meta = pd.concat([pd.concat([updated, stale]).sort_index(), new_frame[shared]], ignore_index=True)
-
+    n_bundle = model.n_items
+    meta, present, new_frame = _align(model, items)
     n = len(meta)
     item_ids = meta[C.ITEM_ID].astype(str).to_numpy(dtype=object)
-    status = meta[C.REVIEW_STATUS].astype(str).to_numpy() if C.REVIEW_STATUS in meta else np.full(n, "approved")
-    present = np.concatenate([in_catalog, np.ones(n - n_bundle, dtype=bool)])
-    available = present & (status == "approved")
-
-    published = _ns(meta[C.PUBLISHED_AT], NS_MIN) if C.PUBLISHED_AT in meta else np.full(n, NS_MIN)
-    expires = _ns(meta[C.EXPIRES_AT], NS_MAX) if C.EXPIRES_AT in meta else np.full(n, NS_MAX)
-
-    formats = tuple(tax.formats)
-    fmt_pos = {c: i for i, c in enumerate(formats)}
-    fmt_values = meta[C.FORMAT].astype(str).to_numpy() if C.FORMAT in meta else np.full(n, "article")
-    format_code = np.fromiter((fmt_pos.get(v, -1) for v in fmt_values), dtype=np.int64, count=n)
-
-    topic_codes = tuple(tax.topics)
-    topic_bool, primary = _topics(_lists(meta[C.TOPICS]), topic_codes)
+    available = present & (meta[C.REVIEW_STATUS].astype(str).to_numpy() == "approved")
+    published = _ns(meta[C.PUBLISHED_AT], NS_MIN)
+    expires = _ns(meta[C.EXPIRES_AT], NS_MAX)
+    format_code = _positions(meta[C.FORMAT], tuple(tax.formats))
+    topic_bool, primary = _topics(_lists(meta[C.TOPICS]), tuple(tax.topics))
     topic_idx, topic_weight = _padded_topics(topic_bool)
-
-    empty = pd.Series([[]] * n)
-    group_ok = _targets(_lists(meta[C.TARGET_GROUPS] if C.TARGET_GROUPS in meta else empty), tuple(tax.groups), C.TARGET_GROUPS)
-    region_ok = _targets(
-        _lists(meta[C.TARGET_REGIONS] if C.TARGET_REGIONS in meta else empty), tuple(tax.regions), C.TARGET_REGIONS
-    )
-
-    auth_values = meta[C.AUTHORITY].astype(str).to_numpy() if C.AUTHORITY in meta else np.full(n, "other")
-    auth_pos = {a: i for i, a in enumerate(C.AUTHORITIES)}
-    authority_code = np.fromiter((auth_pos.get(a, len(C.AUTHORITIES) - 1) for a in auth_values), np.int64, count=n)
+    authority_code = _positions(meta[C.AUTHORITY], C.AUTHORITIES)
     levels = np.array([float(config.authority_levels.get(a, 0.0)) for a in C.AUTHORITIES], dtype=np.float32)
-    authority = levels[authority_code]
 
     new_content, new_cf = _new_item_vectors(model, new_frame)
     cf = np.ascontiguousarray(np.vstack([np.asarray(model.item_factors, np.float32), new_cf]))
     content = np.ascontiguousarray(np.vstack([np.asarray(model.content_vectors, np.float32), new_content]))
-    norms = np.linalg.norm(cf, axis=1)
-    cf_scale = float(np.percentile(norms, 99)) if n else 1.0
-    cf_scale = cf_scale if cf_scale > 0 else 1.0
+    cf_scale = float(np.percentile(np.linalg.norm(cf, axis=1), 99)) if n else 1.0
 
-    seg_pop = np.asarray(model.segment_popularity, dtype=np.float32)
-    city_pop = np.asarray(model.popularity_recent, dtype=np.float32)[None, :]
-    pop = np.vstack([seg_pop, city_pop])
-    pop = np.hstack([pop, np.zeros((pop.shape[0], n - n_bundle), np.float32)])
-    popularity = _log_scaled(pop)
+    # popularity rows: the bundle's segments, then the city; new items have none yet
+    pop = np.vstack([np.asarray(model.segment_popularity, np.float32), np.asarray(model.popularity_recent, np.float32)])
+    popularity = _log_scaled(np.hstack([pop, np.zeros((pop.shape[0], n - n_bundle), np.float32)]))
 
-    # Static candidate lists. Topic lists skip items already expired at the end
-    # of the data window: they would waste slots on the default request.
-    ref_ns = _window_end_ns(model)
-    live = available & (expires > ref_ns)
-    city = popularity[-1]
+    # Static candidate lists. Topic and popular lists skip items already
+    # expired at the end of the data window: they would waste slots on the
+    # default request (the exact fallback covers any other ``now``).
+    live = available & (expires > _window_end_ns(model))
     topic_top = np.stack(
-        [_top_by(city, live & topic_bool[:, t], config.topic_candidates) for t in range(len(topic_codes))]
-    ) if topic_codes else np.zeros((0, config.topic_candidates), np.int64)
+        [_top_by(popularity[-1], live & topic_bool[:, t], config.topic_candidates) for t in range(len(tax.topics))]
+    )
     segment_top = np.stack([_top_by(row, live, config.popular_candidates) for row in popularity])
     dated = np.flatnonzero(available & (published != NS_MIN))
-    order = dated[np.lexsort((dated, published[dated]))]
+    fresh_order = dated[np.lexsort((dated, published[dated]))]
 
     if bundle_neighbours is None:
         bundle_neighbours = near_duplicates(content[:n_bundle], config.near_duplicate_threshold)
-    neighbours = near_duplicates(
-        content, config.near_duplicate_threshold, start=n_bundle, known=bundle_neighbours
-    )
+    neighbours = near_duplicates(content, config.near_duplicate_threshold, start=n_bundle, known=bundle_neighbours)
+
+    by_topic = [np.flatnonzero(available & topic_bool[:, t]) for t in range(len(tax.topics))]
+    by_format = [np.flatnonzero(available & (format_code == f)) for f in range(len(tax.formats))]
 
     return Catalog(
         item_ids=item_ids,
@@ -415,25 +385,58 @@ def build_catalog(
         topic_idx=topic_idx,
         topic_weight=topic_weight,
         primary_topic=primary,
-        group_ok=group_ok,
-        region_ok=region_ok,
-        authority=authority,
+        group_ok=_targets(_lists(meta[C.TARGET_GROUPS]), tuple(tax.groups), C.TARGET_GROUPS),
+        region_ok=_targets(_lists(meta[C.TARGET_REGIONS]), tuple(tax.regions), C.TARGET_REGIONS),
+        authority=levels[authority_code],
         authority_code=authority_code,
         cf=cf,
-        cf_scale=cf_scale,
+        cf_scale=cf_scale if cf_scale > 0 else 1.0,
         content=content,
         popularity=popularity,
         topic_top=topic_top,
         segment_top=segment_top,
-        fresh_order=order,
-        fresh_published=published[order],
+        fresh_order=fresh_order,
+        fresh_published=published[fresh_order],
         new_items=np.arange(n_bundle, n, dtype=np.int64)[available[n_bundle:]],
-        items_by_topic=[np.flatnonzero(available & topic_bool[:, t]) for t in range(len(topic_codes))],
-        items_by_format=[np.flatnonzero(available & (format_code == f)) for f in range(len(formats))],
+        items_by_topic=by_topic,
+        items_by_format=by_format,
+        topic_vectors=[np.ascontiguousarray(cf[ids]) for ids in by_topic],
+        format_vectors=[np.ascontiguousarray(cf[ids]) for ids in by_format],
         neighbours=neighbours,
         bundle_neighbours=bundle_neighbours,
         rejected=rejected,
     )
+
+
+def _align(model: Any, items: pd.DataFrame | None) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
+    """Item metadata in the ranking's index space, which rows are in the catalogue, and the new items.
+
+    A bundle item takes its current state (review status, expiry, targets, ...)
+    from the catalogue; one missing from it keeps the bundle's row but is not
+    present. Catalogue items the bundle never saw follow the bundle's items.
+    """
+    bundle_items = model.items.reset_index(drop=True)[list(_ITEM_COLUMNS)]
+    n_bundle = len(bundle_items)
+    if items is None:
+        return bundle_items, np.ones(n_bundle, dtype=bool), bundle_items.iloc[:0]
+    current = items.reset_index(drop=True)[list(_ITEM_COLUMNS)]
+    bundle_pos = {item_id: j for j, item_id in enumerate(bundle_items[C.ITEM_ID].astype(str))}
+    where = np.fromiter(
+        (bundle_pos.get(i, -1) for i in current[C.ITEM_ID].astype(str)), dtype=np.int64, count=len(current)
+    )
+    known = where >= 0
+    in_catalog = np.zeros(n_bundle, dtype=bool)
+    in_catalog[where[known]] = True
+    updated = current.loc[known].set_axis(where[known])
+    new_frame = current.loc[~known].reset_index(drop=True)
+    meta = pd.concat([pd.concat([updated, bundle_items.loc[~in_catalog]]).sort_index(), new_frame], ignore_index=True)
+    present = np.concatenate([in_catalog, np.ones(len(new_frame), dtype=bool)])
+    return meta, present, new_frame
+
+
+def _positions(values: pd.Series, codes: tuple[str, ...]) -> np.ndarray:
+    """Position of each code in ``codes`` (-1 if absent)."""
+    return pd.Categorical(values.astype(str), categories=list(codes)).codes.astype(np.int64)
 
 
 def _window_end_ns(model: Any) -> int:

@@ -51,8 +51,12 @@ class Ranked:
 
 def _score_and_pick(
     state: RankingState, users: UserBatch, cand: np.ndarray, ok: np.ndarray, k: int, now_ns: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
-    """Blend-score candidates, sort, pick diverse top-k; return items, scores, parts, count, valid."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Blend-score candidates, sort, pick diverse top-k.
+
+    Returns items (m, k), scores (m, k), terms (m, k, 5), count (m,) and the
+    number of valid candidates per user (m,).
+    """
     catalog = state.catalog
     cfg = state.config
     parts = scoring.components(catalog, cand, users.vectors, users.topics, users.segments, state.freshness(now_ns))
@@ -117,6 +121,7 @@ def rank(
 
     exact = np.zeros(len(users), dtype=bool)
     for r in np.flatnonzero(count < k):
+        # short: rank again over every eligible item, unless the candidates were all of them
         static = state.static_mask(filt)
         full = eligibility.full_mask(catalog, static, now_ns, int(users.groups[r]), int(users.regions[r]))
         full[eligibility.seen_row(state.seen, int(users.rows[r]))] = False

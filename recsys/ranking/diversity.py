@@ -25,6 +25,7 @@ transitive; with chains (A~B, B~C, A and C unrelated) it may keep fewer.
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Callable
 
 import numpy as np
@@ -133,6 +134,14 @@ def _greedy(
     return [positions[i] for i in picked]
 
 
+def _row_tail(
+    order: np.ndarray, valid: np.ndarray, primary: np.ndarray, r: int, width: int
+) -> tuple[list[int], list[int], list[int]]:
+    """The valid candidates of row ``r`` from position ``width`` on (positions, items, topics)."""
+    _, cols, items, topics = _valid_lists(order[r : r + 1, width:], valid[r : r + 1, width:], primary)
+    return [width + col for col in cols], items, topics
+
+
 def _valid_lists(order: np.ndarray, valid: np.ndarray, primary: np.ndarray) -> tuple[list, list, list, list]:
     """Per row, the valid candidates' positions, items and topics as Python lists."""
     rows, cols = np.nonzero(valid)
@@ -188,12 +197,7 @@ def select(
     more = valid[:, width:].any(axis=1) if width < c else np.zeros(m, dtype=bool)
     for r in range(m):
         lo, hi = bounds[r], bounds[r + 1]
-        tail = None
-        if more[r]:
-            def tail(r: int = r) -> tuple[list[int], list[int], list[int]]:
-                _, t_cols, t_items, t_topics = _valid_lists(order[r : r + 1, width:], valid[r : r + 1, width:], primary)
-                return [width + col for col in t_cols], t_items, t_topics
-
+        tail = partial(_row_tail, order, valid, primary, r, width) if more[r] else None
         picked = _greedy((cols[lo:hi], items[lo:hi], topics[lo:hi]), tail, k, cap, n_topics, neighbours)
         positions[r, : len(picked)] = picked
         count[r] = len(picked)

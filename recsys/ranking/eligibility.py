@@ -120,16 +120,23 @@ def static_mask(catalog: Catalog, filt: ItemFilter) -> np.ndarray:
     return mask
 
 
-def passes(catalog: Catalog, filt: ItemFilter, items: np.ndarray) -> np.ndarray:
-    """Available and passing the request's channel and topic filters (elementwise over ``items``)."""
+def passes(catalog: Catalog, filt: ItemFilter, items: np.ndarray, *, topics: bool = True) -> np.ndarray:
+    """Available and passing the request's channel and topic filters (elementwise over ``items``).
+
+    ``topics=False`` skips the topic test, for items taken from the filter's
+    own per-topic lists.
+    """
     ok = catalog.available[items]
     if filt.formats is not None:
-        # format -1 (unknown) reads the table's last slot, which is False
+        # lookup tables beat np.isin on a handful of codes; format -1 reads the last slot (False)
         table = np.zeros(len(catalog.items_by_format) + 1, dtype=bool)
         table[list(filt.formats)] = True
         ok &= table[catalog.format_code[items]]
-    if filt.topics is not None:
-        ok &= np.isin(catalog.topic_idx[items], np.asarray(filt.topics)).any(axis=-1)
+    if topics and filt.topics is not None:
+        # the topic lists' padding (n_topics) reads the last slot (False)
+        table = np.zeros(len(catalog.items_by_topic) + 1, dtype=bool)
+        table[list(filt.topics)] = True
+        ok &= table[catalog.topic_idx[items]].any(axis=-1)
     return ok
 
 

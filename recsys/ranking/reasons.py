@@ -72,31 +72,6 @@ class ReasonTables:
     fresh_authority: np.ndarray
     authority_named: np.ndarray
 
-    # the same tables as flat Python lists: indexing them in the per-item loop is cheapest
-    @property
-    def relevance_list(self) -> list[str]:
-        return self._lists[0]
-
-    @property
-    def topic_list(self) -> list[str]:
-        return self._lists[1]
-
-    @property
-    def popularity_list(self) -> list[str]:
-        return self._lists[2]
-
-    @property
-    def fresh_authority_list(self) -> list[str]:
-        return self._lists[3]
-
-    @property
-    def _lists(self) -> tuple[list[str], ...]:
-        cached = self.__dict__.get("_flat")
-        if cached is None:
-            cached = tuple(t.ravel().tolist() for t in (self.relevance, self.topic, self.popularity, self.fresh_authority))
-            object.__setattr__(self, "_flat", cached)
-        return cached
-
 
 def reason_tables(taxonomy, segments) -> ReasonTables:
     """Build the string tables for a taxonomy and the bundle's segments.
@@ -180,13 +155,12 @@ def explain(
     acode = authority_code[safe]
     is_fresh = fresh >= FRESH_MIN
 
-    # one string-table index per kind, then per item: the shown kinds, strongest first
-    codes = np.stack(
+    texts = np.stack(
         [
-            np.clip(np.rint(rel * 100), -100, 100).astype(np.int64) + 100,
-            np.minimum(best, n_topics - 1) * 101 + np.rint(best_w * 100).astype(np.int64),
-            np.broadcast_to(segments[:, None], (m, k)),
-            is_fresh.astype(np.int64) * len(C.AUTHORITIES) + acode,
+            tables.relevance[np.clip(np.rint(rel * 100), -100, 100).astype(np.int64) + 100],
+            tables.topic[np.minimum(best, n_topics - 1), np.rint(best_w * 100).astype(np.int64)],
+            np.broadcast_to(tables.popularity[segments][:, None], (m, k)),
+            tables.fresh_authority[is_fresh.astype(np.int64), acode],
         ],
         axis=-1,
     )
@@ -200,18 +174,15 @@ def explain(
         ],
         axis=-1,
     )
-    order = np.argsort(-contrib, axis=-1, kind="stable")
-    # kind j of an item -> its string, or None when not shown; kinds in contribution order
-    key = np.where(shown, codes, -1)
-    ordered = np.take_along_axis(key, order, axis=-1) + (order << 32)
-    strings = (tables.relevance_list, tables.topic_list, tables.popularity_list, tables.fresh_authority_list)
-    out = []
-    rows = ordered.tolist()
-    for r in range(m):
-        lists = []
-        for item in rows[r][: count[r]]:
-            texts = [strings[v >> 32][v & 0xFFFFFFFF] for v in item if v & 0xFFFFFFFF != 0xFFFFFFFF]
-            # an item with no strong reason says so rather than inventing a weak one
-            lists.append(texts[:MAX_REASONS] if texts else [FILLER])
-        out.append(lists)
-    return out
+    # shown kinds first, strongest contribution first; then keep the first n of each item
+    order = np.argsort(-np.where(shown, contrib, -np.inf), axis=-1, kind="stable")
+    texts = np.take_along_axis(texts, order, axis=-1)
+    n_shown = np.minimum(shown.sum(axis=-1), MAX_REASONS)
+    # an item with no strong reason says so rather than inventing a weak one
+    none = n_shown == 0
+    texts[none, 0] = FILLER
+    n_shown[none] = 1
+    return [
+        [item[:n] for item, n in zip(row[:c], counts[:c])]
+        for row, counts, c in zip(texts.tolist(), n_shown.tolist(), count.tolist())
+    ]

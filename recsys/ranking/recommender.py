@@ -14,7 +14,8 @@ Thread safety: every call reads the current :class:`RankingState` once and
 uses only it; :meth:`reload` and :meth:`set_catalog` build a complete new
 state and then replace the one reference (atomic in Python), so calls that
 run meanwhile finish on the old version and later calls see the new one --
-never a half-loaded model.
+never a half-loaded model. Writers take turns (a catalogue update never
+undoes a reload); readers never wait for them.
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ class Recommender:
         self.config = config
         self._state: RankingState | None = None
         self._path: Path | None = None
-        self._swap = threading.Lock()
+        self._writer = threading.Lock()
 
     # ---- building ------------------------------------------------------------
     @classmethod
@@ -172,10 +173,9 @@ class Recommender:
             items, rejected = None, 0
         return build_state(model, items, config, rejected=rejected, previous=self._state)
 
-    def _install(self, model: Any, catalog: pd.DataFrame | str | Path | None, keep_items: bool = False) -> None:
-        state = self._build(model, catalog, keep_items)
-        with self._swap:
-            self._state = state
+    def _install(self, model: Any, catalog: pd.DataFrame | str | Path | None) -> None:
+        with self._writer:
+            self._state = self._build(model, catalog, keep_items=False)
 
     def reload(self, path: str | Path | None = None) -> "Recommender":
         """Switch to a newer bundle while calls continue.
@@ -206,10 +206,10 @@ class Recommender:
         target = Path(path) if path is not None else self._path
         if target is None:
             raise ConfigError("reload() needs a path: this recommender was not loaded from a bundle folder")
-        model = TrainedModel.load(target)
-        state = self._build(model, None, keep_items=True)
-        with self._swap:
-            self._state = state
+        # writers take turns (a catalogue update must not undo a reload); readers never wait
+        with self._writer:
+            state = self._build(TrainedModel.load(target), None, keep_items=True)
+            self._state = state  # one reference assignment: calls see the old or the new state
             self._path = target
         return self
 
@@ -234,16 +234,16 @@ class Recommender:
         SchemaError
             If the table cannot be read or lacks a required column.
         """
-        state = self._current()
-        new = self._build(state.model, items, keep_items=False)
-        with self._swap:
-            self._state = new
+        with self._writer:
+            self._state = self._build(self._current().model, items, keep_items=False)
         return self
 
     def _current(self) -> RankingState:
         state = self._state
         if state is None:
-            raise NotFittedError("Recommender has no model; use Recommender.load(path) or Recommender.from_model(model)")
+            raise NotFittedError(
+                "Recommender has no model; use Recommender.load(path) or Recommender.from_model(model)"
+            )
         return state
 
     # ---- introspection -----------------------------------------------------
@@ -482,8 +482,10 @@ class Recommender:
             if items.size == 0:
                 return _audience_frame([], np.zeros(0))
             query = catalog.cf[items].mean(axis=0)
-            reach = (catalog.group_ok[:, items].astype(np.float32) @ catalog.region_ok[:, items].T.astype(np.float32)) > 0
-            allowed &= reach[state.user_group, state.user_region]
+            # (group, region) pairs at least one of the topic's eligible items may go to
+            groups = catalog.group_ok[:, items].astype(np.float32)
+            regions = catalog.region_ok[:, items].astype(np.float32)
+            allowed &= ((groups @ regions.T) > 0)[state.user_group, state.user_region]
         return _top_users(state, query, allowed, k)
 
 

@@ -22,14 +22,13 @@ from recsys import columns as C
 from recsys.config import RankingConfig
 from recsys.exceptions import ConfigError
 from recsys.ranking.catalog import Catalog, build_catalog
-from recsys.ranking.eligibility import ItemFilter, filter_pool, live_at, static_mask
+from recsys.ranking.eligibility import ItemFilter, filter_pool, static_mask
 from recsys.ranking.reasons import ReasonTables, reason_tables
 from recsys.ranking.scoring import freshness
 
 # Bounded caches: a long-running service must not grow without limit.
 _MAX_CACHED_FILTERS = 256
 _MAX_CACHED_COLD = 4096
-_MAX_CACHED_ALLOWED = 32
 
 
 def _positions(values: pd.Series, codes: tuple[str, ...]) -> np.ndarray:
@@ -89,7 +88,6 @@ class RankingState:
     _static: dict = field(default_factory=dict, repr=False)
     _cold: dict = field(default_factory=dict, repr=False)
     _fresh: dict = field(default_factory=dict, repr=False)
-    _allowed: dict = field(default_factory=dict, repr=False)
     _seen_csc: sp.csc_matrix | None = field(default=None, repr=False)
 
     @property
@@ -153,29 +151,6 @@ class RankingState:
                 self._fresh.clear()
             self._fresh[now_ns] = fresh
         return fresh
-
-    def allowed(self, filt: ItemFilter, now_ns: int) -> tuple[np.ndarray, np.ndarray]:
-        """Bundle items passing the static filters and live at ``now``, and their vectors (cached).
-
-        The allow-list a tightly filtered request searches exactly.
-        """
-        key = (filt, now_ns)
-        hit = self._allowed.get(key)
-        if hit is not None:
-            return hit
-        catalog = self.catalog
-        pool, _ = self.filtered(filt)
-        if pool is None:
-            pool = np.flatnonzero(catalog.available[: catalog.n_bundle])
-        ids = pool[live_at(catalog, pool, now_ns)]
-        vectors = np.ascontiguousarray(catalog.cf[ids])
-        ids.setflags(write=False)
-        vectors.setflags(write=False)
-        with self._lock:
-            if len(self._allowed) >= _MAX_CACHED_ALLOWED:
-                self._allowed.clear()
-            self._allowed[key] = (ids, vectors)
-        return ids, vectors
 
     def cold_vector(self, group: int, sub_group: str, region: int) -> np.ndarray:
         """Collaborative vector of a cold user of this segment (cached)."""
