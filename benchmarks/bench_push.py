@@ -1,17 +1,17 @@
 """Benchmark the nightly push end to end: users/s, peak memory, and the bare floor.
 
 Cases (``--users``): a synthetic city is generated and trained once per size
-(kept under ``benchmarks/out/push/<users>/``), then:
+(kept under ``benchmarks/out/push/<users>x<items>/``; 30 days of log), then:
 
 1. the floor: faiss exact batched top-k over the bundle's own user and item
    vectors (``IndexFlatIP``, 2 threads, k = 10), no eligibility, caps or
-   writing -- the least any push must do;
+   writing -- the least any push must do (``--no-floor`` skips it);
 2. the push: ``python -m pipelines.push`` in a fresh process (load bundle ->
    lists for every user -> Parquet + manifest), timed end to end, its process
    tree's resident memory sampled every 0.2 s from ``/proc``: anonymous
    memory (what the run allocates) and file-backed memory (the memory-mapped
    bundle and the libraries) are reported apart;
-3. with ``--night``: the whole night -- a warm-started training on the same
+3. with ``--night``, instead of 2.: the whole night -- a warm-started training on the same
    data (``recsys train --warm-start``) followed by the push, end to end.
 
 Usage::

@@ -75,7 +75,7 @@ def run(
     push_manifest = push_job.run(out / "models" / "latest", date.isoformat(), out / "pushes",
                                  stream=sys.stderr if stream is not None else None)
     outputs["pushes"] = str(out / "pushes")
-    outputs["push_rows"] = push_manifest.get("counts", {}).get("rows")
+    outputs["push_rows"] = push_manifest.get("rows")
 
     _say(stream, f"\n== 5. offline evaluation into {out / 'evaluation'}")
     metrics = evaluate_job.run(data, out / "evaluation", settings=EvaluationSettings(split_quantile=0.8),

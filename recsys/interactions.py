@@ -100,8 +100,8 @@ def check_interaction_config(config: InteractionConfig) -> None:
     ConfigError
         If a weight names an unknown or unweighted event type (``impression``
         is exposure, never weighted), a positive type lacks a weight > 0, a
-        negative type lacks a weight < 0, or the half-life / dwell settings are
-        not positive.
+        negative type lacks a weight < 0, or the half-lives / dwell settings
+        are not positive.
     """
     weighted = EVENT_TYPES_POSITIVE + EVENT_TYPES_NEGATIVE
     for key, value in config.weights.items():
@@ -119,7 +119,7 @@ def check_interaction_config(config: InteractionConfig) -> None:
             raise ConfigError(f"[interactions] weights.{key} must be > 0 (a positive engagement), got {value!r}")
         if key in EVENT_TYPES_NEGATIVE and value >= 0:
             raise ConfigError(f"[interactions] weights.{key} must be < 0 (negative feedback), got {value!r}")
-    for name in ("half_life_days", "dwell_unit_seconds"):
+    for name in ("half_life_days", "popularity_half_life_days", "dwell_unit_seconds"):
         value = getattr(config, name)
         if not value > 0:
             raise ConfigError(f"[interactions] {name} must be > 0, got {value!r}")

@@ -17,6 +17,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recsys import bundle as bundle_io
+from recsys.columns import AUTHORITIES
 from recsys.config import EngineConfig, config_from_dict
 from recsys.exceptions import ArtifactError
 from recsys.taxonomy import Taxonomy, parse_taxonomy
@@ -73,6 +74,26 @@ class TrainedModel:
         Content -> collaborative-space mapping.
     user_cold_start : recsys.coldstart.UserColdStart
         Segment centroids for users without events.
+    item_quality : ndarray, float32 (n_items,)
+        Learned log-odds quality of each item per impression
+        (:class:`recsys.engagement.EngagementModel`); the arrays below come
+        from the same model and are all 0 when it had nothing to learn from
+        (no impressions), or when omitted.
+    authority_quality : ndarray, float32 (len(recsys.columns.AUTHORITIES),)
+        Quality of a new item known only by its authority level.
+    user_interest : ndarray, float32 (n_users, n_topics)
+        Log-odds topic interest per user (rates per impression, shrunk to
+        the user's segment and sub-group).
+    segment_interest : ndarray, float32 (n_segments + 1, n_topics)
+        The same per segment (rows of ``segments``), last row the population's.
+    user_format : ndarray, float32 (n_users, n_formats)
+        Log-odds format taste per user.
+    segment_format : ndarray, float32 (n_segments + 1, n_formats)
+    topic_freshness : ndarray, float32 (n_topics, K)
+        Freshness coefficients per topic and time constant
+        (``config.engagement.freshness_taus_days``).
+    topic_trend : ndarray, float32 (n_topics,)
+        Recent lift per topic (the window's last ``trend_days``).
     window : dict
         ``{"start": ISO, "end": ISO}``: the events used (``end`` = as-of time).
     info : dict
@@ -103,6 +124,14 @@ class TrainedModel:
     info: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
     manifest: dict[str, Any] = field(default_factory=dict)
+    item_quality: np.ndarray | None = None
+    authority_quality: np.ndarray | None = None
+    user_interest: np.ndarray | None = None
+    segment_interest: np.ndarray | None = None
+    user_format: np.ndarray | None = None
+    segment_format: np.ndarray | None = None
+    topic_freshness: np.ndarray | None = None
+    topic_trend: np.ndarray | None = None
 
     _ARRAYS = (
         "user_factors",
@@ -115,7 +144,35 @@ class TrainedModel:
         "popularity_recent",
         "popularity_all_time",
         "user_channel_counts",
+        "item_quality",
+        "authority_quality",
+        "user_interest",
+        "segment_interest",
+        "user_format",
+        "segment_format",
+        "topic_freshness",
+        "topic_trend",
     )
+
+    def __post_init__(self) -> None:
+        # a model built without the engagement model (by hand, in a test or a benchmark) gets
+        # neutral zeros: its ranking then rests on the other blend terms alone
+        n_t, n_f = len(self.taxonomy.topics), len(self.taxonomy.formats)
+        n_seg = len(self.segments) + 1
+        n_k = len(self.config.engagement.freshness_taus_days)
+        shapes = {
+            "item_quality": (self.n_items,),
+            "authority_quality": (len(AUTHORITIES),),
+            "user_interest": (self.n_users, n_t),
+            "segment_interest": (n_seg, n_t),
+            "user_format": (self.n_users, n_f),
+            "segment_format": (n_seg, n_f),
+            "topic_freshness": (n_t, n_k),
+            "topic_trend": (n_t,),
+        }
+        for name, shape in shapes.items():
+            if getattr(self, name) is None:
+                setattr(self, name, np.zeros(shape, dtype=np.float32))
 
     @property
     def n_users(self) -> int:

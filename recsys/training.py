@@ -7,16 +7,21 @@ The steps, in order (each a library component of its own):
    from the previous bundle when given;
 3. readable topic-interest profiles shrunk to the group x region prior
    (``profiles``);
-4. content embedding of the catalogue (``content``);
-5. cold start: content -> collaborative space for items without engagement,
+4. the engagement model: log-odds of engagement per impression -- item
+   quality, topic interest, format taste, freshness and trend per topic
+   (``engagement``);
+5. content embedding of the catalogue (``content``);
+6. cold start: content -> collaborative space for items without engagement,
    segment centroids for users without events (``coldstart``);
-6. popularity (recency-weighted per group x region segment, and overall),
-   the seen matrix and per-channel engagement counts (this module);
-7. the ANN index over item vectors, with its measured recall (``index``).
+7. popularity (recency-weighted per group x region segment, and overall,
+   with ``[interactions] popularity_half_life_days``), the seen matrix and
+   per-channel engagement counts (this module);
+8. the ANN index over item vectors, with its measured recall (``index``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -29,7 +34,7 @@ from recsys.model import USER_COLUMNS, TrainedModel
 from recsys.progress import Steps
 from recsys.taxonomy import Taxonomy, load_taxonomy
 
-N_STEPS = 7
+N_STEPS = 8
 
 
 def segment_popularity(positives: sp.csr_matrix, seg_of_user: np.ndarray, n_segments: int) -> np.ndarray:
@@ -119,6 +124,7 @@ def train_model(
     from recsys.coldstart import ItemColdStart, UserColdStart
     from recsys.collaborative import CollaborativeModel
     from recsys.content import ContentEmbedder
+    from recsys.engagement import EngagementModel, build_exposures
     from recsys.idmap import IdMap
     from recsys.index import VectorIndex
     from recsys.interactions import build_interactions
@@ -163,6 +169,13 @@ def train_model(
     with steps.step("topic profiles"):
         profiles = TopicProfiles(config=config.profiles, taxonomy=taxonomy).fit(inter, users, items)
 
+    with steps.step("engagement model"):
+        end = inter.end if inter.end is not None else pd.Timestamp.now(tz="UTC")
+        exposures = build_exposures(
+            events, user_map, item_map, items, taxonomy, end=end, trend_days=config.engagement.trend_days
+        )
+        engagement = EngagementModel(config.engagement, taxonomy).fit(exposures, users, items)
+
     with steps.step("content embedding"):
         embedder = ContentEmbedder(config=config.content, taxonomy=taxonomy)
         content = embedder.fit_transform(items)
@@ -190,8 +203,15 @@ def train_model(
     with steps.step("popularity and history"):
         segments = profiles.segments_.reset_index(drop=True)
         seg_of_user = profiles.user_segment_
-        seg_pop = segment_popularity(inter.positives, seg_of_user, len(segments))
-        pop_recent = np.asarray(inter.positives.sum(axis=0), dtype=np.float32).ravel()
+        recent = inter.positives
+        if config.interactions.popularity_half_life_days != config.interactions.half_life_days:
+            # popularity decays faster than the collaborative confidences: what is trending now
+            pop_config = dataclasses.replace(
+                config.interactions, half_life_days=config.interactions.popularity_half_life_days
+            )
+            recent = build_interactions(events, user_map, item_map, pop_config, as_of=cutoff).positives
+        seg_pop = segment_popularity(recent, seg_of_user, len(segments))
+        pop_recent = np.asarray(recent.sum(axis=0), dtype=np.float32).ravel()
         pop_all = np.asarray((inter.engaged != 0).sum(axis=0), dtype=np.float32).ravel()
         seen = seen_matrix(inter.engaged, inter.negatives)
         ev_user = user_map.index(events[C.USER_ID].to_numpy())
@@ -215,7 +235,9 @@ def train_model(
             "interactions": int(inter.matrix.nnz),
             "warm_users": int(user_warm.sum()),
             "cold_users": int((~user_warm).sum()),
+            "exposures": engagement.n_exposures_,
         },
+        "engagement": {"sweeps": engagement.n_sweeps_, "log_loss": engagement.log_loss_},
         "index": {"kind": index.kind, "recall_at_k": float(recall), "k": config.index.recall_k},
         "timings_s": dict(steps.timings),
         "warm_start": warm_start is not None,
@@ -243,6 +265,14 @@ def train_model(
         user_cold_start=user_cs,
         window=window,
         info=info,
+        item_quality=engagement.item_quality_,
+        authority_quality=engagement.authority_quality_,
+        user_interest=engagement.user_interest_,
+        segment_interest=engagement.segment_interest_,
+        user_format=engagement.user_format_,
+        segment_format=engagement.segment_format_,
+        topic_freshness=engagement.topic_freshness_,
+        topic_trend=engagement.topic_trend_,
     )
 
 

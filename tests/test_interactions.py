@@ -176,6 +176,7 @@ def test_input_errors():
         ),
         ({"weights": {**InteractionConfig().weights, "like": "3"}}, "weights.like must be a finite number"),
         ({"half_life_days": 0.0}, "half_life_days must be > 0"),
+        ({"popularity_half_life_days": -3.0}, r"\[interactions\] popularity_half_life_days must be > 0, got -3.0"),
         ({"dwell_unit_seconds": -1.0}, "dwell_unit_seconds must be > 0"),
         ({"dwell_max_factor": 0.5}, "dwell_max_factor must be >= 1"),
     ],

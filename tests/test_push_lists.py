@@ -87,3 +87,33 @@ def test_fetch_stops_when_the_ranking_runs_dry():
     assert out["item_id"].tolist() == ["b2"]
     empty = fetch_lists(recommend, ["u1"], pd.Series({"u1": 0}), item_topics=TOPICS, topic_cap=2, blocked=blocked)
     assert len(empty) == 0 and "item_id" in empty.columns
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    lists=st.lists(st.lists(st.sampled_from(list(TOPICS.index)), max_size=8, unique=True), min_size=1, max_size=5),
+    cap=st.integers(min_value=1, max_value=3),
+)
+def test_topic_deferred_matches_a_plain_loop(lists, cap):
+    cands = _cands([(f"u{n}", items) for n, items in enumerate(lists)])
+    expected = []
+    for items in lists:
+        seen: dict[str, int] = {}
+        for item in items:
+            expected.append(any(seen.get(t, 0) >= cap for t in TOPICS[item]))
+            for t in TOPICS[item]:
+                seen[t] = seen.get(t, 0) + 1
+    assert topic_deferred(cands, TOPICS, cap).tolist() == expected
+
+
+def test_item_topics_entries():
+    from recsys.push.lists import ItemTopics
+
+    topics = ItemTopics.build(TOPICS)
+    rows, codes = topics.entries(["a3", "zz", "b1"])
+    assert rows.tolist() == [0, 0, 2]
+    assert [topics.names[c] for c in codes] == ["ecology", "weather_climate", "earthquake"]

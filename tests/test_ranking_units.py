@@ -16,7 +16,7 @@ from recsys.ranking.users import resolve
 from recsys.ranking.catalog import NS_MIN
 from recsys.ranking.reasons import CITY_POPULAR, FILLER
 
-from ranking_world import NOW, TAX, cluster_vectors, hand_model, items_frame, users_frame
+from ranking_world import NOW, TAX, clean_items, cluster_vectors, hand_model, items_frame, users_frame
 
 DAY_NS = 86_400 * 10**9
 T = len(TAX.topics)
@@ -95,6 +95,98 @@ def test_blend_terms_known_answer():
     blended = scoring.blend(parts, state.config)
     w = scoring.weights(state.config)
     np.testing.assert_allclose(blended, parts.stack() @ w, rtol=1e-5)
+
+
+def _engagement_world():
+    """Two known users and four items with hand-set engagement-model arrays."""
+    users = users_frame(["farmer", "youth"], ["qinglong", "haigang"])
+    items = items_frame(
+        4,
+        topics=[["earthquake"], ["earthquake", "health_literacy"], ["ocean_coast"], ["weather_climate"]],
+        format=["video", "article", "article", "audio"],
+        authority=["national", "provincial", "other", "municipal"],
+        published_at=[NOW - pd.Timedelta(days=2), NOW, None, NOW - pd.Timedelta(days=1)],
+        target_groups=[[], [], [], ["youth"]],
+    )
+    model = hand_model(
+        users,
+        items,
+        np.array([[1.0, 0.0], [0.0, 1.0]]),
+        np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.5, 0.5]]),
+        content_vectors=cluster_vectors([0, 1, 2, 3]),
+    )
+    model.item_quality = np.array([0.5, -0.2, 0.1, 0.3], np.float32)
+    model.authority_quality = np.array([0.4, 0.2, 0.0, -0.1], np.float32)
+    model.user_interest = np.zeros((2, T), np.float32)
+    model.user_interest[0, TOPIC["earthquake"]] = 1.0
+    model.user_interest[0, TOPIC["health_literacy"]] = -0.6
+    model.user_interest[1, TOPIC["ocean_coast"]] = 0.8
+    fmt = list(TAX.formats)
+    model.user_format = np.zeros((2, len(fmt)), np.float32)
+    model.user_format[0, fmt.index("video")] = 0.7
+    model.user_format[1, fmt.index("article")] = -0.4
+    # segments (sorted): (farmer, qinglong), (youth, haigang), then the population row
+    model.segment_interest = np.zeros((3, T), np.float32)
+    model.segment_interest[1, TOPIC["weather_climate"]] = 2.0
+    model.segment_format = np.zeros((3, len(fmt)), np.float32)
+    model.topic_freshness = np.zeros((T, 4), np.float32)
+    model.topic_freshness[TOPIC["earthquake"], 1] = 1.0  # tau = 4 days
+    model.topic_trend = np.zeros(T, np.float32)
+    model.topic_trend[TOPIC["weather_climate"]] = 0.25
+    return model
+
+
+def test_engagement_terms_known_answer():
+    model = _engagement_world()
+    state = Recommender.from_model(model).state
+    # u0 known; "new" a cold youth of haigang: the segment's arrays
+    users = resolve(state, ["u0", "new"], [None, ("youth", None, "haigang")])
+    now = int(NOW.value)
+    cand = np.array([[0, 1, 2, 3], [0, 1, 2, 3]])
+    parts = scoring.components(
+        state.catalog,
+        cand,
+        users.vectors,
+        users.topics,
+        users.segments,
+        state.freshness(now),
+        engagement=scoring.engagement_inputs(state, users, now),
+    )
+    np.testing.assert_allclose(parts.quality, [[0.5, -0.2, 0.1, 0.3]] * 2, rtol=1e-6)
+    np.testing.assert_allclose(parts.interest[0], [1.0, 0.5 * 1.0 + 0.5 * -0.6, 0.0, 0.0], atol=1e-6)
+    np.testing.assert_allclose(parts.interest[1], [0.0, 0.0, 0.0, 2.0], atol=1e-6)
+    np.testing.assert_allclose(parts.format[0], [0.7, 0.0, 0.0, 0.0], atol=1e-6)
+    np.testing.assert_allclose(parts.format[1], [0.0, 0.0, 0.0, 0.0], atol=1e-6)
+    # earthquake: exp(-age / 4) (split over two topics for item 1); weather: the trend; no publish time: nothing
+    want = [np.exp(-2 / 4), 0.5 * 1.0, 0.0, 0.25]
+    np.testing.assert_allclose(parts.timeliness[0], want, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(scoring.blend(parts, state.config), parts.stack() @ scoring.weights(state.config), rtol=1e-5)
+
+
+def test_engagement_terms_rank_alone_and_new_items_get_their_authority_quality():
+    model = _engagement_world()
+    rec = Recommender.from_model(model, config=only("quality", max_topic_share=1.0).ranking)
+    # u1 (a youth) may get item 3 (youth only): quality order 0, 3, 2, 1
+    assert [r.item_id for r in rec.recommend("u1", k=4)] == ["i00", "i03", "i02", "i01"]
+    # u0 is a farmer: item 3 is not for them
+    assert [r.item_id for r in rec.recommend("u0", k=4)] == ["i00", "i02", "i01"]
+    # a catalogue item the bundle never saw has its authority level's quality
+    catalogue = pd.concat([model.items, clean_items(items_frame(5, authority="national").iloc[[4]])])
+    state = Recommender.from_model(model, catalog=catalogue).state
+    assert state.engagement.item_quality[state.catalog.index_of["i04"]] == pytest.approx(0.4)
+
+
+def test_segment_best_candidates_follow_the_segment_level_score():
+    model = _engagement_world()
+    state = Recommender.from_model(model).state
+    tables = state.engagement
+    # quality + timeliness at the window's end: item 0 0.5 + exp(-2/4), item 1 -0.2 + 0.5, item 2 0.1,
+    # item 3 0.3 + 0.25; youth x haigang (row 1) adds 2.0 for weather (item 3); all four may go there
+    assert tables.segment_best[1, :4].tolist() == [3, 0, 1, 2]
+    # farmer x qinglong (row 0): item 3 targets youth only
+    assert tables.segment_best[0, :3].tolist() == [0, 1, 2] and tables.segment_best[0, 3] == -1
+    # per topic: quality + timeliness
+    assert tables.topic_best[TOPIC["earthquake"], :2].tolist() == [0, 1]
 
 
 # ---- diversity -------------------------------------------------------------------
@@ -227,6 +319,7 @@ def test_tight_filter_is_filled_by_exact_search_over_the_eligible_items():
         candidate_topics=0,
         fresh_candidates=0,
         popular_candidates=0,
+        best_candidates=0,
         max_topic_share=1.0,
     )
     model = _grid_model(config)
@@ -261,6 +354,7 @@ def test_filtered_search_over_the_topic_blocks_is_exact():
         candidate_topics=0,
         fresh_candidates=0,
         popular_candidates=0,
+        best_candidates=0,
         max_topic_share=1.0,
     )
     model = _grid_model(config)

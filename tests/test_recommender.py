@@ -277,6 +277,8 @@ def test_users_frame_needs_user_id(rec):
     "change, pattern",
     [
         ({"weight_topic": -1.0}, r"\[ranking\] weight_topic must be a finite number >= 0, got -1.0"),
+        ({"weight_interest": float("inf")}, r"\[ranking\] weight_interest must be a finite number >= 0, got inf"),
+        ({"best_candidates": -1}, r"\[ranking\] best_candidates must be an integer >= 0, got -1"),
         ({"ann_candidates": 0}, r"\[ranking\] ann_candidates must be an integer >= 1, got 0"),
         ({"near_duplicate_threshold": 1.5}, r"\[ranking\] near_duplicate_threshold must be in \(0.0, 1.0\]"),
         ({"freshness_half_life_days": 0.0}, r"freshness_half_life_days must be a number > 0"),

@@ -170,3 +170,44 @@ def test_warm_start_reuses_factors(world, model):
         np.linalg.norm(warm.item_factors[:36], axis=1) * np.linalg.norm(model.item_factors[:36], axis=1)
     )
     assert np.median(cos) > 0.9
+
+
+def _with_unclicked_impressions(world, seed: int = 1):
+    """The tiny world plus impressions of other topics' items that nobody clicked."""
+    users, items, events = world
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(len(users) - 4):
+        others = [j for j in range(len(items) - 4) if j % 4 != u % 4]
+        for j in rng.choice(others, size=4, replace=False):
+            rows.append((f"u{u}", f"i{j}", "impression", END - pd.Timedelta(days=float(rng.uniform(1, 30)))))
+    extra = pd.DataFrame(rows, columns=[C.USER_ID, C.ITEM_ID, C.EVENT_TYPE, C.TIMESTAMP])
+    extra[C.TIMESTAMP] = pd.to_datetime(extra[C.TIMESTAMP], utc=True)
+    return users, items, pd.concat([events, extra], ignore_index=True)
+
+
+def test_engagement_model_learns_rates_from_impressions(world, model):
+    # every impression of the tiny world was clicked: no rate to learn, every effect stays 0
+    assert model.info["counts"]["exposures"] == 0
+    assert not np.asarray(model.user_interest).any() and not np.asarray(model.item_quality).any()
+    assert model.user_interest.shape == (len(world[0]), len(model.taxonomy.topics))
+    assert model.segment_interest.shape == (len(model.segments) + 1, len(model.taxonomy.topics))
+    # with impressions nobody engaged with, each user's own topic stands out
+    learned = train_model(*_with_unclicked_impressions(world), config=small_config())
+    assert learned.info["counts"]["exposures"] > 0
+    topics = list(learned.taxonomy.topics)
+    for u in range(8):
+        liked = topics.index(TOPICS[u % 4])
+        others = [topics.index(t) for t in TOPICS if t != TOPICS[u % 4]]
+        assert learned.user_interest[u, liked] > learned.user_interest[u, others].max()
+
+
+def test_popularity_half_life_is_its_own(world):
+    cfg = small_config()
+    cfg.interactions.popularity_half_life_days = 1.0
+    short = train_model(*world, config=cfg)
+    base = train_model(*world, config=small_config())
+    # the same engagement, weighted toward the last days: less in all, and a different ranking of items
+    assert short.popularity_recent.sum() < base.popularity_recent.sum()
+    assert not np.allclose(short.popularity_recent / short.popularity_recent.max(), base.popularity_recent / base.popularity_recent.max())
+    np.testing.assert_array_equal(short.user_factors, base.user_factors)  # the collaborative fit keeps its decay

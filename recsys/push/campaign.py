@@ -153,7 +153,7 @@ def select_campaign(
     topic_cap: int,
     timezone: str,
     item_formats: pd.Series,
-    item_topics: pd.Series,
+    item_topics: Any,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Pick the campaign's users and their rows.
 
@@ -169,8 +169,10 @@ def select_campaign(
         Local date of the pushes.
     dedup_days, topic_cap : int
     timezone : str
-    item_formats, item_topics : Series
-        item_id -> format / list of topics (the current catalogue).
+    item_formats : Series
+        item_id -> format (the current catalogue).
+    item_topics : ItemTopics
+        The current catalogue's topics.
 
     Returns
     -------
@@ -262,7 +264,7 @@ def _round(
     dedup_days: int,
     topic_cap: int,
     windows: dict[str, tuple[pd.Timestamp, pd.Timestamp]],
-    item_topics: pd.Series,
+    item_topics: Any,
     skipped: dict[str, int],
 ) -> pd.DataFrame:
     """Rows for one batch of audience users (best first); updates ``skipped``."""
@@ -401,7 +403,7 @@ def run_campaign(
     CampaignResult
     """
     from recsys.push.hashing import user_buckets
-    from recsys.push.lists import object_index
+    from recsys.push.lists import ItemTopics, object_index
     from recsys.push.plan import REASONS
     from recsys.push.runner import item_topics, row_counts
     from recsys.push.writer import MODEL_VERSION, RUN_ID
@@ -411,7 +413,7 @@ def run_campaign(
     state = recommender.state
     catalogue = state.catalog_items if state.catalog_items is not None else state.model.items
     formats = pd.Series(catalogue[C.FORMAT].astype(str).to_numpy(), index=object_index(catalogue[C.ITEM_ID]))
-    topics = item_topics(recommender)
+    topics = ItemTopics.build(item_topics(recommender))
     table = users.table
     inputs = CampaignInputs(
         user_ids=object_index(table[C.USER_ID]),

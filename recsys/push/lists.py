@@ -10,6 +10,7 @@ vectorized over all users of a chunk.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
@@ -50,8 +51,58 @@ def drop_pairs(candidates: pd.DataFrame, blocked: pd.DataFrame) -> pd.DataFrame:
     return candidates[~hit]
 
 
+@dataclass(frozen=True)
+class ItemTopics:
+    """Each catalogue item's topics as flat arrays, for counting topics without Python loops.
+
+    Build it once per catalogue with :meth:`build`; row ``j`` of ``items``
+    has the topic codes ``codes[indptr[j]:indptr[j + 1]]`` (indices into ``names``).
+    """
+
+    items: pd.Index
+    indptr: np.ndarray
+    codes: np.ndarray
+    names: tuple[str, ...]
+
+    @classmethod
+    def build(cls, topics: pd.Series) -> "ItemTopics":
+        """From a Series item_id -> list of topic codes (null = none)."""
+        lists = [list(t) if t is not None and not (isinstance(t, float) and np.isnan(t)) else [] for t in topics]
+        lengths = np.fromiter((len(t) for t in lists), dtype=np.int64, count=len(lists))
+        flat = [t for ts in lists for t in ts]
+        names = tuple(sorted(set(flat)))
+        return cls(
+            items=object_index(topics.index.astype(str)),
+            indptr=np.concatenate(([0], np.cumsum(lengths))),
+            codes=pd.Index(names).get_indexer(flat).astype(np.int64),
+            names=names,
+        )
+
+    def entries(self, item_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(row, topic code) pairs of the given items; unknown items have none.
+
+        Returns
+        -------
+        rows : ndarray, int64
+            Position in ``item_ids`` of each pair.
+        codes : ndarray, int64
+            Topic code (index into ``names``).
+        """
+        pos = self.items.get_indexer(object_index(item_ids))
+        safe = np.maximum(pos, 0)
+        starts = self.indptr[safe]
+        lengths = np.where(pos >= 0, self.indptr[safe + 1] - starts, 0)
+        rows = np.repeat(np.arange(len(pos), dtype=np.int64), lengths)
+        offsets = np.arange(int(lengths.sum()), dtype=np.int64) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        return rows, self.codes[np.repeat(starts, lengths) + offsets]
+
+
+def _as_item_topics(item_topics: "ItemTopics | pd.Series") -> ItemTopics:
+    return item_topics if isinstance(item_topics, ItemTopics) else ItemTopics.build(item_topics)
+
+
 def topic_deferred(
-    candidates: pd.DataFrame, item_topics: pd.Series, topic_cap: int, exempt: Iterable[str] = ()
+    candidates: pd.DataFrame, item_topics: "ItemTopics | pd.Series", topic_cap: int, exempt: Iterable[str] = ()
 ) -> np.ndarray:
     """Flag candidates that would go over the per-topic cap of their list.
 
@@ -63,8 +114,8 @@ def topic_deferred(
     ----------
     candidates : DataFrame
         ``user_id, item_id`` in list order (each user's rows together, best first).
-    item_topics : Series
-        item_id -> list of topic codes.
+    item_topics : ItemTopics or Series
+        The catalogue's topics (a Series item_id -> list of topic codes is converted).
     topic_cap : int
     exempt : iterable of str
 
@@ -73,16 +124,24 @@ def topic_deferred(
     ndarray, bool (len(candidates),)
     """
     n = len(candidates)
-    if n == 0:
-        return np.zeros(0, dtype=bool)
-    topics = item_topics.reindex(candidates[C.ITEM_ID].to_numpy())
-    frame = pd.DataFrame(
-        {"row": np.arange(n), "user": candidates[C.USER_ID].to_numpy(), "topic": topics.to_numpy()}
-    ).explode("topic")
-    frame = frame[frame["topic"].notna() & ~frame["topic"].isin(list(exempt))]
-    before = frame.groupby(["user", "topic"], sort=False).cumcount().to_numpy()
     deferred = np.zeros(n, dtype=bool)
-    np.logical_or.at(deferred, frame["row"].to_numpy(dtype=np.int64), before >= topic_cap)
+    if n == 0:
+        return deferred
+    topics = _as_item_topics(item_topics)
+    user, _ = pd.factorize(with_object_ids(candidates)[C.USER_ID])
+    rows, codes = topics.entries(candidates[C.ITEM_ID].to_numpy())
+    keep = ~np.isin(codes, [topics.names.index(t) for t in exempt if t in topics.names])
+    rows, codes = rows[keep], codes[keep]
+    # how many earlier rows of the same list share the topic: a stable sort by
+    # (user, topic) keeps list order inside each run; the count is the position in the run
+    key = user[rows].astype(np.int64) * (len(topics.names) + 1) + codes
+    order = np.argsort(key, kind="stable")
+    sorted_key = key[order]
+    position = np.arange(len(order))
+    run_start = np.maximum.accumulate(np.where(np.r_[True, sorted_key[1:] != sorted_key[:-1]], position, 0))
+    before = np.empty(len(order), dtype=np.int64)
+    before[order] = position - run_start
+    np.logical_or.at(deferred, rows, before >= topic_cap)
     return deferred
 
 
@@ -90,7 +149,7 @@ def assemble_lists(
     candidates: pd.DataFrame,
     *,
     limit: pd.Series,
-    item_topics: pd.Series,
+    item_topics: ItemTopics | pd.Series,
     topic_cap: int,
     blocked: pd.DataFrame | None = None,
     exempt_topics: Iterable[str] = (),
@@ -105,8 +164,8 @@ def assemble_lists(
     limit : Series
         user_id -> most items this user may get tonight (list length and
         caps together); users absent or at 0 get nothing.
-    item_topics : Series
-        item_id -> list of topic codes.
+    item_topics : ItemTopics or Series
+        The catalogue's topics (item_id -> list of topic codes).
     topic_cap : int
         Soft per-topic cap inside a list.
     blocked : DataFrame, optional
@@ -144,7 +203,7 @@ def fetch_lists(
     user_ids: Sequence[str],
     limit: pd.Series,
     *,
-    item_topics: pd.Series,
+    item_topics: ItemTopics | pd.Series,
     topic_cap: int,
     blocked: pd.DataFrame,
     exempt_topics: Iterable[str] = (),
@@ -181,6 +240,7 @@ def fetch_lists(
         Final lists (see :func:`assemble_lists`), users in the order given.
     """
     ids = object_index([str(u) for u in user_ids])
+    item_topics = _as_item_topics(item_topics)
     want = limit.reindex(ids).fillna(0).to_numpy(dtype=np.int64)
     blocked = with_object_ids(blocked)
     blocked_per_user = blocked[C.USER_ID].value_counts().reindex(ids).fillna(0).to_numpy(dtype=np.int64)

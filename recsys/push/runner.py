@@ -34,7 +34,7 @@ from recsys.exceptions import ConfigError
 from recsys.push import history as H
 from recsys.push import writer as W
 from recsys.push.channels import channel_rules, choose_channels
-from recsys.push.lists import fetch_lists, object_index, with_object_ids
+from recsys.push.lists import ItemTopics, fetch_lists, object_index, with_object_ids
 
 SKIP_CAPPED = "caps_reached"
 SKIP_NO_ITEMS = "no_eligible_items"
@@ -123,7 +123,7 @@ class ChunkTask:
 
 
 @functools.lru_cache(maxsize=2)
-def _served(bundle: str, catalog: str | None, catalog_sha256: str, threads: int) -> tuple[Any, pd.Series]:
+def _served(bundle: str, catalog: str | None, catalog_sha256: str, threads: int) -> tuple[Any, ItemTopics]:
     """Open the Recommender once per process (read-only; the cache only saves reloading).
 
     Bundle versions never change in place; the catalogue file may, hence its
@@ -141,7 +141,7 @@ def _served(bundle: str, catalog: str | None, catalog_sha256: str, threads: int)
     except ImportError:  # pragma: no cover - faiss is a dependency
         pass
     recommender = Recommender.load(bundle, catalog=catalog)
-    return recommender, item_topics(recommender)
+    return recommender, ItemTopics.build(item_topics(recommender))
 
 
 def item_topics(recommender: Any) -> pd.Series:
@@ -171,14 +171,14 @@ def run_chunk(task: ChunkTask) -> dict[str, Any]:
     return stats
 
 
-def compute_chunk(recommender: Any, topics: pd.Series, task: ChunkTask) -> tuple[pd.DataFrame, dict[str, Any]]:
+def compute_chunk(recommender: Any, topics: ItemTopics, task: ChunkTask) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Tonight's lists for one chunk of users.
 
     Parameters
     ----------
     recommender : recsys.ranking.Recommender
-    topics : Series
-        item_id -> list of topics (the current catalogue).
+    topics : ItemTopics
+        The current catalogue's topics.
     task : ChunkTask
 
     Returns
@@ -253,7 +253,7 @@ def _rows(frames: list[pd.DataFrame], ids: pd.Index, spec: RunSpec) -> pd.DataFr
 
 
 def chunk_stats(
-    task: ChunkTask, rows: pd.DataFrame, chosen: np.ndarray, topics: pd.Series, seconds: float
+    task: ChunkTask, rows: pd.DataFrame, chosen: np.ndarray, topics: ItemTopics, seconds: float
 ) -> dict[str, Any]:
     """Counts of one chunk for the run manifest."""
     ids = object_index(task.user_ids)
@@ -269,7 +269,7 @@ def chunk_stats(
 
 
 def row_counts(
-    ids: pd.Index, groups: np.ndarray, regions: np.ndarray, rows: pd.DataFrame, topics: pd.Series
+    ids: pd.Index, groups: np.ndarray, regions: np.ndarray, rows: pd.DataFrame, topics: ItemTopics
 ) -> dict[str, Any]:
     """Users reached and rows per group, region, channel and topic.
 
@@ -279,8 +279,8 @@ def row_counts(
         The users (``groups`` / ``regions`` aligned with it); every row's user is among them.
     rows : DataFrame
         ``user_id, channel, item_id`` rows.
-    topics : Series
-        item_id -> list of topics (an item counts once under each of its topics).
+    topics : ItemTopics
+        The catalogue's topics (an item counts once under each of its topics).
 
     Returns
     -------
@@ -289,27 +289,31 @@ def row_counts(
         (each ``{code: {"users": n, "rows": n}}``) and ``by_topic`` (``{code: rows}``).
     """
     rows = with_object_ids(rows)
-    pushed = ids.isin(rows[C.USER_ID])
     row_users = ids.get_indexer(rows[C.USER_ID])
+    pushed_users = np.unique(row_users)
 
-    def by(labels: np.ndarray) -> dict[str, dict[str, int]]:
-        labels = np.asarray(labels).astype(str)
-        users = Counter(labels[pushed].tolist())
-        counts = Counter(labels[row_users].tolist())
-        return {key: {"users": int(users[key]), "rows": int(counts[key])} for key in sorted(users)}
+    def by(labels: np.ndarray, users: np.ndarray, row_labels: np.ndarray) -> dict[str, dict[str, int]]:
+        user_counts = pd.Series(labels[users], dtype=object).value_counts()
+        row_count = pd.Series(row_labels, dtype=object).value_counts()
+        return {
+            str(k): {"users": int(user_counts[k]), "rows": int(row_count.get(k, 0))} for k in sorted(user_counts.index)
+        }
 
-    by_channel = {
-        str(ch): {"users": int(part[C.USER_ID].nunique()), "rows": int(len(part))}
-        for ch, part in rows.groupby(C.CHANNEL, sort=True)
-    }
-    topic_rows = topics.reindex(rows[C.ITEM_ID].to_numpy()).explode().dropna()
+    groups, regions = np.asarray(groups, dtype=object), np.asarray(regions, dtype=object)
+    channel = rows[C.CHANNEL].to_numpy(dtype=object)
+    first_of_user_channel = ~pd.DataFrame({"u": row_users, "c": channel}).duplicated().to_numpy()
+    entry_rows, codes = topics.entries(rows[C.ITEM_ID].to_numpy())
+    per_topic = np.bincount(codes, minlength=len(topics.names))
     return {
-        "pushed_users": int(pushed.sum()),
+        "pushed_users": int(len(pushed_users)),
         "rows": int(len(rows)),
-        "by_group": by(groups),
-        "by_region": by(regions),
-        "by_channel": by_channel,
-        "by_topic": {str(k): int(v) for k, v in sorted(topic_rows.value_counts().items())},
+        "by_group": by(groups, pushed_users, groups[row_users]),
+        "by_region": by(regions, pushed_users, regions[row_users]),
+        "by_channel": {
+            str(k): {"users": int(first_of_user_channel[channel == k].sum()), "rows": int((channel == k).sum())}
+            for k in sorted(set(channel.tolist()))
+        },
+        "by_topic": {topics.names[t]: int(n) for t, n in enumerate(per_topic) if n},
     }
 
 

@@ -9,11 +9,16 @@ Sources, each a fixed number of columns of one (m, c) matrix:
   search over just the items that pass the filters and are live at ``now``
   (the catalogue keeps each topic's and format's vectors contiguous);
 * **new catalogue items** (not in the bundle's index), scored exactly;
-* the user's **top topics** (or, with a topic filter, the requested topics
-  the user likes most): each topic's most popular items;
+* the user's **top topics** by the engagement model's learned interest (or,
+  with a topic filter, the requested topics the user likes most): each
+  topic's items with the best learned quality and timeliness;
 * the **freshest** items published at or before ``now``;
 * the most popular items in the user's **group x region** segment (recency
-  weighted), so a cold or sparse user still gets a full list.
+  weighted), so a cold or sparse user still gets a full list;
+* the items with the best **segment-level engagement score** in that
+  segment (the engagement model's quality, interest, format taste and
+  timeliness at the segment's level): what the blend is likeliest to rank
+  first for anyone there.
 
 Candidates are not yet checked for eligibility; repeats are padded to -1.
 """
@@ -30,6 +35,7 @@ from recsys.ranking.users import UserBatch
 
 # users per block of an exact allow-list search (bounds the score block)
 _EXACT_ROWS = 256
+_TIE = 1e-3
 
 
 def ann_fetch(k: int, share: float, n_indexed: int, state: RankingState) -> tuple[int, bool]:
@@ -94,17 +100,23 @@ def _new_items(state: RankingState, users: UserBatch, n: int) -> np.ndarray:
 
 
 def _topics(state: RankingState, users: UserBatch, filt: ItemFilter) -> np.ndarray:
-    catalog = state.catalog
+    tables = state.engagement
     n_pick = state.config.candidate_topics
     m = len(users)
-    if n_pick == 0 or catalog.topic_top.shape[1] == 0:
+    if n_pick == 0 or tables.topic_best.shape[1] == 0:
         return np.zeros((m, 0), dtype=np.int64)
-    allowed = np.arange(catalog.topic_top.shape[0]) if filt.topics is None else np.asarray(filt.topics)
+    allowed = np.arange(tables.topic_best.shape[0]) if filt.topics is None else np.asarray(filt.topics)
     n_pick = min(n_pick, allowed.size)
-    prefs = users.topics[:, allowed]
+    known = users.rows >= 0
+    interest = np.where(
+        known[:, None], tables.user_interest[np.where(known, users.rows, 0)], tables.segment_interest[users.segments]
+    )
+    # the readable profile, far below one step of learned interest, breaks ties (and ranks
+    # the topics alone when the engagement model is all 0)
+    prefs = (interest + _TIE * users.topics)[:, allowed]
     # the user's strongest topics among those allowed; ties go to taxonomy order
     best = allowed[np.argsort(-prefs, axis=1, kind="stable")[:, :n_pick]]
-    return catalog.topic_top[best].reshape(m, -1)
+    return tables.topic_best[best].reshape(m, -1)
 
 
 def _fresh(state: RankingState, m: int, now_ns: int) -> np.ndarray:
@@ -149,6 +161,7 @@ def gather(
         _topics(state, users, filt),
         _fresh(state, m, now_ns),
         state.catalog.segment_top[users.segments],
+        state.engagement.segment_best[users.segments],
     ]
     cand = np.sort(np.concatenate(parts, axis=1), axis=1)
     if cand.shape[1] > 1:

@@ -34,7 +34,7 @@ class Ranked:
     items : ndarray of int64, shape (m, k)
         Ranking item indices, best first, -1 padded.
     scores : ndarray of float32, shape (m, k)
-    parts : ndarray of float32, shape (m, k, 5)
+    parts : ndarray of float32, shape (m, k, len(scoring.TERMS))
         Blend terms of each item (``scoring.TERMS`` order), for the reasons.
     count : ndarray of int64, shape (m,)
         Items in each list.
@@ -54,12 +54,20 @@ def _score_and_pick(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Blend-score candidates, sort, pick diverse top-k.
 
-    Returns items (m, k), scores (m, k), terms (m, k, 5), count (m,) and the
+    Returns items (m, k), scores (m, k), terms (m, k, n_terms), count (m,) and the
     number of valid candidates per user (m,).
     """
     catalog = state.catalog
     cfg = state.config
-    parts = scoring.components(catalog, cand, users.vectors, users.topics, users.segments, state.freshness(now_ns))
+    parts = scoring.components(
+        catalog,
+        cand,
+        users.vectors,
+        users.topics,
+        users.segments,
+        state.freshness(now_ns),
+        engagement=scoring.engagement_inputs(state, users, now_ns),
+    )
     score = scoring.blend(parts, cfg)
     score = np.where(ok, score, -np.inf)
     rows = np.arange(cand.shape[0])[:, None]
@@ -78,8 +86,7 @@ def _score_and_pick(
     picked = order[rows, np.where(got, positions, 0)]
     items = np.where(got, cand[rows, picked], -1)
     scores = np.where(got, score[rows, picked], np.float32(0)).astype(np.float32)
-    terms = (parts.relevance, parts.topic, parts.popularity, parts.freshness, parts.authority)
-    part_rows = np.stack([term[rows, picked] for term in terms], axis=-1) * got[..., None]
+    part_rows = np.stack([term[rows, picked] for term in parts.terms()], axis=-1) * got[..., None]
     return items, scores, part_rows.astype(np.float32), count, ok.sum(axis=1)
 
 

@@ -3,6 +3,9 @@
 Four kinds, one per group of blend terms; an item gets those whose term is
 strong enough, strongest contribution (weight x term) first, at most
 :data:`MAX_REASONS`; an item none qualifies for gets :data:`FILLER` (it fills the list).
+The engagement model's terms count toward the kind they explain: learned
+topic interest toward topic affinity, quality and timeliness toward
+freshness / authority (format taste has no reason of its own).
 
 ========================  ===========================  =========================
 kind                      example                      shown when
@@ -31,7 +34,7 @@ import numpy as np
 
 from recsys import columns as C
 from recsys.config import RankingConfig
-from recsys.ranking.scoring import weights
+from recsys.ranking.scoring import TERMS, weights
 
 MAX_REASONS = 3
 RELEVANCE_MIN = 0.3
@@ -119,7 +122,7 @@ def explain(
     Parameters
     ----------
     tables : ReasonTables
-    parts : ndarray of float32, shape (m, k, 5)
+    parts : ndarray of float32, shape (m, k, len(scoring.TERMS))
         Blend terms of the picked items (``scoring.TERMS`` order).
     items : ndarray of int64, shape (m, k)
         Picked item indices, -1 padded.
@@ -142,7 +145,7 @@ def explain(
         return [[] for _ in range(m)]
     safe = np.where(items >= 0, items, 0)
     w = weights(config)
-    rel, top, pop, fresh, auth = (parts[..., i] for i in range(5))
+    rel, top, pop, fresh, auth, quality, learned, _, timely = (parts[..., i] for i in range(len(TERMS)))
     n_topics = user_topics.shape[1]
 
     # the item's topic the user cares most about (topic lists are padded with n_topics)
@@ -164,7 +167,15 @@ def explain(
         ],
         axis=-1,
     )
-    contrib = np.stack([w[0] * rel, w[1] * top, w[2] * pop, w[3] * fresh + w[4] * auth], axis=-1)
+    contrib = np.stack(
+        [
+            w[0] * rel,
+            w[1] * top + w[6] * learned,
+            w[2] * pop,
+            w[3] * fresh + w[4] * auth + w[5] * quality + w[8] * timely,
+        ],
+        axis=-1,
+    )
     shown = np.stack(
         [
             rel >= RELEVANCE_MIN,

@@ -21,14 +21,19 @@ import scipy.sparse as sp
 from recsys import columns as C
 from recsys.config import RankingConfig
 from recsys.exceptions import ConfigError
-from recsys.ranking.catalog import Catalog, build_catalog
+from recsys.engagement import timeliness
+from recsys.ranking.catalog import NS_MIN, Catalog, build_catalog
 from recsys.ranking.eligibility import ItemFilter, filter_pool, static_mask
 from recsys.ranking.reasons import ReasonTables, reason_tables
-from recsys.ranking.scoring import freshness
+from recsys.ranking.scoring import TERMS, freshness
 
 # Bounded caches: a long-running service must not grow without limit.
 _MAX_CACHED_FILTERS = 256
 _MAX_CACHED_COLD = 4096
+_NS_PER_DAY = 86_400 * 10**9
+# segments per block when ranking every item for every segment
+_SEGMENT_BLOCK = 64
+_TIE = 1e-3
 
 
 def _positions(values: pd.Series, codes: tuple[str, ...]) -> np.ndarray:
@@ -66,6 +71,9 @@ class RankingState:
         Python overhead on every indexing).
     seen : csr_matrix
         The model's history over plain ndarray views, likewise.
+    engagement : EngagementTables
+        The engagement model's arrays over the catalogue, and the candidate
+        lists ranked by it.
     """
 
     model: Any
@@ -84,10 +92,12 @@ class RankingState:
     user_factors: np.ndarray
     user_topics: np.ndarray
     seen: sp.csr_matrix
+    engagement: "EngagementTables"
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _static: dict = field(default_factory=dict, repr=False)
     _cold: dict = field(default_factory=dict, repr=False)
     _fresh: dict = field(default_factory=dict, repr=False)
+    _timely: dict = field(default_factory=dict, repr=False)
     _seen_csc: sp.csc_matrix | None = field(default=None, repr=False)
 
     @property
@@ -152,6 +162,19 @@ class RankingState:
             self._fresh[now_ns] = fresh
         return fresh
 
+    def timeliness(self, now_ns: int) -> np.ndarray:
+        """The engagement model's freshness and trend term of every item at ``now_ns`` (cached)."""
+        hit = self._timely.get(now_ns)
+        if hit is not None:
+            return hit
+        timely = item_timeliness(self.model, self.catalog, now_ns)
+        timely.setflags(write=False)
+        with self._lock:
+            if len(self._timely) >= _MAX_CACHED_FILTERS:
+                self._timely.clear()
+            self._timely[now_ns] = timely
+        return timely
+
     def cold_vector(self, group: int, sub_group: str, region: int) -> np.ndarray:
         """Collaborative vector of a cold user of this segment (cached)."""
         key = (group, sub_group, region)
@@ -179,6 +202,130 @@ class RankingState:
                 if self._seen_csc is None:
                     self._seen_csc = sp.csc_matrix(self.seen)
         return self._seen_csc
+
+
+@dataclass(frozen=True)
+class EngagementTables:
+    """The engagement model's arrays as the ranking reads them.
+
+    Attributes
+    ----------
+    item_quality : ndarray of float32, shape (n,)
+        Log-odds quality of each catalogue item: the bundle's learned value,
+        or its authority level's for an item new to the bundle.
+    user_interest, user_format : ndarray of float32, shape (n_users, n_topics | n_formats)
+        Plain ndarray views of the model's arrays.
+    segment_interest, segment_format : ndarray of float32, shape (n_segments + 1, ...)
+        Rows of ``catalog.popularity``'s segments (the last: the population),
+        for users the bundle does not know.
+    topic_best : ndarray of int64, shape (n_topics, topic_candidates)
+        Per topic, its available items live at the window's end with the
+        best quality + timeliness then (-1 padded).
+    segment_best : ndarray of int64, shape (n_segments + 1, best_candidates)
+        Per segment row, the items it may receive with the best
+        segment-level engagement score (quality + segment interest + segment
+        format taste + timeliness) at the window's end.
+
+    Recent popularity breaks ties in both lists (and orders them when the
+    engagement model is all 0).
+    """
+
+    item_quality: np.ndarray
+    user_interest: np.ndarray
+    user_format: np.ndarray
+    segment_interest: np.ndarray
+    segment_format: np.ndarray
+    topic_best: np.ndarray
+    segment_best: np.ndarray
+
+
+def item_timeliness(model: Any, catalog: Catalog, now_ns: int) -> np.ndarray:
+    """Freshness and trend term of the engagement model for every catalogue item at ``now_ns``, float32 (n,)."""
+    published = catalog.published_ns
+    age_days = np.where(published == NS_MIN, np.nan, (now_ns - published.astype(np.float64)) / _NS_PER_DAY)
+    return timeliness(
+        age_days,
+        catalog.topic_idx,
+        catalog.topic_weight,
+        np.asarray(model.topic_freshness, dtype=np.float32),
+        np.asarray(model.topic_trend, dtype=np.float32),
+        np.asarray(model.config.engagement.freshness_taus_days, dtype=np.float64),
+    )
+
+
+def _best_by(scores: np.ndarray, allowed: np.ndarray, n: int) -> np.ndarray:
+    """Per row, the columns of the ``n`` highest ``scores`` among ``allowed`` (best first, ties: lower index), -1 padded."""
+    m, n_items = scores.shape
+    out = np.full((m, n), -1, dtype=np.int64)
+    if n == 0 or n_items == 0:
+        return out
+    masked = np.where(allowed, scores, -np.inf)
+    take = min(n, n_items)
+    part = np.argpartition(-masked, take - 1, axis=1)[:, :take] if take < n_items else np.tile(np.arange(n_items), (m, 1))
+    vals = np.take_along_axis(masked, part, axis=1)
+    order = np.lexsort((part, -vals), axis=1)
+    best = np.take_along_axis(part, order, axis=1)
+    ok = np.isfinite(np.take_along_axis(vals, order, axis=1))
+    out[:, :take] = np.where(ok, best, -1)
+    return out
+
+
+def _engagement_tables(model: Any, catalog: Catalog, config: RankingConfig, n_segments: int) -> EngagementTables:
+    n, n_bundle = catalog.n_items, catalog.n_bundle
+    authority = np.asarray(model.authority_quality, dtype=np.float32)
+    quality = np.concatenate(
+        [np.asarray(model.item_quality, dtype=np.float32), authority[catalog.authority_code[n_bundle:]]]
+    ).astype(np.float32)
+    seg_interest = np.asarray(model.segment_interest, dtype=np.float32)
+    seg_format = np.asarray(model.segment_format, dtype=np.float32)
+    end_ns = _window_end(model)
+    timely = item_timeliness(model, catalog, end_ns)
+    live = catalog.available & (catalog.published_ns <= end_ns) & (catalog.expires_ns > end_ns)
+    # popularity, far below one step of the engagement score, only breaks ties (and orders the lists
+    # when the engagement model had nothing to learn from and its terms are all 0)
+    item_score = quality + timely + _TIE * catalog.popularity[-1]
+    topic_best = _best_by(
+        np.broadcast_to(item_score, (catalog.topic_bool.shape[1], n)), live[None, :] & catalog.topic_bool.T,
+        config.topic_candidates,
+    )
+    tax = model.taxonomy
+    seg_g = _positions(model.segments[C.GROUP], tuple(tax.groups))
+    seg_r = _positions(model.segments[C.REGION], tuple(tax.regions))
+    padded = np.hstack([seg_interest, np.zeros((n_segments + 1, 1), np.float32)])
+    fmt_pos = np.maximum(catalog.format_code, 0)
+    segment_best = np.full((n_segments + 1, config.best_candidates), -1, dtype=np.int64)
+    # blocks of segments bound the (segments x items) temporaries on a large taxonomy
+    for lo in range(0, n_segments + 1, _SEGMENT_BLOCK):
+        rows = np.arange(lo, min(n_segments + 1, lo + _SEGMENT_BLOCK))
+        # segment-level engagement score: interest over the item's topics, format taste, quality, timeliness
+        interest = (padded[rows][:, catalog.topic_idx] * catalog.topic_weight[None, :, :]).sum(axis=2)
+        fmt = np.where(catalog.format_code >= 0, seg_format[rows][:, fmt_pos], 0.0)
+        # each segment's best among the items it may receive; the population row: items for everyone
+        may = np.broadcast_to(catalog.group_ok.all(axis=0) & catalog.region_ok.all(axis=0), (len(rows), n)).copy()
+        for j, s in enumerate(rows):
+            if s < n_segments and seg_g[s] >= 0 and seg_r[s] >= 0:
+                may[j] = catalog.group_ok[seg_g[s]] & catalog.region_ok[seg_r[s]]
+        score = interest + fmt + (quality + timely)[None, :] + _TIE * catalog.popularity[rows]
+        segment_best[rows] = _best_by(score, may & live[None, :], config.best_candidates)
+    return EngagementTables(
+        item_quality=quality,
+        user_interest=np.asarray(model.user_interest, dtype=np.float32),
+        user_format=np.asarray(model.user_format, dtype=np.float32),
+        segment_interest=seg_interest,
+        segment_format=seg_format,
+        topic_best=topic_best,
+        segment_best=segment_best,
+    )
+
+
+def _window_end(model: Any) -> int:
+    """End of the bundle's data window in UTC nanoseconds (now when unknown)."""
+    end = (model.window or {}).get("end")
+    if not end:
+        return int(pd.Timestamp.now(tz="UTC").value)
+    ts = pd.Timestamp(end)
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return int(ts.as_unit("ns").value)
 
 
 def _pair_tables(model: Any, n_segments: int) -> tuple[np.ndarray, np.ndarray]:
@@ -247,13 +394,7 @@ def build_state(
     known = (user_group >= 0) & (user_region >= 0)
     user_segment = np.where(known, by_pair[np.maximum(user_group, 0), np.maximum(user_region, 0)], n_segments)
     ids = users[C.USER_ID].astype(str).tolist()
-    end = (model.window or {}).get("end")
-    if end:
-        ts = pd.Timestamp(end)
-        ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-        default_now = int(ts.as_unit("ns").value)
-    else:
-        default_now = int(pd.Timestamp.now(tz="UTC").value)
+    default_now = _window_end(model)
     return RankingState(
         model=model,
         config=config,
@@ -271,6 +412,7 @@ def build_state(
         user_factors=np.asarray(model.user_factors),
         user_topics=np.asarray(model.user_topics),
         seen=_plain_csr(model.seen),
+        engagement=_engagement_tables(model, catalog, config, n_segments),
     )
 
 
@@ -290,7 +432,7 @@ def check_config(config: RankingConfig) -> RankingConfig:
     """
     if not isinstance(config, RankingConfig):
         raise ConfigError(f"config must be a RankingConfig, got {type(config).__name__}")
-    for name in ("weight_collaborative", "weight_topic", "weight_popularity", "weight_freshness", "weight_authority"):
+    for name in (f"weight_{term}" for term in TERMS):
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0:
             raise ConfigError(f"[ranking] {name} must be a finite number >= 0, got {value!r}")
@@ -302,6 +444,7 @@ def check_config(config: RankingConfig) -> RankingConfig:
         "topic_candidates": 0,
         "fresh_candidates": 0,
         "popular_candidates": 0,
+        "best_candidates": 0,
         "max_k": 1,
         "batch_size": 1,
         "threads": 1,

@@ -1,0 +1,257 @@
+"""The engagement model: shown pairs from events, rates per impression, hand-checked terms."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recsys import columns as C
+from recsys.config import EngagementConfig
+from recsys.engagement import EngagementModel, Exposures, build_exposures, timeliness
+from recsys.exceptions import ConfigError, NotFittedError, SchemaError
+from recsys.idmap import IdMap
+from recsys.taxonomy import load_taxonomy
+
+TAX = load_taxonomy()
+TOPIC = {code: i for i, code in enumerate(TAX.topics)}
+END = pd.Timestamp("2026-06-30T00:00:00Z")
+
+
+def _events(rows) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=[C.USER_ID, C.ITEM_ID, C.EVENT_TYPE, C.TIMESTAMP, C.CHANNEL])
+    frame[C.TIMESTAMP] = pd.to_datetime(frame[C.TIMESTAMP], utc=True)
+    return frame
+
+
+def _items(topics, *, formats=None, authority=None, published=None) -> pd.DataFrame:
+    n = len(topics)
+    return pd.DataFrame(
+        {
+            C.ITEM_ID: [f"i{j}" for j in range(n)],
+            C.TOPICS: [list(t) for t in topics],
+            C.FORMAT: formats or ["article"] * n,
+            C.AUTHORITY: authority or ["other"] * n,
+            C.PUBLISHED_AT: pd.to_datetime(published if published is not None else [END - pd.Timedelta(days=100)] * n, utc=True),
+        }
+    )
+
+
+def _users(groups, regions, sub_groups=None) -> pd.DataFrame:
+    n = len(groups)
+    return pd.DataFrame(
+        {
+            C.USER_ID: [f"u{i}" for i in range(n)],
+            C.GROUP: groups,
+            C.REGION: regions,
+            C.SUB_GROUP: sub_groups or [""] * n,
+        }
+    )
+
+
+def _exposures(user, item, label, *, age=None, channel=None, recent=None) -> Exposures:
+    n = len(user)
+    return Exposures(
+        user=np.asarray(user, np.int64),
+        item=np.asarray(item, np.int64),
+        label=np.asarray(label, np.float64),
+        age_days=np.full(n, np.nan) if age is None else np.asarray(age, np.float64),
+        channel=np.full(n, -1, np.int64) if channel is None else np.asarray(channel, np.int64),
+        recent=np.zeros(n, bool) if recent is None else np.asarray(recent, bool),
+    )
+
+
+# ---- shown pairs ---------------------------------------------------------------
+
+
+def test_build_exposures_counts_each_pair_once_at_its_first_showing():
+    t0 = END - pd.Timedelta(days=10)
+    events = _events(
+        [
+            ("u0", "i0", "impression", t0, "wechat"),
+            ("u0", "i0", "click", t0 + pd.Timedelta(minutes=5), "wechat"),
+            ("u0", "i0", "impression", t0 + pd.Timedelta(days=2), "app_push"),  # a second showing: ignored
+            ("u0", "i1", "impression", END - pd.Timedelta(days=1), "app_push"),  # recent, not engaged
+            ("u1", "i1", "read", END - pd.Timedelta(days=3), ""),  # engaged, never logged as shown
+            ("u1", "i0", "dismiss", t0, "wechat"),  # negative only: not a showing
+            ("u1", "i0", "impression", END + pd.Timedelta(days=1), "wechat"),  # after the end
+            ("ghost", "i0", "impression", t0, "wechat"),  # unknown user
+        ]
+    )
+    items = _items([["ecology"], ["earthquake"]], published=[END - pd.Timedelta(days=12), None])
+    ex = build_exposures(
+        events, IdMap.from_ids(["u0", "u1"]), IdMap.from_ids(["i0", "i1"]), items, TAX, end=END, trend_days=2.0
+    )
+    got = sorted(zip(ex.user.tolist(), ex.item.tolist(), ex.label.tolist(), ex.channel.tolist(), ex.recent.tolist()))
+    wechat, app = list(TAX.channels).index("wechat"), list(TAX.channels).index("app_push")
+    assert got == [(0, 0, 1.0, wechat, False), (0, 1, 0.0, app, True), (1, 1, 1.0, -1, False)]
+    first = int(np.flatnonzero((ex.user == 0) & (ex.item == 0))[0])
+    assert ex.age_days[first] == pytest.approx(2.0)
+    assert np.isnan(ex.age_days[ex.item == 1]).all()  # i1 has no publish time
+
+
+def test_build_exposures_needs_the_event_columns():
+    events = pd.DataFrame({C.USER_ID: ["u0"], C.ITEM_ID: ["i0"]})
+    with pytest.raises(SchemaError, match=r"events lack required column\(s\) \['event_type', 'timestamp'\]"):
+        build_exposures(events, IdMap.from_ids(["u0"]), IdMap.from_ids(["i0"]), _items([["ecology"]]), TAX, end=END, trend_days=7)
+
+
+# ---- fitting ---------------------------------------------------------------------
+
+
+def test_rates_not_counts_decide_quality():
+    # item 0 is shown 100 times and engaged with 10 times, item 1 shown 10 times and engaged with 5:
+    # by counts item 0 looks better, by rate item 1 is
+    users = _users(["farmer"] * 100, ["qinglong"] * 100)
+    items = _items([["ecology"], ["ecology"]])
+    user = list(range(100)) + list(range(10))
+    item = [0] * 100 + [1] * 10
+    label = [1] * 10 + [0] * 90 + [1] * 5 + [0] * 5
+    model = EngagementModel(EngagementConfig(), TAX).fit(_exposures(user, item, label), users, items)
+    assert model.item_quality_[1] > model.item_quality_[0] + 0.5
+    assert model.n_exposures_ == 110 and model.n_sweeps_ >= 1
+    assert np.isfinite(model.log_loss_)
+
+
+def test_recovers_simulated_effects():
+    # a known logistic world: item quality, a segment that likes one topic, one user who loves another
+    rng = np.random.default_rng(0)
+    n_users, n_items = 300, 30
+    topics = ["ecology", "earthquake", "astronomy_space"]
+    item_topic = np.arange(n_items) % 3
+    quality = rng.normal(0, 0.8, n_items)
+    groups = np.where(np.arange(n_users) < 150, "farmer", "youth")
+    users = _users(list(groups), ["qinglong"] * n_users)
+    items = _items([[topics[t]] for t in item_topic])
+    seg_like = np.where((groups == "farmer")[:, None] & (item_topic == 0)[None, :], 1.2, 0.0)
+    fan = np.zeros((n_users, n_items))
+    fan[7, item_topic == 2] = 2.5  # user 7 loves astronomy
+    logit = -1.5 + quality[None, :] + seg_like + fan
+    user, item = np.meshgrid(np.arange(n_users), np.arange(n_items), indexing="ij")
+    label = rng.random(logit.shape) < 1 / (1 + np.exp(-logit))
+    model = EngagementModel(EngagementConfig(), TAX).fit(
+        _exposures(user.ravel(), item.ravel(), label.ravel()), users, items
+    )
+    # within a topic (the topic effect takes each topic's mean quality)
+    per_topic = pd.Series(quality).groupby(item_topic).transform("mean").to_numpy()
+    learned = pd.Series(model.item_quality_).groupby(item_topic).transform("mean").to_numpy()
+    assert np.corrcoef(model.item_quality_ - learned, quality - per_topic)[0, 1] > 0.95
+    farmer_row = list(TAX.groups).index("farmer") * len(TAX.regions) + list(TAX.regions).index("qinglong")
+    youth_row = list(TAX.groups).index("youth") * len(TAX.regions) + list(TAX.regions).index("qinglong")
+    lift = model.segment_interest_[farmer_row, TOPIC["ecology"]] - model.segment_interest_[youth_row, TOPIC["ecology"]]
+    assert lift == pytest.approx(1.2, abs=0.3)
+    # the fan's own interest stands out from their segment's; another youth's does not
+    own = model.user_interest_[:, TOPIC["astronomy_space"]] - model.segment_interest_[youth_row, TOPIC["astronomy_space"]]
+    # (shrunk: ten impressions of the topic against the l2_user_topic prior)
+    assert own[7] > 0.5 and abs(own[8]) < 0.1
+    # the population row is the topic effect alone, the same for every segment
+    assert model.segment_interest_.shape == (len(TAX.groups) * len(TAX.regions) + 1, len(TAX.topics))
+
+
+def test_freshness_and_trend_are_learned_per_topic():
+    rng = np.random.default_rng(1)
+    n = 40_000
+    users = _users(["resident"] * 200, ["haigang"] * 200)
+    items = _items([["weather_climate"], ["health_literacy"], ["work_safety"]])
+    item = rng.integers(0, 3, n)
+    age = rng.uniform(0, 30, n)
+    recent = rng.random(n) < 0.2
+    # weather notices are engaging only when new; work safety is in a campaign lately
+    logit = -2.0 + 1.5 * (item == 0) * np.exp(-age / 1.0) + 1.0 * (item == 2) * recent
+    label = rng.random(n) < 1 / (1 + np.exp(-logit))
+    cfg = EngagementConfig()
+    model = EngagementModel(cfg, TAX).fit(
+        _exposures(rng.integers(0, 200, n), item, label, age=age, recent=recent), users, items
+    )
+    idx = np.array([[TOPIC["weather_climate"]], [TOPIC["health_literacy"]], [TOPIC["work_safety"]]])
+    w = np.ones((3, 1), np.float32)
+    taus = np.asarray(cfg.freshness_taus_days)
+    args = (idx, w, model.topic_freshness_, model.topic_trend_, taus)
+    new, old = timeliness(np.zeros(3), *args), timeliness(np.full(3, 30.0), *args)
+    assert new[0] - old[0] > 1.0  # weather: fresh beats old by about the simulated 1.5
+    assert abs(new[1] - old[1]) < (new[0] - old[0]) / 3  # health: age does not matter (up to noise)
+    assert model.topic_trend_[TOPIC["work_safety"]] > 0.6
+    assert abs(model.topic_trend_[TOPIC["health_literacy"]]) < 0.2
+
+
+def test_nothing_to_learn_leaves_every_effect_at_zero():
+    users = _users(["farmer"] * 2, ["qinglong"] * 2)
+    items = _items([["ecology"], ["earthquake"]])
+    for ex in (_exposures([], [], []), _exposures([0, 1], [0, 1], [1, 1])):  # no impressions; only engagements
+        model = EngagementModel(EngagementConfig(), TAX).fit(ex, users, items)
+        assert model.n_exposures_ == 0
+        for name in ("item_quality_", "user_interest_", "user_format_", "topic_freshness_", "topic_trend_"):
+            assert not getattr(model, name).any(), name
+        assert model.user_interest_.shape == (2, len(TAX.topics))
+
+
+def test_timeliness_hand_computed():
+    taus = np.array([1.0, 10.0])
+    fresh = np.zeros((len(TAX.topics), 2), np.float32)
+    fresh[0] = [1.0, 0.5]
+    fresh[1] = [0.0, 2.0]
+    trend = np.zeros(len(TAX.topics), np.float32)
+    trend[1] = 0.3
+    pad = len(TAX.topics)
+    idx = np.array([[0, 1], [0, pad], [1, pad]])
+    w = np.array([[0.5, 0.5], [1.0, 0.0], [1.0, 0.0]], np.float32)
+    got = timeliness(np.array([2.0, np.nan, -5.0]), idx, w, fresh, trend, taus)
+    first = 0.5 * (np.exp(-2) + 0.5 * np.exp(-0.2)) + 0.5 * (2.0 * np.exp(-0.2) + 0.3)
+    # no publish time: no freshness; a future publish time counts as age 0
+    np.testing.assert_allclose(got, [first, 0.0, 2.0 + 0.3], rtol=1e-5)
+
+
+def test_logit_adds_up_the_terms():
+    users = _users(["farmer", "youth"], ["qinglong", "haigang"])
+    items = _items([["ecology"], ["earthquake", "ecology"]], formats=["video", "article"])
+    rng = np.random.default_rng(2)
+    ex = _exposures(rng.integers(0, 2, 200), rng.integers(0, 2, 200), rng.random(200) < 0.3, age=rng.uniform(0, 9, 200))
+    model = EngagementModel(EngagementConfig(), TAX).fit(ex, users, items)
+    got = model.logit(np.array([0, 1]), np.array([1, 0]), np.array([3.0, np.nan]), items)
+    fmt = list(TAX.formats)
+    idx = np.array([[TOPIC["earthquake"], TOPIC["ecology"]], [TOPIC["ecology"], len(TAX.topics)]])
+    w = np.array([[0.5, 0.5], [1.0, 0.0]], np.float32)
+    timely = timeliness(np.array([3.0, np.nan]), idx, w, model.topic_freshness_, model.topic_trend_,
+                        np.asarray(EngagementConfig().freshness_taus_days))
+    want = [
+        model.intercept_ + model.user_bias_[0] + model.item_quality_[1]
+        + 0.5 * (model.user_interest_[0, TOPIC["earthquake"]] + model.user_interest_[0, TOPIC["ecology"]])
+        + model.user_format_[0, fmt.index("article")] + timely[0],
+        model.intercept_ + model.user_bias_[1] + model.item_quality_[0] + model.user_interest_[1, TOPIC["ecology"]]
+        + model.user_format_[1, fmt.index("video")] + timely[1],
+    ]
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+# ---- errors ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"l2_item": 0.0}, r"\[engagement\] l2_item must be a finite number > 0, got 0.0"),
+        ({"l2_user_topic": float("nan")}, r"\[engagement\] l2_user_topic must be a finite number > 0, got nan"),
+        ({"max_sweeps": -1}, r"\[engagement\] max_sweeps must be an integer >= 0, got -1"),
+        ({"tol": -1.0}, r"\[engagement\] tol must be a number >= 0, got -1.0"),
+        ({"freshness_taus_days": []}, r"freshness_taus_days must be a non-empty list of days > 0, got \[\]"),
+        ({"freshness_taus_days": [1.0, 0.0]}, r"freshness_taus_days must be a non-empty list of days > 0"),
+        ({"trend_days": 0}, r"\[engagement\] trend_days must be a number of days > 0, got 0"),
+    ],
+)
+def test_config_errors(change, message):
+    cfg = dataclasses.replace(EngagementConfig(), **change)
+    with pytest.raises(ConfigError, match=message):
+        EngagementModel(cfg, TAX).fit(_exposures([0], [0], [1]), _users(["farmer"], ["qinglong"]), _items([["ecology"]]))
+
+
+def test_input_errors():
+    users, items = _users(["farmer"], ["qinglong"]), _items([["ecology"]])
+    model = EngagementModel(EngagementConfig(), TAX)
+    with pytest.raises(SchemaError, match=r"users table lacks column\(s\) \['region'\]"):
+        model.fit(_exposures([0], [0], [1]), users.drop(columns=[C.REGION]), items)
+    with pytest.raises(SchemaError, match=r"exposures index users/items beyond the tables \(1 users, 1 items\)"):
+        model.fit(_exposures([0], [3], [1]), users, items)
+    with pytest.raises(NotFittedError, match=r"EngagementModel is not fitted; call fit\(\) first"):
+        EngagementModel(EngagementConfig(), TAX).logit(np.array([0]), np.array([0]), np.array([1.0]), items)
