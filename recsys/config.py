@@ -111,6 +111,10 @@ class EngagementConfig:
     max_sweeps: int = 25
     #: stop when a sweep improves the mean log-loss by less than this
     tol: float = 1e-4
+    #: memory bound: fit on at most this many shown pairs (a seeded uniform sample
+    #: above it; the fit holds ~600 bytes per shown pair); 0 = no bound
+    max_exposures: int = 5_000_000
+    seed: int = 42
 
 
 @dataclass

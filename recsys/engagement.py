@@ -52,6 +52,7 @@ every effect stays 0 and the ranking falls back on its other terms.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -95,6 +96,14 @@ class Exposures:
 
     def __len__(self) -> int:
         return int(self.user.shape[0])
+
+    def sample(self, n: int, seed: int) -> "Exposures":
+        """A seeded uniform sample of at most ``n`` rows, in their original order."""
+        if n <= 0 or len(self) <= n:
+            return self
+        rng = np.random.default_rng(seed)
+        rows = np.sort(rng.choice(len(self), size=n, replace=False))
+        return Exposures(*(getattr(self, f.name)[rows] for f in dataclasses.fields(self)))
 
 
 def build_exposures(
@@ -233,18 +242,33 @@ def timeliness(
 
 
 class _Block:
-    """One block of effects: ``eta[obs] += weight * theta[key]`` for each (obs, key, weight) entry."""
+    """One block of effects: ``eta[obs] += weight * theta[key]`` for each (obs, key, weight) entry.
+
+    ``obs``, ``weight``, ``weight2`` and ``label`` are shared by many blocks
+    (one entry per shown pair, or per shown pair and topic): a block keeps
+    views of them and only its own ``key``, so a city-scale fit holds one copy
+    of each instead of one per block.
+    """
 
     def __init__(
-        self, n_keys: int, obs: np.ndarray, key: np.ndarray, weight: np.ndarray, l2: float, label: np.ndarray
+        self,
+        n_keys: int,
+        obs: np.ndarray,
+        key: np.ndarray,
+        weight: np.ndarray,
+        weight2: np.ndarray,
+        l2: float,
+        label: np.ndarray,
+        identity: bool = False,
     ) -> None:
         keep = key >= 0
         # a block with one entry per shown pair in order (most of them) skips the gathers and scatters
-        self.identity = bool(keep.all()) and obs.size == label.size and bool((obs == np.arange(obs.size)).all())
-        self.obs, self.key = obs[keep], key[keep]
-        self.weight = np.asarray(weight, dtype=np.float64)[keep]
-        self.weight2 = self.weight**2
-        self.label = label[self.obs]
+        self.identity = identity and bool(keep.all())
+        if keep.all():
+            self.obs, self.key, self.weight, self.weight2, self.label = obs, key, weight, weight2, label
+        else:
+            self.obs, self.key = obs[keep], key[keep]
+            self.weight, self.weight2, self.label = weight[keep], weight2[keep], label[keep]
         self.l2 = float(l2)
         self.theta = np.zeros(n_keys)
 
@@ -340,9 +364,10 @@ def check_engagement_config(config: EngagementConfig) -> EngagementConfig:
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or not np.isfinite(value):
             raise ConfigError(f"[engagement] {name} must be a finite number > 0, got {value!r}")
-    sweeps = config.max_sweeps
-    if isinstance(sweeps, bool) or not isinstance(sweeps, int) or sweeps < 0:
-        raise ConfigError(f"[engagement] max_sweeps must be an integer >= 0, got {sweeps!r}")
+    for name in ("max_sweeps", "max_exposures", "seed"):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError(f"[engagement] {name} must be an integer >= 0, got {value!r}")
     if isinstance(config.tol, bool) or not isinstance(config.tol, (int, float)) or not config.tol >= 0:
         raise ConfigError(f"[engagement] tol must be a number >= 0, got {config.tol!r}")
     taus = config.freshness_taus_days
@@ -450,6 +475,8 @@ class EngagementModel:
         auth = np.where(auth >= 0, auth, C.AUTHORITIES.index("other"))
         shares = item_topic_shares(IdMap.from_ids(items_df[C.ITEM_ID].astype(str).to_numpy()), items_df, tax)
 
+        # bounded memory at city scale: the fit holds several arrays per shown pair
+        exposures = exposures.sample(cfg.max_exposures, cfg.seed)
         label = np.asarray(exposures.label, dtype=np.float64)
         learnable = len(exposures) > 0 and 0.0 < label.mean() < 1.0
         blocks = self._blocks(exposures, label, seg, sub, fmt, auth, shares, n_seg, (n_t, n_f, n_k, len(channels)))
@@ -490,8 +517,18 @@ class EngagementModel:
         f = fmt[i]
         su, fu = seg[u], sub[u]
 
+        # the per-entry arrays every block of a level shares (see _Block)
+        t_w2 = t_w**2
+        t_label = label[t_obs]
+        shared = {id(obs): (one, one, label, True), id(t_obs): (t_w, t_w2, t_label, False)}
+
         def block(n_keys: int, obs_: np.ndarray, key: np.ndarray, weight: np.ndarray, l2: float) -> _Block:
-            return _Block(n_keys, obs_, key, weight, l2, label)
+            w, w2, lab, identity = shared[id(obs_)]
+            if weight is not w:
+                raise ValueError("a block's weights must be its level's shared weights")
+            # int32 keys halve the largest arrays of the fit (user x topic keys stay below 2**31)
+            k32 = key.astype(np.int32) if n_keys < 2**31 else key
+            return _Block(n_keys, obs_, k32, w, w2, l2, lab, identity=identity)
 
         def nested(parent: np.ndarray, child: np.ndarray, width: int) -> np.ndarray:
             return np.where((parent >= 0) & (child >= 0), parent * width + child, -1)

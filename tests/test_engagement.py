@@ -255,3 +255,26 @@ def test_input_errors():
         model.fit(_exposures([0], [3], [1]), users, items)
     with pytest.raises(NotFittedError, match=r"EngagementModel is not fitted; call fit\(\) first"):
         EngagementModel(EngagementConfig(), TAX).logit(np.array([0]), np.array([0]), np.array([1.0]), items)
+
+
+def test_exposure_sample_bounds_the_fit_and_is_seeded():
+    from recsys.engagement import Exposures
+
+    n = 50
+    ex = Exposures(
+        user=np.arange(n), item=np.arange(n) % 7, label=(np.arange(n) % 3 == 0).astype(float),
+        age_days=np.linspace(0, 10, n), channel=np.zeros(n, np.int64), recent=np.arange(n) > 40,
+    )
+    a, b = ex.sample(20, seed=1), ex.sample(20, seed=1)
+    assert len(a) == 20 and np.array_equal(a.user, b.user)
+    assert np.all(np.diff(a.user) > 0)  # original order kept
+    assert np.array_equal(a.item, a.user % 7)  # rows stay aligned across fields
+    assert ex.sample(0, seed=1) is ex and ex.sample(n, seed=1) is ex
+
+
+def test_max_exposures_must_be_a_non_negative_integer():
+    from recsys.config import EngagementConfig
+    from recsys.engagement import check_engagement_config
+
+    with pytest.raises(ConfigError, match=r"max_exposures must be an integer >= 0, got -1"):
+        check_engagement_config(EngagementConfig(max_exposures=-1))

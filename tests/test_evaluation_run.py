@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
@@ -11,10 +12,10 @@ import pytest
 
 from evaluation_world import make_world, write_world
 from recsys.cli import main as cli
-from recsys.config import load_config
+from recsys.config import RankingConfig, load_config
 from recsys.evaluation.run import EvaluationSettings, evaluate
 from recsys.evaluation.summary import recompute_metrics
-from recsys.evaluation.tune import TuneSettings
+from recsys.evaluation.tune import BLEND_PARAMS, TuneSettings, draw_blend
 from recsys.exceptions import ConfigError
 from recsys.schema import validate
 from recsys.taxonomy import load_taxonomy
@@ -164,9 +165,26 @@ def test_tuning_never_reads_the_test_window(clean):
     # the chosen trial is the best on validation, and the engine was trained with it
     best = a.tuning.trials.loc[a.tuning.trials["ndcg@10"].idxmax()]
     assert a.config.collaborative.factors == best["factors"]
-    assert a.config.ranking.weight_popularity == pytest.approx(best["weight_popularity"])
+    for p in BLEND_PARAMS:
+        assert getattr(a.config.ranking, p) == pytest.approx(best[p]), p
+    # trial 0 is the base (default) configuration
+    base = RankingConfig()
+    assert {p: a.tuning.trials.loc[0, p] for p in BLEND_PARAMS} == {p: getattr(base, p) for p in BLEND_PARAMS}
     # the scrambled test window does change the evaluation itself
     assert a.metrics["policies"] != b.metrics["policies"]
+
+
+def test_blend_search_covers_every_ranking_weight():
+    weights = {f.name for f in dataclasses.fields(RankingConfig) if f.name.startswith("weight_")}
+    assert weights <= set(BLEND_PARAMS)
+    assert {"weight_quality", "weight_interest", "weight_format", "weight_timeliness"} <= weights
+    draws = [draw_blend(np.random.default_rng(s)) for s in range(20)]
+    assert all(list(d) == list(BLEND_PARAMS) for d in draws)
+    # every weight is a non-negative float, and each is actually varied
+    for p in BLEND_PARAMS:
+        values = [d[p] for d in draws]
+        assert all(isinstance(v, float) and v >= 0.0 for v in values), p
+        assert len(set(values)) > 1, p
 
 
 def test_recsys_tune_writes_a_loadable_config(world, tmp_path, capsys):

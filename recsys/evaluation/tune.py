@@ -8,12 +8,19 @@ training)``, exactly as the evaluation judges the test window. The test window
 is never an input.
 
 The search is a small seeded random search (budgeted: minutes on ~100k
-events): ``n_models`` draws of the collaborative parameters and the decay
-half-life (each one training run; the first is the base configuration), and
-for each of them ``n_blends`` draws of the blend weights and the freshness
-half-life (the first is the base values; these need no retraining). The best
-trial by mean NDCG@k over the validation users wins; the base configuration is
-always trial 0, so tuning never picks something that did worse on validation.
+events): ``n_models`` draws of the collaborative parameters and the
+interaction-matrix decay half-life (each one training run; the first is the
+base configuration), and for each of them ``n_blends`` draws of all nine blend
+weights -- the engagement model's four (quality, interest, format,
+timeliness) and the other five (see ``recsys/ranking/scoring.py``) -- and the
+freshness half-life (the first is the base values; these need no retraining).
+More parameters do not mean more trials: the budget is ``n_models * n_blends``
+trials either way. The best trial by mean NDCG@k over the validation users
+wins; the base configuration is always trial 0, so tuning never picks
+something that did worse on validation.
+
+Not searched: ``[interactions] popularity_half_life_days`` (the recency of
+segment popularity), which stays at the base configuration's value.
 """
 
 from __future__ import annotations
@@ -36,18 +43,24 @@ from recsys.seeds import check_random_state
 from recsys.taxonomy import Taxonomy
 
 #: parameters that need a training run, by config section: the collaborative fit, and the
-#: decay half-life (it sets both the ALS confidences and how recent "segment popularity" is)
+#: decay half-life of the user x item matrix (the ALS confidences; popularity has its own
+#: ``popularity_half_life_days``, not searched)
 MODEL_PARAMS = {
     "collaborative": ("factors", "regularization", "alpha", "iterations"),
     "interactions": ("half_life_days",),
 }
-#: ranking parameters searched on a trained model (no retraining)
+#: ranking parameters searched on a trained model (no retraining): every ``weight_*`` of
+#: RankingConfig, in its order, and the freshness half-life
 BLEND_PARAMS = (
     "weight_collaborative",
     "weight_topic",
     "weight_popularity",
     "weight_freshness",
     "weight_authority",
+    "weight_quality",
+    "weight_interest",
+    "weight_format",
+    "weight_timeliness",
     "freshness_half_life_days",
 )
 
@@ -136,13 +149,19 @@ def draw_model(rng: np.random.Generator) -> dict[str, Any]:
 
 
 def draw_blend(rng: np.random.Generator) -> dict[str, float]:
-    """One random draw of the ranking blend weights (scales as in RankingConfig)."""
+    """One random draw of the ranking parameters (see :data:`BLEND_PARAMS`; scales as in RankingConfig)."""
     return {
         "weight_collaborative": round(_log_uniform(rng, 0.2, 2.0), 4),
         "weight_topic": round(float(rng.uniform(0.0, 1.5)), 4),
         "weight_popularity": round(_log_uniform(rng, 0.05, 3.0), 4),
         "weight_freshness": round(float(rng.uniform(0.0, 0.5)), 4),
         "weight_authority": round(float(rng.uniform(0.0, 0.3)), 4),
+        # the engagement model's log-odds terms: 1 is the fitted model as it stands, 0 drops the
+        # term, 2 doubles it; each is drawn on its own (they trade engagement against logged precision)
+        "weight_quality": round(float(rng.uniform(0.0, 2.0)), 4),
+        "weight_interest": round(float(rng.uniform(0.0, 2.0)), 4),
+        "weight_format": round(float(rng.uniform(0.0, 2.0)), 4),
+        "weight_timeliness": round(float(rng.uniform(0.0, 2.0)), 4),
         "freshness_half_life_days": round(_log_uniform(rng, 1.0, 30.0), 3),
     }
 
@@ -172,7 +191,7 @@ def tune(
     settings: TuneSettings | None = None,
     log: Any = None,
 ) -> TuneResult:
-    """Random search over collaborative parameters and blend weights.
+    """Random search over collaborative parameters, blend weights and the freshness half-life.
 
     Parameters
     ----------
