@@ -68,8 +68,8 @@ what authority proxies for) cost about 2% of simulated engagement and won
 back the logged precision (see ``RankingConfig``). They also carry a data set
 without impressions, where the engagement model has nothing to learn from
 and its terms are all 0.
-Every weight is config (``[ranking] weight_*``); ``recsys tune`` searches the
-five non-engagement weights on a validation window.
+Every weight is config (``[ranking] weight_*``); ``recsys tune`` searches all
+nine weights on a validation window carved from the training data.
 
 Every term is computed elementwise per (user, candidate) row, so a user's
 scores do not depend on which other users share the batch (``recommend_many``
