@@ -26,7 +26,16 @@ from recsys.push import history as H
 from recsys.push import writer as W
 from recsys.push.channels import channel_rules
 from recsys.push.holdout import holdout_summary
-from recsys.push.plan import Segment, make_chunks, parse_day, plan_users, read_bundle_users, usable_channels
+from recsys.push.plan import (
+    BundleUsers,
+    Segment,
+    UserPlan,
+    make_chunks,
+    parse_day,
+    plan_users,
+    read_bundle_users,
+    usable_channels,
+)
 from recsys.push.report import build_manifest, campaign_line, summary_table
 from recsys.push.runner import ChunkTask, RunSpec, chunk_tasks, execute, merge_stats, run_chunk
 from recsys.taxonomy import Taxonomy, parse_taxonomy
@@ -59,6 +68,69 @@ def _open(model: str | Path, config_path: str | Path | None, workers: int | None
 
 def _catalog_sha(catalog: str | Path | None) -> str:
     return "bundle items" if catalog is None else sha256_file(catalog)
+
+
+@dataclasses.dataclass
+class _Planned:
+    """Who is in a run (nightly or campaign) and the history it reads and extends."""
+
+    users: BundleUsers
+    usable: np.ndarray
+    plan: UserPlan
+    store: H.HistoryStore
+
+
+def _plan(job: _Run, channels: list[str], segment: Segment, out: Path, history: str | Path | None) -> _Planned:
+    """Read the bundle's users, plan the segment and open the push history (call under the run lock)."""
+    push = job.push
+    users = read_bundle_users(job.root, job.taxonomy, channels)
+    usable = usable_channels(users.subscribed, channels, segment.channel)
+    plan = plan_users(
+        users.table,
+        subscribed=usable,
+        segment=segment,
+        holdout_share=push.holdout_share,
+        holdout_salt=push.holdout_salt,
+        n_buckets=push.history_buckets,
+    )
+    store = H.HistoryStore.open(Path(history) if history else out / W.HISTORY_DIR, push.history_buckets)
+    return _Planned(users, usable, plan, store)
+
+
+def _manifest(
+    job: _Run,
+    planned: _Planned,
+    *,
+    kind: str,
+    day: dt.date,
+    run_id: str,
+    catalog: str | Path | None,
+    catalog_sha256: str,
+    segment: Segment,
+    topic: str | None,
+    stats: dict[str, Any],
+    **extra: Any,
+) -> dict[str, Any]:
+    """:func:`build_manifest` with the fields every run fills the same way from its job and plan."""
+    plan, users = planned.plan, planned.users
+    return build_manifest(
+        kind=kind,
+        day=day,
+        run_id=run_id,
+        model_version=job.version,
+        model_path=str(job.root),
+        catalog=str(catalog) if catalog else "bundle items",
+        catalog_sha256=catalog_sha256,
+        taxonomy=job.taxonomy,
+        segment=segment,
+        topic=topic,
+        push=job.push,
+        plan_skipped=plan.skipped,
+        segment_users=plan.segment_users,
+        stats=stats,
+        holdout=holdout_summary(users.table[plan.in_segment], plan.held[plan.in_segment]),
+        **extra,
+    )
 
 
 def _progress(stream: TextIO | None, *, total: int, initial: int) -> Any:
@@ -141,18 +213,9 @@ def run(
         taxonomy.check("topic", topic)
     out = Path(out)
     with W.run_lock(out):
-        users = read_bundle_users(job.root, taxonomy, channels)
-        usable = usable_channels(users.subscribed, channels, segment.channel)
-        plan = plan_users(
-            users.table,
-            subscribed=usable,
-            segment=segment,
-            holdout_share=push.holdout_share,
-            holdout_salt=push.holdout_salt,
-            n_buckets=push.history_buckets,
-        )
+        planned = _plan(job, channels, segment, out, history)
+        users, usable, plan, store = planned.users, planned.usable, planned.plan, planned.store
         chunks = make_chunks(plan.scope, plan.buckets, push.history_buckets, push.chunk_size)
-        store = H.HistoryStore.open(Path(history) if history else out / W.HISTORY_DIR, push.history_buckets)
         fingerprint = {
             "format": PUSH_FORMAT,
             "model": str(job.root),
@@ -207,22 +270,17 @@ def run(
         timings["chunks"] = round(time.perf_counter() - t0, 3)
 
         t0 = time.perf_counter()
-        report = build_manifest(
+        report = _manifest(
+            job,
+            planned,
             kind=W.NIGHTLY,
             day=day,
             run_id=run_id,
-            model_version=job.version,
-            model_path=str(job.root),
-            catalog=str(catalog) if catalog else "bundle items",
+            catalog=catalog,
             catalog_sha256=fingerprint["catalog_sha256"],
-            taxonomy=taxonomy,
             segment=segment,
             topic=topic,
-            push=push,
-            plan_skipped=plan.skipped,
-            segment_users=plan.segment_users,
             stats=merge_stats(workspace.read_stats()),
-            holdout=holdout_summary(users.table[plan.in_segment], plan.held[plan.in_segment]),
             chunks={"total": len(chunks), "resumed": len(chunks) - len(todo), "computed": len(todo)},
             resumed=resumed,
             workers=push.workers,
@@ -311,25 +369,16 @@ def campaign(
     segment = Segment(group=group, region=region, channel=channel).check(taxonomy)
     out = Path(out)
     with W.run_lock(out):
-        users = read_bundle_users(job.root, taxonomy, list(rules))
-        usable = usable_channels(users.subscribed, list(rules), segment.channel)
-        plan = plan_users(
-            users.table,
-            subscribed=usable,
-            segment=segment,
-            holdout_share=push.holdout_share,
-            holdout_salt=push.holdout_salt,
-            n_buckets=push.history_buckets,
-        )
-        store = H.HistoryStore.open(Path(history) if history else out / W.HISTORY_DIR, push.history_buckets)
+        planned = _plan(job, list(rules), segment, out, history)
+        plan, store = planned.plan, planned.store
         run_id = W.new_run_id(day, spec.name)
         result = run_campaign(
             job.root,
             catalog,
             spec,
             plan,
-            users,
-            usable,
+            planned.users,
+            planned.usable,
             rules=list(rules.values()),
             store=store,
             day=day,
@@ -343,22 +392,17 @@ def campaign(
         workspace.start({"format": PUSH_FORMAT, "run_id": run_id}, run_id)
         schema = W.output_schema(taxonomy.timezone)
         workspace.write_chunk(0, result.rows, schema, range(push.history_buckets), result.buckets, result.stats)
-        report = build_manifest(
+        report = _manifest(
+            job,
+            planned,
             kind=spec.name,
             day=day,
             run_id=run_id,
-            model_version=job.version,
-            model_path=str(job.root),
-            catalog=str(catalog) if catalog else "bundle items",
+            catalog=catalog,
             catalog_sha256=_catalog_sha(catalog),
-            taxonomy=taxonomy,
             segment=segment,
             topic=topic,
-            push=push,
-            plan_skipped=plan.skipped,
-            segment_users=plan.segment_users,
             stats=result.stats,
-            holdout=holdout_summary(users.table[plan.in_segment], plan.held[plan.in_segment]),
             campaign={**dataclasses.asdict(spec), **result.picked},
             output=str(W.partition_dir(out, day, spec.name)),
             timings_s={"total": round(time.perf_counter() - started, 3)},
