@@ -149,11 +149,11 @@ class ColdStartConfig:
 class IndexConfig:
     """faiss ANN index over item vectors."""
 
-    #: below this many items the index is exact (IndexFlatIP). Measured on 50k items with
-    #: ALS factors: exact top-50 at 17.6k queries/s on 2 cores, while inner-product HNSW
-    #: reached recall@50 of only 0.47-0.82 (factor norms vary 500x), so a city-sized
-    #: catalogue stays exact and HNSW serves larger ones
-    exact_threshold: int = 100000
+    #: below this many items the index is exact (IndexFlatIP), HNSW at and above it. On 50k
+    #: items HNSW answers the ranking's wide candidate searches several times faster than the
+    #: exact index (benchmarks/README.md), at a recall@50 of 0.47-0.89 over ALS factors: the
+    #: ranking's other candidate sources and its exact fallback keep lists full and eligible
+    exact_threshold: int = 20000
     hnsw_m: int = 32
     ef_construction: int = 80
     ef_search: int = 128
