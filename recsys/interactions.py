@@ -36,6 +36,7 @@ from recsys.columns import (
 from recsys.config import InteractionConfig
 from recsys.exceptions import ConfigError, SchemaError, UnknownCodeError
 from recsys.idmap import IdMap
+from recsys.timeutil import aware_timestamp
 
 _REQUIRED = (USER_ID, ITEM_ID, EVENT_TYPE, TIMESTAMP)
 _SECONDS_PER_DAY = 86400.0
@@ -186,17 +187,7 @@ def _check_events(events: pd.DataFrame) -> None:
 
 
 def _as_of_timestamp(as_of: object) -> pd.Timestamp | None:
-    if as_of is None:
-        return None
-    try:
-        ts = pd.Timestamp(as_of)
-    except (TypeError, ValueError):
-        raise ConfigError(f"as_of must be a timezone-aware timestamp, got {as_of!r}") from None
-    if ts is pd.NaT:
-        raise ConfigError(f"as_of must be a timezone-aware timestamp, got {as_of!r}")
-    if ts.tzinfo is None:
-        raise ConfigError(f"as_of must be timezone-aware (e.g. '2024-06-01T00:00Z'), got naive {as_of!r}")
-    return ts.tz_convert("UTC")
+    return None if as_of is None else aware_timestamp(as_of, name="as_of")
 
 
 def _lookup(idmap: IdMap, ids: pd.Series, what: str, on_unknown: str) -> np.ndarray:

@@ -10,6 +10,34 @@ from recsys.exceptions import ConfigError
 from recsys.taxonomy import Taxonomy
 
 
+def aware_timestamp(value: object, *, name: str = "time") -> pd.Timestamp:
+    """Return ``value`` as a UTC timestamp, requiring an explicit time zone.
+
+    The one parser of points in time that must carry their offset (``as_of``,
+    a split time); :func:`parse_time` adds the city-day reading of a date.
+
+    Raises
+    ------
+    ConfigError
+        Naming ``name`` and the bad value, for unparsable or naive values.
+    """
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError):
+        ts = pd.NaT
+    if ts is pd.NaT:
+        raise ConfigError(
+            f"{name} must be a timezone-aware timestamp; {value!r} is not an ISO 8601 timestamp"
+            " (e.g. 2026-06-01T00:00:00+08:00)"
+        )
+    if ts.tzinfo is None:
+        raise ConfigError(
+            f"{name} {value!r} has no time zone offset: {name} must be timezone-aware;"
+            " add an offset such as +08:00 or Z"
+        )
+    return ts.tz_convert("UTC")
+
+
 def parse_time(value: str | dt.datetime | pd.Timestamp, taxonomy: Taxonomy, *, name: str = "time") -> pd.Timestamp:
     """Return a tz-aware UTC timestamp for ``value``.
 
@@ -21,18 +49,18 @@ def parse_time(value: str | dt.datetime | pd.Timestamp, taxonomy: Taxonomy, *, n
     ConfigError
         Naming ``name`` and the bad value, for unparsable or naive date-times.
     """
-    if isinstance(value, (pd.Timestamp, dt.datetime)):
-        ts = pd.Timestamp(value)
-    else:
-        text = str(value).strip()
+    if isinstance(value, str):
+        text = value.strip()
         try:
             ts = pd.Timestamp(text)
         except (ValueError, TypeError):
+            ts = pd.NaT
+        if ts is pd.NaT:
             raise ConfigError(
                 f"{name} {value!r} is not a date or date-time; use YYYY-MM-DD or ISO 8601 with an offset"
-            ) from None
+            )
         if ts.tzinfo is None and len(text) == 10:
-            ts = ts.tz_localize(taxonomy.tz)
-    if ts.tzinfo is None:
-        raise ConfigError(f"{name} {value!r} has no time zone; add an offset such as +08:00 or Z")
-    return ts.tz_convert("UTC")
+            # a date alone is that day's midnight in the city's time zone
+            return ts.tz_localize(taxonomy.tz).tz_convert("UTC")
+        value = text
+    return aware_timestamp(value, name=name)

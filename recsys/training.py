@@ -33,6 +33,7 @@ from recsys.config import EngineConfig
 from recsys.model import USER_COLUMNS, TrainedModel
 from recsys.progress import Steps
 from recsys.taxonomy import Taxonomy, load_taxonomy
+from recsys.timeutil import aware_timestamp
 
 N_STEPS = 8
 
@@ -133,11 +134,7 @@ def train_model(
     config = config or EngineConfig()
     taxonomy = taxonomy or load_taxonomy()
     steps = steps or Steps(N_STEPS, stream=None)
-    cutoff = None if as_of is None else pd.Timestamp(as_of)
-    if cutoff is not None and cutoff.tzinfo is None:
-        from recsys.exceptions import ConfigError
-
-        raise ConfigError(f"as_of {as_of!r} has no time zone; give an offset, e.g. 2026-06-01T00:00:00+08:00")
+    cutoff = None if as_of is None else aware_timestamp(as_of, name="as_of")
 
     users = users.reset_index(drop=True)
     items = items.reset_index(drop=True)

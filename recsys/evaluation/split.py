@@ -25,6 +25,7 @@ import pandas as pd
 
 from recsys import columns as C
 from recsys.exceptions import ConfigError, SchemaError
+from recsys.timeutil import aware_timestamp
 
 #: split modes
 TEMPORAL = "temporal"
@@ -82,15 +83,7 @@ def to_utc(time: str | pd.Timestamp, *, name: str = "split time") -> pd.Timestam
     ConfigError
         If it cannot be parsed or carries no time zone offset.
     """
-    try:
-        ts = pd.Timestamp(time)
-    except (ValueError, TypeError):
-        raise ConfigError(f"{name} {time!r} is not an ISO 8601 timestamp (e.g. 2026-06-01T00:00:00+08:00)") from None
-    if ts is pd.NaT:
-        raise ConfigError(f"{name} {time!r} is not a timestamp")
-    if ts.tzinfo is None:
-        raise ConfigError(f"{name} {time!r} has no time zone offset; write e.g. {ts.isoformat()}+08:00")
-    return ts.tz_convert("UTC")
+    return aware_timestamp(time, name=name)
 
 
 def quantile_time(events: pd.DataFrame, quantile: float) -> pd.Timestamp:
