@@ -30,3 +30,7 @@ class ArtifactError(RecsysError):
 
 class NotFittedError(RecsysError):
     """A component was used before ``fit`` was called."""
+
+
+class DataError(RecsysError):
+    """The data as a whole cannot be used: nothing left to work on, or too much of it rejected."""
