@@ -425,3 +425,41 @@ def bootstrap_ci(
     alpha = (1.0 - level) / 2.0
     out = np.quantile(means, [alpha, 1.0 - alpha], axis=0).T
     return out[0] if flat else out
+
+
+def paired_difference_ci(
+    values: np.ndarray, reference: np.ndarray, *, n_boot: int = 1000, seed: int | None = 0, level: float = 0.95
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean per-user difference ``values - reference`` with a paired bootstrap interval.
+
+    The two policies were judged on the same users, so the users are resampled
+    once and both means are taken over the same resample: the interval is that
+    of the mean of the per-user differences (:func:`bootstrap_ci` on them).
+    A policy against itself gets exactly ``[0, 0]``; a policy ahead of another
+    for every user gets an interval strictly above 0.
+
+    Parameters
+    ----------
+    values, reference : ndarray, float (n_users,) or (n_users, n_metrics)
+        One row per user, the same users in the same order.
+    n_boot, seed, level
+        As :func:`bootstrap_ci` (same seed and users: the same resamples).
+
+    Returns
+    -------
+    (ndarray, ndarray)
+        The mean differences ``(n_metrics,)`` (or a scalar array) and their
+        intervals ``(n_metrics, 2)`` (or ``(2,)``); NaN for no users.
+
+    Raises
+    ------
+    ConfigError
+        If the shapes differ, or as :func:`bootstrap_ci`.
+    """
+    a = np.asarray(values, dtype=np.float64)
+    b = np.asarray(reference, dtype=np.float64)
+    if a.shape != b.shape or a.ndim not in (1, 2):
+        raise ConfigError(f"paired values need the same (n_users[, n_metrics]) shape, got {a.shape} and {b.shape}")
+    diff = a - b
+    mean = diff.mean(axis=0) if len(diff) else np.full(diff.shape[1:], np.nan)
+    return np.asarray(mean), bootstrap_ci(diff, n_boot=n_boot, seed=seed, level=level)

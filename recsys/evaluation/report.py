@@ -4,16 +4,20 @@ Written for a reader who is not an engineer: how precise the push is, for
 whom, compared with what. Headings are in Chinese and English; tables name
 groups and regions by their Chinese display names from the taxonomy (with
 the code). Plots use codes, since a CJK font may not be installed.
-Everything is drawn from ``metrics.json`` alone.
+Everything is drawn from ``metrics.json`` alone. The first table is the
+paired comparison (engine minus each baseline, per population); the HTML page
+embeds its plots as data URIs, so the one file is the whole report.
 """
 
 from __future__ import annotations
 
+import base64
 import html
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from recsys.exceptions import SchemaError
 from recsys.taxonomy import Taxonomy
 
 PLOTS_DIR = "plots"
@@ -42,6 +46,9 @@ DEFINITIONS = [
     "新颖性 novelty@k: mean self-information -log2((n_i + 1) / (N + 1)) of the listed items (n_i = users who "
     "engaged with item i in training, N = users).",
     "区间 Intervals: 95% percentile bootstrap over users (seeded), the same resamples for every policy.",
+    "配对比较 Paired comparisons: per user, the engine's value minus the baseline's; the mean of these differences "
+    "with a 95% percentile bootstrap interval over users (seeded; each resample takes the same users for both "
+    "policies, so what the two share cancels). An interval above 0 means the engine is ahead beyond resampling noise.",
     "新用户 Cold users: no positive engagement before T; 老用户 warm users: at least one.",
     "模拟推送 Simulated push (synthetic data only): each pushed slot counts the generator's true probability that "
     "the user engages; engagements per push = their sum / (users x k). The oracle lists the top-k eligible items "
@@ -118,6 +125,91 @@ def headline_rows(metrics: dict[str, Any], k: int) -> tuple[list[str], list[list
     return header, rows
 
 
+#: the metrics of the paired tables, in report order (the first is the report's first table)
+PAIRED_TABLE_METRICS = (("ndcg", "NDCG"), ("precision", "P"), ("recall", "R"))
+_FAMILY_NAMES = {"by_group": "group", "by_region": "region", "by_urban_rural": None}
+
+
+def _signed(x: float) -> str:
+    return f"{x:+.4f}"
+
+
+def paired_cell(entry: dict[str, Any] | None) -> str:
+    """``+0.0123 [+0.0040, +0.0210] ▲``: ▲ interval above 0 (engine ahead), ▼ below, ≈ contains 0."""
+    if not entry or entry.get("diff") is None:
+        return "–"
+    lo, hi = entry.get("ci95", [None, None])
+    if lo is None or hi is None:
+        return _signed(entry["diff"])
+    mark = "▲" if lo > 0 else "▼" if hi < 0 else "≈"
+    return f"{_signed(entry['diff'])} [{_signed(lo)}, {_signed(hi)}] {mark}"
+
+
+def paired_populations(paired: dict[str, Any]) -> list[tuple[tuple[str, ...], str]]:
+    """Populations of the paired tables: all, warm, cold, then each code of a family with several codes.
+
+    A family with one code (one group, one region) is the whole population again and is left out.
+    """
+    first = next(iter(paired["vs"].values()))
+    out = [(("all",), "全部 all"), (("warm",), "老用户 warm"), (("cold",), "新用户 cold")]
+    for family in ("by_group", "by_region", "by_urban_rural"):
+        codes = sorted(first.get(family, {}))
+        if len(codes) > 1:
+            out += [((family, c), c) for c in codes]
+    return out
+
+
+def paired_rows(metrics: dict[str, Any], metric: str, k: int, taxonomy: Taxonomy | None = None) -> tuple[list[str], list[list[str]]]:
+    """The paired table of one metric: rows = baselines, columns = engine minus it per population."""
+    paired = metrics["paired"]
+    key = f"{metric}@{k}"
+    pops = paired_populations(paired)
+    first = next(iter(paired["vs"].values()))
+    header = ["本引擎减去 engine minus"]
+    for path, label in pops:
+        node = first
+        for part in path:
+            node = node.get(part, {})
+        if len(path) == 2 and taxonomy is not None and _FAMILY_NAMES[path[0]]:
+            label = f"{taxonomy.zh(_FAMILY_NAMES[path[0]], path[1])} {path[1]}"
+        header.append(f"{label} (n={node.get('users', 0)})")
+    rows = []
+    for name, block in paired["vs"].items():
+        row = [policy_label(name)]
+        for path, _ in pops:
+            node = block
+            for part in path:
+                node = node.get(part, {})
+            row.append(paired_cell(node.get(key)))
+        rows.append(row)
+    return header, rows
+
+
+def paired_verdicts(metrics: dict[str, Any], k: int) -> list[str]:
+    """One line per population (all, warm, cold): baselines the engine is ahead of / behind on NDCG@k."""
+    paired = metrics["paired"]
+    key = f"ndcg@{k}"
+    lines = []
+    for path, label in paired_populations(paired)[:3]:
+        ahead, behind = [], []
+        for name, block in paired["vs"].items():
+            entry = block.get(path[0], {}).get(key) or {}
+            lo, hi = entry.get("ci95", [None, None])
+            if lo is not None and lo > 0:
+                ahead.append(name)
+            elif hi is not None and hi < 0:
+                behind.append(name)
+        total = len(paired["vs"])
+        text = f"{label}: NDCG@{k} 显著领先 ahead of {len(ahead)}/{total} baselines"
+        if behind:
+            text += f"; 显著落后 behind {', '.join(behind)}"
+        undecided = total - len(ahead) - len(behind)
+        if undecided:
+            text += f"; {undecided} 无显著差异 within noise"
+        lines.append(text)
+    return lines
+
+
 def _population_table(metrics: dict, family: str, kind: str, taxonomy: Taxonomy, k: int) -> tuple[list[str], list[list[str]]]:
     policies = list(metrics["policies"])
     codes = sorted({c for p in metrics["policies"].values() for c in p.get(family, {})})
@@ -177,7 +269,10 @@ def target_checks(metrics: dict[str, Any], k: int, min_users: int = 100) -> list
     rivals = [p for p in policies if p not in ("engine", "oracle")]
     paths = [("all",), ("warm",), ("cold",)]
     for family in ("by_group", "by_region"):
-        paths += [(family, c) for c, b in policies["engine"].get(family, {}).items() if b["users"] >= min_users]
+        blocks = policies["engine"].get(family, {})
+        if len(blocks) < 2:
+            continue  # one group (or region) is the whole population again: no second line for it
+        paths += [(family, c) for c, b in blocks.items() if b["users"] >= min_users]
     lines = []
     for path in paths:
         def block(p: str) -> dict:
@@ -235,6 +330,19 @@ def build_sections(metrics: dict[str, Any], taxonomy: Taxonomy, plots: dict[str,
     if checks:
         overview.p(f"目标检查 Targets (precision@{k} and NDCG@{k}; groups and regions with 100+ users):").bullets(checks)
     out.append(overview)
+
+    if metrics.get("paired", {}).get("vs"):
+        paired = Section("本引擎对比各基线", f"Engine minus each baseline (paired, k = {k})")
+        paired.p(
+            "每格 Each cell: the engine's mean minus the baseline's over the same users, and its 95% paired bootstrap "
+            "interval (the same resampled users for both). ▲ = interval above 0 (engine ahead), ▼ = below 0 "
+            "(engine behind), ≈ = contains 0."
+        )
+        for metric, short in PAIRED_TABLE_METRICS:
+            if f"{metric}@{k}" in metrics["paired"].get("metrics", []):
+                paired.p(f"{short}@{k}:").table(*paired_rows(metrics, metric, k, taxonomy))
+        paired.bullets(paired_verdicts(metrics, k))
+        out.append(paired)
 
     head = Section("核心结果", f"Headline (k = {k}, all users)")
     head.table(*headline_rows(metrics, k))
@@ -352,8 +460,31 @@ h2 { border-bottom: 2px solid #3a6ea5; padding-bottom: 4px; }
 """
 
 
-def render_html(sections: list[Section], title: str) -> str:
-    """Render the sections as one self-contained HTML page (images linked)."""
+def data_uri(path: str | Path) -> str:
+    """A PNG file as a ``data:image/png;base64,...`` URI (so a mailed page keeps its plots).
+
+    Raises
+    ------
+    SchemaError
+        If the file is missing or not a PNG (naming it).
+    """
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise SchemaError(f"{p}: report image unreadable ({exc.strerror or exc})") from None
+    if raw[:8] != b"\x89PNG\r\n\x1a\n":
+        raise SchemaError(f"{p}: report image is not a PNG file")
+    return "data:image/png;base64," + base64.b64encode(raw).decode("ascii")
+
+
+def render_html(sections: list[Section], title: str, root: str | Path | None = None) -> str:
+    """Render the sections as one self-contained HTML page.
+
+    With ``root``, every image (a path relative to it) is embedded as a data
+    URI, so the single file shows its plots wherever it is mailed or copied;
+    without it the images are linked by their paths.
+    """
     e = html.escape
     parts = [
         "<!DOCTYPE html>",
@@ -369,7 +500,8 @@ def render_html(sections: list[Section], title: str) -> str:
             elif block[0] == "ul":
                 parts.append("<ul>" + "".join(f"<li>{e(i)}</li>" for i in block[1]) + "</ul>")
             elif block[0] == "img":
-                parts.append(f'<img src="{e(block[1])}" alt="{e(block[2])}">')
+                src = data_uri(Path(root) / block[1]) if root is not None else block[1]
+                parts.append(f'<img src="{e(src)}" alt="{e(block[2])}">')
             else:
                 _, header, rows = block
                 parts.append("<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>")
@@ -398,5 +530,6 @@ def write_report(metrics: dict[str, Any], out_dir: str | Path, taxonomy: Taxonom
     md = out / "report.md"
     md.write_text(render_markdown(sections, title), encoding="utf-8")
     page = out / "report.html"
-    page.write_text(render_html(sections, title), encoding="utf-8")
+    # images embedded: the page alone is the whole report; the PNGs stay beside it for reuse
+    page.write_text(render_html(sections, title, root=out), encoding="utf-8")
     return {"md": md, "html": page, **plots}

@@ -38,6 +38,8 @@ ELIGIBLE = "eligible"
 ORACLE = "oracle"
 ENGINE = "engine"
 SEGMENT_POPULAR = "segment_popular"
+#: metrics of the paired comparisons (engine minus each baseline), at every k
+PAIRED_METRICS = ("ndcg", "precision", "recall", "hit_rate")
 
 RECOMMENDATIONS_FILE = "recommendations.parquet"
 TEST_FILE = "test.parquet"
@@ -202,8 +204,9 @@ def compute_metrics(tables: EvaluationTables, settings: MetricSettings) -> dict[
     dict
         ``{"k", "settings", "policies": {NAME: {"all", "warm", "cold",
         "by_group", "by_region", "by_urban_rural", "fallback", "exposure",
-        ["simulated"]}}, ["oracle_ratio", "segment_popular_ratio"]}``; each
-        population block holds ``users``, ``METRIC@K`` and ``ci95``.
+        ["simulated"]}}, ["paired"], ["oracle_ratio", "segment_popular_ratio"]}``;
+        each population block holds ``users``, ``METRIC@K`` and ``ci95``;
+        ``paired`` is :func:`paired_comparisons` (engine minus each baseline).
 
     Raises
     ------
@@ -265,6 +268,9 @@ def compute_metrics(tables: EvaluationTables, settings: MetricSettings) -> dict[
             policies[p]["simulated"] = sim
 
     out: dict[str, Any] = {"k": ks, "settings": _settings_dict(settings), "policies": policies}
+    paired = paired_comparisons({p: v for p, (v, _) in per_user.items()}, evaluated, settings, ks)
+    if paired is not None:
+        out["paired"] = paired
     if synthetic and ORACLE in policies and ENGINE in policies:
         oracle = policies[ORACLE]["simulated"]["engagements_per_push"]
         engine = policies[ENGINE]["simulated"]["engagements_per_push"]
@@ -273,6 +279,64 @@ def compute_metrics(tables: EvaluationTables, settings: MetricSettings) -> dict[
             seg = policies[SEGMENT_POPULAR]["simulated"]["engagements_per_push"]
             out["segment_popular_ratio"] = engine / seg if seg > 0 else None
     return out
+
+
+def paired_comparisons(
+    per_user: dict[str, dict[str, np.ndarray]],
+    evaluated: pd.DataFrame,
+    settings: MetricSettings,
+    ks: list[int],
+    reference: str = ENGINE,
+) -> dict[str, Any] | None:
+    """Engine minus each baseline, per population, with paired bootstrap intervals.
+
+    Parameters
+    ----------
+    per_user : dict
+        Policy -> metric key -> per-user values over the rows of ``evaluated``.
+    evaluated : DataFrame
+        Population labels of the evaluated users.
+    settings : MetricSettings
+        The bootstrap's resamples and seed (the same resamples as the
+        per-policy intervals).
+    ks : list of int
+    reference : str
+        The policy compared against every other (the oracle is not a baseline).
+
+    Returns
+    -------
+    dict or None
+        ``{"reference", "level", "method", "baselines", "metrics",
+        "vs": {BASELINE: {"all": {"users", "ndcg@10": {"diff", "ci95"}, ...},
+        "warm", "cold", "by_group": {CODE: ...}, ...}}}``; None when the
+        reference policy or every baseline is missing.
+    """
+    rivals = [p for p in settings.policies if p not in (reference, ORACLE)]
+    if reference not in per_user or not rivals:
+        return None
+    keys = [M.metric_key(name, k) for k in ks for name in PAIRED_METRICS]
+    ref = per_user[reference]
+    vs: dict[str, dict] = {p: {} for p in rivals}
+    for path, mask in iter_populations(evaluated):
+        n = int(mask.sum())
+        base = np.column_stack([ref[key][mask] for p in rivals for key in keys])
+        other = np.column_stack([per_user[p][key][mask] for p in rivals for key in keys])
+        # one resampling for every baseline and metric of the population (cheaper, and paired across them)
+        diff, ci = M.paired_difference_ci(base, other, n_boot=settings.n_boot, seed=settings.seed)
+        for j, p in enumerate(rivals):
+            block: dict[str, Any] = {"users": n}
+            for i, key in enumerate(keys):
+                col = j * len(keys) + i
+                block[key] = {"diff": _num(diff[col]), "ci95": [_num(ci[col, 0]), _num(ci[col, 1])]}
+            _set_path(vs[p], path, block)
+    return {
+        "reference": reference,
+        "level": 0.95,
+        "method": "paired percentile bootstrap over users: the same resampled users for both policies",
+        "baselines": rivals,
+        "metrics": keys,
+        "vs": vs,
+    }
 
 
 def _settings_dict(settings: MetricSettings) -> dict[str, Any]:
