@@ -41,7 +41,7 @@ from recsys.push.runner import ChunkTask, RunSpec, chunk_tasks, execute, merge_s
 from recsys.taxonomy import Taxonomy, parse_taxonomy
 
 #: bump when a chunk's output changes for the same inputs (a resume must not mix versions)
-PUSH_FORMAT = 1
+PUSH_FORMAT = 2
 
 
 @dataclasses.dataclass

@@ -17,7 +17,7 @@ import push_city  # noqa: E402
 from pipelines.push import campaign, run  # noqa: E402
 from recsys.exceptions import ConfigError, UnknownCodeError  # noqa: E402
 from recsys.push.campaign import CampaignSpec  # noqa: E402
-from recsys.push.writer import read_pushes  # noqa: E402
+from recsys.push.writer import HOLDOUT_FILE, read_pushes  # noqa: E402
 from recsys.taxonomy import load_taxonomy  # noqa: E402
 
 D1 = push_city.DAY
@@ -45,7 +45,7 @@ def city(tmp_path_factory):
 
 
 def _holdout(out: Path, day: dt.date) -> set[str]:
-    return set(pd.read_parquet(out / f"date={day}" / "kind=nightly" / "_holdout.parquet").user_id)
+    return set(pd.read_parquet(out / f"date={day}" / "kind=nightly" / HOLDOUT_FILE).user_id)
 
 
 def test_item_campaign_respects_budget_and_opt_outs(city, tmp_path):

@@ -16,7 +16,7 @@ import push_city  # noqa: E402
 from pipelines.push import run  # noqa: E402
 from recsys.cli import main as cli_main  # noqa: E402
 from recsys.exceptions import ConfigError, UnknownCodeError  # noqa: E402
-from recsys.push.writer import OUTPUT_COLUMNS, read_manifest, read_pushes  # noqa: E402
+from recsys.push.writer import HOLDOUT_FILE, OUTPUT_COLUMNS, read_manifest, read_pushes  # noqa: E402
 from recsys.taxonomy import load_taxonomy  # noqa: E402
 
 D1 = push_city.DAY
@@ -101,12 +101,12 @@ def test_manifest_counts_match_rows(first_night):
 
 def test_holdout_users_get_nothing_and_are_listed(city, first_night, tmp_path):
     out, report, rows = first_night
-    holdout = pd.read_parquet(Path(report["output"]) / "_holdout.parquet")
+    holdout = pd.read_parquet(Path(report["output"]) / HOLDOUT_FILE)
     assert len(holdout) == report["holdout"]["size"] > 0
     assert set(holdout.user_id).isdisjoint(rows.user_id)
     # the same users night after night (same salt)
     second = run(city["bundle"], D1 + dt.timedelta(days=1), tmp_path, stream=None)
-    again = pd.read_parquet(Path(second["output"]) / "_holdout.parquet")
+    again = pd.read_parquet(Path(second["output"]) / HOLDOUT_FILE)
     assert set(again.user_id) == set(holdout.user_id)
 
 

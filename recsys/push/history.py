@@ -6,10 +6,13 @@ chunk of users (which always owns whole buckets) reads only its own users'
 history, never the whole city's::
 
     <root>/_store.json                       {"format": 1, "buckets": 64}
-    <root>/date=2026-07-01/kind=nightly/bucket-0007.parquet
-    <root>/date=2026-07-01/kind=heat_warning/bucket-0007.parquet
+    <root>/date=2026-07-01/kind=nightly/bucket-0007.pq
+    <root>/date=2026-07-01/kind=heat_warning/bucket-0007.pq
 
-Each file holds ``user_id, item_id, channel``. A run's history (one date, one
+Each file is Parquet holding ``user_id, item_id, channel``, named ``.pq``
+so that a ``<out>/**/*.parquet`` glob over a push output folder (which holds
+the history by default) finds the push rows only; files written under the
+old ``.parquet`` name are renamed when the store is opened. A run's history (one date, one
 kind) is staged beside the run and committed as one folder rename, so a re-run
 of a date replaces its rows, never adds to them.
 """
@@ -45,9 +48,25 @@ _SCHEMA = pa.schema([(C.USER_ID, pa.string()), (C.ITEM_ID, pa.string()), (C.CHAN
 WEEK_DAYS = 7
 
 
+BUCKET_SUFFIX = ".pq"
+_LEGACY_SUFFIX = ".parquet"
+
+
 def bucket_file(bucket: int) -> str:
     """File name of one bucket inside a run's history folder."""
-    return f"bucket-{int(bucket):04d}.parquet"
+    return f"bucket-{int(bucket):04d}{BUCKET_SUFFIX}"
+
+
+def _migrate_legacy_names(root: Path) -> int:
+    """Rename bucket files of the old ``.parquet`` name to ``.pq``; return how many.
+
+    One rename per file, idempotent: an interrupted migration finishes on the next open.
+    """
+    moved = 0
+    for path in root.glob(f"date=*/kind=*/bucket-*{_LEGACY_SUFFIX}"):
+        os.replace(path, path.with_suffix(BUCKET_SUFFIX))
+        moved += 1
+    return moved
 
 
 def write_bucket(folder: str | Path, bucket: int, rows: pd.DataFrame) -> Path:
@@ -104,6 +123,7 @@ class HistoryStore:
                     f"push history_buckets is {n_buckets} but the history at {root} has "
                     f"{meta.get('buckets')} buckets; keep history_buckets = {meta.get('buckets')} for this store"
                 )
+            _migrate_legacy_names(root)
         else:
             root.mkdir(parents=True, exist_ok=True)
             write_json({"format": STORE_FORMAT, "buckets": int(n_buckets)}, meta_path)

@@ -4,15 +4,23 @@ Layout of an output folder::
 
     <out>/date=2026-07-01/kind=nightly/channel=app_push/part-00000.parquet
     <out>/date=2026-07-01/kind=nightly/_manifest.json      (the run manifest)
-    <out>/date=2026-07-01/kind=nightly/_holdout.parquet    (the held-out users)
+    <out>/date=2026-07-01/kind=nightly/_holdout.pq         (the held-out users, Parquet)
     <out>/date=2026-07-01/kind=heat_warning/channel=.../part-00000.parquet
     <out>/_history/...                                      (see recsys.push.history)
     <out>/_work/date=.../kind=.../                          (a run in progress)
 
-One row per (user, channel, rank) with :data:`OUTPUT_COLUMNS`. A run (one
-date, one kind) works in ``_work``: each finished chunk leaves its Parquet
-parts and a checkpoint marker there, so a killed run resumes without
-recomputing finished chunks. The finished run replaces its own
+One row per (user, channel, rank) with :data:`OUTPUT_COLUMNS`. The partition
+columns ``date``, ``kind`` and ``channel`` live in the folder names only, never
+inside the files (a file column beside a partition column of another type is
+what made ``pd.read_parquet(out)`` fail), and the only files under ``<out>``
+whose names end in ``.parquet`` are committed push rows: the holdout and the
+history are Parquet files named ``.pq``, a run's staged parts end in
+``.staged`` until the commit. So each of ``pd.read_parquet(out)``,
+``pyarrow.dataset.dataset(out, partitioning="hive")`` and DuckDB's
+``read_parquet('<out>/**/*.parquet', hive_partitioning=true)`` reads the whole
+folder as it is. A run (one date, one kind) works in ``_work``: each finished
+chunk leaves its Parquet parts and a checkpoint marker there, so a killed run
+resumes without recomputing finished chunks. The finished run replaces its own
 ``date=/kind=`` folder in one rename: a re-run replaces that night's rows and
 never touches another kind (a campaign survives a nightly re-run and vice
 versa); until the rename the previous complete output stays as it was.
@@ -64,7 +72,11 @@ OUTPUT_COLUMNS = (
 )
 NIGHTLY = "nightly"
 MANIFEST_FILE = "_manifest.json"
-HOLDOUT_FILE = "_holdout.parquet"
+HOLDOUT_FILE = "_holdout.pq"
+#: a chunk's rows carry this suffix until the commit, so no reader of ``**/*.parquet`` sees them
+STAGED_SUFFIX = ".staged"
+#: the partition columns: folder names, never file columns
+PARTITION_COLUMNS = ("date", "kind", C.CHANNEL)
 HISTORY_DIR = "_history"
 WORK_DIR = "_work"
 LOCK_FILE = "_lock"
@@ -88,6 +100,12 @@ def output_schema(timezone: str) -> pa.Schema:
             (RUN_ID, pa.string()),
         ]
     )
+
+
+def file_schema(timezone: str) -> pa.Schema:
+    """The Arrow schema of a push-row file: :func:`output_schema` less ``channel`` (a partition column)."""
+    schema = output_schema(timezone)
+    return schema.remove(schema.get_field_index(C.CHANNEL))
 
 
 def partition_dir(out: str | Path, day: dt.date, kind: str) -> Path:
@@ -227,7 +245,7 @@ class Workspace:
         rows : DataFrame
             :data:`OUTPUT_COLUMNS`.
         schema : pyarrow.Schema
-            :func:`output_schema`.
+            :func:`output_schema` (the ``channel`` column goes into the folder name).
         buckets : range
             The history buckets this chunk owns.
         bucket_of_row : array of int
@@ -235,9 +253,10 @@ class Workspace:
         stats : dict
             Counts for the manifest (JSON-ready); the checkpoint.
         """
+        schema = schema.remove(schema.get_field_index(C.CHANNEL)) if C.CHANNEL in schema.names else schema
         for channel, part in rows.groupby(C.CHANNEL, sort=True):
-            table = pa.Table.from_pandas(part[list(OUTPUT_COLUMNS)], schema=schema, preserve_index=False)
-            write_parquet(table, self.out_dir / f"channel={channel}" / part_file(chunk))
+            table = pa.Table.from_pandas(part[list(schema.names)], schema=schema, preserve_index=False)
+            write_parquet(table, self.out_dir / f"channel={channel}" / (part_file(chunk) + STAGED_SUFFIX))
         rows = rows.assign(_bucket=bucket_of_row)
         for bucket, part in rows.groupby("_bucket", sort=True):
             if int(bucket) not in buckets:
@@ -276,6 +295,9 @@ class Workspace:
         if holdout is not None:
             write_parquet(holdout, self.out_dir / HOLDOUT_FILE)
         write_json(manifest, self.out_dir / MANIFEST_FILE)
+        # staged parts get their reader-visible names only now, inside the staged folder
+        for staged in sorted(self.out_dir.glob(f"channel=*/*{STAGED_SUFFIX}")):
+            os.replace(staged, staged.with_name(staged.name[: -len(STAGED_SUFFIX)]))
         dest = partition_dir(out, day, kind)
         dest.parent.mkdir(parents=True, exist_ok=True)
         old = None
@@ -333,7 +355,9 @@ def read_pushes(
         if channel is not None and parts[2] != channel:
             continue
         frame = pq.read_table(path).to_pandas()
-        frame["date"], frame["kind"] = parts[0], parts[1]
+        # written before the partition columns left the files: the folder name is the truth
+        frame = frame.drop(columns=[c for c in PARTITION_COLUMNS if c in frame.columns])
+        frame["date"], frame["kind"], frame[C.CHANNEL] = parts
         frames.append(frame)
     if not frames:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
