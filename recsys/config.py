@@ -3,24 +3,124 @@
 Each ``[section]`` of the TOML file maps to one small dataclass below; a key
 that is not a field is an error naming the valid keys. CLI flags override
 the file. ``EngineConfig.to_dict()`` is what a model bundle records.
+
+Every setting's valid values are declared once, in its section's
+``_constraints`` mapping right beside the fields (:class:`Range`,
+:class:`OneOf`, :class:`TextFile`), and checked whenever a configuration is
+read (:func:`check_config`): one message style for every key, e.g.
+``[collaborative] iterations = 1000000000000000 is out of range; valid: 1..1000``.
+A new field gets its entry there; ``tests/test_config.py`` fails for a
+numeric field without one.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
+import stat
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Iterable, Mapping
 
 import tomli_w
 
 from recsys.exceptions import ConfigError
 
+# ---- constraints ---------------------------------------------------------------------------
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"
+
+
+@dataclass(frozen=True)
+class Range:
+    """Numbers from ``lo`` to ``hi`` inclusive (``lo`` excluded when ``lo_open``).
+
+    On a table (dict) or list setting it applies to every value.
+    """
+
+    lo: float
+    hi: float
+    lo_open: bool = False
+
+    def ok(self, value: Any) -> bool:
+        """Whether ``value`` is a finite number inside the range."""
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return False
+        return (value > self.lo if self.lo_open else value >= self.lo) and value <= self.hi
+
+    def describe(self) -> str:
+        """The valid values, as the error message shows them."""
+        if self.lo_open:
+            return f"> {_num(self.lo)} and <= {_num(self.hi)}"
+        return f"{_num(self.lo)}..{_num(self.hi)}"
+
+
+@dataclass(frozen=True)
+class OneOf:
+    """One of a fixed set of strings."""
+
+    choices: tuple[str, ...]
+
+    def ok(self, value: Any) -> bool:
+        """Whether ``value`` is one of the choices."""
+        return value in self.choices
+
+    def describe(self) -> str:
+        """The valid values, as the error message shows them."""
+        return ", ".join(self.choices)
+
+
+@dataclass(frozen=True)
+class TextFile:
+    """A path to a regular file of at most ``max_bytes`` ("" = the built-in default).
+
+    Checked when a config file is loaded (a bundle's recorded config names a
+    path on the machine that trained it, so it is not checked there).
+    """
+
+    max_bytes: int
+
+    def problem(self, value: str) -> str | None:
+        """Return why ``value`` is not usable, or None."""
+        if value == "":
+            return None
+        try:
+            info = os.stat(value)
+        except OSError as exc:
+            return f"cannot be read ({exc.strerror or exc})"
+        if not stat.S_ISREG(info.st_mode):
+            return "is not a regular file"
+        if info.st_size > self.max_bytes:
+            return f"is {info.st_size:,} bytes; valid: a text file of at most {self.max_bytes:,} bytes"
+        return None
+
+
+Constraint = Range | OneOf | TextFile
+
+#: 2**32 - 1: the largest seed every library we seed accepts
+MAX_SEED = 4294967295
+_SEED = Range(0, MAX_SEED)
+_THREADS = Range(1, 256)
+_COUNT = Range(0, 1_000_000)
+_PENALTY = Range(0, 1e6)
+_DAYS = Range(0.01, 36500)
+
 
 @dataclass
 class InteractionConfig:
     """How events become the weighted user x item matrix."""
+
+    _constraints: ClassVar[Mapping[str, Constraint]] = {
+        "weights": Range(-100, 100),
+        "dwell_unit_seconds": Range(1, 86400),
+        "dwell_max_factor": Range(1, 100),
+        "half_life_days": _DAYS,
+        "popularity_half_life_days": _DAYS,
+    }
 
     #: weight per event type; negatives lower an item's score for the user
     weights: dict[str, float] = field(
@@ -50,6 +150,20 @@ class InteractionConfig:
 class CollaborativeConfig:
     """Matrix factorization with ``implicit``."""
 
+    _constraints: ClassVar[Mapping[str, Constraint]] = {
+        "algorithm": OneOf(("als", "bpr")),
+        # factors x (users + items) x 4 bytes must fit in memory: 1024 x 3.1M users is 13 GB
+        "factors": Range(1, 1024),
+        "regularization": Range(0, 1e4),
+        "alpha": Range(0, 1e6),
+        "iterations": Range(1, 1000),
+        "learning_rate": Range(0, 10, lo_open=True),
+        "threads": _THREADS,
+        "seed": _SEED,
+        "warm_start_iterations": Range(0, 1000),
+        "negative_penalty": Range(0, 100),
+    }
+
     algorithm: str = "als"  # "als" or "bpr"
     factors: int = 64
     regularization: float = 0.05
@@ -69,6 +183,12 @@ class CollaborativeConfig:
 class ProfileConfig:
     """Readable topic-interest profiles."""
 
+    _constraints: ClassVar[Mapping[str, Constraint]] = {
+        "prior_strength": _PENALTY,
+        "negative_factor": Range(0, 100),
+        "segment_prior_strength": _PENALTY,
+    }
+
     #: Bayesian smoothing: pseudo-count of the group x region prior
     prior_strength: float = 5.0
     #: how strongly negative feedback pulls a topic down (multiplies the event weight)
@@ -86,6 +206,18 @@ class EngagementConfig:
     of its Gaussian prior): larger values keep that level closer to the one
     above it (a user's to their segment's, an item's to its authority level's).
     """
+
+    _constraints: ClassVar[Mapping[str, Constraint]] = {
+        **{f"l2_{level}": _PENALTY for level in (
+            "item", "user", "user_topic", "user_format", "segment", "global", "freshness", "trend"
+        )},
+        "freshness_taus_days": Range(0.01, 3650),
+        "trend_days": Range(0, 365),
+        "max_sweeps": Range(0, 1000),
+        "tol": Range(0, 1),
+        "max_exposures": Range(0, 1_000_000_000),
+        "seed": _SEED,
+    }
 
     #: item quality around its authority level's
     l2_item: float = 4.0
@@ -121,6 +253,16 @@ class EngagementConfig:
 class ContentConfig:
     """Content embedding: jieba -> TF-IDF -> TruncatedSVD, plus topic/format features."""
 
+    _constraints: ClassVar[Mapping[str, Constraint]] = {
+        "svd_components": Range(1, 1024),
+        "max_features": Range(1, 10_000_000),
+        "min_df": Range(1, 1_000_000),
+        "topic_weight": Range(0, 100),
+        "format_weight": Range(0, 100),
+        "stopwords": TextFile(max_bytes=10_000_000),
+        "seed": _SEED,
+    }
+
     svd_components: int = 64
     max_features: int = 50000
     min_df: int = 1
@@ -135,6 +277,13 @@ class ContentConfig:
 class ColdStartConfig:
     """Vectors for items and users without (enough) events."""
 
+    _constraints: ClassVar[Mapping[str, Constraint]] = {
+        "ridge_alpha": Range(0, 1e6, lo_open=True),
+        "topic_prior_blend": Range(0, 1),
+        "fold_in_max_events": _COUNT,
+        "min_segment_users": Range(1, 1_000_000),
+    }
+
     ridge_alpha: float = 1.0
     #: a cold user's vector = (1 - w) * segment centroid + w * topic-prior projection
     topic_prior_blend: float = 0.3
@@ -148,6 +297,19 @@ class ColdStartConfig:
 @dataclass
 class IndexConfig:
     """faiss ANN index over item vectors."""
+
+    _constraints: ClassVar[Mapping[str, Constraint]] = {
+        "exact_threshold": Range(0, 1_000_000_000),
+        "hnsw_m": Range(2, 256),
+        "ef_construction": Range(1, 10_000),
+        "ef_search": Range(1, 10_000),
+        # training measures the index's recall on these many users: at least one
+        "recall_sample": Range(1, 1_000_000),
+        "recall_k": Range(1, 10_000),
+        "allow_exact_max": Range(0, 1_000_000_000),
+        "threads": _THREADS,
+        "seed": _SEED,
+    }
 
     #: below this many items the index is exact (IndexFlatIP), HNSW at and above it. On 50k
     #: items HNSW answers the ranking's wide candidate searches several times faster than the
@@ -170,8 +332,33 @@ class IndexConfig:
 class BundleConfig:
     """Model bundle housekeeping."""
 
+    _constraints: ClassVar[Mapping[str, Constraint]] = {
+        # 0 or less would delete the rollback history, the bundle just written included
+        "keep": Range(1, 1000),
+    }
+
     #: how many bundles to keep for rollback
     keep: int = 5
+
+
+@dataclass
+class TrainingConfig:
+    """Guards of ``recsys train`` (``recsys.guards``): when the data is too thin to train on."""
+
+    _constraints: ClassVar[Mapping[str, Constraint]] = {
+        "min_events": Range(1, 1_000_000_000),
+        "min_users": Range(1, 100_000_000),
+        "min_items": Range(1, 100_000_000),
+        "max_rejected_share": Range(0, 1),
+    }
+
+    #: fewest clean events (before ``--as-of``) a model may be trained on
+    min_events: int = 100
+    #: fewest users with a positive engagement, and fewest items engaged with
+    min_users: int = 10
+    min_items: int = 10
+    #: largest share of input rows the validator may quarantine (the rest is then not trusted)
+    max_rejected_share: float = 0.5
 
 
 @dataclass
@@ -181,6 +368,20 @@ class PushConfig:
     Per-channel tables (``k``, caps, quiet hours) are keyed by personal
     channel code; every personal channel of the taxonomy needs an entry.
     """
+
+    # the per-channel tables' keys are checked against the taxonomy by recsys.push.channels
+    _constraints: ClassVar[Mapping[str, Constraint]] = {
+        "channels_per_user": Range(1, 64),
+        "k": Range(1, 100),
+        "daily_cap": Range(0, 1000),
+        "weekly_cap": Range(0, 10_000),
+        "dedup_days": Range(1, 3650),
+        "topic_cap": Range(1, 100),
+        "holdout_share": Range(0, 0.5),
+        "chunk_size": Range(1, 10_000_000),
+        "workers": Range(1, 256),
+        "history_buckets": Range(1, 4096),
+    }
 
     #: personal channels a user gets a list on per night
     channels_per_user: int = 1
@@ -225,6 +426,29 @@ class RankingConfig:
     + w_popularity * segment popularity + w_freshness * freshness + w_authority * authority``
     (each in [0, 1], relevance in [-1, 1]); see ``recsys/ranking/scoring.py``.
     """
+
+    _constraints: ClassVar[Mapping[str, Constraint]] = {
+        **{f"weight_{term}": Range(0, 100) for term in (
+            "collaborative", "topic", "popularity", "freshness", "authority",
+            "quality", "interest", "format", "timeliness",
+        )},
+        "authority_levels": Range(0, 1),
+        "freshness_half_life_days": Range(0, 3650, lo_open=True),
+        "near_duplicate_threshold": Range(0, 1, lo_open=True),
+        "max_topic_share": Range(0, 1, lo_open=True),
+        "ann_candidates": Range(1, 100_000),
+        "ann_overfetch": Range(1, 1000),
+        "ann_max_fetch": Range(1, 1_000_000),
+        "allow_search_below": Range(0, 1),
+        "candidate_topics": Range(0, 1000),
+        "topic_candidates": Range(0, 100_000),
+        "fresh_candidates": Range(0, 100_000),
+        "popular_candidates": Range(0, 100_000),
+        "best_candidates": Range(0, 100_000),
+        "max_k": Range(1, 100_000),
+        "batch_size": Range(1, 1_000_000),
+        "threads": _THREADS,
+    }
 
     weight_collaborative: float = 0.5
     weight_topic: float = 0.5
@@ -280,6 +504,7 @@ class EngineConfig:
     cold_start: ColdStartConfig = field(default_factory=ColdStartConfig)
     index: IndexConfig = field(default_factory=IndexConfig)
     bundle: BundleConfig = field(default_factory=BundleConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
     push: PushConfig = field(default_factory=PushConfig)
     ranking: RankingConfig = field(default_factory=RankingConfig)
 
@@ -323,13 +548,67 @@ def _coerce(section: str, key: str, value: Any, default: Any) -> Any:
     return value
 
 
+def _show(value: Any) -> str:
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _check_value(section: str, key: str, value: Any, rule: Constraint, files: bool) -> None:
+    if isinstance(rule, TextFile):
+        problem = rule.problem(value) if files and isinstance(value, str) else None
+        if problem:
+            raise ConfigError(f"[{section}] {key} = {_show(value)} {problem}")
+        return
+    if isinstance(value, dict):
+        entries = [(f"{key}.{k}", v) for k, v in value.items()]
+    elif isinstance(value, (list, tuple)):
+        entries = [(f"{key}[{i}]", v) for i, v in enumerate(value)]
+    else:
+        entries = [(key, value)]
+    for name, v in entries:
+        if not rule.ok(v):
+            what = "is out of range" if isinstance(rule, Range) else "is not valid"
+            raise ConfigError(f"[{section}] {name} = {_show(v)} {what}; valid: {rule.describe()}")
+
+
+def constraints(section: Any) -> Mapping[str, Constraint]:
+    """Return the declared constraints of a section dataclass (class or instance)."""
+    return getattr(section, "_constraints", {})
+
+
+def check_config(config: EngineConfig, *, files: bool = False) -> EngineConfig:
+    """Check every setting against its section's declared constraints; return ``config``.
+
+    Parameters
+    ----------
+    config : EngineConfig
+        The configuration to check.
+    files : bool
+        Also check path settings (:class:`TextFile`) on this machine.
+
+    Raises
+    ------
+    ConfigError
+        ``[section] key = value is out of range; valid: lo..hi`` (or the valid choices).
+    """
+    for section in dataclasses.fields(config):
+        values = getattr(config, section.name)
+        for key, rule in constraints(values).items():
+            _check_value(section.name, key, getattr(values, key), rule, files)
+    return config
+
+
 def config_from_dict(doc: dict[str, Any], base: EngineConfig | None = None) -> EngineConfig:
     """Overlay a nested dict (as read from TOML) onto ``base`` (or the defaults).
 
     Raises
     ------
     ConfigError
-        On an unknown section or key, or a value of the wrong type.
+        On an unknown section or key, a value of the wrong type, or one outside
+        its declared range.
     """
     cfg = dataclasses.replace(base) if base is not None else EngineConfig()
     sections = {f.name: f for f in dataclasses.fields(EngineConfig)}
@@ -346,27 +625,111 @@ def config_from_dict(doc: dict[str, Any], base: EngineConfig | None = None) -> E
                 raise ConfigError(f"unknown config key [{name}] {key}; valid: {', '.join(sorted(fields))}")
             updates[key] = _coerce(name, key, value, getattr(current, key))
         setattr(cfg, name, dataclasses.replace(current, **updates))
-    return cfg
+    return check_config(cfg)
 
 
-def load_config(path: str | Path | None = None) -> EngineConfig:
+#: every section of the configuration file
+ALL_SECTIONS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(EngineConfig))
+#: where a section takes effect, for the message that refuses it in a command that ignores it
+_APPLIES = {
+    "push": "it applies to recsys push and recsys campaign",
+    "bundle": "it applies when recsys train writes a bundle",
+    "training": "it applies to recsys train's checks of its data",
+}
+
+
+def sections_except(*names: str) -> tuple[str, ...]:
+    """Every section but ``names`` (what a command declares it reads)."""
+    return tuple(s for s in ALL_SECTIONS if s not in names)
+
+
+#: largest config file read: a configuration is a few kB; anything far larger is a wrong path
+MAX_CONFIG_BYTES = 1_000_000
+
+
+def _read_toml(p: Path) -> dict[str, Any]:
+    try:
+        info = p.stat()
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: config file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{p}: config file cannot be read ({exc.strerror or exc})") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise ConfigError(f"{p}: is a folder; --config takes a TOML file")
+    if not stat.S_ISREG(info.st_mode):
+        raise ConfigError(f"{p}: not a regular file; --config takes a TOML file")
+    if info.st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{p}: {info.st_size:,} bytes is too large for a config file (at most {MAX_CONFIG_BYTES:,})")
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{p}: config file cannot be read ({exc.strerror or exc})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{p}: not UTF-8 text (byte {exc.start}); save the config file as UTF-8 "
+            f"(e.g. iconv -f GBK -t UTF-8 {p.name} > {p.stem}.utf8.toml)"
+        ) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML ({exc})") from None
+    except RecursionError:
+        raise ConfigError(f"{p}: not valid TOML (nested too deeply)") from None
+
+
+def load_config(
+    path: str | Path | None = None,
+    *,
+    command: str | None = None,
+    sections: Iterable[str] | None = None,
+) -> EngineConfig:
     """Load a TOML config file over the defaults; ``None`` gives the defaults.
+
+    Parameters
+    ----------
+    path : path, optional
+        The TOML file.
+    command : str, optional
+        The command reading it (named in the error below).
+    sections : iterable of str, optional
+        The sections ``command`` uses; a section outside them is refused
+        rather than silently ignored. Default: every section.
 
     Raises
     ------
     ConfigError
-        If the file is missing, not valid TOML, or has unknown keys.
+        Naming the file: missing, a folder or special file, too large, not
+        UTF-8, not valid TOML, an unknown or unused section or key, a wrong
+        type or a value out of range.
     """
     if path is None:
         return EngineConfig()
     p = Path(path)
+    doc = _read_toml(p)
+    if sections is not None:
+        used = tuple(sections)
+        for name in doc:
+            if name in ALL_SECTIONS and name not in used:
+                applies = _APPLIES.get(name, "it applies at train time (recsys train)")
+                raise ConfigError(
+                    f"{p}: {command or 'this command'} does not use [{name}]; {applies} "
+                    f"(sections used here: {', '.join(used)})"
+                )
     try:
-        doc = tomllib.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: config file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{p}: not valid TOML ({exc})") from None
-    try:
-        return config_from_dict(doc)
+        return check_config(config_from_dict(doc), files=True)
     except ConfigError as exc:
         raise ConfigError(f"{p}: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{p}: a table nested too deeply") from None
+
+
+def changed_sections(config: EngineConfig) -> dict[str, Any]:
+    """Return the sections of ``config`` that differ from the defaults, each in full.
+
+    What a written config file should hold: a command refuses the sections it
+    does not use, so a file of every section would be refused by most of them.
+    """
+    defaults = EngineConfig().to_dict()
+    return {name: values for name, values in config.to_dict().items() if values != defaults.get(name)}

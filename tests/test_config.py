@@ -51,3 +51,136 @@ def test_missing_and_malformed_files(tmp_path):
     bad.write_text("[collaborative\n")
     with pytest.raises(ConfigError, match=r"bad\.toml: not valid TOML"):
         load_config(bad)
+
+
+# ---- bounds: declared once beside each section, checked at load ---------------------------
+
+import dataclasses  # noqa: E402
+
+from recsys.config import ALL_SECTIONS, OneOf, Range, TextFile, changed_sections, check_config, constraints  # noqa: E402
+
+
+def _numeric(value) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, (int, float)):
+        return True
+    if isinstance(value, dict):
+        return any(_numeric(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_numeric(v) for v in value)
+    return False
+
+
+def test_every_numeric_setting_declares_its_range():
+    cfg = EngineConfig()
+    for section in dataclasses.fields(cfg):
+        values = getattr(cfg, section.name)
+        declared = constraints(values)
+        names = {f.name for f in dataclasses.fields(values)}
+        assert set(declared) <= names, f"[{section.name}] constrains unknown keys {set(declared) - names}"
+        for f in dataclasses.fields(values):
+            if _numeric(getattr(values, f.name)):
+                assert isinstance(declared.get(f.name), Range), f"[{section.name}] {f.name} has no Range"
+            if f.name == "seed":
+                assert declared[f.name].lo == 0
+    check_config(cfg)  # the defaults are inside their own ranges
+
+
+@pytest.mark.parametrize(
+    "doc, message",
+    [
+        ({"collaborative": {"iterations": 10**15}},
+         "[collaborative] iterations = 1000000000000000 is out of range; valid: 1..1000"),
+        ({"collaborative": {"factors": 10**8}}, "[collaborative] factors = 100000000 is out of range; valid: 1..1024"),
+        ({"collaborative": {"algorithm": "svd"}}, "[collaborative] algorithm = 'svd' is not valid; valid: als, bpr"),
+        ({"push": {"dedup_days": 10**9}}, "[push] dedup_days = 1000000000 is out of range; valid: 1..3650"),
+        ({"push": {"k": {"wechat": 0}}}, "[push] k.wechat = 0 is out of range; valid: 1..100"),
+        ({"bundle": {"keep": -1}}, "[bundle] keep = -1 is out of range; valid: 1..1000"),
+        ({"bundle": {"keep": 0}}, "[bundle] keep = 0 is out of range; valid: 1..1000"),
+        ({"ranking": {"weight_popularity": float("nan")}}, "[ranking] weight_popularity = nan is out of range"),
+        ({"ranking": {"weight_topic": float("inf")}}, "[ranking] weight_topic = inf is out of range; valid: 0..100"),
+        ({"interactions": {"weights": {"click": 1e9}}}, "[interactions] weights.click = 1000000000.0 is out of range"),
+        ({"engagement": {"freshness_taus_days": [1.0, -4.0]}},
+         "[engagement] freshness_taus_days[1] = -4.0 is out of range; valid: 0.01..3650"),
+        ({"ranking": {"near_duplicate_threshold": 0.0}},
+         "[ranking] near_duplicate_threshold = 0.0 is out of range; valid: > 0 and <= 1"),
+        ({"index": {"recall_sample": 0}}, "[index] recall_sample = 0 is out of range; valid: 1..1000000"),
+        ({"training": {"min_events": 0}}, "[training] min_events = 0 is out of range"),
+    ],
+)
+def test_out_of_range_values_are_refused_at_load(tmp_path, doc, message):
+    import tomli_w
+
+    path = tmp_path / "recsys.toml"
+    path.write_text(tomli_w.dumps(doc))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == f"{path}: {message}" or str(info.value).startswith(f"{path}: {message}")
+
+
+def test_stopwords_path_must_be_a_small_regular_file(tmp_path):
+    for target, why in [("/dev/zero", "is not a regular file"), (str(tmp_path), "is not a regular file"),
+                        (str(tmp_path / "absent.txt"), "cannot be read")]:
+        path = tmp_path / "c.toml"
+        path.write_text(f'[content]\nstopwords = "{target}"\n')
+        with pytest.raises(ConfigError, match=rf"c\.toml: \[content\] stopwords = '{target}' {why}"):
+            load_config(path)
+    huge = tmp_path / "huge.txt"
+    with open(huge, "wb") as fh:  # sparse: no 11 MB written
+        fh.truncate(11_000_000)
+    path.write_text(f'[content]\nstopwords = "{huge}"\n')
+    with pytest.raises(ConfigError, match=r"is 11,000,000 bytes; valid: a text file of at most 10,000,000 bytes"):
+        load_config(path)
+    ok = tmp_path / "stop.txt"
+    ok.write_text("的\n了\n", encoding="utf-8")
+    path.write_text(f'[content]\nstopwords = "{ok}"\n')
+    assert load_config(path).content.stopwords == str(ok)
+
+
+def test_bad_config_files_are_one_line_errors_naming_the_file(tmp_path):
+    gbk = tmp_path / "gbk.toml"
+    gbk.write_bytes('[content]\nstopwords = "停用词.txt"\n'.encode("gbk"))
+    with pytest.raises(ConfigError, match=r"gbk\.toml: not UTF-8 text .*iconv -f GBK"):
+        load_config(gbk)
+    with pytest.raises(ConfigError, match=r"is a folder; --config takes a TOML file"):
+        load_config(tmp_path)
+    with pytest.raises(ConfigError, match=r"/dev/zero: not a regular file"):
+        load_config("/dev/zero")
+    deep = tmp_path / "deep.toml"
+    deep.write_text("x = " + "[" * 50_000 + "]" * 50_000 + "\n")
+    with pytest.raises(ConfigError, match=r"deep\.toml: not valid TOML"):
+        load_config(deep)
+    deep.write_text("x = " + "{a = " * 50_000 + "1" + "}" * 50_000 + "\n")
+    with pytest.raises(ConfigError, match=r"deep\.toml: "):
+        load_config(deep)
+    big = tmp_path / "big.toml"
+    with open(big, "wb") as fh:
+        fh.truncate(2_000_000)
+    with pytest.raises(ConfigError, match=r"big\.toml: 2,000,000 bytes is too large"):
+        load_config(big)
+
+
+def test_a_section_the_command_does_not_use_is_refused(tmp_path):
+    path = tmp_path / "push.toml"
+    path.write_text("[push]\ndedup_days = 90\n[collaborative]\nfactors = 8\n")
+    with pytest.raises(ConfigError, match=r"push\.toml: push does not use \[collaborative\]; it applies at train time"):
+        load_config(path, command="push", sections=("push",))
+    assert load_config(path, command="train", sections=ALL_SECTIONS).push.dedup_days == 90
+    with pytest.raises(ConfigError, match=r"evaluate does not use \[push\]; it applies to recsys push"):
+        load_config(path, command="evaluate", sections=("collaborative", "ranking"))
+
+
+def test_changed_sections_hold_only_what_differs():
+    cfg = EngineConfig()
+    assert changed_sections(cfg) == {}
+    cfg.collaborative.factors = 8
+    out = changed_sections(cfg)
+    assert list(out) == ["collaborative"] and out["collaborative"]["factors"] == 8
+    assert out["collaborative"]["iterations"] == EngineConfig().collaborative.iterations
+
+
+def test_constraint_objects_describe_themselves():
+    assert Range(1, 10).describe() == "1..10" and not Range(1, 10).ok(True)
+    assert OneOf(("a", "b")).describe() == "a, b"
+    assert TextFile(10).problem("") is None
