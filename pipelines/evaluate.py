@@ -153,7 +153,10 @@ def run_tune(
     with atomic_path(trials) as tmp:
         result.trials.to_csv(tmp, index=False)
     best = {k: (v.item() if hasattr(v, "item") else v) for k, v in result.best.items()}
-    return {"config": str(path), "trials": str(trials), "validation": result.validation, "best": best, "table": result.trials}
+    return {
+        "config": str(path), "trials": str(trials), "validation": result.validation, "best": best,
+        "table": result.trials, "baselines": result.baselines, "chosen": result.chosen,
+    }
 
 
 # ---- command line -------------------------------------------------------------
@@ -214,6 +217,17 @@ def headline_text(metrics: dict[str, Any]) -> str:
     lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)) for row in rows]
     if metrics.get("oracle_ratio") is not None:
         lines.append(f"engine / oracle simulated engagements per push: {metrics['oracle_ratio']:.3f}")
+    if metrics.get("paired", {}).get("vs"):
+        from recsys.evaluation.report import paired_verdicts
+
+        lines.append("engine minus each baseline (paired 95% intervals):")
+        lines += [f"  {line}" for line in paired_verdicts(metrics, k)]
+    tuning = metrics.get("tuning")
+    if tuning and tuning.get("validation_scores"):
+        key = tuning["metric"]
+        scores = tuning["validation_scores"]
+        rivals = ", ".join(f"{n} {v[key]:.4f}" for n, v in scores.items() if n != "engine")
+        lines.append(f"tuned on validation: engine {key} {scores['engine'][key]:.4f} vs {rivals}")
     return "\n".join(lines)
 
 

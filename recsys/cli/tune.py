@@ -56,5 +56,7 @@ def run(args: argparse.Namespace) -> int:
     best = report["best"]
     print(f"validation window {v['start']} .. {v['end']}: {v['users']:,} users, {v['validation_events']:,} events")
     print(f"best trial {best['trial']}: {v['metric']} = {best[v['metric']]:.4f}")
+    rivals = ", ".join(f"{n} {s[v['metric']]:.4f}" for n, s in report.get("baselines", {}).items())
+    print(f"baselines on the same validation users: {rivals}")
     print(f"config: {report['config']}\ntrials: {report['trials']}")
     return 0

@@ -349,6 +349,8 @@ def build_sections(metrics: dict[str, Any], taxonomy: Taxonomy, plots: dict[str,
     if "metric_vs_k" in plots:
         head.image(plots["metric_vs_k"], "precision and NDCG vs k per policy")
     out.append(head)
+    if "tuning" in metrics:
+        out.append(_tuning_section(metrics["tuning"]))
 
     for family, kind, zh, en, plot in (
         ("by_group", "group", "按人群", "By audience group", "by_group"),
@@ -407,22 +409,47 @@ def build_sections(metrics: dict[str, Any], taxonomy: Taxonomy, plots: dict[str,
             sim.image(plots["simulated"], "simulated engagements per push")
         out.append(sim)
 
-    if "tuning" in metrics:
-        tun = Section("调参", "Tuning")
-        v = metrics["tuning"]["validation"]
-        best = metrics["tuning"]["best"]
-        tun.p(
-            f"Validation window carved from training only: {v['start']} .. {v['end']} "
-            f"({v['validation_events']:,} events, {v['users']:,} users). {metrics['tuning']['trials']} trials; "
-            f"best {v['metric']} = {best.get(v['metric'], 0):.4f} (trial {best.get('trial')}). "
-            "All trials: tuning_trials.csv; chosen config: tuned_config.toml."
-        )
-        out.append(tun)
-
     defs = Section("指标定义", "Definitions")
     defs.bullets(DEFINITIONS)
     out.append(defs)
     return out
+
+
+def _tuning_section(tuning: dict[str, Any]) -> Section:
+    """The chosen configuration and the validation scores of the engine beside every baseline."""
+    sec = Section("调参", "Tuning: selected on validation, then refit")
+    v = tuning["validation"]
+    best = tuning["best"]
+    metric = v.get("metric", "ndcg@10")
+    refit = tuning.get("refit")
+    sec.p(
+        f"验证窗口 Validation window carved from the training events only: {v['start']} .. {v['end']} "
+        f"({v['validation_events']:,} events, {v['users']:,} users; models trained on the {v['train_events']:,} "
+        f"events before it). {tuning['trials']} trials; chosen: trial {best.get('trial')}, "
+        f"{metric} = {best.get(metric, 0):.4f}."
+        + (
+            f" 重新训练 Refit: the evaluated model was then trained with the chosen configuration on all "
+            f"{refit['train_events']:,} training events (before {refit['before']}); the test window was read "
+            "once, for this report."
+            if refit
+            else ""
+        )
+        + " All trials: tuning_trials.csv; chosen config: tuned_config.toml."
+    )
+    scores = tuning.get("validation_scores")
+    if scores:
+        keys = list(next(iter(scores.values())))
+        header = ["策略 Policy (validation window)"] + keys
+        ordered = sorted(scores.items(), key=lambda kv: -(kv[1].get(metric) or 0.0))
+        rows = [
+            [policy_label(name) + (" (chosen)" if name == "engine" else "")] + [_fmt(vals.get(k)) for k in keys]
+            for name, vals in ordered
+        ]
+        sec.p(f"选择依据 Selected against the baselines: validation scores on the same users (sorted by {metric}).")
+        sec.table(header, rows)
+    if tuning.get("chosen"):
+        sec.p("所选配置 Chosen configuration:").bullets([f"{k} = {val}" for k, val in tuning["chosen"].items()])
+    return sec
 
 
 # ---- rendering -------------------------------------------------------------------

@@ -352,6 +352,8 @@ def evaluate(
             lambda: tune(users, items, split.train, taxonomy=taxonomy, config=config, settings=settings.tune_settings, log=say),
         )
         config = tuning.config
+    # the refit: the whole bundle once more on every training event with the chosen configuration;
+    # only this model ever lists for the test window
     model = timed("train", lambda: train_model(users, items, split.train, config=config, taxonomy=taxonomy, as_of=split.time))
     context = ListingContext.build(model, items, split.time, split.train)
     listed = _listed_users(users, settings.max_users, settings.seed)
@@ -386,9 +388,32 @@ def evaluate(
     metrics = S.assemble(doc, split_info)
     metrics["engine_config"] = config.to_dict()
     if tuning is not None:
-        metrics["tuning"] = {"validation": tuning.validation, "best": _plain(tuning.best), "trials": len(tuning.trials)}
+        metrics["tuning"] = tuning_summary(tuning, split)
     metrics["timings_s"] = timings
     return EvaluationResult(metrics=metrics, tables=tables, config=config, tuning=tuning, split=split, timings=timings)
+
+
+def tuning_summary(tuning: TuneResult, split: Split) -> dict[str, Any]:
+    """The ``tuning`` section of metrics.json: window, chosen values, validation scores, refit.
+
+    ``validation_scores`` holds the chosen engine's scores beside every
+    baseline's on the same validation users; ``refit`` says what the evaluated
+    model was trained on (every training event, before ``T``).
+    """
+    metric = tuning.validation["metric"]
+    keys = [key for key in tuning.trials.columns if "@" in key]
+    return {
+        "validation": tuning.validation,
+        "best": _plain(tuning.best),
+        "trials": len(tuning.trials),
+        "chosen": tuning.chosen,
+        "validation_scores": {
+            ENGINE: {key: float(tuning.best[key]) for key in keys},
+            **{name: {key: float(v) for key, v in scores.items()} for name, scores in tuning.baselines.items()},
+        },
+        "metric": metric,
+        "refit": {"train_events": int(len(split.train)), "before": split.time.isoformat()},
+    }
 
 
 def _plain(row: dict[str, Any]) -> dict[str, Any]:

@@ -1,23 +1,35 @@
-"""Tuning: pick collaborative hyper-parameters and blend weights on a validation window.
+"""Tuning: pick the engine's configuration on a validation window carved from training.
 
 The validation window is carved from the *training* events only: its start
 ``T_v`` is the ``1 - validation_fraction`` quantile of their timestamps; models
 are trained on the events before ``T_v`` (with ``as_of=T_v``) and the engine's
 lists at ``T_v`` are judged against the positive engagements in ``[T_v, end of
 training)``, exactly as the evaluation judges the test window. The test window
-is never an input.
+is never an input. The caller then refits: :func:`recsys.evaluation.run.evaluate`
+trains the bundle once more, on all training events with the chosen
+configuration, before it lists anything for the test window (``recsys tune``
+writes the configuration for ``recsys train --config`` to do the same).
 
-The search is a small seeded random search (budgeted: minutes on ~100k
-events): ``n_models`` draws of the collaborative parameters and the
-interaction-matrix decay half-life (each one training run; the first is the
-base configuration), and for each of them ``n_blends`` draws of all nine blend
-weights -- the engagement model's four (quality, interest, format,
-timeliness) and the other five (see ``recsys/ranking/scoring.py``) -- and the
-freshness half-life (the first is the base values; these need no retraining).
-More parameters do not mean more trials: the budget is ``n_models * n_blends``
-trials either way. The best trial by mean NDCG@k over the validation users
-wins; the base configuration is always trial 0, so tuning never picks
-something that did worse on validation.
+**The search space is :data:`SEARCH_SPACE`**, one :class:`SearchParam` per
+searched setting (config section, field, how a value is drawn or the values a
+grid tries, whether it needs a training run). Adding a parameter is one line
+there; a parameter whose field the configuration does not have is skipped, so
+the space may name fields that come and go.
+
+The search is a small seeded random search (budgeted: minutes on ~100k events):
+``n_models`` training runs, each with a draw of the parameters that need one,
+and for each trained model ``n_blends`` draws of the ranking parameters that do
+not (blend weights, freshness half-life; each a ``Recommender`` over the same
+model). Grid parameters (``ranking.ranker`` in {"linear", "learned"}) are
+crossed with the draws: the first models are the base configuration with each
+grid combination (the base's own values first), later models cycle through the
+combinations with random draws of the rest. The base configuration is always
+trial 0 and ties go to the earlier trial, so tuning never picks something that
+did worse on validation. The budget is ``n_models * n_blends`` trials either way.
+
+Besides the engine's trials, every baseline of :mod:`recsys.evaluation.baselines`
+is scored on the same validation users with the chosen trial's model, so the
+report can show what the engine was selected against.
 
 Not searched: ``[interactions] popularity_half_life_days`` (the recency of
 segment popularity), which stays at the base configuration's value.
@@ -26,10 +38,11 @@ segment popularity), which stays at the base configuration's value.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -42,27 +55,149 @@ from recsys.exceptions import ConfigError
 from recsys.seeds import check_random_state
 from recsys.taxonomy import Taxonomy
 
-#: parameters that need a training run, by config section: the collaborative fit, and the
-#: decay half-life of the user x item matrix (the ALS confidences; popularity has its own
-#: ``popularity_half_life_days``, not searched)
-MODEL_PARAMS = {
-    "collaborative": ("factors", "regularization", "alpha", "iterations"),
-    "interactions": ("half_life_days",),
-}
-#: ranking parameters searched on a trained model (no retraining): every ``weight_*`` of
-#: RankingConfig, in its order, and the freshness half-life
-BLEND_PARAMS = (
-    "weight_collaborative",
-    "weight_topic",
-    "weight_popularity",
-    "weight_freshness",
-    "weight_authority",
-    "weight_quality",
-    "weight_interest",
-    "weight_format",
-    "weight_timeliness",
-    "freshness_half_life_days",
+
+def _log_uniform(low: float, high: float, digits: int) -> Callable[[np.random.Generator], float]:
+    return lambda rng: round(float(math.exp(rng.uniform(math.log(low), math.log(high)))), digits)
+
+
+def _uniform(low: float, high: float, digits: int = 4) -> Callable[[np.random.Generator], float]:
+    return lambda rng: round(float(rng.uniform(low, high)), digits)
+
+
+def _choice(values: tuple, cast: type) -> Callable[[np.random.Generator], Any]:
+    return lambda rng: cast(rng.choice(list(values)))
+
+
+@dataclass(frozen=True)
+class SearchParam:
+    """One searched setting.
+
+    Attributes
+    ----------
+    section, name : str
+        The config field (``getattr(getattr(config, section), name)``); its
+        trials-table column is ``name`` (unique across the space).
+    draw : callable or None
+        ``rng -> value``: a random draw (random-search parameters).
+    grid : tuple
+        Values every one of which is tried (categorical choices); the base
+        configuration's value goes first.
+    retrain : bool
+        True when a new value needs a training run (collaborative fit,
+        interaction decay, the ranker); False for what a ``Recommender``
+        over a trained model can change (blend weights).
+    """
+
+    section: str
+    name: str
+    draw: Callable[[np.random.Generator], Any] | None = None
+    grid: tuple = ()
+    retrain: bool = True
+
+
+#: the tuner's search space: extend it here (one line per parameter); the order is the draw order
+SEARCH_SPACE: tuple[SearchParam, ...] = (
+    # training runs: the collaborative fit and the decay half-life of the user x item matrix
+    SearchParam("collaborative", "factors", _choice((16, 32, 64, 128), int)),
+    SearchParam("collaborative", "regularization", _log_uniform(0.003, 0.3, 5)),
+    SearchParam("collaborative", "alpha", _log_uniform(1.0, 40.0, 3)),
+    SearchParam("collaborative", "iterations", _choice((10, 15, 20), int)),
+    SearchParam("interactions", "half_life_days", _choice((3.0, 7.0, 14.0, 30.0, 60.0), float)),
+    # the ranking stage itself: every choice is tried (the learned ranker is trained with the bundle)
+    SearchParam("ranking", "ranker", grid=("linear", "learned")),
+    # no retraining: the blend over a trained model (see recsys/ranking/scoring.py)
+    SearchParam("ranking", "weight_collaborative", _log_uniform(0.2, 2.0, 4), retrain=False),
+    SearchParam("ranking", "weight_topic", _uniform(0.0, 1.5), retrain=False),
+    SearchParam("ranking", "weight_popularity", _log_uniform(0.05, 3.0, 4), retrain=False),
+    SearchParam("ranking", "weight_freshness", _uniform(0.0, 0.5), retrain=False),
+    SearchParam("ranking", "weight_authority", _uniform(0.0, 0.3), retrain=False),
+    # the engagement model's log-odds terms: 1 is the fitted model as it stands, 0 drops the
+    # term, 2 doubles it; each is drawn on its own (they trade engagement against logged precision)
+    SearchParam("ranking", "weight_quality", _uniform(0.0, 2.0), retrain=False),
+    SearchParam("ranking", "weight_interest", _uniform(0.0, 2.0), retrain=False),
+    SearchParam("ranking", "weight_format", _uniform(0.0, 2.0), retrain=False),
+    SearchParam("ranking", "weight_timeliness", _uniform(0.0, 2.0), retrain=False),
+    SearchParam("ranking", "freshness_half_life_days", _log_uniform(1.0, 30.0, 3), retrain=False),
 )
+
+#: parameters that need a training run, by config section (declared in :data:`SEARCH_SPACE`)
+MODEL_PARAMS: dict[str, tuple[str, ...]] = {}
+for _p in SEARCH_SPACE:
+    if _p.retrain:
+        MODEL_PARAMS[_p.section] = (*MODEL_PARAMS.get(_p.section, ()), _p.name)
+#: ranking parameters searched on a trained model, without retraining
+BLEND_PARAMS: tuple[str, ...] = tuple(p.name for p in SEARCH_SPACE if not p.retrain)
+
+
+def active_space(config: EngineConfig, space: tuple[SearchParam, ...] = SEARCH_SPACE) -> tuple[SearchParam, ...]:
+    """The parameters of ``space`` that ``config`` has a field for (others are skipped).
+
+    Raises
+    ------
+    ConfigError
+        If two parameters share a name (their trials columns would collide),
+        or one has neither a draw nor a grid.
+    """
+    names = [p.name for p in space]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ConfigError(f"tuning search space names {dup[0]!r} twice; names must be unique")
+    bad = [p.name for p in space if p.draw is None and not p.grid]
+    if bad:
+        raise ConfigError(f"tuning search parameter {bad[0]!r} has neither a draw nor a grid")
+    return tuple(p for p in space if hasattr(getattr(config, p.section, None), p.name))
+
+
+def _base_value(config: EngineConfig, param: SearchParam) -> Any:
+    return getattr(getattr(config, param.section), param.name)
+
+
+def _grid_combinations(base: EngineConfig, grid: list[SearchParam]) -> list[dict[str, Any]]:
+    """Every combination of the grid parameters' values, the base configuration's first."""
+    axes = []
+    for p in grid:
+        own = _base_value(base, p)
+        axes.append([own] + [v for v in p.grid if v != own])
+    return [dict(zip((p.name for p in grid), combo)) for combo in itertools.product(*axes)]
+
+
+def space_draws(
+    base: EngineConfig, params: tuple[SearchParam, ...] | list[SearchParam], n: int, rng: np.random.Generator
+) -> list[dict[str, Any]]:
+    """Values of ``params`` for each of ``n`` trials (training runs, or blends over one model).
+
+    Trial 0 is the base configuration; the next trials are the base with each
+    other combination of the grid parameters; later trials draw the random
+    parameters and cycle through the grid combinations.
+    """
+    grid = [p for p in params if p.grid]
+    drawn = [p for p in params if not p.grid]
+    combos = _grid_combinations(base, grid)
+    out = []
+    for i in range(n):
+        if i < len(combos):
+            values = {p.name: _base_value(base, p) for p in drawn}
+        else:
+            values = {p.name: p.draw(rng) for p in drawn}  # type: ignore[misc]
+        out.append({**values, **combos[i % len(combos)]})
+    return out
+
+
+def model_draws(
+    base: EngineConfig, n_models: int, rng: np.random.Generator, space: tuple[SearchParam, ...] | None = None
+) -> list[dict[str, Any]]:
+    """The training-run parameters of each of ``n_models`` runs (see :func:`space_draws`)."""
+    return space_draws(base, [p for p in (space or active_space(base)) if p.retrain], n_models, rng)
+
+
+def draw_model(rng: np.random.Generator) -> dict[str, Any]:
+    """One random draw of the training-run parameters with a draw (see :data:`SEARCH_SPACE`)."""
+    return {p.name: p.draw(rng) for p in SEARCH_SPACE if p.retrain and p.draw is not None}
+
+
+def draw_blend(rng: np.random.Generator, space: tuple[SearchParam, ...] = SEARCH_SPACE) -> dict[str, Any]:
+    """One random draw of the ranking parameters that need no retraining (see :data:`BLEND_PARAMS`)."""
+    return {p.name: p.draw(rng) for p in space if not p.retrain and p.draw is not None}
 
 
 @dataclass(frozen=True)
@@ -124,46 +259,20 @@ class TuneResult:
         The best trial's row.
     validation : dict
         ``start``/``end`` (ISO) of the validation window, ``train_events``,
-        ``validation_events``, ``users`` judged.
+        ``validation_events``, ``users`` judged, ``metric``.
+    baselines : dict
+        Baseline name -> ``{ndcg@k, precision@k, recall@k}`` on the same
+        validation users, listed from the chosen trial's model.
+    chosen : dict
+        ``"section.name"`` -> the chosen value of every searched parameter.
     """
 
     config: EngineConfig
     trials: pd.DataFrame
     best: dict[str, Any]
     validation: dict[str, Any] = field(default_factory=dict)
-
-
-def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
-    return float(math.exp(rng.uniform(math.log(low), math.log(high))))
-
-
-def draw_model(rng: np.random.Generator) -> dict[str, Any]:
-    """One random draw of the parameters that need a training run (see :data:`MODEL_PARAMS`)."""
-    return {
-        "factors": int(rng.choice([16, 32, 64, 128])),
-        "regularization": round(_log_uniform(rng, 0.003, 0.3), 5),
-        "alpha": round(_log_uniform(rng, 1.0, 40.0), 3),
-        "iterations": int(rng.choice([10, 15, 20])),
-        "half_life_days": float(rng.choice([3.0, 7.0, 14.0, 30.0, 60.0])),
-    }
-
-
-def draw_blend(rng: np.random.Generator) -> dict[str, float]:
-    """One random draw of the ranking parameters (see :data:`BLEND_PARAMS`; scales as in RankingConfig)."""
-    return {
-        "weight_collaborative": round(_log_uniform(rng, 0.2, 2.0), 4),
-        "weight_topic": round(float(rng.uniform(0.0, 1.5)), 4),
-        "weight_popularity": round(_log_uniform(rng, 0.05, 3.0), 4),
-        "weight_freshness": round(float(rng.uniform(0.0, 0.5)), 4),
-        "weight_authority": round(float(rng.uniform(0.0, 0.3)), 4),
-        # the engagement model's log-odds terms: 1 is the fitted model as it stands, 0 drops the
-        # term, 2 doubles it; each is drawn on its own (they trade engagement against logged precision)
-        "weight_quality": round(float(rng.uniform(0.0, 2.0)), 4),
-        "weight_interest": round(float(rng.uniform(0.0, 2.0)), 4),
-        "weight_format": round(float(rng.uniform(0.0, 2.0)), 4),
-        "weight_timeliness": round(float(rng.uniform(0.0, 2.0)), 4),
-        "freshness_half_life_days": round(_log_uniform(rng, 1.0, 30.0), 3),
-    }
+    baselines: dict[str, dict[str, float]] = field(default_factory=dict)
+    chosen: dict[str, Any] = field(default_factory=dict)
 
 
 def _judge(lists: pd.DataFrame, relevant: pd.DataFrame, user_ids: np.ndarray, k: int) -> dict[str, float]:
@@ -181,6 +290,28 @@ def _n_relevant(relevant: pd.DataFrame, user_ids: np.ndarray) -> np.ndarray:
     return pd.Index(user_ids).map(counts).fillna(0).to_numpy(dtype=np.int64)
 
 
+def baseline_scores(
+    model: Any, items: pd.DataFrame, train_events: pd.DataFrame, time: pd.Timestamp,
+    relevant: pd.DataFrame, user_ids: np.ndarray, k: int, *, seed: int = 0,
+) -> dict[str, dict[str, float]]:
+    """Every baseline's validation scores: lists at ``time`` from ``model``, judged like the engine's.
+
+    Returns
+    -------
+    dict
+        Baseline name -> ``{ndcg@k, precision@k, recall@k}``.
+    """
+    from recsys.evaluation.baselines import BASELINES, ListingContext, make_baseline, recommend
+
+    context = ListingContext.build(model, items, time, train_events)
+    fallback = make_baseline("segment_popular").fit(context)
+    out = {}
+    for name in BASELINES:
+        policy = make_baseline(name, seed=seed).fit(context)
+        out[name] = _judge(recommend(policy, context, user_ids, k, fallback=fallback), relevant, user_ids, k)
+    return out
+
+
 def tune(
     users: pd.DataFrame,
     items: pd.DataFrame,
@@ -191,7 +322,7 @@ def tune(
     settings: TuneSettings | None = None,
     log: Any = None,
 ) -> TuneResult:
-    """Random search over collaborative parameters, blend weights and the freshness half-life.
+    """Search :data:`SEARCH_SPACE` on a validation window carved from ``train_events``.
 
     Parameters
     ----------
@@ -220,6 +351,7 @@ def tune(
 
     settings = (settings or TuneSettings()).check()
     base = config or EngineConfig()
+    space = active_space(base)
     rng = check_random_state(settings.seed)
     t_val = quantile_time(train_events, 1.0 - float(settings.validation_fraction))
     inner = temporal_split(train_events, time=t_val)
@@ -234,39 +366,40 @@ def tune(
         judged = np.sort(rng.choice(judged, size=settings.max_users, replace=False))
     relevant = relevant[relevant[C.USER_ID].isin(set(judged))]
 
-    cf_draws = [{p: getattr(getattr(base, sec), p) for sec, params in MODEL_PARAMS.items() for p in params}]
-    cf_draws += [draw_model(rng) for _ in range(settings.n_models - 1)]
-    blend_draws = [{p: getattr(base.ranking, p) for p in BLEND_PARAMS}]
-    blend_draws += [draw_blend(rng) for _ in range(settings.n_blends - 1)]
+    cf_draws = model_draws(base, settings.n_models, rng, space)
+    blend_draws = space_draws(base, [p for p in space if not p.retrain], settings.n_blends, rng)
 
+    key = f"ndcg@{settings.k}"
     rows: list[dict[str, Any]] = []
+    best_model, best_score = None, -math.inf
     started = time.perf_counter()
     for m, cf in enumerate(cf_draws):
         if m > 0 and time.perf_counter() - started > settings.time_budget_s:
             if log:
                 log(f"tune: time budget of {settings.time_budget_s:.0f}s spent after {m} model(s)")
             break
-        cfg = _with(base, cf)
+        cfg = _with(base, space, cf)
         t0 = time.perf_counter()
         model = train_model(users, items, inner.train, config=cfg, taxonomy=taxonomy, as_of=t_val)
         fit_s = time.perf_counter() - t0
         for b, blend in enumerate(blend_draws):
             t1 = time.perf_counter()
-            ranking = dataclasses.replace(base.ranking, **blend)
+            ranking = _with(cfg, space, blend).ranking
             rec = Recommender.from_model(model, catalog=items, config=ranking)
             lists = rec.recommend_many(list(judged), settings.k, now=t_val)
             scores = _judge(lists, relevant, judged, settings.k)
             row = {"trial": len(rows), "model": m, **cf, **blend, **scores}
             row["seconds"] = round((fit_s if b == 0 else 0.0) + time.perf_counter() - t1, 3)
             rows.append(row)
+            if scores[key] > best_score:  # strictly better: on a tie the earlier trial stays
+                best_model, best_score = model, scores[key]
             if log:
-                log(f"tune: trial {row['trial']} model {m} ndcg@{settings.k}={scores[f'ndcg@{settings.k}']:.4f}")
+                log(f"tune: trial {row['trial']} model {m} {key}={scores[key]:.4f}")
+        del model
     trials = pd.DataFrame(rows)
-    key = f"ndcg@{settings.k}"
     # best validation NDCG; on a tie the earlier trial (the base comes first)
     best = trials.iloc[[int(trials[key].to_numpy().argmax())]].to_dict("records")[0]  # keeps int columns int
-    chosen = _with(base, {p: best[p] for params in MODEL_PARAMS.values() for p in params})
-    chosen = dataclasses.replace(chosen, ranking=dataclasses.replace(base.ranking, **{p: float(best[p]) for p in BLEND_PARAMS}))
+    chosen = _with(base, space, best)
     ts = train_events[C.TIMESTAMP]
     validation = {
         "start": t_val.isoformat(),
@@ -276,17 +409,40 @@ def tune(
         "users": int(len(judged)),
         "metric": key,
     }
-    return TuneResult(config=chosen, trials=trials, best=best, validation=validation)
+    # what the engine was selected against: the baselines on the same users, from the chosen model
+    baselines = baseline_scores(best_model, items, inner.train, t_val, relevant, judged, settings.k, seed=settings.seed)
+    if log:
+        rivals = ", ".join(f"{n} {v[key]:.4f}" for n, v in baselines.items())
+        log(f"tune: chosen trial {best['trial']} {key}={best[key]:.4f}; baselines on validation: {rivals}")
+    picked = {f"{p.section}.{p.name}": _plain(_base_value(chosen, p)) for p in space}
+    return TuneResult(config=chosen, trials=trials, best=best, validation=validation, baselines=baselines, chosen=picked)
 
 
-def _with(base: EngineConfig, values: dict[str, Any]) -> EngineConfig:
-    """``base`` with the :data:`MODEL_PARAMS` in ``values`` replaced (types as the defaults')."""
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _cast(default: Any, value: Any) -> Any:
+    """``value`` with the type of the field's ``default`` (trials tables hold numpy scalars)."""
+    value = _plain(value)
+    if isinstance(default, bool):
+        return bool(value)
+    if isinstance(default, int):
+        return int(value)
+    if isinstance(default, float):
+        return float(value)
+    if isinstance(default, str):
+        return str(value)
+    return value
+
+
+def _with(base: EngineConfig, space: tuple[SearchParam, ...], values: dict[str, Any]) -> EngineConfig:
+    """``base`` with the parameters of ``space`` found in ``values`` replaced (types as the base's)."""
     cfg = base
-    for sec, params in MODEL_PARAMS.items():
-        section = getattr(cfg, sec)
-        changes = {}
-        for p in params:
-            default = getattr(section, p)
-            changes[p] = int(values[p]) if isinstance(default, int) and not isinstance(default, bool) else float(values[p])
-        cfg = dataclasses.replace(cfg, **{sec: dataclasses.replace(section, **changes)})
+    by_section: dict[str, dict[str, Any]] = {}
+    for p in space:
+        if p.name in values:
+            by_section.setdefault(p.section, {})[p.name] = _cast(_base_value(base, p), values[p.name])
+    for sec, changes in by_section.items():
+        cfg = dataclasses.replace(cfg, **{sec: dataclasses.replace(getattr(cfg, sec), **changes)})
     return cfg
