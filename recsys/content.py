@@ -12,6 +12,14 @@ the taxonomy's code order, and the row is L2-normalised::
 so two rewordings of one story (shared key words, same topics and format) end
 up close, and items with nothing in common score near 0.
 
+Text is capped before tokenising: the first ``MAX_TITLE_CHARS`` (1,000)
+characters of a title, ``MAX_SUMMARY_CHARS`` (5,000) of a summary, the first
+``MAX_TAGS`` (50) tags of at most ``MAX_TAG_CHARS`` (100) characters each
+(constants defined once in ``recsys.columns``); the rest is ignored. jieba costs up to ~30 us a character, so one 1M-character title used to
+stall training; the caps sit far above real texts (titles of tens of
+characters, summaries of a few hundred) and bound one item to ~0.2 s.
+``recsys validate`` counts the rows over a cap (see ``recsys.columns``).
+
 Persistence has no pickle: the vocabulary (JSON), the IDF weights and the SVD
 components (``.npy``) and the stop words are written out, and :meth:`load`
 rebuilds a ``TfidfVectorizer`` from the vocabulary and IDF and applies the SVD
@@ -39,7 +47,17 @@ from sklearn.decomposition import TruncatedSVD
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.pipeline import Pipeline
 
-from recsys.columns import FORMAT, SUMMARY, TAGS, TITLE, TOPICS
+from recsys.columns import (
+    FORMAT,
+    MAX_SUMMARY_CHARS,
+    MAX_TAG_CHARS,
+    MAX_TAGS,
+    MAX_TITLE_CHARS,
+    SUMMARY,
+    TAGS,
+    TITLE,
+    TOPICS,
+)
 from recsys.config import ContentConfig
 from recsys.exceptions import ArtifactError, ConfigError, NotFittedError, SchemaError, UnknownCodeError
 from recsys.io import atomic_dir, sha256_file, write_json
@@ -160,10 +178,13 @@ def _item_columns(items: pd.DataFrame) -> dict[str, list]:
         if column not in items.columns:
             raise SchemaError(f"items table lacks required column {column!r}")
     n = len(items)
+    # Text is cut to its cap here, before any tokenising (see the module docstring).
     return {
-        TITLE: [_as_text(v) for v in items[TITLE]],
-        SUMMARY: [_as_text(v) for v in items[SUMMARY]] if SUMMARY in items.columns else [""] * n,
-        TAGS: [_as_list(v) for v in items[TAGS]] if TAGS in items.columns else [[] for _ in range(n)],
+        TITLE: [_as_text(v)[:MAX_TITLE_CHARS] for v in items[TITLE]],
+        SUMMARY: [_as_text(v)[:MAX_SUMMARY_CHARS] for v in items[SUMMARY]] if SUMMARY in items.columns else [""] * n,
+        TAGS: [[t[:MAX_TAG_CHARS] for t in _as_list(v)[:MAX_TAGS]] for v in items[TAGS]]
+        if TAGS in items.columns
+        else [[] for _ in range(n)],
         TOPICS: [_as_list(v) for v in items[TOPICS]],
         FORMAT: [_as_text(v) or DEFAULT_FORMAT for v in items[FORMAT]]
         if FORMAT in items.columns

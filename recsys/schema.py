@@ -18,11 +18,14 @@ events table runs to tens of millions of rows.
 
 from __future__ import annotations
 
+import codecs
 import datetime as dt
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -31,10 +34,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from recsys import columns as C
-from recsys.exceptions import ConfigError, SchemaError
+from recsys.exceptions import ConfigError, DataError, SchemaError
 from recsys.io import write_parquet
 from recsys.taxonomy import Taxonomy, load_taxonomy
-from recsys.timeutil import parse_time
+from recsys.timeutil import parse_time, parse_zone
 
 KINDS = ("users", "items", "events")
 #: file suffix -> format; anything else is refused
@@ -184,7 +187,9 @@ def find_table(data_dir: str | Path, kind: str) -> Path:
     return found[0]
 
 
-def read_table(path: str | Path, kind: str) -> pd.DataFrame:
+def read_table(
+    path: str | Path, kind: str, *, encoding: str | None = None, delimiter: str | None = None
+) -> pd.DataFrame:
     """Read one table file as it is, checking only that it can be used.
 
     Values are not converted: a CSV is read as strings (empty cell = ``""``),
@@ -194,9 +199,15 @@ def read_table(path: str | Path, kind: str) -> pd.DataFrame:
     Parameters
     ----------
     path : str or Path
-        A ``.parquet`` / ``.pq`` or ``.csv`` (UTF-8, a BOM is allowed) file.
+        A ``.parquet`` / ``.pq`` or ``.csv`` file.
     kind : {"users", "items", "events"}
         Which table it is (decides the required columns).
+    encoding : str, optional
+        Text encoding of a CSV file (any Python codec name, e.g.
+        ``gb18030``); default UTF-8, a BOM allowed. Ignored for Parquet.
+    delimiter : str, optional
+        Field separator of a CSV file: one character, or ``tab``; default
+        ``,``. Ignored for Parquet.
 
     Returns
     -------
@@ -206,48 +217,159 @@ def read_table(path: str | Path, kind: str) -> pd.DataFrame:
     Raises
     ------
     SchemaError
-        If the file is missing, has another suffix, cannot be parsed, or
-        lacks a required column; the message names the file.
+        If the file is missing, a folder, has another suffix, cannot be
+        parsed (a damaged Parquet file, text in another encoding: the message
+        says which encoding it looks like), lacks a required column (the
+        message names the delimiter the header seems to use), or has no rows;
+        the message names the file.
     ConfigError
-        If ``kind`` is not one of :data:`KINDS`.
+        If ``kind`` is not one of :data:`KINDS`, or ``encoding`` /
+        ``delimiter`` is invalid.
     """
     _check_kind(kind)
+    sep = check_delimiter(delimiter)
+    codec = check_encoding(encoding)
     p = Path(path)
     fmt = SUFFIXES.get(p.suffix.lower())
     if fmt is None:
         raise SchemaError(f"{p}: unsupported file type {p.suffix!r}; valid: {', '.join(SUFFIXES)}")
     if not p.exists():
         raise SchemaError(f"{p}: file not found")
-    frame = _read_parquet(p) if fmt == "parquet" else _read_csv(p)
+    if p.is_dir():
+        raise SchemaError(f"{p}: is a folder; expected the {kind} table as one {fmt.upper()} file")
+    frame = _read_parquet(p) if fmt == "parquet" else _read_csv(p, codec, sep)
     missing = [name for name in required_columns(kind) if name not in frame.columns]
     if missing:
+        hint = _delimiter_hint(p, codec, sep, kind) if fmt == "csv" else ""
         raise SchemaError(
             f"{p}: required column {', '.join(map(repr, missing))} absent from the {kind} table; "
-            f"required: {', '.join(required_columns(kind))}"
+            f"required: {', '.join(required_columns(kind))}{hint}"
         )
+    if len(frame) == 0:
+        raise SchemaError(f"{p}: the {kind} table has no rows (a header only); expected at least one row")
     return frame.reset_index(drop=True)
+
+
+def check_delimiter(delimiter: str | None) -> str:
+    """Return the CSV field separator ``delimiter`` names (``None``: ``,``).
+
+    ``tab`` and the two characters ``\\t`` mean a tab (a shell passes them
+    more easily than the character itself).
+
+    Raises
+    ------
+    ConfigError
+        If it is not one character, or is a quote or a line break.
+    """
+    if delimiter is None:
+        return ","
+    sep = "\t" if delimiter in ("tab", "\\t") else delimiter
+    if not isinstance(sep, str) or len(sep) != 1 or sep in ('"', "\n", "\r"):
+        raise ConfigError(
+            f"delimiter {delimiter!r} is not a single field-separator character; "
+            "e.g. ',', ';', '|' or tab"
+        )
+    return sep
+
+
+def check_encoding(encoding: str | None) -> str:
+    """Return the Python codec name for a CSV file's ``encoding`` (``None``: UTF-8 with an optional BOM).
+
+    Raises
+    ------
+    ConfigError
+        If Python knows no such encoding.
+    """
+    if encoding is None:
+        return "utf-8-sig"
+    try:
+        codec = codecs.lookup(str(encoding)).name
+    except LookupError:
+        raise ConfigError(
+            f"encoding {encoding!r} is unknown; valid: a Python codec name such as utf-8, gb18030, gbk, utf-16"
+        ) from None
+    # A UTF-8 file may start with a BOM; read past it rather than into the first column name.
+    return "utf-8-sig" if codec == "utf-8" else codec
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:
     try:
         return pq.read_table(path).to_pandas()
-    except (pa.ArrowException, OSError) as exc:
+    except Exception as exc:  # noqa: BLE001 - see below
+        # A damaged file can fail anywhere in Arrow's decoding (ArrowInvalid,
+        # OSError, IndexError, OverflowError, ...); whatever the type, the file
+        # is the culprit and the user needs its name, not a traceback.
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise SchemaError(f"{path}: not a readable Parquet file ({reason})") from None
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
+def _read_csv(path: Path, encoding: str, delimiter: str) -> pd.DataFrame:
     try:
         # Strings only, no NA guessing: "NA" or "null" may be real ids; an
         # empty cell stays "" and each column type decides what empty means.
-        return pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8-sig")
+        return pd.read_csv(
+            path, dtype=str, keep_default_na=False, na_filter=False, encoding=encoding, sep=delimiter
+        )
     except pd.errors.EmptyDataError:
         raise SchemaError(f"{path}: empty file, no header row") from None
-    except UnicodeDecodeError:
-        raise SchemaError(f"{path}: not UTF-8 text (is it a CSV file?)") from None
-    except (pd.errors.ParserError, OSError) as exc:
+    except UnicodeError as exc:
+        raise SchemaError(f"{path}: {_encoding_problem(path, encoding, exc)}") from None
+    except (pd.errors.ParserError, OSError, ValueError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise SchemaError(f"{path}: not a readable CSV file ({reason})") from None
+
+
+# Bytes read to guess an encoding or a delimiter: enough for many rows.
+_SNIFF_BYTES = 1 << 16
+# Field separators recognised in a header that did not split.
+_DELIMITERS = (",", ";", "\t", "|")
+
+
+def _encoding_problem(path: Path, encoding: str, exc: UnicodeError) -> str:
+    """Say which encoding the file is not, and which one it looks like."""
+    shown = "UTF-8" if encoding == "utf-8-sig" else encoding
+    with open(path, "rb") as fh:
+        head = fh.read(_SNIFF_BYTES)
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        guess = "utf-16"
+    else:
+        guess = ""
+        for codec in ("gb18030", "big5"):
+            try:
+                text = codecs.getincrementaldecoder(codec)().decode(head, final=False)
+            except UnicodeError:
+                continue
+            if re.search(r"[\u4e00-\u9fff]", text):
+                guess = codec
+                break
+    if guess == "gb18030" and encoding != "gb18030":
+        return (
+            f"not {shown} text; it looks like GBK/GB18030 -- pass --encoding gb18030 "
+            f"or convert it with iconv -f GB18030 -t UTF-8"
+        )
+    if guess and guess != encoding:
+        return f"not {shown} text; it looks like {guess} -- pass --encoding {guess} or convert it to UTF-8"
+    where = f" (byte {exc.start})" if isinstance(exc, UnicodeDecodeError) else ""
+    return f"not {shown} text{where}; pass --encoding NAME with the file's encoding, or convert it to UTF-8"
+
+
+def _delimiter_hint(path: Path, encoding: str, delimiter: str, kind: str) -> str:
+    """``"; the delimiter looks like ';' ..."`` when another separator splits the header into the required columns."""
+    try:
+        with open(path, encoding=encoding, errors="replace", newline="") as fh:
+            header = fh.readline().strip("\r\n")
+    except OSError:
+        return ""
+    required = set(required_columns(kind))
+
+    def found(sep: str) -> int:
+        return len(required & {name.strip().strip('"') for name in header.split(sep)})
+
+    best = max((sep for sep in _DELIMITERS if sep != delimiter), key=found)
+    if found(best) <= found(delimiter):
+        return ""
+    name = "tab" if best == "\t" else repr(best)
+    return f"; the delimiter looks like {name}, not {delimiter!r} -- pass --delimiter {name}"
 
 
 # ------------------------------------------------------------- rejections ----
@@ -368,12 +490,17 @@ def _as_float(raw: pd.Series) -> tuple[pd.Series, np.ndarray]:
     return values, bad
 
 
-def _as_timestamps(raw: pd.Series) -> tuple[pd.Series, np.ndarray, np.ndarray, np.ndarray]:
+def _as_timestamps(
+    raw: pd.Series, assume_tz: ZoneInfo | None = None
+) -> tuple[pd.Series, np.ndarray, np.ndarray, np.ndarray]:
     """Return (datetime64[us, UTC] values, null, unparsable, naive masks).
 
     Accepted: a tz-aware datetime column; Unix seconds (integers); strings in
     ISO 8601 with an offset, or integer Unix seconds. A datetime column
-    without a time zone makes every non-null row naive.
+    without a time zone makes every non-null row naive. With ``assume_tz``
+    naive values are read as local times there instead; only those that do
+    not exist there or are ambiguous (a daylight-saving gap or overlap) stay
+    naive.
     """
     n = len(raw)
     none = np.zeros(n, dtype=bool)
@@ -383,6 +510,9 @@ def _as_timestamps(raw: pd.Series) -> tuple[pd.Series, np.ndarray, np.ndarray, n
     if pd.api.types.is_datetime64_dtype(raw.dtype):
         null = raw.isna().to_numpy()
         values = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[us, UTC]")
+        if assume_tz is not None:
+            values = _localize(raw, assume_tz)
+            return values, null, none, ~null & values.isna().to_numpy()
         return values, null, none, ~null
     if pd.api.types.is_numeric_dtype(raw.dtype) and not pd.api.types.is_bool_dtype(raw.dtype):
         null = raw.isna().to_numpy()
@@ -405,10 +535,37 @@ def _as_timestamps(raw: pd.Series) -> tuple[pd.Series, np.ndarray, np.ndarray, n
     parsed = values.notna().to_numpy()
     unparsable = ~null & ~parsed
     naive = is_iso & parsed & ~text.str.contains(_OFFSET_RE, regex=True).to_numpy(dtype=bool)
+    if assume_tz is not None and naive.any():
+        local = pd.to_datetime(text[naive], format="ISO8601", errors="coerce")
+        values.loc[naive] = _localize(local, assume_tz)
+        naive = naive & values.isna().to_numpy()
     return values, null, unparsable, naive
 
 
+def _localize(naive: pd.Series, zone: ZoneInfo) -> pd.Series:
+    """Naive date-times read as local times in ``zone``, as UTC; NaT where none or two instants fit."""
+    local = naive.dt.tz_localize(zone, ambiguous="NaT", nonexistent="NaT")
+    return local.dt.tz_convert("UTC").dt.as_unit("us")
+
+
+def _iso_utc(values: pd.Series) -> list[str]:
+    """UTC timestamps as ISO strings, through numpy: pandas cannot format years outside 1..9999."""
+    naive = values.dt.tz_convert(None).to_numpy(dtype="datetime64[us]")
+    return [f"{t}Z" for t in np.datetime_as_string(naive, unit="s")]
+
+
 # ----------------------------------------------------------- table checks ----
+@dataclass(frozen=True)
+class _Context:
+    """What one validation run checks against (built once by :func:`validate_tables`)."""
+
+    taxonomy: Taxonomy
+    end: pd.Timestamp
+    min_time: pd.Timestamp
+    max_time: pd.Timestamp
+    assume_tz: ZoneInfo | None = None
+
+
 def _valid_codes(col: Column, taxonomy: Taxonomy) -> tuple[str, ...]:
     if isinstance(col.codes, str):
         return taxonomy.codes(col.codes)
@@ -421,9 +578,9 @@ def _default(col: Column, taxonomy: Taxonomy) -> object:
     return col.default
 
 
-def _convert_strings(source: pd.Series, col: Column, taxonomy: Taxonomy, rej: _Rejections) -> pd.Series:
+def _convert_strings(source: pd.Series, col: Column, ctx: _Context, rej: _Rejections) -> pd.Series:
     """An id, text or code column: ``str`` values, default where empty."""
-    name = col.name
+    name, taxonomy = col.name, ctx.taxonomy
     values = _as_str(source)
     empty = (values.str.strip() == "").to_numpy()
     if col.required:
@@ -436,9 +593,9 @@ def _convert_strings(source: pd.Series, col: Column, taxonomy: Taxonomy, rej: _R
     return values if default is None else values.where(~empty, default)
 
 
-def _convert_lists(source: pd.Series, col: Column, taxonomy: Taxonomy, rej: _Rejections) -> pd.Series:
+def _convert_lists(source: pd.Series, col: Column, ctx: _Context, rej: _Rejections) -> pd.Series:
     """A codes or strings column: Python lists of ``str``, default where null."""
-    name = col.name
+    name, taxonomy = col.name, ctx.taxonomy
     default = _default(col, taxonomy)
     values, null = _as_lists(source, list(default) if default is not None else [])
     if col.required:
@@ -459,24 +616,29 @@ def _convert_lists(source: pd.Series, col: Column, taxonomy: Taxonomy, rej: _Rej
     return values
 
 
-def _convert_bool(source: pd.Series, col: Column, taxonomy: Taxonomy, rej: _Rejections) -> pd.Series:
+def _convert_bool(source: pd.Series, col: Column, ctx: _Context, rej: _Rejections) -> pd.Series:
     """A bool column; null is the contract's default, false."""
     values, _, bad = _as_bool(source)
     rej.add(C.R_UNKNOWN_CODE, bad, _value_detail(col.name, source, "valid: true, false, 1, 0"))
     return values
 
 
-def _convert_float(source: pd.Series, col: Column, taxonomy: Taxonomy, rej: _Rejections) -> pd.Series:
+def _convert_float(source: pd.Series, col: Column, ctx: _Context, rej: _Rejections) -> pd.Series:
     """A float column; null is NaN."""
     values, bad = _as_float(source)
     rej.add(C.R_UNKNOWN_CODE, bad, _value_detail(col.name, source, "not a number"))
     return values
 
 
-def _convert_timestamps(source: pd.Series, col: Column, taxonomy: Taxonomy, rej: _Rejections) -> pd.Series:
-    """A timestamp column: ``datetime64[us, UTC]``, null is NaT."""
+def _convert_timestamps(source: pd.Series, col: Column, ctx: _Context, rej: _Rejections) -> pd.Series:
+    """A timestamp column: ``datetime64[us, UTC]``, null is NaT.
+
+    A time outside ``[ctx.min_time, ctx.max_time)`` is "impossible" (a
+    zeroed clock, a unit mistake, a damaged file) and becomes NaT here, so no
+    later step meets a year pandas cannot print.
+    """
     name = col.name
-    values, null, unparsable, naive = _as_timestamps(source)
+    values, null, unparsable, naive = _as_timestamps(source, ctx.assume_tz)
     if col.required:
         rej.add(C.R_MISSING, null, lambda pos: [f"{name} is empty"] * len(pos))
     rej.add(
@@ -484,7 +646,21 @@ def _convert_timestamps(source: pd.Series, col: Column, taxonomy: Taxonomy, rej:
         unparsable,
         _value_detail(name, source, "not ISO 8601 with an offset nor integer Unix seconds"),
     )
-    rej.add(C.R_NAIVE_TS, naive, _value_detail(name, source, "no UTC offset; add one such as +08:00 or Z"))
+    if ctx.assume_tz is None:
+        note = "no UTC offset; add one such as +08:00 or Z (or pass --assume-tz ZONE)"
+    else:
+        note = f"no UTC offset, and not one instant in {ctx.assume_tz.key} (a daylight-saving gap or overlap)"
+    rej.add(C.R_NAIVE_TS, naive, _value_detail(name, source, note))
+    outside = ((values < ctx.min_time) | (values >= ctx.max_time)).to_numpy(dtype=bool)
+    if outside.any():
+        shown = _iso_utc(values.where(pd.Series(outside, index=values.index)))
+        bounds = f"valid: {ctx.min_time.isoformat()} up to {ctx.max_time.isoformat()}"
+        rej.add(
+            C.R_IMPOSSIBLE_TS,
+            outside,
+            lambda pos: [f"{name}={shown[p]!r}; {bounds} (set by --min-time/--max-time)" for p in pos.tolist()],
+        )
+        values = values.mask(pd.Series(outside, index=values.index))
     return values
 
 
@@ -500,13 +676,13 @@ _CONVERTERS = {
 }
 
 
-def _convert_column(raw: pd.DataFrame, col: Column, taxonomy: Taxonomy, rej: _Rejections) -> pd.Series:
+def _convert_column(raw: pd.DataFrame, col: Column, ctx: _Context, rej: _Rejections) -> pd.Series:
     """Return the normalized column, recording its row problems in ``rej``."""
     if col.name in raw.columns:
         source = raw[col.name]
     else:  # an absent optional column: every row null, so every row gets the default
         source = pd.Series([None] * len(raw), index=raw.index, dtype=object)
-    return _CONVERTERS[col.type](source, col, taxonomy, rej)
+    return _CONVERTERS[col.type](source, col, ctx, rej)
 
 
 def _repeats(group: np.ndarray, compete: np.ndarray, other: np.ndarray | None = None) -> np.ndarray:
@@ -599,8 +775,7 @@ def _records(raw: pd.DataFrame, pos: np.ndarray) -> list[str]:
 def _validate_table(
     kind: str,
     raw: pd.DataFrame,
-    taxonomy: Taxonomy,
-    end: pd.Timestamp,
+    ctx: _Context,
     refs: dict[str, tuple[pd.Series, pd.Series]] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Return (clean table, quarantine rows) of one table.
@@ -617,11 +792,11 @@ def _validate_table(
         )
     raw = raw.reset_index(drop=True)
     rej = _Rejections(len(raw))
-    clean = {col.name: _convert_column(raw, col, taxonomy, rej) for col in columns}
+    clean = {col.name: _convert_column(raw, col, ctx, rej) for col in columns}
     if kind == "users":
-        _check_users(clean, taxonomy, rej)
+        _check_users(clean, ctx.taxonomy, rej)
     elif kind == "events":
-        _check_events(clean, end, rej)
+        _check_events(clean, ctx.end, rej)
     # Duplicates and then references come last in QUARANTINE_REASONS: only
     # rows that passed every other check compete for "first occurrence".
     _check_duplicates(kind, clean, rej)
@@ -688,6 +863,17 @@ def _quarantine_frame(kind: str, raw: pd.DataFrame, rej: _Rejections) -> pd.Data
 
 
 # ----------------------------------------------------------------- result ----
+#: Default of the share of a table's rows that may be quarantined before the
+#: data as a whole is refused (``recsys validate --max-rejected``).
+DEFAULT_MAX_REJECTED = 0.05
+#: Default bounds of a possible timestamp: earlier or later ones (a zeroed
+#: clock, milliseconds read as seconds, a damaged file) are "impossible".
+MIN_TIME = "1990-01-01T00:00:00Z"
+MAX_TIME = "2100-01-01T00:00:00Z"
+# The quarantine reasons that follow from another table's rejected row.
+_CASCADES = {C.R_UNKNOWN_USER: "users", C.R_UNKNOWN_ITEM: "items"}
+
+
 @dataclass
 class ValidationResult:
     """Clean tables and the quarantine of one validation run.
@@ -709,6 +895,17 @@ class ValidationResult:
         The data's end (UTC) used for "future timestamp".
     rows_read : dict[str, int]
         Rows in each source table.
+    taxonomy_source : str
+        Which taxonomy the codes were checked against (a path, or the
+        bundled default), for messages.
+    timezone : str
+        The taxonomy's time zone (suggested for naive timestamps).
+    assume_tz : str or None
+        The zone naive timestamps were read in, if any.
+    long_text : dict[str, int]
+        Clean items per text column (``title``, ``summary``, ``tags``) longer
+        than the content embedding reads (``recsys.columns.MAX_*``); only
+        columns with such rows. The rows stay valid.
     """
 
     users: pd.DataFrame
@@ -717,6 +914,10 @@ class ValidationResult:
     quarantine: pd.DataFrame
     end: pd.Timestamp
     rows_read: dict[str, int] = field(default_factory=dict)
+    taxonomy_source: str = "the bundled default taxonomy"
+    timezone: str = ""
+    assume_tz: str | None = None
+    long_text: dict[str, int] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         """Return {reason: rows} for every reason with rows, in reason order."""
@@ -727,9 +928,102 @@ class ValidationResult:
         """Return {table: clean rows}."""
         return {"users": len(self.users), "items": len(self.items), "events": len(self.events)}
 
+    def check_rejected(self, max_share: float = DEFAULT_MAX_REJECTED) -> None:
+        """Refuse data that is mostly rejected, or leaves no events.
 
-def _resolve_taxonomy(taxonomy: Taxonomy | str | Path | None) -> Taxonomy:
-    return taxonomy if isinstance(taxonomy, Taxonomy) else load_taxonomy(taxonomy)
+        A run on such data would "succeed" on nothing (a model of filler, an
+        evaluation of no one); the message names each table over the limit,
+        its main reason, and the likely cause with its fix (a missing
+        ``--taxonomy``, ``--assume-tz``, ...).
+
+        Parameters
+        ----------
+        max_share : float, default 0.05
+            Largest share of a table's rows that may be quarantined, in
+            ``[0, 1]``; 1 checks only that some events are left.
+
+        Raises
+        ------
+        DataError
+            If a table has more than ``max_share`` of its rows quarantined,
+            or no event is left; one line.
+        ConfigError
+            If ``max_share`` is not a number in ``[0, 1]``.
+        """
+        limit = check_share(max_share, "max_rejected")
+        kept = self.rows_kept()
+        over = []
+        for kind in KINDS:
+            read = self.rows_read.get(kind, 0)
+            if read and (read - kept[kind]) / read > limit:
+                over.append(kind)
+        if not over and kept["events"] > 0:
+            return
+        if not self.rows_read.get("events", 0):
+            raise DataError("no events to validate: the events table has no rows")
+        if not over:  # max_share 1: every event rejected yet not "over"
+            over = ["events"]
+        parts, causes = [], []
+        for kind in over:
+            read = self.rows_read[kind]
+            rejected = read - kept[kind]
+            reasons = self.quarantine.loc[self.quarantine[C.Q_TABLE] == kind, C.Q_REASON].value_counts()
+            top = str(reasons.index[0])
+            parts.append(f"{kind} {rejected:,} of {read:,} ({rejected / read:.1%}, mostly {top!r})")
+            if _CASCADES.get(top) not in over:  # a cascade is explained by its table's own cause
+                causes.append(self._likely_cause(top))
+        what = "no events left" if kept["events"] == 0 else "too many rows quarantined"
+        raise DataError(
+            f"{what}: {'; '.join(parts)}; at most {limit:.0%} per table allowed (--max-rejected)"
+            f" -- likely cause: {'; '.join(dict.fromkeys(causes))}"
+        )
+
+    def _likely_cause(self, reason: str) -> str:
+        """The usual cause of a table rejected mostly for ``reason``, with its fix."""
+        if reason == C.R_NAIVE_TS and self.assume_tz is None:
+            return f"timestamps have no UTC offset; pass --assume-tz {self.timezone or 'ZONE'} (or fix the file)"
+        if reason == C.R_NAIVE_TS:
+            return f"local times in a daylight-saving gap or overlap of {self.assume_tz}; give offsets in the file"
+        if reason in (C.R_UNKNOWN_CODE, C.R_SUB_GROUP):
+            forgot = "; did you forget --taxonomy?" if self.taxonomy_source.startswith("the bundled") else ""
+            return f"the codes do not match the taxonomy in use ({self.taxonomy_source}){forgot}"
+        hints = {
+            C.R_MISSING: "required fields are empty (see the quarantine's detail column)",
+            C.R_UNPARSABLE_TS: "timestamps are neither ISO 8601 with an offset nor integer Unix seconds",
+            C.R_IMPOSSIBLE_TS: "timestamps outside --min-time/--max-time: a damaged file, a zeroed clock or "
+            "milliseconds given as seconds (or old data: pass --min-time)",
+            C.R_UNKNOWN_EVENT_TYPE: f"event types must be the contract's ({', '.join(C.EVENT_TYPES)}); "
+            "map the data set's interaction types onto them",
+            C.R_FUTURE_TS: f"events after the data's end {self.end.isoformat()}; pass --end with the real end",
+            C.R_DUPLICATE_ID: "ids repeat; was the table written twice?",
+            C.R_DUPLICATE_EVENT: "events repeat; was the table written twice?",
+            C.R_UNKNOWN_USER: "events name users absent from the users table; are the tables from one export?",
+            C.R_UNKNOWN_ITEM: "events name items absent from the items table; are the tables from one export?",
+        }
+        return hints.get(reason, "see the quarantine's detail column")
+
+
+def check_share(value: object, name: str) -> float:
+    """Return ``value`` as a share in ``[0, 1]``.
+
+    Raises
+    ------
+    ConfigError
+        Naming ``name`` and the value, if it is not a number in ``[0, 1]``.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise ConfigError(f"{name} must be a share between 0 and 1 (e.g. 0.05), got {value!r}")
+    return float(value)
+
+
+def _resolve_taxonomy(taxonomy: Taxonomy | str | Path | None) -> tuple[Taxonomy, str]:
+    """The taxonomy and how to name it in a message."""
+    if isinstance(taxonomy, Taxonomy):
+        return taxonomy, f"taxonomy {taxonomy.name!r}"
+    if taxonomy is None:
+        tax = load_taxonomy(None)
+        return tax, f"the bundled default taxonomy {tax.name!r}"
+    return load_taxonomy(taxonomy), str(taxonomy)
 
 
 def _resolve_end(end: str | dt.datetime | pd.Timestamp | None, taxonomy: Taxonomy) -> pd.Timestamp:
@@ -738,12 +1032,26 @@ def _resolve_end(end: str | dt.datetime | pd.Timestamp | None, taxonomy: Taxonom
     return parse_time(end, taxonomy, name="end").as_unit("us")
 
 
+def _long_text(items: pd.DataFrame) -> dict[str, int]:
+    """Clean items per text column longer than the content embedding reads."""
+    counts = {name: int((items[name].str.len() > limit).sum()) for name, limit in C.TEXT_LIMITS.items()}
+    tags = items[C.TAGS]
+    counts[C.TAGS] = int(
+        sum(len(ts) > C.MAX_TAGS or any(len(t) > C.MAX_TAG_CHARS for t in ts) for ts in tags.tolist())
+    )
+    return {name: n for name, n in counts.items() if n}
+
+
 def validate_tables(
     users: pd.DataFrame,
     items: pd.DataFrame,
     events: pd.DataFrame,
     taxonomy: Taxonomy | str | Path | None = None,
     end: str | dt.datetime | pd.Timestamp | None = None,
+    *,
+    assume_tz: str | None = None,
+    min_time: str | dt.datetime | pd.Timestamp = MIN_TIME,
+    max_time: str | dt.datetime | pd.Timestamp = MAX_TIME,
 ) -> ValidationResult:
     """Validate three raw tables against the contract.
 
@@ -754,6 +1062,10 @@ def validate_tables(
     or, without one, the same (user_id, item_id, event_type, timestamp), are
     "duplicate event". Events of a user or item that is absent or
     quarantined go to the quarantine as "unknown user" / "unknown item".
+
+    Ids are any non-empty strings -- Chinese, emoji, ``/`` and ``..``
+    included: they are matched as strings and never used as file paths. A
+    null id (NaN, None) is an empty one: "missing required field".
 
     Parameters
     ----------
@@ -766,6 +1078,14 @@ def validate_tables(
         The data's end; later events are "future timestamp". A date alone is
         midnight at its start in the taxonomy's time zone; a date-time needs
         an offset. ``None`` means now.
+    assume_tz : str or None
+        An IANA zone (e.g. ``Asia/Shanghai``) in which timestamps without a
+        UTC offset are read; ``None`` (the default) quarantines them as
+        "naive timestamp".
+    min_time, max_time : str, datetime or pandas.Timestamp
+        Timestamps (of every timestamp column) before ``min_time`` or at or
+        after ``max_time`` are "impossible timestamp"; default 1990-01-01
+        and 2100-01-01 UTC. A date alone is midnight in the city's zone.
 
     Returns
     -------
@@ -776,28 +1096,41 @@ def validate_tables(
     SchemaError
         If a table lacks a required column.
     ConfigError
-        If a table is not a DataFrame or ``end`` is invalid.
+        If a table is not a DataFrame, or ``end``, ``assume_tz``,
+        ``min_time`` or ``max_time`` is invalid.
     """
-    tax = _resolve_taxonomy(taxonomy)
-    end_ts = _resolve_end(end, tax)
+    tax, source = _resolve_taxonomy(taxonomy)
+    ctx = _Context(
+        taxonomy=tax,
+        end=_resolve_end(end, tax),
+        min_time=parse_time(min_time, tax, name="min_time").as_unit("us"),
+        max_time=parse_time(max_time, tax, name="max_time").as_unit("us"),
+        assume_tz=None if assume_tz is None else parse_zone(assume_tz, name="assume_tz"),
+    )
+    if ctx.min_time >= ctx.max_time:
+        raise ConfigError(f"min_time {ctx.min_time.isoformat()} must be before max_time {ctx.max_time.isoformat()}")
     for kind, frame in zip(KINDS, (users, items, events)):
         if not isinstance(frame, pd.DataFrame):
             raise ConfigError(f"{kind} must be a pandas DataFrame, got {type(frame).__name__}")
-    clean_users, q_users = _validate_table("users", users, tax, end_ts)
-    clean_items, q_items = _validate_table("items", items, tax, end_ts)
+    clean_users, q_users = _validate_table("users", users, ctx)
+    clean_items, q_items = _validate_table("items", items, ctx)
     refs = {
         C.USER_ID: (clean_users[C.USER_ID], _as_str(users[C.USER_ID])),
         C.ITEM_ID: (clean_items[C.ITEM_ID], _as_str(items[C.ITEM_ID])),
     }
-    clean_events, q_events = _validate_table("events", events, tax, end_ts, refs)
+    clean_events, q_events = _validate_table("events", events, ctx, refs)
     quarantine = pd.concat([q_users, q_items, q_events], ignore_index=True)
     return ValidationResult(
         users=clean_users,
         items=clean_items,
         events=clean_events,
         quarantine=quarantine,
-        end=end_ts,
+        end=ctx.end,
         rows_read={"users": len(users), "items": len(items), "events": len(events)},
+        taxonomy_source=source,
+        timezone=tax.timezone,
+        assume_tz=None if ctx.assume_tz is None else ctx.assume_tz.key,
+        long_text=_long_text(clean_items),
     )
 
 
@@ -827,6 +1160,12 @@ def validate(
     tables: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame] | None = None,
     taxonomy: Taxonomy | str | Path | None = None,
     end: str | dt.datetime | pd.Timestamp | None = None,
+    *,
+    assume_tz: str | None = None,
+    encoding: str | None = None,
+    delimiter: str | None = None,
+    min_time: str | dt.datetime | pd.Timestamp = MIN_TIME,
+    max_time: str | dt.datetime | pd.Timestamp = MAX_TIME,
 ) -> ValidationResult:
     """Validate a data folder or three in-memory tables.
 
@@ -842,30 +1181,42 @@ def validate(
     end : str, datetime, pandas.Timestamp or None
         The data's end; ``None`` takes ``end`` from ``data/manifest.json``
         when there is one, else the current time.
+    assume_tz : str or None
+        Zone of timestamps without an offset (see :func:`validate_tables`).
+    encoding, delimiter : str or None
+        Of the CSV files (see :func:`read_table`).
+    min_time, max_time : str, datetime or pandas.Timestamp
+        Bounds of a possible timestamp (see :func:`validate_tables`).
 
     Returns
     -------
     ValidationResult
+        Call :meth:`ValidationResult.check_rejected` to refuse data that is
+        mostly rejected.
 
     Raises
     ------
     SchemaError
-        If a file cannot be read or lacks a required column (the message
-        names the file).
+        If a file cannot be read, lacks a required column or has no rows
+        (the message names the file).
     ConfigError
-        If neither or both of ``data`` and ``tables`` are given, or ``end``
-        is invalid.
+        If neither or both of ``data`` and ``tables`` are given, or a
+        parameter is invalid.
     """
     if (data is None) == (tables is None):
         raise ConfigError("give exactly one of data (a folder) or tables (users, items, events)")
+    bounds = {"assume_tz": assume_tz, "min_time": min_time, "max_time": max_time}
     if tables is not None:
         if not isinstance(tables, (tuple, list)) or len(tables) != 3:
             raise ConfigError("tables must be a (users, items, events) tuple of DataFrames")
-        return validate_tables(*tables, taxonomy=taxonomy, end=end)
-    raw = [read_table(find_table(data, kind), kind) for kind in KINDS]
+        return validate_tables(*tables, taxonomy=taxonomy, end=end, **bounds)
+    # check the options before reading what may be large files
+    check_encoding(encoding)
+    check_delimiter(delimiter)
+    raw = [read_table(find_table(data, kind), kind, encoding=encoding, delimiter=delimiter) for kind in KINDS]
     if end is None:
         end = read_manifest_end(data)
-    return validate_tables(*raw, taxonomy=taxonomy, end=end)
+    return validate_tables(*raw, taxonomy=taxonomy, end=end, **bounds)
 
 
 # ---------------------------------------------------------------- writing ----

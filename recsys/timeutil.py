@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pandas as pd
 
@@ -64,3 +65,21 @@ def parse_time(value: str | dt.datetime | pd.Timestamp, taxonomy: Taxonomy, *, n
             return ts.tz_localize(taxonomy.tz).tz_convert("UTC")
         value = text
     return aware_timestamp(value, name=name)
+
+
+def parse_zone(value: object, *, name: str = "time zone") -> ZoneInfo:
+    """Return the IANA time zone ``value`` names (e.g. ``Asia/Shanghai``, ``UTC``).
+
+    Raises
+    ------
+    ConfigError
+        Naming ``name`` and the bad value, if it is not a known zone.
+    """
+    if isinstance(value, ZoneInfo):
+        return value
+    if isinstance(value, str) and value.strip():
+        try:
+            return ZoneInfo(value.strip())
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # ValueError: a path-like key such as "../x"
+            pass
+    raise ConfigError(f"{name} {value!r} is not an IANA time zone; e.g. Asia/Shanghai, Europe/Berlin, UTC")

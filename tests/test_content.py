@@ -250,3 +250,41 @@ def test_load_bad_metadata(fitted, tmp_path):
     (folder / META_FILE).write_text(json.dumps({"format_version": 1}), encoding="utf-8")
     with pytest.raises(ArtifactError, match="content.json: incomplete metadata"):
         ContentEmbedder.load(folder)
+
+
+# ---- text caps (issue 10, item 13: one 1M-character title hung training) ----------------
+def test_text_is_capped_before_tokenising(items, fitted):
+    import time
+
+    from recsys.columns import MAX_SUMMARY_CHARS, MAX_TAG_CHARS, MAX_TAGS, MAX_TITLE_CHARS
+
+    huge = items.copy()
+    # rare CJK characters are jieba's slowest case (~30 us each uncapped: 1M would take ~30 s)
+    rng = np.random.default_rng(0)
+    rare = "".join(chr(c) for c in rng.integers(0x4E00, 0x9FA5, 1_000_000))
+    huge.loc[0, "title"] = rare
+    huge.at[0, "summary"] = rare
+    huge.at[0, "tags"] = [rare[:5_000]] * 10_000
+    start = time.perf_counter()
+    vectors = ContentEmbedder(config=CONFIG, taxonomy=load_taxonomy()).fit(huge).transform(huge)
+    elapsed = time.perf_counter() - start
+    assert elapsed < 5, f"fit + transform of a 1M-character title took {elapsed:.1f} s"
+    assert np.isfinite(vectors).all()
+    # what is embedded is exactly the capped text: cutting it first gives the same vectors
+    cut = huge.copy()
+    cut.loc[0, "title"] = rare[:MAX_TITLE_CHARS]
+    cut.at[0, "summary"] = rare[:MAX_SUMMARY_CHARS]
+    cut.at[0, "tags"] = [rare[:MAX_TAG_CHARS]] * MAX_TAGS
+    np.testing.assert_array_equal(fitted.transform(cut), fitted.transform(huge))
+
+
+def test_text_cap_is_exact(fitted):
+    from recsys.columns import MAX_TITLE_CHARS
+
+    def text_norm(title: str) -> float:
+        frame = pd.DataFrame({"title": [title], "topics": [["weather_climate"]]})
+        return float(np.linalg.norm(fitted.transform(frame)[0, :8]))
+
+    assert text_norm(" " * (MAX_TITLE_CHARS - 2) + "暴雨") > 0  # the last two characters inside the cap
+    assert text_norm(" " * (MAX_TITLE_CHARS - 1) + "暴雨") == 0  # cut to "暴": not a known word
+    assert text_norm(" " * MAX_TITLE_CHARS + "暴雨") == 0

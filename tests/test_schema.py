@@ -212,6 +212,8 @@ REASON_CASES = [
     ("users", {"region": " "}, C.R_MISSING, "region is empty"),
     ("users", {"registered_at": "last tuesday"}, C.R_UNPARSABLE_TS, "registered_at='last tuesday'; not ISO 8601"),
     ("users", {"registered_at": "2023-01-01 08:00:00"}, C.R_NAIVE_TS, "registered_at='2023-01-01 08:00:00'; no UTC offset"),
+    ("users", {"registered_at": "0"}, C.R_IMPOSSIBLE_TS,
+     "registered_at='1970-01-01T00:00:00Z'; valid: 1990-01-01T00:00:00\\+00:00 up to 2100-01-01"),
     ("users", {"region": "beijing"}, C.R_UNKNOWN_CODE, "region='beijing'; valid: haigang, etdz, "),
     ("users", {"group": "pirate"}, C.R_UNKNOWN_CODE, "group='pirate'; valid: youth, farmer"),
     ("users", {"sub_group": "alien"}, C.R_UNKNOWN_CODE, "sub_group='alien'; valid: preschool"),
@@ -228,6 +230,7 @@ REASON_CASES = [
     ("items", {"topics": "|"}, C.R_MISSING, "topics is empty"),
     ("items", {"published_at": "soon"}, C.R_UNPARSABLE_TS, "published_at='soon'"),
     ("items", {"expires_at": "2024-12-31T00:00:00"}, C.R_NAIVE_TS, "expires_at='2024-12-31T00:00:00'"),
+    ("items", {"expires_at": "9999-12-31T23:59:59Z"}, C.R_IMPOSSIBLE_TS, "expires_at='9999-12-31T23:59:59Z'"),
     ("items", {"topics": "ecology|aliens"}, C.R_UNKNOWN_CODE, "topics has 'aliens'; valid: disaster_prevention"),
     ("items", {"format": "podcast"}, C.R_UNKNOWN_CODE, "format='podcast'; valid: article"),
     ("items", {"target_groups": "youth|pirate"}, C.R_UNKNOWN_CODE, "target_groups has 'pirate'"),
@@ -244,6 +247,9 @@ REASON_CASES = [
     ("events", {"timestamp": "99999999999999999999"}, C.R_UNPARSABLE_TS, "integer Unix seconds"),
     ("events", {"timestamp": "2024-03-01T10:00:00"}, C.R_NAIVE_TS, "add one such as \\+08:00 or Z"),
     ("events", {"timestamp": "2024-03-01"}, C.R_NAIVE_TS, "timestamp='2024-03-01'; no UTC offset"),
+    ("events", {"timestamp": "1989-12-31T23:59:59Z"}, C.R_IMPOSSIBLE_TS, "timestamp='1989-12-31T23:59:59Z'"),
+    ("events", {"timestamp": "1700000000000"}, C.R_IMPOSSIBLE_TS, "timestamp='55840-11-08T22:13:20Z'"),
+    ("events", {"timestamp": "2100-01-01T08:00:00+08:00"}, C.R_IMPOSSIBLE_TS, "up to 2100-01-01T00:00:00\\+00:00"),
     ("events", {"channel": "fax"}, C.R_UNKNOWN_CODE, "channel='fax'; valid: app_push, wechat"),
     ("events", {"dwell_seconds": "long"}, C.R_UNKNOWN_CODE, "dwell_seconds='long'; not a number"),
     ("events", {"event_type": "teleport"}, C.R_UNKNOWN_EVENT_TYPE, "event_type='teleport'; valid: impression, click"),
@@ -382,7 +388,7 @@ def test_end_date_means_midnight_in_the_city_zone(tax):
 
 def test_end_defaults_to_now(tax):
     events = _events()
-    events.loc[3, "timestamp"] = "2999-01-01T00:00:00Z"
+    events.loc[3, "timestamp"] = "2099-01-01T00:00:00Z"
     result = _run(events=events, end=None, taxonomy=tax)
     assert result.counts() == {C.R_FUTURE_TS: 1}
     assert abs(result.end - pd.Timestamp.now(tz="UTC")) < pd.Timedelta(minutes=5)
@@ -611,7 +617,7 @@ def test_a_custom_taxonomy_decides_the_codes(tmp_path):
     (tmp_path / "tax.toml").write_text(text, encoding="utf-8")
     users = pd.DataFrame({"user_id": ["a", "b"], "group": ["kids", "youth"], "region": ["north", "north"]})
     items = pd.DataFrame({"item_id": ["x"], "title": ["t"], "topics": ["space"]})
-    events = pd.DataFrame({"user_id": ["a"], "item_id": ["x"], "event_type": ["click"], "timestamp": ["0"]})
+    events = pd.DataFrame({"user_id": ["a"], "item_id": ["x"], "event_type": ["click"], "timestamp": ["1709280000"]})
     result = validate(tables=(users, items, events), taxonomy=tmp_path / "tax.toml", end=END)
     assert result.quarantine["detail"].tolist() == ["group='youth'; valid: kids"]
     assert result.users["channels"].tolist() == [["app"]]

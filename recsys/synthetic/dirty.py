@@ -26,6 +26,7 @@ from recsys.synthetic.events import TYPE, EventArrays
 #: share of each table's rows that are made bad, spread over its kinds
 DIRTY_SHARE = 0.01
 ISO = "%Y-%m-%dT%H:%M:%S+00:00"
+IMPOSSIBLE = ("1970-01-01T00:00:00+00:00", "1989-12-31T23:59:59+00:00", "1900-01-01T08:00:00+08:00")
 UNPARSABLE = ("yesterday", "2026-13-45T25:61:00+08:00", "下周一上午", "31/02/2026 10:00", "n/a")
 USER_KINDS = (C.R_MISSING, C.R_UNPARSABLE_TS, C.R_NAIVE_TS, C.R_UNKNOWN_CODE, C.R_SUB_GROUP, C.R_DUPLICATE_ID)
 ITEM_KINDS = (C.R_MISSING, C.R_UNPARSABLE_TS, C.R_NAIVE_TS, C.R_UNKNOWN_CODE, C.R_DUPLICATE_ID)
@@ -33,6 +34,7 @@ EVENT_KINDS = (
     C.R_MISSING,
     C.R_UNPARSABLE_TS,
     C.R_NAIVE_TS,
+    C.R_IMPOSSIBLE_TS,
     C.R_UNKNOWN_CODE,
     C.R_UNKNOWN_EVENT_TYPE,
     C.R_FUTURE_TS,
@@ -226,6 +228,11 @@ def bad_events(
     f = base(take(k))
     f[C.TIMESTAMP] = f[C.TIMESTAMP].str.slice(0, 19)
     add(C.R_NAIVE_TS, f)
+    f = base(take(k))
+    # a zeroed clock (Unix 0) and other dates before the validator's 1990 (past ones: a future one
+    # would also count as "future timestamp" to a reader checking against the end)
+    f[C.TIMESTAMP] = [IMPOSSIBLE[j % len(IMPOSSIBLE)] for j in range(len(f))]
+    add(C.R_IMPOSSIBLE_TS, f)
     f = base(take(k))
     f[C.CHANNEL] = "pager"
     add(C.R_UNKNOWN_CODE, f)
