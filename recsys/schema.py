@@ -440,7 +440,7 @@ def _as_lists(raw: pd.Series, fill: list[str]) -> tuple[pd.Series, np.ndarray]:
     else:
         try:
             lists = pa.array(raw, type=pa.list_(pa.string()), from_pandas=True)
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
+        except pa.ArrowException:
             # Mixed cells (strings beside lists, numbers): one at a time.
             null = raw.isna().to_numpy()
             out = [list(fill) if nul else _to_list(v) for v, nul in zip(raw.tolist(), null.tolist())]
@@ -680,6 +680,9 @@ def _convert_column(raw: pd.DataFrame, col: Column, ctx: _Context, rej: _Rejecti
     """Return the normalized column, recording its row problems in ``rej``."""
     if col.name in raw.columns:
         source = raw[col.name]
+        if isinstance(source.dtype, pd.CategoricalDtype):
+            # a dictionary-encoded Parquet column: its values, as if stored plainly
+            source = source.astype(object)
     else:  # an absent optional column: every row null, so every row gets the default
         source = pd.Series([None] * len(raw), index=raw.index, dtype=object)
     return _CONVERTERS[col.type](source, col, ctx, rej)
@@ -1018,11 +1021,13 @@ def check_share(value: object, name: str) -> float:
 
 def _resolve_taxonomy(taxonomy: Taxonomy | str | Path | None) -> tuple[Taxonomy, str]:
     """The taxonomy and how to name it in a message."""
-    if isinstance(taxonomy, Taxonomy):
-        return taxonomy, f"taxonomy {taxonomy.name!r}"
+    default = load_taxonomy(None)
     if taxonomy is None:
-        tax = load_taxonomy(None)
-        return tax, f"the bundled default taxonomy {tax.name!r}"
+        return default, f"the bundled default taxonomy {default.name!r}"
+    if isinstance(taxonomy, Taxonomy):
+        # a caller that loaded the default itself still gets the "--taxonomy?" hint
+        is_default = taxonomy.source_text == default.source_text
+        return taxonomy, (f"the bundled default taxonomy {taxonomy.name!r}" if is_default else f"taxonomy {taxonomy.name!r}")
     return load_taxonomy(taxonomy), str(taxonomy)
 
 

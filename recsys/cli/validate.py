@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from recsys.cli.common import add_taxonomy_option, taxonomy_from
-from recsys.exceptions import ConfigError
+from recsys.cli.common import add_input_options, add_max_rejected_option, add_taxonomy_option, input_options
+from recsys.exceptions import ConfigError, DataError, SchemaError
 
 NAME = "validate"
 HELP = "check users/items/events against the data contract; print counts per reason and write the quarantine"
@@ -32,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="write quarantine.parquet and the clean users/items/events.parquet here "
         "(default: only quarantine.parquet, into --data)",
     )
+    add_max_rejected_option(parser)
+    add_input_options(parser)
 
 
 def _report(result, quarantine_path: Path) -> str:  # noqa: ANN001 - ValidationResult, imported lazily
@@ -49,27 +51,49 @@ def _report(result, quarantine_path: Path) -> str:  # noqa: ANN001 - ValidationR
         lines.append(f"{reason:<{width}} {counts.get(reason, 0):>12,}")
     lines.append(f"{'total':<{width}} {sum(counts.values()):>12,}")
     lines.append("")
+    limits = {C.TITLE: C.MAX_TITLE_CHARS, C.SUMMARY: C.MAX_SUMMARY_CHARS}
+    for column, rows in result.long_text.items():
+        # kept rows, but the content embedding reads only the start: say so, never cut silently
+        what = (
+            f"more than {C.MAX_TAGS} tags or a tag over {C.MAX_TAG_CHARS} characters"
+            if column == C.TAGS
+            else f"{column} over {limits[column]:,} characters"
+        )
+        lines.append(f"long text: {rows:,} items with {what} (kept; the content embedding reads only the start)")
     lines.append(f"data end: {result.end.isoformat()}")
+    if result.assume_tz:
+        lines.append(f"timestamps without an offset read in: {result.assume_tz}")
     lines.append(f"quarantine: {quarantine_path}")
     return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Validate ``--data``; exit 0 even with quarantined rows (it is a report)."""
-    from recsys.schema import KINDS, validate, write_quarantine, write_table
+    """Validate ``--data``; exit 2 when more than ``--max-rejected`` of a table is quarantined or no event is left."""
+    from recsys.schema import KINDS, check_share, validate, write_quarantine, write_table
 
     data = Path(args.data)
     out = Path(args.out) if args.out else None
+    check_share(args.max_rejected, "--max-rejected")
     # Writing the clean tables over the raw ones would lose the evidence.
     if out is not None and data.exists() and out.exists() and out.resolve() == data.resolve():
         raise ConfigError(f"--out {out} is the --data folder; the clean tables would overwrite the input")
-    taxonomy = taxonomy_from(args)
-    result = validate(data=data, taxonomy=taxonomy, end=args.end)
+    if out is not None and out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; expected a folder (new or existing)")
+    # the path, not a loaded taxonomy: a message about unknown codes names the file in use
+    result = validate(data=data, taxonomy=args.taxonomy, end=args.end, **input_options(args))
 
     target = out if out is not None else data
-    quarantine_path = write_quarantine(result.quarantine, target / "quarantine.parquet")
-    if out is not None:
-        for kind in KINDS:
-            write_table(getattr(result, kind), out / f"{kind}.parquet", kind)
+    try:
+        quarantine_path = write_quarantine(result.quarantine, target / "quarantine.parquet")
+        if out is not None:
+            for kind in KINDS:
+                write_table(getattr(result, kind), out / f"{kind}.parquet", kind)
+    except OSError as exc:
+        where = "--out" if out is not None else "--data (pass --out DIR to write elsewhere)"
+        raise SchemaError(f"{target}: cannot write the results into {where}: {exc.strerror or exc}") from None
     print(_report(result, quarantine_path))
+    try:
+        result.check_rejected(args.max_rejected)
+    except DataError as exc:
+        raise DataError(f"{exc} (rows and reasons: {quarantine_path})") from None
     return 0
