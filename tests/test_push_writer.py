@@ -113,7 +113,7 @@ def test_chunk_row_outside_its_buckets(tmp_path):
 
 def test_lock_refuses_a_second_run(tmp_path):
     with W.run_lock(tmp_path):
-        with pytest.raises(RecsysError, match="another push or campaign run is writing here"):
+        with pytest.raises(RecsysError, match="push output .* is in use by run push"):
             with W.run_lock(tmp_path):
                 pass
     with W.run_lock(tmp_path):  # released after the first

@@ -26,9 +26,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", default="pushes", metavar="DIR", help="output folder (default: pushes)")
     parser.add_argument("--catalog", metavar="PATH", help="current items table (default: the bundle's items)")
+    parser.add_argument(
+        "--users", metavar="PATH", help="current users table: tonight's opt-outs and channels (default: [push] users)"
+    )
+    parser.add_argument("--k", type=int, metavar="N", help="most campaign items per user (default: as the caps allow)")
+    parser.add_argument(
+        "--replace",
+        action="store_true",
+        help="replace this name's partition of the date even if written for other items/topic/segment",
+    )
     parser.add_argument("--config", metavar="PATH", help="engine config TOML (default: the bundle's config)")
     parser.add_argument("--history", metavar="DIR", help="push-history folder (default: OUT/_history)")
-    parser.add_argument("--quiet", action="store_true", help="no summary line")
+    parser.add_argument("--quiet", action="store_true", help="no summary line (warnings still show)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,9 +56,13 @@ def run(args: argparse.Namespace) -> int:
         region=args.region,
         channel=args.channel,
         emergency=args.emergency,
+        replace=args.replace,
+        k=args.k,
+        users=args.users,
         catalog=args.catalog,
         config_path=args.config,
         history=args.history,
         stream=None if args.quiet else sys.stderr,
+        warn_stream=sys.stderr,
     )
     return 0

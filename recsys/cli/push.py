@@ -17,15 +17,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--date", required=True, metavar="YYYY-MM-DD", help="the local day the pushes go out")
     parser.add_argument("--out", default="pushes", metavar="DIR", help="output folder (default: pushes)")
     parser.add_argument("--catalog", metavar="PATH", help="current items table (default: the bundle's items)")
+    parser.add_argument(
+        "--users",
+        metavar="PATH",
+        help="current users table: tonight's opt-outs, channels, groups, regions (default: [push] users, "
+        "else the bundle's users)",
+    )
     parser.add_argument("--group", metavar="G", help="only users of this group")
     parser.add_argument("--region", metavar="R", help="only users of this region")
     parser.add_argument("--topic", metavar="T", help="only items of this topic")
     parser.add_argument("--channel", metavar="C", help="force this personal channel")
+    parser.add_argument(
+        "--kind",
+        metavar="NAME",
+        help="the run's partition kind= (default: nightly; a run with --group/--region/--topic/--channel "
+        "gets its own segment-<hash>)",
+    )
+    parser.add_argument(
+        "--replace", action="store_true", help="replace a partition written for another request (refused otherwise)"
+    )
+    parser.add_argument("--k", type=int, metavar="N", help="items per list on every channel (default: [push] k)")
     parser.add_argument("--config", metavar="PATH", help="engine config TOML (default: the bundle's config)")
     parser.add_argument("--workers", type=int, metavar="N", help="local worker processes (default: [push] workers)")
     parser.add_argument("--scheduler", metavar="ADDRESS", help="run the chunks on this Dask scheduler")
+    parser.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="give up on an unreachable --scheduler after this long (default: 5)",
+    )
     parser.add_argument("--history", metavar="DIR", help="push-history folder (default: OUT/_history)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or summary (warnings still show)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,10 +64,16 @@ def run(args: argparse.Namespace) -> int:
         region=args.region,
         topic=args.topic,
         channel=args.channel,
+        kind=args.kind,
+        replace=args.replace,
+        k=args.k,
+        users=args.users,
         config_path=args.config,
         workers=args.workers,
         scheduler=args.scheduler,
+        connect_timeout=args.connect_timeout,
         history=args.history,
         stream=None if args.quiet else sys.stderr,
+        warn_stream=sys.stderr,
     )
     return 0

@@ -30,12 +30,16 @@ from recsys.exceptions import ConfigError
 from recsys.push import history as H
 from recsys.push.channels import ChannelRules, choose_channels
 from recsys.push.lists import fetch_lists, with_object_ids
+from recsys.push.plan import REASONS
+from recsys.push.runner import expiring_items
 from recsys.push.writer import CAMPAIGN, NIGHTLY, SEND_AFTER, SEND_BEFORE
 from recsys.taxonomy import Taxonomy
 
 SKIP_CAPPED = "caps_reached"
 SKIP_NO_ITEMS = "no_eligible_items"
 SKIP_NO_FORMAT = "no_channel_for_format"
+SKIP_DEDUP = "already_pushed_recently"
+SKIP_UNKNOWN = "not_a_current_user"
 #: audience users looked at per round, as a multiple of the budget
 _ROUND_FACTOR = 4
 _MIN_ROUND = 1000
@@ -114,6 +118,8 @@ class CampaignInputs:
     groups, regions : ndarray of str (n_users,)
     in_scope : ndarray, bool (n_users,)
         Eligible tonight: not opted out, a usable channel, in the segment, not held out.
+    reason : ndarray, int8 (n_users,), optional
+        Why a user is not in scope: index into :data:`recsys.push.plan.REASONS`.
     subscribed : ndarray, bool (n_users, P)
         Usable channels, columns in ``rules`` order.
     engagement : ndarray, float (n_users, P)
@@ -125,19 +131,26 @@ class CampaignInputs:
     in_scope: np.ndarray
     subscribed: np.ndarray
     engagement: np.ndarray
+    reason: np.ndarray | None = None
 
 
-def _audience(recommender: Any, spec: CampaignSpec, k: int, now: pd.Timestamp) -> pd.DataFrame:
-    """user_id, item_id, score for the top-k users of each campaign item (or the topic)."""
-    if spec.topic is not None:
-        aud = recommender.audience(topic=spec.topic, k=k, group=spec.group, region=spec.region, now=now)
-        return with_object_ids(aud.assign(**{C.ITEM_ID: ""}))
-    frames = [
-        recommender.audience(item_id=item, k=k, group=spec.group, region=spec.region, now=now).assign(
-            **{C.ITEM_ID: item}
-        )
-        for item in spec.items
-    ]
+def _audience(
+    recommender: Any, spec: CampaignSpec, k: int, now: pd.Timestamp, empty: dict[str, str]
+) -> pd.DataFrame:
+    """user_id, item_id, score for the top-k users of each campaign item (or the topic).
+
+    ``empty`` gets, per item (``""`` for the topic), the Recommender's reason
+    when the item has no audience at all.
+    """
+    frames = []
+    for item in spec.items or ("",):
+        if spec.topic is not None:
+            aud = recommender.audience(topic=spec.topic, k=k, group=spec.group, region=spec.region, now=now)
+        else:
+            aud = recommender.audience(item_id=item, k=k, group=spec.group, region=spec.region, now=now)
+        if aud.empty:
+            empty[item] = str(aud.attrs.get("reason", "nobody is eligible"))
+        frames.append(aud.assign(**{C.ITEM_ID: item}))
     return with_object_ids(pd.concat(frames, ignore_index=True))
 
 
@@ -154,6 +167,7 @@ def select_campaign(
     timezone: str,
     item_formats: pd.Series,
     item_topics: Any,
+    per_user: int | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Pick the campaign's users and their rows.
 
@@ -173,6 +187,9 @@ def select_campaign(
         item_id -> format (the current catalogue).
     item_topics : ItemTopics
         The current catalogue's topics.
+    per_user : int, optional
+        Most items per user (default: an item campaign's items as far as the
+        caps allow; one item for a topic campaign).
 
     Returns
     -------
@@ -180,19 +197,28 @@ def select_campaign(
         ``user_id, channel, rank, item_id, score, reasons, campaign, send_after, send_before``,
         users best first.
     stats : dict
-        ``audience`` (users looked at), ``selected_users``, ``rows`` and ``skipped`` by reason.
+        ``audience`` (users looked at), ``selected_users``, ``rows``, ``skipped``
+        (audience users left out, each once, by reason) and ``no_audience``
+        (item -> why it has no audience at all, ``""`` for the topic).
     """
     windows = {r.channel: r.window(day, timezone) for r in rules}
     now = min(start for start, _ in windows.values())
     carries = _carries(spec, rules, recommender.state.taxonomy, item_formats)
+    expiring = {c: expiring_items(recommender, *windows[c]) for c in windows}
+    if spec.topic is None:
+        # an item that expires before a channel's send window closes does not go out on it
+        for c in carries.columns:
+            carries.loc[carries.index.isin(expiring[c]), c] = False
     n_users = len(inputs.user_ids)
     k = int(min(n_users, max(_MIN_ROUND, _ROUND_FACTOR * spec.budget)))
     looked: set[str] = set()
     chosen: list[pd.DataFrame] = []
-    skipped = {SKIP_CAPPED: 0, SKIP_NO_ITEMS: 0, SKIP_NO_FORMAT: 0, "not_eligible_tonight": 0}
+    skipped = {name: 0 for name in (*REASONS[1:], SKIP_UNKNOWN, SKIP_NO_FORMAT, SKIP_CAPPED, SKIP_DEDUP, SKIP_NO_ITEMS)}
+    no_audience: dict[str, str] = {}
     selected = 0
     while selected < spec.budget:
-        audience = _audience(recommender, spec, k, now)
+        no_audience.clear()
+        audience = _audience(recommender, spec, k, now, no_audience)
         fresh = audience[~audience[C.USER_ID].isin(looked)]
         if len(fresh):
             rows = _round(
@@ -209,6 +235,8 @@ def select_campaign(
                 windows,
                 item_topics,
                 skipped,
+                expiring,
+                per_user,
             )
             looked.update(fresh[C.USER_ID].tolist())
             # keep the best users, in audience order, up to the budget
@@ -227,7 +255,8 @@ def select_campaign(
         "audience": len(looked),
         "selected_users": int(rows[C.USER_ID].nunique()),
         "rows": int(len(rows)),
-        "skipped": skipped,
+        "skipped": {name: n for name, n in skipped.items() if n},
+        "no_audience": dict(no_audience),
     }
     return rows.reset_index(drop=True), stats
 
@@ -266,12 +295,18 @@ def _round(
     windows: dict[str, tuple[pd.Timestamp, pd.Timestamp]],
     item_topics: Any,
     skipped: dict[str, int],
+    expiring: dict[str, np.ndarray],
+    per_user: int | None = None,
 ) -> pd.DataFrame:
     """Rows for one batch of audience users (best first); updates ``skipped``."""
     best = audience.groupby(C.USER_ID, sort=False)[C.SCORE].max().sort_values(ascending=False, kind="stable")
     pos = inputs.user_ids.get_indexer(best.index)
     ok = (pos >= 0) & inputs.in_scope[np.maximum(pos, 0)]
-    skipped["not_eligible_tonight"] += int((~ok).sum())
+    skipped[SKIP_UNKNOWN] += int((pos < 0).sum())
+    if inputs.reason is not None:
+        codes = np.bincount(inputs.reason[pos[(pos >= 0) & ~ok]], minlength=len(REASONS))
+        for code, name in enumerate(REASONS[1:], start=1):
+            skipped[name] += int(codes[code])
     users, pos = best.index[ok], pos[ok]
     if not len(users):
         return _empty_rows()
@@ -292,18 +327,21 @@ def _round(
             continue
         ids = users[who]
         limit = pd.Series(room[who, p], index=ids)
+        if per_user is not None:
+            limit = limit.clip(upper=per_user)
         if spec.topic is not None:
             lists = fetch_lists(
                 lambda u, k, _c=rule.channel: recommender.recommend_many(
                     u, k=k, channel=_c, topics=[spec.topic], now=windows[_c][0]
                 ),
                 ids,
-                limit.clip(upper=1),
+                limit.clip(upper=1 if per_user is None else per_user),
                 item_topics=item_topics,
                 topic_cap=topic_cap,
                 blocked=blocked,
                 exempt_topics=[spec.topic],
                 max_k=int(recommender.state.config.max_k),
+                drop_items=expiring[rule.channel],
             )
             lists = lists.assign(**{C.SCORE: best.reindex(lists[C.USER_ID]).to_numpy()})
             lists[C.REASONS] = [[spec.reason(), *r] for r in lists[C.REASONS]]
@@ -318,7 +356,8 @@ def _round(
         return _empty_rows()
     rows = pd.concat(frames, ignore_index=True)
     got = pd.Index(users).isin(rows[C.USER_ID])
-    skipped[SKIP_NO_ITEMS] += int((~got & (channel >= 0)).sum())
+    # an item campaign's user left with nothing had every item pushed to them recently
+    skipped[SKIP_NO_ITEMS if spec.topic is not None else SKIP_DEDUP] += int((~got & (channel >= 0)).sum())
     order = pd.Index(users).get_indexer(rows[C.USER_ID])
     return rows.assign(_o=order).sort_values(["_o", C.RANK], kind="stable").drop(columns="_o").reset_index(drop=True)
 
@@ -382,6 +421,7 @@ def run_campaign(
     timezone: str,
     model_version: str,
     run_id: str,
+    per_user: int | None = None,
 ) -> CampaignResult:
     """Open the Recommender on the current catalogue and compute a campaign.
 
@@ -397,6 +437,8 @@ def run_campaign(
         As in :func:`select_campaign`.
     push : PushConfig
     model_version, run_id : str
+    per_user : int, optional
+        As in :func:`select_campaign`.
 
     Returns
     -------
@@ -404,7 +446,6 @@ def run_campaign(
     """
     from recsys.push.hashing import user_buckets
     from recsys.push.lists import ItemTopics, object_index
-    from recsys.push.plan import REASONS
     from recsys.push.runner import item_topics, row_counts
     from recsys.push.writer import MODEL_VERSION, RUN_ID
     from recsys.ranking import Recommender
@@ -422,6 +463,7 @@ def run_campaign(
         in_scope=plan.reason == REASONS.index("in_scope"),
         subscribed=usable,
         engagement=users.engagement,
+        reason=plan.reason,
     )
     rows, picked = select_campaign(
         recommender,
@@ -435,6 +477,7 @@ def run_campaign(
         timezone=timezone,
         item_formats=formats,
         item_topics=topics,
+        per_user=per_user,
     )
     rows = rows.assign(**{MODEL_VERSION: model_version, RUN_ID: run_id})
     counts = row_counts(inputs.user_ids, inputs.groups, inputs.regions, rows, topics)

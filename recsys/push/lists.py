@@ -208,6 +208,7 @@ def fetch_lists(
     blocked: pd.DataFrame,
     exempt_topics: Iterable[str] = (),
     max_k: int = 1000,
+    drop_items: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Rank, de-duplicate and cap lists, fetching deeper only for users who need it.
 
@@ -233,6 +234,9 @@ def fetch_lists(
         ``user_id, item_id`` pairs not to push.
     max_k : int
         The deepest ``k`` the Recommender accepts.
+    drop_items : sequence of str
+        Items not to push to anyone (eligible when the send window opens but
+        expiring before it closes); like blocked pairs, they deepen the fetch.
 
     Returns
     -------
@@ -244,7 +248,8 @@ def fetch_lists(
     want = limit.reindex(ids).fillna(0).to_numpy(dtype=np.int64)
     blocked = with_object_ids(blocked)
     blocked_per_user = blocked[C.USER_ID].value_counts().reindex(ids).fillna(0).to_numpy(dtype=np.int64)
-    ceiling = np.minimum(2 * want + blocked_per_user, max_k)
+    dropped = object_index([str(i) for i in drop_items])
+    ceiling = np.minimum(2 * want + blocked_per_user + len(dropped), max_k)
     done = []
     # users with nothing blocked take the Recommender's list as it is (k = their want);
     # the others start deeper, to make room for what the window removes
@@ -254,12 +259,15 @@ def fetch_lists(
     ):
         if not group.size:
             continue
-        deep = bool(blocked_per_user[group[0]])
+        deep = bool(blocked_per_user[group[0]]) or len(dropped) > 0
         k = int(min(max_k, 2 * want[group].max() + 4 if deep else want[group].max()))
         pending = group
         while pending.size:
             batch = ids[pending]
             candidates = recommend(list(batch), k)
+            ranked = candidates[C.USER_ID].value_counts().reindex(batch).fillna(0).to_numpy()
+            if len(dropped):
+                candidates = candidates[~with_object_ids(candidates)[C.ITEM_ID].isin(dropped)]
             lists = assemble_lists(
                 candidates,
                 limit=limit,
@@ -269,7 +277,6 @@ def fetch_lists(
                 exempt_topics=exempt_topics,
             )
             got = lists[C.USER_ID].value_counts().reindex(batch).fillna(0).to_numpy()
-            ranked = candidates[C.USER_ID].value_counts().reindex(batch).fillna(0).to_numpy()
             final = (got >= want[pending]) | (ranked < k) | (k >= ceiling[pending]) | (k >= max_k)
             done.append(lists[lists[C.USER_ID].isin(batch[final])])
             pending = pending[~final]

@@ -41,20 +41,30 @@ SKIP_HOLDOUT = "holdout"
 REASONS = ("in_scope", SKIP_OPTED_OUT, SKIP_NO_CHANNEL, SKIP_HOLDOUT, "outside_segment")
 
 
+#: the days a run may be for: the windows around them (caps, de-duplication) and their send
+#: times must stay inside what dates and nanosecond timestamps can hold
+FIRST_DAY = dt.date(1990, 1, 1)
+LAST_DAY = dt.date(2100, 12, 31)
+
+
 def parse_day(value: str | dt.date) -> dt.date:
     """The ``--date`` of a run: a local calendar day ``YYYY-MM-DD``.
 
     Raises
     ------
     ConfigError
-        Naming the bad value.
+        Naming the bad value: not a date, or outside :data:`FIRST_DAY` .. :data:`LAST_DAY`.
     """
-    if isinstance(value, dt.date):
-        return value
-    try:
-        return dt.date.fromisoformat(str(value))
-    except ValueError:
-        raise ConfigError(f"--date {value!r} is not a date; use YYYY-MM-DD (the city's local day)") from None
+    if isinstance(value, dt.datetime):
+        value = value.date()
+    if not isinstance(value, dt.date):
+        try:
+            value = dt.date.fromisoformat(str(value))
+        except ValueError:
+            raise ConfigError(f"--date {value!r} is not a date; use YYYY-MM-DD (the city's local day)") from None
+    if not FIRST_DAY <= value <= LAST_DAY:
+        raise ConfigError(f"--date {value.isoformat()} is out of range; valid: {FIRST_DAY} .. {LAST_DAY}")
+    return value
 
 
 @dataclass
@@ -70,11 +80,16 @@ class BundleUsers:
         Subscribed personal channels, columns in channel priority order.
     engagement : ndarray, float32 (n_users, P)
         Positive engagements per channel (the model's counts), same columns.
+    attributes : bool
+        True when ``table`` comes from a current users table
+        (:mod:`recsys.push.users`): it then also holds ``sub_group``, and the
+        ranking is given each user's current group, sub-group and region.
     """
 
     table: pd.DataFrame
     subscribed: np.ndarray
     engagement: np.ndarray
+    attributes: bool = False
 
 
 def read_bundle_users(root: str | Path, taxonomy: Taxonomy, channels: Sequence[str]) -> BundleUsers:

@@ -10,8 +10,8 @@ pool or on a Dask cluster whose workers see the same file system.
 Per chunk: read the chunk's own history buckets (caps, de-duplication) ->
 choose each user's channel -> rank each channel's users with the
 Recommender (eligibility at the start of the channel's send window, formats
-the channel carries) -> drop recently pushed items, cap topics, cut to the
-room the caps leave -> write.
+the channel carries) -> drop recently pushed items and items that expire
+before the window closes, cap topics, cut to the room the caps leave -> write.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import itertools
+import os
+import signal
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -27,10 +29,11 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import pandas as pd
+import psutil
 
 from recsys import columns as C
 from recsys.config import PushConfig
-from recsys.exceptions import ConfigError
+from recsys.exceptions import ConfigError, RecsysError
 from recsys.push import history as H
 from recsys.push import writer as W
 from recsys.push.channels import channel_rules, choose_channels
@@ -103,6 +106,10 @@ class ChunkTask:
         columns in channel priority order.
     engagement : ndarray, float32 (n, P)
         Positive engagements per channel, same columns.
+    sub_groups : ndarray of str or None (n,)
+        Set when the run reads a current users table: the ranking is then
+        given every user's current group, sub-group and region (new users
+        are ranked as cold users of theirs).
     """
 
     spec: RunSpec
@@ -115,6 +122,7 @@ class ChunkTask:
     buckets: np.ndarray
     subscribed: np.ndarray
     engagement: np.ndarray = field(repr=False)
+    sub_groups: np.ndarray | None = None
 
     @property
     def n_users(self) -> int:
@@ -205,6 +213,11 @@ def compute_chunk(recommender: Any, topics: ItemTopics, task: ChunkTask) -> tupl
     blocked = H.dedup_pairs(history)
     max_k = int(recommender.state.config.max_k)
     topic_filter = [spec.topic] if spec.topic else None
+    attributes = None
+    if task.sub_groups is not None:
+        attributes = pd.DataFrame(
+            {C.GROUP: task.groups, C.SUB_GROUP: task.sub_groups, C.REGION: task.regions}, index=ids
+        ).rename_axis(C.USER_ID)
 
     frames = []
     for p, rule in enumerate(rules):
@@ -217,7 +230,8 @@ def compute_chunk(recommender: Any, topics: ItemTopics, task: ChunkTask) -> tupl
         def recommend(
             users: list[str], k: int, _c: str = rule.channel, _now: pd.Timestamp = send_after
         ) -> pd.DataFrame:
-            return recommender.recommend_many(users, k=k, channel=_c, topics=topic_filter, now=_now)
+            who_attrs = None if attributes is None else attributes.loc[users].reset_index()
+            return recommender.recommend_many(users, k=k, channel=_c, topics=topic_filter, now=_now, users=who_attrs)
 
         lists = fetch_lists(
             recommend,
@@ -228,6 +242,7 @@ def compute_chunk(recommender: Any, topics: ItemTopics, task: ChunkTask) -> tupl
             blocked=blocked[blocked[C.USER_ID].isin(ids[who])],
             exempt_topics=topic_filter or (),
             max_k=max_k,
+            drop_items=expiring_items(recommender, send_after, send_before),
         )
         lists = lists.assign(**{C.CHANNEL: rule.channel, W.SEND_AFTER: send_after, W.SEND_BEFORE: send_before})
         frames.append(lists.assign(_channel_pos=p))
@@ -237,6 +252,19 @@ def compute_chunk(recommender: Any, topics: ItemTopics, task: ChunkTask) -> tupl
     rows = _rows(frames, ids, spec)
     stats = chunk_stats(task, rows, chosen, topics, time.perf_counter() - start)
     return rows.drop(columns="_channel_pos"), stats
+
+
+def expiring_items(recommender: Any, start: pd.Timestamp, end: pd.Timestamp) -> np.ndarray:
+    """Available items live when a send window opens that expire before it closes.
+
+    The Recommender judges eligibility at one instant (the window's start);
+    an item that expires before ``end`` could be delivered after its expiry,
+    so the push leaves it out of that window's lists.
+    """
+    catalog = recommender.state.catalog
+    expires = catalog.expires_ns
+    mask = catalog.available & (expires > pd.Timestamp(start).value) & (expires < pd.Timestamp(end).value)
+    return catalog.item_ids[mask]
 
 
 def _rows(frames: list[pd.DataFrame], ids: pd.Index, spec: RunSpec) -> pd.DataFrame:
@@ -354,6 +382,7 @@ def execute(
     *,
     workers: int = 1,
     scheduler: str | None = None,
+    connect_timeout: float = 5.0,
     on_result: Callable[[ChunkTask, dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Run ``fn`` over ``tasks``: here, in local worker processes, or on a Dask cluster.
@@ -371,6 +400,8 @@ def execute(
     scheduler : str, optional
         A ``dask.distributed`` scheduler address (``tcp://host:8786``); its
         workers must see the bundle and the output folder at the same paths.
+    connect_timeout : float
+        Seconds to wait for the scheduler before giving up.
     on_result : callable, optional
         Called in this process with (task, stats) as each chunk finishes.
 
@@ -383,6 +414,8 @@ def execute(
     ------
     ConfigError
         If ``workers`` is not a positive integer.
+    SchedulerError
+        If the Dask scheduler cannot be reached within ``connect_timeout``.
     Exception
         The first error a chunk raised (finished chunks keep their checkpoints).
     """
@@ -397,7 +430,7 @@ def execute(
 
     queue = iter(tasks)
     if scheduler is not None:
-        _on_dask(fn, queue, scheduler, finish)
+        _on_dask(fn, queue, scheduler, finish, connect_timeout)
     elif workers == 1:
         for task in queue:
             finish(task, fn(task))
@@ -413,7 +446,13 @@ def _on_processes(fn: Callable, queue: Iterator[ChunkTask], workers: int, finish
     # forkserver: workers fork from a clean server process, never from a parent
     # whose OpenMP (faiss) threads are already running
     context = multiprocessing.get_context("forkserver")
-    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    driver = psutil.Process()
+    with cf.ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=context,
+        initializer=watch_driver,
+        initargs=(driver.pid, driver.create_time()),
+    ) as pool:
         running: dict[cf.Future, ChunkTask] = {}
         try:
             for task in itertools.islice(queue, 2 * workers):
@@ -431,10 +470,59 @@ def _on_processes(fn: Callable, queue: Iterator[ChunkTask], workers: int, finish
             raise
 
 
-def _on_dask(fn: Callable, queue: Iterator[ChunkTask], scheduler: str, finish: Callable) -> None:
-    from dask.distributed import Client, as_completed
+#: how often a worker process checks that its driver still runs
+WATCH_INTERVAL_S = 0.5
 
-    with Client(scheduler) as client:
+
+def watch_driver(pid: int, create_time: float, interval: float = WATCH_INTERVAL_S) -> None:
+    """Worker initializer: kill this worker as soon as the driver process is gone.
+
+    A killed driver (SIGKILL, OOM killer) runs no cleanup, and its worker
+    processes would go on computing and writing checkpoints for a run that
+    no longer exists. Each worker watches the driver from a daemon thread
+    (pid and start time, so a reused pid is not mistaken for it) and ends
+    itself within ``interval`` seconds of the driver's death; the forkserver
+    and resource-tracker helpers exit by themselves once their last client
+    is gone.
+    """
+    import threading
+
+    def alive() -> bool:
+        try:
+            return abs(psutil.Process(pid).create_time() - create_time) < 1e-3
+        except psutil.Error:
+            return False
+
+    def watch() -> None:
+        while alive():
+            time.sleep(interval)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="push-driver-watch", daemon=True).start()
+
+
+class SchedulerError(RecsysError):
+    """The Dask scheduler cannot be reached."""
+
+
+def _connect(scheduler: str, timeout: float) -> Any:
+    """A Dask client of ``scheduler``, or a one-line error within ``timeout`` seconds."""
+    from dask.distributed import Client
+
+    try:
+        return Client(scheduler, timeout=f"{float(timeout)}s")
+    except (OSError, TimeoutError, ValueError, TypeError) as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise SchedulerError(
+            f"cannot reach Dask scheduler {scheduler} within {float(timeout):g}s ({detail}); "
+            f"check the address (tcp://HOST:8786) and that the scheduler runs, or raise --connect-timeout"
+        ) from None
+
+
+def _on_dask(fn: Callable, queue: Iterator[ChunkTask], scheduler: str, finish: Callable, timeout: float) -> None:
+    from dask.distributed import as_completed
+
+    with _connect(scheduler, timeout) as client:
         slots = 2 * max(1, sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values()))
         running: dict[str, tuple[Any, ChunkTask]] = {}
 
@@ -480,4 +568,5 @@ def chunk_tasks(spec: RunSpec, chunks: Iterable[Any], plan: Any, users: Any, usa
             buckets=plan.buckets[c.offset : c.offset + len(c.users)],
             subscribed=usable[c.users],
             engagement=users.engagement[c.users],
+            sub_groups=table[C.SUB_GROUP].iloc[c.users].to_numpy(dtype=object) if users.attributes else None,
         )

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import fcntl
 import hashlib
 import json
 import os
@@ -47,7 +46,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from recsys import columns as C
-from recsys.exceptions import ArtifactError, RecsysError
+from recsys.exceptions import ArtifactError
 from recsys.io import write_json, write_parquet
 from recsys.push import history as H
 
@@ -79,7 +78,6 @@ STAGED_SUFFIX = ".staged"
 PARTITION_COLUMNS = ("date", "kind", C.CHANNEL)
 HISTORY_DIR = "_history"
 WORK_DIR = "_work"
-LOCK_FILE = "_lock"
 
 
 def output_schema(timezone: str) -> pa.Schema:
@@ -119,30 +117,18 @@ def part_file(chunk: int) -> str:
 
 
 @contextlib.contextmanager
-def run_lock(out: str | Path) -> Iterator[None]:
-    """Hold the output folder's lock for one run.
-
-    Two runs writing the same output (say a campaign during the nightly run)
-    would each count caps without the other's pushes; the second one is
-    refused. The operating system drops the lock when the process dies, so a
-    killed run never leaves a stale lock behind.
+def run_lock(out: str | Path, run: str = "push") -> Iterator[None]:
+    """Hold the output folder's lock for one run (see :mod:`recsys.push.lock`).
 
     Raises
     ------
-    RecsysError
-        If another run holds the lock.
+    LockedError
+        If another run holds the lock, naming it.
     """
-    root = Path(out)
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / LOCK_FILE, "a+") as handle:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RecsysError(f"{root}: another push or campaign run is writing here; try again when it ends") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    from recsys.push.lock import hold
+
+    with hold(out, what="push output", run=run):
+        yield
 
 
 def fingerprint_digest(fingerprint: dict[str, Any]) -> str:

@@ -165,6 +165,15 @@ class Catalog:
 def read_catalog(catalog: pd.DataFrame | str | Path, taxonomy: Any) -> tuple[pd.DataFrame, int]:
     """Return the clean items table of ``catalog`` and how many rows it rejected.
 
+    :func:`check_catalog` with the rejected rows counted together.
+    """
+    items, rejected = check_catalog(catalog, taxonomy)
+    return items, int(sum(rejected.values()))
+
+
+def check_catalog(catalog: pd.DataFrame | str | Path, taxonomy: Any) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Return the clean items table of ``catalog`` and its rejected rows by reason.
+
     The catalogue goes through the contract validator (``recsys.schema``):
     rows it quarantines (unknown codes, naive timestamps, duplicate ids, ...)
     are left out, so they are never recommended.
@@ -180,8 +189,8 @@ def read_catalog(catalog: pd.DataFrame | str | Path, taxonomy: Any) -> tuple[pd.
     -------
     items : DataFrame
         Clean contract items.
-    rejected : int
-        Rows left out.
+    rejected : dict
+        Rows left out, by quarantine reason (``{}`` when none).
 
     Raises
     ------
@@ -201,7 +210,7 @@ def read_catalog(catalog: pd.DataFrame | str | Path, taxonomy: Any) -> tuple[pd.
     empty_users = pd.DataFrame({name: pd.Series(dtype=str) for name in schema.required_columns("users")})
     empty_events = pd.DataFrame({name: pd.Series(dtype=str) for name in schema.required_columns("events")})
     result = schema.validate_tables(empty_users, raw, empty_events, taxonomy=taxonomy, end=_FAR_FUTURE)
-    return result.items, int(len(raw) - len(result.items))
+    return result.items, {str(k): int(v) for k, v in result.counts().items() if v}
 
 
 def _ns(values: pd.Series, fill: int) -> np.ndarray:

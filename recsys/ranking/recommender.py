@@ -447,7 +447,9 @@ class Recommender:
         Returns
         -------
         DataFrame
-            ``user_id`` (str), ``score`` (float64), best first.
+            ``user_id`` (str), ``score`` (float64), best first. When nobody is
+            eligible it is empty and ``attrs["reason"]`` says why (the item is
+            not approved, not yet published, expired, ...).
 
         Raises
         ------
@@ -469,7 +471,7 @@ class Recommender:
                 raise ConfigError(f"unknown item_id {item_id!r}: not in the catalogue")
             j = catalog.index_of[item_id]
             if not (catalog.available[j] and eligibility.live_at(catalog, np.array([j]), now_ns)[0]):
-                return _audience_frame([], np.zeros(0))
+                return _no_audience(f"item {item_id!r} is {_unavailable(state, j, now_ns)}")
             query = catalog.cf[j]
             allowed &= catalog.group_ok[state.user_group, j] & catalog.region_ok[state.user_region, j]
             if j < catalog.n_bundle:
@@ -480,13 +482,16 @@ class Recommender:
             static = state.static_mask(filt)
             items = np.flatnonzero(static & eligibility.live_at(catalog, np.arange(catalog.n_items), now_ns))
             if items.size == 0:
-                return _audience_frame([], np.zeros(0))
+                return _no_audience(f"no item of topic {topic!r} is approved, published and unexpired at that time")
             query = catalog.cf[items].mean(axis=0)
             # (group, region) pairs at least one of the topic's eligible items may go to
             groups = catalog.group_ok[:, items].astype(np.float32)
             regions = catalog.region_ok[:, items].astype(np.float32)
             allowed &= ((groups @ regions.T) > 0)[state.user_group, state.user_region]
-        return _top_users(state, query, allowed, k)
+        found = _top_users(state, query, allowed, k)
+        if found.empty:
+            found.attrs["reason"] = "no known user of the requested groups/regions is in its target audience and new to it"
+        return found
 
 
 def _attributes(ids: list[str], users: pd.DataFrame | None) -> list[Attributes | None] | None:
@@ -575,6 +580,27 @@ def _top_users(state: RankingState, query: np.ndarray, allowed: np.ndarray, k: i
         keep = np.lexsort((idx, -scores))[:k]
         best_idx, best_score = idx[keep], scores[keep]
     return _audience_frame(list(state.user_ids[best_idx]), best_score)
+
+
+def _no_audience(reason: str) -> pd.DataFrame:
+    """An empty audience whose ``attrs["reason"]`` says why nobody is eligible."""
+    frame = _audience_frame([], np.zeros(0))
+    frame.attrs["reason"] = reason
+    return frame
+
+
+def _unavailable(state: RankingState, j: int, now_ns: int) -> str:
+    """Why catalogue item ``j`` cannot go out at ``now_ns`` (not in the catalogue, review status, dates)."""
+    items = state.catalog_items if state.catalog_items is not None else state.model.items
+    row = items[items[C.ITEM_ID].astype(str) == state.catalog.item_ids[j]]
+    if row.empty:
+        return "not in the current catalogue"
+    if str(row[C.REVIEW_STATUS].iloc[0]) != "approved":
+        return f"not approved (review_status {str(row[C.REVIEW_STATUS].iloc[0])!r})"
+    local = state.taxonomy.timezone
+    if state.catalog.published_ns[j] > now_ns:
+        return f"not published until {pd.Timestamp(int(state.catalog.published_ns[j]), tz='UTC').tz_convert(local)}"
+    return f"expired at {pd.Timestamp(int(state.catalog.expires_ns[j]), tz='UTC').tz_convert(local)}"
 
 
 def _audience_frame(ids: list, scores: np.ndarray) -> pd.DataFrame:
