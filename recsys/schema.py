@@ -294,7 +294,9 @@ def check_encoding(encoding: str | None) -> str:
 
 def _read_parquet(path: Path) -> pd.DataFrame:
     try:
-        return pq.read_table(path).to_pandas()
+        # Page checksums, where the writer stored them, turn any damaged page into an error
+        # (without them a damaged page may decode into plausible or impossible values).
+        return pq.read_table(path, page_checksum_verification=True).to_pandas()
     except Exception as exc:  # noqa: BLE001 - see below
         # A damaged file can fail anywhere in Arrow's decoding (ArrowInvalid,
         # OSError, IndexError, OverflowError, ...); whatever the type, the file
@@ -422,9 +424,12 @@ def _as_str(raw: pd.Series) -> pd.Series:
     """Values as ``str`` with "" for null; integral floats lose their ``.0``."""
     if pd.api.types.is_float_dtype(raw.dtype):
         whole = raw.dropna()
-        if (whole == np.floor(whole)).all():
+        if (np.isfinite(whole) & (whole == np.floor(whole))).all():
             raw = raw.astype("Int64")
-    return raw.astype(str).fillna("")
+    null = raw.isna().to_numpy()
+    text = raw.astype(str)
+    # pandas before 3 turns None into "None" and NaN into "nan": a null is empty whatever the version
+    return text.where(~null, "") if null.any() else text
 
 
 def _as_lists(raw: pd.Series, fill: list[str]) -> tuple[pd.Series, np.ndarray]:

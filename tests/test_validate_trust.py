@@ -305,6 +305,15 @@ def test_overwritten_parquet_never_crashes(tmp_path, capsys):
     assert outcomes  # (which outcome depends on where the garbage lands)
     path.write_bytes(clean[: len(clean) // 2])  # a truncated file
     _error(capsys, _validate(folder), f"{path}: not a readable Parquet file")
+    # a file written with page checksums: every damaged page is caught on reading
+    pq.write_table(pa.Table.from_pandas(events, preserve_index=False), path, write_page_checksum=True)
+    clean = path.read_bytes()
+    for offset in np.linspace(len(clean) * 0.1, len(clean) - 4096 - 64, 4).astype(int):
+        damaged = bytearray(clean)
+        damaged[offset : offset + 4096] = rng.integers(0, 256, 4096, dtype=np.uint8).tobytes()
+        path.write_bytes(bytes(damaged))
+        with pytest.raises(SchemaError, match="not a readable Parquet file"):
+            validate(data=folder, end=END)
 
 
 def test_odd_ids_are_strings_never_paths(tmp_path, capsys):
