@@ -19,9 +19,11 @@ events table runs to tens of millions of rows.
 from __future__ import annotations
 
 import codecs
+import csv
 import datetime as dt
 import json
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -307,18 +309,47 @@ def _read_parquet(path: Path) -> pd.DataFrame:
 
 def _read_csv(path: Path, encoding: str, delimiter: str) -> pd.DataFrame:
     try:
-        # Strings only, no NA guessing: "NA" or "null" may be real ids; an
-        # empty cell stays "" and each column type decides what empty means.
-        return pd.read_csv(
-            path, dtype=str, keep_default_na=False, na_filter=False, encoding=encoding, sep=delimiter
-        )
+        with warnings.catch_warnings():
+            # pandas only warns when a row has more fields than the header, and drops them
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            # Strings only, no NA guessing: "NA" or "null" may be real ids; an
+            # empty cell stays "" and each column type decides what empty means.
+            # index_col=False: extra fields never turn silently into an index.
+            frame = pd.read_csv(
+                path,
+                dtype=str,
+                keep_default_na=False,
+                na_filter=False,
+                encoding=encoding,
+                sep=delimiter,
+                index_col=False,
+            )
     except pd.errors.EmptyDataError:
         raise SchemaError(f"{path}: empty file, no header row") from None
     except UnicodeError as exc:
         raise SchemaError(f"{path}: {_encoding_problem(path, encoding, exc)}") from None
+    except pd.errors.ParserWarning:
+        raise SchemaError(
+            f"{path}: not a readable CSV file (a row has more fields than the header; check --delimiter and quoting)"
+        ) from None
     except (pd.errors.ParserError, OSError, ValueError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise SchemaError(f"{path}: not a readable CSV file ({reason})") from None
+    header = _csv_header(path, encoding, delimiter)
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        # pandas would rename the second copy "name.1": which one holds the data is a guess
+        raise SchemaError(f"{path}: column {', '.join(map(repr, repeated))} appears more than once in the header")
+    return frame
+
+
+def _csv_header(path: Path, encoding: str, delimiter: str) -> list[str]:
+    """The header row's names as a CSV reader splits them ([] if unreadable)."""
+    try:
+        with open(path, encoding=encoding, errors="replace", newline="") as fh:
+            return next(csv.reader(fh, delimiter=delimiter), [])
+    except (OSError, csv.Error):
+        return []
 
 
 # Bytes read to guess an encoding or a delimiter: enough for many rows.
@@ -357,15 +388,10 @@ def _encoding_problem(path: Path, encoding: str, exc: UnicodeError) -> str:
 
 def _delimiter_hint(path: Path, encoding: str, delimiter: str, kind: str) -> str:
     """``"; the delimiter looks like ';' ..."`` when another separator splits the header into the required columns."""
-    try:
-        with open(path, encoding=encoding, errors="replace", newline="") as fh:
-            header = fh.readline().strip("\r\n")
-    except OSError:
-        return ""
     required = set(required_columns(kind))
 
     def found(sep: str) -> int:
-        return len(required & {name.strip().strip('"') for name in header.split(sep)})
+        return len(required & {name.strip() for name in _csv_header(path, encoding, sep)})
 
     best = max((sep for sep in _DELIMITERS if sep != delimiter), key=found)
     if found(best) <= found(delimiter):

@@ -376,8 +376,18 @@ def test_null_and_duplicate_ids(tmp_path):
             "items.csv: is a folder; expected the items table as one CSV file",
         ),
         (lambda f: (f / "users.parquet").write_bytes(b""), "both users.parquet and users.csv"),
+        (
+            lambda f: (f / "events.csv").write_text(
+                "user_id,item_id,event_type,timestamp\nu0,i0,click,2024-03-01T10:00:00Z,extra\n"
+            ),
+            "events.csv: not a readable CSV file (a row has more fields than the header",
+        ),
+        (
+            lambda f: (f / "users.csv").write_text("user_id,group,region,group\nu0,farmer,qinglong,youth\n"),
+            "users.csv: column 'group' appears more than once in the header",
+        ),
     ],
-    ids=["empty", "header-only", "missing", "folder", "both"],
+    ids=["empty", "header-only", "missing", "folder", "both", "extra-fields", "repeated-column"],
 )
 def test_file_problems_are_one_line_errors(tmp_path, capsys, damage, needle):
     folder = _folder(tmp_path)
