@@ -24,6 +24,7 @@ from recsys.evaluation.baselines import (
     top_k,
 )
 from recsys.evaluation.simulate import OraclePolicy
+from recsys.evaluation.split import quantile_time
 from recsys.exceptions import ConfigError, NotFittedError
 from recsys.model import TrainedModel
 from recsys.taxonomy import parse_taxonomy
@@ -280,3 +281,16 @@ def test_save_load_changes_no_list(trained, tmp_path):
             recommend(make_baseline(name, seed=2).fit(b), b, users, 5),
             obj=name,
         )
+
+
+def test_recent_popular_validation_window_reaches_back_on_a_sparse_log(context):
+    events = context.train_events
+    week = RecentPopularPolicy(grid=(1.0, 3.0), validation_share=0.0).fit(context)
+    assert week.validation_start_ == context.time - pd.Timedelta(days=7)
+    wide = RecentPopularPolicy(grid=(1.0, 3.0), validation_share=0.9).fit(context)
+    # the window reaches back to the 10% quantile of the training events' times
+    assert wide.validation_start_ < week.validation_start_
+    assert wide.validation_start_ == quantile_time(events, 0.1) == pd.Timestamp("2026-06-10", tz="UTC")
+    assert set(wide.trials_) == {1.0, 3.0}
+    with pytest.raises(ConfigError, match="validation_share must be a number in \\[0, 1\\)"):
+        RecentPopularPolicy(validation_share=1.0).fit(context)

@@ -149,3 +149,15 @@ def test_target_checks_skip_a_family_with_one_code():
     lines = target_checks(S.compute_metrics(tables, SETTINGS), 2, min_users=1)
     names = [line.split(" ")[0] for line in lines]
     assert names == ["all", "warm", "cold", "by_region/farm", "by_region/town"]
+
+
+def test_report_leaves_out_one_code_families(tmp_path):
+    tables = _tables()
+    tables.users["group"] = "pupil"
+    doc = S.assemble(S.compute_metrics(tables, SETTINGS), {"mode": "temporal", "time": "T", "users": {}})
+    paths = write_report(doc, tmp_path, parse_taxonomy(TAXONOMY_TOML))
+    md = paths["md"].read_text(encoding="utf-8")
+    assert "按人群 / By audience group" not in md and "by_group" not in paths
+    assert "按地区 / By region" in md and "by_region" in paths  # two regions: kept
+    assert "A single code only (audience group: pupil)" in md
+    assert "pupil" in doc["policies"]["engine"]["by_group"]  # metrics.json keeps the block

@@ -132,16 +132,20 @@ def plot_simulated(metrics: dict[str, Any], path: Path) -> Path:
 
 
 def draw_plots(metrics: dict[str, Any], folder: str | Path) -> dict[str, Path]:
-    """Draw every plot into ``folder``; return ``{name: path}``."""
+    """Draw every plot into ``folder``; return ``{name: path}``.
+
+    The per-group and per-region bars are drawn only for a family with two or
+    more codes.
+    """
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     k = metrics.get("settings", {}).get("headline_k", 10)
-    plots = {
-        "metric_vs_k": plot_metric_vs_k(metrics, out / "metric_vs_k.png"),
-        "by_group": plot_population_bars(metrics, "by_group", k, out / "by_group.png"),
-        "by_region": plot_population_bars(metrics, "by_region", k, out / "by_region.png"),
-        "warm_cold": plot_warm_cold(metrics, k, out / "warm_cold.png"),
-    }
+    plots = {"metric_vs_k": plot_metric_vs_k(metrics, out / "metric_vs_k.png")}
+    for family in ("by_group", "by_region"):
+        codes = {c for p in metrics["policies"].values() for c in p.get(family, {})}
+        if len(codes) > 1:  # one bar group would repeat the headline (a log without demographics)
+            plots[family] = plot_population_bars(metrics, family, k, out / f"{family}.png")
+    plots["warm_cold"] = plot_warm_cold(metrics, k, out / "warm_cold.png")
     if all("simulated" in p for p in metrics["policies"].values()):
         plots["simulated"] = plot_simulated(metrics, out / "simulated.png")
     return plots

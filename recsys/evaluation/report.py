@@ -210,6 +210,11 @@ def paired_verdicts(metrics: dict[str, Any], k: int) -> list[str]:
     return lines
 
 
+def family_codes(metrics: dict[str, Any], family: str) -> list[str]:
+    """The codes of a population family (``by_group``, ...) present in ``metrics``, sorted."""
+    return sorted({c for p in metrics["policies"].values() for c in p.get(family, {})})
+
+
 def _population_table(metrics: dict, family: str, kind: str, taxonomy: Taxonomy, k: int) -> tuple[list[str], list[list[str]]]:
     policies = list(metrics["policies"])
     codes = sorted({c for p in metrics["policies"].values() for c in p.get(family, {})})
@@ -352,17 +357,29 @@ def build_sections(metrics: dict[str, Any], taxonomy: Taxonomy, plots: dict[str,
     if "tuning" in metrics:
         out.append(_tuning_section(metrics["tuning"]))
 
+    single: list[str] = []
     for family, kind, zh, en, plot in (
         ("by_group", "group", "按人群", "By audience group", "by_group"),
         ("by_region", "region", "按地区", "By region", "by_region"),
         ("by_urban_rural", None, "城乡对比", "Urban vs rural", None),
     ):
+        codes = family_codes(metrics, family)
+        if len(codes) < 2:
+            # one group (or region) is the whole population: its table would repeat the headline
+            single.append(f"{en.removeprefix('By ').lower()}: {', '.join(codes) or 'none'}")
+            continue
         sec = Section(zh, en)
         sec.p(f"precision@{k} [95% CI] / NDCG@{k} per population.")
         sec.table(*_population_table(metrics, family, kind, taxonomy, k))
         if plot and plot in plots:
             sec.image(plots[plot], f"precision@{k} per {kind} with 95% intervals")
         out.append(sec)
+
+    if single:
+        overview.p(
+            "仅一类 A single code only (" + "; ".join(single) + "): those per-population tables equal the "
+            "headline and are left out (metrics.json keeps them)."
+        )
 
     wc = Section("新老用户", "Warm vs cold users")
     header = ["策略 Policy", "老用户 warm users", f"warm P@{k}", f"warm NDCG@{k}", "新用户 cold users", f"cold P@{k}", f"cold NDCG@{k}"]
