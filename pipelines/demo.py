@@ -27,14 +27,21 @@ def run(
     *,
     users_to_show: int = 3,
     stream: TextIO | None = sys.stdout,
+    force: bool = False,
 ) -> dict[str, Any]:
-    """Run every job on ``data``; return where each output went."""
+    """Run every job on ``data``; return where each output went.
+
+    ``out`` must be new, empty, or a folder an earlier demo wrote (``force``
+    writes beside other files, leaving them alone); its ``models``,
+    ``pushes`` and ``evaluation`` sub-folders are each checked by their job.
+    """
     import pandas as pd
 
     from pipelines import evaluate as evaluate_job
     from pipelines import push as push_job
     from pipelines import train as train_job
     from recsys.evaluation.run import EvaluationSettings
+    from recsys.io import prepare_output_dir
     from recsys.ranking.recommender import Recommender
     from recsys.schema import validate
     from recsys.taxonomy import load_taxonomy
@@ -46,6 +53,7 @@ def run(
         raise SchemaError(
             f"{data}: no synthetic city here; regenerate the sample with `recsys generate --sample`"
         )
+    target = prepare_output_dir(out, "demo", force=force, recognise=lambda p: _is_demo(p))
     outputs: dict[str, Any] = {}
 
     _say(stream, f"== 1. validate {data}")
@@ -86,13 +94,27 @@ def run(
     for key, value in outputs.items():
         _say(stream, f"   {key:<11} {value}")
     _say(stream, f"   report      {Path(metrics['out']) / 'report.html'}")
+    target.mark(list(DEMO_ENTRIES))
     return outputs
+
+
+#: what a demo writes in its folder
+DEMO_ENTRIES = ("models", "pushes", "evaluation")
+
+
+def _is_demo(folder: Path) -> bool:
+    """A folder an older demo wrote: only its three sub-folders."""
+    names = {e.name for e in folder.iterdir()}
+    return bool(names) and names <= set(DEMO_ENTRIES)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``recsys demo`` options."""
     parser.add_argument("--data", default=str(SAMPLE), metavar="DIR", help="synthetic city (default: the committed sample)")
     parser.add_argument("--out", default="out/demo", metavar="DIR", help="where every output goes (default: out/demo)")
+    parser.add_argument(
+        "--force", action="store_true", help="write into an --out folder that holds other files (they are left alone)"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 DEFAULT_KS = "5,10,20"
+#: the config sections evaluate and tune read: a model is trained and ranked, nothing pushed or kept
+EVAL_SECTIONS_EXCLUDED = ("push", "bundle", "training")
 
 
 def _stderr(line: str) -> None:
@@ -62,6 +64,7 @@ def run(
     settings: Any = None,
     end: str | None = None,
     log: Callable[[str], None] | None = _stderr,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Evaluate the engine against the baselines on the data set in ``data``.
 
@@ -72,7 +75,9 @@ def run(
         folder (the synthetic generator's ground truth) adds the oracle and
         the simulated push.
     out : path
-        Output folder (replaced whole): metrics.json, the tables, the report.
+        Output folder: new, empty or written by evaluate before (its own files
+        are replaced, any other file is left alone; see
+        :func:`recsys.io.prepare_output_dir`): metrics.json, the tables, the report.
     taxonomy : Taxonomy or path, optional
         The data set's codes; default the bundled city's.
     config : EngineConfig or path, optional
@@ -83,19 +88,25 @@ def run(
         The data's end for validation (default: manifest.json's, else now).
     log : callable or None
         Progress lines (default: stderr).
+    force : bool
+        Write into an ``out`` folder holding other files.
 
     Returns
     -------
     dict
         The metrics (``metrics.json``) plus ``"out"``: the folder written.
     """
-    from recsys.config import EngineConfig, load_config
+    from recsys.config import EngineConfig, load_config, sections_except
     from recsys.evaluation.run import EvaluationSettings, evaluate, write_evaluation
     from recsys.evaluation.simulate import load_truth
+    from recsys.io import prepare_output_dir
 
     say = log or (lambda _line: None)
     settings = (settings or EvaluationSettings()).check()  # bad options fail before any work
-    cfg = config if isinstance(config, EngineConfig) else load_config(config)
+    cfg = config if isinstance(config, EngineConfig) else load_config(
+        config, command="evaluate", sections=sections_except(*EVAL_SECTIONS_EXCLUDED)
+    )
+    target = prepare_output_dir(out, "evaluate", force=force, recognise=_is_evaluation)
     tax, clean = _load(data, taxonomy, end, say)
     truth = load_truth(data)
     if truth is not None:
@@ -104,9 +115,16 @@ def run(
         clean.users, clean.items, clean.events, taxonomy=tax, settings=settings,
         config=cfg, truth=truth, log=say,
     )
-    folder = write_evaluation(result, out, tax)
+    with target.staging() as staged:
+        write_evaluation(result, staged, tax)
+    folder = target.path
     say(f"wrote {folder}/report.html, metrics.json and the tables")
     return {**result.metrics, "out": str(folder)}
+
+
+def _is_evaluation(folder: Path) -> bool:
+    """A folder an older `recsys evaluate` wrote (before the output marker)."""
+    return (folder / "metrics.json").is_file() and (folder / "report.md").is_file()
 
 
 def run_tune(
@@ -119,37 +137,49 @@ def run_tune(
     until: str | None = None,
     end: str | None = None,
     log: Callable[[str], None] | None = _stderr,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Tune the engine's configuration on ``data`` and write it as TOML.
 
     Only events before ``until`` are read (keep a test window aside with it);
     the validation window is the latest part of those. Writes ``out`` (the
-    TOML config) and the trials beside it (``<out stem>.trials.csv``).
+    TOML config: the sections that differ from the defaults, so ``recsys
+    train`` and ``recsys evaluate`` both take it) and the trials beside it
+    (``<out stem>.trials.csv``). An existing ``out`` not written by tune is
+    refused unless ``force``.
 
     Returns
     -------
     dict
         ``{"config": path, "trials": path, "validation": {...}, "best": {...}}``.
     """
+    import tomli_w
+
     from recsys import columns as C
-    from recsys.config import EngineConfig, load_config
+    from recsys.config import EngineConfig, changed_sections, load_config, sections_except
     from recsys.evaluation.tune import TuneSettings, tune
-    from recsys.io import atomic_path
+    from recsys.exceptions import ConfigError
+    from recsys.io import atomic_path, prepare_output_file, written_by_header
     from recsys.timeutil import parse_time
 
     say = log or (lambda _line: None)
     settings = (settings or TuneSettings()).check()
-    cfg = config if isinstance(config, EngineConfig) else load_config(config)
+    cfg = config if isinstance(config, EngineConfig) else load_config(
+        config, command="tune", sections=sections_except(*EVAL_SECTIONS_EXCLUDED)
+    )
+    path = prepare_output_file(out, "tune", force=force)  # before any work
+    trials = path.with_name(f"{path.stem}.trials.csv")
+    if trials.exists() and not path.exists() and not force:
+        raise ConfigError(f"{trials}: exists beside --out {path} and was not written with it; pass --force to replace it")
     tax, clean = _load(data, taxonomy, end, say)
     events = clean.events
     if until is not None:
         cutoff = parse_time(until, tax, name="--until")
         events = events[events[C.TIMESTAMP] < cutoff]
     result = tune(clean.users, clean.items, events, taxonomy=tax, config=cfg, settings=settings, log=say)
-    path = Path(out)
     with atomic_path(path) as tmp:
-        tmp.write_text(result.config.to_toml(), encoding="utf-8")
-    trials = path.with_name(f"{path.stem}.trials.csv")
+        header = f"{written_by_header('tune')} on {data}: the sections that differ from the defaults\n"
+        tmp.write_text(header + tomli_w.dumps(changed_sections(result.config)), encoding="utf-8")
     with atomic_path(trials) as tmp:
         result.trials.to_csv(tmp, index=False)
     best = {k: (v.item() if hasattr(v, "item") else v) for k, v in result.best.items()}
@@ -181,7 +211,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bootstrap", metavar="N", type=int, default=1000, help="bootstrap resamples (default 1000)")
     parser.add_argument("--seed", metavar="S", type=int, default=0, help="seed (default 0)")
     parser.add_argument("--end", metavar="ISO", default=None, help="the data's end for validation (default: manifest)")
-    parser.add_argument("--out", metavar="DIR", required=True, help="output folder (replaced whole)")
+    parser.add_argument(
+        "--out", metavar="DIR", required=True,
+        help="output folder: new, empty, or written by evaluate before (its own files are replaced)",
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="write into an --out folder that holds other files (they are left alone)"
+    )
 
 
 def settings_from_args(args: argparse.Namespace) -> Any:
@@ -234,7 +270,8 @@ def headline_text(metrics: dict[str, Any]) -> str:
 def run_args(args: argparse.Namespace) -> int:
     """Run the evaluation for parsed options; print the headline table."""
     metrics = run(
-        args.data, args.out, taxonomy=args.taxonomy, config=args.config, settings=settings_from_args(args), end=args.end
+        args.data, args.out, taxonomy=args.taxonomy, config=args.config, settings=settings_from_args(args), end=args.end,
+        force=getattr(args, "force", False),
     )
     print(headline_text(metrics))
     print(f"report: {Path(metrics['out']) / 'report.html'}")

@@ -29,8 +29,8 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from recsys.exceptions import ArtifactError
-from recsys.io import atomic_dir, sha256_file
+from recsys.exceptions import ArtifactError, ConfigError, RecsysError
+from recsys.io import _tmp_sibling, atomic_dir, clean_stale_temps, sha256_file
 
 #: Version of the bundle layout; a loader refuses other major versions.
 FORMAT_VERSION = "1"
@@ -117,6 +117,7 @@ def write_bundle(
     keep: int = 5,
     version: str | None = None,
     verify: Callable[[Path], None] | None = None,
+    sanity: Callable[[Path], None] | None = None,
 ) -> Path:
     """Write a new bundle and move ``latest`` to it.
 
@@ -136,7 +137,11 @@ def write_bundle(
         Version name; default a UTC timestamp.
     verify : callable, optional
         Called on the renamed bundle folder before ``latest`` moves (e.g. a full
-        load); an exception leaves ``latest`` where it was.
+        load); an exception removes the bundle and leaves ``latest`` where it was.
+    sanity : callable, optional
+        Called after ``verify``: whether the bundle is fit to serve (e.g. it has
+        warm users and eligible items). An exception leaves ``latest`` where it
+        was and keeps the bundle for inspection; the error says both.
 
     Returns
     -------
@@ -144,7 +149,11 @@ def write_bundle(
         The new bundle's folder.
     """
     models = Path(models_dir)
+    if keep < 1:
+        raise ConfigError(f"[bundle] keep = {keep} is out of range; valid: 1..1000 (0 or less deletes every bundle)")
     models.mkdir(parents=True, exist_ok=True)
+    # a killed earlier write left its temporary folder: remove ours (version or latest names, dead writer)
+    clean_stale_temps(models, lambda name: name == LATEST or bool(_VERSION_RE.match(name)))
     version = version or new_version(models_dir=models)
     dest = models / version
     if dest.exists():
@@ -168,6 +177,14 @@ def write_bundle(
         except Exception:
             shutil.rmtree(dest, ignore_errors=True)
             raise
+    if sanity is not None:
+        try:
+            sanity(dest)
+        except Exception as exc:
+            current = latest_version(models)
+            kept = f"latest still points to {current}" if current else "no latest was set"
+            cls = type(exc) if isinstance(exc, RecsysError) else ArtifactError
+            raise cls(f"{dest}: bundle written but not made latest: {exc}; {kept}") from None
     set_latest(models, version)
     prune(models, keep)
     return dest
@@ -189,8 +206,10 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
         manifest = json.loads(mpath.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ArtifactError(f"{mpath}: missing (not a model bundle?)") from None
-    except (OSError, ValueError) as exc:
-        raise ArtifactError(f"{mpath}: unreadable ({exc})") from None
+    except (OSError, ValueError, RecursionError) as exc:
+        raise ArtifactError(f"{mpath}: unreadable ({type(exc).__name__}: {exc})") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files", {}), dict):
+        raise ArtifactError(f"{mpath}: unreadable (not a bundle manifest: a JSON object with a files table)")
     fmt = str(manifest.get("format_version", ""))
     if fmt.split(".")[0] != FORMAT_VERSION:
         raise ArtifactError(f"{mpath}: bundle format version {fmt!r}; this engine reads version {FORMAT_VERSION}")
@@ -220,7 +239,7 @@ def load_array(root: str | Path, name: str, *, mmap: bool = True) -> np.ndarray:
         return np.load(fpath, mmap_mode="r" if mmap else None, allow_pickle=False)
     except FileNotFoundError:
         raise ArtifactError(f"{fpath}: missing from the model bundle") from None
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError) as exc:
         raise ArtifactError(f"{fpath}: unreadable ({exc})") from None
 
 
@@ -265,21 +284,49 @@ def latest_version(models_dir: str | Path) -> str | None:
     return Path(os.readlink(link)).name
 
 
+def is_models_dir(path: str | Path) -> bool:
+    """Whether ``path`` looks like a models folder: a ``latest`` link or a bundle version folder."""
+    p = Path(path)
+    if (p / LATEST).is_symlink():
+        return True
+    return any((p / v / MANIFEST).is_file() for v in list_versions(p))
+
+
+def check_version_name(version: str, models_dir: str | Path) -> str:
+    """Return ``version`` if it names a bundle inside ``models_dir`` (a name, not a path).
+
+    Raises
+    ------
+    ConfigError
+        For a path (``/``, ``..``) or a name that is not a version.
+    """
+    if not version or "/" in version or "\\" in version or version in (".", "..") or not _VERSION_RE.match(version):
+        have = ", ".join(list_versions(models_dir)) or "none"
+        raise ConfigError(
+            f"{version!r} is not a bundle version of {models_dir}: give a version name such as "
+            f"20260630T020000Z (not a path); have: {have}"
+        )
+    return version
+
+
 def set_latest(models_dir: str | Path, version: str) -> None:
     """Point ``latest`` at ``version`` atomically (a new link renamed over the old)."""
     models = Path(models_dir)
+    check_version_name(version, models)
     if not (models / version).is_dir():
         raise ArtifactError(f"{models / version}: no such model version; have: {', '.join(list_versions(models))}")
-    tmp = models / f".latest.tmp-{os.getpid()}"
-    if tmp.is_symlink() or tmp.exists():
-        tmp.unlink()
+    tmp = _tmp_sibling(models / LATEST)
     tmp.symlink_to(version, target_is_directory=True)
-    os.replace(tmp, models / LATEST)
+    try:
+        os.replace(tmp, models / LATEST)
+    finally:
+        if tmp.is_symlink():
+            tmp.unlink()
 
 
 def prune(models_dir: str | Path, keep: int) -> list[str]:
-    """Remove all but the newest ``keep`` bundles (never the one ``latest`` names)."""
-    versions = list_versions(models_dir)
+    """Remove all but the newest ``keep`` bundles (never the one ``latest`` names; ``keep`` >= 1)."""
+    versions = [v for v in list_versions(models_dir) if (Path(models_dir) / v / MANIFEST).exists()]
     current = latest_version(models_dir)
     doomed = [v for v in versions[: max(0, len(versions) - max(keep, 1))] if v != current]
     for v in doomed:
@@ -288,18 +335,57 @@ def prune(models_dir: str | Path, keep: int) -> list[str]:
 
 
 def rollback(models_dir: str | Path, version: str) -> None:
-    """Point ``latest`` back at an older (verified) ``version``."""
+    """Point ``latest`` back at an older (verified) ``version`` of the same models folder.
+
+    Raises
+    ------
+    ConfigError
+        If ``version`` is a path rather than a version name of ``models_dir``.
+    ArtifactError
+        If that bundle is missing or fails verification.
+    """
+    check_version_name(version, models_dir)
     verify_bundle(Path(models_dir) / version)
     set_latest(models_dir, version)
 
 
+#: where ``make demo`` / ``recsys demo`` writes its bundles (named when no bundle is found)
+DEMO_MODELS = Path("out") / "demo" / "models"
+
+
+def _not_found(p: Path) -> str:
+    hint = "train one with `recsys train --data DIR --out models`, or pass --model PATH"
+    if (DEMO_MODELS / LATEST).exists() and Path(p).resolve() != (DEMO_MODELS / LATEST).resolve():
+        hint = f"`make demo` writes to {DEMO_MODELS}: pass --model {DEMO_MODELS / LATEST}"
+    return f"{p}: no model bundle here; {hint}"
+
+
 def resolve(path: str | Path) -> Path:
-    """Resolve a bundle path: a version folder, ``models/latest``, or a models folder."""
+    """Resolve a bundle path: a version folder, ``models/latest``, or a models folder.
+
+    Raises
+    ------
+    ArtifactError
+        One line: nothing there (with a hint where bundles may be), a
+        ``latest`` link that loops or points to a removed version.
+    """
     p = Path(path)
     if p.is_dir() and not (p / MANIFEST).exists() and (p / LATEST).is_symlink():
         p = p / LATEST
     if p.is_symlink():
-        p = p.resolve()
+        target = os.readlink(p)
+        try:
+            resolved = p.resolve(strict=True)
+        except RuntimeError:
+            raise ArtifactError(f"{p}: the link loops ({p.name} -> {target}); roll back with `recsys models rollback VERSION`") from None
+        except OSError:
+            raise ArtifactError(
+                f"{p}: the link points to {target}, which does not exist; "
+                "see `recsys models list` and roll back with `recsys models rollback VERSION`"
+            ) from None
+        p = resolved
+    if not p.exists():
+        raise ArtifactError(_not_found(p))
     if not p.is_dir():
-        raise ArtifactError(f"{p}: model bundle folder not found")
+        raise ArtifactError(f"{p}: not a model bundle folder (a file)")
     return p

@@ -1,27 +1,88 @@
-"""File helpers shared by every writer: atomic files and folders, JSON, hashes.
+"""File helpers shared by every writer: atomic files and folders, JSON, hashes, output folders.
 
 Nothing the engine writes is ever half-written: files go to a temporary path
 beside the destination and are renamed into place; folders likewise.
+
+An output folder given on the command line (``--out``) is checked once, by
+:func:`prepare_output_dir`, before any work: a command writes into a new or
+empty folder, or one it wrote before (its marker file, or its own manifest),
+and never deletes a file it did not create.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import hashlib
 import json
 import os
+import re
 import shutil
+import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from recsys.exceptions import ConfigError
 
-def _tmp_sibling(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+#: temporary siblings are ``.<name>.tmp-<pid>-<8 hex>``: the pid tells a later run whether the
+#: writer is still alive (older engines wrote ``.<name>.tmp-<8 hex>``)
+_TMP_RE = re.compile(r"^\.(?P<name>.+)\.(?:tmp|old)-(?:(?P<pid>\d+)-)?[0-9a-f]{8}$")
+#: a temporary folder without a pid is stale after this many seconds
+_STALE_AFTER_S = 6 * 3600
+
+
+def _tmp_sibling(path: Path, kind: str = "tmp") -> Path:
+    return path.with_name(f".{path.name}.{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def clean_stale_temps(folder: str | Path, names: Callable[[str], bool]) -> list[Path]:
+    """Remove temporary siblings a killed writer left in ``folder``; return them.
+
+    Only entries named like this module's temporaries (``.<name>.tmp-<pid>-<hex>``)
+    whose ``<name>`` passes ``names`` are considered, and only those whose
+    writer is dead (its pid is gone) or, for names without a pid, older than
+    six hours. Anything else, another writer's live temporary included, is left.
+    """
+    root = Path(folder)
+    removed: list[Path] = []
+    if not root.is_dir():
+        return removed
+    for entry in root.iterdir():
+        m = _TMP_RE.match(entry.name)
+        if m is None or not names(m.group("name")):
+            continue
+        pid = m.group("pid")
+        try:
+            age = time.time() - entry.lstat().st_mtime
+        except OSError:
+            continue
+        stale = not _pid_alive(int(pid)) if pid else age > _STALE_AFTER_S
+        if not stale:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed
 
 
 @contextlib.contextmanager
@@ -89,3 +150,227 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+# ---- output folders ------------------------------------------------------------------------
+
+#: the file an output folder's writer leaves in it: kind, and the entries it wrote
+OUTPUT_MARKER = ".recsys-output.json"
+
+
+def _repo_root(start: Path) -> Path | None:
+    for folder in (start, *start.parents):
+        if (folder / ".git").exists():
+            return folder
+    return None
+
+
+def _never_targets() -> dict[Path, str]:
+    """Folders no command may write into (or replace), with the reason to show."""
+    cwd = Path.cwd().resolve()
+    out = {Path("/"): "the file system root", Path.home().resolve(): "your home folder", cwd: "the current folder"}
+    for root in (_repo_root(cwd), Path(__file__).resolve().parents[1]):
+        if root is not None and ((root / "pyproject.toml").exists() or (root / ".git").exists()):
+            out.setdefault(root.resolve(), "a repository root")
+    return out
+
+
+def _read_marker(folder: Path) -> dict[str, Any] | None:
+    try:
+        marker = json.loads((folder / OUTPUT_MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return marker if isinstance(marker, dict) else None
+
+
+@dataclass(frozen=True)
+class OutputDir:
+    """An output folder checked by :func:`prepare_output_dir`; write it with :meth:`staging`."""
+
+    path: Path
+    kind: str
+    force: bool = False
+
+    @contextlib.contextmanager
+    def staging(self) -> Iterator[Path]:
+        """Yield a path (not yet created) to write the whole output under; publish it on success.
+
+        The writer creates the yielded folder (e.g. with :func:`atomic_dir`).
+        Publishing replaces the entries of the same name in ``path`` and the
+        entries this command wrote there before, records the marker, and
+        leaves every other entry alone. On an exception nothing in ``path``
+        changes.
+        """
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        staged = _tmp_sibling(self.path)
+        try:
+            yield staged
+            if not staged.is_dir():
+                raise ConfigError(f"{self.path}: the {self.kind} output was not written")
+            publish_dir(staged, self.path, self.kind)
+        finally:
+            if staged.exists():
+                shutil.rmtree(staged, ignore_errors=True)
+
+    def mark(self, entries: list[str]) -> None:
+        """Record ``entries`` (top-level names) as this command's own, beside what was recorded."""
+        previous = _read_marker(self.path) or {}
+        owned = sorted(set(previous.get("entries", [])) | set(entries)) if previous.get("kind") == self.kind else entries
+        _write_marker(self.path, self.kind, owned)
+
+
+def _write_marker(folder: Path, kind: str, entries: list[str]) -> None:
+    write_json(
+        {"kind": kind, "entries": sorted(entries), "written_at": dt.datetime.now(dt.timezone.utc).isoformat()},
+        folder / OUTPUT_MARKER,
+    )
+
+
+def prepare_output_dir(
+    path: str | Path,
+    kind: str,
+    *,
+    force: bool = False,
+    recognise: Callable[[Path], bool] | None = None,
+    option: str = "--out",
+) -> OutputDir:
+    """Check that command ``kind`` may write into the folder ``path``, before any work.
+
+    Allowed: a new folder, an empty one, or one this kind of command wrote
+    before (its :data:`OUTPUT_MARKER`, or ``recognise(path)``: e.g. its own
+    manifest from an older engine). Anything else needs ``force`` (the
+    command then writes beside the files already there, replacing only
+    entries of its own names). ``/``, the home folder, the current folder
+    and a repository root are refused even with ``force``.
+
+    Parameters
+    ----------
+    path : path
+        The folder.
+    kind : str
+        The command (``generate``, ``evaluate``, ``demo``, ``models``, ...).
+    force : bool
+        Write into a folder holding other files.
+    recognise : callable, optional
+        Recognises a folder this command wrote before without the marker.
+    option : str
+        The option's name, for messages.
+
+    Raises
+    ------
+    ConfigError
+        One line naming the folder and why it is refused.
+    """
+    p = Path(path)
+    try:
+        resolved = p.resolve()
+    except (OSError, RuntimeError) as exc:  # a symlink loop
+        raise ConfigError(f"{option} {p}: cannot be resolved ({exc})") from None
+    reason = _never_targets().get(resolved)
+    if reason is not None:
+        raise ConfigError(f"{option} {p}: refusing to write into {reason}; give a folder of its own, e.g. out/{kind}")
+    if p.exists() and not p.is_dir():
+        raise ConfigError(f"{option} {p}: is a file, not a folder")
+    probe = p
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise ConfigError(f"{option} {p}: {probe} is a file, not a folder")
+    if probe.exists() and not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"{option} {p}: {probe} is not writable")
+    if p.is_dir():
+        entries = sorted(e.name for e in p.iterdir())
+        marker = _read_marker(p)
+        ours = (marker is not None and marker.get("kind") == kind) or (recognise is not None and recognise(p))
+        if entries and not ours and not force:
+            others = ", ".join(entries[:3]) + (f" and {len(entries) - 3} more" if len(entries) > 3 else "")
+            written_by = f" (written by recsys {marker.get('kind')})" if marker and marker.get("kind") else ""
+            raise ConfigError(
+                f"{option} {p}: folder is not empty ({others}){written_by} and was not written by recsys {kind}; "
+                "choose a new or empty folder, or pass --force to write beside those files (none is deleted)"
+            )
+    return OutputDir(p, kind, force)
+
+
+def publish_dir(staged: str | Path, dest: str | Path, kind: str) -> Path:
+    """Move a finished output folder ``staged`` to ``dest`` without losing anything else there.
+
+    A new ``dest`` (or one holding only what this kind wrote before) is
+    replaced whole and atomically. Otherwise each entry is renamed into place
+    one by one: entries of the same name and entries the previous run of this
+    kind recorded are replaced; every other file stays. The marker
+    (:data:`OUTPUT_MARKER`) records the entries written.
+    """
+    staged, dest = Path(staged), Path(dest)
+    new = sorted(e.name for e in staged.iterdir() if e.name != OUTPUT_MARKER)
+    if not dest.exists():
+        _write_marker(staged, kind, new)
+        os.replace(staged, dest)
+        return dest
+    marker = _read_marker(dest)
+    owned = set(marker.get("entries", [])) if marker is not None and marker.get("kind") == kind else set()
+    existing = {e.name for e in dest.iterdir()} - {OUTPUT_MARKER}
+    foreign = existing - owned - set(new)
+    if not foreign and not dest.is_symlink():
+        _write_marker(staged, kind, new)
+        old = _tmp_sibling(dest, "old")
+        os.replace(dest, old)
+        os.replace(staged, dest)
+        shutil.rmtree(old, ignore_errors=True)
+        return dest
+    trash = _tmp_sibling(dest, "old")
+    trash.mkdir()
+    try:
+        for name in sorted((owned - set(new)) & existing):
+            os.replace(dest / name, trash / name)
+        for name in new:
+            if (dest / name).exists() or (dest / name).is_symlink():
+                os.replace(dest / name, trash / name)
+            os.replace(staged / name, dest / name)
+        _write_marker(dest, kind, new)
+    finally:
+        shutil.rmtree(trash, ignore_errors=True)
+    return dest
+
+
+def prepare_output_file(path: str | Path, kind: str, *, force: bool = False, option: str = "--out") -> Path:
+    """Check that command ``kind`` may write the file ``path``: new, or written by it before.
+
+    A file this command wrote starts with the line ``# written by recsys <kind>``
+    (see :func:`written_by_header`); any other existing file needs ``force``.
+
+    Raises
+    ------
+    ConfigError
+        If ``path`` is a folder, its folder is not writable, or it holds another file.
+    """
+    p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"{option} {p}: is a folder; give a file path, e.g. {p / 'recsys.toml'}")
+    probe = p.parent
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise ConfigError(f"{option} {p}: {probe} is a file, not a folder")
+    if probe.exists() and not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"{option} {p}: {probe} is not writable")
+    if p.exists() and not force:
+        try:
+            with open(p, "rb") as fh:
+                first = fh.readline(200)
+        except OSError as exc:
+            raise ConfigError(f"{option} {p}: cannot be read ({exc.strerror or exc})") from None
+        if not first.startswith(written_by_header(kind).encode()):
+            raise ConfigError(
+                f"{option} {p}: exists and was not written by recsys {kind}; "
+                "choose another path, or pass --force to replace it"
+            )
+    return p
+
+
+def written_by_header(kind: str) -> str:
+    """The first line of a text file written by command ``kind`` (how it recognises its own files)."""
+    return f"# written by recsys {kind}"
+

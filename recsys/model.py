@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -19,7 +19,7 @@ import scipy.sparse as sp
 from recsys import bundle as bundle_io
 from recsys.columns import AUTHORITIES
 from recsys.config import EngineConfig, config_from_dict
-from recsys.exceptions import ArtifactError
+from recsys.exceptions import ArtifactError, ConfigError
 from recsys.taxonomy import Taxonomy, parse_taxonomy
 
 #: user table columns a bundle keeps (attributes the ranking and the push need)
@@ -201,7 +201,13 @@ class TrainedModel:
         self.item_cold_start.save(writer.subdir("item_cold_start"))
         self.user_cold_start.save(writer.subdir("user_cold_start"))
 
-    def save(self, models_dir: str | Path, *, version: str | None = None) -> Path:
+    def save(
+        self,
+        models_dir: str | Path,
+        *,
+        version: str | None = None,
+        sanity: Callable[["TrainedModel"], None] | None = None,
+    ) -> Path:
         """Write this model as a new bundle under ``models_dir`` and move ``latest``.
 
         The bundle is written to a temporary folder, renamed, verified (checksums
@@ -214,6 +220,10 @@ class TrainedModel:
         """
         manifest = {
             "data_window": self.window,
+        ``sanity``, if given, is called on the bundle loaded back before
+        ``latest`` moves (e.g. :func:`recsys.guards.check_bundle_sanity`); if it
+        raises, the bundle stays on disk and ``latest`` where it was.
+
             "config": self.config.to_dict(),
             "taxonomy": self.taxonomy.name,
             "counts": {
@@ -245,6 +255,7 @@ class TrainedModel:
         ----------
         path : path
             The bundle.
+            sanity=None if sanity is None else (lambda p: sanity(TrainedModel.load(p, verify=False))),
         verify : bool
             Check every file's sha256 against the manifest first.
         mmap : bool
@@ -266,16 +277,17 @@ class TrainedModel:
             taxonomy = parse_taxonomy(tax_path.read_text(encoding="utf-8"), origin=str(tax_path))
         except FileNotFoundError:
             raise ArtifactError(f"{tax_path}: missing from the model bundle") from None
-        config = config_from_dict(manifest.get("config", {}))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ArtifactError(f"{tax_path}: unreadable ({type(exc).__name__}: {exc})") from None
+        try:
+            config = config_from_dict(manifest.get("config") or {})
+        except ConfigError as exc:
+            raise ArtifactError(f"{root / bundle_io.MANIFEST}: the recorded config is not valid here ({exc})") from None
         arrays = {name: bundle_io.load_array(root, name, mmap=mmap) for name in cls._ARRAYS}
         items = bundle_io.load_table(root, "items")
         users = bundle_io.load_table(root, "users")
         seen = sp.csr_matrix(
-            (
-                bundle_io.load_array(root, "seen_data", mmap=mmap),
-                bundle_io.load_array(root, "seen_indices", mmap=mmap),
-                bundle_io.load_array(root, "seen_indptr", mmap=mmap),
-            ),
+            (seen_parts["seen_data"], seen_parts["seen_indices"], seen_parts["seen_indptr"]),
             shape=(len(users), len(items)),
         )
         return cls(
@@ -283,7 +295,11 @@ class TrainedModel:
             config=config,
             users=users,
             items=items,
-            segments=bundle_io.load_table(root, "segments"),
+        segments = bundle_io.load_table(root, "segments")
+        seen_parts = {name: bundle_io.load_array(root, name, mmap=mmap) for name in _SEEN}
+        factors = (manifest.get("counts") or {}).get("factors")
+        _check_shapes(root, arrays, seen_parts, len(users), len(items), len(segments), taxonomy, config, factors)
+            segments=segments,
             seen=seen,
             item_index=VectorIndex.load(root / "item_index", mmap=mmap),
             content_model=ContentEmbedder.load(root / "content_model"),
@@ -295,3 +311,69 @@ class TrainedModel:
             manifest=manifest,
             **arrays,
         )
+
+
+_SEEN = ("seen_data", "seen_indices", "seen_indptr")
+
+
+def _check_shapes(
+    root: Path,
+    arrays: dict[str, np.ndarray],
+    seen: dict[str, np.ndarray],
+    n_users: int,
+    n_items: int,
+    n_segments: int,
+    taxonomy: Taxonomy,
+    config: EngineConfig,
+    factors: int | None = None,
+) -> None:
+    """Refuse arrays whose shapes disagree with the bundle's tables (a replaced or mixed-up file).
+
+    Checked at load, so a swapped ``.npy`` is named here rather than failing
+    later as an anonymous shape error deep in the ranking.
+    """
+    n_t, n_f = len(taxonomy.topics), len(taxonomy.formats)
+    if isinstance(factors, int) and not isinstance(factors, bool):
+        f = factors  # the manifest's count: a replaced item_factors.npy is named, not user_factors.npy
+    else:
+        f = arrays["item_factors"].shape[1] if arrays["item_factors"].ndim == 2 else -1
+    n_k = len(config.engagement.freshness_taus_days)
+    expected: dict[str, tuple[int | None, ...]] = {
+        "user_factors": (n_users, f),
+        "item_factors": (n_items, f),
+        "item_warm": (n_items,),
+        "content_vectors": (n_items, None),
+        "user_topics": (n_users, n_t),
+        "segment_topic_prior": (n_segments, n_t),
+        "segment_popularity": (n_segments, n_items),
+        "popularity_recent": (n_items,),
+        "popularity_all_time": (n_items,),
+        "user_channel_counts": (n_users, len(taxonomy.channels)),
+        "item_quality": (n_items,),
+        "user_interest": (n_users, n_t),
+        "segment_interest": (n_segments + 1, n_t),
+        "user_format": (n_users, n_f),
+        "segment_format": (n_segments + 1, n_f),
+        "topic_freshness": (n_t, n_k),
+        "topic_trend": (n_t,),
+    }
+    what = f"{n_users} users, {n_items} items, {n_segments} segments, {n_t} topics"
+    for name, shape in expected.items():
+        arr = arrays.get(name)
+        if arr is None:
+            continue
+        ok = arr.ndim == len(shape) and all(want is None or got == want for got, want in zip(arr.shape, shape))
+        if not ok:
+            want = "(" + ", ".join("any" if w is None else str(w) for w in shape) + ")"
+            raise ArtifactError(
+                f"{root / (name + '.npy')}: shape {tuple(arr.shape)} does not fit this bundle ({what}; "
+                f"expected {want}): the file was replaced or comes from another bundle"
+            )
+    indptr, indices = seen["seen_indptr"], seen["seen_indices"]
+    if indptr.ndim != 1 or len(indptr) != n_users + 1:
+        raise ArtifactError(
+            f"{root / 'seen_indptr.npy'}: {len(indptr)} entries, expected {n_users + 1} ({n_users} users + 1)"
+        )
+    if len(indices) != len(seen["seen_data"]) or (len(indices) and int(np.max(indices)) >= n_items):
+        raise ArtifactError(f"{root / 'seen_indices.npy'}: does not fit this bundle's {n_items} items")
+

@@ -3,12 +3,22 @@
 Each sub-command module defines ``NAME``, ``HELP``, ``add_arguments(parser)``
 and ``run(args) -> int``. Any :class:`~recsys.exceptions.RecsysError` becomes a
 one-line ``error: ...`` on stderr and exit code 2, never a traceback.
+
+:func:`main` is also the last line of defence: an ``OSError`` (a full disk, a
+folder that cannot be written) becomes one line naming the path, exit 2 (the
+environment, not the engine, needs fixing); any other exception is an engine
+bug: ``error: internal error: <type>: <message> (please report)``, exit 1, so
+a caller can tell "fix your input or machine" (2) from "report this" (1).
+Ctrl-C exits 130 without a traceback. ``RECSYS_TRACEBACK=1`` re-raises
+unexpected exceptions, for whoever debugs them.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import os
 import sys
 from typing import Sequence
 
@@ -51,17 +61,65 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: exit codes: bad input or environment, an engine bug, Ctrl-C
+EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 2, 1, 130
+
+_OS_HINTS = {
+    errno.ENOSPC: "no space left on the device: free some or write elsewhere",
+    errno.EDQUOT: "disk quota exceeded: free some space or write elsewhere",
+    errno.EACCES: "permission denied: choose a folder you can write",
+    errno.EPERM: "operation not permitted: choose a folder you can write",
+    errno.EROFS: "read-only file system: write elsewhere",
+    errno.ENOTDIR: "a path component is a file, not a folder",
+    errno.EISDIR: "is a folder where a file was expected",
+    errno.ELOOP: "a symbolic link loops",
+    errno.ENAMETOOLONG: "the name is too long",
+}
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def os_error_message(exc: OSError) -> str:
+    """One line for an ``OSError``: the path(s) and what went wrong."""
+    paths = [p for p in (exc.filename, exc.filename2) if p is not None]
+    where = " -> ".join(os.fsdecode(p) for p in paths)
+    what = _OS_HINTS.get(exc.errno) or exc.strerror or type(exc).__name__
+    if exc.errno is None and not paths:
+        what = f"{type(exc).__name__}: {exc}"
+    return _one_line(f"{where}: {what}" if where else what)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``recsys`` command line; return the exit code."""
     args = build_parser().parse_args(argv)
     try:
         return int(args._run(args) or 0)
     except RecsysError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        print(f"error: {_one_line(str(exc))}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # `recsys recommend ... | head`: the reader left; nothing to report
+        try:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - so the interpreter's final flush is silent
+        except OSError:
+            pass
+        return 0
+    except OSError as exc:
+        print(f"error: {os_error_message(exc)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except MemoryError:
+        print("error: out of memory: use smaller settings or a larger machine", file=sys.stderr)
+        return EXIT_INTERNAL
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: never a traceback
+        if os.environ.get("RECSYS_TRACEBACK"):
+            raise
+        message = _one_line(f"{type(exc).__name__}: {exc}")
+        print(f"error: internal error: {message} (please report)", file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":  # pragma: no cover

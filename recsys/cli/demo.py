@@ -17,5 +17,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pipelines.demo import run as demo
 
-    demo(args.data, args.out)
+    demo(args.data, args.out, force=args.force)
     return 0

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
+from pathlib import Path
 
 from recsys.cli.common import add_taxonomy_option
 from recsys.exceptions import ConfigError
@@ -26,7 +28,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="YYYY-MM-DD",
         help="the log ends at midnight starting this date, city time (default 2026-06-30)",
     )
-    parser.add_argument("--out", metavar="DIR", help="output folder (replaced whole)")
+    parser.add_argument(
+        "--out", metavar="DIR",
+        help="output folder: new, empty, or written by recsys generate before (its files are replaced)",
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="write into an --out folder that holds other files (they are left alone)"
+    )
     parser.add_argument(
         "--dirty", action="store_true", help="inject bad rows of every kind; counts go to dirty_counts.json"
     )
@@ -66,15 +74,27 @@ def _settings(args: argparse.Namespace) -> dict:
     }
 
 
+def _is_city(folder: Path) -> bool:
+    """A folder an older `recsys generate` wrote: its manifest names the generator."""
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("generator") == "recsys.synthetic"
+
+
 def run(args: argparse.Namespace) -> int:
     """Generate and write the city; print what was written."""
+    from recsys.io import prepare_output_dir
     from recsys.synthetic import generate_city, write_city
 
     settings = _settings(args)
     out = settings.pop("out")
+    target = prepare_output_dir(out, NAME, force=args.force, recognise=_is_city)  # before any work
     start = time.perf_counter()
     city = generate_city(**settings)
-    manifest = write_city(city, out, progress=sys.stderr.isatty())
+    with target.staging() as staged:
+        manifest = write_city(city, staged, progress=sys.stderr.isatty())
     counts = manifest["counts"]
     by_type = ", ".join(f"{k} {v:,}" for k, v in counts["events_by_type"].items())
     print(f"wrote {out} in {time.perf_counter() - start:.1f}s (log {manifest['start']} .. {manifest['end']})")

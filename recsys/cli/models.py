@@ -16,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from recsys import bundle
-    from recsys.exceptions import ConfigError
+    from recsys.exceptions import ArtifactError, ConfigError
 
     if args.action == "rollback":
         if not args.version:
@@ -30,13 +30,25 @@ def run(args: argparse.Namespace) -> int:
         print(f"no model bundles in {args.dir}")
         return 0
     print(f"{'version':<22} {'latest':<7} {'users':>9} {'items':>8} {'data end':<26} recall")
+    corrupt = 0
     for v in versions:
-        m = bundle.read_manifest(f"{args.dir}/{v}")
-        counts = m.get("counts", {})
-        recall = m.get("index", {}).get("recall_at_k")
+        mark = "*" if v == current else ""
+        try:
+            m = bundle.read_manifest(f"{args.dir}/{v}")
+        except ArtifactError as exc:
+            # one bad bundle must not hide the good ones: show it, with why, and go on
+            corrupt += 1
+            print(f"{v:<22} {mark:<7} corrupt: {exc}")
+            continue
+        counts = m.get("counts") or {}
+        recall = (m.get("index") or {}).get("recall_at_k")
+        recall_text = f"{recall:.3f}" if isinstance(recall, (int, float)) else ""
         print(
-            f"{v:<22} {'*' if v == current else '':<7} {counts.get('users', '?'):>9} "
-            f"{counts.get('items', '?'):>8} {str(m.get('data_window', {}).get('end')):<26} "
-            f"{'' if recall is None else f'{recall:.3f}'}"
+            f"{v:<22} {mark:<7} {counts.get('users', '?'):>9} "
+            f"{counts.get('items', '?'):>8} {str((m.get('data_window') or {}).get('end')):<26} {recall_text}"
         )
+    if current is not None and current not in versions:
+        print(f"latest -> {current}, which is not a bundle here; roll back with `recsys models rollback VERSION`")
+    if corrupt:
+        print(f"{corrupt} corrupt bundle(s): do not roll back to them")
     return 0

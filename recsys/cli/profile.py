@@ -20,9 +20,9 @@ def run(args: argparse.Namespace) -> int:
     from recsys.exceptions import ConfigError
     from recsys.model import TrainedModel
 
-    model = TrainedModel.load(args.model)
     if args.top <= 0:
         raise ConfigError(f"--top must be a positive integer, got {args.top}")
+    model = TrainedModel.load(args.model)
     matches = np.flatnonzero(model.users["user_id"].to_numpy() == args.user_id)
     if len(matches) == 0:
         raise ConfigError(f"user {args.user_id!r} is not in the model bundle {model.path}")

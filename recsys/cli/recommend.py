@@ -41,9 +41,22 @@ def _titles(recommender) -> dict[str, str]:  # noqa: ANN001 - Recommender, impor
 
 def run(args: argparse.Namespace) -> int:
     """Load the bundle, rank, print; exit 0."""
+    from recsys.cli.common import parse_option_time
+    from recsys.exceptions import ConfigError
     from recsys.ranking import Recommender
 
     recommender = Recommender.load(args.model, catalog=args.catalog)
+    model = recommender.state.model
+    max_k = recommender.state.config.max_k
+    if not 1 <= args.k <= max_k:
+        raise ConfigError(f"--k {args.k} is out of range; valid: 1..{max_k} ([ranking] max_k)")
+    now = parse_option_time(args.now, model.taxonomy, name="--now") if args.now else None
+    if args.user_id not in recommender.state.user_pos and (args.group is None or args.region is None):
+        raise ConfigError(
+            f"unknown user {args.user_id!r}: not in the bundle {model.path} ({model.n_users:,} users); "
+            f"a new user needs group and region: pass --group and --region (groups: {', '.join(model.taxonomy.groups)}; "
+            f"regions: {', '.join(model.taxonomy.regions)})"
+        )
     recs = recommender.recommend(
         args.user_id,
         k=args.k,
@@ -52,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         region=args.region,
         topics=args.topic,
         channel=args.channel,
-        now=args.now,
+        now=now,
         exclude=args.exclude,
     )
     titles = _titles(recommender)

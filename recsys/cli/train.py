@@ -24,5 +24,6 @@ def run(args: argparse.Namespace) -> int:
         taxonomy_path=args.taxonomy,
         as_of=args.as_of,
         warm_start=args.warm_start,
+        force=args.force,
     )
     return 0

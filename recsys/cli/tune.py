@@ -31,7 +31,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--budget-s", metavar="S", type=float, default=600.0, help="time budget in seconds (default 600)")
     parser.add_argument("--seed", metavar="S", type=int, default=0, help="seed (default 0)")
     parser.add_argument("--end", metavar="ISO", default=None, help="the data's end for validation (default: manifest)")
-    parser.add_argument("--out", metavar="PATH", required=True, help="where to write the tuned config (TOML)")
+    parser.add_argument(
+        "--out", metavar="PATH", required=True,
+        help="where to write the tuned config (TOML); an existing file must have been written by tune",
+    )
+    parser.add_argument("--force", action="store_true", help="replace an --out file that tune did not write")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     report = run_tune(
-        args.data, args.out, taxonomy=args.taxonomy, config=args.config, settings=settings, until=args.until, end=args.end
+        args.data, args.out, taxonomy=args.taxonomy, config=args.config, settings=settings, until=args.until,
+        end=args.end, force=args.force,
     )
     with_pd = report["table"]
     print(with_pd.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
