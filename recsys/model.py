@@ -210,6 +210,10 @@ class TrainedModel:
     ) -> Path:
         """Write this model as a new bundle under ``models_dir`` and move ``latest``.
 
+        ``sanity``, if given, is called on the bundle loaded back before
+        ``latest`` moves (e.g. :func:`recsys.guards.check_bundle_sanity`); if it
+        raises, the bundle stays on disk and ``latest`` where it was.
+
         The bundle is written to a temporary folder, renamed, verified (checksums
         and a full load) and only then does ``latest`` move to it.
 
@@ -220,10 +224,6 @@ class TrainedModel:
         """
         manifest = {
             "data_window": self.window,
-        ``sanity``, if given, is called on the bundle loaded back before
-        ``latest`` moves (e.g. :func:`recsys.guards.check_bundle_sanity`); if it
-        raises, the bundle stays on disk and ``latest`` where it was.
-
             "config": self.config.to_dict(),
             "taxonomy": self.taxonomy.name,
             "counts": {
@@ -244,6 +244,7 @@ class TrainedModel:
             keep=self.config.bundle.keep,
             version=version,
             verify=lambda p: TrainedModel.load(p, verify=False),
+            sanity=None if sanity is None else (lambda p: sanity(TrainedModel.load(p, verify=False))),
         )
 
     # ---- reading ---------------------------------------------------------
@@ -255,7 +256,6 @@ class TrainedModel:
         ----------
         path : path
             The bundle.
-            sanity=None if sanity is None else (lambda p: sanity(TrainedModel.load(p, verify=False))),
         verify : bool
             Check every file's sha256 against the manifest first.
         mmap : bool
@@ -286,6 +286,10 @@ class TrainedModel:
         arrays = {name: bundle_io.load_array(root, name, mmap=mmap) for name in cls._ARRAYS}
         items = bundle_io.load_table(root, "items")
         users = bundle_io.load_table(root, "users")
+        segments = bundle_io.load_table(root, "segments")
+        seen_parts = {name: bundle_io.load_array(root, name, mmap=mmap) for name in _SEEN}
+        factors = (manifest.get("counts") or {}).get("factors")
+        _check_shapes(root, arrays, seen_parts, len(users), len(items), len(segments), taxonomy, config, factors)
         seen = sp.csr_matrix(
             (seen_parts["seen_data"], seen_parts["seen_indices"], seen_parts["seen_indptr"]),
             shape=(len(users), len(items)),
@@ -295,10 +299,6 @@ class TrainedModel:
             config=config,
             users=users,
             items=items,
-        segments = bundle_io.load_table(root, "segments")
-        seen_parts = {name: bundle_io.load_array(root, name, mmap=mmap) for name in _SEEN}
-        factors = (manifest.get("counts") or {}).get("factors")
-        _check_shapes(root, arrays, seen_parts, len(users), len(items), len(segments), taxonomy, config, factors)
             segments=segments,
             seen=seen,
             item_index=VectorIndex.load(root / "item_index", mmap=mmap),
