@@ -28,11 +28,18 @@ def tuned_run(tmp_path_factory):
     clean = validate(data=folder, taxonomy=tax, end="2026-07-01T00:00:00Z")
     users, items, events = clean.users, clean.items, clean.events
     calls = []
+    depth = [0]
     real = recsys.training.train_model
 
     def recording(users, items, events, **kwargs):
-        calls.append({"events": events, "as_of": kwargs.get("as_of"), "config": kwargs.get("config")})
-        return real(users, items, events, **kwargs)
+        # the evaluation's own calls only (training may call itself, e.g. for the ranker's window)
+        if depth[0] == 0:
+            calls.append({"events": events, "as_of": kwargs.get("as_of"), "config": kwargs.get("config")})
+        depth[0] += 1
+        try:
+            return real(users, items, events, **kwargs)
+        finally:
+            depth[0] -= 1
 
     settings = EvaluationSettings(
         split_quantile=0.8, ks=(10,), n_boot=30,
