@@ -464,6 +464,14 @@ def _on_processes(fn: Callable, queue: Iterator[ChunkTask], workers: int, finish
                     finish(task, future.result())
                     for nxt in itertools.islice(queue, 1):
                         running[pool.submit(fn, nxt)] = nxt
+        except cf.process.BrokenProcessPool:
+            for future in running:
+                future.cancel()
+            raise WorkerLostError(
+                "a push worker process died (killed, or out of memory?); the finished chunks are kept: "
+                "run the same command again to resume, with fewer --workers or a smaller [push] chunk_size "
+                "if memory is short"
+            ) from None
         except BaseException:
             for future in running:
                 future.cancel()
@@ -489,7 +497,9 @@ def watch_driver(pid: int, create_time: float, interval: float = WATCH_INTERVAL_
 
     def alive() -> bool:
         try:
-            return abs(psutil.Process(pid).create_time() - create_time) < 1e-3
+            driver = psutil.Process(pid)
+            # a dead driver stays a zombie until its parent reaps it: that is dead too
+            return abs(driver.create_time() - create_time) < 1e-3 and driver.status() != psutil.STATUS_ZOMBIE
         except psutil.Error:
             return False
 
@@ -499,6 +509,10 @@ def watch_driver(pid: int, create_time: float, interval: float = WATCH_INTERVAL_
         os.kill(os.getpid(), signal.SIGKILL)
 
     threading.Thread(target=watch, name="push-driver-watch", daemon=True).start()
+
+
+class WorkerLostError(RecsysError):
+    """A local worker process died mid-run (killed, out of memory)."""
 
 
 class SchedulerError(RecsysError):
