@@ -381,6 +381,7 @@ class PushConfig:
         "chunk_size": Range(1, 10_000_000),
         "workers": Range(1, 256),
         "history_buckets": Range(1, 4096),
+        "stale_days": Range(1, 3650),
     }
 
     #: personal channels a user gets a list on per night
@@ -414,6 +415,11 @@ class PushConfig:
     workers: int = 2
     #: the push history is split by a hash of user id into this many buckets
     history_buckets: int = 64
+    #: a run warns when its --date is more than this many days after the model's data end
+    stale_days: int = 7
+    #: current users table (the contract's users: opt-outs, channels, group, region) read by
+    #: every run instead of the bundle's users; "" = the bundle's users (push --users overrides)
+    users: str = ""
 
 
 @dataclass
