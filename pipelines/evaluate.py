@@ -279,17 +279,14 @@ def run_args(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line of the evaluation job; exit 2 on bad input."""
-    from recsys.exceptions import RecsysError
+    """Command line of the evaluation job (``recsys evaluate``'s options); exit 2 on bad input.
 
-    parser = argparse.ArgumentParser(prog="python -m pipelines.evaluate", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return run_args(args)
-    except RecsysError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    Runs through the ``recsys`` entry point, so its error handling (one line,
+    never a traceback) is the same.
+    """
+    from recsys.cli import main as cli_main
+
+    return cli_main(["evaluate", *(argv if argv is not None else sys.argv[1:])])
 
 
 if __name__ == "__main__":  # pragma: no cover

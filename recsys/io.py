@@ -202,6 +202,8 @@ class OutputDir:
         changes.
         """
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # a killed earlier run of this output left its staging folder beside it: remove it (dead writer only)
+        clean_stale_temps(self.path.parent, lambda name: name == self.path.name or name.startswith(f".{self.path.name}."))
         staged = _tmp_sibling(self.path)
         try:
             yield staged

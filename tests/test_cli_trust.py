@@ -382,3 +382,15 @@ def test_artifact_error_for_a_directory_in_place_of_a_manifest(tmp_path):
     (tmp_path / "20260101T000000Z" / "manifest.json").mkdir(parents=True)
     with pytest.raises(ArtifactError, match=r"manifest\.json: unreadable"):
         bundle.read_manifest(tmp_path / "20260101T000000Z")
+
+
+def test_a_killed_generate_leaves_nothing_behind_the_next_run(tmp_path, capsys):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f".D.tmp-{int(dead.stdout)}-0123abcd"
+    stale.mkdir()
+    (stale / "users.parquet").write_text("half")
+    foreign = tmp_path / f".E.tmp-{int(dead.stdout)}-0123abcd"
+    foreign.mkdir()
+    assert main(["generate", "--users", "40", "--items", "20", "--days", "3", "--out", str(tmp_path / "D")]) == 0
+    capsys.readouterr()
+    assert not stale.exists() and foreign.exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 NAME = "train"
 HELP = "train profiles, embeddings and the ANN index; write a versioned model bundle"
@@ -25,5 +26,6 @@ def run(args: argparse.Namespace) -> int:
         as_of=args.as_of,
         warm_start=args.warm_start,
         force=args.force,
+        stream=sys.stderr,  # the stream of now (a default bound at import would outlive a redirected stderr)
     )
     return 0
