@@ -4,6 +4,7 @@ Usage::
 
     python benchmarks/bench_quality.py                       # ../shared/data/ml-latest-small, splits 0.8,0.9
     python benchmarks/bench_quality.py --data DIR --out benchmarks/out/quality --splits 0.8,0.9
+    python benchmarks/bench_quality.py --config linear.toml     # e.g. [ranking] ranker = "linear"
 
 The log is converted into the data contract with its own taxonomy
 (:func:`recsys.evaluation.movielens.convert_movielens`: one group, one region,
@@ -111,7 +112,10 @@ def run_split(data: Path, taxonomy: Path, out: Path, quantile: float, args: argp
         ),
     )
     start = time.perf_counter()
-    metrics = run(data, out, taxonomy=taxonomy, settings=settings, log=(lambda line: print(f"  {line}", file=sys.stderr)))
+    metrics = run(
+        data, out, taxonomy=taxonomy, config=args.config, settings=settings,
+        log=(lambda line: print(f"  {line}", file=sys.stderr)),
+    )
     metrics["wall_s"] = round(time.perf_counter() - start, 1)
     return metrics
 
@@ -125,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"MovieLens folder (default {DEFAULT_DATA})")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
     parser.add_argument("--splits", default="0.8,0.9", help="temporal split quantiles (default 0.8,0.9)")
+    parser.add_argument("--config", type=Path, default=None, help="engine config TOML, the tuner's base (default: built-in)")
     parser.add_argument("--k", type=int, default=10, help="list length judged (default 10)")
     parser.add_argument("--tune-models", type=int, default=4, help="training runs of the tuner (default 4, as the CLI)")
     parser.add_argument("--tune-blends", type=int, default=8, help="blends per model (default 8, as the CLI)")

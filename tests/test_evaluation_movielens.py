@@ -7,6 +7,7 @@ import json
 import pandas as pd
 import pytest
 
+from recsys.config import RankingConfig
 from recsys.evaluation.movielens import MANIFEST_FILE, convert_movielens, genre_code, read_ratings
 from recsys.exceptions import SchemaError
 from recsys.schema import validate
@@ -87,3 +88,54 @@ def test_output_folder_safety_and_bad_input(tmp_path):
     (src / "ratings.csv").write_text("1,10,4.0,yesterday\n", encoding="utf-8")
     with pytest.raises(SchemaError, match="row 1: timestamp='yesterday' is not a number"):
         read_ratings(src / "ratings.csv")
+
+
+def test_quality_benchmark_end_to_end_on_a_small_log(tmp_path, capsys):
+    """benchmarks/bench_quality.py on a MovieLens-shaped log made from the evaluation world."""
+    import importlib.util
+    from pathlib import Path
+
+    from evaluation_world import make_world
+
+    _, items, events, _ = make_world(n_users=120, n_items=40, seed=3)
+    src = tmp_path / "ml"
+    src.mkdir()
+    pos = events[events["event_type"] != "impression"]
+    ratings = pd.DataFrame(
+        {
+            "u": pos["user_id"].str[1:].astype(int),
+            "m": pos["item_id"].str[1:].astype(int),
+            "r": 4.0,
+            "t": (pos["timestamp"] - pd.Timestamp("1970-01-01", tz="UTC")) // pd.Timedelta(seconds=1),
+        }
+    )
+    ratings.to_csv(src / "ratings.csv", header=False, index=False)
+    pd.DataFrame({"m": items["item_id"].str[1:].astype(int), "title": items["title"], "g": "Drama|Sci-Fi"}).to_csv(
+        src / "movies.csv", header=False, index=False
+    )
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_quality.py"
+    spec = importlib.util.spec_from_file_location("bench_quality", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "out"
+    config = tmp_path / "fast.toml"
+    # the script's wiring is under test, not the ranker: the cheapest engine that runs end to end
+    fast = "[collaborative]\niterations = 3\n"
+    if hasattr(RankingConfig(), "ranker"):
+        fast += '[ranking]\nranker = "linear"\n'
+    config.write_text(fast, encoding="utf-8")
+    code = bench.main(["--data", str(src), "--out", str(out), "--splits", "0.7", "--tune-models", "1",
+                       "--tune-blends", "2", "--bootstrap", "50", "--config", str(config)])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert text.count("### Split at quantile") == 1
+    assert "| **engine** |" in text and "| recent_popular |" in text
+    assert "| all (n=" in text and "| cold (n=" in text and "engine − it [95% CI]" in text
+    summary = json.loads((out / "quality.json").read_text(encoding="utf-8"))
+    assert set(summary["splits"]) == {"0.7"}
+    for split in summary["splits"].values():
+        assert set(split["policies"]["engine"]) == {"all", "warm", "cold"}
+        assert split["engine_minus_best_baseline"]["all"]["baseline"] != "engine"
+        assert split["tuning"]["validation_scores"]["engine"]["ndcg@10"] >= 0
+    assert (out / "eval-0.7" / "report.html").is_file() and (out / "quality.md").is_file()
+    assert bench.main(["--data", str(src), "--out", str(out), "--splits", "x"]) == 2
