@@ -454,6 +454,7 @@ class RankingConfig:
         "max_k": Range(1, 100_000),
         "batch_size": Range(1, 1_000_000),
         "threads": _THREADS,
+        "ranker": OneOf(("linear", "learned")),
     }
 
     weight_collaborative: float = 0.5
@@ -496,6 +497,80 @@ class RankingConfig:
     batch_size: int = 1024
     #: threads recommend_many ranks blocks on (1 where several worker processes share the cores)
     threads: int = 2
+    #: "learned" (the gradient-boosted ranker of [ranker], trained with the bundle) or "linear"
+    #: (the weighted blend of the nine terms above, kept for comparison)
+    ranker: str = "learned"
+
+
+@dataclass
+class RankerConfig:
+    """The learned ranking stage (``recsys.ranker``): features, training window, LightGBM settings.
+
+    The ranker is trained at ``recsys train`` time on a window carved from the
+    end of the training log: features as of the cut, labels = positive
+    engagement after it. See ``recsys/ranking/features.py`` for the features.
+    """
+
+    _constraints: ClassVar[Mapping[str, Constraint]] = {
+        "label_share": Range(0, 0.5, lo_open=True),
+        "cuts": Range(1, 20),
+        "min_label_users": Range(1, 10_000_000),
+        "max_users": Range(1, 100_000_000),
+        "valid_share": Range(0, 1),
+        "random_candidates": Range(0, 10_000),
+        "n_estimators": Range(1, 100_000),
+        "learning_rate": Range(0, 10, lo_open=True),
+        "num_leaves": Range(2, 100_000),
+        "min_child_samples": Range(1, 1_000_000),
+        "early_stopping_rounds": Range(0, 100_000),
+        "rescore": Range(0, 100_000),
+        "popularity_half_lives_days": _DAYS,
+        "popularity_windows_days": _DAYS,
+        "recent_items": Range(0, 10_000),
+        "coengagement_neighbours": Range(0, 100_000),
+        "coengagement_candidates": Range(0, 100_000),
+        "popularity_candidates": Range(0, 100_000),
+        "seed": _SEED,
+    }
+
+    #: share of the training events in each label window (a quantile of event time)
+    label_share: float = 0.1
+    #: label windows, back to back from the end of the log: cut j trains a model on the events
+    #: before it and labels with the window after it (more windows, more examples, longer training)
+    cuts: int = 3
+    #: fewest positive labels the window must hold; fewer and the bundle keeps the linear blend
+    min_label_users: int = 20
+    #: most users (seeded sample) whose candidates are training examples
+    max_users: int = 20000
+    #: share of those users held out for early stopping
+    valid_share: float = 0.2
+    #: extra uniformly drawn eligible items per training user (unbiased negatives and positives)
+    random_candidates: int = 20
+    #: LightGBM lambdarank settings
+    n_estimators: int = 300
+    learning_rate: float = 0.05
+    num_leaves: int = 15
+    min_child_samples: int = 50
+    #: rounds without a better held-out NDCG@10 before stopping (0: no early stopping)
+    early_stopping_rounds: int = 30
+    #: candidates per user scored by the ranker, picked by the linear blend first (0 = all)
+    rescore: int = 0
+    #: feature names to use (empty = every registered feature)
+    features: list[str] = field(default_factory=list)
+    #: popularity half-lives in days, each a feature at segment, group, region and city level
+    popularity_half_lives_days: list[float] = field(default_factory=lambda: [1.0, 7.0, 30.0])
+    #: distinct users with a positive engagement in the last N days (city-wide), each a feature
+    popularity_windows_days: list[float] = field(default_factory=lambda: [1.0, 3.0, 7.0, 14.0, 30.0])
+    #: a user's most recent positive items that seed co-engagement candidates
+    recent_items: int = 5
+    #: co-engaged neighbours kept per item, and candidates drawn from them per user
+    coengagement_neighbours: int = 50
+    coengagement_candidates: int = 40
+    #: most popular items per popularity half-life (the user's segment row) and per trend window
+    popularity_candidates: int = 30
+    #: items shown to a training user after the cut and not engaged with are explicit negatives
+    impression_negatives: bool = False
+    seed: int = 0
 
 
 @dataclass
@@ -513,6 +588,7 @@ class EngineConfig:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     push: PushConfig = field(default_factory=PushConfig)
     ranking: RankingConfig = field(default_factory=RankingConfig)
+    ranker: RankerConfig = field(default_factory=RankerConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the configuration as plain nested dicts (TOML/JSON-ready)."""

@@ -132,6 +132,8 @@ class TrainedModel:
     segment_format: np.ndarray | None = None
     topic_freshness: np.ndarray | None = None
     topic_trend: np.ndarray | None = None
+    signals: Any = None
+    ranker: Any = None
 
     _ARRAYS = (
         "user_factors",
@@ -173,6 +175,10 @@ class TrainedModel:
         for name, shape in shapes.items():
             if getattr(self, name) is None:
                 setattr(self, name, np.zeros(shape, dtype=np.float32))
+        if self.signals is None:
+            from recsys.signals import Signals
+
+            self.signals = Signals.empty(self.n_users, self.n_items, self.taxonomy, self.config.ranker)
 
     @property
     def n_users(self) -> int:
@@ -200,6 +206,10 @@ class TrainedModel:
         self.content_model.save(writer.subdir("content_model"))
         self.item_cold_start.save(writer.subdir("item_cold_start"))
         self.user_cold_start.save(writer.subdir("user_cold_start"))
+        for name in self.signals.ARRAYS:
+            writer.array(name, getattr(self.signals, name))
+        if self.ranker is not None:
+            self.ranker.save(writer)
 
     def save(
         self,
@@ -236,6 +246,7 @@ class TrainedModel:
             },
             "index": self.info.get("index", {}),
             "timings_s": self.info.get("timings_s", {}),
+            "ranker": self.info.get("ranker", {"kind": "linear"}),
         }
         return bundle_io.write_bundle(
             models_dir,
@@ -269,6 +280,8 @@ class TrainedModel:
         from recsys.coldstart import ItemColdStart, UserColdStart
         from recsys.content import ContentEmbedder
         from recsys.index import VectorIndex
+        from recsys.ranker import LearnedRanker
+        from recsys.signals import Signals
 
         root = bundle_io.resolve(path)
         manifest = bundle_io.verify_bundle(root) if verify else bundle_io.read_manifest(root)
@@ -306,9 +319,11 @@ class TrainedModel:
             item_cold_start=ItemColdStart.load(root / "item_cold_start"),
             user_cold_start=UserColdStart.load(root / "user_cold_start"),
             window=manifest.get("data_window", {}),
-            info={k: manifest.get(k) for k in ("counts", "index", "timings_s")},
+            info={k: manifest.get(k) for k in ("counts", "index", "timings_s", "ranker")},
             path=root,
             manifest=manifest,
+            signals=Signals(**{name: bundle_io.load_array(root, name, mmap=mmap) for name in Signals.ARRAYS}),
+            ranker=LearnedRanker.load(root),
             **arrays,
         )
 

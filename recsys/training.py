@@ -16,7 +16,9 @@ The steps, in order (each a library component of its own):
 7. popularity (recency-weighted per group x region segment, and overall,
    with ``[interactions] popularity_half_life_days``), the seen matrix and
    per-channel engagement counts (this module);
-8. the ANN index over item vectors, with its measured recall (``index``).
+8. the ANN index over item vectors, with its measured recall (``index``);
+9. with ``[ranking] ranker = "learned"``, the learned ranker, trained on a
+   label window carved from the end of these events (``ranker_training``).
 """
 
 from __future__ import annotations
@@ -32,10 +34,11 @@ from recsys import columns as C
 from recsys.config import EngineConfig
 from recsys.model import USER_COLUMNS, TrainedModel
 from recsys.progress import Steps
+from recsys.signals import compute_signals
 from recsys.taxonomy import Taxonomy, load_taxonomy
 from recsys.timeutil import aware_timestamp
 
-N_STEPS = 8
+N_STEPS = 9
 
 
 def segment_popularity(positives: sp.csr_matrix, seg_of_user: np.ndarray, n_segments: int) -> np.ndarray:
@@ -214,6 +217,10 @@ def train_model(
         ev_user = user_map.index(events[C.USER_ID].to_numpy())
         chan_counts = channel_counts(events, ev_user, len(users), taxonomy)
         seg_prior = np.asarray(profiles.segment_priors_, dtype=np.float32)
+        signals = compute_signals(
+            events, ev_user, item_map.index(events[C.ITEM_ID].to_numpy()), users, len(items), end, taxonomy,
+            config.ranker,
+        )
 
     with steps.step("ANN index"):
         index = VectorIndex.build(item_factors, config=config.index, seed=config.index.seed)
@@ -239,7 +246,7 @@ def train_model(
         "timings_s": dict(steps.timings),
         "warm_start": warm_start is not None,
     }
-    return TrainedModel(
+    model = TrainedModel(
         taxonomy=taxonomy,
         config=config,
         users=_user_columns(users),
@@ -270,7 +277,18 @@ def train_model(
         segment_format=engagement.segment_format_,
         topic_freshness=engagement.topic_freshness_,
         topic_trend=engagement.topic_trend_,
+        signals=signals,
     )
+    if config.ranking.ranker == "learned":
+        from recsys.ranker_training import fit_ranker
+
+        with steps.step("learned ranker"):
+            model.ranker, report = fit_ranker(users, items, events, config=config, taxonomy=taxonomy)
+        model.info["ranker"] = report
+        model.info["timings_s"] = dict(steps.timings)
+    else:
+        model.info["ranker"] = {"kind": "linear"}
+    return model
 
 
 def _user_columns(users: pd.DataFrame) -> pd.DataFrame:

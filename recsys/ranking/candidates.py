@@ -18,7 +18,12 @@ Sources, each a fixed number of columns of one (m, c) matrix:
 * the items with the best **segment-level engagement score** in that
   segment (the engagement model's quality, interest, format taste and
   timeliness at the segment's level): what the blend is likeliest to rank
-  first for anyone there.
+  first for anyone there;
+* the most popular items of the user's segment at each **popularity
+  half-life** (shares shrunk toward group, region and city by their evidence,
+  :mod:`recsys.signals`), and the city's most engaged items in each **trend
+  window** (what the ``recent_popular`` baseline lists);
+* the items most **co-engaged** with the user's most recent positive items.
 
 Candidates are not yet checked for eligibility; repeats are padded to -1.
 """
@@ -28,6 +33,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import scipy.sparse as sp
 
 from recsys.ranking.eligibility import ItemFilter, live_at, passes
 from recsys.ranking.state import RankingState
@@ -127,6 +133,44 @@ def _fresh(state: RankingState, m: int, now_ns: int) -> np.ndarray:
     return np.broadcast_to(fresh, (m, fresh.size))
 
 
+def _popular(state: RankingState, users: UserBatch) -> np.ndarray:
+    """The user's segment's most popular items at each half-life, and the city's trend lists."""
+    m = len(users)
+    lists = state.popular_lists
+    if lists is None:
+        return np.zeros((m, 0), dtype=np.int64)
+    n_r = len(state.taxonomy.regions)
+    seg = users.groups.astype(np.int64) * n_r + users.regions.astype(np.int64)
+    trend = np.broadcast_to(state.trend_lists, (m, state.trend_lists.size))
+    return np.hstack([lists[seg], trend])
+
+
+def _coengaged(state: RankingState, users: UserBatch) -> np.ndarray:
+    """Items most co-engaged with the user's recent positive items."""
+    m = len(users)
+    n = state.model.config.ranker.coengagement_candidates
+    sig = state.signals
+    if sig is None or n == 0 or state.coengagement is None or state.coengagement.nnz == 0:
+        return np.zeros((m, 0), dtype=np.int64)
+    known = users.rows >= 0
+    recent = np.where(known[:, None], sig.user_recent_items[np.where(known, users.rows, 0)], -1)
+    rows, cols = np.nonzero(recent >= 0)
+    out = np.full((m, n), -1, dtype=np.int64)
+    if rows.size == 0:
+        return out
+    n_items = state.coengagement.shape[0]
+    seeds = sp.csr_matrix((np.ones(rows.size, np.float32), (rows, recent[rows, cols])), shape=(m, n_items))
+    scores = (seeds @ state.coengagement).tocsr()
+    for r in np.flatnonzero(np.diff(scores.indptr)):
+        s, e = scores.indptr[r], scores.indptr[r + 1]
+        idx, val = scores.indices[s:e], scores.data[s:e]
+        if idx.size > n:
+            top = np.argpartition(-val, n - 1)[:n]
+            idx = idx[top]
+        out[r, : idx.size] = idx
+    return out
+
+
 def gather(
     state: RankingState,
     users: UserBatch,
@@ -162,6 +206,8 @@ def gather(
         _fresh(state, m, now_ns),
         state.catalog.segment_top[users.segments],
         state.engagement.segment_best[users.segments],
+        _popular(state, users),
+        _coengaged(state, users),
     ]
     cand = np.sort(np.concatenate(parts, axis=1), axis=1)
     if cand.shape[1] > 1:

@@ -26,7 +26,7 @@ import pandas as pd
 from recsys import columns as C
 from recsys.config import RankingConfig
 from recsys.exceptions import ConfigError, SchemaError
-from recsys.ranking.diversity import near_duplicates
+from recsys.ranking.diversity import calibrated_threshold, near_duplicates
 
 #: int64 nanoseconds standing for "no publish time" (always published) and "no expiry"
 NS_MIN = np.iinfo(np.int64).min
@@ -375,9 +375,12 @@ def build_catalog(
     dated = np.flatnonzero(available & (published != NS_MIN))
     fresh_order = dated[np.lexsort((dated, published[dated]))]
 
+    # the threshold is calibrated on the bundle's catalogue: on one whose titles share a
+    # template, every pair is "similar" and a fixed constant would call everything a duplicate
+    threshold = calibrated_threshold(content[:n_bundle], config.near_duplicate_threshold)
     if bundle_neighbours is None:
-        bundle_neighbours = near_duplicates(content[:n_bundle], config.near_duplicate_threshold)
-    neighbours = near_duplicates(content, config.near_duplicate_threshold, start=n_bundle, known=bundle_neighbours)
+        bundle_neighbours = near_duplicates(content[:n_bundle], threshold)
+    neighbours = near_duplicates(content, threshold, start=n_bundle, known=bundle_neighbours)
 
     by_topic = [np.flatnonzero(available & topic_bool[:, t]) for t in range(len(tax.topics))]
     by_format = [np.flatnonzero(available & (format_code == f)) for f in range(len(tax.formats))]

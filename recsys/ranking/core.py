@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recsys.ranking import candidates, diversity, eligibility, scoring
+from recsys.ranking import candidates, diversity, eligibility, features, scoring
 from recsys.ranking.eligibility import ItemFilter
 from recsys.ranking.state import RankingState
 from recsys.ranking.users import UserBatch
@@ -34,8 +34,10 @@ class Ranked:
     items : ndarray of int64, shape (m, k)
         Ranking item indices, best first, -1 padded.
     scores : ndarray of float32, shape (m, k)
-    parts : ndarray of float32, shape (m, k, len(scoring.TERMS))
-        Blend terms of each item (``scoring.TERMS`` order), for the reasons.
+    parts : ndarray of float32, shape (m, k, n)
+        For the reasons: the blend terms of each item (``scoring.TERMS``
+        order), or with the learned ranker each feature's contribution to
+        its score (``RankingState.features`` order).
     count : ndarray of int64, shape (m,)
         Items in each list.
     exact : ndarray of bool, shape (m,)
@@ -49,13 +51,37 @@ class Ranked:
     exact: np.ndarray
 
 
+def _learned_scores(
+    state: RankingState, users: UserBatch, cand: np.ndarray, ok: np.ndarray, linear: np.ndarray, now_ns: int,
+    parts: scoring.Components,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The learned ranker's scores of the valid candidates, and the feature matrix (m, c, F).
+
+    With ``[ranker] rescore = N`` only each user's ``N`` best candidates by
+    the linear blend are scored by the ranker (the rest keep -inf): the blend
+    is a cheap first pass, the ranker the precise second one.
+    """
+    block = features.Block(state, users, cand, now_ns)
+    block.__dict__["parts"] = parts  # already computed for the first pass
+    x = features.compute(state.features, block)
+    keep = ok
+    n = state.model.config.ranker.rescore
+    if n and cand.shape[1] > n:
+        kth = -np.partition(-np.where(ok, linear, -np.inf), n - 1, axis=1)[:, n - 1 : n]
+        keep = ok & (linear >= kth)
+    score = np.full(cand.shape, -np.inf, dtype=np.float32)
+    score[keep] = state.ranker.predict(x[keep])
+    return score, x
+
+
 def _score_and_pick(
     state: RankingState, users: UserBatch, cand: np.ndarray, ok: np.ndarray, k: int, now_ns: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Blend-score candidates, sort, pick diverse top-k.
+    """Score candidates (learned ranker, or the linear blend), sort, pick diverse top-k.
 
-    Returns items (m, k), scores (m, k), terms (m, k, n_terms), count (m,) and the
-    number of valid candidates per user (m,).
+    Returns items (m, k), scores (m, k), parts (m, k, n) -- the blend terms,
+    or the ranker's per-feature contributions -- count (m,) and the number
+    of valid candidates per user (m,).
     """
     catalog = state.catalog
     cfg = state.config
@@ -68,14 +94,16 @@ def _score_and_pick(
         state.freshness(now_ns),
         engagement=scoring.engagement_inputs(state, users, now_ns),
     )
-    score = scoring.blend(parts, cfg)
-    score = np.where(ok, score, -np.inf)
+    score = np.where(ok, scoring.blend(parts, cfg), -np.inf)
+    x = None
+    if state.ranker is not None:
+        score, x = _learned_scores(state, users, cand, ok, score, now_ns, parts)
     rows = np.arange(cand.shape[0])[:, None]
     # candidates are sorted by item index, so the stable sort breaks ties by index
     order = np.argsort(-score, axis=1, kind="stable")
     positions, count = diversity.select(
         cand[rows, order],
-        ok[rows, order],
+        np.isfinite(score)[rows, order],
         catalog.primary_topic,
         k,
         cap=diversity.topic_cap(k, cfg.max_topic_share),
@@ -86,7 +114,14 @@ def _score_and_pick(
     picked = order[rows, np.where(got, positions, 0)]
     items = np.where(got, cand[rows, picked], -1)
     scores = np.where(got, score[rows, picked], np.float32(0)).astype(np.float32)
-    part_rows = np.stack([term[rows, picked] for term in parts.terms()], axis=-1) * got[..., None]
+    if x is None:
+        part_rows = np.stack([term[rows, picked] for term in parts.terms()], axis=-1) * got[..., None]
+    else:
+        # the ranker's reasons: each picked item's per-feature contributions
+        m, kk = picked.shape
+        contrib = state.ranker.contributions(x[rows, picked][got])
+        part_rows = np.zeros((m, kk, x.shape[2]), np.float32)
+        part_rows[got] = contrib
     return items, scores, part_rows.astype(np.float32), count, ok.sum(axis=1)
 
 

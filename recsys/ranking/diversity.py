@@ -2,9 +2,14 @@
 
 Two rules, applied greedily in score order (best first):
 
-* **near-duplicates never share a list** (hard): once an item is picked, its
-  near-duplicates (content cosine above ``RankingConfig.near_duplicate_threshold``)
-  are blocked for that list, whatever else happens;
+* **near-duplicates do not share a list**: once an item is picked, its
+  near-duplicates are blocked for that list. Two items are near-duplicates
+  when their content cosine is above a threshold calibrated on the catalogue
+  at hand (:func:`calibrated_threshold`: ``RankingConfig.near_duplicate_threshold``,
+  raised above what random pairs of this catalogue reach), so a catalogue
+  whose titles share one template is not one big duplicate group. Only
+  when nothing else can fill the list are blocked items used, best first:
+  a list is filled to k whenever k eligible items exist;
 * **per-topic cap** (soft): at most ``cap`` picked items share a primary
   topic. Items skipped only because of the cap are reconsidered, in score
   order, in a second pass that runs only while the list is shorter than k:
@@ -36,6 +41,48 @@ Neighbours = dict[int, tuple[int, ...]]
 def topic_cap(k: int, max_topic_share: float) -> int:
     """Soft cap on items per primary topic for a list of ``k``: ``ceil(share * k)``, at least 1."""
     return max(1, math.ceil(max_topic_share * k - 1e-9))
+
+
+#: random pairs whose similarity sets the calibrated threshold, and the quantile taken
+CALIBRATION_PAIRS = 4000
+CALIBRATION_QUANTILE = 0.999
+
+
+def calibrated_threshold(content: np.ndarray, base: float, *, seed: int = 0) -> float:
+    """The near-duplicate threshold for this catalogue.
+
+    ``max(base, q + (1 - q) / 2)`` where ``q`` is the
+    :data:`CALIBRATION_QUANTILE` of the content cosine of
+    :data:`CALIBRATION_PAIRS` random item pairs (seeded): a pair is a
+    near-duplicate only if it is much closer than random pairs of the same
+    catalogue are. On a natural catalogue ``q`` is far below ``base`` and
+    ``base`` holds; on a templated one (every title "...第N期") ``q`` is
+    high and the threshold moves toward 1.
+
+    Parameters
+    ----------
+    content : ndarray of float32, shape (n, d)
+        L2-normalised content vectors.
+    base : float
+        ``RankingConfig.near_duplicate_threshold``.
+    seed : int
+
+    Returns
+    -------
+    float
+    """
+    n = content.shape[0]
+    if n < 3:
+        return float(base)
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, n, CALIBRATION_PAIRS)
+    b = rng.integers(0, n, CALIBRATION_PAIRS)
+    keep = a != b
+    sims = np.einsum("ij,ij->i", content[a[keep]], content[b[keep]])
+    if sims.size == 0:
+        return float(base)
+    q = float(np.quantile(sims, CALIBRATION_QUANTILE))
+    return float(max(base, min(1.0, q + (1.0 - q) / 2.0)))
 
 
 def near_duplicates(
@@ -130,6 +177,14 @@ def _greedy(
             blocked.update(neighbours[item])
         if len(picked) == k:
             break
+    if len(picked) < k:
+        # last resort: near-duplicates, best first, rather than a short list
+        chosen = set(picked)
+        for n in range(len(items)):
+            if n not in chosen:
+                picked.append(n)
+                if len(picked) == k:
+                    break
     picked.sort()
     return [positions[i] for i in picked]
 

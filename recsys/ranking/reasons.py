@@ -74,6 +74,8 @@ class ReasonTables:
     popularity: np.ndarray
     fresh_authority: np.ndarray
     authority_named: np.ndarray
+    group_popular: np.ndarray | None = None
+    region_popular: np.ndarray | None = None
 
 
 def reason_tables(taxonomy, segments) -> ReasonTables:
@@ -103,7 +105,9 @@ def reason_tables(taxonomy, segments) -> ReasonTables:
                 parts.append(f"{AUTHORITY_ZH[code]}来源")
             fresh_authority[fresh, a] = "·".join(parts)
     named = np.array([code in _NAMED_AUTHORITIES for code in C.AUTHORITIES])
-    return ReasonTables(relevance, topic, popularity, fresh_authority, named)
+    group_popular = np.array([f"{taxonomy.zh('group', g)}近期热门" for g in taxonomy.groups], dtype=object)
+    region_popular = np.array([f"{taxonomy.zh('region', r)}近期热门" for r in taxonomy.regions], dtype=object)
+    return ReasonTables(relevance, topic, popularity, fresh_authority, named, group_popular, region_popular)
 
 
 def explain(
@@ -190,6 +194,112 @@ def explain(
     texts = np.take_along_axis(texts, order, axis=-1)
     n_shown = np.minimum(shown.sum(axis=-1), MAX_REASONS)
     # an item with no strong reason says so rather than inventing a weak one
+    none = n_shown == 0
+    texts[none, 0] = FILLER
+    n_shown[none] = 1
+    return [
+        [item[:n] for item, n in zip(row[:c], counts[:c])]
+        for row, counts, c in zip(texts.tolist(), n_shown.tolist(), count.tolist())
+    ]
+
+
+#: the learned ranker's reason kinds, in display-tie order
+LEARNED_KINDS = ("collaborative", "coengagement", "topic", "popularity", "fresh", "authority")
+COENGAGED = "与您近期喜欢的内容相关"
+SIMILAR_USERS = "相似用户喜欢"
+FRESH = "新发布"
+GOOD_CONTENT = "优质内容"
+
+
+def explain_learned(
+    tables: ReasonTables,
+    contrib: np.ndarray,
+    features: tuple,
+    items: np.ndarray,
+    count: np.ndarray,
+    user_topics: np.ndarray,
+    users_segment: np.ndarray,
+    users_group: np.ndarray,
+    users_region: np.ndarray,
+    topic_idx: np.ndarray,
+    authority_code: np.ndarray,
+) -> list[list[list[str]]]:
+    """Reasons from the learned ranker: the feature kinds that raised each item's score most.
+
+    Each feature's reason kind comes from the registry
+    (:mod:`recsys.ranking.features`); a kind's contribution is the sum of its
+    features' contributions (SHAP values) to the item's score. Kinds with a
+    strictly positive contribution are shown, largest first, at most
+    :data:`MAX_REASONS`; a popularity reason names the level (segment, group,
+    region or city) whose features contributed most. No reason that did not
+    contribute: an item whose features all pulled it down gets :data:`FILLER`.
+
+    Parameters
+    ----------
+    tables : ReasonTables
+    contrib : ndarray of float32, shape (m, k, n_features)
+    features : tuple of Feature
+        The ranker's features (column order of ``contrib``).
+    items : ndarray of int64, shape (m, k)
+    count : ndarray of int64, shape (m,)
+    user_topics : ndarray of float32, shape (m, n_topics)
+    users_segment, users_group, users_region : ndarray of int64, shape (m,)
+        Each user's popularity row, group and region positions.
+    topic_idx : ndarray of int64, shape (n_items, t_max)
+    authority_code : ndarray of int64, shape (n_items,)
+
+    Returns
+    -------
+    list (m) of list (count) of list of str
+    """
+    from recsys.ranking.features import LEVELS
+
+    m, k = items.shape
+    if m == 0 or k == 0:
+        return [[] for _ in range(m)]
+    kinds = np.zeros((len(features), len(LEARNED_KINDS)), np.float32)
+    levels = np.zeros((len(features), len(LEVELS)), np.float32)
+    for j, feat in enumerate(features):
+        if feat.reason is not None:
+            kinds[j, LEARNED_KINDS.index(feat.reason)] = 1.0
+        if feat.reason == "popularity":
+            levels[j, LEVELS.index(feat.level or "city")] = 1.0
+    by_kind = contrib @ kinds
+    level = (contrib @ levels).argmax(axis=-1)
+    safe = np.where(items >= 0, items, 0)
+    n_topics = user_topics.shape[1]
+    tid = topic_idx[safe]
+    padded = np.hstack([user_topics, np.full((m, 1), -1.0, np.float32)])
+    interest = padded[np.arange(m)[:, None, None], tid]
+    pick = interest.argmax(axis=2)[..., None]
+    best = np.take_along_axis(tid, pick, axis=2)[..., 0]
+    best_w = np.clip(np.take_along_axis(interest, pick, axis=2)[..., 0], 0.0, 1.0)
+    acode = authority_code[safe]
+    pop_text = np.stack(
+        [
+            np.broadcast_to(np.array([CITY_POPULAR], dtype=object), (m,)),
+            tables.group_popular[np.clip(users_group, 0, None)],
+            tables.region_popular[np.clip(users_region, 0, None)],
+            tables.popularity[users_segment],
+        ],
+        axis=-1,
+    )
+    auth_text = np.where(tables.authority_named[acode], tables.fresh_authority[0, acode], GOOD_CONTENT)
+    texts = np.stack(
+        [
+            np.full((m, k), SIMILAR_USERS, dtype=object),
+            np.full((m, k), COENGAGED, dtype=object),
+            tables.topic[np.minimum(best, n_topics - 1), np.rint(best_w * 100).astype(np.int64)],
+            np.take_along_axis(pop_text, level, axis=1) if k else np.zeros((m, 0), object),
+            np.full((m, k), FRESH, dtype=object),
+            auth_text,
+        ],
+        axis=-1,
+    )
+    shown = by_kind > 0
+    order = np.argsort(-np.where(shown, by_kind, -np.inf), axis=-1, kind="stable")
+    texts = np.take_along_axis(texts, order, axis=-1)
+    n_shown = np.minimum(shown.sum(axis=-1), MAX_REASONS)
     none = n_shown == 0
     texts[none, 0] = FILLER
     n_shown[none] = 1

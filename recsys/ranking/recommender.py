@@ -24,7 +24,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -35,7 +35,7 @@ from recsys.exceptions import ConfigError, NotFittedError
 from recsys.ranking import core, eligibility
 from recsys.ranking.catalog import read_catalog
 from recsys.ranking.eligibility import make_filter, to_ns
-from recsys.ranking.reasons import explain
+from recsys.ranking.reasons import explain, explain_learned
 from recsys.ranking.state import RankingState, build_state
 from recsys.ranking.users import Attributes, UserBatch, check_user_id, resolve
 
@@ -335,6 +335,20 @@ class Recommender:
 
     @staticmethod
     def _reasons(state: RankingState, users: UserBatch, ranked: core.Ranked) -> list[list[list[str]]]:
+        if state.ranker is not None:
+            return explain_learned(
+                state.reasons,
+                ranked.parts,
+                state.features,
+                ranked.items,
+                ranked.count,
+                users.topics,
+                users.segments,
+                users.groups,
+                users.regions,
+                state.catalog.topic_idx,
+                state.catalog.authority_code,
+            )
         return explain(
             state.reasons,
             ranked.parts,
@@ -356,6 +370,7 @@ class Recommender:
         channel: str | None = None,
         now: Any = None,
         users: pd.DataFrame | None = None,
+        exclude: Mapping[str, Iterable[str]] | None = None,
     ) -> pd.DataFrame:
         """Recommend for many users at once: the same lists :meth:`recommend` gives.
 
@@ -369,6 +384,10 @@ class Recommender:
             ``user_id, group, region`` (and optionally ``sub_group``) for cold
             users, or to override a known user's stored attributes (as the
             keyword arguments of :meth:`recommend` do). Null cells = not given.
+        exclude : mapping of user id to iterable of item ids, optional
+            Per user, items to leave out (``recommend``'s ``exclude``): the
+            list equals ``recommend(user_id, exclude=exclude[user_id])``, with
+            the same single diversity rule.
 
         Returns
         -------
@@ -390,13 +409,16 @@ class Recommender:
         filt = make_filter(state.taxonomy, topics=topics, channel=channel)
         now_ns = to_ns(now, state.taxonomy, state.default_now_ns)
         attrs = _attributes(ids, users)
+        if exclude is not None and not isinstance(exclude, Mapping):
+            raise ConfigError(f"exclude must map user ids to item ids, got {type(exclude).__name__}")
+        per_user = None if not exclude else [_exclude_indices(state, exclude.get(u)) for u in ids]
         size = state.config.batch_size
         blocks = [(lo, min(len(ids), lo + size)) for lo in range(0, len(ids), size)]
 
         def block(bounds: tuple[int, int]) -> pd.DataFrame:
             lo, hi = bounds
             batch = resolve(state, ids[lo:hi], None if attrs is None else attrs[lo:hi])
-            ranked = core.rank(state, batch, k, filt, now_ns, None)
+            ranked = core.rank(state, batch, k, filt, now_ns, None if per_user is None else per_user[lo:hi])
             return _frame(state, batch, ranked, self._reasons(state, batch, ranked))
 
         if not blocks:

@@ -34,6 +34,8 @@ _NS_PER_DAY = 86_400 * 10**9
 # segments per block when ranking every item for every segment
 _SEGMENT_BLOCK = 64
 _TIE = 1e-3
+#: valid ``[ranking] ranker`` values
+RANKERS = ("learned", "linear")
 
 
 def _positions(values: pd.Series, codes: tuple[str, ...]) -> np.ndarray:
@@ -74,6 +76,19 @@ class RankingState:
     engagement : EngagementTables
         The engagement model's arrays over the catalogue, and the candidate
         lists ranked by it.
+    signals : recsys.signals.Signals
+        Training-time popularity, co-engagement and activity arrays.
+    coengagement : csr_matrix
+        The item-to-item co-engagement neighbours (plain views).
+    ranker : LearnedRanker or None
+        The learned ranker in use (``None``: the linear blend ranks).
+    features : tuple of Feature
+        The ranker's features, in its column order.
+    popular_lists : ndarray of int64, shape (G * R, n_half_lives * P)
+        Per group x region segment, its most popular items by the shrunk
+        popularity of each half-life (candidates; -1 padded).
+    trend_lists : ndarray of int64, shape (n_windows * P,)
+        The city's most engaged items of each trend window (candidates).
     """
 
     model: Any
@@ -93,6 +108,12 @@ class RankingState:
     user_topics: np.ndarray
     seen: sp.csr_matrix
     engagement: "EngagementTables"
+    signals: Any = None
+    coengagement: sp.csr_matrix | None = None
+    ranker: Any = None
+    features: tuple = ()
+    popular_lists: np.ndarray | None = None
+    trend_lists: np.ndarray | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _static: dict = field(default_factory=dict, repr=False)
     _cold: dict = field(default_factory=dict, repr=False)
@@ -395,6 +416,7 @@ def build_state(
     user_segment = np.where(known, by_pair[np.maximum(user_group, 0), np.maximum(user_region, 0)], n_segments)
     ids = users[C.USER_ID].astype(str).tolist()
     default_now = _window_end(model)
+    ranker = model.ranker if config.ranker == "learned" else None
     return RankingState(
         model=model,
         config=config,
@@ -413,7 +435,44 @@ def build_state(
         user_topics=np.asarray(model.user_topics),
         seen=_plain_csr(model.seen),
         engagement=_engagement_tables(model, catalog, config, n_segments),
+        signals=model.signals,
+        coengagement=_plain_csr(model.signals.coengagement()),
+        ranker=ranker,
+        features=features_of(model, ranker),
+        **_signal_lists(model, catalog),
     )
+
+
+def _signal_lists(model: Any, catalog: Catalog) -> dict[str, np.ndarray]:
+    """Static candidate lists from the training-time signals: per segment and per trend window."""
+    sig = model.signals
+    p = model.config.ranker.popularity_candidates
+    n, n_bundle = catalog.n_items, catalog.n_bundle
+    end_ns = _window_end(model)
+    live = (catalog.available & (catalog.expires_ns > end_ns))[:n_bundle]
+    tax = model.taxonomy
+    first_segment = 1 + len(tax.groups) + len(tax.regions)
+    levels = np.asarray(sig.popularity_levels)
+    n_seg = levels.shape[1] - first_segment
+    popular = [
+        _best_by(np.asarray(levels[w, first_segment:], np.float32), np.broadcast_to(live, (n_seg, n_bundle)), p)
+        for w in range(levels.shape[0])
+    ]
+    windows = np.asarray(sig.popularity_windows, np.float32)
+    trend = _best_by(windows, np.broadcast_to(live, windows.shape), p) if len(windows) else np.zeros((0, p), np.int64)
+    return {
+        "popular_lists": np.hstack(popular) if popular else np.zeros((n_seg, 0), np.int64),
+        "trend_lists": trend.reshape(-1),
+    }
+
+
+def features_of(model: Any, ranker: Any) -> tuple:
+    """The registered features a ranker reads, in its column order (empty without a ranker)."""
+    if ranker is None:
+        return ()
+    from recsys.ranking.features import selected
+
+    return selected(model.config.ranker, ranker.feature_names)
 
 
 def _plain_csr(matrix: sp.csr_matrix) -> sp.csr_matrix:
@@ -465,6 +524,8 @@ def check_config(config: RankingConfig) -> RankingConfig:
         if not ok:
             bracket = "[" if low_ok else "("
             raise ConfigError(f"[ranking] {name} must be in {bracket}{low}, {high}], got {value!r}")
+    if config.ranker not in RANKERS:
+        raise ConfigError(f"[ranking] ranker must be one of {', '.join(RANKERS)}, got {config.ranker!r}")
     hl = config.freshness_half_life_days
     if isinstance(hl, bool) or not isinstance(hl, (int, float)) or not hl > 0:
         raise ConfigError(f"[ranking] freshness_half_life_days must be a number > 0, got {hl!r}")

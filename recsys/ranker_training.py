@@ -1,0 +1,284 @@
+"""Training the learned ranker on a window carved from the end of the training log.
+
+The steps (each timed into the bundle manifest's ``ranker`` report):
+
+1. **cut**: the time ``T_c`` with ``[ranker] label_share`` of the training
+   events after it (a quantile of event time, as the evaluation splits);
+2. **model before the cut**: every other component trained exactly as for the
+   bundle, on the events before ``T_c`` (the linear blend ranks inside it);
+3. **examples**: for a seeded sample of users with a positive engagement
+   after ``T_c`` -- warm and cold alike, so the ranker learns what works for
+   users with no history -- the serving candidates at ``T_c`` (the same
+   :func:`recsys.ranking.candidates.gather` and eligibility the service uses),
+   plus ``random_candidates`` uniformly drawn eligible items and the items
+   shown to them after the cut (impressions without engagement: explicit
+   negatives); features from the registry as of ``T_c``; label 1 for a
+   positive engagement after ``T_c``;
+4. **fit**: LightGBM lambdarank, early stopping on NDCG@10 of held-out users.
+
+The fitted ranker then scores features computed from the full bundle at
+serving time: the same functions, a later "now".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from recsys import columns as C
+from recsys.config import EngineConfig
+from recsys.ranker import LearnedRanker
+from recsys.seeds import check_random_state
+from recsys.taxonomy import Taxonomy
+
+# users per block when building examples (bounds the (users x candidates x features) block)
+_BLOCK = 512
+
+
+def label_cut(events: pd.DataFrame, share: float) -> pd.Timestamp | None:
+    """The time with ``share`` of the events after it; ``None`` if the events span no time."""
+    if len(events) == 0:
+        return None
+    ts = events[C.TIMESTAMP]
+    cut = ts.quantile(1.0 - share)
+    if not (ts.min() < cut <= ts.max()):
+        return None
+    return pd.Timestamp(cut)
+
+
+@dataclasses.dataclass
+class Examples:
+    """Training examples: a feature matrix grouped by user (query)."""
+
+    x: np.ndarray
+    y: np.ndarray
+    groups: np.ndarray
+    warm: np.ndarray  # per query: the user had positives before the cut
+
+
+def _labels(events: pd.DataFrame, cut: pd.Timestamp, user_ids: pd.Index, item_ids: pd.Index) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """Positive engagements and impressions after the cut, as (users x items) 0/1 matrices."""
+    after = events[events[C.TIMESTAMP] >= cut]
+    u = user_ids.get_indexer(after[C.USER_ID].astype(str))
+    i = item_ids.get_indexer(after[C.ITEM_ID].astype(str))
+    ok = (u >= 0) & (i >= 0)
+    etype = after[C.EVENT_TYPE].to_numpy()
+    shape = (len(user_ids), len(item_ids))
+
+    def matrix(mask: np.ndarray) -> sp.csr_matrix:
+        m = sp.csr_matrix((np.ones(int(mask.sum()), np.float32), (u[mask], i[mask])), shape=shape)
+        m.data[:] = 1.0
+        m.sum_duplicates()
+        m.data[:] = 1.0
+        return m
+
+    return matrix(ok & np.isin(etype, C.EVENT_TYPES_POSITIVE)), matrix(ok & (etype == "impression"))
+
+
+def build_examples(
+    state: Any,
+    rows: np.ndarray,
+    positives: sp.csr_matrix,
+    shown: sp.csr_matrix,
+    cut_ns: int,
+    feats: tuple,
+    random_candidates: int,
+    seed: int,
+    impressions: bool = True,
+) -> Examples:
+    """Candidates, features and labels of the given users at the cut (see the module docstring)."""
+    from recsys.ranking import candidates, eligibility, features
+    from recsys.ranking.users import resolve
+
+    rng = check_random_state(seed)
+    catalog = state.catalog
+    n_items = catalog.n_items
+    filt = eligibility.make_filter(state.taxonomy)
+    _, share = state.filtered(filt)
+    xs, ys, groups, warm = [], [], [], []
+    for lo in range(0, len(rows), _BLOCK):
+        block_rows = rows[lo : lo + _BLOCK]
+        users = resolve(state, state.user_ids[block_rows].tolist(), None)
+        cand = candidates.gather(state, users, 10, filt, share, cut_ns)
+        extra = [rng.integers(0, catalog.n_bundle, size=(len(block_rows), random_candidates))]
+        imp = shown[block_rows].tocsr()
+        width = int(np.diff(imp.indptr).max()) if imp.nnz and impressions else 0
+        if width:
+            pad = np.full((len(block_rows), width), -1, np.int64)
+            for r in range(len(block_rows)):
+                got = imp.indices[imp.indptr[r] : imp.indptr[r + 1]]
+                pad[r, : len(got)] = got
+            extra.append(pad)
+        cand = np.sort(np.concatenate([cand] + extra, axis=1), axis=1)
+        repeat = np.zeros(cand.shape, dtype=bool)
+        repeat[:, 1:] = cand[:, 1:] == cand[:, :-1]
+        cand[repeat] = -1
+        ok = (cand >= 0) & eligibility.candidate_mask(catalog, filt, cand, cut_ns, users.groups, users.regions)
+        keys = eligibility.history_keys(state.seen, users.rows, n_items, None)
+        ok &= ~eligibility.history_mask(keys, cand, n_items)
+        label = np.asarray(positives[block_rows].todense())[np.arange(len(block_rows))[:, None], np.maximum(cand, 0)] > 0
+        label &= ok
+        x = features.compute(feats, features.Block(state, users, cand, cut_ns))
+        has_seen = np.diff(state.seen.indptr)[block_rows] > 0
+        for r in range(len(block_rows)):
+            keep = ok[r]
+            y = label[r, keep]
+            # a query needs a positive and a negative to teach the ranker anything
+            if y.any() and not y.all():
+                xs.append(x[r, keep])
+                ys.append(y.astype(np.int32))
+                groups.append(int(keep.sum()))
+                warm.append(bool(has_seen[r]))
+    if not xs:
+        return Examples(np.zeros((0, len(feats)), np.float32), np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0, bool))
+    return Examples(np.concatenate(xs), np.concatenate(ys), np.asarray(groups, np.int64), np.asarray(warm))
+
+
+def _ndcg_at(scores: np.ndarray, y: np.ndarray, groups: np.ndarray, k: int = 10) -> float:
+    """Mean NDCG@k (binary gain) of ordering each query's rows by ``scores`` (ties: row order)."""
+    out, lo = [], 0
+    disc = 1.0 / np.log2(np.arange(2, k + 2))
+    for n in groups.tolist():
+        s, l = scores[lo : lo + n], y[lo : lo + n]
+        lo += n
+        top = l[np.argsort(-s, kind="stable")[:k]]
+        ideal = disc[: min(k, int(l.sum()))].sum()
+        if ideal > 0:
+            out.append(float((top * disc[: len(top)]).sum() / ideal))
+    return float(np.mean(out)) if out else 0.0
+
+
+def best_single_feature(x: np.ndarray, y: np.ndarray, groups: np.ndarray, feats: tuple) -> tuple[str | None, float]:
+    """The non-negative feature whose own ordering has the best NDCG@10 on the examples.
+
+    It becomes the ranker's starting score (``LearnedRanker.fit``'s
+    ``base_feature``): popularity at some window, usually -- the baselines'
+    own signals, so the ranker starts where the best of them is.
+    """
+    best, best_ndcg = None, -1.0
+    for j, feat in enumerate(feats):
+        col = np.nan_to_num(x[:, j], nan=0.0)
+        if len(col) == 0 or col.min() < 0:
+            continue
+        score = _ndcg_at(col, y, groups)
+        if score > best_ndcg:
+            best, best_ndcg = feat.name, score
+    return best, round(best_ndcg, 6)
+
+
+def _subset(ex: Examples, take: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    bounds = np.concatenate([[0], np.cumsum(ex.groups)])
+    rows = np.concatenate([np.arange(bounds[q], bounds[q + 1]) for q in np.flatnonzero(take)]) if take.any() else np.zeros(0, int)
+    return ex.x[rows], ex.y[rows], ex.groups[take]
+
+
+def fit_ranker(
+    users: pd.DataFrame,
+    items: pd.DataFrame,
+    events: pd.DataFrame,
+    *,
+    config: EngineConfig,
+    taxonomy: Taxonomy,
+) -> tuple[LearnedRanker | None, dict[str, Any]]:
+    """Train the learned ranker (module docstring); ``None`` with a reason when the log is too short.
+
+    Parameters
+    ----------
+    users, items, events : DataFrame
+        The clean training tables (events already cut at the bundle's as-of time).
+    config : EngineConfig
+    taxonomy : Taxonomy
+
+    Returns
+    -------
+    ranker : LearnedRanker or None
+    report : dict
+        ``kind`` (``learned`` or ``linear``), the cut, example counts,
+        validation NDCG@10 and per-step timings; ``reason`` when no ranker.
+    """
+    from recsys.ranking.features import selected
+    from recsys.ranking.state import build_state
+    from recsys.training import train_model
+
+    rc = config.ranker
+    timings: dict[str, float] = {"model_before_cut": 0.0, "examples": 0.0}
+    sub_config = dataclasses.replace(config, ranking=dataclasses.replace(config.ranking, ranker="linear"))
+    feats = selected(rc)
+    rng = check_random_state(rc.seed)
+    parts: list[Examples] = []
+    cuts: list[str] = []
+    reasons: list[str] = []
+    upper = None  # the label window of a cut ends where the next later cut's starts
+    for j in range(rc.cuts):
+        cut = label_cut(events, rc.label_share * (j + 1))
+        if cut is None or (upper is not None and cut >= upper):
+            reasons.append(f"cut {j + 1}: the training events span no time to carve a label window from")
+            break
+        window = events if upper is None else events[events[C.TIMESTAMP] < upper]
+        t0 = time.perf_counter()
+        sub = train_model(users, items, window, config=sub_config, taxonomy=taxonomy, as_of=cut)
+        timings["model_before_cut"] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        state = build_state(sub, None, sub_config.ranking)
+        user_ids = pd.Index(state.user_ids.astype(str))
+        item_ids = pd.Index(state.catalog.item_ids[: state.catalog.n_bundle].astype(str))
+        positives, shown = _labels(window, cut, user_ids, item_ids)
+        labelled = np.flatnonzero(np.diff(positives.indptr) > 0)
+        if len(labelled) > rc.max_users:
+            labelled = np.sort(rng.choice(labelled, size=rc.max_users, replace=False))
+        ex = build_examples(
+            state, labelled, positives, shown, int(cut.as_unit("ns").value), feats, rc.random_candidates,
+            rc.seed + j, rc.impression_negatives,
+        )
+        timings["examples"] += time.perf_counter() - t0
+        parts.append(ex)
+        cuts.append(cut.isoformat())
+        upper = cut
+    ex = Examples(
+        np.concatenate([p.x for p in parts]) if parts else np.zeros((0, len(feats)), np.float32),
+        np.concatenate([p.y for p in parts]) if parts else np.zeros(0, np.int32),
+        np.concatenate([p.groups for p in parts]) if parts else np.zeros(0, np.int64),
+        np.concatenate([p.warm for p in parts]) if parts else np.zeros(0, bool),
+    )
+    n_q = len(ex.groups)
+    if n_q < rc.min_label_users:
+        why = "; ".join(reasons) or f"{n_q} users had a positive among their candidates after the cuts {cuts}"
+        return None, {"kind": "linear", "reason": f"{why} ([ranker] min_label_users = {rc.min_label_users})"}
+
+    t0 = time.perf_counter()
+    is_valid = rng.random(n_q) < rc.valid_share
+    if is_valid.all() or not is_valid.any():
+        is_valid = np.zeros(n_q, bool)
+        is_valid[: max(1, n_q // 5)] = True
+    x_t, y_t, g_t = _subset(ex, ~is_valid)
+    valid = _subset(ex, is_valid)
+    base, base_ndcg = best_single_feature(x_t, y_t, g_t, feats)
+    ranker = LearnedRanker.fit(
+        x_t, y_t, g_t, [f.name for f in feats], valid=valid, base_feature=base,
+        monotone=[f.monotone for f in feats],
+        n_estimators=rc.n_estimators, learning_rate=rc.learning_rate, num_leaves=rc.num_leaves,
+        min_child_samples=rc.min_child_samples, early_stopping_rounds=rc.early_stopping_rounds,
+        seed=rc.seed, threads=config.collaborative.threads if hasattr(config.collaborative, "threads") else 2,
+    )
+    timings["fit"] = time.perf_counter() - t0
+    ranker.report.update(
+        {
+            "kind": "learned",
+            "base_ndcg_at_10": base_ndcg,
+            "base_mean": float(ranker.base(x_t).mean()) if len(x_t) else 0.0,
+            "cuts": cuts,
+            "queries": int(n_q),
+            "warm_queries": int(ex.warm.sum()),
+            "cold_queries": int((~ex.warm).sum()),
+            "examples": int(len(ex.y)),
+            "positives": int(ex.y.sum()),
+            "features": [f.name for f in feats],
+            "timings_s": {k: round(v, 3) for k, v in timings.items()},
+        }
+    )
+    return ranker, dict(ranker.report)

@@ -1,0 +1,248 @@
+"""The feature registry: every ranking feature is one entry.
+
+A :class:`Feature` has a name, a function that computes it for a block of
+(user, candidate) pairs, the kind of reason it explains (``None``: it never
+shows as a reason) and whether it exists for a cold user (one with no
+engagement in the bundle). The learned ranker's training examples, its
+scoring and its reasons, the linear blend and the tuner all read this one
+list, so adding a feature is one function and one line in :func:`registry`.
+
+Features of a block are float32 ``(m, c)`` arrays; ``NaN`` means "missing"
+(LightGBM routes it on its own branch), e.g. the age of an item without a
+publish time.
+
+Reason kinds (rendered by :mod:`recsys.ranking.reasons`): ``collaborative``
+(similar users), ``coengagement`` (goes with what the user engaged with
+lately), ``topic`` (the user's interest), ``popularity`` (popular in a
+segment, group, region or the city; ``level`` says which), ``fresh``
+(new / timely) and ``authority`` (the source).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Callable
+
+import numpy as np
+import scipy.sparse as sp
+
+from recsys.config import RankerConfig
+from recsys.ranking import scoring
+from recsys.ranking.catalog import NS_MIN
+
+_NS_PER_DAY = 86_400 * 10**9
+#: popularity levels, in the order of the rows of ``Signals.popularity_levels``
+LEVELS = ("city", "group", "region", "segment")
+
+
+@dataclass
+class Block:
+    """What a feature reads: one batch of users and their candidates at one time.
+
+    Attributes
+    ----------
+    state : RankingState
+    users : UserBatch
+    cand : ndarray of int64, shape (m, c)
+        Candidate item indices (-1 padding is read as item 0 and masked by the caller).
+    now_ns : int
+    """
+
+    state: Any
+    users: Any
+    cand: np.ndarray
+    now_ns: int
+
+    @cached_property
+    def safe(self) -> np.ndarray:
+        """Candidates with padding mapped to item 0."""
+        return np.maximum(self.cand, 0)
+
+    @cached_property
+    def in_bundle(self) -> np.ndarray:
+        """Candidates the bundle knows (catalogue items added later have no engagement signals)."""
+        return self.safe < self.state.catalog.n_bundle
+
+    @cached_property
+    def bundle_items(self) -> np.ndarray:
+        """Candidate index into the bundle's per-item arrays (0 for new items; mask with ``in_bundle``)."""
+        return np.where(self.in_bundle, self.safe, 0)
+
+    @cached_property
+    def parts(self) -> scoring.Components:
+        """The linear blend's nine terms (computed once per block)."""
+        st = self.state
+        return scoring.components(
+            st.catalog,
+            self.cand,
+            self.users.vectors,
+            self.users.topics,
+            self.users.segments,
+            st.freshness(self.now_ns),
+            engagement=scoring.engagement_inputs(st, self.users, self.now_ns),
+        )
+
+    @cached_property
+    def known(self) -> np.ndarray:
+        """Users the bundle has rows for."""
+        return self.users.rows >= 0
+
+    def per_item(self, values: np.ndarray) -> np.ndarray:
+        """Gather a bundle per-item array at the candidates; 0 for items new to the catalogue."""
+        return np.where(self.in_bundle, np.asarray(values)[self.bundle_items], 0).astype(np.float32)
+
+    def per_user(self, values: np.ndarray) -> np.ndarray:
+        """A bundle per-user value broadcast over the candidates; 0 for unknown users."""
+        rows = np.where(self.known, self.users.rows, 0)
+        v = np.where(self.known, np.asarray(values)[rows], 0).astype(np.float32)
+        return np.broadcast_to(v[:, None], self.cand.shape)
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One ranking feature.
+
+    Attributes
+    ----------
+    name : str
+    compute : callable
+        ``compute(block) -> float32 (m, c)``.
+    reason : str or None
+        The reason kind it explains (see the module docstring), or ``None``.
+    cold : bool
+        Whether it carries information for a user with no engagement.
+    level : str or None
+        For popularity features, the level (``LEVELS``) a reason names.
+    doc : str
+    monotone : int
+        +1 where the score may only rise with the feature (popularity: more
+        engagement never ranks an item lower, all else equal), else 0.
+    """
+
+    name: str
+    compute: Callable[[Block], np.ndarray]
+    reason: str | None
+    cold: bool
+    level: str | None = None
+    doc: str = ""
+    monotone: int = 0
+
+
+def _term(attr: str) -> Callable[[Block], np.ndarray]:
+    return lambda b: getattr(b.parts, attr)
+
+
+def _popularity(w: int, level: str) -> Callable[[Block], np.ndarray]:
+    def compute(b: Block) -> np.ndarray:
+        tax = b.state.taxonomy
+        g, r = b.users.groups.astype(np.int64), b.users.regions.astype(np.int64)
+        n_g, n_r = len(tax.groups), len(tax.regions)
+        row = {
+            "city": np.zeros_like(g),
+            "group": 1 + g,
+            "region": 1 + n_g + r,
+            "segment": 1 + n_g + n_r + g * n_r + r,
+        }[level]
+        table = b.state.signals.popularity_levels[w]
+        vals = table[row[:, None], b.bundle_items]
+        # shares are tiny numbers: scale to "per 1,000 engagements" for readable dumps
+        return np.where(b.in_bundle, vals * 1000.0, 0).astype(np.float32)
+
+    return compute
+
+
+def _window(w: int) -> Callable[[Block], np.ndarray]:
+    return lambda b: b.per_item(b.state.signals.popularity_windows[w])
+
+
+def _coengagement(b: Block) -> np.ndarray:
+    """Sum of co-engagement cosines between the candidate and the user's recent positive items."""
+    sig = b.state.signals
+    m, c = b.cand.shape
+    recent = sig.user_recent_items[np.where(b.known, b.users.rows, 0)]
+    recent = np.where(b.known[:, None], recent, -1)
+    rows, cols = np.nonzero(recent >= 0)
+    if rows.size == 0:
+        return np.zeros((m, c), np.float32)
+    n_items = len(sig.coengagement_indptr) - 1
+    seeds = sp.csr_matrix((np.ones(rows.size, np.float32), (rows, recent[rows, cols])), shape=(m, n_items))
+    scores = (seeds @ b.state.coengagement).tocsr()
+    out = np.zeros((m, c), np.float32)
+    for r in np.flatnonzero(np.diff(scores.indptr)):
+        s, e = scores.indptr[r], scores.indptr[r + 1]
+        idx, val = scores.indices[s:e], scores.data[s:e]
+        pos = np.searchsorted(idx, b.bundle_items[r])
+        pos = np.minimum(pos, idx.size - 1)
+        hit = (idx[pos] == b.bundle_items[r]) & b.in_bundle[r]
+        out[r] = np.where(hit, val[pos], 0)
+    return out
+
+
+def _item_age(b: Block) -> np.ndarray:
+    pub = b.state.catalog.published_ns[b.safe]
+    age = (b.now_ns - pub).astype(np.float64) / _NS_PER_DAY
+    return np.where(pub == NS_MIN, np.nan, age).astype(np.float32)
+
+
+def registry(config: RankerConfig) -> tuple[Feature, ...]:
+    """Every ranking feature, in a fixed order (the ranker's column order).
+
+    Parameters
+    ----------
+    config : RankerConfig
+        Sizes the popularity families (half-lives, trend windows).
+    """
+    base = [
+        Feature("collaborative", _term("relevance"), "collaborative", False, doc="user . item / (|u| s), clipped"),
+        Feature("topic", _term("topic"), "topic", True, doc="readable topic profile x item topics"),
+        Feature("segment_popularity", _term("popularity"), "popularity", True, "segment", "log-scaled decayed segment popularity", 1),
+        Feature("freshness", _term("freshness"), "fresh", True, doc="0.5 ** (age / half-life)"),
+        Feature("authority", _term("authority"), "authority", True, doc="source level"),
+        Feature("quality", _term("quality"), "authority", True, doc="engagement model: item quality"),
+        Feature("interest", _term("interest"), "topic", True, doc="engagement model: topic interest"),
+        Feature("format", _term("format"), None, True, doc="engagement model: format taste"),
+        Feature("timeliness", _term("timeliness"), "fresh", True, doc="engagement model: freshness and trend"),
+        Feature("coengagement", _coengagement, "coengagement", False, doc="co-engagement with recent positives"),
+        Feature("popularity_all_time", lambda b: b.per_item(b.state.model.popularity_all_time), "popularity", True, "city", monotone=1),
+        Feature("item_age_days", _item_age, None, True, doc="days since publication (NaN: unknown)"),
+        Feature("item_exposures", lambda b: b.per_item(b.state.signals.item_exposures), None, True),
+        Feature("user_history", lambda b: b.per_user(b.state.signals.user_activity[:, 0]), None, True),
+        Feature("user_activity", lambda b: b.per_user(b.state.signals.user_activity[:, 1]), None, True),
+    ]
+    for w, h in enumerate(config.popularity_half_lives_days):
+        for level in LEVELS:
+            base.append(Feature(f"pop_{level}_h{h:g}d", _popularity(w, level), "popularity", True, level, monotone=1))
+    for w, d in enumerate(config.popularity_windows_days):
+        base.append(Feature(f"trend_{d:g}d", _window(w), "popularity", True, "city", "distinct users, last d days", 1))
+    return tuple(base)
+
+
+def selected(config: RankerConfig, names: list[str] | None = None) -> tuple[Feature, ...]:
+    """The features in use: ``names`` (or ``config.features``), all when empty.
+
+    Raises
+    ------
+    ConfigError
+        For a name the registry does not know (the message lists them).
+    """
+    from recsys.exceptions import ConfigError
+
+    every = registry(config)
+    wanted = list(names if names is not None else config.features)
+    if not wanted:
+        return every
+    by_name = {f.name: f for f in every}
+    unknown = [n for n in wanted if n not in by_name]
+    if unknown:
+        raise ConfigError(f"[ranker] features: unknown {unknown}; valid: {', '.join(by_name)}")
+    return tuple(by_name[n] for n in wanted)
+
+
+def compute(features: tuple[Feature, ...], block: Block) -> np.ndarray:
+    """Every feature of a block as one float32 (m, c, n_features) array."""
+    m, c = block.cand.shape
+    out = np.empty((m, c, len(features)), np.float32)
+    for j, feat in enumerate(features):
+        out[:, :, j] = feat.compute(block)
+    return out

@@ -1,0 +1,355 @@
+"""Ranking signals computed at training time, for the learned ranker's features and candidates.
+
+* **Popularity at several recency windows and levels.** For each half-life
+  ``h`` of ``[ranker] popularity_half_lives_days``, the decayed count of
+  distinct users with a positive engagement on each item, as a *share* of the
+  level's engagement, at four levels: the city, each audience group, each
+  region and each group x region segment. Each level is shrunk toward the
+  next by its evidence (empirical Bayes): ``share = (c + a * parent) / (N + a)``
+  with ``N`` the level row's total (decayed) engagement and ``a`` estimated
+  from the data (:func:`shrinkage_strength`), so a segment of four users says
+  almost nothing and one of 40,000 says a lot. A group and a region shrink to
+  the city; a segment to the mean of its group's and its region's shares.
+* **Trend counts**: distinct users with a positive engagement on each item in
+  the last ``d`` days (``popularity_windows_days``), city-wide -- exactly what
+  the ``recent_popular`` baseline counts, so the ranker can reproduce it.
+* **Co-engagement**: item-to-item cosine of the users who engaged with both,
+  the ``coengagement_neighbours`` best per item (sparse), and each user's
+  ``recent_items`` most recent positive items, which seed the co-engagement
+  candidates and feature.
+* **Activity**: per user, distinct positive items and recent (30-day
+  half-life) positive engagement; per item, impressions logged.
+
+Everything is arrays (no Python objects per user or item) so the bundle maps
+them read-only into every worker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from recsys import columns as C
+from recsys.config import RankerConfig
+from recsys.taxonomy import Taxonomy
+
+# item rows per block of the co-engagement product (bounds its temporary)
+_COENG_BLOCK = 256
+# bounds of the estimated shrinkage strength (pseudo-engagements)
+_ALPHA_MIN, _ALPHA_MAX = 1.0, 1e6
+#: half-life of the users' recent-activity signal
+ACTIVITY_HALF_LIFE_DAYS = 30.0
+
+
+@dataclass
+class Signals:
+    """The training-time arrays the ranking features read.
+
+    Attributes
+    ----------
+    popularity_levels : ndarray of float32, shape (n_half_lives, 1 + G + R + G*R, n_items)
+        Shrunk popularity shares; rows: the city, then groups, regions and
+        segments (``1 + G + R + g * R + r``) in taxonomy order.
+    popularity_windows : ndarray of float32, shape (n_windows, n_items)
+        Distinct users with a positive engagement in the last ``d`` days.
+    shrinkage : ndarray of float32, shape (n_half_lives, 3)
+        The estimated strength ``a`` of the group, region and segment levels.
+    coengagement_indptr, coengagement_indices, coengagement_data : ndarray
+        CSR (n_items x n_items) of the best co-engaged neighbours (cosine).
+    user_recent_items : ndarray of int32, shape (n_users, recent_items)
+        Most recent positive items first, -1 padded.
+    user_activity : ndarray of float32, shape (n_users, 2)
+        Distinct positive items; decayed recent positive engagement.
+    item_exposures : ndarray of float32, shape (n_items,)
+        Impressions logged.
+    """
+
+    popularity_levels: np.ndarray
+    popularity_windows: np.ndarray
+    shrinkage: np.ndarray
+    coengagement_indptr: np.ndarray
+    coengagement_indices: np.ndarray
+    coengagement_data: np.ndarray
+    user_recent_items: np.ndarray
+    user_activity: np.ndarray
+    item_exposures: np.ndarray
+
+    #: field names, the bundle's array names
+    ARRAYS = (
+        "popularity_levels",
+        "popularity_windows",
+        "shrinkage",
+        "coengagement_indptr",
+        "coengagement_indices",
+        "coengagement_data",
+        "user_recent_items",
+        "user_activity",
+        "item_exposures",
+    )
+
+    @classmethod
+    def empty(cls, n_users: int, n_items: int, taxonomy: Taxonomy, config: RankerConfig) -> "Signals":
+        """Neutral signals (no engagement): all zero, no neighbours."""
+        n_rows = level_rows(taxonomy)
+        return cls(
+            popularity_levels=np.zeros((len(config.popularity_half_lives_days), n_rows, n_items), np.float32),
+            popularity_windows=np.zeros((len(config.popularity_windows_days), n_items), np.float32),
+            shrinkage=np.zeros((len(config.popularity_half_lives_days), 3), np.float32),
+            coengagement_indptr=np.zeros(n_items + 1, np.int64),
+            coengagement_indices=np.zeros(0, np.int32),
+            coengagement_data=np.zeros(0, np.float32),
+            user_recent_items=np.full((n_users, config.recent_items), -1, np.int32),
+            user_activity=np.zeros((n_users, 2), np.float32),
+            item_exposures=np.zeros(n_items, np.float32),
+        )
+
+    def coengagement(self) -> sp.csr_matrix:
+        """The neighbour matrix as scipy CSR (views, no copy)."""
+        n = len(self.coengagement_indptr) - 1
+        return sp.csr_matrix(
+            (self.coengagement_data, self.coengagement_indices, self.coengagement_indptr), shape=(n, n)
+        )
+
+
+def level_rows(taxonomy: Taxonomy) -> int:
+    """Rows of the popularity table: city, groups, regions, segments."""
+    g, r = len(taxonomy.groups), len(taxonomy.regions)
+    return 1 + g + r + g * r
+
+
+def level_offsets(taxonomy: Taxonomy) -> tuple[int, int, int]:
+    """First row of the groups, the regions and the segments in the popularity table."""
+    g, r = len(taxonomy.groups), len(taxonomy.regions)
+    return 1, 1 + g, 1 + g + r
+
+
+def shrinkage_strength(counts: np.ndarray, parent: np.ndarray) -> float:
+    """Empirical-Bayes strength ``a`` of a level whose rows shrink toward ``parent`` shares.
+
+    Under a Dirichlet-multinomial model, a row with ``N`` engagements has
+    ``sum_i (x_i - p_i)^2 = rho * sum_i p_i (1 - p_i)`` in expectation with
+    ``rho = (N + a) / (N (1 + a))``; the moment estimate pools every row:
+    ``a = sum N (1 - rho) / sum (N rho - 1)``. Rows no more spread than
+    sampling noise give a large ``a`` (shrink fully); rows far apart, a small one.
+
+    Parameters
+    ----------
+    counts : ndarray, shape (L, n_items)
+        The level's (decayed) counts per row.
+    parent : ndarray, shape (L, n_items)
+        The share each row shrinks toward.
+
+    Returns
+    -------
+    float
+        In ``[1, 1e6]``.
+    """
+    n = counts.sum(axis=1)
+    use = n > 1.0
+    if use.sum() < 2:
+        return _ALPHA_MAX
+    x = counts[use] / n[use, None]
+    p = parent[use]
+    spread = ((x - p) ** 2).sum(axis=1)
+    noise = (p * (1 - p)).sum(axis=1)
+    ok = noise > 0
+    rho = spread[ok] / noise[ok]
+    nn = n[use][ok]
+    den = float((nn * rho - 1).sum())
+    num = float((nn * (1 - rho)).sum())
+    if den <= 0:
+        return _ALPHA_MAX
+    return float(np.clip(num / den, _ALPHA_MIN, _ALPHA_MAX))
+
+
+def _shrink(counts: np.ndarray, parent: np.ndarray, alpha: float) -> np.ndarray:
+    n = counts.sum(axis=1, keepdims=True)
+    return (counts + alpha * parent) / (n + alpha)
+
+
+def _share(counts: np.ndarray) -> np.ndarray:
+    total = counts.sum()
+    return counts / total if total > 0 else np.zeros_like(counts)
+
+
+def popularity_levels(
+    user_idx: np.ndarray,
+    item_idx: np.ndarray,
+    age_days: np.ndarray,
+    user_group: np.ndarray,
+    user_region: np.ndarray,
+    n_groups: int,
+    n_regions: int,
+    n_items: int,
+    half_lives: list[float],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Shrunk popularity shares per half-life and level (see the module docstring).
+
+    Parameters
+    ----------
+    user_idx, item_idx : ndarray of int64, shape (n,)
+        Distinct (user, item) positive pairs.
+    age_days : ndarray of float64, shape (n,)
+        Days from the pair's latest positive engagement to the as-of time.
+    user_group, user_region : ndarray of int64, shape (n_users,)
+        Taxonomy positions of each user's group and region.
+    n_groups, n_regions, n_items : int
+    half_lives : list of float
+
+    Returns
+    -------
+    levels : ndarray of float32, shape (len(half_lives), 1 + G + R + G*R, n_items)
+    strengths : ndarray of float32, shape (len(half_lives), 3)
+    """
+    seg = user_group[user_idx] * n_regions + user_region[user_idx]
+    n_seg = n_groups * n_regions
+    out = np.zeros((len(half_lives), 1 + n_groups + n_regions + n_seg, n_items), np.float32)
+    strengths = np.zeros((len(half_lives), 3), np.float32)
+    for w, h in enumerate(half_lives):
+        weight = np.exp2(-age_days / float(h))
+        by_seg = np.bincount(seg * n_items + item_idx, weights=weight, minlength=n_seg * n_items)
+        by_seg = by_seg.reshape(n_groups, n_regions, n_items)
+        by_group = by_seg.sum(axis=1)
+        by_region = by_seg.sum(axis=0)
+        city = _share(by_group.sum(axis=0))
+        a_g = shrinkage_strength(by_group, np.broadcast_to(city, by_group.shape))
+        a_r = shrinkage_strength(by_region, np.broadcast_to(city, by_region.shape))
+        group_share = _shrink(by_group, city[None, :], a_g)
+        region_share = _shrink(by_region, city[None, :], a_r)
+        seg_counts = by_seg.reshape(n_seg, n_items)
+        parent = 0.5 * (group_share[:, None, :] + region_share[None, :, :]).reshape(n_seg, n_items)
+        a_s = shrinkage_strength(seg_counts, parent)
+        seg_share = _shrink(seg_counts, parent, a_s)
+        out[w, 0] = city
+        out[w, 1 : 1 + n_groups] = group_share
+        out[w, 1 + n_groups : 1 + n_groups + n_regions] = region_share
+        out[w, 1 + n_groups + n_regions :] = seg_share
+        strengths[w] = (a_g, a_r, a_s)
+    return out, strengths
+
+
+def coengagement(positives: sp.csr_matrix, neighbours: int) -> sp.csr_matrix:
+    """Each item's ``neighbours`` most co-engaged items (cosine of their user sets).
+
+    Parameters
+    ----------
+    positives : csr_matrix, shape (n_users, n_items)
+        Binary: the user engaged positively with the item.
+    neighbours : int
+
+    Returns
+    -------
+    csr_matrix of float32, shape (n_items, n_items)
+        No self pairs; computed in blocks of items so the temporary stays small.
+    """
+    p = positives.tocsr().astype(np.float32)
+    p.data[:] = 1.0
+    n_items = p.shape[1]
+    pt = p.T.tocsr()
+    norm = np.sqrt(np.asarray(p.sum(axis=0), dtype=np.float64).ravel())
+    inv = np.divide(1.0, norm, out=np.zeros_like(norm), where=norm > 0)
+    indptr = [0]
+    indices: list[np.ndarray] = []
+    data: list[np.ndarray] = []
+    for lo in range(0, n_items, _COENG_BLOCK):
+        hi = min(n_items, lo + _COENG_BLOCK)
+        block = (pt[lo:hi] @ p).tocsr()
+        for r in range(hi - lo):
+            s, e = block.indptr[r], block.indptr[r + 1]
+            cols = block.indices[s:e]
+            vals = block.data[s:e].astype(np.float64) * inv[lo + r] * inv[cols]
+            keep = cols != lo + r
+            cols, vals = cols[keep], vals[keep]
+            if len(cols) > neighbours:
+                top = np.argpartition(-vals, neighbours - 1)[:neighbours]
+                cols, vals = cols[top], vals[top]
+            order = np.argsort(cols)
+            indices.append(cols[order].astype(np.int32))
+            data.append(vals[order].astype(np.float32))
+            indptr.append(indptr[-1] + len(cols))
+    return sp.csr_matrix(
+        (
+            np.concatenate(data) if data else np.zeros(0, np.float32),
+            np.concatenate(indices) if indices else np.zeros(0, np.int32),
+            np.asarray(indptr, dtype=np.int64),
+        ),
+        shape=(n_items, n_items),
+    )
+
+
+def compute_signals(
+    events: pd.DataFrame,
+    user_index: np.ndarray,
+    item_index: np.ndarray,
+    users: pd.DataFrame,
+    n_items: int,
+    end: pd.Timestamp,
+    taxonomy: Taxonomy,
+    config: RankerConfig,
+) -> Signals:
+    """Compute every training-time signal from the clean events before ``end``.
+
+    Parameters
+    ----------
+    events : DataFrame
+        Clean events (``user_id, item_id, event_type, timestamp``), already cut at ``end``.
+    user_index, item_index : ndarray of int64, shape (len(events),)
+        Each event's user and item index (-1: not in the maps).
+    users : DataFrame
+        The users table (``group``, ``region``), row i = user index i.
+    n_items : int
+    end : Timestamp
+        The as-of time; ages count back from it.
+    taxonomy : Taxonomy
+    config : RankerConfig
+
+    Returns
+    -------
+    Signals
+    """
+    n_users = len(users)
+    out = Signals.empty(n_users, n_items, taxonomy, config)
+    known = (user_index >= 0) & (item_index >= 0)
+    etype = events[C.EVENT_TYPE].to_numpy()
+    shown = known & (etype == "impression")
+    out.item_exposures = np.bincount(item_index[shown], minlength=n_items).astype(np.float32)
+    pos = known & np.isin(etype, C.EVENT_TYPES_POSITIVE)
+    if not pos.any():
+        return out
+    # seconds before the as-of time (tz-aware arithmetic: no unit or zone conversions)
+    before = (pd.Timestamp(end) - events[C.TIMESTAMP]).dt.total_seconds().to_numpy()
+    frame = pd.DataFrame({"u": user_index[pos], "i": item_index[pos], "t": -before[pos]})
+    # one row per (user, item): its latest positive engagement
+    pairs = frame.sort_values("t", kind="stable").drop_duplicates(["u", "i"], keep="last")
+    u = pairs["u"].to_numpy(np.int64)
+    i = pairs["i"].to_numpy(np.int64)
+    age = np.maximum(-pairs["t"].to_numpy(np.float64), 0) / 86_400.0
+    groups = pd.Categorical(users[C.GROUP].astype(str), categories=list(taxonomy.groups)).codes.astype(np.int64)
+    regions = pd.Categorical(users[C.REGION].astype(str), categories=list(taxonomy.regions)).codes.astype(np.int64)
+    # a user whose codes the taxonomy lacks (cannot happen after validation) counts in the first ones
+    groups, regions = np.maximum(groups, 0), np.maximum(regions, 0)
+    out.popularity_levels, out.shrinkage = popularity_levels(
+        u, i, age, groups, regions, len(taxonomy.groups), len(taxonomy.regions), n_items,
+        list(config.popularity_half_lives_days),
+    )
+    out.popularity_windows = np.stack(
+        [np.bincount(i[age < float(d)], minlength=n_items).astype(np.float32) for d in config.popularity_windows_days]
+    ) if len(config.popularity_windows_days) else out.popularity_windows
+    positives = sp.csr_matrix((np.ones(len(u), np.float32), (u, i)), shape=(n_users, n_items))
+    co = coengagement(positives, config.coengagement_neighbours)
+    out.coengagement_indptr = co.indptr.astype(np.int64)
+    out.coengagement_indices = co.indices.astype(np.int32)
+    out.coengagement_data = co.data.astype(np.float32)
+    # pairs are in time order: the last R per user, most recent first
+    r = config.recent_items
+    if r > 0:
+        newest = pairs.iloc[::-1]
+        rank = newest.groupby("u", sort=False).cumcount().to_numpy()
+        take = rank < r
+        out.user_recent_items[newest["u"].to_numpy()[take], rank[take]] = newest["i"].to_numpy()[take]
+    out.user_activity[:, 0] = np.bincount(u, minlength=n_users)
+    out.user_activity[:, 1] = np.bincount(u, weights=np.exp2(-age / ACTIVITY_HALF_LIFE_DAYS), minlength=n_users)
+    return out

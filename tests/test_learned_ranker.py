@@ -1,0 +1,166 @@
+"""The learned ranking stage: LightGBM ranker, feature registry, reasons, diversity that never starves a list."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recsys import Recommender
+from recsys.config import EngineConfig
+from recsys.model import TrainedModel
+from recsys.ranker import LearnedRanker
+from recsys.ranking import features as F
+from recsys.ranking.reasons import FILLER, LEARNED_KINDS
+from recsys.schema import validate
+from recsys.signals import popularity_levels, shrinkage_strength
+from recsys.training import train_model
+from tests.ranking_world import hand_model, items_frame, users_frame
+
+
+def _queries(rng: np.random.Generator, n_q: int, per: int, n_feat: int):
+    x = rng.random((n_q * per, n_feat)).astype(np.float32)
+    return x, np.full(n_q, per, np.int64)
+
+
+def test_a_feature_that_predicts_the_label_ranks_first():
+    rng = np.random.default_rng(0)
+    x, groups = _queries(rng, 60, 20, 3)
+    y = (x[:, 1] > 0.7).astype(np.int32)  # feature 1 is the label; 0 and 2 are noise
+    ranker = LearnedRanker.fit(x, y, groups, ["noise_a", "signal", "noise_b"], n_estimators=30, min_child_samples=5)
+    test = rng.random((50, 3)).astype(np.float32)
+    scores = ranker.predict(test)
+    truth = test[:, 1] > 0.7
+    assert scores[truth].min() > scores[~truth].max()
+    gain = ranker.booster.feature_importance("gain")
+    assert gain.argmax() == 1
+
+
+def test_the_recent_popularity_feature_alone_reproduces_its_ordering():
+    rng = np.random.default_rng(1)
+    n_q, per = 80, 25
+    counts = rng.integers(0, 40, n_q * per).astype(np.float32)
+    # engagement follows popularity: the most popular third of each query is engaged with
+    y = np.zeros(n_q * per, np.int32)
+    for q in range(n_q):
+        block = counts[q * per : (q + 1) * per]
+        y[q * per : (q + 1) * per] = block >= np.quantile(block, 2 / 3)
+    ranker = LearnedRanker.fit(
+        counts[:, None], y, np.full(n_q, per), ["trend_7d"], base_feature="trend_7d", monotone=[1], n_estimators=20
+    )
+    probe = np.arange(0, 40, dtype=np.float32)
+    scores = ranker.predict(probe[:, None])
+    # the recent_popular baseline's order: by count, highest first
+    assert list(np.argsort(-scores, kind="stable")[:10]) == list(np.argsort(-probe, kind="stable")[:10])
+
+
+def test_contributions_sum_to_the_score():
+    rng = np.random.default_rng(2)
+    x, groups = _queries(rng, 30, 15, 2)
+    y = (x[:, 0] > 0.5).astype(np.int32)
+    ranker = LearnedRanker.fit(x, y, groups, ["a", "b"], base_feature="a", n_estimators=15, min_child_samples=5)
+    test = rng.random((20, 2)).astype(np.float32)
+    full = ranker.booster.predict(test, num_iteration=ranker.report["best_iteration"], pred_contrib=True)
+    total = ranker.contributions(test).sum(axis=1) + full[:, -1] + ranker.report.get("base_mean", 0.0)
+    np.testing.assert_allclose(total, ranker.predict(test), rtol=1e-4, atol=1e-4)
+
+
+def test_empirical_bayes_shrinks_small_segments_more():
+    # a segment of 2 engagements on item 0 against a city that prefers item 1
+    n_items = 2
+    users_g = np.array([0, 0, 1] + [1] * 200)
+    users_r = np.zeros(len(users_g), np.int64)
+    u = np.arange(len(users_g))
+    i = np.array([0, 0, 1] + [1] * 150 + [0] * 50)
+    levels, strength = popularity_levels(u, i, np.zeros(len(u)), users_g, users_r, 2, 1, n_items, [7.0])
+    raw_small = 1.0  # the small group engaged only with item 0
+    small = levels[0, 1]  # group 0's shrunk shares
+    big = levels[0, 2]
+    assert small[0] < raw_small  # pulled toward the city
+    assert abs(big[1] - 0.75) < 0.05  # a big group keeps (almost) its own share
+    assert np.all(strength > 0)
+
+
+def test_shrinkage_strength_is_large_when_rows_agree_with_the_parent():
+    parent = np.array([[0.5, 0.5]] * 3)
+    same = np.array([[50.0, 50.0], [40.0, 40.0], [30.0, 30.0]])
+    apart = np.array([[100.0, 0.0], [0.0, 100.0], [90.0, 10.0]])
+    assert shrinkage_strength(same, parent) > shrinkage_strength(apart, parent)
+
+
+@pytest.fixture(scope="module")
+def sample_model():
+    result = validate(data="data/synthetic/sample")
+    model = train_model(result.users, result.items, result.events)
+    return model, result
+
+
+def test_training_the_sample_fits_a_ranker_from_the_registry(sample_model):
+    model, _ = sample_model
+    assert model.ranker is not None
+    rep = model.info["ranker"]
+    assert rep["kind"] == "learned" and rep["queries"] > 50 and rep["cold_queries"] > 0
+    assert model.ranker.feature_names == [f.name for f in F.registry(model.config.ranker)]
+
+
+def test_save_load_gives_identical_scores_and_lists(sample_model, tmp_path):
+    model, _ = sample_model
+    path = model.save(tmp_path / "models")
+    loaded = TrainedModel.load(path)
+    assert loaded.ranker is not None and loaded.ranker.feature_names == model.ranker.feature_names
+    ids = list(model.users["user_id"][:40])
+    a = Recommender.from_model(model).recommend_many(ids, k=10)
+    b = Recommender.from_model(loaded).recommend_many(ids, k=10)
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_reasons_name_only_contributing_features(sample_model):
+    model, _ = sample_model
+    rec = Recommender.from_model(model)
+    state = rec.state
+    from recsys.ranking import core
+    from recsys.ranking.eligibility import make_filter
+    from recsys.ranking.users import resolve
+
+    users = resolve(state, list(model.users["user_id"][:30]), None)
+    ranked = core.rank(state, users, 10, make_filter(state.taxonomy), state.default_now_ns)
+    reasons = rec._reasons(state, users, ranked)
+    kinds = np.zeros((len(state.features), len(LEARNED_KINDS)))
+    for j, feat in enumerate(state.features):
+        if feat.reason:
+            kinds[j, LEARNED_KINDS.index(feat.reason)] = 1
+    by_kind = ranked.parts @ kinds
+    for r, row in enumerate(reasons):
+        for j, texts in enumerate(row):
+            positive = int((by_kind[r, j] > 0).sum())
+            if positive == 0:
+                assert texts == [FILLER]
+            else:
+                assert len(texts) == min(positive, 3)
+
+
+def test_recommend_many_with_excludes_equals_a_loop_of_recommend(sample_model):
+    model, _ = sample_model
+    rec = Recommender.from_model(model)
+    ids = list(model.users["user_id"][:12])
+    first = rec.recommend_many(ids, k=8)
+    exclude = {u: first[first.user_id == u].item_id.tolist()[:3] for u in ids[::2]}
+    many = rec.recommend_many(ids, k=8, exclude=exclude)
+    for u in ids:
+        one = [r.item_id for r in rec.recommend(u, k=8, exclude=exclude.get(u))]
+        assert many[many.user_id == u].item_id.tolist() == one
+        assert not set(one) & set(exclude.get(u, []))
+
+
+def test_a_templated_title_catalogue_still_fills_the_list():
+    n = 40
+    items = items_frame(n, title=[f"科普知识第{j}期：关于健康生活的科学常识" for j in range(n)])
+    users = users_frame(["farmer"], ["qinglong"])
+    rng = np.random.default_rng(0)
+    config = dataclasses.replace(EngineConfig(), ranking=dataclasses.replace(EngineConfig().ranking, ranker="linear"))
+    model = hand_model(users, items, rng.random((1, 4)), rng.random((n, 4)), config=config)
+    recs = Recommender.from_model(model).recommend("u0", k=10)
+    assert len(recs) == 10
+    assert len({r.item_id for r in recs}) == 10
