@@ -7,10 +7,14 @@ clean tables, normalized exactly to the contract so every later module can
 rely on types and defaults, and a quarantine table with one reason per
 rejected row. Nothing is dropped silently.
 
-A file that cannot be read at all (missing, not Parquet/CSV, a required
-column absent) raises :class:`~recsys.exceptions.SchemaError` with a
-one-line message naming the file; a bad *row* never raises, it goes to the
-quarantine.
+A file that cannot be read at all (missing, a folder, not Parquet/CSV, a
+damaged Parquet page, text in another encoding, a required column absent --
+with the delimiter it seems to use --, no rows) raises
+:class:`~recsys.exceptions.SchemaError` with a one-line message naming the
+file; a bad *row* never raises, it goes to the quarantine. Data that is
+mostly rejected is refused by :meth:`ValidationResult.check_rejected`
+(:class:`~recsys.exceptions.DataError`, naming the likely cause): `recsys
+validate` calls it, and so should any job before it works on the result.
 
 Every check is a vectorized pandas/numpy operation over whole columns: the
 events table runs to tens of millions of rows.
