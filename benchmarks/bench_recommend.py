@@ -143,11 +143,58 @@ def build_bundle(n_users: int, n_items: int, out: Path, seed: int, threads: int)
         window={"start": (city.end - pd.Timedelta(days=30)).isoformat(), "end": city.end.isoformat()},
         info={"index": index.info()},
     )
+    model.ranker = _random_ranker(model, seed)
     t = _timer()
     path = model.save(out / "models")
     timings["bundle_save_s"] = _timer() - t
     timings["index_recall_at_50"] = float(index.recall_ or 0.0)
     return path, timings
+
+
+def _random_ranker(model, seed: int):
+    """A LightGBM ranker of a trained one's size (100 trees x 15 leaves) over the registry's features.
+
+    Its predictions' cost depends on the trees' number and depth, not on what
+    they learned, so random labels measure the serving cost honestly.
+    """
+    from recsys.ranker import LearnedRanker
+    from recsys.ranking.features import registry
+
+    names = [f.name for f in registry(model.config.ranker)]
+    rng = np.random.default_rng(seed)
+    x = rng.random((20_000, len(names))).astype(np.float32)
+    y = (x[:, 0] + 0.3 * rng.random(len(x)) > 0.9).astype(np.int32)
+    return LearnedRanker.fit(x, y, np.full(200, 100), names, n_estimators=100, num_leaves=15, early_stopping_rounds=0, seed=seed)
+
+
+def _ranker_cost(bundle: Path, ids: list, filtered: list, many: list[str]) -> dict:
+    """recommend p99 with filters and recommend_many users/s, linear blend vs learned ranker, same bundle."""
+    import dataclasses
+
+    from recsys.model import TrainedModel
+    from recsys.ranking import Recommender
+
+    model = TrainedModel.load(bundle)
+    out = {}
+    for kind in ("linear", "learned"):
+        rec = Recommender.from_model(model, config=dataclasses.replace(model.config.ranking, ranker=kind))
+
+        def call(u: str, tp: list, ex: list) -> None:
+            rec.recommend(u, k=K, channel="e_reader", topics=tp, exclude=ex)
+
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(1, "blas"):
+            single = _latency(call, filtered)
+        rec.recommend_many(many[:500], k=K)
+        t = _timer()
+        rec.recommend_many(many, k=K)
+        out[kind] = {"recommend_filtered_p99_ms": single["p99_ms"], "recommend_many_users_per_s": len(many) / (_timer() - t)}
+    out["learned_over_linear"] = {
+        "recommend_filtered_p99": out["learned"]["recommend_filtered_p99_ms"] / out["linear"]["recommend_filtered_p99_ms"],
+        "recommend_many_time": out["linear"]["recommend_many_users_per_s"] / out["learned"]["recommend_many_users_per_s"],
+    }
+    return out
 
 
 def _percentiles(seconds: list[float]) -> dict[str, float]:
@@ -269,6 +316,7 @@ def run_benchmark(bundle: Path, n_calls: int, n_many: int, threads: int, seed: i
         "bundle_index_recall_at_50": model.item_index.recall_at_k(queries[:500], 50),
     }
     results["batch_ef64"] = _lower_ef(model, many, queries, 64)
+    results["ranker_cost"] = _ranker_cost(bundle, ids, filtered, many)
     return results
 
 
@@ -332,6 +380,18 @@ def markdown(results: dict, timings: dict) -> str:
         f"Share of full lists in `recommend_many`: {b['recommend_many_full_lists']:.3f}. "
         "Bundle build: " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()) + ".",
     ]
+    rc = results.get("ranker_cost")
+    if rc:
+        lines += [
+            "",
+            "| ranker (same bundle, same run) | `recommend` with filters p99 ms | `recommend_many` users/s |",
+            "|---|---:|---:|",
+            f"| linear blend | {rc['linear']['recommend_filtered_p99_ms']:.2f} | {rc['linear']['recommend_many_users_per_s']:,.0f} |",
+            f"| learned (100 trees x 15 leaves) | {rc['learned']['recommend_filtered_p99_ms']:.2f} "
+            f"| {rc['learned']['recommend_many_users_per_s']:,.0f} |",
+            f"| learned / linear | {rc['learned_over_linear']['recommend_filtered_p99']:.2f}x "
+            f"| {rc['learned_over_linear']['recommend_many_time']:.2f}x the time |",
+        ]
     return "\n".join(lines)
 
 

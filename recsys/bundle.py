@@ -33,7 +33,7 @@ from recsys.exceptions import ArtifactError, ConfigError, RecsysError
 from recsys.io import _tmp_sibling, atomic_dir, clean_stale_temps, sha256_file
 
 #: Version of the bundle layout; a loader refuses other major versions.
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"  # 2: learned ranker and ranking signals (popularity levels, co-engagement)
 MANIFEST = "manifest.json"
 LATEST = "latest"
 _VERSION_RE = re.compile(r"^\d{8}T\d{6}Z(-\d+)?$")

@@ -558,16 +558,19 @@ class RankerConfig:
     #: feature names to use (empty = every registered feature)
     features: list[str] = field(default_factory=list)
     #: popularity half-lives in days, each a feature at segment, group, region and city level
-    popularity_half_lives_days: list[float] = field(default_factory=lambda: [1.0, 7.0, 30.0])
+    popularity_half_lives_days: list[float] = field(default_factory=lambda: [1.0, 7.0, 30.0, 180.0])
     #: distinct users with a positive engagement in the last N days (city-wide), each a feature
-    popularity_windows_days: list[float] = field(default_factory=lambda: [1.0, 3.0, 7.0, 14.0, 30.0])
+    #: (the recent_popular baseline's own grid, so the ranker has every window the baseline may pick)
+    popularity_windows_days: list[float] = field(
+        default_factory=lambda: [1.0, 3.0, 7.0, 14.0, 30.0, 90.0, 180.0, 365.0]
+    )
     #: a user's most recent positive items that seed co-engagement candidates
     recent_items: int = 5
     #: co-engaged neighbours kept per item, and candidates drawn from them per user
     coengagement_neighbours: int = 50
     coengagement_candidates: int = 40
     #: most popular items per popularity half-life (the user's segment row) and per trend window
-    popularity_candidates: int = 30
+    popularity_candidates: int = 20
     #: items shown to a training user after the cut and not engaged with are explicit negatives
     impression_negatives: bool = False
     seed: int = 0

@@ -87,8 +87,8 @@ class RankingState:
     popular_lists : ndarray of int64, shape (G * R, n_half_lives * P)
         Per group x region segment, its most popular items by the shrunk
         popularity of each half-life (candidates; -1 padded).
-    trend_lists : ndarray of int64, shape (n_windows * P,)
-        The city's most engaged items of each trend window (candidates).
+    trend_lists : ndarray of int64, shape ((n_windows + 1) * P,)
+        The city's most engaged items of each trend window and of all time (candidates).
     """
 
     model: Any
@@ -458,8 +458,9 @@ def _signal_lists(model: Any, catalog: Catalog) -> dict[str, np.ndarray]:
         _best_by(np.asarray(levels[w, first_segment:], np.float32), np.broadcast_to(live, (n_seg, n_bundle)), p)
         for w in range(levels.shape[0])
     ]
-    windows = np.asarray(sig.popularity_windows, np.float32)
-    trend = _best_by(windows, np.broadcast_to(live, windows.shape), p) if len(windows) else np.zeros((0, p), np.int64)
+    # the trend windows' counts, and the all-time count (what the "popular" baseline lists)
+    windows = np.vstack([np.asarray(sig.popularity_windows, np.float32), np.asarray(model.popularity_all_time, np.float32)[None, :]])
+    trend = _best_by(windows, np.broadcast_to(live, windows.shape), p)
     return {
         "popular_lists": np.hstack(popular) if popular else np.zeros((n_seg, 0), np.int64),
         "trend_lists": trend.reshape(-1),
