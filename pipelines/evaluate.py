@@ -160,7 +160,6 @@ def run_tune(
     from recsys.evaluation.tune import TuneSettings, tune
     from recsys.exceptions import ConfigError
     from recsys.io import atomic_path, prepare_output_file, written_by_header
-    from recsys.timeutil import parse_time
 
     say = log or (lambda _line: None)
     settings = (settings or TuneSettings()).check()
@@ -171,10 +170,14 @@ def run_tune(
     trials = path.with_name(f"{path.stem}.trials.csv")
     if trials.exists() and not path.exists() and not force:
         raise ConfigError(f"{trials}: exists beside --out {path} and was not written with it; pass --force to replace it")
-    tax, clean = _load(data, taxonomy, end, say)
+    from recsys.cli.common import parse_option_time
+    from recsys.taxonomy import Taxonomy, load_taxonomy
+
+    tax = taxonomy if isinstance(taxonomy, Taxonomy) else load_taxonomy(taxonomy)
+    cutoff = parse_option_time(until, tax, name="--until") if until is not None else None  # before any work
+    tax, clean = _load(data, tax, end, say)
     events = clean.events
-    if until is not None:
-        cutoff = parse_time(until, tax, name="--until")
+    if cutoff is not None:
         events = events[events[C.TIMESTAMP] < cutoff]
     result = tune(clean.users, clean.items, events, taxonomy=tax, config=cfg, settings=settings, log=say)
     with atomic_path(path) as tmp:

@@ -43,9 +43,9 @@ COMMANDS: tuple[str, ...] = (
 class _Parser(argparse.ArgumentParser):
     """argparse exits 2 on bad usage already; keep its message to one line."""
 
-    def error(self, message: str) -> None:  # pragma: no cover - argparse path
-        self.print_usage(sys.stderr)
-        self.exit(2, f"error: {self.prog}: {message}\n")
+    def error(self, message: str) -> None:
+        # one line, like every other error: the usage is one `--help` away
+        self.exit(2, f"error: {self.prog}: {_one_line(message)} (see `{self.prog} --help`)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,6 +15,8 @@ NAME = "generate"
 HELP = "generate a synthetic city (users, items, events, ground truth) into a folder"
 #: where `recsys generate --sample` writes when --out is not given (run from the repository root)
 SAMPLE_DIR = "data/synthetic/sample"
+#: largest city generated: the whole city (3.1M users x 50k items) fits in 2 GiB; ten times that is a typo
+MAX_USERS, MAX_ITEMS, MAX_DAYS = 50_000_000, 5_000_000, 3650
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,6 +64,15 @@ def _settings(args: argparse.Namespace) -> dict:
     missing = [f"--{k}" for k in ("users", "items", "out") if getattr(args, k) is None]
     if missing:
         raise ConfigError(f"recsys generate needs {', '.join(missing)} (or --sample)")
+    for flag, value, lo, hi in (("--users", args.users, 1, MAX_USERS), ("--items", args.items, 1, MAX_ITEMS),
+                                ("--days", args.days, 1, MAX_DAYS)):
+        if value is not None and not lo <= value <= hi:
+            raise ConfigError(f"{flag} {value} is out of range; valid: {lo}..{hi:,}")
+    if args.end is not None:
+        from recsys.cli.common import parse_option_time
+        from recsys.taxonomy import load_taxonomy
+
+        parse_option_time(args.end, load_taxonomy(args.taxonomy), name="--end")
     return {
         "n_users": args.users,
         "n_items": args.items,

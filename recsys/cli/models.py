@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 NAME = "models"
 HELP = "list model bundles or roll latest back to an older version"
@@ -24,6 +25,8 @@ def run(args: argparse.Namespace) -> int:
         bundle.rollback(args.dir, args.version)
         print(f"latest -> {args.version}")
         return 0
+    if not Path(args.dir).is_dir():
+        raise ConfigError(f"--dir {args.dir}: no such models folder; train one with `recsys train --data DIR --out {args.dir}`")
     current = bundle.latest_version(args.dir)
     versions = bundle.list_versions(args.dir)
     if not versions:
