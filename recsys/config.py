@@ -554,7 +554,7 @@ class RankerConfig:
     #: rounds without a better held-out NDCG@10 before stopping (0: no early stopping)
     early_stopping_rounds: int = 30
     #: candidates per user scored by the ranker, picked by the linear blend first (0 = all)
-    rescore: int = 0
+    rescore: int = 100
     #: feature names to use (empty = every registered feature)
     features: list[str] = field(default_factory=list)
     #: popularity half-lives in days, each a feature at segment, group, region and city level

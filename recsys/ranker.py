@@ -6,7 +6,8 @@ format (``ranker.txt``) plus a JSON sidecar (``ranker.json``: feature names,
 best iteration, training report) -- no pickle -- and checksummed with every
 other bundle file. Prediction runs single-threaded per call: a serving call
 scores a few hundred rows, where OpenMP's start-up costs more than it saves,
-and the callers already parallelise over blocks of users.
+and the callers already parallelise over blocks of users. Reasons come from
+:meth:`LearnedRanker.group_contributions` (occlusion by feature group).
 """
 
 from __future__ import annotations
@@ -168,24 +169,30 @@ class LearnedRanker:
         best = self.report.get("best_iteration") or None
         return (self.base(x) + self.booster.predict(x, num_iteration=best, num_threads=1)).astype(np.float32)
 
-    def contributions(self, x: np.ndarray) -> np.ndarray:
-        """Per-feature contributions to each score (SHAP values), float32 (n, n_features).
+    def group_contributions(self, x: np.ndarray, groups: list[np.ndarray]) -> np.ndarray:
+        """How much each group of features raised each row's score, float32 (n, len(groups)).
 
-        The columns sum, with the model's base value, to :meth:`predict`; a
-        positive entry is a feature that raised the item's score.
+        Occlusion: the score minus the score with the group's features set to
+        their training means (``report["feature_means"]``). A positive entry
+        means those features lifted the item above where an average value
+        would have put it; a group the model does not use contributes 0.
+        One extra prediction per group and row -- about 100x cheaper than
+        exact per-feature SHAP values, which cost more than the ranking itself.
         """
         x = self._check(x)
-        if len(x) == 0:
-            return np.zeros((0, len(self.feature_names)), np.float32)
-        best = self.report.get("best_iteration") or None
-        out = np.asarray(self.booster.predict(x, num_iteration=best, pred_contrib=True, num_threads=1), np.float32)
-        out = out[:, :-1]
-        if self.base_feature is not None:
-            # the starting score is the base feature's own contribution, centred like the trees' are
-            j = self.feature_names.index(self.base_feature)
-            b = self.base(x)
-            out[:, j] += b - np.float32(self.report.get("base_mean", 0.0))
-        return out
+        out = np.zeros((len(x), len(groups)), np.float32)
+        if len(x) == 0 or not groups:
+            return out
+        means = np.asarray(self.report.get("feature_means") or np.zeros(x.shape[1]), np.float32)
+        full = self.predict(x)
+        blocks = []
+        for cols in groups:
+            masked = x.copy()
+            if len(cols):
+                masked[:, cols] = means[cols]
+            blocks.append(masked)
+        occluded = self.predict(np.concatenate(blocks)).reshape(len(groups), len(x))
+        return (full[None, :] - occluded).T.astype(np.float32)
 
     # ---- bundle I/O ------------------------------------------------------
     def save(self, writer: Any) -> None:

@@ -114,10 +114,7 @@ def build_examples(
                 got = imp.indices[imp.indptr[r] : imp.indptr[r + 1]]
                 pad[r, : len(got)] = got
             extra.append(pad)
-        cand = np.sort(np.concatenate([cand] + extra, axis=1), axis=1)
-        repeat = np.zeros(cand.shape, dtype=bool)
-        repeat[:, 1:] = cand[:, 1:] == cand[:, :-1]
-        cand[repeat] = -1
+        cand = candidates.merge(np.concatenate([cand] + extra, axis=1))
         ok = (cand >= 0) & eligibility.candidate_mask(catalog, filt, cand, cut_ns, users.groups, users.regions)
         keys = eligibility.history_keys(state.seen, users.rows, n_items, None)
         ok &= ~eligibility.history_mask(keys, cand, n_items)
@@ -270,7 +267,7 @@ def fit_ranker(
         {
             "kind": "learned",
             "base_ndcg_at_10": base_ndcg,
-            "base_mean": float(ranker.base(x_t).mean()) if len(x_t) else 0.0,
+            "feature_means": [float(v) for v in np.nan_to_num(np.nanmean(x_t, axis=0))] if len(x_t) else [],
             "cuts": cuts,
             "queries": int(n_q),
             "warm_queries": int(ex.warm.sum()),

@@ -196,7 +196,7 @@ def gather(
     Returns
     -------
     ndarray of int64, shape (m, c)
-        Each row sorted ascending, repeats and gaps as -1.
+        Each row's items ascending, then -1 padding (no repeats).
     """
     m = len(users)
     parts = [
@@ -209,9 +209,22 @@ def gather(
         _popular(state, users),
         _coengaged(state, users),
     ]
-    cand = np.sort(np.concatenate(parts, axis=1), axis=1)
-    if cand.shape[1] > 1:
-        repeat = np.zeros(cand.shape, dtype=bool)
-        repeat[:, 1:] = cand[:, 1:] == cand[:, :-1]
-        cand[repeat] = -1
-    return cand
+    return merge(np.concatenate(parts, axis=1))
+
+
+def merge(cand: np.ndarray) -> np.ndarray:
+    """Sort each row ascending, drop repeats and padding, and cut the width to the longest row.
+
+    The sources overlap a lot (a popular item is in several lists), so the
+    merged matrix is much narrower than their sum: every later step costs
+    per column. Rows keep their items ascending, then -1 padding.
+    """
+    big = np.iinfo(np.int64).max
+    key = np.sort(np.where(cand < 0, big, cand), axis=1)
+    if key.shape[1] > 1:
+        repeat = np.zeros(key.shape, dtype=bool)
+        repeat[:, 1:] = key[:, 1:] == key[:, :-1]
+        key[repeat] = big
+        key.sort(axis=1)
+    width = int((key < big).sum(axis=1).max()) if key.size else 0
+    return np.where(key[:, :width] == big, -1, key[:, :width])

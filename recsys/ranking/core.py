@@ -36,8 +36,8 @@ class Ranked:
     scores : ndarray of float32, shape (m, k)
     parts : ndarray of float32, shape (m, k, n)
         For the reasons: the blend terms of each item (``scoring.TERMS``
-        order), or with the learned ranker each feature's contribution to
-        its score (``RankingState.features`` order).
+        order), or with the learned ranker how much each reason kind and
+        popularity level lifted its score (``features.reason_groups`` order).
     count : ndarray of int64, shape (m,)
         Items in each list.
     exact : ndarray of bool, shape (m,)
@@ -57,9 +57,11 @@ def _learned_scores(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The learned ranker's scores of the valid candidates, and the feature matrix (m, c, F).
 
-    With ``[ranker] rescore = N`` only each user's ``N`` best candidates by
-    the linear blend are scored by the ranker (the rest keep -inf): the blend
-    is a cheap first pass, the ranker the precise second one.
+    With ``[ranker] rescore = N`` only a user's ``N`` best candidates by a
+    cheap first pass are scored by the ranker (the rest keep -inf): the best
+    ``N / 2`` by the linear blend and the best ``N / 2`` by the ranker's base
+    feature (the strongest single signal at training time), so both what
+    engages and what is popular reach the second pass.
     """
     block = features.Block(state, users, cand, now_ns)
     block.__dict__["parts"] = parts  # already computed for the first pass
@@ -67,11 +69,19 @@ def _learned_scores(
     keep = ok
     n = state.model.config.ranker.rescore
     if n and cand.shape[1] > n:
-        kth = -np.partition(-np.where(ok, linear, -np.inf), n - 1, axis=1)[:, n - 1 : n]
-        keep = ok & (linear >= kth)
+        keep = ok & (_top_mask(linear, ok, n // 2) | _top_mask(state.ranker.base(x.reshape(-1, x.shape[2])).reshape(cand.shape), ok, n - n // 2))
     score = np.full(cand.shape, -np.inf, dtype=np.float32)
     score[keep] = state.ranker.predict(x[keep])
     return score, x
+
+
+def _top_mask(values: np.ndarray, ok: np.ndarray, n: int) -> np.ndarray:
+    """Per row, the ``n`` highest valid values (ties may add a few)."""
+    v = np.where(ok, values, -np.inf)
+    if n <= 0 or v.shape[1] <= n:
+        return ok.copy()
+    kth = -np.partition(-v, n - 1, axis=1)[:, n - 1 : n]
+    return ok & (v >= kth) & np.isfinite(kth)
 
 
 def _score_and_pick(
@@ -117,10 +127,11 @@ def _score_and_pick(
     if x is None:
         part_rows = np.stack([term[rows, picked] for term in parts.terms()], axis=-1) * got[..., None]
     else:
-        # the ranker's reasons: each picked item's per-feature contributions
+        # the ranker's reasons: how much each reason kind (and popularity level) lifted each picked item
         m, kk = picked.shape
-        contrib = state.ranker.contributions(x[rows, picked][got])
-        part_rows = np.zeros((m, kk, x.shape[2]), np.float32)
+        groups = state.reason_groups
+        contrib = state.ranker.group_contributions(x[rows, picked][got], groups)
+        part_rows = np.zeros((m, kk, len(groups)), np.float32)
         part_rows[got] = contrib
     return items, scores, part_rows.astype(np.float32), count, ok.sum(axis=1)
 

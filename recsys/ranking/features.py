@@ -246,3 +246,18 @@ def compute(features: tuple[Feature, ...], block: Block) -> np.ndarray:
     for j, feat in enumerate(features):
         out[:, :, j] = feat.compute(block)
     return out
+
+
+def reason_groups(features: tuple[Feature, ...]) -> list[np.ndarray]:
+    """Column groups whose contributions the reasons read: one per reason kind, then one per popularity level.
+
+    Kinds in :data:`recsys.ranking.reasons.LEARNED_KINDS` order, levels in :data:`LEVELS` order.
+    """
+    from recsys.ranking.reasons import LEARNED_KINDS
+
+    kinds = [np.array([j for j, f in enumerate(features) if f.reason == kind], np.int64) for kind in LEARNED_KINDS]
+    levels = [
+        np.array([j for j, f in enumerate(features) if f.reason == "popularity" and (f.level or "city") == level], np.int64)
+        for level in LEVELS
+    ]
+    return kinds + levels

@@ -214,7 +214,6 @@ GOOD_CONTENT = "优质内容"
 def explain_learned(
     tables: ReasonTables,
     contrib: np.ndarray,
-    features: tuple,
     items: np.ndarray,
     count: np.ndarray,
     user_topics: np.ndarray,
@@ -227,19 +226,19 @@ def explain_learned(
     """Reasons from the learned ranker: the feature kinds that raised each item's score most.
 
     Each feature's reason kind comes from the registry
-    (:mod:`recsys.ranking.features`); a kind's contribution is the sum of its
-    features' contributions (SHAP values) to the item's score. Kinds with a
-    strictly positive contribution are shown, largest first, at most
-    :data:`MAX_REASONS`; a popularity reason names the level (segment, group,
-    region or city) whose features contributed most. No reason that did not
-    contribute: an item whose features all pulled it down gets :data:`FILLER`.
+    (:mod:`recsys.ranking.features`); a kind's contribution is how much its
+    features lifted the item's score (``LearnedRanker.group_contributions``).
+    Kinds with a strictly positive contribution are shown, largest first, at
+    most :data:`MAX_REASONS`; a popularity reason names the level (segment,
+    group, region or city) whose features lifted the score most. No reason
+    that did not contribute: an item no kind lifted gets :data:`FILLER`.
 
     Parameters
     ----------
     tables : ReasonTables
-    contrib : ndarray of float32, shape (m, k, n_features)
-    features : tuple of Feature
-        The ranker's features (column order of ``contrib``).
+    contrib : ndarray of float32, shape (m, k, len(LEARNED_KINDS) + 4)
+        Per picked item, each kind's contribution, then each popularity level's
+        (``features.reason_groups`` order).
     items : ndarray of int64, shape (m, k)
     count : ndarray of int64, shape (m,)
     user_topics : ndarray of float32, shape (m, n_topics)
@@ -252,20 +251,12 @@ def explain_learned(
     -------
     list (m) of list (count) of list of str
     """
-    from recsys.ranking.features import LEVELS
-
     m, k = items.shape
     if m == 0 or k == 0:
         return [[] for _ in range(m)]
-    kinds = np.zeros((len(features), len(LEARNED_KINDS)), np.float32)
-    levels = np.zeros((len(features), len(LEVELS)), np.float32)
-    for j, feat in enumerate(features):
-        if feat.reason is not None:
-            kinds[j, LEARNED_KINDS.index(feat.reason)] = 1.0
-        if feat.reason == "popularity":
-            levels[j, LEVELS.index(feat.level or "city")] = 1.0
-    by_kind = contrib @ kinds
-    level = (contrib @ levels).argmax(axis=-1)
+    n_kinds = len(LEARNED_KINDS)
+    by_kind = contrib[..., :n_kinds]
+    level = contrib[..., n_kinds:].argmax(axis=-1)
     safe = np.where(items >= 0, items, 0)
     n_topics = user_topics.shape[1]
     tid = topic_idx[safe]
@@ -290,7 +281,7 @@ def explain_learned(
             np.full((m, k), SIMILAR_USERS, dtype=object),
             np.full((m, k), COENGAGED, dtype=object),
             tables.topic[np.minimum(best, n_topics - 1), np.rint(best_w * 100).astype(np.int64)],
-            np.take_along_axis(pop_text, level, axis=1) if k else np.zeros((m, 0), object),
+            np.take_along_axis(pop_text, level, axis=1),
             np.full((m, k), FRESH, dtype=object),
             auth_text,
         ],

@@ -339,7 +339,6 @@ class Recommender:
             return explain_learned(
                 state.reasons,
                 ranked.parts,
-                state.features,
                 ranked.items,
                 ranked.count,
                 users.topics,

@@ -112,6 +112,7 @@ class RankingState:
     coengagement: sp.csr_matrix | None = None
     ranker: Any = None
     features: tuple = ()
+    reason_groups: list = field(default_factory=list)
     popular_lists: np.ndarray | None = None
     trend_lists: np.ndarray | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -439,6 +440,7 @@ def build_state(
         coengagement=_plain_csr(model.signals.coengagement()),
         ranker=ranker,
         features=features_of(model, ranker),
+        reason_groups=_reason_groups(model, ranker),
         **_signal_lists(model, catalog),
     )
 
@@ -465,6 +467,12 @@ def _signal_lists(model: Any, catalog: Catalog) -> dict[str, np.ndarray]:
         "popular_lists": np.hstack(popular) if popular else np.zeros((n_seg, 0), np.int64),
         "trend_lists": trend.reshape(-1),
     }
+
+
+def _reason_groups(model: Any, ranker: Any) -> list:
+    from recsys.ranking.features import reason_groups
+
+    return reason_groups(features_of(model, ranker)) if ranker is not None else []
 
 
 def features_of(model: Any, ranker: Any) -> tuple:
