@@ -130,7 +130,7 @@ def _score_and_pick(
         # the ranker's reasons: how much each reason kind (and popularity level) lifted each picked item
         m, kk = picked.shape
         groups = state.reason_groups
-        contrib = state.ranker.group_contributions(x[rows, picked][got], groups)
+        contrib = state.ranker.group_contributions(x[rows, picked][got], groups, scores=scores[got])
         part_rows = np.zeros((m, kk, len(groups)), np.float32)
         part_rows[got] = contrib
     return items, scores, part_rows.astype(np.float32), count, ok.sum(axis=1)

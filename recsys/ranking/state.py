@@ -436,7 +436,7 @@ def build_state(
         user_topics=np.asarray(model.user_topics),
         seen=_plain_csr(model.seen),
         engagement=_engagement_tables(model, catalog, config, n_segments),
-        signals=model.signals,
+        signals=_plain_signals(model.signals),
         coengagement=_plain_csr(model.signals.coengagement()),
         ranker=ranker,
         features=features_of(model, ranker),
@@ -467,6 +467,14 @@ def _signal_lists(model: Any, catalog: Catalog) -> dict[str, np.ndarray]:
         "popular_lists": np.hstack(popular) if popular else np.zeros((n_seg, 0), np.int64),
         "trend_lists": trend.reshape(-1),
     }
+
+
+def _plain_signals(signals: Any) -> Any:
+    """The signals over plain ndarray views of the (memory-mapped) arrays: a memmap pays Python
+    overhead on every indexing, and features index them a few dozen times per call."""
+    import dataclasses
+
+    return dataclasses.replace(signals, **{name: np.asarray(getattr(signals, name)) for name in signals.ARRAYS})
 
 
 def _reason_groups(model: Any, ranker: Any) -> list:
