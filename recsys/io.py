@@ -228,6 +228,10 @@ def _write_marker(folder: Path, kind: str, entries: list[str]) -> None:
     )
 
 
+#: files that do not make an output folder "not empty": docs and keep-files checked in beside outputs
+PLACEHOLDER_FILES = frozenset({"README.md", ".gitkeep"})
+
+
 def prepare_output_dir(
     path: str | Path,
     kind: str,
@@ -238,7 +242,8 @@ def prepare_output_dir(
 ) -> OutputDir:
     """Check that command ``kind`` may write into the folder ``path``, before any work.
 
-    Allowed: a new folder, an empty one, or one this kind of command wrote
+    Allowed: a new folder, an empty one (or holding only a ``README.md`` or
+    ``.gitkeep``, which are never touched), or one this kind of command wrote
     before (its :data:`OUTPUT_MARKER`, or ``recognise(path)``: e.g. its own
     manifest from an older engine). Anything else needs ``force`` (the
     command then writes beside the files already there, replacing only
@@ -283,7 +288,9 @@ def prepare_output_dir(
     if probe.exists() and not os.access(probe, os.W_OK | os.X_OK):
         raise ConfigError(f"{option} {p}: {probe} is not writable")
     if p.is_dir():
-        entries = sorted(e.name for e in p.iterdir())
+        # documentation checked in beside outputs (the repository's models/README.md) does not make
+        # a folder someone else's; it is never touched
+        entries = sorted(e.name for e in p.iterdir() if e.name not in PLACEHOLDER_FILES)
         marker = _read_marker(p)
         ours = (marker is not None and marker.get("kind") == kind) or (recognise is not None and recognise(p))
         if entries and not ours and not force:
