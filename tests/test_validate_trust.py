@@ -13,6 +13,7 @@ import pytest
 from recsys import columns as C
 from recsys.cli import main
 from recsys.exceptions import ConfigError, DataError, SchemaError
+from recsys.io import OUTPUT_MARKER
 from recsys.schema import read_table, validate, validate_tables
 
 END = "2024-07-01T00:00:00+00:00"
@@ -330,7 +331,7 @@ def test_odd_ids_are_strings_never_paths(tmp_path, capsys):
     folder = _folder(tmp_path, users=users, events=events)
     out_dir = tmp_path / "clean"
     _ok(capsys, _validate(folder, "--out", str(out_dir)))
-    assert sorted(p.name for p in out_dir.iterdir()) == sorted(
+    assert sorted(p.name for p in out_dir.iterdir() if p.name != OUTPUT_MARKER) == sorted(
         ["users.parquet", "items.parquet", "events.parquet", "quarantine.parquet"]
     )
     assert not (tmp_path / "etc").exists()
@@ -415,10 +416,10 @@ def test_data_folder_problems(tmp_path, capsys):
 def test_out_is_a_file(tmp_path, capsys):
     folder = _folder(tmp_path)
     (tmp_path / "taken").write_text("mine")
-    _error(capsys, _validate(folder, "--out", str(tmp_path / "taken")), "--out", "is a file; expected a folder")
+    _error(capsys, _validate(folder, "--out", str(tmp_path / "taken")), "--out", "taken: is a file, not a folder")
     assert (tmp_path / "taken").read_text() == "mine"
     (tmp_path / "under").write_text("mine")
-    _error(capsys, _validate(folder, "--out", str(tmp_path / "under" / "deeper")), "cannot write the results into --out")
+    _error(capsys, _validate(folder, "--out", str(tmp_path / "under" / "deeper")), "--out", "under is a file, not a folder")
 
 
 # ---- 6. long text is reported, never cut silently ------------------------------------------

@@ -23,14 +23,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="ISO",
         default=None,
         help="the data's end: later events are quarantined (a date means its midnight in the city's "
-        "time zone; default: manifest.json's end in --data, else now)",
+        "time zone; 1990-01-01 .. 2100-01-01; default: manifest.json's end in --data, else now)",
     )
     parser.add_argument(
         "--out",
         metavar="DIR",
         default=None,
-        help="write quarantine.parquet and the clean users/items/events.parquet here "
-        "(default: only quarantine.parquet, into --data)",
+        help="output folder (new, empty, or written by validate before) for quarantine.parquet and the clean "
+        "users/items/events.parquet; when the data is refused (exit 2) it gets quarantine.parquet only, and "
+        "clean tables of an earlier run there are removed, so the folder never shows a refused run's tables "
+        "as clean (default: only quarantine.parquet, into --data)",
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="write into an --out folder that holds other files (they are left alone)"
     )
     add_max_rejected_option(parser)
     add_input_options(parser)
@@ -68,8 +73,16 @@ def _report(result, quarantine_path: Path) -> str:  # noqa: ANN001 - ValidationR
 
 
 def run(args: argparse.Namespace) -> int:
-    """Validate ``--data``; exit 2 when more than ``--max-rejected`` of a table is quarantined or no event is left."""
+    """Validate ``--data``; exit 2 when more than ``--max-rejected`` of a table is quarantined or no event is left.
+
+    With ``--out``, a refused run writes only ``quarantine.parquet`` there (the
+    evidence the message points at), never clean tables that would pass for a
+    successful output.
+    """
+    from recsys.cli.common import parse_option_time
+    from recsys.io import prepare_output_dir
     from recsys.schema import KINDS, check_share, validate, write_quarantine, write_table
+    from recsys.taxonomy import load_taxonomy
 
     data = Path(args.data)
     out = Path(args.out) if args.out else None
@@ -77,23 +90,33 @@ def run(args: argparse.Namespace) -> int:
     # Writing the clean tables over the raw ones would lose the evidence.
     if out is not None and data.exists() and out.exists() and out.resolve() == data.resolve():
         raise ConfigError(f"--out {out} is the --data folder; the clean tables would overwrite the input")
-    if out is not None and out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is a file; expected a folder (new or existing)")
+    # the same rule as every command's --out: new, empty or our own folder; never ., home, / or a repo root
+    target = prepare_output_dir(out, NAME, force=args.force) if out is not None else None
+    # an --end past the supported range would let no event be quarantined as from the future
+    end = parse_option_time(args.end, load_taxonomy(args.taxonomy), name="--end") if args.end is not None else None
     # the path, not a loaded taxonomy: a message about unknown codes names the file in use
-    result = validate(data=data, taxonomy=args.taxonomy, end=args.end, **input_options(args))
-
-    target = out if out is not None else data
-    try:
-        quarantine_path = write_quarantine(result.quarantine, target / "quarantine.parquet")
-        if out is not None:
-            for kind in KINDS:
-                write_table(getattr(result, kind), out / f"{kind}.parquet", kind)
-    except OSError as exc:
-        where = "--out" if out is not None else "--data (pass --out DIR to write elsewhere)"
-        raise SchemaError(f"{target}: cannot write the results into {where}: {exc.strerror or exc}") from None
-    print(_report(result, quarantine_path))
+    result = validate(data=data, taxonomy=args.taxonomy, end=end, **input_options(args))
     try:
         result.check_rejected(args.max_rejected)
+        refused = None
     except DataError as exc:
-        raise DataError(f"{exc} (rows and reasons: {quarantine_path})") from None
+        refused = exc
+
+    try:
+        if target is None:
+            quarantine_path = write_quarantine(result.quarantine, data / "quarantine.parquet")
+        else:
+            with target.staging() as staged:
+                staged.mkdir(parents=True)
+                write_quarantine(result.quarantine, staged / "quarantine.parquet")
+                if refused is None:
+                    for kind in KINDS:
+                        write_table(getattr(result, kind), staged / f"{kind}.parquet", kind)
+            quarantine_path = target.path / "quarantine.parquet"
+    except OSError as exc:
+        where = "--out" if out is not None else "--data (pass --out DIR to write elsewhere)"
+        raise SchemaError(f"{out or data}: cannot write the results into {where}: {exc.strerror or exc}") from None
+    print(_report(result, quarantine_path))
+    if refused is not None:
+        raise DataError(f"{refused} (rows and reasons: {quarantine_path})") from None
     return 0
