@@ -56,6 +56,8 @@ PUSH_FORMAT = 2
 STALE_DAYS = 7
 #: seconds to wait for a Dask scheduler by default
 CONNECT_TIMEOUT_S = 5.0
+#: the config sections a push or campaign --config may hold; every other setting is the bundle's
+PUSH_SECTIONS = ("push",)
 
 
 class NothingToPushError(RecsysError):
@@ -79,7 +81,11 @@ class _Run:
 
 
 def _open(
-    model: str | Path, config_path: str | Path | None, workers: int | None = None, k: int | None = None
+    model: str | Path,
+    config_path: str | Path | None,
+    workers: int | None = None,
+    k: int | None = None,
+    command: str = "push",
 ) -> _Run:
     root = bundle_io.resolve(model)
     manifest = bundle_io.read_manifest(root)
@@ -89,7 +95,12 @@ def _open(
     except (OSError, UnicodeDecodeError) as exc:
         raise ArtifactError(f"{tax_path}: the bundle's taxonomy is unreadable ({exc})") from None
     taxonomy = parse_taxonomy(text, origin=str(tax_path))
-    config = load_config(config_path) if config_path else config_from_dict(manifest.get("config", {}))
+    config = config_from_dict(manifest.get("config", {}))
+    if config_path:
+        # push reads only [push] from a file: ranking, index and the models are the bundle's (set at train
+        # time), so any other section would be ignored silently -- load_config refuses it instead
+        own = load_config(config_path, command=command, sections=PUSH_SECTIONS)
+        config = dataclasses.replace(config, push=own.push)
     push = config.push if workers is None else dataclasses.replace(config.push, workers=workers)
     if k is not None:
         push = dataclasses.replace(push, k={c: _check_k(k, config.ranking.max_k) for c in taxonomy.personal_channels})
@@ -244,12 +255,46 @@ def _io_errors(out: Path) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _locked(out: Path, history: Path, run: str, notes: list[str], keep: Path) -> Iterator[None]:
-    """Hold the output folder's and the history's locks, then clean what killed runs left there."""
+    """Hold the output folder's and the history's locks, then clean what killed runs left there.
+
+    A run refused before it wrote anything (its workspace ``keep`` never
+    made) removes the folders it created -- the lock files and an empty
+    history -- so a refused run into a new ``--out`` leaves nothing behind.
+    A run that started writing keeps its workspace: the next run resumes it.
+    """
+    fresh = [p for p in dict.fromkeys((out, history)) if not p.exists() and not p.is_symlink()]
+    made = {p: _missing_parents(p) for p in fresh}
+    held: list[Path] = []
     with contextlib.ExitStack() as stack:
-        stack.enter_context(L.hold(out, what="push output", run=run, notes=notes))
-        stack.enter_context(L.hold(history, what="push history", run=run, notes=notes))
-        notes.extend(clean_leftovers(out, history, work_dir=W.WORK_DIR, keep=keep))
-        yield
+        try:
+            stack.enter_context(L.hold(out, what="push output", run=run, notes=notes))
+            held.append(out)
+            stack.enter_context(L.hold(history, what="push history", run=run, notes=notes))
+            held.append(history)
+            notes.extend(clean_leftovers(out, history, work_dir=W.WORK_DIR, keep=keep))
+            yield
+        except BaseException:
+            if not keep.exists():
+                # under the locks: no other run can be using a folder we hold (others take the lock first)
+                for folder in fresh:
+                    if folder in held:
+                        shutil.rmtree(folder, ignore_errors=True)
+                        _remove_empty(made[folder])
+            raise
+
+
+def _missing_parents(path: Path) -> list[Path]:
+    """The parents of ``path`` that do not exist yet, nearest first (a run creates them)."""
+    return [p for p in path.parents if not p.exists()]
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove the folders a refused run created, nearest first, as long as each is empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (another run's files) or gone: leave it
+            return
 
 
 def _say(stream: TextIO | None, lines: Sequence[str], prefix: str) -> None:
@@ -331,7 +376,9 @@ def run(
         A current users table: tonight's opt-outs, subscriptions, groups and
         regions (default ``[push] users``, else the bundle's users).
     config_path : path, optional
-        Engine config TOML (its ``[push]`` section); default: the bundle's config.
+        Engine config TOML holding only ``[push]`` (it replaces the bundle's
+        ``[push]``; any other section is refused: those apply at train time);
+        default: the bundle's config.
     workers : int, optional
         Local worker processes (default ``[push] workers``).
     scheduler : str, optional
@@ -588,7 +635,7 @@ def campaign(
 
     started = time.perf_counter()
     day = parse_day(date)
-    job = _open(model, config_path)
+    job = _open(model, config_path, command="campaign")
     push, taxonomy = job.push, job.taxonomy
     if k is not None:
         k = _check_k(k, job.config.ranking.max_k)

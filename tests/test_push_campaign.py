@@ -29,7 +29,7 @@ def city(tmp_path_factory):
     root = push_city.trained_city(tmp_path_factory)
     users, items, _ = push_city.tables()
     cfg = root / "tight.toml"
-    doc = dict(push_city.TRAIN_CONFIG)
+    doc = {"push": dict(push_city.TRAIN_CONFIG["push"])}  # push --config takes [push] only
     caps = {"app_push": 3, "wechat": 5, "e_reader": 5}
     doc["push"] = {**doc["push"], "daily_cap": caps, "weekly_cap": {c: 9 for c in caps}}
     cfg.write_text(tomli_w.dumps(doc), encoding="utf-8")

@@ -37,7 +37,7 @@ def city(tmp_path_factory):
 
 
 def write_config(path: Path, **push) -> Path:
-    doc = dict(push_city.TRAIN_CONFIG)
+    doc = {"push": dict(push_city.TRAIN_CONFIG["push"])}  # push --config takes [push] only
     doc["push"] = {**doc["push"], **push}
     path.write_text(tomli_w.dumps(doc), encoding="utf-8")
     return path

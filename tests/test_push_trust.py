@@ -230,7 +230,7 @@ def test_campaign_where_every_candidate_is_capped_says_so(city, tmp_path):
     cfg = tmp_path / "zero.toml"
     import tomli_w
 
-    doc = dict(push_city.TRAIN_CONFIG)
+    doc = {"push": dict(push_city.TRAIN_CONFIG["push"])}  # push --config takes [push] only
     doc["push"] = {**doc["push"], "daily_cap": {"app_push": 0, "wechat": 0, "e_reader": 0}}
     cfg.write_text(tomli_w.dumps(doc), encoding="utf-8")
     with pytest.raises(NothingToPushError, match=r"nobody is eligible \(of \d+ audience users: .*caps_reached \d+"):

@@ -35,7 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="replace this name's partition of the date even if written for other items/topic/segment",
     )
-    parser.add_argument("--config", metavar="PATH", help="engine config TOML (default: the bundle's config)")
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        help="config TOML with only a [push] section, replacing the bundle's [push] "
+        "(other sections apply at train time and are refused; default: the bundle's config)",
+    )
     parser.add_argument("--history", metavar="DIR", help="push-history folder (default: OUT/_history)")
     parser.add_argument("--quiet", action="store_true", help="no summary line (warnings still show)")
 

@@ -37,7 +37,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--replace", action="store_true", help="replace a partition written for another request (refused otherwise)"
     )
     parser.add_argument("--k", type=int, metavar="N", help="items per list on every channel (default: [push] k)")
-    parser.add_argument("--config", metavar="PATH", help="engine config TOML (default: the bundle's config)")
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        help="config TOML with only a [push] section, replacing the bundle's [push] "
+        "(other sections apply at train time and are refused; default: the bundle's config)",
+    )
     parser.add_argument("--workers", type=int, metavar="N", help="local worker processes (default: [push] workers)")
     parser.add_argument("--scheduler", metavar="ADDRESS", help="run the chunks on this Dask scheduler")
     parser.add_argument(
