@@ -40,12 +40,20 @@ def parse_ks(text: str) -> tuple[int, ...]:
     return tuple(check_ks(values))
 
 
-def _load(data: str | Path, taxonomy: Any, end: str | None, say: Callable[[str], None]):
+def _load(
+    data: str | Path,
+    taxonomy: Any,
+    end: str | None,
+    say: Callable[[str], None],
+    check: Callable[[Any], None] | None = None,
+):
     from recsys.schema import validate
     from recsys.taxonomy import Taxonomy, load_taxonomy
 
     tax = taxonomy if isinstance(taxonomy, Taxonomy) else load_taxonomy(taxonomy)
     result = validate(data=data, taxonomy=tax, end=end)
+    if check is not None:
+        check(result)  # a refusal of the options on this data is the only line, before any progress
     counts = result.counts()
     kept = result.rows_kept()
     say(
@@ -107,7 +115,11 @@ def run(
         config, command="evaluate", sections=sections_except(*EVAL_SECTIONS_EXCLUDED)
     )
     target = prepare_output_dir(out, "evaluate", force=force, recognise=_is_evaluation)
-    tax, clean = _load(data, taxonomy, end, say)
+    tax, split_time = _split_time(settings.split_time, taxonomy)  # before any work (and any progress line)
+    tax, clean = _load(
+        data, tax, end, say,
+        check=None if split_time is None else lambda r: _check_split_time(settings.split_time, split_time, r.events),
+    )
     truth = load_truth(data)
     if truth is not None:
         say("ground truth found: adding the oracle and the simulated push")
@@ -120,6 +132,37 @@ def run(
     folder = target.path
     say(f"wrote {folder}/report.html, metrics.json and the tables")
     return {**result.metrics, "out": str(folder)}
+
+
+def _split_time(value: str | None, taxonomy: Any) -> tuple[Any, Any]:
+    """The taxonomy, and ``--split-time`` parsed within the supported time range (None when not given)."""
+    from recsys.cli.common import parse_option_time
+    from recsys.taxonomy import Taxonomy, load_taxonomy
+
+    tax = taxonomy if isinstance(taxonomy, Taxonomy) else load_taxonomy(taxonomy)
+    return tax, (parse_option_time(value, tax, name="--split-time") if value is not None else None)
+
+
+def _check_split_time(value: str, split_time: Any, events: Any) -> None:
+    """Refuse a ``--split-time`` that leaves the test or the training window empty, naming the option."""
+    from recsys import columns as C
+    from recsys.exceptions import ConfigError
+
+    if not len(events):
+        return  # the split says so (no events at all is not the option's fault)
+    first, last = events[C.TIMESTAMP].min(), events[C.TIMESTAMP].max()
+    if split_time > last:
+        raise ConfigError(
+            f"--split-time {value} is after the last event ({last.isoformat()}): "
+            "an empty test window, nothing to test; "
+            f"give a time in {first.isoformat()} .. {last.isoformat()}"
+        )
+    if split_time <= first:
+        raise ConfigError(
+            f"--split-time {value} is at or before the first event ({first.isoformat()}): "
+            "an empty training window, nothing to train on; "
+            f"give a time in {first.isoformat()} .. {last.isoformat()}"
+        )
 
 
 def _is_evaluation(folder: Path) -> bool:
