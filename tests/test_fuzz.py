@@ -159,6 +159,8 @@ def config_case(command: str, toml: str) -> Callable[[World, Path], list[str]]:
         if command == "push":
             return ["push", "--model", str(w.models / "latest"), "--date", "2026-06-30",
                     "--out", str(tmp / "p"), "--config", str(bad)]
+        if command == "campaign":
+            return [*(a.format(latest=w.models / "latest", tmp=tmp) for a in CAMPAIGN), "--config", str(bad)]
         if command == "evaluate":
             return ["evaluate", "--data", str(w.city), "--split-quantile", "0.8", "--out", str(tmp / "e"), "--config", str(bad)]
         return ["tune", "--data", str(w.city), "--out", str(tmp / "t.toml"), "--config", str(bad)]
@@ -412,9 +414,10 @@ CASES = [
     pytest.param(argv("validate", "--data", "{city}", "--encoding", "no-such-codec", "--out", "{tmp}/c"), ["no-such-codec"], id="validate-encoding-unknown"),
     pytest.param(argv("validate", "--data", "{city}", "--delimiter", ";;", "--out", "{tmp}/c"), ["delimiter", ";;"], id="validate-delimiter-two-chars"),
     pytest.param(argv("validate", "--data", "{city}", "--taxonomy", "{tmp}/nope.toml", "--out", "{tmp}/c"), ["nope.toml"], id="validate-taxonomy-missing"),
-    pytest.param(argv("validate", "--data", "{city}", "--end", "9999-12-31", "--out", "{tmp}/c"), ["9999"], id="validate-end-9999", marks=xfail("exit 0: --end 9999-12-31 accepted (beyond --max-time), so no event can be quarantined as future")),
-    pytest.param(in_cwd_with_file("validate", "--data", "{city}", "--out", "."), ["."], id="validate-out-dot", marks=xfail("exit 0: validate --out . writes users/items/events/quarantine.parquet into the current folder beside a foreign notes.txt (generate/train/evaluate refuse .)")),
+    pytest.param(argv("validate", "--data", "{city}", "--end", "9999-12-31", "--out", "{tmp}/c"), ["9999"], id="validate-end-9999"),
+    pytest.param(in_cwd_with_file("validate", "--data", "{city}", "--out", "."), ["."], id="validate-out-dot"),
     pytest.param(out_is_file("validate", "--data", "{city}", "--out", "{file}"), ["afile"], id="validate-out-file"),
+    pytest.param(out_foreign("validate", "--data", "{city}", "--out", "{dir}"), ["foreign"], id="validate-out-foreign"),
     # ---- train
     pytest.param(data_case("train", events=lambda w: _zero_rows(w, "events")), ["events"], id="train-events-zero-rows"),
     pytest.param(data_case("train", events=_ts("1970-01-01T00:00:00+00:00")), ["events"], id="train-events-1970"),
@@ -482,8 +485,11 @@ CASES = [
     pytest.param(_bad_catalog("truncated"), ["catalog.parquet"], id="push-catalog-truncated"),
     pytest.param(_bad_users("empty"), ["users.csv"], id="push-users-empty-file"),
     pytest.param(_bad_users("header"), ["users.csv"], id="push-users-header-only"),
-    pytest.param(config_case("push", "[collaborative]\nfactors = 8\n"), ["collaborative"], id="push-config-unused-section", marks=xfail("exit 0: push --config with only [collaborative] runs and writes 190 users' lists; the unused section is ignored silently (issue 10 #18)")),
+    pytest.param(config_case("push", "[collaborative]\nfactors = 8\n"), ["collaborative"], id="push-config-unused-section"),
     pytest.param(config_case("push", "[push]\nk = -3\n"), ["k"], id="push-config-k-negative"),
+    pytest.param(config_case("push", "[ranking]\nmax_k = 5\n"), ["ranking", "push does not use"], id="push-config-ranking-section"),
+    pytest.param(config_case("campaign", "[index]\nthreads = 2\n"), ["index", "campaign does not use"], id="campaign-config-unused-section"),
+    pytest.param(argv(*_campaign(item="i/../999", out="{tmp}/new/deeper")), ["i/../999"], id="campaign-item-unknown-deep-out"),
     pytest.param(out_is_file("push", "--model", "{latest}", "--date", "2026-06-30", "--out", "{file}"), ["afile"], id="push-out-file"),
     pytest.param(_history_is_file, ["hist"], id="push-history-file"),
     pytest.param(with_models(_dangling_latest("push")), ["latest"], id="push-latest-dangling"),
@@ -492,7 +498,7 @@ CASES = [
     pytest.param(argv(*_campaign(name="洪水😀")), ["洪水😀"], id="campaign-name-chinese-emoji"),
     pytest.param(argv(*_campaign(budget="0")), ["budget", "0"], id="campaign-budget-0"),
     pytest.param(argv(*_campaign(budget="-1")), ["budget", "-1"], id="campaign-budget-negative"),
-    pytest.param(argv(*_campaign(item="i/../999")), ["i/../999"], id="campaign-item-unknown", marks=xfail("exit 2 with a good line, but the refused run leaves OUT/_lock, OUT/_history/_lock and OUT/_history/_store.json in a fresh --out")),
+    pytest.param(argv(*_campaign(item="i/../999")), ["i/../999"], id="campaign-item-unknown"),
     pytest.param(argv(*_campaign(date="9999-12-31")), ["9999-12-31"], id="campaign-date-9999"),
     pytest.param(argv(*_campaign(k="0")), ["--k"], id="campaign-k-0"),
     pytest.param(argv("campaign", "--name", "flood", "--topic", "astrology", "--budget", "10", "--date", "2026-06-30",
@@ -500,7 +506,9 @@ CASES = [
     # ---- evaluate
     pytest.param(argv("evaluate", "--data", "{tmp}", "--split-quantile", "0.8", "--out", "{tmp}/e"), ["no users table"], id="evaluate-data-empty-folder"),
     pytest.param(argv("evaluate", "--data", "{city}", "--split-quantile", "1.5", "--out", "{tmp}/e"), ["quantile", "1.5"], id="evaluate-split-quantile-1.5"),
-    pytest.param(argv("evaluate", "--data", "{city}", "--split-time", "9999-12-31", "--out", "{tmp}/e"), ["9999"], id="evaluate-split-time-9999", marks=xfail("stderr has two lines: 'validated .../city: kept 200 users, 100 items, 1,700 events; quarantined 0 rows' then 'error: events table is empty: nothing to split' (the line does not name --split-time or 9999)")),
+    pytest.param(argv("evaluate", "--data", "{city}", "--split-time", "9999-12-31", "--out", "{tmp}/e"), ["9999"], id="evaluate-split-time-9999"),
+    pytest.param(argv("evaluate", "--data", "{city}", "--split-time", "2030-01-01", "--out", "{tmp}/e"), ["--split-time", "2030-01-01", "after the last event"], id="evaluate-split-time-after-data"),
+    pytest.param(argv("evaluate", "--data", "{city}", "--split-time", "2000-01-01", "--out", "{tmp}/e"), ["--split-time", "2000-01-01", "first event"], id="evaluate-split-time-before-data"),
     pytest.param(argv("evaluate", "--data", "{city}", "--split-quantile", "0.8", "--k", "0", "--out", "{tmp}/e"), ["k must", "[0]"], id="evaluate-k-0"),
     pytest.param(argv("evaluate", "--data", "{city}", "--split-quantile", "0.8", "--k", "5,x", "--out", "{tmp}/e"), ["--k"], id="evaluate-k-garbage"),
     pytest.param(argv("evaluate", "--data", "{city}", "--split-quantile", "0.8", "--bootstrap", "-1", "--out", "{tmp}/e"), ["--bootstrap"], id="evaluate-bootstrap-negative"),
@@ -612,3 +620,17 @@ def test_valid_runs_then_bad_runs_leave_outputs_byte_identical(world, tmp_path, 
         err = capsys.readouterr().err
         assert rc == 2, (args, err)
         assert tree(tmp_path) == before, (args, err)
+
+
+def test_refused_validate_writes_only_the_quarantine(world, tmp_path, capsys):
+    """A refused validate leaves quarantine.parquet (the evidence) and no clean tables, not even older ones."""
+    clean = tmp_path / "clean"
+    assert main(["validate", "--data", str(world.city), "--out", str(clean)]) == 0
+    assert {"users.parquet", "items.parquet", "events.parquet", "quarantine.parquet"} <= {p.name for p in clean.iterdir()}
+    data = _data_with(world, tmp_path, events=_events(world, timestamp=pd.Timestamp("2026-06-01T00:00:00")))
+    capsys.readouterr()
+    assert main(["validate", "--data", str(data), "--out", str(clean)]) == 2
+    err = capsys.readouterr().err
+    assert str(clean / "quarantine.parquet") in err
+    assert sorted(p.name for p in clean.iterdir() if not p.name.startswith(".")) == ["quarantine.parquet"]
+    assert len(pd.read_parquet(clean / "quarantine.parquet")) == len(_table(world, "events"))
