@@ -164,3 +164,13 @@ def test_a_templated_title_catalogue_still_fills_the_list():
     recs = Recommender.from_model(model).recommend("u0", k=10)
     assert len(recs) == 10
     assert len({r.item_id for r in recs}) == 10
+
+
+def test_the_first_pass_keeps_every_valid_candidate_when_fewer_than_asked():
+    from recsys.ranking.core import _top_mask
+
+    values = np.array([[5.0, 1.0, 3.0, 0.0, 2.0], [1.0, 2.0, 3.0, 4.0, 5.0]], np.float32)
+    ok = np.array([[True, False, True, False, False], [True, True, True, True, True]])
+    kept = _top_mask(values, ok, 3)
+    assert kept[0].tolist() == [True, False, True, False, False]  # 2 valid < 3 asked: both kept
+    assert kept[1].tolist() == [False, False, True, True, True]

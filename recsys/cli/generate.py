@@ -69,8 +69,13 @@ def _settings(args: argparse.Namespace) -> dict:
         if value is not None and not lo <= value <= hi:
             raise ConfigError(f"{flag} {value} is out of range; valid: {lo}..{hi:,}")
     if args.end is not None:
+        import re
+
         from recsys.cli.common import parse_option_time
         from recsys.taxonomy import load_taxonomy
+
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(args.end)):
+            raise ConfigError(f"--end must be a date YYYY-MM-DD, got {args.end!r}")
 
         parse_option_time(args.end, load_taxonomy(args.taxonomy), name="--end")
     return {

@@ -81,7 +81,8 @@ def _top_mask(values: np.ndarray, ok: np.ndarray, n: int) -> np.ndarray:
     if n <= 0 or v.shape[1] <= n:
         return ok.copy()
     kth = -np.partition(-v, n - 1, axis=1)[:, n - 1 : n]
-    return ok & (v >= kth) & np.isfinite(kth)
+    # a row with fewer than n valid values keeps them all (its n-th best is -inf)
+    return ok & ((v >= kth) | ~np.isfinite(kth))
 
 
 def _score_and_pick(

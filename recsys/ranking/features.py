@@ -179,6 +179,16 @@ def _coengagement(b: Block) -> np.ndarray:
     return out
 
 
+def _als_score(b: Block) -> np.ndarray:
+    """The raw collaborative inner product ``u . v`` (the ``als`` baseline's own score, unclipped)."""
+    vectors = np.asarray(b.users.vectors, np.float32)
+    out = np.empty(b.cand.shape, np.float32)
+    cf = b.state.catalog.cf
+    for lo in range(0, len(vectors), 64):
+        out[lo : lo + 64] = np.einsum("mcf,mf->mc", cf[b.safe[lo : lo + 64]], vectors[lo : lo + 64])
+    return out
+
+
 def _item_age(b: Block) -> np.ndarray:
     pub = b.state.catalog.published_ns[b.safe]
     age = (b.now_ns - pub).astype(np.float64) / _NS_PER_DAY
@@ -195,6 +205,7 @@ def registry(config: RankerConfig) -> tuple[Feature, ...]:
     """
     base = [
         Feature("collaborative", _term("relevance"), "collaborative", False, doc="user . item / (|u| s), clipped"),
+        Feature("als_score", _als_score, "collaborative", False, doc="user . item (unclipped, the als baseline's score)"),
         Feature("topic", _term("topic"), "topic", True, doc="readable topic profile x item topics"),
         Feature("segment_popularity", _term("popularity"), "popularity", True, "segment", "log-scaled decayed segment popularity", 1),
         Feature("freshness", _term("freshness"), "fresh", True, doc="0.5 ** (age / half-life)"),
