@@ -150,6 +150,14 @@ def _ndcg_at(scores: np.ndarray, y: np.ndarray, groups: np.ndarray, k: int = 10)
     return float(np.mean(out)) if out else 0.0
 
 
+def feature_means(x: np.ndarray) -> list[float]:
+    """Each column's mean over its known values (0 for a column with none): the occlusion reference."""
+    known = ~np.isnan(x)
+    count = known.sum(axis=0)
+    total = np.where(known, x, 0).sum(axis=0, dtype=np.float64)
+    return [float(v) for v in np.divide(total, count, out=np.zeros(x.shape[1]), where=count > 0)]
+
+
 def best_single_feature(x: np.ndarray, y: np.ndarray, groups: np.ndarray, feats: tuple) -> tuple[str | None, float]:
     """The non-negative feature whose own ordering has the best NDCG@10 on the examples.
 
@@ -267,7 +275,7 @@ def fit_ranker(
         {
             "kind": "learned",
             "base_ndcg_at_10": base_ndcg,
-            "feature_means": [float(v) for v in np.nan_to_num(np.nanmean(x_t, axis=0))] if len(x_t) else [],
+            "feature_means": feature_means(x_t),
             "cuts": cuts,
             "queries": int(n_q),
             "warm_queries": int(ex.warm.sum()),
