@@ -132,6 +132,19 @@ def _stale_warning(job: _Run, day: dt.date) -> str | None:
     )
 
 
+def _preflight(job: Any, day: Any, catalog: Any, taxonomy: Any, users: Any, warn_stream: Any) -> tuple[Any, list[str]]:
+    """The warnings every run checks before its locks (stale model, rejected catalogue rows,
+    the current users table), printed; returns the current users and the warnings."""
+    warnings = [w for w in [_stale_warning(job, day)] if w]
+    rejected = _check_catalog(catalog, taxonomy)
+    if rejected:
+        counts = ", ".join(f"{r} {n}" for r, n in rejected.items())
+        warnings.append(f"--catalog {catalog}: {sum(rejected.values())} rows rejected and left out ({counts})")
+    current = _current_users(users, taxonomy, warnings)
+    _say(warn_stream, warnings, "warning")
+    return current, warnings
+
+
 def _check_catalog(catalog: str | Path | None, taxonomy: Taxonomy) -> dict[str, int]:
     """Read the ``--catalog`` once here: a one-line error when it is missing or nothing of it survives.
 
@@ -431,13 +444,7 @@ def run(
     if kind is None:
         kind = I.segment_kind(ident["segment"]) if I.is_targeted(ident["segment"]) else W.NIGHTLY
     H.validate_kind(kind)
-    warnings = [w for w in [_stale_warning(job, day)] if w]
-    rejected = _check_catalog(catalog, taxonomy)
-    if rejected:
-        counts = ", ".join(f"{r} {n}" for r, n in rejected.items())
-        warnings.append(f"--catalog {catalog}: {sum(rejected.values())} rows rejected and left out ({counts})")
-    current = _current_users(users or push_users(push), taxonomy, warnings)
-    _say(warn_stream, warnings, "warning")
+    current, warnings = _preflight(job, day, catalog, taxonomy, users or push_users(push), warn_stream)
     out = _folder(Path(out), "--out")
     history_root = _folder(Path(history), "--history") if history else out / W.HISTORY_DIR
     notes: list[str] = []
@@ -652,13 +659,7 @@ def campaign(
     ).check(taxonomy)
     segment = Segment(group=group, region=region, channel=channel).check(taxonomy)
     ident = I.identity({**dataclasses.asdict(segment), "topic": topic}, spec.items)
-    warnings = [w for w in [_stale_warning(job, day)] if w]
-    rejected = _check_catalog(catalog, taxonomy)
-    if rejected:
-        counts = ", ".join(f"{r} {n}" for r, n in rejected.items())
-        warnings.append(f"--catalog {catalog}: {sum(rejected.values())} rows rejected and left out ({counts})")
-    current = _current_users(users or push_users(push), taxonomy, warnings)
-    _say(warn_stream, warnings, "warning")
+    current, warnings = _preflight(job, day, catalog, taxonomy, users or push_users(push), warn_stream)
     out = _folder(Path(out), "--out")
     history_root = _folder(Path(history), "--history") if history else out / W.HISTORY_DIR
     notes: list[str] = []

@@ -110,6 +110,17 @@ def reason_tables(taxonomy, segments) -> ReasonTables:
     return ReasonTables(relevance, topic, popularity, fresh_authority, named, group_popular, region_popular)
 
 
+def _best_topic(user_topics: np.ndarray, topic_idx: np.ndarray, safe: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per picked item, the item's topic the user cares most about and that interest in [0, 1]."""
+    m = user_topics.shape[0]
+    tid = topic_idx[safe]
+    padded = np.hstack([user_topics, np.full((m, 1), -1.0, np.float32)])  # topic lists are padded with n_topics
+    interest = padded[np.arange(m)[:, None, None], tid]
+    pick = interest.argmax(axis=2)[..., None]
+    best = np.take_along_axis(tid, pick, axis=2)[..., 0]
+    return best, np.clip(np.take_along_axis(interest, pick, axis=2)[..., 0], 0.0, 1.0)
+
+
 def explain(
     tables: ReasonTables,
     parts: np.ndarray,
@@ -152,13 +163,7 @@ def explain(
     rel, top, pop, fresh, auth, quality, learned, _, timely = (parts[..., i] for i in range(len(TERMS)))
     n_topics = user_topics.shape[1]
 
-    # the item's topic the user cares most about (topic lists are padded with n_topics)
-    tid = topic_idx[safe]
-    padded = np.hstack([user_topics, np.full((m, 1), -1.0, np.float32)])
-    interest = padded[np.arange(m)[:, None, None], tid]
-    pick = interest.argmax(axis=2)[..., None]
-    best = np.take_along_axis(tid, pick, axis=2)[..., 0]
-    best_w = np.clip(np.take_along_axis(interest, pick, axis=2)[..., 0], 0.0, 1.0)
+    best, best_w = _best_topic(user_topics, topic_idx, safe)
     acode = authority_code[safe]
     is_fresh = fresh >= FRESH_MIN
 
@@ -189,7 +194,11 @@ def explain(
         ],
         axis=-1,
     )
-    # shown kinds first, strongest contribution first; then keep the first n of each item
+    return _render(texts, shown, contrib, count)
+
+
+def _render(texts: np.ndarray, shown: np.ndarray, contrib: np.ndarray, count: np.ndarray) -> list[list[list[str]]]:
+    """Per item, its shown reasons, strongest contribution first, at most :data:`MAX_REASONS`."""
     order = np.argsort(-np.where(shown, contrib, -np.inf), axis=-1, kind="stable")
     texts = np.take_along_axis(texts, order, axis=-1)
     n_shown = np.minimum(shown.sum(axis=-1), MAX_REASONS)
@@ -259,12 +268,7 @@ def explain_learned(
     level = contrib[..., n_kinds:].argmax(axis=-1)
     safe = np.where(items >= 0, items, 0)
     n_topics = user_topics.shape[1]
-    tid = topic_idx[safe]
-    padded = np.hstack([user_topics, np.full((m, 1), -1.0, np.float32)])
-    interest = padded[np.arange(m)[:, None, None], tid]
-    pick = interest.argmax(axis=2)[..., None]
-    best = np.take_along_axis(tid, pick, axis=2)[..., 0]
-    best_w = np.clip(np.take_along_axis(interest, pick, axis=2)[..., 0], 0.0, 1.0)
+    best, best_w = _best_topic(user_topics, topic_idx, safe)
     acode = authority_code[safe]
     pop_text = np.stack(
         [
@@ -287,14 +291,4 @@ def explain_learned(
         ],
         axis=-1,
     )
-    shown = by_kind > 0
-    order = np.argsort(-np.where(shown, by_kind, -np.inf), axis=-1, kind="stable")
-    texts = np.take_along_axis(texts, order, axis=-1)
-    n_shown = np.minimum(shown.sum(axis=-1), MAX_REASONS)
-    none = n_shown == 0
-    texts[none, 0] = FILLER
-    n_shown[none] = 1
-    return [
-        [item[:n] for item, n in zip(row[:c], counts[:c])]
-        for row, counts, c in zip(texts.tolist(), n_shown.tolist(), count.tolist())
-    ]
+    return _render(texts, by_kind > 0, by_kind, count)

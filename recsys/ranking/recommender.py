@@ -335,30 +335,11 @@ class Recommender:
 
     @staticmethod
     def _reasons(state: RankingState, users: UserBatch, ranked: core.Ranked) -> list[list[list[str]]]:
+        common = (state.reasons, ranked.parts, ranked.items, ranked.count, users.topics, users.segments)
+        items = (state.catalog.topic_idx, state.catalog.authority_code)
         if state.ranker is not None:
-            return explain_learned(
-                state.reasons,
-                ranked.parts,
-                ranked.items,
-                ranked.count,
-                users.topics,
-                users.segments,
-                users.groups,
-                users.regions,
-                state.catalog.topic_idx,
-                state.catalog.authority_code,
-            )
-        return explain(
-            state.reasons,
-            ranked.parts,
-            ranked.items,
-            ranked.count,
-            users.topics,
-            users.segments,
-            state.catalog.topic_idx,
-            state.catalog.authority_code,
-            state.config,
-        )
+            return explain_learned(*common, users.groups, users.regions, *items)
+        return explain(*common, *items, state.config)
 
     def recommend_many(
         self,
