@@ -132,9 +132,12 @@ def _stale_warning(job: _Run, day: dt.date) -> str | None:
     )
 
 
-def _preflight(job: Any, day: Any, catalog: Any, taxonomy: Any, users: Any, warn_stream: Any) -> tuple[Any, list[str]]:
-    """The warnings every run checks before its locks (stale model, rejected catalogue rows,
-    the current users table), printed; returns the current users and the warnings."""
+def _preflight(
+    job: Any, day: Any, catalog: Any, taxonomy: Any, users: Any, warn_stream: Any
+) -> tuple[Any, list[str], dict[str, int]]:
+    """The checks every run makes before its locks (stale model, rejected catalogue rows, the
+    current users table), warnings printed; returns the current users, the warnings and the
+    catalogue's rejected rows by reason."""
     warnings = [w for w in [_stale_warning(job, day)] if w]
     rejected = _check_catalog(catalog, taxonomy)
     if rejected:
@@ -142,7 +145,7 @@ def _preflight(job: Any, day: Any, catalog: Any, taxonomy: Any, users: Any, warn
         warnings.append(f"--catalog {catalog}: {sum(rejected.values())} rows rejected and left out ({counts})")
     current = _current_users(users, taxonomy, warnings)
     _say(warn_stream, warnings, "warning")
-    return current, warnings
+    return current, warnings, rejected
 
 
 def _check_catalog(catalog: str | Path | None, taxonomy: Taxonomy) -> dict[str, int]:
@@ -444,7 +447,7 @@ def run(
     if kind is None:
         kind = I.segment_kind(ident["segment"]) if I.is_targeted(ident["segment"]) else W.NIGHTLY
     H.validate_kind(kind)
-    current, warnings = _preflight(job, day, catalog, taxonomy, users or push_users(push), warn_stream)
+    current, warnings, rejected = _preflight(job, day, catalog, taxonomy, users or push_users(push), warn_stream)
     out = _folder(Path(out), "--out")
     history_root = _folder(Path(history), "--history") if history else out / W.HISTORY_DIR
     notes: list[str] = []
@@ -659,7 +662,7 @@ def campaign(
     ).check(taxonomy)
     segment = Segment(group=group, region=region, channel=channel).check(taxonomy)
     ident = I.identity({**dataclasses.asdict(segment), "topic": topic}, spec.items)
-    current, warnings = _preflight(job, day, catalog, taxonomy, users or push_users(push), warn_stream)
+    current, warnings, rejected = _preflight(job, day, catalog, taxonomy, users or push_users(push), warn_stream)
     out = _folder(Path(out), "--out")
     history_root = _folder(Path(history), "--history") if history else out / W.HISTORY_DIR
     notes: list[str] = []
