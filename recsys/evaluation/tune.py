@@ -220,10 +220,15 @@ class TuneSettings:
         No new training run starts after this many seconds (the base always runs).
     seed : int
         Seed of the search and of the user sample.
+    significant_only : bool
+        Keep the base configuration unless the best trial's per-user lead
+        over it has a paired bootstrap 95% interval above 0.
     """
 
     n_models: int = 6
     n_blends: int = 8
+    #: replace the base configuration only with a trial whose lead is significant (paired 95%)
+    significant_only: bool = True
     validation_fraction: float = 0.2
     k: int = 10
     max_users: int = 3000
@@ -276,13 +281,21 @@ class TuneResult:
 
 
 def _judge(lists: pd.DataFrame, relevant: pd.DataFrame, user_ids: np.ndarray, k: int) -> dict[str, float]:
+    return _judge_users(lists, relevant, user_ids, k)[0]
+
+
+def _judge_users(
+    lists: pd.DataFrame, relevant: pd.DataFrame, user_ids: np.ndarray, k: int
+) -> tuple[dict[str, float], np.ndarray]:
+    """The mean scores, and each user's NDCG@k (for the paired selection rule)."""
     n_rel = _n_relevant(relevant, user_ids)
     hits = M.hit_matrix(lists, relevant, user_ids, k)
+    ndcg = M.ndcg_at_k(hits, n_rel, k)
     return {
-        f"ndcg@{k}": float(M.ndcg_at_k(hits, n_rel, k).mean()),
+        f"ndcg@{k}": float(ndcg.mean()),
         f"precision@{k}": float(M.precision_at_k(hits, k).mean()),
         f"recall@{k}": float(M.recall_at_k(hits, n_rel, k).mean()),
-    }
+    }, ndcg
 
 
 def _n_relevant(relevant: pd.DataFrame, user_ids: np.ndarray) -> np.ndarray:
@@ -387,7 +400,11 @@ def tune(
             ranking = _with(cfg, space, blend).ranking
             rec = Recommender.from_model(model, catalog=items, config=ranking)
             lists = rec.recommend_many(list(judged), settings.k, now=t_val)
-            scores = _judge(lists, relevant, judged, settings.k)
+            scores, per_user = _judge_users(lists, relevant, judged, settings.k)
+            if not rows:
+                base_model, base_users = model, per_user
+            if scores[key] > best_score:
+                best_users = per_user
             row = {"trial": len(rows), "model": m, **cf, **blend, **scores}
             row["seconds"] = round((fit_s if b == 0 else 0.0) + time.perf_counter() - t1, 3)
             rows.append(row)
@@ -398,7 +415,21 @@ def tune(
         del model
     trials = pd.DataFrame(rows)
     # best validation NDCG; on a tie the earlier trial (the base comes first)
-    best = trials.iloc[[int(trials[key].to_numpy().argmax())]].to_dict("records")[0]  # keeps int columns int
+    best_row = int(trials[key].to_numpy().argmax())
+    # Selection must not chase noise: a validation window of a few hundred users ranks trials
+    # within their sampling error. The best trial replaces the base configuration only when its
+    # per-user lead over the base has a paired bootstrap 95% interval above 0.
+    selection: dict[str, Any] = {"rule": "best trial if its paired 95% interval over the base (trial 0) is above 0"}
+    if best_row != 0 and settings.significant_only:
+        lead, ci = M.paired_difference_ci(best_users, base_users, seed=settings.seed)
+        selection.update(best_trial=best_row, lead=float(lead), ci95=[float(ci[0]), float(ci[1])])
+        if not ci[0] > 0:
+            selection["kept_base"] = True
+            best_row, best_model = 0, base_model
+            if log:
+                log(f"tune: trial {selection['best_trial']} leads the base by {float(lead):+.4f} "
+                    f"[{float(ci[0]):+.4f}, {float(ci[1]):+.4f}], within noise: the base configuration stays")
+    best = trials.iloc[[best_row]].to_dict("records")[0]  # keeps int columns int
     chosen = _with(base, space, best)
     ts = train_events[C.TIMESTAMP]
     validation = {
@@ -408,6 +439,7 @@ def tune(
         "validation_events": int(len(inner.test)),
         "users": int(len(judged)),
         "metric": key,
+        "selection": selection,
     }
     # what the engine was selected against: the baselines on the same users, from the chosen model
     baselines = baseline_scores(best_model, items, inner.train, t_val, relevant, judged, settings.k, seed=settings.seed)
