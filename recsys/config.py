@@ -369,6 +369,12 @@ class PushConfig:
     channel code; every personal channel of the taxonomy needs an entry.
     """
 
+    #: keys that no longer exist -> why; a config file setting one is refused (load_config), a bundle
+    #: recorded before the removal still loads (config_from_dict drops the key: it does nothing now)
+    _removed: ClassVar[Mapping[str, str]] = {
+        "topic_cap": "push lists follow the ranking's single diversity rule; set [ranking] max_topic_share "
+        "(at train time) and delete this key",
+    }
     # the per-channel tables' keys are checked against the taxonomy by recsys.push.channels
     _constraints: ClassVar[Mapping[str, Constraint]] = {
         "channels_per_user": Range(1, 64),
@@ -376,7 +382,6 @@ class PushConfig:
         "daily_cap": Range(0, 1000),
         "weekly_cap": Range(0, 10_000),
         "dedup_days": Range(1, 3650),
-        "topic_cap": Range(1, 100),
         "holdout_share": Range(0, 0.5),
         "chunk_size": Range(1, 10_000_000),
         "workers": Range(1, 256),
@@ -403,8 +408,6 @@ class PushConfig:
     send_before: dict[str, str] = field(
         default_factory=lambda: {"app_push": "21:00", "wechat": "22:00", "e_reader": "22:30"}
     )
-    #: most items sharing one topic inside one list (soft: relaxed only to fill k)
-    topic_cap: int = 2
     #: share of users per group x region that gets no push (the measurement holdout)
     holdout_share: float = 0.05
     #: the holdout is a hash of (salt, user id): same users night after night until the salt changes
@@ -706,6 +709,8 @@ def config_from_dict(doc: dict[str, Any], base: EngineConfig | None = None) -> E
         fields = {f.name for f in dataclasses.fields(current)}
         updates = {}
         for key, value in values.items():
+            if key in getattr(current, "_removed", {}):
+                continue
             if key not in fields:
                 raise ConfigError(f"unknown config key [{name}] {key}; valid: {', '.join(sorted(fields))}")
             updates[key] = _coerce(name, key, value, getattr(current, key))
@@ -802,6 +807,11 @@ def load_config(
                     f"{p}: {command or 'this command'} does not use [{name}]; {applies} "
                     f"(sections used here: {', '.join(used)})"
                 )
+    defaults = EngineConfig()
+    for name, values in doc.items():
+        for key, why in getattr(getattr(defaults, name, None), "_removed", {}).items():
+            if isinstance(values, dict) and key in values:
+                raise ConfigError(f"{p}: [{name}] {key} was removed: {why}")
     try:
         return check_config(config_from_dict(doc), files=True)
     except ConfigError as exc:

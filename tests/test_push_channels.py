@@ -52,7 +52,6 @@ def test_send_window_local_and_across_midnight():
         ({"send_before": {"app_push": "25:00"}}, "send_before.app_push must be a local time HH:MM"),
         ({"channel_priority": ["tv"]}, "channel_priority has 'tv', not a personal channel"),
         ({"dedup_days": 0}, "push dedup_days must be an integer >= 1, got 0"),
-        ({"topic_cap": 0}, "push topic_cap must be an integer >= 1"),
         ({"channels_per_user": 0}, "push channels_per_user must be an integer >= 1"),
         ({"chunk_size": 0}, "push chunk_size must be an integer >= 1"),
         ({"workers": 0}, "push workers must be an integer >= 1"),

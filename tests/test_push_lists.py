@@ -1,10 +1,18 @@
-"""List assembly: de-duplication, soft topic cap, per-user limits, rank renumbering."""
+"""Push lists are the Recommender's own lists: one recommend_many per limit, per-user exclusions."""
 
 from __future__ import annotations
 
-import pandas as pd
+import datetime as dt
+import sys
+from pathlib import Path
 
-from recsys.push.lists import assemble_lists, topic_deferred
+import pandas as pd
+import pytest
+
+from recsys.push.lists import exclusions, fetch_lists
+
+sys.path.insert(0, str(Path(__file__).parent))
+import push_city  # noqa: E402
 
 TOPICS = pd.Series(
     {
@@ -17,97 +25,49 @@ TOPICS = pd.Series(
 )
 
 
-def _cands(rows):
-    return pd.DataFrame(
-        [(u, r + 1, i, 1.0 - 0.1 * r, [f"why {i}"]) for u, items in rows for r, i in enumerate(items)],
-        columns=["user_id", "rank", "item_id", "score", "reasons"],
-    )
+def _fake(catalogue, calls):
+    """A recommend that ranks ``catalogue`` in order for everyone, honouring ``exclude``."""
+
+    def recommend(users, k, exclude):
+        calls.append((tuple(users), k, {u: list(v) for u, v in exclude.items()}))
+        rows = []
+        for u in users:
+            items = [i for i in catalogue if i not in set(exclude.get(u, ()))][:k]
+            rows += [(u, r + 1, i, 1.0 - 0.1 * r, [f"why {i}"]) for r, i in enumerate(items)]
+        return pd.DataFrame(rows, columns=["user_id", "rank", "item_id", "score", "reasons"])
+
+    return recommend
 
 
-def test_topic_deferred_counts_earlier_items_per_user():
-    cands = _cands([("u1", ["a1", "a2", "a3", "b1"]), ("u2", ["a3", "b2", "a1", "a2"])])
-    # u1's a3 is its third ecology item; u2's a2 likewise (a3 counts for ecology and weather)
-    assert topic_deferred(cands, TOPICS, 2).tolist() == [False, False, True, False, False, False, False, True]
-    assert topic_deferred(cands, TOPICS, 2, exempt=["ecology"]).tolist() == [False] * 8
-    assert topic_deferred(cands, TOPICS, 1).tolist() == [False, True, True, False, False, True, True, True]
-
-
-def test_cap_defers_then_relaxes_to_fill():
-    cands = _cands([("u1", ["a1", "a2", "a3", "b1"])])
-    three = assemble_lists(cands, limit=pd.Series({"u1": 3}), item_topics=TOPICS, topic_cap=2)
-    assert three["item_id"].tolist() == ["a1", "a2", "b1"]
-    assert three["rank"].tolist() == [1, 2, 3]
-    four = assemble_lists(cands, limit=pd.Series({"u1": 10}), item_topics=TOPICS, topic_cap=2)
-    assert four["item_id"].tolist() == ["a1", "a2", "b1", "a3"]  # relaxed only to fill
-
-
-def test_blocked_pairs_and_limits_per_user():
-    cands = _cands([("u1", ["a1", "b1", "b2"]), ("u2", ["a1", "b1", "b2"]), ("u3", ["b1"])])
-    blocked = pd.DataFrame({"user_id": ["u1", "u3"], "item_id": ["a1", "a1"]})
-    out = assemble_lists(
-        cands, limit=pd.Series({"u1": 2, "u2": 1, "u3": 0}), item_topics=TOPICS, topic_cap=2, blocked=blocked
-    )
-    assert list(zip(out.user_id, out["rank"], out.item_id)) == [("u1", 1, "b1"), ("u1", 2, "b2"), ("u2", 1, "a1")]
-    assert out["reasons"].tolist()[0] == ["why b1"]
-
-
-def test_empty_in_empty_out():
-    out = assemble_lists(_cands([]), limit=pd.Series(dtype=int), item_topics=TOPICS, topic_cap=2)
-    assert len(out) == 0
-
-
-def test_fetch_deeper_only_for_users_who_need_it():
-    from recsys.push.lists import fetch_lists
-
+def test_one_call_per_limit_with_per_user_exclusions():
     catalogue = [f"i{n:02d}" for n in range(20)]
-    topics = pd.Series({i: [f"t{n}"] for n, i in enumerate(catalogue)})
-    calls = []
-
-    def recommend(users, k):
-        calls.append((tuple(users), k))
-        return _cands([(u, catalogue[:k]) for u in users])
-
-    blocked = pd.DataFrame({"user_id": ["u1"] * 10, "item_id": catalogue[:10]})
-    limit = pd.Series({"u1": 3, "u2": 3, "u3": 0})
-    out = fetch_lists(recommend, ["u1", "u2", "u3"], limit, item_topics=topics, topic_cap=2, blocked=blocked)
-    assert out[out.user_id == "u1"]["item_id"].tolist() == ["i10", "i11", "i12"]
-    assert out[out.user_id == "u2"]["item_id"].tolist() == ["i00", "i01", "i02"]
-    # u2 has nothing blocked: its list as ranked; u1 starts deeper and goes deeper once more
-    assert calls == [(("u2",), 3), (("u1",), 10), (("u1",), 40)]
-
-
-def test_fetch_stops_when_the_ranking_runs_dry():
-    from recsys.push.lists import fetch_lists
-
-    def recommend(users, k):
-        return _cands([(u, ["b1", "b2"][:k]) for u in users])
-
-    blocked = pd.DataFrame({"user_id": ["u1"], "item_id": ["b1"]})
-    out = fetch_lists(recommend, ["u1"], pd.Series({"u1": 3}), item_topics=TOPICS, topic_cap=2, blocked=blocked)
-    assert out["item_id"].tolist() == ["b2"]
-    empty = fetch_lists(recommend, ["u1"], pd.Series({"u1": 0}), item_topics=TOPICS, topic_cap=2, blocked=blocked)
-    assert len(empty) == 0 and "item_id" in empty.columns
+    calls: list = []
+    blocked = pd.DataFrame({"user_id": ["u1"] * 10 + ["u4", "zz"], "item_id": catalogue[:10] + ["i03", "i00"]})
+    limit = pd.Series({"u1": 3, "u2": 3, "u3": 0, "u4": 2})
+    out = fetch_lists(_fake(catalogue, calls), ["u4", "u1", "u2", "u3"], limit, blocked=blocked, drop_items=["i01"])
+    # one call per distinct limit, k = that limit; no deeper re-fetch, users with 0 not asked
+    assert [(users, k) for users, k, _ in calls] == [(("u4",), 2), (("u1", "u2"), 3)]
+    assert calls[1][2] == {"u1": [*catalogue[:10], "i01"], "u2": ["i01"]}
+    assert calls[0][2] == {"u4": ["i03", "i01"]}
+    # users in the order given, each best first
+    assert list(zip(out.user_id, out["rank"], out.item_id)) == [
+        ("u4", 1, "i00"), ("u4", 2, "i02"),
+        ("u1", 1, "i10"), ("u1", 2, "i11"), ("u1", 3, "i12"),
+        ("u2", 1, "i00"), ("u2", 2, "i02"), ("u2", 3, "i03"),
+    ]  # fmt: skip
 
 
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+def test_nobody_wanted_asks_nothing():
+    calls: list = []
+    empty = fetch_lists(_fake(["b1"], calls), ["u1"], pd.Series({"u1": 0}), blocked=pd.DataFrame())
+    assert len(empty) == 0 and "item_id" in empty.columns and calls == []
 
 
-@settings(max_examples=150, deadline=None)
-@given(
-    lists=st.lists(st.lists(st.sampled_from(list(TOPICS.index)), max_size=8, unique=True), min_size=1, max_size=5),
-    cap=st.integers(min_value=1, max_value=3),
-)
-def test_topic_deferred_matches_a_plain_loop(lists, cap):
-    cands = _cands([(f"u{n}", items) for n, items in enumerate(lists)])
-    expected = []
-    for items in lists:
-        seen: dict[str, int] = {}
-        for item in items:
-            expected.append(any(seen.get(t, 0) >= cap for t in TOPICS[item]))
-            for t in TOPICS[item]:
-                seen[t] = seen.get(t, 0) + 1
-    assert topic_deferred(cands, TOPICS, cap).tolist() == expected
+def test_exclusions_merge_blocked_pairs_and_dropped_items():
+    blocked = pd.DataFrame({"user_id": ["u2", "u1", "u2", "x"], "item_id": ["b1", "a1", "a2", "a3"]})
+    assert exclusions(["u1", "u2"], blocked) == {"u1": ["a1"], "u2": ["b1", "a2"]}
+    assert exclusions(["u1", "u3"], blocked, ["b2"]) == {"u1": ["a1", "b2"], "u3": ["b2"]}
+    assert exclusions(["u1"], blocked.iloc[:0]) == {}
 
 
 def test_item_topics_entries():
@@ -117,3 +77,78 @@ def test_item_topics_entries():
     rows, codes = topics.entries(["a3", "zz", "b1"])
     assert rows.tolist() == [0, 0, 2]
     assert [topics.names[c] for c in codes] == ["ecology", "weather_climate", "earthquake"]
+
+
+# ---- against the real Recommender: two nights on the tiny city ------------------------------
+
+
+@pytest.fixture(scope="module")
+def two_nights(tmp_path_factory):
+    from pipelines.push import run
+    from recsys.push.writer import read_pushes
+
+    root = push_city.trained_city(tmp_path_factory)
+    out = tmp_path_factory.mktemp("two_nights")
+    d1, d2 = push_city.DAY, push_city.DAY + dt.timedelta(days=1)
+    run(root / "models" / "latest", d1, out, stream=None)
+    run(root / "models" / "latest", d2, out, stream=None)
+    return root / "models" / "latest", read_pushes(out, d1), read_pushes(out, d2)
+
+
+def test_lists_equal_recommend_many_with_the_window_excluded(two_nights):
+    from recsys.config import PushConfig
+    from recsys.push.runner import expiring_items
+    from recsys.ranking import Recommender
+
+    bundle, night1, night2 = two_nights
+    # nothing pushed within the de-duplication window comes back
+    again = night2.merge(night1[["user_id", "item_id"]], on=["user_id", "item_id"])
+    assert len(night1) and len(night2) and again.empty
+    rec = Recommender.load(bundle)
+    k, weekly = PushConfig().k, PushConfig().weekly_cap
+    sent = night1.groupby(["user_id", "channel"]).size()
+    users = list(pd.unique(night2.user_id))[:12]
+    overlapped = 0
+    for user in users:
+        mine = night2[night2.user_id == user]
+        channel, start, end = mine.channel.iloc[0], mine.send_after.iloc[0], mine.send_before.iloc[0]
+        # the room the caps leave tonight (the daily cap is fresh, the week holds night 1)
+        limit = min(k[channel], weekly[channel] - int(sent.get((user, channel), 0)))
+        pushed = night1.loc[night1.user_id == user, "item_id"].tolist()
+        exclude = {user: [*pushed, *expiring_items(rec, start, end).tolist()]}
+        want = rec.recommend_many([user], k=limit, channel=channel, now=start, exclude=exclude)
+        assert mine.item_id.tolist() == want.item_id.tolist(), user
+        assert mine["rank"].tolist() == list(range(1, len(mine) + 1))
+        plain = rec.recommend_many([user], k=limit, channel=channel, now=start)
+        overlapped += bool(set(plain.item_id) & set(pushed))
+    # without the exclusions the ranking would have repeated night 1 (so the check above can fail)
+    assert overlapped > 0
+
+
+def test_a_topic_run_is_not_cut_by_a_topic_cap(tmp_path_factory):
+    """The ranking's cap is soft: lists restricted to one topic (a campaign, push --topic) still fill to k."""
+    from recsys.ranking import Recommender
+
+    rec = Recommender.load(push_city.trained_city(tmp_path_factory) / "models" / "latest")
+    users = [f"u{n:04d}" for n in range(10)]
+    lists = fetch_lists(
+        lambda u, k, exclude: rec.recommend_many(u, k=k, topics=["ecology"], exclude=exclude),
+        users,
+        pd.Series(5, index=users),
+        blocked=pd.DataFrame({"user_id": [], "item_id": []}),
+    )
+    # a hard cap of ceil(max_topic_share * 5) per primary topic would cut these lists short
+    assert lists.groupby("user_id").size().reindex(users).tolist() == [5] * len(users)
+
+
+def test_push_topic_cap_is_refused_in_a_file_and_dropped_from_an_old_bundle(tmp_path):
+    from recsys.config import config_from_dict, load_config
+    from recsys.exceptions import ConfigError
+
+    path = tmp_path / "push.toml"
+    path.write_text("[push]\ntopic_cap = 2\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"push\.toml: \[push\] topic_cap was removed: .*\[ranking\] max_topic_share"):
+        load_config(path)
+    # a bundle recorded before the removal keeps loading: the key does nothing now
+    assert config_from_dict({"push": {"topic_cap": 2, "dedup_days": 9}}).push.dedup_days == 9
+    assert "topic_cap" not in config_from_dict({}).to_dict()["push"]

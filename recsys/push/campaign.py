@@ -163,7 +163,6 @@ def select_campaign(
     store: H.HistoryStore,
     day: dt.date,
     dedup_days: int,
-    topic_cap: int,
     timezone: str,
     item_formats: pd.Series,
     item_topics: Any,
@@ -181,7 +180,7 @@ def select_campaign(
     store : HistoryStore
     day : datetime.date
         Local date of the pushes.
-    dedup_days, topic_cap : int
+    dedup_days : int
     timezone : str
     item_formats : Series
         item_id -> format (the current catalogue).
@@ -231,7 +230,6 @@ def select_campaign(
                 store,
                 day,
                 dedup_days,
-                topic_cap,
                 windows,
                 item_topics,
                 skipped,
@@ -291,7 +289,6 @@ def _round(
     store: H.HistoryStore,
     day: dt.date,
     dedup_days: int,
-    topic_cap: int,
     windows: dict[str, tuple[pd.Timestamp, pd.Timestamp]],
     item_topics: Any,
     skipped: dict[str, int],
@@ -330,17 +327,14 @@ def _round(
         if per_user is not None:
             limit = limit.clip(upper=per_user)
         if spec.topic is not None:
+            # the ranking's soft topic cap never shortens a list of one topic: it relaxes to fill k
             lists = fetch_lists(
-                lambda u, k, _c=rule.channel: recommender.recommend_many(
-                    u, k=k, channel=_c, topics=[spec.topic], now=windows[_c][0]
+                lambda u, k, exclude, _c=rule.channel: recommender.recommend_many(
+                    u, k=k, channel=_c, topics=[spec.topic], now=windows[_c][0], exclude=exclude
                 ),
                 ids,
                 limit.clip(upper=1 if per_user is None else per_user),
-                item_topics=item_topics,
-                topic_cap=topic_cap,
                 blocked=blocked,
-                exempt_topics=[spec.topic],
-                max_k=int(recommender.state.config.max_k),
                 drop_items=expiring[rule.channel],
             )
             lists = lists.assign(**{C.SCORE: best.reindex(lists[C.USER_ID]).to_numpy()})
@@ -473,7 +467,6 @@ def run_campaign(
         store=store,
         day=day,
         dedup_days=push.dedup_days,
-        topic_cap=push.topic_cap,
         timezone=timezone,
         item_formats=formats,
         item_topics=topics,

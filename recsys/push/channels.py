@@ -130,7 +130,6 @@ def channel_rules(config: PushConfig, taxonomy: Taxonomy) -> dict[str, ChannelRu
     tables = {name: _channel_table(config, name, personal, tuple(taxonomy.channels)) for name in _TABLES}
     _check_int(config.channels_per_user, "channels_per_user", 1)
     _check_int(config.dedup_days, "dedup_days", 1)
-    _check_int(config.topic_cap, "topic_cap", 1)
     _check_int(config.chunk_size, "chunk_size", 1)
     _check_int(config.workers, "workers", 1)
     _check_int(config.history_buckets, "history_buckets", 1)

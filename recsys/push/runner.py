@@ -9,9 +9,10 @@ pool or on a Dask cluster whose workers see the same file system.
 
 Per chunk: read the chunk's own history buckets (caps, de-duplication) ->
 choose each user's channel -> rank each channel's users with the
-Recommender (eligibility at the start of the channel's send window, formats
-the channel carries) -> drop recently pushed items and items that expire
-before the window closes, cap topics, cut to the room the caps leave -> write.
+Recommender at ``k`` = the room the caps leave (eligibility at the start of
+the channel's send window, formats the channel carries, recently pushed
+items and items that expire before the window closes excluded; the
+ranking's own diversity rule) -> write.
 """
 
 from __future__ import annotations
@@ -211,7 +212,6 @@ def compute_chunk(recommender: Any, topics: ItemTopics, task: ChunkTask) -> tupl
     room = H.remaining(daily, weekly, rules)
     chosen = choose_channels(task.subscribed, task.engagement, room > 0, cfg.channels_per_user)
     blocked = H.dedup_pairs(history)
-    max_k = int(recommender.state.config.max_k)
     topic_filter = [spec.topic] if spec.topic else None
     attributes = None
     if task.sub_groups is not None:
@@ -228,20 +228,22 @@ def compute_chunk(recommender: Any, topics: ItemTopics, task: ChunkTask) -> tupl
         send_after, send_before = rule.window(day, spec.timezone)
 
         def recommend(
-            users: list[str], k: int, _c: str = rule.channel, _now: pd.Timestamp = send_after
+            users: list[str],
+            k: int,
+            exclude: dict[str, list[str]],
+            _c: str = rule.channel,
+            _now: pd.Timestamp = send_after,
         ) -> pd.DataFrame:
             who_attrs = None if attributes is None else attributes.loc[users].reset_index()
-            return recommender.recommend_many(users, k=k, channel=_c, topics=topic_filter, now=_now, users=who_attrs)
+            return recommender.recommend_many(
+                users, k=k, channel=_c, topics=topic_filter, now=_now, users=who_attrs, exclude=exclude
+            )
 
         lists = fetch_lists(
             recommend,
             ids[who],
             limit,
-            item_topics=topics,
-            topic_cap=cfg.topic_cap,
             blocked=blocked[blocked[C.USER_ID].isin(ids[who])],
-            exempt_topics=topic_filter or (),
-            max_k=max_k,
             drop_items=expiring_items(recommender, send_after, send_before),
         )
         lists = lists.assign(**{C.CHANNEL: rule.channel, W.SEND_AFTER: send_after, W.SEND_BEFORE: send_before})
