@@ -368,10 +368,6 @@ def _campaign(**change: str) -> list[str]:
     return args
 
 
-def xfail(reason: str):
-    return pytest.mark.xfail(strict=True, reason=reason)
-
-
 # id, builder, names the error line must contain (case-insensitive), marks
 CASES = [
     # ---- generate
