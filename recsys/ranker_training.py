@@ -189,6 +189,7 @@ def fit_ranker(
     *,
     config: EngineConfig,
     taxonomy: Taxonomy,
+    content_from: Any = None,
 ) -> tuple[LearnedRanker | None, dict[str, Any]]:
     """Train the learned ranker (module docstring); ``None`` with a reason when the log is too short.
 
@@ -198,6 +199,9 @@ def fit_ranker(
         The clean training tables (events already cut at the bundle's as-of time).
     config : EngineConfig
     taxonomy : Taxonomy
+    content_from : TrainedModel, optional
+        The bundle's model: its content embedding (the same catalogue) is
+        reused by every cut's model instead of fitted again.
 
     Returns
     -------
@@ -226,7 +230,9 @@ def fit_ranker(
             break
         window = events if upper is None else events[events[C.TIMESTAMP] < upper]
         t0 = time.perf_counter()
-        sub = train_model(users, items, window, config=sub_config, taxonomy=taxonomy, as_of=cut)
+        sub = train_model(
+            users, items, window, config=sub_config, taxonomy=taxonomy, as_of=cut, content_from=content_from
+        )
         timings["model_before_cut"] += time.perf_counter() - t0
         t0 = time.perf_counter()
         state = build_state(sub, None, sub_config.ranking)

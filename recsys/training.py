@@ -100,6 +100,7 @@ def train_model(
     as_of: pd.Timestamp | str | None = None,
     warm_start: TrainedModel | None = None,
     steps: Steps | None = None,
+    content_from: TrainedModel | None = None,
 ) -> TrainedModel:
     """Train every component on clean contract tables.
 
@@ -120,6 +121,10 @@ def train_model(
         fit runs ``config.collaborative.warm_start_iterations`` iterations.
     steps : Steps, optional
         Progress display; silent when omitted.
+    content_from : TrainedModel, optional
+        A model trained on the same ``items`` with the same ``[content]``
+        settings: its content embedding is reused instead of fitted again
+        (the content embedding reads the catalogue only, not the events).
 
     Returns
     -------
@@ -177,8 +182,11 @@ def train_model(
         engagement = EngagementModel(config.engagement, taxonomy).fit(exposures, users, items)
 
     with steps.step("content embedding"):
-        embedder = ContentEmbedder(config=config.content, taxonomy=taxonomy)
-        content = embedder.fit_transform(items)
+        if content_from is not None and content_from.config.content == config.content and content_from.n_items == len(items):
+            embedder, content = content_from.content_model, np.asarray(content_from.content_vectors)
+        else:
+            embedder = ContentEmbedder(config=config.content, taxonomy=taxonomy)
+            content = embedder.fit_transform(items)
 
     with steps.step("cold start"):
         item_warm = np.asarray(inter.engaged.getnnz(axis=0) > 0)
@@ -283,7 +291,7 @@ def train_model(
         from recsys.ranker_training import fit_ranker
 
         with steps.step("learned ranker"):
-            model.ranker, report = fit_ranker(users, items, events, config=config, taxonomy=taxonomy)
+            model.ranker, report = fit_ranker(users, items, events, config=config, taxonomy=taxonomy, content_from=model)
         model.info["ranker"] = report
         model.info["timings_s"] = dict(steps.timings)
     else:
