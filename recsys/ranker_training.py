@@ -10,11 +10,13 @@ The steps (each timed into the bundle manifest's ``ranker`` report):
    after ``T_c`` -- warm and cold alike, so the ranker learns what works for
    users with no history -- the serving candidates at ``T_c`` (the same
    :func:`recsys.ranking.candidates.gather` and eligibility the service uses),
-   plus ``random_candidates`` uniformly drawn eligible items and the items
-   shown to them after the cut (impressions without engagement: explicit
-   negatives); features from the registry as of ``T_c``; label 1 for a
-   positive engagement after ``T_c``;
-4. **fit**: LightGBM lambdarank, early stopping on NDCG@10 of held-out users.
+   plus ``random_candidates`` uniformly drawn eligible items (and, with
+   ``impression_negatives``, off by default, the items shown to them after
+   the cut: explicit negatives; on the synthetic city they lowered both the
+   logged and the simulated quality); features from the registry as of
+   ``T_c``; label 1 for a positive engagement after ``T_c``;
+4. **fit**: LightGBM lambdarank, early stopping on NDCG@10 of held-out users
+   (split by user, so one user's queries from several cuts stay on one side).
 
 The fitted ranker then scores features computed from the full bundle at
 serving time: the same functions, a later "now".
@@ -59,6 +61,7 @@ class Examples:
     y: np.ndarray
     groups: np.ndarray
     warm: np.ndarray  # per query: the user had positives before the cut
+    users: np.ndarray  # per query: the user's row
 
 
 def _labels(events: pd.DataFrame, cut: pd.Timestamp, user_ids: pd.Index, item_ids: pd.Index) -> tuple[sp.csr_matrix, sp.csr_matrix]:
@@ -100,7 +103,7 @@ def build_examples(
     n_items = catalog.n_items
     filt = eligibility.make_filter(state.taxonomy)
     _, share = state.filtered(filt)
-    xs, ys, groups, warm = [], [], [], []
+    xs, ys, groups, warm, who = [], [], [], [], []
     for lo in range(0, len(rows), _BLOCK):
         block_rows = rows[lo : lo + _BLOCK]
         users = resolve(state, state.user_ids[block_rows].tolist(), None)
@@ -118,7 +121,14 @@ def build_examples(
         ok = (cand >= 0) & eligibility.candidate_mask(catalog, filt, cand, cut_ns, users.groups, users.regions)
         keys = eligibility.history_keys(state.seen, users.rows, n_items, None)
         ok &= ~eligibility.history_mask(keys, cand, n_items)
-        label = np.asarray(positives[block_rows].todense())[np.arange(len(block_rows))[:, None], np.maximum(cand, 0)] > 0
+        # labels looked up row by row in the sparse matrix (a dense block would be users x items)
+        pos = positives[block_rows].tocsr()
+        pos.sort_indices()
+        label = np.zeros(cand.shape, dtype=bool)
+        for r in range(len(block_rows)):
+            got = pos.indices[pos.indptr[r] : pos.indptr[r + 1]]
+            if got.size:
+                label[r] = np.isin(cand[r], got)
         label &= ok
         x = features.compute(feats, features.Block(state, users, cand, cut_ns))
         has_seen = np.diff(state.seen.indptr)[block_rows] > 0
@@ -131,9 +141,13 @@ def build_examples(
                 ys.append(y.astype(np.int32))
                 groups.append(int(keep.sum()))
                 warm.append(bool(has_seen[r]))
+                who.append(int(block_rows[r]))
     if not xs:
-        return Examples(np.zeros((0, len(feats)), np.float32), np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0, bool))
-    return Examples(np.concatenate(xs), np.concatenate(ys), np.asarray(groups, np.int64), np.asarray(warm))
+        empty = np.zeros(0, np.int64)
+        return Examples(np.zeros((0, len(feats)), np.float32), np.zeros(0, np.int32), empty, np.zeros(0, bool), empty)
+    return Examples(
+        np.concatenate(xs), np.concatenate(ys), np.asarray(groups, np.int64), np.asarray(warm), np.asarray(who, np.int64)
+    )
 
 
 def _ndcg_at(scores: np.ndarray, y: np.ndarray, groups: np.ndarray, k: int = 10) -> float:
@@ -224,6 +238,9 @@ def fit_ranker(
     reasons: list[str] = []
     upper = None  # the label window of a cut ends where the next later cut's starts
     for j in range(rc.cuts):
+        if rc.label_share * (j + 1) >= 1.0:
+            reasons.append(f"cut {j + 1}: cuts x label_share reaches the start of the log")
+            break
         cut = label_cut(events, rc.label_share * (j + 1))
         if cut is None or (upper is not None and cut >= upper):
             reasons.append(f"cut {j + 1}: the training events span no time to carve a label window from")
@@ -255,17 +272,20 @@ def fit_ranker(
         np.concatenate([p.y for p in parts]) if parts else np.zeros(0, np.int32),
         np.concatenate([p.groups for p in parts]) if parts else np.zeros(0, np.int64),
         np.concatenate([p.warm for p in parts]) if parts else np.zeros(0, bool),
+        np.concatenate([p.users for p in parts]) if parts else np.zeros(0, np.int64),
     )
     n_q = len(ex.groups)
-    if n_q < rc.min_label_users:
+    if n_q < max(2, rc.min_label_users):
         why = "; ".join(reasons) or f"{n_q} users had a positive among their candidates after the cuts {cuts}"
         return None, {"kind": "linear", "reason": f"{why} ([ranker] min_label_users = {rc.min_label_users})"}
 
     t0 = time.perf_counter()
-    is_valid = rng.random(n_q) < rc.valid_share
-    if is_valid.all() or not is_valid.any():
-        is_valid = np.zeros(n_q, bool)
-        is_valid[: max(1, n_q // 5)] = True
+    # held-out users (not queries: one user is a query in every cut) for early stopping
+    users_q = np.unique(ex.users)
+    held = set(users_q[rng.random(len(users_q)) < rc.valid_share].tolist()) if rc.valid_share > 0 else set()
+    is_valid = np.fromiter((u in held for u in ex.users.tolist()), bool, n_q)
+    if is_valid.all():
+        is_valid[:] = False  # nothing left to train on: no early stopping rather than no model
     x_t, y_t, g_t = _subset(ex, ~is_valid)
     valid = _subset(ex, is_valid)
     base, base_ndcg = best_single_feature(x_t, y_t, g_t, feats)

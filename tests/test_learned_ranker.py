@@ -16,6 +16,7 @@ from recsys.ranking import features as F
 from recsys.ranking.reasons import FILLER, LEARNED_KINDS
 from recsys.schema import validate
 from recsys.signals import popularity_levels, shrinkage_strength
+from recsys.taxonomy import load_taxonomy
 from recsys.training import train_model
 from tests.ranking_world import hand_model, items_frame, users_frame
 
@@ -174,3 +175,39 @@ def test_the_first_pass_keeps_every_valid_candidate_when_fewer_than_asked():
     kept = _top_mask(values, ok, 3)
     assert kept[0].tolist() == [True, False, True, False, False]  # 2 valid < 3 asked: both kept
     assert kept[1].tolist() == [False, False, True, True, True]
+
+
+def test_coengagement_feature_equals_a_dense_computation(sample_model):
+    model, _ = sample_model
+    rec = Recommender.from_model(model)
+    state = rec.state
+    from recsys.ranking.users import resolve
+
+    users = resolve(state, list(model.users["user_id"][:40]), None)
+    cand = np.tile(np.arange(200), (len(users), 1))
+    got = F._coengagement(F.Block(state, users, cand, state.default_now_ns))
+    co = state.coengagement.toarray()
+    recent = state.signals.user_recent_items[users.rows]
+    want = np.zeros_like(got)
+    for r in range(len(users)):
+        for i in recent[r][recent[r] >= 0]:
+            want[r] += co[i, :200]
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    assert (got > 0).sum() > 0  # the log has co-engagement: the feature is alive
+
+
+def test_learned_lists_fill_to_a_long_k(sample_model):
+    model, _ = sample_model
+    rec = Recommender.from_model(model)
+    lists = rec.recommend_many(list(model.users["user_id"][:5]), k=120)
+    assert (lists.groupby("user_id").size() == 120).all()
+
+
+def test_cut_settings_that_reach_the_start_of_the_log_do_not_crash(sample_model):
+    from recsys.ranker_training import fit_ranker
+
+    _, result = sample_model
+    config = EngineConfig()
+    config = dataclasses.replace(config, ranker=dataclasses.replace(config.ranker, label_share=0.4, cuts=3, n_estimators=5))
+    ranker, report = fit_ranker(result.users, result.items, result.events, config=config, taxonomy=load_taxonomy())
+    assert ranker is not None and len(report["cuts"]) == 2  # the third cut would need 120% of the log

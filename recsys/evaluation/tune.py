@@ -419,10 +419,15 @@ def tune(
     # Selection must not chase noise: a validation window of a few hundred users ranks trials
     # within their sampling error. The best trial replaces the base configuration only when its
     # per-user lead over the base has a paired bootstrap 95% interval above 0.
-    selection: dict[str, Any] = {"rule": "best trial if its paired 95% interval over the base (trial 0) is above 0"}
+    selection: dict[str, Any] = {
+        "rule": "best trial if its paired interval over the base (trial 0) is above 0, "
+        "at 95% Bonferroni-corrected for the trials compared"
+    }
     if best_row != 0 and settings.significant_only:
-        lead, ci = M.paired_difference_ci(best_users, base_users, seed=settings.seed)
-        selection.update(best_trial=best_row, lead=float(lead), ci95=[float(ci[0]), float(ci[1])])
+        # the winner was picked on these users among len(rows) trials: Bonferroni over the comparisons
+        level = 1.0 - 0.05 / max(1, len(rows) - 1)
+        lead, ci = M.paired_difference_ci(best_users, base_users, seed=settings.seed, level=level)
+        selection.update(best_trial=best_row, lead=float(lead), level=level, ci=[float(ci[0]), float(ci[1])])
         if not ci[0] > 0:
             selection["kept_base"] = True
             best_row, best_model = 0, base_model

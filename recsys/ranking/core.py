@@ -53,7 +53,7 @@ class Ranked:
 
 def _learned_scores(
     state: RankingState, users: UserBatch, cand: np.ndarray, ok: np.ndarray, linear: np.ndarray, now_ns: int,
-    parts: scoring.Components,
+    parts: scoring.Components, k: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The learned ranker's scores of the valid candidates, and the feature matrix (m, c, F).
 
@@ -61,13 +61,16 @@ def _learned_scores(
     cheap first pass are scored by the ranker (the rest keep -inf): the best
     ``N / 2`` by the linear blend and the best ``N / 2`` by the ranker's base
     feature (the strongest single signal at training time), so both what
-    engages and what is popular reach the second pass.
+    engages and what is popular reach the second pass. ``N`` is raised to
+    ``2 k + 10`` for long lists, so the second pass always has more than
+    ``k`` items to choose from.
     """
     block = features.Block(state, users, cand, now_ns)
     block.__dict__["parts"] = parts  # already computed for the first pass
     x = features.compute(state.features, block)
     keep = ok
     n = state.model.config.ranker.rescore
+    n = max(n, 2 * k + 10) if n else 0
     if n and cand.shape[1] > n:
         keep = ok & (_top_mask(linear, ok, n // 2) | _top_mask(state.ranker.base(x.reshape(-1, x.shape[2])).reshape(cand.shape), ok, n - n // 2))
     score = np.full(cand.shape, -np.inf, dtype=np.float32)
@@ -108,7 +111,7 @@ def _score_and_pick(
     score = np.where(ok, scoring.blend(parts, cfg), -np.inf)
     x = None
     if state.ranker is not None:
-        score, x = _learned_scores(state, users, cand, ok, score, now_ns, parts)
+        score, x = _learned_scores(state, users, cand, ok, score, now_ns, parts, k)
     rows = np.arange(cand.shape[0])[:, None]
     # candidates are sorted by item index, so the stable sort breaks ties by index
     order = np.argsort(-score, axis=1, kind="stable")

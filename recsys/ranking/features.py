@@ -84,6 +84,19 @@ class Block:
         )
 
     @cached_property
+    def span_days(self) -> float:
+        """Days of log behind the bundle (at least 1): counts become rates, comparable between the
+        shorter logs of the training cuts and the full log at serving."""
+        import pandas as pd
+
+        window = self.state.model.window or {}
+        try:
+            days = (pd.Timestamp(window["end"]) - pd.Timestamp(window["start"])).total_seconds() / 86_400
+        except (KeyError, TypeError, ValueError):
+            return 1.0
+        return max(1.0, float(days))
+
+    @cached_property
     def known(self) -> np.ndarray:
         """Users the bundle has rows for."""
         return self.users.rows >= 0
@@ -152,8 +165,13 @@ def _popularity(w: int, level: str) -> Callable[[Block], np.ndarray]:
     return compute
 
 
-def _window(w: int) -> Callable[[Block], np.ndarray]:
-    return lambda b: b.per_item(b.state.signals.popularity_windows[w])
+def _window(w: int, days: float) -> Callable[[Block], np.ndarray]:
+    # per day over the part of the window the log covers (a 365-day window over 60 days of log is a 60-day one)
+    return lambda b: b.per_item(b.state.signals.popularity_windows[w]) / np.float32(min(days, b.span_days))
+
+
+def _per_day(values: Callable[[Block], np.ndarray]) -> Callable[[Block], np.ndarray]:
+    return lambda b: values(b) / np.float32(b.span_days)
 
 
 def _coengagement(b: Block) -> np.ndarray:
@@ -168,6 +186,7 @@ def _coengagement(b: Block) -> np.ndarray:
     n_items = len(sig.coengagement_indptr) - 1
     seeds = sp.csr_matrix((np.ones(rows.size, np.float32), (rows, recent[rows, cols])), shape=(m, n_items))
     scores = (seeds @ b.state.coengagement).tocsr()
+    scores.sort_indices()  # a sparse product leaves each row's columns unsorted; searchsorted needs them sorted
     out = np.zeros((m, c), np.float32)
     for r in np.flatnonzero(np.diff(scores.indptr)):
         s, e = scores.indptr[r], scores.indptr[r + 1]
@@ -215,17 +234,17 @@ def registry(config: RankerConfig) -> tuple[Feature, ...]:
         Feature("format", _term("format"), None, True, doc="engagement model: format taste"),
         Feature("timeliness", _term("timeliness"), "fresh", True, doc="engagement model: freshness and trend"),
         Feature("coengagement", _coengagement, "coengagement", False, doc="co-engagement with recent positives"),
-        Feature("popularity_all_time", lambda b: b.per_item(b.state.model.popularity_all_time), "popularity", True, "city", monotone=1),
+        Feature("popularity_all_time", _per_day(lambda b: b.per_item(b.state.model.popularity_all_time)), "popularity", True, "city", "engaged users per day of log", 1),
         Feature("item_age_days", _item_age, None, True, doc="days since publication (NaN: unknown)"),
-        Feature("item_exposures", lambda b: b.per_item(b.state.signals.item_exposures), None, True),
-        Feature("user_history", lambda b: b.per_user(b.state.signals.user_activity[:, 0]), None, True),
+        Feature("item_exposures", _per_day(lambda b: b.per_item(b.state.signals.item_exposures)), None, True, doc="impressions per day of log"),
+        Feature("user_history", _per_day(lambda b: b.per_user(b.state.signals.user_activity[:, 0])), None, True, doc="positive items per day of log"),
         Feature("user_activity", lambda b: b.per_user(b.state.signals.user_activity[:, 1]), None, True),
     ]
     for w, h in enumerate(config.popularity_half_lives_days):
         for level in LEVELS:
             base.append(Feature(f"pop_{level}_h{h:g}d", _popularity(w, level), "popularity", True, level, monotone=1))
     for w, d in enumerate(config.popularity_windows_days):
-        base.append(Feature(f"trend_{d:g}d", _window(w), "popularity", True, "city", "distinct users, last d days", 1))
+        base.append(Feature(f"trend_{d:g}d", _window(w, float(d)), "popularity", True, "city", "distinct users per day, last d days", 1))
     return tuple(base)
 
 

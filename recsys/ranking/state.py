@@ -10,6 +10,7 @@ by a lock.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -399,6 +400,15 @@ def build_state(
         On an invalid ranking configuration.
     """
     check_config(config)
+    if config.ranker == "learned" and model.ranker is not None:
+        # the ranker's inputs are what it was trained on: the freshness half-life and the authority
+        # levels of the bundle's own [ranking], whatever a serving config says
+        trained = model.config.ranking
+        config = dataclasses.replace(
+            config,
+            freshness_half_life_days=trained.freshness_half_life_days,
+            authority_levels=dict(trained.authority_levels),
+        )
     tax = model.taxonomy
     reuse = None
     if (
