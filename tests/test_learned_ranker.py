@@ -129,7 +129,8 @@ def test_reasons_name_only_contributing_features(sample_model):
     from recsys.ranking.eligibility import make_filter
     from recsys.ranking.users import resolve
 
-    users = resolve(state, list(model.users["user_id"][:30]), None)
+    with_history = np.flatnonzero(np.asarray(state.signals.user_activity[:, 0]) > 0)[:30]
+    users = resolve(state, list(model.users["user_id"].to_numpy()[with_history]), None)
     ranked = core.rank(state, users, 10, make_filter(state.taxonomy), state.default_now_ns)
     reasons = rec._reasons(state, users, ranked)
     by_kind = ranked.parts[..., : len(LEARNED_KINDS)]
@@ -211,3 +212,15 @@ def test_cut_settings_that_reach_the_start_of_the_log_do_not_crash(sample_model)
     config = dataclasses.replace(config, ranker=dataclasses.replace(config.ranker, label_share=0.4, cuts=3, n_estimators=5))
     ranker, report = fit_ranker(result.users, result.items, result.events, config=config, taxonomy=load_taxonomy())
     assert ranker is not None and len(report["cuts"]) == 2  # the third cut would need 120% of the log
+
+
+def test_a_new_user_is_never_told_similar_users_liked_it(sample_model):
+    from recsys.ranking.reasons import COENGAGED, SIMILAR_USERS
+
+    model, _ = sample_model
+    rec = Recommender.from_model(model)
+    frame = pd.DataFrame({"user_id": [f"new{i}" for i in range(40)], "group": "farmer", "region": "qinglong"})
+    lists = rec.recommend_many(frame["user_id"].tolist(), k=10, users=frame)
+    texts = {t for reasons in lists["reasons"] for t in reasons}
+    assert SIMILAR_USERS not in texts and COENGAGED not in texts
+    assert len(lists) == 400

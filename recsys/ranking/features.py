@@ -291,3 +291,11 @@ def reason_groups(features: tuple[Feature, ...]) -> list[np.ndarray]:
         for level in LEVELS
     ]
     return kinds + levels
+
+
+def kinds_for_cold_users(features: tuple[Feature, ...]) -> np.ndarray:
+    """Per reason kind (``LEARNED_KINDS`` order), whether any of its features carries information
+    for a user with no engagement (the registry's ``cold`` flag)."""
+    from recsys.ranking.reasons import LEARNED_KINDS
+
+    return np.array([any(f.cold for f in features if f.reason == kind) for kind in LEARNED_KINDS], dtype=bool)

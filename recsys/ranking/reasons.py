@@ -231,6 +231,7 @@ def explain_learned(
     users_region: np.ndarray,
     topic_idx: np.ndarray,
     authority_code: np.ndarray,
+    hide: np.ndarray | None = None,
 ) -> list[list[list[str]]]:
     """Reasons from the learned ranker: the feature kinds that raised each item's score most.
 
@@ -255,6 +256,10 @@ def explain_learned(
         Each user's popularity row, group and region positions.
     topic_idx : ndarray of int64, shape (n_items, t_max)
     authority_code : ndarray of int64, shape (n_items,)
+    hide : ndarray of bool, shape (m, len(LEARNED_KINDS)), optional
+        Kinds not to name for a user: e.g. "similar users" for a user with
+        no history (the registry's ``cold`` flag says which kinds carry
+        nothing for them).
 
     Returns
     -------
@@ -265,6 +270,8 @@ def explain_learned(
         return [[] for _ in range(m)]
     n_kinds = len(LEARNED_KINDS)
     by_kind = contrib[..., :n_kinds]
+    if hide is not None:
+        by_kind = np.where(hide[:, None, :], np.float32(0), by_kind)
     level = contrib[..., n_kinds:].argmax(axis=-1)
     safe = np.where(items >= 0, items, 0)
     n_topics = user_topics.shape[1]

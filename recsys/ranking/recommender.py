@@ -35,6 +35,7 @@ from recsys.exceptions import ConfigError, NotFittedError
 from recsys.ranking import core, eligibility
 from recsys.ranking.catalog import read_catalog
 from recsys.ranking.eligibility import make_filter, to_ns
+from recsys.ranking.features import kinds_for_cold_users
 from recsys.ranking.reasons import explain, explain_learned
 from recsys.ranking.state import RankingState, build_state
 from recsys.ranking.users import Attributes, UserBatch, check_user_id, resolve
@@ -338,7 +339,11 @@ class Recommender:
         common = (state.reasons, ranked.parts, ranked.items, ranked.count, users.topics, users.segments)
         items = (state.catalog.topic_idx, state.catalog.authority_code)
         if state.ranker is not None:
-            return explain_learned(*common, users.groups, users.regions, *items)
+            # a user with no engagement in the bundle is not told "similar users liked it"
+            known = users.rows >= 0
+            history = np.where(known, state.signals.user_activity[np.where(known, users.rows, 0), 0], 0)
+            hide = (history <= 0)[:, None] & ~kinds_for_cold_users(state.features)[None, :]
+            return explain_learned(*common, users.groups, users.regions, *items, hide=hide)
         return explain(*common, *items, state.config)
 
     def recommend_many(
