@@ -132,3 +132,4 @@ def test_the_ranker_choice_is_searched_once_the_config_has_it():
         assert T.model_draws(other, 1, np.random.default_rng(0))[0]["ranker"] == "learned"
     else:  # before the field exists the search runs without it
         assert all("ranker" not in d for d in draws)
+
