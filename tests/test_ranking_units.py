@@ -211,13 +211,17 @@ def test_select_never_puts_near_duplicates_together_and_caps_topics_softly():
     valid = np.ones((1, 8), dtype=bool)
     primary = np.array([0, 0, 0, 0, 0, 0, 1, 1])
     neighbours = {0: (1,), 1: (0,)}
-    pos, count = diversity.select(order, valid, primary, 5, cap=2, neighbours=neighbours, n_topics=2)
+    pos, count, relaxed = diversity.select(order, valid, primary, 5, cap=2, neighbours=neighbours, n_topics=2)
     # pass 1: 0, 2 (topic 0 full), 6, 7; pass 2 relaxes the cap for the best deferred: 3
     assert count.tolist() == [5]
     assert pos[0].tolist() == [0, 2, 3, 6, 7]
+    assert relaxed.tolist() == [False]
     # a larger cap needs no relaxing
-    pos, _ = diversity.select(order, valid, primary, 4, cap=4, neighbours=neighbours, n_topics=2)
+    pos, _, _ = diversity.select(order, valid, primary, 4, cap=4, neighbours=neighbours, n_topics=2)
     assert pos[0].tolist() == [0, 2, 3, 4]
+    # only near-duplicates left to fill: they share the list, and the caller is told
+    pos, count, relaxed = diversity.select(order[:, :2], valid[:, :2], primary, 2, cap=2, neighbours=neighbours, n_topics=2)
+    assert pos[0].tolist() == [0, 1] and relaxed.tolist() == [True]
 
 
 def test_select_fills_past_the_first_candidates_and_skips_invalid():
@@ -225,7 +229,7 @@ def test_select_fills_past_the_first_candidates_and_skips_invalid():
     order = np.arange(c)[None, :]
     valid = np.zeros((1, c), dtype=bool)
     valid[0, [5, 150, 199]] = True
-    pos, count = diversity.select(order, valid, np.zeros(c, np.int64), 3, cap=1, neighbours={}, n_topics=1)
+    pos, count, _ = diversity.select(order, valid, np.zeros(c, np.int64), 3, cap=1, neighbours={}, n_topics=1)
     assert count.tolist() == [3]
     assert pos[0].tolist() == [5, 150, 199]
 

@@ -90,12 +90,13 @@ def _top_mask(values: np.ndarray, ok: np.ndarray, n: int) -> np.ndarray:
 
 def _score_and_pick(
     state: RankingState, users: UserBatch, cand: np.ndarray, ok: np.ndarray, k: int, now_ns: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Score candidates (learned ranker, or the linear blend), sort, pick diverse top-k.
 
     Returns items (m, k), scores (m, k), parts (m, k, n) -- the blend terms,
-    or the ranker's per-feature contributions -- count (m,) and the number
-    of valid candidates per user (m,).
+    or how much each reason kind lifted the score -- count (m,), the number
+    of valid candidates per user (m,) and whether a list needed
+    near-duplicates to fill (m,).
     """
     catalog = state.catalog
     cfg = state.config
@@ -115,7 +116,7 @@ def _score_and_pick(
     rows = np.arange(cand.shape[0])[:, None]
     # candidates are sorted by item index, so the stable sort breaks ties by index
     order = np.argsort(-score, axis=1, kind="stable")
-    positions, count = diversity.select(
+    positions, count, relaxed = diversity.select(
         cand[rows, order],
         np.isfinite(score)[rows, order],
         catalog.primary_topic,
@@ -137,7 +138,7 @@ def _score_and_pick(
         contrib = state.ranker.group_contributions(x[rows, picked][got], groups, scores=scores[got])
         part_rows = np.zeros((m, kk, len(groups)), np.float32)
         part_rows[got] = contrib
-    return items, scores, part_rows.astype(np.float32), count, ok.sum(axis=1)
+    return items, scores, part_rows.astype(np.float32), count, ok.sum(axis=1), relaxed
 
 
 def rank(
@@ -174,10 +175,11 @@ def rank(
     ok = eligibility.candidate_mask(catalog, filt, cand, now_ns, users.groups, users.regions)
     keys = eligibility.history_keys(state.seen, users.rows, n_items, excludes)
     ok &= ~eligibility.history_mask(keys, cand, n_items)
-    items, scores, parts, count, n_valid = _score_and_pick(state, users, cand, ok, k, now_ns)
+    items, scores, parts, count, n_valid, relaxed = _score_and_pick(state, users, cand, ok, k, now_ns)
 
     exact = np.zeros(len(users), dtype=bool)
-    for r in np.flatnonzero(count < k):
+    # short lists, and lists filled with near-duplicates (other eligible items may exist beyond the candidates)
+    for r in np.flatnonzero((count < k) | relaxed):
         # short: rank again over every eligible item, unless the candidates were all of them
         static = state.static_mask(filt)
         full = eligibility.full_mask(catalog, static, now_ns, int(users.groups[r]), int(users.regions[r]))
@@ -188,7 +190,7 @@ def rank(
             continue  # every eligible item was a candidate already
         one = users.take(r)
         everything = np.flatnonzero(full)[None, :]
-        e_items, e_scores, e_parts, e_count, _ = _score_and_pick(
+        e_items, e_scores, e_parts, e_count, _, _ = _score_and_pick(
             state, one, everything, np.ones(everything.shape, dtype=bool), k, now_ns
         )
         items[r], scores[r], parts[r], count[r] = e_items[0], e_scores[0], e_parts[0], e_count[0]

@@ -133,8 +133,11 @@ def _greedy(
     cap: int,
     n_topics: int,
     neighbours: Neighbours,
+    relaxed: list[bool],
 ) -> list[int]:
     """Pick among one user's valid candidates (best first); return the picked positions.
+
+    ``relaxed[0]`` is set when near-duplicates had to share the list to fill it.
 
     ``head`` holds the first valid candidates as (positions in the user's
     sorted row, item indices, primary topics); ``tail`` returns the rest, and
@@ -183,6 +186,7 @@ def _greedy(
         for n in range(len(items)):
             if n not in chosen:
                 picked.append(n)
+                relaxed[0] = True
                 if len(picked) == k:
                     break
     picked.sort()
@@ -240,12 +244,16 @@ def select(
         Picked positions into ``order`` (ascending = score order), -1 padded.
     count : ndarray of int64, shape (m,)
         Items picked per user.
+    relaxed : ndarray of bool, shape (m,)
+        Users whose list needed near-duplicates to fill: the caller looks
+        beyond the candidates for other eligible items first.
     """
     m, c = order.shape
     positions = np.full((m, k), -1, dtype=np.int64)
     count = np.zeros(m, dtype=np.int64)
+    relaxed = np.zeros(m, dtype=bool)
     if m == 0 or c == 0:
-        return positions, count
+        return positions, count, relaxed
     # most lists fill within the first few dozen candidates: convert only those
     width = min(c, max(4 * k, k + 32))
     bounds, cols, items, topics = _valid_lists(order[:, :width], valid[:, :width], primary)
@@ -253,7 +261,9 @@ def select(
     for r in range(m):
         lo, hi = bounds[r], bounds[r + 1]
         tail = partial(_row_tail, order, valid, primary, r, width) if more[r] else None
-        picked = _greedy((cols[lo:hi], items[lo:hi], topics[lo:hi]), tail, k, cap, n_topics, neighbours)
+        flag = [False]
+        picked = _greedy((cols[lo:hi], items[lo:hi], topics[lo:hi]), tail, k, cap, n_topics, neighbours, flag)
         positions[r, : len(picked)] = picked
         count[r] = len(picked)
-    return positions, count
+        relaxed[r] = flag[0]
+    return positions, count, relaxed
