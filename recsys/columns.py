@@ -26,6 +26,15 @@ AUTHORITY = "authority"
 SOURCE = "source"
 PUBLISHED_AT = "published_at"
 EXPIRES_AT = "expires_at"
+DURATION_SECONDS = "duration_seconds"
+
+# ---- places (optional; broadcast channels) ----
+PLACE_ID = "place_id"
+NAME = "name"
+AUDIENCE = "audience"
+SLOTS_PER_DAY = "slots_per_day"
+SLOT_SECONDS = "slot_seconds"
+ACTIVE_HOURS = "active_hours"
 
 # ---- events ----
 EVENT_ID = "event_id"
@@ -40,6 +49,10 @@ RANK = "rank"
 REASONS = "reasons"
 WEIGHT = "weight"
 URBAN = "urban"
+# broadcast programmes
+SLOT = "slot"
+START_OFFSET_S = "start_offset_s"
+EXPECTED_ENGAGEMENT = "expected_engagement"
 
 # ---- quarantine ----
 Q_TABLE = "table"

@@ -131,6 +131,7 @@ CONTRACT: dict[str, tuple[Column, ...]] = {
         Column(C.SOURCE, "text"),
         Column(C.PUBLISHED_AT, "timestamp"),
         Column(C.EXPIRES_AT, "timestamp"),
+        Column(C.DURATION_SECONDS, "float"),
     ),
     "events": (
         Column(C.EVENT_ID, "id"),
@@ -142,6 +143,17 @@ CONTRACT: dict[str, tuple[Column, ...]] = {
         Column(C.TIMESTAMP, "timestamp", required=True),
         Column(C.CHANNEL, "code", codes="channel"),
         Column(C.DWELL_SECONDS, "float"),
+    ),
+    # optional; read by recsys.broadcast.places.load_places, which also parses the audience
+    # mix (a JSON object or struct, kept as an extra column here) and refuses a bad row
+    "places": (
+        Column(C.PLACE_ID, "id", required=True),
+        Column(C.CHANNEL, "code", required=True, codes="channel"),
+        Column(C.REGION, "code", required=True, codes="region"),
+        Column(C.NAME, "text"),
+        Column(C.SLOTS_PER_DAY, "float"),
+        Column(C.SLOT_SECONDS, "float"),
+        Column(C.ACTIVE_HOURS, "text"),
     ),
 }
 
@@ -833,6 +845,8 @@ def _validate_table(
     clean = {col.name: _convert_column(raw, col, ctx, rej) for col in columns}
     if kind == "users":
         _check_users(clean, ctx.taxonomy, rej)
+    elif kind == "items":
+        _check_positive(clean[C.DURATION_SECONDS], C.DURATION_SECONDS, rej)
     elif kind == "events":
         _check_events(clean, ctx.end, rej)
     # Duplicates and then references come last in QUARANTINE_REASONS: only
@@ -846,14 +860,24 @@ def _validate_table(
     return _clean_frame(raw, clean, columns, rej.clean), _quarantine_frame(kind, raw, rej)
 
 
+def _check_positive(values: pd.Series, name: str, rej: _Rejections) -> None:
+    """An optional float that must be > 0 where given (a duration): else "unknown code", like a non-number."""
+    bad = (values.notna() & ~((values > 0) & np.isfinite(values))).to_numpy(dtype=bool)
+    rej.add(C.R_UNKNOWN_CODE, bad, _value_detail(name, values, "must be a number > 0"))
+
+
+#: the id column of each table whose rows have one
+_ID_COLUMNS = {"users": C.USER_ID, "items": C.ITEM_ID, "places": C.PLACE_ID}
+
+
 def _check_duplicates(kind: str, clean: dict[str, pd.Series], rej: _Rejections) -> None:
     """Reject repeats among the rows still clean, keeping the first.
 
     Only rows that passed every earlier check compete, so a bad first copy
     does not knock out a good later one.
     """
-    if kind in ("users", "items"):
-        id_col = C.USER_ID if kind == "users" else C.ITEM_ID
+    if kind in _ID_COLUMNS:
+        id_col = _ID_COLUMNS[kind]
         ids = clean[id_col]
         _add_repeats(rej, C.R_DUPLICATE_ID, _repeats(pd.factorize(ids)[0], rej.clean), ids, id_col)
         return
@@ -1172,6 +1196,39 @@ def validate_tables(
         assume_tz=None if ctx.assume_tz is None else ctx.assume_tz.key,
         long_text=_long_text(clean_items),
     )
+
+
+def validate_places(
+    raw: pd.DataFrame, taxonomy: Taxonomy | str | Path | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Check a raw places table's contract columns, as the other tables are checked.
+
+    Only the column types and codes, and repeated ``place_id``; the rules
+    specific to broadcast (a non-personal channel, slot lengths, the audience
+    mix) are :func:`recsys.broadcast.places.load_places`'s, which refuses the
+    first bad row rather than quarantining it (a place is configuration, not a log).
+
+    Parameters
+    ----------
+    raw : pandas.DataFrame
+        As :func:`read_table` returns it (kind ``"places"``).
+    taxonomy : Taxonomy, path or None
+
+    Returns
+    -------
+    clean, quarantine : pandas.DataFrame
+        The rows that passed (contract columns first, extra columns such as
+        ``audience`` kept as they were) and one quarantine row per rejected row.
+
+    Raises
+    ------
+    SchemaError
+        If a required column is absent.
+    """
+    tax, _ = _resolve_taxonomy(taxonomy)
+    bounds = pd.Timestamp(MIN_TIME).as_unit("us"), pd.Timestamp(MAX_TIME).as_unit("us")
+    ctx = _Context(taxonomy=tax, end=bounds[1], min_time=bounds[0], max_time=bounds[1])
+    return _validate_table("places", raw, ctx)
 
 
 def read_manifest_end(data_dir: str | Path) -> str | None:
