@@ -14,7 +14,7 @@ import tomli_w
 sys.path.insert(0, str(Path(__file__).parent))
 import push_city  # noqa: E402
 
-from pipelines.push import campaign, run  # noqa: E402
+from recsys.push import run_campaign as campaign, run_nightly as run  # noqa: E402
 from recsys.exceptions import ConfigError, UnknownCodeError  # noqa: E402
 from recsys.push.campaign import CampaignSpec  # noqa: E402
 from recsys.push.writer import HOLDOUT_FILE, read_pushes  # noqa: E402

@@ -84,7 +84,7 @@ def test_item_topics_entries():
 
 @pytest.fixture(scope="module")
 def two_nights(tmp_path_factory):
-    from pipelines.push import run
+    from recsys.push import run_nightly as run
     from recsys.push.writer import read_pushes
 
     root = push_city.trained_city(tmp_path_factory)
@@ -97,7 +97,7 @@ def two_nights(tmp_path_factory):
 
 def test_lists_equal_recommend_many_with_the_window_excluded(two_nights):
     from recsys.config import PushConfig
-    from recsys.push.runner import expiring_items
+    from recsys.push.chunk import expiring_items
     from recsys.ranking import Recommender
 
     bundle, night1, night2 = two_nights

@@ -11,9 +11,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 import push_city  # noqa: E402
 
-from pipelines.push import run  # noqa: E402
+from recsys.push import run_nightly as run  # noqa: E402
 from recsys.exceptions import ConfigError  # noqa: E402
-from recsys.push.runner import execute  # noqa: E402
+from recsys.push.executors import execute  # noqa: E402
 from recsys.push.writer import read_manifest, read_pushes  # noqa: E402
 
 D1 = push_city.DAY

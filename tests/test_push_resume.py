@@ -14,7 +14,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 import push_city  # noqa: E402
 
-from pipelines.push import run  # noqa: E402
+from recsys.push import run_nightly as run  # noqa: E402
 from recsys.push.writer import Workspace, partition_dir, read_pushes  # noqa: E402
 
 D1 = push_city.DAY
@@ -22,7 +22,7 @@ D1 = push_city.DAY
 # a real process that SIGKILLs itself right after its second chunk checkpoint
 KILLER = """
 import os, signal, sys
-from pipelines.push import run
+from recsys.push import run_nightly as run
 done = []
 def after_chunk(stats):
     done.append(stats["chunk"])

@@ -13,7 +13,7 @@ import tomli_w
 sys.path.insert(0, str(Path(__file__).parent))
 import push_city  # noqa: E402
 
-from pipelines.push import run  # noqa: E402
+from recsys.push import run_nightly as run  # noqa: E402
 from recsys.cli import main as cli_main  # noqa: E402
 from recsys.exceptions import ConfigError, UnknownCodeError  # noqa: E402
 from recsys.push.writer import HOLDOUT_FILE, OUTPUT_COLUMNS, read_manifest, read_pushes  # noqa: E402

@@ -18,7 +18,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 import push_city  # noqa: E402
 
-from pipelines.push import campaign, run  # noqa: E402
+from recsys.push import run_campaign as campaign, run_nightly as run  # noqa: E402
 from recsys.cli import main as cli_main  # noqa: E402
 from recsys.push import writer as W  # noqa: E402
 
@@ -225,7 +225,7 @@ def test_audience_states_why_it_is_empty(city):
 
 
 def test_campaign_where_every_candidate_is_capped_says_so(city, tmp_path):
-    from pipelines.push import NothingToPushError
+    from recsys.push import NothingToPushError
 
     cfg = tmp_path / "zero.toml"
     import tomli_w
@@ -244,7 +244,7 @@ def test_campaign_where_every_candidate_is_capped_says_so(city, tmp_path):
 KILLED_DRIVER = """
 import json, os, signal, sys
 import psutil
-from pipelines.push import run
+from recsys.push import run_nightly as run
 def after_chunk(stats):
     kids = [p.pid for p in psutil.Process().children(recursive=True)]
     print(json.dumps(kids), flush=True)

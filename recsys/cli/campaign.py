@@ -47,9 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run one campaign."""
-    from pipelines.push import campaign
+    from recsys.push.campaign_job import run_campaign
 
-    campaign(
+    run_campaign(
         args.model,
         args.date,
         args.out,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from recsys.push.job import CONNECT_TIMEOUT_S
+
 NAME = "push"
 HELP = "write the nightly push lists of a date (partitioned Parquet + manifest)"
 
@@ -48,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--connect-timeout",
         type=float,
-        default=5.0,
+        default=CONNECT_TIMEOUT_S,
         metavar="SECONDS",
         help="give up on an unreachable --scheduler after this long (default: 5)",
     )
@@ -58,9 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the nightly push job."""
-    from pipelines.push import run as run_push
+    from recsys.push.nightly import run_nightly
 
-    run_push(
+    run_nightly(
         args.model,
         args.date,
         args.out,

@@ -30,13 +30,11 @@ from recsys.exceptions import ConfigError
 from recsys.push import history as H
 from recsys.push.channels import ChannelRules, choose_channels
 from recsys.push.lists import fetch_lists, with_object_ids
-from recsys.push.plan import REASONS
-from recsys.push.runner import expiring_items
+from recsys.push.chunk import expiring_items
+from recsys.push.plan import REASONS, SKIP_CAPPED, SKIP_NO_ITEMS
 from recsys.push.writer import CAMPAIGN, NIGHTLY, SEND_AFTER, SEND_BEFORE
 from recsys.taxonomy import Taxonomy
 
-SKIP_CAPPED = "caps_reached"
-SKIP_NO_ITEMS = "no_eligible_items"
 SKIP_NO_FORMAT = "no_channel_for_format"
 SKIP_DEDUP = "already_pushed_recently"
 SKIP_UNKNOWN = "not_a_current_user"
@@ -388,7 +386,7 @@ class CampaignResult:
     buckets : ndarray, int32
         Each row's user's history bucket.
     stats : dict
-        Row counts for the manifest (:func:`recsys.push.runner.row_counts`,
+        Row counts for the manifest (:func:`recsys.push.stats.row_counts`,
         plus ``users`` looked at and ``skipped``).
     picked : dict
         What :func:`select_campaign` reports (audience, selected users, skips).
@@ -400,7 +398,7 @@ class CampaignResult:
     picked: dict[str, Any]
 
 
-def run_campaign(
+def compute_campaign(
     bundle: str | Path,
     catalog: str | Path | None,
     spec: CampaignSpec,
@@ -440,7 +438,8 @@ def run_campaign(
     """
     from recsys.push.hashing import user_buckets
     from recsys.push.lists import ItemTopics, object_index
-    from recsys.push.runner import item_topics, row_counts
+    from recsys.push.chunk import item_topics
+    from recsys.push.stats import row_counts
     from recsys.push.writer import MODEL_VERSION, RUN_ID
     from recsys.ranking import Recommender
 

@@ -37,6 +37,9 @@ from recsys.taxonomy import Taxonomy
 SKIP_OPTED_OUT = "opted_out"
 SKIP_NO_CHANNEL = "no_subscribed_channel"
 SKIP_HOLDOUT = "holdout"
+#: a run's skips after planning: every channel of the user capped, or no eligible item left
+SKIP_CAPPED = "caps_reached"
+SKIP_NO_ITEMS = "no_eligible_items"
 #: why a user is outside a run, by code in :attr:`UserPlan.reason`
 REASONS = ("in_scope", SKIP_OPTED_OUT, SKIP_NO_CHANNEL, SKIP_HOLDOUT, "outside_segment")
 

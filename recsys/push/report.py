@@ -51,7 +51,7 @@ def build_manifest(
         Users of the segment left out before ranking, by reason.
     segment_users : int
     stats : dict
-        Merged chunk stats (:func:`recsys.push.runner.merge_stats`).
+        Merged chunk stats (:func:`recsys.push.stats.merge_stats`).
     holdout : dict
         :func:`recsys.push.holdout.holdout_summary` of the segment.
     **extra
