@@ -8,6 +8,7 @@ format is documented in the README.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -30,6 +31,61 @@ class Code:
     code: str
     zh: str
     en: str
+
+
+#: calendar rules besides a fixed day: ``third_weekend`` of the entry's month
+CALENDAR_RULES = ("third_weekend",)
+
+
+@dataclass(frozen=True)
+class CalendarDay:
+    """One campaign of the calendar: a day, a span of days, or a rule; and the topics it lifts.
+
+    Attributes
+    ----------
+    name : str
+        A code (e.g. ``anti_drug_day``).
+    zh, en : str
+        Display names.
+    month, day : int
+        The first day (``day`` is ignored by a rule).
+    length_days : int
+        How many days it runs (1 = a single day).
+    rule : str
+        ``""`` (a fixed day) or one of :data:`CALENDAR_RULES`.
+    topics : tuple of str
+        Topic codes it makes surge.
+    """
+
+    name: str
+    zh: str
+    en: str
+    month: int
+    day: int
+    length_days: int
+    rule: str
+    topics: tuple[str, ...]
+
+    def active(self, date: dt.date) -> bool:
+        """Whether the campaign runs on local ``date``."""
+        return calendar_active(self.month, self.day, self.length_days, self.rule, date)
+
+
+def _third_weekend(year: int, month: int) -> tuple[dt.date, dt.date]:
+    first = dt.date(year, month, 1)
+    saturday = first + dt.timedelta(days=(5 - first.weekday()) % 7 + 14)
+    return saturday, saturday + dt.timedelta(days=1)
+
+
+def calendar_active(month: int, day: int, length_days: int, rule: str, date: dt.date) -> bool:
+    """Whether a campaign of this shape runs on ``date`` (the one rule the calendar and the synthetic city share)."""
+    if rule == "third_weekend":
+        return date.month == month and date in _third_weekend(date.year, month)
+    try:
+        first = dt.date(date.year, month, day)
+    except ValueError:  # e.g. Feb 29 in a common year
+        return False
+    return first <= date < first + dt.timedelta(days=length_days)
 
 
 @dataclass(frozen=True)
@@ -61,6 +117,8 @@ class Taxonomy:
         Channels that get per-user push lists, in file order.
     source_text : str
         The TOML text it was loaded from (a model bundle keeps a copy).
+    calendar : tuple of CalendarDay
+        The campaign days that make topics surge every year (may be empty).
     """
 
     name: str
@@ -77,6 +135,7 @@ class Taxonomy:
     channel_formats: dict[str, tuple[str, ...]]
     personal_channels: tuple[str, ...]
     source_text: str = field(repr=False, default="")
+    calendar: tuple[CalendarDay, ...] = ()
 
     # ---- lookups -------------------------------------------------------
     def codes(self, kind: str) -> tuple[str, ...]:
@@ -143,6 +202,19 @@ class Taxonomy:
         entry = entries.get(code)
         return entry.zh if entry else code
 
+    def campaign_mask(self, dates: Iterable[dt.date]) -> "np.ndarray":
+        """Which topics a campaign lifts on each date: bool array (len(dates), n_topics), topics in file order."""
+        import numpy as np
+
+        dates = list(dates)
+        topic_pos = {t: j for j, t in enumerate(self.topics)}
+        out = np.zeros((len(dates), len(self.topics)), dtype=bool)
+        for d, date in enumerate(dates):
+            for entry in self.calendar:
+                if entry.active(date):
+                    out[d, [topic_pos[t] for t in entry.topics]] = True
+        return out
+
     @property
     def tz(self) -> ZoneInfo:
         """The city's time zone as a ``ZoneInfo``."""
@@ -181,6 +253,46 @@ def _share(entry: dict, default: float, where: str, origin: str) -> float:
 
 def _code(code: str, entry: dict) -> Code:
     return Code(code=code, zh=str(entry.get("zh", code)), en=str(entry.get("en", code)))
+
+
+def _calendar(doc: dict, topics: dict, origin: str) -> tuple[CalendarDay, ...]:
+    entries = doc.get("calendar", [])
+    if not isinstance(entries, list):
+        raise SchemaError(f"{origin}: calendar must be an array of tables ([[calendar]])")
+    out = []
+    for k, entry in enumerate(entries):
+        where = f"[[calendar]] #{k + 1}"
+        if not isinstance(entry, dict):
+            raise SchemaError(f"{origin}: {where} must be a table")
+        name = str(entry.get("name", f"campaign_{k + 1}"))
+        rule = str(entry.get("rule", ""))
+        if rule and rule not in CALENDAR_RULES:
+            raise SchemaError(f"{origin}: {where} ({name}) rule {rule!r} unknown; valid: {', '.join(CALENDAR_RULES)}")
+        values = {}
+        for key, default, low, high in (("month", None, 1, 12), ("day", 1, 1, 31), ("length_days", 1, 1, 366)):
+            value = entry.get(key, default)
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise SchemaError(f"{origin}: {where} ({name}) {key} must be an integer {low}..{high}, got {value!r}")
+            values[key] = value
+        codes = entry.get("topics")
+        if not isinstance(codes, list) or not codes or not all(isinstance(t, str) for t in codes):
+            raise SchemaError(f"{origin}: {where} ({name}) needs topics = [topic codes]")
+        bad = [t for t in codes if t not in topics]
+        if bad:
+            raise SchemaError(f"{origin}: {where} ({name}) names unknown topic {bad[0]!r}; valid: {', '.join(topics)}")
+        out.append(
+            CalendarDay(
+                name=name,
+                zh=str(entry.get("zh", name)),
+                en=str(entry.get("en", name)),
+                month=values["month"],
+                day=values["day"],
+                length_days=values["length_days"],
+                rule=rule,
+                topics=tuple(codes),
+            )
+        )
+    return tuple(out)
 
 
 def parse_taxonomy(text: str, origin: str = "<taxonomy>") -> Taxonomy:
@@ -258,6 +370,7 @@ def parse_taxonomy(text: str, origin: str = "<taxonomy>") -> Taxonomy:
         channel_formats=channel_formats,
         personal_channels=personal,
         source_text=text,
+        calendar=_calendar(doc, topics_raw, origin),
     )
 
 

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from recsys.synthetic.spec import Campaign
+from recsys.taxonomy import calendar_active
 
 SECONDS_PER_DAY = 86_400
 
@@ -77,22 +78,9 @@ def make_window(end_date: dt.date, days: int, timezone: str) -> Window:
     )
 
 
-def _third_weekend(year: int, month: int) -> tuple[dt.date, dt.date]:
-    first = dt.date(year, month, 1)
-    first_saturday = first + dt.timedelta(days=(5 - first.weekday()) % 7)
-    saturday = first_saturday + dt.timedelta(days=14)
-    return saturday, saturday + dt.timedelta(days=1)
-
-
 def campaign_active(campaign: Campaign, date: dt.date) -> bool:
-    """Whether ``campaign`` runs on local ``date``."""
-    if campaign.rule == "third_weekend":
-        return date.month == campaign.month and date in _third_weekend(date.year, campaign.month)
-    try:
-        first = dt.date(date.year, campaign.month, campaign.day)
-    except ValueError:  # e.g. Feb 29 in a common year
-        return False
-    return first <= date < first + dt.timedelta(days=campaign.length_days)
+    """Whether ``campaign`` runs on local ``date`` (the taxonomy calendar's own rule)."""
+    return calendar_active(campaign.month, campaign.day, campaign.length_days, campaign.rule, date)
 
 
 def campaign_effects(

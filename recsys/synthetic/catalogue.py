@@ -204,6 +204,28 @@ def _texts(
     return titles, summaries, tags
 
 
+def _thin_supply(
+    topics_s: np.ndarray, published: np.ndarray, forced: np.ndarray, spec: Spec, window: Window, rng: np.random.Generator
+) -> None:
+    """Thin the new stories of ``spec.thin_topics`` (planted truth): most take another first topic.
+
+    Draws from a child stream of ``rng`` (spawning consumes none of its draws),
+    so a spec without thin topics gives the very catalogue it gave before.
+    """
+    if not spec.thin_topics:
+        return
+    child = rng.spawn(1)[0]
+    keep = float(spec.items.get("thin_supply_keep", 1.0))
+    thin = np.isin(topics_s[:, 0], spec.thin_topics) & (published >= window.start) & ~forced
+    moved = np.flatnonzero(thin & (child.random(len(topics_s)) >= keep))
+    others = np.setdiff1d(np.arange(len(spec.topics)), spec.thin_topics)
+    mix = _topic_mix(spec)[others]
+    topics_s[moved, 0] = others[np.searchsorted(np.cumsum(mix / mix.sum()), child.random(len(moved)), side="right").clip(0, len(others) - 1)]
+    # the new first topic may repeat an extra one: drop the repeat
+    for j in range(1, MAX_TOPICS):
+        topics_s[moved[topics_s[moved, j] == topics_s[moved, 0]], j] = -1
+
+
 def make_catalogue(n_items: int, spec: Spec, window: Window, rng: np.random.Generator) -> Catalogue:
     """Draw ``n_items`` items in stories, with topics, format, audience, review, times and text."""
     it, eng, pol = spec.items, spec.engagement, spec.policy
@@ -214,6 +236,7 @@ def make_catalogue(n_items: int, spec: Spec, window: Window, rng: np.random.Gene
     story_published, forced = _published(n_stories, spec, window, rng)
     topics_s = _story_topics(n_stories, _topic_mix(spec), spec, rng)
     has_forced = forced >= 0
+    _thin_supply(topics_s, story_published, has_forced, spec, window, rng)
     topics_s[has_forced, 0] = forced[has_forced]
     # a forced first topic may repeat an extra one: drop the repeat
     for j in range(1, MAX_TOPICS):

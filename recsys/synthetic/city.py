@@ -167,6 +167,20 @@ def items_frame(cat: Catalogue, spec: Spec, item_ids: pa.Array) -> pd.DataFrame:
     )
 
 
+def _shift_record(shift: Any, spec: Spec, window: Window) -> dict[str, Any]:
+    """A planted demand shift as JSON-ready codes, its onset the local midnight that many days before the end."""
+    day = max(window.n_days - shift.onset_days_before_end, 0)
+    onset = int(window.day_start[day])
+    return {
+        "topic": spec.topics[shift.topic],
+        "group": spec.groups[shift.group],
+        "region": spec.regions[shift.region] if shift.region >= 0 else "",
+        "onset": end_iso(onset, window.timezone),
+        "onset_epoch": onset,
+        "logit": shift.logit,
+    }
+
+
 def make_truth(
     pop: Population,
     cat: Catalogue,
@@ -218,6 +232,12 @@ def make_truth(
         "campaigns": [c.to_dict(spec.topics) for c in spec.campaigns],
         "timezone": window.timezone,
         "end": end_iso(window.end, window.timezone),
+        # planted truth for demand tracking: shifts with their onset, and the thinly supplied topics
+        "demand_shifts": [_shift_record(shift, spec, window) for shift in spec.demand_shifts],
+        "thin_supply": {
+            "topics": [spec.topics[t] for t in spec.thin_topics],
+            "keep": float(spec.items.get("thin_supply_keep", 1.0)),
+        },
     }
     return GroundTruth(arrays, params)
 

@@ -249,6 +249,7 @@ def _responses(
     weekday = np.asarray(eng.get("weekday_logit", [0.0] * 7), dtype=np.float64)[window.weekday[day]]
     evening = float(eng.get("evening_logit", 0.0)) * ((hour >= 18) & (hour < 23))
     logit = logit + chan + weekday + evening + truth.item_time_logit(i, t, policy.campaign_logit, day)
+    logit = logit + truth.shift_logit(u, i, t)  # planted demand shifts (0 without)
     n = len(u)
     click = rng.random(n) < sigmoid(logit)
 

@@ -72,6 +72,41 @@ class Campaign:
 
 
 @dataclass(frozen=True)
+class DemandShift:
+    """A planted change of demand: from ``onset_days_before_end`` days before the log's end on,
+    users of the segment (``group``; ``region`` or -1 = every region) engage with ``topic``
+    by ``logit`` more (less, when negative). Indices are taxonomy positions."""
+
+    topic: int
+    group: int
+    region: int
+    onset_days_before_end: int
+    logit: float
+
+
+def _demand_shifts(doc: Mapping[str, Any], topics: Sequence[str], groups: Sequence[str], regions: Sequence[str]) -> tuple[DemandShift, ...]:
+    """The spec's ``[[demand_shift]]`` entries; one naming a code the taxonomy lacks is left out."""
+    out = []
+    for entry in doc.get("demand_shift", []):
+        topic, group, region = entry.get("topic"), entry.get("group"), entry.get("region", "")
+        if topic not in topics or group not in groups or (region and region not in regions):
+            continue
+        days = entry.get("onset_days_before_end", 28)
+        if isinstance(days, bool) or not isinstance(days, int) or days < 1:
+            raise SchemaError(f"synthetic spec: demand_shift onset_days_before_end must be an integer >= 1, got {days!r}")
+        out.append(
+            DemandShift(
+                topic=list(topics).index(topic),
+                group=list(groups).index(group),
+                region=list(regions).index(region) if region else -1,
+                onset_days_before_end=days,
+                logit=float(entry.get("logit", 0.0)),
+            )
+        )
+    return tuple(out)
+
+
+@dataclass(frozen=True)
 class Spec:
     """The spec lined up with a taxonomy.
 
@@ -124,6 +159,8 @@ class Spec:
     topic_zh: tuple[str, ...]
     group_zh: tuple[str, ...]
     region_zh: tuple[str, ...]
+    demand_shifts: tuple[DemandShift, ...] = ()
+    thin_topics: tuple[int, ...] = ()  # topics whose new stories are thinned (``[items] thin_supply_*``)
 
 
 ARMS = ("trending", "segment", "targeted", "explore")
@@ -327,4 +364,6 @@ def load_spec(taxonomy: Taxonomy, spec_dir: str | Path | None = None) -> Spec:
         topic_zh=tuple(taxonomy.topics[t].zh for t in topics),
         group_zh=tuple(taxonomy.groups[g].zh for g in groups),
         region_zh=tuple(taxonomy.regions[r].zh for r in regions),
+        demand_shifts=_demand_shifts(model, topics, groups, regions),
+        thin_topics=tuple(topic_index[t] for t in items.get("thin_supply_topics", []) if t in topic_index),
     )

@@ -12,6 +12,7 @@ The engagement model (stated in data/synthetic/README.md)::
                    + channel_c + channel_format[c, format_i]
                    + fresh * exp(-age_i(t) / tau_i)
                    + sum_j w_ij * campaign[date(t), topic_ij]
+                   + sum_s delta_s * [u in segment_s] * [t >= onset_s] * w_i[topic_s]   # planted demand shifts
                    + weekday[t] + evening * [18 <= local hour(t) < 23] )
 
 and 0 where channel ``c`` does not carry the item's format. Interest, taste,
@@ -223,6 +224,34 @@ class GroundTruth:
             out += weights[:, j] * campaign_by_day[day, topics[:, j]]
         return out
 
+    @property
+    def demand_shifts(self) -> list[dict[str, Any]]:
+        """The planted demand shifts (topic, group, region or "" = all, onset, onset_epoch, logit)."""
+        return list(self.params.get("demand_shifts", []))
+
+    def _shift_columns(self, u: np.ndarray, i: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Demand shifts as a user side (n_u, S) and an item-at-time side (n_i, S) whose product is the term."""
+        a, p = self.arrays, self.params
+        shifts = self.demand_shifts
+        users = np.zeros((len(u), len(shifts)), dtype=np.float64)
+        items = np.zeros((len(i), len(shifts)), dtype=np.float64)
+        for s, shift in enumerate(shifts):
+            in_segment = a["user_group"][u] == p["groups"].index(shift["group"])
+            if shift["region"]:
+                in_segment &= a["user_region"][u] == p["regions"].index(shift["region"])
+            users[:, s] = shift["logit"] * in_segment
+            on_topic = a["item_topics"][i] == p["topics"].index(shift["topic"])
+            weight = (a["item_topic_weights"][i] * on_topic).sum(axis=1)
+            items[:, s] = weight * (np.asarray(t) >= shift["onset_epoch"])
+        return users, items
+
+    def shift_logit(self, u: np.ndarray, i: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """The planted demand shifts' term for aligned (user, item, epoch seconds) triples, float64 (n,)."""
+        if not self.demand_shifts:
+            return np.zeros(len(u))
+        users, items = self._shift_columns(u, i, t)
+        return np.einsum("ns,ns->n", users, items)
+
     def channel_logit(self, c: int | np.ndarray, formats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Channel terms and the carries-the-format mask for channel index ``c`` (-1: none)."""
         c = np.asarray(c)
@@ -316,6 +345,9 @@ class GroundTruth:
         item_term = p["base_logit"] + a["item_quality"][i] + chan + extra + self.item_time_logit(i, t, campaign, day)
         # every term is a dot product of a user row and an item row, so one matrix product does it all
         logit = self._user_rows(u) @ self._item_rows(i, item_term).T
+        if self.demand_shifts:
+            users, items = self._shift_columns(u, i, t)
+            logit += (users @ items.T).astype(np.float32)
         # sigmoid in place, in float32: the (n_users, n_items) array is the only big one
         np.negative(logit, out=logit)
         np.exp(logit, out=logit)
@@ -399,7 +431,7 @@ class GroundTruth:
             chan, carries = np.zeros(len(u)), np.ones(len(u), dtype=bool)
             has = c >= 0
             chan[has], carries[has] = self.channel_logit(c[has], formats[has])
-        logit += chan + extra + self.item_time_logit(i, t, campaign, day)
+        logit += chan + extra + self.item_time_logit(i, t, campaign, day) + self.shift_logit(u, i, t)
         return np.where(carries, sigmoid(logit), 0.0)
 
     def sample_responses(
