@@ -129,3 +129,36 @@ def test_item_duration_is_optional_and_must_be_positive(tax):
     assert result.items["duration_seconds"].iloc[0] == 90.0 and pd.isna(result.items["duration_seconds"].iloc[1])
     details = result.quarantine["detail"].tolist()
     assert details == ["duration_seconds=0.0; must be a number > 0", "duration_seconds=-5.0; must be a number > 0"]
+
+
+# ---- the synthetic city's places ------------------------------------------------------------
+def test_synthetic_city_places_follow_the_plan(tax):
+    from recsys.synthetic.city import generate_city
+    from recsys.synthetic.places import TIMED_FORMATS
+
+    city = generate_city(400, 120, days=5, seed=3)
+    places = load_places(city.places, tax, city.users)
+    per_channel = places.groupby("channel").size().to_dict()
+    n_regions, urban = len(tax.regions), [r for r in tax.regions if tax.urban[r]]
+    assert per_channel["tv"] == n_regions and per_channel["radio"] == n_regions
+    assert set(places.loc[places.channel == "cinema", "region"]) == set(urban)
+    assert per_channel["kiosk"] >= 9
+    # radio mixes come from the registered users, every other place states its own
+    assert (places.loc[places.channel == "radio", "audience_source"] == "users").all()
+    assert (places.loc[places.channel != "radio", "audience_source"] == "given").all()
+    # a school kiosk's audience is mostly pupils and students; a village kiosk's mostly farmers and elderly
+    youth = set(k for k, g in tax.sub_groups.items() if g == "youth") | {"youth"}
+    farm = set(k for k, g in tax.sub_groups.items() if g == "farmer") | {"farmer", "elderly"}
+    for pid, mix in zip(places.place_id, places.audience):
+        if pid.startswith("school_"):
+            assert sum(v for k, v in mix.items() if k in youth) > 0.6, (pid, mix)
+        if pid.startswith("village_"):
+            assert sum(v for k, v in mix.items() if k in farm) > 0.5, (pid, mix)
+    # running times: every timed format has one, the others none
+    timed = city.items["format"].isin(TIMED_FORMATS)
+    assert city.items.loc[timed, "duration_seconds"].gt(0).all()
+    assert city.items.loc[~timed, "duration_seconds"].isna().all()
+    # the same seed gives the same places and items
+    again = generate_city(400, 120, days=5, seed=3)
+    pd.testing.assert_frame_equal(again.places, city.places)
+    pd.testing.assert_frame_equal(again.items, city.items)

@@ -365,6 +365,7 @@ def test_write_city_files(dirty_city, tmp_path):
     assert {p.name for p in out.iterdir()} == {
         "users.parquet",
         "items.parquet",
+        "places.parquet",
         "events.parquet",
         "truth",
         "manifest.json",

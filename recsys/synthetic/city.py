@@ -22,6 +22,7 @@ from recsys.synthetic import dirty as D
 from recsys.synthetic.calendar import Window, make_window
 from recsys.synthetic.catalogue import Catalogue, make_catalogue
 from recsys.synthetic.events import EventArrays, Policy, make_events, make_policy
+from recsys.synthetic.places import default_kiosks, item_durations, make_places
 from recsys.synthetic.population import NEVER, Population, make_population
 from recsys.synthetic.spec import Spec, load_spec
 from recsys.synthetic.truth import GroundTruth, end_iso
@@ -37,6 +38,8 @@ SAMPLE = {"n_users": 3000, "n_items": 1500, "days": 60, "seed": 0}
 MAX_DAYS = 3660
 # random streams: one per part, so adding users does not reshuffle items
 _USERS, _ITEMS, _EVENTS, _DIRTY = 0, 1, 2, 3
+# the broadcast places' own stream (added later: the streams above draw what they always drew)
+_PLACES = 13
 
 USERS_SCHEMA = pa.schema(
     [
@@ -65,6 +68,7 @@ ITEMS_SCHEMA = pa.schema(
         (C.SOURCE, pa.string()),
         (C.PUBLISHED_AT, pa.timestamp("us", tz="UTC")),
         (C.EXPIRES_AT, pa.timestamp("us", tz="UTC")),
+        (C.DURATION_SECONDS, pa.float64()),
     ]
 )
 EVENTS_SCHEMA = pa.schema(
@@ -163,6 +167,7 @@ def items_frame(cat: Catalogue, spec: Spec, item_ids: pa.Array) -> pd.DataFrame:
             C.SOURCE: pd.Series(cat.source, dtype="str"),
             C.PUBLISHED_AT: _timestamps(cat.published),
             C.EXPIRES_AT: _timestamps(cat.expires),
+            C.DURATION_SECONDS: pd.Series(item_durations(cat, spec), dtype=np.float64),
         }
     )
 
@@ -269,6 +274,8 @@ class City:
     users, items : pandas.DataFrame
         The tables of the data contract (a dirty city: bad rows included,
         timestamps as ISO 8601 strings).
+    places : pandas.DataFrame or None
+        The broadcast places (``recsys.synthetic.places``).
     truth : GroundTruth
     params : dict
         n_users, n_items, days, seed, end (date), dirty, taxonomy.
@@ -284,7 +291,9 @@ class City:
         params: dict[str, Any],
         world: _World,
         plan: D.DirtyPlan | None,
+        places: pd.DataFrame | None = None,
     ) -> None:
+        self.places = places
         self.users = users
         self.items = items
         self.truth = truth
@@ -494,14 +503,15 @@ def generate_city(
         "dirty": dirty,
         "taxonomy": taxonomy.name,
     }
-    return City(users, items, truth, params, world, plan)
+    places = make_places(spec, taxonomy, default_kiosks(int(n_users)), np.random.default_rng([base_seed, _PLACES]))
+    return City(users, items, truth, params, world, plan, places)
 
 
 def write_city(city: City, out_dir: str | Path, *, progress: bool = False) -> dict[str, Any]:
     """Write a city to ``out_dir`` (replaced whole, atomically).
 
-    Files: ``users.parquet``, ``items.parquet``, ``events.parquet`` (streamed
-    chunk by chunk), ``truth/`` (``.npy`` + ``params.json``),
+    Files: ``users.parquet``, ``items.parquet``, ``places.parquet`` (the
+    broadcast places), ``events.parquet`` (streamed chunk by chunk), ``truth/`` (``.npy`` + ``params.json``),
     ``manifest.json`` and, for a dirty city, ``dirty_counts.json``
     (``{reason: rows}``, cascades included).
 
@@ -523,6 +533,8 @@ def write_city(city: City, out_dir: str | Path, *, progress: bool = False) -> di
             tmp / "items.parquet",
             compression="zstd",
         )
+        if city.places is not None:
+            pq.write_table(pa.Table.from_pandas(city.places, preserve_index=False), tmp / "places.parquet", compression="zstd")
         by_type: dict[str, int] = {}
         n_events = 0
         with pq.ParquetWriter(tmp / "events.parquet", schema_of("events", dirty), compression="zstd") as writer:
@@ -543,6 +555,7 @@ def write_city(city: City, out_dir: str | Path, *, progress: bool = False) -> di
             "counts": {
                 "users": len(city.users),
                 "items": len(city.items),
+                "places": 0 if city.places is None else len(city.places),
                 "events": n_events,
                 "events_by_type": {t: by_type[t] for t in sorted(by_type, key=_type_order)},
             },
