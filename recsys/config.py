@@ -99,7 +99,57 @@ class TextFile:
         return None
 
 
-Constraint = Range | OneOf | TextFile
+@dataclass(frozen=True)
+class Tables:
+    """A list of tables (TOML ``[[section.key]]``), each read into the dataclass ``row``.
+
+    ``row`` has a default for every field and its own ``_constraints``; each
+    table needs a unique non-empty ``name``, which every error message names.
+    """
+
+    row: type
+
+    def read(self, section: str, key: str, value: Any, *, files: bool = False) -> list[Any]:
+        """Check every table of ``value``; return them as ``row`` instances, in order.
+
+        Raises
+        ------
+        ConfigError
+            Naming the table (by its ``name``) and the key: not a table, no or a
+            duplicate name, an unknown key, a wrong type, a value out of range.
+        """
+        where = f"{section}.{key}"
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"[{where}] must be a list of tables ([[{where}]]), got {_show(value)}")
+        fields = {f.name for f in dataclasses.fields(self.row)}
+        defaults, rows, seen = self.row(), [], set()
+        for i, table in enumerate(value):
+            if not isinstance(table, dict):
+                raise ConfigError(f"[{where}] entry {i + 1} must be a table, got {_show(table)}")
+            name = table.get("name")
+            if not isinstance(name, str) or not name.strip():
+                raise ConfigError(f"[{where}] entry {i + 1} needs a name (a non-empty string naming it in reports)")
+            if name in seen:
+                raise ConfigError(f"[{where}] name {name!r} is used twice; each entry needs its own name")
+            seen.add(name)
+            label = f"{where} {name!r}"
+            for k, v in table.items():
+                if k not in fields:
+                    raise ConfigError(f"unknown config key [{label}] {k}; valid: {', '.join(sorted(fields))}")
+                if isinstance(getattr(defaults, k), list) and isinstance(v, list) and not all(
+                    isinstance(x, str) for x in v
+                ):
+                    raise ConfigError(f"config [{label}] {k} must be a list of strings, got {_show(v)}")
+            row = dataclasses.replace(
+                defaults, **{k: _coerce(label, k, v, getattr(defaults, k)) for k, v in table.items()}
+            )
+            for k, rule in constraints(row).items():
+                _check_value(label, k, getattr(row, k), rule, files)
+            rows.append(row)
+        return rows
+
+
+Constraint = Range | OneOf | TextFile | Tables
 
 #: 2**32 - 1: the largest seed every library we seed accepts
 MAX_SEED = 4294967295
@@ -361,6 +411,41 @@ class TrainingConfig:
     max_rejected_share: float = 0.5
 
 
+@dataclass(frozen=True)
+class CoverageRuleConfig:
+    """One ``[[push.coverage]]`` rule: a priority audience's quota of priority topics.
+
+    The users of the rule's segment (``groups`` x ``sub_groups`` x
+    ``regions``; an empty list = all) count as *reached* once they have got
+    ``min_items`` items of ``topics`` (empty = any item) in the last
+    ``per_days`` days, tonight included. The nightly push makes at least
+    ``reach_share`` of each group x region cell of the segment reached
+    (1 = every user), at the least cost in the ranking's score; see
+    ``recsys/push/coverage.py``. Codes are checked against the taxonomy when a push starts.
+    """
+
+    _constraints: ClassVar[Mapping[str, Constraint]] = {
+        "min_items": Range(1, 100),
+        "per_days": Range(1, 365),
+        "reach_share": Range(0, 1, lo_open=True),
+        "broadcast_reach": Range(0, 1),
+    }
+
+    #: names the rule in the manifest, the coverage table and error messages
+    name: str = ""
+    groups: list[str] = field(default_factory=list)
+    sub_groups: list[str] = field(default_factory=list)
+    regions: list[str] = field(default_factory=list)
+    topics: list[str] = field(default_factory=list)
+    min_items: int = 1
+    per_days: int = 7
+    #: share of each group x region cell of the segment to reach (1 = every user)
+    reach_share: float = 1.0
+    #: share of a cell taken as reached by broadcast when its region has a place (tv, radio,
+    #: cinema, kiosk) whose audience holds the cell's group; 0 = broadcast not counted
+    broadcast_reach: float = 0.0
+
+
 @dataclass
 class PushConfig:
     """Nightly push lists and campaigns (``recsys.push``).
@@ -387,6 +472,7 @@ class PushConfig:
         "workers": Range(1, 256),
         "history_buckets": Range(1, 4096),
         "stale_days": Range(1, 3650),
+        "coverage": Tables(CoverageRuleConfig),
     }
 
     #: personal channels a user gets a list on per night
@@ -423,6 +509,8 @@ class PushConfig:
     #: current users table (the contract's users: opt-outs, channels, group, region) read by
     #: every run instead of the bundle's users; "" = the bundle's users (push --users overrides)
     users: str = ""
+    #: coverage rules ([[push.coverage]] tables, see CoverageRuleConfig); none = lists as ranked
+    coverage: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -645,6 +733,9 @@ def _show(value: Any) -> str:
 
 
 def _check_value(section: str, key: str, value: Any, rule: Constraint, files: bool) -> None:
+    if isinstance(rule, Tables):
+        rule.read(section, key, value, files=files)
+        return
     if isinstance(rule, TextFile):
         problem = rule.problem(value) if files and isinstance(value, str) else None
         if problem:

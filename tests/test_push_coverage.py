@@ -1,0 +1,308 @@
+"""Coverage quotas in the nightly push: rules, need from history, least-cost swaps, the table."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recsys import columns as C
+from recsys.config import ConfigError, load_config
+from recsys.push import coverage as CV
+from recsys.push.history import DAY
+from recsys.push.lists import ItemTopics
+from recsys.taxonomy import load_taxonomy
+
+TODAY = dt.date(2026, 7, 1)
+TAX = load_taxonomy()
+
+#: item -> topics of the tiny catalogue
+ITEM_TOPICS = {
+    "a": ["health_literacy"], "b": ["astronomy_space"], "c": ["ecology"], "d": ["ocean_coast"],
+    "x": ["modern_agriculture"], "y": ["modern_agriculture", "ecology"], "z": ["disaster_prevention"],
+    "h": ["health_literacy"], "h2": ["health_literacy"],
+}
+TOPICS = ItemTopics.build(pd.Series(ITEM_TOPICS))
+
+
+def rule(**kw) -> CV.CoverageRule:
+    doc = {"name": "agri", "groups": ["farmer"], "topics": ["modern_agriculture", "disaster_prevention"]} | kw
+    return CV.parse_rules([doc], TAX)[0]
+
+
+def users(specs: dict[str, tuple[str, str]], capped: tuple[str, ...] = (), sub=None) -> CV.ChunkUsers:
+    ids = pd.Index(list(specs), dtype=object)
+    return CV.ChunkUsers(
+        ids=ids,
+        groups=np.array([g for g, _ in specs.values()], dtype=object),
+        regions=np.array([r for _, r in specs.values()], dtype=object),
+        sub_groups=None if sub is None else np.array(sub, dtype=object),
+        capped=ids.isin(list(capped)),
+    )
+
+
+def lists(rows: list[tuple[str, str, str, float]]) -> pd.DataFrame:
+    """(user, channel, item, score) rows; ranks by score within each (user, channel)."""
+    frame = pd.DataFrame(rows, columns=[C.USER_ID, C.CHANNEL, C.ITEM_ID, C.SCORE])
+    frame[C.RANK] = frame.groupby([C.USER_ID, C.CHANNEL])[C.SCORE].rank(ascending=False, method="first").astype(int)
+    frame[C.REASONS] = [["r"] for _ in range(len(frame))]
+    frame["send_after"] = pd.Timestamp("2026-07-01 08:00", tz="Asia/Shanghai")
+    return frame[[C.USER_ID, C.CHANNEL, C.RANK, C.ITEM_ID, C.SCORE, C.REASONS, "send_after"]]
+
+
+class FakeRanking:
+    """A fetch with known offers: per (user, channel) the eligible items and their scores."""
+
+    def __init__(self, offers: dict[tuple[str, str], dict[str, float]]) -> None:
+        self.offers = offers
+        self.calls: list[tuple[str, list[str], tuple[str, ...]]] = []
+
+    def __call__(self, channel, user_ids, k, topics, exclude):
+        self.calls.append((channel, list(user_ids), topics))
+        out = []
+        for u in user_ids:
+            blocked = set(exclude.loc[exclude[C.USER_ID] == u, C.ITEM_ID])
+            items = {
+                i: s for i, s in self.offers.get((u, channel), {}).items()
+                if i not in blocked and (not topics or set(ITEM_TOPICS[i]) & set(topics))
+            }
+            best = sorted(items.items(), key=lambda kv: -kv[1])[: int(k[u])]
+            out += [(u, r + 1, i, s, ["why"]) for r, (i, s) in enumerate(best)]
+        return pd.DataFrame(out, columns=[C.USER_ID, C.RANK, C.ITEM_ID, C.SCORE, C.REASONS])
+
+
+def no_history() -> pd.DataFrame:
+    return pd.DataFrame({C.USER_ID: pd.Series(dtype=object), C.ITEM_ID: pd.Series(dtype=object),
+                         C.CHANNEL: pd.Series(dtype=object), DAY: pd.Series(dtype="datetime64[s]")})
+
+
+def history(rows: list[tuple[str, str, int]]) -> pd.DataFrame:
+    """(user, item, days before today) rows."""
+    return pd.DataFrame({
+        C.USER_ID: [u for u, _, _ in rows], C.ITEM_ID: [i for _, i, _ in rows], C.CHANNEL: "app_push",
+        DAY: [np.datetime64(TODAY - dt.timedelta(days=d), "D") for _, _, d in rows],
+    })
+
+
+def run(frame, who, rules, fetch, hist=None, broadcast=frozenset()):
+    return CV.apply_rules(frame, who, rules, history=no_history() if hist is None else hist, topics=TOPICS,
+                          day=TODAY, fetch=fetch, broadcast=broadcast)
+
+
+# ---- rules -------------------------------------------------------------------------------
+
+
+def test_rules_read_from_the_config_file(tmp_path):
+    path = tmp_path / "recsys.toml"
+    path.write_text(
+        '[[push.coverage]]\nname = "farmers_agri"\ngroups = ["farmer"]\nregions = ["qinglong", "lulong"]\n'
+        'topics = ["modern_agriculture", "disaster_prevention"]\nmin_items = 1\nper_days = 7\n'
+        '[[push.coverage]]\nname = "elderly"\ngroups = ["resident"]\nsub_groups = ["elderly"]\nreach_share = 0.6\n'
+    )
+    rules = CV.parse_rules(load_config(path).push.coverage, TAX)
+    assert [r.name for r in rules] == ["farmers_agri", "elderly"]
+    assert rules[0].regions == {"qinglong", "lulong"} and rules[0].reach_share == 1.0
+    assert rules[1].sub_groups == {"elderly"} and rules[1].topics == () and rules[1].reach_share == 0.6
+    assert CV.window_days(rules) == 7 and CV.window_days(()) == 0
+
+
+@pytest.mark.parametrize(
+    "doc, message",
+    [
+        ({"topics": ["agriculture"]}, r"\[push.coverage 'agri'\] unknown topic 'agriculture'; valid: disaster_prev"),
+        ({"groups": ["farmers"]}, r"\[push.coverage 'agri'\] unknown group 'farmers'; valid: youth"),
+        ({"regions": ["beijing"]}, r"\[push.coverage 'agri'\] unknown region 'beijing'; valid: "),
+        ({"sub_groups": ["elderly"]}, r"sub_group 'elderly' belongs to group 'resident', which the rule's groups"),
+        ({"per_days": 0}, r"\[push.coverage 'agri'\] per_days = 0 is out of range; valid: 1..365"),
+        ({"reach_share": 1.5}, r"\[push.coverage 'agri'\] reach_share = 1.5 is out of range"),
+        ({"min_items": "1"}, r"\[push.coverage 'agri'\] min_items must be an integer"),
+        ({"topic": ["x"]}, r"unknown config key \[push.coverage 'agri'\] topic; valid: broadcast_reach"),
+    ],
+)
+def test_bad_rules_are_one_line_errors_naming_the_rule(doc, message):
+    with pytest.raises(ConfigError, match=message):
+        rule(**doc)
+
+
+def test_rules_need_distinct_names():
+    with pytest.raises(ConfigError, match="name 'agri' is used twice"):
+        CV.parse_rules([{"name": "agri"}, {"name": "agri"}], TAX)
+
+
+def test_a_sub_group_rule_needs_the_users_sub_groups():
+    r = CV.parse_rules([{"name": "old", "groups": ["resident"], "sub_groups": ["elderly"]}], TAX)[0]
+    who = users({"u1": ("resident", "haigang"), "u2": ("resident", "haigang")})
+    with pytest.raises(ConfigError, match="names sub_groups but this run knows no user's sub-group"):
+        r.members(who.groups, None, who.regions)
+    assert r.members(who.groups, np.array(["elderly", ""], dtype=object), who.regions).tolist() == [True, False]
+
+
+# ---- per-user rules ----------------------------------------------------------------------
+
+
+def test_no_rules_leave_the_lists_untouched():
+    frame = lists([("u1", "app_push", "a", 0.9)])
+    out, stats = run(frame, users({"u1": ("farmer", "qinglong")}), (), FakeRanking({}))
+    assert out is frame and stats == []
+
+
+def test_lowest_slot_gives_way_to_the_best_rule_item():
+    frame = lists([("u1", "app_push", "a", 0.9), ("u1", "app_push", "b", 0.5), ("u1", "app_push", "c", 0.2)])
+    fetch = FakeRanking({("u1", "app_push"): {"x": 0.15, "y": 0.1, "h": 0.8}})
+    out, stats = run(frame, users({"u1": ("farmer", "qinglong")}), [rule()], fetch)
+    assert out[C.ITEM_ID].tolist() == ["a", "b", "x"]
+    assert out[C.RANK].tolist() == [1, 2, 3]
+    assert out[C.REASONS].iloc[2] == ["重点人群保障:agri", "why"]
+    assert out["send_after"].tolist() == frame["send_after"].tolist()  # other columns copied
+    (row,) = stats
+    assert (row["users"], row["required"], row["reached_before"], row["reached"], row["shortfall"]) == (1, 1, 0, 1, 0)
+    assert row["items_added"] == 1 and row["cost_score"] == pytest.approx(0.2 - 0.15)
+    assert row["list_score"] == pytest.approx(1.6)
+
+
+def test_swapped_item_is_ranked_by_its_score():
+    frame = lists([("u1", "app_push", "a", 0.9), ("u1", "app_push", "b", 0.5), ("u1", "app_push", "c", 0.2)])
+    # the ranking's topic cap may have kept a strong item out: it takes its place by score
+    out, _ = run(frame, users({"u1": ("farmer", "qinglong")}), [rule()], FakeRanking({("u1", "app_push"): {"x": 0.7}}))
+    assert out.sort_values(C.RANK)[C.ITEM_ID].tolist() == ["a", "x", "b"]
+    assert sorted(out[C.RANK].tolist()) == [1, 2, 3]
+
+
+def test_users_already_covered_by_tonight_or_the_window_are_untouched():
+    frame = lists([
+        ("u1", "app_push", "a", 0.9), ("u1", "app_push", "x", 0.1),   # tonight has one
+        ("u2", "app_push", "a", 0.9), ("u2", "app_push", "b", 0.3),   # history 3 days ago has one
+        ("u3", "app_push", "a", 0.9), ("u3", "app_push", "b", 0.3),   # history 7 days ago: out of the window
+        ("u4", "app_push", "a", 0.9), ("u4", "app_push", "b", 0.3),   # a youth: not in the segment
+    ])
+    who = users({u: ("farmer", "qinglong") for u in ("u1", "u2", "u3")} | {"u4": ("youth", "qinglong")})
+    offers = {(u, "app_push"): {"z": 0.2} for u in ("u1", "u2", "u3", "u4")}
+    out, stats = run(frame, who, [rule()], FakeRanking(offers), hist=history([("u2", "x", 3), ("u3", "y", 7)]))
+    changed = out[out[C.ITEM_ID] != frame[C.ITEM_ID]]
+    assert changed[C.USER_ID].tolist() == ["u3"] and changed[C.ITEM_ID].tolist() == ["z"]
+    (row,) = stats
+    assert (row["users"], row["reached_before"], row["reached"]) == (3, 2, 3)
+
+
+def test_items_already_pushed_are_never_offered_again():
+    frame = lists([("u1", "app_push", "a", 0.9), ("u1", "wechat", "b", 0.5), ("u1", "wechat", "c", 0.4)])
+    fetch = FakeRanking({("u1", "app_push"): {"x": 0.3}, ("u1", "wechat"): {"x": 0.35, "y": 0.2}})
+    out, stats = run(frame, users({"u1": ("farmer", "qinglong")}), [rule(min_items=2)], fetch)
+    # x once only (tonight's items are excluded from offers, and one item is used once across channels)
+    assert sorted(out[C.ITEM_ID]) == ["b", "x", "y"] or sorted(out[C.ITEM_ID]) == ["a", "x", "y"]
+    assert out[C.ITEM_ID].value_counts().max() == 1
+    assert stats[0]["reached"] == 1 and stats[0]["items_added"] == 2
+
+
+def test_cheapest_swaps_across_channels():
+    frame = lists([("u1", "app_push", "a", 0.9), ("u1", "app_push", "b", 0.8),
+                   ("u1", "wechat", "c", 0.3), ("u1", "wechat", "d", 0.25)])
+    fetch = FakeRanking({("u1", "app_push"): {"x": 0.5}, ("u1", "wechat"): {"y": 0.2, "z": 0.1}})
+    out, stats = run(frame, users({"u1": ("farmer", "qinglong")}), [rule(min_items=2)], fetch)
+    # costs: app_push 0.8-0.5=0.3; wechat 0.25-0.2=0.05 then 0.3-0.1=0.2 -> both wechat swaps
+    assert out.loc[out[C.CHANNEL] == "app_push", C.ITEM_ID].tolist() == ["a", "b"]
+    assert sorted(out.loc[out[C.CHANNEL] == "wechat", C.ITEM_ID]) == ["y", "z"]
+    assert stats[0]["cost_score"] == pytest.approx(0.05 + 0.2)
+
+
+def test_infeasible_rule_reports_shortfall_and_why():
+    frame = lists([("u1", "app_push", "a", 0.9), ("u3", "app_push", "x", 0.9)])
+    who = users({"u1": ("farmer", "qinglong"), "u2": ("farmer", "qinglong"), "u3": ("farmer", "qinglong"),
+                 "u4": ("farmer", "qinglong")}, capped=("u2",))
+    other = rule(name="health", topics=["health_literacy"], groups=[])
+    # u1: no agri item left to push; u2: capped; u3's only other slot holds the health rule's item;
+    # u4: no list and not capped (nothing eligible at all)
+    fetch = FakeRanking({("u3", "app_push"): {"h2": 0.5}})
+    out, stats = run(frame, who, [rule(), other], fetch)
+    agri = stats[0]
+    assert (agri["users"], agri["required"], agri["reached"], agri["shortfall"]) == (4, 4, 1, 3)
+    assert (agri["unmet_no_eligible_item"], agri["unmet_caps_reached"], agri["unmet_no_free_slot"]) == (2, 1, 0)
+    health = stats[1]
+    assert (health["reached_before"], health["shortfall"]) == (1, 3)  # u1's item a is a health item
+    # u3's one slot holds the agri rule's item
+    assert (health["unmet_no_free_slot"], health["unmet_caps_reached"], health["unmet_no_eligible_item"]) == (1, 1, 1)
+    assert out[C.ITEM_ID].tolist() == frame[C.ITEM_ID].tolist()
+
+
+def test_slots_another_rule_counts_on_are_kept():
+    frame = lists([("u1", "app_push", "a", 0.9), ("u1", "app_push", "b", 0.5), ("u1", "app_push", "x", 0.1)])
+    health = rule(name="health", topics=["disaster_prevention"], groups=[])
+    fetch = FakeRanking({("u1", "app_push"): {"z": 0.05}})
+    out, stats = run(frame, users({"u1": ("farmer", "qinglong")}), [rule(topics=["modern_agriculture"]), health],
+                     fetch)
+    assert sorted(out[C.ITEM_ID]) == ["a", "x", "z"]  # b gave way, not the agriculture item x
+    assert [s["reached"] for s in stats] == [1, 1]
+
+
+def test_min_items_two_fills_what_exists():
+    frame = lists([("u1", "app_push", "a", 0.9), ("u1", "app_push", "b", 0.5), ("u1", "app_push", "c", 0.2)])
+    out, stats = run(frame, users({"u1": ("farmer", "qinglong")}), [rule(min_items=2)],
+                     FakeRanking({("u1", "app_push"): {"x": 0.1}}))
+    # one of two: kept (it counts toward the next nights of the window), but the user is not reached
+    assert "x" in set(out[C.ITEM_ID])
+    assert (stats[0]["reached"], stats[0]["shortfall"], stats[0]["unmet_no_eligible_item"]) == (0, 1, 1)
+
+
+# ---- reach share -------------------------------------------------------------------------
+
+
+def reach_world(n: int = 5):
+    ids = [f"u{i}" for i in range(n)]
+    frame = lists([(u, "app_push", "a", 0.9) for u in ids] + [(u, "app_push", "b", 0.5) for u in ids])
+    # u_i's best agriculture item costs 0.1 * (i + 1)
+    offers = {(u, "app_push"): {"x": 0.5 - 0.1 * (i + 1)} for i, u in enumerate(ids)}
+    return frame, users({u: ("farmer", "qinglong") for u in ids}), FakeRanking(offers)
+
+
+def test_reach_share_picks_the_cheapest_users_first():
+    frame, who, fetch = reach_world()
+    out, stats = run(frame, who, [rule(reach_share=0.6)], fetch)
+    got = set(out.loc[out[C.ITEM_ID] == "x", C.USER_ID])
+    assert got == {"u0", "u1", "u2"}  # ceil(0.6 x 5) = 3 cheapest
+    assert (stats[0]["required"], stats[0]["reached"], stats[0]["shortfall"]) == (3, 3, 0)
+    assert stats[0]["cost_score"] == pytest.approx(0.1 + 0.2 + 0.3)
+
+
+def test_reach_share_counts_users_reached_before():
+    frame, who, fetch = reach_world()
+    hist = history([("u0", "x", 1), ("u4", "y", 2)])
+    out, stats = run(frame, who, [rule(reach_share=0.6)], fetch, hist=hist)
+    assert set(out.loc[out[C.ITEM_ID] == "x", C.USER_ID]) == {"u1"}
+    assert (stats[0]["reached_before"], stats[0]["reached"]) == (2, 3)
+
+
+def test_broadcast_places_count_toward_reach():
+    frame, who, fetch = reach_world()
+    places = pd.DataFrame({"region": ["qinglong", "haigang"], "audience": [{"farmer": 0.7, "resident": 0.3}, None]})
+    cells = CV.broadcast_cells(places, TAX.groups)
+    assert ("farmer", "qinglong") in cells and ("youth", "haigang") in cells and ("youth", "qinglong") not in cells
+    out, stats = run(frame, who, [rule(reach_share=0.6, broadcast_reach=0.5)], fetch, broadcast=cells)
+    # push needs (0.6 - 0.5) / (1 - 0.5) = 0.2 of 5: one user
+    assert (stats[0]["required"], stats[0]["reached"], stats[0]["broadcast_credit"]) == (1, 1, True)
+    assert (out[C.ITEM_ID] == "x").sum() == 1
+    out, stats = run(frame, who, [rule(reach_share=0.6, broadcast_reach=0.6)], fetch, broadcast=cells)
+    assert stats[0]["required"] == 0 and out[C.ITEM_ID].tolist() == frame[C.ITEM_ID].tolist()
+
+
+def test_cells_are_group_by_region_and_merge_recomputes_required():
+    frame, _, fetch = reach_world(6)
+    region = dict(zip([f"u{i}" for i in range(6)], ["qinglong"] * 3 + ["lulong"] * 3))
+    r = rule(reach_share=0.5)
+    # two "chunks" of the same city: each rounds up its own share
+    parts = []
+    for chunk in (["u0", "u1", "u3"], ["u2", "u4", "u5"]):
+        who = users({u: ("farmer", region[u]) for u in chunk})
+        parts.append(run(frame[frame[C.USER_ID].isin(chunk)], who, [r], fetch)[1])
+    s1, s2 = parts
+    assert [s["required"] for s in s1] == [1, 1]  # lulong 1 of 1 (ceil 0.5), qinglong 1 of 2
+    merged = CV.merge_stats([s1, s2], [r])
+    assert [(m["region"], m["users"]) for m in merged] == [("lulong", 3), ("qinglong", 3)]
+    for m in merged:
+        assert m["required"] == 2 and m["reached"] >= 2 and m["shortfall"] == 0
+    assert list(merged[0]) == list(CV.TABLE_COLUMNS)
+    table = CV.table_frame(merged)
+    assert table["cost_score"].dtype == np.float64 and len(table) == 2
+    total = CV.summary(merged)["agri"]
+    assert total["users"] == 6 and total["met"] and total["items_added"] == sum(m["items_added"] for m in merged)
