@@ -97,7 +97,7 @@ def best_baseline_rows(metrics: dict[str, Any], k: int) -> tuple[list[str], dict
 
 def run_split(data: Path, taxonomy: Path, out: Path, quantile: float, args: argparse.Namespace) -> dict[str, Any]:
     """One ``recsys evaluate --tune`` run (library call, the CLI's defaults); returns its metrics."""
-    from pipelines.evaluate import run
+    from recsys.evaluation.job import run_evaluation as run
     from recsys.evaluation.run import EvaluationSettings
     from recsys.evaluation.tune import TuneSettings
 

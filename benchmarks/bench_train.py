@@ -64,7 +64,7 @@ def ensure_city(users: int, items: int, days: int, seed: int) -> Path:
 
 TRAIN = r"""
 import json, sys, time
-from pipelines.train import run
+from recsys.training import train as run
 summary = run(sys.argv[1], sys.argv[2], as_of=sys.argv[3] or None, warm_start=sys.argv[4] or None,
               config_path=sys.argv[5] or None, stream=sys.stderr)
 from recsys.model import TrainedModel

@@ -24,19 +24,26 @@ The steps, in order (each a library component of its own):
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from recsys import bundle as bundle_io
 from recsys import columns as C
-from recsys.config import EngineConfig
+from recsys.config import ALL_SECTIONS, EngineConfig, check_config, load_config
+from recsys.guards import check_bundle_sanity, check_training_data
+from recsys.io import prepare_output_dir
 from recsys.model import USER_COLUMNS, TrainedModel
 from recsys.progress import Steps
+from recsys.schema import validate
 from recsys.signals import compute_signals
 from recsys.taxonomy import Taxonomy, load_taxonomy
-from recsys.timeutil import aware_timestamp
+from recsys.timeutil import aware_timestamp, parse_option_time
 
 N_STEPS = 9
 
@@ -139,7 +146,9 @@ def train_model(
     from recsys.interactions import build_interactions
     from recsys.profiles import TopicProfiles
 
-    config = config or EngineConfig()
+    # every section's rules, before any step runs: a bad [index] value must not wait for ALS,
+    # profiles, the engagement model and the content embedding to finish first
+    config = check_config(config or EngineConfig())
     taxonomy = taxonomy or load_taxonomy()
     steps = steps or Steps(N_STEPS, stream=None)
     cutoff = None if as_of is None else aware_timestamp(as_of, name="as_of")
@@ -313,3 +322,82 @@ def _recall_queries(user_factors: np.ndarray, n: int, seed: int) -> np.ndarray:
     take = min(n, len(user_factors))
     rows = np.sort(rng.choice(len(user_factors), size=take, replace=False)) if take else np.array([], int)
     return np.ascontiguousarray(user_factors[rows], dtype=np.float32)
+
+
+# ---- the job: ``recsys train`` ------------------------------------------------------------------
+
+
+def train(
+    data: str | Path,
+    out: str | Path,
+    *,
+    config_path: str | Path | None = None,
+    taxonomy_path: str | Path | None = None,
+    as_of: str | None = None,
+    warm_start: str | Path | None = None,
+    force: bool = False,
+    stream: TextIO | None = sys.stderr,
+) -> dict[str, Any]:
+    """Validate ``data``, train, write a bundle under ``out``; return a summary dict.
+
+    Refuses (before training) data too thin to train on (``[training]``
+    thresholds, an ``--as-of`` outside the data) and a models folder that
+    holds other files (unless ``force``); writes the bundle, and moves
+    ``latest`` only to a bundle with warm users and eligible items.
+
+    Raises
+    ------
+    DataError
+        Too few events, users or items, too many rows rejected, or a trained
+        model that could serve nothing (``latest`` is not moved).
+    ConfigError
+        A bad option, config or output folder.
+    """
+    start = time.perf_counter()
+    taxonomy = load_taxonomy(taxonomy_path)
+    # train records every section in the bundle: push and ranking read theirs from it later
+    config = load_config(config_path, command="train", sections=ALL_SECTIONS)
+    cutoff = parse_option_time(as_of, taxonomy, name="--as-of") if as_of else None
+    prepare_output_dir(out, "models", force=force, recognise=bundle_io.is_models_dir)
+    previous = TrainedModel.load(warm_start) if warm_start else None
+    steps = Steps(N_STEPS + 2, stream=stream)
+    with steps.step("validate"):
+        result = validate(data=data, taxonomy=taxonomy)
+    quarantined = result.counts()
+    if quarantined and stream is not None:
+        print(f"      quarantined rows (kept out of training): {quarantined}", file=stream)
+    result.check_rejected(config.training.max_rejected_share)
+    check_training_data(
+        result.users, result.items, result.events, config.training,
+        as_of=cutoff, quarantined=int(sum(quarantined.values())),
+    )
+    model = train_model(
+        result.users,
+        result.items,
+        result.events,
+        config=config,
+        taxonomy=taxonomy,
+        as_of=cutoff,
+        warm_start=previous,
+        steps=steps,
+    )
+    model.info.setdefault("counts", {})["quarantined_rows"] = int(sum(quarantined.values()))
+    model.info["timings_s"] = dict(steps.timings)
+    with steps.step("write and verify bundle"):
+        path = model.save(out, sanity=check_bundle_sanity)
+    summary = {
+        "bundle": str(path),
+        "latest": str(Path(out) / "latest"),
+        "users": model.n_users,
+        "items": model.n_items,
+        **model.info["counts"],
+        "index": model.info["index"],
+        "data_window": model.window,
+        "warm_start": previous is not None,
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+    if stream is not None:
+        print("\ntrained model summary", file=stream)
+        for key, value in summary.items():
+            print(f"  {key:<18} {value}", file=stream)
+    return summary

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -241,13 +242,20 @@ def test_cli_missing_data_folder(tmp_path, capsys):
     assert code == 2 and "error: " in capsys.readouterr().err
 
 
-def test_job_main_exits_2_on_bad_input(world, tmp_path, capsys):
-    from pipelines.evaluate import main as job_main
+def test_job_script_exits_2_on_bad_input(world, tmp_path):
+    """pipelines/evaluate.py, the scheduler's script, answers bad input like the CLI: one line, exit 2."""
+    import subprocess
+    import sys
 
     folder, tax_path, _ = world
-    code = job_main(["--data", str(folder), "--taxonomy", str(tax_path), "--split-quantile", "0.8",
-                     "--bootstrap", "0", "--out", str(tmp_path / "o")])
-    assert code == 2 and "n_boot (--bootstrap) must be a positive int, got 0" in capsys.readouterr().err
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "-m", "pipelines.evaluate", "--data", str(folder), "--taxonomy", str(tax_path),
+         "--split-quantile", "0.8", "--bootstrap", "0", "--out", str(tmp_path / "o")],
+        cwd=root, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == ["error: n_boot (--bootstrap) must be a positive int, got 0"]
 
 
 @pytest.mark.parametrize(

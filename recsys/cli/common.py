@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-import pandas as pd
 
 from recsys.taxonomy import Taxonomy, load_taxonomy
 
@@ -87,38 +86,4 @@ def add_max_rejected_option(parser: argparse.ArgumentParser) -> None:
         f"(default: {DEFAULT_MAX_REJECTED})",
     )
 
-
-#: times a command-line option may name: the validator's plausible range for data
-#: (recsys.schema MIN_TIME / MAX_TIME); outside it a time is a typo, and past 2262 it
-#: does not fit the nanosecond timestamps the engine computes with
-OPTION_TIME_RANGE = ("1990-01-01T00:00:00Z", "2100-01-01T00:00:00Z")
-
-
-def parse_option_time(value: str, taxonomy: Taxonomy, *, name: str) -> pd.Timestamp:
-    """Parse a time option (``--now``, ``--as-of``): a date (city midnight) or ISO 8601 with an offset.
-
-    Raises
-    ------
-    ConfigError
-        Naming the option and value: unparsable, naive, or outside
-        :data:`OPTION_TIME_RANGE`.
-    """
-    from recsys.exceptions import ConfigError
-    from recsys.timeutil import parse_time
-
-    try:
-        ts = parse_time(value, taxonomy, name=name)
-    except (OverflowError, ValueError, pd.errors.OutOfBoundsDatetime) as exc:
-        if isinstance(exc, ConfigError):
-            raise
-        raise ConfigError(f"{name} {value!r} is outside the supported range {_range_text()}") from None
-    lo, hi = (pd.Timestamp(x) for x in OPTION_TIME_RANGE)
-    if not lo <= ts < hi:
-        raise ConfigError(f"{name} {value!r} is outside the supported range {_range_text()}")
-    return ts
-
-
-def _range_text() -> str:
-    lo, hi = (x[:10] for x in OPTION_TIME_RANGE)
-    return f"{lo} .. {hi} (exclusive)"
 

@@ -9,13 +9,19 @@ HELP = "validate, train, recommend, push and evaluate on the bundled synthetic c
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from pipelines.demo import add_arguments as add
+    """The ``recsys demo`` options."""
+    from recsys.demo import SAMPLE
 
-    add(parser)
+    parser.add_argument("--data", default=str(SAMPLE), metavar="DIR", help="synthetic city (default: the committed sample)")
+    parser.add_argument("--out", default="out/demo", metavar="DIR", help="where every output goes (default: out/demo)")
+    parser.add_argument(
+        "--force", action="store_true", help="write into an --out folder that holds other files (they are left alone)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipelines.demo import run as demo
+    """Run the demo."""
+    from recsys.demo import run_demo
 
-    demo(args.data, args.out, force=args.force)
+    run_demo(args.data, args.out, force=args.force)
     return 0

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import Any
 
 NAME = "evaluate"
 HELP = (
@@ -11,15 +13,85 @@ HELP = (
 )
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the options of ``recsys evaluate`` (defined with the job in pipelines/evaluate.py)."""
-    from pipelines.evaluate import add_arguments as job_arguments
+DEFAULT_KS = "5,10,20"
 
-    job_arguments(parser)
+
+def parse_ks(text: str) -> tuple[int, ...]:
+    """Parse ``"5,10,20"``.
+
+    Raises
+    ------
+    ConfigError
+        Naming the bad value and what is valid.
+    """
+    from recsys.evaluation.metrics import check_ks
+    from recsys.exceptions import ConfigError
+
+    try:
+        values = [int(part) for part in str(text).split(",") if part.strip()]
+    except ValueError:
+        raise ConfigError(f"--k must be comma-separated positive integers (e.g. {DEFAULT_KS}), got {text!r}") from None
+    return tuple(check_ks(values))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``recsys evaluate``."""
+    parser.add_argument("--data", metavar="DIR", required=True, help="folder with users, items, events (.parquet/.csv)")
+    parser.add_argument("--taxonomy", metavar="PATH", default=None, help="taxonomy TOML of the data set's codes")
+    parser.add_argument("--config", metavar="PATH", default=None, help="engine config TOML (default: built-in defaults)")
+    split = parser.add_mutually_exclusive_group(required=True)
+    split.add_argument("--split-time", metavar="T", help="train before T, test at or after T (ISO with offset, or a date)")
+    split.add_argument("--split-quantile", metavar="Q", type=float, help="put T at this quantile of event times, e.g. 0.8")
+    split.add_argument("--leave-last-n", metavar="N", type=int, help="per user, hold out the last N positive engagements")
+    parser.add_argument("--k", metavar="K,K", default=DEFAULT_KS, help=f"cut-offs (default {DEFAULT_KS})")
+    parser.add_argument("--tune", action="store_true", help="tune on a validation window carved from training first")
+    parser.add_argument("--tune-models", metavar="N", type=int, default=4, help="collaborative configs tried (default 4)")
+    parser.add_argument("--tune-blends", metavar="N", type=int, default=8, help="blend weights tried per model (default 8)")
+    parser.add_argument("--tune-budget-s", metavar="S", type=float, default=600.0, help="tuning time budget (default 600)")
+    parser.add_argument("--policies", metavar="A,B", default=None, help="policies to compare (default: all)")
+    parser.add_argument("--max-users", metavar="N", type=int, default=None, help="list at most N users (seeded sample)")
+    parser.add_argument("--bootstrap", metavar="N", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    parser.add_argument("--seed", metavar="S", type=int, default=0, help="seed (default 0)")
+    parser.add_argument("--end", metavar="ISO", default=None, help="the data's end for validation (default: manifest)")
+    parser.add_argument(
+        "--out", metavar="DIR", required=True,
+        help="output folder: new, empty, or written by evaluate before (its own files are replaced)",
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="write into an --out folder that holds other files (they are left alone)"
+    )
+
+
+def settings_from_args(args: argparse.Namespace) -> Any:
+    """Build :class:`EvaluationSettings` from parsed options."""
+    from recsys.evaluation.run import EvaluationSettings
+    from recsys.evaluation.tune import TuneSettings
+
+    policies = tuple(p.strip() for p in args.policies.split(",") if p.strip()) if args.policies else None
+    return EvaluationSettings(
+        ks=parse_ks(args.k),
+        split_time=args.split_time,
+        split_quantile=args.split_quantile,
+        leave_last_n=args.leave_last_n,
+        policies=policies,
+        seed=args.seed,
+        n_boot=args.bootstrap,
+        max_users=args.max_users,
+        tune=args.tune,
+        tune_settings=TuneSettings(
+            n_models=args.tune_models, n_blends=args.tune_blends, time_budget_s=args.tune_budget_s, seed=args.seed
+        ),
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the evaluation job; print the headline table."""
-    from pipelines.evaluate import run_args
+    from recsys.evaluation.job import headline_text, run_evaluation
 
-    return run_args(args)
+    metrics = run_evaluation(
+        args.data, args.out, taxonomy=args.taxonomy, config=args.config, settings=settings_from_args(args), end=args.end,
+        force=getattr(args, "force", False),
+    )
+    print(headline_text(metrics))
+    print(f"report: {Path(metrics['out']) / 'report.html'}")
+    return 0

@@ -71,7 +71,7 @@ def _settings(args: argparse.Namespace) -> dict:
     if args.end is not None:
         import re
 
-        from recsys.cli.common import parse_option_time
+        from recsys.timeutil import parse_option_time
         from recsys.taxonomy import load_taxonomy
 
         if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(args.end)):

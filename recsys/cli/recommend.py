@@ -41,7 +41,7 @@ def _titles(recommender) -> dict[str, str]:  # noqa: ANN001 - Recommender, impor
 
 def run(args: argparse.Namespace) -> int:
     """Load the bundle, rank, print; exit 0."""
-    from recsys.cli.common import parse_option_time
+    from recsys.timeutil import parse_option_time
     from recsys.exceptions import ConfigError
     from recsys.ranking import Recommender
 

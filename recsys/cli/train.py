@@ -10,13 +10,21 @@ HELP = "train profiles, embeddings and the ANN index; write a versioned model bu
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from pipelines.train import add_arguments as add
-
-    add(parser)
+    """The ``recsys train`` options."""
+    parser.add_argument("--data", required=True, metavar="DIR", help="folder with users, items, events tables")
+    parser.add_argument("--out", default="models", metavar="DIR", help="models folder (default: models)")
+    parser.add_argument("--config", metavar="PATH", help="engine config TOML (default: built-in defaults)")
+    parser.add_argument("--taxonomy", metavar="PATH", help="taxonomy TOML (default: the bundled city's)")
+    parser.add_argument("--as-of", metavar="TIMESTAMP", help="train only on events before this time")
+    parser.add_argument("--warm-start", metavar="BUNDLE", help="reuse a previous bundle's factors (e.g. models/latest)")
+    parser.add_argument(
+        "--force", action="store_true",
+        help="write into an --out folder that holds other files (they are left alone)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipelines.train import run as train
+    from recsys.training import train
 
     train(
         args.data,

@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Tune, write the config and the trials, print what was tried."""
-    from pipelines.evaluate import run_tune
+    from recsys.evaluation.job import run_tuning
     from recsys.evaluation.tune import TuneSettings
 
     settings = TuneSettings(
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         time_budget_s=args.budget_s,
         seed=args.seed,
     )
-    report = run_tune(
+    report = run_tuning(
         args.data, args.out, taxonomy=args.taxonomy, config=args.config, settings=settings, until=args.until,
         end=args.end, force=args.force,
     )

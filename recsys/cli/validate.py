@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     evidence the message points at), never clean tables that would pass for a
     successful output.
     """
-    from recsys.cli.common import parse_option_time
+    from recsys.timeutil import parse_option_time
     from recsys.io import prepare_output_dir
     from recsys.schema import KINDS, check_share, validate, write_quarantine, write_table
     from recsys.taxonomy import load_taxonomy

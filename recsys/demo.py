@@ -1,0 +1,109 @@
+"""``recsys demo``: the whole engine end to end on the bundled synthetic city.
+
+validate the committed sample -> train a bundle -> a few users' lists with
+reasons -> tomorrow's push lists -> the offline evaluation with its headline
+table. Every output goes under one folder (default ``out/demo``).
+:func:`run_demo` composes the library's jobs; nothing here is a job of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+import pandas as pd
+
+from recsys.evaluation.job import headline_text, run_evaluation
+from recsys.evaluation.run import EvaluationSettings
+from recsys.exceptions import SchemaError
+from recsys.io import prepare_output_dir
+from recsys.push.nightly import run_nightly
+from recsys.ranking.recommender import Recommender
+from recsys.schema import validate
+from recsys.taxonomy import load_taxonomy
+from recsys.training import train
+
+#: the committed synthetic city (in a source checkout)
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "synthetic" / "sample"
+
+
+def _say(stream: TextIO | None, text: str = "") -> None:
+    if stream is not None:
+        print(text, file=stream, flush=True)
+
+
+def run_demo(
+    data: str | Path = SAMPLE,
+    out: str | Path = "out/demo",
+    *,
+    users_to_show: int = 3,
+    stream: TextIO | None = sys.stdout,
+    force: bool = False,
+) -> dict[str, Any]:
+    """Run every job on ``data``; return where each output went.
+
+    ``out`` must be new, empty, or a folder an earlier demo wrote (``force``
+    writes beside other files, leaving them alone); its ``models``,
+    ``pushes`` and ``evaluation`` sub-folders are each checked by their job.
+    """
+
+    data, out = Path(data), Path(out)
+    if not (data / "users.parquet").exists() and not (data / "users.csv").exists():
+        raise SchemaError(
+            f"{data}: no synthetic city here; regenerate the sample with `recsys generate --sample`"
+        )
+    target = prepare_output_dir(out, "demo", force=force, recognise=lambda p: _is_demo(p))
+    outputs: dict[str, Any] = {}
+
+    _say(stream, f"== 1. validate {data}")
+    result = validate(data=data)
+    for kind in ("users", "items", "events"):
+        _say(stream, f"   {kind:<7} {len(getattr(result, kind)):>8} clean rows")
+    _say(stream, f"   quarantined: {result.counts() or 'none'}")
+
+    _say(stream, f"\n== 2. train a model bundle into {out / 'models'}")
+    summary = train(data, out / "models", stream=sys.stderr if stream is not None else None)
+    outputs["model"] = summary["bundle"]
+
+    _say(stream, "\n== 3. in-process recommendations (Recommender.recommend)")
+    rec = Recommender.load(out / "models" / "latest")
+    manifest = json.loads((data / "manifest.json").read_text(encoding="utf-8")) if (data / "manifest.json").exists() else {}
+    warm = result.events[result.events["event_type"].isin(["click", "read", "like"])]["user_id"].drop_duplicates()
+    for user_id in warm.sort_values().head(users_to_show):
+        row = result.users.set_index("user_id").loc[user_id]
+        _say(stream, f"   user {user_id} ({row['group']}, {row['region']}):")
+        for r in rec.recommend(user_id, k=5):
+            _say(stream, f"     {r.item_id:<8} {r.score:6.3f}  {' | '.join(r.reasons)}")
+
+    # the pushes go out on the local day that starts where the log ends
+    end = pd.Timestamp(manifest.get("end") or summary["data_window"]["end"])
+    date = end.tz_convert(load_taxonomy().timezone).date()
+    _say(stream, f"\n== 4. nightly push lists for {date} into {out / 'pushes'}")
+    push_manifest = run_nightly(out / "models" / "latest", date.isoformat(), out / "pushes",
+                                 stream=sys.stderr if stream is not None else None)
+    outputs["pushes"] = str(out / "pushes")
+    outputs["push_rows"] = push_manifest.get("rows")
+
+    _say(stream, f"\n== 5. offline evaluation into {out / 'evaluation'}")
+    metrics = run_evaluation(data, out / "evaluation", settings=EvaluationSettings(split_quantile=0.8),
+                               log=(lambda line: print(line, file=sys.stderr)) if stream is not None else None)
+    outputs["evaluation"] = metrics["out"]
+    _say(stream, "\n" + headline_text(metrics))
+    _say(stream, "\noutputs:")
+    for key, value in outputs.items():
+        _say(stream, f"   {key:<11} {value}")
+    _say(stream, f"   report      {Path(metrics['out']) / 'report.html'}")
+    target.mark(list(DEMO_ENTRIES))
+    return outputs
+
+
+#: what a demo writes in its folder
+DEMO_ENTRIES = ("models", "pushes", "evaluation")
+
+
+def _is_demo(folder: Path) -> bool:
+    """A folder an older demo wrote: only its three sub-folders."""
+    names = {e.name for e in folder.iterdir()}
+    return bool(names) and names <= set(DEMO_ENTRIES)

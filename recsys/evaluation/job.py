@@ -1,0 +1,240 @@
+"""The evaluation job and the tuning job on a data folder: validate, evaluate (or tune), write.
+
+:func:`run_evaluation` is ``recsys evaluate``; :func:`run_tuning` is ``recsys tune``.
+Both read only the config sections a trained-and-ranked model uses (nothing is
+pushed or kept), validate the folder, then hand the clean tables to
+:func:`recsys.evaluation.run.evaluate` or :func:`recsys.evaluation.tune.tune`.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+#: the config sections evaluate and tune do not read: a model is trained and ranked, nothing pushed or kept
+EVAL_SECTIONS_EXCLUDED = ("push", "bundle", "training")
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _load(
+    data: str | Path,
+    taxonomy: Any,
+    end: str | None,
+    say: Callable[[str], None],
+    check: Callable[[Any], None] | None = None,
+):
+    from recsys.schema import validate
+    from recsys.taxonomy import Taxonomy, load_taxonomy
+
+    tax = taxonomy if isinstance(taxonomy, Taxonomy) else load_taxonomy(taxonomy)
+    result = validate(data=data, taxonomy=tax, end=end)
+    if check is not None:
+        check(result)  # a refusal of the options on this data is the only line, before any progress
+    counts = result.counts()
+    kept = result.rows_kept()
+    say(
+        f"validated {data}: kept {kept['users']:,} users, {kept['items']:,} items, {kept['events']:,} events; "
+        f"quarantined {sum(counts.values()):,} rows" + (f" ({counts})" if counts else "")
+    )
+    return tax, result
+
+
+def run_evaluation(
+    data: str | Path,
+    out: str | Path,
+    *,
+    taxonomy: Any = None,
+    config: Any = None,
+    settings: Any = None,
+    end: str | None = None,
+    log: Callable[[str], None] | None = _stderr,
+    force: bool = False,
+) -> dict[str, Any]:
+    """Evaluate the engine against the baselines on the data set in ``data``.
+
+    Parameters
+    ----------
+    data : path
+        Folder with users, items and events (Parquet or CSV); a ``truth/``
+        folder (the synthetic generator's ground truth) adds the oracle and
+        the simulated push.
+    out : path
+        Output folder: new, empty or written by evaluate before (its own files
+        are replaced, any other file is left alone; see
+        :func:`recsys.io.prepare_output_dir`): metrics.json, the tables, the report.
+    taxonomy : Taxonomy or path, optional
+        The data set's codes; default the bundled city's.
+    config : EngineConfig or path, optional
+        Engine configuration (TOML); defaults when omitted.
+    settings : EvaluationSettings
+        Split, k, policies, tuning, ...
+    end : str, optional
+        The data's end for validation (default: manifest.json's, else now).
+    log : callable or None
+        Progress lines (default: stderr).
+    force : bool
+        Write into an ``out`` folder holding other files.
+
+    Returns
+    -------
+    dict
+        The metrics (``metrics.json``) plus ``"out"``: the folder written.
+    """
+    from recsys.config import EngineConfig, load_config, sections_except
+    from recsys.evaluation.run import EvaluationSettings, evaluate, write_evaluation
+    from recsys.evaluation.simulate import load_truth
+    from recsys.io import prepare_output_dir
+
+    say = log or (lambda _line: None)
+    settings = (settings or EvaluationSettings()).check()  # bad options fail before any work
+    cfg = config if isinstance(config, EngineConfig) else load_config(
+        config, command="evaluate", sections=sections_except(*EVAL_SECTIONS_EXCLUDED)
+    )
+    target = prepare_output_dir(out, "evaluate", force=force, recognise=_is_evaluation)
+    tax, split_time = _split_time(settings.split_time, taxonomy)  # before any work (and any progress line)
+    tax, clean = _load(
+        data, tax, end, say,
+        check=None if split_time is None else lambda r: _check_split_time(settings.split_time, split_time, r.events),
+    )
+    truth = load_truth(data)
+    if truth is not None:
+        say("ground truth found: adding the oracle and the simulated push")
+    result = evaluate(
+        clean.users, clean.items, clean.events, taxonomy=tax, settings=settings,
+        config=cfg, truth=truth, log=say,
+    )
+    with target.staging() as staged:
+        write_evaluation(result, staged, tax)
+    folder = target.path
+    say(f"wrote {folder}/report.html, metrics.json and the tables")
+    return {**result.metrics, "out": str(folder)}
+
+
+def _split_time(value: str | None, taxonomy: Any) -> tuple[Any, Any]:
+    """The taxonomy, and ``--split-time`` parsed within the supported time range (None when not given)."""
+    from recsys.timeutil import parse_option_time
+    from recsys.taxonomy import Taxonomy, load_taxonomy
+
+    tax = taxonomy if isinstance(taxonomy, Taxonomy) else load_taxonomy(taxonomy)
+    return tax, (parse_option_time(value, tax, name="--split-time") if value is not None else None)
+
+
+def _check_split_time(value: str, split_time: Any, events: Any) -> None:
+    """Refuse a ``--split-time`` that leaves the test or the training window empty, naming the option."""
+    from recsys import columns as C
+    from recsys.exceptions import ConfigError
+
+    if not len(events):
+        return  # the split says so (no events at all is not the option's fault)
+    first, last = events[C.TIMESTAMP].min(), events[C.TIMESTAMP].max()
+    if split_time > last:
+        raise ConfigError(
+            f"--split-time {value} is after the last event ({last.isoformat()}): "
+            "an empty test window, nothing to test; "
+            f"give a time in {first.isoformat()} .. {last.isoformat()}"
+        )
+    if split_time <= first:
+        raise ConfigError(
+            f"--split-time {value} is at or before the first event ({first.isoformat()}): "
+            "an empty training window, nothing to train on; "
+            f"give a time in {first.isoformat()} .. {last.isoformat()}"
+        )
+
+
+def _is_evaluation(folder: Path) -> bool:
+    """A folder an older `recsys evaluate` wrote (before the output marker)."""
+    return (folder / "metrics.json").is_file() and (folder / "report.md").is_file()
+
+
+def run_tuning(
+    data: str | Path,
+    out: str | Path,
+    *,
+    taxonomy: Any = None,
+    config: Any = None,
+    settings: Any = None,
+    until: str | None = None,
+    end: str | None = None,
+    log: Callable[[str], None] | None = _stderr,
+    force: bool = False,
+) -> dict[str, Any]:
+    """Tune the engine's configuration on ``data`` and write it as TOML.
+
+    Only events before ``until`` are read (keep a test window aside with it);
+    the validation window is the latest part of those. Writes ``out`` (the
+    TOML config: the sections that differ from the defaults, so ``recsys
+    train`` and ``recsys evaluate`` both take it) and the trials beside it
+    (``<out stem>.trials.csv``). An existing ``out`` not written by tune is
+    refused unless ``force``.
+
+    Returns
+    -------
+    dict
+        ``{"config": path, "trials": path, "validation": {...}, "best": {...}}``.
+    """
+    import tomli_w
+
+    from recsys import columns as C
+    from recsys.config import EngineConfig, changed_sections, load_config, sections_except
+    from recsys.evaluation.tune import TuneSettings, tune
+    from recsys.exceptions import ConfigError
+    from recsys.io import atomic_path, prepare_output_file, written_by_header
+
+    say = log or (lambda _line: None)
+    settings = (settings or TuneSettings()).check()
+    cfg = config if isinstance(config, EngineConfig) else load_config(
+        config, command="tune", sections=sections_except(*EVAL_SECTIONS_EXCLUDED)
+    )
+    path = prepare_output_file(out, "tune", force=force)  # before any work
+    trials = path.with_name(f"{path.stem}.trials.csv")
+    if trials.exists() and not path.exists() and not force:
+        raise ConfigError(f"{trials}: exists beside --out {path} and was not written with it; pass --force to replace it")
+    from recsys.timeutil import parse_option_time
+    from recsys.taxonomy import Taxonomy, load_taxonomy
+
+    tax = taxonomy if isinstance(taxonomy, Taxonomy) else load_taxonomy(taxonomy)
+    cutoff = parse_option_time(until, tax, name="--until") if until is not None else None  # before any work
+    tax, clean = _load(data, tax, end, say)
+    events = clean.events
+    if cutoff is not None:
+        events = events[events[C.TIMESTAMP] < cutoff]
+    result = tune(clean.users, clean.items, events, taxonomy=tax, config=cfg, settings=settings, log=say)
+    with atomic_path(path) as tmp:
+        header = f"{written_by_header('tune')} on {data}: the sections that differ from the defaults\n"
+        tmp.write_text(header + tomli_w.dumps(changed_sections(result.config)), encoding="utf-8")
+    with atomic_path(trials) as tmp:
+        result.trials.to_csv(tmp, index=False)
+    best = {k: (v.item() if hasattr(v, "item") else v) for k, v in result.best.items()}
+    return {
+        "config": str(path), "trials": str(trials), "validation": result.validation, "best": best,
+        "table": result.trials, "baselines": result.baselines, "chosen": result.chosen,
+    }
+
+
+def headline_text(metrics: dict[str, Any]) -> str:
+    """The headline table as plain text (what the command prints)."""
+    from recsys.evaluation.report import headline_rows
+
+    k = metrics["settings"]["headline_k"]
+    header, rows = headline_rows(metrics, k)
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths))]
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)) for row in rows]
+    if metrics.get("oracle_ratio") is not None:
+        lines.append(f"engine / oracle simulated engagements per push: {metrics['oracle_ratio']:.3f}")
+    if metrics.get("paired", {}).get("vs"):
+        from recsys.evaluation.report import paired_verdicts
+
+        lines.append("engine minus each baseline (paired 95% intervals):")
+        lines += [f"  {line}" for line in paired_verdicts(metrics, k)]
+    tuning = metrics.get("tuning")
+    if tuning and tuning.get("validation_scores"):
+        key = tuning["metric"]
+        scores = tuning["validation_scores"]
+        rivals = ", ".join(f"{n} {v[key]:.4f}" for n, v in scores.items() if n != "engine")
+        lines.append(f"tuned on validation: engine {key} {scores['engine'][key]:.4f} vs {rivals}")
+    return "\n".join(lines)
