@@ -34,6 +34,7 @@ COMMANDS: tuple[str, ...] = (
     "recommend",
     "push",
     "campaign",
+    "lift",
     "evaluate",
     "tune",
     "demo",
