@@ -667,6 +667,65 @@ class RankerConfig:
     seed: int = 0
 
 
+@dataclass(frozen=True)
+class MonitorConfig:
+    """Spread monitoring and review holds (``recsys monitor``, ``recsys.monitor``).
+
+    Alarms are count tests (Poisson) against the expected count from the
+    item's and its topic's baseline, Bonferroni-corrected over the tests of
+    one run; see docs/monitoring.md.
+    """
+
+    _constraints: ClassVar[Mapping[str, Constraint]] = {
+        "windows_hours": Range(1, 168),
+        "baseline_days": Range(1, 90),
+        "min_events": Range(1, 1_000_000),
+        "min_impressions": Range(1, 1e9),
+        "alpha": Range(0, 0.5, lo_open=True),
+        "min_ratio": Range(1, 1e6),
+        "hold_severity": Range(1, 1e6),
+        "hold_on": OneOf(("dismiss", "report")),
+        "spike_ratio": Range(1, 1e6),
+        "spike_rate_ratio": Range(0, 1e6),
+        "silence_ratio": Range(0, 1),
+        "silence_min_impressions": Range(1, 1e9),
+        "prior_impressions": Range(0, 1e9),
+        "repeat_hours": Range(0, 8760),
+        "future_seconds": Range(0, 86_400),
+    }
+
+    #: alert windows in hours, each ending at the newest counted hour
+    windows_hours: list[int] = field(default_factory=lambda: [1, 6, 24])
+    #: days of baseline before the windows (the day before the longest window is left out)
+    baseline_days: int = 28
+    #: fewest dismisses / reports / clicks in a window before an item or topic is tested at all
+    min_events: int = 5
+    #: fewest impressions in the baseline (city-wide) to trust it; below, the longest window is the baseline
+    min_impressions: int = 1000
+    #: family-wise error rate of one run (Bonferroni over every test it makes)
+    alpha: float = 0.01
+    #: a negative-feedback alarm also needs the observed rate at least this many times the expected
+    min_ratio: float = 2.0
+    #: a negative-feedback alarm of at least this ratio (observed / expected) puts the item on hold
+    hold_severity: float = 4.0
+    #: which negative events can put an item on hold
+    hold_on: list[str] = field(default_factory=lambda: ["report"])
+    #: a spread spike: the item's (topic's) share of clicks at least this many times its baseline share
+    spike_ratio: float = 3.0
+    #: ... and its click rate per impression at least this many times its baseline rate
+    spike_rate_ratio: float = 1.5
+    #: silence: clicks at most this share of the expected, significantly
+    silence_ratio: float = 0.2
+    #: silence is tested only on items with at least this many impressions in the window
+    silence_min_impressions: int = 200
+    #: pseudo-impressions pulling an item's baseline rate towards its topic's (and a topic's to the city's)
+    prior_impressions: float = 500.0
+    #: an alert is not repeated for the same item / topic and kind within this many hours of data
+    repeat_hours: int = 6
+    #: events later than the run's clock plus this many seconds are refused as future timestamps
+    future_seconds: int = 300
+
+
 @dataclass
 class EngineConfig:
     """All configuration sections."""
@@ -683,6 +742,7 @@ class EngineConfig:
     push: PushConfig = field(default_factory=PushConfig)
     ranking: RankingConfig = field(default_factory=RankingConfig)
     ranker: RankerConfig = field(default_factory=RankerConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the configuration as plain nested dicts (TOML/JSON-ready)."""
@@ -816,6 +876,7 @@ _APPLIES = {
     "push": "it applies to recsys push and recsys campaign",
     "bundle": "it applies when recsys train writes a bundle",
     "training": "it applies to recsys train's checks of its data",
+    "monitor": "it applies to recsys monitor",
 }
 
 

@@ -34,6 +34,8 @@ COMMANDS: tuple[str, ...] = (
     "recommend",
     "push",
     "campaign",
+    "monitor",
+    "holds",
     "lift",
     "evaluate",
     "tune",

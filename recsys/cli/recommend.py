@@ -28,6 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--exclude", action="append", metavar="ITEM_ID", help="leave this item out (repeatable)")
     parser.add_argument("--catalog", metavar="PATH", help="current items table (default: the bundle's items)")
+    parser.add_argument(
+        "--holds", metavar="DIR", help="review-holds folder (recsys monitor's --state): held items are left out"
+    )
     parser.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
 
 
@@ -45,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     from recsys.exceptions import ConfigError
     from recsys.ranking import Recommender
 
-    recommender = Recommender.load(args.model, catalog=args.catalog)
+    recommender = Recommender.load(args.model, catalog=args.catalog, holds=args.holds)
     model = recommender.state.model
     max_k = recommender.state.config.max_k
     if not 1 <= args.k <= max_k:

@@ -8,6 +8,7 @@ Usage::
     rec.recommend_many(["u1", "u2"], k=5)          # DataFrame, same lists
     rec.audience(item_id="i00017", k=1000)          # who should get this item?
     rec.set_catalog(items)                          # a retraction takes effect now
+    rec.refresh_holds()                             # holds placed since (load(..., holds=DIR))
     rec.reload()                                    # switch to a newer bundle
 
 Thread safety: every call reads the current :class:`RankingState` once and
@@ -103,6 +104,9 @@ class Recommender:
         self._state: RankingState | None = None
         self._path: Path | None = None
         self._writer = threading.Lock()
+        # review holds (recsys.holds): the folder, and the catalogue as given, before holds apply
+        self._holds: Path | None = None
+        self._given_items: pd.DataFrame | None = None
 
     # ---- building ------------------------------------------------------------
     @classmethod
@@ -112,6 +116,7 @@ class Recommender:
         *,
         catalog: pd.DataFrame | str | Path | None = None,
         config: RankingConfig | None = None,
+        holds: str | Path | None = None,
     ) -> "Recommender":
         """Open a model bundle (arrays memory-mapped, the faiss index read).
 
@@ -126,6 +131,10 @@ class Recommender:
             file); eligibility is checked against it. Default: the bundle's copy.
         config : RankingConfig, optional
             Overrides the bundle's ranking configuration.
+        holds : str or Path, optional
+            A review-holds folder (the monitor's ``--state``; see
+            :mod:`recsys.holds`): held items are ineligible, as if retracted.
+            :meth:`refresh_holds` reads it again.
 
         Returns
         -------
@@ -136,14 +145,15 @@ class Recommender:
         ArtifactError
             If the bundle is missing, corrupted or of another format.
         SchemaError
-            If the catalogue cannot be read.
+            If the catalogue or the hold list cannot be read.
         ConfigError
-            On an invalid ranking configuration.
+            On an invalid ranking configuration, or a holds folder that does not exist.
         """
         from recsys.model import TrainedModel
 
         self = cls(config=config)
         self._path = Path(bundle_path)
+        self._holds = _holds_folder(holds)
         self._install(TrainedModel.load(bundle_path), catalog)
         return self
 
@@ -154,6 +164,7 @@ class Recommender:
         *,
         catalog: pd.DataFrame | str | Path | None = None,
         config: RankingConfig | None = None,
+        holds: str | Path | None = None,
     ) -> "Recommender":
         """Serve a :class:`~recsys.model.TrainedModel` held in memory.
 
@@ -161,6 +172,7 @@ class Recommender:
         """
         self = cls(config=config)
         self._path = getattr(model, "path", None)
+        self._holds = _holds_folder(holds)
         self._install(model, catalog)
         return self
 
@@ -169,10 +181,19 @@ class Recommender:
         if catalog is not None:
             items, rejected = read_catalog(catalog, model.taxonomy)
         elif keep_items and self._state is not None:
-            items, rejected = self._state.catalog_items, self._state.catalog.rejected
+            items, rejected = self._given_items, self._state.catalog.rejected
         else:
             items, rejected = None, 0
-        return build_state(model, items, config, rejected=rejected, previous=self._state)
+        served = items
+        if self._holds is not None:
+            from recsys.holds import apply_holds, held_items
+
+            held = held_items(self._holds)
+            if held:
+                served = apply_holds(items if items is not None else model.items, held)
+        state = build_state(model, served, config, rejected=rejected, previous=self._state)
+        self._given_items = items
+        return state
 
     def _install(self, model: Any, catalog: pd.DataFrame | str | Path | None) -> None:
         with self._writer:
@@ -237,6 +258,27 @@ class Recommender:
         """
         with self._writer:
             self._state = self._build(self._current().model, items, keep_items=False)
+        return self
+
+    def refresh_holds(self) -> "Recommender":
+        """Read the holds folder again: items held since are ineligible, released ones eligible again.
+
+        Returns
+        -------
+        Recommender
+            ``self``.
+
+        Raises
+        ------
+        ConfigError
+            If this recommender was built without ``holds``.
+        SchemaError
+            If the hold list cannot be read (the current state stays in service).
+        """
+        if self._holds is None:
+            raise ConfigError("refresh_holds() needs a holds folder: pass holds=DIR to Recommender.load")
+        with self._writer:
+            self._state = self._build(self._current().model, None, keep_items=True)
         return self
 
     def _current(self) -> RankingState:
@@ -594,6 +636,16 @@ def _no_audience(reason: str) -> pd.DataFrame:
     frame = _audience_frame([], np.zeros(0))
     frame.attrs["reason"] = reason
     return frame
+
+
+def _holds_folder(holds: str | Path | None) -> Path | None:
+    """The holds folder, checked to exist (a typo must not silently disable every hold)."""
+    if holds is None:
+        return None
+    folder = Path(holds)
+    if not folder.is_dir():
+        raise ConfigError(f"holds folder {folder} not found (or not a folder); pass the monitor's --state folder")
+    return folder
 
 
 def _unavailable(state: RankingState, j: int, now_ns: int) -> str:
