@@ -54,7 +54,7 @@ def build_bundle(n_users: int, n_items: int, out: Path, seed: int, threads: int)
     """Write a bundle of random factors around the synthetic city's tables; return its path and timings."""
     from recsys import columns as C
     from recsys.coldstart import ItemColdStart, UserColdStart
-    from recsys.config import ColdStartConfig, EngineConfig, IndexConfig
+    from recsys.config import ColdStartConfig, EngineConfig, IndexConfig, config_from_dict
     from recsys.content import ContentEmbedder
     from recsys.index import VectorIndex
     from recsys.model import USER_COLUMNS, TrainedModel
@@ -64,8 +64,7 @@ def build_bundle(n_users: int, n_items: int, out: Path, seed: int, threads: int)
     timings: dict[str, float] = {}
     rng = np.random.default_rng(seed)
     tax = load_taxonomy()
-    config = EngineConfig()
-    config.index.threads = threads
+    config = config_from_dict({"index": {"threads": threads}})
 
     t = _timer()
     city = generate_city(n_users=n_users, n_items=n_items, days=30, seed=seed)

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from recsys.columns import GROUP, REGION, SUB_GROUP
-from recsys.config import ColdStartConfig
+from recsys.config import ColdStartConfig, check_section
 from recsys.exceptions import ArtifactError, ConfigError, NotFittedError, SchemaError
 
 FORMAT = 1
@@ -93,11 +93,6 @@ def _read(folder: str | Path, names: Sequence[str], kind: str) -> tuple[dict[str
     return arrays, meta
 
 
-def _check_alpha(config: ColdStartConfig) -> None:
-    if not config.ridge_alpha >= 0:
-        raise ConfigError(f"[cold_start] ridge_alpha must be >= 0, got {config.ridge_alpha!r}")
-
-
 class ItemColdStart:
     """Ridge regression from content vectors to collaborative item factors.
 
@@ -141,7 +136,7 @@ class ItemColdStart:
         With no warm item (no engagement yet) the mapping is all zeros: every
         cold item gets the zero vector, i.e. no collaborative signal.
         """
-        _check_alpha(self.config)
+        check_section(self.config)
         x = _matrix(content_vectors_warm, "content_vectors_warm")
         y = _matrix(item_factors_warm, "item_factors_warm")
         if len(x) != len(y):
@@ -232,16 +227,6 @@ class UserColdStart:
     def __init__(self, config: ColdStartConfig) -> None:
         self.config = config
 
-    def _check_config(self) -> None:
-        _check_alpha(self.config)
-        if not 0.0 <= self.config.topic_prior_blend <= 1.0:
-            raise ConfigError(
-                f"[cold_start] topic_prior_blend must be in [0, 1], got {self.config.topic_prior_blend!r}"
-            )
-        m = self.config.min_segment_users
-        if isinstance(m, bool) or not isinstance(m, int) or m < 1:
-            raise ConfigError(f"[cold_start] min_segment_users must be an integer >= 1, got {m!r}")
-
     def fit(
         self,
         user_factors: np.ndarray,
@@ -279,7 +264,7 @@ class UserColdStart:
         SchemaError
             If ``users_df`` lacks ``group`` or ``region`` or has another row count.
         """
-        self._check_config()
+        check_section(self.config)
         factors = _matrix(user_factors, "user_factors")
         missing = [c for c in (GROUP, REGION) if c not in users_df.columns]
         if missing:

@@ -30,13 +30,11 @@ from typing import Any, NamedTuple, Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from recsys.config import CollaborativeConfig
+from recsys.config import CollaborativeConfig, check_section, is_int
 from recsys.exceptions import ArtifactError, ConfigError, NotFittedError
 from recsys.idmap import IdMap
 from recsys.interactions import Interactions
 from recsys.seeds import check_random_state
-
-ALGORITHMS = ("als", "bpr")
 
 
 class WarmStart(NamedTuple):
@@ -56,34 +54,6 @@ class WarmStart(NamedTuple):
     user_factors: np.ndarray
     item_ids: Sequence[str]
     item_factors: np.ndarray
-
-
-def check_collaborative_config(config: CollaborativeConfig) -> None:
-    """Check a :class:`CollaborativeConfig`.
-
-    Raises
-    ------
-    ConfigError
-        Naming the key, the bad value and what would be valid.
-    """
-    if config.algorithm not in ALGORITHMS:
-        raise ConfigError(
-            f"[collaborative] algorithm must be one of {', '.join(ALGORITHMS)}, got {config.algorithm!r}"
-        )
-    for name in ("factors", "threads"):
-        value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"[collaborative] {name} must be an integer >= 1, got {value!r}")
-    for name in ("iterations", "warm_start_iterations"):
-        value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ConfigError(f"[collaborative] {name} must be an integer >= 0, got {value!r}")
-    for name in ("regularization", "alpha", "negative_penalty"):
-        if not getattr(config, name) >= 0:
-            raise ConfigError(f"[collaborative] {name} must be >= 0, got {getattr(config, name)!r}")
-    if not config.learning_rate > 0:
-        raise ConfigError(f"[collaborative] learning_rate must be > 0, got {config.learning_rate!r}")
-    check_random_state(config.seed)
 
 
 def als_confidence(interactions: Interactions, alpha: float) -> sp.csr_matrix:
@@ -219,7 +189,7 @@ class CollaborativeModel:
             :class:`Interactions`, or warm-start arrays of the wrong shape.
         """
         cfg = self.config
-        check_collaborative_config(cfg)
+        check_section(cfg)
         if not isinstance(interactions, Interactions):
             raise ConfigError(f"fit needs an Interactions object, got {type(interactions).__name__}")
         if warm_start is not None:
@@ -227,7 +197,7 @@ class CollaborativeModel:
         n_iter = iterations
         if n_iter is None:
             n_iter = cfg.warm_start_iterations if warm_start is not None else cfg.iterations
-        if isinstance(n_iter, bool) or not isinstance(n_iter, (int, np.integer)) or n_iter < 0:
+        if not is_int(n_iter) or n_iter < 0:
             raise ConfigError(f"iterations must be an integer >= 0, got {n_iter!r}")
 
         train = als_confidence(interactions, cfg.alpha) if cfg.algorithm == "als" else _bpr_positives(interactions)

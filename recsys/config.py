@@ -17,15 +17,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import os
 import stat
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Mapping
+from typing import Any, Callable, ClassVar, Iterable, Mapping
 
 import tomli_w
 
+from recsys.columns import AUTHORITIES, EVENT_TYPES_NEGATIVE, EVENT_TYPES_POSITIVE
 from recsys.exceptions import ConfigError
 
 # ---- constraints ---------------------------------------------------------------------------
@@ -35,28 +37,50 @@ def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"
 
 
+def is_int(value: Any) -> bool:
+    """Whether ``value`` is an integer (Python or numpy), and not a bool.
+
+    The one test for "an integer was given": ``bool`` is a subclass of
+    ``int``, so ``isinstance(True, int)`` holds and ``True`` would pass for 1.
+    """
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    """Whether ``value`` is a real number (int or float, Python or numpy), and not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 @dataclass(frozen=True)
 class Range:
     """Numbers from ``lo`` to ``hi`` inclusive (``lo`` excluded when ``lo_open``).
 
-    On a table (dict) or list setting it applies to every value.
+    On a table (dict) or list setting it applies to every value; ``nonempty``
+    also refuses an empty list or table.
     """
 
     lo: float
     hi: float
     lo_open: bool = False
+    nonempty: bool = False
+    hi_open: bool = False
 
     def ok(self, value: Any) -> bool:
         """Whether ``value`` is a finite number inside the range."""
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if not is_number(value) or not math.isfinite(value):
             return False
-        return (value > self.lo if self.lo_open else value >= self.lo) and value <= self.hi
+        above = value > self.lo if self.lo_open else value >= self.lo
+        return above and (value < self.hi if self.hi_open else value <= self.hi)
 
     def describe(self) -> str:
         """The valid values, as the error message shows them."""
-        if self.lo_open:
-            return f"> {_num(self.lo)} and <= {_num(self.hi)}"
+        if self.lo_open or self.hi_open:
+            return f"{'>' if self.lo_open else '>='} {_num(self.lo)} and {'<' if self.hi_open else '<='} {_num(self.hi)}"
         return f"{_num(self.lo)}..{_num(self.hi)}"
+
+    def describe_all(self) -> str:
+        """The valid values of a list or table setting (``nonempty`` said)."""
+        return ("at least one value, each " if self.nonempty else "each ") + self.describe()
 
 
 @dataclass(frozen=True)
@@ -72,6 +96,30 @@ class OneOf:
     def describe(self) -> str:
         """The valid values, as the error message shows them."""
         return ", ".join(self.choices)
+
+
+@dataclass(frozen=True)
+class Keyed:
+    """A table with a fixed set of keys, each value under its own :class:`Range`.
+
+    ``complete``: every key must be present (a TOML file always has them all:
+    its table is merged over the default's).
+    """
+
+    rules: Mapping[str, Range]
+    complete: bool = True
+
+    def problem(self, value: Any) -> str | None:
+        """Return what is wrong with the table's keys (unknown or missing), or None."""
+        if not isinstance(value, dict):
+            return f"is not a table; valid: a table of {', '.join(self.rules)}"
+        unknown = [k for k in value if k not in self.rules]
+        if unknown:
+            return f"has unknown key {unknown[0]!r}; valid: {', '.join(self.rules)}"
+        missing = [k for k in self.rules if k not in value]
+        if missing and self.complete:
+            return f"lacks key {missing[0]!r}; needed: {', '.join(self.rules)}"
+        return None
 
 
 @dataclass(frozen=True)
@@ -149,7 +197,7 @@ class Tables:
         return rows
 
 
-Constraint = Range | OneOf | TextFile | Tables
+Constraint = Range | OneOf | TextFile | Tables | Keyed
 
 #: 2**32 - 1: the largest seed every library we seed accepts
 MAX_SEED = 4294967295
@@ -160,12 +208,17 @@ _PENALTY = Range(0, 1e6)
 _DAYS = Range(0.01, 36500)
 
 
-@dataclass
+@dataclass(frozen=True)
 class InteractionConfig:
     """How events become the weighted user x item matrix."""
 
     _constraints: ClassVar[Mapping[str, Constraint]] = {
-        "weights": Range(-100, 100),
+        # a positive engagement adds to an item's score, negative feedback subtracts; impressions
+        # are exposure, never weighted
+        "weights": Keyed({
+            **{t: Range(0, 100, lo_open=True) for t in EVENT_TYPES_POSITIVE},
+            **{t: Range(-100, 0, hi_open=True) for t in EVENT_TYPES_NEGATIVE},
+        }),
         "dwell_unit_seconds": Range(1, 86400),
         "dwell_max_factor": Range(1, 100),
         "half_life_days": _DAYS,
@@ -196,7 +249,7 @@ class InteractionConfig:
     popularity_half_life_days: float = 30.0
 
 
-@dataclass
+@dataclass(frozen=True)
 class CollaborativeConfig:
     """Matrix factorization with ``implicit``."""
 
@@ -229,12 +282,13 @@ class CollaborativeConfig:
     negative_penalty: float = 1.0
 
 
-@dataclass
+@dataclass(frozen=True)
 class ProfileConfig:
     """Readable topic-interest profiles."""
 
     _constraints: ClassVar[Mapping[str, Constraint]] = {
-        "prior_strength": _PENALTY,
+        # a pseudo-count of 0 would divide a user without events by zero
+        "prior_strength": Range(0, 1e6, lo_open=True),
         "negative_factor": Range(0, 100),
         "segment_prior_strength": _PENALTY,
     }
@@ -248,7 +302,7 @@ class ProfileConfig:
     segment_prior_strength: float = 10.0
 
 
-@dataclass
+@dataclass(frozen=True)
 class EngagementConfig:
     """The engagement model: log-odds of engagement per impression (``recsys.engagement``).
 
@@ -258,11 +312,12 @@ class EngagementConfig:
     """
 
     _constraints: ClassVar[Mapping[str, Constraint]] = {
-        **{f"l2_{level}": _PENALTY for level in (
+        # each penalty is an inverse prior variance: 0 would leave a level unregularised
+        **{f"l2_{level}": Range(0, 1e6, lo_open=True) for level in (
             "item", "user", "user_topic", "user_format", "segment", "global", "freshness", "trend"
         )},
-        "freshness_taus_days": Range(0.01, 3650),
-        "trend_days": Range(0, 365),
+        "freshness_taus_days": Range(0.01, 3650, nonempty=True),
+        "trend_days": Range(0, 365, lo_open=True),
         "max_sweeps": Range(0, 1000),
         "tol": Range(0, 1),
         "max_exposures": Range(0, 1_000_000_000),
@@ -299,7 +354,7 @@ class EngagementConfig:
     seed: int = 42
 
 
-@dataclass
+@dataclass(frozen=True)
 class ContentConfig:
     """Content embedding: jieba -> TF-IDF -> TruncatedSVD, plus topic/format features."""
 
@@ -323,12 +378,13 @@ class ContentConfig:
     seed: int = 42
 
 
-@dataclass
+@dataclass(frozen=True)
 class ColdStartConfig:
     """Vectors for items and users without (enough) events."""
 
     _constraints: ClassVar[Mapping[str, Constraint]] = {
-        "ridge_alpha": Range(0, 1e6, lo_open=True),
+        # 0 is plain least squares (the mapping's tests compare it with an exact linear map)
+        "ridge_alpha": Range(0, 1e6),
         "topic_prior_blend": Range(0, 1),
         "fold_in_max_events": _COUNT,
         "min_segment_users": Range(1, 1_000_000),
@@ -344,7 +400,7 @@ class ColdStartConfig:
     min_segment_users: int = 5
 
 
-@dataclass
+@dataclass(frozen=True)
 class IndexConfig:
     """faiss ANN index over item vectors."""
 
@@ -353,8 +409,8 @@ class IndexConfig:
         "hnsw_m": Range(2, 256),
         "ef_construction": Range(1, 10_000),
         "ef_search": Range(1, 10_000),
-        # training measures the index's recall on these many users: at least one
-        "recall_sample": Range(1, 1_000_000),
+        # training measures the index's recall on these many users (0: not measured)
+        "recall_sample": Range(0, 1_000_000),
         "recall_k": Range(1, 10_000),
         "allow_exact_max": Range(0, 1_000_000_000),
         "threads": _THREADS,
@@ -378,7 +434,7 @@ class IndexConfig:
     seed: int = 42
 
 
-@dataclass
+@dataclass(frozen=True)
 class BundleConfig:
     """Model bundle housekeeping."""
 
@@ -391,7 +447,7 @@ class BundleConfig:
     keep: int = 5
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainingConfig:
     """Guards of ``recsys train`` (``recsys.guards``): when the data is too thin to train on."""
 
@@ -446,7 +502,7 @@ class CoverageRuleConfig:
     broadcast_reach: float = 0.0
 
 
-@dataclass
+@dataclass(frozen=True)
 class PushConfig:
     """Nightly push lists and campaigns (``recsys.push``).
 
@@ -513,7 +569,7 @@ class PushConfig:
     coverage: list[dict[str, Any]] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(frozen=True)
 class RankingConfig:
     """The ranking blend, diversity rules and candidate counts (``recsys.ranking``).
 
@@ -529,7 +585,7 @@ class RankingConfig:
             "collaborative", "topic", "popularity", "freshness", "authority",
             "quality", "interest", "format", "timeliness",
         )},
-        "authority_levels": Range(0, 1),
+        "authority_levels": Keyed({level: Range(0, 1) for level in AUTHORITIES}, complete=False),
         "freshness_half_life_days": Range(0, 3650, lo_open=True),
         "near_duplicate_threshold": Range(0, 1, lo_open=True),
         "max_topic_share": Range(0, 1, lo_open=True),
@@ -593,7 +649,7 @@ class RankingConfig:
     ranker: str = "learned"
 
 
-@dataclass
+@dataclass(frozen=True)
 class RankerConfig:
     """The learned ranking stage (``recsys.ranker``): features, training window, LightGBM settings.
 
@@ -726,7 +782,7 @@ class MonitorConfig:
     future_seconds: int = 300
 
 
-@dataclass
+@dataclass(frozen=True)
 class EngineConfig:
     """All configuration sections."""
 
@@ -796,6 +852,13 @@ def _check_value(section: str, key: str, value: Any, rule: Constraint, files: bo
     if isinstance(rule, Tables):
         rule.read(section, key, value, files=files)
         return
+    if isinstance(rule, Keyed):
+        problem = rule.problem(value)
+        if problem:
+            raise ConfigError(f"[{section}] {key} {problem}")
+        for k, v in value.items():
+            _check_value(section, f"{key}.{k}", v, rule.rules[k], files)
+        return
     if isinstance(rule, TextFile):
         problem = rule.problem(value) if files and isinstance(value, str) else None
         if problem:
@@ -807,6 +870,8 @@ def _check_value(section: str, key: str, value: Any, rule: Constraint, files: bo
         entries = [(f"{key}[{i}]", v) for i, v in enumerate(value)]
     else:
         entries = [(key, value)]
+    if isinstance(rule, Range) and rule.nonempty and isinstance(value, (dict, list, tuple)) and not value:
+        raise ConfigError(f"[{section}] {key} = {_show(value)} is empty; valid: {rule.describe_all()}")
     for name, v in entries:
         if not rule.ok(v):
             what = "is out of range" if isinstance(rule, Range) else "is not valid"
@@ -816,6 +881,68 @@ def _check_value(section: str, key: str, value: Any, rule: Constraint, files: bo
 def constraints(section: Any) -> Mapping[str, Constraint]:
     """Return the declared constraints of a section dataclass (class or instance)."""
     return getattr(section, "_constraints", {})
+
+
+def _kind(default: Any) -> tuple[str, Callable[[Any], bool]] | None:
+    """What a setting must be, judged by its default: (name for the message, test)."""
+    if isinstance(default, bool):
+        return "true or false", lambda v: isinstance(v, bool)
+    if isinstance(default, int):
+        return "an integer", is_int
+    if isinstance(default, float):
+        return "a number", is_number
+    if isinstance(default, str):
+        return "a string", lambda v: isinstance(v, str)
+    if isinstance(default, dict):
+        return "a table", lambda v: isinstance(v, dict)
+    if isinstance(default, (list, tuple)):
+        return "a list", lambda v: isinstance(v, (list, tuple))
+    return None
+
+
+def section_name(section: Any) -> str:
+    """The ``[name]`` of a section dataclass (class or instance) in :class:`EngineConfig`."""
+    cls = section if isinstance(section, type) else type(section)
+    for f in dataclasses.fields(EngineConfig):
+        if f.default_factory is cls:
+            return f.name
+    raise ConfigError(f"{cls.__name__} is not a section of the engine configuration")
+
+
+def check_section(section: Any, kind: type | None = None, *, files: bool = False) -> Any:
+    """Check one section's settings (types and declared constraints); return the section.
+
+    What every component calls on the section it is given, so a section built
+    in Python (not read from TOML) meets the same rules, with the same
+    message, as one read from a file.
+
+    Parameters
+    ----------
+    section : dataclass instance
+        A section of :class:`EngineConfig` (e.g. an :class:`IndexConfig`).
+    kind : type, optional
+        The section class the caller needs; anything else is refused by name.
+    files : bool
+        Also check path settings (:class:`TextFile`) on this machine.
+
+    Raises
+    ------
+    ConfigError
+        ``[section] key = value is out of range; valid: lo..hi`` (or the valid
+        choices), or ``config [section] key must be an integer, got ...``.
+    """
+    if kind is not None and not isinstance(section, kind):
+        raise ConfigError(f"config must be {'an' if kind.__name__[0] in 'AEIOU' else 'a'} {kind.__name__}, got {type(section).__name__}")
+    name = section_name(section)
+    defaults = type(section)()
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        kind = _kind(getattr(defaults, f.name))
+        if kind is not None and not kind[1](value):
+            raise ConfigError(f"config [{name}] {f.name} must be {kind[0]}, got {value!r}")
+    for key, rule in constraints(section).items():
+        _check_value(name, key, getattr(section, key), rule, files)
+    return section
 
 
 def check_config(config: EngineConfig, *, files: bool = False) -> EngineConfig:
@@ -834,9 +961,7 @@ def check_config(config: EngineConfig, *, files: bool = False) -> EngineConfig:
         ``[section] key = value is out of range; valid: lo..hi`` (or the valid choices).
     """
     for section in dataclasses.fields(config):
-        values = getattr(config, section.name)
-        for key, rule in constraints(values).items():
-            _check_value(section.name, key, getattr(values, key), rule, files)
+        check_section(getattr(config, section.name), files=files)
     return config
 
 
@@ -865,7 +990,7 @@ def config_from_dict(doc: dict[str, Any], base: EngineConfig | None = None) -> E
             if key not in fields:
                 raise ConfigError(f"unknown config key [{name}] {key}; valid: {', '.join(sorted(fields))}")
             updates[key] = _coerce(name, key, value, getattr(current, key))
-        setattr(cfg, name, dataclasses.replace(current, **updates))
+        cfg = dataclasses.replace(cfg, **{name: dataclasses.replace(current, **updates)})
     return check_config(cfg)
 
 

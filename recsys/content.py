@@ -58,7 +58,7 @@ from recsys.columns import (
     TITLE,
     TOPICS,
 )
-from recsys.config import ContentConfig
+from recsys.config import ContentConfig, check_section
 from recsys.exceptions import ArtifactError, ConfigError, NotFittedError, SchemaError, UnknownCodeError
 from recsys.io import atomic_dir, sha256_file, write_json
 from recsys.seeds import check_random_state
@@ -242,21 +242,6 @@ def _l2(x: np.ndarray) -> np.ndarray:
     return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
 
 
-def _check_config(config: ContentConfig) -> ContentConfig:
-    if not isinstance(config, ContentConfig):
-        raise ConfigError(f"config must be a ContentConfig, got {type(config).__name__}")
-    for name in ("svd_components", "max_features", "min_df"):
-        value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"ContentConfig.{name} must be an integer >= 1, got {value!r}")
-    for name in ("topic_weight", "format_weight"):
-        value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-            raise ConfigError(f"ContentConfig.{name} must be a number >= 0, got {value!r}")
-    check_random_state(config.seed)
-    return config
-
-
 class ContentEmbedder:
     """Item vectors from text, topics and format.
 
@@ -322,7 +307,7 @@ class ContentEmbedder:
 
     def _fit(self, items: pd.DataFrame) -> tuple[dict[str, list], list[list[str]]]:
         """Fit; return the item columns and token lists for reuse."""
-        config = _check_config(self.config if self.config is not None else ContentConfig())
+        config = check_section(self.config if self.config is not None else ContentConfig(), ContentConfig)
         taxonomy = self.taxonomy if self.taxonomy is not None else load_taxonomy()
         columns = _item_columns(items)
         if not columns[TITLE]:

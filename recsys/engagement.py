@@ -59,8 +59,8 @@ import numpy as np
 import pandas as pd
 
 from recsys import columns as C
-from recsys.config import EngagementConfig
-from recsys.exceptions import ConfigError, NotFittedError, SchemaError
+from recsys.config import EngagementConfig, check_section
+from recsys.exceptions import NotFittedError, SchemaError
 from recsys.idmap import IdMap
 from recsys.taxonomy import Taxonomy
 
@@ -343,44 +343,6 @@ def _log_loss(label: np.ndarray, eta: np.ndarray) -> float:
     return float(np.mean(np.logaddexp(0.0, -z)))
 
 
-def check_engagement_config(config: EngagementConfig) -> EngagementConfig:
-    """Check an :class:`EngagementConfig`; return it.
-
-    Raises
-    ------
-    ConfigError
-        Naming the field, its bad value and what is valid.
-    """
-    for name in (
-        "l2_item",
-        "l2_user",
-        "l2_user_topic",
-        "l2_user_format",
-        "l2_segment",
-        "l2_global",
-        "l2_freshness",
-        "l2_trend",
-    ):
-        value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or not np.isfinite(value):
-            raise ConfigError(f"[engagement] {name} must be a finite number > 0, got {value!r}")
-    for name in ("max_sweeps", "max_exposures", "seed"):
-        value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ConfigError(f"[engagement] {name} must be an integer >= 0, got {value!r}")
-    if isinstance(config.tol, bool) or not isinstance(config.tol, (int, float)) or not config.tol >= 0:
-        raise ConfigError(f"[engagement] tol must be a number >= 0, got {config.tol!r}")
-    taus = config.freshness_taus_days
-    if not isinstance(taus, (list, tuple)) or not taus or any(
-        isinstance(t, bool) or not isinstance(t, (int, float)) or not t > 0 for t in taus
-    ):
-        raise ConfigError(f"[engagement] freshness_taus_days must be a non-empty list of days > 0, got {taus!r}")
-    td = config.trend_days
-    if isinstance(td, bool) or not isinstance(td, (int, float)) or not td > 0:
-        raise ConfigError(f"[engagement] trend_days must be a number of days > 0, got {td!r}")
-    return config
-
-
 def _codes(values: pd.Series | None, codes: tuple[str, ...], n: int) -> np.ndarray:
     """Position of each value in ``codes``; -1 for missing or unknown values."""
     if values is None:
@@ -453,7 +415,7 @@ class EngagementModel:
         """
         from recsys.profiles import item_topic_shares
 
-        cfg = check_engagement_config(self.config)
+        cfg = check_section(self.config)
         tax = self.taxonomy
         for frame, cols, name in ((users_df, (C.GROUP, C.REGION), "users"), (items_df, (C.ITEM_ID, C.TOPICS), "items")):
             lacking = [c for c in cols if c not in frame.columns]

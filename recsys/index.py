@@ -36,7 +36,7 @@ from typing import Any
 import faiss
 import numpy as np
 
-from recsys.config import IndexConfig
+from recsys.config import IndexConfig, check_section, is_int
 from recsys.exceptions import ArtifactError, ConfigError, NotFittedError
 from recsys.io import atomic_dir, sha256_file, write_json
 from recsys.seeds import check_random_state
@@ -53,28 +53,8 @@ KINDS = ("flat", "hnsw")
 _EXACT_BLOCK_CELLS = 1 << 24
 
 
-def _check_config(config: IndexConfig) -> IndexConfig:
-    if not isinstance(config, IndexConfig):
-        raise ConfigError(f"config must be an IndexConfig, got {type(config).__name__}")
-    minimum = {
-        "exact_threshold": 0,
-        "hnsw_m": 2,
-        "ef_construction": 1,
-        "ef_search": 1,
-        "recall_sample": 0,
-        "recall_k": 1,
-        "allow_exact_max": 0,
-        "threads": 1,
-    }
-    for name, low in minimum.items():
-        value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-            raise ConfigError(f"IndexConfig.{name} must be an integer >= {low}, got {value!r}")
-    return config
-
-
 def _check_k(k: Any) -> int:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+    if not is_int(k) or k < 1:
         raise ConfigError(f"k must be an integer >= 1, got {k!r}")
     return int(k)
 
@@ -130,7 +110,7 @@ class VectorIndex:
     recall_ : float or None
         recall@``config.recall_k`` of :meth:`search` against
         :meth:`exact_search` on a seeded sample of the indexed vectors used as
-        queries (``None`` if ``config.recall_sample`` is 0).
+        queries (``None`` until measured).
     build_seconds_ : float
         Wall time of adding the vectors to faiss.
     """
@@ -177,7 +157,7 @@ class VectorIndex:
         return cls(config=config, seed=seed)._build(vectors, ids)
 
     def _build(self, vectors: np.ndarray, ids: np.ndarray | None) -> "VectorIndex":
-        config = _check_config(self.config if self.config is not None else IndexConfig())
+        config = check_section(self.config if self.config is not None else IndexConfig(), IndexConfig)
         rng = check_random_state(config.seed if self.seed is None else self.seed)
         x = _as_matrix(vectors, "vectors")
         n, d = x.shape
@@ -527,7 +507,7 @@ class VectorIndex:
         fields = {f.name for f in dataclasses.fields(IndexConfig)}
         built_config = IndexConfig(**{key: v for key, v in stored_config.items() if key in fields})
         self = cls(config=config if config is not None else built_config, seed=built_config.seed)
-        self.config_ = _check_config(self.config)
+        self.config_ = check_section(self.config)
         self.index_ = index
         self.vectors_ = vectors
         self.ids_ = ids

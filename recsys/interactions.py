@@ -33,7 +33,7 @@ from recsys.columns import (
     TIMESTAMP,
     USER_ID,
 )
-from recsys.config import InteractionConfig
+from recsys.config import InteractionConfig, check_section
 from recsys.exceptions import ConfigError, SchemaError, UnknownCodeError
 from recsys.idmap import IdMap
 from recsys.timeutil import aware_timestamp
@@ -91,41 +91,6 @@ class Interactions:
     def shape(self) -> tuple[int, int]:
         """``(n_users, n_items)``."""
         return (len(self.users), len(self.items))
-
-
-def check_interaction_config(config: InteractionConfig) -> None:
-    """Check an :class:`InteractionConfig`.
-
-    Raises
-    ------
-    ConfigError
-        If a weight names an unknown or unweighted event type (``impression``
-        is exposure, never weighted), a positive type lacks a weight > 0, a
-        negative type lacks a weight < 0, or the half-lives / dwell settings
-        are not positive.
-    """
-    weighted = EVENT_TYPES_POSITIVE + EVENT_TYPES_NEGATIVE
-    for key, value in config.weights.items():
-        if key not in weighted:
-            raise ConfigError(
-                f"[interactions] weights has unknown event type {key!r}; valid: {', '.join(weighted)}"
-            )
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
-            raise ConfigError(f"[interactions] weights.{key} must be a finite number, got {value!r}")
-    for key in weighted:
-        if key not in config.weights:
-            raise ConfigError(f"[interactions] weights lacks event type {key!r}; needed: {', '.join(weighted)}")
-        value = config.weights[key]
-        if key in EVENT_TYPES_POSITIVE and value <= 0:
-            raise ConfigError(f"[interactions] weights.{key} must be > 0 (a positive engagement), got {value!r}")
-        if key in EVENT_TYPES_NEGATIVE and value >= 0:
-            raise ConfigError(f"[interactions] weights.{key} must be < 0 (negative feedback), got {value!r}")
-    for name in ("half_life_days", "popularity_half_life_days", "dwell_unit_seconds"):
-        value = getattr(config, name)
-        if not value > 0:
-            raise ConfigError(f"[interactions] {name} must be > 0, got {value!r}")
-    if not config.dwell_max_factor >= 1:
-        raise ConfigError(f"[interactions] dwell_max_factor must be >= 1, got {config.dwell_max_factor!r}")
 
 
 def event_weights(event_types: pd.Series, dwell_seconds: pd.Series | None, config: InteractionConfig) -> np.ndarray:
@@ -249,10 +214,10 @@ def build_interactions(
     UnknownCodeError
         If an event type is not a contract event type.
     ConfigError
-        If the config is invalid (see :func:`check_interaction_config`),
+        If the config breaks its declared constraints (``InteractionConfig._constraints``),
         ``as_of`` is naive or unparsable, or ``on_unknown`` is not valid.
     """
-    check_interaction_config(config)
+    check_section(config)
     if on_unknown not in ("raise", "drop"):
         raise ConfigError(f"on_unknown must be 'raise' or 'drop', got {on_unknown!r}")
     _check_events(events)

@@ -31,7 +31,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recsys.columns import GROUP, ITEM_ID, REGION, TOPICS, USER_ID
-from recsys.config import ProfileConfig
+from recsys.config import ProfileConfig, check_section
 from recsys.exceptions import ArtifactError, ConfigError, NotFittedError, SchemaError, UnknownCodeError
 from recsys.idmap import IdMap
 from recsys.interactions import Interactions
@@ -160,14 +160,6 @@ class TopicProfiles:
         self.config = config
         self.taxonomy = taxonomy
 
-    def _check_config(self) -> None:
-        for name in ("negative_factor", "segment_prior_strength"):
-            value = getattr(self.config, name)
-            if not value >= 0:
-                raise ConfigError(f"[profiles] {name} must be >= 0, got {value!r}")
-        if not self.config.prior_strength > 0:
-            raise ConfigError(f"[profiles] prior_strength must be > 0, got {self.config.prior_strength!r}")
-
     def fit(self, interactions: Interactions, users_df: pd.DataFrame, items_df: pd.DataFrame) -> "TopicProfiles":
         """Compute priors and user profiles.
 
@@ -192,7 +184,7 @@ class TopicProfiles:
         ConfigError
             If a config value is invalid.
         """
-        self._check_config()
+        check_section(self.config)
         cfg, tax = self.config, self.taxonomy
         _require(users_df, (USER_ID, GROUP, REGION), "users")
         users = users_df.drop_duplicates(USER_ID).set_index(USER_ID)

@@ -241,9 +241,9 @@ def train_model(
 
     with steps.step("ANN index"):
         index = VectorIndex.build(item_factors, config=config.index, seed=config.index.seed)
-        recall = index.recall_at_k(
-            _recall_queries(user_factors, config.index.recall_sample, config.index.seed), config.index.recall_k
-        )
+        queries = _recall_queries(user_factors, config.index.recall_sample, config.index.seed)
+        # [index] recall_sample = 0 skips the measurement (the manifest then says null)
+        recall = index.recall_at_k(queries, config.index.recall_k) if len(queries) else None
 
     ts = events[C.TIMESTAMP]
     window = {
@@ -259,7 +259,7 @@ def train_model(
             "exposures": engagement.n_exposures_,
         },
         "engagement": {"sweeps": engagement.n_sweeps_, "log_loss": engagement.log_loss_},
-        "index": {"kind": index.kind, "recall_at_k": float(recall), "k": config.index.recall_k},
+        "index": {"kind": index.kind, "recall_at_k": None if recall is None else float(recall), "k": config.index.recall_k},
         "timings_s": dict(steps.timings),
         "warm_start": warm_start is not None,
     }

@@ -225,14 +225,15 @@ def test_not_fitted_and_input_errors(events):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"algorithm": "svd"}, "algorithm must be one of als, bpr, got 'svd'"),
-        ({"factors": 0}, "factors must be an integer >= 1"),
-        ({"threads": 0}, "threads must be an integer >= 1"),
-        ({"iterations": -2}, "iterations must be an integer >= 0"),
-        ({"regularization": -0.1}, "regularization must be >= 0"),
-        ({"negative_penalty": -1.0}, "negative_penalty must be >= 0"),
-        ({"learning_rate": 0.0}, "learning_rate must be > 0"),
-        ({"seed": -3}, "seed must be a non-negative int"),
+        ({"algorithm": "svd"}, r"\[collaborative\] algorithm = 'svd' is not valid; valid: als, bpr"),
+        ({"factors": 0}, r"\[collaborative\] factors = 0 is out of range; valid: 1..1024"),
+        ({"factors": 8.5}, r"config \[collaborative\] factors must be an integer, got 8.5"),
+        ({"threads": 0}, "threads = 0 is out of range; valid: 1..256"),
+        ({"iterations": -2}, "iterations = -2 is out of range; valid: 1..1000"),
+        ({"regularization": -0.1}, "regularization = -0.1 is out of range; valid: 0..10000"),
+        ({"negative_penalty": -1.0}, "negative_penalty = -1.0 is out of range; valid: 0..100"),
+        ({"learning_rate": 0.0}, "learning_rate = 0.0 is out of range; valid: > 0 and <= 10"),
+        ({"seed": -3}, "seed = -3 is out of range; valid: 0..4294967295"),
     ],
 )
 def test_config_errors(events, change, message):

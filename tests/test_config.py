@@ -57,7 +57,22 @@ def test_missing_and_malformed_files(tmp_path):
 
 import dataclasses  # noqa: E402
 
-from recsys.config import ALL_SECTIONS, OneOf, Range, TextFile, changed_sections, check_config, constraints  # noqa: E402
+from recsys.config import (  # noqa: E402
+    ALL_SECTIONS,
+    CollaborativeConfig,
+    EngagementConfig,
+    IndexConfig,
+    Keyed,
+    OneOf,
+    Range,
+    TextFile,
+    changed_sections,
+    check_config,
+    check_section,
+    constraints,
+    is_int,
+    is_number,
+)
 
 
 def _numeric(value) -> bool:
@@ -81,7 +96,9 @@ def test_every_numeric_setting_declares_its_range():
         assert set(declared) <= names, f"[{section.name}] constrains unknown keys {set(declared) - names}"
         for f in dataclasses.fields(values):
             if _numeric(getattr(values, f.name)):
-                assert isinstance(declared.get(f.name), Range), f"[{section.name}] {f.name} has no Range"
+                rule = declared.get(f.name)
+                ranges = list(rule.rules.values()) if isinstance(rule, Keyed) else [rule]
+                assert all(isinstance(r, Range) for r in ranges), f"[{section.name}] {f.name} has no Range"
             if f.name == "seed":
                 assert declared[f.name].lo == 0
     check_config(cfg)  # the defaults are inside their own ranges
@@ -105,7 +122,7 @@ def test_every_numeric_setting_declares_its_range():
          "[engagement] freshness_taus_days[1] = -4.0 is out of range; valid: 0.01..3650"),
         ({"ranking": {"near_duplicate_threshold": 0.0}},
          "[ranking] near_duplicate_threshold = 0.0 is out of range; valid: > 0 and <= 1"),
-        ({"index": {"recall_sample": 0}}, "[index] recall_sample = 0 is out of range; valid: 1..1000000"),
+        ({"index": {"recall_sample": -1}}, "[index] recall_sample = -1 is out of range; valid: 0..1000000"),
         ({"training": {"min_events": 0}}, "[training] min_events = 0 is out of range"),
     ],
 )
@@ -174,7 +191,7 @@ def test_a_section_the_command_does_not_use_is_refused(tmp_path):
 def test_changed_sections_hold_only_what_differs():
     cfg = EngineConfig()
     assert changed_sections(cfg) == {}
-    cfg.collaborative.factors = 8
+    cfg = config_from_dict({"collaborative": {"factors": 8}})
     out = changed_sections(cfg)
     assert list(out) == ["collaborative"] and out["collaborative"]["factors"] == 8
     assert out["collaborative"]["iterations"] == EngineConfig().collaborative.iterations
@@ -184,3 +201,65 @@ def test_constraint_objects_describe_themselves():
     assert Range(1, 10).describe() == "1..10" and not Range(1, 10).ok(True)
     assert OneOf(("a", "b")).describe() == "a, b"
     assert TextFile(10).problem("") is None
+
+
+def test_one_number_test_refuses_bools_and_takes_numpy():
+    import numpy as np
+
+    assert is_int(3) and is_int(np.int64(3)) and not is_int(True) and not is_int(3.0) and not is_int("3")
+    assert is_number(0.5) and is_number(np.float32(0.5)) and is_number(2) and not is_number(np.bool_(True))
+
+
+def test_sections_are_frozen_and_replace_makes_a_new_one():
+    cfg = EngineConfig()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.collaborative.factors = 8  # type: ignore[misc]
+    changed = config_from_dict({"collaborative": {"factors": 8}}, base=cfg)
+    assert changed.collaborative.factors == 8 and cfg.collaborative.factors == 64
+
+
+@pytest.mark.parametrize(
+    "section, message",
+    [
+        # a section built in Python meets the same rules, in the same words, as one read from TOML
+        (IndexConfig(hnsw_m=1), r"^\[index\] hnsw_m = 1 is out of range; valid: 2..256$"),
+        (IndexConfig(ef_search=True), r"^config \[index\] ef_search must be an integer, got True$"),
+        (CollaborativeConfig(learning_rate=0.0), r"learning_rate = 0.0 is out of range; valid: > 0 and <= 10"),
+        (EngagementConfig(freshness_taus_days=[]), r"freshness_taus_days = \[\] is empty; valid: at least one value"),
+        (EngagementConfig(l2_item=0.0), r"\[engagement\] l2_item = 0.0 is out of range; valid: > 0"),
+    ],
+)
+def test_check_section_checks_a_section_built_in_python(section, message):
+    with pytest.raises(ConfigError, match=message):
+        check_section(section)
+    assert check_section(type(section)()) == type(section)()
+
+
+def test_check_section_names_the_class_it_needs():
+    with pytest.raises(ConfigError, match=r"config must be an IndexConfig, got dict"):
+        check_section({"threads": 1}, IndexConfig)
+
+
+def test_keyed_tables_name_unknown_and_missing_keys():
+    rule = Keyed({"a": Range(0, 1), "b": Range(-1, 0, hi_open=True)})
+    assert rule.problem({"a": 0.5, "b": -0.5}) is None
+    assert rule.problem({"a": 0.5}) == "lacks key 'b'; needed: a, b"
+    assert rule.problem({"a": 0.5, "b": -1, "c": 1}) == "has unknown key 'c'; valid: a, b"
+    assert Keyed({"a": Range(0, 1)}, complete=False).problem({}) is None
+    assert not Range(-1, 0, hi_open=True).ok(0) and Range(-1, 0, hi_open=True).describe() == ">= -1 and < 0"
+    with pytest.raises(ConfigError, match=r"\[interactions\] weights.dismiss = 2.0 is out of range; valid: >= -100 and < 0"):
+        config_from_dict({"interactions": {"weights": {"dismiss": 2.0}}})
+
+
+def test_a_bad_index_value_is_refused_before_training_reads_anything(tmp_path):
+    from recsys.training import train, train_model
+
+    path = tmp_path / "recsys.toml"
+    path.write_text("[index]\nhnsw_m = 1\n", encoding="utf-8")
+    # no data folder at all: the config is refused first, so nothing is read or trained
+    with pytest.raises(ConfigError, match=r"recsys.toml: \[index\] hnsw_m = 1 is out of range; valid: 2..256"):
+        train(tmp_path / "no-such-data", tmp_path / "models", config_path=path, stream=None)
+    # the library call: tables that no step could read prove no step ran before the check
+    bad = dataclasses.replace(EngineConfig(), index=IndexConfig(hnsw_m=1))
+    with pytest.raises(ConfigError, match=r"^\[index\] hnsw_m = 1 is out of range"):
+        train_model(None, None, None, config=bad)  # type: ignore[arg-type]

@@ -201,10 +201,10 @@ def test_input_errors(items, fitted):
 @pytest.mark.parametrize(
     "config, match",
     [
-        (ContentConfig(svd_components=0), r"ContentConfig.svd_components must be an integer >= 1, got 0"),
-        (ContentConfig(min_df=0), r"ContentConfig.min_df must be an integer >= 1"),
-        (ContentConfig(topic_weight=-1.0), r"ContentConfig.topic_weight must be a number >= 0, got -1.0"),
-        (ContentConfig(seed=-1), "seed must be a non-negative int"),
+        (ContentConfig(svd_components=0), r"\[content\] svd_components = 0 is out of range; valid: 1..1024"),
+        (ContentConfig(min_df=0), r"\[content\] min_df = 0 is out of range"),
+        (ContentConfig(topic_weight=-1.0), r"\[content\] topic_weight = -1.0 is out of range; valid: 0..100"),
+        (ContentConfig(seed=-1), r"\[content\] seed = -1 is out of range"),
         (ContentConfig(min_df=100), r"no words left to embed \(min_df=100"),
         (
             ContentConfig(stopwords="/nonexistent/stop.txt"),

@@ -231,13 +231,13 @@ def test_logit_adds_up_the_terms():
 @pytest.mark.parametrize(
     "change, message",
     [
-        ({"l2_item": 0.0}, r"\[engagement\] l2_item must be a finite number > 0, got 0.0"),
-        ({"l2_user_topic": float("nan")}, r"\[engagement\] l2_user_topic must be a finite number > 0, got nan"),
-        ({"max_sweeps": -1}, r"\[engagement\] max_sweeps must be an integer >= 0, got -1"),
-        ({"tol": -1.0}, r"\[engagement\] tol must be a number >= 0, got -1.0"),
-        ({"freshness_taus_days": []}, r"freshness_taus_days must be a non-empty list of days > 0, got \[\]"),
-        ({"freshness_taus_days": [1.0, 0.0]}, r"freshness_taus_days must be a non-empty list of days > 0"),
-        ({"trend_days": 0}, r"\[engagement\] trend_days must be a number of days > 0, got 0"),
+        ({"l2_item": 0.0}, r"\[engagement\] l2_item = 0.0 is out of range; valid: > 0 and <= 1000000"),
+        ({"l2_user_topic": float("nan")}, r"\[engagement\] l2_user_topic = nan is out of range"),
+        ({"max_sweeps": -1}, r"\[engagement\] max_sweeps = -1 is out of range; valid: 0..1000"),
+        ({"tol": -1.0}, r"\[engagement\] tol = -1.0 is out of range; valid: 0..1"),
+        ({"freshness_taus_days": []}, r"freshness_taus_days = \[\] is empty; valid: at least one value, each 0.01..3650"),
+        ({"freshness_taus_days": [1.0, 0.0]}, r"freshness_taus_days\[1\] = 0.0 is out of range; valid: 0.01..3650"),
+        ({"trend_days": 0}, r"\[engagement\] trend_days = 0 is out of range; valid: > 0 and <= 365"),
     ],
 )
 def test_config_errors(change, message):
@@ -274,7 +274,7 @@ def test_exposure_sample_bounds_the_fit_and_is_seeded():
 
 def test_max_exposures_must_be_a_non_negative_integer():
     from recsys.config import EngagementConfig
-    from recsys.engagement import check_engagement_config
+    from recsys.config import check_section
 
-    with pytest.raises(ConfigError, match=r"max_exposures must be an integer >= 0, got -1"):
-        check_engagement_config(EngagementConfig(max_exposures=-1))
+    with pytest.raises(ConfigError, match=r"\[engagement\] max_exposures = -1 is out of range; valid: 0..1000000000"):
+        check_section(EngagementConfig(max_exposures=-1))

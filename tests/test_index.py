@@ -243,7 +243,7 @@ def test_build_input_errors():
         VectorIndex.build(x, np.arange(-1, 9), config=FLAT)
     with pytest.raises(ConfigError, match="ids must hold integers"):
         VectorIndex.build(x, np.arange(10) + 0.5, config=FLAT)
-    with pytest.raises(ConfigError, match=r"IndexConfig.hnsw_m must be an integer >= 2, got 1"):
+    with pytest.raises(ConfigError, match=r"\[index\] hnsw_m = 1 is out of range; valid: 2..256"):
         VectorIndex.build(x, config=IndexConfig(hnsw_m=1))
     with pytest.raises(ConfigError, match="config must be an IndexConfig"):
         VectorIndex.build(x, config={"threads": 1})

@@ -167,18 +167,18 @@ def test_input_errors():
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"weights": {**InteractionConfig().weights, "impression": 0.5}}, "unknown event type 'impression'"),
-        ({"weights": {**InteractionConfig().weights, "dismiss": 1.0}}, "weights.dismiss must be < 0"),
-        ({"weights": {**InteractionConfig().weights, "click": 0.0}}, "weights.click must be > 0"),
+        ({"weights": {**InteractionConfig().weights, "impression": 0.5}}, "weights has unknown key 'impression'"),
+        ({"weights": {**InteractionConfig().weights, "dismiss": 1.0}}, r"weights.dismiss = 1.0 is out of range; valid: >= -100 and < 0"),
+        ({"weights": {**InteractionConfig().weights, "click": 0.0}}, r"weights.click = 0.0 is out of range; valid: > 0 and <= 100"),
         (
             {"weights": {k: v for k, v in InteractionConfig().weights.items() if k != "share"}},
-            "lacks event type 'share'",
+            "weights lacks key 'share'",
         ),
-        ({"weights": {**InteractionConfig().weights, "like": "3"}}, "weights.like must be a finite number"),
-        ({"half_life_days": 0.0}, "half_life_days must be > 0"),
-        ({"popularity_half_life_days": -3.0}, r"\[interactions\] popularity_half_life_days must be > 0, got -3.0"),
-        ({"dwell_unit_seconds": -1.0}, "dwell_unit_seconds must be > 0"),
-        ({"dwell_max_factor": 0.5}, "dwell_max_factor must be >= 1"),
+        ({"weights": {**InteractionConfig().weights, "like": "3"}}, "weights.like = '3' is out of range"),
+        ({"half_life_days": 0.0}, r"half_life_days = 0.0 is out of range; valid: 0.01..36500"),
+        ({"popularity_half_life_days": -3.0}, r"\[interactions\] popularity_half_life_days = -3.0 is out of range"),
+        ({"dwell_unit_seconds": -1.0}, r"dwell_unit_seconds = -1.0 is out of range; valid: 1..86400"),
+        ({"dwell_max_factor": 0.5}, r"dwell_max_factor = 0.5 is out of range; valid: 1..100"),
     ],
 )
 def test_config_errors(change, message):

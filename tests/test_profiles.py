@@ -148,9 +148,9 @@ def test_input_errors():
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"prior_strength": 0.0}, "prior_strength must be > 0"),
-        ({"negative_factor": -1.0}, "negative_factor must be >= 0"),
-        ({"segment_prior_strength": -1.0}, "segment_prior_strength must be >= 0"),
+        ({"prior_strength": 0.0}, r"\[profiles\] prior_strength = 0.0 is out of range; valid: > 0 and <= 1000000"),
+        ({"negative_factor": -1.0}, r"\[profiles\] negative_factor = -1.0 is out of range"),
+        ({"segment_prior_strength": -1.0}, r"\[profiles\] segment_prior_strength = -1.0 is out of range"),
     ],
 )
 def test_config_errors(change, message):

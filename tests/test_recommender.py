@@ -276,13 +276,14 @@ def test_users_frame_needs_user_id(rec):
 @pytest.mark.parametrize(
     "change, pattern",
     [
-        ({"weight_topic": -1.0}, r"\[ranking\] weight_topic must be a finite number >= 0, got -1.0"),
-        ({"weight_interest": float("inf")}, r"\[ranking\] weight_interest must be a finite number >= 0, got inf"),
-        ({"best_candidates": -1}, r"\[ranking\] best_candidates must be an integer >= 0, got -1"),
-        ({"ann_candidates": 0}, r"\[ranking\] ann_candidates must be an integer >= 1, got 0"),
-        ({"near_duplicate_threshold": 1.5}, r"\[ranking\] near_duplicate_threshold must be in \(0.0, 1.0\]"),
-        ({"freshness_half_life_days": 0.0}, r"freshness_half_life_days must be a number > 0"),
-        ({"authority_levels": {"royal": 2.0}}, r"authority_levels has unknown level 'royal'; valid: national"),
+        ({"weight_topic": -1.0}, r"\[ranking\] weight_topic = -1.0 is out of range; valid: 0..100"),
+        ({"weight_interest": float("inf")}, r"\[ranking\] weight_interest = inf is out of range; valid: 0..100"),
+        ({"best_candidates": -1}, r"\[ranking\] best_candidates = -1 is out of range; valid: 0..100000"),
+        ({"ann_candidates": 0}, r"\[ranking\] ann_candidates = 0 is out of range; valid: 1..100000"),
+        ({"ann_candidates": 2.5}, r"config \[ranking\] ann_candidates must be an integer, got 2.5"),
+        ({"near_duplicate_threshold": 1.5}, r"\[ranking\] near_duplicate_threshold = 1.5 is out of range; valid: > 0 and <= 1"),
+        ({"freshness_half_life_days": 0.0}, r"\[ranking\] freshness_half_life_days = 0.0 is out of range; valid: > 0"),
+        ({"authority_levels": {"royal": 2.0}}, r"\[ranking\] authority_levels has unknown key 'royal'; valid: national"),
     ],
 )
 def test_bad_ranking_config_is_rejected(model, change, pattern):

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from recsys import columns as C
-from recsys.config import EngineConfig
+from recsys.config import EngineConfig, config_from_dict
 from recsys.exceptions import ArtifactError
 from recsys.model import TrainedModel
 from recsys.schema import validate_tables
@@ -62,13 +62,11 @@ def tiny_world(seed: int = 0, n_users: int = 80, n_items: int = 40):
 
 
 def small_config() -> EngineConfig:
-    cfg = EngineConfig()
-    cfg.collaborative.factors = 8
-    cfg.collaborative.iterations = 8
-    cfg.content.svd_components = 8
-    cfg.index.recall_sample = 20
-    cfg.index.recall_k = 5
-    return cfg
+    return config_from_dict({
+        "collaborative": {"factors": 8, "iterations": 8},
+        "content": {"svd_components": 8},
+        "index": {"recall_sample": 20, "recall_k": 5},
+    })
 
 
 @pytest.fixture(scope="module")
@@ -203,8 +201,7 @@ def test_engagement_model_learns_rates_from_impressions(world, model):
 
 
 def test_popularity_half_life_is_its_own(world):
-    cfg = small_config()
-    cfg.interactions.popularity_half_life_days = 1.0
+    cfg = config_from_dict({"interactions": {"popularity_half_life_days": 1.0}}, base=small_config())
     short = train_model(*world, config=cfg)
     base = train_model(*world, config=small_config())
     # the same engagement, weighted toward the last days: less in all, and a different ranking of items

@@ -20,13 +20,13 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recsys import columns as C
-from recsys.config import RankingConfig
+from recsys.config import RankingConfig, check_section
 from recsys.exceptions import ConfigError
 from recsys.engagement import timeliness
 from recsys.ranking.catalog import NS_MIN, Catalog, build_catalog
 from recsys.ranking.eligibility import ItemFilter, filter_pool, static_mask
 from recsys.ranking.reasons import ReasonTables, reason_tables
-from recsys.ranking.scoring import TERMS, freshness
+from recsys.ranking.scoring import freshness
 
 # Bounded caches: a long-running service must not grow without limit.
 _MAX_CACHED_FILTERS = 256
@@ -35,8 +35,6 @@ _NS_PER_DAY = 86_400 * 10**9
 # segments per block when ranking every item for every segment
 _SEGMENT_BLOCK = 64
 _TIE = 1e-3
-#: valid ``[ranking] ranker`` values
-RANKERS = ("learned", "linear")
 
 
 def _positions(values: pd.Series, codes: tuple[str, ...]) -> np.ndarray:
@@ -509,56 +507,11 @@ def _plain_csr(matrix: sp.csr_matrix) -> sp.csr_matrix:
 
 
 def check_config(config: RankingConfig) -> RankingConfig:
-    """Check a :class:`RankingConfig`; return it.
+    """Check a :class:`RankingConfig` against its declared constraints; return it.
 
     Raises
     ------
     ConfigError
         Naming the field, its bad value and what is valid.
     """
-    if not isinstance(config, RankingConfig):
-        raise ConfigError(f"config must be a RankingConfig, got {type(config).__name__}")
-    for name in (f"weight_{term}" for term in TERMS):
-        value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0:
-            raise ConfigError(f"[ranking] {name} must be a finite number >= 0, got {value!r}")
-    positive_ints = {
-        "ann_candidates": 1,
-        "ann_overfetch": 1,
-        "ann_max_fetch": 1,
-        "candidate_topics": 0,
-        "topic_candidates": 0,
-        "fresh_candidates": 0,
-        "popular_candidates": 0,
-        "best_candidates": 0,
-        "max_k": 1,
-        "batch_size": 1,
-        "threads": 1,
-    }
-    for name, low in positive_ints.items():
-        value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ConfigError(f"[ranking] {name} must be an integer >= {low}, got {value!r}")
-    bounded = {
-        "near_duplicate_threshold": (0.0, 1.0, False),
-        "max_topic_share": (0.0, 1.0, False),
-        "allow_search_below": (0.0, 1.0, True),
-    }
-    for name, (low, high, low_ok) in bounded.items():
-        value = getattr(config, name)
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value <= high
-        ok = ok and (value >= low if low_ok else value > low)
-        if not ok:
-            bracket = "[" if low_ok else "("
-            raise ConfigError(f"[ranking] {name} must be in {bracket}{low}, {high}], got {value!r}")
-    if config.ranker not in RANKERS:
-        raise ConfigError(f"[ranking] ranker must be one of {', '.join(RANKERS)}, got {config.ranker!r}")
-    hl = config.freshness_half_life_days
-    if isinstance(hl, bool) or not isinstance(hl, (int, float)) or not hl > 0:
-        raise ConfigError(f"[ranking] freshness_half_life_days must be a number > 0, got {hl!r}")
-    unknown = sorted(set(config.authority_levels) - set(C.AUTHORITIES))
-    if unknown:
-        raise ConfigError(
-            f"[ranking] authority_levels has unknown level {unknown[0]!r}; valid: {', '.join(C.AUTHORITIES)}"
-        )
-    return config
+    return check_section(config, RankingConfig)
