@@ -32,10 +32,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
+
     from recsys.lift import run_lift
 
     run_lift(
         args.pushes, args.events, args.date, until=args.until, days=args.days, users=args.users, out=args.out,
-        force=args.force, taxonomy=taxonomy_from(args),
+        force=args.force, taxonomy=taxonomy_from(args), stream=sys.stderr,
     )
     return 0

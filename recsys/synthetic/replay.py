@@ -58,10 +58,15 @@ class Replay:
         push sent them anything, and the expected distinct engaged items
         without (``y0_*``) and with (``y1_*``) the push, over all items and
         over the items pushed to anyone that night.
+    pushes : DataFrame
+        The night's push rows replayed (``user_id, item_id, channel, rank``)
+        with ``prob``, the truth's probability that the row is engaged with
+        (0 for every row when the push was not applied).
     """
 
     events: pd.DataFrame
     expected: pd.DataFrame
+    pushes: pd.DataFrame
 
     def expected_lift(self, user_ids: Any = None, outcome: str = "items") -> float:
         """The truth's mean of ``y1 - y0`` over ``user_ids`` (default: every pushed user).
@@ -98,6 +103,7 @@ def replay_pushes(
     background_per_day: float = 0.5,
     seed: int | np.random.Generator | None = 0,
     personal: Sequence[str] | None = None,
+    apply_push: bool = True,
 ) -> Replay:
     """Draw the ``days`` days after night ``date`` for every user of ``users``.
 
@@ -122,6 +128,9 @@ def replay_pushes(
     personal : sequence of str, optional
         The personal channels (background exposures use them); default the
         bundled taxonomy's.
+    apply_push : bool, default True
+        False replays the same days as if nobody had been pushed (an A/A
+        check: the true lift is then 0 for everyone).
 
     Returns
     -------
@@ -184,6 +193,7 @@ def replay_pushes(
     b_channel = np.array([subscribed[u][rng.integers(0, len(subscribed[u]))] for u in b_user], dtype=object)
     b_time = rng.integers(start, end, len(b_user))
     # an item at most once per user: the push wins, then the earliest background exposure
+    p_rank = rows[C.RANK].to_numpy()
     b_key = pd.Series(user_ids[b_user].astype(object) + "\x1f" + b_item.astype(object))
     p_key = set(user_ids[p_user].astype(object) + "\x1f" + p_item.astype(object))
     order = np.argsort(b_time, kind="stable")
@@ -200,7 +210,11 @@ def replay_pushes(
 
     b_prob = probs(b_user[keep], b_item[keep], b_channel[keep], b_time[keep])
     p_prob = probs(p_user, p_item, p_channel, p_time)
+    # the items pushed to anyone that night, whether or not the push is applied (lift measures on this set)
     pushed_set = set(p_item.tolist())
+    if not apply_push:
+        p_user, p_item, p_channel, p_time, p_prob = (x[:0] for x in (p_user, p_item, p_channel, p_time, p_prob))
+        displaced = np.zeros_like(displaced)
 
     b_pushed_item = np.array([i in pushed_set for i in b_item[keep]], dtype=bool)
     kept_displaced = displaced[keep]
@@ -256,4 +270,13 @@ def replay_pushes(
     frame = frame.sort_values([C.TIMESTAMP, C.USER_ID], kind="stable").reset_index(drop=True)
     frame.insert(0, C.EVENT_ID, [f"r{day:%Y%m%d}-{n:08d}" for n in range(len(frame))])
     frame[C.TIMESTAMP] = frame[C.TIMESTAMP].astype("datetime64[us, UTC]")
-    return Replay(frame, expected)
+    replayed = pd.DataFrame(
+        {
+            C.USER_ID: user_ids[p_user],
+            C.ITEM_ID: p_item.astype(str),
+            C.CHANNEL: p_channel.astype(str),
+            C.RANK: p_rank[: len(p_user)],
+            "prob": p_prob,
+        }
+    )
+    return Replay(frame, expected, replayed)
