@@ -275,9 +275,11 @@ def test_reach_share_counts_users_reached_before():
 
 def test_broadcast_places_count_toward_reach():
     frame, who, fetch = reach_world()
-    places = pd.DataFrame({"region": ["qinglong", "haigang"], "audience": [{"farmer": 0.7, "resident": 0.3}, None]})
-    cells = CV.broadcast_cells(places, TAX.groups)
+    places = pd.DataFrame({"region": ["qinglong", "haigang", "lulong"],
+                           "audience": [{"farmer": 0.7, "resident": 0.3}, None, {"elderly": 0.5, "youth": 0.5}]})
+    cells = CV.broadcast_cells(places, TAX)
     assert ("farmer", "qinglong") in cells and ("youth", "haigang") in cells and ("youth", "qinglong") not in cells
+    assert ("resident", "lulong") in cells and ("farmer", "lulong") not in cells  # elderly is a resident sub-group
     out, stats = run(frame, who, [rule(reach_share=0.6, broadcast_reach=0.5)], fetch, broadcast=cells)
     # push needs (0.6 - 0.5) / (1 - 0.5) = 0.2 of 5: one user
     assert (stats[0]["required"], stats[0]["reached"], stats[0]["broadcast_credit"]) == (1, 1, True)
@@ -306,3 +308,121 @@ def test_cells_are_group_by_region_and_merge_recomputes_required():
     assert table["cost_score"].dtype == np.float64 and len(table) == 2
     total = CV.summary(merged)["agri"]
     assert total["users"] == 6 and total["met"] and total["items_added"] == sum(m["items_added"] for m in merged)
+
+
+# ---- in the nightly push (the tiny city of tests/push_city.py) ----------------------------
+
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import tomli_w  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))
+import push_city  # noqa: E402
+
+from recsys.cli import main as cli_main  # noqa: E402
+from recsys.push import run_nightly  # noqa: E402
+from recsys.push.report import summary_table  # noqa: E402
+from recsys.push.writer import read_pushes  # noqa: E402
+
+AGRI = {"name": "farm", "groups": ["farmer"], "regions": ["qinglong", "changli"], "topics": ["modern_agriculture"]}
+
+
+@pytest.fixture(scope="module")
+def city(tmp_path_factory):
+    root = push_city.trained_city(tmp_path_factory)
+    users, items, _ = push_city.tables()
+    return {"bundle": root / "models" / "latest", "users": users.set_index("user_id"),
+            "items": items.set_index("item_id")}
+
+
+def push_config(path: Path, **push) -> Path:
+    path.write_text(tomli_w.dumps({"push": {**push_city.TRAIN_CONFIG["push"], **push}}), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def nights(city, tmp_path_factory):
+    """The same night without rules, with a rule every pushed user meets already, and with the farm rule."""
+    tmp = tmp_path_factory.mktemp("coverage")
+    out = {}
+    for name, rules in (("none", []), ("met", [{"name": "any", "min_items": 1}]), ("farm", [AGRI])):
+        folder = tmp / name
+        cfg = push_config(tmp / f"{name}.toml", coverage=rules)
+        report = run_nightly(city["bundle"], TODAY, folder, config_path=cfg, stream=None)
+        out[name] = (report, read_pushes(folder, TODAY))
+    return out
+
+
+def _same_rows(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    pd.testing.assert_frame_equal(a.drop(columns="run_id"), b.drop(columns="run_id"), check_exact=True)
+
+
+def test_without_rules_the_push_is_unchanged(nights, city, tmp_path):
+    none, met = nights["none"], nights["met"]
+    assert "coverage" not in none[0]
+    # the rule's code path ran and changed nothing: same rows, same types, same order
+    _same_rows(none[1], met[1])
+    assert met[0]["coverage"]["rules"]["any"]["items_added"] == 0
+    plain = run_nightly(city["bundle"], TODAY, tmp_path / "plain", stream=None)  # the bundle's own [push]
+    _same_rows(none[1], read_pushes(tmp_path / "plain", TODAY))
+    assert plain["rows"] == none[0]["rows"]
+
+
+def test_farm_rule_is_met_within_caps_and_eligibility(nights, city):
+    base, (report, rows) = nights["none"][1], nights["farm"]
+    users, items = city["users"], city["items"]
+    # list lengths (and so the caps) do not change; only items do
+    assert rows.groupby(["user_id", "channel"]).size().equals(base.groupby(["user_id", "channel"]).size())
+    assert (rows.groupby(["user_id", "channel"])["rank"].apply(lambda r: sorted(r) == list(range(1, len(r) + 1)))).all()
+    assert not rows.duplicated(["user_id", "item_id"]).any()
+    fmt = items.loc[rows.item_id, "format"].to_numpy()
+    assert all(f in TAX.formats_for(ch) for f, ch in zip(fmt, rows.channel))
+    assert (items.loc[rows.item_id, "review_status"] == "approved").all()
+    # every pushed farmer of the two regions holds an agriculture item, unless the table says why not
+    topics = items["topics"]
+    farm = users[(users["group"] == "farmer") & users["region"].isin(AGRI["regions"])].index
+    pushed = rows[rows.user_id.isin(farm)]
+    has = pushed.groupby("user_id")["item_id"].apply(lambda s: any("modern_agriculture" in topics[i] for i in s))
+    cov = report["coverage"]
+    rule = cov["rules"]["farm"]
+    # members are the computed farmers of the two regions: every pushed one, and those capped or with nothing
+    assert rule["users"] >= len(has) and rule["reached"] == int(has.sum())
+    assert rule["reached"] > 0 and rule["items_added"] > 0
+    assert rule["shortfall"] == rule["required"] - rule["reached"] == sum(rule["unmet"].values())
+    swapped = rows[rows.reasons.apply(lambda r: r[0] == f"{CV.REASON_PREFIX}farm")]
+    assert len(swapped) == rule["items_added"] and swapped.user_id.isin(farm).all()
+    assert all("modern_agriculture" in topics[i] for i in swapped.item_id)
+    table = CV.table_frame(cov["table"])
+    assert set(table["region"]) <= set(AGRI["regions"]) and set(table["group"]) == {"farmer"}
+    assert table["cost_score"].sum() == pytest.approx(rule["cost_score"], abs=1e-5)
+    assert "coverage farm:" in summary_table(report)
+
+
+def test_unknown_code_in_a_rule_stops_the_push(city, tmp_path, capsys):
+    cfg = push_config(tmp_path / "bad.toml", coverage=[{**AGRI, "topics": ["agri"]}])
+    with pytest.raises(ConfigError, match=r"\[push.coverage 'farm'\] unknown topic 'agri'; valid: "):
+        run_nightly(city["bundle"], TODAY, tmp_path / "out", config_path=cfg, stream=None)
+    code = cli_main(["push", "--model", str(city["bundle"]), "--date", TODAY.isoformat(), "--out",
+                     str(tmp_path / "out"), "--config", str(cfg), "--quiet"])
+    assert code == 2 and "unknown topic 'agri'" in capsys.readouterr().err
+    assert not (tmp_path / "out" / f"date={TODAY}").exists()
+
+
+def test_broadcast_places_lower_what_the_push_must_reach(city, tmp_path):
+    rule_doc = {"name": "res", "groups": ["resident"], "topics": ["health_literacy"], "reach_share": 0.8,
+                "broadcast_reach": 0.5}
+    cfg = push_config(tmp_path / "c.toml", coverage=[rule_doc])
+    places = tmp_path / "places.csv"
+    pd.DataFrame({"place_id": ["tv1"], "channel": ["tv"], "region": ["haigang"], "name": ["TV"],
+                  "audience": ['{"resident": 0.6, "youth": 0.4}'], "slot_seconds": [600.0]}).to_csv(places, index=False)
+    without = run_nightly(city["bundle"], TODAY, tmp_path / "a", config_path=cfg, stream=None)
+    assert any("no places table" in w for w in without["warnings"])
+    with_places = run_nightly(city["bundle"], TODAY, tmp_path / "b", config_path=cfg, places=places, stream=None)
+    by_cell = {(r["group"], r["region"]): r for r in with_places["coverage"]["table"]}
+    plain = {(r["group"], r["region"]): r for r in without["coverage"]["table"]}
+    credited = by_cell[("resident", "haigang")]
+    assert credited["broadcast_credit"] and not by_cell[("resident", "qinglong")]["broadcast_credit"]
+    # (0.8 - 0.5) / (1 - 0.5) = 0.6 of the cell instead of 0.8
+    assert credited["required"] == int(np.ceil(0.6 * credited["users"] - 1e-9)) < plain[("resident", "haigang")]["required"]
+    assert by_cell[("resident", "qinglong")]["required"] == plain[("resident", "qinglong")]["required"]

@@ -55,6 +55,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="give up on an unreachable --scheduler after this long (default: 5)",
     )
     parser.add_argument("--history", metavar="DIR", help="push-history folder (default: OUT/_history)")
+    parser.add_argument(
+        "--places",
+        metavar="PATH",
+        help="places table (tv, radio, cinema, kiosk): [[push.coverage]] rules with broadcast_reach count them",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary (warnings still show)")
 
 
@@ -80,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
         scheduler=args.scheduler,
         connect_timeout=args.connect_timeout,
         history=args.history,
+        places=args.places,
         stream=None if args.quiet else sys.stderr,
         warn_stream=sys.stderr,
     )

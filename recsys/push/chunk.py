@@ -33,6 +33,7 @@ import pandas as pd
 
 from recsys import columns as C
 from recsys.config import PushConfig
+from recsys.push import coverage as CV
 from recsys.push import history as H
 from recsys.push import writer as W
 from recsys.push.channels import channel_rules, choose_channels
@@ -87,6 +88,8 @@ class RunSpec:
     model_version: str
     timezone: str
     threads: int = 1
+    #: (group, region) cells a broadcast place reaches, for the coverage rules' broadcast credit
+    broadcast_cells: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -123,6 +126,8 @@ class ChunkTask:
     subscribed: np.ndarray
     engagement: np.ndarray = field(repr=False)
     sub_groups: np.ndarray | None = None
+    #: every user's sub-group when a coverage rule names sub-groups (the ranking does not read it)
+    coverage_sub_groups: np.ndarray | None = None
 
     @property
     def n_users(self) -> int:
@@ -219,6 +224,7 @@ def compute_chunk(recommender: Any, topics: ItemTopics, task: ChunkTask) -> tupl
         ).rename_axis(C.USER_ID)
 
     frames = []
+    calls = {}  # per channel, the ranking call and expiry exclusions its lists came from (for coverage)
     for p, rule in enumerate(rules):
         who = np.flatnonzero((chosen == p).any(axis=1))
         if who.size == 0:
@@ -232,18 +238,20 @@ def compute_chunk(recommender: Any, topics: ItemTopics, task: ChunkTask) -> tupl
             exclude: dict[str, list[str]],
             _c: str = rule.channel,
             _now: pd.Timestamp = send_after,
+            _topics: list[str] | None = topic_filter,
         ) -> pd.DataFrame:
             who_attrs = None if attributes is None else attributes.loc[users].reset_index()
             return recommender.recommend_many(
-                users, k=k, channel=_c, topics=topic_filter, now=_now, users=who_attrs, exclude=exclude
+                users, k=k, channel=_c, topics=_topics, now=_now, users=who_attrs, exclude=exclude
             )
 
+        calls[rule.channel] = (recommend, expiring_items(recommender, send_after, send_before))
         lists = fetch_lists(
             recommend,
             ids[who],
             limit,
             blocked=blocked[blocked[C.USER_ID].isin(ids[who])],
-            drop_items=expiring_items(recommender, send_after, send_before),
+            drop_items=calls[rule.channel][1],
         )
         lists = lists.assign(**{C.CHANNEL: rule.channel, W.SEND_AFTER: send_after, W.SEND_BEFORE: send_before})
         frames.append(lists.assign(_channel_pos=p))
@@ -251,7 +259,24 @@ def compute_chunk(recommender: Any, topics: ItemTopics, task: ChunkTask) -> tupl
             # a user with lists on several channels never gets one item twice tonight
             blocked = pd.concat([blocked, lists[[C.USER_ID, C.ITEM_ID]]], ignore_index=True)
     rows = _rows(frames, ids, spec)
+    coverage = None
+    if cfg.coverage:
+        rows, coverage = CV.meet_in_chunk(
+            rows,
+            cfg.coverage,
+            recommender.state.taxonomy,
+            CV.ChunkUsers(ids, task.groups, task.regions, task.coverage_sub_groups, ~(chosen >= 0).any(axis=1)),
+            history=history,
+            history_days=max(cfg.dedup_days, H.WEEK_DAYS),
+            read_history=lambda days: H.read_window(store, buckets, day, days, skip=(day, spec.kind)),
+            topics=topics,
+            day=day,
+            fetch=CV.chunk_fetch(calls, blocked, spec.topic),
+            broadcast=spec.broadcast_cells,
+        )
     stats = chunk_stats(task, rows, chosen, topics, time.perf_counter() - start)
+    if coverage is not None:
+        stats["coverage"] = coverage
     return rows.drop(columns="_channel_pos"), stats
 
 
@@ -307,4 +332,9 @@ def chunk_tasks(spec: RunSpec, chunks: Iterable[Any], plan: Any, users: Any, usa
             subscribed=usable[c.users],
             engagement=users.engagement[c.users],
             sub_groups=table[C.SUB_GROUP].iloc[c.users].to_numpy(dtype=object) if users.attributes else None,
+            coverage_sub_groups=(
+                table[C.SUB_GROUP].iloc[c.users].fillna("").to_numpy(dtype=object)
+                if spec.push.get("coverage") and C.SUB_GROUP in table.columns
+                else None
+            ),
         )

@@ -70,6 +70,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -222,32 +223,28 @@ def window_days(rules: Iterable[CoverageRule]) -> int:
     return max((r.per_days for r in rules), default=0)
 
 
-def broadcast_cells(places: pd.DataFrame | None, groups: Iterable[str]) -> frozenset[tuple[str, str]]:
+def broadcast_cells(places: pd.DataFrame | None, taxonomy: Taxonomy) -> frozenset[tuple[str, str]]:
     """The (group, region) cells a broadcast place reaches.
 
     Parameters
     ----------
     places : DataFrame or None
-        ``region`` and optionally ``audience`` (a mapping group -> share, or a
-        JSON text of one; null = every group), one row per place.
-    groups : iterable of str
-        Every group code (what a place without an audience reaches).
+        The places table as :func:`recsys.broadcast.places.load_places` gives
+        it: ``region`` and ``audience`` (a mapping group or sub-group code ->
+        share; null = every group), one row per place.
+    taxonomy : Taxonomy
+        Every group (what a place without a mix reaches), and each sub-group's group.
     """
     if places is None or not len(places):
         return frozenset()
-    import json
-
-    groups = tuple(groups)
     cells = set()
     audience = places["audience"] if "audience" in places.columns else pd.Series(None, index=places.index)
     for region, mix in zip(places[C.REGION].astype(str), audience):
-        if isinstance(mix, str) and mix.strip():
-            mix = json.loads(mix)
-        if mix is None or (isinstance(mix, float) and math.isnan(mix)) or (isinstance(mix, str) and not mix.strip()):
-            reached = groups
+        if not isinstance(mix, Mapping):
+            reached = tuple(taxonomy.groups)
         else:
-            pairs = mix.items() if isinstance(mix, Mapping) else mix  # Arrow maps read as (key, value) pairs
-            reached = tuple(str(g) for g, share in pairs if share is not None and float(share) > 0)
+            # a sub-group's share is its group's audience
+            reached = tuple(taxonomy.sub_groups.get(str(g), str(g)) for g, share in mix.items() if float(share) > 0)
         cells.update((g, region) for g in reached)
     return frozenset(cells)
 
@@ -624,3 +621,156 @@ def table_frame(table: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
                                                    "broadcast_credit")]
     return frame.astype({**{c: "int64" for c in ints}, "cost_score": "float64", "list_score": "float64",
                          "broadcast_credit": bool, "rule": object, "group": object, "region": object})
+
+
+# ---- the nightly push's side ---------------------------------------------------------------
+
+
+def chunk_fetch(
+    calls: Mapping[str, tuple[Callable[..., pd.DataFrame], Sequence[str]]],
+    blocked: pd.DataFrame,
+    run_topic: str | None = None,
+) -> Fetch:
+    """A :data:`Fetch` made of the push's own per-channel ranking calls.
+
+    Parameters
+    ----------
+    calls : dict
+        Channel -> (``recommend(users, k, exclude, _topics=...)``, items not to
+        push on it tonight): the very call and expiry exclusions the channel's
+        lists came from, so eligibility, formats, time and holds are the same.
+    blocked : DataFrame
+        ``user_id, item_id`` pairs of the de-duplication window.
+    run_topic : str, optional
+        A run restricted to one topic offers only that topic's items.
+    """
+    from recsys.push.lists import fetch_lists
+
+    def fetch(channel: str, user_ids: list[str], k: pd.Series, topics: tuple[str, ...], exclude: pd.DataFrame):
+        recommend, drop = calls[channel]
+        wanted = list(topics) or None
+        if run_topic is not None:
+            if topics and run_topic not in topics:
+                return None
+            wanted = [run_topic]
+        mine = object_index(user_ids)
+        pairs = pd.concat(
+            [with_object_ids(blocked[[C.USER_ID, C.ITEM_ID]]), with_object_ids(exclude[[C.USER_ID, C.ITEM_ID]])],
+            ignore_index=True,
+        )
+        pairs = pairs[pairs[C.USER_ID].isin(mine)]
+
+        def ranked(users: list[str], n: int, excl: Mapping[str, Sequence[str]]) -> pd.DataFrame:
+            return recommend(users, n, excl, _topics=wanted)
+
+        return fetch_lists(ranked, mine, k, blocked=pairs, drop_items=drop)
+
+    return fetch
+
+
+def meet_in_chunk(
+    rows: pd.DataFrame,
+    raw_rules: Sequence[Mapping[str, Any]],
+    taxonomy: Taxonomy,
+    users: ChunkUsers,
+    *,
+    history: pd.DataFrame,
+    history_days: int,
+    read_history: Callable[[int], pd.DataFrame],
+    topics: ItemTopics,
+    day: dt.date,
+    fetch: Fetch,
+    broadcast: Iterable[Sequence[str]] = (),
+) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """:func:`apply_rules` as one chunk of the nightly push calls it.
+
+    ``history`` covers ``history_days`` days back; when a rule looks further,
+    ``read_history(days)`` reads the longer window (the push's own reads stay
+    as they are, so the lists before the swaps do not change).
+    """
+    rules = parse_rules(raw_rules, taxonomy)
+    need = window_days(rules)
+    if need > history_days:
+        history = read_history(need)
+    cells = frozenset((str(g), str(r)) for g, r in broadcast)
+    return apply_rules(rows, users, rules, history=history, topics=topics, day=day, fetch=fetch, broadcast=cells)
+
+
+def prepare_run(
+    rules: Sequence[CoverageRule],
+    users: Any,
+    bundle: str | Path,
+    places: str | Path | None,
+    taxonomy: Taxonomy,
+    warnings: list[str],
+) -> tuple[tuple[str, str], ...]:
+    """What a nightly run needs for its rules before the chunks start; return the broadcast cells.
+
+    Reads the users' sub-groups from the bundle when a rule names sub-groups
+    and the users table lacks them (added to ``users.table``), and the places
+    table when a rule counts broadcast places. A rule counting broadcast
+    without a places table is not an error: it runs without the credit and
+    ``warnings`` says so.
+
+    Raises
+    ------
+    SchemaError, UnknownCodeError
+        For a bad places table (:func:`recsys.broadcast.places.load_places`).
+    """
+    if not rules:
+        return ()
+    table = users.table
+    if any(r.sub_groups for r in rules) and C.SUB_GROUP not in table.columns:
+        import pyarrow.parquet as pq
+
+        column = pq.read_table(Path(bundle) / "users.parquet", columns=[C.SUB_GROUP]).column(0)
+        table[C.SUB_GROUP] = column.to_pandas().fillna("").to_numpy(dtype=object)
+    counting = [r.name for r in rules if r.broadcast_reach > 0]
+    if not counting:
+        return ()
+    if places is None:
+        warnings.append(
+            f"coverage rule(s) {', '.join(counting)} count broadcast places, but no places table was given "
+            f"(--places): their broadcast credit is left out"
+        )
+        return ()
+    from recsys.broadcast.places import load_places
+
+    return tuple(sorted(broadcast_cells(load_places(places, taxonomy, users=table), taxonomy)))
+
+
+def run_report(
+    rules: Sequence[CoverageRule], parts: Iterable[Mapping[str, Any]], places: str | Path | None = None
+) -> dict[str, Any] | None:
+    """The manifest's ``coverage`` field from the chunks' stats (None without rules).
+
+    Returns
+    -------
+    dict or None
+        ``rules`` (per rule: users, required, reached, shortfall, items
+        added, cost, unmet members by reason, ``met``), ``table`` (one row per
+        rule and group x region cell, :data:`TABLE_COLUMNS`), ``cost_unit``
+        and ``places``.
+    """
+    if not rules:
+        return None
+    table = merge_stats([p.get("coverage", []) for p in parts], rules)
+    return {
+        "rules": summary(table),
+        "table": table,
+        "cost_unit": "ranking score given up by the swaps (the push's own estimate of a slot's engagement)",
+        "places": str(places) if places is not None else None,
+    }
+
+
+def summary_lines(coverage: Mapping[str, Any]) -> list[str]:
+    """One line per rule for the end-of-run summary table."""
+    lines = []
+    for name, r in coverage.get("rules", {}).items():
+        why = ", ".join(f"{k} {v}" for k, v in r["unmet"].items() if v)
+        short = f"short by {r['shortfall']} ({why or 'rounding'})" if r["shortfall"] else "met"
+        lines.append(
+            f"  coverage {name}: {r['reached']} of {r['users']} reached, {r['required']} required, {short}; "
+            f"{r['items_added']} items swapped in at {r['cost_score']:.3f} score"
+        )
+    return lines

@@ -21,6 +21,7 @@ from typing import Any, Callable, TextIO
 import numpy as np
 
 from recsys.io import sha256_file
+from recsys.push import coverage as CV
 from recsys.push import identity as I
 from recsys.push import writer as W
 from recsys.push import history as H
@@ -66,6 +67,7 @@ def run_nightly(
     scheduler: str | None = None,
     connect_timeout: float = CONNECT_TIMEOUT_S,
     history: str | Path | None = None,
+    places: str | Path | None = None,
     stream: TextIO | None = sys.stderr,
     warn_stream: TextIO | None = sys.stderr,
     on_chunk: Callable[[dict[str, Any]], None] | None = None,
@@ -114,6 +116,10 @@ def run_nightly(
         Seconds to wait for the scheduler.
     history : path, optional
         Push-history folder; default ``<out>/_history``.
+    places : path, optional
+        A places table (tv, radio, cinema, kiosk): the coverage rules with
+        ``broadcast_reach`` count the broadcast audiences of a region
+        (:mod:`recsys.push.coverage`).
     stream : text stream or None
         Progress bar, summary table and housekeeping notes (None = silent).
     warn_stream : text stream or None
@@ -153,6 +159,7 @@ def run_nightly(
     segment = Segment(group=group, region=region, channel=channel).check(taxonomy)
     if topic is not None:
         taxonomy.check("topic", topic)
+    coverage_rules = CV.parse_rules(push.coverage, taxonomy)  # bad rules stop the run before any work
     check_timeout(connect_timeout)
     ident = I.identity({**dataclasses.asdict(segment), "topic": topic})
     if kind is None:
@@ -169,6 +176,7 @@ def run_nightly(
         planned = plan_run(job, channels, segment, history_root, current)
         users_, usable, plan, store = planned.users, planned.usable, planned.plan, planned.store
         chunks = make_chunks(plan.scope, plan.buckets, push.history_buckets, push.chunk_size)
+        cells = CV.prepare_run(coverage_rules, users_, job.root, places, taxonomy, warnings)
         fingerprint = {
             "format": PUSH_FORMAT,
             "model": str(job.root),
@@ -182,7 +190,8 @@ def run_nightly(
             "push": {k_: v for k_, v in dataclasses.asdict(push).items() if k_ != "workers"},
             "users": hashlib.sha256(np.ascontiguousarray(plan.scope).tobytes()).hexdigest(),
             "chunks": [[c.bucket_lo, c.bucket_hi, len(c.users)] for c in chunks],
-            "history": store.signature(day, kind, push.dedup_days),
+            "history": store.signature(day, kind, max(push.dedup_days, CV.window_days(coverage_rules))),
+            **({"broadcast_cells": [list(c) for c in cells]} if cells else {}),
         }
         run_id, resumed = workspace.start(fingerprint, W.new_run_id(day, kind))
         done = workspace.done_chunks()
@@ -204,6 +213,7 @@ def run_nightly(
             model_version=job.version,
             timezone=taxonomy.timezone,
             threads=1 if parallel else max(1, job.config.index.threads),
+            broadcast_cells=cells,
         )
         t0 = time.perf_counter()
         bar = progress_bar(stream, total=len(plan.scope), initial=len(plan.scope) - sum(len(c.users) for c in todo))
@@ -228,7 +238,9 @@ def run_nightly(
             if bar is not None:
                 bar.close()
         timings["chunks"] = round(time.perf_counter() - t0, 3)
-        stats = merge_stats(workspace.read_stats())
+        parts = workspace.read_stats()
+        stats = merge_stats(parts)
+        coverage = CV.run_report(coverage_rules, parts, places)
         if not stats["rows"]:
             shutil.rmtree(workspace.root, ignore_errors=True)
             kept = W.partition_dir(out, day, kind)
@@ -255,6 +267,7 @@ def run_nightly(
             catalog_rejected=rejected,
             warnings=warnings,
             housekeeping=notes,
+            **({"coverage": coverage} if coverage else {}),
         )
         timings["commit"] = round(time.perf_counter() - t0, 3)
         timings["total"] = round(time.perf_counter() - started, 3)

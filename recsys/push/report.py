@@ -7,6 +7,7 @@ import datetime as dt
 from typing import Any
 
 from recsys.config import PushConfig
+from recsys.push.coverage import summary_lines
 from recsys.push.plan import Segment
 from recsys.push.writer import HOLDOUT_FILE
 from recsys.taxonomy import Taxonomy
@@ -107,6 +108,8 @@ def summary_table(report: dict[str, Any]) -> str:
     skipped = ", ".join(f"{k} {v}" for k, v in users["skipped"].items() if v)
     lines.append(f"  skipped: {skipped or 'none'}")
     lines.append(f"  holdout: {report['holdout']['size']} users ({report['holdout']['share']:.1%})")
+    if report.get("coverage"):
+        lines.extend(summary_lines(report["coverage"]))
     seconds = report["timings_s"]["total"]
     lines.append(f"  time: {seconds:.1f}s, {report.get('users_per_s', 0):,.0f} users/s  -> {report['output']}")
     return "\n".join(lines)
