@@ -31,7 +31,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recsys.config import CollaborativeConfig, check_section, is_int
-from recsys.exceptions import ArtifactError, ConfigError, NotFittedError
+from recsys.exceptions import ConfigError, NotFittedError
 from recsys.idmap import IdMap
 from recsys.interactions import Interactions
 from recsys.seeds import check_random_state
@@ -294,7 +294,7 @@ class CollaborativeModel:
     # ---- using the model -------------------------------------------------
     def _check_fitted(self) -> None:
         if not hasattr(self, "user_factors_"):
-            raise NotFittedError("CollaborativeModel is not fitted; call fit() or from_arrays() first")
+            raise NotFittedError("CollaborativeModel is not fitted; call fit() first")
 
     def warm_start(self) -> WarmStart:
         """Return this model's factors as a :class:`WarmStart` for the next fit."""
@@ -421,60 +421,3 @@ class CollaborativeModel:
         return float(
             _als.calculate_loss(conf, self.user_factors_, self.item_factors_, self.config.regularization, num_threads=1)
         )
-
-    # ---- persistence -----------------------------------------------------
-    def to_arrays(self) -> dict[str, np.ndarray]:
-        """Return every learned array (save each as ``.npy``; no pickle needed)."""
-        self._check_fitted()
-        neg = self.negatives_.tocsr()
-        return {
-            "user_factors": self.user_factors_,
-            "item_factors": self.item_factors_,
-            "negatives_indptr": neg.indptr.astype(np.int64),
-            "negatives_indices": neg.indices.astype(np.int32),
-        }
-
-    def metadata(self) -> dict[str, Any]:
-        """Return a JSON-ready description (config, shapes, iterations)."""
-        self._check_fitted()
-        return {
-            "algorithm": self.config.algorithm,
-            "factors": self.config.factors,
-            "width": self.width,
-            "n_users": int(self.user_factors_.shape[0]),
-            "n_items": int(self.item_factors_.shape[0]),
-            "iterations": self.iterations_,
-        }
-
-    @classmethod
-    def from_arrays(
-        cls, config: CollaborativeConfig, arrays: dict[str, np.ndarray], *, users: IdMap, items: IdMap
-    ) -> "CollaborativeModel":
-        """Rebuild a fitted model from :meth:`to_arrays` output.
-
-        Raises
-        ------
-        ArtifactError
-            If an array is missing or its shape does not match the config and id maps.
-        """
-        model = cls(config)
-        names = ("user_factors", "item_factors", "negatives_indptr", "negatives_indices")
-        missing = [k for k in names if k not in arrays]
-        if missing:
-            raise ArtifactError(f"collaborative model arrays missing: {', '.join(missing)}")
-        uf, itf = arrays["user_factors"], arrays["item_factors"]
-        expected = {"user_factors": (len(users), model.width), "item_factors": (len(items), model.width)}
-        for name, shape in expected.items():
-            if tuple(arrays[name].shape) != shape:
-                raise ArtifactError(f"{name} has shape {tuple(arrays[name].shape)}, expected {shape}")
-        indptr, indices = arrays["negatives_indptr"], arrays["negatives_indices"]
-        if len(indptr) != len(users) + 1 or (len(indices) and indices.max() >= len(items)):
-            raise ArtifactError("negatives_indptr/negatives_indices do not match the id maps")
-        model.user_factors_ = np.asarray(uf, dtype=np.float32)
-        model.item_factors_ = np.asarray(itf, dtype=np.float32)
-        model.negatives_ = sp.csr_matrix(
-            (np.ones(len(indices), dtype=np.float32), indices, indptr), shape=(len(users), len(items))
-        )
-        model.users_, model.items_ = users, items
-        model.iterations_ = 0
-        return model

@@ -24,15 +24,15 @@ so a sparsely populated segment leans on its group, and an empty one equals it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
 from recsys.columns import GROUP, ITEM_ID, REGION, TOPICS, USER_ID
-from recsys.config import ProfileConfig, check_section
-from recsys.exceptions import ArtifactError, ConfigError, NotFittedError, SchemaError, UnknownCodeError
+from recsys.config import ProfileConfig, check_section, is_int
+from recsys.exceptions import ConfigError, NotFittedError, SchemaError, UnknownCodeError
 from recsys.idmap import IdMap
 from recsys.interactions import Interactions
 from recsys.taxonomy import Taxonomy
@@ -262,7 +262,7 @@ class TopicProfiles:
     # ---- using the profiles ----------------------------------------------
     def _check_fitted(self) -> None:
         if not hasattr(self, "segment_priors_"):
-            raise NotFittedError("TopicProfiles is not fitted; call fit() or from_arrays() first")
+            raise NotFittedError("TopicProfiles is not fitted; call fit() first")
 
     def segment_index(self, group: str, region: str) -> int:
         """Return the row of ``segments_`` for (group, region).
@@ -304,64 +304,32 @@ class TopicProfiles:
         """
         self._check_fitted()
         n_users = len(self.user_topics_)
-        if isinstance(user_idx, bool) or not isinstance(user_idx, (int, np.integer)) or not 0 <= user_idx < n_users:
+        if not is_int(user_idx) or not 0 <= user_idx < n_users:
             raise ConfigError(f"user_idx {user_idx!r} out of range; valid: 0..{n_users - 1}")
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-            raise ConfigError(f"n must be an integer >= 1, got {n!r}")
-        row = self.user_topics_[user_idx]
-        order = np.argsort(-row, kind="stable")[:n]
-        return [(self.topics_[j], float(row[j])) for j in order]
+        return top_topics(self.user_topics_[user_idx], self.topics_, n)
 
-    # ---- persistence -----------------------------------------------------
-    def to_arrays(self) -> dict[str, np.ndarray]:
-        """Return every learned array (save each as ``.npy``; no pickle needed)."""
-        self._check_fitted()
-        return {
-            "user_topics": self.user_topics_,
-            "user_evidence": self.user_evidence_,
-            "user_segment": self.user_segment_,
-            "segment_priors": self.segment_priors_,
-            "group_priors": self.group_priors_,
-            "global_prior": self.global_prior_,
-        }
 
-    def metadata(self) -> dict[str, Any]:
-        """Return a JSON-ready description: topic, group and region codes (array orders)."""
-        self._check_fitted()
-        return {
-            "topics": list(self.topics_),
-            "groups": list(self.taxonomy.groups),
-            "regions": list(self.taxonomy.regions),
-        }
+def top_topics(weights: np.ndarray, topics: Sequence[str], n: int = 3) -> list[tuple[str, float]]:
+    """Return the ``n`` heaviest topics of one profile row as ``(topic_code, weight)``, heaviest first.
 
-    @classmethod
-    def from_arrays(
-        cls, config: ProfileConfig, taxonomy: Taxonomy, arrays: dict[str, np.ndarray], metadata: dict[str, Any]
-    ) -> "TopicProfiles":
-        """Rebuild fitted profiles from :meth:`to_arrays` and :meth:`metadata` output.
+    Parameters
+    ----------
+    weights : ndarray, shape (n_topics,)
+        One row of a topic profile (e.g. ``TrainedModel.user_topics[i]``).
+    topics : sequence of str
+        The topic codes in column order (the taxonomy's).
+    n : int
+        How many (>= 1); ties keep taxonomy order.
 
-        Raises
-        ------
-        ArtifactError
-            If an array is missing, or the codes or shapes do not match ``taxonomy``.
-        """
-        out = cls(config, taxonomy)
-        names = ("user_topics", "user_evidence", "user_segment", "segment_priors", "group_priors", "global_prior")
-        missing = [k for k in names if k not in arrays]
-        if missing:
-            raise ArtifactError(f"topic profile arrays missing: {', '.join(missing)}")
-        for key, codes in (("topics", taxonomy.topics), ("groups", taxonomy.groups), ("regions", taxonomy.regions)):
-            if list(metadata.get(key, [])) != list(codes):
-                raise ArtifactError(f"topic profiles were built with other {key} than this taxonomy's")
-        n_topics, n_seg = len(taxonomy.topics), len(taxonomy.groups) * len(taxonomy.regions)
-        if arrays["segment_priors"].shape != (n_seg, n_topics) or arrays["user_topics"].shape[1:] != (n_topics,):
-            raise ArtifactError("topic profile arrays do not match the taxonomy's shape")
-        out.topics_ = tuple(taxonomy.topics)
-        out.user_topics_ = np.asarray(arrays["user_topics"], dtype=np.float32)
-        out.user_evidence_ = np.asarray(arrays["user_evidence"], dtype=np.float32)
-        out.user_segment_ = np.asarray(arrays["user_segment"], dtype=np.int64)
-        out.segments_ = out._segment_frame()
-        out.segment_priors_ = np.asarray(arrays["segment_priors"], dtype=np.float32)
-        out.group_priors_ = np.asarray(arrays["group_priors"], dtype=np.float32)
-        out.global_prior_ = np.asarray(arrays["global_prior"], dtype=np.float32)
-        return out
+    Raises
+    ------
+    ConfigError
+        If ``n`` < 1 or the row and the codes differ in length.
+    """
+    if not is_int(n) or n < 1:
+        raise ConfigError(f"n must be an integer >= 1, got {n!r}")
+    row = np.asarray(weights)
+    if row.shape != (len(topics),):
+        raise ConfigError(f"a profile row of shape {row.shape} does not fit {len(topics)} topics")
+    order = np.argsort(-row, kind="stable")[:n]
+    return [(topics[j], float(row[j])) for j in order]

@@ -11,7 +11,7 @@ import scipy.sparse as sp
 
 from recsys.collaborative import CollaborativeModel, WarmStart, als_confidence
 from recsys.config import CollaborativeConfig, InteractionConfig
-from recsys.exceptions import ArtifactError, ConfigError, NotFittedError
+from recsys.exceptions import ConfigError, NotFittedError
 from recsys.idmap import IdMap
 from recsys.interactions import build_interactions
 
@@ -215,7 +215,7 @@ def test_not_fitted_and_input_errors(events):
     with pytest.raises(NotFittedError, match="not fitted"):
         model.score(0, 0)
     with pytest.raises(NotFittedError, match="not fitted"):
-        model.to_arrays()
+        model.warm_start()
     with pytest.raises(ConfigError, match="needs an Interactions object, got csr_matrix"):
         model.fit(sp.csr_matrix((2, 2)))
     with pytest.raises(ConfigError, match="iterations must be an integer >= 0, got -1"):
@@ -249,23 +249,3 @@ def test_loss_decreases_and_is_als_only(events):
     bpr = CollaborativeModel(dataclasses.replace(CFG, algorithm="bpr", threads=1, iterations=2)).fit(inter)
     with pytest.raises(ConfigError, match="loss is defined for algorithm 'als' only"):
         bpr.loss(inter)
-
-
-def test_persistence_roundtrip_without_pickle(fitted, events, tmp_path):
-    dismiss = pd.DataFrame([("u0", "i1", "dismiss", END)], columns=events.columns)
-    model = CollaborativeModel(CFG).fit(_inter(pd.concat([events, dismiss], ignore_index=True)))
-    for name, values in model.to_arrays().items():
-        np.save(tmp_path / f"{name}.npy", values, allow_pickle=False)
-    arrays = {p.stem: np.load(p, allow_pickle=False) for p in tmp_path.glob("*.npy")}
-    back = CollaborativeModel.from_arrays(CFG, arrays, users=USERS, items=ITEMS)
-    u, i = np.arange(N_USERS).repeat(3), np.tile([0, 1, 2], N_USERS)
-    np.testing.assert_array_equal(back.score(u, i), model.score(u, i))
-    assert model.metadata()["width"] == 6 and model.metadata()["n_items"] == N_ITEMS
-    with pytest.raises(ArtifactError, match="missing: item_factors"):
-        partial = {k: v for k, v in arrays.items() if k != "item_factors"}
-        CollaborativeModel.from_arrays(CFG, partial, users=USERS, items=ITEMS)
-    with pytest.raises(ArtifactError, match=r"user_factors has shape \(60, 6\), expected \(3, 6\)"):
-        CollaborativeModel.from_arrays(CFG, arrays, users=IdMap.from_ids(["a", "b", "c"]), items=ITEMS)
-    with pytest.raises(ArtifactError, match="negatives_indptr/negatives_indices do not match"):
-        CollaborativeModel.from_arrays(CFG, {**arrays, "negatives_indptr": arrays["negatives_indptr"][:-1]},
-                                       users=USERS, items=ITEMS)

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from recsys.config import InteractionConfig, ProfileConfig
-from recsys.exceptions import ArtifactError, ConfigError, NotFittedError, SchemaError, UnknownCodeError
+from recsys.exceptions import ConfigError, NotFittedError, SchemaError, UnknownCodeError
 from recsys.idmap import IdMap
 from recsys.interactions import build_interactions
 from recsys.profiles import TopicProfiles, item_topic_shares
@@ -173,26 +173,6 @@ def test_lookup_errors():
         prof.top_topics(0, 0)
 
 
-def test_persistence_roundtrip(tmp_path):
-    users = pd.DataFrame({"user_id": ["u0", "u1"], "group": "youth", "region": "haigang"})
-    prof = _fit(users, ITEMS, [("u0", "a", "click"), ("u1", "d", "like")])[0]
-    for name, values in prof.to_arrays().items():
-        np.save(tmp_path / f"{name}.npy", values, allow_pickle=False)
-    arrays = {p.stem: np.load(p, allow_pickle=False) for p in tmp_path.glob("*.npy")}
-    back = TopicProfiles.from_arrays(ProfileConfig(), TAX, arrays, prof.metadata())
-    np.testing.assert_array_equal(back.user_topics_, prof.user_topics_)
-    np.testing.assert_array_equal(back.prior_for("farmer", "lulong"), prof.prior_for("farmer", "lulong"))
-    assert back.top_topics(1) == prof.top_topics(1)
-    with pytest.raises(ArtifactError, match="other topics than this taxonomy's"):
-        TopicProfiles.from_arrays(ProfileConfig(), TAX, arrays, {**prof.metadata(), "topics": ["x"]})
-    with pytest.raises(ArtifactError, match="arrays missing: global_prior"):
-        TopicProfiles.from_arrays(ProfileConfig(), TAX, {k: v for k, v in arrays.items() if k != "global_prior"},
-                                  prof.metadata())
-    with pytest.raises(ArtifactError, match="do not match the taxonomy's shape"):
-        TopicProfiles.from_arrays(ProfileConfig(), TAX, {**arrays, "segment_priors": arrays["segment_priors"][:3]},
-                                  prof.metadata())
-
-
 def test_blockwise_computation_equals_one_block(monkeypatch):
     import recsys.profiles as profiles_module
 
@@ -206,3 +186,13 @@ def test_blockwise_computation_equals_one_block(monkeypatch):
     np.testing.assert_allclose(blocks.user_topics_, whole.user_topics_, rtol=1e-6)
     np.testing.assert_allclose(blocks.segment_priors_, whole.segment_priors_, rtol=1e-6)
     np.testing.assert_array_equal(blocks.user_evidence_, whole.user_evidence_)
+
+
+def test_top_topics_of_a_profile_row_heaviest_first_ties_in_taxonomy_order():
+    from recsys.profiles import top_topics
+
+    assert top_topics(np.array([0.2, 0.5, 0.2, 0.1]), ["a", "b", "c", "d"], 3) == [("b", 0.5), ("a", 0.2), ("c", 0.2)]
+    with pytest.raises(ConfigError, match="n must be an integer >= 1, got 0"):
+        top_topics(np.zeros(2), ["a", "b"], 0)
+    with pytest.raises(ConfigError, match=r"shape \(3,\) does not fit 2 topics"):
+        top_topics(np.zeros(3), ["a", "b"], 1)

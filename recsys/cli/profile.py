@@ -19,6 +19,7 @@ def run(args: argparse.Namespace) -> int:
 
     from recsys.exceptions import ConfigError
     from recsys.model import TrainedModel
+    from recsys.profiles import top_topics
 
     if args.top <= 0:
         raise ConfigError(f"--top must be a positive integer, got {args.top}")
@@ -29,14 +30,11 @@ def run(args: argparse.Namespace) -> int:
     row = int(matches[0])
     user = model.users.iloc[row]
     tax = model.taxonomy
-    weights = np.asarray(model.user_topics[row])
-    order = np.argsort(-weights, kind="stable")[: args.top]
+    top = top_topics(model.user_topics[row], list(tax.topics), args.top)
     sub = f" / {tax.zh('sub_group', user['sub_group'])}" if user["sub_group"] else ""
     print(f"user {args.user_id}: {tax.zh('group', user['group'])}{sub}, {tax.zh('region', user['region'])}")
     print(f"{'topic':<22} {'名称':<12} weight")
-    codes = list(tax.topics)
-    for j in order:
-        code = codes[j]
-        bar = "#" * int(round(40 * weights[j] / max(weights[order[0]], 1e-9)))
-        print(f"{code:<22} {tax.zh('topic', code):<12} {weights[j]:.3f} {bar}")
+    for code, weight in top:
+        bar = "#" * int(round(40 * weight / max(top[0][1], 1e-9)))
+        print(f"{code:<22} {tax.zh('topic', code):<12} {weight:.3f} {bar}")
     return 0

@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -300,8 +300,3 @@ def make_chunks(scope: np.ndarray, buckets: np.ndarray, n_buckets: int, chunk_si
                 chunks.append(Chunk(len(chunks), lo, b + 1, scope[starts[lo] : starts[b + 1]], int(starts[lo])))
             lo, filled = b + 1, 0
     return chunks
-
-
-def skipped_total(skipped: dict[str, Any]) -> int:
-    """Sum of the skip counts."""
-    return int(sum(int(v) for v in skipped.values()))

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 
 from recsys.exceptions import ConfigError
@@ -268,8 +267,3 @@ def seen_row(seen: sp.csr_matrix, row: int) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     indptr = seen.indptr
     return np.asarray(seen.indices[indptr[row] : indptr[row + 1]], dtype=np.int64)
-
-
-def now_text(now_ns: int) -> str:
-    """ISO text of a nanosecond timestamp (for messages)."""
-    return pd.Timestamp(now_ns, tz="UTC").isoformat()

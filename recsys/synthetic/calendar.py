@@ -56,10 +56,6 @@ class Window:
         """How many days the window has."""
         return len(self.dates)
 
-    def day_of(self, t: np.ndarray) -> np.ndarray:
-        """Index of the window day each time falls in (clipped to the window)."""
-        return np.clip(np.searchsorted(self.day_start, t, side="right") - 1, 0, self.n_days - 1)
-
 
 def local_midnight(date: dt.date, timezone: str) -> int:
     """Epoch seconds of midnight at the start of ``date`` in ``timezone``."""
