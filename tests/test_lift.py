@@ -180,7 +180,7 @@ def test_cli_writes_tables_and_report_readable_everywhere(world, capsys):
     assert list(lift.columns) == list(LIFT_COLUMNS)
     assert set(lift["dimension"]) == {"all", "group", "region", "channel"}
     assert ds.dataset(out / "ctr.parquet").count_rows() == len(pd.read_parquet(out / "ctr.parquet"))
-    n = duckdb.sql(f"select count(*) from read_parquet('{out / 'lift.parquet'}')").fetchone()[0]
+    n = len(duckdb.sql(f"select * from read_parquet('{out / 'lift.parquet'}')").df())
     assert n == len(lift)
     page = (out / "report.html").read_text(encoding="utf-8")
     assert "对照组" in page and "holdout" in page and "src=\"http" not in page
