@@ -101,8 +101,8 @@ def _check_text(value: Any, name: str) -> str:
 def read_log(folder: str | Path) -> list[dict[str, Any]]:
     """Return the audit log's entries, oldest first (``[]`` without a log).
 
-    A last line without its newline (a writer killed mid-line) is ignored:
-    the change it began never took effect.
+    A line a killed writer cut short (an unterminated JSON object) is
+    ignored: the change it began never took effect.
 
     Raises
     ------
@@ -122,6 +122,8 @@ def read_log(folder: str | Path) -> list[dict[str, Any]]:
         try:
             entry = json.loads(line)
         except ValueError:
+            if line.startswith("{") and not line.rstrip().endswith("}"):
+                continue  # a line a killed writer cut short (the next change began a fresh line)
             entry = None
         if not isinstance(entry, dict) or entry.get("action") not in ("add", "release") or C.ITEM_ID not in entry:
             raise SchemaError(f"{path}: line {number} is not a hold change (a JSON object with action and item_id)")

@@ -1,0 +1,295 @@
+"""recsys monitor: counters, the watermark over arriving files, crash consistency, the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recsys.cli import main
+from recsys.config import MonitorConfig
+from recsys.exceptions import ConfigError
+from recsys.monitor import run_monitor
+from recsys.monitor.counters import K_CLICK, K_IMP, K_REPORT, Counters
+from recsys.push.lock import LockedError, hold
+
+NOW = pd.Timestamp("2026-07-01T00:00:00Z")
+START = pd.Timestamp("2026-06-01T00:00:00Z")
+CFG = MonitorConfig(baseline_days=2, min_impressions=100)
+
+
+# ---- counters ---------------------------------------------------------------------------------
+def test_counters_do_not_depend_on_the_order_or_split_of_batches():
+    rng = np.random.default_rng(0)
+    n = 5000
+    items = np.array([f"i{k}" for k in rng.integers(0, 40, n)], dtype=object)
+    kinds = rng.integers(0, 5, n)
+    hours = 1000 + rng.integers(0, 24 * 6, n)  # six days: some fall out of the hourly ring
+    whole = Counters.empty(24, 4)
+    whole.add(whole.index_items(items), kinds, hours)
+    split = Counters.empty(24, 4)
+    split.index_items(np.array(sorted(set(items)), dtype=object))  # another index order is fine
+    order = rng.permutation(n)
+    for part in np.array_split(order, 7):
+        split.add(split.index_items(items[part]), kinds[part], hours[part])
+    for w in (1, 6, 24):
+        a = pd.DataFrame(whole.window(w).T, index=whole.item_ids).sort_index()
+        b = pd.DataFrame(split.window(w).T, index=split.item_ids).sort_index()
+        pd.testing.assert_frame_equal(a, b)
+    # the hourly window counts exactly the events of its hours
+    last = hours.max()
+    mask = hours > last - 6
+    expected = pd.Series(items[mask & (kinds == K_IMP)]).value_counts()
+    got = pd.Series(whole.window(6)[K_IMP], index=whole.item_ids)
+    assert got[got > 0].sort_index().equals(expected.sort_index().astype(np.int64))
+
+
+def test_counters_days_and_too_old_events():
+    c = Counters.empty(2, 3)
+    assert c.add(c.index_items(np.array(["a", "a"], dtype=object)), np.array([0, 3]), np.array([24 * 10, 24 * 10 + 5])) == 0
+    assert c.days_sum(10, 10)[:, 0].tolist() == [1, 0, 0, 1, 0]
+    # day 7 is older than the 3-day ring (days 8..10): not counted, reported
+    assert c.add(c.index_items(np.array(["b"], dtype=object)), np.array([0]), np.array([24 * 7])) == 1
+    assert c.days_sum(0, 100)[:, 1].sum() == 0
+    assert c.oldest_hour() == 24 * 8
+
+
+def test_counters_save_load_and_resize(tmp_path):
+    c = Counters.empty(24, 5)
+    ids = np.array(["x", "y", "x", "z"], dtype=object)
+    c.add(c.index_items(ids), np.array([0, 1, 4, 0]), np.array([100, 101, 110, 120]))
+    doc = c.save(tmp_path)
+    back = Counters.load(tmp_path, json.loads(json.dumps(doc)))
+    assert back.item_ids == ["x", "y", "z"]
+    np.testing.assert_array_equal(back.window(24), c.window(24))
+    small = back.resized(6, 5)
+    np.testing.assert_array_equal(small.window(6), c.window(6))
+    assert small.window(6)[0].tolist() == [0, 0, 1]  # only z's impression at hour 120 is in the last 6 h
+
+
+# ---- event files --------------------------------------------------------------------------------
+def _events(n: int, hour: int, *, item: str = "i1", etype: str = "impression", prefix: str = "e") -> pd.DataFrame:
+    t = START + pd.Timedelta(hours=hour)
+    return pd.DataFrame(
+        {
+            "event_id": [f"{prefix}{hour}-{k}" for k in range(n)],
+            "user_id": [f"u{k}" for k in range(n)],
+            "item_id": item,
+            "event_type": etype,
+            "timestamp": pd.to_datetime([t + pd.Timedelta(seconds=k) for k in range(n)], utc=True),
+        }
+    )
+
+
+def _state_counts(state: Path) -> pd.DataFrame:
+    name = (state / "CURRENT").read_text().strip()
+    doc = json.loads((state / name / "state.json").read_text())
+    hourly = np.load(state / name / "hourly.npy")
+    return pd.DataFrame(hourly.sum(axis=0).T, index=doc["counters"]["item_ids"]).sort_index()
+
+
+def test_rerun_counts_nothing_and_a_copied_file_is_skipped(tmp_path):
+    ev = tmp_path / "ev"
+    ev.mkdir()
+    _events(50, 1).to_parquet(ev / "a.parquet")
+    first = run_monitor(ev, tmp_path / "st", config=CFG, now=NOW)
+    assert first.rows_counted == 50 and first.run == 1
+    again = run_monitor(ev, tmp_path / "st", config=CFG, now=NOW)
+    assert again.run == 0 and again.rows_counted == 0
+    (ev / "copy-of-a.parquet").write_bytes((ev / "a.parquet").read_bytes())
+    copy = run_monitor(ev, tmp_path / "st", config=CFG, now=NOW)
+    assert copy.rows_counted == 0
+    assert any("copy-of-a.parquet: same content as a.parquet" in n for n in copy.notes)
+    assert _state_counts(tmp_path / "st").loc["i1", K_IMP] == 50
+    # a writer's temporary file is never read
+    _events(9, 2).to_parquet(ev / ".b.parquet.tmp-1-abcdef12")
+    _events(9, 2).to_parquet(ev / "b.parquet.part")
+    assert run_monitor(ev, tmp_path / "st", config=CFG, now=NOW).rows_counted == 0
+
+
+def test_a_growing_csv_is_counted_up_to_its_last_complete_line(tmp_path):
+    ev = tmp_path / "ev"
+    ev.mkdir()
+    frame = _events(30, 3, etype="click")
+    frame["timestamp"] = frame["timestamp"].map(lambda t: t.isoformat())
+    text = frame.to_csv(index=False)
+    lines = text.splitlines(keepends=True)
+    path = ev / "live.csv"
+    # header + 10 rows + half of the 11th: the writer is still appending
+    path.write_text("".join(lines[:11]) + lines[11][:7])
+    r1 = run_monitor(ev, tmp_path / "st", config=CFG, now=NOW)
+    assert r1.rows_counted == 10
+    path.write_text("".join(lines[:21]))
+    r2 = run_monitor(ev, tmp_path / "st", config=CFG, now=NOW)
+    assert r2.rows_counted == 10
+    path.write_text("".join(lines))
+    assert run_monitor(ev, tmp_path / "st", config=CFG, now=NOW).rows_counted == 10
+    assert _state_counts(tmp_path / "st").loc["i1", K_CLICK] == 30
+    # rewriting what was counted is reported, not counted again
+    path.write_text("".join(lines[:5]))
+    r4 = run_monitor(ev, tmp_path / "st", config=CFG, now=NOW)
+    assert r4.rows_counted == 0 and any("live.csv: changed after 30 row(s)" in n for n in r4.notes)
+    assert _state_counts(tmp_path / "st").loc["i1", K_CLICK] == 30
+
+
+def test_a_parquet_file_still_being_written_waits_for_the_next_run(tmp_path):
+    ev = tmp_path / "ev"
+    ev.mkdir()
+    full = tmp_path / "full.parquet"
+    _events(40, 1).to_parquet(full)
+    data = full.read_bytes()
+    (ev / "x.parquet").write_bytes(data[: len(data) // 2])  # no footer yet
+    r1 = run_monitor(ev, tmp_path / "st", config=CFG, now=NOW)
+    assert r1.rows_counted == 0 and any("x.parquet: not readable yet" in n for n in r1.notes)
+    (ev / "x.parquet").write_bytes(data)
+    assert run_monitor(ev, tmp_path / "st", config=CFG, now=NOW).rows_counted == 40
+
+
+def test_bad_rows_are_reported_not_counted(tmp_path):
+    ev = tmp_path / "ev"
+    ev.mkdir()
+    catalog = pd.DataFrame({"item_id": ["i1"], "title": ["t"], "topics": [["earthquake"]]})
+    catalog.to_parquet(tmp_path / "items.parquet")
+    good = _events(20, 5)
+    unknown = _events(3, 5, item="ghost", prefix="g")
+    future = _events(2, 5, prefix="f")
+    future["timestamp"] = NOW + pd.Timedelta(days=1)
+    weird = _events(4, 5, etype="teleport", prefix="w")
+    dup = good.head(2)
+    out_of_order = _events(6, 2, prefix="o")  # older than what was already counted
+    pd.concat([good, unknown, future, weird, dup]).to_parquet(ev / "a.parquet")
+    r = run_monitor(ev, tmp_path / "st", catalog=tmp_path / "items.parquet", config=CFG, now=NOW)
+    assert r.rows_counted == 20
+    assert r.skipped == {"unknown item": 3, "future timestamp": 2, "unknown event type": 4, "duplicate id": 2}
+    out_of_order.to_parquet(ev / "b.parquet")
+    naive = _events(3, 5, prefix="n")
+    naive["timestamp"] = naive["timestamp"].dt.tz_localize(None).map(lambda t: t.isoformat())
+    naive.to_csv(ev / "c.csv", index=False)
+    r2 = run_monitor(ev, tmp_path / "st", catalog=tmp_path / "items.parquet", config=CFG, now=NOW)
+    assert r2.rows_counted == 6 and r2.late_rows == 6
+    assert r2.skipped == {"naive timestamp": 3}
+    lines = "\n".join(r2.lines())
+    assert "6 counted event(s) arrived out of time order" in lines and "naive timestamp" in lines
+    # a file without a required column is refused once, then left alone
+    pd.DataFrame({"item_id": ["i1"], "event_type": ["click"]}).to_parquet(ev / "d.parquet")
+    r3 = run_monitor(ev, tmp_path / "st", config=CFG, now=NOW)
+    assert any("d.parquet: required column timestamp absent" in n for n in r3.notes)
+    assert run_monitor(ev, tmp_path / "st", config=CFG, now=NOW).run == 0
+
+
+def test_bad_folders_and_a_second_run_at_once_are_refused(tmp_path):
+    with pytest.raises(ConfigError, match="--events .*folder not found"):
+        run_monitor(tmp_path / "missing", tmp_path / "st", config=CFG)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    (tmp_path / "ev").mkdir()
+    with pytest.raises(ConfigError, match="--state .*holds other files"):
+        run_monitor(tmp_path / "ev", other, config=CFG)
+    with hold(tmp_path / "st", what="monitor state", run="another"):
+        with pytest.raises(LockedError, match="monitor state .* is in use"):
+            run_monitor(tmp_path / "ev", tmp_path / "st", config=CFG)
+
+
+def test_cli_monitor_runs_and_refuses_bad_input(tmp_path, capsys):
+    ev = tmp_path / "ev"
+    ev.mkdir()
+    _events(30, 1).to_parquet(ev / "a.parquet")
+    args = ["monitor", "--events", str(ev), "--state", str(tmp_path / "st"), "--now", NOW.isoformat()]
+    assert main(args) == 0
+    assert "run 1: 30 event(s) counted from 1 file(s)" in capsys.readouterr().out
+    assert main(args) == 0
+    assert "no new events since the last run" in capsys.readouterr().out
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[monitor]\nalpha = 2.0\n")
+    assert main(args + ["--config", str(bad)]) == 2
+    assert "[monitor] alpha = 2.0 is out of range" in capsys.readouterr().err
+    wrong = tmp_path / "wrong.toml"
+    wrong.write_text("[push]\nk = {app_push = 2}\n")
+    assert main(args + ["--config", str(wrong)]) == 2
+    assert "recsys monitor does not use [push]" in capsys.readouterr().err
+    assert main(["monitor", "--events", str(ev), "--state", str(tmp_path / "st"), "--now", "yesterday"]) == 2
+
+
+# ---- crash consistency --------------------------------------------------------------------------
+def _bursty_folder(root: Path) -> Path:
+    """Two days of quiet impressions/clicks on 30 items, then an hour with a burst of reports on i3."""
+    ev = root / "ev"
+    ev.mkdir(parents=True)
+    rng = np.random.default_rng(5)
+    for h in range(49):
+        n = 1500
+        items = np.array([f"i{k}" for k in rng.integers(0, 30, n)], dtype=object)
+        types = np.where(rng.random(n) < 0.1, "click", "impression").astype(object)
+        types[(rng.random(n) < 0.002)] = "report"
+        if h == 48:
+            burst = np.flatnonzero(items == "i3")[:25]
+            types[burst] = "report"
+        t = START + pd.Timedelta(hours=h) + pd.to_timedelta(rng.integers(0, 3600, n), unit="s")
+        pd.DataFrame(
+            {"event_id": [f"h{h}-{k}" for k in range(n)], "user_id": "u", "item_id": items, "event_type": types,
+             "timestamp": pd.to_datetime(t, utc=True)}
+        ).to_parquet(ev / f"events-{h:03d}.parquet")
+    return ev
+
+
+_KILLER = textwrap.dedent(
+    """
+    import os, sys
+    import pandas as pd
+    from recsys.config import MonitorConfig
+    from recsys.monitor import run as R
+    where = sys.argv[3]
+    original = R.commit
+    def dying_commit(*args, **kwargs):
+        if where == "before-commit":
+            os._exit(9)
+        out = original(*args, **kwargs)
+        os._exit(9)  # after the commit, before alerts and holds are published
+    R.commit = dying_commit
+    R.run_monitor(sys.argv[1], sys.argv[2], config=MonitorConfig(baseline_days=1, min_impressions=100),
+                  now=pd.Timestamp("2026-07-01T00:00:00Z"))
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def bursty(tmp_path_factory) -> tuple[Path, Path]:
+    """The bursty event folder and the state of one uninterrupted run over it."""
+    root = tmp_path_factory.mktemp("bursty")
+    ev = _bursty_folder(root)
+    ref = run_monitor(ev, root / "ref", config=MonitorConfig(baseline_days=1, min_impressions=100), now=NOW)
+    assert ref.held == ["i3"]  # the burst is caught
+    return ev, root / "ref"
+
+
+@pytest.mark.parametrize("where", ["before-commit", "after-commit"])
+def test_a_killed_run_then_a_rerun_equals_an_uninterrupted_run(tmp_path, where, bursty):
+    ev, ref = bursty
+    cfg = MonitorConfig(baseline_days=1, min_impressions=100)
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    proc = subprocess.run(
+        [sys.executable, "-c", _KILLER, str(ev), str(tmp_path / "st"), where], env=env, capture_output=True
+    )
+    assert proc.returncode == 9, proc.stderr.decode()
+    rerun = run_monitor(ev, tmp_path / "st", config=cfg, now=NOW)
+    pd.testing.assert_frame_equal(_state_counts(tmp_path / "st"), _state_counts(ref))
+
+    def alerts(folder: Path) -> list[dict]:
+        return [json.loads(x) for x in (folder / "alerts.jsonl").read_text().splitlines()]
+
+    assert alerts(tmp_path / "st") == alerts(ref)
+    from recsys.holds import load_holds
+
+    assert load_holds(tmp_path / "st")["item_id"].tolist() == ["i3"]
+    assert rerun.run == (1 if where == "before-commit" else 0)
+    # no temporary folder of the killed run is left behind
+    assert not [p for p in (tmp_path / "st").iterdir() if p.name.startswith(".")]
+    assert run_monitor(ev, tmp_path / "st", config=cfg, now=NOW).run == 0
