@@ -724,6 +724,38 @@ class RankerConfig:
 
 
 @dataclass(frozen=True)
+class BroadcastConfig:
+    """Daily programmes of broadcast places (``recsys broadcast``, ``recsys.broadcast``).
+
+    ``formats`` keys and values are checked against the taxonomy by
+    ``recsys.broadcast.programme`` (a channel may only narrow what it carries).
+    """
+
+    _constraints: ClassVar[Mapping[str, Constraint]] = {
+        "repeat_days": Range(0, 3650),
+        "topic_decay": Range(0, 1),
+        "priority_boost": Range(0, 10),
+        "candidates": Range(1, 100_000),
+        "min_segment_users": Range(1, 1_000_000),
+    }
+
+    #: an item is not shown again at the same place within this many days (earlier programmes in --out)
+    repeat_days: int = 7
+    #: topic diversity across a place's day: each item already scheduled there with the same main
+    #: topic multiplies an item's value by this (1 = no diversity, 0 = one item per topic)
+    topic_decay: float = 0.5
+    #: an item of a priority topic (the demand output, --priorities) counts (1 + this x its weight) times
+    priority_boost: float = 0.5
+    #: items considered per place: its best this many by expected engagement per second
+    candidates: int = 300
+    #: a (group, sub-group, region) audience segment with fewer of the bundle's users than this
+    #: takes its group x region segment's engagement model instead of its users' mean
+    min_segment_users: int = 5
+    #: per broadcast channel, the formats scheduled on it (empty table = what the taxonomy says it carries)
+    formats: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class MonitorConfig:
     """Spread monitoring and review holds (``recsys monitor``, ``recsys.monitor``).
 
@@ -799,6 +831,7 @@ class EngineConfig:
     ranking: RankingConfig = field(default_factory=RankingConfig)
     ranker: RankerConfig = field(default_factory=RankerConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    broadcast: BroadcastConfig = field(default_factory=BroadcastConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the configuration as plain nested dicts (TOML/JSON-ready)."""
@@ -1002,6 +1035,7 @@ _APPLIES = {
     "bundle": "it applies when recsys train writes a bundle",
     "training": "it applies to recsys train's checks of its data",
     "monitor": "it applies to recsys monitor",
+    "broadcast": "it applies to recsys broadcast",
 }
 
 

@@ -34,6 +34,7 @@ COMMANDS: tuple[str, ...] = (
     "recommend",
     "push",
     "campaign",
+    "broadcast",
     "monitor",
     "holds",
     "lift",

@@ -1,0 +1,262 @@
+"""``recsys broadcast`` as a library job: read inputs, plan the day, write programmes atomically.
+
+Layout of an output folder::
+
+    <out>/date=2026-07-01/channel=tv/part-00000.parquet      (the day's tv programmes)
+    <out>/date=2026-07-01/channel=kiosk/part-00000.parquet
+    <out>/date=2026-07-01/_manifest.json                      (per channel: the last run's summary)
+
+One row per scheduled item: :data:`~recsys.broadcast.programme.PROGRAMME_COLUMNS`.
+``date`` and ``channel`` live in the folder names only (hive partitioning),
+so ``pd.read_parquet(out)``, ``pyarrow.dataset`` and DuckDB's
+``read_parquet('<out>/**/*.parquet', hive_partitioning=true)`` read the
+folder as it is. Each channel folder is written to a temporary sibling and
+renamed into place; a re-run of a day replaces the rows of the places it
+schedules and keeps the others (a run for one region leaves the other regions'
+programmes of that channel as they were). Earlier days' programmes are what
+``[broadcast] repeat_days`` reads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from recsys import columns as C
+from recsys.broadcast.places import load_places
+from recsys.broadcast.programme import PROGRAMME_COLUMNS, Programmes, plan_programmes
+from recsys.config import BroadcastConfig
+from recsys.exceptions import ConfigError, DataError
+from recsys.io import atomic_dir, prepare_output_dir, write_json
+
+NAME = "broadcast"
+MANIFEST_FILE = "_manifest.json"
+PART_FILE = "part-00000.parquet"
+#: shortfall rows listed per channel in the manifest (the rest are counted)
+MAX_SHORT_LISTED = 20
+
+#: Arrow schema of a programme file (no partition columns)
+FILE_SCHEMA = pa.schema(
+    [
+        (C.PLACE_ID, pa.string()),
+        (C.SLOT, pa.int16()),
+        (C.START_OFFSET_S, pa.float64()),
+        (C.ITEM_ID, pa.string()),
+        (C.EXPECTED_ENGAGEMENT, pa.float32()),
+        (C.REASONS, pa.list_(pa.string())),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class BroadcastSpec:
+    """What one run does (the command line, as data).
+
+    Attributes
+    ----------
+    model : Path
+        A bundle folder (or ``models/latest``).
+    day : datetime.date
+        The broadcast day (local).
+    places : Path
+        The places table.
+    out : Path
+        The programmes folder.
+    channel, region : str or None
+        Only the places of this broadcast channel / region.
+    items : Path or None
+        The current catalogue (default: the bundle's copy).
+    users : Path or None
+        The users table that gives a place without a mix its region's mix
+        (default: the bundle's users).
+    holds : Path or None
+        A holds folder (``recsys holds``): held items are never scheduled.
+    priority_topics : dict or None
+        Topic -> weight chosen first (the demand output's priorities).
+    config : BroadcastConfig
+    force : bool
+        Write into an ``out`` folder holding other files.
+    """
+
+    model: Path
+    day: dt.date
+    places: Path
+    out: Path
+    channel: str | None = None
+    region: str | None = None
+    items: Path | None = None
+    users: Path | None = None
+    holds: Path | None = None
+    priority_topics: dict[str, float] | None = None
+    config: BroadcastConfig = dataclasses.field(default_factory=BroadcastConfig)
+    force: bool = False
+
+
+def _is_programmes(folder: Path) -> bool:
+    """A folder an older run wrote: ``date=*/_manifest.json`` of kind broadcast."""
+    for manifest in folder.glob(f"date=*/{MANIFEST_FILE}"):
+        try:
+            if json.loads(manifest.read_text(encoding="utf-8")).get("kind") == NAME:
+                return True
+        except (OSError, ValueError):
+            continue
+    return False
+
+
+def read_programmes(out: str | Path, day: dt.date | None = None, channel: str | None = None) -> pd.DataFrame:
+    """Read committed programme rows back (``date`` and ``channel`` from the folder names).
+
+    Returns
+    -------
+    pandas.DataFrame
+        :data:`PROGRAMME_COLUMNS` plus ``date`` (ISO text) and ``channel``;
+        sorted by date, channel, place, slot and start; empty when nothing matches.
+    """
+    frames = []
+    for path in sorted(Path(out).glob(f"date=*/channel=*/{PART_FILE}")):
+        d, c = path.parts[-3].split("=", 1)[1], path.parts[-2].split("=", 1)[1]
+        if (day is not None and d != day.isoformat()) or (channel is not None and c != channel):
+            continue
+        frames.append(pq.read_table(path).to_pandas().assign(date=d, channel=c))
+    columns = [*PROGRAMME_COLUMNS, "date", C.CHANNEL]
+    if not frames:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+    table = pd.concat(frames, ignore_index=True)[columns]
+    return table.sort_values(["date", C.CHANNEL, C.PLACE_ID, C.SLOT, C.START_OFFSET_S], kind="stable").reset_index(
+        drop=True
+    )
+
+
+def shown_before(out: str | Path, day: dt.date, repeat_days: int) -> pd.DataFrame:
+    """``place_id, item_id`` of the programmes of the ``repeat_days`` days before ``day``."""
+    frames = []
+    for back in range(1, repeat_days + 1):
+        earlier = read_programmes(out, day - dt.timedelta(days=back))
+        if len(earlier):
+            frames.append(earlier[[C.PLACE_ID, C.ITEM_ID]])
+    if not frames:
+        return pd.DataFrame({C.PLACE_ID: pd.Series(dtype=str), C.ITEM_ID: pd.Series(dtype=str)})
+    return pd.concat(frames, ignore_index=True).drop_duplicates()
+
+
+def _select(places: pd.DataFrame, spec: BroadcastSpec, taxonomy) -> pd.DataFrame:
+    personal = set(taxonomy.personal_channels)
+    if spec.channel is not None:
+        broadcast = [c for c in taxonomy.channels if c not in personal]
+        if spec.channel not in broadcast:
+            raise ConfigError(f"--channel {spec.channel!r}: not a broadcast channel; valid: {', '.join(broadcast)}")
+        places = places[places[C.CHANNEL] == spec.channel]
+    if spec.region is not None:
+        taxonomy.check("region", spec.region)
+        places = places[places[C.REGION] == spec.region]
+    if places.empty:
+        what = " and ".join(
+            f"{name} {value!r}" for name, value in (("channel", spec.channel), ("region", spec.region)) if value
+        )
+        raise DataError(f"{spec.places}: no place of {what}; nothing to schedule")
+    return places.reset_index(drop=True)
+
+
+def _channel_summary(prog: Programmes, channel: str) -> dict[str, Any]:
+    rows = prog.rows[prog.rows[C.CHANNEL] == channel]
+    stats = prog.places[prog.places[C.CHANNEL] == channel]
+    short = stats[stats["short_s"] > 0].sort_values("short_s", ascending=False)
+    capacity = float(stats["capacity_s"].sum())
+    return {
+        "places": int(len(stats)),
+        "rows": int(len(rows)),
+        "distinct_items": int(rows[C.ITEM_ID].nunique()),
+        "capacity_s": capacity,
+        "filled_s": float(stats["filled_s"].sum()),
+        "fill_share": round(float(stats["filled_s"].sum()) / capacity, 4) if capacity else 0.0,
+        "expected_engagement": round(float(rows[C.EXPECTED_ENGAGEMENT].sum()), 4),
+        # not an error: the places with time left empty because too few eligible items exist
+        "places_short": int(len(short)),
+        "short_s": float(short["short_s"].sum()),
+        "shortfall": [
+            {"place_id": p, "short_s": float(s), "eligible_items": int(e)}
+            for p, s, e in zip(short[C.PLACE_ID], short["short_s"], short["eligible"])
+        ][:MAX_SHORT_LISTED],
+    }
+
+
+def _write_channel(out: Path, day: dt.date, channel: str, rows: pd.DataFrame, replaced: set[str]) -> None:
+    folder = out / f"date={day.isoformat()}" / f"channel={channel}"
+    old = folder / PART_FILE
+    if old.exists():
+        # keep the rows of places this run did not schedule (a run for one region)
+        previous = pq.read_table(old).to_pandas()
+        rows = pd.concat([previous[~previous[C.PLACE_ID].isin(replaced)], rows], ignore_index=True)
+    rows = rows.sort_values([C.PLACE_ID, C.SLOT, C.START_OFFSET_S], kind="stable")
+    table = pa.Table.from_pandas(rows[list(FILE_SCHEMA.names)], schema=FILE_SCHEMA, preserve_index=False)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_dir(folder) as tmp:
+        pq.write_table(table, tmp / PART_FILE, compression="zstd")
+
+
+def run_broadcast(spec: BroadcastSpec) -> dict[str, Any]:
+    """Write the programmes of ``spec.day`` for the places selected; return the run's manifest.
+
+    Raises
+    ------
+    RecsysError
+        Any bad input (places, catalogue, options), before anything is
+        written; :class:`DataError` when no place is selected.
+    """
+    from recsys.push.lock import hold
+    from recsys.ranking import Recommender
+
+    target = prepare_output_dir(spec.out, NAME, force=spec.force, recognise=_is_programmes)
+    recommender = Recommender.load(spec.model, catalog=spec.items)
+    state = recommender.state
+    tax = state.taxonomy
+    users = state.model.users
+    if spec.users is not None:
+        from recsys import schema
+
+        users = schema.read_table(spec.users, "users")
+    all_places = load_places(spec.places, tax, users)
+    places = _select(all_places, spec, tax)
+    held: frozenset[str] = frozenset()
+    if spec.holds is not None:
+        from recsys.holds import held_items
+
+        held = held_items(spec.holds)
+    with hold(spec.out, what="broadcast output", run=f"broadcast {spec.day.isoformat()}"):
+        shown = shown_before(spec.out, spec.day, spec.config.repeat_days)
+        prog = plan_programmes(
+            state, places, spec.day, spec.config, held=held, shown=shown,
+            priority_topics=spec.priority_topics, all_places=all_places,
+        )
+        channels = sorted(set(places[C.CHANNEL]))
+        for channel in channels:
+            mine = set(places.loc[places[C.CHANNEL] == channel, C.PLACE_ID])
+            _write_channel(target.path, spec.day, channel, prog.rows[prog.rows[C.CHANNEL] == channel], mine)
+        manifest_path = target.path / f"date={spec.day.isoformat()}" / MANIFEST_FILE
+        manifest: dict[str, Any] = {"kind": NAME, "date": spec.day.isoformat(), "channels": {}}
+        if manifest_path.exists():
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        run = {
+            "model_version": recommender.version,
+            "places_file": str(spec.places),
+            "filters": {"channel": spec.channel, "region": spec.region},
+            "written_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "config": dataclasses.asdict(spec.config),
+            "holds": len(held),
+            "priority_topics": dict(spec.priority_topics or {}),
+            # items that could not be scheduled on these channels at all, city-wide
+            "items_left_out": prog.counts,
+        }
+        for channel in channels:
+            manifest["channels"][channel] = {**_channel_summary(prog, channel), "run": run}
+        write_json(manifest, manifest_path)
+        target.mark([f"date={spec.day.isoformat()}"])
+    return manifest
