@@ -724,6 +724,58 @@ class RankerConfig:
 
 
 @dataclass(frozen=True)
+class DemandConfig:
+    """Demand tracking (``recsys demand``, ``recsys.demand``): trends, gaps, priorities."""
+
+    _constraints: ClassVar[Mapping[str, Constraint]] = {
+        "max_weeks": Range(2, 520),
+        "recent_weeks": Range(1, 260),
+        "shrinkage_impressions": Range(0, 1e9),
+        "alpha": Range(0, 0.5, lo_open=True),
+        "min_change": Range(0, 10),
+        "min_positives": Range(1, 1e9),
+        "calendar_margin_days": Range(0, 30),
+        "fresh_days": Range(1, 3650),
+        "underserved_ratio": Range(0, 1, lo_open=True),
+        "min_residents": Range(1, 1e9),
+        "max_audiences": Range(1, 1000),
+        "topics_per_audience": Range(1, 50),
+        "max_weight": Range(0, 10, lo_open=True),
+        "expiry_days": Range(1, 365),
+    }
+
+    #: weeks analysed when --weeks is not given: as many whole weeks as the log holds, at most this
+    max_weeks: int = 12
+    #: the trend compares the last this many weeks with the weeks before them
+    recent_weeks: int = 4
+    #: a small cell's engagement rate is shrunk toward its group's (then the city's) rate with
+    #: the weight of this many impressions
+    shrinkage_impressions: float = 200.0
+    #: false discovery rate: a trend with Benjamini-Hochberg q below this is significant
+    alpha: float = 0.05
+    #: smallest relative change of the engagement rate reported as rising or falling (0.1 = 10%)
+    min_change: float = 0.1
+    #: a cell needs this many positive engagements in each period to be tested
+    min_positives: int = 10
+    #: days after a campaign day also left out of the trend (its items' echo)
+    calendar_margin_days: int = 1
+    #: an item is fresh when published in the last this many days
+    fresh_days: int = 30
+    #: an audience is under-served when its reach or engagement share is below this x the city's
+    underserved_ratio: float = 0.9
+    #: audiences with fewer residents are not ranked
+    min_residents: int = 30
+    #: most priority audiences written to priorities.toml
+    max_audiences: int = 10
+    #: most priority topics per audience
+    topics_per_audience: int = 3
+    #: the largest priority weight (the ranking boost, in standard deviations of a user's scores)
+    max_weight: float = 1.0
+    #: priorities expire this many days after the analysis' --as-of
+    expiry_days: int = 14
+
+
+@dataclass(frozen=True)
 class BroadcastConfig:
     """Daily programmes of broadcast places (``recsys broadcast``, ``recsys.broadcast``).
 
@@ -830,6 +882,7 @@ class EngineConfig:
     push: PushConfig = field(default_factory=PushConfig)
     ranking: RankingConfig = field(default_factory=RankingConfig)
     ranker: RankerConfig = field(default_factory=RankerConfig)
+    demand: DemandConfig = field(default_factory=DemandConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     broadcast: BroadcastConfig = field(default_factory=BroadcastConfig)
 
@@ -1034,6 +1087,7 @@ _APPLIES = {
     "push": "it applies to recsys push and recsys campaign",
     "bundle": "it applies when recsys train writes a bundle",
     "training": "it applies to recsys train's checks of its data",
+    "demand": "it applies to recsys demand",
     "monitor": "it applies to recsys monitor",
     "broadcast": "it applies to recsys broadcast",
 }

@@ -38,6 +38,7 @@ COMMANDS: tuple[str, ...] = (
     "monitor",
     "holds",
     "lift",
+    "demand",
     "evaluate",
     "tune",
     "demo",

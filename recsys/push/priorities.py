@@ -1,0 +1,226 @@
+"""``priorities.toml``: priority audiences and, per audience, priority topics -- read, checked, applied.
+
+``recsys demand`` writes the file; ``recsys push --priorities FILE`` (or
+``[push] priorities``) reads it. Layout::
+
+    version = 1
+    as_of = "2026-06-30T00:00:00+08:00"
+
+    [[audience]]
+    group = "farmer"
+    region = "qinglong"          # optional; absent or "" = every region of the group
+    weight = 1.0                 # 0 < weight <= 10
+    expires = "2026-07-14"       # a date (city midnight) or ISO 8601 with an offset
+    why = "..."                  # free text, for people
+
+    [[audience.topics]]
+    topic = "modern_agriculture"
+    weight = 0.8
+    expires = "2026-07-14"
+    why = "..."
+
+The push turns it into one array: for each group x region x topic the boost
+``audience weight x topic weight`` (the largest when several entries match:
+a group-wide entry and a group x region one), leaving out entries expired at
+the run's time. The ranking feature ``priority``
+(:mod:`recsys.ranking.features`) reads it; without a file every boost is 0
+and the lists are exactly what they were.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from recsys.exceptions import ConfigError
+from recsys.taxonomy import Taxonomy
+
+PRIORITIES_VERSION = 1
+#: the largest weight an entry may carry
+MAX_WEIGHT = 10.0
+#: the largest file read (a priorities file is a few kB)
+MAX_BYTES = 1_000_000
+
+
+@dataclass(frozen=True)
+class PriorityTopic:
+    """One priority topic of an audience."""
+
+    topic: str
+    weight: float
+    expires: pd.Timestamp
+    why: str = ""
+
+
+@dataclass(frozen=True)
+class PriorityAudience:
+    """One priority audience: a group, optionally one region, and its topics."""
+
+    group: str
+    region: str
+    weight: float
+    expires: pd.Timestamp
+    topics: tuple[PriorityTopic, ...]
+    why: str = ""
+
+    @property
+    def label(self) -> str:
+        """``group`` or ``group/region``: how the manifest names the audience."""
+        return f"{self.group}/{self.region}" if self.region else self.group
+
+
+@dataclass(frozen=True)
+class Priorities:
+    """A checked priorities file.
+
+    Attributes
+    ----------
+    audiences : tuple of PriorityAudience
+    as_of : str
+        When the analysis behind it was made ("" if not said).
+    source : str
+        The file it was read from.
+    """
+
+    audiences: tuple[PriorityAudience, ...]
+    as_of: str = ""
+    source: str = ""
+
+    def active(self, now: pd.Timestamp) -> tuple[PriorityAudience, ...]:
+        """The audiences not expired at ``now``, each with its unexpired topics (none: left out)."""
+        out = []
+        for a in self.audiences:
+            if a.expires <= now:
+                continue
+            topics = tuple(t for t in a.topics if t.expires > now)
+            if topics:
+                out.append(PriorityAudience(a.group, a.region, a.weight, a.expires, topics, a.why))
+        return tuple(out)
+
+    def boost_table(self, taxonomy: Taxonomy, now: pd.Timestamp) -> np.ndarray:
+        """The ranking input: float32 (n_groups, n_regions, n_topics), taxonomy order; 0 = no priority."""
+        groups, regions, topics = list(taxonomy.groups), list(taxonomy.regions), list(taxonomy.topics)
+        out = np.zeros((len(groups), len(regions), len(topics)), np.float32)
+        for a in self.active(now):
+            g = groups.index(a.group)
+            rows = [regions.index(a.region)] if a.region else list(range(len(regions)))
+            for t in a.topics:
+                j = topics.index(t.topic)
+                out[g, rows, j] = np.maximum(out[g, rows, j], a.weight * t.weight)
+        return out
+
+
+def _number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < float(value) <= MAX_WEIGHT:
+        raise ConfigError(f"{where} weight must be a number > 0 and <= {MAX_WEIGHT:g}, got {value!r}")
+    return float(value)
+
+
+def _expiry(value: Any, taxonomy: Taxonomy, where: str) -> pd.Timestamp:
+    from recsys.timeutil import parse_time
+
+    if value is None or value == "":
+        raise ConfigError(f"{where} needs expires = a date or an ISO 8601 time with an offset")
+    text = value.isoformat() if hasattr(value, "isoformat") else str(value)
+    try:
+        return parse_time(text, taxonomy, name=f"{where} expires")
+    except (ValueError, OverflowError) as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"{where} expires {text!r} is not a date or an ISO 8601 time") from None
+
+
+def parse_priorities(doc: dict[str, Any], taxonomy: Taxonomy, origin: str = "<priorities>") -> Priorities:
+    """Check a parsed priorities document against the taxonomy.
+
+    Raises
+    ------
+    ConfigError
+        One line naming the file, the entry and the bad value with what is valid.
+    """
+    version = doc.get("version", PRIORITIES_VERSION)
+    if version != PRIORITIES_VERSION:
+        raise ConfigError(f"{origin}: version {version!r} unsupported; expected {PRIORITIES_VERSION}")
+    entries = doc.get("audience", [])
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise ConfigError(f"{origin}: audience must be an array of tables ([[audience]])")
+    if not entries:
+        raise ConfigError(f"{origin}: no [[audience]] entry; nothing to prioritise (delete the file or add audiences)")
+    audiences = []
+    for k, entry in enumerate(entries):
+        where = f"{origin}: [[audience]] #{k + 1}"
+        group = entry.get("group")
+        if group not in taxonomy.groups:
+            raise ConfigError(f"{where} group {group!r} unknown; valid: {', '.join(taxonomy.groups)}")
+        region = entry.get("region", "") or ""
+        if region and region not in taxonomy.regions:
+            raise ConfigError(f"{where} region {region!r} unknown; valid: {', '.join(taxonomy.regions)} or \"\" (every region)")
+        topics_raw = entry.get("topics", [])
+        if not isinstance(topics_raw, list) or not topics_raw or not all(isinstance(t, dict) for t in topics_raw):
+            raise ConfigError(f"{where} ({group}) needs at least one [[audience.topics]] table")
+        expires = _expiry(entry.get("expires"), taxonomy, where)
+        topics = []
+        for j, t in enumerate(topics_raw):
+            tw = f"{where} topic #{j + 1}"
+            code = t.get("topic")
+            if code not in taxonomy.topics:
+                raise ConfigError(f"{tw} topic {code!r} unknown; valid: {', '.join(taxonomy.topics)}")
+            t_exp = _expiry(t.get("expires", entry.get("expires")), taxonomy, tw)
+            topics.append(PriorityTopic(code, _number(t.get("weight"), tw), t_exp, str(t.get("why", ""))))
+        audiences.append(
+            PriorityAudience(group, region, _number(entry.get("weight", 1.0), where), expires, tuple(topics), str(entry.get("why", "")))
+        )
+    return Priorities(tuple(audiences), as_of=str(doc.get("as_of", "")), source=origin)
+
+
+def load_priorities(path: str | Path, taxonomy: Taxonomy) -> Priorities:
+    """Read and check a priorities file.
+
+    Raises
+    ------
+    ConfigError
+        If the file is missing, too large, not UTF-8 TOML, or an entry is invalid.
+    """
+    p = Path(path)
+    try:
+        if p.stat().st_size > MAX_BYTES:
+            raise ConfigError(f"{p}: {p.stat().st_size:,} bytes is too large for a priorities file (at most {MAX_BYTES:,})")
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: priorities file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{p}: is a folder; give the priorities.toml file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: cannot read the priorities file ({exc})") from None
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML ({exc})") from None
+    return parse_priorities(doc, taxonomy, origin=str(p))
+
+
+def priorities_document(priorities: Priorities) -> dict[str, Any]:
+    """A :class:`Priorities` as the TOML document :func:`parse_priorities` reads."""
+    return {
+        "version": PRIORITIES_VERSION,
+        "as_of": priorities.as_of,
+        "audience": [
+            {
+                "group": a.group,
+                "region": a.region,
+                "weight": round(a.weight, 4),
+                "expires": a.expires.isoformat(),
+                "why": a.why,
+                "topics": [
+                    {"topic": t.topic, "weight": round(t.weight, 4), "expires": t.expires.isoformat(), "why": t.why}
+                    for t in a.topics
+                ],
+            }
+            for a in priorities.audiences
+        ],
+    }
