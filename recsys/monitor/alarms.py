@@ -8,7 +8,7 @@ from a baseline and asks how surprising it is under a Poisson model:
   x its expected rate. The expected rate is the larger of the item's own
   baseline rate and its topic's -- an alarm must stand out from both. The
   item's rate is shrunk towards its topic's with the weight of
-  ``prior_impressions`` (and the topic's towards the city's), so an item with
+  ``prior_events`` pseudo-events (and the topic's towards the city's), so an item with
   little history is judged mostly by its topic's. p = P(X >= observed).
 * **spread spike** (per item and per topic): observed = clicks in the window,
   expected = all clicks in the window x the baseline's share of clicks
@@ -103,8 +103,14 @@ class _Block:
     numbers: Callable[[int], dict[str, Any]]
 
 
-def _shrink(x: np.ndarray, n: np.ndarray, prior_rate: np.ndarray | float, m: float) -> np.ndarray:
-    return (x + m * prior_rate) / (n + m)
+def _pseudo(prior_rate: np.ndarray, events: float) -> np.ndarray:
+    """Pseudo-impressions worth ``events`` events at ``prior_rate`` (the prior's weight, per kind)."""
+    return events / np.maximum(prior_rate, 1e-12)
+
+
+def _shrink(x: np.ndarray, n: np.ndarray, prior_rate: np.ndarray, events: float) -> np.ndarray:
+    """A rate pulled towards ``prior_rate`` by ``events`` pseudo-events (and their impressions)."""
+    return (x + events) / (n + _pseudo(prior_rate, events))
 
 
 def _by_topic(values: np.ndarray, topic: np.ndarray, n_topics: int) -> np.ndarray:
@@ -142,7 +148,7 @@ def baseline(counters: Counters, subjects: Subjects, config: MonitorConfig) -> B
     total = counts.sum(axis=1)
     # a floor: a kind never seen in the baseline is not impossible, just rare
     city_rate = np.maximum(total / max(total[K_IMP], 1.0), 1.0 / max(total[K_IMP], 1.0))
-    m = config.prior_impressions
+    m = config.prior_events
     topic_rate = _shrink(topic_counts, topic_counts[K_IMP], city_rate[:, None], m)
     prior = np.where(subjects.topic >= 0, topic_rate[:, np.maximum(subjects.topic, 0)], city_rate[:, None])
     item_rate = _shrink(counts, counts[K_IMP], prior, m)
@@ -174,22 +180,23 @@ def _ratio(observed: np.ndarray, expected: np.ndarray) -> np.ndarray:
 def _blocks(counters: Counters, subjects: Subjects, config: MonitorConfig, base: Baseline) -> list[_Block]:
     """Every test of every window, as arrays.
 
-    An item's baseline is its own counts plus ``prior_impressions``
-    pseudo-impressions at its topic's rate; a topic's is its counts plus as
-    many at the city's rate.
+    An item's baseline is its own counts plus ``prior_events`` pseudo-events
+    (with the impressions they take at its topic's rate); a topic's, its own
+    counts plus as many at the city's rate.
     """
     n_topics = len(subjects.topic_names)
     topic_of = subjects.topic
-    m = config.prior_impressions
+    m = config.prior_events
     has_topic = topic_of >= 0
     t_idx = np.maximum(topic_of, 0)
     # per item: the baseline counts of its topic (the city's where it has none), with the prior
     topic_x = np.where(has_topic, base.topic_counts[:, t_idx], base.counts.sum(axis=1)[:, None])
     item_topic_rate = np.where(has_topic, base.topic_rate[:, t_idx], base.city_rate[:, None])
-    topic_n = topic_x[K_IMP] + m
-    topic_x = topic_x + m * item_topic_rate
-    own_n = base.counts[K_IMP] + m
-    own_x = base.counts + m * item_topic_rate
+    topic_imp = np.where(has_topic, base.topic_counts[K_IMP, t_idx], base.counts[K_IMP].sum())
+    topic_n = topic_imp + _pseudo(base.city_rate[:, None], m)  # (kinds, items)
+    topic_x = topic_x + m
+    own_n = base.counts[K_IMP] + _pseudo(item_topic_rate, m)
+    own_x = base.counts + m
     out: list[_Block] = []
     for w in sorted(set(config.windows_hours)):
         win = counters.window(w).astype(np.float64)
@@ -202,7 +209,7 @@ def _blocks(counters: Counters, subjects: Subjects, config: MonitorConfig, base:
             test = np.flatnonzero(x >= config.min_events)
             xt, nt = x[test], shown[test]
             p = np.maximum(
-                _upper(xt, nt, own_x[k, test], own_n[test]), _upper(xt, nt, topic_x[k, test], topic_n[test])
+                _upper(xt, nt, own_x[k, test], own_n[k, test]), _upper(xt, nt, topic_x[k, test], topic_n[k, test])
             )
             rate = np.maximum(base.item_rate[k], item_topic_rate[k])
             expected = nt * rate[test]
@@ -232,7 +239,8 @@ def _blocks(counters: Counters, subjects: Subjects, config: MonitorConfig, base:
             test = np.flatnonzero(subjects.approved & (imp >= config.silence_min_impressions))
             x, nt = win[K_CLICK, test], imp[test]
             p = np.maximum(
-                _lower(x, nt, own_x[K_CLICK, test], own_n[test]), _lower(x, nt, topic_x[K_CLICK, test], topic_n[test])
+                _lower(x, nt, own_x[K_CLICK, test], own_n[K_CLICK, test]),
+                _lower(x, nt, topic_x[K_CLICK, test], topic_n[K_CLICK, test]),
             )
             rate = np.minimum(base.item_rate[K_CLICK], item_topic_rate[K_CLICK])
             expected = nt * rate[test]

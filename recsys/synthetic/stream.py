@@ -103,6 +103,7 @@ def make_stream(
     plants: Sequence[Plant] = (),
     channel: str = "app_push",
     taxonomy: Taxonomy | None = None,
+    first_hour: int = 0,
 ) -> Iterator[tuple[pd.Timestamp, pd.DataFrame]]:
     """Yield (hour start, events of that hour) for ``hours`` consecutive hours.
 
@@ -124,6 +125,9 @@ def make_stream(
         The channel impressions are shown on.
     taxonomy : Taxonomy, optional
         For the generator's response probabilities; default the bundled city.
+    first_hour : int
+        Start at this hour after ``start`` (hours before it are not drawn):
+        ``first_hour=h, hours=1`` is exactly hour ``h`` of the longer stream.
 
     Returns
     -------
@@ -155,7 +159,9 @@ def make_stream(
     # an item the channel cannot carry is never shown on it
     weights = np.where(carries, weights, 0.0)
     positions = {p: int(truth.item_positions([p.item_id])[0]) for p in plants}
-    for h in range(hours):
+    if isinstance(first_hour, bool) or not isinstance(first_hour, int) or first_hour < 0:
+        raise ConfigError(f"first_hour must be an integer >= 0, got {first_hour!r}")
+    for h in range(first_hour, first_hour + hours):
         begin = t0 + h * HOUR
         yield begin, _hour(truth, begin, h, seed, weights, chan_logit, quality, response, positions, n_users,
                            impressions_per_hour, channel)
