@@ -829,7 +829,7 @@ class MonitorConfig:
         "spike_rate_ratio": Range(0, 1e6),
         "silence_ratio": Range(0, 1),
         "silence_min_impressions": Range(1, 1e9),
-        "prior_impressions": Range(0, 1e9),
+        "prior_events": Range(0, 1e6),
         "repeat_hours": Range(0, 8760),
         "future_seconds": Range(0, 86_400),
     }
@@ -858,8 +858,9 @@ class MonitorConfig:
     silence_ratio: float = 0.2
     #: silence is tested only on items with at least this many impressions in the window
     silence_min_impressions: int = 200
-    #: pseudo-impressions pulling an item's baseline rate towards its topic's (and a topic's to the city's)
-    prior_impressions: float = 500.0
+    #: pseudo-events (each kind, at the prior's rate) pulling an item's baseline rate towards its
+    #: topic's, and a topic's towards the city's: an item with few events is judged mostly by its topic
+    prior_events: float = 5.0
     #: an alert is not repeated for the same item / topic and kind within this many hours of data
     repeat_hours: int = 6
     #: events later than the run's clock plus this many seconds are refused as future timestamps
