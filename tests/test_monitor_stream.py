@@ -3,10 +3,17 @@ and a held item leaves the next recommendations (the issue's "done when")."""
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 
+import push_city
 from recsys import holds as H
+from recsys.cli import main
+from recsys.ranking import Recommender
+from recsys.schema import validate_tables
+from recsys.training import train_model
 from recsys.config import MonitorConfig
 from recsys.exceptions import ConfigError
 from recsys.monitor import run_monitor
@@ -108,3 +115,42 @@ def test_a_quiet_city_raises_few_alarms(world, tmp_path):
         assert not report.held
     # alpha = 0.01 per run bounds the expected number of runs with any false alarm by 0.12 here
     assert runs_with_alarms <= 1
+
+
+def test_done_when_a_burst_is_held_the_next_recommend_leaves_it_out_and_a_release_is_audited(
+    world, tmp_path, capsys
+):
+    """The issue's "done when", through the commands a scheduler and a reviewer would run."""
+    city, root, shown = world
+    clean = validate_tables(city.users, city.items, city.events, end=city.end)
+    model = train_model(clean.users, clean.items, clean.events, config=push_city.engine_config())
+    model.save(tmp_path / "models", version="20260601T000000Z")
+    bundle = str(tmp_path / "models" / "latest")
+    now = city.end.isoformat()
+    lists = Recommender.load(bundle).recommend_many(list(city.users["user_id"]), k=5, now=city.end)
+    # the most recommended of the well-shown items gets the burst
+    busy = set(shown.index[: len(shown) // 2])
+    target = next(i for i in lists["item_id"].value_counts().index if i in busy)
+    user = lists.loc[lists["item_id"] == target, "user_id"].iloc[0]
+    ev, state = _copy_state(root, tmp_path)
+    burst = Plant(target, "bad", START + pd.Timedelta(hours=BASE_HOURS), strength=0.2)
+    write_stream(iter([_hour(city, BASE_HOURS, [burst])]), ev)
+    cfg = tmp_path / "monitor.toml"
+    cfg.write_text("[monitor]\nbaseline_days = 2\n")
+    monitor = ["monitor", "--events", str(ev), "--state", str(state), "--catalog", str(root / "items.parquet"),
+               "--config", str(cfg), "--now", NOW.isoformat()]
+    assert main(monitor) == 0
+    out = capsys.readouterr().out
+    assert f"item {target}" in out and "-> hold" in out
+    recommend = ["recommend", user, "--model", bundle, "--k", "5", "--json", "--now", now]
+
+    def listed() -> list[str]:
+        capsys.readouterr()
+        assert main(recommend + ["--holds", str(state)]) == 0
+        return [json.loads(line)["item_id"] for line in capsys.readouterr().out.splitlines()]
+
+    assert target not in listed()
+    assert main(["holds", "release", target, "--by", "li", "--note", "source checked", "--state", str(state)]) == 0
+    assert target in listed()
+    log = H.read_log(state)
+    assert [(e["action"], e["by"]) for e in log] == [("add", "monitor"), ("release", "li")]
