@@ -529,6 +529,7 @@ class PushConfig:
         "history_buckets": Range(1, 4096),
         "stale_days": Range(1, 3650),
         "coverage": Tables(CoverageRuleConfig),
+        "priorities": TextFile(1_000_000),
     }
 
     #: personal channels a user gets a list on per night
@@ -567,6 +568,9 @@ class PushConfig:
     users: str = ""
     #: coverage rules ([[push.coverage]] tables, see CoverageRuleConfig); none = lists as ranked
     coverage: list[dict[str, Any]] = field(default_factory=list)
+    #: priorities.toml from recsys demand: priority topics raised for priority audiences (the ranking
+    #: feature "priority"); "" = none, the lists as ranked (push --priorities overrides)
+    priorities: str = ""
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="places table (tv, radio, cinema, kiosk): [[push.coverage]] rules with broadcast_reach count them",
     )
+    parser.add_argument(
+        "--priorities",
+        metavar="PATH",
+        help="priorities.toml from recsys demand: raise priority topics for priority audiences by their weight "
+        "(default: [push] priorities; none = lists as ranked)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary (warnings still show)")
 
 
@@ -86,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
         connect_timeout=args.connect_timeout,
         history=args.history,
         places=args.places,
+        priorities=args.priorities,
         stream=None if args.quiet else sys.stderr,
         warn_stream=sys.stderr,
     )

@@ -35,6 +35,7 @@ from recsys import columns as C
 from recsys.config import PushConfig
 from recsys.push import coverage as CV
 from recsys.push import history as H
+from recsys.push import priorities as PR
 from recsys.push import writer as W
 from recsys.push.channels import channel_rules, choose_channels
 from recsys.push.lists import ItemTopics, fetch_lists, object_index
@@ -90,6 +91,8 @@ class RunSpec:
     threads: int = 1
     #: (group, region) cells a broadcast place reaches, for the coverage rules' broadcast credit
     broadcast_cells: tuple[tuple[str, str], ...] = ()
+    #: the run's priorities file as a document (recsys.push.priorities); None = lists as ranked
+    priorities: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -225,12 +228,18 @@ def compute_chunk(recommender: Any, topics: ItemTopics, task: ChunkTask) -> tupl
 
     frames = []
     calls = {}  # per channel, the ranking call and expiry exclusions its lists came from (for coverage)
+    taxonomy = recommender.state.taxonomy
+    priorities = PR.parse_priorities(spec.priorities, taxonomy, "priorities") if spec.priorities else None
+    served = recommender
     for p, rule in enumerate(rules):
         who = np.flatnonzero((chosen == p).any(axis=1))
         if who.size == 0:
             continue
         limit = pd.Series(np.minimum(rule.k, room[who, p]), index=ids[who])
         send_after, send_before = rule.window(day, spec.timezone)
+        if priorities is not None:
+            # the priorities in force when the send window opens raise their topics (feature "priority")
+            served = recommender.with_topic_boost(priorities.boost_table(taxonomy, pd.Timestamp(send_after)))
 
         def recommend(
             users: list[str],
@@ -239,9 +248,10 @@ def compute_chunk(recommender: Any, topics: ItemTopics, task: ChunkTask) -> tupl
             _c: str = rule.channel,
             _now: pd.Timestamp = send_after,
             _topics: list[str] | None = topic_filter,
+            _served: Any = served,
         ) -> pd.DataFrame:
             who_attrs = None if attributes is None else attributes.loc[users].reset_index()
-            return recommender.recommend_many(
+            return _served.recommend_many(
                 users, k=k, channel=_c, topics=_topics, now=_now, users=who_attrs, exclude=exclude
             )
 
@@ -275,6 +285,10 @@ def compute_chunk(recommender: Any, topics: ItemTopics, task: ChunkTask) -> tupl
             broadcast=spec.broadcast_cells,
         )
     stats = chunk_stats(task, rows, chosen, topics, time.perf_counter() - start)
+    if priorities is not None:
+        stats["priorities"] = PR.chunk_report(
+            priorities, pd.Timestamp(day.isoformat()).tz_localize(spec.timezone), task.user_ids, task.groups, task.regions, rows, topics
+        )
     if coverage is not None:
         stats["coverage"] = coverage
     return rows.drop(columns="_channel_pos"), stats

@@ -23,6 +23,7 @@ import numpy as np
 from recsys.io import sha256_file
 from recsys.push import coverage as CV
 from recsys.push import identity as I
+from recsys.push import priorities as PR
 from recsys.push import writer as W
 from recsys.push import history as H
 from recsys.push.channels import channel_rules
@@ -68,6 +69,7 @@ def run_nightly(
     connect_timeout: float = CONNECT_TIMEOUT_S,
     history: str | Path | None = None,
     places: str | Path | None = None,
+    priorities: str | Path | None = None,
     stream: TextIO | None = sys.stderr,
     warn_stream: TextIO | None = sys.stderr,
     on_chunk: Callable[[dict[str, Any]], None] | None = None,
@@ -120,6 +122,12 @@ def run_nightly(
         A places table (tv, radio, cinema, kiosk): the coverage rules with
         ``broadcast_reach`` count the broadcast audiences of a region
         (:mod:`recsys.push.coverage`).
+    priorities : path, optional
+        A ``priorities.toml`` (``recsys demand``): each priority audience's
+        priority topics are raised by their weight (ranking feature
+        ``priority``) and the manifest's ``priorities`` block counts, per
+        audience, the users reached with priority content. Default
+        ``[push] priorities``; none = the lists as ranked.
     stream : text stream or None
         Progress bar, summary table and housekeeping notes (None = silent).
     warn_stream : text stream or None
@@ -160,6 +168,9 @@ def run_nightly(
     if topic is not None:
         taxonomy.check("topic", topic)
     coverage_rules = CV.parse_rules(push.coverage, taxonomy)  # bad rules stop the run before any work
+    priorities_path = priorities or push.priorities or None
+    # a bad priorities file stops the run before any work, like bad rules
+    prio = PR.load_priorities(priorities_path, taxonomy) if priorities_path else None
     check_timeout(connect_timeout)
     ident = I.identity({**dataclasses.asdict(segment), "topic": topic})
     if kind is None:
@@ -192,6 +203,7 @@ def run_nightly(
             "chunks": [[c.bucket_lo, c.bucket_hi, len(c.users)] for c in chunks],
             "history": store.signature(day, kind, max(push.dedup_days, CV.window_days(coverage_rules))),
             **({"broadcast_cells": [list(c) for c in cells]} if cells else {}),
+            **({"priorities": PR.priorities_document(prio)} if prio else {}),
         }
         run_id, resumed = workspace.start(fingerprint, W.new_run_id(day, kind))
         done = workspace.done_chunks()
@@ -214,6 +226,7 @@ def run_nightly(
             timezone=taxonomy.timezone,
             threads=1 if parallel else max(1, job.config.index.threads),
             broadcast_cells=cells,
+            priorities=PR.priorities_document(prio) if prio else None,
         )
         t0 = time.perf_counter()
         bar = progress_bar(stream, total=len(plan.scope), initial=len(plan.scope) - sum(len(c.users) for c in todo))
@@ -268,6 +281,7 @@ def run_nightly(
             warnings=warnings,
             housekeeping=notes,
             **({"coverage": coverage} if coverage else {}),
+            **({"priorities": PR.run_report(prio, parts)} if prio else {}),
         )
         timings["commit"] = round(time.perf_counter() - t0, 3)
         timings["total"] = round(time.perf_counter() - started, 3)

@@ -113,6 +113,7 @@ def _score_and_pick(
     x = None
     if state.ranker is not None:
         score, x = _learned_scores(state, users, cand, ok, score, now_ns, parts, k)
+    score = features.add_boosts(state, users, cand, score, now_ns)  # the push's priorities; none: unchanged
     rows = np.arange(cand.shape[0])[:, None]
     # candidates are sorted by item index, so the stable sort breaks ties by index
     order = np.argsort(-score, axis=1, kind="stable")

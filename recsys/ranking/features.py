@@ -248,6 +248,57 @@ def registry(config: RankerConfig) -> tuple[Feature, ...]:
     return tuple(base)
 
 
+def _priority(b: Block) -> np.ndarray:
+    """The push's priority weight of each candidate for its user: the largest weight among the
+    item's topics in the user's group x region row of ``state.topic_boost`` (0 without one)."""
+    table = getattr(b.state, "topic_boost", None)
+    m, c = b.cand.shape
+    if table is None:
+        return np.zeros((m, c), np.float32)
+    rows = table[b.users.groups.astype(np.int64), b.users.regions.astype(np.int64)]  # (m, T)
+    topics = b.state.catalog.topic_bool[b.safe]  # (m, c, T)
+    return np.where(topics, rows[:, None, :], 0).max(axis=2).astype(np.float32)
+
+
+#: Features added to the final score instead of being learned: the push's editorial priorities
+#: (``priorities.toml`` from ``recsys demand``, see recsys.push.priorities). No training data can
+#: teach a model a decision taken after the log, so the boost is explicit: ``score + value x the
+#: standard deviation of the user's candidate scores`` -- a weight of 1 lifts an item by one spread
+#: of that user's scores, under the linear blend and the learned ranker alike. Without a table
+#: every value is 0 and the rankings are exactly the same.
+BOOSTS: tuple[Feature, ...] = (
+    Feature("priority", _priority, "priority", True, doc="priority weight of the item's topic for the user's audience"),
+)
+
+
+def add_boosts(state: Any, users: Any, cand: np.ndarray, score: np.ndarray, now_ns: int) -> np.ndarray:
+    """``score`` raised by the :data:`BOOSTS` (unchanged, the same array, when the state has no boost table).
+
+    Parameters
+    ----------
+    state : RankingState
+    users : UserBatch
+    cand : ndarray of int64, shape (m, c)
+    score : ndarray of float32, shape (m, c)
+        -inf marks candidates that are not eligible; they stay -inf.
+    now_ns : int
+    """
+    if getattr(state, "topic_boost", None) is None:
+        return score
+    block = Block(state, users, cand, now_ns)
+    value = sum(f.compute(block) for f in BOOSTS)
+    finite = np.isfinite(score)
+    if not finite.any():
+        return score
+    # the spread of each user's eligible candidates' scores (1 where it is undefined or 0)
+    n = np.maximum(finite.sum(axis=1), 1)
+    vals = np.where(finite, score, 0).astype(np.float64)
+    mean = vals.sum(axis=1) / n
+    var = (np.where(finite, (vals - mean[:, None]) ** 2, 0)).sum(axis=1) / n
+    spread = np.where(var > 0, np.sqrt(var), 1.0).astype(np.float32)
+    return np.where(finite, score + value * spread[:, None], score).astype(np.float32)
+
+
 def selected(config: RankerConfig, names: list[str] | None = None) -> tuple[Feature, ...]:
     """The features in use: ``names`` (or ``config.features``), all when empty.
 

@@ -300,6 +300,38 @@ class Recommender:
         """The serving state in use now (read it once per unit of work)."""
         return self._current()
 
+    def with_topic_boost(self, table: np.ndarray | None) -> "Recommender":
+        """A Recommender over the same state whose rankings add a priority boost (feature ``priority``).
+
+        Parameters
+        ----------
+        table : ndarray of float, shape (n_groups, n_regions, n_topics), or None
+            Weight per group x region x topic (taxonomy order), e.g.
+            :meth:`recsys.push.priorities.Priorities.boost_table`; None or all
+            zeros = rankings exactly as without it.
+
+        Raises
+        ------
+        ConfigError
+            If the table's shape does not match the taxonomy.
+        """
+        import copy
+        import dataclasses
+
+        state = self._current()
+        if table is not None:
+            tax = state.taxonomy
+            shape = (len(tax.groups), len(tax.regions), len(tax.topics))
+            table = np.asarray(table, np.float32)
+            if table.shape != shape:
+                raise ConfigError(f"topic boost table has shape {table.shape}; expected {shape} (groups, regions, topics)")
+            if not table.any():
+                table = None
+        other = copy.copy(self)
+        other._writer = threading.Lock()
+        other._state = dataclasses.replace(state, topic_boost=table)
+        return other
+
     # ---- the calls -----------------------------------------------------------
     def recommend(
         self,

@@ -88,6 +88,9 @@ class RankingState:
         popularity of each half-life (candidates; -1 padded).
     trend_lists : ndarray of int64, shape ((n_windows + 1) * P,)
         The city's most engaged items of each trend window and of all time (candidates).
+    topic_boost : ndarray of float32, shape (n_groups, n_regions, n_topics), or None
+        Priority weights the ranking adds (feature ``priority``); set by
+        :meth:`recsys.ranking.Recommender.with_topic_boost`, None = rankings unchanged.
     """
 
     model: Any
@@ -114,6 +117,8 @@ class RankingState:
     reason_groups: list = field(default_factory=list)
     popular_lists: np.ndarray | None = None
     trend_lists: np.ndarray | None = None
+    #: the push's priority boost per (group, region, topic) (recsys.push.priorities); None = none
+    topic_boost: np.ndarray | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _static: dict = field(default_factory=dict, repr=False)
     _cold: dict = field(default_factory=dict, repr=False)
