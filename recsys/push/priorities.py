@@ -224,3 +224,53 @@ def priorities_document(priorities: Priorities) -> dict[str, Any]:
             for a in priorities.audiences
         ],
     }
+
+
+def chunk_report(
+    priorities: Priorities, now: pd.Timestamp, user_ids: np.ndarray, groups: np.ndarray, regions: np.ndarray, rows: pd.DataFrame, item_topics: Any
+) -> dict[str, dict[str, int]]:
+    """Per active priority audience, for one chunk of a push: ``users`` in it, ``pushed`` (got a list),
+    ``reached`` (got at least one item of one of its priority topics) and ``priority_items`` pushed.
+
+    ``rows`` are the chunk's push rows (``user_id``, ``item_id``); ``item_topics`` an
+    :class:`recsys.push.lists.ItemTopics` of the catalogue.
+    """
+    out: dict[str, dict[str, int]] = {}
+    users = pd.Index(np.asarray(user_ids).astype(str))
+    got = rows["user_id"].astype(str).to_numpy() if len(rows) else np.zeros(0, dtype=str)
+    items = rows["item_id"].astype(str).to_numpy() if len(rows) else np.zeros(0, dtype=str)
+    entry_row, entry_code = item_topics.entries(items)
+    for a in priorities.active(now):
+        member = np.asarray(groups) == a.group
+        if a.region:
+            member &= np.asarray(regions) == a.region
+        ids = users[member]
+        wanted = np.isin(np.asarray(item_topics.names, dtype=object), [t.topic for t in a.topics])
+        on_topic = np.zeros(len(items), dtype=bool)
+        if len(entry_row):
+            np.logical_or.at(on_topic, entry_row, wanted[entry_code])
+        mine = np.isin(got, ids)
+        hit = mine & on_topic
+        report = out.setdefault(a.label, {"users": 0, "pushed": 0, "reached": 0, "priority_items": 0})
+        report["users"] += int(member.sum())
+        report["pushed"] += int(len(np.unique(got[mine])))
+        report["reached"] += int(len(np.unique(got[hit])))
+        report["priority_items"] += int(hit.sum())
+    return out
+
+
+def run_report(priorities: Priorities, parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The manifest's ``priorities`` block: the file, and per audience the chunk counts added up
+    with the share of its pushed users reached with priority content."""
+    audiences: dict[str, dict[str, Any]] = {}
+    for part in parts:
+        for label, counts in part.get("priorities", {}).items():
+            total = audiences.setdefault(label, {"users": 0, "pushed": 0, "reached": 0, "priority_items": 0})
+            for key in total:
+                total[key] += int(counts.get(key, 0))
+    for label, total in audiences.items():
+        total["reached_share"] = round(total["reached"] / total["pushed"], 4) if total["pushed"] else 0.0
+        entry = next((a for a in priorities.audiences if a.label == label), None)
+        if entry is not None:
+            total["topics"] = [t.topic for t in entry.topics]
+    return {"file": priorities.source, "as_of": priorities.as_of, "audiences": audiences}
