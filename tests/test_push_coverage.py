@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import zlib
 
 import numpy as np
 import pandas as pd
@@ -426,3 +427,51 @@ def test_broadcast_places_lower_what_the_push_must_reach(city, tmp_path):
     # (0.8 - 0.5) / (1 - 0.5) = 0.6 of the cell instead of 0.8
     assert credited["required"] == int(np.ceil(0.6 * credited["users"] - 1e-9)) < plain[("resident", "haigang")]["required"]
     assert by_cell[("resident", "qinglong")]["required"] == plain[("resident", "qinglong")]["required"]
+
+
+# ---- evaluation on a ground truth ----------------------------------------------------------
+
+
+class HashTruth:
+    """A known engagement probability per (user, item): a fixed function of the two ids."""
+
+    def engagement_prob_pairs(self, user_ids, item_ids, channel=None, *, at=None):
+        return np.array([zlib.crc32(f"{u}/{i}".encode()) % 1000 / 1000.0 for u, i in zip(user_ids, item_ids)])
+
+
+def test_example_rules_need_the_taxonomy_codes():
+    assert [r.name for r in CV.example_rules(TAX)] == ["farmers_agri", "elderly_health"]
+    from recsys.taxonomy import parse_taxonomy
+
+    other = parse_taxonomy(TAX.source_text.replace("\nmodern_agriculture = ", "\nmodern_agri = "))
+    assert [r.name for r in CV.example_rules(other)] == ["elderly_health"]
+
+
+def test_evaluation_costs_each_rule_by_the_truth(city):
+    from recsys.evaluation.report import _coverage_section
+    from recsys.ranking import Recommender
+
+    rec = Recommender.load(city["bundle"])
+    people = city["users"].reset_index()
+    people["sub_group"] = np.where(np.arange(len(people)) % 3 == 0, "elderly", "")
+    people.loc[people["group"] != "resident", "sub_group"] = ""
+    now = pd.Timestamp("2026-07-01 08:00", tz="Asia/Shanghai")
+    lists = rec.recommend_many(list(people["user_id"]), 5, now=now)
+    truth = HashTruth()
+    rules = CV.parse_rules([{**AGRI, "name": "farm"}, {"name": "old", "groups": ["resident"],
+                            "sub_groups": ["elderly"], "topics": ["health_literacy"], "reach_share": 0.6}], TAX)
+    res = CV.evaluate_rules(rec, lists, people, rules, now=now, truth=truth)
+    base = truth.engagement_prob_pairs(lists["user_id"], lists["item_id"]).sum()
+    assert res["engagements_without"] == pytest.approx(base, abs=1e-3)
+    lost = sum(r["engagements_lost"] for r in res["rules"].values())
+    assert res["engagements_without"] - res["engagements_with"] == pytest.approx(lost, abs=1e-3)
+    assert res["loss_share"] == pytest.approx(lost / base, abs=1e-4)
+    farm = res["rules"]["farm"]
+    assert farm["items_added"] > 0 and farm["reached"] > farm["reached_before"]
+    old = res["rules"]["old"]
+    assert old["required"] == sum(int(np.ceil(0.6 * n - 1e-9)) for n in people[people.sub_group == "elderly"]
+                                  .groupby("region").size())
+    assert CV.evaluate_rules(rec, lists, people, (), now=now, truth=truth) is None
+    section = _coverage_section({"k": 5, **res})
+    (table,) = [b for b in section.blocks if b[0] == "table"]
+    assert [row[0] for row in table[2]] == ["farm", "old"]

@@ -425,11 +425,32 @@ def build_sections(metrics: dict[str, Any], taxonomy: Taxonomy, plots: dict[str,
         if "simulated" in plots:
             sim.image(plots["simulated"], "simulated engagements per push")
         out.append(sim)
+    if metrics.get("coverage"):
+        out.append(_coverage_section(metrics["coverage"]))
 
     defs = Section("指标定义", "Definitions")
     defs.bullets(DEFINITIONS)
     out.append(defs)
     return out
+
+
+def _coverage_section(cov: dict[str, Any]) -> Section:
+    """Coverage rules met on the engine's lists, and the simulated engagements they cost."""
+    sec = Section("重点人群保障", f"Coverage rules and what they cost (ground truth, k = {cov.get('k', '?')})")
+    sec.p(
+        f"The engine's lists of {_count(cov['users'])} users, before and after the push's coverage swaps "
+        f"(recsys.push.coverage; one round of lists, no push history): simulated engagements "
+        f"{_fmt(cov['engagements_without'], 2)} → {_fmt(cov['engagements_with'], 2)}, "
+        f"a loss of {cov['loss_share']:.2%} (target ≤ 5%). Each rule's cost is what it adds to the rules above it."
+    )
+    header = ["规则 Rule", "成员 members", "需达到 required", "达到(前→后) reached before → after", "缺口 shortfall",
+              "替换 items swapped", "模拟参与损失 engagements lost", "损失占比 loss share"]
+    rows = [
+        [name, _count(r["users"]), _count(r["required"]), f"{_count(r['reached_before'])} → {_count(r['reached'])}",
+         _count(r["shortfall"]), _count(r["items_added"]), _fmt(r["engagements_lost"], 2), f"{r['loss_share']:.2%}"]
+        for name, r in cov["rules"].items()
+    ]
+    return sec.table(header, rows)
 
 
 def _tuning_section(tuning: dict[str, Any]) -> Section:

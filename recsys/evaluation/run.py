@@ -226,6 +226,32 @@ def policy_lists(
     return recommend(policy.fit(context), context, user_ids, k, fallback=fallback)
 
 
+def coverage_cost(
+    model: Any,
+    items: pd.DataFrame,
+    users: pd.DataFrame,
+    recs: pd.DataFrame,
+    k: int,
+    now: pd.Timestamp,
+    truth: Any,
+    taxonomy: Taxonomy,
+) -> dict[str, Any] | None:
+    """The plan's example coverage rules met on the engine's top-``k`` lists, costed by the truth.
+
+    See :func:`recsys.push.coverage.evaluate_rules`; None when the taxonomy
+    lacks the rules' codes (another data set).
+    """
+    from recsys.push.coverage import evaluate_rules, example_rules
+    from recsys.ranking import Recommender
+
+    rules = example_rules(taxonomy)
+    if not rules:
+        return None
+    lists = recs[(recs[S.POLICY] == ENGINE) & (recs[C.RANK] <= k)][[C.USER_ID, C.RANK, C.ITEM_ID, C.SCORE]]
+    recommender = Recommender.from_model(model, catalog=items)
+    return evaluate_rules(recommender, lists.reset_index(drop=True), users, rules, now=now, truth=truth)
+
+
 def catalogue_table(context: ListingContext, train_events: pd.DataFrame) -> pd.DataFrame:
     """The ``items.parquet`` table: topics, targets, training users and eligibility at ``T``."""
     from recsys.ranking import eligibility as E
@@ -387,6 +413,10 @@ def evaluate(
     split_info = split_summary(split, tables)
     metrics = S.assemble(doc, split_info)
     metrics["engine_config"] = config.to_dict()
+    if truth is not None and ENGINE in names:
+        cov = timed("coverage", lambda: coverage_cost(model, items, users, recs, headline_k, split.time, truth, taxonomy))
+        if cov is not None:
+            metrics["coverage"] = {"k": headline_k, **cov}
     if tuning is not None:
         metrics["tuning"] = tuning_summary(tuning, split)
     metrics["timings_s"] = timings
