@@ -79,8 +79,9 @@ class BroadcastSpec:
         (default: the bundle's users).
     holds : Path or None
         A holds folder (``recsys holds``): held items are never scheduled.
-    priority_topics : dict or None
-        Topic -> weight chosen first (the demand output's priorities).
+    priorities : Path or None
+        A ``priorities.toml`` (``recsys demand``): its audiences' topics
+        are chosen first for places with those audiences.
     config : BroadcastConfig
     force : bool
         Write into an ``out`` folder holding other files.
@@ -95,7 +96,7 @@ class BroadcastSpec:
     items: Path | None = None
     users: Path | None = None
     holds: Path | None = None
-    priority_topics: dict[str, float] | None = None
+    priorities: Path | None = None
     config: BroadcastConfig = dataclasses.field(default_factory=BroadcastConfig)
     force: bool = False
 
@@ -232,9 +233,16 @@ def run_broadcast(spec: BroadcastSpec) -> dict[str, Any]:
         held = held_items(spec.holds)
     with hold(spec.out, what="broadcast output", run=f"broadcast {spec.day.isoformat()}"):
         shown = shown_before(spec.out, spec.day, spec.config.repeat_days)
+        table = None
+        if spec.priorities is not None:
+            from recsys.push.priorities import load_priorities
+            from recsys.broadcast.programme import day_bounds
+
+            noon = pd.Timestamp(day_bounds(spec.day, tax)[0] + 12 * 3600 * 10**9, tz="UTC")
+            table = load_priorities(spec.priorities, tax).boost_table(tax, noon)
         prog = plan_programmes(
             state, places, spec.day, spec.config, held=held, shown=shown,
-            priority_topics=spec.priority_topics, all_places=all_places,
+            priorities=table, all_places=all_places,
         )
         channels = sorted(set(places[C.CHANNEL]))
         for channel in channels:
@@ -251,7 +259,7 @@ def run_broadcast(spec: BroadcastSpec) -> dict[str, Any]:
             "written_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "config": dataclasses.asdict(spec.config),
             "holds": len(held),
-            "priority_topics": dict(spec.priority_topics or {}),
+            "priorities": None if spec.priorities is None else str(spec.priorities),
             # items that could not be scheduled on these channels at all, city-wide
             "items_left_out": prog.counts,
         }

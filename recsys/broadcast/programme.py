@@ -24,6 +24,8 @@ from recsys.ranking.state import RankingState
 BLOCK_PLACES = 2000
 #: the columns of a programme row, in file order (``channel`` and ``date`` are partition folders)
 PROGRAMME_COLUMNS = (C.PLACE_ID, C.SLOT, C.START_OFFSET_S, C.ITEM_ID, C.EXPECTED_ENGAGEMENT, C.REASONS)
+#: the reason of an item chosen with a priority boost for this audience
+PRIORITY_REASON = "重点主题"
 #: how a programme is chosen: the engine, or a popularity playlist (the evaluation's baselines)
 POLICIES = ("engine", "region_popular", "city_popular")
 
@@ -159,7 +161,7 @@ def plan_programmes(
     *,
     held: Iterable[str] = (),
     shown: pd.DataFrame | None = None,
-    priority_topics: Mapping[str, float] | None = None,
+    priorities: np.ndarray | None = None,
     all_places: pd.DataFrame | None = None,
     policy: str = "engine",
 ) -> Programmes:
@@ -178,9 +180,12 @@ def plan_programmes(
         Item ids on hold (never scheduled).
     shown : pandas.DataFrame, optional
         ``place_id, item_id`` shown in the last ``repeat_days`` days (not repeated).
-    priority_topics : mapping of topic code to weight, optional
-        Items listing such a topic are chosen as if worth
-        ``1 + priority_boost x weight`` times more (their reported value is unchanged).
+    priorities : ndarray of float32, shape (n_groups, n_regions, n_topics), optional
+        Priority weight per group x region x topic (the demand output's
+        ``Priorities.boost_table``). An item counts, for the audience segments
+        it has a priority topic for, ``1 + priority_boost x weight`` times
+        more when chosen (the largest weight over its topics); its reported
+        value is unchanged.
     all_places : pandas.DataFrame, optional
         The whole places table (for the "longer than any slot" check); default ``places``.
     policy : {"engine", "region_popular", "city_popular"}
@@ -226,19 +231,18 @@ def plan_programmes(
         "held": int((live & any_carried)[held_idx].sum()) if held_idx.size else 0,
         "not_live": int((cat.available & any_carried & ~live).sum()),
     }
-    boost_item = None
-    if priority_topics:
-        topic_codes = list(tax.topics)
-        weight = np.zeros(len(topic_codes) + 1, np.float64)
-        for topic, w in priority_topics.items():
-            if topic not in tax.topics:
-                raise ConfigError(f"priority topic {topic!r} is unknown; valid: {', '.join(topic_codes)}")
-            weight[topic_codes.index(topic)] = max(weight[topic_codes.index(topic)], float(w))
-        best = weight[cat.topic_idx].max(axis=1)
-        boost_item = (1.0 + config.priority_boost * best).astype(np.float32)
-        priority_item = best > 0
     seg = scores.place_segments(places, tax)
     values = scores.segment_values(state, seg, start_ns, config.min_segment_users)
+    # the priority part of each segment's value: what the boost adds when choosing
+    extra = None
+    if priorities is not None:
+        expected = (len(tax.groups), len(tax.regions), len(tax.topics))
+        if priorities.shape != expected:
+            raise ConfigError(f"priorities table has shape {priorities.shape}; expected {expected} (groups, regions, topics)")
+        weight = np.concatenate([priorities[seg.group, seg.region], np.zeros((len(seg), 1), np.float32)], axis=1)
+        best = np.take_along_axis(weight[:, None, :], cat.topic_idx[None, :, :], axis=2).max(axis=2)
+        if (best > 0).any():
+            extra = (values * (config.priority_boost * best)).astype(np.float32)
     texts = _reason_texts(tax, seg)
     topic_zh = np.asarray([tax.zh("topic", t) for t in tax.topics] + [""], dtype=object)
     main_topic = cat.primary_topic
@@ -271,10 +275,10 @@ def plan_programmes(
         block_shown = (shown_place >= lo) & (shown_place < hi)
         ok[shown_place[block_shown] - lo, shown_item[block_shown]] = False
         if policy == "engine":
-            boost = None if boost_item is None else np.broadcast_to(boost_item, v.shape)
+            choose = None if extra is None else v + scores.place_values(seg, extra, rows)
             packed = schedule.pack(
                 v, ok, duration, main_topic, slots[rows], seconds[rows],
-                candidates=config.candidates, topic_decay=config.topic_decay, boost=boost,
+                candidates=config.candidates, topic_decay=config.topic_decay, choose=choose,
             )
         else:
             # the playlist's order is popularity; the value reported stays the engine's estimate
@@ -306,11 +310,14 @@ def plan_programmes(
         contrib = dense * values[:, packed.item].T
         top = contrib.argmax(axis=1) if len(seg) else np.zeros(len(p_abs), np.int64)
         share = dense[np.arange(len(p_abs)), top]
+        if extra is not None and policy == "engine":
+            prioritized = (dense * extra[:, packed.item].T).sum(axis=1) > 0
+        else:
+            prioritized = np.zeros(len(p_abs), bool)
         reasons = [
-            [f"{t}(受众{s:.0%})", f"主题:{z}"] + (["重点主题"] if pr else [])
+            [f"{t}(受众{s:.0%})", f"主题:{z}"] + ([PRIORITY_REASON] if pr else [])
             for t, s, z, pr in zip(
-                texts[top].tolist(), share.tolist(), topic_zh[main_topic[packed.item]].tolist(),
-                (priority_item[packed.item] if boost_item is not None else np.zeros(len(p_abs), bool)).tolist(),
+                texts[top].tolist(), share.tolist(), topic_zh[main_topic[packed.item]].tolist(), prioritized.tolist()
             )
         ]
         frames.append(

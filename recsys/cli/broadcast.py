@@ -36,8 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--holds", default=None, metavar="DIR", help="holds folder: held items are never scheduled")
     parser.add_argument(
-        "--priority-topic", action="append", default=None, metavar="TOPIC[=WEIGHT]",
-        help="a topic chosen first (weight default 1; repeatable), e.g. from the demand output's priorities",
+        "--priorities", default=None, metavar="PATH",
+        help="priorities.toml of recsys demand: its audiences' priority topics are chosen first where those "
+        "audiences watch",
     )
     parser.add_argument(
         "--config", default=None, metavar="PATH", help="engine config TOML; only its [broadcast] section is read"
@@ -45,24 +46,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--force", action="store_true", help="write into an --out folder that holds other files (they are left alone)"
     )
-
-
-def _priority_topics(values: list[str] | None) -> dict[str, float] | None:
-    from recsys.exceptions import ConfigError
-
-    if not values:
-        return None
-    out: dict[str, float] = {}
-    for value in values:
-        topic, _, weight = value.partition("=")
-        try:
-            w = float(weight) if weight else 1.0
-        except ValueError:
-            raise ConfigError(f"--priority-topic {value!r}: the weight must be a number, e.g. {topic}=0.5") from None
-        if not 0 < w <= 10:
-            raise ConfigError(f"--priority-topic {value!r}: weight {w:g} out of range; valid: > 0 and <= 10")
-        out[topic.strip()] = w
-    return out
 
 
 def run(args: argparse.Namespace) -> int:
@@ -82,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         items=None if args.items is None else Path(args.items),
         users=None if args.users is None else Path(args.users),
         holds=None if args.holds is None else Path(args.holds),
-        priority_topics=_priority_topics(args.priority_topic),
+        priorities=None if args.priorities is None else Path(args.priorities),
         config=config,
         force=args.force,
     )
