@@ -566,6 +566,9 @@ class PushConfig:
     #: current users table (the contract's users: opt-outs, channels, group, region) read by
     #: every run instead of the bundle's users; "" = the bundle's users (push --users overrides)
     users: str = ""
+    #: review-holds folder (recsys monitor's --state): held items are never pushed; "" = none
+    #: (push / campaign --holds overrides)
+    holds: str = ""
     #: coverage rules ([[push.coverage]] tables, see CoverageRuleConfig); none = lists as ranked
     coverage: list[dict[str, Any]] = field(default_factory=list)
     #: priorities.toml from recsys demand: priority topics raised for priority audiences (the ranking

@@ -343,3 +343,44 @@ def apply_holds(items: pd.DataFrame, held: Iterable[str]) -> pd.DataFrame:
         status[mask] = np.where(status[mask] == "approved", HELD_STATUS, status[mask])
         out[C.REVIEW_STATUS] = status
     return out
+
+
+def holds_folder(option: str | Path | None, configured: str = "") -> Path | None:
+    """The holds folder a push run uses: ``--holds`` if given, else ``[push] holds``, else none.
+
+    Raises
+    ------
+    ConfigError
+        If the folder named does not exist (a typo must not silently push held items).
+    """
+    chosen = option if option not in (None, "") else (configured or None)
+    if chosen is None:
+        return None
+    return _folder(chosen, create=False)
+
+
+def held_for_run(option: str | Path | None, configured: str = "") -> tuple[str, ...]:
+    """The items on hold when a push run starts (sorted; empty without a holds folder).
+
+    Read once per run, so every chunk of the run leaves out the same items
+    and a resumed run is recognised as the same run only while the list is unchanged.
+    """
+    folder = holds_folder(option, configured)
+    return () if folder is None else tuple(sorted(held_items(folder)))
+
+
+def check_not_held(items: Iterable[str], held: Iterable[str]) -> None:
+    """Refuse to push items that are on hold (a campaign naming them).
+
+    Raises
+    ------
+    HoldError
+        Naming the held items and how a reviewer releases them.
+    """
+    on_hold = sorted(set(items) & set(held))
+    if on_hold:
+        first = on_hold[0]
+        raise HoldError(
+            f"item {', '.join(map(repr, on_hold))} is on hold for review and cannot be pushed; a reviewer "
+            f"releases it with `recsys holds release {first} --by NAME --note TEXT --state DIR`"
+        )

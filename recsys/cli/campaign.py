@@ -42,6 +42,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(other sections apply at train time and are refused; default: the bundle's config)",
     )
     parser.add_argument("--history", metavar="DIR", help="push-history folder (default: OUT/_history)")
+    parser.add_argument(
+        "--holds",
+        metavar="DIR",
+        help="review-holds folder (recsys monitor's --state): a held item is refused, held items of "
+        "--topic are left out (default: [push] holds)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no summary line (warnings still show)")
 
 
@@ -67,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         catalog=args.catalog,
         config_path=args.config,
         history=args.history,
+        holds=args.holds,
         stream=None if args.quiet else sys.stderr,
         warn_stream=sys.stderr,
     )

@@ -66,6 +66,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="priorities.toml from recsys demand: raise priority topics for priority audiences by their weight "
         "(default: [push] priorities; none = lists as ranked)",
     )
+    parser.add_argument(
+        "--holds",
+        metavar="DIR",
+        help="review-holds folder (recsys monitor's --state): items on hold are never pushed "
+        "(default: [push] holds; none = no holds)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary (warnings still show)")
 
 
@@ -92,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
         connect_timeout=args.connect_timeout,
         history=args.history,
         places=args.places,
+        holds=args.holds,
         priorities=args.priorities,
         stream=None if args.quiet else sys.stderr,
         warn_stream=sys.stderr,

@@ -414,6 +414,7 @@ def compute_campaign(
     model_version: str,
     run_id: str,
     per_user: int | None = None,
+    holds: str | Path | None = None,
 ) -> CampaignResult:
     """Open the Recommender on the current catalogue and compute a campaign.
 
@@ -431,6 +432,8 @@ def compute_campaign(
     model_version, run_id : str
     per_user : int, optional
         As in :func:`select_campaign`.
+    holds : path, optional
+        A review-holds folder: held items are ineligible (:mod:`recsys.holds`).
 
     Returns
     -------
@@ -443,7 +446,7 @@ def compute_campaign(
     from recsys.push.writer import MODEL_VERSION, RUN_ID
     from recsys.ranking import Recommender
 
-    recommender = Recommender.load(bundle, catalog=catalog)
+    recommender = Recommender.load(bundle, catalog=catalog, holds=holds)
     state = recommender.state
     catalogue = state.catalog_items if state.catalog_items is not None else state.model.items
     formats = pd.Series(catalogue[C.FORMAT].astype(str).to_numpy(), index=object_index(catalogue[C.ITEM_ID]))

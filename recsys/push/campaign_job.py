@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence, TextIO
 
+from recsys.holds import check_not_held, held_for_run, holds_folder
 from recsys.push import identity as I
 from recsys.push import writer as W
 from recsys.push.campaign import CampaignSpec, compute_campaign
@@ -56,6 +57,7 @@ def run_campaign(
     catalog: str | Path | None = None,
     config_path: str | Path | None = None,
     history: str | Path | None = None,
+    holds: str | Path | None = None,
     stream: TextIO | None = sys.stderr,
     warn_stream: TextIO | None = sys.stderr,
 ) -> dict[str, Any]:
@@ -65,6 +67,9 @@ def run_campaign(
     ----------
     model, date, out, catalog, users, config_path, history, stream, warn_stream
         As in :func:`run`.
+    holds : path, optional
+        A review-holds folder (default ``[push] holds``): a held item named
+        in ``items`` is refused; held items of ``topic`` are left out.
     name : str
         The campaign's name; its rows go to ``<out>/date=<date>/kind=<name>``.
     budget : int
@@ -121,6 +126,8 @@ def run_campaign(
     segment = Segment(group=group, region=region, channel=channel).check(taxonomy)
     ident = I.identity({**dataclasses.asdict(segment), "topic": topic}, spec.items)
     current, warnings, rejected = preflight(job, day, catalog, taxonomy, users or push_users(push), warn_stream)
+    holds_dir = holds_folder(holds, push.holds)
+    check_not_held(spec.items, held_for_run(holds_dir))  # a named held item is refused, not skipped
     out = output_folder(Path(out), "--out")
     history_root = output_folder(Path(history), "--history") if history else out / W.HISTORY_DIR
     notes: list[str] = []
@@ -146,6 +153,7 @@ def run_campaign(
             model_version=job.version,
             run_id=run_id,
             per_user=k,
+            holds=holds_dir,
         )
         picked = result.picked
         if not picked["selected_users"]:

@@ -91,6 +91,8 @@ class RunSpec:
     threads: int = 1
     #: (group, region) cells a broadcast place reaches, for the coverage rules' broadcast credit
     broadcast_cells: tuple[tuple[str, str], ...] = ()
+    #: items on review hold when the run started (recsys.holds): never pushed, as if retracted
+    held: tuple[str, ...] = ()
     #: the run's priorities file as a document (recsys.push.priorities); None = lists as ranked
     priorities: dict[str, Any] | None = None
 
@@ -255,7 +257,9 @@ def compute_chunk(recommender: Any, topics: ItemTopics, task: ChunkTask) -> tupl
                 users, k=k, channel=_c, topics=_topics, now=_now, users=who_attrs, exclude=exclude
             )
 
-        calls[rule.channel] = (recommend, expiring_items(recommender, send_after, send_before))
+        # held items leave every list like items expiring in the window (and the coverage top-ups)
+        drop = expiring_items(recommender, send_after, send_before)
+        calls[rule.channel] = (recommend, np.union1d(drop, np.asarray(spec.held, dtype=object)) if spec.held else drop)
         lists = fetch_lists(
             recommend,
             ids[who],

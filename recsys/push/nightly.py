@@ -45,6 +45,7 @@ from recsys.push.job import (
     run_manifest,
     say,
 )
+from recsys.holds import held_for_run
 from recsys.push.plan import Segment, make_chunks, parse_day
 from recsys.push.report import summary_table
 from recsys.push.stats import merge_stats
@@ -69,6 +70,7 @@ def run_nightly(
     connect_timeout: float = CONNECT_TIMEOUT_S,
     history: str | Path | None = None,
     places: str | Path | None = None,
+    holds: str | Path | None = None,
     priorities: str | Path | None = None,
     stream: TextIO | None = sys.stderr,
     warn_stream: TextIO | None = sys.stderr,
@@ -122,6 +124,9 @@ def run_nightly(
         A places table (tv, radio, cinema, kiosk): the coverage rules with
         ``broadcast_reach`` count the broadcast audiences of a region
         (:mod:`recsys.push.coverage`).
+    holds : path, optional
+        A review-holds folder (``recsys monitor``'s ``--state``; default
+        ``[push] holds``): the items on hold when the run starts are never pushed.
     priorities : path, optional
         A ``priorities.toml`` (``recsys demand``): each priority audience's
         priority topics are raised by their weight (ranking feature
@@ -177,6 +182,7 @@ def run_nightly(
         kind = I.segment_kind(ident["segment"]) if I.is_targeted(ident["segment"]) else W.NIGHTLY
     H.validate_kind(kind)
     current, warnings, rejected = preflight(job, day, catalog, taxonomy, users or push_users(push), warn_stream)
+    held = held_for_run(holds, push.holds)  # read once: every chunk leaves out the same items
     out = output_folder(Path(out), "--out")
     history_root = output_folder(Path(history), "--history") if history else out / W.HISTORY_DIR
     notes: list[str] = []
@@ -198,6 +204,7 @@ def run_nightly(
             "date": day.isoformat(),
             "segment": dataclasses.asdict(segment),
             "topic": topic,
+            "held": list(held),
             "push": {k_: v for k_, v in dataclasses.asdict(push).items() if k_ != "workers"},
             "users": hashlib.sha256(np.ascontiguousarray(plan.scope).tobytes()).hexdigest(),
             "chunks": [[c.bucket_lo, c.bucket_hi, len(c.users)] for c in chunks],
@@ -226,6 +233,7 @@ def run_nightly(
             timezone=taxonomy.timezone,
             threads=1 if parallel else max(1, job.config.index.threads),
             broadcast_cells=cells,
+            held=held,
             priorities=PR.priorities_document(prio) if prio else None,
         )
         t0 = time.perf_counter()
