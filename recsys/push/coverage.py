@@ -357,7 +357,7 @@ class _State:
 
     def result(self) -> pd.DataFrame:
         if not self.changed.any():
-            return self.rows.assign(**{C.SCORE: self.rows[C.SCORE]})
+            return self.rows
         rows = self.rows
         key = rows[C.USER_ID].astype(str) + "\x00" + rows[C.CHANNEL].astype(str)
         touched = key.isin(key[self.changed])
@@ -514,9 +514,8 @@ def _plan_swaps(
     # each (user, channel)'s free slots, lowest score first
     slots: dict[tuple[int, str], list[int]] = {}
     order = np.lexsort((rows[C.SCORE].to_numpy(), state.user_pos))
-    for r in order:
-        if in_asked[r] and free[r]:
-            slots.setdefault((int(state.user_pos[r]), str(channels[r])), []).append(int(r))
+    for r in order[(in_asked & free)[order]]:
+        slots.setdefault((int(state.user_pos[r]), str(channels[r])), []).append(int(r))
     by_user: dict[int, set[str]] = {}
     for u, c in [*offers, *slots]:
         by_user.setdefault(u, set()).add(c)
