@@ -374,3 +374,19 @@ def test_engine_beats_popularity_playlists_on_the_truth(world):
     assert set(by_channel["channel"]) == {"tv", "radio", "cinema", "kiosk"}
     # every policy filled the same slots under the same rules
     assert (per_place["engine_filled_s"] <= per_place["capacity_s"]).all()
+
+
+def test_evaluation_section_reports_every_channel_and_district(world):
+    from recsys.broadcast.evaluate import broadcast_metrics
+    from recsys.evaluation.report import _broadcast_section, render_markdown
+
+    city, state = world["city"], world["state"]
+    at = pd.Timestamp("2026-06-29T12:00:00+08:00")  # not a midnight: the programmes are for the next day
+    bc = broadcast_metrics(state.model, world["items"], city.users, world["root"] / "city" / "places.parquet", at, city.truth)
+    assert bc["day"] == "2026-06-30" and bc["places"] == len(world["places"])
+    assert {r["channel"] for r in bc["by_channel"]} == {"tv", "radio", "cinema", "kiosk"}
+    assert len(bc["by_region"]) == len(state.taxonomy.regions)
+    assert bc["total"]["engine"] == pytest.approx(sum(r["engine"] for r in bc["by_channel"]))
+    json.dumps(bc)  # metrics.json-ready
+    text = render_markdown([_broadcast_section(bc, state.taxonomy)], "t")
+    assert "青龙县 qinglong" in text and "电视 tv" in text and f"{bc['total']['vs_region_popular']:.2f}×" in text

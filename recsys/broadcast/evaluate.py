@@ -20,6 +20,7 @@ The ratio engine / region_popular is the issue's target (>= 1.3).
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -138,3 +139,66 @@ def summarize(per_place: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     for base in POLICIES[1:]:
         table[f"vs_{base}"] = table["engine"] / table[base].where(table[base] > 0)
     return table
+
+
+def _records(table: pd.DataFrame) -> list[dict[str, Any]]:
+    out = []
+    for row in table.to_dict(orient="records"):
+        out.append({k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()})
+    for row in out:
+        for k, v in row.items():
+            if isinstance(v, float) and not np.isfinite(v):
+                row[k] = None
+    return out
+
+
+def broadcast_metrics(
+    model: Any,
+    items: pd.DataFrame,
+    users: pd.DataFrame,
+    places: str | Path | pd.DataFrame,
+    at: pd.Timestamp,
+    truth: Any,
+    config: BroadcastConfig | None = None,
+) -> dict[str, Any]:
+    """The evaluation's ``broadcast`` section: the day starting at ``at``, every policy scored on the truth.
+
+    Parameters
+    ----------
+    model : TrainedModel
+        The evaluated bundle (trained before ``at``).
+    items, users : pandas.DataFrame
+        The clean catalogue and users.
+    places : path or DataFrame
+        The places table.
+    at : pandas.Timestamp
+        The split time; the programmes are for the local day it falls in
+        (the next day when it is not a midnight).
+    truth : GroundTruth
+    config : BroadcastConfig, optional
+
+    Returns
+    -------
+    dict
+        ``day``, ``places``, ``total`` (one record), ``by_channel`` and
+        ``by_region`` (records): simulated engagement per policy, capacity,
+        and the engine's ratio to each baseline.
+    """
+    from recsys.broadcast.places import load_places
+    from recsys.ranking import Recommender
+
+    state = Recommender.from_model(model, catalog=items).state
+    tax = state.taxonomy
+    local = at.tz_convert(tax.tz)
+    day = local.date() if local == local.normalize() else local.date() + dt.timedelta(days=1)
+    table = load_places(places, tax, users)
+    per_place = evaluate_broadcast(state, table, day, config or BroadcastConfig(), truth, users)
+    filled = {p: float(per_place[f"{p}_filled_s"].sum() / per_place["capacity_s"].sum()) for p in POLICIES}
+    return {
+        "day": day.isoformat(),
+        "places": int(len(per_place)),
+        "fill_share": {p: round(v, 4) for p, v in filled.items()},
+        "total": _records(summarize(per_place, []))[0],
+        "by_channel": _records(summarize(per_place, [C.CHANNEL])),
+        "by_region": _records(summarize(per_place, [C.REGION])),
+    }

@@ -103,9 +103,11 @@ def run_evaluation(
     truth = load_truth(data)
     if truth is not None:
         say("ground truth found: adding the oracle and the simulated push")
+    # the synthetic city's broadcast places, when there: their programmes are scored on the truth too
+    places = next((p for p in (Path(data) / "places.parquet", Path(data) / "places.csv") if p.exists()), None)
     result = evaluate(
         clean.users, clean.items, clean.events, taxonomy=tax, settings=settings,
-        config=cfg, truth=truth, log=say,
+        config=cfg, truth=truth, log=say, places=places,
     )
     with target.staging() as staged:
         write_evaluation(result, staged, tax)

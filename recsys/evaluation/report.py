@@ -427,6 +427,8 @@ def build_sections(metrics: dict[str, Any], taxonomy: Taxonomy, plots: dict[str,
         out.append(sim)
     if metrics.get("coverage"):
         out.append(_coverage_section(metrics["coverage"]))
+    if metrics.get("broadcast"):
+        out.append(_broadcast_section(metrics["broadcast"], taxonomy))
 
     defs = Section("指标定义", "Definitions")
     defs.bullets(DEFINITIONS)
@@ -451,6 +453,51 @@ def _coverage_section(cov: dict[str, Any]) -> Section:
         for name, r in cov["rules"].items()
     ]
     return sec.table(header, rows)
+
+
+#: the broadcast section's policy names (the engine, then the playlists it is compared with)
+_BROADCAST_POLICIES = (
+    ("engine", "本引擎 engine"),
+    ("region_popular", "区县热门 region popular"),
+    ("city_popular", "全市热门 city popular"),
+)
+
+
+def _broadcast_rows(records: list[dict[str, Any]], key: str | None, names: dict[str, str]) -> list[list[str]]:
+    rows = []
+    for r in records:
+        label = names.get(r[key], r[key]) if key else "全部 all"
+        ratio = lambda base: "—" if r.get(f"vs_{base}") is None else f"{r[f'vs_{base}']:.2f}×"  # noqa: E731
+        rows.append(
+            [label, _count(r["places"])]
+            + [_fmt(r[p], 2) for p, _ in _BROADCAST_POLICIES]
+            + [ratio("region_popular"), ratio("city_popular")]
+        )
+    return rows
+
+
+def _broadcast_section(bc: dict[str, Any], taxonomy: Taxonomy) -> Section:
+    """Broadcast programmes scored on the truth against popularity playlists, per channel and district."""
+    sec = Section("广播电视与多媒体视窗节目单", f"Broadcast programmes for {bc['day']} (ground truth)")
+    total = bc["total"]
+    sec.p(
+        f"Each of {_count(bc['places'])} places (TV, radio, cinema pre-show, kiosk) gets the day's programme of "
+        "recsys broadcast and, under the same eligibility rules and slots, a playlist of the most engaged items "
+        "of its district or of the city. Simulated engagement: the true probability that a member of the "
+        "place's audience engages with each item shown, averaged over the residents of each audience segment, "
+        f"mixed by the audience shares and summed over the day. Engine vs region popular: "
+        f"{total['vs_region_popular']:.2f}× (target ≥ 1.3×); vs city popular: {total['vs_city_popular']:.2f}×. "
+        "Slots filled: " + ", ".join(f"{label} {bc['fill_share'][p]:.1%}" for p, label in _BROADCAST_POLICIES) + "."
+    )
+    header = ["", "地点 places"] + [label for _, label in _BROADCAST_POLICIES] + [
+        "÷ 区县热门 vs region", "÷ 全市热门 vs city"
+    ]
+    channels = {c: f"{taxonomy.zh('channel', c)} {c}" for c in taxonomy.channels}
+    regions = {r: f"{taxonomy.zh('region', r)} {r}" for r in taxonomy.regions}
+    sec.table(["总计 Total"] + header[1:], _broadcast_rows([total], None, {}))
+    sec.table(["渠道 Channel"] + header[1:], _broadcast_rows(bc["by_channel"], "channel", channels))
+    sec.table(["区县 District"] + header[1:], _broadcast_rows(bc["by_region"], "region", regions))
+    return sec
 
 
 def _tuning_section(tuning: dict[str, Any]) -> Section:

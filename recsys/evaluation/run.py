@@ -325,6 +325,7 @@ def evaluate(
     config: EngineConfig | None = None,
     truth: Any = None,
     log: Callable[[str], None] | None = None,
+    places: pd.DataFrame | str | Path | None = None,
 ) -> EvaluationResult:
     """Run one evaluation on clean contract tables.
 
@@ -341,6 +342,10 @@ def evaluate(
         The generator's ground truth: adds the oracle and the simulated push.
     log : callable, optional
         Receives one line per stage.
+    places : DataFrame or path, optional
+        The broadcast places table: with ``truth``, the day's programmes of
+        ``recsys broadcast`` are scored against popularity playlists
+        (``metrics["broadcast"]``, :func:`recsys.broadcast.evaluate.broadcast_metrics`).
 
     Returns
     -------
@@ -417,6 +422,13 @@ def evaluate(
         cov = timed("coverage", lambda: coverage_cost(model, items, users, recs, headline_k, split.time, truth, taxonomy))
         if cov is not None:
             metrics["coverage"] = {"k": headline_k, **cov}
+    if truth is not None and places is not None:
+        from recsys.broadcast.evaluate import broadcast_metrics
+
+        metrics["broadcast"] = timed(
+            "broadcast",
+            lambda: broadcast_metrics(model, items, users, places, split.time, truth, config.broadcast),
+        )
     if tuning is not None:
         metrics["tuning"] = tuning_summary(tuning, split)
     metrics["timings_s"] = timings
