@@ -473,3 +473,23 @@ def test_evaluation_costs_each_rule_by_the_truth(city):
     section = _coverage_section({"k": 5, **res})
     (table,) = [b for b in section.blocks if b[0] == "table"]
     assert [row[0] for row in table[2]] == ["farm", "old"]
+
+
+def test_sub_group_rules_read_sub_groups_from_the_users(city, tmp_path):
+    rule_doc = {"name": "old", "groups": ["resident"], "sub_groups": ["elderly"], "topics": ["health_literacy"]}
+    cfg = push_config(tmp_path / "c.toml", coverage=[rule_doc])
+    # the bundle's users have no sub-group: the rule has no member
+    report = run_nightly(city["bundle"], TODAY, tmp_path / "a", config_path=cfg, stream=None)
+    assert report["coverage"]["rules"]["old"]["users"] == 0 and report["coverage"]["rules"]["old"]["met"]
+    # a current users table says who is elderly
+    users, _, _ = push_city.tables()
+    users["sub_group"] = np.where((users["group"] == "resident") & (np.arange(len(users)) % 2 == 0), "elderly", "")
+    users.to_parquet(tmp_path / "users.parquet", index=False)
+    report = run_nightly(city["bundle"], TODAY, tmp_path / "b", config_path=cfg, users=tmp_path / "users.parquet",
+                         stream=None)
+    rule = report["coverage"]["rules"]["old"]
+    elderly = set(users.loc[users["sub_group"] == "elderly", "user_id"])
+    assert 0 < rule["users"] <= len(elderly)
+    rows = read_pushes(tmp_path / "b", TODAY)
+    swapped = rows[rows.reasons.apply(lambda r: r[0] == f"{CV.REASON_PREFIX}old")]
+    assert len(swapped) == rule["items_added"] and set(swapped.user_id) <= elderly

@@ -596,13 +596,19 @@ def merge_stats(parts: Iterable[Sequence[Mapping[str, Any]]], rules: Sequence[Co
     return out
 
 
-def summary(table: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Per rule: members, required, reached, shortfall, items added, cost, and the unmet reasons (for the manifest)."""
-    out: dict[str, Any] = {}
+def summary(table: Sequence[Mapping[str, Any]], rules: Sequence[CoverageRule] = ()) -> dict[str, Any]:
+    """Per rule: members, required, reached, shortfall, items added, cost, and the unmet reasons (for the manifest).
+
+    Every rule of ``rules`` has an entry, one without a member in the run too (``users`` 0).
+    """
+
+    def empty() -> dict[str, Any]:
+        counts = {k: 0 for k in ("users", "required", "reached_before", "reached", "shortfall", "items_added")}
+        return counts | {"cost_score": 0.0, "unmet": dict.fromkeys(UNMET_REASONS, 0)}
+
+    out: dict[str, Any] = {r.name: empty() for r in rules}
     for row in table:
-        acc = out.setdefault(row["rule"], {k: 0 for k in ("users", "required", "reached_before", "reached",
-                                                           "shortfall", "items_added")}
-                             | {"cost_score": 0.0, "unmet": dict.fromkeys(UNMET_REASONS, 0)})
+        acc = out.setdefault(row["rule"], empty())
         for k in ("users", "required", "reached_before", "reached", "shortfall", "items_added"):
             acc[k] += int(row[k])
         acc["cost_score"] = round(acc["cost_score"] + float(row["cost_score"]), 6)
@@ -755,7 +761,7 @@ def run_report(
         return None
     table = merge_stats([p.get("coverage", []) for p in parts], rules)
     return {
-        "rules": summary(table),
+        "rules": summary(table, rules),
         "table": table,
         "cost_unit": "ranking score given up by the swaps (the push's own estimate of a slot's engagement)",
         "places": str(places) if places is not None else None,
