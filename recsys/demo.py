@@ -1,8 +1,8 @@
 """``recsys demo``: the whole engine end to end on the bundled synthetic city.
 
 validate the committed sample -> train a bundle -> a few users' lists with
-reasons -> tomorrow's push lists -> the offline evaluation with its headline
-table. Every output goes under one folder (default ``out/demo``).
+reasons -> tomorrow's push lists -> tomorrow's broadcast programmes -> the
+offline evaluation with its headline table. Every output goes under one folder (default ``out/demo``).
 :func:`run_demo` composes the library's jobs; nothing here is a job of its own.
 """
 
@@ -15,6 +15,7 @@ from typing import Any, TextIO
 
 import pandas as pd
 
+from recsys.broadcast.job import BroadcastSpec, run_broadcast
 from recsys.evaluation.job import headline_text, run_evaluation
 from recsys.evaluation.run import EvaluationSettings
 from recsys.exceptions import SchemaError
@@ -86,6 +87,17 @@ def run_demo(
     outputs["pushes"] = str(out / "pushes")
     outputs["push_rows"] = push_manifest.get("rows")
 
+    # the city's broadcast places (a sample generated before places existed has none)
+    places = next((p for p in (data / "places.parquet", data / "places.csv") if p.exists()), None)
+    if places is not None:
+        _say(stream, f"\n== 4b. broadcast programmes (TV, radio, cinema, kiosk) for {date} into {out / 'programmes'}")
+        programmes = run_broadcast(
+            BroadcastSpec(model=out / "models" / "latest", day=date, places=places, out=out / "programmes")
+        )
+        for channel, s in programmes["channels"].items():
+            _say(stream, f"   {channel:<7} {s['places']:>5} places  {s['rows']:>6} items  {s['fill_share']:.1%} filled")
+        outputs["programmes"] = str(out / "programmes")
+
     _say(stream, f"\n== 5. offline evaluation into {out / 'evaluation'}")
     metrics = run_evaluation(data, out / "evaluation", settings=EvaluationSettings(split_quantile=0.8),
                                log=(lambda line: print(line, file=sys.stderr)) if stream is not None else None)
@@ -100,10 +112,10 @@ def run_demo(
 
 
 #: what a demo writes in its folder
-DEMO_ENTRIES = ("models", "pushes", "evaluation")
+DEMO_ENTRIES = ("models", "pushes", "programmes", "evaluation")
 
 
 def _is_demo(folder: Path) -> bool:
-    """A folder an older demo wrote: only its three sub-folders."""
+    """A folder an older demo wrote: only its own sub-folders."""
     names = {e.name for e in folder.iterdir()}
     return bool(names) and names <= set(DEMO_ENTRIES)
