@@ -1,31 +1,36 @@
-"""The monitor's tests: negative feedback, spread spikes and silence, as count tests.
+"""The monitor's tests: negative feedback, spread spikes and silence, as conditional count tests.
 
-Every test compares an observed count in a window with the count expected
-from a baseline and asks how surprising it is under a Poisson model:
+Every test compares the events of a window with those of a baseline. Given
+``x`` events in the window (exposure ``n``) and ``x_b`` in the baseline
+(exposure ``n_b``), under "nothing changed" the window's share of the
+``x + x_b`` events is Binomial(x + x_b, n / (n + n_b)) -- the conditional test
+of two Poisson rates. Unlike a Poisson test against a rate estimated from
+the baseline it carries the baseline's own uncertainty, so a thin history
+cannot make a small count look surprising (on a quiet synthetic stream the
+Poisson version called low-traffic items silent or spiking). Baselines are
+shrunk by ``prior_events`` pseudo-events: an item's towards its topic's rate,
+a topic's towards the city's.
 
-* **negative feedback** (per item, for dismiss and report): observed = the
-  item's dismisses (reports) in the window, expected = its impressions there
-  x its expected rate. The expected rate is the larger of the item's own
-  baseline rate and its topic's -- an alarm must stand out from both. The
-  item's rate is shrunk towards its topic's with the weight of
-  ``prior_events`` pseudo-events (and the topic's towards the city's), so an item with
-  little history is judged mostly by its topic's. p = P(X >= observed).
-* **spread spike** (per item and per topic): observed = clicks in the window,
-  expected = all clicks in the window x the baseline's share of clicks
-  (Laplace-smoothed); also the click rate per impression must be
-  ``spike_rate_ratio`` x its baseline -- more exposure alone is the push
-  working, not the content spreading.
+* **negative feedback** (per item, for dismiss and report): exposure =
+  impressions (at least one per negative event: negatives logged without
+  their impressions still count). p is the larger of the test against the
+  item's own baseline and against its topic's: an alarm must stand out from
+  both. Effect: observed >= ``min_ratio`` x expected.
+* **spread spike** (per item and per topic): events = clicks, exposure =
+  all clicks of the window / baseline (a share test, one pseudo-click each);
+  the click rate per impression must also reach ``spike_rate_ratio`` x its
+  baseline -- more exposure alone is the push working, not the content
+  spreading. Effect: share >= ``spike_ratio`` x baseline share.
 * **silence** (per approved item with ``silence_min_impressions`` in the
-  window): observed clicks far below impressions x the smaller of the item's
-  and its topic's baseline click rate; p = P(X <= observed).
+  window): clicks significantly *below* both the item's and its topic's
+  baseline click rate (lower tail), at most ``silence_ratio`` x expected.
 
 A test runs only where the observed count is at least ``min_events`` (or,
 for silence, the impressions are enough): no alarm on a handful of events.
 The p-values of one run are Bonferroni-corrected over every test the run
 made (items x event kinds x windows), so the chance that a run raises any
-false alarm is at most ``alpha`` (measured on quiet synthetic streams: see
-docs/monitoring.md). An alarm also needs an effect: ``min_ratio`` /
-``spike_ratio`` / ``silence_ratio`` of observed over expected.
+false alarm is at most ``alpha`` (measured on quiet synthetic streams:
+benchmarks/bench_monitor.py).
 
 The baseline is the ``baseline_days`` UTC days before the day the longest
 window starts in (that day is left out so that the windows never test

@@ -241,8 +241,8 @@ def _publish(state: MonitorState, state_dir: Path, out_dir: Path) -> None:
         H.add_hold(
             state_dir,
             a["item_id"],
-            reason=f"monitor: {a['event']} x{a['ratio']:.1f} expected in {a['window_hours']} h "
-            f"({a['observed']} vs {a['expected']:.1f}, p_adj={a['p_adjusted']:.2g})",
+            reason=f"{a['event']}s at {a['ratio']:.1f}x the expected rate in {a['window_hours']} h "
+            f"({a['observed']} vs {a['expected']:.1f} expected, p_adj={a['p_adjusted']:.2g})",
             by="monitor",
             at=pd.Timestamp(a["time"]),
             extra={"run": state.run},
