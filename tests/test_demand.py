@@ -268,3 +268,16 @@ def test_tonights_push_reaches_the_priority_audiences(tmp_path_factory, tmp_path
     assert sum(b["priority_items"] for b in block.values()) > 0
     assert all(b["reached"] <= b["pushed"] <= b["users"] for b in block.values())
     assert sum(b["pushed"] for b in block.values()) <= rows["user_id"].nunique() * len(block)
+
+
+def test_demand_settings_are_checked_when_read(tmp_path, small, capsys):
+    from recsys.config import load_config
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[demand]\nalpha = 0.9\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"\[demand\] alpha"):
+        load_config(bad, command="recsys demand", sections=("demand",))
+    other = tmp_path / "other.toml"
+    other.write_text("[ranker]\nrescore = 10\n", encoding="utf-8")
+    code = cli_main(["demand", "--data", str(small), "--out", str(tmp_path / "o"), "--config", str(other)])
+    assert code == 2 and "does not use [ranker]" in capsys.readouterr().err
