@@ -762,7 +762,7 @@ class DemandConfig:
     alpha: float = 0.05
     #: smallest relative change of the engagement rate reported as rising or falling (0.1 = 10%)
     min_change: float = 0.1
-    #: a cell needs this many positive engagements in each period to be tested
+    #: a cell needs twice this many positive engagements over the two periods to be tested
     min_positives: int = 10
     #: days after a campaign day also left out of the trend (its items' echo)
     calendar_margin_days: int = 1
