@@ -147,6 +147,19 @@ def test_arms_follow_the_push_and_leave_out_ineligible_holdout_users(world):
     assert result.summary["warnings"] == []
     by_group = result.lift[(result.lift["dimension"] == "group") & (result.lift["outcome"] == "engaged_items")]
     assert by_group["treated_users"].sum() == overall["treated_users"]
+    # the arms' means, counted independently with pandas from the events
+    ev = replay.events[replay.events["event_type"] != "impression"]
+    users = world["city"].users
+    held = set(pd.read_parquet(partition_dir(world["pushes"], DAY, "nightly") / HOLDOUT_FILE)["user_id"])
+    reachable = users[~users["push_opt_out"].astype(bool) & users["channels"].map(len).gt(0)]
+    control = reachable.loc[reachable["user_id"].isin(held), "user_id"]
+    items = ev[["user_id", "item_id"]].drop_duplicates().groupby("user_id").size()
+    assert np.isclose(overall["treated_mean"], items.reindex(_treated_ids(world)).fillna(0).mean())
+    assert np.isclose(overall["holdout_mean"], items.reindex(control).fillna(0).mean())
+    wechat = reachable[reachable["channels"].map(lambda c: "wechat" in c) & ~reachable["user_id"].isin(held)]
+    on_wechat = ev[ev["channel"] == "wechat"][["user_id", "item_id"]].drop_duplicates().groupby("user_id").size()
+    row = _row(result.lift, "channel", "wechat", "engaged_items")
+    assert np.isclose(row["treated_mean"], on_wechat.reindex(wechat["user_id"]).fillna(0).mean())
 
 
 def test_click_through_matches_the_events_and_the_truth(world):

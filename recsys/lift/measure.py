@@ -39,7 +39,7 @@ import pyarrow.compute as pc
 from recsys import columns as C
 from recsys.exceptions import DataError
 from recsys.lift import inputs as I
-from recsys.lift.stats import arm_moments, difference, mean_interval
+from recsys.lift.stats import arm_moments, difference, distinct, mean_interval
 from recsys.push.plan import parse_day
 from recsys.taxonomy import Taxonomy, load_taxonomy
 
@@ -91,23 +91,24 @@ class _Units:
         return np.concatenate(self.user), np.concatenate(self.treated), np.concatenate(self.outcomes)
 
 
-def _pair_counts(user: np.ndarray, item: np.ndarray, n_users: int, n_items: int) -> np.ndarray:
-    """Distinct items per user among (user, item) pairs."""
-    if not len(user):
-        return np.zeros(n_users, dtype=np.float64)
-    pairs = np.unique(user * max(n_items, 1) + item)
-    return np.bincount(pairs // max(n_items, 1), minlength=n_users).astype(np.float64)
-
-
 def _night_outcomes(ev: I.Events, mask: np.ndarray, pushed_item: np.ndarray, n_users: int, n_channels: int) -> np.ndarray:
-    """Outcome columns per user of the table: OUTCOMES overall, then OUTCOMES per channel."""
-    n_items = len(ev.items)
-    u, i, c = ev.user[mask], ev.item[mask], ev.channel[mask]
-    on_pushed = pushed_item[i]
+    """Outcome columns per user of the table: OUTCOMES overall, then OUTCOMES per channel.
+
+    One sort of the (user, item, channel) keys serves every column: the
+    distinct pairs overall are the runs of the sorted keys without their
+    channel, and a channel's distinct pairs are its keys.
+    """
+    n_items, slots = max(len(ev.items), 1), n_channels + 1
+    pair = ev.user[mask] * n_items + ev.item[mask]
+    keys = distinct(pair * slots + (ev.channel[mask] + 1))
+    pairs = keys // slots
+    first = np.concatenate(([True], pairs[1:] != pairs[:-1])) if len(pairs) else np.zeros(0, dtype=bool)
+    on_pushed = pushed_item[pairs % n_items] if len(pairs) else np.zeros(0, dtype=bool)
+    user = pairs // n_items
     columns = []
-    for keep in [np.ones(len(u), dtype=bool)] + [c == k for k in range(n_channels)]:
-        items = _pair_counts(u[keep], i[keep], n_users, n_items)
-        pushed = _pair_counts(u[keep & on_pushed], i[keep & on_pushed], n_users, n_items)
+    for keep in [first] + [keys % slots == k + 1 for k in range(n_channels)]:
+        items = np.bincount(user[keep], minlength=n_users).astype(np.float64)
+        pushed = np.bincount(user[keep & on_pushed], minlength=n_users).astype(np.float64)
         columns += [items, pushed, (items > 0).astype(np.float64)]
     return np.column_stack(columns)
 
@@ -230,18 +231,23 @@ def measure_lift(
         if (~known).any():
             warnings.append(f"{night.day}: {int((~known).sum())} push rows for users not in {source}; left out")
         n_items = max(len(ev.items), 1)
-        engaged_pairs = np.unique(ev.user[in_window] * n_items + ev.item[in_window])
+        engaged_pairs = distinct(ev.user[in_window] * n_items + ev.item[in_window])
         key = row_user * n_items + row_item
         hit = np.zeros(len(key), dtype=bool)
         ok = known & (row_item >= 0)
         if len(engaged_pairs):
             pos = np.minimum(np.searchsorted(engaged_pairs, key[ok]), len(engaged_pairs) - 1)
             hit[ok] = engaged_pairs[pos] == key[ok]
+        # channel codes, not a Python string per row: a city's night has millions of rows
+        channel = pc.dictionary_encode(rows.column(C.CHANNEL).cast(pa.string()).combine_chunks())
+        names = np.asarray(channel.dictionary.to_pylist(), dtype=object)
+        codes = channel.indices.to_numpy(zero_copy_only=False)
+        channel_code = pd.Index(table.channels).get_indexer(names)[codes] if len(codes) else codes
         ctr_parts.append(
             pd.DataFrame(
                 {
                     "user": row_user[known],
-                    C.CHANNEL: rows.column(C.CHANNEL).cast(pa.string()).to_numpy(zero_copy_only=False)[known],
+                    "channel_code": np.asarray(channel_code, dtype=np.int64)[known],
                     C.RANK: rows.column(C.RANK).to_numpy(zero_copy_only=False)[known],
                     "hit": hit[known].astype(np.float64),
                 }
@@ -278,7 +284,9 @@ def measure_lift(
     cluster = user if len(read) > 1 else None
     span = {"date_from": nights[0].isoformat(), "date_to": nights[-1].isoformat(), "days": days}
     lift = _lift_table(table, user, arm, y, cluster, span, min_users)
-    ctr = _ctr_table(pd.concat(ctr_parts, ignore_index=True), span, min_users)
+    ctr = _ctr_table(pd.concat(ctr_parts, ignore_index=True), table.channels, span, min_users)
+    if ev.unknown_users:
+        warnings.append(f"{ev.unknown_users} positive events by users not in {source}; left out")
     summary = {
         **span,
         "nights": night_info,
@@ -288,8 +296,6 @@ def measure_lift(
         "outcomes": list(OUTCOMES),
         "warnings": warnings,
     }
-    if ev.unknown_users:
-        warnings.append(f"{ev.unknown_users} positive events by users not in {source}; left out")
     return LiftResult(lift, ctr, summary)
 
 
@@ -352,9 +358,11 @@ def _cells(
     return frame[(frame["treated_users"] > 0) | (frame["holdout_users"] > 0)]
 
 
-def _ctr_table(rows: pd.DataFrame, span: dict[str, Any], min_users: int) -> pd.DataFrame:
+def _ctr_table(rows: pd.DataFrame, channels: tuple[str, ...], span: dict[str, Any], min_users: int) -> pd.DataFrame:
     out = []
-    for channel, part in rows.groupby(C.CHANNEL, sort=True):
+    for code, part in rows.groupby("channel_code", sort=True):
+        # a row on a channel outside the users' personal channels keeps no name here
+        channel = channels[code] if code >= 0 else "(other)"
         ranks = part[C.RANK].to_numpy().astype(np.int64)
         values = np.unique(ranks)
         cell = np.searchsorted(values, ranks)
