@@ -145,6 +145,9 @@ def test_push_manifest_counts_priority_reach(city, tmp_path):
     assert block["reached"] == mine[on_topic]["user_id"].nunique()
     assert block["priority_items"] == int(on_topic.sum())
     assert block["reached"] > 0 and block["topics"] == [TOPIC]
+    from recsys.push.report import summary_table
+
+    assert any(line.split()[:2] == ["farmer/qinglong", str(block["reached"])] for line in summary_table(report).splitlines())
     # without the file fewer of them got the topic
     base = read_pushes(tmp_path / "plain", push_city.DAY)
     base_mine = base[base["user_id"].isin(mine["user_id"].unique())]

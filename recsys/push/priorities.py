@@ -274,3 +274,11 @@ def run_report(priorities: Priorities, parts: list[dict[str, Any]]) -> dict[str,
         if entry is not None:
             total["topics"] = [t.topic for t in entry.topics]
     return {"file": priorities.source, "as_of": priorities.as_of, "audiences": audiences}
+
+
+def summary_lines(block: dict[str, Any]) -> list[str]:
+    """The end-of-run summary's lines for the manifest's ``priorities`` block."""
+    lines = [f"  priorities ({block.get('file', '')}): reached with a priority topic / pushed / in the run"]
+    for label, counts in block.get("audiences", {}).items():
+        lines.append(f"    {label:<24}{counts['reached']:>8}{counts['pushed']:>8}{counts['users']:>8}")
+    return lines
