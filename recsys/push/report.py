@@ -110,6 +110,10 @@ def summary_table(report: dict[str, Any]) -> str:
     lines.append(f"  holdout: {report['holdout']['size']} users ({report['holdout']['share']:.1%})")
     if report.get("coverage"):
         lines.extend(summary_lines(report["coverage"]))
+    if report.get("priorities"):
+        from recsys.push.priorities import summary_lines as priority_lines
+
+        lines.extend(priority_lines(report["priorities"]))
     seconds = report["timings_s"]["total"]
     lines.append(f"  time: {seconds:.1f}s, {report.get('users_per_s', 0):,.0f} users/s  -> {report['output']}")
     return "\n".join(lines)
