@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from recsys import columns as C
-from recsys.exceptions import DataError, SchemaError
+from recsys.exceptions import ConfigError, DataError, SchemaError
 from recsys.taxonomy import Taxonomy
 
 #: what each count column counts
@@ -105,7 +105,10 @@ def _literal(path: Path) -> str:
 
 
 def _connect(threads: int | None, memory_limit: str):
-    import duckdb
+    try:
+        import duckdb
+    except ImportError:
+        raise ConfigError("recsys demand needs the duckdb package: pip install 'duckdb>=1.0'") from None
 
     con = duckdb.connect()
     if threads:
