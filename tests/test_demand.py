@@ -281,3 +281,27 @@ def test_demand_settings_are_checked_when_read(tmp_path, small, capsys):
     other.write_text("[ranker]\nrescore = 10\n", encoding="utf-8")
     code = cli_main(["demand", "--data", str(small), "--out", str(tmp_path / "o"), "--config", str(other)])
     assert code == 2 and "does not use [ranker]" in capsys.readouterr().err
+
+
+def test_a_district_the_push_leaves_behind_is_ranked_first(city, tmp_path):
+    """Drop every event of 60% of Lulong's residents (the old system never reached them): the
+    audience is under-served, ranked first, named in the recommendations and prioritised."""
+    folder, _ = city
+    users = pd.read_parquet(folder / "users.parquet")
+    lulong = users[(users["group"] == "resident") & (users["region"] == "lulong")]["user_id"]
+    dropped = set(lulong.sample(frac=0.6, random_state=0))
+    data = tmp_path / "city"
+    data.mkdir()
+    users.to_parquet(data / "users.parquet", index=False)
+    pd.read_parquet(folder / "items.parquet").to_parquet(data / "items.parquet", index=False)
+    events = pd.read_parquet(folder / "events.parquet")
+    events[~events["user_id"].isin(dropped)].to_parquet(data / "events.parquet", index=False)
+    result = analyse(data)
+    aud = result.tables["audiences"]
+    first = aud.iloc[0]
+    assert (first["group"], first["region"], first["status"], first["rank"]) == ("resident", "lulong", "under-served", 1)
+    assert first["reach_rate"] == pytest.approx(1 - len(dropped) / len(lulong), abs=0.03)
+    assert (aud[aud["status"] == "under-served"]["region"] == "lulong").all()
+    top = result.priorities.audiences[0]
+    assert (top.group, top.region, top.weight) == ("resident", "lulong", 1.0) and top.topics
+    assert any("卢龙县社区居民" in zh for zh, _ in result.recommendations)
