@@ -310,3 +310,32 @@ def test_replay_is_deterministic_and_checks_its_parameters(world):
         replay_pushes(city.truth, city.users, city.items, world["pushes"], DAY, days=0)
     with pytest.raises(ConfigError, match="background_per_day"):
         replay_pushes(city.truth, city.users, city.items, world["pushes"], DAY, background_per_day=-1.0)
+
+
+def test_csv_inputs_give_the_parquet_result(world, events_ok, tmp_path, capsys):
+    users = world["city"].users.copy()
+    users.to_parquet(tmp_path / "users.parquet")
+    csv_users = users.assign(channels=users["channels"].map("|".join),
+                             push_opt_out=users["push_opt_out"].map({True: "true", False: "false"}))
+    csv_users.drop(columns=["registered_at"]).to_csv(tmp_path / "users.csv", index=False)
+    events = pd.read_parquet(events_ok / "events.parquet")
+    events.assign(timestamp=events["timestamp"].map(lambda t: t.isoformat())).to_csv(tmp_path / "events.csv", index=False)
+    a = measure_lift(world["pushes"], events_ok, DAY, users=tmp_path / "users.parquet")
+    b = measure_lift(world["pushes"], tmp_path / "events.csv", DAY, users=tmp_path / "users.csv")
+    pd.testing.assert_frame_equal(a.lift, b.lift)
+    pd.testing.assert_frame_equal(a.ctr, b.ctr)
+    # a CSV time without an offset is refused, not guessed
+    events.assign(timestamp=events["timestamp"].dt.strftime("%Y-%m-%d %H:%M:%S")).to_csv(tmp_path / "naive.csv", index=False)
+    code, err = _run(["--pushes", world["pushes"], "--events", tmp_path / "naive.csv", "--date", DAY,
+                      "--out", tmp_path / "o"], capsys)
+    assert code == 2 and "without a UTC offset" in err
+
+
+def test_a_half_written_event_file_is_one_line(world, events_ok, tmp_path, capsys):
+    folder = tmp_path / "stream"
+    folder.mkdir()
+    shutil.copy(events_ok / "events.parquet", folder / "a.parquet")
+    raw = (events_ok / "events.parquet").read_bytes()
+    (folder / "b.parquet").write_bytes(raw[: len(raw) // 2])  # the writer is still appending
+    code, err = _run(["--pushes", world["pushes"], "--events", folder, "--date", DAY, "--out", tmp_path / "o"], capsys)
+    assert code == 2 and err.startswith("error: --events") and "\n" not in err

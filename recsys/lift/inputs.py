@@ -313,10 +313,22 @@ def _event_dataset(path: Path) -> ds.Dataset:
         from recsys import schema
 
         frame = schema.read_table(path, "events")
-        frame[C.TIMESTAMP] = pd.to_datetime(frame[C.TIMESTAMP], utc=True, errors="coerce")
-        if frame[C.TIMESTAMP].isna().any():
-            bad = int(frame[C.TIMESTAMP].isna().sum())
+        text = frame[C.TIMESTAMP].astype(str).str.strip()
+        seconds = text.str.fullmatch(r"-?\d+")
+        # a time without an offset would be a guess about its zone: the contract refuses it
+        naive = ~seconds & ~text.str.contains(r"(?:Z|[+-]\d\d:?\d\d)$", regex=True)
+        if naive.any():
+            raise SchemaError(
+                f"{path}: column {C.TIMESTAMP!r} has {int(naive.sum())} time(s) without a UTC offset, "
+                f"e.g. {text[naive].iloc[0]!r}; give ISO 8601 with an offset or Unix seconds"
+            )
+        stamps = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[us, UTC]")
+        stamps[seconds] = pd.to_datetime(text[seconds].astype("int64"), unit="s", utc=True)
+        stamps[~seconds] = pd.to_datetime(text[~seconds], utc=True, errors="coerce", format="ISO8601")
+        if stamps.isna().any():
+            bad = int(stamps.isna().sum())
             raise SchemaError(f"{path}: column {C.TIMESTAMP!r} has {bad} unparsable time(s); give ISO 8601 with an offset")
+        frame[C.TIMESTAMP] = stamps
         keep = [c for c in (*EVENT_COLUMNS, C.CHANNEL) if c in frame.columns]
         return ds.dataset(pa.Table.from_pandas(frame[keep], preserve_index=False))
     try:
@@ -371,6 +383,18 @@ def read_events(
             f"--events {p}: column {C.TIMESTAMP!r} is {ts_type}, expected a timezone-aware timestamp "
             "(the contract stores UTC); run `recsys validate` on the events first"
         )
+    try:
+        return _scan(p, data, users, start, end, last_day, timezone)
+    except (OSError, pa.ArrowInvalid) as exc:
+        # e.g. a file the writer is still appending to: say which input, never a traceback
+        raise SchemaError(f"--events {p}: cannot read the events ({exc}); is a file still being written?") from None
+
+
+def _scan(
+    p: Path, data: ds.Dataset, users: Users, start: pd.Timestamp, end: pd.Timestamp, last_day: pd.Timestamp,
+    timezone: str,
+) -> Events:
+    names = data.schema.names
     ts = ds.field(C.TIMESTAMP)
     lo, hi, reach = (pa.scalar(x.to_pydatetime(), type=pa.timestamp("us", tz="UTC")) for x in (start, end, last_day))
     first_day_end = pa.scalar((start + pd.Timedelta(days=1)).to_pydatetime(), type=pa.timestamp("us", tz="UTC"))
