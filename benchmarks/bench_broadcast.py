@@ -129,6 +129,16 @@ def main() -> None:
         result["vs_region_popular_by_channel"] = {
             c: round(float(v), 3) for c, v in zip(by_channel["channel"], by_channel["vs_region_popular"])
         }
+        # where the gain comes from: both packed the same way (by value, then by value per second)
+        from recsys.broadcast.evaluate import simulate
+
+        truth = load_truth(folder / "city")
+        for label, density in (("by_value", False), ("by_density", True)):
+            sims = {}
+            for policy in ("engine", "region_popular"):
+                prog = plan_programmes(state, own, DAY, config, policy=policy, by_density=density)
+                sims[policy] = float(simulate(prog.rows, own, truth, users, state.taxonomy, DAY).sum())
+            result[f"vs_region_popular_both_{label}"] = round(sims["engine"] / sims["region_popular"], 3)
     print(json.dumps(result))
 
 

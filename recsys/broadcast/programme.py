@@ -164,6 +164,7 @@ def plan_programmes(
     priorities: np.ndarray | None = None,
     all_places: pd.DataFrame | None = None,
     policy: str = "engine",
+    by_density: bool | None = None,
 ) -> Programmes:
     """Schedule one day for ``places``.
 
@@ -193,6 +194,9 @@ def plan_programmes(
         and priority rules; the others are playlists of the most engaged
         items of the place's region (or of the city) in the bundle's log that
         fit, under the same eligibility rules (the evaluation's baselines).
+    by_density : bool, optional
+        Choose by value per second (the engine's default) or by value (the
+        playlists' default); set it to compare the two ways of packing.
 
     Returns
     -------
@@ -279,13 +283,15 @@ def plan_programmes(
             packed = schedule.pack(
                 v, ok, duration, main_topic, slots[rows], seconds[rows],
                 candidates=config.candidates, topic_decay=config.topic_decay, choose=choose,
+                by_density=True if by_density is None else by_density,
             )
         else:
             # the playlist's order is popularity; the value reported stays the engine's estimate
             pop = popularity[region_pos[rows]] if policy == "region_popular" else np.broadcast_to(popularity[-1], v.shape)
             packed = schedule.pack(
                 v, ok, duration, main_topic, slots[rows], seconds[rows],
-                candidates=config.candidates, topic_decay=1.0, by_density=False, choose=pop,
+                candidates=config.candidates, topic_decay=1.0, choose=pop,
+                by_density=False if by_density is None else by_density,
             )
         eligible = ok.sum(axis=1)
         total_eligible_s = np.where(ok, np.where(timed, duration, 0.0)[None, :], 0.0).sum(axis=1)
