@@ -62,10 +62,20 @@ print(json.dumps({"run_s": round(r.seconds, 3), "process_s": round(time.perf_cou
 
 def _child(events: Path, state: Path, catalog: Path, baseline_days: int) -> dict:
     proc = subprocess.run(
-        [sys.executable, "-c", _CHILD, str(events), str(state), str(catalog), NOW, str(baseline_days)],
+        [
+            sys.executable,
+            "-c",
+            _CHILD,
+            str(events),
+            str(state),
+            str(catalog),
+            NOW,
+            str(baseline_days),
+        ],
         capture_output=True,
         text=True,
         cwd=ROOT,
+        check=False,
     )
     if proc.returncode:
         raise SystemExit(proc.stderr)
@@ -74,7 +84,12 @@ def _child(events: Path, state: Path, catalog: Path, baseline_days: int) -> dict
 
 def _floor(paths: list[Path]) -> float:
     t0 = time.perf_counter()
-    frame = pd.concat([pd.read_parquet(p, columns=["item_id", "event_type", "timestamp"]) for p in paths])
+    frame = pd.concat(
+        [
+            pd.read_parquet(p, columns=["item_id", "event_type", "timestamp"])
+            for p in paths
+        ]
+    )
     frame.groupby(["item_id", "event_type"]).size()
     return round(time.perf_counter() - t0, 3)
 
@@ -88,12 +103,32 @@ def speed(args: argparse.Namespace) -> None:
     total = args.backlog_hours + args.hours
     city = generate_city(args.users, args.items, days=7, seed=1)
     catalog = case / "items.parquet"
-    if not (staged / f"events-{(START + pd.Timedelta(hours=total - 1)).strftime('%Y%m%dT%H')}.parquet").exists():
+    if not (
+        staged
+        / f"events-{(START + pd.Timedelta(hours=total - 1)).strftime('%Y%m%dT%H')}.parquet"
+    ).exists():
         shutil.rmtree(case, ignore_errors=True)
         staged.mkdir(parents=True)
         t0 = time.perf_counter()
-        write_stream(make_stream(city.truth, start=START, hours=total, impressions_per_hour=args.rate, seed=1), staged)
-        print(json.dumps({"generated_hours": total, "seconds": round(time.perf_counter() - t0, 1)}), flush=True)
+        write_stream(
+            make_stream(
+                city.truth,
+                start=START,
+                hours=total,
+                impressions_per_hour=args.rate,
+                seed=1,
+            ),
+            staged,
+        )
+        print(
+            json.dumps(
+                {
+                    "generated_hours": total,
+                    "seconds": round(time.perf_counter() - t0, 1),
+                }
+            ),
+            flush=True,
+        )
     city.items.to_parquet(catalog)
     shutil.rmtree(events, ignore_errors=True)
     shutil.rmtree(case / "state", ignore_errors=True)
@@ -102,12 +137,31 @@ def speed(args: argparse.Namespace) -> None:
     for f in files[: args.backlog_hours]:
         shutil.copy(f, events / f.name)
     backlog = _child(events, case / "state", catalog, args.baseline_days)
-    print(json.dumps({"case": "backlog", "hours": args.backlog_hours, **backlog,
-                      "floor_read_groupby_s": _floor(files[: args.backlog_hours])}), flush=True)
+    print(
+        json.dumps(
+            {
+                "case": "backlog",
+                "hours": args.backlog_hours,
+                **backlog,
+                "floor_read_groupby_s": _floor(files[: args.backlog_hours]),
+            }
+        ),
+        flush=True,
+    )
     for f in files[args.backlog_hours :]:
         shutil.copy(f, events / f.name)
         hourly = _child(events, case / "state", catalog, args.baseline_days)
-        print(json.dumps({"case": "hour", "file": f.name, **hourly, "floor_read_groupby_s": _floor([f])}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "case": "hour",
+                    "file": f.name,
+                    **hourly,
+                    "floor_read_groupby_s": _floor([f]),
+                }
+            ),
+            flush=True,
+        )
 
 
 def false_alarms(args: argparse.Namespace) -> None:
@@ -125,12 +179,23 @@ def false_alarms(args: argparse.Namespace) -> None:
     warm = 24 * (args.baseline_days + 1)
     now = pd.Timestamp(NOW)
 
-    def hours(first: int, n: int, plants=()):  # noqa: ANN001, ANN202
-        return make_stream(city.truth, start=START, hours=n, first_hour=first, impressions_per_hour=args.quiet_rate,
-                           seed=5, plants=plants)
+    def hours(first: int, n: int, plants=()):
+        return make_stream(
+            city.truth,
+            start=START,
+            hours=n,
+            first_hour=first,
+            impressions_per_hour=args.quiet_rate,
+            seed=5,
+            plants=plants,
+        )
 
     frames = list(hours(0, warm))
-    shown = pd.concat(f for _, f in frames).query("event_type == 'impression'")["item_id"].value_counts()
+    shown = (
+        pd.concat(f for _, f in frames)
+        .query("event_type == 'impression'")["item_id"]
+        .value_counts()
+    )
     write_stream(iter(frames), root / "ev")
     run_monitor(root / "ev", root / "state", catalog=catalog, config=cfg, now=now)
     shutil.copytree(root / "state", root / "state0")
@@ -140,16 +205,31 @@ def false_alarms(args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
     for h in range(warm, warm + args.quiet_windows):
         write_stream(hours(h, 1), root / "ev")
-        r = run_monitor(root / "ev", root / "state", catalog=catalog, config=cfg, now=now)
+        r = run_monitor(
+            root / "ev", root / "state", catalog=catalog, config=cfg, now=now
+        )
         runs_alarmed += bool(r.alerts)
         alarms += len(r.alerts)
         tests += r.tests
         for a in r.alerts:
             kinds[a["kind"]] = kinds.get(a["kind"], 0) + 1
-    print(json.dumps({"case": "quiet", "items": args.quiet_items, "impressions_per_hour": args.quiet_rate,
-                      "windows": args.quiet_windows, "alpha": cfg.alpha, "runs_with_alarm": runs_alarmed,
-                      "alarms": alarms, "tests": tests, "alarms_by_kind": kinds,
-                      "seconds": round(time.perf_counter() - t0, 1)}), flush=True)
+    print(
+        json.dumps(
+            {
+                "case": "quiet",
+                "items": args.quiet_items,
+                "impressions_per_hour": args.quiet_rate,
+                "windows": args.quiet_windows,
+                "alpha": cfg.alpha,
+                "runs_with_alarm": runs_alarmed,
+                "alarms": alarms,
+                "tests": tests,
+                "alarms_by_kind": kinds,
+                "seconds": round(time.perf_counter() - t0, 1),
+            }
+        ),
+        flush=True,
+    )
     # detection: each trial starts from the warm state, plants one bad and one viral item, one run
     rng = np.random.default_rng(7)
     upper = list(shown.index[: len(shown) // 2])
@@ -164,9 +244,21 @@ def false_alarms(args: argparse.Namespace) -> None:
         write_stream(hours(warm, 1, plants), ev)
         r = run_monitor(ev, state, catalog=catalog, config=cfg, now=now)
         held_first += str(bad) in held_items(state)
-        viral_first += any(a["kind"] == "spread_spike" and a["item_id"] == str(viral) for a in r.alerts)
-    print(json.dumps({"case": "planted", "trials": args.trials, "bad_held_in_first_run": held_first,
-                      "viral_alerted_in_first_run": viral_first, "items_from": "the better-shown half"}), flush=True)
+        viral_first += any(
+            a["kind"] == "spread_spike" and a["item_id"] == str(viral) for a in r.alerts
+        )
+    print(
+        json.dumps(
+            {
+                "case": "planted",
+                "trials": args.trials,
+                "bad_held_in_first_run": held_first,
+                "viral_alerted_in_first_run": viral_first,
+                "items_from": "the better-shown half",
+            }
+        ),
+        flush=True,
+    )
     shutil.rmtree(root, ignore_errors=True)
 
 
@@ -174,7 +266,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=20000)
     parser.add_argument("--users", type=int, default=100000)
-    parser.add_argument("--rate", type=int, default=250000, help="impressions per hour (events are ~1.1x)")
+    parser.add_argument(
+        "--rate",
+        type=int,
+        default=250000,
+        help="impressions per hour (events are ~1.1x)",
+    )
     parser.add_argument("--backlog-hours", type=int, default=24)
     parser.add_argument("--hours", type=int, default=4)
     parser.add_argument("--baseline-days", type=int, default=2)

@@ -29,12 +29,12 @@ milliseconds they last, so the monitor and a reviewer never interleave.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import fcntl
 import json
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -57,7 +57,12 @@ HELD_STATUS = "pending"
 #: Parquet metadata key: how many log lines the table reflects
 _LOG_LINES_KEY = b"recsys.holds.log_lines"
 _SCHEMA = pa.schema(
-    [(C.ITEM_ID, pa.string()), (REASON, pa.string()), (SINCE, pa.timestamp("us", tz="UTC")), (BY, pa.string())]
+    [
+        (C.ITEM_ID, pa.string()),
+        (REASON, pa.string()),
+        (SINCE, pa.timestamp("us", tz="UTC")),
+        (BY, pa.string()),
+    ]
 )
 
 
@@ -72,10 +77,14 @@ def _utc_now() -> pd.Timestamp:
 def _folder(folder: str | Path, *, create: bool) -> Path:
     root = Path(folder)
     if root.exists() and not root.is_dir():
-        raise ConfigError(f"holds folder {root} is a file; expected a folder (the monitor's --state folder)")
+        raise ConfigError(
+            f"holds folder {root} is a file; expected a folder (the monitor's --state folder)"
+        )
     if not root.exists():
         if not create:
-            raise ConfigError(f"holds folder {root} not found; pass the monitor's --state folder")
+            raise ConfigError(
+                f"holds folder {root} not found; pass the monitor's --state folder"
+            )
         root.mkdir(parents=True)
     return root
 
@@ -125,8 +134,14 @@ def read_log(folder: str | Path) -> list[dict[str, Any]]:
             if line.startswith("{") and not line.rstrip().endswith("}"):
                 continue  # a line a killed writer cut short (the next change began a fresh line)
             entry = None
-        if not isinstance(entry, dict) or entry.get("action") not in ("add", "release") or C.ITEM_ID not in entry:
-            raise SchemaError(f"{path}: line {number} is not a hold change (a JSON object with action and item_id)")
+        if (
+            not isinstance(entry, dict)
+            or entry.get("action") not in ("add", "release")
+            or C.ITEM_ID not in entry
+        ):
+            raise SchemaError(
+                f"{path}: line {number} is not a hold change (a JSON object with action and item_id)"
+            )
         entries.append(entry)
     return entries
 
@@ -162,7 +177,9 @@ def _write_table(root: Path, frame: pd.DataFrame, log_lines: int) -> None:
 def _append(root: Path, entry: dict[str, Any]) -> None:
     """Append one line to the audit log, durably, with a single write."""
     path = root / LOG_FILE
-    data = (json.dumps(entry, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8")
+    data = (json.dumps(entry, ensure_ascii=False, sort_keys=True) + "\n").encode(
+        "utf-8"
+    )
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         # a line cut short by a crash earlier would glue onto this one: start on a fresh line
@@ -209,7 +226,9 @@ def load_holds(folder: str | Path) -> pd.DataFrame:
         try:
             table = pq.read_table(path)
         except Exception as exc:  # noqa: BLE001 - any Arrow failure means the same: unreadable file
-            raise SchemaError(f"{path}: not a readable Parquet file ({str(exc).splitlines()[0]})") from None
+            raise SchemaError(
+                f"{path}: not a readable Parquet file ({str(exc).splitlines()[0]})"
+            ) from None
         recorded = (table.schema.metadata or {}).get(_LOG_LINES_KEY)
         if recorded is not None and int(recorded) == len(entries):
             return table.to_pandas()
@@ -277,7 +296,14 @@ def add_hold(
     return True
 
 
-def release_hold(folder: str | Path, item_id: str, *, by: str, note: str, at: pd.Timestamp | None = None) -> dict:
+def release_hold(
+    folder: str | Path,
+    item_id: str,
+    *,
+    by: str,
+    note: str,
+    at: pd.Timestamp | None = None,
+) -> dict:
     """Release the hold on ``item_id``; return the hold that ended (as a dict).
 
     Raises
@@ -288,13 +314,21 @@ def release_hold(folder: str | Path, item_id: str, *, by: str, note: str, at: pd
         If the folder is missing, or ``by`` / ``note`` is empty.
     """
     item = _check_text(item_id, "item_id")
-    entry = {"time": _stamp(at), "action": "release", C.ITEM_ID: item, BY: _check_text(by, "by"), "note": _check_text(note, "note")}
+    entry = {
+        "time": _stamp(at),
+        "action": "release",
+        C.ITEM_ID: item,
+        BY: _check_text(by, "by"),
+        "note": _check_text(note, "note"),
+    }
     root = _folder(folder, create=False)
     with _locked(root):
         holds = load_holds(root)
         row = holds[holds[C.ITEM_ID] == item]
         if row.empty:
-            raise HoldError(f"item {item!r} is not on hold in {root} ({len(holds)} item(s) are; see `recsys holds list`)")
+            raise HoldError(
+                f"item {item!r} is not on hold in {root} ({len(holds)} item(s) are; see `recsys holds list`)"
+            )
         _change(root, entry)
     return row.iloc[0].to_dict()
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import push_city
 import pytest
 
-import push_city
 from recsys import holds as H
 from recsys.cli import main
 from recsys.exceptions import ConfigError, SchemaError
@@ -22,12 +22,20 @@ def _log_bytes(folder) -> bytes:
 
 def test_add_list_release_round_trip_is_audited_append_only(tmp_path):
     assert H.add_hold(tmp_path, "i1", reason="wrong dosage claim", by="monitor", at=T0)
-    assert H.add_hold(tmp_path, "i2", reason="outdated", by="wang", at=T0 + pd.Timedelta(minutes=5))
+    assert H.add_hold(
+        tmp_path, "i2", reason="outdated", by="wang", at=T0 + pd.Timedelta(minutes=5)
+    )
     holds = H.load_holds(tmp_path)
     assert holds["item_id"].tolist() == ["i1", "i2"]
     assert holds.loc[0, "since"] == T0 and holds.loc[0, "by"] == "monitor"
     before = _log_bytes(tmp_path)
-    ended = H.release_hold(tmp_path, "i1", by="li", note="checked with the source: correct", at=T0 + pd.Timedelta(hours=1))
+    ended = H.release_hold(
+        tmp_path,
+        "i1",
+        by="li",
+        note="checked with the source: correct",
+        at=T0 + pd.Timedelta(hours=1),
+    )
     assert ended["reason"] == "wrong dosage claim"
     after = _log_bytes(tmp_path)
     # the audit log only grows: the old content is a prefix of the new
@@ -54,20 +62,30 @@ def test_adding_a_held_item_again_changes_nothing(tmp_path):
 
 def test_release_of_an_item_not_on_hold_is_refused(tmp_path):
     H.add_hold(tmp_path, "i1", reason="r", by="a", at=T0)
-    with pytest.raises(H.HoldError, match=r"item 'i9' is not on hold .*1 item\(s\) are"):
+    with pytest.raises(
+        H.HoldError, match=r"item 'i9' is not on hold .*1 item\(s\) are"
+    ):
         H.release_hold(tmp_path, "i9", by="li", note="n")
     with pytest.raises(ConfigError, match="note must be a non-empty string"):
         H.release_hold(tmp_path, "i1", by="li", note="  ")
     with pytest.raises(ConfigError, match="holds folder .* not found"):
         H.load_holds(tmp_path / "missing")
     with pytest.raises(ConfigError, match="has no time zone"):
-        H.add_hold(tmp_path, "i2", reason="r", by="a", at=pd.Timestamp("2026-07-01 08:00"))
+        H.add_hold(
+            tmp_path, "i2", reason="r", by="a", at=pd.Timestamp("2026-07-01 08:00")
+        )
 
 
 def test_a_crash_between_log_and_table_is_repaired_from_the_log(tmp_path):
     H.add_hold(tmp_path, "i1", reason="r", by="a", at=T0)
     # a change whose log line was written but whose table was not (killed in between)
-    line = {"time": T0.isoformat(), "action": "add", "item_id": "i2", "reason": "r2", "by": "b"}
+    line = {
+        "time": T0.isoformat(),
+        "action": "add",
+        "item_id": "i2",
+        "reason": "r2",
+        "by": "b",
+    }
     with open(tmp_path / H.LOG_FILE, "a", encoding="utf-8") as fh:
         fh.write(json.dumps(line) + "\n")
     assert H.held_items(tmp_path) == frozenset({"i1", "i2"})
@@ -89,20 +107,74 @@ def test_a_log_edited_by_hand_is_refused_naming_the_line(tmp_path):
 
 
 def test_apply_holds_turns_only_held_approved_items_pending():
-    items = pd.DataFrame({"item_id": ["a", "b", "c"], "review_status": ["approved", "approved", "retracted"]})
+    items = pd.DataFrame(
+        {
+            "item_id": ["a", "b", "c"],
+            "review_status": ["approved", "approved", "retracted"],
+        }
+    )
     out = H.apply_holds(items, {"b", "c"})
     assert out["review_status"].tolist() == ["approved", "pending", "retracted"]
-    assert items["review_status"].tolist() == ["approved", "approved", "retracted"]  # a copy
+    assert items["review_status"].tolist() == [
+        "approved",
+        "approved",
+        "retracted",
+    ]  # a copy
 
 
 def test_cli_holds_add_list_release(tmp_path, capsys):
     state = str(tmp_path / "state")
-    assert main(["holds", "add", "i7", "--reason", "editor: wrong claim", "--by", "wang", "--state", state]) == 0
+    assert (
+        main(
+            [
+                "holds",
+                "add",
+                "i7",
+                "--reason",
+                "editor: wrong claim",
+                "--by",
+                "wang",
+                "--state",
+                state,
+            ]
+        )
+        == 0
+    )
     assert main(["holds", "list", "--state", state]) == 0
     out = capsys.readouterr().out
     assert "1 item(s) on hold" in out and "i7" in out and "editor: wrong claim" in out
-    assert main(["holds", "release", "i7", "--by", "li", "--note", "verified", "--state", state]) == 0
-    assert main(["holds", "release", "i7", "--by", "li", "--note", "again", "--state", state]) == 2
+    assert (
+        main(
+            [
+                "holds",
+                "release",
+                "i7",
+                "--by",
+                "li",
+                "--note",
+                "verified",
+                "--state",
+                state,
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "holds",
+                "release",
+                "i7",
+                "--by",
+                "li",
+                "--note",
+                "again",
+                "--state",
+                state,
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert err.startswith("error: item 'i7' is not on hold")
     assert main(["holds", "list", "--log", "--state", state]) == 0
@@ -127,7 +199,7 @@ def test_recommender_leaves_held_items_out_and_picks_up_changes(city, tmp_path):
     users = [f"u{i:04d}" for i in range(0, 300, 7)]
     plain = Recommender.load(bundle, catalog=city / "items.parquet")
     shown = _top_items(plain, users)
-    target = sorted(shown)[0]
+    target = min(shown)
     holds_dir = tmp_path / "state"
     holds_dir.mkdir()
     rec = Recommender.load(bundle, catalog=city / "items.parquet", holds=holds_dir)
@@ -136,7 +208,9 @@ def test_recommender_leaves_held_items_out_and_picks_up_changes(city, tmp_path):
     assert target in _top_items(rec, users)  # not re-read until refreshed
     rec.refresh_holds()
     assert target not in _top_items(rec, users)
-    assert target not in {r.item_id for r in rec.recommend(users[0], k=20, now=push_city.END)}
+    assert target not in {
+        r.item_id for r in rec.recommend(users[0], k=20, now=push_city.END)
+    }
     # a reload and a catalogue change keep the holds
     rec.set_catalog(city / "items.parquet")
     assert target not in _top_items(rec, users)
@@ -151,7 +225,7 @@ def test_recommender_holds_without_a_catalogue_and_errors(city, tmp_path):
     bundle = city / "models" / "latest"
     users = [f"u{i:04d}" for i in range(0, 300, 11)]
     shown = _top_items(Recommender.load(bundle), users)
-    target = sorted(shown)[-1]
+    target = max(shown)
     H.add_hold(tmp_path, target, reason="r", by="a")
     assert target not in _top_items(Recommender.load(bundle, holds=tmp_path), users)
     with pytest.raises(ConfigError, match="holds folder .* not found"):
@@ -162,7 +236,17 @@ def test_recommender_holds_without_a_catalogue_and_errors(city, tmp_path):
 
 def test_cli_recommend_with_holds(city, tmp_path, capsys):
     bundle = str(city / "models" / "latest")
-    args = ["recommend", "u0003", "--model", bundle, "--k", "5", "--json", "--now", push_city.END.isoformat()]
+    args = [
+        "recommend",
+        "u0003",
+        "--model",
+        bundle,
+        "--k",
+        "5",
+        "--json",
+        "--now",
+        push_city.END.isoformat(),
+    ]
     assert main(args) == 0
     first = json.loads(capsys.readouterr().out.splitlines()[0])["item_id"]
     H.add_hold(tmp_path, first, reason="r", by="a")

@@ -17,7 +17,7 @@ from recsys.cli import main
 from recsys.config import MonitorConfig
 from recsys.exceptions import ConfigError
 from recsys.monitor import run_monitor
-from recsys.monitor.counters import K_CLICK, K_IMP, K_REPORT, Counters
+from recsys.monitor.counters import K_CLICK, K_IMP, Counters
 from recsys.push.lock import LockedError, hold
 
 NOW = pd.Timestamp("2026-07-01T00:00:00Z")
@@ -31,11 +31,15 @@ def test_counters_do_not_depend_on_the_order_or_split_of_batches():
     n = 5000
     items = np.array([f"i{k}" for k in rng.integers(0, 40, n)], dtype=object)
     kinds = rng.integers(0, 5, n)
-    hours = 1000 + rng.integers(0, 24 * 6, n)  # six days: some fall out of the hourly ring
+    hours = 1000 + rng.integers(
+        0, 24 * 6, n
+    )  # six days: some fall out of the hourly ring
     whole = Counters.empty(24, 4)
     whole.add(whole.index_items(items), kinds, hours)
     split = Counters.empty(24, 4)
-    split.index_items(np.array(sorted(set(items)), dtype=object))  # another index order is fine
+    split.index_items(
+        np.array(sorted(set(items)), dtype=object)
+    )  # another index order is fine
     order = rng.permutation(n)
     for part in np.array_split(order, 7):
         split.add(split.index_items(items[part]), kinds[part], hours[part])
@@ -53,10 +57,24 @@ def test_counters_do_not_depend_on_the_order_or_split_of_batches():
 
 def test_counters_days_and_too_old_events():
     c = Counters.empty(2, 3)
-    assert c.add(c.index_items(np.array(["a", "a"], dtype=object)), np.array([0, 3]), np.array([24 * 10, 24 * 10 + 5])) == 0
+    assert (
+        c.add(
+            c.index_items(np.array(["a", "a"], dtype=object)),
+            np.array([0, 3]),
+            np.array([24 * 10, 24 * 10 + 5]),
+        )
+        == 0
+    )
     assert c.days_sum(10, 10)[:, 0].tolist() == [1, 0, 0, 1, 0]
     # day 7 is older than the 3-day ring (days 8..10): not counted, reported
-    assert c.add(c.index_items(np.array(["b"], dtype=object)), np.array([0]), np.array([24 * 7])) == 1
+    assert (
+        c.add(
+            c.index_items(np.array(["b"], dtype=object)),
+            np.array([0]),
+            np.array([24 * 7]),
+        )
+        == 1
+    )
     assert c.days_sum(0, 100)[:, 1].sum() == 0
     assert c.oldest_hour() == 24 * 8
 
@@ -71,11 +89,17 @@ def test_counters_save_load_and_resize(tmp_path):
     np.testing.assert_array_equal(back.window(24), c.window(24))
     small = back.resized(6, 5)
     np.testing.assert_array_equal(small.window(6), c.window(6))
-    assert small.window(6)[0].tolist() == [0, 0, 1]  # only z's impression at hour 120 is in the last 6 h
+    assert small.window(6)[0].tolist() == [
+        0,
+        0,
+        1,
+    ]  # only z's impression at hour 120 is in the last 6 h
 
 
 # ---- event files --------------------------------------------------------------------------------
-def _events(n: int, hour: int, *, item: str = "i1", etype: str = "impression", prefix: str = "e") -> pd.DataFrame:
+def _events(
+    n: int, hour: int, *, item: str = "i1", etype: str = "impression", prefix: str = "e"
+) -> pd.DataFrame:
     t = START + pd.Timedelta(hours=hour)
     return pd.DataFrame(
         {
@@ -83,7 +107,9 @@ def _events(n: int, hour: int, *, item: str = "i1", etype: str = "impression", p
             "user_id": [f"u{k}" for k in range(n)],
             "item_id": item,
             "event_type": etype,
-            "timestamp": pd.to_datetime([t + pd.Timedelta(seconds=k) for k in range(n)], utc=True),
+            "timestamp": pd.to_datetime(
+                [t + pd.Timedelta(seconds=k) for k in range(n)], utc=True
+            ),
         }
     )
 
@@ -92,7 +118,9 @@ def _state_counts(state: Path) -> pd.DataFrame:
     name = (state / "CURRENT").read_text().strip()
     doc = json.loads((state / name / "state.json").read_text())
     hourly = np.load(state / name / "hourly.npy")
-    return pd.DataFrame(hourly.sum(axis=0).T, index=doc["counters"]["item_ids"]).sort_index()
+    return pd.DataFrame(
+        hourly.sum(axis=0).T, index=doc["counters"]["item_ids"]
+    ).sort_index()
 
 
 def test_rerun_counts_nothing_and_a_copied_file_is_skipped(tmp_path):
@@ -135,7 +163,9 @@ def test_a_growing_csv_is_counted_up_to_its_last_complete_line(tmp_path):
     # rewriting what was counted is reported, not counted again
     path.write_text("".join(lines[:5]))
     r4 = run_monitor(ev, tmp_path / "st", config=CFG, now=NOW)
-    assert r4.rows_counted == 0 and any("live.csv: changed after 30 row(s)" in n for n in r4.notes)
+    assert r4.rows_counted == 0 and any(
+        "live.csv: changed after 30 row(s)" in n for n in r4.notes
+    )
     assert _state_counts(tmp_path / "st").loc["i1", K_CLICK] == 30
 
 
@@ -147,7 +177,9 @@ def test_a_parquet_file_still_being_written_waits_for_the_next_run(tmp_path):
     data = full.read_bytes()
     (ev / "x.parquet").write_bytes(data[: len(data) // 2])  # no footer yet
     r1 = run_monitor(ev, tmp_path / "st", config=CFG, now=NOW)
-    assert r1.rows_counted == 0 and any("x.parquet: not readable yet" in n for n in r1.notes)
+    assert r1.rows_counted == 0 and any(
+        "x.parquet: not readable yet" in n for n in r1.notes
+    )
     (ev / "x.parquet").write_bytes(data)
     assert run_monitor(ev, tmp_path / "st", config=CFG, now=NOW).rows_counted == 40
 
@@ -155,7 +187,9 @@ def test_a_parquet_file_still_being_written_waits_for_the_next_run(tmp_path):
 def test_bad_rows_are_reported_not_counted(tmp_path):
     ev = tmp_path / "ev"
     ev.mkdir()
-    catalog = pd.DataFrame({"item_id": ["i1"], "title": ["t"], "topics": [["earthquake"]]})
+    catalog = pd.DataFrame(
+        {"item_id": ["i1"], "title": ["t"], "topics": [["earthquake"]]}
+    )
     catalog.to_parquet(tmp_path / "items.parquet")
     good = _events(20, 5)
     unknown = _events(3, 5, item="ghost", prefix="g")
@@ -165,20 +199,36 @@ def test_bad_rows_are_reported_not_counted(tmp_path):
     dup = good.head(2)
     out_of_order = _events(6, 2, prefix="o")  # older than what was already counted
     pd.concat([good, unknown, future, weird, dup]).to_parquet(ev / "a.parquet")
-    r = run_monitor(ev, tmp_path / "st", catalog=tmp_path / "items.parquet", config=CFG, now=NOW)
+    r = run_monitor(
+        ev, tmp_path / "st", catalog=tmp_path / "items.parquet", config=CFG, now=NOW
+    )
     assert r.rows_counted == 20
-    assert r.skipped == {"unknown item": 3, "future timestamp": 2, "unknown event type": 4, "duplicate id": 2}
+    assert r.skipped == {
+        "unknown item": 3,
+        "future timestamp": 2,
+        "unknown event type": 4,
+        "duplicate id": 2,
+    }
     out_of_order.to_parquet(ev / "b.parquet")
     naive = _events(3, 5, prefix="n")
-    naive["timestamp"] = naive["timestamp"].dt.tz_localize(None).map(lambda t: t.isoformat())
+    naive["timestamp"] = (
+        naive["timestamp"].dt.tz_localize(None).map(lambda t: t.isoformat())
+    )
     naive.to_csv(ev / "c.csv", index=False)
-    r2 = run_monitor(ev, tmp_path / "st", catalog=tmp_path / "items.parquet", config=CFG, now=NOW)
+    r2 = run_monitor(
+        ev, tmp_path / "st", catalog=tmp_path / "items.parquet", config=CFG, now=NOW
+    )
     assert r2.rows_counted == 6 and r2.late_rows == 6
     assert r2.skipped == {"naive timestamp": 3}
     lines = "\n".join(r2.lines())
-    assert "6 counted event(s) arrived out of time order" in lines and "naive timestamp" in lines
+    assert (
+        "6 counted event(s) arrived out of time order" in lines
+        and "naive timestamp" in lines
+    )
     # a file without a required column is refused once, then left alone
-    pd.DataFrame({"item_id": ["i1"], "event_type": ["click"]}).to_parquet(ev / "d.parquet")
+    pd.DataFrame({"item_id": ["i1"], "event_type": ["click"]}).to_parquet(
+        ev / "d.parquet"
+    )
     r3 = run_monitor(ev, tmp_path / "st", config=CFG, now=NOW)
     assert any("d.parquet: required column timestamp absent" in n for n in r3.notes)
     assert run_monitor(ev, tmp_path / "st", config=CFG, now=NOW).run == 0
@@ -193,16 +243,26 @@ def test_bad_folders_and_a_second_run_at_once_are_refused(tmp_path):
     (tmp_path / "ev").mkdir()
     with pytest.raises(ConfigError, match="--state .*holds other files"):
         run_monitor(tmp_path / "ev", other, config=CFG)
-    with hold(tmp_path / "st", what="monitor state", run="another"):
-        with pytest.raises(LockedError, match="monitor state .* is in use"):
-            run_monitor(tmp_path / "ev", tmp_path / "st", config=CFG)
+    with (
+        hold(tmp_path / "st", what="monitor state", run="another"),
+        pytest.raises(LockedError, match="monitor state .* is in use"),
+    ):
+        run_monitor(tmp_path / "ev", tmp_path / "st", config=CFG)
 
 
 def test_cli_monitor_runs_and_refuses_bad_input(tmp_path, capsys):
     ev = tmp_path / "ev"
     ev.mkdir()
     _events(30, 1).to_parquet(ev / "a.parquet")
-    args = ["monitor", "--events", str(ev), "--state", str(tmp_path / "st"), "--now", NOW.isoformat()]
+    args = [
+        "monitor",
+        "--events",
+        str(ev),
+        "--state",
+        str(tmp_path / "st"),
+        "--now",
+        NOW.isoformat(),
+    ]
     assert main(args) == 0
     assert "run 1: 30 event(s) counted from 1 file(s)" in capsys.readouterr().out
     assert main(args) == 0
@@ -215,7 +275,20 @@ def test_cli_monitor_runs_and_refuses_bad_input(tmp_path, capsys):
     wrong.write_text("[push]\nk = {app_push = 2}\n")
     assert main(args + ["--config", str(wrong)]) == 2
     assert "recsys monitor does not use [push]" in capsys.readouterr().err
-    assert main(["monitor", "--events", str(ev), "--state", str(tmp_path / "st"), "--now", "yesterday"]) == 2
+    assert (
+        main(
+            [
+                "monitor",
+                "--events",
+                str(ev),
+                "--state",
+                str(tmp_path / "st"),
+                "--now",
+                "yesterday",
+            ]
+        )
+        == 2
+    )
 
 
 # ---- crash consistency --------------------------------------------------------------------------
@@ -232,10 +305,19 @@ def _bursty_folder(root: Path) -> Path:
         if h == 48:
             burst = np.flatnonzero(items == "i3")[:25]
             types[burst] = "report"
-        t = START + pd.Timedelta(hours=h) + pd.to_timedelta(rng.integers(0, 3600, n), unit="s")
+        t = (
+            START
+            + pd.Timedelta(hours=h)
+            + pd.to_timedelta(rng.integers(0, 3600, n), unit="s")
+        )
         pd.DataFrame(
-            {"event_id": [f"h{h}-{k}" for k in range(n)], "user_id": "u", "item_id": items, "event_type": types,
-             "timestamp": pd.to_datetime(t, utc=True)}
+            {
+                "event_id": [f"h{h}-{k}" for k in range(n)],
+                "user_id": "u",
+                "item_id": items,
+                "event_type": types,
+                "timestamp": pd.to_datetime(t, utc=True),
+            }
         ).to_parquet(ev / f"events-{h:03d}.parquet")
     return ev
 
@@ -265,7 +347,12 @@ def bursty(tmp_path_factory) -> tuple[Path, Path]:
     """The bursty event folder and the state of one uninterrupted run over it."""
     root = tmp_path_factory.mktemp("bursty")
     ev = _bursty_folder(root)
-    ref = run_monitor(ev, root / "ref", config=MonitorConfig(baseline_days=1, min_impressions=100), now=NOW)
+    ref = run_monitor(
+        ev,
+        root / "ref",
+        config=MonitorConfig(baseline_days=1, min_impressions=100),
+        now=NOW,
+    )
     assert ref.held == ["i3"]  # the burst is caught
     return ev, root / "ref"
 
@@ -276,14 +363,19 @@ def test_a_killed_run_then_a_rerun_equals_an_uninterrupted_run(tmp_path, where, 
     cfg = MonitorConfig(baseline_days=1, min_impressions=100)
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
     proc = subprocess.run(
-        [sys.executable, "-c", _KILLER, str(ev), str(tmp_path / "st"), where], env=env, capture_output=True
+        [sys.executable, "-c", _KILLER, str(ev), str(tmp_path / "st"), where],
+        env=env,
+        capture_output=True,
+        check=False,
     )
     assert proc.returncode == 9, proc.stderr.decode()
     rerun = run_monitor(ev, tmp_path / "st", config=cfg, now=NOW)
     pd.testing.assert_frame_equal(_state_counts(tmp_path / "st"), _state_counts(ref))
 
     def alerts(folder: Path) -> list[dict]:
-        return [json.loads(x) for x in (folder / "alerts.jsonl").read_text().splitlines()]
+        return [
+            json.loads(x) for x in (folder / "alerts.jsonl").read_text().splitlines()
+        ]
 
     assert alerts(tmp_path / "st") == alerts(ref)
     from recsys.holds import load_holds

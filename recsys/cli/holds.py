@@ -12,8 +12,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the actions of ``recsys holds``."""
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
     actions.required = True
-    listing = actions.add_parser("list", help="print the items on hold (and, with --log, every change)")
-    listing.add_argument("--log", action="store_true", help="print the audit log instead")
+    listing = actions.add_parser(
+        "list", help="print the items on hold (and, with --log, every change)"
+    )
+    listing.add_argument(
+        "--log", action="store_true", help="print the audit log instead"
+    )
     add = actions.add_parser("add", help="put an item on hold")
     add.add_argument("item_id", metavar="ITEM")
     add.add_argument("--reason", required=True, help="why (shown to reviewers)")
@@ -21,9 +25,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     release = actions.add_parser("release", help="release an item's hold")
     release.add_argument("item_id", metavar="ITEM")
     release.add_argument("--by", required=True, metavar="NAME", help="the reviewer")
-    release.add_argument("--note", required=True, metavar="TEXT", help="the review's conclusion")
+    release.add_argument(
+        "--note", required=True, metavar="TEXT", help="the review's conclusion"
+    )
     for sub in (listing, add, release):
-        sub.add_argument("--state", metavar="DIR", required=True, help="the holds folder (recsys monitor's --state)")
+        sub.add_argument(
+            "--state",
+            metavar="DIR",
+            required=True,
+            help="the holds folder (recsys monitor's --state)",
+        )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,12 +45,16 @@ def run(args: argparse.Namespace) -> int:
         if args.log:
             for e in H.read_log(args.state):
                 what = e.get("reason") or e.get("note") or ""
-                print(f"{e['time']}  {e['action']:<7}  {e['item_id']}  by {e.get('by', '')}: {what}")
+                print(
+                    f"{e['time']}  {e['action']:<7}  {e['item_id']}  by {e.get('by', '')}: {what}"
+                )
             return 0
         holds = H.load_holds(args.state)
         print(f"{len(holds)} item(s) on hold in {args.state}")
         for row in holds.itertuples(index=False):
-            print(f"  {row.item_id}  since {row.since.isoformat()}  by {row.by}: {row.reason}")
+            print(
+                f"  {row.item_id}  since {row.since.isoformat()}  by {row.by}: {row.reason}"
+            )
         return 0
     if args.action == "add":
         if H.add_hold(args.state, args.item_id, reason=args.reason, by=args.by):
@@ -48,5 +63,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{args.item_id} was already on hold; nothing changed")
         return 0
     ended = H.release_hold(args.state, args.item_id, by=args.by, note=args.note)
-    print(f"{args.item_id} released by {args.by} (held since {ended['since']} by {ended['by']}): {args.note}")
+    print(
+        f"{args.item_id} released by {args.by} (held since {ended['since']} by {ended['by']}): {args.note}"
+    )
     return 0

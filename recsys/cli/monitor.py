@@ -15,7 +15,12 @@ HELP = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``recsys monitor``."""
-    parser.add_argument("--events", metavar="DIR", required=True, help="folder the event files arrive in (.parquet, .csv)")
+    parser.add_argument(
+        "--events",
+        metavar="DIR",
+        required=True,
+        help="folder the event files arrive in (.parquet, .csv)",
+    )
     parser.add_argument(
         "--state",
         metavar="DIR",
@@ -28,8 +33,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="current items table: topics, approval and the known items (default: none; items judged "
         "against the city's rates, no topic alerts, no silence alerts)",
     )
-    parser.add_argument("--out", metavar="DIR", help="folder for alerts.jsonl (default: --state)")
-    parser.add_argument("--config", metavar="TOML", help="engine config file; its [monitor] section is used")
+    parser.add_argument(
+        "--out", metavar="DIR", help="folder for alerts.jsonl (default: --state)"
+    )
+    parser.add_argument(
+        "--config",
+        metavar="TOML",
+        help="engine config file; its [monitor] section is used",
+    )
     parser.add_argument(
         "--now",
         metavar="ISO",
@@ -42,15 +53,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """One monitoring run; print the summary and each alert; exit 0."""
     from recsys.cli.common import taxonomy_from
-    from recsys.timeutil import parse_option_time
     from recsys.config import load_config
     from recsys.monitor import run_monitor
+    from recsys.timeutil import parse_option_time
 
-    config = load_config(args.config, command="recsys monitor", sections=("monitor",)).monitor
+    config = load_config(
+        args.config, command="recsys monitor", sections=("monitor",)
+    ).monitor
     taxonomy = taxonomy_from(args)
     now = parse_option_time(args.now, taxonomy, name="--now") if args.now else None
     report = run_monitor(
-        args.events, args.state, catalog=args.catalog, out=args.out, config=config, taxonomy=taxonomy, now=now
+        args.events,
+        args.state,
+        catalog=args.catalog,
+        out=args.out,
+        config=config,
+        taxonomy=taxonomy,
+        now=now,
     )
     for line in report.lines():
         print(line)

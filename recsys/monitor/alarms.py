@@ -41,18 +41,31 @@ is the baseline.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from scipy import special
 
 from recsys.config import MonitorConfig
-from recsys.monitor.counters import K_CLICK, K_DISMISS, K_IMP, K_REPORT, K_SHARE, KINDS, Counters
+from recsys.monitor.counters import (
+    K_CLICK,
+    K_DISMISS,
+    K_IMP,
+    K_REPORT,
+    K_SHARE,
+    KINDS,
+    Counters,
+)
 
 NEGATIVE = {"dismiss": K_DISMISS, "report": K_REPORT}
 #: alert kinds
-NEGATIVE_FEEDBACK, SPREAD_SPIKE, SILENCE = "negative_feedback", "spread_spike", "silence"
+NEGATIVE_FEEDBACK, SPREAD_SPIKE, SILENCE = (
+    "negative_feedback",
+    "spread_spike",
+    "silence",
+)
 
 
 @dataclass
@@ -113,7 +126,9 @@ def _pseudo(prior_rate: np.ndarray, events: float) -> np.ndarray:
     return events / np.maximum(prior_rate, 1e-12)
 
 
-def _shrink(x: np.ndarray, n: np.ndarray, prior_rate: np.ndarray, events: float) -> np.ndarray:
+def _shrink(
+    x: np.ndarray, n: np.ndarray, prior_rate: np.ndarray, events: float
+) -> np.ndarray:
     """A rate pulled towards ``prior_rate`` by ``events`` pseudo-events (and their impressions)."""
     return (x + events) / (n + _pseudo(prior_rate, events))
 
@@ -143,7 +158,9 @@ def baseline(counters: Counters, subjects: Subjects, config: MonitorConfig) -> B
     """Baseline counts and shrunk rates per kind for items and topics."""
     longest = max(config.windows_hours)
     first_window_day = (counters.newest_hour - longest + 1) // 24
-    counts = counters.days_sum(first_window_day - 1 - config.baseline_days, first_window_day - 2).astype(np.float64)
+    counts = counters.days_sum(
+        first_window_day - 1 - config.baseline_days, first_window_day - 2
+    ).astype(np.float64)
     source = "baseline"
     if counts[K_IMP].sum() < config.min_impressions:
         counts = counters.window(longest).astype(np.float64)
@@ -155,7 +172,11 @@ def baseline(counters: Counters, subjects: Subjects, config: MonitorConfig) -> B
     city_rate = np.maximum(total / max(total[K_IMP], 1.0), 1.0 / max(total[K_IMP], 1.0))
     m = config.prior_events
     topic_rate = _shrink(topic_counts, topic_counts[K_IMP], city_rate[:, None], m)
-    prior = np.where(subjects.topic >= 0, topic_rate[:, np.maximum(subjects.topic, 0)], city_rate[:, None])
+    prior = np.where(
+        subjects.topic >= 0,
+        topic_rate[:, np.maximum(subjects.topic, 0)],
+        city_rate[:, None],
+    )
     item_rate = _shrink(counts, counts[K_IMP], prior, m)
     return Baseline(counts, topic_counts, city_rate, topic_rate, item_rate, source)
 
@@ -175,14 +196,18 @@ def _upper(x: np.ndarray, n: np.ndarray, xb: np.ndarray, nb: np.ndarray) -> np.n
 def _lower(x: np.ndarray, n: np.ndarray, xb: np.ndarray, nb: np.ndarray) -> np.ndarray:
     """P(X <= x) for the same model (is the window's count surprisingly low?)."""
     f = n / np.maximum(n + nb, 1e-300)
-    return np.where(xb > 0, special.betainc(np.maximum(xb, 1e-300), x + 1.0, 1.0 - f), 1.0)
+    return np.where(
+        xb > 0, special.betainc(np.maximum(xb, 1e-300), x + 1.0, 1.0 - f), 1.0
+    )
 
 
 def _ratio(observed: np.ndarray, expected: np.ndarray) -> np.ndarray:
     return observed / np.maximum(expected, 1e-12)
 
 
-def _blocks(counters: Counters, subjects: Subjects, config: MonitorConfig, base: Baseline) -> list[_Block]:
+def _blocks(
+    counters: Counters, subjects: Subjects, config: MonitorConfig, base: Baseline
+) -> list[_Block]:
     """Every test of every window, as arrays.
 
     An item's baseline is its own counts plus ``prior_events`` pseudo-events
@@ -195,9 +220,15 @@ def _blocks(counters: Counters, subjects: Subjects, config: MonitorConfig, base:
     has_topic = topic_of >= 0
     t_idx = np.maximum(topic_of, 0)
     # per item: the baseline counts of its topic (the city's where it has none), with the prior
-    topic_x = np.where(has_topic, base.topic_counts[:, t_idx], base.counts.sum(axis=1)[:, None])
-    item_topic_rate = np.where(has_topic, base.topic_rate[:, t_idx], base.city_rate[:, None])
-    topic_imp = np.where(has_topic, base.topic_counts[K_IMP, t_idx], base.counts[K_IMP].sum())
+    topic_x = np.where(
+        has_topic, base.topic_counts[:, t_idx], base.counts.sum(axis=1)[:, None]
+    )
+    item_topic_rate = np.where(
+        has_topic, base.topic_rate[:, t_idx], base.city_rate[:, None]
+    )
+    topic_imp = np.where(
+        has_topic, base.topic_counts[K_IMP, t_idx], base.counts[K_IMP].sum()
+    )
     topic_n = topic_imp + _pseudo(base.city_rate[:, None], m)  # (kinds, items)
     topic_x = topic_x + m
     own_n = base.counts[K_IMP] + _pseudo(item_topic_rate, m)
@@ -214,12 +245,19 @@ def _blocks(counters: Counters, subjects: Subjects, config: MonitorConfig, base:
             test = np.flatnonzero(x >= config.min_events)
             xt, nt = x[test], shown[test]
             p = np.maximum(
-                _upper(xt, nt, own_x[k, test], own_n[k, test]), _upper(xt, nt, topic_x[k, test], topic_n[k, test])
+                _upper(xt, nt, own_x[k, test], own_n[k, test]),
+                _upper(xt, nt, topic_x[k, test], topic_n[k, test]),
             )
             rate = np.maximum(base.item_rate[k], item_topic_rate[k])
             expected = nt * rate[test]
 
-            def numbers(i: int, k: int = k, shown: np.ndarray = shown, x: np.ndarray = x, imp: np.ndarray = imp) -> dict:
+            def numbers(
+                i: int,
+                k: int = k,
+                shown: np.ndarray = shown,
+                x: np.ndarray = x,
+                imp: np.ndarray = imp,
+            ) -> dict:
                 return {
                     "impressions": int(imp[i]),
                     "rate": float(x[i] / shown[i]),
@@ -229,19 +267,42 @@ def _blocks(counters: Counters, subjects: Subjects, config: MonitorConfig, base:
                 }
 
             out.append(
-                _Block(NEGATIVE_FEEDBACK, event, "item", w, test, xt, expected, p,
-                       _ratio(xt, expected) >= config.min_ratio, numbers)
+                _Block(
+                    NEGATIVE_FEEDBACK,
+                    event,
+                    "item",
+                    w,
+                    test,
+                    xt,
+                    expected,
+                    p,
+                    _ratio(xt, expected) >= config.min_ratio,
+                    numbers,
+                )
             )
         # ---- spread spikes: items and topics ----
         clicks_total = win[K_CLICK].sum()
         if clicks_total > 0:
-            out.append(_spikes("item", win, base.counts, base.item_rate[K_CLICK], w, config))
+            out.append(
+                _spikes("item", win, base.counts, base.item_rate[K_CLICK], w, config)
+            )
             if n_topics and has_topic.any():
                 t_win = _by_topic(win, topic_of, n_topics)
-                out.append(_spikes("topic", t_win, base.topic_counts, base.topic_rate[K_CLICK], w, config))
+                out.append(
+                    _spikes(
+                        "topic",
+                        t_win,
+                        base.topic_counts,
+                        base.topic_rate[K_CLICK],
+                        w,
+                        config,
+                    )
+                )
         # ---- silence: approved items with many impressions ----
         if subjects.approved is not None:
-            test = np.flatnonzero(subjects.approved & (imp >= config.silence_min_impressions))
+            test = np.flatnonzero(
+                subjects.approved & (imp >= config.silence_min_impressions)
+            )
             x, nt = win[K_CLICK, test], imp[test]
             p = np.maximum(
                 _lower(x, nt, own_x[K_CLICK, test], own_n[K_CLICK, test]),
@@ -251,17 +312,35 @@ def _blocks(counters: Counters, subjects: Subjects, config: MonitorConfig, base:
             expected = nt * rate[test]
 
             def silent(i: int, imp: np.ndarray = imp, rate: np.ndarray = rate) -> dict:
-                return {"impressions": int(imp[i]), "expected_click_rate": float(rate[i])}
+                return {
+                    "impressions": int(imp[i]),
+                    "expected_click_rate": float(rate[i]),
+                }
 
             out.append(
-                _Block(SILENCE, "click", "item", w, test, x, expected, p, _ratio(x, expected) <= config.silence_ratio,
-                       silent)
+                _Block(
+                    SILENCE,
+                    "click",
+                    "item",
+                    w,
+                    test,
+                    x,
+                    expected,
+                    p,
+                    _ratio(x, expected) <= config.silence_ratio,
+                    silent,
+                )
             )
     return out
 
 
 def _spikes(
-    subject: str, win: np.ndarray, base_counts: np.ndarray, base_rate: np.ndarray, window: int, config: MonitorConfig
+    subject: str,
+    win: np.ndarray,
+    base_counts: np.ndarray,
+    base_rate: np.ndarray,
+    window: int,
+    config: MonitorConfig,
 ) -> _Block:
     """Share of the window's clicks against the share of the baseline's (one pseudo-click each)."""
     clicks, imp = win[K_CLICK], win[K_IMP]
@@ -271,7 +350,12 @@ def _spikes(
     test = np.flatnonzero(clicks >= config.min_events)
     share = b_clicks / b_total
     expected = clicks_total * share[test]
-    p = _upper(clicks[test], np.full(len(test), clicks_total), b_clicks[test], np.full(len(test), b_total))
+    p = _upper(
+        clicks[test],
+        np.full(len(test), clicks_total),
+        b_clicks[test],
+        np.full(len(test), b_total),
+    )
     rate = clicks / np.maximum(np.maximum(imp, clicks), 1.0)
     rate_ratio = rate / np.maximum(base_rate, 1e-12)
 
@@ -286,11 +370,26 @@ def _spikes(
             "click_rate_ratio": float(rate_ratio[i]),
         }
 
-    ok = (_ratio(clicks[test], expected) >= config.spike_ratio) & (rate_ratio[test] >= config.spike_rate_ratio)
-    return _Block(SPREAD_SPIKE, "click", subject, window, test, clicks[test], expected, p, ok, numbers)
+    ok = (_ratio(clicks[test], expected) >= config.spike_ratio) & (
+        rate_ratio[test] >= config.spike_rate_ratio
+    )
+    return _Block(
+        SPREAD_SPIKE,
+        "click",
+        subject,
+        window,
+        test,
+        clicks[test],
+        expected,
+        p,
+        ok,
+        numbers,
+    )
 
 
-def alarms(counters: Counters, subjects: Subjects, config: MonitorConfig) -> tuple[list[Candidate], int, Baseline]:
+def alarms(
+    counters: Counters, subjects: Subjects, config: MonitorConfig
+) -> tuple[list[Candidate], int, Baseline]:
     """Run every test; return the alarms, the number of tests made, and the baseline.
 
     p-values are Bonferroni-corrected over every test of the run. Of several
@@ -307,8 +406,17 @@ def alarms(counters: Counters, subjects: Subjects, config: MonitorConfig) -> tup
         for j in np.flatnonzero((p_adj < config.alpha) & b.effect_ok):
             i = int(b.index[j])
             c = Candidate(
-                b.kind, b.event, b.subject, i, b.window, int(b.observed[j]), float(b.expected[j]), float(b.p[j]),
-                float(p_adj[j]), float(_ratio(b.observed[j], b.expected[j])), b.numbers(i),
+                b.kind,
+                b.event,
+                b.subject,
+                i,
+                b.window,
+                int(b.observed[j]),
+                float(b.expected[j]),
+                float(b.p[j]),
+                float(p_adj[j]),
+                float(_ratio(b.observed[j], b.expected[j])),
+                b.numbers(i),
             )
             key = (c.kind, c.event, c.subject, i)
             old = best.get(key)

@@ -36,7 +36,13 @@ K_IMP, K_CLICK, K_SHARE, K_DISMISS, K_REPORT = range(len(KINDS))
 # Engagement is counted at the click: every positive engagement of the contract starts
 # with one, and counting read/complete/like too would count one visit several times
 # (and break the Poisson model of the tests, which needs independent counts).
-_KIND_OF_TYPE = {"impression": K_IMP, "click": K_CLICK, "share": K_SHARE, "dismiss": K_DISMISS, "report": K_REPORT}
+_KIND_OF_TYPE = {
+    "impression": K_IMP,
+    "click": K_CLICK,
+    "share": K_SHARE,
+    "dismiss": K_DISMISS,
+    "report": K_REPORT,
+}
 #: event types counted by no kind (valid, just not needed by the tests)
 NOT_COUNTED = tuple(t for t in C.EVENT_TYPES if t not in _KIND_OF_TYPE)
 HOUR_NS = 3_600_000_000_000
@@ -73,7 +79,7 @@ class Counters:
     newest_hour: int = -1
 
     @classmethod
-    def empty(cls, hours: int, days: int, capacity: int = 1024) -> "Counters":
+    def empty(cls, hours: int, days: int, capacity: int = 1024) -> Counters:
         """New counters with ``hours`` hourly and ``days`` daily slots."""
         return cls(
             item_ids=[],
@@ -147,12 +153,17 @@ class Counters:
     def _advance(self, newest: int) -> None:
         if newest <= self.newest_hour:
             return
-        for hour in range(max(newest - self.hours + 1, self.newest_hour + 1), newest + 1):
+        for hour in range(
+            max(newest - self.hours + 1, self.newest_hour + 1), newest + 1
+        ):
             slot = hour % self.hours
             if self.hour_of_slot[slot] != hour:
                 self.hourly[slot] = 0
                 self.hour_of_slot[slot] = hour
-        first_day = max(newest // 24 - self.days + 1, self.newest_hour // 24 + 1 if self.newest_hour >= 0 else 0)
+        first_day = max(
+            newest // 24 - self.days + 1,
+            self.newest_hour // 24 + 1 if self.newest_hour >= 0 else 0,
+        )
         for day in range(first_day, newest // 24 + 1):
             slot = day % self.days
             if self.day_of_slot[slot] != day:
@@ -176,8 +187,16 @@ class Counters:
     def save(self, folder: Path) -> dict:
         """Write the arrays as ``.npy`` into ``folder``; return the fields for the state JSON."""
         n = self.n_items
-        np.save(folder / "hourly.npy", np.ascontiguousarray(self.hourly[:, :, :n]), allow_pickle=False)
-        np.save(folder / "daily.npy", np.ascontiguousarray(self.daily[:, :, :n]), allow_pickle=False)
+        np.save(
+            folder / "hourly.npy",
+            np.ascontiguousarray(self.hourly[:, :, :n]),
+            allow_pickle=False,
+        )
+        np.save(
+            folder / "daily.npy",
+            np.ascontiguousarray(self.daily[:, :, :n]),
+            allow_pickle=False,
+        )
         return {
             "item_ids": list(self.item_ids),
             "hour_of_slot": self.hour_of_slot.tolist(),
@@ -186,7 +205,7 @@ class Counters:
         }
 
     @classmethod
-    def load(cls, folder: Path, doc: dict) -> "Counters":
+    def load(cls, folder: Path, doc: dict) -> Counters:
         """Read what :meth:`save` wrote.
 
         Raises
@@ -198,7 +217,9 @@ class Counters:
             hourly = np.load(folder / "hourly.npy", allow_pickle=False)
             daily = np.load(folder / "daily.npy", allow_pickle=False)
         except (OSError, ValueError) as exc:
-            raise ArtifactError(f"{folder}: monitor counters cannot be read ({exc})") from None
+            raise ArtifactError(
+                f"{folder}: monitor counters cannot be read ({exc})"
+            ) from None
         ids = [str(x) for x in doc["item_ids"]]
         hour_of_slot = np.asarray(doc["hour_of_slot"], dtype=np.int64)
         day_of_slot = np.asarray(doc["day_of_slot"], dtype=np.int64)
@@ -207,14 +228,18 @@ class Counters:
             len(KINDS),
             len(ids),
         ):
-            raise ArtifactError(f"{folder}: monitor counters do not match their state.json (shapes differ)")
-        out = cls(ids, hourly, hour_of_slot, daily, day_of_slot, int(doc["newest_hour"]))
+            raise ArtifactError(
+                f"{folder}: monitor counters do not match their state.json (shapes differ)"
+            )
+        out = cls(
+            ids, hourly, hour_of_slot, daily, day_of_slot, int(doc["newest_hour"])
+        )
         cap = max(1024, len(ids))
         out.hourly = _widen(hourly, cap)
         out.daily = _widen(daily, cap)
         return out
 
-    def resized(self, hours: int, days: int) -> "Counters":
+    def resized(self, hours: int, days: int) -> Counters:
         """Counters with other ring lengths, keeping what still fits (a changed configuration)."""
         if hours == self.hours and days == self.days:
             return self

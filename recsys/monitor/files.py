@@ -27,7 +27,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
@@ -141,7 +140,9 @@ def scan(folder: str | Path, marks: dict[str, FileMark]) -> Scan:
     """
     root = Path(folder)
     if not root.is_dir():
-        raise ConfigError(f"--events {root}: {'is not a folder' if root.exists() else 'folder not found'}")
+        raise ConfigError(
+            f"--events {root}: {'is not a folder' if root.exists() else 'folder not found'}"
+        )
     pending: list[Pending] = []
     notes: list[str] = []
     unchanged = 0
@@ -152,21 +153,37 @@ def scan(folder: str | Path, marks: dict[str, FileMark]) -> Scan:
             continue
         info = entry.stat()
         mark = marks.get(name)
-        if mark is not None and mark.size == info.st_size and mark.mtime_ns == info.st_mtime_ns:
+        if (
+            mark is not None
+            and mark.size == info.st_size
+            and mark.mtime_ns == info.st_mtime_ns
+        ):
             unchanged += 1
             continue
         if mark is None or mark.status != "read":
             pending.append(Pending(name, entry, fmt, 0, mark))
             continue
-        if fmt == "csv" and info.st_size > mark.offset and _sha(entry, mark.offset) == mark.sha256:
+        if (
+            fmt == "csv"
+            and info.st_size > mark.offset
+            and _sha(entry, mark.offset) == mark.sha256
+        ):
             pending.append(Pending(name, entry, fmt, mark.offset, mark))
             continue
-        if fmt == "parquet" and info.st_size == mark.size and _sha(entry) == mark.sha256:
+        if (
+            fmt == "parquet"
+            and info.st_size == mark.size
+            and _sha(entry) == mark.sha256
+        ):
             # touched, not changed: remember the new mtime, count nothing
             mark.mtime_ns = info.st_mtime_ns
             unchanged += 1
             continue
-        if fmt == "csv" and info.st_size == mark.offset and _sha(entry, mark.offset) == mark.sha256:
+        if (
+            fmt == "csv"
+            and info.st_size == mark.offset
+            and _sha(entry, mark.offset) == mark.sha256
+        ):
             mark.size, mark.mtime_ns = info.st_size, info.st_mtime_ns
             unchanged += 1
             continue
@@ -217,20 +234,42 @@ def _columns_missing(columns: list[str]) -> list[str]:
 def _read_parquet(p: Pending, info: os.stat_result, known_sha: dict[str, str]) -> Chunk:
     sha = _sha(p.path)
     if sha in known_sha and known_sha[sha] != p.name:
-        mark = FileMark(info.st_size, info.st_mtime_ns, sha, info.st_size, 0, "duplicate", known_sha[sha])
-        return Chunk(None, mark, f"{p.name}: same content as {known_sha[sha]}, already counted; skipped")
+        mark = FileMark(
+            info.st_size,
+            info.st_mtime_ns,
+            sha,
+            info.st_size,
+            0,
+            "duplicate",
+            known_sha[sha],
+        )
+        return Chunk(
+            None,
+            mark,
+            f"{p.name}: same content as {known_sha[sha]}, already counted; skipped",
+        )
     try:
         schema = pq.read_schema(p.path)
         columns = [c for c in USED_COLUMNS if c in schema.names]
         missing = _columns_missing(schema.names)
         if missing:
-            mark = FileMark(info.st_size, info.st_mtime_ns, sha, info.st_size, 0, "refused")
-            return Chunk(None, mark, f"{p.name}: required column {', '.join(missing)} absent; file not counted")
+            mark = FileMark(
+                info.st_size, info.st_mtime_ns, sha, info.st_size, 0, "refused"
+            )
+            return Chunk(
+                None,
+                mark,
+                f"{p.name}: required column {', '.join(missing)} absent; file not counted",
+            )
         frame = pq.read_table(p.path, columns=columns).to_pandas()
     except Exception as exc:  # noqa: BLE001 - Arrow raises many types; all mean "not readable (yet)"
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return Chunk(None, None, f"{p.name}: not readable yet ({reason}); retried next run")
-    mark = FileMark(info.st_size, info.st_mtime_ns, sha, info.st_size, len(frame), "read")
+        return Chunk(
+            None, None, f"{p.name}: not readable yet ({reason}); retried next run"
+        )
+    mark = FileMark(
+        info.st_size, info.st_mtime_ns, sha, info.st_size, len(frame), "read"
+    )
     return Chunk(frame, mark)
 
 
@@ -240,24 +279,49 @@ def _read_csv(p: Pending, info: os.stat_result, known_sha: dict[str, str]) -> Ch
     end = data.rfind(b"\n") + 1  # only complete lines; 0 if none yet
     if p.start == 0:
         if end == 0:
-            return Chunk(None, None, f"{p.name}: no complete line yet; retried next run")
+            return Chunk(
+                None, None, f"{p.name}: no complete line yet; retried next run"
+            )
         whole_sha = hashlib.sha256(data[:end]).hexdigest()
-        if end == len(data) and whole_sha in known_sha and known_sha[whole_sha] != p.name:
+        if (
+            end == len(data)
+            and whole_sha in known_sha
+            and known_sha[whole_sha] != p.name
+        ):
             same = known_sha[whole_sha]
-            mark = FileMark(info.st_size, info.st_mtime_ns, whole_sha, end, 0, "duplicate", same)
-            return Chunk(None, mark, f"{p.name}: same content as {same}, already counted; skipped")
+            mark = FileMark(
+                info.st_size, info.st_mtime_ns, whole_sha, end, 0, "duplicate", same
+            )
+            return Chunk(
+                None,
+                mark,
+                f"{p.name}: same content as {same}, already counted; skipped",
+            )
         header_end = data.find(b"\n") + 1
         body = data[:end]
     else:
         header_end = data.find(b"\n") + 1
         if end <= p.start:
-            return Chunk(None, None, "")  # only a partial line was added: wait for the rest
+            return Chunk(
+                None, None, ""
+            )  # only a partial line was added: wait for the rest
         body = data[:header_end] + data[p.start : end]
     header = data[:header_end].decode("utf-8-sig", errors="replace").strip().split(",")
     missing = _columns_missing([h.strip() for h in header])
     if missing:
-        mark = FileMark(info.st_size, info.st_mtime_ns, hashlib.sha256(data[:end]).hexdigest(), end, 0, "refused")
-        return Chunk(None, mark, f"{p.name}: required column {', '.join(missing)} absent; file not counted")
+        mark = FileMark(
+            info.st_size,
+            info.st_mtime_ns,
+            hashlib.sha256(data[:end]).hexdigest(),
+            end,
+            0,
+            "refused",
+        )
+        return Chunk(
+            None,
+            mark,
+            f"{p.name}: required column {', '.join(missing)} absent; file not counted",
+        )
     try:
         frame = pd.read_csv(
             io.BytesIO(body),
@@ -269,18 +333,31 @@ def _read_csv(p: Pending, info: os.stat_result, known_sha: dict[str, str]) -> Ch
         )
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        mark = FileMark(info.st_size, info.st_mtime_ns, hashlib.sha256(data[:end]).hexdigest(), end, 0, "refused")
-        return Chunk(None, mark, f"{p.name}: not a readable UTF-8 CSV file ({reason}); not counted")
+        mark = FileMark(
+            info.st_size,
+            info.st_mtime_ns,
+            hashlib.sha256(data[:end]).hexdigest(),
+            end,
+            0,
+            "refused",
+        )
+        return Chunk(
+            None,
+            mark,
+            f"{p.name}: not a readable UTF-8 CSV file ({reason}); not counted",
+        )
     rows = (p.previous.rows if p.previous is not None and p.start else 0) + len(frame)
-    mark = FileMark(info.st_size, info.st_mtime_ns, hashlib.sha256(data[:end]).hexdigest(), end, rows, "read")
+    mark = FileMark(
+        info.st_size,
+        info.st_mtime_ns,
+        hashlib.sha256(data[:end]).hexdigest(),
+        end,
+        rows,
+        "read",
+    )
     return Chunk(frame, mark)
 
 
 def marks_from_json(doc: dict[str, Any]) -> dict[str, FileMark]:
     """The watermark from its state-JSON form."""
     return {name: FileMark(**fields) for name, fields in doc.items()}
-
-
-def empty_column(n: int) -> np.ndarray:
-    """An object array of ``n`` empty strings (a column a file does not have)."""
-    return np.full(n, "", dtype=object)

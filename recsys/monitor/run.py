@@ -19,7 +19,14 @@ from recsys.io import prepare_output_dir
 from recsys.monitor import alarms as A
 from recsys.monitor.counters import HOUR_NS, KINDS, Counters, kind_codes
 from recsys.monitor.files import Chunk, read_new, scan
-from recsys.monitor.state import MonitorState, check_state_dir, clean_temps, commit, load_state, run_alerts
+from recsys.monitor.state import (
+    MonitorState,
+    check_state_dir,
+    clean_temps,
+    commit,
+    load_state,
+    run_alerts,
+)
 from recsys.push.lock import hold as hold_lock
 from recsys.taxonomy import Taxonomy, load_taxonomy
 
@@ -85,13 +92,19 @@ class MonitorReport:
             out = ["no new events since the last run; nothing counted"]
         else:
             out = [
-                f"run {self.run}: {self.rows_counted:,} event(s) counted from {len(self.files_read)} file(s) "
-                f"(newest {self.newest}); {self.tests:,} test(s), {len(self.alerts)} alert(s), "
-                f"{len(self.held)} item(s) put on hold; {self.seconds:.2f} s"
+                (
+                    f"run {self.run}: {self.rows_counted:,} event(s) counted from {len(self.files_read)} file(s) "
+                    f"(newest {self.newest}); {self.tests:,} test(s), {len(self.alerts)} alert(s), "
+                    f"{len(self.held)} item(s) put on hold; {self.seconds:.2f} s"
+                )
             ]
         if self.late_rows:
-            out.append(f"  {self.late_rows:,} counted event(s) arrived out of time order (older than the newest hour)")
-        for reason, n in self.skipped.items():
+            out.append(
+                f"  {self.late_rows:,} counted event(s) arrived out of time order (older than the newest hour)"
+            )
+        for reason, n in sorted(
+            self.skipped.items(), key=lambda kv: SKIP_REASONS.index(kv[0])
+        ):
             out.append(f"  not counted: {n:,} row(s) -- {reason}")
         out.extend(f"  note: {n}" for n in self.notes)
         for a in self.alerts:
@@ -123,13 +136,22 @@ def _read_catalog(path: str | Path, taxonomy: Taxonomy, now: pd.Timestamp) -> _C
     items, _ = check_catalog(path, taxonomy)
     topics = list(taxonomy.topics)
     pos = {t: i for i, t in enumerate(topics)}
-    primary = np.array([pos.get(t[0], -1) if len(t) else -1 for t in items[C.TOPICS]], dtype=np.int64)
+    primary = np.array(
+        [pos.get(t[0], -1) if len(t) else -1 for t in items[C.TOPICS]], dtype=np.int64
+    )
     expires = pd.to_datetime(items[C.EXPIRES_AT], utc=True)
-    approved = (items[C.REVIEW_STATUS].astype(str) == "approved").to_numpy() & ~(expires <= now).to_numpy()
+    approved = (items[C.REVIEW_STATUS].astype(str) == "approved").to_numpy() & ~(
+        expires <= now
+    ).to_numpy()
     return _Catalog(pd.Index(items[C.ITEM_ID].astype(str)), primary, approved)
 
 
-def _subjects(counters: Counters, catalog: _Catalog | None, taxonomy: Taxonomy, held: frozenset[str]) -> A.Subjects:
+def _subjects(
+    counters: Counters,
+    catalog: _Catalog | None,
+    taxonomy: Taxonomy,
+    held: frozenset[str],
+) -> A.Subjects:
     names = list(taxonomy.topics)
     n = counters.n_items
     if catalog is None:
@@ -151,7 +173,9 @@ def _count(
     skipped: dict[str, int],
 ) -> tuple[int, int, int]:
     """Count a file's new rows; return (counted, late, newest ns)."""
-    from recsys.schema import _as_timestamps  # the contract's one timestamp rule (offsets, Unix seconds)
+    from recsys.schema import (
+        _as_timestamps,  # the contract's one timestamp rule (offsets, Unix seconds)
+    )
 
     n = len(chunk)
     keep = np.ones(n, dtype=bool)
@@ -162,9 +186,16 @@ def _count(
             skipped[reason] = skipped.get(reason, 0) + int(hit.sum())
             keep[hit] = False
 
-    item = chunk[C.ITEM_ID].astype(str).str.strip().to_numpy(dtype=object) if n else np.zeros(0, dtype=object)
+    item = (
+        chunk[C.ITEM_ID].astype(str).str.strip().to_numpy(dtype=object)
+        if n
+        else np.zeros(0, dtype=object)
+    )
     etype = chunk[C.EVENT_TYPE].astype(str).str.strip()
-    drop(C.R_MISSING, (item == "") | chunk[C.ITEM_ID].isna().to_numpy() | (etype == "").to_numpy())
+    drop(
+        C.R_MISSING,
+        (item == "") | chunk[C.ITEM_ID].isna().to_numpy() | (etype == "").to_numpy(),
+    )
     values, null, unparsable, naive = _as_timestamps(chunk[C.TIMESTAMP])
     drop(C.R_MISSING, null)
     drop(C.R_UNPARSABLE_TS, unparsable)
@@ -184,9 +215,13 @@ def _count(
         return 0, 0, -1
     hour = ns[use] // HOUR_NS
     before = counters.newest_hour
-    too_old = counters.add(counters.index_items(item[use]), kind[use].astype(np.int64), hour)
+    too_old = counters.add(
+        counters.index_items(item[use]), kind[use].astype(np.int64), hour
+    )
     if too_old:
-        skipped["older than the counters"] = skipped.get("older than the counters", 0) + too_old
+        skipped["older than the counters"] = (
+            skipped.get("older than the counters", 0) + too_old
+        )
     late = int((hour < before).sum()) if before >= 0 else 0
     return int(use.sum()) - too_old, late, int(ns[use].max())
 
@@ -233,8 +268,14 @@ def _publish(state: MonitorState, state_dir: Path, out_dir: Path) -> None:
         return
     path = out_dir / ALERTS_FILE
     if _last_run_published(path) < state.run:
-        _append_lines(path, [json.dumps(a, ensure_ascii=False, sort_keys=True) for a in alerts])
-    placed = {(str(e[C.ITEM_ID]), e.get("run")) for e in H.read_log(state_dir) if e["action"] == "add"}
+        _append_lines(
+            path, [json.dumps(a, ensure_ascii=False, sort_keys=True) for a in alerts]
+        )
+    placed = {
+        (str(e[C.ITEM_ID]), e.get("run"))
+        for e in H.read_log(state_dir)
+        if e["action"] == "add"
+    }
     for a in alerts:
         if a.get("action") != "hold" or (a["item_id"], state.run) in placed:
             continue
@@ -271,15 +312,25 @@ def _alert_dicts(
         else:
             item_id, topic = None, subjects.topic_names[c.index]
         action = None
-        if c.kind == A.NEGATIVE_FEEDBACK and c.event in config.hold_on and c.ratio >= config.hold_severity:
-            window_start = pd.Timestamp((counters.newest_hour - c.window + 1) * HOUR_NS, tz="UTC")
+        if (
+            c.kind == A.NEGATIVE_FEEDBACK
+            and c.event in config.hold_on
+            and c.ratio >= config.hold_severity
+        ):
+            window_start = pd.Timestamp(
+                (counters.newest_hour - c.window + 1) * HOUR_NS, tz="UTC"
+            )
             # a reviewer's release stands until evidence newer than the release comes in
             fresh = item_id not in released or window_start > released[item_id]
             if item_id not in held and fresh:
                 action = "hold"
         key = f"{c.kind}|{c.event}|{c.subject}|{item_id or topic}"
         last = state.recent.get(key)
-        if action is None and last is not None and counters.newest_hour - last < config.repeat_hours:
+        if (
+            action is None
+            and last is not None
+            and counters.newest_hour - last < config.repeat_hours
+        ):
             continue  # raised recently: not repeated every few minutes
         state.recent[key] = counters.newest_hour
         out.append(
@@ -304,7 +355,11 @@ def _alert_dicts(
             }
         )
     # forget alert keys older than any repeat window, so the state stays small
-    state.recent = {k: v for k, v in state.recent.items() if counters.newest_hour - v < max(config.repeat_hours, 1)}
+    state.recent = {
+        k: v
+        for k, v in state.recent.items()
+        if counters.newest_hour - v < max(config.repeat_hours, 1)
+    }
     return out
 
 
@@ -365,9 +420,18 @@ def run_monitor(
         out_marker = prepare_output_dir(out, "monitor")
         out_dir = out_marker.path
         out_dir.mkdir(parents=True, exist_ok=True)
-    clock = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now).tz_convert("UTC")
+    clock = (
+        pd.Timestamp.now(tz="UTC")
+        if now is None
+        else pd.Timestamp(now).tz_convert("UTC")
+    )
     report = MonitorReport()
-    with hold_lock(root, what="monitor state", run=f"monitor {clock.isoformat()}", notes=report.notes):
+    with hold_lock(
+        root,
+        what="monitor state",
+        run=f"monitor {clock.isoformat()}",
+        notes=report.notes,
+    ):
         clean_temps(root)
         hours = max(cfg.windows_hours)
         days = cfg.baseline_days + (hours + 23) // 24 + 2
@@ -376,7 +440,11 @@ def run_monitor(
         cat = _read_catalog(catalog, tax, clock) if catalog is not None else None
         found = scan(events, state.marks)
         report.notes.extend(found.notes)
-        known_sha = {m.sha256: name for name, m in state.marks.items() if m.status == "read" and m.offset == m.size}
+        known_sha = {
+            m.sha256: name
+            for name, m in state.marks.items()
+            if m.status == "read" and m.offset == m.size
+        }
         limit_ns = clock.value + cfg.future_seconds * 1_000_000_000
         counters = state.counters
         changed = bool(found.notes)
@@ -392,7 +460,9 @@ def run_monitor(
                     known_sha.setdefault(chunk.mark.sha256, p.name)
             if chunk.frame is None or chunk.frame.empty:
                 continue
-            counted, late, file_newest = _count(chunk.frame, counters, cat, limit_ns, report.skipped)
+            counted, late, file_newest = _count(
+                chunk.frame, counters, cat, limit_ns, report.skipped
+            )
             report.rows_counted += counted
             report.late_rows += late
             newest = max(newest, file_newest)
@@ -408,11 +478,25 @@ def run_monitor(
             subjects = _subjects(counters, cat, tax, held)
             found_alarms, report.tests, base = A.alarms(counters, subjects, cfg)
             released = H.released_since(root)
-            alerts = _alert_dicts(found_alarms, report.tests, base, counters, subjects, state, cfg, held, released)
+            alerts = _alert_dicts(
+                found_alarms,
+                report.tests,
+                base,
+                counters,
+                subjects,
+                state,
+                cfg,
+                held,
+                released,
+            )
         report.run = state.run
         report.alerts = alerts
         report.held = [a["item_id"] for a in alerts if a["action"] == "hold"]
-        report.newest = pd.Timestamp(state.newest_ns, tz="UTC").isoformat() if state.newest_ns is not None else None
+        report.newest = (
+            pd.Timestamp(state.newest_ns, tz="UTC").isoformat()
+            if state.newest_ns is not None
+            else None
+        )
         summary = {
             "rows_counted": report.rows_counted,
             "late_rows": report.late_rows,

@@ -38,7 +38,14 @@ POINTER = "CURRENT"
 STATE_FILE = "state.json"
 RUN_ALERTS = "alerts.jsonl"
 #: files that mark a folder as the monitor's (or the holds') own
-_OWN = (POINTER, "holds_log.jsonl", "holds.parquet", "_lock", "holds.lock", "alerts.jsonl")
+_OWN = (
+    POINTER,
+    "holds_log.jsonl",
+    "holds.parquet",
+    "_lock",
+    "holds.lock",
+    "alerts.jsonl",
+)
 
 
 @dataclass
@@ -48,7 +55,9 @@ class MonitorState:
     run: int
     marks: dict[str, FileMark]
     counters: Counters
-    recent: dict[str, int] = field(default_factory=dict)  # alert key -> newest hour when last raised
+    recent: dict[str, int] = field(
+        default_factory=dict
+    )  # alert key -> newest hour when last raised
     newest_ns: int | None = None
     folder: Path | None = None  # the version folder (None before the first run)
 
@@ -66,7 +75,11 @@ def check_state_dir(path: str | Path) -> Path:
         raise ConfigError(f"--state {root}: is a file, not a folder")
     if root.is_dir():
         names = {e.name for e in root.iterdir()}
-        if names and not names & set(_OWN) and not any(n.startswith("v") and n[1:].isdigit() for n in names):
+        if (
+            names
+            and not names & set(_OWN)
+            and not any(n.startswith("v") and n[1:].isdigit() for n in names)
+        ):
             shown = ", ".join(sorted(names)[:3])
             raise ConfigError(
                 f"--state {root}: folder holds other files ({shown}) and no monitor state; give a new or empty folder"
@@ -95,7 +108,9 @@ def load_state(root: Path, hours: int, days: int) -> MonitorState:
     try:
         doc = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise ArtifactError(f"{folder}: monitor state cannot be read ({exc}); CURRENT names it") from None
+        raise ArtifactError(
+            f"{folder}: monitor state cannot be read ({exc}); CURRENT names it"
+        ) from None
     if doc.get("state_version") != STATE_VERSION:
         raise ArtifactError(
             f"{folder}: monitor state version {doc.get('state_version')!r}; this engine reads {STATE_VERSION}"
@@ -111,7 +126,9 @@ def load_state(root: Path, hours: int, days: int) -> MonitorState:
     )
 
 
-def commit(root: Path, state: MonitorState, alerts: list[dict[str, Any]], extra: dict[str, Any]) -> Path:
+def commit(
+    root: Path, state: MonitorState, alerts: list[dict[str, Any]], extra: dict[str, Any]
+) -> Path:
     """Write ``state`` as version ``state.run`` and make it current; return its folder.
 
     ``extra`` goes into state.json as is (the run's summary).
@@ -128,9 +145,14 @@ def commit(root: Path, state: MonitorState, alerts: list[dict[str, Any]], extra:
             "counters": state.counters.save(tmp),
             "summary": extra,
         }
-        (tmp / STATE_FILE).write_text(json.dumps(doc, ensure_ascii=False) + "\n", encoding="utf-8")
+        (tmp / STATE_FILE).write_text(
+            json.dumps(doc, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
         (tmp / RUN_ALERTS).write_text(
-            "".join(json.dumps(a, ensure_ascii=False, sort_keys=True) + "\n" for a in alerts), encoding="utf-8"
+            "".join(
+                json.dumps(a, ensure_ascii=False, sort_keys=True) + "\n" for a in alerts
+            ),
+            encoding="utf-8",
         )
     with atomic_path(root / POINTER) as tmp:
         tmp.write_text(name + "\n", encoding="utf-8")
@@ -142,13 +164,21 @@ def commit(root: Path, state: MonitorState, alerts: list[dict[str, Any]], extra:
 def _drop_old(root: Path, keep: set[str]) -> None:
     """Remove versions older than the previous one (the monitor's own folders only)."""
     for entry in root.iterdir():
-        if entry.is_dir() and entry.name.startswith("v") and entry.name[1:].isdigit() and entry.name not in keep:
+        if (
+            entry.is_dir()
+            and entry.name.startswith("v")
+            and entry.name[1:].isdigit()
+            and entry.name not in keep
+        ):
             shutil.rmtree(entry, ignore_errors=True)
 
 
 def clean_temps(root: Path) -> None:
     """Remove what a killed run left half-written (its temporary version folder or pointer)."""
-    clean_stale_temps(root, lambda name: name == POINTER or (name.startswith("v") and name[1:].isdigit()))
+    clean_stale_temps(
+        root,
+        lambda name: name == POINTER or (name.startswith("v") and name[1:].isdigit()),
+    )
 
 
 def run_alerts(folder: Path | None) -> list[dict[str, Any]]:

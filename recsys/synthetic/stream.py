@@ -23,9 +23,9 @@ measurement (tests/test_monitor_stream.py, benchmarks/bench_monitor.py).
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -75,7 +75,9 @@ def _check(plants: Sequence[Plant], truth: GroundTruth) -> None:
     known = set(truth.item_ids.tolist())
     for p in plants:
         if p.kind not in KINDS:
-            raise ConfigError(f"plant kind {p.kind!r} is unknown; valid: {', '.join(KINDS)}")
+            raise ConfigError(
+                f"plant kind {p.kind!r} is unknown; valid: {', '.join(KINDS)}"
+            )
         if p.item_id not in known:
             raise ConfigError(f"plant item {p.item_id!r} is not an item of the city")
         if pd.Timestamp(p.start).tzinfo is None:
@@ -84,10 +86,14 @@ def _check(plants: Sequence[Plant], truth: GroundTruth) -> None:
         ok = 0 < level <= 1 if p.kind == "bad" else level >= 1
         if not ok:
             valid = "0 < strength <= 1" if p.kind == "bad" else "strength >= 1"
-            raise ConfigError(f"plant strength {level} for a {p.kind} item is out of range; valid: {valid}")
+            raise ConfigError(
+                f"plant strength {level} for a {p.kind} item is out of range; valid: {valid}"
+            )
 
 
-def exposure_weights(n_items: int, seed: int | np.random.Generator | None = 0, sigma: float = 1.0) -> np.ndarray:
+def exposure_weights(
+    n_items: int, seed: int | np.random.Generator | None = 0, sigma: float = 1.0
+) -> np.ndarray:
     """A fixed log-normal exposure weight per item (sums to 1): how often each item is shown."""
     w = check_random_state(seed).lognormal(0.0, sigma, n_items)
     return w / w.sum()
@@ -142,16 +148,26 @@ def make_stream(
     """
     t0 = pd.Timestamp(start)
     if t0.tzinfo is None:
-        raise ConfigError(f"start {start!r} has no time zone; give e.g. 2026-06-01T00:00:00Z")
+        raise ConfigError(
+            f"start {start!r} has no time zone; give e.g. 2026-06-01T00:00:00Z"
+        )
     if isinstance(hours, bool) or not isinstance(hours, int) or hours < 1:
         raise ConfigError(f"hours must be an integer >= 1, got {hours!r}")
-    if isinstance(impressions_per_hour, bool) or not isinstance(impressions_per_hour, int) or impressions_per_hour < 1:
-        raise ConfigError(f"impressions_per_hour must be an integer >= 1, got {impressions_per_hour!r}")
+    if (
+        isinstance(impressions_per_hour, bool)
+        or not isinstance(impressions_per_hour, int)
+        or impressions_per_hour < 1
+    ):
+        raise ConfigError(
+            f"impressions_per_hour must be an integer >= 1, got {impressions_per_hour!r}"
+        )
     _check(plants, truth)
     t0 = t0.tz_convert("UTC").floor("h")
     response = load_spec(taxonomy or load_taxonomy()).response
     n_users = len(truth.user_ids)
-    weights = exposure_weights(len(truth.item_ids), seed=np.random.default_rng([seed, 1 << 20]))
+    weights = exposure_weights(
+        len(truth.item_ids), seed=np.random.default_rng([seed, 1 << 20])
+    )
     c = truth.channel_index(channel)
     quality = truth.arrays["item_quality"].astype(np.float64)
     formats = truth.arrays["item_format"].astype(np.int64)
@@ -159,12 +175,31 @@ def make_stream(
     # an item the channel cannot carry is never shown on it
     weights = np.where(carries, weights, 0.0)
     positions = {p: int(truth.item_positions([p.item_id])[0]) for p in plants}
-    if isinstance(first_hour, bool) or not isinstance(first_hour, int) or first_hour < 0:
+    if (
+        isinstance(first_hour, bool)
+        or not isinstance(first_hour, int)
+        or first_hour < 0
+    ):
         raise ConfigError(f"first_hour must be an integer >= 0, got {first_hour!r}")
     for h in range(first_hour, first_hour + hours):
         begin = t0 + h * HOUR
-        yield begin, _hour(truth, begin, h, seed, weights, chan_logit, quality, response, positions, n_users,
-                           impressions_per_hour, channel)
+        yield (
+            begin,
+            _hour(
+                truth,
+                begin,
+                h,
+                seed,
+                weights,
+                chan_logit,
+                quality,
+                response,
+                positions,
+                n_users,
+                impressions_per_hour,
+                channel,
+            ),
+        )
 
 
 def _hour(
@@ -184,7 +219,10 @@ def _hour(
     rng = np.random.default_rng([seed, h])
     w = weights.copy()
     boost = np.zeros(len(w))
-    report_p = sigmoid(float(response.get("report_logit", -6.5)) + float(response.get("report_quality_coef", -1.5)) * quality)
+    report_p = sigmoid(
+        float(response.get("report_logit", -6.5))
+        + float(response.get("report_quality_coef", -1.5)) * quality
+    )
     end = begin + HOUR
     for p, i in plants.items():
         if pd.Timestamp(p.start) < end and p.kind == "viral":
@@ -192,19 +230,26 @@ def _hour(
             boost[i] = np.log(p.level())
     w /= w.sum()
     n = int(rng.poisson(impressions_per_hour))
-    items = np.searchsorted(np.cumsum(w), rng.random(n) * 1.0, side="right").clip(0, len(w) - 1)
+    items = np.searchsorted(np.cumsum(w), rng.random(n) * 1.0, side="right").clip(
+        0, len(w) - 1
+    )
     users = rng.integers(0, n_users, n)
     seconds = rng.integers(0, 3600, n)
     logit, topic_fit = truth.static_pair_logit(users, items)
     click = rng.random(n) < sigmoid(logit + chan_logit[items] + boost[items])
-    share = click & (rng.random(n) < sigmoid(np.full(n, float(response.get("share_logit", -2.8)))))
+    share = click & (
+        rng.random(n) < sigmoid(np.full(n, float(response.get("share_logit", -2.8))))
+    )
     p_report = report_p[items]
     for p, i in plants.items():
         if p.kind == "bad" and pd.Timestamp(p.start) < end:
             # the burst covers the part of the hour from its start on
             after = seconds >= max(0.0, (pd.Timestamp(p.start) - begin).total_seconds())
             p_report = np.where((items == i) & after, p.level(), p_report)
-    p_dismiss = sigmoid(float(response.get("dismiss_logit", -3.0)) + float(response.get("dismiss_topic_coef", -0.6)) * topic_fit)
+    p_dismiss = sigmoid(
+        float(response.get("dismiss_logit", -3.0))
+        + float(response.get("dismiss_topic_coef", -0.6)) * topic_fit
+    )
     r = rng.random(n)
     report = ~click & (r < p_report)
     dismiss = ~click & ~report & (r < p_report + p_dismiss)
@@ -228,14 +273,19 @@ def _hour(
             "user_id": truth.user_ids[users[rows]].astype(object),
             "item_id": truth.item_ids[items[rows]].astype(object),
             "event_type": types,
-            "timestamp": pd.to_datetime(begin.value + secs * 1_000_000_000, utc=True).as_unit("us"),
+            "timestamp": pd.to_datetime(
+                begin.value + secs * 1_000_000_000, utc=True
+            ).as_unit("us"),
             "channel": channel,
         }
     )
 
 
 def write_stream(
-    stream: Iterator[tuple[pd.Timestamp, pd.DataFrame]], folder: str | Path, *, per_file_hours: int = 1
+    stream: Iterator[tuple[pd.Timestamp, pd.DataFrame]],
+    folder: str | Path,
+    *,
+    per_file_hours: int = 1,
 ) -> list[Path]:
     """Write a stream as Parquet files (``events-YYYYMMDDTHH.parquet``, UTC), each atomically; return them."""
     root = Path(folder)
@@ -256,5 +306,7 @@ def write_stream(
 
 def _write(root: Path, first: pd.Timestamp, frames: list[pd.DataFrame]) -> Path:
     path = root / f"events-{first.strftime('%Y%m%dT%H')}.parquet"
-    table = pa.Table.from_pandas(pd.concat(frames, ignore_index=True), preserve_index=False)
+    table = pa.Table.from_pandas(
+        pd.concat(frames, ignore_index=True), preserve_index=False
+    )
     return write_parquet(table, path)
