@@ -305,3 +305,13 @@ def test_a_district_the_push_leaves_behind_is_ranked_first(city, tmp_path):
     top = result.priorities.audiences[0]
     assert (top.group, top.region, top.weight) == ("resident", "lulong", 1.0) and top.topics
     assert any("卢龙县社区居民" in zh for zh, _ in result.recommendations)
+
+
+def test_the_synthetic_campaigns_are_the_taxonomy_calendar():
+    """The generator's surges (model.toml) fall on the days, and lift the topics, the taxonomy's calendar names."""
+    from recsys.synthetic.spec import load_spec
+
+    spec = load_spec(TAX)
+    planted = {(c.month, c.day if not c.rule else 1, c.length_days, c.rule, tuple(sorted(spec.topics[t] for t in c.topics))) for c in spec.campaigns}
+    calendar = {(c.month, c.day if not c.rule else 1, c.length_days, c.rule, tuple(sorted(c.topics))) for c in TAX.calendar}
+    assert planted == calendar
