@@ -339,3 +339,18 @@ def test_a_half_written_event_file_is_one_line(world, events_ok, tmp_path, capsy
     (folder / "b.parquet").write_bytes(raw[: len(raw) // 2])  # the writer is still appending
     code, err = _run(["--pushes", world["pushes"], "--events", folder, "--date", DAY, "--out", tmp_path / "o"], capsys)
     assert code == 2 and err.startswith("error: --events") and "\n" not in err
+
+
+def test_a_vanished_default_users_table_asks_for_users(world, events_ok, tmp_path, capsys):
+    copy = tmp_path / "pushes"
+    shutil.copytree(world["pushes"], copy, ignore=shutil.ignore_patterns("_lift"))
+    manifest_path = partition_dir(copy, DAY, "nightly") / "_manifest.json"
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    manifest["model"] = str(tmp_path / "gone")
+    manifest_path.write_text(json.dumps(manifest), encoding="utf-8")
+    code, err = _run(["--pushes", copy, "--events", events_ok, "--date", DAY, "--out", tmp_path / "o"], capsys)
+    assert code == 2 and "--users PATH" in err
+    users = tmp_path / "users.parquet"
+    world["city"].users.to_parquet(users)
+    code, err = _run(["--pushes", copy, "--events", events_ok, "--date", DAY, "--users", users, "--out", tmp_path / "o"], capsys)
+    assert code == 0, err

@@ -37,7 +37,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from recsys import columns as C
-from recsys.exceptions import DataError
+from recsys.exceptions import DataError, SchemaError
 from recsys.lift import inputs as I
 from recsys.lift.stats import arm_moments, difference, distinct, mean_interval
 from recsys.push.plan import parse_day
@@ -196,6 +196,11 @@ def measure_lift(
         other = I.users_source(night.manifest, users)
         if other != source:
             warnings.append(f"{night.day}: the push read users from {other}; lift uses {source} for every night")
+    if users is None and not source.is_file():
+        raise SchemaError(
+            f"the users table the push of {nights[0]} read ({source}, from its manifest) is not there any more; "
+            "give the users table with --users PATH"
+        )
     table = I.read_users(source, taxonomy)
     n_users, n_channels = len(table.ids), len(table.channels)
     start = I.local_midnight(nights[0], tz)
