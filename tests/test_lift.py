@@ -61,8 +61,9 @@ def world(tmp_path_factory):
 
 def _replay(world, seed: int, *, day=DAY, apply_push: bool = True):
     city = world["city"]
-    return replay_pushes(city.truth, city.users, city.items, world["pushes"], day, days=3, seed=seed,
-                         apply_push=apply_push)
+    return replay_pushes(
+        city.truth, city.users, city.items, world["pushes"], day, days=3, seed=seed, apply_push=apply_push
+    )
 
 
 def _events_dir(world, name: str, events: pd.DataFrame) -> Path:
@@ -93,8 +94,10 @@ def test_intervals_cover_the_truths_lift_over_replays(world):
     for seed in range(N_REPLAYS):
         replay = _replay(world, seed)
         result = measure_lift(world["pushes"], _events_dir(world, f"r{seed}", replay.events), DAY, days=3)
-        truth = {"engaged_items": replay.expected_lift(treated, "items"),
-                 "engaged_pushed_items": replay.expected_lift(treated, "pushed_items")}
+        truth = {
+            "engaged_items": replay.expected_lift(treated, "items"),
+            "engaged_pushed_items": replay.expected_lift(treated, "pushed_items"),
+        }
         for outcome, value in truth.items():
             row = _row(result.lift, "all", "all", outcome)
             # meaningful: the push's effect is well clear of zero at this size
@@ -104,7 +107,9 @@ def test_intervals_cover_the_truths_lift_over_replays(world):
         truths.append(truth["engaged_items"])
         expected = replay.expected.set_index("user_id")
         users = world["city"].users.set_index("user_id")
-        for r in result.lift[(result.lift["dimension"] == "group") & (result.lift["outcome"] == "engaged_items")].itertuples():
+        for r in result.lift[
+            (result.lift["dimension"] == "group") & (result.lift["outcome"] == "engaged_items")
+        ].itertuples():
             if np.isnan(r.lift_low):
                 continue
             ids = treated[users.loc[treated, "group"].to_numpy() == r.value]
@@ -186,7 +191,17 @@ def test_cli_writes_tables_and_report_readable_everywhere(world, capsys):
     replay = _replay(world, 3)
     events = _events_dir(world, "cli", replay.events)
     out = world["root"] / "lift_out"
-    argv = ["lift", "--pushes", str(world["pushes"]), "--events", str(events), "--date", DAY.isoformat(), "--out", str(out)]
+    argv = [
+        "lift",
+        "--pushes",
+        str(world["pushes"]),
+        "--events",
+        str(events),
+        "--date",
+        DAY.isoformat(),
+        "--out",
+        str(out),
+    ]
     assert cli_main(argv) == 0
     assert "engaged_items" in capsys.readouterr().err
     lift = pd.read_parquet(out / "lift.parquet")
@@ -196,7 +211,7 @@ def test_cli_writes_tables_and_report_readable_everywhere(world, capsys):
     n = len(duckdb.sql(f"select * from read_parquet('{out / 'lift.parquet'}')").df())
     assert n == len(lift)
     page = (out / "report.html").read_text(encoding="utf-8")
-    assert "对照组" in page and "holdout" in page and "src=\"http" not in page
+    assert "对照组" in page and "holdout" in page and 'src="http' not in page
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert summary["nights"][0]["date"] == DAY.isoformat()
     # a re-run replaces its own output
@@ -266,7 +281,9 @@ def test_missing_or_empty_holdout_and_unknown_columns(world, events_ok, tmp_path
 
     renamed = tmp_path / "renamed"
     renamed.mkdir()
-    pd.read_parquet(events_ok / "events.parquet").rename(columns={"item_id": "content"}).to_parquet(renamed / "e.parquet")
+    pd.read_parquet(events_ok / "events.parquet").rename(columns={"item_id": "content"}).to_parquet(
+        renamed / "e.parquet"
+    )
     code, err = _run(["--pushes", world["pushes"], "--events", renamed, "--date", DAY, "--out", tmp_path / "o"], capsys)
     assert code == 2 and "'item_id'" in err and "content" in err
 
@@ -281,8 +298,21 @@ def test_missing_or_empty_holdout_and_unknown_columns(world, events_ok, tmp_path
     users = world["city"].users.copy()
     users.loc[0, "group"] = "astronauts"
     users.to_parquet(tmp_path / "users.parquet")
-    code, err = _run(["--pushes", world["pushes"], "--events", events_ok, "--date", DAY, "--users",
-                      tmp_path / "users.parquet", "--out", tmp_path / "o"], capsys)
+    code, err = _run(
+        [
+            "--pushes",
+            world["pushes"],
+            "--events",
+            events_ok,
+            "--date",
+            DAY,
+            "--users",
+            tmp_path / "users.parquet",
+            "--out",
+            tmp_path / "o",
+        ],
+        capsys,
+    )
     assert code == 2 and "astronauts" in err and "'group'" in err
 
     code, err = _run(["--pushes", tmp_path / "nowhere", "--events", events_ok, "--date", DAY], capsys)
@@ -315,19 +345,26 @@ def test_replay_is_deterministic_and_checks_its_parameters(world):
 def test_csv_inputs_give_the_parquet_result(world, events_ok, tmp_path, capsys):
     users = world["city"].users.copy()
     users.to_parquet(tmp_path / "users.parquet")
-    csv_users = users.assign(channels=users["channels"].map("|".join),
-                             push_opt_out=users["push_opt_out"].map({True: "true", False: "false"}))
+    csv_users = users.assign(
+        channels=users["channels"].map("|".join), push_opt_out=users["push_opt_out"].map({True: "true", False: "false"})
+    )
     csv_users.drop(columns=["registered_at"]).to_csv(tmp_path / "users.csv", index=False)
     events = pd.read_parquet(events_ok / "events.parquet")
-    events.assign(timestamp=events["timestamp"].map(lambda t: t.isoformat())).to_csv(tmp_path / "events.csv", index=False)
+    events.assign(timestamp=events["timestamp"].map(lambda t: t.isoformat())).to_csv(
+        tmp_path / "events.csv", index=False
+    )
     a = measure_lift(world["pushes"], events_ok, DAY, users=tmp_path / "users.parquet")
     b = measure_lift(world["pushes"], tmp_path / "events.csv", DAY, users=tmp_path / "users.csv")
     pd.testing.assert_frame_equal(a.lift, b.lift)
     pd.testing.assert_frame_equal(a.ctr, b.ctr)
     # a CSV time without an offset is refused, not guessed
-    events.assign(timestamp=events["timestamp"].dt.strftime("%Y-%m-%d %H:%M:%S")).to_csv(tmp_path / "naive.csv", index=False)
-    code, err = _run(["--pushes", world["pushes"], "--events", tmp_path / "naive.csv", "--date", DAY,
-                      "--out", tmp_path / "o"], capsys)
+    events.assign(timestamp=events["timestamp"].dt.strftime("%Y-%m-%d %H:%M:%S")).to_csv(
+        tmp_path / "naive.csv", index=False
+    )
+    code, err = _run(
+        ["--pushes", world["pushes"], "--events", tmp_path / "naive.csv", "--date", DAY, "--out", tmp_path / "o"],
+        capsys,
+    )
     assert code == 2 and "without a UTC offset" in err
 
 
@@ -352,5 +389,7 @@ def test_a_vanished_default_users_table_asks_for_users(world, events_ok, tmp_pat
     assert code == 2 and "--users PATH" in err
     users = tmp_path / "users.parquet"
     world["city"].users.to_parquet(users)
-    code, err = _run(["--pushes", copy, "--events", events_ok, "--date", DAY, "--users", users, "--out", tmp_path / "o"], capsys)
+    code, err = _run(
+        ["--pushes", copy, "--events", events_ok, "--date", DAY, "--users", users, "--out", tmp_path / "o"], capsys
+    )
     assert code == 0, err

@@ -72,7 +72,10 @@ def test_interval_coverage_on_known_populations():
     for _ in range(400):
         t = rng.poisson(0.9, 300).astype(float)
         h = rng.poisson(0.6, 120).astype(float)
-        d = difference(arm_moments(t, np.zeros(300, dtype=int), None, 1),
-                       arm_moments(h, np.zeros(120, dtype=int), None, 1), min_users=30)
+        d = difference(
+            arm_moments(t, np.zeros(300, dtype=int), None, 1),
+            arm_moments(h, np.zeros(120, dtype=int), None, 1),
+            min_users=30,
+        )
         hits += d.low[0] <= 0.3 <= d.high[0]
     assert 0.92 <= hits / 400 <= 0.98

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -148,8 +149,13 @@ def _read_rows(root: Path, day: dt.date) -> pa.Table:
         )
     if not parts:
         schema = pa.schema(
-            [(C.USER_ID, pa.string()), (C.ITEM_ID, pa.string()), (C.RANK, pa.int16()),
-             (C.CHANNEL, pa.dictionary(pa.int32(), pa.string())), ("kind", pa.dictionary(pa.int32(), pa.string()))]
+            [
+                (C.USER_ID, pa.string()),
+                (C.ITEM_ID, pa.string()),
+                (C.RANK, pa.int16()),
+                (C.CHANNEL, pa.dictionary(pa.int32(), pa.string())),
+                ("kind", pa.dictionary(pa.int32(), pa.string())),
+            ]
         )
         return schema.empty_table()
     return pa.concat_tables(parts, promote_options="permissive").combine_chunks()
@@ -249,8 +255,9 @@ def read_users(path: str | Path, taxonomy: Taxonomy) -> Users:
             frame[C.PUSH_OPT_OUT] = frame[C.PUSH_OPT_OUT].astype(str).str.lower().isin(("true", "1", "yes"))
         if C.REGISTERED_AT in frame.columns:
             frame[C.REGISTERED_AT] = pd.to_datetime(frame[C.REGISTERED_AT], utc=True, errors="coerce")
-        table = pa.Table.from_pandas(frame[[c for c in (*USER_COLUMNS, C.REGISTERED_AT) if c in frame.columns]],
-                                     preserve_index=False)
+        table = pa.Table.from_pandas(
+            frame[[c for c in (*USER_COLUMNS, C.REGISTERED_AT) if c in frame.columns]], preserve_index=False
+        )
     ids = table.column(C.USER_ID).cast(pa.string()).combine_chunks()
     if pc.count_distinct(ids).as_py() != len(ids):
         raise SchemaError(f"{p}: column {C.USER_ID!r} repeats user ids; each user must appear once")
@@ -275,8 +282,9 @@ def read_users(path: str | Path, taxonomy: Taxonomy) -> Users:
             registered = (
                 stamps.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).fill_null(np.iinfo(np.int64).min)
             ).to_numpy()
-    return Users(ids, group, region, groups, regions, np.asarray(opted, dtype=bool), subscribed, personal,
-                 registered, p)
+    return Users(
+        ids, group, region, groups, regions, np.asarray(opted, dtype=bool), subscribed, personal, registered, p
+    )
 
 
 @dataclass(frozen=True)
@@ -327,14 +335,19 @@ def _event_dataset(path: Path) -> ds.Dataset:
         stamps[~seconds] = pd.to_datetime(text[~seconds], utc=True, errors="coerce", format="ISO8601")
         if stamps.isna().any():
             bad = int(stamps.isna().sum())
-            raise SchemaError(f"{path}: column {C.TIMESTAMP!r} has {bad} unparsable time(s); give ISO 8601 with an offset")
+            raise SchemaError(
+                f"{path}: column {C.TIMESTAMP!r} has {bad} unparsable time(s); give ISO 8601 with an offset"
+            )
         frame[C.TIMESTAMP] = stamps
         keep = [c for c in (*EVENT_COLUMNS, C.CHANNEL) if c in frame.columns]
         return ds.dataset(pa.Table.from_pandas(frame[keep], preserve_index=False))
     try:
         if path.is_dir():
-            files = sorted(str(f) for f in path.rglob("*.parquet") if not any(
-                part.startswith((".", "_")) for part in f.relative_to(path).parts))
+            files = sorted(
+                str(f)
+                for f in path.rglob("*.parquet")
+                if not any(part.startswith((".", "_")) for part in f.relative_to(path).parts)
+            )
             if not files:
                 raise SchemaError(f"--events {path}: the folder holds no .parquet file")
             return ds.dataset(files, format="parquet")
@@ -344,7 +357,11 @@ def _event_dataset(path: Path) -> ds.Dataset:
 
 
 def read_events(
-    path: str | Path, users: Users, start: pd.Timestamp, end: pd.Timestamp, last_day: pd.Timestamp,
+    path: str | Path,
+    users: Users,
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    last_day: pd.Timestamp,
     timezone: str = "UTC",
 ) -> Events:
     """Read the positive engagements between ``start`` and ``end`` (UTC, end exclusive).
@@ -391,7 +408,12 @@ def read_events(
 
 
 def _scan(
-    p: Path, data: ds.Dataset, users: Users, start: pd.Timestamp, end: pd.Timestamp, last_day: pd.Timestamp,
+    p: Path,
+    data: ds.Dataset,
+    users: Users,
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    last_day: pd.Timestamp,
     timezone: str,
 ) -> Events:
     names = data.schema.names

@@ -52,11 +52,34 @@ MIN_USERS = 30
 COUNT_TOLERANCE = 0.01
 
 LIFT_COLUMNS = (
-    "date_from", "date_to", "days", "dimension", "value", "outcome", "treated_users", "holdout_users",
-    "treated_mean", "holdout_mean", "lift", "lift_low", "lift_high", "relative_lift", "p_value",
+    "date_from",
+    "date_to",
+    "days",
+    "dimension",
+    "value",
+    "outcome",
+    "treated_users",
+    "holdout_users",
+    "treated_mean",
+    "holdout_mean",
+    "lift",
+    "lift_low",
+    "lift_high",
+    "relative_lift",
+    "p_value",
 )
 CTR_COLUMNS = (
-    "date_from", "date_to", "days", C.CHANNEL, C.RANK, "rows", "users", "engaged_rows", "ctr", "ctr_low", "ctr_high",
+    "date_from",
+    "date_to",
+    "days",
+    C.CHANNEL,
+    C.RANK,
+    "rows",
+    "users",
+    "engaged_rows",
+    "ctr",
+    "ctr_low",
+    "ctr_high",
 )
 
 
@@ -91,7 +114,9 @@ class _Units:
         return np.concatenate(self.user), np.concatenate(self.treated), np.concatenate(self.outcomes)
 
 
-def _night_outcomes(ev: I.Events, mask: np.ndarray, pushed_item: np.ndarray, n_users: int, n_channels: int) -> np.ndarray:
+def _night_outcomes(
+    ev: I.Events, mask: np.ndarray, pushed_item: np.ndarray, n_users: int, n_channels: int
+) -> np.ndarray:
     """Outcome columns per user of the table: OUTCOMES overall, then OUTCOMES per channel.
 
     One sort of the (user, item, channel) keys serves every column: the
@@ -232,7 +257,9 @@ def measure_lift(
         known = row_user >= 0
         to_holdout = int((known & held[np.maximum(row_user, 0)]).sum())
         if to_holdout:
-            warnings.append(f"{night.day}: {to_holdout} push rows went to held-out users; they count in the pushed rows' click-through only")
+            warnings.append(
+                f"{night.day}: {to_holdout} push rows went to held-out users; they count in the pushed rows' click-through only"
+            )
         if (~known).any():
             warnings.append(f"{night.day}: {int((~known).sum())} push rows for users not in {source}; left out")
         n_items = max(len(ev.items), 1)
@@ -272,10 +299,13 @@ def measure_lift(
                 "window": [s.tz_convert(tz).isoformat(), e.tz_convert(tz).isoformat()],
                 "treated_users": int(treated.sum()),
                 "holdout_users": int(control.sum()),
-                "pushed_users": int(len(np.unique(row_user[known & treated[np.maximum(row_user, 0)]]))),
+                "pushed_users": len(np.unique(row_user[known & treated[np.maximum(row_user, 0)]])),
                 "rows": int(rows.num_rows),
-                "push_counted": {"computed": man_users.get("computed"), "holdout": man_users.get("skipped", {}).get("holdout")},
-                "holdout_file_users": int(len(night.holdout)),
+                "push_counted": {
+                    "computed": man_users.get("computed"),
+                    "holdout": man_users.get("skipped", {}).get("holdout"),
+                },
+                "holdout_file_users": len(night.holdout),
             }
         )
         if not treated.any() or not control.any():
@@ -296,7 +326,7 @@ def measure_lift(
         **span,
         "nights": night_info,
         "users_source": str(source),
-        "events": {"positive_in_windows": int(len(ev.user)), "unknown_users": ev.unknown_users},
+        "events": {"positive_in_windows": len(ev.user), "unknown_users": ev.unknown_users},
         "min_users": int(min_users),
         "outcomes": list(OUTCOMES),
         "warnings": warnings,
@@ -305,8 +335,13 @@ def measure_lift(
 
 
 def _lift_table(
-    users: I.Users, user: np.ndarray, arm: np.ndarray, y: np.ndarray, cluster: np.ndarray | None,
-    span: dict[str, Any], min_users: int,
+    users: I.Users,
+    user: np.ndarray,
+    arm: np.ndarray,
+    y: np.ndarray,
+    cluster: np.ndarray | None,
+    span: dict[str, Any],
+    min_users: int,
 ) -> pd.DataFrame:
     k = len(OUTCOMES)
     frames = []
@@ -324,7 +359,9 @@ def _lift_table(
             col = y[on, k * (1 + c) + o]
             cl = cluster[on] if cluster is not None else None
             frames.append(
-                _cells("channel", (channel,), outcome, np.zeros(int(on.sum()), dtype=np.int64), arm[on], col, cl, min_users)
+                _cells(
+                    "channel", (channel,), outcome, np.zeros(int(on.sum()), dtype=np.int64), arm[on], col, cl, min_users
+                )
             )
     table = pd.concat(frames, ignore_index=True)
     for key, value in reversed(list(span.items())):
@@ -333,8 +370,14 @@ def _lift_table(
 
 
 def _cells(
-    dimension: str, values: tuple[str, ...], outcome: str, cell: np.ndarray, arm: np.ndarray, y: np.ndarray,
-    cluster: np.ndarray | None, min_users: int,
+    dimension: str,
+    values: tuple[str, ...],
+    outcome: str,
+    cell: np.ndarray,
+    arm: np.ndarray,
+    y: np.ndarray,
+    cluster: np.ndarray | None,
+    min_users: int,
 ) -> pd.DataFrame:
     n = len(values)
     t = arm.astype(bool)

@@ -61,23 +61,44 @@ def _rows(frame: pd.DataFrame, taxonomy: Taxonomy, first: str) -> list[list[str]
     return out
 
 
-HEADER = ["", "推送组用户 pushed", "对照组用户 holdout", "推送组均值", "对照组均值", "提升 lift", "95% 区间 interval", "相对 relative"]
+HEADER = [
+    "",
+    "推送组用户 pushed",
+    "对照组用户 holdout",
+    "推送组均值",
+    "对照组均值",
+    "提升 lift",
+    "95% 区间 interval",
+    "相对 relative",
+]
 
 
 def build_sections(lift: pd.DataFrame, ctr: pd.DataFrame, summary: dict[str, Any], taxonomy: Taxonomy) -> list[Section]:
     """The report's sections, from the lift and click-through tables and the summary."""
-    span = summary["date_from"] if summary["date_from"] == summary["date_to"] else f"{summary['date_from']} .. {summary['date_to']}"
+    span = (
+        summary["date_from"]
+        if summary["date_from"] == summary["date_to"]
+        else f"{summary['date_from']} .. {summary['date_to']}"
+    )
     head = Section("结论", "Headline")
     overall = lift[lift["dimension"] == "all"]
     for r in overall.itertuples(index=False):
         zh, en = OUTCOME_NAMES[r.outcome]
         verdict = (
-            "显著高于对照组 significantly above the holdout" if r.lift_low > 0
-            else "显著低于对照组 significantly below the holdout" if r.lift_high < 0
-            else "与对照组无显著差别 not distinguishable from the holdout"
-        ) if not math.isnan(r.lift_low) else "人数不足 too few users to tell"
-        head.p(f"{zh} / {en}: {_num(r.treated_mean)} vs {_num(r.holdout_mean)}, lift {r.lift:+.3f} "
-               f"{_interval(r.lift_low, r.lift_high)} — {verdict}.")
+            (
+                "显著高于对照组 significantly above the holdout"
+                if r.lift_low > 0
+                else "显著低于对照组 significantly below the holdout"
+                if r.lift_high < 0
+                else "与对照组无显著差别 not distinguishable from the holdout"
+            )
+            if not math.isnan(r.lift_low)
+            else "人数不足 too few users to tell"
+        )
+        head.p(
+            f"{zh} / {en}: {_num(r.treated_mean)} vs {_num(r.holdout_mean)}, lift {r.lift:+.3f} "
+            f"{_interval(r.lift_low, r.lift_high)} — {verdict}."
+        )
     head.p(
         f"推送日期 Nights: {span}; 观察窗口 window: {summary['days']} 天 local days from each night. "
         f"推送组为当晚可推送且未被留出的全部用户(意向处理),对照组为同晚被留出的可推送用户。"
@@ -94,18 +115,30 @@ def build_sections(lift: pd.DataFrame, ctr: pd.DataFrame, summary: dict[str, Any
             dzh, den = DIMENSION_NAMES[dimension]
             sec = Section(f"按{dzh}:{zh}", f"By {den}: {en}")
             if dimension == "channel":
-                sec.p("渠道行只计该渠道订阅用户在该渠道上的互动。 A channel's row counts its subscribers and only their engagements on that channel.")
+                sec.p(
+                    "渠道行只计该渠道订阅用户在该渠道上的互动。 A channel's row counts its subscribers and only their engagements on that channel."
+                )
             sec.table(HEADER, _rows(part, taxonomy, ""))
             sections.append(sec)
     if len(ctr):
         sec = Section("推送点击率(按渠道与位次)", "Click-through of the push rows by channel and rank")
-        sec.p("一条推送在窗口内被其用户正向互动即计为点击;位次 0 为全部位次。 A row counts when its user engaged with its item within the window; rank 0 is all ranks.")
+        sec.p(
+            "一条推送在窗口内被其用户正向互动即计为点击;位次 0 为全部位次。 A row counts when its user engaged with its item within the window; rank 0 is all ranks."
+        )
         rows = [
-            [_label("channel", r.channel, taxonomy), "all" if r.rank == 0 else str(r.rank), f"{r.rows:,}",
-             f"{r.engaged_rows:,}", _num(r.ctr), _interval(r.ctr_low, r.ctr_high)]
+            [
+                _label("channel", r.channel, taxonomy),
+                "all" if r.rank == 0 else str(r.rank),
+                f"{r.rows:,}",
+                f"{r.engaged_rows:,}",
+                _num(r.ctr),
+                _interval(r.ctr_low, r.ctr_high),
+            ]
             for r in ctr.itertuples(index=False)
         ]
-        sec.table(["渠道 channel", "位次 rank", "推送条数 rows", "互动条数 engaged", "点击率 CTR", "95% 区间 interval"], rows)
+        sec.table(
+            ["渠道 channel", "位次 rank", "推送条数 rows", "互动条数 engaged", "点击率 CTR", "95% 区间 interval"], rows
+        )
         sections.append(sec)
     notes = Section("说明", "Notes")
     items = [
@@ -140,4 +173,3 @@ def headline(lift: pd.DataFrame) -> list[str]:
             f"lift {r.lift:+.3f} {_interval(r.lift_low, r.lift_high)}"
         )
     return lines
-

@@ -78,12 +78,17 @@ def run_lift(
     folder = Path(out) if out is not None else default_out(pushes, first, last, days)
     # refuse a bad output folder before reading millions of rows
     prepare_output_dir(folder, NAME, force=force)
-    result = measure_lift(pushes, events, first, until=last, days=days, users=users, taxonomy=taxonomy,
-                          min_users=min_users)
+    result = measure_lift(
+        pushes, events, first, until=last, days=days, users=users, taxonomy=taxonomy, min_users=min_users
+    )
     write_lift(result, folder, taxonomy, force=force)
     summary = {**result.summary, "output": str(folder)}
     if stream is not None:
-        span = result.summary["date_from"] if last is None else f"{result.summary['date_from']}..{result.summary['date_to']}"
+        span = (
+            result.summary["date_from"]
+            if last is None
+            else f"{result.summary['date_from']}..{result.summary['date_to']}"
+        )
         lines = [f"lift {span} over {days} days -> {folder}", *headline(result.lift)]
         lines += [f"  warning: {w}" for w in result.summary["warnings"]]
         print("\n".join(lines), file=stream)

@@ -26,9 +26,10 @@ push (:attr:`Replay.expected`): the truth the lift estimate is checked against.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -163,7 +164,8 @@ def replay_pushes(
 
         personal = load_taxonomy().personal_channels
     subscribed = [
-        [c for c in (list(v) if v is not None else []) if c in personal] for v in users.get(C.CHANNELS, [personal] * n_users)
+        [c for c in (list(v) if v is not None else []) if c in personal]
+        for v in users.get(C.CHANNELS, [personal] * n_users)
     ]
 
     rows = read_pushes(pushes, day)
