@@ -48,10 +48,27 @@ def _city(users: int, items: int) -> Path:
         if folder.exists():
             shutil.rmtree(folder)
         recsys = [sys.executable, "-m", "recsys.cli"]
-        subprocess.run([*recsys, "generate", "--users", str(users), "--items", str(items), "--days", "60",
-                        "--out", str(folder / "city")], check=True, stdout=subprocess.DEVNULL)
-        subprocess.run([*recsys, "train", "--data", str(folder / "city"), "--out", str(folder / "models")],
-                       check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                *recsys,
+                "generate",
+                "--users",
+                str(users),
+                "--items",
+                str(items),
+                "--days",
+                "60",
+                "--out",
+                str(folder / "city"),
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        subprocess.run(
+            [*recsys, "train", "--data", str(folder / "city"), "--out", str(folder / "models")],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
     return folder
 
 
@@ -105,13 +122,27 @@ def main() -> None:
         shutil.rmtree(out)
     t = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-m", "recsys.cli", "broadcast", "--model", str(folder / "models" / "latest"),
-         "--date", DAY.isoformat(), "--places", str(places_path), "--items", str(folder / "city" / "items.parquet"),
-         "--out", str(out)],
-        check=True, stdout=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "recsys.cli",
+            "broadcast",
+            "--model",
+            str(folder / "models" / "latest"),
+            "--date",
+            DAY.isoformat(),
+            "--places",
+            str(places_path),
+            "--items",
+            str(folder / "city" / "items.parquet"),
+            "--out",
+            str(out),
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
     )
     result["command_s"] = round(time.perf_counter() - t, 2)
-    result["command_rows"] = int(len(pd.read_parquet(out)))
+    result["command_rows"] = len(pd.read_parquet(out))
 
     if args.quality:
         from recsys.evaluation.simulate import load_truth

@@ -13,8 +13,8 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-
 from push_city import engine_config
+
 from recsys import columns as C
 from recsys.broadcast import schedule
 from recsys.broadcast.evaluate import evaluate_broadcast, summarize
@@ -110,7 +110,7 @@ def test_the_audience_mix_decides(world):
     assert got["youth_only"] != got["farmers_only"]
     # an item targeted at youth only never goes to the place without youth, and vice versa for farmers
     items = _items_by_id(world)
-    only = lambda g: {i for i, t in items[C.TARGET_GROUPS].items() if len(t) and set(t) <= {g}}  # noqa: E731
+    only = lambda g: {i for i, t in items[C.TARGET_GROUPS].items() if len(t) and set(t) <= {g}}
     assert not got["farmers_only"] & only("youth")
     assert not got["youth_only"] & only("farmer") and not got["youth_only"] & only("resident")
     # on the truth, each place's programme engages its own audience more than the other place's programme
@@ -159,7 +159,9 @@ def test_holds_and_repeat_days(world, tmp_path):
     # with no repeat window, tomorrow repeats much of today
     run_broadcast(dataclass_replace(spec, out=tmp_path / "out0", config=BroadcastConfig(repeat_days=0)))
     run_broadcast(
-        dataclass_replace(spec, out=tmp_path / "out0", day=DAY + dt.timedelta(days=1), config=BroadcastConfig(repeat_days=0))
+        dataclass_replace(
+            spec, out=tmp_path / "out0", day=DAY + dt.timedelta(days=1), config=BroadcastConfig(repeat_days=0)
+        )
     )
     again = read_programmes(tmp_path / "out0")
     assert again.duplicated([C.PLACE_ID, C.ITEM_ID]).any()
@@ -187,7 +189,7 @@ def test_priority_topics_are_chosen_first_for_their_audience(world):
     table = np.zeros((len(tax.groups), len(tax.regions), len(tax.topics)), np.float32)
     table[list(tax.groups).index("farmer"), :, list(tax.topics).index(topic)] = 1.0
     boosted = plan_programmes(state, kiosks, DAY, BroadcastConfig(priority_boost=5.0), priorities=table)
-    shown = lambda rows: sum(topic in topic_of[i] for i in rows[C.ITEM_ID])  # noqa: E731
+    shown = lambda rows: sum(topic in topic_of[i] for i in rows[C.ITEM_ID])
     assert shown(boosted.rows) > shown(base.rows)
     marked = boosted.rows[boosted.rows[C.REASONS].map(lambda r: PRIORITY_REASON in r)]
     assert len(marked) and all(topic in topic_of[i] for i in marked[C.ITEM_ID])
@@ -210,7 +212,9 @@ def test_an_item_longer_than_every_slot_is_refused(world):
     video = items.index[(items[C.FORMAT] == "video") & (items[C.REVIEW_STATUS] == "approved")][0]
     items.loc[video, C.DURATION_SECONDS] = 99_999.0
     rec = Recommender.from_model(world["state"].model, catalog=items)
-    with pytest.raises(SchemaError, match=rf"item_id {items.at[video, C.ITEM_ID]!r} has duration_seconds=99999, longer than any slot"):
+    with pytest.raises(
+        SchemaError, match=rf"item_id {items.at[video, C.ITEM_ID]!r} has duration_seconds=99999, longer than any slot"
+    ):
         plan_programmes(rec.state, world["places"], DAY, BroadcastConfig())
 
 
@@ -272,8 +276,15 @@ def test_packing_uses_several_slots_best_fit():
     values = np.array([[5.0, 4.0, 3.0, 2.0]], np.float32)
     duration = np.array([60.0, 50.0, 40.0, 10.0])
     packed = schedule.pack(
-        values, np.ones((1, 4), bool), duration, np.arange(4), np.array([2]), np.array([100.0]), candidates=4,
-        topic_decay=1.0, by_density=False,
+        values,
+        np.ones((1, 4), bool),
+        duration,
+        np.arange(4),
+        np.array([2]),
+        np.array([100.0]),
+        candidates=4,
+        topic_decay=1.0,
+        by_density=False,
     )
     by_slot = {s: sorted(packed.item[packed.slot == s].tolist()) for s in set(packed.slot.tolist())}
     assert sorted(by_slot.values()) == [[0, 2], [1, 3]]
@@ -287,27 +298,50 @@ def test_command_writes_partitioned_programmes_readable_everywhere(world, tmp_pa
 
     out = tmp_path / "programmes"
     args = [
-        "broadcast", "--model", str(world["root"] / "models" / "latest"), "--date", "2026-06-30",
-        "--places", str(world["root"] / "city" / "places.parquet"), "--items",
-        str(world["root"] / "city" / "items.parquet"), "--out", str(out),
+        "broadcast",
+        "--model",
+        str(world["root"] / "models" / "latest"),
+        "--date",
+        "2026-06-30",
+        "--places",
+        str(world["root"] / "city" / "places.parquet"),
+        "--items",
+        str(world["root"] / "city" / "items.parquet"),
+        "--out",
+        str(out),
     ]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "kiosk" in printed and "have no duration_seconds" in printed
     frame = pd.read_parquet(out)
     n = len(frame)
-    assert n > 0 and set(frame.columns) >= {"place_id", "slot", "start_offset_s", "item_id", "expected_engagement", "reasons", "date", "channel"}
+    assert n > 0 and set(frame.columns) >= {
+        "place_id",
+        "slot",
+        "start_offset_s",
+        "item_id",
+        "expected_engagement",
+        "reasons",
+        "date",
+        "channel",
+    }
     assert ds.dataset(out, partitioning="hive").to_table().num_rows == n
-    assert duckdb.sql(f"select count(*) from read_parquet('{out}/**/*.parquet', hive_partitioning=true)").fetchall()[0][0] == n
+    assert (
+        duckdb.sql(f"select count(*) from read_parquet('{out}/**/*.parquet', hive_partitioning=true)").fetchall()[0][0]
+        == n
+    )
     manifest = json.loads((out / "date=2026-06-30" / "_manifest.json").read_text())
     assert set(manifest["channels"]) == {"tv", "radio", "cinema", "kiosk"}
     assert sum(c["rows"] for c in manifest["channels"].values()) == n
     assert manifest["channels"]["tv"]["run"]["items_left_out"]["no_duration"] > 0
     # a re-run for one region and channel replaces that region's rows only
     before = read_programmes(out, DAY)
-    assert main([*args, "--channel", "tv", "--region", "qinglong", "--config", str(_config(tmp_path, topic_decay=1.0))]) == 0
+    assert (
+        main([*args, "--channel", "tv", "--region", "qinglong", "--config", str(_config(tmp_path, topic_decay=1.0))])
+        == 0
+    )
     after = read_programmes(out, DAY)
-    keep = lambda f: f[f[C.PLACE_ID] != "tv_qinglong"].reset_index(drop=True)  # noqa: E731
+    keep = lambda f: f[f[C.PLACE_ID] != "tv_qinglong"].reset_index(drop=True)
     pd.testing.assert_frame_equal(keep(before), keep(after))
     assert len(after[after[C.PLACE_ID] == "tv_qinglong"]) > 0
 
@@ -328,8 +362,15 @@ def _config(folder, **values):
 )
 def test_bad_options_are_one_line_errors(world, tmp_path, capsys, extra, match):
     args = [
-        "broadcast", "--model", str(world["root"] / "models" / "latest"), "--date", "2026-06-30",
-        "--places", str(world["root"] / "city" / "places.parquet"), "--out", str(tmp_path / "o"),
+        "broadcast",
+        "--model",
+        str(world["root"] / "models" / "latest"),
+        "--date",
+        "2026-06-30",
+        "--places",
+        str(world["root"] / "city" / "places.parquet"),
+        "--out",
+        str(tmp_path / "o"),
     ]
     assert main([*args, *extra]) == 2
     err = capsys.readouterr().err
@@ -355,7 +396,10 @@ def test_no_place_selected_is_an_error_not_an_empty_file(world, tmp_path):
     places = world["places"].query("channel != 'cinema'")
     places.assign(**{C.AUDIENCE: places[C.AUDIENCE].map(json.dumps)}).to_parquet(tmp_path / "p.parquet")
     spec = BroadcastSpec(
-        model=world["root"] / "models" / "latest", day=DAY, places=tmp_path / "p.parquet", out=tmp_path / "o",
+        model=world["root"] / "models" / "latest",
+        day=DAY,
+        places=tmp_path / "p.parquet",
+        out=tmp_path / "o",
         channel="cinema",
     )
     with pytest.raises(DataError, match=r"no place of channel 'cinema'; nothing to schedule"):
@@ -382,7 +426,9 @@ def test_evaluation_section_reports_every_channel_and_district(world):
 
     city, state = world["city"], world["state"]
     at = pd.Timestamp("2026-06-29T12:00:00+08:00")  # not a midnight: the programmes are for the next day
-    bc = broadcast_metrics(state.model, world["items"], city.users, world["root"] / "city" / "places.parquet", at, city.truth)
+    bc = broadcast_metrics(
+        state.model, world["items"], city.users, world["root"] / "city" / "places.parquet", at, city.truth
+    )
     assert bc["day"] == "2026-06-30" and bc["places"] == len(world["places"])
     assert {r["channel"] for r in bc["by_channel"]} == {"tv", "radio", "cinema", "kiosk"}
     assert len(bc["by_region"]) == len(state.taxonomy.regions)

@@ -70,7 +70,12 @@ def test_a_file_and_a_parquet_struct_mix_read_the_same(tax, tmp_path):
 @pytest.mark.parametrize(
     "column, values, error, match",
     [
-        ("channel", ["app_push", "tv"], SchemaError, r"row 0 \(place_id 'tv_qinglong'\): channel 'app_push' is a personal"),
+        (
+            "channel",
+            ["app_push", "tv"],
+            SchemaError,
+            r"row 0 \(place_id 'tv_qinglong'\): channel 'app_push' is a personal",
+        ),
         ("channel", ["tv", "fax"], UnknownCodeError, r"row 1 .*channel='fax'; valid: app_push"),
         ("audience", ['{"farmer": 0.6}', None], SchemaError, r"row 0 .*sum to 0\.6; they must sum to 1"),
         ("audience", ['{"farmer": 0.5, "aliens": 0.5}', None], UnknownCodeError, r"row 0 .*unknown group 'aliens'"),
@@ -123,7 +128,9 @@ def test_item_duration_is_optional_and_must_be_positive(tax):
             "duration_seconds": [90.0, None, 0.0, -5.0],
         }
     )
-    events = pd.DataFrame({"user_id": ["u"], "item_id": ["a"], "event_type": ["click"], "timestamp": ["2024-01-01T00:00:00Z"]})
+    events = pd.DataFrame(
+        {"user_id": ["u"], "item_id": ["a"], "event_type": ["click"], "timestamp": ["2024-01-01T00:00:00Z"]}
+    )
     result = schema.validate_tables(users, items, events, taxonomy=tax, end="2025-01-01")
     assert result.items["item_id"].tolist() == ["a", "b"]
     assert result.items["duration_seconds"].iloc[0] == 90.0 and pd.isna(result.items["duration_seconds"].iloc[1])
@@ -147,8 +154,8 @@ def test_synthetic_city_places_follow_the_plan(tax):
     assert (places.loc[places.channel == "radio", "audience_source"] == "users").all()
     assert (places.loc[places.channel != "radio", "audience_source"] == "given").all()
     # a school kiosk's audience is mostly pupils and students; a village kiosk's mostly farmers and elderly
-    youth = set(k for k, g in tax.sub_groups.items() if g == "youth") | {"youth"}
-    farm = set(k for k, g in tax.sub_groups.items() if g == "farmer") | {"farmer", "elderly"}
+    youth = {k for k, g in tax.sub_groups.items() if g == "youth"} | {"youth"}
+    farm = {k for k, g in tax.sub_groups.items() if g == "farmer"} | {"farmer", "elderly"}
     for pid, mix in zip(places.place_id, places.audience):
         if pid.startswith("school_"):
             assert sum(v for k, v in mix.items() if k in youth) > 0.6, (pid, mix)

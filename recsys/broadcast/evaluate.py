@@ -36,7 +36,14 @@ SIMULATED = "simulated_engagement"
 
 
 def _segment_prob(
-    truth: Any, users: pd.DataFrame, region: str, channel: str, items: np.ndarray, keys: list[str], taxonomy, at: pd.Timestamp
+    truth: Any,
+    users: pd.DataFrame,
+    region: str,
+    channel: str,
+    items: np.ndarray,
+    keys: list[str],
+    taxonomy,
+    at: pd.Timestamp,
 ) -> dict[str, np.ndarray]:
     """Mean true probability per audience key (group or sub-group code) of the region's residents, per item."""
     here = users[users[C.REGION] == region]
@@ -196,7 +203,7 @@ def broadcast_metrics(
     filled = {p: float(per_place[f"{p}_filled_s"].sum() / per_place["capacity_s"].sum()) for p in POLICIES}
     return {
         "day": day.isoformat(),
-        "places": int(len(per_place)),
+        "places": len(per_place),
         "fill_share": {p: round(v, 4) for p, v in filled.items()},
         "total": _records(summarize(per_place, []))[0],
         "by_channel": _records(summarize(per_place, [C.CHANNEL])),

@@ -172,15 +172,15 @@ def _channel_summary(prog: Programmes, channel: str) -> dict[str, Any]:
     short = stats[stats["short_s"] > 0].sort_values("short_s", ascending=False)
     capacity = float(stats["capacity_s"].sum())
     return {
-        "places": int(len(stats)),
-        "rows": int(len(rows)),
+        "places": len(stats),
+        "rows": len(rows),
         "distinct_items": int(rows[C.ITEM_ID].nunique()),
         "capacity_s": capacity,
         "filled_s": float(stats["filled_s"].sum()),
         "fill_share": round(float(stats["filled_s"].sum()) / capacity, 4) if capacity else 0.0,
         "expected_engagement": round(float(rows[C.EXPECTED_ENGAGEMENT].sum()), 4),
         # not an error: the places with time left empty because too few eligible items exist
-        "places_short": int(len(short)),
+        "places_short": len(short),
         "short_s": float(short["short_s"].sum()),
         "shortfall": [
             {"place_id": p, "short_s": float(s), "eligible_items": int(e)}
@@ -235,14 +235,20 @@ def run_broadcast(spec: BroadcastSpec) -> dict[str, Any]:
         shown = shown_before(spec.out, spec.day, spec.config.repeat_days)
         table = None
         if spec.priorities is not None:
-            from recsys.push.priorities import load_priorities
             from recsys.broadcast.programme import day_bounds
+            from recsys.push.priorities import load_priorities
 
             noon = pd.Timestamp(day_bounds(spec.day, tax)[0] + 12 * 3600 * 10**9, tz="UTC")
             table = load_priorities(spec.priorities, tax).boost_table(tax, noon)
         prog = plan_programmes(
-            state, places, spec.day, spec.config, held=held, shown=shown,
-            priorities=table, all_places=all_places,
+            state,
+            places,
+            spec.day,
+            spec.config,
+            held=held,
+            shown=shown,
+            priorities=table,
+            all_places=all_places,
         )
         channels = sorted(set(places[C.CHANNEL]))
         for channel in channels:
@@ -256,7 +262,7 @@ def run_broadcast(spec: BroadcastSpec) -> dict[str, Any]:
             "model_version": recommender.version,
             "places_file": str(spec.places),
             "filters": {"channel": spec.channel, "region": spec.region},
-            "written_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "written_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "config": dataclasses.asdict(spec.config),
             "holds": len(held),
             "priorities": None if spec.priorities is None else str(spec.priorities),

@@ -75,8 +75,7 @@ def _parse_mix(value: Any, where: str) -> dict[str, float] | None:
             value = json.loads(text)
         except json.JSONDecodeError:
             raise SchemaError(
-                f"{where}: audience {text[:80]!r} is not a JSON object such as "
-                '{"farmer": 0.6, "elderly": 0.4}'
+                f'{where}: audience {text[:80]!r} is not a JSON object such as {{"farmer": 0.6, "elderly": 0.4}}'
             ) from None
     if not isinstance(value, dict):
         raise SchemaError(
@@ -104,9 +103,7 @@ def _check_mix(mix: dict[str, float], taxonomy: Taxonomy, where: str) -> dict[st
             )
     total = sum(mix.values())
     if abs(total - 1.0) > SHARE_TOLERANCE:
-        raise SchemaError(
-            f"{where}: audience shares sum to {total:.4g}; they must sum to 1 (within {SHARE_TOLERANCE})"
-        )
+        raise SchemaError(f"{where}: audience shares sum to {total:.4g}; they must sum to 1 (within {SHARE_TOLERANCE})")
     return {code: share / total for code, share in mix.items() if share > 0}
 
 
@@ -159,9 +156,7 @@ def _hours(value: str, where: str) -> str:
     return text
 
 
-def load_places(
-    path: str | Path | pd.DataFrame, taxonomy: Taxonomy, users: pd.DataFrame | None = None
-) -> pd.DataFrame:
+def load_places(path: str | Path | pd.DataFrame, taxonomy: Taxonomy, users: pd.DataFrame | None = None) -> pd.DataFrame:
     """Read, check and normalize a places table.
 
     Parameters
@@ -220,9 +215,13 @@ def load_places(
         source = SOURCE_GIVEN
         if mix is None:
             if mixes_by_region is None:
-                raise SchemaError(f"{where}: no audience mix, and no users table to derive it from; give one or pass the users")
+                raise SchemaError(
+                    f"{where}: no audience mix, and no users table to derive it from; give one or pass the users"
+                )
             if rec[C.REGION] not in mixes_by_region:
-                raise SchemaError(f"{where}: no audience mix, and region {rec[C.REGION]!r} has no registered users to derive it from")
+                raise SchemaError(
+                    f"{where}: no audience mix, and region {rec[C.REGION]!r} has no registered users to derive it from"
+                )
             mix, source = dict(mixes_by_region[rec[C.REGION]]), SOURCE_USERS
         else:
             mix = _check_mix(mix, taxonomy, where)

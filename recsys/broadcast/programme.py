@@ -8,8 +8,8 @@ benchmark call it alike.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -223,9 +223,7 @@ def plan_programmes(
     live_not_held[held_idx] = False
     timed = np.isfinite(duration) & (duration > 0)
     fmt_codes = list(tax.formats)
-    carried = {
-        ch: np.isin(cat.format_code, [fmt_codes.index(f) for f in fmts]) for ch, fmts in formats.items()
-    }
+    carried = {ch: np.isin(cat.format_code, [fmt_codes.index(f) for f in fmts]) for ch, fmts in formats.items()}
     run_channels = sorted(set(places[C.CHANNEL]))
     any_carried = np.zeros(cat.n_items, bool)
     for ch in run_channels:
@@ -242,7 +240,9 @@ def plan_programmes(
     if priorities is not None:
         expected = (len(tax.groups), len(tax.regions), len(tax.topics))
         if priorities.shape != expected:
-            raise ConfigError(f"priorities table has shape {priorities.shape}; expected {expected} (groups, regions, topics)")
+            raise ConfigError(
+                f"priorities table has shape {priorities.shape}; expected {expected} (groups, regions, topics)"
+            )
         weight = np.concatenate([priorities[seg.group, seg.region], np.zeros((len(seg), 1), np.float32)], axis=1)
         best = np.take_along_axis(weight[:, None, :], cat.topic_idx[None, :, :], axis=2).max(axis=2)
         if (best > 0).any():
@@ -281,16 +281,32 @@ def plan_programmes(
         if policy == "engine":
             choose = None if extra is None else v + scores.place_values(seg, extra, rows)
             packed = schedule.pack(
-                v, ok, duration, main_topic, slots[rows], seconds[rows],
-                candidates=config.candidates, topic_decay=config.topic_decay, choose=choose,
+                v,
+                ok,
+                duration,
+                main_topic,
+                slots[rows],
+                seconds[rows],
+                candidates=config.candidates,
+                topic_decay=config.topic_decay,
+                choose=choose,
                 by_density=True if by_density is None else by_density,
             )
         else:
             # the playlist's order is popularity; the value reported stays the engine's estimate
-            pop = popularity[region_pos[rows]] if policy == "region_popular" else np.broadcast_to(popularity[-1], v.shape)
+            pop = (
+                popularity[region_pos[rows]] if policy == "region_popular" else np.broadcast_to(popularity[-1], v.shape)
+            )
             packed = schedule.pack(
-                v, ok, duration, main_topic, slots[rows], seconds[rows],
-                candidates=config.candidates, topic_decay=1.0, choose=pop,
+                v,
+                ok,
+                duration,
+                main_topic,
+                slots[rows],
+                seconds[rows],
+                candidates=config.candidates,
+                topic_decay=1.0,
+                choose=pop,
                 by_density=False if by_density is None else by_density,
             )
         eligible = ok.sum(axis=1)

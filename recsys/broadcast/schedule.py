@@ -207,7 +207,12 @@ def _greedy(
 
 
 def _unfilled(
-    rows: tuple[np.ndarray, ...], ok: np.ndarray, duration: np.ndarray, slots: np.ndarray, slot_seconds: np.ndarray, b: int
+    rows: tuple[np.ndarray, ...],
+    ok: np.ndarray,
+    duration: np.ndarray,
+    slots: np.ndarray,
+    slot_seconds: np.ndarray,
+    b: int,
 ) -> np.ndarray:
     """Places with a gap that an unused eligible item would fit."""
     place, slot, item, _ = rows
@@ -221,7 +226,9 @@ def _unfilled(
     return np.flatnonzero(shortest <= gap + 1e-9)
 
 
-def gaps(packed: Packed, duration: np.ndarray, ok: np.ndarray, slots: np.ndarray, slot_seconds: np.ndarray) -> np.ndarray:
+def gaps(
+    packed: Packed, duration: np.ndarray, ok: np.ndarray, slots: np.ndarray, slot_seconds: np.ndarray
+) -> np.ndarray:
     """Places of a packed block with a gap an unused eligible item would fit (should be none)."""
     rows = (packed.place, packed.slot, packed.item, packed.start)
     safe = np.where(np.isfinite(duration) & (duration > 0), duration, 1.0)

@@ -19,24 +19,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--places", required=True, metavar="PATH", help="places table (places.parquet or places.csv; see the README)"
     )
     parser.add_argument(
-        "--out", required=True, metavar="DIR",
+        "--out",
+        required=True,
+        metavar="DIR",
         help="programmes folder: new, empty or written by recsys broadcast before (earlier days there are what "
         "[broadcast] repeat_days reads; a re-run replaces that day's rows of the places it schedules)",
     )
     parser.add_argument("--channel", default=None, metavar="C", help="only places of this broadcast channel")
     parser.add_argument("--region", default=None, metavar="R", help="only places of this region")
     parser.add_argument(
-        "--items", default=None, metavar="PATH",
+        "--items",
+        default=None,
+        metavar="PATH",
         help="the current catalogue (items table); eligibility is checked against it (default: the bundle's copy)",
     )
     parser.add_argument(
-        "--users", default=None, metavar="PATH",
+        "--users",
+        default=None,
+        metavar="PATH",
         help="users table giving a place without an audience mix its region's registered users' mix "
         "(default: the bundle's users)",
     )
     parser.add_argument("--holds", default=None, metavar="DIR", help="holds folder: held items are never scheduled")
     parser.add_argument(
-        "--priorities", default=None, metavar="PATH",
+        "--priorities",
+        default=None,
+        metavar="PATH",
         help="priorities.toml of recsys demand: its audiences' priority topics are chosen first where those "
         "audiences watch",
     )
@@ -78,5 +86,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{channel:<8} {s['places']:>7,} {s['rows']:>7,} {s['fill_share']:>8.1%} {s['places_short']:>6,}")
     left = manifest["channels"][shown[0]]["run"]["items_left_out"] if shown else {}
     if left.get("no_duration"):
-        print(f"{left['no_duration']:,} items of these channels' formats have no duration_seconds and were not scheduled")
+        print(
+            f"{left['no_duration']:,} items of these channels' formats have no duration_seconds and were not scheduled"
+        )
     return 0

@@ -43,33 +43,65 @@ TIMED_FORMATS = ("video", "short_video", "audio", "animation")
 #: (large = close to the tilted district mix), whether the mix is written to the table
 KINDS: dict[str, dict] = {
     "tv": {
-        "channel": "tv", "slots_per_day": 4, "slot_seconds": 900.0, "active_hours": "06:00-23:00",
-        "tilt": {"elderly": 2.0, "farmer": 1.3, "youth": 0.6, "college": 0.4}, "concentration": 400.0, "mix": True,
+        "channel": "tv",
+        "slots_per_day": 4,
+        "slot_seconds": 900.0,
+        "active_hours": "06:00-23:00",
+        "tilt": {"elderly": 2.0, "farmer": 1.3, "youth": 0.6, "college": 0.4},
+        "concentration": 400.0,
+        "mix": True,
     },
     "radio": {
-        "channel": "radio", "slots_per_day": 3, "slot_seconds": 1800.0, "active_hours": "06:00-22:00",
-        "tilt": {}, "concentration": 0.0, "mix": False,
+        "channel": "radio",
+        "slots_per_day": 3,
+        "slot_seconds": 1800.0,
+        "active_hours": "06:00-22:00",
+        "tilt": {},
+        "concentration": 0.0,
+        "mix": False,
     },
     "cinema": {
-        "channel": "cinema", "slots_per_day": 6, "slot_seconds": 240.0, "active_hours": "10:00-23:00",
+        "channel": "cinema",
+        "slots_per_day": 6,
+        "slot_seconds": 240.0,
+        "active_hours": "10:00-23:00",
         "tilt": {"youth": 2.0, "preschool": 0.3, "urban_worker": 1.4, "elderly": 0.3, "farmer": 0.3},
-        "concentration": 150.0, "mix": True,
+        "concentration": 150.0,
+        "mix": True,
     },
     "community": {
-        "channel": "kiosk", "slots_per_day": 1, "slot_seconds": 1800.0, "active_hours": "08:00-20:00",
+        "channel": "kiosk",
+        "slots_per_day": 1,
+        "slot_seconds": 1800.0,
+        "active_hours": "08:00-20:00",
         "tilt": {"resident": 3.0, "elderly": 4.0, "urban_worker": 1.0, "youth": 0.5, "farmer": 0.3},
-        "concentration": 40.0, "mix": True,
+        "concentration": 40.0,
+        "mix": True,
     },
     "school": {
-        "channel": "kiosk", "slots_per_day": 1, "slot_seconds": 1200.0, "active_hours": "07:30-17:30",
-        "tilt": {"youth": 25.0, "preschool": 0.5, "civil_servant": 0.5, "farmer": 0.1, "urban_worker": 0.1,
-                 "resident": 0.1},
-        "concentration": 40.0, "mix": True,
+        "channel": "kiosk",
+        "slots_per_day": 1,
+        "slot_seconds": 1200.0,
+        "active_hours": "07:30-17:30",
+        "tilt": {
+            "youth": 25.0,
+            "preschool": 0.5,
+            "civil_servant": 0.5,
+            "farmer": 0.1,
+            "urban_worker": 0.1,
+            "resident": 0.1,
+        },
+        "concentration": 40.0,
+        "mix": True,
     },
     "village": {
-        "channel": "kiosk", "slots_per_day": 1, "slot_seconds": 1800.0, "active_hours": "08:00-19:00",
+        "channel": "kiosk",
+        "slots_per_day": 1,
+        "slot_seconds": 1800.0,
+        "active_hours": "08:00-19:00",
         "tilt": {"farmer": 4.0, "elderly": 2.5, "youth": 0.5, "urban_worker": 0.2, "civil_servant": 0.3},
-        "concentration": 40.0, "mix": True,
+        "concentration": 40.0,
+        "mix": True,
     },
 }
 #: share of a district's kiosks at schools; the rest are in communities (urban) or villages (rural)
@@ -82,8 +114,12 @@ MAX_DURATION_SECONDS = 1800.0
 MIN_SHARE = 0.01
 
 _NAMES = {
-    "tv": "{zh}电视台", "radio": "{zh}人民广播电台", "cinema": "{zh}影院{n}",
-    "community": "{zh}社区科普e站{n}", "school": "{zh}校园科普e站{n}", "village": "{zh}村级科普e站{n}",
+    "tv": "{zh}电视台",
+    "radio": "{zh}人民广播电台",
+    "cinema": "{zh}影院{n}",
+    "community": "{zh}社区科普e站{n}",
+    "school": "{zh}校园科普e站{n}",
+    "village": "{zh}村级科普e站{n}",
 }
 
 
@@ -192,7 +228,7 @@ def make_places(spec: Spec, taxonomy: Taxonomy, n_kiosks: int, rng: np.random.Ge
             add("cinema", int(r), n + 1)
     per_region = _counts(int(n_kiosks), spec.region_share)
     for r, count in enumerate(per_region.tolist()):
-        schools = int(round(SCHOOL_SHARE * count))
+        schools = round(SCHOOL_SHARE * count)
         local = "community" if urban[r] else "village"
         for n in range(count):
             add("school" if n < schools else local, r, n + 1)
