@@ -425,6 +425,11 @@ def test_broadcast_places_lower_what_the_push_must_reach(city, tmp_path):
     assert credited["required"] == int(np.ceil(0.6 * credited["users"] - 1e-9))
     assert credited["required"] < plain[("resident", "haigang")]["required"]
     assert by_cell[("resident", "qinglong")]["required"] == plain[("resident", "qinglong")]["required"]
+    # met city-wide from shares met chunk by chunk (the city is cut into chunks of 40 users), unless the table says why
+    for row in with_places["coverage"]["table"]:
+        unmet = sum(row[f"unmet_{r}"] for r in CV.UNMET_REASONS)
+        assert row["reached"] >= row["required"] or unmet >= row["shortfall"] > 0
+    assert with_places["chunks"]["total"] > 3
 
 
 # ---- evaluation on a ground truth ----------------------------------------------------------
