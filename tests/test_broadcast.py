@@ -436,3 +436,40 @@ def test_evaluation_section_reports_every_channel_and_district(world):
     json.dumps(bc)  # metrics.json-ready
     text = render_markdown([_broadcast_section(bc, state.taxonomy)], "t")
     assert "青龙县 qinglong" in text and "电视 tv" in text and f"{bc['total']['vs_region_popular']:.2f}×" in text
+
+
+def test_priorities_file_of_the_demand_output(world, tmp_path):
+    text = """
+version = 1
+as_of = "2026-06-29T00:00:00+08:00"
+
+[[audience]]
+group = "farmer"
+weight = 1.0
+expires = "2026-07-14"
+
+[[audience.topics]]
+topic = "modern_agriculture"
+weight = 1.0
+expires = "2026-07-14"
+"""
+    (tmp_path / "priorities.toml").write_text(text, encoding="utf-8")
+    spec = BroadcastSpec(
+        model=world["root"] / "models" / "latest",
+        day=DAY,
+        places=world["root"] / "city" / "places.parquet",
+        out=tmp_path / "out",
+        channel="kiosk",
+        priorities=tmp_path / "priorities.toml",
+        config=BroadcastConfig(priority_boost=3.0),
+    )
+    manifest = run_broadcast(spec)
+    assert manifest["channels"]["kiosk"]["run"]["priorities"].endswith("priorities.toml")
+    rows = read_programmes(tmp_path / "out", DAY)
+    marked = rows[rows[C.REASONS].map(lambda r: PRIORITY_REASON in list(r))]
+    topics = dict(zip(world["items"][C.ITEM_ID], world["items"][C.TOPICS]))
+    assert len(marked) and all("modern_agriculture" in topics[i] for i in marked[C.ITEM_ID])
+    # only where farmers watch: the mark appears only at places with a farmer share in their mix
+    mixes = dict(zip(world["places"][C.PLACE_ID], world["places"][C.AUDIENCE]))
+    for pid in set(marked[C.PLACE_ID]):
+        assert any(world["state"].taxonomy.sub_groups.get(k, k) == "farmer" for k in mixes[pid])
