@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from recsys.lift.stats import Z95, arm_moments, difference, mean_interval
+from recsys.lift.stats import Z95, arm_moments, cluster_moments, difference, mean_interval
 
 
 def test_one_row_per_user_is_the_usual_standard_error():
@@ -79,3 +79,17 @@ def test_interval_coverage_on_known_populations():
         )
         hits += d.low[0] <= 0.3 <= d.high[0]
     assert 0.92 <= hits / 400 <= 0.98
+
+
+def test_per_user_totals_give_the_row_result():
+    """Totals per user (how lift pools nights) equal the moments of the rows themselves."""
+    rng = np.random.default_rng(4)
+    user = rng.integers(0, 40, 200)
+    y = rng.poisson(1.0, 200).astype(float)
+    cell = (user % 3).astype(np.int64)  # a user stays in one cell, as a group does
+    rows = arm_moments(y, cell, user, 3)
+    yc = np.bincount(user, weights=y, minlength=45)  # users 40..44 have no row: ignored
+    nc = np.bincount(user, minlength=45)
+    totals = cluster_moments(yc, nc, np.arange(45) % 3, 3)
+    for name in ("n", "clusters", "sum_y", "sum_yc2", "sum_nc_yc", "sum_nc2"):
+        np.testing.assert_allclose(getattr(totals, name), getattr(rows, name))

@@ -39,7 +39,7 @@ import pyarrow.compute as pc
 from recsys import columns as C
 from recsys.exceptions import DataError, SchemaError
 from recsys.lift import inputs as I
-from recsys.lift.stats import arm_moments, difference, distinct, mean_interval
+from recsys.lift.stats import ArmMoments, arm_moments, cluster_moments, difference, distinct, mean_interval
 from recsys.push.plan import parse_day
 from recsys.taxonomy import Taxonomy, load_taxonomy
 
@@ -100,18 +100,6 @@ class LiftResult:
     lift: pd.DataFrame
     ctr: pd.DataFrame
     summary: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class _Units:
-    """Per (user, night) rows of both arms, built night by night."""
-
-    user: list[np.ndarray] = field(default_factory=list)
-    treated: list[np.ndarray] = field(default_factory=list)
-    outcomes: list[np.ndarray] = field(default_factory=list)  # (n, len(OUTCOMES) * (1 + P))
-
-    def cat(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return np.concatenate(self.user), np.concatenate(self.treated), np.concatenate(self.outcomes)
 
 
 def _night_outcomes(
@@ -233,7 +221,11 @@ def measure_lift(
     last_day = I.local_midnight(nights[-1] + dt.timedelta(days=days - 1), tz)
     ev = I.read_events(events, table, start, end, last_day, tz)
 
-    units = _Units()
+    # per user and arm (0 holdout, 1 pushed): outcome totals over the nights, and nights counted;
+    # a user is one cluster, so this is all the intervals need, whatever the number of nights
+    n_cols = len(OUTCOMES) * (1 + n_channels)
+    totals = np.zeros((2, n_users, n_cols), dtype=np.float64)
+    counted = np.zeros((2, n_users), dtype=np.float64)
     ctr_parts: list[pd.DataFrame] = []
     night_info = []
     for night in read:
@@ -248,10 +240,10 @@ def measure_lift(
         pushed_item[row_item[row_item >= 0]] = True
         in_window = (ev.t >= s.value // 1000) & (ev.t < e.value // 1000)
         y = _night_outcomes(ev, in_window, pushed_item, n_users, n_channels)
-        unit = np.flatnonzero(eligible)
-        units.user.append(unit)
-        units.treated.append(treated[unit])
-        units.outcomes.append(y[unit])
+        for a, members in ((0, control), (1, treated)):
+            totals[a, members] += y[members]
+            counted[a, members] += 1
+        del y
 
         row_user = pc.index_in(rows.column(C.USER_ID), value_set=table.ids).fill_null(-1).to_numpy(zero_copy_only=False)
         known = row_user >= 0
@@ -315,10 +307,8 @@ def measure_lift(
                 "(opted out, no personal channel, or outside the run's segment)"
             )
 
-    user, arm, y = units.cat()
-    cluster = user if len(read) > 1 else None
     span = {"date_from": nights[0].isoformat(), "date_to": nights[-1].isoformat(), "days": days}
-    lift = _lift_table(table, user, arm, y, cluster, span, min_users)
+    lift = _lift_table(table, totals, counted, span, min_users)
     ctr = _ctr_table(pd.concat(ctr_parts, ignore_index=True), table.channels, span, min_users)
     if ev.unknown_users:
         warnings.append(f"{ev.unknown_users} positive events by users not in {source}; left out")
@@ -335,34 +325,29 @@ def measure_lift(
 
 
 def _lift_table(
-    users: I.Users,
-    user: np.ndarray,
-    arm: np.ndarray,
-    y: np.ndarray,
-    cluster: np.ndarray | None,
-    span: dict[str, Any],
-    min_users: int,
+    users: I.Users, totals: np.ndarray, counted: np.ndarray, span: dict[str, Any], min_users: int
 ) -> pd.DataFrame:
+    """One row per (dimension, value, outcome) from the per-user, per-arm totals."""
     k = len(OUTCOMES)
-    frames = []
-    breakdowns: list[tuple[str, np.ndarray, tuple[str, ...], np.ndarray | None]] = [
-        ("all", np.zeros(len(user), dtype=np.int64), ("all",), None),
-        ("group", users.group[user].astype(np.int64), users.groups, None),
-        ("region", users.region[user].astype(np.int64), users.regions, None),
+    everyone = np.ones(len(users.ids), dtype=bool)
+    # (dimension, the values, each user's cell, who belongs, first outcome column)
+    breakdowns = [
+        ("all", ("all",), np.zeros(len(users.ids), dtype=np.int64), everyone, 0),
+        ("group", users.groups, users.group.astype(np.int64), everyone, 0),
+        ("region", users.regions, users.region.astype(np.int64), everyone, 0),
     ]
-    for dimension, cell, values, _ in breakdowns:
+    breakdowns += [
+        ("channel", (channel,), np.zeros(len(users.ids), dtype=np.int64), users.subscribed[:, c], k * (1 + c))
+        for c, channel in enumerate(users.channels)
+    ]
+    frames = []
+    for dimension, values, cell, belongs, column in breakdowns:
         for o, outcome in enumerate(OUTCOMES):
-            frames.append(_cells(dimension, values, outcome, cell, arm, y[:, o], cluster, min_users))
-    for c, channel in enumerate(users.channels):
-        on = users.subscribed[user, c]
-        for o, outcome in enumerate(OUTCOMES):
-            col = y[on, k * (1 + c) + o]
-            cl = cluster[on] if cluster is not None else None
-            frames.append(
-                _cells(
-                    "channel", (channel,), outcome, np.zeros(int(on.sum()), dtype=np.int64), arm[on], col, cl, min_users
-                )
-            )
+            moments = [
+                cluster_moments(totals[a, belongs, column + o], counted[a, belongs], cell[belongs], len(values))
+                for a in (1, 0)
+            ]
+            frames.append(_cells(dimension, values, outcome, *moments, min_users))
     table = pd.concat(frames, ignore_index=True)
     for key, value in reversed(list(span.items())):
         table.insert(0, key, value)
@@ -370,19 +355,8 @@ def _lift_table(
 
 
 def _cells(
-    dimension: str,
-    values: tuple[str, ...],
-    outcome: str,
-    cell: np.ndarray,
-    arm: np.ndarray,
-    y: np.ndarray,
-    cluster: np.ndarray | None,
-    min_users: int,
+    dimension: str, values: tuple[str, ...], outcome: str, m1: ArmMoments, m0: ArmMoments, min_users: int
 ) -> pd.DataFrame:
-    n = len(values)
-    t = arm.astype(bool)
-    m1 = arm_moments(y[t], cell[t], None if cluster is None else cluster[t], n)
-    m0 = arm_moments(y[~t], cell[~t], None if cluster is None else cluster[~t], n)
     d = difference(m1, m0, min_users=min_users)
     with np.errstate(invalid="ignore", divide="ignore"):
         relative = np.where(d.holdout_mean > 0, d.diff / d.holdout_mean, np.nan)

@@ -87,6 +87,39 @@ class ArmMoments:
         return out
 
 
+def cluster_moments(yc: np.ndarray, nc: np.ndarray, cell: np.ndarray, n_cells: int) -> ArmMoments:
+    """Per-cell moments of one arm from per-user totals (a user is one cluster).
+
+    Parameters
+    ----------
+    yc : ndarray float (g,)
+        Each user's outcome summed over their rows (nights).
+    nc : ndarray float or int (g,)
+        Each user's number of rows (nights in this arm); users with 0 are ignored.
+    cell : ndarray int (g,)
+        Each user's cell, in ``0 .. n_cells - 1``.
+    n_cells : int
+
+    Returns
+    -------
+    ArmMoments
+    """
+    yc = np.asarray(yc, dtype=np.float64)
+    nc = np.asarray(nc, dtype=np.float64)
+    cell = np.asarray(cell, dtype=np.int64)
+    present = nc > 0
+    if not present.all():
+        yc, nc, cell = yc[present], nc[present], cell[present]
+    return ArmMoments(
+        n=np.bincount(cell, weights=nc, minlength=n_cells),
+        clusters=np.bincount(cell, minlength=n_cells).astype(np.float64),
+        sum_y=np.bincount(cell, weights=yc, minlength=n_cells),
+        sum_yc2=np.bincount(cell, weights=yc * yc, minlength=n_cells),
+        sum_nc_yc=np.bincount(cell, weights=nc * yc, minlength=n_cells),
+        sum_nc2=np.bincount(cell, weights=nc * nc, minlength=n_cells),
+    )
+
+
 def arm_moments(y: np.ndarray, cell: np.ndarray, cluster: np.ndarray | None, n_cells: int) -> ArmMoments:
     """Per-cell moments of outcome ``y`` (one arm's rows).
 
@@ -97,7 +130,7 @@ def arm_moments(y: np.ndarray, cell: np.ndarray, cluster: np.ndarray | None, n_c
     cell : ndarray int (n,)
         Cell of each row, in ``0 .. n_cells - 1``.
     cluster : ndarray int (n,) or None
-        The user of each row; None when every row is its own user (one night).
+        The user of each row; None when every row is its own user.
     n_cells : int
 
     Returns
@@ -106,25 +139,14 @@ def arm_moments(y: np.ndarray, cell: np.ndarray, cluster: np.ndarray | None, n_c
     """
     y = np.asarray(y, dtype=np.float64)
     cell = np.asarray(cell, dtype=np.int64)
-    n = np.bincount(cell, minlength=n_cells).astype(np.float64)
-    sum_y = np.bincount(cell, weights=y, minlength=n_cells)
     if cluster is None:
-        sq = np.bincount(cell, weights=y * y, minlength=n_cells)
-        return ArmMoments(n, n.copy(), sum_y, sq, sum_y.copy(), n.copy())
+        return cluster_moments(y, np.ones(len(y)), cell, n_cells)
     # one entry per (user, cell): a user's rows in a cell form one cluster
     key = np.asarray(cluster, dtype=np.int64) * n_cells + cell
     uniq, inverse = distinct_inverse(key)
     yc = np.bincount(inverse, weights=y, minlength=len(uniq))
     nc = np.bincount(inverse, minlength=len(uniq)).astype(np.float64)
-    ccell = uniq % n_cells
-    return ArmMoments(
-        n=n,
-        clusters=np.bincount(ccell, minlength=n_cells).astype(np.float64),
-        sum_y=sum_y,
-        sum_yc2=np.bincount(ccell, weights=yc * yc, minlength=n_cells),
-        sum_nc_yc=np.bincount(ccell, weights=nc * yc, minlength=n_cells),
-        sum_nc2=np.bincount(ccell, weights=nc * nc, minlength=n_cells),
-    )
+    return cluster_moments(yc, nc, uniq % n_cells, n_cells)
 
 
 @dataclass(frozen=True)
