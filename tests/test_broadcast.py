@@ -473,3 +473,18 @@ expires = "2026-07-14"
     mixes = dict(zip(world["places"][C.PLACE_ID], world["places"][C.AUDIENCE]))
     for pid in set(marked[C.PLACE_ID]):
         assert any(world["state"].taxonomy.sub_groups.get(k, k) == "farmer" for k in mixes[pid])
+
+
+def test_a_catalogue_without_running_times_is_an_error_not_empty_programmes(world, tmp_path):
+    items = world["items"].assign(**{C.DURATION_SECONDS: np.nan})
+    items.to_parquet(tmp_path / "items.parquet")
+    spec = BroadcastSpec(
+        model=world["root"] / "models" / "latest",
+        day=DAY,
+        places=world["root"] / "city" / "places.parquet",
+        out=tmp_path / "out",
+        items=tmp_path / "items.parquet",
+    )
+    with pytest.raises(DataError, match=r"no item could be scheduled at any of the \d+ places.*no_duration \d+"):
+        run_broadcast(spec)
+    assert not list((tmp_path / "out").glob("date=*/channel=*"))

@@ -250,6 +250,13 @@ def run_broadcast(spec: BroadcastSpec) -> dict[str, Any]:
             priorities=table,
             all_places=all_places,
         )
+        if prog.rows.empty:
+            left = ", ".join(f"{k} {v:,}" for k, v in prog.counts.items() if v)
+            raise DataError(
+                f"no item could be scheduled at any of the {len(places):,} places on {spec.day.isoformat()}: "
+                f"no approved, live item of their channels' formats with a duration_seconds that fits a slot "
+                f"and reaches their audiences (items left out: {left or 'none'}); nothing written"
+            )
         channels = sorted(set(places[C.CHANNEL]))
         for channel in channels:
             mine = set(places.loc[places[C.CHANNEL] == channel, C.PLACE_ID])
