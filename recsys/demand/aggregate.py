@@ -114,6 +114,7 @@ def _connect(threads: int | None, memory_limit: str):
     if threads:
         con.execute(f"SET threads = {int(threads)}")
     con.execute(f"SET memory_limit = '{memory_limit}'")
+    con.execute("SET enable_progress_bar = false")  # a long query would draw one on stdout
     return con
 
 
