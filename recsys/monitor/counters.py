@@ -50,8 +50,11 @@ HOUR_NS = 3_600_000_000_000
 
 def kind_codes(event_types: pd.Series) -> np.ndarray:
     """Kind code per event type; -1 for a type no kind counts, -2 for one the contract does not know."""
-    codes = {t: _KIND_OF_TYPE.get(t, -1) for t in C.EVENT_TYPES}
-    return event_types.map(codes).fillna(-2).to_numpy(dtype=np.int8)
+    # through category codes: one lookup per distinct type, not per row (a mapping per row took
+    # a seventh of an hourly run)
+    codes = pd.Categorical(event_types, categories=list(C.EVENT_TYPES)).codes
+    table = np.array([_KIND_OF_TYPE.get(t, -1) for t in C.EVENT_TYPES] + [-2], dtype=np.int8)
+    return table[np.where(codes < 0, len(C.EVENT_TYPES), codes)]
 
 
 @dataclass
