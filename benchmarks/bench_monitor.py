@@ -17,7 +17,8 @@ stream, then N quiet hourly runs: the share of runs raising any alarm (the
 configured ``alpha`` bounds it), alarms per test, and the detection of planted
 items: ``--trials`` hours each with one bad item (reports at 5% per non-click
 impression, from the hour's start) and one viral item (x6), counted as caught
-when the first run over that hour holds / alerts them.
+when the first run over that hour holds / alerts them (holds reported by the size of the
+burst: the reports the bad item drew in that hour).
 
 Usage::
 
@@ -236,7 +237,9 @@ def false_alarms(args: argparse.Namespace) -> None:
     # detection: each trial starts from the warm state, plants one bad and one viral item, one run
     rng = np.random.default_rng(7)
     upper = list(shown.index[: len(shown) // 2])
-    held_first = viral_first = 0
+    viral_first = 0
+    # held in the first run, by the size of the burst (reports in the planted hour)
+    by_burst: dict[str, list[int]] = {"<5": [0, 0], "5-9": [0, 0], "10+": [0, 0]}
     for trial in range(args.trials):
         bad, viral = rng.choice(upper, 2, replace=False)
         ev, state = root / f"t{trial}ev", root / f"t{trial}state"
@@ -244,9 +247,16 @@ def false_alarms(args: argparse.Namespace) -> None:
         shutil.copytree(root / "state0", state)
         begin = START + pd.Timedelta(hours=warm)
         plants = [Plant(str(bad), "bad", begin), Plant(str(viral), "viral", begin)]
-        write_stream(hours(warm, 1, plants), ev)
+        hour = list(hours(warm, 1, plants))
+        frame = hour[0][1]
+        reports = int(
+            ((frame["item_id"] == bad) & (frame["event_type"] == "report")).sum()
+        )
+        write_stream(iter(hour), ev)
         r = run_monitor(ev, state, catalog=catalog, config=cfg, now=now)
-        held_first += str(bad) in held_items(state)
+        bucket = "<5" if reports < 5 else "5-9" if reports < 10 else "10+"
+        by_burst[bucket][0] += str(bad) in held_items(state)
+        by_burst[bucket][1] += 1
         viral_first += any(
             a["kind"] == "spread_spike" and a["item_id"] == str(viral) for a in r.alerts
         )
@@ -255,7 +265,9 @@ def false_alarms(args: argparse.Namespace) -> None:
             {
                 "case": "planted",
                 "trials": args.trials,
-                "bad_held_in_first_run": held_first,
+                "bad_held_in_first_run_by_reports_in_hour": {
+                    k: f"{held}/{n}" for k, (held, n) in by_burst.items()
+                },
                 "viral_alerted_in_first_run": viral_first,
                 "items_from": "the better-shown half",
             }
