@@ -488,3 +488,33 @@ def test_a_catalogue_without_running_times_is_an_error_not_empty_programmes(worl
     with pytest.raises(DataError, match=r"no item could be scheduled at any of the \d+ places.*no_duration \d+"):
         run_broadcast(spec)
     assert not list((tmp_path / "out").glob("date=*/channel=*"))
+
+
+def test_a_segment_reads_its_own_users_or_falls_back_to_its_group_and_region(world):
+    from recsys.broadcast import scores
+
+    state = world["state"]
+    tax = state.taxonomy
+    users = state.model.users
+    g, r = "resident", "haigang"
+    rows = np.flatnonzero((users[C.GROUP] == g).to_numpy() & (users[C.REGION] == r).to_numpy())
+    elderly = rows[(users[C.SUB_GROUP].to_numpy()[rows] == "elderly")]
+    assert len(elderly) >= 5
+    places = pd.DataFrame(
+        {
+            C.PLACE_ID: ["a"],
+            C.REGION: [r],
+            C.AUDIENCE: [{"elderly": 0.5, "resident": 0.3, "college": 0.2}],
+        }
+    )
+    seg = scores.place_segments(places, tax)
+    assert seg.sub_group == ["elderly", "", "college"] and seg.shares.sum() == pytest.approx(1.0)
+    interest, _, n_users = scores._segment_tastes(state, seg, min_users=5)
+    eng = state.engagement
+    assert n_users[0] == len(elderly)
+    assert np.allclose(interest[0], eng.user_interest[elderly].mean(axis=0), atol=1e-5)
+    assert n_users[1] == len(rows)  # the group as a whole: every sub-group of it in the region
+    # too few users in a cell: the group x region segment's own row
+    interest, _, n_users = scores._segment_tastes(state, seg, min_users=10**6)
+    row = state.segment_by_pair[list(tax.groups).index("youth"), list(tax.regions).index(r)]
+    assert (n_users == 0).all() and np.allclose(interest[2], eng.segment_interest[row])
