@@ -169,7 +169,8 @@ def daily_counts(
         ``region``, ``topic`` and the :data:`COUNTED` columns (int64).
     reach : DataFrame
         Per ``group`` x ``region``: ``residents``, ``reached`` (got an
-        impression in the window) and ``engaged`` (a positive one).
+        impression in the window), ``engaged`` (a positive one) and
+        ``impressions`` (each counted once, whatever its item's topics).
     """
     # DuckDB views take no parameters: the paths go in as quoted SQL literals
     users, items, events = (_literal(table_path(data_dir, k)) for k in ("users", "items", "events"))
@@ -202,11 +203,13 @@ def daily_counts(
         reach = con.execute(
             f"""WITH per_user AS (
                     SELECT uid, bool_or({C.EVENT_TYPE} = 'impression') AS reached,
-                           bool_or({C.EVENT_TYPE} = 'click') AS engaged
+                           bool_or({C.EVENT_TYPE} = 'click') AS engaged,
+                           count(*) FILTER (WHERE {C.EVENT_TYPE} = 'impression') AS shown
                     FROM e GROUP BY uid)
                 SELECT u.g AS "group", u.r AS region, count(*)::BIGINT AS residents,
                        count(*) FILTER (WHERE p.reached)::BIGINT AS reached,
-                       count(*) FILTER (WHERE p.engaged)::BIGINT AS engaged
+                       count(*) FILTER (WHERE p.engaged)::BIGINT AS engaged,
+                       coalesce(sum(p.shown), 0)::BIGINT AS impressions
                 FROM u LEFT JOIN per_user p ON u.uid = p.uid
                 GROUP BY ALL ORDER BY ALL"""
         ).df()

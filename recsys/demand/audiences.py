@@ -23,16 +23,14 @@ from recsys.demand.trends import benjamini_hochberg
 from recsys.taxonomy import Taxonomy
 
 
-def audience_table(reach: pd.DataFrame, counts: pd.DataFrame, taxonomy: Taxonomy, config: DemandConfig) -> pd.DataFrame:
+def audience_table(reach: pd.DataFrame, taxonomy: Taxonomy, config: DemandConfig) -> pd.DataFrame:
     """Rank group x region audiences by how far the push leaves them behind.
 
     Parameters
     ----------
     reach : DataFrame
-        ``group``, ``region``, ``residents``, ``reached``, ``engaged``
-        (:func:`recsys.demand.aggregate.daily_counts`).
-    counts : DataFrame
-        The daily counts (for each audience's share of impressions).
+        ``group``, ``region``, ``residents``, ``reached``, ``engaged`` and
+        ``impressions`` (:func:`recsys.demand.aggregate.daily_counts`).
     taxonomy : Taxonomy
     config : DemandConfig
 
@@ -46,10 +44,8 @@ def audience_table(reach: pd.DataFrame, counts: pd.DataFrame, taxonomy: Taxonomy
         ``left_behind``, ``status`` (under-served, ok, too few residents, no users).
     """
     grid = pd.MultiIndex.from_product([list(taxonomy.groups), list(taxonomy.regions)], names=["group", "region"]).to_frame(index=False)
-    frame = grid.merge(reach, on=["group", "region"], how="left").fillna({"residents": 0, "reached": 0, "engaged": 0})
-    imps = counts.groupby(["group", "region"], as_index=False)["impressions"].sum()
-    # an impression of a multi-topic item is counted once per topic in `counts`; shares are unaffected
-    frame = frame.merge(imps, on=["group", "region"], how="left").fillna({"impressions": 0})
+    counted = {"residents": 0, "reached": 0, "engaged": 0, "impressions": 0}
+    frame = grid.merge(reach, on=["group", "region"], how="left").fillna(counted)
     for col in ("residents", "reached", "engaged", "impressions"):
         frame[col] = frame[col].astype("int64")
     n = frame["residents"].to_numpy(dtype=np.float64)

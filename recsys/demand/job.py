@@ -153,7 +153,7 @@ def analyse(
     supply_tab = supply.supply_table(items, tax)
     seg_supply = supply.segment_supply(items, tax)
     gap = gaps.gap_table(demand, trend, seg_supply, window.weeks, config)
-    aud = audiences.audience_table(reach, counts, tax, config)
+    aud = audiences.audience_table(reach, tax, config)
     prio = priorities.build_priorities(gap, aud, demand, tax, window.as_of, window.weeks, config)
     advice = priorities.recommendations(gap, trend, aud, tax, window.weeks, config)
     summary = {
@@ -162,7 +162,7 @@ def analyse(
         "weeks": window.weeks,
         "recent_weeks": config.recent_weeks,
         "taxonomy": tax.name,
-        "impressions": int(counts.groupby("day")["impressions"].sum().sum()),
+        "impressions": int(reach["impressions"].sum()),
         "cells_tested": int((trend["direction"] != "not tested").sum()),
         "rising": int((trend["direction"] == "rising").sum()),
         "falling": int((trend["direction"] == "falling").sum()),
