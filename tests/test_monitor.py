@@ -293,16 +293,16 @@ def test_cli_monitor_runs_and_refuses_bad_input(tmp_path, capsys):
 
 # ---- crash consistency --------------------------------------------------------------------------
 def _bursty_folder(root: Path) -> Path:
-    """Two days of quiet impressions/clicks on 30 items, then an hour with a burst of reports on i3."""
+    """Three days of quiet impressions/clicks on 30 items, then an hour with a burst of reports on i3."""
     ev = root / "ev"
     ev.mkdir(parents=True)
     rng = np.random.default_rng(5)
-    for h in range(49):
-        n = 1500
+    for h in range(73):
+        n = 1000
         items = np.array([f"i{k}" for k in rng.integers(0, 30, n)], dtype=object)
         types = np.where(rng.random(n) < 0.1, "click", "impression").astype(object)
         types[(rng.random(n) < 0.002)] = "report"
-        if h == 48:
+        if h == 72:
             burst = np.flatnonzero(items == "i3")[:25]
             types[burst] = "report"
         t = (
@@ -385,3 +385,19 @@ def test_a_killed_run_then_a_rerun_equals_an_uninterrupted_run(tmp_path, where, 
     # no temporary folder of the killed run is left behind
     assert not [p for p in (tmp_path / "st").iterdir() if p.name.startswith(".")]
     assert run_monitor(ev, tmp_path / "st", config=cfg, now=NOW).run == 0
+
+
+def test_without_a_baseline_a_burst_is_alerted_but_not_held(tmp_path, bursty):
+    ev, _ = bursty
+    # only the last day and the burst hour: no day before the windows to serve as a baseline
+    recent = tmp_path / "recent"
+    recent.mkdir()
+    for f in sorted(ev.glob("events-*.parquet"))[-25:]:
+        (recent / f.name).write_bytes(f.read_bytes())
+    cfg = MonitorConfig(baseline_days=1, min_impressions=100)
+    report = run_monitor(recent, tmp_path / "st", config=cfg, now=NOW)
+    burst = [
+        a for a in report.alerts if a["item_id"] == "i3" and a["event"] == "report"
+    ]
+    assert burst and burst[0]["baseline"] == "window" and burst[0]["action"] is None
+    assert report.held == []

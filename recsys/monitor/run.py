@@ -316,6 +316,9 @@ def _alert_dicts(
             c.kind == A.NEGATIVE_FEEDBACK
             and c.event in config.hold_on
             and c.ratio >= config.hold_severity
+            # without a baseline (the monitor's first day) an item that always drew many
+            # reports cannot be told from a burst: alert, but leave holding to a reviewer
+            and base.source == "baseline"
         ):
             window_start = pd.Timestamp(
                 (counters.newest_hour - c.window + 1) * HOUR_NS, tz="UTC"
