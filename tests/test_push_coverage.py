@@ -443,11 +443,12 @@ class HashTruth:
 
 
 def test_example_rules_need_the_taxonomy_codes():
-    assert [r.name for r in CV.example_rules(TAX)] == ["farmers_agri", "elderly_health"]
+    assert [r.name for r in CV.example_rules(TAX)][:2] == ["farmers_agri", "elderly_health"]
     from recsys.taxonomy import parse_taxonomy
 
     other = parse_taxonomy(TAX.source_text.replace("\nmodern_agriculture = ", "\nmodern_agri = "))
-    assert [r.name for r in CV.example_rules(other)] == ["elderly_health"]
+    names = [r.name for r in CV.example_rules(other)]
+    assert "farmers_agri" not in names and "elderly_health" in names
 
 
 def test_evaluation_costs_each_rule_by_the_truth(city):

@@ -783,8 +783,9 @@ def summary_lines(coverage: Mapping[str, Any]) -> list[str]:
 
 # ---- evaluation on a ground truth ------------------------------------------------------------
 
-#: the plan's two example rules: what ``recsys evaluate`` costs on a city whose taxonomy knows
-#: their codes (evaluate reads no [push] section)
+#: what ``recsys evaluate`` costs on a city whose taxonomy knows the codes (evaluate reads no
+#: [push] section): the issue's two rules, then three the ranking alone rarely meets on the
+#: synthetic city -- the plan's disaster avoidance for youth, health for residents and for farmers
 EXAMPLE_RULES: tuple[dict[str, Any], ...] = (
     {
         "name": "farmers_agri",
@@ -799,6 +800,9 @@ EXAMPLE_RULES: tuple[dict[str, Any], ...] = (
         "topics": ["health_literacy", "food_drug_safety", "emergency_safety"],
         "reach_share": 0.6,
     },
+    {"name": "youth_disaster", "groups": ["youth"], "topics": ["disaster_prevention", "earthquake"]},
+    {"name": "residents_health", "groups": ["resident"], "topics": ["health_literacy", "mental_health"]},
+    {"name": "farmers_health", "groups": ["farmer"], "topics": ["health_literacy"], "reach_share": 0.6},
 )
 
 
