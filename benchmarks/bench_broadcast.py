@@ -11,7 +11,9 @@ and mixes), then, in this process:
 2. **the engine**: ``plan_programmes`` (segment scores, audience mixing,
    packing by value per second with topic decay);
 3. **the command**: ``recsys broadcast`` in a fresh process, timed end to end
-   (loading the bundle and the places, planning, writing Parquet + manifest);
+   (loading the bundle and the places, planning, writing Parquet + manifest),
+   with its peak resident memory (that of the largest child process: run the
+   benchmark once the city exists, or the training's peak is what shows);
 4. with ``--quality``: the evaluation on the truth (simulated engagement of
    the engine's programmes against the region and city popularity
    playlists), on the city's own places (the generator's count for its size).
@@ -28,6 +30,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import resource
 import shutil
 import subprocess
 import sys
@@ -116,6 +119,8 @@ def main() -> None:
         result[f"{name}_rows"] = len(prog.rows)
         result[f"{name}_fill"] = round(float(prog.places["filled_s"].sum() / prog.places["capacity_s"].sum()), 4)
     result["engine_over_floor"] = round(result["engine_s"] / max(result["floor_region_popular_s"], 1e-9), 2)
+    # peak resident memory of this process so far (bundle + places + both plans), Linux ru_maxrss in KiB
+    result["plan_peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
     out = folder / "programmes"
     if out.exists():
@@ -142,6 +147,8 @@ def main() -> None:
         stdout=subprocess.DEVNULL,
     )
     result["command_s"] = round(time.perf_counter() - t, 2)
+    # the largest child so far: the command (the city was generated and trained by earlier runs)
+    result["command_peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)
     result["command_rows"] = len(pd.read_parquet(out))
 
     if args.quality:

@@ -20,8 +20,10 @@ from recsys.config import BroadcastConfig
 from recsys.exceptions import ConfigError, SchemaError
 from recsys.ranking.state import RankingState
 
-#: places scored and packed together (bounds the (places x items) arrays: 2,000 x 20,000 float32 = 160 MB)
+#: places scored and packed together: at most this many, and at most BLOCK_CELLS / n_items, so the
+#: (places x items) arrays of a block stay near 8 M cells (32 MB each in float32) whatever the catalogue
 BLOCK_PLACES = 2000
+BLOCK_CELLS = 8_000_000
 #: the columns of a programme row, in file order (``channel`` and ``date`` are partition folders)
 PROGRAMME_COLUMNS = (C.PLACE_ID, C.SLOT, C.START_OFFSET_S, C.ITEM_ID, C.EXPECTED_ENGAGEMENT, C.REASONS)
 #: the reason of an item chosen with a priority boost for this audience
@@ -269,8 +271,9 @@ def plan_programmes(
     slots = places[C.SLOTS_PER_DAY].to_numpy(dtype=np.int64)
     seconds = places[C.SLOT_SECONDS].to_numpy(dtype=np.float64)
     base_ok = live_not_held & timed
-    for lo in range(0, len(places), BLOCK_PLACES):
-        hi = min(len(places), lo + BLOCK_PLACES)
+    block = int(np.clip(BLOCK_CELLS // max(cat.n_items, 1), 16, BLOCK_PLACES))
+    for lo in range(0, len(places), block):
+        hi = min(len(places), lo + block)
         rows = np.arange(lo, hi)
         v = scores.place_values(seg, values, rows)
         ok = (v > 0) & base_ok[None, :] & (duration[None, :] <= seconds[rows, None] + 1e-9)
