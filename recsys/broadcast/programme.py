@@ -271,94 +271,98 @@ def plan_programmes(
     slots = places[C.SLOTS_PER_DAY].to_numpy(dtype=np.int64)
     seconds = places[C.SLOT_SECONDS].to_numpy(dtype=np.float64)
     base_ok = live_not_held & timed
-    block = int(np.clip(BLOCK_CELLS // max(cat.n_items, 1), 16, BLOCK_PLACES))
-    for lo in range(0, len(places), block):
-        hi = min(len(places), lo + block)
-        rows = np.arange(lo, hi)
-        v = scores.place_values(seg, values, rows)
-        ok = (v > 0) & base_ok[None, :] & (duration[None, :] <= seconds[rows, None] + 1e-9)
-        for ch in set(channel[rows]):
-            ok[np.ix_(channel[rows] == ch, ~carried[ch])] = False
-        block_shown = (shown_place >= lo) & (shown_place < hi)
-        ok[shown_place[block_shown] - lo, shown_item[block_shown]] = False
-        if policy == "engine":
-            choose = None if extra is None else v + scores.place_values(seg, extra, rows)
+    region = places[C.REGION].to_numpy(dtype=object)
+    in_block = np.full(len(places), -1, np.int64)
+    for ch in sorted(set(channel)):
+        # a channel's places only ever get the live, timed items of its formats: score those columns only
+        members = np.flatnonzero(channel == ch)
+        cols = np.flatnonzero(base_ok & carried[ch])
+        col_of = np.full(cat.n_items, -1, np.int64)
+        col_of[cols] = np.arange(len(cols))
+        ch_values = values[:, cols]
+        ch_extra = None if extra is None else extra[:, cols]
+        block = int(np.clip(BLOCK_CELLS // max(len(cols), 1), 16, BLOCK_PLACES))
+        for lo in range(0, len(members), block):
+            rows = members[lo : lo + block]
+            v = scores.place_values(seg, ch_values, rows)
+            ok = (v > 0) & (duration[cols][None, :] <= seconds[rows, None] + 1e-9)
+            in_block[rows] = np.arange(len(rows))
+            hit = (in_block[shown_place] >= 0) & (col_of[shown_item] >= 0)
+            ok[in_block[shown_place[hit]], col_of[shown_item[hit]]] = False
+            in_block[rows] = -1
+            if policy == "engine":
+                choose = None if ch_extra is None else v + scores.place_values(seg, ch_extra, rows)
+                decay, dense_pick, order_by = config.topic_decay, True, choose
+            else:
+                # the playlist's order is popularity; the value reported stays the engine's estimate
+                pop = popularity[region_pos[rows]] if policy == "region_popular" else popularity[[-1] * len(rows)]
+                decay, dense_pick, order_by = 1.0, False, pop[:, cols]
             packed = schedule.pack(
                 v,
                 ok,
-                duration,
-                main_topic,
+                duration[cols],
+                main_topic[cols],
                 slots[rows],
                 seconds[rows],
                 candidates=config.candidates,
-                topic_decay=config.topic_decay,
-                choose=choose,
-                by_density=True if by_density is None else by_density,
+                topic_decay=decay,
+                choose=order_by,
+                by_density=dense_pick if by_density is None else by_density,
             )
-        else:
-            # the playlist's order is popularity; the value reported stays the engine's estimate
-            pop = (
-                popularity[region_pos[rows]] if policy == "region_popular" else np.broadcast_to(popularity[-1], v.shape)
+            item = cols[packed.item]
+            capacity = slots[rows] * seconds[rows]
+            total_eligible_s = np.where(ok, duration[cols][None, :], 0.0).sum(axis=1)
+            place_stats.append(
+                pd.DataFrame(
+                    {
+                        "_p": rows,
+                        C.PLACE_ID: pid[rows],
+                        C.CHANNEL: channel[rows],
+                        C.REGION: region[rows],
+                        "capacity_s": capacity,
+                        "filled_s": packed.filled,
+                        "eligible": ok.sum(axis=1),
+                        # time left empty because the eligible items ran out (not a packing remainder)
+                        "short_s": np.where(total_eligible_s < capacity, capacity - packed.filled, 0.0),
+                    }
+                )
             )
-            packed = schedule.pack(
-                v,
-                ok,
-                duration,
-                main_topic,
-                slots[rows],
-                seconds[rows],
-                candidates=config.candidates,
-                topic_decay=1.0,
-                choose=pop,
-                by_density=False if by_density is None else by_density,
+            # reasons: the audience segment that contributes most, the main topic, a priority mark
+            p_abs = rows[packed.place]
+            dense = seg.shares[p_abs].toarray()
+            contrib = dense * values[:, item].T
+            top = contrib.argmax(axis=1) if len(seg) else np.zeros(len(p_abs), np.int64)
+            share = dense[np.arange(len(p_abs)), top]
+            if extra is not None and policy == "engine":
+                prioritized = (dense * extra[:, item].T).sum(axis=1) > 0
+            else:
+                prioritized = np.zeros(len(p_abs), bool)
+            reasons = [
+                [f"{t}(受众{s:.0%})", f"主题:{z}"] + ([PRIORITY_REASON] if pr else [])
+                for t, s, z, pr in zip(
+                    texts[top].tolist(), share.tolist(), topic_zh[main_topic[item]].tolist(), prioritized.tolist()
+                )
+            ]
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "_p": p_abs,
+                        C.PLACE_ID: pid[p_abs],
+                        C.CHANNEL: channel[p_abs],
+                        C.SLOT: packed.slot.astype(np.int16),
+                        C.START_OFFSET_S: packed.start,
+                        C.ITEM_ID: cat.item_ids[item],
+                        C.EXPECTED_ENGAGEMENT: packed.value,
+                        C.REASONS: reasons,
+                    }
+                )
             )
-        eligible = ok.sum(axis=1)
-        total_eligible_s = np.where(ok, np.where(timed, duration, 0.0)[None, :], 0.0).sum(axis=1)
-        capacity = slots[rows] * seconds[rows]
-        place_stats.append(
-            pd.DataFrame(
-                {
-                    C.PLACE_ID: pid[rows],
-                    C.CHANNEL: channel[rows],
-                    C.REGION: places[C.REGION].to_numpy(dtype=object)[rows],
-                    "capacity_s": capacity,
-                    "filled_s": packed.filled,
-                    "eligible": eligible,
-                    # time left empty because the eligible items ran out (not a packing remainder)
-                    "short_s": np.where(total_eligible_s < capacity, capacity - packed.filled, 0.0),
-                }
-            )
-        )
-        # reasons: the audience segment that contributes most, the main topic, a priority mark
-        p_abs = rows[packed.place]
-        dense = seg.shares[p_abs].toarray()
-        contrib = dense * values[:, packed.item].T
-        top = contrib.argmax(axis=1) if len(seg) else np.zeros(len(p_abs), np.int64)
-        share = dense[np.arange(len(p_abs)), top]
-        if extra is not None and policy == "engine":
-            prioritized = (dense * extra[:, packed.item].T).sum(axis=1) > 0
-        else:
-            prioritized = np.zeros(len(p_abs), bool)
-        reasons = [
-            [f"{t}(受众{s:.0%})", f"主题:{z}"] + ([PRIORITY_REASON] if pr else [])
-            for t, s, z, pr in zip(
-                texts[top].tolist(), share.tolist(), topic_zh[main_topic[packed.item]].tolist(), prioritized.tolist()
-            )
-        ]
-        frames.append(
-            pd.DataFrame(
-                {
-                    C.PLACE_ID: pid[p_abs],
-                    C.CHANNEL: channel[p_abs],
-                    C.SLOT: packed.slot.astype(np.int16),
-                    C.START_OFFSET_S: packed.start,
-                    C.ITEM_ID: cat.item_ids[packed.item],
-                    C.EXPECTED_ENGAGEMENT: packed.value,
-                    C.REASONS: reasons,
-                }
-            )
-        )
-    cols = [*PROGRAMME_COLUMNS, C.CHANNEL]
-    rows_df = pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
-    stats = pd.concat(place_stats, ignore_index=True) if place_stats else pd.DataFrame()
+    columns = [*PROGRAMME_COLUMNS, C.CHANNEL]
+    if frames:
+        # back in the places table's order (channels were planned one after another)
+        rows_df = pd.concat(frames, ignore_index=True).sort_values("_p", kind="stable")[columns]
+        rows_df = rows_df.reset_index(drop=True)
+        stats = pd.concat(place_stats, ignore_index=True).sort_values("_p").drop(columns="_p").reset_index(drop=True)
+    else:
+        rows_df, stats = pd.DataFrame(columns=columns), pd.DataFrame()
     return Programmes(rows=rows_df, places=stats, counts=counts)

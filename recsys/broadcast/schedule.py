@@ -120,6 +120,9 @@ def pack(
     Packed
     """
     b = values.shape[0]
+    if values.shape[1] == 0 or b == 0:  # nothing eligible at all: empty programmes
+        none = np.zeros(0, np.int64)
+        return Packed(none, none, none, np.zeros(0), np.zeros(0, np.float32), np.zeros(b))
     if choose is None:
         choose = values if boost is None else values * boost
     safe_duration = np.where(np.isfinite(duration) & (duration > 0), duration, 1.0)
