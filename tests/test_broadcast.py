@@ -518,3 +518,23 @@ def test_a_segment_reads_its_own_users_or_falls_back_to_its_group_and_region(wor
     interest, _, n_users = scores._segment_tastes(state, seg, min_users=10**6)
     row = state.segment_by_pair[list(tax.groups).index("youth"), list(tax.regions).index(r)]
     assert (n_users == 0).all() and np.allclose(interest[2], eng.segment_interest[row])
+
+
+def test_current_users_give_the_mixes_of_places_without_one(world, tmp_path):
+    users = world["city"].users.copy()
+    users.loc[users[C.REGION] == "funing", [C.GROUP, C.SUB_GROUP]] = ["youth", "pupil"]
+    users.to_parquet(tmp_path / "users.parquet")
+    spec = BroadcastSpec(
+        model=world["root"] / "models" / "latest",
+        day=DAY,
+        places=world["root"] / "city" / "places.parquet",
+        out=tmp_path / "out",
+        channel="radio",
+        region="funing",
+        users=tmp_path / "users.parquet",
+    )
+    run_broadcast(spec)
+    rows = read_programmes(tmp_path / "out", DAY)
+    assert set(rows[C.PLACE_ID]) == {"radio_funing"}
+    # every row's leading reason names the only segment of the mix: funing's pupils, 100% of the audience
+    assert rows[C.REASONS].map(lambda r: r[0] == "抚宁区小学生最可能喜欢(受众100%)").all()

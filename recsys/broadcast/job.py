@@ -221,9 +221,9 @@ def run_broadcast(spec: BroadcastSpec) -> dict[str, Any]:
     tax = state.taxonomy
     users = state.model.users
     if spec.users is not None:
-        from recsys import schema
+        from recsys.push.users import read_current_users
 
-        users = schema.read_table(spec.users, "users")
+        users, _ = read_current_users(spec.users, tax)  # validated: quarantined rows do not count in a mix
     all_places = load_places(spec.places, tax, users)
     places = _select(all_places, spec, tax)
     held: frozenset[str] = frozenset()
