@@ -88,6 +88,12 @@ def test_a_file_and_a_parquet_struct_mix_read_the_same(tax, tmp_path):
         ("place_id", ["p", "p"], SchemaError, r"row 1 .*duplicate id: place_id='p' repeats row 0"),
         ("region", ["qinglong", "atlantis"], UnknownCodeError, r"row 1 .*region='atlantis'"),
         ("active_hours", ["06:00-23:00", "all day"], SchemaError, r"row 1 .*active_hours='all day'"),
+        (
+            "active_hours",
+            ["06:00-06:20", ""],
+            SchemaError,
+            r"row 0 .*3 slots of 600 s need 0.5 h a day, more than its active hours 06:00-06:20 hold \(0.3333 h\)",
+        ),
     ],
 )
 def test_a_bad_row_is_a_one_line_error_naming_it(tax, column, values, error, match):

@@ -149,6 +149,21 @@ def _slot_seconds(value: float, where: str) -> float:
     return float(value)
 
 
+def _airtime_fits(hours: str, slots: int, seconds: float, where: str) -> None:
+    """Refuse more airtime a day than the place's active hours hold."""
+    match = _HOURS_RE.match(hours) if hours else None
+    if match is None:
+        minutes = 24 * 60
+    else:
+        h1, m1, h2, m2 = (int(x) for x in match.groups())
+        minutes = ((h2 * 60 + m2) - (h1 * 60 + m1)) % (24 * 60) or 24 * 60
+    if slots * seconds > minutes * 60 + 1e-9:
+        raise SchemaError(
+            f"{where}: {slots} slots of {seconds:g} s need {slots * seconds / 3600:.4g} h a day, more than its "
+            f"active hours {hours or '(all day)'} hold ({minutes / 60:.4g} h)"
+        )
+
+
 def _hours(value: str, where: str) -> str:
     text = value.strip()
     if text and not _HOURS_RE.match(text):
@@ -181,9 +196,10 @@ def load_places(path: str | Path | pd.DataFrame, taxonomy: Taxonomy, users: pd.D
     ------
     SchemaError
         If the file cannot be read or lacks a required column, or a row is
-        bad: a personal channel, a slot length <= 0 or absent, a mix that
-        does not sum to 1, a repeated ``place_id``, no mix and no users to
-        derive it from. The message names the row.
+        bad: a personal channel, a slot length <= 0 or absent, more airtime
+        than its active hours hold, a mix that does not sum to 1, a repeated
+        ``place_id``, no mix and no users to derive it from. The message
+        names the row.
     UnknownCodeError
         If a row names an unknown channel, region or group (in its mix).
     """
@@ -225,6 +241,10 @@ def load_places(path: str | Path | pd.DataFrame, taxonomy: Taxonomy, users: pd.D
             mix, source = dict(mixes_by_region[rec[C.REGION]]), SOURCE_USERS
         else:
             mix = _check_mix(mix, taxonomy, where)
+        slots = _slots(rec[C.SLOTS_PER_DAY], where)
+        seconds = _slot_seconds(rec[C.SLOT_SECONDS], where)
+        hours = _hours(rec[C.ACTIVE_HOURS], where)
+        _airtime_fits(hours, slots, seconds, where)
         rows.append(
             {
                 C.PLACE_ID: rec[C.PLACE_ID],
@@ -232,9 +252,9 @@ def load_places(path: str | Path | pd.DataFrame, taxonomy: Taxonomy, users: pd.D
                 C.REGION: rec[C.REGION],
                 C.NAME: rec[C.NAME],
                 C.AUDIENCE: mix,
-                C.SLOTS_PER_DAY: _slots(rec[C.SLOTS_PER_DAY], where),
-                C.SLOT_SECONDS: _slot_seconds(rec[C.SLOT_SECONDS], where),
-                C.ACTIVE_HOURS: _hours(rec[C.ACTIVE_HOURS], where),
+                C.SLOTS_PER_DAY: slots,
+                C.SLOT_SECONDS: seconds,
+                C.ACTIVE_HOURS: hours,
                 "audience_source": source,
             }
         )
