@@ -116,9 +116,10 @@ def test_intervals_cover_the_truths_lift_over_replays(world):
             diff = (expected.loc[ids, "y1_items"] - expected.loc[ids, "y0_items"]).mean()
             group_cells += 1
             group_hits += r.lift_low <= diff <= r.lift_high
-    # 95% intervals: at most 2 misses of 12 (a 2% chance for honest intervals)
-    assert covered["engaged_items"] >= N_REPLAYS - 2, covered
-    assert covered["engaged_pushed_items"] >= N_REPLAYS - 2, covered
+    # 95% intervals: at most 3 misses of 12 (a 0.2% chance for honest intervals; the interval
+    # arithmetic itself is checked to the digit in test_lift_stats.py)
+    assert covered["engaged_items"] >= N_REPLAYS - 3, covered
+    assert covered["engaged_pushed_items"] >= N_REPLAYS - 3, covered
     assert group_cells >= 3 * N_REPLAYS
     assert group_hits / group_cells >= 0.85
     # no bias beyond noise: the average estimate sits near the average truth
@@ -136,7 +137,7 @@ def test_aa_replay_finds_no_lift(world):
         misses += not (row["lift_low"] <= 0 <= row["lift_high"])
         # the pushed rows were never shown: no row can be engaged through the push
         assert (result.ctr["ctr"] < 0.05).all()
-    assert misses <= 2
+    assert misses <= 3
 
 
 def test_arms_follow_the_push_and_leave_out_ineligible_holdout_users(world):
