@@ -196,7 +196,8 @@ def write_outputs(result: DemandResult, folder: Path, taxonomy: Taxonomy) -> lis
         names.append(f"{name}.parquet")
     with atomic_path(folder / "priorities.toml") as tmp:
         body = tomli_w.dumps(priorities_document(result.priorities))
-        tmp.write_text(f"{written_by_header('demand')}\n{body}", encoding="utf-8")
+        note = "" if result.priorities.audiences else "# no priority audience this week: a push reading this file ranks as usual\n"
+        tmp.write_text(f"{written_by_header('demand')}\n{note}{body}", encoding="utf-8")
     names.append("priorities.toml")
     names += write_report(result, folder, taxonomy)
     write_json(result.summary, folder / "summary.json")

@@ -149,8 +149,8 @@ def parse_priorities(doc: dict[str, Any], taxonomy: Taxonomy, origin: str = "<pr
     entries = doc.get("audience", [])
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
         raise ConfigError(f"{origin}: audience must be an array of tables ([[audience]])")
-    if not entries:
-        raise ConfigError(f"{origin}: no [[audience]] entry; nothing to prioritise (delete the file or add audiences)")
+    # a week without priorities is a file without audiences: the push then ranks as usual (and its
+    # manifest says the file named none), so a scheduled `--priorities` never fails for good news
     audiences = []
     for k, entry in enumerate(entries):
         where = f"{origin}: [[audience]] #{k + 1}"
