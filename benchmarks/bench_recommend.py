@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures as cf
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -54,11 +55,15 @@ def build_bundle(n_users: int, n_items: int, out: Path, seed: int, threads: int)
     """Write a bundle of random factors around the synthetic city's tables; return its path and timings."""
     from recsys import columns as C
     from recsys.coldstart import ItemColdStart, UserColdStart
-    from recsys.config import ColdStartConfig, EngineConfig, IndexConfig, config_from_dict
+    from recsys.config import ColdStartConfig, config_from_dict
     from recsys.content import ContentEmbedder
     from recsys.index import VectorIndex
-    from recsys.model import USER_COLUMNS, TrainedModel
+    from recsys.model import USER_COLUMNS
     from recsys.synthetic.city import generate_city
+
+    # the one factory of hand-built models (neutral engagement terms and signals), shared with the tests
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from model_factory import model_from_parts
     from recsys.taxonomy import load_taxonomy
 
     timings: dict[str, float] = {}
@@ -118,7 +123,7 @@ def build_bundle(n_users: int, n_items: int, out: Path, seed: int, threads: int)
     user_cs = UserColdStart(ColdStartConfig()).fit(user_factors, users, user_topics)
 
     frame = users.reindex(columns=list(USER_COLUMNS))
-    model = TrainedModel(
+    model = model_from_parts(
         taxonomy=tax,
         config=config,
         users=frame,
@@ -323,11 +328,11 @@ def _lower_ef(model, many: list[str], queries: np.ndarray, ef: int) -> dict:
     """The same batch run with the index searched at a lower ``efSearch`` (a search-time setting)."""
     import dataclasses
 
-    from recsys.index import VectorIndex
+    from recsys.model import load_component
     from recsys.ranking import Recommender
 
     search_config = dataclasses.replace(model.item_index.config_, ef_search=ef)
-    index = VectorIndex.load(model.path / "item_index", config=search_config)
+    index = load_component(model.path, "item_index", config=search_config)
     rec = Recommender.from_model(dataclasses.replace(model, item_index=index))
     rec.recommend_many(many[:1000], k=K)  # warm-up
     t = _timer()

@@ -20,7 +20,9 @@ Usage::
     python benchmarks/check_identical.py run --data /tmp/sample_ref --out /tmp/identical_new
     python benchmarks/check_identical.py compare /tmp/identical_ref /tmp/identical_new
 
-``compare`` prints one line per difference and exits 1 when there is any;
+``compare`` prints one line per difference and exits 1 when there is any (a
+column or key only the new run has -- another feature's addition -- is printed
+as ``added:`` and counted as a difference only with ``--strict``);
 ``--rename OLD=NEW`` maps a bundle file that moved (a layout change) so its
 contents are still compared. Training, the push and the evaluation each cost
 about a minute of CPU on the sample: run under ``flock /tmp/heavy.lock``.
@@ -44,7 +46,10 @@ import pandas as pd
 #: metrics.json keys whose values are wall-clock measurements (differ run to run)
 TIMING_KEY = re.compile(r"(^|_)(time|times|timings|seconds|elapsed|created_at|started_at|finished_at)(_s)?$|_s$")
 #: push row columns that name the run rather than the list (a run id, a write time)
-RUN_COLUMNS = ("run_id", "created_at", "written_at", "model_path")
+RUN_COLUMNS = ("run_id", "created_at", "written_at", "model_path", "model_version")
+#: a line that starts with this is an addition (a new column or key the reference lacks), not a change:
+#: other features add columns and config sections; ``--strict`` counts additions too
+ADDED = "added: "
 
 
 def _jobs(data: Path, out: Path, src: Path | None, date: str | None) -> list[list[str]]:
@@ -116,7 +121,10 @@ def compare_bundles(ref: Path, new: Path, rename: dict[str, str]) -> Iterator[st
                 yield f"bundle: {rel} differs"
         elif rel.endswith(".parquet"):
             fa, fb = pd.read_parquet(a), pd.read_parquet(b)
-            if not fa.equals(fb):
+            extra = [c for c in fb.columns if c not in fa.columns]
+            if extra:
+                yield f"{ADDED}bundle: {rel} has new column(s) {', '.join(extra)}"
+            if not fa.equals(fb.drop(columns=extra)):
                 yield f"bundle: {rel} differs"
         elif a.read_bytes() != b.read_bytes():
             yield f"bundle: {rel} differs"
@@ -137,6 +145,10 @@ def _push_rows(root: Path) -> pd.DataFrame:
         frames.append(frame)
     rows = pd.concat(frames, ignore_index=True)
     rows = rows.drop(columns=[c for c in RUN_COLUMNS if c in rows.columns])
+    for col in rows.columns:
+        # list columns (the reasons) compare and sort as tuples
+        if rows[col].dtype == object and rows[col].map(lambda v: isinstance(v, (list, np.ndarray))).any():
+            rows[col] = rows[col].map(lambda v: tuple(v) if isinstance(v, (list, np.ndarray)) else v)
     return rows.sort_values(list(rows.columns)).reset_index(drop=True)
 
 
@@ -158,8 +170,10 @@ def _walk(a: Any, b: Any, path: str) -> Iterator[str]:
         for key in sorted(set(a) | set(b)):
             if TIMING_KEY.search(str(key)):
                 continue
-            if key not in a or key not in b:
-                yield f"metrics: {path}/{key} only in the {'new' if key not in a else 'reference'} run"
+            if key not in a:
+                yield f"{ADDED}metrics: {path}/{key} only in the new run"
+            elif key not in b:
+                yield f"metrics: {path}/{key} only in the reference run"
             else:
                 yield from _walk(a[key], b[key], f"{path}/{key}")
     elif isinstance(a, list) and isinstance(b, list):
@@ -203,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("new", type=Path)
     c.add_argument("--rename", action="append", default=[], metavar="OLD=NEW",
                    help="a bundle file that moved (relative paths)")
+    c.add_argument("--strict", action="store_true", help="count added columns and keys as differences too")
     args = parser.parse_args(argv)
     if args.what == "run":
         run(args.data, args.out, args.src, args.date)
@@ -211,9 +226,11 @@ def main(argv: list[str] | None = None) -> int:
     diffs = compare(args.reference, args.new, rename)
     for line in diffs:
         print(line)
+    changed = [d for d in diffs if args.strict or not d.startswith(ADDED)]
     n_arrays = len(list(_bundle(args.reference).rglob("*.npy")))
-    print(f"{len(diffs)} differences ({n_arrays} reference arrays, push rows, metrics.json compared)")
-    return 1 if diffs else 0
+    print(f"{len(changed)} differences, {len(diffs) - len(changed)} additions "
+          f"({n_arrays} reference arrays, push rows, metrics.json compared)")
+    return 1 if changed else 0
 
 
 if __name__ == "__main__":

@@ -3,8 +3,20 @@
 A bundle is a folder ``models/<version>/`` of plain files: ``manifest.json``
 (version, created time, data window, config, row counts, library versions,
 index recall, sha256 of every file), ``taxonomy.toml``, ``.npy`` arrays
-(memory-mappable, loaded with ``allow_pickle=False``), Parquet tables and
-sub-folders written by components (the faiss index, the content model).
+(memory-mappable, loaded with ``allow_pickle=False``), Parquet tables, JSON,
+faiss indexes, and one sub-folder per fitted component.
+
+**The component protocol.** A fitted component (the ANN index, the content
+embedder, the cold-start models, the ranking signals, the learned ranker)
+saves itself with ``save(writer: BundleWriter) -> None`` and comes back with
+``load(reader: BundleReader) -> component`` (a classmethod). The writer and
+reader speak in names and kinds -- ``array``, ``table``, ``json``, ``text``,
+``faiss`` -- and only this module turns a name into a file: components never
+see paths, never hash, never write atomically themselves. The bundle writes
+everything into one temporary folder, renamed into place, and checks every
+file's sha256 once, on load, against the manifest. A component saved alone
+(outside a bundle, e.g. in a test) goes through :func:`write_part` /
+:func:`read_part`: the same protocol with its own small checksum manifest.
 
 ``models/latest`` is a symbolic link to the current version, moved atomically
 (``os.replace`` of a new link) only after the new bundle was written, renamed
@@ -23,7 +35,7 @@ import shutil
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 import numpy as np
 import pandas as pd
@@ -33,8 +45,12 @@ from recsys.exceptions import ArtifactError, ConfigError, RecsysError
 from recsys.io import _tmp_sibling, atomic_dir, clean_stale_temps, sha256_file
 
 #: Version of the bundle layout; a loader refuses other major versions.
-FORMAT_VERSION = "2"  # 2: learned ranker and ranking signals (popularity levels, co-engagement)
+#: 2: learned ranker and ranking signals (popularity levels, co-engagement)
+#: 3: components save through the writer/reader protocol: no checksums or format stamps of their own
+FORMAT_VERSION = "3"
 MANIFEST = "manifest.json"
+#: a component saved alone (:func:`write_part`) lists its files' sha256 here
+PART_MANIFEST = "part.json"
 LATEST = "latest"
 _VERSION_RE = re.compile(r"^\d{8}T\d{6}Z(-\d+)?$")
 _LIBRARIES = ("kepu-recsys", "numpy", "pandas", "pyarrow", "scipy", "scikit-learn", "implicit", "faiss-cpu", "jieba")
@@ -66,12 +82,31 @@ def new_version(now: dt.datetime | None = None, models_dir: Path | None = None) 
 class BundleWriter:
     """Collects a bundle's files in a temporary folder.
 
-    Use through :func:`write_bundle`; components add arrays, tables, JSON and
-    whole sub-folders (``subdir(name)`` returns a path to write into).
+    Use through :func:`write_bundle` (or :func:`write_part`); a component
+    writes its arrays, tables, JSON, text and faiss indexes by name, into its
+    own part (``part(name)``: a writer on a sub-folder).
     """
 
     root: Path
     info: dict[str, Any] = field(default_factory=dict)
+
+    def part(self, name: str) -> "BundleWriter":
+        """A writer for a component's own part of the bundle (``""``: the bundle's top level)."""
+        if not name:
+            return self
+        path = self.root / name
+        path.mkdir(parents=True, exist_ok=True)
+        return BundleWriter(path, self.info)
+
+    def component(self, name: str, component: "BundleComponent") -> None:
+        """Save ``component`` (its ``save(writer)``) into the part ``name``."""
+        component.save(self.part(name))
+
+    def faiss(self, name: str, index: Any) -> None:
+        """Save a faiss index as ``name.faiss`` (faiss' own format)."""
+        import faiss
+
+        faiss.write_index(index, str(self.root / f"{name}.faiss"))
 
     def array(self, name: str, values: np.ndarray) -> None:
         """Save ``values`` as ``name.npy`` (no pickle: object arrays are refused)."""
@@ -94,19 +129,155 @@ class BundleWriter:
         """Save a text file (e.g. ``taxonomy.toml``)."""
         (self.root / filename).write_text(text, encoding="utf-8")
 
-    def subdir(self, name: str) -> Path:
-        """Create and return a sub-folder for a component's own files."""
-        path = self.root / name
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+
+@dataclass(frozen=True)
+class BundleReader:
+    """Reads a bundle's (or one part's) files by name; every error names the file.
+
+    Checksums are not checked here: :func:`verify_bundle` (or
+    :func:`read_part`) checks every file once before the components load.
+
+    Attributes
+    ----------
+    root : Path
+        The bundle folder, or a component's part of it.
+    mmap : bool
+        Memory-map arrays and faiss indexes (read-only) instead of reading them.
+    """
+
+    root: Path
+    mmap: bool = True
+
+    def part(self, name: str) -> "BundleReader":
+        """A reader on a component's part (``""``: the bundle's top level)."""
+        return self if not name else BundleReader(self.root / name, self.mmap)
+
+    def path(self, filename: str) -> Path:
+        """The file's path, for messages."""
+        return self.root / filename
+
+    def has(self, filename: str) -> bool:
+        """Whether the part holds ``filename`` (e.g. ``"ranker.txt"``: an optional component)."""
+        return (self.root / filename).is_file()
+
+    def error(self, filename: str, problem: str) -> ArtifactError:
+        """An :class:`ArtifactError` naming the file and what is wrong with it."""
+        return ArtifactError(f"{self.root / filename}: {problem}")
+
+    def array(self, name: str, *, mmap: bool | None = None) -> np.ndarray:
+        """Load ``name.npy`` (memory-mapped unless ``mmap=False``), without pickle."""
+        return load_array(self.root, name, mmap=self.mmap if mmap is None else mmap)
+
+    def table(self, name: str, columns: list[str] | None = None) -> pd.DataFrame:
+        """Load ``name.parquet`` (only ``columns``, if given)."""
+        return load_table(self.root, name, columns=columns)
+
+    def arrow(self, name: str, columns: list[str] | None = None) -> Any:
+        """Load ``name.parquet`` as a pyarrow Table (no Python object per row)."""
+        fpath = self.root / f"{name}.parquet"
+        try:
+            return pq.read_table(fpath, columns=columns)
+        except FileNotFoundError:
+            raise ArtifactError(f"{fpath}: missing from the model bundle") from None
+        except Exception as exc:  # pyarrow raises several types on corrupt files
+            raise ArtifactError(f"{fpath}: unreadable ({type(exc).__name__}: {exc})") from None
+
+    def json(self, name: str) -> Any:
+        """Load ``name.json``."""
+        return load_json(self.root, name)
+
+    def text(self, filename: str) -> str:
+        """Load a text file."""
+        fpath = self.root / filename
+        try:
+            return fpath.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ArtifactError(f"{fpath}: missing from the model bundle") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ArtifactError(f"{fpath}: unreadable ({type(exc).__name__}: {exc})") from None
+
+    def faiss(self, name: str, *, mmap: bool | None = None) -> Any:
+        """Load ``name.faiss`` (memory-mapped, read-only, unless ``mmap=False``)."""
+        import faiss
+
+        fpath = self.root / f"{name}.faiss"
+        if not fpath.is_file():
+            raise ArtifactError(f"{fpath}: missing from the model bundle")
+        flags = (faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY) if (self.mmap if mmap is None else mmap) else 0
+        try:
+            return faiss.read_index(str(fpath), flags)
+        except RuntimeError as exc:
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else "unreadable"
+            raise ArtifactError(f"{fpath}: cannot read faiss index ({first_line})") from None
 
 
-def _checksums(root: Path) -> dict[str, str]:
+class BundleComponent(Protocol):
+    """What a fitted component implements to live in a bundle.
+
+    Adding a component to the bundle is its ``save``/``load`` and one line in
+    ``recsys.model.COMPONENTS``.
+    """
+
+    def save(self, writer: BundleWriter) -> None:
+        """Write the fitted state through ``writer`` (by name; no paths)."""
+
+    @classmethod
+    def load(cls, reader: BundleReader) -> Any:
+        """Rebuild the fitted component from what :meth:`save` wrote."""
+
+
+def write_part(folder: str | Path, component: BundleComponent) -> Path:
+    """Save one component alone into ``folder`` (replaced whole, atomically), with its checksums.
+
+    The same protocol as in a bundle; ``part.json`` lists each file's sha256
+    so that :func:`read_part` can check them once.
+    """
+    dest = Path(folder)
+    with atomic_dir(dest) as tmp:
+        component.save(BundleWriter(tmp))
+        files = _checksums(tmp, skip=PART_MANIFEST)
+        (tmp / PART_MANIFEST).write_text(
+            json.dumps({"format_version": FORMAT_VERSION, "component": type(component).__name__, "files": files},
+                       indent=2),
+            encoding="utf-8",
+        )
+    return dest
+
+
+def read_part(folder: str | Path, kind: type, *, verify: bool = True, mmap: bool = True, **options: Any) -> Any:
+    """Load a component saved by :func:`write_part`: checksums checked once, then ``kind.load``.
+
+    Raises
+    ------
+    ArtifactError
+        Naming the folder or the missing, corrupted or unreadable file.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise ArtifactError(f"{root}: component folder not found")
+    if verify:
+        meta = load_json(root, PART_MANIFEST.removesuffix(".json"))
+        if not isinstance(meta, dict) or not isinstance(meta.get("files"), dict):
+            raise ArtifactError(f"{root / PART_MANIFEST}: not a component manifest (a JSON object with a files table)")
+        _verify_files(root, meta["files"])
+    return kind.load(BundleReader(root, mmap), **options)
+
+
+def _checksums(root: Path, skip: str = MANIFEST) -> dict[str, str]:
     return {
         str(p.relative_to(root)): sha256_file(p)
         for p in sorted(root.rglob("*"))
-        if p.is_file() and p.name != MANIFEST
+        if p.is_file() and p.relative_to(root).as_posix() != skip
     }
+
+
+def _verify_files(root: Path, files: dict[str, str]) -> None:
+    for rel, digest in files.items():
+        fpath = root / rel
+        if not fpath.is_file():
+            raise ArtifactError(f"{fpath}: missing from the model bundle")
+        if sha256_file(fpath) != digest:
+            raise ArtifactError(f"{fpath}: checksum mismatch (corrupted or modified)")
 
 
 def write_bundle(
@@ -212,7 +383,10 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
         raise ArtifactError(f"{mpath}: unreadable (not a bundle manifest: a JSON object with a files table)")
     fmt = str(manifest.get("format_version", ""))
     if fmt.split(".")[0] != FORMAT_VERSION:
-        raise ArtifactError(f"{mpath}: bundle format version {fmt!r}; this engine reads version {FORMAT_VERSION}")
+        raise ArtifactError(
+            f"{mpath}: bundle format version {fmt!r}; this engine reads version {FORMAT_VERSION} "
+            "(a bundle of another engine version: retrain with `recsys train`, or use the engine that wrote it)"
+        )
     return manifest
 
 
@@ -223,12 +397,7 @@ def verify_bundle(path: str | Path) -> dict[str, Any]:
     """
     root = Path(path)
     manifest = read_manifest(root)
-    for rel, digest in manifest.get("files", {}).items():
-        fpath = root / rel
-        if not fpath.is_file():
-            raise ArtifactError(f"{fpath}: missing from the model bundle")
-        if sha256_file(fpath) != digest:
-            raise ArtifactError(f"{fpath}: checksum mismatch (corrupted or modified)")
+    _verify_files(root, manifest.get("files", {}))
     return manifest
 
 
@@ -243,11 +412,11 @@ def load_array(root: str | Path, name: str, *, mmap: bool = True) -> np.ndarray:
         raise ArtifactError(f"{fpath}: unreadable ({exc})") from None
 
 
-def load_table(root: str | Path, name: str) -> pd.DataFrame:
-    """Load ``name.parquet`` from a bundle."""
+def load_table(root: str | Path, name: str, columns: list[str] | None = None) -> pd.DataFrame:
+    """Load ``name.parquet`` from a bundle (only ``columns``, if given)."""
     fpath = Path(root) / f"{name}.parquet"
     try:
-        return pq.read_table(fpath).to_pandas()
+        return pq.read_table(fpath, columns=columns).to_pandas()
     except FileNotFoundError:
         raise ArtifactError(f"{fpath}: missing from the model bundle") from None
     except Exception as exc:  # pyarrow raises several types on corrupt files

@@ -22,9 +22,7 @@ Parquet key table: ``save(dir)`` / ``load(dir)``, no pickle.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -33,7 +31,13 @@ from recsys.columns import GROUP, REGION, SUB_GROUP
 from recsys.config import ColdStartConfig, check_section
 from recsys.exceptions import ArtifactError, ConfigError, NotFittedError, SchemaError
 
+if TYPE_CHECKING:
+    from recsys.bundle import BundleReader, BundleWriter
+
 FORMAT = 1
+#: names in the component's part of the bundle (recsys.bundle adds the suffixes)
+META_NAME = "meta"
+KEYS_NAME = "keys"
 #: back-off levels of a user segment, most specific first
 LEVELS = ("segment", "group_region", "group", "global")
 LEVEL = "level"
@@ -60,37 +64,21 @@ def _ridge(x: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.ndarray, np.n
     return coef, y_mean - x_mean @ coef
 
 
-def _write(folder: str | Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> Path:
-    root = Path(folder)
-    root.mkdir(parents=True, exist_ok=True)
+def _write(writer: "BundleWriter", arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
     for name, values in arrays.items():
-        np.save(root / f"{name}.npy", np.ascontiguousarray(values), allow_pickle=False)
-    (root / "meta.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    return root
+        writer.array(name, np.ascontiguousarray(values))
+    writer.json(META_NAME, meta)
 
 
-def _read(folder: str | Path, names: Sequence[str], kind: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    root = Path(folder)
-    try:
-        meta = json.loads((root / "meta.json").read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ArtifactError(f"{root / 'meta.json'}: missing ({kind})") from None
-    except (OSError, ValueError) as exc:
-        raise ArtifactError(f"{root / 'meta.json'}: unreadable ({exc})") from None
-    if meta.get("kind") != kind or meta.get("format") != FORMAT:
+def _read(reader: "BundleReader", names: Sequence[str], kind: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    meta = reader.json(META_NAME)
+    if not isinstance(meta, dict) or meta.get("kind") != kind or meta.get("format") != FORMAT:
+        got = meta if isinstance(meta, dict) else {}
         raise ArtifactError(
-            f"{root}: holds {meta.get('kind')!r} format {meta.get('format')!r}, expected {kind!r} format {FORMAT}"
+            f"{reader.root}: holds {got.get('kind')!r} format {got.get('format')!r}, expected {kind!r} format {FORMAT}"
         )
-    arrays = {}
-    for name in names:
-        path = root / f"{name}.npy"
-        try:
-            arrays[name] = np.load(path, allow_pickle=False)
-        except FileNotFoundError:
-            raise ArtifactError(f"{path}: missing ({kind})") from None
-        except (OSError, ValueError) as exc:
-            raise ArtifactError(f"{path}: unreadable ({exc})") from None
-    return arrays, meta
+    # read whole (not memory-mapped): the arrays are small and are converted to float32 copies anyway
+    return {name: reader.array(name, mmap=False) for name in names}, meta
 
 
 class ItemColdStart:
@@ -175,16 +163,16 @@ class ItemColdStart:
         x = _matrix(content_vectors, "content_vectors", width=self.coef_.shape[0])
         return (x @ self.coef_ + self.intercept_).astype(np.float32)
 
-    def save(self, folder: str | Path) -> Path:
-        """Write ``coef.npy``, ``intercept.npy`` and ``meta.json`` into ``folder``."""
+    def save(self, writer: "BundleWriter") -> None:
+        """Write ``coef``, ``intercept`` and ``meta`` through a bundle writer (the component protocol)."""
         if not hasattr(self, "coef_"):
             raise NotFittedError("ItemColdStart is not fitted; nothing to save")
         meta = {"kind": "item_cold_start", "format": FORMAT, "ridge_alpha": self.config.ridge_alpha,
                 "n_warm": self.n_warm_}
-        return _write(folder, {"coef": self.coef_, "intercept": self.intercept_}, meta)
+        _write(writer, {"coef": self.coef_, "intercept": self.intercept_}, meta)
 
     @classmethod
-    def load(cls, folder: str | Path) -> "ItemColdStart":
+    def load(cls, reader: "BundleReader") -> "ItemColdStart":
         """Read what :meth:`save` wrote.
 
         Raises
@@ -192,10 +180,10 @@ class ItemColdStart:
         ArtifactError
             If a file is missing, unreadable, of another kind or format, or the shapes disagree.
         """
-        arrays, meta = _read(folder, ("coef", "intercept"), "item_cold_start")
+        arrays, meta = _read(reader, ("coef", "intercept"), "item_cold_start")
         out = cls(ColdStartConfig(ridge_alpha=float(meta.get("ridge_alpha", 1.0))))
         if arrays["coef"].ndim != 2 or arrays["intercept"].shape != (arrays["coef"].shape[1],):
-            raise ArtifactError(f"{folder}: coef and intercept shapes disagree")
+            raise ArtifactError(f"{reader.root}: coef and intercept shapes disagree")
         out.coef_, out.intercept_ = arrays["coef"].astype(np.float32), arrays["intercept"].astype(np.float32)
         out.n_warm_ = int(meta.get("n_warm", 0))
         return out
@@ -386,8 +374,8 @@ class UserColdStart:
         priors = None if topic_prior is None else np.asarray(topic_prior, dtype=np.float64).reshape(1, -1)
         return self.vectors_for([group], [sub_group], [region], priors)[0]
 
-    def save(self, folder: str | Path) -> Path:
-        """Write ``centroids.npy``, ``keys.parquet``, the projection arrays and ``meta.json``."""
+    def save(self, writer: "BundleWriter") -> None:
+        """Write ``centroids``, ``keys`` (a table), the projection arrays and ``meta`` (the component protocol)."""
         if not hasattr(self, "centroids_"):
             raise NotFittedError("UserColdStart is not fitted; nothing to save")
         arrays = {"centroids": self.centroids_}
@@ -403,12 +391,11 @@ class UserColdStart:
             },
             "topic_projection": self.topic_coef_ is not None,
         }
-        root = _write(folder, arrays, meta)
-        self.keys_.to_parquet(root / "keys.parquet", index=False)
-        return root
+        _write(writer, arrays, meta)
+        writer.table(KEYS_NAME, self.keys_)
 
     @classmethod
-    def load(cls, folder: str | Path) -> "UserColdStart":
+    def load(cls, reader: "BundleReader") -> "UserColdStart":
         """Read what :meth:`save` wrote.
 
         Raises
@@ -416,19 +403,13 @@ class UserColdStart:
         ArtifactError
             If a file is missing, unreadable, of another kind or format, or the shapes disagree.
         """
-        root = Path(folder)
-        arrays, meta = _read(root, ("centroids",), "user_cold_start")
+        arrays, meta = _read(reader, ("centroids",), "user_cold_start")
         has_topics = bool(meta.get("topic_projection"))
         if has_topics:
-            arrays.update(_read(root, ("topic_coef", "topic_intercept"), "user_cold_start")[0])
-        try:
-            keys = pd.read_parquet(root / "keys.parquet")
-        except FileNotFoundError:
-            raise ArtifactError(f"{root / 'keys.parquet'}: missing (user_cold_start)") from None
-        except Exception as exc:  # pyarrow raises several types on corrupt files
-            raise ArtifactError(f"{root / 'keys.parquet'}: unreadable ({exc})") from None
+            arrays.update(_read(reader, ("topic_coef", "topic_intercept"), "user_cold_start")[0])
+        keys = reader.table(KEYS_NAME)
         if list(keys.columns) != [LEVEL, GROUP, SUB_GROUP, REGION, N_USERS] or len(keys) != len(arrays["centroids"]):
-            raise ArtifactError(f"{root}: keys.parquet does not match centroids.npy")
+            raise reader.error(f"{KEYS_NAME}.parquet", "does not match centroids.npy")
         out = cls(ColdStartConfig(**meta.get("config", {})))
         out.keys_ = keys.astype({LEVEL: str, GROUP: str, SUB_GROUP: str, REGION: str, N_USERS: np.int64})
         out.centroids_ = arrays["centroids"].astype(np.float32)

@@ -31,14 +31,13 @@ items added the same night can be embedded without refitting.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import re
 import threading
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import jieba
 import numpy as np
@@ -59,17 +58,21 @@ from recsys.columns import (
     TOPICS,
 )
 from recsys.config import ContentConfig, check_section
-from recsys.exceptions import ArtifactError, ConfigError, NotFittedError, SchemaError, UnknownCodeError
-from recsys.io import atomic_dir, sha256_file, write_json
+from recsys.exceptions import ConfigError, NotFittedError, SchemaError, UnknownCodeError
 from recsys.seeds import check_random_state
 from recsys.taxonomy import Taxonomy, load_taxonomy
 
-META_FILE = "content.json"
-VOCAB_FILE = "vocabulary.json"
-IDF_FILE = "idf.npy"
-COMPONENTS_FILE = "components.npy"
+if TYPE_CHECKING:
+    from recsys.bundle import BundleReader, BundleWriter
+
+#: names of the embedder's files in its part of the bundle (recsys.bundle adds the suffixes)
+META_NAME = "content"
+VOCAB_NAME = "vocabulary"
+IDF_NAME = "idf"
+COMPONENTS_NAME = "components"
 STOPWORDS_FILE = "stopwords.txt"
-FORMAT_VERSION = 1
+#: 2: saved through the bundle protocol (no checksums of its own: the bundle checks them once)
+FORMAT_VERSION = 2
 DEFAULT_FORMAT = "article"
 
 # A token is kept only if it has a Latin letter or a CJK character: this drops
@@ -401,12 +404,12 @@ class ContentEmbedder:
         return _l2(np.hstack(blocks)).astype(np.float32, copy=False)
 
     # ---- persistence ---------------------------------------------------
-    def save(self, path: str | Path) -> Path:
-        """Write the fitted state to the folder ``path`` atomically (replacing it).
+    def save(self, writer: "BundleWriter") -> None:
+        """Write the fitted state through a bundle writer (the component protocol, :mod:`recsys.bundle`).
 
-        Files: ``vocabulary.json`` (terms in column order), ``idf.npy``,
-        ``components.npy``, ``stopwords.txt`` and ``content.json`` (config,
-        code order, versions, sha256 of each file).
+        Parts: ``vocabulary`` (JSON, terms in column order), ``idf`` and
+        ``components`` (arrays), ``stopwords.txt`` and ``content`` (JSON:
+        config, code order, sizes, jieba version).
 
         Raises
         ------
@@ -416,66 +419,51 @@ class ContentEmbedder:
         if not hasattr(self, "components_"):
             raise NotFittedError("ContentEmbedder is not fitted; nothing to save")
         vocabulary = sorted(self.vectorizer_.vocabulary_, key=self.vectorizer_.vocabulary_.__getitem__)
-        dest = Path(path)
-        with atomic_dir(dest) as tmp:
-            write_json(vocabulary, tmp / VOCAB_FILE)
-            np.save(tmp / IDF_FILE, np.asarray(self.vectorizer_.idf_), allow_pickle=False)
-            np.save(tmp / COMPONENTS_FILE, self.components_, allow_pickle=False)
-            (tmp / STOPWORDS_FILE).write_text("\n".join(sorted(self.stopwords_)) + "\n", encoding="utf-8")
-            files = (VOCAB_FILE, IDF_FILE, COMPONENTS_FILE, STOPWORDS_FILE)
-            meta = {
-                "format_version": FORMAT_VERSION,
-                "config": dataclasses.asdict(self.config_),
-                "topic_codes": list(self.topic_codes_),
-                "format_codes": list(self.format_codes_),
-                "n_terms": len(vocabulary),
-                "n_components": int(self.components_.shape[0]),
-                "dim": self.dim_,
-                "jieba_version": jieba.__version__,
-                "sha256": {name: sha256_file(tmp / name) for name in files},
-            }
-            write_json(meta, tmp / META_FILE)
-        return dest
+        writer.json(VOCAB_NAME, vocabulary)
+        writer.array(IDF_NAME, np.asarray(self.vectorizer_.idf_))
+        writer.array(COMPONENTS_NAME, self.components_)
+        writer.text(STOPWORDS_FILE, "\n".join(sorted(self.stopwords_)) + "\n")
+        writer.json(META_NAME, {
+            "format_version": FORMAT_VERSION,
+            "config": dataclasses.asdict(self.config_),
+            "topic_codes": list(self.topic_codes_),
+            "format_codes": list(self.format_codes_),
+            "n_terms": len(vocabulary),
+            "n_components": int(self.components_.shape[0]),
+            "dim": self.dim_,
+            "jieba_version": jieba.__version__,
+        })
 
     @classmethod
-    def load(cls, path: str | Path) -> "ContentEmbedder":
-        """Rebuild a fitted embedder from a folder written by :meth:`save`.
+    def load(cls, reader: "BundleReader") -> "ContentEmbedder":
+        """Rebuild a fitted embedder from what :meth:`save` wrote (checksums are the bundle's to check).
 
         Raises
         ------
         ArtifactError
-            If a file is missing, fails its checksum, cannot be parsed, or the
-            files disagree in size; the message names the file.
+            If a file is missing or cannot be parsed, or the files disagree in
+            size; the message names the file.
         """
-        folder = Path(path)
-        files = (META_FILE, VOCAB_FILE, IDF_FILE, COMPONENTS_FILE, STOPWORDS_FILE)
-        for name in files:
-            if not (folder / name).is_file():
-                raise ArtifactError(f"{folder / name}: content embedder file missing")
-        meta = _read_json(folder / META_FILE)
+        meta = reader.json(META_NAME)
+        meta_file = f"{META_NAME}.json"
         try:
             version = meta["format_version"]
             stored = meta["config"]
             topic_codes = tuple(meta["topic_codes"])
             format_codes = tuple(meta["format_codes"])
-            digests = meta["sha256"]
         except (KeyError, TypeError) as exc:
-            raise ArtifactError(f"{folder / META_FILE}: incomplete metadata ({exc})") from None
+            raise reader.error(meta_file, f"incomplete metadata ({exc})") from None
         if version != FORMAT_VERSION:
-            raise ArtifactError(
-                f"{folder / META_FILE}: content format version {version!r}; this code reads {FORMAT_VERSION}"
-            )
-        for name in files[1:]:
-            if sha256_file(folder / name) != digests.get(name):
-                raise ArtifactError(f"{folder / name}: checksum mismatch, the file is corrupted")
+            raise reader.error(meta_file, f"content format version {version!r}; this code reads {FORMAT_VERSION}")
 
-        vocabulary = _read_json(folder / VOCAB_FILE)
-        idf = _read_npy(folder / IDF_FILE)
-        components = _read_npy(folder / COMPONENTS_FILE)
+        vocabulary = reader.json(VOCAB_NAME)
+        idf = reader.array(IDF_NAME, mmap=False)
+        components = reader.array(COMPONENTS_NAME, mmap=False)
         if not isinstance(vocabulary, list) or idf.shape != (len(vocabulary),):
-            raise ArtifactError(f"{folder / IDF_FILE}: {idf.shape[0]} weights for {len(vocabulary)} terms")
+            n_terms = len(vocabulary) if isinstance(vocabulary, list) else 0
+            raise reader.error(f"{IDF_NAME}.npy", f"{idf.shape[0] if idf.ndim else 0} weights for {n_terms} terms")
         if components.ndim != 2 or components.shape[1] != len(vocabulary):
-            raise ArtifactError(f"{folder / COMPONENTS_FILE}: shape {components.shape} does not match the vocabulary")
+            raise reader.error(f"{COMPONENTS_NAME}.npy", f"shape {components.shape} does not match the vocabulary")
 
         fields = {f.name for f in dataclasses.fields(ContentConfig)}
         config = ContentConfig(**{k: v for k, v in stored.items() if k in fields})
@@ -496,20 +484,6 @@ class ContentEmbedder:
         self.components_ = np.ascontiguousarray(components, dtype=np.float32)
         self.topic_codes_ = topic_codes
         self.format_codes_ = format_codes
-        self.stopwords_ = _parse_stopwords((folder / STOPWORDS_FILE).read_text(encoding="utf-8"))
+        self.stopwords_ = _parse_stopwords(reader.text(STOPWORDS_FILE))
         self.dim_ = config.svd_components + len(topic_codes) + len(format_codes)
         return self
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ArtifactError(f"{path}: unreadable JSON ({exc})") from None
-
-
-def _read_npy(path: Path) -> np.ndarray:
-    try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
-        raise ArtifactError(f"{path}: cannot read array ({exc})") from None

@@ -19,33 +19,35 @@ proportion to how selective the list is (``ef * ntotal / len(allow)``, capped
 at ``ntotal``), because the graph search only keeps allowed nodes among those
 it visits.
 
-A saved index is a folder: ``index.faiss`` (``faiss.write_index``),
-``vectors.npy``, ``ids.npy`` and ``index.json`` (kind, sizes, config, build
-recall, sha256 of each file). No pickle.
+Saved through the bundle component protocol (:mod:`recsys.bundle`): the
+faiss index in faiss' own format, ``vectors`` and ``ids`` arrays, and
+``index.json`` (kind, sizes, config, build recall). No pickle.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import faiss
 import numpy as np
 
 from recsys.config import IndexConfig, check_section, is_int
-from recsys.exceptions import ArtifactError, ConfigError, NotFittedError
-from recsys.io import atomic_dir, sha256_file, write_json
+from recsys.exceptions import ConfigError, NotFittedError
 from recsys.seeds import check_random_state
 
-INDEX_FILE = "index.faiss"
-VECTORS_FILE = "vectors.npy"
-IDS_FILE = "ids.npy"
-META_FILE = "index.json"
-FORMAT_VERSION = 1
+if TYPE_CHECKING:
+    from recsys.bundle import BundleReader, BundleWriter
+
+#: names of the index's files in its part of the bundle (recsys.bundle adds the suffixes)
+INDEX_NAME = "index"
+VECTORS_NAME = "vectors"
+IDS_NAME = "ids"
+META_NAME = "index"
+#: 2: saved through the bundle protocol (no checksums of its own: the bundle checks them once)
+FORMAT_VERSION = 2
 KINDS = ("flat", "hnsw")
 
 # Rows of the (queries x items) score block computed at once by exact search:
@@ -407,51 +409,33 @@ class VectorIndex:
             total += e.size
         return hits / total if total else 1.0
 
-    # ---- persistence ---------------------------------------------------
-    def save(self, path: str | Path) -> Path:
-        """Write the index folder ``path`` atomically (replacing it).
+    # ---- persistence (the bundle component protocol, recsys.bundle) -----
+    def save(self, writer: "BundleWriter") -> None:
+        """Write the faiss index (``index``), its vectors and ids, and ``index.json`` (kind, config, recall).
 
-        Returns
-        -------
-        Path
-            The folder.
+        Raises
+        ------
+        NotFittedError
+            Before :meth:`build`.
         """
         self._check_fitted()
-        dest = Path(path)
-        with atomic_dir(dest) as tmp:
-            faiss.write_index(self.index_, str(tmp / INDEX_FILE))
-            np.save(tmp / VECTORS_FILE, np.asarray(self.vectors_), allow_pickle=False)
-            np.save(tmp / IDS_FILE, np.asarray(self.ids_), allow_pickle=False)
-            meta = {
-                "format_version": FORMAT_VERSION,
-                **self.info(),
-                "sha256": {name: sha256_file(tmp / name) for name in (INDEX_FILE, VECTORS_FILE, IDS_FILE)},
-            }
-            write_json(meta, tmp / META_FILE)
-        return dest
+        writer.faiss(INDEX_NAME, self.index_)
+        writer.array(VECTORS_NAME, np.asarray(self.vectors_))
+        writer.array(IDS_NAME, np.asarray(self.ids_))
+        writer.json(META_NAME, {"format_version": FORMAT_VERSION, **self.info()})
 
     @classmethod
-    def load(
-        cls,
-        path: str | Path,
-        mmap: bool = True,
-        *,
-        config: IndexConfig | None = None,
-        verify: bool = True,
-    ) -> "VectorIndex":
-        """Load an index folder written by :meth:`save`.
+    def load(cls, reader: "BundleReader", *, config: IndexConfig | None = None) -> "VectorIndex":
+        """Rebuild an index from what :meth:`save` wrote (checksums are the bundle's to check).
 
         Parameters
         ----------
-        path : str or Path
-            The folder.
-        mmap : bool, default True
-            Memory-map the vectors and the faiss storage instead of reading them.
+        reader : recsys.bundle.BundleReader
+            The index's part of a bundle; memory-maps the vectors and the
+            faiss storage when the reader does.
         config : IndexConfig, optional
             Search-time settings (``ef_search``, ``allow_exact_max``,
             ``threads``) to use instead of those the index was built with.
-        verify : bool, default True
-            Check each file's sha256 against ``index.json``.
 
         Returns
         -------
@@ -460,54 +444,39 @@ class VectorIndex:
         Raises
         ------
         ArtifactError
-            If a file is missing, corrupted (checksum, unreadable, inconsistent
-            sizes) or of another format version; the message names the file.
+            If a file is missing, unreadable, of another format version, or the
+            files disagree in size; the message names the file.
         """
-        folder = Path(path)
-        for name in (META_FILE, INDEX_FILE, VECTORS_FILE, IDS_FILE):
-            if not (folder / name).is_file():
-                raise ArtifactError(f"{folder / name}: index file missing")
-        meta_path = folder / META_FILE
+        meta = reader.json(META_NAME)
+        meta_file = f"{META_NAME}.json"
         try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
             version = meta["format_version"]
             kind = meta["kind"]
             stored_config = meta["config"]
-            digests = meta["sha256"]
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise ArtifactError(f"{meta_path}: unreadable index metadata ({exc})") from None
+        except (KeyError, TypeError) as exc:
+            raise reader.error(meta_file, f"unreadable index metadata ({exc})") from None
         if version != FORMAT_VERSION:
-            raise ArtifactError(f"{meta_path}: index format version {version!r}; this code reads {FORMAT_VERSION}")
+            raise reader.error(meta_file, f"index format version {version!r}; this code reads {FORMAT_VERSION}")
         if kind not in KINDS:
-            raise ArtifactError(f"{meta_path}: unknown index kind {kind!r}; valid: {', '.join(KINDS)}")
-        if verify:
-            for name in (INDEX_FILE, VECTORS_FILE, IDS_FILE):
-                if sha256_file(folder / name) != digests.get(name):
-                    raise ArtifactError(f"{folder / name}: checksum mismatch, the file is corrupted")
-
-        vectors = cls._load_npy(folder / VECTORS_FILE, mmap)
-        ids = cls._load_npy(folder / IDS_FILE, mmap)
-        index_path = folder / INDEX_FILE
-        flags = (faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY) if mmap else 0
-        try:
-            index = faiss.read_index(str(index_path), flags)
-        except RuntimeError as exc:
-            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else "unreadable"
-            raise ArtifactError(f"{index_path}: cannot read faiss index ({first_line})") from None
+            raise reader.error(meta_file, f"unknown index kind {kind!r}; valid: {', '.join(KINDS)}")
+        vectors = reader.array(VECTORS_NAME)
+        ids = reader.array(IDS_NAME)
+        index = reader.faiss(INDEX_NAME)
         if vectors.ndim != 2 or vectors.dtype != np.float32:
-            raise ArtifactError(f"{folder / VECTORS_FILE}: expected a float32 (n, d) array")
+            raise reader.error(f"{VECTORS_NAME}.npy", "expected a float32 (n, d) array")
         if ids.ndim != 1 or ids.dtype != np.int64 or ids.shape[0] != vectors.shape[0]:
-            raise ArtifactError(f"{folder / IDS_FILE}: expected {vectors.shape[0]} int64 ids")
+            raise reader.error(f"{IDS_NAME}.npy", f"expected {vectors.shape[0]} int64 ids")
         if index.ntotal != vectors.shape[0] or index.d != vectors.shape[1]:
-            raise ArtifactError(
-                f"{index_path}: holds {index.ntotal} x {index.d} vectors but "
-                f"{VECTORS_FILE} is {vectors.shape[0]} x {vectors.shape[1]}"
+            raise reader.error(
+                f"{INDEX_NAME}.faiss",
+                f"holds {index.ntotal} x {index.d} vectors but {VECTORS_NAME}.npy is "
+                f"{vectors.shape[0]} x {vectors.shape[1]}",
             )
 
         fields = {f.name for f in dataclasses.fields(IndexConfig)}
         built_config = IndexConfig(**{key: v for key, v in stored_config.items() if key in fields})
         self = cls(config=config if config is not None else built_config, seed=built_config.seed)
-        self.config_ = check_section(self.config)
+        self.config_ = check_section(self.config, IndexConfig)
         self.index_ = index
         self.vectors_ = vectors
         self.ids_ = ids
@@ -516,10 +485,3 @@ class VectorIndex:
         self.build_seconds_ = float(meta.get("build_seconds", 0.0))
         self._prepare_lookup()
         return self
-
-    @staticmethod
-    def _load_npy(path: Path, mmap: bool) -> np.ndarray:
-        try:
-            return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-        except (OSError, ValueError, EOFError) as exc:
-            raise ArtifactError(f"{path}: cannot read array ({exc})") from None

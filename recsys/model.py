@@ -4,26 +4,67 @@
 Recommender, the nightly push and the evaluation load. Row ``i`` of every
 per-user array is user index ``i`` (``users`` row ``i``); column/row ``j`` of
 every per-item array is item index ``j`` (``items`` row ``j``).
+
+It holds its fitted components (the ANN index, the content embedder, the two
+cold-start models, the ranking signals, the learned ranker); each saves and
+loads itself through the bundle's writer/reader protocol
+(:mod:`recsys.bundle`), registered once in :data:`COMPONENTS`. Adding a
+component to the bundle is its ``save(writer)`` / ``load(reader)`` and one
+line there.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
 from recsys import bundle as bundle_io
-from recsys.columns import AUTHORITIES
 from recsys.config import EngineConfig, config_from_dict
 from recsys.exceptions import ArtifactError, ConfigError
 from recsys.taxonomy import Taxonomy, parse_taxonomy
 
+if TYPE_CHECKING:
+    from recsys.coldstart import ItemColdStart, UserColdStart
+    from recsys.content import ContentEmbedder
+    from recsys.index import VectorIndex
+    from recsys.ranker import LearnedRanker
+    from recsys.signals import Signals
+
 #: user table columns a bundle keeps (attributes the ranking and the push need)
 USER_COLUMNS = ("user_id", "group", "sub_group", "region", "age_band", "channels", "push_opt_out")
+
+
+class Component(NamedTuple):
+    """One fitted component of a bundle: the model attribute, its part (sub-folder) and its class."""
+
+    attribute: str
+    part: str
+    kind: str  # "module:Class", imported when a bundle is read (``import recsys.model`` stays light)
+    optional: bool = False
+
+
+#: every fitted component a bundle holds; ``part`` "" = the bundle's top level. A component
+#: implements ``save(writer)`` and the classmethod ``load(reader)`` (recsys.bundle.BundleComponent).
+COMPONENTS: tuple[Component, ...] = (
+    Component("item_index", "item_index", "recsys.index:VectorIndex"),
+    Component("content_model", "content_model", "recsys.content:ContentEmbedder"),
+    Component("item_cold_start", "item_cold_start", "recsys.coldstart:ItemColdStart"),
+    Component("user_cold_start", "user_cold_start", "recsys.coldstart:UserColdStart"),
+    Component("signals", "", "recsys.signals:Signals"),
+    Component("ranker", "", "recsys.ranker:LearnedRanker", optional=True),
+)
+
+
+def _component_class(kind: str) -> Any:
+    import importlib
+
+    module, _, name = kind.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 @dataclass
@@ -78,7 +119,7 @@ class TrainedModel:
         Learned log-odds quality of each item per impression
         (:class:`recsys.engagement.EngagementModel`); the arrays below come
         from the same model and are all 0 when it had nothing to learn from
-        (no impressions), or when omitted.
+        (no impressions).
     authority_quality : ndarray, float32 (len(recsys.columns.AUTHORITIES),)
         Quality of a new item known only by its authority level.
     user_interest : ndarray, float32 (n_users, n_topics)
@@ -94,10 +135,15 @@ class TrainedModel:
         (``config.engagement.freshness_taus_days``).
     topic_trend : ndarray, float32 (n_topics,)
         Recent lift per topic (the window's last ``trend_days``).
+    signals : recsys.signals.Signals
+        Training-time arrays of the ranking features (popularity levels and
+        windows, co-engagement, recent items, activity).
     window : dict
         ``{"start": ISO, "end": ISO}``: the events used (``end`` = as-of time).
     info : dict
         Counts, timings and index recall for the manifest.
+    ranker : recsys.ranker.LearnedRanker or None
+        The learned ranking stage; None ranks with the linear blend.
     """
 
     taxonomy: Taxonomy
@@ -116,24 +162,24 @@ class TrainedModel:
     popularity_all_time: np.ndarray
     seen: sp.csr_matrix
     user_channel_counts: np.ndarray
-    item_index: Any
-    content_model: Any
-    item_cold_start: Any
-    user_cold_start: Any
+    item_index: VectorIndex
+    content_model: ContentEmbedder
+    item_cold_start: ItemColdStart
+    user_cold_start: UserColdStart
+    item_quality: np.ndarray
+    authority_quality: np.ndarray
+    user_interest: np.ndarray
+    segment_interest: np.ndarray
+    user_format: np.ndarray
+    segment_format: np.ndarray
+    topic_freshness: np.ndarray
+    topic_trend: np.ndarray
+    signals: Signals
     window: dict[str, str]
     info: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
     manifest: dict[str, Any] = field(default_factory=dict)
-    item_quality: np.ndarray | None = None
-    authority_quality: np.ndarray | None = None
-    user_interest: np.ndarray | None = None
-    segment_interest: np.ndarray | None = None
-    user_format: np.ndarray | None = None
-    segment_format: np.ndarray | None = None
-    topic_freshness: np.ndarray | None = None
-    topic_trend: np.ndarray | None = None
-    signals: Any = None
-    ranker: Any = None
+    ranker: LearnedRanker | None = None
 
     _ARRAYS = (
         "user_factors",
@@ -156,30 +202,6 @@ class TrainedModel:
         "topic_trend",
     )
 
-    def __post_init__(self) -> None:
-        # a model built without the engagement model (by hand, in a test or a benchmark) gets
-        # neutral zeros: its ranking then rests on the other blend terms alone
-        n_t, n_f = len(self.taxonomy.topics), len(self.taxonomy.formats)
-        n_seg = len(self.segments) + 1
-        n_k = len(self.config.engagement.freshness_taus_days)
-        shapes = {
-            "item_quality": (self.n_items,),
-            "authority_quality": (len(AUTHORITIES),),
-            "user_interest": (self.n_users, n_t),
-            "segment_interest": (n_seg, n_t),
-            "user_format": (self.n_users, n_f),
-            "segment_format": (n_seg, n_f),
-            "topic_freshness": (n_t, n_k),
-            "topic_trend": (n_t,),
-        }
-        for name, shape in shapes.items():
-            if getattr(self, name) is None:
-                setattr(self, name, np.zeros(shape, dtype=np.float32))
-        if self.signals is None:
-            from recsys.signals import Signals
-
-            self.signals = Signals.empty(self.n_users, self.n_items, self.taxonomy, self.config.ranker)
-
     @property
     def n_users(self) -> int:
         """Number of known users."""
@@ -192,24 +214,21 @@ class TrainedModel:
 
     # ---- writing ---------------------------------------------------------
     def _fill(self, writer: bundle_io.BundleWriter) -> None:
-        writer.text("taxonomy.toml", self.taxonomy.source_text)
-        writer.table("users", self.users[list(USER_COLUMNS)])
-        writer.table("items", self.items)
-        writer.table("segments", self.segments)
+        writer.text(TAXONOMY_FILE, self.taxonomy.source_text)
+        writer.table(USERS_TABLE, self.users[list(USER_COLUMNS)])
+        writer.table(ITEMS_TABLE, self.items)
+        writer.table(SEGMENTS_TABLE, self.segments)
         for name in self._ARRAYS:
             writer.array(name, getattr(self, name))
         seen = self.seen.tocsr()
         writer.array("seen_indptr", seen.indptr.astype(np.int64))
         writer.array("seen_indices", seen.indices.astype(np.int32))
         writer.array("seen_data", seen.data.astype(np.int8))
-        self.item_index.save(writer.subdir("item_index"))
-        self.content_model.save(writer.subdir("content_model"))
-        self.item_cold_start.save(writer.subdir("item_cold_start"))
-        self.user_cold_start.save(writer.subdir("user_cold_start"))
-        for name in self.signals.ARRAYS:
-            writer.array(name, getattr(self.signals, name))
-        if self.ranker is not None:
-            self.ranker.save(writer)
+        for c in COMPONENTS:
+            component = getattr(self, c.attribute)
+            if component is None and c.optional:
+                continue
+            writer.component(c.part, component)
 
     def save(
         self,
@@ -277,36 +296,27 @@ class TrainedModel:
         ArtifactError
             Naming the missing, corrupted or unreadable file.
         """
-        from recsys.coldstart import ItemColdStart, UserColdStart
-        from recsys.content import ContentEmbedder
-        from recsys.index import VectorIndex
-        from recsys.ranker import LearnedRanker
-        from recsys.signals import Signals
-
         root = bundle_io.resolve(path)
         manifest = bundle_io.verify_bundle(root) if verify else bundle_io.read_manifest(root)
-        tax_path = root / "taxonomy.toml"
-        try:
-            taxonomy = parse_taxonomy(tax_path.read_text(encoding="utf-8"), origin=str(tax_path))
-        except FileNotFoundError:
-            raise ArtifactError(f"{tax_path}: missing from the model bundle") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ArtifactError(f"{tax_path}: unreadable ({type(exc).__name__}: {exc})") from None
+        reader = bundle_io.BundleReader(root, mmap=mmap)
+        taxonomy = parse_taxonomy(reader.text(TAXONOMY_FILE), origin=str(reader.path(TAXONOMY_FILE)))
         try:
             config = config_from_dict(manifest.get("config") or {})
         except ConfigError as exc:
             raise ArtifactError(f"{root / bundle_io.MANIFEST}: the recorded config is not valid here ({exc})") from None
-        arrays = {name: bundle_io.load_array(root, name, mmap=mmap) for name in cls._ARRAYS}
-        items = bundle_io.load_table(root, "items")
-        users = bundle_io.load_table(root, "users")
-        segments = bundle_io.load_table(root, "segments")
-        seen_parts = {name: bundle_io.load_array(root, name, mmap=mmap) for name in _SEEN}
+        arrays = {name: reader.array(name) for name in cls._ARRAYS}
+        items = reader.table(ITEMS_TABLE)
+        users = reader.table(USERS_TABLE)
+        segments = reader.table(SEGMENTS_TABLE)
+        seen_parts = {name: reader.array(name) for name in _SEEN}
         factors = (manifest.get("counts") or {}).get("factors")
         _check_shapes(root, arrays, seen_parts, len(users), len(items), len(segments), taxonomy, config, factors)
         seen = sp.csr_matrix(
             (seen_parts["seen_data"], seen_parts["seen_indices"], seen_parts["seen_indptr"]),
             shape=(len(users), len(items)),
         )
+        # every component from its own part; the checksums were checked once, above
+        components = {c.attribute: _component_class(c.kind).load(reader.part(c.part)) for c in COMPONENTS}
         return cls(
             taxonomy=taxonomy,
             config=config,
@@ -314,21 +324,57 @@ class TrainedModel:
             items=items,
             segments=segments,
             seen=seen,
-            item_index=VectorIndex.load(root / "item_index", mmap=mmap),
-            content_model=ContentEmbedder.load(root / "content_model"),
-            item_cold_start=ItemColdStart.load(root / "item_cold_start"),
-            user_cold_start=UserColdStart.load(root / "user_cold_start"),
             window=manifest.get("data_window", {}),
             info={k: manifest.get(k) for k in ("counts", "index", "timings_s", "ranker")},
             path=root,
             manifest=manifest,
-            signals=Signals(**{name: bundle_io.load_array(root, name, mmap=mmap) for name in Signals.ARRAYS}),
-            ranker=LearnedRanker.load(root),
+            **components,
             **arrays,
         )
 
 
+def load_component(path: str | Path, attribute: str, **options: Any) -> Any:
+    """Load one registered component of a bundle (e.g. ``"item_index"``), with its ``load`` options.
+
+    For a caller that needs one part with other settings (the index with
+    search-time settings) without loading the whole model again. Checksums are
+    not checked here: the bundle was verified when its model was loaded.
+    """
+    for c in COMPONENTS:
+        if c.attribute == attribute:
+            reader = bundle_io.BundleReader(bundle_io.resolve(path)).part(c.part)
+            return _component_class(c.kind).load(reader, **options)
+    raise ArtifactError(f"{attribute!r} is not a bundle component; valid: {', '.join(c.attribute for c in COMPONENTS)}")
+
+
+def read_users(path: str | Path, columns: list[str]) -> Any:
+    """The ``columns`` of a bundle's users table, as a pyarrow Table (no Python object per user).
+
+    What the nightly push reads instead of loading the whole model: it names
+    columns, never the bundle's files.
+    """
+    return bundle_io.BundleReader(bundle_io.resolve(path)).arrow(USERS_TABLE, columns=columns)
+
+
+def read_model_array(path: str | Path, name: str) -> np.ndarray:
+    """One of the model's arrays (``TrainedModel`` attribute ``name``) from a bundle, memory-mapped."""
+    if name not in TrainedModel._ARRAYS:
+        raise ArtifactError(f"{name!r} is not an array of the model bundle; valid: {', '.join(TrainedModel._ARRAYS)}")
+    return bundle_io.BundleReader(bundle_io.resolve(path)).array(name)
+
+
+def read_bundle_taxonomy(path: str | Path) -> Taxonomy:
+    """The taxonomy a bundle was trained with."""
+    reader = bundle_io.BundleReader(bundle_io.resolve(path))
+    return parse_taxonomy(reader.text(TAXONOMY_FILE), origin=str(reader.path(TAXONOMY_FILE)))
+
+
 _SEEN = ("seen_data", "seen_indices", "seen_indptr")
+#: the model's own files (the components name theirs)
+TAXONOMY_FILE = "taxonomy.toml"
+USERS_TABLE = "users"
+ITEMS_TABLE = "items"
+SEGMENTS_TABLE = "segments"
 
 
 def _check_shapes(

@@ -12,14 +12,15 @@ and the callers already parallelise over blocks of users. Reasons come from
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from recsys.exceptions import ArtifactError, ConfigError
+from recsys.exceptions import ConfigError
+
+if TYPE_CHECKING:
+    from recsys.bundle import BundleReader, BundleWriter
 
 #: bundle file names
 MODEL_FILE = "ranker.txt"
@@ -199,13 +200,13 @@ class LearnedRanker:
         return (full[None, :] - occluded).T.astype(np.float32)
 
     # ---- bundle I/O ------------------------------------------------------
-    def save(self, writer: Any) -> None:
+    def save(self, writer: "BundleWriter") -> None:
         """Write ``ranker.txt`` (LightGBM text model) and ``ranker.json`` through a bundle writer."""
         writer.text(MODEL_FILE, self.booster.model_to_string())
         writer.json(META_FILE.removesuffix(".json"), {"feature_names": self.feature_names, "report": self.report})
 
     @classmethod
-    def load(cls, root: str | Path) -> "LearnedRanker | None":
+    def load(cls, reader: "BundleReader") -> "LearnedRanker | None":
         """Read a bundle's ranker; ``None`` when the bundle has none (a linear-blend bundle).
 
         Raises
@@ -215,23 +216,23 @@ class LearnedRanker:
         """
         import lightgbm as lgb
 
-        root = Path(root)
-        model_path, meta_path = root / MODEL_FILE, root / META_FILE
-        if not model_path.exists() and not meta_path.exists():
+        if not reader.has(MODEL_FILE) and not reader.has(META_FILE):
             return None
-        for p in (model_path, meta_path):
-            if not p.is_file():
-                raise ArtifactError(f"{p}: missing from the model bundle (the ranker needs {MODEL_FILE} and {META_FILE})")
+        for name in (MODEL_FILE, META_FILE):
+            if not reader.has(name):
+                raise reader.error(name, f"missing from the model bundle (the ranker needs {MODEL_FILE} and {META_FILE})")
+        meta = reader.json(META_FILE.removesuffix(".json"))
         try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-            booster = lgb.Booster(model_str=model_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError, lgb.basic.LightGBMError) as exc:
-            raise ArtifactError(f"{model_path}: unreadable ranker ({exc})") from None
+            booster = lgb.Booster(model_str=reader.text(MODEL_FILE))
+        except (ValueError, lgb.basic.LightGBMError) as exc:
+            raise reader.error(MODEL_FILE, f"unreadable ranker ({exc})") from None
+        if not isinstance(meta, dict):
+            raise reader.error(META_FILE, "not a JSON object")
         names = list(meta.get("feature_names", []))
         if names != list(booster.feature_name()):
-            raise ArtifactError(f"{meta_path}: feature names do not match {model_path}")
+            raise reader.error(META_FILE, f"feature names do not match {reader.path(MODEL_FILE)}")
         report = dict(meta.get("report", {}))
         base = report.get("base_feature")
         if base is not None and base not in names:
-            raise ArtifactError(f"{meta_path}: base feature {base!r} is not one of its features")
+            raise reader.error(META_FILE, f"base feature {base!r} is not one of its features")
         return cls(booster=booster, feature_names=names, report=report, base_feature=base)

@@ -27,6 +27,7 @@ them read-only into every worker.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -35,6 +36,9 @@ import scipy.sparse as sp
 from recsys import columns as C
 from recsys.config import RankerConfig
 from recsys.taxonomy import Taxonomy
+
+if TYPE_CHECKING:
+    from recsys.bundle import BundleReader, BundleWriter
 
 # item rows per block of the co-engagement product (bounds its temporary)
 _COENG_BLOCK = 256
@@ -105,6 +109,16 @@ class Signals:
             user_activity=np.zeros((n_users, 2), np.float32),
             item_exposures=np.zeros(n_items, np.float32),
         )
+
+    def save(self, writer: "BundleWriter") -> None:
+        """Write each array by its field name (the bundle component protocol, :mod:`recsys.bundle`)."""
+        for name in self.ARRAYS:
+            writer.array(name, getattr(self, name))
+
+    @classmethod
+    def load(cls, reader: "BundleReader") -> "Signals":
+        """Read what :meth:`save` wrote (memory-mapped when the reader is)."""
+        return cls(**{name: reader.array(name) for name in cls.ARRAYS})
 
     def coengagement(self) -> sp.csr_matrix:
         """The neighbour matrix as scipy CSR (views, no copy)."""

@@ -23,6 +23,11 @@ from recsys.config import ColdStartConfig, ContentConfig, EngineConfig, IndexCon
 from recsys.content import ContentEmbedder
 from recsys.index import VectorIndex
 from recsys.model import USER_COLUMNS, TrainedModel
+
+try:  # imported as tests.ranking_world or, with tests/ on sys.path, as ranking_world
+    from tests.model_factory import model_from_parts
+except ImportError:
+    from model_factory import model_from_parts
 from recsys.schema import required_columns, validate_tables
 from recsys.taxonomy import load_taxonomy
 
@@ -111,7 +116,7 @@ def hand_model(
     for (u, i), v in (seen or {}).items():
         history[u, i] = v
     zeros_pop = np.zeros((len(segments), n_items), np.float32)
-    return TrainedModel(
+    return model_from_parts(
         taxonomy=TAX,
         config=config,
         users=users[list(USER_COLUMNS)].reset_index(drop=True),

@@ -17,7 +17,7 @@ def _fill(values: np.ndarray):
         writer.array("vectors", values)
         writer.table("ids", pd.DataFrame({"item_id": [f"i{i}" for i in range(len(values))]}))
         writer.json("meta", {"n": len(values)})
-        (writer.subdir("index") / "blob.bin").write_bytes(b"\x00\x01\x02")
+        writer.part("index").text("blob.bin", "\x00\x01\x02")
 
     return fill
 
@@ -112,3 +112,76 @@ def test_existing_version_is_not_overwritten(tmp_path):
     with pytest.raises(ArtifactError, match="already exists"):
         _write(tmp_path, 3, "20260101T000000Z")
     assert len(bundle.load_array(tmp_path / "20260101T000000Z", "vectors")) == 2
+
+
+# ---- the component protocol ---------------------------------------------------------------------
+
+
+class _Counter:
+    """A toy component: what a new one needs to live in a bundle is save(writer) and load(reader)."""
+
+    def __init__(self, counts: np.ndarray, labels: list[str]) -> None:
+        self.counts, self.labels = counts, labels
+
+    def save(self, writer: bundle.BundleWriter) -> None:
+        writer.array("counts", self.counts)
+        writer.json("labels", self.labels)
+        writer.table("frame", pd.DataFrame({"label": self.labels}))
+        writer.text("note.txt", "计数")
+
+    @classmethod
+    def load(cls, reader: bundle.BundleReader) -> "_Counter":
+        assert reader.text("note.txt") == "计数" and reader.has("note.txt") and not reader.has("absent.txt")
+        assert reader.table("frame", columns=["label"])["label"].tolist() == reader.json("labels")
+        return cls(reader.array("counts"), reader.json("labels"))
+
+
+def test_a_component_round_trips_through_its_part_of_a_bundle(tmp_path):
+    import faiss
+
+    index = faiss.IndexFlatIP(2)
+    index.add(np.eye(2, dtype=np.float32))
+
+    def fill(writer: bundle.BundleWriter) -> None:
+        writer.component("counter", _Counter(np.arange(3, dtype=np.int64), ["a", "b", "c"]))
+        writer.part("ann").faiss("index", index)
+
+    path = bundle.write_bundle(tmp_path, fill, manifest={}, version="20260101T000000Z")
+    manifest = bundle.verify_bundle(path)
+    # the bundle named the files; one checksum per file, in the bundle's manifest only
+    assert set(manifest["files"]) == {
+        "counter/counts.npy", "counter/labels.json", "counter/frame.parquet", "counter/note.txt", "ann/index.faiss"
+    }
+    reader = bundle.BundleReader(path)
+    back = _Counter.load(reader.part("counter"))
+    np.testing.assert_array_equal(back.counts, np.arange(3))
+    assert back.labels == ["a", "b", "c"]
+    assert reader.part("ann").faiss("index").ntotal == 2
+    with pytest.raises(ArtifactError, match=r"ann/other\.faiss: missing from the model bundle"):
+        reader.part("ann").faiss("other")
+    (path / "ann" / "index.faiss").write_bytes(b"not faiss")
+    with pytest.raises(ArtifactError, match=r"index\.faiss: cannot read faiss index"):
+        reader.part("ann").faiss("index")
+
+
+def test_a_component_saved_alone_is_verified_once_on_read(tmp_path):
+    folder = bundle.write_part(tmp_path / "part", _Counter(np.arange(4, dtype=np.int64), ["x"]))
+    meta = json.loads((folder / bundle.PART_MANIFEST).read_text())
+    assert meta["component"] == "_Counter" and set(meta["files"]) == {
+        "counts.npy", "labels.json", "frame.parquet", "note.txt"
+    }
+    back = bundle.read_part(folder, _Counter, mmap=False)
+    np.testing.assert_array_equal(back.counts, np.arange(4))
+    (folder / "counts.npy").write_bytes((folder / "counts.npy").read_bytes()[:-1] + b"\x07")
+    with pytest.raises(ArtifactError, match=r"counts\.npy: checksum mismatch"):
+        bundle.read_part(folder, _Counter)
+    np.testing.assert_array_equal(bundle.read_part(folder, _Counter, verify=False).counts[:3], [0, 1, 2])
+
+
+def test_an_old_bundle_is_refused_with_what_to_do(tmp_path):
+    path = _write(tmp_path, 2, "20260101T000000Z")
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["format_version"] = "2"
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match=r"bundle format version '2'; this engine reads version 3 .*retrain"):
+        bundle.read_manifest(path)

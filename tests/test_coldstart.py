@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from recsys.bundle import read_part, write_part
 from recsys.coldstart import ItemColdStart, UserColdStart
 from recsys.collaborative import CollaborativeModel
 from recsys.config import ColdStartConfig, CollaborativeConfig, InteractionConfig
@@ -81,7 +82,7 @@ def test_item_cold_start_errors(tmp_path):
     with pytest.raises(NotFittedError, match="not fitted"):
         mapper.transform(np.zeros((1, 3)))
     with pytest.raises(NotFittedError, match="nothing to save"):
-        mapper.save(tmp_path / "x")
+        write_part(tmp_path / "x", mapper)
     with pytest.raises(ConfigError, match="same number of rows; got 3 and 2"):
         mapper.fit(np.zeros((3, 2)), np.zeros((2, 4)))
     with pytest.raises(ConfigError, match="content_vectors_warm must be a 2-d array"):
@@ -106,14 +107,14 @@ def test_no_engagement_yet_gives_zero_vectors():
 def test_item_cold_start_save_load(world, tmp_path):
     model, content, _, _ = world
     mapper = ItemColdStart(CFG).fit(content, model.item_factors_)
-    mapper.save(tmp_path / "ics")
-    back = ItemColdStart.load(tmp_path / "ics")
+    write_part(tmp_path / "ics", mapper)
+    back = read_part(tmp_path / "ics", ItemColdStart)
     np.testing.assert_array_equal(back.transform(content[:3]), mapper.transform(content[:3]))
-    with pytest.raises(ArtifactError, match="meta.json: missing"):
-        ItemColdStart.load(tmp_path / "nowhere")
+    with pytest.raises(ArtifactError, match="nowhere: component folder not found"):
+        read_part(tmp_path / "nowhere", ItemColdStart)
     (tmp_path / "ics" / "coef.npy").unlink()
     with pytest.raises(ArtifactError, match="coef.npy: missing"):
-        ItemColdStart.load(tmp_path / "ics")
+        read_part(tmp_path / "ics", ItemColdStart, verify=False)
 
 
 # ---- users ----------------------------------------------------------------
@@ -212,23 +213,26 @@ def test_user_cold_start_errors():
 def test_user_cold_start_save_load(tmp_path):
     topics = np.eye(6)[:, :3]
     cold = UserColdStart(CFG).fit(FACTORS, USERS, user_topics=topics)
-    cold.save(tmp_path / "ucs")
-    back = UserColdStart.load(tmp_path / "ucs")
+    write_part(tmp_path / "ucs", cold)
+    back = read_part(tmp_path / "ucs", UserColdStart)
     args = (["farmer", "youth", "resident"], ["village_leader", "pupil", ""], ["changli", "lulong", "funing"])
     np.testing.assert_array_equal(back.vectors_for(*args, topic_priors=topics[:3]),
                                   cold.vectors_for(*args, topic_priors=topics[:3]))
     pd.testing.assert_frame_equal(back.keys_, cold.keys_)
     assert back.config == cold.config
     plain = UserColdStart(CFG).fit(FACTORS, USERS)
-    plain.save(tmp_path / "plain")
-    assert UserColdStart.load(tmp_path / "plain").topic_coef_ is None
+    write_part(tmp_path / "plain", plain)
+    assert read_part(tmp_path / "plain", UserColdStart).topic_coef_ is None
     with pytest.raises(ArtifactError, match="holds 'user_cold_start' format 1, expected 'item_cold_start'"):
-        ItemColdStart.load(tmp_path / "ucs")
+        read_part(tmp_path / "ucs", ItemColdStart)
     (tmp_path / "ucs" / "keys.parquet").write_bytes(b"garbage")
+    with pytest.raises(ArtifactError, match="keys.parquet: checksum mismatch"):
+        read_part(tmp_path / "ucs", UserColdStart)
     with pytest.raises(ArtifactError, match="keys.parquet: unreadable"):
-        UserColdStart.load(tmp_path / "ucs")
+        read_part(tmp_path / "ucs", UserColdStart, verify=False)
     (tmp_path / "plain" / "keys.parquet").unlink()
     with pytest.raises(ArtifactError, match="keys.parquet: missing"):
-        UserColdStart.load(tmp_path / "plain")
+        read_part(tmp_path / "plain", UserColdStart, verify=False)
     with pytest.raises(NotFittedError, match="nothing to save"):
-        UserColdStart(CFG).save(tmp_path / "x")
+        write_part(tmp_path / "x", UserColdStart(CFG))
+    assert not (tmp_path / "x").exists()  # nothing half-written is left

@@ -8,19 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from recsys.bundle import read_part, write_part
 from recsys.config import ContentConfig
-from recsys.content import (
-    COMPONENTS_FILE,
-    IDF_FILE,
-    META_FILE,
-    STOPWORDS_FILE,
-    VOCAB_FILE,
-    ContentEmbedder,
-    load_stopwords,
-    tokenize,
-)
+from recsys.content import ContentEmbedder, load_stopwords, tokenize
 from recsys.exceptions import ArtifactError, ConfigError, NotFittedError, SchemaError, UnknownCodeError
 from recsys.taxonomy import load_taxonomy
+
+# the files an embedder writes into its part of a bundle
+META_FILE, VOCAB_FILE, IDF_FILE, COMPONENTS_FILE = "content.json", "vocabulary.json", "idf.npy", "components.npy"
+STOPWORDS_FILE = "stopwords.txt"
 
 # (title, summary, tags, topics, format); rows 0/1 and 2/3 are the same story reworded,
 # row 4 shares topic and format with 0/1 but is another story
@@ -160,9 +156,10 @@ def test_optional_columns_and_csv_style_lists(fitted):
 
 
 def test_save_load_identical_vectors(fitted, items, tmp_path):
-    folder = fitted.save(tmp_path / "content")
-    assert {p.name for p in folder.iterdir()} == {META_FILE, VOCAB_FILE, IDF_FILE, COMPONENTS_FILE, STOPWORDS_FILE}
-    loaded = ContentEmbedder.load(folder)
+    folder = write_part(tmp_path / "content", fitted)
+    assert {p.name for p in folder.iterdir()} == {META_FILE, VOCAB_FILE, IDF_FILE, COMPONENTS_FILE, STOPWORDS_FILE,
+                                                  "part.json"}
+    loaded = read_part(folder, ContentEmbedder)
     np.testing.assert_array_equal(loaded.transform(items), fitted.transform(items))
     new = make_items(
         [("台风暴雨双重预警", "沿海地区注意防范", ["台风"], ["weather_climate", "ocean_coast"], "audio")]
@@ -221,35 +218,39 @@ def test_not_fitted(items, tmp_path):
     with pytest.raises(NotFittedError, match="ContentEmbedder is not fitted"):
         ContentEmbedder().transform(items)
     with pytest.raises(NotFittedError, match="nothing to save"):
-        ContentEmbedder().save(tmp_path / "c")
+        write_part(tmp_path / "c", ContentEmbedder())
 
 
 @pytest.mark.parametrize("name", [META_FILE, VOCAB_FILE, IDF_FILE, COMPONENTS_FILE, STOPWORDS_FILE])
 def test_load_missing_file_names_it(fitted, tmp_path, name):
-    folder = fitted.save(tmp_path / "content")
+    folder = write_part(tmp_path / "content", fitted)
     (folder / name).unlink()
-    with pytest.raises(ArtifactError, match=f"{name}: content embedder file missing"):
-        ContentEmbedder.load(folder)
+    with pytest.raises(ArtifactError, match=f"{name}: missing"):
+        read_part(folder, ContentEmbedder)
+    with pytest.raises(ArtifactError, match=f"{name}: missing"):
+        read_part(folder, ContentEmbedder, verify=False)
 
 
 @pytest.mark.parametrize("name", [VOCAB_FILE, IDF_FILE, COMPONENTS_FILE, STOPWORDS_FILE])
 def test_load_corrupted_file_names_it(fitted, tmp_path, name):
-    folder = fitted.save(tmp_path / "content")
+    folder = write_part(tmp_path / "content", fitted)
     raw = bytearray((folder / name).read_bytes())
     raw[-2] ^= 0x01
     (folder / name).write_bytes(bytes(raw))
     with pytest.raises(ArtifactError, match=f"{name}: checksum mismatch"):
-        ContentEmbedder.load(folder)
+        read_part(folder, ContentEmbedder)
 
 
 def test_load_bad_metadata(fitted, tmp_path):
-    folder = fitted.save(tmp_path / "content")
+    folder = write_part(tmp_path / "content", fitted)
     (folder / META_FILE).write_text("[1, 2", encoding="utf-8")
-    with pytest.raises(ArtifactError, match="content.json: unreadable JSON"):
-        ContentEmbedder.load(folder)
-    (folder / META_FILE).write_text(json.dumps({"format_version": 1}), encoding="utf-8")
+    with pytest.raises(ArtifactError, match="content.json: checksum mismatch"):
+        read_part(folder, ContentEmbedder)
+    with pytest.raises(ArtifactError, match="content.json: unreadable"):
+        read_part(folder, ContentEmbedder, verify=False)
+    (folder / META_FILE).write_text(json.dumps({"format_version": 2}), encoding="utf-8")
     with pytest.raises(ArtifactError, match="content.json: incomplete metadata"):
-        ContentEmbedder.load(folder)
+        read_part(folder, ContentEmbedder, verify=False)
 
 
 # ---- text caps (issue 10, item 13: one 1M-character title hung training) ----------------

@@ -8,6 +8,7 @@ import pytest
 import scipy.sparse as sp
 
 from evaluation_world import TAXONOMY_TOML
+from model_factory import model_from_parts
 from recsys.config import EngineConfig
 from recsys.evaluation.baselines import (
     BASELINES,
@@ -26,7 +27,6 @@ from recsys.evaluation.baselines import (
 from recsys.evaluation.simulate import OraclePolicy
 from recsys.evaluation.split import quantile_time
 from recsys.exceptions import ConfigError, NotFittedError
-from recsys.model import TrainedModel
 from recsys.taxonomy import parse_taxonomy
 
 T = pd.Timestamp("2026-06-20T00:00:00Z")
@@ -89,7 +89,7 @@ def context() -> ListingContext:
     seg_pop = np.zeros((3, n_items), np.float32)
     seg_pop[1, 7] = 3.0  # pupils in the hills like i7
     seg_pop[2, 5] = 2.0
-    model = TrainedModel(
+    model = model_from_parts(
         taxonomy=tax,
         config=EngineConfig(),
         users=users,

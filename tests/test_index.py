@@ -10,7 +10,11 @@ import pytest
 
 from recsys.config import IndexConfig
 from recsys.exceptions import ArtifactError, ConfigError, NotFittedError
-from recsys.index import IDS_FILE, INDEX_FILE, META_FILE, VECTORS_FILE, VectorIndex
+from recsys.bundle import read_part, write_part
+from recsys.index import VectorIndex
+
+# the files an index writes into its part of a bundle
+META_FILE, INDEX_FILE, VECTORS_FILE, IDS_FILE = "index.json", "index.faiss", "vectors.npy", "ids.npy"
 
 
 def clustered(n: int, d: int, seed: int, clusters: int = 8) -> np.ndarray:
@@ -145,8 +149,8 @@ def test_same_vectors_same_seed_same_results(data):
 @pytest.mark.parametrize("mmap", [True, False])
 def test_save_load_round_trip(built, data, tmp_path, mmap):
     x, ids, queries = data
-    folder = built.save(tmp_path / "index")
-    loaded = VectorIndex.load(folder, mmap=mmap)
+    folder = write_part(tmp_path / "index", built)
+    loaded = read_part(folder, VectorIndex, mmap=mmap)
     assert loaded.kind == built.kind and loaded.ntotal == N
     np.testing.assert_array_equal(np.asarray(loaded.vectors_), x)
     np.testing.assert_array_equal(np.asarray(loaded.ids_), ids)
@@ -160,8 +164,8 @@ def test_save_load_round_trip(built, data, tmp_path, mmap):
 
 def test_load_config_overrides_search_settings(built, tmp_path, data):
     _, ids, queries = data
-    folder = built.save(tmp_path / "index")
-    loaded = VectorIndex.load(folder, config=IndexConfig(allow_exact_max=0, threads=1))
+    folder = write_part(tmp_path / "index", built)
+    loaded = read_part(folder, VectorIndex, config=IndexConfig(allow_exact_max=0, threads=1))
     assert loaded.config_.allow_exact_max == 0
     _, found = loaded.search(queries, 5, allow=ids[:10])
     assert np.isin(found, ids[:10]).all()
@@ -169,58 +173,65 @@ def test_load_config_overrides_search_settings(built, tmp_path, data):
 
 @pytest.mark.parametrize("name", [META_FILE, INDEX_FILE, VECTORS_FILE, IDS_FILE])
 def test_missing_file_names_it(built, tmp_path, name):
-    folder = built.save(tmp_path / "index")
+    folder = write_part(tmp_path / "index", built)
     (folder / name).unlink()
-    with pytest.raises(ArtifactError, match=f"{name}: index file missing"):
-        VectorIndex.load(folder)
+    with pytest.raises(ArtifactError, match=f"{name}: missing from the model bundle"):
+        read_part(folder, VectorIndex)
+    with pytest.raises(ArtifactError, match=f"{name}: missing from the model bundle"):
+        read_part(folder, VectorIndex, verify=False)
 
 
 def test_missing_folder(tmp_path):
-    with pytest.raises(ArtifactError, match="index.json: index file missing"):
-        VectorIndex.load(tmp_path / "nowhere")
+    with pytest.raises(ArtifactError, match="nowhere: component folder not found"):
+        read_part(tmp_path / "nowhere", VectorIndex)
 
 
 @pytest.mark.parametrize("name", [INDEX_FILE, VECTORS_FILE, IDS_FILE])
 def test_corrupted_file_fails_checksum(built, tmp_path, name):
-    folder = built.save(tmp_path / "index")
+    folder = write_part(tmp_path / "index", built)
     raw = bytearray((folder / name).read_bytes())
     raw[-1] ^= 0xFF  # one flipped byte in the payload: still parses, wrong data
     (folder / name).write_bytes(bytes(raw))
     with pytest.raises(ArtifactError, match=f"{name}: checksum mismatch"):
-        VectorIndex.load(folder)
+        read_part(folder, VectorIndex)
 
 
 def test_unreadable_faiss_file_without_checksum(built, tmp_path):
-    folder = built.save(tmp_path / "index")
+    folder = write_part(tmp_path / "index", built)
     (folder / INDEX_FILE).write_bytes(b"not a faiss index")
     with pytest.raises(ArtifactError, match="index.faiss: cannot read faiss index"):
-        VectorIndex.load(folder, verify=False)
+        read_part(folder, VectorIndex, verify=False)
 
 
 def test_truncated_vectors_without_checksum(built, tmp_path):
-    folder = built.save(tmp_path / "index")
+    folder = write_part(tmp_path / "index", built)
     raw = (folder / VECTORS_FILE).read_bytes()
     (folder / VECTORS_FILE).write_bytes(raw[: len(raw) // 2])
-    with pytest.raises(ArtifactError, match="vectors.npy: cannot read array"):
-        VectorIndex.load(folder, verify=False, mmap=False)
+    with pytest.raises(ArtifactError, match="vectors.npy: unreadable"):
+        read_part(folder, VectorIndex, verify=False, mmap=False)
 
 
 def test_inconsistent_sizes(built, tmp_path, data):
-    folder = built.save(tmp_path / "index")
+    folder = write_part(tmp_path / "index", built)
     np.save(folder / IDS_FILE, data[1][:-1], allow_pickle=False)
+    with pytest.raises(ArtifactError, match="ids.npy: checksum mismatch"):
+        read_part(folder, VectorIndex)
     with pytest.raises(ArtifactError, match="ids.npy: expected 600 int64 ids"):
-        VectorIndex.load(folder, verify=False)
+        read_part(folder, VectorIndex, verify=False)
 
 
 def test_bad_metadata(built, tmp_path):
-    folder = built.save(tmp_path / "index")
+    folder = write_part(tmp_path / "index", built)
     (folder / META_FILE).write_text("{broken", encoding="utf-8")
+    with pytest.raises(ArtifactError, match="index.json: unreadable"):
+        read_part(folder, VectorIndex, verify=False)
+    (folder / META_FILE).write_text(json.dumps({"kind": "flat"}), encoding="utf-8")
     with pytest.raises(ArtifactError, match="index.json: unreadable index metadata"):
-        VectorIndex.load(folder)
-    meta = built.info() | {"format_version": 99, "sha256": {}}
+        read_part(folder, VectorIndex, verify=False)
+    meta = built.info() | {"format_version": 99}
     (folder / META_FILE).write_text(json.dumps(meta), encoding="utf-8")
     with pytest.raises(ArtifactError, match="index format version 99"):
-        VectorIndex.load(folder)
+        read_part(folder, VectorIndex, verify=False)
 
 
 def test_build_input_errors():

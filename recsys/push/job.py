@@ -25,8 +25,9 @@ import pandas as pd
 
 from recsys import bundle as bundle_io
 from recsys.config import EngineConfig, PushConfig, config_from_dict, load_config
-from recsys.exceptions import ArtifactError, ConfigError, RecsysError, SchemaError
+from recsys.exceptions import ConfigError, RecsysError, SchemaError
 from recsys.io import sha256_file
+from recsys.model import read_bundle_taxonomy
 from recsys.push import history as H
 from recsys.push import lock as L
 from recsys.push import writer as W
@@ -36,7 +37,7 @@ from recsys.push.housekeeping import clean_leftovers
 from recsys.push.plan import BundleUsers, Segment, UserPlan, plan_users, read_bundle_users, usable_channels
 from recsys.push.report import build_manifest
 from recsys.push.users import current_users, read_current_users
-from recsys.taxonomy import Taxonomy, parse_taxonomy
+from recsys.taxonomy import Taxonomy
 
 #: days between the model's data end and --date above which a run warns (when the config has no stale_days)
 STALE_DAYS = 7
@@ -75,12 +76,7 @@ def open_job(
 ) -> Job:
     root = bundle_io.resolve(model)
     manifest = bundle_io.read_manifest(root)
-    tax_path = root / "taxonomy.toml"
-    try:
-        text = tax_path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ArtifactError(f"{tax_path}: the bundle's taxonomy is unreadable ({exc})") from None
-    taxonomy = parse_taxonomy(text, origin=str(tax_path))
+    taxonomy = read_bundle_taxonomy(root)
     config = config_from_dict(manifest.get("config", {}))
     if config_path:
         # push reads only [push] from a file: ranking, index and the models are the bundle's (set at train

@@ -24,11 +24,10 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from recsys import columns as C
-from recsys import bundle as bundle_io
 from recsys.exceptions import ConfigError
+from recsys.model import read_model_array, read_users
 from recsys.push.channels import subscriptions
 from recsys.push.hashing import user_buckets
 from recsys.push.holdout import holdout_mask
@@ -96,17 +95,16 @@ class BundleUsers:
 
 
 def read_bundle_users(root: str | Path, taxonomy: Taxonomy, channels: Sequence[str]) -> BundleUsers:
-    """Read the users of the bundle at ``root`` (its ``users.parquet`` and channel counts).
+    """Read the users of the bundle at ``root`` (their push columns and channel counts).
 
     Raises
     ------
     ArtifactError
         If the channel counts are missing or unreadable.
     """
-    root = Path(root)
-    arrow = pq.read_table(root / "users.parquet", columns=[C.USER_ID, C.GROUP, C.REGION, C.CHANNELS, C.PUSH_OPT_OUT])
+    arrow = read_users(root, [C.USER_ID, C.GROUP, C.REGION, C.CHANNELS, C.PUSH_OPT_OUT])
     table = arrow.select([C.USER_ID, C.GROUP, C.REGION, C.PUSH_OPT_OUT]).to_pandas()
-    counts = bundle_io.load_array(root, "user_channel_counts", mmap=True)
+    counts = read_model_array(root, "user_channel_counts")
     columns = [list(taxonomy.channels).index(c) for c in channels]
     users = BundleUsers(
         table=table,
