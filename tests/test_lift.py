@@ -394,3 +394,21 @@ def test_a_vanished_default_users_table_asks_for_users(world, events_ok, tmp_pat
         ["--pushes", copy, "--events", events_ok, "--date", DAY, "--users", users, "--out", tmp_path / "o"], capsys
     )
     assert code == 0, err
+
+
+def test_lift_reads_the_users_table_the_push_read(world, tmp_path):
+    """A push given a current users table (here: a tenth more opted out) is measured on that table."""
+    users = world["city"].users.copy()
+    users.loc[users.index % 10 == 1, "push_opt_out"] = True
+    path = tmp_path / "users_tonight.parquet"
+    users.to_parquet(path)
+    out = tmp_path / "pushes"
+    manifest = run_nightly(world["root"] / "models" / "latest", DAY, out, users=path, stream=None, warn_stream=None)
+    assert manifest["users_path"] == str(path.resolve())
+    replay = _replay(world, 7)
+    result = measure_lift(out, _events_dir(world, "tonight", replay.events), DAY, days=3)
+    assert result.summary["users_source"] == str(path.resolve())
+    assert result.summary["warnings"] == []
+    overall = _row(result.lift, "all", "all", "engaged_items")
+    assert overall["treated_users"] == manifest["users"]["computed"]
+    assert overall["holdout_users"] == manifest["users"]["skipped"]["holdout"]

@@ -164,12 +164,13 @@ def _read_rows(root: Path, day: dt.date) -> pa.Table:
 def users_source(manifest: dict[str, Any], explicit: str | Path | None) -> Path:
     """The users table that decides who was eligible: ``--users``, else the push's own.
 
-    The push read its users from ``[push] users`` when set, else from its
-    model bundle's ``users.parquet``; lift reads the same by default.
+    The push read its users from ``push --users`` or ``[push] users`` when
+    given (the manifest's ``users_path``), else from its model bundle's
+    ``users.parquet``; lift reads the same by default.
     """
     if explicit is not None:
         return Path(explicit)
-    configured = str(manifest.get("config", {}).get("users") or "")
+    configured = str(manifest.get("users_path") or manifest.get("config", {}).get("users") or "")
     if configured:
         return Path(configured)
     return Path(str(manifest.get("model", ""))) / "users.parquet"

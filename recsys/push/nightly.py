@@ -288,6 +288,8 @@ def run_nightly(
             catalog_rejected=rejected,
             warnings=warnings,
             housekeeping=notes,
+            # the users table read tonight (None: the bundle's): `recsys lift` reads the same one
+            users_path=str(Path(users or push_users(push)).resolve()) if (users or push_users(push)) else None,
             **({"coverage": coverage} if coverage else {}),
             **({"priorities": PR.run_report(prio, parts)} if prio else {}),
         )
