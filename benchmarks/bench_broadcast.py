@@ -10,9 +10,9 @@ and mixes), then, in this process:
    -- what any programme of these places costs;
 2. **the engine**: ``plan_programmes`` (segment scores, audience mixing,
    packing by value per second with topic decay);
-3. **the command**: ``recsys broadcast`` in a fresh process, timed end to end
-   (loading the bundle and the places, planning, writing Parquet + manifest),
-   with its peak resident memory (that of the largest child process: run the
+3. **the command** (run first): ``recsys broadcast`` in a fresh process, timed
+   end to end (loading the bundle and the places, planning, writing Parquet +
+   manifest), with its peak resident memory (the largest child's: run the
    benchmark once the city exists, or the training's peak is what shows);
 4. with ``--quality``: the evaluation on the truth (simulated engagement of
    the engine's programmes against the region and city popularity
@@ -105,23 +105,7 @@ def main() -> None:
 
     folder = _city(args.users, args.items)
     places_path = _places(folder, args.places)
-    rec = Recommender.load(folder / "models" / "latest", catalog=folder / "city" / "items.parquet")
-    state = rec.state
-    t = time.perf_counter()
-    places = load_places(places_path, state.taxonomy, state.model.users)
-    load_s = time.perf_counter() - t
-    config = BroadcastConfig()
-    result: dict = {"users": args.users, "items": args.items, "places": len(places), "load_places_s": round(load_s, 2)}
-    for name, policy in (("floor_region_popular", "region_popular"), ("engine", "engine")):
-        t = time.perf_counter()
-        prog = plan_programmes(state, places, DAY, config, policy=policy)
-        result[f"{name}_s"] = round(time.perf_counter() - t, 2)
-        result[f"{name}_rows"] = len(prog.rows)
-        result[f"{name}_fill"] = round(float(prog.places["filled_s"].sum() / prog.places["capacity_s"].sum()), 4)
-    result["engine_over_floor"] = round(result["engine_s"] / max(result["floor_region_popular_s"], 1e-9), 2)
-    # peak resident memory of this process so far (bundle + places + both plans), Linux ru_maxrss in KiB
-    result["plan_peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-
+    result: dict = {"users": args.users, "items": args.items}
     out = folder / "programmes"
     if out.exists():
         shutil.rmtree(out)
@@ -147,9 +131,27 @@ def main() -> None:
         stdout=subprocess.DEVNULL,
     )
     result["command_s"] = round(time.perf_counter() - t, 2)
-    # the largest child so far: the command (the city was generated and trained by earlier runs)
+    # the command's own peak: it runs before this process loads anything, and a child's high-water mark
+    # starts from its parent's size at fork (Linux), so the parent must still be small here
     result["command_peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)
     result["command_rows"] = len(pd.read_parquet(out))
+
+    rec = Recommender.load(folder / "models" / "latest", catalog=folder / "city" / "items.parquet")
+    state = rec.state
+    t = time.perf_counter()
+    places = load_places(places_path, state.taxonomy, state.model.users)
+    load_s = time.perf_counter() - t
+    config = BroadcastConfig()
+    result.update({"places": len(places), "load_places_s": round(load_s, 2)})
+    for name, policy in (("floor_region_popular", "region_popular"), ("engine", "engine")):
+        t = time.perf_counter()
+        prog = plan_programmes(state, places, DAY, config, policy=policy)
+        result[f"{name}_s"] = round(time.perf_counter() - t, 2)
+        result[f"{name}_rows"] = len(prog.rows)
+        result[f"{name}_fill"] = round(float(prog.places["filled_s"].sum() / prog.places["capacity_s"].sum()), 4)
+    result["engine_over_floor"] = round(result["engine_s"] / max(result["floor_region_popular_s"], 1e-9), 2)
+    # peak resident memory of this process so far (bundle + places + both plans), Linux ru_maxrss in KiB
+    result["plan_peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
     if args.quality:
         from recsys.evaluation.simulate import load_truth
