@@ -101,7 +101,7 @@ def build(base: Path, replicas: int) -> tuple[Path, int, int]:
 
 
 def measure(method: str, folder: Path) -> dict:
-    out = subprocess.run([sys.executable, "-c", _CHILD, method, str(folder)], capture_output=True, text=True, timeout=3600)
+    out = subprocess.run([sys.executable, "-c", _CHILD, method, str(folder)], capture_output=True, text=True, timeout=3600, check=False)
     if out.returncode != 0:
         return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"exit {out.returncode}"}
     return json.loads(out.stdout.strip().splitlines()[-1])

@@ -12,18 +12,18 @@ import pyarrow.parquet as pq
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-import push_city  # noqa: E402
+import push_city
 
-from recsys.cli import main as cli_main  # noqa: E402
-from recsys.config import DemandConfig  # noqa: E402
-from recsys.demand import analyse, run_demand  # noqa: E402
-from recsys.demand.trends import benjamini_hochberg, seasonal_mask, trend_table  # noqa: E402
-from recsys.exceptions import ConfigError, DataError, SchemaError  # noqa: E402
-from recsys.push import run_nightly  # noqa: E402
-from recsys.push.priorities import load_priorities  # noqa: E402
-from recsys.push.writer import read_pushes  # noqa: E402
-from recsys.synthetic import GroundTruth, generate_city, write_city  # noqa: E402
-from recsys.taxonomy import load_taxonomy, parse_taxonomy  # noqa: E402
+from recsys.cli import main as cli_main
+from recsys.config import DemandConfig
+from recsys.demand import analyse, run_demand
+from recsys.demand.trends import benjamini_hochberg, seasonal_mask, trend_table
+from recsys.exceptions import ConfigError, DataError, SchemaError
+from recsys.push import run_nightly
+from recsys.push.priorities import load_priorities
+from recsys.push.writer import read_pushes
+from recsys.synthetic import GroundTruth, generate_city, write_city
+from recsys.taxonomy import load_taxonomy, parse_taxonomy
 
 TAX = load_taxonomy()
 TABLES = ("demand", "trends", "supply", "gaps", "audiences")
@@ -55,7 +55,7 @@ def _counts(rates: dict[tuple[str, str], list[float]], days: int = 56, n: int = 
         for day in range(days):
             rate = per_day[day] if len(per_day) == days else per_day[0]
             rows.append({"day": day, "group": group, "sub_group": "", "region": "haigang", "topic": topic,
-                         "impressions": n, "positives": int(round(n * rate)), "reads": 0})
+                         "impressions": n, "positives": round(n * rate), "reads": 0})
     return pd.DataFrame(rows)
 
 
@@ -99,7 +99,7 @@ def test_a_month_long_campaign_is_not_read_as_new_demand():
     campaign = np.zeros((days, 2), dtype=bool)
     campaign[28:, 0] = True
     cfg = DemandConfig(recent_weeks=4)
-    city = lambda table: table[table["level"] == "city"].set_index("topic")  # noqa: E731
+    city = lambda table: table[table["level"] == "city"].set_index("topic")
     naive = city(trend_table(counts, np.zeros_like(campaign), topics, 8, cfg))
     assert naive.loc["work_safety", "direction"] == "rising"  # without the calendar: "new demand"
     aware = city(trend_table(counts, campaign, topics, 8, cfg))
@@ -137,7 +137,7 @@ def test_planted_shifts_are_found(city):
 
 
 def test_seasonal_surges_are_not_new_demand(city):
-    folder, out = city
+    _, out = city
     trends = pd.read_parquet(out / "trends.parquet")
     dates = [dt.date(2026, 5, 5) + dt.timedelta(days=d) for d in range(56)]
     campaign = TAX.campaign_mask(dates)

@@ -11,15 +11,15 @@ import pytest
 import tomli_w
 
 sys.path.insert(0, str(Path(__file__).parent))
-import push_city  # noqa: E402
+import push_city
 
-from recsys.cli import main as cli_main  # noqa: E402
-from recsys.exceptions import ConfigError  # noqa: E402
-from recsys.push import run_nightly  # noqa: E402
-from recsys.push.priorities import load_priorities, parse_priorities  # noqa: E402
-from recsys.push.writer import read_pushes  # noqa: E402
-from recsys.ranking import Recommender  # noqa: E402
-from recsys.taxonomy import load_taxonomy  # noqa: E402
+from recsys.cli import main as cli_main
+from recsys.exceptions import ConfigError
+from recsys.push import run_nightly
+from recsys.push.priorities import load_priorities, parse_priorities
+from recsys.push.writer import read_pushes
+from recsys.ranking import Recommender
+from recsys.taxonomy import load_taxonomy
 
 TAX = load_taxonomy()
 TOPIC = "modern_agriculture"

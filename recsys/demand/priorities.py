@@ -156,10 +156,14 @@ def recommendations(
         topic_en = taxonomy.topics[row["topic"]].en if row["topic"] in taxonomy.topics else row["topic"]
         out.append(
             (
-                f"{_segment_name(taxonomy, row['group'], row['region'], 'zh')}对{topic_zh}的兴趣下降 {-row['change']:.0%}"
-                f"（q = {row['q']:.3g}）→ 检查内容是否过时，减少同质推送",
-                f"{_segment_name(taxonomy, row['group'], row['region'], 'en')}: interest in {topic_en} down "
-                f"{-row['change']:.0%} (q = {row['q']:.3g}) -> check whether the content has gone stale",
+                (
+                    f"{_segment_name(taxonomy, row['group'], row['region'], 'zh')}对{topic_zh}的兴趣下降 {-row['change']:.0%}"
+                    f"（q = {row['q']:.3g}）→ 检查内容是否过时，减少同质推送"
+                ),
+                (
+                    f"{_segment_name(taxonomy, row['group'], row['region'], 'en')}: interest in {topic_en} down "
+                    f"{-row['change']:.0%} (q = {row['q']:.3g}) -> check whether the content has gone stale"
+                ),
             )
         )
     return out

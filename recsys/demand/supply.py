@@ -75,7 +75,7 @@ def supply_table(items: pd.DataFrame, taxonomy: Taxonomy) -> pd.DataFrame:
                         "topic": topic,
                         "format": fmt,
                         "channel": channel,
-                        "items": int(len(part)),
+                        "items": len(part),
                         "fresh_items": int(part["fresh"].sum()),
                         "items_for_everyone": int(part["everyone"].sum()),
                         "target_groups": groups,

@@ -253,8 +253,8 @@ def chunk_report(
         hit = mine & on_topic
         report = out.setdefault(a.label, {"users": 0, "pushed": 0, "reached": 0, "priority_items": 0})
         report["users"] += int(member.sum())
-        report["pushed"] += int(len(np.unique(got[mine])))
-        report["reached"] += int(len(np.unique(got[hit])))
+        report["pushed"] += len(np.unique(got[mine]))
+        report["reached"] += len(np.unique(got[hit]))
         report["priority_items"] += int(hit.sum())
     return out
 
