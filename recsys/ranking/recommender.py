@@ -417,8 +417,10 @@ class Recommender:
             known = users.rows >= 0
             history = np.where(known, state.signals.user_activity[np.where(known, users.rows, 0), 0], 0)
             hide = (history <= 0)[:, None] & ~kinds_for_cold_users(state.features)[None, :]
-            return explain_learned(*common, users.groups, users.regions, *items, hide=hide)
-        return explain(*common, *items, state.config)
+            out = explain_learned(*common, users.groups, users.regions, *items, hide=hide)
+        else:
+            out = explain(*common, *items, state.config)
+        return _priority_reasons(state, users, ranked, out)
 
     def recommend_many(
         self,
@@ -596,6 +598,23 @@ def _attributes(ids: list[str], users: pd.DataFrame | None) -> list[Attributes |
         for u, g, s, r in zip(users[C.USER_ID], col(C.GROUP), col(C.SUB_GROUP), col(C.REGION))
     }
     return [given.get(u) for u in ids]
+
+
+def _priority_reasons(state: RankingState, users: UserBatch, ranked: core.Ranked, reasons: list) -> list:
+    """Put ``重点推送:<topic>`` first among the reasons of an item the push's priorities raised
+    (feature ``priority``); without a boost table the reasons are returned as they were."""
+    table = state.topic_boost
+    if table is None:
+        return reasons
+    tax = state.taxonomy
+    names = [tax.zh("topic", t) for t in tax.topics]
+    rows = table[users.groups.astype(np.int64), users.regions.astype(np.int64)]  # (m, T)
+    for r, user in enumerate(reasons):
+        for j in range(len(user)):
+            weights = np.where(state.catalog.topic_bool[ranked.items[r, j]], rows[r], 0)
+            if weights.max() > 0:
+                user[j] = [f"重点推送:{names[int(weights.argmax())]}", *user[j]]
+    return reasons
 
 
 def _frame(state: RankingState, batch: UserBatch, ranked: core.Ranked | None, reasons: list) -> pd.DataFrame:
