@@ -123,6 +123,12 @@ def test_priority_topic_rises_for_its_audience_only(recommender, city):
     after = _topic_count(boosted, items).reindex(audience, fill_value=0)
     assert (after >= before).all()
     assert after.sum() > before.sum()
+    # a raised item says why, first among its reasons; nobody else's reasons mention priorities
+    mine = boosted[boosted["user_id"].isin(audience)]
+    on_topic = mine["item_id"].map(lambda i: TOPIC in list(items.loc[i, "topics"]))
+    assert mine[on_topic]["reasons"].map(lambda r: r[0] == "重点推送:现代农业技术").all()
+    assert not mine[~on_topic]["reasons"].map(lambda r: any("重点推送" in x for x in r)).any()
+    assert not boosted[~boosted["user_id"].isin(audience)]["reasons"].map(lambda r: any("重点推送" in x for x in r)).any()
     # everyone else gets exactly the lists they had
     others = ~plain["user_id"].isin(audience)
     pd.testing.assert_frame_equal(
