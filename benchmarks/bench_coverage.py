@@ -53,7 +53,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FIRST_NIGHT = dt.date(2026, 7, 1)  # the generated log ends at midnight starting this day
 
 #: the issue's two rules, the elderly one counting broadcast places
-RULES = [dict(EXAMPLE_RULES[0]), {**EXAMPLE_RULES[1], "broadcast_reach": 0.3}]
+RULES = [dict(r) for r in EXAMPLE_RULES[:2]]
 #: rules the ranking alone leaves mostly unmet on the synthetic city (under a fifth of the members
 #: get such an item on a night without rules)
 BINDING = [dict(r) for r in EXAMPLE_RULES[2:]]

@@ -20,6 +20,7 @@ from recsys.evaluation.job import headline_text, run_evaluation
 from recsys.evaluation.run import EvaluationSettings
 from recsys.exceptions import SchemaError
 from recsys.io import prepare_output_dir
+from recsys.push.coverage import EXAMPLE_RULES, summary_lines
 from recsys.push.nightly import run_nightly
 from recsys.ranking.recommender import Recommender
 from recsys.schema import validate
@@ -81,14 +82,16 @@ def run_demo(
     # the pushes go out on the local day that starts where the log ends
     end = pd.Timestamp(manifest.get("end") or summary["data_window"]["end"])
     date = end.tz_convert(load_taxonomy().timezone).date()
-    _say(stream, f"\n== 4. nightly push lists for {date} into {out / 'pushes'}")
+    # the city's broadcast places (a sample generated before places existed has none)
+    places = next((p for p in (data / "places.parquet", data / "places.csv") if p.exists()), None)
+    _say(stream, f"\n== 4. nightly push lists for {date} into {out / 'pushes'}, meeting the plan's coverage rules")
     push_manifest = run_nightly(out / "models" / "latest", date.isoformat(), out / "pushes",
+                                 places=places, coverage=EXAMPLE_RULES[:2],
                                  stream=sys.stderr if stream is not None else None)
     outputs["pushes"] = str(out / "pushes")
     outputs["push_rows"] = push_manifest.get("rows")
-
-    # the city's broadcast places (a sample generated before places existed has none)
-    places = next((p for p in (data / "places.parquet", data / "places.csv") if p.exists()), None)
+    for line in summary_lines(push_manifest.get("coverage") or {}):
+        _say(stream, line)
     if places is not None:
         _say(stream, f"\n== 4b. broadcast programmes (TV, radio, cinema, kiosk) for {date} into {out / 'programmes'}")
         programmes = run_broadcast(

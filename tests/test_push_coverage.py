@@ -499,3 +499,12 @@ def test_sub_group_rules_read_sub_groups_from_the_users(city, tmp_path):
     rows = read_pushes(tmp_path / "b", TODAY)
     swapped = rows[rows.reasons.apply(lambda r: r[0] == f"{CV.REASON_PREFIX}old")]
     assert len(swapped) == rule["items_added"] and set(swapped.user_id) <= elderly
+
+
+def test_rules_given_to_run_nightly_replace_the_config_rules(nights, city, tmp_path):
+    report = run_nightly(city["bundle"], TODAY, tmp_path / "api", config_path=push_config(tmp_path / "c.toml"),
+                         coverage=[AGRI], stream=None)
+    _same_rows(nights["farm"][1], read_pushes(tmp_path / "api", TODAY))
+    assert report["config"]["coverage"] == [AGRI] and report["coverage"]["rules"]["farm"]["items_added"] > 0
+    with pytest.raises(ConfigError, match=r"\[push.coverage 'farm'\] unknown region 'nowhere'"):
+        run_nightly(city["bundle"], TODAY, tmp_path / "bad", coverage=[{**AGRI, "regions": ["nowhere"]}], stream=None)

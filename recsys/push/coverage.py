@@ -784,8 +784,9 @@ def summary_lines(coverage: Mapping[str, Any]) -> list[str]:
 # ---- evaluation on a ground truth ------------------------------------------------------------
 
 #: what ``recsys evaluate`` costs on a city whose taxonomy knows the codes (evaluate reads no
-#: [push] section): the issue's two rules, then three the ranking alone rarely meets on the
-#: synthetic city -- the plan's disaster avoidance for youth, health for residents and for farmers
+#: [push] section): the issue's two rules (the ones ``recsys demo``'s push meets), then three the
+#: ranking alone rarely meets on the synthetic city -- the plan's disaster avoidance for youth,
+#: health for residents and for farmers
 EXAMPLE_RULES: tuple[dict[str, Any], ...] = (
     {
         "name": "farmers_agri",
@@ -799,6 +800,7 @@ EXAMPLE_RULES: tuple[dict[str, Any], ...] = (
         "sub_groups": ["elderly"],
         "topics": ["health_literacy", "food_drug_safety", "emergency_safety"],
         "reach_share": 0.6,
+        "broadcast_reach": 0.3,
     },
     {"name": "youth_disaster", "groups": ["youth"], "topics": ["disaster_prevention", "earthquake"]},
     {"name": "residents_health", "groups": ["resident"], "topics": ["health_literacy", "mental_health"]},

@@ -16,7 +16,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, TextIO
+from typing import Any, Callable, Mapping, Sequence, TextIO
 
 import numpy as np
 
@@ -72,6 +72,7 @@ def run_nightly(
     places: str | Path | None = None,
     holds: str | Path | None = None,
     priorities: str | Path | None = None,
+    coverage: Sequence[Mapping[str, Any]] | None = None,
     stream: TextIO | None = sys.stderr,
     warn_stream: TextIO | None = sys.stderr,
     on_chunk: Callable[[dict[str, Any]], None] | None = None,
@@ -124,6 +125,9 @@ def run_nightly(
         A places table (tv, radio, cinema, kiosk): the coverage rules with
         ``broadcast_reach`` count the broadcast audiences of a region
         (:mod:`recsys.push.coverage`).
+    coverage : sequence of dict, optional
+        Coverage rules (``[[push.coverage]]`` tables) to meet instead of
+        ``[push] coverage``; checked the same way.
     holds : path, optional
         A review-holds folder (``recsys monitor``'s ``--state``; default
         ``[push] holds``): the items on hold when the run starts are never pushed.
@@ -167,6 +171,8 @@ def run_nightly(
     started = time.perf_counter()
     day = parse_day(date)
     job = open_job(model, config_path, workers, k)
+    if coverage is not None:
+        job.push = dataclasses.replace(job.push, coverage=[dict(rule) for rule in coverage])
     push, taxonomy = job.push, job.taxonomy
     channels = list(channel_rules(push, taxonomy))
     segment = Segment(group=group, region=region, channel=channel).check(taxonomy)
