@@ -356,6 +356,7 @@ class _State:
         return _has_topics(self.topics, self.rows[C.ITEM_ID].to_numpy(), codes)
 
     def result(self) -> pd.DataFrame:
+        """The rows with every list that got a swap re-ranked by score (the frame's row order kept)."""
         if not self.changed.any():
             return self.rows
         rows = self.rows
@@ -416,6 +417,7 @@ def _apply_one(
     fetch: Fetch,
     broadcast: frozenset[tuple[str, str]],
 ) -> list[dict[str, Any]]:
+    """Meet one rule on the chunk (swaps written into ``state``); return its stats per group x region cell."""
     n = len(users.ids)
     rows = state.rows
     tonight = np.bincount(state.user_pos[flag], minlength=n)
