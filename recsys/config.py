@@ -507,7 +507,10 @@ class PushConfig:
     """Nightly push lists and campaigns (``recsys.push``).
 
     Per-channel tables (``k``, caps, quiet hours) are keyed by personal
-    channel code; every personal channel of the taxonomy needs an entry.
+    channel code. A channel a table leaves out gets the city's own default from
+    the taxonomy (``[channels.X] push = {...}``), else the ``default_*`` value
+    here: no channel name is written in code, so another taxonomy's channels
+    need no config of their own.
     """
 
     #: keys that no longer exist -> why; a config file setting one is refused (load_config), a bundle
@@ -522,6 +525,9 @@ class PushConfig:
         "k": Range(1, 100),
         "daily_cap": Range(0, 1000),
         "weekly_cap": Range(0, 10_000),
+        "default_k": Range(1, 100),
+        "default_daily_cap": Range(0, 1000),
+        "default_weekly_cap": Range(0, 10_000),
         "dedup_days": Range(1, 3650),
         "holdout_share": Range(0, 0.5),
         "chunk_size": Range(1, 10_000_000),
@@ -534,23 +540,26 @@ class PushConfig:
 
     #: personal channels a user gets a list on per night
     channels_per_user: int = 1
-    #: channel order when the user's own engagement does not decide (no events, ties)
-    channel_priority: list[str] = field(default_factory=lambda: ["app_push", "wechat", "e_reader"])
-    #: list length per channel
-    k: dict[str, int] = field(default_factory=lambda: {"app_push": 3, "wechat": 5, "e_reader": 5})
+    #: channel order when the user's own engagement does not decide (no events, ties); channels
+    #: left out follow in the taxonomy's order (empty = the taxonomy's order)
+    channel_priority: list[str] = field(default_factory=list)
+    #: list length per channel (a channel left out: the taxonomy's push default, else default_k)
+    k: dict[str, int] = field(default_factory=dict)
     #: most items pushed to one user on one channel per local day (nightly + campaigns)
-    daily_cap: dict[str, int] = field(default_factory=lambda: {"app_push": 5, "wechat": 8, "e_reader": 8})
+    daily_cap: dict[str, int] = field(default_factory=dict)
     #: most items pushed to one user on one channel in any 7 consecutive days
-    weekly_cap: dict[str, int] = field(default_factory=lambda: {"app_push": 20, "wechat": 30, "e_reader": 30})
+    weekly_cap: dict[str, int] = field(default_factory=dict)
     #: an item is never pushed twice to the same user less than this many days apart
     dedup_days: int = 180
     #: quiet hours: the sender may deliver from send_after to send_before (local time, HH:MM)
-    send_after: dict[str, str] = field(
-        default_factory=lambda: {"app_push": "08:00", "wechat": "07:30", "e_reader": "19:00"}
-    )
-    send_before: dict[str, str] = field(
-        default_factory=lambda: {"app_push": "21:00", "wechat": "22:00", "e_reader": "22:30"}
-    )
+    send_after: dict[str, str] = field(default_factory=dict)
+    send_before: dict[str, str] = field(default_factory=dict)
+    #: the rules of a channel that neither these tables nor the taxonomy give
+    default_k: int = 5
+    default_daily_cap: int = 8
+    default_weekly_cap: int = 30
+    default_send_after: str = "07:30"
+    default_send_before: str = "22:00"
     #: share of users per group x region that gets no push (the measurement holdout)
     holdout_share: float = 0.05
     #: the holdout is a hash of (salt, user id): same users night after night until the salt changes
@@ -911,11 +920,11 @@ def _coerce(section: str, key: str, value: Any, default: Any) -> Any:
             raise ConfigError(f"config {where} must be true or false, got {value!r}")
         return value
     if isinstance(default, int):
-        if isinstance(value, bool) or not isinstance(value, int):
+        if not is_int(value):
             raise ConfigError(f"config {where} must be an integer, got {value!r}")
         return value
     if isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if not is_number(value):
             raise ConfigError(f"config {where} must be a number, got {value!r}")
         return float(value)
     if isinstance(default, str):

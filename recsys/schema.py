@@ -40,6 +40,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from recsys import columns as C
+from recsys.config import is_number
 from recsys.exceptions import ConfigError, DataError, SchemaError
 from recsys.io import write_parquet
 from recsys.taxonomy import Taxonomy, load_taxonomy
@@ -1073,7 +1074,7 @@ def check_share(value: object, name: str) -> float:
     ConfigError
         Naming ``name`` and the value, if it is not a number in ``[0, 1]``.
     """
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+    if not is_number(value) or not 0 <= value <= 1:
         raise ConfigError(f"{name} must be a share between 0 and 1 (e.g. 0.05), got {value!r}")
     return float(value)
 

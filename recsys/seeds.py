@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from recsys.config import is_int
 from recsys.exceptions import ConfigError
 
 
@@ -26,6 +27,6 @@ def check_random_state(seed: int | np.random.Generator | None) -> np.random.Gene
         return np.random.default_rng(0)
     if isinstance(seed, np.random.Generator):
         return seed
-    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and seed >= 0:
+    if is_int(seed) and seed >= 0:
         return np.random.default_rng(int(seed))
     raise ConfigError(f"seed must be a non-negative int or a numpy Generator, got {seed!r}")

@@ -20,6 +20,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from recsys.exceptions import SchemaError, UnknownCodeError
 
 KINDS = ("group", "sub_group", "region", "topic", "format", "channel")
+#: the per-channel push settings a taxonomy may give a personal channel (``[channels.X] push``)
+CHANNEL_PUSH_KEYS = ("k", "daily_cap", "weekly_cap", "send_after", "send_before")
 # Lowercase snake_case; in particular no "|", which separates codes in CSV lists.
 _CODE_RE = re.compile(r"[a-z0-9_]+")
 
@@ -119,6 +121,11 @@ class Taxonomy:
         The TOML text it was loaded from (a model bundle keeps a copy).
     calendar : tuple of CalendarDay
         The campaign days that make topics surge every year (may be empty).
+    channel_push : dict[str, dict]
+        Personal channel -> the city's push defaults for it (``[channels.X] push =
+        { k, daily_cap, weekly_cap, send_after, send_before }``, any of them);
+        ``[push]`` in the config overrides them, and ``recsys.push.channels``
+        checks the values.
     """
 
     name: str
@@ -136,6 +143,7 @@ class Taxonomy:
     personal_channels: tuple[str, ...]
     source_text: str = field(repr=False, default="")
     calendar: tuple[CalendarDay, ...] = ()
+    channel_push: dict[str, dict[str, object]] = field(default_factory=dict)
 
     # ---- lookups -------------------------------------------------------
     def codes(self, kind: str) -> tuple[str, ...]:
@@ -352,6 +360,21 @@ def parse_taxonomy(text: str, origin: str = "<taxonomy>") -> Taxonomy:
     personal = tuple(
         c for c, e in channels_raw.items() if _flag(e, "personal", True, f"[channels.{c}]", origin)
     )
+    channel_push: dict[str, dict[str, object]] = {}
+    for channel, entry in channels_raw.items():
+        push = entry.get("push")
+        if push is None:
+            continue
+        if not isinstance(push, dict) or channel not in personal:
+            raise SchemaError(
+                f"{origin}: [channels.{channel}] push must be a table of push defaults on a personal channel"
+            )
+        unknown = [k for k in push if k not in CHANNEL_PUSH_KEYS]
+        if unknown:
+            raise SchemaError(
+                f"{origin}: [channels.{channel}] push has unknown key {unknown[0]!r}; valid: {', '.join(CHANNEL_PUSH_KEYS)}"
+            )
+        channel_push[channel] = dict(push)
 
     return Taxonomy(
         name=str(doc.get("name", "custom")),
@@ -371,6 +394,7 @@ def parse_taxonomy(text: str, origin: str = "<taxonomy>") -> Taxonomy:
         personal_channels=personal,
         source_text=text,
         calendar=_calendar(doc, topics_raw, origin),
+        channel_push=channel_push,
     )
 
 

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from recsys.config import PushConfig, config_from_dict
-from recsys.exceptions import ConfigError
+from recsys.exceptions import ConfigError, SchemaError
 from recsys.push.channels import channel_order, channel_rules, choose_channels, subscriptions
-from recsys.taxonomy import load_taxonomy
+from recsys.taxonomy import load_taxonomy, parse_taxonomy
 
 TAX = load_taxonomy()
 
@@ -46,16 +47,17 @@ def test_send_window_local_and_across_midnight():
     [
         ({"k": {"app-push": 3}}, "push k has unknown personal channel 'app-push'; valid: app_push, wechat, e_reader"),
         ({"daily_cap": {"tv": 3}}, "push daily_cap has unknown personal channel 'tv'"),
-        ({"weekly_cap": {"wechat": -1}}, "push weekly_cap.wechat must be an integer >= 0, got -1"),
-        ({"k": {"wechat": 0}}, "push k.wechat must be an integer >= 1, got 0"),
+        ({"weekly_cap": {"wechat": -1}}, "[push] weekly_cap.wechat = -1 is out of range; valid: 0..10000"),
+        ({"k": {"wechat": 0}}, "[push] k.wechat = 0 is out of range; valid: 1..100"),
         ({"send_after": {"app_push": "8h"}}, "push send_after.app_push must be a local time HH:MM, got '8h'"),
         ({"send_before": {"app_push": "25:00"}}, "send_before.app_push must be a local time HH:MM"),
         ({"channel_priority": ["tv"]}, "channel_priority has 'tv', not a personal channel"),
-        ({"dedup_days": 0}, "push dedup_days must be an integer >= 1, got 0"),
-        ({"channels_per_user": 0}, "push channels_per_user must be an integer >= 1"),
-        ({"chunk_size": 0}, "push chunk_size must be an integer >= 1"),
-        ({"workers": 0}, "push workers must be an integer >= 1"),
-        ({"history_buckets": 0}, "push history_buckets must be an integer >= 1"),
+        ({"dedup_days": 0}, "[push] dedup_days = 0 is out of range; valid: 1..3650"),
+        ({"channels_per_user": 0}, "[push] channels_per_user = 0 is out of range"),
+        ({"chunk_size": 0}, "[push] chunk_size = 0 is out of range"),
+        ({"workers": 0}, "[push] workers = 0 is out of range"),
+        ({"workers": 2.5}, "config [push] workers must be an integer, got 2.5"),
+        ({"history_buckets": 0}, "[push] history_buckets = 0 is out of range"),
     ],
 )
 def test_bad_config_is_named(change, message):
@@ -64,14 +66,32 @@ def test_bad_config_is_named(change, message):
     cfg = dataclasses.replace(
         base, **{k: ({**getattr(base, k), **v} if isinstance(v, dict) else v) for k, v in change.items()}
     )
-    with pytest.raises(ConfigError, match=message.replace("(", "\\(").replace(")", "\\)")):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         channel_rules(cfg, TAX)
 
 
-def test_missing_channel_entry():
-    cfg = dataclasses.replace(PushConfig(), k={"app_push": 3, "wechat": 5})
-    with pytest.raises(ConfigError, match="push k lacks personal channel\\(s\\) e_reader"):
-        channel_rules(cfg, TAX)
+def test_a_channel_the_config_leaves_out_gets_the_citys_default_then_the_fallback():
+    # the config names one channel; the others keep the taxonomy's own push defaults
+    rules = channel_rules(dataclasses.replace(PushConfig(), k={"wechat": 7}), TAX)
+    assert rules["wechat"].k == 7 and rules["app_push"].k == TAX.channel_push["app_push"]["k"] == 3
+    # a taxonomy without push defaults (another city, a public data set) pushes with [push] default_*
+    text = TAX.source_text.replace("\npush = {", "\n# push = {")
+    plain = parse_taxonomy(text)
+    assert plain.channel_push == {}
+    rules = channel_rules(PushConfig(), plain)
+    assert {r.k for r in rules.values()} == {PushConfig().default_k}
+    assert rules["e_reader"].send_before == dt.time(22, 0) and rules["app_push"].weekly_cap == 30
+
+
+def test_the_taxonomys_push_defaults_are_checked():
+    with pytest.raises(SchemaError, match=r"\[channels.tv\] push must be a table of push defaults on a personal channel"):
+        parse_taxonomy(TAX.source_text.replace("[channels.tv]\n", "[channels.tv]\npush = { k = 2 }\n"))
+    with pytest.raises(SchemaError, match=r"\[channels.wechat\] push has unknown key 'kk'"):
+        parse_taxonomy(TAX.source_text.replace("push = { k = 5, daily_cap = 8, weekly_cap = 30, send_after = \"07:30\"",
+                                               "push = { kk = 5, daily_cap = 8, weekly_cap = 30, send_after = \"07:30\""))
+    bad = parse_taxonomy(TAX.source_text.replace("push = { k = 3,", "push = { k = 0,"))
+    with pytest.raises(ConfigError, match=r"push k.app_push must be an integer >= 1, got 0"):
+        channel_rules(PushConfig(), bad)
 
 
 def test_subscriptions_matrix():

@@ -97,6 +97,7 @@ def two_nights(tmp_path_factory):
 
 def test_lists_equal_recommend_many_with_the_window_excluded(two_nights):
     from recsys.config import PushConfig
+    from recsys.push.channels import channel_rules
     from recsys.push.chunk import expiring_items
     from recsys.ranking import Recommender
 
@@ -105,7 +106,9 @@ def test_lists_equal_recommend_many_with_the_window_excluded(two_nights):
     again = night2.merge(night1[["user_id", "item_id"]], on=["user_id", "item_id"])
     assert len(night1) and len(night2) and again.empty
     rec = Recommender.load(bundle)
-    k, weekly = PushConfig().k, PushConfig().weekly_cap
+    rules = channel_rules(PushConfig(), rec.state.taxonomy)
+    k = {c: r.k for c, r in rules.items()}
+    weekly = {c: r.weekly_cap for c, r in rules.items()}
     sent = night1.groupby(["user_id", "channel"]).size()
     users = list(pd.unique(night2.user_id))[:12]
     overlapped = 0

@@ -46,6 +46,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recsys import columns as C
+from recsys.config import is_int, is_number
 from recsys.evaluation.split import quantile_time
 from recsys.exceptions import ConfigError, NotFittedError
 from recsys.ranking import eligibility as E
@@ -273,12 +274,12 @@ class RecentPopularPolicy(Policy):
 
     def _check_params(self) -> None:
         days = [self.window_days] if self.window_days is not None else list(self.grid)
-        if not days or any(not isinstance(d, (int, float)) or isinstance(d, bool) or d <= 0 for d in days):
+        if not days or any(not is_number(d) or d <= 0 for d in days):
             raise ConfigError(f"recent_popular window_days / grid must be positive numbers of days, got {days!r}")
         if not isinstance(self.validation_days, (int, float)) or self.validation_days <= 0:
             raise ConfigError(f"recent_popular validation_days must be a positive number, got {self.validation_days!r}")
         share = self.validation_share
-        if not isinstance(share, (int, float)) or isinstance(share, bool) or not 0.0 <= share < 1.0:
+        if not is_number(share) or not 0.0 <= share < 1.0:
             raise ConfigError(f"recent_popular validation_share must be a number in [0, 1), got {share!r}")
 
     def fit(self, context: ListingContext) -> "RecentPopularPolicy":
@@ -469,7 +470,7 @@ def recommend(
     ConfigError
         For ``k < 1`` or a user unknown to the model.
     """
-    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
+    if not is_int(k) or k < 1:
         raise ConfigError(f"k must be a positive int, got {k!r}")
     ids = np.asarray(user_ids, dtype=object).astype(str)
     rows = context.user_rows(ids)

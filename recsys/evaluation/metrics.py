@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from recsys import columns as C
+from recsys.config import is_int
 from recsys.exceptions import ConfigError, SchemaError
 from recsys.seeds import check_random_state
 
@@ -64,14 +65,14 @@ def check_ks(ks: Sequence[int]) -> list[int]:
         If ``ks`` is empty or holds something other than positive ints.
     """
     values = list(ks)
-    bad = [k for k in values if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1]
+    bad = [k for k in values if not is_int(k) or k < 1]
     if not values or bad:
         raise ConfigError(f"k must be a non-empty list of positive integers (e.g. 5,10,20), got {values!r}")
     return sorted({int(k) for k in values})
 
 
 def _check_k(hits: np.ndarray, k: int) -> np.ndarray:
-    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or not 1 <= k <= hits.shape[1]:
+    if not is_int(k) or not 1 <= k <= hits.shape[1]:
         raise ConfigError(f"k must be an int in 1..{hits.shape[1]} (the list length held), got {k!r}")
     return np.asarray(hits[:, :k], dtype=bool)
 
@@ -242,7 +243,7 @@ def _check_lists(lists: np.ndarray, k: int, n_items: int | None) -> np.ndarray:
     arr = np.asarray(lists)
     if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.integer):
         raise ConfigError(f"lists must be a 2-d int array (n_users, k), got shape {arr.shape} dtype {arr.dtype}")
-    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or not 1 <= k <= arr.shape[1]:
+    if not is_int(k) or not 1 <= k <= arr.shape[1]:
         raise ConfigError(f"k must be an int in 1..{arr.shape[1]} (the list length held), got {k!r}")
     if arr.size and n_items is not None and (arr.max() >= n_items or arr.min() < -1):
         raise ConfigError(f"lists hold item indices outside -1..{n_items - 1}")
@@ -403,7 +404,7 @@ def bootstrap_ci(
     ConfigError
         If ``n_boot`` or ``level`` is out of range.
     """
-    if not isinstance(n_boot, (int, np.integer)) or isinstance(n_boot, bool) or n_boot < 1:
+    if not is_int(n_boot) or n_boot < 1:
         raise ConfigError(f"n_boot must be a positive int, got {n_boot!r}")
     if not isinstance(level, float) or not 0.0 < level < 1.0:
         raise ConfigError(f"level must be a float in (0, 1), got {level!r}")

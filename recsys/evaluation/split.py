@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from recsys import columns as C
+from recsys.config import is_int, is_number
 from recsys.exceptions import ConfigError, SchemaError
 from recsys.timeutil import aware_timestamp
 
@@ -101,7 +102,7 @@ def quantile_time(events: pd.DataFrame, quantile: float) -> pd.Timestamp:
     ConfigError
         If ``quantile`` is outside (0, 1).
     """
-    if not isinstance(quantile, (int, float)) or isinstance(quantile, bool) or not 0.0 < float(quantile) < 1.0:
+    if not is_number(quantile) or not 0.0 < float(quantile) < 1.0:
         raise ConfigError(f"split quantile must be a number in (0, 1), got {quantile!r}")
     _check_events(events)
     micros = events[C.TIMESTAMP].dt.tz_convert("UTC").astype("int64").to_numpy()
@@ -166,7 +167,7 @@ def leave_last_n_split(events: pd.DataFrame, n: int = 1) -> Split:
     ConfigError
         If ``n`` is not a positive int, or no user has a positive engagement.
     """
-    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
+    if not is_int(n) or n < 1:
         raise ConfigError(f"leave-last-n needs n >= 1, got {n!r}")
     _check_events(events)
     ts = events[C.TIMESTAMP]

@@ -48,7 +48,7 @@ import numpy as np
 import pandas as pd
 
 from recsys import columns as C
-from recsys.config import EngineConfig
+from recsys.config import EngineConfig, is_int
 from recsys.evaluation import metrics as M
 from recsys.evaluation.split import quantile_time, relevant_pairs, temporal_split
 from recsys.exceptions import ConfigError
@@ -239,7 +239,7 @@ class TuneSettings:
         """Return self, or raise :class:`ConfigError` naming the bad setting."""
         for name in ("n_models", "n_blends", "k", "max_users"):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            if not is_int(value) or value < 1:
                 raise ConfigError(f"tune setting {name} must be a positive int, got {value!r}")
         if not 0.0 < float(self.validation_fraction) < 1.0:
             raise ConfigError(f"tune setting validation_fraction must lie in (0, 1), got {self.validation_fraction!r}")

@@ -34,6 +34,7 @@ from recsys.push.chunk import expiring_items
 from recsys.push.plan import REASONS, SKIP_CAPPED, SKIP_NO_ITEMS
 from recsys.push.writer import CAMPAIGN, NIGHTLY, SEND_AFTER, SEND_BEFORE
 from recsys.taxonomy import Taxonomy
+from recsys.config import is_int
 
 SKIP_NO_FORMAT = "no_channel_for_format"
 SKIP_DEDUP = "already_pushed_recently"
@@ -86,7 +87,7 @@ class CampaignSpec:
         H.validate_kind(self.name)
         if self.name == NIGHTLY:
             raise ConfigError(f"campaign name {self.name!r} is reserved for the nightly lists; choose another")
-        if isinstance(self.budget, bool) or not isinstance(self.budget, (int, np.integer)) or self.budget < 1:
+        if not is_int(self.budget) or self.budget < 1:
             raise ConfigError(f"campaign budget must be a positive integer (users), got {self.budget!r}")
         if bool(self.items) == (self.topic is not None):
             raise ConfigError("a campaign needs exactly one of --item ID... or --topic T")

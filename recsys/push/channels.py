@@ -1,8 +1,10 @@
 """Channel rules and channel choice: which personal channel a user gets tonight, and when.
 
-Each personal channel has its rules from ``[push]`` in the config: the list
-length ``k``, the daily and weekly frequency caps, and the quiet hours given
-as a send window (``send_after`` .. ``send_before``, local time of the city).
+Each personal channel has its rules: the list length ``k``, the daily and
+weekly frequency caps, and the quiet hours given as a send window
+(``send_after`` .. ``send_before``, local time of the city). ``[push]`` in the
+config sets them per channel; a channel it leaves out gets the city's default
+from the taxonomy (``[channels.X] push``), else ``[push] default_*``.
 
 A user gets ``channels_per_user`` lists per night, on the subscribed channels
 they engage with most in the events (the model's per-channel counts); ties
@@ -21,13 +23,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recsys.config import PushConfig
+from recsys.config import PushConfig, check_section, is_int
 from recsys.exceptions import ConfigError
 from recsys.taxonomy import Taxonomy
 
-#: channels the built-in defaults name; another taxonomy may lack them, so
-#: their entries are ignored there instead of being reported as typos
-_DEFAULT_CHANNELS = frozenset(PushConfig().k)
 _TABLES = ("k", "daily_cap", "weekly_cap", "send_after", "send_before")
 
 
@@ -70,22 +69,23 @@ def _parse_hhmm(value: Any, where: str) -> dt.time:
 
 
 def _check_int(value: Any, where: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+    # a value the taxonomy gave (the config's own values met their ranges in check_section)
+    if not is_int(value) or value < low:
         raise ConfigError(f"push {where} must be an integer >= {low}, got {value!r}")
     return int(value)
 
 
-def _channel_table(config: PushConfig, name: str, personal: Sequence[str], all_channels: Sequence[str]) -> dict:
+def _channel_table(config: PushConfig, name: str, taxonomy: Taxonomy) -> dict:
+    """One setting for every personal channel: the config's, else the taxonomy's, else ``default_<name>``."""
+    personal = taxonomy.personal_channels
     table = getattr(config, name)
     if not isinstance(table, dict):
         raise ConfigError(f"push {name} must be a table keyed by channel, got {table!r}")
     for key in table:
-        if key not in personal and not (key in _DEFAULT_CHANNELS and key not in all_channels):
+        if key not in personal:
             raise ConfigError(f"push {name} has unknown personal channel {key!r}; valid: {', '.join(personal)}")
-    missing = [c for c in personal if c not in table]
-    if missing:
-        raise ConfigError(f"push {name} lacks personal channel(s) {', '.join(missing)}")
-    return table
+    fallback = getattr(config, f"default_{name}")
+    return {c: table.get(c, taxonomy.channel_push.get(c, {}).get(name, fallback)) for c in personal}
 
 
 def channel_order(config: PushConfig, taxonomy: Taxonomy) -> tuple[str, ...]:
@@ -99,8 +99,6 @@ def channel_order(config: PushConfig, taxonomy: Taxonomy) -> tuple[str, ...]:
     personal = taxonomy.personal_channels
     ordered: list[str] = []
     for channel in config.channel_priority:
-        if channel in _DEFAULT_CHANNELS and channel not in taxonomy.channels:
-            continue
         if channel not in personal:
             raise ConfigError(
                 f"push channel_priority has {channel!r}, not a personal channel; valid: {', '.join(personal)}"
@@ -124,15 +122,11 @@ def channel_rules(config: PushConfig, taxonomy: Taxonomy) -> dict[str, ChannelRu
         Naming the key and the bad value (unknown channel, missing channel,
         negative cap, unparsable time, ...).
     """
-    personal = taxonomy.personal_channels
-    if not personal:
+    # the section's own ranges (a PushConfig built in code, or changed by an option, included)
+    check_section(config, PushConfig)
+    if not taxonomy.personal_channels:
         raise ConfigError("the taxonomy has no personal channel to push to")
-    tables = {name: _channel_table(config, name, personal, tuple(taxonomy.channels)) for name in _TABLES}
-    _check_int(config.channels_per_user, "channels_per_user", 1)
-    _check_int(config.dedup_days, "dedup_days", 1)
-    _check_int(config.chunk_size, "chunk_size", 1)
-    _check_int(config.workers, "workers", 1)
-    _check_int(config.history_buckets, "history_buckets", 1)
+    tables = {name: _channel_table(config, name, taxonomy) for name in _TABLES}
     rules = {}
     for channel in channel_order(config, taxonomy):
         rules[channel] = ChannelRules(

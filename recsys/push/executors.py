@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 import psutil
 
+from recsys.config import is_int
 from recsys.exceptions import ConfigError, RecsysError
 
 if TYPE_CHECKING:
@@ -64,7 +65,7 @@ def execute(
     Exception
         The first error a chunk raised (finished chunks keep their checkpoints).
     """
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+    if not is_int(workers) or workers < 1:
         raise ConfigError(f"workers must be a positive integer, got {workers!r}")
     done: list[dict[str, Any]] = []
 

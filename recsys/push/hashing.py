@@ -14,6 +14,7 @@ from typing import Iterable
 
 import numpy as np
 
+from recsys.config import is_int
 from recsys.exceptions import ConfigError
 
 #: BLAKE2b takes a key of at most 64 bytes; longer salts are hashed down first.
@@ -80,6 +81,6 @@ def user_buckets(user_ids: Iterable[str], n_buckets: int) -> np.ndarray:
     ConfigError
         If ``n_buckets`` is not a positive int.
     """
-    if isinstance(n_buckets, bool) or not isinstance(n_buckets, (int, np.integer)) or n_buckets < 1:
+    if not is_int(n_buckets) or n_buckets < 1:
         raise ConfigError(f"history_buckets must be a positive integer, got {n_buckets!r}")
     return (stable_hash(user_ids, salt="push-history-bucket") % np.uint64(n_buckets)).astype(np.int32)

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from recsys import columns as C
+from recsys.config import is_number
 from recsys.exceptions import ConfigError, SchemaError
 from recsys.push.hashing import stable_hash
 
@@ -29,7 +30,7 @@ def check_holdout_params(share: float, salt: str) -> None:
     ConfigError
         If ``share`` is outside [0, 1) or ``salt`` is not a non-empty string.
     """
-    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0.0 <= float(share) < 1.0:
+    if not is_number(share) or not 0.0 <= float(share) < 1.0:
         raise ConfigError(f"push holdout_share must be a number in [0, 1), got {share!r}")
     if not isinstance(salt, str) or not salt:
         raise ConfigError(f"push holdout_salt must be a non-empty string, got {salt!r}")

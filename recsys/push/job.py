@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from recsys import bundle as bundle_io
-from recsys.config import EngineConfig, PushConfig, config_from_dict, load_config
+from recsys.config import EngineConfig, PushConfig, config_from_dict, is_int, is_number, load_config
 from recsys.exceptions import ConfigError, RecsysError, SchemaError
 from recsys.io import sha256_file
 from recsys.model import read_bundle_taxonomy
@@ -94,7 +94,7 @@ def open_job(
 
 def check_k(k: Any, max_k: int) -> int:
     """``--k``: items per list (push) or per user (campaign), 1 .. the ranking's ``max_k``."""
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= int(k) <= int(max_k):
+    if not is_int(k) or not 1 <= int(k) <= int(max_k):
         raise ConfigError(f"--k {k!r} is out of range; valid: 1..{int(max_k)} (items per user)")
     return int(k)
 
@@ -335,6 +335,6 @@ def current_users_table(path: str | Path | None, taxonomy: Taxonomy, warnings: l
 
 
 def check_timeout(seconds: Any) -> float:
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < float(seconds) <= 600:
+    if not is_number(seconds) or not 0 < float(seconds) <= 600:
         raise ConfigError(f"--connect-timeout {seconds!r} is out of range; valid: > 0 and <= 600 seconds")
     return float(seconds)

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from recsys import columns as C
-from recsys.config import RankingConfig
+from recsys.config import RankingConfig, is_int
 from recsys.exceptions import ConfigError, NotFittedError
 from recsys.ranking import core, eligibility
 from recsys.ranking.catalog import read_catalog
@@ -68,7 +68,7 @@ class Recommendation:
 
 
 def _check_k(k: Any, high: int, name: str = "k") -> int:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= high:
+    if not is_int(k) or not 1 <= k <= high:
         raise ConfigError(f"{name} must be an integer from 1 to {high}, got {k!r}")
     return int(k)
 
