@@ -36,6 +36,7 @@ import pandas as pd
 
 from recsys import columns as C
 from recsys import schema
+from recsys.config import is_number
 from recsys.exceptions import SchemaError, UnknownCodeError
 from recsys.taxonomy import Taxonomy
 
@@ -88,7 +89,7 @@ def _parse_mix(value: Any, where: str) -> dict[str, float] | None:
         return None
     out: dict[str, float] = {}
     for code, share in mix.items():
-        if isinstance(share, bool) or not isinstance(share, (int, float)) or not math.isfinite(share) or share < 0:
+        if not is_number(share) or not math.isfinite(share) or share < 0:
             raise SchemaError(f"{where}: audience share of {code!r} is {share!r}; valid: a number >= 0")
         out[code] = float(share)
     return out
