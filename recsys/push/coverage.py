@@ -728,9 +728,9 @@ def prepare_run(
         return ()
     table = users.table
     if any(r.sub_groups for r in rules) and C.SUB_GROUP not in table.columns:
-        import pyarrow.parquet as pq
+        from recsys.model import read_users
 
-        column = pq.read_table(Path(bundle) / "users.parquet", columns=[C.SUB_GROUP]).column(0)
+        column = read_users(bundle, [C.SUB_GROUP]).column(0)
         table[C.SUB_GROUP] = column.to_pandas().fillna("").to_numpy(dtype=object)
     counting = [r.name for r in rules if r.broadcast_reach > 0]
     if not counting:
