@@ -52,11 +52,23 @@ class LearnedRanker:
     report: dict[str, Any] = field(default_factory=dict)
     base_feature: str | None = None
 
-    def base(self, x: np.ndarray) -> np.ndarray:
-        """The starting score: ``log1p`` of the base feature (0 without one)."""
+    def base(self, x: np.ndarray, column: int | None = None) -> np.ndarray:
+        """The starting score: ``log1p`` of the base feature (0 without one).
+
+        ``x`` holds every feature column, or with ``column`` only the base
+        feature's values in that column.
+        """
         if self.base_feature is None:
             return np.zeros(len(x), np.float32)
-        return base_score(x[:, self.feature_names.index(self.base_feature)])
+        return base_score(x[:, self.feature_names.index(self.base_feature) if column is None else column])
+
+    @property
+    def used_features(self) -> np.ndarray:
+        """Which feature columns a tree splits on (bool, one per feature); the base feature counts as used."""
+        used = np.asarray(self.booster.feature_importance("split")) > 0
+        if self.base_feature is not None:
+            used[self.feature_names.index(self.base_feature)] = True
+        return used
 
     @classmethod
     def fit(

@@ -64,18 +64,46 @@ def _learned_scores(
     engages and what is popular reach the second pass. ``N`` is raised to
     ``2 k + 10`` for long lists, so the second pass always has more than
     ``k`` items to choose from.
+
+    Only the first pass's one feature is computed for every candidate; the
+    full feature rows are computed for the rescored candidates alone, and a
+    feature no tree splits on is left at 0 (the trees never read it, so the
+    scores are the same). The feature matrix holds rows only for the
+    rescored candidates (zeros elsewhere): the reasons read picked items,
+    which are always among them.
     """
+    ranker = state.ranker
     block = features.Block(state, users, cand, now_ns)
     block.__dict__["parts"] = parts  # already computed for the first pass
-    x = features.compute(state.features, block)
     keep = ok
     n = state.model.config.ranker.rescore
     n = max(n, 2 * k + 10) if n else 0
     if n and cand.shape[1] > n:
-        keep = ok & (_top_mask(linear, ok, n // 2) | _top_mask(state.ranker.base(x.reshape(-1, x.shape[2])).reshape(cand.shape), ok, n - n // 2))
+        base = _base_scores(state, block)
+        keep = ok & (_top_mask(linear, ok, n // 2) | _top_mask(base, ok, n - n // 2))
+    # the kept candidates of each row first, in their order: a compact (m, w) block
+    width = int(keep.sum(axis=1).max()) if keep.size else 0
+    pos = np.argsort(~keep, axis=1, kind="stable")[:, :width]
+    kept = np.take_along_axis(keep, pos, axis=1)
+    small = features.Block(state, users, np.where(kept, np.take_along_axis(cand, pos, axis=1), -1), now_ns)
+    small.__dict__["parts"] = scoring.Components(*(np.take_along_axis(t, pos, axis=1) for t in parts.terms()))
+    x_small = features.compute(state.features, small, used=state.used_features)
     score = np.full(cand.shape, -np.inf, dtype=np.float32)
-    score[keep] = state.ranker.predict(x[keep])
+    x = np.zeros((*cand.shape, x_small.shape[2]), np.float32)
+    rows = np.broadcast_to(np.arange(cand.shape[0])[:, None], pos.shape)
+    score[rows[kept], pos[kept]] = ranker.predict(x_small[kept])
+    x[rows[kept], pos[kept]] = x_small[kept]
     return score, x
+
+
+def _base_scores(state: RankingState, block: features.Block) -> np.ndarray:
+    """The ranker's starting score (its base feature) for every candidate of a block, (m, c)."""
+    ranker = state.ranker
+    if ranker.base_feature is None:
+        return np.zeros(block.cand.shape, np.float32)
+    feature = next(f for f in state.features if f.name == ranker.base_feature)
+    values = np.asarray(feature.compute(block), np.float32)
+    return ranker.base(values.reshape(-1, 1), column=0).reshape(block.cand.shape)
 
 
 def _top_mask(values: np.ndarray, ok: np.ndarray, n: int) -> np.ndarray:

@@ -320,12 +320,17 @@ def selected(config: RankerConfig, names: list[str] | None = None) -> tuple[Feat
     return tuple(by_name[n] for n in wanted)
 
 
-def compute(features: tuple[Feature, ...], block: Block) -> np.ndarray:
-    """Every feature of a block as one float32 (m, c, n_features) array."""
+def compute(features: tuple[Feature, ...], block: Block, used: np.ndarray | None = None) -> np.ndarray:
+    """Every feature of a block as one float32 (m, c, n_features) array.
+
+    ``used`` (bool per feature), when given, skips the features it marks
+    unused: their columns are 0 (a model that never reads them scores the same).
+    """
     m, c = block.cand.shape
-    out = np.empty((m, c, len(features)), np.float32)
+    out = np.zeros((m, c, len(features)), np.float32)
     for j, feat in enumerate(features):
-        out[:, :, j] = feat.compute(block)
+        if used is None or used[j]:
+            out[:, :, j] = feat.compute(block)
     return out
 
 

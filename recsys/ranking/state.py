@@ -115,6 +115,8 @@ class RankingState:
     ranker: Any = None
     features: tuple = ()
     reason_groups: list = field(default_factory=list)
+    #: the feature columns the ranker's trees read (the others are never computed)
+    used_features: np.ndarray | None = None
     popular_lists: np.ndarray | None = None
     trend_lists: np.ndarray | None = None
     #: the push's priority boost per (group, region, topic) (recsys.push.priorities); None = none
@@ -454,6 +456,7 @@ def build_state(
         ranker=ranker,
         features=features_of(model, ranker),
         reason_groups=_reason_groups(model, ranker),
+        used_features=ranker.used_features if ranker is not None else None,
         **_signal_lists(model, catalog),
     )
 
