@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 import sys
 import zlib
 from pathlib import Path
@@ -414,8 +415,10 @@ def test_broadcast_places_lower_what_the_push_must_reach(city, tmp_path):
     places = tmp_path / "places.csv"
     pd.DataFrame({"place_id": ["tv1"], "channel": ["tv"], "region": ["haigang"], "name": ["TV"],
                   "audience": ['{"resident": 0.6, "youth": 0.4}'], "slot_seconds": [600.0]}).to_csv(places, index=False)
-    without = run_nightly(city["bundle"], TODAY, tmp_path / "a", config_path=cfg, stream=None)
+    said = io.StringIO()
+    without = run_nightly(city["bundle"], TODAY, tmp_path / "a", config_path=cfg, stream=None, warn_stream=said)
     assert any("no places table" in w for w in without["warnings"])
+    assert "warning: coverage rule(s) res count broadcast places, but no places table" in said.getvalue()
     with_places = run_nightly(city["bundle"], TODAY, tmp_path / "b", config_path=cfg, places=places, stream=None)
     by_cell = {(r["group"], r["region"]): r for r in with_places["coverage"]["table"]}
     plain = {(r["group"], r["region"]): r for r in without["coverage"]["table"]}

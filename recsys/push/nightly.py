@@ -199,7 +199,9 @@ def run_nightly(
         planned = plan_run(job, channels, segment, history_root, current)
         users_, usable, plan, store = planned.users, planned.usable, planned.plan, planned.store
         chunks = make_chunks(plan.scope, plan.buckets, push.history_buckets, push.chunk_size)
+        known = len(warnings)
         cells = CV.prepare_run(coverage_rules, users_, job.root, places, taxonomy, warnings)
+        say(warn_stream, warnings[known:], "warning")
         fingerprint = {
             "format": PUSH_FORMAT,
             "model": str(job.root),
