@@ -257,6 +257,40 @@ def test_min_items_two_fills_what_exists():
     assert (stats[0]["reached"], stats[0]["shortfall"], stats[0]["unmet_no_eligible_item"]) == (0, 1, 1)
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_swaps_keep_lists_and_cost_exactly_the_score_given_up(seed):
+    rng = np.random.default_rng(seed)
+    ids = [f"u{i}" for i in range(40)]
+    items = list(ITEM_TOPICS)
+    rows = []
+    for u in ids:
+        for channel in rng.choice(["app_push", "wechat"], size=int(rng.integers(1, 3)), replace=False):
+            for item in rng.choice(items, size=3, replace=False):
+                if not any(r[0] == u and r[2] == item for r in rows):
+                    rows.append((u, str(channel), str(item), float(rng.random())))
+    frame = lists(rows)
+    offers = {(u, c): {str(i): float(rng.random()) for i in rng.choice(items, size=4, replace=False)}
+              for u in ids for c in ("app_push", "wechat")}
+    who = users({u: (str(rng.choice(["farmer", "resident"])), "qinglong") for u in ids})
+    rules = [rule(min_items=2), rule(name="health", groups=[], topics=["health_literacy"], reach_share=0.5)]
+    out, stats = run(frame, who, rules, FakeRanking(offers))
+    assert out.groupby([C.USER_ID, C.CHANNEL]).size().equals(frame.groupby([C.USER_ID, C.CHANNEL]).size())
+    assert not out.duplicated([C.USER_ID, C.ITEM_ID]).any()
+    assert (out.groupby([C.USER_ID, C.CHANNEL])[C.RANK].apply(sorted) == out.groupby([C.USER_ID, C.CHANNEL])[C.RANK]
+            .apply(lambda r: list(range(1, len(r) + 1)))).all()
+    # ranks follow scores within each list
+    assert out.sort_values([C.USER_ID, C.CHANNEL, C.RANK]).groupby([C.USER_ID, C.CHANNEL])[C.SCORE].apply(
+        lambda v: bool((np.diff(v.to_numpy()) <= 0).all())).all()
+    for name, topic in (("agri", "modern_agriculture"), ("health", "health_literacy")):
+        placed = out[out[C.REASONS].apply(lambda r: r[0] == f"{CV.REASON_PREFIX}{name}")]
+        assert all(topic in ITEM_TOPICS[i] or name == "agri" and "disaster_prevention" in ITEM_TOPICS[i]
+                   for i in placed[C.ITEM_ID])
+        assert len(placed) == sum(s["items_added"] for s in stats if s["rule"] == name)
+    cost = sum(s["cost_score"] for s in stats)
+    assert sum(s["items_added"] for s in stats) > 0
+    assert frame[C.SCORE].sum() - out[C.SCORE].sum() == pytest.approx(cost)
+
+
 # ---- reach share -------------------------------------------------------------------------
 
 
