@@ -24,7 +24,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recsys import bundle as bundle_io
-from recsys.config import EngineConfig, config_from_dict
+from recsys.config import EngineConfig, config_from_dict, is_int
 from recsys.exceptions import ArtifactError, ConfigError
 from recsys.taxonomy import Taxonomy, parse_taxonomy
 
@@ -394,7 +394,7 @@ def _check_shapes(
     later as an anonymous shape error deep in the ranking.
     """
     n_t, n_f = len(taxonomy.topics), len(taxonomy.formats)
-    if isinstance(factors, int) and not isinstance(factors, bool):
+    if is_int(factors):
         f = factors  # the manifest's count: a replaced item_factors.npy is named, not user_factors.npy
     else:
         f = arrays["item_factors"].shape[1] if arrays["item_factors"].ndim == 2 else -1

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Iterable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from recsys.config import is_int, is_number
 from recsys.exceptions import SchemaError, UnknownCodeError
 
 KINDS = ("group", "sub_group", "region", "topic", "format", "channel")
@@ -254,7 +255,7 @@ def _flag(entry: dict, key: str, default: bool, where: str, origin: str) -> bool
 
 def _share(entry: dict, default: float, where: str, origin: str) -> float:
     value = entry.get("population_share", default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+    if not is_number(value) or value < 0:
         raise SchemaError(f"{origin}: {where} population_share must be a number >= 0, got {value!r}")
     return float(value)
 
@@ -279,7 +280,7 @@ def _calendar(doc: dict, topics: dict, origin: str) -> tuple[CalendarDay, ...]:
         values = {}
         for key, default, low, high in (("month", None, 1, 12), ("day", 1, 1, 31), ("length_days", 1, 1, 366)):
             value = entry.get(key, default)
-            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            if not is_int(value) or not low <= value <= high:
                 raise SchemaError(f"{origin}: {where} ({name}) {key} must be an integer {low}..{high}, got {value!r}")
             values[key] = value
         codes = entry.get("topics")

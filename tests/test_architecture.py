@@ -13,6 +13,7 @@ one at the top of a module.
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -78,3 +79,28 @@ def test_nothing_imports_the_pipelines_scripts(folder):
 def test_serving_does_not_import_its_callers():
     offenders = _offenders(ROOT / "recsys" / "ranking", ("recsys.push", "recsys.evaluation", "recsys.cli"))
     assert not offenders, "recsys/ranking must not know who calls it: " + "; ".join(offenders)
+
+
+#: "is it a number and not a bool" written out by hand (bool is an int subclass); recsys.config's
+#: is_int / is_number say it once
+_BOOL_IDIOM = re.compile(
+    r"isinstance\([\w.\[\]'\"]+, bool\)\s+or\s+not\s+isinstance"
+    r"|or\s+isinstance\([\w.\[\]'\"]+, bool\)"
+    r"|and\s+not\s+isinstance\([\w.\[\]'\"]+, bool\)"
+)
+
+
+def test_numbers_are_checked_with_the_one_helper():
+    # the pattern finds each form of the idiom, and not a plain bool check
+    for form in ("isinstance(v, bool) or not isinstance(v, int)", "not isinstance(k, int) or isinstance(k, bool)",
+                 "isinstance(x.n, (int, float)) and not isinstance(x.n, bool)"):
+        assert _BOOL_IDIOM.search(form), form
+    assert not _BOOL_IDIOM.search("if not isinstance(flag, bool):")
+    offenders = []
+    for path in sorted((ROOT / "recsys").rglob("*.py")):
+        if path == ROOT / "recsys" / "config.py":
+            continue  # where the helpers live
+        text = path.read_text(encoding="utf-8")
+        for m in _BOOL_IDIOM.finditer(text):
+            offenders.append(f"{path.relative_to(ROOT)}:{text.count(chr(10), 0, m.start()) + 1}")
+    assert not offenders, "use recsys.config.is_int / is_number instead of the bool-or-not-isinstance idiom: " + ", ".join(offenders)

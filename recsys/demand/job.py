@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from recsys.config import DemandConfig
+from recsys.config import DemandConfig, is_int
 from recsys.demand import aggregate, audiences, gaps, priorities, supply, trends, weekly
 from recsys.exceptions import ConfigError, DataError
 from recsys.taxonomy import Taxonomy, load_taxonomy
@@ -126,7 +126,7 @@ def analyse(
             f"taxonomy {tax.name!r} has no [[calendar]]: demand tracking needs the campaign days to tell a yearly "
             "surge from new demand; add [[calendar]] entries (name, month, day, topics) to the taxonomy file"
         )
-    if weeks is not None and (isinstance(weeks, bool) or not isinstance(weeks, int) or weeks < 2):
+    if weeks is not None and (not is_int(weeks) or weeks < 2):
         raise ConfigError(f"--weeks must be a whole number >= 2, got {weeks!r}")
     events = aggregate.table_path(data, "events")
     first, last, _ = aggregate.log_span(events, threads)

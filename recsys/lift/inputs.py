@@ -23,6 +23,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from recsys import columns as C
+from recsys.config import is_int
 from recsys.exceptions import ArtifactError, ConfigError, DataError, SchemaError
 from recsys.push.channels import subscriptions
 from recsys.push.writer import HOLDOUT_FILE, MANIFEST_FILE, NIGHTLY, partition_dir
@@ -39,7 +40,7 @@ MAX_DAYS = 60
 
 def check_days(days: Any) -> int:
     """Validate the window length ``--days`` (1 .. 60)."""
-    if isinstance(days, bool) or not isinstance(days, (int, np.integer)) or not 1 <= int(days) <= MAX_DAYS:
+    if not is_int(days) or not 1 <= int(days) <= MAX_DAYS:
         raise ConfigError(f"--days must be a whole number of days in 1..{MAX_DAYS}, got {days!r}")
     return int(days)
 

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from recsys.config import is_number
 from recsys.exceptions import ConfigError
 from recsys.taxonomy import Taxonomy
 
@@ -116,7 +117,7 @@ class Priorities:
 
 
 def _number(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < float(value) <= MAX_WEIGHT:
+    if not is_number(value) or not 0 < float(value) <= MAX_WEIGHT:
         raise ConfigError(f"{where} weight must be a number > 0 and <= {MAX_WEIGHT:g}, got {value!r}")
     return float(value)
 

@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from recsys import columns as C
+from recsys.config import is_int
 from recsys.exceptions import ConfigError
 from recsys.io import atomic_dir, sha256_file, write_json
 from recsys.seeds import check_random_state
@@ -410,7 +411,7 @@ class City:
 
 def _check_params(n_users: Any, n_items: Any, days: Any, end: Any, dirty: Any) -> dt.date:
     for name, value, low in (("n_users", n_users, 1), ("n_items", n_items, 1), ("days", days, 1)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        if not is_int(value) or value < low:
             raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
     if days > MAX_DAYS:
         raise ConfigError(f"days must be at most {MAX_DAYS}, got {days!r}")

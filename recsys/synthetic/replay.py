@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from recsys import columns as C
+from recsys.config import is_int
 from recsys.exceptions import ConfigError, DataError
 from recsys.push.writer import read_pushes
 from recsys.seeds import check_random_state
@@ -147,7 +148,7 @@ def replay_pushes(
     from recsys.push.plan import parse_day
 
     day = parse_day(date)
-    if isinstance(days, bool) or not isinstance(days, (int, np.integer)) or not 1 <= days <= 60:
+    if not is_int(days) or not 1 <= days <= 60:
         raise ConfigError(f"days must be a whole number in 1..60, got {days!r}")
     if not np.isfinite(background_per_day) or background_per_day < 0:
         raise ConfigError(f"background_per_day must be >= 0, got {background_per_day!r}")

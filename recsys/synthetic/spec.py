@@ -20,6 +20,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from recsys.columns import AGE_BANDS, AUTHORITIES, REVIEW_STATUSES
+from recsys.config import is_int
 from recsys.exceptions import SchemaError
 from recsys.taxonomy import Taxonomy
 
@@ -92,7 +93,7 @@ def _demand_shifts(doc: Mapping[str, Any], topics: Sequence[str], groups: Sequen
         if topic not in topics or group not in groups or (region and region not in regions):
             continue
         days = entry.get("onset_days_before_end", 28)
-        if isinstance(days, bool) or not isinstance(days, int) or days < 1:
+        if not is_int(days) or days < 1:
             raise SchemaError(f"synthetic spec: demand_shift onset_days_before_end must be an integer >= 1, got {days!r}")
         out.append(
             DemandShift(

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from recsys.config import is_int
 from recsys.exceptions import ConfigError
 from recsys.io import write_parquet
 from recsys.seeds import check_random_state
@@ -151,13 +152,9 @@ def make_stream(
         raise ConfigError(
             f"start {start!r} has no time zone; give e.g. 2026-06-01T00:00:00Z"
         )
-    if isinstance(hours, bool) or not isinstance(hours, int) or hours < 1:
+    if not is_int(hours) or hours < 1:
         raise ConfigError(f"hours must be an integer >= 1, got {hours!r}")
-    if (
-        isinstance(impressions_per_hour, bool)
-        or not isinstance(impressions_per_hour, int)
-        or impressions_per_hour < 1
-    ):
+    if not is_int(impressions_per_hour) or impressions_per_hour < 1:
         raise ConfigError(
             f"impressions_per_hour must be an integer >= 1, got {impressions_per_hour!r}"
         )
@@ -175,11 +172,7 @@ def make_stream(
     # an item the channel cannot carry is never shown on it
     weights = np.where(carries, weights, 0.0)
     positions = {p: int(truth.item_positions([p.item_id])[0]) for p in plants}
-    if (
-        isinstance(first_hour, bool)
-        or not isinstance(first_hour, int)
-        or first_hour < 0
-    ):
+    if not is_int(first_hour) or first_hour < 0:
         raise ConfigError(f"first_hour must be an integer >= 0, got {first_hour!r}")
     for h in range(first_hour, first_hour + hours):
         begin = t0 + h * HOUR
