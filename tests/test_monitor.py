@@ -401,3 +401,21 @@ def test_without_a_baseline_a_burst_is_alerted_but_not_held(tmp_path, bursty):
     ]
     assert burst and burst[0]["baseline"] == "window" and burst[0]["action"] is None
     assert report.held == []
+
+
+def test_impossible_times_and_an_empty_window_list_are_refused_in_one_line(tmp_path):
+    ev = tmp_path / "ev"
+    ev.mkdir()
+    frame = _events(4, 1)
+    frame["timestamp"] = frame["timestamp"].map(lambda t: t.isoformat())
+    frame.loc[0, "timestamp"] = (
+        "2500-01-01T00:00:00+00:00"  # past pandas' nanosecond range
+    )
+    frame.loc[1, "timestamp"] = "not a time"
+    frame.to_csv(ev / "a.csv", index=False)
+    r = run_monitor(ev, tmp_path / "st", config=CFG, now=NOW)
+    assert r.rows_counted == 2
+    assert r.skipped == {"unparsable timestamp": 1, "future timestamp": 1}
+    with pytest.raises(ConfigError, match=r"\[monitor\] windows_hours is empty"):
+        run_monitor(ev, tmp_path / "st2", config=MonitorConfig(windows_hours=[]))
+    assert not (tmp_path / "st2").exists()

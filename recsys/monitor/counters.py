@@ -54,7 +54,9 @@ def kind_codes(event_types: pd.Series) -> np.ndarray:
     # a seventh of an hourly run)
     codes, uniques = pd.factorize(event_types, use_na_sentinel=False)
     known = set(C.EVENT_TYPES)
-    table = np.array([_KIND_OF_TYPE.get(t, -1) if t in known else -2 for t in uniques], dtype=np.int8)
+    table = np.array(
+        [_KIND_OF_TYPE.get(t, -1) if t in known else -2 for t in uniques], dtype=np.int8
+    )
     return table[codes] if len(table) else np.zeros(0, dtype=np.int8)
 
 

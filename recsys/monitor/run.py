@@ -15,6 +15,7 @@ import pandas as pd
 from recsys import columns as C
 from recsys import holds as H
 from recsys.config import MonitorConfig
+from recsys.exceptions import ConfigError
 from recsys.io import prepare_output_dir
 from recsys.monitor import alarms as A
 from recsys.monitor.counters import HOUR_NS, KINDS, Counters, kind_codes
@@ -202,8 +203,10 @@ def _count(
     drop(C.R_NAIVE_TS, naive)
     kind = kind_codes(etype)
     drop(C.R_UNKNOWN_EVENT_TYPE, kind == -2)
-    ns = values.dt.as_unit("ns").array.asi8
-    drop(C.R_FUTURE_TS, keep & (ns > limit_ns))
+    # microseconds (the contract's unit): nanoseconds would overflow past 2262, and a year-2500
+    # typo must be reported as a future timestamp, not crash the run
+    us = values.dt.as_unit("us").array.asi8
+    drop(C.R_FUTURE_TS, keep & (us > limit_ns // 1000))
     if C.EVENT_ID in chunk.columns:
         ids = chunk[C.EVENT_ID].astype(str)
         drop(C.R_DUPLICATE_ID, ids.duplicated().to_numpy() & (ids != "").to_numpy())
@@ -213,7 +216,7 @@ def _count(
     use = keep & (kind >= 0)
     if not use.any():
         return 0, 0, -1
-    hour = ns[use] // HOUR_NS
+    hour = us[use] // (HOUR_NS // 1000)
     before = counters.newest_hour
     too_old = counters.add(
         counters.index_items(item[use]), kind[use].astype(np.int64), hour
@@ -223,7 +226,7 @@ def _count(
             skipped.get("older than the counters", 0) + too_old
         )
     late = int((hour < before).sum()) if before >= 0 else 0
-    return int(use.sum()) - too_old, late, int(ns[use].max())
+    return int(use.sum()) - too_old, late, int(us[use].max()) * 1000
 
 
 # ---- publishing --------------------------------------------------------------------------------
@@ -415,6 +418,10 @@ def run_monitor(
     """
     started = time.perf_counter()
     cfg = config or MonitorConfig()
+    if not cfg.windows_hours:
+        raise ConfigError(
+            "[monitor] windows_hours is empty; give at least one window, e.g. [1, 6, 24]"
+        )
     tax = taxonomy if isinstance(taxonomy, Taxonomy) else load_taxonomy(taxonomy)
     root = check_state_dir(state_dir)
     out_dir = root if out is None or Path(out).resolve() == root.resolve() else None
