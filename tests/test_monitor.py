@@ -197,8 +197,11 @@ def test_bad_rows_are_reported_not_counted(tmp_path):
     future["timestamp"] = NOW + pd.Timedelta(days=1)
     weird = _events(4, 5, etype="teleport", prefix="w")
     dup = good.head(2)
+    nulls = _events(2, 5, prefix="z")
+    nulls["item_id"] = [None, "i1"]
+    nulls["event_type"] = ["click", None]
     out_of_order = _events(6, 2, prefix="o")  # older than what was already counted
-    pd.concat([good, unknown, future, weird, dup]).to_parquet(ev / "a.parquet")
+    pd.concat([good, unknown, future, weird, dup, nulls]).to_parquet(ev / "a.parquet")
     r = run_monitor(
         ev, tmp_path / "st", catalog=tmp_path / "items.parquet", config=CFG, now=NOW
     )
@@ -208,6 +211,7 @@ def test_bad_rows_are_reported_not_counted(tmp_path):
         "future timestamp": 2,
         "unknown event type": 4,
         "duplicate id": 2,
+        "missing required field": 2,
     }
     out_of_order.to_parquet(ev / "b.parquet")
     naive = _events(3, 5, prefix="n")

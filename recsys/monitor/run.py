@@ -195,7 +195,10 @@ def _count(
     etype = chunk[C.EVENT_TYPE].astype(str).str.strip()
     drop(
         C.R_MISSING,
-        (item == "") | chunk[C.ITEM_ID].isna().to_numpy() | (etype == "").to_numpy(),
+        (item == "")
+        | chunk[C.ITEM_ID].isna().to_numpy()
+        | (etype == "").to_numpy()
+        | chunk[C.EVENT_TYPE].isna().to_numpy(),
     )
     values, null, unparsable, naive = _as_timestamps(chunk[C.TIMESTAMP])
     drop(C.R_MISSING, null)
