@@ -423,3 +423,5 @@ def test_impossible_times_and_an_empty_window_list_are_refused_in_one_line(tmp_p
     with pytest.raises(ConfigError, match=r"\[monitor\] windows_hours is empty"):
         run_monitor(ev, tmp_path / "st2", config=MonitorConfig(windows_hours=[]))
     assert not (tmp_path / "st2").exists()
+    with pytest.raises(ConfigError, match="has no time zone"):
+        run_monitor(ev, tmp_path / "st3", now=pd.Timestamp("2026-07-01 08:00"))

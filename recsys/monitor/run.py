@@ -425,6 +425,10 @@ def run_monitor(
         raise ConfigError(
             "[monitor] windows_hours is empty; give at least one window, e.g. [1, 6, 24]"
         )
+    if now is not None and pd.Timestamp(now).tzinfo is None:
+        raise ConfigError(
+            f"now {now!r} has no time zone; give a tz-aware time (e.g. ...+08:00)"
+        )
     tax = taxonomy if isinstance(taxonomy, Taxonomy) else load_taxonomy(taxonomy)
     root = check_state_dir(state_dir)
     out_dir = root if out is None or Path(out).resolve() == root.resolve() else None
