@@ -356,6 +356,15 @@ def read_users(path: str | Path, columns: list[str]) -> Any:
     return bundle_io.BundleReader(bundle_io.resolve(path)).arrow(USERS_TABLE, columns=columns)
 
 
+def users_table_path(path: str | Path) -> Path:
+    """The file of a bundle's users table, for a reader that takes a users table by path (lift).
+
+    The bundle's folder is taken as given (not resolved), so a path recorded in a push
+    manifest names the same bundle even after ``latest`` moved.
+    """
+    return Path(path) / f"{USERS_TABLE}.parquet"
+
+
 def read_model_array(path: str | Path, name: str) -> np.ndarray:
     """One of the model's arrays (``TrainedModel`` attribute ``name``) from a bundle, memory-mapped."""
     if name not in TrainedModel._ARRAYS:
