@@ -20,7 +20,7 @@ import errno
 import importlib
 import os
 import sys
-from typing import Sequence
+from typing import Callable, Sequence
 
 from recsys.exceptions import RecsysError
 
@@ -99,8 +99,14 @@ def os_error_message(exc: OSError) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``recsys`` command line; return the exit code."""
     args = build_parser().parse_args(argv)
+    return run_guarded(args._run, args)
+
+
+def run_guarded(run: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
+    """Call ``run(args)`` the way every command runs: bad input -> one ``error:`` line and exit 2,
+    an engine bug -> one line and exit 1, Ctrl-C -> 130; never a traceback (module docstring)."""
     try:
-        return int(args._run(args) or 0)
+        return int(run(args) or 0)
     except RecsysError as exc:
         print(f"error: {_one_line(str(exc))}", file=sys.stderr)
         return EXIT_BAD_INPUT

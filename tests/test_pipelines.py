@@ -1,0 +1,38 @@
+"""The scripts in pipelines/ run as a scheduler runs them, and answer bad input like the CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _script(module: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.mark.parametrize("module", ["pipelines.train", "pipelines.night"])
+def test_a_missing_data_folder_is_one_line_and_exit_2(module, tmp_path):
+    args = ["--data", str(tmp_path / "nope")]
+    if module == "pipelines.night":
+        args += ["--date", "2026-06-30", "--work", str(tmp_path / "work")]
+    else:
+        args += ["--out", str(tmp_path / "models")]
+    done = _script(module, *args)
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert done.returncode == 2, done.stderr
+    assert errors == [f"error: {tmp_path / 'nope'}: data folder not found"]
+    assert "Traceback" not in done.stderr
+
+
+def test_the_night_refuses_a_bad_date_before_any_work(tmp_path):
+    done = _script("pipelines.night", "--data", str(tmp_path), "--date", "2026-13-40", "--work", str(tmp_path / "w"))
+    assert done.returncode == 2
+    assert done.stderr.strip().startswith("error:") and "2026-13-40" in done.stderr
+    assert not (tmp_path / "w").exists()
