@@ -344,6 +344,19 @@ def test_command_writes_partitioned_programmes_readable_everywhere(world, tmp_pa
     keep = lambda f: f[f[C.PLACE_ID] != "tv_qinglong"].reset_index(drop=True)
     pd.testing.assert_frame_equal(keep(before), keep(after))
     assert len(after[after[C.PLACE_ID] == "tv_qinglong"]) > 0
+    # the summary printed is this run's (one tv place), not the channels an earlier run left in the manifest
+    lines = capsys.readouterr().out.splitlines()
+    assert [ln.split()[:2] for ln in lines if ln.split()[:1] in (["tv"], ["radio"], ["cinema"], ["kiosk"])] == [
+        ["tv", "1"]
+    ]
+    manifest = json.loads((out / "date=2026-06-30" / "_manifest.json").read_text())
+    tv = manifest["channels"]["tv"]
+    assert tv["places"] == 1 and tv["run"]["filters"] == {"channel": "tv", "region": "qinglong"}
+    # ... while in_file says what the channel's file holds: every tv place, kept rows included
+    assert tv["in_file"] == {"places": int(after.query("channel == 'tv'")[C.PLACE_ID].nunique()), "rows": int(
+        (after[C.CHANNEL] == "tv").sum()
+    )}
+    assert tv["in_file"]["places"] == int((world["places"][C.CHANNEL] == "tv").sum())
 
 
 def _config(folder, **values):
@@ -538,3 +551,45 @@ def test_current_users_give_the_mixes_of_places_without_one(world, tmp_path):
     assert set(rows[C.PLACE_ID]) == {"radio_funing"}
     # every row's leading reason names the only segment of the mix: funing's pupils, 100% of the audience
     assert rows[C.REASONS].map(lambda r: r[0] == "抚宁区小学生最可能喜欢(受众100%)").all()
+
+
+def test_a_model_long_before_the_date_warns_like_the_push(world, tmp_path, capsys):
+    from recsys.push.job import STALE_DAYS
+
+    args = [
+        "broadcast",
+        "--model",
+        str(world["root"] / "models" / "latest"),
+        "--places",
+        str(world["root"] / "city" / "places.parquet"),
+        "--channel",
+        "radio",
+    ]
+    end = pd.Timestamp(world["state"].model.window["end"]).tz_convert("Asia/Shanghai").date()
+    late = end + dt.timedelta(days=STALE_DAYS + 3)
+    assert main([*args, "--date", late.isoformat(), "--out", str(tmp_path / "late")]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("warning: model ") and f"{STALE_DAYS + 3} days later" in err and "retrain" in err, err
+    manifest = json.loads((tmp_path / "late" / f"date={late.isoformat()}" / "_manifest.json").read_text())
+    assert manifest["channels"]["radio"]["run"]["warnings"] == [err.strip().removeprefix("warning: ")]
+    soon = end + dt.timedelta(days=1)
+    assert main([*args, "--date", soon.isoformat(), "--out", str(tmp_path / "soon")]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_validate_checks_the_places_table_of_a_data_folder(world, tmp_path, capsys):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(world["root"] / "city", data)
+    assert main(["validate", "--data", str(data), "--out", str(tmp_path / "ok")]) == 0
+    n = len(world["places"])
+    assert f"places: {n:,} valid (" in capsys.readouterr().out
+    raw = pd.read_parquet(data / "places.parquet")
+    raw.loc[2, C.AUDIENCE] = json.dumps({"farmer": 0.5, "elderly": 0.2})
+    raw.to_parquet(data / "places.parquet")
+    assert main(["validate", "--data", str(data), "--out", str(tmp_path / "bad")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "places row 2" in err and "sum to 0.7" in err, err
+    # refused: the evidence only, no clean tables that would pass for a good run
+    assert sorted(p.name for p in (tmp_path / "bad").iterdir() if not p.name.startswith(".")) == ["quarantine.parquet"]

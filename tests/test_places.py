@@ -118,6 +118,13 @@ def test_required_column_absent_names_the_file(tax, tmp_path):
         load_places(tmp_path / "places.csv", tax)
 
 
+def test_no_slot_seconds_column_is_named_not_blamed_on_a_row(tax, tmp_path):
+    _raw().drop(columns=["slot_seconds"]).to_csv(tmp_path / "places.csv", index=False)
+    with pytest.raises(SchemaError, match=r"places.csv: required column 'slot_seconds' absent") as info:
+        load_places(tmp_path / "places.csv", tax, _users())
+    assert "row" not in str(info.value)
+
+
 def test_region_mixes_and_mix_json_round_trip(tax):
     mixes = region_mixes(_users(), tax)
     assert set(mixes) == {"haigang"} and sum(mixes["haigang"].values()) == pytest.approx(1.0)

@@ -22,9 +22,10 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import pandas as pd
 import pyarrow as pa
@@ -189,7 +190,8 @@ def _channel_summary(prog: Programmes, channel: str) -> dict[str, Any]:
     }
 
 
-def _write_channel(out: Path, day: dt.date, channel: str, rows: pd.DataFrame, replaced: set[str]) -> None:
+def _write_channel(out: Path, day: dt.date, channel: str, rows: pd.DataFrame, replaced: set[str]) -> dict[str, int]:
+    """Write a channel's day (keeping the rows of places not ``replaced``); return what the file now holds."""
     folder = out / f"date={day.isoformat()}" / f"channel={channel}"
     old = folder / PART_FILE
     if old.exists():
@@ -201,10 +203,18 @@ def _write_channel(out: Path, day: dt.date, channel: str, rows: pd.DataFrame, re
     folder.parent.mkdir(parents=True, exist_ok=True)
     with atomic_dir(folder) as tmp:
         pq.write_table(table, tmp / PART_FILE, compression="zstd")
+    return {"places": int(rows[C.PLACE_ID].nunique()), "rows": len(rows)}
 
 
-def run_broadcast(spec: BroadcastSpec) -> dict[str, Any]:
+def run_broadcast(spec: BroadcastSpec, warn_stream: TextIO | None = sys.stderr) -> dict[str, Any]:
     """Write the programmes of ``spec.day`` for the places selected; return the run's manifest.
+
+    The manifest's ``channels`` keeps one summary per channel written that
+    day (a run for one region or channel updates only its own);
+    ``run_channels``, in the returned dict only, lists the channels of this run.
+    Warnings (a model learned from data long before ``spec.day``: the push's
+    ``[push] stale_days`` rule, with the bundle's setting) go to
+    ``warn_stream`` and into the manifest.
 
     Raises
     ------
@@ -219,6 +229,14 @@ def run_broadcast(spec: BroadcastSpec) -> dict[str, Any]:
     recommender = Recommender.load(spec.model, catalog=spec.items)
     state = recommender.state
     tax = state.taxonomy
+    from recsys.push.job import model_age_warning, say
+
+    model = state.model
+    age = model_age_warning(
+        recommender.version, str(model.window.get("end") or ""), tax, spec.day, int(model.config.push.stale_days)
+    )
+    warnings = [age] if age else []
+    say(warn_stream, warnings, "warning")
     users = state.model.users
     if spec.users is not None:
         from recsys.push.users import read_current_users
@@ -258,9 +276,11 @@ def run_broadcast(spec: BroadcastSpec) -> dict[str, Any]:
                 f"and reaches their audiences (items left out: {left or 'none'}); nothing written"
             )
         channels = sorted(set(places[C.CHANNEL]))
+        in_file = {}
         for channel in channels:
             mine = set(places.loc[places[C.CHANNEL] == channel, C.PLACE_ID])
-            _write_channel(target.path, spec.day, channel, prog.rows[prog.rows[C.CHANNEL] == channel], mine)
+            rows = prog.rows[prog.rows[C.CHANNEL] == channel]
+            in_file[channel] = _write_channel(target.path, spec.day, channel, rows, mine)
         manifest_path = target.path / f"date={spec.day.isoformat()}" / MANIFEST_FILE
         manifest: dict[str, Any] = {"kind": NAME, "date": spec.day.isoformat(), "channels": {}}
         if manifest_path.exists():
@@ -275,9 +295,12 @@ def run_broadcast(spec: BroadcastSpec) -> dict[str, Any]:
             "priorities": None if spec.priorities is None else str(spec.priorities),
             # items that could not be scheduled on these channels at all, city-wide
             "items_left_out": prog.counts,
+            "warnings": warnings,
         }
         for channel in channels:
-            manifest["channels"][channel] = {**_channel_summary(prog, channel), "run": run}
+            # the summary is this run's places; in_file is what the channel's file holds now (a region's
+            # re-run keeps the other regions' rows)
+            manifest["channels"][channel] = {**_channel_summary(prog, channel), "in_file": in_file[channel], "run": run}
         write_json(manifest, manifest_path)
         target.mark([f"date={spec.day.isoformat()}"])
-    return manifest
+    return {**manifest, "run_channels": channels}

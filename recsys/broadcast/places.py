@@ -172,7 +172,13 @@ def _hours(value: str, where: str) -> str:
     return text
 
 
-def load_places(path: str | Path | pd.DataFrame, taxonomy: Taxonomy, users: pd.DataFrame | None = None) -> pd.DataFrame:
+def load_places(
+    path: str | Path | pd.DataFrame,
+    taxonomy: Taxonomy,
+    users: pd.DataFrame | None = None,
+    *,
+    origin: str | None = None,
+) -> pd.DataFrame:
     """Read, check and normalize a places table.
 
     Parameters
@@ -184,6 +190,9 @@ def load_places(path: str | Path | pd.DataFrame, taxonomy: Taxonomy, users: pd.D
     users : pandas.DataFrame, optional
         The clean users table; needed only when a place has no audience mix
         (its region's registered users give it).
+    origin : str, optional
+        What the messages call the table (default: the file's path, or
+        ``places table`` for a DataFrame read elsewhere).
 
     Returns
     -------
@@ -205,9 +214,12 @@ def load_places(path: str | Path | pd.DataFrame, taxonomy: Taxonomy, users: pd.D
         If a row names an unknown channel, region or group (in its mix).
     """
     if isinstance(path, pd.DataFrame):
-        raw, origin = path.reset_index(drop=True), "places table"
+        raw, origin = path.reset_index(drop=True), origin or "places table"
     else:
-        raw, origin = schema.read_table(path, "places"), str(path)
+        raw, origin = schema.read_table(path, "places"), origin or str(path)
+    if C.SLOT_SECONDS not in raw.columns:
+        # optional for the contract's type check, but no place can be scheduled without its airtime
+        raise SchemaError(f"{origin}: required column {C.SLOT_SECONDS!r} absent (each place's airtime per slot, s)")
     clean, quarantine = schema.validate_places(raw, taxonomy)
     if len(quarantine):
         first = quarantine.iloc[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 NAME = "broadcast"
@@ -77,10 +78,10 @@ def run(args: argparse.Namespace) -> int:
         config=config,
         force=args.force,
     )
-    manifest = run_broadcast(spec)
+    manifest = run_broadcast(spec, warn_stream=sys.stderr)
     print(f"programmes for {spec.day.isoformat()} -> {spec.out}")
     print(f"{'channel':<8} {'places':>7} {'items':>7} {'filled':>8} {'short':>6}")
-    shown = [c for c in manifest["channels"] if spec.channel in (None, c)]
+    shown = manifest["run_channels"]  # the day's manifest also keeps channels of earlier runs
     for channel in shown:
         s = manifest["channels"][channel]
         print(f"{channel:<8} {s['places']:>7,} {s['rows']:>7,} {s['fill_share']:>8.1%} {s['places_short']:>6,}")

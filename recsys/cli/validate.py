@@ -72,6 +72,30 @@ def _report(result, quarantine_path: Path) -> str:  # noqa: ANN001 - ValidationR
     return "\n".join(lines)
 
 
+def _check_places(data: Path, args: argparse.Namespace, users) -> tuple[str | None, Exception | None]:  # noqa: ANN001
+    """Check the optional places table of ``data`` (if it has one) with the rules ``recsys broadcast`` reads it by.
+
+    A place is configuration, not a log: its first bad row refuses the data (returned as the error),
+    nothing is quarantined. Returns the report line, or the error.
+    """
+    from recsys.broadcast.places import SOURCE_USERS, load_places
+    from recsys.exceptions import RecsysError
+    from recsys.schema import find_table, read_table
+    from recsys.taxonomy import load_taxonomy
+
+    if not any((data / f"places.{ext}").exists() for ext in ("parquet", "csv")):
+        return None, None
+    try:
+        path = find_table(data, "places")
+        raw = read_table(path, "places", encoding=args.encoding, delimiter=args.delimiter)
+        places = load_places(raw, load_taxonomy(args.taxonomy), users, origin=str(path))
+    except RecsysError as exc:
+        return None, exc
+    channels = ", ".join(f"{c} {n:,}" for c, n in places["channel"].value_counts(sort=False).items())
+    derived = int((places["audience_source"] == SOURCE_USERS).sum())
+    return f"places: {len(places):,} valid ({channels}; {derived:,} audience mixes from their region's users)", None
+
+
 def run(args: argparse.Namespace) -> int:
     """Validate ``--data``; exit 2 when more than ``--max-rejected`` of a table is quarantined or no event is left.
 
@@ -101,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
         refused = None
     except DataError as exc:
         refused = exc
+    places_line, places_error = _check_places(data, args, result.users)
 
     try:
         if target is None:
@@ -109,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
             with target.staging() as staged:
                 staged.mkdir(parents=True)
                 write_quarantine(result.quarantine, staged / "quarantine.parquet")
-                if refused is None:
+                if refused is None and places_error is None:
                     for kind in KINDS:
                         write_table(getattr(result, kind), staged / f"{kind}.parquet", kind)
             quarantine_path = target.path / "quarantine.parquet"
@@ -117,6 +142,10 @@ def run(args: argparse.Namespace) -> int:
         where = "--out" if out is not None else "--data (pass --out DIR to write elsewhere)"
         raise SchemaError(f"{out or data}: cannot write the results into {where}: {exc.strerror or exc}") from None
     print(_report(result, quarantine_path))
+    if places_line:
+        print(places_line)
     if refused is not None:
         raise DataError(f"{refused} (rows and reasons: {quarantine_path})") from None
+    if places_error is not None:
+        raise places_error
     return 0

@@ -101,15 +101,21 @@ def check_k(k: Any, max_k: int) -> int:
 
 def stale_warning(job: Job, day: dt.date) -> str | None:
     """A warning when ``day`` is more than ``stale_days`` after the model's data end (a past day never warns)."""
-    if not job.data_end:
-        return None
-    end = pd.Timestamp(job.data_end).tz_convert(job.taxonomy.timezone).date()
     limit = int(getattr(job.push, "stale_days", STALE_DAYS))
+    return model_age_warning(job.version, job.data_end, job.taxonomy, day, limit)
+
+
+def model_age_warning(version: str, data_end: str, taxonomy: Taxonomy, day: dt.date, limit: int) -> str | None:
+    """The stale-model rule of every dated job (push, campaign, broadcast): None while ``day`` is at most
+    ``limit`` days after the model's data end (ISO text; empty = unknown, no warning), else the warning."""
+    if not data_end:
+        return None
+    end = pd.Timestamp(data_end).tz_convert(taxonomy.timezone).date()
     gap = (day - end).days
     if gap <= limit:
         return None
     return (
-        f"model {job.version} learned from data ending {end}; --date {day} is {gap} days later "
+        f"model {version} learned from data ending {end}; --date {day} is {gap} days later "
         f"(more than [push] stale_days = {limit}): its interests and popularity are stale, retrain it"
     )
 
