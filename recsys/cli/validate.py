@@ -72,7 +72,7 @@ def _report(result, quarantine_path: Path) -> str:  # noqa: ANN001 - ValidationR
     return "\n".join(lines)
 
 
-def _check_places(data: Path, args: argparse.Namespace, users) -> tuple[str | None, Exception | None]:  # noqa: ANN001
+def _check_places(data: Path, args: argparse.Namespace, users: object) -> tuple[str | None, Exception | None]:
     """Check the optional places table of ``data`` (if it has one) with the rules ``recsys broadcast`` reads it by.
 
     A place is configuration, not a log: its first bad row refuses the data (returned as the error),
