@@ -90,7 +90,9 @@ def _row(lift: pd.DataFrame, dimension: str, value: str, outcome: str) -> pd.Ser
 def test_intervals_cover_the_truths_lift_over_replays(world):
     treated = _treated_ids(world)
     covered = {"engaged_items": 0, "engaged_pushed_items": 0}
-    estimates, truths, group_hits, group_cells = [], [], 0, 0
+    estimates, truths = [], []
+    # per group and per district: (cells with an interval, cells covering the truth)
+    cells = {"group": [0, 0], "region": [0, 0]}
     for seed in range(N_REPLAYS):
         replay = _replay(world, seed)
         result = measure_lift(world["pushes"], _events_dir(world, f"r{seed}", replay.events), DAY, days=3)
@@ -107,21 +109,24 @@ def test_intervals_cover_the_truths_lift_over_replays(world):
         truths.append(truth["engaged_items"])
         expected = replay.expected.set_index("user_id")
         users = world["city"].users.set_index("user_id")
-        for r in result.lift[
-            (result.lift["dimension"] == "group") & (result.lift["outcome"] == "engaged_items")
-        ].itertuples():
-            if np.isnan(r.lift_low):
-                continue
-            ids = treated[users.loc[treated, "group"].to_numpy() == r.value]
-            diff = (expected.loc[ids, "y1_items"] - expected.loc[ids, "y0_items"]).mean()
-            group_cells += 1
-            group_hits += r.lift_low <= diff <= r.lift_high
+        for dimension, count in cells.items():
+            for r in result.lift[
+                (result.lift["dimension"] == dimension) & (result.lift["outcome"] == "engaged_items")
+            ].itertuples():
+                if np.isnan(r.lift_low):
+                    continue
+                ids = treated[users.loc[treated, dimension].to_numpy() == r.value]
+                diff = (expected.loc[ids, "y1_items"] - expected.loc[ids, "y0_items"]).mean()
+                count[0] += 1
+                count[1] += r.lift_low <= diff <= r.lift_high
     # 95% intervals: at most 3 misses of 12 (a 0.2% chance for honest intervals; the interval
     # arithmetic itself is checked to the digit in test_lift_stats.py)
     assert covered["engaged_items"] >= N_REPLAYS - 3, covered
     assert covered["engaged_pushed_items"] >= N_REPLAYS - 3, covered
-    assert group_cells >= 3 * N_REPLAYS
-    assert group_hits / group_cells >= 0.85
+    # the issue's "per group and district, matching the truth within its interval"
+    assert cells["group"][0] >= 3 * N_REPLAYS and cells["region"][0] >= 3 * N_REPLAYS, cells
+    assert cells["group"][1] / cells["group"][0] >= 0.85, cells
+    assert cells["region"][1] / cells["region"][0] >= 0.85, cells
     # no bias beyond noise: the average estimate sits near the average truth
     spread = np.std(np.array(estimates) - np.array(truths), ddof=1)
     assert abs(np.mean(estimates) - np.mean(truths)) < 3 * spread / np.sqrt(N_REPLAYS) + 1e-9
@@ -236,6 +241,34 @@ def test_a_range_of_nights_is_pooled_by_user(world):
     # the same users both nights: users are counted once, as clusters
     assert row["treated_users"] == single["treated_users"]
     assert row["lift_low"] > 0 and np.isfinite(row["lift_high"])
+    assert both.summary["skipped_nights"] == [] and both.summary["warnings"] == []
+
+    # "any range of dates": nights the push did not run are left out, and said so
+    wider = measure_lift(world["pushes"], folder, DAY - dt.timedelta(days=1), until=DAY2, days=3)
+    assert [n["date"] for n in wider.summary["nights"]] == [DAY.isoformat(), DAY2.isoformat()]
+    assert wider.summary["skipped_nights"] == [(DAY - dt.timedelta(days=1)).isoformat()]
+    assert any("no nightly push on 1 night" in w for w in wider.summary["warnings"])
+    numbers = ["treated_users", "holdout_users", "lift", "lift_low", "lift_high"]
+    pd.testing.assert_frame_equal(wider.lift[numbers], both.lift[numbers])
+    assert wider.lift["date_from"].iloc[0] == (DAY - dt.timedelta(days=1)).isoformat()
+
+
+def test_events_without_a_channel_give_no_channel_rows(world, tmp_path):
+    """Zeros on every channel would read as "the push did nothing there": no rows, and a warning."""
+    replay = _replay(world, 8)
+    folder = tmp_path / "nochannel"
+    folder.mkdir()
+    replay.events.drop(columns=["channel"]).to_parquet(folder / "e.parquet", index=False)
+    result = measure_lift(world["pushes"], folder, DAY, days=3)
+    assert "channel" not in set(result.lift["dimension"])
+    assert {"all", "group", "region"} <= set(result.lift["dimension"])
+    assert any("no 'channel' column" in w for w in result.summary["warnings"])
+    with_channel = measure_lift(world["pushes"], _events_dir(world, "withchannel", replay.events), DAY, days=3)
+    assert "channel" in set(with_channel.lift["dimension"])
+    same = with_channel.lift[with_channel.lift["dimension"] != "channel"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(result.lift, same)
+    # the click-through is per push channel, from the push rows: unchanged
+    pd.testing.assert_frame_equal(result.ctr, with_channel.ctr)
 
 
 # ---- bad input: one line, exit 2 -------------------------------------------------------------
@@ -261,6 +294,7 @@ def test_bad_input_is_one_line_exit_2(world, events_ok, tmp_path, capsys):
         (["--date", DAY, "--days", "0"], "--days must be"),
         (["--date", DAY2, "--until", DAY], "before --date"),
         (["--date", "2026-13-01"], "2026-13-01"),
+        (["--date", "2026-06-10", "--until", "2026-06-20"], "no nightly push from 2026-06-10 to 2026-06-20"),
     ]
     for extra, message in cases:
         code, err = _run([*base, *extra], capsys)
@@ -318,6 +352,8 @@ def test_missing_or_empty_holdout_and_unknown_columns(world, events_ok, tmp_path
 
     code, err = _run(["--pushes", tmp_path / "nowhere", "--events", events_ok, "--date", DAY], capsys)
     assert code == 2 and "no such folder" in err
+    code, err = _run(["--pushes", tmp_path / "users.parquet", "--events", events_ok, "--date", DAY], capsys)
+    assert code == 2 and "not a folder" in err
 
 
 def test_refuses_a_folder_it_did_not_write(world, events_ok, tmp_path, capsys):

@@ -87,6 +87,38 @@ def _dates_in(pushes: Path) -> list[str]:
     return sorted(p.name.split("=", 1)[1] for p in pushes.glob("date=*") if p.is_dir())
 
 
+def _pushes_root(pushes: str | Path) -> Path:
+    root = Path(pushes)
+    if not root.is_dir():
+        what = "not a folder" if root.exists() else "no such folder"
+        raise ConfigError(f"--pushes {root}: {what}; give the push output folder (recsys push --out)")
+    return root
+
+
+def nights_with_push(pushes: str | Path, nights: Sequence[dt.date]) -> tuple[list[dt.date], list[dt.date]]:
+    """Split a range of nights into those with a nightly push and those without.
+
+    A range (``--until``) measures the nights the push ran and leaves out the
+    others (a night the scheduler skipped is no reason to refuse a month);
+    a single night without a push is refused by :func:`read_night`.
+
+    Raises
+    ------
+    ConfigError
+        If ``pushes`` is not a folder.
+    DataError
+        If no night of the range has a nightly push.
+    """
+    root = _pushes_root(pushes)
+    present = [day for day in nights if (partition_dir(root, day, NIGHTLY) / MANIFEST_FILE).is_file()]
+    missing = [day for day in nights if day not in present]
+    if not present and len(nights) > 1:
+        have = _dates_in(root)
+        listed = ", ".join(have[-5:]) if have else "none"
+        raise DataError(f"--pushes {root}: no nightly push from {nights[0]} to {nights[-1]} (dates there: {listed})")
+    return (present, missing) if present else (list(nights), [])
+
+
 def read_night(pushes: str | Path, day: dt.date) -> Night:
     """Read the pushes of ``day``: the nightly manifest and holdout, and every kind's rows.
 
@@ -100,9 +132,7 @@ def read_night(pushes: str | Path, day: dt.date) -> Night:
     SchemaError
         If a rows file lacks a needed column.
     """
-    root = Path(pushes)
-    if not root.is_dir():
-        raise ConfigError(f"--pushes {root}: no such folder; give the push output folder (recsys push --out)")
+    root = _pushes_root(pushes)
     nightly = partition_dir(root, day, NIGHTLY)
     if not (nightly / MANIFEST_FILE).is_file():
         have = _dates_in(root)
@@ -308,6 +338,9 @@ class Events:
         Epoch microseconds, UTC.
     items : pyarrow.Array of string
     unknown_users : int
+    has_channel : bool
+        Whether the events name a channel at all; without one there are no
+        per-channel rows (zeros there would read as "no effect").
     """
 
     user: np.ndarray
@@ -316,6 +349,7 @@ class Events:
     t: np.ndarray
     items: pa.Array
     unknown_users: int
+    has_channel: bool = True
 
 
 def _event_dataset(path: Path) -> ds.Dataset:
@@ -465,4 +499,5 @@ def _scan(
         t=t.to_numpy(zero_copy_only=False).astype(np.int64),
         items=items.combine_chunks() if isinstance(items, pa.ChunkedArray) else items,
         unknown_users=int(unknown),
+        has_channel=C.CHANNEL in table.column_names,
     )

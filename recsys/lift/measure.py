@@ -172,7 +172,8 @@ def measure_lift(
         The (first) night.
     until : str or datetime.date, optional
         The last night of a range (inclusive); nights are pooled, users
-        counted once per night, intervals clustered by user.
+        counted once per night, intervals clustered by user. Nights of the
+        range without a nightly push are left out (said in the warnings).
     days : int, default 3
         Length of each night's window in local days, from the night's date.
     users : path, optional
@@ -200,11 +201,17 @@ def measure_lift(
     taxonomy = taxonomy if taxonomy is not None else load_taxonomy()
     days = I.check_days(days)
     first = parse_day(date)
-    nights = I.night_dates(first, None if until is None else parse_day(until))
+    asked = I.night_dates(first, None if until is None else parse_day(until))
     tz = taxonomy.timezone
+    nights, skipped = I.nights_with_push(pushes, asked)
     read = [I.read_night(pushes, day) for day in nights]
     source = I.users_source(read[0].manifest, users)
     warnings: list[str] = []
+    if skipped:
+        warnings.append(
+            f"no nightly push on {len(skipped)} night(s) of the range ({', '.join(d.isoformat() for d in skipped)}); "
+            "they are left out"
+        )
     for night in read[1:]:
         other = I.users_source(night.manifest, users)
         if other != source:
@@ -307,14 +314,19 @@ def measure_lift(
                 "(opted out, no personal channel, or outside the run's segment)"
             )
 
-    span = {"date_from": nights[0].isoformat(), "date_to": nights[-1].isoformat(), "days": days}
-    lift = _lift_table(table, totals, counted, span, min_users)
+    span = {"date_from": asked[0].isoformat(), "date_to": asked[-1].isoformat(), "days": days}
+    lift = _lift_table(table, totals, counted, span, min_users, by_channel=ev.has_channel)
+    if not ev.has_channel:
+        warnings.append(
+            f"the events have no {C.CHANNEL!r} column: no per-channel rows (the click-through is still per push channel)"
+        )
     ctr = _ctr_table(pd.concat(ctr_parts, ignore_index=True), table.channels, span, min_users)
     if ev.unknown_users:
         warnings.append(f"{ev.unknown_users} positive events by users not in {source}; left out")
     summary = {
         **span,
         "nights": night_info,
+        "skipped_nights": [d.isoformat() for d in skipped],
         "users_source": str(source),
         "events": {"positive_in_windows": len(ev.user), "unknown_users": ev.unknown_users},
         "min_users": int(min_users),
@@ -325,9 +337,18 @@ def measure_lift(
 
 
 def _lift_table(
-    users: I.Users, totals: np.ndarray, counted: np.ndarray, span: dict[str, Any], min_users: int
+    users: I.Users,
+    totals: np.ndarray,
+    counted: np.ndarray,
+    span: dict[str, Any],
+    min_users: int,
+    *,
+    by_channel: bool = True,
 ) -> pd.DataFrame:
-    """One row per (dimension, value, outcome) from the per-user, per-arm totals."""
+    """One row per (dimension, value, outcome) from the per-user, per-arm totals.
+
+    ``by_channel`` False (events without a channel) leaves out the channel rows.
+    """
     k = len(OUTCOMES)
     everyone = np.ones(len(users.ids), dtype=bool)
     # (dimension, the values, each user's cell, who belongs, first outcome column)
@@ -339,6 +360,7 @@ def _lift_table(
     breakdowns += [
         ("channel", (channel,), np.zeros(len(users.ids), dtype=np.int64), users.subscribed[:, c], k * (1 + c))
         for c, channel in enumerate(users.channels)
+        if by_channel
     ]
     frames = []
     for dimension, values, cell, belongs, column in breakdowns:
