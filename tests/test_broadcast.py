@@ -19,7 +19,7 @@ from recsys import columns as C
 from recsys.broadcast import schedule
 from recsys.broadcast.evaluate import evaluate_broadcast, summarize
 from recsys.broadcast.job import BroadcastSpec, read_programmes, run_broadcast
-from recsys.broadcast.places import load_places
+from recsys.broadcast.places import hours_window, load_places
 from recsys.broadcast.programme import PRIORITY_REASON, plan_programmes
 from recsys.cli import main
 from recsys.config import BroadcastConfig
@@ -59,10 +59,14 @@ def test_every_scheduled_item_is_eligible_and_slots_are_not_overfilled(world):
     items = _items_by_id(world).loc[rows[C.ITEM_ID]]
     place = places.set_index(C.PLACE_ID).loc[rows[C.PLACE_ID]]
     tax = state.taxonomy
-    start, end = pd.Timestamp("2026-06-30T00:00:00+08:00"), pd.Timestamp("2026-07-01T00:00:00+08:00")
+    # live through the place's active hours that day
+    window = [hours_window(h) for h in place[C.ACTIVE_HOURS]]
+    midnight = pd.Timestamp("2026-06-30T00:00:00+08:00")
+    start = pd.DatetimeIndex([midnight + pd.Timedelta(minutes=lo) for lo, _ in window])
+    end = pd.DatetimeIndex([midnight + pd.Timedelta(minutes=hi) for _, hi in window])
     assert (items[C.REVIEW_STATUS] == "approved").all()
-    assert (items[C.PUBLISHED_AT].isna() | (items[C.PUBLISHED_AT] <= start)).all()
-    assert (items[C.EXPIRES_AT].isna() | (items[C.EXPIRES_AT] >= end)).all()
+    assert (items[C.PUBLISHED_AT].isna().to_numpy() | (items[C.PUBLISHED_AT].to_numpy() <= start)).all()
+    assert (items[C.EXPIRES_AT].isna().to_numpy() | (items[C.EXPIRES_AT].to_numpy() >= end)).all()
     for fmt, channel in zip(items[C.FORMAT], place[C.CHANNEL]):
         assert fmt in tax.channel_formats[channel]
     assert (items[C.DURATION_SECONDS].to_numpy() <= place[C.SLOT_SECONDS].to_numpy()).all()
@@ -88,11 +92,14 @@ def test_every_scheduled_item_is_eligible_and_slots_are_not_overfilled(world):
 def test_items_without_a_running_time_are_counted_not_scheduled(world):
     prog = plan_programmes(world["state"], world["places"], DAY, BroadcastConfig())
     items = world["items"]
-    live = (
-        (items[C.REVIEW_STATUS] == "approved")
-        & (items[C.PUBLISHED_AT].isna() | (items[C.PUBLISHED_AT] <= pd.Timestamp("2026-06-30T00:00:00+08:00")))
-        & (items[C.EXPIRES_AT].isna() | (items[C.EXPIRES_AT] >= pd.Timestamp("2026-07-01T00:00:00+08:00")))
-    )
+    midnight = pd.Timestamp("2026-06-30T00:00:00+08:00")
+    live = pd.Series(False, index=items.index)
+    for lo, hi in {hours_window(h) for h in world["places"][C.ACTIVE_HOURS]}:  # live while some place airs
+        live |= (
+            (items[C.REVIEW_STATUS] == "approved")
+            & (items[C.PUBLISHED_AT].isna() | (items[C.PUBLISHED_AT] <= midnight + pd.Timedelta(minutes=lo)))
+            & (items[C.EXPIRES_AT].isna() | (items[C.EXPIRES_AT] >= midnight + pd.Timedelta(minutes=hi)))
+        )
     carried = items[C.FORMAT].isin(["video", "short_video", "audio", "animation", "article"])  # tv/radio/cinema/kiosk
     expected = int((live & carried & items[C.DURATION_SECONDS].isna()).sum())
     assert expected > 0 and prog.counts["no_duration"] == expected
@@ -593,3 +600,23 @@ def test_validate_checks_the_places_table_of_a_data_folder(world, tmp_path, caps
     assert err.count("\n") == 1 and "places row 2" in err and "sum to 0.7" in err, err
     # refused: the evidence only, no clean tables that would pass for a good run
     assert sorted(p.name for p in (tmp_path / "bad").iterdir() if not p.name.startswith(".")) == ["quarantine.parquet"]
+
+
+def test_an_item_live_through_a_places_active_hours_is_eligible_there_only(world):
+    from recsys.ranking import Recommender
+
+    state = world["state"]
+    kiosks = world["places"][world["places"][C.CHANNEL] == "kiosk"].reset_index(drop=True)
+    hours = np.where(np.arange(len(kiosks)) % 2 == 0, "08:00-18:00", "")  # half close at 18:00, half never
+    kiosks = kiosks.assign(**{C.ACTIVE_HOURS: hours})
+    first = plan_programmes(state, kiosks, DAY, BroadcastConfig())
+    item = first.rows[C.ITEM_ID].value_counts().index[0]  # shown at many kiosks of both kinds
+    # it now expires at 19:00 that day: after the early kiosks close, before the all-day ones do
+    items = world["items"].copy()
+    items.loc[items[C.ITEM_ID] == item, C.EXPIRES_AT] = pd.Timestamp("2026-06-30T19:00:00+08:00").tz_convert("UTC")
+    late = Recommender.from_model(state.model, catalog=items).state
+    rows = plan_programmes(late, kiosks, DAY, BroadcastConfig()).rows
+    at = set(rows.loc[rows[C.ITEM_ID] == item, C.PLACE_ID])
+    early = set(kiosks.loc[kiosks[C.ACTIVE_HOURS] != "", C.PLACE_ID])
+    assert at and at <= early
+    assert set(first.rows.loc[first.rows[C.ITEM_ID] == item, C.PLACE_ID]) - early  # all-day kiosks had it before

@@ -150,14 +150,25 @@ def _slot_seconds(value: float, where: str) -> float:
     return float(value)
 
 
-def _airtime_fits(hours: str, slots: int, seconds: float, where: str) -> None:
-    """Refuse more airtime a day than the place's active hours hold."""
+def hours_window(hours: str) -> tuple[int, int]:
+    """A checked ``active_hours`` value as (start, end) minutes from the day's local midnight.
+
+    ``""`` is the whole day, ``(0, 1440)``; an end at or before the start runs
+    past midnight (``"18:00-02:00"`` is ``(1080, 1560)``).
+    """
     match = _HOURS_RE.match(hours) if hours else None
     if match is None:
-        minutes = 24 * 60
-    else:
-        h1, m1, h2, m2 = (int(x) for x in match.groups())
-        minutes = ((h2 * 60 + m2) - (h1 * 60 + m1)) % (24 * 60) or 24 * 60
+        return 0, 24 * 60
+    h1, m1, h2, m2 = (int(x) for x in match.groups())
+    start = h1 * 60 + m1
+    length = ((h2 * 60 + m2) - start) % (24 * 60) or 24 * 60
+    return start, start + length
+
+
+def _airtime_fits(hours: str, slots: int, seconds: float, where: str) -> None:
+    """Refuse more airtime a day than the place's active hours hold."""
+    start, end = hours_window(hours)
+    minutes = end - start
     if slots * seconds > minutes * 60 + 1e-9:
         raise SchemaError(
             f"{where}: {slots} slots of {seconds:g} s need {slots * seconds / 3600:.4g} h a day, more than its "

@@ -16,6 +16,7 @@ import pandas as pd
 
 from recsys import columns as C
 from recsys.broadcast import schedule, scores
+from recsys.broadcast.places import hours_window
 from recsys.config import BroadcastConfig
 from recsys.exceptions import ConfigError, SchemaError
 from recsys.ranking.state import RankingState
@@ -46,12 +47,35 @@ class Programmes:
         eligible items; 0 when the gaps are only shorter than every unused item).
     counts : dict
         Items left out city-wide, by reason (``no_duration``: of a format the
-        run's channels carry but without ``duration_seconds``; ``held``; ``not_live``).
+        run's channels carry but without ``duration_seconds``; ``held``; ``not_live``:
+        not live through the active hours of any place of the run).
     """
 
     rows: pd.DataFrame
     places: pd.DataFrame
     counts: dict[str, int] = field(default_factory=dict)
+
+
+def place_windows(places: pd.DataFrame, day: dt.date, taxonomy) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The local hours each place airs on ``day``, as UTC nanoseconds.
+
+    Returns
+    -------
+    index : ndarray of int64, shape (P,)
+        Each place's window (places sharing ``active_hours`` share one).
+    start, end : ndarray of int64, shape (W,)
+        Window bounds; a place without ``active_hours`` airs the whole day,
+        one whose hours run past midnight until the next day's end time.
+    """
+    hours = places[C.ACTIVE_HOURS] if C.ACTIVE_HOURS in places.columns else pd.Series("", index=places.index)
+    codes, distinct = pd.factorize(hours.fillna("").astype(str), sort=True)
+    midnight = pd.Timestamp(day.isoformat())
+    start, end = [], []
+    for text in distinct:
+        lo, hi = hours_window(text)
+        start.append(int((midnight + pd.Timedelta(minutes=lo)).tz_localize(taxonomy.tz).value))
+        end.append(int((midnight + pd.Timedelta(minutes=hi)).tz_localize(taxonomy.tz).value))
+    return codes.astype(np.int64), np.asarray(start, np.int64), np.asarray(end, np.int64)
 
 
 def day_bounds(day: dt.date, taxonomy) -> tuple[int, int]:
@@ -218,9 +242,17 @@ def plan_programmes(
     formats = channel_formats(config, tax)
     duration = item_durations(state)
     check_durations(state, places if all_places is None else all_places, formats, duration)
-    start_ns, end_ns = day_bounds(day, tax)
+    start_ns, _ = day_bounds(day, tax)
     held_idx = np.array([cat.index_of[i] for i in held if i in cat.index_of], dtype=np.int64)
-    live = cat.available & (cat.published_ns <= start_ns) & (cat.expires_ns >= end_ns)
+    # live through a place's active hours (published before they start, not expiring before they end): a
+    # kiosk open 08:00-18:00 may show an item that expires that evening; one window per distinct active_hours
+    window, win_start, win_end = place_windows(places, day, tax)
+    live_in = (
+        cat.available[None, :]
+        & (cat.published_ns[None, :] <= win_start[:, None])
+        & (cat.expires_ns[None, :] >= win_end[:, None])
+    )
+    live = live_in.any(axis=0)
     live_not_held = live.copy()
     live_not_held[held_idx] = False
     timed = np.isfinite(duration) & (duration > 0)
@@ -285,7 +317,7 @@ def plan_programmes(
         for lo in range(0, len(members), block):
             rows = members[lo : lo + block]
             v = scores.place_values(seg, ch_values, rows)
-            ok = (v > 0) & (duration[cols][None, :] <= seconds[rows, None] + 1e-9)
+            ok = (v > 0) & (duration[cols][None, :] <= seconds[rows, None] + 1e-9) & live_in[window[rows]][:, cols]
             in_block[rows] = np.arange(len(rows))
             hit = (in_block[shown_place] >= 0) & (col_of[shown_item] >= 0)
             ok[in_block[shown_place[hit]], col_of[shown_item[hit]]] = False

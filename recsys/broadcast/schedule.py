@@ -3,7 +3,8 @@
 Eligibility (an item may go to a place when all hold):
 
 * approved, in the current catalogue, not on hold, published before the
-  day starts and not expiring before it ends (live the whole broadcast day);
+  place's ``active_hours`` start that day and not expiring before they end
+  (live the whole time the place airs; the whole day without active hours);
 * its format is one the place's channel carries (``[broadcast] formats`` may
   narrow it) and it has a ``duration_seconds`` no longer than the place's slot;
 * it reaches some of the place's audience (a target group with a share in
