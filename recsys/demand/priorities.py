@@ -136,13 +136,16 @@ def build_priorities(
 def recommendations(
     gaps: pd.DataFrame, trends: pd.DataFrame, audiences: pd.DataFrame, taxonomy: Taxonomy, weeks: int, config: DemandConfig, n: int = 5
 ) -> list[tuple[str, str]]:
-    """Plain-language (zh, en) advice, most pressing first: gaps to commission, audiences to reach, falling topics."""
+    """Plain-language (zh, en) advice, most pressing first.
+
+    New demand (a topic rising in a district or a whole group, ahead of its supply), then the
+    audiences the push leaves behind, then a whole group's standing gaps (one line per group and
+    topic, not one per district), then falling topics: an editor reading only the first lines
+    sees both what to commission and whom to reach.
+    """
     out = []
     found = gaps[gaps["gap"]]
-    # new demand first (a rising topic in a district or a whole group), then a whole group's standing gaps
-    # (one line per group and topic, not one per district)
-    chosen = pd.concat([found[found["direction"] == "rising"], found[(found["direction"] != "rising") & (found["level"] == "group")]])
-    for _, row in chosen.head(n).iterrows():
+    for _, row in found[found["direction"] == "rising"].head(n).iterrows():
         out.append(_gap_why(row, taxonomy, config))
     city = (
         audiences["reached"].sum() / max(audiences["residents"].sum(), 1),
@@ -150,6 +153,9 @@ def recommendations(
     )
     for _, row in audiences[audiences["status"] == "under-served"].head(n).iterrows():
         out.append(_audience_why(row, taxonomy, city, weeks))
+    standing = found[(found["direction"] != "rising") & (found["level"] == "group")]
+    for _, row in standing.head(max(n - len(out), 2)).iterrows():
+        out.append(_gap_why(row, taxonomy, config))
     falling = trends[(trends["direction"] == "falling") & (trends["level"] == "group_region")].head(max(1, n // 2))
     for _, row in falling.iterrows():
         topic_zh = taxonomy.zh("topic", row["topic"])

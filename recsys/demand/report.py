@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from recsys.evaluation.plots import _pyplot, _save
+from recsys.evaluation.plots import pyplot, save_figure
 from recsys.evaluation.report import Section, render_html, render_markdown
 from recsys.taxonomy import Taxonomy
 
@@ -44,7 +44,7 @@ def _q(x: Any) -> str:
 
 def plot_heatmap(demand: pd.DataFrame, weeks: int, recent: int, path: Path) -> Path:
     """Topic x group heat-map of each group's engagement share in the recent weeks."""
-    plt = _pyplot()
+    plt = pyplot()
     d = demand[(demand["level"] == "group") & (demand["week"] >= weeks - recent)]
     pos = d.pivot_table(index="topic", columns="group", values="positives", aggfunc="sum", fill_value=0)
     share = pos / pos.sum(axis=0).replace(0, np.nan)
@@ -54,12 +54,12 @@ def plot_heatmap(demand: pd.DataFrame, weeks: int, recent: int, path: Path) -> P
     ax.set_yticks(range(share.shape[0]), share.index, fontsize=8)
     ax.set_title(f"share of each group's positive engagements, last {recent} weeks")
     fig.colorbar(im, ax=ax, fraction=0.04)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_trends(demand: pd.DataFrame, movers: pd.DataFrame, path: Path) -> Path:
     """Weekly (shrunk) engagement rate of the top movers, one line each."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     for _, m in movers.iterrows():
         level = "group_region" if m["level"] == "group_region" else m["level"]
@@ -76,12 +76,12 @@ def plot_trends(demand: pd.DataFrame, movers: pd.DataFrame, path: Path) -> Path:
     ax.set_title("top movers")
     if ax.lines:
         ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_gaps(gaps: pd.DataFrame, path: Path, n: int = 12) -> Path:
     """Bars of the largest demand-supply gaps."""
-    plt = _pyplot()
+    plt = pyplot()
     top = gaps[gaps["gap"]].head(n).iloc[::-1]
     fig, ax = plt.subplots(figsize=(7, 0.35 * max(len(top), 1) + 1.4))
     labels = ["/".join(str(x) for x in (r["topic"], r["group"], r["region"]) if x) for _, r in top.iterrows()]
@@ -91,12 +91,12 @@ def plot_gaps(gaps: pd.DataFrame, path: Path, n: int = 12) -> Path:
     ax.axvline(1.0, color="#555", lw=0.8)
     ax.set_xlabel("demand share x trend / fresh-supply share (red: rising demand)")
     ax.set_title("content to commission")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_reach(audiences: pd.DataFrame, path: Path) -> Path:
     """Group x region heat-map of the engaged ratio (1 = the city's rate)."""
-    plt = _pyplot()
+    plt = pyplot()
     grid = audiences.pivot_table(index="group", columns="region", values="engaged_ratio", aggfunc="first")
     fig, ax = plt.subplots(figsize=(8, 3.2))
     im = ax.imshow(grid.to_numpy(dtype=float), aspect="auto", cmap="RdYlGn", vmin=0.6, vmax=1.4)
@@ -104,7 +104,7 @@ def plot_reach(audiences: pd.DataFrame, path: Path) -> Path:
     ax.set_yticks(range(grid.shape[0]), grid.index)
     ax.set_title("engaged residents / the city's rate, by group and district")
     fig.colorbar(im, ax=ax, fraction=0.03)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def build_sections(result: Any, taxonomy: Taxonomy, plots: dict[str, str]) -> list[Section]:

@@ -24,7 +24,8 @@ COLOURS = {
 }
 
 
-def _pyplot():
+def pyplot() -> Any:
+    """matplotlib's pyplot on the file-only Agg backend: the one plotting setup every report uses."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)  # files only, never a window
@@ -37,16 +38,17 @@ def _colour(name: str) -> str:
     return COLOURS.get(name, "#444444")
 
 
-def _save(fig: Any, path: Path) -> Path:
+def save_figure(fig: Any, path: Path) -> Path:
+    """Lay out ``fig``, write it to ``path`` as a PNG (the reports' resolution), close it; return ``path``."""
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    _pyplot().close(fig)
+    pyplot().close(fig)
     return path
 
 
 def plot_metric_vs_k(metrics: dict[str, Any], path: Path) -> Path:
     """precision@k and NDCG@k against k, one line per policy."""
-    plt = _pyplot()
+    plt = pyplot()
     ks = metrics["k"]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, metric in zip(axes, ("precision", "ndcg")):
@@ -59,12 +61,12 @@ def plot_metric_vs_k(metrics: dict[str, Any], path: Path) -> Path:
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=8, loc="best")
     fig.suptitle("metric vs k (all evaluated users)")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_population_bars(metrics: dict[str, Any], family: str, k: int, path: Path) -> Path:
     """Grouped bars of precision@k per population of ``family`` with 95% intervals."""
-    plt = _pyplot()
+    plt = pyplot()
     policies = list(metrics["policies"])
     codes = sorted({c for p in metrics["policies"].values() for c in p.get(family, {})})
     key = f"precision@{k}"
@@ -86,12 +88,12 @@ def plot_population_bars(metrics: dict[str, Any], family: str, k: int, path: Pat
     ax.set_title(f"{key} by {family.removeprefix('by_')} (95% bootstrap intervals)")
     ax.legend(fontsize=7, ncol=4)
     ax.grid(axis="y", alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_warm_cold(metrics: dict[str, Any], k: int, path: Path) -> Path:
     """precision@k for all, warm and cold users per policy, with intervals."""
-    plt = _pyplot()
+    plt = pyplot()
     policies = list(metrics["policies"])
     key = f"precision@{k}"
     pops = ("all", "warm", "cold")
@@ -111,12 +113,12 @@ def plot_warm_cold(metrics: dict[str, Any], k: int, path: Path) -> Path:
     ax.set_title(f"{key}: warm vs cold users")
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_simulated(metrics: dict[str, Any], path: Path) -> Path:
     """Simulated engagements per push per policy, the oracle as the upper bound."""
-    plt = _pyplot()
+    plt = pyplot()
     names = list(metrics["policies"])
     values = [metrics["policies"][n]["simulated"]["engagements_per_push"] for n in names]
     k = metrics["policies"][names[0]]["simulated"]["k"]
@@ -128,7 +130,7 @@ def plot_simulated(metrics: dict[str, Any], path: Path) -> Path:
     ax.set_title("simulated push with the generator's true probabilities")
     ax.tick_params(axis="x", labelrotation=20, labelsize=8)
     ax.grid(axis="y", alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def draw_plots(metrics: dict[str, Any], folder: str | Path) -> dict[str, Path]:

@@ -41,6 +41,8 @@ MAX_DAYS = 3660
 _USERS, _ITEMS, _EVENTS, _DIRTY = 0, 1, 2, 3
 # the broadcast places' own stream (added later: the streams above draw what they always drew)
 _PLACES = 13
+# who the old system never reaches in a planted under-served audience (its own stream, same reason)
+_UNREACHED = 14
 
 USERS_SCHEMA = pa.schema(
     [
@@ -248,6 +250,30 @@ def make_truth(
     return GroundTruth(arrays, params)
 
 
+def _unreached(pop: Population, spec: Spec, rng: np.random.Generator) -> tuple[np.ndarray | None, list[dict[str, Any]]]:
+    """Who the old system never reaches (bool per user, None without a plant) and the truth's record of it.
+
+    One uniform draw per user whatever the plants, so the same seed picks the same users at any chunking.
+    """
+    draw = rng.random(len(pop))
+    mask = np.zeros(len(pop), dtype=bool)
+    records = []
+    for entry in spec.under_served:
+        member = (pop.group == entry.group) & (pop.region == entry.region)
+        hit = member & (draw < entry.share)
+        mask |= hit
+        records.append(
+            {
+                "group": spec.groups[entry.group],
+                "region": spec.regions[entry.region],
+                "unreached_share": entry.share,
+                "residents": int(member.sum()),
+                "unreached_users": int(hit.sum()),
+            }
+        )
+    return (mask if mask.any() else None), records
+
+
 # ---- the city ------------------------------------------------------------------
 @dataclass
 class _World:
@@ -261,6 +287,7 @@ class _World:
     base_seed: int
     user_ids: pa.Array
     item_ids: pa.Array
+    unreached: np.ndarray | None = None  # bool per user: the old system never pushes to them
 
 
 class City:
@@ -352,7 +379,11 @@ class City:
         for k, start in enumerate(range(0, n, USERS_PER_CHUNK)):
             rng = np.random.default_rng([w.base_seed, _EVENTS, k])
             chunk = _slice(w.population, start, min(start + USERS_PER_CHUNK, n))
-            yield start, make_events(start, chunk, w.catalogue, self.truth, w.policy, w.spec, w.window, rng)
+            ev = make_events(start, chunk, w.catalogue, self.truth, w.policy, w.spec, w.window, rng)
+            if w.unreached is not None and w.unreached[start : start + len(chunk)].any():
+                # drawn, then dropped: the rest of the chunk's log is what it was without the plant
+                ev = EventArrays(*(getattr(ev, f.name)[~w.unreached[ev.user]] for f in fields(EventArrays)))
+            yield start, ev
 
     def iter_event_tables(self, progress: bool = False) -> Iterator[pa.Table]:
         """Yield the log as Arrow tables, one per chunk of users, bad rows last.
@@ -483,8 +514,10 @@ def generate_city(
     catalogue = make_catalogue(int(n_items), spec, window, np.random.default_rng([base_seed, _ITEMS]))
     user_ids, item_ids = _ids("u", int(n_users)), _ids("i", int(n_items))
     truth = make_truth(population, catalogue, spec, window, user_ids, item_ids, taxonomy)
+    unreached, truth.params["under_served"] = _unreached(population, spec, np.random.default_rng([base_seed, _UNREACHED]))
     world = _World(
-        spec, window, population, catalogue, make_policy(catalogue, spec, window), base_seed, user_ids, item_ids
+        spec, window, population, catalogue, make_policy(catalogue, spec, window), base_seed, user_ids, item_ids,
+        unreached,
     )
     users = users_frame(population, spec, user_ids)
     items = items_frame(catalogue, spec, item_ids)

@@ -20,7 +20,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from recsys.columns import AGE_BANDS, AUTHORITIES, REVIEW_STATUSES
-from recsys.config import is_int
+from recsys.config import is_int, is_number
 from recsys.exceptions import SchemaError
 from recsys.taxonomy import Taxonomy
 
@@ -70,6 +70,31 @@ class Campaign:
             policy=float(data.get("policy", 0.0)),
             volume=float(data.get("volume", 0.0)),
         )
+
+
+@dataclass(frozen=True)
+class UnderServed:
+    """A planted under-served audience: the old system never reaches ``share`` of the residents of
+    ``group`` x ``region`` (their channel registrations never made it into its lists), so none of
+    their events are logged. Indices are taxonomy positions."""
+
+    group: int
+    region: int
+    share: float
+
+
+def _under_served(doc: Mapping[str, Any], groups: Sequence[str], regions: Sequence[str]) -> tuple[UnderServed, ...]:
+    """The spec's ``[[under_served]]`` entries; one naming a code the taxonomy lacks is left out."""
+    out = []
+    for entry in doc.get("under_served", []):
+        group, region = entry.get("group"), entry.get("region")
+        if group not in groups or region not in regions:
+            continue
+        share = entry.get("unreached_share")
+        if not is_number(share) or not 0 < share < 1:
+            raise SchemaError(f"synthetic spec: under_served unreached_share must be a number in (0, 1), got {share!r}")
+        out.append(UnderServed(group=list(groups).index(group), region=list(regions).index(region), share=float(share)))
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -162,6 +187,7 @@ class Spec:
     region_zh: tuple[str, ...]
     demand_shifts: tuple[DemandShift, ...] = ()
     thin_topics: tuple[int, ...] = ()  # topics whose new stories are thinned (``[items] thin_supply_*``)
+    under_served: tuple[UnderServed, ...] = ()  # audiences the old system leaves partly unreached
 
 
 ARMS = ("trending", "segment", "targeted", "explore")
@@ -367,4 +393,5 @@ def load_spec(taxonomy: Taxonomy, spec_dir: str | Path | None = None) -> Spec:
         region_zh=tuple(taxonomy.regions[r].zh for r in regions),
         demand_shifts=_demand_shifts(model, topics, groups, regions),
         thin_topics=tuple(topic_index[t] for t in items.get("thin_supply_topics", []) if t in topic_index),
+        under_served=_under_served(model, groups, regions),
     )

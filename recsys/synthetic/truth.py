@@ -229,6 +229,11 @@ class GroundTruth:
         """The planted demand shifts (topic, group, region or "" = all, onset, onset_epoch, logit)."""
         return list(self.params.get("demand_shifts", []))
 
+    @property
+    def under_served(self) -> list[dict[str, Any]]:
+        """The planted under-served audiences (group, region, unreached_share, residents, unreached_users)."""
+        return list(self.params.get("under_served", []))
+
     def _shift_columns(self, u: np.ndarray, i: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Demand shifts as a user side (n_u, S) and an item-at-time side (n_i, S) whose product is the term."""
         a, p = self.arrays, self.params
