@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 NAME = "holds"
 HELP = "list, add or release review holds (held items are left out of every list and push); changes are audited"
@@ -57,8 +58,15 @@ def run(args: argparse.Namespace) -> int:
             )
         return 0
     if args.action == "add":
+        # a mistyped --state would hold the item where no push or recommender looks: say so
+        new = not Path(args.state).exists()
         if H.add_hold(args.state, args.item_id, reason=args.reason, by=args.by):
             print(f"{args.item_id} is on hold (by {args.by}): {args.reason}")
+            if new:
+                print(
+                    f"note: {args.state} did not exist and was created as a new holds folder; "
+                    "pushes and recommenders honour it only when given it (--holds)"
+                )
         else:
             print(f"{args.item_id} was already on hold; nothing changed")
         return 0
