@@ -1,7 +1,8 @@
 """``recsys demo``: the whole engine end to end on the bundled synthetic city.
 
 validate the committed sample -> train a bundle -> a few users' lists with
-reasons -> tomorrow's push lists -> tomorrow's broadcast programmes -> the
+reasons -> demand tracking (what to commission, whom to reach) -> tomorrow's
+push lists, raising the demand analysis's priorities -> tomorrow's broadcast programmes -> the
 push's lift over its holdout on 3 days replayed from the city's truth -> the
 offline evaluation with its headline table. Every output goes under one folder (default ``out/demo``).
 :func:`run_demo` composes the library's jobs; nothing here is a job of its own.
@@ -23,6 +24,7 @@ from recsys.exceptions import SchemaError
 from recsys.io import prepare_output_dir
 from recsys.push.coverage import EXAMPLE_RULES, summary_lines
 from recsys.push.nightly import run_nightly
+from recsys.push.priorities import summary_lines as priority_lines
 from recsys.ranking.recommender import Recommender
 from recsys.schema import validate
 from recsys.taxonomy import load_taxonomy
@@ -85,18 +87,28 @@ def run_demo(
     date = end.tz_convert(load_taxonomy().timezone).date()
     # the city's broadcast places (a sample generated before places existed has none)
     places = next((p for p in (data / "places.parquet", data / "places.csv") if p.exists()), None)
-    _say(stream, f"\n== 4. nightly push lists for {date} into {out / 'pushes'}, meeting the plan's coverage rules")
+    priorities = _demand(data, out / "demand", stream)
+    if priorities is not None:
+        outputs["demand"] = str(out / "demand")
+    _say(stream, f"\n== 4. nightly push lists for {date} into {out / 'pushes'}, meeting the plan's coverage rules"
+                 + (" and raising the demand analysis's priority topics" if priorities is not None else ""))
     push_manifest = run_nightly(out / "models" / "latest", date.isoformat(), out / "pushes",
-                                 places=places, coverage=EXAMPLE_RULES[:2],
+                                 places=places, coverage=EXAMPLE_RULES[:2], priorities=priorities,
                                  stream=sys.stderr if stream is not None else None)
     outputs["pushes"] = str(out / "pushes")
     outputs["push_rows"] = push_manifest.get("rows")
     for line in summary_lines(push_manifest.get("coverage") or {}):
         _say(stream, line)
+    if push_manifest.get("priorities"):
+        for line in priority_lines(push_manifest["priorities"]):
+            _say(stream, line)
     if places is not None:
         _say(stream, f"\n== 4b. broadcast programmes (TV, radio, cinema, kiosk) for {date} into {out / 'programmes'}")
+        # the demand analysis's priority topics are chosen first where their audiences watch, as in the push
         programmes = run_broadcast(
-            BroadcastSpec(model=out / "models" / "latest", day=date, places=places, out=out / "programmes")
+            BroadcastSpec(model=out / "models" / "latest", day=date, places=places, out=out / "programmes",
+                          priorities=priorities),
+            warn_stream=sys.stderr if stream is not None else None,
         )
         for channel, s in programmes["channels"].items():
             _say(stream, f"   {channel:<7} {s['places']:>5} places  {s['rows']:>6} items  {s['fill_share']:.1%} filled")
@@ -118,6 +130,25 @@ def run_demo(
     return outputs
 
 
+def _demand(data: Path, out: Path, stream: TextIO | None) -> Path | None:
+    """``recsys demand`` on the data folder; return its ``priorities.toml`` for the push (None: not run, said why)."""
+    from recsys.demand import run_demand
+
+    _say(stream, f"\n== 3b. demand tracking into {out}: what to commission, whom the push leaves behind")
+    if not all((data / f"{kind}.parquet").exists() for kind in ("users", "items", "events")):
+        # demand reads Parquet tables in place; a CSV city is validated into memory only here
+        _say(stream, "   skipped: demand tracking reads the Parquet tables; run `recsys validate` and then `recsys demand`")
+        return None
+    result = run_demand(data, out)
+    s = result.summary
+    _say(stream, f"   {s['rising']} rising, {s['falling']} falling of {s['cells_tested']:,} cells; {s['gaps']} gaps; "
+                 f"{s['under_served']} under-served audiences; {s['priority_audiences']} priority audiences")
+    for _, en in result.recommendations[:3]:
+        _say(stream, f"   - {en}")
+    _say(stream, f"   report {out / 'report.html'}")
+    return out / "priorities.toml"
+
+
 def _replay_and_lift(truth_dir: Path, clean: Any, out: Path, date: Any, stream: TextIO | None) -> str:
     """Draw the days after the push from the truth (``replayed_events/``), run ``recsys lift`` on them."""
     from recsys.io import write_parquet
@@ -137,7 +168,7 @@ def _replay_and_lift(truth_dir: Path, clean: Any, out: Path, date: Any, stream: 
 
 
 #: what a demo writes in its folder
-DEMO_ENTRIES = ("models", "pushes", "programmes", "replayed_events", "evaluation")
+DEMO_ENTRIES = ("models", "demand", "pushes", "programmes", "replayed_events", "evaluation")
 
 
 def _is_demo(folder: Path) -> bool:

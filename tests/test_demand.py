@@ -229,6 +229,7 @@ def test_cli_errors_are_one_line(small, tmp_path, capsys):
     for argv, needle in (
         (["--weeks", "30"], "not enough data for --weeks 30"),
         (["--as-of", "yesterday"], "--as-of 'yesterday' is not a date"),
+        (["--as-of", "2027-03-01"], "no impression of a known user and item between"),
     ):
         code = cli_main(["demand", "--data", str(small), "--out", str(tmp_path / "o"), *argv])
         err = capsys.readouterr().err

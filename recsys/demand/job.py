@@ -140,7 +140,11 @@ def analyse(
     counts, reach = aggregate.daily_counts(data, window, threads=threads)
     span = f"{window.start.tz_convert(tax.tz).isoformat()} .. {window.as_of.tz_convert(tax.tz).isoformat()}"
     if counts.empty or counts["impressions"].sum() == 0:
-        raise DataError(f"{data}: not enough data: no impression of a known user and item between {span}")
+        logged = f"{first.tz_convert(tax.tz).date()} .. {last.tz_convert(tax.tz).date()}"
+        raise DataError(
+            f"{data}: not enough data: no impression of a known user and item between {span} "
+            f"(the log runs {logged}); pick an --as-of inside it"
+        )
     before = counts[counts["day"] < 7 * (window.weeks - config.recent_weeks)]
     if before["impressions"].sum() == 0 or before["impressions"].sum() == counts["impressions"].sum():
         raise DataError(f"{data}: not enough data for a trend: impressions only in one part of {span}")

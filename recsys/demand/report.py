@@ -38,6 +38,11 @@ def _share(x: Any) -> str:
     return "–" if x is None or not np.isfinite(x) else f"{x:.0%}"
 
 
+def _day_before(iso: str) -> str:
+    """The last local date of a window that ends (exclusive) at the ISO time ``iso``."""
+    return (pd.Timestamp(iso) - pd.Timedelta(days=1)).date().isoformat()
+
+
 def _q(x: Any) -> str:
     return "–" if x is None or not np.isfinite(x) else f"{x:.3g}"
 
@@ -115,7 +120,16 @@ def build_sections(result: Any, taxonomy: Taxonomy, plots: dict[str, str]) -> li
     sections = []
     advice = Section("建议", "Recommendations")
     if result.recommendations:
-        advice.bullets([f"{zh} / {en}" for zh, en in result.recommendations])
+        n_gaps, n_under = int((gaps["gap"] & (gaps["level"] == "group")).sum()), int((aud["status"] == "under-served").sum())
+        advice.p(
+            f"本期：{n_under} 个人群覆盖不足，{n_gaps} 个人群 × 主题的需求超过新内容供给，{s['rising']} 项需求显著上升。"
+            f" / This period: {n_under} audiences left behind, {n_gaps} group x topic gaps between demand and new content, "
+            f"{s['rising']} significant rises in demand."
+        )
+        # one list per language: an editor reads one language straight down, not alternating halves of a line
+        advice.bullets([zh for zh, _ in result.recommendations])
+        advice.p("In English:")
+        advice.bullets([en for _, en in result.recommendations])
     else:
         advice.p("本期未发现显著的需求变化、供需缺口或覆盖不足。/ No significant demand shift, gap or under-served audience this period.")
     sections.append(advice)
@@ -124,7 +138,11 @@ def build_sections(result: Any, taxonomy: Taxonomy, plots: dict[str, str]) -> li
     over.table(
         ["项目 item", "值 value"],
         [
-            ["分析窗口 window", f"{s['start']} .. {s['as_of']} ({s['weeks']} weeks; recent {s['recent_weeks']} vs earlier {s['weeks'] - s['recent_weeks']})"],
+            [
+                "分析窗口 window",
+                f"{s['start'][:10]} .. {_day_before(s['as_of'])} ({s['weeks']} weeks; recent {s['recent_weeks']} "
+                f"vs earlier {s['weeks'] - s['recent_weeks']})",
+            ],
             ["曝光 impressions", f"{s['impressions']:,}"],
             ["检验单元 cells tested", f"{s['cells_tested']:,}"],
             ["上升/下降 rising/falling", f"{s['rising']} / {s['falling']}"],
