@@ -79,6 +79,30 @@ def test_counters_days_and_too_old_events():
     assert c.oldest_hour() == 24 * 8
 
 
+def test_the_baseline_is_the_configured_days_right_before_the_windows():
+    """baseline_days = 2, a 24 h window starting on day 10: the baseline is days 8 and 9, exactly."""
+    from recsys.monitor.alarms import Subjects, baseline
+
+    c = Counters.empty(24, 6)
+    per_day = {6: 1, 7: 10, 8: 100, 9: 1000, 10: 10000}
+    for day, n in per_day.items():
+        c.add(
+            c.index_items(np.array(["a"] * n, dtype=object)),
+            np.full(n, K_IMP),
+            np.full(n, 24 * day + 3),
+        )
+    # newest hour: the last of day 10, so the 24 h window is day 10 alone
+    c.add(c.index_items(np.array(["a"], dtype=object)), np.array([K_CLICK]), np.array([24 * 10 + 23]))
+    config = MonitorConfig(windows_hours=[1, 24], baseline_days=2, min_impressions=1)
+    base = baseline(c, Subjects(np.full(c.n_items, -1, dtype=np.int64), ["some_topic"]), config)
+    assert base.source == "baseline"
+    assert base.counts[K_IMP].tolist() == [per_day[8] + per_day[9]]
+    # a window reaching back into day 9 moves the baseline back a day: it never overlaps a window
+    config = MonitorConfig(windows_hours=[1, 30], baseline_days=2, min_impressions=1)
+    base = baseline(c, Subjects(np.full(c.n_items, -1, dtype=np.int64), ["some_topic"]), config)
+    assert base.counts[K_IMP].tolist() == [per_day[7] + per_day[8]]
+
+
 def test_counters_save_load_and_resize(tmp_path):
     c = Counters.empty(24, 5)
     ids = np.array(["x", "y", "x", "z"], dtype=object)

@@ -158,8 +158,9 @@ def baseline(counters: Counters, subjects: Subjects, config: MonitorConfig) -> B
     """Baseline counts and shrunk rates per kind for items and topics."""
     longest = max(config.windows_hours)
     first_window_day = (counters.newest_hour - longest + 1) // 24
+    # the baseline_days whole days before the day the longest window starts in (days_sum is inclusive)
     counts = counters.days_sum(
-        first_window_day - 1 - config.baseline_days, first_window_day - 2
+        first_window_day - config.baseline_days, first_window_day - 1
     ).astype(np.float64)
     source = "baseline"
     if counts[K_IMP].sum() < config.min_impressions:
