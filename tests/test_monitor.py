@@ -356,6 +356,7 @@ _KILLER = textwrap.dedent(
     import pandas as pd
     from recsys.config import MonitorConfig
     from recsys.monitor import run as R
+    from recsys.monitor import state as S
     where = sys.argv[3]
     original = R.commit
     def dying_commit(*args, **kwargs):
@@ -363,7 +364,16 @@ _KILLER = textwrap.dedent(
             os._exit(9)
         out = original(*args, **kwargs)
         os._exit(9)  # after the commit, before alerts and holds are published
-    R.commit = dying_commit
+    def dying_pointer(*args, **kwargs):
+        os._exit(9)  # the new version folder is in place, CURRENT not switched yet
+    def dying_hold(*args, **kwargs):
+        os._exit(9)  # alerts.jsonl appended, the hold not placed yet
+    if where == "mid-commit":
+        S.atomic_path = dying_pointer
+    elif where == "mid-publish":
+        R.H.add_hold = dying_hold
+    else:
+        R.commit = dying_commit
     R.run_monitor(sys.argv[1], sys.argv[2], config=MonitorConfig(baseline_days=1, min_impressions=100),
                   now=pd.Timestamp("2026-07-01T00:00:00Z"))
     """
@@ -385,7 +395,7 @@ def bursty(tmp_path_factory) -> tuple[Path, Path]:
     return ev, root / "ref"
 
 
-@pytest.mark.parametrize("where", ["before-commit", "after-commit"])
+@pytest.mark.parametrize("where", ["before-commit", "mid-commit", "after-commit", "mid-publish"])
 def test_a_killed_run_then_a_rerun_equals_an_uninterrupted_run(tmp_path, where, bursty):
     ev, ref = bursty
     cfg = MonitorConfig(baseline_days=1, min_impressions=100)
@@ -409,7 +419,8 @@ def test_a_killed_run_then_a_rerun_equals_an_uninterrupted_run(tmp_path, where, 
     from recsys.holds import load_holds
 
     assert load_holds(tmp_path / "st")["item_id"].tolist() == ["i3"]
-    assert rerun.run == (1 if where == "before-commit" else 0)
+    # a run killed before CURRENT switched is redone; after it, the rerun only finishes publishing
+    assert rerun.run == (1 if where in ("before-commit", "mid-commit") else 0)
     # no temporary folder of the killed run is left behind
     assert not [p for p in (tmp_path / "st").iterdir() if p.name.startswith(".")]
     assert run_monitor(ev, tmp_path / "st", config=cfg, now=NOW).run == 0
