@@ -167,3 +167,17 @@ def test_cli_priorities_option_refuses_a_bad_file(city, tmp_path, capsys):
                      "--priorities", str(bad), "--quiet"])
     err = capsys.readouterr().err
     assert code == 2 and "group 'pilots' unknown" in err and "Traceback" not in err
+
+
+def test_a_file_with_nothing_in_force_leaves_the_push_rows_identical(city, tmp_path):
+    """An empty week's file and an expired one rank exactly as no file: the same rows, value for value
+    (only the run's id differs)."""
+    plain = run_nightly(city["bundle"], push_city.DAY, tmp_path / "plain", stream=None)
+    base = read_pushes(tmp_path / "plain", push_city.DAY)
+    empty = write(tmp_path / "empty.toml", {"version": 1, "audience": []})
+    expired = write(tmp_path / "expired.toml", doc(expires="2026-01-01", topics=[{"topic": TOPIC, "weight": 2.0}]))
+    for name, path in (("empty", empty), ("expired", expired)):
+        report = run_nightly(city["bundle"], push_city.DAY, tmp_path / name, priorities=path, stream=None)
+        assert report["rows"] == plain["rows"] and report["priorities"]["audiences"] == {}
+        rows = read_pushes(tmp_path / name, push_city.DAY)
+        pd.testing.assert_frame_equal(rows.drop(columns="run_id"), base.drop(columns="run_id"), check_exact=True)
