@@ -260,6 +260,12 @@ def test_bad_rows_are_reported_not_counted(tmp_path):
     r3 = run_monitor(ev, tmp_path / "st", config=CFG, now=NOW)
     assert any("d.parquet: required column timestamp absent" in n for n in r3.notes)
     assert run_monitor(ev, tmp_path / "st", config=CFG, now=NOW).run == 0
+    # events older than the counters keep are not counted, and so not "arrived late" either
+    ancient, recent = _events(4, -24 * 30, prefix="a"), _events(5, 3, prefix="r")
+    pd.concat([ancient, recent]).to_parquet(ev / "e.parquet")
+    r4 = run_monitor(ev, tmp_path / "st", config=CFG, now=NOW)
+    assert r4.rows_counted == 5 and r4.late_rows == 5
+    assert r4.skipped == {"older than the counters": 4}
 
 
 def test_bad_folders_and_a_second_run_at_once_are_refused(tmp_path):
