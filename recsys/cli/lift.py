@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="events after the night(s): a Parquet file, a folder of Parquet files, or a CSV file",
     )
     parser.add_argument("--date", required=True, metavar="YYYY-MM-DD", help="the night (local date) of the pushes")
-    parser.add_argument("--until", metavar="YYYY-MM-DD", default=None, help="last night of a range, inclusive (pooled)")
+    parser.add_argument("--until", metavar="YYYY-MM-DD", default=None, help="last night of a range, inclusive (pooled; nights without a push are left out)")
     parser.add_argument(
         "--days", type=int, default=3, metavar="N", help="local days of events after each night (default: 3)"
     )
