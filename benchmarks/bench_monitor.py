@@ -204,7 +204,7 @@ def false_alarms(args: argparse.Namespace) -> None:
     run_monitor(root / "ev", root / "state", catalog=catalog, config=cfg, now=now)
     shutil.copytree(root / "state", root / "state0")
     shutil.copytree(root / "ev", root / "ev0")
-    runs_alarmed = alarms = tests = 0
+    runs_alarmed = alarms = tests = holds = 0
     kinds: dict[str, int] = {}
     t0 = time.perf_counter()
     for h in range(warm, warm + args.quiet_windows):
@@ -214,6 +214,7 @@ def false_alarms(args: argparse.Namespace) -> None:
         )
         runs_alarmed += bool(r.alerts)
         alarms += len(r.alerts)
+        holds += len(r.held)  # a false hold is the costly error: an item taken out for nothing
         tests += r.tests
         for a in r.alerts:
             kinds[a["kind"]] = kinds.get(a["kind"], 0) + 1
@@ -227,6 +228,7 @@ def false_alarms(args: argparse.Namespace) -> None:
                 "alpha": cfg.alpha,
                 "runs_with_alarm": runs_alarmed,
                 "alarms": alarms,
+                "holds": holds,
                 "tests": tests,
                 "alarms_by_kind": kinds,
                 "seconds": round(time.perf_counter() - t0, 1),
