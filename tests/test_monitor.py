@@ -466,3 +466,29 @@ def test_impossible_times_and_an_empty_window_list_are_refused_in_one_line(tmp_p
     assert not (tmp_path / "st2").exists()
     with pytest.raises(ConfigError, match="has no time zone"):
         run_monitor(ev, tmp_path / "st3", now=pd.Timestamp("2026-07-01 08:00"))
+
+
+def test_alerts_go_to_out_and_a_foreign_folder_needs_force(tmp_path, bursty, capsys):
+    ev, ref = bursty
+    out = tmp_path / "alerts"
+    out.mkdir()
+    (out / "keep.txt").write_text("an editor's notes", encoding="utf-8")
+    toml = tmp_path / "monitor.toml"
+    toml.write_text("[monitor]\nbaseline_days = 1\nmin_impressions = 100\n")
+    args = ["monitor", "--events", str(ev), "--state", str(tmp_path / "st"), "--out", str(out),
+            "--config", str(toml), "--now", NOW.isoformat()]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --out") and "keep.txt" in err and "--force" in err
+    assert not (tmp_path / "st" / "CURRENT").exists()  # refused before any counting
+    assert main([*args, "--force"]) == 0
+    assert "-> hold" in capsys.readouterr().out
+    assert (out / "keep.txt").read_text(encoding="utf-8") == "an editor's notes"
+    assert (out / "alerts.jsonl").read_text() == (ref / "alerts.jsonl").read_text()
+    assert not (tmp_path / "st" / "alerts.jsonl").exists()
+    from recsys.holds import held_items
+
+    assert held_items(tmp_path / "st") == frozenset({"i3"})
+    # the folder is the monitor's now: later runs need no --force and append nothing twice
+    assert main(args) == 0
+    assert (out / "alerts.jsonl").read_text() == (ref / "alerts.jsonl").read_text()

@@ -37,6 +37,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--out", metavar="DIR", help="folder for alerts.jsonl (default: --state)"
     )
     parser.add_argument(
+        "--force",
+        action="store_true",
+        help="append alerts.jsonl into an --out folder holding other files (none is touched)",
+    )
+    parser.add_argument(
         "--config",
         metavar="TOML",
         help="engine config file; its [monitor] section is used",
@@ -70,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
         config=config,
         taxonomy=taxonomy,
         now=now,
+        force=args.force,
     )
     for line in report.lines():
         print(line)

@@ -382,6 +382,7 @@ def run_monitor(
     config: MonitorConfig | None = None,
     taxonomy: Taxonomy | str | Path | None = None,
     now: pd.Timestamp | None = None,
+    force: bool = False,
 ) -> MonitorReport:
     """Count the event files that arrived since the last run, raise alerts, place holds.
 
@@ -406,6 +407,9 @@ def run_monitor(
     now : pandas.Timestamp, optional
         The run's clock (tz-aware): events later than it plus
         ``future_seconds`` are refused. Default: the current time.
+    force : bool, default False
+        Append ``alerts.jsonl`` into an ``out`` folder that holds other
+        files (none of them is touched).
 
     Returns
     -------
@@ -435,7 +439,7 @@ def run_monitor(
     out_dir = root if out is None or Path(out).resolve() == root.resolve() else None
     out_marker = None
     if out_dir is None:
-        out_marker = prepare_output_dir(out, "monitor")
+        out_marker = prepare_output_dir(out, "monitor", force=force)
         out_dir = out_marker.path
         out_dir.mkdir(parents=True, exist_ok=True)
     clock = (
