@@ -214,7 +214,8 @@ def false_alarms(args: argparse.Namespace) -> None:
         )
         runs_alarmed += bool(r.alerts)
         alarms += len(r.alerts)
-        holds += len(r.held)  # a false hold is the costly error: an item taken out for nothing
+        # a false hold is the costly error: an item taken out for nothing
+        holds += len(r.held)
         tests += r.tests
         for a in r.alerts:
             kinds[a["kind"]] = kinds.get(a["kind"], 0) + 1

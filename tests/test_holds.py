@@ -142,9 +142,29 @@ def test_cli_holds_add_list_release(tmp_path, capsys):
     )
     # the folder was new: the command says so (a mistyped --state must not pass unnoticed)
     assert "did not exist and was created" in capsys.readouterr().out
-    assert main(["holds", "add", "i8", "--reason", "second", "--by", "wang", "--state", state]) == 0
+    assert (
+        main(
+            [
+                "holds",
+                "add",
+                "i8",
+                "--reason",
+                "second",
+                "--by",
+                "wang",
+                "--state",
+                state,
+            ]
+        )
+        == 0
+    )
     assert "did not exist" not in capsys.readouterr().out
-    assert main(["holds", "release", "i8", "--by", "li", "--note", "fine", "--state", state]) == 0
+    assert (
+        main(
+            ["holds", "release", "i8", "--by", "li", "--note", "fine", "--state", state]
+        )
+        == 0
+    )
     assert main(["holds", "list", "--state", state]) == 0
     out = capsys.readouterr().out
     assert "1 item(s) on hold" in out and "i7" in out and "editor: wrong claim" in out

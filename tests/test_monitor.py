@@ -92,14 +92,22 @@ def test_the_baseline_is_the_configured_days_right_before_the_windows():
             np.full(n, 24 * day + 3),
         )
     # newest hour: the last of day 10, so the 24 h window is day 10 alone
-    c.add(c.index_items(np.array(["a"], dtype=object)), np.array([K_CLICK]), np.array([24 * 10 + 23]))
+    c.add(
+        c.index_items(np.array(["a"], dtype=object)),
+        np.array([K_CLICK]),
+        np.array([24 * 10 + 23]),
+    )
     config = MonitorConfig(windows_hours=[1, 24], baseline_days=2, min_impressions=1)
-    base = baseline(c, Subjects(np.full(c.n_items, -1, dtype=np.int64), ["some_topic"]), config)
+    base = baseline(
+        c, Subjects(np.full(c.n_items, -1, dtype=np.int64), ["some_topic"]), config
+    )
     assert base.source == "baseline"
     assert base.counts[K_IMP].tolist() == [per_day[8] + per_day[9]]
     # a window reaching back into day 9 moves the baseline back a day: it never overlaps a window
     config = MonitorConfig(windows_hours=[1, 30], baseline_days=2, min_impressions=1)
-    base = baseline(c, Subjects(np.full(c.n_items, -1, dtype=np.int64), ["some_topic"]), config)
+    base = baseline(
+        c, Subjects(np.full(c.n_items, -1, dtype=np.int64), ["some_topic"]), config
+    )
     assert base.counts[K_IMP].tolist() == [per_day[7] + per_day[8]]
 
 
@@ -401,7 +409,9 @@ def bursty(tmp_path_factory) -> tuple[Path, Path]:
     return ev, root / "ref"
 
 
-@pytest.mark.parametrize("where", ["before-commit", "mid-commit", "after-commit", "mid-publish"])
+@pytest.mark.parametrize(
+    "where", ["before-commit", "mid-commit", "after-commit", "mid-publish"]
+)
 def test_a_killed_run_then_a_rerun_equals_an_uninterrupted_run(tmp_path, where, bursty):
     ev, ref = bursty
     cfg = MonitorConfig(baseline_days=1, min_impressions=100)
@@ -475,8 +485,19 @@ def test_alerts_go_to_out_and_a_foreign_folder_needs_force(tmp_path, bursty, cap
     (out / "keep.txt").write_text("an editor's notes", encoding="utf-8")
     toml = tmp_path / "monitor.toml"
     toml.write_text("[monitor]\nbaseline_days = 1\nmin_impressions = 100\n")
-    args = ["monitor", "--events", str(ev), "--state", str(tmp_path / "st"), "--out", str(out),
-            "--config", str(toml), "--now", NOW.isoformat()]
+    args = [
+        "monitor",
+        "--events",
+        str(ev),
+        "--state",
+        str(tmp_path / "st"),
+        "--out",
+        str(out),
+        "--config",
+        str(toml),
+        "--now",
+        NOW.isoformat(),
+    ]
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: --out") and "keep.txt" in err and "--force" in err

@@ -229,7 +229,11 @@ def _count(
             skipped.get("older than the counters", 0) + too_old
         )
     # late = counted, yet older than the newest hour before this file (the too old were not counted)
-    late = int(((hour < before) & (hour >= counters.oldest_hour())).sum()) if before >= 0 else 0
+    late = (
+        int(((hour < before) & (hour >= counters.oldest_hour())).sum())
+        if before >= 0
+        else 0
+    )
     return int(use.sum()) - too_old, late, int(us[use].max()) * 1000
 
 
