@@ -251,6 +251,10 @@ def test_a_range_of_nights_is_pooled_by_user(world):
     numbers = ["treated_users", "holdout_users", "lift", "lift_low", "lift_high"]
     pd.testing.assert_frame_equal(wider.lift[numbers], both.lift[numbers])
     assert wider.lift["date_from"].iloc[0] == (DAY - dt.timedelta(days=1)).isoformat()
+    from recsys.lift.report import render
+
+    md, _ = render(wider.lift, wider.ctr, wider.summary, world["taxonomy"])
+    assert f"Nights left out (no nightly push): {(DAY - dt.timedelta(days=1)).isoformat()}" in md
 
 
 def test_events_without_a_channel_give_no_channel_rows(world, tmp_path):

@@ -105,6 +105,10 @@ def build_sections(lift: pd.DataFrame, ctr: pd.DataFrame, summary: dict[str, Any
         f" The pushed arm is every user the night's push could reach and did not hold out (intent to treat);"
         f" the holdout is the held-out users it could have reached."
     )
+    if summary.get("skipped_nights"):
+        head.p(
+            f"当晚无推送、未计入的日期 Nights left out (no nightly push): {', '.join(summary['skipped_nights'])}."
+        )
     sections = [head]
     for outcome in ("engaged_items", "engaged_pushed_items"):
         zh, en = OUTCOME_NAMES[outcome]
