@@ -681,6 +681,7 @@ class RankerConfig:
         "max_users": Range(1, 100_000_000),
         "valid_share": Range(0, 1),
         "random_candidates": Range(0, 10_000),
+        "examples": OneOf(("auto", "candidates", "impressions")),
         "n_estimators": Range(1, 100_000),
         "learning_rate": Range(0, 10, lo_open=True),
         "num_leaves": Range(2, 100_000),
@@ -736,6 +737,12 @@ class RankerConfig:
     popularity_candidates: int = 20
     #: items shown to a training user after the cut and not engaged with are explicit negatives
     impression_negatives: bool = False
+    #: what a training query holds: ``candidates`` (the serving candidates at the cut, label =
+    #: engaged after it: shown or not, so it also learns what the old system showed),
+    #: ``impressions`` (the items shown after the cut, label = engaged with when shown; fitted
+    #: pointwise from the engagement model's log-odds, plus a popularity term weighted on held-out
+    #: users to match the strongest baseline on the log), ``auto`` (impressions where the log has them)
+    examples: str = "auto"
     seed: int = 0
 
 

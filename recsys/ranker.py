@@ -1,4 +1,9 @@
-"""The learned ranker: a LightGBM lambdarank model over the registered ranking features.
+"""The learned ranker: a LightGBM model over the registered ranking features.
+
+Lambdarank over candidate queries, or a pointwise (binary) model of
+engagement when shown over impressions plus a weighted popularity term (the
+*exposure term*, :meth:`LearnedRanker.exposure`); see
+``recsys/ranker_training.py``.
 
 :class:`LearnedRanker` wraps a ``lightgbm.Booster`` with the feature names
 it was trained on. It is saved in the bundle as LightGBM's own text model
@@ -27,9 +32,15 @@ MODEL_FILE = "ranker.txt"
 META_FILE = "ranker.json"
 
 
-def base_score(values: np.ndarray) -> np.ndarray:
-    """``log1p`` of a non-negative feature (missing = 0): the ranker's starting score."""
+def base_score(values: np.ndarray, transform: str = "log1p") -> np.ndarray:
+    """The ranker's starting score from its base feature (missing = 0).
+
+    ``log1p`` of a non-negative feature (a count or share), or with
+    ``transform = "identity"`` the feature itself (a log-odds already).
+    """
     v = np.nan_to_num(np.asarray(values, dtype=np.float64), nan=0.0)
+    if transform == "identity":
+        return v.astype(np.float32)
     return np.log1p(np.maximum(v, 0.0)).astype(np.float32)
 
 
@@ -60,15 +71,30 @@ class LearnedRanker:
         """
         if self.base_feature is None:
             return np.zeros(len(x), np.float32)
-        return base_score(x[:, self.feature_names.index(self.base_feature) if column is None else column])
+        column = self.feature_names.index(self.base_feature) if column is None else column
+        return base_score(x[:, column], self.report.get("base_transform", "log1p"))
 
     @property
     def used_features(self) -> np.ndarray:
         """Which feature columns a tree splits on (bool, one per feature); the base feature counts as used."""
         used = np.asarray(self.booster.feature_importance("split")) > 0
-        if self.base_feature is not None:
-            used[self.feature_names.index(self.base_feature)] = True
+        for name in (self.base_feature, self.exposure_feature):
+            if name is not None:
+                used[self.feature_names.index(name)] = True
         return used
+
+    @property
+    def exposure_feature(self) -> str | None:
+        """The popularity feature added to the score (``report["exposure_feature"]``), if any."""
+        return self.report.get("exposure_feature")
+
+    def exposure(self, x: np.ndarray) -> np.ndarray:
+        """``exposure_weight x log1p(exposure feature)``: what the old system will show and users
+        engage with, added to a ranker fitted on impressions (0 without an exposure feature)."""
+        name, weight = self.exposure_feature, float(self.report.get("exposure_weight") or 0.0)
+        if name is None or weight == 0.0:
+            return np.zeros(len(x), np.float32)
+        return (weight * base_score(x[:, self.feature_names.index(name)])).astype(np.float32)
 
     @classmethod
     def fit(
@@ -88,8 +114,10 @@ class LearnedRanker:
         early_stopping_rounds: int = 30,
         seed: int = 0,
         threads: int = 2,
+        objective: str = "lambdarank",
+        base_transform: str = "log1p",
     ) -> "LearnedRanker":
-        """Fit a lambdarank model.
+        """Fit a LightGBM model: lambdarank, or with ``objective = "binary"`` pointwise.
 
         Parameters
         ----------
@@ -114,6 +142,14 @@ class LearnedRanker:
             LightGBM settings.
         seed : int
         threads : int
+        objective : {"lambdarank", "binary"}
+            ``binary`` fits the probability of the label row by row (log
+            loss, early stopping on it): for examples that are impressions,
+            where most queries hold a handful of rows with one label.
+        base_transform : {"log1p", "identity"}
+            How the base feature becomes the starting score (:func:`base_score`):
+            ``identity`` for a feature that is a log-odds already, the
+            starting point of a ``binary`` objective.
 
         Returns
         -------
@@ -121,9 +157,10 @@ class LearnedRanker:
         """
         import lightgbm as lgb
 
+        metric = "ndcg" if objective == "lambdarank" else "binary_logloss"
         params = {
-            "objective": "lambdarank",
-            "metric": "ndcg",
+            "objective": objective,
+            "metric": metric,
             "eval_at": [10],
             "learning_rate": learning_rate,
             "num_leaves": num_leaves,
@@ -145,7 +182,7 @@ class LearnedRanker:
         def init(m: np.ndarray) -> np.ndarray | None:
             if base_feature is None:
                 return None
-            return base_score(m[:, names_list.index(base_feature)]).astype(np.float64)
+            return base_score(m[:, names_list.index(base_feature)], base_transform).astype(np.float64)
 
         train = lgb.Dataset(x, label=y, group=groups, feature_name=names_list, init_score=init(x), free_raw_data=True)
         sets, names, callbacks = [], [], []
@@ -158,13 +195,17 @@ class LearnedRanker:
         callbacks.append(lgb.record_evaluation(record))
         booster = lgb.train(params, train, num_boost_round=n_estimators, valid_sets=sets, valid_names=names, callbacks=callbacks)
         best = int(booster.best_iteration or booster.current_iteration())
-        curve = record.get("valid", {}).get("ndcg@10", [])
+        key = "ndcg@10" if objective == "lambdarank" else "binary_logloss"
+        curve = record.get("valid", {}).get(key, [])
+        label = "valid_ndcg_at_10" if objective == "lambdarank" else "valid_logloss"
         report = {
+            "objective": objective,
             "best_iteration": best,
-            "valid_ndcg_at_10": float(curve[best - 1]) if curve and best >= 1 else None,
-            "valid_ndcg_at_10_first": float(curve[0]) if curve else None,
+            label: float(curve[best - 1]) if curve and best >= 1 else None,
+            f"{label}_first": float(curve[0]) if curve else None,
         }
         report["base_feature"] = base_feature
+        report["base_transform"] = base_transform
         return cls(booster=booster, feature_names=names_list, report=report, base_feature=base_feature)
 
     # ---- scoring ---------------------------------------------------------
@@ -180,7 +221,8 @@ class LearnedRanker:
         if len(x) == 0:
             return np.zeros(0, np.float32)
         best = self.report.get("best_iteration") or None
-        return (self.base(x) + self.booster.predict(x, num_iteration=best, num_threads=1)).astype(np.float32)
+        raw = self.base(x) + self.booster.predict(x, num_iteration=best, num_threads=1)
+        return (raw + self.exposure(x)).astype(np.float32)
 
     def group_contributions(
         self, x: np.ndarray, groups: list[np.ndarray], scores: np.ndarray | None = None
@@ -247,4 +289,6 @@ class LearnedRanker:
         base = report.get("base_feature")
         if base is not None and base not in names:
             raise reader.error(META_FILE, f"base feature {base!r} is not one of its features")
+        if report.get("exposure_feature") not in (None, *names):
+            raise reader.error(META_FILE, f"exposure feature {report['exposure_feature']!r} is not one of its features")
         return cls(booster=booster, feature_names=names, report=report, base_feature=base)

@@ -6,17 +6,35 @@ The steps (each timed into the bundle manifest's ``ranker`` report):
    events after it (a quantile of event time, as the evaluation splits);
 2. **model before the cut**: every other component trained exactly as for the
    bundle, on the events before ``T_c`` (the linear blend ranks inside it);
-3. **examples**: for a seeded sample of users with a positive engagement
-   after ``T_c`` -- warm and cold alike, so the ranker learns what works for
-   users with no history -- the serving candidates at ``T_c`` (the same
-   :func:`recsys.ranking.candidates.gather` and eligibility the service uses),
-   plus ``random_candidates`` uniformly drawn eligible items (and, with
-   ``impression_negatives``, off by default, the items shown to them after
-   the cut: explicit negatives; on the synthetic city they lowered both the
-   logged and the simulated quality); features from the registry as of
-   ``T_c``; label 1 for a positive engagement after ``T_c``;
-4. **fit**: LightGBM lambdarank, early stopping on NDCG@10 of held-out users
-   (split by user, so one user's queries from several cuts stay on one side).
+3. **examples** (``[ranker] examples``; ``auto``: impressions where the
+   label window logs them, else candidates), for a seeded sample of users,
+   warm and cold alike (so the ranker learns what works for users with no
+   history), features from the registry as of ``T_c``:
+
+   - *impressions*: each user's items shown after ``T_c``, label 1 when the
+     user engaged with it. Every item in such a query was shown, so the label
+     says what a user engages with *when pushed* -- not what the old system
+     chose to show, which labels over all candidates mostly measure
+     (unshown items count as negatives there, so exposure and popularity
+     look like appeal);
+   - *candidates*: for users with a positive engagement after ``T_c``, the
+     serving candidates at ``T_c`` (the same
+     :func:`recsys.ranking.candidates.gather` and eligibility the service
+     uses) plus ``random_candidates`` uniformly drawn eligible items (and,
+     with ``impression_negatives``, off by default, the items shown to them
+     after the cut); label 1 for a positive engagement after ``T_c``. A log
+     without impressions (ratings) has only these. With impressions they are
+     built too, to weigh the exposure term (step 4);
+4. **fit**: on candidates, LightGBM lambdarank from the best single feature,
+   early stopping on NDCG@10 of held-out users (split by user, so one user's
+   queries from several cuts stay on one side). On impressions, a pointwise
+   (binary) model starting from the engagement model's log-odds, early
+   stopping on held-out log loss; then an *exposure term*, ``w x log1p`` of
+   the popularity feature that best orders the candidate queries' logged
+   engagement, with ``w`` the smallest weight whose held-out NDCG@10 on those
+   queries reaches that feature's own (:func:`choose_exposure`): the lists
+   keep up with the strongest baseline on the log and are otherwise ordered
+   by engagement when shown.
 
 The fitted ranker then scores features computed from the full bundle at
 serving time: the same functions, a later "now".
@@ -34,10 +52,12 @@ import scipy.sparse as sp
 
 from recsys import columns as C
 from recsys.config import EngineConfig
-from recsys.ranker import LearnedRanker
+from recsys.ranker import LearnedRanker, base_score
 from recsys.seeds import check_random_state
 from recsys.taxonomy import Taxonomy
 
+#: the registry's engagement-model feature: the starting score of a ranker fitted on impressions
+ENGAGEMENT = "engagement"
 # users per block when building examples (bounds the (users x candidates x features) block)
 _BLOCK = 512
 
@@ -93,8 +113,16 @@ def build_examples(
     random_candidates: int,
     seed: int,
     impressions: bool = True,
+    mode: str = "candidates",
 ) -> Examples:
-    """Candidates, features and labels of the given users at the cut (see the module docstring)."""
+    """Candidates, features and labels of the given users at the cut (see the module docstring).
+
+    ``mode = "impressions"`` takes each user's items shown after the cut as
+    the query (label: engaged with it), in place of the serving candidates:
+    what a user engages with *when shown*, not what the old system showed.
+    Every such query is kept (a pointwise objective learns from a query
+    whose impressions all share one label).
+    """
     from recsys.ranking import candidates, eligibility, features
     from recsys.ranking.users import resolve
 
@@ -107,10 +135,14 @@ def build_examples(
     for lo in range(0, len(rows), _BLOCK):
         block_rows = rows[lo : lo + _BLOCK]
         users = resolve(state, state.user_ids[block_rows].tolist(), None)
-        cand = candidates.gather(state, users, 10, filt, share, cut_ns)
-        extra = [rng.integers(0, catalog.n_bundle, size=(len(block_rows), random_candidates))]
+        if mode == "impressions":
+            cand = np.full((len(block_rows), 0), -1, np.int64)
+            extra = []
+        else:
+            cand = candidates.gather(state, users, 10, filt, share, cut_ns)
+            extra = [rng.integers(0, catalog.n_bundle, size=(len(block_rows), random_candidates))]
         imp = shown[block_rows].tocsr()
-        width = int(np.diff(imp.indptr).max()) if imp.nnz and impressions else 0
+        width = int(np.diff(imp.indptr).max()) if imp.nnz and (impressions or mode == "impressions") else 0
         if width:
             pad = np.full((len(block_rows), width), -1, np.int64)
             for r in range(len(block_rows)):
@@ -135,8 +167,8 @@ def build_examples(
         for r in range(len(block_rows)):
             keep = ok[r]
             y = label[r, keep]
-            # a query needs a positive and a negative to teach the ranker anything
-            if y.any() and not y.all():
+            # a query needs a positive and a negative to teach a ranking objective anything
+            if y.size and (mode == "impressions" or (y.any() and not y.all())):
                 xs.append(x[r, keep])
                 ys.append(y.astype(np.int32))
                 groups.append(int(keep.sum()))
@@ -148,6 +180,19 @@ def build_examples(
     return Examples(
         np.concatenate(xs), np.concatenate(ys), np.asarray(groups, np.int64), np.asarray(warm), np.asarray(who, np.int64)
     )
+
+
+def example_mode(wanted: str, positives: sp.csr_matrix, shown: sp.csr_matrix, min_users: int) -> str:
+    """``candidates`` or ``impressions``: what the training queries are (``[ranker] examples``).
+
+    ``auto`` takes impressions when the label window logs them with
+    engagement on them for at least ``min_users`` users (a log of
+    engagements alone, such as ratings, has none), else the candidates.
+    """
+    if wanted != "auto":
+        return wanted
+    engaged_shown = np.diff(shown.multiply(positives).tocsr().indptr) > 0
+    return "impressions" if int(engaged_shown.sum()) >= min_users else "candidates"
 
 
 def _ndcg_at(scores: np.ndarray, y: np.ndarray, groups: np.ndarray, k: int = 10) -> float:
@@ -188,6 +233,67 @@ def best_single_feature(x: np.ndarray, y: np.ndarray, groups: np.ndarray, feats:
         if score > best_ndcg:
             best, best_ndcg = feat.name, score
     return best, round(best_ndcg, 6)
+
+
+#: exposure weights tried, smallest first (``choose_exposure``)
+EXPOSURE_WEIGHTS = (0.0, 0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+
+
+def choose_exposure(ranker: LearnedRanker, logged: Examples, valid: np.ndarray, feats: tuple) -> dict[str, Any]:
+    """The exposure term of a ranker fitted on impressions: a popularity feature and its weight.
+
+    A ranker fitted on impressions orders items by how likely a user is to
+    engage *when shown*; a logged test window also counts what the old system
+    will show next, which popularity says. The feature is the one whose own
+    ordering best predicts the logged engagement of the training users'
+    candidate queries (:func:`best_single_feature`: the strongest baseline's
+    signal); the weight is the smallest of :data:`EXPOSURE_WEIGHTS` whose
+    ranking of the *held-out* users' candidate queries reaches that feature's
+    own NDCG@10 there (the largest NDCG@10 if none does): the engine never
+    trails its strongest baseline on the log, and otherwise ranks by
+    engagement when shown.
+
+    Returns
+    -------
+    dict
+        ``exposure_feature``, ``exposure_weight`` and the held-out NDCG@10 of
+        the feature alone and of each weight tried (empty without queries);
+        also written into ``ranker.report``, which :meth:`LearnedRanker.predict` reads.
+    """
+    if len(logged.groups) == 0:
+        return {}
+    take = valid if valid.any() and (~valid).any() else np.ones(len(logged.groups), bool)
+    x_t, y_t, g_t = _subset(logged, ~valid if take is valid else take)
+    feature, _ = best_single_feature(x_t, y_t, g_t, feats)
+    if feature is None:
+        return {}
+    x_v, y_v, g_v = _subset(logged, take)
+    names = [f.name for f in feats]
+    pop = base_score(x_v[:, names.index(feature)])
+    target = _ndcg_at(pop, y_v, g_v)
+    ranker.report.update({"exposure_feature": feature, "exposure_weight": 0.0})
+    own = ranker.predict(x_v)  # the ranker's score without the exposure term (weight 0)
+    tried = {w: _ndcg_at(own + np.float32(w) * pop, y_v, g_v) for w in EXPOSURE_WEIGHTS}
+    reached = [w for w in EXPOSURE_WEIGHTS if tried[w] >= target]
+    weight = reached[0] if reached else max(EXPOSURE_WEIGHTS, key=lambda w: (tried[w], -w))
+    out = {
+        "exposure_feature": feature,
+        "exposure_weight": float(weight),
+        "exposure_valid_ndcg_at_10": {"feature_alone": round(target, 6), **{f"{w:g}": round(v, 6) for w, v in tried.items()}},
+    }
+    ranker.report.update(out)
+    return out
+
+
+def _concat(parts: list[Examples], n_features: int) -> Examples:
+    """The examples of several cuts as one set (empty when there are none)."""
+    return Examples(
+        np.concatenate([p.x for p in parts]) if parts else np.zeros((0, n_features), np.float32),
+        np.concatenate([p.y for p in parts]) if parts else np.zeros(0, np.int32),
+        np.concatenate([p.groups for p in parts]) if parts else np.zeros(0, np.int64),
+        np.concatenate([p.warm for p in parts]) if parts else np.zeros(0, bool),
+        np.concatenate([p.users for p in parts]) if parts else np.zeros(0, np.int64),
+    )
 
 
 def _subset(ex: Examples, take: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -234,9 +340,11 @@ def fit_ranker(
     feats = selected(rc)
     rng = check_random_state(rc.seed)
     parts: list[Examples] = []
+    logged: list[Examples] = []  # with impressions: the candidate queries too (choosing the exposure weight)
     cuts: list[str] = []
     reasons: list[str] = []
     upper = None  # the label window of a cut ends where the next later cut's starts
+    mode: str | None = None  # decided on the latest cut's window (``[ranker] examples``)
     for j in range(rc.cuts):
         if rc.label_share * (j + 1) >= 1.0:
             reasons.append(f"cut {j + 1}: cuts x label_share reaches the start of the log")
@@ -256,24 +364,28 @@ def fit_ranker(
         user_ids = pd.Index(state.user_ids.astype(str))
         item_ids = pd.Index(state.catalog.item_ids[: state.catalog.n_bundle].astype(str))
         positives, shown = _labels(window, cut, user_ids, item_ids)
-        labelled = np.flatnonzero(np.diff(positives.indptr) > 0)
+        if mode is None:
+            mode = example_mode(rc.examples, positives, shown, rc.min_label_users)
+        labelled = np.flatnonzero(np.diff((shown if mode == "impressions" else positives).indptr) > 0)
         if len(labelled) > rc.max_users:
             labelled = np.sort(rng.choice(labelled, size=rc.max_users, replace=False))
         ex = build_examples(
             state, labelled, positives, shown, int(cut.as_unit("ns").value), feats, rc.random_candidates,
-            rc.seed + j, rc.impression_negatives,
+            rc.seed + j, rc.impression_negatives, mode,
         )
+        if mode == "impressions":
+            engaged = np.flatnonzero(np.diff(positives.indptr) > 0)
+            if len(engaged) > rc.max_users:
+                engaged = np.sort(rng.choice(engaged, size=rc.max_users, replace=False))
+            logged.append(build_examples(
+                state, engaged, positives, shown, int(cut.as_unit("ns").value), feats, rc.random_candidates,
+                rc.seed + j, False, "candidates",
+            ))
         timings["examples"] += time.perf_counter() - t0
         parts.append(ex)
         cuts.append(cut.isoformat())
         upper = cut
-    ex = Examples(
-        np.concatenate([p.x for p in parts]) if parts else np.zeros((0, len(feats)), np.float32),
-        np.concatenate([p.y for p in parts]) if parts else np.zeros(0, np.int32),
-        np.concatenate([p.groups for p in parts]) if parts else np.zeros(0, np.int64),
-        np.concatenate([p.warm for p in parts]) if parts else np.zeros(0, bool),
-        np.concatenate([p.users for p in parts]) if parts else np.zeros(0, np.int64),
-    )
+    ex = _concat(parts, len(feats))
     n_q = len(ex.groups)
     if n_q < max(2, rc.min_label_users):
         why = "; ".join(reasons) or f"{n_q} users had a positive among their candidates after the cuts {cuts}"
@@ -288,18 +400,36 @@ def fit_ranker(
         is_valid[:] = False  # nothing left to train on: no early stopping rather than no model
     x_t, y_t, g_t = _subset(ex, ~is_valid)
     valid = _subset(ex, is_valid)
-    base, base_ndcg = best_single_feature(x_t, y_t, g_t, feats)
+    if mode == "impressions":
+        cand_ex = _concat(logged, len(feats))
+        cand_valid = np.fromiter((u in held for u in cand_ex.users.tolist()), bool, len(cand_ex.groups))
+    names = [f.name for f in feats]
+    if mode == "impressions" and ENGAGEMENT in names:
+        # pointwise P(engaged | shown): start from the engagement model's own log-odds of that
+        # label (fitted on every impression of the log) and learn corrections to it; popularity
+        # counts exposure as well as appeal here, so no monotone constraint on it
+        base, base_ndcg = ENGAGEMENT, round(_ndcg_at(x_t[:, names.index(ENGAGEMENT)], y_t, g_t), 6)
+        objective, transform, monotone = "binary", "identity", None
+    else:
+        base, base_ndcg = best_single_feature(x_t, y_t, g_t, feats)
+        objective, transform, monotone = "lambdarank", "log1p", [f.monotone for f in feats]
+        if mode == "impressions":
+            objective = "binary"
     ranker = LearnedRanker.fit(
-        x_t, y_t, g_t, [f.name for f in feats], valid=valid, base_feature=base,
-        monotone=[f.monotone for f in feats],
+        x_t, y_t, g_t, names, valid=valid, base_feature=base, base_transform=transform,
+        monotone=monotone,
         n_estimators=rc.n_estimators, learning_rate=rc.learning_rate, num_leaves=rc.num_leaves,
         min_child_samples=rc.min_child_samples, early_stopping_rounds=rc.early_stopping_rounds,
         seed=rc.seed, threads=config.collaborative.threads if hasattr(config.collaborative, "threads") else 2,
+        objective=objective,
     )
+    if mode == "impressions":
+        choose_exposure(ranker, cand_ex, cand_valid, feats)
     timings["fit"] = time.perf_counter() - t0
     ranker.report.update(
         {
             "kind": "learned",
+            "examples_from": mode,
             "base_ndcg_at_10": base_ndcg,
             "feature_means": feature_means(x_t),
             "cuts": cuts,

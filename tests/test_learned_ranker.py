@@ -224,3 +224,95 @@ def test_a_new_user_is_never_told_similar_users_liked_it(sample_model):
     texts = {t for reasons in lists["reasons"] for t in reasons}
     assert SIMILAR_USERS not in texts and COENGAGED not in texts
     assert len(lists) == 400
+
+
+def test_the_binary_objective_ranks_by_the_feature_that_predicts_engagement_when_shown():
+    # impressions as examples: small queries, often one label each (lambdarank learns nothing from those)
+    rng = np.random.default_rng(3)
+    x, groups = _queries(rng, 400, 3, 2)
+    y = (rng.random(len(x)) < np.where(x[:, 0] > 0.5, 0.6, 0.05)).astype(np.int32)
+    ranker = LearnedRanker.fit(x, y, groups, ["appeal", "noise"], n_estimators=40, min_child_samples=10, objective="binary")
+    assert ranker.report["objective"] == "binary"
+    test = rng.random((60, 2)).astype(np.float32)
+    scores = ranker.predict(test)
+    assert scores[test[:, 0] > 0.55].min() > scores[test[:, 0] < 0.45].max()
+
+
+def test_examples_from_impressions_where_the_log_has_them_else_from_candidates():
+    import scipy.sparse as sp
+
+    from recsys.ranker_training import example_mode
+
+    users = np.arange(30)
+    pos = sp.csr_matrix((np.ones(30, np.float32), (users, users % 5)), shape=(30, 5))  # each user engaged once
+    shown = pos.copy()
+    assert example_mode("auto", pos, shown, 20) == "impressions"
+    # a ratings log: engagement, no impressions -> the serving candidates are the queries
+    assert example_mode("auto", pos, sp.csr_matrix(pos.shape, dtype=np.float32), 20) == "candidates"
+    assert example_mode("auto", pos, shown, 31) == "candidates"  # too few users engaged with what they were shown
+    assert example_mode("candidates", pos, shown, 20) == "candidates"
+
+
+def test_impression_examples_are_the_items_shown_after_the_cut_labelled_by_engagement(sample_model):
+    from recsys.ranker_training import _labels, build_examples, label_cut
+    from recsys.ranking.features import selected
+    from recsys.ranking.state import build_state
+
+    _, result = sample_model
+    events = result.events
+    cut = label_cut(events, 0.1)
+    # the model as of the cut (as the ranker's training has it): what was engaged with after it is not history yet
+    config = EngineConfig()
+    config = dataclasses.replace(config, ranking=dataclasses.replace(config.ranking, ranker="linear"))
+    model = train_model(result.users, result.items, events, config=config, as_of=cut)
+    state = build_state(model, None, model.config.ranking)
+    user_ids = pd.Index(state.user_ids.astype(str))
+    item_ids = pd.Index(state.catalog.item_ids[: state.catalog.n_bundle].astype(str))
+    positives, shown = _labels(events, cut, user_ids, item_ids)
+    rows = np.flatnonzero(np.diff(shown.indptr) > 0)[:60]
+    feats = selected(model.config.ranker, ["topic", "interest"])
+    ex = build_examples(state, rows, positives, shown, int(cut.as_unit("ns").value), feats, 20, 0, mode="impressions")
+    assert len(ex.groups) > 0 and ex.groups.sum() == len(ex.y)
+    # every query is no longer than what its user was shown, and its positives were shown and engaged
+    n_shown = np.diff(shown.indptr)
+    assert np.all(ex.groups <= n_shown[ex.users])
+    engaged_shown = np.asarray(shown.multiply(positives).sum(axis=1)).ravel()
+    pos_per_query = np.add.reduceat(ex.y, np.concatenate([[0], np.cumsum(ex.groups)[:-1]]))
+    assert np.all(pos_per_query <= engaged_shown[ex.users])
+    assert 0 < ex.y.mean() < 1
+
+
+def test_the_exposure_weight_is_the_smallest_that_matches_the_strongest_logged_signal():
+    from types import SimpleNamespace
+
+    from recsys.ranker_training import Examples, choose_exposure
+
+    rng = np.random.default_rng(4)
+    n_q, per = 120, 20
+    x, groups = _queries(rng, n_q, per, 2)  # columns: appeal (engagement when shown), popularity
+    x[:, 1] *= 50
+    shown = rng.random((n_q * per, 2)).astype(np.float32)
+    ranker = LearnedRanker.fit(
+        shown, (shown[:, 0] > 0.6).astype(np.int32), np.full(n_q, per), ["appeal", "pop"], n_estimators=20,
+        min_child_samples=5, objective="binary",
+    )
+    feats = (SimpleNamespace(name="appeal"), SimpleNamespace(name="pop"))
+    users = np.arange(n_q)
+    valid = users % 2 == 0
+    # the log follows what is shown: popular items are engaged with, whatever their appeal
+    logged = Examples(x, (x[:, 1] > 40).astype(np.int32), groups, np.ones(n_q, bool), users)
+    out = choose_exposure(ranker, logged, valid, feats)
+    assert out["exposure_feature"] == "pop" and out["exposure_weight"] > 0
+    tried = out["exposure_valid_ndcg_at_10"]
+    weights = {float(k): v for k, v in tried.items() if k != "feature_alone"}
+    reached = [w for w, v in sorted(weights.items()) if v >= tried["feature_alone"]]
+    # the smallest weight that matches the popularity ordering, else the best one tried
+    assert out["exposure_weight"] == (reached[0] if reached else max(weights, key=weights.get))
+    assert weights[out["exposure_weight"]] > weights[0.0]
+    # the weight is part of the ranker's score
+    assert ranker.report["exposure_weight"] == out["exposure_weight"]
+    # a log whose engagement follows appeal needs no exposure term
+    ranker.report.update(exposure_feature=None, exposure_weight=0.0)
+    logged = Examples(x, (x[:, 0] > 0.6).astype(np.int32), groups, np.ones(n_q, bool), users)
+    out = choose_exposure(ranker, logged, valid, feats)
+    assert out["exposure_feature"] == "appeal" and out["exposure_weight"] == 0.0

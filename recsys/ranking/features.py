@@ -198,6 +198,13 @@ def _coengagement(b: Block) -> np.ndarray:
     return out
 
 
+def _engagement(b: Block) -> np.ndarray:
+    """The engagement model's predicted log-odds of engagement if shown, less the user's own
+    propensity and the channel: the sum of its four terms (the pointwise ranker's starting score)."""
+    p = b.parts
+    return (p.quality + p.interest + p.format + p.timeliness).astype(np.float32)
+
+
 def _als_score(b: Block) -> np.ndarray:
     """The raw collaborative inner product ``u . v`` (the ``als`` baseline's own score, unclipped)."""
     vectors = np.asarray(b.users.vectors, np.float32)
@@ -233,6 +240,7 @@ def registry(config: RankerConfig) -> tuple[Feature, ...]:
         Feature("interest", _term("interest"), "topic", True, doc="engagement model: topic interest"),
         Feature("format", _term("format"), None, True, doc="engagement model: format taste"),
         Feature("timeliness", _term("timeliness"), "fresh", True, doc="engagement model: freshness and trend"),
+        Feature("engagement", _engagement, None, True, doc="engagement model: log-odds of engagement when shown (its four terms)"),
         Feature("coengagement", _coengagement, "coengagement", False, doc="co-engagement with recent positives"),
         Feature("popularity_all_time", _per_day(lambda b: b.per_item(b.state.model.popularity_all_time)), "popularity", True, "city", "engaged users per day of log", 1),
         Feature("item_age_days", _item_age, None, True, doc="days since publication (NaN: unknown)"),
