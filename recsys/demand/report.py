@@ -123,8 +123,8 @@ def build_sections(result: Any, taxonomy: Taxonomy, plots: dict[str, str]) -> li
         n_gaps, n_under = int((gaps["gap"] & (gaps["level"] == "group")).sum()), int((aud["status"] == "under-served").sum())
         advice.p(
             f"本期：{n_under} 个人群覆盖不足，{n_gaps} 个人群 × 主题的需求超过新内容供给，{s['rising']} 项需求显著上升。"
-            f" / This period: {n_under} audiences left behind, {n_gaps} group x topic gaps between demand and new content, "
-            f"{s['rising']} significant rises in demand."
+            f" / This period: audiences left behind {n_under}; group x topic gaps between demand and new content {n_gaps}; "
+            f"significant rises in demand {s['rising']}."
         )
         # one list per language: an editor reads one language straight down, not alternating halves of a line
         advice.bullets([zh for zh, _ in result.recommendations])
@@ -140,8 +140,10 @@ def build_sections(result: Any, taxonomy: Taxonomy, plots: dict[str, str]) -> li
         [
             [
                 "分析窗口 window",
-                f"{s['start'][:10]} .. {_day_before(s['as_of'])} ({s['weeks']} weeks; recent {s['recent_weeks']} "
-                f"vs earlier {s['weeks'] - s['recent_weeks']})",
+                (
+                    f"{s['start'][:10]} .. {_day_before(s['as_of'])} ({s['weeks']} weeks; recent {s['recent_weeks']} "
+                    f"vs earlier {s['weeks'] - s['recent_weeks']})"
+                ),
             ],
             ["曝光 impressions", f"{s['impressions']:,}"],
             ["检验单元 cells tested", f"{s['cells_tested']:,}"],
