@@ -181,3 +181,18 @@ def test_a_file_with_nothing_in_force_leaves_the_push_rows_identical(city, tmp_p
         assert report["rows"] == plain["rows"] and report["priorities"]["audiences"] == {}
         rows = read_pushes(tmp_path / name, push_city.DAY)
         pd.testing.assert_frame_equal(rows.drop(columns="run_id"), base.drop(columns="run_id"), check_exact=True)
+
+
+def test_config_priorities_act_like_the_option(city, tmp_path):
+    """`[push] priorities = FILE` in the config: the same lists and the same manifest block as --priorities."""
+    path = write(tmp_path / "priorities.toml", doc())
+    config = tmp_path / "engine.toml"
+    config.write_text(f"[push]\npriorities = {str(path)!r}\n", encoding="utf-8")
+    by_option = run_nightly(city["bundle"], push_city.DAY, tmp_path / "option", priorities=path, stream=None)
+    by_config = run_nightly(city["bundle"], push_city.DAY, tmp_path / "config", config_path=config, stream=None)
+    assert by_config["priorities"]["audiences"] == by_option["priorities"]["audiences"]
+    assert by_config["priorities"]["audiences"]["farmer/qinglong"]["reached"] > 0
+    pd.testing.assert_frame_equal(
+        read_pushes(tmp_path / "config", push_city.DAY).drop(columns="run_id"),
+        read_pushes(tmp_path / "option", push_city.DAY).drop(columns="run_id"),
+    )
