@@ -410,6 +410,16 @@ def test_bad_places_row_and_foreign_folder_are_refused(world, tmp_path, capsys):
     assert main([*args, "--places", places, "--out", str(tmp_path / "foreign")]) == 2
     assert "not written by recsys broadcast" in capsys.readouterr().err
     assert (tmp_path / "foreign" / "notes.txt").read_text() == "mine"
+    # with --force: written beside it; a file someone put inside a channel's folder survives a re-run
+    assert main([*args, "--places", places, "--out", str(tmp_path / "foreign"), "--force", "--channel", "radio"]) == 0
+    radio = tmp_path / "foreign" / "date=2026-06-30" / "channel=radio"
+    (radio / "checked.txt").write_text("by the station")
+    first = (radio / "part-00000.parquet").read_bytes()
+    assert main([*args, "--places", places, "--out", str(tmp_path / "foreign"), "--channel", "radio"]) == 0
+    assert (radio / "checked.txt").read_text() == "by the station"
+    assert (tmp_path / "foreign" / "notes.txt").read_text() == "mine"
+    assert (radio / "part-00000.parquet").read_bytes() == first  # the same run, the same programmes
+    assert sorted(p.name for p in radio.iterdir()) == ["checked.txt", "part-00000.parquet"]  # no temp left
 
 
 def test_no_place_selected_is_an_error_not_an_empty_file(world, tmp_path):

@@ -516,6 +516,12 @@ def test_evaluation_costs_each_rule_by_the_truth(city):
     section = _coverage_section({"k": 5, **res})
     (table,) = [b for b in section.blocks if b[0] == "table"]
     assert [row[0] for row in table[2]] == ["farm", "old"]
+    # a person reads what each rule asks, codes with their Chinese names
+    (listed,) = [b[1] for b in section.blocks if b[0] == "ul"]
+    asks = [line.split(": ", 1)[1] for line in listed]
+    assert [line.split(": ", 1)[0] for line in listed] == ["farm", "old"]
+    assert asks[0].startswith(f"{TAX.zh('group', 'farmer')} farmer · ") and "every member" in asks[0]
+    assert f"{TAX.zh('sub_group', 'elderly')} elderly" in asks[1] and "60% of each region" in asks[1]
 
 
 def test_sub_group_rules_read_sub_groups_from_the_users(city, tmp_path):

@@ -10,8 +10,8 @@ One row per scheduled item: :data:`~recsys.broadcast.programme.PROGRAMME_COLUMNS
 ``date`` and ``channel`` live in the folder names only (hive partitioning),
 so ``pd.read_parquet(out)``, ``pyarrow.dataset`` and DuckDB's
 ``read_parquet('<out>/**/*.parquet', hive_partitioning=true)`` read the
-folder as it is. Each channel folder is written to a temporary sibling and
-renamed into place; a re-run of a day replaces the rows of the places it
+folder as it is. Each channel's file is written to a temporary sibling and
+renamed into place (other files in its folder are left alone); a re-run of a day replaces the rows of the places it
 schedules and keeps the others (a run for one region leaves the other regions'
 programmes of that channel as they were). Earlier days' programmes are what
 ``[broadcast] repeat_days`` reads.
@@ -36,7 +36,7 @@ from recsys.broadcast.places import load_places
 from recsys.broadcast.programme import PROGRAMME_COLUMNS, Programmes, plan_programmes
 from recsys.config import BroadcastConfig
 from recsys.exceptions import ConfigError, DataError
-from recsys.io import atomic_dir, prepare_output_dir, write_json
+from recsys.io import atomic_path, prepare_output_dir, write_json
 
 NAME = "broadcast"
 MANIFEST_FILE = "_manifest.json"
@@ -200,9 +200,10 @@ def _write_channel(out: Path, day: dt.date, channel: str, rows: pd.DataFrame, re
         rows = pd.concat([previous[~previous[C.PLACE_ID].isin(replaced)], rows], ignore_index=True)
     rows = rows.sort_values([C.PLACE_ID, C.SLOT, C.START_OFFSET_S], kind="stable")
     table = pa.Table.from_pandas(rows[list(FILE_SCHEMA.names)], schema=FILE_SCHEMA, preserve_index=False)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_dir(folder) as tmp:
-        pq.write_table(table, tmp / PART_FILE, compression="zstd")
+    folder.mkdir(parents=True, exist_ok=True)
+    # the one file is replaced atomically; anything else in the folder (not ours) is left where it is
+    with atomic_path(folder / PART_FILE) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
     return {"places": int(rows[C.PLACE_ID].nunique()), "rows": len(rows)}
 
 

@@ -440,16 +440,21 @@ def _coverage_section(cov: dict[str, Any]) -> Section:
     """Coverage rules met on the engine's lists, and the simulated engagements they cost."""
     sec = Section("重点人群保障", f"Coverage rules and what they cost (ground truth, k = {cov.get('k', '?')})")
     sec.p(
+        "本引擎名单在满足重点人群保障规则前后的模拟参与量，以及每条规则的代价。 "
         f"The engine's lists of {_count(cov['users'])} users, before and after the push's coverage swaps "
         f"(recsys.push.coverage; one round of lists, no push history): simulated engagements "
         f"{_fmt(cov['engagements_without'], 2)} → {_fmt(cov['engagements_with'], 2)}, "
         f"a loss of {cov['loss_share']:.2%} (target ≤ 5%). Each rule's cost is what it adds to the rules above it."
     )
-    header = ["规则 Rule", "成员 members", "需达到 required", "达到(前→后) reached before → after", "缺口 shortfall",
-              "替换 items swapped", "模拟参与损失 engagements lost", "损失占比 loss share"]
+    # what each rule asks, in words, before the figures (a left-aligned list reads better than a wide cell)
+    sec.bullets([f"{name}: {r['asks']}" for name, r in cov["rules"].items() if r.get("asks")])
+    header = ["规则 Rule", "成员 members", "需达到 required",
+              "达到(前→后) reached before → after", "缺口 shortfall", "替换 items swapped",
+              "模拟参与损失 engagements lost", "损失占比 loss share"]
     rows = [
-        [name, _count(r["users"]), _count(r["required"]), f"{_count(r['reached_before'])} → {_count(r['reached'])}",
-         _count(r["shortfall"]), _count(r["items_added"]), _fmt(r["engagements_lost"], 2), f"{r['loss_share']:.2%}"]
+        [name, _count(r["users"]), _count(r["required"]),
+         f"{_count(r['reached_before'])} → {_count(r['reached'])}", _count(r["shortfall"]),
+         _count(r["items_added"]), _fmt(r["engagements_lost"], 2), f"{r['loss_share']:.2%}"]
         for name, r in cov["rules"].items()
     ]
     return sec.table(header, rows)
@@ -481,6 +486,7 @@ def _broadcast_section(bc: dict[str, Any], taxonomy: Taxonomy) -> Section:
     sec = Section("广播电视与多媒体视窗节目单", f"Broadcast programmes for {bc['day']} (ground truth)")
     total = bc["total"]
     sec.p(
+        "每个播放点的节目单（本引擎）与同样时段、同样资格规则下的区县热门和全市热门播放单，按真值模拟受众参与量比较。 "
         f"Each of {_count(bc['places'])} places (TV, radio, cinema pre-show, kiosk) gets the day's programme of "
         "recsys broadcast and, under the same eligibility rules and slots, a playlist of the most engaged items "
         "of its district or of the city. Simulated engagement: the true probability that a member of the "

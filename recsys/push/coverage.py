@@ -810,6 +810,24 @@ EXAMPLE_RULES: tuple[dict[str, Any], ...] = (
 )
 
 
+def describe_rule(rule: CoverageRule, taxonomy: Taxonomy) -> str:
+    """What a rule asks, for a person: each code with its Chinese name, e.g.
+    ``农民 farmer · 青龙县 qinglong, 卢龙县 lulong · 现代农业 modern_agriculture · ≥ 1 in 7 days · every member``."""
+
+    def names(kind: str, codes: Iterable[str]) -> str:
+        return ", ".join(f"{taxonomy.zh(kind, c)} {c}" for c in sorted(codes))
+
+    who = names("group", rule.groups) if rule.groups else "全体 everyone"
+    if rule.sub_groups:
+        who += f" ({names('sub_group', rule.sub_groups)})"
+    where = names("region", rule.regions) if rule.regions else "全市 every region"
+    what = names("topic", rule.topics) if rule.topics else "任意主题 any topic"
+    share = "每人 every member" if rule.reach_share >= 1 else f"每区县 {rule.reach_share:.0%} of each region's members"
+    if rule.broadcast_reach > 0:
+        share += f" (广播计 {rule.broadcast_reach:.0%} counted for broadcast places)"
+    return f"{who} · {where} · {what} · ≥ {rule.min_items} in {rule.per_days} days · {share}"
+
+
 def example_rules(taxonomy: Taxonomy) -> tuple[CoverageRule, ...]:
     """:data:`EXAMPLE_RULES` whose every code the taxonomy knows (none for another data set's)."""
     out = []
@@ -903,6 +921,7 @@ def evaluate_rules(
         after = engagements(changed)
         name = rules[j].name
         per_rule[name] = {
+            "asks": describe_rule(rules[j], state.taxonomy),
             **summary(merge_stats([[s for s in stats if s["rule"] == name]], rules))[name],
             "engagements_lost": round(before - after, 4),
             "loss_share": round((before - after) / base, 5) if base else None,
