@@ -223,6 +223,17 @@ def test_a_segment_without_users_is_listed_not_ranked(small):
     assert (empty["status"] == "no users").all() and (empty["rank"] == 0).all()
 
 
+def test_a_report_with_no_mover_says_how_large_a_change_it_could_have_seen(small, tmp_path):
+    """600 users: the planted shifts are within noise; the report says what size of change the data could show."""
+    result = run_demand(small, tmp_path / "d")
+    trends = result.tables["trends"]
+    assert not trends["direction"].isin(["rising", "falling"]).any()
+    tested = trends[trends["direction"] != "not tested"]
+    width = np.nanmedian((tested["ci_high"] - tested["ci_low"]) / 2)
+    md = (tmp_path / "d" / "report.md").read_text(encoding="utf-8")
+    assert f"the median 95% interval of the {len(tested):,} cells tested spans ±{width:.0%}" in md
+
+
 def test_cli_errors_are_one_line(small, tmp_path, capsys):
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "keep.txt").write_text("mine")

@@ -169,7 +169,14 @@ def build_sections(result: Any, taxonomy: Taxonomy, plots: dict[str, str]) -> li
         "campaign days (and the day after) are left out, q is Benjamini-Hochberg corrected."
     )
     if moving.empty:
-        trend.p("没有显著变化的主题。/ No topic changed significantly.")
+        # say how large a change this much data could have shown: "nothing moved" is not the same as "nothing seen"
+        tested = trends[trends["direction"] != "not tested"]
+        width = float(np.nanmedian((tested["ci_high"] - tested["ci_low"]) / 2)) if len(tested) else float("nan")
+        trend.p(
+            f"没有显著变化的主题；所检验的 {len(tested):,} 个单元的 95% 区间中位半宽为 ±{_share(width)}，"
+            f"更小的变化在本数据量下无法识别。/ No topic changed significantly; the median 95% interval of the "
+            f"{len(tested):,} cells tested spans ±{_share(width)}: smaller changes cannot be seen with this much data."
+        )
     else:
         trend.image(plots["trends"], "top movers")
         rows = [
