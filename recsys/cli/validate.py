@@ -15,7 +15,10 @@ HELP = "check users/items/events against the data contract; print counts per rea
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``recsys validate``."""
     parser.add_argument(
-        "--data", metavar="DIR", required=True, help="folder with users, items and events (.parquet or .csv)"
+        "--data",
+        metavar="DIR",
+        required=True,
+        help="folder with users, items and events (.parquet or .csv); a places table there is checked too",
     )
     add_taxonomy_option(parser)
     parser.add_argument(
