@@ -144,6 +144,13 @@ class TrainedModel:
         Counts, timings and index recall for the manifest.
     ranker : recsys.ranker.LearnedRanker or None
         The learned ranking stage; None ranks with the linear blend.
+    engagement_intercept : float
+        The engagement model's intercept (log-odds of an average user engaging
+        with an average item per impression): with ``user_bias`` and the terms
+        above, the predicted probability of engagement, not just an order.
+    user_bias : ndarray, float32 (n_users,) or None
+        Each user's own propensity to engage (log-odds, 0 = average); None in
+        a model built by hand means 0 for everyone. A bundle always holds it.
     """
 
     taxonomy: Taxonomy
@@ -180,6 +187,8 @@ class TrainedModel:
     path: Path | None = None
     manifest: dict[str, Any] = field(default_factory=dict)
     ranker: LearnedRanker | None = None
+    engagement_intercept: float = 0.0
+    user_bias: np.ndarray | None = None
 
     _ARRAYS = (
         "user_factors",
@@ -212,6 +221,12 @@ class TrainedModel:
         """Number of items in the training catalogue."""
         return len(self.items)
 
+    def user_bias_or_zero(self) -> np.ndarray:
+        """``user_bias`` as float32 (n_users,); zeros for a model built by hand without one."""
+        if self.user_bias is None:
+            return np.zeros(self.n_users, dtype=np.float32)
+        return np.asarray(self.user_bias, dtype=np.float32)
+
     # ---- writing ---------------------------------------------------------
     def _fill(self, writer: bundle_io.BundleWriter) -> None:
         writer.text(TAXONOMY_FILE, self.taxonomy.source_text)
@@ -220,6 +235,9 @@ class TrainedModel:
         writer.table(SEGMENTS_TABLE, self.segments)
         for name in self._ARRAYS:
             writer.array(name, getattr(self, name))
+        # the intercept as a one-element array: checksummed and verified like every other array
+        writer.array(INTERCEPT, np.array([self.engagement_intercept], dtype=np.float64))
+        writer.array(USER_BIAS, self.user_bias_or_zero())
         seen = self.seen.tocsr()
         writer.array("seen_indptr", seen.indptr.astype(np.int64))
         writer.array("seen_indices", seen.indices.astype(np.int32))
@@ -304,13 +322,14 @@ class TrainedModel:
             config = config_from_dict(manifest.get("config") or {})
         except ConfigError as exc:
             raise ArtifactError(f"{root / bundle_io.MANIFEST}: the recorded config is not valid here ({exc})") from None
-        arrays = {name: reader.array(name) for name in cls._ARRAYS}
+        arrays = {name: reader.array(name) for name in (*cls._ARRAYS, USER_BIAS, INTERCEPT)}
         items = reader.table(ITEMS_TABLE)
         users = reader.table(USERS_TABLE)
         segments = reader.table(SEGMENTS_TABLE)
         seen_parts = {name: reader.array(name) for name in _SEEN}
         factors = (manifest.get("counts") or {}).get("factors")
         _check_shapes(root, arrays, seen_parts, len(users), len(items), len(segments), taxonomy, config, factors)
+        intercept = arrays.pop(INTERCEPT)
         seen = sp.csr_matrix(
             (seen_parts["seen_data"], seen_parts["seen_indices"], seen_parts["seen_indptr"]),
             shape=(len(users), len(items)),
@@ -328,6 +347,7 @@ class TrainedModel:
             info={k: manifest.get(k) for k in ("counts", "index", "timings_s", "ranker")},
             path=root,
             manifest=manifest,
+            engagement_intercept=float(intercept[0]),
             **components,
             **arrays,
         )
@@ -384,6 +404,9 @@ TAXONOMY_FILE = "taxonomy.toml"
 USERS_TABLE = "users"
 ITEMS_TABLE = "items"
 SEGMENTS_TABLE = "segments"
+#: the engagement model's intercept (one-element array) and per-user bias
+INTERCEPT = "engagement_intercept"
+USER_BIAS = "user_bias"
 
 
 def _check_shapes(
@@ -426,6 +449,8 @@ def _check_shapes(
         "segment_format": (n_segments + 1, n_f),
         "topic_freshness": (n_t, n_k),
         "topic_trend": (n_t,),
+        USER_BIAS: (n_users,),
+        INTERCEPT: (1,),
     }
     what = f"{n_users} users, {n_items} items, {n_segments} segments, {n_t} topics"
     for name, shape in expected.items():

@@ -294,6 +294,8 @@ def train_model(
         segment_format=engagement.segment_format_,
         topic_freshness=engagement.topic_freshness_,
         topic_trend=engagement.topic_trend_,
+        engagement_intercept=engagement.intercept_,
+        user_bias=engagement.user_bias_,
         signals=signals,
     )
     if config.ranking.ranker == "learned":

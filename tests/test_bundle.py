@@ -183,5 +183,5 @@ def test_an_old_bundle_is_refused_with_what_to_do(tmp_path):
     manifest = json.loads((path / "manifest.json").read_text())
     manifest["format_version"] = "2"
     (path / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(ArtifactError, match=r"bundle format version '2'; this engine reads version 3 .*retrain"):
+    with pytest.raises(ArtifactError, match=rf"bundle format version '2'; this engine reads version {bundle.FORMAT_VERSION} .*retrain"):
         bundle.read_manifest(path)

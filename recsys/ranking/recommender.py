@@ -38,6 +38,7 @@ from recsys.ranking.catalog import read_catalog
 from recsys.ranking.eligibility import make_filter, to_ns
 from recsys.ranking.features import kinds_for_cold_users
 from recsys.ranking.reasons import explain, explain_learned
+from recsys.ranking.scoring import engagement_probability
 from recsys.ranking.state import RankingState, build_state
 from recsys.ranking.users import Attributes, UserBatch, check_user_id, resolve
 
@@ -492,6 +493,60 @@ class Recommender:
         else:
             frames = [block(b) for b in blocks]
         return pd.concat(frames, ignore_index=True)
+
+    def expected_engagement(
+        self,
+        user_ids: Sequence[str],
+        item_ids: Sequence[str],
+        *,
+        now: Any = None,
+        users: pd.DataFrame | None = None,
+    ) -> np.ndarray:
+        """Probability that each user engages with the paired item if it is shown to them.
+
+        The engagement model's prediction, ``sigmoid(intercept + user bias +
+        quality + interest + format taste + timeliness)``, from the same terms
+        the ranking scores with (without the channel's own effect). A user the
+        bundle does not know has bias 0 and their segment's terms (``users``
+        gives their group and region, as in :meth:`recommend_many`).
+
+        Parameters
+        ----------
+        user_ids, item_ids : sequence of str
+            Aligned pairs (same length); an item may be one the catalogue
+            holds but the bundle did not (its authority level's quality).
+        now : datetime, pandas.Timestamp or ISO str, optional
+            When the items would be shown (their timeliness); default: the end
+            of the bundle's data window.
+        users : DataFrame, optional
+            ``user_id, group, region`` (optionally ``sub_group``) for cold users.
+
+        Returns
+        -------
+        ndarray of float64, shape (n_pairs,)
+            Each in (0, 1).
+
+        Raises
+        ------
+        ConfigError
+            For pairs of different lengths, a bad user id or ``now``, or an item
+            id not in the catalogue.
+        """
+        state = self._current()
+        if isinstance(user_ids, str) or isinstance(item_ids, str):
+            raise ConfigError("user_ids and item_ids must be sequences of ids, got a single string")
+        ids = [check_user_id(u) for u in user_ids]
+        items = list(item_ids)
+        if len(ids) != len(items):
+            raise ConfigError(f"expected_engagement: {len(ids)} user ids but {len(items)} item ids (pairs)")
+        pos = state.catalog.index_of
+        missing = [i for i in items if i not in pos]
+        if missing:
+            raise ConfigError(f"expected_engagement: item id {missing[0]!r} is not in the catalogue ({len(missing)} unknown)")
+        now_ns = to_ns(now, state.taxonomy, state.default_now_ns)
+        batch = resolve(state, ids, _attributes(ids, users))
+        cand = np.array([pos[i] for i in items], dtype=np.int64).reshape(-1, 1)
+        return engagement_probability(state, batch, cand, now_ns)[:, 0]
 
     def audience(
         self,

@@ -280,3 +280,61 @@ def blend(parts: Components, config: RankingConfig) -> np.ndarray:
         if weight != 0:
             total += weight * term
     return total
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """The logistic function, without overflow warnings for large negative log-odds (float64)."""
+    x = np.asarray(x, dtype=np.float64)
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def user_bias(model: Any, rows: np.ndarray) -> np.ndarray:
+    """The engagement model's bias of each user row, float64; 0 for a cold user (row -1) or a model without one."""
+    bias = getattr(model, "user_bias", None)
+    rows = np.asarray(rows, dtype=np.int64)
+    if bias is None:
+        return np.zeros(len(rows))
+    bias = np.asarray(bias, dtype=np.float64)
+    return np.where(rows >= 0, bias[np.maximum(rows, 0)], 0.0)
+
+
+def engagement_probability(state: Any, users: Any, items: np.ndarray, now_ns: int) -> np.ndarray:
+    """Probability that each user engages with each item if shown, float64 (m, c).
+
+    ``sigmoid(intercept + user bias + quality + interest + format taste +
+    timeliness)``: the engagement model's own prediction, from the very terms
+    the blend reads (:func:`components` with :func:`engagement_inputs`), so the
+    ranking and this figure never disagree about a term. A user the bundle
+    does not know has bias 0 and their segment's interest and taste. The
+    channel's effect is left out (the model's reference channel).
+
+    Parameters
+    ----------
+    state : RankingState
+    users : UserBatch
+        m users.
+    items : ndarray of int64, shape (m, c)
+        Catalogue indices (no padding: every entry a real item).
+    now_ns : int
+        The time the items would be shown (timeliness).
+    """
+    items = np.asarray(items, dtype=np.int64)
+    parts = components(
+        state.catalog,
+        items,
+        users.vectors,
+        users.topics,
+        users.segments,
+        state.freshness(now_ns),
+        engagement=engagement_inputs(state, users, now_ns),
+    )
+    logit = (
+        parts.quality.astype(np.float64)
+        + parts.interest
+        + parts.format
+        + parts.timeliness
+        + float(getattr(state.model, "engagement_intercept", 0.0))
+        + user_bias(state.model, users.rows)[:, None]
+    )
+    return sigmoid(logit)
