@@ -77,7 +77,11 @@ class LearnedRanker:
     @property
     def used_features(self) -> np.ndarray:
         """Which feature columns a tree splits on (bool, one per feature); the base feature counts as used."""
-        used = np.asarray(self.booster.feature_importance("split")) > 0
+        best = self.report.get("best_iteration")  # trees past it are never evaluated; 0: none is
+        if best == 0:
+            used = np.zeros(len(self.feature_names), bool)
+        else:
+            used = np.asarray(self.booster.feature_importance("split", iteration=best or None)) > 0
         for name in (self.base_feature, self.exposure_feature):
             if name is not None:
                 used[self.feature_names.index(name)] = True
@@ -144,8 +148,9 @@ class LearnedRanker:
         threads : int
         objective : {"lambdarank", "binary"}
             ``binary`` fits the probability of the label row by row (log
-            loss, early stopping on it): for examples that are impressions,
-            where most queries hold a handful of rows with one label.
+            loss): for examples that are impressions, where most queries
+            hold a handful of rows with one label. Early stopping is on
+            NDCG@10 of the ``valid`` queries either way.
         base_transform : {"log1p", "identity"}
             How the base feature becomes the starting score (:func:`base_score`):
             ``identity`` for a feature that is a log-odds already, the
@@ -157,10 +162,12 @@ class LearnedRanker:
         """
         import lightgbm as lgb
 
-        metric = "ndcg" if objective == "lambdarank" else "binary_logloss"
         params = {
             "objective": objective,
-            "metric": metric,
+            # early stopping on the held-out queries' NDCG@10 under either objective: a pointwise
+            # model's log loss keeps improving on what differs between users (their propensity),
+            # which never changes one user's list and costs trees at serving time
+            "metric": "ndcg",
             "eval_at": [10],
             "learning_rate": learning_rate,
             "num_leaves": num_leaves,
@@ -195,14 +202,12 @@ class LearnedRanker:
         callbacks.append(lgb.record_evaluation(record))
         booster = lgb.train(params, train, num_boost_round=n_estimators, valid_sets=sets, valid_names=names, callbacks=callbacks)
         best = int(booster.best_iteration or booster.current_iteration())
-        key = "ndcg@10" if objective == "lambdarank" else "binary_logloss"
-        curve = record.get("valid", {}).get(key, [])
-        label = "valid_ndcg_at_10" if objective == "lambdarank" else "valid_logloss"
+        curve = record.get("valid", {}).get("ndcg@10", [])
         report = {
             "objective": objective,
             "best_iteration": best,
-            label: float(curve[best - 1]) if curve and best >= 1 else None,
-            f"{label}_first": float(curve[0]) if curve else None,
+            "valid_ndcg_at_10": float(curve[best - 1]) if curve and best >= 1 else None,
+            "valid_ndcg_at_10_first": float(curve[0]) if curve else None,
         }
         report["base_feature"] = base_feature
         report["base_transform"] = base_transform
@@ -220,8 +225,10 @@ class LearnedRanker:
         x = self._check(x)
         if len(x) == 0:
             return np.zeros(0, np.float32)
-        best = self.report.get("best_iteration") or None
-        raw = self.base(x) + self.booster.predict(x, num_iteration=best, num_threads=1)
+        best = self.report.get("best_iteration")
+        raw = self.base(x)
+        if best != 0:  # 0: the starting score alone was best on held-out users (``fewest_trees``)
+            raw = raw + self.booster.predict(x, num_iteration=best or None, num_threads=1)
         return (raw + self.exposure(x)).astype(np.float32)
 
     def group_contributions(

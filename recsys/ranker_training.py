@@ -29,7 +29,7 @@ The steps (each timed into the bundle manifest's ``ranker`` report):
    early stopping on NDCG@10 of held-out users (split by user, so one user's
    queries from several cuts stay on one side). On impressions, a pointwise
    (binary) model starting from the engagement model's log-odds, early
-   stopping on held-out log loss; then an *exposure term*, ``w x log1p`` of
+   stopping on held-out users' NDCG@10 over their impressions; then an *exposure term*, ``w x log1p`` of
    the popularity feature that best orders the candidate queries' logged
    engagement, with ``w`` the smallest weight whose held-out NDCG@10 on those
    queries reaches that feature's own (:func:`choose_exposure`): the lists
@@ -235,6 +235,50 @@ def best_single_feature(x: np.ndarray, y: np.ndarray, groups: np.ndarray, feats:
     return best, round(best_ndcg, 6)
 
 
+def _ndcg_per_query(scores: np.ndarray, y: np.ndarray, groups: np.ndarray, k: int = 10) -> np.ndarray:
+    """NDCG@k of each query with a positive (binary gain; ties: row order)."""
+    out, lo = [], 0
+    disc = 1.0 / np.log2(np.arange(2, k + 2))
+    for n in groups.tolist():
+        s, l = scores[lo : lo + n], y[lo : lo + n]
+        lo += n
+        if l.any():
+            top = l[np.argsort(-s, kind="stable")[:k]]
+            out.append(float((top * disc[: len(top)]).sum() / disc[: min(k, int(l.sum()))].sum()))
+    return np.asarray(out)
+
+
+def fewest_trees(ranker: LearnedRanker, x: np.ndarray, y: np.ndarray, groups: np.ndarray) -> int:
+    """Keep the fewest trees whose held-out NDCG@10 is within one standard error of the best's.
+
+    The one-standard-error rule of model selection: early stopping takes the
+    held-out maximum, but a pointwise model on impressions gains little per
+    tree over its starting score (the engagement model) and each tree costs
+    every serving call; iterations 0, 1, 2, 4, ... up to the best are tried
+    on the held-out queries with a positive. Sets ``report["best_iteration"]``
+    (0: the starting score alone) and returns it.
+    """
+    best = int(ranker.report.get("best_iteration") or 0)
+    if best <= 1 or len(groups) == 0:
+        return best
+    base = ranker.base(x)
+    per = {}
+    for n in sorted({0, best, *(2**j for j in range(best.bit_length()) if 2**j < best)}):
+        raw = base if n == 0 else base + ranker.booster.predict(x, num_iteration=n, num_threads=1)
+        per[n] = _ndcg_per_query(np.asarray(raw), y, groups)
+    if len(per[best]) < 2:
+        return best
+    se = float(per[best].std(ddof=1) / np.sqrt(len(per[best])))
+    top = float(per[best].mean())
+    chosen = min(n for n, v in per.items() if float(v.mean()) >= top - se)
+    ranker.report.update(
+        best_iteration=chosen,
+        early_stopping_iteration=best,
+        fewest_trees_valid_ndcg_at_10={str(n): round(float(v.mean()), 6) for n, v in per.items()},
+    )
+    return chosen
+
+
 #: exposure weights tried, smallest first (``choose_exposure``)
 EXPOSURE_WEIGHTS = (0.0, 0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 
@@ -424,6 +468,7 @@ def fit_ranker(
         objective=objective,
     )
     if mode == "impressions":
+        fewest_trees(ranker, *valid)
         choose_exposure(ranker, cand_ex, cand_valid, feats)
     timings["fit"] = time.perf_counter() - t0
     ranker.report.update(

@@ -316,3 +316,36 @@ def test_the_exposure_weight_is_the_smallest_that_matches_the_strongest_logged_s
     logged = Examples(x, (x[:, 0] > 0.6).astype(np.int32), groups, np.ones(n_q, bool), users)
     out = choose_exposure(ranker, logged, valid, feats)
     assert out["exposure_feature"] == "appeal" and out["exposure_weight"] == 0.0
+
+
+def test_fewest_trees_keeps_trees_only_where_they_beat_the_starting_score_on_held_out_queries():
+    from recsys.ranker_training import fewest_trees
+
+    rng = np.random.default_rng(5)
+    n_q, per = 300, 6
+
+    def data(signal: bool):
+        x = rng.random((n_q * per, 2)).astype(np.float32)
+        p = np.where(x[:, 1] > 0.5, 0.5, 0.1) if signal else np.full(len(x), 0.3)
+        return x, (rng.random(len(x)) < p).astype(np.int32), np.full(n_q, per)
+
+    for signal in (True, False):
+        x, y, g = data(signal)
+        xv, yv, gv = data(signal)
+        ranker = LearnedRanker.fit(
+            x, y, g, ["start", "appeal"], valid=(xv, yv, gv), base_feature="start", base_transform="identity",
+            n_estimators=40, min_child_samples=10, early_stopping_rounds=0, objective="binary",
+        )
+        assert ranker.report["best_iteration"] == 40
+        kept = fewest_trees(ranker, xv, yv, gv)
+        assert kept == ranker.report["best_iteration"] <= 40
+        tried = ranker.report.get("fewest_trees_valid_ndcg_at_10", {})
+        if signal:
+            assert kept > 0  # the trees learned the appeal the starting score misses
+            assert tried[str(kept)] > tried["0"]
+            scores = ranker.predict(xv)
+            assert scores[xv[:, 1] > 0.5].mean() > scores[xv[:, 1] <= 0.5].mean()
+        else:
+            # noise: the held-out queries do no better with trees than without
+            assert kept == 0 or tried[str(kept)] >= max(tried.values()) - 0.05
+        assert ranker.used_features.sum() <= 2
