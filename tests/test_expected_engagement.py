@@ -124,3 +124,124 @@ def test_bad_pairs_are_refused(model):
         rec.expected_engagement([user], ["i0000", "i0001"])
     with pytest.raises(ConfigError, match="'nope' is not in the catalogue"):
         rec.expected_engagement([user], ["nope"])
+
+
+# ---- coverage: the swaps' cost in expected engagements -------------------------------------
+
+TODAY = dt.date(2026, 7, 1)
+ITEM_TOPICS = {"a": ["health_literacy"], "b": ["ecology"], "x": ["modern_agriculture"], "y": ["modern_agriculture"]}
+#: the engagement probability of every item, for every user (a model with known answers)
+PROB = {"a": 0.30, "b": 0.20, "x": 0.05, "y": 0.12}
+
+
+def _lists(rows):
+    frame = pd.DataFrame(rows, columns=[C.USER_ID, C.CHANNEL, C.ITEM_ID, C.SCORE])
+    frame[C.RANK] = frame.groupby([C.USER_ID, C.CHANNEL])[C.SCORE].rank(ascending=False, method="first").astype(int)
+    frame[C.REASONS] = [["r"] for _ in range(len(frame))]
+    return frame
+
+
+def _fetch(offers):
+    def fetch(channel, user_ids, k, topics, exclude):
+        out = [(u, r + 1, i, s, ["why"]) for u in user_ids for r, (i, s) in enumerate(offers.get(u, []))]
+        return pd.DataFrame(out, columns=[C.USER_ID, C.RANK, C.ITEM_ID, C.SCORE, C.REASONS])
+
+    return fetch
+
+
+def _apply(frame, offers, engagement, ids=("u1",)):
+    from recsys.push.history import DAY
+    from recsys.push.lists import ItemTopics
+
+    rule = CV.parse_rules([{"name": "agri", "groups": ["farmer"], "topics": ["modern_agriculture"]}], TAX)
+    index = pd.Index(list(ids), dtype=object)
+    who = CV.ChunkUsers(ids=index, groups=np.array(["farmer"] * len(ids), dtype=object),
+                        regions=np.array(["qinglong"] * len(ids), dtype=object), sub_groups=None,
+                        capped=np.zeros(len(ids), dtype=bool))
+    history = pd.DataFrame({C.USER_ID: pd.Series(dtype=object), C.ITEM_ID: pd.Series(dtype=object),
+                            DAY: pd.Series(dtype="datetime64[s]")})
+    return CV.apply_rules(frame, who, rule, history=history, topics=ItemTopics.build(pd.Series(ITEM_TOPICS)),
+                          day=TODAY, fetch=_fetch(offers), engagement=engagement)
+
+
+def _known(channel, user_ids, item_ids):
+    assert len(user_ids) == len(item_ids)
+    return np.array([PROB[i] for i in item_ids])
+
+
+def test_swap_cost_is_the_expected_engagements_given_up():
+    frame = _lists([("u1", "app_push", "a", 0.9), ("u1", "app_push", "b", 0.4)])
+    out, (row,) = _apply(frame, {"u1": [("x", 0.3)]}, _known)
+    assert out[C.ITEM_ID].tolist() == ["a", "x"]  # b, the lowest-scored slot, gave way
+    assert row["cost_engagement"] == pytest.approx(PROB["b"] - PROB["x"])
+    assert row["cost_engagement"] > 0 and row["cost_score"] == pytest.approx(0.4 - 0.3)
+    table = CV.merge_stats([[row]], CV.parse_rules([{"name": "agri", "groups": ["farmer"]}], TAX))
+    assert table[0]["cost_engagement"] == pytest.approx(PROB["b"] - PROB["x"])
+    summary = CV.summary(table)
+    assert summary["agri"]["cost_engagement"] == pytest.approx(0.15)
+    line = CV.summary_lines({"rules": summary})[0]
+    assert "0.150 expected engagements given up" in line
+
+
+def test_a_swap_to_a_likelier_item_has_a_negative_cost():
+    # the score says y is worse than b; the engagement model says it is likelier: the cost is a gain
+    frame = _lists([("u1", "app_push", "a", 0.9), ("u1", "app_push", "b", 0.4)])
+    _, (row,) = _apply(frame, {"u1": [("y", 0.1)]}, lambda c, u, i: np.array([{"b": 0.1}.get(j, 0.25) for j in i]))
+    assert row["cost_engagement"] == pytest.approx(0.1 - 0.25)
+
+
+def test_no_swap_costs_nothing_and_no_model_leaves_the_cost_unknown():
+    covered = _lists([("u1", "app_push", "x", 0.9), ("u1", "app_push", "b", 0.4)])
+    out, (row,) = _apply(covered, {"u1": [("y", 0.3)]}, _known)
+    assert out[C.ITEM_ID].tolist() == ["x", "b"] and row["items_added"] == 0
+    assert row["cost_engagement"] == 0.0
+    frame = _lists([("u1", "app_push", "a", 0.9), ("u1", "app_push", "b", 0.4)])
+    _, (unpriced,) = _apply(frame, {"u1": [("x", 0.3)]}, None)
+    assert unpriced["cost_engagement"] is None and unpriced["items_added"] == 1
+    assert np.isnan(CV.table_frame([unpriced])["cost_engagement"].iloc[0])
+    assert "not priced" in CV.summary_lines({"rules": CV.summary([unpriced])})[0]
+
+
+@pytest.fixture(scope="module")
+def nights(tmp_path_factory):
+    import tomli_w
+
+    from recsys.push import run_nightly
+    from recsys.push.writer import read_pushes
+
+    root = city.trained_city(tmp_path_factory)
+    tmp = tmp_path_factory.mktemp("engage_nights")
+    rule = {"name": "farm", "groups": ["farmer"], "regions": ["qinglong", "changli"], "topics": ["modern_agriculture"]}
+    out = {"bundle": root / "models" / "latest"}
+    for name, rules in (("none", []), ("farm", [rule])):
+        cfg = tmp / f"{name}.toml"
+        cfg.write_text(tomli_w.dumps({"push": {**city.TRAIN_CONFIG["push"], "coverage": rules}}), encoding="utf-8")
+        report = run_nightly(out["bundle"], city.DAY, tmp / name, config_path=cfg, stream=None)
+        out[name] = (report, read_pushes(tmp / name, city.DAY))
+    return out
+
+
+def test_the_push_reports_its_coverage_cost_in_expected_engagements(nights):
+    base, (report, rows) = nights["none"][1], nights["farm"]
+    cov = report["coverage"]
+    rule = cov["rules"]["farm"]
+    assert rule["items_added"] > 0 and "expected engagements" in cov["cost_unit"]
+    table = CV.table_frame(cov["table"])
+    assert table["cost_engagement"].notna().all()
+    assert table["cost_engagement"].sum() == pytest.approx(rule["cost_engagement"], abs=1e-5)
+    # recompute from the two nights: per changed list, what left it and what came in, priced at its send time
+    rec = Recommender.load(nights["bundle"])
+    want = 0.0
+    keys = [C.USER_ID, C.CHANNEL]
+    for (user, channel), after in rows.groupby(keys):
+        before = base[(base[C.USER_ID] == user) & (base[C.CHANNEL] == channel)]
+        removed = sorted(set(before[C.ITEM_ID]) - set(after[C.ITEM_ID]))
+        added = sorted(set(after[C.ITEM_ID]) - set(before[C.ITEM_ID]))
+        assert len(removed) == len(added)
+        if removed:
+            now = after["send_after"].iloc[0]
+            want += rec.expected_engagement([user] * len(removed), removed, now=now).sum()
+            want -= rec.expected_engagement([user] * len(added), added, now=now).sum()
+    assert rule["cost_engagement"] == pytest.approx(want, abs=1e-4)
+    # without rules the rows are the ranking's own
+    assert "coverage" not in nights["none"][0]

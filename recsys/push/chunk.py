@@ -287,6 +287,7 @@ def compute_chunk(recommender: Any, topics: ItemTopics, task: ChunkTask) -> tupl
             day=day,
             fetch=CV.chunk_fetch(calls, blocked, spec.topic),
             broadcast=spec.broadcast_cells,
+            engagement=CV.chunk_engagement(recommender, rows, attributes),
         )
     stats = chunk_stats(task, rows, chosen, topics, time.perf_counter() - start)
     if priorities is not None:

@@ -93,8 +93,18 @@ REASON_PREFIX = "重点人群保障:"
 #: the columns of the coverage table, in order
 TABLE_COLUMNS = (
     "rule", "group", "region", "users", "required", "reached_before", "reached", "shortfall",
-    "items_added", "cost_score", "list_score", "broadcast_credit", *(f"unmet_{r}" for r in UNMET_REASONS),
+    "items_added", "cost_score", "cost_engagement", "list_score", "broadcast_credit",
+    *(f"unmet_{r}" for r in UNMET_REASONS),
 )
+#: what ``cost_engagement`` counts (the manifest's ``cost_unit``)
+COST_UNIT = (
+    "cost_score: ranking score given up by the swaps; cost_engagement: expected engagements given up, "
+    "sum of p(removed item) - p(added item) by the engagement model (null where no model was given)"
+)
+
+#: ``engagement(channel, user_ids, item_ids) -> ndarray``: the probability that each user engages
+#: with the paired item if shown on ``channel`` tonight (``Recommender.expected_engagement``)
+Engagement = Callable[[str, list, list], np.ndarray]
 
 #: ``fetch(channel, user_ids, k, topics, exclude) -> DataFrame(user_id, rank, item_id, score, reasons)``:
 #: each user's best eligible items of ``topics`` on ``channel`` tonight, at most ``k[user]``,
@@ -280,6 +290,7 @@ def apply_rules(
     day: dt.date,
     fetch: Fetch,
     broadcast: frozenset[tuple[str, str]] = frozenset(),
+    engagement: Engagement | None = None,
 ) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     """Meet the coverage rules on one chunk's lists at the least cost in ranking score.
 
@@ -303,6 +314,9 @@ def apply_rules(
         See :data:`Fetch`.
     broadcast : frozenset of (group, region)
         Cells a broadcast place reaches (:func:`broadcast_cells`).
+    engagement : callable, optional
+        See :data:`Engagement`: prices the swaps in expected engagements
+        (``cost_engagement``); without it that column is None.
 
     Returns
     -------
@@ -327,7 +341,9 @@ def apply_rules(
         for r in range(len(rules)):
             if r != q and rules[r].topics:
                 held |= member[r][state.user_pos] & flags[r]
-        stats.extend(_apply_one(state, users, rule, member[q], flags[q], held, history, day, fetch, broadcast))
+        stats.extend(
+            _apply_one(state, users, rule, member[q], flags[q], held, history, day, fetch, broadcast, engagement)
+        )
         flags = [state.topic_flags(r.topics) for r in rules]  # swapped rows carry new topics
     return state.result(), stats
 
@@ -416,6 +432,7 @@ def _apply_one(
     day: dt.date,
     fetch: Fetch,
     broadcast: frozenset[tuple[str, str]],
+    engagement: Engagement | None = None,
 ) -> list[dict[str, Any]]:
     """Meet one rule on the chunk (swaps written into ``state``); return its stats per group x region cell."""
     n = len(users.ids)
@@ -425,6 +442,7 @@ def _apply_one(
     need = np.where(member, np.maximum(rule.min_items - count, 0), 0)
     has_list = np.bincount(state.user_pos, minlength=n) > 0
     list_score = np.bincount(state.user_pos, weights=rows[C.SCORE].to_numpy(), minlength=n)
+    channel_col, item_col = rows.columns.get_loc(C.CHANNEL), rows.columns.get_loc(C.ITEM_ID)
 
     # every member's cheapest swaps (only those in need and holding a list)
     asked = np.flatnonzero((need > 0) & has_list)
@@ -447,9 +465,14 @@ def _apply_one(
             full.sort(key=lambda u: (plans[u].cost, users.ids[u]))
             chosen = full[:short]
         added = cost = 0.0
+        swapped: list[tuple[str, str, str, str]] = []  # (user, channel, removed item, added item)
         for u in chosen:
             added += len(plans[u].swaps)
             cost += plans[u].cost
+            swapped.extend(
+                (str(users.ids[u]), str(rows.iat[r, channel_col]), str(rows.iat[r, item_col]), str(item))
+                for r, item, _s, _w in plans[u].swaps
+            )
             _commit(state, plans[u], rule)
         reached = reached_before + sum(1 for u in chosen if len(plans[u].swaps) >= need[u])
         # why members stay short: counted over those the push could not reach at all
@@ -465,11 +488,28 @@ def _apply_one(
                 "rule": rule.name, "group": str(group), "region": str(region), "users": int(len(idx)),
                 "required": int(required), "reached_before": reached_before, "reached": int(reached),
                 "shortfall": int(max(0, required - reached)), "items_added": int(added),
-                "cost_score": float(cost), "list_score": float(list_score[idx].sum()),
+                "cost_score": float(cost), "cost_engagement": _engagement_cost(engagement, swapped),
+                "list_score": float(list_score[idx].sum()),
                 "broadcast_credit": bool(credit), **{f"unmet_{k}": int(v) for k, v in unmet.items()},
             }
         )
     return stats
+
+
+def _engagement_cost(engagement: Engagement | None, swapped: list[tuple[str, str, str, str]]) -> float | None:
+    """Expected engagements the swaps give up: sum of p(removed) - p(added), one call per channel."""
+    if engagement is None:
+        return None
+    if not swapped:
+        return 0.0
+    frame = pd.DataFrame(swapped, columns=["user", "channel", "removed", "added"])
+    total = 0.0
+    for channel, part in frame.groupby("channel", sort=True):
+        who = part["user"].tolist()
+        removed = engagement(str(channel), who, part["removed"].tolist())
+        added = engagement(str(channel), who, part["added"].tolist())
+        total += float(np.sum(removed) - np.sum(added))
+    return total
 
 
 @dataclass
@@ -578,11 +618,13 @@ def merge_stats(parts: Iterable[Sequence[Mapping[str, Any]]], rules: Sequence[Co
         for row in part:
             key = (row["rule"], row["group"], row["region"])
             acc = total.setdefault(key, {c: 0 for c in TABLE_COLUMNS} | {
-                "rule": key[0], "group": key[1], "region": key[2], "cost_score": 0.0, "list_score": 0.0,
-                "broadcast_credit": False})
+                "rule": key[0], "group": key[1], "region": key[2], "cost_score": 0.0, "cost_engagement": 0.0,
+                "list_score": 0.0, "broadcast_credit": False})
             for col in TABLE_COLUMNS[3:]:
                 if col == "broadcast_credit":
                     acc[col] = acc[col] or bool(row[col])
+                elif col == "cost_engagement":
+                    acc[col] = _add_cost(acc[col], row.get(col))
                 elif col not in ("required", "shortfall"):
                     acc[col] += row[col]
     order = {r.name: i for i, r in enumerate(rules)}
@@ -593,9 +635,17 @@ def merge_stats(parts: Iterable[Sequence[Mapping[str, Any]]], rules: Sequence[Co
         acc["required"] = rule.required(acc["users"], acc["broadcast_credit"]) if rule else acc["users"]
         acc["shortfall"] = max(0, acc["required"] - acc["reached"])
         acc["cost_score"] = round(float(acc["cost_score"]), 6)
+        acc["cost_engagement"] = None if acc["cost_engagement"] is None else round(float(acc["cost_engagement"]), 6)
         acc["list_score"] = round(float(acc["list_score"]), 6)
         out.append({c: acc[c] for c in TABLE_COLUMNS})
     return out
+
+
+def _add_cost(total: float | None, value: Any) -> float | None:
+    """A sum of engagement costs where an unpriced part (None) makes the whole unknown."""
+    if total is None or value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    return total + float(value)
 
 
 def summary(table: Sequence[Mapping[str, Any]], rules: Sequence[CoverageRule] = ()) -> dict[str, Any]:
@@ -606,7 +656,7 @@ def summary(table: Sequence[Mapping[str, Any]], rules: Sequence[CoverageRule] = 
 
     def empty() -> dict[str, Any]:
         counts = {k: 0 for k in ("users", "required", "reached_before", "reached", "shortfall", "items_added")}
-        return counts | {"cost_score": 0.0, "unmet": dict.fromkeys(UNMET_REASONS, 0)}
+        return counts | {"cost_score": 0.0, "cost_engagement": 0.0, "unmet": dict.fromkeys(UNMET_REASONS, 0)}
 
     out: dict[str, Any] = {r.name: empty() for r in rules}
     for row in table:
@@ -614,6 +664,8 @@ def summary(table: Sequence[Mapping[str, Any]], rules: Sequence[CoverageRule] = 
         for k in ("users", "required", "reached_before", "reached", "shortfall", "items_added"):
             acc[k] += int(row[k])
         acc["cost_score"] = round(acc["cost_score"] + float(row["cost_score"]), 6)
+        eng = _add_cost(acc["cost_engagement"], row.get("cost_engagement"))
+        acc["cost_engagement"] = None if eng is None else round(eng, 6)
         for reason in UNMET_REASONS:
             acc["unmet"][reason] += int(row[f"unmet_{reason}"])
     for acc in out.values():
@@ -624,9 +676,10 @@ def summary(table: Sequence[Mapping[str, Any]], rules: Sequence[CoverageRule] = 
 def table_frame(table: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """The coverage table as a DataFrame with :data:`TABLE_COLUMNS` (typed even when empty)."""
     frame = pd.DataFrame(list(table), columns=list(TABLE_COLUMNS))
-    ints = [c for c in TABLE_COLUMNS if c not in ("rule", "group", "region", "cost_score", "list_score",
-                                                   "broadcast_credit")]
-    return frame.astype({**{c: "int64" for c in ints}, "cost_score": "float64", "list_score": "float64",
+    floats = ("cost_score", "cost_engagement", "list_score")
+    ints = [c for c in TABLE_COLUMNS if c not in ("rule", "group", "region", *floats, "broadcast_credit")]
+    # an unpriced cost_engagement (None) is NaN in the frame
+    return frame.astype({**{c: "int64" for c in ints}, **dict.fromkeys(floats, "float64"),
                          "broadcast_credit": bool, "rule": object, "group": object, "region": object})
 
 
@@ -675,6 +728,32 @@ def chunk_fetch(
     return fetch
 
 
+def chunk_engagement(recommender: Any, rows: pd.DataFrame, attributes: pd.DataFrame | None = None) -> Engagement:
+    """An :data:`Engagement` for a chunk of the nightly push: each channel's items at its send time.
+
+    Parameters
+    ----------
+    recommender : recsys.ranking.Recommender
+        The one the lists came from.
+    rows : DataFrame
+        Tonight's rows (``channel``, ``send_after``): a channel's items are
+        priced at the opening of its send window (their timeliness then).
+    attributes : DataFrame, optional
+        ``group, sub_group, region`` indexed by user id, as the lists were ranked with.
+    """
+    from recsys.push.writer import SEND_AFTER
+
+    times = {}
+    if len(rows) and SEND_AFTER in rows.columns:
+        times = rows.groupby(C.CHANNEL, sort=False)[SEND_AFTER].first().to_dict()
+
+    def engagement(channel: str, user_ids: list, item_ids: list) -> np.ndarray:
+        who = None if attributes is None else attributes.loc[user_ids].reset_index()
+        return recommender.expected_engagement(user_ids, item_ids, now=times.get(channel), users=who)
+
+    return engagement
+
+
 def meet_in_chunk(
     rows: pd.DataFrame,
     raw_rules: Sequence[Mapping[str, Any]],
@@ -688,6 +767,7 @@ def meet_in_chunk(
     day: dt.date,
     fetch: Fetch,
     broadcast: Iterable[Sequence[str]] = (),
+    engagement: Engagement | None = None,
 ) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     """:func:`apply_rules` as one chunk of the nightly push calls it.
 
@@ -700,7 +780,9 @@ def meet_in_chunk(
     if need > history_days:
         history = read_history(need)
     cells = frozenset((str(g), str(r)) for g, r in broadcast)
-    return apply_rules(rows, users, rules, history=history, topics=topics, day=day, fetch=fetch, broadcast=cells)
+    return apply_rules(
+        rows, users, rules, history=history, topics=topics, day=day, fetch=fetch, broadcast=cells, engagement=engagement
+    )
 
 
 def prepare_run(
@@ -765,7 +847,7 @@ def run_report(
     return {
         "rules": summary(table, rules),
         "table": table,
-        "cost_unit": "ranking score given up by the swaps (the push's own estimate of a slot's engagement)",
+        "cost_unit": COST_UNIT,
         "places": str(places) if places is not None else None,
     }
 
@@ -778,7 +860,12 @@ def summary_lines(coverage: Mapping[str, Any]) -> list[str]:
         short = f"short by {r['shortfall']} ({why or 'rounding'})" if r["shortfall"] else "met"
         lines.append(
             f"  coverage {name}: {r['reached']} of {r['users']} reached, {r['required']} required, {short}; "
-            f"{r['items_added']} items swapped in at {r['cost_score']:.3f} score"
+            f"{r['items_added']} items swapped in at {r['cost_score']:.3f} score, "
+            + (
+                "expected engagements not priced"
+                if r.get("cost_engagement") is None
+                else f"{r['cost_engagement']:.3f} expected engagements given up"
+            )
         )
     return lines
 
@@ -907,6 +994,9 @@ def evaluate_rules(
 
         return fetch_lists(ranked, user_ids, k, blocked=exclude)
 
+    def engagement(channel: str, user_ids: list, item_ids: list) -> np.ndarray:
+        return recommender.expected_engagement(user_ids, item_ids, now=now)
+
     def engagements(frame: pd.DataFrame) -> float:
         prob = truth.engagement_prob_pairs(frame[C.USER_ID].to_numpy(), frame[C.ITEM_ID].to_numpy(), at=now)
         return float(np.sum(prob))
@@ -917,7 +1007,7 @@ def evaluate_rules(
     before = base
     for j in range(len(rules)):
         changed, stats = apply_rules(lists, who, rules[: j + 1], history=no_history, topics=topics, day=day,
-                                     fetch=fetch)
+                                     fetch=fetch, engagement=engagement)
         after = engagements(changed)
         name = rules[j].name
         per_rule[name] = {
