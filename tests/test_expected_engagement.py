@@ -245,3 +245,34 @@ def test_the_push_reports_its_coverage_cost_in_expected_engagements(nights):
     assert rule["cost_engagement"] == pytest.approx(want, abs=1e-4)
     # without rules the rows are the ranking's own
     assert "coverage" not in nights["none"][0]
+
+
+# ---- broadcast: the audience-mixed probability ------------------------------------------
+
+
+def test_broadcast_values_are_probabilities_mixed_by_the_audience(model):
+    from recsys.broadcast import scores
+
+    rec = Recommender.from_model(model)
+    state = rec.state
+    users = model.users
+    g, r = users[C.GROUP].iloc[0], users[C.REGION].iloc[0]
+    members = np.flatnonzero((users[C.GROUP] == g).to_numpy() & (users[C.REGION] == r).to_numpy())
+    other = next(x for x in city.GROUPS if x != g)
+    places = pd.DataFrame({C.PLACE_ID: ["p"], C.REGION: [r], C.AUDIENCE: [{g: 0.7, other: 0.3}]})
+    seg = scores.place_segments(places, TAX)
+    now = state.default_now_ns
+    logits = scores.segment_logits(state, seg, now, min_users=1)
+    # the segment's log-odds carry the intercept and its users' mean bias, beside the item terms
+    interest, fmt, _ = scores._segment_tastes(state, seg, min_users=1)
+    j = 5
+    topic = np.append(interest[0], 0.0)[state.catalog.topic_idx[j]] @ state.catalog.topic_weight[j]
+    f = state.catalog.format_code[j]
+    want = (model.engagement_intercept + np.asarray(model.user_bias)[members].mean() + topic
+            + (fmt[0, f] if f >= 0 else 0.0) + state.engagement.item_quality[j] + state.timeliness(now)[j])
+    assert logits[0, j] == pytest.approx(want, abs=1e-4)
+    values = scores.segment_values(state, seg, now, min_users=1)
+    assert ((values >= 0) & (values < 1)).all()
+    mixed = scores.place_values(seg, values)[0]
+    np.testing.assert_allclose(mixed, 0.7 * values[0] + 0.3 * values[1], rtol=1e-5)
+    np.testing.assert_allclose(values[0, j], 1 / (1 + np.exp(-logits[0, j])), rtol=1e-5)

@@ -14,13 +14,16 @@ segment-level version of that score:
 * the item terms are the ranking's own (``RankingState.engagement`` and
   ``RankingState.timeliness``), so a place and a person read the same model.
 
-A place's value for an item is then ``sum_k share_k * exp(logit_k)`` over the
-segments ``k`` of its mix that the item may reach (its target groups and
-regions): the odds of engagement, mixed by the audience. The intercept and
-the channel's own effect drop out (the same for every item of a place), so
-the value is *relative*: proportional to the chance of engagement when
-engagement is rare, exact in its ratios between items and between places.
-A 60% farmer, 30% elderly place gets what that mix engages with.
+* the segment's own propensity is the mean user bias of those users (0 for a
+  segment read from the group x region row), and the model's intercept is
+  added, so each segment's score is a full log-odds of engagement.
+
+A place's value for an item is then ``sum_k share_k * sigmoid(logit_k)`` over
+the segments ``k`` of its mix that the item may reach (its target groups and
+regions): the **probability** that a member of the audience engages, mixed by
+the audience's shares (a segment the item may not reach counts 0). Only the
+channel's own effect is left out (the model's reference channel). A 60%
+farmer, 30% elderly place gets what that mix engages with.
 
 Segments are scored once each (a few hundred at most), then mixed per place
 as one sparse x dense matrix product, so 10,000 places cost one product.
@@ -35,6 +38,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recsys import columns as C
+from recsys.ranking.scoring import sigmoid
 from recsys.ranking.state import RankingState
 
 
@@ -101,25 +105,44 @@ def place_segments(places: pd.DataFrame, taxonomy) -> Segments:
     )
 
 
-def _segment_tastes(state: RankingState, seg: Segments, min_users: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(S, T) interest, (S, F) format taste, and (S,) users behind each segment's row (0 = fallback)."""
-    eng = state.engagement
+def _segment_members(state: RankingState, seg: Segments) -> list[np.ndarray]:
+    """The bundle's user rows of each segment (its group, region and, if named, sub-group)."""
     users = state.model.users
     sub = users[C.SUB_GROUP].astype(str).to_numpy() if C.SUB_GROUP in users.columns else np.full(len(users), "")
     ug, ur = state.user_group, state.user_region
-    interest = np.empty((len(seg), eng.segment_interest.shape[1]), np.float64)
-    fmt = np.empty((len(seg), eng.segment_format.shape[1]), np.float64)
-    n_users = np.zeros(len(seg), np.int64)
     # users by (group, region) once; a segment then filters its own block
     order = np.lexsort((ur, ug))
     pair = ug[order] * (len(state.taxonomy.regions) + 1) + ur[order]
+    out = []
     for s in range(len(seg)):
         g, r, sg = int(seg.group[s]), int(seg.region[s]), seg.sub_group[s]
         key = g * (len(state.taxonomy.regions) + 1) + r
         lo, hi = np.searchsorted(pair, key, "left"), np.searchsorted(pair, key, "right")
         members = order[lo:hi]
-        if sg:
-            members = members[sub[members] == sg]
+        out.append(members[sub[members] == sg] if sg else members)
+    return out
+
+
+def _segment_bias(state: RankingState, seg: Segments, min_users: int) -> np.ndarray:
+    """(S,) mean user bias of each segment's users; 0 where the segment falls back (too few users)."""
+    bias = getattr(state.model, "user_bias", None)
+    out = np.zeros(len(seg), np.float64)
+    if bias is None:
+        return out
+    for s, members in enumerate(_segment_members(state, seg)):
+        if len(members) >= min_users:
+            out[s] = np.asarray(bias, np.float64)[members].mean()
+    return out
+
+
+def _segment_tastes(state: RankingState, seg: Segments, min_users: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(S, T) interest, (S, F) format taste, and (S,) users behind each segment's row (0 = fallback)."""
+    eng = state.engagement
+    interest = np.empty((len(seg), eng.segment_interest.shape[1]), np.float64)
+    fmt = np.empty((len(seg), eng.segment_format.shape[1]), np.float64)
+    n_users = np.zeros(len(seg), np.int64)
+    for s, members in enumerate(_segment_members(state, seg)):
+        g, r = int(seg.group[s]), int(seg.region[s])
         if len(members) >= min_users:
             interest[s] = np.asarray(eng.user_interest[members], np.float64).mean(axis=0)
             fmt[s] = np.asarray(eng.user_format[members], np.float64).mean(axis=0)
@@ -133,8 +156,8 @@ def _segment_tastes(state: RankingState, seg: Segments, min_users: int) -> tuple
 def segment_logits(state: RankingState, seg: Segments, now_ns: int, min_users: int) -> np.ndarray:
     """Segment-level engagement log-odds of every catalogue item, float64 (S, n_items).
 
-    ``interest . topic shares + format taste + quality + timeliness at now``,
-    less the terms equal for every item (intercept, channel).
+    ``intercept + segment bias + interest . topic shares + format taste +
+    quality + timeliness at now`` (the channel's effect left out).
     """
     cat = state.catalog
     interest, fmt, _ = _segment_tastes(state, seg, min_users)
@@ -142,19 +165,20 @@ def segment_logits(state: RankingState, seg: Segments, now_ns: int, min_users: i
     topic_term = np.einsum("sij,ij->si", padded[:, cat.topic_idx], cat.topic_weight.astype(np.float64))
     fmt_term = np.where(cat.format_code >= 0, fmt[:, np.maximum(cat.format_code, 0)], 0.0)
     item_term = state.engagement.item_quality.astype(np.float64) + state.timeliness(now_ns).astype(np.float64)
-    return topic_term + fmt_term + item_term[None, :]
+    base = float(getattr(state.model, "engagement_intercept", 0.0)) + _segment_bias(state, seg, min_users)
+    return base[:, None] + topic_term + fmt_term + item_term[None, :]
 
 
 def segment_values(state: RankingState, seg: Segments, now_ns: int, min_users: int) -> np.ndarray:
-    """Odds of engagement per segment and item, 0 where the item may not reach the segment, float32 (S, n).
+    """Probability of engagement per segment and item, 0 where the item may not reach the segment, float32 (S, n).
 
     An item reaches a segment when the segment's group is among its target
     groups and its region among its target regions (an empty list = all).
     """
     cat = state.catalog
-    odds = np.exp(segment_logits(state, seg, now_ns, min_users))
+    prob = sigmoid(segment_logits(state, seg, now_ns, min_users))
     reach = cat.group_ok[seg.group] & cat.region_ok[seg.region]
-    return np.where(reach, odds, 0.0).astype(np.float32)
+    return np.where(reach, prob, 0.0).astype(np.float32)
 
 
 def place_values(seg: Segments, values: np.ndarray, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
