@@ -250,7 +250,7 @@ def test_the_push_reports_its_coverage_cost_in_expected_engagements(nights):
 # ---- broadcast: the audience-mixed probability ------------------------------------------
 
 
-def test_broadcast_values_are_probabilities_mixed_by_the_audience(model):
+def test_broadcast_reports_the_audience_mixed_probability(model):
     from recsys.broadcast import scores
 
     rec = Recommender.from_model(model)
@@ -262,17 +262,49 @@ def test_broadcast_values_are_probabilities_mixed_by_the_audience(model):
     places = pd.DataFrame({C.PLACE_ID: ["p"], C.REGION: [r], C.AUDIENCE: [{g: 0.7, other: 0.3}]})
     seg = scores.place_segments(places, TAX)
     now = state.default_now_ns
+    odds, probs = scores.segment_scores(state, seg, now, min_users=1)
     logits = scores.segment_logits(state, seg, now, min_users=1)
-    # the segment's log-odds carry the intercept and its users' mean bias, beside the item terms
+    # the full log-odds carry the intercept and the segment's users' mean bias, beside the item terms
     interest, fmt, _ = scores._segment_tastes(state, seg, min_users=1)
     j = 5
     topic = np.append(interest[0], 0.0)[state.catalog.topic_idx[j]] @ state.catalog.topic_weight[j]
     f = state.catalog.format_code[j]
-    want = (model.engagement_intercept + np.asarray(model.user_bias)[members].mean() + topic
-            + (fmt[0, f] if f >= 0 else 0.0) + state.engagement.item_quality[j] + state.timeliness(now)[j])
-    assert logits[0, j] == pytest.approx(want, abs=1e-4)
-    values = scores.segment_values(state, seg, now, min_users=1)
-    assert ((values >= 0) & (values < 1)).all()
-    mixed = scores.place_values(seg, values)[0]
-    np.testing.assert_allclose(mixed, 0.7 * values[0] + 0.3 * values[1], rtol=1e-5)
-    np.testing.assert_allclose(values[0, j], 1 / (1 + np.exp(-logits[0, j])), rtol=1e-5)
+    terms = topic + (fmt[0, f] if f >= 0 else 0.0) + state.engagement.item_quality[j] + state.timeliness(now)[j]
+    assert logits[0, j] == pytest.approx(terms, abs=1e-4)
+    full = model.engagement_intercept + np.asarray(model.user_bias)[members].mean() + terms
+    assert probs[0, j] == pytest.approx(1 / (1 + np.exp(-full)), rel=1e-4)
+    # the choice stays on the relative odds
+    assert odds[0, j] == pytest.approx(np.exp(terms), rel=1e-4)
+    assert ((probs >= 0) & (probs < 1)).all()
+    mixed = scores.place_values(seg, probs)[0]
+    np.testing.assert_allclose(mixed, 0.7 * probs[0] + 0.3 * probs[1], rtol=1e-5)
+
+
+def test_programmes_report_the_mixed_probability(tmp_path):
+    from recsys.broadcast import scores
+    from recsys.broadcast.places import load_places
+    from recsys.broadcast.programme import day_bounds, plan_programmes
+    from recsys.config import BroadcastConfig
+    from recsys.synthetic.city import generate_city, write_city
+
+    day = dt.date(2026, 6, 30)
+    small = generate_city(300, 120, days=15, seed=3)
+    write_city(small, tmp_path / "city")
+    clean = validate_tables(small.users, small.items, small.events, end=small.end)
+    trained = train_model(clean.users, clean.items, clean.events, config=city.engine_config())
+    state = Recommender.from_model(trained, catalog=clean.items).state
+    places = load_places(tmp_path / "city" / "places.parquet", state.taxonomy, trained.users)
+    prog = plan_programmes(state, places, day, BroadcastConfig())
+    rows = prog.rows
+    assert len(rows)
+    seg = scores.place_segments(places, state.taxonomy)
+    odds, probs = scores.segment_scores(state, seg, day_bounds(day, state.taxonomy)[0], BroadcastConfig().min_segment_users)
+    p = places.reset_index(drop=True).reset_index().set_index(C.PLACE_ID).loc[rows[C.PLACE_ID], "index"].to_numpy()
+    j = np.array([state.catalog.index_of[i] for i in rows[C.ITEM_ID]])
+    mixed = np.asarray(seg.shares[p].multiply(probs[:, j].T).sum(axis=1)).ravel()
+    got = rows[C.EXPECTED_ENGAGEMENT].to_numpy()
+    np.testing.assert_allclose(got, mixed, rtol=1e-4)
+    assert ((got > 0) & (got < 1)).all()
+    # the odds it chooses by are not the figure it reports
+    chosen = np.asarray(seg.shares[p].multiply(odds[:, j].T).sum(axis=1)).ravel()
+    assert not np.allclose(chosen, got)

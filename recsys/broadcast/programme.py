@@ -268,7 +268,8 @@ def plan_programmes(
         "not_live": int((cat.available & any_carried & ~live).sum()),
     }
     seg = scores.place_segments(places, tax)
-    values = scores.segment_values(state, seg, start_ns, config.min_segment_users)
+    # choose by the mixed odds; report the mixed probability (recsys.broadcast.scores)
+    values, probs = scores.segment_scores(state, seg, start_ns, config.min_segment_users)
     # the priority part of each segment's value: what the boost adds when choosing
     extra = None
     if priorities is not None:
@@ -384,7 +385,7 @@ def plan_programmes(
                         C.SLOT: packed.slot.astype(np.int16),
                         C.START_OFFSET_S: packed.start,
                         C.ITEM_ID: cat.item_ids[item],
-                        C.EXPECTED_ENGAGEMENT: packed.value,
+                        C.EXPECTED_ENGAGEMENT: (dense * probs[:, item].T).sum(axis=1).astype(np.float32),
                         C.REASONS: reasons,
                     }
                 )

@@ -14,16 +14,21 @@ segment-level version of that score:
 * the item terms are the ranking's own (``RankingState.engagement`` and
   ``RankingState.timeliness``), so a place and a person read the same model.
 
-* the segment's own propensity is the mean user bias of those users (0 for a
-  segment read from the group x region row), and the model's intercept is
-  added, so each segment's score is a full log-odds of engagement.
+What the programme **chooses by** is a place's value for an item,
+``sum_k share_k * exp(logit_k)`` over the segments ``k`` of its mix that the
+item may reach (its target groups and regions): the odds of engagement, mixed
+by the audience, without the intercept and the segments' own propensity (a
+relative figure). A 60% farmer, 30% elderly place gets what that mix engages
+with.
 
-A place's value for an item is then ``sum_k share_k * sigmoid(logit_k)`` over
-the segments ``k`` of its mix that the item may reach (its target groups and
-regions): the **probability** that a member of the audience engages, mixed by
-the audience's shares (a segment the item may not reach counts 0). Only the
-channel's own effect is left out (the model's reference channel). A 60%
-farmer, 30% elderly place gets what that mix engages with.
+What the programme **reports** (``expected_engagement``) is the probability
+that a member of the audience engages: ``sum_k share_k * sigmoid(full_k)``,
+where ``full_k`` adds the model's intercept and the segment's propensity (the
+mean user bias of its users; 0 for a segment read from the group x region
+row) to ``logit_k`` (the channel's own effect left out). Choosing by this
+probability instead was measured on the committed sample city against its
+ground truth: 2.9% fewer simulated engagements than choosing by the odds
+(381.7 against 393.0 over 54 places), so the choice stays on the odds.
 
 Segments are scored once each (a few hundred at most), then mixed per place
 as one sparse x dense matrix product, so 10,000 places cost one product.
@@ -156,8 +161,9 @@ def _segment_tastes(state: RankingState, seg: Segments, min_users: int) -> tuple
 def segment_logits(state: RankingState, seg: Segments, now_ns: int, min_users: int) -> np.ndarray:
     """Segment-level engagement log-odds of every catalogue item, float64 (S, n_items).
 
-    ``intercept + segment bias + interest . topic shares + format taste +
-    quality + timeliness at now`` (the channel's effect left out).
+    ``interest . topic shares + format taste + quality + timeliness at now``,
+    less the terms equal for every item of a segment (intercept, the
+    segment's propensity, channel): see :func:`segment_base`.
     """
     cat = state.catalog
     interest, fmt, _ = _segment_tastes(state, seg, min_users)
@@ -165,20 +171,34 @@ def segment_logits(state: RankingState, seg: Segments, now_ns: int, min_users: i
     topic_term = np.einsum("sij,ij->si", padded[:, cat.topic_idx], cat.topic_weight.astype(np.float64))
     fmt_term = np.where(cat.format_code >= 0, fmt[:, np.maximum(cat.format_code, 0)], 0.0)
     item_term = state.engagement.item_quality.astype(np.float64) + state.timeliness(now_ns).astype(np.float64)
-    base = float(getattr(state.model, "engagement_intercept", 0.0)) + _segment_bias(state, seg, min_users)
-    return base[:, None] + topic_term + fmt_term + item_term[None, :]
+    return topic_term + fmt_term + item_term[None, :]
+
+
+def segment_base(state: RankingState, seg: Segments, min_users: int) -> np.ndarray:
+    """What :func:`segment_logits` leaves out, float64 (S,): the model's intercept plus the segment's propensity."""
+    return float(getattr(state.model, "engagement_intercept", 0.0)) + _segment_bias(state, seg, min_users)
+
+
+def segment_scores(state: RankingState, seg: Segments, now_ns: int, min_users: int) -> tuple[np.ndarray, np.ndarray]:
+    """Odds (what the programme chooses by) and probabilities (what it reports) per segment and item.
+
+    Both float32 (S, n), 0 where the item may not reach the segment: an item
+    reaches a segment when the segment's group is among its target groups and
+    its region among its target regions (an empty list = all). The odds are
+    ``exp(segment_logits)``; the probabilities ``sigmoid(segment_base +
+    segment_logits)``.
+    """
+    cat = state.catalog
+    logits = segment_logits(state, seg, now_ns, min_users)
+    reach = cat.group_ok[seg.group] & cat.region_ok[seg.region]
+    odds = np.where(reach, np.exp(logits), 0.0).astype(np.float32)
+    prob = np.where(reach, sigmoid(logits + segment_base(state, seg, min_users)[:, None]), 0.0).astype(np.float32)
+    return odds, prob
 
 
 def segment_values(state: RankingState, seg: Segments, now_ns: int, min_users: int) -> np.ndarray:
-    """Probability of engagement per segment and item, 0 where the item may not reach the segment, float32 (S, n).
-
-    An item reaches a segment when the segment's group is among its target
-    groups and its region among its target regions (an empty list = all).
-    """
-    cat = state.catalog
-    prob = sigmoid(segment_logits(state, seg, now_ns, min_users))
-    reach = cat.group_ok[seg.group] & cat.region_ok[seg.region]
-    return np.where(reach, prob, 0.0).astype(np.float32)
+    """Odds of engagement per segment and item (relative), 0 where the item may not reach the segment, float32 (S, n)."""
+    return segment_scores(state, seg, now_ns, min_users)[0]
 
 
 def place_values(seg: Segments, values: np.ndarray, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
