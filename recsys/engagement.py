@@ -43,7 +43,10 @@ The ranking uses the terms that differ between items for one user, all in
 log-odds: ``quality``, ``interest``, ``format_taste`` and the item's
 *timeliness* at the request's time (:func:`timeliness`: the freshness and
 trend terms). The intercept, the user's bias and the channel drop out of a
-comparison between items.
+comparison between items; the bundle keeps the intercept and the biases all the
+same (``TrainedModel.engagement_intercept``, ``user_bias``), so the serving side
+can state the *probability* of engagement
+(``Recommender.expected_engagement``), e.g. to price the push's coverage swaps.
 
 Without impressions (a log of engagements only), or without a single
 impression that was not engaged with, there is nothing to learn a rate from:
