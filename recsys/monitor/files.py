@@ -308,20 +308,14 @@ def _read_csv(p: Pending, info: os.stat_result, known_sha: dict[str, str]) -> Ch
         body = data[:header_end] + data[p.start : end]
     header = data[:header_end].decode("utf-8-sig", errors="replace").strip().split(",")
     missing = _columns_missing([h.strip() for h in header])
+
+    def refused(why: str) -> Chunk:
+        # the file is marked as seen (never read again until it changes) and counted nowhere
+        mark = FileMark(info.st_size, info.st_mtime_ns, hashlib.sha256(data[:end]).hexdigest(), end, 0, "refused")
+        return Chunk(None, mark, f"{p.name}: {why}")
+
     if missing:
-        mark = FileMark(
-            info.st_size,
-            info.st_mtime_ns,
-            hashlib.sha256(data[:end]).hexdigest(),
-            end,
-            0,
-            "refused",
-        )
-        return Chunk(
-            None,
-            mark,
-            f"{p.name}: required column {', '.join(missing)} absent; file not counted",
-        )
+        return refused(f"required column {', '.join(missing)} absent; file not counted")
     try:
         frame = pd.read_csv(
             io.BytesIO(body),
@@ -333,19 +327,7 @@ def _read_csv(p: Pending, info: os.stat_result, known_sha: dict[str, str]) -> Ch
         )
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        mark = FileMark(
-            info.st_size,
-            info.st_mtime_ns,
-            hashlib.sha256(data[:end]).hexdigest(),
-            end,
-            0,
-            "refused",
-        )
-        return Chunk(
-            None,
-            mark,
-            f"{p.name}: not a readable UTF-8 CSV file ({reason}); not counted",
-        )
+        return refused(f"not a readable UTF-8 CSV file ({reason}); not counted")
     rows = (p.previous.rows if p.previous is not None and p.start else 0) + len(frame)
     mark = FileMark(
         info.st_size,
