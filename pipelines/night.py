@@ -28,7 +28,7 @@ from pathlib import Path
 
 from recsys.broadcast.job import BroadcastSpec, run_broadcast
 from recsys.cli import run_guarded
-from recsys.config import load_config
+from recsys.config import ALL_SECTIONS, load_config
 from recsys.demand import run_demand
 from recsys.push import run_nightly
 from recsys.push.plan import parse_day
@@ -38,6 +38,8 @@ from recsys.training import train
 def night(args: argparse.Namespace) -> int:
     """Run the night's steps in order; print where each output went."""
     work, day = Path(args.work), parse_day(args.date)
+    # the night's config holds every section (train reads it whole; demand and broadcast read theirs)
+    config = load_config(args.config, command="night", sections=ALL_SECTIONS)
     models = work / "models"
     warm = None if args.full or not (models / "latest").exists() else models / "latest"
     print(f"== train ({'warm start from ' + str(warm) if warm else 'full'})", flush=True)
@@ -46,7 +48,7 @@ def night(args: argparse.Namespace) -> int:
 
     print(f"== demand into {work / 'demand' / day.isoformat()}", flush=True)
     demand_out = work / "demand" / day.isoformat()
-    run_demand(args.data, demand_out, config=load_config(args.config, command="night", sections=("demand",)).demand)
+    run_demand(args.data, demand_out, config=config.demand)
     priorities = demand_out / "priorities.toml"
 
     print(f"== push {day} into {work / 'pushes'}", flush=True)
@@ -58,11 +60,10 @@ def night(args: argparse.Namespace) -> int:
 
     if args.places:
         print(f"== broadcast {day} into {work / 'programmes'}", flush=True)
-        config = load_config(args.config, command="night", sections=("broadcast",)).broadcast
         spec = BroadcastSpec(
             model=bundle, day=day, places=Path(args.places), out=work / "programmes",
             holds=None if args.holds is None else Path(args.holds),
-            priorities=priorities if priorities.exists() else None, config=config,
+            priorities=priorities if priorities.exists() else None, config=config.broadcast,
         )
         programmes = run_broadcast(spec)
         print(f"   {sum(c['rows'] for c in programmes['channels'].values()):,} programme items", flush=True)

@@ -36,3 +36,15 @@ def test_the_night_refuses_a_bad_date_before_any_work(tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip().startswith("error:") and "2026-13-40" in done.stderr
     assert not (tmp_path / "w").exists()
+
+
+def test_the_night_takes_a_config_of_every_section(tmp_path):
+    """Train reads the whole file; demand and broadcast read theirs from the same one (no refusal)."""
+    config = tmp_path / "recsys.toml"
+    config.write_text("[collaborative]\niterations = 5\n[broadcast]\nrepeat_days = 3\n", encoding="utf-8")
+    done = _script("pipelines.night", "--data", str(tmp_path / "nope"), "--date", "2026-06-30",
+                   "--work", str(tmp_path / "w"), "--config", str(config))
+    assert done.returncode == 2
+    assert [x for x in done.stderr.splitlines() if x.startswith("error:")] == [
+        f"error: {tmp_path / 'nope'}: data folder not found"
+    ]
