@@ -31,8 +31,8 @@ import hashlib, json, sys, time
 from pathlib import Path
 
 path = Path(sys.argv[1])
-import recsys.bundle, recsys.io, recsys.model
-for name in ("recsys.index", "recsys.content"):
+import recsys.bundle, recsys.io, recsys.training.model
+for name in ("recsys.training.index", "recsys.training.content"):
     __import__(name)
 hashed = [0]
 original = recsys.io.sha256_file
@@ -54,7 +54,7 @@ for rel in manifest["files"]:
             h.update(block)
 floor = time.perf_counter() - t
 t = time.perf_counter()
-recsys.model.TrainedModel.load(path, verify=True)
+recsys.training.model.TrainedModel.load(path, verify=True)
 load = time.perf_counter() - t
 size = sum((path / rel).stat().st_size for rel in manifest["files"])
 print(json.dumps({"bytes": size, "hashed": hashed[0], "floor_s": floor, "load_s": load,

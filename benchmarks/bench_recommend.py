@@ -54,11 +54,11 @@ def _timer() -> float:
 def build_bundle(n_users: int, n_items: int, out: Path, seed: int, threads: int) -> tuple[Path, dict]:
     """Write a bundle of random factors around the synthetic city's tables; return its path and timings."""
     from recsys import columns as C
-    from recsys.coldstart import ItemColdStart, UserColdStart
+    from recsys.training.coldstart import ItemColdStart, UserColdStart
     from recsys.config import ColdStartConfig, config_from_dict
-    from recsys.content import ContentEmbedder
-    from recsys.index import VectorIndex
-    from recsys.model import USER_COLUMNS
+    from recsys.training.content import ContentEmbedder
+    from recsys.training.index import VectorIndex
+    from recsys.training.model import USER_COLUMNS
     from recsys.synthetic.city import generate_city
 
     # the one factory of hand-built models (neutral engagement terms and signals), shared with the tests
@@ -161,7 +161,7 @@ def _random_ranker(model, seed: int):
     Its predictions' cost depends on the trees' number and depth, not on what
     they learned, so random labels measure the serving cost honestly.
     """
-    from recsys.ranker import LearnedRanker
+    from recsys.training.ranker import LearnedRanker
     from recsys.ranking.features import registry
 
     names = [f.name for f in registry(model.config.ranker)]
@@ -175,7 +175,7 @@ def _ranker_cost(bundle: Path, ids: list, filtered: list, many: list[str]) -> di
     """recommend p99 with filters and recommend_many users/s, linear blend vs learned ranker, same bundle."""
     import dataclasses
 
-    from recsys.model import TrainedModel
+    from recsys.training.model import TrainedModel
     from recsys.ranking import Recommender
 
     model = TrainedModel.load(bundle)
@@ -328,7 +328,7 @@ def _lower_ef(model, many: list[str], queries: np.ndarray, ef: int) -> dict:
     """The same batch run with the index searched at a lower ``efSearch`` (a search-time setting)."""
     import dataclasses
 
-    from recsys.model import load_component
+    from recsys.training.model import load_component
     from recsys.ranking import Recommender
 
     search_config = dataclasses.replace(model.item_index.config_, ef_search=ef)

@@ -67,7 +67,7 @@ import json, sys, time
 from recsys.training import train as run
 summary = run(sys.argv[1], sys.argv[2], as_of=sys.argv[3] or None, warm_start=sys.argv[4] or None,
               config_path=sys.argv[5] or None, stream=sys.stderr)
-from recsys.model import TrainedModel
+from recsys.training.model import TrainedModel
 m = TrainedModel.load(summary["bundle"], verify=False)
 print(json.dumps({"timings_s": m.manifest["timings_s"], "seconds": summary["seconds"], "bundle": summary["bundle"],
                   "events": summary["events"], "index": summary["index"]}))
@@ -80,8 +80,8 @@ from threadpoolctl import threadpool_limits
 from recsys.config import EngineConfig
 from recsys.schema import validate
 from recsys.idmap import IdMap
-from recsys.interactions import build_interactions
-from recsys.collaborative import als_confidence
+from recsys.training.interactions import build_interactions
+from recsys.training.collaborative import als_confidence
 from implicit.cpu.als import AlternatingLeastSquares
 cfg = EngineConfig().collaborative
 res = validate(data=sys.argv[1])
@@ -99,7 +99,7 @@ NDCG = r"""
 import json, sys
 import numpy as np, pandas as pd
 from recsys import columns as C
-from recsys.model import TrainedModel
+from recsys.training.model import TrainedModel
 from recsys.schema import validate
 from recsys.evaluation.metrics import ndcg_at_k
 m = TrainedModel.load(sys.argv[1], verify=False)

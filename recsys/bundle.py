@@ -21,7 +21,7 @@ file's sha256 once, on load, against the manifest. A component saved alone
 ``models/latest`` is a symbolic link to the current version, moved atomically
 (``os.replace`` of a new link) only after the new bundle was written, renamed
 into place and verified. The last ``keep`` bundles stay for rollback.
-This module knows files, not models: ``recsys.model`` decides what goes in.
+This module knows files, not models: ``recsys.training.model`` decides what goes in.
 """
 
 from __future__ import annotations
@@ -216,7 +216,7 @@ class BundleComponent(Protocol):
     """What a fitted component implements to live in a bundle.
 
     Adding a component to the bundle is its ``save``/``load`` and one line in
-    ``recsys.model.COMPONENTS``.
+    ``recsys.training.model.COMPONENTS``.
     """
 
     def save(self, writer: BundleWriter) -> None:

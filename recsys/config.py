@@ -304,7 +304,7 @@ class ProfileConfig:
 
 @dataclass(frozen=True)
 class EngagementConfig:
-    """The engagement model: log-odds of engagement per impression (``recsys.engagement``).
+    """The engagement model: log-odds of engagement per impression (``recsys.training.engagement``).
 
     Each ``l2_*`` is the penalty of one level of effects (the inverse variance
     of its Gaussian prior): larger values keep that level closer to the one
@@ -667,7 +667,7 @@ class RankingConfig:
 
 @dataclass(frozen=True)
 class RankerConfig:
-    """The learned ranking stage (``recsys.ranker``): features, training window, LightGBM settings.
+    """The learned ranking stage (``recsys.training.ranker``): features, training window, LightGBM settings.
 
     The ranker is trained at ``recsys train`` time on a window carved from the
     end of the training log: features as of the cut, labels = positive

@@ -1,6 +1,6 @@
 """The one factory for models built by hand (not a test module).
 
-A :class:`~recsys.model.TrainedModel` made by training has every fitted part.
+A :class:`~recsys.training.model.TrainedModel` made by training has every fitted part.
 A test or a benchmark that builds one from chosen arrays gives what it cares
 about (factors, popularity, history, components); :func:`model_from_parts`
 adds, for what it leaves out, the neutral engagement terms (log-odds 0: every
@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from recsys.model import TrainedModel
-from recsys.signals import Signals
+from recsys.training.model import TrainedModel
+from recsys.training.signals import Signals
 
 #: the engagement model's arrays, by shape: (users | items | segments + 1 | 1) x (topics | formats | taus | 1)
 _ENGAGEMENT = ("item_quality", "authority_quality", "user_interest", "segment_interest", "user_format",

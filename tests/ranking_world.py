@@ -1,7 +1,7 @@
 """Small worlds for the ranking tests (not a test module; ``tests/test_ranking_*.py`` and
 ``tests/test_recommender*.py`` import it).
 
-:func:`hand_model` builds a :class:`~recsys.model.TrainedModel` from arrays a
+:func:`hand_model` builds a :class:`~recsys.training.model.TrainedModel` from arrays a
 test chooses (factors, topic profiles, popularity, history, content vectors)
 with the real components around them (the faiss index, the content embedder
 and both cold-start mappings fitted on those arrays), so a test can predict
@@ -18,11 +18,11 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from recsys.coldstart import ItemColdStart, UserColdStart
+from recsys.training.coldstart import ItemColdStart, UserColdStart
 from recsys.config import ColdStartConfig, ContentConfig, EngineConfig, IndexConfig
-from recsys.content import ContentEmbedder
-from recsys.index import VectorIndex
-from recsys.model import USER_COLUMNS, TrainedModel
+from recsys.training.content import ContentEmbedder
+from recsys.training.index import VectorIndex
+from recsys.training.model import USER_COLUMNS, TrainedModel
 
 try:  # imported as tests.ranking_world or, with tests/ on sys.path, as ranking_world
     from tests.model_factory import model_from_parts

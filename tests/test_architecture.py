@@ -104,3 +104,25 @@ def test_numbers_are_checked_with_the_one_helper():
         for m in _BOOL_IDIOM.finditer(text):
             offenders.append(f"{path.relative_to(ROOT)}:{text.count(chr(10), 0, m.start()) + 1}")
     assert not offenders, "use recsys.config.is_int / is_number instead of the bool-or-not-isinstance idiom: " + ", ".join(offenders)
+
+
+#: packages that serve what training made (the Recommender, the push and its neighbours)
+_SERVING = ("ranking", "push", "broadcast", "lift", "monitor", "demand")
+
+
+@pytest.mark.parametrize("package", _SERVING)
+def test_serving_reads_training_only_through_its_interface(package):
+    found = [
+        line for line in _offenders(ROOT / "recsys" / package, ("recsys.training",))
+        if not line.endswith(("imports recsys.training", "imports recsys.training.serving"))
+        and ".serving." not in line.rsplit(" imports ", 1)[1]
+    ]
+    assert not found, "serving imports training only through recsys.training.serving: " + "; ".join(found)
+
+
+def test_the_serving_interface_does_not_load_the_training_job():
+    code = ("import sys, recsys.training.serving, recsys.ranking, recsys.push; "
+            "print(sorted(m for m in sys.modules if m in ('recsys.training.job', 'recsys.training.ranker_training', "
+            "'recsys.training.collaborative', 'recsys.training.interactions')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "[]"

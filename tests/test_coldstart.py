@@ -9,12 +9,12 @@ import pandas as pd
 import pytest
 
 from recsys.bundle import read_part, write_part
-from recsys.coldstart import ItemColdStart, UserColdStart
-from recsys.collaborative import CollaborativeModel
+from recsys.training.coldstart import ItemColdStart, UserColdStart
+from recsys.training.collaborative import CollaborativeModel
 from recsys.config import ColdStartConfig, CollaborativeConfig, InteractionConfig
 from recsys.exceptions import ArtifactError, ConfigError, NotFittedError, SchemaError
 from recsys.idmap import IdMap
-from recsys.interactions import build_interactions
+from recsys.training.interactions import build_interactions
 
 END = pd.Timestamp("2024-06-30T00:00:00Z")
 N_USERS, N_ITEMS, K, DIM = 60, 30, 3, 8

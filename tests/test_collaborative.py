@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from recsys.collaborative import CollaborativeModel, WarmStart, als_confidence
+from recsys.training.collaborative import CollaborativeModel, WarmStart, als_confidence
 from recsys.config import CollaborativeConfig, InteractionConfig
 from recsys.exceptions import ConfigError, NotFittedError
 from recsys.idmap import IdMap
-from recsys.interactions import build_interactions
+from recsys.training.interactions import build_interactions
 
 END = pd.Timestamp("2024-06-30T00:00:00Z")
 N_USERS, N_ITEMS, K = 60, 30, 3

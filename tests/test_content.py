@@ -1,4 +1,4 @@
-"""Tests of recsys.content: tokenization, ContentEmbedder fit/transform/save/load."""
+"""Tests of recsys.training.content: tokenization, ContentEmbedder fit/transform/save/load."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from recsys.bundle import read_part, write_part
 from recsys.config import ContentConfig
-from recsys.content import ContentEmbedder, load_stopwords, tokenize
+from recsys.training.content import ContentEmbedder, load_stopwords, tokenize
 from recsys.exceptions import ArtifactError, ConfigError, NotFittedError, SchemaError, UnknownCodeError
 from recsys.taxonomy import load_taxonomy
 

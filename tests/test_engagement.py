@@ -10,7 +10,7 @@ import pytest
 
 from recsys import columns as C
 from recsys.config import EngagementConfig
-from recsys.engagement import EngagementModel, Exposures, build_exposures, timeliness
+from recsys.training.engagement import EngagementModel, Exposures, build_exposures, timeliness
 from recsys.exceptions import ConfigError, NotFittedError, SchemaError
 from recsys.idmap import IdMap
 from recsys.taxonomy import load_taxonomy
@@ -258,7 +258,7 @@ def test_input_errors():
 
 
 def test_exposure_sample_bounds_the_fit_and_is_seeded():
-    from recsys.engagement import Exposures
+    from recsys.training.engagement import Exposures
 
     n = 50
     ex = Exposures(

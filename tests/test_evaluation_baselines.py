@@ -268,7 +268,7 @@ def test_engine_lists_pass_the_baselines_eligibility(trained):
 
 
 def test_save_load_changes_no_list(trained, tmp_path):
-    from recsys.model import TrainedModel
+    from recsys.training.model import TrainedModel
 
     model, clean, train, t = trained
     loaded = TrainedModel.load(model.save(tmp_path / "models"))

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 
 from recsys import columns as C
-from recsys.engagement import EngagementModel, build_exposures
+from recsys.training.engagement import EngagementModel, build_exposures
 from recsys.exceptions import ConfigError
 from recsys.idmap import IdMap
-from recsys.model import TrainedModel
+from recsys.training.model import TrainedModel
 from recsys.push import coverage as CV
 from recsys.ranking import Recommender
 from recsys.schema import validate_tables

@@ -1,4 +1,4 @@
-"""Tests of recsys.index.VectorIndex: exact oracle, allow-lists, determinism, persistence."""
+"""Tests of recsys.training.index.VectorIndex: exact oracle, allow-lists, determinism, persistence."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from recsys.config import IndexConfig
 from recsys.exceptions import ArtifactError, ConfigError, NotFittedError
 from recsys.bundle import read_part, write_part
-from recsys.index import VectorIndex
+from recsys.training.index import VectorIndex
 
 # the files an index writes into its part of a bundle
 META_FILE, INDEX_FILE, VECTORS_FILE, IDS_FILE = "index.json", "index.faiss", "vectors.npy", "ids.npy"

@@ -11,7 +11,7 @@ import pytest
 from recsys.config import InteractionConfig
 from recsys.exceptions import ConfigError, SchemaError, UnknownCodeError
 from recsys.idmap import IdMap
-from recsys.interactions import build_interactions
+from recsys.training.interactions import build_interactions
 
 END = pd.Timestamp("2024-06-30T00:00:00Z")
 

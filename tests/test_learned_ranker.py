@@ -10,12 +10,12 @@ import pytest
 
 from recsys import Recommender
 from recsys.config import EngineConfig
-from recsys.model import TrainedModel
-from recsys.ranker import LearnedRanker
+from recsys.training.model import TrainedModel
+from recsys.training.ranker import LearnedRanker
 from recsys.ranking import features as F
 from recsys.ranking.reasons import FILLER, LEARNED_KINDS
 from recsys.schema import validate
-from recsys.signals import popularity_levels, shrinkage_strength
+from recsys.training.signals import popularity_levels, shrinkage_strength
 from recsys.taxonomy import load_taxonomy
 from recsys.training import train_model
 from tests.ranking_world import hand_model, items_frame, users_frame
@@ -205,7 +205,7 @@ def test_learned_lists_fill_to_a_long_k(sample_model):
 
 
 def test_cut_settings_that_reach_the_start_of_the_log_do_not_crash(sample_model):
-    from recsys.ranker_training import fit_ranker
+    from recsys.training.ranker_training import fit_ranker
 
     _, result = sample_model
     config = EngineConfig()
@@ -241,7 +241,7 @@ def test_the_binary_objective_ranks_by_the_feature_that_predicts_engagement_when
 def test_examples_from_impressions_where_the_log_has_them_else_from_candidates():
     import scipy.sparse as sp
 
-    from recsys.ranker_training import example_mode
+    from recsys.training.ranker_training import example_mode
 
     users = np.arange(30)
     pos = sp.csr_matrix((np.ones(30, np.float32), (users, users % 5)), shape=(30, 5))  # each user engaged once
@@ -254,7 +254,7 @@ def test_examples_from_impressions_where_the_log_has_them_else_from_candidates()
 
 
 def test_impression_examples_are_the_items_shown_after_the_cut_labelled_by_engagement(sample_model):
-    from recsys.ranker_training import _labels, build_examples, label_cut
+    from recsys.training.ranker_training import _labels, build_examples, label_cut
     from recsys.ranking.features import selected
     from recsys.ranking.state import build_state
 
@@ -285,7 +285,7 @@ def test_impression_examples_are_the_items_shown_after_the_cut_labelled_by_engag
 def test_the_exposure_weight_is_the_smallest_that_matches_the_strongest_logged_signal():
     from types import SimpleNamespace
 
-    from recsys.ranker_training import Examples, choose_exposure
+    from recsys.training.ranker_training import Examples, choose_exposure
 
     rng = np.random.default_rng(4)
     n_q, per = 120, 20
@@ -319,7 +319,7 @@ def test_the_exposure_weight_is_the_smallest_that_matches_the_strongest_logged_s
 
 
 def test_fewest_trees_keeps_trees_only_where_they_beat_the_starting_score_on_held_out_queries():
-    from recsys.ranker_training import fewest_trees
+    from recsys.training.ranker_training import fewest_trees
 
     rng = np.random.default_rng(5)
     n_q, per = 300, 6

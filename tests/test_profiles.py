@@ -11,8 +11,8 @@ import pytest
 from recsys.config import InteractionConfig, ProfileConfig
 from recsys.exceptions import ConfigError, NotFittedError, SchemaError, UnknownCodeError
 from recsys.idmap import IdMap
-from recsys.interactions import build_interactions
-from recsys.profiles import TopicProfiles, item_topic_shares
+from recsys.training.interactions import build_interactions
+from recsys.training.profiles import TopicProfiles, item_topic_shares
 from recsys.taxonomy import load_taxonomy
 
 TAX = load_taxonomy()
@@ -174,7 +174,7 @@ def test_lookup_errors():
 
 
 def test_blockwise_computation_equals_one_block(monkeypatch):
-    import recsys.profiles as profiles_module
+    import recsys.training.profiles as profiles_module
 
     users = pd.DataFrame({"user_id": [f"u{k}" for k in range(7)], "group": "youth", "region": "haigang"})
     users.loc[4:, "group"] = "farmer"
@@ -189,7 +189,7 @@ def test_blockwise_computation_equals_one_block(monkeypatch):
 
 
 def test_top_topics_of_a_profile_row_heaviest_first_ties_in_taxonomy_order():
-    from recsys.profiles import top_topics
+    from recsys.training.profiles import top_topics
 
     assert top_topics(np.array([0.2, 0.5, 0.2, 0.1]), ["a", "b", "c", "d"], 3) == [("b", 0.5), ("a", 0.2), ("c", 0.2)]
     with pytest.raises(ConfigError, match="n must be an integer >= 1, got 0"):

@@ -9,7 +9,7 @@ import pytest
 from recsys import columns as C
 from recsys.config import EngineConfig, config_from_dict
 from recsys.exceptions import ArtifactError
-from recsys.model import TrainedModel
+from recsys.training.model import TrainedModel
 from recsys.schema import validate_tables
 from recsys.taxonomy import load_taxonomy
 from recsys.training import train_model

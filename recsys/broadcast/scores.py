@@ -1,6 +1,6 @@
 """What a place's audience is expected to engage with: segment scores mixed by the audience.
 
-The bundle's engagement model (:mod:`recsys.engagement`) scores an item for
+The bundle's engagement model (:mod:`recsys.training.engagement`) scores an item for
 a user in log-odds: topic interest, format taste, the item's quality and its
 timeliness at the request's time. A broadcast place has no user, it has an
 audience mix, so each **audience segment** -- a (group, sub-group, region)

@@ -18,8 +18,8 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from recsys.exceptions import ConfigError
-    from recsys.model import TrainedModel
-    from recsys.profiles import top_topics
+    from recsys.training.model import TrainedModel
+    from recsys.training.profiles import top_topics
 
     if args.top <= 0:
         raise ConfigError(f"--top must be a positive integer, got {args.top}")

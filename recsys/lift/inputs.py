@@ -204,7 +204,7 @@ def users_source(manifest: dict[str, Any], explicit: str | Path | None) -> Path:
     configured = str(manifest.get("users_path") or manifest.get("config", {}).get("users") or "")
     if configured:
         return Path(configured)
-    from recsys.model import users_table_path
+    from recsys.training.serving import users_table_path
 
     return users_table_path(str(manifest.get("model", "")))
 

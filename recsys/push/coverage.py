@@ -810,7 +810,7 @@ def prepare_run(
         return ()
     table = users.table
     if any(r.sub_groups for r in rules) and C.SUB_GROUP not in table.columns:
-        from recsys.model import read_users
+        from recsys.training.serving import read_users
 
         column = read_users(bundle, [C.SUB_GROUP]).column(0)
         table[C.SUB_GROUP] = column.to_pandas().fillna("").to_numpy(dtype=object)

@@ -27,7 +27,7 @@ from recsys import bundle as bundle_io
 from recsys.config import EngineConfig, PushConfig, config_from_dict, is_int, is_number, load_config
 from recsys.exceptions import ConfigError, RecsysError, SchemaError
 from recsys.io import sha256_file
-from recsys.model import read_bundle_taxonomy
+from recsys.training.serving import read_bundle_taxonomy
 from recsys.push import history as H
 from recsys.push import lock as L
 from recsys.push import writer as W

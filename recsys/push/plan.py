@@ -27,7 +27,7 @@ import pyarrow as pa
 
 from recsys import columns as C
 from recsys.exceptions import ConfigError
-from recsys.model import read_model_array, read_users
+from recsys.training.serving import read_model_array, read_users
 from recsys.push.channels import subscriptions
 from recsys.push.hashing import user_buckets
 from recsys.push.holdout import holdout_mask

@@ -21,7 +21,7 @@ Sources, each a fixed number of columns of one (m, c) matrix:
   first for anyone there;
 * the most popular items of the user's segment at each **popularity
   half-life** (shares shrunk toward group, region and city by their evidence,
-  :mod:`recsys.signals`), and the city's most engaged items in each **trend
+  :mod:`recsys.training.signals`), and the city's most engaged items in each **trend
   window** (what the ``recent_popular`` baseline lists);
 * the items most **co-engaged** with the user's most recent positive items.
 

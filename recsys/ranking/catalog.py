@@ -295,17 +295,6 @@ def _log_scaled(pop: np.ndarray) -> np.ndarray:
     return np.divide(lp, top, out=np.zeros_like(lp), where=top > 0).astype(np.float32)
 
 
-def _new_item_vectors(model: Any, new_items: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Content and collaborative vectors of catalogue items the bundle never saw."""
-    f = model.item_factors.shape[1]
-    d = model.content_vectors.shape[1]
-    if len(new_items) == 0:
-        return np.zeros((0, d), np.float32), np.zeros((0, f), np.float32)
-    content = np.asarray(model.content_model.transform(new_items), dtype=np.float32)
-    cf = np.asarray(model.item_cold_start.transform(content), dtype=np.float32)
-    return content, cf
-
-
 def build_catalog(
     model: Any,
     items: pd.DataFrame | None,
@@ -355,7 +344,7 @@ def build_catalog(
     authority_code = _positions(meta[C.AUTHORITY], C.AUTHORITIES)
     levels = np.array([float(config.authority_levels.get(a, 0.0)) for a in C.AUTHORITIES], dtype=np.float32)
 
-    new_content, new_cf = _new_item_vectors(model, new_frame)
+    new_content, new_cf = model.embed_new_items(new_frame)
     cf = np.ascontiguousarray(np.vstack([np.asarray(model.item_factors, np.float32), new_cf]))
     content = np.ascontiguousarray(np.vstack([np.asarray(model.content_vectors, np.float32), new_content]))
     cf_scale = float(np.percentile(np.linalg.norm(cf, axis=1), 99)) if n else 1.0

@@ -90,7 +90,7 @@ class Recommender:
     """Explained, eligible, diverse recommendation lists from a model bundle.
 
     Build it with :meth:`load` (a bundle folder) or :meth:`from_model` (a
-    :class:`~recsys.model.TrainedModel` in memory); the constructor only
+    :class:`~recsys.training.model.TrainedModel` in memory); the constructor only
     stores parameters.
 
     Parameters
@@ -150,7 +150,7 @@ class Recommender:
         ConfigError
             On an invalid ranking configuration, or a holds folder that does not exist.
         """
-        from recsys.model import TrainedModel
+        from recsys.training.serving import TrainedModel
 
         self = cls(config=config)
         self._path = Path(bundle_path)
@@ -167,7 +167,7 @@ class Recommender:
         config: RankingConfig | None = None,
         holds: str | Path | None = None,
     ) -> "Recommender":
-        """Serve a :class:`~recsys.model.TrainedModel` held in memory.
+        """Serve a :class:`~recsys.training.model.TrainedModel` held in memory.
 
         Same parameters and errors as :meth:`load`, with a model instead of a path.
         """
@@ -224,7 +224,7 @@ class Recommender:
         ArtifactError
             If the bundle cannot be loaded (the current one stays in service).
         """
-        from recsys.model import TrainedModel
+        from recsys.training.serving import TrainedModel
 
         target = Path(path) if path is not None else self._path
         if target is None:

@@ -4,7 +4,7 @@
 
     score = w_quality       * quality           # the engagement model's terms,
           + w_interest      * interest          # log-odds of engagement per
-          + w_format        * format taste      # impression (recsys.engagement)
+          + w_format        * format taste      # impression (recsys.training.engagement)
           + w_timeliness    * timeliness
           + w_collaborative * relevance         # the other signals, each on a
           + w_topic         * topic affinity    # fixed [0, 1] scale

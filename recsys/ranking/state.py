@@ -22,7 +22,7 @@ import scipy.sparse as sp
 from recsys import columns as C
 from recsys.config import RankingConfig, check_section
 from recsys.exceptions import ConfigError
-from recsys.engagement import timeliness
+from recsys.training.serving import timeliness
 from recsys.ranking.catalog import NS_MIN, Catalog, build_catalog
 from recsys.ranking.eligibility import ItemFilter, filter_pool, static_mask
 from recsys.ranking.reasons import ReasonTables, reason_tables
@@ -75,7 +75,7 @@ class RankingState:
     engagement : EngagementTables
         The engagement model's arrays over the catalogue, and the candidate
         lists ranked by it.
-    signals : recsys.signals.Signals
+    signals : recsys.training.signals.Signals
         Training-time popularity, co-engagement and activity arrays.
     coengagement : csr_matrix
         The item-to-item co-engagement neighbours (plain views).

@@ -373,7 +373,7 @@ class EngagementModel:
     user_interest_ : ndarray of float32, shape (n_users, n_topics)
     segment_interest_ : ndarray of float32, shape (n_groups * n_regions + 1, n_topics)
         ``topic + segment_topic`` per group x region segment (groups outer,
-        as :class:`recsys.profiles.TopicProfiles` orders them); the last row
+        as :class:`recsys.training.profiles.TopicProfiles` orders them); the last row
         is ``topic`` alone (a user of no known segment).
     user_format_ : ndarray of float32, shape (n_users, n_formats)
     segment_format_ : ndarray of float32, shape (n_groups * n_regions + 1, n_formats)
@@ -416,7 +416,7 @@ class EngagementModel:
         UnknownCodeError
             If an item's topic is not in the taxonomy.
         """
-        from recsys.profiles import item_topic_shares
+        from recsys.training.profiles import item_topic_shares
 
         cfg = check_section(self.config)
         tax = self.taxonomy
@@ -571,7 +571,7 @@ class EngagementModel:
         NotFittedError
             Before :meth:`fit`.
         """
-        from recsys.profiles import item_topic_shares
+        from recsys.training.profiles import item_topic_shares
 
         self._check_fitted()
         tax = self.taxonomy

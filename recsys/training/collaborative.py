@@ -2,7 +2,7 @@
 
 ALS (Hu, Koren & Volinsky 2008) fits every (user, item) pair: a pair with
 positive engagement has preference 1 and confidence ``1 + alpha * r`` (``r``
-= the decayed positive weight of :class:`~recsys.interactions.Interactions`),
+= the decayed positive weight of :class:`~recsys.training.interactions.Interactions`),
 every other pair preference 0 and confidence 1.
 
 Negative feedback is handled twice, on purpose:
@@ -33,7 +33,7 @@ import scipy.sparse as sp
 from recsys.config import CollaborativeConfig, check_section, is_int
 from recsys.exceptions import ConfigError, NotFittedError
 from recsys.idmap import IdMap
-from recsys.interactions import Interactions
+from recsys.training.interactions import Interactions
 from recsys.seeds import check_random_state
 
 

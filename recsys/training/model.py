@@ -29,11 +29,11 @@ from recsys.exceptions import ArtifactError, ConfigError
 from recsys.taxonomy import Taxonomy, parse_taxonomy
 
 if TYPE_CHECKING:
-    from recsys.coldstart import ItemColdStart, UserColdStart
-    from recsys.content import ContentEmbedder
-    from recsys.index import VectorIndex
-    from recsys.ranker import LearnedRanker
-    from recsys.signals import Signals
+    from recsys.training.coldstart import ItemColdStart, UserColdStart
+    from recsys.training.content import ContentEmbedder
+    from recsys.training.index import VectorIndex
+    from recsys.training.ranker import LearnedRanker
+    from recsys.training.signals import Signals
 
 #: user table columns a bundle keeps (attributes the ranking and the push need)
 USER_COLUMNS = ("user_id", "group", "sub_group", "region", "age_band", "channels", "push_opt_out")
@@ -44,19 +44,19 @@ class Component(NamedTuple):
 
     attribute: str
     part: str
-    kind: str  # "module:Class", imported when a bundle is read (``import recsys.model`` stays light)
+    kind: str  # "module:Class", imported when a bundle is read (``import recsys.training.model`` stays light)
     optional: bool = False
 
 
 #: every fitted component a bundle holds; ``part`` "" = the bundle's top level. A component
 #: implements ``save(writer)`` and the classmethod ``load(reader)`` (recsys.bundle.BundleComponent).
 COMPONENTS: tuple[Component, ...] = (
-    Component("item_index", "item_index", "recsys.index:VectorIndex"),
-    Component("content_model", "content_model", "recsys.content:ContentEmbedder"),
-    Component("item_cold_start", "item_cold_start", "recsys.coldstart:ItemColdStart"),
-    Component("user_cold_start", "user_cold_start", "recsys.coldstart:UserColdStart"),
-    Component("signals", "", "recsys.signals:Signals"),
-    Component("ranker", "", "recsys.ranker:LearnedRanker", optional=True),
+    Component("item_index", "item_index", "recsys.training.index:VectorIndex"),
+    Component("content_model", "content_model", "recsys.training.content:ContentEmbedder"),
+    Component("item_cold_start", "item_cold_start", "recsys.training.coldstart:ItemColdStart"),
+    Component("user_cold_start", "user_cold_start", "recsys.training.coldstart:UserColdStart"),
+    Component("signals", "", "recsys.training.signals:Signals"),
+    Component("ranker", "", "recsys.training.ranker:LearnedRanker", optional=True),
 )
 
 
@@ -107,17 +107,17 @@ class TrainedModel:
         reported (the ranking never shows either again).
     user_channel_counts : ndarray, float32 (n_users, n_channels)
         Positive engagements per channel (taxonomy channel order).
-    item_index : recsys.index.VectorIndex
+    item_index : recsys.training.index.VectorIndex
         ANN index over ``item_factors`` (ids = item indices).
-    content_model : recsys.content.ContentEmbedder
+    content_model : recsys.training.content.ContentEmbedder
         Fitted embedder, to embed catalogue items that arrive after training.
-    item_cold_start : recsys.coldstart.ItemColdStart
+    item_cold_start : recsys.training.coldstart.ItemColdStart
         Content -> collaborative-space mapping.
-    user_cold_start : recsys.coldstart.UserColdStart
+    user_cold_start : recsys.training.coldstart.UserColdStart
         Segment centroids for users without events.
     item_quality : ndarray, float32 (n_items,)
         Learned log-odds quality of each item per impression
-        (:class:`recsys.engagement.EngagementModel`); the arrays below come
+        (:class:`recsys.training.engagement.EngagementModel`); the arrays below come
         from the same model and are all 0 when it had nothing to learn from
         (no impressions).
     authority_quality : ndarray, float32 (len(recsys.columns.AUTHORITIES),)
@@ -135,14 +135,14 @@ class TrainedModel:
         (``config.engagement.freshness_taus_days``).
     topic_trend : ndarray, float32 (n_topics,)
         Recent lift per topic (the window's last ``trend_days``).
-    signals : recsys.signals.Signals
+    signals : recsys.training.signals.Signals
         Training-time arrays of the ranking features (popularity levels and
         windows, co-engagement, recent items, activity).
     window : dict
         ``{"start": ISO, "end": ISO}``: the events used (``end`` = as-of time).
     info : dict
         Counts, timings and index recall for the manifest.
-    ranker : recsys.ranker.LearnedRanker or None
+    ranker : recsys.training.ranker.LearnedRanker or None
         The learned ranking stage; None ranks with the linear blend.
     engagement_intercept : float
         The engagement model's intercept (log-odds of an average user engaging
@@ -226,6 +226,30 @@ class TrainedModel:
         if self.user_bias is None:
             return np.zeros(self.n_users, dtype=np.float32)
         return np.asarray(self.user_bias, dtype=np.float32)
+
+    def embed_new_items(self, items: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Content and collaborative vectors of catalogue items this model never saw.
+
+        Runs the fitted content embedder, then the item cold-start mapping, so
+        serving can place an item published after training without knowing
+        how either model works.
+
+        Parameters
+        ----------
+        items : DataFrame
+            Catalogue rows (contract columns) of the new items.
+
+        Returns
+        -------
+        content : ndarray, float32 (len(items), d)
+        collaborative : ndarray, float32 (len(items), f)
+        """
+        f = self.item_factors.shape[1]
+        d = self.content_vectors.shape[1]
+        if len(items) == 0:
+            return np.zeros((0, d), np.float32), np.zeros((0, f), np.float32)
+        content = np.asarray(self.content_model.transform(items), dtype=np.float32)
+        return content, np.asarray(self.item_cold_start.transform(content), dtype=np.float32)
 
     # ---- writing ---------------------------------------------------------
     def _fill(self, writer: bundle_io.BundleWriter) -> None:

@@ -52,7 +52,7 @@ import scipy.sparse as sp
 
 from recsys import columns as C
 from recsys.config import EngineConfig
-from recsys.ranker import LearnedRanker, base_score
+from recsys.training.ranker import LearnedRanker, base_score
 from recsys.seeds import check_random_state
 from recsys.taxonomy import Taxonomy
 

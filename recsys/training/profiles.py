@@ -34,7 +34,7 @@ from recsys.columns import GROUP, ITEM_ID, REGION, TOPICS, USER_ID
 from recsys.config import ProfileConfig, check_section, is_int
 from recsys.exceptions import ConfigError, NotFittedError, SchemaError, UnknownCodeError
 from recsys.idmap import IdMap
-from recsys.interactions import Interactions
+from recsys.training.interactions import Interactions
 from recsys.taxonomy import Taxonomy
 
 #: users per block when computing profiles: bounds the dense temporaries (block x n_topics)

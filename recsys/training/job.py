@@ -1,24 +1,9 @@
-"""One training run: clean tables in, a :class:`~recsys.model.TrainedModel` out.
+"""The training job: clean tables in, a :class:`~recsys.training.model.TrainedModel` out.
 
-The steps, in order (each a library component of its own):
-
-1. id maps and the weighted, decayed user x item matrix (``interactions``);
-2. collaborative factors with ``implicit`` (``collaborative``), warm-started
-   from the previous bundle when given;
-3. readable topic-interest profiles shrunk to the group x region prior
-   (``profiles``);
-4. the engagement model: log-odds of engagement per impression -- item
-   quality, topic interest, format taste, freshness and trend per topic
-   (``engagement``);
-5. content embedding of the catalogue (``content``);
-6. cold start: content -> collaborative space for items without engagement,
-   segment centroids for users without events (``coldstart``);
-7. popularity (recency-weighted per group x region segment, and overall,
-   with ``[interactions] popularity_half_life_days``), the seen matrix and
-   per-channel engagement counts (this module);
-8. the ANN index over item vectors, with its measured recall (``index``);
-9. with ``[ranking] ranker = "learned"``, the learned ranker, trained on a
-   label window carved from the end of these events (``ranker_training``).
+:func:`train_model` runs the steps listed in :mod:`recsys.training` on tables in
+memory; :func:`train` is the ``recsys train`` job around it (read and validate the
+files, train, check the result, write the bundle atomically). Step 7 (popularity,
+the seen matrix, channel counts) lives here; every other step is a module of its own.
 """
 
 from __future__ import annotations
@@ -38,10 +23,10 @@ from recsys import columns as C
 from recsys.config import ALL_SECTIONS, EngineConfig, check_config, load_config
 from recsys.guards import check_bundle_sanity, check_training_data
 from recsys.io import prepare_output_dir
-from recsys.model import USER_COLUMNS, TrainedModel
+from recsys.training.model import USER_COLUMNS, TrainedModel
 from recsys.progress import Steps
 from recsys.schema import validate
-from recsys.signals import compute_signals
+from recsys.training.signals import compute_signals
 from recsys.taxonomy import Taxonomy, load_taxonomy
 from recsys.timeutil import aware_timestamp, parse_option_time
 
@@ -137,14 +122,14 @@ def train_model(
     -------
     TrainedModel
     """
-    from recsys.coldstart import ItemColdStart, UserColdStart
-    from recsys.collaborative import CollaborativeModel
-    from recsys.content import ContentEmbedder
-    from recsys.engagement import EngagementModel, build_exposures
+    from recsys.training.coldstart import ItemColdStart, UserColdStart
+    from recsys.training.collaborative import CollaborativeModel
+    from recsys.training.content import ContentEmbedder
+    from recsys.training.engagement import EngagementModel, build_exposures
     from recsys.idmap import IdMap
-    from recsys.index import VectorIndex
-    from recsys.interactions import build_interactions
-    from recsys.profiles import TopicProfiles
+    from recsys.training.index import VectorIndex
+    from recsys.training.interactions import build_interactions
+    from recsys.training.profiles import TopicProfiles
 
     # every section's rules, before any step runs: a bad [index] value must not wait for ALS,
     # profiles, the engagement model and the content embedding to finish first
@@ -299,7 +284,7 @@ def train_model(
         signals=signals,
     )
     if config.ranking.ranker == "learned":
-        from recsys.ranker_training import fit_ranker
+        from recsys.training.ranker_training import fit_ranker
 
         with steps.step("learned ranker"):
             model.ranker, report = fit_ranker(users, items, events, config=config, taxonomy=taxonomy, content_from=model)

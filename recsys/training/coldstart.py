@@ -14,7 +14,7 @@ blended with the user's topic prior projected into factor space::
 where ``ridge`` is a ridge regression from warm users' topic profiles
 (``TopicProfiles.user_topics_``) to their factors (:class:`UserColdStart`).
 Users with a few events are better served by
-:meth:`recsys.collaborative.CollaborativeModel.fold_in`.
+:meth:`recsys.training.collaborative.CollaborativeModel.fold_in`.
 
 Both classes persist as ``.npy`` arrays, a JSON description and (users) a
 Parquet key table: ``save(dir)`` / ``load(dir)``, no pickle.
