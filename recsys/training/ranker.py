@@ -3,7 +3,7 @@
 Lambdarank over candidate queries, or a pointwise (binary) model of
 engagement when shown over impressions plus a weighted popularity term (the
 *exposure term*, :meth:`LearnedRanker.exposure`); see
-``recsys/ranker_training.py``.
+``recsys/training/ranker_training.py``.
 
 :class:`LearnedRanker` wraps a ``lightgbm.Booster`` with the feature names
 it was trained on. It is saved in the bundle as LightGBM's own text model
