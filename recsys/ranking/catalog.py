@@ -26,7 +26,7 @@ import pandas as pd
 from recsys import columns as C
 from recsys.config import RankingConfig
 from recsys.exceptions import ConfigError, SchemaError
-from recsys.ranking.diversity import calibrated_threshold, near_duplicates
+from recsys.ranking.diversity import Neighbours, calibrated_threshold, near_duplicates
 
 #: int64 nanoseconds standing for "no publish time" (always published) and "no expiry"
 NS_MIN = np.iinfo(np.int64).min
@@ -157,6 +157,25 @@ class Catalog:
     def n_items(self) -> int:
         """Items in the ranking index space (bundle + new)."""
         return int(self.item_ids.shape[0])
+
+
+def _bundle_neighbours(
+    model: Any, content: np.ndarray, config: RankingConfig, known: Neighbours | None
+) -> tuple[float, Neighbours]:
+    """The calibrated near-duplicate threshold and the pairs among the bundle's items.
+
+    The bundle's own graph serves when it was calibrated from this
+    configuration's threshold (the default: serving uses the training's
+    ``[ranking]``); another threshold calibrates and searches again.
+    """
+    base = config.near_duplicate_threshold
+    graph = model.near_duplicates
+    if graph is not None and graph.fits(content.shape[0], base):
+        return graph.threshold, known if known is not None else graph.neighbours()
+    # the threshold is calibrated on the bundle's catalogue: on one whose titles share a
+    # template, every pair is "similar" and a fixed constant would call everything a duplicate
+    threshold = calibrated_threshold(content, base)
+    return threshold, known if known is not None else near_duplicates(content, threshold)
 
 
 # ---- reading and checking a catalogue ---------------------------------------
@@ -318,8 +337,10 @@ def build_catalog(
         Rows the validator left out (recorded on the result).
     bundle_neighbours : dict, optional
         Near-duplicate pairs among the bundle's items at
-        ``config.near_duplicate_threshold``, from an earlier build; computed
-        when omitted (an exact range search, seconds at 50k items).
+        ``config.near_duplicate_threshold``, from an earlier build. When
+        omitted they come from the bundle's graph (``model.near_duplicates``,
+        searched at training) if it was made at this threshold, and are
+        searched here otherwise (an exact range search, seconds at 50k items).
 
     Returns
     -------
@@ -364,11 +385,8 @@ def build_catalog(
     dated = np.flatnonzero(available & (published != NS_MIN))
     fresh_order = dated[np.lexsort((dated, published[dated]))]
 
-    # the threshold is calibrated on the bundle's catalogue: on one whose titles share a
-    # template, every pair is "similar" and a fixed constant would call everything a duplicate
-    threshold = calibrated_threshold(content[:n_bundle], config.near_duplicate_threshold)
-    if bundle_neighbours is None:
-        bundle_neighbours = near_duplicates(content[:n_bundle], threshold)
+    threshold, bundle_neighbours = _bundle_neighbours(model, content[:n_bundle], config, bundle_neighbours)
+    # only the catalogue's new items are searched (against every item): the bundle's pairs are known
     neighbours = near_duplicates(content, threshold, start=n_bundle, known=bundle_neighbours)
 
     by_topic = [np.flatnonzero(available & topic_bool[:, t]) for t in range(len(tax.topics))]

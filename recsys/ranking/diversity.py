@@ -85,6 +85,70 @@ def calibrated_threshold(content: np.ndarray, base: float, *, seed: int = 0) -> 
     return float(max(base, min(1.0, q + (1.0 - q) / 2.0)))
 
 
+def near_duplicate_pairs(content: np.ndarray, threshold: float, *, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs ``(a, b)`` with content cosine strictly above ``threshold``, ``a >= start``, ``a != b``.
+
+    An exact range search (faiss ``IndexFlatIP``) of rows ``start..n-1``
+    against every row; each pair as found (the caller makes it symmetric).
+
+    Parameters
+    ----------
+    content : ndarray of float32, shape (n, d)
+        L2-normalised content vectors.
+    threshold : float
+        In (0, 1].
+    start : int, default 0
+        First row searched.
+
+    Returns
+    -------
+    a, b : ndarray of int64
+    """
+    import faiss  # heavy: faiss loads only when a catalogue is built, not with recsys.ranking
+
+    x = np.ascontiguousarray(content, dtype=np.float32)
+    n = x.shape[0]
+    if n <= start or x.shape[1] == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    index = faiss.IndexFlatIP(x.shape[1])
+    index.add(x)
+    lims, _, found = index.range_search(x[start:], float(threshold))
+    rows = np.repeat(np.arange(start, n), np.diff(lims).astype(np.int64))
+    found = found.astype(np.int64)
+    keep = rows != found
+    return rows[keep], found[keep]
+
+
+def neighbour_graph(content: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """The near-duplicate pairs of every row as a symmetric CSR graph (no self pairs).
+
+    The arrays a bundle stores (see :func:`neighbours_from_graph` for the
+    lookup the picking reads): the same pairs as :func:`near_duplicates`.
+
+    Returns
+    -------
+    indptr : ndarray of int64, shape (n + 1,)
+    indices : ndarray of int32
+        Each row's neighbours, ascending.
+    """
+    n = content.shape[0]
+    a, b = near_duplicate_pairs(content, threshold)
+    # both directions: a cosine computed as a.b may land on the other side of the threshold than b.a
+    code = np.unique(np.concatenate([a * n + b, b * n + a]))
+    rows, cols = np.divmod(code, max(n, 1))
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=n), out=indptr[1:])
+    return indptr, cols.astype(np.int32)
+
+
+def neighbours_from_graph(indptr: np.ndarray, indices: np.ndarray) -> Neighbours:
+    """The picking's lookup (row -> its near-duplicates) of a CSR graph from :func:`neighbour_graph`."""
+    indptr = np.asarray(indptr)
+    flat = np.asarray(indices).tolist()
+    bounds = indptr.tolist()
+    return {int(i): tuple(flat[bounds[i] : bounds[i + 1]]) for i in np.flatnonzero(np.diff(indptr))}
+
+
 def near_duplicates(
     content: np.ndarray, threshold: float, *, start: int = 0, known: Neighbours | None = None
 ) -> Neighbours:
@@ -101,29 +165,24 @@ def near_duplicates(
         pairs are ``known``); only rows from ``start`` on are searched, against
         every row. Lets a catalogue update reuse the bundle's pairs.
     known : dict, optional
-        Pairs among rows ``0..start-1``.
+        Pairs among rows ``0..start-1`` (each tuple ascending, as this
+        function and :func:`neighbours_from_graph` return them).
 
     Returns
     -------
     dict[int, tuple[int, ...]]
-        Row -> its near-duplicates (symmetric, no self pairs); rows without
-        any are absent.
+        Row -> its near-duplicates (symmetric, no self pairs, ascending); rows
+        without any are absent.
     """
-    import faiss
-
-    x = np.ascontiguousarray(content, dtype=np.float32)
-    n = x.shape[0]
-    pairs: dict[int, set[int]] = {i: set(nb) for i, nb in (known or {}).items()}
-    if n > start and x.shape[1] > 0:
-        index = faiss.IndexFlatIP(x.shape[1])
-        index.add(x)
-        lims, _, found = index.range_search(x[start:], float(threshold))
-        rows = np.repeat(np.arange(start, n), np.diff(lims).astype(np.int64))
-        keep = rows != found
-        for a, b in zip(rows[keep].tolist(), found[keep].tolist()):
-            pairs.setdefault(a, set()).add(b)
-            pairs.setdefault(b, set()).add(a)
-    return {i: tuple(sorted(nb)) for i, nb in pairs.items() if nb}
+    out = dict(known or {})
+    a, b = near_duplicate_pairs(content, threshold, start=start)
+    # only the rows a new pair touches are rebuilt: the known ones are reused as they are
+    touched: dict[int, set[int]] = {}
+    for x, y in zip(a.tolist(), b.tolist()):
+        touched.setdefault(x, set(out.get(x, ()))).add(y)
+        touched.setdefault(y, set(out.get(y, ()))).add(x)
+    out.update({i: tuple(sorted(nb)) for i, nb in touched.items()})
+    return {i: nb for i, nb in out.items() if nb}
 
 
 def _greedy(

@@ -15,6 +15,7 @@ line there.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple
@@ -31,6 +32,7 @@ from recsys.taxonomy import Taxonomy, parse_taxonomy
 if TYPE_CHECKING:
     from recsys.training.coldstart import ItemColdStart, UserColdStart
     from recsys.training.content import ContentEmbedder
+    from recsys.training.duplicates import NearDuplicates
     from recsys.training.index import VectorIndex
     from recsys.training.ranker import LearnedRanker
     from recsys.training.signals import Signals
@@ -57,6 +59,7 @@ COMPONENTS: tuple[Component, ...] = (
     Component("user_cold_start", "user_cold_start", "recsys.training.coldstart:UserColdStart"),
     Component("signals", "", "recsys.training.signals:Signals"),
     Component("ranker", "", "recsys.training.ranker:LearnedRanker", optional=True),
+    Component("near_duplicates", "near_duplicates", "recsys.training.duplicates:NearDuplicates"),
 )
 
 
@@ -151,6 +154,13 @@ class TrainedModel:
     user_bias : ndarray, float32 (n_users,) or None
         Each user's own propensity to engage (log-odds, 0 = average); None in
         a model built by hand means 0 for everyone. A bundle always holds it.
+    near_duplicates : recsys.training.duplicates.NearDuplicates or None
+        The near-duplicate graph of ``items`` (content cosine above the
+        calibrated ``[ranking] near_duplicate_threshold``), searched once when
+        training writes the bundle, so that serving maps it instead of
+        searching again. None until :meth:`save` searches it (its seconds go
+        to the manifest's ``timings_s``); a model served without a bundle
+        searches at load.
     """
 
     taxonomy: Taxonomy
@@ -189,6 +199,7 @@ class TrainedModel:
     ranker: LearnedRanker | None = None
     engagement_intercept: float = 0.0
     user_bias: np.ndarray | None = None
+    near_duplicates: NearDuplicates | None = None
 
     _ARRAYS = (
         "user_factors",
@@ -293,6 +304,14 @@ class TrainedModel:
         Path
             The new bundle folder.
         """
+        if self.near_duplicates is None:
+            # searched once here, when the bundle is made, so that no serving process searches it again.
+            # Imported here: the graph's module reads recsys.ranking, whose package imports this one.
+            from recsys.training.duplicates import NearDuplicates
+
+            start = time.perf_counter()
+            self.near_duplicates = NearDuplicates.build(self.content_vectors, self.config.ranking.near_duplicate_threshold)
+            self.info["timings_s"] = {**(self.info.get("timings_s") or {}), "near_duplicates": round(time.perf_counter() - start, 3)}
         manifest = {
             "data_window": self.window,
             "config": self.config.to_dict(),
