@@ -264,6 +264,7 @@ class CollaborativeConfig:
         "threads": _THREADS,
         "seed": _SEED,
         "warm_start_iterations": Range(0, 1000),
+        "incremental_sweeps": Range(1, 100),
         "negative_penalty": Range(0, 100),
     }
 
@@ -277,6 +278,9 @@ class CollaborativeConfig:
     seed: int = 42
     #: iterations of a warm-started fit (reuses the previous bundle's factors)
     warm_start_iterations: int = 4
+    #: nightly incremental update: sweeps over the users with new events, each followed by a
+    #: full item sweep (``recsys train`` without ``--full``; docs/training.md)
+    incremental_sweeps: int = 2
     #: subtracted from score() for each (user, item) with a dismiss/report, so
     #: negative feedback can only lower that item's score for the user
     negative_penalty: float = 1.0
@@ -456,6 +460,8 @@ class TrainingConfig:
         "min_users": Range(1, 100_000_000),
         "min_items": Range(1, 100_000_000),
         "max_rejected_share": Range(0, 1),
+        # 0 would make every night a full retrain; a year between full ones lets errors pile up
+        "full_every_days": Range(1, 366),
     }
 
     #: fewest clean events (before ``--as-of``) a model may be trained on
@@ -465,6 +471,9 @@ class TrainingConfig:
     min_items: int = 10
     #: largest share of input rows the validator may quarantine (the rest is then not trusted)
     max_rejected_share: float = 0.5
+    #: with an events/ folder, nights are incremental and a full retrain runs once the data
+    #: has moved this many days past the last one (``--full`` forces one; docs/training.md)
+    full_every_days: int = 7
 
 
 @dataclass(frozen=True)

@@ -199,11 +199,34 @@ def find_table(data_dir: str | Path, kind: str) -> Path:
         what = "is not a folder" if folder.exists() else "data folder not found"
         raise SchemaError(f"{folder}: {what}")
     found = [path for path in (folder / f"{kind}.parquet", folder / f"{kind}.csv") if path.exists()]
+    if kind == "events" and (folder / kind).is_dir():
+        # a log that arrives day by day: one file per day (or per delivery) in events/
+        found.append(folder / kind)
     if not found:
         raise SchemaError(f"{folder}: no {kind} table; expected {kind}.parquet or {kind}.csv")
     if len(found) > 1:
-        raise SchemaError(f"{folder}: both {kind}.parquet and {kind}.csv; keep only one")
+        raise SchemaError(f"{folder}: both {' and '.join(p.name for p in found)}; keep only one")
     return found[0]
+
+
+def event_files(folder: str | Path) -> list[Path]:
+    """Return the event files of an ``events/`` folder, sorted by name.
+
+    Raises
+    ------
+    SchemaError
+        If the folder holds no ``.parquet``/``.pq``/``.csv`` file, or files of
+        both formats (a CSV is read as text, a Parquet file with its types:
+        one table cannot mix them).
+    """
+    folder = Path(folder)
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES)
+    if not files:
+        raise SchemaError(f"{folder}: no event files; expected {', '.join(SUFFIXES)} files")
+    formats = {SUFFIXES[p.suffix.lower()] for p in files}
+    if len(formats) > 1:
+        raise SchemaError(f"{folder}: holds both Parquet and CSV event files; convert them to one format")
+    return files
 
 
 def read_table(
@@ -249,6 +272,10 @@ def read_table(
     sep = check_delimiter(delimiter)
     codec = check_encoding(encoding)
     p = Path(path)
+    if kind == "events" and p.is_dir():
+        # an events/ folder is one table: its files in name order, row numbers counted across them
+        parts = [read_table(f, kind, encoding=encoding, delimiter=delimiter) for f in event_files(p)]
+        return pd.concat(parts, ignore_index=True)
     fmt = SUFFIXES.get(p.suffix.lower())
     if fmt is None:
         raise SchemaError(f"{p}: unsupported file type {p.suffix!r}; valid: {', '.join(SUFFIXES)}")

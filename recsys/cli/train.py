@@ -18,6 +18,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--as-of", metavar="TIMESTAMP", help="train only on events before this time")
     parser.add_argument("--warm-start", metavar="BUNDLE", help="reuse a previous bundle's factors (e.g. models/latest)")
     parser.add_argument(
+        "--full", action="store_true",
+        help="retrain on all events, validating every event file again (default with an events/ folder: "
+        "incremental nights, a full retrain every [training] full_every_days)",
+    )
+    parser.add_argument(
         "--force", action="store_true",
         help="write into an --out folder that holds other files (they are left alone)",
     )
@@ -34,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
         as_of=args.as_of,
         warm_start=args.warm_start,
         force=args.force,
+        full=args.full,
         stream=sys.stderr,  # the stream of now (a default bound at import would outlive a redirected stderr)
     )
     return 0

@@ -221,6 +221,74 @@ class CollaborativeModel:
         self.iterations_ = int(n_iter)
         return self
 
+    def update(
+        self,
+        interactions: Interactions,
+        warm_start: WarmStart | tuple,
+        changed_users: np.ndarray,
+        *,
+        sweeps: int = 2,
+    ) -> "CollaborativeModel":
+        """Move a previous ALS model to today's interactions without a full fit (the nightly update).
+
+        Starts from ``warm_start`` (new users and items from their exact
+        fold-in, as in :meth:`fit`), then ``sweeps`` times: re-solve the users
+        in ``changed_users`` (those with new events) against the item factors,
+        then every item against all user factors -- implicit's own conjugate
+        gradient step, the one its ``fit`` runs, on the same confidences.
+        Users without new events keep yesterday's factors: their confidences
+        only decayed, by the same factor for all of their items.
+
+        Parameters
+        ----------
+        interactions : Interactions
+            Today's matrices (all events, decayed to today).
+        warm_start : WarmStart or 4-tuple
+            Yesterday's factors, keyed by id.
+        changed_users : ndarray of int
+            Row indices of the users to re-solve.
+        sweeps : int, default 2
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        ConfigError
+            For BPR (no closed-form sweep), ``sweeps`` < 1, or warm-start
+            arrays of the wrong shape.
+        """
+        cfg = self.config
+        check_section(cfg)
+        if cfg.algorithm != "als":
+            raise ConfigError(f"an incremental update needs algorithm 'als', not {cfg.algorithm!r}; retrain with --full")
+        if not is_int(sweeps) or sweeps < 1:
+            raise ConfigError(f"sweeps must be an integer >= 1, got {sweeps!r}")
+        train = als_confidence(interactions, cfg.alpha)
+        changed = np.asarray(changed_users, dtype=np.int64)
+        import implicit.cpu.als  # noqa: F401 - before threadpoolctl, as in fit
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1, user_api="blas"):
+            users, items = self._warm_factors(WarmStart(*warm_start), interactions, train)
+            solver = self._implicit_model(1).solver
+            by_item = train.T.tocsr()
+            sub = train[changed]
+            for _ in range(int(sweeps)):
+                part = np.ascontiguousarray(users[changed])
+                solver(sub, part, items, cfg.regularization, num_threads=cfg.threads)
+                users[changed] = part
+                solver(by_item, items, users, cfg.regularization, num_threads=cfg.threads)
+
+        self.user_factors_ = np.ascontiguousarray(users, dtype=np.float32)
+        self.item_factors_ = np.ascontiguousarray(items, dtype=np.float32)
+        self.negatives_ = interactions.negatives.tocsr().astype(np.float32)
+        self.users_ = interactions.users
+        self.items_ = interactions.items
+        self.iterations_ = int(sweeps)
+        return self
+
     def _implicit_model(self, iterations: int) -> Any:
         cfg = self.config
         if cfg.algorithm == "als":

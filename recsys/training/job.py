@@ -21,11 +21,23 @@ import scipy.sparse as sp
 from recsys import bundle as bundle_io
 from recsys import columns as C
 from recsys.config import ALL_SECTIONS, EngineConfig, check_config, load_config
+from recsys.exceptions import ConfigError, DataError
 from recsys.guards import check_bundle_sanity, check_training_data
+from recsys.idmap import IdMap
 from recsys.io import prepare_output_dir
 from recsys.training.model import USER_COLUMNS, TrainedModel
 from recsys.progress import Steps
-from recsys.schema import validate
+from recsys.schema import find_table, read_manifest_end, read_table, validate
+from recsys.training.incremental import (
+    DecayedState,
+    HistoryStore,
+    advance,
+    changed_rows,
+    events_folder,
+    interactions_fingerprint,
+    list_sources,
+)
+from recsys.training.interactions import Interactions, build_interactions
 from recsys.training.signals import compute_signals
 from recsys.taxonomy import Taxonomy, load_taxonomy
 from recsys.timeutil import aware_timestamp, parse_option_time
@@ -93,6 +105,8 @@ def train_model(
     warm_start: TrainedModel | None = None,
     steps: Steps | None = None,
     content_from: TrainedModel | None = None,
+    decayed: DecayedState | None = None,
+    changed_users: np.ndarray | None = None,
 ) -> TrainedModel:
     """Train every component on clean contract tables.
 
@@ -117,6 +131,16 @@ def train_model(
         A model trained on the same ``items`` with the same ``[content]``
         settings: its content embedding is reused instead of fitted again
         (the content embedding reads the catalogue only, not the events).
+    decayed : DecayedState, optional
+        The decayed matrices of ``events`` already built (the nightly
+        incremental update, :mod:`recsys.training.incremental`): used instead
+        of building them again. Its id maps must be ``users``' and ``items``'.
+    changed_users : ndarray of int, optional
+        With ``warm_start`` and ALS: update incrementally -- re-solve only these
+        users (those with new events) and every item,
+        ``config.collaborative.incremental_sweeps`` times, and keep
+        ``warm_start``'s learned ranker (it is refitted by the next full
+        retrain) -- instead of warm-started full iterations.
 
     Returns
     -------
@@ -145,11 +169,28 @@ def train_model(
         item_map = IdMap.from_ids(items[C.ITEM_ID].to_numpy())
         if cutoff is not None:
             events = events[events[C.TIMESTAMP] < cutoff]
-        inter = build_interactions(events, user_map, item_map, config.interactions, as_of=cutoff)
+        if decayed is not None:
+            inter = decayed.interactions
+            _check_same_ids(inter, user_map, item_map)
+        else:
+            inter = build_interactions(events, user_map, item_map, config.interactions, as_of=cutoff)
 
     with steps.step(f"collaborative ({config.collaborative.algorithm})"):
         cf = CollaborativeModel(config=config.collaborative)
-        if warm_start is not None:
+        incremental = warm_start is not None and changed_users is not None
+        if incremental:
+            cf.update(
+                inter,
+                (
+                    warm_start.users[C.USER_ID].to_numpy(),
+                    np.asarray(warm_start.user_factors),
+                    warm_start.items[C.ITEM_ID].to_numpy(),
+                    np.asarray(warm_start.item_factors),
+                ),
+                changed_users,
+                sweeps=config.collaborative.incremental_sweeps,
+            )
+        elif warm_start is not None:
             cf.fit(
                 inter,
                 warm_start=(
@@ -206,7 +247,9 @@ def train_model(
         segments = profiles.segments_.reset_index(drop=True)
         seg_of_user = profiles.user_segment_
         recent = inter.positives
-        if config.interactions.popularity_half_life_days != config.interactions.half_life_days:
+        if decayed is not None and decayed.popularity is not None:
+            recent = decayed.popularity
+        elif config.interactions.popularity_half_life_days != config.interactions.half_life_days:
             # popularity decays faster than the collaborative confidences: what is trending now
             pop_config = dataclasses.replace(
                 config.interactions, half_life_days=config.interactions.popularity_half_life_days
@@ -247,6 +290,7 @@ def train_model(
         "index": {"kind": index.kind, "recall_at_k": None if recall is None else float(recall), "k": config.index.recall_k},
         "timings_s": dict(steps.timings),
         "warm_start": warm_start is not None,
+        "incremental": incremental,
     }
     model = TrainedModel(
         taxonomy=taxonomy,
@@ -283,7 +327,12 @@ def train_model(
         user_bias=engagement.user_bias_,
         signals=signals,
     )
-    if config.ranking.ranker == "learned":
+    if config.ranking.ranker == "learned" and incremental and warm_start.ranker is not None:
+        # a night's update keeps yesterday's ranker: its label window moved by one day of ~60,
+        # and refitting it costs most of a training (benchmarks/README.md); the full retrain refits
+        model.ranker = warm_start.ranker
+        model.info["ranker"] = {**warm_start.info.get("ranker", {}), "kept_from": "previous bundle"}
+    elif config.ranking.ranker == "learned":
         from recsys.training.ranker_training import fit_ranker
 
         with steps.step("learned ranker"):
@@ -293,6 +342,12 @@ def train_model(
     else:
         model.info["ranker"] = {"kind": "linear"}
     return model
+
+
+def _check_same_ids(inter: Interactions, user_map: IdMap, item_map: IdMap) -> None:
+    for side, have, want in (("user", inter.users, user_map), ("item", inter.items, item_map)):
+        if len(have) != len(want) or not np.array_equal(have.ids, want.ids):
+            raise ConfigError(f"decayed matrices have other {side} ids than the {side}s table; rebuild them")
 
 
 def _user_columns(users: pd.DataFrame) -> pd.DataFrame:
@@ -323,9 +378,20 @@ def train(
     as_of: str | None = None,
     warm_start: str | Path | None = None,
     force: bool = False,
+    full: bool = False,
     stream: TextIO | None = sys.stderr,
 ) -> dict[str, Any]:
     """Validate ``data``, train, write a bundle under ``out``; return a summary dict.
+
+    With the events as a folder of files (``DATA/events/``), training is
+    incremental by default (docs/training.md): once ``out`` holds a bundle and
+    its history store (``out/history``), only the event files not seen before
+    are validated, the decayed matrices are moved forward, and ALS is updated
+    from the previous bundle (``--warm-start``, default ``out/latest``). A full
+    retrain runs instead with ``full``, on the first night, every
+    ``[training] full_every_days`` days of data, after an ``[interactions]`` or
+    ``[collaborative]`` change, and with ``as_of``; a single events file is
+    always trained in full.
 
     Refuses (before training) data too thin to train on (``[training]``
     thresholds, an ``--as-of`` outside the data) and a models folder that
@@ -335,8 +401,10 @@ def train(
     Raises
     ------
     DataError
-        Too few events, users or items, too many rows rejected, or a trained
-        model that could serve nothing (``latest`` is not moved).
+        Too few events, users or items, too many rows rejected, a trained
+        model that could serve nothing (``latest`` is not moved), no new
+        event file for an incremental night, or a damaged history store /
+        a changed event file (:class:`~recsys.training.incremental.HistoryError`).
     ConfigError
         A bad option, config or output folder.
     """
@@ -346,45 +414,203 @@ def train(
     config = load_config(config_path, command="train", sections=ALL_SECTIONS)
     cutoff = parse_option_time(as_of, taxonomy, name="--as-of") if as_of else None
     prepare_output_dir(out, "models", force=force, recognise=bundle_io.is_models_dir)
-    previous = TrainedModel.load(warm_start) if warm_start else None
+    folder = events_folder(data)
+    store = None if folder is None or cutoff is not None else HistoryStore.open(out)
+    latest = Path(out) / bundle_io.LATEST
+    prev_path = warm_start or (latest if store is not None and latest.exists() else None)
+    previous = TrainedModel.load(prev_path) if prev_path else None
+    reason = _full_reason(full, folder, cutoff, store, previous, config)
     steps = Steps(N_STEPS + 2, stream=stream)
-    with steps.step("validate"):
-        result = validate(data=data, taxonomy=taxonomy)
-    quarantined = result.counts()
+    night = None
+    if reason is None:
+        night = _incremental_inputs(data, folder, store, config, taxonomy, steps, stream)
+        reason = night.pop("full_reason")
+    if night is None:
+        if stream is not None and folder is not None:
+            print(f"      full retrain: {reason}", file=stream)
+        with steps.step("validate"):
+            result = validate(data=data, taxonomy=taxonomy)
+        users, items, events = result.users, result.items, result.events
+        quarantined = result.counts()
+        result.check_rejected(config.training.max_rejected_share)
+        decayed = changed = None
+        if folder is not None and cutoff is None:
+            decayed = _full_state(events, users, items, config)
+    else:
+        users, items, events = night["users"], night["items"], night["events"]
+        quarantined, decayed, changed = night["quarantined"], night["decayed"], night["changed"]
     if quarantined and stream is not None:
         print(f"      quarantined rows (kept out of training): {quarantined}", file=stream)
-    result.check_rejected(config.training.max_rejected_share)
     check_training_data(
-        result.users, result.items, result.events, config.training,
+        users, items, events, config.training,
         as_of=cutoff, quarantined=int(sum(quarantined.values())),
     )
     model = train_model(
-        result.users,
-        result.items,
-        result.events,
+        users,
+        items,
+        events,
         config=config,
         taxonomy=taxonomy,
         as_of=cutoff,
-        warm_start=previous,
+        # a full retrain starts cold unless --warm-start asks otherwise
+        warm_start=previous if night is not None or warm_start else None,
         steps=steps,
+        decayed=decayed,
+        changed_users=changed,
     )
     model.info.setdefault("counts", {})["quarantined_rows"] = int(sum(quarantined.values()))
     model.info["timings_s"] = dict(steps.timings)
     with steps.step("write and verify bundle"):
         path = model.save(out, sanity=check_bundle_sanity)
+    if decayed is not None:
+        # after the bundle: a run killed in between finds the old store and validates the
+        # same new files again the next night (the store, not the bundle, says what was seen)
+        HistoryStore.write(
+            out, previous=store if night is not None else None, data_folder=folder,
+            fingerprint=interactions_fingerprint(config.interactions),
+            new_sources=night["sources"] if night is not None else list_sources(folder),
+            new_events=night["new_events"] if night is not None else events,
+            state=decayed, full=night is None, quarantined=int(sum(quarantined.values())),
+        )
     summary = {
         "bundle": str(path),
         "latest": str(Path(out) / "latest"),
+        "mode": "full" if night is None else "incremental",
+        "full_reason": reason,
         "users": model.n_users,
         "items": model.n_items,
         **model.info["counts"],
         "index": model.info["index"],
         "data_window": model.window,
-        "warm_start": previous is not None,
+        "warm_start": night is not None or bool(warm_start),
         "seconds": round(time.perf_counter() - start, 1),
     }
+    if night is not None:
+        summary["new_event_files"] = len(night["sources"])
+        summary["new_events"] = int(len(night["new_events"]))
     if stream is not None:
         print("\ntrained model summary", file=stream)
         for key, value in summary.items():
             print(f"  {key:<18} {value}", file=stream)
     return summary
+
+
+def _full_reason(
+    full: bool,
+    folder: Path | None,
+    cutoff: pd.Timestamp | None,
+    store: HistoryStore | None,
+    previous: TrainedModel | None,
+    config: EngineConfig,
+) -> str | None:
+    """Why this run retrains in full (None: it can be incremental)."""
+    if full:
+        return "--full"
+    if folder is None:
+        return "the events are one file (an events/ folder of daily files allows incremental nights)"
+    if cutoff is not None:
+        return "--as-of (the history store follows the data's end)"
+    if store is None:
+        return "no history store yet"
+    if store.doc.get("data") != str(folder.resolve()):
+        return f"the history store is of {store.doc.get('data')}, not {folder.resolve()}"
+    if store.doc.get("interactions") != interactions_fingerprint(config.interactions):
+        return "[interactions] settings changed"
+    if previous is None:
+        return "no previous bundle to start from"
+    if previous.config.collaborative != config.collaborative or config.collaborative.algorithm != "als":
+        return "[collaborative] settings changed" if config.collaborative.algorithm == "als" else "BPR fits in full"
+    return None
+
+
+def _incremental_inputs(
+    data: str | Path,
+    folder: Path,
+    store: HistoryStore,
+    config: EngineConfig,
+    taxonomy: Taxonomy,
+    steps: Steps,
+    stream: TextIO | None,
+) -> dict[str, Any] | None:
+    """Validate tonight's new event files, read the history, move the matrices forward.
+
+    Returns None (with the reason in stream) when the schedule calls for a full
+    retrain after all; else the night's tables, decayed state and changed users.
+    """
+    with steps.step("validate new event files"):
+        sources, gone = store.unchanged_sources(folder)
+        if not sources:
+            raise DataError(
+                f"{folder}: no new event file since the last training (history up to {store.end().isoformat()}); "
+                "nothing new to train on -- add the day's file, or run with --full to retrain on the same data"
+            )
+        raw = [read_table(find_table(data, kind), kind) for kind in ("users", "items")]
+        new_raw = pd.concat([read_table(p, "events") for p in sources], ignore_index=True)
+        result = validate(tables=(raw[0], raw[1], new_raw), taxonomy=taxonomy, end=read_manifest_end(data))
+        result.check_rejected(config.training.max_rejected_share)
+        history = store.read_events()
+        new_events, repeats = _drop_repeats(result.events, history)
+    end = max(store.end(), new_events[C.TIMESTAMP].max()) if len(new_events) else store.end()
+    days = (end - store.last_full()).total_seconds() / 86400.0
+    if round(days) >= config.training.full_every_days:
+        return {"full_reason": f"{days:.1f} days of data since the last full retrain ([training] full_every_days)"}
+    if stream is not None:
+        print(
+            f"      incremental: {len(sources)} new event file(s), {len(new_events):,} new events"
+            + (f", {repeats:,} already in the history left out" if repeats else "")
+            + (f"; {len(gone)} validated file(s) no longer in {folder} (their events stay)" if gone else ""),
+            file=stream,
+        )
+    users = result.users.reset_index(drop=True)
+    items = result.items.reset_index(drop=True)
+    with steps.step("interactions (incremental)"):
+        user_map = IdMap.from_ids(users[C.USER_ID].to_numpy())
+        item_map = IdMap.from_ids(items[C.ITEM_ID].to_numpy())
+        decayed = advance(
+            store.read_state(), new_events, user_map, item_map, config.interactions,
+            _popularity_half_life(config), end=end,
+        )
+        changed = changed_rows(new_events, user_map)
+    quarantined = result.counts()
+    if repeats:
+        quarantined[C.R_DUPLICATE_EVENT] = quarantined.get(C.R_DUPLICATE_EVENT, 0) + repeats
+    events = pd.concat([history, new_events], ignore_index=True)
+    return {
+        "full_reason": None, "users": users, "items": items, "events": events, "new_events": new_events,
+        "sources": sources, "quarantined": quarantined, "decayed": decayed, "changed": changed,
+    }
+
+
+def _drop_repeats(new: pd.DataFrame, history: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Leave out new events the history already holds (a day delivered twice under another name).
+
+    The validator's "duplicate event" rule -- the same (user, item, type, instant) -- applied
+    across the history; only history events at or after the first new one can match.
+    """
+    if not len(new) or not len(history):
+        return new, 0
+    key = [C.USER_ID, C.ITEM_ID, C.EVENT_TYPE, C.TIMESTAMP]
+    recent = history.loc[history[C.TIMESTAMP] >= new[C.TIMESTAMP].min(), key]
+    if not len(recent):
+        return new, 0
+    seen = pd.MultiIndex.from_frame(recent)
+    repeat = pd.MultiIndex.from_frame(new[key]).isin(seen)
+    return new[~repeat].reset_index(drop=True), int(repeat.sum())
+
+
+def _popularity_half_life(config: EngineConfig) -> float | None:
+    cfg = config.interactions
+    return cfg.popularity_half_life_days if cfg.popularity_half_life_days != cfg.half_life_days else None
+
+
+def _full_state(events: pd.DataFrame, users: pd.DataFrame, items: pd.DataFrame, config: EngineConfig) -> DecayedState:
+    """The decayed matrices of a full retrain, built once for both training and the history store."""
+    user_map = IdMap.from_ids(users[C.USER_ID].to_numpy())
+    item_map = IdMap.from_ids(items[C.ITEM_ID].to_numpy())
+    inter = build_interactions(events, user_map, item_map, config.interactions)
+    pop_hl = _popularity_half_life(config)
+    popularity = None
+    if pop_hl is not None:
+        pop_config = dataclasses.replace(config.interactions, half_life_days=pop_hl)
+        popularity = build_interactions(events, user_map, item_map, pop_config).positives
+    return DecayedState(inter, popularity)

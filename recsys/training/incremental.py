@@ -1,0 +1,453 @@
+"""Incremental nightly training: the validated history store and the decayed matrices' update.
+
+A night's new data is one day of ~60. With the events delivered as a folder of
+files (``DATA/events/*.parquet``, one per day or per delivery), ``recsys train``
+keeps, next to the bundles (``MODELS/history/``):
+
+- every event file it has validated, by name, size and sha256;
+- the clean events of each night's new files as a Parquet partition
+  (``partitions/part-NNNNN.parquet``) with its sha256;
+- the decayed interaction matrices at the end of the data, and the ids of
+  their rows and columns (``state-*/``, ``.npz`` arrays and Parquet, no pickle);
+- ``store.json``, written last and atomically, which names all of the above.
+
+The next night validates only the files not seen before, reads the rest of the
+history from the partitions (checked against their sha256 first), and moves the
+matrices forward instead of rebuilding them: every decayed weight of yesterday
+is multiplied by ``0.5 ** (days_elapsed / half_life_days)`` -- the same factor
+for every event, since all of them aged by the same time -- and the new events'
+decayed weights are added. The result equals a full rebuild to float
+precision (a test holds it to that).
+
+A run killed anywhere leaves the previous ``store.json`` pointing at complete
+files: new partitions and a new state folder are written under fresh names
+before the store moves to them, and only afterwards is the superseded state
+removed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import scipy.sparse as sp
+
+from recsys import columns as C
+from recsys.config import InteractionConfig
+from recsys.exceptions import DataError
+from recsys.idmap import IdMap
+from recsys.io import atomic_dir, atomic_path, sha256_file, write_json
+from recsys.schema import event_files, find_table, to_arrow
+from recsys.training.interactions import Interactions, build_interactions
+
+#: the store's folder inside the models folder
+STORE_DIR = "history"
+#: bumped when the store's layout changes: an older store then gets a full rebuild
+STORE_FORMAT = 1
+_STORE_FILE = "store.json"
+_SECONDS_PER_DAY = 86400.0
+#: the decayed matrices (scaled each night) and the indicator/count ones (only added to)
+_DECAYED = ("matrix", "positives", "negative_weight")
+_INDICATORS = ("negatives", "engaged")
+_COUNTS = ("exposure",)
+
+
+class HistoryError(DataError):
+    """The history store cannot be used as it is (a damaged partition, an event file changed)."""
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One event file of ``DATA/events/`` as it was when validated."""
+
+    name: str
+    size: int
+    mtime_ns: int
+    sha256: str
+
+    @classmethod
+    def of(cls, path: Path, *, digest: bool = True) -> "SourceFile":
+        """Describe ``path`` (``digest=False`` leaves the sha256 empty: a cheap look)."""
+        st = path.stat()
+        return cls(path.name, int(st.st_size), int(st.st_mtime_ns), sha256_file(path) if digest else "")
+
+
+@dataclass(frozen=True)
+class DecayedState:
+    """The decayed matrices of all events before ``end``, plus the popularity positives.
+
+    ``interactions`` is what :func:`~recsys.training.interactions.build_interactions`
+    returns over the whole history; ``popularity`` its ``positives`` at the
+    popularity half-life (None when that equals the collaborative one).
+    """
+
+    interactions: Interactions
+    popularity: sp.csr_matrix | None
+
+
+def events_folder(data: str | Path) -> Path | None:
+    """Return ``DATA/events`` when the events arrive as a folder of files, else None."""
+    table = find_table(data, "events")
+    return table if table.is_dir() else None
+
+
+def list_sources(folder: Path) -> list[Path]:
+    """The event files of ``folder`` in name order (the order they are validated in)."""
+    return event_files(folder)
+
+
+def interactions_fingerprint(config: InteractionConfig) -> dict[str, Any]:
+    """The ``[interactions]`` settings the stored matrices depend on (a change needs a rebuild)."""
+    return json.loads(json.dumps(dataclasses.asdict(config), sort_keys=True, default=str))
+
+
+# ---- the update -----------------------------------------------------------------------------
+
+
+def _reindex(m: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
+    """Move ``m``'s entries to new row/column indices (-1 = dropped: an id no longer in the tables)."""
+    coo = m.tocoo()
+    r, c = rows[coo.row], cols[coo.col]
+    keep = (r >= 0) & (c >= 0)
+    out = sp.csr_matrix((coo.data[keep], (r[keep], c[keep])), shape=shape)
+    out.sum_duplicates()
+    out.sort_indices()
+    return out
+
+
+def _tidy(m: sp.spmatrix) -> sp.csr_matrix:
+    out = sp.csr_matrix(m, dtype=np.float32)
+    out.eliminate_zeros()
+    out.sort_indices()
+    return out
+
+
+def _binary(m: sp.csr_matrix) -> sp.csr_matrix:
+    m = m.copy()
+    m.data[:] = 1.0
+    return m
+
+
+def decay_factor(days: float, half_life_days: float) -> float:
+    """``0.5 ** (days / half_life_days)``: how much every decayed weight shrinks in ``days``."""
+    return float(np.exp2(-days / half_life_days))
+
+
+def advance(
+    previous: DecayedState,
+    new_events: pd.DataFrame,
+    users: IdMap,
+    items: IdMap,
+    config: InteractionConfig,
+    popularity_half_life_days: float | None,
+    *,
+    end: pd.Timestamp | None = None,
+) -> DecayedState:
+    """Move yesterday's decayed matrices to ``end`` and add the new events.
+
+    Parameters
+    ----------
+    previous : DecayedState
+        The matrices of every event before the previous end.
+    new_events : DataFrame
+        Clean events not in ``previous``.
+    users, items : IdMap
+        Today's rows and columns: yesterday's entries of ids no longer there
+        are dropped, new ids start empty.
+    config : InteractionConfig
+    popularity_half_life_days : float or None
+        Half-life of ``previous.popularity`` (None when there is none).
+    end : Timestamp, optional
+        Where decay counts back from; default the later of the previous end
+        and the last new event (what a full rebuild uses).
+
+    Returns
+    -------
+    DecayedState
+        Equal, to float precision, to a rebuild over all events.
+    """
+    prev = previous.interactions
+    end = _new_end(prev.end, new_events, end)
+    shape = (len(users), len(items))
+    # yesterday's row/column -> today's (-1: the id left the users/items table)
+    row_of = np.asarray(users.index(prev.users.ids), dtype=np.int64)
+    col_of = np.asarray(items.index(prev.items.ids), dtype=np.int64)
+    today = build_interactions(new_events, users, items, config, on_unknown="drop")
+    elapsed = 0.0 if prev.end is None else (end - prev.end).total_seconds() / _SECONDS_PER_DAY
+    # today's matrices are decayed back from their own last event: move them to ``end`` as well
+    today_shift = 0.0 if today.end is None else (end - today.end).total_seconds() / _SECONDS_PER_DAY
+    old_f = decay_factor(elapsed, config.half_life_days)
+    new_f = decay_factor(today_shift, config.half_life_days)
+    parts: dict[str, sp.csr_matrix] = {}
+    for name in _DECAYED:
+        old = _reindex(getattr(prev, name), row_of, col_of, shape).astype(np.float64)
+        parts[name] = _tidy(old * old_f + getattr(today, name).astype(np.float64) * new_f)
+    for name in _INDICATORS:
+        old = _reindex(getattr(prev, name), row_of, col_of, shape)
+        parts[name] = _binary(_tidy(old + getattr(today, name)))
+    for name in _COUNTS:
+        parts[name] = _tidy(_reindex(getattr(prev, name), row_of, col_of, shape) + getattr(today, name))
+    inter = Interactions(
+        users=users, items=items, end=end, n_events=prev.n_events + today.n_events, **parts,
+    )
+    popularity = None
+    if previous.popularity is not None and popularity_half_life_days is not None:
+        pop_config = dataclasses.replace(config, half_life_days=popularity_half_life_days)
+        pop_today = build_interactions(new_events, users, items, pop_config, on_unknown="drop").positives
+        old = _reindex(previous.popularity, row_of, col_of, shape).astype(np.float64)
+        popularity = _tidy(
+            old * decay_factor(elapsed, popularity_half_life_days)
+            + pop_today.astype(np.float64) * decay_factor(today_shift, popularity_half_life_days)
+        )
+    return DecayedState(inter, popularity)
+
+
+def _new_end(prev_end: pd.Timestamp | None, new_events: pd.DataFrame, end: pd.Timestamp | None) -> pd.Timestamp:
+    if end is not None:
+        return end
+    candidates = [t for t in (prev_end, new_events[C.TIMESTAMP].max() if len(new_events) else None) if t is not None]
+    if not candidates:
+        raise DataError("no events to train on: the history is empty and no new event file holds a clean event")
+    return max(candidates).tz_convert("UTC")
+
+
+def changed_rows(new_events: pd.DataFrame, users: IdMap) -> np.ndarray:
+    """Sorted row indices of the users with at least one new event."""
+    idx = users.index(new_events[C.USER_ID].to_numpy(dtype=object))
+    return np.unique(idx[idx >= 0])
+
+
+# ---- the store on disk ---------------------------------------------------------------------
+
+
+@dataclass
+class HistoryStore:
+    """The validated event history and decayed matrices kept next to the bundles.
+
+    Attributes
+    ----------
+    root : Path
+        ``MODELS/history``.
+    doc : dict
+        ``store.json``: ``format``, ``data`` (the events folder), ``interactions``
+        (the settings fingerprint), ``end``, ``last_full`` (data end of the last
+        full rebuild), ``sources`` (validated event files), ``partitions``
+        (file, sha256, rows), ``state`` (folder and the sha256 of its files).
+    """
+
+    root: Path
+    doc: dict[str, Any]
+
+    @classmethod
+    def path(cls, models_dir: str | Path) -> Path:
+        """``MODELS/history``."""
+        return Path(models_dir) / STORE_DIR
+
+    @classmethod
+    def open(cls, models_dir: str | Path) -> "HistoryStore | None":
+        """Return the store of ``models_dir``, or None when there is none (or of an older format).
+
+        Raises
+        ------
+        HistoryError
+            If ``store.json`` exists but cannot be read.
+        """
+        root = cls.path(models_dir)
+        file = root / _STORE_FILE
+        if not file.exists():
+            return None
+        try:
+            doc = json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise HistoryError(f"{file}: not a readable history store ({exc}); run `recsys train --full` to rebuild it")
+        if not isinstance(doc, dict) or doc.get("format") != STORE_FORMAT:
+            return None
+        return cls(root, doc)
+
+    # ---- reading -----------------------------------------------------------------------------
+    def _checked(self, name: str, sha256: str) -> Path:
+        path = self.root / name
+        if not path.is_file():
+            raise HistoryError(
+                f"{path}: history file missing; run `recsys train --full` to rebuild the history from --data"
+            )
+        if sha256_file(path) != sha256:
+            raise HistoryError(
+                f"{path}: does not match the checksum recorded in {self.root / _STORE_FILE} (damaged or changed); "
+                "run `recsys train --full` to rebuild the history from --data"
+            )
+        return path
+
+    def end(self) -> pd.Timestamp:
+        """The data end the stored matrices are decayed to."""
+        return pd.Timestamp(self.doc["end"])
+
+    def last_full(self) -> pd.Timestamp:
+        """The data end of the last full rebuild."""
+        return pd.Timestamp(self.doc["last_full"])
+
+    def read_events(self) -> pd.DataFrame:
+        """All clean events of the history, partitions in order, each checked against its sha256."""
+        frames = []
+        for part in self.doc["partitions"]:
+            path = self._checked(part["file"], part["sha256"])
+            frames.append(pq.read_table(path).to_pandas())
+        if not frames:
+            raise HistoryError(f"{self.root}: the history holds no partition; run `recsys train --full`")
+        return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+    def read_state(self) -> DecayedState:
+        """The stored decayed matrices, each file checked against its sha256."""
+        state = self.doc["state"]
+        folder = state["folder"]
+        files = state["files"]
+
+        def matrix(name: str) -> sp.csr_matrix:
+            path = self._checked(f"{folder}/{name}.npz", files[f"{name}.npz"])
+            return sp.csr_matrix(sp.load_npz(path), dtype=np.float32)
+
+        ids = {}
+        for side in ("users", "items"):
+            path = self._checked(f"{folder}/{side}.parquet", files[f"{side}.parquet"])
+            ids[side] = IdMap.from_ids(pq.read_table(path).column("id").to_numpy(zero_copy_only=False))
+        names = _DECAYED + _INDICATORS + _COUNTS
+        inter = Interactions(
+            users=ids["users"], items=ids["items"], end=self.end(), n_events=int(state["n_events"]),
+            **{name: matrix(name) for name in names},
+        )
+        popularity = matrix("popularity") if "popularity.npz" in files else None
+        return DecayedState(inter, popularity)
+
+    def unchanged_sources(self, folder: Path) -> tuple[list[Path], list[str]]:
+        """Split ``folder``'s files into the new ones and check the known ones.
+
+        Returns
+        -------
+        new : list of Path
+            Files not validated before, in name order.
+        gone : list of str
+            Files validated before and no longer in the folder (their events
+            stay in the history).
+
+        Raises
+        ------
+        HistoryError
+            If a file validated before has changed (its content, not only its
+            time stamp): what it held is already in the history, and which
+            version is right would be a guess.
+        """
+        known = {s["name"]: s for s in self.doc["sources"]}
+        new: list[Path] = []
+        for path in list_sources(folder):
+            seen = known.pop(path.name, None)
+            if seen is None:
+                new.append(path)
+                continue
+            look = SourceFile.of(path, digest=False)
+            if look.size == seen["size"] and look.mtime_ns == seen["mtime_ns"]:
+                continue
+            if look.size != seen["size"] or sha256_file(path) != seen["sha256"]:
+                raise HistoryError(
+                    f"{path}: changed since it was validated into the history ({self.root}); "
+                    "a delivered day must not change -- put corrections in a new file, or run "
+                    "`recsys train --full` to validate everything again"
+                )
+        return new, sorted(known)
+
+    # ---- writing -----------------------------------------------------------------------------
+    @staticmethod
+    def write(
+        models_dir: str | Path,
+        *,
+        previous: "HistoryStore | None",
+        data_folder: Path,
+        fingerprint: dict[str, Any],
+        new_sources: list[Path],
+        new_events: pd.DataFrame,
+        state: DecayedState,
+        full: bool,
+        quarantined: int,
+    ) -> "HistoryStore":
+        """Add a night to the store (or start it afresh when ``full``); return the new store.
+
+        Every file is written under a fresh name first; ``store.json`` moves to
+        them last, atomically; the superseded state folder and (after a full
+        rebuild) partitions are removed only after that.
+        """
+        root = HistoryStore.path(models_dir)
+        (root / "partitions").mkdir(parents=True, exist_ok=True)
+        keep_parts = [] if full or previous is None else list(previous.doc["partitions"])
+        sources = [] if full or previous is None else list(previous.doc["sources"])
+        serial = 1 + max([_serial(p["file"]) for p in keep_parts] + [_serial(n) for n in _existing(root)] + [0])
+        part_name = f"partitions/part-{serial:05d}.parquet"
+        part_path = root / part_name
+        with atomic_path(part_path) as tmp:
+            pq.write_table(to_arrow(new_events, "events"), tmp)
+        part = {
+            "file": part_name, "sha256": sha256_file(part_path), "rows": int(len(new_events)),
+            "sources": [p.name for p in new_sources], "quarantined": int(quarantined),
+        }
+        sources += [dataclasses.asdict(SourceFile.of(p)) for p in new_sources]
+        inter = state.interactions
+        folder = f"state-{serial:05d}"
+        files: dict[str, str] = {}
+        with atomic_dir(root / folder) as tmp:
+            for name in _DECAYED + _INDICATORS + _COUNTS:
+                sp.save_npz(tmp / f"{name}.npz", getattr(inter, name), compressed=False)
+            if state.popularity is not None:
+                sp.save_npz(tmp / "popularity.npz", state.popularity, compressed=False)
+            for side, idmap in (("users", inter.users), ("items", inter.items)):
+                pq.write_table(pa.table({"id": pa.array(np.asarray(idmap.ids, dtype=object), pa.string())}),
+                               tmp / f"{side}.parquet")
+            files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir())}
+        end = inter.end
+        doc = {
+            "format": STORE_FORMAT,
+            "data": str(Path(data_folder).resolve()),
+            "interactions": fingerprint,
+            "end": end.isoformat(),
+            "last_full": end.isoformat() if full or previous is None else previous.doc["last_full"],
+            "sources": sources,
+            "partitions": keep_parts + [part],
+            "state": {"folder": folder, "files": files, "n_events": int(inter.n_events)},
+        }
+        write_json(doc, root / _STORE_FILE)
+        store = HistoryStore(root, doc)
+        store._remove_unreferenced()
+        return store
+
+    def _remove_unreferenced(self) -> None:
+        """Delete the store's own superseded files (older states, partitions of before a full rebuild).
+
+        Only names this store writes (``state-NNNNN``, ``partitions/part-NNNNN.parquet``) are
+        touched, and only once ``store.json`` no longer names them.
+        """
+        live = {p["file"] for p in self.doc["partitions"]} | {self.doc["state"]["folder"]}
+        for name in _existing(self.root):
+            if name not in live:
+                target = self.root / name
+                if target.is_dir():
+                    shutil.rmtree(target, ignore_errors=True)
+                else:
+                    target.unlink(missing_ok=True)
+
+
+def _existing(root: Path) -> list[str]:
+    """The store-written names under ``root`` (states and partitions), relative to it."""
+    names = [p.name for p in root.glob("state-[0-9][0-9][0-9][0-9][0-9]") if p.is_dir()]
+    names += [f"partitions/{p.name}" for p in (root / "partitions").glob("part-[0-9][0-9][0-9][0-9][0-9].parquet")]
+    return names
+
+
+def _serial(name: str) -> int:
+    stem = Path(name).name.split(".")[0]
+    return int(stem.rsplit("-", 1)[1])
+
