@@ -21,7 +21,7 @@ import scipy.sparse as sp
 from recsys import bundle as bundle_io
 from recsys import columns as C
 from recsys.config import ALL_SECTIONS, EngineConfig, check_config, load_config
-from recsys.exceptions import ConfigError, DataError
+from recsys.exceptions import ConfigError, DataError, RecsysError
 from recsys.guards import check_bundle_sanity, check_training_data
 from recsys.idmap import IdMap
 from recsys.io import prepare_output_dir
@@ -107,6 +107,7 @@ def train_model(
     content_from: TrainedModel | None = None,
     decayed: DecayedState | None = None,
     changed_users: np.ndarray | None = None,
+    content: tuple[Any, np.ndarray] | None = None,
 ) -> TrainedModel:
     """Train every component on clean contract tables.
 
@@ -141,6 +142,9 @@ def train_model(
         ``config.collaborative.incremental_sweeps`` times, and keep
         ``warm_start``'s learned ranker (it is refitted by the next full
         retrain) -- instead of warm-started full iterations.
+    content : (ContentEmbedder, ndarray), optional
+        A fitted embedder and the content vectors of ``items`` (row order)
+        made with it (:func:`reuse_content`), used as they are.
 
     Returns
     -------
@@ -217,7 +221,9 @@ def train_model(
         engagement = EngagementModel(config.engagement, taxonomy).fit(exposures, users, items)
 
     with steps.step("content embedding"):
-        if content_from is not None and content_from.config.content == config.content and content_from.n_items == len(items):
+        if content is not None:
+            embedder, content = content
+        elif content_from is not None and content_from.config.content == config.content and content_from.n_items == len(items):
             embedder, content = content_from.content_model, np.asarray(content_from.content_vectors)
         else:
             embedder = ContentEmbedder(config=config.content, taxonomy=taxonomy)
@@ -420,11 +426,14 @@ def train(
     prev_path = warm_start or (latest if store is not None and latest.exists() else None)
     previous = TrainedModel.load(prev_path) if prev_path else None
     reason = _full_reason(full, folder, cutoff, store, previous, config)
-    steps = Steps(N_STEPS + 2, stream=stream)
+    # validate + bundle around train_model's steps; an incremental night also moves the matrices
+    steps = Steps(N_STEPS + 2 + (reason is None), stream=stream)
     night = None
     if reason is None:
         night = _incremental_inputs(data, folder, store, config, taxonomy, steps, stream)
         reason = night.pop("full_reason")
+        if reason is not None:  # the schedule's full retrain is due
+            night = None
     if night is None:
         if stream is not None and folder is not None:
             print(f"      full retrain: {reason}", file=stream)
@@ -457,6 +466,7 @@ def train(
         steps=steps,
         decayed=decayed,
         changed_users=changed,
+        content=reuse_content(previous, items, config) if night is not None else None,
     )
     model.info.setdefault("counts", {})["quarantined_rows"] = int(sum(quarantined.values()))
     model.info["timings_s"] = dict(steps.timings)
@@ -531,11 +541,12 @@ def _incremental_inputs(
     taxonomy: Taxonomy,
     steps: Steps,
     stream: TextIO | None,
-) -> dict[str, Any] | None:
+) -> dict[str, Any]:
     """Validate tonight's new event files, read the history, move the matrices forward.
 
-    Returns None (with the reason in stream) when the schedule calls for a full
-    retrain after all; else the night's tables, decayed state and changed users.
+    Returns ``{"full_reason": why}`` when the schedule calls for a full retrain
+    after all; else the night's tables, decayed state and changed users
+    (``full_reason`` None).
     """
     with steps.step("validate new event files"):
         sources, gone = store.unchanged_sources(folder)
@@ -579,6 +590,44 @@ def _incremental_inputs(
         "full_reason": None, "users": users, "items": items, "events": events, "new_events": new_events,
         "sources": sources, "quarantined": quarantined, "decayed": decayed, "changed": changed,
     }
+
+
+def reuse_content(previous: TrainedModel, items: pd.DataFrame, config: EngineConfig) -> tuple[Any, np.ndarray] | None:
+    """Content vectors of ``items`` from ``previous``: its embedder, its vectors for unchanged items.
+
+    Items whose id is new, or whose text, tags, topics or format differ from the previous
+    bundle's, are embedded with the previous embedder (its vocabulary and SVD as fitted at
+    the last full retrain; words it never saw are ignored). None when the ``[content]``
+    settings changed (then the content embedding is fitted again).
+    """
+    if previous.config.content != config.content or previous.content_model is None:
+        return None
+    cols = [c for c in (C.TITLE, C.SUMMARY, C.TAGS, C.TOPICS, C.FORMAT) if c in items.columns]
+    if any(c not in previous.items.columns for c in cols):
+        return None
+
+    def keys(frame: pd.DataFrame) -> pd.Series:
+        # one string per item over the columns the embedder reads (lists by their items)
+        parts = [frame[c].map(lambda v: "|".join(map(str, v)) if isinstance(v, (list, tuple, np.ndarray)) else str(v))
+                 for c in cols]
+        return pd.Series(["\x1f".join(t) for t in zip(*parts)], index=frame.index)
+
+    prev_rows = pd.Index(previous.items[C.ITEM_ID]).get_indexer(items[C.ITEM_ID])
+    vectors = np.zeros((len(items), np.asarray(previous.content_vectors).shape[1]), dtype=np.float32)
+    known = np.flatnonzero(prev_rows >= 0)
+    same = np.zeros(len(items), dtype=bool)
+    if len(known):
+        now = keys(items.iloc[known]).to_numpy()
+        before = keys(previous.items.iloc[prev_rows[known]]).to_numpy()
+        same[known[now == before]] = True
+    vectors[same] = np.asarray(previous.content_vectors)[prev_rows[same]]
+    redo = np.flatnonzero(~same)
+    if len(redo):
+        try:
+            vectors[redo] = previous.content_model.transform(items.iloc[redo])
+        except RecsysError:
+            return None  # a code the embedder was not fitted on: fit it again on tonight's catalogue
+    return previous.content_model, vectors
 
 
 def _drop_repeats(new: pd.DataFrame, history: pd.DataFrame) -> tuple[pd.DataFrame, int]:
