@@ -3,11 +3,21 @@
 :func:`execute` feeds tasks to the workers only as they free up, so the
 driver never holds every chunk's users at once. Local workers watch the
 driver (:func:`watch_driver`) and end themselves when it dies.
+
+On a Dask cluster (``--scheduler tcp://HOST:8786``: ``dask scheduler`` and
+``dask worker`` processes an operator started) the driver first waits for a
+worker and checks that every worker sees the bundle and the run's folders at
+the same paths; while chunks wait it watches that the cluster still has
+workers, so a cluster that lost them all, or its scheduler, ends the run
+with one line instead of waiting forever. Finished chunks keep their
+checkpoints either way: the same command resumes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import logging
 import os
 import signal
 import time
@@ -30,6 +40,7 @@ def execute(
     scheduler: str | None = None,
     connect_timeout: float = 5.0,
     on_result: Callable[[ChunkTask, dict[str, Any]], None] | None = None,
+    shared_paths: Iterable[str] = (),
 ) -> list[dict[str, Any]]:
     """Run ``fn`` over ``tasks``: here, in local worker processes, or on a Dask cluster.
 
@@ -47,9 +58,12 @@ def execute(
         A ``dask.distributed`` scheduler address (``tcp://host:8786``); its
         workers must see the bundle and the output folder at the same paths.
     connect_timeout : float
-        Seconds to wait for the scheduler before giving up.
+        Seconds to wait for the scheduler, and for its first worker, before giving up.
     on_result : callable, optional
         Called in this process with (task, stats) as each chunk finishes.
+    shared_paths : iterable of str
+        Absolute paths every Dask worker must see (the bundle, the run's
+        folders), checked on each worker before the first chunk is sent.
 
     Returns
     -------
@@ -61,7 +75,13 @@ def execute(
     ConfigError
         If ``workers`` is not a positive integer.
     SchedulerError
-        If the Dask scheduler cannot be reached within ``connect_timeout``.
+        If the Dask scheduler cannot be reached, or has no worker, within
+        ``connect_timeout``; if a worker cannot see a shared path; if the
+        scheduler is lost mid-run.
+    WorkerLostError
+        If a worker process died (a local one, or a chunk that killed every
+        Dask worker that ran it), or a Dask cluster had no workers for
+        :data:`WORKERLESS_GRACE_S` mid-run.
     Exception
         The first error a chunk raised (finished chunks keep their checkpoints).
     """
@@ -76,7 +96,7 @@ def execute(
 
     queue = iter(tasks)
     if scheduler is not None:
-        _on_dask(fn, queue, scheduler, finish, connect_timeout)
+        _on_dask(fn, queue, scheduler, finish, connect_timeout, shared_paths)
     elif workers == 1:
         for task in queue:
             finish(task, fn(task))
@@ -158,11 +178,11 @@ def watch_driver(pid: int, create_time: float, interval: float = WATCH_INTERVAL_
 
 
 class WorkerLostError(RecsysError):
-    """A local worker process died mid-run (killed, out of memory)."""
+    """A worker process died mid-run (killed, out of memory), or a Dask cluster lost all its workers."""
 
 
 class SchedulerError(RecsysError):
-    """The Dask scheduler cannot be reached."""
+    """The Dask scheduler cannot be reached, has no workers, or was lost mid-run."""
 
 
 def _connect(scheduler: str, timeout: float) -> Any:
@@ -179,25 +199,127 @@ def _connect(scheduler: str, timeout: float) -> Any:
         ) from None
 
 
-def _on_dask(fn: Callable, queue: Iterator[ChunkTask], scheduler: str, finish: Callable, timeout: float) -> None:
-    from dask.distributed import as_completed
+#: seconds between checks that a Dask cluster still has workers while chunks wait
+POLL_S = 2.0
+#: a cluster left without workers this long mid-run is given up on (a nanny restarts a
+#: killed worker within seconds; nobody restarts a worker that was shut down)
+WORKERLESS_GRACE_S = 60.0
 
-    with _connect(scheduler, timeout) as client:
-        slots = 2 * max(1, sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values()))
+
+def _workers(client: Any, scheduler: str) -> dict[str, int]:
+    """The scheduler's workers now (address -> threads); a lost scheduler is a one-line error."""
+    try:
+        return dict(client.nthreads())
+    except (OSError, TimeoutError) as exc:
+        raise SchedulerError(f"lost the Dask scheduler {scheduler} ({type(exc).__name__}); {_RESUME}") from None
+
+
+def _await_workers(client: Any, scheduler: str, timeout: float) -> dict[str, int]:
+    """Wait up to ``timeout`` seconds for the scheduler's first worker: tasks sent to a
+    scheduler without workers would wait forever."""
+    try:
+        client.wait_for_workers(1, timeout=float(timeout))
+    except TimeoutError:
+        raise SchedulerError(
+            f"Dask scheduler {scheduler} has no workers (waited {float(timeout):g}s); start some with "
+            f"`dask worker {scheduler} --nthreads 1`, or raise --connect-timeout"
+        ) from None
+    return _workers(client, scheduler)
+
+
+def _check_shared(client: Any, scheduler: str, shared_paths: Iterable[str]) -> None:
+    """Every worker must see ``shared_paths`` (the bundle, the run's folders) at the same paths."""
+    for path in shared_paths:
+        seen = client.run(os.path.exists, path)
+        blind = sorted(address for address, ok in seen.items() if not ok)
+        if blind:
+            raise SchedulerError(
+                f"Dask worker {blind[0]}{f' (and {len(blind) - 1} more)' if len(blind) > 1 else ''} cannot see "
+                f"{path}: the workers must read the bundle and write the output folder at the same paths as "
+                "this machine (a shared file system)"
+            )
+
+
+_RESUME = "the finished chunks are kept: run the same command again to resume"
+
+
+@contextlib.contextmanager
+def _quiet_client_logs() -> Iterator[None]:
+    """Silence the Dask client's own log records while the driver runs.
+
+    A lost scheduler makes ``distributed.client`` log its reconnect attempts
+    with full tracebacks; the run reports the loss itself as one line
+    (:class:`SchedulerError`), and the scheduler's and workers' own logs keep
+    the details for the operator.
+    """
+    # dask's logging config gives some child loggers (distributed.client) their own level
+    names = ["distributed"] + [n for n in logging.root.manager.loggerDict if n.startswith("distributed.")]
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def _on_dask(
+    fn: Callable,
+    queue: Iterator[ChunkTask],
+    scheduler: str,
+    finish: Callable,
+    timeout: float,
+    shared_paths: Iterable[str] = (),
+) -> None:
+    from dask.distributed import CancelledError, KilledWorker, wait
+
+    with _quiet_client_logs(), _connect(scheduler, timeout) as client:
+        workers = _await_workers(client, scheduler, timeout)
+        _check_shared(client, scheduler, shared_paths)
+        # a worker's threads each take a chunk; a second chunk per thread waits ready behind it
+        slots = 2 * max(1, sum(workers.values()))
         running: dict[str, tuple[Any, ChunkTask]] = {}
 
-        def submit(task: ChunkTask) -> Any:
+        def submit(task: ChunkTask) -> None:
             future = client.submit(fn, task, key=f"push-{task.spec.run_id}-chunk-{task.chunk:05d}", pure=False)
             running[future.key] = (future, task)
-            return future
 
-        pending = as_completed([submit(t) for t in itertools.islice(queue, slots)])
+        for task in itertools.islice(queue, slots):
+            submit(task)
+        workerless_since: float | None = None
         try:
-            for future in pending:
-                _, task = running.pop(future.key)
-                finish(task, future.result())
-                for nxt in itertools.islice(queue, 1):
-                    pending.add(submit(nxt))
+            while running:
+                try:
+                    finished, _ = wait([f for f, _ in running.values()], timeout=POLL_S, return_when="FIRST_COMPLETED")
+                except TimeoutError:
+                    # chunks take longer than a poll: normal; chunks with no worker to run them: not
+                    if _workers(client, scheduler):
+                        workerless_since = None
+                    elif workerless_since is None:
+                        workerless_since = time.monotonic()
+                    elif time.monotonic() - workerless_since > WORKERLESS_GRACE_S:
+                        raise WorkerLostError(
+                            f"Dask scheduler {scheduler} has had no workers for {WORKERLESS_GRACE_S:g}s mid-run; "
+                            f"{_RESUME} once workers are back"
+                        ) from None
+                    continue
+                for future in finished:
+                    _, task = running.pop(future.key)
+                    try:
+                        stats = future.result()
+                    except KilledWorker:
+                        raise WorkerLostError(
+                            f"push chunk {task.chunk} killed every Dask worker that ran it (out of memory?); "
+                            f"{_RESUME}, with more memory per worker or a smaller [push] chunk_size"
+                        ) from None
+                    finish(task, stats)
+                    for nxt in itertools.islice(queue, 1):
+                        submit(nxt)
+        except CancelledError:
+            # the scheduler went away (or restarted) and took the run's tasks with it
+            raise SchedulerError(f"lost the Dask scheduler {scheduler} mid-run; {_RESUME}") from None
         except BaseException:
             client.cancel([f for f, _ in running.values()])
             raise

@@ -227,7 +227,8 @@ def run_nightly(
 
         parallel = scheduler is not None or push.workers > 1
         spec = RunSpec(
-            bundle=str(job.root),
+            # absolute: a Dask worker started in another folder opens the same bundle
+            bundle=str(job.root.resolve()),
             catalog=str(Path(catalog).resolve()) if catalog else None,
             catalog_sha256=fingerprint["catalog_sha256"],
             workspace=str(workspace.root.resolve()),
@@ -262,6 +263,8 @@ def run_nightly(
                 scheduler=scheduler,
                 connect_timeout=connect_timeout,
                 on_result=finished,
+                # a Dask worker must read the bundle and write the run's folders where this machine does
+                shared_paths=[p for p in (spec.bundle, spec.catalog, spec.workspace, spec.history) if p],
             )
         finally:
             if bar is not None:
