@@ -1,0 +1,225 @@
+"""Benchmark the city's night: the incremental training of one new day, then the push.
+
+The synthetic city (``--users`` x ``--items``, 60 days; default the whole city,
+3.1M x 50k) is generated once into ``benchmarks/out/night/<users>x<items>/data``
+and its event log split once into one file per local day (the layout the
+incremental training reads: ``DATA/events/*.parquet``). The last day is kept
+aside as the night's delivery. Once (``setup``): a full training on the first
+days (``recsys train --full``), the bundle and its history store kept in
+``models/``.
+
+Each measured night starts from a copy of ``models/`` (hard links: bundles and
+validated partitions are never changed in place), so a night can be rerun:
+
+1. the day's file lands in ``base/events/`` (the folder the history store
+   validated; taken out again afterwards); ``recsys train`` (incremental: only the
+   new file validated, matrices moved forward, ALS swept over the changed users
+   and every item, yesterday's ranker kept), in a fresh process;
+2. ``python -m pipelines.push --workers 2`` for the next day, in a fresh process;
+
+each timed end to end, each with the peak resident memory of its process
+tree (anonymous and file-backed, sampled every 0.2 s, as in
+``bench_push.py``). In the same run, beside them: the push's floor (faiss
+exact batched top-10 over the night bundle's user and item vectors, 2
+threads) and the floor of reading the day (its events file read into memory).
+With ``--full-night``, also a full retrain on the same data (the weekly night).
+
+Usage::
+
+    python benchmarks/bench_night.py                      # the city (3.1M x 50k)
+    python benchmarks/bench_night.py --users 100000       # a quick check
+    python benchmarks/bench_night.py --config night.toml  # engine settings for setup and night
+
+Prints one JSON line; figures go in benchmarks/README.md ("Push", the city's night).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_push  # noqa: E402  (process-tree memory sampling and the push floor)
+
+from recsys.taxonomy import load_taxonomy  # noqa: E402
+
+OUT = Path(__file__).resolve().parent / "out" / "night"
+TABLES = ("users.parquet", "items.parquet", "places.parquet", "manifest.json")
+
+
+def generate(case: Path, n_users: int, n_items: int, days: int) -> dict:
+    """The synthetic city, once."""
+    data = case / "data"
+    if not (data / "manifest.json").exists():
+        from recsys.synthetic import generate_city, write_city
+
+        t0 = time.perf_counter()
+        write_city(generate_city(n_users, n_items, days=days, seed=0), data)
+        (case / "generate.json").write_text(json.dumps({"generate_s": round(time.perf_counter() - t0, 1)}))
+    return json.loads((case / "generate.json").read_text(encoding="utf-8"))
+
+
+def split_days(case: Path) -> dict:
+    """The log as one file per local day (``base/events/``), the last day aside (``night/``), once.
+
+    Streams the log by row group, so memory stays at one row group plus the
+    open writers' buffers.
+    """
+    base, night = case / "base", case / "night"
+    done = case / "split.json"
+    if done.exists():
+        return json.loads(done.read_text(encoding="utf-8"))
+    shutil.rmtree(base, ignore_errors=True)
+    shutil.rmtree(night, ignore_errors=True)
+    tmp = case / "split.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    tz = load_taxonomy().tz
+    t0 = time.perf_counter()
+    source = pq.ParquetFile(case / "data" / "events.parquet")
+    writers: dict[str, pq.ParquetWriter] = {}
+    rows: dict[str, int] = {}
+    try:
+        for g in range(source.num_row_groups):
+            batch = source.read_row_group(g)
+            local = pd.Series(batch.column("timestamp").to_pandas()).dt.tz_convert(tz).dt.date.astype(str).to_numpy()
+            for day in np.unique(local):
+                mask = pa.array(local == day)
+                if day not in writers:
+                    writers[day] = pq.ParquetWriter(tmp / f"{day}.parquet", source.schema_arrow, compression="zstd")
+                part = batch.filter(mask)
+                writers[day].write_table(part)
+                rows[day] = rows.get(day, 0) + part.num_rows
+    finally:
+        for w in writers.values():
+            w.close()
+    days = sorted(rows)
+    (base / "events").mkdir(parents=True)
+    night.mkdir(parents=True)
+    for day in days[:-1]:
+        (tmp / f"{day}.parquet").rename(base / "events" / f"{day}.parquet")
+    (tmp / f"{days[-1]}.parquet").rename(night / f"{days[-1]}.parquet")
+    tmp.rmdir()
+    for name in TABLES:
+        if (case / "data" / name).exists():
+            os.link(case / "data" / name, base / name)
+    info = {"split_s": round(time.perf_counter() - t0, 1), "days": len(days), "night_day": days[-1],
+            "night_events": rows[days[-1]], "base_events": sum(rows[d] for d in days[:-1])}  # fmt: skip
+    done.write_text(json.dumps(info), encoding="utf-8")
+    return info
+
+
+def train_cmd(data: Path, models: Path, config: Path | None, *, full: bool) -> list[str]:
+    cmd = [sys.executable, "-m", "pipelines.train", "--data", str(data), "--out", str(models)]
+    return cmd + (["--full"] if full else []) + (["--config", str(config)] if config else [])
+
+
+def setup(case: Path, config: Path | None) -> dict:
+    """The full training on every day but the last, once: yesterday's bundle and history store."""
+    done = case / "setup.json"
+    if done.exists():
+        return json.loads(done.read_text(encoding="utf-8"))
+    models = case / "models"
+    shutil.rmtree(models, ignore_errors=True)
+    result = bench_push.measured(train_cmd(case / "base", models, config, full=True))
+    result["config"] = config.read_text(encoding="utf-8") if config else None
+    done.write_text(json.dumps(result), encoding="utf-8")
+    return result
+
+
+def linked_copy(src: Path, dst: Path) -> None:
+    """``src`` copied as hard links (symlinks kept as links): a night's starting state in seconds."""
+    shutil.copytree(src, dst, symlinks=True, copy_function=os.link)
+
+
+def read_floor(path: Path) -> dict:
+    """Reading the night's events file into memory: the least an incremental training does."""
+    start = time.perf_counter()
+    table = pq.read_table(path)
+    return {"read_day_s": round(time.perf_counter() - start, 2), "read_day_rows": table.num_rows}
+
+
+def night(case: Path, config: Path | None, info: dict, workers: int, full_night: bool) -> dict:
+    """One night from yesterday's state: the day's file in, incremental training, push."""
+    run = case / "run"
+    shutil.rmtree(run, ignore_errors=True)
+    linked_copy(case / "models", run / "models")
+    day_file = case / "night" / f"{info['night_day']}.parquet"
+    # the history store names the data folder it validated: the night delivers into the same one
+    delivered = case / "base" / "events" / day_file.name
+    delivered.unlink(missing_ok=True)
+    os.link(day_file, delivered)
+    try:
+        train = bench_push.measured(train_cmd(case / "base", run / "models", config, full=False))
+    finally:
+        delivered.unlink()  # base/ stays yesterday's data for the next run
+    manifest = json.loads(((run / "models" / "latest").resolve() / "manifest.json").read_text(encoding="utf-8"))
+    train["steps_s"] = manifest.get("timings_s", {})
+    # an incremental night writes a new history store next to the bundles; it says what it read
+    store = json.loads((run / "models" / "history" / "store.json").read_text(encoding="utf-8"))
+    train["sources"] = len(store.get("sources", []))
+    # an incremental night leaves the last full retrain where it was (yesterday's or before)
+    train["mode"] = "incremental" if store["last_full"] != store["end"] else "full"
+    push_day = (pd.Timestamp(info["night_day"]) + pd.Timedelta(days=1)).date().isoformat()
+    case_view = run  # bench_push.push reads CASE/models/latest and writes CASE/pushes
+    push = bench_push.push(case_view, push_day, workers)
+    result = {"train": train, "push": push, "night_s": round(train["seconds"] + push["seconds"], 1)}
+    result["peak_rss_mib"] = max(train["peak_rss_mib"], push["peak_rss_mib"])
+    result.update(bench_push.floor(case_view))
+    result.update(read_floor(day_file))
+    if full_night:
+        os.link(day_file, delivered)
+        try:
+            result["full_train"] = bench_push.measured(train_cmd(case / "base", run / "models", config, full=True))
+        finally:
+            delivered.unlink()
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=3_100_000)
+    parser.add_argument("--items", type=int, default=50_000)
+    parser.add_argument("--days", type=int, default=60)
+    parser.add_argument("--workers", type=int, default=2, help="local push worker processes")
+    parser.add_argument("--config", type=Path, help="engine config TOML for the setup and the night")
+    parser.add_argument(
+        "--linear",
+        action="store_true",
+        help="rank with the linear blend ([ranking] ranker = \"linear\"; the learned ranker's full training "
+        "refits the other components at each of its cuts)",
+    )
+    parser.add_argument("--setup-only", action="store_true", help="generate, split and train yesterday's bundle")
+    parser.add_argument("--full-night", action="store_true", help="also time a full retrain on the night's data")
+    args = parser.parse_args(argv)
+
+    case = OUT / f"{args.users}x{args.items}"
+    config = args.config.resolve() if args.config else None
+    if args.linear:
+        if config is not None:
+            parser.error("--linear and --config: put ranker = \"linear\" under [ranking] in the config")
+        case.mkdir(parents=True, exist_ok=True)
+        config = case / "linear.toml"
+        config.write_text('[ranking]\nranker = "linear"\n', encoding="utf-8")
+    result: dict = {"users": args.users, "items": args.items, "days": args.days}
+    result["generate"] = generate(case, args.users, args.items, args.days)
+    result["split"] = split_days(case)
+    result["setup"] = setup(case, config)
+    if not args.setup_only:
+        result["night"] = night(case, config, result["split"], args.workers, args.full_night)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
