@@ -7,8 +7,11 @@ once. Every step is a library call; each writes its own folder under
     python -m pipelines.night --data city/ --date 2026-06-30 --work night/ \\
         [--holds monitor/] [--places city/places.parquet] [--config recsys.toml] [--full]
 
-1. ``recsys.training.train``: a new bundle in ``WORK/models`` (warm-started from
-   ``WORK/models/latest`` unless ``--full`` or there is none yet);
+1. ``recsys.training.train``: a new bundle in ``WORK/models``: with the events
+   as a folder of daily files (``DATA/events/*.parquet``), an incremental night
+   (only the new files validated, yesterday's bundle updated; a full retrain on
+   the first night, with ``--full`` and every ``[training] full_every_days``);
+   with one events file, a full retrain;
 2. ``recsys.demand.run_demand``: ``WORK/demand/DATE`` with ``priorities.toml``;
 3. ``recsys.push.run_nightly``: tomorrow's lists into ``WORK/pushes``, raising the
    priority topics for their audiences, leaving out held items, meeting the
@@ -41,10 +44,12 @@ def night(args: argparse.Namespace) -> int:
     # the night's config holds every section (train reads it whole; demand and broadcast read theirs)
     config = load_config(args.config, command="night", sections=ALL_SECTIONS)
     models = work / "models"
-    warm = None if args.full or not (models / "latest").exists() else models / "latest"
-    print(f"== train ({'warm start from ' + str(warm) if warm else 'full'})", flush=True)
-    trained = train(args.data, models, config_path=args.config, warm_start=warm)
+    print(f"== train into {models}{' (--full)' if args.full else ''}", flush=True)
+    # the training decides incremental or full (history store, schedule, --full) and says why
+    trained = train(args.data, models, config_path=args.config, full=args.full)
     bundle = Path(trained["latest"])
+    reason = f" ({trained['full_reason']})" if trained.get("full_reason") else ""
+    print(f"   {trained['mode']}{reason}, {trained['seconds']:g} s", flush=True)
 
     print(f"== demand into {work / 'demand' / day.isoformat()}", flush=True)
     demand_out = work / "demand" / day.isoformat()
@@ -79,7 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", metavar="PATH", help="engine config TOML (every section)")
     parser.add_argument("--holds", metavar="DIR", help="the review holds folder of recsys monitor / recsys holds")
     parser.add_argument("--places", metavar="PATH", help="the places table (broadcast programmes and coverage credit)")
-    parser.add_argument("--full", action="store_true", help="train from scratch instead of warm-starting")
+    parser.add_argument(
+        "--full", action="store_true", help="retrain on every event file instead of tonight's new ones"
+    )
     return run_guarded(night, parser.parse_args(argv))
 
 
