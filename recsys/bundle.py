@@ -48,7 +48,8 @@ from recsys.io import _tmp_sibling, atomic_dir, clean_stale_temps, sha256_file
 #: 2: learned ranker and ranking signals (popularity levels, co-engagement)
 #: 3: components save through the writer/reader protocol: no checksums or format stamps of their own
 #: 4: the engagement model's intercept and user bias (expected engagement as a probability)
-#: 5: the near-duplicate graph (component near_duplicates), searched at training instead of at every load
+#: 5: the near-duplicate graph and the user id lookup (components near_duplicates, user_lookup): built at
+#:    training, memory-mapped by every load instead of rebuilt per process
 FORMAT_VERSION = "5"
 MANIFEST = "manifest.json"
 #: a component saved alone (:func:`write_part`) lists its files' sha256 here

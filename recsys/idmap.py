@@ -3,16 +3,23 @@
 Ids are strings at every edge (files, API, output); inside, every per-user or
 per-item array is indexed by a dense integer. One :class:`IdMap` per entity
 translates between the two, at the edge only.
+
+:class:`SortedIds` answers the same question with arrays alone (sorted UTF-8
+ids, binary search): what serving holds for millions of users, memory-mapped
+from the model bundle.
 """
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
 from recsys.exceptions import ConfigError, SchemaError
+
+if TYPE_CHECKING:
+    from recsys.bundle import BundleReader, BundleWriter
 
 #: column names of the persisted frame (see :meth:`IdMap.to_frame`)
 INDEX_COLUMN = "index"
@@ -160,3 +167,150 @@ class IdMap:
         return pd.DataFrame(
             {INDEX_COLUMN: np.arange(len(self), dtype=np.int64), column: pd.Series(self._ids, dtype=str)}
         )
+
+
+class SortedIds:
+    """Id -> row lookups over arrays alone: no Python object per id.
+
+    What serving holds for the bundle's users (millions of them) instead of a
+    ``dict``: the ids as fixed-width UTF-8 bytes in row order, the same ids
+    sorted, and each sorted id's row. A lookup encodes the asked ids and
+    binary-searches the sorted array (``np.searchsorted``); from a bundle,
+    the three arrays are memory-mapped, so a worker's load reads nothing per
+    user and its memory does not grow with the users.
+
+    Parameters
+    ----------
+    ids : ndarray of bytes (``S<w>``), shape (n,)
+        UTF-8 ids in row order (``ids[i]`` has row ``i``); distinct.
+    sorted_ids : ndarray of bytes, shape (n,)
+        ``ids`` sorted.
+    order : ndarray of int64, shape (n,)
+        ``ids[order[k]] == sorted_ids[k]``.
+
+    Build it with :meth:`from_ids` (or load it from a bundle).
+    """
+
+    #: the bundle's array names (the component protocol of :mod:`recsys.bundle`)
+    ARRAYS = ("ids", "sorted_ids", "order")
+
+    def __init__(self, ids: np.ndarray, sorted_ids: np.ndarray, order: np.ndarray) -> None:
+        self._ids = ids
+        self._sorted = sorted_ids
+        self._order = order
+
+    @classmethod
+    def from_ids(cls, ids: Iterable[str]) -> "SortedIds":
+        """Index distinct string ids (row ``i`` = the ``i``-th id).
+
+        Raises
+        ------
+        SchemaError
+            If an id is not a string, repeats, or ends in a NUL character (a
+            fixed-width bytes array cannot keep a trailing NUL).
+        """
+        values = ids if isinstance(ids, (pd.Series, np.ndarray, pd.Index)) else list(ids)
+        strings = np.asarray(values, dtype=object)
+        if len(strings) and pd.api.types.infer_dtype(strings, skipna=False) != "string":
+            bad = next(v for v in strings if not isinstance(v, str))
+            raise SchemaError(f"ids must be strings, got {bad!r} ({type(bad).__name__})")
+        encoded = _encode(strings)
+        if any(s.endswith("\x00") for s in strings):
+            raise SchemaError("an id ends in a NUL character ('\\x00'); ids are stored as fixed-width bytes")
+        order = np.argsort(encoded, kind="stable")
+        sorted_ids = encoded[order]
+        if len(sorted_ids) > 1 and (sorted_ids[1:] == sorted_ids[:-1]).any():
+            k = int(np.flatnonzero(sorted_ids[1:] == sorted_ids[:-1])[0])
+            raise SchemaError(f"ids must be distinct; {sorted_ids[k].decode('utf-8')!r} repeats")
+        return cls(encoded, sorted_ids, order.astype(np.int64))
+
+    # ---- lookups ---------------------------------------------------------
+    def __len__(self) -> int:
+        return int(self._ids.shape[0])
+
+    def positions(self, ids: Iterable[str] | np.ndarray) -> np.ndarray:
+        """Row of each id, -1 for an id not held (or not a string).
+
+        Parameters
+        ----------
+        ids : sequence or ndarray of str
+
+        Returns
+        -------
+        ndarray of int64, shape (len(ids),)
+        """
+        query = _encode(np.asarray(ids if isinstance(ids, (np.ndarray, pd.Series, pd.Index)) else list(ids), dtype=object))
+        out = np.full(len(query), -1, dtype=np.int64)
+        n = len(self)
+        if n == 0 or len(query) == 0:
+            return out
+        # sorted queries walk the sorted ids in one direction (numpy narrows each search by the last)
+        qorder = np.argsort(query, kind="stable")
+        q = query[qorder]
+        at = np.minimum(np.searchsorted(self._sorted, q), n - 1)
+        # equality at full width: a query longer than the stored width never matches a prefix
+        hit = np.asarray(self._sorted[at]) == q
+        out[qorder[hit]] = np.asarray(self._order)[at[hit]]
+        return out
+
+    def position(self, user_id: object) -> int:
+        """Row of one id, -1 if not held."""
+        if not isinstance(user_id, str):
+            return -1
+        return int(self.positions([user_id])[0])
+
+    def get(self, user_id: object, default: int | None = None) -> int | None:
+        """Row of ``user_id``, ``default`` if not held (the ``dict.get`` of the old per-user map)."""
+        row = self.position(user_id)
+        return default if row < 0 else row
+
+    def __contains__(self, user_id: object) -> bool:
+        return self.position(user_id) >= 0
+
+    def __getitem__(self, user_id: str) -> int:
+        row = self.position(user_id)
+        if row < 0:
+            raise KeyError(user_id)
+        return row
+
+    def ids_at(self, rows: np.ndarray | Sequence[int]) -> np.ndarray:
+        """The ids of ``rows``, ndarray of object (str)."""
+        raw = np.asarray(self._ids[np.asarray(rows, dtype=np.int64)])
+        return np.array([b.decode("utf-8") for b in raw.tolist()], dtype=object)
+
+    # ---- the bundle component protocol (recsys.bundle) -------------------
+    def save(self, writer: "BundleWriter") -> None:
+        """Write the three arrays by name."""
+        writer.array("ids", self._ids)
+        writer.array("sorted_ids", self._sorted)
+        writer.array("order", np.asarray(self._order, dtype=np.int64))
+
+    @classmethod
+    def load(cls, reader: "BundleReader") -> "SortedIds":
+        """Read what :meth:`save` wrote (memory-mapped when the reader is).
+
+        Raises
+        ------
+        ArtifactError
+            If the arrays do not fit each other.
+        """
+        ids, sorted_ids, order = (reader.array(name) for name in cls.ARRAYS)
+        if not (ids.ndim == sorted_ids.ndim == order.ndim == 1 and len(ids) == len(sorted_ids) == len(order)):
+            raise reader.error(
+                "order.npy", f"shapes {ids.shape}, {sorted_ids.shape}, {order.shape} of ids, sorted_ids and order "
+                "differ: the files were replaced or come from another bundle"
+            )
+        if ids.dtype.kind != "S" or sorted_ids.dtype != ids.dtype:
+            raise reader.error("ids.npy", f"dtype {ids.dtype} / {sorted_ids.dtype}: expected fixed-width bytes")
+        return cls(ids, sorted_ids, order)
+
+
+def _encode(strings: np.ndarray) -> np.ndarray:
+    """UTF-8 fixed-width bytes of an object array of str (non-strings become b"", never found)."""
+    if len(strings) == 0:
+        return np.zeros(0, dtype="S1")
+    try:
+        # the fast path: numpy encodes ASCII itself
+        return strings.astype("S")
+    except (UnicodeEncodeError, TypeError, ValueError):
+        return np.array([s.encode("utf-8") if isinstance(s, str) else b"" for s in strings.tolist()], dtype="S")

@@ -734,7 +734,7 @@ def _top_users(state: RankingState, query: np.ndarray, allowed: np.ndarray, k: i
         scores = np.concatenate([best_score, scores])
         keep = np.lexsort((idx, -scores))[:k]
         best_idx, best_score = idx[keep], scores[keep]
-    return _audience_frame(list(state.user_ids[best_idx]), best_score)
+    return _audience_frame(list(state.user_pos.ids_at(best_idx)), best_score)
 
 
 def _no_audience(reason: str) -> pd.DataFrame:

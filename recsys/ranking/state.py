@@ -22,6 +22,7 @@ import scipy.sparse as sp
 from recsys import columns as C
 from recsys.config import RankingConfig, check_section
 from recsys.exceptions import ConfigError
+from recsys.idmap import SortedIds
 from recsys.training.serving import timeliness
 from recsys.ranking.catalog import NS_MIN, Catalog, build_catalog
 from recsys.ranking.eligibility import ItemFilter, filter_pool, static_mask
@@ -52,10 +53,12 @@ class RankingState:
     catalog : Catalog
     catalog_items : DataFrame or None
         The clean catalogue it was built from (``None``: the bundle's copy).
-    user_ids : ndarray of object (str), shape (n_users,)
-    user_pos : dict[str, int]
-        User id -> bundle user index.
-    user_group, user_region, user_segment : ndarray of int64, shape (n_users,)
+    user_pos : recsys.idmap.SortedIds
+        User id -> bundle user index (``in``, ``[id]``, ``.get``, and
+        ``.positions(ids)`` for many): arrays, memory-mapped from the bundle,
+        no Python object per user. :attr:`user_ids` gives every id (built on
+        first use).
+    user_group, user_region, user_segment : ndarray of int16, shape (n_users,)
         Taxonomy positions of each user's stored group and region, and the
         row of ``catalog.popularity`` of their segment.
     segment_by_pair : ndarray of int64, shape (n_groups, n_regions)
@@ -97,8 +100,7 @@ class RankingState:
     config: RankingConfig
     catalog: Catalog
     catalog_items: pd.DataFrame | None
-    user_ids: np.ndarray
-    user_pos: dict[str, int]
+    user_pos: SortedIds
     user_group: np.ndarray
     user_region: np.ndarray
     user_segment: np.ndarray
@@ -127,6 +129,21 @@ class RankingState:
     _fresh: dict = field(default_factory=dict, repr=False)
     _timely: dict = field(default_factory=dict, repr=False)
     _seen_csc: sp.csc_matrix | None = field(default=None, repr=False)
+    _user_ids: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def user_ids(self) -> np.ndarray:
+        """Every bundle user's id, ndarray of object (str), row = user index (built once, on first use).
+
+        A Python string per user: for the few callers that need them all
+        (training the ranker); a lookup uses :attr:`user_pos`, and a few rows'
+        ids ``user_pos.ids_at(rows)``.
+        """
+        if self._user_ids is None:
+            with self._lock:
+                if self._user_ids is None:
+                    self._user_ids = self.user_pos.ids_at(np.arange(len(self.user_pos)))
+        return self._user_ids
 
     @property
     def taxonomy(self) -> Any:
@@ -425,12 +442,13 @@ def build_state(
     catalog = build_catalog(model, catalog_items, config, rejected=rejected, bundle_neighbours=reuse)
     n_segments = len(model.segments)
     by_pair, priors = _pair_tables(model, n_segments)
-    users = model.users
-    user_group = _positions(users[C.GROUP], tuple(tax.groups))
-    user_region = _positions(users[C.REGION], tuple(tax.regions))
+    # per-user state as compact arrays (codes are far below 2**15): nothing per user is a Python object
+    user_group = model.user_codes(C.GROUP, tax.groups).astype(np.int16)
+    user_region = model.user_codes(C.REGION, tax.regions).astype(np.int16)
     known = (user_group >= 0) & (user_region >= 0)
     user_segment = np.where(known, by_pair[np.maximum(user_group, 0), np.maximum(user_region, 0)], n_segments)
-    ids = users[C.USER_ID].astype(str).tolist()
+    # a bundle's id lookup is memory-mapped; a model built in memory gets one here
+    lookup = model.user_lookup or SortedIds.from_ids(model.users[C.USER_ID].astype(str).to_numpy(dtype=object))
     default_now = _window_end(model)
     ranker = model.ranker if config.ranker == "learned" else None
     return RankingState(
@@ -438,11 +456,10 @@ def build_state(
         config=config,
         catalog=catalog,
         catalog_items=catalog_items,
-        user_ids=np.asarray(ids, dtype=object),
-        user_pos=dict(zip(ids, range(len(ids)))),
+        user_pos=lookup,
         user_group=user_group,
         user_region=user_region,
-        user_segment=user_segment.astype(np.int64),
+        user_segment=user_segment.astype(np.int16),
         segment_by_pair=by_pair,
         topic_prior_by_pair=priors,
         default_now_ns=default_now,

@@ -90,8 +90,9 @@ def _check_attributes(state: RankingState, user_id: str, attrs: Attributes) -> t
         r = list(tax.regions).index(tax.check("region", region))
     sub = sub_group or ""
     if sub:
-        if g is None and user_id in state.user_pos:
-            g = int(state.user_group[state.user_pos[user_id]])
+        row = state.user_pos.get(user_id) if g is None else None
+        if row is not None:
+            g = int(state.user_group[row])
         if g is None:
             tax.check("sub_group", sub)
         else:
@@ -121,11 +122,12 @@ def resolve(
     """
     ids = [check_user_id(u) for u in user_ids]
     m = len(ids)
-    rows = np.fromiter((state.user_pos.get(u, -1) for u in ids), dtype=np.int64, count=m)
+    # one vectorised search of the bundle's sorted ids (memory-mapped arrays, no per-user dict)
+    rows = state.user_pos.positions(ids)
     known = rows >= 0
     safe = np.where(known, rows, 0)
-    groups = np.where(known, state.user_group[safe], -1)
-    regions = np.where(known, state.user_region[safe], -1)
+    groups = np.where(known, state.user_group[safe], -1).astype(np.int64)
+    regions = np.where(known, state.user_region[safe], -1).astype(np.int64)
     subs = [""] * m
     if attributes is not None:
         if len(attributes) != m:

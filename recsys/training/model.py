@@ -18,10 +18,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import scipy.sparse as sp
 
 from recsys import bundle as bundle_io
@@ -31,6 +33,7 @@ from recsys.taxonomy import Taxonomy, parse_taxonomy
 
 if TYPE_CHECKING:
     from recsys.training.coldstart import ItemColdStart, UserColdStart
+    from recsys.idmap import SortedIds
     from recsys.training.content import ContentEmbedder
     from recsys.training.duplicates import NearDuplicates
     from recsys.training.index import VectorIndex
@@ -60,6 +63,7 @@ COMPONENTS: tuple[Component, ...] = (
     Component("signals", "", "recsys.training.signals:Signals"),
     Component("ranker", "", "recsys.training.ranker:LearnedRanker", optional=True),
     Component("near_duplicates", "near_duplicates", "recsys.training.duplicates:NearDuplicates"),
+    Component("user_lookup", "user_lookup", "recsys.idmap:SortedIds"),
 )
 
 
@@ -161,6 +165,14 @@ class TrainedModel:
         searching again. None until :meth:`save` searches it (its seconds go
         to the manifest's ``timings_s``); a model served without a bundle
         searches at load.
+    user_lookup : recsys.idmap.SortedIds or None
+        User id -> user index as arrays (sorted UTF-8 ids and their rows),
+        memory-mapped from the bundle: serving looks users up without a
+        Python object per user. None until :meth:`save` builds it.
+
+    A loaded bundle reads ``users`` on first use only (a serving process
+    needs the ids and codes, which it reads as arrays: :attr:`user_lookup`,
+    :meth:`user_codes`), so loading allocates nothing per user.
     """
 
     taxonomy: Taxonomy
@@ -200,6 +212,9 @@ class TrainedModel:
     engagement_intercept: float = 0.0
     user_bias: np.ndarray | None = None
     near_duplicates: NearDuplicates | None = None
+    user_lookup: SortedIds | None = None
+    #: a loaded bundle's reader, while ``users`` is not read yet (see :meth:`load`)
+    _users_from: bundle_io.BundleReader | None = field(default=None, repr=False, compare=False)
 
     _ARRAYS = (
         "user_factors",
@@ -224,8 +239,29 @@ class TrainedModel:
 
     @property
     def n_users(self) -> int:
-        """Number of known users."""
-        return len(self.users)
+        """Number of known users (one row of ``user_factors`` each: the users table need not be read)."""
+        return int(self.user_factors.shape[0])
+
+    def __getattr__(self, name: str) -> Any:
+        # reached only for an attribute not set: ``users`` of a loaded bundle, read on first use
+        reader = self.__dict__.get("_users_from")
+        if name == "users" and reader is not None:
+            frame = reader.table(USERS_TABLE)
+            self.__dict__["users"] = frame
+            return frame
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def user_codes(self, column: str, codes: Sequence[str]) -> np.ndarray:
+        """Position of each user's ``column`` value in ``codes`` (-1 if absent), int64 (n_users,).
+
+        From a loaded bundle whose users table was not read, only that column
+        is read, and matched in Arrow (no Python object per user).
+        """
+        if "users" in self.__dict__ or self._users_from is None:
+            return pd.Categorical(self.users[column].astype(str), categories=list(codes)).codes.astype(np.int64)
+        values = self._users_from.arrow(USERS_TABLE, columns=[column]).column(column)
+        found = pc.index_in(values.cast(pa.string()), value_set=pa.array(list(codes), type=pa.string()))
+        return found.fill_null(-1).to_numpy().astype(np.int64)
 
     @property
     def n_items(self) -> int:
@@ -304,6 +340,10 @@ class TrainedModel:
         Path
             The new bundle folder.
         """
+        if self.user_lookup is None:
+            from recsys.idmap import SortedIds
+
+            self.user_lookup = SortedIds.from_ids(self.users[USER_COLUMNS[0]].astype(str).to_numpy(dtype=object))
         if self.near_duplicates is None:
             # searched once here, when the bundle is made, so that no serving process searches it again.
             # Imported here: the graph's module reads recsys.ranking, whose package imports this one.
@@ -367,22 +407,28 @@ class TrainedModel:
             raise ArtifactError(f"{root / bundle_io.MANIFEST}: the recorded config is not valid here ({exc})") from None
         arrays = {name: reader.array(name) for name in (*cls._ARRAYS, USER_BIAS, INTERCEPT)}
         items = reader.table(ITEMS_TABLE)
-        users = reader.table(USERS_TABLE)
+        # the users table is read on first use (TrainedModel.__getattr__): its row count is in the footer
+        n_users = reader.arrow(USERS_TABLE, columns=[]).num_rows
         segments = reader.table(SEGMENTS_TABLE)
         seen_parts = {name: reader.array(name) for name in _SEEN}
         factors = (manifest.get("counts") or {}).get("factors")
-        _check_shapes(root, arrays, seen_parts, len(users), len(items), len(segments), taxonomy, config, factors)
+        _check_shapes(root, arrays, seen_parts, n_users, len(items), len(segments), taxonomy, config, factors)
         intercept = arrays.pop(INTERCEPT)
         seen = sp.csr_matrix(
             (seen_parts["seen_data"], seen_parts["seen_indices"], seen_parts["seen_indptr"]),
-            shape=(len(users), len(items)),
+            shape=(n_users, len(items)),
         )
         # every component from its own part; the checksums were checked once, above
         components = {c.attribute: _component_class(c.kind).load(reader.part(c.part)) for c in COMPONENTS}
-        return cls(
+        if len(components["user_lookup"]) != n_users:
+            raise ArtifactError(
+                f"{reader.part('user_lookup').path('ids.npy')}: {len(components['user_lookup'])} ids for "
+                f"{n_users} users: the file was replaced or comes from another bundle"
+            )
+        model = cls(
             taxonomy=taxonomy,
             config=config,
-            users=users,
+            users=None,  # type: ignore[arg-type]  # read on first use, below
             items=items,
             segments=segments,
             seen=seen,
@@ -391,9 +437,13 @@ class TrainedModel:
             path=root,
             manifest=manifest,
             engagement_intercept=float(intercept[0]),
+            _users_from=reader,
             **components,
             **arrays,
         )
+        # left unset, so that the first ``model.users`` reads it (__getattr__): a serving process never does
+        del model.__dict__["users"]
+        return model
 
 
 def load_component(path: str | Path, attribute: str, **options: Any) -> Any:
