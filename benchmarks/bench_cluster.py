@@ -27,6 +27,8 @@ Usage::
 
     python benchmarks/bench_cluster.py --users 100000 --chunk-size 5000 --local
     python benchmarks/bench_cluster.py --users 1000000
+    python benchmarks/bench_cluster.py --bundle benchmarks/out/night/3100000x50000/run/models/latest \\
+        --region haigang --runs 1      # one district of the city's night bundle
 
 Prints one JSON line; figures go in benchmarks/README.md ("Push").
 """
@@ -168,14 +170,18 @@ class Cluster:
         return alive
 
 
-def push_cmd(bundle: Path, day: str, out: Path, *, scheduler: str | None, workers: int, config: Path | None) -> list[str]:
+def push_cmd(
+    bundle: Path, day: str, out: Path, *, scheduler: str | None, workers: int, config: Path | None,
+    region: str | None = None,
+) -> list[str]:
     """The push as a scheduler (cron) runs it."""
     cmd = [sys.executable, "-m", "pipelines.push", "--model", str(bundle), "--date", day, "--out", str(out), "--quiet"]
     cmd += ["--scheduler", scheduler] if scheduler else ["--workers", str(workers)]
+    cmd += ["--region", region, "--kind", "bench"] if region else []
     return cmd + (["--config", str(config)] if config else [])
 
 
-def timed_push(cmd: list[str], out: Path, day: str, cluster: Cluster | None) -> dict:
+def timed_push(cmd: list[str], out: Path, day: str, cluster: Cluster | None, kind: str = "nightly") -> dict:
     """One push end to end: wall time, users/s, peak memory of the driver and of the cluster."""
     shutil.rmtree(out, ignore_errors=True)
     peak = {"anon": 0, "file": 0}
@@ -195,7 +201,7 @@ def timed_push(cmd: list[str], out: Path, day: str, cluster: Cluster | None) -> 
     finally:
         stop.set()
         sampler.join()
-    manifest = json.loads((out / f"date={day}" / "kind=nightly" / "_manifest.json").read_text(encoding="utf-8"))
+    manifest = json.loads((out / f"date={day}" / f"kind={kind}" / "_manifest.json").read_text(encoding="utf-8"))
     computed = manifest["users"]["computed"]
     row = {
         **result,
@@ -222,15 +228,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunk-size", type=int, help="[push] chunk_size for every run (default: the bundle's)")
     parser.add_argument("--local", action="store_true", help="also time local worker processes (no Dask)")
     parser.add_argument("--no-floor", action="store_true")
+    parser.add_argument("--bundle", type=Path, help="push this trained bundle instead of bench_push.py's case")
+    parser.add_argument("--region", help="push only this region's users (a segment run of the same command)")
     args = parser.parse_args(argv)
     counts = [int(w) for w in args.workers.split(",")]
 
-    case = bench_push.build(args.users, args.items, args.days)
-    bundle = (case / "models" / "latest").resolve()
+    if args.bundle:
+        bundle = args.bundle.resolve()
+        case = bundle.parent.parent  # bench_push.floor reads CASE/models/latest
+        if (case / "models" / "latest").resolve() != bundle:
+            parser.error(f"--bundle must be MODELS/latest's bundle with MODELS in a case folder, got {bundle}")
+        name = f"{case.parent.name}-{case.name}"
+    else:
+        case = bench_push.build(args.users, args.items, args.days)
+        bundle = (case / "models" / "latest").resolve()
+        name = case.name
     manifest = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
     last = pd.Timestamp(manifest["data_window"]["end"]).tz_convert(load_taxonomy().tz) - pd.Timedelta(microseconds=1)
     day = (last.date() + pd.Timedelta(days=1)).isoformat()
-    work = OUT / case.name
+    work = OUT / (name + (f"-{args.region}" if args.region else ""))
+    kind = "bench" if args.region else "nightly"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     config = None
@@ -238,18 +255,18 @@ def main(argv: list[str] | None = None) -> int:
         config = work / "push.toml"
         config.write_text(f"[push]\nchunk_size = {args.chunk_size}\n", encoding="utf-8")
 
-    result: dict = {"users": args.users, "items": args.items, "date": day, "bundle": str(bundle), "cluster": {}}
+    result: dict = {"bundle": str(bundle), "date": day, "region": args.region, "cluster": {}}
     if args.chunk_size:
         result["chunk_size"] = args.chunk_size
-    if not args.no_floor:
+    if not args.no_floor and not args.region:  # the floor covers every user of the bundle, not a region's
         result.update(bench_push.floor(case))
     for n in counts:
         root = Path(tempfile.mkdtemp(prefix=f"cluster{n}-", dir=work))
         with Cluster(n, root) as cluster:
             started = {"address": cluster.address, "processes": len(cluster.pids)}
             runs = [
-                timed_push(push_cmd(bundle, day, work / "pushes", scheduler=cluster.address, workers=n, config=config),
-                           work / "pushes", day, cluster)  # fmt: skip
+                timed_push(push_cmd(bundle, day, work / "pushes", scheduler=cluster.address, workers=n, config=config,
+                                    region=args.region), work / "pushes", day, cluster, kind)  # fmt: skip
                 for _ in range(args.runs)
             ]
         left = cluster.leftovers()
@@ -258,8 +275,8 @@ def main(argv: list[str] | None = None) -> int:
         result["cluster"][n] = {**started, "runs": runs, "orphans": len(left)}
         if args.local:
             local = timed_push(
-                push_cmd(bundle, day, work / "pushes", scheduler=None, workers=n, config=config),
-                work / "pushes", day, None,
+                push_cmd(bundle, day, work / "pushes", scheduler=None, workers=n, config=config, region=args.region),
+                work / "pushes", day, None, kind,
             )  # fmt: skip
             result.setdefault("local", {})[n] = local
     if 1 in result["cluster"] and 2 in result["cluster"]:
