@@ -409,6 +409,8 @@ class IndexConfig:
     """faiss ANN index over item vectors."""
 
     _constraints: ClassVar[Mapping[str, Constraint]] = {
+        "kind": OneOf(("pruned", "hnsw")),
+        "pruned_head": Range(1, 1_000_000_000),
         "exact_threshold": Range(0, 1_000_000_000),
         "hnsw_m": Range(2, 256),
         "ef_construction": Range(1, 10_000),
@@ -421,10 +423,14 @@ class IndexConfig:
         "seed": _SEED,
     }
 
-    #: below this many items the index is exact (IndexFlatIP), HNSW at and above it. On 50k
-    #: items HNSW answers the ranking's wide candidate searches several times faster than the
-    #: exact index (benchmarks/README.md), at a recall@50 of 0.47-0.89 over ALS factors: the
-    #: ranking's other candidate sources and its exact fallback keep lists full and eligible
+    #: "pruned": exact inner-product search over the items in descending norm order, stopping
+    #: where no remaining item's norm bound can reach a query's k-th best score (recall 1.0;
+    #: ALS factors' norms differ ~700x, so most items are skipped). "hnsw": a faiss HNSW graph
+    #: (approximate: recall@50 0.47-0.82 over ALS factors, benchmarks/README.md)
+    kind: str = "pruned"
+    #: "pruned": the items of largest norm scored first to set each query's bound
+    pruned_head: int = 2048
+    #: "hnsw" only: below this many items the index is a flat exact IndexFlatIP instead
     exact_threshold: int = 20000
     hnsw_m: int = 32
     ef_construction: int = 80

@@ -1,4 +1,9 @@
-"""Tests of recsys.training.index.VectorIndex: exact oracle, allow-lists, determinism, persistence."""
+"""Tests of recsys.training.index.VectorIndex: exact oracle, allow-lists, determinism, persistence.
+
+The default kind ("pruned") is exact: it must equal brute force, also over
+vectors whose norms differ by orders of magnitude (ALS factors), where an
+inner-product HNSW graph misses much of the true top-k.
+"""
 
 from __future__ import annotations
 
@@ -25,12 +30,22 @@ def clustered(n: int, d: int, seed: int, clusters: int = 8) -> np.ndarray:
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
+def skewed(n: int, d: int, seed: int, sigma: float = 1.3) -> np.ndarray:
+    """Clustered directions times log-normal norms: the spread of ALS item factors (~700x p1..p99)."""
+    rng = np.random.default_rng(seed)
+    norms = rng.lognormal(0.0, sigma, size=(n, 1))
+    return (clustered(n, d, seed) * norms).astype(np.float32)
+
+
 N, D = 600, 16
-FLAT = IndexConfig(exact_threshold=10_000, threads=1, recall_sample=50, recall_k=10, allow_exact_max=50)
+FLAT = IndexConfig(kind="hnsw", exact_threshold=10_000, threads=1, recall_sample=50, recall_k=10, allow_exact_max=50)
 HNSW = IndexConfig(
-    exact_threshold=100, hnsw_m=16, ef_construction=64, ef_search=64,
+    kind="hnsw", exact_threshold=100, hnsw_m=16, ef_construction=64, ef_search=64,
     threads=1, recall_sample=50, recall_k=10, allow_exact_max=50,
 )
+# a small head, so that the tests' 600 rows go through the bound and the later blocks
+PRUNED = IndexConfig(pruned_head=64, threads=1, recall_sample=50, recall_k=10)
+CONFIGS = {"flat": FLAT, "hnsw": HNSW, "pruned": PRUNED}
 
 
 @pytest.fixture(scope="module")
@@ -41,21 +56,29 @@ def data():
     return x, ids, queries
 
 
-@pytest.fixture(scope="module", params=["flat", "hnsw"])
+@pytest.fixture(scope="module", params=["flat", "hnsw", "pruned"])
 def built(request, data):
     x, ids, _ = data
-    config = FLAT if request.param == "flat" else HNSW
-    return VectorIndex.build(x, ids, config=config, seed=5)
+    return VectorIndex.build(x, ids, config=CONFIGS[request.param], seed=5)
 
 
-def test_kind_follows_threshold(data):
+def test_kind_follows_config_and_threshold(data):
     x, ids, _ = data
-    assert VectorIndex.build(x, ids, config=IndexConfig(exact_threshold=N + 1, recall_sample=0)).kind == "flat"
-    index = VectorIndex.build(x, ids, config=IndexConfig(exact_threshold=N, threads=1, recall_sample=0))
+    hnsw = {"kind": "hnsw", "recall_sample": 0}
+    assert VectorIndex.build(x, ids, config=IndexConfig(exact_threshold=N + 1, **hnsw)).kind == "flat"
+    index = VectorIndex.build(x, ids, config=IndexConfig(exact_threshold=N, threads=1, **hnsw))
     assert index.kind == "hnsw"
     assert isinstance(index.index_, faiss.IndexHNSWFlat)
     assert index.ntotal == N and index.dim == D
     assert index.recall_ is None
+    # the default: exact, whatever the size; rows kept in descending norm order
+    pruned = VectorIndex.build(x * np.linspace(2, 1, N, dtype=np.float32)[::-1, None], ids, config=IndexConfig(recall_sample=0))
+    assert pruned.kind == "pruned" and pruned.index_ is None and pruned.ntotal == N
+    norms = np.linalg.norm(pruned.vectors_, axis=1)
+    assert (np.diff(norms) <= 0).all()
+    assert (pruned.ids_ == ids[::-1]).all()  # the input was in ascending norm order
+    with pytest.raises(ConfigError, match=r"\[index\] kind = 'ivf'.*valid: pruned, hnsw"):
+        VectorIndex.build(x, config=IndexConfig(kind="ivf"))
 
 
 def test_search_returns_caller_ids_and_matches_oracle(built, data):
@@ -68,9 +91,10 @@ def test_search_returns_caller_ids_and_matches_oracle(built, data):
     # a stored vector's nearest neighbour is itself
     _, self_hit = built.search(x[:30], 1)
     assert (self_hit[:, 0] == ids[:30]).all()
-    _, exact = built.exact_search(queries, 10)
-    if built.kind == "flat":
+    exact_scores, exact = built.exact_search(queries, 10)
+    if built.kind != "hnsw":
         assert (found == exact).all()
+        np.testing.assert_allclose(scores, exact_scores, rtol=1e-5, atol=1e-6)
     assert built.recall_at_k(queries, 10) >= 0.9
 
 
@@ -80,8 +104,55 @@ def test_build_recall_is_recorded(built):
     assert info["recall_k"] == 10 and info["recall_sample"] == 50
     assert 0.9 <= info["recall_at_k"] <= 1.0
     json.dumps(info)  # manifest-ready
-    if built.kind == "flat":
+    if built.kind != "hnsw":
         assert info["recall_at_k"] == 1.0
+    if built.kind == "pruned":
+        assert 0 < info["scan_share"] <= 1.0
+    else:
+        assert info["scan_share"] is None
+
+
+def _recall(found: np.ndarray, exact: np.ndarray) -> float:
+    return sum(np.intersect1d(a, b).size for a, b in zip(found, exact)) / exact.size
+
+
+def test_pruned_is_exact_over_skewed_norms_where_hnsw_is_not():
+    """Recall of the default index over ALS-like norms; the inner-product graph on the same vectors misses."""
+    x = skewed(4000, 16, seed=7)
+    rng = np.random.default_rng(8)
+    queries = (clustered(300, 16, seed=9) * rng.lognormal(1.0, 0.5, size=(300, 1))).astype(np.float32)
+    pruned = VectorIndex.build(x, config=IndexConfig(pruned_head=256, threads=1, recall_sample=0))
+    graph = VectorIndex.build(
+        x, config=IndexConfig(kind="hnsw", exact_threshold=0, hnsw_m=8, ef_construction=40, ef_search=50, threads=1, recall_sample=0)
+    )
+    _, exact = pruned.exact_search(queries, 50)
+    _, found = pruned.search(queries, 50)
+    assert _recall(found, exact) >= 0.95
+    assert pruned.recall_at_k(queries, 50) >= 0.95
+    # the bound skipped rows (the point of the kind), yet nothing was lost
+    assert pruned.scan_share_ < 0.9
+    _, graph_found = graph.search(queries, 50)
+    assert _recall(graph_found, exact) < 0.95
+
+
+@pytest.mark.parametrize("k", [1, 50, 700])
+def test_pruned_batch_equals_exact_top_k(k):
+    """A block of queries of mixed norms (a zero one, negative scores, k near n) equals brute force."""
+    x = skewed(1000, 8, seed=3)
+    rng = np.random.default_rng(4)
+    queries = rng.standard_normal((97, 8)).astype(np.float32) * rng.lognormal(0, 1, size=(97, 1)).astype(np.float32)
+    queries[5] = 0.0
+    index = VectorIndex.build(x, np.arange(1000) * 3 + 1, config=IndexConfig(pruned_head=32, threads=1, recall_sample=0))
+    scores, found = index.search(queries, k)
+    exact_scores, exact = index.exact_search(queries, k)
+    np.testing.assert_allclose(scores, exact_scores, rtol=1e-5, atol=1e-6)
+    live = np.arange(97) != 5  # a zero query ties every item at 0: any k are right
+    assert (found[live] == exact[live]).all()
+    assert np.isin(found[5], index.ids_).all() and (scores[5] == 0).all()
+    # one query at a time gives the same as the block
+    for row in (0, 50, 96):
+        _, one_found = index.search(queries[row : row + 1], k)
+        assert (one_found[0] == found[row]).all()
 
 
 @pytest.mark.parametrize("allow_size", [30, 300])  # exact-subset path, faiss selector path
@@ -152,8 +223,11 @@ def test_save_load_round_trip(built, data, tmp_path, mmap):
     folder = write_part(tmp_path / "index", built)
     loaded = read_part(folder, VectorIndex, mmap=mmap)
     assert loaded.kind == built.kind and loaded.ntotal == N
-    np.testing.assert_array_equal(np.asarray(loaded.vectors_), x)
-    np.testing.assert_array_equal(np.asarray(loaded.ids_), ids)
+    np.testing.assert_array_equal(np.asarray(loaded.vectors_), np.asarray(built.vectors_))
+    np.testing.assert_array_equal(np.asarray(loaded.ids_), np.asarray(built.ids_))
+    # every input row is there under its id (the pruned kind reorders the rows)
+    at = np.argsort(ids)[np.searchsorted(np.sort(ids), np.asarray(loaded.ids_))]
+    np.testing.assert_array_equal(np.asarray(loaded.vectors_), x[at])
     for allow in (None, ids[:20], ids[::2]):
         s1, f1 = built.search(queries, 10, allow=allow)
         s2, f2 = loaded.search(queries, 10, allow=allow)
@@ -173,6 +247,8 @@ def test_load_config_overrides_search_settings(built, tmp_path, data):
 
 @pytest.mark.parametrize("name", [META_FILE, INDEX_FILE, VECTORS_FILE, IDS_FILE])
 def test_missing_file_names_it(built, tmp_path, name):
+    if built.kind == "pruned" and name == INDEX_FILE:
+        pytest.skip("the pruned kind has no faiss file")
     folder = write_part(tmp_path / "index", built)
     (folder / name).unlink()
     with pytest.raises(ArtifactError, match=f"{name}: missing from the model bundle"):
@@ -188,6 +264,8 @@ def test_missing_folder(tmp_path):
 
 @pytest.mark.parametrize("name", [INDEX_FILE, VECTORS_FILE, IDS_FILE])
 def test_corrupted_file_fails_checksum(built, tmp_path, name):
+    if built.kind == "pruned" and name == INDEX_FILE:
+        pytest.skip("the pruned kind has no faiss file")
     folder = write_part(tmp_path / "index", built)
     raw = bytearray((folder / name).read_bytes())
     raw[-1] ^= 0xFF  # one flipped byte in the payload: still parses, wrong data
@@ -197,6 +275,8 @@ def test_corrupted_file_fails_checksum(built, tmp_path, name):
 
 
 def test_unreadable_faiss_file_without_checksum(built, tmp_path):
+    if built.kind == "pruned":
+        pytest.skip("the pruned kind has no faiss file")
     folder = write_part(tmp_path / "index", built)
     (folder / INDEX_FILE).write_bytes(b"not a faiss index")
     with pytest.raises(ArtifactError, match="index.faiss: cannot read faiss index"):
@@ -231,6 +311,15 @@ def test_bad_metadata(built, tmp_path):
     meta = built.info() | {"format_version": 99}
     (folder / META_FILE).write_text(json.dumps(meta), encoding="utf-8")
     with pytest.raises(ArtifactError, match="index format version 99"):
+        read_part(folder, VectorIndex, verify=False)
+
+
+def test_pruned_rows_out_of_norm_order_are_refused(tmp_path, data):
+    x, ids, _ = data
+    index = VectorIndex.build(x * np.linspace(1, 3, N, dtype=np.float32)[:, None], ids, config=PRUNED)
+    folder = write_part(tmp_path / "index", index)
+    np.save(folder / VECTORS_FILE, np.ascontiguousarray(np.asarray(index.vectors_)[::-1]), allow_pickle=False)
+    with pytest.raises(ArtifactError, match="vectors.npy: rows are not in descending norm order"):
         read_part(folder, VectorIndex, verify=False)
 
 

@@ -1,13 +1,34 @@
-"""The ANN index over item vectors: one small interface over faiss.
+"""The index over item vectors: top-k by inner product, exact by default.
 
-:class:`VectorIndex` scores by inner product (item vectors are L2-normalised,
-so this is cosine similarity). Below ``IndexConfig.exact_threshold`` items it
-is an exact ``IndexFlatIP``; at or above it an ``IndexHNSWFlat``. faiss only
-ever sees row positions ``0..n-1``; the caller's int64 ids live beside it in
-``ids_`` and are translated at the edge, so allow-lists and results speak the
-caller's ids.
+:class:`VectorIndex` scores by inner product over the raw item factors, whose
+norms differ by orders of magnitude under ALS (a rarely seen item keeps a
+small vector: 700x between the 1st and 99th percentile on a 100k-user city).
+Graph indexes built for such vectors miss much of the true top-k (HNSW
+recall@50 0.47 at 1M users), and the usual remedies were measured to do worse
+here (normalised HNSW with a re-scored wider list, the MIPS-to-L2 transform,
+IVF: recall@50 0.08-0.71; benchmarks/README.md), so the default kind
+(``IndexConfig.kind = "pruned"``) is exact and fast because of those norms:
 
-Allow-list rule (``search(..., allow=...)``): a flat index, or an HNSW index
+* the rows are stored in descending norm order;
+* a block of queries is first scored against the ``pruned_head`` largest
+  rows (one GEMM); each query's k-th best there is a lower bound ``t`` on its
+  true k-th best score;
+* an item ``x`` can only beat ``t`` if ``|q| |x| >= t`` (Cauchy-Schwarz), so
+  the rows after the last such norm are never scored; the block scores the
+  rows up to the largest cut among its queries (one more GEMM), typically a
+  quarter of the catalogue;
+* the top-k is taken among the scores ``>= t`` only (a handful per query),
+  not by a partition over every scored column.
+
+The answer equals brute force (``recall_at_k`` is 1.0 up to ties); it is the
+same code for one query (``recommend``) and a block of users (the push).
+``kind = "hnsw"`` keeps the faiss graph (an ``IndexFlatIP`` below
+``IndexConfig.exact_threshold`` items) for catalogues far beyond a city's.
+faiss only ever sees row positions ``0..n-1``; the caller's int64 ids live
+beside them in ``ids_`` and are translated at the edge, so allow-lists and
+results speak the caller's ids.
+
+Allow-list rule (``search(..., allow=...)``): a pruned or flat index, or an HNSW index
 given at most ``IndexConfig.allow_exact_max`` allowed ids (counting those in
 the index), answers by brute force (``faiss.knn``, BLAS) over just the allowed
 vectors -- exact, and faster than a graph walk whose nodes are mostly filtered
@@ -20,8 +41,9 @@ at ``ntotal``), because the graph search only keeps allowed nodes among those
 it visits.
 
 Saved through the bundle component protocol (:mod:`recsys.bundle`): the
-faiss index in faiss' own format, ``vectors`` and ``ids`` arrays, and
-``index.json`` (kind, sizes, config, build recall). No pickle.
+``vectors`` and ``ids`` arrays (in the index's row order), the faiss index in
+faiss' own format for the ``flat`` and ``hnsw`` kinds, and ``index.json``
+(kind, sizes, config, build recall). No pickle.
 """
 
 from __future__ import annotations
@@ -47,8 +69,19 @@ VECTORS_NAME = "vectors"
 IDS_NAME = "ids"
 META_NAME = "index"
 #: 2: saved through the bundle protocol (no checksums of its own: the bundle checks them once)
-FORMAT_VERSION = 2
-KINDS = ("flat", "hnsw")
+#: 3: the "pruned" kind (rows in descending norm order, no faiss file)
+FORMAT_VERSION = 3
+KINDS = ("pruned", "flat", "hnsw")
+#: the kinds stored with a faiss index file
+_FAISS_KINDS = ("flat", "hnsw")
+# A computed inner product may exceed |q| |x| by float32 rounding: the norm
+# bound is widened by this relative margin so that no item is wrongly skipped.
+_BOUND_SLACK = 1e-4
+# The pruned search looks for a query's best scores by groups of this many columns.
+_GROUP = 16
+# Queries scored by one GEMM in the pruned search, among those of similar cut: big enough
+# for BLAS to run at speed, small enough that the cut fits every query of the group.
+_SUB_BLOCK = 256
 
 # Rows of the (queries x items) score block computed at once by exact search:
 # keeps the block near 64 MiB whatever the catalogue size.
@@ -85,6 +118,47 @@ def _as_ids(values: Any, name: str) -> np.ndarray:
     return arr.astype(np.int64, copy=False)
 
 
+def _top_at_least(s: np.ndarray, bound: np.ndarray, k: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` best columns of each row of ``s``, knowing each row has at least ``k`` scores ``>= bound``.
+
+    Returns their scores and columns, best first, ties by column. The top k are
+    among the scores ``>= bound``: a few per row. They are found by groups of
+    columns (a group whose max reaches the bound) and gathered into a narrow
+    matrix: much cheaper than a partition or a nonzero over every column.
+    Group g holds columns g, g + stride, g + 2 stride, ...: its max is an
+    elementwise maximum of contiguous slices (vectorised), where adjacent
+    columns would not be. ``n`` is the padding column (never returned first).
+    """
+    b, width = s.shape
+    stride = width // _GROUP
+    group_max = s[:, : stride * _GROUP].reshape(b, _GROUP, stride).max(axis=1)
+    keep = group_max >= bound[:, None]
+    count = keep.sum(axis=1)
+    at_row, at_group = np.nonzero(keep)
+    slot = np.arange(at_row.size) - np.repeat(np.cumsum(count) - count, count)
+    groups = np.full((b, int(count.max())), -1, dtype=np.int64)
+    groups[at_row, slot] = at_group
+    cols = (np.maximum(groups, 0)[:, :, None] + stride * np.arange(_GROUP)).reshape(b, -1)
+    padding = np.repeat(groups < 0, _GROUP, axis=1)
+    if width % _GROUP:  # the last few columns, outside every group
+        tail = np.arange(stride * _GROUP, width)
+        cols = np.hstack([cols, np.broadcast_to(tail, (b, tail.size))])
+        padding = np.hstack([padding, np.zeros((b, tail.size), dtype=bool)])
+    vals = np.take_along_axis(s, cols, axis=1)
+    vals[padding] = -np.inf
+    cols[padding] = n
+    if cols.shape[1] > k:
+        pick = np.argpartition(-vals, k - 1, axis=1)[:, :k]
+        vals = np.take_along_axis(vals, pick, axis=1)
+        cols = np.take_along_axis(cols, pick, axis=1)
+    # best first, ties by column (as exact_search)
+    by_col = np.argsort(cols, axis=1, kind="stable")
+    cols = np.take_along_axis(cols, by_col, axis=1)
+    vals = np.take_along_axis(vals, by_col, axis=1)
+    order = np.argsort(-vals, axis=1, kind="stable")
+    return np.take_along_axis(vals, order, axis=1), np.take_along_axis(cols, order, axis=1)
+
+
 class VectorIndex:
     """Inner-product nearest-neighbour search over item vectors.
 
@@ -101,18 +175,23 @@ class VectorIndex:
 
     Attributes
     ----------
-    index_ : faiss.Index
-        ``IndexFlatIP`` or ``IndexHNSWFlat`` over row positions.
+    index_ : faiss.Index or None
+        ``IndexFlatIP`` or ``IndexHNSWFlat`` over row positions; ``None`` for
+        the ``"pruned"`` kind, which searches ``vectors_`` itself.
     vectors_ : ndarray of float32, shape (n, d)
-        The indexed vectors (memory-mapped after ``load(mmap=True)``).
+        The indexed vectors (memory-mapped after ``load(mmap=True)``); in
+        descending norm order for ``"pruned"``.
     ids_ : ndarray of int64, shape (n,)
         The caller's id of each row.
     kind_ : str
-        ``"flat"`` or ``"hnsw"``.
+        ``"pruned"``, ``"flat"`` or ``"hnsw"``.
     recall_ : float or None
         recall@``config.recall_k`` of :meth:`search` against
         :meth:`exact_search` on a seeded sample of the indexed vectors used as
         queries (``None`` until measured).
+    scan_share_ : float or None
+        ``"pruned"``: the mean share of the rows the same sample's searches
+        scored (``None`` otherwise or until measured).
     build_seconds_ : float
         Wall time of adding the vectors to faiss.
     """
@@ -140,9 +219,10 @@ class VectorIndex:
         ids : ndarray of int, shape (n,), optional
             Distinct non-negative ids of the rows; ``None`` means ``0..n-1``.
         config : IndexConfig, optional
-            ``exact_threshold`` picks the kind; ``threads`` is the faiss thread
-            count (use 1 where the graph must be reproducible: HNSW built with
-            several threads is not deterministic).
+            ``kind`` (and, for ``"hnsw"``, ``exact_threshold``) picks the kind;
+            ``threads`` is the faiss thread count (use 1 where the graph must
+            be reproducible: HNSW built with several threads is not
+            deterministic).
         seed : int or None, optional
             Overrides ``config.seed``.
 
@@ -178,7 +258,14 @@ class VectorIndex:
 
         faiss.omp_set_num_threads(config.threads)
         start = time.perf_counter()
-        if n < config.exact_threshold:
+        index: Any = None
+        if config.kind == "pruned":
+            kind = "pruned"
+            # descending norm, ties by input row: the search stops at a norm bound
+            order = np.argsort(-np.linalg.norm(x, axis=1), kind="stable")
+            x = np.ascontiguousarray(x[order])
+            row_ids = row_ids[order]
+        elif n < config.exact_threshold:
             kind = "flat"
             index = faiss.IndexFlatIP(d)
         else:
@@ -189,7 +276,8 @@ class VectorIndex:
             # the level of each node is drawn from this generator; seeding it
             # (plus one thread) makes the graph reproducible
             index.hnsw.rng = faiss.RandomGenerator(int(rng.integers(2**31 - 1)))
-        index.add(x)
+        if index is not None:
+            index.add(x)
         self.build_seconds_ = time.perf_counter() - start
 
         self.config_ = config
@@ -199,6 +287,7 @@ class VectorIndex:
         self.kind_ = kind
         self._prepare_lookup()
         self.recall_ = None
+        self.scan_share_ = None
         if config.recall_sample > 0:
             rows = rng.choice(n, size=min(config.recall_sample, n), replace=False)
             self.recall_ = self.recall_at_k(x[np.sort(rows)], config.recall_k)
@@ -208,6 +297,8 @@ class VectorIndex:
         # sorted ids -> row positions, for translating allow-lists
         self._order = np.argsort(self.ids_, kind="stable")
         self._sorted_ids = np.asarray(self.ids_)[self._order]
+        # "pruned": the row norms, negated so that np.searchsorted (ascending) finds a cut
+        self._neg_norms = -np.linalg.norm(self.vectors_, axis=1) if self.kind_ == "pruned" else None
 
     # ---- properties ----------------------------------------------------
     def _check_fitted(self) -> None:
@@ -216,7 +307,7 @@ class VectorIndex:
 
     @property
     def kind(self) -> str:
-        """``"flat"`` (exact) or ``"hnsw"`` (approximate)."""
+        """``"pruned"`` or ``"flat"`` (exact) or ``"hnsw"`` (approximate)."""
         self._check_fitted()
         return self.kind_
 
@@ -224,13 +315,13 @@ class VectorIndex:
     def ntotal(self) -> int:
         """Number of indexed vectors."""
         self._check_fitted()
-        return int(self.index_.ntotal)
+        return int(self.vectors_.shape[0])
 
     @property
     def dim(self) -> int:
         """Vector dimension d."""
         self._check_fitted()
-        return int(self.index_.d)
+        return int(self.vectors_.shape[1])
 
     def info(self) -> dict[str, Any]:
         """Return what a model manifest records about the index (JSON-ready)."""
@@ -242,6 +333,7 @@ class VectorIndex:
             "recall_k": self.config_.recall_k,
             "recall_sample": min(self.config_.recall_sample, self.ntotal),
             "recall_at_k": self.recall_,
+            "scan_share": self.scan_share_,
             "build_seconds": round(float(self.build_seconds_), 4),
             "config": dataclasses.asdict(self.config_),
             "faiss_version": faiss.__version__,
@@ -286,6 +378,54 @@ class VectorIndex:
             out_scores[lo : lo + block, :kk] = np.take_along_axis(top_s, order, axis=1)
             out_rows[lo : lo + block, :kk] = top if rows is None else rows[top]
         return out_scores, out_rows
+
+    def _pruned(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, int]:
+        """Exact top-``k`` over rows in descending norm order, stopping at the norm bound.
+
+        Returns the scores and row positions (best first, ties by row, padded
+        with -inf / -1) and how many (query, row) scores were computed.
+        """
+        x = self.vectors_
+        n = x.shape[0]
+        m = q.shape[0]
+        kk = min(k, n)
+        out_scores = np.full((m, k), -np.inf, dtype=np.float32)
+        out_rows = np.full((m, k), -1, dtype=np.int64)
+        if kk == 0 or m == 0:
+            return out_scores, out_rows, 0
+        head = min(n, max(self.config_.pruned_head, kk))
+        # each query's k-th best among the largest rows: a lower bound of its true k-th best
+        bound = np.empty(m, dtype=np.float32)
+        for lo in range(0, m, max(1, _EXACT_BLOCK_CELLS // head)):
+            s = q[lo : lo + _EXACT_BLOCK_CELLS // head] @ x[:head].T
+            bound[lo : lo + s.shape[0]] = np.partition(s, head - kk, axis=1)[:, head - kk]
+        q_norm = np.linalg.norm(q, axis=1)
+        # a row x can beat ``bound`` only if |q| |x| >= bound (Cauchy-Schwarz). With
+        # bound <= 0 any row can; a zero query scores 0 everywhere, the head's ties suffice.
+        with np.errstate(divide="ignore", invalid="ignore"):
+            need = np.where(
+                q_norm == 0,
+                np.inf,
+                np.where(bound > 0, bound / (q_norm * (1 + _BOUND_SLACK)), -np.inf),
+            )
+        cut = np.maximum(np.searchsorted(self._neg_norms, -need, side="right"), head)
+        # Queries are scored in groups of similar cuts, so that one query with a weak
+        # bound does not make its whole block score every row.
+        by_cut = np.argsort(cut, kind="stable")
+        scored = 0
+        lo = 0
+        while lo < m:
+            # whole groups of _GROUP rows (scoring a few more rows is harmless: still exact)
+            end = min(n, -(-int(cut[by_cut[min(m, lo + _SUB_BLOCK) - 1]]) // _GROUP) * _GROUP)
+            hi = min(m, lo + _SUB_BLOCK, lo + max(1, _EXACT_BLOCK_CELLS // end))
+            who = by_cut[lo:hi]
+            s = q[who] @ x[:end].T
+            scored += s.size
+            vals, cols = _top_at_least(s, bound[who], kk, n)
+            out_scores[who, :kk] = vals
+            out_rows[who, :kk] = cols
+            lo = hi
+        return out_scores, out_rows, scored
 
     def _faiss(self, q: np.ndarray, k: int, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """Search the faiss index, through an ``IDSelectorBatch`` if ``rows`` is given."""
@@ -332,9 +472,10 @@ class VectorIndex:
             Results per query (>= 1). Rows with fewer candidates are padded.
         allow : ndarray of int, shape (a,), optional
             Only these ids may be returned; ids not in the index are ignored.
-            Flat index, or at most ``config.allow_exact_max`` of them: exact
-            brute force over just those vectors; more on an HNSW index: the
-            graph search with an ``IDSelectorBatch`` (see the module notes).
+            Pruned or flat index, or at most ``config.allow_exact_max`` of
+            them: exact brute force over just those vectors; more on an HNSW
+            index: the graph search with an ``IDSelectorBatch`` (see the
+            module notes).
 
         Returns
         -------
@@ -354,9 +495,12 @@ class VectorIndex:
         q = _as_matrix(queries, "queries", self.dim)
         k = _check_k(k)
         if allow is None:
+            if self.kind_ == "pruned":
+                scores, rows, _ = self._pruned(q, k)
+                return self._to_ids(scores, rows)
             return self._to_ids(*self._faiss(q, k, None))
         rows = self._positions(allow)
-        if self.kind_ == "flat" or rows.size <= self.config_.allow_exact_max:
+        if self.kind_ != "hnsw" or rows.size <= self.config_.allow_exact_max:
             return self._to_ids(*self._subset_knn(q, k, rows))
         return self._to_ids(*self._faiss(q, k, rows))
 
@@ -388,7 +532,9 @@ class VectorIndex:
         Returns
         -------
         float
-            In [0, 1]; 1.0 for a flat index up to ties.
+            In [0, 1]; 1.0 for a pruned or flat index up to ties. A pruned
+            index also records in ``scan_share_`` the share of rows these
+            searches scored.
 
         Raises
         ------
@@ -399,7 +545,13 @@ class VectorIndex:
         q = _as_matrix(sample_queries, "sample_queries", self.dim)
         if q.shape[0] == 0:
             raise ConfigError("sample_queries must have at least one row")
-        _, approx = self.search(q, k)
+        if self.kind_ == "pruned":
+            k = _check_k(k)
+            scores, rows, scored = self._pruned(q, k)
+            _, approx = self._to_ids(scores, rows)
+            self.scan_share_ = scored / (q.shape[0] * self.ntotal)
+        else:
+            _, approx = self.search(q, k)
         _, exact = self.exact_search(q, k)
         hits = 0
         total = 0
@@ -419,7 +571,8 @@ class VectorIndex:
             Before :meth:`build`.
         """
         self._check_fitted()
-        writer.faiss(INDEX_NAME, self.index_)
+        if self.index_ is not None:
+            writer.faiss(INDEX_NAME, self.index_)
         writer.array(VECTORS_NAME, np.asarray(self.vectors_))
         writer.array(IDS_NAME, np.asarray(self.ids_))
         writer.json(META_NAME, {"format_version": FORMAT_VERSION, **self.info()})
@@ -461,12 +614,12 @@ class VectorIndex:
             raise reader.error(meta_file, f"unknown index kind {kind!r}; valid: {', '.join(KINDS)}")
         vectors = reader.array(VECTORS_NAME)
         ids = reader.array(IDS_NAME)
-        index = reader.faiss(INDEX_NAME)
+        index = reader.faiss(INDEX_NAME) if kind in _FAISS_KINDS else None
         if vectors.ndim != 2 or vectors.dtype != np.float32:
             raise reader.error(f"{VECTORS_NAME}.npy", "expected a float32 (n, d) array")
         if ids.ndim != 1 or ids.dtype != np.int64 or ids.shape[0] != vectors.shape[0]:
             raise reader.error(f"{IDS_NAME}.npy", f"expected {vectors.shape[0]} int64 ids")
-        if index.ntotal != vectors.shape[0] or index.d != vectors.shape[1]:
+        if index is not None and (index.ntotal != vectors.shape[0] or index.d != vectors.shape[1]):
             raise reader.error(
                 f"{INDEX_NAME}.faiss",
                 f"holds {index.ntotal} x {index.d} vectors but {VECTORS_NAME}.npy is "
@@ -482,6 +635,12 @@ class VectorIndex:
         self.ids_ = ids
         self.kind_ = kind
         self.recall_ = meta.get("recall_at_k")
+        self.scan_share_ = meta.get("scan_share")
         self.build_seconds_ = float(meta.get("build_seconds", 0.0))
         self._prepare_lookup()
+        if kind == "pruned":
+            norms = -self._neg_norms
+            # the search's cut assumes descending norms (a last-bit difference is within the slack)
+            if norms.size > 1 and (np.diff(norms) > _BOUND_SLACK * norms[:-1]).any():
+                raise reader.error(f"{VECTORS_NAME}.npy", "rows are not in descending norm order (the pruned kind needs it)")
         return self
