@@ -12,7 +12,11 @@ Cases (``--users``): a synthetic city is generated and trained once per size
    memory (what the run allocates) and file-backed memory (the memory-mapped
    bundle and the libraries) are reported apart;
 3. with ``--night``, instead of 2.: the whole night -- a warm-started training on the same
-   data (``recsys train --warm-start``) followed by the push, end to end.
+   data (``recsys train --warm-start``) followed by the push, end to end;
+4. a worker's start: ``Recommender.load`` of the bundle in a fresh process (what each push
+   worker does first), its seconds and the anonymous memory it adds (``worker_load``); the
+   push's peak anonymous memory per user (``anon_bytes_per_user``): memory that grows with the
+   users, beyond the memory-mapped bundle.
 
 Usage::
 
@@ -141,6 +145,52 @@ def floor(case: Path, k: int = 10, threads: int = 2) -> dict:
     return {"floor_seconds": round(seconds, 2), "floor_users_per_s": round(len(users) / seconds)}
 
 
+def _anon_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1])
+    return 0
+
+
+def probe_load(bundle: str) -> dict:
+    """In this (fresh) process: ``Recommender.load`` of ``bundle``, timed, and the anonymous memory it adds."""
+    import importlib
+
+    start = time.perf_counter()
+    from recsys.ranking import Recommender
+    from recsys.training.model import COMPONENTS
+
+    # the libraries a load needs (sklearn for the content model, LightGBM for the ranker, ...):
+    # a one-time cost of any Python process, reported apart from the load itself
+    for component in COMPONENTS:
+        importlib.import_module(component.kind.partition(":")[0])
+    imports = time.perf_counter() - start
+    before = _anon_kib()
+    start, cpu = time.perf_counter(), time.process_time()
+    recommender = Recommender.load(bundle)
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    added = _anon_kib() - before
+    n_users = recommender.state.model.n_users
+    return {
+        "imports_s": round(imports, 2),
+        "seconds": round(seconds, 2),
+        # CPU seconds of every thread: what the load costs on a machine shared with other work
+        "cpu_s": round(cpu, 2),
+        "anon_added_mib": round(added / 1024, 1),
+        "anon_added_bytes_per_user": round(added * 1024 / max(n_users, 1), 1),
+    }
+
+
+def worker_load(case: Path) -> dict:
+    """What a push worker does first, in a fresh process: :func:`probe_load`."""
+    bundle = str((case / "models" / "latest").resolve())
+    out = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "--probe-load", bundle],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def push(case: Path, day: str, workers: int) -> dict:
     """The nightly push in a fresh process; returns its timings, throughput and memory."""
     out = case / "pushes"
@@ -167,6 +217,7 @@ def push(case: Path, day: str, workers: int) -> dict:
         "users": manifest["users"]["computed"],
         "rows": manifest["rows"],
         "users_per_s": round(manifest["users"]["computed"] / result["seconds"]),
+        "anon_bytes_per_user": round(result["peak_anon_mib"] * 2**20 / max(manifest["users"]["computed"], 1)),
         "users_per_s_chunks": round(manifest["users"]["computed"] / manifest["timings_s"]["chunks"]),
         "timings_s": manifest["timings_s"],
         "bundle_mib": round(bundle_mib, 1),
@@ -203,7 +254,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--night", action="store_true", help="time warm-started training + push instead of the push alone"
     )
+    parser.add_argument("--no-load", action="store_true", help="skip the worker-load probe")
+    parser.add_argument("--probe-load", metavar="BUNDLE", help=argparse.SUPPRESS)  # the probe's own process
     args = parser.parse_args(argv)
+    if args.probe_load:
+        print(json.dumps(probe_load(args.probe_load)))
+        return 0
 
     case = build(args.users, args.items, args.days)
     manifest = json.loads(((case / "models" / "latest").resolve() / "manifest.json").read_text(encoding="utf-8"))
@@ -211,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     last = pd.Timestamp(manifest["data_window"]["end"]).tz_convert(load_taxonomy().tz) - pd.Timedelta(microseconds=1)
     day = (last.date() + pd.Timedelta(days=1)).isoformat()
     result = {"users": args.users, "items": args.items, "days": args.days, "date": day, "workers": args.workers}
+    if not args.no_load:
+        result["worker_load"] = worker_load(case)
     if not args.no_floor:
         result.update(floor(case))
     if args.night:
