@@ -10,6 +10,10 @@ import pandas as pd
 from recsys.exceptions import ConfigError
 from recsys.taxonomy import Taxonomy
 
+#: a point in time as callers give it: an ISO 8601 text (or a date alone), a datetime or a
+#: Timestamp; :func:`parse_time` checks it and returns a UTC Timestamp
+TimeLike = str | dt.datetime | pd.Timestamp
+
 
 def aware_timestamp(value: object, *, name: str = "time") -> pd.Timestamp:
     """Return ``value`` as a UTC timestamp, requiring an explicit time zone.
@@ -39,7 +43,7 @@ def aware_timestamp(value: object, *, name: str = "time") -> pd.Timestamp:
     return ts.tz_convert("UTC")
 
 
-def parse_time(value: str | dt.datetime | pd.Timestamp, taxonomy: Taxonomy, *, name: str = "time") -> pd.Timestamp:
+def parse_time(value: TimeLike, taxonomy: Taxonomy, *, name: str = "time") -> pd.Timestamp:
     """Return a tz-aware UTC timestamp for ``value``.
 
     A date alone (``YYYY-MM-DD``) means midnight at the start of that day in

@@ -18,15 +18,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from recsys import columns as C
+from recsys import schema
 from recsys.config import RankingConfig
 from recsys.exceptions import ConfigError, SchemaError
 from recsys.ranking.diversity import Neighbours, calibrated_threshold, near_duplicates
+from recsys.taxonomy import Taxonomy
+from recsys.training.serving import TrainedModel
 
 #: int64 nanoseconds standing for "no publish time" (always published) and "no expiry"
 NS_MIN = np.iinfo(np.int64).min
@@ -160,7 +162,7 @@ class Catalog:
 
 
 def _bundle_neighbours(
-    model: Any, content: np.ndarray, config: RankingConfig, known: Neighbours | None
+    model: TrainedModel, content: np.ndarray, config: RankingConfig, known: Neighbours | None
 ) -> tuple[float, Neighbours]:
     """The calibrated near-duplicate threshold and the pairs among the bundle's items.
 
@@ -181,7 +183,7 @@ def _bundle_neighbours(
 # ---- reading and checking a catalogue ---------------------------------------
 
 
-def read_catalog(catalog: pd.DataFrame | str | Path, taxonomy: Any) -> tuple[pd.DataFrame, int]:
+def read_catalog(catalog: pd.DataFrame | str | Path, taxonomy: Taxonomy) -> tuple[pd.DataFrame, int]:
     """Return the clean items table of ``catalog`` and how many rows it rejected.
 
     :func:`check_catalog` with the rejected rows counted together.
@@ -190,7 +192,7 @@ def read_catalog(catalog: pd.DataFrame | str | Path, taxonomy: Any) -> tuple[pd.
     return items, int(sum(rejected.values()))
 
 
-def check_catalog(catalog: pd.DataFrame | str | Path, taxonomy: Any) -> tuple[pd.DataFrame, dict[str, int]]:
+def check_catalog(catalog: pd.DataFrame | str | Path, taxonomy: Taxonomy) -> tuple[pd.DataFrame, dict[str, int]]:
     """Return the clean items table of ``catalog`` and its rejected rows by reason.
 
     The catalogue goes through the contract validator (``recsys.schema``):
@@ -218,8 +220,6 @@ def check_catalog(catalog: pd.DataFrame | str | Path, taxonomy: Any) -> tuple[pd
     ConfigError
         If ``catalog`` is neither a DataFrame nor a path.
     """
-    from recsys import schema
-
     if isinstance(catalog, (str, Path)):
         raw = schema.read_table(catalog, "items")
     elif isinstance(catalog, pd.DataFrame):
@@ -315,7 +315,7 @@ def _log_scaled(pop: np.ndarray) -> np.ndarray:
 
 
 def build_catalog(
-    model: Any,
+    model: TrainedModel,
     items: pd.DataFrame | None,
     config: RankingConfig,
     *,
@@ -427,7 +427,7 @@ def build_catalog(
     )
 
 
-def _align(model: Any, items: pd.DataFrame | None) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
+def _align(model: TrainedModel, items: pd.DataFrame | None) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
     """Item metadata in the ranking's index space, which rows are in the catalogue, and the new items.
 
     A bundle item takes its current state (review status, expiry, targets, ...)
@@ -458,7 +458,7 @@ def _positions(values: pd.Series, codes: tuple[str, ...]) -> np.ndarray:
     return pd.Categorical(values.astype(str), categories=list(codes)).codes.astype(np.int64)
 
 
-def _window_end_ns(model: Any) -> int:
+def _window_end_ns(model: TrainedModel) -> int:
     """The end of the bundle's data window in UTC nanoseconds (``NS_MIN`` if unknown)."""
     end = (model.window or {}).get("end")
     if not end:

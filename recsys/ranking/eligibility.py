@@ -24,13 +24,15 @@ request's allow-list comes from the per-topic / per-format item lists
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Iterable
 
 import numpy as np
 import scipy.sparse as sp
 
 from recsys.exceptions import ConfigError
 from recsys.ranking.catalog import Catalog
+from recsys.taxonomy import Taxonomy
+from recsys.timeutil import TimeLike, parse_time
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,7 @@ class ItemFilter:
     topics: tuple[int, ...] | None = None
 
 
-def make_filter(taxonomy: Any, *, topics: Iterable[str] | str | None = None, channel: str | None = None) -> ItemFilter:
+def make_filter(taxonomy: Taxonomy, *, topics: Iterable[str] | str | None = None, channel: str | None = None) -> ItemFilter:
     """Check the request's ``topics`` and ``channel`` and return an :class:`ItemFilter`.
 
     Parameters
@@ -89,7 +91,7 @@ def make_filter(taxonomy: Any, *, topics: Iterable[str] | str | None = None, cha
     return ItemFilter(channel=channel, formats=formats, topics=topic_idx)
 
 
-def to_ns(now: Any, taxonomy: Any, default_ns: int) -> int:
+def to_ns(now: TimeLike | None, taxonomy: Taxonomy, default_ns: int) -> int:
     """Return ``now`` as UTC nanoseconds; ``None`` gives ``default_ns``.
 
     Raises
@@ -99,8 +101,6 @@ def to_ns(now: Any, taxonomy: Any, default_ns: int) -> int:
     """
     if now is None:
         return int(default_ns)
-    from recsys.timeutil import parse_time
-
     return int(parse_time(now, taxonomy, name="now").as_unit("ns").value)
 
 

@@ -22,14 +22,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 from recsys.config import RankerConfig
+from recsys.exceptions import ConfigError
 from recsys.ranking import scoring
 from recsys.ranking.catalog import NS_MIN
+from recsys.ranking.reasons import LEARNED_KINDS
+
+if TYPE_CHECKING:  # cycle: the state and the user batch import this registry
+    from recsys.ranking.state import RankingState
+    from recsys.ranking.users import UserBatch
 
 _NS_PER_DAY = 86_400 * 10**9
 #: popularity levels, in the order of the rows of ``Signals.popularity_levels``
@@ -49,8 +56,8 @@ class Block:
     now_ns : int
     """
 
-    state: Any
-    users: Any
+    state: RankingState
+    users: UserBatch
     cand: np.ndarray
     now_ns: int
 
@@ -87,8 +94,6 @@ class Block:
     def span_days(self) -> float:
         """Days of log behind the bundle (at least 1): counts become rates, comparable between the
         shorter logs of the training cuts and the full log at serving."""
-        import pandas as pd
-
         window = self.state.model.window or {}
         try:
             days = (pd.Timestamp(window["end"]) - pd.Timestamp(window["start"])).total_seconds() / 86_400
@@ -100,6 +105,18 @@ class Block:
     def known(self) -> np.ndarray:
         """Users the bundle has rows for."""
         return self.users.rows >= 0
+
+    @cached_property
+    def taste(self) -> np.ndarray:
+        """The model's latent taste term at the candidates (``TrainedModel.taste``; 0 without it)."""
+        taste = getattr(self.state.model, "taste", None)
+        m, c = self.cand.shape
+        if taste is None or taste.user_taste.shape[1] == 0:
+            return np.zeros((m, c), np.float32)
+        users = np.asarray(taste.user_taste)[np.where(self.known, self.users.rows, 0)]
+        users[~self.known] = 0
+        items = np.asarray(taste.item_taste)[self.bundle_items]
+        return np.where(self.in_bundle, np.einsum("mck,mk->mc", items, users), 0).astype(np.float32)
 
     def per_item(self, values: np.ndarray) -> np.ndarray:
         """Gather a bundle per-item array at the candidates; 0 for items new to the catalogue."""
@@ -200,9 +217,16 @@ def _coengagement(b: Block) -> np.ndarray:
 
 def _engagement(b: Block) -> np.ndarray:
     """The engagement model's predicted log-odds of engagement if shown, less the user's own
-    propensity and the channel: the sum of its four terms (the pointwise ranker's starting score)."""
+    propensity and the channel: the sum of its four terms and the latent taste term (the
+    pointwise ranker's starting score)."""
     p = b.parts
-    return (p.quality + p.interest + p.format + p.timeliness).astype(np.float32)
+    return (p.quality + p.interest + p.format + p.timeliness + b.taste).astype(np.float32)
+
+
+def _taste(b: Block) -> np.ndarray:
+    """The latent taste term ``user_taste . item_taste`` in log-odds (0 without one, for a user or
+    item the bundle has no impressions of, and for a model without the term)."""
+    return b.taste
 
 
 def _als_score(b: Block) -> np.ndarray:
@@ -240,7 +264,8 @@ def registry(config: RankerConfig) -> tuple[Feature, ...]:
         Feature("interest", _term("interest"), "topic", True, doc="engagement model: topic interest"),
         Feature("format", _term("format"), None, True, doc="engagement model: format taste"),
         Feature("timeliness", _term("timeliness"), "fresh", True, doc="engagement model: freshness and trend"),
-        Feature("engagement", _engagement, None, True, doc="engagement model: log-odds of engagement when shown (its four terms)"),
+        Feature("engagement", _engagement, None, True, doc="engagement model: log-odds of engagement when shown (its terms and the taste)"),
+        Feature("taste", _taste, "collaborative", False, doc="engagement model: latent taste user . item (log-odds)"),
         Feature("coengagement", _coengagement, "coengagement", False, doc="co-engagement with recent positives"),
         Feature("popularity_all_time", _per_day(lambda b: b.per_item(b.state.model.popularity_all_time)), "popularity", True, "city", "engaged users per day of log", 1),
         Feature("item_age_days", _item_age, None, True, doc="days since publication (NaN: unknown)"),
@@ -279,7 +304,7 @@ BOOSTS: tuple[Feature, ...] = (
 )
 
 
-def add_boosts(state: Any, users: Any, cand: np.ndarray, score: np.ndarray, now_ns: int) -> np.ndarray:
+def add_boosts(state: RankingState, users: UserBatch, cand: np.ndarray, score: np.ndarray, now_ns: int) -> np.ndarray:
     """``score`` raised by the :data:`BOOSTS` (unchanged, the same array, when the state has no boost table).
 
     Parameters
@@ -315,8 +340,6 @@ def selected(config: RankerConfig, names: list[str] | None = None) -> tuple[Feat
     ConfigError
         For a name the registry does not know (the message lists them).
     """
-    from recsys.exceptions import ConfigError
-
     every = registry(config)
     wanted = list(names if names is not None else config.features)
     if not wanted:
@@ -347,8 +370,6 @@ def reason_groups(features: tuple[Feature, ...]) -> list[np.ndarray]:
 
     Kinds in :data:`recsys.ranking.reasons.LEARNED_KINDS` order, levels in :data:`LEVELS` order.
     """
-    from recsys.ranking.reasons import LEARNED_KINDS
-
     kinds = [np.array([j for j, f in enumerate(features) if f.reason == kind], np.int64) for kind in LEARNED_KINDS]
     levels = [
         np.array([j for j, f in enumerate(features) if f.reason == "popularity" and (f.level or "city") == level], np.int64)
@@ -360,6 +381,4 @@ def reason_groups(features: tuple[Feature, ...]) -> list[np.ndarray]:
 def kinds_for_cold_users(features: tuple[Feature, ...]) -> np.ndarray:
     """Per reason kind (``LEARNED_KINDS`` order), whether any of its features carries information
     for a user with no engagement (the registry's ``cold`` flag)."""
-    from recsys.ranking.reasons import LEARNED_KINDS
-
     return np.array([any(f.cold for f in features if f.reason == kind) for kind in LEARNED_KINDS], dtype=bool)

@@ -21,6 +21,8 @@ undoes a reload); readers never wait for them.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -32,7 +34,8 @@ import pandas as pd
 
 from recsys import columns as C
 from recsys.config import RankingConfig, is_int
-from recsys.exceptions import ConfigError, NotFittedError
+from recsys.exceptions import ConfigError, NotFittedError, SchemaError
+from recsys.holds import apply_holds, held_items
 from recsys.ranking import core, eligibility
 from recsys.ranking.catalog import read_catalog
 from recsys.ranking.eligibility import make_filter, to_ns
@@ -41,6 +44,8 @@ from recsys.ranking.reasons import explain, explain_learned
 from recsys.ranking.scoring import engagement_probability
 from recsys.ranking.state import RankingState, build_state
 from recsys.ranking.users import Attributes, UserBatch, check_user_id, resolve
+from recsys.timeutil import TimeLike
+from recsys.training.serving import TrainedModel
 
 #: columns of :meth:`Recommender.recommend_many`'s result
 MANY_COLUMNS = (C.USER_ID, C.RANK, C.ITEM_ID, C.SCORE, C.REASONS)
@@ -150,8 +155,6 @@ class Recommender:
         ConfigError
             On an invalid ranking configuration, or a holds folder that does not exist.
         """
-        from recsys.training.serving import TrainedModel
-
         self = cls(config=config)
         self._path = Path(bundle_path)
         self._holds = _holds_folder(holds)
@@ -161,7 +164,7 @@ class Recommender:
     @classmethod
     def from_model(
         cls,
-        model: Any,
+        model: TrainedModel,
         *,
         catalog: pd.DataFrame | str | Path | None = None,
         config: RankingConfig | None = None,
@@ -177,7 +180,7 @@ class Recommender:
         self._install(model, catalog)
         return self
 
-    def _build(self, model: Any, catalog: pd.DataFrame | str | Path | None, keep_items: bool) -> RankingState:
+    def _build(self, model: TrainedModel, catalog: pd.DataFrame | str | Path | None, keep_items: bool) -> RankingState:
         config = self.config if self.config is not None else model.config.ranking
         if catalog is not None:
             items, rejected = read_catalog(catalog, model.taxonomy)
@@ -187,8 +190,6 @@ class Recommender:
             items, rejected = None, 0
         served = items
         if self._holds is not None:
-            from recsys.holds import apply_holds, held_items
-
             held = held_items(self._holds)
             if held:
                 served = apply_holds(items if items is not None else model.items, held)
@@ -196,7 +197,7 @@ class Recommender:
         self._given_items = items
         return state
 
-    def _install(self, model: Any, catalog: pd.DataFrame | str | Path | None) -> None:
+    def _install(self, model: TrainedModel, catalog: pd.DataFrame | str | Path | None) -> None:
         with self._writer:
             self._state = self._build(model, catalog, keep_items=False)
 
@@ -224,8 +225,6 @@ class Recommender:
         ArtifactError
             If the bundle cannot be loaded (the current one stays in service).
         """
-        from recsys.training.serving import TrainedModel
-
         target = Path(path) if path is not None else self._path
         if target is None:
             raise ConfigError("reload() needs a path: this recommender was not loaded from a bundle folder")
@@ -316,9 +315,6 @@ class Recommender:
         ConfigError
             If the table's shape does not match the taxonomy.
         """
-        import copy
-        import dataclasses
-
         state = self._current()
         if table is not None:
             tax = state.taxonomy
@@ -344,7 +340,7 @@ class Recommender:
         region: str | None = None,
         topics: Iterable[str] | str | None = None,
         channel: str | None = None,
-        now: Any = None,
+        now: TimeLike | None = None,
         exclude: Iterable[str] | None = None,
     ) -> list[Recommendation]:
         """Recommend up to ``k`` eligible, diverse items for one user.
@@ -430,7 +426,7 @@ class Recommender:
         *,
         topics: Iterable[str] | str | None = None,
         channel: str | None = None,
-        now: Any = None,
+        now: TimeLike | None = None,
         users: pd.DataFrame | None = None,
         exclude: Mapping[str, Iterable[str]] | None = None,
     ) -> pd.DataFrame:
@@ -499,7 +495,7 @@ class Recommender:
         user_ids: Sequence[str],
         item_ids: Sequence[str],
         *,
-        now: Any = None,
+        now: TimeLike | None = None,
         users: pd.DataFrame | None = None,
     ) -> np.ndarray:
         """Probability that each user engages with the paired item if it is shown to them.
@@ -556,7 +552,7 @@ class Recommender:
         k: int = 100,
         group: str | Iterable[str] | None = None,
         region: str | Iterable[str] | None = None,
-        now: Any = None,
+        now: TimeLike | None = None,
     ) -> pd.DataFrame:
         """Who is most likely to engage with an item or a topic.
 
@@ -634,8 +630,6 @@ class Recommender:
 
 def _attributes(ids: list[str], users: pd.DataFrame | None) -> list[Attributes | None] | None:
     """Per-id (group, sub_group, region) from a users frame (last row of an id wins)."""
-    from recsys.exceptions import SchemaError
-
     if users is None:
         return None
     if not isinstance(users, pd.DataFrame):
@@ -697,7 +691,9 @@ def _frame(state: RankingState, batch: UserBatch, ranked: core.Ranked | None, re
     )
 
 
-def _user_filter(state: RankingState, group: Any, region: Any) -> np.ndarray:
+def _user_filter(
+    state: RankingState, group: str | Iterable[str] | None, region: str | Iterable[str] | None
+) -> np.ndarray:
     tax = state.taxonomy
     allowed = np.ones(len(state.user_group), dtype=bool)
     for kind, value, positions in (("group", group, state.user_group), ("region", region, state.user_region)):

@@ -79,12 +79,17 @@ equals a loop of ``recommend``).
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from recsys.config import RankingConfig
 from recsys.ranking.catalog import NS_MIN, Catalog
+from recsys.training.serving import TrainedModel
+
+if TYPE_CHECKING:  # cycle: the state and the user batch import the scoring terms
+    from recsys.ranking.state import RankingState
+    from recsys.ranking.users import UserBatch
 
 #: the blend's terms, in the order of :meth:`Components.stack` (config fields ``weight_<term>``)
 TERMS = (
@@ -146,7 +151,7 @@ class EngagementInputs:
     user_format: np.ndarray
 
 
-def engagement_inputs(state: Any, users: Any, now_ns: int) -> EngagementInputs:
+def engagement_inputs(state: RankingState, users: UserBatch, now_ns: int) -> EngagementInputs:
     """The engagement terms' inputs of a batch: known users' own arrays, their segment's for the others.
 
     Parameters
@@ -289,7 +294,7 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
-def user_bias(model: Any, rows: np.ndarray) -> np.ndarray:
+def user_bias(model: TrainedModel, rows: np.ndarray) -> np.ndarray:
     """The engagement model's bias of each user row, float64; 0 for a cold user (row -1) or a model without one."""
     bias = getattr(model, "user_bias", None)
     rows = np.asarray(rows, dtype=np.int64)
@@ -299,7 +304,7 @@ def user_bias(model: Any, rows: np.ndarray) -> np.ndarray:
     return np.where(rows >= 0, bias[np.maximum(rows, 0)], 0.0)
 
 
-def engagement_probability(state: Any, users: Any, items: np.ndarray, now_ns: int) -> np.ndarray:
+def engagement_probability(state: RankingState, users: UserBatch, items: np.ndarray, now_ns: int) -> np.ndarray:
     """Probability that each user engages with each item if shown, float64 (m, c).
 
     ``sigmoid(intercept + user bias + quality + interest + format taste +

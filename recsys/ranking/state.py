@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import threading
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -23,9 +22,11 @@ from recsys import columns as C
 from recsys.config import RankingConfig, check_section
 from recsys.exceptions import ConfigError
 from recsys.idmap import SortedIds
-from recsys.training.serving import timeliness
+from recsys.taxonomy import Taxonomy
+from recsys.training.serving import LearnedRanker, Signals, TrainedModel, timeliness
 from recsys.ranking.catalog import NS_MIN, Catalog, build_catalog
 from recsys.ranking.eligibility import ItemFilter, filter_pool, static_mask
+from recsys.ranking.features import reason_groups, selected
 from recsys.ranking.reasons import ReasonTables, reason_tables
 from recsys.ranking.scoring import freshness
 
@@ -96,7 +97,7 @@ class RankingState:
         :meth:`recsys.ranking.Recommender.with_topic_boost`, None = rankings unchanged.
     """
 
-    model: Any
+    model: TrainedModel
     config: RankingConfig
     catalog: Catalog
     catalog_items: pd.DataFrame | None
@@ -112,9 +113,9 @@ class RankingState:
     user_topics: np.ndarray
     seen: sp.csr_matrix
     engagement: "EngagementTables"
-    signals: Any = None
+    signals: Signals | None = None
     coengagement: sp.csr_matrix | None = None
-    ranker: Any = None
+    ranker: LearnedRanker | None = None
     features: tuple = ()
     reason_groups: list = field(default_factory=list)
     #: the feature columns the ranker's trees read (the others are never computed)
@@ -146,7 +147,7 @@ class RankingState:
         return self._user_ids
 
     @property
-    def taxonomy(self) -> Any:
+    def taxonomy(self) -> Taxonomy:
         """The bundle's taxonomy."""
         return self.model.taxonomy
 
@@ -284,7 +285,7 @@ class EngagementTables:
     segment_best: np.ndarray
 
 
-def item_timeliness(model: Any, catalog: Catalog, now_ns: int) -> np.ndarray:
+def item_timeliness(model: TrainedModel, catalog: Catalog, now_ns: int) -> np.ndarray:
     """Freshness and trend term of the engagement model for every catalogue item at ``now_ns``, float32 (n,)."""
     published = catalog.published_ns
     age_days = np.where(published == NS_MIN, np.nan, (now_ns - published.astype(np.float64)) / _NS_PER_DAY)
@@ -315,7 +316,7 @@ def _best_by(scores: np.ndarray, allowed: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
-def _engagement_tables(model: Any, catalog: Catalog, config: RankingConfig, n_segments: int) -> EngagementTables:
+def _engagement_tables(model: TrainedModel, catalog: Catalog, config: RankingConfig, n_segments: int) -> EngagementTables:
     n, n_bundle = catalog.n_items, catalog.n_bundle
     authority = np.asarray(model.authority_quality, dtype=np.float32)
     quality = np.concatenate(
@@ -363,7 +364,7 @@ def _engagement_tables(model: Any, catalog: Catalog, config: RankingConfig, n_se
     )
 
 
-def _window_end(model: Any) -> int:
+def _window_end(model: TrainedModel) -> int:
     """End of the bundle's data window in UTC nanoseconds (now when unknown)."""
     end = (model.window or {}).get("end")
     if not end:
@@ -373,7 +374,7 @@ def _window_end(model: Any) -> int:
     return int(ts.as_unit("ns").value)
 
 
-def _pair_tables(model: Any, n_segments: int) -> tuple[np.ndarray, np.ndarray]:
+def _pair_tables(model: TrainedModel, n_segments: int) -> tuple[np.ndarray, np.ndarray]:
     tax = model.taxonomy
     n_g, n_r, n_t = len(tax.groups), len(tax.regions), len(tax.topics)
     seg_g = _positions(model.segments[C.GROUP], tuple(tax.groups))
@@ -394,7 +395,7 @@ def _pair_tables(model: Any, n_segments: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def build_state(
-    model: Any,
+    model: TrainedModel,
     catalog_items: pd.DataFrame | None,
     config: RankingConfig,
     *,
@@ -478,7 +479,7 @@ def build_state(
     )
 
 
-def _signal_lists(model: Any, catalog: Catalog) -> dict[str, np.ndarray]:
+def _signal_lists(model: TrainedModel, catalog: Catalog) -> dict[str, np.ndarray]:
     """Static candidate lists from the training-time signals: per segment and per trend window."""
     sig = model.signals
     p = model.config.ranker.popularity_candidates
@@ -502,26 +503,20 @@ def _signal_lists(model: Any, catalog: Catalog) -> dict[str, np.ndarray]:
     }
 
 
-def _plain_signals(signals: Any) -> Any:
+def _plain_signals(signals: Signals) -> Signals:
     """The signals over plain ndarray views of the (memory-mapped) arrays: a memmap pays Python
     overhead on every indexing, and features index them a few dozen times per call."""
-    import dataclasses
-
     return dataclasses.replace(signals, **{name: np.asarray(getattr(signals, name)) for name in signals.ARRAYS})
 
 
-def _reason_groups(model: Any, ranker: Any) -> list:
-    from recsys.ranking.features import reason_groups
-
+def _reason_groups(model: TrainedModel, ranker: LearnedRanker | None) -> list:
     return reason_groups(features_of(model, ranker)) if ranker is not None else []
 
 
-def features_of(model: Any, ranker: Any) -> tuple:
+def features_of(model: TrainedModel, ranker: LearnedRanker | None) -> tuple:
     """The registered features a ranker reads, in its column order (empty without a ranker)."""
     if ranker is None:
         return ()
-    from recsys.ranking.features import selected
-
     return selected(model.config.ranker, ranker.feature_names)
 
 
