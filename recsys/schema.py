@@ -913,12 +913,40 @@ def _check_duplicates(kind: str, clean: dict[str, pd.Series], rej: _Rejections) 
     # row's content is a "duplicate event" whatever its event_id (a plain copy
     # included); an event_id reused for other content is a "duplicate id".
     key = [C.USER_ID, C.ITEM_ID, C.EVENT_TYPE, C.TIMESTAMP]
-    content = pd.DataFrame({k: clean[k] for k in key}).groupby(key, sort=False, dropna=False).ngroup().to_numpy()
+    content = _row_codes([clean[k] for k in key])
     ids = clean[C.EVENT_ID]
     has_id = (ids != "").to_numpy()
     reused = _repeats(pd.factorize(ids)[0], rej.clean & has_id, other=content)
     _add_repeats(rej, C.R_DUPLICATE_ID, reused, ids, C.EVENT_ID)
     _add_repeats(rej, C.R_DUPLICATE_EVENT, _repeats(content, rej.clean), None, f"({', '.join(key)})")
+
+
+def _row_codes(columns: list[pd.Series]) -> np.ndarray:
+    """One int64 code per row, equal exactly where every column is equal (missing equals missing).
+
+    What a groupby's ``ngroup`` over the columns gives, at half its cost on a city's log: each
+    column becomes integers (factorized strings; a timestamp's own int64), the integers are
+    mixed into one 64-bit hash per row, and the hashes are factorized. A hash collision could
+    join two different rows, so every row is checked against the first row of its code; on a
+    mismatch (never seen in practice) the exact groupby answers instead.
+    """
+    parts = []
+    for column in columns:
+        if isinstance(column.dtype, pd.DatetimeTZDtype) or column.dtype.kind == "M":
+            parts.append(np.asarray(column.array.asi8).view(np.uint64))  # NaT is one value, as in a groupby
+        else:
+            parts.append(pd.factorize(column, use_na_sentinel=False)[0].astype(np.uint64))
+    mixed = np.zeros(len(columns[0]), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for values in parts:
+            mixed = mixed * np.uint64(0x9E3779B97F4A7C15) + values  # wraps modulo 2**64
+    codes = pd.factorize(mixed)[0]
+    first = np.empty(codes.max() + 1 if len(codes) else 0, dtype=np.int64)
+    first[codes[::-1]] = np.arange(len(codes) - 1, -1, -1)  # the last write wins: each code's first row
+    if all(np.array_equal(values[first[codes]], values) for values in parts):
+        return codes
+    frame = pd.DataFrame({i: column for i, column in enumerate(columns)})
+    return frame.groupby(list(frame.columns), sort=False, dropna=False).ngroup().to_numpy()
 
 
 def _fill_event_ids(event_ids: pd.Series) -> pd.Series:

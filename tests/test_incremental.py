@@ -244,3 +244,17 @@ def test_als_update_resolves_changed_users_and_lowers_the_loss(world):
     stale.user_factors_, stale.item_factors_ = yesterday.user_factors_, yesterday.item_factors_
     stale.negatives_ = today.negatives
     assert model.loss(today) < stale.loss(today)
+
+
+def test_row_codes_match_a_groupby():
+    # the validator's fast duplicate key: equal codes exactly where every column is equal
+    from recsys.schema import _row_codes
+
+    rng = np.random.default_rng(3)
+    n = 5000
+    ts = pd.Series(pd.Timestamp("2026-06-01", tz="UTC") + pd.to_timedelta(rng.integers(0, 50, n), unit="s"))
+    ts[rng.random(n) < 0.05] = pd.NaT
+    users = pd.Series(np.array(["a", "b", "c", "", None], dtype=object)[rng.integers(0, 5, n)])
+    cols = [users, pd.Series(rng.integers(0, 4, n).astype(str)), ts]
+    expected = pd.DataFrame({i: c for i, c in enumerate(cols)}).groupby([0, 1, 2], sort=False, dropna=False).ngroup()
+    np.testing.assert_array_equal(_row_codes(cols), expected.to_numpy())
