@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -71,6 +72,17 @@ from recsys.training.model import TrainedModel
 m = TrainedModel.load(summary["bundle"], verify=False)
 print(json.dumps({"timings_s": m.manifest["timings_s"], "seconds": summary["seconds"], "bundle": summary["bundle"],
                   "events": summary["events"], "index": summary["index"]}))
+"""
+
+TRAIN_MODE = r"""
+import json, sys
+from recsys.training import train as run
+summary = run(sys.argv[1], sys.argv[2], config_path=sys.argv[3], full=sys.argv[4] == "full", stream=sys.stderr)
+from recsys.training.model import TrainedModel
+m = TrainedModel.load(summary["bundle"], verify=False)
+print(json.dumps({"timings_s": m.manifest["timings_s"], "seconds": summary["seconds"], "bundle": summary["bundle"],
+                  "events": summary["events"], "mode": summary["mode"], "new_events": summary.get("new_events"),
+                  "index": summary["index"]}))
 """
 
 BARE_ALS = r"""
@@ -175,16 +187,121 @@ def warm_protocol(users: int, items: int, seed: int) -> None:
     )
 
 
+INC_CONFIG = """
+[training]
+# the week of nights must stay incremental for the comparison (the default, 7, makes the 7th a full one)
+full_every_days = 30
+"""
+
+
+def _lock() -> object:
+    """Hold /tmp/heavy.lock for one child (the machine is shared: one heavy job at a time)."""
+    import fcntl
+
+    fh = open("/tmp/heavy.lock", "a")
+    fcntl.flock(fh, fcntl.LOCK_EX)
+    return fh
+
+
+def _locked(code: str, *args: str) -> dict:
+    if os.environ.get("BENCH_NO_LOCK"):  # a small smoke run is not a heavy job
+        return _child(code, *args)
+    fh = _lock()
+    try:
+        return _child(code, *args)
+    finally:
+        fh.close()
+
+
+def _daily_files(city: Path, folder: Path) -> list[Path]:
+    """Split the city's events into one Parquet file per local day (once); return them in order."""
+    import pandas as pd
+
+    days = folder / "days"
+    if not (days / "_done").exists():
+        days.mkdir(parents=True, exist_ok=True)
+        events = pd.read_parquet(city / "events.parquet")
+        local = events["timestamp"].dt.tz_convert("Asia/Shanghai").dt.date
+        for day, frame in events.groupby(local, sort=True):
+            frame.to_parquet(days / f"{day}.parquet", index=False)
+        (days / "_done").write_text("")
+    return sorted(days.glob("*.parquet"))
+
+
+def incremental_protocol(users: int, items: int, seed: int, nights: int = 7) -> None:
+    """A week of incremental nights against a full retrain on the last night's data.
+
+    Days 1..60 trained in full (the first night: history store written), then
+    ``nights`` incremental nights each adding one day's file, then a full
+    retrain (``--full``) on the same 60 + ``nights`` days; both bundles scored
+    by NDCG@10 of raw factor scores on the following week's positives.
+    """
+    import pandas as pd
+
+    days_total = 60 + nights + 7
+    city = ensure_city(users, items, days_total, seed)
+    folder = OUT / f"inc_{users}"
+    files = _daily_files(city, folder)
+    data = folder / "data"
+    for sub in ("data", "models", "full"):
+        shutil.rmtree(folder / sub, ignore_errors=True)
+    (data / "events").mkdir(parents=True)
+    for name in ("users.parquet", "items.parquet", "manifest.json"):
+        os.link(city / name, data / name)
+    config = folder / "config.toml"
+    config.write_text(INC_CONFIG, encoding="utf-8")
+
+    def add(day_files: list[Path]) -> None:
+        for f in day_files:
+            os.link(f, data / "events" / f.name)
+
+    add(files[:60])
+    print(f"\n== night 0: full training on days 1..60 ({users} users) ==", flush=True)
+    runs = [_locked(TRAIN_MODE, str(data), str(folder / "models"), str(config), "")]
+    for night in range(1, nights + 1):
+        add([files[59 + night]])
+        print(f"== night {night}: incremental, + {files[59 + night].name} ==", flush=True)
+        runs.append(_locked(TRAIN_MODE, str(data), str(folder / "models"), str(config), ""))
+    print(f"== full retrain on days 1..{60 + nights} ==", flush=True)
+    full = _locked(TRAIN_MODE, str(data), str(folder / "full"), str(config), "full")
+    test_start = pd.Timestamp(files[60 + nights].stem, tz="Asia/Shanghai").tz_convert("UTC")
+    test_end = pd.Timestamp(json.loads((city / "manifest.json").read_text())["end"])
+    scores = {
+        name: _locked(NDCG, run["bundle"], str(city), test_start.isoformat(), test_end.isoformat())
+        for name, run in (("incremental", runs[-1]), ("full", full))
+    }
+    loss = 1 - scores["incremental"]["ndcg@10"] / scores["full"]["ndcg@10"]
+    nightly = [r for r in runs[1:] if r["mode"] == "incremental"]
+    per_night = sorted(r["seconds"] for r in nightly)
+    report = {
+        "users": users, "items": items, "nights": nights, "modes": [r["mode"] for r in runs],
+        "first_full": runs[0], "incremental": nightly, "full_retrain": full, "ndcg": scores,
+        "relative_ndcg_loss": loss,
+    }
+    (folder / "report.json").write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
+    print(
+        f"\nRESULT incremental users={users}: {len(nightly)} incremental nights, median {per_night[len(per_night) // 2]}s "
+        f"(min {per_night[0]}s, max {per_night[-1]}s; peak {max(r['peak_rss_gib'] for r in nightly)} GiB) | "
+        f"full retrain {full['seconds']}s (peak {full['peak_rss_gib']} GiB) | NDCG@10 incremental "
+        f"{scores['incremental']['ndcg@10']:.4f} vs full {scores['full']['ndcg@10']:.4f}: relative loss {100 * loss:.2f}%"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=100000)
     parser.add_argument("--items", type=int, default=50000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--warm-start-protocol", action="store_true")
+    parser.add_argument("--incremental-protocol", action="store_true", help="a week of incremental nights vs a full retrain")
+    parser.add_argument("--nights", type=int, default=7)
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("PYTHONHASHSEED", "0")
-    if args.warm_start_protocol:
+    if args.incremental_protocol:
+        incremental_protocol(args.users, args.items, args.seed, args.nights)
+    elif args.warm_start_protocol:
         warm_protocol(args.users, args.items, args.seed)
     else:
         bench_scale(args.users, args.items, args.seed)
