@@ -18,6 +18,12 @@ Cases (``--users``): a synthetic city is generated and trained once per size
    push's peak anonymous memory per user (``anon_bytes_per_user``): memory that grows with the
    users, beyond the memory-mapped bundle.
 
+``--tile F`` measures a city F times larger without generating and training it: the
+``--users`` case's bundle with every user repeated F times (ids suffixed; items, factors and
+histories copied), saved as a bundle of its own (``<users*F>x<items>-tiled``). A load's and a
+push's cost per user depend on the arrays' shapes, not their values, so the tiled city
+measures how they scale with the users; its lists are not a quality figure.
+
 Usage::
 
     python benchmarks/bench_push.py --users 100000
@@ -126,6 +132,44 @@ def build(n_users: int, n_items: int, days: int) -> Path:
     )
     (case / "setup.json").write_text(json.dumps({"generate_s": round(gen, 1), "train": train}), encoding="utf-8")
     return case
+
+
+def tile(case: Path, factor: int) -> Path:
+    """The case's bundle with every user repeated ``factor`` times, saved once as a case of its own."""
+    import dataclasses
+
+    import scipy.sparse as sp
+
+    from recsys.training.model import TrainedModel
+
+    model = TrainedModel.load(case / "models" / "latest")
+    n = model.n_users
+    big = case.parent / f"{n * factor}x{model.n_items}-tiled"
+    if (big / "models" / "latest").exists():
+        return big
+
+    def grown(value):
+        # every per-user array (first axis = users) repeated; item-side arrays kept
+        if isinstance(value, np.ndarray) and value.ndim and value.shape[0] == n:
+            return np.concatenate([np.asarray(value)] * factor)
+        return value
+
+    users = pd.concat(
+        [model.users.assign(user_id=model.users["user_id"].astype(str) + (f"-{r}" if r else "")) for r in range(factor)],
+        ignore_index=True,
+    )
+    changes = {"users": users, "seen": sp.vstack([model.seen] * factor, format="csr"), "user_lookup": None}
+    for f in dataclasses.fields(model):
+        value = getattr(model, f.name)
+        if f.name in changes or f.name.startswith("_"):
+            continue
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            inner = {g.name: grown(getattr(value, g.name)) for g in dataclasses.fields(value)}
+            changes[f.name] = dataclasses.replace(value, **inner)
+        else:
+            changes[f.name] = grown(value)
+    dataclasses.replace(model, **changes).save(big / "models")
+    return big
 
 
 def floor(case: Path, k: int = 10, threads: int = 2) -> dict:
@@ -255,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
         "--night", action="store_true", help="time warm-started training + push instead of the push alone"
     )
     parser.add_argument("--no-load", action="store_true", help="skip the worker-load probe")
+    parser.add_argument("--tile", type=int, default=1, help="repeat the case's users this many times (see above)")
     parser.add_argument("--probe-load", metavar="BUNDLE", help=argparse.SUPPRESS)  # the probe's own process
     args = parser.parse_args(argv)
     if args.probe_load:
@@ -262,11 +307,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     case = build(args.users, args.items, args.days)
+    if args.tile > 1:
+        case = tile(case, args.tile)
     manifest = json.loads(((case / "models" / "latest").resolve() / "manifest.json").read_text(encoding="utf-8"))
     # tomorrow's lists: the local day after the last day of data
     last = pd.Timestamp(manifest["data_window"]["end"]).tz_convert(load_taxonomy().tz) - pd.Timedelta(microseconds=1)
     day = (last.date() + pd.Timedelta(days=1)).isoformat()
-    result = {"users": args.users, "items": args.items, "days": args.days, "date": day, "workers": args.workers}
+    result = {"users": args.users * args.tile, "items": args.items, "days": args.days, "date": day, "workers": args.workers}
+    if args.tile > 1:
+        result["tiled_from"] = args.users
     if not args.no_load:
         result["worker_load"] = worker_load(case)
     if not args.no_floor:
