@@ -29,12 +29,15 @@ from recsys import columns as C
 from recsys.exceptions import ConfigError
 from recsys.push import history as H
 from recsys.push.channels import ChannelRules, choose_channels
-from recsys.push.lists import fetch_lists, with_object_ids
-from recsys.push.chunk import expiring_items
-from recsys.push.plan import REASONS, SKIP_CAPPED, SKIP_NO_ITEMS
-from recsys.push.writer import CAMPAIGN, NIGHTLY, SEND_AFTER, SEND_BEFORE
+from recsys.push.hashing import user_buckets
+from recsys.push.lists import ItemTopics, fetch_lists, object_index, with_object_ids
+from recsys.push.chunk import expiring_items, item_topics
+from recsys.push.plan import REASONS, SKIP_CAPPED, SKIP_NO_ITEMS, BundleUsers, UserPlan
+from recsys.push.stats import row_counts
+from recsys.push.writer import CAMPAIGN, MODEL_VERSION, NIGHTLY, RUN_ID, SEND_AFTER, SEND_BEFORE
+from recsys.ranking import Recommender
 from recsys.taxonomy import Taxonomy
-from recsys.config import is_int
+from recsys.config import PushConfig, is_int
 
 SKIP_NO_FORMAT = "no_channel_for_format"
 SKIP_DEDUP = "already_pushed_recently"
@@ -134,7 +137,7 @@ class CampaignInputs:
 
 
 def _audience(
-    recommender: Any, spec: CampaignSpec, k: int, now: pd.Timestamp, empty: dict[str, str]
+    recommender: Recommender, spec: CampaignSpec, k: int, now: pd.Timestamp, empty: dict[str, str]
 ) -> pd.DataFrame:
     """user_id, item_id, score for the top-k users of each campaign item (or the topic).
 
@@ -154,7 +157,7 @@ def _audience(
 
 
 def select_campaign(
-    recommender: Any,
+    recommender: Recommender,
     spec: CampaignSpec,
     inputs: CampaignInputs,
     *,
@@ -164,7 +167,7 @@ def select_campaign(
     dedup_days: int,
     timezone: str,
     item_formats: pd.Series,
-    item_topics: Any,
+    item_topics: ItemTopics,
     per_user: int | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Pick the campaign's users and their rows.
@@ -279,7 +282,7 @@ def _empty_rows() -> pd.DataFrame:
 
 
 def _round(
-    recommender: Any,
+    recommender: Recommender,
     spec: CampaignSpec,
     inputs: CampaignInputs,
     audience: pd.DataFrame,
@@ -289,7 +292,7 @@ def _round(
     day: dt.date,
     dedup_days: int,
     windows: dict[str, tuple[pd.Timestamp, pd.Timestamp]],
-    item_topics: Any,
+    item_topics: ItemTopics,
     skipped: dict[str, int],
     expiring: dict[str, np.ndarray],
     per_user: int | None = None,
@@ -403,14 +406,14 @@ def compute_campaign(
     bundle: str | Path,
     catalog: str | Path | None,
     spec: CampaignSpec,
-    plan: Any,
-    users: Any,
+    plan: UserPlan,
+    users: BundleUsers,
     usable: np.ndarray,
     *,
     rules: Sequence[ChannelRules],
     store: H.HistoryStore,
     day: dt.date,
-    push: Any,
+    push: PushConfig,
     timezone: str,
     model_version: str,
     run_id: str,
@@ -440,13 +443,6 @@ def compute_campaign(
     -------
     CampaignResult
     """
-    from recsys.push.hashing import user_buckets
-    from recsys.push.lists import ItemTopics, object_index
-    from recsys.push.chunk import item_topics
-    from recsys.push.stats import row_counts
-    from recsys.push.writer import MODEL_VERSION, RUN_ID
-    from recsys.ranking import Recommender
-
     recommender = Recommender.load(bundle, catalog=catalog, holds=holds)
     state = recommender.state
     catalogue = state.catalog_items if state.catalog_items is not None else state.model.items

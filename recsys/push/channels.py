@@ -52,7 +52,7 @@ class ChannelRules:
     send_after: dt.time
     send_before: dt.time
 
-    def window(self, day: dt.date, tz: Any) -> tuple[pd.Timestamp, pd.Timestamp]:
+    def window(self, day: dt.date, tz: str | dt.tzinfo) -> tuple[pd.Timestamp, pd.Timestamp]:
         """Return the send window on local ``day`` as tz-aware local timestamps."""
         start = pd.Timestamp(dt.datetime.combine(day, self.send_after)).tz_localize(tz)
         end_day = day if self.send_before > self.send_after else day + dt.timedelta(days=1)
@@ -140,7 +140,7 @@ def channel_rules(config: PushConfig, taxonomy: Taxonomy) -> dict[str, ChannelRu
     return rules
 
 
-def subscriptions(channels: Any, order: Sequence[str]) -> np.ndarray:
+def subscriptions(channels: pd.Series | pa.Array | pa.ChunkedArray, order: Sequence[str]) -> np.ndarray:
     """Return which of ``order``'s channels each user subscribed to.
 
     Parameters

@@ -30,6 +30,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from recsys import columns as C
 from recsys.config import PushConfig
@@ -39,7 +40,9 @@ from recsys.push import priorities as PR
 from recsys.push import writer as W
 from recsys.push.channels import channel_rules, choose_channels
 from recsys.push.lists import ItemTopics, fetch_lists, object_index
+from recsys.push.plan import BundleUsers, Chunk, UserPlan
 from recsys.push.stats import chunk_stats
+from recsys.ranking import Recommender
 
 #: bump when a chunk's output changes for the same inputs (a resume must not mix versions)
 PUSH_FORMAT = 2
@@ -141,19 +144,15 @@ class ChunkTask:
 
 
 @functools.lru_cache(maxsize=2)
-def _served(bundle: str, catalog: str | None, catalog_sha256: str, threads: int) -> tuple[Any, ItemTopics]:
+def _served(bundle: str, catalog: str | None, catalog_sha256: str, threads: int) -> tuple[Recommender, ItemTopics]:
     """Open the Recommender once per process (read-only; the cache only saves reloading).
 
     Bundle versions never change in place; the catalogue file may, hence its
     checksum in the key.
     """
-    from threadpoolctl import threadpool_limits
-
-    from recsys.ranking import Recommender
-
     threadpool_limits(threads)
     try:
-        import faiss
+        import faiss  # heavy: faiss loads in the process that serves, not with recsys.push
 
         faiss.omp_set_num_threads(threads)
     except ImportError:  # pragma: no cover - faiss is a dependency
@@ -162,7 +161,7 @@ def _served(bundle: str, catalog: str | None, catalog_sha256: str, threads: int)
     return recommender, ItemTopics.build(item_topics(recommender))
 
 
-def item_topics(recommender: Any) -> pd.Series:
+def item_topics(recommender: Recommender) -> pd.Series:
     """item_id -> list of topic codes, from the Recommender's current catalogue."""
     state = recommender.state
     items = state.catalog_items if state.catalog_items is not None else state.model.items
@@ -189,7 +188,7 @@ def run_chunk(task: ChunkTask) -> dict[str, Any]:
     return stats
 
 
-def compute_chunk(recommender: Any, topics: ItemTopics, task: ChunkTask) -> tuple[pd.DataFrame, dict[str, Any]]:
+def compute_chunk(recommender: Recommender, topics: ItemTopics, task: ChunkTask) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Tonight's lists for one chunk of users.
 
     Parameters
@@ -250,7 +249,7 @@ def compute_chunk(recommender: Any, topics: ItemTopics, task: ChunkTask) -> tupl
             _c: str = rule.channel,
             _now: pd.Timestamp = send_after,
             _topics: list[str] | None = topic_filter,
-            _served: Any = served,
+            _served: Recommender = served,
         ) -> pd.DataFrame:
             who_attrs = None if attributes is None else attributes.loc[users].reset_index()
             return _served.recommend_many(
@@ -299,7 +298,7 @@ def compute_chunk(recommender: Any, topics: ItemTopics, task: ChunkTask) -> tupl
     return rows.drop(columns="_channel_pos"), stats
 
 
-def expiring_items(recommender: Any, start: pd.Timestamp, end: pd.Timestamp) -> np.ndarray:
+def expiring_items(recommender: Recommender, start: pd.Timestamp, end: pd.Timestamp) -> np.ndarray:
     """Available items live when a send window opens that expire before it closes.
 
     The Recommender judges eligibility at one instant (the window's start);
@@ -325,7 +324,9 @@ def _rows(frames: list[pd.DataFrame], ids: pd.Index, spec: RunSpec) -> pd.DataFr
     return rows[[*W.OUTPUT_COLUMNS, "_channel_pos"]].reset_index(drop=True)
 
 
-def chunk_tasks(spec: RunSpec, chunks: Iterable[Any], plan: Any, users: Any, usable: np.ndarray) -> Iterator[ChunkTask]:
+def chunk_tasks(
+    spec: RunSpec, chunks: Iterable[Chunk], plan: UserPlan, users: BundleUsers, usable: np.ndarray
+) -> Iterator[ChunkTask]:
     """The tasks of ``chunks``, built one at a time (only the chunks in flight hold their users).
 
     Parameters

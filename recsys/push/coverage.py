@@ -71,17 +71,25 @@ import datetime as dt
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from recsys import columns as C
+from recsys.broadcast.places import load_places
 from recsys.config import CoverageRuleConfig, Tables
 from recsys.exceptions import ConfigError
 from recsys.push.history import DAY
-from recsys.push.lists import ItemTopics, object_index, with_object_ids
+from recsys.push.lists import ItemTopics, fetch_lists, object_index, with_object_ids
+from recsys.push.plan import BundleUsers
+from recsys.push.writer import SEND_AFTER
+from recsys.ranking import Recommender
 from recsys.taxonomy import Taxonomy
+from recsys.training.serving import read_users
+
+if TYPE_CHECKING:  # only the offline evaluation passes a ground truth; the push never loads the generator
+    from recsys.synthetic.truth import GroundTruth
 
 #: why a member of a rule's segment could not be reached tonight
 UNMET_CAPPED = "caps_reached"
@@ -641,7 +649,7 @@ def merge_stats(parts: Iterable[Sequence[Mapping[str, Any]]], rules: Sequence[Co
     return out
 
 
-def _add_cost(total: float | None, value: Any) -> float | None:
+def _add_cost(total: float | None, value: float | None) -> float | None:
     """A sum of engagement costs where an unpriced part (None) makes the whole unknown."""
     if total is None or value is None or (isinstance(value, float) and np.isnan(value)):
         return None
@@ -704,8 +712,6 @@ def chunk_fetch(
     run_topic : str, optional
         A run restricted to one topic offers only that topic's items.
     """
-    from recsys.push.lists import fetch_lists
-
     def fetch(channel: str, user_ids: list[str], k: pd.Series, topics: tuple[str, ...], exclude: pd.DataFrame):
         recommend, drop = calls[channel]
         wanted = list(topics) or None
@@ -728,7 +734,7 @@ def chunk_fetch(
     return fetch
 
 
-def chunk_engagement(recommender: Any, rows: pd.DataFrame, attributes: pd.DataFrame | None = None) -> Engagement:
+def chunk_engagement(recommender: Recommender, rows: pd.DataFrame, attributes: pd.DataFrame | None = None) -> Engagement:
     """An :data:`Engagement` for a chunk of the nightly push: each channel's items at its send time.
 
     Parameters
@@ -741,8 +747,6 @@ def chunk_engagement(recommender: Any, rows: pd.DataFrame, attributes: pd.DataFr
     attributes : DataFrame, optional
         ``group, sub_group, region`` indexed by user id, as the lists were ranked with.
     """
-    from recsys.push.writer import SEND_AFTER
-
     times = {}
     if len(rows) and SEND_AFTER in rows.columns:
         times = rows.groupby(C.CHANNEL, sort=False)[SEND_AFTER].first().to_dict()
@@ -787,7 +791,7 @@ def meet_in_chunk(
 
 def prepare_run(
     rules: Sequence[CoverageRule],
-    users: Any,
+    users: BundleUsers,
     bundle: str | Path,
     places: str | Path | None,
     taxonomy: Taxonomy,
@@ -810,8 +814,6 @@ def prepare_run(
         return ()
     table = users.table
     if any(r.sub_groups for r in rules) and C.SUB_GROUP not in table.columns:
-        from recsys.training.serving import read_users
-
         column = read_users(bundle, [C.SUB_GROUP]).column(0)
         table[C.SUB_GROUP] = column.to_pandas().fillna("").to_numpy(dtype=object)
     counting = [r.name for r in rules if r.broadcast_reach > 0]
@@ -823,8 +825,6 @@ def prepare_run(
             f"(--places): their broadcast credit is left out"
         )
         return ()
-    from recsys.broadcast.places import load_places
-
     return tuple(sorted(broadcast_cells(load_places(places, taxonomy, users=table), taxonomy)))
 
 
@@ -927,13 +927,13 @@ def example_rules(taxonomy: Taxonomy) -> tuple[CoverageRule, ...]:
 
 
 def evaluate_rules(
-    recommender: Any,
+    recommender: Recommender,
     lists: pd.DataFrame,
     users: pd.DataFrame,
     rules: Sequence[CoverageRule],
     *,
     now: pd.Timestamp,
-    truth: Any,
+    truth: GroundTruth,
 ) -> dict[str, Any] | None:
     """What meeting ``rules`` costs one round of lists, judged by a ground truth.
 
@@ -987,8 +987,6 @@ def evaluate_rules(
     topics = ItemTopics.build(pd.Series(list(items[C.TOPICS]), index=object_index(items[C.ITEM_ID].astype(str))))
 
     def fetch(channel: str, user_ids: list[str], k: pd.Series, rule_topics: tuple[str, ...], exclude: pd.DataFrame):
-        from recsys.push.lists import fetch_lists
-
         def ranked(batch: list[str], n: int, excl: Mapping[str, Sequence[str]]) -> pd.DataFrame:
             return recommender.recommend_many(batch, n, topics=list(rule_topics) or None, now=now, exclude=excl)
 

@@ -18,7 +18,7 @@ import errno
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Iterator, Sequence, TextIO
+from typing import TYPE_CHECKING, Any, Iterator, Sequence, TextIO
 
 import numpy as np
 import pandas as pd
@@ -37,7 +37,11 @@ from recsys.push.housekeeping import clean_leftovers
 from recsys.push.plan import BundleUsers, Segment, UserPlan, plan_users, read_bundle_users, usable_channels
 from recsys.push.report import build_manifest
 from recsys.push.users import current_users, read_current_users
+from recsys.ranking.catalog import check_catalog
 from recsys.taxonomy import Taxonomy
+
+if TYPE_CHECKING:  # heavy: tqdm loads only when a progress bar is drawn
+    from tqdm import tqdm
 
 #: days between the model's data end and --date above which a run warns (when the config has no stale_days)
 STALE_DAYS = 7
@@ -121,8 +125,13 @@ def model_age_warning(version: str, data_end: str, taxonomy: Taxonomy, day: dt.d
 
 
 def preflight(
-    job: Any, day: Any, catalog: Any, taxonomy: Any, users: Any, warn_stream: Any
-) -> tuple[Any, list[str], dict[str, int]]:
+    job: Job,
+    day: dt.date,
+    catalog: str | Path | None,
+    taxonomy: Taxonomy,
+    users: str | Path | None,
+    warn_stream: TextIO | None,
+) -> tuple[pd.DataFrame | None, list[str], dict[str, int]]:
     """The checks every run makes before its locks (stale model, rejected catalogue rows, the
     current users table), warnings printed; returns the current users, the warnings and the
     catalogue's rejected rows by reason."""
@@ -143,8 +152,6 @@ def check_catalog_file(catalog: str | Path | None, taxonomy: Taxonomy) -> dict[s
     """
     if catalog is None:
         return {}
-    from recsys.ranking.catalog import check_catalog
-
     path = Path(catalog)
     if not path.is_file():
         raise SchemaError(f"--catalog {path}: no such file; give the current items table (.parquet or .csv)")
@@ -316,10 +323,10 @@ def nothing_error(what: str, plan: UserPlan, skipped: dict[str, int], extra: str
     )
 
 
-def progress_bar(stream: TextIO | None, *, total: int, initial: int) -> Any:
+def progress_bar(stream: TextIO | None, *, total: int, initial: int) -> tqdm | None:
     if stream is None:
         return None
-    from tqdm import tqdm
+    from tqdm import tqdm  # heavy: ~50 ms to import, only for a run that draws a bar
 
     return tqdm(total=total, initial=initial, unit="user", unit_scale=True, file=stream, desc="push", smoothing=0.1)
 

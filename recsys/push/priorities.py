@@ -39,7 +39,9 @@ import pandas as pd
 
 from recsys.config import is_number
 from recsys.exceptions import ConfigError
+from recsys.push.lists import ItemTopics
 from recsys.taxonomy import Taxonomy
+from recsys.timeutil import parse_time
 
 PRIORITIES_VERSION = 1
 #: the largest weight an entry may carry
@@ -123,8 +125,6 @@ def _number(value: Any, where: str) -> float:
 
 
 def _expiry(value: Any, taxonomy: Taxonomy, where: str) -> pd.Timestamp:
-    from recsys.timeutil import parse_time
-
     if value is None or value == "":
         raise ConfigError(f"{where} needs expires = a date or an ISO 8601 time with an offset")
     text = value.isoformat() if hasattr(value, "isoformat") else str(value)
@@ -228,7 +228,7 @@ def priorities_document(priorities: Priorities) -> dict[str, Any]:
 
 
 def chunk_report(
-    priorities: Priorities, now: pd.Timestamp, user_ids: np.ndarray, groups: np.ndarray, regions: np.ndarray, rows: pd.DataFrame, item_topics: Any
+    priorities: Priorities, now: pd.Timestamp, user_ids: np.ndarray, groups: np.ndarray, regions: np.ndarray, rows: pd.DataFrame, item_topics: ItemTopics
 ) -> dict[str, dict[str, int]]:
     """Per active priority audience, for one chunk of a push: ``users`` in it, ``pushed`` (got a list),
     ``reached`` (got at least one item of one of its priority topics) and ``priority_items`` pushed.

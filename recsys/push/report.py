@@ -9,6 +9,7 @@ from typing import Any
 from recsys.config import PushConfig
 from recsys.push.coverage import summary_lines
 from recsys.push.plan import Segment
+from recsys.push.priorities import summary_lines as priority_lines
 from recsys.push.writer import HOLDOUT_FILE
 from recsys.taxonomy import Taxonomy
 
@@ -111,8 +112,6 @@ def summary_table(report: dict[str, Any]) -> str:
     if report.get("coverage"):
         lines.extend(summary_lines(report["coverage"]))
     if report.get("priorities"):
-        from recsys.push.priorities import summary_lines as priority_lines
-
         lines.extend(priority_lines(report["priorities"]))
     seconds = report["timings_s"]["total"]
     lines.append(f"  time: {seconds:.1f}s, {report.get('users_per_s', 0):,.0f} users/s  -> {report['output']}")

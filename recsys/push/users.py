@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from recsys import columns as C
+from recsys import schema
 from recsys.exceptions import SchemaError
 from recsys.push.channels import subscriptions
 from recsys.push.plan import BundleUsers
@@ -46,8 +47,6 @@ def read_current_users(path: str | Path, taxonomy: Taxonomy) -> tuple[pd.DataFra
         If the file is missing or unreadable, lacks a required column, or
         no row survives validation (with the counts per reason).
     """
-    from recsys import schema
-
     p = Path(path)
     if not p.is_file():
         raise SchemaError(f"--users {p}: no such file; give the current users table (.parquet or .csv)")

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -49,6 +50,7 @@ from recsys import columns as C
 from recsys.exceptions import ArtifactError
 from recsys.io import write_json, write_parquet
 from recsys.push import history as H
+from recsys.push.lock import hold
 
 CAMPAIGN = "campaign"
 SEND_AFTER = "send_after"
@@ -125,8 +127,6 @@ def run_lock(out: str | Path, run: str = "push") -> Iterator[None]:
     LockedError
         If another run holds the lock, naming it.
     """
-    from recsys.push.lock import hold
-
     with hold(out, what="push output", run=run):
         yield
 
@@ -220,7 +220,7 @@ class Workspace:
         rows: pd.DataFrame,
         schema: pa.Schema,
         buckets: range,
-        bucket_of_row: Any,
+        bucket_of_row: np.ndarray,
         stats: dict[str, Any],
     ) -> None:
         """Write one chunk's rows, its history and then its checkpoint.
