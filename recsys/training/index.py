@@ -394,6 +394,8 @@ class VectorIndex:
         if kk == 0 or m == 0:
             return out_scores, out_rows, 0
         head = min(n, max(self.config_.pruned_head, kk))
+        if m == 1:
+            return self._pruned_one(q[0], k, kk, head)
         # each query's k-th best among the largest rows: a lower bound of its true k-th best
         bound = np.empty(m, dtype=np.float32)
         for lo in range(0, m, max(1, _EXACT_BLOCK_CELLS // head)):
@@ -426,6 +428,29 @@ class VectorIndex:
             out_rows[who, :kk] = cols
             lo = hi
         return out_scores, out_rows, scored
+
+    def _pruned_one(self, q: np.ndarray, k: int, kk: int, head: int) -> tuple[np.ndarray, np.ndarray, int]:
+        """:meth:`_pruned` for one query (a single ``recommend``): the same cut, in few numpy calls."""
+        x = self.vectors_
+        n = x.shape[0]
+        s = x[:head] @ q
+        bound = float(np.partition(s, head - kk)[head - kk])
+        q_norm = float(np.sqrt(q @ q))
+        if q_norm == 0:
+            end = head
+        elif bound > 0:
+            end = int(np.searchsorted(self._neg_norms, -bound / (q_norm * (1 + _BOUND_SLACK)), side="right"))
+        else:
+            end = n
+        if end > head:
+            s = x[:end] @ q
+        top = np.argpartition(-s, kk - 1)[:kk] if kk < s.size else np.arange(s.size)
+        top = top[np.lexsort((top, -s[top]))]  # best first, ties by row
+        scores = np.full((1, k), -np.inf, dtype=np.float32)
+        rows = np.full((1, k), -1, dtype=np.int64)
+        scores[0, :kk] = s[top]
+        rows[0, :kk] = top
+        return scores, rows, max(end, head)
 
     def _faiss(self, q: np.ndarray, k: int, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """Search the faiss index, through an ``IDSelectorBatch`` if ``rows`` is given."""
