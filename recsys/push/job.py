@@ -79,7 +79,8 @@ def open_job(
     command: str = "push",
 ) -> Job:
     root = bundle_io.resolve(model)
-    manifest = bundle_io.read_manifest(root)
+    # every file's sha256, once for the whole run: the workers then open the bundle unchecked
+    manifest = bundle_io.verify_bundle(root)
     taxonomy = read_bundle_taxonomy(root)
     config = config_from_dict(manifest.get("config", {}))
     if config_path:

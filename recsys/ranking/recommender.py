@@ -123,6 +123,7 @@ class Recommender:
         catalog: pd.DataFrame | str | Path | None = None,
         config: RankingConfig | None = None,
         holds: str | Path | None = None,
+        verify: bool = True,
     ) -> "Recommender":
         """Open a model bundle (arrays memory-mapped, the faiss index read).
 
@@ -141,6 +142,10 @@ class Recommender:
             A review-holds folder (the monitor's ``--state``; see
             :mod:`recsys.holds`): held items are ineligible, as if retracted.
             :meth:`refresh_holds` reads it again.
+        verify : bool, default True
+            Check every file's sha256 against the manifest first. A process
+            whose bundle was checked already (a push worker: the run's driver
+            checked it) skips the hashing; shapes and formats are checked anyway.
 
         Returns
         -------
@@ -158,7 +163,7 @@ class Recommender:
         self = cls(config=config)
         self._path = Path(bundle_path)
         self._holds = _holds_folder(holds)
-        self._install(TrainedModel.load(bundle_path), catalog)
+        self._install(TrainedModel.load(bundle_path, verify=verify), catalog)
         return self
 
     @classmethod

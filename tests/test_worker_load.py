@@ -1,0 +1,67 @@
+"""A push worker's start: the run's driver checks the bundle once, workers open it unchecked.
+
+The checksums of a bundle are checked once per run, by the driver, before any chunk runs; a
+worker (or a chunk run in the driver's process) opens the Recommender without hashing every
+file again. A modified file still stops the run, named, before any list is written.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import push_city  # noqa: E402
+
+from recsys import bundle as bundle_io  # noqa: E402
+from recsys.exceptions import ArtifactError  # noqa: E402
+from recsys.push import run_nightly  # noqa: E402
+from recsys.push import chunk as chunk_module  # noqa: E402
+from recsys.ranking import Recommender  # noqa: E402
+
+
+@pytest.fixture()
+def hashed(monkeypatch):
+    """Every file the bundle code hashes, in order."""
+    seen: list[str] = []
+    real = bundle_io.sha256_file
+
+    def counting(path):
+        seen.append(Path(path).name)
+        return real(path)
+
+    monkeypatch.setattr(bundle_io, "sha256_file", counting)
+    return seen
+
+
+def test_a_load_without_verification_hashes_nothing(tmp_path_factory, hashed):
+    bundle = push_city.trained_city(tmp_path_factory) / "models" / "latest"
+    hashed.clear()  # training the city (once per session) hashed its files
+    Recommender.load(bundle, verify=False)
+    assert hashed == []
+    Recommender.load(bundle)
+    assert "user_factors.npy" in hashed and "indptr.npy" in hashed
+
+
+def test_the_push_hashes_the_bundle_once_and_workers_not_again(tmp_path_factory, tmp_path, hashed):
+    bundle = push_city.trained_city(tmp_path_factory) / "models" / "latest"
+    hashed.clear()
+    chunk_module._served.cache_clear()  # a worker process opens the bundle afresh
+    run_nightly(bundle, "2026-07-01", tmp_path / "out", workers=1, stream=None, warn_stream=None)
+    files = len(bundle_io.read_manifest(bundle.resolve())["files"])
+    assert hashed.count("user_factors.npy") == 1 and hashed.count("indptr.npy") == 1
+    assert len(hashed) == files  # each listed file once, by the driver
+
+
+def test_a_modified_bundle_stops_the_push_before_any_list(tmp_path_factory, tmp_path):
+    bundle = push_city.trained_city(tmp_path_factory) / "models" / "latest"
+    copy = shutil.copytree(bundle.resolve(), tmp_path / "models" / bundle.resolve().name)
+    with (copy / "near_duplicates" / "indices.npy").open("ab") as f:
+        f.write(b"\0")
+    chunk_module._served.cache_clear()
+    with pytest.raises(ArtifactError, match=r"near_duplicates/indices\.npy: checksum mismatch"):
+        run_nightly(copy, "2026-07-01", tmp_path / "out", workers=1, stream=None, warn_stream=None)
+    assert not list((tmp_path / "out").rglob("*.parquet"))
