@@ -114,6 +114,10 @@ def interactions_fingerprint(config: InteractionConfig) -> dict[str, Any]:
 
 def _reindex(m: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
     """Move ``m``'s entries to new row/column indices (-1 = dropped: an id no longer in the tables)."""
+    if np.array_equal(rows, np.arange(len(rows))) and np.array_equal(cols, np.arange(len(cols))):
+        # the usual night: yesterday's ids keep their places, new ones come after them
+        indptr = np.concatenate([m.indptr, np.full(shape[0] - len(rows), m.indptr[-1], dtype=m.indptr.dtype)])
+        return sp.csr_matrix((m.data, m.indices, indptr), shape=shape)
     coo = m.tocoo()
     r, c = rows[coo.row], cols[coo.col]
     keep = (r >= 0) & (c >= 0)
