@@ -325,6 +325,9 @@ class EngagementConfig:
         "max_sweeps": Range(0, 1000),
         "tol": Range(0, 1),
         "max_exposures": Range(0, 1_000_000_000),
+        "taste_dim": Range(0, 256),
+        "l2_taste": Range(0, 1e6, lo_open=True),
+        "taste_sweeps": Range(1, 1000),
         "seed": _SEED,
     }
 
@@ -355,6 +358,14 @@ class EngagementConfig:
     #: memory bound: fit on at most this many shown pairs (a seeded uniform sample
     #: above it; the fit holds ~600 bytes per shown pair); 0 = no bound
     max_exposures: int = 5_000_000
+    #: dimensions of the latent taste term ``user . item`` fitted on the impressions on top of the
+    #: model's other terms (a logistic matrix factorisation; with the learned ranker only, which reads
+    #: it as the ``taste`` feature and inside ``engagement``); 0 = no taste term
+    taste_dim: int = 0
+    #: penalty on every taste vector (a user shown few items keeps a small one)
+    l2_taste: float = 5.0
+    #: sweeps of the taste fit at most (it stops earlier when the log-loss stops improving)
+    taste_sweeps: int = 30
     seed: int = 42
 
 

@@ -349,3 +349,38 @@ def test_fewest_trees_keeps_trees_only_where_they_beat_the_starting_score_on_hel
             # noise: the held-out queries do no better with trees than without
             assert kept == 0 or tried[str(kept)] >= max(tried.values()) - 0.05
         assert ranker.used_features.sum() <= 2
+
+
+def test_the_taste_feature_is_the_models_latent_taste_and_part_of_engagement(sample_model, tmp_path):
+    from recsys.ranking.state import build_state
+    from recsys.ranking.users import resolve
+    from recsys.training.engagement import LatentTaste
+
+    model, _ = sample_model
+    rng = np.random.default_rng(0)
+    taste = LatentTaste(
+        rng.normal(0, 1, (model.n_users, 3)).astype(np.float32), rng.normal(0, 1, (model.n_items, 3)).astype(np.float32)
+    )
+    feats = F.registry(model.config.ranker)
+    names = [f.name for f in feats]
+    ids = list(model.users["user_id"][:5]) + ["never_seen"]
+    cand = np.tile(np.arange(8, dtype=np.int64), (len(ids), 1))
+
+    def block_features(m: TrainedModel) -> np.ndarray:
+        state = build_state(m, None, m.config.ranking)
+        attrs = [None] * 5 + [("farmer", None, "qinglong")]
+        return F.compute(feats, F.Block(state, resolve(state, ids, attrs), cand, state.default_now_ns))
+
+    without = block_features(model)
+    with_taste = block_features(dataclasses.replace(model, taste=taste))
+    want = taste.user_taste[:5] @ taste.item_taste[:8].T
+    got = with_taste[:, :, names.index("taste")]
+    np.testing.assert_allclose(got[:5], want, rtol=1e-5, atol=1e-5)
+    assert not got[5].any()  # a user the bundle never saw has no taste
+    assert not without[:, :, names.index("taste")].any()
+    eng = names.index("engagement")
+    np.testing.assert_allclose(with_taste[:, :, eng] - without[:, :, eng], got, rtol=1e-4, atol=1e-4)
+    # the bundle keeps it (component ``taste``), and a bundle without it loads with none
+    loaded = TrainedModel.load(dataclasses.replace(model, taste=taste).save(tmp_path / "models"))
+    np.testing.assert_array_equal(np.asarray(loaded.taste.item_taste), taste.item_taste)
+    np.testing.assert_allclose(block_features(loaded), with_taste, rtol=1e-6, atol=1e-6)

@@ -106,6 +106,18 @@ class Block:
         """Users the bundle has rows for."""
         return self.users.rows >= 0
 
+    @cached_property
+    def taste(self) -> np.ndarray:
+        """The model's latent taste term at the candidates (``TrainedModel.taste``; 0 without it)."""
+        taste = getattr(self.state.model, "taste", None)
+        m, c = self.cand.shape
+        if taste is None or taste.user_taste.shape[1] == 0:
+            return np.zeros((m, c), np.float32)
+        users = np.asarray(taste.user_taste)[np.where(self.known, self.users.rows, 0)]
+        users[~self.known] = 0
+        items = np.asarray(taste.item_taste)[self.bundle_items]
+        return np.where(self.in_bundle, np.einsum("mck,mk->mc", items, users), 0).astype(np.float32)
+
     def per_item(self, values: np.ndarray) -> np.ndarray:
         """Gather a bundle per-item array at the candidates; 0 for items new to the catalogue."""
         return np.where(self.in_bundle, np.asarray(values)[self.bundle_items], 0).astype(np.float32)
@@ -205,9 +217,16 @@ def _coengagement(b: Block) -> np.ndarray:
 
 def _engagement(b: Block) -> np.ndarray:
     """The engagement model's predicted log-odds of engagement if shown, less the user's own
-    propensity and the channel: the sum of its four terms (the pointwise ranker's starting score)."""
+    propensity and the channel: the sum of its four terms and the latent taste term (the
+    pointwise ranker's starting score)."""
     p = b.parts
-    return (p.quality + p.interest + p.format + p.timeliness).astype(np.float32)
+    return (p.quality + p.interest + p.format + p.timeliness + b.taste).astype(np.float32)
+
+
+def _taste(b: Block) -> np.ndarray:
+    """The latent taste term ``user_taste . item_taste`` in log-odds (0 without one, for a user or
+    item the bundle has no impressions of, and for a model without the term)."""
+    return b.taste
 
 
 def _als_score(b: Block) -> np.ndarray:
@@ -245,7 +264,8 @@ def registry(config: RankerConfig) -> tuple[Feature, ...]:
         Feature("interest", _term("interest"), "topic", True, doc="engagement model: topic interest"),
         Feature("format", _term("format"), None, True, doc="engagement model: format taste"),
         Feature("timeliness", _term("timeliness"), "fresh", True, doc="engagement model: freshness and trend"),
-        Feature("engagement", _engagement, None, True, doc="engagement model: log-odds of engagement when shown (its four terms)"),
+        Feature("engagement", _engagement, None, True, doc="engagement model: log-odds of engagement when shown (its terms and the taste)"),
+        Feature("taste", _taste, "collaborative", False, doc="engagement model: latent taste user . item (log-odds)"),
         Feature("coengagement", _coengagement, "coengagement", False, doc="co-engagement with recent positives"),
         Feature("popularity_all_time", _per_day(lambda b: b.per_item(b.state.model.popularity_all_time)), "popularity", True, "city", "engaged users per day of log", 1),
         Feature("item_age_days", _item_age, None, True, doc="days since publication (NaN: unknown)"),

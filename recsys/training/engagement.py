@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -68,6 +69,8 @@ from recsys.idmap import IdMap
 from recsys.taxonomy import Taxonomy
 
 _SECONDS_PER_DAY = 86_400.0
+#: sweeps of the latent taste fit before its log-loss may stop it (fit_latent_taste)
+_TASTE_MIN_SWEEPS = 5
 
 
 @dataclass(frozen=True)
@@ -593,3 +596,193 @@ class EngagementModel:
             age_days, idx, w, self.topic_freshness_, self.topic_trend_, np.asarray(self.config.freshness_taus_days)
         )
         return self.intercept_ + self.user_bias_[user] + self.item_quality_[item] + interest + taste + timely
+
+
+def shown_logit(
+    tables: Any,
+    exposures: Exposures,
+    items_df: pd.DataFrame,
+    taxonomy: Taxonomy,
+    taus_days: np.ndarray | list[float],
+) -> np.ndarray:
+    """The engagement model's log-odds of every shown pair, from a trained model's arrays.
+
+    What :meth:`EngagementModel.fit` fitted each pair at, less the channel
+    (the bundle does not keep it): intercept, the user's bias, the item's
+    quality, topic interest, format taste and the item's freshness at its
+    age when shown, plus the topic trend for pairs in the window's recent part.
+    The offset a second-stage model of the same impressions starts from
+    (:func:`fit_latent_taste`).
+
+    Parameters
+    ----------
+    tables : TrainedModel
+        Reads ``engagement_intercept, user_bias, item_quality, user_interest,
+        user_format, topic_freshness, topic_trend``.
+    exposures : Exposures
+        Indices into the model's users and items.
+    items_df : DataFrame
+        ``item_id, topics`` (optional ``format``) of the model's items, in its row order.
+    taxonomy : Taxonomy
+    taus_days : sequence of float
+        The freshness time constants the model was fitted with.
+
+    Returns
+    -------
+    ndarray of float64, shape (len(exposures),)
+    """
+    from recsys.training.profiles import item_topic_shares
+
+    n = len(exposures)
+    if n == 0:
+        return np.zeros(0)
+    user, item = exposures.user, exposures.item
+    shares = item_topic_shares(IdMap.from_ids(items_df[C.ITEM_ID].astype(str).to_numpy()), items_df, taxonomy)
+    n_t = len(taxonomy.topics)
+    # each item's topics padded to the widest item (padding: topic n_t, share 0), gathered per pair
+    t_max = max(1, int(np.diff(shares.indptr).max()) if shares.nnz else 1)
+    counts = np.diff(shares.indptr)
+    idx = np.full((shares.shape[0], t_max), n_t, np.int64)
+    w = np.zeros((shares.shape[0], t_max), np.float32)
+    slot = np.arange(shares.nnz) - np.repeat(shares.indptr[:-1], counts)
+    rows = np.repeat(np.arange(shares.shape[0]), counts)
+    idx[rows, slot] = shares.indices
+    w[rows, slot] = shares.data
+    idx_p, w_p = idx[item], w[item]
+    interest = np.hstack([np.asarray(tables.user_interest, np.float32), np.zeros((len(tables.user_interest), 1), np.float32)])
+    topic_fit = (interest[user[:, None], idx_p] * w_p).sum(axis=1, dtype=np.float64)
+    fmt = _codes(items_df[C.FORMAT] if C.FORMAT in items_df.columns else None, tuple(taxonomy.formats), len(items_df))
+    f = fmt[item]
+    taste = np.where(f >= 0, np.asarray(tables.user_format)[user, np.maximum(f, 0)], 0.0)
+    trend = np.asarray(tables.topic_trend, np.float32)
+    fresh = timeliness(exposures.age_days, idx_p, w_p, tables.topic_freshness, np.zeros_like(trend), np.asarray(taus_days))
+    trend_term = (np.append(trend, 0.0)[idx_p] * w_p).sum(axis=1) * exposures.recent
+    bias = np.asarray(tables.user_bias)[user] if tables.user_bias is not None else 0.0
+    return (
+        float(tables.engagement_intercept) + bias + np.asarray(tables.item_quality, np.float64)[item]
+        + topic_fit + taste + fresh + trend_term
+    )
+
+
+@dataclass
+class LatentTaste:
+    """A low-rank taste term on top of the engagement model: ``user_taste[u] . item_taste[i]`` in log-odds.
+
+    The engagement model explains engagement by segments, topics, formats and
+    freshness; what two users share beyond those (they engage with the same
+    items, whatever their topics) is a latent taste. It is fitted as a logistic
+    matrix factorisation of the *same* impressions, each starting from the
+    engagement model's log-odds (an offset, :func:`shown_logit`), so the
+    factors learn only what that model leaves unexplained and ``engagement
+    + taste`` is again a log-odds of engagement when shown. Users and items
+    without impressions keep 0 vectors (no taste term).
+
+    Attributes
+    ----------
+    user_taste : ndarray of float32, shape (n_users, k)
+    item_taste : ndarray of float32, shape (n_items, k)
+    report : dict
+        Pairs fitted on, sweeps, log-loss before and after.
+    """
+
+    user_taste: np.ndarray
+    item_taste: np.ndarray
+    report: dict = dataclasses.field(default_factory=dict)
+
+    #: bundle array names (the component protocol of :mod:`recsys.bundle`)
+    ARRAYS = ("user_taste", "item_taste")
+
+    def pair(self, user: np.ndarray, item: np.ndarray) -> np.ndarray:
+        """``user_taste[user] . item_taste[item]`` for aligned index arrays (float64)."""
+        return np.einsum("nk,nk->n", self.user_taste[user], self.item_taste[item], dtype=np.float64)
+
+    def save(self, writer: Any) -> None:
+        """Write both factor arrays and the report."""
+        for name in self.ARRAYS:
+            writer.array(name, np.asarray(getattr(self, name), np.float32))
+        writer.json("taste", self.report)
+
+    @classmethod
+    def load(cls, reader: Any) -> "LatentTaste | None":
+        """Read what :meth:`save` wrote; ``None`` for a bundle without a taste term."""
+        if not reader.has("user_taste.npy"):
+            return None
+        return cls(reader.array("user_taste"), reader.array("item_taste"), dict(reader.json("taste")))
+
+
+def fit_latent_taste(
+    exposures: Exposures,
+    offset: np.ndarray,
+    n_users: int,
+    n_items: int,
+    *,
+    dim: int,
+    l2: float,
+    sweeps: int,
+    seed: int,
+    tol: float = 1e-4,
+) -> LatentTaste:
+    """Fit :class:`LatentTaste` on shown pairs by penalised maximum likelihood.
+
+    ``logit = offset + u_user . v_item`` with an L2 penalty ``l2`` on every
+    vector (a Gaussian prior at 0: a user shown few items keeps a small
+    vector, i.e. the engagement model's own prediction). Alternating
+    coordinate Newton steps: per sweep, each dimension of the user vectors,
+    then each of the item vectors, takes one Newton step given the rest (one
+    ``bincount`` over the pairs each), so a sweep costs O(pairs x dim) and
+    holds O(pairs) memory. Vectors start at small seeded random values (at 0
+    every gradient is 0). Sweeps stop at ``sweeps`` or when the mean log-loss
+    improves by less than ``tol``.
+
+    Parameters
+    ----------
+    exposures : Exposures
+    offset : ndarray of float, shape (len(exposures),)
+        Each pair's log-odds before the taste term.
+    n_users, n_items : int
+        Rows of the factor arrays.
+    dim : int
+        Taste dimensions (0: an empty term).
+    l2 : float
+    sweeps : int
+    seed : int
+    tol : float
+
+    Returns
+    -------
+    LatentTaste
+    """
+    rng = np.random.default_rng(seed)
+    u, i = exposures.user, exposures.item
+    label = np.asarray(exposures.label, np.float64)
+    users = np.zeros((n_users, dim))
+    items = np.zeros((n_items, dim))
+    report: dict = {"pairs": int(len(exposures)), "dim": int(dim), "l2": float(l2), "sweeps": 0}
+    if dim == 0 or len(exposures) == 0 or not 0.0 < label.mean() < 1.0:
+        return LatentTaste(users.astype(np.float32), items.astype(np.float32), report)
+    # only users/items with pairs move away from 0; a small start breaks the symmetry of u = v = 0
+    users[np.unique(u)] = rng.normal(0.0, 0.1, (len(np.unique(u)), dim))
+    items[np.unique(i)] = rng.normal(0.0, 0.1, (len(np.unique(i)), dim))
+    eta = np.asarray(offset, np.float64) + np.einsum("nk,nk->n", users[u], items[i])
+    loss = _log_loss(label, eta)
+    report["log_loss_offset"] = round(_log_loss(label, np.asarray(offset, np.float64)), 6)
+    for sweep in range(1, sweeps + 1):
+        # the user vectors given the items', then the item vectors given the users'
+        for own, key, other, other_key, n_keys in ((users, u, items, i, n_users), (items, i, users, u, n_items)):
+            for k in range(dim):
+                x = other[other_key, k]
+                p = _sigmoid(eta)
+                grad = np.bincount(key, x * (label - p), minlength=n_keys) - l2 * own[:, k]
+                hess = np.bincount(key, x * x * p * (1.0 - p), minlength=n_keys) + l2
+                delta = grad / hess
+                own[:, k] += delta
+                eta += x * delta[key]
+        new = _log_loss(label, eta)
+        report["sweeps"] = sweep
+        # the first sweeps leave the small start slowly (a product of two small vectors): no early stop there
+        done = sweep >= _TASTE_MIN_SWEEPS and loss - new < tol
+        loss = new
+        if done:
+            break
+    report["log_loss"] = round(loss, 6)
+    return LatentTaste(users.astype(np.float32), items.astype(np.float32), report)

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from recsys.training.content import ContentEmbedder
     from recsys.training.duplicates import NearDuplicates
     from recsys.training.index import VectorIndex
+    from recsys.training.engagement import LatentTaste
     from recsys.training.ranker import LearnedRanker
     from recsys.training.signals import Signals
 
@@ -62,6 +63,7 @@ COMPONENTS: tuple[Component, ...] = (
     Component("user_cold_start", "user_cold_start", "recsys.training.coldstart:UserColdStart"),
     Component("signals", "", "recsys.training.signals:Signals"),
     Component("ranker", "", "recsys.training.ranker:LearnedRanker", optional=True),
+    Component("taste", "taste", "recsys.training.engagement:LatentTaste", optional=True),
     Component("near_duplicates", "near_duplicates", "recsys.training.duplicates:NearDuplicates"),
     Component("user_lookup", "user_lookup", "recsys.idmap:SortedIds"),
 )
@@ -209,6 +211,9 @@ class TrainedModel:
     path: Path | None = None
     manifest: dict[str, Any] = field(default_factory=dict)
     ranker: LearnedRanker | None = None
+    #: the engagement model's latent taste term (``recsys.training.engagement.LatentTaste``), fitted
+    #: with the learned ranker (``[engagement] taste_dim``); None: no such term
+    taste: LatentTaste | None = None
     engagement_intercept: float = 0.0
     user_bias: np.ndarray | None = None
     near_duplicates: NearDuplicates | None = None

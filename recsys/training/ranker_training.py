@@ -52,6 +52,9 @@ import scipy.sparse as sp
 
 from recsys import columns as C
 from recsys.config import EngineConfig
+from recsys.idmap import IdMap
+from recsys.training.engagement import LatentTaste, build_exposures, fit_latent_taste, shown_logit
+from recsys.training.model import TrainedModel
 from recsys.training.ranker import LearnedRanker, base_score
 from recsys.seeds import check_random_state
 from recsys.taxonomy import Taxonomy
@@ -346,6 +349,39 @@ def _subset(ex: Examples, take: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.
     return ex.x[rows], ex.y[rows], ex.groups[take]
 
 
+def fit_taste(model: TrainedModel, events: pd.DataFrame, config: EngineConfig, taxonomy: Taxonomy) -> LatentTaste | None:
+    """The latent taste term of ``model``'s engagement model, fitted on the impressions of ``events``.
+
+    Each shown pair starts from the model's own log-odds
+    (:func:`recsys.training.engagement.shown_logit`) and the factors learn
+    what it leaves unexplained (:func:`recsys.training.engagement.fit_latent_taste`).
+    ``None`` with ``[engagement] taste_dim = 0``.
+
+    Parameters
+    ----------
+    model : TrainedModel
+        Trained on ``events`` (its users, items and engagement arrays).
+    events : DataFrame
+        The clean events the model was trained on.
+    config : EngineConfig
+    taxonomy : Taxonomy
+    """
+    cfg = config.engagement
+    if cfg.taste_dim == 0:
+        return None
+    user_map = IdMap.from_ids(model.users[C.USER_ID].astype(str).to_numpy())
+    item_map = IdMap.from_ids(model.items[C.ITEM_ID].astype(str).to_numpy())
+    end = pd.Timestamp(model.window["end"]) if model.window.get("end") else events[C.TIMESTAMP].max()
+    exposures = build_exposures(
+        events, user_map, item_map, model.items, taxonomy, end=end, trend_days=cfg.trend_days
+    ).sample(cfg.max_exposures, cfg.seed)
+    offset = shown_logit(model, exposures, model.items, taxonomy, cfg.freshness_taus_days)
+    return fit_latent_taste(
+        exposures, offset, len(user_map), len(item_map), dim=cfg.taste_dim, l2=cfg.l2_taste,
+        sweeps=cfg.taste_sweeps, seed=cfg.seed,
+    )
+
+
 def fit_ranker(
     users: pd.DataFrame,
     items: pd.DataFrame,
@@ -365,7 +401,9 @@ def fit_ranker(
     taxonomy : Taxonomy
     content_from : TrainedModel, optional
         The bundle's model: its content embedding (the same catalogue) is
-        reused by every cut's model instead of fitted again.
+        reused by every cut's model instead of fitted again. Its latent taste
+        term (``content_from.taste``, :func:`fit_taste` on the whole log) is
+        set here, as each cut's model's is: the ``taste`` feature reads it.
 
     Returns
     -------
@@ -404,6 +442,9 @@ def fit_ranker(
         )
         timings["model_before_cut"] += time.perf_counter() - t0
         t0 = time.perf_counter()
+        sub.taste = fit_taste(sub, window[window[C.TIMESTAMP] < cut], config, taxonomy)
+        timings["taste"] = timings.get("taste", 0.0) + time.perf_counter() - t0
+        t0 = time.perf_counter()
         state = build_state(sub, None, sub_config.ranking)
         user_ids = pd.Index(state.user_ids.astype(str))
         item_ids = pd.Index(state.catalog.item_ids[: state.catalog.n_bundle].astype(str))
@@ -429,6 +470,11 @@ def fit_ranker(
         parts.append(ex)
         cuts.append(cut.isoformat())
         upper = cut
+    if content_from is not None:
+        # the bundle's own taste term, on the whole training log: what the features read at serving
+        t0 = time.perf_counter()
+        content_from.taste = fit_taste(content_from, events, config, taxonomy)
+        timings["taste"] = timings.get("taste", 0.0) + time.perf_counter() - t0
     ex = _concat(parts, len(feats))
     n_q = len(ex.groups)
     if n_q < max(2, rc.min_label_users):
