@@ -88,18 +88,28 @@ def split_days(case: Path) -> dict:
     t0 = time.perf_counter()
     source = pq.ParquetFile(case / "data" / "events.parquet")
     writers: dict[str, pq.ParquetWriter] = {}
+    pending: dict[str, list[pa.Table]] = {}
     rows: dict[str, int] = {}
+
+    def flush(day: str) -> None:
+        # the log is ordered by user, so every row group spans every day: buffer a day's rows and
+        # write them as few large row groups (small ones compress and read badly)
+        if day not in writers:
+            writers[day] = pq.ParquetWriter(tmp / f"{day}.parquet", source.schema_arrow, compression="zstd")
+        writers[day].write_table(pa.concat_tables(pending.pop(day)).combine_chunks())
+
     try:
         for g in range(source.num_row_groups):
             batch = source.read_row_group(g)
             local = pd.Series(batch.column("timestamp").to_pandas()).dt.tz_convert(tz).dt.date.astype(str).to_numpy()
             for day in np.unique(local):
-                mask = pa.array(local == day)
-                if day not in writers:
-                    writers[day] = pq.ParquetWriter(tmp / f"{day}.parquet", source.schema_arrow, compression="zstd")
-                part = batch.filter(mask)
-                writers[day].write_table(part)
+                part = batch.filter(pa.array(local == day))
+                pending.setdefault(day, []).append(part)
                 rows[day] = rows.get(day, 0) + part.num_rows
+                if sum(t.num_rows for t in pending[day]) >= 500_000:
+                    flush(day)
+        for day in list(pending):
+            flush(day)
     finally:
         for w in writers.values():
             w.close()
