@@ -52,6 +52,7 @@ from recsys.exceptions import ConfigError, NotFittedError
 from recsys.ranking import eligibility as E
 from recsys.ranking.catalog import Catalog, build_catalog
 from recsys.seeds import check_random_state
+from recsys.training.model import TrainedModel
 
 FALLBACK = "fallback"
 #: output columns of :func:`recommend`
@@ -76,7 +77,7 @@ class ListingContext:
         The training side of the split (events before ``T``).
     """
 
-    model: Any
+    model: TrainedModel
     catalog: Catalog
     time: pd.Timestamp
     train_events: pd.DataFrame
@@ -95,7 +96,7 @@ class ListingContext:
         self._warm = np.asarray(self._positive.getnnz(axis=1) > 0)
 
     @classmethod
-    def build(cls, model: Any, items: pd.DataFrame | None, time: pd.Timestamp, train_events: pd.DataFrame) -> "ListingContext":
+    def build(cls, model: TrainedModel, items: pd.DataFrame | None, time: pd.Timestamp, train_events: pd.DataFrame) -> "ListingContext":
         """Build the context; ``items`` is the current catalogue (``None``: the model's copy)."""
         return cls(
             model=model,

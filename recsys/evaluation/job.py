@@ -12,6 +12,21 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+import pandas as pd
+import tomli_w
+
+from recsys import columns as C
+from recsys.config import EngineConfig, changed_sections, load_config, sections_except
+from recsys.evaluation.report import headline_rows, paired_verdicts
+from recsys.evaluation.run import EvaluationSettings, evaluate, write_evaluation
+from recsys.evaluation.simulate import load_truth
+from recsys.evaluation.tune import TuneSettings, tune
+from recsys.exceptions import ConfigError
+from recsys.io import atomic_path, prepare_output_dir, prepare_output_file, written_by_header
+from recsys.schema import ValidationResult, validate
+from recsys.taxonomy import Taxonomy, load_taxonomy
+from recsys.timeutil import parse_option_time
+
 #: the config sections evaluate and tune do not read: a model is trained and ranked, nothing pushed or kept
 EVAL_SECTIONS_EXCLUDED = ("push", "bundle", "training")
 
@@ -22,14 +37,11 @@ def _stderr(line: str) -> None:
 
 def _load(
     data: str | Path,
-    taxonomy: Any,
+    taxonomy: Taxonomy | str | Path | None,
     end: str | None,
     say: Callable[[str], None],
-    check: Callable[[Any], None] | None = None,
-):
-    from recsys.schema import validate
-    from recsys.taxonomy import Taxonomy, load_taxonomy
-
+    check: Callable[[ValidationResult], None] | None = None,
+) -> tuple[Taxonomy, ValidationResult]:
     tax = taxonomy if isinstance(taxonomy, Taxonomy) else load_taxonomy(taxonomy)
     result = validate(data=data, taxonomy=tax, end=end)
     if check is not None:
@@ -47,9 +59,9 @@ def run_evaluation(
     data: str | Path,
     out: str | Path,
     *,
-    taxonomy: Any = None,
-    config: Any = None,
-    settings: Any = None,
+    taxonomy: Taxonomy | str | Path | None = None,
+    config: EngineConfig | str | Path | None = None,
+    settings: EvaluationSettings | None = None,
     end: str | None = None,
     log: Callable[[str], None] | None = _stderr,
     force: bool = False,
@@ -84,11 +96,6 @@ def run_evaluation(
     dict
         The metrics (``metrics.json``) plus ``"out"``: the folder written.
     """
-    from recsys.config import EngineConfig, load_config, sections_except
-    from recsys.evaluation.run import EvaluationSettings, evaluate, write_evaluation
-    from recsys.evaluation.simulate import load_truth
-    from recsys.io import prepare_output_dir
-
     say = log or (lambda _line: None)
     settings = (settings or EvaluationSettings()).check()  # bad options fail before any work
     cfg = config if isinstance(config, EngineConfig) else load_config(
@@ -116,20 +123,14 @@ def run_evaluation(
     return {**result.metrics, "out": str(folder)}
 
 
-def _split_time(value: str | None, taxonomy: Any) -> tuple[Any, Any]:
+def _split_time(value: str | None, taxonomy: Taxonomy | str | Path | None) -> tuple[Taxonomy, pd.Timestamp | None]:
     """The taxonomy, and ``--split-time`` parsed within the supported time range (None when not given)."""
-    from recsys.timeutil import parse_option_time
-    from recsys.taxonomy import Taxonomy, load_taxonomy
-
     tax = taxonomy if isinstance(taxonomy, Taxonomy) else load_taxonomy(taxonomy)
     return tax, (parse_option_time(value, tax, name="--split-time") if value is not None else None)
 
 
-def _check_split_time(value: str, split_time: Any, events: Any) -> None:
+def _check_split_time(value: str, split_time: pd.Timestamp, events: pd.DataFrame) -> None:
     """Refuse a ``--split-time`` that leaves the test or the training window empty, naming the option."""
-    from recsys import columns as C
-    from recsys.exceptions import ConfigError
-
     if not len(events):
         return  # the split says so (no events at all is not the option's fault)
     first, last = events[C.TIMESTAMP].min(), events[C.TIMESTAMP].max()
@@ -156,9 +157,9 @@ def run_tuning(
     data: str | Path,
     out: str | Path,
     *,
-    taxonomy: Any = None,
-    config: Any = None,
-    settings: Any = None,
+    taxonomy: Taxonomy | str | Path | None = None,
+    config: EngineConfig | str | Path | None = None,
+    settings: TuneSettings | None = None,
     until: str | None = None,
     end: str | None = None,
     log: Callable[[str], None] | None = _stderr,
@@ -178,14 +179,6 @@ def run_tuning(
     dict
         ``{"config": path, "trials": path, "validation": {...}, "best": {...}}``.
     """
-    import tomli_w
-
-    from recsys import columns as C
-    from recsys.config import EngineConfig, changed_sections, load_config, sections_except
-    from recsys.evaluation.tune import TuneSettings, tune
-    from recsys.exceptions import ConfigError
-    from recsys.io import atomic_path, prepare_output_file, written_by_header
-
     say = log or (lambda _line: None)
     settings = (settings or TuneSettings()).check()
     cfg = config if isinstance(config, EngineConfig) else load_config(
@@ -195,9 +188,6 @@ def run_tuning(
     trials = path.with_name(f"{path.stem}.trials.csv")
     if trials.exists() and not path.exists() and not force:
         raise ConfigError(f"{trials}: exists beside --out {path} and was not written with it; pass --force to replace it")
-    from recsys.timeutil import parse_option_time
-    from recsys.taxonomy import Taxonomy, load_taxonomy
-
     tax = taxonomy if isinstance(taxonomy, Taxonomy) else load_taxonomy(taxonomy)
     cutoff = parse_option_time(until, tax, name="--until") if until is not None else None  # before any work
     tax, clean = _load(data, tax, end, say)
@@ -219,8 +209,6 @@ def run_tuning(
 
 def headline_text(metrics: dict[str, Any]) -> str:
     """The headline table as plain text (what the command prints)."""
-    from recsys.evaluation.report import headline_rows
-
     k = metrics["settings"]["headline_k"]
     header, rows = headline_rows(metrics, k)
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
@@ -229,8 +217,6 @@ def headline_text(metrics: dict[str, Any]) -> str:
     if metrics.get("oracle_ratio") is not None:
         lines.append(f"engine / oracle simulated engagements per push: {metrics['oracle_ratio']:.3f}")
     if metrics.get("paired", {}).get("vs"):
-        from recsys.evaluation.report import paired_verdicts
-
         lines.append("engine minus each baseline (paired 95% intervals):")
         lines += [f"  {line}" for line in paired_verdicts(metrics, k)]
     tuning = metrics.get("tuning")

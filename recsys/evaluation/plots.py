@@ -7,9 +7,13 @@ Chinese names.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:  # heavy: matplotlib (~1 s) loads only when a plot is drawn
+    from matplotlib.figure import Figure
 
 #: one colour per policy, stable across plots
 COLOURS = {
@@ -24,8 +28,9 @@ COLOURS = {
 }
 
 
-def pyplot() -> Any:
+def pyplot() -> ModuleType:
     """matplotlib's pyplot on the file-only Agg backend: the one plotting setup every report uses."""
+    # heavy: matplotlib (~1 s) loads only when a report or a figure is drawn
     import matplotlib
 
     matplotlib.use("Agg", force=True)  # files only, never a window
@@ -38,7 +43,7 @@ def _colour(name: str) -> str:
     return COLOURS.get(name, "#444444")
 
 
-def save_figure(fig: Any, path: Path) -> Path:
+def save_figure(fig: Figure, path: Path) -> Path:
     """Lay out ``fig``, write it to ``path`` as a PNG (the reports' resolution), close it; return ``path``."""
     fig.tight_layout()
     fig.savefig(path, dpi=110)

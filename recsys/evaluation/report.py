@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from recsys.evaluation.plots import draw_plots
 from recsys.exceptions import SchemaError
 from recsys.taxonomy import Taxonomy
 
@@ -637,8 +638,6 @@ def write_report(metrics: dict[str, Any], out_dir: str | Path, taxonomy: Taxonom
     dict
         ``{"md", "html", <plot name>...}`` -> path.
     """
-    from recsys.evaluation.plots import draw_plots
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     plots = draw_plots(metrics, out / PLOTS_DIR)

@@ -14,24 +14,35 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import pandas as pd
 
 from recsys import columns as C
+from recsys import training
+from recsys.broadcast.evaluate import broadcast_metrics
 from recsys.config import EngineConfig
 from recsys.evaluation import metrics as M
 from recsys.evaluation import summary as S
-from recsys.evaluation.baselines import BASELINES, FALLBACK, ListingContext, make_baseline, recommend
+from recsys.evaluation.baselines import BASELINES, FALLBACK, ListingContext, Policy, make_baseline, recommend
 from recsys.evaluation.populations import N_RELEVANT, WARM, population_labels
+from recsys.evaluation.report import write_report
 from recsys.evaluation.simulate import OraclePolicy, attach_true_prob
 from recsys.evaluation.split import Split, leave_last_n_split, positive_pairs, relevant_pairs, temporal_split
 from recsys.evaluation.tune import TuneResult, TuneSettings, tune
 from recsys.exceptions import ConfigError
 from recsys.io import atomic_dir, write_json, write_parquet
+from recsys.push.coverage import evaluate_rules, example_rules
+from recsys.ranking import Recommender
+from recsys.ranking import eligibility as E
 from recsys.seeds import check_random_state
 from recsys.taxonomy import Taxonomy
+from recsys.timeutil import TimeLike, parse_time
+from recsys.training.model import TrainedModel
+
+if TYPE_CHECKING:  # heavy: the synthetic city package (~90 ms) loads only when a truth folder is read
+    from recsys.synthetic.truth import GroundTruth
 
 ENGINE = S.ENGINE
 ORACLE = S.ORACLE
@@ -69,7 +80,7 @@ class EvaluationSettings:
     """
 
     ks: tuple[int, ...] = (5, 10, 20)
-    split_time: Any = None
+    split_time: TimeLike | None = None
     split_quantile: float | None = None
     leave_last_n: int | None = None
     policies: tuple[str, ...] | None = None
@@ -158,13 +169,11 @@ def make_split(events: pd.DataFrame, settings: EvaluationSettings, taxonomy: Tax
     if settings.leave_last_n is not None:
         return leave_last_n_split(events, settings.leave_last_n)
     if settings.split_time is not None:
-        from recsys.timeutil import parse_time
-
         return temporal_split(events, time=parse_time(settings.split_time, taxonomy, name="split time"))
     return temporal_split(events, quantile=settings.split_quantile)
 
 
-def _policies(settings: EvaluationSettings, truth: Any) -> tuple[str, ...]:
+def _policies(settings: EvaluationSettings, truth: GroundTruth | None) -> tuple[str, ...]:
     names = settings.policies or tuple(p for p in POLICIES if p != ORACLE or truth is not None)
     if ORACLE in names and truth is None:
         raise ConfigError("the oracle policy needs the generator's ground truth (a truth/ folder in --data)")
@@ -178,7 +187,7 @@ def _listed_users(users: pd.DataFrame, max_users: int | None, seed: int) -> np.n
     return np.sort(check_random_state(seed).choice(ids, size=max_users, replace=False))
 
 
-def engine_lists(model: Any, items: pd.DataFrame, user_ids: np.ndarray, k: int, now: pd.Timestamp) -> pd.DataFrame:
+def engine_lists(model: TrainedModel, items: pd.DataFrame, user_ids: np.ndarray, k: int, now: pd.Timestamp) -> pd.DataFrame:
     """The engine's lists: the production Recommender over ``model`` at ``now``.
 
     Returns
@@ -186,8 +195,6 @@ def engine_lists(model: Any, items: pd.DataFrame, user_ids: np.ndarray, k: int, 
     DataFrame
         ``user_id, rank, item_id, score, fallback`` (fallback always False).
     """
-    from recsys.ranking import Recommender
-
     rec = Recommender.from_model(model, catalog=items)
     lists = rec.recommend_many(list(user_ids), k, now=now)
     return lists[[C.USER_ID, C.RANK, C.ITEM_ID, C.SCORE]].assign(**{FALLBACK: False})
@@ -201,8 +208,8 @@ def policy_lists(
     k: int,
     *,
     seed: int = 0,
-    truth: Any = None,
-    fallback: Any = None,
+    truth: GroundTruth | None = None,
+    fallback: Policy | None = None,
 ) -> pd.DataFrame:
     """Top-k lists of one policy for ``user_ids`` at the context's time.
 
@@ -227,13 +234,13 @@ def policy_lists(
 
 
 def coverage_cost(
-    model: Any,
+    model: TrainedModel,
     items: pd.DataFrame,
     users: pd.DataFrame,
     recs: pd.DataFrame,
     k: int,
     now: pd.Timestamp,
-    truth: Any,
+    truth: GroundTruth,
     taxonomy: Taxonomy,
 ) -> dict[str, Any] | None:
     """The plan's example coverage rules met on the engine's top-``k`` lists, costed by the truth.
@@ -241,9 +248,6 @@ def coverage_cost(
     See :func:`recsys.push.coverage.evaluate_rules`; None when the taxonomy
     lacks the rules' codes (another data set).
     """
-    from recsys.push.coverage import evaluate_rules, example_rules
-    from recsys.ranking import Recommender
-
     rules = example_rules(taxonomy)
     if not rules:
         return None
@@ -254,8 +258,6 @@ def coverage_cost(
 
 def catalogue_table(context: ListingContext, train_events: pd.DataFrame) -> pd.DataFrame:
     """The ``items.parquet`` table: topics, targets, training users and eligibility at ``T``."""
-    from recsys.ranking import eligibility as E
-
     model = context.model
     items = model.items.reset_index(drop=True)
     pairs = positive_pairs(train_events)
@@ -323,7 +325,7 @@ def evaluate(
     taxonomy: Taxonomy,
     settings: EvaluationSettings,
     config: EngineConfig | None = None,
-    truth: Any = None,
+    truth: GroundTruth | None = None,
     log: Callable[[str], None] | None = None,
     places: pd.DataFrame | str | Path | None = None,
 ) -> EvaluationResult:
@@ -356,8 +358,6 @@ def evaluate(
     ConfigError
         On bad settings, or a split with no evaluated user.
     """
-    from recsys.training import train_model
-
     say = log or (lambda _line: None)
     settings.check()
     ks = M.check_ks(settings.ks)
@@ -385,7 +385,7 @@ def evaluate(
         config = tuning.config
     # the refit: the whole bundle once more on every training event with the chosen configuration;
     # only this model ever lists for the test window
-    model = timed("train", lambda: train_model(users, items, split.train, config=config, taxonomy=taxonomy, as_of=split.time))
+    model = timed("train", lambda: training.train_model(users, items, split.train, config=config, taxonomy=taxonomy, as_of=split.time))
     context = ListingContext.build(model, items, split.time, split.train)
     listed = _listed_users(users, settings.max_users, settings.seed)
     k_max = max(ks)
@@ -423,8 +423,6 @@ def evaluate(
         if cov is not None:
             metrics["coverage"] = {"k": headline_k, **cov}
     if truth is not None and places is not None:
-        from recsys.broadcast.evaluate import broadcast_metrics
-
         metrics["broadcast"] = timed(
             "broadcast",
             lambda: broadcast_metrics(model, items, users, places, split.time, truth, config.broadcast),
@@ -472,8 +470,6 @@ def write_evaluation(result: EvaluationResult, out_dir: str | Path, taxonomy: Ta
     Path
         ``out_dir``.
     """
-    from recsys.evaluation.report import write_report
-
     out = Path(out_dir)
     with atomic_dir(out) as tmp:
         t = result.tables

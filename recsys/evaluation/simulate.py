@@ -13,7 +13,7 @@ The oracle's logged-data metrics are reported too, but they are not a bound.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -21,6 +21,9 @@ import pandas as pd
 from recsys import columns as C
 from recsys.evaluation.baselines import ListingContext, Policy
 from recsys.exceptions import ConfigError
+
+if TYPE_CHECKING:  # heavy: the synthetic city package (~90 ms) loads only when a truth folder is read
+    from recsys.synthetic.truth import GroundTruth
 
 TRUTH_DIR = "truth"
 TRUE_PROB = "true_prob"
@@ -38,7 +41,7 @@ class OraclePolicy(Policy):
 
     name = "oracle"
 
-    def __init__(self, *, truth: Any) -> None:
+    def __init__(self, *, truth: GroundTruth) -> None:
         self.truth = truth
 
     def fit(self, context: ListingContext) -> "OraclePolicy":
@@ -57,18 +60,19 @@ class OraclePolicy(Policy):
         return np.asarray(prob, dtype=np.float64)
 
 
-def attach_true_prob(recs: pd.DataFrame, truth: Any, at: pd.Timestamp) -> pd.DataFrame:
+def attach_true_prob(recs: pd.DataFrame, truth: GroundTruth, at: pd.Timestamp) -> pd.DataFrame:
     """Return ``recs`` with a ``true_prob`` column: each listed pair's true probability at ``at``."""
     users = recs[C.USER_ID].astype(str).to_numpy()
     prob = truth.engagement_prob_pairs(users, recs[C.ITEM_ID].astype(str).to_numpy(), at=at)
     return recs.assign(**{TRUE_PROB: np.asarray(prob, dtype=np.float64)})
 
 
-def load_truth(data_dir: str | Path) -> Any | None:
+def load_truth(data_dir: str | Path) -> GroundTruth | None:
     """Load the generator's ground truth from ``data_dir/truth``, or ``None`` without one."""
     folder = Path(data_dir) / TRUTH_DIR
     if not folder.is_dir():
         return None
+    # heavy: the synthetic city package (~90 ms) loads only for a data folder that has a truth
     from recsys.synthetic import GroundTruth
 
     return GroundTruth.load(folder)

@@ -48,12 +48,16 @@ import numpy as np
 import pandas as pd
 
 from recsys import columns as C
+from recsys import training
 from recsys.config import EngineConfig, is_int
 from recsys.evaluation import metrics as M
+from recsys.evaluation.baselines import BASELINES, ListingContext, make_baseline, recommend
 from recsys.evaluation.split import quantile_time, relevant_pairs, temporal_split
 from recsys.exceptions import ConfigError
+from recsys.ranking import Recommender
 from recsys.seeds import check_random_state
 from recsys.taxonomy import Taxonomy
+from recsys.training.model import TrainedModel
 
 
 def _log_uniform(low: float, high: float, digits: int) -> Callable[[np.random.Generator], float]:
@@ -304,7 +308,7 @@ def _n_relevant(relevant: pd.DataFrame, user_ids: np.ndarray) -> np.ndarray:
 
 
 def baseline_scores(
-    model: Any, items: pd.DataFrame, train_events: pd.DataFrame, time: pd.Timestamp,
+    model: TrainedModel, items: pd.DataFrame, train_events: pd.DataFrame, time: pd.Timestamp,
     relevant: pd.DataFrame, user_ids: np.ndarray, k: int, *, seed: int = 0,
 ) -> dict[str, dict[str, float]]:
     """Every baseline's validation scores: lists at ``time`` from ``model``, judged like the engine's.
@@ -314,8 +318,6 @@ def baseline_scores(
     dict
         Baseline name -> ``{ndcg@k, precision@k, recall@k}``.
     """
-    from recsys.evaluation.baselines import BASELINES, ListingContext, make_baseline, recommend
-
     context = ListingContext.build(model, items, time, train_events)
     fallback = make_baseline("segment_popular").fit(context)
     out = {}
@@ -333,7 +335,7 @@ def tune(
     taxonomy: Taxonomy,
     config: EngineConfig | None = None,
     settings: TuneSettings | None = None,
-    log: Any = None,
+    log: Callable[[str], None] | None = None,
 ) -> TuneResult:
     """Search :data:`SEARCH_SPACE` on a validation window carved from ``train_events``.
 
@@ -359,9 +361,6 @@ def tune(
     ConfigError
         On a bad setting, or when the validation window has no relevant pair.
     """
-    from recsys.ranking import Recommender
-    from recsys.training import train_model
-
     settings = (settings or TuneSettings()).check()
     base = config or EngineConfig()
     space = active_space(base)
@@ -393,7 +392,7 @@ def tune(
             break
         cfg = _with(base, space, cf)
         t0 = time.perf_counter()
-        model = train_model(users, items, inner.train, config=cfg, taxonomy=taxonomy, as_of=t_val)
+        model = training.train_model(users, items, inner.train, config=cfg, taxonomy=taxonomy, as_of=t_val)
         fit_s = time.perf_counter() - t0
         for b, blend in enumerate(blend_draws):
             t1 = time.perf_counter()
