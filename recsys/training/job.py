@@ -28,6 +28,10 @@ from recsys.io import prepare_output_dir
 from recsys.training.model import USER_COLUMNS, TrainedModel
 from recsys.progress import Steps
 from recsys.schema import find_table, read_manifest_end, read_table, validate
+from recsys.seeds import check_random_state
+from recsys.training.coldstart import ItemColdStart, UserColdStart
+from recsys.training.collaborative import CollaborativeModel
+from recsys.training.engagement import EngagementModel, build_exposures
 from recsys.training.incremental import (
     DecayedState,
     HistoryStore,
@@ -38,6 +42,8 @@ from recsys.training.incremental import (
     list_sources,
 )
 from recsys.training.interactions import Interactions, build_interactions
+from recsys.training.profiles import TopicProfiles
+from recsys.training.ranker_training import fit_ranker
 from recsys.training.signals import compute_signals
 from recsys.taxonomy import Taxonomy, load_taxonomy
 from recsys.timeutil import aware_timestamp, parse_option_time
@@ -150,14 +156,10 @@ def train_model(
     -------
     TrainedModel
     """
-    from recsys.training.coldstart import ItemColdStart, UserColdStart
-    from recsys.training.collaborative import CollaborativeModel
+    # heavy: the content embedder (jieba, scikit-learn) and the index (faiss) load when a model is
+    # trained, not with `recsys --help`, which imports this module
     from recsys.training.content import ContentEmbedder
-    from recsys.training.engagement import EngagementModel, build_exposures
-    from recsys.idmap import IdMap
     from recsys.training.index import VectorIndex
-    from recsys.training.interactions import build_interactions
-    from recsys.training.profiles import TopicProfiles
 
     # every section's rules, before any step runs: a bad [index] value must not wait for ALS,
     # profiles, the engagement model and the content embedding to finish first
@@ -339,8 +341,6 @@ def train_model(
         model.ranker = warm_start.ranker
         model.info["ranker"] = {**warm_start.info.get("ranker", {}), "kept_from": "previous bundle"}
     elif config.ranking.ranker == "learned":
-        from recsys.training.ranker_training import fit_ranker
-
         with steps.step("learned ranker"):
             model.ranker, report = fit_ranker(users, items, events, config=config, taxonomy=taxonomy, content_from=model)
         model.info["ranker"] = report
@@ -364,8 +364,6 @@ def _user_columns(users: pd.DataFrame) -> pd.DataFrame:
 
 def _recall_queries(user_factors: np.ndarray, n: int, seed: int) -> np.ndarray:
     """A seeded sample of user vectors to measure the index's recall on."""
-    from recsys.seeds import check_random_state
-
     rng = check_random_state(seed)
     take = min(n, len(user_factors))
     rows = np.sort(rng.choice(len(user_factors), size=take, replace=False)) if take else np.array([], int)
@@ -423,7 +421,8 @@ def train(
     folder = events_folder(data)
     store = None if folder is None or cutoff is not None else HistoryStore.open(out)
     latest = Path(out) / bundle_io.LATEST
-    prev_path = warm_start or (latest if store is not None and latest.exists() else None)
+    # yesterday's bundle: the incremental night's start (a full retrain starts from it only when asked)
+    prev_path = warm_start or (latest if store is not None and not full and latest.exists() else None)
     previous = TrainedModel.load(prev_path) if prev_path else None
     reason = _full_reason(full, folder, cutoff, store, previous, config)
     # validate + bundle around train_model's steps; an incremental night also moves the matrices
