@@ -10,6 +10,7 @@ offline evaluation with its headline table. Every output goes under one folder (
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sys
 from pathlib import Path
@@ -21,12 +22,12 @@ from recsys.broadcast.job import BroadcastSpec, run_broadcast
 from recsys.evaluation.job import headline_text, run_evaluation
 from recsys.evaluation.run import EvaluationSettings
 from recsys.exceptions import SchemaError
-from recsys.io import prepare_output_dir
+from recsys.io import prepare_output_dir, write_parquet
 from recsys.push.coverage import EXAMPLE_RULES, summary_lines
 from recsys.push.nightly import run_nightly
 from recsys.push.priorities import summary_lines as priority_lines
 from recsys.ranking.recommender import Recommender
-from recsys.schema import validate
+from recsys.schema import ValidationResult, validate
 from recsys.taxonomy import load_taxonomy
 from recsys.training import train
 
@@ -132,6 +133,7 @@ def run_demo(
 
 def _demand(data: Path, out: Path, stream: TextIO | None) -> Path | None:
     """``recsys demand`` on the data folder; return its ``priorities.toml`` for the push (None: not run, said why)."""
+    # heavy: the demand package (duckdb behind it) loads when the demo runs, not with `recsys --help`
     from recsys.demand import run_demand
 
     _say(stream, f"\n== 3b. demand tracking into {out}: what to commission, whom the push leaves behind")
@@ -149,9 +151,9 @@ def _demand(data: Path, out: Path, stream: TextIO | None) -> Path | None:
     return out / "priorities.toml"
 
 
-def _replay_and_lift(truth_dir: Path, clean: Any, out: Path, date: Any, stream: TextIO | None) -> str:
+def _replay_and_lift(truth_dir: Path, clean: ValidationResult, out: Path, date: dt.date, stream: TextIO | None) -> str:
     """Draw the days after the push from the truth (``replayed_events/``), run ``recsys lift`` on them."""
-    from recsys.io import write_parquet
+    # heavy: lift and the synthetic city package (~90 ms) load when the demo runs, not with `recsys --help`
     from recsys.lift import run_lift
     from recsys.synthetic.replay import replay_pushes
     from recsys.synthetic.truth import GroundTruth

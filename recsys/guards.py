@@ -10,7 +10,7 @@ moves to it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -18,6 +18,9 @@ import pandas as pd
 from recsys import columns as C
 from recsys.config import TrainingConfig
 from recsys.exceptions import DataError
+
+if TYPE_CHECKING:  # layering: the training job imports these guards, not the other way round
+    from recsys.training.model import TrainedModel
 
 #: an --as-of this far after the data's last event decays every event to nothing
 MAX_AS_OF_GAP_DAYS = 366
@@ -114,7 +117,7 @@ def eligible_items_at_end(items: pd.DataFrame, window: dict[str, Any]) -> int:
     return int(ok.sum())
 
 
-def check_bundle_sanity(model: Any) -> None:
+def check_bundle_sanity(model: TrainedModel) -> None:
     """Refuse a trained model that could serve nothing: no warm user, or no eligible item.
 
     Parameters

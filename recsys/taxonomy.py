@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Iterable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import numpy as np
+
 from recsys.config import is_int, is_number
 from recsys.exceptions import SchemaError, UnknownCodeError
 
@@ -211,10 +213,8 @@ class Taxonomy:
         entry = entries.get(code)
         return entry.zh if entry else code
 
-    def campaign_mask(self, dates: Iterable[dt.date]) -> "np.ndarray":
+    def campaign_mask(self, dates: Iterable[dt.date]) -> np.ndarray:
         """Which topics a campaign lifts on each date: bool array (len(dates), n_topics), topics in file order."""
-        import numpy as np
-
         dates = list(dates)
         topic_pos = {t: j for j, t in enumerate(self.topics)}
         out = np.zeros((len(dates), len(self.topics)), dtype=bool)

@@ -21,28 +21,35 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from recsys import columns as C
+from recsys.broadcast.places import load_places
 from recsys.broadcast.programme import POLICIES, plan_programmes
 from recsys.config import BroadcastConfig
 from recsys.exceptions import DataError
+from recsys.ranking import Recommender
 from recsys.ranking.state import RankingState
+from recsys.taxonomy import Taxonomy
+from recsys.training.serving import TrainedModel
+
+if TYPE_CHECKING:  # heavy: the synthetic city package (~90 ms) loads only when a truth folder is read
+    from recsys.synthetic.truth import GroundTruth
 
 SIMULATED = "simulated_engagement"
 
 
 def _segment_prob(
-    truth: Any,
+    truth: GroundTruth,
     users: pd.DataFrame,
     region: str,
     channel: str,
     items: np.ndarray,
     keys: list[str],
-    taxonomy,
+    taxonomy: Taxonomy,
     at: pd.Timestamp,
 ) -> dict[str, np.ndarray]:
     """Mean true probability per audience key (group or sub-group code) of the region's residents, per item."""
@@ -65,7 +72,7 @@ def _segment_prob(
 
 
 def simulate(
-    rows: pd.DataFrame, places: pd.DataFrame, truth: Any, users: pd.DataFrame, taxonomy, day: dt.date
+    rows: pd.DataFrame, places: pd.DataFrame, truth: GroundTruth, users: pd.DataFrame, taxonomy: Taxonomy, day: dt.date
 ) -> pd.Series:
     """Simulated engagement of each place's programme (index ``place_id``; 0 for a place with no rows).
 
@@ -107,7 +114,7 @@ def evaluate_broadcast(
     places: pd.DataFrame,
     day: dt.date,
     config: BroadcastConfig,
-    truth: Any,
+    truth: GroundTruth,
     users: pd.DataFrame,
 ) -> pd.DataFrame:
     """Every policy's programme for ``day``, scored on the truth, per place.
@@ -160,12 +167,12 @@ def _records(table: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def broadcast_metrics(
-    model: Any,
+    model: TrainedModel,
     items: pd.DataFrame,
     users: pd.DataFrame,
     places: str | Path | pd.DataFrame,
     at: pd.Timestamp,
-    truth: Any,
+    truth: GroundTruth,
     config: BroadcastConfig | None = None,
 ) -> dict[str, Any]:
     """The evaluation's ``broadcast`` section: the day starting at ``at``, every policy scored on the truth.
@@ -191,9 +198,6 @@ def broadcast_metrics(
         ``by_region`` (records): simulated engagement per policy, capacity,
         and the engine's ratio to each baseline.
     """
-    from recsys.broadcast.places import load_places
-    from recsys.ranking import Recommender
-
     state = Recommender.from_model(model, catalog=items).state
     tax = state.taxonomy
     local = at.tz_convert(tax.tz)

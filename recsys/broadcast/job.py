@@ -33,10 +33,16 @@ import pyarrow.parquet as pq
 
 from recsys import columns as C
 from recsys.broadcast.places import load_places
-from recsys.broadcast.programme import PROGRAMME_COLUMNS, Programmes, plan_programmes
+from recsys.broadcast.programme import PROGRAMME_COLUMNS, Programmes, day_bounds, plan_programmes
 from recsys.config import BroadcastConfig
 from recsys.exceptions import ConfigError, DataError
+from recsys.holds import held_items
 from recsys.io import atomic_path, prepare_output_dir, write_json
+from recsys.push.job import model_age_warning, say
+from recsys.push.lock import hold
+from recsys.push.priorities import load_priorities
+from recsys.push.users import read_current_users
+from recsys.ranking import Recommender
 
 NAME = "broadcast"
 MANIFEST_FILE = "_manifest.json"
@@ -223,15 +229,10 @@ def run_broadcast(spec: BroadcastSpec, warn_stream: TextIO | None = sys.stderr) 
         Any bad input (places, catalogue, options), before anything is
         written; :class:`DataError` when no place is selected.
     """
-    from recsys.push.lock import hold
-    from recsys.ranking import Recommender
-
     target = prepare_output_dir(spec.out, NAME, force=spec.force, recognise=_is_programmes)
     recommender = Recommender.load(spec.model, catalog=spec.items)
     state = recommender.state
     tax = state.taxonomy
-    from recsys.push.job import model_age_warning, say
-
     model = state.model
     age = model_age_warning(
         recommender.version, str(model.window.get("end") or ""), tax, spec.day, int(model.config.push.stale_days)
@@ -240,23 +241,16 @@ def run_broadcast(spec: BroadcastSpec, warn_stream: TextIO | None = sys.stderr) 
     say(warn_stream, warnings, "warning")
     users = state.model.users
     if spec.users is not None:
-        from recsys.push.users import read_current_users
-
         users, _ = read_current_users(spec.users, tax)  # validated: quarantined rows do not count in a mix
     all_places = load_places(spec.places, tax, users)
     places = _select(all_places, spec, tax)
     held: frozenset[str] = frozenset()
     if spec.holds is not None:
-        from recsys.holds import held_items
-
         held = held_items(spec.holds)
     with hold(spec.out, what="broadcast output", run=f"broadcast {spec.day.isoformat()}"):
         shown = shown_before(spec.out, spec.day, spec.config.repeat_days)
         table = None
         if spec.priorities is not None:
-            from recsys.broadcast.programme import day_bounds
-            from recsys.push.priorities import load_priorities
-
             noon = pd.Timestamp(day_bounds(spec.day, tax)[0] + 12 * 3600 * 10**9, tz="UTC")
             table = load_priorities(spec.priorities, tax).boost_table(tax, noon)
         prog = plan_programmes(

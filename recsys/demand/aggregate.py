@@ -105,7 +105,7 @@ def _literal(path: Path) -> str:
 
 
 def _connect(threads: int | None, memory_limit: str):
-    try:
+    try:  # heavy: duckdb is optional and loads only for a demand analysis
         import duckdb
     except ImportError:
         raise ConfigError("recsys demand needs the duckdb package: pip install 'duckdb>=1.0'") from None

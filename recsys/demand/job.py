@@ -9,10 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import tomli_w
 
 from recsys.config import DemandConfig, is_int
 from recsys.demand import aggregate, audiences, gaps, priorities, supply, trends, weekly
+from recsys.demand.report import write_report
 from recsys.exceptions import ConfigError, DataError
+from recsys.io import atomic_path, prepare_output_dir, write_json, write_parquet, written_by_header
+from recsys.push.priorities import Priorities, priorities_document
 from recsys.taxonomy import Taxonomy, load_taxonomy
 
 #: the tables the job writes, in this order
@@ -36,7 +40,7 @@ class DemandResult:
 
     window: aggregate.Window
     tables: dict[str, pd.DataFrame]
-    priorities: Any
+    priorities: Priorities
     recommendations: list[tuple[str, str]]
     summary: dict[str, Any] = field(default_factory=dict)
 
@@ -187,12 +191,6 @@ def analyse(
 
 def write_outputs(result: DemandResult, folder: Path, taxonomy: Taxonomy) -> list[str]:
     """Write the tables, ``priorities.toml``, the report and ``summary.json`` into ``folder``; return the names."""
-    import tomli_w
-
-    from recsys.demand.report import write_report
-    from recsys.io import atomic_path, write_json, write_parquet, written_by_header
-    from recsys.push.priorities import priorities_document
-
     folder.mkdir(parents=True, exist_ok=True)
     names = []
     for name in TABLES:
@@ -227,8 +225,6 @@ def run_demand(
     ConfigError, DataError, SchemaError
         See :func:`analyse`; and an output folder that holds other files (without ``force``).
     """
-    from recsys.io import prepare_output_dir
-
     target = prepare_output_dir(out, "demand", force=force)
     tax = load_taxonomy(taxonomy)
     result = analyse(data, as_of=as_of, weeks=weeks, taxonomy=tax, config=config, threads=threads)

@@ -11,7 +11,7 @@ plots label with codes (a CJK font may be missing), tables with Chinese names.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -20,21 +20,24 @@ from recsys.evaluation.plots import pyplot, save_figure
 from recsys.evaluation.report import Section, render_html, render_markdown
 from recsys.taxonomy import Taxonomy
 
+if TYPE_CHECKING:  # cycle: the demand job imports this report
+    from recsys.demand.job import DemandResult
+
 PLOTS_DIR = "plots"
 TITLE = "科普需求跟踪分析报告 / Science-content demand tracking"
 
 
-def _name(taxonomy: Taxonomy, kind: str, code: Any) -> str:
+def _name(taxonomy: Taxonomy, kind: str, code: str | None) -> str:
     if code is None or code == "":
         return "全部 all"
     return f"{taxonomy.zh(kind, code)} {code}"
 
 
-def _pct(x: Any) -> str:
+def _pct(x: float | None) -> str:
     return "–" if x is None or not np.isfinite(x) else f"{x:+.0%}"
 
 
-def _share(x: Any) -> str:
+def _share(x: float | None) -> str:
     return "–" if x is None or not np.isfinite(x) else f"{x:.0%}"
 
 
@@ -43,7 +46,7 @@ def _day_before(iso: str) -> str:
     return (pd.Timestamp(iso) - pd.Timedelta(days=1)).date().isoformat()
 
 
-def _q(x: Any) -> str:
+def _q(x: float | None) -> str:
     return "–" if x is None or not np.isfinite(x) else f"{x:.3g}"
 
 
@@ -112,7 +115,7 @@ def plot_reach(audiences: pd.DataFrame, path: Path) -> Path:
     return save_figure(fig, path)
 
 
-def build_sections(result: Any, taxonomy: Taxonomy, plots: dict[str, str]) -> list[Section]:
+def build_sections(result: DemandResult, taxonomy: Taxonomy, plots: dict[str, str]) -> list[Section]:
     """The report's sections from a :class:`recsys.demand.job.DemandResult`."""
     t = result.tables
     s = result.summary
@@ -264,7 +267,7 @@ def build_sections(result: Any, taxonomy: Taxonomy, plots: dict[str, str]) -> li
     return sections
 
 
-def write_report(result: Any, out_dir: str | Path, taxonomy: Taxonomy) -> list[str]:
+def write_report(result: DemandResult, out_dir: str | Path, taxonomy: Taxonomy) -> list[str]:
     """Write ``report.md``, ``report.html`` and ``plots/*.png``; return the top-level names written."""
     out = Path(out_dir)
     folder = out / PLOTS_DIR

@@ -23,11 +23,13 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from recsys import columns as C
+from recsys import schema
 from recsys.config import is_int
 from recsys.exceptions import ArtifactError, ConfigError, DataError, SchemaError
 from recsys.push.channels import subscriptions
 from recsys.push.writer import HOLDOUT_FILE, MANIFEST_FILE, NIGHTLY, partition_dir
 from recsys.taxonomy import Taxonomy
+from recsys.training.serving import users_table_path
 
 #: the columns lift needs from each input (anything else is ignored)
 USER_COLUMNS = (C.USER_ID, C.GROUP, C.REGION, C.CHANNELS, C.PUSH_OPT_OUT)
@@ -204,8 +206,6 @@ def users_source(manifest: dict[str, Any], explicit: str | Path | None) -> Path:
     configured = str(manifest.get("users_path") or manifest.get("config", {}).get("users") or "")
     if configured:
         return Path(configured)
-    from recsys.training.serving import users_table_path
-
     return users_table_path(str(manifest.get("model", "")))
 
 
@@ -278,8 +278,6 @@ def read_users(path: str | Path, taxonomy: Taxonomy) -> Users:
         wanted = [c for c in (*USER_COLUMNS, C.REGISTERED_AT) if c in names]
         table = pq.read_table(p, columns=wanted)
     else:
-        from recsys import schema
-
         frame = schema.read_table(p, "users")
         if C.CHANNELS in frame.columns:
             frame[C.CHANNELS] = [
@@ -356,8 +354,6 @@ def _event_dataset(path: Path) -> ds.Dataset:
     if not path.exists():
         raise SchemaError(f"--events {path}: no such file or folder; give the events (Parquet file or folder)")
     if path.is_file() and path.suffix.lower() == ".csv":
-        from recsys import schema
-
         frame = schema.read_table(path, "events")
         text = frame[C.TIMESTAMP].astype(str).str.strip()
         seconds = text.str.fullmatch(r"-?\d+")

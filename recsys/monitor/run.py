@@ -29,6 +29,8 @@ from recsys.monitor.state import (
     run_alerts,
 )
 from recsys.push.lock import hold as hold_lock
+from recsys.ranking.catalog import check_catalog
+from recsys.schema import _as_timestamps  # the contract's one timestamp rule (offsets, Unix seconds)
 from recsys.taxonomy import Taxonomy, load_taxonomy
 
 ALERTS_FILE = "alerts.jsonl"
@@ -132,8 +134,6 @@ class _Catalog:
 
 
 def _read_catalog(path: str | Path, taxonomy: Taxonomy, now: pd.Timestamp) -> _Catalog:
-    from recsys.ranking.catalog import check_catalog
-
     items, _ = check_catalog(path, taxonomy)
     topics = list(taxonomy.topics)
     pos = {t: i for i, t in enumerate(topics)}
@@ -174,10 +174,6 @@ def _count(
     skipped: dict[str, int],
 ) -> tuple[int, int, int]:
     """Count a file's new rows; return (counted, late, newest ns)."""
-    from recsys.schema import (
-        _as_timestamps,  # the contract's one timestamp rule (offsets, Unix seconds)
-    )
-
     n = len(chunk)
     keep = np.ones(n, dtype=bool)
 

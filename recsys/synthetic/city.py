@@ -25,7 +25,7 @@ from recsys.synthetic.catalogue import Catalogue, make_catalogue
 from recsys.synthetic.events import EventArrays, Policy, make_events, make_policy
 from recsys.synthetic.places import default_kiosks, item_durations, make_places
 from recsys.synthetic.population import NEVER, Population, make_population
-from recsys.synthetic.spec import Spec, load_spec
+from recsys.synthetic.spec import DemandShift, Spec, load_spec
 from recsys.synthetic.truth import GroundTruth, end_iso
 from recsys.taxonomy import Taxonomy, load_taxonomy
 
@@ -175,7 +175,7 @@ def items_frame(cat: Catalogue, spec: Spec, item_ids: pa.Array) -> pd.DataFrame:
     )
 
 
-def _shift_record(shift: Any, spec: Spec, window: Window) -> dict[str, Any]:
+def _shift_record(shift: DemandShift, spec: Spec, window: Window) -> dict[str, Any]:
     """A planted demand shift as JSON-ready codes, its onset the local midnight that many days before the end."""
     day = max(window.n_days - shift.onset_days_before_end, 0)
     onset = int(window.day_start[day])
@@ -393,7 +393,7 @@ class City:
         progress : bool, default False
             Show a tqdm progress bar over users.
         """
-        from tqdm import tqdm
+        from tqdm import tqdm  # heavy: ~50 ms, loads when a city is generated, not when a truth is read
 
         w = self._world
         offset = 0

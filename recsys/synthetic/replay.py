@@ -29,7 +29,6 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -37,9 +36,11 @@ import pandas as pd
 from recsys import columns as C
 from recsys.config import is_int
 from recsys.exceptions import ConfigError, DataError
+from recsys.push.plan import parse_day
 from recsys.push.writer import read_pushes
 from recsys.seeds import check_random_state
 from recsys.synthetic.truth import GroundTruth
+from recsys.taxonomy import load_taxonomy
 
 #: the columns of :attr:`Replay.expected`
 EXPECTED_COLUMNS = ("user_id", "pushed", "y0_items", "y1_items", "y0_pushed_items", "y1_pushed_items")
@@ -70,7 +71,7 @@ class Replay:
     expected: pd.DataFrame
     pushes: pd.DataFrame
 
-    def expected_lift(self, user_ids: Any = None, outcome: str = "items") -> float:
+    def expected_lift(self, user_ids: Sequence[str] | None = None, outcome: str = "items") -> float:
         """The truth's mean of ``y1 - y0`` over ``user_ids`` (default: every pushed user).
 
         Parameters
@@ -145,8 +146,6 @@ def replay_pushes(
     DataError
         If the night has no push rows.
     """
-    from recsys.push.plan import parse_day
-
     day = parse_day(date)
     if not is_int(days) or not 1 <= days <= 60:
         raise ConfigError(f"days must be a whole number in 1..60, got {days!r}")
@@ -161,8 +160,6 @@ def replay_pushes(
     n_users = len(user_ids)
     user_pos = pd.Index(user_ids)
     if personal is None:
-        from recsys.taxonomy import load_taxonomy
-
         personal = load_taxonomy().personal_channels
     subscribed = [
         [c for c in (list(v) if v is not None else []) if c in personal]

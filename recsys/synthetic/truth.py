@@ -39,6 +39,7 @@ from recsys.seeds import check_random_state
 from recsys.synthetic.calendar import SECONDS_PER_DAY, campaign_effects
 from recsys.synthetic.sampling import sigmoid
 from recsys.synthetic.spec import Campaign
+from recsys.timeutil import TimeLike
 
 TRUTH_VERSION = 1
 
@@ -265,7 +266,7 @@ class GroundTruth:
         term = self._channel_logit[c] + self._channel_format_logit[c, formats]
         return term, self._channel_formats[c, formats]
 
-    def _moments(self, at: Any, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _moments(self, at: TimeLike | Sequence[TimeLike] | None, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Epoch seconds, campaign rows (n_days, T), day index and weekday/evening logit of moments.
 
         ``at`` is None (the log's end), one tz-aware moment, or ``n`` of them.
@@ -293,7 +294,7 @@ class GroundTruth:
             seconds, day, extra = (np.full(n, seconds[0]), np.zeros(n, dtype=np.int64), np.full(n, extra[0]))
         return seconds.astype(np.int64), campaign, day.astype(np.int64), extra
 
-    def _channels(self, channel: Any, n: int) -> np.ndarray | int:
+    def _channels(self, channel: str | Sequence[str | None] | None, n: int) -> np.ndarray | int:
         """Channel index (-1: none) for one channel or one per pair."""
         if channel is None or isinstance(channel, str):
             return self.channel_index(channel)
@@ -313,7 +314,7 @@ class GroundTruth:
         item_ids: Sequence[str] | np.ndarray,
         channel: str | None = None,
         *,
-        at: Any = None,
+        at: TimeLike | None = None,
     ) -> np.ndarray:
         """True probability that each user positively engages with each item if pushed.
 
@@ -401,9 +402,9 @@ class GroundTruth:
         self,
         user_ids: Sequence[str] | np.ndarray,
         item_ids: Sequence[str] | np.ndarray,
-        channel: str | None = None,
+        channel: str | Sequence[str | None] | None = None,
         *,
-        at: Any = None,
+        at: TimeLike | Sequence[TimeLike] | None = None,
     ) -> np.ndarray:
         """Like :meth:`engagement_prob` for aligned pairs.
 
@@ -445,7 +446,7 @@ class GroundTruth:
         item_ids: Sequence[str] | np.ndarray,
         channel: str | None = None,
         *,
-        at: Any = None,
+        at: TimeLike | Sequence[TimeLike] | None = None,
         seed: int | np.random.Generator | None = 0,
     ) -> np.ndarray:
         """Simulate whether each pushed pair is positively engaged with.
