@@ -126,3 +126,109 @@ def test_the_serving_interface_does_not_load_the_training_job():
             "'recsys.training.collaborative', 'recsys.training.interactions')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "[]"
+
+
+# ---- imports inside functions, and the domain types of parameters ------------------------------
+
+#: why an import may sit inside a function: it breaks an import cycle, or defers a heavy optional
+#: dependency (faiss, LightGBM, matplotlib, duckdb, dask, ...) on a path that often does not need it
+_WHY = re.compile(r"#\s*(cycle|heavy)\b")
+
+
+def _parents(tree: ast.AST) -> dict[ast.AST, ast.AST]:
+    return {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+
+
+def unexplained_imports(source: str, name: str = "<src>") -> list[str]:
+    """Function-level imports with no ``# cycle`` / ``# heavy`` comment on their line or just above it.
+
+    Once per function: an import is explained when it carries the comment or an earlier import of
+    the same function does (the comment says why the function imports late, not each name).
+    """
+    tree = ast.parse(source, filename=name)
+    lines = source.splitlines()
+    parents = _parents(tree)
+    explained: set[ast.AST] = set()
+    found = []
+    for node in sorted(
+        (n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))), key=lambda n: n.lineno
+    ):
+        owner = parents.get(node)
+        while owner is not None and not isinstance(owner, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            owner = parents.get(owner)
+        if owner is None:
+            continue  # module level (including `if TYPE_CHECKING:` blocks)
+        # the import's own line, the line above it and the comment lines above that
+        above = node.lineno - 3
+        while above >= 0 and lines[above].lstrip().startswith("#"):
+            above -= 1
+        near = "\n".join(lines[max(above + 1, 0) : node.lineno])
+        if _WHY.search(near):
+            explained.add(owner)
+        elif owner not in explained:
+            found.append(f"{name}:{node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def test_the_import_scan_finds_an_unexplained_function_level_import():
+    src = (
+        "import os\n"
+        "if TYPE_CHECKING:\n    import faiss\n"
+        "def ok():\n    # heavy: faiss only here,\n    # not at import\n    import faiss\n    import numpy\n"
+        "def also_ok():\n    from recsys import training  # cycle: the job imports us\n"
+        "def bad():\n    x = 1\n    from recsys.push import lock\n"
+        "def nested():\n    import json  # heavy: not really\n    def inner():\n        import csv\n"
+    )
+    assert unexplained_imports(src) == ["<src>:13: from recsys.push import lock", "<src>:17: import csv"]
+
+
+def test_every_function_level_import_says_why():
+    # recsys/cli/* keep their imports inside run() so `recsys --help` stays fast: not scanned
+    offenders = []
+    for path in sorted((ROOT / "recsys").rglob("*.py")):
+        if (ROOT / "recsys" / "cli") in path.parents:
+            continue
+        offenders += unexplained_imports(path.read_text(encoding="utf-8"), str(path.relative_to(ROOT)))
+    assert not offenders, (
+        "import at the top of the module, or say why not with a `# cycle: ...` or `# heavy: ...` comment "
+        "on the import or in the comment right above it: " + "; ".join(offenders)
+    )
+
+
+#: parameters and attributes with these names hold domain objects (TrainedModel, Taxonomy,
+#: GroundTruth, Recommender, RankingState, EngineConfig or a section, settings, UserPlan, users,
+#: Catalog, LearnedRanker): they get their real type, never ``Any``
+_DOMAIN_NAMES = re.compile(r"^(model|taxonomy|truth|recommender|state|config|settings|plan|users|catalog|ranker)$")
+_ANY = {"Any", "Any | None", "None | Any", "Optional[Any]", "typing.Any"}
+
+
+def any_typed_domain_names(source: str, name: str = "<src>") -> list[str]:
+    """Parameters (and class attributes) named like a domain object but annotated ``Any``."""
+    found = []
+    for node in ast.walk(ast.parse(source, filename=name)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            a = node.args
+            for arg in [*a.posonlyargs, *a.args, *a.kwonlyargs]:
+                if _DOMAIN_NAMES.match(arg.arg) and arg.annotation is not None and ast.unparse(arg.annotation) in _ANY:
+                    found.append(f"{name}:{arg.lineno}: {node.name}({arg.arg}: Any)")
+        elif isinstance(node, ast.ClassDef):
+            for stmt in node.body:
+                if (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)
+                        and _DOMAIN_NAMES.match(stmt.target.id) and ast.unparse(stmt.annotation) in _ANY):
+                    found.append(f"{name}:{stmt.lineno}: {node.name}.{stmt.target.id}: Any")
+    return found
+
+
+def test_the_any_scan_finds_domain_parameters_and_attributes():
+    src = (
+        "def f(model: Any, k: Any, *, truth: Any | None = None, users: 'Users' = None):\n    pass\n"
+        "class C:\n    state: Any\n    extra: Any\n    config: EngineConfig\n"
+    )
+    assert any_typed_domain_names(src) == ["<src>:1: f(model: Any)", "<src>:1: f(truth: Any)", "<src>:4: C.state: Any"]
+
+
+def test_domain_parameters_have_their_real_types():
+    offenders = []
+    for path in sorted((ROOT / "recsys").rglob("*.py")):
+        offenders += any_typed_domain_names(path.read_text(encoding="utf-8"), str(path.relative_to(ROOT)))
+    assert not offenders, "give these their real type (a TYPE_CHECKING import where a cycle would appear): " + "; ".join(offenders)
