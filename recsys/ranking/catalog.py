@@ -239,45 +239,54 @@ def _ns(values: pd.Series, fill: int) -> np.ndarray:
     return np.where(ts.isna().to_numpy(), fill, out)
 
 
-def _lists(values: pd.Series) -> list[list[str]]:
-    out = []
-    for v in values:
-        if v is None or (isinstance(v, float) and np.isnan(v)):
-            out.append([])
-        elif isinstance(v, str):
-            out.append([x for x in v.split("|") if x])
-        else:
-            out.append([str(x) for x in v])
-    return out
+def _exploded(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Every listed code of a list column as (row, code) pairs, in row order and list order.
+
+    A cell is a list or array of codes, a ``|``-joined string (a CSV
+    catalogue; empty parts dropped), or missing (no codes). One ``explode``
+    over the column instead of a Python loop per item: the catalogue's arrays
+    are built at every worker's start.
+    """
+    cells = values.to_numpy(dtype=object)
+    joined = np.fromiter((isinstance(v, str) for v in cells), dtype=bool, count=len(cells))
+    if joined.any():
+        cells = cells.copy()
+        for j in np.flatnonzero(joined):
+            cells[j] = [x for x in cells[j].split("|") if x]
+    flat = pd.Series(cells, copy=False).explode()
+    keep = flat.notna().to_numpy()  # an empty list or a missing cell explodes to one missing value
+    return flat.index.to_numpy()[keep], flat.to_numpy(dtype=object)[keep]
 
 
-def _targets(lists: list[list[str]], codes: tuple[str, ...], name: str) -> np.ndarray:
+def _code_positions(labels: np.ndarray, codes: tuple[str, ...], name: str) -> np.ndarray:
+    """Position of each label in ``codes``; an unknown label is a SchemaError naming it."""
+    pos = pd.Categorical(labels, categories=list(codes)).codes.astype(np.int64)
+    if (pos < 0).any():
+        bad = labels[np.flatnonzero(pos < 0)[0]]
+        raise SchemaError(f"catalogue column {name!r} has unknown code {str(bad)!r}; valid: {', '.join(codes)}")
+    return pos
+
+
+def _targets(values: pd.Series, codes: tuple[str, ...], name: str) -> np.ndarray:
     """(n_codes, n) bool: item j may go to code c (an empty list means all codes)."""
-    pos = {c: i for i, c in enumerate(codes)}
-    ok = np.zeros((len(codes), len(lists)), dtype=bool)
-    for j, targets in enumerate(lists):
-        if not targets:
-            ok[:, j] = True
-            continue
-        for t in targets:
-            if t not in pos:
-                raise SchemaError(f"catalogue column {name!r} has unknown code {t!r}; valid: {', '.join(codes)}")
-            ok[pos[t], j] = True
+    n = len(values)
+    rows, labels = _exploded(values)
+    ok = np.zeros((len(codes), n), dtype=bool)
+    ok[_code_positions(labels, codes, name), rows] = True
+    ok[:, np.bincount(rows, minlength=n) == 0] = True
     return ok
 
 
-def _topics(lists: list[list[str]], codes: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
-    pos = {c: i for i, c in enumerate(codes)}
-    n_topics = len(codes)
-    bools = np.zeros((len(lists), n_topics), dtype=bool)
-    primary = np.full(len(lists), n_topics, dtype=np.int64)
-    for j, topics in enumerate(lists):
-        for t in topics:
-            if t not in pos:
-                raise SchemaError(f"catalogue column 'topics' has unknown code {t!r}; valid: {', '.join(codes)}")
-            bools[j, pos[t]] = True
-        if topics:
-            primary[j] = pos[topics[0]]
+def _topics(values: pd.Series, codes: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """(n, n_topics) bool of each item's topics, and its first listed topic (``n_topics``: none)."""
+    n, n_topics = len(values), len(codes)
+    rows, labels = _exploded(values)
+    pos = _code_positions(labels, codes, C.TOPICS)
+    bools = np.zeros((n, n_topics), dtype=bool)
+    bools[rows, pos] = True
+    primary = np.full(n, n_topics, dtype=np.int64)
+    first = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]]) if len(rows) else np.zeros(0, np.int64)
+    primary[rows[first]] = pos[first]
     return bools, primary
 
 
@@ -360,7 +369,7 @@ def build_catalog(
     published = _ns(meta[C.PUBLISHED_AT], NS_MIN)
     expires = _ns(meta[C.EXPIRES_AT], NS_MAX)
     format_code = _positions(meta[C.FORMAT], tuple(tax.formats))
-    topic_bool, primary = _topics(_lists(meta[C.TOPICS]), tuple(tax.topics))
+    topic_bool, primary = _topics(meta[C.TOPICS], tuple(tax.topics))
     topic_idx, topic_weight = _padded_topics(topic_bool)
     authority_code = _positions(meta[C.AUTHORITY], C.AUTHORITIES)
     levels = np.array([float(config.authority_levels.get(a, 0.0)) for a in C.AUTHORITIES], dtype=np.float32)
@@ -404,8 +413,8 @@ def build_catalog(
         topic_idx=topic_idx,
         topic_weight=topic_weight,
         primary_topic=primary,
-        group_ok=_targets(_lists(meta[C.TARGET_GROUPS]), tuple(tax.groups), C.TARGET_GROUPS),
-        region_ok=_targets(_lists(meta[C.TARGET_REGIONS]), tuple(tax.regions), C.TARGET_REGIONS),
+        group_ok=_targets(meta[C.TARGET_GROUPS], tuple(tax.groups), C.TARGET_GROUPS),
+        region_ok=_targets(meta[C.TARGET_REGIONS], tuple(tax.regions), C.TARGET_REGIONS),
         authority=levels[authority_code],
         authority_code=authority_code,
         cf=cf,
