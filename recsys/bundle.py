@@ -177,11 +177,16 @@ class BundleReader:
         """Load ``name.parquet`` (only ``columns``, if given)."""
         return load_table(self.root, name, columns=columns)
 
-    def arrow(self, name: str, columns: list[str] | None = None) -> Any:
-        """Load ``name.parquet`` as a pyarrow Table (no Python object per row)."""
+    def arrow(self, name: str, columns: list[str] | None = None, *, dictionary: list[str] | None = None) -> Any:
+        """Load ``name.parquet`` as a pyarrow Table (no Python object per row).
+
+        ``dictionary`` columns are read dictionary-encoded (each distinct
+        value once, an integer per row): a code column of millions of rows
+        without decoding millions of strings.
+        """
         fpath = self.root / f"{name}.parquet"
         try:
-            return pq.read_table(fpath, columns=columns)
+            return pq.read_table(fpath, columns=columns, read_dictionary=dictionary)
         except FileNotFoundError:
             raise ArtifactError(f"{fpath}: missing from the model bundle") from None
         except Exception as exc:  # pyarrow raises several types on corrupt files

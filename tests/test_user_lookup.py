@@ -84,6 +84,9 @@ def test_a_loaded_bundle_serves_users_without_reading_its_users_table(bundle):
     assert rec.state.user_pos.positions(asked).tolist() == [oracle.get(u, -1) for u in asked]
     codes = pd.Categorical(table["group"], categories=list(model.taxonomy.groups)).codes
     assert rec.state.user_group.tolist() == codes.tolist()
+    # read from the Parquet column alone (dictionary-encoded); a value outside the codes is -1
+    assert model.user_codes("group", ("youth", "resident")).tolist() == [-1, 0, -1, 1]
+    assert "users" not in model.__dict__
     assert rec.state.user_ids.tolist() == table["user_id"].tolist()
     # the lists are those of the model in memory (whose lookup is built from its users table)
     in_memory = Recommender.from_model(_model())

@@ -264,13 +264,18 @@ class TrainedModel:
         """
         if "users" in self.__dict__ or self._users_from is None:
             return pd.Categorical(self.users[column].astype(str), categories=list(codes)).codes.astype(np.int64)
-        values = self._users_from.arrow(USERS_TABLE, columns=[column]).column(column)
-        found = pc.index_in(values.cast(pa.string()), value_set=pa.array(list(codes), type=pa.string()))
-        out = found.fill_null(-1).to_numpy().astype(np.int64)
-        del values, found
+        values = self._users_from.arrow(USERS_TABLE, columns=[column], dictionary=[column]).column(column)
+        wanted = pa.array(list(codes), type=pa.string())
+        parts = [np.zeros(0, np.int64)]
+        for chunk in values.chunks:
+            # each distinct value is matched once; a row takes its value's position (-1: unknown or missing)
+            where = pc.index_in(chunk.dictionary.cast(pa.string()), value_set=wanted).fill_null(-1).to_numpy(zero_copy_only=False)
+            rows = chunk.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+            parts.append(np.append(where, -1).astype(np.int64)[rows])
+        del values
         # Arrow's allocator keeps freed buffers for reuse: give the column's memory back to the process
         pa.default_memory_pool().release_unused()
-        return out
+        return np.concatenate(parts)
 
     @property
     def n_items(self) -> int:
