@@ -384,3 +384,50 @@ def test_the_taste_feature_is_the_models_latent_taste_and_part_of_engagement(sam
     loaded = TrainedModel.load(dataclasses.replace(model, taste=taste).save(tmp_path / "models"))
     np.testing.assert_array_equal(np.asarray(loaded.taste.item_taste), taste.item_taste)
     np.testing.assert_allclose(block_features(loaded), with_taste, rtol=1e-6, atol=1e-6)
+
+
+def test_users_without_engagement_get_the_exposure_term_of_their_own_strongest_signal():
+    from types import SimpleNamespace
+
+    from recsys.training.ranker_training import MIN_COLD_QUERIES, Examples, choose_exposure
+
+    rng = np.random.default_rng(6)
+    n_q, per = 200, 20
+    # columns: appeal (engagement when shown), city popularity, segment popularity, user history
+    x, groups = _queries(rng, n_q, per, 4)
+    x[:, 1:3] *= 50
+    cold_q = np.arange(n_q) % 2 == 1
+    x[:, 3] = np.repeat(np.where(cold_q, 0.0, 3.0), per)
+    names = ["appeal", "pop", "segpop", "user_history"]
+    shown = rng.random((n_q * per, 4)).astype(np.float32)
+    ranker = LearnedRanker.fit(
+        shown, (shown[:, 0] > 0.6).astype(np.int32), np.full(n_q, per), names, n_estimators=20,
+        min_child_samples=5, objective="binary",
+    )
+    feats = tuple(SimpleNamespace(name=n) for n in names)
+    users = np.arange(n_q)
+    valid = users % 4 < 2  # half the warm and half the cold users held out
+    assert min(int((cold_q & valid).sum()), int((cold_q & ~valid).sum())) >= MIN_COLD_QUERIES
+    # the log: warm users engage with what is popular in the city, cold users with their segment's
+    rows_cold = np.repeat(cold_q, per)
+    y = np.where(rows_cold, x[:, 2] > 40, x[:, 1] > 40).astype(np.int32)
+    out = choose_exposure(ranker, Examples(x, y, groups, ~cold_q, users), valid, feats)
+    assert out["exposure_feature"] == "pop" and out["exposure_feature_cold"] == "segpop"
+    assert out["exposure_weight_cold"] > 0
+    # the score: the cold rows take the segment term, the warm rows the city one
+    own = ranker.booster.predict(x, num_iteration=ranker.report["best_iteration"] or None)
+    got = ranker.predict(x) - own
+    w, wc = out["exposure_weight"], out["exposure_weight_cold"]
+    want = np.where(rows_cold, wc * np.log1p(x[:, 2]), w * np.log1p(x[:, 1]))
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    used = ranker.used_features
+    assert used[names.index("segpop")] and used[names.index("user_history")]
+    # without the user-history feature there is no cold term
+    ranker.report.update(exposure_feature=None, exposure_weight=0.0)
+    feats3 = feats[:3]
+    ranker3 = LearnedRanker.fit(
+        shown[:, :3], (shown[:, 0] > 0.6).astype(np.int32), np.full(n_q, per), names[:3], n_estimators=20,
+        min_child_samples=5, objective="binary",
+    )
+    out3 = choose_exposure(ranker3, Examples(x[:, :3], y, groups, ~cold_q, users), valid, feats3)
+    assert "exposure_feature_cold" not in out3 or out3["exposure_feature_cold"] is None

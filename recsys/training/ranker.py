@@ -25,8 +25,12 @@ import numpy as np
 from recsys.exceptions import ConfigError
 
 if TYPE_CHECKING:
+    import lightgbm as lgb  # heavy: LightGBM loads only to fit or load a ranker
+
     from recsys.bundle import BundleReader, BundleWriter
 
+#: the feature that marks a user without engagement (0): rows of the cold users' exposure term
+COLD_FEATURE = "user_history"
 #: bundle file names
 MODEL_FILE = "ranker.txt"
 META_FILE = "ranker.json"
@@ -58,7 +62,7 @@ class LearnedRanker:
         validation NDCG, best iteration, timings.
     """
 
-    booster: Any
+    booster: lgb.Booster
     feature_names: list[str]
     report: dict[str, Any] = field(default_factory=dict)
     base_feature: str | None = None
@@ -82,7 +86,8 @@ class LearnedRanker:
             used = np.zeros(len(self.feature_names), bool)
         else:
             used = np.asarray(self.booster.feature_importance("split", iteration=best or None)) > 0
-        for name in (self.base_feature, self.exposure_feature):
+        cold = self._exposure_cold()
+        for name in (self.base_feature, self.exposure_feature, *((cold[0], COLD_FEATURE) if cold else ())):
             if name is not None:
                 used[self.feature_names.index(name)] = True
         return used
@@ -92,13 +97,31 @@ class LearnedRanker:
         """The popularity feature added to the score (``report["exposure_feature"]``), if any."""
         return self.report.get("exposure_feature")
 
+    def _exposure_cold(self) -> tuple[str, float] | None:
+        """The cold users' exposure feature and weight (``report["exposure_feature_cold"]``), if any."""
+        name = self.report.get("exposure_feature_cold")
+        if name is None or COLD_FEATURE not in self.feature_names:
+            return None
+        return name, float(self.report.get("exposure_weight_cold") or 0.0)
+
     def exposure(self, x: np.ndarray) -> np.ndarray:
         """``exposure_weight x log1p(exposure feature)``: what the old system will show and users
-        engage with, added to a ranker fitted on impressions (0 without an exposure feature)."""
+        engage with, added to a ranker fitted on impressions (0 without an exposure feature).
+
+        Rows of users without engagement (``user_history`` 0) take the cold
+        users' own feature and weight where the ranker has them.
+        """
         name, weight = self.exposure_feature, float(self.report.get("exposure_weight") or 0.0)
-        if name is None or weight == 0.0:
-            return np.zeros(len(x), np.float32)
-        return (weight * base_score(x[:, self.feature_names.index(name)])).astype(np.float32)
+        out = np.zeros(len(x), np.float32)
+        if name is not None and weight != 0.0:
+            out = (weight * base_score(x[:, self.feature_names.index(name)])).astype(np.float32)
+        cold = self._exposure_cold()
+        if cold is not None:
+            rows = np.nan_to_num(x[:, self.feature_names.index(COLD_FEATURE)], nan=0.0) <= 0
+            if rows.any():
+                term = cold[1] * base_score(x[rows, self.feature_names.index(cold[0])])
+                out[rows] = term.astype(np.float32)
+        return out
 
     @classmethod
     def fit(
@@ -160,7 +183,7 @@ class LearnedRanker:
         -------
         LearnedRanker
         """
-        import lightgbm as lgb
+        import lightgbm as lgb  # heavy: LightGBM loads only to fit a ranker
 
         params = {
             "objective": objective,
@@ -275,7 +298,7 @@ class LearnedRanker:
         ArtifactError
             If one of the two files is missing or unreadable.
         """
-        import lightgbm as lgb
+        import lightgbm as lgb  # heavy: LightGBM loads only for a bundle that has a learned ranker
 
         if not reader.has(MODEL_FILE) and not reader.has(META_FILE):
             return None
@@ -296,6 +319,7 @@ class LearnedRanker:
         base = report.get("base_feature")
         if base is not None and base not in names:
             raise reader.error(META_FILE, f"base feature {base!r} is not one of its features")
-        if report.get("exposure_feature") not in (None, *names):
-            raise reader.error(META_FILE, f"exposure feature {report['exposure_feature']!r} is not one of its features")
+        for key in ("exposure_feature", "exposure_feature_cold"):
+            if report.get(key) not in (None, *names):
+                raise reader.error(META_FILE, f"exposure feature {report[key]!r} is not one of its features")
         return cls(booster=booster, feature_names=names, report=report, base_feature=base)

@@ -53,9 +53,13 @@ import scipy.sparse as sp
 from recsys import columns as C
 from recsys.config import EngineConfig
 from recsys.idmap import IdMap
+from recsys.ranking import candidates, eligibility, features
+from recsys.ranking.features import selected
+from recsys.ranking.state import RankingState, build_state
+from recsys.ranking.users import resolve
 from recsys.training.engagement import LatentTaste, build_exposures, fit_latent_taste, shown_logit
 from recsys.training.model import TrainedModel
-from recsys.training.ranker import LearnedRanker, base_score
+from recsys.training.ranker import COLD_FEATURE, LearnedRanker, base_score
 from recsys.seeds import check_random_state
 from recsys.taxonomy import Taxonomy
 
@@ -107,7 +111,7 @@ def _labels(events: pd.DataFrame, cut: pd.Timestamp, user_ids: pd.Index, item_id
 
 
 def build_examples(
-    state: Any,
+    state: RankingState,
     rows: np.ndarray,
     positives: sp.csr_matrix,
     shown: sp.csr_matrix,
@@ -126,9 +130,6 @@ def build_examples(
     Every such query is kept (a pointwise objective learns from a query
     whose impressions all share one label).
     """
-    from recsys.ranking import candidates, eligibility, features
-    from recsys.ranking.users import resolve
-
     rng = check_random_state(seed)
     catalog = state.catalog
     n_items = catalog.n_items
@@ -298,38 +299,76 @@ def choose_exposure(ranker: LearnedRanker, logged: Examples, valid: np.ndarray, 
     ranking of the *held-out* users' candidate queries reaches that feature's
     own NDCG@10 there (the largest NDCG@10 if none does): the engine never
     trails its strongest baseline on the log, and otherwise ranks by
-    engagement when shown.
+    engagement when shown. Users without engagement before the cut (the
+    ``user_history`` feature is 0) get a feature and weight of their own,
+    chosen the same way on their queries alone, when there are at least
+    :data:`MIN_COLD_QUERIES` of them on each side: for them the strongest
+    baseline is often another popularity than for everyone.
 
     Returns
     -------
     dict
         ``exposure_feature``, ``exposure_weight`` and the held-out NDCG@10 of
         the feature alone and of each weight tried (empty without queries);
+        ``exposure_feature_cold``, ``exposure_weight_cold`` and
+        ``exposure_cold_valid_ndcg_at_10`` for users without engagement;
         also written into ``ranker.report``, which :meth:`LearnedRanker.predict` reads.
     """
     if len(logged.groups) == 0:
         return {}
-    take = valid if valid.any() and (~valid).any() else np.ones(len(logged.groups), bool)
-    x_t, y_t, g_t = _subset(logged, ~valid if take is valid else take)
+    names = [f.name for f in feats]
+    ranker.report.update({"exposure_feature": None, "exposure_weight": 0.0, "exposure_feature_cold": None})
+    own = ranker.predict(logged.x)  # the ranker's score without any exposure term
+    out = _exposure_for(own, logged, valid, feats, np.ones(len(logged.groups), bool))
+    if not out:
+        return {}
+    cold = _cold_queries(logged, names)
+    if cold is not None and min(int((cold & valid).sum()), int((cold & ~valid).sum())) >= MIN_COLD_QUERIES:
+        # users with no engagement yet: their strongest baseline is another popularity (their
+        # segment's, often), which one feature for everyone misses
+        cold_out = _exposure_for(own, logged, valid, feats, cold)
+        if cold_out:
+            out.update({f"{k.replace('exposure_', 'exposure_cold_', 1)}": v for k, v in cold_out.items()})
+            out["exposure_feature_cold"] = out.pop("exposure_cold_feature")
+            out["exposure_weight_cold"] = out.pop("exposure_cold_weight")
+    ranker.report.update(out)
+    return out
+
+
+#: held-out and training queries of users without engagement needed for their own exposure term
+MIN_COLD_QUERIES = 20
+
+
+def _cold_queries(logged: Examples, names: list[str]) -> np.ndarray | None:
+    """Per query, whether its user had no positive engagement before the cut (``None`` without the feature)."""
+    if COLD_FEATURE not in names:
+        return None
+    first = np.concatenate([[0], np.cumsum(logged.groups)[:-1]])
+    return np.nan_to_num(logged.x[first, names.index(COLD_FEATURE)], nan=0.0) <= 0
+
+
+def _exposure_for(own: np.ndarray, logged: Examples, valid: np.ndarray, feats: tuple, among: np.ndarray) -> dict[str, Any]:
+    """Feature and weight of the exposure term for the queries ``among`` (see :func:`choose_exposure`)."""
+    train, held = among & ~valid, among & valid
+    if not held.any() or not train.any():
+        train = held = among
+    x_t, y_t, g_t = _subset(logged, train)
     feature, _ = best_single_feature(x_t, y_t, g_t, feats)
     if feature is None:
         return {}
-    x_v, y_v, g_v = _subset(logged, take)
+    x_v, y_v, g_v = _subset(logged, held)
+    own_v = own[_rows(logged, held)]
     names = [f.name for f in feats]
     pop = base_score(x_v[:, names.index(feature)])
     target = _ndcg_at(pop, y_v, g_v)
-    ranker.report.update({"exposure_feature": feature, "exposure_weight": 0.0})
-    own = ranker.predict(x_v)  # the ranker's score without the exposure term (weight 0)
-    tried = {w: _ndcg_at(own + np.float32(w) * pop, y_v, g_v) for w in EXPOSURE_WEIGHTS}
+    tried = {w: _ndcg_at(own_v + np.float32(w) * pop, y_v, g_v) for w in EXPOSURE_WEIGHTS}
     reached = [w for w in EXPOSURE_WEIGHTS if tried[w] >= target]
     weight = reached[0] if reached else max(EXPOSURE_WEIGHTS, key=lambda w: (tried[w], -w))
-    out = {
+    return {
         "exposure_feature": feature,
         "exposure_weight": float(weight),
         "exposure_valid_ndcg_at_10": {"feature_alone": round(target, 6), **{f"{w:g}": round(v, 6) for w, v in tried.items()}},
     }
-    ranker.report.update(out)
-    return out
 
 
 def _concat(parts: list[Examples], n_features: int) -> Examples:
@@ -343,9 +382,14 @@ def _concat(parts: list[Examples], n_features: int) -> Examples:
     )
 
 
-def _subset(ex: Examples, take: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _rows(ex: Examples, take: np.ndarray) -> np.ndarray:
+    """The example rows of the queries ``take`` marks, in order."""
     bounds = np.concatenate([[0], np.cumsum(ex.groups)])
-    rows = np.concatenate([np.arange(bounds[q], bounds[q + 1]) for q in np.flatnonzero(take)]) if take.any() else np.zeros(0, int)
+    return np.concatenate([np.arange(bounds[q], bounds[q + 1]) for q in np.flatnonzero(take)]) if take.any() else np.zeros(0, int)
+
+
+def _subset(ex: Examples, take: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rows = _rows(ex, take)
     return ex.x[rows], ex.y[rows], ex.groups[take]
 
 
@@ -389,7 +433,7 @@ def fit_ranker(
     *,
     config: EngineConfig,
     taxonomy: Taxonomy,
-    content_from: Any = None,
+    content_from: TrainedModel | None = None,
 ) -> tuple[LearnedRanker | None, dict[str, Any]]:
     """Train the learned ranker (module docstring); ``None`` with a reason when the log is too short.
 
@@ -412,9 +456,7 @@ def fit_ranker(
         ``kind`` (``learned`` or ``linear``), the cut, example counts,
         validation NDCG@10 and per-step timings; ``reason`` when no ranker.
     """
-    from recsys.ranking.features import selected
-    from recsys.ranking.state import build_state
-    from recsys.training import train_model
+    from recsys.training import train_model  # cycle: the training job imports this module
 
     rc = config.ranker
     timings: dict[str, float] = {"model_before_cut": 0.0, "examples": 0.0}
