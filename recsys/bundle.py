@@ -109,7 +109,7 @@ class BundleWriter:
 
     def faiss(self, name: str, index: Any) -> None:
         """Save a faiss index as ``name.faiss`` (faiss' own format)."""
-        import faiss
+        import faiss  # heavy: faiss loads only for a bundle part that is an index
 
         faiss.write_index(index, str(self.root / f"{name}.faiss"))
 
@@ -208,7 +208,7 @@ class BundleReader:
 
     def faiss(self, name: str, *, mmap: bool | None = None) -> Any:
         """Load ``name.faiss`` (memory-mapped, read-only, unless ``mmap=False``)."""
-        import faiss
+        import faiss  # heavy: faiss loads only for a bundle part that is an index
 
         fpath = self.root / f"{name}.faiss"
         if not fpath.is_file():

@@ -23,7 +23,7 @@ import stat
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterable, Mapping
+from typing import Any, Callable, ClassVar, Iterable, Mapping, TypeVar
 
 import tomli_w
 
@@ -1017,7 +1017,7 @@ def _check_value(section: str, key: str, value: Any, rule: Constraint, files: bo
             raise ConfigError(f"[{section}] {name} = {_show(v)} {what}; valid: {rule.describe()}")
 
 
-def constraints(section: Any) -> Mapping[str, Constraint]:
+def constraints(section: object) -> Mapping[str, Constraint]:
     """Return the declared constraints of a section dataclass (class or instance)."""
     return getattr(section, "_constraints", {})
 
@@ -1039,7 +1039,7 @@ def _kind(default: Any) -> tuple[str, Callable[[Any], bool]] | None:
     return None
 
 
-def section_name(section: Any) -> str:
+def section_name(section: object) -> str:
     """The ``[name]`` of a section dataclass (class or instance) in :class:`EngineConfig`."""
     cls = section if isinstance(section, type) else type(section)
     for f in dataclasses.fields(EngineConfig):
@@ -1048,7 +1048,11 @@ def section_name(section: Any) -> str:
     raise ConfigError(f"{cls.__name__} is not a section of the engine configuration")
 
 
-def check_section(section: Any, kind: type | None = None, *, files: bool = False) -> Any:
+#: a config section's dataclass: check_section returns what it was given
+Section = TypeVar("Section")
+
+
+def check_section(section: Section, kind: type | None = None, *, files: bool = False) -> Section:
     """Check one section's settings (types and declared constraints); return the section.
 
     What every component calls on the section it is given, so a section built

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the evaluation loads when the command runs, not with `recsys --help`
+    from recsys.evaluation.run import EvaluationSettings
 
 NAME = "evaluate"
 HELP = (
@@ -62,7 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def settings_from_args(args: argparse.Namespace) -> Any:
+def settings_from_args(args: argparse.Namespace) -> EvaluationSettings:
     """Build :class:`EvaluationSettings` from parsed options."""
     from recsys.evaluation.run import EvaluationSettings
     from recsys.evaluation.tune import TuneSettings

@@ -15,11 +15,14 @@ checkpoints either way: the same command resumes.
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import contextlib
 import itertools
 import logging
+import multiprocessing
 import os
 import signal
+import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
@@ -106,9 +109,6 @@ def execute(
 
 
 def _on_processes(fn: Callable, queue: Iterator[ChunkTask], workers: int, finish: Callable) -> None:
-    import concurrent.futures as cf
-    import multiprocessing
-
     # forkserver: workers fork from a clean server process, never from a parent
     # whose OpenMP (faiss) threads are already running
     context = multiprocessing.get_context("forkserver")
@@ -159,8 +159,6 @@ def watch_driver(pid: int, create_time: float, interval: float = WATCH_INTERVAL_
     and resource-tracker helpers exit by themselves once their last client
     is gone.
     """
-    import threading
-
     def alive() -> bool:
         try:
             driver = psutil.Process(pid)
@@ -187,7 +185,7 @@ class SchedulerError(RecsysError):
 
 def _connect(scheduler: str, timeout: float) -> Any:
     """A Dask client of ``scheduler``, or a one-line error within ``timeout`` seconds."""
-    from dask.distributed import Client
+    from dask.distributed import Client  # heavy: dask loads only for a run on a cluster
 
     try:
         return Client(scheduler, timeout=f"{float(timeout)}s")
@@ -273,7 +271,7 @@ def _on_dask(
     timeout: float,
     shared_paths: Iterable[str] = (),
 ) -> None:
-    from dask.distributed import CancelledError, KilledWorker, wait
+    from dask.distributed import CancelledError, KilledWorker, wait  # heavy: dask only on a cluster
 
     with _quiet_client_logs(), _connect(scheduler, timeout) as client:
         workers = _await_workers(client, scheduler, timeout)

@@ -46,7 +46,7 @@ def __getattr__(name: str) -> Any:
     # whole job (the ranker's training imports recsys.ranking, which imports
     # the serving interface -- eager names here would be a cycle).
     if name in __all__:
-        from recsys.training import job
+        from recsys.training import job  # cycle: see above (and the job is heavy for serving)
 
         return getattr(job, name)
     raise AttributeError(f"module 'recsys.training' has no attribute {name!r}")

@@ -29,6 +29,7 @@ from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
 
 from recsys.config import CollaborativeConfig, check_section, is_int
 from recsys.exceptions import ConfigError, NotFittedError
@@ -203,9 +204,9 @@ class CollaborativeModel:
         train = als_confidence(interactions, cfg.alpha) if cfg.algorithm == "als" else _bpr_positives(interactions)
         # implicit parallelises over rows itself; a threaded BLAS underneath only slows it
         # down. Import implicit first so the BLAS it loads is there to be limited.
+        # heavy: implicit (and its BLAS) loads when factors are fitted, not with the training package
         import implicit.cpu.als  # noqa: F401
         import implicit.cpu.bpr  # noqa: F401
-        from threadpoolctl import threadpool_limits
 
         with threadpool_limits(limits=1, user_api="blas"):
             model = self._implicit_model(int(n_iter))
@@ -267,8 +268,8 @@ class CollaborativeModel:
             raise ConfigError(f"sweeps must be an integer >= 1, got {sweeps!r}")
         train = als_confidence(interactions, cfg.alpha)
         changed = np.asarray(changed_users, dtype=np.int64)
-        import implicit.cpu.als  # noqa: F401 - before threadpoolctl, as in fit
-        from threadpoolctl import threadpool_limits
+        # heavy: implicit loads when factors are updated; before threadpool_limits, as in fit
+        import implicit.cpu.als  # noqa: F401
 
         with threadpool_limits(limits=1, user_api="blas"):
             users, items = self._warm_factors(WarmStart(*warm_start), interactions, train)
@@ -292,7 +293,7 @@ class CollaborativeModel:
     def _implicit_model(self, iterations: int) -> Any:
         cfg = self.config
         if cfg.algorithm == "als":
-            from implicit.cpu.als import AlternatingLeastSquares
+            from implicit.cpu.als import AlternatingLeastSquares  # heavy: implicit only to fit
 
             # alpha is applied by als_confidence (c = 1 + alpha r), so implicit gets alpha = 1
             return AlternatingLeastSquares(
@@ -483,7 +484,7 @@ class CollaborativeModel:
         self._check_fitted()
         if self.config.algorithm != "als":
             raise ConfigError(f"loss is defined for algorithm 'als' only, not {self.config.algorithm!r}")
-        from implicit.cpu import _als
+        from implicit.cpu import _als  # heavy: implicit only to compute a loss
 
         conf = als_confidence(interactions, self.config.alpha)
         return float(

@@ -61,6 +61,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from recsys import columns as C
 from recsys.config import EngagementConfig, check_section
@@ -306,8 +307,6 @@ class _CurveBlock:
     def __init__(
         self, n_keys: int, obs: np.ndarray, key: np.ndarray, features: np.ndarray, l2: float, label: np.ndarray
     ) -> None:
-        import scipy.sparse as sp
-
         keep = key >= 0
         self.obs, self.key = obs[keep], key[keep]
         self.features = np.asarray(features, dtype=np.float64)[keep]
@@ -419,6 +418,7 @@ class EngagementModel:
         UnknownCodeError
             If an item's topic is not in the taxonomy.
         """
+        # heavy: profiles loads the interactions step, which serving (it reads timeliness here) must not
         from recsys.training.profiles import item_topic_shares
 
         cfg = check_section(self.config)
@@ -574,6 +574,7 @@ class EngagementModel:
         NotFittedError
             Before :meth:`fit`.
         """
+        # heavy: profiles loads the interactions step, which serving (it reads timeliness here) must not
         from recsys.training.profiles import item_topic_shares
 
         self._check_fitted()
@@ -631,6 +632,7 @@ def shown_logit(
     -------
     ndarray of float64, shape (len(exposures),)
     """
+    # heavy: profiles loads the interactions step, which serving (it reads timeliness here) must not
     from recsys.training.profiles import item_topic_shares
 
     n = len(exposures)

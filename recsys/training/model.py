@@ -15,6 +15,7 @@ line there.
 
 from __future__ import annotations
 
+import importlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,11 +30,11 @@ import scipy.sparse as sp
 from recsys import bundle as bundle_io
 from recsys.config import EngineConfig, config_from_dict, is_int
 from recsys.exceptions import ArtifactError, ConfigError
+from recsys.idmap import SortedIds
 from recsys.taxonomy import Taxonomy, parse_taxonomy
 
 if TYPE_CHECKING:
     from recsys.training.coldstart import ItemColdStart, UserColdStart
-    from recsys.idmap import SortedIds
     from recsys.training.content import ContentEmbedder
     from recsys.training.duplicates import NearDuplicates
     from recsys.training.index import VectorIndex
@@ -69,9 +70,7 @@ COMPONENTS: tuple[Component, ...] = (
 )
 
 
-def _component_class(kind: str) -> Any:
-    import importlib
-
+def _component_class(kind: str) -> type:
     module, _, name = kind.partition(":")
     return getattr(importlib.import_module(module), name)
 
@@ -355,12 +354,10 @@ class TrainedModel:
             The new bundle folder.
         """
         if self.user_lookup is None:
-            from recsys.idmap import SortedIds
-
             self.user_lookup = SortedIds.from_ids(self.users[USER_COLUMNS[0]].astype(str).to_numpy(dtype=object))
         if self.near_duplicates is None:
             # searched once here, when the bundle is made, so that no serving process searches it again.
-            # Imported here: the graph's module reads recsys.ranking, whose package imports this one.
+            # cycle: the graph's module reads recsys.ranking, whose package imports this one.
             from recsys.training.duplicates import NearDuplicates
 
             start = time.perf_counter()
@@ -474,7 +471,7 @@ def load_component(path: str | Path, attribute: str, **options: Any) -> Any:
     raise ArtifactError(f"{attribute!r} is not a bundle component; valid: {', '.join(c.attribute for c in COMPONENTS)}")
 
 
-def read_users(path: str | Path, columns: list[str]) -> Any:
+def read_users(path: str | Path, columns: list[str]) -> pa.Table:
     """The ``columns`` of a bundle's users table, as a pyarrow Table (no Python object per user).
 
     What the nightly push reads instead of loading the whole model: it names
