@@ -129,20 +129,41 @@ def split_days(case: Path) -> dict:
     return info
 
 
+def keep_days(case: Path, days: int | None) -> list[str]:
+    """Keep the ``days - 1`` latest days before the night in ``base/events`` (the rest in ``older/``).
+
+    A full training of all 60 days of the city holds the whole log in memory
+    while validating it; ``--days`` 30 gives the night the history the earlier
+    city figures used (``bench_push.py``'s 30-day city).
+    """
+    events, older = case / "base" / "events", case / "older"
+    older.mkdir(exist_ok=True)
+    every = sorted([*events.glob("*.parquet"), *older.glob("*.parquet")], key=lambda p: p.name)
+    keep = every if days is None else every[-(days - 1):]
+    for path in every:
+        target = (events if path in keep else older) / path.name
+        if path != target:
+            path.rename(target)
+    return [p.name for p in keep]
+
+
 def train_cmd(data: Path, models: Path, config: Path | None, *, full: bool) -> list[str]:
     cmd = [sys.executable, "-m", "pipelines.train", "--data", str(data), "--out", str(models)]
     return cmd + (["--full"] if full else []) + (["--config", str(config)] if config else [])
 
 
-def setup(case: Path, config: Path | None) -> dict:
-    """The full training on every day but the last, once: yesterday's bundle and history store."""
+def setup(case: Path, config: Path | None, days: list[str]) -> dict:
+    """The full training on the kept days but the last, once: yesterday's bundle and history store."""
     done = case / "setup.json"
     if done.exists():
-        return json.loads(done.read_text(encoding="utf-8"))
+        result = json.loads(done.read_text(encoding="utf-8"))
+        if result.get("days") == days:
+            return result
     models = case / "models"
     shutil.rmtree(models, ignore_errors=True)
     result = bench_push.measured(train_cmd(case / "base", models, config, full=True))
     result["config"] = config.read_text(encoding="utf-8") if config else None
+    result["days"] = days
     done.write_text(json.dumps(result), encoding="utf-8")
     return result
 
@@ -200,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=3_100_000)
     parser.add_argument("--items", type=int, default=50_000)
-    parser.add_argument("--days", type=int, default=60)
+    parser.add_argument("--days", type=int, default=60, help="days of log generated")
+    parser.add_argument("--history-days", type=int, help="days of log the night sees, its own included (default: all)")
     parser.add_argument("--workers", type=int, default=2, help="local push worker processes")
     parser.add_argument("--config", type=Path, help="engine config TOML for the setup and the night")
     parser.add_argument(
@@ -224,7 +246,9 @@ def main(argv: list[str] | None = None) -> int:
     result: dict = {"users": args.users, "items": args.items, "days": args.days}
     result["generate"] = generate(case, args.users, args.items, args.days)
     result["split"] = split_days(case)
-    result["setup"] = setup(case, config)
+    kept = keep_days(case, args.history_days)
+    result["history_days"] = len(kept) + 1
+    result["setup"] = setup(case, config, kept)
     if not args.setup_only:
         result["night"] = night(case, config, result["split"], args.workers, args.full_night)
     print(json.dumps(result))
