@@ -146,3 +146,14 @@ def test_a_lost_scheduler_mid_run_is_one_line():
     finally:
         _RELEASE.set()
         c.close()
+
+
+def _killing_chunk(task: SimpleNamespace) -> dict:
+    """What the client sees when a chunk killed every worker that ran it (the scheduler's verdict)."""
+    last = SimpleNamespace(address="tcp://127.0.0.1:1")
+    raise distributed.KilledWorker(f"push-{task.spec.run_id}-chunk-{task.chunk:05d}", last, 3)
+
+
+def test_a_chunk_that_kills_its_workers_is_one_line(cluster):
+    with pytest.raises(E.WorkerLostError, match=r"push chunk 0 killed every Dask worker that ran it \(out of memory\?\)"):
+        E.execute(_killing_chunk, _tasks(1, "oom"), scheduler=cluster.scheduler_address)
