@@ -27,6 +27,7 @@ Usage::
 
     python benchmarks/bench_cluster.py --users 100000 --chunk-size 5000 --local
     python benchmarks/bench_cluster.py --users 1000000
+    python benchmarks/bench_cluster.py --users 100000 --linear --chunk-size 5000 --local
     python benchmarks/bench_cluster.py --bundle benchmarks/out/night/3100000x50000/run/models/latest \\
         --region haigang --runs 1      # one district of the city's night bundle
 
@@ -170,6 +171,21 @@ class Cluster:
         return alive
 
 
+def build_linear(n_users: int, n_items: int, days: int) -> Path:
+    """Generate and train a case once with ``[ranking] ranker = "linear"`` (``OUT/cases/``)."""
+    case = OUT / "cases" / f"{n_users}x{n_items}-linear"
+    if (case / "models" / "latest").exists():
+        return case
+    from recsys.synthetic import generate_city, write_city
+
+    write_city(generate_city(n_users, n_items, days=days, seed=0), case / "data")
+    config = case / "linear.toml"
+    config.write_text('[ranking]\nranker = "linear"\n', encoding="utf-8")
+    train = [sys.executable, "-m", "pipelines.train", "--data", str(case / "data"), "--out", str(case / "models")]
+    bench_push.measured([*train, "--config", str(config)])
+    return case
+
+
 def push_cmd(
     bundle: Path, day: str, out: Path, *, scheduler: str | None, workers: int, config: Path | None,
     region: str | None = None,
@@ -230,6 +246,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-floor", action="store_true")
     parser.add_argument("--bundle", type=Path, help="push this trained bundle instead of bench_push.py's case")
     parser.add_argument("--region", help="push only this region's users (a segment run of the same command)")
+    parser.add_argument(
+        "--linear",
+        action="store_true",
+        help="generate and train an own case with the linear blend (bench_push.py's case trains the learned "
+        "ranker, minutes longer)",
+    )
     args = parser.parse_args(argv)
     counts = [int(w) for w in args.workers.split(",")]
 
@@ -239,6 +261,10 @@ def main(argv: list[str] | None = None) -> int:
         if (case / "models" / "latest").resolve() != bundle:
             parser.error(f"--bundle must be MODELS/latest's bundle with MODELS in a case folder, got {bundle}")
         name = f"{case.parent.name}-{case.name}"
+    elif args.linear:
+        case = build_linear(args.users, args.items, args.days)
+        bundle = (case / "models" / "latest").resolve()
+        name = case.name
     else:
         case = bench_push.build(args.users, args.items, args.days)
         bundle = (case / "models" / "latest").resolve()
