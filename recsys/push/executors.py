@@ -318,6 +318,8 @@ def _on_dask(
         except CancelledError:
             # the scheduler went away (or restarted) and took the run's tasks with it
             raise SchedulerError(f"lost the Dask scheduler {scheduler} mid-run; {_RESUME}") from None
+        except SchedulerError:
+            raise  # no scheduler to cancel the chunks with
         except BaseException:
             client.cancel([f for f, _ in running.values()])
             raise
