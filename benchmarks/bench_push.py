@@ -300,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-load", action="store_true", help="skip the worker-load probe")
     parser.add_argument("--tile", type=int, default=1, help="repeat the case's users this many times (see above)")
+    parser.add_argument("--load-only", action="store_true", help="only the worker-load probe (no floor, no push)")
     parser.add_argument("--probe-load", metavar="BUNDLE", help=argparse.SUPPRESS)  # the probe's own process
     args = parser.parse_args(argv)
     if args.probe_load:
@@ -318,6 +319,9 @@ def main(argv: list[str] | None = None) -> int:
         result["tiled_from"] = args.users
     if not args.no_load:
         result["worker_load"] = worker_load(case)
+    if args.load_only:
+        print(json.dumps(result))
+        return 0
     if not args.no_floor:
         result.update(floor(case))
     if args.night:
