@@ -431,3 +431,46 @@ def test_users_without_engagement_get_the_exposure_term_of_their_own_strongest_s
     )
     out3 = choose_exposure(ranker3, Examples(x[:, :3], y, groups, ~cold_q, users), valid, feats3)
     assert "exposure_feature_cold" not in out3 or out3["exposure_feature_cold"] is None
+
+
+def test_the_exposure_model_keeps_up_with_the_strongest_logged_signal_and_saves_with_the_ranker(tmp_path):
+    from types import SimpleNamespace
+
+    from recsys.bundle import BundleReader, BundleWriter
+    from recsys.config import RankerConfig
+    from recsys.training.ranker_training import EXPOSURE_WEIGHTS, Examples, choose_exposure_model
+
+    rng = np.random.default_rng(7)
+    n_q, per = 240, 20
+    x, groups = _queries(rng, n_q, per, 3)  # columns: appeal (engagement when shown), popularity, reach
+    x[:, 1:] *= 50
+    names = ["appeal", "pop", "reach"]
+    shown = rng.random((n_q * per, 3)).astype(np.float32)
+    ranker = LearnedRanker.fit(
+        shown, (shown[:, 0] > 0.6).astype(np.int32), np.full(n_q, per), names, n_estimators=20,
+        min_child_samples=5, objective="binary",
+    )
+    feats = tuple(SimpleNamespace(name=n, monotone=int(n != "appeal")) for n in names)
+    users = np.arange(n_q)
+    valid = users % 3 == 0
+    # the log follows what the old system showed: popular items with a wide reach
+    logged = Examples(x, ((x[:, 1] > 25) & (x[:, 2] > 25)).astype(np.int32), groups, np.ones(n_q, bool), users)
+    rc = RankerConfig(n_estimators=30, min_child_samples=5, early_stopping_rounds=10)
+    out = choose_exposure_model(ranker, logged, valid, feats, rc)
+    assert out["exposure_model"] and ranker.exposure_model is not None
+    tried = out["exposure_valid_ndcg_at_10"]
+    # the model orders the log better than the best single feature; the weight clears that feature's bar
+    assert tried["model_alone"] > tried["feature_alone"]
+    assert tried[f"{out['exposure_weight']:g}"] >= tried["feature_alone"]
+    assert out["exposure_weight"] in EXPOSURE_WEIGHTS
+    # the score is the ranker's own plus the weighted model
+    want = ranker.booster.predict(x, num_iteration=ranker.report["best_iteration"] or None) + out[
+        "exposure_weight"
+    ] * ranker.exposure_model.predict(x)
+    np.testing.assert_allclose(ranker.predict(x), want, rtol=1e-4, atol=1e-4)
+    assert ranker.used_features.all()  # the exposure model reads popularity and reach
+    # both models save and load as LightGBM text, with identical scores
+    ranker.save(BundleWriter(tmp_path))
+    back = LearnedRanker.load(BundleReader(tmp_path))
+    assert back.exposure_model is not None
+    np.testing.assert_array_equal(back.predict(x), ranker.predict(x))

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 COLD_FEATURE = "user_history"
 #: bundle file names
 MODEL_FILE = "ranker.txt"
+EXPOSURE_MODEL_FILE = "ranker_exposure.txt"
 META_FILE = "ranker.json"
 
 
@@ -66,6 +67,9 @@ class LearnedRanker:
     feature_names: list[str]
     report: dict[str, Any] = field(default_factory=dict)
     base_feature: str | None = None
+    #: a lambdarank model of logged engagement over candidates, weighted into the score of a ranker
+    #: fitted on impressions in place of one popularity feature (``[ranker] exposure = "model"``)
+    exposure_model: LearnedRanker | None = None
 
     def base(self, x: np.ndarray, column: int | None = None) -> np.ndarray:
         """The starting score: ``log1p`` of the base feature (0 without one).
@@ -90,6 +94,8 @@ class LearnedRanker:
         for name in (self.base_feature, self.exposure_feature, *((cold[0], COLD_FEATURE) if cold else ())):
             if name is not None:
                 used[self.feature_names.index(name)] = True
+        if self.exposure_model is not None and float(self.report.get("exposure_weight") or 0.0) != 0.0:
+            used |= self.exposure_model.used_features
         return used
 
     @property
@@ -113,6 +119,9 @@ class LearnedRanker:
         """
         name, weight = self.exposure_feature, float(self.report.get("exposure_weight") or 0.0)
         out = np.zeros(len(x), np.float32)
+        if self.exposure_model is not None:
+            # the logged-engagement ranker's score in place of one popularity feature (for everyone)
+            return (weight * self.exposure_model.predict(x)).astype(np.float32) if weight != 0.0 else out
         if name is not None and weight != 0.0:
             out = (weight * base_score(x[:, self.feature_names.index(name)])).astype(np.float32)
         cold = self._exposure_cold()
@@ -287,7 +296,11 @@ class LearnedRanker:
     def save(self, writer: "BundleWriter") -> None:
         """Write ``ranker.txt`` (LightGBM text model) and ``ranker.json`` through a bundle writer."""
         writer.text(MODEL_FILE, self.booster.model_to_string())
-        writer.json(META_FILE.removesuffix(".json"), {"feature_names": self.feature_names, "report": self.report})
+        meta: dict[str, Any] = {"feature_names": self.feature_names, "report": self.report}
+        if self.exposure_model is not None:
+            writer.text(EXPOSURE_MODEL_FILE, self.exposure_model.booster.model_to_string())
+            meta["exposure_model"] = {"report": self.exposure_model.report, "base_feature": self.exposure_model.base_feature}
+        writer.json(META_FILE.removesuffix(".json"), meta)
 
     @classmethod
     def load(cls, reader: "BundleReader") -> "LearnedRanker | None":
@@ -322,4 +335,14 @@ class LearnedRanker:
         for key in ("exposure_feature", "exposure_feature_cold"):
             if report.get(key) not in (None, *names):
                 raise reader.error(META_FILE, f"exposure feature {report[key]!r} is not one of its features")
-        return cls(booster=booster, feature_names=names, report=report, base_feature=base)
+        exposure_model = None
+        if isinstance(meta.get("exposure_model"), dict):
+            sub = meta["exposure_model"]
+            try:
+                sub_booster = lgb.Booster(model_str=reader.text(EXPOSURE_MODEL_FILE))
+            except (ValueError, lgb.basic.LightGBMError) as exc:
+                raise reader.error(EXPOSURE_MODEL_FILE, f"unreadable ranker ({exc})") from None
+            if list(sub_booster.feature_name()) != names or sub.get("base_feature") not in (None, *names):
+                raise reader.error(EXPOSURE_MODEL_FILE, f"features do not match {reader.path(MODEL_FILE)}")
+            exposure_model = cls(sub_booster, names, dict(sub.get("report", {})), sub.get("base_feature"))
+        return cls(booster=booster, feature_names=names, report=report, base_feature=base, exposure_model=exposure_model)

@@ -51,7 +51,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recsys import columns as C
-from recsys.config import EngineConfig
+from recsys.config import EngineConfig, RankerConfig
 from recsys.idmap import IdMap
 from recsys.ranking import candidates, eligibility, features
 from recsys.ranking.features import selected
@@ -335,6 +335,72 @@ def choose_exposure(ranker: LearnedRanker, logged: Examples, valid: np.ndarray, 
     return out
 
 
+def choose_exposure_model(
+    ranker: LearnedRanker, logged: Examples, valid: np.ndarray, feats: tuple, rc: RankerConfig, threads: int = 2
+) -> dict[str, Any]:
+    """The exposure term as a model: lambdarank on the logged engagement of candidate queries.
+
+    Where :func:`choose_exposure` adds one popularity feature, this fits the
+    ranker that ``[ranker] examples = "candidates"`` would (lambdarank from the
+    best single feature, monotone in popularity, early stopping on the
+    held-out users' NDCG@10) on the same candidate queries, and adds ``w x``
+    its score, ``w`` the smallest of :data:`EXPOSURE_WEIGHTS` whose ranking
+    of the held-out queries reaches the NDCG@10 of the best single feature
+    there (the strongest baseline's signal, the bar of :func:`choose_exposure`;
+    the largest NDCG@10 if none does). The model orders the logged engagement
+    better than one popularity feature, so a smaller weight reaches the bar
+    and the lists are otherwise ordered by engagement when shown.
+
+    Returns
+    -------
+    dict
+        ``exposure_model`` (True), ``exposure_weight`` and the held-out
+        NDCG@10 of the model alone and of each weight tried (empty without
+        queries on both sides of the split); also written into ``ranker.report``.
+    """
+    if len(logged.groups) == 0 or not valid.any() or valid.all():
+        return choose_exposure(ranker, logged, valid, feats)
+    x_t, y_t, g_t = _subset(logged, ~valid)
+    x_v, y_v, g_v = _subset(logged, valid)
+    names = [f.name for f in feats]
+    base, _ = best_single_feature(x_t, y_t, g_t, feats)
+    model = LearnedRanker.fit(
+        x_t, y_t, g_t, names, valid=(x_v, y_v, g_v), base_feature=base, monotone=[f.monotone for f in feats],
+        n_estimators=rc.n_estimators, learning_rate=rc.learning_rate, num_leaves=rc.num_leaves,
+        min_child_samples=rc.min_child_samples, early_stopping_rounds=rc.early_stopping_rounds,
+        seed=rc.seed, threads=threads,
+    )
+    ranker.report.update({"exposure_feature": None, "exposure_weight": 0.0, "exposure_feature_cold": None})
+    ranker.exposure_model = None
+    own = ranker.predict(x_v)
+    logged_score = model.predict(x_v)
+    # the bar: the strongest baseline's signal (the best single feature), as for the popularity term
+    alone = _ndcg_per_query(base_score(x_v[:, names.index(base)]), y_v, g_v) if base is not None else np.zeros(0)
+    target = float(alone.mean()) if alone.size else 0.0
+    per = {w: _ndcg_per_query(own + np.float32(w) * logged_score, y_v, g_v) for w in EXPOSURE_WEIGHTS}
+    tried = {w: float(v.mean()) if v.size else 0.0 for w, v in per.items()}
+
+    def margin(w: float) -> float:
+        # one standard error of the per-query difference from the feature alone (the same queries)
+        d = per[w] - alone if alone.size == per[w].size else np.zeros(0)
+        return float(d.std(ddof=1) / np.sqrt(d.size)) if d.size > 1 else 0.0
+
+    reached = [w for w in EXPOSURE_WEIGHTS if tried[w] >= target + margin(w)]
+    weight = reached[0] if reached else max(EXPOSURE_WEIGHTS, key=lambda w: (tried[w], -w))
+    out = {
+        "exposure_model": True,
+        "exposure_weight": float(weight),
+        "exposure_valid_ndcg_at_10": {
+            "feature_alone": round(target, 6), "model_alone": round(_ndcg_at(logged_score, y_v, g_v), 6),
+            **{f"{w:g}": round(v, 6) for w, v in tried.items()},
+        },
+        "exposure_model_trees": model.report.get("best_iteration"),
+    }
+    ranker.exposure_model = model
+    ranker.report.update(out)
+    return out
+
+
 #: held-out and training queries of users without engagement needed for their own exposure term
 MIN_COLD_QUERIES = 20
 
@@ -557,7 +623,10 @@ def fit_ranker(
     )
     if mode == "impressions":
         fewest_trees(ranker, *valid)
-        choose_exposure(ranker, cand_ex, cand_valid, feats)
+        if rc.exposure == "model":
+            choose_exposure_model(ranker, cand_ex, cand_valid, feats, rc, threads=2)
+        else:
+            choose_exposure(ranker, cand_ex, cand_valid, feats)
     timings["fit"] = time.perf_counter() - t0
     ranker.report.update(
         {
