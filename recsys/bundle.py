@@ -51,7 +51,8 @@ from recsys.io import _tmp_sibling, atomic_dir, clean_stale_temps, sha256_file
 #: 5: the near-duplicate graph and the user id lookup (components near_duplicates, user_lookup): built at
 #:    training, memory-mapped by every load instead of rebuilt per process
 #: 6: the item index's default kind "pruned" (exact search; rows in descending norm order, no faiss file)
-#: 7: the engagement model's latent taste term (optional component taste: user and item vectors)
+#: 7: the engagement model's latent taste term (optional component taste: user and item vectors) and the
+#:    learned ranker's exposure model (ranker_exposure.txt)
 FORMAT_VERSION = "7"
 MANIFEST = "manifest.json"
 #: a component saved alone (:func:`write_part`) lists its files' sha256 here
