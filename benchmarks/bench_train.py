@@ -228,63 +228,98 @@ def _daily_files(city: Path, folder: Path) -> list[Path]:
     return sorted(days.glob("*.parquet"))
 
 
-def incremental_protocol(users: int, items: int, seed: int, nights: int = 7) -> None:
+def incremental_protocol(users: int, items: int, seed: int, nights: int = 7, *, resume: bool = False,
+                         full_ranker: str = "") -> None:
     """A week of incremental nights against a full retrain on the last night's data.
 
     Days 1..60 trained in full (the first night: history store written), then
     ``nights`` incremental nights each adding one day's file, then a full
     retrain (``--full``) on the same 60 + ``nights`` days; both bundles scored
     by NDCG@10 of raw factor scores on the following week's positives.
+    ``resume`` keeps a finished first night (and any nights the history store
+    already holds) and runs the rest under one hold of the heavy lock;
+    ``full_ranker = "linear"`` trains the comparison's full retrain with the
+    linear blend (its ALS, which the NDCG scores, is the same fit).
     """
     import pandas as pd
+
+    from recsys.training.incremental import HistoryStore
 
     days_total = 60 + nights + 7
     city = ensure_city(users, items, days_total, seed)
     folder = OUT / f"inc_{users}"
     files = _daily_files(city, folder)
     data = folder / "data"
-    for sub in ("data", "models", "full"):
-        shutil.rmtree(folder / sub, ignore_errors=True)
-    (data / "events").mkdir(parents=True)
-    for name in ("users.parquet", "items.parquet", "manifest.json"):
-        os.link(city / name, data / name)
     config = folder / "config.toml"
     config.write_text(INC_CONFIG, encoding="utf-8")
+    full_config = config
+    if full_ranker:
+        full_config = folder / "config_full.toml"
+        full_config.write_text(INC_CONFIG + f'\n[ranking]\nranker = "{full_ranker}"\n', encoding="utf-8")
+    store = HistoryStore.open(folder / "models") if resume else None
+    done = 0 if store is None else len(store.doc["sources"])
+    if done < 60:
+        for sub in ("data", "models"):
+            shutil.rmtree(folder / sub, ignore_errors=True)
+        (data / "events").mkdir(parents=True)
+        for name in ("users.parquet", "items.parquet", "manifest.json"):
+            os.link(city / name, data / name)
+    else:
+        for f in files[done:]:  # a night killed before its store was written is done again
+            (data / "events" / f.name).unlink(missing_ok=True)
+    shutil.rmtree(folder / "full", ignore_errors=True)
+    runs_file = folder / "runs.jsonl"
+    if done < 60:
+        runs_file.write_text("")
 
     def add(day_files: list[Path]) -> None:
         for f in day_files:
             os.link(f, data / "events" / f.name)
 
-    add(files[:60])
-    print(f"\n== night 0: full training on days 1..60 ({users} users) ==", flush=True)
-    runs = [_locked(TRAIN_MODE, str(data), str(folder / "models"), str(config), "")]
-    for night in range(1, nights + 1):
-        add([files[59 + night]])
-        print(f"== night {night}: incremental, + {files[59 + night].name} ==", flush=True)
-        runs.append(_locked(TRAIN_MODE, str(data), str(folder / "models"), str(config), ""))
-    print(f"== full retrain on days 1..{60 + nights} ==", flush=True)
-    full = _locked(TRAIN_MODE, str(data), str(folder / "full"), str(config), "full")
-    test_start = pd.Timestamp(files[60 + nights].stem, tz="Asia/Shanghai").tz_convert("UTC")
-    test_end = pd.Timestamp(json.loads((city / "manifest.json").read_text())["end"])
-    scores = {
-        name: _locked(NDCG, run["bundle"], str(city), test_start.isoformat(), test_end.isoformat())
-        for name, run in (("incremental", runs[-1]), ("full", full))
-    }
+    def record(run: dict) -> dict:
+        with runs_file.open("a") as fh:
+            fh.write(json.dumps(run) + "\n")
+        return run
+
+    run_child = _child if resume else _locked
+    hold = _lock() if resume and not os.environ.get("BENCH_NO_LOCK") else None
+    try:
+        if done < 60:
+            add(files[:60])
+            print(f"\n== night 0: full training on days 1..60 ({users} users) ==", flush=True)
+            record({"night": 0, **run_child(TRAIN_MODE, str(data), str(folder / "models"), str(config), "")})
+        for night in range(max(done - 59, 1), nights + 1):
+            add([files[59 + night]])
+            print(f"== night {night}: incremental, + {files[59 + night].name} ==", flush=True)
+            record({"night": night, **run_child(TRAIN_MODE, str(data), str(folder / "models"), str(config), "")})
+        print(f"== full retrain on days 1..{60 + nights} ==", flush=True)
+        full = record({"night": "full", **run_child(TRAIN_MODE, str(data), str(folder / "full"), str(full_config), "full")})
+        runs = [json.loads(line) for line in runs_file.read_text().splitlines() if line.strip()]
+        test_start = pd.Timestamp(files[60 + nights].stem, tz="Asia/Shanghai").tz_convert("UTC")
+        test_end = pd.Timestamp(json.loads((city / "manifest.json").read_text())["end"])
+        last = [r for r in runs if r["night"] == nights][-1]
+        scores = {
+            name: run_child(NDCG, run["bundle"], str(city), test_start.isoformat(), test_end.isoformat())
+            for name, run in (("incremental", last), ("full", full))
+        }
+    finally:
+        if hold is not None:
+            hold.close()
     loss = 1 - scores["incremental"]["ndcg@10"] / scores["full"]["ndcg@10"]
-    nightly = [r for r in runs[1:] if r["mode"] == "incremental"]
+    nightly = [r for r in runs if r["night"] not in (0, "full") and r["mode"] == "incremental"]
     per_night = sorted(r["seconds"] for r in nightly)
     report = {
-        "users": users, "items": items, "nights": nights, "modes": [r["mode"] for r in runs],
-        "first_full": runs[0], "incremental": nightly, "full_retrain": full, "ndcg": scores,
-        "relative_ndcg_loss": loss,
+        "users": users, "items": items, "nights": nights, "runs": runs, "ndcg": scores,
+        "relative_ndcg_loss": loss, "full_ranker": full_ranker or "default",
     }
     (folder / "report.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
     print(
         f"\nRESULT incremental users={users}: {len(nightly)} incremental nights, median {per_night[len(per_night) // 2]}s "
         f"(min {per_night[0]}s, max {per_night[-1]}s; peak {max(r['peak_rss_gib'] for r in nightly)} GiB) | "
-        f"full retrain {full['seconds']}s (peak {full['peak_rss_gib']} GiB) | NDCG@10 incremental "
-        f"{scores['incremental']['ndcg@10']:.4f} vs full {scores['full']['ndcg@10']:.4f}: relative loss {100 * loss:.2f}%"
+        f"full retrain {full['seconds']}s (peak {full['peak_rss_gib']} GiB, ranker {full_ranker or 'default'}) | NDCG@10 "
+        f"incremental {scores['incremental']['ndcg@10']:.4f} vs full {scores['full']['ndcg@10']:.4f}: "
+        f"relative loss {100 * loss:.2f}%"
     )
 
 
@@ -296,11 +331,14 @@ def main() -> None:
     parser.add_argument("--warm-start-protocol", action="store_true")
     parser.add_argument("--incremental-protocol", action="store_true", help="a week of incremental nights vs a full retrain")
     parser.add_argument("--nights", type=int, default=7)
+    parser.add_argument("--resume", action="store_true", help="keep finished nights; one hold of the heavy lock")
+    parser.add_argument("--full-ranker", default="", help='e.g. "linear" for the comparison\'s full retrain')
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("PYTHONHASHSEED", "0")
     if args.incremental_protocol:
-        incremental_protocol(args.users, args.items, args.seed, args.nights)
+        incremental_protocol(args.users, args.items, args.seed, args.nights, resume=args.resume,
+                             full_ranker=args.full_ranker)
     elif args.warm_start_protocol:
         warm_protocol(args.users, args.items, args.seed)
     else:

@@ -425,8 +425,10 @@ def train(
     prev_path = warm_start or (latest if store is not None and not full and latest.exists() else None)
     previous = TrainedModel.load(prev_path) if prev_path else None
     reason = _full_reason(full, folder, cutoff, store, previous, config)
-    # validate + bundle around train_model's steps; an incremental night also moves the matrices
-    steps = Steps(N_STEPS + 2 + (reason is None), stream=stream)
+    # validate + bundle around train_model's steps; with an events/ folder also the matrices
+    # (built before train_model: the store keeps them) and the history store's write
+    keeps_history = folder is not None and cutoff is None
+    steps = Steps(N_STEPS + 2 + 2 * keeps_history, stream=stream)
     night = None
     if reason is None:
         night = _incremental_inputs(data, folder, store, config, taxonomy, steps, stream)
@@ -442,8 +444,9 @@ def train(
         quarantined = result.counts()
         result.check_rejected(config.training.max_rejected_share)
         decayed = changed = None
-        if folder is not None and cutoff is None:
-            decayed = _full_state(events, users, items, config)
+        if keeps_history:
+            with steps.step("interactions (all events, for the history store)"):
+                decayed = _full_state(events, users, items, config)
     else:
         users, items, events = night["users"], night["items"], night["events"]
         quarantined, decayed, changed = night["quarantined"], night["decayed"], night["changed"]
@@ -474,13 +477,14 @@ def train(
     if decayed is not None:
         # after the bundle: a run killed in between finds the old store and validates the
         # same new files again the next night (the store, not the bundle, says what was seen)
-        HistoryStore.write(
-            out, previous=store if night is not None else None, data_folder=folder,
-            fingerprint=interactions_fingerprint(config.interactions),
-            new_sources=night["sources"] if night is not None else list_sources(folder),
-            new_events=night["new_events"] if night is not None else events,
-            state=decayed, full=night is None, quarantined=int(sum(quarantined.values())),
-        )
+        with steps.step("history store"):
+            HistoryStore.write(
+                out, previous=store if night is not None else None, data_folder=folder,
+                fingerprint=interactions_fingerprint(config.interactions),
+                new_sources=night["sources"] if night is not None else list_sources(folder),
+                new_events=night["new_events"] if night is not None else events,
+                state=decayed, full=night is None, quarantined=int(sum(quarantined.values())),
+            )
     summary = {
         "bundle": str(path),
         "latest": str(Path(out) / "latest"),
