@@ -19,15 +19,19 @@ from typing import Any, TextIO
 import pandas as pd
 
 from recsys.broadcast.job import BroadcastSpec, run_broadcast
+from recsys.demand import run_demand
 from recsys.evaluation.job import headline_text, run_evaluation
 from recsys.evaluation.run import EvaluationSettings
 from recsys.exceptions import SchemaError
 from recsys.io import prepare_output_dir, write_parquet
+from recsys.lift import run_lift
 from recsys.push.coverage import EXAMPLE_RULES, summary_lines
 from recsys.push.nightly import run_nightly
 from recsys.push.priorities import summary_lines as priority_lines
 from recsys.ranking.recommender import Recommender
 from recsys.schema import ValidationResult, validate
+from recsys.synthetic.replay import replay_pushes
+from recsys.synthetic.truth import GroundTruth
 from recsys.taxonomy import load_taxonomy
 from recsys.training import train
 
@@ -133,9 +137,6 @@ def run_demo(
 
 def _demand(data: Path, out: Path, stream: TextIO | None) -> Path | None:
     """``recsys demand`` on the data folder; return its ``priorities.toml`` for the push (None: not run, said why)."""
-    # heavy: the demand package (duckdb behind it) loads when the demo runs, not with `recsys --help`
-    from recsys.demand import run_demand
-
     _say(stream, f"\n== 3b. demand tracking into {out}: what to commission, whom the push leaves behind")
     if not all((data / f"{kind}.parquet").exists() for kind in ("users", "items", "events")):
         # demand reads Parquet tables in place; a CSV city is validated into memory only here
@@ -153,11 +154,6 @@ def _demand(data: Path, out: Path, stream: TextIO | None) -> Path | None:
 
 def _replay_and_lift(truth_dir: Path, clean: ValidationResult, out: Path, date: dt.date, stream: TextIO | None) -> str:
     """Draw the days after the push from the truth (``replayed_events/``), run ``recsys lift`` on them."""
-    # heavy: lift and the synthetic city package (~90 ms) load when the demo runs, not with `recsys --help`
-    from recsys.lift import run_lift
-    from recsys.synthetic.replay import replay_pushes
-    from recsys.synthetic.truth import GroundTruth
-
     replay = replay_pushes(GroundTruth.load(truth_dir), clean.users, clean.items, out / "pushes", date, days=3, seed=0)
     write_parquet(replay.events, out / "replayed_events" / "events.parquet")
     summary = run_lift(out / "pushes", out / "replayed_events", date, days=3, stream=None)
