@@ -11,7 +11,7 @@ plots label with codes (a CJK font may be missing), tables with Chinese names.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
