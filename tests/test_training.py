@@ -130,7 +130,7 @@ def test_bundle_round_trip(tmp_path, model):
     np.testing.assert_allclose(loaded.content_model.transform(model.items.head(3)), model.content_vectors[:3], atol=1e-6)
 
 
-@pytest.mark.parametrize("victim", ["user_factors.npy", "items.parquet", "item_index/index.faiss", "taxonomy.toml"])
+@pytest.mark.parametrize("victim", ["user_factors.npy", "items.parquet", "item_index/vectors.npy", "taxonomy.toml"])
 def test_corrupted_or_missing_file_is_named(tmp_path, model, victim):
     path = model.save(tmp_path / "models")
     (path / victim).write_bytes(b"garbage")
