@@ -180,25 +180,6 @@ def _bundle_neighbours(
     return threshold, known if known is not None else near_duplicates(content, threshold)
 
 
-def _bundle_neighbours(
-    model: TrainedModel, content: np.ndarray, config: RankingConfig, known: Neighbours | None
-) -> tuple[float, Neighbours]:
-    """The calibrated near-duplicate threshold and the pairs among the bundle's items.
-
-    The bundle's own graph serves when it was calibrated from this
-    configuration's threshold (the default: serving uses the training's
-    ``[ranking]``); another threshold calibrates and searches again.
-    """
-    base = config.near_duplicate_threshold
-    graph = model.near_duplicates
-    if graph is not None and graph.fits(content.shape[0], base):
-        return graph.threshold, known if known is not None else graph.neighbours()
-    # the threshold is calibrated on the bundle's catalogue: on one whose titles share a
-    # template, every pair is "similar" and a fixed constant would call everything a duplicate
-    threshold = calibrated_threshold(content, base)
-    return threshold, known if known is not None else near_duplicates(content, threshold)
-
-
 # ---- reading and checking a catalogue ---------------------------------------
 
 
