@@ -249,7 +249,6 @@ def _concurrent(call, args_list: list, threads: int) -> float:
 
 def run_benchmark(bundle: Path, n_calls: int, n_many: int, threads: int, seed: int) -> dict:
     """Time the Recommender and its peers on ``bundle``."""
-    import faiss
     from implicit.cpu.als import AlternatingLeastSquares
     from threadpoolctl import threadpool_limits
 
@@ -377,7 +376,7 @@ def retrieval(item_factors: np.ndarray, queries: np.ndarray, index, hnsw, thread
     with threadpool_limits(1, "blas"):
         faiss.omp_set_num_threads(1)
         for name, search in (("index", index.search), ("hnsw", hnsw.search), ("faiss_flat", lambda q, kk: flat.search(q, kk))):
-            pct = _latency(lambda r: search(sample[r : r + 1], k), [(r,) for r in range(len(sample))])
+            pct = _latency(lambda r, search=search: search(sample[r : r + 1], k), [(r,) for r in range(len(sample))])
             out[f"{name}_single_p50_ms"], out[f"{name}_single_p99_ms"] = pct["p50_ms"], pct["p99_ms"]
         faiss.omp_set_num_threads(threads)
     return out
