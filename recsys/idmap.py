@@ -11,6 +11,7 @@ from the model bundle.
 
 from __future__ import annotations
 
+import bisect
 from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
@@ -239,7 +240,11 @@ class SortedIds:
         -------
         ndarray of int64, shape (len(ids),)
         """
-        query = _encode(np.asarray(ids if isinstance(ids, (np.ndarray, pd.Series, pd.Index)) else list(ids), dtype=object))
+        values = ids if isinstance(ids, (np.ndarray, pd.Series, pd.Index)) else list(ids)
+        if len(values) == 1:
+            # one id (a platform call): a binary search in Python beats building arrays for it
+            return np.array([self.position(next(iter(values)))], dtype=np.int64)
+        query = _encode(np.asarray(values, dtype=object))
         out = np.full(len(query), -1, dtype=np.int64)
         n = len(self)
         if n == 0 or len(query) == 0:
@@ -257,7 +262,12 @@ class SortedIds:
         """Row of one id, -1 if not held."""
         if not isinstance(user_id, str):
             return -1
-        return int(self.positions([user_id])[0])
+        key = user_id.encode("utf-8")
+        # numpy's fixed-width bytes sort in the order of Python's bytes (no id ends in NUL)
+        at = bisect.bisect_left(self._sorted, key)
+        if at < len(self) and self._sorted[at] == key:
+            return int(self._order[at])
+        return -1
 
     def get(self, user_id: object, default: int | None = None) -> int | None:
         """Row of ``user_id``, ``default`` if not held (the ``dict.get`` of the old per-user map)."""
