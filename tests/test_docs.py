@@ -4,18 +4,24 @@
   section of ``docs/contract.md``, and so is every code fixed by the contract;
 * every link in README.md and ``docs/*.md`` resolves to a file of the repository (a user of
   the package has nothing outside it);
-* README.md links each page of the docs.
+* README.md links each page of the docs;
+* every ``recsys/...py`` (tests, benchmarks, pipelines) path and every dotted ``recsys.`` name
+  the pages give exists, and docs/bundle.md states the code's format version and component
+  registry.
 """
 
 from __future__ import annotations
 
+import importlib
 import re
 from pathlib import Path
 
 import pytest
 
 from recsys import columns as C
+from recsys.bundle import FORMAT_VERSION
 from recsys.schema import CONTRACT
+from recsys.training.model import COMPONENTS
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -107,3 +113,57 @@ def test_no_link_points_outside_the_repository():
 def test_readme_links_the_docs(page):
     targets = {t.split("#")[0] for t in LINK.findall((ROOT / "README.md").read_text(encoding="utf-8"))}
     assert f"docs/{page}" in targets, f"README.md does not link docs/{page}"
+
+
+# ---- paths and names the docs give a maintainer ---------------------------------------------------
+
+#: a repository path a page names: recsys/push/chunk.py, tests/model_factory.py, ...
+PATH = re.compile(r"(?<![\w/.-])((?:recsys|tests|benchmarks|pipelines)/[\w/.-]*\.py)\b")
+#: a dotted library name in code style: `recsys.push.nightly.run_nightly`, `recsys.training.train`
+DOTTED = re.compile(r"`(recsys(?:\.\w+)+)")
+
+
+def _resolves(name: str) -> bool:
+    """Whether ``name`` is a module of the package or an attribute reached from the longest importable prefix."""
+    parts = name.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ModuleNotFoundError:
+            continue
+        for attr in parts[cut:]:
+            if not hasattr(obj, attr):
+                return False
+            obj = getattr(obj, attr)
+        return True
+    return False
+
+
+def stale_names(text: str) -> list[str]:
+    """Paths and dotted names in ``text`` that no longer exist in the repository."""
+    missing = [f"{p} (no such file)" for p in sorted(set(PATH.findall(text))) if not (ROOT / p).is_file()]
+    return missing + [f"{n} (no such module or attribute)" for n in sorted(set(DOTTED.findall(text))) if not _resolves(n)]
+
+
+def test_the_name_check_finds_a_moved_module():
+    # recsys/model.py moved to recsys/training/model.py; the check names the old path and name
+    text = "see `recsys/model.py` and `recsys.training.model.TrainedModel`, `recsys.model.TrainedModel`"
+    assert stale_names(text) == ["recsys/model.py (no such file)", "recsys.model.TrainedModel (no such module or attribute)"]
+
+
+def test_every_module_and_name_the_docs_give_exists():
+    stale = [f"{page.relative_to(ROOT)}: {s}" for page in _pages() for s in stale_names(page.read_text(encoding="utf-8"))]
+    assert not stale, "the docs name code that is not there: " + "; ".join(stale)
+
+
+def test_the_bundle_page_states_the_code_format_and_registry():
+    text = (DOCS / "bundle.md").read_text(encoding="utf-8")
+    assert f"(format version {FORMAT_VERSION})" in text and f'`format_version` (`"{FORMAT_VERSION}"`)' in text, (
+        f"docs/bundle.md does not state format version {FORMAT_VERSION} (recsys/bundle.py FORMAT_VERSION)"
+    )
+    block = re.search(r"COMPONENTS: tuple\[Component, \.\.\.\] = \((.*?)\n\)", text, flags=re.DOTALL)
+    assert block, "docs/bundle.md lost the COMPONENTS listing"
+    listed = re.findall(r'Component\("(\w+)", "(\w*)", "([\w.:]+)"(, optional=True)?\)', block.group(1))
+    assert listed == [(c.attribute, c.part, c.kind, ", optional=True" if c.optional else "") for c in COMPONENTS], (
+        "docs/bundle.md's COMPONENTS listing differs from recsys/training/model.py"
+    )
