@@ -16,6 +16,7 @@ numeric field without one.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import math
 import numbers
 import os
@@ -96,6 +97,28 @@ class OneOf:
     def describe(self) -> str:
         """The valid values, as the error message shows them."""
         return ", ".join(self.choices)
+
+
+@dataclass(frozen=True)
+class LocalTime:
+    """A local time of day written ``HH:MM`` (``"07:30"``, ``"22:00"``); on a table, every value."""
+
+    @staticmethod
+    def parse(value: Any) -> dt.time | None:
+        """The time ``value`` names, or None when it is not ``HH:MM`` with 0..23 and 0..59."""
+        try:
+            hours, minutes = str(value).split(":")
+            return dt.time(int(hours), int(minutes))
+        except (ValueError, TypeError):
+            return None
+
+    def ok(self, value: Any) -> bool:
+        """Whether ``value`` is a string naming a time of day."""
+        return isinstance(value, str) and self.parse(value) is not None
+
+    def describe(self) -> str:
+        """The valid values, as the error message shows them."""
+        return "a local time HH:MM, 00:00..23:59"
 
 
 @dataclass(frozen=True)
@@ -197,7 +220,7 @@ class Tables:
         return rows
 
 
-Constraint = Range | OneOf | TextFile | Tables | Keyed
+Constraint = Range | OneOf | LocalTime | TextFile | Tables | Keyed
 
 #: 2**32 - 1: the largest seed every library we seed accepts
 MAX_SEED = 4294967295
@@ -554,6 +577,10 @@ class PushConfig:
         "default_k": Range(1, 100),
         "default_daily_cap": Range(0, 1000),
         "default_weekly_cap": Range(0, 10_000),
+        "send_after": LocalTime(),
+        "send_before": LocalTime(),
+        "default_send_after": LocalTime(),
+        "default_send_before": LocalTime(),
         "dedup_days": Range(1, 3650),
         "holdout_share": Range(0, 0.5),
         "chunk_size": Range(1, 10_000_000),

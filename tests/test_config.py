@@ -124,6 +124,9 @@ def test_every_numeric_setting_declares_its_range():
          "[ranking] near_duplicate_threshold = 0.0 is out of range; valid: > 0 and <= 1"),
         ({"index": {"recall_sample": -1}}, "[index] recall_sample = -1 is out of range; valid: 0..1000000"),
         ({"training": {"min_events": 0}}, "[training] min_events = 0 is out of range"),
+        ({"push": {"default_send_after": "25:99"}},
+         "[push] default_send_after = '25:99' is not valid; valid: a local time HH:MM, 00:00..23:59"),
+        ({"push": {"send_before": {"wechat": "22h"}}}, "[push] send_before.wechat = '22h' is not valid"),
     ],
 )
 def test_out_of_range_values_are_refused_at_load(tmp_path, doc, message):

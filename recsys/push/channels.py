@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recsys.config import PushConfig, check_section, is_int
+from recsys.config import LocalTime, PushConfig, check_section, is_int
 from recsys.exceptions import ConfigError
 from recsys.taxonomy import Taxonomy
 
@@ -61,11 +61,11 @@ class ChannelRules:
 
 
 def _parse_hhmm(value: Any, where: str) -> dt.time:
-    try:
-        hours, minutes = str(value).split(":")
-        return dt.time(int(hours), int(minutes))
-    except (ValueError, TypeError):
-        raise ConfigError(f"push {where} must be a local time HH:MM, got {value!r}") from None
+    # a value the taxonomy gave (the config's own times met LocalTime in check_section)
+    parsed = LocalTime.parse(value)
+    if parsed is None:
+        raise ConfigError(f"push {where} must be a local time HH:MM, got {value!r}")
+    return parsed
 
 
 def _check_int(value: Any, where: str, low: int) -> int:
