@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from recsys.config import BundleConfig, check_section
 from recsys.exceptions import ArtifactError, ConfigError, RecsysError
 from recsys.io import _tmp_sibling, atomic_dir, clean_stale_temps, sha256_file
 
@@ -331,8 +332,8 @@ def write_bundle(
         The new bundle's folder.
     """
     models = Path(models_dir)
-    if keep < 1:
-        raise ConfigError(f"[bundle] keep = {keep} is out of range; valid: 1..1000 (0 or less deletes every bundle)")
+    # [bundle] keep's range is the config's (a keep below 1 would delete every bundle)
+    check_section(BundleConfig(keep=keep))
     models.mkdir(parents=True, exist_ok=True)
     # a killed earlier write left its temporary folder: remove ours (version or latest names, dead writer)
     clean_stale_temps(models, lambda name: name == LATEST or bool(_VERSION_RE.match(name)))
