@@ -197,8 +197,11 @@ def test_every_function_level_import_says_why():
 
 #: parameters and attributes with these names hold domain objects (TrainedModel, Taxonomy,
 #: GroundTruth, Recommender, RankingState, EngineConfig or a section, settings, UserPlan, users,
-#: Catalog, LearnedRanker): they get their real type, never ``Any``
-_DOMAIN_NAMES = re.compile(r"^(model|taxonomy|truth|recommender|state|config|settings|plan|users|catalog|ranker)$")
+#: Catalog, LearnedRanker, and a component's BundleWriter / BundleReader): they get their real
+#: type, never ``Any``
+_DOMAIN_NAMES = re.compile(
+    r"^(model|taxonomy|truth|recommender|state|config|settings|plan|users|catalog|ranker|writer|reader)$"
+)
 _ANY = {"Any", "Any | None", "None | Any", "Optional[Any]", "typing.Any"}
 
 
@@ -223,8 +226,11 @@ def test_the_any_scan_finds_domain_parameters_and_attributes():
     src = (
         "def f(model: Any, k: Any, *, truth: Any | None = None, users: 'Users' = None):\n    pass\n"
         "class C:\n    state: Any\n    extra: Any\n    config: EngineConfig\n"
+        "    def save(self, writer: Any) -> None:\n        pass\n"
     )
-    assert any_typed_domain_names(src) == ["<src>:1: f(model: Any)", "<src>:1: f(truth: Any)", "<src>:4: C.state: Any"]
+    assert any_typed_domain_names(src) == [
+        "<src>:1: f(model: Any)", "<src>:1: f(truth: Any)", "<src>:4: C.state: Any", "<src>:7: save(writer: Any)"
+    ]
 
 
 def test_domain_parameters_have_their_real_types():

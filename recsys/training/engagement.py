@@ -57,7 +57,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -68,6 +68,9 @@ from recsys.config import EngagementConfig, check_section
 from recsys.exceptions import NotFittedError, SchemaError
 from recsys.idmap import IdMap
 from recsys.taxonomy import Taxonomy
+
+if TYPE_CHECKING:
+    from recsys.bundle import BundleReader, BundleWriter
 
 _SECONDS_PER_DAY = 86_400.0
 #: sweeps of the latent taste fit before its log-loss may stop it (fit_latent_taste)
@@ -698,14 +701,14 @@ class LatentTaste:
         """``user_taste[user] . item_taste[item]`` for aligned index arrays (float64)."""
         return np.einsum("nk,nk->n", self.user_taste[user], self.item_taste[item], dtype=np.float64)
 
-    def save(self, writer: Any) -> None:
+    def save(self, writer: "BundleWriter") -> None:
         """Write both factor arrays and the report."""
         for name in self.ARRAYS:
             writer.array(name, np.asarray(getattr(self, name), np.float32))
         writer.json("taste", self.report)
 
     @classmethod
-    def load(cls, reader: Any) -> "LatentTaste | None":
+    def load(cls, reader: "BundleReader") -> "LatentTaste | None":
         """Read what :meth:`save` wrote; ``None`` for a bundle without a taste term."""
         if not reader.has("user_taste.npy"):
             return None
