@@ -167,3 +167,17 @@ def test_the_bundle_page_states_the_code_format_and_registry():
     assert listed == [(c.attribute, c.part, c.kind, ", optional=True" if c.optional else "") for c in COMPONENTS], (
         "docs/bundle.md's COMPONENTS listing differs from recsys/training/model.py"
     )
+
+
+def test_the_architecture_page_names_every_job_and_component_home():
+    # "find every job's library entry point and every component's home in one look"
+    from recsys.cli import COMMANDS
+
+    text = (DOCS / "architecture.md").read_text(encoding="utf-8")
+    jobs = _sections(text).get("every", "")  # "## Every job's library entry point"
+    missing = [f"`recsys {name}` (no row in its entry-point table)" for name in COMMANDS if f"| `recsys {name}" not in jobs]
+    for c in COMPONENTS:
+        home = "recsys/" + c.kind.split(":")[0].removeprefix("recsys.").replace(".", "/") + ".py"
+        if f"`{home}`" not in text:
+            missing.append(f"component {c.attribute}'s module {home}")
+    assert not missing, "docs/architecture.md lacks: " + "; ".join(missing)
