@@ -2,7 +2,9 @@
 
 Sources, each a fixed number of columns of one (m, c) matrix:
 
-* **ANN** over the user's collaborative vector (the bundle's ``VectorIndex``):
+* **collaborative**: the items of largest inner product with the user's ALS
+  vector, from the bundle's ``VectorIndex`` (exact with the default
+  ``[index] kind = "pruned"``, for one user or a block of them alike):
   ``max(ann_candidates, ann_overfetch * k)`` items, over-fetched by
   ``1 / share`` where the request's static filters (channel, topics) keep only
   a ``share`` of the items; below ``allow_search_below`` it is an exact
