@@ -15,31 +15,22 @@ from typing import Any
 
 import numpy as np
 
-from recsys.training.model import TrainedModel
+from recsys.config import EngineConfig
+from recsys.taxonomy import Taxonomy
+from recsys.training.model import TrainedModel, array_shapes
 from recsys.training.signals import Signals
 
-#: the engagement model's arrays, by shape: (users | items | segments + 1 | 1) x (topics | formats | taus | 1)
+#: the engagement model's arrays (their shapes: recsys.training.model.array_shapes, what a load checks)
 _ENGAGEMENT = ("item_quality", "authority_quality", "user_interest", "segment_interest", "user_format",
                "segment_format", "topic_freshness", "topic_trend")
 
 
-def neutral_engagement(taxonomy: Any, config: Any, n_users: int, n_items: int, n_segments: int) -> dict[str, np.ndarray]:
-    """Zero log-odds for every engagement term, in the shapes a bundle holds."""
-    from recsys.columns import AUTHORITIES
-
-    n_t, n_f = len(taxonomy.topics), len(taxonomy.formats)
-    n_k = len(config.engagement.freshness_taus_days)
-    shapes = {
-        "item_quality": (n_items,),
-        "authority_quality": (len(AUTHORITIES),),
-        "user_interest": (n_users, n_t),
-        "segment_interest": (n_segments + 1, n_t),
-        "user_format": (n_users, n_f),
-        "segment_format": (n_segments + 1, n_f),
-        "topic_freshness": (n_t, n_k),
-        "topic_trend": (n_t,),
-    }
-    return {name: np.zeros(shape, np.float32) for name, shape in shapes.items()}
+def neutral_engagement(
+    taxonomy: Taxonomy, config: EngineConfig, n_users: int, n_items: int, n_segments: int
+) -> dict[str, np.ndarray]:
+    """Zero log-odds for every engagement term, in the shapes a bundle holds (the load's own table)."""
+    shapes = array_shapes(n_users, n_items, n_segments, taxonomy, config)
+    return {name: np.zeros(shapes[name], np.float32) for name in _ENGAGEMENT}
 
 
 def model_from_parts(**fields: Any) -> TrainedModel:

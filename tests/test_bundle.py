@@ -185,3 +185,18 @@ def test_an_old_bundle_is_refused_with_what_to_do(tmp_path):
     (path / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ArtifactError, match=rf"bundle format version '2'; this engine reads version {bundle.FORMAT_VERSION} .*retrain"):
         bundle.read_manifest(path)
+
+
+def test_every_model_array_has_the_shape_a_load_checks():
+    # one shape table (recsys.training.model.array_shapes) serves the load's check and the tests'
+    # factory: an array added to the model without a shape there would go unchecked at load
+    from recsys.config import EngineConfig
+    from recsys.taxonomy import load_taxonomy
+    from recsys.training.model import INTERCEPT, USER_BIAS, TrainedModel, array_shapes
+
+    taxonomy, config = load_taxonomy(), EngineConfig()
+    shapes = array_shapes(7, 11, 3, taxonomy, config, factors=4)
+    assert set(shapes) == {*TrainedModel._ARRAYS, USER_BIAS, INTERCEPT}
+    assert shapes["user_factors"] == (7, 4) and shapes["segment_popularity"] == (3, 11)
+    assert shapes["topic_freshness"] == (len(taxonomy.topics), len(config.engagement.freshness_taus_days))
+    assert array_shapes(7, 11, 3, taxonomy, config)["item_factors"] == (11, None)

@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 import scipy.sparse as sp
 
 from recsys import bundle as bundle_io
+from recsys.columns import AUTHORITIES
 from recsys.config import EngineConfig, config_from_dict, is_int
 from recsys.exceptions import ArtifactError, ConfigError
 from recsys.idmap import SortedIds
@@ -513,6 +514,61 @@ INTERCEPT = "engagement_intercept"
 USER_BIAS = "user_bias"
 
 
+def array_shapes(
+    n_users: int,
+    n_items: int,
+    n_segments: int,
+    taxonomy: Taxonomy,
+    config: EngineConfig,
+    factors: int | None = None,
+) -> dict[str, tuple[int | None, ...]]:
+    """The shape of each array a bundle holds, for a model of these sizes (``None``: any length).
+
+    What a load checks a bundle's arrays against; a model built by hand (the
+    tests' factory) takes its neutral parts in the same shapes.
+
+    Parameters
+    ----------
+    n_users, n_items, n_segments : int
+        Rows of the users, items and segments tables.
+    taxonomy : Taxonomy
+        Topics, formats and channels (the widths of the profile arrays).
+    config : EngineConfig
+        ``[engagement] freshness_taus_days`` (the width of ``topic_freshness``).
+    factors : int, optional
+        Width of the collaborative vectors; ``None`` accepts any.
+
+    Returns
+    -------
+    dict
+        Array name -> shape.
+    """
+    n_t, n_f = len(taxonomy.topics), len(taxonomy.formats)
+    n_k = len(config.engagement.freshness_taus_days)
+    return {
+        "user_factors": (n_users, factors),
+        "item_factors": (n_items, factors),
+        "item_warm": (n_items,),
+        "content_vectors": (n_items, None),
+        "user_topics": (n_users, n_t),
+        "segment_topic_prior": (n_segments, n_t),
+        "segment_popularity": (n_segments, n_items),
+        "popularity_recent": (n_items,),
+        "popularity_all_time": (n_items,),
+        "user_channel_counts": (n_users, len(taxonomy.channels)),
+        "item_quality": (n_items,),
+        "authority_quality": (len(AUTHORITIES),),
+        "user_interest": (n_users, n_t),
+        "segment_interest": (n_segments + 1, n_t),
+        "user_format": (n_users, n_f),
+        "segment_format": (n_segments + 1, n_f),
+        "topic_freshness": (n_t, n_k),
+        "topic_trend": (n_t,),
+        USER_BIAS: (n_users,),
+        INTERCEPT: (1,),
+    }
+
+
 def _check_shapes(
     root: Path,
     arrays: dict[str, np.ndarray],
@@ -529,34 +585,12 @@ def _check_shapes(
     Checked at load, so a swapped ``.npy`` is named here rather than failing
     later as an anonymous shape error deep in the ranking.
     """
-    n_t, n_f = len(taxonomy.topics), len(taxonomy.formats)
     if is_int(factors):
         f = factors  # the manifest's count: a replaced item_factors.npy is named, not user_factors.npy
     else:
         f = arrays["item_factors"].shape[1] if arrays["item_factors"].ndim == 2 else -1
-    n_k = len(config.engagement.freshness_taus_days)
-    expected: dict[str, tuple[int | None, ...]] = {
-        "user_factors": (n_users, f),
-        "item_factors": (n_items, f),
-        "item_warm": (n_items,),
-        "content_vectors": (n_items, None),
-        "user_topics": (n_users, n_t),
-        "segment_topic_prior": (n_segments, n_t),
-        "segment_popularity": (n_segments, n_items),
-        "popularity_recent": (n_items,),
-        "popularity_all_time": (n_items,),
-        "user_channel_counts": (n_users, len(taxonomy.channels)),
-        "item_quality": (n_items,),
-        "user_interest": (n_users, n_t),
-        "segment_interest": (n_segments + 1, n_t),
-        "user_format": (n_users, n_f),
-        "segment_format": (n_segments + 1, n_f),
-        "topic_freshness": (n_t, n_k),
-        "topic_trend": (n_t,),
-        USER_BIAS: (n_users,),
-        INTERCEPT: (1,),
-    }
-    what = f"{n_users} users, {n_items} items, {n_segments} segments, {n_t} topics"
+    expected = array_shapes(n_users, n_items, n_segments, taxonomy, config, f)
+    what = f"{n_users} users, {n_items} items, {n_segments} segments, {len(taxonomy.topics)} topics"
     for name, shape in expected.items():
         arr = arrays.get(name)
         if arr is None:
