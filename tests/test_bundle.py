@@ -200,3 +200,31 @@ def test_every_model_array_has_the_shape_a_load_checks():
     assert shapes["user_factors"] == (7, 4) and shapes["segment_popularity"] == (3, 11)
     assert shapes["topic_freshness"] == (len(taxonomy.topics), len(config.engagement.freshness_taus_days))
     assert array_shapes(7, 11, 3, taxonomy, config)["item_factors"] == (11, None)
+
+
+def test_every_registered_component_speaks_the_protocol():
+    # "adding a component is its save/load and one registration line": each COMPONENTS entry names
+    # a TrainedModel field and a class with save(self, writer) and the classmethod load(cls, reader)
+    import dataclasses
+    import importlib
+    import inspect
+
+    from recsys.training.model import COMPONENTS, TrainedModel
+
+    fields = {f.name: f for f in dataclasses.fields(TrainedModel)}
+    problems = []
+    for c in COMPONENTS:
+        module, _, name = c.kind.partition(":")
+        cls = getattr(importlib.import_module(module), name)
+        if c.attribute not in fields:
+            problems.append(f"{c.attribute}: not a TrainedModel field")
+        elif name not in str(fields[c.attribute].type):
+            problems.append(f"{c.attribute}: TrainedModel types it {fields[c.attribute].type}, not {name}")
+        if list(inspect.signature(cls.save).parameters)[:2] != ["self", "writer"]:
+            problems.append(f"{name}.save is not save(self, writer)")
+        if not isinstance(inspect.getattr_static(cls, "load"), classmethod) or \
+                list(inspect.signature(cls.load).parameters)[:1] != ["reader"]:
+            problems.append(f"{name}.load is not the classmethod load(cls, reader)")
+    parts = [c.part for c in COMPONENTS if c.part]
+    assert len(parts) == len(set(parts)), f"two components share a part folder: {parts}"
+    assert not problems, "; ".join(problems)
