@@ -229,7 +229,7 @@ def _daily_files(city: Path, folder: Path) -> list[Path]:
 
 
 def incremental_protocol(users: int, items: int, seed: int, nights: int = 7, *, resume: bool = False,
-                         full_ranker: str = "") -> None:
+                         full_ranker: str = "", ranker: str = "") -> None:
     """A week of incremental nights against a full retrain on the last night's data.
 
     Days 1..60 trained in full (the first night: history store written), then
@@ -239,7 +239,8 @@ def incremental_protocol(users: int, items: int, seed: int, nights: int = 7, *, 
     ``resume`` keeps a finished first night (and any nights the history store
     already holds) and runs the rest under one hold of the heavy lock;
     ``full_ranker = "linear"`` trains the comparison's full retrain with the
-    linear blend (its ALS, which the NDCG scores, is the same fit).
+    linear blend (its ALS, which the NDCG scores, is the same fit); ``ranker``
+    sets the ranker of every run.
     """
     import pandas as pd
 
@@ -251,7 +252,7 @@ def incremental_protocol(users: int, items: int, seed: int, nights: int = 7, *, 
     files = _daily_files(city, folder)
     data = folder / "data"
     config = folder / "config.toml"
-    config.write_text(INC_CONFIG, encoding="utf-8")
+    config.write_text(INC_CONFIG + (f'\n[ranking]\nranker = "{ranker}"\n' if ranker else ""), encoding="utf-8")
     full_config = config
     if full_ranker:
         full_config = folder / "config_full.toml"
@@ -333,12 +334,13 @@ def main() -> None:
     parser.add_argument("--nights", type=int, default=7)
     parser.add_argument("--resume", action="store_true", help="keep finished nights; one hold of the heavy lock")
     parser.add_argument("--full-ranker", default="", help='e.g. "linear" for the comparison\'s full retrain')
+    parser.add_argument("--ranker", default="", help='e.g. "linear" for every run of the protocol')
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("PYTHONHASHSEED", "0")
     if args.incremental_protocol:
         incremental_protocol(args.users, args.items, args.seed, args.nights, resume=args.resume,
-                             full_ranker=args.full_ranker)
+                             full_ranker=args.full_ranker, ranker=args.ranker)
     elif args.warm_start_protocol:
         warm_protocol(args.users, args.items, args.seed)
     else:
