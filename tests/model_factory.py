@@ -39,6 +39,9 @@ def model_from_parts(**fields: Any) -> TrainedModel:
     neutral = neutral_engagement(fields["taxonomy"], fields["config"], n_users, n_items, n_segments)
     for name in _ENGAGEMENT:
         fields.setdefault(name, neutral[name])
+    # an average user everywhere: log-odds 0 for the intercept and every user's own bias
+    fields.setdefault("engagement_intercept", 0.0)
+    fields.setdefault("user_bias", np.zeros(n_users, np.float32))
     if fields.get("signals") is None:
         fields["signals"] = Signals.empty(n_users, n_items, fields["taxonomy"], fields["config"].ranker)
     return TrainedModel(**fields)

@@ -130,13 +130,11 @@ def _segment_members(state: RankingState, seg: Segments) -> list[np.ndarray]:
 
 def _segment_bias(state: RankingState, seg: Segments, min_users: int) -> np.ndarray:
     """(S,) mean user bias of each segment's users; 0 where the segment falls back (too few users)."""
-    bias = getattr(state.model, "user_bias", None)
+    bias = np.asarray(state.model.user_bias, np.float64)
     out = np.zeros(len(seg), np.float64)
-    if bias is None:
-        return out
     for s, members in enumerate(_segment_members(state, seg)):
         if len(members) >= min_users:
-            out[s] = np.asarray(bias, np.float64)[members].mean()
+            out[s] = bias[members].mean()
     return out
 
 
@@ -176,7 +174,7 @@ def segment_logits(state: RankingState, seg: Segments, now_ns: int, min_users: i
 
 def segment_base(state: RankingState, seg: Segments, min_users: int) -> np.ndarray:
     """What :func:`segment_logits` leaves out, float64 (S,): the model's intercept plus the segment's propensity."""
-    return float(getattr(state.model, "engagement_intercept", 0.0)) + _segment_bias(state, seg, min_users)
+    return float(state.model.engagement_intercept) + _segment_bias(state, seg, min_users)
 
 
 def segment_scores(state: RankingState, seg: Segments, now_ns: int, min_users: int) -> tuple[np.ndarray, np.ndarray]:

@@ -295,12 +295,9 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def user_bias(model: TrainedModel, rows: np.ndarray) -> np.ndarray:
-    """The engagement model's bias of each user row, float64; 0 for a cold user (row -1) or a model without one."""
-    bias = getattr(model, "user_bias", None)
+    """The engagement model's bias of each user row, float64; 0 for a cold user (row -1)."""
     rows = np.asarray(rows, dtype=np.int64)
-    if bias is None:
-        return np.zeros(len(rows))
-    bias = np.asarray(bias, dtype=np.float64)
+    bias = np.asarray(model.user_bias, dtype=np.float64)
     return np.where(rows >= 0, bias[np.maximum(rows, 0)], 0.0)
 
 
@@ -339,7 +336,7 @@ def engagement_probability(state: RankingState, users: UserBatch, items: np.ndar
         + parts.interest
         + parts.format
         + parts.timeliness
-        + float(getattr(state.model, "engagement_intercept", 0.0))
+        + float(state.model.engagement_intercept)
         + user_bias(state.model, users.rows)[:, None]
     )
     return sigmoid(logit)

@@ -157,9 +157,8 @@ class TrainedModel:
         The engagement model's intercept (log-odds of an average user engaging
         with an average item per impression): with ``user_bias`` and the terms
         above, the predicted probability of engagement, not just an order.
-    user_bias : ndarray, float32 (n_users,) or None
-        Each user's own propensity to engage (log-odds, 0 = average); None in
-        a model built by hand means 0 for everyone. A bundle always holds it.
+    user_bias : ndarray, float32 (n_users,)
+        Each user's own propensity to engage (log-odds, 0 = average).
     near_duplicates : recsys.training.duplicates.NearDuplicates or None
         The near-duplicate graph of ``items`` (content cosine above the
         calibrated ``[ranking] near_duplicate_threshold``), searched once when
@@ -205,6 +204,8 @@ class TrainedModel:
     segment_format: np.ndarray
     topic_freshness: np.ndarray
     topic_trend: np.ndarray
+    engagement_intercept: float
+    user_bias: np.ndarray
     signals: Signals
     window: dict[str, str]
     info: dict[str, Any] = field(default_factory=dict)
@@ -214,8 +215,6 @@ class TrainedModel:
     #: the engagement model's latent taste term (``recsys.training.engagement.LatentTaste``), fitted
     #: with the learned ranker (``[engagement] taste_dim``); None: no such term
     taste: LatentTaste | None = None
-    engagement_intercept: float = 0.0
-    user_bias: np.ndarray | None = None
     near_duplicates: NearDuplicates | None = None
     user_lookup: SortedIds | None = None
     #: a loaded bundle's reader, while ``users`` is not read yet (see :meth:`load`)
@@ -282,12 +281,6 @@ class TrainedModel:
         """Number of items in the training catalogue."""
         return len(self.items)
 
-    def user_bias_or_zero(self) -> np.ndarray:
-        """``user_bias`` as float32 (n_users,); zeros for a model built by hand without one."""
-        if self.user_bias is None:
-            return np.zeros(self.n_users, dtype=np.float32)
-        return np.asarray(self.user_bias, dtype=np.float32)
-
     def embed_new_items(self, items: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Content and collaborative vectors of catalogue items this model never saw.
 
@@ -322,7 +315,7 @@ class TrainedModel:
             writer.array(name, getattr(self, name))
         # the intercept as a one-element array: checksummed and verified like every other array
         writer.array(INTERCEPT, np.array([self.engagement_intercept], dtype=np.float64))
-        writer.array(USER_BIAS, self.user_bias_or_zero())
+        writer.array(USER_BIAS, np.asarray(self.user_bias, dtype=np.float32))
         seen = self.seen.tocsr()
         writer.array("seen_indptr", seen.indptr.astype(np.int64))
         writer.array("seen_indices", seen.indices.astype(np.int32))
