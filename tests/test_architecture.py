@@ -238,3 +238,19 @@ def test_domain_parameters_have_their_real_types():
     for path in sorted((ROOT / "recsys").rglob("*.py")):
         offenders += any_typed_domain_names(path.read_text(encoding="utf-8"), str(path.relative_to(ROOT)))
     assert not offenders, "give these their real type (a TYPE_CHECKING import where a cycle would appear): " + "; ".join(offenders)
+
+
+#: the bottom layer of docs/architecture.md: codes, contract, config, bundle files, io, times
+_FOUNDATION = ("taxonomy", "schema", "columns", "config", "bundle", "io", "timeutil", "exceptions", "idmap", "seeds")
+
+
+def test_the_foundation_imports_only_the_foundation():
+    allowed = {"recsys", *(f"recsys.{name}" for name in _FOUNDATION)}
+    offenders = [
+        f"recsys/{name}.py imports {module}"
+        for name in _FOUNDATION
+        for module in imported_modules(ROOT / "recsys" / f"{name}.py", "recsys")
+        if module.split(".")[0] == "recsys" and module not in allowed
+        and not (module.startswith("recsys.") and module.split(".")[1] in _FOUNDATION)
+    ]
+    assert not offenders, "the foundation sits below training and serving: " + "; ".join(offenders)
