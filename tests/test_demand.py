@@ -330,3 +330,25 @@ def test_the_synthetic_campaigns_are_the_taxonomy_calendar():
     planted = {(c.month, c.day if not c.rule else 1, c.length_days, c.rule, tuple(sorted(spec.topics[t] for t in c.topics))) for c in spec.campaigns}
     calendar = {(c.month, c.day if not c.rule else 1, c.length_days, c.rule, tuple(sorted(c.topics))) for c in TAX.calendar}
     assert planted == calendar
+
+
+def test_a_log_delivered_day_by_day_reads_as_the_one_file(small, tmp_path):
+    """The incremental training's layout (events/ of daily files) gives the same demand tables."""
+    daily = tmp_path / "daily"
+    daily.mkdir()
+    for name in ("users.parquet", "items.parquet"):
+        (daily / name).write_bytes((small / name).read_bytes())
+    events = pd.read_parquet(small / "events.parquet")
+    (daily / "events").mkdir()
+    days = events["timestamp"].dt.strftime("%Y%m%d")
+    for day, part in events.groupby(days):
+        part.to_parquet(daily / "events" / f"{day}.parquet", index=False)
+    assert len(list((daily / "events").iterdir())) > 30
+    one, split = analyse(small), analyse(daily)
+    for name in ("demand", "audiences"):
+        pd.testing.assert_frame_equal(
+            one.tables[name].reset_index(drop=True), split.tables[name].reset_index(drop=True)
+        )
+    (daily / "events" / "x.csv").write_text("user_id\n", encoding="utf-8")
+    with pytest.raises(SchemaError, match="holds both Parquet and CSV|reads Parquet"):
+        analyse(daily)

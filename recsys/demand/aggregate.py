@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 
 from recsys import columns as C
 from recsys.exceptions import ConfigError, DataError, SchemaError
+from recsys.schema import SUFFIXES, event_files
 from recsys.taxonomy import Taxonomy
 
 #: what each count column counts
@@ -71,6 +72,9 @@ class Window:
 def table_path(data_dir: str | Path, kind: str) -> Path:
     """``kind.parquet`` in ``data_dir`` with the columns demand tracking reads.
 
+    A log delivered day by day (an ``events/`` folder of Parquet files, as
+    incremental training reads it) is returned as one glob over its files.
+
     Raises
     ------
     SchemaError
@@ -81,6 +85,8 @@ def table_path(data_dir: str | Path, kind: str) -> Path:
     if not folder.is_dir():
         raise SchemaError(f"{folder}: {'is not a folder' if folder.exists() else 'data folder not found'}")
     path = folder / f"{kind}.parquet"
+    if kind == "events" and (folder / kind).is_dir() and not path.exists():
+        return _events_folder(folder / kind)
     if not path.exists():
         csv = folder / f"{kind}.csv"
         if csv.exists():
@@ -97,6 +103,36 @@ def table_path(data_dir: str | Path, kind: str) -> Path:
     if missing:
         raise SchemaError(f"{path}: column {', '.join(map(repr, missing))} absent; demand tracking needs {', '.join(NEEDED[kind])}")
     return path
+
+
+def _events_folder(folder: Path) -> Path:
+    """A log delivered day by day (``events/``, one file per day) as one DuckDB glob.
+
+    Raises
+    ------
+    SchemaError
+        If a file is CSV, the Parquet files do not share one suffix (the glob
+        must match them all and nothing else), or one lacks a needed column.
+    """
+    files = event_files(folder)
+    suffixes = {f.suffix for f in files}
+    if any(SUFFIXES[f.suffix.lower()] == "csv" for f in files):
+        raise SchemaError(
+            f"{folder}: recsys demand reads Parquet; convert the CSV event files with `recsys validate` first"
+        )
+    if len(suffixes) > 1:
+        raise SchemaError(f"{folder}: event files end in {' and '.join(sorted(suffixes))}; give them one suffix")
+    for file in files:
+        try:
+            names = pq.read_schema(file).names
+        except (OSError, ValueError) as exc:
+            raise SchemaError(f"{file}: not a readable Parquet file ({exc})") from None
+        missing = [c for c in NEEDED["events"] if c not in names]
+        if missing:
+            raise SchemaError(
+                f"{file}: column {', '.join(map(repr, missing))} absent; demand tracking needs {', '.join(NEEDED['events'])}"
+            )
+    return folder / f"*{suffixes.pop()}"
 
 
 def _literal(path: Path) -> str:
