@@ -99,11 +99,6 @@ def events_folder(data: str | Path) -> Path | None:
     return table if table.is_dir() else None
 
 
-def list_sources(folder: Path) -> list[Path]:
-    """The event files of ``folder`` in name order (the order they are validated in)."""
-    return event_files(folder)
-
-
 def interactions_fingerprint(config: InteractionConfig) -> dict[str, Any]:
     """The ``[interactions]`` settings the stored matrices depend on (a change needs a rebuild)."""
     return json.loads(json.dumps(dataclasses.asdict(config), sort_keys=True, default=str))
@@ -350,7 +345,7 @@ class HistoryStore:
         """
         known = {s["name"]: s for s in self.doc["sources"]}
         new: list[Path] = []
-        for path in list_sources(folder):
+        for path in event_files(folder):
             seen = known.pop(path.name, None)
             if seen is None:
                 new.append(path)

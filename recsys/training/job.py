@@ -27,7 +27,7 @@ from recsys.idmap import IdMap
 from recsys.io import prepare_output_dir
 from recsys.training.model import USER_COLUMNS, TrainedModel
 from recsys.progress import Steps
-from recsys.schema import find_table, read_manifest_end, read_table, validate
+from recsys.schema import event_files, find_table, read_manifest_end, read_table, validate
 from recsys.seeds import check_random_state
 from recsys.training.coldstart import ItemColdStart, UserColdStart
 from recsys.training.collaborative import CollaborativeModel
@@ -39,7 +39,6 @@ from recsys.training.incremental import (
     changed_rows,
     events_folder,
     interactions_fingerprint,
-    list_sources,
 )
 from recsys.training.interactions import Interactions, build_interactions
 from recsys.training.profiles import TopicProfiles
@@ -481,7 +480,7 @@ def train(
             HistoryStore.write(
                 out, previous=store if night is not None else None, data_folder=folder,
                 fingerprint=interactions_fingerprint(config.interactions),
-                new_sources=night["sources"] if night is not None else list_sources(folder),
+                new_sources=night["sources"] if night is not None else event_files(folder),
                 new_events=night["new_events"] if night is not None else events,
                 state=decayed, full=night is None, quarantined=int(sum(quarantined.values())),
             )
