@@ -46,7 +46,7 @@ from recsys.exceptions import DataError
 from recsys.idmap import IdMap
 from recsys.io import atomic_dir, atomic_path, sha256_file, write_json
 from recsys.schema import event_files, find_table, to_arrow
-from recsys.training.interactions import Interactions, build_interactions
+from recsys.training.interactions import Interactions, _binary, build_interactions
 
 #: the store's folder inside the models folder
 STORE_DIR = "history"
@@ -127,12 +127,6 @@ def _tidy(m: sp.spmatrix) -> sp.csr_matrix:
     out.eliminate_zeros()
     out.sort_indices()
     return out
-
-
-def _binary(m: sp.csr_matrix) -> sp.csr_matrix:
-    m = m.copy()
-    m.data[:] = 1.0
-    return m
 
 
 def decay_factor(days: float, half_life_days: float) -> float:
