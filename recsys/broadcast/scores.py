@@ -128,23 +128,33 @@ def _segment_members(state: RankingState, seg: Segments) -> list[np.ndarray]:
     return out
 
 
-def _segment_bias(state: RankingState, seg: Segments, min_users: int) -> np.ndarray:
-    """(S,) mean user bias of each segment's users; 0 where the segment falls back (too few users)."""
+def _segment_bias(
+    state: RankingState, seg: Segments, min_users: int, blocks: list[np.ndarray] | None = None
+) -> np.ndarray:
+    """(S,) mean user bias of each segment's users; 0 where the segment falls back (too few users).
+
+    ``blocks``: :func:`_segment_members` if the caller has it already (found here otherwise).
+    """
     bias = np.asarray(state.model.user_bias, np.float64)
     out = np.zeros(len(seg), np.float64)
-    for s, members in enumerate(_segment_members(state, seg)):
+    for s, members in enumerate(blocks if blocks is not None else _segment_members(state, seg)):
         if len(members) >= min_users:
             out[s] = bias[members].mean()
     return out
 
 
-def _segment_tastes(state: RankingState, seg: Segments, min_users: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(S, T) interest, (S, F) format taste, and (S,) users behind each segment's row (0 = fallback)."""
+def _segment_tastes(
+    state: RankingState, seg: Segments, min_users: int, blocks: list[np.ndarray] | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(S, T) interest, (S, F) format taste, and (S,) users behind each segment's row (0 = fallback).
+
+    ``blocks``: :func:`_segment_members` if the caller has it already (found here otherwise).
+    """
     eng = state.engagement
     interest = np.empty((len(seg), eng.segment_interest.shape[1]), np.float64)
     fmt = np.empty((len(seg), eng.segment_format.shape[1]), np.float64)
     n_users = np.zeros(len(seg), np.int64)
-    for s, members in enumerate(_segment_members(state, seg)):
+    for s, members in enumerate(blocks if blocks is not None else _segment_members(state, seg)):
         g, r = int(seg.group[s]), int(seg.region[s])
         if len(members) >= min_users:
             interest[s] = np.asarray(eng.user_interest[members], np.float64).mean(axis=0)
@@ -156,15 +166,18 @@ def _segment_tastes(state: RankingState, seg: Segments, min_users: int) -> tuple
     return interest, fmt, n_users
 
 
-def segment_logits(state: RankingState, seg: Segments, now_ns: int, min_users: int) -> np.ndarray:
+def segment_logits(
+    state: RankingState, seg: Segments, now_ns: int, min_users: int, *, members: list[np.ndarray] | None = None
+) -> np.ndarray:
     """Segment-level engagement log-odds of every catalogue item, float64 (S, n_items).
 
     ``interest . topic shares + format taste + quality + timeliness at now``,
     less the terms equal for every item of a segment (intercept, the
-    segment's propensity, channel): see :func:`segment_base`.
+    segment's propensity, channel): see :func:`segment_base`. ``members``:
+    each segment's user rows, if the caller found them already.
     """
     cat = state.catalog
-    interest, fmt, _ = _segment_tastes(state, seg, min_users)
+    interest, fmt, _ = _segment_tastes(state, seg, min_users, members)
     padded = np.hstack([interest, np.zeros((len(seg), 1))])
     topic_term = np.einsum("sij,ij->si", padded[:, cat.topic_idx], cat.topic_weight.astype(np.float64))
     fmt_term = np.where(cat.format_code >= 0, fmt[:, np.maximum(cat.format_code, 0)], 0.0)
@@ -172,9 +185,11 @@ def segment_logits(state: RankingState, seg: Segments, now_ns: int, min_users: i
     return topic_term + fmt_term + item_term[None, :]
 
 
-def segment_base(state: RankingState, seg: Segments, min_users: int) -> np.ndarray:
+def segment_base(
+    state: RankingState, seg: Segments, min_users: int, *, members: list[np.ndarray] | None = None
+) -> np.ndarray:
     """What :func:`segment_logits` leaves out, float64 (S,): the model's intercept plus the segment's propensity."""
-    return float(state.model.engagement_intercept) + _segment_bias(state, seg, min_users)
+    return float(state.model.engagement_intercept) + _segment_bias(state, seg, min_users, members)
 
 
 def segment_scores(state: RankingState, seg: Segments, now_ns: int, min_users: int) -> tuple[np.ndarray, np.ndarray]:
@@ -187,10 +202,13 @@ def segment_scores(state: RankingState, seg: Segments, now_ns: int, min_users: i
     segment_logits)``.
     """
     cat = state.catalog
-    logits = segment_logits(state, seg, now_ns, min_users)
+    # each segment's users found once (a sort of every bundle user) for both the logits and the base
+    members = _segment_members(state, seg)
+    logits = segment_logits(state, seg, now_ns, min_users, members=members)
     reach = cat.group_ok[seg.group] & cat.region_ok[seg.region]
     odds = np.where(reach, np.exp(logits), 0.0).astype(np.float32)
-    prob = np.where(reach, sigmoid(logits + segment_base(state, seg, min_users)[:, None]), 0.0).astype(np.float32)
+    base = segment_base(state, seg, min_users, members=members)
+    prob = np.where(reach, sigmoid(logits + base[:, None]), 0.0).astype(np.float32)
     return odds, prob
 
 
