@@ -352,3 +352,8 @@ def test_a_log_delivered_day_by_day_reads_as_the_one_file(small, tmp_path):
     (daily / "events" / "x.csv").write_text("user_id\n", encoding="utf-8")
     with pytest.raises(SchemaError, match="holds both Parquet and CSV|reads Parquet"):
         analyse(daily)
+    (daily / "events" / "x.csv").unlink()
+    # both layouts at once: which log was meant would be a guess, as validation says too
+    (daily / "events.parquet").write_bytes((small / "events.parquet").read_bytes())
+    with pytest.raises(SchemaError, match="both events.parquet and events/"):
+        analyse(daily)

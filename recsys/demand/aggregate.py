@@ -79,13 +79,17 @@ def table_path(data_dir: str | Path, kind: str) -> Path:
     ------
     SchemaError
         If the folder or the file is missing, the table is CSV (validate it
-        into Parquet first), or a needed column is absent.
+        into Parquet first), a needed column is absent, or the folder holds
+        both ``events.parquet`` and ``events/``.
     """
     folder = Path(data_dir)
     if not folder.is_dir():
         raise SchemaError(f"{folder}: {'is not a folder' if folder.exists() else 'data folder not found'}")
     path = folder / f"{kind}.parquet"
-    if kind == "events" and (folder / kind).is_dir() and not path.exists():
+    if kind == "events" and (folder / kind).is_dir():
+        if path.exists():
+            # which log was meant would be a guess: refuse as validation and training do
+            raise SchemaError(f"{folder}: both {path.name} and {kind}/; keep only one")
         return _events_folder(folder / kind)
     if not path.exists():
         csv = folder / f"{kind}.csv"
