@@ -44,6 +44,7 @@ import pyarrow.parquet as pq
 from recsys import columns as C
 from recsys.exceptions import ConfigError, RecsysError, SchemaError
 from recsys.io import write_parquet
+from recsys.schema import find_table, read_table
 
 HOLDS_FILE = "holds.parquet"
 LOG_FILE = "holds_log.jsonl"
@@ -294,6 +295,26 @@ def add_hold(
             return False
         _change(root, entry)
     return True
+
+
+def check_item_known(data_dir: str | Path, item_id: str) -> None:
+    """Refuse ``item_id`` unless the items table in ``data_dir`` lists it.
+
+    A hold on a mistyped id is written and audited but takes nothing out of
+    any list; a reviewer who names the catalogue gets the mistake instead.
+
+    Raises
+    ------
+    SchemaError
+        If the folder has no readable items table, or the item is not in it.
+    """
+    path = find_table(data_dir, "items")
+    known = read_table(path, "items")[C.ITEM_ID].astype(str)
+    item = str(item_id).strip()
+    if not known.eq(item).any():
+        close = sorted(k for k in known.unique() if k.lower().startswith(item[:3].lower()))[:5]
+        hint = f"; similar ids: {', '.join(close)}" if close else ""
+        raise SchemaError(f"{path}: item_id {item!r} is not in the catalogue ({len(known):,} items){hint}")
 
 
 def release_hold(

@@ -278,3 +278,19 @@ def test_cli_recommend_with_holds(city, tmp_path, capsys):
     assert main(args + ["--holds", str(tmp_path)]) == 0
     ids = [json.loads(line)["item_id"] for line in capsys.readouterr().out.splitlines()]
     assert first not in ids and len(ids) == 5
+
+
+def test_a_hold_checked_against_the_catalogue_refuses_an_unknown_id(tmp_path, capsys):
+    items = pd.DataFrame({"item_id": ["sci-001", "sci-002"], "title": ["a", "b"], "topics": ["x", "y"]})
+    data = tmp_path / "data"
+    data.mkdir()
+    items.to_parquet(data / "items.parquet", index=False)
+    state = tmp_path / "state"
+    args = ["holds", "add", "sci-01", "--reason", "r", "--by", "wang", "--state", str(state), "--data", str(data)]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "'sci-01'" in err and "sci-001" in err and "\n" not in err
+    assert not state.exists()  # nothing written for a refused hold
+    args[2] = "sci-002"
+    assert main(args) == 0
+    assert H.held_items(state) == frozenset({"sci-002"})

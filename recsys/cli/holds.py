@@ -23,6 +23,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add.add_argument("item_id", metavar="ITEM")
     add.add_argument("--reason", required=True, help="why (shown to reviewers)")
     add.add_argument("--by", required=True, metavar="NAME", help="who places the hold")
+    add.add_argument(
+        "--data",
+        metavar="DIR",
+        help="check that ITEM is in DIR's items table first (a mistyped id would hold nothing)",
+    )
     release = actions.add_parser("release", help="release an item's hold")
     release.add_argument("item_id", metavar="ITEM")
     release.add_argument("--by", required=True, metavar="NAME", help="the reviewer")
@@ -60,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "add":
         # a mistyped --state would hold the item where no push or recommender looks: say so
         new = not Path(args.state).exists()
+        if args.data:
+            H.check_item_known(args.data, args.item_id)
         if H.add_hold(args.state, args.item_id, reason=args.reason, by=args.by):
             print(f"{args.item_id} is on hold (by {args.by}): {args.reason}")
             if new:
