@@ -351,6 +351,8 @@ class EngagementConfig:
         "taste_dim": Range(0, 256),
         "l2_taste": Range(0, 1e6, lo_open=True),
         "taste_sweeps": Range(1, 1000),
+        "warm_sweeps": Range(1, 1000),
+        "warm_exposures": Range(0, 1_000_000_000),
         "seed": _SEED,
     }
 
@@ -389,6 +391,12 @@ class EngagementConfig:
     l2_taste: float = 5.0
     #: sweeps of the taste fit at most (it stops earlier when the log-loss stops improving)
     taste_sweeps: int = 30
+    #: a night's update (incremental training): sweeps at most, starting from yesterday's effects
+    warm_sweeps: int = 2
+    #: a night's update: fit on at most this many shown pairs of the whole window (a seeded uniform
+    #: sample; effects no sampled pair bears on keep yesterday's value); 0 = ``max_exposures``, the
+    #: full fit's bound (a smaller sample re-estimates thinly sampled users from fewer pairs)
+    warm_exposures: int = 0
     seed: int = 42
 
 

@@ -365,3 +365,58 @@ def test_latent_taste_saves_and_loads_through_a_bundle_part(tmp_path):
     np.testing.assert_array_equal(back.pair(ex.user, ex.item), taste.pair(ex.user, ex.item))
     assert back.report == taste.report
     assert LatentTaste.load(BundleReader(tmp_path).part("elsewhere")) is None
+
+
+def test_a_warm_started_night_predicts_held_out_pairs_like_a_full_refit():
+    from push_city import tables
+    from recsys.schema import validate
+    from recsys.training.engagement import EngagementStart, _log_loss
+
+    users, items, events = tables(n_users=1500, n_items=200, seed=11)
+    res = validate(tables=(users, items, events), end="2026-07-02T00:00:00Z")
+    ev = res.events.sort_values(C.TIMESTAMP, kind="stable").reset_index(drop=True)
+    u_map = IdMap.from_ids(res.users[C.USER_ID].to_numpy())
+    i_map = IdMap.from_ids(res.items[C.ITEM_ID].to_numpy())
+    end = ev[C.TIMESTAMP].max()
+    cfg = EngagementConfig()
+    ex = build_exposures(ev, u_map, i_map, res.items, TAX, end=end, trend_days=cfg.trend_days)
+    held = np.random.default_rng(5).random(len(ex)) < 0.2
+    fit_ex, test_ex = (Exposures(*(getattr(ex, f.name)[m] for f in dataclasses.fields(ex))) for m in (~held, held))
+    # yesterday: fitted on the pairs first shown before the last two days (showing = publish time + age)
+    published = pd.to_datetime(res.items[C.PUBLISHED_AT], utc=True).dt.as_unit("s").astype("int64").to_numpy()
+    old = published[fit_ex.item] + fit_ex.age_days * 86400.0 < (end - pd.Timedelta(days=2)).timestamp()
+    yesterday = EngagementModel(cfg, TAX).fit(
+        Exposures(*(getattr(fit_ex, f.name)[old] for f in dataclasses.fields(fit_ex))), res.users, res.items
+    )
+    start = EngagementStart(
+        intercept=yesterday.intercept_, authority_quality=yesterday.authority_quality_,
+        item_quality=yesterday.item_quality_, segment_interest=yesterday.segment_interest_,
+        user_interest=yesterday.user_interest_, segment_format=yesterday.segment_format_,
+        user_format=yesterday.user_format_, topic_freshness=yesterday.topic_freshness_,
+        topic_trend=yesterday.topic_trend_, user_bias=yesterday.user_bias_,
+        user_rows=np.arange(len(res.users)), item_rows=np.arange(len(res.items)),
+    )
+    refit = EngagementModel(cfg, TAX).fit(fit_ex, res.users, res.items)
+    # the night: at most warm_sweeps sweeps from yesterday's effects, on the same pairs as the refit
+    warm = EngagementModel(cfg, TAX).fit(fit_ex, res.users, res.items, warm_start=start)
+    assert 1 <= warm.n_sweeps_ <= cfg.warm_sweeps
+
+    def held_out(model: EngagementModel) -> np.ndarray:
+        tables_ = SimpleNamespace(
+            engagement_intercept=model.intercept_, user_bias=model.user_bias_, item_quality=model.item_quality_,
+            user_interest=model.user_interest_, user_format=model.user_format_,
+            topic_freshness=model.topic_freshness_, topic_trend=model.topic_trend_,
+        )
+        return shown_logit(tables_, test_ex, res.items, TAX, cfg.freshness_taus_days)
+
+    lw, lr, ly = held_out(warm), held_out(refit), held_out(yesterday)
+    assert np.corrcoef(lw, lr)[0, 1] > 0.99
+    assert _log_loss(test_ex.label, lw) < _log_loss(test_ex.label, lr) * 1.005
+    # it did learn from the night: closer to the refit than yesterday's model
+    assert np.abs(lw - lr).mean() < 0.5 * np.abs(ly - lr).mean()
+    # on a smaller sample, a user without a sampled pair keeps yesterday's bias (not the prior's 0)
+    half = dataclasses.replace(cfg, warm_exposures=len(fit_ex) // 2)
+    thin = EngagementModel(half, TAX).fit(fit_ex, res.users, res.items, warm_start=start)
+    unsampled = np.setdiff1d(np.arange(len(res.users)), fit_ex.sample(len(fit_ex) // 2, cfg.seed).user)
+    assert len(unsampled) and (yesterday.user_bias_[unsampled] != 0).any()
+    np.testing.assert_allclose(thin.user_bias_[unsampled], yesterday.user_bias_[unsampled], rtol=1e-6)

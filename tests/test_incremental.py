@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 from pathlib import Path
 
@@ -258,3 +259,106 @@ def test_row_codes_match_a_groupby():
     cols = [users, pd.Series(rng.integers(0, 4, n).astype(str)), ts]
     expected = pd.DataFrame({i: c for i, c in enumerate(cols)}).groupby([0, 1, 2], sort=False, dropna=False).ngroup()
     np.testing.assert_array_equal(_row_codes(cols), expected.to_numpy())
+
+
+# ---- the history's aggregates: the night reads no event of the history ----------------------------
+
+def _sorted_exposures(ex) -> pd.DataFrame:
+    frame = pd.DataFrame({f.name: getattr(ex, f.name) for f in dataclasses.fields(ex)})
+    return frame.sort_values(["user", "item"]).reset_index(drop=True)
+
+
+def test_aggregates_moved_forward_equal_a_full_rebuild_over_several_nights(world):
+    from recsys.taxonomy import load_taxonomy
+    from recsys.training.engagement import build_exposures
+    from recsys.training.signals import compute_signals
+
+    res, *_ = world
+    tax = load_taxonomy()
+    ev = res.events.sort_values(C.TIMESTAMP, kind="stable").reset_index(drop=True)
+    cfg = EngineConfig()
+    all_users = IdMap.from_ids(res.users[C.USER_ID].to_numpy())
+    all_items = IdMap.from_ids(res.items[C.ITEM_ID].to_numpy())
+    full = incremental.day_aggregates(ev, all_users, all_items, tax)
+    # yesterday knew fewer users and items, in another order: the aggregates must follow the ids
+    cuts = (int(len(ev) * 0.5), int(len(ev) * 0.7), int(len(ev) * 0.85), len(ev))
+    old = ev.iloc[: cuts[0]]
+    y_users = IdMap.from_ids(np.sort(old[C.USER_ID].unique())[::-1])
+    y_items = IdMap.from_ids(np.sort(old[C.ITEM_ID].unique())[::-1])
+    state = DecayedState(
+        build_interactions(old, y_users, y_items, cfg.interactions), None,
+        incremental.day_aggregates(old, y_users, y_items, tax),
+    )
+    for lo, hi in zip(cuts, cuts[1:]):  # three nights
+        state = advance(state, ev.iloc[lo:hi], all_users, all_items, cfg.interactions, None, taxonomy=tax)
+    agg = state.aggregates
+    for name in ("showings", "last_positive"):
+        got, want = getattr(agg, name), getattr(full, name)
+        np.testing.assert_array_equal(got.row, want.row)
+        np.testing.assert_array_equal(got.col, want.col)
+        np.testing.assert_allclose(got.seconds, want.seconds, rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(agg.showings.channel, full.showings.channel)
+    np.testing.assert_array_equal(agg.channel_counts, full.channel_counts)
+    np.testing.assert_array_equal(agg.item_impressions, full.item_impressions)
+    assert agg.start == ev[C.TIMESTAMP].min()
+    # the engagement model's exposures, from the store alone, are build_exposures' over every event
+    end = state.interactions.end
+    got = incremental.history_exposures(state, res.items, cfg.engagement, sample=0, seed=0)
+    want = build_exposures(ev, all_users, all_items, res.items, tax, end=end, trend_days=cfg.engagement.trend_days)
+    pd.testing.assert_frame_equal(_sorted_exposures(got), _sorted_exposures(want), rtol=1e-9)
+    # the ranking signals likewise (a user's recent items compared as sets: equal instants may swap)
+    sig = incremental.history_signals(state, res.users, end, tax, cfg.ranker)
+    ref = compute_signals(
+        ev, all_users.index(ev[C.USER_ID].to_numpy()), all_items.index(ev[C.ITEM_ID].to_numpy()),
+        res.users, len(all_items), end, tax, cfg.ranker,
+    )
+    for name in ("popularity_levels", "popularity_windows", "shrinkage", "user_activity", "item_exposures",
+                 "coengagement_indptr", "coengagement_indices", "coengagement_data"):
+        np.testing.assert_allclose(getattr(sig, name), getattr(ref, name), rtol=1e-5, atol=1e-6, err_msg=name)
+    for a, b in zip(sig.user_recent_items, ref.user_recent_items):
+        assert set(a) == set(b)
+
+
+def test_a_night_reads_no_history_partition_and_an_old_store_is_upgraded(tmp_path, world, monkeypatch):
+    data = _folder(tmp_path, world, 25)
+    _train(tmp_path, data)
+    # a store of before the aggregates were kept: the next night builds them once from the partitions
+    store = HistoryStore.open(tmp_path / "models")
+    folder = tmp_path / "models" / "history" / store.doc["state"]["folder"]
+    for name in incremental._AGGREGATE_FILES:
+        (folder / name).unlink()
+        del store.doc["state"]["files"][name]
+    store.doc["state"].pop("start")
+    (tmp_path / "models" / "history" / "store.json").write_text(json.dumps(store.doc))
+    _add_days(data, world, 25, 26)
+    assert _train(tmp_path, data)["mode"] == "incremental"
+    assert HistoryStore.open(tmp_path / "models").read_state().aggregates is not None
+    # from then on a night opens no partition of the history (its file's events are later than all of them)
+    read = []
+    real = incremental.pq.read_table
+    monkeypatch.setattr(incremental.pq, "read_table", lambda path, *a, **kw: (read.append(str(path)), real(path, *a, **kw))[1])
+    for night in (26, 27):
+        _add_days(data, world, night, night + 1)
+        assert _train(tmp_path, data)["mode"] == "incremental"
+    assert not [p for p in read if "partitions" in p]
+    monkeypatch.undo()
+    inc = TrainedModel.load(tmp_path / "models" / "latest")
+    full = TrainedModel.load(_train(tmp_path, data, out="full")["bundle"])
+    assert inc.window == full.window
+    assert inc.info["counts"]["events"] == full.info["counts"]["events"]
+    np.testing.assert_array_equal(inc.user_channel_counts, full.user_channel_counts)
+    for name in ("popularity_levels", "popularity_windows", "user_activity", "item_exposures", "coengagement_data"):
+        np.testing.assert_allclose(getattr(inc.signals, name), getattr(full.signals, name), rtol=1e-5, atol=1e-6)
+
+
+def test_a_repeated_day_is_still_left_out_from_the_recent_partitions_only(tmp_path, world):
+    data = _folder(tmp_path, world, 26)
+    _train(tmp_path, data)
+    day = _all_days(world)[25]
+    # yesterday's file delivered again under another name: every event is already in the history
+    shutil.copy(data / "events" / f"{day}.parquet", data / "events" / f"{day}-again.parquet")
+    _add_days(data, world, 26, 27)
+    s = _train(tmp_path, data)
+    assert s["mode"] == "incremental" and s["new_event_files"] == 2
+    full = _train(tmp_path, data, out="full")  # the validator drops the copy's rows as duplicates
+    assert s["new_events"] + HistoryStore.open(tmp_path / "models").doc["partitions"][0]["rows"] == full["events"]

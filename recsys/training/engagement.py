@@ -158,6 +158,35 @@ def build_exposures(
     SchemaError
         If a required events column is missing.
     """
+    user, item, seconds, channel, label = first_showings(events, users, items, taxonomy, end=end)
+    return exposures_from_showings(user, item, seconds, channel, label, items, items_df, end=end, trend_days=trend_days)
+
+
+def first_showings(
+    events: pd.DataFrame, users: IdMap, items: IdMap, taxonomy: Taxonomy, *, end: pd.Timestamp
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Each shown pair's first showing: the rule of :func:`build_exposures`, before the item features.
+
+    Kept apart so that the nightly history store (:mod:`recsys.training.incremental`)
+    can keep the first showings of every pair and merge a day's into them: a
+    pair's first showing over a whole window is the earlier of the two.
+
+    Returns
+    -------
+    user, item : ndarray of int64
+        The pairs, ordered by ``user * n_items + item``.
+    seconds : ndarray of float64
+        Epoch seconds of the first showing.
+    channel : ndarray of int64
+        Taxonomy position of its channel (-1 unknown).
+    label : ndarray of float64
+        1.0 where the pair has a positive event in ``events``.
+
+    Raises
+    ------
+    SchemaError
+        If a required events column is missing.
+    """
     missing = [c for c in (C.USER_ID, C.ITEM_ID, C.EVENT_TYPE, C.TIMESTAMP) if c not in events.columns]
     if missing:
         raise SchemaError(f"events lack required column(s) {missing}; have {list(events.columns)}")
@@ -182,16 +211,55 @@ def build_exposures(
     first[1:] = pair_sorted[1:] != pair_sorted[:-1]
     rows = order[first]
     engaged_pairs = np.unique(pair[positive])
+    return (
+        u[rows].astype(np.int64),
+        i[rows].astype(np.int64),
+        seconds[rows],
+        chan[rows].astype(np.int64),
+        np.isin(pair[rows], engaged_pairs).astype(np.float64),
+    )
 
+
+def exposures_from_showings(
+    user: np.ndarray,
+    item: np.ndarray,
+    seconds: np.ndarray,
+    channel: np.ndarray,
+    label: np.ndarray,
+    items: IdMap,
+    items_df: pd.DataFrame,
+    *,
+    end: pd.Timestamp,
+    trend_days: float,
+) -> Exposures:
+    """:class:`Exposures` of first showings (:func:`first_showings`): the item's age and the recent flag.
+
+    Parameters
+    ----------
+    user, item, seconds, channel, label : ndarray
+        Aligned first showings (epoch seconds, taxonomy channel position).
+    items : IdMap
+        Dense item indices.
+    items_df : DataFrame
+        ``item_id`` and (optional) ``published_at``.
+    end : Timestamp, tz-aware
+        The window's end.
+    trend_days : float
+        Length of the "recent" part of the window.
+
+    Returns
+    -------
+    Exposures
+    """
     published = _published_seconds(items, items_df)
-    t = seconds[rows]
+    t = np.asarray(seconds, dtype=np.float64)
     end_s = float(end.timestamp())
     return Exposures(
-        user=u[rows].astype(np.int64),
-        item=i[rows].astype(np.int64),
-        label=np.isin(pair[rows], engaged_pairs).astype(np.float64),
-        age_days=(t - published[i[rows]]) / _SECONDS_PER_DAY,
-        channel=chan[rows].astype(np.int64),
+        user=np.asarray(user, dtype=np.int64),
+        item=np.asarray(item, dtype=np.int64),
+        label=np.asarray(label, dtype=np.float64),
+        age_days=(t - published[item]) / _SECONDS_PER_DAY,
+        channel=np.asarray(channel, dtype=np.int64),
         recent=t >= end_s - trend_days * _SECONDS_PER_DAY,
     )
 
@@ -281,6 +349,17 @@ class _Block:
             self.weight, self.weight2, self.label = weight[keep], weight2[keep], label[keep]
         self.l2 = float(l2)
         self.theta = np.zeros(n_keys)
+        #: a warm start's rule: keys without a single entry keep their value (see EngagementModel.fit)
+        self.keep_unseen = False
+
+    def add_to(self, eta: np.ndarray) -> None:
+        """Add the block's current effects to ``eta`` (a warm start's first log-odds)."""
+        if self.key.size == 0:
+            return
+        if self.identity:
+            eta += self.weight * self.theta[self.key]
+        else:
+            eta += np.bincount(self.obs, self.weight * self.theta[self.key], minlength=eta.size)
 
     def step(self, eta: np.ndarray) -> None:
         """One diagonal Newton step of the penalised log-likelihood; updates ``eta`` in place."""
@@ -292,6 +371,8 @@ class _Block:
         p *= 1.0 - p
         hess = np.bincount(self.key, self.weight2 * p, minlength=n) + self.l2
         delta = grad / hess
+        if self.keep_unseen:
+            delta[np.bincount(self.key, minlength=n) == 0] = 0.0
         self.theta += delta
         if self.identity:
             eta += self.weight * delta[self.key]
@@ -323,6 +404,12 @@ class _CurveBlock:
         self.label = label[self.obs]
         self.l2 = float(l2)
         self.theta = np.zeros((n_keys, k))
+        self.keep_unseen = False
+
+    def add_to(self, eta: np.ndarray) -> None:
+        """Add the block's current effects to ``eta`` (a warm start's first log-odds)."""
+        if self.key.size:
+            eta += np.bincount(self.obs, np.einsum("ek,ek->e", self.features, self.theta[self.key]), minlength=eta.size)
 
     def step(self, eta: np.ndarray) -> None:
         """One joint Newton step per key; updates ``eta`` in place."""
@@ -335,6 +422,8 @@ class _CurveBlock:
         hess = (self.sum_by_key @ (self.outer * curvature[:, None])).astype(np.float64).reshape(n_keys, k, k)
         hess += self.l2 * np.eye(k)
         delta = np.linalg.solve(hess, grad[..., None])[..., 0]
+        if self.keep_unseen:
+            delta[np.bincount(self.key, minlength=n_keys) == 0] = 0.0
         self.theta += delta
         eta += np.bincount(self.obs, np.einsum("ek,ek->e", self.features, delta[self.key]), minlength=eta.size)
 
@@ -356,6 +445,86 @@ def _codes(values: pd.Series | None, codes: tuple[str, ...], n: int) -> np.ndarr
     if values is None:
         return np.full(n, -1, dtype=np.int64)
     return pd.Index(list(codes), dtype=object).get_indexer(values.fillna("").astype(str).to_numpy(dtype=object))
+
+
+@dataclass(frozen=True)
+class EngagementStart:
+    """A previous engagement model's effects, its rows mapped to today's users and items.
+
+    What :meth:`EngagementModel.fit` starts a night's update from. The bundle
+    keeps the effects summed per level (an item's quality is its authority's
+    plus its own; a user's interest is the segment's, sub-group's and own);
+    :meth:`effects` splits them back: the population and segment levels from
+    the segment rows, the item's own from its authority's, and the user's
+    own (with their sub-group's, which starts at 0 and is refitted) from
+    their segment's. The channel effect is not in the bundle: it starts at 0.
+
+    Attributes
+    ----------
+    intercept : float
+    authority_quality, item_quality, segment_interest, user_interest,
+    segment_format, user_format, topic_freshness, topic_trend, user_bias : ndarray
+        The previous bundle's arrays (``TrainedModel`` fields of those names).
+    user_rows, item_rows : ndarray of int64
+        Each of today's users and items: its row in those arrays, -1 when new.
+    """
+
+    intercept: float
+    authority_quality: np.ndarray
+    item_quality: np.ndarray
+    segment_interest: np.ndarray
+    user_interest: np.ndarray
+    segment_format: np.ndarray
+    user_format: np.ndarray
+    topic_freshness: np.ndarray
+    topic_trend: np.ndarray
+    user_bias: np.ndarray
+    user_rows: np.ndarray
+    item_rows: np.ndarray
+
+    def effects(
+        self, seg: np.ndarray, sub: np.ndarray, fmt: np.ndarray, auth: np.ndarray, sizes: tuple[int, ...]
+    ) -> dict[str, np.ndarray]:
+        """Starting values per block of :meth:`EngagementModel._blocks` (today's keys); {} if shapes differ.
+
+        ``seg, sub, fmt, auth`` are today's user segment / sub-group and item
+        format / authority codes; ``sizes`` ``(n_users, n_seg, n_t, n_f, n_k, n_channels)``.
+        """
+        n_users, n_seg, n_t, n_f, n_k, n_c = sizes
+        seg_int = np.asarray(self.segment_interest, np.float64)
+        seg_fmt = np.asarray(self.segment_format, np.float64)
+        if (seg_int.shape != (n_seg + 1, n_t) or seg_fmt.shape != (n_seg + 1, n_f)
+                or np.shape(self.topic_freshness) != (n_t, n_k)):
+            return {}  # another taxonomy or freshness curve: nothing lines up, start cold
+        topic, fmt_effect = seg_int[-1], seg_fmt[-1]
+        rows = np.where(seg >= 0, seg, n_seg)
+        u_old, i_old = np.asarray(self.user_rows), np.asarray(self.item_rows)
+        u_known, i_known = u_old >= 0, i_old >= 0
+
+        def per_user(table: np.ndarray, level: np.ndarray, width: int) -> np.ndarray:
+            out = np.zeros((n_users, width))
+            out[u_known] = np.asarray(table, np.float64)[u_old[u_known]] - level[rows[u_known]]
+            return out.ravel()
+
+        authority = np.asarray(self.authority_quality, np.float64)
+        item = np.zeros(len(i_old))
+        item[i_known] = np.asarray(self.item_quality, np.float64)[i_old[i_known]] - authority[auth[i_known]]
+        bias = np.zeros(n_users)
+        bias[u_known] = np.asarray(self.user_bias, np.float64)[u_old[u_known]]
+        return {
+            "intercept": np.array([float(self.intercept)]),
+            "authority": authority,
+            "item": item,
+            "topic": topic,
+            "segment_topic": (seg_int[:n_seg] - topic).ravel(),
+            "user_topic": per_user(self.user_interest, seg_int, n_t),
+            "format": fmt_effect,
+            "segment_format": (seg_fmt[:n_seg] - fmt_effect).ravel(),
+            "user_format": per_user(self.user_format, seg_fmt, n_f),
+            "freshness": np.asarray(self.topic_freshness, np.float64),
+            "trend": np.asarray(self.topic_trend, np.float64),
+            "user_bias": bias,
+        }
 
 
 class EngagementModel:
@@ -397,8 +566,25 @@ class EngagementModel:
         self.config = config
         self.taxonomy = taxonomy
 
-    def fit(self, exposures: Exposures, users_df: pd.DataFrame, items_df: pd.DataFrame) -> "EngagementModel":
+    def fit(
+        self,
+        exposures: Exposures,
+        users_df: pd.DataFrame,
+        items_df: pd.DataFrame,
+        *,
+        warm_start: "EngagementStart | None" = None,
+    ) -> "EngagementModel":
         """Fit every effect on the shown pairs.
+
+        With ``warm_start`` (a night's update) every effect starts at
+        yesterday's value instead of 0 and the fit runs at most
+        ``config.warm_sweeps`` sweeps (on at most ``config.warm_exposures``
+        pairs when set): the same objective as a full refit, started next to
+        its optimum. An effect that no sampled pair bears on keeps yesterday's
+        value (a penalised step would set it to 0: the sample says nothing
+        about it, the previous fit did). Yesterday's fit is a starting point,
+        not a prior: it saw most of the same pairs, and counting them twice
+        overfits (a prior centred on it lost held-out log-loss in the tests).
 
         Parameters
         ----------
@@ -447,15 +633,25 @@ class EngagementModel:
         shares = item_topic_shares(IdMap.from_ids(items_df[C.ITEM_ID].astype(str).to_numpy()), items_df, tax)
 
         # bounded memory at city scale: the fit holds several arrays per shown pair
-        exposures = exposures.sample(cfg.max_exposures, cfg.seed)
+        bounds = [b for b in (cfg.max_exposures, cfg.warm_exposures if warm_start is not None else 0) if b > 0]
+        bound = min(bounds) if bounds else 0
+        max_sweeps = cfg.max_sweeps if warm_start is None else cfg.warm_sweeps
+        exposures = exposures.sample(bound, cfg.seed)
         label = np.asarray(exposures.label, dtype=np.float64)
         learnable = len(exposures) > 0 and 0.0 < label.mean() < 1.0
         blocks = self._blocks(exposures, label, seg, sub, fmt, auth, shares, n_seg, (n_t, n_f, n_k, len(channels)))
         eta = np.zeros(len(exposures))
+        if warm_start is not None:
+            start = warm_start.effects(seg, sub, fmt, auth, (n_users, n_seg, n_t, n_f, n_k, len(channels)))
+            for name, block in blocks.items():
+                if name in start:
+                    block.theta[...] = start[name]
+                block.keep_unseen = True
+                block.add_to(eta)
         sweeps, loss = 0, float("nan")
         if learnable:
             loss = _log_loss(label, eta)
-            for sweeps in range(1, cfg.max_sweeps + 1):
+            for sweeps in range(1, max_sweeps + 1):
                 for block in blocks.values():
                     block.step(eta)
                 new = _log_loss(label, eta)

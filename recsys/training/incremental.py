@@ -41,12 +41,15 @@ import pyarrow.parquet as pq
 import scipy.sparse as sp
 
 from recsys import columns as C
-from recsys.config import InteractionConfig
+from recsys.config import EngagementConfig, InteractionConfig, RankerConfig
 from recsys.exceptions import DataError
 from recsys.idmap import IdMap
 from recsys.io import atomic_dir, atomic_path, sha256_file, write_json
 from recsys.schema import event_files, find_table, to_arrow
+from recsys.taxonomy import Taxonomy
+from recsys.training.engagement import Exposures, exposures_from_showings, first_showings
 from recsys.training.interactions import Interactions, _binary, build_interactions
+from recsys.training.signals import Signals, compute_signals
 
 #: the store's folder inside the models folder
 STORE_DIR = "history"
@@ -58,6 +61,8 @@ _SECONDS_PER_DAY = 86400.0
 _DECAYED = ("matrix", "positives", "negative_weight")
 _INDICATORS = ("negatives", "engaged")
 _COUNTS = ("exposure",)
+#: the aggregates' files in a state folder (all or none)
+_AGGREGATE_FILES = ("showings.npz", "last_positive.npz", "channel_counts.npy", "item_impressions.npy")
 
 
 class HistoryError(DataError):
@@ -81,16 +86,248 @@ class SourceFile:
 
 
 @dataclass(frozen=True)
+class PairTimes:
+    """One time per (user, item) pair, sorted by pair: a first showing or a latest engagement.
+
+    Attributes
+    ----------
+    row, col : ndarray of int64
+        User and item indices, sorted by ``(row, col)``, each pair once.
+    seconds : ndarray of float64
+        Epoch seconds.
+    channel : ndarray of int8 or None
+        The channel's taxonomy position (-1 unknown) for first showings.
+    """
+
+    row: np.ndarray
+    col: np.ndarray
+    seconds: np.ndarray
+    channel: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return int(self.row.shape[0])
+
+    @classmethod
+    def of(cls, row: np.ndarray, col: np.ndarray, seconds: np.ndarray, channel: np.ndarray | None,
+           n_items: int, *, keep: str) -> "PairTimes":
+        """One entry per pair of possibly repeated entries: the earliest (``keep="first"``) or latest."""
+        row, col = np.asarray(row, np.int64), np.asarray(col, np.int64)
+        seconds = np.asarray(seconds, np.float64)
+        key = row * n_items + col
+        # within a pair, by time; "first" keeps the earliest, "last" the latest (ties: the later entry)
+        order = np.lexsort((seconds, key))
+        k = key[order]
+        if keep == "first":
+            pick = np.ones(len(k), bool)
+            pick[1:] = k[1:] != k[:-1]
+        else:
+            pick = np.ones(len(k), bool)
+            pick[:-1] = k[1:] != k[:-1]
+        rows = order[pick]
+        return cls(row[rows], col[rows], seconds[rows], None if channel is None else np.asarray(channel, np.int8)[rows])
+
+    def moved(self, row_of: np.ndarray, col_of: np.ndarray, n_items: int) -> "PairTimes":
+        """The same pairs under today's indices (-1 in ``row_of``/``col_of``: the id left, dropped)."""
+        if np.array_equal(row_of, np.arange(len(row_of))) and np.array_equal(col_of, np.arange(len(col_of))):
+            return self  # the usual night: yesterday's ids keep their places
+        r, c = row_of[self.row], col_of[self.col]
+        ok = (r >= 0) & (c >= 0)
+        ch = None if self.channel is None else self.channel[ok]
+        # distinct old pairs stay distinct under a one-to-one id mapping: only the order changes
+        order = np.lexsort((c[ok], r[ok]))
+        return PairTimes(r[ok][order], c[ok][order], self.seconds[ok][order], None if ch is None else ch[order])
+
+    def merged(self, other: "PairTimes", n_items: int, *, keep: str) -> "PairTimes":
+        """Union with ``other`` (same indices); a pair in both keeps the earlier (``"first"``) or later time."""
+        if not len(other):
+            return self
+        if not len(self):
+            return other
+        key, okey = self.row * n_items + self.col, other.row * n_items + other.col
+        pos = np.searchsorted(key, okey)
+        inside = pos < len(key)
+        both = np.zeros(len(okey), bool)
+        both[inside] = key[pos[inside]] == okey[inside]
+        seconds = self.seconds.copy()
+        channel = None if self.channel is None else self.channel.copy()
+        at, sec = pos[both], other.seconds[both]
+        better = sec < seconds[at] if keep == "first" else sec >= seconds[at]
+        seconds[at[better]] = sec[better]
+        if channel is not None:
+            channel[at[better]] = other.channel[both][better]
+        new = ~both
+        # new pairs go in at their sorted place (np.insert keeps the order of equal positions)
+        return PairTimes(
+            np.insert(self.row, pos[new], other.row[new]),
+            np.insert(self.col, pos[new], other.col[new]),
+            np.insert(seconds, pos[new], other.seconds[new]),
+            None if channel is None else np.insert(channel, pos[new], other.channel[new]),
+        )
+
+
+@dataclass(frozen=True)
+class Aggregates:
+    """What the training reads from the raw events beyond the decayed matrices, kept up to date nightly.
+
+    Each is a sum or an extreme over events, so a night adds the day's to
+    yesterday's (nothing decays here; ages are counted at training time from
+    the stored times), and equals a rebuild over the whole history.
+
+    Attributes
+    ----------
+    showings : PairTimes
+        Each shown pair's first showing and its channel (the engagement model's
+        exposures, :func:`recsys.training.engagement.first_showings`).
+    last_positive : PairTimes
+        Each positively engaged pair's latest positive event (the ranking signals).
+    channel_counts : ndarray of float32, shape (n_users, n_channels)
+        Positive engagements per user and channel.
+    item_impressions : ndarray of float64, shape (n_items,)
+        Impressions logged per item.
+    start : Timestamp or None
+        The first event's time.
+    """
+
+    showings: PairTimes
+    last_positive: PairTimes
+    channel_counts: np.ndarray
+    item_impressions: np.ndarray
+    start: pd.Timestamp | None
+
+
+@dataclass(frozen=True)
 class DecayedState:
     """The decayed matrices of all events before ``end``, plus the popularity positives.
 
     ``interactions`` is what :func:`~recsys.training.interactions.build_interactions`
     returns over the whole history; ``popularity`` its ``positives`` at the
-    popularity half-life (None when that equals the collaborative one).
+    popularity half-life (None when that equals the collaborative one);
+    ``aggregates`` the rest of what the training reads from the history's events
+    (None in a store written before they were kept: the next night builds them
+    once from the partitions).
     """
 
     interactions: Interactions
     popularity: sp.csr_matrix | None
+    aggregates: Aggregates | None = None
+
+
+def day_aggregates(events: pd.DataFrame, users: IdMap, items: IdMap, taxonomy: Taxonomy) -> Aggregates:
+    """:class:`Aggregates` of ``events`` alone (a day, a partition, or a whole log).
+
+    Parameters
+    ----------
+    events : DataFrame
+        Clean events; those of users or items not in the maps are left out.
+    users, items : IdMap
+    taxonomy : Taxonomy
+        The channels' order.
+
+    Returns
+    -------
+    Aggregates
+    """
+    # cycle: job imports this module; the per-user channel count is its step 7's rule
+    from recsys.training.job import channel_counts
+
+    n_users, n_items = len(users), len(items)
+    if not len(events):
+        empty = PairTimes(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
+        return Aggregates(
+            dataclasses.replace(empty, channel=np.zeros(0, np.int8)), empty,
+            np.zeros((n_users, len(taxonomy.channels)), np.float32), np.zeros(n_items), None,
+        )
+    ts = events[C.TIMESTAMP]
+    end = ts.max()
+    u, i, sec, chan, _ = first_showings(events, users, items, taxonomy, end=end)
+    # first_showings returns one row per pair, sorted by pair
+    showings = PairTimes(u, i, sec, chan.astype(np.int8))
+    user_idx = users.index(events[C.USER_ID].to_numpy(dtype=object))
+    item_idx = items.index(events[C.ITEM_ID].to_numpy(dtype=object))
+    etype = events[C.EVENT_TYPE].to_numpy()
+    known = (user_idx >= 0) & (item_idx >= 0)
+    pos = known & np.isin(etype, C.EVENT_TYPES_POSITIVE)
+    seconds = _epoch_seconds(ts)
+    last = PairTimes.of(user_idx[pos], item_idx[pos], seconds[pos], None, n_items, keep="last")
+    # impressions logged per item: what recsys.training.signals counts (known user and item)
+    shown = known & (etype == "impression")
+    impressions = np.bincount(item_idx[shown], minlength=n_items).astype(np.float64)
+    counts = channel_counts(events, user_idx, n_users, taxonomy)
+    return Aggregates(showings, last, counts, impressions, ts.min().tz_convert("UTC"))
+
+
+def merge_aggregates(
+    old: Aggregates, new: Aggregates, row_of: np.ndarray, col_of: np.ndarray, n_users: int, n_items: int
+) -> Aggregates:
+    """``old`` (yesterday's indices, mapped by ``row_of``/``col_of``) plus ``new`` (today's)."""
+    counts = np.zeros((n_users, old.channel_counts.shape[1]), np.float32)
+    ok = row_of >= 0
+    counts[row_of[ok]] = old.channel_counts[ok]
+    impressions = np.zeros(n_items)
+    ok = col_of >= 0
+    impressions[col_of[ok]] = old.item_impressions[ok]
+    starts = [t for t in (old.start, new.start) if t is not None]
+    return Aggregates(
+        old.showings.moved(row_of, col_of, n_items).merged(new.showings, n_items, keep="first"),
+        old.last_positive.moved(row_of, col_of, n_items).merged(new.last_positive, n_items, keep="last"),
+        counts + new.channel_counts,
+        impressions + new.item_impressions,
+        min(starts) if starts else None,
+    )
+
+
+def _epoch_seconds(ts: pd.Series) -> np.ndarray:
+    return ts.dt.tz_convert("UTC").dt.as_unit("us").astype("int64").to_numpy(dtype=np.float64) / 1e6
+
+
+def history_exposures(
+    state: DecayedState, items_df: pd.DataFrame, config: EngagementConfig, *, sample: int, seed: int
+) -> Exposures:
+    """The exposures of the whole history from the stored first showings (a seeded sample of at most ``sample``).
+
+    The same pairs, times, channels and labels as
+    :func:`~recsys.training.engagement.build_exposures` over every event
+    (labels from the engaged matrix), without reading an event.
+    """
+    agg = state.aggregates
+    inter = state.interactions
+    rows = np.arange(len(agg.showings))
+    if 0 < sample < len(rows):
+        rows = np.sort(np.random.default_rng(seed).choice(len(rows), size=sample, replace=False))
+    sh = agg.showings
+    u, i = sh.row[rows], sh.col[rows]
+    n_items = inter.shape[1]
+    engaged = inter.engaged.tocoo()
+    engaged_keys = np.sort(engaged.row.astype(np.int64) * n_items + engaged.col)
+    key = u * n_items + i
+    at = np.minimum(np.searchsorted(engaged_keys, key), max(len(engaged_keys) - 1, 0))
+    label = (engaged_keys[at] == key).astype(np.float64) if len(engaged_keys) else np.zeros(len(key))
+    return exposures_from_showings(
+        u, i, sh.seconds[rows], sh.channel[rows].astype(np.int64), label, inter.items, items_df,
+        end=inter.end, trend_days=config.trend_days,
+    )
+
+
+def history_signals(
+    state: DecayedState, users_df: pd.DataFrame, end: pd.Timestamp, taxonomy: Taxonomy, config: RankerConfig
+) -> Signals:
+    """The ranking signals from the stored latest positive times and impression counts (no event read).
+
+    :func:`~recsys.training.signals.compute_signals` reads, per (user, item),
+    only the latest positive event, and per item the impressions: it is
+    given one event per stored pair and the stored counts. Equal to a rebuild
+    but for the order of a user's recent items engaged at the same instant.
+    """
+    agg = state.aggregates
+    last = agg.last_positive
+    micros = np.round(last.seconds * 1e6).astype("int64")
+    frame = pd.DataFrame({
+        C.EVENT_TYPE: pd.Categorical.from_codes(np.zeros(len(last), np.int8), ["click"]),
+        C.TIMESTAMP: pd.to_datetime(micros, unit="us", utc=True),
+    })
+    out = compute_signals(frame, last.row, last.col, users_df, state.interactions.shape[1], end, taxonomy, config)
+    out.item_exposures = agg.item_impressions.astype(np.float32)
+    return out
 
 
 def events_folder(data: str | Path) -> Path | None:
@@ -143,6 +380,7 @@ def advance(
     popularity_half_life_days: float | None,
     *,
     end: pd.Timestamp | None = None,
+    taxonomy: Taxonomy | None = None,
 ) -> DecayedState:
     """Move yesterday's decayed matrices to ``end`` and add the new events.
 
@@ -161,6 +399,8 @@ def advance(
     end : Timestamp, optional
         Where decay counts back from; default the later of the previous end
         and the last new event (what a full rebuild uses).
+    taxonomy : Taxonomy, optional
+        With it, ``previous.aggregates`` (when kept) move forward too.
 
     Returns
     -------
@@ -200,7 +440,12 @@ def advance(
             old * decay_factor(elapsed, popularity_half_life_days)
             + pop_today.astype(np.float64) * decay_factor(today_shift, popularity_half_life_days)
         )
-    return DecayedState(inter, popularity)
+    aggregates = None
+    if previous.aggregates is not None and taxonomy is not None:
+        aggregates = merge_aggregates(
+            previous.aggregates, day_aggregates(new_events, users, items, taxonomy), row_of, col_of, *shape
+        )
+    return DecayedState(inter, popularity, aggregates)
 
 
 def _new_end(prev_end: pd.Timestamp | None, new_events: pd.DataFrame, end: pd.Timestamp | None) -> pd.Timestamp:
@@ -317,7 +562,62 @@ class HistoryStore:
             **{name: matrix(name) for name in names},
         )
         popularity = matrix("popularity") if "popularity.npz" in files else None
-        return DecayedState(inter, popularity)
+        aggregates = None
+        if all(f in files for f in _AGGREGATE_FILES):
+            def arrays(name: str) -> dict[str, np.ndarray]:
+                with np.load(self._checked(f"{folder}/{name}", files[name]), allow_pickle=False) as z:
+                    return {k: z[k] for k in z.files}
+
+            sh, lp = arrays("showings.npz"), arrays("last_positive.npz")
+            aggregates = Aggregates(
+                PairTimes(sh["row"].astype(np.int64), sh["col"].astype(np.int64), sh["seconds"], sh["channel"]),
+                PairTimes(lp["row"].astype(np.int64), lp["col"].astype(np.int64), lp["seconds"]),
+                np.load(self._checked(f"{folder}/channel_counts.npy", files["channel_counts.npy"]), allow_pickle=False),
+                np.load(self._checked(f"{folder}/item_impressions.npy", files["item_impressions.npy"]), allow_pickle=False),
+                pd.Timestamp(state["start"]) if state.get("start") else None,
+            )
+        return DecayedState(inter, popularity, aggregates)
+
+    def build_aggregates(self, users: IdMap, items: IdMap, taxonomy: Taxonomy) -> Aggregates:
+        """The :class:`Aggregates` of the stored partitions, one partition in memory at a time.
+
+        For a store written before the aggregates were kept (once: the night
+        then stores them). Reads only the columns they need.
+        """
+        out = None
+        for part in self.doc["partitions"]:
+            path = self._checked(part["file"], part["sha256"])
+            names = set(pq.ParquetFile(path).schema_arrow.names)
+            cols = [c for c in (C.USER_ID, C.ITEM_ID, C.EVENT_TYPE, C.TIMESTAMP, C.CHANNEL) if c in names]
+            day = day_aggregates(pq.read_table(path, columns=cols).to_pandas(), users, items, taxonomy)
+            if out is None:
+                out = day
+            else:
+                same_rows, same_cols = np.arange(len(users)), np.arange(len(items))
+                out = merge_aggregates(out, day, same_rows, same_cols, len(users), len(items))
+        if out is None:
+            raise HistoryError(f"{self.root}: the history holds no partition; run `recsys train --full`")
+        return out
+
+    def recent_keys(self, since: pd.Timestamp) -> pd.DataFrame:
+        """The history's ``user_id, item_id, event_type, timestamp`` at or after ``since``.
+
+        A partition whose timestamps all lie before ``since`` (its Parquet
+        statistics say so) is not read; the others are read with those four
+        columns and the time filter only.
+        """
+        key = [C.USER_ID, C.ITEM_ID, C.EVENT_TYPE, C.TIMESTAMP]
+        frames = []
+        for part in self.doc["partitions"]:
+            path = self._checked(part["file"], part["sha256"])
+            if _max_time(path) is not None and _max_time(path) < since:
+                continue
+            table = pq.read_table(path, columns=key, filters=[(C.TIMESTAMP, ">=", since.to_pydatetime())])
+            if table.num_rows:
+                frames.append(table.to_pandas())
+        if not frames:
+            return pd.DataFrame({c: pd.Series([], dtype=object) for c in key})
+        return pd.concat(frames, ignore_index=True)
 
     def unchanged_sources(self, folder: Path) -> tuple[list[Path], list[str]]:
         """Split ``folder``'s files into the new ones and check the known ones.
@@ -397,6 +697,15 @@ class HistoryStore:
                 sp.save_npz(tmp / f"{name}.npz", getattr(inter, name), compressed=False)
             if state.popularity is not None:
                 sp.save_npz(tmp / "popularity.npz", state.popularity, compressed=False)
+            agg = state.aggregates
+            if agg is not None:
+                np.savez(tmp / "showings.npz", row=agg.showings.row.astype(np.int32),
+                         col=agg.showings.col.astype(np.int32), seconds=agg.showings.seconds,
+                         channel=agg.showings.channel)
+                np.savez(tmp / "last_positive.npz", row=agg.last_positive.row.astype(np.int32),
+                         col=agg.last_positive.col.astype(np.int32), seconds=agg.last_positive.seconds)
+                np.save(tmp / "channel_counts.npy", np.asarray(agg.channel_counts, np.float32))
+                np.save(tmp / "item_impressions.npy", np.asarray(agg.item_impressions, np.float64))
             for side, idmap in (("users", inter.users), ("items", inter.items)):
                 pq.write_table(pa.table({"id": pa.array(np.asarray(idmap.ids, dtype=object), pa.string())}),
                                tmp / f"{side}.parquet")
@@ -412,6 +721,8 @@ class HistoryStore:
             "partitions": keep_parts + [part],
             "state": {"folder": folder, "files": files, "n_events": int(inter.n_events)},
         }
+        if state.aggregates is not None and state.aggregates.start is not None:
+            doc["state"]["start"] = state.aggregates.start.isoformat()
         write_json(doc, root / _STORE_FILE)
         store = HistoryStore(root, doc)
         store._remove_unreferenced()
@@ -431,6 +742,25 @@ class HistoryStore:
                     shutil.rmtree(target, ignore_errors=True)
                 else:
                     target.unlink(missing_ok=True)
+
+
+def _max_time(path: Path) -> pd.Timestamp | None:
+    """The latest timestamp of a Parquet file by its row-group statistics (None when they are missing)."""
+    meta = pq.ParquetFile(path).metadata
+    names = [meta.schema.column(j).name for j in range(meta.num_columns)]
+    if C.TIMESTAMP not in names:
+        return None
+    col = names.index(C.TIMESTAMP)
+    highs = []
+    for g in range(meta.num_row_groups):
+        stats = meta.row_group(g).column(col).statistics
+        if stats is None or not stats.has_min_max:
+            return None
+        highs.append(pd.Timestamp(stats.max))
+    if not highs:
+        return None
+    high = max(highs)
+    return high.tz_localize("UTC") if high.tzinfo is None else high.tz_convert("UTC")
 
 
 def _existing(root: Path) -> list[str]:

@@ -31,13 +31,16 @@ from recsys.schema import event_files, find_table, read_manifest_end, read_table
 from recsys.seeds import check_random_state
 from recsys.training.coldstart import ItemColdStart, UserColdStart
 from recsys.training.collaborative import CollaborativeModel
-from recsys.training.engagement import EngagementModel, build_exposures
+from recsys.training.engagement import EngagementModel, EngagementStart, build_exposures
 from recsys.training.incremental import (
     DecayedState,
     HistoryStore,
     advance,
     changed_rows,
+    day_aggregates,
     events_folder,
+    history_exposures,
+    history_signals,
     interactions_fingerprint,
 )
 from recsys.training.interactions import Interactions, build_interactions
@@ -113,6 +116,7 @@ def train_model(
     decayed: DecayedState | None = None,
     changed_users: np.ndarray | None = None,
     content: tuple[Any, np.ndarray] | None = None,
+    night: bool = False,
 ) -> TrainedModel:
     """Train every component on clean contract tables.
 
@@ -150,6 +154,12 @@ def train_model(
     content : (ContentEmbedder, ndarray), optional
         A fitted embedder and the content vectors of ``items`` (row order)
         made with it (:func:`reuse_content`), used as they are.
+    night : bool
+        The nightly update: ``events`` holds only the night's new events,
+        ``decayed`` (with its aggregates) and ``warm_start`` the history; the
+        engagement model is warm-started from ``warm_start`` on a sample of the
+        stored first showings, the ranking signals and channel counts come
+        from the stored aggregates (:mod:`recsys.training.incremental`).
 
     Returns
     -------
@@ -214,12 +224,23 @@ def train_model(
     with steps.step("topic profiles"):
         profiles = TopicProfiles(config=config.profiles, taxonomy=taxonomy).fit(inter, users, items)
 
+    if night and (decayed is None or decayed.aggregates is None or warm_start is None):
+        raise ValueError("a night's update needs the decayed state with its aggregates and yesterday's model")
     with steps.step("engagement model"):
         end = inter.end if inter.end is not None else pd.Timestamp.now(tz="UTC")
-        exposures = build_exposures(
-            events, user_map, item_map, items, taxonomy, end=end, trend_days=config.engagement.trend_days
-        )
-        engagement = EngagementModel(config.engagement, taxonomy).fit(exposures, users, items)
+        if night:
+            ecfg = config.engagement
+            exposures = history_exposures(
+                decayed, items, ecfg, sample=ecfg.warm_exposures or ecfg.max_exposures, seed=ecfg.seed
+            )
+            engagement = EngagementModel(ecfg, taxonomy).fit(
+                exposures, users, items, warm_start=_engagement_start(warm_start, user_map, item_map)
+            )
+        else:
+            exposures = build_exposures(
+                events, user_map, item_map, items, taxonomy, end=end, trend_days=config.engagement.trend_days
+            )
+            engagement = EngagementModel(config.engagement, taxonomy).fit(exposures, users, items)
 
     with steps.step("content embedding"):
         if content is not None:
@@ -266,13 +287,17 @@ def train_model(
         pop_recent = np.asarray(recent.sum(axis=0), dtype=np.float32).ravel()
         pop_all = np.asarray((inter.engaged != 0).sum(axis=0), dtype=np.float32).ravel()
         seen = seen_matrix(inter.engaged, inter.negatives)
-        ev_user = user_map.index(events[C.USER_ID].to_numpy())
-        chan_counts = channel_counts(events, ev_user, len(users), taxonomy)
         seg_prior = np.asarray(profiles.segment_priors_, dtype=np.float32)
-        signals = compute_signals(
-            events, ev_user, item_map.index(events[C.ITEM_ID].to_numpy()), users, len(items), end, taxonomy,
-            config.ranker,
-        )
+        if night:
+            chan_counts = np.asarray(decayed.aggregates.channel_counts, dtype=np.float32)
+            signals = history_signals(decayed, users, end, taxonomy, config.ranker)
+        else:
+            ev_user = user_map.index(events[C.USER_ID].to_numpy())
+            chan_counts = channel_counts(events, ev_user, len(users), taxonomy)
+            signals = compute_signals(
+                events, ev_user, item_map.index(events[C.ITEM_ID].to_numpy()), users, len(items), end, taxonomy,
+                config.ranker,
+            )
 
     with steps.step("ANN index"):
         index = VectorIndex.build(item_factors, config=config.index, seed=config.index.seed)
@@ -285,9 +310,12 @@ def train_model(
         "start": ts.min().isoformat() if len(ts) else None,
         "end": (cutoff if cutoff is not None else (ts.max() if len(ts) else pd.Timestamp.now(tz="UTC"))).isoformat(),
     }
+    if night:  # the window is the history's, not tonight's file's
+        start = decayed.aggregates.start
+        window = {"start": None if start is None else start.isoformat(), "end": inter.end.isoformat()}
     info: dict[str, Any] = {
         "counts": {
-            "events": int(len(events)),
+            "events": int(inter.n_events if night else len(events)),
             "interactions": int(inter.matrix.nnz),
             "warm_users": int(user_warm.sum()),
             "cold_users": int((~user_warm).sum()),
@@ -445,16 +473,18 @@ def train(
         decayed = changed = None
         if keeps_history:
             with steps.step("interactions (all events, for the history store)"):
-                decayed = _full_state(events, users, items, config)
+                decayed = _full_state(events, users, items, config, taxonomy)
     else:
         users, items, events = night["users"], night["items"], night["events"]
         quarantined, decayed, changed = night["quarantined"], night["decayed"], night["changed"]
     if quarantined and stream is not None:
         print(f"      quarantined rows (kept out of training): {quarantined}", file=stream)
-    check_training_data(
-        users, items, events, config.training,
-        as_of=cutoff, quarantined=int(sum(quarantined.values())),
-    )
+    if night is None:
+        # a night's history passed this check at the last full retrain and only grew since
+        check_training_data(
+            users, items, events, config.training,
+            as_of=cutoff, quarantined=int(sum(quarantined.values())),
+        )
     model = train_model(
         users,
         items,
@@ -468,6 +498,7 @@ def train(
         decayed=decayed,
         changed_users=changed,
         content=reuse_content(previous, items, config) if night is not None else None,
+        night=night is not None,
     )
     model.info.setdefault("counts", {})["quarantined_rows"] = int(sum(quarantined.values()))
     model.info["timings_s"] = dict(steps.timings)
@@ -530,6 +561,9 @@ def _full_reason(
         return "[interactions] settings changed"
     if previous is None:
         return "no previous bundle to start from"
+    if config.ranking.ranker == "learned" and previous.ranker is None:
+        # a night keeps yesterday's learned ranker: fitting one needs the whole log's events
+        return "no learned ranker in the previous bundle to keep"
     if previous.config.collaborative != config.collaborative or config.collaborative.algorithm != "als":
         return "[collaborative] settings changed" if config.collaborative.algorithm == "als" else "BPR fits in full"
     return None
@@ -561,8 +595,9 @@ def _incremental_inputs(
         new_raw = pd.concat([read_table(p, "events") for p in sources], ignore_index=True)
         result = validate(tables=(raw[0], raw[1], new_raw), taxonomy=taxonomy, end=read_manifest_end(data))
         result.check_rejected(config.training.max_rejected_share)
-        history = store.read_events()
-        new_events, repeats = _drop_repeats(result.events, history)
+        # the history is never read whole: only what could repeat tonight's events (same instant or later)
+        since = result.events[C.TIMESTAMP].min() if len(result.events) else store.end()
+        new_events, repeats = _drop_repeats(result.events, store.recent_keys(since))
     end = max(store.end(), new_events[C.TIMESTAMP].max()) if len(new_events) else store.end()
     days = (end - store.last_full()).total_seconds() / 86400.0
     if round(days) >= config.training.full_every_days:
@@ -579,17 +614,22 @@ def _incremental_inputs(
     with steps.step("interactions (incremental)"):
         user_map = IdMap.from_ids(users[C.USER_ID].to_numpy())
         item_map = IdMap.from_ids(items[C.ITEM_ID].to_numpy())
+        state = store.read_state()
+        if state.aggregates is None:
+            # a store of before the aggregates were kept: built once from the partitions, one at a time
+            inter = state.interactions
+            state = dataclasses.replace(state, aggregates=store.build_aggregates(inter.users, inter.items, taxonomy))
         decayed = advance(
-            store.read_state(), new_events, user_map, item_map, config.interactions,
-            _popularity_half_life(config), end=end,
+            state, new_events, user_map, item_map, config.interactions,
+            _popularity_half_life(config), end=end, taxonomy=taxonomy,
         )
         changed = changed_rows(new_events, user_map)
     quarantined = result.counts()
     if repeats:
         quarantined[C.R_DUPLICATE_EVENT] = quarantined.get(C.R_DUPLICATE_EVENT, 0) + repeats
-    events = pd.concat([history, new_events], ignore_index=True)
+    # the night trains on tonight's events and the stored aggregates of the history (train_model's night)
     return {
-        "full_reason": None, "users": users, "items": items, "events": events, "new_events": new_events,
+        "full_reason": None, "users": users, "items": items, "events": new_events, "new_events": new_events,
         "sources": sources, "quarantined": quarantined, "decayed": decayed, "changed": changed,
     }
 
@@ -649,13 +689,35 @@ def _drop_repeats(new: pd.DataFrame, history: pd.DataFrame) -> tuple[pd.DataFram
     return new[~repeat].reset_index(drop=True), int(repeat.sum())
 
 
+def _engagement_start(previous: TrainedModel, users: IdMap, items: IdMap) -> EngagementStart:
+    """``previous``'s engagement effects with its rows mapped to today's users and items."""
+    prev_users = IdMap.from_ids(previous.users[C.USER_ID].to_numpy())
+    prev_items = IdMap.from_ids(previous.items[C.ITEM_ID].to_numpy())
+    return EngagementStart(
+        intercept=float(previous.engagement_intercept),
+        authority_quality=np.asarray(previous.authority_quality),
+        item_quality=np.asarray(previous.item_quality),
+        segment_interest=np.asarray(previous.segment_interest),
+        user_interest=np.asarray(previous.user_interest),
+        segment_format=np.asarray(previous.segment_format),
+        user_format=np.asarray(previous.user_format),
+        topic_freshness=np.asarray(previous.topic_freshness),
+        topic_trend=np.asarray(previous.topic_trend),
+        user_bias=np.asarray(previous.user_bias),
+        user_rows=np.asarray(prev_users.index(users.ids), dtype=np.int64),
+        item_rows=np.asarray(prev_items.index(items.ids), dtype=np.int64),
+    )
+
+
 def _popularity_half_life(config: EngineConfig) -> float | None:
     cfg = config.interactions
     return cfg.popularity_half_life_days if cfg.popularity_half_life_days != cfg.half_life_days else None
 
 
-def _full_state(events: pd.DataFrame, users: pd.DataFrame, items: pd.DataFrame, config: EngineConfig) -> DecayedState:
-    """The decayed matrices of a full retrain, built once for both training and the history store."""
+def _full_state(
+    events: pd.DataFrame, users: pd.DataFrame, items: pd.DataFrame, config: EngineConfig, taxonomy: Taxonomy
+) -> DecayedState:
+    """The decayed matrices and aggregates of a full retrain, built once for training and the history store."""
     user_map = IdMap.from_ids(users[C.USER_ID].to_numpy())
     item_map = IdMap.from_ids(items[C.ITEM_ID].to_numpy())
     inter = build_interactions(events, user_map, item_map, config.interactions)
@@ -664,4 +726,4 @@ def _full_state(events: pd.DataFrame, users: pd.DataFrame, items: pd.DataFrame, 
     if pop_hl is not None:
         pop_config = dataclasses.replace(config.interactions, half_life_days=pop_hl)
         popularity = build_interactions(events, user_map, item_map, pop_config).positives
-    return DecayedState(inter, popularity)
+    return DecayedState(inter, popularity, day_aggregates(events, user_map, item_map, taxonomy))
