@@ -11,7 +11,7 @@ import pytest
 from recsys.config import InteractionConfig
 from recsys.exceptions import ConfigError, SchemaError, UnknownCodeError
 from recsys.idmap import IdMap
-from recsys.training.interactions import build_interactions
+from recsys.training.interactions import build_interactions, event_codes
 
 END = pd.Timestamp("2024-06-30T00:00:00Z")
 
@@ -191,3 +191,37 @@ def test_missing_dwell_column_means_base_read_weight():
     ev = _events([("u0", "a", "read", 0, None)]).drop(columns="dwell_seconds")
     inter = build_interactions(ev, USERS, ITEMS, _config())
     assert inter.positives[0, 0] == pytest.approx(InteractionConfig().weights["read"])
+
+
+# ---- ids looked up once, in Arrow -------------------------------------------
+def test_event_codes_match_idmap_lookup():
+    users = IdMap.from_ids(["u0", "用户1", "u2"])
+    items = IdMap.from_ids(["a", "b"])
+    ev = pd.DataFrame({"user_id": ["用户1", "ghost", "u0", "u2"], "item_id": ["b", "a", "zz", "a"]})
+    uidx, iidx = event_codes(ev, users, items)
+    np.testing.assert_array_equal(uidx, users.index(ev["user_id"]))
+    np.testing.assert_array_equal(iidx, items.index(ev["item_id"]))
+    assert uidx.dtype == np.int64 and list(uidx) == [1, -1, 0, 2]
+    # object columns, and values that are not strings (never an id), give the same answer
+    mixed = pd.DataFrame({"user_id": pd.Series(["u2", 7, None], dtype=object), "item_id": ["a", "a", "b"]})
+    np.testing.assert_array_equal(event_codes(mixed, users, items)[0], [2, -1, -1])
+
+
+def test_codes_given_build_the_same_matrices_and_must_fit():
+    ev = _events([("u0", "a", "click", 0, None), ("u1", "b", "dismiss", 1, None), ("u1", "c", "impression", 2, None),
+                  ("ghost", "a", "click", 0, None)])
+    looked_up = build_interactions(ev, USERS, ITEMS, _config(), on_unknown="drop")
+    given = build_interactions(ev, USERS, ITEMS, _config(), on_unknown="drop", codes=event_codes(ev, USERS, ITEMS))
+    for name in ("matrix", "positives", "negative_weight", "negatives", "exposure", "engaged"):
+        assert (getattr(looked_up, name) != getattr(given, name)).nnz == 0, name
+    assert given.n_events == 3
+    with pytest.raises(ConfigError, match="one user and one item index per event \\(4\\)"):
+        build_interactions(ev, USERS, ITEMS, _config(), codes=(np.zeros(3, int), np.zeros(3, int)))
+
+
+def test_an_underflowed_positive_still_counts_as_engaged():
+    # decayed to exactly 0 (10,000 half-lives): no confidence, but the pair was engaged
+    ev = _events([("u0", "a", "click", 100, None), ("u0", "b", "click", 0, None)])
+    inter = build_interactions(ev, USERS, ITEMS, _config(half_life_days=0.01))
+    np.testing.assert_array_equal(inter.engaged.toarray(), [[1, 1, 0], [0, 0, 0]])
+    assert inter.positives.nnz == 1 and inter.positives[0, 1] == 1.0
