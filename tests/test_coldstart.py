@@ -143,6 +143,12 @@ def test_segment_centroids_and_back_off():
     assert keys.loc[keys["level"] == "global", "n_users"].item() == 6
     batch = cold.vectors_for(["farmer", "youth"], ["rural_woman", "pupil"], ["changli", "haigang"])
     assert batch.shape == (2, 2) and batch.dtype == np.float32
+    # many users, few codes (each code backed off once): every row as if asked alone, None = no sub-group
+    codes = [("farmer", "rural_woman", "changli"), ("youth", "pupil", "haigang"), ("farmer", None, "changli"),
+             ("resident", "", "beidaihe"), ("farmer", "village_leader", "changli")] * 7
+    many = cold.vectors_for(*zip(*codes))
+    np.testing.assert_array_equal(many, np.stack([cold.vector_for(*c) for c in codes]))
+    assert len({tuple(row) for row in many.tolist()}) == 4
 
 
 def test_cold_users_skip_zero_rows_and_missing_sub_group():

@@ -359,7 +359,12 @@ class UserColdStart:
                 f"groups, sub_groups and regions must have the same length, "
                 f"got {len(groups)}, {len(sub_groups)}, {len(regions)}"
             )
-        rows = [self._centroid_row(g, s, r) for g, s, r in zip(groups, sub_groups, regions)]
+        # a city's users share a few hundred (group, sub-group, region) codes: back off once per code
+        known: dict[tuple[str, str, str], int] = {}
+        rows = [
+            known[key] if key in known else known.setdefault(key, self._centroid_row(*key))
+            for key in zip(groups, sub_groups, regions)
+        ]
         out = self.centroids_[np.asarray(rows, dtype=np.int64)].astype(np.float64)
         if topic_priors is not None and self.topic_coef_ is not None:
             priors = _matrix(topic_priors, "topic_priors", width=self.topic_coef_.shape[0])
