@@ -185,10 +185,24 @@ def freshness(published_ns: np.ndarray, now_ns: int, half_life_days: float) -> n
     return np.where(published_ns == NS_MIN, np.float32(0.0), fresh)
 
 
-def _gather_topics(profile: np.ndarray, topic_idx: np.ndarray, topic_weight: np.ndarray) -> np.ndarray:
-    """``sum_j w_ij * profile[row, t_ij]`` for a (b, c) block of candidates; profile padded with a 0 column."""
-    rows = np.arange(profile.shape[0])[:, None, None]
-    return (profile[rows, topic_idx] * topic_weight).sum(axis=2)
+def _gather_topics(profile: np.ndarray, flat_idx: np.ndarray, topic_weight: np.ndarray) -> np.ndarray:
+    """``sum_j w_ij * profile[row, t_ij]`` for a (b, c) block of candidates; profile padded with a 0 column.
+
+    ``flat_idx`` is :func:`_flat_topics` of the block: positions in the
+    profile's flattened rows, so one ``np.take`` does the gather (a 2-D fancy
+    index with broadcast row numbers costs ~2x more). The terms are summed
+    left to right, the order ``sum(axis=2)`` used: the same float32 result.
+    """
+    prod = np.take(profile, flat_idx) * topic_weight
+    out = prod[..., 0].copy()
+    for j in range(1, prod.shape[2]):
+        out += prod[..., j]
+    return out
+
+
+def _flat_topics(topic_idx: np.ndarray, width: int) -> np.ndarray:
+    """Topic indices of a (b, c, t) block as positions into its (b, width) profiles, flattened."""
+    return topic_idx + (np.arange(topic_idx.shape[0], dtype=topic_idx.dtype) * width)[:, None, None]
 
 
 def components(
@@ -247,10 +261,13 @@ def components(
         hi = min(m, lo + _ROW_BLOCK)
         block = safe[lo:hi]
         relevance[lo:hi] = np.einsum("mcf,mf->mc", catalog.cf[block], u[lo:hi])
-        t_idx, t_w = catalog.topic_idx[block], catalog.topic_weight[block]
+        # the topic lists are gathered once for both profiles (the readable one and the learned interest)
+        t_idx, t_w = _flat_topics(catalog.topic_idx[block], padded.shape[1]), catalog.topic_weight[block]
         topic[lo:hi] = _gather_topics(padded[lo:hi], t_idx, t_w)
         if engagement is not None:
-            interest[lo:hi] = _gather_topics(padded_interest[lo:hi], t_idx, t_w)
+            same = padded_interest.shape[1] == padded.shape[1]
+            i_idx = t_idx if same else _flat_topics(catalog.topic_idx[block], padded_interest.shape[1])
+            interest[lo:hi] = _gather_topics(padded_interest[lo:hi], i_idx, t_w)
     relevance *= inv_rel[:, None]
     np.clip(relevance, -1.0, 1.0, out=relevance)
     topic *= inv_top[:, None]
