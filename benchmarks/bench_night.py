@@ -15,14 +15,20 @@ validated partitions are never changed in place), so a night can be rerun:
    validated; taken out again afterwards); ``recsys train`` (incremental: only the
    new file validated, matrices moved forward, ALS swept over the changed users
    and every item, yesterday's ranker kept), in a fresh process;
-2. ``python -m pipelines.push --workers 2`` for the next day, in a fresh process;
+2. ``python -m pipelines.push --workers 2`` for the next day, in a fresh process
+   (``--no-push``: the training only);
 
-each timed end to end, each with the peak resident memory of its process
+each timed end to end (the training also per step, with each step's own peak
+resident memory: ``steps_peak_rss_mib``), each with the peak resident memory of its process
 tree (anonymous and file-backed, sampled every 0.2 s, as in
 ``bench_push.py``). In the same run, beside them: the push's floor (faiss
 exact batched top-10 over the night bundle's user and item vectors, 2
 threads) and the floor of reading the day (its events file read into memory).
 With ``--full-night``, also a full retrain on the same data (the weekly night).
+With ``--engagement-check``, the night's warm-started engagement model beside a
+full refit on the same pairs (correlation, log-loss; not part of the night's time).
+A history store of before the nightly aggregates were kept is upgraded once
+in ``models/`` (timed apart, ``setup.upgrade_store_s``).
 
 Usage::
 
@@ -147,9 +153,108 @@ def keep_days(case: Path, days: int | None) -> list[str]:
     return [p.name for p in keep]
 
 
-def train_cmd(data: Path, models: Path, config: Path | None, *, full: bool) -> list[str]:
-    cmd = [sys.executable, "-m", "pipelines.train", "--data", str(data), "--out", str(models)]
+def train_cmd(data: Path, models: Path, config: Path | None, *, full: bool, step_memory: Path | None = None) -> list[str]:
+    """``recsys train`` in a fresh process; with ``step_memory``, each step's peak RSS written there (JSON)."""
+    if step_memory is None:
+        cmd = [sys.executable, "-m", "pipelines.train"]
+    else:
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--train-with-step-memory", str(step_memory)]
+    cmd += ["--data", str(data), "--out", str(models)]
     return cmd + (["--full"] if full else []) + (["--config", str(config)] if config else [])
+
+
+def _vm(field: str) -> int:
+    """A ``/proc/self/status`` field in KiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def train_with_step_memory(out: Path, argv: list[str]) -> int:
+    """``recsys train ARGV`` with the peak resident memory of each step (the process's own, MiB) written to ``out``.
+
+    Before each step the kernel's high-water mark is reset (``/proc/self/clear_refs``
+    ``5``), after it ``VmHWM`` read: the peak of that step alone, whatever the
+    steps before it held and freed.
+    """
+    import contextlib
+
+    from recsys import progress
+    from recsys.cli import main as cli_main
+
+    peaks: dict[str, float] = {}
+    real = progress.Steps.step
+
+    @contextlib.contextmanager
+    def step(self, name: str):
+        try:
+            Path("/proc/self/clear_refs").write_text("5")
+        except OSError:
+            pass  # no reset: the figure is then the peak so far
+        with real(self, name):
+            yield
+        peaks[name] = round(_vm("VmHWM") / 1024, 1)
+        out.write_text(json.dumps(peaks), encoding="utf-8")
+
+    progress.Steps.step = step
+    return cli_main(["train", *argv])
+
+
+def upgrade_store(case: Path) -> dict | None:
+    """Add the nightly aggregates to yesterday's history store once (a store of before they were kept).
+
+    What the first night after the upgrade would do inside its training; done
+    here once, timed on its own, so every measured night is a usual one.
+    """
+    from recsys.training.incremental import HistoryStore
+
+    store = HistoryStore.open(case / "models")
+    if store is None or store.read_state().aggregates is not None:
+        return None
+    start = time.perf_counter()
+    store.upgrade(load_taxonomy())
+    return {"upgrade_store_s": round(time.perf_counter() - start, 1)}
+
+
+def engagement_check(models: Path) -> dict:
+    """The night's warm-started engagement model against a full refit on the same pairs.
+
+    Both see the same seeded sample of the window's exposures (rebuilt from the
+    history store); compared on another seeded sample of 1M shown pairs:
+    correlation of their log-odds and the mean log-loss of each (the pairs
+    are mostly in both fits' samples: an in-sample comparison of the two fits).
+    """
+    from types import SimpleNamespace
+
+    from recsys.training.engagement import EngagementModel, _log_loss, shown_logit
+    from recsys.training.incremental import HistoryStore, history_exposures
+    from recsys.training.model import TrainedModel
+
+    night_model = TrainedModel.load(models / "latest")
+    state = HistoryStore.open(models).read_state()
+    cfg = night_model.config.engagement
+    exposures = history_exposures(state, night_model.items, cfg, sample=cfg.max_exposures, seed=cfg.seed)
+    start = time.perf_counter()
+    refit = EngagementModel(cfg, night_model.taxonomy).fit(exposures, night_model.users, night_model.items)
+    refit_s = time.perf_counter() - start
+    probe = history_exposures(state, night_model.items, cfg, sample=1_000_000, seed=cfg.seed + 1)
+    taus = cfg.freshness_taus_days
+    warm = shown_logit(night_model, probe, night_model.items, night_model.taxonomy, taus)
+    full = shown_logit(
+        SimpleNamespace(
+            engagement_intercept=refit.intercept_, user_bias=refit.user_bias_, item_quality=refit.item_quality_,
+            user_interest=refit.user_interest_, user_format=refit.user_format_,
+            topic_freshness=refit.topic_freshness_, topic_trend=refit.topic_trend_,
+        ),
+        probe, night_model.items, night_model.taxonomy, taus,
+    )
+    return {
+        "refit_s": round(refit_s, 1), "refit_sweeps": refit.n_sweeps_, "pairs": len(probe),
+        "correlation": round(float(np.corrcoef(warm, full)[0, 1]), 4),
+        "log_loss_warm": round(_log_loss(probe.label, warm), 5), "log_loss_refit": round(_log_loss(probe.label, full), 5),
+        "night_sweeps": night_model.info.get("engagement", {}).get("sweeps"),
+    }
 
 
 def setup(case: Path, config: Path | None, days: list[str]) -> dict:
@@ -180,7 +285,10 @@ def read_floor(path: Path) -> dict:
     return {"read_day_s": round(time.perf_counter() - start, 2), "read_day_rows": table.num_rows}
 
 
-def night(case: Path, config: Path | None, info: dict, workers: int, full_night: bool) -> dict:
+def night(
+    case: Path, config: Path | None, info: dict, workers: int, full_night: bool,
+    *, push: bool = True, check: bool = False,
+) -> dict:
     """One night from yesterday's state: the day's file in, incremental training, push."""
     run = case / "run"
     shutil.rmtree(run, ignore_errors=True)
@@ -190,24 +298,32 @@ def night(case: Path, config: Path | None, info: dict, workers: int, full_night:
     delivered = case / "base" / "events" / day_file.name
     delivered.unlink(missing_ok=True)
     os.link(day_file, delivered)
+    step_memory = run / "step_memory.json"
     try:
-        train = bench_push.measured(train_cmd(case / "base", run / "models", config, full=False))
+        train = bench_push.measured(
+            train_cmd(case / "base", run / "models", config, full=False, step_memory=step_memory)
+        )
     finally:
         delivered.unlink()  # base/ stays yesterday's data for the next run
     manifest = json.loads(((run / "models" / "latest").resolve() / "manifest.json").read_text(encoding="utf-8"))
     train["steps_s"] = manifest.get("timings_s", {})
+    train["steps_peak_rss_mib"] = json.loads(step_memory.read_text(encoding="utf-8"))
     # an incremental night writes a new history store next to the bundles; it says what it read
     store = json.loads((run / "models" / "history" / "store.json").read_text(encoding="utf-8"))
     train["sources"] = len(store.get("sources", []))
     # an incremental night leaves the last full retrain where it was (yesterday's or before)
     train["mode"] = "incremental" if store["last_full"] != store["end"] else "full"
-    push_day = (pd.Timestamp(info["night_day"]) + pd.Timedelta(days=1)).date().isoformat()
-    case_view = run  # bench_push.push reads CASE/models/latest and writes CASE/pushes
-    push = bench_push.push(case_view, push_day, workers)
-    result = {"train": train, "push": push, "night_s": round(train["seconds"] + push["seconds"], 1)}
-    result["peak_rss_mib"] = max(train["peak_rss_mib"], push["peak_rss_mib"])
-    result.update(bench_push.floor(case_view))
+    result: dict = {"train": train}
     result.update(read_floor(day_file))
+    if check:
+        result["engagement_check"] = engagement_check(run / "models")
+    if push:
+        push_day = (pd.Timestamp(info["night_day"]) + pd.Timedelta(days=1)).date().isoformat()
+        case_view = run  # bench_push.push reads CASE/models/latest and writes CASE/pushes
+        result["push"] = bench_push.push(case_view, push_day, workers)
+        result["night_s"] = round(train["seconds"] + result["push"]["seconds"], 1)
+        result["peak_rss_mib"] = max(train["peak_rss_mib"], result["push"]["peak_rss_mib"])
+        result.update(bench_push.floor(case_view))
     if full_night:
         os.link(day_file, delivered)
         try:
@@ -233,6 +349,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--setup-only", action="store_true", help="generate, split and train yesterday's bundle")
     parser.add_argument("--full-night", action="store_true", help="also time a full retrain on the night's data")
+    parser.add_argument("--no-push", action="store_true", help="the training of the night only (no push, no floor)")
+    parser.add_argument(
+        "--engagement-check", action="store_true",
+        help="after the night, refit the engagement model in full on the same pairs and compare (not timed in the night)",
+    )
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--train-with-step-memory"]:
+        return train_with_step_memory(Path(argv[1]), argv[2:])
     args = parser.parse_args(argv)
 
     case = OUT / f"{args.users}x{args.items}"
@@ -249,8 +373,14 @@ def main(argv: list[str] | None = None) -> int:
     kept = keep_days(case, args.history_days)
     result["history_days"] = len(kept) + 1
     result["setup"] = setup(case, config, kept)
+    upgraded = upgrade_store(case)
+    if upgraded:
+        result["setup"].update(upgraded)
     if not args.setup_only:
-        result["night"] = night(case, config, result["split"], args.workers, args.full_night)
+        result["night"] = night(
+            case, config, result["split"], args.workers, args.full_night,
+            push=not args.no_push, check=args.engagement_check,
+        )
     print(json.dumps(result))
     return 0
 

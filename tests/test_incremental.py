@@ -320,6 +320,8 @@ def test_aggregates_moved_forward_equal_a_full_rebuild_over_several_nights(world
 
 
 def test_a_night_reads_no_history_partition_and_an_old_store_is_upgraded(tmp_path, world, monkeypatch):
+    from recsys.taxonomy import load_taxonomy
+
     data = _folder(tmp_path, world, 25)
     _train(tmp_path, data)
     # a store of before the aggregates were kept: the next night builds them once from the partitions
@@ -330,6 +332,24 @@ def test_a_night_reads_no_history_partition_and_an_old_store_is_upgraded(tmp_pat
         del store.doc["state"]["files"][name]
     store.doc["state"].pop("start")
     (tmp_path / "models" / "history" / "store.json").write_text(json.dumps(store.doc))
+    # built in small batches (a city's first partition is its whole log): the same as at once
+    old = HistoryStore.open(tmp_path / "models")
+    inter = old.read_state().interactions
+    tax = load_taxonomy()
+    batched = old.build_aggregates(inter.users, inter.items, tax, batch_rows=500)
+    whole = incremental.day_aggregates(old.read_events(), inter.users, inter.items, tax)
+    for name in ("showings", "last_positive"):
+        for field in ("row", "col", "seconds"):
+            np.testing.assert_array_equal(getattr(getattr(batched, name), field), getattr(getattr(whole, name), field))
+    np.testing.assert_array_equal(batched.showings.channel, whole.showings.channel)
+    np.testing.assert_array_equal(batched.channel_counts, whole.channel_counts)
+    assert batched.start == whole.start
+    # the same as a step of its own (an operator's upgrade), on a copy
+    shutil.copytree(tmp_path / "models", tmp_path / "copy", symlinks=True)
+    upgraded = HistoryStore.open(tmp_path / "copy").upgrade(tax)
+    np.testing.assert_array_equal(upgraded.read_state().aggregates.channel_counts, whole.channel_counts)
+    assert upgraded.doc["partitions"] == old.doc["partitions"]
+    assert len(list((tmp_path / "copy" / "history").glob("state-*"))) == 1
     _add_days(data, world, 25, 26)
     assert _train(tmp_path, data)["mode"] == "incremental"
     assert HistoryStore.open(tmp_path / "models").read_state().aggregates is not None

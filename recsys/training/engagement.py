@@ -490,7 +490,7 @@ class EngagementStart:
         ``seg, sub, fmt, auth`` are today's user segment / sub-group and item
         format / authority codes; ``sizes`` ``(n_users, n_seg, n_t, n_f, n_k, n_channels)``.
         """
-        n_users, n_seg, n_t, n_f, n_k, n_c = sizes
+        n_users, n_seg, n_t, n_f, n_k, _ = sizes
         seg_int = np.asarray(self.segment_interest, np.float64)
         seg_fmt = np.asarray(self.segment_format, np.float64)
         if (seg_int.shape != (n_seg + 1, n_t) or seg_fmt.shape != (n_seg + 1, n_f)

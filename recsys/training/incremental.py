@@ -578,23 +578,25 @@ class HistoryStore:
             )
         return DecayedState(inter, popularity, aggregates)
 
-    def build_aggregates(self, users: IdMap, items: IdMap, taxonomy: Taxonomy) -> Aggregates:
+    def build_aggregates(
+        self, users: IdMap, items: IdMap, taxonomy: Taxonomy, *, batch_rows: int = 2_000_000
+    ) -> Aggregates:
         """The :class:`Aggregates` of the stored partitions, one partition in memory at a time.
 
         For a store written before the aggregates were kept (once: the night
-        then stores them). Reads only the columns they need.
+        then stores them). Reads only the columns they need, ``batch_rows``
+        events at a time (the first partition of a city holds the whole log of
+        its full retrain).
         """
         out = None
+        same_rows, same_cols = np.arange(len(users)), np.arange(len(items))
         for part in self.doc["partitions"]:
-            path = self._checked(part["file"], part["sha256"])
-            names = set(pq.ParquetFile(path).schema_arrow.names)
+            file = pq.ParquetFile(self._checked(part["file"], part["sha256"]))
+            names = set(file.schema_arrow.names)
             cols = [c for c in (C.USER_ID, C.ITEM_ID, C.EVENT_TYPE, C.TIMESTAMP, C.CHANNEL) if c in names]
-            day = day_aggregates(pq.read_table(path, columns=cols).to_pandas(), users, items, taxonomy)
-            if out is None:
-                out = day
-            else:
-                same_rows, same_cols = np.arange(len(users)), np.arange(len(items))
-                out = merge_aggregates(out, day, same_rows, same_cols, len(users), len(items))
+            for batch in file.iter_batches(batch_size=batch_rows, columns=cols):
+                day = day_aggregates(batch.to_pandas(), users, items, taxonomy)
+                out = day if out is None else merge_aggregates(out, day, same_rows, same_cols, len(users), len(items))
         if out is None:
             raise HistoryError(f"{self.root}: the history holds no partition; run `recsys train --full`")
         return out
@@ -689,27 +691,9 @@ class HistoryStore:
             "sources": [p.name for p in new_sources], "quarantined": int(quarantined),
         }
         sources += [dataclasses.asdict(SourceFile.of(p)) for p in new_sources]
-        inter = state.interactions
         folder = f"state-{serial:05d}"
-        files: dict[str, str] = {}
-        with atomic_dir(root / folder) as tmp:
-            for name in _DECAYED + _INDICATORS + _COUNTS:
-                sp.save_npz(tmp / f"{name}.npz", getattr(inter, name), compressed=False)
-            if state.popularity is not None:
-                sp.save_npz(tmp / "popularity.npz", state.popularity, compressed=False)
-            agg = state.aggregates
-            if agg is not None:
-                np.savez(tmp / "showings.npz", row=agg.showings.row.astype(np.int32),
-                         col=agg.showings.col.astype(np.int32), seconds=agg.showings.seconds,
-                         channel=agg.showings.channel)
-                np.savez(tmp / "last_positive.npz", row=agg.last_positive.row.astype(np.int32),
-                         col=agg.last_positive.col.astype(np.int32), seconds=agg.last_positive.seconds)
-                np.save(tmp / "channel_counts.npy", np.asarray(agg.channel_counts, np.float32))
-                np.save(tmp / "item_impressions.npy", np.asarray(agg.item_impressions, np.float64))
-            for side, idmap in (("users", inter.users), ("items", inter.items)):
-                pq.write_table(pa.table({"id": pa.array(np.asarray(idmap.ids, dtype=object), pa.string())}),
-                               tmp / f"{side}.parquet")
-            files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir())}
+        files = _write_state(root / folder, state)
+        inter = state.interactions
         end = inter.end
         doc = {
             "format": STORE_FORMAT,
@@ -719,12 +703,30 @@ class HistoryStore:
             "last_full": end.isoformat() if full or previous is None else previous.doc["last_full"],
             "sources": sources,
             "partitions": keep_parts + [part],
-            "state": {"folder": folder, "files": files, "n_events": int(inter.n_events)},
+            "state": _state_doc(folder, files, state),
         }
-        if state.aggregates is not None and state.aggregates.start is not None:
-            doc["state"]["start"] = state.aggregates.start.isoformat()
         write_json(doc, root / _STORE_FILE)
         store = HistoryStore(root, doc)
+        store._remove_unreferenced()
+        return store
+
+    def upgrade(self, taxonomy: Taxonomy) -> "HistoryStore":
+        """Add the aggregates to a store written before they were kept; return the store (self when it has them).
+
+        What the next night would do anyway, as a step of its own (an
+        operator's or a benchmark's): a new state folder, then ``store.json``.
+        """
+        state = self.read_state()
+        if state.aggregates is not None:
+            return self
+        inter = state.interactions
+        state = dataclasses.replace(state, aggregates=self.build_aggregates(inter.users, inter.items, taxonomy))
+        serial = 1 + max([_serial(n) for n in _existing(self.root)] + [0])
+        folder = f"state-{serial:05d}"
+        files = _write_state(self.root / folder, state)
+        doc = {**self.doc, "state": _state_doc(folder, files, state)}
+        write_json(doc, self.root / _STORE_FILE)
+        store = HistoryStore(self.root, doc)
         store._remove_unreferenced()
         return store
 
@@ -742,6 +744,37 @@ class HistoryStore:
                     shutil.rmtree(target, ignore_errors=True)
                 else:
                     target.unlink(missing_ok=True)
+
+
+def _write_state(target: Path, state: DecayedState) -> dict[str, str]:
+    """Write ``state``'s matrices, aggregates and ids into the new folder ``target``; return file -> sha256."""
+    inter = state.interactions
+    with atomic_dir(target) as tmp:
+        for name in _DECAYED + _INDICATORS + _COUNTS:
+            sp.save_npz(tmp / f"{name}.npz", getattr(inter, name), compressed=False)
+        if state.popularity is not None:
+            sp.save_npz(tmp / "popularity.npz", state.popularity, compressed=False)
+        agg = state.aggregates
+        if agg is not None:
+            # int32 indices: half the bytes (users and items stay below 2**31)
+            np.savez(tmp / "showings.npz", row=agg.showings.row.astype(np.int32),
+                     col=agg.showings.col.astype(np.int32), seconds=agg.showings.seconds,
+                     channel=agg.showings.channel)
+            np.savez(tmp / "last_positive.npz", row=agg.last_positive.row.astype(np.int32),
+                     col=agg.last_positive.col.astype(np.int32), seconds=agg.last_positive.seconds)
+            np.save(tmp / "channel_counts.npy", np.asarray(agg.channel_counts, np.float32))
+            np.save(tmp / "item_impressions.npy", np.asarray(agg.item_impressions, np.float64))
+        for side, idmap in (("users", inter.users), ("items", inter.items)):
+            pq.write_table(pa.table({"id": pa.array(np.asarray(idmap.ids, dtype=object), pa.string())}),
+                           tmp / f"{side}.parquet")
+        return {p.name: sha256_file(p) for p in sorted(tmp.iterdir())}
+
+
+def _state_doc(folder: str, files: dict[str, str], state: DecayedState) -> dict[str, Any]:
+    doc: dict[str, Any] = {"folder": folder, "files": files, "n_events": int(state.interactions.n_events)}
+    if state.aggregates is not None and state.aggregates.start is not None:
+        doc["start"] = state.aggregates.start.isoformat()
+    return doc
 
 
 def _max_time(path: Path) -> pd.Timestamp | None:
