@@ -490,6 +490,16 @@ def _isin(values: pd.Series, valid: pd.Series | tuple[str, ...] | list[str]) -> 
     return found.fill_null(False).to_numpy(zero_copy_only=False)
 
 
+def _blank(values: pd.Series) -> np.ndarray:
+    """Bool array: is each string empty or whitespace only (``values.str.strip() == ""``)?
+
+    Done in Arrow without building the stripped copy of every string.
+    """
+    text = pa.array(values, type=pa.large_string(), from_pandas=True)
+    blank = pc.or_(pc.equal(pc.utf8_length(text), 0), pc.utf8_is_space(text))
+    return blank.fill_null(True).to_numpy(zero_copy_only=False)
+
+
 def _as_str(raw: pd.Series) -> pd.Series:
     """Values as ``str`` with "" for null; integral floats lose their ``.0``."""
     if pd.api.types.is_float_dtype(raw.dtype):
@@ -657,7 +667,7 @@ def _convert_strings(source: pd.Series, col: Column, ctx: _Context, rej: _Reject
     """An id, text or code column: ``str`` values, default where empty."""
     name, taxonomy = col.name, ctx.taxonomy
     values = _as_str(source)
-    empty = (values.str.strip() == "").to_numpy()
+    empty = _blank(values)
     if col.required:
         rej.add(C.R_MISSING, empty, lambda pos: [f"{name} is empty"] * len(pos))
     if col.type == "code":
@@ -665,7 +675,7 @@ def _convert_strings(source: pd.Series, col: Column, ctx: _Context, rej: _Reject
         unknown = ~empty & ~_isin(values, valid)
         rej.add(col.unknown_reason, unknown, _value_detail(name, values, f"valid: {_valid_text(valid)}"))
     default = _default(col, taxonomy)
-    return values if default is None else values.where(~empty, default)
+    return values if default is None or not empty.any() else values.where(~empty, default)
 
 
 def _convert_lists(source: pd.Series, col: Column, ctx: _Context, rej: _Rejections) -> pd.Series:
@@ -773,8 +783,16 @@ def _repeats(group: np.ndarray, compete: np.ndarray, other: np.ndarray | None = 
     pos = np.flatnonzero(compete)
     if pos.size == 0:
         return first_of
-    _, first_idx, inverse = np.unique(group[pos], return_index=True, return_inverse=True)
-    first = pos[first_idx[inverse]]
+    codes = np.asarray(group[pos], dtype=np.int64)
+    lo, hi = int(codes.min()), int(codes.max())
+    if hi - lo <= 4 * len(codes):
+        # dense codes (a factorization): each code's first competing row in one pass, no sort
+        firsts = np.empty(hi - lo + 1, dtype=np.int64)
+        firsts[codes[::-1] - lo] = pos[::-1]  # the last write wins: the first row of each code
+        first = firsts[codes - lo]
+    else:
+        _, first_idx, inverse = np.unique(codes, return_index=True, return_inverse=True)
+        first = pos[first_idx[inverse]]
     repeat = first != pos
     if other is not None:
         repeat &= other[first] != other[pos]
@@ -830,11 +848,13 @@ def _add_unknown_refs(
     rej: _Rejections, ids: pd.Series, valid: pd.Series, raw_ids: pd.Series, reason: str, name: str
 ) -> None:
     unknown = ~_isin(ids, valid)
-    quarantined = _isin(ids, raw_ids)
 
     def detail(pos: np.ndarray) -> list[str]:
+        # only for the rejected rows: is the id in the table at all (then its row was quarantined)?
+        named = ids.iloc[pos]
+        quarantined = _isin(named, raw_ids)
         why = {True: "its row is quarantined", False: "not in the table"}
-        return [f"{name}={ids.iloc[p]!r}; {why[bool(quarantined[p])]}" for p in pos.tolist()]
+        return [f"{name}={v!r}; {why[bool(q)]}" for v, q in zip(named.tolist(), quarantined.tolist())]
 
     rej.add(reason, unknown, detail)
 
@@ -951,8 +971,13 @@ def _row_codes(columns: list[pd.Series]) -> np.ndarray:
 
 def _fill_event_ids(event_ids: pd.Series) -> pd.Series:
     """An event without an id gets "e<row>": the same on every run over the same file."""
-    generated = "e" + pd.Series(np.arange(len(event_ids)), index=event_ids.index).astype(str)
-    return event_ids.where(event_ids != "", generated)
+    empty = (event_ids == "").to_numpy(dtype=bool)
+    if not empty.any():
+        return event_ids
+    rows = np.flatnonzero(empty)
+    out = event_ids.copy()
+    out.iloc[rows] = ["e" + str(r) for r in rows.tolist()]
+    return out
 
 
 def _clean_frame(
@@ -964,6 +989,8 @@ def _clean_frame(
     extras = [c for c in raw.columns if c not in names]
     if extras:
         table = pd.concat([table, raw[extras]], axis=1)
+    if keep.all():
+        return table.reset_index(drop=True)  # nothing rejected: no copy of every column
     return table[keep].reset_index(drop=True)
 
 

@@ -712,3 +712,43 @@ def test_dirty_generated_city_has_exactly_the_injected_counts(tmp_path):
     assert result.counts() == expected
     q = pq.read_table(tmp_path / "city" / "quarantine.parquet").to_pandas()
     assert q["reason"].value_counts().to_dict() == expected
+
+
+# ---- the checks' fast paths give the answers of the plain ones -------------------------------
+@pytest.mark.parametrize("blank", ["", " ", "\t\n", "\u3000", "\u00a0 ", "\u2003"])
+def test_a_whitespace_only_id_is_missing(tax, blank):
+    users = _users()
+    users.loc[1, "user_id"] = blank  # any Unicode whitespace, as str.strip() sees it
+    events = _events()
+    events.loc[2, "event_id"] = blank  # an event id left blank is generated from the row
+    result = _run(users=users, events=events, taxonomy=tax)
+    q = result.quarantine.set_index(["table", "row"])["reason"].to_dict()
+    assert q[("users", 1)] == C.R_MISSING
+    assert q[("events", 2)] == C.R_UNKNOWN_USER and q[("events", 3)] == C.R_UNKNOWN_USER  # u1's events
+    assert "e2" not in result.events["event_id"].tolist()  # its row was quarantined, not renamed and kept
+    kept = _run(events=events, taxonomy=tax).events["event_id"].tolist()
+    # an empty event id is generated from the row ("e" + row); other ids are kept as given
+    assert kept == ["e-a", "e-b", "e2" if blank == "" else blank, "e-d"]
+
+
+def test_repeats_match_a_sorting_reference():
+    from recsys.schema import _repeats
+
+    def reference(group, compete, other=None):
+        out = np.full(len(group), -1)
+        first = {}
+        for row in np.flatnonzero(compete):
+            key = group[row]
+            if key in first and (other is None or other[first[key]] != other[row]):
+                out[row] = first[key]
+            first.setdefault(key, row)
+        return out
+
+    rng = np.random.default_rng(7)
+    for scale in (10, 10**12):  # dense codes (a factorization) and sparse ones (the sorting path)
+        group = rng.integers(0, 40, 500) * scale
+        compete = rng.random(500) < 0.8
+        other = rng.integers(0, 3, 500)
+        np.testing.assert_array_equal(_repeats(group, compete), reference(group, compete))
+        np.testing.assert_array_equal(_repeats(group, compete, other), reference(group, compete, other))
+    assert (_repeats(np.arange(5), np.zeros(5, bool)) == -1).all()
