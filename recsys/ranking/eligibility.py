@@ -146,12 +146,18 @@ def filter_pool(catalog: Catalog, filt: ItemFilter) -> np.ndarray | None:
     instead of the whole catalogue.
     """
     if filt.topics is not None:
-        pool = np.unique(np.concatenate([catalog.items_by_topic[t] for t in filt.topics]))
+        lists = [catalog.items_by_topic[t] for t in filt.topics]
     elif filt.formats is not None:
-        pool = np.unique(np.concatenate([catalog.items_by_format[f] for f in filt.formats] or [np.zeros(0, np.int64)]))
+        lists = [catalog.items_by_format[f] for f in filt.formats]
     else:
         return None
-    return pool[passes(catalog, filt, pool)]
+    # the union as a mask, read back in index order: np.unique hashed ~3 ms at 50k items, the first
+    # request of each filter paid it (a single call's p99); this is ~0.1 ms
+    member = np.zeros(catalog.n_items, dtype=bool)
+    for items in lists:
+        member[items] = True
+    pool = np.flatnonzero(member)
+    return pool[passes(catalog, filt, pool, topics=False)]
 
 
 def live_at(catalog: Catalog, items: np.ndarray, now_ns: int) -> np.ndarray:
