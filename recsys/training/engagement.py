@@ -349,8 +349,8 @@ class _Block:
             self.weight, self.weight2, self.label = weight[keep], weight2[keep], label[keep]
         self.l2 = float(l2)
         self.theta = np.zeros(n_keys)
-        #: a warm start's rule: keys without a single entry keep their value (see EngagementModel.fit)
-        self.keep_unseen = False
+        #: a warm start's rule: these keys (without a single entry) keep their value (EngagementModel.fit)
+        self.unseen: np.ndarray | None = None
 
     def add_to(self, eta: np.ndarray) -> None:
         """Add the block's current effects to ``eta`` (a warm start's first log-odds)."""
@@ -371,8 +371,8 @@ class _Block:
         p *= 1.0 - p
         hess = np.bincount(self.key, self.weight2 * p, minlength=n) + self.l2
         delta = grad / hess
-        if self.keep_unseen:
-            delta[np.bincount(self.key, minlength=n) == 0] = 0.0
+        if self.unseen is not None:
+            delta[self.unseen] = 0.0
         self.theta += delta
         if self.identity:
             eta += self.weight * delta[self.key]
@@ -404,7 +404,7 @@ class _CurveBlock:
         self.label = label[self.obs]
         self.l2 = float(l2)
         self.theta = np.zeros((n_keys, k))
-        self.keep_unseen = False
+        self.unseen: np.ndarray | None = None
 
     def add_to(self, eta: np.ndarray) -> None:
         """Add the block's current effects to ``eta`` (a warm start's first log-odds)."""
@@ -422,8 +422,8 @@ class _CurveBlock:
         hess = (self.sum_by_key @ (self.outer * curvature[:, None])).astype(np.float64).reshape(n_keys, k, k)
         hess += self.l2 * np.eye(k)
         delta = np.linalg.solve(hess, grad[..., None])[..., 0]
-        if self.keep_unseen:
-            delta[np.bincount(self.key, minlength=n_keys) == 0] = 0.0
+        if self.unseen is not None:
+            delta[self.unseen] = 0.0
         self.theta += delta
         eta += np.bincount(self.obs, np.einsum("ek,ek->e", self.features, delta[self.key]), minlength=eta.size)
 
@@ -646,7 +646,7 @@ class EngagementModel:
             for name, block in blocks.items():
                 if name in start:
                     block.theta[...] = start[name]
-                block.keep_unseen = True
+                block.unseen = np.bincount(block.key, minlength=len(block.theta)) == 0
                 block.add_to(eta)
         sweeps, loss = 0, float("nan")
         if learnable:
