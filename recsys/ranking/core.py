@@ -91,7 +91,7 @@ def _learned_scores(
     score = np.full(cand.shape, -np.inf, dtype=np.float32)
     x = np.zeros((*cand.shape, x_small.shape[2]), np.float32)
     rows = np.broadcast_to(np.arange(cand.shape[0])[:, None], pos.shape)
-    score[rows[kept], pos[kept]] = ranker.predict(x_small[kept])
+    score[rows[kept], pos[kept]] = ranker.score_block(x_small, kept)[kept]  # one predict for the whole block
     x[rows[kept], pos[kept]] = x_small[kept]
     return score, x
 

@@ -1,0 +1,112 @@
+"""The learned ranker on the serving path: batch scoring, occlusion reasons, filter pools."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from recsys import Recommender
+from recsys.exceptions import ConfigError
+from recsys.ranking import eligibility
+from recsys.ranking.features import registry
+from recsys.training.ranker import LearnedRanker
+
+from ranking_world import hand_model, items_frame, users_frame
+
+TOPICS = ("earthquake", "health_literacy", "ecology", "weather_climate")
+N_ITEMS = 60
+
+
+def _fit(x: np.ndarray, y: np.ndarray, names: list[str], per: int = 20) -> LearnedRanker:
+    ranker = LearnedRanker.fit(
+        x, y, np.full(len(x) // per, per), names, n_estimators=20, num_leaves=7, min_child_samples=5, early_stopping_rounds=0
+    )
+    ranker.report["feature_means"] = [float(v) for v in x.mean(axis=0)]
+    return ranker
+
+
+@pytest.fixture(scope="module")
+def small_ranker() -> LearnedRanker:
+    rng = np.random.default_rng(3)
+    x = rng.random((1200, 4)).astype(np.float32)
+    y = (x[:, 0] + 0.2 * x[:, 2] > 0.8).astype(np.int32)  # column 3 is never worth a split
+    return _fit(x, y, ["a", "b", "c", "never"])
+
+
+def test_score_block_equals_predict_over_the_masked_rows(small_ranker):
+    rng = np.random.default_rng(4)
+    x = rng.random((3, 7, 4)).astype(np.float32)
+    mask = rng.random((3, 7)) < 0.6
+    mask[1] = False  # a user with nothing to score
+    out = small_ranker.score_block(x, mask)
+    assert out.shape == (3, 7) and out.dtype == np.float32
+    assert np.all(np.isneginf(out[~mask]))
+    assert np.array_equal(out[mask], small_ranker.predict(x[mask]))
+    with pytest.raises(ConfigError, match="score_block"):
+        small_ranker.score_block(x[0], mask)
+
+
+def test_occlusion_skips_unused_groups_and_keeps_the_others(small_ranker):
+    used = small_ranker.used_features
+    assert not used[3]  # the fixture's premise: one column no tree reads
+    rng = np.random.default_rng(5)
+    x = rng.random((12, 4)).astype(np.float32)
+    groups = [np.array([0]), np.array([1, 2]), np.array([3]), np.array([], np.int64)]
+    full = small_ranker.group_contributions(x, groups)
+    skipped = small_ranker.group_contributions(x, groups, used=used)
+    assert np.array_equal(skipped[:, [0, 1]], full[:, [0, 1]])
+    # an unread group changes no prediction: 0 either way, without a predict when skipped
+    assert np.all(full[:, 2] == 0) and np.all(skipped[:, 2:] == 0)
+    assert np.abs(skipped[:, 0]).max() > 0  # the signal does move scores
+
+
+@pytest.fixture(scope="module")
+def learned_rec() -> Recommender:
+    rng = np.random.default_rng(6)
+    users = users_frame(["farmer", "youth", "resident", "farmer"], ["qinglong", "haigang", "haigang", "haigang"])
+    items = items_frame(
+        N_ITEMS,
+        topics=[[TOPICS[j % len(TOPICS)]] + ([TOPICS[(j + 1) % len(TOPICS)]] if j % 3 == 0 else []) for j in range(N_ITEMS)],
+        format=["audio" if j % 5 == 0 else "article" for j in range(N_ITEMS)],
+    )
+    model = hand_model(
+        users,
+        items,
+        rng.normal(size=(4, 6)),
+        rng.normal(size=(N_ITEMS, 6)),
+        popularity_recent=rng.random(N_ITEMS).astype(np.float32),
+    )
+    names = [f.name for f in registry(model.config.ranker)]
+    x = rng.random((2000, len(names))).astype(np.float32)
+    # the collaborative score and one popularity feature matter, the rest is noise
+    pop = next(j for j, n in enumerate(names) if n.startswith("pop_city_"))
+    y = (x[:, names.index("collaborative")] + 0.5 * x[:, pop] > 1.0).astype(np.int32)
+    model.ranker = _fit(x, y, names)
+    return Recommender.from_model(model)
+
+
+def test_filter_pool_is_the_sorted_union_of_the_filters_items_that_pass(learned_rec):
+    state = learned_rec.state
+    catalog, tax = state.catalog, state.taxonomy
+    for kwargs in ({"topics": ["earthquake", "ecology"]}, {"channel": "e_reader"}, {"topics": "weather_climate", "channel": "e_reader"}):
+        filt = eligibility.make_filter(tax, **kwargs)
+        pool = eligibility.filter_pool(catalog, filt)
+        expected = np.flatnonzero(eligibility.static_mask(catalog, filt))
+        assert np.array_equal(pool, expected), kwargs
+    assert eligibility.filter_pool(catalog, eligibility.make_filter(tax)) is None
+
+
+def test_a_priority_boost_does_not_leak_into_the_reasons(learned_rec):
+    state = learned_rec.state
+    tax = state.taxonomy
+    table = np.zeros((len(tax.groups), len(tax.regions), len(tax.topics)), np.float32)
+    table[:, :, list(tax.topics).index("earthquake")] = 2.0
+    boosted = learned_rec.with_topic_boost(table)
+    for user in ("u0", "u1", "u2", "u3"):
+        plain = {r.item_id: r.reasons for r in learned_rec.recommend(user, k=8)}
+        lifted = {r.item_id: [s for s in r.reasons if not s.startswith("重点推送")] for r in boosted.recommend(user, k=8)}
+        shared = set(plain) & set(lifted)
+        assert shared
+        # the same item has the same reasons: occlusion starts from the ranker's own score, so
+        # the boost (added after) is no feature group's contribution
+        assert all(plain[i] == lifted[i] for i in shared), user
