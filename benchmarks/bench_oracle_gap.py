@@ -1,0 +1,177 @@
+"""Where the engine loses to the oracle on a synthetic city: candidates, scoring, or the data itself.
+
+The evaluation's headline on synthetic data is the engine's share of the oracle's simulated
+engagements per push (the oracle lists the top eligible items by the generator's true
+probability). This diagnostic splits the gap, on a validation window carved from the training
+part of the log (the test window is never read), for a seeded sample of the users active in it:
+
+* **candidates**: the oracle restricted to the engine's candidate list, against the oracle over
+  every eligible item;
+* **scoring**: orderings of the same candidate list -- the engine's final score, its engagement
+  model's log-odds alone, and the truth with one of its terms left out (the latent taste term
+  the engine cannot observe, the time terms) or with the engine's estimate of one term replaced
+  by the true one (what a perfect estimate of that term alone would earn);
+* **estimates**: per term of the generator's logit, its spread within a user's candidates and
+  the correlation of the engine's estimate with it (within users).
+
+It reads the generator's truth, which the engine never does: a tool to learn where to look, not a
+feature. Usage::
+
+    flock /tmp/heavy.lock .venv/bin/python benchmarks/bench_oracle_gap.py --data DIR [--before 0.8] [--split 0.8] [--users 1500]
+
+``--before`` keeps the events before that quantile of time (the training part of an
+``--split-quantile`` evaluation), ``--split`` is the cut inside them. Prints one table (share of
+the oracle per ordering) and the per-term estimates; ``--json`` writes them too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from recsys.config import EngineConfig
+from recsys.evaluation.simulate import load_truth
+from recsys.ranking import candidates, eligibility, features
+from recsys.ranking.state import build_state
+from recsys.ranking.users import resolve
+from recsys.schema import validate
+from recsys.training import train_model
+
+
+def _top10_value(score: np.ndarray, ok: np.ndarray, prob: np.ndarray, k: int = 10) -> float:
+    """Mean true probability per pushed slot of each row's top ``k`` eligible entries by ``score``."""
+    s = np.where(ok, score, -np.inf)
+    top = np.argsort(-s, axis=1, kind="stable")[:, :k]
+    got = np.where(np.take_along_axis(ok, top, 1), np.take_along_axis(prob, top, 1), 0.0)
+    return float(got.sum(axis=1).mean() / k)
+
+
+def _within_user(values: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """``values`` centred on each user's eligible candidates (NaN elsewhere)."""
+    v = np.where(ok, values, np.nan)
+    return v - np.nanmean(v, axis=1, keepdims=True)
+
+
+def _corr(a: np.ndarray, b: np.ndarray, ok: np.ndarray) -> float:
+    """Within-user correlation of two (users x candidates) arrays over the eligible entries."""
+    x, y = _within_user(a, ok)[ok], _within_user(b, ok)[ok]
+    denom = float(np.sqrt((x**2).sum() * (y**2).sum()))
+    return float((x * y).sum() / denom) if denom > 0 else float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True, help="synthetic data folder with a truth/ folder")
+    parser.add_argument("--taxonomy", type=Path, default=None)
+    parser.add_argument("--before", type=float, default=0.8, help="keep the events before this quantile (default 0.8)")
+    parser.add_argument("--split", type=float, default=0.8, help="cut inside the kept events (default 0.8)")
+    parser.add_argument("--users", type=int, default=1500, help="users sampled among those active after the cut")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    args = parser.parse_args()
+
+    truth = load_truth(args.data)
+    if truth is None:
+        parser.error(f"{args.data} has no truth/ folder: the oracle needs the generator's truth")
+    clean = validate(data=args.data, taxonomy=args.taxonomy)
+    events = clean.events[clean.events["timestamp"] < clean.events["timestamp"].quantile(args.before)]
+    cut = events["timestamp"].quantile(args.split)
+    config = EngineConfig()
+    t0 = time.perf_counter()
+    model = train_model(clean.users, clean.items, events, config=config, as_of=cut)
+    train_s = time.perf_counter() - t0
+    state = build_state(model, None, config.ranking)
+
+    rng = np.random.default_rng(args.seed)
+    active = events.loc[events["timestamp"] >= cut, "user_id"].astype(str).unique()
+    user_ids = np.sort(rng.choice(active, size=min(args.users, len(active)), replace=False))
+    users = resolve(state, user_ids.tolist(), None)
+    filt = eligibility.make_filter(state.taxonomy)
+    _, share = state.filtered(filt)
+    now = int(cut.as_unit("ns").value)
+    n_items = state.catalog.n_items
+    keys = eligibility.history_keys(state.seen, users.rows, n_items, None)
+
+    def eligible(cand: np.ndarray) -> np.ndarray:
+        ok = (cand >= 0) & eligibility.candidate_mask(state.catalog, filt, cand, now, users.groups, users.regions)
+        return ok & ~eligibility.history_mask(keys, cand, n_items)
+
+    cand = candidates.gather(state, users, 10, filt, share, now)
+    ok = eligible(cand)
+    every = np.broadcast_to(np.arange(n_items), (len(user_ids), n_items))
+    prob_all = np.asarray(truth.engagement_prob(user_ids, state.catalog.item_ids.astype(str), at=cut), np.float64)
+    oracle = _top10_value(prob_all, eligible(every), prob_all)
+    prob = np.take_along_axis(prob_all, np.maximum(cand, 0), 1)
+
+    feats = features.selected(config.ranker)
+    names = [f.name for f in feats]
+    x = features.compute(feats, features.Block(state, users, cand, now))
+    col = {n: x[:, :, j] for j, n in enumerate(names)}
+    ranker = model.ranker
+    if ranker is not None:
+        own = features.selected(config.ranker, list(ranker.feature_names))
+        engine = ranker.predict(features.compute(own, features.Block(state, users, cand, now)).reshape(-1, len(own)))
+        engine = np.asarray(engine, np.float64).reshape(cand.shape)
+    else:
+        engine = None
+
+    # the generator's terms at the candidate pairs (time- and channel-free part, then the time terms)
+    u = np.repeat(truth.user_positions(user_ids), cand.shape[1])
+    i = truth.item_positions(state.catalog.item_ids.astype(str)[np.maximum(cand, 0)].ravel())
+    a = truth.arrays
+    _, topic_fit = truth.static_pair_logit(u, i)
+    seconds, campaign, day, _ = truth._moments(cut, len(i))
+    terms = {
+        "quality": a["item_quality"][i],
+        "topic interest": topic_fit,
+        "format taste": a["user_format"][u, a["item_format"][i]],
+        "taste (latent)": np.einsum("ij,ij->i", a["user_taste"][u], a["item_factors"][i]),
+        "freshness + campaigns": truth.item_time_logit(i, seconds, campaign, day),
+    }
+    terms = {k: np.asarray(v, np.float64).reshape(cand.shape) for k, v in terms.items()}
+    total = sum(terms.values())
+    eng = col["engagement"].astype(np.float64)
+
+    orderings: dict[str, np.ndarray] = {"truth (every term)": total}
+    orderings["truth without the latent taste"] = total - terms["taste (latent)"]
+    orderings["truth: quality + topic interest only"] = terms["quality"] + terms["topic interest"]
+    if engine is not None:
+        orderings["engine (final score)"] = engine
+    orderings["engine: engagement model alone"] = eng
+    for feature, term in (("quality", "quality"), ("interest", "topic interest"), ("format", "format taste")):
+        orderings[f"engagement model, its {feature} replaced by the true {term}"] = eng - col[feature] + terms[term]
+    for name in ("segment_popularity", "pop_segment_h7d", "collaborative", "coengagement"):
+        if name in col:
+            orderings[f"feature alone: {name}"] = col[name]
+
+    rows = {"oracle over every eligible item": 1.0, "oracle within the engine's candidates": _top10_value(prob, ok, prob) / oracle}
+    rows.update({k: _top10_value(v, ok, prob) / oracle for k, v in orderings.items()})
+    estimates = {
+        term: {
+            "within_user_sd": float(np.nanstd(_within_user(values, ok))),
+            "engine_feature": feature,
+            "corr": None if feature is None else _corr(col[feature], values, ok),
+        }
+        for (term, values), feature in zip(terms.items(), ("quality", "interest", "format", "taste", "timeliness"))
+    }
+    print(f"{args.data}: events before the {args.before} quantile, cut at {cut} (train {train_s:.1f} s); "
+          f"{len(user_ids)} users, {ok.sum(axis=1).mean():.0f} eligible candidates each; "
+          f"oracle {oracle:.4f} engagements per pushed item")
+    print("\n| ordering of the engine's candidates | share of the oracle |\n|---|---|")
+    for k, v in rows.items():
+        print(f"| {k} | {v:.3f} |")
+    print("\n| term of the true logit | spread within a user's candidates (sd) | engine's estimate | within-user correlation |\n|---|---|---|---|")
+    for k, v in estimates.items():
+        corr = "n/a" if v["corr"] is None or np.isnan(v["corr"]) else f"{v['corr']:.3f}"
+        print(f"| {k} | {v['within_user_sd']:.3f} | {v['engine_feature']} | {corr} |")
+    if args.json is not None:
+        args.json.write_text(json.dumps({"cut": str(cut), "users": len(user_ids), "oracle": oracle, "shares": rows, "estimates": estimates}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
