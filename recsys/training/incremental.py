@@ -91,8 +91,9 @@ class PairTimes:
 
     Attributes
     ----------
-    row, col : ndarray of int64
-        User and item indices, sorted by ``(row, col)``, each pair once.
+    row, col : ndarray of int32
+        User and item indices, sorted by ``(row, col)``, each pair once (int32: a city's
+        tens of millions of shown pairs at half the memory).
     seconds : ndarray of float64
         Epoch seconds.
     channel : ndarray of int8 or None
@@ -111,9 +112,9 @@ class PairTimes:
     def of(cls, row: np.ndarray, col: np.ndarray, seconds: np.ndarray, channel: np.ndarray | None,
            n_items: int, *, keep: str) -> "PairTimes":
         """One entry per pair of possibly repeated entries: the earliest (``keep="first"``) or latest."""
-        row, col = np.asarray(row, np.int64), np.asarray(col, np.int64)
+        row, col = np.asarray(row, np.int32), np.asarray(col, np.int32)
         seconds = np.asarray(seconds, np.float64)
-        key = row * n_items + col
+        key = row.astype(np.int64) * n_items + col
         # within a pair, by time; "first" keeps the earliest, "last" the latest (ties: the later entry)
         order = np.lexsort((seconds, key))
         k = key[order]
@@ -135,7 +136,10 @@ class PairTimes:
         ch = None if self.channel is None else self.channel[ok]
         # distinct old pairs stay distinct under a one-to-one id mapping: only the order changes
         order = np.lexsort((c[ok], r[ok]))
-        return PairTimes(r[ok][order], c[ok][order], self.seconds[ok][order], None if ch is None else ch[order])
+        return PairTimes(
+            r[ok][order].astype(np.int32), c[ok][order].astype(np.int32), self.seconds[ok][order],
+            None if ch is None else ch[order],
+        )
 
     def merged(self, other: "PairTimes", n_items: int, *, keep: str) -> "PairTimes":
         """Union with ``other`` (same indices); a pair in both keeps the earlier (``"first"``) or later time."""
@@ -143,7 +147,8 @@ class PairTimes:
             return self
         if not len(self):
             return other
-        key, okey = self.row * n_items + self.col, other.row * n_items + other.col
+        key = self.row.astype(np.int64) * n_items + self.col
+        okey = other.row.astype(np.int64) * n_items + other.col
         pos = np.searchsorted(key, okey)
         inside = pos < len(key)
         both = np.zeros(len(okey), bool)
@@ -232,7 +237,7 @@ def day_aggregates(events: pd.DataFrame, users: IdMap, items: IdMap, taxonomy: T
 
     n_users, n_items = len(users), len(items)
     if not len(events):
-        empty = PairTimes(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
+        empty = PairTimes(np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0))
         return Aggregates(
             dataclasses.replace(empty, channel=np.zeros(0, np.int8)), empty,
             np.zeros((n_users, len(taxonomy.channels)), np.float32), np.zeros(n_items), None,
@@ -241,7 +246,7 @@ def day_aggregates(events: pd.DataFrame, users: IdMap, items: IdMap, taxonomy: T
     end = ts.max()
     u, i, sec, chan, _ = first_showings(events, users, items, taxonomy, end=end)
     # first_showings returns one row per pair, sorted by pair
-    showings = PairTimes(u, i, sec, chan.astype(np.int8))
+    showings = PairTimes(u.astype(np.int32), i.astype(np.int32), sec, chan.astype(np.int8))
     user_idx = users.index(events[C.USER_ID].to_numpy(dtype=object))
     item_idx = items.index(events[C.ITEM_ID].to_numpy(dtype=object))
     etype = events[C.EVENT_TYPE].to_numpy()
@@ -295,7 +300,7 @@ def history_exposures(
     if 0 < sample < len(rows):
         rows = np.sort(np.random.default_rng(seed).choice(len(rows), size=sample, replace=False))
     sh = agg.showings
-    u, i = sh.row[rows], sh.col[rows]
+    u, i = sh.row[rows].astype(np.int64), sh.col[rows].astype(np.int64)
     n_items = inter.shape[1]
     engaged = inter.engaged.tocoo()
     engaged_keys = np.sort(engaged.row.astype(np.int64) * n_items + engaged.col)
@@ -325,7 +330,10 @@ def history_signals(
         C.EVENT_TYPE: pd.Categorical.from_codes(np.zeros(len(last), np.int8), ["click"]),
         C.TIMESTAMP: pd.to_datetime(micros, unit="us", utc=True),
     })
-    out = compute_signals(frame, last.row, last.col, users_df, state.interactions.shape[1], end, taxonomy, config)
+    out = compute_signals(
+        frame, last.row.astype(np.int64), last.col.astype(np.int64), users_df, state.interactions.shape[1], end,
+        taxonomy, config,
+    )
     out.item_exposures = agg.item_impressions.astype(np.float32)
     return out
 
@@ -570,8 +578,8 @@ class HistoryStore:
 
             sh, lp = arrays("showings.npz"), arrays("last_positive.npz")
             aggregates = Aggregates(
-                PairTimes(sh["row"].astype(np.int64), sh["col"].astype(np.int64), sh["seconds"], sh["channel"]),
-                PairTimes(lp["row"].astype(np.int64), lp["col"].astype(np.int64), lp["seconds"]),
+                PairTimes(sh["row"], sh["col"], sh["seconds"], sh["channel"]),
+                PairTimes(lp["row"], lp["col"], lp["seconds"]),
                 np.load(self._checked(f"{folder}/channel_counts.npy", files["channel_counts.npy"]), allow_pickle=False),
                 np.load(self._checked(f"{folder}/item_impressions.npy", files["item_impressions.npy"]), allow_pickle=False),
                 pd.Timestamp(state["start"]) if state.get("start") else None,
