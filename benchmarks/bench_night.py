@@ -253,7 +253,7 @@ def engagement_check(models: Path) -> dict:
         "refit_s": round(refit_s, 1), "refit_sweeps": refit.n_sweeps_, "pairs": len(probe),
         "correlation": round(float(np.corrcoef(warm, full)[0, 1]), 4),
         "log_loss_warm": round(_log_loss(probe.label, warm), 5), "log_loss_refit": round(_log_loss(probe.label, full), 5),
-        "night_sweeps": night_model.info.get("engagement", {}).get("sweeps"),
+        "night_sweeps_at_most": cfg.warm_sweeps,
     }
 
 
