@@ -1,10 +1,11 @@
-"""diversity.select's block-wide first pass gives the picks of the one-row greedy walk.
+"""diversity.select (the first few dozen positions first, the rest of a row only when needed)
+gives the picks of the greedy walk over each whole row.
 
 The reference walks each row alone with ``diversity._greedy`` over all of its
-valid candidates (no head/tail split, no block pass): the rule as written.
+valid candidates at once (no head/tail split): the rule as written.
 Random blocks are built so that every branch occurs: near-duplicate chains,
 topics over the cap, invalid candidates, rows too short to fill, and rows
-whose list needs candidates past the first pass's positions.
+whose list needs candidates past the first few dozen positions.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def _reference(order, valid, primary, k, cap, neighbours, n_topics):
 
 
 @pytest.mark.parametrize("k, n_topics, dup_share", [(5, 6, 0.4), (10, 3, 0.3), (3, 12, 0.8), (1, 4, 0.5), (20, 5, 0.2)])
-def test_select_equals_the_row_by_row_walk(k: int, n_topics: int, dup_share: float) -> None:
+def test_select_equals_the_walk_over_whole_rows(k: int, n_topics: int, dup_share: float) -> None:
     rng = np.random.default_rng(k * 100 + n_topics)
     order, valid, primary, neighbours = _random_block(rng, 300, 120, 400, n_topics, dup_share)
     cap = diversity.topic_cap(k, 0.3)
@@ -54,21 +55,4 @@ def test_select_equals_the_row_by_row_walk(k: int, n_topics: int, dup_share: flo
     want = _reference(order, valid, primary, k, cap, neighbours, n_topics)
     for name, a, b in zip(("positions", "count", "relaxed"), got, want):
         np.testing.assert_array_equal(a, b, err_msg=name)
-    # the block pass did the work for some rows and left others to the walk, so both paths ran
-    width = min(order.shape[1], max(4 * k, k + 32))
-    done, _ = diversity._walk_rows(order[:, :width], valid[:, :width], primary, k, cap, neighbours, n_topics)
-    assert 0 < done.sum() < len(done)
 
-
-def test_first_pass_without_near_duplicates_takes_the_first_valid_items_within_the_cap() -> None:
-    order = np.array([[7, 8, 9, 10, 11], [7, 8, 9, 10, 11]])
-    valid = np.array([[True, False, True, True, True], [True, True, True, True, True]])
-    primary = np.zeros(12, dtype=np.int64)
-    primary[9] = 1
-    done, positions = diversity._walk_rows(order, valid, primary, 2, 1, {}, 2)
-    # row 0: item 7 (topic 0), item 9 (topic 1); row 1: item 7, item 8 capped, item 9
-    assert done.tolist() == [True, True]
-    assert positions.tolist() == [[0, 2], [0, 2]]
-    # with 8 and 7 near-duplicates and the cap lifted, row 1 skips 8 as blocked
-    done, positions = diversity._walk_rows(order, valid, primary, 3, 3, {7: (8,), 8: (7,)}, 2)
-    assert positions.tolist() == [[0, 2, 3], [0, 2, 3]]

@@ -17,12 +17,10 @@ Two rules, applied greedily in score order (best first):
 
 Picked items are returned in score order. Near-duplicate pairs are found once
 per catalogue (:func:`near_duplicates`, an exact range search over the
-content vectors), so picking costs a few set operations per item. The first
-pass (skip blocked items, defer capped ones) runs for the whole block at
-once, one candidate position per step, as arrays; a user whose list it does
-not fill within the first few dozen positions is walked again in plain
-Python, reading the rest of the row only when those positions cannot fill
-the list without relaxing the cap. A user's picks depend only on that user's row.
+content vectors), so picking costs a few set operations per item; the walk
+runs per user in plain Python over the valid candidates of the first few
+dozen positions, reading the rest of the row only when those cannot fill the
+list without relaxing the cap. A user's picks depend only on that user's row.
 
 Greedy picking keeps one item per group of mutual near-duplicates (the same
 story reworded), which is the largest possible list when near-duplication is
@@ -270,75 +268,6 @@ def _valid_lists(order: np.ndarray, valid: np.ndarray, primary: np.ndarray) -> t
     return bounds, cols.tolist(), items.tolist(), primary[items].tolist()
 
 
-# item pairs as one int64 key (i * _KEY + j): catalogues stay far below 2**31 items
-_KEY = np.int64(1) << 31
-# the last graph's sorted pair keys: (graph, keys); one assignment, so threads see either whole
-_EDGES: tuple[Neighbours, np.ndarray] | None = None
-
-
-def _edge_keys(neighbours: Neighbours) -> np.ndarray:
-    """Sorted ``i * _KEY + j`` of every near-duplicate pair (both orders), cached for the last graph."""
-    global _EDGES
-    cached = _EDGES
-    if cached is not None and cached[0] is neighbours:
-        return cached[1]
-    sizes = np.fromiter((len(nb) for nb in neighbours.values()), dtype=np.int64, count=len(neighbours))
-    first = np.repeat(np.fromiter(neighbours.keys(), dtype=np.int64, count=len(neighbours)), sizes)
-    second = np.fromiter((j for nb in neighbours.values() for j in nb), dtype=np.int64, count=int(sizes.sum()))
-    keys = np.sort(first * _KEY + second)
-    _EDGES = (neighbours, keys)
-    return keys
-
-
-def _walk_rows(
-    order: np.ndarray, valid: np.ndarray, primary: np.ndarray, k: int, cap: int, neighbours: Neighbours, n_topics: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """The greedy walk's first pass for a whole block at once, one candidate position per step.
-
-    At each position, every row whose list is still short takes its valid
-    candidate unless a near-duplicate of it was picked already or its topic
-    holds ``cap`` picks: what :func:`_greedy` does, row by row, until it has
-    ``k`` items. A row that fills its list within these positions has exactly
-    :func:`_greedy`'s picks; the others (deferred or blocked items needed,
-    or too few valid candidates here) are walked by :func:`_greedy`.
-
-    Returns
-    -------
-    done : ndarray of bool, shape (m,)
-        Rows filled by the first pass.
-    positions : ndarray of int64, shape (done.sum(), k)
-        Their picked positions in ``order``, ascending.
-    """
-    m, width = order.shape
-    per_topic = np.zeros((m, n_topics + 1), dtype=np.int64)
-    picked = np.full((m, k), -1, dtype=np.int64)
-    positions = np.full((m, k), -1, dtype=np.int64)
-    count = np.zeros(m, dtype=np.int64)
-    edges = _edge_keys(neighbours) if neighbours else np.zeros(0, dtype=np.int64)
-    topics = primary[np.maximum(order, 0)]
-    for j in range(width):
-        rows = np.flatnonzero(valid[:, j] & (count < k))
-        if rows.size == 0:
-            if (count == k).all():
-                break
-            continue
-        item, topic = order[rows, j], topics[rows, j]
-        take = per_topic[rows, topic] < cap
-        if edges.size:
-            # a picked near-duplicate blocks it (empty slots are -1: negative keys, never an edge)
-            keys = picked[rows] * _KEY + item[:, None]
-            at = np.minimum(np.searchsorted(edges, keys), edges.size - 1)
-            take &= ~(edges[at] == keys).any(axis=1)
-        rows, item, topic = rows[take], item[take], topic[take]
-        slot = count[rows]
-        picked[rows, slot] = item
-        positions[rows, slot] = j
-        count[rows] += 1
-        per_topic[rows, topic] += 1
-    done = count == k
-    return done, positions[done]
-
-
 def select(
     order: np.ndarray,
     valid: np.ndarray,
@@ -386,16 +315,11 @@ def select(
         return positions, count, relaxed
     # most lists fill within the first few dozen candidates: convert only those
     width = min(c, max(4 * k, k + 32))
-    # the first pass for every row at once, as arrays; the walk in Python only for rows it cannot fill
-    fast, first = _walk_rows(order[:, :width], valid[:, :width], primary, k, cap, neighbours, n_topics)
-    positions[fast] = first
-    count[fast] = k
-    slow = np.flatnonzero(~fast)
-    bounds, cols, items, topics = _valid_lists(order[slow, :width], valid[slow, :width], primary)
-    more = valid[slow, width:].any(axis=1) if width < c else np.zeros(slow.size, dtype=bool)
-    for i, r in enumerate(slow.tolist()):
-        lo, hi = bounds[i], bounds[i + 1]
-        tail = partial(_row_tail, order, valid, primary, r, width) if more[i] else None
+    bounds, cols, items, topics = _valid_lists(order[:, :width], valid[:, :width], primary)
+    more = valid[:, width:].any(axis=1) if width < c else np.zeros(m, dtype=bool)
+    for r in range(m):
+        lo, hi = bounds[r], bounds[r + 1]
+        tail = partial(_row_tail, order, valid, primary, r, width) if more[r] else None
         flag = [False]
         picked = _greedy((cols[lo:hi], items[lo:hi], topics[lo:hi]), tail, k, cap, n_topics, neighbours, flag)
         positions[r, : len(picked)] = picked
