@@ -265,30 +265,43 @@ def coengagement(positives: sp.csr_matrix, neighbours: int) -> sp.csr_matrix:
     pt = p.T.tocsr()
     norm = np.sqrt(np.asarray(p.sum(axis=0), dtype=np.float64).ravel())
     inv = np.divide(1.0, norm, out=np.zeros_like(norm), where=norm > 0)
-    indptr = [0]
+    counts = np.zeros(n_items, dtype=np.int64)
     indices: list[np.ndarray] = []
     data: list[np.ndarray] = []
     for lo in range(0, n_items, _COENG_BLOCK):
         hi = min(n_items, lo + _COENG_BLOCK)
         block = (pt[lo:hi] @ p).tocsr()
-        for r in range(hi - lo):
-            s, e = block.indptr[r], block.indptr[r + 1]
-            cols = block.indices[s:e]
-            vals = block.data[s:e].astype(np.float64) * inv[lo + r] * inv[cols]
-            keep = cols != lo + r
-            cols, vals = cols[keep], vals[keep]
-            if len(cols) > neighbours:
-                top = np.argpartition(-vals, neighbours - 1)[:neighbours]
-                cols, vals = cols[top], vals[top]
-            order = np.argsort(cols)
-            indices.append(cols[order].astype(np.int32))
-            data.append(vals[order].astype(np.float32))
-            indptr.append(indptr[-1] + len(cols))
+        # cosines of the whole block at once; a Python step is left only for the rows with more
+        # than `neighbours` co-engaged items, and it is one argpartition (linear in the row)
+        rows = np.repeat(np.arange(lo, hi), np.diff(block.indptr))
+        cols = block.indices
+        vals = block.data.astype(np.float64) * inv[rows] * inv[cols]
+        keep = cols != rows
+        rows, cols, vals = rows[keep], cols[keep], vals[keep]
+        per_row = np.bincount(rows - lo, minlength=hi - lo)
+        starts = np.cumsum(per_row) - per_row
+        chosen = np.ones(len(rows), dtype=bool)
+        for r in np.flatnonzero(per_row > neighbours).tolist():
+            s, e = starts[r], starts[r] + per_row[r]
+            top = np.argpartition(-vals[s:e], neighbours - 1)[:neighbours]
+            chosen[s:e] = False
+            chosen[s + top] = True
+        rows, cols, vals = rows[chosen], cols[chosen], vals[chosen]
+        kept = np.bincount(rows - lo, minlength=hi - lo)
+        best = sp.csr_matrix(
+            (vals.astype(np.float32), cols.astype(np.int32), np.concatenate([[0], np.cumsum(kept)])),
+            shape=(hi - lo, n_items),
+        )
+        best.sort_indices()  # CSR order within each row: by item
+        indices.append(best.indices)
+        data.append(best.data)
+        counts[lo:hi] = kept
+    indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     return sp.csr_matrix(
         (
             np.concatenate(data) if data else np.zeros(0, np.float32),
             np.concatenate(indices) if indices else np.zeros(0, np.int32),
-            np.asarray(indptr, dtype=np.int64),
+            indptr,
         ),
         shape=(n_items, n_items),
     )
@@ -303,6 +316,8 @@ def compute_signals(
     end: pd.Timestamp,
     taxonomy: Taxonomy,
     config: RankerConfig,
+    *,
+    types: np.ndarray | None = None,
 ) -> Signals:
     """Compute every training-time signal from the clean events before ``end``.
 
@@ -319,23 +334,31 @@ def compute_signals(
         The as-of time; ages count back from it.
     taxonomy : Taxonomy
     config : RankerConfig
+    types : ndarray of int64, shape (len(events),), optional
+        Each event's position in ``recsys.columns.EVENT_TYPES``
+        (:func:`recsys.training.interactions.type_codes`), when the caller has them.
 
     Returns
     -------
     Signals
     """
+    # heavy: the events -> matrices module loads with training, not with serving (which reads
+    # Signals from a bundle through this module; tests/test_architecture.py)
+    from recsys.training.interactions import type_codes
+
     n_users = len(users)
     out = Signals.empty(n_users, n_items, taxonomy, config)
     known = (user_index >= 0) & (item_index >= 0)
-    etype = events[C.EVENT_TYPE].to_numpy()
-    shown = known & (etype == "impression")
+    codes = type_codes(events[C.EVENT_TYPE]) if types is None else np.asarray(types)
+    shown = known & (codes == C.EVENT_TYPES.index("impression"))
     out.item_exposures = np.bincount(item_index[shown], minlength=n_items).astype(np.float32)
-    pos = known & np.isin(etype, C.EVENT_TYPES_POSITIVE)
+    pos = known & np.isin(codes, [C.EVENT_TYPES.index(t) for t in C.EVENT_TYPES_POSITIVE])
     if not pos.any():
         return out
-    # seconds before the as-of time (tz-aware arithmetic: no unit or zone conversions)
-    before = (pd.Timestamp(end) - events[C.TIMESTAMP]).dt.total_seconds().to_numpy()
-    frame = pd.DataFrame({"u": user_index[pos], "i": item_index[pos], "t": -before[pos]})
+    rows = np.flatnonzero(pos)
+    # seconds before the as-of time (tz-aware arithmetic: no unit or zone conversions), positives only
+    before = (pd.Timestamp(end) - events[C.TIMESTAMP].iloc[rows]).dt.total_seconds().to_numpy()
+    frame = pd.DataFrame({"u": user_index[rows], "i": item_index[rows], "t": -before})
     # one row per (user, item): its latest positive engagement
     pairs = frame.sort_values("t", kind="stable").drop_duplicates(["u", "i"], keep="last")
     u = pairs["u"].to_numpy(np.int64)
