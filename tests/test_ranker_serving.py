@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -76,6 +78,8 @@ def learned_rec() -> Recommender:
         rng.normal(size=(N_ITEMS, 6)),
         popularity_recent=rng.random(N_ITEMS).astype(np.float32),
     )
+    levels = model.signals.popularity_levels
+    model.signals = dataclasses.replace(model.signals, popularity_levels=rng.random(levels.shape).astype(np.float32))
     names = [f.name for f in registry(model.config.ranker)]
     x = rng.random((2000, len(names))).astype(np.float32)
     # the collaborative score and one popularity feature matter, the rest is noise
@@ -110,3 +114,24 @@ def test_a_priority_boost_does_not_leak_into_the_reasons(learned_rec):
         # the same item has the same reasons: occlusion starts from the ranker's own score, so
         # the boost (added after) is no feature group's contribution
         assert all(plain[i] == lifted[i] for i in shared), user
+
+
+def test_popularity_features_read_their_level_row_of_the_bundle_table(learned_rec):
+    from recsys.ranking.features import LEVELS, Block
+    from recsys.ranking.users import resolve
+
+    state = learned_rec.state
+    tax = state.taxonomy
+    users = resolve(state, ["u0", "u1", "u3"], None)
+    cand = np.array([[0, 5, 17, 59], [3, 3, 40, -1], [1, 2, 30, 44]])
+    block = Block(state, users, cand, state.default_now_ns)
+    table = np.asarray(state.signals.popularity_levels)
+    n_g, n_r = len(tax.groups), len(tax.regions)
+    feats = {f.name: f for f in registry(state.model.config.ranker)}
+    for w, h in enumerate(state.model.config.ranker.popularity_half_lives_days):
+        for level in LEVELS:
+            got = feats[f"pop_{level}_h{h:g}d"].compute(block)
+            for m, (g, r) in enumerate(zip(users.groups, users.regions)):
+                row = {"city": 0, "group": 1 + g, "region": 1 + n_g + r, "segment": 1 + n_g + n_r + g * n_r + r}[level]
+                want = table[w, row, np.maximum(cand[m], 0)] * 1000.0
+                assert np.allclose(got[m], want, rtol=1e-6), (level, h)
