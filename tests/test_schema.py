@@ -752,3 +752,21 @@ def test_repeats_match_a_sorting_reference():
         np.testing.assert_array_equal(_repeats(group, compete), reference(group, compete))
         np.testing.assert_array_equal(_repeats(group, compete, other), reference(group, compete, other))
     assert (_repeats(np.arange(5), np.zeros(5, bool)) == -1).all()
+
+
+def test_hash_repeats_find_the_exact_repeats_even_when_hashes_collide():
+    from recsys.schema import _hash_repeats, _repeats
+
+    rng = np.random.default_rng(11)
+    values = rng.integers(0, 60, 400)
+    other = rng.integers(0, 2, 400)
+    compete = rng.random(400) < 0.9
+    want = _repeats(values, compete)
+    want_other = _repeats(values, compete, other)
+    exact = lambda rows: values[rows]  # noqa: E731 - the exact codes of the candidate rows
+    for hashes in (values.astype(np.uint64) * np.uint64(2654435761), (values % 7).astype(np.uint64),
+                   np.zeros(400, np.uint64)):  # a good hash, many collisions, every row colliding
+        np.testing.assert_array_equal(_hash_repeats(hashes, compete, exact), want)
+        np.testing.assert_array_equal(_hash_repeats(hashes, compete, exact, other=lambda rows: other[rows]), want_other)
+    distinct = np.arange(400, dtype=np.uint64)  # no hash twice: nothing repeats, exact never asked
+    assert (_hash_repeats(distinct, compete, lambda rows: 1 / 0) == -1).all()
