@@ -738,7 +738,6 @@ class RankerConfig:
     _constraints: ClassVar[Mapping[str, Constraint]] = {
         "label_share": Range(0, 0.5, lo_open=True),
         "cuts": Range(1, 20),
-        "min_queries": Range(0, 10_000_000),
         "min_label_users": Range(1, 10_000_000),
         "max_users": Range(1, 100_000_000),
         "valid_share": Range(0, 1),
@@ -765,11 +764,6 @@ class RankerConfig:
     #: label windows, back to back from the end of the log: cut j trains a model on the events
     #: before it and labels with the window after it (more windows, more examples, longer training)
     cuts: int = 3
-    #: a log whose ``cuts`` windows hold fewer training queries (users) than this gets earlier
-    #: windows too, one at a time, until it holds them or the windows reach the log's start
-    #: (at most 20): a small log (a few hundred users) learns from a handful of queries per
-    #: window, and early stopping on a fifth of them is noise; a large log keeps ``cuts``
-    min_queries: int = 1000
     #: fewest positive labels the window must hold; fewer and the bundle keeps the linear blend
     min_label_users: int = 20
     #: most users (seeded sample) whose candidates are training examples

@@ -475,20 +475,3 @@ def test_the_exposure_model_keeps_up_with_the_strongest_logged_signal_and_saves_
     assert back.exposure_model is not None
     np.testing.assert_array_equal(back.predict(x), ranker.predict(x))
 
-
-def test_a_log_short_of_queries_gets_earlier_label_windows(sample_model):
-    from recsys.training.ranker_training import fit_ranker
-
-    _, result = sample_model
-    config = EngineConfig()
-    ranker_cfg = dataclasses.replace(config.ranker, label_share=0.45, cuts=1, n_estimators=5, min_queries=10**6)
-    config = dataclasses.replace(config, ranker=ranker_cfg)
-    ranker, report = fit_ranker(result.users, result.items, result.events, config=config, taxonomy=load_taxonomy())
-    # one window asked for, but its queries are fewer than min_queries: the earlier window is added,
-    # and no third (it would start before the log)
-    assert ranker is not None and len(report["cuts"]) == 2
-    assert report["cuts"][1] < report["cuts"][0]
-    model, _ = sample_model
-    # a log that holds min_queries in its first windows keeps exactly `cuts` of them
-    assert len(model.info["ranker"]["cuts"]) == model.config.ranker.cuts
-    assert model.info["ranker"]["queries"] >= model.config.ranker.min_queries

@@ -4,9 +4,6 @@ The steps (each timed into the bundle manifest's ``ranker`` report):
 
 1. **cut**: the time ``T_c`` with ``[ranker] label_share`` of the training
    events after it (a quantile of event time, as the evaluation splits);
-   ``[ranker] cuts`` windows back to back from the end of the log, and earlier
-   ones while the examples hold fewer than ``[ranker] min_queries`` queries
-   (a log of a few hundred users gathers a few dozen per window);
 2. **model before the cut**: every other component trained exactly as for the
    bundle, on the events before ``T_c`` (the linear blend ranks inside it);
 3. **examples** (``[ranker] examples``; ``auto``: impressions where the
@@ -70,9 +67,6 @@ from recsys.taxonomy import Taxonomy
 ENGAGEMENT = "engagement"
 # users per block when building examples (bounds the (users x candidates x features) block)
 _BLOCK = 512
-#: label windows at most: ``[ranker] cuts``, then earlier ones while fewer than ``min_queries``
-#: queries were gathered (each window trains one more model on the events before it)
-MAX_CUTS = 20
 
 
 def label_cut(events: pd.DataFrame, share: float) -> pd.Timestamp | None:
@@ -541,9 +535,7 @@ def fit_ranker(
     reasons: list[str] = []
     upper = None  # the label window of a cut ends where the next later cut's starts
     mode: str | None = None  # decided on the latest cut's window (``[ranker] examples``)
-    for j in range(MAX_CUTS):
-        if j >= rc.cuts and sum(len(p.groups) for p in parts) >= rc.min_queries:
-            break  # enough windows: at least ``cuts``, and the queries a fit needs
+    for j in range(rc.cuts):
         if rc.label_share * (j + 1) >= 1.0:
             reasons.append(f"cut {j + 1}: cuts x label_share reaches the start of the log")
             break
