@@ -62,3 +62,25 @@ def test_event_type_codes_given_or_looked_up_give_the_same_signals():
     positive = np.isin(types, ["click", "read", "like", "share"]) & (u >= 0)
     np.testing.assert_array_equal(a.user_activity[:, 0],
                                   [len(set(i[positive & (u == x)])) for x in range(n_users)])
+
+
+def test_channel_counts_count_each_users_positive_events_per_channel():
+    from recsys.training.job import channel_counts
+
+    taxonomy = load_taxonomy()
+    channels = list(taxonomy.channels)
+    rng = np.random.default_rng(5)
+    n, n_users = 500, 12
+    events = pd.DataFrame({
+        "event_type": rng.choice(["impression", "click", "share", "dismiss", "complete"], size=n),
+        "channel": rng.choice(channels[:3] + ["", "carrier_pigeon"], size=n),  # "" and an unknown: not counted
+    })
+    user = rng.integers(-1, n_users, n)
+    want = np.zeros((n_users, len(channels)))
+    for t, c, u in zip(events["event_type"], events["channel"], user):
+        if t in ("click", "share", "complete") and c in channels and u >= 0:
+            want[u, channels.index(c)] += 1
+    got = channel_counts(events, user, n_users, taxonomy)
+    assert got.dtype == np.float32 and want.sum() > 0
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(channel_counts(events, user, n_users, taxonomy, types=type_codes(events["event_type"])), want)

@@ -124,7 +124,7 @@ def type_codes(event_types: pd.Series) -> np.ndarray:
     Looked up in Arrow (one hash lookup per row in C++): a per-row Python
     dictionary lookup cost seconds per million events.
     """
-    return _positions(event_types, np.asarray(EVENT_TYPES, dtype=object))
+    return positions(event_types, np.asarray(EVENT_TYPES, dtype=object))
 
 
 def _weights_of(codes: np.ndarray, dwell: np.ndarray | None, config: InteractionConfig) -> np.ndarray:
@@ -142,7 +142,7 @@ def _weights_of(codes: np.ndarray, dwell: np.ndarray | None, config: Interaction
     return weights
 
 
-def _positions(values: pd.Series | np.ndarray, ids: np.ndarray) -> np.ndarray:
+def positions(values: pd.Series | np.ndarray, ids: np.ndarray | list[str] | tuple[str, ...]) -> np.ndarray:
     """Index of each value in ``ids`` (distinct strings), -1 where absent; int64.
 
     Arrow's ``index_in`` hashes ``ids`` once and looks every value up in C++,
@@ -154,10 +154,10 @@ def _positions(values: pd.Series | np.ndarray, ids: np.ndarray) -> np.ndarray:
         array = pa.array(values, from_pandas=True)
         if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
             raise pa.ArrowTypeError(f"not strings: {array.type}")
-        found = pc.index_in(array, value_set=pa.array(ids, type=array.type))
+        found = pc.index_in(array, value_set=pa.array(np.asarray(ids, dtype=object), type=array.type))
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         query = pd.Index(np.asarray(values, dtype=object), dtype=object)
-        return pd.Index(ids, dtype=object).get_indexer(query).astype(np.int64)
+        return pd.Index(np.asarray(ids, dtype=object), dtype=object).get_indexer(query).astype(np.int64)
     return np.asarray(found.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
@@ -180,7 +180,7 @@ def event_codes(events: pd.DataFrame, users: IdMap, items: IdMap) -> tuple[np.nd
     -------
     (ndarray of int64, ndarray of int64), each of shape (len(events),)
     """
-    return _positions(events[USER_ID], users.ids), _positions(events[ITEM_ID], items.ids)
+    return positions(events[USER_ID], users.ids), positions(events[ITEM_ID], items.ids)
 
 
 def decay_factors(timestamps: pd.Series, end: pd.Timestamp, half_life_days: float) -> np.ndarray:

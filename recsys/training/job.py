@@ -43,7 +43,7 @@ from recsys.training.incremental import (
     history_signals,
     interactions_fingerprint,
 )
-from recsys.training.interactions import Interactions, build_interactions
+from recsys.training.interactions import Interactions, build_interactions, event_codes, positions, type_codes
 from recsys.training.profiles import TopicProfiles
 from recsys.training.ranker_training import fit_ranker
 from recsys.training.signals import compute_signals
@@ -87,19 +87,22 @@ def seen_matrix(engaged: sp.csr_matrix, negatives: sp.csr_matrix) -> sp.csr_matr
 
 
 def channel_counts(
-    events: pd.DataFrame, user_index: np.ndarray, n_users: int, taxonomy: Taxonomy
+    events: pd.DataFrame, user_index: np.ndarray, n_users: int, taxonomy: Taxonomy, *, types: np.ndarray | None = None
 ) -> np.ndarray:
     """Count positive engagements per user and channel (taxonomy channel order).
 
-    ``user_index`` is the dense index of each event's user (-1 = unknown).
+    ``user_index`` is the dense index of each event's user (-1 = unknown);
+    ``types`` the events' :func:`~recsys.training.interactions.type_codes`, when
+    the caller has them.
     """
     channels = list(taxonomy.channels)
-    positive = events[C.EVENT_TYPE].isin(C.EVENT_TYPES_POSITIVE).to_numpy()
-    chan = pd.Index(channels).get_indexer(events[C.CHANNEL].astype(str))
+    codes = type_codes(events[C.EVENT_TYPE]) if types is None else np.asarray(types)
+    positive = np.isin(codes, [C.EVENT_TYPES.index(t) for t in C.EVENT_TYPES_POSITIVE])
+    chan = positions(events[C.CHANNEL].astype(str), channels)
     keep = positive & (chan >= 0) & (user_index >= 0)
-    out = np.zeros((n_users, len(channels)), dtype=np.float32)
-    np.add.at(out, (user_index[keep], chan[keep]), 1.0)
-    return out
+    # one bincount over (user, channel) cells: np.add.at is a slow scatter over millions of events
+    cells = np.bincount(user_index[keep] * len(channels) + chan[keep], minlength=n_users * len(channels))
+    return cells.reshape(n_users, len(channels)).astype(np.float32)
 
 
 def train_model(
@@ -184,11 +187,14 @@ def train_model(
         item_map = IdMap.from_ids(items[C.ITEM_ID].to_numpy())
         if cutoff is not None:
             events = events[events[C.TIMESTAMP] < cutoff]
+        # each event's user, item and type looked up once, for every step that reads the log
+        codes = event_codes(events, user_map, item_map)
+        types = type_codes(events[C.EVENT_TYPE])
         if decayed is not None:
             inter = decayed.interactions
             _check_same_ids(inter, user_map, item_map)
         else:
-            inter = build_interactions(events, user_map, item_map, config.interactions, as_of=cutoff)
+            inter = build_interactions(events, user_map, item_map, config.interactions, as_of=cutoff, codes=codes)
 
     with steps.step(f"collaborative ({config.collaborative.algorithm})"):
         cf = CollaborativeModel(config=config.collaborative)
@@ -282,7 +288,7 @@ def train_model(
             pop_config = dataclasses.replace(
                 config.interactions, half_life_days=config.interactions.popularity_half_life_days
             )
-            recent = build_interactions(events, user_map, item_map, pop_config, as_of=cutoff).positives
+            recent = build_interactions(events, user_map, item_map, pop_config, as_of=cutoff, codes=codes).positives
         seg_pop = segment_popularity(recent, seg_of_user, len(segments))
         pop_recent = np.asarray(recent.sum(axis=0), dtype=np.float32).ravel()
         pop_all = np.asarray((inter.engaged != 0).sum(axis=0), dtype=np.float32).ravel()
@@ -292,11 +298,10 @@ def train_model(
             chan_counts = np.asarray(decayed.aggregates.channel_counts, dtype=np.float32)
             signals = history_signals(decayed, users, end, taxonomy, config.ranker)
         else:
-            ev_user = user_map.index(events[C.USER_ID].to_numpy())
-            chan_counts = channel_counts(events, ev_user, len(users), taxonomy)
+            ev_user, ev_item = codes
+            chan_counts = channel_counts(events, ev_user, len(users), taxonomy, types=types)
             signals = compute_signals(
-                events, ev_user, item_map.index(events[C.ITEM_ID].to_numpy()), users, len(items), end, taxonomy,
-                config.ranker,
+                events, ev_user, ev_item, users, len(items), end, taxonomy, config.ranker, types=types
             )
 
     with steps.step("ANN index"):
@@ -720,10 +725,11 @@ def _full_state(
     """The decayed matrices and aggregates of a full retrain, built once for training and the history store."""
     user_map = IdMap.from_ids(users[C.USER_ID].to_numpy())
     item_map = IdMap.from_ids(items[C.ITEM_ID].to_numpy())
-    inter = build_interactions(events, user_map, item_map, config.interactions)
+    codes = event_codes(events, user_map, item_map)
+    inter = build_interactions(events, user_map, item_map, config.interactions, codes=codes)
     pop_hl = _popularity_half_life(config)
     popularity = None
     if pop_hl is not None:
         pop_config = dataclasses.replace(config.interactions, half_life_days=pop_hl)
-        popularity = build_interactions(events, user_map, item_map, pop_config).positives
+        popularity = build_interactions(events, user_map, item_map, pop_config, codes=codes).positives
     return DecayedState(inter, popularity, day_aggregates(events, user_map, item_map, taxonomy))
