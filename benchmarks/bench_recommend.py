@@ -488,28 +488,54 @@ def markdown(results: dict, timings: dict) -> str:
     ]
     rc = results.get("ranker_cost")
     if rc:
-        rows = (
-            ("linear blend", "linear"),
-            (f"learned, rescore {rc['rescore_default']} (default)", "learned"),
-            ("learned, rescore 100 (the previous default)", "learned_rescore_100"),
-        )
-        lines += [
-            "",
-            "| ranker (same bundle, same run, interleaved) | `recommend` with filters p50 ms | p99 ms | `recommend_many` users/s |",
-            "|---|---:|---:|---:|",
-        ]
-        for label, key in rows:
-            r = rc[key]
-            lines.append(
-                f"| {label} | {r['recommend_filtered_p50_ms']:.2f} | {r['recommend_filtered_p99_ms']:.2f} "
-                f"| {r['recommend_many_users_per_s']:,.0f} |"
-            )
-        for label, key in rows[1:]:
-            ratio = rc[f"{key}_over_linear"]
-            lines.append(
-                f"| {label} / linear | | {ratio['recommend_filtered_p99']:.2f}x | {ratio['recommend_many_time']:.2f}x the time |"
-            )
+        lines += ["", ranker_cost_markdown(rc)]
     return "\n".join(lines)
+
+
+def ranker_cost_markdown(rc: dict) -> str:
+    """The linear vs learned table (same model, same run, interleaved)."""
+    rows = (
+        ("linear blend", "linear"),
+        (f"learned, rescore {rc['rescore_default']} (default)", "learned"),
+        ("learned, rescore 100 (the previous default)", "learned_rescore_100"),
+    )
+    lines = [
+        "| ranker (same bundle, same run, interleaved) | `recommend` with filters p50 ms | p99 ms | `recommend_many` users/s |",
+        "|---|---:|---:|---:|",
+    ]
+    for label, key in rows:
+        r = rc[key]
+        lines.append(
+            f"| {label} | {r['recommend_filtered_p50_ms']:.2f} | {r['recommend_filtered_p99_ms']:.2f} "
+            f"| {r['recommend_many_users_per_s']:,.0f} |"
+        )
+    for label, key in rows[1:]:
+        ratio = rc[f"{key}_over_linear"]
+        lines.append(
+            f"| {label} / linear | | {ratio['recommend_filtered_p99']:.2f}x | {ratio['recommend_many_time']:.2f}x the time |"
+        )
+    return "\n".join(lines)
+
+
+def ranker_cost_only(path: Path, n_calls: int, n_many: int, seed: int) -> dict:
+    """The linear vs learned table on a bundle's own (trained) ranker: its users, filtered calls as in the main run."""
+    from recsys.training.model import TrainedModel
+
+    model = TrainedModel.load(path)
+    if model.ranker is None:
+        raise SystemExit(f"{path} has no learned ranker")
+    rng = np.random.default_rng(seed + 1)
+    user_ids = model.users["user_id"].astype(str).to_numpy()
+    ids = rng.choice(user_ids, size=min(n_calls, len(user_ids)), replace=False).tolist()
+    topics = list(model.taxonomy.topics)
+    item_ids = model.items["item_id"].astype(str).to_numpy()
+    filtered = [(u, list(rng.choice(topics, 2, replace=False)), list(rng.choice(item_ids, 3, replace=False))) for u in ids]
+    many = rng.choice(user_ids, size=min(n_many, len(user_ids)), replace=False).tolist()
+    out = _ranker_cost(model, filtered, many)
+    out["bundle"] = str(path)
+    out["trees"] = model.ranker.report.get("best_iteration")
+    out["exposure_model"] = model.ranker.exposure_model is not None
+    return out
 
 
 def retrieval_markdown(b: dict) -> str:
@@ -541,6 +567,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reuse", action="store_true", help="reuse the bundle already in --out")
     parser.add_argument("--factors-from", metavar="BUNDLE", help="only the retrieval table, on a trained bundle's factors")
     parser.add_argument("--queries", type=int, default=5000, help="user queries of --factors-from")
+    parser.add_argument(
+        "--ranker-cost-from", metavar="BUNDLE", help="only the linear vs learned table, on a (trained) bundle's own ranker"
+    )
     args = parser.parse_args(argv)
 
     import faiss
@@ -553,6 +582,11 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(table, indent=2))
         print(f"\nTrained bundle {table['bundle']}: {table['users']:,} users x {table['items']:,} items.\n")
         print(retrieval_markdown(table))
+        return 0
+    if args.ranker_cost_from:
+        table = ranker_cost_only(Path(args.ranker_cost_from), args.calls, args.many, args.seed)
+        print(json.dumps(table, indent=2))
+        print(ranker_cost_markdown(table))
         return 0
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

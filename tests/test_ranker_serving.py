@@ -135,3 +135,27 @@ def test_popularity_features_read_their_level_row_of_the_bundle_table(learned_re
                 row = {"city": 0, "group": 1 + g, "region": 1 + n_g + r, "segment": 1 + n_g + n_r + g * n_r + r}[level]
                 want = table[w, row, np.maximum(cand[m], 0)] * 1000.0
                 assert np.allclose(got[m], want, rtol=1e-6), (level, h)
+
+
+def test_coengagement_row_by_row_equals_the_sparse_product_bit_for_bit(learned_rec):
+    import scipy.sparse as sp
+
+    from recsys.ranking import features as F
+    from recsys.ranking.users import resolve
+
+    rng = np.random.default_rng(8)
+    dense = np.where(rng.random((N_ITEMS, N_ITEMS)) < 0.3, rng.random((N_ITEMS, N_ITEMS)), 0).astype(np.float32)
+    state = dataclasses.replace(learned_rec.state, coengagement=sp.csr_matrix(dense))
+    users = resolve(state, ["u0", "u1", "u2", "u3"], None)
+    # recent items with repeats and padding, candidates with repeats and padding (read as item 0)
+    recent = np.array([[3, 7, 3, -1], [-1, -1, -1, -1], [59, 0, 12, 12], [5, -1, 40, 41]])
+    cand = np.array([[7, 3, 12, 12, 59, -1], [1, 2, 3, 4, 5, 6], [0, 12, 30, 59, 44, 3], [40, 41, 5, 6, 7, -1]])
+    block = F.Block(state, users, cand, state.default_now_ns)
+    rows, cols = np.nonzero(recent >= 0)
+    sparse = F._coengagement_sparse(block, recent, rows, cols)
+    by_row = F._coengagement_rows(block, recent)
+    assert np.array_equal(by_row, sparse)
+    assert (sparse > 0).sum() > 6 and np.all(sparse[1] == 0)
+    # and they are what the feature means: the sum over recent items (a repeat counts twice)
+    want = sum(dense[s, cand[0, :5]] for s in recent[0] if s >= 0)
+    assert np.allclose(by_row[0, :5], want, rtol=1e-6)

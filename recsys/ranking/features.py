@@ -201,6 +201,10 @@ def _per_day(values: Callable[[Block], np.ndarray]) -> Callable[[Block], np.ndar
     return lambda b: values(b) / np.float32(b.span_days)
 
 
+#: blocks of at most this many users sum co-engagement row by row (:func:`_coengagement_rows`)
+_COENGAGEMENT_ROWWISE = 4
+
+
 def _coengagement(b: Block) -> np.ndarray:
     """Sum of co-engagement cosines between the candidate and the user's recent positive items."""
     sig = b.state.signals
@@ -210,6 +214,40 @@ def _coengagement(b: Block) -> np.ndarray:
     rows, cols = np.nonzero(recent >= 0)
     if rows.size == 0:
         return np.zeros((m, c), np.float32)
+    if m <= _COENGAGEMENT_ROWWISE:
+        return _coengagement_rows(b, recent)
+    return _coengagement_sparse(b, recent, rows, cols)
+
+
+def _coengagement_rows(b: Block, recent: np.ndarray) -> np.ndarray:
+    """:func:`_coengagement` for a few users without building sparse matrices (three per block cost
+    ~0.5 ms of a single ``recommend``). Bit for bit the sparse product's values: each user's
+    distinct recent items in ascending order, count x cosine, summed in float32 in that order,
+    as scipy's CSR product sums them (a test compares the two)."""
+    co = b.state.coengagement
+    m, c = b.cand.shape
+    out = np.zeros((m, c), np.float32)
+    for r in range(m):
+        seeds, counts = np.unique(recent[r][recent[r] >= 0], return_counts=True)
+        if seeds.size == 0:
+            continue
+        items, inverse = np.unique(b.bundle_items[r], return_inverse=True)
+        # the product's own dtype (float32 seeds x the matrix's data), rounded to float32 once at the end
+        acc = np.zeros(items.size, np.result_type(np.float32, co.data.dtype))
+        for seed, count in zip(seeds.tolist(), counts.astype(np.float32)):
+            lo, hi = co.indptr[seed], co.indptr[seed + 1]
+            idx, val = co.indices[lo:hi], co.data[lo:hi]
+            pos = np.minimum(np.searchsorted(items, idx), items.size - 1)
+            hit = items[pos] == idx
+            np.add.at(acc, pos[hit], count * val[hit])
+        out[r] = np.where(b.in_bundle[r], acc[inverse.reshape(-1)], 0)
+    return out
+
+
+def _coengagement_sparse(b: Block, recent: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """:func:`_coengagement` for a block of users: one sparse product (seed items x neighbours)."""
+    sig = b.state.signals
+    m, c = b.cand.shape
     n_items = len(sig.coengagement_indptr) - 1
     seeds = sp.csr_matrix((np.ones(rows.size, np.float32), (rows, recent[rows, cols])), shape=(m, n_items))
     scores = (seeds @ b.state.coengagement).tocsr()
