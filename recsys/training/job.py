@@ -475,6 +475,11 @@ def train(
         users, items, events = result.users, result.items, result.events
         quarantined = result.counts()
         result.check_rejected(config.training.max_rejected_share)
+        del result  # its quarantine table is reported; the clean tables live on as users, items, events
+        if not keeps_history:
+            # no training step reads event ids (the history store writes them): at a million users
+            # they are the log's widest column, held through every step
+            events = events.drop(columns=[C.EVENT_ID])
         decayed = changed = None
         if keeps_history:
             with steps.step("interactions (all events, for the history store)"):
