@@ -142,11 +142,17 @@ print(json.dumps({"ndcg@10": float(ndcg_at_k(hits, nrel, 10).mean()), "users": i
 """
 
 
-def bench_scale(users: int, items: int, seed: int) -> None:
+def bench_scale(users: int, items: int, seed: int, ranker: str = "") -> None:
+    """``recsys train`` on the city, then the bare fit; ``ranker`` ("linear") sets ``[ranking] ranker``."""
     city = ensure_city(users, items, 60, seed)
-    models = OUT / f"models_{users}"
-    print(f"\n== recsys train: {users} users x {items} items ==", flush=True)
-    ours = _child(TRAIN, str(city), str(models), "", "", "")
+    models = OUT / f"models_{users}{'_' + ranker if ranker else ''}"
+    config = ""
+    if ranker:
+        path = OUT / f"config_{ranker}.toml"
+        path.write_text(f'[ranking]\nranker = "{ranker}"\n', encoding="utf-8")
+        config = str(path)
+    print(f"\n== recsys train: {users} users x {items} items (ranker {ranker or 'default'}) ==", flush=True)
+    ours = _child(TRAIN, str(city), str(models), "", "", config)
     print(f"== bare implicit ALS fit on the same matrix ==", flush=True)
     bare = _child(BARE_ALS, str(city))
     print(json.dumps({"users": users, "items": items, "ours": ours, "bare": bare}, indent=2))
@@ -334,7 +340,7 @@ def main() -> None:
     parser.add_argument("--nights", type=int, default=7)
     parser.add_argument("--resume", action="store_true", help="keep finished nights; one hold of the heavy lock")
     parser.add_argument("--full-ranker", default="", help='e.g. "linear" for the comparison\'s full retrain')
-    parser.add_argument("--ranker", default="", help='e.g. "linear" for every run of the protocol')
+    parser.add_argument("--ranker", default="", help='e.g. "linear" for every run (the training steps without the learned ranker)')
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("PYTHONHASHSEED", "0")
@@ -344,7 +350,7 @@ def main() -> None:
     elif args.warm_start_protocol:
         warm_protocol(args.users, args.items, args.seed)
     else:
-        bench_scale(args.users, args.items, args.seed)
+        bench_scale(args.users, args.items, args.seed, ranker=args.ranker)
 
 
 if __name__ == "__main__":
