@@ -780,9 +780,11 @@ class RankerConfig:
     #: rounds without a better held-out NDCG@10 before stopping (0: no early stopping)
     early_stopping_rounds: int = 30
     #: candidates per user scored by the ranker, picked by the linear blend first (0 = all; at least
-    #: 2 k + 10). 30 (was 100): the same NDCG@10 on the sample's validation window at a third of the
-    #: trees' work per call (benchmarks/README.md, "Ranking")
-    rescore: int = 30
+    #: 2 k + 10). 100: on two validation windows of the sample (docs/ranker.md, "Rescore") 30 and 50
+    #: fell below recent popularity on the logged NDCG@10 of one window (the blend's top 30 leaves out
+    #: what the exposure term would lift), 100 stayed above it on both; 30 costs a third of the trees'
+    #: work per call and earns ~10% more simulated engagement (benchmarks/README.md, "Ranking")
+    rescore: int = 100
     #: feature names to use (empty = every registered feature)
     features: list[str] = field(default_factory=list)
     #: popularity half-lives in days, each a feature at segment, group, region and city level
