@@ -18,6 +18,10 @@ Cases (``--users``): a synthetic city is generated and trained once per size
    push's peak anonymous memory per user (``anon_bytes_per_user``): memory that grows with the
    users, beyond the memory-mapped bundle.
 
+``--case DIR`` measures a case folder made elsewhere (a ``models/latest`` bundle, e.g.
+``benchmarks/out/cluster/cases/100000x50000-linear``, bench_cluster's linear-blend city) instead
+of generating one; its pushes are written to ``DIR/pushes``.
+
 ``--tile F`` measures a city F times larger without generating and training it: the
 ``--users`` case's bundle with every user repeated F times (ids suffixed; items, factors and
 histories copied), saved as a bundle of its own (``<users*F>x<items>-tiled``). A load's and a
@@ -306,12 +310,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tile", type=int, default=1, help="repeat the case's users this many times (see above)")
     parser.add_argument("--load-only", action="store_true", help="only the worker-load probe (no floor, no push)")
     parser.add_argument("--probe-load", metavar="BUNDLE", help=argparse.SUPPRESS)  # the probe's own process
+    parser.add_argument(
+        "--case", metavar="DIR", help="measure an existing case folder (its models/latest) instead of --users' city"
+    )
     args = parser.parse_args(argv)
     if args.probe_load:
         print(json.dumps(probe_load(args.probe_load)))
         return 0
 
-    case = build(args.users, args.items, args.days)
+    # --case: a bundle trained elsewhere (e.g. bench_cluster's linear-blend city); its pushes go to DIR/pushes
+    case = Path(args.case) if args.case else build(args.users, args.items, args.days)
+    if not (case / "models" / "latest").exists():
+        parser.error(f"--case {case}: no models/latest bundle in it")
     if args.tile > 1:
         case = tile(case, args.tile)
     manifest = json.loads(((case / "models" / "latest").resolve() / "manifest.json").read_text(encoding="utf-8"))
@@ -321,6 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     result = {"users": args.users * args.tile, "items": args.items, "days": args.days, "date": day, "workers": args.workers}
     if args.tile > 1:
         result["tiled_from"] = args.users
+    if args.case:
+        result["case"] = str(case)
     if not args.no_load:
         result["worker_load"] = worker_load(case)
     if args.load_only:
