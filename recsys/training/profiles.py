@@ -34,7 +34,7 @@ from recsys.columns import GROUP, ITEM_ID, REGION, TOPICS, USER_ID
 from recsys.config import ProfileConfig, check_section, is_int
 from recsys.exceptions import ConfigError, NotFittedError, SchemaError, UnknownCodeError
 from recsys.idmap import IdMap
-from recsys.training.interactions import Interactions
+from recsys.training.interactions import Interactions, positions
 from recsys.taxonomy import Taxonomy
 
 #: users per block when computing profiles: bounds the dense temporaries (block x n_topics)
@@ -101,13 +101,14 @@ def _require(frame: pd.DataFrame, columns: tuple[str, ...], table: str) -> None:
 
 
 def _codes_index(values: pd.Series, codes: tuple[str, ...], column: str) -> np.ndarray:
-    idx = pd.Index(codes, dtype=object).get_indexer(pd.Index(values.to_numpy(dtype=object), dtype=object))
+    # looked up in Arrow: no Python string per user
+    idx = positions(values, codes)
     if (idx < 0).any():
         raise UnknownCodeError(
-            f"users column {column!r} has unknown {column} {values.to_numpy(dtype=object)[idx < 0][0]!r}; "
+            f"users column {column!r} has unknown {column} {values.iloc[int(np.flatnonzero(idx < 0)[0])]!r}; "
             f"valid: {', '.join(codes)}"
         )
-    return idx.astype(np.int64)
+    return idx
 
 
 def _shrink(sums: np.ndarray, counts: np.ndarray, parent: np.ndarray, k: float) -> np.ndarray:
