@@ -125,6 +125,8 @@ def main() -> None:
     i = truth.item_positions(state.catalog.item_ids.astype(str)[np.maximum(cand, 0)].ravel())
     a = truth.arrays
     _, topic_fit = truth.static_pair_logit(u, i)
+    # the campaign rows of the cut's day: GroundTruth exposes its time terms only through this
+    # helper (engagement_prob adds them inside), and a diagnostic needs them apart
     seconds, campaign, day, _ = truth._moments(cut, len(i))
     terms = {
         "quality": a["item_quality"][i],
