@@ -101,6 +101,51 @@ def test_build_exposures_counts_each_pair_once_at_its_first_showing():
     assert np.isnan(ex.age_days[ex.item == 1]).all()  # i1 has no publish time
 
 
+def test_first_showings_from_given_codes_equal_a_pandas_reference():
+    """The array path (codes looked up once by the job) keeps the rule: first showing per pair,
+    impressions before positives at equal times, unknown ids and events after the end dropped."""
+    rng = np.random.default_rng(7)
+    n = 4000
+    kinds = np.array(["impression", "click", "read", "dismiss", "share", "impression"])
+    times = END - pd.to_timedelta(rng.integers(-2, 30 * 24, n), unit="h")
+    events = _events(
+        list(
+            zip(
+                [f"u{k}" for k in rng.integers(0, 60, n)],  # u50..u59 unknown
+                [f"i{k}" for k in rng.integers(0, 45, n)],  # i40..i44 unknown
+                kinds[rng.integers(0, len(kinds), n)],
+                times,
+                np.array(["wechat", "app_push", "", "tv"])[rng.integers(0, 4, n)],
+            )
+        )
+    )
+    users, items = IdMap.from_ids([f"u{k}" for k in range(50)]), IdMap.from_ids([f"i{k}" for k in range(40)])
+    item_df = _items([["ecology"]] * 40)
+    from recsys.training.interactions import event_codes, type_codes
+
+    given = build_exposures(
+        events, users, items, item_df, TAX, end=END, trend_days=3.0,
+        codes=event_codes(events, users, items), types=type_codes(events[C.EVENT_TYPE]),
+    )
+    looked_up = build_exposures(events, users, items, item_df, TAX, end=END, trend_days=3.0)
+    for field in dataclasses.fields(Exposures):
+        np.testing.assert_array_equal(getattr(given, field.name), getattr(looked_up, field.name))
+    # the reference: pandas over the rows, the rule written out
+    ref = events[events[C.TIMESTAMP] <= END].copy()
+    ref["u"], ref["i"] = users.index(ref[C.USER_ID].to_numpy()), items.index(ref[C.ITEM_ID].to_numpy())
+    ref["pos"] = ref[C.EVENT_TYPE].isin(C.EVENT_TYPES_POSITIVE)
+    ref = ref[(ref["u"] >= 0) & (ref["i"] >= 0) & (ref["pos"] | (ref[C.EVENT_TYPE] == "impression"))]
+    engaged = set(zip(ref.loc[ref["pos"], "u"], ref.loc[ref["pos"], "i"]))
+    first = ref.sort_values(["u", "i", C.TIMESTAMP, "pos"], kind="stable").drop_duplicates(["u", "i"])
+    chan = {c: k for k, c in enumerate(TAX.channels)}
+    want = sorted(
+        (u, i, float((u, i) in engaged), chan.get(c, -1))
+        for u, i, c in zip(first["u"], first["i"], first[C.CHANNEL])
+    )
+    got = sorted(zip(given.user.tolist(), given.item.tolist(), given.label.tolist(), given.channel.tolist()))
+    assert len(got) > 500 and got == want
+
+
 def test_build_exposures_needs_the_event_columns():
     events = pd.DataFrame({C.USER_ID: ["u0"], C.ITEM_ID: ["i0"]})
     with pytest.raises(SchemaError, match=r"events lack required column\(s\) \['event_type', 'timestamp'\]"):

@@ -69,6 +69,10 @@ from recsys.exceptions import NotFittedError, SchemaError
 from recsys.idmap import IdMap
 from recsys.taxonomy import Taxonomy
 
+#: type codes (positions in ``recsys.columns.EVENT_TYPES``) of a showing
+_IMPRESSION_CODE = C.EVENT_TYPES.index("impression")
+_POSITIVE_CODES = np.array([C.EVENT_TYPES.index(t) for t in C.EVENT_TYPES_POSITIVE])
+
 if TYPE_CHECKING:
     from recsys.bundle import BundleReader, BundleWriter
 
@@ -125,6 +129,8 @@ def build_exposures(
     *,
     end: pd.Timestamp,
     trend_days: float,
+    codes: tuple[np.ndarray, np.ndarray] | None = None,
+    types: np.ndarray | None = None,
 ) -> Exposures:
     """Collect the shown pairs of a window of clean events.
 
@@ -148,6 +154,9 @@ def build_exposures(
         The window's end.
     trend_days : float
         Length of the "recent" part of the window.
+    codes, types : ndarray, optional
+        The events' user and item indices and type codes when the caller has
+        them (see :func:`first_showings`).
 
     Returns
     -------
@@ -158,18 +167,32 @@ def build_exposures(
     SchemaError
         If a required events column is missing.
     """
-    user, item, seconds, channel, label = first_showings(events, users, items, taxonomy, end=end)
+    user, item, seconds, channel, label = first_showings(
+        events, users, items, taxonomy, end=end, codes=codes, types=types
+    )
     return exposures_from_showings(user, item, seconds, channel, label, items, items_df, end=end, trend_days=trend_days)
 
 
 def first_showings(
-    events: pd.DataFrame, users: IdMap, items: IdMap, taxonomy: Taxonomy, *, end: pd.Timestamp
+    events: pd.DataFrame,
+    users: IdMap,
+    items: IdMap,
+    taxonomy: Taxonomy,
+    *,
+    end: pd.Timestamp,
+    codes: tuple[np.ndarray, np.ndarray] | None = None,
+    types: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Each shown pair's first showing: the rule of :func:`build_exposures`, before the item features.
 
     Kept apart so that the nightly history store (:mod:`recsys.training.incremental`)
     can keep the first showings of every pair and merge a day's into them: a
     pair's first showing over a whole window is the earlier of the two.
+
+    ``codes`` (each event's user and item index,
+    :func:`~recsys.training.interactions.event_codes`) and ``types`` (its
+    :func:`~recsys.training.interactions.type_codes`) are looked up here when
+    not given; a training run passes the ones it already has.
 
     Returns
     -------
@@ -190,17 +213,28 @@ def first_showings(
     missing = [c for c in (C.USER_ID, C.ITEM_ID, C.EVENT_TYPE, C.TIMESTAMP) if c not in events.columns]
     if missing:
         raise SchemaError(f"events lack required column(s) {missing}; have {list(events.columns)}")
-    types = events[C.EVENT_TYPE]
-    shown = (types == "impression") | types.isin(C.EVENT_TYPES_POSITIVE)
-    frame = events.loc[shown.to_numpy() & (events[C.TIMESTAMP] <= end).to_numpy()]
-    u = users.index(frame[C.USER_ID].to_numpy(dtype=object))
-    i = items.index(frame[C.ITEM_ID].to_numpy(dtype=object))
-    known = (u >= 0) & (i >= 0)
-    frame, u, i = frame.loc[known], u[known], i[known]
-    positive = frame[C.EVENT_TYPE].isin(C.EVENT_TYPES_POSITIVE).to_numpy()
-    seconds = _epoch_seconds(frame[C.TIMESTAMP])
-    channels = frame[C.CHANNEL].astype(str) if C.CHANNEL in frame.columns else pd.Series("", index=frame.index)
-    chan = pd.Index(list(taxonomy.channels)).get_indexer(channels)
+    # arrays over the whole log, then one row selection: copying the events frame (twice) and
+    # hashing its ids as Python strings was this step's time and the full training's memory peak
+    # (serving loads this module: it cannot import the training job's interactions to look codes up)
+    if types is None:
+        type_code = pd.Index(list(C.EVENT_TYPES), dtype=object).get_indexer(events[C.EVENT_TYPE].astype(str))
+    else:
+        type_code = np.asarray(types)
+    positive_all = np.isin(type_code, _POSITIVE_CODES)
+    if codes is None:
+        u_all = users.index(events[C.USER_ID].to_numpy(dtype=object))
+        i_all = items.index(events[C.ITEM_ID].to_numpy(dtype=object))
+    else:
+        u_all, i_all = codes
+    keep = (positive_all | (type_code == _IMPRESSION_CODE)) & (events[C.TIMESTAMP] <= end).to_numpy()
+    rows_kept = np.flatnonzero(keep & (np.asarray(u_all) >= 0) & (np.asarray(i_all) >= 0))
+    u, i = np.asarray(u_all)[rows_kept], np.asarray(i_all)[rows_kept]
+    positive = positive_all[rows_kept]
+    seconds = _epoch_seconds(events[C.TIMESTAMP].iloc[rows_kept])
+    if C.CHANNEL in events.columns:
+        chan = pd.Index(list(taxonomy.channels)).get_indexer(events[C.CHANNEL].iloc[rows_kept].astype(str))
+    else:
+        chan = np.full(len(rows_kept), -1, dtype=np.int64)
 
     n_items = len(items)
     pair = u.astype(np.int64) * n_items + i

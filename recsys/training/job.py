@@ -244,7 +244,8 @@ def train_model(
             )
         else:
             exposures = build_exposures(
-                events, user_map, item_map, items, taxonomy, end=end, trend_days=config.engagement.trend_days
+                events, user_map, item_map, items, taxonomy, end=end, trend_days=config.engagement.trend_days,
+                codes=codes, types=types,
             )
             engagement = EngagementModel(config.engagement, taxonomy).fit(exposures, users, items)
 
