@@ -65,7 +65,7 @@ def test_event_type_codes_given_or_looked_up_give_the_same_signals():
 
 
 def test_channel_counts_count_each_users_positive_events_per_channel():
-    from recsys.training.job import channel_counts
+    from recsys.training.interactions import channel_counts
 
     taxonomy = load_taxonomy()
     channels = list(taxonomy.channels)

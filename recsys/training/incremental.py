@@ -47,8 +47,15 @@ from recsys.idmap import IdMap
 from recsys.io import atomic_dir, atomic_path, sha256_file, write_json
 from recsys.schema import event_files, find_table, to_arrow
 from recsys.taxonomy import Taxonomy
-from recsys.training.engagement import Exposures, exposures_from_showings, first_showings
-from recsys.training.interactions import Interactions, _binary, build_interactions
+from recsys.training.engagement import Exposures, _epoch_seconds, exposures_from_showings, first_showings
+from recsys.training.interactions import (
+    Interactions,
+    _binary,
+    build_interactions,
+    channel_counts,
+    event_codes,
+    type_codes,
+)
 from recsys.training.signals import Signals, compute_signals
 
 #: the store's folder inside the models folder
@@ -232,9 +239,6 @@ def day_aggregates(events: pd.DataFrame, users: IdMap, items: IdMap, taxonomy: T
     -------
     Aggregates
     """
-    # cycle: job imports this module; the per-user channel count is its step 7's rule
-    from recsys.training.job import channel_counts
-
     n_users, n_items = len(users), len(items)
     if not len(events):
         empty = PairTimes(np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0))
@@ -244,20 +248,20 @@ def day_aggregates(events: pd.DataFrame, users: IdMap, items: IdMap, taxonomy: T
         )
     ts = events[C.TIMESTAMP]
     end = ts.max()
-    u, i, sec, chan, _ = first_showings(events, users, items, taxonomy, end=end)
+    # each event's user, item and type looked up once (Arrow) for the four aggregates
+    user_idx, item_idx = event_codes(events, users, items)
+    types = type_codes(events[C.EVENT_TYPE])
+    u, i, sec, chan, _ = first_showings(events, users, items, taxonomy, end=end, codes=(user_idx, item_idx), types=types)
     # first_showings returns one row per pair, sorted by pair
     showings = PairTimes(u.astype(np.int32), i.astype(np.int32), sec, chan.astype(np.int8))
-    user_idx = users.index(events[C.USER_ID].to_numpy(dtype=object))
-    item_idx = items.index(events[C.ITEM_ID].to_numpy(dtype=object))
-    etype = events[C.EVENT_TYPE].to_numpy()
     known = (user_idx >= 0) & (item_idx >= 0)
-    pos = known & np.isin(etype, C.EVENT_TYPES_POSITIVE)
+    pos = known & np.isin(types, [C.EVENT_TYPES.index(t) for t in C.EVENT_TYPES_POSITIVE])
     seconds = _epoch_seconds(ts)
     last = PairTimes.of(user_idx[pos], item_idx[pos], seconds[pos], None, n_items, keep="last")
     # impressions logged per item: what recsys.training.signals counts (known user and item)
-    shown = known & (etype == "impression")
+    shown = known & (types == C.EVENT_TYPES.index("impression"))
     impressions = np.bincount(item_idx[shown], minlength=n_items).astype(np.float64)
-    counts = channel_counts(events, user_idx, n_users, taxonomy)
+    counts = channel_counts(events, user_idx, n_users, taxonomy, types=types)
     return Aggregates(showings, last, counts, impressions, ts.min().tz_convert("UTC"))
 
 
@@ -279,10 +283,6 @@ def merge_aggregates(
         impressions + new.item_impressions,
         min(starts) if starts else None,
     )
-
-
-def _epoch_seconds(ts: pd.Series) -> np.ndarray:
-    return ts.dt.tz_convert("UTC").dt.as_unit("us").astype("int64").to_numpy(dtype=np.float64) / 1e6
 
 
 def history_exposures(
@@ -620,7 +620,8 @@ class HistoryStore:
         frames = []
         for part in self.doc["partitions"]:
             path = self._checked(part["file"], part["sha256"])
-            if _max_time(path) is not None and _max_time(path) < since:
+            latest = _max_time(path)
+            if latest is not None and latest < since:
                 continue
             table = pq.read_table(path, columns=key, filters=[(C.TIMESTAMP, ">=", since.to_pydatetime())])
             if table.num_rows:

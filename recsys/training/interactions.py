@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 import scipy.sparse as sp
 
 from recsys.columns import (
+    CHANNEL,
     DWELL_SECONDS,
     EVENT_TYPE,
     EVENT_TYPES,
@@ -38,6 +39,7 @@ from recsys.columns import (
 from recsys.config import InteractionConfig, check_section
 from recsys.exceptions import ConfigError, SchemaError, UnknownCodeError
 from recsys.idmap import IdMap
+from recsys.taxonomy import Taxonomy
 from recsys.timeutil import aware_timestamp
 
 _REQUIRED = (USER_ID, ITEM_ID, EVENT_TYPE, TIMESTAMP)
@@ -159,6 +161,24 @@ def positions(values: pd.Series | np.ndarray, ids: np.ndarray | list[str] | tupl
         query = pd.Index(np.asarray(values, dtype=object), dtype=object)
         return pd.Index(np.asarray(ids, dtype=object), dtype=object).get_indexer(query).astype(np.int64)
     return np.asarray(found.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def channel_counts(
+    events: pd.DataFrame, user_index: np.ndarray, n_users: int, taxonomy: Taxonomy, *, types: np.ndarray | None = None
+) -> np.ndarray:
+    """Count positive engagements per user and channel (taxonomy channel order).
+
+    ``user_index`` is the dense index of each event's user (-1 = unknown);
+    ``types`` the events' :func:`type_codes`, when the caller has them.
+    """
+    channels = list(taxonomy.channels)
+    codes = type_codes(events[EVENT_TYPE]) if types is None else np.asarray(types)
+    positive = np.isin(codes, [EVENT_TYPES.index(t) for t in EVENT_TYPES_POSITIVE])
+    chan = positions(events[CHANNEL].astype(str), channels)
+    keep = positive & (chan >= 0) & (user_index >= 0)
+    # one bincount over (user, channel) cells: np.add.at is a slow scatter over millions of events
+    cells = np.bincount(user_index[keep] * len(channels) + chan[keep], minlength=n_users * len(channels))
+    return cells.reshape(n_users, len(channels)).astype(np.float32)
 
 
 def event_codes(events: pd.DataFrame, users: IdMap, items: IdMap) -> tuple[np.ndarray, np.ndarray]:

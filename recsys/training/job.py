@@ -43,7 +43,7 @@ from recsys.training.incremental import (
     history_signals,
     interactions_fingerprint,
 )
-from recsys.training.interactions import Interactions, build_interactions, event_codes, positions, type_codes
+from recsys.training.interactions import Interactions, build_interactions, channel_counts, event_codes, type_codes
 from recsys.training.profiles import TopicProfiles
 from recsys.training.ranker_training import fit_ranker
 from recsys.training.signals import compute_signals
@@ -84,25 +84,6 @@ def seen_matrix(engaged: sp.csr_matrix, negatives: sp.csr_matrix) -> sp.csr_matr
     seen.eliminate_zeros()
     seen.sort_indices()
     return seen
-
-
-def channel_counts(
-    events: pd.DataFrame, user_index: np.ndarray, n_users: int, taxonomy: Taxonomy, *, types: np.ndarray | None = None
-) -> np.ndarray:
-    """Count positive engagements per user and channel (taxonomy channel order).
-
-    ``user_index`` is the dense index of each event's user (-1 = unknown);
-    ``types`` the events' :func:`~recsys.training.interactions.type_codes`, when
-    the caller has them.
-    """
-    channels = list(taxonomy.channels)
-    codes = type_codes(events[C.EVENT_TYPE]) if types is None else np.asarray(types)
-    positive = np.isin(codes, [C.EVENT_TYPES.index(t) for t in C.EVENT_TYPES_POSITIVE])
-    chan = positions(events[C.CHANNEL].astype(str), channels)
-    keep = positive & (chan >= 0) & (user_index >= 0)
-    # one bincount over (user, channel) cells: np.add.at is a slow scatter over millions of events
-    cells = np.bincount(user_index[keep] * len(channels) + chan[keep], minlength=n_users * len(channels))
-    return cells.reshape(n_users, len(channels)).astype(np.float32)
 
 
 def train_model(
