@@ -66,6 +66,10 @@ EVENT_TYPES_POSITIVE = ("click", "read", "complete", "like", "favorite", "share"
 EVENT_TYPES_NEGATIVE = ("dismiss", "report")
 EVENT_TYPES = ("impression",) + EVENT_TYPES_POSITIVE + EVENT_TYPES_NEGATIVE
 DWELL_EVENT_TYPES = ("read", "complete")
+#: type codes (each type's position in EVENT_TYPES: what training looks a log's types up as)
+IMPRESSION_CODE = EVENT_TYPES.index("impression")
+POSITIVE_CODES = tuple(EVENT_TYPES.index(t) for t in EVENT_TYPES_POSITIVE)
+NEGATIVE_CODES = tuple(EVENT_TYPES.index(t) for t in EVENT_TYPES_NEGATIVE)
 REVIEW_STATUSES = ("pending", "approved", "rejected", "retracted")
 AUTHORITIES = ("national", "provincial", "municipal", "other")
 AGE_BANDS = ("0-6", "7-12", "13-18", "19-24", "25-44", "45-59", "60+")

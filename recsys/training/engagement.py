@@ -69,10 +69,6 @@ from recsys.exceptions import NotFittedError, SchemaError
 from recsys.idmap import IdMap
 from recsys.taxonomy import Taxonomy
 
-#: type codes (positions in ``recsys.columns.EVENT_TYPES``) of a showing
-_IMPRESSION_CODE = C.EVENT_TYPES.index("impression")
-_POSITIVE_CODES = np.array([C.EVENT_TYPES.index(t) for t in C.EVENT_TYPES_POSITIVE])
-
 if TYPE_CHECKING:
     from recsys.bundle import BundleReader, BundleWriter
 
@@ -220,13 +216,13 @@ def first_showings(
         type_code = pd.Index(list(C.EVENT_TYPES), dtype=object).get_indexer(events[C.EVENT_TYPE].astype(str))
     else:
         type_code = np.asarray(types)
-    positive_all = np.isin(type_code, _POSITIVE_CODES)
+    positive_all = np.isin(type_code, C.POSITIVE_CODES)
     if codes is None:
         u_all = users.index(events[C.USER_ID].to_numpy(dtype=object))
         i_all = items.index(events[C.ITEM_ID].to_numpy(dtype=object))
     else:
         u_all, i_all = codes
-    keep = (positive_all | (type_code == _IMPRESSION_CODE)) & (events[C.TIMESTAMP] <= end).to_numpy()
+    keep = (positive_all | (type_code == C.IMPRESSION_CODE)) & (events[C.TIMESTAMP] <= end).to_numpy()
     rows_kept = np.flatnonzero(keep & (np.asarray(u_all) >= 0) & (np.asarray(i_all) >= 0))
     u, i = np.asarray(u_all)[rows_kept], np.asarray(i_all)[rows_kept]
     positive = positive_all[rows_kept]

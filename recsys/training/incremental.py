@@ -255,11 +255,11 @@ def day_aggregates(events: pd.DataFrame, users: IdMap, items: IdMap, taxonomy: T
     # first_showings returns one row per pair, sorted by pair
     showings = PairTimes(u.astype(np.int32), i.astype(np.int32), sec, chan.astype(np.int8))
     known = (user_idx >= 0) & (item_idx >= 0)
-    pos = known & np.isin(types, [C.EVENT_TYPES.index(t) for t in C.EVENT_TYPES_POSITIVE])
+    pos = known & np.isin(types, C.POSITIVE_CODES)
     seconds = _epoch_seconds(ts)
     last = PairTimes.of(user_idx[pos], item_idx[pos], seconds[pos], None, n_items, keep="last")
     # impressions logged per item: what recsys.training.signals counts (known user and item)
-    shown = known & (types == C.EVENT_TYPES.index("impression"))
+    shown = known & (types == C.IMPRESSION_CODE)
     impressions = np.bincount(item_idx[shown], minlength=n_items).astype(np.float64)
     counts = channel_counts(events, user_idx, n_users, taxonomy, types=types)
     return Aggregates(showings, last, counts, impressions, ts.min().tz_convert("UTC"))

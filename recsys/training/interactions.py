@@ -30,9 +30,10 @@ from recsys.columns import (
     DWELL_SECONDS,
     EVENT_TYPE,
     EVENT_TYPES,
-    EVENT_TYPES_NEGATIVE,
-    EVENT_TYPES_POSITIVE,
+    IMPRESSION_CODE,
     ITEM_ID,
+    NEGATIVE_CODES,
+    POSITIVE_CODES,
     TIMESTAMP,
     USER_ID,
 )
@@ -173,7 +174,7 @@ def channel_counts(
     """
     channels = list(taxonomy.channels)
     codes = type_codes(events[EVENT_TYPE]) if types is None else np.asarray(types)
-    positive = np.isin(codes, [EVENT_TYPES.index(t) for t in EVENT_TYPES_POSITIVE])
+    positive = np.isin(codes, POSITIVE_CODES)
     chan = positions(events[CHANNEL].astype(str), channels)
     keep = positive & (chan >= 0) & (user_index >= 0)
     # one bincount over (user, channel) cells: np.add.at is a slow scatter over millions of events
@@ -368,9 +369,9 @@ def build_interactions(
     if n:
         weights = weights * decay_factors(ts_kept, end, config.half_life_days)
     # masks by type, not by sign: a very old event's decayed weight may underflow to 0
-    pos = np.isin(types, [EVENT_TYPES.index(t) for t in EVENT_TYPES_POSITIVE])
-    neg = np.isin(types, [EVENT_TYPES.index(t) for t in EVENT_TYPES_NEGATIVE])
-    impression = types == EVENT_TYPES.index("impression")
+    pos = np.isin(types, POSITIVE_CODES)
+    neg = np.isin(types, NEGATIVE_CODES)
+    impression = types == IMPRESSION_CODE
     # one sparse build per kind of event; the pairs' patterns (engaged, negatives) and the
     # signed sum (matrix = positives - negatives) come from those builds, not from more passes
     pos_sum = _sum_pairs(uidx[pos], iidx[pos], weights[pos], shape)

@@ -350,9 +350,9 @@ def compute_signals(
     out = Signals.empty(n_users, n_items, taxonomy, config)
     known = (user_index >= 0) & (item_index >= 0)
     codes = type_codes(events[C.EVENT_TYPE]) if types is None else np.asarray(types)
-    shown = known & (codes == C.EVENT_TYPES.index("impression"))
+    shown = known & (codes == C.IMPRESSION_CODE)
     out.item_exposures = np.bincount(item_index[shown], minlength=n_items).astype(np.float32)
-    pos = known & np.isin(codes, [C.EVENT_TYPES.index(t) for t in C.EVENT_TYPES_POSITIVE])
+    pos = known & np.isin(codes, C.POSITIVE_CODES)
     if not pos.any():
         return out
     rows = np.flatnonzero(pos)
