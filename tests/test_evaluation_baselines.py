@@ -78,7 +78,7 @@ def context() -> ListingContext:
             "push_opt_out": False,
         }
     )
-    n_items, f = 8, 2
+    n_items = 8
     # u0 engaged with i0 (+1); u1 nothing (cold); u2 engaged with i6 and dismissed i5
     seen = sp.csr_matrix(
         (np.array([1, 1, -1], np.int8), (np.array([0, 2, 2]), np.array([0, 6, 5]))), shape=(3, n_items)

@@ -10,7 +10,7 @@ import pytest
 
 from recsys import Recommendation, Recommender
 from recsys.cli import main
-from recsys.config import EngineConfig, RankingConfig
+from recsys.config import RankingConfig
 from recsys.exceptions import ConfigError, NotFittedError, SchemaError, UnknownCodeError
 from recsys.ranking.recommender import MANY_COLUMNS
 

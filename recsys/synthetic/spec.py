@@ -291,7 +291,7 @@ def load_spec(taxonomy: Taxonomy, spec_dir: str | Path | None = None) -> Spec:
     topics, groups, regions = tuple(taxonomy.topics), tuple(taxonomy.groups), tuple(taxonomy.regions)
     formats, channels = tuple(taxonomy.formats), tuple(taxonomy.channels)
     subs = tuple(taxonomy.sub_groups)
-    n_t, n_g, n_s, n_r, n_f = len(topics), len(groups), len(subs), len(regions), len(formats)
+    n_f = len(formats)
     if not taxonomy.personal_channels:
         raise SchemaError("synthetic city: the taxonomy needs at least one personal channel to push to")
     group_index = {g: i for i, g in enumerate(groups)}
