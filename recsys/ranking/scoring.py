@@ -205,6 +205,12 @@ def _flat_topics(topic_idx: np.ndarray, width: int) -> np.ndarray:
     return topic_idx + (np.arange(topic_idx.shape[0], dtype=topic_idx.dtype) * width)[:, None, None]
 
 
+def _segment_rows(table: np.ndarray, segments: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """``table[segments[:, None], items]`` by one flat take (a 2-D fancy index costs ~2x)."""
+    flat = table.reshape(-1)  # a view of the C-ordered (memory-mapped) table
+    return np.take(flat, items + (segments.astype(np.int64) * table.shape[1])[:, None])
+
+
 def components(
     catalog: Catalog,
     cand: np.ndarray,
@@ -257,16 +263,19 @@ def components(
     # The (users x candidates x factors) gathers run in blocks of rows: small
     # temporaries stay in cache, and each row is computed the same way
     # whatever the batch (recommend_many equals a loop of recommend).
+    # Item rows are gathered with np.take(..., axis=0): the same values as a fancy index,
+    # 1.2x (factors) to 4x (the 3-wide topic lists) faster.
     for lo in range(0, m, _ROW_BLOCK):
         hi = min(m, lo + _ROW_BLOCK)
         block = safe[lo:hi]
-        relevance[lo:hi] = np.einsum("mcf,mf->mc", catalog.cf[block], u[lo:hi])
+        relevance[lo:hi] = np.einsum("mcf,mf->mc", np.take(catalog.cf, block, axis=0), u[lo:hi])
         # the topic lists are gathered once for both profiles (the readable one and the learned interest)
-        t_idx, t_w = _flat_topics(catalog.topic_idx[block], padded.shape[1]), catalog.topic_weight[block]
+        topic_idx = np.take(catalog.topic_idx, block, axis=0)
+        t_idx, t_w = _flat_topics(topic_idx, padded.shape[1]), np.take(catalog.topic_weight, block, axis=0)
         topic[lo:hi] = _gather_topics(padded[lo:hi], t_idx, t_w)
         if engagement is not None:
             same = padded_interest.shape[1] == padded.shape[1]
-            i_idx = t_idx if same else _flat_topics(catalog.topic_idx[block], padded_interest.shape[1])
+            i_idx = t_idx if same else _flat_topics(topic_idx, padded_interest.shape[1])
             interest[lo:hi] = _gather_topics(padded_interest[lo:hi], i_idx, t_w)
     relevance *= inv_rel[:, None]
     np.clip(relevance, -1.0, 1.0, out=relevance)
@@ -276,17 +285,17 @@ def components(
     if engagement is None:
         quality = timely = taste = zeros
     else:
-        quality = engagement.item_quality[safe]
-        timely = engagement.item_timeliness[safe]
-        fmt = catalog.format_code[safe]
+        quality = np.take(engagement.item_quality, safe)
+        timely = np.take(engagement.item_timeliness, safe)
+        fmt = np.take(catalog.format_code, safe)
         # an item of a format the taxonomy does not know has no format term
-        taste = np.where(fmt >= 0, engagement.user_format[np.arange(m)[:, None], np.maximum(fmt, 0)], np.float32(0))
+        taste = np.where(fmt >= 0, np.take_along_axis(engagement.user_format, np.maximum(fmt, 0), axis=1), np.float32(0))
     return Components(
         relevance=relevance,
         topic=topic,
-        popularity=catalog.popularity[segments[:, None], safe],
-        freshness=item_freshness[safe],
-        authority=catalog.authority[safe],
+        popularity=_segment_rows(catalog.popularity, segments, safe),
+        freshness=np.take(item_freshness, safe),
+        authority=np.take(catalog.authority, safe),
         quality=np.asarray(quality, dtype=np.float32),
         interest=interest,
         format=np.asarray(taste, dtype=np.float32),
