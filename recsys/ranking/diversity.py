@@ -30,8 +30,8 @@ transitive; with chains (A~B, B~C, A and C unrelated) it may keep fewer.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import partial
-from typing import Callable
 
 import numpy as np
 
@@ -260,6 +260,19 @@ def _row_tail(
     return [width + col for col in cols], items, topics
 
 
+def _full_tail(
+    full_row: Callable[[int], tuple[np.ndarray, np.ndarray]], primary: np.ndarray, r: int, width: int
+) -> tuple[list[int], list[int], list[int]]:
+    """:func:`_row_tail` over row ``r``'s whole sorted row, given only a prefix of the rows."""
+    order, valid = full_row(r)
+    return _row_tail(order[None, :], valid[None, :], primary, 0, width)
+
+
+def _head_width(k: int, c: int) -> int:
+    """Positions of a sorted row converted up front: most lists fill within the first few dozen."""
+    return min(c, max(4 * k, k + 32))
+
+
 def _valid_lists(order: np.ndarray, valid: np.ndarray, primary: np.ndarray) -> tuple[list, list, list, list]:
     """Per row, the valid candidates' positions, items and topics as Python lists."""
     rows, cols = np.nonzero(valid)
@@ -277,6 +290,8 @@ def select(
     cap: int,
     neighbours: Neighbours,
     n_topics: int,
+    beyond: np.ndarray | None = None,
+    full_row: Callable[[int], tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Greedy diverse top-k per row.
 
@@ -296,11 +311,18 @@ def select(
         :func:`near_duplicates` of the catalogue.
     n_topics : int
         Number of topics.
+    beyond : ndarray of bool, shape (m,), optional
+        ``order`` holds only a prefix of each sorted row: the rows with valid
+        candidates after it (:func:`select_scored`).
+    full_row : callable, optional
+        With ``beyond``: row ``r``'s whole sorted row as (items, valid), read
+        only for a row whose prefix cannot fill its list.
 
     Returns
     -------
     positions : ndarray of int64, shape (m, k)
-        Picked positions into ``order`` (ascending = score order), -1 padded.
+        Picked positions into ``order`` (ascending = score order; with
+        ``full_row``, positions in the whole sorted row), -1 padded.
     count : ndarray of int64, shape (m,)
         Items picked per user.
     relaxed : ndarray of bool, shape (m,)
@@ -314,15 +336,108 @@ def select(
     if m == 0 or c == 0:
         return positions, count, relaxed
     # most lists fill within the first few dozen candidates: convert only those
-    width = min(c, max(4 * k, k + 32))
+    width = _head_width(k, c)
     bounds, cols, items, topics = _valid_lists(order[:, :width], valid[:, :width], primary)
     more = valid[:, width:].any(axis=1) if width < c else np.zeros(m, dtype=bool)
+    if beyond is not None:
+        more |= beyond
     for r in range(m):
         lo, hi = bounds[r], bounds[r + 1]
-        tail = partial(_row_tail, order, valid, primary, r, width) if more[r] else None
+        if not more[r]:
+            tail = None
+        elif beyond is not None and beyond[r] and full_row is not None:
+            tail = partial(_full_tail, full_row, primary, r, width)
+        else:
+            tail = partial(_row_tail, order, valid, primary, r, width)
         flag = [False]
         picked = _greedy((cols[lo:hi], items[lo:hi], topics[lo:hi]), tail, k, cap, n_topics, neighbours, flag)
         positions[r, : len(picked)] = picked
         count[r] = len(picked)
         relaxed[r] = flag[0]
     return positions, count, relaxed
+
+
+def select_scored(
+    cand: np.ndarray,
+    score: np.ndarray,
+    primary: np.ndarray,
+    k: int,
+    *,
+    cap: int,
+    neighbours: Neighbours,
+    n_topics: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`select` over each row's candidates in score order, without sorting whole rows.
+
+    The order is best score first, ties by column (a stable sort of
+    ``-score``); only the finite scores are valid. The walk reads the first
+    few dozen positions of a row (:func:`select`), so each row's best
+    ``width`` scores are found by a partition and only they are sorted: every
+    score left out is below them, so the sorted prefix is exactly the start
+    of the whole row's order. A row whose prefix cannot fill its list is
+    sorted whole, then, alone. The picks equal :func:`select` over the fully
+    sorted rows.
+
+    Parameters
+    ----------
+    cand : ndarray of int64, shape (m, c)
+        Candidate item indices.
+    score : ndarray of float32, shape (m, c)
+        Their scores; ``-inf`` marks a candidate that may not be picked.
+    primary, k, cap, neighbours, n_topics
+        As :func:`select`.
+
+    Returns
+    -------
+    columns : ndarray of int64, shape (m, k)
+        Picked columns of ``cand``, best first, -1 padded.
+    count : ndarray of int64, shape (m,)
+    relaxed : ndarray of bool, shape (m,)
+        As :func:`select`.
+    """
+    c = score.shape[1]
+    width = _head_width(k, c)
+    finite = np.isfinite(score)
+    if c <= 2 * width or score.shape[0] == 0:  # narrow rows: sorting them whole costs less than the bookkeeping
+        order = np.argsort(-score, axis=1, kind="stable")
+        positions, count, relaxed = select(
+            np.take_along_axis(cand, order, axis=1),
+            np.take_along_axis(finite, order, axis=1),
+            primary, k, cap=cap, neighbours=neighbours, n_topics=n_topics,
+        )
+        got = positions >= 0
+        return np.where(got, np.take_along_axis(order, np.where(got, positions, 0), axis=1), -1), count, relaxed
+    # each row's width-th best score; a row with fewer finite scores keeps them all
+    kth = -np.partition(-score, width - 1, axis=1)[:, width - 1]
+    inside = finite & (score >= kth[:, None])
+    n_in = inside.sum(axis=1)
+    prefix = int(n_in.max())
+    # the kept columns, ascending (a stable sort of a bool key), then ordered by score: ties stay by column
+    cols = np.argsort(~inside, axis=1, kind="stable")[:, :prefix]
+    kept = np.arange(prefix) < n_in[:, None]
+    sub = np.where(kept, np.take_along_axis(score, cols, axis=1), -np.inf)
+    by_score = np.argsort(-sub, axis=1, kind="stable")
+    cols = np.take_along_axis(cols, by_score, axis=1)
+    valid = np.take_along_axis(kept, by_score, axis=1)
+    whole: dict[int, np.ndarray] = {}
+
+    def full_row(r: int) -> tuple[np.ndarray, np.ndarray]:
+        whole[r] = np.argsort(-score[r], kind="stable")
+        return cand[r, whole[r]], finite[r, whole[r]]
+
+    positions, count, relaxed = select(
+        np.take_along_axis(cand, cols, axis=1),
+        valid,
+        primary,
+        k,
+        cap=cap,
+        neighbours=neighbours,
+        n_topics=n_topics,
+        beyond=finite.sum(axis=1) > n_in,
+        full_row=full_row,
+    )
+    got = positions >= 0
+    out = np.where(got, np.take_along_axis(cols, np.minimum(np.where(got, positions, 0), prefix - 1), axis=1), -1)
+    for r, order in whole.items():  # rows sorted whole: their positions may lie past the prefix
+        out[r] = np.where(got[r], order[np.where(got[r], positions[r], 0)], -1)
+    return out, count, relaxed
