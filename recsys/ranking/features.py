@@ -75,6 +75,9 @@ class Block:
     users: UserBatch
     cand: np.ndarray
     now_ns: int
+    #: False for a block that reads one feature (the first pass's base feature over every
+    #: candidate): a ``pop_*`` feature then gathers its own level, not all sixteen
+    gather_all: bool = True
 
     @cached_property
     def safe(self) -> np.ndarray:
@@ -142,6 +145,18 @@ class Block:
         # shares are tiny numbers: scale to "per 1,000 engagements" for readable dumps
         return np.where(self.in_bundle, vals * 1000.0, 0).astype(np.float32)
 
+    def popularity_at(self, w: int, level: int) -> np.ndarray:
+        """One half-life's popularity at one level (``LEVELS`` position), float32 (m, c): a slice of
+        :attr:`popularity`, or with ``gather_all`` False (and nothing gathered yet) its own gather."""
+        if self.gather_all or "popularity" in self.__dict__:
+            return self.popularity[w, level]
+        tax = self.state.taxonomy
+        g, r = self.users.groups.astype(np.int64), self.users.regions.astype(np.int64)
+        n_g, n_r = len(tax.groups), len(tax.regions)
+        row = (np.zeros_like(g), 1 + g, 1 + n_g + r, 1 + n_g + n_r + g * n_r + r)[level]
+        vals = self.state.signals.popularity_levels[w][row[:, None], self.bundle_items]
+        return np.where(self.in_bundle, vals * 1000.0, 0).astype(np.float32)
+
     def per_item(self, values: np.ndarray) -> np.ndarray:
         """Gather a bundle per-item array at the candidates; 0 for items new to the catalogue."""
         return np.where(self.in_bundle, np.asarray(values)[self.bundle_items], 0).astype(np.float32)
@@ -189,7 +204,24 @@ def _term(attr: str) -> Callable[[Block], np.ndarray]:
 
 def _popularity(w: int, level: str) -> Callable[[Block], np.ndarray]:
     at = LEVELS.index(level)
-    return lambda b: b.popularity[w, at]
+    return lambda b: b.popularity_at(w, at)
+
+
+def _newcomer(w: int) -> Callable[[Block], np.ndarray]:
+    """Newcomer popularity at one half-life in the user's segment (shrunk toward group, region and
+    city by evidence, per 1,000 engagements; ``Signals.newcomer_levels``); 0 for a bundle without it."""
+
+    def compute(b: Block) -> np.ndarray:
+        levels = getattr(b.state.signals, "newcomer_levels", None)
+        if levels is None:
+            return np.zeros(b.cand.shape, np.float32)
+        tax = b.state.taxonomy
+        first_segment = 1 + len(tax.groups) + len(tax.regions)
+        row = first_segment + b.users.groups.astype(np.int64) * len(tax.regions) + b.users.regions.astype(np.int64)
+        vals = np.asarray(levels[w])[row[:, None], b.bundle_items]
+        return np.where(b.in_bundle, vals * 1000.0, 0).astype(np.float32)
+
+    return compute
 
 
 def _window(w: int, days: float) -> Callable[[Block], np.ndarray]:
@@ -277,6 +309,42 @@ def _taste(b: Block) -> np.ndarray:
     return b.taste
 
 
+def _user_rates(b: Block):  # -> TopicRates | None (training-side type: not imported by serving)
+    """The bundle's per-user topic and format rates, or None (a bundle written before them)."""
+    return getattr(b.state.model, "topic_rates", None)
+
+
+def _rate_rows(b: Block, n_users: int) -> np.ndarray:
+    """The block's bundle user rows, -1 for users the rates do not cover."""
+    rows = np.asarray(b.users.rows, np.int64)
+    return np.where((rows >= 0) & (rows < n_users), rows, -1)
+
+
+def _topic_rate(b: Block) -> np.ndarray:
+    """The user's own engagement-rate lift over their prior (segment x propensity) in the candidate's
+    topics, shrunk by evidence, averaged over the item's topics, in log-odds
+    (:mod:`recsys.training.topic_rates`); 0 for a user or topic without evidence. One CSR gather per block."""
+    rates = _user_rates(b)
+    if rates is None:
+        return np.zeros(b.cand.shape, np.float32)
+    cat = b.state.catalog
+    dense = rates.topic_rows(_rate_rows(b, rates.n_users), cat.topic_bool.shape[1])  # (m, T + 1), last column 0
+    idx, w = cat.topic_idx[b.safe], cat.topic_weight[b.safe]  # (m, c, t_max); padding -> the 0 column
+    vals = dense[np.arange(len(dense))[:, None, None], idx]
+    return (vals * w).sum(axis=2).astype(np.float32)
+
+
+def _format_rate(b: Block) -> np.ndarray:
+    """The same lift for the candidate's format (0 for an unknown format or without evidence)."""
+    rates = _user_rates(b)
+    if rates is None:
+        return np.zeros(b.cand.shape, np.float32)
+    table = rates.format_rows(_rate_rows(b, rates.n_users))  # (m, F + 1), last column 0
+    code = b.state.catalog.format_code[b.safe]
+    code = np.where((code >= 0) & (code < table.shape[1] - 1), code, table.shape[1] - 1)
+    return table[np.arange(len(table))[:, None], code].astype(np.float32)
+
+
 def _als_score(b: Block) -> np.ndarray:
     """The raw collaborative inner product ``u . v`` (the ``als`` baseline's own score, unclipped)."""
     vectors = np.asarray(b.users.vectors, np.float32)
@@ -320,10 +388,15 @@ def registry(config: RankerConfig) -> tuple[Feature, ...]:
         Feature("item_exposures", _per_day(lambda b: b.per_item(b.state.signals.item_exposures)), None, True, doc="impressions per day of log"),
         Feature("user_history", _per_day(lambda b: b.per_user(b.state.signals.user_activity[:, 0])), None, True, doc="positive items per day of log"),
         Feature("user_activity", lambda b: b.per_user(b.state.signals.user_activity[:, 1]), None, True),
+        Feature("topic_rate", _topic_rate, "topic", False, doc="the user's shrunk engagement-rate lift in the item's topics (log-odds)"),
+        Feature("format_rate", _format_rate, None, False, doc="the user's shrunk engagement-rate lift in the item's format (log-odds)"),
     ]
     for w, h in enumerate(config.popularity_half_lives_days):
         for level in LEVELS:
             base.append(Feature(f"pop_{level}_h{h:g}d", _popularity(w, level), "popularity", True, level, monotone=1))
+    for w, h in enumerate(config.popularity_half_lives_days):
+        # what users engage with in their first days: the popularity a newcomer's own list follows
+        base.append(Feature(f"newcomer_h{h:g}d", _newcomer(w), "popularity", True, "segment", "newcomer popularity (segment)"))
     for w, d in enumerate(config.popularity_windows_days):
         base.append(Feature(f"trend_{d:g}d", _window(w, float(d)), "popularity", True, "city", "distinct users per day, last d days", 1))
     return tuple(base)

@@ -46,6 +46,7 @@ from recsys.training.incremental import (
 from recsys.training.interactions import Interactions, build_interactions, channel_counts, event_codes, type_codes
 from recsys.training.profiles import TopicProfiles
 from recsys.training.ranker_training import fit_ranker
+from recsys.training.topic_rates import topic_rates_for
 from recsys.training.signals import compute_signals
 from recsys.taxonomy import Taxonomy, load_taxonomy
 from recsys.timeutil import aware_timestamp, parse_option_time
@@ -230,6 +231,10 @@ def train_model(
             )
             engagement = EngagementModel(config.engagement, taxonomy).fit(exposures, users, items)
 
+    with steps.step("topic rates"):
+        # each user's own rate per topic and format, shrunk toward their segment's (a ranking feature)
+        topic_rates = topic_rates_for(exposures, item_map, items, taxonomy, profiles.user_segment_, seed=config.engagement.seed)
+
     with steps.step("content embedding"):
         if content is not None:
             embedder, content = content
@@ -348,6 +353,7 @@ def train_model(
         engagement_intercept=engagement.intercept_,
         user_bias=engagement.user_bias_,
         signals=signals,
+        topic_rates=topic_rates,
     )
     if config.ranking.ranker == "learned" and incremental and warm_start.ranker is not None:
         # a night's update keeps yesterday's ranker: its label window moved by one day of ~60,

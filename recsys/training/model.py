@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from recsys.training.engagement import LatentTaste
     from recsys.training.ranker import LearnedRanker
     from recsys.training.signals import Signals
+    from recsys.training.topic_rates import TopicRates
 
 #: user table columns a bundle keeps (attributes the ranking and the push need)
 USER_COLUMNS = ("user_id", "group", "sub_group", "region", "age_band", "channels", "push_opt_out")
@@ -66,6 +67,7 @@ COMPONENTS: tuple[Component, ...] = (
     Component("signals", "", "recsys.training.signals:Signals"),
     Component("ranker", "", "recsys.training.ranker:LearnedRanker", optional=True),
     Component("taste", "taste", "recsys.training.engagement:LatentTaste", optional=True),
+    Component("topic_rates", "topic_rates", "recsys.training.topic_rates:TopicRates", optional=True),
     Component("near_duplicates", "near_duplicates", "recsys.training.duplicates:NearDuplicates"),
     Component("user_lookup", "user_lookup", "recsys.idmap:SortedIds"),
 )
@@ -215,6 +217,9 @@ class TrainedModel:
     #: the engagement model's latent taste term (``recsys.training.engagement.LatentTaste``), fitted
     #: with the learned ranker (``[engagement] taste_dim``); None: no such term
     taste: LatentTaste | None = None
+    #: each user's shrunk engagement-rate lift per topic and format (``recsys.training.topic_rates``);
+    #: None: a bundle written before it (the ``topic_rate`` / ``format_rate`` features read 0)
+    topic_rates: TopicRates | None = None
     near_duplicates: NearDuplicates | None = None
     user_lookup: SortedIds | None = None
     #: a loaded bundle's reader, while ``users`` is not read yet (see :meth:`load`)
