@@ -135,6 +135,10 @@ def test_popularity_features_read_their_level_row_of_the_bundle_table(learned_re
                 row = {"city": 0, "group": 1 + g, "region": 1 + n_g + r, "segment": 1 + n_g + n_r + g * n_r + r}[level]
                 want = table[w, row, np.maximum(cand[m], 0)] * 1000.0
                 assert np.allclose(got[m], want, rtol=1e-6), (level, h)
+            # a block that reads one feature (the first pass's base feature) gathers its own level alone
+            alone = Block(state, users, cand, state.default_now_ns, gather_all=False)
+            assert np.array_equal(feats[f"pop_{level}_h{h:g}d"].compute(alone), got)
+            assert "popularity" not in alone.__dict__
 
 
 def test_coengagement_row_by_row_equals_the_sparse_product_bit_for_bit(learned_rec):
@@ -159,3 +163,59 @@ def test_coengagement_row_by_row_equals_the_sparse_product_bit_for_bit(learned_r
     # and they are what the feature means: the sum over recent items (a repeat counts twice)
     want = sum(dense[s, cand[0, :5]] for s in recent[0] if s >= 0)
     assert np.allclose(by_row[0, :5], want, rtol=1e-6)
+
+
+def test_coengaged_candidates_row_by_row_equal_the_block_path_ties_to_the_smaller_item(learned_rec):
+    import scipy.sparse as sp
+
+    from recsys.ranking import candidates as CA
+    from recsys.ranking.users import resolve
+
+    rng = np.random.default_rng(9)
+    # few distinct values: many ties at the n-th item
+    dense = np.where(rng.random((N_ITEMS, N_ITEMS)) < 0.4, rng.choice([0.25, 0.5], (N_ITEMS, N_ITEMS)), 0).astype(np.float32)
+    model = learned_rec.state.model
+    n = 8
+    config = dataclasses.replace(model.config, ranker=dataclasses.replace(model.config.ranker, coengagement_candidates=n))
+    state = dataclasses.replace(
+        learned_rec.state, coengagement=sp.csr_matrix(dense), model=dataclasses.replace(model, config=config)
+    )
+    recent = np.array([[3, 7, 3, -1], [-1, -1, -1, -1], [59, 0, 12, 12], [5, -1, 40, 41], [1, 2, -1, -1]])
+    users = resolve(state, ["u0", "u1", "u2", "u3", "u0"], None)
+    state = dataclasses.replace(state, signals=dataclasses.replace(state.signals, user_recent_items=recent))
+    users = dataclasses.replace(users, rows=np.arange(5))
+    block = CA._coengaged(state, users)  # 5 users: the sparse product
+    rows = CA._coengaged_rows(state.coengagement, recent, np.full((5, n), -1, np.int64))
+    assert np.array_equal(block, rows)
+    ties = 0
+    for r in range(5):
+        seeds = recent[r][recent[r] >= 0]
+        total = dense[seeds].sum(axis=0) if seeds.size else np.zeros(N_ITEMS, np.float32)
+        # the n largest sums, ties to the smaller item index
+        want = [j for j in np.lexsort((np.arange(N_ITEMS), -total)) if total[j] > 0][:n]
+        assert sorted(rows[r][rows[r] >= 0].tolist()) == sorted(want), r
+        ties += seeds.size > 0 and np.sort(total)[::-1][n - 1] == np.sort(total)[::-1][n]
+    assert ties >= 2  # the tie-break was needed
+
+
+def test_filtered_search_reads_the_filters_cached_rows_and_checks_time(learned_rec):
+    from recsys.ranking import candidates as CA
+    from recsys.ranking.users import resolve
+
+    state = dataclasses.replace(learned_rec.state, config=dataclasses.replace(learned_rec.state.config, allow_search_below=1.1))
+    catalog = state.catalog
+    users = resolve(state, ["u0", "u2"], None)
+    for kwargs in ({"topics": ["earthquake", "ecology"]}, {"channel": "e_reader", "topics": "weather_climate"}, {"channel": "e_reader"}):
+        filt = eligibility.make_filter(state.taxonomy, **kwargs)
+        _, share = state.filtered(filt)
+        now = int(np.median(catalog.published_ns[: catalog.n_bundle]))  # about half the items not yet published
+        got = CA._ann(state, users, 10, filt, share, now)
+        assert filt in state._blocks  # built once per filter
+        live = eligibility.static_mask(catalog, filt)[: catalog.n_bundle]
+        live &= eligibility.live_at(catalog, np.arange(catalog.n_bundle), now)
+        assert 0 < live.sum() < catalog.n_bundle
+        for r in range(len(users)):
+            scores = np.where(live, catalog.cf[: catalog.n_bundle] @ users.vectors[r], -np.inf)
+            want = np.argsort(-scores, kind="stable")[: min(got.shape[1], int(live.sum()))]
+            assert set(got[r].tolist()) == set(want.tolist()), kwargs
+        assert np.array_equal(CA._ann(state, users, 10, filt, share, now), got)  # from the cache, the same

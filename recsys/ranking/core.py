@@ -73,7 +73,7 @@ def _learned_scores(
     which are always among them.
     """
     ranker = state.ranker
-    block = features.Block(state, users, cand, now_ns)
+    block = features.Block(state, users, cand, now_ns, gather_all=False)  # reads the base feature only
     block.__dict__["parts"] = parts  # already computed for the first pass
     keep = ok
     n = state.model.config.ranker.rescore

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -129,6 +130,7 @@ class RankingState:
     _cold: dict = field(default_factory=dict, repr=False)
     _fresh: dict = field(default_factory=dict, repr=False)
     _timely: dict = field(default_factory=dict, repr=False)
+    _blocks: dict = field(default_factory=dict, repr=False)
     _seen_csc: sp.csc_matrix | None = field(default=None, repr=False)
     _user_ids: np.ndarray | None = field(default=None, repr=False)
 
@@ -194,6 +196,19 @@ class RankingState:
                 self._static.clear()
             self._static[key] = (pool, share)
         return pool, share
+
+    def filter_block(self, filt: ItemFilter, build: Callable[[], tuple]) -> tuple:
+        """``build()`` for this filter, built once (cached, bounded): what a filtered search reads
+        whatever the user (``recsys.ranking.candidates``: the filter's items that pass)."""
+        hit = self._blocks.get(filt)
+        if hit is not None:
+            return hit
+        value = build()
+        with self._lock:
+            if len(self._blocks) >= _MAX_CACHED_FILTERS:
+                self._blocks.clear()
+            self._blocks[filt] = value
+        return value
 
     def freshness(self, now_ns: int) -> np.ndarray:
         """Freshness of every item at ``now_ns`` (cached; calls mostly share a few ``now``)."""
