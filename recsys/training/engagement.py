@@ -61,7 +61,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
 from recsys import columns as C
 from recsys.config import EngagementConfig, check_section
@@ -107,7 +106,7 @@ class Exposures:
     def __len__(self) -> int:
         return int(self.user.shape[0])
 
-    def sample(self, n: int, seed: int) -> "Exposures":
+    def sample(self, n: int, seed: int) -> Exposures:
         """A seeded uniform sample of at most ``n`` rows, in their original order."""
         if n <= 0 or len(self) <= n:
             return self
@@ -352,62 +351,79 @@ def timeliness(
 class _Block:
     """One block of effects: ``eta[obs] += weight * theta[key]`` for each (obs, key, weight) entry.
 
-    ``obs``, ``weight``, ``weight2`` and ``label`` are shared by many blocks
-    (one entry per shown pair, or per shown pair and topic): a block keeps
-    views of them and only its own ``key``, so a city-scale fit holds one copy
-    of each instead of one per block.
+    Entries are either one per shown pair in order (``obs`` and ``weight``
+    None: no gathers, no scatters, weight 1) or one per (shown pair, topic of
+    its item), whose ``obs`` (int32) and ``weight`` (float32 topic shares)
+    arrays the topic-level blocks share: a block keeps views of them and only
+    its own int32 ``key``, so a city-scale fit holds one copy of each. A key of
+    -1 (an unknown segment, channel, ...) leaves its entry out.
+
+    The labels enter the Newton step only through their weighted sum per key,
+    a constant (``label_sum``): a step needs the current probabilities alone.
     """
 
     def __init__(
         self,
         n_keys: int,
-        obs: np.ndarray,
         key: np.ndarray,
-        weight: np.ndarray,
-        weight2: np.ndarray,
         l2: float,
         label: np.ndarray,
-        identity: bool = False,
+        obs: np.ndarray | None = None,
+        weight: np.ndarray | None = None,
     ) -> None:
         keep = key >= 0
-        # a block with one entry per shown pair in order (most of them) skips the gathers and scatters
-        self.identity = identity and bool(keep.all())
-        if keep.all():
-            self.obs, self.key, self.weight, self.weight2, self.label = obs, key, weight, weight2, label
-        else:
-            self.obs, self.key = obs[keep], key[keep]
-            self.weight, self.weight2, self.label = weight[keep], weight2[keep], label[keep]
+        #: each pair at most once (a scatter into eta needs no bincount then)
+        self.unique = obs is None
+        if not keep.all():
+            rows = np.flatnonzero(keep)
+            obs = _small_index(rows, label.size) if obs is None else obs[rows]
+            weight = None if weight is None else weight[rows]
+            key = key[rows]
+        self.obs, self.weight = obs, weight
+        self.key = key.astype(np.int32, copy=False) if n_keys < 2**31 else key
+        own = label if obs is None else label[obs]
+        self.label_sum = np.bincount(self.key, own if weight is None else own * weight, minlength=n_keys)
         self.l2 = float(l2)
         self.theta = np.zeros(n_keys)
         #: a warm start's rule: these keys (without a single entry) keep their value (EngagementModel.fit)
         self.unseen: np.ndarray | None = None
 
+    def _scatter(self, eta: np.ndarray, per_key: np.ndarray) -> None:
+        """``eta[obs] += weight * per_key[key]``."""
+        values = per_key[self.key]
+        if self.weight is not None:
+            values *= self.weight
+        if self.obs is None:
+            eta += values
+        elif self.unique:
+            eta[self.obs] += values
+        else:
+            eta += np.bincount(self.obs, values, minlength=eta.size)
+
     def add_to(self, eta: np.ndarray) -> None:
         """Add the block's current effects to ``eta`` (a warm start's first log-odds)."""
-        if self.key.size == 0:
-            return
-        if self.identity:
-            eta += self.weight * self.theta[self.key]
-        else:
-            eta += np.bincount(self.obs, self.weight * self.theta[self.key], minlength=eta.size)
+        if self.key.size:
+            self._scatter(eta, self.theta)
 
     def step(self, eta: np.ndarray) -> None:
         """One diagonal Newton step of the penalised log-likelihood; updates ``eta`` in place."""
         if self.key.size == 0:
             return
-        p = _sigmoid(eta if self.identity else eta[self.obs])
+        p = _sigmoid(eta if self.obs is None else eta[self.obs])
         n = self.theta.size
-        grad = np.bincount(self.key, self.weight * (self.label - p), minlength=n) - self.l2 * self.theta
+        fitted = np.bincount(self.key, p if self.weight is None else p * self.weight, minlength=n)
+        grad = self.label_sum - fitted - self.l2 * self.theta
+        # the curvature p (1 - p) w^2, in p's own memory
         p *= 1.0 - p
-        hess = np.bincount(self.key, self.weight2 * p, minlength=n) + self.l2
+        if self.weight is not None:
+            p *= self.weight
+            p *= self.weight
+        hess = np.bincount(self.key, p, minlength=n) + self.l2
         delta = grad / hess
         if self.unseen is not None:
             delta[self.unseen] = 0.0
         self.theta += delta
-        if self.identity:
-            eta += self.weight * delta[self.key]
-        else:
-            eta += np.bincount(self.obs, self.weight * delta[self.key], minlength=eta.size)
+        self._scatter(eta, delta)
 
 
 class _CurveBlock:
@@ -415,47 +431,79 @@ class _CurveBlock:
 
     Its Newton step is joint over each key's K coefficients (a K x K system per
     key): the freshness curves' time constants overlap strongly, and
-    coordinate-wise steps on such features crawl.
+    coordinate-wise steps on such features crawl. The keys are few (topics),
+    so the entries are kept sorted by key with the features as K float32 rows:
+    each key's gradient (float64) and K x K Hessian (float32, as a Newton
+    step's curvature needs no more) are small matrix products over its own
+    columns, with no per-entry outer products held.
     """
 
     def __init__(
         self, n_keys: int, obs: np.ndarray, key: np.ndarray, features: np.ndarray, l2: float, label: np.ndarray
     ) -> None:
-        keep = key >= 0
-        self.obs, self.key = obs[keep], key[keep]
-        self.features = np.asarray(features, dtype=np.float64)[keep]
-        k = self.features.shape[1]
-        # the Hessian's products in float32: half the memory traffic of its largest step
-        self.outer = (self.features[:, :, None] * self.features[:, None, :]).reshape(-1, k * k).astype(np.float32)
-        self.sum_by_key = sp.csr_matrix(
-            (np.ones(self.key.size, dtype=np.float32), (self.key, np.arange(self.key.size))),
-            shape=(n_keys, self.key.size),
-        )
-        self.label = label[self.obs]
+        order = np.argsort(key, kind="stable")
+        self.obs = obs[order]
+        self.key_size = np.bincount(key, minlength=n_keys)
+        bounds = np.concatenate([[0], np.cumsum(self.key_size)])
+        self.segments = [(k, slice(bounds[k], bounds[k + 1])) for k in np.flatnonzero(self.key_size)]
+        # (K, entries): a key's entries are one contiguous slice of every row
+        self.features = np.ascontiguousarray(np.asarray(features, dtype=np.float32)[order].T)
+        self.label_grad = self._per_key(label[self.obs])
         self.l2 = float(l2)
-        self.theta = np.zeros((n_keys, k))
+        self.theta = np.zeros((n_keys, self.features.shape[0]))
         self.unseen: np.ndarray | None = None
+
+    @property
+    def key(self) -> np.ndarray:
+        """The entries' keys (sorted), for a warm start's count of entries per key."""
+        return np.repeat(np.arange(self.key_size.size), self.key_size)
+
+    def _per_key(self, values: np.ndarray) -> np.ndarray:
+        """``sum_e features[e] * values[e]`` per key in float64, shape (n_keys, K)."""
+        out = np.zeros((self.key_size.size, self.features.shape[0]))
+        for key, rows in self.segments:
+            out[key] = self.features[:, rows].astype(np.float64) @ values[rows]
+        return out
+
+    def _scatter(self, eta: np.ndarray, per_key: np.ndarray) -> None:
+        """``eta[obs] += features . per_key[key]``."""
+        values = np.empty(self.obs.size)
+        for key, rows in self.segments:
+            out = values[rows]
+            np.multiply(self.features[0, rows], per_key[key, 0], out=out)
+            for k in range(1, per_key.shape[1]):
+                out += self.features[k, rows] * per_key[key, k]
+        eta += np.bincount(self.obs, values, minlength=eta.size)
 
     def add_to(self, eta: np.ndarray) -> None:
         """Add the block's current effects to ``eta`` (a warm start's first log-odds)."""
-        if self.key.size:
-            eta += np.bincount(self.obs, np.einsum("ek,ek->e", self.features, self.theta[self.key]), minlength=eta.size)
+        if self.obs.size:
+            self._scatter(eta, self.theta)
 
     def step(self, eta: np.ndarray) -> None:
         """One joint Newton step per key; updates ``eta`` in place."""
-        if self.key.size == 0:
+        if self.obs.size == 0:
             return
         n_keys, k = self.theta.shape
         p = _sigmoid(eta[self.obs])
-        grad = self.sum_by_key @ (self.features * (self.label - p)[:, None]) - self.l2 * self.theta
-        curvature = (p * (1.0 - p)).astype(np.float32)
-        hess = (self.sum_by_key @ (self.outer * curvature[:, None])).astype(np.float64).reshape(n_keys, k, k)
+        grad = self.label_grad - self._per_key(p) - self.l2 * self.theta
+        p *= 1.0 - p
+        curvature = p.astype(np.float32)
+        hess = np.zeros((n_keys, k, k))
+        for key, rows in self.segments:
+            x = self.features[:, rows]
+            hess[key] = (x * curvature[rows]) @ x.T
         hess += self.l2 * np.eye(k)
         delta = np.linalg.solve(hess, grad[..., None])[..., 0]
         if self.unseen is not None:
             delta[self.unseen] = 0.0
         self.theta += delta
-        eta += np.bincount(self.obs, np.einsum("ek,ek->e", self.features, delta[self.key]), minlength=eta.size)
+        self._scatter(eta, delta)
+
+
+def _small_index(rows: np.ndarray, n: int) -> np.ndarray:
+    """Row positions as int32 when they fit (half the memory of the fit's largest arrays)."""
+    return rows.astype(np.int32) if n < 2**31 else rows
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -602,8 +650,8 @@ class EngagementModel:
         users_df: pd.DataFrame,
         items_df: pd.DataFrame,
         *,
-        warm_start: "EngagementStart | None" = None,
-    ) -> "EngagementModel":
+        warm_start: EngagementStart | None = None,
+    ) -> EngagementModel:
         """Fit every effect on the shown pairs.
 
         With ``warm_start`` (a night's update) every effect starts at
@@ -690,7 +738,7 @@ class EngagementModel:
                 if done:
                     break
         self._store(blocks, seg, sub, fmt, auth, (n_users, n_seg, n_t, n_f, n_k))
-        self.n_exposures_ = int(len(exposures)) if learnable else 0
+        self.n_exposures_ = len(exposures) if learnable else 0
         self.n_sweeps_ = int(sweeps)
         self.log_loss_ = loss
         return self
@@ -700,63 +748,54 @@ class EngagementModel:
         n_t, n_f, n_k, n_c = sizes
         n_users = seg.size
         n = len(ex)
-        obs = np.arange(n)
-        one = np.ones(n)
         u, i = ex.user, ex.item
-        # one entry per (shown pair, topic of its item)
+        # one entry per (shown pair, topic of its item): int32 positions and the float32 shares as they
+        # are, shared by every topic-level block (see _Block)
         per_item = np.diff(shares.indptr)[i]
-        t_obs = np.repeat(obs, per_item)
+        t_obs = np.repeat(_small_index(np.arange(n), n), per_item)
         starts = shares.indptr[i]
         pos = np.repeat(starts - np.concatenate([[0], np.cumsum(per_item)[:-1]]), per_item) + np.arange(per_item.sum())
-        t_key = shares.indices[pos].astype(np.int64)
-        t_w = shares.data[pos].astype(np.float64)
-        tu = u[t_obs]
+        t_key = shares.indices[pos]
+        t_w = shares.data[pos].astype(np.float32, copy=False)
+        del pos, starts, per_item
         f = fmt[i]
-        su, fu = seg[u], sub[u]
 
-        # the per-entry arrays every block of a level shares (see _Block)
-        t_w2 = t_w**2
-        t_label = label[t_obs]
-        shared = {id(obs): (one, one, label, True), id(t_obs): (t_w, t_w2, t_label, False)}
+        def pairs(n_keys: int, key: np.ndarray, l2: float) -> _Block:
+            return _Block(n_keys, key, l2, label)
 
-        def block(n_keys: int, obs_: np.ndarray, key: np.ndarray, weight: np.ndarray, l2: float) -> _Block:
-            w, w2, lab, identity = shared[id(obs_)]
-            if weight is not w:
-                raise ValueError("a block's weights must be its level's shared weights")
-            # int32 keys halve the largest arrays of the fit (user x topic keys stay below 2**31)
-            k32 = key.astype(np.int32) if n_keys < 2**31 else key
-            return _Block(n_keys, obs_, k32, w, w2, l2, lab, identity=identity)
+        def entries(n_keys: int, key: np.ndarray, l2: float) -> _Block:
+            return _Block(n_keys, key, l2, label, obs=t_obs, weight=t_w)
 
         def nested(parent: np.ndarray, child: np.ndarray, width: int) -> np.ndarray:
-            return np.where((parent >= 0) & (child >= 0), parent * width + child, -1)
+            return np.where((parent >= 0) & (child >= 0), parent.astype(np.int64) * width + child, -1)
 
-        age = ex.age_days[t_obs]
-        has_age = np.isfinite(age)
-        blocks = {
-            "intercept": block(1, obs, np.zeros(n, np.int64), one, 1e-6),
-            "authority": block(len(C.AUTHORITIES), obs, auth[i], one, cfg.l2_global),
-            "item": block(len(fmt), obs, i, one, cfg.l2_item),
-            "topic": block(n_t, t_obs, t_key, t_w, cfg.l2_global),
-            "segment_topic": block(n_seg * n_t, t_obs, nested(seg[tu], t_key, n_t), t_w, cfg.l2_segment),
-            "sub_group_topic": block(
-                len(self.taxonomy.sub_groups) * n_t, t_obs, nested(sub[tu], t_key, n_t), t_w, cfg.l2_segment
-            ),
-            "user_topic": block(n_users * n_t, t_obs, nested(tu, t_key, n_t), t_w, cfg.l2_user_topic),
-            "format": block(n_f, obs, f, one, cfg.l2_global),
-            "segment_format": block(n_seg * n_f, obs, nested(su, f, n_f), one, cfg.l2_segment),
-            "sub_group_format": block(len(self.taxonomy.sub_groups) * n_f, obs, nested(fu, f, n_f), one, cfg.l2_segment),
-            "user_format": block(n_users * n_f, obs, nested(u, f, n_f), one, cfg.l2_user_format),
-            "channel_format": block(n_c * n_f, obs, nested(ex.channel, f, n_f), one, cfg.l2_global),
+        n_sub = len(self.taxonomy.sub_groups)
+        blocks: dict[str, _Block | _CurveBlock] = {
+            "intercept": pairs(1, np.zeros(n, np.int32), 1e-6),
+            "authority": pairs(len(C.AUTHORITIES), auth[i], cfg.l2_global),
+            "item": pairs(len(fmt), i, cfg.l2_item),
+            "topic": entries(n_t, t_key, cfg.l2_global),
+            "segment_topic": entries(n_seg * n_t, nested(seg[u][t_obs], t_key, n_t), cfg.l2_segment),
+            "sub_group_topic": entries(n_sub * n_t, nested(sub[u][t_obs], t_key, n_t), cfg.l2_segment),
+            "user_topic": entries(n_users * n_t, nested(u[t_obs], t_key, n_t), cfg.l2_user_topic),
+            "format": pairs(n_f, f, cfg.l2_global),
+            "segment_format": pairs(n_seg * n_f, nested(seg[u], f, n_f), cfg.l2_segment),
+            "sub_group_format": pairs(n_sub * n_f, nested(sub[u], f, n_f), cfg.l2_segment),
+            "user_format": pairs(n_users * n_f, nested(u, f, n_f), cfg.l2_user_format),
+            "channel_format": pairs(n_c * n_f, nested(ex.channel, f, n_f), cfg.l2_global),
         }
-        # each topic's freshness curve: a joint step over its time constants
+        # each topic's freshness curve: a joint step over its time constants, on the entries with an age
         taus = np.asarray(cfg.freshness_taus_days, dtype=np.float64)
-        basis = np.exp(-np.maximum(np.nan_to_num(age, nan=0.0), 0.0)[:, None] / taus[None, :])
-        blocks["freshness"] = _CurveBlock(
-            n_t, t_obs, np.where(has_age, t_key, -1), t_w[:, None] * basis, cfg.l2_freshness, label
-        )
-        recent = ex.recent[t_obs]
-        blocks["trend"] = block(n_t, t_obs, np.where(recent, t_key, -1), t_w, cfg.l2_trend)
-        blocks["user_bias"] = block(n_users, obs, u, one, cfg.l2_user)
+        rows = np.flatnonzero(np.isfinite(ex.age_days)[t_obs])
+        age = np.maximum(ex.age_days[t_obs[rows]], 0.0)
+        features = np.empty((rows.size, n_k), np.float32)
+        for k, tau in enumerate(taus):
+            features[:, k] = t_w[rows] * np.exp(-age / tau)
+        del age
+        blocks["freshness"] = _CurveBlock(n_t, t_obs[rows], t_key[rows], features, cfg.l2_freshness, label)
+        del rows, features
+        blocks["trend"] = entries(n_t, np.where(ex.recent[t_obs], t_key, -1), cfg.l2_trend)
+        blocks["user_bias"] = pairs(n_users, u, cfg.l2_user)
         return blocks
 
     def _store(self, blocks, seg, sub, fmt, auth, sizes) -> None:
@@ -927,14 +966,14 @@ class LatentTaste:
         """``user_taste[user] . item_taste[item]`` for aligned index arrays (float64)."""
         return np.einsum("nk,nk->n", self.user_taste[user], self.item_taste[item], dtype=np.float64)
 
-    def save(self, writer: "BundleWriter") -> None:
+    def save(self, writer: BundleWriter) -> None:
         """Write both factor arrays and the report."""
         for name in self.ARRAYS:
             writer.array(name, np.asarray(getattr(self, name), np.float32))
         writer.json("taste", self.report)
 
     @classmethod
-    def load(cls, reader: "BundleReader") -> "LatentTaste | None":
+    def load(cls, reader: BundleReader) -> LatentTaste | None:
         """Read what :meth:`save` wrote; ``None`` for a bundle without a taste term."""
         if not reader.has("user_taste.npy"):
             return None
@@ -988,7 +1027,7 @@ def fit_latent_taste(
     label = np.asarray(exposures.label, np.float64)
     users = np.zeros((n_users, dim))
     items = np.zeros((n_items, dim))
-    report: dict = {"pairs": int(len(exposures)), "dim": int(dim), "l2": float(l2), "sweeps": 0}
+    report: dict = {"pairs": len(exposures), "dim": int(dim), "l2": float(l2), "sweeps": 0}
     if dim == 0 or len(exposures) == 0 or not 0.0 < label.mean() < 1.0:
         return LatentTaste(users.astype(np.float32), items.astype(np.float32), report)
     # only users/items with pairs move away from 0; a small start breaks the symmetry of u = v = 0
