@@ -123,3 +123,21 @@ def test_lock_refuses_a_second_run(tmp_path):
 def test_read_manifest_missing(tmp_path):
     with pytest.raises(ArtifactError, match="no such push run"):
         W.read_manifest(tmp_path, D)
+
+
+def test_a_chunk_writes_each_bucket_its_rows_in_chunk_order(tmp_path):
+    """Rows of several buckets interleaved in a chunk: each bucket file holds exactly its rows, in order."""
+    import pyarrow.parquet as pq
+
+    users = [f"u{i}" for i in range(40)]
+    rows = pd.concat([_rows(users), _rows(users, channel="wechat")], ignore_index=True)
+    bucket = np.tile(np.arange(40) % 3 + 1, 2)  # buckets 1..3 interleaved, bucket 0 empty
+    ws = W.Workspace.for_run(tmp_path, D, "nightly")
+    ws.start({"x": 1}, "r1")
+    ws.write_chunk(0, rows, W.output_schema(TZ), range(4), bucket, {"chunk": 0})
+    files = sorted(p.name for p in ws.history_dir.iterdir())
+    assert files == [H.bucket_file(b) for b in (1, 2, 3)]
+    for b in (1, 2, 3):
+        got = pq.read_table(ws.history_dir / H.bucket_file(b)).to_pandas()
+        want = rows.loc[bucket == b, ["user_id", "item_id", "channel"]].astype(str).reset_index(drop=True)
+        pd.testing.assert_frame_equal(got.astype(str), want)

@@ -37,9 +37,10 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -139,7 +140,7 @@ def fingerprint_digest(fingerprint: dict[str, Any]) -> str:
 
 def new_run_id(day: dt.date, kind: str) -> str:
     """A fresh run id: the date, the kind, the UTC start time and a random suffix."""
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     return f"{day.isoformat()}-{kind}-{stamp}-{uuid.uuid4().hex[:6]}"
 
 
@@ -154,7 +155,7 @@ class Workspace:
     root: Path
 
     @classmethod
-    def for_run(cls, out: str | Path, day: dt.date, kind: str) -> "Workspace":
+    def for_run(cls, out: str | Path, day: dt.date, kind: str) -> Workspace:
         """The workspace of run (``day``, ``kind``) under output folder ``out``."""
         return cls(Path(out) / WORK_DIR / f"date={day.isoformat()}" / f"kind={kind}")
 
@@ -243,11 +244,18 @@ class Workspace:
         for channel, part in rows.groupby(C.CHANNEL, sort=True):
             table = pa.Table.from_pandas(part[list(schema.names)], schema=schema, preserve_index=False)
             write_parquet(table, self.out_dir / f"channel={channel}" / (part_file(chunk) + STAGED_SUFFIX))
-        rows = rows.assign(_bucket=bucket_of_row)
-        for bucket, part in rows.groupby("_bucket", sort=True):
-            if int(bucket) not in buckets:
+        # the history rows converted to Arrow once, grouped by bucket (a stable sort keeps each
+        # bucket's rows in chunk order), each bucket written from a zero-copy slice
+        bucket_of_row = np.asarray(bucket_of_row)
+        order = np.argsort(bucket_of_row, kind="stable")
+        ordered = bucket_of_row[order]
+        history = H.history_table(rows).take(order)
+        starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]]) if ordered.size else ordered
+        for lo, hi in zip(starts.tolist(), [*starts[1:].tolist(), ordered.size]):
+            bucket = int(ordered[lo])
+            if bucket not in buckets:
                 raise ArtifactError(f"chunk {chunk} produced a row of bucket {bucket}, outside its buckets {buckets}")
-            H.write_bucket(self.history_dir, int(bucket), part)
+            H.write_bucket(self.history_dir, bucket, history.slice(lo, hi - lo))
         # the marker goes last: its presence means every file above is complete
         write_json(stats, self.chunk_marker(chunk))
 
