@@ -92,3 +92,15 @@ def test_bad_salt_and_missing_column():
         holdout_mask(users, share=0.1, salt="")
     with pytest.raises(SchemaError, match="lacks column\\(s\\) region"):
         holdout_mask(users.drop(columns="region"), share=0.1, salt="s")
+
+
+def test_stable_hash_reads_columns_and_arrays_in_batches_as_it_reads_lists(monkeypatch):
+    from recsys.push import hashing
+
+    monkeypatch.setattr(hashing, "_BATCH", 3)  # batch edges inside a 10-id input
+    ids = [f"user-{i}" for i in range(10)]
+    want = stable_hash(ids, salt="s")
+    # a column with a non-positional index, an Arrow-backed string column, an object array
+    column = pd.Series(ids, index=range(100, 0, -10))
+    for given in (column, column.astype("string[pyarrow]"), np.asarray(ids, dtype=object), pd.Index(ids), iter(ids)):
+        np.testing.assert_array_equal(stable_hash(given, salt="s"), want)
