@@ -232,20 +232,26 @@ def first_showings(
         chan = np.full(len(rows_kept), -1, dtype=np.int64)
 
     n_items = len(items)
-    pair = u.astype(np.int64) * n_items + i
-    # first showing of each pair: impressions before positives at equal times
-    order = np.lexsort((positive, seconds, pair))
-    pair_sorted = pair[order]
-    first = np.ones(len(order), dtype=bool)
-    first[1:] = pair_sorted[1:] != pair_sorted[:-1]
-    rows = order[first]
-    engaged_pairs = np.unique(pair[positive])
+    # one stable sort by pair, then per pair its earliest event, impressions before positives at equal
+    # times (the lowest log position among equals): a three-key lexsort and a hashed unique/isin of the
+    # engaged pairs cost several times this over a city's log
+    order = np.argsort(u.astype(np.int64) * n_items + i, kind="stable")
+    pair_sorted = u[order].astype(np.int64) * n_items + i[order]
+    starts = np.flatnonzero(np.concatenate([[True], pair_sorted[1:] != pair_sorted[:-1]])) if len(order) else order
+    del pair_sorted
+    when = np.round(seconds[order] * 1e6).astype(np.int64) * 2 + positive[order]  # microseconds, then the type
+    earliest = np.repeat(np.minimum.reduceat(when, starts), np.diff(np.append(starts, len(order))))
+    candidates = np.flatnonzero(when == earliest)
+    del when, earliest
+    group = np.searchsorted(starts, candidates, side="right")
+    rows = order[candidates[np.concatenate([[True], group[1:] != group[:-1]])]] if len(candidates) else candidates
+    engaged = np.logical_or.reduceat(positive[order], starts) if len(order) else np.zeros(0, bool)
     return (
         u[rows].astype(np.int64),
         i[rows].astype(np.int64),
         seconds[rows],
         chan[rows].astype(np.int64),
-        np.isin(pair[rows], engaged_pairs).astype(np.float64),
+        engaged.astype(np.float64),
     )
 
 
