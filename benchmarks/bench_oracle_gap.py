@@ -27,12 +27,12 @@ the oracle per ordering) and the per-term estimates; ``--json`` writes them too.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from recsys.config import EngineConfig
 from recsys.evaluation.simulate import load_truth
@@ -64,6 +64,19 @@ def _corr(a: np.ndarray, b: np.ndarray, ok: np.ndarray) -> float:
     return float((x * y).sum() / denom) if denom > 0 else float("nan")
 
 
+def _oracle_placement(score: np.ndarray, ok: np.ndarray, prob: np.ndarray, k: int = 10) -> dict[str, float]:
+    """Where each user's oracle picks (their top ``k`` eligible candidates by true probability) rank under
+    ``score``: the share of them inside its top 10 / 30 / 100, and their median rank (1 = first)."""
+    m, c = score.shape
+    order = np.argsort(-np.where(ok, score, -np.inf), axis=1, kind="stable")
+    rank = np.empty_like(order)
+    rank[np.arange(m)[:, None], order] = np.arange(c)[None, :]
+    top = np.argsort(-np.where(ok, prob, -np.inf), axis=1, kind="stable")[:, :k]
+    valid = np.take_along_axis(ok, top, 1)
+    r = np.take_along_axis(rank, top, 1)[valid] + 1
+    return {f"top{n}": float((r <= n).mean()) for n in (10, 30, 100)} | {"median_rank": float(np.median(r))}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="synthetic data folder with a truth/ folder")
@@ -73,6 +86,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=1500, help="users sampled among those active after the cut")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument("--drop-features", default="", help="comma-separated registry features the ranker leaves out (a before/after)")
     args = parser.parse_args()
 
     truth = load_truth(args.data)
@@ -82,6 +96,10 @@ def main() -> None:
     events = clean.events[clean.events["timestamp"] < clean.events["timestamp"].quantile(args.before)]
     cut = events["timestamp"].quantile(args.split)
     config = EngineConfig()
+    dropped = [n for n in args.drop_features.split(",") if n]
+    if dropped:
+        keep = [f.name for f in features.registry(config.ranker) if f.name not in dropped]
+        config = dataclasses.replace(config, ranker=dataclasses.replace(config.ranker, features=keep))
     t0 = time.perf_counter()
     model = train_model(clean.users, clean.items, events, config=config, as_of=cut)
     train_s = time.perf_counter() - t0
@@ -147,6 +165,11 @@ def main() -> None:
     orderings["engine: engagement model alone"] = eng
     for feature, term in (("quality", "quality"), ("interest", "topic interest"), ("format", "format taste")):
         orderings[f"engagement model, its {feature} replaced by the true {term}"] = eng - col[feature] + terms[term]
+    for name in ("topic_rate", "format_rate"):
+        if name in col:  # a log-odds lift: added to the engagement model's log-odds as it stands
+            orderings[f"engagement model + {name}"] = eng + col[name]
+    if "topic_rate" in col and "format_rate" in col:
+        orderings["engagement model + topic_rate + format_rate"] = eng + col["topic_rate"] + col["format_rate"]
     for name in ("segment_popularity", "pop_segment_h7d", "collaborative", "coengagement"):
         if name in col:
             orderings[f"feature alone: {name}"] = col[name]
@@ -161,6 +184,16 @@ def main() -> None:
         }
         for (term, values), feature in zip(terms.items(), ("quality", "interest", "format", "taste", "timeliness"))
     }
+    for term, feature in (("topic interest", "topic_rate"), ("format taste", "format_rate")):
+        if feature in col:
+            estimates[f"{term} ({feature})"] = {
+                "within_user_sd": estimates[term]["within_user_sd"],
+                "engine_feature": feature,
+                "corr": _corr(col[feature], terms[term], ok),
+            }
+    # where the oracle's picks (its top 10 among the candidates) rank in each ordering
+    picks = {"engine (final score)": engine, "engine: engagement model alone": eng}
+    placement = {name: _oracle_placement(score, ok, prob) for name, score in picks.items() if score is not None}
     print(f"{args.data}: events before the {args.before} quantile, cut at {cut} (train {train_s:.1f} s); "
           f"{len(user_ids)} users, {ok.sum(axis=1).mean():.0f} eligible candidates each; "
           f"oracle {oracle:.4f} engagements per pushed item")
@@ -171,8 +204,14 @@ def main() -> None:
     for k, v in estimates.items():
         corr = "n/a" if v["corr"] is None or np.isnan(v["corr"]) else f"{v['corr']:.3f}"
         print(f"| {k} | {v['within_user_sd']:.3f} | {v['engine_feature']} | {corr} |")
+    print("\n| ordering | oracle's top 10 in its top 10 | in its top 30 | in its top 100 | median rank (1 = first) |\n|---|---|---|---|---|")
+    for k, v in placement.items():
+        print(f"| {k} | {v['top10']:.3f} | {v['top30']:.3f} | {v['top100']:.3f} | {v['median_rank']:.0f} |")
     if args.json is not None:
-        args.json.write_text(json.dumps({"cut": str(cut), "users": len(user_ids), "oracle": oracle, "shares": rows, "estimates": estimates}, indent=1))
+        args.json.write_text(json.dumps({
+            "cut": str(cut), "users": len(user_ids), "oracle": oracle, "shares": rows, "estimates": estimates,
+            "oracle_placement": placement, "dropped_features": dropped,
+        }, indent=1))
 
 
 if __name__ == "__main__":
