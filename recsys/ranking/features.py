@@ -264,14 +264,15 @@ def _coengagement_rows(b: Block, recent: np.ndarray) -> np.ndarray:
         if seeds.size == 0:
             continue
         items, inverse = np.unique(b.bundle_items[r], return_inverse=True)
+        # every seed's neighbours end to end, in seed order: np.add.at sums each item in that order
+        spans = [(co.indptr[seed], co.indptr[seed + 1]) for seed in seeds.tolist()]
+        idx = np.concatenate([co.indices[lo:hi] for lo, hi in spans])
+        val = np.concatenate([count * co.data[lo:hi] for count, (lo, hi) in zip(counts.astype(np.float32), spans)])
+        pos = np.minimum(np.searchsorted(items, idx), items.size - 1)
+        hit = items[pos] == idx
         # the product's own dtype (float32 seeds x the matrix's data), rounded to float32 once at the end
         acc = np.zeros(items.size, np.result_type(np.float32, co.data.dtype))
-        for seed, count in zip(seeds.tolist(), counts.astype(np.float32)):
-            lo, hi = co.indptr[seed], co.indptr[seed + 1]
-            idx, val = co.indices[lo:hi], co.data[lo:hi]
-            pos = np.minimum(np.searchsorted(items, idx), items.size - 1)
-            hit = items[pos] == idx
-            np.add.at(acc, pos[hit], count * val[hit])
+        np.add.at(acc, pos[hit], val[hit])
         out[r] = np.where(b.in_bundle[r], acc[inverse.reshape(-1)], 0)
     return out
 
@@ -394,8 +395,8 @@ def registry(config: RankerConfig) -> tuple[Feature, ...]:
     for w, h in enumerate(config.popularity_half_lives_days):
         for level in LEVELS:
             base.append(Feature(f"pop_{level}_h{h:g}d", _popularity(w, level), "popularity", True, level, monotone=1))
-    for w, h in enumerate(config.popularity_half_lives_days):
-        # what users engage with in their first days: the popularity a newcomer's own list follows
+    for w, h in enumerate(config.popularity_half_lives_days if config.newcomer_days > 0 else ()):
+        # what users engage with in their first days: what a user with no history may follow
         base.append(Feature(f"newcomer_h{h:g}d", _newcomer(w), "popularity", True, "segment", "newcomer popularity (segment)"))
     for w, d in enumerate(config.popularity_windows_days):
         base.append(Feature(f"trend_{d:g}d", _window(w, float(d)), "popularity", True, "city", "distinct users per day, last d days", 1))

@@ -35,6 +35,7 @@ COLD_FEATURE = "user_history"
 MODEL_FILE = "ranker.txt"
 EXPOSURE_MODEL_FILE = "ranker_exposure.txt"
 META_FILE = "ranker.json"
+_F64_MAX = np.finfo(np.float64).max
 
 
 def base_score(values: np.ndarray, transform: str = "log1p") -> np.ndarray:
@@ -43,7 +44,10 @@ def base_score(values: np.ndarray, transform: str = "log1p") -> np.ndarray:
     ``log1p`` of a non-negative feature (a count or share), or with
     ``transform = "identity"`` the feature itself (a log-odds already).
     """
-    v = np.nan_to_num(np.asarray(values, dtype=np.float64), nan=0.0)
+    v = np.asarray(values, dtype=np.float64)
+    # np.nan_to_num's values (NaN -> 0, +-inf -> +-the largest float) in two ufuncs: it costs ~15 us
+    # of Python a call, and a serving call reads this three times
+    v = np.clip(np.where(np.isnan(v), 0.0, v), -_F64_MAX, _F64_MAX)
     if transform == "identity":
         return v.astype(np.float32)
     return np.log1p(np.maximum(v, 0.0)).astype(np.float32)
