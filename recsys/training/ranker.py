@@ -156,7 +156,7 @@ class LearnedRanker:
         threads: int = 2,
         objective: str = "lambdarank",
         base_transform: str = "log1p",
-    ) -> "LearnedRanker":
+    ) -> LearnedRanker:
         """Fit a LightGBM model: lambdarank, or with ``objective = "binary"`` pointwise.
 
         Parameters
@@ -333,7 +333,7 @@ class LearnedRanker:
         return out
 
     # ---- bundle I/O ------------------------------------------------------
-    def save(self, writer: "BundleWriter") -> None:
+    def save(self, writer: BundleWriter) -> None:
         """Write ``ranker.txt`` (LightGBM text model) and ``ranker.json`` through a bundle writer."""
         writer.text(MODEL_FILE, self.booster.model_to_string())
         meta: dict[str, Any] = {"feature_names": self.feature_names, "report": self.report}
@@ -343,7 +343,7 @@ class LearnedRanker:
         writer.json(META_FILE.removesuffix(".json"), meta)
 
     @classmethod
-    def load(cls, reader: "BundleReader") -> "LearnedRanker | None":
+    def load(cls, reader: BundleReader) -> LearnedRanker | None:
         """Read a bundle's ranker; ``None`` when the bundle has none (a linear-blend bundle).
 
         Raises
