@@ -752,6 +752,7 @@ class RankerConfig:
         "rescore": Range(0, 100_000),
         "popularity_half_lives_days": _DAYS,
         "popularity_windows_days": _DAYS,
+        "newcomer_days": Range(0, 36500),
         "recent_items": Range(0, 10_000),
         "coengagement_neighbours": Range(0, 100_000),
         "coengagement_candidates": Range(0, 100_000),
@@ -794,6 +795,10 @@ class RankerConfig:
     popularity_windows_days: list[float] = field(
         default_factory=lambda: [1.0, 3.0, 7.0, 14.0, 30.0, 90.0, 180.0, 365.0]
     )
+    #: newcomer popularity: popularity over the pairs users engaged with in their first this many
+    #: days, a ``newcomer_h*`` feature per half-life; 0 = off (the default: it did not help on the
+    #: validation windows of MovieLens or the sample, docs/ranker.md "Newcomer popularity")
+    newcomer_days: float = 0.0
     #: a user's most recent positive items that seed co-engagement candidates
     recent_items: int = 5
     #: co-engaged neighbours kept per item, and candidates drawn from them per user

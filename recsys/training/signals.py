@@ -10,6 +10,14 @@
   from the data (:func:`shrinkage_strength`), so a segment of four users says
   almost nothing and one of 40,000 says a lot. A group and a region shrink to
   the city; a segment to the mean of its group's and its region's shares.
+* **Newcomer popularity** (``[ranker] newcomer_days`` > 0; off by default):
+  the same shrunk shares over the pairs a user
+  engaged with in their first ``newcomer_days`` (the days from the user's
+  earliest positive engagement in the log): what people engage with when
+  they arrive -- starter items, onboarding pages -- which is not what the
+  whole population engaged with lately, and the one thing known about a
+  user with no history yet. Read from each pair's latest positive time, as
+  everything here (the nightly update has those and nothing older).
 * **Trend counts**: distinct users with a positive engagement on each item in
   the last ``d`` days (``popularity_windows_days``), city-wide -- exactly what
   the ``recent_popular`` baseline counts, so the ranker can reproduce it.
@@ -69,6 +77,10 @@ class Signals:
         Distinct positive items; decayed recent positive engagement.
     item_exposures : ndarray of float32, shape (n_items,)
         Impressions logged.
+    newcomer_levels : ndarray of float32, same shape as ``popularity_levels``, or None
+        Shrunk popularity over the users' first ``newcomer_days`` of engagement;
+        ``None`` when ``newcomer_days`` is 0 (the default) and for a bundle
+        written before it (the features read 0 then).
     """
 
     popularity_levels: np.ndarray
@@ -80,6 +92,7 @@ class Signals:
     user_recent_items: np.ndarray
     user_activity: np.ndarray
     item_exposures: np.ndarray
+    newcomer_levels: np.ndarray | None = None
 
     #: field names, the bundle's array names
     ARRAYS = (
@@ -93,6 +106,8 @@ class Signals:
         "user_activity",
         "item_exposures",
     )
+    #: arrays a bundle written before them lacks (loaded as ``None``)
+    OPTIONAL = ("newcomer_levels",)
 
     @classmethod
     def empty(cls, n_users: int, n_items: int, taxonomy: Taxonomy, config: RankerConfig) -> "Signals":
@@ -108,17 +123,25 @@ class Signals:
             user_recent_items=np.full((n_users, config.recent_items), -1, np.int32),
             user_activity=np.zeros((n_users, 2), np.float32),
             item_exposures=np.zeros(n_items, np.float32),
+            newcomer_levels=(
+                np.zeros((len(config.popularity_half_lives_days), n_rows, n_items), np.float32)
+                if config.newcomer_days > 0 else None
+            ),
         )
 
     def save(self, writer: "BundleWriter") -> None:
         """Write each array by its field name (the bundle component protocol, :mod:`recsys.bundle`)."""
         for name in self.ARRAYS:
             writer.array(name, getattr(self, name))
+        for name in self.OPTIONAL:
+            if getattr(self, name) is not None:
+                writer.array(name, getattr(self, name))
 
     @classmethod
     def load(cls, reader: "BundleReader") -> "Signals":
         """Read what :meth:`save` wrote (memory-mapped when the reader is)."""
-        return cls(**{name: reader.array(name) for name in cls.ARRAYS})
+        optional = {name: reader.array(name) for name in cls.OPTIONAL if reader.has(f"{name}.npy")}
+        return cls(**{name: reader.array(name) for name in cls.ARRAYS}, **optional)
 
     def coengagement(self) -> sp.csr_matrix:
         """The neighbour matrix as scipy CSR (views, no copy)."""
@@ -243,6 +266,30 @@ def popularity_levels(
         out[w, 1 + n_groups + n_regions :] = seg_share
         strengths[w] = (a_g, a_r, a_s)
     return out, strengths
+
+
+def newcomer_pairs(user: np.ndarray, seconds: np.ndarray, n_users: int, days: float) -> np.ndarray:
+    """Which (user, item) pairs fall in their user's first ``days`` of engagement.
+
+    Parameters
+    ----------
+    user : ndarray of int64, shape (n,)
+        Each pair's user.
+    seconds : ndarray of float64, shape (n,)
+        Each pair's (latest) positive engagement time, in seconds on any common origin.
+    n_users : int
+    days : float
+        Length of a user's first stretch, counted from their earliest pair.
+
+    Returns
+    -------
+    ndarray of bool, shape (n,)
+    """
+    if len(user) == 0:
+        return np.zeros(0, dtype=bool)
+    first = np.full(n_users, np.inf)
+    np.minimum.at(first, user, seconds)
+    return seconds - first[user] <= float(days) * 86_400.0
 
 
 def coengagement(positives: sp.csr_matrix, neighbours: int) -> sp.csr_matrix:
@@ -372,6 +419,12 @@ def compute_signals(
         u, i, age, groups, regions, len(taxonomy.groups), len(taxonomy.regions), n_items,
         list(config.popularity_half_lives_days),
     )
+    if config.newcomer_days > 0:
+        early = newcomer_pairs(u, pairs["t"].to_numpy(np.float64), n_users, config.newcomer_days)
+        out.newcomer_levels, _ = popularity_levels(
+            u[early], i[early], age[early], groups, regions, len(taxonomy.groups), len(taxonomy.regions), n_items,
+            list(config.popularity_half_lives_days),
+        )
     out.popularity_windows = np.stack(
         [np.bincount(i[age < float(d)], minlength=n_items).astype(np.float32) for d in config.popularity_windows_days]
     ) if len(config.popularity_windows_days) else out.popularity_windows
