@@ -366,6 +366,12 @@ class _Block:
 
     The labels enter the Newton step only through their weighted sum per key,
     a constant (``label_sum``): a step needs the current probabilities alone.
+
+    A block with more keys than entries (a user x topic level at city scale:
+    77 M keys, a few million sampled entries) works on the keys that occur
+    (``present``; ``key`` then holds positions into it): every per-key array
+    of a step has one value per occurring key, not per possible one. A key
+    that does not occur keeps its starting value (0, or a warm start's).
     """
 
     def __init__(
@@ -386,16 +392,63 @@ class _Block:
             weight = None if weight is None else weight[rows]
             key = key[rows]
         self.obs, self.weight = obs, weight
+        #: the occurring keys of a sparse block (None: every key has its own row)
+        self.present: np.ndarray | None = None
+        #: a sparse block's starting effects of every key (a warm start), float32
+        self.base: np.ndarray | None = None
+        self.full_size = n_keys
+        if key.size < n_keys and key.size:
+            self.present, key = np.unique(key, return_inverse=True)
+            n_keys = self.present.size
         self.key = key.astype(np.int32, copy=False) if n_keys < 2**31 else key
+        self.n_keys = n_keys
+        #: one key for every pair (the intercept): sums, no bincount
+        self.single = n_keys == 1 and obs is None
         own = label if obs is None else label[obs]
-        self.label_sum = np.bincount(self.key, own if weight is None else own * weight, minlength=n_keys)
+        self.label_sum = self._per_key(own if weight is None else own * weight)
         self.l2 = float(l2)
         self.theta = np.zeros(n_keys)
         #: a warm start's rule: these keys (without a single entry) keep their value (EngagementModel.fit)
         self.unseen: np.ndarray | None = None
 
+    def start_at(self, values: np.ndarray) -> None:
+        """Start from ``values`` (one per key of the level, occurring or not) instead of 0."""
+        if self.present is None:
+            self.theta[...] = values
+        else:
+            self.base = np.asarray(values, dtype=np.float32).ravel()
+            self.theta[...] = self.base[self.present]
+
+    def full(self) -> np.ndarray:
+        """The effect of every key of the level (float64)."""
+        if self.present is None:
+            return self.theta
+        out = np.zeros(self.full_size) if self.base is None else self.base.astype(np.float64)
+        out[self.present] = self.theta
+        return out
+
+    def add_into(self, out: np.ndarray) -> None:
+        """``out += full()`` for a flat float32 ``out``, without a full float64 copy of a sparse block."""
+        if self.present is None:
+            np.add(out, self.theta, out=out, casting="unsafe")
+            return
+        own = self.theta
+        if self.base is not None:
+            out += self.base
+            own = own - self.base[self.present]
+        out[self.present] += own
+
+    def _per_key(self, values: np.ndarray) -> np.ndarray:
+        """``values`` summed per key."""
+        if self.single:
+            return np.array([values.sum()])
+        return np.bincount(self.key, values, minlength=self.n_keys)
+
     def _scatter(self, eta: np.ndarray, per_key: np.ndarray) -> None:
         """``eta[obs] += weight * per_key[key]``."""
+        if self.single:
+            eta += per_key[0]
+            return
         values = per_key[self.key]
         if self.weight is not None:
             values *= self.weight
@@ -416,15 +469,14 @@ class _Block:
         if self.key.size == 0:
             return
         p = _sigmoid(eta if self.obs is None else eta[self.obs])
-        n = self.theta.size
-        fitted = np.bincount(self.key, p if self.weight is None else p * self.weight, minlength=n)
+        fitted = self._per_key(p if self.weight is None else p * self.weight)
         grad = self.label_sum - fitted - self.l2 * self.theta
         # the curvature p (1 - p) w^2, in p's own memory
         p *= 1.0 - p
         if self.weight is not None:
             p *= self.weight
             p *= self.weight
-        hess = np.bincount(self.key, p, minlength=n) + self.l2
+        hess = self._per_key(p) + self.l2
         delta = grad / hess
         if self.unseen is not None:
             delta[self.unseen] = 0.0
@@ -458,6 +510,14 @@ class _CurveBlock:
         self.l2 = float(l2)
         self.theta = np.zeros((n_keys, self.features.shape[0]))
         self.unseen: np.ndarray | None = None
+
+    def start_at(self, values: np.ndarray) -> None:
+        """Start from ``values`` (n_keys, K) instead of 0."""
+        self.theta[...] = values
+
+    def full(self) -> np.ndarray:
+        """Every key's coefficients, shape (n_keys, K)."""
+        return self.theta
 
     @property
     def key(self) -> np.ndarray:
@@ -514,8 +574,12 @@ def _small_index(rows: np.ndarray, n: int) -> np.ndarray:
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     # exp overflows to inf for x below about -709: the result is then exactly 0, as it should be
+    # in one buffer: the fit calls this once per block and sweep on arrays of every sampled pair
+    out = np.negative(x, dtype=np.float64)
     with np.errstate(over="ignore"):
-        return 1.0 / (1.0 + np.exp(-x))
+        np.exp(out, out=out)
+    out += 1.0
+    return np.reciprocal(out, out=out)
 
 
 def _log_loss(label: np.ndarray, eta: np.ndarray) -> float:
@@ -586,8 +650,9 @@ class EngagementStart:
         u_known, i_known = u_old >= 0, i_old >= 0
 
         def per_user(table: np.ndarray, level: np.ndarray, width: int) -> np.ndarray:
-            out = np.zeros((n_users, width))
-            out[u_known] = np.asarray(table, np.float64)[u_old[u_known]] - level[rows[u_known]]
+            # float32 like the bundle's table: at city scale a user x topic table is 77 M values
+            out = np.zeros((n_users, width), np.float32)
+            out[u_known] = np.asarray(table)[u_old[u_known]] - level[rows[u_known]].astype(np.float32)
             return out.ravel()
 
         authority = np.asarray(self.authority_quality, np.float64)
@@ -729,9 +794,10 @@ class EngagementModel:
             start = warm_start.effects(seg, sub, fmt, auth, (n_users, n_seg, n_t, n_f, n_k, len(channels)))
             for name, block in blocks.items():
                 if name in start:
-                    block.theta[...] = start[name]
+                    block.start_at(start.pop(name))
                 block.unseen = np.bincount(block.key, minlength=len(block.theta)) == 0
                 block.add_to(eta)
+            del start
         sweeps, loss = 0, float("nan")
         if learnable:
             loss = _log_loss(label, eta)
@@ -777,7 +843,7 @@ class EngagementModel:
 
         n_sub = len(self.taxonomy.sub_groups)
         blocks: dict[str, _Block | _CurveBlock] = {
-            "intercept": pairs(1, np.zeros(n, np.int32), 1e-6),
+            "intercept": pairs(1, np.broadcast_to(np.int32(0), (n,)), 1e-6),
             "authority": pairs(len(C.AUTHORITIES), auth[i], cfg.l2_global),
             "item": pairs(len(fmt), i, cfg.l2_item),
             "topic": entries(n_t, t_key, cfg.l2_global),
@@ -805,28 +871,28 @@ class EngagementModel:
         return blocks
 
     def _store(self, blocks, seg, sub, fmt, auth, sizes) -> None:
-        n_users, n_seg, n_t, n_f, n_k = sizes
-        theta = {name: b.theta for name, b in blocks.items()}
+        _, n_seg, n_t, n_f, n_k = sizes
+        # the per-user levels are summed in float32 into the bundle's arrays: in float64 each of their
+        # terms would be a (n_users, n_topics) table of its own (0.6 GB at city scale)
+        theta = {name: b.full() for name, b in blocks.items() if name not in ("user_topic", "user_format")}
 
-        def level(name: str, width: int, rows: np.ndarray) -> np.ndarray:
-            table = np.vstack([theta[name].reshape(-1, width), np.zeros((1, width))])
-            return table[np.where(rows >= 0, rows, len(table) - 1)]
+        def per_user(segment_table: np.ndarray, sub_level: str, width: int, own: _Block) -> np.ndarray:
+            sub_table = np.vstack([theta[sub_level].reshape(-1, width), np.zeros((1, width))]).astype(np.float32)
+            out = segment_table.astype(np.float32)[np.where(seg >= 0, seg, n_seg)]
+            out += sub_table[np.where(sub >= 0, sub, len(sub_table) - 1)]
+            own.add_into(out.reshape(-1))
+            return out
 
         topic, fmt_effect = theta["topic"], theta["format"]
         seg_topic = np.vstack([theta["segment_topic"].reshape(n_seg, n_t), np.zeros((1, n_t))]) + topic
         seg_format = np.vstack([theta["segment_format"].reshape(n_seg, n_f), np.zeros((1, n_f))]) + fmt_effect
-        rows = np.where(seg >= 0, seg, n_seg)
         self.intercept_ = float(theta["intercept"][0])
         self.authority_quality_ = theta["authority"].astype(np.float32)
         self.item_quality_ = (theta["authority"][auth] + theta["item"]).astype(np.float32)
         self.segment_interest_ = seg_topic.astype(np.float32)
-        self.user_interest_ = (
-            seg_topic[rows] + level("sub_group_topic", n_t, sub) + theta["user_topic"].reshape(n_users, n_t)
-        ).astype(np.float32)
+        self.user_interest_ = per_user(seg_topic, "sub_group_topic", n_t, blocks["user_topic"])
         self.segment_format_ = seg_format.astype(np.float32)
-        self.user_format_ = (
-            seg_format[rows] + level("sub_group_format", n_f, sub) + theta["user_format"].reshape(n_users, n_f)
-        ).astype(np.float32)
+        self.user_format_ = per_user(seg_format, "sub_group_format", n_f, blocks["user_format"])
         self.topic_freshness_ = theta["freshness"].reshape(n_t, n_k).astype(np.float32)
         self.topic_trend_ = theta["trend"].astype(np.float32)
         self.user_bias_ = theta["user_bias"].astype(np.float32)
