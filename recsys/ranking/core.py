@@ -144,19 +144,19 @@ def _score_and_pick(
     ranked_score = score  # the ranker's own scores: the reasons' occlusion starts from them, not from boosts
     score = features.add_boosts(state, users, cand, score, now_ns)  # the push's priorities; none: unchanged
     rows = np.arange(cand.shape[0])[:, None]
-    # candidates are sorted by item index, so the stable sort breaks ties by index
-    order = np.argsort(-score, axis=1, kind="stable")
-    positions, count, relaxed = diversity.select(
-        cand[rows, order],
-        np.isfinite(score)[rows, order],
+    # candidates are sorted by item index, so score order breaks ties by index; only each
+    # row's best few dozen are sorted (diversity.select_scored), not the whole row
+    picked, count, relaxed = diversity.select_scored(
+        cand,
+        score,
         catalog.primary_topic,
         k,
         cap=diversity.topic_cap(k, cfg.max_topic_share),
         neighbours=catalog.neighbours,
         n_topics=catalog.topic_bool.shape[1],
     )
-    got = positions >= 0
-    picked = order[rows, np.where(got, positions, 0)]
+    got = picked >= 0
+    picked = np.where(got, picked, 0)
     items = np.where(got, cand[rows, picked], -1)
     scores = np.where(got, score[rows, picked], np.float32(0)).astype(np.float32)
     if x is None:
