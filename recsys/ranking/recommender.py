@@ -39,7 +39,6 @@ from recsys.holds import apply_holds, held_items
 from recsys.ranking import core, eligibility
 from recsys.ranking.catalog import read_catalog
 from recsys.ranking.eligibility import make_filter, to_ns
-from recsys.ranking.features import kinds_for_cold_users
 from recsys.ranking.reasons import explain, explain_learned
 from recsys.ranking.scoring import engagement_probability
 from recsys.ranking.state import RankingState, build_state
@@ -418,7 +417,7 @@ class Recommender:
             # a user with no engagement in the bundle is not told "similar users liked it"
             known = users.rows >= 0
             history = np.where(known, state.signals.user_activity[np.where(known, users.rows, 0), 0], 0)
-            hide = (history <= 0)[:, None] & ~kinds_for_cold_users(state.features)[None, :]
+            hide = (history <= 0)[:, None] & ~state.cold_kinds[None, :]
             out = explain_learned(*common, users.groups, users.regions, *items, hide=hide)
         else:
             out = explain(*common, *items, state.config)

@@ -27,7 +27,7 @@ from recsys.taxonomy import Taxonomy
 from recsys.training.serving import LearnedRanker, Signals, TrainedModel, timeliness
 from recsys.ranking.catalog import NS_MIN, Catalog, build_catalog
 from recsys.ranking.eligibility import ItemFilter, filter_pool, static_mask
-from recsys.ranking.features import reason_groups, selected
+from recsys.ranking.features import kinds_for_cold_users, reason_groups, selected
 from recsys.ranking.reasons import ReasonTables, reason_tables
 from recsys.ranking.scoring import freshness
 
@@ -121,6 +121,8 @@ class RankingState:
     reason_groups: list = field(default_factory=list)
     #: the feature columns the ranker's trees read (the others are never computed)
     used_features: np.ndarray | None = None
+    #: per reason kind, whether it can be named to a user with no engagement (``features.kinds_for_cold_users``)
+    cold_kinds: np.ndarray | None = None
     popular_lists: np.ndarray | None = None
     trend_lists: np.ndarray | None = None
     #: the push's priority boost per (group, region, topic) (recsys.push.priorities); None = none
@@ -490,6 +492,7 @@ def build_state(
         features=features_of(model, ranker),
         reason_groups=_reason_groups(model, ranker),
         used_features=ranker.used_features if ranker is not None else None,
+        cold_kinds=kinds_for_cold_users(features_of(model, ranker)),
         **_signal_lists(model, catalog),
     )
 
