@@ -7,7 +7,8 @@ Usage::
     python benchmarks/bench_train.py --users 100000 --items 50000 --warm-start-protocol
 
 Each measured run is its own process so its peak resident memory (ru_maxrss of
-the child) is its own. The peer, measured in the same invocation on the same
+the child) is its own; the training also reports each step's own peak
+(``steps_peak_rss_gib``: the kernel's high-water mark reset before the step). The peer, measured in the same invocation on the same
 data: `implicit`'s own ALS fit on the same confidence matrix with the same
 factors, iterations and threads (the floor of our collaborative step).
 
@@ -63,7 +64,32 @@ def ensure_city(users: int, items: int, days: int, seed: int) -> Path:
     return path
 
 
-TRAIN = r"""
+#: each step's own peak resident memory (GiB): the kernel's high-water mark reset before the step
+#: (``/proc/self/clear_refs`` 5), ``VmHWM`` read after it -- whatever the steps before held and freed
+STEP_PEAKS = r"""
+import contextlib
+from pathlib import Path
+from recsys import progress
+step_peaks = {}
+_real_step = progress.Steps.step
+def _hwm_gib():
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 2**20, 2)
+    return None
+@contextlib.contextmanager
+def _step(self, name):
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass  # no reset: the figure is then the peak so far
+    with _real_step(self, name):
+        yield
+    step_peaks[name] = _hwm_gib()
+progress.Steps.step = _step
+"""
+
+TRAIN = STEP_PEAKS + r"""
 import json, sys, time
 from recsys.training import train as run
 summary = run(sys.argv[1], sys.argv[2], as_of=sys.argv[3] or None, warm_start=sys.argv[4] or None,
@@ -71,7 +97,7 @@ summary = run(sys.argv[1], sys.argv[2], as_of=sys.argv[3] or None, warm_start=sy
 from recsys.training.model import TrainedModel
 m = TrainedModel.load(summary["bundle"], verify=False)
 print(json.dumps({"timings_s": m.manifest["timings_s"], "seconds": summary["seconds"], "bundle": summary["bundle"],
-                  "events": summary["events"], "index": summary["index"]}))
+                  "events": summary["events"], "index": summary["index"], "steps_peak_rss_gib": step_peaks}))
 """
 
 TRAIN_MODE = r"""
@@ -153,7 +179,7 @@ def bench_scale(users: int, items: int, seed: int, ranker: str = "") -> None:
         config = str(path)
     print(f"\n== recsys train: {users} users x {items} items (ranker {ranker or 'default'}) ==", flush=True)
     ours = _child(TRAIN, str(city), str(models), "", "", config)
-    print(f"== bare implicit ALS fit on the same matrix ==", flush=True)
+    print("== bare implicit ALS fit on the same matrix ==", flush=True)
     bare = _child(BARE_ALS, str(city))
     print(json.dumps({"users": users, "items": items, "ours": ours, "bare": bare}, indent=2))
     als = ours["timings_s"].get("collaborative (als)")
@@ -162,6 +188,7 @@ def bench_scale(users: int, items: int, seed: int, ranker: str = "") -> None:
         f"(peak {ours['peak_rss_gib']} GiB) ALS step={als}s bare_ALS_fit={bare['bare_als_fit_s']}s (peak {bare['peak_rss_gib']} GiB) "
         f"ratio_total/bare={ours['seconds'] / bare['bare_als_fit_s']:.2f} index={ours['index']}"
     )
+    print(f"steps: {json.dumps(ours['timings_s'])}\nsteps' own peak RSS (GiB): {json.dumps(ours['steps_peak_rss_gib'])}")
 
 
 def warm_protocol(users: int, items: int, seed: int) -> None:
