@@ -135,6 +135,10 @@ def main() -> None:
         own = features.selected(config.ranker, list(ranker.feature_names))
         engine = ranker.predict(features.compute(own, features.Block(state, users, cand, now)).reshape(-1, len(own)))
         engine = np.asarray(engine, np.float64).reshape(cand.shape)
+        # the exposure term (what keeps the logged metrics up) apart: its cost in engagements
+        exposure = np.asarray(
+            ranker.exposure(features.compute(own, features.Block(state, users, cand, now)).reshape(-1, len(own))), np.float64
+        ).reshape(cand.shape)
     else:
         engine = None
 
@@ -162,6 +166,9 @@ def main() -> None:
     orderings["truth: quality + topic interest only"] = terms["quality"] + terms["topic interest"]
     if engine is not None:
         orderings["engine (final score)"] = engine
+        weight = ranker.report.get("exposure_weight")
+        orderings[f"engine, exposure term halved (weight {weight} -> half)"] = engine - 0.5 * exposure
+        orderings["engine without its exposure term"] = engine - exposure
     orderings["engine: engagement model alone"] = eng
     for feature, term in (("quality", "quality"), ("interest", "topic interest"), ("format", "format taste")):
         orderings[f"engagement model, its {feature} replaced by the true {term}"] = eng - col[feature] + terms[term]
