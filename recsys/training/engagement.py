@@ -227,7 +227,10 @@ def first_showings(
     positive = positive_all[rows_kept]
     seconds = _epoch_seconds(events[C.TIMESTAMP].iloc[rows_kept])
     if C.CHANNEL in events.columns:
-        chan = pd.Index(list(taxonomy.channels)).get_indexer(events[C.CHANNEL].iloc[rows_kept].astype(str))
+        # heavy: the interactions step's Arrow lookup (serving loads this module, not that one)
+        from recsys.training.interactions import positions
+
+        chan = positions(events[C.CHANNEL].iloc[rows_kept], tuple(taxonomy.channels))
     else:
         chan = np.full(len(rows_kept), -1, dtype=np.int64)
 
