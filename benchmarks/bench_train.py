@@ -5,12 +5,19 @@ Usage::
     python benchmarks/bench_train.py --users 100000 --items 50000
     python benchmarks/bench_train.py --users 1000000 --items 50000
     python benchmarks/bench_train.py --users 100000 --items 50000 --warm-start-protocol
+    python benchmarks/bench_train.py --users 100000 --items 50000 --engagement-fit dd49b29
 
 Each measured run is its own process so its peak resident memory (ru_maxrss of
 the child) is its own; the training also reports each step's own peak
 (``steps_peak_rss_gib``: the kernel's high-water mark reset before the step). The peer, measured in the same invocation on the same
 data: `implicit`'s own ALS fit on the same confidence matrix with the same
 factors, iterations and threads (the floor of our collaborative step).
+
+The engagement step alone (``--engagement-fit COMMIT``): the city's shown
+pairs collected and the engagement model fitted in one child with today's
+code and in another with COMMIT's ``recsys/training/engagement.py`` (CPU
+seconds, the fit's own peak memory, the largest difference between the
+fitted effects).
 
 The warm-start protocol (``--warm-start-protocol``): a log of D+7 days; train
 cold on days 1..D-1; then on days 1..D compare a warm-started fit (from the
@@ -357,6 +364,89 @@ def incremental_protocol(users: int, items: int, seed: int, nights: int = 7, *, 
     )
 
 
+ENGAGEMENT_FIT = r"""
+import importlib.util, json, sys, time
+from pathlib import Path
+import numpy as np
+from recsys import columns as C
+from recsys.config import EngagementConfig
+from recsys.idmap import IdMap
+from recsys.schema import validate
+from recsys.taxonomy import load_taxonomy
+from recsys.training.interactions import event_codes, type_codes
+city, module_file, out = sys.argv[1], sys.argv[2], sys.argv[3]
+if module_file:  # the engagement module of another commit, beside today's
+    spec = importlib.util.spec_from_file_location("reference_engagement", module_file)
+    E = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = E
+    spec.loader.exec_module(E)
+else:
+    from recsys.training import engagement as E
+def status(field):
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 2**20
+res = validate(data=city)
+users, items, events = res.users, res.items, res.events
+tax, cfg = load_taxonomy(), EngagementConfig()
+u_map, i_map = IdMap.from_ids(users[C.USER_ID].to_numpy()), IdMap.from_ids(items[C.ITEM_ID].to_numpy())
+codes, types = event_codes(events, u_map, i_map), type_codes(events[C.EVENT_TYPE])
+cpu = time.process_time()
+ex = E.build_exposures(events, u_map, i_map, items, tax, end=events[C.TIMESTAMP].max(), trend_days=cfg.trend_days,
+                       codes=codes, types=types)
+collect_cpu = time.process_time() - cpu
+del res, events, codes, types
+held = status("VmRSS")
+Path("/proc/self/clear_refs").write_text("5")
+cpu, wall = time.process_time(), time.perf_counter()
+model = E.EngagementModel(cfg, tax).fit(ex, users, items)
+fit_cpu, fit_wall = time.process_time() - cpu, time.perf_counter() - wall
+np.savez(out, **{k: np.asarray(getattr(model, k)) for k in (
+    "intercept_", "authority_quality_", "item_quality_", "segment_interest_", "user_interest_",
+    "segment_format_", "user_format_", "topic_freshness_", "topic_trend_", "user_bias_")})
+print(json.dumps({"pairs": len(ex), "fitted_pairs": model.n_exposures_, "sweeps": model.n_sweeps_,
+                  "log_loss": model.log_loss_, "collect_cpu_s": round(collect_cpu, 2), "fit_cpu_s": round(fit_cpu, 2),
+                  "fit_wall_s": round(fit_wall, 2), "held_before_fit_gib": round(held, 3),
+                  "fit_peak_above_held_gib": round(status("VmHWM") - held, 3)}))
+"""
+
+
+def engagement_fit(users: int, items: int, seed: int, reference: str) -> None:
+    """The engagement step alone (first showings, then the fit) on the city, beside another commit's code.
+
+    Both children validate the same city, collect its shown pairs and fit
+    the model with the default ``[engagement]`` settings (seeded sample of
+    ``max_exposures``); each reports CPU seconds and the fit's own peak
+    resident memory above what the process held before it. The largest
+    difference between the two fits' effects is printed beside.
+    """
+    import numpy as np
+
+    city = ensure_city(users, items, 60, seed)
+    folder = OUT / f"engagement_{users}"
+    folder.mkdir(parents=True, exist_ok=True)
+    old_module = folder / "reference_engagement.py"
+    old_module.write_text(
+        subprocess.run(["git", "show", f"{reference}:recsys/training/engagement.py"], cwd=ROOT, check=True,
+                       capture_output=True, text=True).stdout,
+        encoding="utf-8",
+    )
+    runs = {}
+    for name, module in (("reference", str(old_module)), ("today", "")):
+        runs[name] = _child(ENGAGEMENT_FIT, str(city), module, str(folder / f"{name}.npz"))
+    ref, new = np.load(folder / "reference.npz"), np.load(folder / "today.npz")
+    diff = {k: float(np.abs(ref[k].astype(np.float64) - new[k]).max()) for k in ref.files}
+    print(json.dumps({"users": users, "reference": reference, "runs": runs, "max_abs_diff": diff}, indent=2))
+    r, t = runs["reference"], runs["today"]
+    print(
+        f"\nRESULT engagement users={users} pairs={t['pairs']} fitted={t['fitted_pairs']} sweeps {r['sweeps']}/{t['sweeps']} | "
+        f"collect CPU {r['collect_cpu_s']}s -> {t['collect_cpu_s']}s | fit CPU {r['fit_cpu_s']}s -> {t['fit_cpu_s']}s | "
+        f"fit peak above held {r['fit_peak_above_held_gib']} -> {t['fit_peak_above_held_gib']} GiB "
+        f"({1024**3 * t['fit_peak_above_held_gib'] / max(t['fitted_pairs'], 1):.0f} B per fitted pair) | "
+        f"log-loss {r['log_loss']:.6f} / {t['log_loss']:.6f} | largest effect difference {max(diff.values()):.2e}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=100000)
@@ -368,12 +458,16 @@ def main() -> None:
     parser.add_argument("--resume", action="store_true", help="keep finished nights; one hold of the heavy lock")
     parser.add_argument("--full-ranker", default="", help='e.g. "linear" for the comparison\'s full retrain')
     parser.add_argument("--ranker", default="", help='e.g. "linear" for every run (the training steps without the learned ranker)')
+    parser.add_argument("--engagement-fit", metavar="COMMIT",
+                        help="the engagement step alone, today's code beside COMMIT's (e.g. dd49b29)")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("PYTHONHASHSEED", "0")
     if args.incremental_protocol:
         incremental_protocol(args.users, args.items, args.seed, args.nights, resume=args.resume,
                              full_ranker=args.full_ranker, ranker=args.ranker)
+    elif args.engagement_fit:
+        engagement_fit(args.users, args.items, args.seed, args.engagement_fit)
     elif args.warm_start_protocol:
         warm_protocol(args.users, args.items, args.seed)
     else:
