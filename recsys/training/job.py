@@ -43,7 +43,7 @@ from recsys.training.incremental import (
     history_signals,
     interactions_fingerprint,
 )
-from recsys.training.interactions import Interactions, build_interactions, channel_counts, event_codes, type_codes
+from recsys.training.interactions import Interactions, build_interactions, channel_counts, event_codes, positions, type_codes
 from recsys.training.profiles import TopicProfiles
 from recsys.training.ranker_training import fit_ranker
 from recsys.training.topic_rates import topic_rates_for
@@ -691,8 +691,7 @@ def _drop_repeats(new: pd.DataFrame, history: pd.DataFrame) -> tuple[pd.DataFram
 
 def _engagement_start(previous: TrainedModel, users: IdMap, items: IdMap) -> EngagementStart:
     """``previous``'s engagement effects with its rows mapped to today's users and items."""
-    prev_users = IdMap.from_ids(previous.users[C.USER_ID].to_numpy())
-    prev_items = IdMap.from_ids(previous.items[C.ITEM_ID].to_numpy())
+    # Arrow lookups: an IdMap of yesterday's 3.1 M user ids would hold a Python dict of them
     return EngagementStart(
         intercept=float(previous.engagement_intercept),
         authority_quality=np.asarray(previous.authority_quality),
@@ -704,8 +703,8 @@ def _engagement_start(previous: TrainedModel, users: IdMap, items: IdMap) -> Eng
         topic_freshness=np.asarray(previous.topic_freshness),
         topic_trend=np.asarray(previous.topic_trend),
         user_bias=np.asarray(previous.user_bias),
-        user_rows=np.asarray(prev_users.index(users.ids), dtype=np.int64),
-        item_rows=np.asarray(prev_items.index(items.ids), dtype=np.int64),
+        user_rows=positions(users.ids, previous.users[C.USER_ID].to_numpy()),
+        item_rows=positions(items.ids, previous.items[C.ITEM_ID].to_numpy()),
     )
 
 
