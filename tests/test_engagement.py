@@ -11,6 +11,9 @@ import pytest
 
 from recsys import columns as C
 from recsys.config import EngagementConfig
+from recsys.exceptions import ConfigError, NotFittedError, SchemaError
+from recsys.idmap import IdMap
+from recsys.taxonomy import load_taxonomy
 from recsys.training.engagement import (
     EngagementModel,
     Exposures,
@@ -20,9 +23,6 @@ from recsys.training.engagement import (
     shown_logit,
     timeliness,
 )
-from recsys.exceptions import ConfigError, NotFittedError, SchemaError
-from recsys.idmap import IdMap
-from recsys.taxonomy import load_taxonomy
 
 TAX = load_taxonomy()
 TOPIC = {code: i for i, code in enumerate(TAX.topics)}
@@ -327,8 +327,7 @@ def test_exposure_sample_bounds_the_fit_and_is_seeded():
 
 
 def test_max_exposures_must_be_a_non_negative_integer():
-    from recsys.config import EngagementConfig
-    from recsys.config import check_section
+    from recsys.config import EngagementConfig, check_section
 
     with pytest.raises(ConfigError, match=r"\[engagement\] max_exposures = -1 is out of range; valid: 0..1000000000"):
         check_section(EngagementConfig(max_exposures=-1))
@@ -414,6 +413,7 @@ def test_latent_taste_saves_and_loads_through_a_bundle_part(tmp_path):
 
 def test_a_warm_started_night_predicts_held_out_pairs_like_a_full_refit():
     from push_city import tables
+
     from recsys.schema import validate
     from recsys.training.engagement import EngagementStart, _log_loss
 

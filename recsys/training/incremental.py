@@ -47,7 +47,12 @@ from recsys.idmap import IdMap
 from recsys.io import atomic_dir, atomic_path, sha256_file, write_json
 from recsys.schema import event_files, find_table, to_arrow
 from recsys.taxonomy import Taxonomy
-from recsys.training.engagement import Exposures, _epoch_seconds, exposures_from_showings, first_showings
+from recsys.training.engagement import (
+    Exposures,
+    _epoch_seconds,
+    exposures_from_showings,
+    first_showings,
+)
 from recsys.training.interactions import (
     Interactions,
     _binary,
@@ -86,7 +91,7 @@ class SourceFile:
     sha256: str
 
     @classmethod
-    def of(cls, path: Path, *, digest: bool = True) -> "SourceFile":
+    def of(cls, path: Path, *, digest: bool = True) -> SourceFile:
         """Describe ``path`` (``digest=False`` leaves the sha256 empty: a cheap look)."""
         st = path.stat()
         return cls(path.name, int(st.st_size), int(st.st_mtime_ns), sha256_file(path) if digest else "")
@@ -117,7 +122,7 @@ class PairTimes:
 
     @classmethod
     def of(cls, row: np.ndarray, col: np.ndarray, seconds: np.ndarray, channel: np.ndarray | None,
-           n_items: int, *, keep: str) -> "PairTimes":
+           n_items: int, *, keep: str) -> PairTimes:
         """One entry per pair of possibly repeated entries: the earliest (``keep="first"``) or latest."""
         row, col = np.asarray(row, np.int32), np.asarray(col, np.int32)
         seconds = np.asarray(seconds, np.float64)
@@ -134,7 +139,7 @@ class PairTimes:
         rows = order[pick]
         return cls(row[rows], col[rows], seconds[rows], None if channel is None else np.asarray(channel, np.int8)[rows])
 
-    def moved(self, row_of: np.ndarray, col_of: np.ndarray, n_items: int) -> "PairTimes":
+    def moved(self, row_of: np.ndarray, col_of: np.ndarray, n_items: int) -> PairTimes:
         """The same pairs under today's indices (-1 in ``row_of``/``col_of``: the id left, dropped)."""
         if np.array_equal(row_of, np.arange(len(row_of))) and np.array_equal(col_of, np.arange(len(col_of))):
             return self  # the usual night: yesterday's ids keep their places
@@ -148,7 +153,7 @@ class PairTimes:
             None if ch is None else ch[order],
         )
 
-    def merged(self, other: "PairTimes", n_items: int, *, keep: str) -> "PairTimes":
+    def merged(self, other: PairTimes, n_items: int, *, keep: str) -> PairTimes:
         """Union with ``other`` (same indices); a pair in both keeps the earlier (``"first"``) or later time."""
         if not len(other):
             return self
@@ -498,7 +503,7 @@ class HistoryStore:
         return Path(models_dir) / STORE_DIR
 
     @classmethod
-    def open(cls, models_dir: str | Path) -> "HistoryStore | None":
+    def open(cls, models_dir: str | Path) -> HistoryStore | None:
         """Return the store of ``models_dir``, or None when there is none (or of an older format).
 
         Raises
@@ -671,7 +676,7 @@ class HistoryStore:
     def write(
         models_dir: str | Path,
         *,
-        previous: "HistoryStore | None",
+        previous: HistoryStore | None,
         data_folder: Path,
         fingerprint: dict[str, Any],
         new_sources: list[Path],
@@ -679,7 +684,7 @@ class HistoryStore:
         state: DecayedState,
         full: bool,
         quarantined: int,
-    ) -> "HistoryStore":
+    ) -> HistoryStore:
         """Add a night to the store (or start it afresh when ``full``); return the new store.
 
         Every file is written under a fresh name first; ``store.json`` moves to
@@ -696,7 +701,7 @@ class HistoryStore:
         with atomic_path(part_path) as tmp:
             pq.write_table(to_arrow(new_events, "events"), tmp)
         part = {
-            "file": part_name, "sha256": sha256_file(part_path), "rows": int(len(new_events)),
+            "file": part_name, "sha256": sha256_file(part_path), "rows": len(new_events),
             "sources": [p.name for p in new_sources], "quarantined": int(quarantined),
         }
         sources += [dataclasses.asdict(SourceFile.of(p)) for p in new_sources]
@@ -719,7 +724,7 @@ class HistoryStore:
         store._remove_unreferenced()
         return store
 
-    def upgrade(self, taxonomy: Taxonomy) -> "HistoryStore":
+    def upgrade(self, taxonomy: Taxonomy) -> HistoryStore:
         """Add the aggregates to a store written before they were kept; return the store (self when it has them).
 
         What the next night would do anyway, as a step of its own (an
