@@ -12,7 +12,13 @@ part of the log (the test window is never read), for a seeded sample of the user
   the engine cannot observe, the time terms) or with the engine's estimate of one term replaced
   by the true one (what a perfect estimate of that term alone would earn);
 * **estimates**: per term of the generator's logit, its spread within a user's candidates and
-  the correlation of the engine's estimate with it (within users).
+  the correlation of the engine's estimate with it (within users), including the user's own
+  topic and format rate lifts (``topic_rate``, ``format_rate``);
+* **exposure**: the engine's final score with its exposure term halved and without it;
+* **placement**: where each user's oracle picks (their 10 best candidates) rank under the
+  engine's final score and under its engagement model alone.
+
+``--drop-features a,b`` trains the ranker without those registry features (a before/after).
 
 It reads the generator's truth, which the engine never does: a tool to learn where to look, not a
 feature. Usage::
