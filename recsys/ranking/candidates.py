@@ -173,8 +173,9 @@ _COENGAGED_ROWWISE = 4
 def _coengaged(state: RankingState, users: UserBatch) -> np.ndarray:
     """Items most co-engaged with the user's recent positive items.
 
-    Per user, the ``n`` items of largest summed co-engagement; at a tie the
-    smaller item index goes first, so a single call and a block pick the same.
+    Per user, the ``n`` items of largest summed co-engagement; at a tie for the
+    last places the smaller item index goes first, so a single call and a block
+    pick the same.
     """
     m = len(users)
     n = state.model.config.ranker.coengagement_candidates
@@ -192,19 +193,28 @@ def _coengaged(state: RankingState, users: UserBatch) -> np.ndarray:
     n_items = state.coengagement.shape[0]
     seeds = sp.csr_matrix((np.ones(rows.size, np.float32), (rows, recent[rows, cols])), shape=(m, n_items))
     scores = (seeds @ state.coengagement).tocsr()
-    scores.sort_indices()  # the tie-break below reads each row's items ascending
+    keys = _order_keys(scores.indices, scores.data)  # the whole block's at once
     for r in np.flatnonzero(np.diff(scores.indptr)):
         s, e = scores.indptr[r], scores.indptr[r + 1]
-        best = _best(scores.indices[s:e], scores.data[s:e], n)
+        best = _best(scores.indices[s:e], keys[s:e], n)
         out[r, : best.size] = best
     return out
 
 
-def _best(idx: np.ndarray, val: np.ndarray, n: int) -> np.ndarray:
-    """The ``n`` entries of ``idx`` (ascending) with the largest ``val``; ties to the smaller index."""
+def _order_keys(idx: np.ndarray, val: np.ndarray) -> np.ndarray:
+    """int64 keys that order entries by value (as float32), then by the smaller index: one
+    argpartition over them picks the same ``n`` best however the entries are laid out."""
+    bits = np.ascontiguousarray(val, dtype=np.float32).view(np.int32)
+    # a float's bits as a signed integer order positive floats; flipping a negative's magnitude bits orders them all
+    ordered = np.where(bits < 0, bits ^ np.int32(0x7FFFFFFF), bits).astype(np.int64)
+    return (ordered << 32) | (np.int64(0xFFFFFFFF) - idx.astype(np.int64))
+
+
+def _best(idx: np.ndarray, keys: np.ndarray, n: int) -> np.ndarray:
+    """The ``n`` entries of ``idx`` with the largest keys (:func:`_order_keys`), unordered."""
     if idx.size <= n:
         return idx
-    return idx[np.argsort(-val, kind="stable")[:n]]
+    return idx[np.argpartition(keys, idx.size - n)[idx.size - n :]]
 
 
 def _coengaged_rows(co: sp.csr_matrix, recent: np.ndarray, out: np.ndarray) -> np.ndarray:
@@ -223,7 +233,7 @@ def _coengaged_rows(co: sp.csr_matrix, recent: np.ndarray, out: np.ndarray) -> n
         acc = np.zeros(items.size, val.dtype)
         np.add.at(acc, inverse, val)
         nonzero = acc != 0
-        best = _best(items[nonzero], acc[nonzero], n)
+        best = _best(items[nonzero], _order_keys(items[nonzero], acc[nonzero]), n)
         out[r, : best.size] = best
     return out
 
