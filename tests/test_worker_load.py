@@ -65,3 +65,17 @@ def test_a_modified_bundle_stops_the_push_before_any_list(tmp_path_factory, tmp_
     with pytest.raises(ArtifactError, match=r"near_duplicates/indices\.npy: checksum mismatch"):
         run_nightly(copy, "2026-07-01", tmp_path / "out", workers=1, stream=None, warn_stream=None)
     assert not list((tmp_path / "out").rglob("*.parquet"))
+
+
+def test_a_parallel_worker_ranks_on_one_thread_with_the_bundles_other_settings(tmp_path_factory):
+    """A worker of a parallel push (threads 1) has one core: no thread pool inside recommend_many."""
+    import dataclasses
+
+    bundle = push_city.trained_city(tmp_path_factory) / "models" / "latest"
+    trained = Recommender.load(bundle, verify=False).state.config
+    chunk_module._served.cache_clear()
+    one, _ = chunk_module._served(str(bundle), None, "", 1)
+    assert one.state.config == dataclasses.replace(trained, threads=1)
+    many, _ = chunk_module._served(str(bundle), None, "", trained.threads + 2)
+    assert many.state.config == trained  # never more threads than the bundle's setting
+    chunk_module._served.cache_clear()

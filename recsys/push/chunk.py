@@ -24,9 +24,10 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -43,6 +44,7 @@ from recsys.push.lists import ItemTopics, fetch_lists, object_index
 from recsys.push.plan import BundleUsers, Chunk, UserPlan
 from recsys.push.stats import chunk_stats
 from recsys.ranking import Recommender
+from recsys.training.serving import TrainedModel
 
 #: bump when a chunk's output changes for the same inputs (a resume must not mix versions)
 PUSH_FORMAT = 2
@@ -159,7 +161,13 @@ def _served(bundle: str, catalog: str | None, catalog_sha256: str, threads: int)
         pass
     # the run's driver checked every file's sha256 once (recsys.push.job.open_job): a worker that
     # hashed the whole bundle again would pay seconds per start at a city's size
-    recommender = Recommender.load(bundle, catalog=catalog, verify=False)
+    model = TrainedModel.load(bundle, verify=False)
+    # a worker of a parallel push has one core (threads 1): recommend_many's own thread pool there
+    # only adds switching (two such workers: ~10% more CPU per user with 2 ranking threads each)
+    ranking = model.config.ranking
+    if ranking.threads > threads:
+        ranking = replace(ranking, threads=threads)
+    recommender = Recommender.from_model(model, catalog=catalog, config=ranking)
     return recommender, ItemTopics.build(item_topics(recommender))
 
 
