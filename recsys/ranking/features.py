@@ -330,9 +330,10 @@ def _topic_rate(b: Block) -> np.ndarray:
         return np.zeros(b.cand.shape, np.float32)
     cat = b.state.catalog
     dense = rates.topic_rows(_rate_rows(b, rates.n_users), cat.topic_bool.shape[1])  # (m, T + 1), last column 0
+    m = b.cand.shape[0]
     idx, w = cat.topic_idx[b.safe], cat.topic_weight[b.safe]  # (m, c, t_max); padding -> the 0 column
-    vals = dense[np.arange(len(dense))[:, None, None], idx]
-    return (vals * w).sum(axis=2).astype(np.float32)
+    vals = np.take_along_axis(dense, idx.reshape(m, -1), axis=1).reshape(idx.shape)
+    return np.einsum("mct,mct->mc", vals, w).astype(np.float32)
 
 
 def _format_rate(b: Block) -> np.ndarray:
@@ -343,7 +344,7 @@ def _format_rate(b: Block) -> np.ndarray:
     table = rates.format_rows(_rate_rows(b, rates.n_users))  # (m, F + 1), last column 0
     code = b.state.catalog.format_code[b.safe]
     code = np.where((code >= 0) & (code < table.shape[1] - 1), code, table.shape[1] - 1)
-    return table[np.arange(len(table))[:, None], code].astype(np.float32)
+    return np.take_along_axis(table, code, axis=1).astype(np.float32)
 
 
 def _als_score(b: Block) -> np.ndarray:
