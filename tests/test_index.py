@@ -155,6 +155,29 @@ def test_pruned_batch_equals_exact_top_k(k):
         assert (one_found[0] == found[row]).all()
 
 
+@pytest.mark.parametrize("share", [0.05, 0.2])
+def test_pruned_max_share_scores_only_the_largest_rows_the_same_for_one_query_and_a_block(share):
+    """Capped: the exact top-k among the largest-norm rows it may score; one query equals the block."""
+    x = skewed(1000, 8, seed=3)
+    rng = np.random.default_rng(4)
+    queries = (clustered(97, 8, seed=5) * rng.lognormal(1.0, 0.5, size=(97, 1))).astype(np.float32)
+    capped = VectorIndex.build(x, config=IndexConfig(pruned_head=32, pruned_max_share=share, threads=1, recall_sample=0))
+    exact = VectorIndex.build(x, config=IndexConfig(pruned_head=32, threads=1, recall_sample=0))
+    cap = int(np.ceil(share * 1000))
+    top = np.argsort(-np.linalg.norm(x, axis=1), kind="stable")[:cap]  # the rows it may score, as input rows
+    _, found = capped.search(queries, 20)
+    _, within = exact.exact_search(queries, 20, allow=top)
+    assert (found == within).all()
+    for row in (0, 40, 96):
+        _, one = capped.search(queries[row : row + 1], 20)
+        assert (one[0] == found[row]).all()
+    # recall against the whole catalogue is measured, and it is what was given up
+    _, truth = exact.exact_search(queries, 20)
+    assert capped.recall_at_k(queries, 20) == pytest.approx(_recall(found, truth))
+    assert capped.scan_share_ <= share + 0.02
+    assert capped.info()["config"]["pruned_max_share"] == share
+
+
 @pytest.mark.parametrize("allow_size", [30, 300])  # exact-subset path, faiss selector path
 def test_allow_list_returns_only_allowed_and_equals_subset_search(built, data, allow_size):
     x, ids, queries = data

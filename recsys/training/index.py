@@ -22,6 +22,9 @@ IVF: recall@50 0.08-0.71; benchmarks/README.md), so the default kind
 
 The answer equals brute force (``recall_at_k`` is 1.0 up to ties); it is the
 same code for one query (``recommend``) and a block of users (the push).
+``IndexConfig.pruned_max_share`` below 1 caps the rows scored at that share of
+the largest-norm items, trading exactness for time (approximate, its recall
+measured at build like HNSW's); the default 1 keeps the search exact.
 ``kind = "hnsw"`` keeps the faiss graph (an ``IndexFlatIP`` below
 ``IndexConfig.exact_threshold`` items) for catalogues far beyond a city's.
 faiss only ever sees row positions ``0..n-1``; the caller's int64 ids live
@@ -212,7 +215,7 @@ class VectorIndex:
         *,
         config: IndexConfig | None = None,
         seed: int | None = None,
-    ) -> "VectorIndex":
+    ) -> VectorIndex:
         """Index ``vectors`` and measure the build's recall.
 
         Parameters
@@ -241,7 +244,7 @@ class VectorIndex:
         """
         return cls(config=config, seed=seed)._build(vectors, ids)
 
-    def _build(self, vectors: np.ndarray, ids: np.ndarray | None) -> "VectorIndex":
+    def _build(self, vectors: np.ndarray, ids: np.ndarray | None) -> VectorIndex:
         config = check_section(self.config if self.config is not None else IndexConfig(), IndexConfig)
         rng = check_random_state(config.seed if self.seed is None else self.seed)
         x = _as_matrix(vectors, "vectors")
@@ -413,7 +416,8 @@ class VectorIndex:
                 np.inf,
                 np.where(bound > 0, bound / (q_norm * (1 + _BOUND_SLACK)), -np.inf),
             )
-        cut = np.maximum(np.searchsorted(self._neg_norms, -need, side="right"), head)
+        upper = max(head, self._max_rows())  # n: exact
+        cut = np.clip(np.searchsorted(self._neg_norms, -need, side="right"), head, upper)
         # Queries are scored in groups of similar cuts, so that one query with a weak
         # bound does not make its whole block score every row.
         by_cut = np.argsort(cut, kind="stable")
@@ -421,7 +425,8 @@ class VectorIndex:
         lo = 0
         while lo < m:
             # whole groups of _GROUP rows (scoring a few more rows is harmless: still exact)
-            end = min(n, -(-int(cut[by_cut[min(m, lo + _SUB_BLOCK) - 1]]) // _GROUP) * _GROUP)
+            # (never past ``upper``: a capped search scores exactly what a single query's would)
+            end = min(upper, -(-int(cut[by_cut[min(m, lo + _SUB_BLOCK) - 1]]) // _GROUP) * _GROUP)
             hi = min(m, lo + _SUB_BLOCK, lo + max(1, _EXACT_BLOCK_CELLS // end))
             who = by_cut[lo:hi]
             s = q[who] @ x[:end].T
@@ -431,6 +436,10 @@ class VectorIndex:
             out_rows[who, :kk] = cols
             lo = hi
         return out_scores, out_rows, scored
+
+    def _max_rows(self) -> int:
+        """The most rows a pruned search scores (``pruned_max_share`` of them; all when 1: exact)."""
+        return math.ceil(self.config_.pruned_max_share * self.ntotal)
 
     def _pruned_one(self, q: np.ndarray, k: int, kk: int, head: int) -> tuple[np.ndarray, np.ndarray, int]:
         """:meth:`_pruned` for one query (a single ``recommend``): the same cut, in few numpy calls."""
@@ -445,6 +454,7 @@ class VectorIndex:
             end = int(np.searchsorted(self._neg_norms, -bound / (q_norm * (1 + _BOUND_SLACK)), side="right"))
         else:
             end = n
+        end = min(end, max(head, self._max_rows()))
         if end > head:
             s = x[:end] @ q
         top = np.argpartition(-s, kk - 1)[:kk] if kk < s.size else np.arange(s.size)
@@ -590,7 +600,7 @@ class VectorIndex:
         return hits / total if total else 1.0
 
     # ---- persistence (the bundle component protocol, recsys.bundle) -----
-    def save(self, writer: "BundleWriter") -> None:
+    def save(self, writer: BundleWriter) -> None:
         """Write the faiss index (``index``), its vectors and ids, and ``index.json`` (kind, config, recall).
 
         Raises
@@ -606,7 +616,7 @@ class VectorIndex:
         writer.json(META_NAME, {"format_version": FORMAT_VERSION, **self.info()})
 
     @classmethod
-    def load(cls, reader: "BundleReader", *, config: IndexConfig | None = None) -> "VectorIndex":
+    def load(cls, reader: BundleReader, *, config: IndexConfig | None = None) -> VectorIndex:
         """Rebuild an index from what :meth:`save` wrote (checksums are the bundle's to check).
 
         Parameters
