@@ -39,6 +39,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from recsys.config import EngineConfig
 from recsys.evaluation.simulate import load_truth
@@ -68,6 +69,24 @@ def _corr(a: np.ndarray, b: np.ndarray, ok: np.ndarray) -> float:
     x, y = _within_user(a, ok)[ok], _within_user(b, ok)[ok]
     denom = float(np.sqrt((x**2).sum() * (y**2).sum()))
     return float((x * y).sum() / denom) if denom > 0 else float("nan")
+
+
+def _cell_topic_fit(truth, users: pd.DataFrame, u: np.ndarray, i: np.ndarray) -> np.ndarray:
+    """The interest term at pairs (truth user ``u``, item ``i``) with each user's interest replaced by the
+    mean over the other users of their group x region x sub-group cell (the users table's codes)."""
+    a = truth.arrays
+    table = users.drop_duplicates("user_id").set_index("user_id").reindex(pd.Index(truth.user_ids.astype(str)))
+    key = table["group"].astype(str) + "|" + table["region"].astype(str) + "|" + table["sub_group"].fillna("").astype(str)
+    cell = pd.factorize(key)[0]
+    interest = np.asarray(a["user_interest"], np.float64)
+    sums = np.zeros((cell.max() + 1, interest.shape[1]))
+    np.add.at(sums, cell, interest)
+    counts = np.bincount(cell).astype(np.float64)
+    # leave the user out: a small cell's mean would otherwise carry the user's own interest
+    others = np.maximum(counts[cell] - 1, 1)[:, None]
+    mean = np.where(counts[cell][:, None] > 1, (sums[cell] - interest) / others, 0.0)
+    topics, weights = a["item_topics"][i], a["item_topic_weights"][i]
+    return sum(weights[:, j] * mean[u, topics[:, j]] for j in range(topics.shape[1]))
 
 
 def _oracle_placement(score: np.ndarray, ok: np.ndarray, prob: np.ndarray, k: int = 10) -> dict[str, float]:
@@ -178,6 +197,10 @@ def main() -> None:
     orderings["engine: engagement model alone"] = eng
     for feature, term in (("quality", "quality"), ("interest", "topic interest"), ("format", "format taste")):
         orderings[f"engagement model, its {feature} replaced by the true {term}"] = eng - col[feature] + terms[term]
+    # the best a segment-level interest could do: the truth's interest averaged over the user's
+    # group x region x sub-group cell (leaving the user out), what no individual record is needed for
+    cell_fit = _cell_topic_fit(truth, clean.users, u, i).reshape(cand.shape)
+    orderings["engagement model, its interest replaced by the true group x region x sub-group mean"] = eng - col["interest"] + cell_fit
     for name in ("topic_rate", "format_rate"):
         if name in col:  # a log-odds lift: added to the engagement model's log-odds as it stands
             orderings[f"engagement model + {name}"] = eng + col[name]
