@@ -381,7 +381,7 @@ class EngagementConfig:
     #: stop when a sweep improves the mean log-loss by less than this
     tol: float = 1e-4
     #: memory bound: fit on at most this many shown pairs (a seeded uniform sample
-    #: above it; the fit holds ~600 bytes per shown pair); 0 = no bound
+    #: above it; the fit holds ~120-250 bytes per sampled pair); 0 = no bound
     max_exposures: int = 5_000_000
     #: dimensions of the latent taste term ``user . item`` fitted on the impressions on top of the
     #: model's other terms (a logistic matrix factorisation; with the learned ranker only, which reads
