@@ -53,6 +53,18 @@ def base_score(values: np.ndarray, transform: str = "log1p") -> np.ndarray:
     return np.log1p(np.maximum(v, 0.0)).astype(np.float32)
 
 
+def mean_base(x: np.ndarray, columns: list[int], scales: list[float]) -> np.ndarray:
+    """An averaged starting score: the mean over several features of ``log1p(feature / scale)``.
+
+    Each feature is divided by its mean on the training rows (``scales``), so
+    features on different scales (shares, counts per day) weigh alike.
+    """
+    total = np.zeros(len(x), np.float64)
+    for column, scale in zip(columns, scales):
+        total += base_score(np.asarray(x[:, column], np.float64) / float(scale))
+    return (total / max(len(columns), 1)).astype(np.float32)
+
+
 @dataclass
 class LearnedRanker:
     """A fitted LightGBM ranker and the feature names of its columns.
@@ -83,6 +95,10 @@ class LearnedRanker:
         """
         if self.base_feature is None:
             return np.zeros(len(x), np.float32)
+        members = self.report.get("base_members")
+        if column is None and members:
+            # several features averaged (``fit``'s ``base_members``); the first pass reads one column
+            return mean_base(x, [self.feature_names.index(n) for n in members], self.report["base_scales"])
         column = self.feature_names.index(self.base_feature) if column is None else column
         return base_score(x[:, column], self.report.get("base_transform", "log1p"))
 
@@ -95,7 +111,8 @@ class LearnedRanker:
         else:
             used = np.asarray(self.booster.feature_importance("split", iteration=best or None)) > 0
         cold = self._exposure_cold()
-        for name in (self.base_feature, self.exposure_feature, *((cold[0], COLD_FEATURE) if cold else ())):
+        base = (self.base_feature, *(self.report.get("base_members") or ()))
+        for name in (*base, self.exposure_feature, *((cold[0], COLD_FEATURE) if cold else ())):
             if name is not None:
                 used[self.feature_names.index(name)] = True
         if self.exposure_model is not None and float(self.report.get("exposure_weight") or 0.0) != 0.0:
@@ -156,6 +173,8 @@ class LearnedRanker:
         threads: int = 2,
         objective: str = "lambdarank",
         base_transform: str = "log1p",
+        base_members: list[str] | None = None,
+        base_scales: list[float] | None = None,
     ) -> LearnedRanker:
         """Fit a LightGBM model: lambdarank, or with ``objective = "binary"`` pointwise.
 
@@ -191,6 +210,10 @@ class LearnedRanker:
             How the base feature becomes the starting score (:func:`base_score`):
             ``identity`` for a feature that is a log-odds already, the
             starting point of a ``binary`` objective.
+        base_members, base_scales : list, optional
+            Several features and their training means: the starting score is
+            then :func:`mean_base` of them (``base_feature`` still names the
+            one a single column gives, for the serving's first pass).
 
         Returns
         -------
@@ -225,6 +248,8 @@ class LearnedRanker:
         def init(m: np.ndarray) -> np.ndarray | None:
             if base_feature is None:
                 return None
+            if base_members:
+                return mean_base(m, [names_list.index(n) for n in base_members], list(base_scales or [])).astype(np.float64)
             return base_score(m[:, names_list.index(base_feature)], base_transform).astype(np.float64)
 
         train = lgb.Dataset(x, label=y, group=groups, feature_name=names_list, init_score=init(x), free_raw_data=True)
@@ -247,6 +272,9 @@ class LearnedRanker:
         }
         report["base_feature"] = base_feature
         report["base_transform"] = base_transform
+        if base_members:
+            report["base_members"] = list(base_members)
+            report["base_scales"] = [float(v) for v in base_scales or []]
         return cls(booster=booster, feature_names=names_list, report=report, base_feature=base_feature)
 
     # ---- scoring ---------------------------------------------------------
@@ -372,6 +400,9 @@ class LearnedRanker:
         base = report.get("base_feature")
         if base is not None and base not in names:
             raise reader.error(META_FILE, f"base feature {base!r} is not one of its features")
+        members, scales = report.get("base_members") or [], report.get("base_scales") or []
+        if any(m not in names for m in members) or len(scales) != len(members):
+            raise reader.error(META_FILE, f"base members {members!r} are not its features, each with a scale")
         for key in ("exposure_feature", "exposure_feature_cold"):
             if report.get(key) not in (None, *names):
                 raise reader.error(META_FILE, f"exposure feature {report[key]!r} is not one of its features")

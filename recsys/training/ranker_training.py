@@ -239,6 +239,46 @@ def best_single_feature(x: np.ndarray, y: np.ndarray, groups: np.ndarray, feats:
     return best, round(best_ndcg, 6)
 
 
+def base_members(
+    x: np.ndarray, y: np.ndarray, groups: np.ndarray, feats: tuple, n: int
+) -> tuple[list[str], list[float], list[float]]:
+    """The ``n`` best non-negative features by their own NDCG@10 on the examples, each ordering the
+    items differently from those before it, and their means: the members of an averaged starting score.
+
+    On a small log the single best feature on the training queries is a noisy choice (which
+    popularity window wins changes from one label window to the next); the mean of the few best
+    (:func:`recsys.training.ranker.mean_base`) is a steadier start. A feature whose values are
+    (almost) those of a member already chosen -- one segment makes segment, region and city
+    popularity the same column -- adds nothing and is skipped. ``n = 1`` or fewer than two
+    distinct features: no members (the single best feature is the start, as before).
+
+    Returns
+    -------
+    names, means, ndcgs : list
+    """
+    if n <= 1 or len(y) == 0:
+        return [], [], []
+    scored = []
+    for j in range(len(feats)):
+        col = np.nan_to_num(x[:, j], nan=0.0)
+        if col.min() < 0 or col.mean() <= 0:
+            continue
+        scored.append((_ndcg_at(col, y, groups), j))
+    scored.sort(key=lambda t: (-t[0], t[1]))
+    chosen: list[tuple[float, int]] = []
+    for ndcg, j in scored:
+        col = np.nan_to_num(x[:, j], nan=0.0).astype(np.float64)
+        if any(np.corrcoef(col, np.nan_to_num(x[:, k], nan=0.0))[0, 1] > 0.999 for _, k in chosen):
+            continue
+        chosen.append((ndcg, j))
+        if len(chosen) == n:
+            break
+    if len(chosen) < 2:
+        return [], [], []
+    means = [float(np.nan_to_num(x[:, j], nan=0.0).mean()) for _, j in chosen]
+    return [feats[j].name for _, j in chosen], means, [round(v, 6) for v, _ in chosen]
+
+
 def _ndcg_per_query(scores: np.ndarray, y: np.ndarray, groups: np.ndarray, k: int = 10) -> np.ndarray:
     """NDCG@k of each query with a positive (binary gain; ties: row order)."""
     out, lo = [], 0
@@ -602,6 +642,8 @@ def fit_ranker(
         cand_ex = _concat(logged, len(feats))
         cand_valid = np.fromiter((u in held for u in cand_ex.users.tolist()), bool, len(cand_ex.groups))
     names = [f.name for f in feats]
+    members: list[str] = []
+    scales: list[float] = []
     if mode == "impressions" and ENGAGEMENT in names:
         # pointwise P(engaged | shown): start from the engagement model's own log-odds of that
         # label (fitted on every impression of the log) and learn corrections to it; popularity
@@ -613,14 +655,19 @@ def fit_ranker(
         objective, transform, monotone = "lambdarank", "log1p", [f.monotone for f in feats]
         if mode == "impressions":
             objective = "binary"
+        else:
+            # candidates (a log of engagements alone): start from the mean of the few best features
+            members, scales, members_ndcg = base_members(x_t, y_t, g_t, feats, rc.base_features)
     ranker = LearnedRanker.fit(
         x_t, y_t, g_t, names, valid=valid, base_feature=base, base_transform=transform,
         monotone=monotone,
         n_estimators=rc.n_estimators, learning_rate=rc.learning_rate, num_leaves=rc.num_leaves,
         min_child_samples=rc.min_child_samples, early_stopping_rounds=rc.early_stopping_rounds,
         seed=rc.seed, threads=config.collaborative.threads if hasattr(config.collaborative, "threads") else 2,
-        objective=objective,
+        objective=objective, base_members=members or None, base_scales=scales or None,
     )
+    if members:
+        ranker.report["base_members_ndcg_at_10"] = members_ndcg
     if mode == "impressions":
         fewest_trees(ranker, *valid)
         if rc.exposure == "model":
