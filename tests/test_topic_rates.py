@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-
 from push_city import END, engine_config, tables
+
 from recsys.ranking import features as F
 from recsys.ranking.state import build_state
 from recsys.ranking.users import resolve
@@ -15,7 +15,12 @@ from recsys.schema import validate_tables
 from recsys.taxonomy import load_taxonomy
 from recsys.training import train_model
 from recsys.training.model import TrainedModel
-from recsys.training.topic_rates import KAPPA_GRID, fit_strength, fit_topic_rates, shrunk_lift
+from recsys.training.topic_rates import (
+    KAPPA_GRID,
+    fit_strength,
+    fit_topic_rates,
+    shrunk_lift,
+)
 
 
 def _logit(p: float) -> float:
