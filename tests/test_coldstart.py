@@ -179,6 +179,33 @@ def test_topic_prior_blend():
     np.testing.assert_allclose(plain.vector_for("youth", "", "haigang", prior), centroid, atol=1e-5)
 
 
+def test_user_fit_keeps_float32_inputs_and_sums_in_blocks(monkeypatch):
+    """The city's user factors and topic profiles are float32: the fit reads them as they are and sums
+    a block of rows at a time, with the float64 results of one pass over float64 copies."""
+    from recsys.training import coldstart
+
+    rng = np.random.default_rng(5)
+    n = 500
+    topics = rng.dirichlet(np.ones(4), size=n).astype(np.float32)
+    factors = (topics @ rng.normal(size=(4, 6)) + rng.normal(0, 0.1, (n, 6))).astype(np.float32)
+    users = pd.DataFrame({
+        "group": rng.choice(["youth", "farmer"], n), "sub_group": rng.choice(["", "student"], n),
+        "region": rng.choice(["haigang", "changli"], n),
+    })
+    warm = rng.random(n) < 0.7
+    whole = UserColdStart(CFG).fit(factors.astype(np.float64), users, topics.astype(np.float64), warm=warm)
+    monkeypatch.setattr(coldstart, "_CHUNK", 64)  # several blocks over the 350 warm users
+    blocks = UserColdStart(CFG).fit(factors, users, topics, warm=warm)
+    pd.testing.assert_frame_equal(blocks.keys_, whole.keys_)
+    np.testing.assert_allclose(blocks.centroids_, whole.centroids_, rtol=1e-6)
+    np.testing.assert_allclose(blocks.topic_coef_, whole.topic_coef_, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(blocks.topic_intercept_, whole.topic_intercept_, rtol=1e-5, atol=1e-7)
+    with pytest.raises(ConfigError, match="user_factors must be finite"):
+        bad = factors.copy()
+        bad[300, 2] = np.nan
+        UserColdStart(CFG).fit(bad, users, topics, warm=warm)
+
+
 def test_new_user_vector_prefers_the_segment_taste(world):
     model, *_ = world
     users = pd.DataFrame(

@@ -64,6 +64,45 @@ def _ridge(x: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.ndarray, np.n
     return coef, y_mean - x_mean @ coef
 
 
+def _finite(values: Any, name: str) -> np.ndarray:
+    """:func:`_matrix`'s checks without its float64 copy (float32 stays float32)."""
+    arr = np.asarray(values)
+    if arr.dtype not in (np.float32, np.float64):
+        arr = arr.astype(np.float64)
+    if arr.ndim != 2:
+        raise ConfigError(f"{name} must be a 2-d array, got shape {arr.shape}")
+    for start in range(0, len(arr), _CHUNK):
+        if not np.isfinite(arr[start:start + _CHUNK]).all():
+            raise ConfigError(f"{name} must be finite (no NaN/inf)")
+    return arr
+
+
+#: rows per block of the float64 sums over all users (a block's float64 copy stays ~30 MB)
+_CHUNK = 1 << 16
+
+
+def _mean_rows(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``x[rows].mean(axis=0)`` in float64, a block of rows at a time."""
+    total = np.zeros(x.shape[1])
+    for start in range(0, len(rows), _CHUNK):
+        total += x[rows[start:start + _CHUNK]].sum(axis=0, dtype=np.float64)
+    return total / len(rows)
+
+
+def _ridge_rows(x: np.ndarray, y: np.ndarray, rows: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_ridge` of ``x[rows]`` on ``y[rows]``, their centred products summed a block of rows at a time."""
+    x_mean, y_mean = _mean_rows(x, rows), _mean_rows(y, rows)
+    gram = alpha * np.eye(x.shape[1])
+    cross = np.zeros((x.shape[1], y.shape[1]))
+    for start in range(0, len(rows), _CHUNK):
+        block = rows[start:start + _CHUNK]
+        xc = x[block].astype(np.float64) - x_mean
+        gram += xc.T @ xc
+        cross += xc.T @ (y[block].astype(np.float64) - y_mean)
+    coef = np.linalg.lstsq(gram, cross, rcond=None)[0] if alpha == 0 else np.linalg.solve(gram, cross)
+    return coef, y_mean - x_mean @ coef
+
+
 def _write(writer: "BundleWriter", arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
     for name, values in arrays.items():
         writer.array(name, np.ascontiguousarray(values))
@@ -253,7 +292,9 @@ class UserColdStart:
             If ``users_df`` lacks ``group`` or ``region`` or has another row count.
         """
         check_section(self.config)
-        factors = _matrix(user_factors, "user_factors")
+        # as given (float32 from ALS), not a float64 copy: at 3.1M users each float64 copy of the factors
+        # is 1.6 GB and of the topic profiles 0.6 GB; sums below are taken in float64 all the same
+        factors = _finite(user_factors, "user_factors")
         missing = [c for c in (GROUP, REGION) if c not in users_df.columns]
         if missing:
             raise SchemaError(f"users table lacks column(s) {missing}; has {list(users_df.columns)}")
@@ -272,7 +313,7 @@ class UserColdStart:
                 REGION: users_df[REGION].to_numpy(dtype=object),
             }
         )[warm]
-        warm_factors = factors[warm]
+        warm_rows = np.flatnonzero(warm)
         keys, centroids = [], []
         by_level = {
             "segment": [GROUP, SUB_GROUP, REGION],
@@ -285,9 +326,9 @@ class UserColdStart:
                 key = key if isinstance(key, tuple) else (key,)
                 parts = dict(zip(cols, key))
                 keys.append((level, parts.get(GROUP, ""), parts.get(SUB_GROUP, ""), parts.get(REGION, ""), len(rows)))
-                centroids.append(warm_factors[rows].mean(axis=0))
-        keys.append(("global", "", "", "", int(len(warm_factors))))
-        centroids.append(warm_factors.mean(axis=0) if len(warm_factors) else np.zeros(factors.shape[1]))
+                centroids.append(factors[warm_rows[rows]].mean(axis=0, dtype=np.float64))
+        keys.append(("global", "", "", "", len(warm_rows)))
+        centroids.append(_mean_rows(factors, warm_rows) if len(warm_rows) else np.zeros(factors.shape[1]))
         self.keys_ = pd.DataFrame(keys, columns=[LEVEL, GROUP, SUB_GROUP, REGION, N_USERS]).astype(
             {LEVEL: str, GROUP: str, SUB_GROUP: str, REGION: str, N_USERS: np.int64}
         )
@@ -295,11 +336,11 @@ class UserColdStart:
 
         self.topic_coef_ = self.topic_intercept_ = None
         if user_topics is not None:
-            topics = _matrix(user_topics, "user_topics")
+            topics = _finite(user_topics, "user_topics")
             if len(topics) != len(factors):
                 raise ConfigError(f"user_topics has {len(topics)} rows, user_factors {len(factors)}")
         if user_topics is not None and warm.any():
-            coef, intercept = _ridge(topics[warm], warm_factors, self.config.ridge_alpha)
+            coef, intercept = _ridge_rows(topics, factors, warm_rows, self.config.ridge_alpha)
             self.topic_coef_, self.topic_intercept_ = coef.astype(np.float32), intercept.astype(np.float32)
         self._build_lookup()
         return self
