@@ -55,6 +55,9 @@ def _child(code: str, *args: str) -> dict:
     result = json.loads(out.strip().splitlines()[-1])
     result["wall_s"] = round(wall, 1)
     result["peak_rss_gib"] = round(usage.ru_maxrss / 2**20, 2)
+    # a per-step reset of the high-water mark (STEP_PEAKS) resets ru_maxrss too: the peak is then the largest step's
+    steps = [p for p in result.get("steps_peak_rss_gib", {}).values() if p]
+    result["peak_rss_gib"] = max([result["peak_rss_gib"], *steps])
     return result
 
 
