@@ -32,12 +32,15 @@ Fitting is penalised maximum likelihood by block coordinate Newton steps
 (backfitting): per sweep, each block of effects in turn takes one Newton
 step given all the others -- diagonal for the additive effects, a joint K x K
 step per topic for the freshness curves, whose time constants overlap too
-much for coordinate steps. Each step is a few ``bincount`` calls or one
-sparse product over the impressions, so a sweep costs O(impressions x topics
-per item x K^2). Sweeps stop when the mean log-loss improves by less than
-``tol`` (a few sweeps: on 2 M impressions of a 100k-user city, 5 sweeps,
-about 10 s on 2 cores; stopping early shrinks the effects a little further,
-which did not hurt the ranking).
+much for coordinate steps. Each step is a few ``bincount`` calls over the
+impressions (or, for the freshness curves, two small matrix products per
+topic), so a sweep costs O(impressions x topics per item x K^2). Sweeps stop
+when the mean log-loss improves by less than ``tol`` (a few sweeps: on 2 M
+impressions of a 100k-user city, 5 sweeps, about 7 s of CPU; stopping early
+shrinks the effects a little further, which did not hurt the ranking). The
+fit holds about 120-250 bytes per sampled impression (int32 keys, float32
+shares and features, per-key arrays over the keys that occur): see
+``_Block``.
 
 The ranking uses the terms that differ between items for one user, all in
 log-odds: ``quality``, ``interest``, ``format_taste`` and the item's
