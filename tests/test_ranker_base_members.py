@@ -49,7 +49,7 @@ def test_members_are_the_best_features_with_distinct_orders_and_the_mean_beats_e
     # one member asked for, or a single usable feature: no averaging (the single best feature starts)
     assert base_members(x, y, groups, feats, 1) == ([], [], [])
     assert base_members(x[:, [0, 4]], y, groups, (feats[0], feats[4]), 3) == ([], [], [])
-    assert RankerConfig().base_features == 3
+    assert RankerConfig().base_features == 1  # off by default: the single best feature starts
 
 
 def test_a_ranker_with_members_starts_from_their_mean_and_keeps_it_through_save_and_load(tmp_path):
