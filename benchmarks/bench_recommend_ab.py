@@ -1,0 +1,196 @@
+"""Two versions of the engine, and ``implicit``, timed over the same single calls, interleaved.
+
+A shared machine's load drifts by 2x within minutes, so two runs of
+``bench_recommend.py`` one after the other can read a code change backwards.
+This script starts one process per (code version, ranker) and one for
+``implicit``'s own ``recommend`` on the same factors, loads the bundle in each,
+and then hands them the same filtered calls (channel ``e_reader``, two random
+topics, three excluded items: the calls of ``bench_recommend.py``) ``--chunk`` at
+a time, in turn, with ``recommend_many`` over ``--many-chunk`` users after each
+chunk: every process sees the same load, and the ratios hold.
+
+A code version is a folder holding a ``recsys`` package, e.g. one commit's::
+
+    mkdir -p /tmp/before && git archive dd49b29 recsys | tar -x -C /tmp/before
+    python benchmarks/bench_recommend_ab.py benchmarks/out/ranking/models/latest \\
+        --code before=/tmp/before --code after=. --calls 2000
+
+Prints one JSON object and a Markdown table (wall-clock p50 / p99 per call, the
+calling thread's processor time, ``recommend_many`` users/s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+KINDS = ("learned", "linear")
+
+
+def worker(bundle: str, kind: str, n: int, seed: int) -> None:
+    """Serve commands from stdin: ``c N`` times the next N calls, ``m N`` recommend_many of the next N users."""
+    # imported here, in the worker: its PYTHONPATH picks the code version (the driver needs no engine)
+    from threadpoolctl import threadpool_limits
+
+    sys.path.insert(0, str(HERE))
+    from bench_recommend import F, K, _with_rescore
+
+    from recsys.config import RankerConfig
+    from recsys.ranking import Recommender
+
+    base = Recommender.load(bundle)
+    model = _with_rescore(base.state.model, RankerConfig().rescore)
+    state = base.state
+    rng = np.random.default_rng(seed + 1)  # bench_recommend.py's draw
+    ids = state.user_ids[rng.choice(model.n_users, size=n, replace=False)].tolist()
+    topics, item_ids = list(model.taxonomy.topics), state.catalog.item_ids
+    calls = [(u, list(rng.choice(topics, 2, replace=False)), list(rng.choice(item_ids, 3, replace=False))) for u in ids]
+    many = state.user_ids[np.random.default_rng(seed + 2).choice(model.n_users, size=min(20_000, model.n_users), replace=False)]
+    threadpool_limits(1, "blas")  # one request is one query, for both sides
+    if kind == "implicit":
+        import scipy.sparse as sp
+        from implicit.cpu.als import AlternatingLeastSquares
+
+        peer = AlternatingLeastSquares(factors=F, num_threads=1, random_state=0)
+        peer.user_factors = np.asarray(model.user_factors, dtype=np.float32)
+        peer.item_factors = np.ascontiguousarray(model.item_factors, dtype=np.float32)
+        user_items = sp.csr_matrix((model.seen > 0).astype(np.float32))
+
+        def one(call: tuple) -> None:
+            row = state.user_pos[call[0]]
+            peer.recommend(row, user_items[row], N=K)
+
+        def batch(users: list) -> None:
+            return None
+    else:
+        rec = Recommender.from_model(model, config=dataclasses.replace(model.config.ranking, ranker=kind))
+
+        def one(call: tuple) -> None:
+            rec.recommend(call[0], k=K, channel="e_reader", topics=call[1], exclude=call[2])
+
+        def batch(users: list) -> None:
+            rec.recommend_many(users, k=K)
+
+    for call in calls[:30]:  # warm-up
+        one(call)
+    batch(many[:200].tolist())
+    print("ready", flush=True)
+    done_calls = done_users = 0
+    for line in sys.stdin:
+        cmd, count = line.split()
+        count = int(count)
+        if cmd == "stop":
+            break
+        if cmd == "c":
+            wall, cpu = [], []
+            for call in calls[done_calls : done_calls + count]:
+                t, tc = time.perf_counter(), time.thread_time()
+                one(call)
+                cpu.append(time.thread_time() - tc)
+                wall.append(time.perf_counter() - t)
+            done_calls += count
+            print(json.dumps([wall, cpu]), flush=True)
+        else:
+            t = time.perf_counter()
+            batch(many[done_users : done_users + count].tolist())
+            done_users += count
+            print(json.dumps(time.perf_counter() - t), flush=True)
+
+
+def run(bundle: str, codes: dict[str, str], n: int, chunk: int, many_chunk: int, seed: int) -> dict:
+    """Start the processes, interleave them, and summarise each."""
+    sides = {f"{name}_{kind}": (path, kind) for name, path in codes.items() for kind in KINDS}
+    sides["implicit"] = (next(iter(codes.values())), "implicit")
+    procs = {}
+    for name, (path, kind) in sides.items():
+        env = dict(os.environ, PYTHONPATH=str(Path(path).resolve()))
+        cmd = [sys.executable, __file__, bundle, "--worker", kind, "--calls", str(n), "--seed", str(seed)]
+        procs[name] = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+        if procs[name].stdout.readline().strip() != "ready":  # loaded one after the other
+            raise SystemExit(f"{name}: worker did not start")
+    wall: dict[str, list] = {k: [] for k in procs}
+    cpu: dict[str, list] = {k: [] for k in procs}
+    many_s = dict.fromkeys(procs, 0.0)
+    rounds = n // chunk
+    for _ in range(rounds):
+        for name, proc in procs.items():
+            proc.stdin.write(f"c {chunk}\n")
+            proc.stdin.flush()
+            w, c = json.loads(proc.stdout.readline())
+            wall[name] += w
+            cpu[name] += c
+            if name != "implicit":
+                proc.stdin.write(f"m {many_chunk}\n")
+                proc.stdin.flush()
+                many_s[name] += json.loads(proc.stdout.readline())
+    for proc in procs.values():
+        proc.stdin.write("stop 0\n")
+        proc.stdin.flush()
+        proc.wait()
+    out: dict = {}
+    for name in procs:
+        w, c = np.asarray(wall[name]) * 1e3, np.asarray(cpu[name]) * 1e3
+        out[name] = {
+            "calls": int(w.size),
+            "p50_ms": float(np.percentile(w, 50)),
+            "p99_ms": float(np.percentile(w, 99)),
+            "cpu_p50_ms": float(np.percentile(c, 50)),
+            "cpu_p99_ms": float(np.percentile(c, 99)),
+        }
+        if name != "implicit":
+            out[name]["recommend_many_users_per_s"] = rounds * many_chunk / many_s[name]
+    return out
+
+
+def markdown(out: dict) -> str:
+    """The per-process table and, per code version, the ratios the targets read."""
+    lines = [
+        "| process | `recommend` with filters p50 ms | p99 ms | processor p50 / p99 ms | `recommend_many` users/s |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, r in out.items():
+        many = f"{r['recommend_many_users_per_s']:,.0f}" if "recommend_many_users_per_s" in r else "-"
+        lines.append(f"| {name} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['cpu_p50_ms']:.2f} / {r['cpu_p99_ms']:.2f} | {many} |")
+    peer = out["implicit"]["p99_ms"]
+    for code in sorted({n.rsplit("_", 1)[0] for n in out if n != "implicit"}):
+        learned, linear = out[f"{code}_learned"], out[f"{code}_linear"]
+        lines.append(
+            f"\n{code}: learned p99 / implicit p99 {learned['p99_ms'] / peer:.2f}x; learned / linear p99 "
+            f"{learned['p99_ms'] / linear['p99_ms']:.2f}x, `recommend_many` "
+            f"{linear['recommend_many_users_per_s'] / learned['recommend_many_users_per_s']:.2f}x the time"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the arguments; run as the driver, or as one worker (``--worker``)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("bundle", help="a bundle folder (e.g. benchmarks/out/ranking/models/latest)")
+    parser.add_argument("--code", action="append", default=[], metavar="NAME=DIR", help="a code version: DIR holds its recsys package")
+    parser.add_argument("--calls", type=int, default=2000, help="filtered calls per process")
+    parser.add_argument("--chunk", type=int, default=50, help="calls per process per turn")
+    parser.add_argument("--many-chunk", type=int, default=150, help="recommend_many users per process per turn")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--worker", choices=(*KINDS, "implicit"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        worker(args.bundle, args.worker, args.calls, args.seed)
+        return 0
+    codes = dict(c.split("=", 1) for c in args.code) or {"current": str(HERE.parent)}
+    out = run(args.bundle, codes, args.calls, args.chunk, args.many_chunk, args.seed)
+    print(json.dumps(out, indent=2))
+    print(markdown(out))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
