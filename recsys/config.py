@@ -812,6 +812,12 @@ class RankerConfig:
     #: days, a ``newcomer_h*`` feature per half-life; 0 = off (the default: it did not help on the
     #: validation windows of MovieLens or the sample, docs/ranker.md "Newcomer popularity")
     newcomer_days: float = 0.0
+    #: each user's own engagement rate per topic and per format, shrunk toward their segment's by
+    #: evidence (``topic_rate`` / ``format_rate``, recsys.training.topic_rates); off by default: on
+    #: the synthetic city and the sample (about 1.2 showings per user and topic) the fitted prior
+    #: is at its strongest and the lifts ~0, on MovieLens they are exactly 0, and the step costs
+    #: 13 s and the night's second-highest memory peak at the city (docs/ranker.md)
+    topic_rates: bool = False
     #: a user's most recent positive items that seed co-engagement candidates
     recent_items: int = 5
     #: co-engaged neighbours kept per item, and candidates drawn from them per user

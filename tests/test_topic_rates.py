@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -91,7 +93,18 @@ def city_model():
     taxonomy = load_taxonomy()
     users, items, events = tables()
     clean = validate_tables(users, items, events, taxonomy=taxonomy, end=END)
-    return train_model(clean.users, clean.items, clean.events, config=engine_config(), taxonomy=taxonomy)
+    config = engine_config()
+    config = dataclasses.replace(config, ranker=dataclasses.replace(config.ranker, topic_rates=True))
+    return train_model(clean.users, clean.items, clean.events, config=config, taxonomy=taxonomy)
+
+
+def test_topic_rates_are_opt_in():
+    # off by default ([ranker] topic_rates): the step is skipped, the model has no component
+    taxonomy = load_taxonomy()
+    users, items, events = tables(n_users=120, n_items=60)
+    clean = validate_tables(users, items, events, taxonomy=taxonomy, end=END)
+    model = train_model(clean.users, clean.items, clean.events, config=engine_config(), taxonomy=taxonomy)
+    assert model.topic_rates is None
 
 
 def _block(model: TrainedModel, n: int = 20):

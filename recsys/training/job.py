@@ -233,7 +233,11 @@ def train_model(
 
     with steps.step("topic rates"):
         # each user's own rate per topic and format, shrunk toward their segment's (a ranking feature)
-        topic_rates = topic_rates_for(exposures, item_map, items, taxonomy, profiles.user_segment_, seed=config.engagement.seed)
+        topic_rates = (
+            topic_rates_for(exposures, item_map, items, taxonomy, profiles.user_segment_, seed=config.engagement.seed)
+            if config.ranker.topic_rates
+            else None
+        )
         # every shown pair of the window in a full training (~0.8 GB at 1M users): read by no later step
         del exposures
 
