@@ -23,8 +23,8 @@ request's allow-list comes from the per-topic / per-format item lists
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import numpy as np
 import scipy.sparse as sp

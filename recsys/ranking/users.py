@@ -10,8 +10,8 @@ topic profile the segment's prior, and they have no history.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -50,7 +50,7 @@ class UserBatch:
     def __len__(self) -> int:
         return len(self.user_ids)
 
-    def take(self, r: int) -> "UserBatch":
+    def take(self, r: int) -> UserBatch:
         """The batch of row ``r`` alone."""
         sl = slice(r, r + 1)
         return UserBatch(
