@@ -178,6 +178,47 @@ print(json.dumps({"ndcg@10": float(ndcg_at_k(hits, nrel, 10).mean()), "users": i
 """
 
 
+NDCG_PAIRED = r"""
+import json, sys
+import numpy as np, pandas as pd
+from recsys import columns as C
+from recsys.training.model import TrainedModel
+from recsys.schema import validate
+from recsys.evaluation.metrics import ndcg_at_k
+city, start, stop, paths = sys.argv[1], pd.Timestamp(sys.argv[2]), pd.Timestamp(sys.argv[3]), sys.argv[4:6]
+ev = validate(data=city).events
+test = ev[(ev[C.TIMESTAMP] >= start) & (ev[C.TIMESTAMP] < stop) & ev[C.EVENT_TYPE].isin(C.EVENT_TYPES_POSITIVE)]
+per = []
+for path in paths:  # every user with a positive on an item the bundle has not seen them engage with
+    m = TrainedModel.load(path, verify=False)
+    u = pd.Index(m.users[C.USER_ID]).get_indexer(test[C.USER_ID]); i = pd.Index(m.items[C.ITEM_ID]).get_indexer(test[C.ITEM_ID])
+    pairs = pd.DataFrame({"u": u, "i": i}).drop_duplicates()
+    pairs = pairs[(pairs.u >= 0) & (pairs.i >= 0)]
+    seen = m.seen
+    pairs = pairs[np.asarray(seen[pairs.u.to_numpy(), pairs.i.to_numpy()]).ravel() == 0]
+    users = np.sort(pairs.u.unique()); rel = pairs.groupby("u").i.apply(set)
+    UF, IF = np.asarray(m.user_factors), np.asarray(m.item_factors)
+    hits = np.zeros((len(users), 10)); nrel = np.zeros(len(users))
+    for b in range(0, len(users), 2000):
+        blk = users[b:b + 2000]
+        s = UF[blk] @ IF.T
+        sub = seen[blk]
+        s[np.repeat(np.arange(len(blk)), np.diff(sub.indptr)), sub.indices] = -np.inf
+        top = np.argsort(-s, axis=1, kind="stable")[:, :10]
+        for r, uu in enumerate(blk):
+            R = rel[uu]; nrel[b + r] = len(R); hits[b + r] = [t in R for t in top[r]]
+    per.append(pd.Series(ndcg_at_k(hits, nrel, 10), index=np.asarray(m.users[C.USER_ID])[users]))
+common = per[0].index.intersection(per[1].index)
+a, b = per[0].loc[common].to_numpy(), per[1].loc[common].to_numpy()
+# paired bootstrap over users (same users resampled for both bundles), seed 0
+idx = np.random.default_rng(0).integers(0, len(common), size=(1000, len(common)))
+boot = 1 - a[idx].mean(axis=1) / b[idx].mean(axis=1)
+print(json.dumps({"ndcg@10": [float(a.mean()), float(b.mean())], "users": int(len(common)),
+                  "relative_loss": float(1 - a.mean() / b.mean()),
+                  "relative_loss_ci95": [float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975))]}))
+"""
+
+
 def bench_scale(users: int, items: int, seed: int, ranker: str = "") -> None:
     """``recsys train`` on the city, then the bare fit; ``ranker`` ("linear") sets ``[ranking] ranker``."""
     city = ensure_city(users, items, 60, seed)
@@ -342,19 +383,23 @@ def incremental_protocol(users: int, items: int, seed: int, nights: int = 7, *, 
         test_start = pd.Timestamp(files[60 + nights].stem, tz="Asia/Shanghai").tz_convert("UTC")
         test_end = pd.Timestamp(json.loads((city / "manifest.json").read_text())["end"])
         last = [r for r in runs if r["night"] == nights][-1]
+        paired = run_child(
+            NDCG_PAIRED, str(city), test_start.isoformat(), test_end.isoformat(), last["bundle"], full["bundle"]
+        )
         scores = {
-            name: run_child(NDCG, run["bundle"], str(city), test_start.isoformat(), test_end.isoformat())
-            for name, run in (("incremental", last), ("full", full))
+            name: {"ndcg@10": paired["ndcg@10"][j], "users": paired["users"]}
+            for j, name in enumerate(("incremental", "full"))
         }
     finally:
         if hold is not None:
             hold.close()
-    loss = 1 - scores["incremental"]["ndcg@10"] / scores["full"]["ndcg@10"]
+    loss = paired["relative_loss"]
+    low, high = paired["relative_loss_ci95"]
     nightly = [r for r in runs if r["night"] not in (0, "full") and r["mode"] == "incremental"]
     per_night = sorted(r["seconds"] for r in nightly)
     report = {
         "users": users, "items": items, "nights": nights, "runs": runs, "ndcg": scores,
-        "relative_ndcg_loss": loss, "full_ranker": full_ranker or "default",
+        "relative_ndcg_loss": loss, "relative_ndcg_loss_ci95": [low, high], "full_ranker": full_ranker or "default",
     }
     (folder / "report.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
@@ -363,7 +408,8 @@ def incremental_protocol(users: int, items: int, seed: int, nights: int = 7, *, 
         f"(min {per_night[0]}s, max {per_night[-1]}s; peak {max(r['peak_rss_gib'] for r in nightly)} GiB) | "
         f"full retrain {full['seconds']}s (peak {full['peak_rss_gib']} GiB, ranker {full_ranker or 'default'}) | NDCG@10 "
         f"incremental {scores['incremental']['ndcg@10']:.4f} vs full {scores['full']['ndcg@10']:.4f}: "
-        f"relative loss {100 * loss:.2f}%"
+        f"relative loss {100 * loss:.2f}% [paired 95% interval {100 * low:.2f}%, {100 * high:.2f}%] over "
+        f"{paired['users']} users"
     )
 
 
