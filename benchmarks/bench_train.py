@@ -143,40 +143,6 @@ with threadpool_limits(1, "blas"):
 print(json.dumps({"bare_als_fit_s": round(fit, 2), "nnz": int(conf.nnz), "shape": list(conf.shape)}))
 """
 
-NDCG = r"""
-import json, sys
-import numpy as np, pandas as pd
-from recsys import columns as C
-from recsys.training.model import TrainedModel
-from recsys.schema import validate
-from recsys.evaluation.metrics import ndcg_at_k
-m = TrainedModel.load(sys.argv[1], verify=False)
-res = validate(data=sys.argv[2])
-start, stop = pd.Timestamp(sys.argv[3]), pd.Timestamp(sys.argv[4])
-ev = res.events
-test = ev[(ev[C.TIMESTAMP] >= start) & (ev[C.TIMESTAMP] < stop) & ev[C.EVENT_TYPE].isin(C.EVENT_TYPES_POSITIVE)]
-uidx = pd.Index(m.users[C.USER_ID]); iidx = pd.Index(m.items[C.ITEM_ID])
-u = uidx.get_indexer(test[C.USER_ID]); i = iidx.get_indexer(test[C.ITEM_ID])
-pairs = pd.DataFrame({"u": u, "i": i}).drop_duplicates()
-seen = m.seen
-pairs = pairs[np.asarray(seen[pairs.u.to_numpy(), pairs.i.to_numpy()]).ravel() == 0]
-users = np.sort(pairs.u.unique())
-rng = np.random.default_rng(0)
-users = np.sort(rng.choice(users, size=min(20000, len(users)), replace=False))
-rel = pairs[pairs.u.isin(users)].groupby("u").i.apply(set)
-UF, IF = np.asarray(m.user_factors), np.asarray(m.item_factors)
-hits = np.zeros((len(users), 10)); nrel = np.zeros(len(users))
-for b in range(0, len(users), 2000):
-    blk = users[b:b + 2000]
-    s = UF[blk] @ IF.T
-    sub = seen[blk]
-    s[np.repeat(np.arange(len(blk)), np.diff(sub.indptr)), sub.indices] = -np.inf
-    top = np.argsort(-s, axis=1)[:, :10]
-    for r, uu in enumerate(blk):
-        R = rel[uu]; nrel[b + r] = len(R); hits[b + r] = [t in R for t in top[r]]
-print(json.dumps({"ndcg@10": float(ndcg_at_k(hits, nrel, 10).mean()), "users": int(len(users))}))
-"""
-
 
 NDCG_PAIRED = r"""
 import json, sys
@@ -258,12 +224,11 @@ def warm_protocol(users: int, items: int, seed: int) -> None:
     cold = _child(TRAIN, str(city), str(models), day_d.isoformat(), "", "")
     print("== warm-started fit on days 1..D ==", flush=True)
     warm = _child(TRAIN, str(city), str(models), day_d.isoformat(), prev["bundle"], "")
-    scores = {}
-    for name, run in (("cold", cold), ("warm", warm)):
-        scores[name] = _child(NDCG, run["bundle"], str(city), day_d.isoformat(), end.isoformat())
+    paired = _child(NDCG_PAIRED, str(city), day_d.isoformat(), end.isoformat(), warm["bundle"], cold["bundle"])
+    scores = {name: {"ndcg@10": paired["ndcg@10"][j]} for j, name in enumerate(("warm", "cold"))}
     cold_fit = cold["timings_s"]["collaborative (als)"]
     warm_fit = warm["timings_s"]["collaborative (als)"]
-    loss = 1 - scores["warm"]["ndcg@10"] / scores["cold"]["ndcg@10"]
+    loss = paired["relative_loss"]
     print(
         f"\nRESULT warm-start users={users}: cold ALS {cold_fit}s NDCG@10={scores['cold']['ndcg@10']:.4f} | "
         f"warm ALS {warm_fit}s NDCG@10={scores['warm']['ndcg@10']:.4f} | speed-up {cold_fit / warm_fit:.1f}x, "
