@@ -163,41 +163,21 @@ def train_cmd(data: Path, models: Path, config: Path | None, *, full: bool, step
     return cmd + (["--full"] if full else []) + (["--config", str(config)] if config else [])
 
 
-def _vm(field: str) -> int:
-    """A ``/proc/self/status`` field in KiB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
-
-
 def train_with_step_memory(out: Path, argv: list[str]) -> int:
     """``recsys train ARGV`` with the peak resident memory of each step (the process's own, MiB) written to ``out``.
 
-    Before each step the kernel's high-water mark is reset (``/proc/self/clear_refs``
-    ``5``), after it ``VmHWM`` read: the peak of that step alone, whatever the
-    steps before it held and freed.
+    Each step's own peak (benchmarks/step_memory.py: the high-water mark reset
+    before it), written after every step so a killed night still leaves them.
     """
-    import contextlib
+    # step_memory: benchmarks/, this script's own folder, is on sys.path
+    from step_memory import track_step_peaks
 
-    from recsys import progress
     from recsys.cli import main as cli_main
 
-    peaks: dict[str, float] = {}
-    real = progress.Steps.step
+    def write(peaks: dict[str, int]) -> None:
+        out.write_text(json.dumps({name: round(kib / 1024, 1) for name, kib in peaks.items()}), encoding="utf-8")
 
-    @contextlib.contextmanager
-    def step(self, name: str):
-        try:
-            Path("/proc/self/clear_refs").write_text("5")
-        except OSError:
-            pass  # no reset: the figure is then the peak so far
-        with real(self, name):
-            yield
-        peaks[name] = round(_vm("VmHWM") / 1024, 1)
-        out.write_text(json.dumps(peaks), encoding="utf-8")
-
-    progress.Steps.step = step
+    track_step_peaks(write)
     return cli_main(["train", *argv])
 
 

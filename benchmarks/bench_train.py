@@ -74,29 +74,12 @@ def ensure_city(users: int, items: int, days: int, seed: int) -> Path:
     return path
 
 
-#: each step's own peak resident memory (GiB): the kernel's high-water mark reset before the step
-#: (``/proc/self/clear_refs`` 5), ``VmHWM`` read after it -- whatever the steps before held and freed
+#: each step's own peak resident memory (benchmarks/step_memory.py), read in the training child
 STEP_PEAKS = r"""
-import contextlib
-from pathlib import Path
-from recsys import progress
-step_peaks = {}
-_real_step = progress.Steps.step
-def _hwm_gib():
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return round(int(line.split()[1]) / 2**20, 2)
-    return None
-@contextlib.contextmanager
-def _step(self, name):
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass  # no reset: the figure is then the peak so far
-    with _real_step(self, name):
-        yield
-    step_peaks[name] = _hwm_gib()
-progress.Steps.step = _step
+import sys
+sys.path.insert(0, "benchmarks")
+from step_memory import track_step_peaks
+step_peaks_kib = track_step_peaks()
 """
 
 TRAIN = STEP_PEAKS + r"""
@@ -107,7 +90,7 @@ summary = run(sys.argv[1], sys.argv[2], as_of=sys.argv[3] or None, warm_start=sy
 from recsys.training.model import TrainedModel
 m = TrainedModel.load(summary["bundle"], verify=False)
 print(json.dumps({"timings_s": m.manifest["timings_s"], "seconds": summary["seconds"], "bundle": summary["bundle"],
-                  "events": summary["events"], "index": summary["index"], "steps_peak_rss_gib": step_peaks}))
+                  "events": summary["events"], "index": summary["index"], "steps_peak_rss_gib": {k: round(v / 2**20, 2) for k, v in step_peaks_kib.items()}}))
 """
 
 TRAIN_MODE = r"""
