@@ -20,7 +20,7 @@ segment, group, region or the city; ``level`` says which), ``fresh``
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING, Callable
 
@@ -33,6 +33,7 @@ from recsys.exceptions import ConfigError
 from recsys.ranking import scoring
 from recsys.ranking.catalog import NS_MIN
 from recsys.ranking.reasons import LEARNED_KINDS
+from recsys.training.serving import level_offsets
 
 if TYPE_CHECKING:  # cycle: the state and the user batch import this registry
     from recsys.ranking.state import RankingState
@@ -133,14 +134,19 @@ class Block:
         return np.where(self.in_bundle, np.einsum("mck,mk->mc", items, users), 0).astype(np.float32)
 
     @cached_property
+    def level_rows(self) -> np.ndarray:
+        """Each user's row of the popularity tables at every level (``LEVELS`` order), int64 (4, m)."""
+        g, r = self.users.groups.astype(np.int64), self.users.regions.astype(np.int64)
+        first_group, first_region, first_segment = level_offsets(self.state.taxonomy)
+        segment = first_segment + g * len(self.state.taxonomy.regions) + r
+        return np.stack([np.zeros_like(g), first_group + g, first_region + r, segment])
+
+    @cached_property
     def popularity(self) -> np.ndarray:
         """Every half-life's popularity at every level (``LEVELS`` order), float32 (W, 4, m, c), per 1,000
         engagements; 0 for items new to the catalogue. One gather for all the ``pop_*`` features:
         sixteen small ones cost ~1 ms of a single call."""
-        tax = self.state.taxonomy
-        g, r = self.users.groups.astype(np.int64), self.users.regions.astype(np.int64)
-        n_g, n_r = len(tax.groups), len(tax.regions)
-        rows = np.stack([np.zeros_like(g), 1 + g, 1 + n_g + r, 1 + n_g + n_r + g * n_r + r])  # (4, m)
+        rows = self.level_rows
         vals = self.state.signals.popularity_levels[:, rows[:, :, None], self.bundle_items[None, :, :]]
         # shares are tiny numbers: scale to "per 1,000 engagements" for readable dumps
         return np.where(self.in_bundle, vals * 1000.0, 0).astype(np.float32)
@@ -150,10 +156,7 @@ class Block:
         :attr:`popularity`, or with ``gather_all`` False (and nothing gathered yet) its own gather."""
         if self.gather_all or "popularity" in self.__dict__:
             return self.popularity[w, level]
-        tax = self.state.taxonomy
-        g, r = self.users.groups.astype(np.int64), self.users.regions.astype(np.int64)
-        n_g, n_r = len(tax.groups), len(tax.regions)
-        row = (np.zeros_like(g), 1 + g, 1 + n_g + r, 1 + n_g + n_r + g * n_r + r)[level]
+        row = self.level_rows[level]
         vals = self.state.signals.popularity_levels[w][row[:, None], self.bundle_items]
         return np.where(self.in_bundle, vals * 1000.0, 0).astype(np.float32)
 
@@ -215,9 +218,7 @@ def _newcomer(w: int) -> Callable[[Block], np.ndarray]:
         levels = getattr(b.state.signals, "newcomer_levels", None)
         if levels is None:
             return np.zeros(b.cand.shape, np.float32)
-        tax = b.state.taxonomy
-        first_segment = 1 + len(tax.groups) + len(tax.regions)
-        row = first_segment + b.users.groups.astype(np.int64) * len(tax.regions) + b.users.regions.astype(np.int64)
+        row = b.level_rows[LEVELS.index("segment")]
         vals = np.asarray(levels[w])[row[:, None], b.bundle_items]
         return np.where(b.in_bundle, vals * 1000.0, 0).astype(np.float32)
 

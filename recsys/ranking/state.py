@@ -21,7 +21,6 @@ import scipy.sparse as sp
 
 from recsys import columns as C
 from recsys.config import RankingConfig, check_section
-from recsys.exceptions import ConfigError
 from recsys.idmap import SortedIds
 from recsys.taxonomy import Taxonomy
 from recsys.training.serving import LearnedRanker, Signals, TrainedModel, timeliness
@@ -469,6 +468,7 @@ def build_state(
     lookup = model.user_lookup or SortedIds.from_ids(model.users[C.USER_ID].astype(str).to_numpy(dtype=object))
     default_now = _window_end(model)
     ranker = model.ranker if config.ranker == "learned" else None
+    feats = features_of(model, ranker)
     return RankingState(
         model=model,
         config=config,
@@ -489,10 +489,10 @@ def build_state(
         signals=_plain_signals(model.signals),
         coengagement=_plain_csr(model.signals.coengagement()),
         ranker=ranker,
-        features=features_of(model, ranker),
+        features=feats,
         reason_groups=_reason_groups(model, ranker),
         used_features=ranker.used_features if ranker is not None else None,
-        cold_kinds=kinds_for_cold_users(features_of(model, ranker)),
+        cold_kinds=kinds_for_cold_users(feats),
         **_signal_lists(model, catalog),
     )
 
@@ -501,7 +501,7 @@ def _signal_lists(model: TrainedModel, catalog: Catalog) -> dict[str, np.ndarray
     """Static candidate lists from the training-time signals: per segment and per trend window."""
     sig = model.signals
     p = model.config.ranker.popularity_candidates
-    n, n_bundle = catalog.n_items, catalog.n_bundle
+    n_bundle = catalog.n_bundle
     end_ns = _window_end(model)
     live = (catalog.available & (catalog.expires_ns > end_ns))[:n_bundle]
     tax = model.taxonomy

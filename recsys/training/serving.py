@@ -22,7 +22,7 @@ from recsys.training.model import (
     users_table_path,
 )
 from recsys.training.ranker import LearnedRanker
-from recsys.training.signals import Signals
+from recsys.training.signals import Signals, level_offsets
 
 __all__ = [
     "USER_COLUMNS",
@@ -34,5 +34,6 @@ __all__ = [
     "read_model_array",
     "read_users",
     "timeliness",
+    "level_offsets",
     "users_table_path",
 ]
