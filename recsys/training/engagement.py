@@ -211,28 +211,20 @@ def first_showings(
     missing = [c for c in (C.USER_ID, C.ITEM_ID, C.EVENT_TYPE, C.TIMESTAMP) if c not in events.columns]
     if missing:
         raise SchemaError(f"events lack required column(s) {missing}; have {list(events.columns)}")
+    # heavy: the interactions step's Arrow lookups (serving loads this module, not that one)
+    from recsys.training.interactions import event_codes, positions, type_codes
+
     # arrays over the whole log, then one row selection: copying the events frame (twice) and
     # hashing its ids as Python strings was this step's time and the full training's memory peak
-    # (serving loads this module: it cannot import the training job's interactions to look codes up)
-    if types is None:
-        type_code = pd.Index(list(C.EVENT_TYPES), dtype=object).get_indexer(events[C.EVENT_TYPE].astype(str))
-    else:
-        type_code = np.asarray(types)
+    type_code = type_codes(events[C.EVENT_TYPE]) if types is None else np.asarray(types)
     positive_all = np.isin(type_code, C.POSITIVE_CODES)
-    if codes is None:
-        u_all = users.index(events[C.USER_ID].to_numpy(dtype=object))
-        i_all = items.index(events[C.ITEM_ID].to_numpy(dtype=object))
-    else:
-        u_all, i_all = codes
+    u_all, i_all = event_codes(events, users, items) if codes is None else codes
     keep = (positive_all | (type_code == C.IMPRESSION_CODE)) & (events[C.TIMESTAMP] <= end).to_numpy()
     rows_kept = np.flatnonzero(keep & (np.asarray(u_all) >= 0) & (np.asarray(i_all) >= 0))
     u, i = np.asarray(u_all)[rows_kept], np.asarray(i_all)[rows_kept]
     positive = positive_all[rows_kept]
     seconds = _epoch_seconds(events[C.TIMESTAMP].iloc[rows_kept])
     if C.CHANNEL in events.columns:
-        # heavy: the interactions step's Arrow lookup (serving loads this module, not that one)
-        from recsys.training.interactions import positions
-
         chan = positions(events[C.CHANNEL].iloc[rows_kept], tuple(taxonomy.channels))
     else:
         chan = np.full(len(rows_kept), -1, dtype=np.int64)

@@ -51,7 +51,7 @@ from recsys.training.signals import compute_signals
 from recsys.taxonomy import Taxonomy, load_taxonomy
 from recsys.timeutil import aware_timestamp, parse_option_time
 
-N_STEPS = 9
+N_STEPS = 10
 
 
 def segment_popularity(positives: sp.csr_matrix, seg_of_user: np.ndarray, n_segments: int) -> np.ndarray:
