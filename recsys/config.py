@@ -100,6 +100,28 @@ class OneOf:
 
 
 @dataclass(frozen=True)
+class AutoOr:
+    """``"auto"`` (the engine measures and picks the value when it trains) or a number in ``number``.
+
+    The one rule that takes a string or a number: its setting's type is not judged by its default.
+    """
+
+    number: Range
+
+    def ok(self, value: Any) -> bool:
+        """Whether ``value`` is ``"auto"`` or a number inside the range."""
+        return (isinstance(value, str) and value == AUTO) or self.number.ok(value)
+
+    def describe(self) -> str:
+        """The valid values, as the error message shows them."""
+        return f"{AUTO!r} or {self.number.describe()}"
+
+
+#: the value of an :class:`AutoOr` setting that lets the engine choose
+AUTO = "auto"
+
+
+@dataclass(frozen=True)
 class LocalTime:
     """A local time of day written ``HH:MM`` (``"07:30"``, ``"22:00"``); on a table, every value."""
 
@@ -220,7 +242,7 @@ class Tables:
         return rows
 
 
-Constraint = Range | OneOf | LocalTime | TextFile | Tables | Keyed
+Constraint = Range | OneOf | AutoOr | LocalTime | TextFile | Tables | Keyed
 
 #: 2**32 - 1: the largest seed every library we seed accepts
 MAX_SEED = 4294967295
@@ -453,7 +475,8 @@ class IndexConfig:
     _constraints: ClassVar[Mapping[str, Constraint]] = {
         "kind": OneOf(("pruned", "hnsw")),
         "pruned_head": Range(1, 1_000_000_000),
-        "pruned_max_share": Range(0, 1),
+        "pruned_max_share": AutoOr(Range(0, 1)),
+        "min_recall": Range(0, 1),
         "exact_threshold": Range(0, 1_000_000_000),
         "hnsw_m": Range(2, 256),
         "ef_construction": Range(1, 10_000),
@@ -474,16 +497,21 @@ class IndexConfig:
     #: "pruned": the items of largest norm scored first to set each query's bound
     pruned_head: int = 2048
     #: "pruned": score at most this share of the items (those of largest norm; never fewer
-    #: than ``pruned_head``). 1 is exact. Below 1 the search is approximate: on the 100k city
-    #: 0.10 kept recall@56 at 0.99 and 0.05 at 0.96 (benchmarks/README.md, "Push"); training
-    #: measures the recall into the manifest as for any index
-    pruned_max_share: float = 1.0
+    #: than ``pruned_head``). 1 is exact; below 1 the search is approximate. "auto": training
+    #: measures recall@``recall_k`` against exact search on ``recall_sample`` users for a few
+    #: shares and keeps the smallest that reaches ``min_recall`` (exact when none does or when
+    #: ``recall_sample`` is 0); the chosen share and its recall go into the manifest. A number
+    #: is used as given, its recall still measured and recorded
+    pruned_max_share: float | str = "auto"
+    #: "pruned", ``pruned_max_share = "auto"``: the least recall@``recall_k`` the chosen share
+    #: must keep on the training's user sample (margin over a 0.95 target for sampling noise)
+    min_recall: float = 0.97
     #: "hnsw" only: below this many items the index is a flat exact IndexFlatIP instead
     exact_threshold: int = 20000
     hnsw_m: int = 32
     ef_construction: int = 80
     ef_search: int = 128
-    recall_sample: int = 500
+    recall_sample: int = 2000
     recall_k: int = 50
     #: an HNSW search whose allow-list has at most this many ids is answered exactly over
     #: just those vectors (faster than a filtered graph walk up to tens of thousands)
@@ -1072,7 +1100,9 @@ def _check_value(section: str, key: str, value: Any, rule: Constraint, files: bo
         if problem:
             raise ConfigError(f"[{section}] {key} = {_show(value)} {problem}")
         return
-    if isinstance(value, dict):
+    if isinstance(rule, AutoOr):  # one value: a list or table of them is not valid
+        entries = [(key, value)]
+    elif isinstance(value, dict):
         entries = [(f"{key}.{k}", v) for k, v in value.items()]
     elif isinstance(value, (list, tuple)):
         entries = [(f"{key}[{i}]", v) for i, v in enumerate(value)]
@@ -1147,9 +1177,11 @@ def check_section(section: Section, kind: type | None = None, *, files: bool = F
         raise ConfigError(f"config must be {'an' if kind.__name__[0] in 'AEIOU' else 'a'} {kind.__name__}, got {type(section).__name__}")
     name = section_name(section)
     defaults = type(section)()
+    rules = constraints(section)
     for f in dataclasses.fields(section):
         value = getattr(section, f.name)
-        kind = _kind(getattr(defaults, f.name))
+        # an AutoOr setting is a string or a number: its rule alone judges it
+        kind = None if isinstance(rules.get(f.name), AutoOr) else _kind(getattr(defaults, f.name))
         if kind is not None and not kind[1](value):
             raise ConfigError(f"config [{name}] {f.name} must be {kind[0]}, got {value!r}")
     for key, rule in constraints(section).items():
@@ -1201,7 +1233,10 @@ def config_from_dict(doc: dict[str, Any], base: EngineConfig | None = None) -> E
                 continue
             if key not in fields:
                 raise ConfigError(f"unknown config key [{name}] {key}; valid: {', '.join(sorted(fields))}")
-            updates[key] = _coerce(name, key, value, getattr(current, key))
+            if isinstance(constraints(current).get(key), AutoOr):
+                updates[key] = value  # "auto" or a number: check_config below judges it
+            else:
+                updates[key] = _coerce(name, key, value, getattr(current, key))
         cfg = dataclasses.replace(cfg, **{name: dataclasses.replace(current, **updates)})
     return check_config(cfg)
 

@@ -43,8 +43,9 @@ HNSW = IndexConfig(
     kind="hnsw", exact_threshold=100, hnsw_m=16, ef_construction=64, ef_search=64,
     threads=1, recall_sample=50, recall_k=10, allow_exact_max=50,
 )
-# a small head, so that the tests' 600 rows go through the bound and the later blocks
-PRUNED = IndexConfig(pruned_head=64, threads=1, recall_sample=50, recall_k=10)
+# a small head, so that the tests' 600 rows go through the bound and the later blocks; exact
+# (the default share, "auto", may choose an approximate cap: tested on its own below)
+PRUNED = IndexConfig(pruned_head=64, pruned_max_share=1.0, threads=1, recall_sample=50, recall_k=10)
 CONFIGS = {"flat": FLAT, "hnsw": HNSW, "pruned": PRUNED}
 
 
@@ -176,6 +177,92 @@ def test_pruned_max_share_scores_only_the_largest_rows_the_same_for_one_query_an
     assert capped.recall_at_k(queries, 20) == pytest.approx(_recall(found, truth))
     assert capped.scan_share_ <= share + 0.02
     assert capped.info()["config"]["pruned_max_share"] == share
+
+
+def _als_like() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Skewed item vectors and two disjoint samples of user-like queries (as the training draws them)."""
+    x = skewed(4000, 16, seed=7)
+    rng = np.random.default_rng(8)
+    users = (clustered(600, 16, seed=9) * rng.lognormal(1.0, 0.5, size=(600, 1))).astype(np.float32)
+    return x, users[:300], users[300:]
+
+
+@pytest.mark.parametrize("min_recall", [0.9, 0.97, 0.995])
+def test_auto_share_is_the_smallest_tried_share_that_reaches_min_recall(min_recall):
+    x, sample, _ = _als_like()
+    config = IndexConfig(pruned_head=64, min_recall=min_recall, threads=1, recall_k=20)
+    assert config.pruned_max_share == "auto"  # the default
+    index = VectorIndex.build(x, config=config, queries=sample)
+    share = index.config_.pruned_max_share
+    tried = {float(s): r for s, r in index.share_recalls_.items()}
+    exact = VectorIndex.build(x, config=IndexConfig(pruned_head=64, pruned_max_share=1.0, threads=1, recall_sample=0))
+    _, truth = exact.exact_search(sample, 20)
+    # each share tried is measured as its own capped search would be
+    for s, r in tried.items():
+        capped = VectorIndex.build(x, config=IndexConfig(pruned_head=64, pruned_max_share=s, threads=1, recall_sample=0))
+        assert r == pytest.approx(_recall(capped.search(sample, 20)[1], truth), abs=1e-5)
+    # every share tried before the kept one missed the floor; the kept one (or exact) reaches it
+    below = [r for s, r in tried.items() if s < share]
+    assert all(r < min_recall for r in below)
+    assert index.recall_ >= min_recall
+    if share < 1.0:
+        assert tried[share] == pytest.approx(index.recall_, abs=1e-5)
+    else:
+        assert index.recall_ == 1.0 and all(r < min_recall for r in tried.values())
+    # the recall only grows with the share (what makes the first passing share the smallest)
+    values = list(tried.values())
+    assert values == sorted(values)
+    # the kept share is what the index searches with, and what it records
+    _, found = index.search(sample, 20)
+    assert _recall(found, truth) == pytest.approx(index.recall_, abs=1e-5)
+    info = index.info()
+    assert info["config"]["pruned_max_share"] == share and info["recall_at_k"] == index.recall_
+    assert info["share_recalls"] == index.share_recalls_
+    json.dumps(info)
+
+
+def test_auto_share_differs_with_the_floor_and_holds_on_other_users():
+    x, sample, others = _als_like()
+    loose = VectorIndex.build(x, config=IndexConfig(pruned_head=64, min_recall=0.8, threads=1, recall_k=20), queries=sample)
+    strict = VectorIndex.build(x, config=IndexConfig(pruned_head=64, min_recall=0.99, threads=1, recall_k=20), queries=sample)
+    assert loose.config_.pruned_max_share < strict.config_.pruned_max_share
+    assert loose.scan_share_ < strict.scan_share_
+    # chosen on one sample, the recall is close on users it never saw
+    assert abs(loose.recall_at_k(others, 20) - loose.recall_) < 0.05
+
+
+def test_auto_share_without_a_sample_or_for_a_small_catalogue_is_exact(data):
+    x, ids, queries = data
+    # nothing to measure by: exact
+    blind = VectorIndex.build(skewed(4000, 16, seed=7), config=IndexConfig(pruned_head=64, threads=1, recall_sample=0))
+    assert blind.config_.pruned_max_share == 1.0 and blind.recall_ is None and blind.share_recalls_ == {}
+    # the head covers the catalogue: no share is cheaper than exact, none is tried
+    small = VectorIndex.build(x, ids, config=IndexConfig(pruned_head=N, threads=1, recall_k=10), queries=queries)
+    assert small.config_.pruned_max_share == 1.0 and small.share_recalls_ == {} and small.recall_ == 1.0
+    # a graph index has no share to choose
+    graph = VectorIndex.build(x, ids, config=FLAT)
+    assert graph.config_.pruned_max_share == 1.0
+
+
+def test_auto_share_round_trips_and_an_index_from_before_the_option_loads_exact(tmp_path):
+    x, sample, _ = _als_like()
+    index = VectorIndex.build(x, config=IndexConfig(pruned_head=64, min_recall=0.9, threads=1, recall_k=20), queries=sample)
+    assert index.config_.pruned_max_share < 1.0
+    folder = write_part(tmp_path / "auto", index)
+    loaded = read_part(folder, VectorIndex)
+    assert loaded.config_.pruned_max_share == index.config_.pruned_max_share
+    assert loaded.share_recalls_ == index.share_recalls_
+    assert (loaded.search(sample, 20)[1] == index.search(sample, 20)[1]).all()
+    # search-time settings given at load keep the built share (it was measured)
+    tuned = read_part(folder, VectorIndex, config=IndexConfig(allow_exact_max=0, threads=1))
+    assert tuned.config_.pruned_max_share == index.config_.pruned_max_share
+    # index.json written before the option: no pruned_max_share, no share_recalls -> exact search
+    meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+    del meta["config"]["pruned_max_share"], meta["share_recalls"]
+    (folder / META_FILE).write_text(json.dumps(meta), encoding="utf-8")
+    old = read_part(folder, VectorIndex, verify=False)
+    assert old.config_.pruned_max_share == 1.0
+    assert (old.search(sample, 20)[1] == old.exact_search(sample, 20)[1]).all()
 
 
 @pytest.mark.parametrize("allow_size", [30, 300])  # exact-subset path, faiss selector path
@@ -397,3 +484,19 @@ def test_not_built():
         index.search(np.zeros((1, 4), dtype=np.float32), 3)
     with pytest.raises(NotFittedError, match="not built"):
         index.save("unused")
+
+
+@pytest.mark.parametrize("value", ["auto", 0.1, 1, 1.0])
+def test_config_pruned_max_share_takes_auto_or_a_share(value):
+    from recsys.config import check_section, config_from_dict
+
+    assert config_from_dict({"index": {"pruned_max_share": value}}).index.pruned_max_share == value
+    check_section(IndexConfig(pruned_max_share=value), IndexConfig)
+
+
+@pytest.mark.parametrize("value", ["fast", 1.5, -0.1, True, [0.1]])
+def test_config_pruned_max_share_refuses_anything_else(value):
+    from recsys.config import config_from_dict
+
+    with pytest.raises(ConfigError, match=r"\[index\] pruned_max_share = .* is not valid; valid: 'auto' or 0\.\.1"):
+        config_from_dict({"index": {"pruned_max_share": value}})

@@ -23,8 +23,17 @@ IVF: recall@50 0.08-0.71; benchmarks/README.md), so the default kind
 The answer equals brute force (``recall_at_k`` is 1.0 up to ties); it is the
 same code for one query (``recommend``) and a block of users (the push).
 ``IndexConfig.pruned_max_share`` below 1 caps the rows scored at that share of
-the largest-norm items, trading exactness for time (approximate, its recall
-measured at build like HNSW's); the default 1 keeps the search exact.
+the largest-norm items, trading exactness for time (approximate). Its default,
+``"auto"``, is chosen at build: the search is run on the sample queries (the
+training's seeded sample of user vectors) at each share of
+:data:`AUTO_SHARES`, smallest first, against the exact top-``recall_k``, and
+the first share whose recall@``recall_k`` reaches ``IndexConfig.min_recall``
+is kept (1, exact, when none does or nothing can be measured). The recall
+of a capped search only grows with the share (the exact top-k items it scores
+are always among its answer), so the first share that passes is the smallest.
+The built index records the chosen number in its config, so a loaded bundle
+searches exactly as measured; an index saved before the option existed loads
+exact.
 ``kind = "hnsw"`` keeps the faiss graph (an ``IndexFlatIP`` below
 ``IndexConfig.exact_threshold`` items) for catalogues far beyond a city's.
 faiss only ever sees row positions ``0..n-1``; the caller's int64 ids live
@@ -59,7 +68,7 @@ from typing import TYPE_CHECKING, Any
 import faiss
 import numpy as np
 
-from recsys.config import IndexConfig, check_section, is_int
+from recsys.config import AUTO, IndexConfig, check_section, is_int
 from recsys.exceptions import ConfigError, NotFittedError
 from recsys.seeds import check_random_state
 
@@ -86,9 +95,24 @@ _GROUP = 16
 # for BLAS to run at speed, small enough that the cut fits every query of the group.
 _SUB_BLOCK = 256
 
+#: the capped shares ``pruned_max_share = "auto"`` tries, smallest first (1, exact, is the
+#: fallback). On the cities' ALS factors recall@50 climbs steeply from 0.02 to 0.10 (docs/scale.md)
+AUTO_SHARES = (0.02, 0.03, 0.05, 0.07, 0.10, 0.15, 0.20, 0.30, 0.50)
+
 # Rows of the (queries x items) score block computed at once by exact search:
 # keeps the block near 64 MiB whatever the catalogue size.
 _EXACT_BLOCK_CELLS = 1 << 24
+
+
+def _recall(approx: np.ndarray, exact: np.ndarray) -> float:
+    """Mean share of each row's exact ids (padding -1 dropped) that the approximate row also holds."""
+    hits = 0
+    total = 0
+    for a, e in zip(approx, exact):
+        e = e[e >= 0]
+        hits += np.intersect1d(a[a >= 0], e, assume_unique=True).size
+        total += e.size
+    return hits / total if total else 1.0
 
 
 def _check_k(k: Any) -> int:
@@ -193,8 +217,13 @@ class VectorIndex:
         ``"pruned"``, ``"flat"`` or ``"hnsw"``.
     recall_ : float or None
         recall@``config.recall_k`` of :meth:`search` against
-        :meth:`exact_search` on a seeded sample of the indexed vectors used as
-        queries (``None`` until measured).
+        :meth:`exact_search` on the build's sample queries (the ``queries``
+        given to :meth:`build`, else a seeded sample of the indexed vectors);
+        ``None`` when not measured.
+    share_recalls_ : dict of str to float
+        ``"pruned"`` with ``pruned_max_share = "auto"``: each share tried (as
+        text, e.g. ``"0.05"``) and its measured recall, up to the chosen one;
+        empty otherwise. ``config_.pruned_max_share`` is the share kept.
     scan_share_ : float or None
         ``"pruned"``: the mean share of the rows the same sample's searches
         scored (``None`` otherwise or until measured).
@@ -215,8 +244,9 @@ class VectorIndex:
         *,
         config: IndexConfig | None = None,
         seed: int | None = None,
+        queries: np.ndarray | None = None,
     ) -> VectorIndex:
-        """Index ``vectors`` and measure the build's recall.
+        """Index ``vectors``, choose the capped share if asked, and measure the build's recall.
 
         Parameters
         ----------
@@ -231,6 +261,11 @@ class VectorIndex:
             deterministic).
         seed : int or None, optional
             Overrides ``config.seed``.
+        queries : ndarray, shape (m, d), optional
+            The queries the recall is measured on (and ``pruned_max_share =
+            "auto"`` chosen by): the training passes a seeded sample of user
+            vectors, the vectors the push searches with. ``None``: a seeded
+            sample of ``config.recall_sample`` indexed vectors.
 
         Returns
         -------
@@ -242,9 +277,9 @@ class VectorIndex:
             On a bad shape, dtype, non-finite value, duplicate or negative id,
             or a bad config value.
         """
-        return cls(config=config, seed=seed)._build(vectors, ids)
+        return cls(config=config, seed=seed)._build(vectors, ids, queries)
 
-    def _build(self, vectors: np.ndarray, ids: np.ndarray | None) -> VectorIndex:
+    def _build(self, vectors: np.ndarray, ids: np.ndarray | None, queries: np.ndarray | None) -> VectorIndex:
         config = check_section(self.config if self.config is not None else IndexConfig(), IndexConfig)
         rng = check_random_state(config.seed if self.seed is None else self.seed)
         x = _as_matrix(vectors, "vectors")
@@ -294,10 +329,56 @@ class VectorIndex:
         self._prepare_lookup()
         self.recall_ = None
         self.scan_share_ = None
-        if config.recall_sample > 0:
-            rows = rng.choice(n, size=min(config.recall_sample, n), replace=False)
-            self.recall_ = self.recall_at_k(x[np.sort(rows)], config.recall_k)
+        self.share_recalls_: dict[str, float] = {}
+        if queries is not None:
+            sample = _as_matrix(queries, "queries", d)
+        elif config.recall_sample > 0:
+            sample = x[np.sort(rng.choice(n, size=min(config.recall_sample, n), replace=False))]
+        else:
+            sample = x[:0]
+        if kind != "pruned" or len(sample) == 0:
+            if config.pruned_max_share == AUTO:
+                self.config_ = dataclasses.replace(config, pruned_max_share=1.0)  # nothing to choose by: exact
+            if len(sample):
+                self.recall_ = self.recall_at_k(sample, config.recall_k)
+            return self
+        # the brute-force answer, computed once: what every share tried and the kept one are measured against
+        _, exact = self.exact_search(sample, config.recall_k)
+        if config.pruned_max_share == AUTO:
+            # resolved here, once: the saved config holds the number the recall was measured at
+            self.config_ = dataclasses.replace(config, pruned_max_share=self._choose_share(sample, exact))
+        self.recall_, self.scan_share_ = self._capped_recall(sample, exact, self._max_rows())
         return self
+
+    def _capped_recall(self, sample: np.ndarray, exact: np.ndarray, cap: int) -> tuple[float, float]:
+        """Recall@``recall_k`` of the pruned search capped at ``cap`` rows, and the share of rows it scored."""
+        scores, rows, scored = self._pruned(sample, self.config_.recall_k, max_rows=cap)
+        return _recall(self._to_ids(scores, rows)[1], exact), scored / (len(sample) * self.ntotal)
+
+    def _choose_share(self, sample: np.ndarray, exact: np.ndarray) -> float:
+        """The smallest share of :data:`AUTO_SHARES` whose recall on ``sample`` reaches ``min_recall``; 1 if none.
+
+        Fills ``share_recalls_`` with each share tried. A share whose cap is
+        not above the head (which every search scores) is the head's: tried
+        once, under the smallest such share; one that reaches the whole
+        catalogue is exact, the fallback.
+        """
+        config = self.config_
+        n = self.ntotal
+        head = min(n, max(config.pruned_head, config.recall_k))
+        last = -1
+        for share in AUTO_SHARES:
+            cap = max(head, math.ceil(share * n))
+            if cap >= n:
+                break
+            if cap == last:
+                continue  # the same rows as the share before: the same recall
+            last = cap
+            recall, _ = self._capped_recall(sample, exact, cap)
+            self.share_recalls_[f"{share:g}"] = round(recall, 5)
+            if recall >= config.min_recall:
+                return share
+        return 1.0
 
     def _prepare_lookup(self) -> None:
         # sorted ids -> row positions, for translating allow-lists
@@ -340,6 +421,7 @@ class VectorIndex:
             "recall_sample": min(self.config_.recall_sample, self.ntotal),
             "recall_at_k": self.recall_,
             "scan_share": self.scan_share_,
+            "share_recalls": self.share_recalls_,
             "build_seconds": round(float(self.build_seconds_), 4),
             "config": dataclasses.asdict(self.config_),
             "faiss_version": faiss.__version__,
@@ -385,11 +467,13 @@ class VectorIndex:
             out_rows[lo : lo + block, :kk] = top if rows is None else rows[top]
         return out_scores, out_rows
 
-    def _pruned(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, int]:
+    def _pruned(self, q: np.ndarray, k: int, max_rows: int | None = None) -> tuple[np.ndarray, np.ndarray, int]:
         """Exact top-``k`` over rows in descending norm order, stopping at the norm bound.
 
         Returns the scores and row positions (best first, ties by row, padded
         with -inf / -1) and how many (query, row) scores were computed.
+        ``max_rows`` caps the rows scored (default: the config's share,
+        :meth:`_max_rows`); never below the head.
         """
         x = self.vectors_
         n = x.shape[0]
@@ -400,8 +484,9 @@ class VectorIndex:
         if kk == 0 or m == 0:
             return out_scores, out_rows, 0
         head = min(n, max(self.config_.pruned_head, kk))
+        cap = self._max_rows() if max_rows is None else max_rows
         if m == 1:
-            return self._pruned_one(q[0], k, kk, head)
+            return self._pruned_one(q[0], k, kk, head, cap)
         # each query's k-th best among the largest rows: a lower bound of its true k-th best
         bound = np.empty(m, dtype=np.float32)
         for lo in range(0, m, max(1, _EXACT_BLOCK_CELLS // head)):
@@ -416,7 +501,7 @@ class VectorIndex:
                 np.inf,
                 np.where(bound > 0, bound / (q_norm * (1 + _BOUND_SLACK)), -np.inf),
             )
-        upper = max(head, self._max_rows())  # n: exact
+        upper = min(n, max(head, cap))  # n: exact
         cut = np.clip(np.searchsorted(self._neg_norms, -need, side="right"), head, upper)
         # Queries are scored in groups of similar cuts, so that one query with a weak
         # bound does not make its whole block score every row.
@@ -439,9 +524,13 @@ class VectorIndex:
 
     def _max_rows(self) -> int:
         """The most rows a pruned search scores (``pruned_max_share`` of them; all when 1: exact)."""
-        return math.ceil(self.config_.pruned_max_share * self.ntotal)
+        share = self.config_.pruned_max_share
+        # "auto" is resolved at build; an unbuilt choice (never saved so) searches exactly
+        return self.ntotal if share == AUTO else math.ceil(float(share) * self.ntotal)
 
-    def _pruned_one(self, q: np.ndarray, k: int, kk: int, head: int) -> tuple[np.ndarray, np.ndarray, int]:
+    def _pruned_one(
+        self, q: np.ndarray, k: int, kk: int, head: int, cap: int
+    ) -> tuple[np.ndarray, np.ndarray, int]:
         """:meth:`_pruned` for one query (a single ``recommend``): the same cut, in few numpy calls."""
         x = self.vectors_
         n = x.shape[0]
@@ -454,7 +543,7 @@ class VectorIndex:
             end = int(np.searchsorted(self._neg_norms, -bound / (q_norm * (1 + _BOUND_SLACK)), side="right"))
         else:
             end = n
-        end = min(end, max(head, self._max_rows()))
+        end = min(end, max(head, cap))
         if end > head:
             s = x[:end] @ q
         top = np.argpartition(-s, kk - 1)[:kk] if kk < s.size else np.arange(s.size)
@@ -591,13 +680,7 @@ class VectorIndex:
         else:
             _, approx = self.search(q, k)
         _, exact = self.exact_search(q, k)
-        hits = 0
-        total = 0
-        for a, e in zip(approx, exact):
-            e = e[e >= 0]
-            hits += np.intersect1d(a[a >= 0], e, assume_unique=True).size
-            total += e.size
-        return hits / total if total else 1.0
+        return _recall(approx, exact)
 
     # ---- persistence (the bundle component protocol, recsys.bundle) -----
     def save(self, writer: BundleWriter) -> None:
@@ -665,7 +748,12 @@ class VectorIndex:
             )
 
         fields = {f.name for f in dataclasses.fields(IndexConfig)}
+        # an index saved before pruned_max_share existed searched exactly: it still does
+        stored_config = {"pruned_max_share": 1.0, **stored_config}
         built_config = IndexConfig(**{key: v for key, v in stored_config.items() if key in fields})
+        if config is not None and config.pruned_max_share == AUTO:
+            # the share is the build's measured choice, not a search-time setting: kept unless given
+            config = dataclasses.replace(config, pruned_max_share=built_config.pruned_max_share)
         self = cls(config=config if config is not None else built_config, seed=built_config.seed)
         self.config_ = check_section(self.config, IndexConfig)
         self.index_ = index
@@ -674,6 +762,7 @@ class VectorIndex:
         self.kind_ = kind
         self.recall_ = meta.get("recall_at_k")
         self.scan_share_ = meta.get("scan_share")
+        self.share_recalls_ = dict(meta.get("share_recalls") or {})
         self.build_seconds_ = float(meta.get("build_seconds", 0.0))
         self._prepare_lookup()
         if kind == "pruned":

@@ -298,10 +298,11 @@ def train_model(
             )
 
     with steps.step("ANN index"):
-        index = VectorIndex.build(item_factors, config=config.index, seed=config.index.seed)
+        # the recall (and [index] pruned_max_share = "auto"'s share) is measured on users, whom the
+        # push searches for; recall_sample = 0 skips it (the manifest then says null, the search exact)
         queries = _recall_queries(user_factors, config.index.recall_sample, config.index.seed)
-        # [index] recall_sample = 0 skips the measurement (the manifest then says null)
-        recall = index.recall_at_k(queries, config.index.recall_k) if len(queries) else None
+        index = VectorIndex.build(item_factors, config=config.index, seed=config.index.seed, queries=queries)
+        recall = index.recall_
 
     ts = events[C.TIMESTAMP]
     window = {
@@ -320,7 +321,13 @@ def train_model(
             "exposures": engagement.n_exposures_,
         },
         "engagement": {"sweeps": engagement.n_sweeps_, "log_loss": engagement.log_loss_},
-        "index": {"kind": index.kind, "recall_at_k": None if recall is None else float(recall), "k": config.index.recall_k},
+        "index": {
+            "kind": index.kind,
+            "recall_at_k": None if recall is None else float(recall),
+            "k": config.index.recall_k,
+            "max_share": index.config_.pruned_max_share,
+            "share_recalls": index.share_recalls_,
+        },
         "timings_s": dict(steps.timings),
         "warm_start": warm_start is not None,
         "incremental": incremental,
