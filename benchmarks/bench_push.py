@@ -22,6 +22,12 @@ Cases (``--users``): a synthetic city is generated and trained once per size
 ``benchmarks/out/cluster/cases/100000x50000-linear``, bench_cluster's linear-blend city) instead
 of generating one; its pushes are written to ``DIR/pushes``.
 
+``--index-share S`` (``auto`` or a number) measures the case's bundle with its item index's
+``[index] pruned_max_share`` chosen anew as ``recsys train`` now chooses it (for ``auto``: the
+smallest capped share whose recall@50 on the training's seeded user sample reaches ``min_recall``):
+a copy of the bundle (hard links; only ``item_index/index.json`` and the manifest rewritten),
+``<case>-share-<S>``. The floor is the same exact top-k over the same vectors.
+
 ``--tile F`` measures a city F times larger without generating and training it: the
 ``--users`` case's bundle with every user repeated F times (ids suffixed; items, factors and
 histories copied), saved as a bundle of its own (``<users*F>x<items>-tiled``). A load's and a
@@ -33,6 +39,7 @@ Usage::
     python benchmarks/bench_push.py --users 100000
     python benchmarks/bench_push.py --users 1000000
     python benchmarks/bench_push.py --users 3100000 --no-floor --night   # the whole city's night
+    python benchmarks/bench_push.py --users 100000 --tile 10 --index-share auto
 
 Prints a JSON line per case; figures go in benchmarks/README.md ("Push").
 """
@@ -176,6 +183,63 @@ def tile(case: Path, factor: int) -> Path:
     return big
 
 
+def reshare(case: Path, share: str) -> tuple[Path, dict]:
+    """The case's bundle with its index's ``pruned_max_share`` chosen anew, as a case of its own.
+
+    Every file is hard-linked from the case's bundle but ``item_index/index.json`` and
+    ``manifest.json``, written new (their links replaced, the originals untouched).
+    Returns the new case and the index's manifest entry.
+    """
+    import dataclasses
+    import os
+
+    from recsys.bundle import load_array
+    from recsys.config import config_from_dict
+    from recsys.io import atomic_dir, sha256_file
+    from recsys.training.index import FORMAT_VERSION, VectorIndex
+    from recsys.training.job import _recall_queries
+
+    src = (case / "models" / "latest").resolve()
+    out = case.parent / f"{case.name}-share-{share}"
+    if (out / "models" / "latest").exists():
+        manifest = json.loads(((out / "models" / "latest").resolve() / "manifest.json").read_text(encoding="utf-8"))
+        return out, manifest["index"]
+    manifest = json.loads((src / "manifest.json").read_text(encoding="utf-8"))
+    config = config_from_dict({"index": manifest["config"]["index"] | {"pruned_max_share": share}}).index
+    config = dataclasses.replace(config, recall_sample=max(config.recall_sample, 2000))
+    users = load_array(src, "user_factors")
+    queries = _recall_queries(users, config.recall_sample, config.seed)
+    index = VectorIndex.build(load_array(src, "item_factors"), config=config, seed=config.seed, queries=queries)
+    # the same rows in the same order as the stored index: only its settings change
+    if not np.array_equal(np.asarray(index.vectors_), load_array(src / "item_index", "vectors")):
+        raise SystemExit(f"{src}: the item index's vectors are not its item factors in norm order")
+    entry = {
+        "kind": index.kind,
+        "recall_at_k": float(index.recall_),
+        "k": config.recall_k,
+        "max_share": index.config_.pruned_max_share,
+        "share_recalls": index.share_recalls_,
+    }
+    (out / "models").mkdir(parents=True, exist_ok=True)
+    with atomic_dir(out / "models" / src.name) as tmp:
+        for path in src.rglob("*"):
+            rel = path.relative_to(src)
+            if path.is_dir():
+                (tmp / rel).mkdir(parents=True, exist_ok=True)
+            elif rel.as_posix() not in ("manifest.json", "item_index/index.json"):
+                (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+                os.link(path, tmp / rel)
+        (tmp / "item_index" / "index.json").write_text(
+            json.dumps({"format_version": FORMAT_VERSION, **index.info()}, indent=2), encoding="utf-8"
+        )
+        manifest["config"]["index"] = dataclasses.asdict(index.config_)
+        manifest["index"] = entry
+        manifest["files"]["item_index/index.json"] = sha256_file(tmp / "item_index" / "index.json")
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    (out / "models" / "latest").symlink_to(src.name)
+    return out, entry
+
+
 def floor(case: Path, k: int = 10, threads: int = 2) -> dict:
     """faiss exact batched top-k over the bundle's user and item vectors."""
     import faiss
@@ -308,6 +372,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-load", action="store_true", help="skip the worker-load probe")
     parser.add_argument("--tile", type=int, default=1, help="repeat the case's users this many times (see above)")
+    parser.add_argument(
+        "--index-share", metavar="S", help='push with the index share chosen anew ("auto" or 0..1; see above)'
+    )
     parser.add_argument("--load-only", action="store_true", help="only the worker-load probe (no floor, no push)")
     parser.add_argument("--probe-load", metavar="BUNDLE", help=argparse.SUPPRESS)  # the probe's own process
     parser.add_argument(
@@ -324,6 +391,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--case {case}: no models/latest bundle in it")
     if args.tile > 1:
         case = tile(case, args.tile)
+    index_entry = None
+    if args.index_share:
+        case, index_entry = reshare(case, args.index_share)
     manifest = json.loads(((case / "models" / "latest").resolve() / "manifest.json").read_text(encoding="utf-8"))
     # tomorrow's lists: the local day after the last day of data
     last = pd.Timestamp(manifest["data_window"]["end"]).tz_convert(load_taxonomy().tz) - pd.Timedelta(microseconds=1)
@@ -331,8 +401,10 @@ def main(argv: list[str] | None = None) -> int:
     result = {"users": args.users * args.tile, "items": args.items, "days": args.days, "date": day, "workers": args.workers}
     if args.tile > 1:
         result["tiled_from"] = args.users
-    if args.case:
+    if args.case or index_entry:
         result["case"] = str(case)
+    if index_entry:
+        result["index"] = index_entry
     if not args.no_load:
         result["worker_load"] = worker_load(case)
     if args.load_only:

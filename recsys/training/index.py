@@ -115,6 +115,16 @@ def _recall(approx: np.ndarray, exact: np.ndarray) -> float:
     return hits / total if total else 1.0
 
 
+def _best_first(s: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` best columns of each row of ``s`` (k <= width) and their scores, best first, ties by column."""
+    cols = np.sort(np.argpartition(-s, k - 1, axis=1)[:, :k], axis=1) if k < s.shape[1] else np.broadcast_to(
+        np.arange(s.shape[1]), s.shape
+    )
+    vals = np.take_along_axis(s, cols, axis=1)
+    order = np.argsort(-vals, axis=1, kind="stable")
+    return np.take_along_axis(vals, order, axis=1), np.take_along_axis(cols, order, axis=1)
+
+
 def _check_k(k: Any) -> int:
     if not is_int(k) or k < 1:
         raise ConfigError(f"k must be an integer >= 1, got {k!r}")
@@ -487,39 +497,51 @@ class VectorIndex:
         cap = self._max_rows() if max_rows is None else max_rows
         if m == 1:
             return self._pruned_one(q[0], k, kk, head, cap)
-        # each query's k-th best among the largest rows: a lower bound of its true k-th best
-        bound = np.empty(m, dtype=np.float32)
-        for lo in range(0, m, max(1, _EXACT_BLOCK_CELLS // head)):
-            s = q[lo : lo + _EXACT_BLOCK_CELLS // head] @ x[:head].T
-            bound[lo : lo + s.shape[0]] = np.partition(s, head - kk, axis=1)[:, head - kk]
-        q_norm = np.linalg.norm(q, axis=1)
-        # a row x can beat ``bound`` only if |q| |x| >= bound (Cauchy-Schwarz). With
-        # bound <= 0 any row can; a zero query scores 0 everywhere, the head's ties suffice.
-        with np.errstate(divide="ignore", invalid="ignore"):
-            need = np.where(
-                q_norm == 0,
-                np.inf,
-                np.where(bound > 0, bound / (q_norm * (1 + _BOUND_SLACK)), -np.inf),
-            )
         upper = min(n, max(head, cap))  # n: exact
-        cut = np.clip(np.searchsorted(self._neg_norms, -need, side="right"), head, upper)
-        # Queries are scored in groups of similar cuts, so that one query with a weak
-        # bound does not make its whole block score every row.
-        by_cut = np.argsort(cut, kind="stable")
+        q_norm = np.linalg.norm(q, axis=1)
         scored = 0
-        lo = 0
-        while lo < m:
-            # whole groups of _GROUP rows (scoring a few more rows is harmless: still exact)
-            # (never past ``upper``: a capped search scores exactly what a single query's would)
-            end = min(upper, -(-int(cut[by_cut[min(m, lo + _SUB_BLOCK) - 1]]) // _GROUP) * _GROUP)
-            hi = min(m, lo + _SUB_BLOCK, lo + max(1, _EXACT_BLOCK_CELLS // end))
-            who = by_cut[lo:hi]
-            s = q[who] @ x[:end].T
-            scored += s.size
-            vals, cols = _top_at_least(s, bound[who], kk, n)
-            out_scores[who, :kk] = vals
-            out_rows[who, :kk] = cols
-            lo = hi
+        # by blocks of queries whose head scores stay near _EXACT_BLOCK_CELLS: those scores set the
+        # bounds and are reused for the head's columns below (not computed twice)
+        step = max(1, _EXACT_BLOCK_CELLS // head)
+        for start in range(0, m, step):
+            part = slice(start, min(m, start + step))
+            head_scores = q[part] @ x[:head].T
+            scored += head_scores.size
+            if upper == head:  # capped at the head: its top k is the answer, no bound needed
+                out_scores[part, :kk], out_rows[part, :kk] = _best_first(head_scores, kk)
+                continue
+            # each query's k-th best among the largest rows: a lower bound of its true k-th best
+            bound = np.partition(head_scores, head - kk, axis=1)[:, head - kk]
+            norm = q_norm[part]
+            # a row x can beat ``bound`` only if |q| |x| >= bound (Cauchy-Schwarz). With
+            # bound <= 0 any row can; a zero query scores 0 everywhere, the head's ties suffice.
+            with np.errstate(divide="ignore", invalid="ignore"):
+                need = np.where(
+                    norm == 0,
+                    np.inf,
+                    np.where(bound > 0, bound / (norm * (1 + _BOUND_SLACK)), -np.inf),
+                )
+            cut = np.clip(np.searchsorted(self._neg_norms, -need, side="right"), head, upper)
+            # Queries are scored in groups of similar cuts, so that one query with a weak
+            # bound does not make its whole block score every row.
+            by_cut = np.argsort(cut, kind="stable")
+            b = by_cut.size
+            lo = 0
+            while lo < b:
+                # whole groups of _GROUP rows (scoring a few more rows is harmless: still exact)
+                # (never past ``upper``: a capped search scores exactly what a single query's would)
+                end = min(upper, -(-int(cut[by_cut[min(b, lo + _SUB_BLOCK) - 1]]) // _GROUP) * _GROUP)
+                hi = min(b, lo + _SUB_BLOCK, lo + max(1, _EXACT_BLOCK_CELLS // end))
+                who = by_cut[lo:hi]
+                if end > head:
+                    s = np.concatenate((head_scores[who], q[start + who] @ x[head:end].T), axis=1)
+                    scored += (end - head) * who.size
+                else:
+                    s = head_scores[who]
+                vals, cols = _top_at_least(s, bound[who], kk, n)
+                out_scores[start + who, :kk] = vals
+                out_rows[start + who, :kk] = cols
+                lo = hi
         return out_scores, out_rows, scored
 
     def _max_rows(self) -> int:
