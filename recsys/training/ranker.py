@@ -103,8 +103,17 @@ class LearnedRanker:
         if column is None and members:
             # several features averaged (``fit``'s ``base_members``); the first pass reads one column
             return mean_base(x, [self.feature_names.index(n) for n in members], self.report["base_scales"])
+        whole = column is None
         column = self.feature_names.index(self.base_feature) if column is None else column
-        return base_score(x[:, column], self.report.get("base_transform", "log1p"))
+        out = base_score(x[:, column], self.report.get("base_transform", "log1p"))
+        warm = self.report.get("base_feature_warm")
+        if whole and warm is not None and COLD_FEATURE in self.feature_names:
+            # users with engagement start from their own population's feature (``fit``); the first
+            # pass (``column``) reads the base feature for everyone
+            rows = np.nan_to_num(x[:, self.feature_names.index(COLD_FEATURE)], nan=0.0) > 0
+            if rows.any():
+                out[rows] = base_score(x[rows, self.feature_names.index(warm)], self.report.get("base_transform", "log1p"))
+        return out
 
     @property
     def used_features(self) -> np.ndarray:
@@ -116,6 +125,8 @@ class LearnedRanker:
             used = np.asarray(self.booster.feature_importance("split", iteration=best or None)) > 0
         cold = self._exposure_cold()
         base = (self.base_feature, *(self.report.get("base_members") or ()))
+        if self.report.get("base_feature_warm") is not None:
+            base = (*base, self.report["base_feature_warm"], COLD_FEATURE)
         for name in (*base, self.exposure_feature, *((cold[0], COLD_FEATURE) if cold else ())):
             if name is not None:
                 used[self.feature_names.index(name)] = True
@@ -179,6 +190,7 @@ class LearnedRanker:
         base_transform: str = "log1p",
         base_members: list[str] | None = None,
         base_scales: list[float] | None = None,
+        base_feature_warm: str | None = None,
     ) -> LearnedRanker:
         """Fit a LightGBM model: lambdarank, or with ``objective = "binary"`` pointwise.
 
@@ -218,6 +230,11 @@ class LearnedRanker:
             Several features and their training means: the starting score is
             then :func:`mean_base` of them (``base_feature`` still names the
             one a single column gives, for the serving's first pass).
+        base_feature_warm : str, optional
+            The starting feature of rows whose user has engagement
+            (``user_history`` above 0); the other rows start from
+            ``base_feature``. A population's best single signal can differ
+            from the pooled one (``ranker_training.population_bases``).
 
         Returns
         -------
@@ -254,7 +271,11 @@ class LearnedRanker:
                 return None
             if base_members:
                 return mean_base(m, [names_list.index(n) for n in base_members], list(base_scales or [])).astype(np.float64)
-            return base_score(m[:, names_list.index(base_feature)], base_transform).astype(np.float64)
+            out = base_score(m[:, names_list.index(base_feature)], base_transform).astype(np.float64)
+            if base_feature_warm is not None:
+                rows = np.nan_to_num(m[:, names_list.index(COLD_FEATURE)], nan=0.0) > 0
+                out[rows] = base_score(m[rows, names_list.index(base_feature_warm)], base_transform)
+            return out
 
         train = lgb.Dataset(x, label=y, group=groups, feature_name=names_list, init_score=init(x), free_raw_data=True)
         sets, names, callbacks = [], [], []
@@ -276,6 +297,8 @@ class LearnedRanker:
         }
         report["base_feature"] = base_feature
         report["base_transform"] = base_transform
+        if base_feature_warm is not None:
+            report["base_feature_warm"] = base_feature_warm
         if base_members:
             report["base_members"] = list(base_members)
             report["base_scales"] = [float(v) for v in base_scales or []]
@@ -421,6 +444,10 @@ class LearnedRanker:
         base = report.get("base_feature")
         if base is not None and base not in names:
             raise reader.error(META_FILE, f"base feature {base!r} is not one of its features")
+        if report.get("base_feature_warm") not in (None, *names) or (
+            report.get("base_feature_warm") is not None and COLD_FEATURE not in names
+        ):
+            raise reader.error(META_FILE, f"warm users' base feature {report['base_feature_warm']!r} is not one of its features")
         members, scales = report.get("base_members") or [], report.get("base_scales") or []
         if any(m not in names for m in members) or len(scales) != len(members):
             raise reader.error(META_FILE, f"base members {members!r} are not its features, each with a scale")

@@ -279,6 +279,71 @@ def base_members(
     return [feats[j].name for _, j in chosen], means, [round(v, 6) for v, _ in chosen]
 
 
+#: training and held-out queries a population needs before it may start from a feature of its own
+MIN_POPULATION_QUERIES = 10
+
+
+def population_bases(
+    train: tuple[np.ndarray, np.ndarray, np.ndarray],
+    valid: tuple[np.ndarray, np.ndarray, np.ndarray],
+    feats: tuple,
+    pooled: str | None,
+) -> tuple[str | None, str | None, dict[str, Any]]:
+    """The starting features of users without and with engagement before the cut.
+
+    The pooled best single feature (:func:`best_single_feature`) is chosen on
+    every training query, and most of them are usually cold users' (a log split
+    in time is mostly newcomers), so a warm user's best signal -- their
+    collaborative score, their own topics -- may never become the start. Each
+    population (a query's ``user_history`` 0 or above 0, as at serving) takes
+    the best single feature of its own training queries instead when that
+    feature beats the pooled one on the population's *held-out* queries by at
+    least one standard error of their paired per-query NDCG@10 difference (at
+    least :data:`MIN_POPULATION_QUERIES` queries on each side); else it keeps
+    the pooled feature.
+
+    Returns
+    -------
+    base : str or None
+        The cold users' start (the ranker's ``base_feature``, which the
+        serving's first pass reads for everyone).
+    base_warm : str or None
+        The warm users' start when it differs from ``base``.
+    report : dict
+        Per population: its own feature, its held-out NDCG@10 and the pooled
+        feature's, and whether it was adopted.
+    """
+    names = [f.name for f in feats]
+    if pooled is None or COLD_FEATURE not in names:
+        return pooled, None, {}
+    chosen = {"warm": pooled, "cold": pooled}
+    report: dict[str, Any] = {}
+    sides = [Examples(x, y, g, np.zeros(len(g), bool), np.zeros(len(g), np.int64)) for x, y, g in (train, valid)]
+    flags = [~_cold_queries(ex, names) for ex in sides]
+    for pop in ("warm", "cold"):
+        take = [f if pop == "warm" else ~f for f in flags]
+        if min(int(t.sum()) for t in take) < MIN_POPULATION_QUERIES:
+            continue
+        own, _ = best_single_feature(*_subset(sides[0], take[0]), feats)
+        if own is None or own == pooled:
+            report[pop] = {"feature": own, "adopted": False}
+            continue
+        x_v, y_v, g_v = _subset(sides[1], take[1])
+        mine = _ndcg_per_query(base_score(x_v[:, names.index(own)]), y_v, g_v)
+        theirs = _ndcg_per_query(base_score(x_v[:, names.index(pooled)]), y_v, g_v)
+        d = mine - theirs
+        se = float(d.std(ddof=1) / np.sqrt(d.size)) if d.size > 1 else float("inf")
+        adopted = bool(d.size > 1 and d.mean() > 0 and d.mean() >= se)
+        report[pop] = {
+            "feature": own, "adopted": adopted, "valid_queries": int(d.size),
+            "valid_ndcg_at_10": round(float(mine.mean()), 6), "pooled_valid_ndcg_at_10": round(float(theirs.mean()), 6),
+        }
+        if adopted:
+            chosen[pop] = own
+    warm = chosen["warm"] if chosen["warm"] != chosen["cold"] else None
+    return chosen["cold"], warm, report
+
+
 def _ndcg_per_query(scores: np.ndarray, y: np.ndarray, groups: np.ndarray, k: int = 10) -> np.ndarray:
     """NDCG@k of each query with a positive (binary gain; ties: row order)."""
     out, lo = [], 0
@@ -644,6 +709,8 @@ def fit_ranker(
     names = [f.name for f in feats]
     members: list[str] = []
     scales: list[float] = []
+    base_warm: str | None = None
+    by_population: dict[str, Any] = {}
     if mode == "impressions" and ENGAGEMENT in names:
         # pointwise P(engaged | shown): start from the engagement model's own log-odds of that
         # label (fitted on every impression of the log) and learn corrections to it; popularity
@@ -658,14 +725,18 @@ def fit_ranker(
         else:
             # candidates (a log of engagements alone): start from the mean of the few best features
             members, scales, members_ndcg = base_members(x_t, y_t, g_t, feats, rc.base_features)
+            if not members:
+                base, base_warm, by_population = population_bases((x_t, y_t, g_t), valid, feats, base)
     ranker = LearnedRanker.fit(
         x_t, y_t, g_t, names, valid=valid, base_feature=base, base_transform=transform,
         monotone=monotone,
         n_estimators=rc.n_estimators, learning_rate=rc.learning_rate, num_leaves=rc.num_leaves,
         min_child_samples=rc.min_child_samples, early_stopping_rounds=rc.early_stopping_rounds,
         seed=rc.seed, threads=config.collaborative.threads if hasattr(config.collaborative, "threads") else 2,
-        objective=objective, base_members=members or None, base_scales=scales or None,
+        objective=objective, base_members=members or None, base_scales=scales or None, base_feature_warm=base_warm,
     )
+    if by_population:
+        ranker.report["base_by_population"] = by_population
     if members:
         ranker.report["base_members_ndcg_at_10"] = members_ndcg
     if mode == "impressions":
