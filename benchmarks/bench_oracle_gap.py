@@ -20,6 +20,13 @@ part of the log (the test window is never read), for a seeded sample of the user
 
 ``--drop-features a,b`` trains the ranker without those registry features (a before/after).
 
+``--exposure-weights 0,0.25,0.5,1`` also lists every user with a positive engagement after the cut
+(as ``recsys evaluate`` judges them, the production ``recommend_many``) with the ranker's exposure
+weight set to each value in turn -- one training -- and prints, beside the ``recent_popular`` and
+``segment_popular`` baselines, the logged NDCG@10 over all, warm and cold users with the paired 95%
+bootstrap interval of the difference from each baseline, and the simulated engagements per push
+as a share of the oracle's: the trade the weight makes between the logged metric and engagements.
+
 It reads the generator's truth, which the engine never does: a tool to learn where to look, not a
 feature. Usage::
 
@@ -41,8 +48,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from recsys import columns as C
 from recsys.config import EngineConfig
-from recsys.evaluation.simulate import load_truth
+from recsys.evaluation.baselines import ListingContext, make_baseline, recommend
+from recsys.evaluation.metrics import ndcg_at_k, paired_difference_ci
+from recsys.evaluation.run import ORACLE, policy_lists
+from recsys.evaluation.simulate import attach_true_prob, load_truth
+from recsys.evaluation.split import relevant_pairs, temporal_split
+from recsys.ranking import Recommender
 from recsys.ranking import candidates, eligibility, features
 from recsys.ranking.state import build_state
 from recsys.ranking.users import resolve
@@ -102,6 +115,64 @@ def _oracle_placement(score: np.ndarray, ok: np.ndarray, prob: np.ndarray, k: in
     return {f"top{n}": float((r <= n).mean()) for n in (10, 30, 100)} | {"median_rank": float(np.median(r))}
 
 
+#: the baselines the logged NDCG@10 of each exposure weight is compared with (paired)
+LOGGED_BASELINES = ("recent_popular", "segment_popular")
+
+
+def _logged_by_weight(
+    model, items: pd.DataFrame, events: pd.DataFrame, cut: pd.Timestamp, truth, weights: list[float], n_boot: int = 1000
+) -> dict[str, dict]:
+    """The served lists' logged NDCG@10 and simulated share of the oracle at each exposure weight.
+
+    Users: every user with a relevant item after ``cut`` (``recsys evaluate``'s definition: a positive
+    engagement after the cut not engaged with before it). The ranker's ``exposure_weight`` is set to
+    each weight in turn and the production ``Recommender`` lists anew (its state reads which features
+    the exposure model uses); the chosen weight is restored afterwards. Populations: all, warm (a
+    positive before the cut) and cold.
+    """
+    split = temporal_split(events, time=cut)
+    rel = relevant_pairs(split)
+    users = np.sort(rel[C.USER_ID].unique())
+    relevant = rel.groupby(C.USER_ID)[C.ITEM_ID].apply(set).to_dict()
+    n_rel = np.array([len(relevant[u]) for u in users])
+    warm_ids = set(split.train.loc[split.train[C.EVENT_TYPE].isin(C.EVENT_TYPES_POSITIVE), C.USER_ID].astype(str))
+    warm = np.array([u in warm_ids for u in users])
+    ctx = ListingContext.build(model, items, cut, split.train)
+    fallback = make_baseline("segment_popular").fit(ctx)
+
+    def judged(lists: pd.DataFrame) -> tuple[np.ndarray, float]:
+        top = lists[lists[C.RANK] <= 10]
+        got = top.groupby(C.USER_ID)[C.ITEM_ID].apply(list).to_dict()
+        hits = np.zeros((len(users), 10), bool)
+        for r, u in enumerate(users):
+            row = [it in relevant[u] for it in got.get(u, [])][:10]
+            hits[r, : len(row)] = row
+        sim = attach_true_prob(top, truth, cut)["true_prob"].sum() / (10 * len(users))
+        return ndcg_at_k(hits, n_rel, 10), float(sim)
+
+    scored = {name: judged(recommend(make_baseline(name).fit(ctx), ctx, users, 10, fallback=fallback)) for name in LOGGED_BASELINES}
+    _, oracle = judged(policy_lists(ORACLE, ctx, items, users, 10, truth=truth))
+    chosen = model.ranker.report.get("exposure_weight")
+    try:
+        for w in weights:
+            model.ranker.report["exposure_weight"] = float(w)
+            lists = Recommender.from_model(model, catalog=items).recommend_many(list(users), 10, now=cut)
+            scored[f"engine, exposure weight {w:g}{' (chosen)' if w == chosen else ''}"] = judged(lists)
+    finally:
+        model.ranker.report["exposure_weight"] = chosen
+    out = {}
+    for name, (ndcg, sim) in scored.items():
+        row = {"simulated_share_of_oracle": sim / oracle if oracle > 0 else float("nan")}
+        for pop, take in (("all", np.ones(len(users), bool)), ("warm", warm), ("cold", ~warm)):
+            row[pop] = {"ndcg@10": float(ndcg[take].mean()) if take.any() else float("nan"), "users": int(take.sum())}
+            for base in LOGGED_BASELINES:
+                if base != name and take.sum() > 1:
+                    diff, ci = paired_difference_ci(ndcg[take], scored[base][0][take], n_boot=n_boot, seed=0)
+                    row[pop][f"minus {base}"] = [float(diff), *map(float, ci)]
+        out[name] = row
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="synthetic data folder with a truth/ folder")
@@ -112,7 +183,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     parser.add_argument("--drop-features", default="", help="comma-separated registry features the ranker leaves out (a before/after)")
+    parser.add_argument("--exposure-weights", default="", help="comma-separated exposure weights: logged NDCG@10 vs baselines and simulated share for each")
     args = parser.parse_args()
+    try:
+        weights = [float(w) for w in args.exposure_weights.split(",") if w]
+    except ValueError:
+        parser.error(f"--exposure-weights must be numbers separated by commas, got {args.exposure_weights!r}")
 
     truth = load_truth(args.data)
     if truth is None:
@@ -243,10 +319,27 @@ def main() -> None:
     print("\n| ordering | oracle's top 10 in its top 10 | in its top 30 | in its top 100 | median rank (1 = first) |\n|---|---|---|---|---|")
     for k, v in placement.items():
         print(f"| {k} | {v['top10']:.3f} | {v['top30']:.3f} | {v['top100']:.3f} | {v['median_rank']:.0f} |")
+    logged = {}
+    if weights and ranker is not None:
+        logged = _logged_by_weight(model, clean.items, events, cut, truth, weights)
+        print("\n| lists of every user judged after the cut | NDCG@10 all | warm | cold | all minus recent_popular [95%] "
+              "| all minus segment_popular [95%] | cold minus segment_popular [95%] | simulated, share of oracle |\n"
+              "|---|---|---|---|---|---|---|---|")
+
+        def ci(cell: dict, key: str) -> str:
+            v = cell.get(key)
+            return "" if v is None else f"{v[0]:+.4f} [{v[1]:+.4f}, {v[2]:+.4f}]"
+
+        for name, row in logged.items():
+            print(f"| {name} | {row['all']['ndcg@10']:.4f} | {row['warm']['ndcg@10']:.4f} | {row['cold']['ndcg@10']:.4f} "
+                  f"| {ci(row['all'], 'minus recent_popular')} | {ci(row['all'], 'minus segment_popular')} "
+                  f"| {ci(row['cold'], 'minus segment_popular')} | {row['simulated_share_of_oracle']:.3f} |")
+        first = next(iter(logged.values()))
+        print(f"users judged: {first['all']['users']} ({first['warm']['users']} warm, {first['cold']['users']} cold)")
     if args.json is not None:
         args.json.write_text(json.dumps({
             "cut": str(cut), "users": len(user_ids), "oracle": oracle, "shares": rows, "estimates": estimates,
-            "oracle_placement": placement, "dropped_features": dropped,
+            "oracle_placement": placement, "dropped_features": dropped, "logged_by_exposure_weight": logged,
         }, indent=1))
 
 
