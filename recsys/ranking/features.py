@@ -238,6 +238,37 @@ def _per_day(values: Callable[[Block], np.ndarray]) -> Callable[[Block], np.ndar
 _COENGAGEMENT_ROWWISE = 4
 
 
+def coengagement_sums(co: sp.csr_matrix, recent: np.ndarray, memo: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One user's co-engagement with every item: the items (ascending) and their summed cosines.
+
+    The user's distinct recent positive items (``recent``, -1 padded) in
+    ascending order, each neighbour's count x cosine summed in that order --
+    the sparse product's own values, bit for bit (exact zeros kept: the
+    callers drop them). Candidate generation keeps the largest sums, the
+    ``coengagement`` feature reads the candidates' sums: with ``memo`` (a
+    :class:`~recsys.ranking.users.UserBatch`'s) a single call sums once for both.
+    """
+    key = ("coengagement", id(co), recent.dtype.str, recent.tobytes())
+    if memo is not None and key in memo:
+        return memo[key]
+    seeds, counts = np.unique(recent[recent >= 0], return_counts=True)
+    if seeds.size == 0:
+        out = (np.zeros(0, np.int32), np.zeros(0, np.result_type(np.float32, co.data.dtype)))
+    else:
+        # every seed's neighbours end to end, in seed order: np.add.at sums each item in that order
+        spans = [(co.indptr[seed], co.indptr[seed + 1]) for seed in seeds.tolist()]
+        idx = np.concatenate([co.indices[lo:hi] for lo, hi in spans])
+        val = np.concatenate([count * co.data[lo:hi] for count, (lo, hi) in zip(counts.astype(np.float32), spans)])
+        items, inverse = np.unique(idx, return_inverse=True)
+        # the product's own dtype (float32 seeds x the matrix's data)
+        acc = np.zeros(items.size, np.result_type(np.float32, co.data.dtype))
+        np.add.at(acc, inverse, val)
+        out = (items, acc)
+    if memo is not None:
+        memo[key] = out
+    return out
+
+
 def _coengagement(b: Block) -> np.ndarray:
     """Sum of co-engagement cosines between the candidate and the user's recent positive items."""
     sig = b.state.signals
@@ -254,27 +285,18 @@ def _coengagement(b: Block) -> np.ndarray:
 
 def _coengagement_rows(b: Block, recent: np.ndarray) -> np.ndarray:
     """:func:`_coengagement` for a few users without building sparse matrices (three per block cost
-    ~0.5 ms of a single ``recommend``). Bit for bit the sparse product's values: each user's
-    distinct recent items in ascending order, count x cosine, summed in float32 in that order,
-    as scipy's CSR product sums them (a test compares the two)."""
-    co = b.state.coengagement
+    ~0.5 ms of a single ``recommend``): each user's :func:`coengagement_sums` (shared with candidate
+    generation) read at the candidates -- bit for bit the sparse product's values, rounded to
+    float32 once at the end (a test compares the two)."""
     m, c = b.cand.shape
     out = np.zeros((m, c), np.float32)
     for r in range(m):
-        seeds, counts = np.unique(recent[r][recent[r] >= 0], return_counts=True)
-        if seeds.size == 0:
+        items, acc = coengagement_sums(b.state.coengagement, recent[r], b.users.memo)
+        if items.size == 0:
             continue
-        items, inverse = np.unique(b.bundle_items[r], return_inverse=True)
-        # every seed's neighbours end to end, in seed order: np.add.at sums each item in that order
-        spans = [(co.indptr[seed], co.indptr[seed + 1]) for seed in seeds.tolist()]
-        idx = np.concatenate([co.indices[lo:hi] for lo, hi in spans])
-        val = np.concatenate([count * co.data[lo:hi] for count, (lo, hi) in zip(counts.astype(np.float32), spans)])
-        pos = np.minimum(np.searchsorted(items, idx), items.size - 1)
-        hit = items[pos] == idx
-        # the product's own dtype (float32 seeds x the matrix's data), rounded to float32 once at the end
-        acc = np.zeros(items.size, np.result_type(np.float32, co.data.dtype))
-        np.add.at(acc, pos[hit], val[hit])
-        out[r] = np.where(b.in_bundle[r], acc[inverse.reshape(-1)], 0)
+        pos = np.minimum(np.searchsorted(items, b.bundle_items[r]), items.size - 1)
+        hit = (items[pos] == b.bundle_items[r]) & b.in_bundle[r]
+        out[r] = np.where(hit, acc[pos], 0)
     return out
 
 

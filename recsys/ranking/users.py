@@ -11,7 +11,7 @@ topic profile the segment's prior, and they have no history.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -37,6 +37,11 @@ class UserBatch:
         Taxonomy positions (after overrides).
     segments : ndarray of int64, shape (m,)
         Row of ``Catalog.popularity``.
+    memo : dict
+        What the steps of one ranking pass share about these users, keyed
+        by everything the value depends on (e.g. each user's co-engagement
+        sums, read by candidate generation and by the feature:
+        :func:`recsys.ranking.features.coengagement_sums`).
     """
 
     user_ids: list[str]
@@ -46,6 +51,7 @@ class UserBatch:
     groups: np.ndarray
     regions: np.ndarray
     segments: np.ndarray
+    memo: dict = field(default_factory=dict, init=False, compare=False, repr=False)
 
     def __len__(self) -> int:
         return len(self.user_ids)

@@ -24,6 +24,7 @@ that cannot be written only costs the compile.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import os
@@ -47,6 +48,9 @@ _CACHE_FORMAT = 1
 #: lleaves' own defaults, written into the key: its cache-blocked trees were as fast as one block
 #: of all trees on the 100k city's ranker (100-4,000 rows) and compile faster than ``fcodemodel="small"``
 _OPTIONS: dict[str, Any] = {"fblocksize": 34, "fcodemodel": "large", "finline": True, "use_fp64": True}
+#: lleaves' entry point: void forest_root(double *rows, double *out, int start, int end); the GIL is
+#: released during the call (ctypes' CFUNCTYPE), as lleaves' own wrapper does
+_ENTRY = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int32, ctypes.c_int32)
 #: one compile at a time per process: threads of ``recommend_many`` may ask for the same model at once
 _LOCK = threading.Lock()
 
@@ -123,18 +127,26 @@ class CompiledTrees:
     """
 
     def __init__(self, model: lleaves.Model, n_features: int, cached: bool) -> None:
-        self._model = model
+        self._model = model  # holds the machine code (its execution engine) alive
         self.n_features = n_features
         self.cached = cached
+        # the compiled entry point, called directly: lleaves' own ``predict`` wraps it in per-call
+        # checks and ctypes pointer objects that cost ~20 us, as much as 10 rows of trees
+        address = model._execution_engine.get_function_address("forest_root")
+        self._entry = _ENTRY(address)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Scores of the rows of ``x`` (n, n_features), float64 (n,), on the calling thread."""
-        # float64 and C order once here: lleaves would cast and copy anyway, and LightGBM compares
-        # the float32 features with float64 thresholds, as the compiled code does
+        # float64 and C order: LightGBM compares the float32 features with float64 thresholds, as
+        # the compiled code does
         x = np.ascontiguousarray(x, dtype=np.float64)
-        if len(x) == 0:
-            return np.zeros(0, np.float64)
-        return self._model.predict(x, n_jobs=1)
+        if x.ndim != 2 or x.shape[1] != self.n_features:
+            raise ValueError(f"compiled trees need (n, {self.n_features}) rows, got shape {x.shape}")
+        out = np.zeros(len(x), np.float64)
+        if len(x):
+            # (rows, out, start, end): the function reads rows start..end-1 and writes their scores
+            self._entry(x.ctypes.data, out.ctypes.data, 0, len(x))
+        return out
 
 
 def compile_trees(model_text: str, folder: Path | None | str = "default") -> CompiledTrees:
