@@ -9,8 +9,14 @@ the seen matrix, channel counts) lives here; every other step is a module of its
 from __future__ import annotations
 
 import dataclasses
+import os
+import pickle  # only for the pipe to the content worker process: never for a file
+import resource
+import subprocess
 import sys
+import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -52,6 +58,143 @@ from recsys.taxonomy import Taxonomy, load_taxonomy
 from recsys.timeutil import aware_timestamp, parse_option_time
 
 N_STEPS = 10
+
+#: a catalogue at least this large is embedded, and its near-duplicate graph searched, in a worker
+#: process while the single-threaded steps (matrices, topic profiles, popularity) run on the other
+#: core; a smaller one in line (the worker's start and imports cost ~2 s)
+CONTENT_WORKER_MIN_ITEMS = 20_000
+
+
+def _content_and_duplicates(
+    items: pd.DataFrame, config: EngineConfig, taxonomy: Taxonomy, *, graph: bool
+) -> tuple[Any, np.ndarray, Any, dict[str, float]]:
+    """Fit the content embedding of ``items`` and, with ``graph``, search its near-duplicate graph.
+
+    Returns the embedder, the vectors, the graph (None without ``graph``) and the seconds of each part.
+    """
+    # heavy: jieba and scikit-learn load when a catalogue is embedded
+    from recsys.training.content import ContentEmbedder
+    # cycle: the graph's module reads recsys.ranking, whose package imports the training model
+    from recsys.training.duplicates import NearDuplicates
+
+    start = time.perf_counter()
+    embedder = ContentEmbedder(config=config.content, taxonomy=taxonomy)
+    content = embedder.fit_transform(items)
+    timings = {"content embedding": round(time.perf_counter() - start, 3)}
+    duplicates = None
+    if graph:
+        start = time.perf_counter()
+        # the same input TrainedModel.save would search: the float32 vectors the bundle stores
+        duplicates = NearDuplicates.build(
+            np.ascontiguousarray(content, dtype=np.float32), config.ranking.near_duplicate_threshold
+        )
+        timings["near_duplicates"] = round(time.perf_counter() - start, 3)
+    return embedder, content, duplicates, timings
+
+
+#: the worker process: a fresh interpreter (no re-run of the caller's main script, no fork of this
+#: process's threads) that reads its task from stdin and writes its result to stdout
+_WORKER_CODE = "from recsys.training.job import _content_worker; _content_worker()"
+
+
+def _content_worker() -> None:
+    """The worker process's main: the content step of the (items, config, taxonomy) on stdin, pickled
+    back to stdout with this process's peak RSS (KiB). A process-to-process pipe, not an artifact."""
+    try:
+        items, config, taxonomy = pickle.load(sys.stdin.buffer)
+        result = _content_and_duplicates(items, config, taxonomy, graph=True)
+        payload = pickle.dumps((result, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss), protocol=5)
+    except BaseException:  # noqa: BLE001 -- the parent embeds in line and raises the error there, to the user
+        raise SystemExit(1) from None
+    sys.stdout.buffer.write(payload)
+    sys.stdout.buffer.flush()
+
+
+class _ContentStep:
+    """The content embedding of a full training, started in a worker process and collected when needed.
+
+    Full training is single-threaded outside the ALS fit, so on a machine of two cores one core idles
+    through the matrices, topic profiles and popularity; the catalogue's embedding (mostly jieba, pure
+    Python) and its near-duplicate graph need only the items table and run there instead. Below
+    ``CONTENT_WORKER_MIN_ITEMS`` items, or if the worker cannot start or dies, the step runs in line
+    (same code, same result); a worker that fails on bad input says nothing and the in-line run
+    raises the error.
+    """
+
+    def __init__(self, items: pd.DataFrame, config: EngineConfig, taxonomy: Taxonomy) -> None:
+        self._args = (items, config, taxonomy)
+        self._proc: subprocess.Popen | None = None
+        if len(items) < CONTENT_WORKER_MIN_ITEMS:
+            return
+        # the worker imports the recsys this process runs, whatever its sys.path
+        root = str(Path(__file__).resolve().parents[2])
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-c", _WORKER_CODE],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
+            )
+        except OSError:
+            return
+        task = pickle.dumps(self._args, protocol=5)
+
+        def feed() -> None:
+            # in a thread: the pipe takes the task only as fast as the worker (still importing) reads it
+            try:
+                proc.stdin.write(task)
+                proc.stdin.close()
+            except OSError:
+                pass  # the worker is gone: result() embeds in line
+
+        self._feeder = threading.Thread(target=feed, daemon=True)
+        self._feeder.start()
+        self._proc = proc
+        # an error in a later step leaves no worker behind
+        weakref.finalize(self, _stop_worker, proc)
+
+    def result(self) -> tuple[Any, np.ndarray, Any, dict[str, Any]]:
+        """The embedder, the vectors, the near-duplicate graph (None in line) and the worker's figures."""
+        if self._proc is not None:
+            try:
+                payload = self._proc.stdout.read()
+                self._feeder.join()
+                ok = self._proc.wait() == 0 and payload
+                if ok:
+                    (embedder, content, duplicates, timings), peak_kib = pickle.loads(payload)
+            except (OSError, pickle.UnpicklingError, EOFError, ValueError):
+                ok = False
+            finally:
+                _stop_worker(self._proc)
+            if ok:
+                seconds = {f"{name} (worker)": value for name, value in timings.items()}
+                return embedder, content, duplicates, {"seconds": seconds, "peak_rss_gib": round(peak_kib / 2**20, 2)}
+            # the worker died or failed: embed in line
+        embedder, content, _, _ = _content_and_duplicates(*self._args, graph=False)
+        return embedder, content, None, {}
+
+
+def _same_duplicates(
+    previous: TrainedModel | None, content: np.ndarray, n_items: int, config: EngineConfig
+) -> Any:
+    """``previous``'s near-duplicate graph when ``content`` is exactly its content vectors (else None).
+
+    The graph (and its calibrated threshold) is a function of the content vectors and
+    ``[ranking] near_duplicate_threshold`` only: a night whose catalogue did not change reuses it
+    instead of searching every pair again.
+    """
+    graph = None if previous is None else previous.near_duplicates
+    if graph is None or not graph.fits(n_items, config.ranking.near_duplicate_threshold):
+        return None
+    stored = np.asarray(previous.content_vectors)
+    ours = np.ascontiguousarray(content, dtype=np.float32)
+    return graph if stored.shape == ours.shape and np.array_equal(stored, ours) else None
+
+
+def _stop_worker(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    proc.stdout.close()
 
 
 def segment_popularity(positives: sp.csr_matrix, seg_of_user: np.ndarray, n_segments: int) -> np.ndarray:
@@ -150,9 +293,7 @@ def train_model(
     -------
     TrainedModel
     """
-    # heavy: the content embedder (jieba, scikit-learn) and the index (faiss) load when a model is
-    # trained, not with `recsys --help`, which imports this module
-    from recsys.training.content import ContentEmbedder
+    # heavy: the index (faiss) loads when a model is trained, not with `recsys --help`, which imports this module
     from recsys.training.index import VectorIndex
 
     # every section's rules, before any step runs: a bad [index] value must not wait for ALS,
@@ -164,6 +305,9 @@ def train_model(
 
     users = users.reset_index(drop=True)
     items = items.reset_index(drop=True)
+    reuse = content_from is not None and content_from.config.content == config.content and content_from.n_items == len(items)
+    # the catalogue's embedding starts now, in a worker, and is collected before the engagement model
+    content_step = _ContentStep(items, config, taxonomy) if content is None and not reuse else None
     with steps.step("interactions"):
         user_map = IdMap.from_ids(users[C.USER_ID].to_numpy())
         item_map = IdMap.from_ids(items[C.ITEM_ID].to_numpy())
@@ -177,6 +321,76 @@ def train_model(
             _check_same_ids(inter, user_map, item_map)
         else:
             inter = build_interactions(events, user_map, item_map, config.interactions, as_of=cutoff, codes=codes)
+
+    with steps.step("topic profiles"):
+        profiles = TopicProfiles(config=config.profiles, taxonomy=taxonomy).fit(inter, users, items)
+
+    if night and (decayed is None or decayed.aggregates is None or warm_start is None):
+        raise ValueError("a night's update needs the decayed state with its aggregates and yesterday's model")
+    end = inter.end if inter.end is not None else pd.Timestamp.now(tz="UTC")
+    with steps.step("popularity and history"):
+        segments = profiles.segments_.reset_index(drop=True)
+        seg_of_user = profiles.user_segment_
+        recent = inter.positives
+        if decayed is not None and decayed.popularity is not None:
+            recent = decayed.popularity
+        elif config.interactions.popularity_half_life_days != config.interactions.half_life_days:
+            # popularity decays faster than the collaborative confidences: what is trending now
+            pop_config = dataclasses.replace(
+                config.interactions, half_life_days=config.interactions.popularity_half_life_days
+            )
+            recent = build_interactions(events, user_map, item_map, pop_config, as_of=cutoff, codes=codes).positives
+        seg_pop = segment_popularity(recent, seg_of_user, len(segments))
+        pop_recent = np.asarray(recent.sum(axis=0), dtype=np.float32).ravel()
+        pop_all = np.asarray((inter.engaged != 0).sum(axis=0), dtype=np.float32).ravel()
+        seen = seen_matrix(inter.engaged, inter.negatives)
+        seg_prior = np.asarray(profiles.segment_priors_, dtype=np.float32)
+        if night:
+            chan_counts = np.asarray(decayed.aggregates.channel_counts, dtype=np.float32)
+            signals = history_signals(decayed, users, end, taxonomy, config.ranker)
+        else:
+            ev_user, ev_item = codes
+            chan_counts = channel_counts(events, ev_user, len(users), taxonomy, types=types)
+            signals = compute_signals(
+                events, ev_user, ev_item, users, len(items), end, taxonomy, config.ranker, types=types
+            )
+
+    near_duplicates, worker = None, {}
+    with steps.step("content embedding"):
+        if content is not None:
+            embedder, content = content
+            near_duplicates = _same_duplicates(warm_start, content, len(items), config)
+        elif reuse:
+            embedder, content = content_from.content_model, np.asarray(content_from.content_vectors)
+        else:
+            embedder, content, near_duplicates, worker = content_step.result()
+            del content_step
+
+    with steps.step("engagement model"):
+        if night:
+            ecfg = config.engagement
+            exposures = history_exposures(
+                decayed, items, ecfg, sample=ecfg.warm_exposures or ecfg.max_exposures, seed=ecfg.seed
+            )
+            engagement = EngagementModel(ecfg, taxonomy).fit(
+                exposures, users, items, warm_start=_engagement_start(warm_start, user_map, item_map)
+            )
+        else:
+            exposures = build_exposures(
+                events, user_map, item_map, items, taxonomy, end=end, trend_days=config.engagement.trend_days,
+                codes=codes, types=types,
+            )
+            engagement = EngagementModel(config.engagement, taxonomy).fit(exposures, users, items)
+
+    with steps.step("topic rates"):
+        # each user's own rate per topic and format, shrunk toward their segment's (a ranking feature)
+        topic_rates = (
+            topic_rates_for(exposures, item_map, items, taxonomy, profiles.user_segment_, seed=config.engagement.seed)
+            if config.ranker.topic_rates
+            else None
+        )
+        # every shown pair of the window in a full training (~0.8 GB at 1M users): read by no later step
+        del exposures
 
     with steps.step(f"collaborative ({config.collaborative.algorithm})"):
         cf = CollaborativeModel(config=config.collaborative)
@@ -209,47 +423,6 @@ def train_model(
         user_factors = np.ascontiguousarray(cf.user_factors_, dtype=np.float32)
         item_factors = np.ascontiguousarray(cf.item_factors_, dtype=np.float32)
 
-    with steps.step("topic profiles"):
-        profiles = TopicProfiles(config=config.profiles, taxonomy=taxonomy).fit(inter, users, items)
-
-    if night and (decayed is None or decayed.aggregates is None or warm_start is None):
-        raise ValueError("a night's update needs the decayed state with its aggregates and yesterday's model")
-    with steps.step("engagement model"):
-        end = inter.end if inter.end is not None else pd.Timestamp.now(tz="UTC")
-        if night:
-            ecfg = config.engagement
-            exposures = history_exposures(
-                decayed, items, ecfg, sample=ecfg.warm_exposures or ecfg.max_exposures, seed=ecfg.seed
-            )
-            engagement = EngagementModel(ecfg, taxonomy).fit(
-                exposures, users, items, warm_start=_engagement_start(warm_start, user_map, item_map)
-            )
-        else:
-            exposures = build_exposures(
-                events, user_map, item_map, items, taxonomy, end=end, trend_days=config.engagement.trend_days,
-                codes=codes, types=types,
-            )
-            engagement = EngagementModel(config.engagement, taxonomy).fit(exposures, users, items)
-
-    with steps.step("topic rates"):
-        # each user's own rate per topic and format, shrunk toward their segment's (a ranking feature)
-        topic_rates = (
-            topic_rates_for(exposures, item_map, items, taxonomy, profiles.user_segment_, seed=config.engagement.seed)
-            if config.ranker.topic_rates
-            else None
-        )
-        # every shown pair of the window in a full training (~0.8 GB at 1M users): read by no later step
-        del exposures
-
-    with steps.step("content embedding"):
-        if content is not None:
-            embedder, content = content
-        elif content_from is not None and content_from.config.content == config.content and content_from.n_items == len(items):
-            embedder, content = content_from.content_model, np.asarray(content_from.content_vectors)
-        else:
-            embedder = ContentEmbedder(config=config.content, taxonomy=taxonomy)
-            content = embedder.fit_transform(items)
-
     with steps.step("cold start"):
         item_warm = np.asarray(inter.engaged.getnnz(axis=0) > 0)
         item_cs = ItemColdStart(config=config.cold_start).fit(content[item_warm], item_factors[item_warm])
@@ -268,33 +441,6 @@ def train_model(
                 rows[C.SUB_GROUP].fillna("").astype(str).tolist(),
                 rows[C.REGION].astype(str).tolist(),
                 topic_priors=profiles.user_topics_[cold_rows],
-            )
-
-    with steps.step("popularity and history"):
-        segments = profiles.segments_.reset_index(drop=True)
-        seg_of_user = profiles.user_segment_
-        recent = inter.positives
-        if decayed is not None and decayed.popularity is not None:
-            recent = decayed.popularity
-        elif config.interactions.popularity_half_life_days != config.interactions.half_life_days:
-            # popularity decays faster than the collaborative confidences: what is trending now
-            pop_config = dataclasses.replace(
-                config.interactions, half_life_days=config.interactions.popularity_half_life_days
-            )
-            recent = build_interactions(events, user_map, item_map, pop_config, as_of=cutoff, codes=codes).positives
-        seg_pop = segment_popularity(recent, seg_of_user, len(segments))
-        pop_recent = np.asarray(recent.sum(axis=0), dtype=np.float32).ravel()
-        pop_all = np.asarray((inter.engaged != 0).sum(axis=0), dtype=np.float32).ravel()
-        seen = seen_matrix(inter.engaged, inter.negatives)
-        seg_prior = np.asarray(profiles.segment_priors_, dtype=np.float32)
-        if night:
-            chan_counts = np.asarray(decayed.aggregates.channel_counts, dtype=np.float32)
-            signals = history_signals(decayed, users, end, taxonomy, config.ranker)
-        else:
-            ev_user, ev_item = codes
-            chan_counts = channel_counts(events, ev_user, len(users), taxonomy, types=types)
-            signals = compute_signals(
-                events, ev_user, ev_item, users, len(items), end, taxonomy, config.ranker, types=types
             )
 
     with steps.step("ANN index"):
@@ -328,7 +474,7 @@ def train_model(
             "max_share": index.config_.pruned_max_share,
             "share_recalls": index.share_recalls_,
         },
-        "timings_s": dict(steps.timings),
+        "timings_s": {**steps.timings, **worker.get("seconds", {})},
         "warm_start": warm_start is not None,
         "incremental": incremental,
     }
@@ -367,7 +513,10 @@ def train_model(
         user_bias=engagement.user_bias_,
         signals=signals,
         topic_rates=topic_rates,
+        near_duplicates=near_duplicates,
     )
+    if worker:
+        model.info["content_worker"] = worker
     if config.ranking.ranker == "learned" and incremental and warm_start.ranker is not None:
         # a night's update keeps yesterday's ranker: its label window moved by one day of ~60,
         # and refitting it costs most of a training (benchmarks/README.md); the full retrain refits
@@ -377,7 +526,7 @@ def train_model(
         with steps.step("learned ranker"):
             model.ranker, report = fit_ranker(users, items, events, config=config, taxonomy=taxonomy, content_from=model)
         model.info["ranker"] = report
-        model.info["timings_s"] = dict(steps.timings)
+        model.info["timings_s"] = {**steps.timings, **worker.get("seconds", {})}
     else:
         model.info["ranker"] = {"kind": "linear"}
     return model
@@ -512,7 +661,7 @@ def train(
         night=night is not None,
     )
     model.info.setdefault("counts", {})["quarantined_rows"] = int(sum(quarantined.values()))
-    model.info["timings_s"] = dict(steps.timings)
+    model.info["timings_s"] = {**steps.timings, **model.info.get("content_worker", {}).get("seconds", {})}
     with steps.step("write and verify bundle"):
         path = model.save(out, sanity=check_bundle_sanity)
     if decayed is not None:
@@ -539,6 +688,8 @@ def train(
         "warm_start": night is not None or bool(warm_start),
         "seconds": round(time.perf_counter() - start, 1),
     }
+    if "content_worker" in model.info:
+        summary["content_worker"] = model.info["content_worker"]
     if night is not None:
         summary["new_event_files"] = len(night["sources"])
         summary["new_events"] = int(len(night["new_events"]))
