@@ -90,7 +90,8 @@ summary = run(sys.argv[1], sys.argv[2], as_of=sys.argv[3] or None, warm_start=sy
 from recsys.training.model import TrainedModel
 m = TrainedModel.load(summary["bundle"], verify=False)
 print(json.dumps({"timings_s": m.manifest["timings_s"], "seconds": summary["seconds"], "bundle": summary["bundle"],
-                  "events": summary["events"], "index": summary["index"], "steps_peak_rss_gib": {k: round(v / 2**20, 2) for k, v in step_peaks_kib.items()}}))
+                  "events": summary["events"], "index": summary["index"], "content_worker": summary.get("content_worker"),
+                  "steps_peak_rss_gib": {k: round(v / 2**20, 2) for k, v in step_peaks_kib.items()}}))
 """
 
 TRAIN_MODE = r"""
@@ -189,6 +190,10 @@ def bench_scale(users: int, items: int, seed: int, ranker: str = "") -> None:
         f"ratio_total/bare={ours['seconds'] / bare['bare_als_fit_s']:.2f} index={ours['index']}"
     )
     print(f"steps: {json.dumps(ours['timings_s'])}\nsteps' own peak RSS (GiB): {json.dumps(ours['steps_peak_rss_gib'])}")
+    if ours.get("content_worker"):
+        # the content embedding + near-duplicate graph ran in a worker process beside the first steps
+        # (recsys/training/job.py); its memory is its own, on top of the training process's during them
+        print(f"content worker (beside interactions, topic profiles, popularity): {json.dumps(ours['content_worker'])}")
 
 
 def warm_protocol(users: int, items: int, seed: int) -> None:
