@@ -4,20 +4,23 @@ The steps of one run, in order (:func:`train_model`; :func:`train` is the job
 that reads the files and writes the bundle):
 
 1. id maps and the weighted, decayed user x item matrix (:mod:`.interactions`);
-2. collaborative factors with ``implicit`` (:mod:`.collaborative`),
-   warm-started from the previous bundle when given;
-3. readable topic-interest profiles shrunk to the group x region prior
+   a catalogue of ``job.CONTENT_WORKER_MIN_ITEMS`` items or more starts its
+   content embedding and near-duplicate graph in a worker process here;
+2. readable topic-interest profiles shrunk to the group x region prior
    (:mod:`.profiles`);
-4. the engagement model: log-odds of engagement per impression -- item
-   quality, topic interest, format taste, freshness and trend per topic
-   (:mod:`.engagement`);
-5. content embedding of the catalogue (:mod:`.content`);
-6. cold start: content -> collaborative space for items without engagement,
-   segment centroids for users without events (:mod:`.coldstart`);
-7. popularity (recency-weighted per group x region segment, and overall),
+3. popularity (recency-weighted per group x region segment, and overall),
    the seen matrix and per-channel engagement counts (:mod:`.job`), and the
    ranking signals -- popularity windows and levels, co-engagement, recent
    items, activity (:mod:`.signals`);
+4. content embedding of the catalogue (:mod:`.content`; the worker's result
+   collected, or computed in line);
+5. the engagement model: log-odds of engagement per impression -- item
+   quality, topic interest, format taste, freshness and trend per topic
+   (:mod:`.engagement`);
+6. collaborative factors with ``implicit`` (:mod:`.collaborative`),
+   warm-started from the previous bundle when given;
+7. cold start: content -> collaborative space for items without engagement,
+   segment centroids for users without events (:mod:`.coldstart`);
 8. the ANN index over item vectors, with its measured recall (:mod:`.index`);
 9. with ``[ranking] ranker = "learned"``, the learned ranker (:mod:`.ranker`),
    trained on a label window carved from the end of these events
