@@ -61,13 +61,17 @@ def test_select_scored_on_narrow_rows_and_no_rows():
 
 
 def test_rows_that_cannot_fill_from_the_head_read_the_whole_row(monkeypatch):
-    """The world's tight cap sends rows past the head: they are sorted whole, one at a time."""
+    """The world's tight cap sends rows past the head: read on together, by stretches, not row by row."""
     cand, score, primary, neighbours, n_topics = _world(0, c=300, drop=0.1)
-    whole = []
-    real = diversity._full_tail
-    monkeypatch.setattr(diversity, "_full_tail", lambda full_row, *a: whole.append(1) or real(full_row, *a))
+    conversions, short = [], []
+    real_lists, real_greedy = diversity._valid_lists, diversity._greedy
+    monkeypatch.setattr(diversity, "_valid_lists", lambda *a: conversions.append(1) or real_lists(*a))
+    monkeypatch.setattr(
+        diversity, "_greedy", lambda head, more, *a: (lambda out: short.append(out is None) or out)(real_greedy(head, more, *a))
+    )
     kw = {"cap": 1, "neighbours": neighbours, "n_topics": n_topics}
     got = diversity.select_scored(cand, score, primary, 10, **kw)
-    assert len(whole) > 0
+    # many rows walked past their head, with a handful of conversions between them
+    assert sum(short) > 10 and len(conversions) <= 5
     for a, b in zip(got, _select_sorted(cand, score, primary, 10, **kw)):
         np.testing.assert_array_equal(a, b)

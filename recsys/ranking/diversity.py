@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from functools import partial
 
 import numpy as np
 
@@ -187,49 +186,46 @@ def near_duplicates(
 
 def _greedy(
     head: tuple[list[int], list[int], list[int]],
-    tail: Callable[[], tuple[list[int], list[int], list[int]]] | None,
+    more: bool,
     k: int,
     cap: int,
     n_topics: int,
     neighbours: Neighbours,
     relaxed: list[bool],
-) -> list[int]:
+) -> list[int] | None:
     """Pick among one user's valid candidates (best first); return the picked positions.
 
     ``relaxed[0]`` is set when near-duplicates had to share the list to fill it.
 
     ``head`` holds the first valid candidates as (positions in the user's
-    sorted row, item indices, primary topics); ``tail`` returns the rest, and
-    is called only when the head cannot fill the list without relaxing the cap.
+    sorted row, item indices, primary topics). ``more``: the row has valid
+    candidates after the head; then, when the head cannot fill the list
+    without relaxing the cap, None is returned and the caller walks the row
+    again with all of them (pass 1 goes on over the whole row before any
+    relaxing: walking head + rest from the start picks exactly what walking
+    on from the head's end would).
     """
     positions, items, topics = head
     picked: list[int] = []
     blocked: set[int] = set()
     per_topic = [0] * (n_topics + 1)
     deferred: list[int] = []
-    start = 0
-    while True:
-        for n in range(start, len(items)):
-            item = items[n]
-            if item in blocked:
-                continue
-            topic = topics[n]
-            if per_topic[topic] >= cap:
-                deferred.append(n)
-                continue
-            picked.append(n)
-            per_topic[topic] += 1
-            if item in neighbours:
-                blocked.update(neighbours[item])
-            if len(picked) == k:
-                return [positions[i] for i in picked]
-        if tail is None:
-            break
-        # pass 1 goes on over the rest of the row before any relaxing
-        start = len(items)
-        more = tail()
-        positions, items, topics = positions + more[0], items + more[1], topics + more[2]
-        tail = None
+    for n in range(len(items)):
+        item = items[n]
+        if item in blocked:
+            continue
+        topic = topics[n]
+        if per_topic[topic] >= cap:
+            deferred.append(n)
+            continue
+        picked.append(n)
+        per_topic[topic] += 1
+        if item in neighbours:
+            blocked.update(neighbours[item])
+        if len(picked) == k:
+            return [positions[i] for i in picked]
+    if more:
+        return None
     for n in deferred:
         item = items[n]
         if item in blocked:
@@ -250,22 +246,6 @@ def _greedy(
                     break
     picked.sort()
     return [positions[i] for i in picked]
-
-
-def _row_tail(
-    order: np.ndarray, valid: np.ndarray, primary: np.ndarray, r: int, width: int
-) -> tuple[list[int], list[int], list[int]]:
-    """The valid candidates of row ``r`` from position ``width`` on (positions, items, topics)."""
-    _, cols, items, topics = _valid_lists(order[r : r + 1, width:], valid[r : r + 1, width:], primary)
-    return [width + col for col in cols], items, topics
-
-
-def _full_tail(
-    full_row: Callable[[int], tuple[np.ndarray, np.ndarray]], primary: np.ndarray, r: int, width: int
-) -> tuple[list[int], list[int], list[int]]:
-    """:func:`_row_tail` over row ``r``'s whole sorted row, given only a prefix of the rows."""
-    order, valid = full_row(r)
-    return _row_tail(order[None, :], valid[None, :], primary, 0, width)
 
 
 def _head_width(k: int, c: int) -> int:
@@ -291,8 +271,8 @@ def select(
     neighbours: Neighbours,
     n_topics: int,
     beyond: np.ndarray | None = None,
-    full_row: Callable[[int], tuple[np.ndarray, np.ndarray]] | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
+    full_rows: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Greedy diverse top-k per row.
 
     Parameters
@@ -314,15 +294,16 @@ def select(
     beyond : ndarray of bool, shape (m,), optional
         ``order`` holds only a prefix of each sorted row: the rows with valid
         candidates after it (:func:`select_scored`).
-    full_row : callable, optional
-        With ``beyond``: row ``r``'s whole sorted row as (items, valid), read
-        only for a row whose prefix cannot fill its list.
+    full_rows : callable, optional
+        With ``beyond``: given rows ``rs``, their whole sorted rows as (items,
+        valid), each of shape (len(rs), whole width); called once, for the
+        rows whose prefix cannot fill their list.
 
     Returns
     -------
     positions : ndarray of int64, shape (m, k)
         Picked positions into ``order`` (ascending = score order; with
-        ``full_row``, positions in the whole sorted row), -1 padded.
+        ``full_rows``, positions in the whole sorted row), -1 padded.
     count : ndarray of int64, shape (m,)
         Items picked per user.
     relaxed : ndarray of bool, shape (m,)
@@ -341,19 +322,59 @@ def select(
     more = valid[:, width:].any(axis=1) if width < c else np.zeros(m, dtype=bool)
     if beyond is not None:
         more |= beyond
+    more_rows = more.tolist()
+    later = []  # rows whose head cannot fill their list: walked again below with their whole row
     for r in range(m):
         lo, hi = bounds[r], bounds[r + 1]
-        if not more[r]:
-            tail = None
-        elif beyond is not None and beyond[r] and full_row is not None:
-            tail = partial(_full_tail, full_row, primary, r, width)
-        else:
-            tail = partial(_row_tail, order, valid, primary, r, width)
         flag = [False]
-        picked = _greedy((cols[lo:hi], items[lo:hi], topics[lo:hi]), tail, k, cap, n_topics, neighbours, flag)
+        picked = _greedy((cols[lo:hi], items[lo:hi], topics[lo:hi]), more_rows[r], k, cap, n_topics, neighbours, flag)
+        if picked is None:
+            later.append(r)
+            continue
         positions[r, : len(picked)] = picked
         count[r] = len(picked)
         relaxed[r] = flag[0]
+    if not later:
+        return positions, count, relaxed
+    # the rest of those rows, converted together (a row at a time cost ~10 numpy calls each) and
+    # by growing stretches (most fill within a few more dozen positions, few need the whole row)
+    rows = np.asarray(later, dtype=np.int64)
+    whole = beyond[rows] if beyond is not None and full_rows is not None else np.zeros(rows.size, dtype=bool)
+    parts = []
+    if whole.any():  # past the prefix: their whole sorted rows
+        parts.append((rows[whole], *full_rows(rows[whole])))
+    if not whole.all():
+        parts.append((rows[~whole], order[rows[~whole]], valid[rows[~whole]]))
+    for part_rows, part_order, part_valid in parts:
+        walked = {r: (cols[bounds[r] : bounds[r + 1]], items[bounds[r] : bounds[r + 1]], topics[bounds[r] : bounds[r + 1]])
+                  for r in part_rows.tolist()}
+        pending = np.arange(part_rows.size)
+        total = part_order.shape[1]
+        lo = width
+        while pending.size:
+            hi = total if 4 * lo >= total else 4 * lo
+            b, more_cols, more_items, more_topics = _valid_lists(part_order[pending, lo:hi], part_valid[pending, lo:hi], primary)
+            beyond_hi = part_valid[pending, hi:].any(axis=1).tolist() if hi < total else [False] * pending.size
+            still = []
+            for j, p in enumerate(pending.tolist()):
+                r = int(part_rows[p])
+                had = walked[r]
+                row = (
+                    had[0] + [lo + col for col in more_cols[b[j] : b[j + 1]]],
+                    had[1] + more_items[b[j] : b[j + 1]],
+                    had[2] + more_topics[b[j] : b[j + 1]],
+                )
+                flag = [False]
+                picked = _greedy(row, beyond_hi[j], k, cap, n_topics, neighbours, flag)
+                if picked is None:
+                    walked[r] = row
+                    still.append(p)
+                    continue
+                positions[r, : len(picked)] = picked
+                count[r] = len(picked)
+                relaxed[r] = flag[0]
+            pending = np.asarray(still, dtype=np.int64)
+            lo = hi
     return positions, count, relaxed
 
 
@@ -375,7 +396,7 @@ def select_scored(
     ``width`` scores are found by a partition and only they are sorted: every
     score left out is below them, so the sorted prefix is exactly the start
     of the whole row's order. A row whose prefix cannot fill its list is
-    sorted whole, then, alone. The picks equal :func:`select` over the fully
+    sorted whole, then, together. The picks equal :func:`select` over the fully
     sorted rows.
 
     Parameters
@@ -421,9 +442,10 @@ def select_scored(
     valid = np.take_along_axis(kept, by_score, axis=1)
     whole: dict[int, np.ndarray] = {}
 
-    def full_row(r: int) -> tuple[np.ndarray, np.ndarray]:
-        whole[r] = np.argsort(-score[r], kind="stable")
-        return cand[r, whole[r]], finite[r, whole[r]]
+    def full_rows(rs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        order = np.argsort(-score[rs], axis=1, kind="stable")
+        whole.update(zip(rs.tolist(), order))
+        return np.take_along_axis(cand[rs], order, axis=1), np.take_along_axis(finite[rs], order, axis=1)
 
     positions, count, relaxed = select(
         np.take_along_axis(cand, cols, axis=1),
@@ -434,7 +456,7 @@ def select_scored(
         neighbours=neighbours,
         n_topics=n_topics,
         beyond=finite.sum(axis=1) > n_in,
-        full_row=full_row,
+        full_rows=full_rows,
     )
     got = positions >= 0
     out = np.where(got, np.take_along_axis(cols, np.minimum(np.where(got, positions, 0), prefix - 1), axis=1), -1)
