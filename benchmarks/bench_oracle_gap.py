@@ -26,6 +26,8 @@ weight set to each value in turn -- one training -- and prints, beside the ``rec
 ``segment_popular`` baselines, the logged NDCG@10 over all, warm and cold users with the paired 95%
 bootstrap interval of the difference from each baseline, and the simulated engagements per push
 as a share of the oracle's: the trade the weight makes between the logged metric and engagements.
+A last row keeps the chosen weight's lists and puts each one's items in the exposure model's order:
+the same items (the same engagements per push), the hits placed where the log says they happen.
 
 It reads the generator's truth, which the engine never does: a tool to learn where to look, not a
 feature. Usage::
@@ -119,6 +121,27 @@ def _oracle_placement(score: np.ndarray, ok: np.ndarray, prob: np.ndarray, k: in
 LOGGED_BASELINES = ("recent_popular", "segment_popular")
 
 
+def _exposure_order(state, ranker, lists: pd.DataFrame, cut: pd.Timestamp) -> pd.DataFrame:
+    """``lists`` with each user's items re-ranked by the ranker's exposure model (the same items)."""
+    top = lists[lists[C.RANK] <= 10]
+    users = top[C.USER_ID].astype(str).unique().tolist()
+    index = {item: j for j, item in enumerate(state.catalog.item_ids.astype(str))}
+    got = top.groupby(C.USER_ID, sort=False)[C.ITEM_ID].apply(list).to_dict()
+    cand = np.full((len(users), 10), -1, np.int64)
+    for r, u in enumerate(users):
+        row = [index[i] for i in got[u]]
+        cand[r, : len(row)] = row
+    own = features.selected(state.model.config.ranker, list(ranker.feature_names))
+    x = features.compute(own, features.Block(state, resolve(state, users, None), cand, int(cut.as_unit("ns").value)))
+    logged = np.asarray(ranker.exposure_model.predict(x.reshape(-1, len(own))), np.float64).reshape(cand.shape)
+    order = np.argsort(-np.where(cand >= 0, logged, -np.inf), axis=1, kind="stable")
+    ids = state.catalog.item_ids.astype(str)
+    rows = [
+        (u, rank + 1, ids[cand[r, j]]) for r, u in enumerate(users) for rank, j in enumerate(order[r]) if cand[r, j] >= 0
+    ]
+    return pd.DataFrame(rows, columns=[C.USER_ID, C.RANK, C.ITEM_ID])
+
+
 def _logged_by_weight(
     model, items: pd.DataFrame, events: pd.DataFrame, cut: pd.Timestamp, truth, weights: list[float], n_boot: int = 1000
 ) -> dict[str, dict]:
@@ -160,6 +183,14 @@ def _logged_by_weight(
             scored[f"engine, exposure weight {w:g}{' (chosen)' if w == chosen else ''}"] = judged(lists)
     finally:
         model.ranker.report["exposure_weight"] = chosen
+    if model.ranker.exposure_model is not None:
+        # the chosen lists, each one's items put in the exposure model's order: the same items, so the
+        # same simulated engagement per push; only where the hits sit in the list (the logged NDCG) moves
+        rec = Recommender.from_model(model, catalog=items)
+        lists = rec.recommend_many(list(users), 10, now=cut)
+        scored[f"engine, weight {chosen:g}, each list in the exposure model's order"] = judged(
+            _exposure_order(rec.state, model.ranker, lists, cut)
+        )
     out = {}
     for name, (ndcg, sim) in scored.items():
         row = {"simulated_share_of_oracle": sim / oracle if oracle > 0 else float("nan")}
