@@ -59,10 +59,13 @@ from recsys.evaluation.simulate import attach_true_prob, load_truth
 from recsys.evaluation.split import relevant_pairs, temporal_split
 from recsys.ranking import Recommender
 from recsys.ranking import candidates, eligibility, features
-from recsys.ranking.state import build_state
+from recsys.ranking.state import RankingState, build_state
 from recsys.ranking.users import resolve
 from recsys.schema import validate
+from recsys.synthetic import GroundTruth
 from recsys.training import train_model
+from recsys.training.model import TrainedModel
+from recsys.training.ranker import LearnedRanker
 
 
 def _top10_value(score: np.ndarray, ok: np.ndarray, prob: np.ndarray, k: int = 10) -> float:
@@ -121,7 +124,7 @@ def _oracle_placement(score: np.ndarray, ok: np.ndarray, prob: np.ndarray, k: in
 LOGGED_BASELINES = ("recent_popular", "segment_popular")
 
 
-def _exposure_order(state, ranker, lists: pd.DataFrame, cut: pd.Timestamp) -> pd.DataFrame:
+def _exposure_order(state: RankingState, ranker: LearnedRanker, lists: pd.DataFrame, cut: pd.Timestamp) -> pd.DataFrame:
     """``lists`` with each user's items re-ranked by the ranker's exposure model (the same items)."""
     top = lists[lists[C.RANK] <= 10]
     users = top[C.USER_ID].astype(str).unique().tolist()
@@ -143,7 +146,8 @@ def _exposure_order(state, ranker, lists: pd.DataFrame, cut: pd.Timestamp) -> pd
 
 
 def _logged_by_weight(
-    model, items: pd.DataFrame, events: pd.DataFrame, cut: pd.Timestamp, truth, weights: list[float], n_boot: int = 1000
+    model: TrainedModel, items: pd.DataFrame, events: pd.DataFrame, cut: pd.Timestamp, truth: GroundTruth,
+    weights: list[float], n_boot: int = 1000,
 ) -> dict[str, dict]:
     """The served lists' logged NDCG@10 and simulated share of the oracle at each exposure weight.
 
