@@ -54,8 +54,9 @@ class Ranked:
 def _learned_scores(
     state: RankingState, users: UserBatch, cand: np.ndarray, ok: np.ndarray, linear: np.ndarray, now_ns: int,
     parts: scoring.Components, k: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    """The learned ranker's scores of the valid candidates, and the feature matrix (m, c, F).
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The learned ranker's scores of the valid candidates (m, c), their feature rows, and where each
+    candidate's row is.
 
     With ``[ranker] rescore = N`` only a user's ``N`` best candidates by a
     cheap first pass are scored by the ranker (the rest keep -inf): the best
@@ -68,9 +69,10 @@ def _learned_scores(
     Only the first pass's one feature is computed for every candidate; the
     full feature rows are computed for the rescored candidates alone, and a
     feature no tree splits on is left at 0 (the trees never read it, so the
-    scores are the same). The feature matrix holds rows only for the
-    rescored candidates (zeros elsewhere): the reasons read picked items,
-    which are always among them.
+    scores are the same). The feature rows (r, F) are the rescored
+    candidates' and one last row of zeros; ``where`` (m, c) holds each
+    candidate's row (the zero row for the others): the reasons read picked
+    items, which are always among the rescored.
     """
     ranker = state.ranker
     block = features.Block(state, users, cand, now_ns, gather_all=False)  # reads the base feature only
@@ -90,10 +92,13 @@ def _learned_scores(
     small.__dict__["parts"] = scoring.Components(*(t[rows, pos] for t in parts.terms()))
     x_small = features.compute(state.features, small, used=state.used_features)
     score = np.full(cand.shape, -np.inf, dtype=np.float32)
-    x = np.zeros((*cand.shape, x_small.shape[2]), np.float32)
     score[rows[kept], pos[kept]] = ranker.score_block(x_small, kept)[kept]  # one predict for the whole block
-    x[rows[kept], pos[kept]] = x_small[kept]
-    return score, x
+    # the rescored rows and an index to them, not an (m, c, F) copy of the block (~50 MB of zeros
+    # per recommend_many block, of which the reasons read k rows per user)
+    x = np.concatenate([x_small[kept], np.zeros((1, x_small.shape[2]), np.float32)])
+    where = np.full(cand.shape, len(x) - 1, np.int64)
+    where[rows[kept], pos[kept]] = np.arange(len(x) - 1)
+    return score, x, where
 
 
 def _base_scores(state: RankingState, block: features.Block) -> np.ndarray:
@@ -138,9 +143,9 @@ def _score_and_pick(
         engagement=scoring.engagement_inputs(state, users, now_ns),
     )
     score = np.where(ok, scoring.blend(parts, cfg), -np.inf)
-    x = None
+    x = where = None
     if state.ranker is not None:
-        score, x = _learned_scores(state, users, cand, ok, score, now_ns, parts, k)
+        score, x, where = _learned_scores(state, users, cand, ok, score, now_ns, parts, k)
     ranked_score = score  # the ranker's own scores: the reasons' occlusion starts from them, not from boosts
     score = features.add_boosts(state, users, cand, score, now_ns)  # the push's priorities; none: unchanged
     rows = np.arange(cand.shape[0])[:, None]
@@ -166,7 +171,7 @@ def _score_and_pick(
         m, kk = picked.shape
         groups = state.reason_groups
         own = ranked_score[rows, picked][got]
-        contrib = state.ranker.group_contributions(x[rows, picked][got], groups, scores=own, used=state.used_features)
+        contrib = state.ranker.group_contributions(x[where[rows, picked][got]], groups, scores=own, used=state.used_features)
         part_rows = np.zeros((m, kk, len(groups)), np.float32)
         part_rows[got] = contrib
     return items, scores, part_rows.astype(np.float32), count, ok.sum(axis=1), relaxed

@@ -504,11 +504,14 @@ def compute(features: tuple[Feature, ...], block: Block, used: np.ndarray | None
     unused: their columns are 0 (a model that never reads them scores the same).
     """
     m, c = block.cand.shape
-    out = np.zeros((m, c, len(features)), np.float32)
+    # feature-major while filling: each feature writes one contiguous (m, c) plane; writing a column
+    # of the (m, c, n) array instead strides over all of it once per feature (at a recommend_many
+    # block of 20 MB that was a third of the learned ranker's share)
+    planes = np.zeros((len(features), m, c), np.float32)
     for j, feat in enumerate(features):
         if used is None or used[j]:
-            out[:, :, j] = feat.compute(block)
-    return out
+            planes[j] = feat.compute(block)
+    return np.ascontiguousarray(planes.transpose(1, 2, 0))
 
 
 def reason_groups(features: tuple[Feature, ...]) -> list[np.ndarray]:
