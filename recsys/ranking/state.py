@@ -468,6 +468,8 @@ def build_state(
     lookup = model.user_lookup or SortedIds.from_ids(model.users[C.USER_ID].astype(str).to_numpy(dtype=object))
     default_now = _window_end(model)
     ranker = model.ranker if config.ranker == "learned" else None
+    if ranker is not None:
+        ranker.prepare()  # its compiled trees now (or from their cache), not in the first request
     feats = features_of(model, ranker)
     return RankingState(
         model=model,

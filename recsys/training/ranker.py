@@ -316,6 +316,14 @@ class LearnedRanker:
             self.__dict__["_compiled"] = memo
         return memo[1]
 
+    def prepare(self) -> None:
+        """Compile the trees :meth:`predict` evaluates now, or read them from the cache: serving
+        calls this when it loads a bundle, so that no request pays a compile (seconds)."""
+        if self.report.get("best_iteration") != 0:
+            self.trees()
+        if self.exposure_model is not None and float(self.report.get("exposure_weight") or 0.0) != 0.0:
+            self.exposure_model.prepare()
+
     def __getstate__(self) -> dict[str, Any]:
         # native code does not pickle (e.g. to a Dask worker): the receiver compiles, or reads the cache
         state = dict(self.__dict__)
