@@ -25,8 +25,10 @@ The steps (each timed into the bundle manifest's ``ranker`` report):
      after the cut); label 1 for a positive engagement after ``T_c``. A log
      without impressions (ratings) has only these. With impressions they are
      built too, to weigh the exposure term (step 4);
-4. **fit**: on candidates, LightGBM lambdarank from the best single feature,
-   early stopping on NDCG@10 of held-out users (split by user, so one user's
+4. **fit**: on candidates, LightGBM lambdarank from the best single feature
+   (users with and without engagement before the cut each from their own
+   population's best one where that population's held-out queries confirm it,
+   :func:`population_bases`), early stopping on NDCG@10 of held-out users (split by user, so one user's
    queries from several cuts stay on one side). On impressions, a pointwise
    (binary) model starting from the engagement model's log-odds, early
    stopping on held-out users' NDCG@10 over their impressions; then an *exposure term*, ``w x log1p`` of
