@@ -99,15 +99,30 @@ _WORKER_CODE = "from recsys.training.job import _content_worker; _content_worker
 
 def _content_worker() -> None:
     """The worker process's main: the content step of the (items, config, taxonomy) on stdin, pickled
-    back to stdout with this process's peak RSS (KiB). A process-to-process pipe, not an artifact."""
+    back to stdout with this process's own peak RSS (KiB). A process-to-process pipe, not an artifact."""
     try:
         items, config, taxonomy = pickle.load(sys.stdin.buffer)
         result = _content_and_duplicates(items, config, taxonomy, graph=True)
-        payload = pickle.dumps((result, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss), protocol=5)
+        payload = pickle.dumps((result, _own_peak_kib()), protocol=5)
     except BaseException:  # noqa: BLE001 -- the parent embeds in line and raises the error there, to the user
         raise SystemExit(1) from None
     sys.stdout.buffer.write(payload)
     sys.stdout.buffer.flush()
+
+
+def _own_peak_kib() -> int:
+    """This process's peak resident memory (KiB) since it started its program.
+
+    ``VmHWM`` where ``/proc`` has it: ``ru_maxrss`` survives ``exec`` on Linux, so in a
+    worker started by ``subprocess`` it would report the parent's size at the fork.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 class _ContentStep:
