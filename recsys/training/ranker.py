@@ -11,7 +11,7 @@ format (``ranker.txt``) plus a JSON sidecar (``ranker.json``: feature names,
 best iteration, training report) -- no pickle -- and checksummed with every
 other bundle file. Predictions run the trees compiled to native code
 (:mod:`recsys.training.compiled_trees`, ``lleaves``): the same scores as
-``Booster.predict`` at 6-20x less time per call; LightGBM fits the model and
+``Booster.predict`` at 6-7x less time per row on real serving rows; LightGBM fits the model and
 holds it. Prediction runs single-threaded per call: a serving call scores a
 few hundred rows, and the callers already parallelise over blocks of users.
 Reasons come from :meth:`LearnedRanker.group_contributions` (occlusion by
@@ -350,9 +350,9 @@ class LearnedRanker:
     def score_block(self, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Scores of a whole block of users' candidates in one prediction, float32 (m, c).
 
-        The batch API for ``recommend_many`` and the push: one LightGBM call
-        over every masked row of the block (its per-call cost, ~0.1 ms, is
-        paid once per block, not per user).
+        The batch API for ``recommend_many`` and the push: one prediction
+        over every masked row of the block (its fixed cost per call is paid
+        once per block, not per user).
 
         Parameters
         ----------
