@@ -121,6 +121,26 @@ def _top_mask(values: np.ndarray, ok: np.ndarray, n: int) -> np.ndarray:
     return ok & ((v >= kth) | ~np.isfinite(kth))
 
 
+def _exposure_order(
+    state: RankingState, users: UserBatch, cand: np.ndarray, x: np.ndarray, where: np.ndarray,
+    picked: np.ndarray, got: np.ndarray, now_ns: int,
+) -> np.ndarray:
+    """Each row's picked columns of ``cand`` in the exposure model's order, the push's priority boosts first.
+
+    The ranker chose the items (what engages when shown); the model of the
+    logged engagement orders them, where training adopted it
+    (``LearnedRanker.reorders``). Ties keep the ranker's order.
+    """
+    rows = np.arange(picked.shape[0])[:, None]
+    logged = np.full(picked.shape, -np.inf)
+    logged[got] = state.ranker.exposure_model.predict(x[where[rows, picked][got]])
+    # each item's boost alone: on scores of 0 (spread 1) add_boosts adds exactly the boost value
+    zero = np.where(got, np.float32(0), np.float32(-np.inf))
+    boost = np.where(got, features.add_boosts(state, users, np.where(got, cand[rows, picked], -1), zero, now_ns), -np.inf)
+    order = np.lexsort((-logged, -boost), axis=-1)  # stable; padding (-inf) stays last
+    return picked[rows, order]
+
+
 def _score_and_pick(
     state: RankingState, users: UserBatch, cand: np.ndarray, ok: np.ndarray, k: int, now_ns: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -162,8 +182,13 @@ def _score_and_pick(
     )
     got = picked >= 0
     picked = np.where(got, picked, 0)
+    if x is not None and state.ranker.reorders and got.any():
+        picked = _exposure_order(state, users, cand, x, where, picked, got, now_ns)
     items = np.where(got, cand[rows, picked], -1)
     scores = np.where(got, score[rows, picked], np.float32(0)).astype(np.float32)
+    if x is not None and state.ranker.reorders:
+        # the same set's scores, best first: the score column still falls with the rank
+        scores = np.where(got, -np.sort(-np.where(got, scores, -np.inf), axis=1), np.float32(0)).astype(np.float32)
     if x is None:
         part_rows = np.stack([term[rows, picked] for term in parts.terms()], axis=-1) * got[..., None]
     else:

@@ -130,9 +130,15 @@ class LearnedRanker:
         for name in (*base, self.exposure_feature, *((cold[0], COLD_FEATURE) if cold else ())):
             if name is not None:
                 used[self.feature_names.index(name)] = True
-        if self.exposure_model is not None and float(self.report.get("exposure_weight") or 0.0) != 0.0:
+        if self.exposure_model is not None and (self.reorders or float(self.report.get("exposure_weight") or 0.0) != 0.0):
             used |= self.exposure_model.used_features
         return used
+
+    @property
+    def reorders(self) -> bool:
+        """Whether serving puts each list's items in the exposure model's order (``report["reorder_by_exposure"]``,
+        chosen at training; a bundle without the key: no)."""
+        return self.exposure_model is not None and bool(self.report.get("reorder_by_exposure"))
 
     @property
     def exposure_feature(self) -> str | None:
@@ -321,7 +327,7 @@ class LearnedRanker:
         calls this when it loads a bundle, so that no request pays a compile (seconds)."""
         if self.report.get("best_iteration") != 0:
             self.trees()
-        if self.exposure_model is not None and float(self.report.get("exposure_weight") or 0.0) != 0.0:
+        if self.exposure_model is not None and (self.reorders or float(self.report.get("exposure_weight") or 0.0) != 0.0):
             self.exposure_model.prepare()
 
     def __getstate__(self) -> dict[str, Any]:
