@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import pickle  # only for the pipe to the content worker process: never for a file
-import resource
 import subprocess
 import sys
 import threading
@@ -22,6 +21,7 @@ from typing import Any, TextIO
 
 import numpy as np
 import pandas as pd
+import psutil
 import scipy.sparse as sp
 
 from recsys import bundle as bundle_io
@@ -113,8 +113,8 @@ def _content_worker() -> None:
 def _own_peak_kib() -> int:
     """This process's peak resident memory (KiB) since it started its program.
 
-    ``VmHWM`` where ``/proc`` has it: ``ru_maxrss`` survives ``exec`` on Linux, so in a
-    worker started by ``subprocess`` it would report the parent's size at the fork.
+    ``VmHWM`` where ``/proc`` has it (``ru_maxrss`` would not do: it survives ``exec`` on
+    Linux, so in a worker started by ``subprocess`` it reports the parent's size at the fork).
     """
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
@@ -122,7 +122,8 @@ def _own_peak_kib() -> int:
                 return int(line.split()[1])
     except OSError:
         pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # no /proc (macOS, Windows): the size at the end, a lower bound of the peak
+    return int(psutil.Process().memory_info().rss) // 1024
 
 
 class _ContentStep:
