@@ -125,3 +125,18 @@ def test_recommend_equals_recommend_many_with_the_reorder_on(sample_model):
     many = rec.recommend_many(ids, k=10)
     for u in ids:
         assert many[many.user_id == u].item_id.tolist() == [r.item_id for r in rec.recommend(u, k=10)]
+
+
+def test_priority_boosts_stay_on_top_of_the_exposure_order(sample_model):
+    rec = Recommender.from_model(_without_reorder(sample_model, True))
+    tax = rec.state.taxonomy
+    table = np.zeros((len(tax.groups), len(tax.regions), len(tax.topics)), np.float32)
+    table[:, :, 0] = 2.0
+    boosted = rec.with_topic_boost(table)
+    mixed = 0
+    for user in list(sample_model.users["user_id"][:15]):
+        flags = [any(s.startswith("重点推送") for s in r.reasons) for r in boosted.recommend(user, k=10)]
+        # the boosted items first (a prefix), then the rest in the exposure model's order
+        assert flags == sorted(flags, reverse=True), user
+        mixed += 0 < sum(flags) < len(flags)
+    assert mixed > 0
