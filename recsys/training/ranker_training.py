@@ -36,7 +36,9 @@ The steps (each timed into the bundle manifest's ``ranker`` report):
    engagement, with ``w`` the smallest weight whose held-out NDCG@10 on those
    queries reaches that feature's own (:func:`choose_exposure`): the lists
    keep up with the strongest baseline on the log and are otherwise ordered
-   by engagement when shown.
+   by engagement when shown. With an exposure model, each list's items may
+   then be served in that model's order (:func:`choose_reorder`, a 1-SE rule
+   on the same held-out queries).
 
 The fitted ranker then scores features computed from the full bundle at
 serving time: the same functions, a later "now".
