@@ -83,3 +83,11 @@ def test_save_and_load_keep_the_warm_start(tmp_path):
     loaded = read_part(write_part(tmp_path / "ranker", ranker), LearnedRanker)
     assert loaded.report["base_feature_warm"] == "collab"
     np.testing.assert_array_equal(loaded.predict(x), ranker.predict(x))
+
+
+def test_no_held_out_queries_keeps_the_pooled_feature():
+    # [ranker] valid_share = 0, or a small log's draw that held out nobody: nothing to choose on
+    train = _log(0, 40, 120, True)
+    x, y, g = train
+    empty = (x[:0], y[:0], g[:0])
+    assert population_bases(train, empty, FEATS, "pop") == ("pop", None, {})

@@ -318,7 +318,8 @@ def population_bases(
         feature's, and whether it was adopted.
     """
     names = [f.name for f in feats]
-    if pooled is None or COLD_FEATURE not in names:
+    if pooled is None or COLD_FEATURE not in names or not len(train[2]) or not len(valid[2]):
+        # nothing to choose on (e.g. [ranker] valid_share = 0, or a draw that held out nobody)
         return pooled, None, {}
     chosen = {"warm": pooled, "cold": pooled}
     report: dict[str, Any] = {}
