@@ -23,6 +23,7 @@ from recsys.ranking import candidates, diversity, eligibility, features, scoring
 from recsys.ranking.eligibility import ItemFilter
 from recsys.ranking.state import RankingState
 from recsys.ranking.users import UserBatch
+from recsys.training.serving import REORDER_BLOCK
 
 
 @dataclass(frozen=True)
@@ -129,15 +130,17 @@ def _exposure_order(
 
     The ranker chose the items (what engages when shown); the model of the
     logged engagement orders them, where training adopted it
-    (``LearnedRanker.reorders``). Ties keep the ranker's order.
+    (``LearnedRanker.reorders``). Ties keep the ranker's order. Items move only
+    within blocks of :data:`REORDER_BLOCK` ranks, the block training measured:
+    the ranker's first 10 (20, ...) stay the list's first 10 (20, ...).
     """
     rows = np.arange(picked.shape[0])[:, None]
     logged = np.full(picked.shape, -np.inf)
     logged[got] = state.ranker.exposure_model.predict(x[where[rows, picked][got]])
-    # each item's boost alone: on scores of 0 (spread 1) add_boosts adds exactly the boost value
-    zero = np.where(got, np.float32(0), np.float32(-np.inf))
-    boost = np.where(got, features.add_boosts(state, users, np.where(got, cand[rows, picked], -1), zero, now_ns), -np.inf)
-    order = np.lexsort((-logged, -boost), axis=-1)  # stable; padding (-inf) stays last
+    value = features.boost_values(state, users, np.where(got, cand[rows, picked], -1), now_ns)
+    boost = np.where(got, np.float32(0) if value is None else np.asarray(value).astype(np.float32), -np.inf)
+    block = np.broadcast_to(np.arange(picked.shape[1]) // REORDER_BLOCK, picked.shape)
+    order = np.lexsort((-logged, -boost, block), axis=-1)  # stable; padding (-inf) stays last in its block
     return picked[rows, order]
 
 

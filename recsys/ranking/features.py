@@ -450,6 +450,15 @@ BOOSTS: tuple[Feature, ...] = (
 )
 
 
+def boost_values(state: RankingState, users: UserBatch, cand: np.ndarray, now_ns: int) -> np.ndarray | None:
+    """The :data:`BOOSTS`' sum per candidate (m, c), in units of a user's score spread; ``None`` when
+    the state has no boost table (a bundle loaded outside the push)."""
+    if getattr(state, "topic_boost", None) is None:
+        return None
+    block = Block(state, users, cand, now_ns)
+    return sum(f.compute(block) for f in BOOSTS)
+
+
 def add_boosts(state: RankingState, users: UserBatch, cand: np.ndarray, score: np.ndarray, now_ns: int) -> np.ndarray:
     """``score`` raised by the :data:`BOOSTS` (unchanged, the same array, when the state has no boost table).
 
@@ -462,10 +471,9 @@ def add_boosts(state: RankingState, users: UserBatch, cand: np.ndarray, score: n
         -inf marks candidates that are not eligible; they stay -inf.
     now_ns : int
     """
-    if getattr(state, "topic_boost", None) is None:
+    value = boost_values(state, users, cand, now_ns)
+    if value is None:
         return score
-    block = Block(state, users, cand, now_ns)
-    value = sum(f.compute(block) for f in BOOSTS)
     finite = np.isfinite(score)
     if not finite.any():
         return score

@@ -35,11 +35,23 @@ if TYPE_CHECKING:
 
 #: the feature that marks a user without engagement (0): rows of the cold users' exposure term
 COLD_FEATURE = "user_history"
+#: the exposure model reorders a list within blocks of this many ranks (the block training measured):
+#: a list's first 10, 20, ... items stay the ranker's, so ``recommend(k=10)`` is the first 10 of ``k=20``
+REORDER_BLOCK = 10
 #: bundle file names
 MODEL_FILE = "ranker.txt"
 EXPOSURE_MODEL_FILE = "ranker_exposure.txt"
 META_FILE = "ranker.json"
 _F64_MAX = np.finfo(np.float64).max
+
+
+def warm_rows(x: np.ndarray, names: list[str]) -> np.ndarray:
+    """Rows of users with engagement before the cut (``COLD_FEATURE`` above 0; missing counts as 0).
+
+    The one rule for warm and cold rows: training's and serving's starting score, the exposure
+    term's cold users and the per-population choice (``ranker_training``) all read it.
+    """
+    return np.nan_to_num(x[:, names.index(COLD_FEATURE)], nan=0.0) > 0
 
 
 def base_score(values: np.ndarray, transform: str = "log1p") -> np.ndarray:
@@ -110,7 +122,7 @@ class LearnedRanker:
         if whole and warm is not None and COLD_FEATURE in self.feature_names:
             # users with engagement start from their own population's feature (``fit``); the first
             # pass (``column``) reads the base feature for everyone
-            rows = np.nan_to_num(x[:, self.feature_names.index(COLD_FEATURE)], nan=0.0) > 0
+            rows = warm_rows(x, self.feature_names)
             if rows.any():
                 out[rows] = base_score(x[rows, self.feature_names.index(warm)], self.report.get("base_transform", "log1p"))
         return out
@@ -130,9 +142,14 @@ class LearnedRanker:
         for name in (*base, self.exposure_feature, *((cold[0], COLD_FEATURE) if cold else ())):
             if name is not None:
                 used[self.feature_names.index(name)] = True
-        if self.exposure_model is not None and (self.reorders or float(self.report.get("exposure_weight") or 0.0) != 0.0):
+        if self._reads_exposure_model:
             used |= self.exposure_model.used_features
         return used
+
+    @property
+    def _reads_exposure_model(self) -> bool:
+        """Whether serving evaluates the exposure model: its term has a weight, or it orders the lists."""
+        return self.exposure_model is not None and (self.reorders or float(self.report.get("exposure_weight") or 0.0) != 0.0)
 
     @property
     def reorders(self) -> bool:
@@ -168,7 +185,7 @@ class LearnedRanker:
             out = (weight * base_score(x[:, self.feature_names.index(name)])).astype(np.float32)
         cold = self._exposure_cold()
         if cold is not None:
-            rows = np.nan_to_num(x[:, self.feature_names.index(COLD_FEATURE)], nan=0.0) <= 0
+            rows = ~warm_rows(x, self.feature_names)
             if rows.any():
                 term = cold[1] * base_score(x[rows, self.feature_names.index(cold[0])])
                 out[rows] = term.astype(np.float32)
@@ -279,7 +296,7 @@ class LearnedRanker:
                 return mean_base(m, [names_list.index(n) for n in base_members], list(base_scales or [])).astype(np.float64)
             out = base_score(m[:, names_list.index(base_feature)], base_transform).astype(np.float64)
             if base_feature_warm is not None:
-                rows = np.nan_to_num(m[:, names_list.index(COLD_FEATURE)], nan=0.0) > 0
+                rows = warm_rows(m, names_list)
                 out[rows] = base_score(m[rows, names_list.index(base_feature_warm)], base_transform)
             return out
 
@@ -327,7 +344,7 @@ class LearnedRanker:
         calls this when it loads a bundle, so that no request pays a compile (seconds)."""
         if self.report.get("best_iteration") != 0:
             self.trees()
-        if self.exposure_model is not None and (self.reorders or float(self.report.get("exposure_weight") or 0.0) != 0.0):
+        if self._reads_exposure_model:
             self.exposure_model.prepare()
 
     def __getstate__(self) -> dict[str, Any]:

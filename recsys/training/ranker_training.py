@@ -63,7 +63,7 @@ from recsys.ranking.state import RankingState, build_state
 from recsys.ranking.users import resolve
 from recsys.training.engagement import LatentTaste, build_exposures, fit_latent_taste, shown_logit
 from recsys.training.model import TrainedModel
-from recsys.training.ranker import COLD_FEATURE, LearnedRanker, base_score
+from recsys.training.ranker import COLD_FEATURE, REORDER_BLOCK, LearnedRanker, base_score, warm_rows
 from recsys.seeds import check_random_state
 from recsys.taxonomy import Taxonomy
 
@@ -512,7 +512,9 @@ def choose_exposure_model(
     return out
 
 
-def reorder_gain(final: np.ndarray, logged: np.ndarray, y: np.ndarray, groups: np.ndarray, k: int = 10) -> np.ndarray:
+def reorder_gain(
+    final: np.ndarray, logged: np.ndarray, y: np.ndarray, groups: np.ndarray, k: int = REORDER_BLOCK
+) -> np.ndarray:
     """Per query with a positive, the NDCG@k gain of putting its top ``k`` by ``final`` in ``logged``'s order.
 
     The same items stay in the list (ties: row order, as :func:`_ndcg_per_query`).
@@ -564,7 +566,7 @@ def _cold_queries(logged: Examples, names: list[str]) -> np.ndarray | None:
     if COLD_FEATURE not in names:
         return None
     first = np.concatenate([[0], np.cumsum(logged.groups)[:-1]])
-    return np.nan_to_num(logged.x[first, names.index(COLD_FEATURE)], nan=0.0) <= 0
+    return ~warm_rows(logged.x[first], names)
 
 
 def _exposure_for(own: np.ndarray, logged: Examples, valid: np.ndarray, feats: tuple, among: np.ndarray) -> dict[str, Any]:

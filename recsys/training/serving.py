@@ -21,12 +21,13 @@ from recsys.training.model import (
     read_users,
     users_table_path,
 )
-from recsys.training.ranker import LearnedRanker
+from recsys.training.ranker import REORDER_BLOCK, LearnedRanker
 from recsys.training.signals import Signals, level_offsets
 
 __all__ = [
     "USER_COLUMNS",
     "LearnedRanker",
+    "REORDER_BLOCK",
     "Signals",
     "TrainedModel",
     "load_component",
