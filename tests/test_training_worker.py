@@ -51,7 +51,7 @@ def test_a_failing_worker_falls_back_in_line(world, in_line, monkeypatch):
     monkeypatch.setattr(job, "CONTENT_WORKER_MIN_ITEMS", 0)
     monkeypatch.setattr(job, "_WORKER_CODE", "raise SystemExit(3)")
     model = train_model(*world, config=small_config())
-    assert "content_worker" not in model.info
+    assert model.info["content_worker"] == {"failed": True, "returncode": 3}  # the manifest says so
     assert model.near_duplicates is None  # searched at the bundle write, as without a worker
     _same_model(model, in_line)
 

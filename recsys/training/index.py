@@ -346,6 +346,7 @@ class VectorIndex:
             sample = x[np.sort(rng.choice(n, size=min(config.recall_sample, n), replace=False))]
         else:
             sample = x[:0]
+        self.recall_sample_ = int(len(sample))
         if kind != "pruned" or len(sample) == 0:
             if config.pruned_max_share == AUTO:
                 self.config_ = dataclasses.replace(config, pruned_max_share=1.0)  # nothing to choose by: exact
@@ -428,7 +429,7 @@ class VectorIndex:
             "ntotal": self.ntotal,
             "dim": self.dim,
             "recall_k": self.config_.recall_k,
-            "recall_sample": min(self.config_.recall_sample, self.ntotal),
+            "recall_sample": self.recall_sample_,
             "recall_at_k": self.recall_,
             "scan_share": self.scan_share_,
             "share_recalls": self.share_recalls_,
@@ -465,15 +466,8 @@ class VectorIndex:
             return out_scores, out_rows
         block = max(1, _EXACT_BLOCK_CELLS // max(n, 1))
         for lo in range(0, m, block):
-            s = q[lo : lo + block] @ x.T
-            if kk < n:
-                top = np.sort(np.argpartition(-s, kk - 1, axis=1)[:, :kk], axis=1)
-            else:
-                top = np.broadcast_to(np.arange(n), s.shape).copy()
-            top_s = np.take_along_axis(s, top, axis=1)
-            order = np.argsort(-top_s, axis=1, kind="stable")
-            top = np.take_along_axis(top, order, axis=1)
-            out_scores[lo : lo + block, :kk] = np.take_along_axis(top_s, order, axis=1)
+            vals, top = _best_first(q[lo : lo + block] @ x.T, kk)
+            out_scores[lo : lo + block, :kk] = vals
             out_rows[lo : lo + block, :kk] = top if rows is None else rows[top]
         return out_scores, out_rows
 
@@ -557,15 +551,17 @@ class VectorIndex:
         x = self.vectors_
         n = x.shape[0]
         s = x[:head] @ q
-        bound = float(np.partition(s, head - kk)[head - kk])
-        q_norm = float(np.sqrt(q @ q))
-        if q_norm == 0:
-            end = head
-        elif bound > 0:
-            end = int(np.searchsorted(self._neg_norms, -bound / (q_norm * (1 + _BOUND_SLACK)), side="right"))
-        else:
-            end = n
-        end = min(end, max(head, cap))
+        end = head
+        if cap > head:  # a cap at the head (the auto share at 1M+ users) needs no cut: the head is all
+            bound = float(np.partition(s, head - kk)[head - kk])
+            q_norm = float(np.sqrt(q @ q))
+            if q_norm == 0:
+                end = head
+            elif bound > 0:
+                end = int(np.searchsorted(self._neg_norms, -bound / (q_norm * (1 + _BOUND_SLACK)), side="right"))
+            else:
+                end = n
+            end = min(end, cap)
         if end > head:
             s = x[:end] @ q
         top = np.argpartition(-s, kk - 1)[:kk] if kk < s.size else np.arange(s.size)
@@ -783,6 +779,7 @@ class VectorIndex:
         self.ids_ = ids
         self.kind_ = kind
         self.recall_ = meta.get("recall_at_k")
+        self.recall_sample_ = int(meta.get("recall_sample", min(self.config_.recall_sample, vectors.shape[0])))
         self.scan_share_ = meta.get("scan_share")
         self.share_recalls_ = dict(meta.get("share_recalls") or {})
         self.build_seconds_ = float(meta.get("build_seconds", 0.0))

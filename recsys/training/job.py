@@ -170,6 +170,7 @@ class _ContentStep:
 
     def result(self) -> tuple[Any, np.ndarray, Any, dict[str, Any]]:
         """The embedder, the vectors, the near-duplicate graph (None in line) and the worker's figures."""
+        failed: dict[str, Any] = {}
         if self._proc is not None:
             try:
                 payload = self._proc.stdout.read()
@@ -177,16 +178,17 @@ class _ContentStep:
                 ok = self._proc.wait() == 0 and payload
                 if ok:
                     (embedder, content, duplicates, timings), peak_kib = pickle.loads(payload)
-            except (OSError, pickle.UnpicklingError, EOFError, ValueError):
+            except Exception:  # noqa: BLE001 -- any failure of the worker's stream: the in-line run below decides
                 ok = False
             finally:
                 _stop_worker(self._proc)
             if ok:
                 seconds = {f"{name} (worker)": value for name, value in timings.items()}
                 return embedder, content, duplicates, {"seconds": seconds, "peak_rss_gib": round(peak_kib / 2**20, 2)}
-            # the worker died or failed: embed in line
+            # the worker died or failed (e.g. killed for memory): embed in line, and say so in the manifest
+            failed = {"failed": True, "returncode": self._proc.returncode}
         embedder, content, _, _ = _content_and_duplicates(*self._args, graph=False)
-        return embedder, content, None, {}
+        return embedder, content, None, failed
 
 
 def _same_duplicates(
@@ -381,6 +383,7 @@ def train_model(
         else:
             embedder, content, near_duplicates, worker = content_step.result()
             del content_step
+            steps.timings.update(worker.get("seconds", {}))  # the worker's own steps, once, beside ours
 
     with steps.step("engagement model"):
         if night:
@@ -490,7 +493,7 @@ def train_model(
             "max_share": index.config_.pruned_max_share,
             "share_recalls": index.share_recalls_,
         },
-        "timings_s": {**steps.timings, **worker.get("seconds", {})},
+        "timings_s": dict(steps.timings),
         "warm_start": warm_start is not None,
         "incremental": incremental,
     }
@@ -542,7 +545,7 @@ def train_model(
         with steps.step("learned ranker"):
             model.ranker, report = fit_ranker(users, items, events, config=config, taxonomy=taxonomy, content_from=model)
         model.info["ranker"] = report
-        model.info["timings_s"] = {**steps.timings, **worker.get("seconds", {})}
+        model.info["timings_s"] = dict(steps.timings)
     else:
         model.info["ranker"] = {"kind": "linear"}
     return model
@@ -677,7 +680,7 @@ def train(
         night=night is not None,
     )
     model.info.setdefault("counts", {})["quarantined_rows"] = int(sum(quarantined.values()))
-    model.info["timings_s"] = {**steps.timings, **model.info.get("content_worker", {}).get("seconds", {})}
+    model.info["timings_s"] = dict(steps.timings)
     with steps.step("write and verify bundle"):
         path = model.save(out, sanity=check_bundle_sanity)
     if decayed is not None:
