@@ -140,3 +140,17 @@ def test_priority_boosts_stay_on_top_of_the_exposure_order(sample_model):
         assert flags == sorted(flags, reverse=True), user
         mixed += 0 < sum(flags) < len(flags)
     assert mixed > 0
+
+
+def test_the_reorder_moves_items_only_within_blocks_of_ten_ranks(sample_model):
+    # a 20-item list's first 10 (and next 10) are the ranker's first 10 (and next 10), reordered
+    ids = list(sample_model.users["user_id"][:40])
+    on = Recommender.from_model(_without_reorder(sample_model, True))
+    off = Recommender.from_model(_without_reorder(sample_model, None))
+    moved = 0
+    for u in ids:
+        a = [r.item_id for r in on.recommend(u, k=20)]
+        b = [r.item_id for r in off.recommend(u, k=20)]
+        assert sorted(a[:10]) == sorted(b[:10]) and sorted(a[10:]) == sorted(b[10:]), u
+        moved += a != b
+    assert moved > 0  # the order did change somewhere
