@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 #: the feature that marks a user without engagement (0): rows of the cold users' exposure term
 COLD_FEATURE = "user_history"
 #: the exposure model reorders a list within blocks of this many ranks (the block training measured):
-#: a list's first 10, 20, ... items stay the ranker's, so ``recommend(k=10)`` is the first 10 of ``k=20``
+#: a list's first 10 (next 10, ...) items stay the ranker's first 10 (next 10, ...), only their order changes
 REORDER_BLOCK = 10
 #: bundle file names
 MODEL_FILE = "ranker.txt"
