@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -41,6 +42,12 @@ _TIE = 1e-3
 
 def _positions(values: pd.Series, codes: tuple[str, ...]) -> np.ndarray:
     return pd.Categorical(values.astype(str), categories=list(codes)).codes.astype(np.int64)
+
+
+def _frozen(values: np.ndarray) -> np.ndarray:
+    """``values`` made read-only: a cached array is shared by every request."""
+    values.setflags(write=False)
+    return values
 
 
 @dataclass
@@ -160,102 +167,71 @@ class RankingState:
         return str((self.model.manifest or {}).get("version", "in-memory"))
 
     # ---- cached derived values --------------------------------------------
+    def _cached(self, cache: dict, key: Hashable, build: Callable[[], Any], limit: int = _MAX_CACHED_FILTERS) -> Any:
+        """``cache[key]``, built by ``build()`` on a miss; the cache is emptied when it holds ``limit``
+        entries (requests use a few filters and times at once: a bound, not an eviction policy)."""
+        hit = cache.get(key)
+        if hit is not None:
+            return hit
+        value = build()
+        with self._lock:
+            if len(cache) >= limit:
+                cache.clear()
+            cache[key] = value
+        return value
+
     def static_mask(self, filt: ItemFilter) -> np.ndarray:
         """Available items passing the request's filters, over the whole catalogue (cached).
 
         For the exact fallback and the audience search; ranking itself checks
         candidates only.
         """
-        hit = self._static.get(filt)
-        if hit is not None:
-            return hit
-        mask = static_mask(self.catalog, filt)
-        mask.setflags(write=False)
-        with self._lock:
-            if len(self._static) >= _MAX_CACHED_FILTERS:
-                self._static.clear()
-            self._static[filt] = mask
-        return mask
+        return self._cached(self._static, filt, lambda: _frozen(static_mask(self.catalog, filt)))
 
     def filtered(self, filt: ItemFilter) -> tuple[np.ndarray | None, float]:
         """Bundle items passing ``filt`` (None: no filter) and their share of the bundle (cached)."""
-        key = ("pool", filt)
-        hit = self._static.get(key)
-        if hit is not None:
-            return hit
-        catalog = self.catalog
-        n_bundle = catalog.n_bundle
-        pool = filter_pool(catalog, filt)
-        if pool is None:
-            share = float(catalog.available[:n_bundle].mean()) if n_bundle else 0.0
-        else:
-            pool = pool[pool < n_bundle]
-            pool.setflags(write=False)
-            share = pool.size / n_bundle if n_bundle else 0.0
-        with self._lock:
-            if len(self._static) >= _MAX_CACHED_FILTERS:
-                self._static.clear()
-            self._static[key] = (pool, share)
-        return pool, share
+
+        def build() -> tuple[np.ndarray | None, float]:
+            catalog = self.catalog
+            n_bundle = catalog.n_bundle
+            pool = filter_pool(catalog, filt)
+            if pool is None:
+                return None, (float(catalog.available[:n_bundle].mean()) if n_bundle else 0.0)
+            pool = _frozen(pool[pool < n_bundle])
+            return pool, (pool.size / n_bundle if n_bundle else 0.0)
+
+        return self._cached(self._static, ("pool", filt), build)
 
     def filter_block(self, filt: ItemFilter, build: Callable[[], tuple]) -> tuple:
         """``build()`` for this filter, built once (cached, bounded): what a filtered search reads
         whatever the user (``recsys.ranking.candidates``: the filter's items that pass)."""
-        hit = self._blocks.get(filt)
-        if hit is not None:
-            return hit
-        value = build()
-        with self._lock:
-            if len(self._blocks) >= _MAX_CACHED_FILTERS:
-                self._blocks.clear()
-            self._blocks[filt] = value
-        return value
+        return self._cached(self._blocks, filt, build)
 
     def freshness(self, now_ns: int) -> np.ndarray:
         """Freshness of every item at ``now_ns`` (cached; calls mostly share a few ``now``)."""
-        hit = self._fresh.get(now_ns)
-        if hit is not None:
-            return hit
-        fresh = freshness(self.catalog.published_ns, now_ns, self.config.freshness_half_life_days)
-        fresh.setflags(write=False)
-        with self._lock:
-            if len(self._fresh) >= _MAX_CACHED_FILTERS:
-                self._fresh.clear()
-            self._fresh[now_ns] = fresh
-        return fresh
+        return self._cached(
+            self._fresh, now_ns,
+            lambda: _frozen(freshness(self.catalog.published_ns, now_ns, self.config.freshness_half_life_days)),
+        )
 
     def timeliness(self, now_ns: int) -> np.ndarray:
         """The engagement model's freshness and trend term of every item at ``now_ns`` (cached)."""
-        hit = self._timely.get(now_ns)
-        if hit is not None:
-            return hit
-        timely = item_timeliness(self.model, self.catalog, now_ns)
-        timely.setflags(write=False)
-        with self._lock:
-            if len(self._timely) >= _MAX_CACHED_FILTERS:
-                self._timely.clear()
-            self._timely[now_ns] = timely
-        return timely
+        return self._cached(self._timely, now_ns, lambda: _frozen(item_timeliness(self.model, self.catalog, now_ns)))
 
     def cold_vector(self, group: int, sub_group: str, region: int) -> np.ndarray:
         """Collaborative vector of a cold user of this segment (cached)."""
-        key = (group, sub_group, region)
-        hit = self._cold.get(key)
-        if hit is not None:
-            return hit
-        tax = self.taxonomy
-        vec = self.model.user_cold_start.vector_for(
-            list(tax.groups)[group],
-            sub_group,
-            list(tax.regions)[region],
-            topic_prior=self.topic_prior_by_pair[group, region],
-        )
-        vec = np.asarray(vec, dtype=np.float32)
-        with self._lock:
-            if len(self._cold) >= _MAX_CACHED_COLD:
-                self._cold.clear()
-            self._cold[key] = vec
-        return vec
+
+        def build() -> np.ndarray:
+            tax = self.taxonomy
+            vec = self.model.user_cold_start.vector_for(
+                list(tax.groups)[group],
+                sub_group,
+                list(tax.regions)[region],
+                topic_prior=self.topic_prior_by_pair[group, region],
+            )
+            return np.asarray(vec, dtype=np.float32)
+
+        return self._cached(self._cold, (group, sub_group, region), build, limit=_MAX_CACHED_COLD)
 
     def seen_by_item(self) -> sp.csc_matrix:
         """The seen matrix in column form, for "who has seen this item" (built once)."""
