@@ -35,6 +35,7 @@ from recsys.config import CollaborativeConfig, check_section, is_int
 from recsys.exceptions import ConfigError, NotFittedError
 from recsys.idmap import IdMap
 from recsys.training.interactions import Interactions
+from recsys.training.memory import release_pages
 from recsys.seeds import check_random_state
 
 
@@ -43,18 +44,25 @@ class WarmStart(NamedTuple):
 
     Attributes
     ----------
-    user_ids : sequence of str, length n_prev_users
+    user_ids : sequence of str, length n_prev_users, or None
     user_factors : ndarray, (n_prev_users, width)
-    item_ids : sequence of str, length n_prev_items
+    item_ids : sequence of str, length n_prev_items, or None
     item_factors : ndarray, (n_prev_items, width)
         ``width`` must be the model's factor width (``factors``, or
         ``factors + 1`` for BPR).
+    user_rows, item_rows : ndarray of int, optional
+        Each of today's users / items: its row in ``user_factors`` /
+        ``item_factors``, -1 when new -- the lookup by id done already (a
+        city's 3.1M user ids need not be hashed again); the ids may then be
+        None.
     """
 
-    user_ids: Sequence[str]
+    user_ids: Sequence[str] | None
     user_factors: np.ndarray
-    item_ids: Sequence[str]
+    item_ids: Sequence[str] | None
     item_factors: np.ndarray
+    user_rows: np.ndarray | None = None
+    item_rows: np.ndarray | None = None
 
 
 def als_confidence(interactions: Interactions, alpha: float) -> sp.csr_matrix:
@@ -93,6 +101,27 @@ def _bpr_positives(interactions: Interactions) -> sp.csr_matrix:
     keep.eliminate_zeros()
     keep.sort_indices()
     return keep
+
+
+#: rows copied per block from a previous model's factors (a fancy-indexed copy of all of them at
+#: once would be a temporary of the city's whole user side, 0.8 GB)
+_COPY_BLOCK = 1 << 18
+
+
+def _copy_rows(out: np.ndarray, values: np.ndarray, rows: np.ndarray) -> None:
+    """``out[k] = values[rows[k]]`` wherever ``rows[k] >= 0``, without a temporary of the whole side.
+
+    The usual night keeps yesterday's ids in their places (``rows`` starts with
+    ``0..len(values)-1``): one straight copy. Otherwise block by block.
+    """
+    n_prev = len(values)
+    if n_prev <= len(rows) and np.array_equal(rows[:n_prev], np.arange(n_prev)) and (rows[n_prev:] < 0).all():
+        out[:n_prev] = values
+        return
+    for start in range(0, len(rows), _COPY_BLOCK):
+        block = rows[start:start + _COPY_BLOCK]
+        hit = np.flatnonzero(block >= 0)
+        out[start + hit] = values[block[hit]]
 
 
 def _solve_rows(conf: sp.csr_matrix, factors: np.ndarray, regularization: float) -> np.ndarray:
@@ -322,36 +351,55 @@ class CollaborativeModel:
         width = self.width
         n_users, n_items = interactions.shape
         prev = {}
-        sides = (("user", warm.user_ids, warm.user_factors), ("item", warm.item_ids, warm.item_factors))
-        for side, ids, values in sides:
+        sides = (
+            ("user", warm.user_ids, warm.user_factors, warm.user_rows, interactions.users),
+            ("item", warm.item_ids, warm.item_factors, warm.item_rows, interactions.items),
+        )
+        for side, ids, values, rows, current in sides:
             values = np.asarray(values)
-            if values.ndim != 2 or values.shape[1] != width or values.shape[0] != len(ids):
+            if ids is None and rows is None:
+                raise ConfigError(f"warm_start needs the previous {side} ids or today's {side} rows")
+            n_prev = len(values) if ids is None else len(ids)
+            if values.ndim != 2 or values.shape[1] != width or values.shape[0] != n_prev:
                 raise ConfigError(
-                    f"warm_start {side}_factors must have shape ({len(ids)}, {width}) "
+                    f"warm_start {side}_factors must have shape ({n_prev}, {width}) "
                     f"({cfg.algorithm}, factors={cfg.factors}), got {values.shape}"
                 )
-            prev[side] = (IdMap.from_ids(ids), values)
+            if rows is None:
+                rows = IdMap.from_ids(ids).index(current.ids)
+            rows = np.asarray(rows, dtype=np.int64)
+            if rows.shape != (len(current),) or (len(rows) and rows.max() >= n_prev):
+                raise ConfigError(
+                    f"warm_start {side}_rows must hold one row below {n_prev} (or -1) for each of "
+                    f"the {len(current)} {side}s, got shape {rows.shape}"
+                )
+            prev[side] = (rows, values)
 
         rng = check_random_state(cfg.seed)
         if cfg.algorithm == "als":
-            # same scale as implicit's own initialisation
-            users = rng.random((n_users, width), dtype=np.float32) * 0.01
-            items = rng.random((n_items, width), dtype=np.float32) * 0.01
+            # same scale as implicit's own initialisation; drawn in place (the values of
+            # rng.random(shape) * 0.01): a city's user side would pass through two temporaries of its size
+            users = np.empty((n_users, width), dtype=np.float32)
+            items = np.empty((n_items, width), dtype=np.float32)
+            for out in (users, items):
+                rng.random(dtype=np.float32, out=out)
+                out *= np.float32(0.01)
         else:
             users = (rng.random((n_users, width), dtype=np.float32) - 0.5) / cfg.factors
             items = (rng.random((n_items, width), dtype=np.float32) - 0.5) / cfg.factors
             users[:, -1] = 1.0
 
         known = {}
-        for side, current, out in (("user", interactions.users, users), ("item", interactions.items, items)):
-            idmap, values = prev[side]
-            pos = idmap.index(current.ids)
-            known[side] = pos >= 0
-            out[known[side]] = values[pos[known[side]]]
+        for side, out in (("user", users), ("item", items)):
+            rows, values = prev[side]
+            known[side] = rows >= 0
+            _copy_rows(out, values, rows)
+            # read once: a memory-mapped previous bundle's pages would stay resident through the fit
+            release_pages(values)
 
         if cfg.algorithm == "als":
             # new items, then new users, start from the exact fold-in against the known side
-            new_items = np.flatnonzero(~known["item"] & (np.diff(train.tocsc().indptr) > 0))
+            new_items = np.flatnonzero(~known["item"] & (np.bincount(train.indices, minlength=n_items) > 0))
             if len(new_items):
                 item_rows = train.T.tocsr()[new_items]
                 items[new_items] = _solve_rows(item_rows, users, cfg.regularization)

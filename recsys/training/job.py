@@ -36,7 +36,7 @@ from recsys.progress import Steps
 from recsys.schema import event_files, find_table, read_manifest_end, read_table, validate
 from recsys.seeds import check_random_state
 from recsys.training.coldstart import ItemColdStart, UserColdStart
-from recsys.training.collaborative import CollaborativeModel
+from recsys.training.collaborative import CollaborativeModel, WarmStart
 from recsys.training.engagement import EngagementModel, EngagementStart, build_exposures
 from recsys.training.incremental import (
     DecayedState,
@@ -49,6 +49,7 @@ from recsys.training.incremental import (
     history_signals,
     interactions_fingerprint,
 )
+from recsys.training.memory import release_pages
 from recsys.training.interactions import Interactions, build_interactions, channel_counts, event_codes, positions, type_codes
 from recsys.training.profiles import TopicProfiles
 from recsys.training.ranker_training import fit_ranker
@@ -340,6 +341,9 @@ def train_model(
         else:
             inter = build_interactions(events, user_map, item_map, config.interactions, as_of=cutoff, codes=codes)
 
+        # each of today's users and items: its row in yesterday's model (-1: new), for every warm start
+        previous_rows = None if warm_start is None else _previous_rows(warm_start, user_map, item_map)
+
     with steps.step("topic profiles"):
         profiles = TopicProfiles(config=config.profiles, taxonomy=taxonomy).fit(inter, users, items)
 
@@ -391,9 +395,12 @@ def train_model(
             exposures = history_exposures(
                 decayed, items, ecfg, sample=ecfg.warm_exposures or ecfg.max_exposures, seed=ecfg.seed
             )
-            engagement = EngagementModel(ecfg, taxonomy).fit(
-                exposures, users, items, warm_start=_engagement_start(warm_start, user_map, item_map)
-            )
+            start = _engagement_start(warm_start, *previous_rows)
+            engagement = EngagementModel(ecfg, taxonomy).fit(exposures, users, items, warm_start=start)
+            # yesterday's per-user effects are read once, into today's starting values
+            for array in (start.user_interest, start.user_format, start.user_bias):
+                release_pages(array)
+            del start
         else:
             exposures = build_exposures(
                 events, user_map, item_map, items, taxonomy, end=end, trend_days=config.engagement.trend_days,
@@ -414,29 +421,15 @@ def train_model(
     with steps.step(f"collaborative ({config.collaborative.algorithm})"):
         cf = CollaborativeModel(config=config.collaborative)
         incremental = warm_start is not None and changed_users is not None
+        if warm_start is not None:
+            # rows matched by id once (previous_rows), not by hashing yesterday's ids again
+            factors = WarmStart(
+                None, np.asarray(warm_start.user_factors), None, np.asarray(warm_start.item_factors), *previous_rows
+            )
         if incremental:
-            cf.update(
-                inter,
-                (
-                    warm_start.users[C.USER_ID].to_numpy(),
-                    np.asarray(warm_start.user_factors),
-                    warm_start.items[C.ITEM_ID].to_numpy(),
-                    np.asarray(warm_start.item_factors),
-                ),
-                changed_users,
-                sweeps=config.collaborative.incremental_sweeps,
-            )
+            cf.update(inter, factors, changed_users, sweeps=config.collaborative.incremental_sweeps)
         elif warm_start is not None:
-            cf.fit(
-                inter,
-                warm_start=(
-                    warm_start.users[C.USER_ID].to_numpy(),
-                    np.asarray(warm_start.user_factors),
-                    warm_start.items[C.ITEM_ID].to_numpy(),
-                    np.asarray(warm_start.item_factors),
-                ),
-                iterations=config.collaborative.warm_start_iterations,
-            )
+            cf.fit(inter, warm_start=factors, iterations=config.collaborative.warm_start_iterations)
         else:
             cf.fit(inter)
         user_factors = np.ascontiguousarray(cf.user_factors_, dtype=np.float32)
@@ -870,9 +863,22 @@ def _drop_repeats(new: pd.DataFrame, history: pd.DataFrame) -> tuple[pd.DataFram
     return new[~repeat].reset_index(drop=True), int(repeat.sum())
 
 
-def _engagement_start(previous: TrainedModel, users: IdMap, items: IdMap) -> EngagementStart:
-    """``previous``'s engagement effects with its rows mapped to today's users and items."""
-    # Arrow lookups: an IdMap of yesterday's 3.1 M user ids would hold a Python dict of them
+def _previous_rows(previous: TrainedModel, users: IdMap, items: IdMap) -> tuple[np.ndarray, np.ndarray]:
+    """Each of today's users and items: its row in ``previous`` (-1 when new), int64.
+
+    Users through the bundle's id lookup (arrays, memory-mapped): reading a loaded
+    bundle's users table for its id column would hold a Python string per user, the
+    whole table with it (~1 GB at the city's 3.1M users), for the rest of the training.
+    """
+    if previous.user_lookup is not None:
+        user_rows = previous.user_lookup.positions(users.ids)
+    else:  # a model trained in this process and not saved: its users table is in memory
+        user_rows = positions(users.ids, previous.users[C.USER_ID].to_numpy())
+    return user_rows, positions(items.ids, previous.items[C.ITEM_ID].to_numpy())
+
+
+def _engagement_start(previous: TrainedModel, user_rows: np.ndarray, item_rows: np.ndarray) -> EngagementStart:
+    """``previous``'s engagement effects with its rows mapped to today's users and items (:func:`_previous_rows`)."""
     return EngagementStart(
         intercept=float(previous.engagement_intercept),
         authority_quality=np.asarray(previous.authority_quality),
@@ -884,8 +890,8 @@ def _engagement_start(previous: TrainedModel, users: IdMap, items: IdMap) -> Eng
         topic_freshness=np.asarray(previous.topic_freshness),
         topic_trend=np.asarray(previous.topic_trend),
         user_bias=np.asarray(previous.user_bias),
-        user_rows=positions(users.ids, previous.users[C.USER_ID].to_numpy()),
-        item_rows=positions(items.ids, previous.items[C.ITEM_ID].to_numpy()),
+        user_rows=user_rows,
+        item_rows=item_rows,
     )
 
 
