@@ -83,3 +83,42 @@ def test_warm_start_by_rows_equals_warm_start_by_ids():
         CollaborativeModel(CFG).update(inter, by_rows._replace(user_rows=np.full(len(users2), 50)), changed)
     with pytest.raises(ConfigError, match="needs the previous item ids or today's item rows"):
         CollaborativeModel(CFG).update(inter, by_rows._replace(item_rows=None), changed)
+
+
+def test_profiles_read_a_table_in_id_map_order_as_they_read_a_shuffled_one():
+    from recsys.config import ProfileConfig
+    from recsys.taxonomy import load_taxonomy
+    from recsys.training.profiles import TopicProfiles
+
+    tax = load_taxonomy()
+    groups, regions, topics = list(tax.groups), list(tax.regions), list(tax.topics)
+    users = pd.DataFrame({
+        "user_id": [f"u{k}" for k in range(12)],
+        "group": [groups[k % 3] for k in range(12)],
+        "region": [regions[k % 4] for k in range(12)],
+    })
+    items = pd.DataFrame({"item_id": [f"i{k}" for k in range(6)], "topics": [[topics[k % 5]] for k in range(6)]})
+    inter = build_interactions(
+        _events(list(users["user_id"]), list(items["item_id"]), 2),
+        IdMap.from_ids(users["user_id"]), IdMap.from_ids(items["item_id"]), InteractionConfig(),
+    )
+    in_order = TopicProfiles(ProfileConfig(), tax).fit(inter, users, items)  # the table's own order
+    shuffled = users.sample(frac=1.0, random_state=0)  # rows matched by id
+    again = TopicProfiles(ProfileConfig(), tax).fit(inter, shuffled, items)
+    np.testing.assert_array_equal(in_order.user_topics_, again.user_topics_)
+    np.testing.assert_array_equal(in_order.user_segment_, again.user_segment_)
+
+
+def test_night_refuses_decayed_matrices_of_other_ids():
+    from recsys.training.job import _check_same_ids
+
+    users = pd.DataFrame({"user_id": ["a", "b"]})
+    items = pd.DataFrame({"item_id": ["x"]})
+    inter = build_interactions(
+        _events(["a", "b"], ["x"], 0), IdMap.from_ids(["a", "b"]), IdMap.from_ids(["x"]), InteractionConfig()
+    )
+    _check_same_ids(inter, users, items)  # the same ids in the same order
+    with pytest.raises(ConfigError, match="other user ids than the users table"):
+        _check_same_ids(inter, users.iloc[::-1], items)
+    with pytest.raises(ConfigError, match="other item ids than the items table"):
+        _check_same_ids(inter, users, pd.DataFrame({"item_id": ["x", "y"]}))
