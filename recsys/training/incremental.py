@@ -229,7 +229,10 @@ class DecayedState:
     aggregates: Aggregates | None = None
 
 
-def day_aggregates(events: pd.DataFrame, users: IdMap, items: IdMap, taxonomy: Taxonomy) -> Aggregates:
+def day_aggregates(
+    events: pd.DataFrame, users: IdMap, items: IdMap, taxonomy: Taxonomy,
+    *, codes: tuple[np.ndarray, np.ndarray] | None = None,
+) -> Aggregates:
     """:class:`Aggregates` of ``events`` alone (a day, a partition, or a whole log).
 
     Parameters
@@ -239,6 +242,9 @@ def day_aggregates(events: pd.DataFrame, users: IdMap, items: IdMap, taxonomy: T
     users, items : IdMap
     taxonomy : Taxonomy
         The channels' order.
+    codes : (ndarray, ndarray), optional
+        Each event's user and item index (:func:`~recsys.training.interactions.event_codes`),
+        when the caller has them.
 
     Returns
     -------
@@ -254,7 +260,7 @@ def day_aggregates(events: pd.DataFrame, users: IdMap, items: IdMap, taxonomy: T
     ts = events[C.TIMESTAMP]
     end = ts.max()
     # each event's user, item and type looked up once (Arrow) for the four aggregates
-    user_idx, item_idx = event_codes(events, users, items)
+    user_idx, item_idx = event_codes(events, users, items) if codes is None else codes
     types = type_codes(events[C.EVENT_TYPE])
     u, i, sec, chan, _ = first_showings(events, users, items, taxonomy, end=end, codes=(user_idx, item_idx), types=types)
     # first_showings returns one row per pair, sorted by pair
@@ -394,6 +400,7 @@ def advance(
     *,
     end: pd.Timestamp | None = None,
     taxonomy: Taxonomy | None = None,
+    codes: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> DecayedState:
     """Move yesterday's decayed matrices to ``end`` and add the new events.
 
@@ -414,6 +421,9 @@ def advance(
         and the last new event (what a full rebuild uses).
     taxonomy : Taxonomy, optional
         With it, ``previous.aggregates`` (when kept) move forward too.
+    codes : (ndarray, ndarray), optional
+        Each new event's user and item index in ``users`` / ``items``
+        (:func:`~recsys.training.interactions.event_codes`), when the caller has them.
 
     Returns
     -------
@@ -424,9 +434,10 @@ def advance(
     end = _new_end(prev.end, new_events, end)
     shape = (len(users), len(items))
     # yesterday's row/column -> today's (-1: the id left the users/items table)
-    row_of = np.asarray(users.index(prev.users.ids), dtype=np.int64)
-    col_of = np.asarray(items.index(prev.items.ids), dtype=np.int64)
-    today = build_interactions(new_events, users, items, config, on_unknown="drop")
+    row_of, col_of = _moved_rows(prev.users, users), _moved_rows(prev.items, items)
+    # the night's events looked up once, for every matrix and aggregate below
+    codes = event_codes(new_events, users, items) if codes is None else codes
+    today = build_interactions(new_events, users, items, config, on_unknown="drop", codes=codes)
     elapsed = 0.0 if prev.end is None else (end - prev.end).total_seconds() / _SECONDS_PER_DAY
     # today's matrices are decayed back from their own last event: move them to ``end`` as well
     today_shift = 0.0 if today.end is None else (end - today.end).total_seconds() / _SECONDS_PER_DAY
@@ -447,7 +458,7 @@ def advance(
     popularity = None
     if previous.popularity is not None and popularity_half_life_days is not None:
         pop_config = dataclasses.replace(config, half_life_days=popularity_half_life_days)
-        pop_today = build_interactions(new_events, users, items, pop_config, on_unknown="drop").positives
+        pop_today = build_interactions(new_events, users, items, pop_config, on_unknown="drop", codes=codes).positives
         old = _reindex(previous.popularity, row_of, col_of, shape).astype(np.float64)
         popularity = _tidy(
             old * decay_factor(elapsed, popularity_half_life_days)
@@ -456,7 +467,7 @@ def advance(
     aggregates = None
     if previous.aggregates is not None and taxonomy is not None:
         aggregates = merge_aggregates(
-            previous.aggregates, day_aggregates(new_events, users, items, taxonomy), row_of, col_of, *shape
+            previous.aggregates, day_aggregates(new_events, users, items, taxonomy, codes=codes), row_of, col_of, *shape
         )
     return DecayedState(inter, popularity, aggregates)
 
@@ -470,10 +481,25 @@ def _new_end(prev_end: pd.Timestamp | None, new_events: pd.DataFrame, end: pd.Ti
     return max(candidates).tz_convert("UTC")
 
 
-def changed_rows(new_events: pd.DataFrame, users: IdMap) -> np.ndarray:
-    """Sorted row indices of the users with at least one new event."""
-    idx = users.index(new_events[C.USER_ID].to_numpy(dtype=object))
+def changed_rows(new_events: pd.DataFrame, users: IdMap, *, user_codes: np.ndarray | None = None) -> np.ndarray:
+    """Sorted row indices of the users with at least one new event.
+
+    ``user_codes``: each new event's user index in ``users``, when the caller has them.
+    """
+    idx = users.index(new_events[C.USER_ID].to_numpy(dtype=object)) if user_codes is None else user_codes
     return np.unique(idx[idx >= 0])
+
+
+def _moved_rows(before: IdMap, now: IdMap) -> np.ndarray:
+    """Yesterday's index of each id -> today's (-1: gone), int64.
+
+    The usual night keeps every id in its place (new ones come after): a comparison
+    instead of hashing the city's 3.1M user ids.
+    """
+    n = len(before)
+    if n <= len(now) and np.array_equal(before.ids, now.ids[:n]):
+        return np.arange(n, dtype=np.int64)
+    return np.asarray(now.index(before.ids), dtype=np.int64)
 
 
 # ---- the store on disk ---------------------------------------------------------------------

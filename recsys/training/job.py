@@ -339,9 +339,10 @@ def train_model(
             item_map = IdMap.from_ids(items[C.ITEM_ID].to_numpy())
         if cutoff is not None:
             events = events[events[C.TIMESTAMP] < cutoff]
-        # each event's user, item and type looked up once, for every step that reads the log
-        codes = event_codes(events, user_map, item_map)
-        types = type_codes(events[C.EVENT_TYPE])
+        # each event's user, item and type looked up once, for every step that reads the log (a night
+        # reads its stored aggregates instead: its steps get them only if they ask, below)
+        codes = None if night else event_codes(events, user_map, item_map)
+        types = None if night else type_codes(events[C.EVENT_TYPE])
         if decayed is None:
             inter = build_interactions(events, user_map, item_map, config.interactions, as_of=cutoff, codes=codes)
 
@@ -798,11 +799,14 @@ def _incremental_inputs(
             # a store of before the aggregates were kept: built once from the partitions, one at a time
             inter = state.interactions
             state = dataclasses.replace(state, aggregates=store.build_aggregates(inter.users, inter.items, taxonomy))
+        # the night's events looked up once (Arrow) for the matrices, the aggregates and the changed users
+        codes = event_codes(new_events, user_map, item_map)
         decayed = advance(
             state, new_events, user_map, item_map, config.interactions,
-            _popularity_half_life(config), end=end, taxonomy=taxonomy,
+            _popularity_half_life(config), end=end, taxonomy=taxonomy, codes=codes,
         )
-        changed = changed_rows(new_events, user_map)
+        del state  # yesterday's matrices and aggregates: advance made today's from them
+        changed = changed_rows(new_events, user_map, user_codes=codes[0])
     quarantined = result.counts()
     if repeats:
         quarantined[C.R_DUPLICATE_EVENT] = quarantined.get(C.R_DUPLICATE_EVENT, 0) + repeats
@@ -918,4 +922,4 @@ def _full_state(
     if pop_hl is not None:
         pop_config = dataclasses.replace(config.interactions, half_life_days=pop_hl)
         popularity = build_interactions(events, user_map, item_map, pop_config, codes=codes).positives
-    return DecayedState(inter, popularity, day_aggregates(events, user_map, item_map, taxonomy))
+    return DecayedState(inter, popularity, day_aggregates(events, user_map, item_map, taxonomy, codes=codes))
