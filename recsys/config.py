@@ -791,6 +791,9 @@ class RankerConfig:
         "recent_items": Range(0, 10_000),
         "coengagement_neighbours": Range(0, 100_000),
         "coengagement_candidates": Range(0, 100_000),
+        "coengagement_weights": OneOf(("cosine", "regression")),
+        "regression_l2": Range(0, 1e9, lo_open=True),
+        "regression_items": Range(2, 20_000),
         "popularity_candidates": Range(0, 100_000),
         "seed": _SEED,
     }
@@ -851,6 +854,12 @@ class RankerConfig:
     #: co-engaged neighbours kept per item, and candidates drawn from them per user
     coengagement_neighbours: int = 50
     coengagement_candidates: int = 40
+    #: what weighs a seed item's neighbours: ``cosine`` of their user sets, or ``regression``
+    #: (recsys.training.item_regression: item-to-item ridge regression, EASE, over the
+    #: ``regression_items`` most engaged items, penalty ``regression_l2``; docs/ranker.md)
+    coengagement_weights: str = "cosine"
+    regression_l2: float = 200.0
+    regression_items: int = 4096
     #: most popular items per popularity half-life (the user's segment row) and per trend window
     popularity_candidates: int = 20
     #: items shown to a training user after the cut and not engaged with are explicit negatives

@@ -44,6 +44,7 @@ import scipy.sparse as sp
 from recsys import columns as C
 from recsys.config import RankerConfig
 from recsys.taxonomy import Taxonomy
+from recsys.training.item_regression import regression_neighbours
 
 if TYPE_CHECKING:
     from recsys.bundle import BundleReader, BundleWriter
@@ -429,7 +430,10 @@ def compute_signals(
         [np.bincount(i[age < float(d)], minlength=n_items).astype(np.float32) for d in config.popularity_windows_days]
     ) if len(config.popularity_windows_days) else out.popularity_windows
     positives = sp.csr_matrix((np.ones(len(u), np.float32), (u, i)), shape=(n_users, n_items))
-    co = coengagement(positives, config.coengagement_neighbours)
+    if config.coengagement_weights == "regression":
+        co = regression_neighbours(positives, config.coengagement_neighbours, config.regression_l2, config.regression_items)
+    else:
+        co = coengagement(positives, config.coengagement_neighbours)
     out.coengagement_indptr = co.indptr.astype(np.int64)
     out.coengagement_indices = co.indices.astype(np.int32)
     out.coengagement_data = co.data.astype(np.float32)
