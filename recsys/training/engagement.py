@@ -565,6 +565,21 @@ class _CurveBlock:
         self._scatter(eta, delta)
 
 
+def _unseen(block: _Block | _CurveBlock) -> np.ndarray | None:
+    """The keys of ``block`` without a single entry (a warm start keeps their values); None when every key has one.
+
+    A sparse block keeps only the keys that occur (``present``): none is unseen, and counting
+    its entries (millions at city scale) would say so at a cost.
+    """
+    if isinstance(block, _CurveBlock):
+        unseen = block.key_size == 0
+    elif block.present is not None:
+        return None
+    else:
+        unseen = np.bincount(block.key, minlength=len(block.theta)) == 0
+    return unseen if unseen.any() else None
+
+
 def _small_index(rows: np.ndarray, n: int) -> np.ndarray:
     """Row positions as int32 when they fit (half the memory of the fit's largest arrays)."""
     return rows.astype(np.int32) if n < 2**31 else rows
@@ -793,7 +808,7 @@ class EngagementModel:
             for name, block in blocks.items():
                 if name in start:
                     block.start_at(start.pop(name))
-                block.unseen = np.bincount(block.key, minlength=len(block.theta)) == 0
+                block.unseen = _unseen(block)
                 block.add_to(eta)
             del start
         sweeps, loss = 0, float("nan")
