@@ -267,10 +267,10 @@ def read_floor(path: Path) -> dict:
 
 def night(
     case: Path, config: Path | None, info: dict, workers: int, full_night: bool,
-    *, push: bool = True, check: bool = False,
+    *, push: bool = True, check: bool = False, run_name: str = "run",
 ) -> dict:
-    """One night from yesterday's state: the day's file in, incremental training, push."""
-    run = case / "run"
+    """One night from yesterday's state (in ``case/run_name``): the day's file in, incremental training, push."""
+    run = case / run_name
     shutil.rmtree(run, ignore_errors=True)
     linked_copy(case / "models", run / "models")
     day_file = case / "night" / f"{info['night_day']}.parquet"
@@ -331,6 +331,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--full-night", action="store_true", help="also time a full retrain on the night's data")
     parser.add_argument("--no-push", action="store_true", help="the training of the night only (no push, no floor)")
     parser.add_argument(
+        "--run-name", default="run",
+        help="folder of the case the night runs in (default run: last night's bundle, which the push "
+        "benchmarks read; another name leaves it alone, e.g. for an A/B of two checkouts)",
+    )
+    parser.add_argument(
         "--engagement-check", action="store_true",
         help="after the night, refit the engagement model in full on the same pairs and compare (not timed in the night)",
     )
@@ -338,6 +343,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["--train-with-step-memory"]:
         return train_with_step_memory(Path(argv[1]), argv[2:])
     args = parser.parse_args(argv)
+    # the night removes and rebuilds this folder: never one of the case's own inputs, never outside it
+    if not args.run_name.startswith("run") or Path(args.run_name).name != args.run_name:
+        parser.error(f"--run-name {args.run_name!r}: a folder name starting with 'run' (run, run_ab ...)")
 
     case = OUT / f"{args.users}x{args.items}"
     config = args.config.resolve() if args.config else None
@@ -359,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.setup_only:
         result["night"] = night(
             case, config, result["split"], args.workers, args.full_night,
-            push=not args.no_push, check=args.engagement_check,
+            push=not args.no_push, check=args.engagement_check, run_name=args.run_name,
         )
     print(json.dumps(result))
     return 0
