@@ -17,6 +17,10 @@ A code version is a folder holding a ``recsys`` package, e.g. one commit's::
 
 Prints one JSON object and a Markdown table (wall-clock p50 / p99 per call, the
 calling thread's processor time, ``recommend_many`` users/s).
+
+``--check N`` first compares what the code versions return, per ranker: the first ``N``
+filtered calls and ``recommend_many`` of the first ``N`` users (items, scores, reasons) must be
+identical, or the script stops before timing anything (a speed-up that changes lists is not one).
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ HERE = Path(__file__).resolve().parent
 KINDS = ("learned", "linear")
 
 
-def worker(bundle: str, kind: str, n: int, seed: int) -> None:
+def worker(bundle: str, kind: str, n: int, seed: int, base_feature: str | None = None) -> None:
     """Serve commands from stdin: ``c N`` times the next N calls, ``m N`` recommend_many of the next N users."""
     # imported here, in the worker: its PYTHONPATH picks the code version (the driver needs no engine)
     from threadpoolctl import threadpool_limits
@@ -49,6 +53,10 @@ def worker(bundle: str, kind: str, n: int, seed: int) -> None:
 
     base = Recommender.load(bundle)
     model = _with_rescore(base.state.model, RankerConfig().rescore)
+    if base_feature and model.ranker is not None:
+        # a ranker without a base feature ties every candidate in the first pass's second half, so
+        # all of them are rescored; a trained ranker always has one and rescores ``rescore`` rows
+        model.ranker.base_feature = base_feature
     state = base.state
     rng = np.random.default_rng(seed + 1)  # bench_recommend.py's draw
     ids = state.user_ids[rng.choice(model.n_users, size=n, replace=False)].tolist()
@@ -71,6 +79,9 @@ def worker(bundle: str, kind: str, n: int, seed: int) -> None:
 
         def batch(users: list) -> None:
             return None
+
+        def dump(count: int) -> list:
+            return []
     else:
         rec = Recommender.from_model(model, config=dataclasses.replace(model.config.ranking, ranker=kind))
 
@@ -79,6 +90,16 @@ def worker(bundle: str, kind: str, n: int, seed: int) -> None:
 
         def batch(users: list) -> None:
             rec.recommend_many(users, k=K)
+
+        def dump(count: int) -> list:
+            """What the first ``count`` calls and ``recommend_many`` users get: items, exact scores, reasons."""
+            single = [
+                [(r.item_id, repr(r.score), r.reasons) for r in rec.recommend(u, k=K, channel="e_reader", topics=t, exclude=e)]
+                for u, t, e in calls[:count]
+            ]
+            frame = rec.recommend_many(many[:count].tolist(), k=K)
+            return [single, frame["user_id"].tolist(), frame["item_id"].tolist(), [repr(float(v)) for v in frame["score"]],
+                    [list(r) for r in frame["reasons"]]]
 
     for call in calls[:30]:  # warm-up
         one(call)
@@ -90,6 +111,9 @@ def worker(bundle: str, kind: str, n: int, seed: int) -> None:
         count = int(count)
         if cmd == "stop":
             break
+        if cmd == "d":
+            print(json.dumps(dump(count)), flush=True)
+            continue
         if cmd == "c":
             wall, cpu = [], []
             for call in calls[done_calls : done_calls + count]:
@@ -106,17 +130,37 @@ def worker(bundle: str, kind: str, n: int, seed: int) -> None:
             print(json.dumps(time.perf_counter() - t), flush=True)
 
 
-def run(bundle: str, codes: dict[str, str], n: int, chunk: int, many_chunk: int, seed: int) -> dict:
-    """Start the processes, interleave them, and summarise each."""
+def run(
+    bundle: str, codes: dict[str, str], n: int, chunk: int, many_chunk: int, seed: int, check: int = 0, base_feature: str | None = None
+) -> dict:
+    """Start the processes, check that the code versions agree (``check`` calls and users), interleave
+    the timed calls, and summarise each."""
     sides = {f"{name}_{kind}": (path, kind) for name, path in codes.items() for kind in KINDS}
     sides["implicit"] = (next(iter(codes.values())), "implicit")
     procs = {}
     for name, (path, kind) in sides.items():
         env = dict(os.environ, PYTHONPATH=str(Path(path).resolve()))
         cmd = [sys.executable, __file__, bundle, "--worker", kind, "--calls", str(n), "--seed", str(seed)]
+        if base_feature:
+            cmd += ["--base-feature", base_feature]
         procs[name] = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
         if procs[name].stdout.readline().strip() != "ready":  # loaded one after the other
             raise SystemExit(f"{name}: worker did not start")
+    if check and len(codes) > 1:
+        for kind in KINDS:
+            got = {}
+            for name in codes:
+                proc = procs[f"{name}_{kind}"]
+                proc.stdin.write(f"d {check}\n")
+                proc.stdin.flush()
+                got[name] = json.loads(proc.stdout.readline())
+            first, *others = got
+            for other in others:
+                if got[other] != got[first]:
+                    for proc in procs.values():
+                        proc.kill()
+                    raise SystemExit(f"{kind}: {other} returns other lists, scores or reasons than {first} ({check} calls and users)")
+            print(f"check: {kind} lists, scores and reasons identical across {', '.join(codes)} ({check} calls + {check} recommend_many users)", flush=True)
     wall: dict[str, list] = {k: [] for k in procs}
     cpu: dict[str, list] = {k: [] for k in procs}
     many_s = dict.fromkeys(procs, 0.0)
@@ -180,13 +224,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunk", type=int, default=50, help="calls per process per turn")
     parser.add_argument("--many-chunk", type=int, default=150, help="recommend_many users per process per turn")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--base-feature", metavar="NAME",
+        help="give the bundle's ranker this base feature (a random benchmark ranker has none, so it rescores every candidate)",
+    )
+    parser.add_argument("--check", type=int, default=0, metavar="N", help="first assert the code versions return the same N calls and users")
     parser.add_argument("--worker", choices=(*KINDS, "implicit"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        worker(args.bundle, args.worker, args.calls, args.seed)
+        worker(args.bundle, args.worker, args.calls, args.seed, args.base_feature)
         return 0
     codes = dict(c.split("=", 1) for c in args.code) or {"current": str(HERE.parent)}
-    out = run(args.bundle, codes, args.calls, args.chunk, args.many_chunk, args.seed)
+    out = run(args.bundle, codes, args.calls, args.chunk, args.many_chunk, args.seed, args.check, args.base_feature)
     print(json.dumps(out, indent=2))
     print(markdown(out))
     return 0
