@@ -111,7 +111,9 @@ def exclusions(
     """
     ids = object_index([str(u) for u in user_ids])
     common = [str(i) for i in drop_items]
-    out: dict[str, list[str]] = {u: list(common) for u in ids} if common else {}
+    # users with only the common items share one list (never modified: a user with blocked pairs
+    # gets a new one below), so the ranking converts it to item indices once (recommend_many)
+    out: dict[str, list[str]] = dict.fromkeys(ids, common) if common else {}
     if not len(blocked) or not len(ids):
         return out
     blocked = with_object_ids(blocked)
