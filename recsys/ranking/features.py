@@ -149,7 +149,7 @@ class Block:
         rows = self.level_rows
         vals = _gather_levels(self.state.signals.popularity_levels, rows[:, :, None], self.bundle_items[None, :, :])
         # shares are tiny numbers: scale to "per 1,000 engagements" for readable dumps
-        return np.where(self.in_bundle, vals * 1000.0, 0).astype(np.float32)
+        return _per_thousand(vals, self.in_bundle)
 
     def popularity_at(self, w: int, level: int) -> np.ndarray:
         """One half-life's popularity at one level (``LEVELS`` position), float32 (m, c): a slice of
@@ -158,7 +158,7 @@ class Block:
             return self.popularity[w, level]
         row = self.level_rows[level]
         vals = _gather_levels(self.state.signals.popularity_levels[w], row[:, None], self.bundle_items)
-        return np.where(self.in_bundle, vals * 1000.0, 0).astype(np.float32)
+        return _per_thousand(vals, self.in_bundle)
 
     def per_item(self, values: np.ndarray) -> np.ndarray:
         """Gather a bundle per-item array at the candidates; 0 for items new to the catalogue."""
@@ -181,6 +181,17 @@ def _gather_levels(table: np.ndarray, rows: np.ndarray, items: np.ndarray) -> np
     lead = np.arange(int(np.prod(table.shape[:-2], dtype=np.int64)), dtype=np.int64).reshape(table.shape[:-2])
     base = (lead.reshape(lead.shape + (1,) * rows.ndim) * n_rows + rows.astype(np.int64)) * n
     return np.take(table.reshape(-1), base + items)
+
+
+def _per_thousand(vals: np.ndarray, in_bundle: np.ndarray) -> np.ndarray:
+    """Gathered shares (float32, a fresh array, items on the last axes) per 1,000 engagements, 0 at
+    items new to the catalogue: ``np.where(in_bundle, vals * 1000.0, 0)`` in place (a third of the
+    passes over a recommend_many block's ~750k values)."""
+    if vals.dtype != np.float32:
+        return np.where(in_bundle, vals * 1000.0, 0).astype(np.float32)
+    np.multiply(vals, np.float32(1000.0), out=vals)
+    vals[..., ~in_bundle] = 0
+    return vals
 
 
 @dataclass(frozen=True)
@@ -232,7 +243,7 @@ def _newcomer(w: int) -> Callable[[Block], np.ndarray]:
             return np.zeros(b.cand.shape, np.float32)
         row = b.level_rows[LEVELS.index("segment")]
         vals = _gather_levels(np.asarray(levels[w]), row[:, None], b.bundle_items)
-        return np.where(b.in_bundle, vals * 1000.0, 0).astype(np.float32)
+        return _per_thousand(vals, b.in_bundle)
 
     return compute
 
