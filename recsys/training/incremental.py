@@ -343,7 +343,7 @@ def history_signals(
     })
     out = compute_signals(
         frame, last.row.astype(np.int64), last.col.astype(np.int64), users_df, state.interactions.shape[1], end,
-        taxonomy, config,
+        taxonomy, config, distinct_pairs=True,
     )
     out.item_exposures = agg.item_impressions.astype(np.float32)
     return out

@@ -366,6 +366,7 @@ def compute_signals(
     config: RankerConfig,
     *,
     types: np.ndarray | None = None,
+    distinct_pairs: bool = False,
 ) -> Signals:
     """Compute every training-time signal from the clean events before ``end``.
 
@@ -385,6 +386,10 @@ def compute_signals(
     types : ndarray of int64, shape (len(events),), optional
         Each event's position in ``recsys.columns.EVENT_TYPES``
         (:func:`recsys.training.interactions.type_codes`), when the caller has them.
+    distinct_pairs : bool, default False
+        The caller's promise that no (user, item) pair has two positive events
+        (the nightly update's one stored latest event per pair): the search for
+        each pair's latest is skipped.
 
     Returns
     -------
@@ -408,7 +413,9 @@ def compute_signals(
     before = (pd.Timestamp(end) - events[C.TIMESTAMP].iloc[rows]).dt.total_seconds().to_numpy()
     frame = pd.DataFrame({"u": user_index[rows], "i": item_index[rows], "t": -before})
     # one row per (user, item): its latest positive engagement
-    pairs = frame.sort_values("t", kind="stable").drop_duplicates(["u", "i"], keep="last")
+    pairs = frame.sort_values("t", kind="stable")
+    if not distinct_pairs:
+        pairs = pairs.drop_duplicates(["u", "i"], keep="last")
     u = pairs["u"].to_numpy(np.int64)
     i = pairs["i"].to_numpy(np.int64)
     age = np.maximum(-pairs["t"].to_numpy(np.float64), 0) / 86_400.0
