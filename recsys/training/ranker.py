@@ -373,9 +373,10 @@ class LearnedRanker:
     def score_block(self, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Scores of a whole block of users' candidates in one prediction, float32 (m, c).
 
-        The batch API for ``recommend_many`` and the push: one prediction
-        over every masked row of the block (its fixed cost per call is paid
-        once per block, not per user).
+        One prediction over every masked row of the block (its fixed cost per
+        call is paid once per block, not per user). ``recommend_many`` and the
+        push gather their rescored rows themselves and call :meth:`predict`
+        once per block (``recsys.ranking.core``): the same scores.
 
         Parameters
         ----------
