@@ -594,7 +594,9 @@ class HistoryStore:
         ids = {}
         for side in ("users", "items"):
             path = self._checked(f"{folder}/{side}.parquet", files[f"{side}.parquet"])
-            ids[side] = IdMap.from_ids(pq.read_table(path).column("id").to_numpy(zero_copy_only=False))
+            # written from an IdMap (distinct strings) and checked against its sha256 above: taken as
+            # they are, without from_ids' checks and dedupe (a hash of the city's 3.1M user ids)
+            ids[side] = IdMap(np.asarray(pq.read_table(path).column("id").to_numpy(zero_copy_only=False), dtype=str))
         names = _DECAYED + _INDICATORS + _COUNTS
         inter = Interactions(
             users=ids["users"], items=ids["items"], end=self.end(), n_events=int(state["n_events"]),
