@@ -1,6 +1,6 @@
 # The two commands of the README:
 #   make demo   set up .venv, install the engine, run it end to end on the bundled synthetic city
-#   make test   set up .venv with the dev extra, run the test suite
+#   make test   set up .venv with the dev extra, run the test suite on every core
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -21,8 +21,9 @@ install: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(BIN)/recsys demo
 
+# One worker process per core (pytest-xdist), whole files per worker: tests/conftest.py says why.
 test: $(VENV)/.installed
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist loadfile
 
 clean:
 	rm -rf $(VENV) out build *.egg-info

@@ -14,7 +14,6 @@ from recsys.training.model import TrainedModel
 from recsys.training.ranker import LearnedRanker
 from recsys.ranking import features as F
 from recsys.ranking.reasons import FILLER, LEARNED_KINDS
-from recsys.schema import validate
 from recsys.training.signals import popularity_levels, shrinkage_strength
 from recsys.taxonomy import load_taxonomy
 from recsys.training import train_model
@@ -96,10 +95,9 @@ def test_shrinkage_strength_is_large_when_rows_agree_with_the_parent():
 
 
 @pytest.fixture(scope="module")
-def sample_model():
-    result = validate(data="data/synthetic/sample")
-    model = train_model(result.users, result.items, result.events)
-    return model, result
+def sample_model(trained_sample):
+    # the sample trained once for this file and test_ranker_reorder.py (tests/conftest.py)
+    return trained_sample
 
 
 def test_training_the_sample_fits_a_ranker_from_the_registry(sample_model):

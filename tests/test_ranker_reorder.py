@@ -12,8 +12,6 @@ from recsys import Recommender
 from recsys.ranking import core
 from recsys.ranking.eligibility import make_filter
 from recsys.ranking.users import resolve
-from recsys.schema import validate
-from recsys.training import train_model
 from recsys.training.ranker_training import choose_reorder, reorder_gain
 
 
@@ -64,10 +62,10 @@ def test_the_reorder_is_refused_where_it_is_worse_or_noise():
 
 
 @pytest.fixture(scope="module")
-def sample_model():
-    result = validate(data="data/synthetic/sample")
-    model = train_model(result.users, result.items, result.events)
-    return model
+def sample_model(trained_sample):
+    # the sample trained once for this file and test_learned_ranker.py (tests/conftest.py); the
+    # tests below change only copies of it (_without_reorder)
+    return trained_sample[0]
 
 
 def _without_reorder(model, value):
