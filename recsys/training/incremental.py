@@ -505,6 +505,34 @@ def _moved_rows(before: IdMap, now: IdMap) -> np.ndarray:
 # ---- the store on disk ---------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class PendingFiles:
+    """A run's new history files, written (:meth:`HistoryStore.prepare`) and not yet named by ``store.json``.
+
+    Attributes
+    ----------
+    partition : dict
+        The partition's entry of ``store.json`` (file, sha256, rows, sources, quarantined).
+    sources : list of dict
+        The new event files' entries (name, size, mtime, sha256).
+    state : dict
+        The state folder's entry (folder, its files' sha256, counts).
+    end : Timestamp
+        The data end the state is decayed to.
+    """
+
+    partition: dict[str, Any]
+    sources: list[dict[str, Any]]
+    state: dict[str, Any]
+    end: pd.Timestamp
+
+    def discard(self, models_dir: str | Path) -> None:
+        """Remove these files (a run that failed before its commit); the store never named them."""
+        root = HistoryStore.path(models_dir)
+        (root / self.partition["file"]).unlink(missing_ok=True)
+        shutil.rmtree(root / self.state["folder"], ignore_errors=True)
+
+
 @dataclass
 class HistoryStore:
     """The validated event history and decayed matrices kept next to the bundles.
@@ -717,13 +745,39 @@ class HistoryStore:
 
         Every file is written under a fresh name first; ``store.json`` moves to
         them last, atomically; the superseded state folder and (after a full
-        rebuild) partitions are removed only after that.
+        rebuild) partitions are removed only after that. :meth:`prepare` and
+        :meth:`commit` in one go.
+        """
+        pending = HistoryStore.prepare(
+            models_dir, previous=previous, new_sources=new_sources, new_events=new_events, state=state,
+            quarantined=quarantined,
+        )
+        return HistoryStore.commit(
+            models_dir, pending, previous=previous, data_folder=data_folder, fingerprint=fingerprint, full=full
+        )
+
+    @staticmethod
+    def prepare(
+        models_dir: str | Path,
+        *,
+        previous: HistoryStore | None = None,
+        new_sources: list[Path],
+        new_events: pd.DataFrame,
+        state: DecayedState,
+        quarantined: int,
+    ) -> PendingFiles:
+        """Write a run's new partition and state folder under fresh names; nothing names them yet.
+
+        The training writes them before it trains, so that it need not hold what only
+        the store reads (the new events, the aggregates) through every step; the store
+        moves to them in :meth:`commit`, after the bundle. Files of a run that never
+        commits are removed by :meth:`PendingFiles.discard`, or by the next commit.
         """
         root = HistoryStore.path(models_dir)
         (root / "partitions").mkdir(parents=True, exist_ok=True)
-        keep_parts = [] if full or previous is None else list(previous.doc["partitions"])
-        sources = [] if full or previous is None else list(previous.doc["sources"])
-        serial = 1 + max([_serial(p["file"]) for p in keep_parts] + [_serial(n) for n in _existing(root)] + [0])
+        named = [] if previous is None else [p["file"] for p in previous.doc["partitions"]]
+        # a fresh serial: above every name on disk and every one the current store names
+        serial = 1 + max([_serial(n) for n in named] + [_serial(n) for n in _existing(root)] + [0])
         part_name = f"partitions/part-{serial:05d}.parquet"
         part_path = root / part_name
         with atomic_path(part_path) as tmp:
@@ -732,20 +786,37 @@ class HistoryStore:
             "file": part_name, "sha256": sha256_file(part_path), "rows": len(new_events),
             "sources": [p.name for p in new_sources], "quarantined": int(quarantined),
         }
-        sources += [dataclasses.asdict(SourceFile.of(p)) for p in new_sources]
         folder = f"state-{serial:05d}"
         files = _write_state(root / folder, state)
-        inter = state.interactions
-        end = inter.end
+        return PendingFiles(
+            partition=part, sources=[dataclasses.asdict(SourceFile.of(p)) for p in new_sources],
+            state=_state_doc(folder, files, state), end=state.interactions.end,
+        )
+
+    @staticmethod
+    def commit(
+        models_dir: str | Path,
+        pending: PendingFiles,
+        *,
+        previous: HistoryStore | None,
+        data_folder: Path,
+        fingerprint: dict[str, Any],
+        full: bool,
+    ) -> HistoryStore:
+        """Move the store to ``pending``'s files (``store.json``, atomically); return the new store."""
+        root = HistoryStore.path(models_dir)
+        keep_parts = [] if full or previous is None else list(previous.doc["partitions"])
+        sources = [] if full or previous is None else list(previous.doc["sources"])
+        end = pending.end
         doc = {
             "format": STORE_FORMAT,
             "data": str(Path(data_folder).resolve()),
             "interactions": fingerprint,
             "end": end.isoformat(),
             "last_full": end.isoformat() if full or previous is None else previous.doc["last_full"],
-            "sources": sources,
-            "partitions": keep_parts + [part],
-            "state": _state_doc(folder, files, state),
+            "sources": sources + pending.sources,
+            "partitions": keep_parts + [pending.partition],
+            "state": pending.state,
         }
         write_json(doc, root / _STORE_FILE)
         store = HistoryStore(root, doc)

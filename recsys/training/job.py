@@ -349,11 +349,21 @@ def train_model(
         # each of today's users and items: its row in yesterday's model (-1: new), for every warm start
         previous_rows = None if warm_start is None else _previous_rows(warm_start, user_map, item_map)
 
-    with steps.step("topic profiles"):
-        profiles = TopicProfiles(config=config.profiles, taxonomy=taxonomy).fit(inter, users, items)
-
     if night and (decayed is None or decayed.aggregates is None or warm_start is None):
         raise ValueError("a night's update needs the decayed state with its aggregates and yesterday's model")
+    # what no later step reads is let go of here (freed when the caller handed it over, as train does):
+    # the impression counts (only the history store keeps them), a full training's aggregates (its
+    # steps read the events), a night's events (its steps read the stored aggregates) -- ~0.6 GB at the city
+    window = _window(events, cutoff) if not night else _history_window(decayed)
+    n_events = int(inter.n_events if night else len(events))
+    if decayed is not None:
+        inter = dataclasses.replace(inter, exposure=sp.csr_matrix(inter.shape, dtype=np.float32))
+        decayed = dataclasses.replace(decayed, interactions=inter, aggregates=decayed.aggregates if night else None)
+    if night:
+        events = events.iloc[:0]
+
+    with steps.step("topic profiles"):
+        profiles = TopicProfiles(config=config.profiles, taxonomy=taxonomy).fit(inter, users, items)
     end = inter.end if inter.end is not None else pd.Timestamp.now(tz="UTC")
     with steps.step("popularity and history"):
         segments = profiles.segments_.reset_index(drop=True)
@@ -400,6 +410,8 @@ def train_model(
             exposures = history_exposures(
                 decayed, items, ecfg, sample=ecfg.warm_exposures or ecfg.max_exposures, seed=ecfg.seed
             )
+            # the stored first showings are sampled, the signals read: no later step reads the aggregates
+            decayed = dataclasses.replace(decayed, aggregates=None)
             start = _engagement_start(warm_start, *previous_rows)
             engagement = EngagementModel(ecfg, taxonomy).fit(exposures, users, items, warm_start=start)
             # yesterday's per-user effects are read once, into today's starting values
@@ -467,17 +479,9 @@ def train_model(
         index = VectorIndex.build(item_factors, config=config.index, seed=config.index.seed, queries=queries)
         recall = index.recall_
 
-    ts = events[C.TIMESTAMP]
-    window = {
-        "start": ts.min().isoformat() if len(ts) else None,
-        "end": (cutoff if cutoff is not None else (ts.max() if len(ts) else pd.Timestamp.now(tz="UTC"))).isoformat(),
-    }
-    if night:  # the window is the history's, not tonight's file's
-        start = decayed.aggregates.start
-        window = {"start": None if start is None else start.isoformat(), "end": inter.end.isoformat()}
     info: dict[str, Any] = {
         "counts": {
-            "events": int(inter.n_events if night else len(events)),
+            "events": n_events,
             "interactions": int(inter.matrix.nnz),
             "warm_users": int(user_warm.sum()),
             "cold_users": int((~user_warm).sum()),
@@ -547,6 +551,21 @@ def train_model(
     else:
         model.info["ranker"] = {"kind": "linear"}
     return model
+
+
+def _window(events: pd.DataFrame, cutoff: pd.Timestamp | None) -> dict[str, str | None]:
+    """The data window of a training on ``events`` (its first event, and its cutoff or last event)."""
+    ts = events[C.TIMESTAMP]
+    return {
+        "start": ts.min().isoformat() if len(ts) else None,
+        "end": (cutoff if cutoff is not None else (ts.max() if len(ts) else pd.Timestamp.now(tz="UTC"))).isoformat(),
+    }
+
+
+def _history_window(decayed: DecayedState) -> dict[str, str | None]:
+    """A night's data window: the history's, not tonight's file's."""
+    start = decayed.aggregates.start
+    return {"start": None if start is None else start.isoformat(), "end": decayed.interactions.end.isoformat()}
 
 
 def _check_same_ids(inter: Interactions, users: pd.DataFrame, items: pd.DataFrame) -> None:
@@ -628,7 +647,7 @@ def train(
     # validate + bundle around train_model's steps; with an events/ folder also the matrices
     # (built before train_model: the store keeps them) and the history store's write
     keeps_history = folder is not None and cutoff is None
-    steps = Steps(N_STEPS + 2 + 2 * keeps_history, stream=stream)
+    steps = Steps(N_STEPS + 2 + 3 * keeps_history, stream=stream)
     night = None
     if reason is None:
         night = _incremental_inputs(data, folder, store, config, taxonomy, steps, stream)
@@ -644,17 +663,13 @@ def train(
         quarantined = result.counts()
         result.check_rejected(config.training.max_rejected_share)
         del result  # its quarantine table is reported; the clean tables live on as users, items, events
-        if not keeps_history:
-            # no training step reads event ids (the history store writes them): at a million users
-            # they are the log's widest column, held through every step
-            events = events.drop(columns=[C.EVENT_ID])
         decayed = changed = None
         if keeps_history:
             with steps.step("interactions (all events, for the history store)"):
                 decayed = _full_state(events, users, items, config, taxonomy)
     else:
-        users, items, events = night["users"], night["items"], night["events"]
-        quarantined, decayed, changed = night["quarantined"], night["decayed"], night["changed"]
+        users, items, events = night.pop("users"), night.pop("items"), night.pop("events")
+        quarantined, decayed, changed = night["quarantined"], night.pop("decayed"), night["changed"]
     if quarantined and stream is not None:
         print(f"      quarantined rows (kept out of training): {quarantined}", file=stream)
     if night is None:
@@ -663,35 +678,55 @@ def train(
             users, items, events, config.training,
             as_of=cutoff, quarantined=int(sum(quarantined.values())),
         )
-    model = train_model(
-        users,
-        items,
-        events,
-        config=config,
-        taxonomy=taxonomy,
-        as_of=cutoff,
-        # a full retrain starts cold unless --warm-start asks otherwise
-        warm_start=previous if night is not None or warm_start else None,
-        steps=steps,
-        decayed=decayed,
-        changed_users=changed,
-        content=reuse_content(previous, items, config) if night is not None else None,
-        night=night is not None,
-    )
-    model.info.setdefault("counts", {})["quarantined_rows"] = int(sum(quarantined.values()))
-    model.info["timings_s"] = dict(steps.timings)
-    with steps.step("write and verify bundle"):
-        path = model.save(out, sanity=check_bundle_sanity)
+    pending = None
     if decayed is not None:
-        # after the bundle: a run killed in between finds the old store and validates the
-        # same new files again the next night (the store, not the bundle, says what was seen)
+        # the history store's new partition and state, written now under fresh names and named by
+        # store.json only after the bundle (a run killed in between finds the old store and validates
+        # the same new files again the next night: the store, not the bundle, says what was seen);
+        # the training then need not hold what only the store reads (train_model's `decayed`)
+        with steps.step("history files"):
+            pending = HistoryStore.prepare(
+                out, previous=store, new_sources=night["sources"] if night is not None else event_files(folder),
+                new_events=events, state=decayed, quarantined=int(sum(quarantined.values())),
+            )
+    n_new = len(events)
+    if night is None and C.EVENT_ID in events.columns:
+        # no training step reads event ids (the history store has them now): at a million users
+        # they are the log's widest column, held through every step
+        events = events.drop(columns=[C.EVENT_ID])
+    # what train_model alone holds from here: it lets go of the night's events and the aggregates
+    # once read (a Python call hands its arguments over; this frame keeps no reference to them)
+    handed = {"events": events, "decayed": decayed}
+    del events, decayed
+    try:
+        model = train_model(
+            users,
+            items,
+            handed.pop("events"),
+            config=config,
+            taxonomy=taxonomy,
+            as_of=cutoff,
+            # a full retrain starts cold unless --warm-start asks otherwise
+            warm_start=previous if night is not None or warm_start else None,
+            steps=steps,
+            decayed=handed.pop("decayed"),
+            changed_users=changed,
+            content=reuse_content(previous, items, config) if night is not None else None,
+            night=night is not None,
+        )
+        model.info.setdefault("counts", {})["quarantined_rows"] = int(sum(quarantined.values()))
+        model.info["timings_s"] = dict(steps.timings)
+        with steps.step("write and verify bundle"):
+            path = model.save(out, sanity=check_bundle_sanity)
+    except BaseException:
+        if pending is not None:
+            pending.discard(out)  # files no store names: the next run writes its own
+        raise
+    if pending is not None:
         with steps.step("history store"):
-            HistoryStore.write(
-                out, previous=store if night is not None else None, data_folder=folder,
-                fingerprint=interactions_fingerprint(config.interactions),
-                new_sources=night["sources"] if night is not None else event_files(folder),
-                new_events=night["new_events"] if night is not None else events,
-                state=decayed, full=night is None, quarantined=int(sum(quarantined.values())),
+            HistoryStore.commit(
+                out, pending, previous=store if night is not None else None, data_folder=folder,
+                fingerprint=interactions_fingerprint(config.interactions), full=night is None,
             )
     summary = {
         "bundle": str(path),
@@ -710,7 +745,7 @@ def train(
         summary["content_worker"] = model.info["content_worker"]
     if night is not None:
         summary["new_event_files"] = len(night["sources"])
-        summary["new_events"] = int(len(night["new_events"]))
+        summary["new_events"] = int(n_new)
     if stream is not None:
         print("\ntrained model summary", file=stream)
         for key, value in summary.items():
@@ -812,7 +847,7 @@ def _incremental_inputs(
         quarantined[C.R_DUPLICATE_EVENT] = quarantined.get(C.R_DUPLICATE_EVENT, 0) + repeats
     # the night trains on tonight's events and the stored aggregates of the history (train_model's night)
     return {
-        "full_reason": None, "users": users, "items": items, "events": new_events, "new_events": new_events,
+        "full_reason": None, "users": users, "items": items, "events": new_events,
         "sources": sources, "quarantined": quarantined, "decayed": decayed, "changed": changed,
     }
 
