@@ -21,7 +21,9 @@
 * **Trend counts**: distinct users with a positive engagement on each item in
   the last ``d`` days (``popularity_windows_days``), city-wide -- exactly what
   the ``recent_popular`` baseline counts, so the ranker can reproduce it.
-* **Co-engagement**: item-to-item cosine of the users who engaged with both,
+* **Co-engagement**: item-to-item cosine of the users who engaged with both
+  (or, with ``coengagement_weights = "regression"``, item-to-item ridge
+  regression weights: :mod:`recsys.training.item_regression`),
   the ``coengagement_neighbours`` best per item (sparse), and each user's
   ``recent_items`` most recent positive items, which seed the co-engagement
   candidates and feature.
