@@ -793,7 +793,7 @@ class RankerConfig:
         "coengagement_candidates": Range(0, 100_000),
         "coengagement_weights": OneOf(("cosine", "regression")),
         "regression_l2": Range(0, 1e9, lo_open=True),
-        "regression_items": Range(2, 20_000),
+        "regression_items": Range(2, 8192),
         "popularity_candidates": Range(0, 100_000),
         "seed": _SEED,
     }

@@ -19,9 +19,10 @@ neighbours) by the candidate source and the ``coengagement`` feature.
 Two limits keep it a bounded training step:
 
 - the regression covers the ``max_items`` items most users engaged with (the
-  inverse is cubic in them: 4,096 items take a few seconds and ~400 MB in
-  float64); every other item keeps no neighbours (it seeds nothing and is
-  reached only through the other candidate sources);
+  inverse is cubic in them and holds two dense float64 copies: 268 MB at
+  4,096 items, 1.07 GB at 8,192, the most allowed); every other item keeps no
+  neighbours (it seeds nothing and is reached only through the other
+  candidate sources);
 - each seed keeps its ``neighbours`` largest *positive* weights, so the stored
   matrix has the size and meaning of the cosine one (negative weights, what a
   seed argues *against*, are dropped: a sum of the kept ones ranks a user's
@@ -69,10 +70,10 @@ def regression_neighbours(positives: sp.csr_matrix, neighbours: int, l2: float, 
     x = p[:, head]
     gram = (x.T @ x).toarray()
     gram[np.diag_indices_from(gram)] += float(l2)
-    inv = np.linalg.inv(gram)
-    weights = -inv / np.diag(inv)[None, :]
+    weights = np.linalg.inv(gram)
+    del gram  # peak: two (items x items) float64 arrays, 268 MB at 4,096 items
+    weights /= -np.diag(weights).copy()[None, :]
     np.fill_diagonal(weights, 0.0)
-    del gram, inv
     keep = min(neighbours, head.size - 1)
     # per seed row: the `keep` largest weights, then only the positive ones among them
     top = np.argpartition(-weights, keep - 1, axis=1)[:, :keep]
