@@ -122,3 +122,33 @@ def test_night_refuses_decayed_matrices_of_other_ids():
         _check_same_ids(inter, users.iloc[::-1], items)
     with pytest.raises(ConfigError, match="other item ids than the items table"):
         _check_same_ids(inter, users, pd.DataFrame({"item_id": ["x", "y"]}))
+
+
+def test_collection_paused_restores_the_collector():
+    import gc
+
+    from recsys.training.memory import collection_paused
+
+    assert gc.isenabled()
+    with collection_paused():
+        assert not gc.isenabled()
+        built = [[k] for k in range(1000)]
+    assert gc.isenabled() and len(built) == 1000
+    with pytest.raises(RuntimeError), collection_paused():
+        raise RuntimeError("an error inside")
+    assert gc.isenabled()  # restored on the way out
+    gc.disable()
+    try:
+        with collection_paused():
+            pass
+        assert not gc.isenabled()  # a collector the caller had off stays off
+    finally:
+        gc.enable()
+
+
+def test_rank_within_is_a_groupby_cumcount():
+    from recsys.training.signals import _rank_within
+
+    keys = np.random.default_rng(1).integers(0, 40, 5000)
+    want = pd.Series(keys).groupby(keys, sort=False).cumcount().to_numpy()
+    np.testing.assert_array_equal(_rank_within(keys), want)

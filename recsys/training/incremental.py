@@ -344,6 +344,8 @@ def history_signals(
     out = compute_signals(
         frame, last.row.astype(np.int64), last.col.astype(np.int64), users_df, state.interactions.shape[1], end,
         taxonomy, config, distinct_pairs=True,
+        # every stored event is a positive one, given as a click: its type needs no lookup
+        types=np.full(len(last), C.EVENT_TYPES.index("click"), dtype=np.int64),
     )
     out.item_exposures = agg.item_impressions.astype(np.float32)
     return out

@@ -49,7 +49,7 @@ from recsys.training.incremental import (
     history_signals,
     interactions_fingerprint,
 )
-from recsys.training.memory import release_pages
+from recsys.training.memory import collection_paused, release_pages
 from recsys.training.interactions import Interactions, build_interactions, channel_counts, event_codes, positions, type_codes
 from recsys.training.profiles import TopicProfiles
 from recsys.training.ranker_training import fit_ranker
@@ -577,7 +577,8 @@ def _check_same_ids(inter: Interactions, users: pd.DataFrame, items: pd.DataFram
 
 def _user_columns(users: pd.DataFrame) -> pd.DataFrame:
     out = users.reindex(columns=list(USER_COLUMNS))
-    out[C.CHANNELS] = out[C.CHANNELS].map(lambda v: [str(x) for x in v] if v is not None else [])
+    with collection_paused():  # one new list per user (memory.py)
+        out[C.CHANNELS] = out[C.CHANNELS].map(lambda v: [str(x) for x in v] if v is not None else [])
     return out
 
 
@@ -808,7 +809,8 @@ def _incremental_inputs(
             )
         raw = [read_table(find_table(data, kind), kind) for kind in ("users", "items")]
         new_raw = pd.concat([read_table(p, "events") for p in sources], ignore_index=True)
-        result = validate(tables=(raw[0], raw[1], new_raw), taxonomy=taxonomy, end=read_manifest_end(data))
+        with collection_paused():  # the users table's lists, one per user (memory.py)
+            result = validate(tables=(raw[0], raw[1], new_raw), taxonomy=taxonomy, end=read_manifest_end(data))
         result.check_rejected(config.training.max_rejected_share)
         # the history is never read whole: only what could repeat tonight's events (same instant or later)
         since = result.events[C.TIMESTAMP].min() if len(result.events) else store.end()
@@ -827,8 +829,9 @@ def _incremental_inputs(
     users = result.users.reset_index(drop=True)
     items = result.items.reset_index(drop=True)
     with steps.step("interactions (incremental)"):
-        user_map = IdMap.from_ids(users[C.USER_ID].to_numpy())
-        item_map = IdMap.from_ids(items[C.ITEM_ID].to_numpy())
+        # validated tables: distinct, non-empty string ids (their maps need not hash them to drop repeats)
+        user_map = IdMap(np.asarray(users[C.USER_ID].to_numpy(dtype=object), dtype=str))
+        item_map = IdMap(np.asarray(items[C.ITEM_ID].to_numpy(dtype=object), dtype=str))
         state = store.read_state()
         if state.aggregates is None:
             # a store of before the aggregates were kept: built once from the partitions, one at a time

@@ -357,6 +357,19 @@ def coengagement(positives: sp.csr_matrix, neighbours: int) -> sp.csr_matrix:
     )
 
 
+def _rank_within(keys: np.ndarray) -> np.ndarray:
+    """Each entry's position among the entries of its key, in array order (a groupby's cumcount, in numpy)."""
+    order = np.argsort(keys, kind="stable")
+    ordered = keys[order]
+    at = np.arange(len(keys))
+    starts = np.ones(len(keys), dtype=bool)
+    starts[1:] = ordered[1:] != ordered[:-1]
+    first = np.maximum.accumulate(np.where(starts, at, 0))
+    rank = np.empty(len(keys), dtype=np.int64)
+    rank[order] = at - first
+    return rank
+
+
 def compute_signals(
     events: pd.DataFrame,
     user_index: np.ndarray,
@@ -399,7 +412,7 @@ def compute_signals(
     """
     # heavy: the events -> matrices module loads with training, not with serving (which reads
     # Signals from a bundle through this module; tests/test_architecture.py)
-    from recsys.training.interactions import type_codes
+    from recsys.training.interactions import positions, type_codes
 
     n_users = len(users)
     out = Signals.empty(n_users, n_items, taxonomy, config)
@@ -421,8 +434,9 @@ def compute_signals(
     u = pairs["u"].to_numpy(np.int64)
     i = pairs["i"].to_numpy(np.int64)
     age = np.maximum(-pairs["t"].to_numpy(np.float64), 0) / 86_400.0
-    groups = pd.Categorical(users[C.GROUP].astype(str), categories=list(taxonomy.groups)).codes.astype(np.int64)
-    regions = pd.Categorical(users[C.REGION].astype(str), categories=list(taxonomy.regions)).codes.astype(np.int64)
+    # looked up in Arrow (-1: not a taxonomy code): no Python string per user
+    groups = positions(users[C.GROUP], list(taxonomy.groups))
+    regions = positions(users[C.REGION], list(taxonomy.regions))
     # a user whose codes the taxonomy lacks (cannot happen after validation) counts in the first ones
     groups, regions = np.maximum(groups, 0), np.maximum(regions, 0)
     out.popularity_levels, out.shrinkage = popularity_levels(
@@ -449,10 +463,10 @@ def compute_signals(
     # pairs are in time order: the last R per user, most recent first
     r = config.recent_items
     if r > 0:
-        newest = pairs.iloc[::-1]
-        rank = newest.groupby("u", sort=False).cumcount().to_numpy()
+        newest_u, newest_i = u[::-1], i[::-1]
+        rank = _rank_within(newest_u)
         take = rank < r
-        out.user_recent_items[newest["u"].to_numpy()[take], rank[take]] = newest["i"].to_numpy()[take]
+        out.user_recent_items[newest_u[take], rank[take]] = newest_i[take]
     out.user_activity[:, 0] = np.bincount(u, minlength=n_users)
     out.user_activity[:, 1] = np.bincount(u, weights=np.exp2(-age / ACTIVITY_HALF_LIFE_DAYS), minlength=n_users)
     return out
