@@ -39,6 +39,7 @@ import recsys.ranking.diversity as diversity
 import recsys.ranking.eligibility as eligibility
 import recsys.ranking.recommender as recommender
 import recsys.ranking.scoring as scoring
+from recsys.cli import main as cli
 
 CPU: collections.Counter = collections.Counter()
 CALLS: collections.Counter = collections.Counter()
@@ -86,8 +87,6 @@ def main(argv: list[str]) -> int:
     served = chunk._served
     # one ranking thread: CPU per list without the block thread pool's switching
     chunk._served = lambda bundle, catalog, sha, threads: served(bundle, catalog, sha, 1)
-    from recsys.cli import main as cli
-
     cpu, wall = time.process_time(), time.perf_counter()
     rc = cli(argv)
     out = {
