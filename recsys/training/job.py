@@ -538,6 +538,12 @@ def train_model(
     )
     if worker:
         model.info["content_worker"] = worker
+    if previous_rows is not None and warm_start.user_lookup is not None:
+        rows = previous_rows[0]
+        if len(rows) == len(warm_start.user_lookup) and np.array_equal(rows, np.arange(len(rows))):
+            # the same user ids in the same rows: yesterday's id lookup is today's (the bundle's
+            # save would otherwise encode and sort the 3.1M ids again)
+            model.user_lookup = warm_start.user_lookup
     if config.ranking.ranker == "learned" and incremental and warm_start.ranker is not None:
         # a night's update keeps yesterday's ranker: its label window moved by one day of ~60,
         # and refitting it costs most of a training (benchmarks/README.md); the full retrain refits
