@@ -152,3 +152,41 @@ def test_rank_within_is_a_groupby_cumcount():
     keys = np.random.default_rng(1).integers(0, 40, 5000)
     want = pd.Series(keys).groupby(keys, sort=False).cumcount().to_numpy()
     np.testing.assert_array_equal(_rank_within(keys), want)
+
+
+
+@pytest.fixture(scope="module")
+def world():
+    from push_city import tables
+
+    from recsys import columns as C
+    from recsys.schema import validate
+
+    users, items, events = tables()
+    res = validate(tables=(users, items, events), end="2026-07-02T00:00:00Z")
+    day = res.events[C.TIMESTAMP].dt.tz_convert("Asia/Shanghai").dt.date
+    return res, users, items, events, day
+
+
+def test_a_night_that_fails_after_its_history_files_leaves_the_store_as_it_was(tmp_path, world, monkeypatch):
+    from test_incremental import _add_days, _folder, _train
+
+    from recsys.training import job
+
+    data = _folder(tmp_path, world, 26)
+    _train(tmp_path, data)
+    history = tmp_path / "models" / "history"
+    before = {p.relative_to(history): p.read_bytes() for p in history.rglob("*") if p.is_file()}
+    _add_days(data, world, 26, 27)
+
+    def fails(*args, **kwargs):  # the training dies after the store's new files were written
+        raise RuntimeError("killed in training")
+
+    monkeypatch.setattr(job, "train_model", fails)
+    with pytest.raises(RuntimeError, match="killed in training"):
+        _train(tmp_path, data)
+    after = {p.relative_to(history): p.read_bytes() for p in history.rglob("*") if p.is_file()}
+    assert after == before  # the new partition and state were removed; store.json never moved
+    monkeypatch.undo()
+    night = _train(tmp_path, data)  # the same file is new to the store: the night is simply done again
+    assert night["mode"] == "incremental" and night["new_event_files"] == 1

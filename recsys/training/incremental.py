@@ -789,7 +789,11 @@ class HistoryStore:
             "sources": [p.name for p in new_sources], "quarantined": int(quarantined),
         }
         folder = f"state-{serial:05d}"
-        files = _write_state(root / folder, state)
+        try:
+            files = _write_state(root / folder, state)  # atomic: a failure leaves no state folder
+        except BaseException:
+            part_path.unlink(missing_ok=True)  # nor a partition no store will name
+            raise
         return PendingFiles(
             partition=part, sources=[dataclasses.asdict(SourceFile.of(p)) for p in new_sources],
             state=_state_doc(folder, files, state), end=state.interactions.end,
