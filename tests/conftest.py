@@ -110,26 +110,30 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(key=lambda item: (_rank(item.nodeid), _unit(item.nodeid)))
 
 
-try:
-    from xdist.scheduler import LoadFileScheduling
-except ImportError:  # pytest-xdist is in the dev extra; without it every run is serial
-    LoadFileScheduling = None
+def pytest_configure(config: pytest.Config) -> None:
+    """Register :class:`_XdistHooks` when pytest-xdist is active (its hooks are unknown otherwise)."""
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(_XdistHooks(), "recsys-xdist-scheduling")
 
-if LoadFileScheduling is not None:
 
-    class SharedFixtureScheduling(LoadFileScheduling):
-        """``--dist loadfile``, with the files of a :data:`SHARED` unit on one worker, in collection order."""
+class _XdistHooks:
+    """The scheduler for ``--dist loadfile``; any other ``--dist`` keeps xdist's own."""
 
-        def __init__(self, config: pytest.Config, log=None) -> None:
-            super().__init__(config, log)
-            # xdist would otherwise re-sort the units by their number of tests, undoing SLOWEST
-            config.option.loadscopereorder = False
+    def pytest_xdist_make_scheduler(self, config: pytest.Config, log):
+        if config.getvalue("dist") != "loadfile":
+            return None
+        # here, not at the top: the module imports without pytest-xdist (a plain serial run)
+        from xdist.scheduler import LoadFileScheduling
 
-        def _split_scope(self, nodeid: str) -> str:
-            return _unit(nodeid)
+        class SharedFixtureScheduling(LoadFileScheduling):
+            """``--dist loadfile``, with the files of a :data:`SHARED` unit on one worker, in collection order."""
 
-    def pytest_xdist_make_scheduler(config: pytest.Config, log):
-        """Our scheduler for ``--dist loadfile``; any other ``--dist`` keeps xdist's own."""
-        if config.getvalue("dist") == "loadfile":
-            return SharedFixtureScheduling(config, log)
-        return None
+            def __init__(self, config: pytest.Config, log=None) -> None:
+                super().__init__(config, log)
+                # xdist would otherwise re-sort the units by their number of tests, undoing SLOWEST
+                config.option.loadscopereorder = False
+
+            def _split_scope(self, nodeid: str) -> str:
+                return _unit(nodeid)
+
+        return SharedFixtureScheduling(config, log)
