@@ -2,7 +2,7 @@
 
 ``make test`` runs ``pytest -n auto --dist loadfile`` (pytest-xdist): one worker process per
 core, each running whole test files, so a file's module-scoped fixtures are built once. A plain
-``pytest tests/test_x.py`` stays serial. Two things here make the parallel run shorter:
+``pytest tests/test_x.py`` stays serial. Three things here make the parallel run shorter:
 
 - **Shared fixtures.** A session-scoped fixture is built once per worker process. Files that use
   one (``trained_sample``) are sent to the same worker as one unit (:data:`SHARED`), so the
@@ -10,7 +10,6 @@ core, each running whole test files, so a file's module-scoped fixtures are buil
 - **Slowest files first.** Files are handed out in collection order; a long file started last
   would run alone on one core while the others idle. The workers collect the files named in
   :data:`SLOWEST` first (measured durations; a stale list costs balance, never correctness).
-
 - **OpenMP threads that sleep.** LightGBM's OpenMP threads spin while they wait for work by
   default. When two workers (or another job) share two cores, the spinning threads take the
   cores from the ones with work: the 300-user training of ``test_cli_trust.py`` took 14.4-16.6 s
