@@ -100,8 +100,9 @@ def _learned_scores(
     # copy of the block (~50 MB of zeros per recommend_many block, of which the reasons read k rows)
     n_rows, n_feat = int(kept.sum()), x_small.shape[2]
     x = np.zeros((n_rows + 1, n_feat), np.float32)
-    np.take(x_small.reshape(-1, n_feat), np.flatnonzero(kept), axis=0, out=x[:n_rows])
-    at = np.take(flat, np.flatnonzero(kept))  # each rescored row's position in (m, c), row order
+    rescored = np.flatnonzero(kept)
+    np.take(x_small.reshape(-1, n_feat), rescored, axis=0, out=x[:n_rows])
+    at = np.take(flat, rescored)  # each rescored row's position in (m, c), row order
     score = np.full(cand.shape, -np.inf, dtype=np.float32)
     score.reshape(-1)[at] = ranker.predict(x[:n_rows])
     where = np.full(cand.shape, n_rows, np.int64)
