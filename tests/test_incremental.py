@@ -382,3 +382,26 @@ def test_a_repeated_day_is_still_left_out_from_the_recent_partitions_only(tmp_pa
     assert s["mode"] == "incremental" and s["new_event_files"] == 2
     full = _train(tmp_path, data, out="full")  # the validator drops the copy's rows as duplicates
     assert s["new_events"] + HistoryStore.open(tmp_path / "models").doc["partitions"][0]["rows"] == full["events"]
+
+
+def test_a_night_whose_prepared_files_vanished_leaves_the_store_as_it_was(tmp_path, world, monkeypatch):
+    # the night writes its history files before training; another run committing into the same
+    # models folder meanwhile would remove them (no store names them yet): the store must not name them
+    data = _folder(tmp_path, world, 26)
+    _train(tmp_path, data)
+    before = (tmp_path / "models" / "history" / "store.json").read_text()
+    _add_days(data, world, 26, 27)
+    real = job.train_model
+
+    def meanwhile(*args, **kw):
+        for part in (tmp_path / "models" / "history" / "partitions").glob("part-*.parquet"):
+            if part.name not in before:
+                part.unlink()
+        return real(*args, **kw)
+
+    monkeypatch.setattr(job, "train_model", meanwhile)
+    with pytest.raises(HistoryError, match="gone"):
+        _train(tmp_path, data)
+    assert (tmp_path / "models" / "history" / "store.json").read_text() == before
+    store = HistoryStore.open(tmp_path / "models")
+    store.read_state(), store.read_events()  # every named file is whole and matches its checksum

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import mmap
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -26,6 +28,7 @@ def _events(users: list[str], items: list[str], seed: int) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["user_id", "item_id", "event_type", "timestamp"])
 
 
+@pytest.mark.skipif(not hasattr(mmap, "MADV_DONTNEED"), reason="no madvise(MADV_DONTNEED) on this platform")
 def test_release_pages_keeps_a_mapped_array_readable(tmp_path):
     values = np.arange(3 * 1024, dtype=np.float32).reshape(-1, 4)
     np.save(tmp_path / "a.npy", values)

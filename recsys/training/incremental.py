@@ -731,34 +731,6 @@ class HistoryStore:
 
     # ---- writing -----------------------------------------------------------------------------
     @staticmethod
-    def write(
-        models_dir: str | Path,
-        *,
-        previous: HistoryStore | None,
-        data_folder: Path,
-        fingerprint: dict[str, Any],
-        new_sources: list[Path],
-        new_events: pd.DataFrame,
-        state: DecayedState,
-        full: bool,
-        quarantined: int,
-    ) -> HistoryStore:
-        """Add a night to the store (or start it afresh when ``full``); return the new store.
-
-        Every file is written under a fresh name first; ``store.json`` moves to
-        them last, atomically; the superseded state folder and (after a full
-        rebuild) partitions are removed only after that. :meth:`prepare` and
-        :meth:`commit` in one go.
-        """
-        pending = HistoryStore.prepare(
-            models_dir, previous=previous, new_sources=new_sources, new_events=new_events, state=state,
-            quarantined=quarantined,
-        )
-        return HistoryStore.commit(
-            models_dir, pending, previous=previous, data_folder=data_folder, fingerprint=fingerprint, full=full
-        )
-
-    @staticmethod
     def prepare(
         models_dir: str | Path,
         *,
@@ -784,12 +756,12 @@ class HistoryStore:
         part_path = root / part_name
         with atomic_path(part_path) as tmp:
             pq.write_table(to_arrow(new_events, "events"), tmp)
-        part = {
-            "file": part_name, "sha256": sha256_file(part_path), "rows": len(new_events),
-            "sources": [p.name for p in new_sources], "quarantined": int(quarantined),
-        }
         folder = f"state-{serial:05d}"
         try:
+            part = {
+                "file": part_name, "sha256": sha256_file(part_path), "rows": len(new_events),
+                "sources": [p.name for p in new_sources], "quarantined": int(quarantined),
+            }
             files = _write_state(root / folder, state)  # atomic: a failure leaves no state folder
         except BaseException:
             part_path.unlink(missing_ok=True)  # nor a partition no store will name
@@ -811,6 +783,15 @@ class HistoryStore:
     ) -> HistoryStore:
         """Move the store to ``pending``'s files (``store.json``, atomically); return the new store."""
         root = HistoryStore.path(models_dir)
+        # the files were written before the training (prepare); another run's commit into the same
+        # folder meanwhile removes files no store names: never name missing files
+        missing = [n for n, ok in ((pending.partition["file"], (root / pending.partition["file"]).is_file()),
+                                   (pending.state["folder"], (root / pending.state["folder"]).is_dir())) if not ok]
+        if missing:
+            raise HistoryError(
+                f"{root}: {', '.join(missing)} written by this run are gone (another run into the same models "
+                "folder?); the store is left as it was -- run the training again"
+            )
         keep_parts = [] if full or previous is None else list(previous.doc["partitions"])
         sources = [] if full or previous is None else list(previous.doc["sources"])
         end = pending.end

@@ -360,7 +360,9 @@ def train_model(
         inter = dataclasses.replace(inter, exposure=sp.csr_matrix(inter.shape, dtype=np.float32))
         decayed = dataclasses.replace(decayed, interactions=inter, aggregates=decayed.aggregates if night else None)
     if night:
-        events = events.iloc[:0]
+        # a new empty frame of the same columns and types: a row slice (iloc[:0]) is a view that
+        # keeps the night's event arrays (Arrow buffers too) alive through every step
+        events = pd.DataFrame({c: pd.Series([], dtype=t) for c, t in events.dtypes.items()})
 
     with steps.step("topic profiles"):
         profiles = TopicProfiles(config=config.profiles, taxonomy=taxonomy).fit(inter, users, items)
@@ -696,16 +698,16 @@ def train(
                 out, previous=store, new_sources=night["sources"] if night is not None else event_files(folder),
                 new_events=events, state=decayed, quarantined=int(sum(quarantined.values())),
             )
-    n_new = len(events)
-    if night is None and C.EVENT_ID in events.columns:
-        # no training step reads event ids (the history store has them now): at a million users
-        # they are the log's widest column, held through every step
-        events = events.drop(columns=[C.EVENT_ID])
-    # what train_model alone holds from here: it lets go of the night's events and the aggregates
-    # once read (a Python call hands its arguments over; this frame keeps no reference to them)
-    handed = {"events": events, "decayed": decayed}
-    del events, decayed
     try:
+        n_new = len(events)
+        if night is None and C.EVENT_ID in events.columns:
+            # no training step reads event ids (the history store has them now): at a million users
+            # they are the log's widest column, held through every step
+            events = events.drop(columns=[C.EVENT_ID])
+        # what train_model alone holds from here: it lets go of the night's events and the aggregates
+        # once read (a Python call hands its arguments over; this frame keeps no reference to them)
+        handed = {"events": events, "decayed": decayed}
+        del events, decayed
         model = train_model(
             users,
             items,
