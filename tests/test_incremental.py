@@ -405,3 +405,23 @@ def test_a_night_whose_prepared_files_vanished_leaves_the_store_as_it_was(tmp_pa
     assert (tmp_path / "models" / "history" / "store.json").read_text() == before
     store = HistoryStore.open(tmp_path / "models")
     store.read_state(), store.read_events()  # every named file is whole and matches its checksum
+
+
+def test_a_night_that_fails_after_its_history_files_leaves_the_store_as_it_was(tmp_path, world, monkeypatch):
+    data = _folder(tmp_path, world, 26)
+    _train(tmp_path, data)
+    history = tmp_path / "models" / "history"
+    before = {p.relative_to(history): p.read_bytes() for p in history.rglob("*") if p.is_file()}
+    _add_days(data, world, 26, 27)
+
+    def fails(*args, **kwargs):  # the training dies after the store's new files were written
+        raise RuntimeError("killed in training")
+
+    monkeypatch.setattr(job, "train_model", fails)
+    with pytest.raises(RuntimeError, match="killed in training"):
+        _train(tmp_path, data)
+    after = {p.relative_to(history): p.read_bytes() for p in history.rglob("*") if p.is_file()}
+    assert after == before  # the new partition and state were removed; store.json never moved
+    monkeypatch.undo()
+    night = _train(tmp_path, data)  # the same file is new to the store: the night is simply done again
+    assert night["mode"] == "incremental" and night["new_event_files"] == 1
