@@ -101,7 +101,9 @@ def _learned_scores(
     n_rows, n_feat = int(kept.sum()), x_small.shape[2]
     x = np.zeros((n_rows + 1, n_feat), np.float32)
     rescored = np.flatnonzero(kept)
-    np.take(x_small.reshape(-1, n_feat), rescored, axis=0, out=x[:n_rows])
+    # mode="clip" (the indices are in range): with out= and the default mode numpy gathers into a
+    # buffer of the same size first
+    np.take(x_small.reshape(-1, n_feat), rescored, axis=0, out=x[:n_rows], mode="clip")
     at = np.take(flat, rescored)  # each rescored row's position in (m, c), row order
     score = np.full(cand.shape, -np.inf, dtype=np.float32)
     score.reshape(-1)[at] = ranker.predict(x[:n_rows])
@@ -193,13 +195,12 @@ def _score_and_pick(
     )
     got = picked >= 0
     picked = np.where(got, picked, 0)
+    # read before any reorder: the picks come in score order, so the score column falls with the rank
+    # whatever order the exposure model gives the items
+    scores = np.where(got, score[rows, picked], np.float32(0)).astype(np.float32)
     if x is not None and state.ranker.reorders and got.any():
         picked = _exposure_order(state, users, cand, x, where, picked, got, now_ns)
     items = np.where(got, cand[rows, picked], -1)
-    scores = np.where(got, score[rows, picked], np.float32(0)).astype(np.float32)
-    if x is not None and state.ranker.reorders:
-        # the same set's scores, best first: the score column still falls with the rank
-        scores = np.where(got, -np.sort(-np.where(got, scores, -np.inf), axis=1), np.float32(0)).astype(np.float32)
     if x is None:
         part_rows = np.stack([term[rows, picked] for term in parts.terms()], axis=-1) * got[..., None]
     else:

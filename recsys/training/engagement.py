@@ -517,11 +517,6 @@ class _CurveBlock:
         """Every key's coefficients, shape (n_keys, K)."""
         return self.theta
 
-    @property
-    def key(self) -> np.ndarray:
-        """The entries' keys (sorted), for a warm start's count of entries per key."""
-        return np.repeat(np.arange(self.key_size.size), self.key_size)
-
     def _per_key(self, values: np.ndarray) -> np.ndarray:
         """``sum_e features[e] * values[e]`` per key in float64, shape (n_keys, K)."""
         out = np.zeros((self.key_size.size, self.features.shape[0]))

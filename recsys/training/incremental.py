@@ -785,8 +785,7 @@ class HistoryStore:
         root = HistoryStore.path(models_dir)
         # the files were written before the training (prepare); another run's commit into the same
         # folder meanwhile removes files no store names: never name missing files
-        missing = [n for n, ok in ((pending.partition["file"], (root / pending.partition["file"]).is_file()),
-                                   (pending.state["folder"], (root / pending.state["folder"]).is_dir())) if not ok]
+        missing = [name for name in (pending.partition["file"], pending.state["folder"]) if not (root / name).exists()]
         if missing:
             raise HistoryError(
                 f"{root}: {', '.join(missing)} written by this run are gone (another run into the same models "
