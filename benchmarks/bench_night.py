@@ -333,7 +333,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--run-name", default="run",
         help="folder of the case the night runs in (default run: last night's bundle, which the push "
-        "benchmarks read; another name leaves it alone, e.g. for an A/B of two checkouts)",
+        "benchmarks read; another name leaves it alone, e.g. for an A/B of two checkouts run one "
+        "after the other: the night's day file is delivered into the case's shared base/)",
     )
     parser.add_argument(
         "--engagement-check", action="store_true",

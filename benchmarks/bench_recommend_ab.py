@@ -235,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
         worker(args.bundle, args.worker, args.calls, args.seed, args.base_feature)
         return 0
     codes = dict(c.split("=", 1) for c in args.code) or {"current": str(HERE.parent)}
+    if args.check and len(codes) < 2:
+        parser.error("--check compares code versions: give two or more --code NAME=PATH")
     out = run(args.bundle, codes, args.calls, args.chunk, args.many_chunk, args.seed, args.check, args.base_feature)
     print(json.dumps(out, indent=2))
     print(markdown(out))
