@@ -43,7 +43,7 @@ import pyarrow.parquet as pq
 
 from recsys.config import BundleConfig, check_section
 from recsys.exceptions import ArtifactError, ConfigError, RecsysError
-from recsys.io import _tmp_sibling, atomic_dir, clean_stale_temps, sha256_file
+from recsys.io import _tmp_sibling, atomic_dir, clean_stale_temps, sha256_files
 
 #: Version of the bundle layout; a loader refuses other major versions.
 #: 2: learned ranker and ranking signals (popularity levels, co-engagement)
@@ -125,6 +125,10 @@ class BundleWriter:
     def table(self, name: str, frame: pd.DataFrame) -> None:
         """Save ``frame`` as ``name.parquet``."""
         frame.to_parquet(self.root / f"{name}.parquet", index=False)
+
+    def copy(self, filename: str, source: Path) -> None:
+        """Take ``source`` (a file of another bundle, unchanged) as ``filename``: a copy, hashed like any other."""
+        shutil.copyfile(source, self.root / filename)
 
     def json(self, name: str, obj: Any) -> None:
         """Save ``obj`` as ``name.json``."""
@@ -276,20 +280,19 @@ def read_part(folder: str | Path, kind: type, *, verify: bool = True, mmap: bool
 
 
 def _checksums(root: Path, skip: str = MANIFEST) -> dict[str, str]:
-    return {
-        str(p.relative_to(root)): sha256_file(p)
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and p.relative_to(root).as_posix() != skip
-    }
+    paths = [p for p in sorted(root.rglob("*")) if p.is_file() and p.relative_to(root).as_posix() != skip]
+    return {str(p.relative_to(root)): digest for p, digest in zip(paths, sha256_files(paths))}
 
 
 def _verify_files(root: Path, files: dict[str, str]) -> None:
-    for rel, digest in files.items():
+    for rel in files:
         fpath = root / rel
         if not fpath.is_file():
             raise ArtifactError(f"{fpath}: missing from the model bundle")
-        if sha256_file(fpath) != digest:
-            raise ArtifactError(f"{fpath}: checksum mismatch (corrupted or modified)")
+    # every file hashed (on every core), then the first bad one in the manifest's order named
+    for (rel, digest), found in zip(files.items(), sha256_files([root / rel for rel in files])):
+        if found != digest:
+            raise ArtifactError(f"{root / rel}: checksum mismatch (corrupted or modified)")
 
 
 def write_bundle(

@@ -20,9 +20,10 @@ import re
 import shutil
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import pandas as pd
 import pyarrow as pa
@@ -150,6 +151,27 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+#: threads that hash files at once (:func:`sha256_files`)
+HASH_THREADS = min(4, os.cpu_count() or 1)
+
+
+def sha256_files(paths: Sequence[str | Path], threads: int = HASH_THREADS) -> list[str]:
+    """Return the hex sha256 of each file of ``paths``, in their order, hashed on ``threads`` threads.
+
+    hashlib lets go of the GIL while it hashes a block (and so does the read), so
+    the files of a bundle or a history state (~2 GB at the city) are hashed on
+    every core instead of one; the largest start first, so one big file does not
+    come last. The digests are :func:`sha256_file`'s.
+    """
+    paths = [Path(p) for p in paths]
+    if threads <= 1 or len(paths) < 2:
+        return [sha256_file(p) for p in paths]
+    first = sorted(range(len(paths)), key=lambda i: -paths[i].stat().st_size)
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        done = {i: pool.submit(sha256_file, paths[i]) for i in first}
+        return [done[i].result() for i in range(len(paths))]
 
 
 # ---- output folders ------------------------------------------------------------------------

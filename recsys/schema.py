@@ -1257,6 +1257,7 @@ def validate_tables(
     assume_tz: str | None = None,
     min_time: str | dt.datetime | pd.Timestamp = MIN_TIME,
     max_time: str | dt.datetime | pd.Timestamp = MAX_TIME,
+    users_validated: bool = False,
 ) -> ValidationResult:
     """Validate three raw tables against the contract.
 
@@ -1291,6 +1292,12 @@ def validate_tables(
         Timestamps (of every timestamp column) before ``min_time`` or at or
         after ``max_time`` are "impossible timestamp"; default 1990-01-01
         and 2100-01-01 UTC. A date alone is midnight in the city's zone.
+    users_validated : bool, default False
+        ``users`` is the clean table of an earlier validation of the same
+        file against the same taxonomy (the nightly training's unchanged
+        users file): taken as it is, not checked again; the events' user
+        references are checked against its ids, and no users row is
+        quarantined (the caller keeps the earlier run's counts).
 
     Returns
     -------
@@ -1317,10 +1324,15 @@ def validate_tables(
     for kind, frame in zip(KINDS, (users, items, events)):
         if not isinstance(frame, pd.DataFrame):
             raise ConfigError(f"{kind} must be a pandas DataFrame, got {type(frame).__name__}")
-    clean_users, q_users = _validate_table("users", users, ctx)
+    if users_validated:
+        clean_users = users.reset_index(drop=True)
+        q_users = _quarantine_frame("users", clean_users.iloc[:0], _Rejections(0))
+    else:
+        clean_users, q_users = _validate_table("users", users, ctx)
     clean_items, q_items = _validate_table("items", items, ctx)
     refs = {
-        C.USER_ID: (clean_users[C.USER_ID], _as_str(users[C.USER_ID])),
+        # a clean table's ids are its source ids: none of its rows was quarantined
+        C.USER_ID: (clean_users[C.USER_ID], clean_users[C.USER_ID] if users_validated else _as_str(users[C.USER_ID])),
         C.ITEM_ID: (clean_items[C.ITEM_ID], _as_str(items[C.ITEM_ID])),
     }
     clean_events, q_events = _validate_table("events", events, ctx, refs)

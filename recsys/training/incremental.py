@@ -9,9 +9,14 @@ keeps, next to the bundles (``MODELS/history/``):
   (``partitions/part-NNNNN.parquet``) with its sha256;
 - the decayed interaction matrices at the end of the data, and the ids of
   their rows and columns (``state-*/``, ``.npz`` arrays and Parquet, no pickle);
+- the users file of the last run that validated it (name, size, sha256), the
+  taxonomy it was checked against, its quarantine counts and the sha256 of the
+  users table that run's bundle holds (``store.json``'s ``users``);
 - ``store.json``, written last and atomically, which names all of the above.
 
-The next night validates only the files not seen before, reads the rest of the
+The next night validates only the files not seen before (and the users file
+only if it, or the taxonomy, changed: else yesterday's bundle's users table is
+the validated one), reads the rest of the
 history from the partitions (checked against their sha256 first), and moves the
 matrices forward instead of rebuilding them: every decayed weight of yesterday
 is multiplied by ``0.5 ** (days_elapsed / half_life_days)`` -- the same factor
@@ -28,6 +33,7 @@ removed.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import shutil
 from dataclasses import dataclass
@@ -44,7 +50,7 @@ from recsys import columns as C
 from recsys.config import EngagementConfig, InteractionConfig, RankerConfig
 from recsys.exceptions import DataError
 from recsys.idmap import IdMap
-from recsys.io import atomic_dir, atomic_path, sha256_file, write_json
+from recsys.io import atomic_dir, atomic_path, sha256_file, sha256_files, write_json
 from recsys.schema import event_files, find_table, to_arrow
 from recsys.taxonomy import Taxonomy
 from recsys.training.engagement import (
@@ -95,6 +101,35 @@ class SourceFile:
         """Describe ``path`` (``digest=False`` leaves the sha256 empty: a cheap look)."""
         st = path.stat()
         return cls(path.name, int(st.st_size), int(st.st_mtime_ns), sha256_file(path) if digest else "")
+
+
+def taxonomy_fingerprint(taxonomy: Taxonomy) -> str:
+    """The sha256 of the taxonomy's text: a users table validated against it stays valid while it is the same."""
+    return hashlib.sha256(taxonomy.source_text.encode("utf-8")).hexdigest()
+
+
+def users_record(
+    source: SourceFile, taxonomy: Taxonomy, rows_read: int, quarantined: dict[str, int], table_sha256: str
+) -> dict[str, Any]:
+    """``store.json``'s ``users``: the users file as validated, and the bundle's table made of it.
+
+    Parameters
+    ----------
+    source : SourceFile
+        The users file, described (with its sha256) before it was read.
+    taxonomy : Taxonomy
+        The taxonomy it was validated against.
+    rows_read : int
+        Its rows.
+    quarantined : dict
+        Its quarantined rows per reason.
+    table_sha256 : str
+        The sha256 of the users table (``users.parquet``) of the bundle written from it.
+    """
+    return {
+        **dataclasses.asdict(source), "taxonomy": taxonomy_fingerprint(taxonomy), "rows_read": int(rows_read),
+        "quarantined": {str(k): int(v) for k, v in quarantined.items()}, "table_sha256": table_sha256,
+    }
 
 
 @dataclass(frozen=True)
@@ -581,17 +616,23 @@ class HistoryStore:
 
     # ---- reading -----------------------------------------------------------------------------
     def _checked(self, name: str, sha256: str) -> Path:
-        path = self.root / name
-        if not path.is_file():
-            raise HistoryError(
-                f"{path}: history file missing; run `recsys train --full` to rebuild the history from --data"
-            )
-        if sha256_file(path) != sha256:
-            raise HistoryError(
-                f"{path}: does not match the checksum recorded in {self.root / _STORE_FILE} (damaged or changed); "
-                "run `recsys train --full` to rebuild the history from --data"
-            )
-        return path
+        return self._all_checked({name: sha256})[0]
+
+    def _all_checked(self, files: dict[str, str]) -> list[Path]:
+        """The paths of ``files`` (name -> sha256), each checked against its sha256 (hashed on every core)."""
+        paths = [self.root / name for name in files]
+        for path in paths:
+            if not path.is_file():
+                raise HistoryError(
+                    f"{path}: history file missing; run `recsys train --full` to rebuild the history from --data"
+                )
+        for path, want, found in zip(paths, files.values(), sha256_files(paths)):
+            if found != want:
+                raise HistoryError(
+                    f"{path}: does not match the checksum recorded in {self.root / _STORE_FILE} (damaged or "
+                    "changed); run `recsys train --full` to rebuild the history from --data"
+                )
+        return paths
 
     def end(self) -> pd.Timestamp:
         """The data end the stored matrices are decayed to."""
@@ -616,18 +657,25 @@ class HistoryStore:
         state = self.doc["state"]
         folder = state["folder"]
         files = state["files"]
+        names = _DECAYED + _INDICATORS + _COUNTS
+        unnamed = [f for f in (*(f"{n}.npz" for n in names), "users.parquet", "items.parquet") if f not in files]
+        if unnamed:
+            raise HistoryError(
+                f"{self.root / _STORE_FILE}: the state names no {', '.join(unnamed)}; "
+                "run `recsys train --full` to rebuild the history from --data"
+            )
+        # every file of the state checked at once (on every core), before any is read
+        self._all_checked({f"{folder}/{name}": digest for name, digest in files.items()})
 
         def matrix(name: str) -> sp.csr_matrix:
-            path = self._checked(f"{folder}/{name}.npz", files[f"{name}.npz"])
-            return sp.csr_matrix(sp.load_npz(path), dtype=np.float32)
+            return sp.csr_matrix(sp.load_npz(self.root / folder / f"{name}.npz"), dtype=np.float32)
 
         ids = {}
         for side in ("users", "items"):
-            path = self._checked(f"{folder}/{side}.parquet", files[f"{side}.parquet"])
+            path = self.root / folder / f"{side}.parquet"
             # written from an IdMap (distinct strings) and checked against its sha256 above: taken as
             # they are, without from_ids' checks and dedupe (a hash of the city's 3.1M user ids)
             ids[side] = IdMap(np.asarray(pq.read_table(path).column("id").to_numpy(zero_copy_only=False), dtype=str))
-        names = _DECAYED + _INDICATORS + _COUNTS
         inter = Interactions(
             users=ids["users"], items=ids["items"], end=self.end(), n_events=int(state["n_events"]),
             **{name: matrix(name) for name in names},
@@ -636,15 +684,15 @@ class HistoryStore:
         aggregates = None
         if all(f in files for f in _AGGREGATE_FILES):
             def arrays(name: str) -> dict[str, np.ndarray]:
-                with np.load(self._checked(f"{folder}/{name}", files[name]), allow_pickle=False) as z:
+                with np.load(self.root / folder / name, allow_pickle=False) as z:
                     return {k: z[k] for k in z.files}
 
             sh, lp = arrays("showings.npz"), arrays("last_positive.npz")
             aggregates = Aggregates(
                 PairTimes(sh["row"], sh["col"], sh["seconds"], sh["channel"]),
                 PairTimes(lp["row"], lp["col"], lp["seconds"]),
-                np.load(self._checked(f"{folder}/channel_counts.npy", files["channel_counts.npy"]), allow_pickle=False),
-                np.load(self._checked(f"{folder}/item_impressions.npy", files["item_impressions.npy"]), allow_pickle=False),
+                np.load(self.root / folder / "channel_counts.npy", allow_pickle=False),
+                np.load(self.root / folder / "item_impressions.npy", allow_pickle=False),
                 pd.Timestamp(state["start"]) if state.get("start") else None,
             )
         return DecayedState(inter, popularity, aggregates)
@@ -692,6 +740,31 @@ class HistoryStore:
         if not frames:
             return pd.DataFrame({c: pd.Series([], dtype=object) for c in key})
         return pd.concat(frames, ignore_index=True)
+
+    def kept_users(
+        self, source: SourceFile, taxonomy: Taxonomy, table_sha256: str | None, max_share: float
+    ) -> dict[str, Any] | None:
+        """The store's users record when tonight's users file needs no validation, else None.
+
+        That is when ``source`` (tonight's users file, with its sha256) is the file
+        the record describes, byte for byte, the taxonomy is the one it was checked
+        against, ``table_sha256`` (of yesterday's bundle's ``users.parquet``) is the
+        table made of it, and its quarantined share is within ``max_share``: the
+        validated table is then yesterday's bundle's, row for row.
+        """
+        rec = self.doc.get("users")
+        if not isinstance(rec, dict) or table_sha256 is None:
+            return None
+        same_file = (rec.get("name"), rec.get("size"), rec.get("sha256")) == (source.name, source.size, source.sha256)
+        if not same_file or rec.get("taxonomy") != taxonomy_fingerprint(taxonomy):
+            return None
+        if rec.get("table_sha256") != table_sha256:
+            return None  # the start bundle (e.g. --warm-start) is not the one made of this file
+        read = int(rec.get("rows_read", 0))
+        rejected = sum(int(v) for v in (rec.get("quarantined") or {}).values())
+        if not read or rejected / read > max_share:
+            return None  # validated again: the check then refuses it with its reasons
+        return rec
 
     def unchanged_sources(self, folder: Path) -> tuple[list[Path], list[str]]:
         """Split ``folder``'s files into the new ones and check the known ones.
@@ -780,8 +853,13 @@ class HistoryStore:
         data_folder: Path,
         fingerprint: dict[str, Any],
         full: bool,
+        users: dict[str, Any] | None = None,
     ) -> HistoryStore:
-        """Move the store to ``pending``'s files (``store.json``, atomically); return the new store."""
+        """Move the store to ``pending``'s files (``store.json``, atomically); return the new store.
+
+        ``users``: the users record (:func:`users_record`) of this run's bundle; None
+        leaves none (the next night validates its users file).
+        """
         root = HistoryStore.path(models_dir)
         # the files were written before the training (prepare); another run's commit into the same
         # folder meanwhile removes files no store names: never name missing files
@@ -804,6 +882,8 @@ class HistoryStore:
             "partitions": keep_parts + [pending.partition],
             "state": pending.state,
         }
+        if users is not None:
+            doc["users"] = users
         write_json(doc, root / _STORE_FILE)
         store = HistoryStore(root, doc)
         store._remove_unreferenced()
@@ -866,7 +946,8 @@ def _write_state(target: Path, state: DecayedState) -> dict[str, str]:
         for side, idmap in (("users", inter.users), ("items", inter.items)):
             pq.write_table(pa.table({"id": pa.array(np.asarray(idmap.ids, dtype=object), pa.string())}),
                            tmp / f"{side}.parquet")
-        return {p.name: sha256_file(p) for p in sorted(tmp.iterdir())}
+        paths = sorted(tmp.iterdir())
+        return {p.name: digest for p, digest in zip(paths, sha256_files(paths))}
 
 
 def _state_doc(folder: str, files: dict[str, str], state: DecayedState) -> dict[str, Any]:

@@ -31,9 +31,9 @@ from recsys.exceptions import ConfigError, DataError, RecsysError
 from recsys.guards import check_bundle_sanity, check_training_data
 from recsys.idmap import IdMap
 from recsys.io import prepare_output_dir
-from recsys.training.model import USER_COLUMNS, TrainedModel
+from recsys.training.model import USER_COLUMNS, USERS_TABLE, TrainedModel
 from recsys.progress import Steps
-from recsys.schema import event_files, find_table, read_manifest_end, read_table, validate
+from recsys.schema import event_files, find_table, read_manifest_end, read_table, validate, validate_tables
 from recsys.seeds import check_random_state
 from recsys.training.coldstart import ItemColdStart, UserColdStart
 from recsys.training.collaborative import CollaborativeModel, WarmStart
@@ -41,6 +41,7 @@ from recsys.training.engagement import EngagementModel, EngagementStart, build_e
 from recsys.training.incremental import (
     DecayedState,
     HistoryStore,
+    SourceFile,
     advance,
     changed_rows,
     day_aggregates,
@@ -48,6 +49,7 @@ from recsys.training.incremental import (
     history_exposures,
     history_signals,
     interactions_fingerprint,
+    users_record,
 )
 from recsys.training.memory import collection_paused, release_pages
 from recsys.training.interactions import Interactions, build_interactions, channel_counts, event_codes, positions, type_codes
@@ -59,6 +61,10 @@ from recsys.taxonomy import Taxonomy, load_taxonomy
 from recsys.timeutil import aware_timestamp, parse_option_time
 
 N_STEPS = 10
+
+#: the users columns a training step reads (group codes, segment, region): a night whose users file
+#: did not change reads only these of yesterday's table
+TRAINING_USER_COLUMNS = (C.USER_ID, C.GROUP, C.SUB_GROUP, C.REGION)
 
 #: a catalogue at least this large is embedded, and its near-duplicate graph searched, in a worker
 #: process while the single-threaded steps (matrices, topic profiles, popularity) run on the other
@@ -264,6 +270,7 @@ def train_model(
     changed_users: np.ndarray | None = None,
     content: tuple[Any, np.ndarray] | None = None,
     night: bool = False,
+    kept_users: TrainedModel | None = None,
 ) -> TrainedModel:
     """Train every component on clean contract tables.
 
@@ -307,6 +314,12 @@ def train_model(
         engagement model is warm-started from ``warm_start`` on a sample of the
         stored first showings, the ranking signals and channel counts come
         from the stored aggregates (:mod:`recsys.training.incremental`).
+    kept_users : TrainedModel, optional
+        A loaded bundle whose users table is ``users`` (a night whose users
+        file did not change: ``users`` then holds only
+        :data:`TRAINING_USER_COLUMNS` of it): the new model's users table is
+        that bundle's, read on first use, and its bundle takes the file as it
+        is instead of writing the 3.1M rows again.
 
     Returns
     -------
@@ -504,7 +517,7 @@ def train_model(
     model = TrainedModel(
         taxonomy=taxonomy,
         config=config,
-        users=_user_columns(users),
+        users=_user_columns(users) if kept_users is None else None,
         items=items,
         user_factors=user_factors,
         item_factors=item_factors,
@@ -540,6 +553,10 @@ def train_model(
     )
     if worker:
         model.info["content_worker"] = worker
+    if kept_users is not None:
+        # yesterday's table, read (or copied into the bundle as a file) only when asked for
+        model._users_from = bundle_io.BundleReader(kept_users.path)
+        del model.__dict__["users"]
     if previous_rows is not None and warm_start.user_lookup is not None:
         rows = previous_rows[0]
         if len(rows) == len(warm_start.user_lookup) and np.array_equal(rows, np.arange(len(rows))):
@@ -659,7 +676,7 @@ def train(
     steps = Steps(N_STEPS + 2 + 3 * keeps_history, stream=stream)
     night = None
     if reason is None:
-        night = _incremental_inputs(data, folder, store, config, taxonomy, steps, stream)
+        night = _incremental_inputs(data, folder, store, config, taxonomy, steps, stream, previous)
         reason = night.pop("full_reason")
         if reason is not None:  # the schedule's full retrain is due
             night = None
@@ -667,9 +684,14 @@ def train(
         if stream is not None and folder is not None:
             print(f"      full retrain: {reason}", file=stream)
         with steps.step("validate"):
+            # the users file's sha256 before it is read: the store records which file the table is of
+            users_source = SourceFile.of(find_table(data, "users")) if keeps_history else None
             result = validate(data=data, taxonomy=taxonomy)
         users, items, events = result.users, result.items, result.events
         quarantined = result.counts()
+        users_check = None if users_source is None else (
+            users_source, result.rows_read["users"], _table_counts(result, "users")
+        )
         result.check_rejected(config.training.max_rejected_share)
         del result  # its quarantine table is reported; the clean tables live on as users, items, events
         decayed = changed = None
@@ -679,6 +701,7 @@ def train(
     else:
         users, items, events = night.pop("users"), night.pop("items"), night.pop("events")
         quarantined, decayed, changed = night["quarantined"], night.pop("decayed"), night["changed"]
+        users_check = night["users_check"]
     if quarantined and stream is not None:
         print(f"      quarantined rows (kept out of training): {quarantined}", file=stream)
     if night is None:
@@ -722,6 +745,7 @@ def train(
             changed_users=changed,
             content=reuse_content(previous, items, config) if night is not None else None,
             night=night is not None,
+            kept_users=previous if night is not None and night["kept_users"] else None,
         )
         model.info.setdefault("counts", {})["quarantined_rows"] = int(sum(quarantined.values()))
         model.info["timings_s"] = dict(steps.timings)
@@ -733,9 +757,14 @@ def train(
         raise
     if pending is not None:
         with steps.step("history store"):
+            # which users file the new bundle's users table is of: the next night need not validate it again
+            table_sha = bundle_io.read_manifest(path)["files"].get(f"{USERS_TABLE}.parquet")
             HistoryStore.commit(
                 out, pending, previous=store if night is not None else None, data_folder=folder,
                 fingerprint=interactions_fingerprint(config.interactions), full=night is None,
+                users=None if users_check is None or table_sha is None else users_record(
+                    users_check[0], taxonomy, users_check[1], users_check[2], table_sha
+                ),
             )
     summary = {
         "bundle": str(path),
@@ -753,6 +782,7 @@ def train(
     if "content_worker" in model.info:
         summary["content_worker"] = model.info["content_worker"]
     if night is not None:
+        summary["users_validated"] = not night["kept_users"]
         summary["new_event_files"] = len(night["sources"])
         summary["new_events"] = int(n_new)
     if stream is not None:
@@ -801,8 +831,13 @@ def _incremental_inputs(
     taxonomy: Taxonomy,
     steps: Steps,
     stream: TextIO | None,
+    previous: TrainedModel,
 ) -> dict[str, Any]:
     """Validate tonight's new event files, read the history, move the matrices forward.
+
+    The users file is validated only when it (or the taxonomy) changed since the
+    store recorded it (:meth:`HistoryStore.kept_users`); else ``previous``'s users
+    table, made of that file, is the clean one (``kept_users``).
 
     Returns ``{"full_reason": why}`` when the schedule calls for a full retrain
     after all; else the night's tables, decayed state and changed users
@@ -815,10 +850,25 @@ def _incremental_inputs(
                 f"{folder}: no new event file since the last training (history up to {store.end().isoformat()}); "
                 "nothing new to train on -- add the day's file, or run with --full to retrain on the same data"
             )
-        raw = [read_table(find_table(data, kind), kind) for kind in ("users", "items")]
+        users_source = SourceFile.of(find_table(data, "users"))  # its sha256 before it is read
+        kept = store.kept_users(
+            users_source, taxonomy, (previous.manifest.get("files") or {}).get(f"{USERS_TABLE}.parquet"),
+            config.training.max_rejected_share,
+        )
+        if kept is None:
+            users_in = read_table(find_table(data, "users"), "users")
+        else:
+            # the same file, validated against the same taxonomy into yesterday's table (verified at load):
+            # only the columns the steps read, Arrow-backed strings, no list per user
+            users_in = bundle_io.load_table(previous.path, USERS_TABLE, columns=list(TRAINING_USER_COLUMNS))
+        items_raw = read_table(find_table(data, "items"), "items")
         new_raw = pd.concat([read_table(p, "events") for p in sources], ignore_index=True)
         with collection_paused():  # the users table's lists, one per user (memory.py)
-            result = validate(tables=(raw[0], raw[1], new_raw), taxonomy=taxonomy, end=read_manifest_end(data))
+            result = validate_tables(
+                users_in, items_raw, new_raw, taxonomy=taxonomy, end=read_manifest_end(data),
+                users_validated=kept is not None,
+            )
+        del users_in
         result.check_rejected(config.training.max_rejected_share)
         # the history is never read whole: only what could repeat tonight's events (same instant or later)
         since = result.events[C.TIMESTAMP].min() if len(result.events) else store.end()
@@ -853,14 +903,28 @@ def _incremental_inputs(
         )
         del state  # yesterday's matrices and aggregates: advance made today's from them
         changed = changed_rows(new_events, user_map, user_codes=codes[0])
+    users_counts = kept["quarantined"] if kept is not None else _table_counts(result, "users")
     quarantined = result.counts()
+    for reason, rows in users_counts.items() if kept is not None else ():
+        # yesterday's quarantined users rows are still this night's (its users file is the same)
+        quarantined[reason] = quarantined.get(reason, 0) + rows
+    quarantined = {r: quarantined[r] for r in C.QUARANTINE_REASONS if quarantined.get(r)}
     if repeats:
         quarantined[C.R_DUPLICATE_EVENT] = quarantined.get(C.R_DUPLICATE_EVENT, 0) + repeats
+    users_check = (users_source, kept["rows_read"] if kept is not None else result.rows_read["users"], users_counts)
     # the night trains on tonight's events and the stored aggregates of the history (train_model's night)
     return {
         "full_reason": None, "users": users, "items": items, "events": new_events,
         "sources": sources, "quarantined": quarantined, "decayed": decayed, "changed": changed,
+        "kept_users": kept is not None, "users_check": users_check,
     }
+
+
+def _table_counts(result: Any, kind: str) -> dict[str, int]:
+    """``result``'s quarantined rows of the table ``kind`` per reason (a :class:`ValidationResult`)."""
+    q = result.quarantine
+    found = q.loc[q[C.Q_TABLE] == kind, C.Q_REASON].value_counts()
+    return {r: int(found[r]) for r in C.QUARANTINE_REASONS if r in found.index}
 
 
 def reuse_content(previous: TrainedModel, items: pd.DataFrame, config: EngineConfig) -> tuple[Any, np.ndarray] | None:

@@ -313,7 +313,11 @@ class TrainedModel:
     # ---- writing ---------------------------------------------------------
     def _fill(self, writer: bundle_io.BundleWriter) -> None:
         writer.text(TAXONOMY_FILE, self.taxonomy.source_text)
-        writer.table(USERS_TABLE, self.users[list(USER_COLUMNS)])
+        if "users" not in self.__dict__ and self._users_from is not None:
+            # a users table never read (a loaded bundle's, or a night's unchanged one): its file, unchanged
+            writer.copy(f"{USERS_TABLE}.parquet", self._users_from.path(f"{USERS_TABLE}.parquet"))
+        else:
+            writer.table(USERS_TABLE, self.users[list(USER_COLUMNS)])
         writer.table(ITEMS_TABLE, self.items)
         writer.table(SEGMENTS_TABLE, self.segments)
         for name in self._ARRAYS:
