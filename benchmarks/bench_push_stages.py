@@ -14,12 +14,22 @@ An A/B of two checkouts: run it once per checkout (``PYTHONPATH=<checkout>``)
 into two output folders, alternately, and compare the pushed rows (they must be
 identical) and the steps' times. Nested steps overlap (``core.rank`` holds
 ``candidates.gather``, which holds ``candidates._ann``).
+
+``ab`` mode: the steps from the candidates to the scores (the eligibility and
+history masks, the blend's terms and sum, the picks' terms), the start code's
+``scoring``/``eligibility`` modules (``--base``, a checkout) and this tree's
+alternated block by block in one process, one thread, with every mask, score
+and picked term compared (``np.array_equal``; any difference stops it)::
+
+    python benchmarks/bench_push_stages.py ab --model benchmarks/out/train/models_100000_linear/latest \
+        --users benchmarks/out/train/city_100000_50000_60/users.parquet --base /tmp/ab/base7 --n 4096
 """
 
 from __future__ import annotations
 
 import collections
 import functools
+import importlib.util
 import json
 import sys
 import time
@@ -62,7 +72,7 @@ STEPS: list[tuple[Any, str, str]] = [
     (core, "_score_and_pick", "core._score_and_pick"),
     *[(candidates, n, f"candidates.{n}") for n in ("gather", "_ann", "_new_items", "_topics", "_popular", "_coengaged", "merge")],
     *[(eligibility, n, f"eligibility.{n}") for n in ("candidate_mask", "history_keys", "history_mask")],
-    *[(scoring, n, f"scoring.{n}") for n in ("components", "blend", "engagement_inputs")],
+    *[(scoring, n, f"scoring.{n}") for n in ("score_block", "components", "blend", "engagement_inputs")],
     (diversity, "select_scored", "diversity.select_scored"),
 ]
 
@@ -80,7 +90,135 @@ def _timed(fn: Callable, label: str) -> Callable:
     return wrapper
 
 
+def _load_module(name: str, path: str) -> Any:
+    """A module of another checkout, loaded under its own name (its imports resolve to this tree)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def ab(argv: list[str]) -> int:
+    """Old and new masks + scores alternated block by block; prints one JSON line of µs per list."""
+    import argparse
+    from dataclasses import replace
+
+    import numpy as np
+    import pandas as pd
+    from threadpoolctl import threadpool_limits
+
+    from recsys.ranking import Recommender
+    from recsys.training.model import TrainedModel
+
+    parser = argparse.ArgumentParser(prog="bench_push_stages.py ab")
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--users", required=True, help="a users.parquet of the model's city")
+    parser.add_argument("--base", required=True, help="checkout of the old code")
+    parser.add_argument("--n", type=int, default=4096, help="users ranked (blocks of the config's batch size)")
+    parser.add_argument("--k", type=int, default=5)
+    parser.add_argument("--reps", type=int, default=3, help="old/new alternations per block")
+    args = parser.parse_args(argv)
+    threadpool_limits(1)
+    old_scoring = _load_module("old_scoring", f"{args.base}/recsys/ranking/scoring.py")
+    old_elig = _load_module("old_eligibility", f"{args.base}/recsys/ranking/eligibility.py")
+    model = TrainedModel.load(args.model)
+    rec = Recommender.from_model(model, config=replace(model.config.ranking, threads=1))
+    ids = pd.read_parquet(args.users, columns=["user_id"])["user_id"].astype(str)
+    ids = list(ids.sample(min(args.n, len(ids)), random_state=0))
+    blocks = []
+    real = core.rank
+
+    def grab(state: Any, users: Any, k: int, filt: Any, now_ns: int, excludes: Any = None) -> Any:
+        blocks.append((state, users, k, filt, now_ns, excludes))
+        return real(state, users, k, filt, now_ns, excludes)
+
+    core.rank = grab
+    try:
+        rec.recommend_many(ids, k=args.k, channel="app_push")
+    finally:
+        core.rank = real
+
+    def old_steps(state: Any, users: Any, filt: Any, now_ns: int, excludes: Any, cand: Any, picked: Any) -> tuple:
+        cat, n_items = state.catalog, state.catalog.n_items
+        ok = old_elig.candidate_mask(cat, filt, cand, now_ns, users.groups, users.regions)
+        keys = eligibility.history_keys(state.seen, users.rows, n_items, excludes)
+        ok &= ~old_elig.history_mask(keys, cand, n_items)
+        eng = old_scoring.engagement_inputs(state, users, now_ns)
+        parts = old_scoring.components(
+            cat, cand, users.vectors, users.topics, users.segments, state.freshness(now_ns), engagement=eng
+        )
+        score = np.where(ok, old_scoring.blend(parts, state.config), -np.inf)
+        rows, got = np.arange(cand.shape[0])[:, None], picked >= 0
+        p = np.where(got, picked, 0)
+        part_rows = np.stack([term[rows, p] for term in parts.terms()], axis=-1) * got[..., None]
+        return ok, score, part_rows
+
+    def new_steps(state: Any, users: Any, filt: Any, now_ns: int, excludes: Any, cand: Any, picked: Any) -> tuple:
+        cat, n_items = state.catalog, state.catalog.n_items
+        keys = eligibility.history_keys(state.seen, users.rows, n_items, excludes)
+        ok = eligibility.candidate_mask(cat, filt, cand, now_ns, users.groups, users.regions, history=keys)
+        eng = scoring.engagement_inputs(state, users, now_ns)
+        fresh, w = state.freshness(now_ns), scoring.weights(state.config)
+        score, _ = scoring.score_block(
+            cat, cand, ok, users.vectors, users.topics, users.segments, fresh, w, engagement=eng, keep_terms=False
+        )
+        rows, got = np.arange(cand.shape[0])[:, None], picked >= 0
+        _, parts = scoring.score_block(
+            cat, cand[rows, np.where(got, picked, 0)], None, users.vectors, users.topics, users.segments, fresh, w,
+            engagement=eng,
+        )
+        return ok, score, np.stack(parts.terms(), axis=-1) * got[..., None]
+
+    first = time.process_time()
+    prepared = []
+    for state, users, k, filt, now_ns, excludes in blocks:
+        _, share = state.filtered(filt)
+        cand = candidates.gather(state, users, k, filt, share, now_ns)
+        ok, score, _ = new_steps(state, users, filt, now_ns, excludes, cand, np.zeros((len(users), k), np.int64))
+        picked, _, _ = diversity.select_scored(
+            cand, score, state.catalog.primary_topic, k, cap=diversity.topic_cap(k, state.config.max_topic_share),
+            neighbours=state.catalog.neighbours, n_topics=state.catalog.topic_bool.shape[1],
+        )
+        prepared.append((state, users, filt, now_ns, excludes, cand, picked))
+    first = time.process_time() - first  # includes the kernels' first calls (compile or cache load)
+    times: dict[str, list[float]] = {"old": [], "new": []}
+    lists = 0
+    for block in prepared:
+        lists += len(block[1])
+        for rep in range(args.reps):
+            order = ("old", "new") if rep % 2 == 0 else ("new", "old")
+            out = {}
+            for side in order:
+                fn = old_steps if side == "old" else new_steps
+                start = time.process_time()
+                out[side] = fn(*block)
+                times[side].append(time.process_time() - start)
+            for a, b, what in zip(out["old"], out["new"], ("mask", "score", "picked terms")):
+                if not np.array_equal(a, b):
+                    print(json.dumps({"error": f"{what} differ", "cells": int((a != b).sum())}))
+                    return 1
+    per = {side: np.array(v).reshape(len(prepared), args.reps) for side, v in times.items()}
+    ratio = per["new"] / per["old"]
+    out = {
+        "recsys": recsys.__file__,
+        "base": args.base,
+        "blocks": len(prepared),
+        "lists": lists,
+        "width": round(float(np.mean([b[5].shape[1] for b in prepared])), 1),
+        "first_pass_s": round(first, 3),
+        "identical": True,
+        "old_us_per_list": round(float(per["old"].sum() / args.reps / lists * 1e6), 2),
+        "new_us_per_list": round(float(per["new"].sum() / args.reps / lists * 1e6), 2),
+        "paired_new_over_old_median": round(float(np.median(ratio)), 3),
+        "paired_iqr": [round(float(np.percentile(ratio, q)), 3) for q in (25, 75)],
+    }
+    print(json.dumps(out))
+    return 0
+
+
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["ab"]:
+        return ab(argv[1:])
     for owner, name, label in STEPS:
         if hasattr(owner, name):  # an older checkout may lack a step
             setattr(owner, name, _timed(getattr(owner, name), label))

@@ -166,16 +166,22 @@ def _score_and_pick(
     """
     catalog = state.catalog
     cfg = state.config
-    parts = scoring.components(
-        catalog,
-        cand,
-        users.vectors,
-        users.topics,
-        users.segments,
-        state.freshness(now_ns),
-        engagement=scoring.engagement_inputs(state, users, now_ns),
-    )
-    score = np.where(ok, scoring.blend(parts, cfg), -np.inf)
+    engagement = scoring.engagement_inputs(state, users, now_ns)
+    blend_weights = scoring.weights(cfg)
+
+    def blended(items: np.ndarray, valid: np.ndarray | None, keep_terms: bool) -> tuple[np.ndarray, scoring.Components | None]:
+        return scoring.score_block(
+            catalog, items, valid, users.vectors, users.topics, users.segments, state.freshness(now_ns),
+            blend_weights, engagement=engagement, keep_terms=keep_terms,
+        )
+
+    if state.ranker is None:
+        # ineligible pairs are skipped (-inf); the terms are read for the picks only (below)
+        score, parts = blended(cand, ok, False)
+    else:
+        # the learned ranker's features read every pair's terms
+        score, parts = blended(cand, None, True)
+        score = np.where(ok, score, np.float32(-np.inf))
     x = where = None
     if state.ranker is not None:
         score, x, where = _learned_scores(state, users, cand, ok, score, now_ns, parts, k)
@@ -202,7 +208,9 @@ def _score_and_pick(
         picked = _exposure_order(state, users, cand, x, where, picked, got, now_ns)
     items = np.where(got, cand[rows, picked], -1)
     if x is None:
-        part_rows = np.stack([term[rows, picked] for term in parts.terms()], axis=-1) * got[..., None]
+        # each pair's terms are computed alone, so the picks' terms are the bits the score was made of
+        _, picked_parts = blended(cand[rows, picked], None, True)
+        part_rows = np.stack(picked_parts.terms(), axis=-1) * got[..., None]
     else:
         # the ranker's reasons: how much each reason kind (and popularity level) lifted each picked item
         m, kk = picked.shape
@@ -245,9 +253,8 @@ def rank(
     n_items = catalog.n_items
     _, share = state.filtered(filt)
     cand = candidates.gather(state, users, k, filt, share, now_ns)
-    ok = eligibility.candidate_mask(catalog, filt, cand, now_ns, users.groups, users.regions)
     keys = eligibility.history_keys(state.seen, users.rows, n_items, excludes)
-    ok &= ~eligibility.history_mask(keys, cand, n_items)
+    ok = eligibility.candidate_mask(catalog, filt, cand, now_ns, users.groups, users.regions, history=keys)
     items, scores, parts, count, n_valid, relaxed = _score_and_pick(state, users, cand, ok, k, now_ns)
 
     exact = np.zeros(len(users), dtype=bool)

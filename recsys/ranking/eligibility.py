@@ -31,6 +31,7 @@ import scipy.sparse as sp
 
 from recsys.exceptions import ConfigError
 from recsys.ranking.catalog import Catalog
+from recsys.ranking.compiled_scoring import eligible_pairs, frozen, history_hits
 from recsys.taxonomy import Taxonomy
 from recsys.timeutil import TimeLike, parse_time
 
@@ -172,8 +173,12 @@ def candidate_mask(
     now_ns: int,
     groups: np.ndarray,
     regions: np.ndarray,
+    *,
+    history: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Eligibility of candidate items, without the user's history.
+    """Eligibility of candidate items, and (given ``history``) not in the user's history.
+
+    One compiled pass over the pairs (``compiled_scoring.eligible_pairs``).
 
     Parameters
     ----------
@@ -185,16 +190,41 @@ def candidate_mask(
     now_ns : int
     groups, regions : ndarray of int64, shape (m,)
         Each user's group and region position in the taxonomy.
+    history : ndarray of int64, optional
+        :func:`history_keys` of the batch, built with ``catalog.n_items``:
+        the same as ``& ~history_mask(history, cand, catalog.n_items)``.
 
     Returns
     -------
     ndarray of bool, shape (m, c)
     """
-    safe = np.where(cand >= 0, cand, 0)
-    ok = (cand >= 0) & passes(catalog, filt, safe) & live_at(catalog, safe, now_ns)
-    ok &= catalog.group_ok[groups[:, None], safe]
-    ok &= catalog.region_ok[regions[:, None], safe]
-    return ok
+    # the filters as lookup tables by format and topic position (both checked only when given)
+    formats = np.zeros(len(catalog.items_by_format), dtype=bool)
+    formats[list(filt.formats or ())] = True
+    topics = np.zeros(len(catalog.items_by_topic), dtype=bool)
+    topics[list(filt.topics or ())] = True
+    out = np.empty(cand.shape, dtype=bool)
+    eligible_pairs(
+        frozen(cand, np.int64),
+        frozen(catalog.available, np.bool_),
+        frozen(catalog.format_code, np.int64),
+        frozen(formats, np.bool_),
+        filt.formats is not None,
+        frozen(catalog.topic_idx, np.int64),
+        frozen(topics, np.bool_),
+        filt.topics is not None,
+        frozen(catalog.published_ns, np.int64),
+        frozen(catalog.expires_ns, np.int64),
+        int(now_ns),
+        frozen(catalog.group_ok, np.bool_),
+        frozen(catalog.region_ok, np.bool_),
+        frozen(groups, np.int64),
+        frozen(regions, np.int64),
+        frozen(np.zeros(0, np.int64) if history is None else history, np.int64),
+        int(catalog.n_items),
+        out,
+    )
+    return out
 
 
 def full_mask(catalog: Catalog, static: np.ndarray, now_ns: int, group: int, region: int) -> np.ndarray:
@@ -262,9 +292,9 @@ def history_mask(keys: np.ndarray, cand: np.ndarray, n_items: int) -> np.ndarray
     """
     if keys.size == 0:
         return np.zeros(cand.shape, dtype=bool)
-    q = np.arange(cand.shape[0], dtype=np.int64)[:, None] * n_items + cand
-    at = np.searchsorted(keys, q)
-    return keys[np.minimum(at, keys.size - 1)] == q
+    out = np.empty(cand.shape, dtype=bool)
+    history_hits(frozen(keys, np.int64), frozen(cand, np.int64), int(n_items), out)
+    return out
 
 
 def seen_row(seen: sp.csr_matrix, row: int) -> np.ndarray:

@@ -85,6 +85,7 @@ import numpy as np
 
 from recsys.config import RankingConfig
 from recsys.ranking.catalog import NS_MIN, Catalog
+from recsys.ranking.compiled_scoring import N_TERMS, frozen, score_pairs, weighted_sum
 from recsys.training.serving import TrainedModel
 
 if TYPE_CHECKING:  # cycle: the state and the user batch import the scoring terms
@@ -105,8 +106,6 @@ TERMS = (
 )
 
 _NS_PER_DAY = 86_400 * 10**9
-# users per block of the 3-d gathers in :func:`components`
-_ROW_BLOCK = 32
 
 
 @dataclass(frozen=True)
@@ -185,30 +184,101 @@ def freshness(published_ns: np.ndarray, now_ns: int, half_life_days: float) -> n
     return np.where(published_ns == NS_MIN, np.float32(0.0), fresh)
 
 
-def _gather_topics(profile: np.ndarray, flat_idx: np.ndarray, topic_weight: np.ndarray) -> np.ndarray:
-    """``sum_j w_ij * profile[row, t_ij]`` for a (b, c) block of candidates; profile padded with a 0 column.
+def _user_scales(catalog: Catalog, u: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per user: ``1 / (|u| * cf_scale)`` (relevance) and ``1 / max_t p`` (topic affinity), float32 (m,) each."""
+    unorm = np.sqrt(np.einsum("mf,mf->m", u, u))
+    inv_rel = np.float32(1.0 / catalog.cf_scale) / np.where(unorm > 0, unorm, np.float32(1.0))
+    top = p.max(axis=1) if p.shape[1] else np.zeros(len(p), np.float32)
+    inv_top = np.divide(np.float32(1.0), top, out=np.zeros_like(top), where=top > 0)
+    return inv_rel.astype(np.float32), inv_top.astype(np.float32)
 
-    ``flat_idx`` is :func:`_flat_topics` of the block: positions in the
-    profile's flattened rows, so one ``np.take`` does the gather (a 2-D fancy
-    index with broadcast row numbers costs ~2x more). The terms are summed
-    left to right, the order ``sum(axis=2)`` used: the same float32 result.
+
+def score_block(
+    catalog: Catalog,
+    cand: np.ndarray,
+    ok: np.ndarray | None,
+    user_vectors: np.ndarray,
+    user_topics: np.ndarray,
+    segments: np.ndarray,
+    item_freshness: np.ndarray,
+    blend_weights: np.ndarray,
+    *,
+    engagement: EngagementInputs | None = None,
+    keep_terms: bool = True,
+) -> tuple[np.ndarray, Components | None]:
+    """The blend's score of each (user, candidate), and optionally every term, in one compiled pass.
+
+    Parameters
+    ----------
+    catalog : Catalog
+    cand : ndarray of int64, shape (m, c)
+        Candidate item indices; -1 (padding) gets item 0's values and must be
+        masked by the caller (or by ``ok``).
+    ok : ndarray of bool, shape (m, c), or None
+        Pairs to score; the others get score ``-inf`` and are skipped (their
+        terms are 0). None scores every pair.
+    user_vectors : ndarray of float32, shape (m, f)
+    user_topics : ndarray of float32, shape (m, n_topics)
+    segments : ndarray of int64, shape (m,)
+        Row of :attr:`Catalog.popularity` for each user.
+    item_freshness : ndarray of float32, shape (n_items,)
+        :func:`freshness` of every item at the request's ``now`` (cached per
+        ``now`` by the serving state).
+    blend_weights : ndarray of float32, shape (len(TERMS),)
+        :func:`weights` of the config.
+    engagement : EngagementInputs, optional
+        The engagement model's inputs (:func:`engagement_inputs`); without
+        them its four terms are 0.
+    keep_terms : bool, default True
+        Return the terms too (else None: the linear push reads the terms of
+        its picks only, :func:`components` of those).
+
+    Returns
+    -------
+    score : ndarray of float32, shape (m, c)
+    parts : Components or None
+        Each term as float32 (m, c).
     """
-    prod = np.take(profile, flat_idx) * topic_weight
-    out = prod[..., 0].copy()
-    for j in range(1, prod.shape[2]):
-        out += prod[..., j]
-    return out
-
-
-def _flat_topics(topic_idx: np.ndarray, width: int) -> np.ndarray:
-    """Topic indices of a (b, c, t) block as positions into its (b, width) profiles, flattened."""
-    return topic_idx + (np.arange(topic_idx.shape[0], dtype=topic_idx.dtype) * width)[:, None, None]
-
-
-def _segment_rows(table: np.ndarray, segments: np.ndarray, items: np.ndarray) -> np.ndarray:
-    """``table[segments[:, None], items]`` by one flat take (a 2-D fancy index costs ~2x)."""
-    flat = table.reshape(-1)  # a view of the C-ordered (memory-mapped) table
-    return np.take(flat, items + (segments.astype(np.int64) * table.shape[1])[:, None])
+    u = frozen(user_vectors, np.float32)
+    p = frozen(user_topics, np.float32)
+    m, c = cand.shape
+    inv_rel, inv_top = _user_scales(catalog, u, p)
+    engaged = engagement is not None
+    if engaged:
+        interest, taste = frozen(engagement.user_interest, np.float32), frozen(engagement.user_format, np.float32)
+        quality, timely = frozen(engagement.item_quality, np.float32), frozen(engagement.item_timeliness, np.float32)
+    else:
+        interest, taste = p, np.zeros((m, 0), np.float32)
+        quality = timely = np.zeros(0, np.float32)
+    score = np.empty((m, c), np.float32)
+    # the terms' buffer: (9, m, c), each term a contiguous (m, c) view
+    terms = np.zeros((N_TERMS, m, c) if keep_terms else (N_TERMS, 0, 0), np.float32)
+    score_pairs(
+        frozen(cand, np.int64),
+        frozen(np.ones((m, c), bool) if ok is None else ok, np.bool_),
+        frozen(catalog.cf, np.float32),
+        u,
+        frozen(inv_rel, np.float32),
+        p,
+        frozen(inv_top, np.float32),
+        interest,
+        frozen(catalog.topic_idx, np.int64),
+        frozen(catalog.topic_weight, np.float32),
+        frozen(catalog.popularity, np.float32),
+        frozen(segments, np.int64),
+        frozen(item_freshness, np.float32),
+        frozen(catalog.authority, np.float32),
+        quality,
+        timely,
+        frozen(catalog.format_code, np.int64),
+        taste,
+        engaged,
+        frozen(blend_weights, np.float32),
+        score,
+        terms,
+        keep_terms,
+    )
+    return score, (Components(*terms) if keep_terms else None)
 
 
 def components(
@@ -234,8 +304,7 @@ def components(
     segments : ndarray of int64, shape (m,)
         Row of :attr:`Catalog.popularity` for each user.
     item_freshness : ndarray of float32, shape (n_items,)
-        :func:`freshness` of every item at the request's ``now`` (cached per
-        ``now`` by the serving state).
+        :func:`freshness` of every item at the request's ``now``.
     engagement : EngagementInputs, optional
         The engagement model's inputs (:func:`engagement_inputs`); without
         them its four terms are 0.
@@ -245,78 +314,19 @@ def components(
     Components
         Each term as float32 (m, c).
     """
-    safe = np.maximum(cand, 0)
-    u = np.asarray(user_vectors, dtype=np.float32)
-    p = np.asarray(user_topics, dtype=np.float32)
-    m, c = cand.shape
-    unorm = np.sqrt(np.einsum("mf,mf->m", u, u))
-    inv_rel = np.float32(1.0 / catalog.cf_scale) / np.where(unorm > 0, unorm, np.float32(1.0))
-    top = p.max(axis=1) if p.shape[1] else np.zeros(m, np.float32)
-    inv_top = np.divide(np.float32(1.0), top, out=np.zeros_like(top), where=top > 0)
-    # the profiles get a zero column for the topic lists' padding
-    padded = np.hstack([p, np.zeros((m, 1), np.float32)])
-    relevance = np.empty((m, c), dtype=np.float32)
-    topic = np.empty((m, c), dtype=np.float32)
-    interest = np.zeros((m, c), dtype=np.float32)
-    if engagement is not None:
-        padded_interest = np.hstack([engagement.user_interest, np.zeros((m, 1), np.float32)])
-    # The (users x candidates x factors) gathers run in blocks of rows: small
-    # temporaries stay in cache, and each row is computed the same way
-    # whatever the batch (recommend_many equals a loop of recommend).
-    # Item rows are gathered with np.take(..., axis=0): the same values as a fancy index,
-    # 1.2x (factors) to 4x (the 3-wide topic lists) faster. One buffer holds every block's
-    # item vectors (out=, mode="clip": unbuffered, the same values): a fresh multi-MB array per
-    # block paid its page faults each time.
-    rows_buf = np.empty((min(m, _ROW_BLOCK), c, catalog.cf.shape[1]), dtype=catalog.cf.dtype)
-    for lo in range(0, m, _ROW_BLOCK):
-        hi = min(m, lo + _ROW_BLOCK)
-        block = safe[lo:hi]
-        vectors = np.take(catalog.cf, block, axis=0, out=rows_buf[: hi - lo], mode="clip")
-        relevance[lo:hi] = np.einsum("mcf,mf->mc", vectors, u[lo:hi])
-        # the topic lists are gathered once for both profiles (the readable one and the learned interest)
-        topic_idx = np.take(catalog.topic_idx, block, axis=0)
-        t_idx, t_w = _flat_topics(topic_idx, padded.shape[1]), np.take(catalog.topic_weight, block, axis=0)
-        topic[lo:hi] = _gather_topics(padded[lo:hi], t_idx, t_w)
-        if engagement is not None:
-            same = padded_interest.shape[1] == padded.shape[1]
-            i_idx = t_idx if same else _flat_topics(topic_idx, padded_interest.shape[1])
-            interest[lo:hi] = _gather_topics(padded_interest[lo:hi], i_idx, t_w)
-    relevance *= inv_rel[:, None]
-    np.clip(relevance, -1.0, 1.0, out=relevance)
-    topic *= inv_top[:, None]
-    np.clip(topic, 0.0, 1.0, out=topic)
-    zeros = np.zeros((m, c), dtype=np.float32)
-    if engagement is None:
-        quality = timely = taste = zeros
-    else:
-        quality = np.take(engagement.item_quality, safe)
-        timely = np.take(engagement.item_timeliness, safe)
-        # an item of a format the taxonomy does not know (-1) has no format term: a zero column
-        n_fmt = engagement.user_format.shape[1] + 1
-        table = np.hstack([engagement.user_format.astype(np.float32), np.zeros((m, 1), np.float32)])
-        fmt = np.take(catalog.format_code, safe)
-        taste = np.take(table, np.where(fmt >= 0, fmt, n_fmt - 1) + (np.arange(m, dtype=np.int64) * n_fmt)[:, None])
-    return Components(
-        relevance=relevance,
-        topic=topic,
-        popularity=_segment_rows(catalog.popularity, segments, safe),
-        freshness=np.take(item_freshness, safe),
-        authority=np.take(catalog.authority, safe),
-        quality=np.asarray(quality, dtype=np.float32),
-        interest=interest,
-        format=np.asarray(taste, dtype=np.float32),
-        timeliness=np.asarray(timely, dtype=np.float32),
+    no_blend = np.zeros(len(TERMS), np.float32)  # the score is not read
+    _, parts = score_block(
+        catalog, cand, None, user_vectors, user_topics, segments, item_freshness, no_blend, engagement=engagement
     )
+    return parts
 
 
 def blend(parts: Components, config: RankingConfig) -> np.ndarray:
     """The weighted sum of the terms, float32 (m, c)."""
-    w = weights(config)
-    total = np.zeros_like(parts.relevance, dtype=np.float32)
-    for weight, term in zip(w, parts.terms()):
-        if weight != 0:
-            total += weight * term
-    return total
+    terms = np.stack([np.asarray(t, np.float32) for t in parts.terms()])
+    out = np.empty(terms.shape[1:], np.float32)
+    weighted_sum(terms, frozen(weights(config), np.float32), out)
+    return out
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
