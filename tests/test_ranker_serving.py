@@ -1,4 +1,4 @@
-"""The learned ranker on the serving path: batch scoring, occlusion reasons, filter pools."""
+"""The learned ranker on the serving path: batch scoring, path-contribution reasons, filter pools."""
 
 from __future__ import annotations
 
@@ -48,18 +48,18 @@ def test_score_block_equals_predict_over_the_masked_rows(small_ranker):
         small_ranker.score_block(x[0], mask)
 
 
-def test_occlusion_skips_unused_groups_and_keeps_the_others(small_ranker):
+def test_path_contributions_credit_nothing_to_unused_groups_and_keep_the_others(small_ranker):
     used = small_ranker.used_features
     assert not used[3]  # the fixture's premise: one column no tree reads
     rng = np.random.default_rng(5)
     x = rng.random((12, 4)).astype(np.float32)
     groups = [np.array([0]), np.array([1, 2]), np.array([3]), np.array([], np.int64)]
     full = small_ranker.group_contributions(x, groups)
-    skipped = small_ranker.group_contributions(x, groups, used=used)
-    assert np.array_equal(skipped[:, [0, 1]], full[:, [0, 1]])
-    # an unread group changes no prediction: 0 either way, without a predict when skipped
-    assert np.all(full[:, 2] == 0) and np.all(skipped[:, 2:] == 0)
-    assert np.abs(skipped[:, 0]).max() > 0  # the signal does move scores
+    alone = small_ranker.group_contributions(x, groups[:2])
+    assert np.array_equal(alone, full[:, :2])  # a group's credit does not depend on the other groups
+    # an unread column is on no row's path: exactly 0, as is an empty group
+    assert np.all(full[:, 2:] == 0)
+    assert np.abs(full[:, 0]).max() > 0  # the signal does move scores
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +111,7 @@ def test_a_priority_boost_does_not_leak_into_the_reasons(learned_rec):
         lifted = {r.item_id: [s for s in r.reasons if not s.startswith("重点推送")] for r in boosted.recommend(user, k=8)}
         shared = set(plain) & set(lifted)
         assert shared
-        # the same item has the same reasons: occlusion starts from the ranker's own score, so
+        # the same item has the same reasons: they come from the ranker's features alone, so
         # the boost (added after) is no feature group's contribution
         assert all(plain[i] == lifted[i] for i in shared), user
 

@@ -185,7 +185,6 @@ def _score_and_pick(
     x = where = None
     if state.ranker is not None:
         score, x, where = _learned_scores(state, users, cand, ok, score, now_ns, parts, k)
-    ranked_score = score  # the ranker's own scores: the reasons' occlusion starts from them, not from boosts
     score = features.add_boosts(state, users, cand, score, now_ns)  # the push's priorities; none: unchanged
     rows = np.arange(cand.shape[0])[:, None]
     # candidates are sorted by item index, so score order breaks ties by index; only each
@@ -215,8 +214,8 @@ def _score_and_pick(
         # the ranker's reasons: how much each reason kind (and popularity level) lifted each picked item
         m, kk = picked.shape
         groups = state.reason_groups
-        own = ranked_score[rows, picked][got]
-        contrib = state.ranker.group_contributions(x[where[rows, picked][got]], groups, scores=own, used=state.used_features)
+        # from the features alone: a boost (added after the ranker) is no group's contribution
+        contrib = state.ranker.group_contributions(x[where[rows, picked][got]], groups)
         part_rows = np.zeros((m, kk, len(groups)), np.float32)
         part_rows[got] = contrib
     return items, scores, part_rows.astype(np.float32), count, ok.sum(axis=1), relaxed

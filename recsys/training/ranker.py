@@ -14,8 +14,9 @@ other bundle file. Predictions run the trees compiled to native code
 ``Booster.predict`` at 6-7x less time per row on real serving rows; LightGBM fits the model and
 holds it. Prediction runs single-threaded per call: a serving call scores a
 few hundred rows, and the callers already parallelise over blocks of users.
-Reasons come from :meth:`LearnedRanker.group_contributions` (occlusion by
-feature group).
+Reasons come from :meth:`LearnedRanker.group_contributions`: each feature's
+share of a row's score, the trees' part by the row's decision paths
+(:mod:`recsys.training.tree_paths`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import numpy as np
 
 from recsys.exceptions import ConfigError
 from recsys.training.compiled_trees import CompiledTrees, compile_trees
+from recsys.training.tree_paths import TreePaths, parse_trees
 
 if TYPE_CHECKING:
     import lightgbm as lgb  # heavy: LightGBM loads only to fit or load a ranker
@@ -328,22 +330,32 @@ class LearnedRanker:
         return cls(booster=booster, feature_names=names_list, report=report, base_feature=base_feature)
 
     # ---- scoring ---------------------------------------------------------
+    def _memo(self, name: str, build: Any) -> Any:
+        """``build(model text)`` of the trees up to ``report["best_iteration"]``, kept under ``name``."""
+        best = self.report.get("best_iteration")
+        memo = self.__dict__.get(name)
+        # keyed by the iteration count: ``fewest_trees`` may cut it after a first prediction
+        if memo is None or memo[0] != best:
+            memo = (best, build(self.booster.model_to_string(num_iteration=best or None)))
+            self.__dict__[name] = memo
+        return memo[1]
+
     def trees(self) -> CompiledTrees:
         """The trees up to ``report["best_iteration"]``, compiled (once, through the cache; see
         :mod:`recsys.training.compiled_trees`): what :meth:`predict` evaluates."""
-        best = self.report.get("best_iteration")
-        memo = self.__dict__.get("_compiled")
-        # keyed by the iteration count: ``fewest_trees`` may cut it after a first prediction
-        if memo is None or memo[0] != best:
-            memo = (best, compile_trees(self.booster.model_to_string(num_iteration=best or None)))
-            self.__dict__["_compiled"] = memo
-        return memo[1]
+        return self._memo("_compiled", compile_trees)
+
+    def paths(self) -> TreePaths:
+        """The same trees as flat arrays (parsed once), for :meth:`contributions`."""
+        return self._memo("_paths", parse_trees)
 
     def prepare(self) -> None:
-        """Compile the trees :meth:`predict` evaluates now, or read them from the cache: serving
-        calls this when it loads a bundle, so that no request pays a compile (seconds)."""
+        """Compile the trees :meth:`predict` evaluates now, or read them from the cache, and load the
+        path walk's kernel: serving calls this when it loads a bundle, so that no request pays a
+        compile (seconds)."""
         if self.report.get("best_iteration") != 0:
             self.trees()
+            self.paths().contributions(np.zeros((1, len(self.feature_names)), np.float32))
         if self._reads_exposure_model:
             self.exposure_model.prepare()
 
@@ -397,44 +409,70 @@ class LearnedRanker:
             out[mask] = self.predict(x[mask])
         return out
 
-    def group_contributions(
-        self,
-        x: np.ndarray,
-        groups: list[np.ndarray],
-        scores: np.ndarray | None = None,
-        used: np.ndarray | None = None,
-    ) -> np.ndarray:
-        """How much each group of features raised each row's score, float32 (n, len(groups)).
+    def contributions(self, x: np.ndarray, means: np.ndarray | None = None) -> np.ndarray:
+        """How much each feature lifted each row's score, float64 (n, n_features).
 
-        Occlusion: the score minus the score with the group's features set to
-        their training means (``report["feature_means"]``). A positive entry
-        means those features lifted the item above where an average value
-        would have put it; a group the model does not use contributes 0.
-        One extra prediction per group and row -- about 100x cheaper than
-        exact per-feature SHAP values, which cost more than the ranking itself.
-        ``scores`` (the rows' own :meth:`predict`, when the caller has them)
-        saves one call. ``used`` (bool per feature, :attr:`used_features`,
-        which a serving state holds already) skips the groups no tree reads:
-        occluding them changes no prediction, so their contribution is
-        exactly 0 without predicting (a single ``recommend`` predicts ~10
-        rows per group here, as many as its whole rescoring).
+        The trees' part by the row's decision paths (Saabas' method,
+        :mod:`recsys.training.tree_paths`): each split on the path credits its
+        feature with the change of the node value from parent to child, so a
+        feature no split on the path reads contributes exactly 0. The terms
+        outside the trees -- the starting score (:meth:`base`) and a
+        popularity exposure term (:meth:`exposure`) -- each read one feature per
+        row, so a feature's part of them is the term minus the term with that
+        feature at its training mean (``report["feature_means"]``, or
+        ``means``). An exposure model adds its own contributions times its weight.
         """
         x = self._check(x)
-        out = np.zeros((len(x), len(groups)), np.float32)
-        if len(x) == 0 or not groups:
+        means = np.asarray(self.report.get("feature_means") or np.zeros(x.shape[1]), np.float32) if means is None else means
+        out = np.zeros(x.shape, np.float64)
+        if len(x) == 0:
             return out
-        live = [g for g, cols in enumerate(groups) if len(cols) and (used is None or np.asarray(used)[cols].any())]
-        if not live:
-            return out
-        means = np.asarray(self.report.get("feature_means") or np.zeros(x.shape[1]), np.float32)
-        full = self.predict(x) if scores is None else np.asarray(scores, np.float32)
-        # one (groups x rows) block, each copy with one group's columns at their means: one predict call
-        blocks = np.repeat(x[None], len(live), axis=0)
-        for b, g in enumerate(live):
-            blocks[b][:, groups[g]] = means[groups[g]]
-        occluded = self.predict(blocks.reshape(-1, x.shape[1])).reshape(len(live), len(x))
-        out[:, live] = (full[None, :] - occluded).T
+        if self.report.get("best_iteration") != 0:
+            out += self.paths().contributions(x)
+        weight = float(self.report.get("exposure_weight") or 0.0)
+        if self.exposure_model is not None and weight != 0.0:
+            out += weight * self.exposure_model.contributions(x, means)
+        columns = self._term_columns()
+        if columns:
+            terms = self._terms(x)
+            for j in columns:
+                at_mean = x.copy()
+                at_mean[:, j] = means[j]
+                out[:, j] += terms - self._terms(at_mean)
         return out
+
+    def _terms(self, x: np.ndarray) -> np.ndarray:
+        """The score outside the trees: the starting score, plus the exposure term unless a model gives it."""
+        terms = self.base(x).astype(np.float64)
+        return terms if self.exposure_model is not None else terms + self.exposure(x)
+
+    def _term_columns(self) -> list[int]:
+        """The feature columns :meth:`_terms` reads (``user_history`` only chooses which one a row reads)."""
+        names = [self.base_feature, *(self.report.get("base_members") or ()), self.report.get("base_feature_warm")]
+        if self.exposure_model is None and float(self.report.get("exposure_weight") or 0.0) != 0.0:
+            names.append(self.exposure_feature)
+        cold = self._exposure_cold()
+        if self.exposure_model is None and cold is not None and cold[1] != 0.0:
+            names.append(cold[0])
+        return sorted({self.feature_names.index(n) for n in names if n is not None})
+
+    def group_contributions(self, x: np.ndarray, groups: list[np.ndarray]) -> np.ndarray:
+        """How much each group of features lifted each row's score, float32 (n, len(groups)).
+
+        The sum of the group's :meth:`contributions`. A positive entry means
+        the group's features raised the item above where the model starts an
+        average row; a group no split on the row's paths reads, and no term
+        outside the trees reads, contributes exactly 0. One walk of each tree
+        per row, about one prediction's work (the occlusion this replaced
+        predicted each row again per group).
+        """
+        x = self._check(x)
+        if len(x) == 0 or not groups:
+            return np.zeros((len(x), len(groups)), np.float32)
+        member = np.zeros((x.shape[1], len(groups)), np.float64)
+        for g, cols in enumerate(groups):
+            member[cols, g] = 1.0
+        return (self.contributions(x) @ member).astype(np.float32)
 
     # ---- bundle I/O ------------------------------------------------------
     def save(self, writer: BundleWriter) -> None:
