@@ -21,6 +21,8 @@ calling thread's processor time, ``recommend_many`` users/s).
 ``--check N`` first compares what the code versions return, per ranker: the first ``N``
 filtered calls and ``recommend_many`` of the first ``N`` users (items, scores, reasons) must be
 identical, or the script stops before timing anything (a speed-up that changes lists is not one).
+With ``--reasons-may-differ`` (a change of how reasons are computed) the items and scores must
+still be identical, and the share of listed items whose reasons are identical is printed.
 """
 
 from __future__ import annotations
@@ -130,8 +132,20 @@ def worker(bundle: str, kind: str, n: int, seed: int, base_feature: str | None =
             print(json.dumps(time.perf_counter() - t), flush=True)
 
 
+def _without_reasons(dump: list) -> list:
+    """A worker's ``d`` answer with the reasons left out: the single calls' (item, score), the batch's columns."""
+    single, users, items, scores, _ = dump
+    return [[[entry[:2] for entry in call] for call in single], users, items, scores]
+
+
+def _reasons(dump: list) -> list:
+    """Every listed item's reasons, single calls first, then the batch's rows."""
+    return [entry[2] for call in dump[0] for entry in call] + list(dump[4])
+
+
 def run(
-    bundle: str, codes: dict[str, str], n: int, chunk: int, many_chunk: int, seed: int, check: int = 0, base_feature: str | None = None
+    bundle: str, codes: dict[str, str], n: int, chunk: int, many_chunk: int, seed: int, check: int = 0,
+    base_feature: str | None = None, reasons_may_differ: bool = False,
 ) -> dict:
     """Start the processes, check that the code versions agree (``check`` calls and users), interleave
     the timed calls, and summarise each."""
@@ -155,12 +169,20 @@ def run(
                 proc.stdin.flush()
                 got[name] = json.loads(proc.stdout.readline())
             first, *others = got
+            same = _without_reasons if reasons_may_differ else (lambda d: d)
             for other in others:
-                if got[other] != got[first]:
+                if same(got[other]) != same(got[first]):
                     for proc in procs.values():
                         proc.kill()
                     raise SystemExit(f"{kind}: {other} returns other lists, scores or reasons than {first} ({check} calls and users)")
-            print(f"check: {kind} lists, scores and reasons identical across {', '.join(codes)} ({check} calls + {check} recommend_many users)", flush=True)
+            what = "lists and scores" if reasons_may_differ else "lists, scores and reasons"
+            print(f"check: {kind} {what} identical across {', '.join(codes)} ({check} calls + {check} recommend_many users)", flush=True)
+            if reasons_may_differ:
+                ref = _reasons(got[first])
+                for other in others:
+                    equal = sum(a == b for a, b in zip(ref, _reasons(got[other])))
+                    print(f"check: {kind} {other} vs {first}: reasons identical for {equal:,} of {len(ref):,} listed items "
+                          f"({equal / max(len(ref), 1):.1%})", flush=True)
     wall: dict[str, list] = {k: [] for k in procs}
     cpu: dict[str, list] = {k: [] for k in procs}
     many_s = dict.fromkeys(procs, 0.0)
@@ -229,6 +251,10 @@ def main(argv: list[str] | None = None) -> int:
         help="give the bundle's ranker this base feature (a random benchmark ranker has none, so it rescores every candidate)",
     )
     parser.add_argument("--check", type=int, default=0, metavar="N", help="first assert the code versions return the same N calls and users")
+    parser.add_argument(
+        "--reasons-may-differ", action="store_true",
+        help="with --check: items and scores must be identical, reasons may differ (their share of identical ones is printed)",
+    )
     parser.add_argument("--worker", choices=(*KINDS, "implicit"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -237,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     codes = dict(c.split("=", 1) for c in args.code) or {"current": str(HERE.parent)}
     if args.check and len(codes) < 2:
         parser.error("--check compares code versions: give two or more --code NAME=PATH")
-    out = run(args.bundle, codes, args.calls, args.chunk, args.many_chunk, args.seed, args.check, args.base_feature)
+    out = run(args.bundle, codes, args.calls, args.chunk, args.many_chunk, args.seed, args.check, args.base_feature, args.reasons_may_differ)
     print(json.dumps(out, indent=2))
     print(markdown(out))
     return 0
