@@ -1,8 +1,8 @@
 """diversity.select (the first few dozen positions first, the rest of a row only when needed)
 gives the picks of the greedy walk over each whole row.
 
-The reference walks each row alone with ``diversity._greedy`` over all of its
-valid candidates at once (no head/tail split): the rule as written.
+The reference walks each row alone over all of its valid candidates at once
+(``walk_reference``, plain Python): the rule as written.
 Random blocks are built so that every branch occurs: near-duplicate chains,
 topics over the cap, invalid candidates, rows too short to fill, and rows
 whose list needs candidates past the first few dozen positions.
@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from recsys.ranking import diversity
+from tests.test_compiled_selection import walk_reference
 
 
 def _random_block(rng: np.random.Generator, m: int, c: int, n_items: int, n_topics: int, dup_share: float):
@@ -38,11 +39,9 @@ def _reference(order, valid, primary, k, cap, neighbours, n_topics):
     for r in range(m):
         cols = np.flatnonzero(valid[r]).tolist()
         items = order[r, cols].tolist()
-        flag = [False]
-        picked = diversity._greedy((cols, items, primary[items].tolist()), None, k, cap, n_topics, neighbours, flag)
-        positions[r, : len(picked)] = picked
+        picked, relaxed[r] = walk_reference(items, primary[items].tolist(), k, cap, neighbours)
+        positions[r, : len(picked)] = [cols[p] for p in picked]
         count[r] = len(picked)
-        relaxed[r] = flag[0]
     return positions, count, relaxed
 
 

@@ -35,11 +35,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import scipy.sparse as sp
 
+from recsys.ranking import compiled_selection
 from recsys.ranking.catalog import Catalog
 from recsys.ranking.eligibility import ItemFilter, live_at, passes
-from recsys.ranking.features import coengagement_sums
 from recsys.ranking.state import RankingState
 from recsys.ranking.users import UserBatch
 
@@ -167,71 +166,24 @@ def _popular(state: RankingState, users: UserBatch) -> np.ndarray:
     return np.hstack([lists[seg], trend])
 
 
-#: blocks of at most this many users take their co-engaged items row by row (:func:`_coengaged_rows`)
-_COENGAGED_ROWWISE = 4
-
-
 def _coengaged(state: RankingState, users: UserBatch) -> np.ndarray:
     """Items most co-engaged with the user's recent positive items.
 
-    Per user, the ``n`` items of largest summed co-engagement; at a tie for the
-    last places the smaller item index goes first, so a single call and a block
-    pick the same.
+    Per user, the ``n`` items of largest summed co-engagement (the sums of the
+    sparse product of the recent items and the co-engagement matrix, exact
+    zeros dropped); at a tie for the last places the smaller item index goes
+    first, so a user's items do not depend on the block
+    (:func:`~recsys.ranking.compiled_selection.coengaged_top`).
     """
     m = len(users)
     n = state.model.config.ranker.coengagement_candidates
     sig = state.signals
-    if sig is None or n == 0 or state.coengagement is None or state.coengagement.nnz == 0:
+    co = state.coengagement
+    if sig is None or n == 0 or co is None or co.nnz == 0:
         return np.zeros((m, 0), dtype=np.int64)
     known = users.rows >= 0
     recent = np.where(known[:, None], sig.user_recent_items[np.where(known, users.rows, 0)], -1)
-    out = np.full((m, n), -1, dtype=np.int64)
-    if m <= _COENGAGED_ROWWISE:
-        return _coengaged_rows(state.coengagement, recent, out, users.memo)
-    rows, cols = np.nonzero(recent >= 0)
-    if rows.size == 0:
-        return out
-    n_items = state.coengagement.shape[0]
-    seeds = sp.csr_matrix((np.ones(rows.size, np.float32), (rows, recent[rows, cols])), shape=(m, n_items))
-    scores = (seeds @ state.coengagement).tocsr()
-    keys = _order_keys(scores.indices, scores.data)  # the whole block's at once
-    for r in np.flatnonzero(np.diff(scores.indptr)):
-        s, e = scores.indptr[r], scores.indptr[r + 1]
-        best = _best(scores.indices[s:e], keys[s:e], n)
-        out[r, : best.size] = best
-    return out
-
-
-def _order_keys(idx: np.ndarray, val: np.ndarray) -> np.ndarray:
-    """int64 keys that order entries by value (as float32), then by the smaller index: one
-    argpartition over them picks the same ``n`` best however the entries are laid out."""
-    bits = np.ascontiguousarray(val, dtype=np.float32).view(np.int32)
-    # a float's bits as a signed integer order positive floats; flipping a negative's magnitude bits orders them all
-    ordered = np.where(bits < 0, bits ^ np.int32(0x7FFFFFFF), bits).astype(np.int64)
-    return (ordered << 32) | (np.int64(0xFFFFFFFF) - idx.astype(np.int64))
-
-
-def _best(idx: np.ndarray, keys: np.ndarray, n: int) -> np.ndarray:
-    """The ``n`` entries of ``idx`` with the largest keys (:func:`_order_keys`), unordered."""
-    if idx.size <= n:
-        return idx
-    return idx[np.argpartition(keys, idx.size - n)[idx.size - n :]]
-
-
-def _coengaged_rows(co: sp.csr_matrix, recent: np.ndarray, out: np.ndarray, memo: dict | None = None) -> np.ndarray:
-    """:func:`_coengaged` for a few users without scipy matrices (building three cost ~0.5 ms of a
-    single ``recommend``): each user's :func:`~recsys.ranking.features.coengagement_sums` (the sparse
-    product's own values; its exact zeros dropped as it drops them), shared through ``memo`` with
-    the co-engagement feature of the same call."""
-    n = out.shape[1]
-    for r in range(len(recent)):
-        items, acc = coengagement_sums(co, recent[r], memo)
-        nonzero = acc != 0
-        if not nonzero.any():
-            continue
-        best = _best(items[nonzero], _order_keys(items[nonzero], acc[nonzero]), n)
-        out[r, : best.size] = best
-    return out
+    return compiled_selection.coengaged_top(co.indptr, co.indices, co.data, recent, n)
 
 
 def gather(
@@ -282,15 +234,4 @@ def merge(cand: np.ndarray) -> np.ndarray:
     merged matrix is much narrower than their sum: every later step costs
     per column. Rows keep their items ascending, then -1 padding.
     """
-    # item indices sort as int32 where they fit (any catalogue short of 2**31 items): 2.5x faster
-    small = cand.size == 0 or int(cand.max()) < np.iinfo(np.int32).max
-    big = np.iinfo(np.int32 if small else np.int64).max
-    key = np.where(cand < 0, big, cand).astype(np.int32 if small else np.int64)
-    key.sort(axis=1)
-    if key.shape[1] > 1:
-        repeat = np.zeros(key.shape, dtype=bool)
-        repeat[:, 1:] = key[:, 1:] == key[:, :-1]
-        key[repeat] = big
-        key.sort(axis=1)
-    width = int((key < big).sum(axis=1).max()) if key.size else 0
-    return np.where(key[:, :width] == big, -1, key[:, :width].astype(np.int64))
+    return compiled_selection.merge_rows(cand)

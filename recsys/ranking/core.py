@@ -195,7 +195,7 @@ def _score_and_pick(
         catalog.primary_topic,
         k,
         cap=diversity.topic_cap(k, cfg.max_topic_share),
-        neighbours=catalog.neighbours,
+        neighbours=state.neighbour_graph(),
         n_topics=catalog.topic_bool.shape[1],
     )
     got = picked >= 0

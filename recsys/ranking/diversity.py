@@ -17,10 +17,10 @@ Two rules, applied greedily in score order (best first):
 
 Picked items are returned in score order. Near-duplicate pairs are found once
 per catalogue (:func:`near_duplicates`, an exact range search over the
-content vectors), so picking costs a few set operations per item; the walk
-runs per user in plain Python over the valid candidates of the first few
-dozen positions, reading the rest of the row only when those cannot fill the
-list without relaxing the cap. A user's picks depend only on that user's row.
+content vectors, held as a CSR graph: :func:`neighbour_arrays`), so picking
+costs a few array reads per item; the walk is compiled
+(:mod:`recsys.ranking.compiled_selection`) and reads a row in score order
+only as far as its list needs. A user's picks depend only on that user's row.
 
 Greedy picking keeps one item per group of mutual near-duplicates (the same
 story reworded), which is the largest possible list when near-duplication is
@@ -30,9 +30,9 @@ transitive; with chains (A~B, B~C, A and C unrelated) it may keep fewer.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-
 import numpy as np
+
+from recsys.ranking import compiled_selection
 
 Neighbours = dict[int, tuple[int, ...]]
 
@@ -184,81 +184,38 @@ def near_duplicates(
     return {i: nb for i, nb in out.items() if nb}
 
 
-def _greedy(
-    head: tuple[list[int], list[int], list[int]],
-    more: bool,
-    k: int,
-    cap: int,
-    n_topics: int,
-    neighbours: Neighbours,
-    relaxed: list[bool],
-) -> list[int] | None:
-    """Pick among one user's valid candidates (best first); return the picked positions.
+NeighbourGraph = tuple[np.ndarray, np.ndarray]
 
-    ``relaxed[0]`` is set when near-duplicates had to share the list to fill it.
 
-    ``head`` holds the first valid candidates as (positions in the user's
-    sorted row, item indices, primary topics). ``more``: the row has valid
-    candidates after the head; then, when the head cannot fill the list
-    without relaxing the cap, None is returned and the caller walks the row
-    again with all of them (pass 1 goes on over the whole row before any
-    relaxing: walking head + rest from the start picks exactly what walking
-    on from the head's end would).
+def neighbour_arrays(neighbours: Neighbours, n_items: int) -> NeighbourGraph:
+    """The picking's lookup as a CSR graph over ``n_items`` items (what the compiled walk reads).
+
+    The inverse of :func:`neighbours_from_graph`: each row's near-duplicates
+    in the order the dict lists them.
+
+    Returns
+    -------
+    indptr : ndarray of int64, shape (n_items + 1,)
+    indices : ndarray of int32
     """
-    positions, items, topics = head
-    picked: list[int] = []
-    blocked: set[int] = set()
-    per_topic = [0] * (n_topics + 1)
-    deferred: list[int] = []
-    for n in range(len(items)):
-        item = items[n]
-        if item in blocked:
-            continue
-        topic = topics[n]
-        if per_topic[topic] >= cap:
-            deferred.append(n)
-            continue
-        picked.append(n)
-        per_topic[topic] += 1
-        if item in neighbours:
-            blocked.update(neighbours[item])
-        if len(picked) == k:
-            return [positions[i] for i in picked]
-    if more:
-        return None
-    for n in deferred:
-        item = items[n]
-        if item in blocked:
-            continue
-        picked.append(n)
-        if item in neighbours:
-            blocked.update(neighbours[item])
-        if len(picked) == k:
-            break
-    if len(picked) < k:
-        # last resort: near-duplicates, best first, rather than a short list
-        chosen = set(picked)
-        for n in range(len(items)):
-            if n not in chosen:
-                picked.append(n)
-                relaxed[0] = True
-                if len(picked) == k:
-                    break
-    picked.sort()
-    return [positions[i] for i in picked]
+    rows = np.fromiter(neighbours.keys(), dtype=np.int64, count=len(neighbours))
+    sizes = np.fromiter((len(nb) for nb in neighbours.values()), dtype=np.int64, count=len(neighbours))
+    flat = np.fromiter((j for nb in neighbours.values() for j in nb), dtype=np.int64, count=int(sizes.sum()))
+    if (rows.size and (rows.min() < 0 or rows.max() >= n_items)) or (flat.size and (flat.min() < 0 or flat.max() >= n_items)):
+        raise ValueError(f"near-duplicate pairs name items outside 0..{n_items - 1}")
+    lengths = np.zeros(n_items, dtype=np.int64)
+    lengths[rows] = sizes
+    indptr = np.zeros(n_items + 1, dtype=np.int64)
+    np.cumsum(lengths, out=indptr[1:])
+    indices = np.empty(flat.size, dtype=np.int32)
+    # the dict's rows end to end, each moved to its place in item order
+    starts = np.repeat(indptr[rows], sizes) + (np.arange(flat.size) - np.repeat(np.cumsum(sizes) - sizes, sizes))
+    indices[starts] = flat
+    return indptr, indices
 
 
-def _head_width(k: int, c: int) -> int:
-    """Positions of a sorted row converted up front: most lists fill within the first few dozen."""
-    return min(c, max(4 * k, k + 32))
-
-
-def _valid_lists(order: np.ndarray, valid: np.ndarray, primary: np.ndarray) -> tuple[list, list, list, list]:
-    """Per row, the valid candidates' positions, items and topics as Python lists."""
-    rows, cols = np.nonzero(valid)
-    items = order[rows, cols]
-    bounds = np.searchsorted(rows, np.arange(order.shape[0] + 1)).tolist()
-    return bounds, cols.tolist(), items.tolist(), primary[items].tolist()
+def _graph(neighbours: Neighbours | NeighbourGraph, n_items: int) -> NeighbourGraph:
+    return neighbour_arrays(neighbours, n_items) if isinstance(neighbours, dict) else neighbours
 
 
 def select(
@@ -268,12 +225,10 @@ def select(
     k: int,
     *,
     cap: int,
-    neighbours: Neighbours,
+    neighbours: Neighbours | NeighbourGraph,
     n_topics: int,
-    beyond: np.ndarray | None = None,
-    full_rows: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Greedy diverse top-k per row.
+    """Greedy diverse top-k per row, over rows already in score order.
 
     Parameters
     ----------
@@ -287,95 +242,26 @@ def select(
         List length.
     cap : int
         Soft cap per primary topic.
-    neighbours : dict
-        :func:`near_duplicates` of the catalogue.
+    neighbours : dict or (indptr, indices)
+        :func:`near_duplicates` of the catalogue, or its CSR graph over the
+        ``primary.size`` items (:func:`neighbour_arrays`; a serving state
+        builds it once).
     n_topics : int
         Number of topics.
-    beyond : ndarray of bool, shape (m,), optional
-        ``order`` holds only a prefix of each sorted row: the rows with valid
-        candidates after it (:func:`select_scored`).
-    full_rows : callable, optional
-        With ``beyond``: given rows ``rs``, their whole sorted rows as (items,
-        valid), each of shape (len(rs), whole width); called once, for the
-        rows whose prefix cannot fill their list.
 
     Returns
     -------
     positions : ndarray of int64, shape (m, k)
-        Picked positions into ``order`` (ascending = score order; with
-        ``full_rows``, positions in the whole sorted row), -1 padded.
+        Picked positions into ``order`` (ascending = score order), -1 padded.
     count : ndarray of int64, shape (m,)
         Items picked per user.
     relaxed : ndarray of bool, shape (m,)
         Users whose list needed near-duplicates to fill: the caller looks
         beyond the candidates for other eligible items first.
     """
-    m, c = order.shape
-    positions = np.full((m, k), -1, dtype=np.int64)
-    count = np.zeros(m, dtype=np.int64)
-    relaxed = np.zeros(m, dtype=bool)
-    if m == 0 or c == 0:
-        return positions, count, relaxed
-    # most lists fill within the first few dozen candidates: convert only those
-    width = _head_width(k, c)
-    bounds, cols, items, topics = _valid_lists(order[:, :width], valid[:, :width], primary)
-    more = valid[:, width:].any(axis=1) if width < c else np.zeros(m, dtype=bool)
-    if beyond is not None:
-        more |= beyond
-    more_rows = more.tolist()
-    later = []  # rows whose head cannot fill their list: walked again below with their whole row
-    for r in range(m):
-        lo, hi = bounds[r], bounds[r + 1]
-        flag = [False]
-        picked = _greedy((cols[lo:hi], items[lo:hi], topics[lo:hi]), more_rows[r], k, cap, n_topics, neighbours, flag)
-        if picked is None:
-            later.append(r)
-            continue
-        positions[r, : len(picked)] = picked
-        count[r] = len(picked)
-        relaxed[r] = flag[0]
-    if not later:
-        return positions, count, relaxed
-    # the rest of those rows, converted together (a row at a time cost ~10 numpy calls each) and
-    # by growing stretches (most fill within a few more dozen positions, few need the whole row)
-    rows = np.asarray(later, dtype=np.int64)
-    whole = beyond[rows] if beyond is not None and full_rows is not None else np.zeros(rows.size, dtype=bool)
-    parts = []
-    if whole.any():  # past the prefix: their whole sorted rows
-        parts.append((rows[whole], *full_rows(rows[whole])))
-    if not whole.all():
-        parts.append((rows[~whole], order[rows[~whole]], valid[rows[~whole]]))
-    for part_rows, part_order, part_valid in parts:
-        walked = {r: (cols[bounds[r] : bounds[r + 1]], items[bounds[r] : bounds[r + 1]], topics[bounds[r] : bounds[r + 1]])
-                  for r in part_rows.tolist()}
-        pending = np.arange(part_rows.size)
-        total = part_order.shape[1]
-        lo = width
-        while pending.size:
-            hi = total if 4 * lo >= total else 4 * lo
-            b, more_cols, more_items, more_topics = _valid_lists(part_order[pending, lo:hi], part_valid[pending, lo:hi], primary)
-            beyond_hi = part_valid[pending, hi:].any(axis=1).tolist() if hi < total else [False] * pending.size
-            still = []
-            for j, p in enumerate(pending.tolist()):
-                r = int(part_rows[p])
-                had = walked[r]
-                row = (
-                    had[0] + [lo + col for col in more_cols[b[j] : b[j + 1]]],
-                    had[1] + more_items[b[j] : b[j + 1]],
-                    had[2] + more_topics[b[j] : b[j + 1]],
-                )
-                flag = [False]
-                picked = _greedy(row, beyond_hi[j], k, cap, n_topics, neighbours, flag)
-                if picked is None:
-                    walked[r] = row
-                    still.append(p)
-                    continue
-                positions[r, : len(picked)] = picked
-                count[r] = len(picked)
-                relaxed[r] = flag[0]
-            pending = np.asarray(still, dtype=np.int64)
-            lo = hi
-    return positions, count, relaxed
+    # every valid candidate scores the same: ties go by column, the given order
+    score = np.where(valid, 0.0, -np.inf)
+    return select_scored(order, score, primary, k, cap=cap, neighbours=neighbours, n_topics=n_topics)
 
 
 def select_scored(
@@ -385,19 +271,17 @@ def select_scored(
     k: int,
     *,
     cap: int,
-    neighbours: Neighbours,
+    neighbours: Neighbours | NeighbourGraph,
     n_topics: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`select` over each row's candidates in score order, without sorting whole rows.
+    """Greedy diverse top-k of each row, in score order (best first, ties by column: the order
+    of a stable sort of ``-score``); only the finite scores are valid.
 
-    The order is best score first, ties by column (a stable sort of
-    ``-score``); only the finite scores are valid. The walk reads the first
-    few dozen positions of a row (:func:`select`), so each row's best
-    ``width`` scores are found by a partition and only they are sorted: every
-    score left out is below them, so the sorted prefix is exactly the start
-    of the whole row's order. A row whose prefix cannot fill its list is
-    sorted whole, then, together. The picks equal :func:`select` over the fully
-    sorted rows.
+    A compiled walk per row (:func:`recsys.ranking.compiled_selection.diverse_top`):
+    it draws the row's candidates in that order from a heap, one at a time,
+    so a list that fills within its first few dozen candidates never orders
+    the rest; the passes of the module's rules (the topic cap, then the cap
+    relaxed, then near-duplicates as a last resort) read on as far as needed.
 
     Parameters
     ----------
@@ -416,50 +300,5 @@ def select_scored(
     relaxed : ndarray of bool, shape (m,)
         As :func:`select`.
     """
-    c = score.shape[1]
-    width = _head_width(k, c)
-    finite = np.isfinite(score)
-    if c <= 2 * width or score.shape[0] == 0:  # narrow rows: sorting them whole costs less than the bookkeeping
-        order = np.argsort(-score, axis=1, kind="stable")
-        positions, count, relaxed = select(
-            np.take_along_axis(cand, order, axis=1),
-            np.take_along_axis(finite, order, axis=1),
-            primary, k, cap=cap, neighbours=neighbours, n_topics=n_topics,
-        )
-        got = positions >= 0
-        return np.where(got, np.take_along_axis(order, np.where(got, positions, 0), axis=1), -1), count, relaxed
-    # each row's width-th best score; a row with fewer finite scores keeps them all
-    kth = -np.partition(-score, width - 1, axis=1)[:, width - 1]
-    inside = finite & (score >= kth[:, None])
-    n_in = inside.sum(axis=1)
-    prefix = int(n_in.max())
-    # the kept columns, ascending (a stable sort of a bool key), then ordered by score: ties stay by column
-    cols = np.argsort(~inside, axis=1, kind="stable")[:, :prefix]
-    kept = np.arange(prefix) < n_in[:, None]
-    sub = np.where(kept, np.take_along_axis(score, cols, axis=1), -np.inf)
-    by_score = np.argsort(-sub, axis=1, kind="stable")
-    cols = np.take_along_axis(cols, by_score, axis=1)
-    valid = np.take_along_axis(kept, by_score, axis=1)
-    whole: dict[int, np.ndarray] = {}
-
-    def full_rows(rs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        order = np.argsort(-score[rs], axis=1, kind="stable")
-        whole.update(zip(rs.tolist(), order))
-        return np.take_along_axis(cand[rs], order, axis=1), np.take_along_axis(finite[rs], order, axis=1)
-
-    positions, count, relaxed = select(
-        np.take_along_axis(cand, cols, axis=1),
-        valid,
-        primary,
-        k,
-        cap=cap,
-        neighbours=neighbours,
-        n_topics=n_topics,
-        beyond=finite.sum(axis=1) > n_in,
-        full_rows=full_rows,
-    )
-    got = positions >= 0
-    out = np.where(got, np.take_along_axis(cols, np.minimum(np.where(got, positions, 0), prefix - 1), axis=1), -1)
-    for r, order in whole.items():  # rows sorted whole: their positions may lie past the prefix
-        out[r] = np.where(got[r], order[np.where(got[r], positions[r], 0)], -1)
-    return out, count, relaxed
+    indptr, indices = _graph(neighbours, primary.shape[0])
+    return compiled_selection.diverse_top(cand, score, primary, k, cap, indptr, indices, n_topics)

@@ -26,6 +26,7 @@ from recsys.idmap import SortedIds
 from recsys.taxonomy import Taxonomy
 from recsys.training.serving import LearnedRanker, Signals, TrainedModel, timeliness
 from recsys.ranking.catalog import NS_MIN, Catalog, build_catalog
+from recsys.ranking.diversity import neighbour_arrays
 from recsys.ranking.eligibility import ItemFilter, filter_pool, static_mask
 from recsys.ranking.features import kinds_for_cold_users, reason_groups, selected
 from recsys.ranking.reasons import ReasonTables, reason_tables
@@ -141,6 +142,7 @@ class RankingState:
     _blocks: dict = field(default_factory=dict, repr=False)
     _seen_csc: sp.csc_matrix | None = field(default=None, repr=False)
     _user_ids: np.ndarray | None = field(default=None, repr=False)
+    _neighbour_graph: tuple | None = field(default=None, init=False, repr=False)  # a replaced state builds its own
 
     @property
     def user_ids(self) -> np.ndarray:
@@ -240,6 +242,15 @@ class RankingState:
                 if self._seen_csc is None:
                     self._seen_csc = sp.csc_matrix(self.seen)
         return self._seen_csc
+
+    def neighbour_graph(self) -> tuple[np.ndarray, np.ndarray]:
+        """The catalogue's near-duplicates as a CSR graph (indptr, indices) over its items, what the
+        compiled diversity walk reads (built once, from ``catalog.neighbours``)."""
+        if self._neighbour_graph is None:
+            with self._lock:
+                if self._neighbour_graph is None:
+                    self._neighbour_graph = neighbour_arrays(self.catalog.neighbours, self.catalog.n_items)
+        return self._neighbour_graph
 
 
 @dataclass(frozen=True)

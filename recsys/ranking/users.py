@@ -40,7 +40,7 @@ class UserBatch:
     memo : dict
         What the steps of one ranking pass share about these users, keyed
         by everything the value depends on (e.g. each user's co-engagement
-        sums, read by candidate generation and by the feature:
+        sums of the learned ranker's feature:
         :func:`recsys.ranking.features.coengagement_sums`).
     """
 

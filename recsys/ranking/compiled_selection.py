@@ -1,0 +1,350 @@
+"""Compiled kernels of a block's candidate selection: the merge of the sources, the co-engaged
+candidates and the diversity walk.
+
+Each is a per-row loop that NumPy can only express as whole-block sorts and
+masks, or as a Python loop per user (the walk): compiled with numba, a row
+costs what its own items cost. They are integer and comparison work, so
+their output is identical to the rules they compile (the co-engagement sums
+are added in the sparse product's own order, so they carry its bits).
+
+The wrappers cast their inputs once to the dtypes the kernels are compiled
+for (int64 items and offsets, int32 neighbour indices, float64 scores), so
+one machine-code version serves every caller; numba caches it on disk
+(``cache=True``), and a process loads it on its first call.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+# ---- the merge -------------------------------------------------------------------------------
+
+
+@numba.njit(cache=True, nogil=True)
+def _merge(cand: np.ndarray) -> np.ndarray:
+    m, c = cand.shape
+    buf = np.empty((m, c), np.int64)
+    counts = np.zeros(m, np.int64)
+    row = np.empty(c, np.int64)
+    width = 0
+    for r in range(m):
+        n = 0
+        for j in range(c):
+            v = cand[r, j]
+            if v >= 0:
+                row[n] = v
+                n += 1
+        part = row[:n]
+        part.sort()
+        w = 0
+        for q in range(n):
+            if q == 0 or part[q] != part[q - 1]:
+                buf[r, w] = part[q]
+                w += 1
+        counts[r] = w
+        width = max(width, w)
+    out = np.full((m, width), -1, np.int64)
+    for r in range(m):
+        out[r, : counts[r]] = buf[r, : counts[r]]
+    return out
+
+
+def merge_rows(cand: np.ndarray) -> np.ndarray:
+    """Each row's distinct non-negative items ascending, then -1 padding, cut to the longest row.
+
+    Parameters
+    ----------
+    cand : ndarray of int, shape (m, c)
+        Candidate item indices, -1 for padding.
+
+    Returns
+    -------
+    ndarray of int64, shape (m, width)
+    """
+    return _merge(np.ascontiguousarray(cand, dtype=np.int64))
+
+
+# ---- co-engaged candidates -------------------------------------------------------------------
+
+
+@numba.njit(cache=True, nogil=True)
+def _coengaged(
+    indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, recent: np.ndarray, n: int
+) -> np.ndarray:
+    m, r_max = recent.shape
+    n_items = indptr.shape[0] - 1
+    out = np.full((m, n), -1, np.int64)
+    acc = np.zeros(n_items, np.float32)
+    touched_at = np.zeros(n_items, np.int64)  # 1 + the user's row that last touched the item
+    seeds = np.empty(r_max, np.int64)
+    for u in range(m):
+        s = 0
+        for q in range(r_max):
+            v = recent[u, q]
+            if v >= 0:
+                if v >= n_items:
+                    raise ValueError("a recent item lies outside the co-engagement matrix")
+                seeds[s] = v
+                s += 1
+        if s == 0:
+            continue
+        own = seeds[:s]
+        own.sort()
+        total = 0
+        q = 0
+        while q < s:
+            total += indptr[own[q] + 1] - indptr[own[q]]
+            q += 1
+        items = np.empty(total, np.int64)
+        n_touched = 0
+        mark = u + 1
+        # distinct seeds ascending, each weighted by its repeats: the sparse product's own order
+        q = 0
+        while q < s:
+            seed = own[q]
+            times = 1
+            while q + times < s and own[q + times] == seed:
+                times += 1
+            weight = np.float32(times)
+            for p in range(indptr[seed], indptr[seed + 1]):
+                j = np.int64(indices[p])
+                if touched_at[j] != mark:
+                    touched_at[j] = mark
+                    acc[j] = np.float32(0)
+                    items[n_touched] = j
+                    n_touched += 1
+                acc[j] += weight * data[p]
+            q += times
+        # the product drops exact zeros; the rest ordered by value, ties to the smaller item: one
+        # int64 key each (a float's bits as a signed integer order positive floats; flipping a
+        # negative's magnitude bits orders them all), the item's complement in the low half
+        values = np.empty(n_touched, np.float32)
+        kept = np.empty(n_touched, np.int64)
+        n_keys = 0
+        for q in range(n_touched):
+            j = items[q]
+            if acc[j] != 0:
+                values[n_keys] = acc[j]
+                kept[n_keys] = j
+                n_keys += 1
+        bits = values[:n_keys].view(np.int32)
+        keys = np.empty(n_keys, np.int64)
+        for q in range(n_keys):
+            b = np.int64(bits[q])
+            if b < 0:
+                b = b ^ np.int64(0x7FFFFFFF)
+            keys[q] = (b << 32) | (np.int64(0xFFFFFFFF) - kept[q])
+        if n_keys > n:
+            keys = np.partition(keys, n_keys - n)[n_keys - n :]
+        keys.sort()
+        for q in range(keys.shape[0]):  # best first
+            out[u, q] = np.int64(0xFFFFFFFF) - (keys[keys.shape[0] - 1 - q] & np.int64(0xFFFFFFFF))
+    return out
+
+
+def coengaged_top(
+    indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, recent: np.ndarray, n: int
+) -> np.ndarray:
+    """Per user, the ``n`` items of largest summed co-engagement with their recent items.
+
+    A user's sums are those of the sparse product (their distinct recent items
+    ascending, each weighted by its repeats, times each neighbour's value, in
+    float32, added in that order); exact zeros are dropped, and at a tie the
+    smaller item index goes first.
+
+    Parameters
+    ----------
+    indptr, indices, data : ndarray
+        The item-to-item co-engagement matrix (CSR, float32 values).
+    recent : ndarray of int, shape (m, r)
+        Each user's recent positive items, -1 padded.
+    n : int
+
+    Returns
+    -------
+    ndarray of int64, shape (m, n)
+        Best first, -1 padded.
+    """
+    return _coengaged(
+        np.ascontiguousarray(indptr, dtype=np.int64),
+        np.ascontiguousarray(indices, dtype=np.int32),
+        np.ascontiguousarray(data, dtype=np.float32),
+        np.ascontiguousarray(recent, dtype=np.int64),
+        int(n),
+    )
+
+
+# ---- the diversity walk ----------------------------------------------------------------------
+
+
+@numba.njit(cache=True, nogil=True)
+def _before(s: np.ndarray, a: np.int64, b: np.int64) -> bool:
+    """Column ``a`` comes before column ``b``: a higher score, or the same and a smaller column
+    (the order of a stable sort of ``-score``)."""
+    return s[a] > s[b] or (s[a] == s[b] and a < b)
+
+
+@numba.njit(cache=True, nogil=True)
+def _sift_down(heap: np.ndarray, size: int, i: int, s: np.ndarray) -> None:
+    while True:
+        child = 2 * i + 1
+        if child >= size:
+            return
+        if child + 1 < size and _before(s, heap[child + 1], heap[child]):
+            child += 1
+        if not _before(s, heap[child], heap[i]):
+            return
+        heap[i], heap[child] = heap[child], heap[i]
+        i = child
+
+
+@numba.njit(cache=True, nogil=True)
+def _block(item: np.int64, nb_ptr: np.ndarray, nb_idx: np.ndarray, blocked: np.ndarray, mark: np.int64) -> None:
+    for p in range(nb_ptr[item], nb_ptr[item + 1]):
+        blocked[nb_idx[p]] = mark
+
+
+@numba.njit(cache=True, nogil=True)
+def _walk(
+    cand: np.ndarray,
+    score: np.ndarray,
+    primary: np.ndarray,
+    k: int,
+    cap: int,
+    nb_ptr: np.ndarray,
+    nb_idx: np.ndarray,
+    n_topics: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    m, c = cand.shape
+    columns = np.full((m, k), -1, np.int64)
+    count = np.zeros(m, np.int64)
+    relaxed = np.zeros(m, np.bool_)
+    n_items = primary.shape[0]
+    blocked = np.zeros(n_items, np.int64)  # 1 + the row whose picks block the item
+    per_topic = np.zeros(n_topics + 1, np.int64)
+    heap = np.empty(c, np.int64)
+    seq = np.empty(c, np.int64)  # the row's valid columns in score order, as far as walked
+    deferred = np.empty(c, np.int64)  # positions in seq skipped only for the cap
+    chosen = np.zeros(c, np.bool_)
+    picked = np.empty(k, np.int64)  # positions in seq
+    for r in range(m):
+        s = score[r]
+        size = 0
+        for j in range(c):
+            if np.isfinite(s[j]):
+                item = cand[r, j]
+                if item < 0 or item >= n_items:
+                    raise ValueError("a valid candidate's item lies outside the catalogue")
+                heap[size] = j
+                size += 1
+        # a heap gives the row in score order one item at a time: most lists fill within a few dozen
+        for i in range(size // 2 - 1, -1, -1):
+            _sift_down(heap, size, i, s)
+        per_topic[:] = 0
+        mark = np.int64(r + 1)
+        n_seq = 0
+        n_picked = 0
+        n_deferred = 0
+        # pass 1: best first, near-duplicates of a pick blocked, the topic cap deferring
+        while size > 0 and n_picked < k:
+            col = heap[0]
+            size -= 1
+            heap[0] = heap[size]
+            _sift_down(heap, size, 0, s)
+            seq[n_seq] = col
+            n_seq += 1
+            item = cand[r, col]
+            if blocked[item] == mark:
+                continue
+            topic = primary[item]
+            if topic < 0 or topic > n_topics:
+                raise ValueError("a primary topic lies outside 0..n_topics")
+            if per_topic[topic] >= cap:
+                deferred[n_deferred] = n_seq - 1
+                n_deferred += 1
+                continue
+            picked[n_picked] = n_seq - 1
+            n_picked += 1
+            per_topic[topic] += 1
+            _block(item, nb_ptr, nb_idx, blocked, mark)
+        if n_picked < k:  # the whole row was walked
+            # pass 2: the cap relaxed, in score order, just as far as the list needs
+            for d in range(n_deferred):
+                if n_picked == k:
+                    break
+                item = cand[r, seq[deferred[d]]]
+                if blocked[item] == mark:
+                    continue
+                picked[n_picked] = deferred[d]
+                n_picked += 1
+                _block(item, nb_ptr, nb_idx, blocked, mark)
+            if n_picked < k:
+                # last resort: near-duplicates, best first, rather than a short list
+                for q in range(n_picked):
+                    chosen[picked[q]] = True
+                before = n_picked
+                for q in range(n_seq):
+                    if n_picked == k:
+                        break
+                    if not chosen[q]:
+                        picked[n_picked] = q
+                        n_picked += 1
+                        relaxed[r] = True
+                for q in range(before):
+                    chosen[picked[q]] = False
+            picked[:n_picked].sort()
+        for q in range(n_picked):
+            columns[r, q] = seq[picked[q]]
+        count[r] = n_picked
+    return columns, count, relaxed
+
+
+def diverse_top(
+    cand: np.ndarray,
+    score: np.ndarray,
+    primary: np.ndarray,
+    k: int,
+    cap: int,
+    neighbour_indptr: np.ndarray,
+    neighbour_indices: np.ndarray,
+    n_topics: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The greedy diverse top-k of each row (the rules of :mod:`recsys.ranking.diversity`).
+
+    Parameters
+    ----------
+    cand : ndarray of int, shape (m, c)
+        Candidate item indices.
+    score : ndarray of float, shape (m, c)
+        Their scores; a non-finite score marks a candidate that may not be picked.
+    primary : ndarray of int, shape (n_items,)
+        Primary topic of each item, in ``0..n_topics``.
+    k, cap : int
+        List length, and the soft cap of picks per primary topic.
+    neighbour_indptr, neighbour_indices : ndarray
+        The near-duplicate graph over the ``n_items`` items (CSR).
+    n_topics : int
+
+    Returns
+    -------
+    columns : ndarray of int64, shape (m, k)
+        Picked columns of ``cand``, best first, -1 padded.
+    count : ndarray of int64, shape (m,)
+    relaxed : ndarray of bool, shape (m,)
+        Lists that needed near-duplicates to fill.
+    """
+    primary = np.ascontiguousarray(primary, dtype=np.int64)
+    if neighbour_indptr.shape[0] != primary.shape[0] + 1:
+        raise ValueError(f"the near-duplicate graph has {neighbour_indptr.shape[0] - 1} items, the catalogue {primary.shape[0]}")
+    return _walk(
+        np.ascontiguousarray(cand, dtype=np.int64),
+        # float64 holds every float32 exactly: the order and its ties are the caller's
+        np.ascontiguousarray(score, dtype=np.float64),
+        primary,
+        int(k),
+        int(cap),
+        np.ascontiguousarray(neighbour_indptr, dtype=np.int64),
+        np.ascontiguousarray(neighbour_indices, dtype=np.int32),
+        int(n_topics),
+    )
