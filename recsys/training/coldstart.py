@@ -30,6 +30,7 @@ import pandas as pd
 from recsys.columns import GROUP, REGION, SUB_GROUP
 from recsys.config import ColdStartConfig, check_section
 from recsys.exceptions import ArtifactError, ConfigError, NotFittedError, SchemaError
+from recsys.training.compiled_coldstart import blocked_mean, group_means
 
 if TYPE_CHECKING:
     from recsys.bundle import BundleReader, BundleWriter
@@ -79,11 +80,8 @@ _CHUNK = 1 << 16
 
 
 def _mean_rows(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """``x[rows].mean(axis=0)`` in float64, a block of rows at a time."""
-    total = np.zeros(x.shape[1])
-    for start in range(0, len(rows), _CHUNK):
-        total += x[rows[start:start + _CHUNK]].sum(axis=0, dtype=np.float64)
-    return total / len(rows)
+    """``x[rows].mean(axis=0)`` in float64, summed a block of rows at a time (compiled: no copy of the rows)."""
+    return blocked_mean(x, rows, _CHUNK)
 
 
 def _ridge_rows(x: np.ndarray, y: np.ndarray, rows: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
@@ -333,13 +331,12 @@ class UserColdStart:
             for col in cols:
                 combined = combined * len(names[col]) + ranks[col]
             found, first, inverse, counts = np.unique(combined, return_index=True, return_inverse=True, return_counts=True)
-            order = np.argsort(inverse, kind="stable")  # each combination's users, ascending
-            ends = np.cumsum(counts)
+            # each combination's mean factors, its users added in ascending order (one pass, no row copies)
+            means = group_means(factors, warm_rows, inverse.reshape(-1), len(found))
             for k in range(len(found)):
-                rows = order[ends[k] - counts[k]:ends[k]]
                 parts = {col: names[col][ranks[col][first[k]]] for col in cols}
-                keys.append((level, parts.get(GROUP, ""), parts.get(SUB_GROUP, ""), parts.get(REGION, ""), len(rows)))
-                centroids.append(factors[warm_rows[rows]].mean(axis=0, dtype=np.float64))
+                keys.append((level, parts.get(GROUP, ""), parts.get(SUB_GROUP, ""), parts.get(REGION, ""), int(counts[k])))
+                centroids.append(means[k])
         keys.append(("global", "", "", "", len(warm_rows)))
         centroids.append(_mean_rows(factors, warm_rows) if len(warm_rows) else np.zeros(factors.shape[1]))
         self.keys_ = pd.DataFrame(keys, columns=[LEVEL, GROUP, SUB_GROUP, REGION, N_USERS]).astype(

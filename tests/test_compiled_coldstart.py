@@ -1,0 +1,67 @@
+"""The user cold start's compiled means against NumPy's, bit for bit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recsys.config import ColdStartConfig
+from recsys.training.coldstart import _CHUNK, UserColdStart
+from recsys.training.compiled_coldstart import blocked_mean, group_means
+
+
+def _data(n: int, width: int, dtype, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((n, width)) * 3 + rng.standard_normal(width)).astype(dtype)
+    rows = np.sort(rng.choice(n, size=max(1, int(n * 0.9)), replace=False))
+    return x, rows
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [1, 5, 70_000, 200_003])
+def test_group_means_equal_numpy_gather_and_mean(n, dtype):
+    x, rows = _data(n, 16, dtype, seed=n)
+    rng = np.random.default_rng(n + 1)
+    n_groups = min(7, len(rows))
+    groups = np.concatenate([np.arange(n_groups), rng.integers(0, n_groups, len(rows) - n_groups)])
+    got = group_means(x, rows, groups, n_groups)
+    for g in range(n_groups):
+        want = x[rows[groups == g]].mean(axis=0, dtype=np.float64)
+        np.testing.assert_array_equal(got[g], want)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n,block", [(1, 4), (10, 3), (200_003, _CHUNK), (150_000, 1 << 14)])
+def test_blocked_mean_equals_numpy_block_sums(n, block, dtype):
+    x, rows = _data(n, 24, dtype, seed=n + block)
+    total = np.zeros(x.shape[1])
+    for start in range(0, len(rows), block):
+        total += x[rows[start:start + block]].sum(axis=0, dtype=np.float64)
+    np.testing.assert_array_equal(blocked_mean(x, rows, block), total / len(rows))
+
+
+def test_user_cold_start_centroids_are_each_segments_mean():
+    rng = np.random.default_rng(3)
+    n = 5_000
+    users = pd.DataFrame({
+        "group": rng.choice(["farmer", "youth", "resident"], n),
+        "sub_group": rng.choice(["", "a", "b"], n),
+        "region": rng.choice(["qinglong", "haigang"], n),
+    })
+    factors = rng.standard_normal((n, 8)).astype(np.float32)
+    warm = rng.random(n) < 0.8
+    topics = rng.dirichlet(np.ones(5), n).astype(np.float32)
+    cs = UserColdStart(ColdStartConfig()).fit(factors, users, user_topics=topics, warm=warm)
+    keys = cs.keys_
+    for k, key in keys.iterrows():
+        member = warm.copy()
+        if key["level"] != "global":
+            member &= (users["group"] == key["group"]).to_numpy()
+        if key["level"] == "segment":
+            member &= (users["sub_group"] == key["sub_group"]).to_numpy()
+        if key["level"] in ("segment", "group_region"):
+            member &= (users["region"] == key["region"]).to_numpy()
+        assert key["n_users"] == member.sum()
+        np.testing.assert_array_equal(cs.centroids_[k], factors[member].mean(axis=0, dtype=np.float64).astype(np.float32))
+    assert len(keys[keys["level"] == "segment"]) == len(users[warm].drop_duplicates())
