@@ -186,7 +186,7 @@ def test_coengagement_feature_equals_a_dense_computation(sample_model):
     cand = np.tile(np.arange(200), (len(users), 1))
     got = F._coengagement(F.Block(state, users, cand, state.default_now_ns))
     co = state.coengagement.toarray()
-    recent = state.signals.user_recent_items[users.rows]
+    recent = state.signals.recent_items(users.rows)
     want = np.zeros_like(got)
     for r in range(len(users)):
         for i in recent[r][recent[r] >= 0]:

@@ -182,7 +182,9 @@ def test_coengaged_candidates_row_by_row_equal_the_block_path_ties_to_the_smalle
     )
     recent = np.array([[3, 7, 3, -1], [-1, -1, -1, -1], [59, 0, 12, 12], [5, -1, 40, 41], [1, 2, -1, -1]])
     users = resolve(state, ["u0", "u1", "u2", "u3", "u0"], None)
-    state = dataclasses.replace(state, signals=dataclasses.replace(state.signals, user_recent_items=recent))
+    # given as the fixed array of a bundle written before the recent items' CSR (read as it is)
+    signals = dataclasses.replace(state.signals, user_recent_items=recent, user_recent_indptr=None, user_recent_indices=None)
+    state = dataclasses.replace(state, signals=signals)
     users = dataclasses.replace(users, rows=np.arange(5))
     block = CA._coengaged(state, users)  # 5 users at once
     rows = np.vstack([CA._coengaged(state, users.take(r)) for r in range(5)])  # each alone, as a single call

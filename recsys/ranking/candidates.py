@@ -181,8 +181,7 @@ def _coengaged(state: RankingState, users: UserBatch) -> np.ndarray:
     co = state.coengagement
     if sig is None or n == 0 or co is None or co.nnz == 0:
         return np.zeros((m, 0), dtype=np.int64)
-    known = users.rows >= 0
-    recent = np.where(known[:, None], sig.user_recent_items[np.where(known, users.rows, 0)], -1)
+    recent = sig.recent_items(users.rows)
     return compiled_selection.coengaged_top(co.indptr, co.indices, co.data, recent, n)
 
 

@@ -296,8 +296,7 @@ def _coengagement(b: Block) -> np.ndarray:
     """Sum of co-engagement cosines between the candidate and the user's recent positive items."""
     sig = b.state.signals
     m, c = b.cand.shape
-    recent = sig.user_recent_items[np.where(b.known, b.users.rows, 0)]
-    recent = np.where(b.known[:, None], recent, -1)
+    recent = sig.recent_items(b.users.rows)
     rows, cols = np.nonzero(recent >= 0)
     if rows.size == 0:
         return np.zeros((m, c), np.float32)

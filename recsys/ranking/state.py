@@ -513,7 +513,8 @@ def _signal_lists(model: TrainedModel, catalog: Catalog) -> dict[str, np.ndarray
 def _plain_signals(signals: Signals) -> Signals:
     """The signals over plain ndarray views of the (memory-mapped) arrays: a memmap pays Python
     overhead on every indexing, and features index them a few dozen times per call."""
-    return dataclasses.replace(signals, **{name: np.asarray(getattr(signals, name)) for name in signals.ARRAYS})
+    names = [n for n in (*signals.ARRAYS, *signals.OPTIONAL) if getattr(signals, n) is not None]
+    return dataclasses.replace(signals, **{name: np.asarray(getattr(signals, name)) for name in names})
 
 
 def _reason_groups(model: TrainedModel, ranker: LearnedRanker | None) -> list:

@@ -26,7 +26,9 @@
   regression weights: :mod:`recsys.training.item_regression`),
   the ``coengagement_neighbours`` best per item (sparse), and each user's
   ``recent_items`` most recent positive items, which seed the co-engagement
-  candidates and feature.
+  candidates and feature: a CSR of each user's own length, so the memory
+  follows the users' real histories (a city user has 3-4 positives in 60
+  days), not ``n_users x recent_items``.
 * **Activity**: per user, distinct positive items and recent (30-day
   half-life) positive engagement; per item, impressions logged.
 
@@ -45,6 +47,7 @@ import scipy.sparse as sp
 
 from recsys import columns as C
 from recsys.config import RankerConfig
+from recsys.exceptions import ArtifactError
 from recsys.taxonomy import Taxonomy
 from recsys.training.item_regression import regression_neighbours
 
@@ -74,8 +77,6 @@ class Signals:
         The estimated strength ``a`` of the group, region and segment levels.
     coengagement_indptr, coengagement_indices, coengagement_data : ndarray
         CSR (n_items x n_items) of the best co-engaged neighbours (cosine).
-    user_recent_items : ndarray of int32, shape (n_users, recent_items)
-        Most recent positive items first, -1 padded.
     user_activity : ndarray of float32, shape (n_users, 2)
         Distinct positive items; decayed recent positive engagement.
     item_exposures : ndarray of float32, shape (n_items,)
@@ -84,6 +85,13 @@ class Signals:
         Shrunk popularity over the users' first ``newcomer_days`` of engagement;
         ``None`` when ``newcomer_days`` is 0 (the default) and for a bundle
         written before it (the features read 0 then).
+    user_recent_indptr, user_recent_indices : ndarray of int64, int32, or None
+        CSR (n_users rows) of each user's most recent positive items, the most
+        recent first, at most ``recent_items``; read through :meth:`recent_items`.
+        ``None`` for a bundle written before them (it holds ``user_recent_items``).
+    user_recent_items : ndarray of int32, shape (n_users, recent_items), or None
+        The fixed -1 padded array of a bundle written before the CSR, read as
+        it is; ``None`` otherwise.
     """
 
     popularity_levels: np.ndarray
@@ -92,10 +100,12 @@ class Signals:
     coengagement_indptr: np.ndarray
     coengagement_indices: np.ndarray
     coengagement_data: np.ndarray
-    user_recent_items: np.ndarray
     user_activity: np.ndarray
     item_exposures: np.ndarray
     newcomer_levels: np.ndarray | None = None
+    user_recent_indptr: np.ndarray | None = None
+    user_recent_indices: np.ndarray | None = None
+    user_recent_items: np.ndarray | None = None
 
     #: field names, the bundle's array names
     ARRAYS = (
@@ -105,12 +115,12 @@ class Signals:
         "coengagement_indptr",
         "coengagement_indices",
         "coengagement_data",
-        "user_recent_items",
         "user_activity",
         "item_exposures",
     )
-    #: arrays a bundle written before them lacks (loaded as ``None``)
-    OPTIONAL = ("newcomer_levels",)
+    #: arrays a bundle written before them lacks (loaded as ``None``); a bundle holds either the
+    #: recent items' CSR or (written before it) their fixed array
+    OPTIONAL = ("newcomer_levels", "user_recent_indptr", "user_recent_indices", "user_recent_items")
 
     @classmethod
     def empty(cls, n_users: int, n_items: int, taxonomy: Taxonomy, config: RankerConfig) -> "Signals":
@@ -123,7 +133,8 @@ class Signals:
             coengagement_indptr=np.zeros(n_items + 1, np.int64),
             coengagement_indices=np.zeros(0, np.int32),
             coengagement_data=np.zeros(0, np.float32),
-            user_recent_items=np.full((n_users, config.recent_items), -1, np.int32),
+            user_recent_indptr=np.zeros(n_users + 1, np.int64),
+            user_recent_indices=np.zeros(0, np.int32),
             user_activity=np.zeros((n_users, 2), np.float32),
             item_exposures=np.zeros(n_items, np.float32),
             newcomer_levels=(
@@ -144,7 +155,41 @@ class Signals:
     def load(cls, reader: "BundleReader") -> "Signals":
         """Read what :meth:`save` wrote (memory-mapped when the reader is)."""
         optional = {name: reader.array(name) for name in cls.OPTIONAL if reader.has(f"{name}.npy")}
+        if "user_recent_indptr" not in optional and "user_recent_items" not in optional:
+            raise ArtifactError(
+                f"{reader.root}: user_recent_indptr.npy (or an older bundle's user_recent_items.npy) "
+                "missing from the model bundle; retrain with `recsys train`"
+            )
         return cls(**{name: reader.array(name) for name in cls.ARRAYS}, **optional)
+
+    def recent_items(self, rows: np.ndarray) -> np.ndarray:
+        """The given users' most recent positive items (the co-engagement seeds), most recent first.
+
+        Parameters
+        ----------
+        rows : ndarray of int, shape (m,)
+            User rows; a negative row (a user the bundle does not know) has none.
+
+        Returns
+        -------
+        ndarray of int32, shape (m, w)
+            -1 padded; ``w`` is the longest of these users' lists (0 when none
+            has any), or ``recent_items`` for a bundle written before the CSR.
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        known = rows >= 0
+        safe = np.where(known, rows, 0)
+        if self.user_recent_indptr is None:
+            # a bundle written before the CSR: its fixed array, read as it is
+            return np.where(known[:, None], self.user_recent_items[safe], -1).astype(np.int32, copy=False)
+        start = self.user_recent_indptr[safe]
+        count = np.where(known, self.user_recent_indptr[safe + 1] - start, 0)
+        width = int(count.max()) if count.size else 0
+        out = np.full((rows.size, width), -1, np.int32)
+        slot = np.arange(width)
+        fill = slot[None, :] < count[:, None]
+        out[fill] = self.user_recent_indices[(start[:, None] + slot[None, :])[fill]]
+        return out
 
     def coengagement(self) -> sp.csr_matrix:
         """The neighbour matrix as scipy CSR (views, no copy)."""
@@ -460,13 +505,19 @@ def compute_signals(
     out.coengagement_indptr = co.indptr.astype(np.int64)
     out.coengagement_indices = co.indices.astype(np.int32)
     out.coengagement_data = co.data.astype(np.float32)
-    # pairs are in time order: the last R per user, most recent first
+    # pairs are in time order: the last R per user, most recent first, each user's row as long as
+    # their history (up to R)
     r = config.recent_items
     if r > 0:
         newest_u, newest_i = u[::-1], i[::-1]
         rank = _rank_within(newest_u)
         take = rank < r
-        out.user_recent_items[newest_u[take], rank[take]] = newest_i[take]
+        kept_u = newest_u[take]
+        indptr = np.zeros(n_users + 1, np.int64)
+        np.cumsum(np.bincount(kept_u, minlength=n_users), out=indptr[1:])
+        indices = np.empty(int(indptr[-1]), np.int32)
+        indices[indptr[kept_u] + rank[take]] = newest_i[take]
+        out.user_recent_indptr, out.user_recent_indices = indptr, indices
     out.user_activity[:, 0] = np.bincount(u, minlength=n_users)
     out.user_activity[:, 1] = np.bincount(u, weights=np.exp2(-age / ACTIVITY_HALF_LIFE_DAYS), minlength=n_users)
     return out
