@@ -267,9 +267,9 @@ def coengagement_sums(co: sp.csr_matrix, recent: np.ndarray, memo: dict | None =
     The user's distinct recent positive items (``recent``, -1 padded) in
     ascending order, each neighbour's count x cosine summed in that order --
     the sparse product's own values, bit for bit (exact zeros kept: the
-    callers drop them). Candidate generation keeps the largest sums, the
-    ``coengagement`` feature reads the candidates' sums: with ``memo`` (a
-    :class:`~recsys.ranking.users.UserBatch`'s) a single call sums once for both.
+    callers drop them). The ``coengagement`` feature reads the candidates'
+    sums; with ``memo`` (a :class:`~recsys.ranking.users.UserBatch`'s) a
+    user's sums are computed once per call, however often they are read.
     """
     key = ("coengagement", id(co), recent.dtype.str, recent.tobytes())
     if memo is not None and key in memo:
@@ -307,8 +307,8 @@ def _coengagement(b: Block) -> np.ndarray:
 
 def _coengagement_rows(b: Block, recent: np.ndarray) -> np.ndarray:
     """:func:`_coengagement` for a few users without building sparse matrices (three per block cost
-    ~0.5 ms of a single ``recommend``): each user's :func:`coengagement_sums` (shared with candidate
-    generation) read at the candidates -- bit for bit the sparse product's values, rounded to
+    ~0.5 ms of a single ``recommend``): each user's :func:`coengagement_sums` read at the
+    candidates -- bit for bit the sparse product's values, rounded to
     float32 once at the end (a test compares the two)."""
     m, c = b.cand.shape
     out = np.zeros((m, c), np.float32)
