@@ -30,7 +30,7 @@ import pandas as pd
 from recsys.columns import GROUP, REGION, SUB_GROUP
 from recsys.config import ColdStartConfig, check_section
 from recsys.exceptions import ArtifactError, ConfigError, NotFittedError, SchemaError
-from recsys.training.compiled_coldstart import blocked_mean, group_means
+from recsys.training.compiled_sums import blocked_mean, group_means
 
 if TYPE_CHECKING:
     from recsys.bundle import BundleReader, BundleWriter

@@ -1,4 +1,4 @@
-"""The user cold start's compiled means against NumPy's, bit for bit."""
+"""The training's compiled per-group sums (cold start means, topic profile sums) against NumPy's, bit for bit."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from recsys.config import ColdStartConfig
 from recsys.training.coldstart import _CHUNK, UserColdStart
-from recsys.training.compiled_coldstart import blocked_mean, group_means
+from recsys.training.compiled_sums import add_rows_at, blocked_mean, group_means
 
 
 def _data(n: int, width: int, dtype, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -65,3 +65,18 @@ def test_user_cold_start_centroids_are_each_segments_mean():
         assert key["n_users"] == member.sum()
         np.testing.assert_array_equal(cs.centroids_[k], factors[member].mean(axis=0, dtype=np.float64).astype(np.float32))
     assert len(keys[keys["level"] == "segment"]) == len(users[warm].drop_duplicates())
+
+
+@pytest.mark.parametrize("n", [0, 3, 100_000])
+def test_add_rows_at_equals_numpy_add_at(n):
+    rng = np.random.default_rng(n)
+    values = rng.random((n, 25)) * 10.0 ** rng.integers(-3, 4, (n, 1))
+    groups = rng.integers(0, 12, n)
+    keep = rng.random(n) < 0.8
+    want = rng.random((12, 25))
+    got = want.copy()
+    np.add.at(want, groups[keep], values[keep])
+    add_rows_at(got, groups, values, keep)
+    np.testing.assert_array_equal(got, want)
+    with pytest.raises(ValueError, match="C-ordered float64"):
+        add_rows_at(got.astype(np.float32), groups, values, keep)

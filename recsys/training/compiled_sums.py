@@ -1,17 +1,23 @@
-"""Compiled (numba) sums of the user cold start: each segment's mean factors in one pass over the users.
+"""Compiled (numba) per-group sums of the training: each row added into its group's sum where it lies.
 
-:class:`~recsys.training.coldstart.UserColdStart` takes the mean factors of the
-warm users of every (group, sub-group, region) segment, every (group, region)
-and every group, and of all of them. In NumPy each mean gathered its users'
-rows into a copy first (at the city, three levels of 2.9M rows of 64 float32:
-~2.2 GB copied, plus a stable sort per level to find each segment's rows).
-These kernels add each row into its segment's float64 sum where it lies.
+Two steps of the training sum rows of per-user tables by group:
 
-The sums are NumPy's to the bit: ``x[rows].mean(axis=0, dtype=np.float64)`` of
-a C-ordered float32 array adds the rows one after the other, in row order,
-into a float64 accumulator per column and divides by the count; the kernels
-add in the same order and divide the same way (the tests hold them to
-``array_equal`` against that reference).
+- the user cold start (:class:`~recsys.training.coldstart.UserColdStart`) takes the
+  mean factors of the warm users of every (group, sub-group, region) segment, every
+  (group, region) and every group, and of all of them. In NumPy each mean gathered
+  its users' rows into a copy first (at the city, three levels of 2.9M rows of 64
+  float32: ~2.2 GB copied, plus a stable sort per level to find each segment's rows);
+- the topic profiles (:class:`~recsys.training.profiles.TopicProfiles`) add each
+  engaged user's topic distribution into its segment's sum (``np.add.at``, which
+  NumPy runs as a slow generic loop: ~1.7 s over the city's users).
+
+The sums are NumPy's to the bit: ``x[rows].mean(axis=0, dtype=np.float64)`` of a
+C-ordered array adds the rows one after the other, in row order, into a float64
+accumulator per column and divides by the count, and ``np.add.at`` adds its rows in
+index order; the kernels add in the same order and divide the same way (the tests
+hold them to ``array_equal`` against those references). Inputs are float32 (the
+factors, the profiles) or float64 (a caller's float64 table): one compiled
+signature each, never a cast of a 0.8 GB table.
 """
 
 from __future__ import annotations
@@ -53,6 +59,32 @@ def _blocked_mean(x: np.ndarray, rows: np.ndarray, block: int) -> np.ndarray:
     for j in range(width):
         total[j] = total[j] / rows.shape[0]
     return total
+
+
+@numba.njit(cache=True, nogil=True)
+def _add_rows_at(target: np.ndarray, groups: np.ndarray, values: np.ndarray, keep: np.ndarray) -> None:
+    width = target.shape[1]
+    for k in range(groups.shape[0]):
+        if keep[k]:
+            g = groups[k]
+            for j in range(width):
+                target[g, j] += values[k, j]
+
+
+def add_rows_at(target: np.ndarray, groups: np.ndarray, values: np.ndarray, keep: np.ndarray) -> None:
+    """Add ``values[k]`` into ``target[groups[k]]`` for every ``k`` with ``keep[k]``, in ``k`` order, in place.
+
+    ``np.add.at(target, groups[keep], values[keep])`` to the bit, without the copies
+    and NumPy's generic loop. ``target`` is float64 C-ordered ``(n_groups, width)``,
+    ``values`` float64 ``(m, width)``, ``groups`` int ``(m,)`` in ``[0, n_groups)``,
+    ``keep`` bool ``(m,)``.
+    """
+    if target.dtype != np.float64 or not target.flags.c_contiguous:
+        raise ValueError("add_rows_at: target must be a C-ordered float64 array (it is written in place)")
+    _add_rows_at(
+        target, np.asarray(groups, dtype=np.int64), np.ascontiguousarray(values, dtype=np.float64),
+        np.asarray(keep, dtype=np.bool_),
+    )
 
 
 def group_means(x: np.ndarray, rows: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
