@@ -27,6 +27,7 @@ and picked term compared (``np.array_equal``; any difference stops it)::
 
 from __future__ import annotations
 
+import argparse
 import collections
 import functools
 import importlib.util
@@ -34,7 +35,12 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
+
+import numpy as np
+import pandas as pd
+from threadpoolctl import threadpool_limits
 
 import recsys
 import recsys.push.chunk as chunk
@@ -50,6 +56,11 @@ import recsys.ranking.eligibility as eligibility
 import recsys.ranking.recommender as recommender
 import recsys.ranking.scoring as scoring
 from recsys.cli import main as cli
+from recsys.ranking import Recommender
+from recsys.ranking.eligibility import ItemFilter
+from recsys.ranking.state import RankingState
+from recsys.ranking.users import UserBatch
+from recsys.training.model import TrainedModel
 
 CPU: collections.Counter = collections.Counter()
 CALLS: collections.Counter = collections.Counter()
@@ -94,22 +105,13 @@ def _load_module(name: str, path: str) -> Any:
     """A module of another checkout, loaded under its own name (its imports resolve to this tree)."""
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # its dataclasses look their module up
     spec.loader.exec_module(module)
     return module
 
 
 def ab(argv: list[str]) -> int:
     """Old and new masks + scores alternated block by block; prints one JSON line of µs per list."""
-    import argparse
-    from dataclasses import replace
-
-    import numpy as np
-    import pandas as pd
-    from threadpoolctl import threadpool_limits
-
-    from recsys.ranking import Recommender
-    from recsys.training.model import TrainedModel
-
     parser = argparse.ArgumentParser(prog="bench_push_stages.py ab")
     parser.add_argument("--model", required=True)
     parser.add_argument("--users", required=True, help="a users.parquet of the model's city")
@@ -128,7 +130,9 @@ def ab(argv: list[str]) -> int:
     blocks = []
     real = core.rank
 
-    def grab(state: Any, users: Any, k: int, filt: Any, now_ns: int, excludes: Any = None) -> Any:
+    def grab(
+        state: RankingState, users: UserBatch, k: int, filt: ItemFilter, now_ns: int, excludes: list | None = None
+    ) -> core.Ranked:
         blocks.append((state, users, k, filt, now_ns, excludes))
         return real(state, users, k, filt, now_ns, excludes)
 
@@ -138,7 +142,10 @@ def ab(argv: list[str]) -> int:
     finally:
         core.rank = real
 
-    def old_steps(state: Any, users: Any, filt: Any, now_ns: int, excludes: Any, cand: Any, picked: Any) -> tuple:
+    def old_steps(
+        state: RankingState, users: UserBatch, filt: ItemFilter, now_ns: int, excludes: list | None,
+        cand: np.ndarray, picked: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         cat, n_items = state.catalog, state.catalog.n_items
         ok = old_elig.candidate_mask(cat, filt, cand, now_ns, users.groups, users.regions)
         keys = eligibility.history_keys(state.seen, users.rows, n_items, excludes)
@@ -153,7 +160,10 @@ def ab(argv: list[str]) -> int:
         part_rows = np.stack([term[rows, p] for term in parts.terms()], axis=-1) * got[..., None]
         return ok, score, part_rows
 
-    def new_steps(state: Any, users: Any, filt: Any, now_ns: int, excludes: Any, cand: Any, picked: Any) -> tuple:
+    def new_steps(
+        state: RankingState, users: UserBatch, filt: ItemFilter, now_ns: int, excludes: list | None,
+        cand: np.ndarray, picked: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         cat, n_items = state.catalog, state.catalog.n_items
         keys = eligibility.history_keys(state.seen, users.rows, n_items, excludes)
         ok = eligibility.candidate_mask(cat, filt, cand, now_ns, users.groups, users.regions, history=keys)
@@ -174,7 +184,7 @@ def ab(argv: list[str]) -> int:
     for state, users, k, filt, now_ns, excludes in blocks:
         _, share = state.filtered(filt)
         cand = candidates.gather(state, users, k, filt, share, now_ns)
-        ok, score, _ = new_steps(state, users, filt, now_ns, excludes, cand, np.zeros((len(users), k), np.int64))
+        _, score, _ = new_steps(state, users, filt, now_ns, excludes, cand, np.zeros((len(users), k), np.int64))
         picked, _, _ = diversity.select_scored(
             cand, score, state.catalog.primary_topic, k, cap=diversity.topic_cap(k, state.config.max_topic_share),
             neighbours=state.catalog.neighbours, n_topics=state.catalog.topic_bool.shape[1],

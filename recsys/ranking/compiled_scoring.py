@@ -47,6 +47,36 @@ def frozen(a: np.ndarray, dtype: type) -> np.ndarray:
     return out
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _dot(x: np.ndarray, xo: numba.uint64, y: np.ndarray, yo: numba.uint64, n: int) -> np.float32:
+    """``sum_f x[xo + f] * y[yo + f]`` over ``n`` floats of two flat float32 arrays, in einsum's order.
+
+    Unsigned offsets: the compiled indexing has no negative-index branch.
+    """
+    a0 = a1 = a2 = a3 = np.float32(0.0)
+    one, two, three, step = numba.uint64(1), numba.uint64(2), numba.uint64(3), numba.uint64(_EINSUM_STEP)
+    end = numba.uint64(n)
+    i = numba.uint64(0)
+    while i + step <= end:
+        for k in (numba.uint64(12), numba.uint64(8), numba.uint64(4), numba.uint64(0)):
+            p, q = xo + i + k, yo + i + k
+            a0 = a0 + x[p] * y[q]
+            a1 = a1 + x[p + one] * y[q + one]
+            a2 = a2 + x[p + two] * y[q + two]
+            a3 = a3 + x[p + three] * y[q + three]
+        i += step
+    zero = np.float32(0.0)
+    while i < end:
+        # the tail vector is zero-filled: its missing lanes add 0 * 0
+        p, q = xo + i, yo + i
+        a0 = a0 + x[p] * y[q]
+        a1 = a1 + (x[p + one] * y[q + one] if i + one < end else zero * zero)
+        a2 = a2 + (x[p + two] * y[q + two] if i + two < end else zero * zero)
+        a3 = a3 + (x[p + three] * y[q + three] if i + three < end else zero * zero)
+        i += numba.uint64(EINSUM_LANES)
+    return zero + ((a0 + a1) + (a2 + a3))
+
+
 @numba.njit(cache=True, nogil=True)
 def einsum_dot(x: np.ndarray, y: np.ndarray) -> np.float32:
     """``sum_f x[f] * y[f]`` of two float32 vectors, in ``np.einsum("f,f->")``'s order.
@@ -57,26 +87,7 @@ def einsum_dot(x: np.ndarray, y: np.ndarray) -> np.float32:
     adds the total to the zero-initialised output. Products and sums are
     rounded one by one (NumPy's baseline has no fused multiply-add).
     """
-    n = x.shape[0]
-    a0 = a1 = a2 = a3 = np.float32(0.0)
-    i = 0
-    while n - i >= _EINSUM_STEP:
-        for k in (12, 8, 4, 0):
-            j = i + k
-            a0 = a0 + x[j] * y[j]
-            a1 = a1 + x[j + 1] * y[j + 1]
-            a2 = a2 + x[j + 2] * y[j + 2]
-            a3 = a3 + x[j + 3] * y[j + 3]
-        i += _EINSUM_STEP
-    zero = np.float32(0.0)
-    while i < n:
-        # the tail vector is zero-filled: its missing lanes add 0 * 0
-        a0 = a0 + x[i] * y[i]
-        a1 = a1 + (x[i + 1] * y[i + 1] if i + 1 < n else zero * zero)
-        a2 = a2 + (x[i + 2] * y[i + 2] if i + 2 < n else zero * zero)
-        a3 = a3 + (x[i + 3] * y[i + 3] if i + 3 < n else zero * zero)
-        i += EINSUM_LANES
-    return zero + ((a0 + a1) + (a2 + a3))
+    return _dot(x, numba.uint64(0), y, numba.uint64(0), x.shape[0])
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -90,15 +101,18 @@ def _clip(x: np.float32, lo: np.float32, hi: np.float32) -> np.float32:
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _topic_sum(profile: np.ndarray, r: int, topics: np.ndarray, weights: np.ndarray) -> np.float32:
-    """``sum_j weights[j] * profile[r, topics[j]]`` left to right; a topic past the profile reads 0 (padding)."""
+def _topic_sum(profile: np.ndarray, r: int, topic_idx: np.ndarray, topic_weight: np.ndarray, item: int) -> np.float32:
+    """``sum_j w[item, j] * profile[r, topic_idx[item, j]]`` left to right; a topic past the profile reads 0.
+
+    Indexes the 2-d arrays directly: a row view per pair costs its reference counting.
+    """
     width = profile.shape[1]
     zero = np.float32(0.0)
-    t = topics[0]
-    acc = (profile[r, t] if t < width else zero) * weights[0]
-    for j in range(1, topics.shape[0]):
-        t = topics[j]
-        acc = acc + (profile[r, t] if t < width else zero) * weights[j]
+    t = topic_idx[item, 0]
+    acc = (profile[r, t] if t < width else zero) * topic_weight[item, 0]
+    for j in range(1, topic_idx.shape[1]):
+        t = topic_idx[item, j]
+        acc = acc + (profile[r, t] if t < width else zero) * topic_weight[item, j]
     return acc
 
 
@@ -163,31 +177,60 @@ def score_pairs(
     terms : float32 (9, m, c), output, written when ``keep_terms``
     """
     m, c = cand.shape
+    f = cf.shape[1]
+    n_top = topic_idx.shape[1]
     zero = np.float32(0.0)
     one = np.float32(1.0)
     vals = np.empty(9, np.float32)
+    flat_cf, flat_u = cf.ravel(), user_vectors.ravel()
+    # A row's scored pairs and everything they read of their items, gathered first: in a plain
+    # copy loop the item arrays' cache misses overlap; the terms then read the copies from L1
+    # (scoring straight from the item arrays waits on each pair's dozen cache lines in turn).
+    cols = np.empty(c, np.int64)
+    vectors = np.empty(c * f, np.float32)
+    scalars = np.empty((c, 6), np.float32)  # popularity, freshness, authority, quality, timeliness, format taste
+    tops = np.empty((c, n_top), np.int64)
+    tw = np.empty((c, n_top), np.float32)
+    width = numba.uint64(f)
     for r in range(m):
-        u = user_vectors[r]
         seg = segments[r]
+        n = 0
         for j in range(c):
             if not ok[r, j]:
                 score[r, j] = -np.inf
                 continue
             item = max(cand[r, j], 0)
-            tops, tw = topic_idx[item], topic_weight[item]
-            vals[0] = _clip(einsum_dot(cf[item], u) * inv_rel[r], -one, one)
-            vals[1] = _clip(_topic_sum(profile, r, tops, tw) * inv_top[r], zero, one)
-            vals[2] = popularity[seg, item]
-            vals[3] = freshness[item]
-            vals[4] = authority[item]
+            cols[n] = j
+            src, dst = numba.uint64(item) * width, numba.uint64(n) * width
+            for k in range(f):
+                vectors[dst + numba.uint64(k)] = flat_cf[src + numba.uint64(k)]
+            scalars[n, 0] = popularity[seg, item]
+            scalars[n, 1] = freshness[item]
+            scalars[n, 2] = authority[item]
             if engaged:
-                vals[5] = quality[item]
-                vals[6] = _topic_sum(interest, r, tops, tw)
+                scalars[n, 3] = quality[item]
+                scalars[n, 4] = timeliness[item]
                 fmt = format_code[item]
-                vals[7] = user_format[r, fmt] if fmt >= 0 else zero
-                vals[8] = timeliness[item]
+                scalars[n, 5] = user_format[r, fmt] if fmt >= 0 else zero
+            for k in range(n_top):
+                tops[n, k] = topic_idx[item, k]
+                tw[n, k] = topic_weight[item, k]
+            n += 1
+        for t in range(n):
+            dot = _dot(vectors, numba.uint64(t) * width, flat_u, numba.uint64(r) * width, f)
+            vals[0] = _clip(dot * inv_rel[r], -one, one)
+            vals[1] = _clip(_topic_sum(profile, r, tops, tw, t) * inv_top[r], zero, one)
+            vals[2] = scalars[t, 0]
+            vals[3] = scalars[t, 1]
+            vals[4] = scalars[t, 2]
+            if engaged:
+                vals[5] = scalars[t, 3]
+                vals[6] = _topic_sum(interest, r, tops, tw, t)
+                vals[7] = scalars[t, 5]
+                vals[8] = scalars[t, 4]
             else:
                 vals[5] = vals[6] = vals[7] = vals[8] = zero
+            j = cols[t]
             score[r, j] = _blend(vals, weights)
             if keep_terms:
                 for k in range(9):
@@ -288,7 +331,8 @@ def eligible_pairs(
                 fine = fmt >= 0 and format_ok[fmt]
             if fine and check_topics:
                 hit = False
-                for t in topic_idx[item]:
+                for k in range(topic_idx.shape[1]):  # indexed, not a row view (its reference counting)
+                    t = topic_idx[item, k]
                     if t < topic_ok.shape[0] and topic_ok[t]:
                         hit = True
                         break
