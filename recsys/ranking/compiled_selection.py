@@ -8,7 +8,7 @@ their output is identical to the rules they compile (the co-engagement sums
 are added in the sparse product's own order, so they carry its bits).
 
 The wrappers cast their inputs once to the dtypes the kernels are compiled
-for (int64 items and offsets, int32 neighbour indices, float64 scores), so
+for (int64 items and offsets, int32 neighbour indices, float32 scores), so
 one machine-code version serves every caller; numba caches it on disk
 (``cache=True``), and a process loads it on its first call.
 """
@@ -18,33 +18,86 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+
+@numba.njit(cache=True, nogil=True)
+def _padded(m: int, n: int) -> np.ndarray:
+    """An (m, n) int64 array of -1 (numba's ``np.full`` fills element by element through an index
+    iterator: several times slower)."""
+    out = np.empty((m, n), np.int64)
+    out.ravel()[:] = -1
+    return out
+
+
 # ---- the merge -------------------------------------------------------------------------------
 
 
 @numba.njit(cache=True, nogil=True)
 def _merge(cand: np.ndarray) -> np.ndarray:
     m, c = cand.shape
-    buf = np.empty((m, c), np.int64)
-    counts = np.zeros(m, np.int64)
-    row = np.empty(c, np.int64)
-    width = 0
+    lo = np.int64(0)
+    hi = np.int64(-1)
     for r in range(m):
-        n = 0
         for j in range(c):
             v = cand[r, j]
             if v >= 0:
-                row[n] = v
-                n += 1
-        part = row[:n]
-        part.sort()
-        w = 0
+                if hi < 0 or v < lo:
+                    lo = v
+                hi = max(hi, v)
+    if hi - lo >= np.int64(1) << 31:
+        raise ValueError("candidate item indices span more than 2**31 items")
+    passes = 0  # bytes of an item's offset from the block's smallest
+    span = hi - lo
+    while span > 0:
+        passes += 1
+        span >>= 8
+    # Per row: repeats dropped by a bitmap over the block's range (an item whose bit was already
+    # set is not kept), the distinct offsets sorted by an LSD radix sort, one byte a pass (two
+    # passes for 50k items). Both are free of data-dependent branches, which cost more here than
+    # the arithmetic: reading the bitmap back in order, or a comparison sort, was slower. Offsets
+    # and bits are unsigned, so shifts and indices need no sign checks.
+    bits = np.zeros(((hi - lo) >> 6) + 1, np.uint64)
+    one, six, low, byte = np.uint64(1), np.uint64(6), np.uint64(63), np.uint64(255)
+    flat = cand.ravel()
+    buf = np.empty((m, c), np.int64)
+    counts = np.zeros(m, np.int64)
+    a = np.empty(c, np.uint64)
+    b = np.empty(c, np.uint64)
+    slots = np.empty(256, np.int64)
+    for r in range(m):
+        row = flat[r * c : (r + 1) * c]
+        n = 0
+        for v in row:
+            if v >= 0:
+                o = np.uint64(v - lo)
+                w = o >> six
+                bit = one << (o & low)
+                x = bits[w]
+                a[n] = o  # kept only if new: the next item overwrites it otherwise
+                n += (x & bit) == 0
+                bits[w] = x | bit
         for q in range(n):
-            if q == 0 or part[q] != part[q - 1]:
-                buf[r, w] = part[q]
-                w += 1
-        counts[r] = w
-        width = max(width, w)
-    out = np.full((m, width), -1, np.int64)
+            bits[a[q] >> six] = 0
+        src, dst = a, b
+        for p in range(passes):
+            shift = np.uint64(8 * p)
+            slots[:] = 0
+            for q in range(n):
+                slots[(src[q] >> shift) & byte] += 1
+            total = 0
+            for d in range(256):
+                here = slots[d]
+                slots[d] = total
+                total += here
+            for q in range(n):
+                d = (src[q] >> shift) & byte
+                dst[slots[d]] = src[q]
+                slots[d] += 1
+            src, dst = dst, src
+        kept = buf[r]
+        for q in range(n):
+            kept[q] = np.int64(src[q]) + lo
+        counts[r] = n
+    out = _padded(m, counts.max() if m else 0)
     for r in range(m):
         out[r, : counts[r]] = buf[r, : counts[r]]
     return out
@@ -69,42 +122,83 @@ def merge_rows(cand: np.ndarray) -> np.ndarray:
 
 
 @numba.njit(cache=True, nogil=True)
+def _select_largest(keys: np.ndarray, size: int, n: int) -> int:
+    """Reorder ``keys[:size]`` (distinct) so that its ``n`` largest come last; return where they
+    start (a quickselect: a few passes over a hundred keys, no sort)."""
+    k = size - n
+    if k <= 0:
+        return 0
+    lo, hi = 0, size - 1
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        a, b, c = keys[lo], keys[mid], keys[hi]
+        pivot = max(min(a, b), min(max(a, b), c))  # the median of three
+        i, j = lo, hi
+        while i <= j:
+            while keys[i] < pivot:
+                i += 1
+            while keys[j] > pivot:
+                j -= 1
+            if i <= j:
+                keys[i], keys[j] = keys[j], keys[i]
+                i += 1
+                j -= 1
+        if k <= j:
+            hi = j
+        elif k >= i:
+            lo = i
+        else:
+            break
+    return k
+
+
+@numba.njit(cache=True, nogil=True)
 def _coengaged(
     indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, recent: np.ndarray, n: int
 ) -> np.ndarray:
     m, r_max = recent.shape
     n_items = indptr.shape[0] - 1
-    out = np.full((m, n), -1, np.int64)
-    acc = np.zeros(n_items, np.float32)
-    touched_at = np.zeros(n_items, np.int64)  # 1 + the user's row that last touched the item
-    seeds = np.empty(r_max, np.int64)
+    out = _padded(m, n)
+    # the most neighbours any user's seeds have together: every buffer is allocated once
+    longest = 0
     for u in range(m):
-        s = 0
+        total = 0
         for q in range(r_max):
             v = recent[u, q]
             if v >= 0:
                 if v >= n_items:
                     raise ValueError("a recent item lies outside the co-engagement matrix")
-                seeds[s] = v
+                total += indptr[v + 1] - indptr[v]
+        longest = max(longest, total)
+    acc = np.zeros(n_items, np.float32)
+    touched_at = np.zeros(n_items, np.int64)  # 1 + the user's row that last touched the item
+    items = np.empty(longest, np.int64)
+    values = np.empty(longest, np.float32)
+    keys = np.empty(longest, np.int64)
+    seeds = np.empty(r_max, np.int64)
+    for u in range(m):
+        s = 0
+        for q in range(r_max):
+            if recent[u, q] >= 0:
+                seeds[s] = recent[u, q]
                 s += 1
         if s == 0:
             continue
-        own = seeds[:s]
-        own.sort()
-        total = 0
-        q = 0
-        while q < s:
-            total += indptr[own[q] + 1] - indptr[own[q]]
-            q += 1
-        items = np.empty(total, np.int64)
+        for q in range(1, s):  # a handful of seeds: an insertion sort
+            v = seeds[q]
+            i = q
+            while i > 0 and seeds[i - 1] > v:
+                seeds[i] = seeds[i - 1]
+                i -= 1
+            seeds[i] = v
         n_touched = 0
         mark = u + 1
         # distinct seeds ascending, each weighted by its repeats: the sparse product's own order
         q = 0
         while q < s:
-            seed = own[q]
+            seed = seeds[q]
             times = 1
-            while q + times < s and own[q + times] == seed:
+            while q + times < s and seeds[q + times] == seed:
                 times += 1
             weight = np.float32(times)
             for p in range(indptr[seed], indptr[seed + 1]):
@@ -119,27 +213,22 @@ def _coengaged(
         # the product drops exact zeros; the rest ordered by value, ties to the smaller item: one
         # int64 key each (a float's bits as a signed integer order positive floats; flipping a
         # negative's magnitude bits orders them all), the item's complement in the low half
-        values = np.empty(n_touched, np.float32)
-        kept = np.empty(n_touched, np.int64)
         n_keys = 0
         for q in range(n_touched):
             j = items[q]
             if acc[j] != 0:
                 values[n_keys] = acc[j]
-                kept[n_keys] = j
+                items[n_keys] = j
                 n_keys += 1
-        bits = values[:n_keys].view(np.int32)
-        keys = np.empty(n_keys, np.int64)
+        bits = values.view(np.int32)
         for q in range(n_keys):
             b = np.int64(bits[q])
             if b < 0:
                 b = b ^ np.int64(0x7FFFFFFF)
-            keys[q] = (b << 32) | (np.int64(0xFFFFFFFF) - kept[q])
-        if n_keys > n:
-            keys = np.partition(keys, n_keys - n)[n_keys - n :]
-        keys.sort()
-        for q in range(keys.shape[0]):  # best first
-            out[u, q] = np.int64(0xFFFFFFFF) - (keys[keys.shape[0] - 1 - q] & np.int64(0xFFFFFFFF))
+            keys[q] = (b << 32) | (np.int64(0xFFFFFFFF) - items[q])
+        start = _select_largest(keys, n_keys, n)
+        for q in range(start, n_keys):
+            out[u, q - start] = np.int64(0xFFFFFFFF) - (keys[q] & np.int64(0xFFFFFFFF))
     return out
 
 
@@ -164,7 +253,7 @@ def coengaged_top(
     Returns
     -------
     ndarray of int64, shape (m, n)
-        Best first, -1 padded.
+        Each user's items in no particular order (the merge sorts them), -1 padded.
     """
     return _coengaged(
         np.ascontiguousarray(indptr, dtype=np.int64),
@@ -217,7 +306,7 @@ def _walk(
     n_topics: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     m, c = cand.shape
-    columns = np.full((m, k), -1, np.int64)
+    columns = _padded(m, k)
     count = np.zeros(m, np.int64)
     relaxed = np.zeros(m, np.bool_)
     n_items = primary.shape[0]
@@ -316,7 +405,7 @@ def diverse_top(
     ----------
     cand : ndarray of int, shape (m, c)
         Candidate item indices.
-    score : ndarray of float, shape (m, c)
+    score : ndarray of float32, shape (m, c)
         Their scores; a non-finite score marks a candidate that may not be picked.
     primary : ndarray of int, shape (n_items,)
         Primary topic of each item, in ``0..n_topics``.
@@ -335,12 +424,13 @@ def diverse_top(
         Lists that needed near-duplicates to fill.
     """
     primary = np.ascontiguousarray(primary, dtype=np.int64)
+    if score.dtype != np.float32:  # a cast could merge or reorder scores: the caller's order must stand
+        raise TypeError(f"scores must be float32, not {score.dtype}")
     if neighbour_indptr.shape[0] != primary.shape[0] + 1:
         raise ValueError(f"the near-duplicate graph has {neighbour_indptr.shape[0] - 1} items, the catalogue {primary.shape[0]}")
     return _walk(
         np.ascontiguousarray(cand, dtype=np.int64),
-        # float64 holds every float32 exactly: the order and its ties are the caller's
-        np.ascontiguousarray(score, dtype=np.float64),
+        np.ascontiguousarray(score),
         primary,
         int(k),
         int(cap),

@@ -260,7 +260,7 @@ def select(
         beyond the candidates for other eligible items first.
     """
     # every valid candidate scores the same: ties go by column, the given order
-    score = np.where(valid, 0.0, -np.inf)
+    score = np.where(valid, np.float32(0), np.float32(-np.inf))
     return select_scored(order, score, primary, k, cap=cap, neighbours=neighbours, n_topics=n_topics)
 
 
