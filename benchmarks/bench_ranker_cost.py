@@ -15,7 +15,7 @@ Prints one JSON line per setting (trees kept, features read, both rankers' figur
 
 Tree inference alone (``--tree-inference BUNDLE``): the bundle's ranker (and its exposure model,
 if any) predicting the feature rows real calls send it -- captured from filtered ``recommend``
-calls (the rescored candidates, then the reasons' occluded copies) and from one
+calls (the rescored candidates; the reasons walk the trees without predicting) and from one
 ``recommend_many`` block -- in one thread: LightGBM's own ``Booster.predict`` (``num_threads=1``,
 with and without ``predict_disable_shape_check``) against the same trees compiled by ``lleaves``
 (what ``LearnedRanker.predict`` runs), interleaved over rounds, with the compile time, the time to
