@@ -15,6 +15,8 @@ one machine-code version serves every caller; numba caches it on disk
 
 from __future__ import annotations
 
+import threading
+
 import numba
 import numpy as np
 
@@ -26,6 +28,40 @@ def _padded(m: int, n: int) -> np.ndarray:
     out = np.empty((m, n), np.int64)
     out.ravel()[:] = -1
     return out
+
+
+# ---- per-thread scratch -----------------------------------------------------------------------
+
+_local = threading.local()
+
+
+def _scratch(n_items: int, rows: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """This thread's scratch over ``n_items`` items: a float32 array and an int64 array of stamps,
+    reused by every call, and the stamp base reserved for ``rows`` rows.
+
+    A kernel marks item ``j`` for row ``r`` by ``stamps[j] = base + r + 1``: values from earlier
+    calls (or rows) are all smaller, so nothing is cleared between calls, and a single call does
+    not fill arrays of the catalogue's size (~0.6 MB at 50k items) before its few dozen reads.
+    """
+    held = getattr(_local, "held", None)
+    if held is None or held[0].shape[0] != n_items:
+        held = [np.zeros(n_items, np.float32), np.zeros(n_items, np.int64), 0]
+        _local.held = held
+    base = held[2]
+    held[2] = base + rows
+    return held[0], held[1], base
+
+
+def _offsets(indptr: np.ndarray) -> np.ndarray:
+    """``indptr`` as int64, converted once per thread and array: a bundle's co-engagement offsets
+    are int32, and converting 50k of them costs a single call more than its kernel."""
+    if indptr.dtype == np.int64:
+        return np.ascontiguousarray(indptr)
+    held = getattr(_local, "offsets", None)
+    if held is None or held[0] is not indptr:  # the source is held: its id cannot be reused meanwhile
+        held = (indptr, np.ascontiguousarray(indptr, dtype=np.int64))
+        _local.offsets = held
+    return held[1]
 
 
 # ---- the merge -------------------------------------------------------------------------------
@@ -154,7 +190,8 @@ def _select_largest(keys: np.ndarray, size: int, n: int) -> int:
 
 @numba.njit(cache=True, nogil=True)
 def _coengaged(
-    indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, recent: np.ndarray, n: int
+    indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, recent: np.ndarray, n: int,
+    acc: np.ndarray, stamps: np.ndarray, base: int,
 ) -> np.ndarray:
     m, r_max = recent.shape
     n_items = indptr.shape[0] - 1
@@ -170,8 +207,6 @@ def _coengaged(
                     raise ValueError("a recent item lies outside the co-engagement matrix")
                 total += indptr[v + 1] - indptr[v]
         longest = max(longest, total)
-    acc = np.zeros(n_items, np.float32)
-    touched_at = np.zeros(n_items, np.int64)  # 1 + the user's row that last touched the item
     items = np.empty(longest, np.int64)
     values = np.empty(longest, np.float32)
     keys = np.empty(longest, np.int64)
@@ -192,7 +227,7 @@ def _coengaged(
                 i -= 1
             seeds[i] = v
         n_touched = 0
-        mark = u + 1
+        mark = base + u + 1  # an item's sum is this user's once its stamp is this mark
         # distinct seeds ascending, each weighted by its repeats: the sparse product's own order
         q = 0
         while q < s:
@@ -203,8 +238,8 @@ def _coengaged(
             weight = np.float32(times)
             for p in range(indptr[seed], indptr[seed + 1]):
                 j = np.int64(indices[p])
-                if touched_at[j] != mark:
-                    touched_at[j] = mark
+                if stamps[j] != mark:
+                    stamps[j] = mark
                     acc[j] = np.float32(0)
                     items[n_touched] = j
                     n_touched += 1
@@ -255,12 +290,17 @@ def coengaged_top(
     ndarray of int64, shape (m, n)
         Each user's items in no particular order (the merge sorts them), -1 padded.
     """
+    recent = np.ascontiguousarray(recent, dtype=np.int64)
+    acc, stamps, base = _scratch(len(indptr) - 1, len(recent))
     return _coengaged(
-        np.ascontiguousarray(indptr, dtype=np.int64),
+        _offsets(indptr),
         np.ascontiguousarray(indices, dtype=np.int32),
         np.ascontiguousarray(data, dtype=np.float32),
-        np.ascontiguousarray(recent, dtype=np.int64),
+        recent,
         int(n),
+        acc,
+        stamps,
+        base,
     )
 
 
@@ -268,21 +308,15 @@ def coengaged_top(
 
 
 @numba.njit(cache=True, nogil=True)
-def _before(s: np.ndarray, a: np.int64, b: np.int64) -> bool:
-    """Column ``a`` comes before column ``b``: a higher score, or the same and a smaller column
-    (the order of a stable sort of ``-score``)."""
-    return s[a] > s[b] or (s[a] == s[b] and a < b)
-
-
-@numba.njit(cache=True, nogil=True)
-def _sift_down(heap: np.ndarray, size: int, i: int, s: np.ndarray) -> None:
+def _sift_down(heap: np.ndarray, size: int, i: int) -> None:
+    """Restore the max-heap ``heap[:size]`` below position ``i``."""
     while True:
         child = 2 * i + 1
         if child >= size:
             return
-        if child + 1 < size and _before(s, heap[child + 1], heap[child]):
+        if child + 1 < size and heap[child + 1] > heap[child]:
             child += 1
-        if not _before(s, heap[child], heap[i]):
+        if heap[child] <= heap[i]:
             return
         heap[i], heap[child] = heap[child], heap[i]
         i = child
@@ -304,43 +338,52 @@ def _walk(
     nb_ptr: np.ndarray,
     nb_idx: np.ndarray,
     n_topics: int,
+    blocked: np.ndarray,
+    base: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     m, c = cand.shape
     columns = _padded(m, k)
     count = np.zeros(m, np.int64)
     relaxed = np.zeros(m, np.bool_)
     n_items = primary.shape[0]
-    blocked = np.zeros(n_items, np.int64)  # 1 + the row whose picks block the item
     per_topic = np.zeros(n_topics + 1, np.int64)
     heap = np.empty(c, np.int64)
     seq = np.empty(c, np.int64)  # the row's valid columns in score order, as far as walked
     deferred = np.empty(c, np.int64)  # positions in seq skipped only for the cap
     chosen = np.zeros(c, np.bool_)
     picked = np.empty(k, np.int64)  # positions in seq
+    # each score's bits as a signed integer order positive floats; flipping a negative's magnitude
+    # bits orders them all. -0.0 is read as 0.0: the two are equal scores, tied by column
+    bits = score.view(np.int32)
     for r in range(m):
-        s = score[r]
         size = 0
         for j in range(c):
-            if np.isfinite(s[j]):
+            if np.isfinite(score[r, j]):
                 item = cand[r, j]
                 if item < 0 or item >= n_items:
                     raise ValueError("a valid candidate's item lies outside the catalogue")
-                heap[size] = j
+                b = np.int64(bits[r, j])
+                if b == np.int64(-2147483648):
+                    b = np.int64(0)
+                elif b < 0:
+                    b = b ^ np.int64(0x7FFFFFFF)
+                # one int64 key: the score's order, then the smaller column (the order of a stable sort of -score)
+                heap[size] = (b << 32) | (np.int64(0xFFFFFFFF) - j)
                 size += 1
         # a heap gives the row in score order one item at a time: most lists fill within a few dozen
         for i in range(size // 2 - 1, -1, -1):
-            _sift_down(heap, size, i, s)
+            _sift_down(heap, size, i)
         per_topic[:] = 0
-        mark = np.int64(r + 1)
+        mark = np.int64(base + r + 1)  # an item is blocked for this row while its stamp is this mark
         n_seq = 0
         n_picked = 0
         n_deferred = 0
         # pass 1: best first, near-duplicates of a pick blocked, the topic cap deferring
         while size > 0 and n_picked < k:
-            col = heap[0]
+            col = np.int64(0xFFFFFFFF) - (heap[0] & np.int64(0xFFFFFFFF))
             size -= 1
             heap[0] = heap[size]
-            _sift_down(heap, size, 0, s)
+            _sift_down(heap, size, 0)
             seq[n_seq] = col
             n_seq += 1
             item = cand[r, col]
@@ -428,8 +471,10 @@ def diverse_top(
         raise TypeError(f"scores must be float32, not {score.dtype}")
     if neighbour_indptr.shape[0] != primary.shape[0] + 1:
         raise ValueError(f"the near-duplicate graph has {neighbour_indptr.shape[0] - 1} items, the catalogue {primary.shape[0]}")
+    cand = np.ascontiguousarray(cand, dtype=np.int64)
+    _, blocked, base = _scratch(primary.shape[0], cand.shape[0])
     return _walk(
-        np.ascontiguousarray(cand, dtype=np.int64),
+        cand,
         np.ascontiguousarray(score),
         primary,
         int(k),
@@ -437,4 +482,6 @@ def diverse_top(
         np.ascontiguousarray(neighbour_indptr, dtype=np.int64),
         np.ascontiguousarray(neighbour_indices, dtype=np.int32),
         int(n_topics),
+        blocked,
+        base,
     )
