@@ -45,6 +45,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -133,6 +134,18 @@ def split_days(case: Path) -> dict:
             "night_events": rows[days[-1]], "base_events": sum(rows[d] for d in days[:-1])}  # fmt: skip
     done.write_text(json.dumps(info), encoding="utf-8")
     return info
+
+
+def drop_delivered(case: Path, info: dict) -> None:
+    """Take back the night's day file from ``base/events`` if a killed night left it there.
+
+    Only that file, and only when it is the night's own (the same inode as ``night/``'s):
+    ``keep_days`` would otherwise count it as history and move the oldest day out.
+    """
+    night_file = case / "night" / f"{info['night_day']}.parquet"
+    delivered = case / "base" / "events" / night_file.name
+    if delivered.exists() and night_file.exists() and os.path.samefile(delivered, night_file):
+        delivered.unlink()
 
 
 def keep_days(case: Path, days: int | None) -> list[str]:
@@ -245,6 +258,12 @@ def setup(case: Path, config: Path | None, days: list[str]) -> dict:
         result = json.loads(done.read_text(encoding="utf-8"))
         if result.get("days") == days:
             return result
+        # yesterday's bundle took ~14 minutes at the city: never thrown away because the days moved
+        raise SystemExit(
+            f"{case}: the kept days ({days[0]} .. {days[-1]}, {len(days)}) are not the ones yesterday's bundle was "
+            f"trained on ({done}); if --history-days changed on purpose, remove {case / 'models'} and {done} to "
+            "train it again, else check base/events and older/ (a killed night's delivered day?)"
+        )
     models = case / "models"
     shutil.rmtree(models, ignore_errors=True)
     result = bench_push.measured(train_cmd(case / "base", models, config, full=True))
@@ -397,6 +416,8 @@ def main(argv: list[str] | None = None) -> int:
         help="after the night, refit the engagement model in full on the same pairs and compare (not timed in the night)",
     )
     argv = sys.argv[1:] if argv is None else argv
+    # a SIGTERM (`timeout`) ends the run through its finally blocks: the night's delivered day file is taken back
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if argv[:1] == ["--train-with-step-memory"]:
         return train_with_step_memory(Path(argv[1]), argv[2:])
     args = parser.parse_args(argv)
@@ -415,6 +436,7 @@ def main(argv: list[str] | None = None) -> int:
     result: dict = {"users": args.users, "items": args.items, "days": args.days}
     result["generate"] = generate(case, args.users, args.items, args.days)
     result["split"] = split_days(case)
+    drop_delivered(case, result["split"])
     kept = keep_days(case, args.history_days)
     result["history_days"] = len(kept) + 1
     result["setup"] = setup(case, config, kept)
