@@ -9,6 +9,8 @@ and rows shorter than k.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -120,7 +122,7 @@ def test_lists_fill_to_k_whenever_k_valid_candidates_exist(k):
         assert (columns[r, count[r] :] == -1).all()
         assert np.isfinite(score[r, cols]).all() and len(set(cols.tolist())) == cols.size
         # best first: scores fall, ties by column
-        assert all((score[r, a], -a) >= (score[r, b], -b) for a, b in zip(cols[:-1], cols[1:]))
+        assert all((score[r, a], -a) >= (score[r, b], -b) for a, b in itertools.pairwise(cols))
         items = cand[r, cols].tolist()
         dup = any(j in neighbours.get(i, ()) for i in items for j in items)
         assert dup == bool(relaxed[r])  # near-duplicates share a list only as the last resort
@@ -190,3 +192,30 @@ def test_coengaged_top_equals_the_sparse_product(n):
             total += co[s].toarray().ravel()
         cancels += int(((total == 0) & (np.abs(co[seeds].toarray()).sum(axis=0) > 0)).sum())
     assert cancels > 0
+
+
+def test_threads_and_repeated_calls_keep_their_own_scratch():
+    """The kernels reuse per-thread stamp arrays across calls: calls in turn and in parallel threads
+    give what a fresh call gives."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    worlds = [_world(seed, m=60, c=120, n_items=300) for seed in range(4)]
+    rng = np.random.default_rng(3)
+    co = sp.csr_matrix(np.where(rng.random((300, 300)) < 0.2, rng.choice([0.5, 0.25], (300, 300)), 0).astype(np.float32))
+    recent = rng.integers(-1, 300, size=(60, 4))
+
+    def run(i: int):
+        cand, score, primary, neighbours, n_topics = worlds[i % 4]
+        picks = diversity.select_scored(cand, score, primary, 5, cap=2, neighbours=neighbours, n_topics=n_topics)
+        top = compiled_selection.coengaged_top(co.indptr, co.indices, co.data, recent[i % 4 :: 4], 6)
+        return picks, np.sort(top, axis=1)
+
+    alone = [run(i) for i in range(4)]
+    with ThreadPoolExecutor(2) as pool:
+        together = list(pool.map(run, range(16)))
+    for i, (picks, top) in enumerate(together):
+        want_picks, want_top = alone[i % 4]
+        for a, b in zip(picks, want_picks):
+            np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(top, want_top)
+    assert (alone[0][1] >= 0).any()

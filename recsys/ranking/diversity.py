@@ -30,6 +30,7 @@ transitive; with chains (A~B, B~C, A and C unrelated) it may keep fewer.
 from __future__ import annotations
 
 import math
+
 import numpy as np
 
 from recsys.ranking import compiled_selection
