@@ -534,7 +534,7 @@ def _moved_rows(before: IdMap, now: IdMap) -> np.ndarray:
     instead of hashing the city's 3.1M user ids.
     """
     n = len(before)
-    if n <= len(now) and np.array_equal(before.ids, now.ids[:n]):
+    if before is now or (n <= len(now) and np.array_equal(before.ids, now.ids[:n])):
         return np.arange(n, dtype=np.int64)
     return np.asarray(now.index(before.ids), dtype=np.int64)
 
