@@ -119,6 +119,10 @@ def ab(argv: list[str]) -> int:
     parser.add_argument("--n", type=int, default=4096, help="users ranked (blocks of the config's batch size)")
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("--reps", type=int, default=3, help="old/new alternations per block")
+    parser.add_argument(
+        "--exclude", type=int, default=0,
+        help="one shared exclude list of this many items for every user (the push's tonight-expiring list)",
+    )
     args = parser.parse_args(argv)
     threadpool_limits(1)
     old_scoring = _load_module("old_scoring", f"{args.base}/recsys/ranking/scoring.py")
@@ -138,7 +142,9 @@ def ab(argv: list[str]) -> int:
 
     core.rank = grab
     try:
-        rec.recommend_many(ids, k=args.k, channel="app_push")
+        items = rec.state.catalog.item_ids
+        shared = [str(i) for i in items[np.random.default_rng(1).choice(len(items), args.exclude, replace=False)]]
+        rec.recommend_many(ids, k=args.k, channel="app_push", exclude=dict.fromkeys(ids, shared) if shared else None)
     finally:
         core.rank = real
 
@@ -148,7 +154,7 @@ def ab(argv: list[str]) -> int:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         cat, n_items = state.catalog, state.catalog.n_items
         ok = old_elig.candidate_mask(cat, filt, cand, now_ns, users.groups, users.regions)
-        keys = eligibility.history_keys(state.seen, users.rows, n_items, excludes)
+        keys = old_elig.history_keys(state.seen, users.rows, n_items, excludes)
         ok &= ~old_elig.history_mask(keys, cand, n_items)
         eng = old_scoring.engagement_inputs(state, users, now_ns)
         parts = old_scoring.components(
@@ -217,6 +223,7 @@ def ab(argv: list[str]) -> int:
         "width": round(float(np.mean([b[5].shape[1] for b in prepared])), 1),
         "first_pass_s": round(first, 3),
         "identical": True,
+        "shared_exclude": args.exclude,
         "old_us_per_list": round(float(per["old"].sum() / args.reps / lists * 1e6), 2),
         "new_us_per_list": round(float(per["new"].sum() / args.reps / lists * 1e6), 2),
         "paired_new_over_old_median": round(float(np.median(ratio)), 3),

@@ -13,6 +13,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from recsys.ranking import compiled_scoring as cs
 from recsys.ranking import eligibility, scoring
@@ -262,6 +263,10 @@ def test_eligibility_and_history_masks_equal_the_plain_expressions(filt: ItemFil
     fused = eligibility.candidate_mask(catalog, filt, cand, now, groups, regions, history=keys)
     assert np.array_equal(fused, want & ~hist)
     assert (want & hist).any() and want.any() and not want.all()
+    # rows in any order (the fused mask walks ascending rows and starts again on a step back)
+    mixed = rng.permuted(cand, axis=1)
+    want_mixed = _reference_mask(catalog, filt, mixed, now, groups, regions) & ~_reference_history(keys, mixed, N_ITEMS)
+    assert np.array_equal(eligibility.candidate_mask(catalog, filt, mixed, now, groups, regions, history=keys), want_mixed)
     empty = np.zeros(0, np.int64)
     assert not eligibility.history_mask(empty, cand, N_ITEMS).any()
     assert np.array_equal(eligibility.candidate_mask(catalog, filt, cand, now, groups, regions, history=empty), want)
@@ -275,3 +280,28 @@ def test_frozen_gives_one_readonly_contiguous_type() -> None:
     same = np.zeros(5, np.float32)
     view = cs.frozen(same, np.float32)
     assert np.shares_memory(view, same) and same.flags.writeable
+
+
+def test_history_keys_equal_one_global_sort() -> None:
+    rng = np.random.default_rng(23)
+    n_users, n_items = 50, 80
+    dense = rng.random((n_users, 60)) < 0.1
+    seen = sp.csr_matrix(np.where(dense, rng.choice([-1.0, 1.0], size=dense.shape), 0.0))
+    seen.indices = rng.permuted(seen.indices)  # a row's items in no particular order
+    rows = rng.integers(-1, n_users, size=30)
+    shared = rng.choice(n_items, 12, replace=False)
+    excludes = [shared if r % 3 else (None if r % 2 else rng.choice(n_items, 5)) for r in range(30)]
+    excludes[4] = np.zeros(0, np.int64)
+    excludes[7] = [int(shared[0]), int(shared[0])]  # repeats kept, a plain list
+    want = []
+    for r, row in enumerate(rows):
+        if row >= 0:
+            want += [r * n_items + int(i) for i in seen.indices[seen.indptr[row] : seen.indptr[row + 1]]]
+        if excludes[r] is not None:
+            want += [r * n_items + int(i) for i in excludes[r]]
+    got = eligibility.history_keys(seen, rows, n_items, excludes)
+    assert got.dtype == np.int64 and np.array_equal(got, np.sort(np.array(want, np.int64)))
+    assert np.array_equal(eligibility.history_keys(seen, rows, n_items, None), np.sort(np.array(
+        [r * n_items + int(i) for r, row in enumerate(rows) if row >= 0
+         for i in seen.indices[seen.indptr[row] : seen.indptr[row + 1]]], np.int64)))
+    assert eligibility.history_keys(seen, np.full(3, -1), n_items, None).size == 0

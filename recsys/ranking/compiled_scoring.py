@@ -249,6 +249,49 @@ def weighted_sum(terms: np.ndarray, weights: np.ndarray, out: np.ndarray) -> Non
             out[r, j] = _blend(vals, weights)
 
 
+@numba.njit(cache=True, nogil=True)
+def history_key_rows(
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    rows: np.ndarray,
+    extra: np.ndarray,
+    extra_ptr: np.ndarray,
+    extra_of: np.ndarray,
+    n_items: int,
+) -> np.ndarray:
+    """Sorted keys ``r * n_items + item`` of each batch row's history and extra items (int64).
+
+    Row ``r`` reads the ``seen`` rows' items ``indices[indptr[rows[r]]:indptr[rows[r] + 1]]``
+    (none for ``rows[r] < 0``) and the extra list ``extra[extra_ptr[e]:extra_ptr[e + 1]]`` of
+    ``e = extra_of[r]`` (none for -1). Each row's keys are sorted in place; rows come in order, so
+    the whole array is sorted (repeats kept), as one global sort would give it.
+    """
+    m = rows.shape[0]
+    total = 0
+    for r in range(m):
+        if rows[r] >= 0:
+            total += indptr[rows[r] + 1] - indptr[rows[r]]
+        if extra_of[r] >= 0:
+            total += extra_ptr[extra_of[r] + 1] - extra_ptr[extra_of[r]]
+    out = np.empty(total, np.int64)
+    pos = 0
+    for r in range(m):
+        start = pos
+        base = r * n_items
+        if rows[r] >= 0:
+            for k in range(indptr[rows[r]], indptr[rows[r] + 1]):
+                out[pos] = base + indices[k]
+                pos += 1
+        if extra_of[r] >= 0:
+            e = extra_of[r]
+            for k in range(extra_ptr[e], extra_ptr[e + 1]):
+                out[pos] = base + extra[k]
+                pos += 1
+        if pos - start > 1:
+            out[start:pos].sort()
+    return out
+
+
 @numba.njit(cache=True, nogil=True, inline="always")
 def _row_span(keys: np.ndarray, lo_key: int, hi_key: int) -> tuple[int, int]:
     """Positions of the sorted ``keys`` in ``[lo_key, hi_key)``."""
@@ -322,6 +365,7 @@ def eligible_pairs(
     for r in range(m):
         g, reg = groups[r], regions[r]
         lo, hi = _row_span(keys, r * n_items, (r + 1) * n_items) if n_keys else (0, 0)
+        at = lo  # the row's keys below ``at`` are below the last key looked up
         for j in range(c):
             item = cand[r, j]
             fine = item >= 0 and available[item] and group_ok[g, item] and region_ok[reg, item]
@@ -338,5 +382,12 @@ def eligible_pairs(
                         break
                 fine = hit
             if fine and hi > lo:
-                fine = not _contains(keys, lo, hi, r * n_items + item)
+                # a walk along the row's sorted keys: candidates come in ascending order (merge's
+                # rows), so a row costs its width plus its keys; a step back starts the walk again
+                q = r * n_items + item
+                if at > lo and keys[at - 1] >= q:
+                    at = lo
+                while at < hi and keys[at] < q:
+                    at += 1
+                fine = not (at < hi and keys[at] == q)
             out[r, j] = fine

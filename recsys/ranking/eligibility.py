@@ -31,7 +31,12 @@ import scipy.sparse as sp
 
 from recsys.exceptions import ConfigError
 from recsys.ranking.catalog import Catalog
-from recsys.ranking.compiled_scoring import eligible_pairs, frozen, history_hits
+from recsys.ranking.compiled_scoring import (
+    eligible_pairs,
+    frozen,
+    history_hits,
+    history_key_rows,
+)
 from recsys.taxonomy import Taxonomy
 from recsys.timeutil import TimeLike, parse_time
 
@@ -256,25 +261,32 @@ def history_keys(seen: sp.csr_matrix, rows: np.ndarray, n_items: int, excludes: 
     -------
     ndarray of int64
     """
-    known = np.flatnonzero(rows >= 0)
-    parts = []
-    if known.size:
-        indptr = np.asarray(seen.indptr)
-        starts = indptr[rows[known]].astype(np.int64)
-        lengths = indptr[rows[known] + 1].astype(np.int64) - starts
-        total = int(lengths.sum())
-        if total:
-            offsets = np.repeat(starts - np.cumsum(lengths) + lengths, lengths)
-            items = np.asarray(seen.indices)[offsets + np.arange(total)].astype(np.int64)
-            parts.append(np.repeat(known.astype(np.int64), lengths) * n_items + items)
-    if excludes is not None:
-        for r, extra in enumerate(excludes):
-            if extra is not None and len(extra):
-                parts.append(r * n_items + np.asarray(extra, dtype=np.int64))
-    if not parts:
-        return np.zeros(0, dtype=np.int64)
-    # sorted, repeats allowed: only membership is asked
-    return np.sort(np.concatenate(parts))
+    # the distinct extra lists, each once (the push gives many users the same list object)
+    lists: dict[int, int] = {}
+    chunks = []
+    extra_of = np.full(len(rows), -1, dtype=np.int64)
+    for r, extra in enumerate(excludes or ()):
+        if extra is not None and len(extra):
+            e = lists.get(id(extra))
+            if e is None:
+                e = lists[id(extra)] = len(chunks)
+                chunks.append(np.asarray(extra, dtype=np.int64))
+            extra_of[r] = e
+    extra_ptr = np.zeros(len(chunks) + 1, dtype=np.int64)
+    extra_ptr[1:] = np.cumsum([len(x) for x in chunks])
+    indptr, indices = np.asarray(seen.indptr), np.asarray(seen.indices)
+    # the matrix's own index type (int32 up to 2**31 stored pairs): no copy of the whole matrix
+    wide = indptr.dtype == np.int64 or indices.dtype == np.int64
+    index_type = np.int64 if wide else np.int32
+    return history_key_rows(
+        frozen(indptr, index_type),
+        frozen(indices, index_type),
+        frozen(rows, np.int64),
+        frozen(np.concatenate(chunks) if chunks else np.zeros(0, np.int64), np.int64),
+        frozen(extra_ptr, np.int64),
+        frozen(extra_of, np.int64),
+        int(n_items),
+    )
 
 
 def history_mask(keys: np.ndarray, cand: np.ndarray, n_items: int) -> np.ndarray:
