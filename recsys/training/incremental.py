@@ -53,6 +53,7 @@ from recsys.idmap import IdMap
 from recsys.io import atomic_dir, atomic_path, sha256_file, sha256_files, write_json
 from recsys.schema import event_files, find_table, to_arrow
 from recsys.taxonomy import Taxonomy
+from recsys.training.compiled_pairs import merge_pairs
 from recsys.training.engagement import (
     Exposures,
     _epoch_seconds,
@@ -189,32 +190,18 @@ class PairTimes:
         )
 
     def merged(self, other: PairTimes, n_items: int, *, keep: str) -> PairTimes:
-        """Union with ``other`` (same indices); a pair in both keeps the earlier (``"first"``) or later time."""
+        """Union with ``other`` (same indices); a pair in both keeps the earlier (``"first"``) or later time.
+
+        One walk over both sorted lists (compiled: :mod:`recsys.training.compiled_pairs`).
+        """
         if not len(other):
             return self
         if not len(self):
             return other
-        key = self.row.astype(np.int64) * n_items + self.col
-        okey = other.row.astype(np.int64) * n_items + other.col
-        pos = np.searchsorted(key, okey)
-        inside = pos < len(key)
-        both = np.zeros(len(okey), bool)
-        both[inside] = key[pos[inside]] == okey[inside]
-        seconds = self.seconds.copy()
-        channel = None if self.channel is None else self.channel.copy()
-        at, sec = pos[both], other.seconds[both]
-        better = sec < seconds[at] if keep == "first" else sec >= seconds[at]
-        seconds[at[better]] = sec[better]
-        if channel is not None:
-            channel[at[better]] = other.channel[both][better]
-        new = ~both
-        # new pairs go in at their sorted place (np.insert keeps the order of equal positions)
-        return PairTimes(
-            np.insert(self.row, pos[new], other.row[new]),
-            np.insert(self.col, pos[new], other.col[new]),
-            np.insert(seconds, pos[new], other.seconds[new]),
-            None if channel is None else np.insert(channel, pos[new], other.channel[new]),
-        )
+        return PairTimes(*merge_pairs(
+            (self.row, self.col, self.seconds, self.channel), (other.row, other.col, other.seconds, other.channel),
+            n_items, keep=keep,
+        ))
 
 
 @dataclass(frozen=True)
