@@ -357,19 +357,21 @@ def _walk(
     bits = score.view(np.int32)
     for r in range(m):
         size = 0
+        row_bits = bits[r]
+        row_items = cand[r]
         for j in range(c):
-            if np.isfinite(score[r, j]):
-                item = cand[r, j]
-                if item < 0 or item >= n_items:
-                    raise ValueError("a valid candidate's item lies outside the catalogue")
-                b = np.int64(bits[r, j])
-                if b == np.int64(-2147483648):
-                    b = np.int64(0)
-                elif b < 0:
-                    b = b ^ np.int64(0x7FFFFFFF)
-                # one int64 key: the score's order, then the smaller column (the order of a stable sort of -score)
-                heap[size] = (b << 32) | (np.int64(0xFFFFFFFF) - j)
-                size += 1
+            b = np.int64(row_bits[j])
+            # finite: the exponent bits are not all set (inf and NaN are not valid); no branch on it,
+            # a third of a row is invalid in no order a branch could learn
+            finite = (b & np.int64(0x7F800000)) != np.int64(0x7F800000)
+            item = row_items[j]
+            if finite and (item < 0 or item >= n_items):
+                raise ValueError("a valid candidate's item lies outside the catalogue")
+            b = b * (b != np.int64(-2147483648))  # -0.0 is 0.0
+            b = b ^ ((b >> 63) & np.int64(0x7FFFFFFF))  # a negative's magnitude bits flipped
+            # one int64 key: the score's order, then the smaller column (the order of a stable sort of -score)
+            heap[size] = (b << 32) | (np.int64(0xFFFFFFFF) - j)
+            size += finite
         # a heap gives the row in score order one item at a time: most lists fill within a few dozen
         for i in range(size // 2 - 1, -1, -1):
             _sift_down(heap, size, i)
