@@ -168,7 +168,8 @@ class Signals:
         Parameters
         ----------
         rows : ndarray of int, shape (m,)
-            User rows; a negative row (a user the bundle does not know) has none.
+            User rows; -1 (a user the bundle does not know, as
+            :class:`~recsys.ranking.users.UserBatch` marks them) has none.
 
         Returns
         -------
@@ -177,18 +178,18 @@ class Signals:
             has any), or ``recent_items`` for a bundle written before the CSR.
         """
         rows = np.asarray(rows, dtype=np.int64)
-        known = rows >= 0
-        safe = np.where(known, rows, 0)
         if self.user_recent_indptr is None:
             # a bundle written before the CSR: its fixed array, read as it is
-            return np.where(known[:, None], self.user_recent_items[safe], -1).astype(np.int32, copy=False)
-        start = self.user_recent_indptr[safe]
-        count = np.where(known, self.user_recent_indptr[safe + 1] - start, 0)
+            known = rows >= 0
+            return np.where(known[:, None], self.user_recent_items[np.where(known, rows, 0)], -1).astype(np.int32, copy=False)
+        start = self.user_recent_indptr[rows]
+        # row -1 reads the last offset as its start and the first (0) as its end: a count <= 0, none
+        count = np.maximum(self.user_recent_indptr[rows + 1] - start, 0)
         width = int(count.max()) if count.size else 0
         out = np.full((rows.size, width), -1, np.int32)
         slot = np.arange(width)
-        fill = slot[None, :] < count[:, None]
-        out[fill] = self.user_recent_indices[(start[:, None] + slot[None, :])[fill]]
+        fill = slot < count[:, None]
+        out[fill] = self.user_recent_indices[(start[:, None] + slot)[fill]]
         return out
 
     def coengagement(self) -> sp.csr_matrix:
