@@ -64,6 +64,21 @@ def _offsets(indptr: np.ndarray) -> np.ndarray:
     return held[1]
 
 
+def warm() -> None:
+    """Load every kernel now (or compile it), on inputs of the dtypes and layouts the wrappers pass.
+
+    A process's first call of a numba kernel pays numba's start (0.3-0.5 s with the on-disk
+    cache); a serving state calls this while it loads, so that neither the first request nor
+    the first block of a push pays it.
+    """
+    merge_rows(np.array([[1, 0, 1, -1]], np.int64))
+    coengaged_top(np.array([0, 1, 1]), np.array([1], np.int32), np.ones(1, np.float32), np.array([[0, 0]]), 1)
+    diverse_top(
+        np.array([[0, 1]]), np.array([[1, 0]], np.float32), np.zeros(2, np.int64), 1, 1,
+        np.array([0, 1, 2]), np.array([1, 0], np.int32), 1,
+    )
+
+
 # ---- the merge -------------------------------------------------------------------------------
 
 
