@@ -147,9 +147,18 @@ def test_a_changed_users_file_taxonomy_or_start_bundle_is_validated_again(tmp_pa
     (tmp_path / "tax.toml").write_text(load_taxonomy().source_text + "\n# a comment\n", encoding="utf-8")
     _deliver(data, city, 27)
     assert _train(tmp_path, data, taxonomy_path=tmp_path / "tax.toml")["users_validated"] is True
+    # a record of another engine release (its validation rules may differ): validated again
+    store_file = tmp_path / "models" / "history" / "store.json"
+    doc = json.loads(store_file.read_text())
+    assert doc["users"]["columns"] == ["user_id", "group", "sub_group", "region", "age_band", "channels", "push_opt_out"]
+    doc["users"]["engine"] = "0.0.0-older"
+    store_file.write_text(json.dumps(doc))
+    _deliver(data, city, 28)
+    assert _train(tmp_path, data, taxonomy_path=tmp_path / "tax.toml")["users_validated"] is True
+    assert HistoryStore.open(tmp_path / "models").doc["users"]["engine"] != "0.0.0-older"
     # a start bundle other than the one made of the recorded file (--warm-start): validated again
     first = sorted(p for p in (tmp_path / "models").iterdir() if p.is_dir() and p.name[0].isdigit())[0]
-    _deliver(data, city, 28)
+    _deliver(data, city, 29)
     night = _train(tmp_path, data, taxonomy_path=tmp_path / "tax.toml", warm_start=first)
     assert night["mode"] == "incremental" and night["users_validated"] is True
 

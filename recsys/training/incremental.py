@@ -35,6 +35,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from importlib import metadata
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,7 @@ from recsys.io import atomic_dir, atomic_path, sha256_file, sha256_files, write_
 from recsys.schema import event_files, find_table, to_arrow
 from recsys.taxonomy import Taxonomy
 from recsys.training.compiled_pairs import merge_pairs
+from recsys.training.model import USER_COLUMNS
 from recsys.training.engagement import (
     Exposures,
     _epoch_seconds,
@@ -104,6 +106,14 @@ class SourceFile:
         return cls(path.name, int(st.st_size), int(st.st_mtime_ns), sha256_file(path) if digest else "")
 
 
+def _engine() -> str:
+    """The engine's version: a users table validated by another release is validated again (its rules may differ)."""
+    try:
+        return metadata.version("kepu-recsys")
+    except metadata.PackageNotFoundError:  # run from a source tree without an install
+        return "unknown"
+
+
 def taxonomy_fingerprint(taxonomy: Taxonomy) -> str:
     """The sha256 of the taxonomy's text: a users table validated against it stays valid while it is the same."""
     return hashlib.sha256(taxonomy.source_text.encode("utf-8")).hexdigest()
@@ -130,6 +140,7 @@ def users_record(
     return {
         **dataclasses.asdict(source), "taxonomy": taxonomy_fingerprint(taxonomy), "rows_read": int(rows_read),
         "quarantined": {str(k): int(v) for k, v in quarantined.items()}, "table_sha256": table_sha256,
+        "engine": _engine(), "columns": list(USER_COLUMNS),
     }
 
 
@@ -735,7 +746,7 @@ class HistoryStore:
 
         That is when ``source`` (tonight's users file, with its sha256) is the file
         the record describes, byte for byte, the taxonomy is the one it was checked
-        against, ``table_sha256`` (of yesterday's bundle's ``users.parquet``) is the
+        against, the engine release and the bundle's users columns are the record's, ``table_sha256`` (of yesterday's bundle's ``users.parquet``) is the
         table made of it, and its quarantined share is within ``max_share``: the
         validated table is then yesterday's bundle's, row for row.
         """
@@ -745,6 +756,8 @@ class HistoryStore:
         same_file = (rec.get("name"), rec.get("size"), rec.get("sha256")) == (source.name, source.size, source.sha256)
         if not same_file or rec.get("taxonomy") != taxonomy_fingerprint(taxonomy):
             return None
+        if rec.get("engine") != _engine() or rec.get("columns") != list(USER_COLUMNS):
+            return None  # another release's validation or users table: validated and written again
         if rec.get("table_sha256") != table_sha256:
             return None  # the start bundle (e.g. --warm-start) is not the one made of this file
         read = int(rec.get("rows_read", 0))
