@@ -27,13 +27,14 @@ from recsys.ranking import Recommender  # noqa: E402
 def hashed(monkeypatch):
     """Every file the bundle code hashes, in order."""
     seen: list[str] = []
-    real = bundle_io.sha256_file
+    real = bundle_io.sha256_files
 
-    def counting(path):
-        seen.append(Path(path).name)
-        return real(path)
+    def counting(paths, *args, **kwargs):
+        paths = list(paths)
+        seen.extend(Path(p).name for p in paths)
+        return real(paths, *args, **kwargs)
 
-    monkeypatch.setattr(bundle_io, "sha256_file", counting)
+    monkeypatch.setattr(bundle_io, "sha256_files", counting)
     return seen
 
 
