@@ -152,6 +152,11 @@ def test_the_walk_refuses_inputs_outside_the_catalogue():
         compiled_selection.diverse_top(bad, score, primary, 5, 2, *graph, n_topics)
 
 
+def _sets(items: np.ndarray) -> np.ndarray:
+    """Each row's items ascending, padding last."""
+    return np.sort(np.where(items < 0, np.iinfo(np.int64).max, items), axis=1)
+
+
 def _coengaged_reference(co: sp.csr_matrix, recent: np.ndarray, n: int) -> np.ndarray:
     """Per user: their recent items as a sparse row (repeats add up) times the matrix; the
     product's nonzero sums ordered by value, ties to the smaller item; the first ``n``."""
@@ -178,10 +183,7 @@ def test_coengaged_top_equals_the_sparse_product(n):
     recent[20:40, 1] = recent[20:40, 0]  # a repeated item counts twice
     got = compiled_selection.coengaged_top(co.indptr, co.indices, co.data, recent, n)
     want = _coengaged_reference(co, recent, n)
-    padded_last = np.iinfo(np.int64).max
-    np.testing.assert_array_equal(  # the same items per user (their order is the merge's business)
-        np.sort(np.where(got < 0, padded_last, got), axis=1), np.sort(np.where(want < 0, padded_last, want), axis=1)
-    )
+    np.testing.assert_array_equal(_sets(got), _sets(want))  # the same items per user (their order is the merge's business)
     assert (got[:20] == -1).all() and (got[20:] >= 0).any()
     # the cancelled sums are dropped, as the product drops them
     cancels = 0
@@ -195,27 +197,33 @@ def test_coengaged_top_equals_the_sparse_product(n):
 
 
 def test_threads_and_repeated_calls_keep_their_own_scratch():
-    """The kernels reuse per-thread stamp arrays across calls: calls in turn and in parallel threads
-    give what a fresh call gives."""
+    """The kernels reuse per-thread stamp arrays across calls (of item spaces of two sizes): calls
+    in turn and in parallel threads give what a fresh call gives."""
     from concurrent.futures import ThreadPoolExecutor
 
     worlds = [_world(seed, m=60, c=120, n_items=300) for seed in range(4)]
     rng = np.random.default_rng(3)
-    co = sp.csr_matrix(np.where(rng.random((300, 300)) < 0.2, rng.choice([0.5, 0.25], (300, 300)), 0).astype(np.float32))
-    recent = rng.integers(-1, 300, size=(60, 4))
+    # fewer items than the walk's catalogue, as a bundle's co-engagement has beside new items
+    co = sp.csr_matrix(np.where(rng.random((250, 250)) < 0.2, rng.choice([0.5, 0.25], (250, 250)), 0).astype(np.float32))
+    recent = rng.integers(-1, 250, size=(60, 4))
 
     def run(i: int):
         cand, score, primary, neighbours, n_topics = worlds[i % 4]
         picks = diversity.select_scored(cand, score, primary, 5, cap=2, neighbours=neighbours, n_topics=n_topics)
         top = compiled_selection.coengaged_top(co.indptr, co.indices, co.data, recent[i % 4 :: 4], 6)
-        return picks, np.sort(top, axis=1)
+        return picks, _sets(top)
 
-    alone = [run(i) for i in range(4)]
+    def reference(i: int):
+        cand, score, primary, neighbours, _ = worlds[i % 4]
+        top = _coengaged_reference(co, recent[i % 4 :: 4], 6)
+        return select_reference(cand, score, primary, 5, 2, neighbours), _sets(top)
+
+    in_turn = [run(i) for i in range(8)]
     with ThreadPoolExecutor(2) as pool:
         together = list(pool.map(run, range(16)))
-    for i, (picks, top) in enumerate(together):
-        want_picks, want_top = alone[i % 4]
+    for i, (picks, top) in enumerate(in_turn + together):
+        want_picks, want_top = reference(i)
         for a, b in zip(picks, want_picks):
             np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(top, want_top)
-    assert (alone[0][1] >= 0).any()
+    assert (in_turn[0][1] >= 0).any()

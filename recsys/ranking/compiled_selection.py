@@ -44,12 +44,14 @@ def _scratch(n_items: int, rows: int) -> tuple[np.ndarray, np.ndarray, int]:
     not fill arrays of the catalogue's size (~0.6 MB at 50k items) before its few dozen reads.
     """
     held = getattr(_local, "held", None)
-    if held is None or held[0].shape[0] != n_items:
+    if held is None or held[0].shape[0] < n_items:
+        # grown, never shrunk: the co-engagement matrix (the bundle's items) and the catalogue
+        # (new items too) differ in size, and each call's kernel reads only its first n_items
         held = [np.zeros(n_items, np.float32), np.zeros(n_items, np.int64), 0]
         _local.held = held
     base = held[2]
     held[2] = base + rows
-    return held[0], held[1], base
+    return held[0][:n_items], held[1][:n_items], base
 
 
 def _offsets(indptr: np.ndarray) -> np.ndarray:
