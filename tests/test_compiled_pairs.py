@@ -72,3 +72,40 @@ def test_pair_times_merged_keeps_the_rule():
     assert first.seconds.tolist() == [5.0, 4.0, 9.0, 5.0] and first.channel.tolist() == [1, 7, 8, 3]
     last = a.merged(b, 10, keep="last")
     assert last.seconds.tolist() == [5.0, 5.0, 9.0, 5.0] and last.channel.tolist() == [1, 2, 8, 9]
+
+
+def _seen_reference(engaged, negatives):
+    """The seen matrix by sparse arithmetic: +1 engaged, -1 negative, the negative wins."""
+    import scipy.sparse as sp
+
+    pos = (engaged != 0).astype(np.int8)
+    neg = (negatives != 0).astype(np.int8)
+    seen = sp.csr_matrix(pos - pos.multiply(neg) - neg, dtype=np.int8)
+    seen.eliminate_zeros()
+    seen.sort_indices()
+    return seen
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_seen_matrix_equals_the_sparse_arithmetic(seed):
+    import scipy.sparse as sp
+
+    from recsys.training.job import seen_matrix
+
+    rng = np.random.default_rng(seed)
+    engaged = sp.random(400, 120, density=0.08, format="csr", random_state=seed, dtype=np.float32)
+    negatives = sp.random(400, 120, density=0.03, format="csr", random_state=seed + 10, dtype=np.float32)
+    # pairs in both, and explicit zeros (an entry whose weight decayed to 0 is no entry)
+    both = engaged.tocoo()
+    negatives = negatives + sp.csr_matrix((np.ones(40, np.float32), (both.row[:40], both.col[:40])), shape=(400, 120))
+    engaged.data[rng.random(engaged.nnz) < 0.05] = 0.0
+    negatives = sp.csr_matrix(negatives)
+    negatives.data[rng.random(negatives.nnz) < 0.05] = 0.0
+    if seed == 2:  # unsorted columns are read in canonical form
+        negatives = sp.csr_matrix((negatives.data[::-1].copy(), negatives.indices[::-1].copy(), negatives.indptr), shape=negatives.shape)
+        negatives = sp.csr_matrix(negatives.T.T)
+        negatives.has_sorted_indices = False
+    got, want = seen_matrix(engaged, negatives), _seen_reference(engaged, negatives)
+    assert got.dtype == np.int8 and (got != want).nnz == 0
+    for a, b in ((got.indptr, want.indptr), (got.indices, want.indices), (got.data, want.data)):
+        np.testing.assert_array_equal(a, b)

@@ -80,3 +80,20 @@ def test_add_rows_at_equals_numpy_add_at(n):
     np.testing.assert_array_equal(got, want)
     with pytest.raises(ValueError, match="C-ordered float64"):
         add_rows_at(got.astype(np.float32), groups, values, keep)
+
+
+@pytest.mark.parametrize("n_users", [1, 50, 20_000])
+def test_sparse_group_sums_equal_the_membership_product(n_users):
+    import scipy.sparse as sp
+
+    from recsys.training.compiled_sums import sparse_group_sums
+
+    rng = np.random.default_rng(n_users)
+    m = sp.random(n_users, 300, density=0.05, format="csr", random_state=n_users, dtype=np.float32)
+    m.data *= np.float32(10) ** rng.integers(-3, 3, m.nnz).astype(np.float32)
+    groups = rng.integers(0, 9, n_users)
+    member = sp.csr_matrix((np.ones(n_users, np.float32), (groups, np.arange(n_users))), shape=(9, n_users))
+    want = np.asarray((member @ m).todense(), dtype=np.float32)
+    got = sparse_group_sums(m, groups, 9)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, want)

@@ -1,4 +1,4 @@
-"""Compiled (numba) merge of two sorted pair lists: the night's first showings and latest engagements.
+"""Compiled (numba) merges of sorted (user, item) lists: the history's pair times, the seen matrix.
 
 The history store keeps, per (user, item) pair, one time (the first showing, with
 its channel; the latest positive engagement), sorted by pair
@@ -8,14 +8,19 @@ In NumPy that was a binary search of every new pair, a copy of the times and
 channels, and one ``np.insert`` per column (each a copy of the whole list); here
 it is one walk over both lists into the merged one.
 
-Integer and copy work only: the result is NumPy's, entry for entry (the tests
-compare it with the NumPy merge).
+The training's seen matrix (+1 engaged, -1 dismissed or reported: the negative
+wins) is the same kind of walk, row by row over the engaged and negative
+matrices' sorted columns, instead of four sparse operations.
+
+Integer and copy work only: the results are NumPy's and SciPy's, entry for entry
+(the tests compare them).
 """
 
 from __future__ import annotations
 
 import numba
 import numpy as np
+import scipy.sparse as sp
 
 
 @numba.njit(cache=True, nogil=True)
@@ -114,3 +119,55 @@ def merge_pairs(
         int(n_items), keep == "first", has_channel,
     )
     return r, c, s, ch if has_channel else None
+
+
+@numba.njit(cache=True, nogil=True)
+def _seen(
+    p_indptr: np.ndarray, p_indices: np.ndarray, p_data: np.ndarray,
+    n_indptr: np.ndarray, n_indices: np.ndarray, n_data: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    n_rows = p_indptr.shape[0] - 1
+    indptr = np.zeros(n_rows + 1, dtype=np.int64)
+    # at most every entry of both: written once, the unused tail cut off at the end
+    indices = np.empty(p_indices.shape[0] + n_indices.shape[0], dtype=np.int64)
+    data = np.empty(indices.shape[0], dtype=np.int8)
+    k = 0
+    for r in range(n_rows):
+        a, a_end = p_indptr[r], p_indptr[r + 1]
+        b, b_end = n_indptr[r], n_indptr[r + 1]
+        while a < a_end or b < b_end:
+            # explicit zeros are no entries (the matrices' "!= 0")
+            if a < a_end and p_data[a] == 0:
+                a += 1
+                continue
+            if b < b_end and n_data[b] == 0:
+                b += 1
+                continue
+            if b == b_end or (a < a_end and p_indices[a] < n_indices[b]):
+                indices[k], data[k] = p_indices[a], 1
+                a += 1
+            elif a == a_end or n_indices[b] < p_indices[a]:
+                indices[k], data[k] = n_indices[b], -1
+                b += 1
+            else:  # engaged and negative: the negative wins
+                indices[k], data[k] = n_indices[b], -1
+                a += 1
+                b += 1
+            k += 1
+        indptr[r + 1] = k
+    return indptr, indices[:k].copy(), data[:k].copy()
+
+
+def seen_entries(engaged: sp.csr_matrix, negatives: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The int8 seen matrix's CSR arrays (indptr, indices, data): +1 engaged, -1 negative (the negative wins).
+
+    Both inputs are read in canonical form (sorted columns, no repeats); explicit zeros count as no entry.
+    """
+    parts = []
+    for m in (engaged, negatives):
+        m = m.tocsr()
+        if not m.has_canonical_format:
+            m = m.copy()
+            m.sum_duplicates()
+        parts += [m.indptr.astype(np.int64, copy=False), m.indices.astype(np.int64, copy=False), m.data]
+    return _seen(*parts)

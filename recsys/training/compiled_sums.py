@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+import scipy.sparse as sp
 
 
 @numba.njit(cache=True, nogil=True)
@@ -69,6 +70,32 @@ def _add_rows_at(target: np.ndarray, groups: np.ndarray, values: np.ndarray, kee
             g = groups[k]
             for j in range(width):
                 target[g, j] += values[k, j]
+
+
+@numba.njit(cache=True, nogil=True)
+def _sparse_group_sums(
+    indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, groups: np.ndarray, n_groups: int, n_cols: int
+) -> np.ndarray:
+    out = np.zeros((n_groups, n_cols), dtype=np.float32)
+    for r in range(indptr.shape[0] - 1):
+        g = groups[r]
+        for k in range(indptr[r], indptr[r + 1]):
+            out[g, indices[k]] += data[k]
+    return out
+
+
+def sparse_group_sums(matrix: sp.csr_matrix, groups: np.ndarray, n_groups: int) -> np.ndarray:
+    """Each group's sum of the rows of a float32 CSR matrix, float32 dense ``(n_groups, n_cols)``.
+
+    The sums of ``membership @ matrix`` (a 0/1 group-by-row CSR matrix, SciPy's float32
+    product: each column's values added in row order into a float32 sum) to the bit, without
+    the membership matrix, the sparse product and its densifying.
+    """
+    m = matrix.tocsr()
+    return _sparse_group_sums(
+        m.indptr.astype(np.int64, copy=False), m.indices.astype(np.int64, copy=False),
+        np.asarray(m.data, dtype=np.float32), np.asarray(groups, dtype=np.int64), int(n_groups), int(m.shape[1]),
+    )
 
 
 def add_rows_at(target: np.ndarray, groups: np.ndarray, values: np.ndarray, keep: np.ndarray) -> None:

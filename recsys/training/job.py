@@ -37,6 +37,8 @@ from recsys.schema import event_files, find_table, read_manifest_end, read_table
 from recsys.seeds import check_random_state
 from recsys.training.coldstart import ItemColdStart, UserColdStart
 from recsys.training.collaborative import CollaborativeModel, WarmStart
+from recsys.training.compiled_pairs import seen_entries
+from recsys.training.compiled_sums import sparse_group_sums
 from recsys.training.engagement import EngagementModel, EngagementStart, build_exposures
 from recsys.training.incremental import (
     DecayedState,
@@ -236,22 +238,22 @@ def segment_popularity(positives: sp.csr_matrix, seg_of_user: np.ndarray, n_segm
     Returns
     -------
     ndarray float32 (n_segments, n_items)
+        Each item's float32 sum over the segment's users, added in user order (compiled:
+        :func:`recsys.training.compiled_sums.sparse_group_sums`, the sums of the 0/1
+        segment-by-user matrix's product with ``positives``, bit for bit).
     """
-    n_users = positives.shape[0]
-    member = sp.csr_matrix(
-        (np.ones(n_users, dtype=np.float32), (seg_of_user, np.arange(n_users))), shape=(n_segments, n_users)
-    )
-    return np.asarray((member @ positives).todense(), dtype=np.float32)
+    return sparse_group_sums(sp.csr_matrix(positives, dtype=np.float32), seg_of_user, n_segments)
 
 
 def seen_matrix(engaged: sp.csr_matrix, negatives: sp.csr_matrix) -> sp.csr_matrix:
-    """Return the int8 seen matrix: +1 positively engaged, -1 dismissed/reported (negative wins)."""
-    pos = (engaged != 0).astype(np.int8)
-    neg = (negatives != 0).astype(np.int8)
-    seen = pos - pos.multiply(neg) - neg
-    seen = sp.csr_matrix(seen, dtype=np.int8)
-    seen.eliminate_zeros()
-    seen.sort_indices()
+    """Return the int8 seen matrix: +1 positively engaged, -1 dismissed/reported (negative wins).
+
+    One walk over both matrices' sorted rows (compiled: :func:`recsys.training.compiled_pairs.seen_entries`);
+    sorted columns, no explicit zeros.
+    """
+    indptr, indices, data = seen_entries(engaged, negatives)
+    seen = sp.csr_matrix((data, indices, indptr), shape=engaged.shape)
+    seen.has_sorted_indices = True
     return seen
 
 
