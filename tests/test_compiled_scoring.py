@@ -305,3 +305,21 @@ def test_history_keys_equal_one_global_sort() -> None:
         [r * n_items + int(i) for r, row in enumerate(rows) if row >= 0
          for i in seen.indices[seen.indptr[row] : seen.indptr[row + 1]]], np.int64)))
     assert eligibility.history_keys(seen, np.full(3, -1), n_items, None).size == 0
+
+
+def test_warm_loads_the_one_signature_the_wrappers_use() -> None:
+    cs.warm()
+    rng = np.random.default_rng(29)
+    catalog = _catalog(rng, 16)
+    b = _batch(rng, catalog, 5, 12)
+    w = np.ones(len(scoring.TERMS), np.float32)
+    ok = b["cand"] >= 0
+    args = (b["users"], b["topics"], b["segments"], b["freshness"], w)
+    scoring.score_block(catalog, b["cand"], ok, *args, engagement=b["engagement"], keep_terms=False)
+    scoring.score_block(catalog, b["cand"], None, *args)  # no engagement model, every pair, terms kept
+    seen = sp.csr_matrix(np.eye(5, N_ITEMS, dtype=np.float32))
+    keys = eligibility.history_keys(seen, np.arange(5), N_ITEMS, [np.array([1, 2])] * 5)
+    groups = np.zeros(5, np.int64)
+    eligibility.candidate_mask(catalog, ItemFilter(formats=(1,)), b["cand"], 10**15, groups, groups, history=keys)
+    for kernel in (cs.score_pairs, cs.eligible_pairs, cs.history_key_rows):
+        assert len(kernel.signatures) == 1, kernel.__name__

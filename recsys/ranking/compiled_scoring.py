@@ -391,3 +391,21 @@ def eligible_pairs(
                     at += 1
                 fine = not (at < hi and keys[at] == q)
             out[r, j] = fine
+
+
+def warm() -> None:
+    """Load the push path's kernels now (or compile them), with the types the wrappers pass.
+
+    A serving state calls this while it loads, so that the first request or the first block of
+    a push does not pay for loading them (numba's cache lookup of each kernel).
+    """
+    i2, f2, b2 = frozen(np.zeros((1, 1)), np.int64), frozen(np.zeros((1, 1)), np.float32), frozen(np.ones((1, 1)), np.bool_)
+    i1, f1 = frozen(np.zeros(1), np.int64), frozen(np.zeros(1), np.float32)
+    score_pairs(
+        i2, b2, f2, f2, f1, f2, f1, f2, i2, f2, f2, i1, f1, f1, f1, f1, i1, f2, True,
+        frozen(np.zeros(N_TERMS), np.float32), np.zeros((1, 1), np.float32), np.zeros((N_TERMS, 0, 0), np.float32), False,
+    )
+    b1 = frozen(np.ones(1), np.bool_)
+    eligible_pairs(i2, b1, i1, b1, False, i2, b1, False, i1, i1, 0, b2, b2, i1, i1, i1, 1, np.empty((1, 1), bool))
+    index = frozen(np.zeros(2), np.int32)
+    history_key_rows(index, index[:1], i1, i1, frozen(np.zeros(2), np.int64), frozen(np.full(1, -1), np.int64), 1)

@@ -248,8 +248,9 @@ def score_block(
         interest, taste = frozen(engagement.user_interest, np.float32), frozen(engagement.user_format, np.float32)
         quality, timely = frozen(engagement.item_quality, np.float32), frozen(engagement.item_timeliness, np.float32)
     else:
-        interest, taste = p, np.zeros((m, 0), np.float32)
-        quality = timely = np.zeros(0, np.float32)
+        # read-only like the inputs above: the kernel's one compiled signature
+        interest, taste = p, frozen(np.zeros((m, 0)), np.float32)
+        quality = timely = frozen(np.zeros(0), np.float32)
     score = np.empty((m, c), np.float32)
     # the terms' buffer: (9, m, c), each term a contiguous (m, c) view
     terms = np.zeros((N_TERMS, m, c) if keep_terms else (N_TERMS, 0, 0), np.float32)

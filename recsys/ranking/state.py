@@ -25,7 +25,7 @@ from recsys.config import RankingConfig, check_section
 from recsys.idmap import SortedIds
 from recsys.taxonomy import Taxonomy
 from recsys.training.serving import LearnedRanker, Signals, TrainedModel, timeliness
-from recsys.ranking import compiled_selection
+from recsys.ranking import compiled_scoring, compiled_selection
 from recsys.ranking.catalog import NS_MIN, Catalog, build_catalog
 from recsys.ranking.diversity import neighbour_arrays
 from recsys.ranking.eligibility import ItemFilter, filter_pool, static_mask
@@ -459,6 +459,7 @@ def build_state(
     if ranker is not None:
         ranker.prepare()  # its compiled trees now (or from their cache), not in the first request
     compiled_selection.warm()  # the selection's kernels likewise
+    compiled_scoring.warm()  # and the scoring's
     feats = features_of(model, ranker)
     return RankingState(
         model=model,
