@@ -227,3 +227,64 @@ def test_threads_and_repeated_calls_keep_their_own_scratch():
             np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(top, want_top)
     assert (in_turn[0][1] >= 0).any()
+
+
+def test_merge_into_shared_lists_equals_a_set_per_row():
+    """Rows merged with the shared list each names give the sorted set of both (the gather merges a
+    segment's shared sources once, then each user's own sources into them)."""
+    rng = np.random.default_rng(11)
+    n_items = 3000
+    shared_sets = [sorted(set(rng.integers(0, n_items, rng.integers(0, 200)).tolist())) for _ in range(6)]
+    shared = np.full((6, max(len(x) for x in shared_sets) + 3), -1, np.int64)  # padded past the longest
+    for i, x in enumerate(shared_sets):
+        shared[i, : len(x)] = x
+    own = rng.integers(-1, n_items, size=(200, 90))
+    own[:10] = -1  # rows with nothing of their own
+    which = rng.integers(0, 6, 200)
+    got = compiled_selection.merge_rows(own, shared, which)
+    want_rows = [sorted(set(shared_sets[w]) | {int(v) for v in row if v >= 0}) for row, w in zip(own, which)]
+    want = np.full((200, max(len(x) for x in want_rows)), -1, np.int64)
+    for i, x in enumerate(want_rows):
+        want[i, : len(x)] = x
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(compiled_selection.merge_rows(own), compiled_selection.merge_rows(own, shared[:0, :0].reshape(1, 0), np.zeros(200)))
+    with pytest.raises(ValueError, match="shared lists"):
+        compiled_selection.merge_rows(own, shared, np.full(200, 6))
+
+
+def test_gather_merges_the_segments_shared_sources_once_and_gives_the_set_of_every_source():
+    """candidates.gather: the sorted set of every source per user, whether a source is merged
+    per user or once per segment; known users of two segments and unknown users given one."""
+    from recsys.ranking import Recommender, candidates
+    from recsys.ranking.eligibility import make_filter
+    from recsys.ranking.users import resolve
+    from tests.ranking_world import hand_model, items_frame, users_frame
+
+    rng = np.random.default_rng(2)
+    n_items = 80
+    users = users_frame(["farmer", "youth", "resident", "farmer"], ["qinglong", "haigang", "haigang", "haigang"])
+    model = hand_model(
+        users, items_frame(n_items), rng.normal(size=(4, 6)), rng.normal(size=(n_items, 6)),
+        segment_popularity=rng.random((4, n_items)), popularity_recent=rng.random(n_items),
+    )
+    state = Recommender.from_model(model).state
+    batch = resolve(state, ["u0", "u1", "u2", "u3", "new1", "new2"], [None, None, None, None, ("youth", None, "qinglong"), ("farmer", None, "haigang")])
+    filt = make_filter(state.taxonomy, channel="app_push")
+    _, share = state.filtered(filt)
+    now = state.default_now_ns
+    parts = [
+        candidates._ann(state, batch, 5, filt, share, now),
+        candidates._new_items(state, batch, 56),
+        candidates._topics(state, batch, filt),
+        candidates._coengaged(state, batch),
+        candidates._fresh(state, len(batch), now),
+        state.catalog.segment_top[batch.segments],
+        state.engagement.segment_best[batch.segments],
+        candidates._popular(state, batch.groups, batch.regions),
+    ]
+    every = np.concatenate(parts, axis=1)
+    got = candidates.gather(state, batch, 5, filt, share, now)
+    for r in range(len(batch)):
+        assert got[r][got[r] >= 0].tolist() == sorted({int(v) for v in every[r] if v >= 0})
+    assert got.shape[1] == max(len({int(v) for v in row if v >= 0}) for row in every)
+    assert len(set(batch.segments.tolist())) > 1

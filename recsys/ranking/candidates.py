@@ -154,16 +154,35 @@ def _fresh(state: RankingState, m: int, now_ns: int) -> np.ndarray:
     return np.broadcast_to(fresh, (m, fresh.size))
 
 
-def _popular(state: RankingState, users: UserBatch) -> np.ndarray:
-    """The user's segment's most popular items at each half-life, and the city's trend lists."""
-    m = len(users)
+def _popular(state: RankingState, groups: np.ndarray, regions: np.ndarray) -> np.ndarray:
+    """The group x region segment's most popular items at each half-life, and the city's trend lists."""
+    m = len(groups)
     lists = state.popular_lists
     if lists is None:
         return np.zeros((m, 0), dtype=np.int64)
     n_r = len(state.taxonomy.regions)
-    seg = users.groups.astype(np.int64) * n_r + users.regions.astype(np.int64)
+    seg = groups.astype(np.int64) * n_r + regions.astype(np.int64)
     trend = np.broadcast_to(state.trend_lists, (m, state.trend_lists.size))
     return np.hstack([lists[seg], trend])
+
+
+def _shared(state: RankingState, users: UserBatch, now_ns: int) -> tuple[np.ndarray, np.ndarray]:
+    """The sources a user shares with every user of the same segment, group and region (the
+    freshest items, the segment's popular and best-engaged lists, the popularity half-lives,
+    the city's trends), merged once per distinct (segment, group, region) of the block: the
+    merged lists (:func:`merge`), and each user's list."""
+    n_g, n_r = len(state.taxonomy.groups), len(state.taxonomy.regions)
+    # one integer per (segment, group, region); a position may be -1 (not in the taxonomy)
+    keys = (users.segments.astype(np.int64) * (n_g + 1) + users.groups + 1) * (n_r + 1) + users.regions + 1
+    _, first, which = np.unique(keys, return_index=True, return_inverse=True)
+    segments, groups, regions = users.segments[first], users.groups[first], users.regions[first]
+    parts = [
+        _fresh(state, first.size, now_ns),
+        state.catalog.segment_top[segments],
+        state.engagement.segment_best[segments],
+        _popular(state, groups, regions),
+    ]
+    return merge(np.concatenate(parts, axis=1)), which.reshape(-1)
 
 
 def _coengaged(state: RankingState, users: UserBatch) -> np.ndarray:
@@ -212,18 +231,16 @@ def gather(
     ndarray of int64, shape (m, c)
         Each row's items ascending, then -1 padding (no repeats).
     """
-    m = len(users)
-    parts = [
+    own = [
         _ann(state, users, k, filt, share, now_ns),
         _new_items(state, users, max(state.config.ann_candidates, state.config.ann_overfetch * k)),
         _topics(state, users, filt),
-        _fresh(state, m, now_ns),
-        state.catalog.segment_top[users.segments],
-        state.engagement.segment_best[users.segments],
-        _popular(state, users),
         _coengaged(state, users),
     ]
-    return merge(np.concatenate(parts, axis=1))
+    # more than half the columns are lists a whole segment shares: merged once per segment, then
+    # each row's own sources merged into its segment's (the same sorted set as merging them all)
+    shared, which = _shared(state, users, now_ns)
+    return compiled_selection.merge_rows(np.concatenate(own, axis=1), shared, which)
 
 
 def merge(cand: np.ndarray) -> np.ndarray:

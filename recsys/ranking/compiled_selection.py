@@ -85,13 +85,20 @@ def warm() -> None:
 
 
 @numba.njit(cache=True, nogil=True)
-def _merge(cand: np.ndarray) -> np.ndarray:
-    m, c = cand.shape
+def _merge(own: np.ndarray, shared: np.ndarray, which: np.ndarray) -> np.ndarray:
+    m, c = own.shape
     lo = np.int64(0)
     hi = np.int64(-1)
     for r in range(m):
         for j in range(c):
-            v = cand[r, j]
+            v = own[r, j]
+            if v >= 0:
+                if hi < 0 or v < lo:
+                    lo = v
+                hi = max(hi, v)
+    for r in range(shared.shape[0]):
+        for j in range(shared.shape[1]):
+            v = shared[r, j]
             if v >= 0:
                 if hi < 0 or v < lo:
                     lo = v
@@ -103,31 +110,45 @@ def _merge(cand: np.ndarray) -> np.ndarray:
     while span > 0:
         passes += 1
         span >>= 8
-    # Per row: repeats dropped by a bitmap over the block's range (an item whose bit was already
-    # set is not kept), the distinct offsets sorted by an LSD radix sort, one byte a pass (two
-    # passes for 50k items). Both are free of data-dependent branches, which cost more here than
-    # the arithmetic: reading the bitmap back in order, or a comparison sort, was slower. Offsets
-    # and bits are unsigned, so shifts and indices need no sign checks.
+    # Per row: repeats (and items of its shared list) dropped by a bitmap over the block's range
+    # (an item whose bit was already set is not kept), the row's own distinct offsets sorted by an
+    # LSD radix sort, one byte a pass (two passes for 50k items), then merged with the sorted
+    # shared list. The bitmap and the radix passes are free of data-dependent branches, which
+    # cost more here than the arithmetic: reading the bitmap back in order, or a comparison sort,
+    # was slower. Offsets and bits are unsigned, so shifts and indices need no sign checks.
     bits = np.zeros(((hi - lo) >> 6) + 1, np.uint64)
     one, six, low, byte = np.uint64(1), np.uint64(6), np.uint64(63), np.uint64(255)
-    flat = cand.ravel()
-    buf = np.empty((m, c), np.int64)
+    flat = own.ravel()
+    w = shared.shape[1]
+    buf = np.empty((m, c + w), np.int64)
     counts = np.zeros(m, np.int64)
-    a = np.empty(c, np.uint64)
-    b = np.empty(c, np.uint64)
+    a = np.empty(c + 1, np.uint64)  # one more for the merge's end mark
+    b = np.empty(c + 1, np.uint64)
+    sh = np.empty(w + 1, np.uint64)
+    end = np.uint64(1) << np.uint64(63)  # above every offset
     slots = np.empty(256, np.int64)
     for r in range(m):
+        srow = shared[which[r]]
+        ns = 0
+        while ns < w and srow[ns] >= 0:  # sorted and distinct, then -1
+            o = np.uint64(srow[ns] - lo)
+            bits[o >> six] |= one << (o & low)
+            sh[ns] = o
+            ns += 1
+        sh[ns] = end
         row = flat[r * c : (r + 1) * c]
         n = 0
         for v in row:
             if v >= 0:
                 o = np.uint64(v - lo)
-                w = o >> six
+                word = o >> six
                 bit = one << (o & low)
-                x = bits[w]
+                x = bits[word]
                 a[n] = o  # kept only if new: the next item overwrites it otherwise
                 n += (x & bit) == 0
-                bits[w] = x | bit
+                bits[word] = x | bit
+        for q in range(ns):
+            bits[sh[q] >> six] = 0
         for q in range(n):
             bits[a[q] >> six] = 0
         src, dst = a, b
@@ -146,29 +167,51 @@ def _merge(cand: np.ndarray) -> np.ndarray:
                 dst[slots[d]] = src[q]
                 slots[d] += 1
             src, dst = dst, src
+        # the two ascending, disjoint lists merged, each ended by a mark above every offset (no
+        # branch on which list gives the next item: that is a coin toss per item)
+        src[n] = end
         kept = buf[r]
-        for q in range(n):
-            kept[q] = np.int64(src[q]) + lo
-        counts[r] = n
+        i = 0
+        j = 0
+        for t in range(ns + n):
+            x = sh[i]
+            y = src[j]
+            take = x < y
+            kept[t] = np.int64(min(x, y)) + lo
+            i += take
+            j += not take
+        counts[r] = ns + n
     out = _padded(m, counts.max() if m else 0)
     for r in range(m):
         out[r, : counts[r]] = buf[r, : counts[r]]
     return out
 
 
-def merge_rows(cand: np.ndarray) -> np.ndarray:
+def merge_rows(cand: np.ndarray, shared: np.ndarray | None = None, which: np.ndarray | None = None) -> np.ndarray:
     """Each row's distinct non-negative items ascending, then -1 padding, cut to the longest row.
 
     Parameters
     ----------
     cand : ndarray of int, shape (m, c)
         Candidate item indices, -1 for padding.
+    shared : ndarray of int, shape (s, w), optional
+        Lists that many rows share, each ascending and distinct, then -1 padding (a
+        :func:`merge_rows` output): row ``r`` is merged with ``shared[which[r]]``, as if those
+        items were among its columns.
+    which : ndarray of int, shape (m,), optional
+        With ``shared``: each row's list.
 
     Returns
     -------
     ndarray of int64, shape (m, width)
     """
-    return _merge(np.ascontiguousarray(cand, dtype=np.int64))
+    cand = np.ascontiguousarray(cand, dtype=np.int64)
+    if shared is None:
+        shared, which = np.zeros((1, 0), np.int64), np.zeros(cand.shape[0], np.int64)
+    which = np.ascontiguousarray(which, dtype=np.int64)
+    if which.shape[0] != cand.shape[0] or (which.size and (which.min() < 0 or which.max() >= shared.shape[0])):
+        raise ValueError(f"which must give each of the {cand.shape[0]} rows one of the {shared.shape[0]} shared lists")
+    return _merge(cand, np.ascontiguousarray(shared, dtype=np.int64), which)
 
 
 # ---- co-engaged candidates -------------------------------------------------------------------
