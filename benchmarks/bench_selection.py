@@ -3,8 +3,10 @@ against this tree's, alternated in one process on the same inputs, outputs compa
 
 The inputs are captured from one ``recommend_many`` of this tree (``--n`` users of the bundle's
 city, k = 5, channel ``app_push``, one thread, blocks as the push makes them): each block's
-concatenated candidate sources (the merge), its users (the co-engaged candidates), and its
-candidates with their blended scores (the walk, at k = 5 and k = 10). The base checkout's
+users and request (the merge: the segment-level sources gathered and everything merged, from
+the users' own sources -- retrieval, topics, co-engaged -- computed once beforehand), its users
+(the co-engaged candidates), and its candidates with their blended scores (the walk, at k = 5
+and k = 10). The base checkout's
 ``candidates.py`` and ``diversity.py`` are loaded as separate modules beside this tree's; every
 output is compared first (the co-engaged items as sets per user: the merge sorts them), and any
 difference stops the run. Then each step runs old and new alternately (``--reps`` rounds, the
@@ -31,7 +33,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from recsys.ranking import Recommender, candidates, diversity
+from recsys.ranking import Recommender, candidates, compiled_selection, diversity
 from recsys.training.model import TrainedModel
 
 
@@ -62,9 +64,9 @@ def main(argv: list[str]) -> int:
     model = TrainedModel.load(args.model)
     rec = Recommender.from_model(model, config=replace(model.config.ranking, threads=1))
     ids = pd.read_parquet(args.users, columns=["user_id"])["user_id"].astype(str).sample(args.n, random_state=0).tolist()
-    merged, coengaged, scored = [], [], []
-    real_merge, real_coengaged, real_select = candidates.merge, candidates._coengaged, diversity.select_scored
-    candidates.merge = lambda cand: merged.append(cand) or real_merge(cand)
+    gathered, coengaged, scored = [], [], []
+    real_gather, real_coengaged, real_select = candidates.gather, candidates._coengaged, diversity.select_scored
+    candidates.gather = lambda *a: gathered.append(a) or real_gather(*a)
     candidates._coengaged = lambda state, users: coengaged.append((state, users)) or real_coengaged(state, users)
 
     def select(cand: np.ndarray, score: np.ndarray, primary: np.ndarray, k: int, **kw: object) -> tuple:
@@ -75,11 +77,34 @@ def main(argv: list[str]) -> int:
     start = time.perf_counter()
     rec.recommend_many(ids[:8], k=5, channel="app_push")  # compiles the kernels or loads them from the cache
     first = time.perf_counter() - start
-    merged.clear(), coengaged.clear(), scored.clear()
+    gathered.clear(), coengaged.clear(), scored.clear()
     rec.recommend_many(ids, k=5, channel="app_push")
-    candidates.merge, candidates._coengaged, diversity.select_scored = real_merge, real_coengaged, real_select
+    candidates.gather, candidates._coengaged, diversity.select_scored = real_gather, real_coengaged, real_select
     # blocks only: an exact fallback's one-row call is not what the push times
-    merged = [c for c in merged if c.shape[0] > 1]
+    gathered = [g for g in gathered if len(g[1]) > 1]
+    # each block's own sources, computed once: retrieval dominates and did not change
+    merged = []
+    for st, users, k, filt, share, now_ns in gathered:
+        own = [
+            candidates._ann(st, users, k, filt, share, now_ns),
+            candidates._new_items(st, users, max(st.config.ann_candidates, st.config.ann_overfetch * k)),
+            candidates._topics(st, users, filt),
+            candidates._coengaged(st, users),
+        ]
+        merged.append((st, users, now_ns, own))
+
+    def merge_old(st: object, users: object, now_ns: int, own: list) -> np.ndarray:
+        shared = [
+            old_candidates._fresh(st, len(users), now_ns),
+            st.catalog.segment_top[users.segments],
+            st.engagement.segment_best[users.segments],
+            old_candidates._popular(st, users),
+        ]
+        return old_candidates.merge(np.concatenate(own + shared, axis=1))
+
+    def merge_new(st: object, users: object, now_ns: int, own: list) -> np.ndarray:
+        shared, which = candidates._shared(st, users, now_ns)
+        return compiled_selection.merge_rows(np.concatenate(own, axis=1), shared, which)
     coengaged = [(s, u) for s, u in coengaged if len(u) > 1]
     scored = [s for s in scored if s[0].shape[0] > 1]
     state = rec.state
@@ -87,8 +112,8 @@ def main(argv: list[str]) -> int:
     share = state.config.max_topic_share
     walks = [(c, s, p, k, diversity.topic_cap(k, share), t) for c, s, p, t in scored for k in (5, 10)]
 
-    for cand in merged:
-        if not np.array_equal(old_candidates.merge(cand), candidates.merge(cand)):
+    for block in merged:
+        if not np.array_equal(merge_old(*block), merge_new(*block)):
             raise SystemExit("the merge differs")
     for st, users in coengaged:
         if not np.array_equal(_as_sets(old_candidates._coengaged(st, users)), _as_sets(candidates._coengaged(st, users))):
@@ -105,7 +130,7 @@ def main(argv: list[str]) -> int:
                 module.select_scored(cand, score, primary, k, cap=cap, neighbours=neighbours, n_topics=n_topics)
 
     steps = {
-        "merge": (lambda: [old_candidates.merge(c) for c in merged], lambda: [candidates.merge(c) for c in merged]),
+        "segment sources + merge": (lambda: [merge_old(*b) for b in merged], lambda: [merge_new(*b) for b in merged]),
         "co-engaged": (
             lambda: [old_candidates._coengaged(s, u) for s, u in coengaged],
             lambda: [candidates._coengaged(s, u) for s, u in coengaged],
@@ -113,7 +138,7 @@ def main(argv: list[str]) -> int:
         "walk k=5": (lambda: walk(old_diversity, pairs, 5), lambda: walk(diversity, graph, 5)),
         "walk k=10": (lambda: walk(old_diversity, pairs, 10), lambda: walk(diversity, graph, 10)),
     }
-    users = sum(c.shape[0] for c in merged)
+    users = sum(len(b[1]) for b in merged)
     times: dict[str, dict[str, list[float]]] = {s: {"old": [], "new": []} for s in steps}
     for rep in range(args.reps):
         for step, (old, new) in steps.items():
