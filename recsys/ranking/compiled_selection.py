@@ -20,6 +20,8 @@ import threading
 import numba
 import numpy as np
 
+from recsys.ranking.compiled_scoring import frozen
+
 
 @numba.njit(cache=True, nogil=True)
 def _padded(m: int, n: int) -> np.ndarray:
@@ -58,10 +60,10 @@ def _offsets(indptr: np.ndarray) -> np.ndarray:
     """``indptr`` as int64, converted once per thread and array: a bundle's co-engagement offsets
     are int32, and converting 50k of them costs a single call more than its kernel."""
     if indptr.dtype == np.int64:
-        return np.ascontiguousarray(indptr)
+        return frozen(indptr, np.int64)
     held = getattr(_local, "offsets", None)
     if held is None or held[0] is not indptr:  # the source is held: its id cannot be reused meanwhile
-        held = (indptr, np.ascontiguousarray(indptr, dtype=np.int64))
+        held = (indptr, frozen(indptr, np.int64))
         _local.offsets = held
     return held[1]
 
@@ -205,13 +207,13 @@ def merge_rows(cand: np.ndarray, shared: np.ndarray | None = None, which: np.nda
     -------
     ndarray of int64, shape (m, width)
     """
-    cand = np.ascontiguousarray(cand, dtype=np.int64)
+    cand = frozen(cand, np.int64)
     if shared is None:
         shared, which = np.zeros((1, 0), np.int64), np.zeros(cand.shape[0], np.int64)
-    which = np.ascontiguousarray(which, dtype=np.int64)
+    which = frozen(which, np.int64)
     if which.shape[0] != cand.shape[0] or (which.size and (which.min() < 0 or which.max() >= shared.shape[0])):
         raise ValueError(f"which must give each of the {cand.shape[0]} rows one of the {shared.shape[0]} shared lists")
-    return _merge(cand, np.ascontiguousarray(shared, dtype=np.int64), which)
+    return _merge(cand, frozen(shared, np.int64), which)
 
 
 # ---- co-engaged candidates -------------------------------------------------------------------
@@ -350,12 +352,12 @@ def coengaged_top(
     ndarray of int64, shape (m, n)
         Each user's items in no particular order (the merge sorts them), -1 padded.
     """
-    recent = np.ascontiguousarray(recent, dtype=np.int64)
+    recent = frozen(recent, np.int64)
     acc, stamps, base = _scratch(len(indptr) - 1, len(recent))
     return _coengaged(
         _offsets(indptr),
-        np.ascontiguousarray(indices, dtype=np.int32),
-        np.ascontiguousarray(data, dtype=np.float32),
+        frozen(indices, np.int32),
+        frozen(data, np.float32),
         recent,
         int(n),
         acc,
@@ -528,21 +530,21 @@ def diverse_top(
     relaxed : ndarray of bool, shape (m,)
         Lists that needed near-duplicates to fill.
     """
-    primary = np.ascontiguousarray(primary, dtype=np.int64)
+    primary = frozen(primary, np.int64)
     if score.dtype != np.float32:  # a cast could merge or reorder scores: the caller's order must stand
         raise TypeError(f"scores must be float32, not {score.dtype}")
     if neighbour_indptr.shape[0] != primary.shape[0] + 1:
         raise ValueError(f"the near-duplicate graph has {neighbour_indptr.shape[0] - 1} items, the catalogue {primary.shape[0]}")
-    cand = np.ascontiguousarray(cand, dtype=np.int64)
+    cand = frozen(cand, np.int64)
     _, blocked, base = _scratch(primary.shape[0], cand.shape[0])
     return _walk(
         cand,
-        np.ascontiguousarray(score),
+        frozen(score, np.float32),
         primary,
         int(k),
         int(cap),
-        np.ascontiguousarray(neighbour_indptr, dtype=np.int64),
-        np.ascontiguousarray(neighbour_indices, dtype=np.int32),
+        frozen(neighbour_indptr, np.int64),
+        frozen(neighbour_indices, np.int32),
         int(n_topics),
         blocked,
         base,
