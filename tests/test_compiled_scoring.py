@@ -225,14 +225,17 @@ def test_a_users_scores_do_not_depend_on_the_batch() -> None:
 
 
 def _reference_mask(catalog: SimpleNamespace, filt: ItemFilter, cand: np.ndarray, now: int, groups, regions) -> np.ndarray:
+    # the request rules as the other paths apply them (eligibility.passes / live_at), so a rule added
+    # there and not to the kernel fails here; the plain np.isin spelling checks passes itself
     safe = np.maximum(cand, 0)
-    ok = (cand >= 0) & catalog.available[safe]
-    ok &= (catalog.published_ns[safe] <= now) & (catalog.expires_ns[safe] > now)
+    ok = (cand >= 0) & eligibility.passes(catalog, filt, safe) & eligibility.live_at(catalog, safe, now)
     ok &= catalog.group_ok[groups[:, None], safe] & catalog.region_ok[regions[:, None], safe]
+    plain = catalog.available[safe].copy()
     if filt.formats is not None:
-        ok &= np.isin(catalog.format_code[safe], filt.formats)
+        plain &= np.isin(catalog.format_code[safe], filt.formats)
     if filt.topics is not None:
-        ok &= np.isin(catalog.topic_idx[safe], filt.topics).any(axis=-1)
+        plain &= np.isin(catalog.topic_idx[safe], filt.topics).any(axis=-1)
+    assert np.array_equal(eligibility.passes(catalog, filt, safe), plain)
     return ok
 
 
