@@ -298,7 +298,7 @@ def record_users(models: Path, data: Path) -> dict | None:
     from recsys.io import write_json
     from recsys.schema import find_table, read_table, required_columns, validate_tables
     from recsys.training.incremental import HistoryStore
-    from recsys.training.job import _table_counts, _user_columns
+    from recsys.training.job import _user_columns
     from recsys.training.model import USER_COLUMNS
 
     store = HistoryStore.open(models)
@@ -322,7 +322,8 @@ def record_users(models: Path, data: Path) -> dict | None:
         print("record_users: the validated users file differs from the bundle's table; not recorded", file=sys.stderr)
         return None
     record = users_record(
-        source, taxonomy, result.rows_read["users"], _table_counts(result, "users"),
+        source, taxonomy, result.rows_read["users"],
+        {str(k): int(v) for k, v in result.quarantine.loc[result.quarantine["table"] == "users", "reason"].value_counts().items()},
         read_manifest(bundle)["files"]["users.parquet"],
     )
     # a new store.json (atomic: a new file, not the hard-linked case's one changed in place)

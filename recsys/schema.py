@@ -1122,9 +1122,10 @@ class ValidationResult:
     assume_tz: str | None = None
     long_text: dict[str, int] = field(default_factory=dict)
 
-    def counts(self) -> dict[str, int]:
-        """Return {reason: rows} for every reason with rows, in reason order."""
-        found = self.quarantine[C.Q_REASON].value_counts()
+    def counts(self, table: str | None = None) -> dict[str, int]:
+        """Return {reason: rows} for every reason with rows, in reason order (of one ``table`` when given)."""
+        q = self.quarantine if table is None else self.quarantine[self.quarantine[C.Q_TABLE] == table]
+        found = q[C.Q_REASON].value_counts()
         return {r: int(found[r]) for r in C.QUARANTINE_REASONS if r in found.index}
 
     def rows_kept(self) -> dict[str, int]:

@@ -21,7 +21,7 @@ from recsys.exceptions import ArtifactError
 from recsys.io import sha256_file, sha256_files
 from recsys.schema import validate, validate_tables
 from recsys.training import job, train
-from recsys.training.incremental import HistoryError, HistoryStore
+from recsys.training.incremental import HistoryError, HistoryStore, validation_fingerprint
 from recsys.training.model import TrainedModel
 
 CONFIG = """
@@ -147,20 +147,43 @@ def test_a_changed_users_file_taxonomy_or_start_bundle_is_validated_again(tmp_pa
     (tmp_path / "tax.toml").write_text(load_taxonomy().source_text + "\n# a comment\n", encoding="utf-8")
     _deliver(data, city, 27)
     assert _train(tmp_path, data, taxonomy_path=tmp_path / "tax.toml")["users_validated"] is True
-    # a record of another engine release (its validation rules may differ): validated again
+    # a record of other validation rules (the validator's source changed) or libraries: validated again
     store_file = tmp_path / "models" / "history" / "store.json"
     doc = json.loads(store_file.read_text())
     assert doc["users"]["columns"] == ["user_id", "group", "sub_group", "region", "age_band", "channels", "push_opt_out"]
-    doc["users"]["engine"] = "0.0.0-older"
+    assert doc["users"]["validation"] == validation_fingerprint()
+    doc["users"]["validation"]["rules"] = "0" * 64
     store_file.write_text(json.dumps(doc))
     _deliver(data, city, 28)
     assert _train(tmp_path, data, taxonomy_path=tmp_path / "tax.toml")["users_validated"] is True
-    assert HistoryStore.open(tmp_path / "models").doc["users"]["engine"] != "0.0.0-older"
+    assert HistoryStore.open(tmp_path / "models").doc["users"]["validation"] == validation_fingerprint()
     # a start bundle other than the one made of the recorded file (--warm-start): validated again
     first = sorted(p for p in (tmp_path / "models").iterdir() if p.is_dir() and p.name[0].isdigit())[0]
     _deliver(data, city, 29)
     night = _train(tmp_path, data, taxonomy_path=tmp_path / "tax.toml", warm_start=first)
     assert night["mode"] == "incremental" and night["users_validated"] is True
+
+
+def test_a_copied_users_table_that_is_not_the_trusted_one_is_not_made_latest(tmp_path, city, monkeypatch):
+    data = _folder(tmp_path, city, 25)
+    _train(tmp_path, data)
+    _deliver(data, city, 25)
+    latest = (tmp_path / "models" / "latest").resolve()
+    store = (tmp_path / "models" / "history" / "store.json").read_text()
+    def damaged(self, filename, source):  # the copy is a readable table, but not the file it was trusted as
+        import pyarrow.parquet as pq
+
+        pq.write_table(pq.read_table(source), self.root / filename, compression="gzip")
+
+    monkeypatch.setattr(bundle_io.BundleWriter, "copy", damaged)
+    with pytest.raises(ArtifactError, match="users.parquet: the copy of yesterday's users table"):
+        _train(tmp_path, data)
+    # latest stays yesterday's, the store did not move: the next run does the night again
+    assert (tmp_path / "models" / "latest").resolve() == latest
+    assert (tmp_path / "models" / "history" / "store.json").read_text() == store
+    monkeypatch.undo()
+    night = _train(tmp_path, data)
+    assert night["mode"] == "incremental" and night["users_validated"] is False
 
 
 def test_validated_users_are_taken_as_they_are():
@@ -170,7 +193,9 @@ def test_validated_users_are_taken_as_they_are():
     clean = full.users.iloc[1:].reset_index(drop=True)
     again = validate_tables(clean, items, events, end="2026-07-02T00:00:00Z", users_validated=True)
     assert again.users.equals(clean)
-    assert (again.quarantine[C.Q_TABLE] == "users").sum() == 0
+    assert (again.quarantine[C.Q_TABLE] == "users").sum() == 0 and again.counts("users") == {}
+    per_table = [full.counts(t) for t in ("users", "items", "events")]
+    assert {r: sum(c.get(r, 0) for c in per_table) for r in full.counts()} == full.counts()
     lost = events[C.USER_ID].astype(str) == str(full.users[C.USER_ID].iloc[0])
     unknown = again.quarantine[again.quarantine[C.Q_REASON] == C.R_UNKNOWN_USER]
     assert len(unknown) == int(lost.sum()) > 0

@@ -35,7 +35,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from importlib import metadata
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +51,8 @@ from recsys.config import EngagementConfig, InteractionConfig, RankerConfig
 from recsys.exceptions import DataError
 from recsys.idmap import IdMap
 from recsys.io import atomic_dir, atomic_path, sha256_file, sha256_files, write_json
+from recsys import schema as schema_module
+from recsys.bundle import library_versions
 from recsys.schema import event_files, find_table, to_arrow
 from recsys.taxonomy import Taxonomy
 from recsys.training.compiled_pairs import merge_pairs
@@ -106,12 +107,22 @@ class SourceFile:
         return cls(path.name, int(st.st_size), int(st.st_mtime_ns), sha256_file(path) if digest else "")
 
 
-def _engine() -> str:
-    """The engine's version: a users table validated by another release is validated again (its rules may differ)."""
-    try:
-        return metadata.version("kepu-recsys")
-    except metadata.PackageNotFoundError:  # run from a source tree without an install
-        return "unknown"
+def validation_fingerprint() -> dict[str, Any]:
+    """What a clean users table depends on besides its file and the taxonomy: the validator's rules and libraries.
+
+    The sha256 of the validator's source (``recsys/schema.py`` and ``recsys/columns.py``, whose
+    bytes are its rules) and the versions of the engine, Python, NumPy, pandas and pyarrow (which
+    read and convert the file): a users table validated under other rules or libraries is
+    validated again, even when its file did not change.
+    """
+    rules = hashlib.sha256()
+    for module in (schema_module, C):
+        rules.update(Path(module.__file__).read_bytes())
+    versions = library_versions()
+    return {
+        "rules": rules.hexdigest(),
+        "libraries": {name: versions.get(name) for name in ("kepu-recsys", "python", "numpy", "pandas", "pyarrow")},
+    }
 
 
 def taxonomy_fingerprint(taxonomy: Taxonomy) -> str:
@@ -140,7 +151,7 @@ def users_record(
     return {
         **dataclasses.asdict(source), "taxonomy": taxonomy_fingerprint(taxonomy), "rows_read": int(rows_read),
         "quarantined": {str(k): int(v) for k, v in quarantined.items()}, "table_sha256": table_sha256,
-        "engine": _engine(), "columns": list(USER_COLUMNS),
+        "validation": validation_fingerprint(), "columns": list(USER_COLUMNS),
     }
 
 
@@ -746,7 +757,8 @@ class HistoryStore:
 
         That is when ``source`` (tonight's users file, with its sha256) is the file
         the record describes, byte for byte, the taxonomy is the one it was checked
-        against, the engine release and the bundle's users columns are the record's, ``table_sha256`` (of yesterday's bundle's ``users.parquet``) is the
+        against, the validator's rules and libraries (:func:`validation_fingerprint`) and the
+        bundle's users columns are the record's, ``table_sha256`` (of yesterday's bundle's ``users.parquet``) is the
         table made of it, and its quarantined share is within ``max_share``: the
         validated table is then yesterday's bundle's, row for row.
         """
@@ -756,8 +768,8 @@ class HistoryStore:
         same_file = (rec.get("name"), rec.get("size"), rec.get("sha256")) == (source.name, source.size, source.sha256)
         if not same_file or rec.get("taxonomy") != taxonomy_fingerprint(taxonomy):
             return None
-        if rec.get("engine") != _engine() or rec.get("columns") != list(USER_COLUMNS):
-            return None  # another release's validation or users table: validated and written again
+        if rec.get("validation") != validation_fingerprint() or rec.get("columns") != list(USER_COLUMNS):
+            return None  # other validation rules, libraries or users columns: validated and written again
         if rec.get("table_sha256") != table_sha256:
             return None  # the start bundle (e.g. --warm-start) is not the one made of this file
         read = int(rec.get("rows_read", 0))

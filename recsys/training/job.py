@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 import weakref
+from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -27,7 +28,7 @@ import scipy.sparse as sp
 from recsys import bundle as bundle_io
 from recsys import columns as C
 from recsys.config import ALL_SECTIONS, EngineConfig, check_config, load_config
-from recsys.exceptions import ConfigError, DataError, RecsysError
+from recsys.exceptions import ArtifactError, ConfigError, DataError, RecsysError
 from recsys.guards import check_bundle_sanity, check_training_data
 from recsys.idmap import IdMap
 from recsys.io import prepare_output_dir
@@ -557,7 +558,7 @@ def train_model(
         model.info["content_worker"] = worker
     if kept_users is not None:
         # yesterday's table, read (or copied into the bundle as a file) only when asked for
-        model._users_from = bundle_io.BundleReader(kept_users.path)
+        model._users_from = kept_users._users_from or bundle_io.BundleReader(kept_users.path)
         del model.__dict__["users"]
     if previous_rows is not None and warm_start.user_lookup is not None:
         rows = previous_rows[0]
@@ -692,7 +693,7 @@ def train(
         users, items, events = result.users, result.items, result.events
         quarantined = result.counts()
         users_check = None if users_source is None else (
-            users_source, result.rows_read["users"], _table_counts(result, "users")
+            users_source, result.rows_read["users"], result.counts("users")
         )
         result.check_rejected(config.training.max_rejected_share)
         del result  # its quarantine table is reported; the clean tables live on as users, items, events
@@ -712,6 +713,10 @@ def train(
             users, items, events, config.training,
             as_of=cutoff, quarantined=int(sum(quarantined.values())),
         )
+    # a night that took yesterday's users table: the new bundle's copy must be the table it trusted
+    kept_sha = None
+    if night is not None and night["kept_users"]:
+        kept_sha = (previous.manifest.get("files") or {}).get(f"{USERS_TABLE}.parquet")
     pending = None
     if decayed is not None:
         # the history store's new partition and state, written now under fresh names and named by
@@ -752,7 +757,7 @@ def train(
         model.info.setdefault("counts", {})["quarantined_rows"] = int(sum(quarantined.values()))
         model.info["timings_s"] = dict(steps.timings)
         with steps.step("write and verify bundle"):
-            path = model.save(out, sanity=check_bundle_sanity)
+            path = model.save(out, sanity=partial(_checked_bundle, users_sha256=kept_sha))
     except BaseException:
         if pending is not None:
             pending.discard(out)  # files no store names: the next run writes its own
@@ -792,6 +797,23 @@ def train(
         for key, value in summary.items():
             print(f"  {key:<18} {value}", file=stream)
     return summary
+
+
+def _checked_bundle(model: TrainedModel, *, users_sha256: str | None) -> None:
+    """The new bundle, loaded back, is fit to serve; with ``users_sha256``, its users table is that file.
+
+    ``users_sha256``: the sha256 of yesterday's users table a night took as its clean one; the
+    copy in the new bundle must have it (else the bundle is not made latest and the history store
+    is not moved: the next run validates again).
+    """
+    if users_sha256 is not None:
+        got = (model.manifest.get("files") or {}).get(f"{USERS_TABLE}.parquet")
+        if got != users_sha256:
+            raise ArtifactError(
+                f"{USERS_TABLE}.parquet: the copy of yesterday's users table has sha256 {got}, not the "
+                f"{users_sha256} it was trusted by; run the training again (or with --full)"
+            )
+    check_bundle_sanity(model)
 
 
 def _full_reason(
@@ -907,7 +929,7 @@ def _incremental_inputs(
         )
         del state  # yesterday's matrices and aggregates: advance made today's from them
         changed = changed_rows(new_events, user_map, user_codes=codes[0])
-    users_counts = kept["quarantined"] if kept is not None else _table_counts(result, "users")
+    users_counts = kept["quarantined"] if kept is not None else result.counts("users")
     quarantined = result.counts()
     for reason, rows in users_counts.items() if kept is not None else ():
         # yesterday's quarantined users rows are still this night's (its users file is the same)
@@ -930,13 +952,6 @@ def _same_map(stored: IdMap, ids: pd.Series) -> IdMap:
     if len(stored) == len(values) and np.array_equal(stored.ids, values):
         return stored
     return IdMap(np.asarray(values, dtype=str))
-
-
-def _table_counts(result: Any, kind: str) -> dict[str, int]:
-    """``result``'s quarantined rows of the table ``kind`` per reason (a :class:`ValidationResult`)."""
-    q = result.quarantine
-    found = q.loc[q[C.Q_TABLE] == kind, C.Q_REASON].value_counts()
-    return {r: int(found[r]) for r in C.QUARANTINE_REASONS if r in found.index}
 
 
 def reuse_content(previous: TrainedModel, items: pd.DataFrame, config: EngineConfig) -> tuple[Any, np.ndarray] | None:
