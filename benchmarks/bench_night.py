@@ -200,11 +200,12 @@ def upgrade_store(case: Path) -> dict | None:
     What the first night after the upgrade would do inside its training; done
     here once, timed on its own, so every measured night is a usual one.
     """
-    from recsys.training.incremental import HistoryStore
+    from recsys.training.incremental import _AGGREGATE_FILES, HistoryStore
 
     store = HistoryStore.open(case / "models")
-    # store.json names the state's files: the aggregates are there or not (no read of ~1 GB of matrices)
-    if store is None or "showings.npz" in store.doc["state"]["files"]:
+    # store.json names the state's files: the aggregates are there or not (no read of ~1 GB of
+    # matrices), by the rule the engine's read_state applies (all of them, or none counts)
+    if store is None or all(f in store.doc["state"]["files"] for f in _AGGREGATE_FILES):
         return None
     start = time.perf_counter()
     store.upgrade(load_taxonomy())
@@ -323,7 +324,7 @@ def record_users(models: Path, data: Path) -> dict | None:
         return None
     record = users_record(
         source, taxonomy, result.rows_read["users"],
-        {str(k): int(v) for k, v in result.quarantine.loc[result.quarantine["table"] == "users", "reason"].value_counts().items()},
+        result.counts("users"),  # as the engine records it (job.py), reason order included
         read_manifest(bundle)["files"]["users.parquet"],
     )
     # a new store.json (atomic: a new file, not the hard-linked case's one changed in place)

@@ -22,7 +22,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 import time
@@ -36,12 +35,9 @@ from threadpoolctl import threadpool_limits
 from recsys.ranking import Recommender, candidates, compiled_selection, diversity
 from recsys.training.model import TrainedModel
 
-
-def _load(name: str, path: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+# a checkout's module loaded under its own name (registered, so its dataclasses resolve); this
+# script's folder is on sys.path when it runs
+from bench_push_stages import _load_module as _load  # noqa: E402
 
 
 def _as_sets(items: np.ndarray) -> np.ndarray:
@@ -63,7 +59,8 @@ def main(argv: list[str]) -> int:
 
     model = TrainedModel.load(args.model)
     rec = Recommender.from_model(model, config=replace(model.config.ranking, threads=1))
-    ids = pd.read_parquet(args.users, columns=["user_id"])["user_id"].astype(str).sample(args.n, random_state=0).tolist()
+    ids = pd.read_parquet(args.users, columns=["user_id"])["user_id"].astype(str)
+    ids = ids.sample(min(args.n, len(ids)), random_state=0).tolist()
     gathered, coengaged, scored = [], [], []
     real_gather, real_coengaged, real_select = candidates.gather, candidates._coengaged, diversity.select_scored
     candidates.gather = lambda *a: gathered.append(a) or real_gather(*a)
