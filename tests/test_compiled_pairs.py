@@ -101,11 +101,22 @@ def test_seen_matrix_equals_the_sparse_arithmetic(seed):
     engaged.data[rng.random(engaged.nnz) < 0.05] = 0.0
     negatives = sp.csr_matrix(negatives)
     negatives.data[rng.random(negatives.nnz) < 0.05] = 0.0
-    if seed == 2:  # unsorted columns are read in canonical form
-        negatives = sp.csr_matrix((negatives.data[::-1].copy(), negatives.indices[::-1].copy(), negatives.indptr), shape=negatives.shape)
-        negatives = sp.csr_matrix(negatives.T.T)
-        negatives.has_sorted_indices = False
+    if seed == 2:  # unsorted columns (each row's entries reversed) are read in canonical form
+        p = negatives.indptr
+        order = np.concatenate([np.arange(a, b)[::-1] for a, b in zip(p[:-1], p[1:])]).astype(np.int64)
+        negatives = sp.csr_matrix((negatives.data[order], negatives.indices[order], p), shape=negatives.shape)
+        assert not negatives.has_sorted_indices
     got, want = seen_matrix(engaged, negatives), _seen_reference(engaged, negatives)
     assert got.dtype == np.int8 and (got != want).nnz == 0
     for a, b in ((got.indptr, want.indptr), (got.indices, want.indices), (got.data, want.data)):
         np.testing.assert_array_equal(a, b)
+
+
+def test_seen_matrix_refuses_matrices_of_different_shapes():
+    import scipy.sparse as sp
+
+    from recsys.training.job import seen_matrix
+
+    # the kernel walks both row by row without bounds checks: a shorter matrix must not be read past its end
+    with pytest.raises(ValueError, match="differ in shape"):
+        seen_matrix(sp.csr_matrix((4, 6), dtype=np.float32), sp.csr_matrix((3, 6), dtype=np.float32))

@@ -129,7 +129,8 @@ def _seen(
     n_rows = p_indptr.shape[0] - 1
     indptr = np.zeros(n_rows + 1, dtype=np.int64)
     # at most every entry of both: written once, the unused tail cut off at the end
-    indices = np.empty(p_indices.shape[0] + n_indices.shape[0], dtype=np.int64)
+    # column numbers fit int32, the matrix's own index type: no wider copy to narrow again after
+    indices = np.empty(p_indices.shape[0] + n_indices.shape[0], dtype=np.int32)
     data = np.empty(indices.shape[0], dtype=np.int8)
     k = 0
     for r in range(n_rows):
@@ -163,11 +164,13 @@ def seen_entries(engaged: sp.csr_matrix, negatives: sp.csr_matrix) -> tuple[np.n
 
     Both inputs are read in canonical form (sorted columns, no repeats); explicit zeros count as no entry.
     """
+    if engaged.shape != negatives.shape:  # the kernel reads both row by row, unchecked
+        raise ValueError(f"engaged {engaged.shape} and negatives {negatives.shape} differ in shape")
     parts = []
     for m in (engaged, negatives):
         m = m.tocsr()
         if not m.has_canonical_format:
             m = m.copy()
             m.sum_duplicates()
-        parts += [m.indptr.astype(np.int64, copy=False), m.indices.astype(np.int64, copy=False), m.data]
+        parts += [m.indptr.astype(np.int64, copy=False), m.indices.astype(np.int32, copy=False), m.data]
     return _seen(*parts)
