@@ -225,7 +225,8 @@ def plan_users(
     skip_channel = in_segment & ~opted_out & ~has_channel
     skip_holdout = in_segment & ~opted_out & has_channel & held
     scope = np.flatnonzero(in_segment & ~opted_out & has_channel & ~held)
-    buckets = user_buckets(users[C.USER_ID].to_numpy()[scope], n_buckets)
+    # an Arrow-backed column stays one (no Python str per user): the ids hash from its buffers
+    buckets = user_buckets(users[C.USER_ID].iloc[scope], n_buckets)
     order = np.lexsort((scope, buckets))
     holdout_rows = users.loc[in_segment & held, [C.USER_ID, C.GROUP, C.REGION]].reset_index(drop=True)
     reason = np.full(len(users), REASONS.index("outside_segment"), dtype=np.int8)

@@ -1,0 +1,97 @@
+"""The compiled keyed BLAKE2b equals hashlib's digests; the holdout and buckets it decides do not move."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from recsys.push.compiled_hash import MAX_KEY, blake2b_64
+from recsys.push.hashing import stable_hash, user_buckets
+from recsys.push.holdout import holdout_mask
+
+
+def _hashlib(values: list[bytes], key: bytes) -> np.ndarray:
+    return np.array(
+        [int.from_bytes(hashlib.blake2b(v, digest_size=8, key=key).digest(), "little") for v in values], dtype=np.uint64
+    )
+
+
+def _buffer(values: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    data = np.frombuffer(b"".join(values), dtype=np.uint8)
+    return data, np.concatenate(([0], np.cumsum([len(v) for v in values]))).astype(np.int64)
+
+
+def test_digests_equal_hashlib_for_every_length_class_and_key() -> None:
+    rng = np.random.default_rng(7)
+    # empty, short, one block exactly, a byte over, several blocks, non-ASCII bytes
+    values = [b"", b"a", b"u00001", "用户-42é".encode(), bytes(127), bytes(128), bytes(129), bytes(256), bytes(257)]
+    values += [rng.bytes(int(n)) for n in rng.integers(0, 400, 200)]
+    data, offsets = _buffer(values)
+    for key in (b"", b"k", b"push-history-bucket", rng.bytes(33), bytes(range(MAX_KEY))):
+        np.testing.assert_array_equal(blake2b_64(data, offsets, key), _hashlib(values, key))
+
+
+def test_strings_inside_a_larger_buffer_and_no_strings() -> None:
+    values = [b"xx", b"user-1", b"user-22", b"yy"]
+    data, offsets = _buffer(values)
+    # the middle two only: offsets need not start at 0 nor end at the buffer's end
+    np.testing.assert_array_equal(blake2b_64(data, offsets[1:3], b"s"), _hashlib(values[1:2], b"s"))
+    assert blake2b_64(data, offsets[:1], b"s").shape == (0,)
+
+
+def test_bad_keys_and_offsets_are_refused() -> None:
+    data, offsets = _buffer([b"abc"])
+    with pytest.raises(ValueError, match="at most 64 bytes"):
+        blake2b_64(data, offsets, bytes(MAX_KEY + 1))
+    with pytest.raises(ValueError, match="must rise"):
+        blake2b_64(data, np.array([0, 4]), b"")  # past the buffer's end
+    with pytest.raises(ValueError, match="must rise"):
+        blake2b_64(data, np.array([0, 2, 1]), b"")
+
+
+def test_stable_hash_of_any_input_equals_hashlib_of_its_str() -> None:
+    ids = ["u1", "用户-7", "", "x" * 300, "u1"]
+    want = _hashlib([s.encode() for s in ids], b"salt")
+    arrow = pa.array(ids, type=pa.string())  # int32 offsets
+    for given in (ids, np.asarray(ids, dtype=object), np.asarray(ids), pd.Series(ids, dtype="string[pyarrow]"),
+                  pd.Series(ids, dtype=object, index=range(5, 0, -1)), arrow.slice(0), pd.Series(arrow.slice(0))):
+        np.testing.assert_array_equal(stable_hash(given, "salt"), want)
+    # a sliced Arrow array reads its own window of the shared offsets
+    np.testing.assert_array_equal(stable_hash(pd.Series(ids, dtype="string[pyarrow]").iloc[[3, 1]], "salt"), want[[3, 1]])
+    # values that are not strings (numbers, bytes, missing) are hashed as their str(), as always
+    odd = [42, 4.0, b"b", None, "u1"]
+    np.testing.assert_array_equal(stable_hash(odd, "salt"), _hashlib([str(v).encode() for v in odd], b"salt"))
+    np.testing.assert_array_equal(stable_hash(np.array([7, 8]), "salt"), _hashlib([b"7", b"8"], b"salt"))
+    column = pd.Series(["u1", None], dtype="string[pyarrow]")
+    np.testing.assert_array_equal(stable_hash(column, "salt"), _hashlib([str(v).encode() for v in column.tolist()], b"salt"))
+
+
+def _reference_holdout(users: pd.DataFrame, share: float, salt: str) -> np.ndarray:
+    """Per group x region: the users ordered by (hashlib digest, row) and the first round(share * n) held out."""
+    digests = _hashlib([u.encode() for u in users["user_id"]], salt.encode())
+    held = np.zeros(len(users), dtype=bool)
+    for rows in users.groupby(["group", "region"]).groups.values():
+        rows = np.asarray(rows)
+        ranked = sorted(rows, key=lambda r: (int(digests[r]), r))
+        held[ranked[: int(np.floor(len(rows) * share + 0.5))]] = True
+    return held
+
+
+def test_holdout_membership_and_buckets_equal_those_from_hashlib() -> None:
+    rng = np.random.default_rng(3)
+    n = 3000
+    users = pd.DataFrame(
+        {
+            "user_id": pd.Series([f"u{i:06d}" for i in rng.permutation(n)], dtype="string[pyarrow]"),
+            "group": rng.choice(["farmer", "student", "elderly"], n),
+            "region": rng.choice(["qinglong", "funing"], n),
+        }
+    )
+    held = holdout_mask(users, share=0.1, salt="holdout-2026")
+    np.testing.assert_array_equal(held, _reference_holdout(users, 0.1, "holdout-2026"))
+    want = _hashlib([u.encode() for u in users["user_id"]], b"push-history-bucket") % np.uint64(64)
+    np.testing.assert_array_equal(user_buckets(users["user_id"], 64), want.astype(np.int32))
