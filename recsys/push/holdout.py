@@ -70,16 +70,51 @@ def holdout_mask(users: pd.DataFrame, *, share: float, salt: str) -> np.ndarray:
     mask = np.zeros(n, dtype=bool)
     if n == 0 or share == 0:
         return mask
-    strata = users.groupby([C.GROUP, C.REGION], sort=True, observed=True).ngroup().to_numpy()
+    strata = _strata(users)
     hashes = stable_hash(users[C.USER_ID].astype(str), salt=salt)
-    order = np.lexsort((hashes, strata))
+    # each stratum's users in row order (a stable sort of small integer codes is a radix sort),
+    # then per stratum the quota lowest hashes, ties to the lower row: the first round(share * n)
+    # of the stratum ordered by (hash, row), found by a partial sort (no sort of every hash)
+    by_stratum = np.argsort(strata, kind="stable")
     sizes = np.bincount(strata)
     quota = np.floor(sizes * float(share) + 0.5).astype(np.int64)
-    starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
-    sorted_strata = strata[order]
-    rank_in_stratum = np.arange(n) - starts[sorted_strata]
-    mask[order] = rank_in_stratum < quota[sorted_strata]
+    ends = np.cumsum(sizes)
+    for s, end in enumerate(ends):
+        size, take = int(sizes[s]), int(quota[s])
+        if take == 0:
+            continue
+        rows = by_stratum[end - size : end]
+        if take >= size:
+            mask[rows] = True
+            continue
+        values = hashes[rows]
+        cut = np.partition(values, take - 1)[take - 1]
+        below = values < cut
+        # the users at the cut value, lowest rows first, fill what is left of the quota
+        tied = np.flatnonzero(values == cut)[: take - int(below.sum())]
+        mask[rows[below]] = True
+        mask[rows[tied]] = True
     return mask
+
+
+def _strata(users: pd.DataFrame) -> np.ndarray:
+    """Each user's group x region stratum, numbered 0 .. strata - 1 (int16 when few).
+
+    Raises
+    ------
+    SchemaError
+        If a user has no group or region.
+    """
+    groups, _ = pd.factorize(users[C.GROUP])
+    regions, names = pd.factorize(users[C.REGION])
+    if (groups < 0).any() or (regions < 0).any():
+        missing = int(((groups < 0) | (regions < 0)).sum())
+        raise SchemaError(f"users table: {missing} users without a group or region; the holdout draws per group x region")
+    pairs = groups.astype(np.int64) * max(len(names), 1) + regions
+    present = np.bincount(pairs)
+    number = np.cumsum(present > 0) - 1
+    strata = number[pairs]
+    return strata.astype(np.int16) if len(present) < 2**15 else strata
 
 
 def holdout_summary(users: pd.DataFrame, mask: np.ndarray) -> dict[str, Any]:
