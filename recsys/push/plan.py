@@ -227,7 +227,9 @@ def plan_users(
     scope = np.flatnonzero(in_segment & ~opted_out & has_channel & ~held)
     # an Arrow-backed column stays one (no Python str per user): the ids hash from its buffers
     buckets = user_buckets(users[C.USER_ID].iloc[scope], n_buckets)
-    order = np.lexsort((scope, buckets))
+    # scope rises, so a stable sort by bucket is the (bucket, position) order; as int16 codes
+    # NumPy's stable sort is a radix sort (a lexsort of 2.9M pairs took seconds)
+    order = np.argsort(buckets.astype(np.int16) if n_buckets <= 2**15 else buckets, kind="stable")
     holdout_rows = users.loc[in_segment & held, [C.USER_ID, C.GROUP, C.REGION]].reset_index(drop=True)
     reason = np.full(len(users), REASONS.index("outside_segment"), dtype=np.int8)
     reason[skip_out] = REASONS.index(SKIP_OPTED_OUT)
