@@ -868,6 +868,11 @@ class RankerConfig:
     popularity_candidates: int = 20
     #: items shown to a training user after the cut and not engaged with are explicit negatives
     impression_negatives: bool = False
+    #: a log without impressions (ratings): each user who came back (a positive a day or more after
+    #: an earlier one) during the label windows' period adds their last visit before the latest cut
+    #: as one more training query, its features from a model trained without that visit
+    #: (recsys.training.ranker_training.return_visits; docs/ranker.md "Return visits")
+    return_visits: bool = False
     #: what a training query holds: ``candidates`` (the serving candidates at the cut, label =
     #: engaged after it: shown or not, so it also learns what the old system showed),
     #: ``impressions`` (the items shown after the cut, label = engaged with when shown; fitted

@@ -203,6 +203,106 @@ def example_mode(wanted: str, positives: sp.csr_matrix, shown: sp.csr_matrix, mi
     return "impressions" if int(engaged_shown.sum()) >= min_users else "candidates"
 
 
+#: a positive engagement at least this long after the user's previous one starts a new visit
+RETURN_GAP = pd.Timedelta(days=1)
+
+
+def return_visits(events: pd.DataFrame, since: pd.Timestamp | None = None) -> np.ndarray:
+    """Each returning user's last visit in ``events``: the mask of the events it holds.
+
+    A user's visits are their positive engagements split wherever one comes
+    :data:`RETURN_GAP` or more after the one before. A user with at least two
+    visits *returned*; their last visit starts with the positive that opens it
+    and holds every event of theirs from then on (any type: the features of a
+    query built on it must not see any of it). With ``since``, only visits
+    starting at or after it count (visits of the same period as the label
+    windows, not of an older catalogue).
+
+    Parameters
+    ----------
+    events : DataFrame
+        Clean events (``user_id``, ``event_type``, ``timestamp``).
+    since : Timestamp, optional
+
+    Returns
+    -------
+    ndarray of bool, len(events)
+        True for the events of the returning users' last visits.
+    """
+    positive = events[C.EVENT_TYPE].isin(C.EVENT_TYPES_POSITIVE).to_numpy()
+    pos = events.loc[positive, [C.USER_ID, C.TIMESTAMP]].sort_values([C.USER_ID, C.TIMESTAMP], kind="stable")
+    if pos.empty:
+        return np.zeros(len(events), bool)
+    same_user = pos[C.USER_ID].eq(pos[C.USER_ID].shift())
+    opens = same_user & (pos[C.TIMESTAMP] - pos[C.TIMESTAMP].shift() >= RETURN_GAP)
+    # the latest visit opening per user: only users with one have a visit before their last
+    start = pos.loc[opens.to_numpy()].groupby(C.USER_ID, sort=False)[C.TIMESTAMP].max()
+    if since is not None:
+        start = start[start >= since]
+    if start.empty:
+        return np.zeros(len(events), bool)
+    begin = events[C.USER_ID].map(start)
+    return (begin.notna() & (events[C.TIMESTAMP] >= begin)).to_numpy()
+
+
+def return_visit_labels(
+    events: pd.DataFrame, held: np.ndarray, user_ids: pd.Index, item_ids: pd.Index
+) -> sp.csr_matrix:
+    """The positive engagements of the held-out visits (``held``), as a (users x items) 0/1 matrix."""
+    visits = events[held]
+    if visits.empty:
+        return sp.csr_matrix((len(user_ids), len(item_ids)), dtype=np.float32)
+    positives, _ = _labels(visits, visits[C.TIMESTAMP].min(), user_ids, item_ids)
+    return positives
+
+
+def return_visit_examples(
+    users: pd.DataFrame,
+    items: pd.DataFrame,
+    events: pd.DataFrame,
+    cut: pd.Timestamp,
+    since: pd.Timestamp,
+    feats: tuple,
+    config: EngineConfig,
+    taxonomy: Taxonomy,
+    content_from: TrainedModel | None,
+    rng: np.random.Generator,
+    seed: int,
+) -> Examples:
+    """Candidate queries of the users who returned between ``since`` and ``cut`` (their last visit).
+
+    The events before ``cut`` lose every returning user's last visit
+    (:func:`return_visits`); every component is trained on what is left, as
+    of ``cut``, exactly as for a label window's cut; each such user's query is
+    then their serving candidates at ``cut`` labelled by the positives of the
+    held-out visit (:func:`build_examples`). No feature sees an event of the
+    visit it is labelled by.
+    """
+    from recsys.training import train_model  # cycle: the training job imports this module
+
+    feats_n = len(feats)
+    before = events[events[C.TIMESTAMP] < cut]
+    held = return_visits(before, since)
+    if not held.any():
+        return _concat([], feats_n)
+    sub_config = dataclasses.replace(config, ranking=dataclasses.replace(config.ranking, ranker="linear"))
+    kept = before[~held]
+    sub = train_model(users, items, kept, config=sub_config, taxonomy=taxonomy, as_of=cut, content_from=content_from)
+    sub.taste = fit_taste(sub, kept, config, taxonomy)
+    state = build_state(sub, None, sub_config.ranking)
+    user_ids = pd.Index(state.user_ids.astype(str))
+    item_ids = pd.Index(state.catalog.item_ids[: state.catalog.n_bundle].astype(str))
+    positives = return_visit_labels(before, held, user_ids, item_ids)
+    labelled = np.flatnonzero(np.diff(positives.indptr) > 0)
+    if len(labelled) > config.ranker.max_users:
+        labelled = np.sort(rng.choice(labelled, size=config.ranker.max_users, replace=False))
+    no_impressions = sp.csr_matrix(positives.shape, dtype=np.float32)
+    return build_examples(
+        state, labelled, positives, no_impressions, int(cut.as_unit("ns").value), feats,
+        config.ranker.random_candidates, seed, False, "candidates",
+    )
+
+
 def _ndcg_at(scores: np.ndarray, y: np.ndarray, groups: np.ndarray, k: int = 10) -> float:
     """Mean NDCG@k (binary gain) of ordering each query's rows by ``scores`` (ties: row order)."""
     out, lo = [], 0
@@ -734,6 +834,19 @@ def fit_ranker(
         parts.append(ex)
         cuts.append(cut.isoformat())
         upper = cut
+    n_return = 0
+    if rc.return_visits and mode == "candidates" and cuts:
+        # a user who returns after the cut is a warm query, and on a log of ratings few do inside
+        # the label windows: the users who came back during those windows' period add their last
+        # visit before the latest cut (features from a model that never saw it, as of that cut)
+        t0 = time.perf_counter()
+        visit = return_visit_examples(
+            users, items, events, pd.Timestamp(cuts[0]), pd.Timestamp(cuts[-1]), feats, config, taxonomy,
+            content_from, rng, rc.seed + len(cuts),
+        )
+        timings["return_visits"] = time.perf_counter() - t0
+        n_return = len(visit.groups)
+        parts.append(visit)
     if content_from is not None:
         # the bundle's own taste term, on the whole training log: what the features read at serving
         t0 = time.perf_counter()
@@ -806,6 +919,7 @@ def fit_ranker(
             "cuts": cuts,
             "queries": int(n_q),
             "warm_queries": int(ex.warm.sum()),
+            "return_visit_queries": n_return,
             "cold_queries": int((~ex.warm).sum()),
             "examples": int(len(ex.y)),
             "positives": int(ex.y.sum()),
