@@ -460,6 +460,8 @@ def build_state(
         ranker.prepare()  # its compiled trees now (or from their cache), not in the first request
     compiled_selection.warm()  # the selection's kernels likewise
     compiled_scoring.warm()  # and the scoring's
+    if model.item_index is not None:
+        model.item_index.warm()  # and the exact search's top-k
     feats = features_of(model, ranker)
     return RankingState(
         model=model,

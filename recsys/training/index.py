@@ -71,6 +71,8 @@ import numpy as np
 from recsys.config import AUTO, IndexConfig, check_section, is_int
 from recsys.exceptions import ConfigError, NotFittedError
 from recsys.seeds import check_random_state
+from recsys.training import compiled_topk
+from recsys.training.compiled_topk import top_k_rows
 
 if TYPE_CHECKING:
     from recsys.bundle import BundleReader, BundleWriter
@@ -116,13 +118,13 @@ def _recall(approx: np.ndarray, exact: np.ndarray) -> float:
 
 
 def _best_first(s: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` best columns of each row of ``s`` (k <= width) and their scores, best first, ties by column."""
-    cols = np.sort(np.argpartition(-s, k - 1, axis=1)[:, :k], axis=1) if k < s.shape[1] else np.broadcast_to(
-        np.arange(s.shape[1]), s.shape
-    )
-    vals = np.take_along_axis(s, cols, axis=1)
-    order = np.argsort(-vals, axis=1, kind="stable")
-    return np.take_along_axis(vals, order, axis=1), np.take_along_axis(cols, order, axis=1)
+    """The ``k`` best columns of each row of ``s`` (k <= width) and their scores, best first, ties by column.
+
+    Compiled (:func:`recsys.training.compiled_topk.top_k_rows`): ~0.6x the time of an index
+    partition and a stable sort per row at the city's head; a tie at the k-th score keeps
+    the lower column (the partition kept either).
+    """
+    return top_k_rows(s, k)
 
 
 def _check_k(k: Any) -> int:
@@ -603,6 +605,11 @@ class VectorIndex:
         scores[:, :kk] = sub_scores
         found[:, :kk] = rows[sub_found]
         return scores, found
+
+    def warm(self) -> None:
+        """Load the compiled top-k of the exact searches now (numba's start, 0.3-0.5 s from its
+        on-disk cache), so that a serving process's first search does not pay it."""
+        compiled_topk.warm()
 
     def search(
         self, queries: np.ndarray, k: int, allow: np.ndarray | None = None

@@ -1,0 +1,54 @@
+"""The compiled top-k per row equals a full sort by (higher score, lower column)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from recsys.training import compiled_topk
+from recsys.training.compiled_topk import top_k_rows
+
+
+def _reference(s: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    cols = np.array([np.lexsort((np.arange(s.shape[1]), -row))[:k] for row in s], dtype=np.int64).reshape(len(s), k)
+    return np.take_along_axis(s, cols, axis=1), cols
+
+
+def test_top_k_equals_a_full_sort_with_ties_signed_zeros_and_infinities() -> None:
+    rng = np.random.default_rng(11)
+    s = rng.standard_normal((60, 45)).astype(np.float32)
+    s[:, ::3] = np.round(s[:, ::3])  # many exact ties, some at the k-th score
+    s[0, :6] = -0.0  # equal to 0.0: ties by column, whatever the sign
+    s[0, 6:9] = 0.0
+    s[1, :] = -np.inf
+    s[2, 4] = np.inf
+    s[3, :] = 1.0  # all equal: the first k columns
+    for k in (1, 2, 7, 30, 44, 45):
+        vals, cols = top_k_rows(s, k)
+        want_vals, want_cols = _reference(s, k)
+        np.testing.assert_array_equal(cols, want_cols)
+        np.testing.assert_array_equal(vals, want_vals)
+        assert np.array_equal(np.signbit(vals), np.signbit(want_vals))  # the scores as they are in s
+        assert vals.dtype == np.float32 and cols.dtype == np.int64
+
+
+def test_scores_of_a_gemm_block_and_one_compiled_signature() -> None:
+    rng = np.random.default_rng(5)
+    s = rng.standard_normal((300, 16)).astype(np.float32) @ rng.standard_normal((16, 700)).astype(np.float32)
+    frozen = s.copy()
+    frozen.flags.writeable = False
+    for given in (s, frozen, s.astype(np.float64), np.asfortranarray(s)):
+        vals, cols = top_k_rows(given, 50)
+        np.testing.assert_array_equal(cols, _reference(s, 50)[1])
+    assert len(compiled_topk._keys.signatures) == 1
+
+
+def test_bad_input_is_refused() -> None:
+    s = np.zeros((2, 4), np.float32)
+    with pytest.raises(ValueError, match="1 <= k <= 4"):
+        top_k_rows(s, 5)
+    with pytest.raises(ValueError, match="1 <= k <= 4"):
+        top_k_rows(s, 0)
+    s[1, 1:] = np.nan
+    with pytest.raises(ValueError, match="row 1 has NaN"):
+        top_k_rows(s, 2)
