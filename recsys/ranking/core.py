@@ -15,6 +15,7 @@ items, the list holds what exists.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,7 +55,8 @@ class Ranked:
 
 def _learned_scores(
     state: RankingState, users: UserBatch, cand: np.ndarray, ok: np.ndarray, linear: np.ndarray, now_ns: int,
-    parts: scoring.Components, k: int,
+    parts: scoring.Components | None,
+    blended: Callable[[np.ndarray, np.ndarray | None, bool], tuple[np.ndarray, scoring.Components | None]], k: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The learned ranker's scores of the valid candidates (m, c), their feature rows, and where each
     candidate's row is.
@@ -68,48 +70,58 @@ def _learned_scores(
     ``k`` items to choose from.
 
     Only the first pass's one feature is computed for every candidate; the
-    full feature rows are computed for the rescored candidates alone, and a
-    feature no tree splits on is left at 0 (the trees never read it, so the
-    scores are the same). The feature rows (r, F) are the rescored
-    candidates' and one last row of zeros; ``where`` (m, c) holds each
-    candidate's row (the zero row for the others): the reasons read picked
-    items, which are always among the rescored.
+    blend's terms and the full feature rows are computed for the rescored
+    candidates alone, and a feature no tree splits on is left at 0 (the
+    trees never read it, so the scores are the same). ``blended`` is the
+    blend's scoring of a block, with or without its terms: each pair's terms
+    are computed alone, so they are the bits the first pass's score was made
+    of. ``parts``, the first pass's terms, are given when every valid
+    candidate is rescored (:func:`_first_pass` is 0), else ``None``. The
+    feature rows (r, F) are the rescored candidates' and one last row of
+    zeros; ``where`` (m, c) holds each candidate's row (the zero row for the
+    others): the reasons read picked items, which are always among the
+    rescored.
     """
     ranker = state.ranker
-    block = features.Block(state, users, cand, now_ns, gather_all=False)  # reads the base feature only
-    block.__dict__["parts"] = parts  # already computed for the first pass
-    keep = ok
-    n = state.model.config.ranker.rescore
-    n = max(n, 2 * k + 10) if n else 0
-    if n and cand.shape[1] > n:
-        base = _base_scores(state, block)
-        keep = ok & (_top_mask(linear, ok, n // 2) | _top_mask(base, ok, n - n // 2))
-    # the kept candidates of each row first, in their order: a compact (m, w) block
-    width = int(keep.sum(axis=1).max()) if keep.size else 0
-    pos = np.argsort(~keep, axis=1, kind="stable")[:, :width]
-    rows = np.broadcast_to(np.arange(cand.shape[0])[:, None], pos.shape)
-    # one flat index for every (m, c) array read at the compact block: np.take on it costs a third
-    # of indexing by (rows, pos) per array, and nine blend terms are read
-    flat = rows * cand.shape[1] + pos
-    kept = np.take(keep, flat)
-    small = features.Block(state, users, np.where(kept, np.take(cand, flat), -1), now_ns)
-    small.__dict__["parts"] = scoring.Components(*(np.take(t, flat) for t in parts.terms()))
-    x_small = features.compute(state.features, small, used=state.used_features)
-    # the rescored rows gathered once, with one last row of zeros: the ranker predicts them (one
-    # predict for the whole block) and the reasons read them through ``where`` -- not an (m, c, F)
-    # copy of the block (~50 MB of zeros per recommend_many block, of which the reasons read k rows)
-    n_rows, n_feat = int(kept.sum()), x_small.shape[2]
-    x = np.zeros((n_rows + 1, n_feat), np.float32)
-    rescored = np.flatnonzero(kept)
-    # mode="clip" (the indices are in range): with out= and the default mode numpy gathers into a
-    # buffer of the same size first
-    np.take(x_small.reshape(-1, n_feat), rescored, axis=0, out=x[:n_rows], mode="clip")
-    at = np.take(flat, rescored)  # each rescored row's position in (m, c), row order
+    n = _first_pass(state, cand.shape[1], k)
+    if not n:
+        # every valid candidate is rescored: the first pass's terms are theirs
+        block = features.Block(state, users, cand, now_ns)
+        block.__dict__["parts"] = parts if parts is not None else blended(cand, ok, True)[1]
+        rescored = at = np.flatnonzero(ok)
+    else:
+        first = features.Block(state, users, cand, now_ns, gather_all=False)  # reads the base feature only
+        keep = ok & (_top_mask(linear, ok, n // 2) | _top_mask(_base_scores(state, first), ok, n - n // 2))
+        # the kept candidates of each row first, in their order: a compact (m, w) block
+        width = int(keep.sum(axis=1).max()) if keep.size else 0
+        pos = np.argsort(~keep, axis=1, kind="stable")[:, :width]
+        flat = np.arange(cand.shape[0])[:, None] * cand.shape[1] + pos
+        kept = np.take(keep, flat)
+        block = features.Block(state, users, np.where(kept, np.take(cand, flat), -1), now_ns)
+        # the blend's terms of the rescored pairs only (the first pass scored every pair without them)
+        block.__dict__["parts"] = blended(block.cand, kept, True)[1]
+        rescored = np.flatnonzero(kept)
+        at = np.take(flat, rescored)  # each rescored row's position in (m, c), row order
+    # the rescored rows' features in one compiled pass, with one last row of zeros: the ranker
+    # predicts them (one predict for the whole block) and the reasons read them through ``where``
+    n_rows = len(rescored)
+    x = np.zeros((n_rows + 1, len(state.features)), np.float32)
+    features.compute_rows(state.features, block, rescored, used=state.used_features, out=x[:n_rows])
     score = np.full(cand.shape, -np.inf, dtype=np.float32)
     score.reshape(-1)[at] = ranker.predict(x[:n_rows])
     where = np.full(cand.shape, n_rows, np.int64)
     where.reshape(-1)[at] = np.arange(n_rows)
     return score, x, where
+
+
+def _first_pass(state: RankingState, c: int, k: int) -> int:
+    """How many of a user's ``c`` candidates the learned ranker rescores (``[ranker] rescore``, at
+    least ``2 k + 10``), or 0 when it rescores every valid one: ``rescore = 0``, no more candidates
+    than that, or a ranker without a base feature (the first pass's second half then ties every
+    candidate, and all of them are kept)."""
+    n = state.model.config.ranker.rescore
+    n = max(n, 2 * k + 10) if n else 0
+    return n if n and c > n and state.ranker.base_feature is not None else 0
 
 
 def _base_scores(state: RankingState, block: features.Block) -> np.ndarray:
@@ -175,16 +187,14 @@ def _score_and_pick(
             blend_weights, engagement=engagement, keep_terms=keep_terms,
         )
 
-    if state.ranker is None:
-        # ineligible pairs are skipped (-inf); the terms are read for the picks only (below)
-        score, parts = blended(cand, ok, False)
-    else:
-        # the learned ranker's features read every pair's terms
-        score, parts = blended(cand, None, True)
-        score = np.where(ok, score, np.float32(-np.inf))
+    # ineligible pairs are skipped (-inf); the linear blend reads the terms of its picks only (below),
+    # the learned ranker those of the pairs it rescores: all valid pairs' here unless a first pass
+    # keeps a few (then only theirs are computed, in ``_learned_scores``)
+    learned = state.ranker is not None
+    score, parts = blended(cand, ok, learned and not _first_pass(state, cand.shape[1], k))
     x = where = None
-    if state.ranker is not None:
-        score, x, where = _learned_scores(state, users, cand, ok, score, now_ns, parts, k)
+    if learned:
+        score, x, where = _learned_scores(state, users, cand, ok, score, now_ns, parts, blended, k)
     score = features.add_boosts(state, users, cand, score, now_ns)  # the push's priorities; none: unchanged
     rows = np.arange(cand.shape[0])[:, None]
     # candidates are sorted by item index, so score order breaks ties by index; only each

@@ -30,7 +30,7 @@ import scipy.sparse as sp
 
 from recsys.config import RankerConfig
 from recsys.exceptions import ConfigError
-from recsys.ranking import scoring
+from recsys.ranking import compiled_features, scoring
 from recsys.ranking.catalog import NS_MIN
 from recsys.ranking.reasons import LEARNED_KINDS
 from recsys.training.serving import level_offsets
@@ -224,13 +224,59 @@ class Feature:
     monotone: int = 0
 
 
+# A feature's ``compute`` is a plain function, or one of the small callables below: they say what
+# the feature reads, so that the compiled pass (:func:`compute_rows`) can fill its column without
+# calling it -- with the function's own bits (the tests compare every feature with its ``compute``).
+
+
+@dataclass(frozen=True)
+class _Term:
+    """A term of the linear blend (the scoring kernel's value), read as a feature."""
+
+    attr: str
+
+    def __call__(self, b: Block) -> np.ndarray:
+        return getattr(b.parts, self.attr)
+
+
+@dataclass(frozen=True)
+class _Level:
+    """One half-life's popularity at one level (``LEVELS`` position), per 1,000 engagements."""
+
+    w: int
+    at: int
+
+    def __call__(self, b: Block) -> np.ndarray:
+        return b.popularity_at(self.w, self.at)
+
+
+@dataclass(frozen=True)
+class _ItemOnly:
+    """A feature of the candidate item alone (no user, no time): the compiled pass reads it from a
+    table of every catalogue item, computed once per serving state by ``values`` itself."""
+
+    values: Callable[[Block], np.ndarray]
+
+    def __call__(self, b: Block) -> np.ndarray:
+        return self.values(b)
+
+
+@dataclass(frozen=True)
+class _UserOnly:
+    """A feature of the user alone: the compiled pass computes it once per user of a block."""
+
+    values: Callable[[Block], np.ndarray]
+
+    def __call__(self, b: Block) -> np.ndarray:
+        return self.values(b)
+
+
 def _term(attr: str) -> Callable[[Block], np.ndarray]:
-    return lambda b: getattr(b.parts, attr)
+    return _Term(attr)
 
 
 def _popularity(w: int, level: str) -> Callable[[Block], np.ndarray]:
-    at = LEVELS.index(level)
-    return lambda b: b.popularity_at(w, at)
+    return _Level(w, LEVELS.index(level))
 
 
 def _newcomer(w: int) -> Callable[[Block], np.ndarray]:
@@ -250,7 +296,7 @@ def _newcomer(w: int) -> Callable[[Block], np.ndarray]:
 
 def _window(w: int, days: float) -> Callable[[Block], np.ndarray]:
     # per day over the part of the window the log covers (a 365-day window over 60 days of log is a 60-day one)
-    return lambda b: b.per_item(b.state.signals.popularity_windows[w]) / np.float32(min(days, b.span_days))
+    return _ItemOnly(lambda b: b.per_item(b.state.signals.popularity_windows[w]) / np.float32(min(days, b.span_days)))
 
 
 def _per_day(values: Callable[[Block], np.ndarray]) -> Callable[[Block], np.ndarray]:
@@ -430,11 +476,11 @@ def registry(config: RankerConfig) -> tuple[Feature, ...]:
         Feature("engagement", _engagement, None, True, doc="engagement model: log-odds of engagement when shown (its terms and the taste)"),
         Feature("taste", _taste, "collaborative", False, doc="engagement model: latent taste user . item (log-odds)"),
         Feature("coengagement", _coengagement, "coengagement", False, doc="co-engagement with recent positives"),
-        Feature("popularity_all_time", _per_day(lambda b: b.per_item(b.state.model.popularity_all_time)), "popularity", True, "city", "engaged users per day of log", 1),
+        Feature("popularity_all_time", _ItemOnly(_per_day(lambda b: b.per_item(b.state.model.popularity_all_time))), "popularity", True, "city", "engaged users per day of log", 1),
         Feature("item_age_days", _item_age, None, True, doc="days since publication (NaN: unknown)"),
-        Feature("item_exposures", _per_day(lambda b: b.per_item(b.state.signals.item_exposures)), None, True, doc="impressions per day of log"),
-        Feature("user_history", _per_day(lambda b: b.per_user(b.state.signals.user_activity[:, 0])), None, True, doc="positive items per day of log"),
-        Feature("user_activity", lambda b: b.per_user(b.state.signals.user_activity[:, 1]), None, True),
+        Feature("item_exposures", _ItemOnly(_per_day(lambda b: b.per_item(b.state.signals.item_exposures))), None, True, doc="impressions per day of log"),
+        Feature("user_history", _UserOnly(_per_day(lambda b: b.per_user(b.state.signals.user_activity[:, 0]))), None, True, doc="positive items per day of log"),
+        Feature("user_activity", _UserOnly(lambda b: b.per_user(b.state.signals.user_activity[:, 1])), None, True),
         Feature("topic_rate", _topic_rate, "topic", False, doc="the user's shrunk engagement-rate lift in the item's topics (log-odds)"),
         Feature("format_rate", _format_rate, None, False, doc="the user's shrunk engagement-rate lift in the item's format (log-odds)"),
     ]
@@ -534,14 +580,120 @@ def compute(features: tuple[Feature, ...], block: Block, used: np.ndarray | None
     unused: their columns are 0 (a model that never reads them scores the same).
     """
     m, c = block.cand.shape
-    # feature-major while filling: each feature writes one contiguous (m, c) plane; writing a column
-    # of the (m, c, n) array instead strides over all of it once per feature (at a recommend_many
-    # block of 20 MB that was a third of the learned ranker's share)
-    planes = np.zeros((len(features), m, c), np.float32)
+    return compute_rows(features, block, np.arange(m * c, dtype=np.int64), used).reshape(m, c, len(features))
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """How :func:`compute_rows` fills each column (``compiled_features`` codes), for one state and
+    feature set: the values computed per block (``planes``), the per-item table, the per-user features."""
+
+    code: np.ndarray
+    arg: np.ndarray
+    planes: tuple[Callable[[Block], np.ndarray], ...]
+    engagement: np.ndarray
+    item_vals: np.ndarray
+    users: tuple[Feature, ...]
+    levels: np.ndarray
+
+
+def _plan(state: RankingState, features: tuple[Feature, ...], used: np.ndarray | None) -> _Plan:
+    """The compiled pass's plan for these features (built once per state, feature set and ``used``)."""
+    cf = compiled_features
+    levels = getattr(state.signals, "popularity_levels", None) if state.signals is not None else None
+    levels = np.asarray(levels) if levels is not None else None
+    # the kernel multiplies float32 shares (``_per_thousand``'s float32 branch); another dtype keeps NumPy's
+    level_ok = levels is not None and levels.dtype == np.float32 and levels.ndim == 3
+    code = np.zeros(len(features), np.int8)
+    arg = np.zeros(len(features), np.int64)
+    planes: dict[object, Callable[[Block], np.ndarray]] = {}
+    items: list[Feature] = []
+    users: list[Feature] = []
+
+    def plane(key: object, source: Callable[[Block], np.ndarray]) -> int:
+        planes.setdefault(key, source)
+        return list(planes).index(key)
+
     for j, feat in enumerate(features):
-        if used is None or used[j]:
-            planes[j] = feat.compute(block)
-    return np.ascontiguousarray(planes.transpose(1, 2, 0))
+        fn = feat.compute
+        if used is not None and not used[j]:
+            code[j] = cf.NONE
+        elif isinstance(fn, _Term):
+            code[j], arg[j] = cf.PLANE, plane(("term", fn.attr), fn)
+        elif isinstance(fn, _Level) and level_ok:
+            code[j], arg[j] = cf.LEVEL, fn.w * len(LEVELS) + fn.at
+        elif isinstance(fn, _ItemOnly):
+            code[j], arg[j] = cf.ITEM, len(items)
+            items.append(feat)
+        elif isinstance(fn, _UserOnly):
+            code[j], arg[j] = cf.USER, len(users)
+            users.append(feat)
+        elif fn is _item_age:
+            code[j] = cf.AGE
+        elif fn is _als_score:
+            code[j] = cf.DOT
+        elif fn is _engagement:
+            code[j] = cf.ENGAGEMENT
+        else:
+            code[j], arg[j] = cf.PLANE, plane(("feature", feat.name), fn)
+    engagement = np.zeros(5, np.int64)
+    if (code == cf.ENGAGEMENT).any():
+        for i, attr in enumerate(("quality", "interest", "format", "timeliness")):
+            engagement[i] = plane(("term", attr), _Term(attr))
+        engagement[4] = plane(("taste",), _taste)
+    n_items = state.catalog.n_items
+    item_vals = np.zeros((n_items, len(items)), np.float32)
+    if items:
+        # the features' own functions over every catalogue item at once (they read no user and no time)
+        every = Block(state, None, np.arange(n_items, dtype=np.int64)[None, :], state.default_now_ns)  # type: ignore[arg-type]
+        for k, feat in enumerate(items):
+            item_vals[:, k] = feat.compute(every)[0]
+    return _Plan(
+        code=code, arg=arg, planes=tuple(planes.values()), engagement=engagement, item_vals=item_vals,
+        users=tuple(users), levels=levels if level_ok else np.zeros((1, 1, 1), np.float32),
+    )
+
+
+def compute_rows(
+    features: tuple[Feature, ...], block: Block, pos: np.ndarray, used: np.ndarray | None = None,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """The feature rows of some pairs of a block, float32 (len(pos), n_features), in one compiled pass.
+
+    Each column holds exactly the values of its feature's ``compute`` (the
+    registry's definition) at those pairs; ``used`` as in :func:`compute`.
+
+    Parameters
+    ----------
+    features : tuple of Feature
+    block : Block
+    pos : ndarray of int64, shape (n,)
+        Flat positions of the pairs in the block's (m, c) candidates.
+    used : ndarray of bool, shape (n_features,), optional
+    out : ndarray of float32, shape (n, n_features), optional
+        C-ordered; filled in place and returned.
+    """
+    state = block.state
+    key = ("features.plan", tuple(f.name for f in features), None if used is None else np.asarray(used, bool).tobytes())
+    plan = state._cached(state._static, key, lambda: _plan(state, features, used))
+    m, c = block.cand.shape
+    if out is None:
+        out = np.empty((len(pos), len(features)), np.float32)
+    planes = np.empty((len(plan.planes), m * c), np.float32)
+    for k, source in enumerate(plan.planes):
+        planes[k].reshape(m, c)[...] = source(block)
+    user_vals = np.zeros((m, len(plan.users)), np.float32)
+    if plan.users:
+        # the features' own functions over one column per user (they read no item)
+        one = Block(state, block.users, np.zeros((m, 1), np.int64), block.now_ns)
+        for k, feat in enumerate(plan.users):
+            user_vals[:, k] = feat.compute(one)[:, 0]
+    reads_levels = (plan.code == compiled_features.LEVEL).any()
+    return compiled_features.fill(
+        out, pos, block.cand, state.catalog.n_bundle, plan.code, plan.arg, planes, plan.item_vals, user_vals,
+        plan.levels, block.level_rows if reads_levels else np.zeros((4, m), np.int64), state.catalog.published_ns,
+        NS_MIN, block.now_ns, plan.engagement, state.catalog.cf, np.asarray(block.users.vectors, np.float32),
+    )
 
 
 def reason_groups(features: tuple[Feature, ...]) -> list[np.ndarray]:

@@ -1,0 +1,177 @@
+"""The learned ranker's feature rows filled in one compiled pass (numba).
+
+The registry (:mod:`recsys.ranking.features`) defines each feature by a
+NumPy function over a block of (user, candidate) pairs. Computed feature by
+feature, a block's rows cost dozens of array passes with their temporaries;
+a single call spent more time in their fixed costs than in the trees. Here
+one loop visits each requested row once and writes its whole feature row,
+reading what the registry's functions read:
+
+* ``PLANE``: a value the NumPy side computed for the block -- a blend term
+  (the scoring kernel's), or a feature with no compiled form (co-engagement,
+  the latent taste, the topic and format rates, newcomer popularity);
+* ``ITEM``: a feature of the item alone, from a table of every catalogue item
+  computed once per serving state by the feature's own function;
+* ``USER``: a feature of the user alone, computed per user of the block by
+  the feature's own function;
+* ``LEVEL``: a popularity share at one half-life and level, per 1,000;
+* ``AGE``: the item's age in days (NaN without a publish time);
+* ``ENGAGEMENT``: the engagement model's four terms plus the taste term;
+* ``DOT``: the raw collaborative inner product ``u . v``.
+
+Every value is the registry function's own bits: the same float32 (or
+float64, then rounded) operations in the same order -- the dot product in
+``np.einsum``'s order (:func:`recsys.ranking.compiled_scoring.einsum_dot`).
+The trees split on these values, so a changed bit could change a list; the
+tests compare every feature with the registry's function.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from recsys.ranking.compiled_scoring import einsum_dot, frozen
+
+#: what a column reads (``code`` per feature column)
+NONE, PLANE, ITEM, USER, LEVEL, AGE, ENGAGEMENT, DOT = range(8)
+#: nanoseconds per day (the registry's ``_item_age`` divides by it)
+_NS_PER_DAY = 86_400 * 10**9
+
+
+@numba.njit(cache=True, nogil=True)
+def _fill(
+    out: np.ndarray,
+    pos: np.ndarray,
+    width: int,
+    cand: np.ndarray,
+    n_bundle: int,
+    code: np.ndarray,
+    arg: np.ndarray,
+    planes: np.ndarray,
+    item_vals: np.ndarray,
+    user_vals: np.ndarray,
+    levels: np.ndarray,
+    level_rows: np.ndarray,
+    published: np.ndarray,
+    ns_min: int,
+    now_ns: int,
+    engagement: np.ndarray,
+    cf: np.ndarray,
+    vectors: np.ndarray,
+) -> None:
+    """Write the feature row of each requested pair (``pos``: flat positions in the (m, width) block)."""
+    thousand = np.float32(1000.0)
+    zero = np.float32(0.0)
+    per_day = np.float64(_NS_PER_DAY)
+    n_features = code.shape[0]
+    for r in range(pos.shape[0]):
+        p = pos[r]
+        u = p // width
+        item = max(cand[p], 0)  # padding reads item 0, as the registry's ``Block.safe`` does
+        known = item < n_bundle
+        for j in range(n_features):
+            c = code[j]
+            if c == PLANE:
+                out[r, j] = planes[arg[j], p]
+            elif c == ITEM:
+                out[r, j] = item_vals[item, arg[j]]
+            elif c == USER:
+                out[r, j] = user_vals[u, arg[j]]
+            elif c == LEVEL:
+                w, level = arg[j] // 4, arg[j] % 4
+                out[r, j] = levels[w, level_rows[level, u], item] * thousand if known else zero
+            elif c == AGE:
+                pub = published[item]
+                if pub == ns_min:
+                    out[r, j] = np.float32(np.nan)
+                else:
+                    out[r, j] = np.float32(np.float64(now_ns - pub) / per_day)
+            elif c == ENGAGEMENT:
+                # (((quality + interest) + format) + timeliness) + taste, float32 left to right
+                s = planes[engagement[0], p] + planes[engagement[1], p]
+                s = s + planes[engagement[2], p]
+                s = s + planes[engagement[3], p]
+                out[r, j] = s + planes[engagement[4], p]
+            elif c == DOT:
+                out[r, j] = einsum_dot(cf[item], vectors[u])
+            else:
+                out[r, j] = zero
+
+
+def fill(
+    out: np.ndarray,
+    pos: np.ndarray,
+    cand: np.ndarray,
+    n_bundle: int,
+    code: np.ndarray,
+    arg: np.ndarray,
+    planes: np.ndarray,
+    item_vals: np.ndarray,
+    user_vals: np.ndarray,
+    levels: np.ndarray,
+    level_rows: np.ndarray,
+    published: np.ndarray,
+    ns_min: int,
+    now_ns: int,
+    engagement: np.ndarray,
+    cf: np.ndarray,
+    vectors: np.ndarray,
+) -> np.ndarray:
+    """Fill ``out`` (n, n_features) float32 with the feature rows of the pairs at ``pos``.
+
+    Parameters
+    ----------
+    out : ndarray of float32, shape (n, n_features), C-ordered
+        Written in place (every column: unused ones get 0) and returned.
+    pos : ndarray of int64, shape (n,)
+        Flat positions of the pairs in the (m, c) block.
+    cand : ndarray of int64, shape (m, c)
+        The block's candidates (-1 padding reads item 0).
+    n_bundle : int
+        Items the bundle knows; later catalogue items read 0 from the popularity levels.
+    code, arg : ndarray of int8 / int64, shape (n_features,)
+        What each column reads (the module's codes) and where.
+    planes : ndarray of float32, shape (k, m * c)
+        Values computed for the whole block (``PLANE`` columns, the engagement terms).
+    item_vals : ndarray of float32, shape (n_items, a)
+    user_vals : ndarray of float32, shape (m, b)
+    levels : ndarray of float32, shape (W, n_rows, n_bundle)
+        Popularity shares per half-life, level row and item.
+    level_rows : ndarray of int64, shape (4, m)
+        Each user's row of ``levels`` at every level.
+    published : ndarray of int64, shape (n_items,)
+    ns_min, now_ns : int
+        "No publish time", and the request's time (UTC nanoseconds).
+    engagement : ndarray of int64, shape (5,)
+        Planes of the engagement model's quality, interest, format and timeliness terms and the taste term.
+    cf : ndarray of float32, shape (n_items, f)
+    vectors : ndarray of float32, shape (m, f)
+
+    Returns
+    -------
+    ndarray of float32, shape (n, n_features)
+    """
+    c = cand.shape[1]
+    if out.dtype != np.float32 or not out.flags.c_contiguous or out.shape != (len(pos), len(code)):
+        raise ValueError(f"feature rows need a C-ordered float32 ({len(pos)}, {len(code)}) array, got {out.dtype} {out.shape}")
+    if len(pos):
+        _fill(
+            out, frozen(pos, np.int64), c, frozen(cand, np.int64).reshape(-1), int(n_bundle),
+            frozen(code, np.int8), frozen(arg, np.int64), frozen(planes, np.float32),
+            frozen(item_vals, np.float32), frozen(user_vals, np.float32), frozen(levels, np.float32),
+            frozen(level_rows, np.int64), frozen(published, np.int64), int(ns_min), int(now_ns),
+            frozen(engagement, np.int64), frozen(cf, np.float32), frozen(vectors, np.float32),
+        )
+    return out
+
+
+def warm() -> None:
+    """Load the kernel now (or compile it), with the types :func:`fill` passes: a serving state calls
+    this while it loads, so that no request pays the cache lookup."""
+    f2, i2 = np.zeros((1, 1), np.float32), np.zeros((1, 1), np.int64)
+    fill(
+        np.zeros((1, 1), np.float32), np.zeros(1, np.int64), i2, 1, np.zeros(1, np.int8), np.zeros(1, np.int64),
+        f2, f2, f2, np.zeros((1, 1, 1), np.float32), np.zeros((4, 1), np.int64), np.zeros(1, np.int64), 0, 0,
+        np.zeros(5, np.int64), f2, f2,
+    )
