@@ -273,7 +273,9 @@ def compute_chunk(recommender: Recommender, topics: ItemTopics, task: ChunkTask)
             recommend,
             ids[who],
             limit,
-            blocked=blocked[blocked[C.USER_ID].isin(ids[who])],
+            # the whole chunk's pairs: fetch_lists keeps those of its own users (exclusions), so a
+            # filter here only cost a hash of the channel's user ids per call
+            blocked=blocked,
             drop_items=calls[rule.channel][1],
         )
         lists = lists.assign(**{C.CHANNEL: rule.channel, W.SEND_AFTER: send_after, W.SEND_BEFORE: send_before})

@@ -22,11 +22,13 @@ def chunk_stats(
     """Counts of one chunk for the run manifest."""
     ids = object_index(task.user_ids)
     has_channel = (chosen >= 0).any(axis=1)
-    pushed = ids.isin(rows[C.USER_ID])
+    counts, row_users = _counts(ids, task.groups, task.regions, rows, topics)
+    pushed = np.zeros(len(ids), dtype=bool)
+    pushed[row_users] = True
     return {
         "chunk": int(task.chunk),
         "users": int(task.n_users),
-        **row_counts(ids, task.groups, task.regions, rows, topics),
+        **counts,
         "skipped": {SKIP_CAPPED: int((~has_channel).sum()), SKIP_NO_ITEMS: int((has_channel & ~pushed).sum())},
         "seconds": round(seconds, 3),
     }
@@ -52,33 +54,54 @@ def row_counts(
         ``pushed_users``, ``rows``, ``by_group``, ``by_region``, ``by_channel``
         (each ``{code: {"users": n, "rows": n}}``) and ``by_topic`` (``{code: rows}``).
     """
+    return _counts(ids, groups, regions, rows, topics)[0]
+
+
+def _by(labels: np.ndarray, users: np.ndarray, row_users: np.ndarray) -> dict[str, dict[str, int]]:
+    """Per label (sorted; missing labels left out): users among ``users`` and rows of ``row_users``.
+
+    Counted by integer codes (a bincount), not by counting Python strings.
+    """
+    codes, names = pd.factorize(labels[users])
+    n = len(names)
+    own = np.flatnonzero(codes >= 0)
+    user_counts = np.bincount(codes[own], minlength=n)
+    # the rows' labels by their user's code: every row's user is among ``users``
+    at = np.searchsorted(users, row_users)
+    row_codes = codes[at]
+    row_count = np.bincount(row_codes[row_codes >= 0], minlength=n)
+    order = sorted(range(n), key=lambda i: names[i])
+    return {str(names[i]): {"users": int(user_counts[i]), "rows": int(row_count[i])} for i in order if user_counts[i]}
+
+
+def _counts(
+    ids: pd.Index, groups: np.ndarray, regions: np.ndarray, rows: pd.DataFrame, topics: ItemTopics
+) -> tuple[dict[str, Any], np.ndarray]:
+    """:func:`row_counts` and each row's position in ``ids``."""
     rows = with_object_ids(rows)
     row_users = ids.get_indexer(rows[C.USER_ID])
-    pushed_users = np.unique(row_users)
-
-    def by(labels: np.ndarray, users: np.ndarray, row_labels: np.ndarray) -> dict[str, dict[str, int]]:
-        user_counts = pd.Series(labels[users], dtype=object).value_counts()
-        row_count = pd.Series(row_labels, dtype=object).value_counts()
-        return {
-            str(k): {"users": int(user_counts[k]), "rows": int(row_count.get(k, 0))} for k in sorted(user_counts.index)
-        }
-
+    pushed_users = np.unique(row_users)  # ascending: _by finds each row's user in it by a search
     groups, regions = np.asarray(groups, dtype=object), np.asarray(regions, dtype=object)
-    channel = rows[C.CHANNEL].to_numpy(dtype=object)
-    first_of_user_channel = ~pd.DataFrame({"u": row_users, "c": channel}).duplicated().to_numpy()
+    channel_codes, channels = pd.factorize(rows[C.CHANNEL].to_numpy(dtype=object))
+    n_channels = max(len(channels), 1)
+    # a (user, channel) pair counts its user once on that channel
+    pairs = np.unique(row_users.astype(np.int64) * n_channels + channel_codes)
+    channel_users = np.bincount(pairs % n_channels, minlength=len(channels))
+    channel_rows = np.bincount(channel_codes, minlength=len(channels))
     entry_rows, codes = topics.entries(rows[C.ITEM_ID].to_numpy())
     per_topic = np.bincount(codes, minlength=len(topics.names))
-    return {
+    counts = {
         "pushed_users": int(len(pushed_users)),
         "rows": int(len(rows)),
-        "by_group": by(groups, pushed_users, groups[row_users]),
-        "by_region": by(regions, pushed_users, regions[row_users]),
+        "by_group": _by(groups, pushed_users, row_users),
+        "by_region": _by(regions, pushed_users, row_users),
         "by_channel": {
-            str(k): {"users": int(first_of_user_channel[channel == k].sum()), "rows": int((channel == k).sum())}
-            for k in sorted(set(channel.tolist()))
+            str(channels[c]): {"users": int(channel_users[c]), "rows": int(channel_rows[c])}
+            for c in sorted(range(len(channels)), key=lambda c: channels[c])
         },
         "by_topic": {topics.names[t]: int(n) for t, n in enumerate(per_topic) if n},
     }
+    return counts, row_users
 
 
 def merge_stats(parts: Iterable[dict[str, Any]]) -> dict[str, Any]:
