@@ -11,6 +11,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 
 from recsys import Recommender
 from recsys.ranking import compiled_features
@@ -39,8 +40,15 @@ def state():
     model = hand_model(users, items, rng.normal(size=(5, 6)), rng.normal(size=(N_ITEMS, 6)),
                        popularity_recent=rng.random(N_ITEMS).astype(np.float32))
     sig = model.signals
+    # co-engagement neighbours (float32 cosines, rows sorted) and recent positives with a repeat,
+    # a user without any, and an item seen twice
+    co = sp.csr_matrix(np.where(rng.random((N_ITEMS, N_ITEMS)) < 0.3, rng.random((N_ITEMS, N_ITEMS)), 0).astype(np.float32))
+    recent = [[3, 7, 3], [], [39, 0, 12, 12, 5], [5], [21, 22]]
     model.signals = dataclasses.replace(
         sig,
+        coengagement_indptr=co.indptr.astype(np.int64), coengagement_indices=co.indices, coengagement_data=co.data,
+        user_recent_indptr=np.cumsum([0] + [len(r) for r in recent]).astype(np.int64),
+        user_recent_indices=np.array([i for r in recent for i in r], np.int32),
         popularity_levels=rng.random(sig.popularity_levels.shape).astype(np.float32),
         popularity_windows=rng.random(sig.popularity_windows.shape).astype(np.float32) * 50,
         item_exposures=rng.random(sig.item_exposures.shape).astype(np.float32) * 9,
@@ -83,6 +91,7 @@ def test_every_registered_feature_equals_its_registry_function_bit_for_bit(state
     # the fixture reaches the values that need care: NaN ages, a zero taste, a cold user's zeros
     age = got[:, [f.name for f in feats].index("item_age_days")]
     assert np.isnan(age).any() and np.isfinite(age).any()
+    assert (got[:, [f.name for f in feats].index("coengagement")] > 0).sum() >= 3
     whole = F.compute(feats, F.Block(state, block.users, block.cand, block.now_ns))
     assert whole.shape == (m, c, len(feats)) and np.array_equal(_bits(whole.reshape(-1, len(feats))[pos]), _bits(got))
 
@@ -136,7 +145,8 @@ def test_a_feature_the_kernel_does_not_know_is_computed_by_its_function(state):
     got = F.compute_rows(feats, block, pos, out=out)
     assert got is out
     assert np.array_equal(got[:, 0], (np.maximum(block.cand.reshape(-1)[pos], 0) * 2 + 0.25).astype(np.float32))
+    plan = state._static[next(k for k in state._static if isinstance(k, tuple) and k[0] == "features.plan")]
     with pytest.raises(ValueError, match="C-ordered float32"):
-        compiled_features.fill(np.zeros((len(pos), 2), np.float64), pos, block.cand, 1, np.zeros(2, np.int8), np.zeros(2, np.int64),
-                               *([np.zeros((1, 1), np.float32)] * 3), np.zeros((1, 1, 1), np.float32), np.zeros((4, 1), np.int64),
-                               np.zeros(1, np.int64), 0, 0, np.zeros(5, np.int64), np.zeros((1, 1), np.float32), np.zeros((1, 1), np.float32))
+        compiled_features.fill(np.zeros((len(pos), len(plan.fixed.code)), np.float64), pos, block.cand, plan.fixed,
+                               *([np.zeros((1, 1), np.float32)] * 2), np.zeros((4, 1), np.int64), 0,
+                               np.zeros((1, 1), np.float32), np.zeros((1, 0), np.int64))

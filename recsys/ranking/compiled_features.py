@@ -17,7 +17,10 @@ reading what the registry's functions read:
 * ``LEVEL``: a popularity share at one half-life and level, per 1,000;
 * ``AGE``: the item's age in days (NaN without a publish time);
 * ``ENGAGEMENT``: the engagement model's four terms plus the taste term;
-* ``DOT``: the raw collaborative inner product ``u . v``.
+* ``DOT``: the raw collaborative inner product ``u . v``;
+* ``COENGAGEMENT``: the summed co-engagement of the candidate with the
+  user's recent positive items (their distinct items in ascending order, each
+  count x cosine added in that order: the sparse product's own sums).
 
 Every value is the registry function's own bits: the same float32 (or
 float64, then rounded) operations in the same order -- the dot product in
@@ -28,15 +31,44 @@ tests compare every feature with the registry's function.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numba
 import numpy as np
 
 from recsys.ranking.compiled_scoring import einsum_dot, frozen
 
 #: what a column reads (``code`` per feature column)
-NONE, PLANE, ITEM, USER, LEVEL, AGE, ENGAGEMENT, DOT = range(8)
+NONE, PLANE, ITEM, USER, LEVEL, AGE, ENGAGEMENT, DOT, COENGAGEMENT = range(9)
 #: nanoseconds per day (the registry's ``_item_age`` divides by it)
 _NS_PER_DAY = 86_400 * 10**9
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _coengagement(item: int, seeds: np.ndarray, u: int, indptr: np.ndarray, indices: np.ndarray, data: np.ndarray) -> np.float32:
+    """``sum_s count_s x cosine(s, item)`` over the user's distinct seeds ``s`` ascending (``seeds[u]``
+    sorted, -1 padding first), float32 from 0; a seed's neighbours are sorted by item."""
+    acc = np.float32(0.0)
+    n = seeds.shape[1]
+    k = 0
+    while k < n:
+        seed = seeds[u, k]
+        count = 1
+        while k + count < n and seeds[u, k + count] == seed:
+            count += 1
+        k += count
+        if seed < 0:
+            continue
+        lo, hi = indptr[seed], indptr[seed + 1]
+        while lo < hi:  # the first neighbour >= item
+            mid = (lo + hi) // 2
+            if indices[mid] < item:
+                lo = mid + 1
+            else:
+                hi = mid
+        if lo < indptr[seed + 1] and indices[lo] == item:
+            acc = acc + np.float32(count) * data[lo]
+    return acc
 
 
 @numba.njit(cache=True, nogil=True)
@@ -59,6 +91,10 @@ def _fill(
     engagement: np.ndarray,
     cf: np.ndarray,
     vectors: np.ndarray,
+    seeds: np.ndarray,
+    co_indptr: np.ndarray,
+    co_indices: np.ndarray,
+    co_data: np.ndarray,
 ) -> None:
     """Write the feature row of each requested pair (``pos``: flat positions in the (m, width) block)."""
     thousand = np.float32(1000.0)
@@ -95,28 +131,71 @@ def _fill(
                 out[r, j] = s + planes[engagement[4], p]
             elif c == DOT:
                 out[r, j] = einsum_dot(cf[item], vectors[u])
+            elif c == COENGAGEMENT:
+                out[r, j] = _coengagement(item, seeds, u, co_indptr, co_indices, co_data) if known else zero
             else:
                 out[r, j] = zero
+
+
+class Static(NamedTuple):
+    """A plan's arrays that do not change between calls, cast once (:func:`static`)."""
+
+    n_bundle: int
+    code: np.ndarray
+    arg: np.ndarray
+    item_vals: np.ndarray
+    levels: np.ndarray
+    published: np.ndarray
+    ns_min: int
+    engagement: np.ndarray
+    cf: np.ndarray
+    co_indptr: np.ndarray
+    co_indices: np.ndarray
+    co_data: np.ndarray
+
+
+def static(
+    n_bundle: int, code: np.ndarray, arg: np.ndarray, item_vals: np.ndarray, levels: np.ndarray, published: np.ndarray,
+    ns_min: int, engagement: np.ndarray, cf: np.ndarray, co_indptr: np.ndarray, co_indices: np.ndarray, co_data: np.ndarray,
+) -> Static:
+    """The fixed inputs of :func:`fill`, cast to the kernel's types once.
+
+    Parameters
+    ----------
+    n_bundle : int
+        Items the bundle knows; later catalogue items read 0 from the popularity levels and co-engagement.
+    code, arg : ndarray, shape (n_features,)
+        What each column reads (the module's codes) and where.
+    item_vals : ndarray of float32, shape (n_items, a)
+    levels : ndarray of float32, shape (W, n_rows, n_bundle)
+        Popularity shares per half-life, level row and item.
+    published : ndarray of int64, shape (n_items,)
+    ns_min : int
+        "No publish time".
+    engagement : ndarray of int64, shape (5,)
+        Planes of the engagement model's quality, interest, format and timeliness terms and the taste term.
+    cf : ndarray of float32, shape (n_items, f)
+    co_indptr, co_indices, co_data : ndarray
+        The co-engagement matrix (CSR over bundle items, each row's items sorted; float32 cosines).
+    """
+    return Static(
+        int(n_bundle), frozen(code, np.int8), frozen(arg, np.int64), frozen(item_vals, np.float32),
+        frozen(levels, np.float32), frozen(published, np.int64), int(ns_min), frozen(engagement, np.int64),
+        frozen(cf, np.float32), frozen(co_indptr, np.int64), frozen(co_indices, np.int32), frozen(co_data, np.float32),
+    )
 
 
 def fill(
     out: np.ndarray,
     pos: np.ndarray,
     cand: np.ndarray,
-    n_bundle: int,
-    code: np.ndarray,
-    arg: np.ndarray,
+    fixed: Static,
     planes: np.ndarray,
-    item_vals: np.ndarray,
     user_vals: np.ndarray,
-    levels: np.ndarray,
     level_rows: np.ndarray,
-    published: np.ndarray,
-    ns_min: int,
     now_ns: int,
-    engagement: np.ndarray,
-    cf: np.ndarray,
     vectors: np.ndarray,
+    seeds: np.ndarray,
 ) -> np.ndarray:
     """Fill ``out`` (n, n_features) float32 with the feature rows of the pairs at ``pos``.
 
@@ -128,40 +207,31 @@ def fill(
         Flat positions of the pairs in the (m, c) block.
     cand : ndarray of int64, shape (m, c)
         The block's candidates (-1 padding reads item 0).
-    n_bundle : int
-        Items the bundle knows; later catalogue items read 0 from the popularity levels.
-    code, arg : ndarray of int8 / int64, shape (n_features,)
-        What each column reads (the module's codes) and where.
+    fixed : Static
     planes : ndarray of float32, shape (k, m * c)
         Values computed for the whole block (``PLANE`` columns, the engagement terms).
-    item_vals : ndarray of float32, shape (n_items, a)
     user_vals : ndarray of float32, shape (m, b)
-    levels : ndarray of float32, shape (W, n_rows, n_bundle)
-        Popularity shares per half-life, level row and item.
     level_rows : ndarray of int64, shape (4, m)
-        Each user's row of ``levels`` at every level.
-    published : ndarray of int64, shape (n_items,)
-    ns_min, now_ns : int
-        "No publish time", and the request's time (UTC nanoseconds).
-    engagement : ndarray of int64, shape (5,)
-        Planes of the engagement model's quality, interest, format and timeliness terms and the taste term.
-    cf : ndarray of float32, shape (n_items, f)
+        Each user's row of the popularity levels at every level.
+    now_ns : int
+        The request's time (UTC nanoseconds).
     vectors : ndarray of float32, shape (m, f)
+    seeds : ndarray of int64, shape (m, r)
+        Each user's recent positive items, sorted ascending (-1 padding first).
 
     Returns
     -------
     ndarray of float32, shape (n, n_features)
     """
-    c = cand.shape[1]
-    if out.dtype != np.float32 or not out.flags.c_contiguous or out.shape != (len(pos), len(code)):
-        raise ValueError(f"feature rows need a C-ordered float32 ({len(pos)}, {len(code)}) array, got {out.dtype} {out.shape}")
+    n_features = len(fixed.code)
+    if out.dtype != np.float32 or not out.flags.c_contiguous or out.shape != (len(pos), n_features):
+        raise ValueError(f"feature rows need a C-ordered float32 ({len(pos)}, {n_features}) array, got {out.dtype} {out.shape}")
     if len(pos):
         _fill(
-            out, frozen(pos, np.int64), c, frozen(cand, np.int64).reshape(-1), int(n_bundle),
-            frozen(code, np.int8), frozen(arg, np.int64), frozen(planes, np.float32),
-            frozen(item_vals, np.float32), frozen(user_vals, np.float32), frozen(levels, np.float32),
-            frozen(level_rows, np.int64), frozen(published, np.int64), int(ns_min), int(now_ns),
-            frozen(engagement, np.int64), frozen(cf, np.float32), frozen(vectors, np.float32),
+            out, frozen(pos, np.int64), cand.shape[1], frozen(cand, np.int64).reshape(-1), fixed.n_bundle,
+            fixed.code, fixed.arg, frozen(planes, np.float32), fixed.item_vals, frozen(user_vals, np.float32), fixed.levels,
+            frozen(level_rows, np.int64), fixed.published, fixed.ns_min, int(now_ns), fixed.engagement, fixed.cf,
+            frozen(vectors, np.float32), frozen(seeds, np.int64), fixed.co_indptr, fixed.co_indices, fixed.co_data,
         )
     return out
 
@@ -170,8 +240,7 @@ def warm() -> None:
     """Load the kernel now (or compile it), with the types :func:`fill` passes: a serving state calls
     this while it loads, so that no request pays the cache lookup."""
     f2, i2 = np.zeros((1, 1), np.float32), np.zeros((1, 1), np.int64)
-    fill(
-        np.zeros((1, 1), np.float32), np.zeros(1, np.int64), i2, 1, np.zeros(1, np.int8), np.zeros(1, np.int64),
-        f2, f2, f2, np.zeros((1, 1, 1), np.float32), np.zeros((4, 1), np.int64), np.zeros(1, np.int64), 0, 0,
-        np.zeros(5, np.int64), f2, f2,
-    )
+    i1 = np.zeros(2, np.int64)
+    fixed = static(1, np.zeros(1, np.int8), i1[:1], f2, np.zeros((1, 1, 1), np.float32), i1, 0, np.zeros(5, np.int64), f2,
+                   i1, np.zeros(1, np.int32), np.zeros(1, np.float32))
+    fill(np.zeros((1, 1), np.float32), i1[:1], i2, fixed, f2, f2, np.zeros((4, 1), np.int64), 0, f2, i2)

@@ -588,13 +588,11 @@ class _Plan:
     """How :func:`compute_rows` fills each column (``compiled_features`` codes), for one state and
     feature set: the values computed per block (``planes``), the per-item table, the per-user features."""
 
-    code: np.ndarray
-    arg: np.ndarray
+    fixed: compiled_features.Static
     planes: tuple[Callable[[Block], np.ndarray], ...]
-    engagement: np.ndarray
-    item_vals: np.ndarray
     users: tuple[Feature, ...]
-    levels: np.ndarray
+    reads_levels: bool
+    reads_seeds: bool
 
 
 def _plan(state: RankingState, features: tuple[Feature, ...], used: np.ndarray | None) -> _Plan:
@@ -604,6 +602,9 @@ def _plan(state: RankingState, features: tuple[Feature, ...], used: np.ndarray |
     levels = np.asarray(levels) if levels is not None else None
     # the kernel multiplies float32 shares (``_per_thousand``'s float32 branch); another dtype keeps NumPy's
     level_ok = levels is not None and levels.dtype == np.float32 and levels.ndim == 3
+    co = state.coengagement
+    # the kernel adds float32 cosines found by a binary search in each seed's sorted row
+    co_ok = co is not None and co.data.dtype == np.float32 and co.has_sorted_indices
     code = np.zeros(len(features), np.int8)
     arg = np.zeros(len(features), np.int64)
     planes: dict[object, Callable[[Block], np.ndarray]] = {}
@@ -634,6 +635,8 @@ def _plan(state: RankingState, features: tuple[Feature, ...], used: np.ndarray |
             code[j] = cf.DOT
         elif fn is _engagement:
             code[j] = cf.ENGAGEMENT
+        elif fn is _coengagement and co_ok:
+            code[j] = cf.COENGAGEMENT
         else:
             code[j], arg[j] = cf.PLANE, plane(("feature", feat.name), fn)
     engagement = np.zeros(5, np.int64)
@@ -648,9 +651,15 @@ def _plan(state: RankingState, features: tuple[Feature, ...], used: np.ndarray |
         every = Block(state, None, np.arange(n_items, dtype=np.int64)[None, :], state.default_now_ns)  # type: ignore[arg-type]
         for k, feat in enumerate(items):
             item_vals[:, k] = feat.compute(every)[0]
+    cat = state.catalog
+    fixed = compiled_features.static(
+        cat.n_bundle, code, arg, item_vals, levels if level_ok else np.zeros((1, 1, 1), np.float32), cat.published_ns,
+        NS_MIN, engagement, cat.cf, co.indptr if co_ok else np.zeros(1, np.int64), co.indices if co_ok else np.zeros(0, np.int32),
+        co.data if co_ok else np.zeros(0, np.float32),
+    )
     return _Plan(
-        code=code, arg=arg, planes=tuple(planes.values()), engagement=engagement, item_vals=item_vals,
-        users=tuple(users), levels=levels if level_ok else np.zeros((1, 1, 1), np.float32),
+        fixed=fixed, planes=tuple(planes.values()), users=tuple(users), reads_levels=bool((code == cf.LEVEL).any()),
+        reads_seeds=bool((code == cf.COENGAGEMENT).any()),
     )
 
 
@@ -688,11 +697,11 @@ def compute_rows(
         one = Block(state, block.users, np.zeros((m, 1), np.int64), block.now_ns)
         for k, feat in enumerate(plan.users):
             user_vals[:, k] = feat.compute(one)[:, 0]
-    reads_levels = (plan.code == compiled_features.LEVEL).any()
+    # each user's recent positive items ascending (-1 padding first): the co-engagement seeds
+    seeds = np.sort(state.signals.recent_items(block.users.rows), axis=1) if plan.reads_seeds else np.zeros((m, 0), np.int64)
     return compiled_features.fill(
-        out, pos, block.cand, state.catalog.n_bundle, plan.code, plan.arg, planes, plan.item_vals, user_vals,
-        plan.levels, block.level_rows if reads_levels else np.zeros((4, m), np.int64), state.catalog.published_ns,
-        NS_MIN, block.now_ns, plan.engagement, state.catalog.cf, np.asarray(block.users.vectors, np.float32),
+        out, pos, block.cand, plan.fixed, planes, user_vals, block.level_rows if plan.reads_levels else np.zeros((4, m), np.int64),
+        block.now_ns, block.users.vectors, seeds,
     )
 
 
