@@ -241,21 +241,27 @@ class Workspace:
             Counts for the manifest (JSON-ready); the checkpoint.
         """
         schema = schema.remove(schema.get_field_index(C.CHANNEL)) if C.CHANNEL in schema.names else schema
-        for channel, part in rows.groupby(C.CHANNEL, sort=True):
-            table = pa.Table.from_pandas(part[list(schema.names)], schema=schema, preserve_index=False)
-            write_parquet(table, self.out_dir / f"channel={channel}" / (part_file(chunk) + STAGED_SUFFIX))
-        # the history rows converted to Arrow once, grouped by bucket (a stable sort keeps each
-        # bucket's rows in chunk order), each bucket written from a zero-copy slice
-        bucket_of_row = np.asarray(bucket_of_row)
-        order = np.argsort(bucket_of_row, kind="stable")
-        ordered = bucket_of_row[order]
-        history = H.history_table(rows).take(order)
-        starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]]) if ordered.size else ordered
-        for lo, hi in zip(starts.tolist(), [*starts[1:].tolist(), ordered.size]):
-            bucket = int(ordered[lo])
-            if bucket not in buckets:
-                raise ArtifactError(f"chunk {chunk} produced a row of bucket {bucket}, outside its buckets {buckets}")
-            H.write_bucket(self.history_dir, bucket, history.slice(lo, hi - lo))
+        if len(rows):  # a chunk without rows writes no parts and no history, only its marker
+            # the rows converted to Arrow once (an Arrow-backed column, e.g. the ranking's reasons, is
+            # taken as it is), then each channel's rows taken from it in their order
+            table = _file_table(rows, schema)
+            channel, names = pd.factorize(rows[C.CHANNEL], sort=True)
+            for code, name in enumerate(names):
+                part = table.take(np.flatnonzero(channel == code))
+                write_parquet(part, self.out_dir / f"channel={name}" / (part_file(chunk) + STAGED_SUFFIX))
+            # the history rows from the same Arrow columns, grouped by bucket (a stable sort keeps each
+            # bucket's rows in chunk order), each bucket written from a zero-copy slice
+            bucket_of_row = np.asarray(bucket_of_row)
+            order = np.argsort(bucket_of_row, kind="stable")
+            ordered = bucket_of_row[order]
+            history = _history_table(table, pa.array(list(names), pa.string()).take(channel), rows)
+            history = history.take(order)
+            starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]]) if ordered.size else ordered
+            for lo, hi in zip(starts.tolist(), [*starts[1:].tolist(), ordered.size]):
+                bucket = int(ordered[lo])
+                if bucket not in buckets:
+                    raise ArtifactError(f"chunk {chunk} produced a row of bucket {bucket}, outside its buckets {buckets}")
+                H.write_bucket(self.history_dir, bucket, history.slice(lo, hi - lo))
         # the marker goes last: its presence means every file above is complete
         write_json(stats, self.chunk_marker(chunk))
 
@@ -303,6 +309,30 @@ class Workspace:
             shutil.rmtree(old, ignore_errors=True)
         shutil.rmtree(self.root, ignore_errors=True)
         return dest
+
+
+def _file_table(rows: pd.DataFrame, schema: pa.Schema) -> pa.Table:
+    """``rows`` as the Arrow table of a push-row file (``schema``), with the pandas metadata the rows had
+    as Python objects: a reasons column held in Arrow is declared a column of lists (numpy type
+    ``object``), so ``pandas.read_parquet`` returns the push's reasons as it always did and the file
+    is the same whichever way the rows held them."""
+    # one thread: a push worker has one core, and pyarrow's per-column thread pool only adds switching
+    table = pa.Table.from_pandas(rows[list(schema.names)], schema=schema, preserve_index=False, nthreads=1)
+    meta = json.loads(table.schema.metadata[b"pandas"])
+    for column in meta["columns"]:
+        if column["name"] == C.REASONS:
+            column["numpy_type"] = "object"
+    return table.replace_schema_metadata({**table.schema.metadata, b"pandas": json.dumps(meta).encode("utf8")})
+
+
+def _history_table(table: pa.Table, channels: pa.Array, rows: pd.DataFrame) -> pa.Table:
+    """The history rows (:func:`recsys.push.history.history_table`) from a chunk's Arrow columns.
+
+    The store's schema and file metadata are the history module's own, taken from its table of no
+    rows, so a history file is the same as one written from ``rows`` by the history module.
+    """
+    schema = H.history_table(rows.iloc[:0]).schema
+    return pa.Table.from_arrays([table.column(C.USER_ID), table.column(C.ITEM_ID), channels], schema=schema)
 
 
 def read_manifest(out: str | Path, day: dt.date, kind: str = NIGHTLY) -> dict[str, Any]:

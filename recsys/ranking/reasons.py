@@ -21,16 +21,22 @@ freshness / authority     ``新发布·国家级来源``           freshness >= 
                                                        national/provincial source
 ========================  ===========================  =========================
 
-Display names come from the taxonomy (codes are data); the strings are
-precomputed tables indexed with numpy, so reasons for a whole batch cost a
-few array operations plus one list per item.
+Display names come from the taxonomy (codes are data). Every text a state can
+show is built once (:func:`reason_tables`) and numbered; a batch's reasons are
+integer codes into that table (:class:`ItemReasons`), picked with a few array
+operations. A batch becomes one Arrow list column built from the codes (no
+Python object per item: the push writes millions of rows), and Python lists
+only where a caller asks for them (a single call).
 """
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
 
 from recsys import columns as C
 from recsys.config import RankingConfig
@@ -49,6 +55,39 @@ _NAMED_AUTHORITIES = ("national", "provincial")
 CITY_POPULAR = "全市近期热门"
 #: for an item no reason qualifies for (it fills the list)
 FILLER = "补充推荐"
+#: put before the reasons of an item a push priority raised, with the topic's name
+PRIORITY_PREFIX = "重点推送:"
+#: the learned ranker's reason kinds, in display-tie order
+LEARNED_KINDS = ("collaborative", "coengagement", "topic", "popularity", "fresh", "authority")
+COENGAGED = "与您近期喜欢的内容相关"
+SIMILAR_USERS = "相似用户喜欢"
+FRESH = "新发布"
+GOOD_CONTENT = "优质内容"
+#: the Arrow type of a column of reasons (one list of texts per item)
+REASONS_TYPE = pa.list_(pa.string())
+
+
+@dataclass(frozen=True)
+class ReasonCodes:
+    """The reason tables as codes: positions in :attr:`ReasonTables.strings`.
+
+    Each array has the shape of the :class:`ReasonTables` text table of the
+    same name; the scalars number the fixed texts.
+    """
+
+    relevance: np.ndarray
+    topic: np.ndarray
+    popularity: np.ndarray
+    fresh_authority: np.ndarray
+    group_popular: np.ndarray
+    region_popular: np.ndarray
+    priority: np.ndarray
+    filler: int
+    city_popular: int
+    similar_users: int
+    coengaged: int
+    fresh: int
+    good_content: int
 
 
 @dataclass(frozen=True)
@@ -67,6 +106,17 @@ class ReasonTables:
         Index ``[is fresh, authority code]``.
     authority_named : ndarray of bool, shape (n_authorities,)
         Authority levels a reason names by themselves.
+    group_popular, region_popular : ndarray of object, shape (n_groups,), (n_regions,)
+        The learned ranker's popularity reasons of a group / region level.
+    priority : ndarray of object, shape (n_topics,)
+        The reason put first for an item a push priority raised (``重点推送:<topic>``).
+    strings : ndarray of object, shape (n_codes,)
+        Every text above and the fixed ones (:data:`FILLER` ...), numbered: a
+        reason code is a position here.
+    arrow : pyarrow.StringArray
+        ``strings`` as Arrow (a batch's list column takes from it).
+    code : ReasonCodes
+        The tables above as codes.
     """
 
     relevance: np.ndarray
@@ -74,8 +124,12 @@ class ReasonTables:
     popularity: np.ndarray
     fresh_authority: np.ndarray
     authority_named: np.ndarray
-    group_popular: np.ndarray | None = None
-    region_popular: np.ndarray | None = None
+    group_popular: np.ndarray
+    region_popular: np.ndarray
+    priority: np.ndarray
+    strings: np.ndarray
+    arrow: pa.Array
+    code: ReasonCodes
 
 
 def reason_tables(taxonomy, segments) -> ReasonTables:
@@ -107,7 +161,61 @@ def reason_tables(taxonomy, segments) -> ReasonTables:
     named = np.array([code in _NAMED_AUTHORITIES for code in C.AUTHORITIES])
     group_popular = np.array([f"{taxonomy.zh('group', g)}近期热门" for g in taxonomy.groups], dtype=object)
     region_popular = np.array([f"{taxonomy.zh('region', r)}近期热门" for r in taxonomy.regions], dtype=object)
-    return ReasonTables(relevance, topic, popularity, fresh_authority, named, group_popular, region_popular)
+    priority = np.array([f"{PRIORITY_PREFIX}{taxonomy.zh('topic', t)}" for t in taxonomy.topics], dtype=object)
+    fixed = np.array([FILLER, CITY_POPULAR, SIMILAR_USERS, COENGAGED, FRESH, GOOD_CONTENT], dtype=object)
+    tables = (relevance, topic, popularity, fresh_authority, group_popular, region_popular, priority, fixed)
+    # each table's texts numbered after the previous table's: a code is a position in their concatenation
+    starts = np.cumsum([0, *(t.size for t in tables)])
+    codes = [(start + np.arange(t.size, dtype=np.int32)).reshape(t.shape) for start, t in zip(starts, tables)]
+    strings = np.concatenate([t.ravel() for t in tables])
+    code = ReasonCodes(*codes[:-1], *(int(c) for c in codes[-1]))
+    return ReasonTables(
+        relevance, topic, popularity, fresh_authority, named, group_popular, region_popular, priority,
+        strings, pa.array(strings, type=pa.string()), code,
+    )
+
+
+@dataclass(frozen=True)
+class ItemReasons:
+    """The reasons of a block's picked items, as codes into :attr:`ReasonTables.strings`.
+
+    Item row ``r`` (users in order, each user's picked items best first) has the
+    reasons ``strings[codes[offsets[r]:offsets[r + 1]]]``, strongest first.
+
+    Attributes
+    ----------
+    tables : ReasonTables
+    offsets : ndarray of int32, shape (n_rows + 1,)
+    codes : ndarray of int32, shape (offsets[-1],)
+    count : ndarray of int64, shape (m,)
+        Picked items (rows) of each user.
+    """
+
+    tables: ReasonTables
+    offsets: np.ndarray
+    codes: np.ndarray
+    count: np.ndarray
+
+    def arrow(self) -> pa.ListArray:
+        """One ``list<string>`` value per item row, built in Arrow from the codes."""
+        return pa.ListArray.from_arrays(
+            pa.array(self.offsets, pa.int32()), self.tables.arrow.take(pa.array(self.codes)), type=REASONS_TYPE
+        )
+
+    def rows(self) -> list[list[str]]:
+        """Per item row, its reasons as a list of Python strings."""
+        texts = self.tables.strings[self.codes].tolist()
+        return [texts[a:b] for a, b in itertools.pairwise(self.offsets.tolist())]
+
+    def lists(self) -> list[list[list[str]]]:
+        """Per user, per picked item, its reasons as a list of Python strings."""
+        rows = self.rows()
+        ends = np.cumsum(self.count).tolist()
+        return [rows[e - c : e] for e, c in zip(ends, self.count.tolist())]
+
+    def __iter__(self) -> Iterator[list[list[str]]]:
+        """Per user, :meth:`lists`."""
+        return iter(self.lists())
 
 
 def _best_topic(user_topics: np.ndarray, topic_idx: np.ndarray, safe: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -133,7 +241,8 @@ def explain(
     topic_idx: np.ndarray,
     authority_code: np.ndarray,
     config: RankingConfig,
-) -> list[list[list[str]]]:
+    first: np.ndarray | None = None,
+) -> ItemReasons:
     """Reasons for each picked item.
 
     Parameters
@@ -152,14 +261,17 @@ def explain(
         Each item's topic positions, padded with n_topics (``Catalog.topic_idx``).
     authority_code : ndarray of int64, shape (n_items,)
     config : RankingConfig
+    first : ndarray of int32, shape (m, k), optional
+        A reason code put before an item's reasons, -1 = none (:func:`priority_first`).
 
     Returns
     -------
-    list (m) of list (count) of list of str
+    ItemReasons
     """
     m, k = items.shape
+    code = tables.code
     if m == 0 or k == 0:
-        return [[] for _ in range(m)]
+        return _render(tables, np.zeros((m, k, 0), np.int32), np.zeros((m, k, 0), bool), None, count, first)
     safe = np.where(items >= 0, items, 0)
     w = weights(config)
     rel, top, pop, fresh, auth, quality, learned, _, timely = (parts[..., i] for i in range(len(TERMS)))
@@ -169,12 +281,12 @@ def explain(
     acode = authority_code[safe]
     is_fresh = fresh >= FRESH_MIN
 
-    texts = np.stack(
+    codes = np.stack(
         [
-            tables.relevance[np.clip(np.rint(rel * 100), -100, 100).astype(np.int64) + 100],
-            tables.topic[np.minimum(best, n_topics - 1), np.rint(best_w * 100).astype(np.int64)],
-            np.broadcast_to(tables.popularity[segments][:, None], (m, k)),
-            tables.fresh_authority[is_fresh.astype(np.int64), acode],
+            code.relevance[np.clip(np.rint(rel * 100), -100, 100).astype(np.int64) + 100],
+            code.topic[np.minimum(best, n_topics - 1), np.rint(best_w * 100).astype(np.int64)],
+            np.broadcast_to(code.popularity[segments][:, None], (m, k)),
+            code.fresh_authority[is_fresh.astype(np.int64), acode],
         ],
         axis=-1,
     )
@@ -196,31 +308,37 @@ def explain(
         ],
         axis=-1,
     )
-    return _render(texts, shown, contrib, count)
+    return _render(tables, codes, shown, contrib, count, first)
 
 
-def _render(texts: np.ndarray, shown: np.ndarray, contrib: np.ndarray, count: np.ndarray) -> list[list[list[str]]]:
-    """Per item, its shown reasons, strongest contribution first, at most :data:`MAX_REASONS`."""
-    order = np.argsort(-np.where(shown, contrib, -np.inf), axis=-1, kind="stable")
-    m, k = order.shape[:2]
-    texts = texts[np.arange(m)[:, None, None], np.arange(k)[None, :, None], order]
+def _render(
+    tables: ReasonTables,
+    codes: np.ndarray,
+    shown: np.ndarray,
+    contrib: np.ndarray | None,
+    count: np.ndarray,
+    first: np.ndarray | None,
+) -> ItemReasons:
+    """Per picked item, its shown reasons, strongest contribution first, at most :data:`MAX_REASONS`,
+    after its ``first`` code if any; only the items each user has (``count``)."""
+    m, k = codes.shape[:2]
+    if codes.shape[2]:
+        order = np.argsort(-np.where(shown, contrib, -np.inf), axis=-1, kind="stable")
+        codes = np.take_along_axis(codes, order, axis=-1)
     n_shown = np.minimum(shown.sum(axis=-1), MAX_REASONS)
-    # an item with no strong reason says so rather than inventing a weak one
-    none = n_shown == 0
-    texts[none, 0] = FILLER
-    n_shown[none] = 1
-    return [
-        [item[:n] for item, n in zip(row[:c], counts[:c])]
-        for row, counts, c in zip(texts.tolist(), n_shown.tolist(), count.tolist())
-    ]
-
-
-#: the learned ranker's reason kinds, in display-tie order
-LEARNED_KINDS = ("collaborative", "coengagement", "topic", "popularity", "fresh", "authority")
-COENGAGED = "与您近期喜欢的内容相关"
-SIMILAR_USERS = "相似用户喜欢"
-FRESH = "新发布"
-GOOD_CONTENT = "优质内容"
+    # slots: the first reason, the filler (an item with no strong reason says so rather than
+    # inventing a weak one), then the item's own reasons strongest first; kept where they apply
+    lead = np.full((m, k, 2), tables.code.filler, np.int32)
+    has_first = np.zeros((m, k), bool)
+    if first is not None:
+        lead[..., 0], has_first = first, first >= 0
+    codes = np.concatenate([lead, codes.astype(np.int32)], axis=-1)
+    own = np.arange(codes.shape[-1] - 2)[None, None, :] < n_shown[..., None]
+    keep = np.concatenate([has_first[..., None], (n_shown == 0)[..., None], own], axis=-1)
+    keep &= (np.arange(k)[None, :] < count[:, None])[..., None]
+    offsets = np.zeros(int(np.minimum(count, k).sum()) + 1, np.int32)
+    np.cumsum(keep.sum(axis=-1)[np.arange(k)[None, :] < count[:, None]], out=offsets[1:])
+    return ItemReasons(tables, offsets, codes[keep], np.asarray(count, np.int64))
 
 
 def explain_learned(
@@ -235,7 +353,8 @@ def explain_learned(
     topic_idx: np.ndarray,
     authority_code: np.ndarray,
     hide: np.ndarray | None = None,
-) -> list[list[list[str]]]:
+    first: np.ndarray | None = None,
+) -> ItemReasons:
     """Reasons from the learned ranker: the feature kinds that raised each item's score most.
 
     Each feature's reason kind comes from the registry
@@ -263,14 +382,17 @@ def explain_learned(
         Kinds not to name for a user: e.g. "similar users" for a user with
         no history (the registry's ``cold`` flag says which kinds carry
         nothing for them).
+    first : ndarray of int32, shape (m, k), optional
+        As in :func:`explain`.
 
     Returns
     -------
-    list (m) of list (count) of list of str
+    ItemReasons
     """
     m, k = items.shape
+    code = tables.code
     if m == 0 or k == 0:
-        return [[] for _ in range(m)]
+        return _render(tables, np.zeros((m, k, 0), np.int32), np.zeros((m, k, 0), bool), None, count, first)
     n_kinds = len(LEARNED_KINDS)
     by_kind = contrib[..., :n_kinds]
     if hide is not None:
@@ -280,25 +402,54 @@ def explain_learned(
     n_topics = user_topics.shape[1]
     best, best_w = _best_topic(user_topics, topic_idx, safe)
     acode = authority_code[safe]
-    pop_text = np.stack(
+    pop_code = np.stack(
         [
-            np.broadcast_to(np.array([CITY_POPULAR], dtype=object), (m,)),
-            tables.group_popular[np.maximum(users_group, 0)],
-            tables.region_popular[np.maximum(users_region, 0)],
-            tables.popularity[users_segment],
+            np.full(m, code.city_popular, np.int32),
+            code.group_popular[np.maximum(users_group, 0)],
+            code.region_popular[np.maximum(users_region, 0)],
+            code.popularity[users_segment],
         ],
         axis=-1,
     )
-    auth_text = np.where(tables.authority_named[acode], tables.fresh_authority[0, acode], GOOD_CONTENT)
-    texts = np.stack(
+    auth_code = np.where(tables.authority_named[acode], code.fresh_authority[0, acode], code.good_content)
+    codes = np.stack(
         [
-            np.full((m, k), SIMILAR_USERS, dtype=object),
-            np.full((m, k), COENGAGED, dtype=object),
-            tables.topic[np.minimum(best, n_topics - 1), np.rint(best_w * 100).astype(np.int64)],
-            pop_text[np.arange(m)[:, None], level],
-            np.full((m, k), FRESH, dtype=object),
-            auth_text,
+            np.full((m, k), code.similar_users, np.int32),
+            np.full((m, k), code.coengaged, np.int32),
+            code.topic[np.minimum(best, n_topics - 1), np.rint(best_w * 100).astype(np.int64)],
+            pop_code[np.arange(m)[:, None], level],
+            np.full((m, k), code.fresh, np.int32),
+            auth_code,
         ],
         axis=-1,
     )
-    return _render(texts, by_kind > 0, by_kind, count)
+    return _render(tables, codes, by_kind > 0, by_kind, count, first)
+
+
+def priority_first(
+    tables: ReasonTables, boost: np.ndarray, topic_bool: np.ndarray, items: np.ndarray, count: np.ndarray
+) -> np.ndarray:
+    """The reason put first for each picked item a push priority raised: ``重点推送:<topic>``.
+
+    An item's topic with the largest positive boost for its user is named
+    (ties: the topic listed first); -1 where no topic of the item is boosted.
+
+    Parameters
+    ----------
+    tables : ReasonTables
+    boost : ndarray of float32, shape (m, n_topics)
+        Each user's priority weights (``RankingState.topic_boost`` of their group and region).
+    topic_bool : ndarray of bool, shape (n_items, n_topics)
+    items : ndarray of int64, shape (m, k)
+        Picked item indices, -1 padded.
+    count : ndarray of int64, shape (m,)
+
+    Returns
+    -------
+    ndarray of int32, shape (m, k)
+    """
+    weights = np.where(topic_bool[np.maximum(items, 0)], boost[:, None, :], 0)
+    got = (np.arange(items.shape[1])[None, :] < count[:, None]) & (items >= 0)
+    if weights.shape[-1] == 0:
+        return np.full(items.shape, -1, np.int32)
+    return np.where(got & (weights.max(axis=-1) > 0), tables.code.priority[weights.argmax(axis=-1)], -1).astype(np.int32)

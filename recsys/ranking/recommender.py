@@ -31,6 +31,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from recsys import columns as C
 from recsys.config import RankingConfig, is_int
@@ -39,7 +40,7 @@ from recsys.holds import apply_holds, held_items
 from recsys.ranking import core, eligibility
 from recsys.ranking.catalog import read_catalog
 from recsys.ranking.eligibility import make_filter, to_ns
-from recsys.ranking.reasons import explain, explain_learned
+from recsys.ranking.reasons import REASONS_TYPE, ItemReasons, explain, explain_learned, priority_first
 from recsys.ranking.scoring import engagement_probability
 from recsys.ranking.state import RankingState, build_state
 from recsys.ranking.users import Attributes, UserBatch, check_user_id, resolve
@@ -422,24 +423,23 @@ class Recommender:
     ) -> tuple[list, list, list]:
         """Rank one user (the batch path with m = 1): item ids, scores, reasons."""
         ranked = core.rank(state, users, k, filt, now_ns, excludes)
-        reasons = self._reasons(state, users, ranked)
+        reasons = self._reasons(state, users, ranked).lists()
         n = int(ranked.count[0])
         ids = state.catalog.item_ids[ranked.items[0, :n]].tolist()
         return ids, ranked.scores[0, :n].tolist(), reasons[0]
 
     @staticmethod
-    def _reasons(state: RankingState, users: UserBatch, ranked: core.Ranked) -> list[list[list[str]]]:
+    def _reasons(state: RankingState, users: UserBatch, ranked: core.Ranked) -> ItemReasons:
         common = (state.reasons, ranked.parts, ranked.items, ranked.count, users.topics, users.segments)
         items = (state.catalog.topic_idx, state.catalog.authority_code)
+        first = _priority_first(state, users, ranked)
         if state.ranker is not None:
             # a user with no engagement in the bundle is not told "similar users liked it"
             known = users.rows >= 0
             history = np.where(known, state.signals.user_activity[np.where(known, users.rows, 0), 0], 0)
             hide = (history <= 0)[:, None] & ~state.cold_kinds[None, :]
-            out = explain_learned(*common, users.groups, users.regions, *items, hide=hide)
-        else:
-            out = explain(*common, *items, state.config)
-        return _priority_reasons(state, users, ranked, out)
+            return explain_learned(*common, users.groups, users.regions, *items, hide=hide, first=first)
+        return explain(*common, *items, state.config, first=first)
 
     def recommend_many(
         self,
@@ -451,6 +451,7 @@ class Recommender:
         now: TimeLike | None = None,
         users: pd.DataFrame | None = None,
         exclude: Mapping[str, Iterable[str]] | None = None,
+        arrow_reasons: bool = False,
     ) -> pd.DataFrame:
         """Recommend for many users at once: the same lists :meth:`recommend` gives.
 
@@ -468,6 +469,11 @@ class Recommender:
             Per user, items to leave out (``recommend``'s ``exclude``): the
             list equals ``recommend(user_id, exclude=exclude[user_id])``, with
             the same single diversity rule.
+        arrow_reasons : bool, default False
+            Return ``reasons`` as an Arrow ``list<string>`` column
+            (``pandas.ArrowDtype``) built from the reason codes, with no Python
+            object per row: for writing many lists (the push writes them to
+            Parquet). Its values still read as lists of str.
 
         Returns
         -------
@@ -499,10 +505,10 @@ class Recommender:
             lo, hi = bounds
             batch = resolve(state, ids[lo:hi], None if attrs is None else attrs[lo:hi])
             ranked = core.rank(state, batch, k, filt, now_ns, None if per_user is None else per_user[lo:hi])
-            return _frame(state, batch, ranked, self._reasons(state, batch, ranked))
+            return _frame(state, batch, ranked, self._reasons(state, batch, ranked), arrow_reasons)
 
         if not blocks:
-            return _frame(state, resolve(state, [], None), None, [])
+            return _frame(state, resolve(state, [], None), None, None, arrow_reasons)
         threads = min(state.config.threads, len(blocks))
         if threads > 1:
             # faiss and the large numpy steps release the GIL: blocks overlap
@@ -671,24 +677,19 @@ def _attributes(ids: list[str], users: pd.DataFrame | None) -> list[Attributes |
     return [given.get(u) for u in ids]
 
 
-def _priority_reasons(state: RankingState, users: UserBatch, ranked: core.Ranked, reasons: list) -> list:
-    """Put ``重点推送:<topic>`` first among the reasons of an item the push's priorities raised
-    (feature ``priority``); without a boost table the reasons are returned as they were."""
+def _priority_first(state: RankingState, users: UserBatch, ranked: core.Ranked) -> np.ndarray | None:
+    """The ``重点推送:<topic>`` reason put first for the items the push's priorities raised
+    (feature ``priority``); None without a boost table."""
     table = state.topic_boost
     if table is None:
-        return reasons
-    tax = state.taxonomy
-    names = [tax.zh("topic", t) for t in tax.topics]
-    rows = table[users.groups.astype(np.int64), users.regions.astype(np.int64)]  # (m, T)
-    for r, user in enumerate(reasons):
-        for j in range(len(user)):
-            weights = np.where(state.catalog.topic_bool[ranked.items[r, j]], rows[r], 0)
-            if weights.max() > 0:
-                user[j] = [f"重点推送:{names[int(weights.argmax())]}", *user[j]]
-    return reasons
+        return None
+    boost = table[users.groups.astype(np.int64), users.regions.astype(np.int64)]  # (m, T)
+    return priority_first(state.reasons, boost, state.catalog.topic_bool, ranked.items, ranked.count)
 
 
-def _frame(state: RankingState, batch: UserBatch, ranked: core.Ranked | None, reasons: list) -> pd.DataFrame:
+def _frame(
+    state: RankingState, batch: UserBatch, ranked: core.Ranked | None, reasons: ItemReasons | None, arrow: bool
+) -> pd.DataFrame:
     if ranked is None:
         return pd.DataFrame(
             {
@@ -696,12 +697,13 @@ def _frame(state: RankingState, batch: UserBatch, ranked: core.Ranked | None, re
                 C.RANK: pd.Series([], dtype=np.int64),
                 C.ITEM_ID: pd.Series([], dtype=str),
                 C.SCORE: pd.Series([], dtype=np.float64),
-                C.REASONS: pd.Series([], dtype=object),
+                C.REASONS: pd.Series(pd.arrays.ArrowExtensionArray(pa.array([], REASONS_TYPE)))
+                if arrow
+                else pd.Series([], dtype=object),
             }
         )
     count = ranked.count
     got = ranked.items >= 0
-    flat_reasons = [item for user in reasons for item in user]
     # each list's ranks 1..count for every list at once (an arange per user cost ~1 us a list)
     ranks = np.arange(1, int(count.sum()) + 1, dtype=np.int64) - np.repeat(np.cumsum(count) - count, count)
     return pd.DataFrame(
@@ -710,7 +712,10 @@ def _frame(state: RankingState, batch: UserBatch, ranked: core.Ranked | None, re
             C.RANK: ranks if len(count) else [],
             C.ITEM_ID: pd.Series(state.catalog.item_ids[ranked.items[got]], dtype=str),
             C.SCORE: ranked.scores[got].astype(np.float64),
-            C.REASONS: pd.Series(flat_reasons, dtype=object),
+            # Arrow: a list column built from the reason codes, no Python list per row
+            C.REASONS: pd.Series(pd.arrays.ArrowExtensionArray(reasons.arrow()))
+            if arrow
+            else pd.Series(reasons.rows(), dtype=object),
         }
     )
 
