@@ -103,3 +103,11 @@ def test_holdout_ties_and_tiny_strata_follow_the_row_order() -> None:
     users = pd.DataFrame({"user_id": ids, "group": ["g"] * 9 + ["h"], "region": ["r"] * 10})
     for share in (0.05, 0.2, 0.35, 0.5, 0.99):
         np.testing.assert_array_equal(holdout_mask(users, share=share, salt="s"), _reference_holdout(users, share, "s"))
+
+
+def test_block_edges_and_salt_lengths_equal_hashlib() -> None:
+    ids = ["", "é", "用户", "x" * 63, "x" * 64, "x" * 65, "y" * 127, "y" * 128, "y" * 129, "z" * 300, "ü" * 64]
+    for salt in ("", "s", "k" * 64, "k" * 65, "ß" * 40):  # 0, 1, 64 and 65 bytes; 80 bytes of UTF-8
+        raw = salt.encode()
+        key = raw if len(raw) <= MAX_KEY else hashlib.blake2b(raw).digest()
+        np.testing.assert_array_equal(stable_hash(ids, salt), _hashlib([i.encode() for i in ids], key))
