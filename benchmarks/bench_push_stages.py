@@ -48,6 +48,7 @@ import recsys.push.hashing as hashing
 import recsys.push.history as history
 import recsys.push.holdout as holdout
 import recsys.push.job as job
+import recsys.push.plan as plan
 import recsys.push.writer as writer
 import recsys.ranking.candidates as candidates
 import recsys.ranking.core as core
@@ -55,6 +56,7 @@ import recsys.ranking.diversity as diversity
 import recsys.ranking.eligibility as eligibility
 import recsys.ranking.recommender as recommender
 import recsys.ranking.scoring as scoring
+import recsys.training.index as index
 from recsys.cli import main as cli
 from recsys.ranking import Recommender
 from recsys.ranking.eligibility import ItemFilter
@@ -85,6 +87,14 @@ STEPS: list[tuple[Any, str, str]] = [
     *[(eligibility, n, f"eligibility.{n}") for n in ("candidate_mask", "history_keys", "history_mask")],
     *[(scoring, n, f"scoring.{n}") for n in ("score_block", "components", "blend", "engagement_inputs")],
     (diversity, "select_scored", "diversity.select_scored"),
+    # the plan's parts (the driver, before any chunk) and the chunk's own glue around its lists
+    (job.bundle_io, "verify_bundle", "plan.verify_bundle"),
+    (job, "read_bundle_users", "plan.read_bundle_users"),
+    (plan, "holdout_mask", "plan.holdout_mask"),
+    (plan, "user_buckets", "plan.user_buckets"),
+    (chunk, "chunk_stats", "chunk.chunk_stats"),
+    (chunk, "_rows", "chunk._rows"),
+    (index, "_best_first", "index._best_first"),
 ]
 
 
