@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
                 metrics = evaluate(
                     clean.users, clean.items, part, taxonomy=taxonomy, config=config,
                     settings=dataclasses.replace(settings, split_quantile=split),
-                )
+                ).metrics
                 row = window_ratios(metrics, args.k)
                 label = f"{carve:g}:{split:g}"
                 results[name]["windows"][label] = {**row, "wall_s": round(time.perf_counter() - start, 1)}
