@@ -14,7 +14,11 @@ reading what the registry's functions read:
   computed once per serving state by the feature's own function;
 * ``USER``: a feature of the user alone, computed per user of the block by
   the feature's own function;
-* ``LEVEL``: a popularity share at one half-life and level, per 1,000;
+* ``LEVEL``: a popularity share at one half-life and level, per 1,000 (the
+  block's gather of them all, :attr:`~recsys.ranking.features.Block.popularity`:
+  one table row per level and half-life read for every pair in turn, as its
+  rows stay in the cache; a pair's sixteen reads in sixteen rows, in one
+  loop, missed it one by one and cost twice as much);
 * ``AGE``: the item's age in days (NaN without a publish time);
 * ``ENGAGEMENT``: the engagement model's four terms plus the taste term;
 * ``DOT``: the raw collaborative inner product ``u . v``;
@@ -83,8 +87,7 @@ def _fill(
     planes: np.ndarray,
     item_vals: np.ndarray,
     user_vals: np.ndarray,
-    levels: np.ndarray,
-    level_rows: np.ndarray,
+    popularity: np.ndarray,
     published: np.ndarray,
     ns_min: int,
     now_ns: int,
@@ -97,7 +100,6 @@ def _fill(
     co_data: np.ndarray,
 ) -> None:
     """Write the feature row of each requested pair (``pos``: flat positions in the (m, width) block)."""
-    thousand = np.float32(1000.0)
     zero = np.float32(0.0)
     per_day = np.float64(_NS_PER_DAY)
     n_features = code.shape[0]
@@ -115,8 +117,7 @@ def _fill(
             elif c == USER:
                 out[r, j] = user_vals[u, arg[j]]
             elif c == LEVEL:
-                w, level = arg[j] // 4, arg[j] % 4
-                out[r, j] = levels[w, level_rows[level, u], item] * thousand if known else zero
+                out[r, j] = popularity[arg[j], p]
             elif c == AGE:
                 pub = published[item]
                 if pub == ns_min:
@@ -144,7 +145,6 @@ class Static(NamedTuple):
     code: np.ndarray
     arg: np.ndarray
     item_vals: np.ndarray
-    levels: np.ndarray
     published: np.ndarray
     ns_min: int
     engagement: np.ndarray
@@ -155,7 +155,7 @@ class Static(NamedTuple):
 
 
 def static(
-    n_bundle: int, code: np.ndarray, arg: np.ndarray, item_vals: np.ndarray, levels: np.ndarray, published: np.ndarray,
+    n_bundle: int, code: np.ndarray, arg: np.ndarray, item_vals: np.ndarray, published: np.ndarray,
     ns_min: int, engagement: np.ndarray, cf: np.ndarray, co_indptr: np.ndarray, co_indices: np.ndarray, co_data: np.ndarray,
 ) -> Static:
     """The fixed inputs of :func:`fill`, cast to the kernel's types once.
@@ -163,12 +163,10 @@ def static(
     Parameters
     ----------
     n_bundle : int
-        Items the bundle knows; later catalogue items read 0 from the popularity levels and co-engagement.
+        Items the bundle knows; later catalogue items read 0 from co-engagement.
     code, arg : ndarray, shape (n_features,)
         What each column reads (the module's codes) and where.
     item_vals : ndarray of float32, shape (n_items, a)
-    levels : ndarray of float32, shape (W, n_rows, n_bundle)
-        Popularity shares per half-life, level row and item.
     published : ndarray of int64, shape (n_items,)
     ns_min : int
         "No publish time".
@@ -180,7 +178,7 @@ def static(
     """
     return Static(
         int(n_bundle), frozen(code, np.int8), frozen(arg, np.int64), frozen(item_vals, np.float32),
-        frozen(levels, np.float32), frozen(published, np.int64), int(ns_min), frozen(engagement, np.int64),
+        frozen(published, np.int64), int(ns_min), frozen(engagement, np.int64),
         frozen(cf, np.float32), frozen(co_indptr, np.int64), frozen(co_indices, np.int32), frozen(co_data, np.float32),
     )
 
@@ -192,7 +190,7 @@ def fill(
     fixed: Static,
     planes: np.ndarray,
     user_vals: np.ndarray,
-    level_rows: np.ndarray,
+    popularity: np.ndarray,
     now_ns: int,
     vectors: np.ndarray,
     seeds: np.ndarray,
@@ -211,8 +209,8 @@ def fill(
     planes : ndarray of float32, shape (k, m * c)
         Values computed for the whole block (``PLANE`` columns, the engagement terms).
     user_vals : ndarray of float32, shape (m, b)
-    level_rows : ndarray of int64, shape (4, m)
-        Each user's row of the popularity levels at every level.
+    popularity : ndarray of float32, shape (W * 4, m * c)
+        The block's popularity features (``LEVEL`` columns read row ``arg``).
     now_ns : int
         The request's time (UTC nanoseconds).
     vectors : ndarray of float32, shape (m, f)
@@ -229,8 +227,8 @@ def fill(
     if len(pos):
         _fill(
             out, frozen(pos, np.int64), cand.shape[1], frozen(cand, np.int64).reshape(-1), fixed.n_bundle,
-            fixed.code, fixed.arg, frozen(planes, np.float32), fixed.item_vals, frozen(user_vals, np.float32), fixed.levels,
-            frozen(level_rows, np.int64), fixed.published, fixed.ns_min, int(now_ns), fixed.engagement, fixed.cf,
+            fixed.code, fixed.arg, frozen(planes, np.float32), fixed.item_vals, frozen(user_vals, np.float32),
+            frozen(popularity, np.float32), fixed.published, fixed.ns_min, int(now_ns), fixed.engagement, fixed.cf,
             frozen(vectors, np.float32), frozen(seeds, np.int64), fixed.co_indptr, fixed.co_indices, fixed.co_data,
         )
     return out
@@ -241,6 +239,6 @@ def warm() -> None:
     this while it loads, so that no request pays the cache lookup."""
     f2, i2 = np.zeros((1, 1), np.float32), np.zeros((1, 1), np.int64)
     i1 = np.zeros(2, np.int64)
-    fixed = static(1, np.zeros(1, np.int8), i1[:1], f2, np.zeros((1, 1, 1), np.float32), i1, 0, np.zeros(5, np.int64), f2,
-                   i1, np.zeros(1, np.int32), np.zeros(1, np.float32))
-    fill(np.zeros((1, 1), np.float32), i1[:1], i2, fixed, f2, f2, np.zeros((4, 1), np.int64), 0, f2, i2)
+    fixed = static(1, np.zeros(1, np.int8), i1[:1], f2, i1, 0, np.zeros(5, np.int64), f2, i1, np.zeros(1, np.int32),
+                   np.zeros(1, np.float32))
+    fill(np.zeros((1, 1), np.float32), i1[:1], i2, fixed, f2, f2, f2, 0, f2, i2)

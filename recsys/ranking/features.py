@@ -598,10 +598,6 @@ class _Plan:
 def _plan(state: RankingState, features: tuple[Feature, ...], used: np.ndarray | None) -> _Plan:
     """The compiled pass's plan for these features (built once per state, feature set and ``used``)."""
     cf = compiled_features
-    levels = getattr(state.signals, "popularity_levels", None) if state.signals is not None else None
-    levels = np.asarray(levels) if levels is not None else None
-    # the kernel multiplies float32 shares (``_per_thousand``'s float32 branch); another dtype keeps NumPy's
-    level_ok = levels is not None and levels.dtype == np.float32 and levels.ndim == 3
     co = state.coengagement
     # the kernel adds float32 cosines found by a binary search in each seed's sorted row
     co_ok = co is not None and co.data.dtype == np.float32 and co.has_sorted_indices
@@ -621,7 +617,7 @@ def _plan(state: RankingState, features: tuple[Feature, ...], used: np.ndarray |
             code[j] = cf.NONE
         elif isinstance(fn, _Term):
             code[j], arg[j] = cf.PLANE, plane(("term", fn.attr), fn)
-        elif isinstance(fn, _Level) and level_ok:
+        elif isinstance(fn, _Level):
             code[j], arg[j] = cf.LEVEL, fn.w * len(LEVELS) + fn.at
         elif isinstance(fn, _ItemOnly):
             code[j], arg[j] = cf.ITEM, len(items)
@@ -653,7 +649,7 @@ def _plan(state: RankingState, features: tuple[Feature, ...], used: np.ndarray |
             item_vals[:, k] = feat.compute(every)[0]
     cat = state.catalog
     fixed = compiled_features.static(
-        cat.n_bundle, code, arg, item_vals, levels if level_ok else np.zeros((1, 1, 1), np.float32), cat.published_ns,
+        cat.n_bundle, code, arg, item_vals, cat.published_ns,
         NS_MIN, engagement, cat.cf, co.indptr if co_ok else np.zeros(1, np.int64), co.indices if co_ok else np.zeros(0, np.int32),
         co.data if co_ok else np.zeros(0, np.float32),
     )
@@ -699,9 +695,10 @@ def compute_rows(
             user_vals[:, k] = feat.compute(one)[:, 0]
     # each user's recent positive items ascending (-1 padding first): the co-engagement seeds
     seeds = np.sort(state.signals.recent_items(block.users.rows), axis=1) if plan.reads_seeds else np.zeros((m, 0), np.int64)
+    # every popularity feature in one gather (``Block.popularity``), read by the kernel at the pairs
+    popularity = block.popularity.reshape(-1, m * c) if plan.reads_levels else np.zeros((1, 0), np.float32)
     return compiled_features.fill(
-        out, pos, block.cand, plan.fixed, planes, user_vals, block.level_rows if plan.reads_levels else np.zeros((4, m), np.int64),
-        block.now_ns, block.users.vectors, seeds,
+        out, pos, block.cand, plan.fixed, planes, user_vals, popularity, block.now_ns, block.users.vectors, seeds,
     )
 
 
