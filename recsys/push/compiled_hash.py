@@ -72,13 +72,13 @@ _U1 = np.uint64(1)
 _ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
-def _rotr(x, n, m):  # inlined into the kernel; m = 64 - n
+@numba.njit(cache=True, nogil=True)
+def _rotr(x, n, m):  # m = 64 - n (LLVM inlines it; forcing numba to inline only slowed the compile)
     return (x >> n) | (x << m)
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
-def _g(a, b, c, d, x, y):  # inlined: the mixing function G on four words
+@numba.njit(cache=True, nogil=True)
+def _g(a, b, c, d, x, y):  # the mixing function G on four words
     a = a + b + x
     d = _rotr(d ^ a, _U32, _U32)
     c = c + d
