@@ -11,7 +11,7 @@ import pytest
 
 from recsys.push.compiled_hash import MAX_KEY, blake2b_64
 from recsys.push.hashing import stable_hash, user_buckets
-from recsys.push.holdout import holdout_mask
+from recsys.push.holdout import holdout_mask, holdout_summary
 
 
 def _hashlib(values: list[bytes], key: bytes) -> np.ndarray:
@@ -111,3 +111,20 @@ def test_block_edges_and_salt_lengths_equal_hashlib() -> None:
         raw = salt.encode()
         key = raw if len(raw) <= MAX_KEY else hashlib.blake2b(raw).digest()
         np.testing.assert_array_equal(stable_hash(ids, salt), _hashlib([i.encode() for i in ids], key))
+
+
+def test_holdout_summary_equals_a_groupby_of_the_strata() -> None:
+    rng = np.random.default_rng(8)
+    users = pd.DataFrame(
+        {
+            "group": pd.Series(rng.choice(["student", "farmer", "elderly"], 700), dtype="string[pyarrow]"),
+            "region": rng.choice(["qinglong", "beidaihe", "funing", "changli"], 700),
+        }
+    )
+    held = rng.random(700) < 0.15
+    grouped = pd.DataFrame({"g": users["group"].astype(object), "r": users["region"], "h": held}).groupby(["g", "r"])["h"]
+    want = {f"{g}/{r}": {"users": int(n), "holdout": int(m), "share": round(m / n, 4)}
+            for (g, r), n, m in zip(grouped.size().index, grouped.size(), grouped.sum())}
+    got = holdout_summary(users, held)
+    assert got["by_stratum"] == want and list(got["by_stratum"]) == sorted(want)
+    assert (got["size"], got["users"], got["share"]) == (int(held.sum()), 700, round(held.sum() / 700, 4))
