@@ -235,9 +235,17 @@ def run_manifest(
         plan_skipped=plan.skipped if plan_skipped is None else plan_skipped,
         segment_users=plan.segment_users,
         stats=stats,
-        holdout=holdout_summary(users.table[plan.in_segment], plan.held[plan.in_segment]),
+        holdout=_segment_holdout(users.table, plan),
         **extra,
     )
+
+
+def _segment_holdout(table: pd.DataFrame, plan: UserPlan) -> dict[str, Any]:
+    """The manifest's holdout summary of the run's segment (a city-wide run: the whole table, not a copy)."""
+    inside = plan.in_segment
+    if inside.all():
+        return holdout_summary(table, plan.held)
+    return holdout_summary(table[inside], plan.held[inside])
 
 
 def output_folder(path: Path, flag: str) -> Path:
