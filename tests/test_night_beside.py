@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from pathlib import Path
 
@@ -93,6 +94,7 @@ def test_the_night_engagement_thread_gives_the_in_line_bundle(tmp_path, world, m
     assert shipped["mode"] == "incremental"
     assert threads == [threads[0]] and threads[0].startswith("recsys-engagement")
     monkeypatch.setattr(job, "_EngagementBeside", _in_line)
+    monkeypatch.setattr(job, "threadpool_limits", lambda **kw: contextlib.nullcontext())  # BLAS as it was
     threads.clear()
     in_line = train(data, twin / "models", config_path=tmp_path / "c.toml", stream=None)
     assert threads == [threading.main_thread().name]

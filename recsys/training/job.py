@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import psutil
 import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
 
 from recsys import bundle as bundle_io
 from recsys import columns as C
@@ -263,7 +264,12 @@ def _night_engagement(
     exposures = history_exposures(decayed, items, ecfg, sample=ecfg.warm_exposures or ecfg.max_exposures, seed=ecfg.seed)
     del decayed  # this thread's hold on the aggregates: the popularity step lets go of the rest
     start = _engagement_start(previous, *previous_rows)
-    engagement = EngagementModel(ecfg, taxonomy).fit(exposures, users, items, warm_start=start)
+    # one BLAS thread for the fit's small products (4 x 4 Hessians over millions of pairs; the same bundle
+    # bit for bit as with two on the 100k and city nights): a second BLAS thread would spin for the core
+    # the main thread's steps use. The limit is the process's: no step of the main thread calls BLAS
+    # before the fit is waited for (ALS sets its own limit after)
+    with threadpool_limits(limits=1, user_api="blas"):
+        engagement = EngagementModel(ecfg, taxonomy).fit(exposures, users, items, warm_start=start)
     # yesterday's per-user effects are read once, into today's starting values
     for array in (start.user_interest, start.user_format, start.user_bias):
         release_pages(array)
