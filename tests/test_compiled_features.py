@@ -145,8 +145,23 @@ def test_a_feature_the_kernel_does_not_know_is_computed_by_its_function(state):
     got = F.compute_rows(feats, block, pos, out=out)
     assert got is out
     assert np.array_equal(got[:, 0], (np.maximum(block.cand.reshape(-1)[pos], 0) * 2 + 0.25).astype(np.float32))
-    plan = state._static[next(k for k in state._static if isinstance(k, tuple) and k[0] == "features.plan")]
+    plan = next(iter(state._features.values()))
     with pytest.raises(ValueError, match="C-ordered float32"):
         compiled_features.fill(np.zeros((len(pos), len(plan.fixed.code)), np.float64), pos, block.cand, plan.fixed,
                                *([np.zeros((1, 1), np.float32)] * 2), np.zeros((4, 1), np.int64), 0,
                                np.zeros((1, 1), np.float32), np.zeros((1, 0), np.int64))
+
+
+def test_a_state_copied_with_other_signals_does_not_reuse_the_plan(state):
+    feats = F.registry(state.model.config.ranker)
+    j = [f.name for f in feats].index("coengagement")
+    block = _block(state)
+    pos = np.arange(block.cand.size, dtype=np.int64)
+    before = F.compute_rows(feats, block, pos)[:, j]
+    doubled = state.coengagement.copy()
+    doubled.data = doubled.data * np.float32(2)
+    other = dataclasses.replace(state, coengagement=doubled)  # shares the state's caches
+    block2 = F.Block(other, block.users, block.cand, block.now_ns)
+    got = F.compute_rows(feats, block2, pos)[:, j]
+    want = np.asarray(feats[j].compute(F.Block(other, block.users, block.cand, block.now_ns)), np.float32).reshape(-1)
+    assert np.array_equal(got, want) and not np.array_equal(got, before)

@@ -76,7 +76,8 @@ def _learned_scores(
     blend's scoring of a block, with or without its terms: each pair's terms
     are computed alone, so they are the bits the first pass's score was made
     of. ``parts``, the first pass's terms, are given when every valid
-    candidate is rescored (:func:`_first_pass` is 0), else ``None``. The
+    candidate is rescored (:func:`_first_pass` is 0) or the block is a few
+    users' (:data:`_TERMS_FIRST`), else ``None``. The
     feature rows (r, F) are the rescored candidates' and one last row of
     zeros; ``where`` (m, c) holds each candidate's row (the zero row for the
     others): the reasons read picked items, which are always among the
@@ -98,8 +99,10 @@ def _learned_scores(
         flat = np.arange(cand.shape[0])[:, None] * cand.shape[1] + pos
         kept = np.take(keep, flat)
         block = features.Block(state, users, np.where(kept, np.take(cand, flat), -1), now_ns)
-        # the blend's terms of the rescored pairs only (the first pass scored every pair without them)
-        block.__dict__["parts"] = blended(block.cand, kept, True)[1]
+        # the blend's terms of the rescored pairs: read from the first pass's, or computed for them alone
+        block.__dict__["parts"] = (
+            blended(block.cand, kept, True)[1] if parts is None else scoring.Components(*(np.take(t, flat) for t in parts.terms()))
+        )
         rescored = np.flatnonzero(kept)
         at = np.take(flat, rescored)  # each rescored row's position in (m, c), row order
     # the rescored rows' features in one compiled pass, with one last row of zeros: the ranker
@@ -112,6 +115,11 @@ def _learned_scores(
     where = np.full(cand.shape, n_rows, np.int64)
     where.reshape(-1)[at] = np.arange(n_rows)
     return score, x, where
+
+
+#: blocks of at most this many users keep every pair's blend terms in the first pass: a single
+#: call's few hundred pairs cost less than a second scoring call's fixed cost
+_TERMS_FIRST = 4
 
 
 def _first_pass(state: RankingState, c: int, k: int) -> int:
@@ -191,7 +199,8 @@ def _score_and_pick(
     # the learned ranker those of the pairs it rescores: all valid pairs' here unless a first pass
     # keeps a few (then only theirs are computed, in ``_learned_scores``)
     learned = state.ranker is not None
-    score, parts = blended(cand, ok, learned and not _first_pass(state, cand.shape[1], k))
+    terms = learned and (cand.shape[0] <= _TERMS_FIRST or not _first_pass(state, cand.shape[1], k))
+    score, parts = blended(cand, ok, terms)
     x = where = None
     if learned:
         score, x, where = _learned_scores(state, users, cand, ok, score, now_ns, parts, blended, k)

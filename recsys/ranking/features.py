@@ -589,6 +589,8 @@ class _Plan:
     feature set: the values computed per block (``planes``), the per-item table, the per-user features."""
 
     fixed: compiled_features.Static
+    #: what the fixed arrays were read from (a state copied with another catalogue or signals shares the cache)
+    sources: tuple
     planes: tuple[Callable[[Block], np.ndarray], ...]
     users: tuple[Feature, ...]
     reads_levels: bool
@@ -654,9 +656,14 @@ def _plan(state: RankingState, features: tuple[Feature, ...], used: np.ndarray |
         co.data if co_ok else np.zeros(0, np.float32),
     )
     return _Plan(
-        fixed=fixed, planes=tuple(planes.values()), users=tuple(users), reads_levels=bool((code == cf.LEVEL).any()),
+        fixed=fixed, sources=_sources(state), planes=tuple(planes.values()), users=tuple(users), reads_levels=bool((code == cf.LEVEL).any()),
         reads_seeds=bool((code == cf.COENGAGEMENT).any()),
     )
+
+
+def _sources(state: RankingState) -> tuple:
+    """What a plan's fixed arrays are read from."""
+    return (state.catalog, state.coengagement, state.signals, state.model)
 
 
 def compute_rows(
@@ -679,8 +686,12 @@ def compute_rows(
         C-ordered; filled in place and returned.
     """
     state = block.state
-    key = ("features.plan", tuple(f.name for f in features), None if used is None else np.asarray(used, bool).tobytes())
-    plan = state._cached(state._static, key, lambda: _plan(state, features, used))
+    sources = _sources(state)
+    key = (tuple(f.name for f in features), None if used is None else np.asarray(used, bool).tobytes(), *map(id, sources))
+    plan = state._cached(state._features, key, lambda: _plan(state, features, used))
+    if any(a is not b for a, b in zip(plan.sources, sources)):  # an id reused by a later object
+        plan = _plan(state, features, used)
+        state._features[key] = plan
     m, c = block.cand.shape
     if out is None:
         out = np.empty((len(pos), len(features)), np.float32)

@@ -25,7 +25,7 @@ from recsys.config import RankingConfig, check_section
 from recsys.idmap import SortedIds
 from recsys.taxonomy import Taxonomy
 from recsys.training.serving import LearnedRanker, Signals, TrainedModel, timeliness
-from recsys.ranking import compiled_scoring, compiled_selection
+from recsys.ranking import compiled_features, compiled_scoring, compiled_selection
 from recsys.ranking.catalog import NS_MIN, Catalog, build_catalog
 from recsys.ranking.diversity import neighbour_arrays
 from recsys.ranking.eligibility import ItemFilter, filter_pool, static_mask
@@ -141,6 +141,9 @@ class RankingState:
     _fresh: dict = field(default_factory=dict, repr=False)
     _timely: dict = field(default_factory=dict, repr=False)
     _blocks: dict = field(default_factory=dict, repr=False)
+    #: the compiled feature pass's plans (``features.compute_rows``): apart from the filters' entries,
+    #: whose bound empties the cache, so that a plan (a table over the catalogue) is built once
+    _features: dict = field(default_factory=dict, repr=False)
     _seen_csc: sp.csc_matrix | None = field(default=None, repr=False)
     _user_ids: np.ndarray | None = field(default=None, repr=False)
     _neighbour_graph: tuple | None = field(default=None, init=False, repr=False)  # a replaced state builds its own
@@ -460,6 +463,8 @@ def build_state(
         ranker.prepare()  # its compiled trees now (or from their cache), not in the first request
     compiled_selection.warm()  # the selection's kernels likewise
     compiled_scoring.warm()  # and the scoring's
+    if ranker is not None:
+        compiled_features.warm()  # and the learned ranker's feature pass
     if model.item_index is not None:
         model.item_index.warm()  # and the exact search's top-k
     feats = features_of(model, ranker)
