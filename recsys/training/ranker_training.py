@@ -277,6 +277,30 @@ def return_visit_examples(
     then their serving candidates at ``cut`` labelled by the positives of the
     held-out visit (:func:`build_examples`). No feature sees an event of the
     visit it is labelled by.
+
+    Parameters
+    ----------
+    users, items, events : DataFrame
+        The clean training tables (as :func:`fit_ranker` takes them).
+    cut : Timestamp
+        The latest label window's cut: the features' "now".
+    since : Timestamp
+        Only visits starting at or after it (the earliest cut) count.
+    feats : tuple of Feature
+    config : EngineConfig
+    taxonomy : Taxonomy
+    content_from : TrainedModel, optional
+        Reused content embedding (as for every cut's model).
+    rng : numpy.random.Generator
+        Draws the users kept when more than ``[ranker] max_users`` returned.
+    seed : int
+        Seed of the random candidates.
+
+    Returns
+    -------
+    Examples
+        One warm query per returning user with a positive and a negative
+        among their candidates (empty when nobody returned).
     """
     from recsys.training import train_model  # cycle: the training job imports this module
 
