@@ -371,7 +371,9 @@ class _State:
         pos = users.ids.get_indexer(object_index(lists[C.USER_ID]))
         if (pos < 0).any():
             raise ValueError("every list row's user must be among the chunk's users")
-        rows = lists.assign(**{C.SCORE: lists[C.SCORE].astype(np.float64)})
+        # a swap sets a row's reasons to a Python list (iat): an Arrow reasons column becomes lists here
+        reasons = pd.Series(lists[C.REASONS].tolist(), index=lists.index, dtype=object)
+        rows = lists.assign(**{C.SCORE: lists[C.SCORE].astype(np.float64), C.REASONS: reasons})
         n = len(rows)
         return cls(rows=rows, user_pos=pos, topics=topics, locked=np.zeros(n, bool), changed=np.zeros(n, bool))
 

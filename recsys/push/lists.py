@@ -19,8 +19,10 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from recsys import columns as C
+from recsys.ranking.reasons import REASONS_TYPE
 
 #: ``recommend(user_ids, k, exclude) -> DataFrame(user_id, rank, item_id, score, reasons)``
 Recommend = Callable[[list[str], int, Mapping[str, Sequence[str]]], pd.DataFrame]
@@ -174,7 +176,10 @@ def fetch_lists(
         mine = {u: excluded[u] for u in batch if u in excluded}
         done.append(recommend(batch, int(k), mine))
     if not done:
-        return pd.DataFrame({c: pd.Series(dtype=object) for c in (C.USER_ID, C.RANK, C.ITEM_ID, C.SCORE, C.REASONS)})
+        # no lists: empty columns; the reasons typed as the ranking's Arrow column, so a concat with
+        # other channels' Arrow reasons keeps them in Arrow (and one with lists keeps the lists)
+        empty = {c: pd.Series(dtype=object) for c in (C.USER_ID, C.RANK, C.ITEM_ID, C.SCORE)}
+        return pd.DataFrame(empty | {C.REASONS: pd.Series(pd.arrays.ArrowExtensionArray(pa.array([], REASONS_TYPE)))})
     out = with_object_ids(pd.concat(done, ignore_index=True))
     position = ids.get_indexer(out[C.USER_ID])
     return out.assign(_p=position).sort_values(["_p", C.RANK], kind="stable").drop(columns="_p").reset_index(drop=True)
