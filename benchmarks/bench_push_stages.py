@@ -23,6 +23,18 @@ and picked term compared (``np.array_equal``; any difference stops it)::
 
     python benchmarks/bench_push_stages.py ab --model benchmarks/out/train/models_100000_linear/latest \
         --users benchmarks/out/train/city_100000_50000_60/users.parquet --base /tmp/ab/base7 --n 4096
+
+``rows`` mode: a list's reasons and the writer. One push (``--workers 1``) runs in
+this process and keeps each block's reasons inputs and each chunk's rows; then
+the start code's ``reasons.explain`` (``--base``: texts, one Python list per row,
+an object column as its ``recommend_many`` built) and this tree's (codes, one
+Arrow list column) alternate on every block, and the start code's
+``Workspace.write_chunk`` (rows with list reasons) and this tree's (rows with
+Arrow reasons) alternate on every chunk; the reasons must be equal and every
+written file byte-identical (sha256), else it stops::
+
+    python benchmarks/bench_push_stages.py rows --model benchmarks/out/train/models_100000_linear/latest \
+        --base /tmp/ab/base8 --region qinglong --date 2026-06-30 --out /tmp/rows_ab
 """
 
 from __future__ import annotations
@@ -30,16 +42,20 @@ from __future__ import annotations
 import argparse
 import collections
 import functools
+import hashlib
 import importlib.util
 import json
+import shutil
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from threadpoolctl import threadpool_limits
 
 import recsys
@@ -57,6 +73,7 @@ import recsys.ranking.eligibility as eligibility
 import recsys.ranking.recommender as recommender
 import recsys.ranking.scoring as scoring
 import recsys.training.index as index
+from recsys import columns as C
 from recsys.cli import main as cli
 from recsys.ranking import Recommender
 from recsys.ranking.eligibility import ItemFilter
@@ -243,9 +260,119 @@ def ab(argv: list[str]) -> int:
     return 0
 
 
+def rows_ab(argv: list[str]) -> int:
+    """Old and new reasons + writer alternated on one push's own blocks; prints one JSON line of µs per list."""
+    parser = argparse.ArgumentParser(prog="bench_push_stages.py rows")
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--base", required=True, help="checkout of the old code")
+    parser.add_argument("--region", default="qinglong")
+    parser.add_argument("--date", default="2026-06-30")
+    parser.add_argument("--out", required=True, help="a scratch folder (the push's output, then the writes)")
+    parser.add_argument("--reps", type=int, default=4, help="old/new alternations")
+    args = parser.parse_args(argv)
+    threadpool_limits(1)
+    old_reasons = _load_module("old_reasons", f"{args.base}/recsys/ranking/reasons.py")
+    old_writer = _load_module("old_writer", f"{args.base}/recsys/push/writer.py")
+    explained, written = [], []
+    real_explain, real_write = recommender.explain, writer.Workspace.write_chunk
+
+    def grab_explain(*a: Any, **k: Any) -> Any:
+        explained.append((a, k))
+        return real_explain(*a, **k)
+
+    def grab_write(self: Any, *a: Any, **k: Any) -> None:
+        written.append((a, k))
+        return real_write(self, *a, **k)
+
+    recommender.explain, writer.Workspace.write_chunk = grab_explain, grab_write
+    served = chunk._served
+    chunk._served = lambda bundle, catalog, sha, threads: served(bundle, catalog, sha, 1)
+    out = Path(args.out)
+    try:
+        rc = cli(["push", "--workers", "1", "--region", args.region, "--date", args.date, "--model", args.model,
+                  "--out", str(out / "push"), "--quiet"])
+    finally:
+        recommender.explain, writer.Workspace.write_chunk, chunk._served = real_explain, real_write, served
+    if rc or not explained or not written:
+        print(json.dumps({"error": f"push rc {rc}, {len(explained)} blocks, {len(written)} chunks"}))
+        return 1
+    tables = explained[0][0][0]
+    old_tables = old_reasons.ReasonTables(
+        tables.relevance, tables.topic, tables.popularity, tables.fresh_authority, tables.authority_named,
+        tables.group_popular, tables.region_popular,
+    )
+
+    def old_side() -> list:
+        # the start code: texts per block, one Python list per row, an object column (its _frame)
+        return [
+            pd.Series([row for user in old_reasons.explain(old_tables, *a[1:]) for row in user], dtype=object)
+            for a, k in explained
+        ]
+
+    def new_side() -> list:
+        return [pd.Series(pd.arrays.ArrowExtensionArray(real_explain(*a, **k).arrow())) for a, k in explained]
+
+    def digests(root: Path) -> dict[str, str]:
+        return {
+            str(f.relative_to(root)): hashlib.sha256(f.read_bytes()).hexdigest()
+            for f in sorted(root.rglob("*")) if f.is_file() and f.suffix != ".json"
+        }
+
+    def write(module: Any, rows_of: Callable, tag: str) -> tuple[float, dict[str, str]]:
+        root = out / f"w_{tag}"
+        spent = 0.0
+        for i, (a, k) in enumerate(written):
+            chunk_no, rows, *rest = a
+            rows = rows_of(rows)
+            ws = module.Workspace(root / str(i))
+            start = time.process_time()
+            ws.write_chunk(chunk_no, rows, *rest, **k)
+            spent += time.process_time() - start
+        files = digests(root)
+        shutil.rmtree(root)
+        return spent, files
+
+    def as_lists(rows: pd.DataFrame) -> pd.DataFrame:
+        return rows.assign(**{C.REASONS: pd.Series(rows[C.REASONS].tolist(), index=rows.index, dtype=object)})
+
+    def as_arrow(rows: pd.DataFrame) -> pd.DataFrame:
+        column = pa.array(rows[C.REASONS].tolist(), pa.list_(pa.string()))
+        return rows.assign(**{C.REASONS: pd.arrays.ArrowExtensionArray(column)})
+
+    lists_rows = [as_lists(a[1]) for a, _ in written]
+    arrow_rows = [as_arrow(a[1]) for a, _ in written]
+    by_id = {id(a[1]): i for i, (a, _) in enumerate(written)}
+    old_write = lambda: write(old_writer, lambda r: lists_rows[by_id[id(r)]], "old")  # noqa: E731
+    new_write = lambda: write(writer, lambda r: arrow_rows[by_id[id(r)]], "new")  # noqa: E731
+    if [x.tolist() for x in old_side()] != [x.tolist() for x in new_side()]:
+        print(json.dumps({"error": "reasons differ"}))
+        return 1
+    if old_write()[1] != new_write()[1]:
+        print(json.dumps({"error": "written files differ"}))
+        return 1
+    n_lists = sum(int((a[3] > 0).sum()) for a, _ in explained)
+    times: dict[str, list[float]] = {"reasons_old": [], "reasons_new": [], "writer_old": [], "writer_new": []}
+    for rep in range(args.reps):
+        for side in ("old", "new") if rep % 2 == 0 else ("new", "old"):
+            start = time.process_time()
+            (old_side if side == "old" else new_side)()
+            times[f"reasons_{side}"].append(time.process_time() - start)
+            times[f"writer_{side}"].append((old_write if side == "old" else new_write)()[0])
+    per = {key: [round(v / n_lists * 1e6, 2) for v in values] for key, values in times.items()}
+    print(json.dumps({
+        "recsys": recsys.__file__, "base": args.base, "blocks": len(explained), "chunks": len(written),
+        "lists": n_lists, "rows": int(sum(len(a[1]) for a, _ in written)), "identical": True,
+        "us_per_list": per,
+        "median_us_per_list": {key: round(float(np.median(v)), 2) for key, v in per.items()},
+    }))
+    return 0
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["ab"]:
         return ab(argv[1:])
+    if argv[:1] == ["rows"]:
+        return rows_ab(argv[1:])
     for owner, name, label in STEPS:
         if hasattr(owner, name):  # an older checkout may lack a step
             setattr(owner, name, _timed(getattr(owner, name), label))
