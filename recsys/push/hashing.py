@@ -54,7 +54,7 @@ def stable_hash(ids: Iterable[str], salt: str = "") -> np.ndarray:
     if not isinstance(salt, str):
         raise ConfigError(f"salt must be a string, got {salt!r}")
     data, offsets = _utf8(ids)
-    # one compiled loop over the ids' bytes (~20x hashlib's call per id; the same digests)
+    # one compiled loop over the ids' bytes: ~0.5 us an id where hashlib's call per id took ~3
     return blake2b_64(data, offsets, _key(salt))
 
 
@@ -92,10 +92,9 @@ def _as_arrow_strings(ids: Iterable[str]) -> pa.Array | None:
 
 
 def _values(ids: Iterable[str]) -> Iterator[str]:
-    """The ids one by one; an array or pandas column as Python lists of ``_BATCH`` ids.
-
-    Iterating an Arrow-backed pandas column yields one id per call through pandas (half
-    the hashing time at a city's 3.1M users); ``tolist`` of a slice converts in bulk.
+    """The ids one by one (the path of ids that are not all strings); an array or pandas
+    column as Python lists of ``_BATCH`` ids (``tolist`` of a slice converts in bulk, where
+    iterating a column goes through pandas once per id).
     """
     tolist = getattr(ids, "tolist", None)
     if tolist is None:
