@@ -123,6 +123,28 @@ def test_an_error_in_the_engagement_thread_is_the_nights_error(tmp_path, world, 
     # nothing moved: the same bundle is latest, the store names what it named
     assert (tmp_path / "models" / "latest").resolve() == latest
     assert HistoryStore.open(tmp_path / "models").doc == store
+    monkeypatch.undo()
+
+    # a step of the main thread failing while the fit runs: its error, not the thread's result
+    finished = threading.Event()
+    real_fit = EngagementModel.fit
+
+    def slow_fit(self, *args, **kwargs):
+        out = real_fit(self, *args, **kwargs)
+        finished.set()
+        return out
+
+    def broken_profiles(self, *args, **kwargs):
+        raise DataError("profiles: a topic code the taxonomy lacks")
+
+    monkeypatch.setattr(EngagementModel, "fit", slow_fit)
+    monkeypatch.setattr(job.TopicProfiles, "fit", broken_profiles)
+    with pytest.raises(DataError, match="taxonomy lacks"):
+        train(data, tmp_path / "models", config_path=tmp_path / "c.toml", stream=None)
+    assert (tmp_path / "models" / "latest").resolve() == latest
+    assert HistoryStore.open(tmp_path / "models").doc == store
+    # the abandoned fit ends by itself (it writes nothing)
+    assert finished.wait(timeout=60)
 
 
 def _joined_key_same(previous: TrainedModel, items: pd.DataFrame) -> np.ndarray:
