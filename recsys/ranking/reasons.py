@@ -321,23 +321,32 @@ def _render(
 ) -> ItemReasons:
     """Per picked item, its shown reasons, strongest contribution first, at most :data:`MAX_REASONS`,
     after its ``first`` code if any; only the items each user has (``count``)."""
-    m, k = codes.shape[:2]
-    if codes.shape[2]:
-        order = np.argsort(-np.where(shown, contrib, -np.inf), axis=-1, kind="stable")
-        codes = np.take_along_axis(codes, order, axis=-1)
-    n_shown = np.minimum(shown.sum(axis=-1), MAX_REASONS)
-    # slots: the first reason, the filler (an item with no strong reason says so rather than
-    # inventing a weak one), then the item's own reasons strongest first; kept where they apply
-    lead = np.full((m, k, 2), tables.code.filler, np.int32)
-    has_first = np.zeros((m, k), bool)
-    if first is not None:
-        lead[..., 0], has_first = first, first >= 0
-    codes = np.concatenate([lead, codes.astype(np.int32)], axis=-1)
-    own = np.arange(codes.shape[-1] - 2)[None, None, :] < n_shown[..., None]
-    keep = np.concatenate([has_first[..., None], (n_shown == 0)[..., None], own], axis=-1)
-    keep &= (np.arange(k)[None, :] < count[:, None])[..., None]
-    offsets = np.zeros(int(np.minimum(count, k).sum()) + 1, np.int32)
-    np.cumsum(keep.sum(axis=-1)[np.arange(k)[None, :] < count[:, None]], out=offsets[1:])
+    m, k, w = codes.shape
+    if w == 0:  # no kinds: every item gets the filler
+        codes, shown, contrib, w = np.zeros((m, k, 1), np.int32), np.zeros((m, k, 1), bool), np.zeros((m, k, 1)), 1
+    # one row per (user, slot), then only the items each user has (a single call's list is full)
+    codes, shown, contrib = codes.reshape(m * k, w), shown.reshape(m * k, w), contrib.reshape(m * k, w)
+    lead = None if first is None else first.reshape(m * k)
+    if m and count.min() < k:
+        have = np.flatnonzero((np.arange(k)[None, :] < count[:, None]).ravel())
+        codes, shown, contrib = codes[have], shown[have], contrib[have]
+        lead = None if lead is None else lead[have]
+    order = np.argsort(np.where(shown, -contrib, np.inf), axis=1, kind="stable")
+    codes = codes[np.arange(len(codes))[:, None], order].astype(np.int32, copy=False)
+    n = np.minimum(shown.sum(axis=1), MAX_REASONS)
+    # an item with no strong reason says so rather than inventing a weak one
+    codes[:, 0] = np.where(n == 0, tables.code.filler, codes[:, 0])
+    n = np.maximum(n, 1)
+    if lead is None:
+        keep = np.arange(w)[None, :] < n[:, None]
+    else:
+        # slot 0: the first reason where there is one; then the item's own
+        codes = np.concatenate([lead[:, None].astype(np.int32), codes], axis=1)
+        slot = np.arange(w + 1)[None, :]
+        keep = ((slot == 0) & (lead >= 0)[:, None]) | ((slot >= 1) & (slot <= n[:, None]))
+        n = n + (lead >= 0)
+    offsets = np.zeros(len(n) + 1, np.int32)
+    np.cumsum(n, out=offsets[1:])
     return ItemReasons(tables, offsets, codes[keep], np.asarray(count, np.int64))
 
 

@@ -423,10 +423,10 @@ class Recommender:
     ) -> tuple[list, list, list]:
         """Rank one user (the batch path with m = 1): item ids, scores, reasons."""
         ranked = core.rank(state, users, k, filt, now_ns, excludes)
-        reasons = self._reasons(state, users, ranked).lists()
+        reasons = self._reasons(state, users, ranked).rows()  # one user: every row is theirs
         n = int(ranked.count[0])
         ids = state.catalog.item_ids[ranked.items[0, :n]].tolist()
-        return ids, ranked.scores[0, :n].tolist(), reasons[0]
+        return ids, ranked.scores[0, :n].tolist(), reasons
 
     @staticmethod
     def _reasons(state: RankingState, users: UserBatch, ranked: core.Ranked) -> ItemReasons:
