@@ -145,3 +145,16 @@ def test_fit_ranker_adds_the_return_visit_queries_only_when_asked(ratings_world)
     assert reports[True]["queries"] == reports[False]["queries"] + added
     assert reports[True]["warm_queries"] == reports[False]["warm_queries"] + added
     assert "return_visits" in reports[True]["timings_s"]
+
+
+def test_a_log_with_impressions_adds_no_return_visit_queries():
+    users, items, events, _ = make_world(n_users=120, n_items=40, days=30, seed=5)
+    taxonomy = parse_taxonomy(TAXONOMY_TOML)
+    clean = validate(tables=(users, items, events), taxonomy=taxonomy, end=END)
+    base = EngineConfig()
+    config = dataclasses.replace(base, ranker=dataclasses.replace(base.ranker, return_visits=True, min_label_users=2))
+    _, report = RT.fit_ranker(clean.users, clean.items, clean.events, config=config, taxonomy=taxonomy)
+    # impressions say what a user engages with when shown: the return visits are for ratings logs
+    assert report["examples_from"] == "impressions"
+    assert report["return_visit_queries"] == 0
+    assert RT.return_visits(clean.events[clean.events[C.TIMESTAMP] < pd.Timestamp(report["cuts"][0])]).any()
