@@ -187,10 +187,17 @@ def train_with_step_memory(out: Path, argv: list[str]) -> int:
 
     from recsys.cli import main as cli_main
 
+    seconds: dict[str, float] = {}
+
     def write(peaks: dict[str, int]) -> None:
         out.write_text(json.dumps({name: round(kib / 1024, 1) for name, kib in peaks.items()}), encoding="utf-8")
+        # every step's seconds, the bundle's write and the history store's commit included (the
+        # manifest's timings end before them): the rest of the night is process start and yesterday's load
+        out.with_name("step_seconds.json").write_text(
+            json.dumps({name: round(s, 3) for name, s in seconds.items()}), encoding="utf-8"
+        )
 
-    track_step_peaks(write)
+    track_step_peaks(write, seconds=seconds)
     return cli_main(["train", *argv])
 
 
@@ -363,6 +370,9 @@ def night(
     manifest = json.loads(((run / "models" / "latest").resolve() / "manifest.json").read_text(encoding="utf-8"))
     train["steps_s"] = manifest.get("timings_s", {})
     train["steps_peak_rss_mib"] = json.loads(step_memory.read_text(encoding="utf-8"))
+    every_step = json.loads((run / "step_seconds.json").read_text(encoding="utf-8"))
+    train["every_step_s"] = every_step
+    train["outside_steps_s"] = round(train["seconds"] - sum(every_step.values()), 2)
     # an incremental night writes a new history store next to the bundles; it says what it read
     store = json.loads((run / "models" / "history" / "store.json").read_text(encoding="utf-8"))
     train["sources"] = len(store.get("sources", []))

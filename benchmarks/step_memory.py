@@ -11,6 +11,7 @@ that trains (``benchmarks/`` on ``sys.path``).
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -25,7 +26,9 @@ def status_kib(field: str) -> int:
     return 0
 
 
-def track_step_peaks(on_step: Callable[[dict[str, int]], None] | None = None) -> dict[str, int]:
+def track_step_peaks(
+    on_step: Callable[[dict[str, int]], None] | None = None, seconds: dict[str, float] | None = None
+) -> dict[str, int]:
     """Record every later step's own peak resident memory (KiB), by step name.
 
     Parameters
@@ -33,6 +36,9 @@ def track_step_peaks(on_step: Callable[[dict[str, int]], None] | None = None) ->
     on_step : callable, optional
         Called with the whole mapping after each step (e.g. to write it to a
         file, so a killed run still leaves the steps it finished).
+    seconds : dict, optional
+        Filled with each step's wall seconds, by step name (every step, also
+        those after the training's own timings were taken: the bundle's write).
 
     Returns
     -------
@@ -48,8 +54,11 @@ def track_step_peaks(on_step: Callable[[dict[str, int]], None] | None = None) ->
             Path("/proc/self/clear_refs").write_text("5")
         except OSError:
             pass  # no reset: the figure is then the peak so far
+        start = time.perf_counter()
         with real(self, name):
             yield
+        if seconds is not None:
+            seconds[name] = time.perf_counter() - start
         peaks[name] = status_kib("VmHWM")
         if on_step is not None:
             on_step(peaks)

@@ -14,7 +14,13 @@ reader speak in names and kinds -- ``array``, ``table``, ``json``, ``text``,
 ``faiss`` -- and only this module turns a name into a file: components never
 see paths, never hash, never write atomically themselves. The bundle writes
 everything into one temporary folder, renamed into place, and checks every
-file's sha256 once, on load, against the manifest. A component saved alone
+file's sha256 once, on load, against the manifest. Each file is hashed once
+when it is written (on a pool of threads beside the writes), and a file a
+verified bundle already holds unchanged (an array that is still that
+bundle's read-only memory map, a table copied from it) becomes a hard link
+to it with the digest its verification found: no file of a bundle is ever
+written in place (a name written twice is unlinked first), so two bundles
+sharing a file cannot change each other. A component saved alone
 (outside a bundle, e.g. in a test) goes through :func:`write_part` /
 :func:`read_part`: the same protocol with its own small checksum manifest.
 
@@ -28,6 +34,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import mmap
 import os
 import platform
 import re
@@ -43,7 +50,13 @@ import pyarrow.parquet as pq
 
 from recsys.config import BundleConfig, check_section
 from recsys.exceptions import ArtifactError, ConfigError, RecsysError
-from recsys.io import _tmp_sibling, atomic_dir, clean_stale_temps, sha256_files
+from recsys.io import (
+    DigestsAsWritten,
+    _tmp_sibling,
+    atomic_dir,
+    clean_stale_temps,
+    sha256_files,
+)
 
 #: Version of the bundle layout; a loader refuses other major versions.
 #: 2: learned ranker and ranking signals (popularity levels, co-engagement)
@@ -85,6 +98,53 @@ def new_version(now: dt.datetime | None = None, models_dir: Path | None = None) 
     return name
 
 
+#: files of bundles this process verified, by (device, inode): (size, mtime in ns, sha256). A new
+#: bundle takes such a file, still unchanged, as a hard link with that digest (:meth:`BundleWriter.array`)
+_VERIFIED: dict[tuple[int, int], tuple[int, int, str]] = {}
+
+
+def _verified_digest(path: str | Path) -> str | None:
+    """The sha256 a verification in this process found for ``path``, if its inode is unchanged since.
+
+    Unchanged: the same inode with the same size and modification time (any write changes the
+    time); else None, and the file is written and hashed as any other.
+    """
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    hit = _VERIFIED.get((st.st_dev, st.st_ino))
+    return hit[2] if hit is not None and hit[:2] == (st.st_size, st.st_mtime_ns) else None
+
+
+def _mapped_npy(values: Any) -> str | None:
+    """The ``.npy`` file ``values`` is the whole read-only memory map of (as :func:`load_array` maps it), else None."""
+    arr = values
+    while isinstance(arr, np.ndarray) and not isinstance(arr, np.memmap):
+        arr = arr.base  # an asarray of a memmap is a view of it: only the whole map counts (checked below)
+    if not isinstance(arr, np.memmap) or arr.mode != "r" or not isinstance(arr.base, mmap.mmap) or not arr.filename:
+        return None
+    view = np.asarray(values)
+    if (view.dtype, view.shape, view.strides, view.ctypes.data) != (arr.dtype, arr.shape, arr.strides, arr.ctypes.data):
+        return None
+    try:
+        with open(arr.filename, "rb") as fh:
+            major, _ = np.lib.format.read_magic(fh)
+            if major not in (1, 2):
+                return None  # a header this check does not read: written anew
+            shape, fortran, dtype = (
+                np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+            )(fh)
+            start = fh.tell()
+    except (OSError, ValueError):
+        return None
+    # the map is the file's whole array (np.memmap can map a part of a file too)
+    whole = (shape, dtype, start) == (arr.shape, arr.dtype, arr.offset) and fortran == (
+        arr.flags.f_contiguous and not arr.flags.c_contiguous
+    )
+    return arr.filename if whole else None
+
+
 @dataclass
 class BundleWriter:
     """Collects a bundle's files in a temporary folder.
@@ -96,6 +156,8 @@ class BundleWriter:
 
     root: Path
     info: dict[str, Any] = field(default_factory=dict)
+    #: the files' digests taken as they are written (:func:`write_bundle`); None: hashed at the end
+    digests: DigestsAsWritten | None = field(default=None, repr=False)
 
     def part(self, name: str) -> "BundleWriter":
         """A writer for a component's own part of the bundle (``""``: the bundle's top level)."""
@@ -103,7 +165,35 @@ class BundleWriter:
             return self
         path = self.root / name
         path.mkdir(parents=True, exist_ok=True)
-        return BundleWriter(path, self.info)
+        return BundleWriter(path, self.info, self.digests)
+
+    def _target(self, filename: str) -> Path:
+        path = self.root / filename
+        if os.path.lexists(path):
+            # a name written again: a new file, never a write into the old one (it may be a link to
+            # another bundle's file)
+            path.unlink()
+        return path
+
+    def _written(self, path: Path) -> None:
+        if self.digests is not None:
+            self.digests.written(path)
+
+    def _link(self, source: str | Path, path: Path) -> bool:
+        """Hard-link ``source``, a verified file unchanged since, as ``path``; False if it cannot be."""
+        if _verified_digest(source) is None:
+            return False
+        try:
+            os.link(source, path)
+        except OSError:  # another file system, or one without links: written and hashed as usual
+            return False
+        digest = _verified_digest(path)  # the same inode: still unchanged after the link
+        if digest is None:
+            path.unlink()
+            return False
+        if self.digests is not None:
+            self.digests.known(path, digest)
+        return True
 
     def component(self, name: str, component: "BundleComponent") -> None:
         """Save ``component`` (its ``save(writer)``) into the part ``name``."""
@@ -113,32 +203,55 @@ class BundleWriter:
         """Save a faiss index as ``name.faiss`` (faiss' own format)."""
         import faiss  # heavy: faiss loads only for a bundle part that is an index
 
-        faiss.write_index(index, str(self.root / f"{name}.faiss"))
+        path = self._target(f"{name}.faiss")
+        faiss.write_index(index, str(path))
+        self._written(path)
 
     def array(self, name: str, values: np.ndarray) -> None:
-        """Save ``values`` as ``name.npy`` (no pickle: object arrays are refused)."""
+        """Save ``values`` as ``name.npy`` (no pickle: object arrays are refused).
+
+        ``values`` that are still the whole read-only memory map of a verified bundle's file,
+        unchanged since its verification, become a hard link to that file (the same bytes).
+        """
         arr = np.asarray(values)
         if arr.dtype == object:
             raise ArtifactError(f"{name}.npy: object arrays cannot be stored without pickle")
-        np.save(self.root / f"{name}.npy", arr, allow_pickle=False)
+        path = self._target(f"{name}.npy")
+        source = _mapped_npy(values)
+        if source is not None and self._link(source, path):
+            return
+        np.save(path, arr, allow_pickle=False)
+        self._written(path)
 
     def table(self, name: str, frame: pd.DataFrame) -> None:
         """Save ``frame`` as ``name.parquet``."""
-        frame.to_parquet(self.root / f"{name}.parquet", index=False)
+        path = self._target(f"{name}.parquet")
+        frame.to_parquet(path, index=False)
+        self._written(path)
 
     def copy(self, filename: str, source: Path) -> None:
-        """Take ``source`` (a file of another bundle, unchanged) as ``filename``: a copy, hashed like any other."""
-        shutil.copyfile(source, self.root / filename)
+        """Take ``source`` (a file of another bundle, unchanged) as ``filename``.
+
+        A hard link with its digest when ``source`` was verified in this process and is unchanged
+        since; else a copy, hashed like any other file.
+        """
+        path = self._target(filename)
+        if self._link(source, path):
+            return
+        shutil.copyfile(source, path)
+        self._written(path)
 
     def json(self, name: str, obj: Any) -> None:
         """Save ``obj`` as ``name.json``."""
-        (self.root / f"{name}.json").write_text(
-            json.dumps(obj, ensure_ascii=False, indent=2, default=str), encoding="utf-8"
-        )
+        path = self._target(f"{name}.json")
+        path.write_text(json.dumps(obj, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
+        self._written(path)
 
     def text(self, filename: str, text: str) -> None:
         """Save a text file (e.g. ``taxonomy.toml``)."""
-        (self.root / filename).write_text(text, encoding="utf-8")
+        path = self._target(filename)
+        path.write_text(text, encoding="utf-8")
+        self._written(path)
 
 
 @dataclass(frozen=True)
@@ -279,20 +392,34 @@ def read_part(folder: str | Path, kind: type, *, verify: bool = True, mmap: bool
     return kind.load(BundleReader(root, mmap), **options)
 
 
-def _checksums(root: Path, skip: str = MANIFEST) -> dict[str, str]:
+def _checksums(root: Path, skip: str = MANIFEST, digests: DigestsAsWritten | None = None) -> dict[str, str]:
     paths = [p for p in sorted(root.rglob("*")) if p.is_file() and p.relative_to(root).as_posix() != skip]
-    return {str(p.relative_to(root)): digest for p, digest in zip(paths, sha256_files(paths))}
+    # taken as written (or a link's known digest); a file the writer did not see is hashed now
+    found = sha256_files(paths) if digests is None else digests.digests(paths)
+    return {str(p.relative_to(root)): digest for p, digest in zip(paths, found)}
+
+
+def _check_present(root: Path, files: dict[str, str]) -> dict[str, os.stat_result]:
+    stats = {}
+    for rel in files:
+        fpath = root / rel
+        try:
+            stats[rel] = fpath.stat()
+        except OSError:
+            stats[rel] = None
+        if stats[rel] is None or not fpath.is_file():
+            raise ArtifactError(f"{fpath}: missing from the model bundle")
+    return stats
 
 
 def _verify_files(root: Path, files: dict[str, str]) -> None:
-    for rel in files:
-        fpath = root / rel
-        if not fpath.is_file():
-            raise ArtifactError(f"{fpath}: missing from the model bundle")
+    stats = _check_present(root, files)  # before the hashing: a write during it changes the time seen later
     # every file hashed (on every core), then the first bad one in the manifest's order named
     for (rel, digest), found in zip(files.items(), sha256_files([root / rel for rel in files])):
         if found != digest:
             raise ArtifactError(f"{root / rel}: checksum mismatch (corrupted or modified)")
+        st = stats[rel]
+        _VERIFIED[(st.st_dev, st.st_ino)] = (st.st_size, st.st_mtime_ns, digest)
 
 
 def write_bundle(
@@ -344,19 +471,22 @@ def write_bundle(
     dest = models / version
     if dest.exists():
         raise ArtifactError(f"{dest}: a bundle of this version already exists")
-    with atomic_dir(dest) as tmp:
-        writer = BundleWriter(tmp)
-        fill(writer)
-        full = {
-            "format_version": FORMAT_VERSION,
-            "version": version,
-            "created_at": dt.datetime.now(dt.timezone.utc).isoformat(),
-            "libraries": library_versions(),
-            **manifest,
-            "files": _checksums(tmp),
-        }
-        (tmp / MANIFEST).write_text(json.dumps(full, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
-    verify_bundle(dest)
+    with DigestsAsWritten() as digests:
+        with atomic_dir(dest) as tmp:
+            writer = BundleWriter(tmp, digests=digests)
+            fill(writer)
+            full = {
+                "format_version": FORMAT_VERSION,
+                "version": version,
+                "created_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+                "libraries": library_versions(),
+                **manifest,
+                "files": _checksums(tmp, digests=writer.digests),
+            }
+            (tmp / MANIFEST).write_text(json.dumps(full, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
+    # every digest was taken from the file as written, read back from disk (or is a verified file's, linked):
+    # hashing the renamed folder's same files again (~2 GB at the city) would find the same; a load verifies
+    _check_present(dest, read_manifest(dest)["files"])
     if verify is not None:
         try:
             verify(dest)

@@ -174,6 +174,46 @@ def sha256_files(paths: Sequence[str | Path], threads: int = HASH_THREADS) -> li
         return [done[i].result() for i in range(len(paths))]
 
 
+class DigestsAsWritten:
+    """The sha256 of files taken as each one is written: hashed on a pool of threads beside the next writes.
+
+    A writer of many large files (a bundle, a history state: ~2 GB and ~1.2 GB at the city)
+    calls :meth:`written` after each file is complete and :meth:`digest` at the end; the
+    hashing of one file then overlaps the writing of the next instead of following them all.
+    :meth:`known` records a digest found otherwise (a hard link to a verified file).
+    Use as a context manager: leaving it cancels what is not hashed yet.
+    """
+
+    def __init__(self, threads: int = HASH_THREADS) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=max(threads, 1), thread_name_prefix="recsys-hash")
+        self._found: dict[Path, Any] = {}
+
+    def __enter__(self) -> "DigestsAsWritten":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._pool.shutdown(cancel_futures=True)
+
+    def written(self, path: str | Path) -> None:
+        """``path`` is complete: hash it now, beside whatever is written next (written again: hashed again)."""
+        self._found[Path(path)] = self._pool.submit(sha256_file, path)
+
+    def known(self, path: str | Path, digest: str) -> None:
+        """``path``'s digest, found without hashing it here."""
+        self._found[Path(path)] = digest
+
+    def digest(self, path: str | Path) -> str | None:
+        """The digest of ``path`` (waiting for its hashing), or None for a file never named here."""
+        found = self._found.get(Path(path))
+        return found if found is None or isinstance(found, str) else found.result()
+
+    def digests(self, paths: Sequence[str | Path]) -> list[str]:
+        """The digests of ``paths`` in order: taken as written, or hashed now (on every core) for the others."""
+        taken = [self.digest(p) for p in paths]
+        rest = iter(sha256_files([p for p, d in zip(paths, taken) if d is None]))
+        return [d if d is not None else next(rest) for d in taken]
+
+
 # ---- output folders ------------------------------------------------------------------------
 
 #: the file an output folder's writer leaves in it: kind, and the entries it wrote

@@ -169,6 +169,17 @@ def test_save_load_identical_vectors(fitted, items, tmp_path):
     assert loaded.vectorizer_.vocabulary_ == fitted.vectorizer_.vocabulary_
 
 
+def test_a_loaded_embedder_saved_again_unused_needs_no_vectorizer(fitted, items, tmp_path):
+    loaded = read_part(write_part(tmp_path / "content", fitted), ContentEmbedder)
+    again = write_part(tmp_path / "again", loaded)
+    # saved as loaded: the vectorizer (scikit-learn) was never built, and the files are the same
+    assert "_vectorizer" not in loaded.__dict__
+    for name in (VOCAB_FILE, IDF_FILE, COMPONENTS_FILE, STOPWORDS_FILE, META_FILE):
+        assert (again / name).read_bytes() == (tmp_path / "content" / name).read_bytes(), name
+    np.testing.assert_array_equal(read_part(again, ContentEmbedder).transform(items), fitted.transform(items))
+    assert loaded.vectorizer_.vocabulary_ == fitted.vectorizer_.vocabulary_  # built on first use
+
+
 def test_small_catalogue_caps_components(items):
     embedder = ContentEmbedder(config=ContentConfig(svd_components=50)).fit(items.head(3))
     assert embedder.components_.shape[0] == 3

@@ -42,9 +42,6 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 import jieba
 import numpy as np
 import pandas as pd
-from sklearn.decomposition import TruncatedSVD
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.pipeline import Pipeline
 
 from recsys.columns import (
     FORMAT,
@@ -223,6 +220,24 @@ def _identity(doc: list[str]) -> list[str]:
     return doc
 
 
+def _stored_vectorizer(vocabulary: list[str], idf: np.ndarray) -> Any:
+    """A ``TfidfVectorizer`` with a stored vocabulary (terms in column order) and IDF weights."""
+    # heavy: sklearn, imported when a loaded embedder first embeds an item
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    vectorizer = TfidfVectorizer(
+        analyzer=_identity,
+        vocabulary={term: i for i, term in enumerate(vocabulary)},
+        sublinear_tf=True,
+        dtype=np.float32,
+    )
+    # a fixed vocabulary needs a (dummy) fit to become usable; the real IDF
+    # weights are then set through the public idf_ setter
+    vectorizer.fit([vocabulary])
+    vectorizer.idf_ = idf
+    return vectorizer
+
+
 def _code_block(
     values: Sequence[Iterable[str]], codes: Sequence[str], column: str, kind: str
 ) -> np.ndarray:
@@ -275,6 +290,24 @@ class ContentEmbedder:
         self.config = config
         self.taxonomy = taxonomy
 
+    @property
+    def vectorizer_(self) -> Any:
+        """The fitted TF-IDF vectorizer; a loaded embedder builds it on first use.
+
+        A night whose catalogue did not change loads the embedder and saves it again without
+        embedding an item: it then never imports scikit-learn (~1 s) nor builds the vectorizer.
+        """
+        found = self.__dict__.get("_vectorizer")
+        if found is None and "_stored_vocabulary" in self.__dict__:
+            found = self._vectorizer = _stored_vectorizer(self._stored_vocabulary, self._stored_idf)
+        if found is None:
+            raise AttributeError("vectorizer_")
+        return found
+
+    @vectorizer_.setter
+    def vectorizer_(self, vectorizer: Any) -> None:
+        self._vectorizer = vectorizer
+
     # ---- fitting -------------------------------------------------------
     def fit(self, items: pd.DataFrame) -> "ContentEmbedder":
         """Learn vocabulary, IDF and SVD from an items table.
@@ -324,6 +357,11 @@ class ContentEmbedder:
 
         # sklearn wants an int seed; derive it through the one seed helper
         svd_seed = int(check_random_state(config.seed).integers(2**31 - 1))
+        # heavy: sklearn, imported only to fit or embed (a loaded, unused embedder never needs it)
+        from sklearn.decomposition import TruncatedSVD
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.pipeline import Pipeline
+
         pipeline = Pipeline(
             [
                 (
@@ -418,9 +456,13 @@ class ContentEmbedder:
         """
         if not hasattr(self, "components_"):
             raise NotFittedError("ContentEmbedder is not fitted; nothing to save")
-        vocabulary = sorted(self.vectorizer_.vocabulary_, key=self.vectorizer_.vocabulary_.__getitem__)
+        if "_vectorizer" not in self.__dict__ and "_stored_vocabulary" in self.__dict__:
+            vocabulary, idf = self._stored_vocabulary, self._stored_idf  # as loaded: the vectorizer is not needed
+        else:
+            vocabulary = sorted(self.vectorizer_.vocabulary_, key=self.vectorizer_.vocabulary_.__getitem__)
+            idf = np.asarray(self.vectorizer_.idf_)
         writer.json(VOCAB_NAME, vocabulary)
-        writer.array(IDF_NAME, np.asarray(self.vectorizer_.idf_))
+        writer.array(IDF_NAME, idf)
         writer.array(COMPONENTS_NAME, self.components_)
         writer.text(STOPWORDS_FILE, "\n".join(sorted(self.stopwords_)) + "\n")
         writer.json(META_NAME, {
@@ -467,20 +509,10 @@ class ContentEmbedder:
 
         fields = {f.name for f in dataclasses.fields(ContentConfig)}
         config = ContentConfig(**{k: v for k, v in stored.items() if k in fields})
-        vectorizer = TfidfVectorizer(
-            analyzer=_identity,
-            vocabulary={term: i for i, term in enumerate(vocabulary)},
-            sublinear_tf=True,
-            dtype=np.float32,
-        )
-        # a fixed vocabulary needs a (dummy) fit to become usable; the real IDF
-        # weights are then set through the public idf_ setter
-        vectorizer.fit([vocabulary])
-        vectorizer.idf_ = idf
-
         self = cls(config=config)
         self.config_ = config
-        self.vectorizer_ = vectorizer
+        # the vectorizer is built from these on first use (vectorizer_)
+        self._stored_vocabulary, self._stored_idf = vocabulary, idf
         self.components_ = np.ascontiguousarray(components, dtype=np.float32)
         self.topic_codes_ = topic_codes
         self.format_codes_ = format_codes

@@ -249,6 +249,36 @@ class _EngagementBeside:
         return self._job.result()
 
 
+class _VerifyBeside:
+    """Yesterday's bundle's checksums (~2 GB at the city), checked on a thread beside a night's first steps.
+
+    The night reads the bundle before the check ends but writes nothing until :meth:`done`
+    says every file matched; a damaged file is then the night's error, as when the load
+    verified it first. Files it verified are the ones a new bundle may link (recsys.bundle).
+    """
+
+    def __init__(self, path: Path) -> None:
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recsys-verify")
+        self._job: Future = pool.submit(bundle_io.verify_bundle, path)
+        pool.shutdown(wait=False)
+
+    def done(self) -> None:
+        """Wait for the check; raise its :class:`ArtifactError` naming the first damaged file."""
+        self._job.result()
+
+
+def _load_previous(path: str | Path) -> TrainedModel:
+    """Yesterday's bundle loaded before its checksums are checked (the caller checks them, :class:`_VerifyBeside`).
+
+    A load that fails is checked at once, so that a damaged file is named as by a verified load.
+    """
+    try:
+        return TrainedModel.load(path, verify=False)
+    except RecsysError:
+        bundle_io.verify_bundle(bundle_io.resolve(path))
+        raise
+
+
 def _night_engagement(
     decayed: DecayedState,
     users: pd.DataFrame,
@@ -729,15 +759,25 @@ def train(
     latest = Path(out) / bundle_io.LATEST
     # yesterday's bundle: the incremental night's start (a full retrain starts from it only when asked)
     prev_path = warm_start or (latest if store is not None and not full and latest.exists() else None)
-    previous = TrainedModel.load(prev_path) if prev_path else None
+    previous = _load_previous(prev_path) if prev_path else None
     reason = _full_reason(full, folder, cutoff, store, previous, config)
+    if previous is not None and reason is not None:
+        bundle_io.verify_bundle(previous.path)  # a full retrain: checked before it starts, as it always was
     # validate + bundle around train_model's steps; with an events/ folder also the matrices
     # (built before train_model: the store keeps them) and the history store's write
     keeps_history = folder is not None and cutoff is None
     steps = Steps(N_STEPS + 2 + 3 * keeps_history, stream=stream)
     night = None
     if reason is None:
-        night = _incremental_inputs(data, folder, store, config, taxonomy, steps, stream, previous)
+        # the night's inputs are read and moved forward while yesterday's checksums are checked (the
+        # verification's hashing runs beside the validation's single core); nothing is written before both
+        verifying = _VerifyBeside(previous.path)
+        try:
+            night = _incremental_inputs(data, folder, store, config, taxonomy, steps, stream, previous)
+        except BaseException:
+            verifying.done()  # a damaged file of yesterday's bundle is the error to name
+            raise
+        verifying.done()
         reason = night.pop("full_reason")
         if reason is not None:  # the schedule's full retrain is due
             night = None
@@ -1046,6 +1086,9 @@ def reuse_content(previous: TrainedModel, items: pd.DataFrame, config: EngineCon
         for c in cols:
             unchanged &= text(now[c]) == text(before[c])
         same[known[unchanged]] = True
+    if same.all() and np.array_equal(prev_rows, np.arange(len(prev_rows))):
+        # the same catalogue in the same rows: yesterday's vectors as mapped (the bundle links the file)
+        return previous.content_model, previous.content_vectors
     vectors[same] = np.asarray(previous.content_vectors)[prev_rows[same]]
     redo = np.flatnonzero(~same)
     if len(redo):

@@ -348,8 +348,10 @@ class TrainedModel:
         ``latest`` moves (e.g. :func:`recsys.guards.check_bundle_sanity`); if it
         raises, the bundle stays on disk and ``latest`` where it was.
 
-        The bundle is written to a temporary folder, renamed, verified (checksums
-        and a full load) and only then does ``latest`` move to it.
+        The bundle is written to a temporary folder (each file hashed as it is
+        written; files unchanged since a verified bundle are hard links to it,
+        :mod:`recsys.bundle`), renamed, loaded back in full, and only then does
+        ``latest`` move to it.
 
         Returns
         -------
