@@ -11,6 +11,13 @@ Features of a block are float32 ``(m, c)`` arrays; ``NaN`` means "missing"
 (LightGBM routes it on its own branch), e.g. the age of an item without a
 publish time.
 
+A feature's function is its definition; the rows the ranker reads are filled
+by :func:`compute_rows` in one compiled pass
+(:mod:`recsys.ranking.compiled_features`) with exactly the function's values
+-- for the features whose ``compute`` says what it reads (a blend term, a
+popularity level, a value of the item or of the user alone, or one of the
+functions the kernel knows); any other feature is computed by its function.
+
 Reason kinds (rendered by :mod:`recsys.ranking.reasons`): ``collaborative``
 (similar users), ``coengagement`` (goes with what the user engaged with
 lately), ``topic`` (the user's interest), ``popularity`` (popular in a
