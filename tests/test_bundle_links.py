@@ -65,6 +65,9 @@ def test_unchanged_maps_of_a_verified_bundle_are_linked_with_their_digest(tmp_pa
     old_files = bundle.read_manifest(old)["files"]
     assert {rel: bundle.read_manifest(new)["files"][rel] for rel in old_files} == old_files
     bundle.verify_bundle(new)
+    # pruning yesterday's bundle unlinks its names only: the new bundle keeps the files whole
+    assert bundle.prune(tmp_path, keep=1) == ["20260101T000000Z"] and not old.exists()
+    bundle.verify_bundle(new)
     np.testing.assert_array_equal(bundle.load_array(new, "vectors"), np.arange(12, dtype=np.float32).reshape(4, 3))
 
 
