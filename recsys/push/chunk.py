@@ -284,7 +284,7 @@ def compute_chunk(recommender: Recommender, topics: ItemTopics, task: ChunkTask)
         if cfg.channels_per_user > 1:
             # a user with lists on several channels never gets one item twice tonight
             blocked = pd.concat([blocked, lists[[C.USER_ID, C.ITEM_ID]]], ignore_index=True)
-    rows = _rows(frames, ids, spec)
+    rows, row_users = _rows(frames, ids, spec)
     coverage = None
     if cfg.coverage:
         rows, coverage = CV.meet_in_chunk(
@@ -301,7 +301,8 @@ def compute_chunk(recommender: Recommender, topics: ItemTopics, task: ChunkTask)
             broadcast=spec.broadcast_cells,
             engagement=CV.chunk_engagement(recommender, rows, attributes),
         )
-    stats = chunk_stats(task, rows, chosen, topics, time.perf_counter() - start)
+    # the rows' user positions, unless the coverage rules replaced rows
+    stats = chunk_stats(task, rows, chosen, topics, time.perf_counter() - start, row_users if coverage is None else None)
     if priorities is not None:
         stats["priorities"] = PR.chunk_report(
             priorities, pd.Timestamp(day.isoformat()).tz_localize(spec.timezone), task.user_ids, task.groups, task.regions, rows, topics
@@ -324,7 +325,8 @@ def expiring_items(recommender: Recommender, start: pd.Timestamp, end: pd.Timest
     return catalog.item_ids[mask]
 
 
-def _rows(frames: list[pd.DataFrame], ids: pd.Index, spec: RunSpec) -> pd.DataFrame:
+def _rows(frames: list[pd.DataFrame], ids: pd.Index, spec: RunSpec) -> tuple[pd.DataFrame, np.ndarray]:
+    """The chunk's rows in (user, channel, rank) order, and each row's user position in ``ids``."""
     if frames:
         rows = pd.concat(frames, ignore_index=True)
     else:
@@ -332,9 +334,19 @@ def _rows(frames: list[pd.DataFrame], ids: pd.Index, spec: RunSpec) -> pd.DataFr
     rows[W.CAMPAIGN] = ""
     rows[W.MODEL_VERSION] = spec.model_version
     rows[W.RUN_ID] = spec.run_id
-    rows["_user_pos"] = ids.get_indexer(rows[C.USER_ID])
-    rows = rows.sort_values(["_user_pos", "_channel_pos", C.RANK], kind="stable")
-    return rows[[*W.OUTPUT_COLUMNS, "_channel_pos"]].reset_index(drop=True)
+    if not len(rows):
+        return rows[[*W.OUTPUT_COLUMNS, "_channel_pos"]].reset_index(drop=True), np.zeros(0, dtype=np.int64)
+    users = _positions(ids, rows[C.USER_ID].to_numpy(dtype=object))
+    # one stable sort of three integer keys (pandas' multi-column sort_values took twice as long)
+    order = np.lexsort((rows[C.RANK].to_numpy(dtype=np.int64), rows["_channel_pos"].to_numpy(dtype=np.int64), users))
+    return rows[[*W.OUTPUT_COLUMNS, "_channel_pos"]].take(order).reset_index(drop=True), users[order]
+
+
+def _positions(ids: pd.Index, users: np.ndarray) -> np.ndarray:
+    """Each row's position in ``ids``: a user's rows come one after another (a list), so each run
+    of equal ids is looked up once (a hash lookup per row cost ~1 us a list)."""
+    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
+    return np.repeat(ids.get_indexer(users[starts]), np.diff(np.r_[starts, len(users)])).astype(np.int64)
 
 
 def chunk_tasks(

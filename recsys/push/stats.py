@@ -17,12 +17,18 @@ if TYPE_CHECKING:
 
 
 def chunk_stats(
-    task: ChunkTask, rows: pd.DataFrame, chosen: np.ndarray, topics: ItemTopics, seconds: float
+    task: ChunkTask,
+    rows: pd.DataFrame,
+    chosen: np.ndarray,
+    topics: ItemTopics,
+    seconds: float,
+    row_users: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Counts of one chunk for the run manifest."""
+    """Counts of one chunk for the run manifest (``row_users``: each row's position among the
+    task's users, when the caller has them)."""
     ids = object_index(task.user_ids)
     has_channel = (chosen >= 0).any(axis=1)
-    counts, row_users = _counts(ids, task.groups, task.regions, rows, topics)
+    counts, row_users = _counts(ids, task.groups, task.regions, rows, topics, row_users)
     pushed = np.zeros(len(ids), dtype=bool)
     pushed[row_users] = True
     return {
@@ -75,11 +81,17 @@ def _by(labels: np.ndarray, users: np.ndarray, row_users: np.ndarray) -> dict[st
 
 
 def _counts(
-    ids: pd.Index, groups: np.ndarray, regions: np.ndarray, rows: pd.DataFrame, topics: ItemTopics
+    ids: pd.Index,
+    groups: np.ndarray,
+    regions: np.ndarray,
+    rows: pd.DataFrame,
+    topics: ItemTopics,
+    row_users: np.ndarray | None = None,
 ) -> tuple[dict[str, Any], np.ndarray]:
-    """:func:`row_counts` and each row's position in ``ids``."""
+    """:func:`row_counts` and each row's position in ``ids`` (looked up unless given)."""
     rows = with_object_ids(rows)
-    row_users = ids.get_indexer(rows[C.USER_ID])
+    if row_users is None:
+        row_users = ids.get_indexer(rows[C.USER_ID])
     pushed_users = np.unique(row_users)  # ascending: _by finds each row's user in it by a search
     groups, regions = np.asarray(groups, dtype=object), np.asarray(regions, dtype=object)
     channel_codes, channels = pd.factorize(rows[C.CHANNEL].to_numpy(dtype=object))
