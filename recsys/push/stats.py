@@ -30,7 +30,7 @@ def chunk_stats(
     has_channel = (chosen >= 0).any(axis=1)
     counts, row_users = _counts(ids, task.groups, task.regions, rows, topics, row_users)
     pushed = np.zeros(len(ids), dtype=bool)
-    pushed[row_users] = True
+    pushed[row_users[row_users >= 0]] = True  # (a row of a user outside the chunk marks nobody)
     return {
         "chunk": int(task.chunk),
         "users": int(task.n_users),
