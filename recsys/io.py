@@ -20,7 +20,7 @@ import re
 import shutil
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -180,13 +180,12 @@ class DigestsAsWritten:
     A writer of many large files (a bundle, a history state: ~2 GB and ~1.2 GB at the city)
     calls :meth:`written` after each file is complete and :meth:`digest` at the end; the
     hashing of one file then overlaps the writing of the next instead of following them all.
-    :meth:`known` records a digest found otherwise (a hard link to a verified file).
     Use as a context manager: leaving it cancels what is not hashed yet.
     """
 
     def __init__(self, threads: int = HASH_THREADS) -> None:
         self._pool = ThreadPoolExecutor(max_workers=max(threads, 1), thread_name_prefix="recsys-hash")
-        self._found: dict[Path, Any] = {}
+        self._found: dict[Path, Future] = {}
 
     def __enter__(self) -> "DigestsAsWritten":
         return self
@@ -198,14 +197,10 @@ class DigestsAsWritten:
         """``path`` is complete: hash it now, beside whatever is written next (written again: hashed again)."""
         self._found[Path(path)] = self._pool.submit(sha256_file, path)
 
-    def known(self, path: str | Path, digest: str) -> None:
-        """``path``'s digest, found without hashing it here."""
-        self._found[Path(path)] = digest
-
     def digest(self, path: str | Path) -> str | None:
         """The digest of ``path`` (waiting for its hashing), or None for a file never named here."""
         found = self._found.get(Path(path))
-        return found if found is None or isinstance(found, str) else found.result()
+        return None if found is None else found.result()
 
     def digests(self, paths: Sequence[str | Path]) -> list[str]:
         """The digests of ``paths`` in order: taken as written, or hashed now (on every core) for the others."""

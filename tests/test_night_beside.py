@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
@@ -62,17 +63,11 @@ def _night_folder(base: Path, world) -> Path:
     return data
 
 
-def _in_line(*args) -> object:
+def _in_line(*args) -> Future:
     """The night's engagement step run in line (the reference: no second thread)."""
-
-    class InLine:
-        def __init__(self) -> None:
-            self._out = job._night_engagement(*args)
-
-        def result(self):
-            return self._out
-
-    return InLine()
+    done: Future = Future()
+    done.set_result(job._night_engagement(*args))
+    return done
 
 
 def test_the_night_engagement_thread_gives_the_in_line_bundle(tmp_path, world, monkeypatch):
@@ -93,7 +88,7 @@ def test_the_night_engagement_thread_gives_the_in_line_bundle(tmp_path, world, m
     shipped = train(data, tmp_path / "models", config_path=tmp_path / "c.toml", stream=None)
     assert shipped["mode"] == "incremental"
     assert threads == [threads[0]] and threads[0].startswith("recsys-engagement")
-    monkeypatch.setattr(job, "_EngagementBeside", _in_line)
+    monkeypatch.setattr(job, "_night_engagement_beside", _in_line)
     monkeypatch.setattr(job, "threadpool_limits", lambda **kw: contextlib.nullcontext())  # BLAS as it was
     threads.clear()
     in_line = train(data, twin / "models", config_path=tmp_path / "c.toml", stream=None)

@@ -16,10 +16,11 @@ import sys
 import threading
 import time
 import weakref
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
+from concurrent.futures import wait as futures_wait
 from functools import partial
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Callable, TextIO
 
 import numpy as np
 import pandas as pd
@@ -180,8 +181,12 @@ class _ContentStep:
         # an error in a later step leaves no worker behind
         weakref.finalize(self, _stop_worker, proc)
 
-    def result(self) -> tuple[Any, np.ndarray, Any, dict[str, Any]]:
-        """The embedder, the vectors, the near-duplicate graph (None in line) and the worker's figures."""
+    def result(self, before_in_line: Callable[[], Any] | None = None) -> tuple[Any, np.ndarray, Any, dict[str, Any]]:
+        """The embedder, the vectors, the near-duplicate graph (None in line) and the worker's figures.
+
+        ``before_in_line`` is called before an embedding in this process (no worker, or the
+        worker failed).
+        """
         failed: dict[str, Any] = {}
         if self._proc is not None:
             try:
@@ -199,6 +204,8 @@ class _ContentStep:
                 return embedder, content, duplicates, {"seconds": seconds, "peak_rss_gib": round(peak_kib / 2**20, 2)}
             # the worker died or failed (e.g. killed for memory): embed in line, and say so in the manifest
             failed = {"failed": True, "returncode": self._proc.returncode}
+        if before_in_line is not None:
+            before_in_line()
         embedder, content, _, _ = _content_and_duplicates(*self._args, graph=False)
         return embedder, content, None, failed
 
@@ -220,61 +227,52 @@ def _same_duplicates(
     return graph if stored.shape == ours.shape and np.array_equal(stored, ours) else None
 
 
-class _EngagementBeside:
-    """A night's engagement model, fitted on a thread of its own from the moment it is made.
+def _beside(fn: Callable[..., Any], *args: Any, name: str) -> Future:
+    """Run ``fn(*args)`` on a thread of its own from now on; its result (or error) is the Future's.
+
+    The thread is a daemon: a night that fails before asking for the result exits at once,
+    without waiting for work whose result nobody will read (such work writes nothing).
+    """
+    future: Future = Future()
+
+    def run() -> None:
+        if future.set_running_or_notify_cancel():
+            try:
+                future.set_result(fn(*args))
+            except BaseException as exc:  # noqa: BLE001 -- handed to whoever asks for the result
+                future.set_exception(exc)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return future
+
+
+def _night_engagement_beside(
+    decayed: DecayedState,
+    users: pd.DataFrame,
+    items: pd.DataFrame,
+    config: EngineConfig,
+    taxonomy: Taxonomy,
+    previous: TrainedModel,
+    previous_rows: tuple[np.ndarray, np.ndarray],
+) -> Future:
+    """A night's engagement model, fitted on a thread of its own (:func:`_night_engagement`).
 
     The fit reads the stored first showings (a seeded sample), yesterday's effects and the
     users and items tables, all of which the other steps only read; its result is the same
-    model as fitted in line (the same calls on the same arrays). An error in the fit is
-    raised by :meth:`result`; a caller that fails before asking leaves the thread to finish
-    its fit (it writes nothing) and be discarded.
+    model as fitted in line (the same calls on the same arrays).
     """
-
-    def __init__(
-        self,
-        decayed: DecayedState,
-        users: pd.DataFrame,
-        items: pd.DataFrame,
-        config: EngineConfig,
-        taxonomy: Taxonomy,
-        previous: TrainedModel,
-        previous_rows: tuple[np.ndarray, np.ndarray],
-    ) -> None:
-        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recsys-engagement")
-        self._job: Future = pool.submit(_night_engagement, decayed, users, items, config, taxonomy, previous, previous_rows)
-        pool.shutdown(wait=False)  # the thread ends with its one task
-
-    def result(self) -> tuple[EngagementModel, Any, float]:
-        """The fitted model, the sampled exposures (None unless ``[ranker] topic_rates`` reads them) and the fit's seconds."""
-        return self._job.result()
-
-
-class _VerifyBeside:
-    """Yesterday's bundle's checksums (~2 GB at the city), checked on a thread beside a night's first steps.
-
-    The night reads the bundle before the check ends but writes nothing until :meth:`done`
-    says every file matched; a damaged file is then the night's error, as when the load
-    verified it first. Files it verified are the ones a new bundle may link (recsys.bundle).
-    """
-
-    def __init__(self, path: Path) -> None:
-        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recsys-verify")
-        self._job: Future = pool.submit(bundle_io.verify_bundle, path)
-        pool.shutdown(wait=False)
-
-    def done(self) -> None:
-        """Wait for the check; raise its :class:`ArtifactError` naming the first damaged file."""
-        self._job.result()
+    args = (decayed, users, items, config, taxonomy, previous, previous_rows)
+    return _beside(_night_engagement, *args, name="recsys-engagement")
 
 
 def _load_previous(path: str | Path) -> TrainedModel:
-    """Yesterday's bundle loaded before its checksums are checked (the caller checks them, :class:`_VerifyBeside`).
+    """Yesterday's bundle loaded before its checksums are checked (the caller checks them on a thread, :func:`_beside`).
 
     A load that fails is checked at once, so that a damaged file is named as by a verified load.
     """
     try:
         return TrainedModel.load(path, verify=False)
-    except RecsysError:
+    except Exception:  # noqa: BLE001 -- a damaged file can fail a loader any way: its checksum names it
         bundle_io.verify_bundle(bundle_io.resolve(path))
         raise
 
@@ -458,9 +456,11 @@ def train_model(
     if night and (decayed is None or decayed.aggregates is None or warm_start is None):
         raise ValueError("a night's update needs the decayed state with its aggregates and yesterday's model")
     # a night's engagement model reads only the stored first showings and yesterday's effects: it fits
-    # on a second thread beside the topic profiles, popularity, ALS and cold start (its sweeps are NumPy
+    # on a second thread beside the topic profiles and popularity, waited for before ALS (its sweeps are NumPy
     # calls that let go of the GIL; on two cores the night's single-threaded steps left one idle)
-    night_engagement = _EngagementBeside(decayed, users, items, config, taxonomy, warm_start, previous_rows) if night else None
+    night_engagement = (
+        _night_engagement_beside(decayed, users, items, config, taxonomy, warm_start, previous_rows) if night else None
+    )
     # what no later step reads is let go of here (freed when the caller handed it over, as train does):
     # the impression counts (only the history store keeps them), a full training's aggregates (its
     # steps read the events), a night's events (its steps read the stored aggregates) -- ~0.6 GB at the city
@@ -514,7 +514,10 @@ def train_model(
         elif reuse:
             embedder, content = content_from.content_model, np.asarray(content_from.content_vectors)
         else:
-            embedder, content, near_duplicates, worker = content_step.result()
+            # an embedding in line (a small catalogue, or the worker failed) waits for the engagement
+            # thread first: the thread's one-BLAS-thread limit is the process's
+            settle = None if night_engagement is None else (lambda: futures_wait([night_engagement]))
+            embedder, content, near_duplicates, worker = content_step.result(before_in_line=settle)
             del content_step
             steps.timings.update(worker.get("seconds", {}))  # the worker's own steps, once, beside ours
 
@@ -771,13 +774,13 @@ def train(
     if reason is None:
         # the night's inputs are read and moved forward while yesterday's checksums are checked (the
         # verification's hashing runs beside the validation's single core); nothing is written before both
-        verifying = _VerifyBeside(previous.path)
+        verifying = _beside(bundle_io.verify_bundle, previous.path, name="recsys-verify")
         try:
             night = _incremental_inputs(data, folder, store, config, taxonomy, steps, stream, previous)
         except BaseException:
-            verifying.done()  # a damaged file of yesterday's bundle is the error to name
+            verifying.result()  # a damaged file of yesterday's bundle is the error to name
             raise
-        verifying.done()
+        verifying.result()
         reason = night.pop("full_reason")
         if reason is not None:  # the schedule's full retrain is due
             night = None
