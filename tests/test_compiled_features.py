@@ -165,3 +165,15 @@ def test_a_state_copied_with_other_signals_does_not_reuse_the_plan(state):
     got = F.compute_rows(feats, block2, pos)[:, j]
     want = np.asarray(feats[j].compute(F.Block(other, block.users, block.cand, block.now_ns)), np.float32).reshape(-1)
     assert np.array_equal(got, want) and not np.array_equal(got, before)
+
+
+def test_recent_items_outside_the_coengagement_matrix_are_refused(state):
+    from recsys.exceptions import ArtifactError
+
+    feats = F.registry(state.model.config.ranker)
+    small = state.coengagement[:30, :30].tocsr()  # a matrix of another bundle: 30 items, seeds up to 39
+    small.sort_indices()
+    other = dataclasses.replace(state, coengagement=small)
+    block = F.Block(other, _block(state).users, _block(state).cand, state.default_now_ns)
+    with pytest.raises(ArtifactError, match="co-engagement matrix"):
+        F.compute_rows(feats, block, np.arange(block.cand.size, dtype=np.int64))

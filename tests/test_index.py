@@ -500,3 +500,21 @@ def test_config_pruned_max_share_refuses_anything_else(value):
 
     with pytest.raises(ConfigError, match=r"\[index\] pruned_max_share = .* is not valid; valid: 'auto' or 0\.\.1"):
         config_from_dict({"index": {"pruned_max_share": value}})
+
+
+@pytest.mark.parametrize("k", [1, 7, 40])
+def test_ties_at_the_kth_score_keep_the_lower_row_in_every_search_path(k):
+    """Small integer vectors: every score exact and many tied; a single query, a block and the exact
+    search keep the same rows (ties by row, lower first)."""
+    rng = np.random.default_rng(21)
+    x = rng.integers(-2, 3, size=(300, 6)).astype(np.float32)
+    x[150:] = x[:150]  # every vector twice: each score tied at least in pairs
+    queries = rng.integers(-2, 3, size=(25, 6)).astype(np.float32)
+    queries[0] = 0.0  # ties everything at 0
+    index = VectorIndex.build(x, config=IndexConfig(pruned_head=16, threads=1, recall_sample=0))
+    exact_scores, exact = index.exact_search(queries, k)
+    scores, found = index.search(queries, k)
+    assert (found == exact).all() and (scores == exact_scores).all()
+    for row in range(len(queries)):
+        _, one = index.search(queries[row : row + 1], k)
+        assert (one[0] == exact[row]).all()

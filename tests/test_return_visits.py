@@ -30,15 +30,15 @@ def _events(rows: list[tuple[str, str, str, float]]) -> pd.DataFrame:
 
 def _visits_by_rule(events: pd.DataFrame, since: pd.Timestamp | None) -> set[int]:
     """The rule written out user by user: after the last gap of a day or more between two
-    consecutive positives, every event of the user from the positive that ends the gap on."""
+    consecutive positives, every event of the user after the positive that starts the gap."""
     out: set[int] = set()
     for _, rows in events.groupby(C.USER_ID):
         pos = rows[rows[C.EVENT_TYPE].isin(C.EVENT_TYPES_POSITIVE)].sort_values(C.TIMESTAMP)
         times = pos[C.TIMESTAMP].tolist()
-        opens = [b for a, b in zip(times, times[1:]) if b - a >= pd.Timedelta(days=1)]
-        if not opens or (since is not None and opens[-1] < since):
+        gaps = [(a, b) for a, b in zip(times, times[1:]) if b - a >= pd.Timedelta(days=1)]
+        if not gaps or (since is not None and gaps[-1][1] < since):
             continue
-        out |= set(rows.index[rows[C.TIMESTAMP] >= opens[-1]].tolist())
+        out |= set(rows.index[rows[C.TIMESTAMP] > gaps[-1][0]].tolist())
     return out
 
 
@@ -53,8 +53,9 @@ def test_a_visit_is_what_follows_the_users_last_gap_of_a_day():
         ]
     )
     held = RT.return_visits(events)
-    # a's visit opens with its click at 30.5 h; the impression at 30 h comes before it
-    assert set(np.flatnonzero(held)) == {3, 4, 9, 10} == _visits_by_rule(events, None)
+    # a's visit opens with its click at 30.5 h and holds the impression at 30 h before it (after
+    # a's previous positive at 1 h): the session's events before its first positive are the visit's
+    assert set(np.flatnonzero(held)) == {2, 3, 4, 9, 10} == _visits_by_rule(events, None)
     since = T0 + pd.Timedelta(hours=35)
     assert set(np.flatnonzero(RT.return_visits(events, since))) == {9, 10} == _visits_by_rule(events, since)
     assert not RT.return_visits(events.iloc[:0]).any()

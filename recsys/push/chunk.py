@@ -262,9 +262,11 @@ def compute_chunk(recommender: Recommender, topics: ItemTopics, task: ChunkTask)
             _served: Recommender = served,
         ) -> pd.DataFrame:
             who_attrs = None if attributes is None else attributes.loc[users].reset_index()
-            # reasons as an Arrow column: no Python list per row on the way to the Parquet files
+            # reasons as an Arrow column: no Python list per row on the way to the Parquet files (the
+            # coverage rules swap reasons row by row, in Python lists: they keep lists, the files are the same)
             return _served.recommend_many(
-                users, k=k, channel=_c, topics=_topics, now=_now, users=who_attrs, exclude=exclude, arrow_reasons=True
+                users, k=k, channel=_c, topics=_topics, now=_now, users=who_attrs, exclude=exclude,
+                arrow_reasons=not cfg.coverage,
             )
 
         # held items leave every list like items expiring in the window (and the coverage top-ups)

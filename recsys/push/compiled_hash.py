@@ -213,8 +213,3 @@ def blake2b_64(data: np.ndarray, offsets: np.ndarray, key: bytes) -> np.ndarray:
     if offsets[0] < 0 or offsets[-1] > len(data) or (len(offsets) > 1 and np.any(np.diff(offsets) < 0)):
         raise ValueError(f"offsets must rise from >= 0 to <= {len(data)} (the bytes' length)")
     return _digests(data, offsets, frozen(np.frombuffer(key, dtype=np.uint8), np.uint8), _IV, _SIGMA)
-
-
-def warm() -> None:
-    """Load the kernel now (or compile it), on the dtypes :func:`blake2b_64` passes."""
-    blake2b_64(np.frombuffer(b"ab", dtype=np.uint8), np.array([0, 1, 2]), b"k")

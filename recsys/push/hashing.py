@@ -14,6 +14,7 @@ import hashlib
 from collections.abc import Iterable, Iterator
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 
 from recsys.config import is_int
@@ -80,6 +81,11 @@ def _as_arrow_strings(ids: Iterable[str]) -> pa.Array | None:
     """``ids`` as one Arrow string array when every id is a string (None otherwise)."""
     if isinstance(ids, np.ndarray) and ids.dtype.kind not in "OU":
         return None  # numbers: hashed as their str(), which Arrow's cast does not always equal
+    if isinstance(ids, (list, tuple)) or getattr(ids, "dtype", None) == object:
+        # untyped values: Arrow's type guess stops at the first text value and would then take a
+        # later bytes id as its text (str() of bytes is "b'...'", as such ids were always hashed)
+        if pd.api.types.infer_dtype(ids, skipna=False) != "string":
+            return None
     try:
         strings = pa.array(ids)
     except (pa.ArrowException, TypeError, ValueError):

@@ -74,6 +74,16 @@ def history_table(rows: pd.DataFrame) -> pa.Table:
     return pa.Table.from_pandas(rows[list(HISTORY_COLUMNS)].astype(str), schema=_SCHEMA, preserve_index=False)
 
 
+def history_from_columns(user_ids: pa.ChunkedArray, item_ids: pa.ChunkedArray, channels: pa.Array, rows: pd.DataFrame) -> pa.Table:
+    """The table :func:`history_table` makes of ``rows``, from its three columns already in Arrow.
+
+    The schema and its file metadata are :func:`history_table`'s own (of ``rows`` without rows),
+    so a file written from either is the same.
+    """
+    schema = history_table(rows.iloc[:0]).schema
+    return pa.Table.from_arrays([user_ids, item_ids, channels], schema=schema)
+
+
 def write_bucket(folder: str | Path, bucket: int, rows: pd.DataFrame | pa.Table) -> Path:
     """Write one bucket's history rows (``user_id, item_id, channel``) into a staging folder.
 

@@ -254,7 +254,8 @@ class Workspace:
             bucket_of_row = np.asarray(bucket_of_row)
             order = np.argsort(bucket_of_row, kind="stable")
             ordered = bucket_of_row[order]
-            history = _history_table(table, pa.array(list(names), pa.string()).take(channel), rows)
+            channels = pa.array(list(names), pa.string()).take(channel)
+            history = H.history_from_columns(table.column(C.USER_ID), table.column(C.ITEM_ID), channels, rows)
             history = history.take(order)
             starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]]) if ordered.size else ordered
             for lo, hi in zip(starts.tolist(), [*starts[1:].tolist(), ordered.size]):
@@ -323,16 +324,6 @@ def _file_table(rows: pd.DataFrame, schema: pa.Schema) -> pa.Table:
         if column["name"] == C.REASONS:
             column["numpy_type"] = "object"
     return table.replace_schema_metadata({**table.schema.metadata, b"pandas": json.dumps(meta).encode("utf8")})
-
-
-def _history_table(table: pa.Table, channels: pa.Array, rows: pd.DataFrame) -> pa.Table:
-    """The history rows (:func:`recsys.push.history.history_table`) from a chunk's Arrow columns.
-
-    The store's schema and file metadata are the history module's own, taken from its table of no
-    rows, so a history file is the same as one written from ``rows`` by the history module.
-    """
-    schema = H.history_table(rows.iloc[:0]).schema
-    return pa.Table.from_arrays([table.column(C.USER_ID), table.column(C.ITEM_ID), channels], schema=schema)
 
 
 def read_manifest(out: str | Path, day: dt.date, kind: str = NIGHTLY) -> dict[str, Any]:

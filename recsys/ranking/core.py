@@ -92,7 +92,12 @@ def _learned_scores(
         rescored = at = np.flatnonzero(ok)
     else:
         first = features.Block(state, users, cand, now_ns, gather_all=False)  # reads the base feature only
+        if parts is not None:
+            first.__dict__["parts"] = parts  # a base feature that is a blend term reads them, not computes them
         keep = ok & (_top_mask(linear, ok, n // 2) | _top_mask(_base_scores(state, first), ok, n - n // 2))
+        # a base feature that is a blend term made the block compute every pair's terms: the rescored
+        # pairs' are taken from them (the same bits: each pair's terms are computed alone)
+        parts = first.__dict__.get("parts", parts)
         # the kept candidates of each row first, in their order: a compact (m, w) block
         width = int(keep.sum(axis=1).max()) if keep.size else 0
         pos = np.argsort(~keep, axis=1, kind="stable")[:, :width]

@@ -36,7 +36,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recsys.config import RankerConfig
-from recsys.exceptions import ConfigError
+from recsys.exceptions import ArtifactError, ConfigError
 from recsys.ranking import compiled_features, scoring
 from recsys.ranking.catalog import NS_MIN
 from recsys.ranking.reasons import LEARNED_KINDS
@@ -695,10 +695,8 @@ def compute_rows(
     state = block.state
     sources = _sources(state)
     key = (tuple(f.name for f in features), None if used is None else np.asarray(used, bool).tobytes(), *map(id, sources))
+    # the plan holds its sources, so their ids cannot be reused by other objects while it is cached
     plan = state._cached(state._features, key, lambda: _plan(state, features, used))
-    if any(a is not b for a, b in zip(plan.sources, sources)):  # an id reused by a later object
-        plan = _plan(state, features, used)
-        state._features[key] = plan
     m, c = block.cand.shape
     if out is None:
         out = np.empty((len(pos), len(features)), np.float32)
@@ -713,6 +711,13 @@ def compute_rows(
             user_vals[:, k] = feat.compute(one)[:, 0]
     # each user's recent positive items ascending (-1 padding first): the co-engagement seeds
     seeds = np.sort(state.signals.recent_items(block.users.rows), axis=1) if plan.reads_seeds else np.zeros((m, 0), np.int64)
+    if seeds.size and seeds[:, -1].max() >= len(plan.fixed.co_indptr) - 1:
+        # the kernel reads a seed's row unchecked: a bundle whose recent items and co-engagement
+        # matrix disagree is refused here, as the sparse product refused it
+        raise ArtifactError(
+            f"signals: a user's recent item {int(seeds[:, -1].max())} is outside the co-engagement matrix "
+            f"({len(plan.fixed.co_indptr) - 1} items): the bundle's arrays do not belong together"
+        )
     # every popularity feature in one gather (``Block.popularity``), read by the kernel at the pairs
     popularity = block.popularity.reshape(-1, m * c) if plan.reads_levels else np.zeros((1, 0), np.float32)
     return compiled_features.fill(

@@ -189,16 +189,12 @@ def _top_at_least(s: np.ndarray, bound: np.ndarray, k: int, n: int) -> tuple[np.
         padding = np.hstack([padding, np.zeros((b, tail.size), dtype=bool)])
     vals[padding] = -np.inf
     cols[padding] = n
-    if cols.shape[1] > k:
-        pick = np.argpartition(-vals, k - 1, axis=1)[:, :k]
-        vals = np.take_along_axis(vals, pick, axis=1)
-        cols = np.take_along_axis(cols, pick, axis=1)
-    # best first, ties by column (as exact_search)
+    # in column order, so that the top-k's ties by position are ties by column (as _best_first)
     by_col = np.argsort(cols, axis=1, kind="stable")
     cols = np.take_along_axis(cols, by_col, axis=1)
     vals = np.take_along_axis(vals, by_col, axis=1)
-    order = np.argsort(-vals, axis=1, kind="stable")
-    return np.take_along_axis(vals, order, axis=1), np.take_along_axis(cols, order, axis=1)
+    vals, pick = top_k_rows(vals, min(k, cols.shape[1]))
+    return vals, np.take_along_axis(cols, pick, axis=1)
 
 
 class VectorIndex:
@@ -566,8 +562,7 @@ class VectorIndex:
             end = min(end, cap)
         if end > head:
             s = x[:end] @ q
-        top = np.argpartition(-s, kk - 1)[:kk] if kk < s.size else np.arange(s.size)
-        top = top[np.lexsort((top, -s[top]))]  # best first, ties by row
+        top = top_k_rows(s[None, :], kk)[1][0]  # best first, ties by row (as a batch's rows)
         scores = np.full((1, k), -np.inf, dtype=np.float32)
         rows = np.full((1, k), -1, dtype=np.int64)
         scores[0, :kk] = s[top]

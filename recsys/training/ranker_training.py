@@ -212,9 +212,10 @@ def return_visits(events: pd.DataFrame, since: pd.Timestamp | None = None) -> np
 
     A user's visits are their positive engagements split wherever one comes
     :data:`RETURN_GAP` or more after the one before. A user with at least two
-    visits *returned*; their last visit starts with the positive that opens it
-    and holds every event of theirs from then on (any type: the features of a
-    query built on it must not see any of it). With ``since``, only visits
+    visits *returned*; their last visit opens with its first positive and
+    holds every event of theirs after the positive before it (any type, the
+    gap's too: a session's events just before its first positive are part of
+    it, and the features of a query built on it must not see any of it). With ``since``, only visits
     starting at or after it count (visits of the same period as the label
     windows, not of an older catalogue).
 
@@ -233,16 +234,18 @@ def return_visits(events: pd.DataFrame, since: pd.Timestamp | None = None) -> np
     pos = events.loc[positive, [C.USER_ID, C.TIMESTAMP]].sort_values([C.USER_ID, C.TIMESTAMP], kind="stable")
     if pos.empty:
         return np.zeros(len(events), bool)
+    before = pos[C.TIMESTAMP].shift()
     same_user = pos[C.USER_ID].eq(pos[C.USER_ID].shift())
-    opens = same_user & (pos[C.TIMESTAMP] - pos[C.TIMESTAMP].shift() >= RETURN_GAP)
-    # the latest visit opening per user: only users with one have a visit before their last
-    start = pos.loc[opens.to_numpy()].groupby(C.USER_ID, sort=False)[C.TIMESTAMP].max()
+    opens = (same_user & (pos[C.TIMESTAMP] - before >= RETURN_GAP)).to_numpy()
+    # the latest visit opening per user (rows ascend in time): only users with one have a visit
+    # before their last; the visit holds what follows the positive before its opening
+    last = pos.loc[opens].assign(after=before[opens].to_numpy()).drop_duplicates(C.USER_ID, keep="last")
     if since is not None:
-        start = start[start >= since]
-    if start.empty:
+        last = last[last[C.TIMESTAMP] >= since]
+    if last.empty:
         return np.zeros(len(events), bool)
-    begin = events[C.USER_ID].map(start)
-    return (begin.notna() & (events[C.TIMESTAMP] >= begin)).to_numpy()
+    after = events[C.USER_ID].map(last.set_index(C.USER_ID)["after"])
+    return (after.notna() & (events[C.TIMESTAMP] > after)).to_numpy()
 
 
 def return_visit_labels(
