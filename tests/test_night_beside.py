@@ -63,10 +63,15 @@ def _night_folder(base: Path, world) -> Path:
     return data
 
 
-def _in_line(*args) -> Future:
-    """The night's engagement step run in line (the reference: no second thread)."""
+_BESIDE = job._beside
+
+
+def _in_line(fn, *args, name: str) -> Future:
+    """The night's engagement step run in line (the reference: no second thread); other work as shipped."""
+    if fn is not job._night_engagement:
+        return _BESIDE(fn, *args, name=name)
     done: Future = Future()
-    done.set_result(job._night_engagement(*args))
+    done.set_result(fn(*args))
     return done
 
 
@@ -88,7 +93,7 @@ def test_the_night_engagement_thread_gives_the_in_line_bundle(tmp_path, world, m
     shipped = train(data, tmp_path / "models", config_path=tmp_path / "c.toml", stream=None)
     assert shipped["mode"] == "incremental"
     assert threads == [threads[0]] and threads[0].startswith("recsys-engagement")
-    monkeypatch.setattr(job, "_night_engagement_beside", _in_line)
+    monkeypatch.setattr(job, "_beside", _in_line)
     monkeypatch.setattr(job, "threadpool_limits", lambda **kw: contextlib.nullcontext())  # BLAS as it was
     threads.clear()
     in_line = train(data, twin / "models", config_path=tmp_path / "c.toml", stream=None)

@@ -246,25 +246,6 @@ def _beside(fn: Callable[..., Any], *args: Any, name: str) -> Future:
     return future
 
 
-def _night_engagement_beside(
-    decayed: DecayedState,
-    users: pd.DataFrame,
-    items: pd.DataFrame,
-    config: EngineConfig,
-    taxonomy: Taxonomy,
-    previous: TrainedModel,
-    previous_rows: tuple[np.ndarray, np.ndarray],
-) -> Future:
-    """A night's engagement model, fitted on a thread of its own (:func:`_night_engagement`).
-
-    The fit reads the stored first showings (a seeded sample), yesterday's effects and the
-    users and items tables, all of which the other steps only read; its result is the same
-    model as fitted in line (the same calls on the same arrays).
-    """
-    args = (decayed, users, items, config, taxonomy, previous, previous_rows)
-    return _beside(_night_engagement, *args, name="recsys-engagement")
-
-
 def _load_previous(path: str | Path) -> TrainedModel:
     """Yesterday's bundle loaded before its checksums are checked (the caller checks them on a thread, :func:`_beside`).
 
@@ -459,7 +440,8 @@ def train_model(
     # on a second thread beside the topic profiles and popularity, waited for before ALS (its sweeps are NumPy
     # calls that let go of the GIL; on two cores the night's single-threaded steps left one idle)
     night_engagement = (
-        _night_engagement_beside(decayed, users, items, config, taxonomy, warm_start, previous_rows) if night else None
+        _beside(_night_engagement, decayed, users, items, config, taxonomy, warm_start, previous_rows, name="recsys-engagement")
+        if night else None
     )
     # what no later step reads is let go of here (freed when the caller handed it over, as train does):
     # the impression counts (only the history store keeps them), a full training's aggregates (its
