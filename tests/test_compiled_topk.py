@@ -52,3 +52,32 @@ def test_bad_input_is_refused() -> None:
     s[1, 1:] = np.nan
     with pytest.raises(ValueError, match="row 1 has NaN"):
         top_k_rows(s, 2)
+
+
+def test_top_at_least_equals_a_full_sort_of_the_two_blocks_end_to_end() -> None:
+    rng = np.random.default_rng(3)
+    head = rng.standard_normal((40, 30)).astype(np.float32)
+    head[:, ::4] = np.round(head[:, ::4])  # ties, some at the k-th score and across the two blocks
+    who = rng.permutation(40)[:25]
+    rest = rng.standard_normal((25, 50)).astype(np.float32)
+    rest[:, ::5] = np.round(rest[:, ::5])
+    rest[0, :10] = -0.0  # a -0.0 comes back as -0.0 (the scores as they are in the blocks)
+    full = np.hstack([head[who], rest])
+    for k in (1, 5, 12, 30):
+        # a bound each row has k scores above: its k-th best, or lower (more scores kept, same answer)
+        kth = -np.sort(-full, axis=1)[:, k - 1]
+        for bound in (kth, kth - 0.5, np.full(len(who), -np.inf, np.float32)):
+            vals, cols = compiled_topk.top_at_least(head, who, rest, bound.astype(np.float32), k)
+            want_vals, want_cols = _reference(full, k)
+            np.testing.assert_array_equal(cols, want_cols)
+            np.testing.assert_array_equal(vals, want_vals)
+            assert np.array_equal(np.signbit(vals), np.signbit(want_vals))
+    # no rest block (a query whose cut stays in the head)
+    vals, cols = compiled_topk.top_at_least(head, who, np.zeros((25, 0), np.float32), np.full(25, -np.inf, np.float32), 7)
+    np.testing.assert_array_equal(cols, _reference(head[who], 7)[1])
+
+
+def test_top_at_least_refuses_a_bound_too_high() -> None:
+    head = np.zeros((2, 4), np.float32)
+    with pytest.raises(ValueError, match="row 0 has fewer than k=2"):
+        compiled_topk.top_at_least(head, np.array([1, 0]), np.zeros((2, 3), np.float32), np.array([1.0, 0.0], np.float32), 2)

@@ -16,6 +16,11 @@ five times the GEMM at the city's capped head (2,048 columns, ~150 kept). Here:
 
 Comparison work only: the result is the exact top ``k`` under the order the
 index documents (higher score first, then lower column).
+
+:func:`top_at_least` is the uncapped pruned search's top-k: the query's
+scores against the head and against the rows its norm bound adds, read as one
+row without concatenating them, keeping the scores that reach the head's
+``k``-th best as the same keys.
 """
 
 from __future__ import annotations
@@ -98,6 +103,118 @@ def top_k_rows(s: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return np.take_along_axis(s, cols, axis=1), cols
 
 
+@numba.njit(cache=True, nogil=True)
+def _key(one: np.ndarray, bits: np.ndarray, v: np.float32, j: int) -> np.uint64:
+    # ``one`` and ``bits`` are one float32 and its uint32 view, allocated once per call (an
+    # allocation per kept score cost more than the scan). + 0.0 turns -0.0 into +0.0 (equal scores,
+    # equal keys); as in _keys: a better score, a smaller key, the column below
+    one[0] = v + np.float32(0.0)
+    u = bits[0]
+    return (np.uint64(u if u >> np.uint32(31) else u ^ np.uint32(0x7FFFFFFF)) << np.uint64(32)) | np.uint64(j)
+
+
+@numba.njit(cache=True, nogil=True)
+def _keys_at_least(head: np.ndarray, who: np.ndarray, rest: np.ndarray, bound: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    b = who.size
+    n_head, n_rest = head.shape[1], rest.shape[1]
+    # first pass: how many scores of each row reach its bound (sizes the key block)
+    count = np.zeros(b, np.int64)
+    for r in range(b):
+        h = head[who[r]]
+        c = 0
+        cut = bound[r]
+        for j in range(n_head):
+            if h[j] >= cut:
+                c += 1
+        for j in range(n_rest):
+            if rest[r, j] >= cut:
+                c += 1
+        count[r] = c
+    width = count.max() if b else 0
+    keys = np.full((b, width), np.uint64(0xFFFFFFFFFFFFFFFF))  # padding sorts last
+    one = np.empty(1, np.float32)
+    bits = one.view(np.uint32)
+    for r in range(b):
+        h = head[who[r]]
+        cut = bound[r]
+        n = 0
+        for j in range(n_head):
+            if h[j] >= cut:
+                keys[r, n] = _key(one, bits, h[j], j)
+                n += 1
+        for j in range(n_rest):
+            if rest[r, j] >= cut:
+                keys[r, n] = _key(one, bits, rest[r, j], n_head + j)
+                n += 1
+    return keys, count
+
+
+@numba.njit(cache=True, nogil=True)
+def _decode(keys: np.ndarray, head: np.ndarray, who: np.ndarray, rest: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    b = who.size
+    n_head = head.shape[1]
+    vals = np.empty((b, k), np.float32)
+    cols = np.empty((b, k), np.int64)
+    for r in range(b):
+        for i in range(k):
+            j = np.int64(keys[r, i] & np.uint64(0xFFFFFFFF))
+            cols[r, i] = j
+            vals[r, i] = head[who[r], j] if j < n_head else rest[r, j - n_head]
+    return vals, cols
+
+
+def top_at_least(
+    head: np.ndarray, who: np.ndarray, rest: np.ndarray, bound: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` best columns of rows laid end to end from two score blocks, best first, ties by column,
+    knowing each row has at least ``k`` scores ``>= bound``.
+
+    Row ``r`` is ``head[who[r]]`` followed by ``rest[r]`` (the columns of
+    ``rest`` numbered after the head's): the exact pruned search's scores of
+    a query against the largest rows (computed once for a block of queries)
+    and against the rows its norm bound adds. The top ``k`` are among the
+    scores ``>= bound``, a few hundred of thousands: one compiled pass counts
+    them, one keeps each as a 64-bit (score, column) key (as
+    :func:`top_k_rows`), NumPy sorts the keys (SIMD), and the first ``k``
+    are read back. The two blocks are never concatenated.
+
+    Parameters
+    ----------
+    head : ndarray, float32 (h_rows, n_head)
+    who : ndarray, int64 (b,)
+        Each row's row of ``head``.
+    rest : ndarray, float32 (b, n_rest)
+    bound : ndarray, float32 (b,)
+        A score at least ``k`` of each row's scores reach (no NaN anywhere).
+    k : int
+
+    Returns
+    -------
+    vals : ndarray, float32 (b, k)
+        The scores, as they are in the blocks.
+    cols : ndarray, int64 (b, k)
+
+    Raises
+    ------
+    ValueError
+        If a row has fewer than ``k`` scores ``>= bound`` (a wrong bound, or NaN).
+    """
+    head = np.ascontiguousarray(head, dtype=np.float32)
+    rest = np.ascontiguousarray(rest, dtype=np.float32)
+    if not head.flags.writeable:  # one compiled signature (see top_k_rows)
+        head = head.copy()
+    if not rest.flags.writeable:
+        rest = rest.copy()
+    who = np.ascontiguousarray(who, dtype=np.int64)
+    bound = np.ascontiguousarray(bound, dtype=np.float32)
+    keys, count = _keys_at_least(head, who, rest, bound)
+    if who.size and int(count.min()) < k:
+        raise ValueError(f"top_at_least: row {int(np.argmin(count))} has fewer than k={k} scores >= its bound")
+    keys.sort(axis=1)
+    return _decode(keys, head, who, rest, int(k))
+
+
 def warm() -> None:
-    """Load the kernel now (or compile it), on the dtypes :func:`top_k_rows` passes."""
+    """Load the kernels now (or compile them), on the dtypes :func:`top_k_rows` and :func:`top_at_least` pass."""
     top_k_rows(np.zeros((1, 2), np.float32), 1)
+    top_at_least(np.zeros((1, 2), np.float32), np.zeros(1, np.int64), np.zeros((1, 1), np.float32), np.zeros(1, np.float32), 1)

@@ -91,7 +91,7 @@ _FAISS_KINDS = ("flat", "hnsw")
 # A computed inner product may exceed |q| |x| by float32 rounding: the norm
 # bound is widened by this relative margin so that no item is wrongly skipped.
 _BOUND_SLACK = 1e-4
-# The pruned search looks for a query's best scores by groups of this many columns.
+# The pruned search scores rows by whole groups of this many (a few more rows are harmless: still exact).
 _GROUP = 16
 # Queries scored by one GEMM in the pruned search, among those of similar cut: big enough
 # for BLAS to run at speed, small enough that the cut fits every query of the group.
@@ -155,46 +155,6 @@ def _as_ids(values: Any, name: str) -> np.ndarray:
     if arr.size and not np.issubdtype(arr.dtype, np.integer):
         raise ConfigError(f"{name} must hold integers, got dtype {arr.dtype}")
     return arr.astype(np.int64, copy=False)
-
-
-def _top_at_least(s: np.ndarray, bound: np.ndarray, k: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` best columns of each row of ``s``, knowing each row has at least ``k`` scores ``>= bound``.
-
-    Returns their scores and columns, best first, ties by column. The top k are
-    among the scores ``>= bound``: a few per row. They are found by groups of
-    columns (a group whose max reaches the bound) and gathered into a narrow
-    matrix: much cheaper than a partition or a nonzero over every column.
-    Group g holds columns g, g + stride, g + 2 stride, ...: its max is an
-    elementwise maximum of contiguous slices (vectorised), where adjacent
-    columns would not be. ``n`` is the padding column (never returned first).
-    """
-    b, width = s.shape
-    stride = width // _GROUP
-    group_max = s[:, : stride * _GROUP].reshape(b, _GROUP, stride).max(axis=1)
-    keep = group_max >= bound[:, None]
-    count = keep.sum(axis=1)
-    at_row, at_group = np.nonzero(keep)
-    slot = np.arange(at_row.size) - np.repeat(np.cumsum(count) - count, count)
-    groups = np.full((b, int(count.max())), -1, dtype=np.int64)
-    groups[at_row, slot] = at_group
-    first = np.maximum(groups, 0)
-    cols = (first[:, :, None] + stride * np.arange(_GROUP)).reshape(b, -1)
-    # whole groups at once: (b, groups, _GROUP) by one fancy index, ~4x faster than take_along_axis
-    vals = s[:, : stride * _GROUP].reshape(b, _GROUP, stride)[np.arange(b)[:, None], :, first].reshape(b, -1)
-    padding = np.repeat(groups < 0, _GROUP, axis=1)
-    if width % _GROUP:  # the last few columns, outside every group
-        tail = np.arange(stride * _GROUP, width)
-        cols = np.hstack([cols, np.broadcast_to(tail, (b, tail.size))])
-        vals = np.hstack([vals, s[:, stride * _GROUP :]])
-        padding = np.hstack([padding, np.zeros((b, tail.size), dtype=bool)])
-    vals[padding] = -np.inf
-    cols[padding] = n
-    # in column order, so that the top-k's ties by position are ties by column (as _best_first)
-    by_col = np.argsort(cols, axis=1, kind="stable")
-    cols = np.take_along_axis(cols, by_col, axis=1)
-    vals = np.take_along_axis(vals, by_col, axis=1)
-    vals, pick = top_k_rows(vals, min(k, cols.shape[1]))
-    return vals, np.take_along_axis(cols, pick, axis=1)
 
 
 class VectorIndex:
@@ -525,12 +485,12 @@ class VectorIndex:
                 end = min(upper, -(-int(cut[by_cut[min(b, lo + _SUB_BLOCK) - 1]]) // _GROUP) * _GROUP)
                 hi = min(b, lo + _SUB_BLOCK, lo + max(1, _EXACT_BLOCK_CELLS // end))
                 who = by_cut[lo:hi]
-                if end > head:
-                    s = np.concatenate((head_scores[who], q[start + who] @ x[head:end].T), axis=1)
-                    scored += (end - head) * who.size
-                else:
-                    s = head_scores[who]
-                vals, cols = _top_at_least(s, bound[who], kk, n)
+                rest = q[start + who] @ x[head:end].T if end > head else np.zeros((who.size, 0), np.float32)
+                scored += rest.size
+                # the top k are among the few hundred scores >= the bound: kept by one compiled pass
+                # over the head's scores and the rest's, never concatenated (that copy cost more than
+                # the GEMM at 1M users' random factors, where the cut keeps ~18% of the rows)
+                vals, cols = compiled_topk.top_at_least(head_scores, who, rest, bound[who], kk)
                 out_scores[start + who, :kk] = vals
                 out_rows[start + who, :kk] = cols
                 lo = hi
