@@ -72,6 +72,13 @@ def test_top_at_least_equals_a_full_sort_of_the_two_blocks_end_to_end() -> None:
             np.testing.assert_array_equal(cols, want_cols)
             np.testing.assert_array_equal(vals, want_vals)
             assert np.array_equal(np.signbit(vals), np.signbit(want_vals))
+    # a per-row limit reads only the first limit[r] columns of rest (a query's own cut)
+    limit = rng.integers(0, 51, size=len(who))
+    for r in range(len(who)):
+        want_vals, want_cols = _reference(np.hstack([head[who[r]], rest[r, : limit[r]]])[None, :], 9)
+        vals, cols = compiled_topk.top_at_least(head, who, rest, np.full(len(who), -np.inf, np.float32), 9, limit=limit)
+        np.testing.assert_array_equal(cols[r], want_cols[0])
+        np.testing.assert_array_equal(vals[r], want_vals[0])
     # no rest block (a query whose cut stays in the head)
     vals, cols = compiled_topk.top_at_least(head, who, np.zeros((25, 0), np.float32), np.full(25, -np.inf, np.float32), 7)
     np.testing.assert_array_equal(cols, _reference(head[who], 7)[1])

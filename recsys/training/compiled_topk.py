@@ -114,9 +114,11 @@ def _key(one: np.ndarray, bits: np.ndarray, v: np.float32, j: int) -> np.uint64:
 
 
 @numba.njit(cache=True, nogil=True)
-def _keys_at_least(head: np.ndarray, who: np.ndarray, rest: np.ndarray, bound: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _keys_at_least(
+    head: np.ndarray, who: np.ndarray, rest: np.ndarray, bound: np.ndarray, limit: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     b = who.size
-    n_head, n_rest = head.shape[1], rest.shape[1]
+    n_head = head.shape[1]
     # first pass: how many scores of each row reach its bound (sizes the key block)
     count = np.zeros(b, np.int64)
     for r in range(b):
@@ -126,7 +128,7 @@ def _keys_at_least(head: np.ndarray, who: np.ndarray, rest: np.ndarray, bound: n
         for j in range(n_head):
             if h[j] >= cut:
                 c += 1
-        for j in range(n_rest):
+        for j in range(min(limit[r], rest.shape[1])):
             if rest[r, j] >= cut:
                 c += 1
         count[r] = c
@@ -142,7 +144,7 @@ def _keys_at_least(head: np.ndarray, who: np.ndarray, rest: np.ndarray, bound: n
             if h[j] >= cut:
                 keys[r, n] = _key(one, bits, h[j], j)
                 n += 1
-        for j in range(n_rest):
+        for j in range(min(limit[r], rest.shape[1])):
             if rest[r, j] >= cut:
                 keys[r, n] = _key(one, bits, rest[r, j], n_head + j)
                 n += 1
@@ -164,7 +166,7 @@ def _decode(keys: np.ndarray, head: np.ndarray, who: np.ndarray, rest: np.ndarra
 
 
 def top_at_least(
-    head: np.ndarray, who: np.ndarray, rest: np.ndarray, bound: np.ndarray, k: int
+    head: np.ndarray, who: np.ndarray, rest: np.ndarray, bound: np.ndarray, k: int, limit: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` best columns of rows laid end to end from two score blocks, best first, ties by column,
     knowing each row has at least ``k`` scores ``>= bound``.
@@ -187,6 +189,10 @@ def top_at_least(
     bound : ndarray, float32 (b,)
         A score at least ``k`` of each row's scores reach (no NaN anywhere).
     k : int
+    limit : ndarray, int64 (b,), optional
+        Read only each row's first ``limit[r]`` columns of ``rest`` (default: all): the
+        pruned search's own cut of a query, past which no score reaches its bound (a block
+        of queries is scored up to its largest cut).
 
     Returns
     -------
@@ -207,7 +213,8 @@ def top_at_least(
         rest = rest.copy()
     who = np.ascontiguousarray(who, dtype=np.int64)
     bound = np.ascontiguousarray(bound, dtype=np.float32)
-    keys, count = _keys_at_least(head, who, rest, bound)
+    limit = np.full(who.size, rest.shape[1], np.int64) if limit is None else np.ascontiguousarray(limit, dtype=np.int64)
+    keys, count = _keys_at_least(head, who, rest, bound, limit)
     if who.size and int(count.min()) < k:
         raise ValueError(f"top_at_least: row {int(np.argmin(count))} has fewer than k={k} scores >= its bound")
     keys.sort(axis=1)

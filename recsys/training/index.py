@@ -490,7 +490,8 @@ class VectorIndex:
                 # the top k are among the few hundred scores >= the bound: kept by one compiled pass
                 # over the head's scores and the rest's, never concatenated (that copy cost more than
                 # the GEMM at 1M users' random factors, where the cut keeps ~18% of the rows)
-                vals, cols = compiled_topk.top_at_least(head_scores, who, rest, bound[who], kk)
+                # each query's scores past its own cut cannot reach its bound: they are not read
+                vals, cols = compiled_topk.top_at_least(head_scores, who, rest, bound[who], kk, limit=cut[who] - head)
                 out_scores[start + who, :kk] = vals
                 out_rows[start + who, :kk] = cols
                 lo = hi
