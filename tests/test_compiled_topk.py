@@ -82,6 +82,7 @@ def test_top_at_least_equals_a_full_sort_of_the_two_blocks_end_to_end() -> None:
     # no rest block (a query whose cut stays in the head)
     vals, cols = compiled_topk.top_at_least(head, who, np.zeros((25, 0), np.float32), np.full(25, -np.inf, np.float32), 7)
     np.testing.assert_array_equal(cols, _reference(head[who], 7)[1])
+    assert len(compiled_topk._keys_at_least.signatures) == 1  # one compiled signature for every call
 
 
 def test_top_at_least_refuses_a_bound_too_high() -> None:

@@ -491,9 +491,9 @@ class VectorIndex:
                 rest = q[start + who] @ x[head:end].T if end > head else np.zeros((who.size, 0), np.float32)
                 scored += rest.size
                 # the top k are among the few hundred scores >= the bound: kept by one compiled pass
-                # over the head's scores and the rest's, never concatenated (that copy cost more than
-                # the GEMM at 1M users' random factors, where the cut keeps ~18% of the rows)
-                # each query's scores past its own cut cannot reach its bound: they are not read
+                # over the head's scores and the rest's, never concatenated (on 1M random factors the
+                # copy cost about half the GEMM); a query's scores past its own cut cannot reach its
+                # bound, so they are not read
                 vals, cols = compiled_topk.top_at_least(head_scores, who, rest, bound[who], kk, limit=cut[who] - head)
                 out_scores[start + who, :kk] = vals
                 out_rows[start + who, :kk] = cols
