@@ -89,3 +89,19 @@ def test_top_at_least_refuses_a_bound_too_high() -> None:
     head = np.zeros((2, 4), np.float32)
     with pytest.raises(ValueError, match="row 0 has fewer than k=2"):
         compiled_topk.top_at_least(head, np.array([1, 0]), np.zeros((2, 3), np.float32), np.array([1.0, 0.0], np.float32), 2)
+
+
+def test_top_at_least_refuses_shapes_the_kernels_would_read_past() -> None:
+    from recsys.training.compiled_topk import top_at_least
+
+    head = np.zeros((4, 6), np.float32)
+    rest = np.zeros((2, 3), np.float32)
+    bound = np.full(2, -1.0, np.float32)
+    with pytest.raises(ValueError, match="who must index"):
+        top_at_least(head, np.array([0, 4]), rest, bound, 2)
+    with pytest.raises(ValueError, match="one rest row"):
+        top_at_least(head, np.array([0, 1, 2]), rest, bound, 2)
+    with pytest.raises(ValueError, match="k must be"):
+        top_at_least(head, np.array([0, 1]), rest, bound, 0)
+    vals, cols = top_at_least(head, np.array([0, 1]), rest, bound, 2)
+    assert cols.tolist() == [[0, 1], [0, 1]] and (vals == 0).all()

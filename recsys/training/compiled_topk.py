@@ -214,6 +214,16 @@ def top_at_least(
     who = np.ascontiguousarray(who, dtype=np.int64)
     bound = np.ascontiguousarray(bound, dtype=np.float32)
     limit = np.full(who.size, rest.shape[1], np.int64) if limit is None else np.ascontiguousarray(limit, dtype=np.int64)
+    # the kernels read without bounds checks: shapes that do not belong together are refused here
+    if head.ndim != 2 or rest.ndim != 2 or not rest.shape[0] == who.size == bound.size == limit.size:
+        raise ValueError(
+            f"top_at_least: head {head.shape} and rest {rest.shape} must be 2-d, with one rest row, "
+            f"bound and limit per who ({who.size}, {bound.size}, {limit.size})"
+        )
+    if who.size and (int(who.min()) < 0 or int(who.max()) >= head.shape[0]):
+        raise ValueError(f"top_at_least: who must index head's {head.shape[0]} rows")
+    if k < 1 or head.shape[1] + rest.shape[1] >= 2**32:
+        raise ValueError(f"top_at_least: k must be >= 1 and the columns fewer than 2**32, got k={k}")
     keys, count = _keys_at_least(head, who, rest, bound, limit)
     if who.size and int(count.min()) < k:
         raise ValueError(f"top_at_least: row {int(np.argmin(count))} has fewer than k={k} scores >= its bound")
