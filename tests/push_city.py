@@ -33,6 +33,21 @@ TRAIN_CONFIG = {
 }
 
 
+#: the same small training as a TOML file's text, with the linear blend (the nights' tests)
+SMALL_LINEAR = """
+[collaborative]
+factors = 8
+iterations = 3
+threads = 1
+[content]
+svd_components = 8
+[index]
+threads = 1
+[ranking]
+ranker = "linear"
+"""
+
+
 def engine_config() -> EngineConfig:
     """The small training configuration of the test city."""
     return config_from_dict(TRAIN_CONFIG)

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from push_city import tables
+from push_city import SMALL_LINEAR, tables
 from recsys import columns as C
 from recsys.cli import main
 from recsys.config import EngineConfig, config_from_dict
@@ -25,20 +25,7 @@ from recsys.training.incremental import DecayedState, HistoryError, HistoryStore
 from recsys.training.interactions import build_interactions
 from recsys.training.model import TrainedModel
 
-CONFIG = """
-[collaborative]
-factors = 8
-iterations = 3
-threads = 1
-[content]
-svd_components = 8
-[index]
-threads = 1
-[ranking]
-ranker = "linear"
-[interactions]
-popularity_half_life_days = 3.0
-"""
+CONFIG = SMALL_LINEAR + "[interactions]\npopularity_half_life_days = 3.0\n"
 MATRICES = ("matrix", "positives", "negative_weight", "negatives", "exposure", "engaged")
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from push_city import tables
+from push_city import SMALL_LINEAR, tables
 from recsys import bundle as bundle_io
 from recsys import columns as C
 from recsys.exceptions import ArtifactError
@@ -24,18 +24,7 @@ from recsys.training import job, train
 from recsys.training.incremental import HistoryError, HistoryStore, validation_fingerprint
 from recsys.training.model import TrainedModel
 
-CONFIG = """
-[collaborative]
-factors = 8
-iterations = 3
-threads = 1
-[content]
-svd_components = 8
-[index]
-threads = 1
-[ranking]
-ranker = "linear"
-"""
+CONFIG = SMALL_LINEAR
 LOCAL = "Asia/Shanghai"
 
 
