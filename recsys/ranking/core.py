@@ -88,7 +88,8 @@ def _learned_scores(
     if not n:
         # every valid candidate is rescored: the first pass's terms are theirs
         block = features.Block(state, users, cand, now_ns)
-        block.__dict__["parts"] = parts if parts is not None else blended(cand, ok, True)[1]
+        assert parts is not None  # _score_and_pick keeps every pair's terms when every valid one is rescored
+        block.__dict__["parts"] = parts
         rescored = at = np.flatnonzero(ok)
     else:
         first = features.Block(state, users, cand, now_ns, gather_all=False)  # reads the base feature only

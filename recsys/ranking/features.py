@@ -643,12 +643,14 @@ def _plan(state: RankingState, features: tuple[Feature, ...], used: np.ndarray |
         elif fn is _coengagement and co_ok:
             code[j] = cf.COENGAGEMENT
         else:
-            code[j], arg[j] = cf.PLANE, plane(("feature", feat.name), fn)
+            # keyed by the function: a feature computed by the same function (taste, which the
+            # engagement column reads too) is one plane, filled once per block
+            code[j], arg[j] = cf.PLANE, plane(("fn", fn), fn)
     engagement = np.zeros(5, np.int64)
     if (code == cf.ENGAGEMENT).any():
         for i, attr in enumerate(("quality", "interest", "format", "timeliness")):
             engagement[i] = plane(("term", attr), _Term(attr))
-        engagement[4] = plane(("taste",), _taste)
+        engagement[4] = plane(("fn", _taste), _taste)
     n_items = state.catalog.n_items
     item_vals = np.zeros((n_items, len(items)), np.float32)
     if items:
