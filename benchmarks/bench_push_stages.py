@@ -111,7 +111,7 @@ STEPS: list[tuple[Any, str, str]] = [
     (plan, "user_buckets", "plan.user_buckets"),
     (chunk, "chunk_stats", "chunk.chunk_stats"),
     (chunk, "_rows", "chunk._rows"),
-    (index, "_best_first", "index._best_first"),
+    (index, "top_k_rows", "index.top_k_rows"),
 ]
 
 

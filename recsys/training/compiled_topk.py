@@ -32,14 +32,22 @@ _LOW = np.uint64(0xFFFFFFFF)
 
 
 @numba.njit(cache=True, nogil=True)
+def _key(one: np.ndarray, bits: np.ndarray, v: np.float32, j: int) -> np.uint64:
+    # ``one`` and ``bits`` are one float32 and its uint32 view, allocated once per call (an
+    # allocation per kept score cost more than the scan). + 0.0 turns -0.0 into +0.0 (equal scores,
+    # equal keys); a positive score's magnitude bits are inverted, a negative's kept: a better
+    # score, a smaller key; the column below
+    one[0] = v + np.float32(0.0)
+    u = bits[0]
+    return (np.uint64(u if u >> np.uint32(31) else u ^ np.uint32(0x7FFFFFFF)) << np.uint64(32)) | np.uint64(j)
+
+
+@numba.njit(cache=True, nogil=True)
 def _keys(s: np.ndarray, kth: np.ndarray, k: int) -> np.ndarray:
     b, width = s.shape
     keys = np.empty((b, k), np.uint64)
     one = np.empty(1, np.float32)
     bits = one.view(np.uint32)
-    sign = np.uint32(31)
-    flip = np.uint32(0x7FFFFFFF)
-    high = np.uint64(32)
     for r in range(b):
         row = s[r]
         cut = kth[r]
@@ -54,11 +62,7 @@ def _keys(s: np.ndarray, kth: np.ndarray, k: int) -> np.ndarray:
             if v > cut or (v == cut and ties > 0):
                 if not v > cut:
                     ties -= 1
-                # + 0.0 turns -0.0 into +0.0 (equal scores, equal keys); a positive score's
-                # magnitude bits are inverted, a negative's kept: a better score, a smaller key
-                one[0] = v + np.float32(0.0)
-                u = bits[0]
-                keys[r, n] = (np.uint64(u if u >> sign else u ^ flip) << high) | np.uint64(j)
+                keys[r, n] = _key(one, bits, v, j)
                 n += 1
                 if n == k:  # never past the row's k slots, whatever ``kth`` holds
                     break
@@ -101,16 +105,6 @@ def top_k_rows(s: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     keys.sort(axis=1)
     cols = (keys & _LOW).astype(np.int64)
     return np.take_along_axis(s, cols, axis=1), cols
-
-
-@numba.njit(cache=True, nogil=True)
-def _key(one: np.ndarray, bits: np.ndarray, v: np.float32, j: int) -> np.uint64:
-    # ``one`` and ``bits`` are one float32 and its uint32 view, allocated once per call (an
-    # allocation per kept score cost more than the scan). + 0.0 turns -0.0 into +0.0 (equal scores,
-    # equal keys); as in _keys: a better score, a smaller key, the column below
-    one[0] = v + np.float32(0.0)
-    u = bits[0]
-    return (np.uint64(u if u >> np.uint32(31) else u ^ np.uint32(0x7FFFFFFF)) << np.uint64(32)) | np.uint64(j)
 
 
 @numba.njit(cache=True, nogil=True)

@@ -120,16 +120,6 @@ def _recall(approx: np.ndarray, exact: np.ndarray) -> float:
     return hits / total if total else 1.0
 
 
-def _best_first(s: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` best columns of each row of ``s`` (k <= width) and their scores, best first, ties by column.
-
-    Compiled (:func:`recsys.training.compiled_topk.top_k_rows`): ~0.6x the time of an index
-    partition and a stable sort per row at the city's head; a tie at the k-th score keeps
-    the lower column (the partition kept either).
-    """
-    return top_k_rows(s, k)
-
-
 def _check_k(k: Any) -> int:
     if not is_int(k) or k < 1:
         raise ConfigError(f"k must be an integer >= 1, got {k!r}")
@@ -427,7 +417,7 @@ class VectorIndex:
             return out_scores, out_rows
         block = max(1, _EXACT_BLOCK_CELLS // max(n, 1))
         for lo in range(0, m, block):
-            vals, top = _best_first(q[lo : lo + block] @ x.T, kk)
+            vals, top = top_k_rows(q[lo : lo + block] @ x.T, kk)
             out_scores[lo : lo + block, :kk] = vals
             out_rows[lo : lo + block, :kk] = top if rows is None else rows[top]
         return out_scores, out_rows
@@ -463,7 +453,7 @@ class VectorIndex:
             head_scores = q[part] @ x[:head].T
             scored += head_scores.size
             if upper == head:  # capped at the head: its top k is the answer, no bound needed
-                out_scores[part, :kk], out_rows[part, :kk] = _best_first(head_scores, kk)
+                out_scores[part, :kk], out_rows[part, :kk] = top_k_rows(head_scores, kk)
                 continue
             # each query's k-th best among the largest rows: a lower bound of its true k-th best
             bound = np.partition(head_scores, head - kk, axis=1)[:, head - kk]
