@@ -97,3 +97,15 @@ def test_sparse_group_sums_equal_the_membership_product(n_users):
     got = sparse_group_sums(m, groups, 9)
     assert got.dtype == np.float32
     np.testing.assert_array_equal(got, want)
+
+
+def test_sparse_group_sums_refuses_groups_that_do_not_fit_the_matrix():
+    import scipy.sparse as sp
+
+    from recsys.training.compiled_sums import sparse_group_sums
+
+    m = sp.random(6, 4, density=0.5, format="csr", random_state=1, dtype=np.float32)
+    with pytest.raises(ValueError, match="one group"):
+        sparse_group_sums(m, np.array([0, 1, 2]), 3)
+    with pytest.raises(ValueError, match="one group"):
+        sparse_group_sums(m, np.array([0, 1, 2, 3, 0, 1]), 3)

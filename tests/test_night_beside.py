@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from push_city import tables
+from push_city import SMALL_LINEAR, tables
 from recsys import columns as C
 from recsys.config import load_config
 from recsys.exceptions import DataError
@@ -21,18 +21,7 @@ from recsys.training.engagement import EngagementModel
 from recsys.training.incremental import HistoryStore
 from recsys.training.model import TrainedModel
 
-CONFIG = """
-[collaborative]
-factors = 8
-iterations = 3
-threads = 1
-[content]
-svd_components = 8
-[index]
-threads = 1
-[ranking]
-ranker = "linear"
-"""
+CONFIG = SMALL_LINEAR
 #: the bundle arrays a night writes (every one compared)
 ARRAYS = (
     "user_factors", "item_factors", "user_topics", "segment_popularity", "popularity_recent", "item_quality",
@@ -184,3 +173,16 @@ def test_reuse_content_keeps_unchanged_items_and_embeds_changed_ones(tmp_path, w
     # the edited item reads differently now
     at = int(np.flatnonzero(items[C.ITEM_ID].to_numpy() == edited)[0])
     assert not np.array_equal(vectors[at], stored[rows[at]])
+
+
+def test_reuse_content_of_a_catalogue_that_lost_its_last_items_has_its_own_rows(tmp_path, world):
+    data = _night_folder(tmp_path, world)
+    previous = TrainedModel.load(tmp_path / "models" / "latest")
+    config = load_config(tmp_path / "c.toml", command="train")
+    items = validate(data=data).items.reset_index(drop=True)
+    shorter = items.iloc[:-2].reset_index(drop=True)  # yesterday's rows, the last two gone
+    rows = pd.Index(previous.items[C.ITEM_ID]).get_indexer(shorter[C.ITEM_ID])
+    assert (rows == np.arange(len(shorter))).all()  # the case: today's rows are a prefix of yesterday's
+    _, vectors = job.reuse_content(previous, shorter, config)
+    assert len(vectors) == len(shorter)
+    np.testing.assert_array_equal(vectors, np.asarray(previous.content_vectors)[rows])

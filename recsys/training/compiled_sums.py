@@ -92,9 +92,13 @@ def sparse_group_sums(matrix: sp.csr_matrix, groups: np.ndarray, n_groups: int) 
     the membership matrix, the sparse product and its densifying.
     """
     m = matrix.tocsr()
+    groups = np.asarray(groups, dtype=np.int64)
+    # the kernel writes out[groups[r]] unchecked: rows and groups that do not belong together are refused
+    if groups.shape != (m.shape[0],) or (groups.size and (int(groups.min()) < 0 or int(groups.max()) >= n_groups)):
+        raise ValueError(f"sparse_group_sums: one group in [0, {n_groups}) per row of a {m.shape} matrix, got {groups.shape}")
+    # the matrix's own index arrays (SciPy's int32 at the city's sizes): no widened copy of the whole table
     return _sparse_group_sums(
-        m.indptr.astype(np.int64, copy=False), m.indices.astype(np.int64, copy=False),
-        np.asarray(m.data, dtype=np.float32), np.asarray(groups, dtype=np.int64), int(n_groups), int(m.shape[1]),
+        m.indptr, m.indices, np.asarray(m.data, dtype=np.float32), groups, int(n_groups), int(m.shape[1]),
     )
 
 

@@ -312,7 +312,7 @@ def segment_popularity(positives: sp.csr_matrix, seg_of_user: np.ndarray, n_segm
         :func:`recsys.training.compiled_sums.sparse_group_sums`, the sums of the 0/1
         segment-by-user matrix's product with ``positives``, bit for bit).
     """
-    return sparse_group_sums(sp.csr_matrix(positives, dtype=np.float32), seg_of_user, n_segments)
+    return sparse_group_sums(positives, seg_of_user, n_segments)
 
 
 def seen_matrix(engaged: sp.csr_matrix, negatives: sp.csr_matrix) -> sp.csr_matrix:
@@ -1071,7 +1071,7 @@ def reuse_content(previous: TrainedModel, items: pd.DataFrame, config: EngineCon
         for c in cols:
             unchanged &= text(now[c]) == text(before[c])
         same[known[unchanged]] = True
-    if same.all() and np.array_equal(prev_rows, np.arange(len(prev_rows))):
+    if same.all() and len(items) == len(previous.items) and np.array_equal(prev_rows, np.arange(len(prev_rows))):
         # the same catalogue in the same rows: yesterday's vectors as mapped (the bundle links the file)
         return previous.content_model, previous.content_vectors
     vectors[same] = np.asarray(previous.content_vectors)[prev_rows[same]]
