@@ -71,8 +71,8 @@ def cache_dir() -> Path | None:
     return Path(base) / "recsys" / "compiled-trees"
 
 
-def _toolchain() -> dict[str, str]:
-    """What besides the model text decides the machine code: versions, options, target CPU."""
+def _toolchain(options: dict[str, Any]) -> dict[str, str]:
+    """What besides the model text decides the machine code: versions, ``options``, target CPU."""
     import llvmlite  # heavy: LLVM loads only to compile or load a ranker's trees
     import llvmlite.binding as llvm  # heavy: as above
 
@@ -89,13 +89,19 @@ def _toolchain() -> dict[str, str]:
         "triple": llvm.get_process_triple(),
         "cpu": llvm.get_host_cpu_name(),
         "cpu_features": features,
-        "options": json.dumps(_OPTIONS, sort_keys=True),
+        "options": json.dumps(options, sort_keys=True),
     }
 
 
-def cache_key(model_text: str) -> dict[str, str]:
+def _options(raw_score: bool) -> dict[str, Any]:
+    """The compile options: :data:`_OPTIONS`, plus ``raw_score`` for a model of several outputs (whose
+    objective lleaves would otherwise apply, e.g. a softmax); the ranker's own keys are unchanged."""
+    return {**_OPTIONS, "raw_score": True} if raw_score else _OPTIONS
+
+
+def cache_key(model_text: str, raw_score: bool = False) -> dict[str, str]:
     """The cache key of a model text: its SHA-256 and :func:`_toolchain`; ``key["id"]`` names the files."""
-    key = {"model_sha256": hashlib.sha256(model_text.encode("utf-8")).hexdigest(), **_toolchain()}
+    key = {"model_sha256": hashlib.sha256(model_text.encode("utf-8")).hexdigest(), **_toolchain(_options(raw_score))}
     key["id"] = hashlib.sha256(json.dumps(key, sort_keys=True).encode("utf-8")).hexdigest()
     return key
 
@@ -130,26 +136,29 @@ class CompiledTrees:
         self._model = model  # holds the machine code (its execution engine) alive
         self.n_features = n_features
         self.cached = cached
+        #: scores per row: 1, or a model's classes (each the sum of its own trees)
+        self.n_outputs = int(model.num_model_per_iteration())
         # the compiled entry point, called directly: lleaves' own ``predict`` wraps it in per-call
         # checks and ctypes pointer objects that cost ~20 us, as much as 10 rows of trees
         address = model._execution_engine.get_function_address("forest_root")
         self._entry = _ENTRY(address)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """Scores of the rows of ``x`` (n, n_features), float64 (n,), on the calling thread."""
+        """Scores of the rows of ``x`` (n, n_features), float64 (n,) -- (n, n_outputs) for a model of
+        several outputs -- on the calling thread."""
         # float64 and C order: LightGBM compares the float32 features with float64 thresholds, as
         # the compiled code does
         x = np.ascontiguousarray(x, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != self.n_features:
             raise ValueError(f"compiled trees need (n, {self.n_features}) rows, got shape {x.shape}")
-        out = np.zeros(len(x), np.float64)
+        out = np.zeros(len(x) if self.n_outputs == 1 else (len(x), self.n_outputs), np.float64)
         if len(x):
             # (rows, out, start, end): the function reads rows start..end-1 and writes their scores
             self._entry(x.ctypes.data, out.ctypes.data, 0, len(x))
         return out
 
 
-def compile_trees(model_text: str, folder: Path | None | str = "default") -> CompiledTrees:
+def compile_trees(model_text: str, folder: Path | None | str = "default", *, raw_score: bool = False) -> CompiledTrees:
     """Compile a LightGBM text model (every tree in it), through the cache.
 
     Parameters
@@ -159,6 +168,10 @@ def compile_trees(model_text: str, folder: Path | None | str = "default") -> Com
         the iterations that are to be evaluated.
     folder : path or None, optional
         The cache folder; ``"default"``: :func:`cache_dir`; ``None``: no cache.
+    raw_score : bool, optional
+        Return each output's sum of trees without the objective's transform
+        (for a model of several outputs that are not classes:
+        :mod:`recsys.training.tree_paths`' leaf numbers).
 
     Returns
     -------
@@ -171,24 +184,25 @@ def compile_trees(model_text: str, folder: Path | None | str = "default") -> Com
         source = Path(tmp) / "model.txt"  # lleaves parses a file, not a string
         source.write_text(model_text, encoding="utf-8")
         model = lleaves.Model(model_file=str(source))
-        key = cache_key(model_text) if folder is not None else None
+        options = _options(raw_score)
+        key = cache_key(model_text, raw_score) if folder is not None else None
         hit = _verified(folder, key) if key is not None else None
         if hit is not None:
             # lleaves loads the very bytes that were checked, from a private copy
             loaded = Path(tmp) / "model.o"
             loaded.write_bytes(hit)
-            model.compile(cache=str(loaded), **_OPTIONS)
+            model.compile(cache=str(loaded), **options)
             return CompiledTrees(model, model.num_feature(), cached=True)
         compiled = False
         if key is not None:
             try:
                 with atomic_path(folder / f"{key['id']}.o") as part:
-                    model.compile(cache=str(part), **_OPTIONS)  # lleaves writes the object to ``part``
+                    model.compile(cache=str(part), **options)  # lleaves writes the object to ``part``
                     compiled = True
                     digest = hashlib.sha256(part.read_bytes()).hexdigest()
                 write_json({"key": key, "object_sha256": digest}, folder / f"{key['id']}.json")
             except OSError:
                 pass  # an unwritable cache costs only the compile: the model is used without it
         if not compiled:
-            model.compile(cache=None, **_OPTIONS)
+            model.compile(cache=None, **options)
         return CompiledTrees(model, model.num_feature(), cached=False)
