@@ -53,9 +53,6 @@ MANY_COLUMNS = (C.USER_ID, C.RANK, C.ITEM_ID, C.SCORE, C.REASONS)
 AUDIENCE_COLUMNS = (C.USER_ID, C.SCORE)
 # users scored at once by audience(): bounds the temporary to ~64 MiB
 _AUDIENCE_BLOCK = 1 << 18
-# the fewest users recommend_many gives a thread's block when it splits a call across its
-# threads: below this a block's fixed cost (and its GEMMs' shape) outweighs the second core
-_THREAD_BLOCK = 64
 
 
 @dataclass(frozen=True)
@@ -501,7 +498,8 @@ class Recommender:
         if exclude is not None and not isinstance(exclude, Mapping):
             raise ConfigError(f"exclude must map user ids to item ids, got {type(exclude).__name__}")
         per_user = None if not exclude else _exclude_all(state, [exclude.get(u) for u in ids])
-        blocks = _blocks(len(ids), state.config.batch_size, state.config.threads)
+        size = state.config.batch_size
+        blocks = [(lo, min(len(ids), lo + size)) for lo in range(0, len(ids), size)]
 
         def block(bounds: tuple[int, int]) -> pd.DataFrame:
             lo, hi = bounds
@@ -656,21 +654,6 @@ class Recommender:
         if found.empty:
             found.attrs["reason"] = "no known user of the requested groups/regions is in its target audience and new to it"
         return found
-
-
-def _blocks(n: int, size: int, threads: int) -> list[tuple[int, int]]:
-    """The (lo, hi) user ranges a ``recommend_many`` call of ``n`` users ranks as blocks.
-
-    Blocks hold at most ``size`` (``batch_size``) users. With ``threads`` > 1 a call
-    too small for one block per thread is split into up to ``threads`` nearly equal
-    blocks of at least :data:`_THREAD_BLOCK` users, so that a call of a few hundred
-    users uses every thread, not one (each user's list depends only on their own
-    row, so the split changes no list).
-    """
-    if threads > 1 and n:
-        parts = max(1, min(threads, n // _THREAD_BLOCK))
-        size = min(size, -(-n // parts))
-    return [(lo, min(n, lo + size)) for lo in range(0, n, size)]
 
 
 def _attributes(ids: list[str], users: pd.DataFrame | None) -> list[Attributes | None] | None:
