@@ -38,7 +38,7 @@ import numpy as np
 
 from recsys.ranking import compiled_selection
 from recsys.ranking.catalog import Catalog
-from recsys.ranking.eligibility import ItemFilter, live_at, passes
+from recsys.ranking.eligibility import ItemFilter, passes
 from recsys.ranking.state import RankingState
 from recsys.ranking.users import UserBatch
 
@@ -72,22 +72,28 @@ def _ann(state: RankingState, users: UserBatch, k: int, filt: ItemFilter, share:
     if n_fetch == 0:
         return np.zeros((m, 0), dtype=np.int64)
     if not use_allow:
-        _, ids = state.model.item_index.search(users.vectors, n_fetch)
+        # the block's groups of queries on [ranking] threads (1 in a push worker: one core each)
+        _, ids = state.model.item_index.search(users.vectors, n_fetch, threads=state.config.threads)
         return np.asarray(ids, dtype=np.int64)
     # a tight filter: search exactly over the filter's items, time being the only check left
     blocks = _allow_blocks(catalog, filt)
     ids, rows = state.filter_block(filt, lambda: _allow_rows(catalog, filt, blocks))
-    keep = live_at(catalog, ids, now_ns)
-    if not keep.any():
-        return np.zeros((m, 0), dtype=np.int64)
-    n = min(n_fetch, int(keep.sum()))
-    out = np.empty((m, n), dtype=np.int64)
+    total = sum(len(vectors) for _, vectors in blocks)
+    out = []
     for lo in range(0, m, _EXACT_ROWS):
         u = users.vectors[lo : lo + _EXACT_ROWS]
-        # each block's vectors are contiguous in the catalogue: score them whole, then keep the rows that pass
-        scores = np.concatenate([(vectors @ u.T).T for _, vectors in blocks], axis=1)[:, rows]
-        out[lo : lo + _EXACT_ROWS] = ids[_top_columns(np.where(keep, scores, -np.inf), n)]
-    return out
+        # each block's vectors are contiguous in the catalogue: each block scored whole by one product
+        # (BLAS: a row's bits depend on its place in the block), written where the next one ends,
+        # then one compiled pass keeps the best live rows that pass
+        scores = np.empty((total, len(u)), np.float32)
+        at = 0
+        for _, vectors in blocks:
+            np.matmul(vectors, u.T, out=scores[at : at + len(vectors)])
+            at += len(vectors)
+        out.append(
+            compiled_selection.allowed_top(scores, rows, ids, catalog.published_ns, catalog.expires_ns, now_ns, n_fetch)
+        )
+    return out[0] if len(out) == 1 else np.concatenate(out) if out else np.zeros((0, 0), dtype=np.int64)
 
 
 def _allow_blocks(catalog: Catalog, filt: ItemFilter) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -169,20 +175,36 @@ def _popular(state: RankingState, groups: np.ndarray, regions: np.ndarray) -> np
 def _shared(state: RankingState, users: UserBatch, now_ns: int) -> tuple[np.ndarray, np.ndarray]:
     """The sources a user shares with every user of the same segment, group and region (the
     freshest items, the segment's popular and best-engaged lists, the popularity half-lives,
-    the city's trends), merged once per distinct (segment, group, region) of the block: the
-    merged lists (:func:`merge`), and each user's list."""
+    the city's trends), merged once per distinct (segment, group, region) and ``now`` and kept
+    by the state (``RankingState.shared_lists``): the merged lists (:func:`merge`, -1 padded),
+    and each user's list."""
     n_g, n_r = len(state.taxonomy.groups), len(state.taxonomy.regions)
     # one integer per (segment, group, region); a position may be -1 (not in the taxonomy)
     keys = (users.segments.astype(np.int64) * (n_g + 1) + users.groups + 1) * (n_r + 1) + users.regions + 1
-    _, first, which = np.unique(keys, return_index=True, return_inverse=True)
-    segments, groups, regions = users.segments[first], users.groups[first], users.regions[first]
-    parts = [
-        _fresh(state, first.size, now_ns),
-        state.catalog.segment_top[segments],
-        state.engagement.segment_best[segments],
-        _popular(state, groups, regions),
-    ]
-    return merge(np.concatenate(parts, axis=1)), which.reshape(-1)
+    if keys.size == 1:
+        # a single call: its one key (np.unique's sort costs more than the rest of this step)
+        first = which = np.zeros(1, np.int64)
+    else:
+        _, first, which = np.unique(keys, return_index=True, return_inverse=True)
+
+    def build(missing: list[int]) -> list[np.ndarray]:
+        # every missing key's lists merged in one pass; a row's distinct items, ascending
+        at = first[missing]
+        segments, groups, regions = users.segments[at], users.groups[at], users.regions[at]
+        parts = [
+            _fresh(state, at.size, now_ns),
+            state.catalog.segment_top[segments],
+            state.engagement.segment_best[segments],
+            _popular(state, groups, regions),
+        ]
+        merged = merge(np.concatenate(parts, axis=1))
+        return [row[row >= 0] for row in merged]
+
+    lists = state.shared_lists([(int(keys[i]), now_ns) for i in first.tolist()], build)
+    shared = np.full((len(lists), max((len(x) for x in lists), default=0)), -1, dtype=np.int64)
+    for row, items in zip(shared, lists):
+        row[: len(items)] = items
+    return shared, which.reshape(-1)
 
 
 def _coengaged(state: RankingState, users: UserBatch) -> np.ndarray:

@@ -76,6 +76,7 @@ def warm() -> None:
     the first block of a push pays it.
     """
     merge_rows(np.array([[1, 0, 1, -1]], np.int64))
+    allowed_top(np.zeros((2, 1), np.float32), np.array([1]), np.array([0]), np.zeros(1, np.int64), np.ones(1, np.int64), 0, 1)
     coengaged_top(np.array([0, 1, 1]), np.array([1], np.int32), np.ones(1, np.float32), np.array([[0, 0]]), 1)
     diverse_top(
         np.array([[0, 1]]), np.array([[1, 0]], np.float32), np.zeros(2, np.int64), 1, 1,
@@ -214,6 +215,90 @@ def merge_rows(cand: np.ndarray, shared: np.ndarray | None = None, which: np.nda
     if which.shape[0] != cand.shape[0] or (which.size and (which.min() < 0 or which.max() >= shared.shape[0])):
         raise ValueError(f"which must give each of the {cand.shape[0]} rows one of the {shared.shape[0]} shared lists")
     return _merge(cand, frozen(shared, np.int64), which)
+
+
+# ---- the filtered search's top items ---------------------------------------------------------
+
+_LOW32 = np.uint64(0xFFFFFFFF)
+
+
+@numba.njit(cache=True, nogil=True)
+def _allowed_top(
+    bits: np.ndarray, rows: np.ndarray, ids: np.ndarray, published: np.ndarray, expires: np.ndarray,
+    now: np.int64, n: int,
+) -> np.ndarray:
+    r_max = rows.shape[0]
+    live = np.empty(r_max, np.bool_)
+    count = 0
+    for q in range(r_max):
+        j = ids[q]
+        ok = published[j] <= now and expires[j] > now
+        live[q] = ok
+        count += ok
+    n = min(n, count)
+    m = bits.shape[1]
+    out = np.empty((m, n), np.int64)
+    keys = np.empty(count, np.uint64)
+    sign, neg_zero, nan_from = np.uint32(0x80000000), np.uint32(0x80000000), np.uint32(0x7F800000)
+    magnitude, flip = np.uint32(0x7FFFFFFF), np.uint32(0xFFFFFFFF)
+    for u in range(m):
+        size = 0
+        for q in range(r_max):
+            if live[q]:
+                b = bits[rows[q], u]
+                if b == neg_zero:
+                    b = np.uint32(0)  # -0.0 ties +0.0
+                if (b & magnitude) > nan_from:
+                    hi = np.uint32(0)  # NaN: below every number
+                elif b & sign:
+                    hi = b ^ flip  # a negative score: the larger, the smaller its magnitude bits
+                else:
+                    hi = b | sign
+                # the score's order in the high half; equal scores: the earlier row is larger
+                keys[size] = (np.uint64(hi) << np.uint64(32)) | (_LOW32 - np.uint64(q))
+                size += 1
+        start = _select_largest(keys, size, n)
+        for t in range(n):
+            out[u, t] = ids[np.int64(_LOW32 - (keys[start + t] & _LOW32))]
+    return out
+
+
+def allowed_top(
+    scores: np.ndarray, rows: np.ndarray, ids: np.ndarray, published_ns: np.ndarray, expires_ns: np.ndarray,
+    now_ns: int, n: int,
+) -> np.ndarray:
+    """Per user, the ``n`` items of best score among a filter's items live at ``now`` (unordered).
+
+    One pass over the filter's rows per user, no masked copy of the scores: the exact
+    filtered search of :mod:`recsys.ranking.candidates`.
+
+    Parameters
+    ----------
+    scores : ndarray of float32, shape (total, m)
+        Each user's score of every row of the filter's blocks, laid end to end (a column per user:
+        the layout the blocks' products are written in).
+    rows : ndarray of int64, shape (r,)
+        The rows of ``scores`` that hold the filter's items; ``r < 2**32``.
+    ids : ndarray of int64, shape (r,)
+        Their item indices.
+    published_ns, expires_ns : ndarray of int64, shape (n_items,)
+        An item is live when published at or before ``now_ns`` and expiring after it.
+    now_ns : int
+    n : int
+        Items a user gets (fewer when fewer are live).
+
+    Returns
+    -------
+    ndarray of int64, shape (m, min(n, live items))
+        Item indices; at equal scores the earlier row goes first, a NaN score last.
+    """
+    if len(rows) >= 1 << 32:
+        raise ValueError(f"{len(rows)} filter rows: at most 2**32 - 1")
+    bits = frozen(scores, np.float32).view(np.uint32)
+    return _allowed_top(
+        bits, frozen(rows, np.int64), frozen(ids, np.int64), frozen(published_ns, np.int64),
+        frozen(expires_ns, np.int64), np.int64(now_ns), int(n),
+    )
 
 
 # ---- co-engaged candidates -------------------------------------------------------------------

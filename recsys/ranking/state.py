@@ -141,6 +141,8 @@ class RankingState:
     _fresh: dict = field(default_factory=dict, repr=False)
     _timely: dict = field(default_factory=dict, repr=False)
     _blocks: dict = field(default_factory=dict, repr=False)
+    #: the merged candidate lists a (segment, group, region) shares at one ``now`` (``shared_lists``)
+    _shared: dict = field(default_factory=dict, repr=False)
     #: the compiled feature pass's plans (``features.compute_rows``): apart from the filters' entries,
     #: whose bound empties the cache, so that a plan (a table over the catalogue) is built once
     _features: dict = field(default_factory=dict, repr=False)
@@ -212,6 +214,22 @@ class RankingState:
         """``build()`` for this filter, built once (cached, bounded): what a filtered search reads
         whatever the user (``recsys.ranking.candidates``: the filter's items that pass)."""
         return self._cached(self._blocks, filt, build)
+
+    def shared_lists(self, keys: list[Hashable], build: Callable[[list[int]], list[np.ndarray]]) -> list[np.ndarray]:
+        """The cached value of each of ``keys``, the missing ones made by one ``build(positions)``
+        call (bounded like the cold vectors): the candidate lists every user of a segment shares
+        at one ``now`` (``recsys.ranking.candidates``), merged once instead of on every request."""
+        cache = self._shared
+        out = [cache.get(key) for key in keys]
+        missing = [i for i, value in enumerate(out) if value is None]
+        if missing:
+            built = build(missing)
+            with self._lock:
+                if len(cache) + len(missing) > _MAX_CACHED_COLD:
+                    cache.clear()
+                for i, value in zip(missing, built):
+                    cache[keys[i]] = out[i] = _frozen(value)
+        return out
 
     def freshness(self, now_ns: int) -> np.ndarray:
         """Freshness of every item at ``now_ns`` (cached; calls mostly share a few ``now``)."""

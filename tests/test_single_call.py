@@ -1,0 +1,145 @@
+"""A single call's fixed cost: the filtered search's compiled top items, the shared candidate lists
+cached per segment and ``now``, and the id lookup's plain views (each against a reference)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recsys import Recommender
+from recsys.idmap import SortedIds
+from recsys.ranking import candidates, compiled_selection
+from recsys.ranking.users import resolve
+
+from ranking_world import NOW, cluster_vectors, hand_model, items_frame, users_frame
+
+N_ITEMS = 30
+
+
+def _top_reference(scores, rows, ids, published, expires, now, n):
+    """Per user, the ids of the ``n`` best live rows: score descending (NaN last), then row order."""
+    live = [q for q in range(len(rows)) if published[ids[q]] <= now < expires[ids[q]]]
+    out = []
+    for u in range(scores.shape[1]):
+        def order(q):
+            s = float(scores[rows[q], u])
+            return (1, 0.0, q) if np.isnan(s) else (0, -s, q)
+        out.append(sorted(int(ids[q]) for q in sorted(live, key=order)[:n]))
+    return out
+
+
+@pytest.mark.parametrize("n", [1, 7, 40, 500])
+def test_allowed_top_equals_a_sort_of_the_live_rows(n):
+    rng = np.random.default_rng(3)
+    total, m, n_items = 300, 4, 120
+    scores = rng.normal(size=(total, m)).astype(np.float32)
+    scores[rng.random(scores.shape) < 0.2] = np.float32(0.5)  # ties: the earlier row first
+    scores[5, 0] = np.float32(-0.0)
+    scores[6, 0] = np.float32(0.0)
+    scores[rng.random(scores.shape) < 0.05] = np.nan  # never before a number
+    scores[rng.random(scores.shape) < 0.05] = -np.inf
+    rows = np.sort(rng.choice(total, 150, replace=False))
+    ids = rng.integers(0, n_items, size=rows.size)  # an item may come twice (under two topics)
+    published = rng.integers(0, 10, size=n_items)
+    expires = rng.integers(5, 15, size=n_items)
+    got = compiled_selection.allowed_top(scores, rows, ids, published, expires, 7, n)
+    want = _top_reference(scores, rows, ids, published, expires, 7, n)
+    assert got.shape == (m, len(want[0]))
+    assert [sorted(r) for r in got.tolist()] == want
+
+
+def test_allowed_top_with_nothing_live():
+    got = compiled_selection.allowed_top(
+        np.ones((3, 2), np.float32), np.array([0, 2]), np.array([0, 1]), np.zeros(2, np.int64), np.zeros(2, np.int64), 5, 4
+    )
+    assert got.shape == (2, 0)
+
+
+@pytest.fixture(scope="module")
+def model():
+    rng = np.random.default_rng(5)
+    users = users_frame(["farmer", "youth", "farmer"], ["qinglong", "haigang", "qinglong"])
+    topics = [[("earthquake", "ocean_coast", "ecology")[j % 3]] for j in range(N_ITEMS)]
+    items = items_frame(N_ITEMS, topics=topics, published_at=[NOW - pd.Timedelta(hours=j) for j in range(N_ITEMS)])
+    return hand_model(
+        users, items, rng.normal(size=(3, 6)), rng.normal(size=(N_ITEMS, 6)),
+        popularity_recent=rng.random(N_ITEMS).astype(np.float32),
+        segment_popularity=rng.random((2, N_ITEMS)).astype(np.float32),
+        content_vectors=cluster_vectors(range(N_ITEMS)),
+    )
+
+
+def _shared_reference(state, users, now_ns):
+    """Each user's shared sources merged directly (what the cached lists must equal)."""
+    out = []
+    for r in range(len(users)):
+        one = users.take(r)
+        parts = [
+            candidates._fresh(state, 1, now_ns),
+            state.catalog.segment_top[one.segments],
+            state.engagement.segment_best[one.segments],
+            candidates._popular(state, one.groups, one.regions),
+        ]
+        row = candidates.merge(np.concatenate(parts, axis=1))[0]
+        out.append(row[row >= 0].tolist())
+    return out
+
+
+def _user_lists(shared, which):
+    return [[int(v) for v in shared[w] if v >= 0] for w in which]
+
+
+def test_shared_lists_are_merged_once_per_segment_and_now(model):
+    state = Recommender.from_model(model).state
+    users = resolve(state, ["u0", "u1", "u2", "new"], [None, None, None, ("youth", None, "qinglong")])
+    now = state.default_now_ns
+    shared, which = candidates._shared(state, users, now)
+    assert _user_lists(shared, which) == _shared_reference(state, users, now)
+    assert which[0] == which[2] and len(state._shared) == 3  # u0 and u2 share a segment: 3 distinct lists
+    # a second call, and a single user's, read the lists kept: nothing is built again
+    keys = list(state._shared)
+    assert state.shared_lists(keys, lambda missing: pytest.fail("built again")) == [state._shared[k] for k in keys]
+    for r in range(len(users)):
+        one, again = users.take(r), candidates._shared(state, users.take(r), now)
+        assert _user_lists(*again) == _shared_reference(state, one, now)
+    # another now is another list (the freshest items depend on it)
+    earlier = now - 5 * 3600 * 10**9
+    assert _user_lists(*candidates._shared(state, users, earlier)) == _shared_reference(state, users, earlier)
+    assert len(state._shared) == 6
+
+
+def test_a_new_state_starts_without_the_lists(model, tmp_path):
+    rec = Recommender.from_model(model)
+    before = rec.recommend("u0", k=5)
+    assert rec.state._shared
+    # a retracted item is in no list of the new state (set_catalog builds it afresh)
+    top = rec.state.catalog.item_ids[rec.state.catalog.segment_top[0][0]]
+    catalog = model.items.copy()
+    catalog.loc[catalog["item_id"] == top, "review_status"] = "retracted"
+    rec.set_catalog(catalog)
+    assert not rec.state._shared
+    rec.recommend("u0", k=5)
+    gone = rec.state.catalog.index_of[top]
+    assert all(gone not in lst for lst in rec.state._shared.values())
+    # reload: a new state, empty lists; the same lists once served again
+    bundle = model.save(tmp_path / "models", version="20260601T000000Z")
+    loaded = Recommender.load(bundle)
+    loaded.recommend("u0", k=5)
+    loaded.reload()
+    assert not loaded.state._shared
+    assert loaded.recommend("u0", k=5) == before
+    # a topic boost changes scores, never the candidates: its state reads the same lists
+    boosted = loaded.with_topic_boost(np.ones((len(model.taxonomy.groups), len(model.taxonomy.regions), len(model.taxonomy.topics))))
+    assert boosted.state._shared is loaded.state._shared
+    users = resolve(boosted.state, ["u0", "u1"])
+    assert _user_lists(*candidates._shared(boosted.state, users, NOW.value)) == _shared_reference(boosted.state, users, NOW.value)
+
+
+def test_id_lookup_of_a_saved_bundle_equals_the_in_memory_one(model, tmp_path):
+    bundle = model.save(tmp_path / "models", version="20260601T000000Z")
+    loaded = Recommender.load(bundle).state.user_pos
+    fresh = SortedIds.from_ids(["u0", "u1", "u2"])
+    for uid in ["u0", "u1", "u2", "u3", "", "u", "u00"]:
+        assert loaded.position(uid) == fresh.position(uid) == (int(uid[1:]) if uid in ("u0", "u1", "u2") else -1)
+    assert loaded.positions(["u2", "x", "u0"]).tolist() == [2, -1, 0]
