@@ -72,8 +72,7 @@ def _ann(state: RankingState, users: UserBatch, k: int, filt: ItemFilter, share:
     if n_fetch == 0:
         return np.zeros((m, 0), dtype=np.int64)
     if not use_allow:
-        # the block's groups of queries on [ranking] threads (1 in a push worker: one core each)
-        _, ids = state.model.item_index.search(users.vectors, n_fetch, threads=state.config.threads)
+        _, ids = state.model.item_index.search(users.vectors, n_fetch)
         return np.asarray(ids, dtype=np.int64)
     # a tight filter: search exactly over the filter's items, time being the only check left
     blocks = _allow_blocks(catalog, filt)

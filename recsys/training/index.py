@@ -63,7 +63,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import faiss
@@ -423,16 +422,13 @@ class VectorIndex:
             out_rows[lo : lo + block, :kk] = top if rows is None else rows[top]
         return out_scores, out_rows
 
-    def _pruned(
-        self, q: np.ndarray, k: int, max_rows: int | None = None, threads: int = 1
-    ) -> tuple[np.ndarray, np.ndarray, int]:
+    def _pruned(self, q: np.ndarray, k: int, max_rows: int | None = None) -> tuple[np.ndarray, np.ndarray, int]:
         """Exact top-``k`` over rows in descending norm order, stopping at the norm bound.
 
         Returns the scores and row positions (best first, ties by row, padded
         with -inf / -1) and how many (query, row) scores were computed.
         ``max_rows`` caps the rows scored (default: the config's share,
-        :meth:`_max_rows`); never below the head. ``threads`` > 1 scores a
-        block's groups of queries on that many threads (the same results).
+        :meth:`_max_rows`); never below the head.
         """
         x = self.vectors_
         n = x.shape[0]
@@ -475,35 +471,23 @@ class VectorIndex:
             # bound does not make its whole block score every row.
             by_cut = np.argsort(cut, kind="stable")
             b = by_cut.size
-            groups = []
             lo = 0
             while lo < b:
                 # whole groups of _GROUP rows (scoring a few more rows is harmless: still exact)
                 # (never past ``upper``: a capped search scores exactly what a single query's would)
                 end = min(upper, -(-int(cut[by_cut[min(b, lo + _SUB_BLOCK) - 1]]) // _GROUP) * _GROUP)
                 hi = min(b, lo + _SUB_BLOCK, lo + max(1, _EXACT_BLOCK_CELLS // end))
-                groups.append((by_cut[lo:hi], end))
-                lo = hi
-
-            def group(who: np.ndarray, end: int) -> int:  # run before this loop's next block
+                who = by_cut[lo:hi]
                 rest = q[start + who] @ x[head:end].T if end > head else np.zeros((who.size, 0), np.float32)
+                scored += rest.size
                 # the top k are among the few hundred scores >= the bound: kept by one compiled pass
                 # over the head's scores and the rest's, never concatenated (on 1M random factors the
                 # copy cost about half the GEMM); a query's scores past its own cut cannot reach its
                 # bound, so they are not read
                 vals, cols = compiled_topk.top_at_least(head_scores, who, rest, bound[who], kk, limit=cut[who] - head)
-                # each group writes its own queries' rows: groups may run on several threads
                 out_scores[start + who, :kk] = vals
                 out_rows[start + who, :kk] = cols
-                return rest.size
-
-            if threads > 1 and len(groups) > 1:
-                # the groups' GEMMs and compiled passes release the GIL: on ``threads`` threads, the
-                # largest (last, by cut) first so that the threads finish together
-                with ThreadPoolExecutor(min(threads, len(groups))) as pool:
-                    scored += sum(pool.map(lambda g: group(*g), groups[::-1]))
-            else:
-                scored += sum(group(who, end) for who, end in groups)
+                lo = hi
         return out_scores, out_rows, scored
 
     def _max_rows(self) -> int:
@@ -577,7 +561,7 @@ class VectorIndex:
         compiled_topk.warm()
 
     def search(
-        self, queries: np.ndarray, k: int, allow: np.ndarray | None = None, threads: int = 1
+        self, queries: np.ndarray, k: int, allow: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Return the ``k`` best items by inner product for each query.
 
@@ -593,11 +577,6 @@ class VectorIndex:
             them: exact brute force over just those vectors; more on an HNSW
             index: the graph search with an ``IDSelectorBatch`` (see the
             module notes).
-        threads : int, default 1
-            Pruned index, uncapped, without ``allow``: score a block's groups
-            of queries on this many threads (their GEMMs and compiled passes
-            release the GIL); the same results. A serving call passes its
-            ``[ranking] threads`` (1 in a push worker).
 
         Returns
         -------
@@ -618,7 +597,7 @@ class VectorIndex:
         k = _check_k(k)
         if allow is None:
             if self.kind_ == "pruned":
-                scores, rows, _ = self._pruned(q, k, threads=threads)
+                scores, rows, _ = self._pruned(q, k)
                 return self._to_ids(scores, rows)
             return self._to_ids(*self._faiss(q, k, None))
         rows = self._positions(allow)
