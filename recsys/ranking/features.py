@@ -610,8 +610,14 @@ def _plan(state: RankingState, features: tuple[Feature, ...], used: np.ndarray |
     co = state.coengagement
     # the kernel adds float32 cosines found by a binary search in each seed's sorted row
     co_ok = co is not None and co.data.dtype == np.float32 and co.has_sorted_indices
+    # the kernel multiplies float32 shares by float32 1000, the registry's ``_per_thousand`` of a float32 table
+    # (the kernel reads its rows unchecked: the table must have the taxonomy's rows, as ``Block.level_rows`` counts them)
+    table = state.signals.popularity_levels
+    n_rows = level_offsets(state.taxonomy)[2] + len(state.taxonomy.groups) * len(state.taxonomy.regions)
+    levels_ok = table.dtype == np.float32 and table.ndim == 3 and table.shape[1] == n_rows and table.shape[2] >= state.catalog.n_bundle
     code = np.zeros(len(features), np.int8)
     arg = np.zeros(len(features), np.int64)
+    sub = np.zeros(len(features), np.int64)
     planes: dict[object, Callable[[Block], np.ndarray]] = {}
     items: list[Feature] = []
     users: list[Feature] = []
@@ -626,8 +632,8 @@ def _plan(state: RankingState, features: tuple[Feature, ...], used: np.ndarray |
             code[j] = cf.NONE
         elif isinstance(fn, _Term):
             code[j], arg[j] = cf.PLANE, plane(("term", fn.attr), fn)
-        elif isinstance(fn, _Level):
-            code[j], arg[j] = cf.LEVEL, fn.w * len(LEVELS) + fn.at
+        elif isinstance(fn, _Level) and levels_ok:
+            code[j], arg[j], sub[j] = cf.LEVEL, fn.w, fn.at
         elif isinstance(fn, _ItemOnly):
             code[j], arg[j] = cf.ITEM, len(items)
             items.append(feat)
@@ -659,13 +665,15 @@ def _plan(state: RankingState, features: tuple[Feature, ...], used: np.ndarray |
         for k, feat in enumerate(items):
             item_vals[:, k] = feat.compute(every)[0]
     cat = state.catalog
+    reads_levels = bool((code == cf.LEVEL).any())
+    levels = table if reads_levels else np.zeros((1, 1, 1), np.float32)  # the bundle's array itself, no copy
     fixed = compiled_features.static(
-        cat.n_bundle, code, arg, item_vals, cat.published_ns,
+        cat.n_bundle, code, arg, sub, item_vals, levels, cat.published_ns,
         NS_MIN, engagement, cat.cf, co.indptr if co_ok else np.zeros(1, np.int64), co.indices if co_ok else np.zeros(0, np.int32),
         co.data if co_ok else np.zeros(0, np.float32),
     )
     return _Plan(
-        fixed=fixed, sources=_sources(state), planes=tuple(planes.values()), users=tuple(users), reads_levels=bool((code == cf.LEVEL).any()),
+        fixed=fixed, sources=_sources(state), planes=tuple(planes.values()), users=tuple(users), reads_levels=reads_levels,
         reads_seeds=bool((code == cf.COENGAGEMENT).any()),
     )
 
@@ -720,10 +728,10 @@ def compute_rows(
             f"signals: a user's recent item {int(seeds[:, -1].max())} is outside the co-engagement matrix "
             f"({len(plan.fixed.co_indptr) - 1} items): the bundle's arrays do not belong together"
         )
-    # every popularity feature in one gather (``Block.popularity``), read by the kernel at the pairs
-    popularity = block.popularity.reshape(-1, m * c) if plan.reads_levels else np.zeros((1, 0), np.float32)
+    # the popularity features: each pair's values read from the plan's table at the user's level rows
+    level_rows = block.level_rows if plan.reads_levels else np.zeros((len(LEVELS), 0), np.int64)
     return compiled_features.fill(
-        out, pos, block.cand, plan.fixed, planes, user_vals, popularity, block.now_ns, block.users.vectors, seeds,
+        out, pos, block.cand, plan.fixed, planes, user_vals, level_rows, block.now_ns, block.users.vectors, seeds,
     )
 
 

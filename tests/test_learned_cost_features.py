@@ -1,0 +1,78 @@
+"""The popularity features read by the compiled feature pass from the bundle's table at each pair
+(``recsys.ranking.compiled_features``, code ``LEVEL``): the registry's bits, 0 at items new to the
+catalogue, and the registry's own function when the table does not have the taxonomy's rows."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from recsys.ranking import compiled_features
+from recsys.ranking import features as F
+from test_compiled_features import _bits, _block
+from test_compiled_features import state as state  # noqa: F401  (the module's fixture)
+
+
+def _pop_columns(feats: tuple[F.Feature, ...]) -> list[int]:
+    return [j for j, f in enumerate(feats) if f.name.startswith("pop_")]
+
+
+def _plan(state, feats):
+    return F._plan(state, feats, None)
+
+
+def test_every_popularity_column_is_read_from_the_table_in_the_kernel(state):
+    feats = F.registry(state.model.config.ranker)
+    plan = _plan(state, feats)
+    cols = _pop_columns(feats)
+    assert len(cols) == 16 and np.all(plan.fixed.code[cols] == compiled_features.LEVEL) and plan.reads_levels
+    # the plan reads the bundle's array itself: no copy of the table per state
+    assert np.shares_memory(plan.fixed.levels, state.signals.popularity_levels)
+    block = _block(state)
+    m, c = block.cand.shape
+    got = F.compute_rows(feats, block, np.arange(m * c, dtype=np.int64)).reshape(m, c, -1)
+    levels = np.asarray(state.signals.popularity_levels)
+    rows = F.Block(state, block.users, block.cand, block.now_ns).level_rows
+    for j in cols:
+        w, at = feats[j].compute.w, feats[j].compute.at
+        want = levels[w, rows[at][:, None], np.maximum(block.cand, 0)] * np.float32(1000)
+        assert np.array_equal(_bits(got[..., j]), _bits(want)), feats[j].name
+
+
+def test_items_new_to_the_catalogue_read_zero_as_the_registry_does(state):
+    n_bundle = state.catalog.n_bundle - 6  # the last six items came after the bundle
+    other = dataclasses.replace(state, catalog=dataclasses.replace(state.catalog, n_bundle=n_bundle))
+    feats = F.registry(state.model.config.ranker)
+    block = _block(other)
+    m, c = block.cand.shape
+    assert (block.cand >= n_bundle).any()
+    pos = np.arange(m * c, dtype=np.int64)
+    got = F.compute_rows(feats, block, pos)
+    reference = F.Block(other, block.users, block.cand, block.now_ns)
+    new = (block.cand.reshape(-1) >= n_bundle)
+    for j in _pop_columns(feats):
+        want = np.asarray(feats[j].compute(reference), np.float32).reshape(-1)
+        assert np.array_equal(_bits(got[:, j]), _bits(want)), feats[j].name
+        assert np.all(got[new, j] == 0) and np.any(got[~new, j] > 0)
+
+
+@pytest.mark.parametrize("change", ["rows", "dtype"])
+def test_a_table_the_kernel_cannot_read_unchecked_is_read_by_the_registry_function(state, change):
+    table = np.asarray(state.signals.popularity_levels)
+    # a table with one level row too few (it belongs to another taxonomy), or of float64 shares
+    odd = table[:, :-1] if change == "rows" else table.astype(np.float64)
+    other = dataclasses.replace(state, signals=dataclasses.replace(state.signals, popularity_levels=np.ascontiguousarray(odd)))
+    feats = F.registry(state.model.config.ranker)
+    plan = _plan(other, feats)
+    cols = _pop_columns(feats)
+    assert not plan.reads_levels and np.all(plan.fixed.code[cols] == compiled_features.PLANE)
+    if change == "dtype":
+        block = _block(other)
+        pos = np.arange(block.cand.size, dtype=np.int64)
+        got = F.compute_rows(feats, block, pos)
+        reference = F.Block(other, block.users, block.cand, block.now_ns)
+        for j in cols:
+            want = np.asarray(feats[j].compute(reference), np.float32).reshape(-1)
+            assert np.array_equal(_bits(got[:, j]), _bits(want)), feats[j].name
