@@ -19,7 +19,7 @@ N_ITEMS = 30
 
 def _top_reference(scores, rows, ids, published, expires, now, n):
     """Per user, the ids of the ``n`` best live rows: score descending (NaN last), then row order."""
-    live = [q for q in range(len(rows)) if published[ids[q]] <= now < expires[ids[q]]]
+    live = [q for q in range(len(rows)) if published[q] <= now < expires[q]]
     out = []
     for u in range(scores.shape[1]):
         def order(q):
@@ -43,8 +43,8 @@ def test_allowed_top_equals_a_sort_of_the_live_rows(n):
     ids = rng.integers(0, n_items, size=rows.size)  # an item may come twice (under two topics)
     published = rng.integers(0, 10, size=n_items)
     expires = rng.integers(5, 15, size=n_items)
-    got = compiled_selection.allowed_top(scores, rows, ids, published, expires, 7, n)
-    want = _top_reference(scores, rows, ids, published, expires, 7, n)
+    got = compiled_selection.allowed_top(scores, rows, ids, published[ids], expires[ids], 7, n)
+    want = _top_reference(scores, rows, ids, published[ids], expires[ids], 7, n)
     assert got.shape == (m, len(want[0]))
     assert [sorted(r) for r in got.tolist()] == want
 

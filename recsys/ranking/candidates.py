@@ -76,7 +76,7 @@ def _ann(state: RankingState, users: UserBatch, k: int, filt: ItemFilter, share:
         return np.asarray(ids, dtype=np.int64)
     # a tight filter: search exactly over the filter's items, time being the only check left
     blocks = _allow_blocks(catalog, filt)
-    ids, rows = state.filter_block(filt, lambda: _allow_rows(catalog, filt, blocks))
+    ids, rows, published, expires = state.filter_block(filt, lambda: _allow_rows(catalog, filt, blocks))
     total = sum(len(vectors) for _, vectors in blocks)
     out = []
     for lo in range(0, m, _EXACT_ROWS):
@@ -90,7 +90,7 @@ def _ann(state: RankingState, users: UserBatch, k: int, filt: ItemFilter, share:
             np.matmul(vectors, u.T, out=scores[at : at + len(vectors)])
             at += len(vectors)
         out.append(
-            compiled_selection.allowed_top(scores, rows, ids, catalog.published_ns, catalog.expires_ns, now_ns, n_fetch)
+            compiled_selection.allowed_top(scores, rows, ids, published, expires, now_ns, n_fetch)
         )
     return out[0] if len(out) == 1 else np.concatenate(out) if out else np.zeros((0, 0), dtype=np.int64)
 
@@ -104,10 +104,11 @@ def _allow_blocks(catalog: Catalog, filt: ItemFilter) -> list[tuple[np.ndarray, 
     return [(np.arange(catalog.n_bundle), catalog.cf[: catalog.n_bundle])]  # no filter, yet few items available
 
 
-def _allow_rows(catalog: Catalog, filt: ItemFilter, blocks: list) -> tuple[np.ndarray, np.ndarray]:
+def _allow_rows(catalog: Catalog, filt: ItemFilter, blocks: list) -> tuple[np.ndarray, ...]:
     """Of the blocks' rows, laid end to end, the bundle items that pass the filter's static checks:
-    their ids and row positions (built once per filter, ``RankingState.filter_block``; a single
-    call used to concatenate and check every row on each request).
+    their ids, row positions, and publish and expiry times in that order (built once per filter,
+    ``RankingState.filter_block``; a single call used to concatenate and check every row on each
+    request, and the times read in place were a cache miss per item).
 
     The blocks hold the filter's topics already, so only format and availability are checked. An
     item under two requested topics comes twice (the merge drops repeats).
@@ -115,9 +116,10 @@ def _allow_rows(catalog: Catalog, filt: ItemFilter, blocks: list) -> tuple[np.nd
     ids = np.concatenate([b[0] for b in blocks]) if blocks else np.zeros(0, np.int64)
     rows = np.flatnonzero((ids < catalog.n_bundle) & passes(catalog, filt, ids, topics=False))
     ids = ids[rows]
-    ids.setflags(write=False)
-    rows.setflags(write=False)
-    return ids, rows
+    out = (ids, rows, catalog.published_ns[ids], catalog.expires_ns[ids])
+    for a in out:
+        a.setflags(write=False)
+    return out
 
 
 def _new_items(state: RankingState, users: UserBatch, n: int) -> np.ndarray:

@@ -401,7 +401,7 @@ def build_catalog(
     by_topic = [np.flatnonzero(available & topic_bool[:, t]) for t in range(len(tax.topics))]
     by_format = [np.flatnonzero(available & (format_code == f)) for f in range(len(tax.formats))]
 
-    return Catalog(
+    catalog = Catalog(
         item_ids=item_ids,
         index_of={item_id: j for j, item_id in enumerate(item_ids)},
         n_bundle=n_bundle,
@@ -434,6 +434,13 @@ def build_catalog(
         bundle_neighbours=bundle_neighbours,
         rejected=rejected,
     )
+    # every request reads these arrays and none writes them: read-only, they go to the compiled
+    # kernels as they are (``compiled_scoring.frozen`` makes no view of an array already frozen)
+    for value in vars(catalog).values():
+        for array in value if isinstance(value, list) else [value]:
+            if isinstance(array, np.ndarray):
+                array.setflags(write=False)
+    return catalog
 
 
 def _align(model: TrainedModel, items: pd.DataFrame | None) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:

@@ -231,8 +231,7 @@ def _allowed_top(
     live = np.empty(r_max, np.bool_)
     count = 0
     for q in range(r_max):
-        j = ids[q]
-        ok = published[j] <= now and expires[j] > now
+        ok = (published[q] <= now) & (expires[q] > now)
         live[q] = ok
         count += ok
     n = min(n, count)
@@ -281,8 +280,9 @@ def allowed_top(
         The rows of ``scores`` that hold the filter's items; ``r < 2**32``.
     ids : ndarray of int64, shape (r,)
         Their item indices.
-    published_ns, expires_ns : ndarray of int64, shape (n_items,)
-        An item is live when published at or before ``now_ns`` and expiring after it.
+    published_ns, expires_ns : ndarray of int64, shape (r,)
+        Their publish and expiry times: an item is live when published at or before ``now_ns``
+        and expiring after it.
     now_ns : int
     n : int
         Items a user gets (fewer when fewer are live).

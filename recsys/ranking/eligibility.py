@@ -36,6 +36,7 @@ from recsys.ranking.compiled_scoring import (
     frozen,
     history_hits,
     history_key_rows,
+    passing_union,
 )
 from recsys.taxonomy import Taxonomy
 from recsys.timeutil import TimeLike, parse_time
@@ -157,13 +158,24 @@ def filter_pool(catalog: Catalog, filt: ItemFilter) -> np.ndarray | None:
         lists = [catalog.items_by_format[f] for f in filt.formats]
     else:
         return None
-    # the union as a mask, read back in index order: np.unique hashed ~3 ms at 50k items, the first
-    # request of each filter paid it (a single call's p99); this is ~0.1 ms
-    member = np.zeros(catalog.n_items, dtype=bool)
-    for items in lists:
-        member[items] = True
-    pool = np.flatnonzero(member)
-    return pool[passes(catalog, filt, pool, topics=False)]
+    # one compiled pass: the union as a mask of the items that pass, read back in index order (the
+    # first request of each filter pays it: np.unique hashed ~3 ms at 50k items, a NumPy mask and
+    # passes() ~0.2 ms, this ~0.02 ms)
+    return passing_union(
+        frozen(np.concatenate(lists) if lists else np.zeros(0, np.int64), np.int64), int(catalog.n_items),
+        *static_tables(catalog, filt),
+    )
+
+
+def static_tables(catalog: Catalog, filt: ItemFilter) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """The compiled static checks' inputs (``compiled_scoring.passing_union``):
+    availability, format codes, the filter's formats as a lookup table, and whether to check them."""
+    formats = np.zeros(len(catalog.items_by_format), dtype=bool)
+    formats[list(filt.formats or ())] = True
+    return (
+        frozen(catalog.available, np.bool_), frozen(catalog.format_code, np.int64), frozen(formats, np.bool_),
+        filt.formats is not None,
+    )
 
 
 def live_at(catalog: Catalog, items: np.ndarray, now_ns: int) -> np.ndarray:
