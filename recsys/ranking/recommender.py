@@ -516,7 +516,8 @@ class Recommender:
                 frames = list(pool.map(block, blocks))
         else:
             frames = [block(b) for b in blocks]
-        return pd.concat(frames, ignore_index=True)
+        # one block (a call of up to batch_size users): its frame as it is, no concatenated copy
+        return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
     def expected_engagement(
         self,
@@ -706,17 +707,23 @@ def _frame(
     got = ranked.items >= 0
     # each list's ranks 1..count for every list at once (an arange per user cost ~1 us a list)
     ranks = np.arange(1, int(count.sum()) + 1, dtype=np.int64) - np.repeat(np.cumsum(count) - count, count)
+    # each user's id converted to the string dtype once, then repeated by its array's take
+    users = pd.Series(np.asarray(batch.user_ids, dtype=object), dtype=str).array
+    if arrow:  # a list column built from the reason codes, no Python list per row
+        reason_column = pd.arrays.ArrowExtensionArray(reasons.arrow())
+    else:
+        reason_column = np.fromiter(reasons.rows(), dtype=object, count=len(ranks))  # a list per row
+    # every column is a new array of this call: the frame takes them as they are (copy=False), and
+    # arrays rather than Series skip pandas' per-Series alignment (0.5 -> 0.2 ms a 150-user block)
     return pd.DataFrame(
         {
-            C.USER_ID: pd.Series(np.repeat(np.asarray(batch.user_ids, dtype=object), count), dtype=str),
-            C.RANK: ranks if len(count) else [],
-            C.ITEM_ID: pd.Series(state.catalog.item_ids[ranked.items[got]], dtype=str),
+            C.USER_ID: users.take(np.repeat(np.arange(len(count)), count)),
+            C.RANK: ranks,
+            C.ITEM_ID: pd.Series(state.catalog.item_ids[ranked.items[got]], dtype=str).array,
             C.SCORE: ranked.scores[got].astype(np.float64),
-            # Arrow: a list column built from the reason codes, no Python list per row
-            C.REASONS: pd.Series(pd.arrays.ArrowExtensionArray(reasons.arrow()))
-            if arrow
-            else pd.Series(reasons.rows(), dtype=object),
-        }
+            C.REASONS: reason_column,
+        },
+        copy=False,
     )
 
 
