@@ -82,7 +82,25 @@ def test_top_at_least_equals_a_full_sort_of_the_two_blocks_end_to_end() -> None:
     # no rest block (a query whose cut stays in the head)
     vals, cols = compiled_topk.top_at_least(head, who, np.zeros((25, 0), np.float32), np.full(25, -np.inf, np.float32), 7)
     np.testing.assert_array_equal(cols, _reference(head[who], 7)[1])
-    assert len(compiled_topk._keys_at_least.signatures) == 1  # one compiled signature for every call
+    # one compiled signature for every call, whether more than k keys were kept (partitioned) or k
+    assert len(compiled_topk._keys_at_least.signatures) == 1
+    assert len(compiled_topk._decode.signatures) == 1
+
+
+def test_top_at_least_with_a_weak_bound_keeps_every_score_and_still_the_top_k() -> None:
+    """A bound of -inf (a query whose k-th head score is <= 0 reads every row) keeps thousands of
+    keys a row: partitioned to the k smallest, the answer is a full sort's."""
+    rng = np.random.default_rng(8)
+    head = rng.standard_normal((30, 500)).astype(np.float32)
+    head[:, ::3] = np.round(head[:, ::3])  # many exact ties
+    who = rng.permutation(30)[:20]
+    rest = np.round(rng.standard_normal((20, 3000)), 1).astype(np.float32)
+    full = np.hstack([head[who], rest])
+    for k in (1, 50, 499, 3500):
+        vals, cols = compiled_topk.top_at_least(head, who, rest, np.full(20, -np.inf, np.float32), k)
+        want_vals, want_cols = _reference(full, k)
+        np.testing.assert_array_equal(cols, want_cols)
+        np.testing.assert_array_equal(vals, want_vals)
 
 
 def test_top_at_least_refuses_a_bound_too_high() -> None:

