@@ -246,7 +246,7 @@ def main() -> None:
     user_ids = np.sort(rng.choice(active, size=min(args.users, len(active)), replace=False))
     users = resolve(state, user_ids.tolist(), None)
     filt = eligibility.make_filter(state.taxonomy)
-    _, share = state.filtered(filt)
+    share = state.filtered(filt)
     now = int(cut.as_unit("ns").value)
     n_items = state.catalog.n_items
     keys = eligibility.history_keys(state.seen, users.rows, n_items, None)

@@ -215,7 +215,7 @@ def ab(argv: list[str]) -> int:
     first = time.process_time()
     prepared = []
     for state, users, k, filt, now_ns, excludes in blocks:
-        _, share = state.filtered(filt)
+        share = state.filtered(filt)
         cand = candidates.gather(state, users, k, filt, share, now_ns)
         _, score, _ = new_steps(state, users, filt, now_ns, excludes, cand, np.zeros((len(users), k), np.int64))
         picked, _, _ = diversity.select_scored(

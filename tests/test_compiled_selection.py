@@ -270,7 +270,7 @@ def test_gather_merges_the_segments_shared_sources_once_and_gives_the_set_of_eve
     state = Recommender.from_model(model).state
     batch = resolve(state, ["u0", "u1", "u2", "u3", "new1", "new2"], [None, None, None, None, ("youth", None, "qinglong"), ("farmer", None, "haigang")])
     filt = make_filter(state.taxonomy, channel="app_push")
-    _, share = state.filtered(filt)
+    share = state.filtered(filt)
     now = state.default_now_ns
     parts = [
         candidates._ann(state, batch, 5, filt, share, now),

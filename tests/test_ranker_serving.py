@@ -89,15 +89,15 @@ def learned_rec() -> Recommender:
     return Recommender.from_model(model)
 
 
-def test_filter_pool_is_the_sorted_union_of_the_filters_items_that_pass(learned_rec):
+def test_filter_share_counts_the_bundle_items_that_pass(learned_rec):
     state = learned_rec.state
     catalog, tax = state.catalog, state.taxonomy
-    for kwargs in ({"topics": ["earthquake", "ecology"]}, {"channel": "e_reader"}, {"topics": "weather_climate", "channel": "e_reader"}):
+    for kwargs in (
+        {"topics": ["earthquake", "ecology"]}, {"channel": "e_reader"}, {"topics": "weather_climate", "channel": "e_reader"}, {},
+    ):
         filt = eligibility.make_filter(tax, **kwargs)
-        pool = eligibility.filter_pool(catalog, filt)
-        expected = np.flatnonzero(eligibility.static_mask(catalog, filt))
-        assert np.array_equal(pool, expected), kwargs
-    assert eligibility.filter_pool(catalog, eligibility.make_filter(tax)) is None
+        expected = np.count_nonzero(eligibility.static_mask(catalog, filt)[: catalog.n_bundle]) / catalog.n_bundle
+        assert state.filtered(filt) == expected, kwargs
 
 
 def test_a_priority_boost_does_not_leak_into_the_reasons(learned_rec):
@@ -209,7 +209,7 @@ def test_filtered_search_reads_the_filters_cached_rows_and_checks_time(learned_r
     users = resolve(state, ["u0", "u2"], None)
     for kwargs in ({"topics": ["earthquake", "ecology"]}, {"channel": "e_reader", "topics": "weather_climate"}, {"channel": "e_reader"}):
         filt = eligibility.make_filter(state.taxonomy, **kwargs)
-        _, share = state.filtered(filt)
+        share = state.filtered(filt)
         now = int(np.median(catalog.published_ns[: catalog.n_bundle]))  # about half the items not yet published
         got = CA._ann(state, users, 10, filt, share, now)
         assert filt in state._blocks  # built once per filter

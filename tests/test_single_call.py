@@ -9,7 +9,7 @@ import pytest
 
 from recsys import Recommender
 from recsys.idmap import SortedIds
-from recsys.ranking import candidates, compiled_selection
+from recsys.ranking import candidates, compiled_selection, eligibility
 from recsys.ranking.users import resolve
 
 from ranking_world import NOW, cluster_vectors, hand_model, items_frame, users_frame
@@ -143,3 +143,24 @@ def test_id_lookup_of_a_saved_bundle_equals_the_in_memory_one(model, tmp_path):
     for uid in ["u0", "u1", "u2", "u3", "", "u", "u00"]:
         assert loaded.position(uid) == fresh.position(uid) == (int(uid[1:]) if uid in ("u0", "u1", "u2") else -1)
     assert loaded.positions(["u2", "x", "u0"]).tolist() == [2, -1, 0]
+
+
+def test_a_new_filter_is_laid_out_from_parts_kept_per_topic_and_channel(model):
+    state = Recommender.from_model(model).state
+    catalog, tax = state.catalog, state.taxonomy
+    for kwargs in ({"topics": ["earthquake", "ecology"]}, {"topics": ["ecology", "earthquake"], "channel": "e_reader"},
+                   {"channel": "e_reader"}, {}):
+        filt = eligibility.make_filter(tax, **kwargs)
+        blocks = candidates._allow_blocks(catalog, filt)
+        ids, rows, published, expires = candidates._allow_rows(state, filt, blocks)
+        # the reference: the blocks' items end to end, those of the bundle that pass, and where they are
+        laid = np.concatenate([items for _, items, _ in blocks])
+        want = [q for q, j in enumerate(laid) if j < catalog.n_bundle and eligibility.passes(catalog, filt, np.array([j]), topics=False)[0]]
+        assert rows.tolist() == want and ids.tolist() == laid[want].tolist(), kwargs
+        assert published.tolist() == catalog.published_ns[ids].tolist() and expires.tolist() == catalog.expires_ns[ids].tolist()
+        # the share: the bundle's items that pass, each once
+        static = eligibility.static_mask(catalog, filt)[: catalog.n_bundle]
+        assert state.filtered(filt) == np.count_nonzero(static) / catalog.n_bundle
+    # the parts are kept per block and channel: another pair of the same topics reads them
+    parts = {key for key in state._blocks if isinstance(key, tuple) and isinstance(key[0], tuple)}
+    assert (("topic", list(tax.topics).index("ecology")), None) in parts

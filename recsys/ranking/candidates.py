@@ -33,6 +33,7 @@ Candidates are not yet checked for eligibility; repeats are padded to -1.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -76,8 +77,8 @@ def _ann(state: RankingState, users: UserBatch, k: int, filt: ItemFilter, share:
         return np.asarray(ids, dtype=np.int64)
     # a tight filter: search exactly over the filter's items, time being the only check left
     blocks = _allow_blocks(catalog, filt)
-    ids, rows, published, expires = state.filter_block(filt, lambda: _allow_rows(catalog, filt, blocks))
-    total = sum(len(vectors) for _, vectors in blocks)
+    ids, rows, published, expires = state.filter_block(filt, lambda: _allow_rows(state, filt, blocks))
+    total = sum(len(vectors) for _, _, vectors in blocks)
     out = []
     for lo in range(0, m, _EXACT_ROWS):
         u = users.vectors[lo : lo + _EXACT_ROWS]
@@ -86,40 +87,68 @@ def _ann(state: RankingState, users: UserBatch, k: int, filt: ItemFilter, share:
         # then one compiled pass keeps the best live rows that pass
         scores = np.empty((total, len(u)), np.float32)
         at = 0
-        for _, vectors in blocks:
+        for _, _, vectors in blocks:
             np.matmul(vectors, u.T, out=scores[at : at + len(vectors)])
             at += len(vectors)
-        out.append(
-            compiled_selection.allowed_top(scores, rows, ids, published, expires, now_ns, n_fetch)
-        )
+        out.append(compiled_selection.allowed_top(scores, rows, ids, published, expires, now_ns, n_fetch))
     return out[0] if len(out) == 1 else np.concatenate(out) if out else np.zeros((0, 0), dtype=np.int64)
 
 
-def _allow_blocks(catalog: Catalog, filt: ItemFilter) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The (items, vectors) blocks of a filter's topics (or formats), or of the whole bundle."""
+def _allow_blocks(catalog: Catalog, filt: ItemFilter) -> list[tuple[tuple, np.ndarray, np.ndarray]]:
+    """The (key, items, vectors) blocks of a filter's topics (or formats), or of the whole bundle."""
     if filt.topics is not None:
-        return [(catalog.items_by_topic[t], catalog.topic_vectors[t]) for t in filt.topics]
+        return [(("topic", t), catalog.items_by_topic[t], catalog.topic_vectors[t]) for t in filt.topics]
     if filt.formats is not None:
-        return [(catalog.items_by_format[f], catalog.format_vectors[f]) for f in filt.formats]
-    return [(np.arange(catalog.n_bundle), catalog.cf[: catalog.n_bundle])]  # no filter, yet few items available
+        return [(("format", f), catalog.items_by_format[f], catalog.format_vectors[f]) for f in filt.formats]
+    # no filter, yet few items available
+    return [(("bundle",), np.arange(catalog.n_bundle), catalog.cf[: catalog.n_bundle])]
 
 
-def _allow_rows(catalog: Catalog, filt: ItemFilter, blocks: list) -> tuple[np.ndarray, ...]:
+def _allow_rows(state: RankingState, filt: ItemFilter, blocks: list) -> tuple[np.ndarray, ...]:
     """Of the blocks' rows, laid end to end, the bundle items that pass the filter's static checks:
     their ids, row positions, and publish and expiry times in that order (built once per filter,
     ``RankingState.filter_block``; a single call used to concatenate and check every row on each
     request, and the times read in place were a cache miss per item).
 
-    The blocks hold the filter's topics already, so only format and availability are checked. An
-    item under two requested topics comes twice (the merge drops repeats).
+    Each block's part is kept per block and channel (:func:`_block_rows`), so a filter never seen
+    before (a new pair of topics) lays out parts already checked. An item under two requested
+    topics comes twice (the merge drops repeats).
     """
-    ids = np.concatenate([b[0] for b in blocks]) if blocks else np.zeros(0, np.int64)
-    rows = np.flatnonzero((ids < catalog.n_bundle) & passes(catalog, filt, ids, topics=False))
-    ids = ids[rows]
-    out = (ids, rows, catalog.published_ns[ids], catalog.expires_ns[ids])
-    for a in out:
+    parts = [state.filter_block((key, filt.formats), _block_rows(state.catalog, filt, items)) for key, items, _ in blocks]
+    if not parts:  # a channel that carries no format
+        return tuple(_frozen_empty() for _ in range(4))
+    starts = np.cumsum([0] + [len(vectors) for _, _, vectors in blocks[:-1]])
+    joined = (
+        np.concatenate([p[0] for p in parts]),
+        np.concatenate([p[1] + start for p, start in zip(parts, starts.tolist())]),
+        np.concatenate([p[2] for p in parts]),
+        np.concatenate([p[3] for p in parts]),
+    )
+    for a in joined:
         a.setflags(write=False)
-    return out
+    return joined
+
+
+def _frozen_empty() -> np.ndarray:
+    empty = np.zeros(0, np.int64)
+    empty.setflags(write=False)
+    return empty
+
+
+def _block_rows(catalog: Catalog, filt: ItemFilter, items: np.ndarray) -> Callable[[], tuple[np.ndarray, ...]]:
+    """The builder of one block's part of :func:`_allow_rows`: the block's bundle items that pass
+    the filter's format and availability checks (the block holds the filter's topic or format
+    already), their positions in the block, publish and expiry times."""
+
+    def build() -> tuple[np.ndarray, ...]:
+        rows = np.flatnonzero((items < catalog.n_bundle) & passes(catalog, filt, items, topics=False))
+        ids = items[rows]
+        part = (ids, rows, catalog.published_ns[ids], catalog.expires_ns[ids])
+        for a in part:
+            a.setflags(write=False)
+        return part
+
+    return build
 
 
 def _new_items(state: RankingState, users: UserBatch, n: int) -> np.ndarray:

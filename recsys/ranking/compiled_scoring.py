@@ -395,37 +395,6 @@ def eligible_pairs(
             out[r, j] = fine
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
-def _static_ok(item: int, available: np.ndarray, format_code: np.ndarray, format_ok: np.ndarray, check_formats: bool) -> bool:
-    """Available and (when ``check_formats``) of a format in ``format_ok`` (an unknown format -1
-    fails): ``eligibility.passes`` without its topic test (the items come from the filter's own
-    topic or format lists). Bitwise, without branches: the outcome is a coin toss per item."""
-    fmt = format_code[item]
-    return available[item] & ((not check_formats) | ((fmt >= 0) & format_ok[max(fmt, 0)]))
-
-
-@numba.njit(cache=True, nogil=True)
-def passing_union(
-    items: np.ndarray, n_items: int, available: np.ndarray, format_code: np.ndarray, format_ok: np.ndarray,
-    check_formats: bool,
-) -> np.ndarray:
-    """The distinct ``items`` (lists laid end to end, repeats allowed) that pass the static checks,
-    ascending (int64): a filter's pool, ``eligibility.filter_pool``."""
-    member = np.zeros(n_items, np.bool_)
-    lo, hi = n_items, -1
-    for item in items:
-        ok = _static_ok(item, available, format_code, format_ok, check_formats)
-        member[item] |= ok
-        lo = min(lo, item if ok else n_items)
-        hi = max(hi, item if ok else -1)
-    out = np.empty(max(hi - lo + 2, 1), np.int64)
-    at = 0
-    for item in range(lo, hi + 1):  # the mask read back in index order
-        out[at] = item
-        at += member[item]
-    return out[:at].copy()
-
-
 def warm() -> None:
     """Load the push path's kernels now (or compile them), with the types the wrappers pass.
 
@@ -442,4 +411,3 @@ def warm() -> None:
     eligible_pairs(i2, b1, i1, b1, False, i2, b1, False, i1, i1, 0, b2, b2, i1, i1, i1, 1, np.empty((1, 1), bool))
     index = frozen(np.zeros(2), np.int32)
     history_key_rows(index, index[:1], i1, i1, frozen(np.zeros(2), np.int64), frozen(np.full(1, -1), np.int64), 1)
-    passing_union(i1, 1, b1, i1, b1, True)

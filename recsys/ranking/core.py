@@ -275,7 +275,7 @@ def rank(
     """
     catalog = state.catalog
     n_items = catalog.n_items
-    _, share = state.filtered(filt)
+    share = state.filtered(filt)
     cand = candidates.gather(state, users, k, filt, share, now_ns)
     keys = eligibility.history_keys(state.seen, users.rows, n_items, excludes)
     ok = eligibility.candidate_mask(catalog, filt, cand, now_ns, users.groups, users.regions, history=keys)

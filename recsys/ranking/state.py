@@ -28,7 +28,7 @@ from recsys.training.serving import LearnedRanker, Signals, TrainedModel, timeli
 from recsys.ranking import compiled_features, compiled_scoring, compiled_selection
 from recsys.ranking.catalog import NS_MIN, Catalog, build_catalog
 from recsys.ranking.diversity import neighbour_arrays
-from recsys.ranking.eligibility import ItemFilter, filter_pool, static_mask
+from recsys.ranking.eligibility import ItemFilter, filter_share, static_mask, topic_sets
 from recsys.ranking.features import kinds_for_cold_users, reason_groups, selected
 from recsys.ranking.reasons import ReasonTables, reason_tables
 from recsys.ranking.scoring import freshness
@@ -196,19 +196,15 @@ class RankingState:
         """
         return self._cached(self._static, filt, lambda: _frozen(static_mask(self.catalog, filt)))
 
-    def filtered(self, filt: ItemFilter) -> tuple[np.ndarray | None, float]:
-        """Bundle items passing ``filt`` (None: no filter) and their share of the bundle (cached)."""
+    def filtered(self, filt: ItemFilter) -> float:
+        """The share of the bundle's items that pass ``filt``'s static checks (cached per filter, and
+        the distinct topic sets it counts from per channel: ``eligibility.filter_share``)."""
 
-        def build() -> tuple[np.ndarray | None, float]:
-            catalog = self.catalog
-            n_bundle = catalog.n_bundle
-            pool = filter_pool(catalog, filt)
-            if pool is None:
-                return None, (float(catalog.available[:n_bundle].mean()) if n_bundle else 0.0)
-            pool = _frozen(pool[pool < n_bundle])
-            return pool, (pool.size / n_bundle if n_bundle else 0.0)
+        def build() -> float:
+            sets = self._cached(self._static, ("topic sets", filt.formats), lambda: topic_sets(self.catalog, filt.formats))
+            return filter_share(self.catalog, filt, *sets)
 
-        return self._cached(self._static, ("pool", filt), build)
+        return self._cached(self._static, ("share", filt), build)
 
     def filter_block(self, filt: ItemFilter, build: Callable[[], tuple]) -> tuple:
         """``build()`` for this filter, built once (cached, bounded): what a filtered search reads

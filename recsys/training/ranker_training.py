@@ -138,7 +138,7 @@ def build_examples(
     catalog = state.catalog
     n_items = catalog.n_items
     filt = eligibility.make_filter(state.taxonomy)
-    _, share = state.filtered(filt)
+    share = state.filtered(filt)
     xs, ys, groups, warm, who = [], [], [], [], []
     for lo in range(0, len(rows), _BLOCK):
         block_rows = rows[lo : lo + _BLOCK]
