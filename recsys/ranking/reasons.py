@@ -40,6 +40,7 @@ import pyarrow as pa
 
 from recsys import columns as C
 from recsys.config import RankingConfig
+from recsys.ranking.compiled_reasons import best_topics, learned_codes
 from recsys.ranking.scoring import TERMS, weights
 
 MAX_REASONS = 3
@@ -218,19 +219,6 @@ class ItemReasons:
         return iter(self.lists())
 
 
-def _best_topic(user_topics: np.ndarray, topic_idx: np.ndarray, safe: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per picked item, the item's topic the user cares most about and that interest in [0, 1]."""
-    m = user_topics.shape[0]
-    tid = topic_idx[safe]
-    padded = np.hstack([user_topics, np.full((m, 1), -1.0, np.float32)])  # topic lists are padded with n_topics
-    users = np.arange(m)[:, None]
-    interest = padded[users[:, :, None], tid]
-    # one fancy index each, not take_along_axis (~10 us of Python a call, on the single call's path)
-    pick = interest.argmax(axis=2)
-    items = np.arange(tid.shape[1])[None, :]
-    return tid[users, items, pick], np.minimum(np.maximum(interest[users, items, pick], 0.0), 1.0)
-
-
 def explain(
     tables: ReasonTables,
     parts: np.ndarray,
@@ -277,7 +265,7 @@ def explain(
     rel, top, pop, fresh, auth, quality, learned, _, timely = (parts[..., i] for i in range(len(TERMS)))
     n_topics = user_topics.shape[1]
 
-    best, best_w = _best_topic(user_topics, topic_idx, safe)
+    best, best_w = best_topics(user_topics, topic_idx, safe)
     acode = authority_code[safe]
     is_fresh = fresh >= FRESH_MIN
 
@@ -402,37 +390,13 @@ def explain_learned(
     code = tables.code
     if m == 0 or k == 0:
         return _render(tables, np.zeros((m, k, 0), np.int32), np.zeros((m, k, 0), bool), None, count, first)
-    n_kinds = len(LEARNED_KINDS)
-    by_kind = contrib[..., :n_kinds]
-    if hide is not None:
-        by_kind = np.where(hide[:, None, :], np.float32(0), by_kind)
-    level = contrib[..., n_kinds:].argmax(axis=-1)
-    safe = np.where(items >= 0, items, 0)
-    n_topics = user_topics.shape[1]
-    best, best_w = _best_topic(user_topics, topic_idx, safe)
-    acode = authority_code[safe]
-    pop_code = np.stack(
-        [
-            np.full(m, code.city_popular, np.int32),
-            code.group_popular[np.maximum(users_group, 0)],
-            code.region_popular[np.maximum(users_region, 0)],
-            code.popularity[users_segment],
-        ],
-        axis=-1,
+    # the codes, whether each kind is shown and its contribution, in one compiled pass per item
+    codes, shown, by_kind = learned_codes(
+        contrib, hide, items, user_topics, topic_idx, authority_code, tables.authority_named, code.fresh_authority[0],
+        code.topic, users_group, users_region, users_segment, code.group_popular, code.region_popular, code.popularity,
+        (code.city_popular, code.similar_users, code.coengaged, code.fresh, code.good_content), len(LEARNED_KINDS),
     )
-    auth_code = np.where(tables.authority_named[acode], code.fresh_authority[0, acode], code.good_content)
-    codes = np.stack(
-        [
-            np.full((m, k), code.similar_users, np.int32),
-            np.full((m, k), code.coengaged, np.int32),
-            code.topic[np.minimum(best, n_topics - 1), np.rint(best_w * 100).astype(np.int64)],
-            pop_code[np.arange(m)[:, None], level],
-            np.full((m, k), code.fresh, np.int32),
-            auth_code,
-        ],
-        axis=-1,
-    )
-    return _render(tables, codes, by_kind > 0, by_kind, count, first)
+    return _render(tables, codes, shown, by_kind, count, first)
 
 
 def priority_first(

@@ -25,7 +25,7 @@ from recsys.config import RankingConfig, check_section
 from recsys.idmap import SortedIds
 from recsys.taxonomy import Taxonomy
 from recsys.training.serving import LearnedRanker, Signals, TrainedModel, timeliness
-from recsys.ranking import compiled_features, compiled_scoring, compiled_selection
+from recsys.ranking import compiled_features, compiled_reasons, compiled_scoring, compiled_selection
 from recsys.ranking.catalog import NS_MIN, Catalog, build_catalog
 from recsys.ranking.diversity import neighbour_arrays
 from recsys.ranking.eligibility import ItemFilter, filter_share, static_mask, topic_sets
@@ -479,6 +479,7 @@ def build_state(
     compiled_scoring.warm()  # and the scoring's
     if ranker is not None:
         compiled_features.warm()  # and the learned ranker's feature pass
+    compiled_reasons.warm()  # and the reasons' codes
     if model.item_index is not None:
         model.item_index.warm()  # and the exact search's top-k
     feats = features_of(model, ranker)
