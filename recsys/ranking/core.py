@@ -203,9 +203,10 @@ def _score_and_pick(
 
     # ineligible pairs are skipped (-inf); the linear blend reads the terms of its picks only (below),
     # the learned ranker those of the pairs it rescores: all valid pairs' here unless a first pass
-    # keeps a few (then only theirs are computed, in ``_learned_scores``)
+    # keeps a few (then only theirs are computed, in ``_learned_scores``); a block of a few users
+    # keeps every valid pair's terms either way (a second scoring call costs more than they do)
     learned = state.ranker is not None
-    terms = learned and (cand.shape[0] <= _TERMS_FIRST or not _first_pass(state, cand.shape[1], k))
+    terms = cand.shape[0] <= _TERMS_FIRST or (learned and not _first_pass(state, cand.shape[1], k))
     score, parts = blended(cand, ok, terms)
     x = where = None
     if learned:
@@ -233,7 +234,10 @@ def _score_and_pick(
     items = np.where(got, cand[rows, picked], -1)
     if x is None:
         # each pair's terms are computed alone, so the picks' terms are the bits the score was made of
-        _, picked_parts = blended(cand[rows, picked], None, True)
+        # (read from the first pass's when it kept them: every pick is a valid pair)
+        picked_parts = blended(cand[rows, picked], None, True)[1] if parts is None else (
+            scoring.Components(*(t[rows, picked] for t in parts.terms()))
+        )
         part_rows = np.stack(picked_parts.terms(), axis=-1) * got[..., None]
     else:
         # the ranker's reasons: how much each reason kind (and popularity level) lifted each picked item

@@ -24,6 +24,7 @@ of a channel's items, so its cost follows the filter, not the catalogue.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -79,13 +80,14 @@ def make_filter(taxonomy: Taxonomy, *, topics: Iterable[str] | str | None = None
     ConfigError
         For an empty topic list or a value of the wrong type.
     """
-    fmt_pos = {c: i for i, c in enumerate(taxonomy.formats)}
-    topic_pos = {c: i for i, c in enumerate(taxonomy.topics)}
+    channel_formats, topic_pos = _positions(taxonomy)
     formats = None
     if channel is not None:
         if not isinstance(channel, str):
             raise ConfigError(f"channel must be a channel code (str), got {channel!r}")
-        formats = tuple(sorted(fmt_pos[f] for f in taxonomy.formats_for(channel)))
+        formats = channel_formats.get(channel)
+        if formats is None:
+            taxonomy.check("channel", channel)  # raises, listing the valid codes
     topic_idx = None
     if topics is not None:
         codes = [topics] if isinstance(topics, str) else list(topics)
@@ -94,8 +96,26 @@ def make_filter(taxonomy: Taxonomy, *, topics: Iterable[str] | str | None = None
         for code in codes:
             if not isinstance(code, str):
                 raise ConfigError(f"topics must be topic codes (str), got {code!r}")
-        topic_idx = tuple(sorted({topic_pos[taxonomy.check("topic", c)] for c in codes}))
+            if code not in topic_pos:
+                taxonomy.check("topic", code)  # raises, listing the valid codes
+        topic_idx = tuple(sorted({topic_pos[c] for c in codes}))
     return ItemFilter(channel=channel, formats=formats, topics=topic_idx)
+
+
+# per taxonomy (by identity; a service holds one or two): each channel's format positions and each
+# topic's position, made once instead of on every request
+_POSITIONS: dict[int, tuple[Taxonomy, dict[str, tuple[int, ...]], dict[str, int]]] = {}
+
+
+def _positions(taxonomy: Taxonomy) -> tuple[dict[str, tuple[int, ...]], dict[str, int]]:
+    hit = _POSITIONS.get(id(taxonomy))
+    if hit is None or hit[0] is not taxonomy:  # the entry holds its taxonomy: no id is reused meanwhile
+        fmt_pos = {c: i for i, c in enumerate(taxonomy.formats)}
+        channels = {ch: tuple(sorted(fmt_pos[f] for f in taxonomy.formats_for(ch))) for ch in taxonomy.channels}
+        if len(_POSITIONS) >= 16:
+            _POSITIONS.clear()
+        hit = _POSITIONS[id(taxonomy)] = (taxonomy, channels, {c: i for i, c in enumerate(taxonomy.topics)})
+    return hit[1], hit[2]
 
 
 def to_ns(now: TimeLike | None, taxonomy: Taxonomy, default_ns: int) -> int:
@@ -216,11 +236,7 @@ def candidate_mask(
     -------
     ndarray of bool, shape (m, c)
     """
-    # the filters as lookup tables by format and topic position (both checked only when given)
-    formats = np.zeros(len(catalog.items_by_format), dtype=bool)
-    formats[list(filt.formats or ())] = True
-    topics = np.zeros(len(catalog.items_by_topic), dtype=bool)
-    topics[list(filt.topics or ())] = True
+    formats, topics = _lookup_tables(filt, len(catalog.items_by_format), len(catalog.items_by_topic))
     out = np.empty(cand.shape, dtype=bool)
     eligible_pairs(
         frozen(cand, np.int64),
@@ -243,6 +259,19 @@ def candidate_mask(
         out,
     )
     return out
+
+
+@functools.lru_cache(maxsize=256)
+def _lookup_tables(filt: ItemFilter, n_formats: int, n_topics: int) -> tuple[np.ndarray, np.ndarray]:
+    """The filter as read-only lookup tables by format and topic position (each checked only when
+    given), made once per filter."""
+    formats = np.zeros(n_formats, dtype=bool)
+    formats[list(filt.formats or ())] = True
+    topics = np.zeros(n_topics, dtype=bool)
+    topics[list(filt.topics or ())] = True
+    formats.setflags(write=False)
+    topics.setflags(write=False)
+    return formats, topics
 
 
 def full_mask(catalog: Catalog, static: np.ndarray, now_ns: int, group: int, region: int) -> np.ndarray:
