@@ -29,7 +29,7 @@ def _top_reference(scores, rows, ids, published, expires, now, n):
     return out
 
 
-@pytest.mark.parametrize("n", [1, 7, 40, 500])
+@pytest.mark.parametrize("n", [0, 1, 7, 40, 500])
 def test_allowed_top_equals_a_sort_of_the_live_rows(n):
     rng = np.random.default_rng(3)
     total, m, n_items = 300, 4, 120

@@ -237,9 +237,13 @@ def _allowed_top(
     n = min(n, count)
     m = bits.shape[1]
     out = np.empty((m, n), np.int64)
-    keys = np.empty(count, np.uint64)
+    # the n largest keys so far, each stored inverted in a max-heap: its root is the smallest kept
+    # key, and a row that cannot enter (most of them, once the heap is full) costs one comparison
+    if n == 0:
+        return out
+    heap = np.empty(n, np.uint64)
     sign, neg_zero, nan_from = np.uint32(0x80000000), np.uint32(0x80000000), np.uint32(0x7F800000)
-    magnitude, flip = np.uint32(0x7FFFFFFF), np.uint32(0xFFFFFFFF)
+    magnitude = np.uint32(0x7FFFFFFF)
     for u in range(m):
         size = 0
         for q in range(r_max):
@@ -247,18 +251,24 @@ def _allowed_top(
                 b = bits[rows[q], u]
                 if b == neg_zero:
                     b = np.uint32(0)  # -0.0 ties +0.0
+                # a negative score's bits all flipped (the larger, the smaller its magnitude bits), a
+                # positive one's sign bit set; without a branch (the sign is a coin toss per row)
+                hi = b ^ ((np.uint32(0) - (b >> np.uint32(31))) | sign)
                 if (b & magnitude) > nan_from:
                     hi = np.uint32(0)  # NaN: below every number
-                elif b & sign:
-                    hi = b ^ flip  # a negative score: the larger, the smaller its magnitude bits
-                else:
-                    hi = b | sign
                 # the score's order in the high half; equal scores: the earlier row is larger
-                keys[size] = (np.uint64(hi) << np.uint64(32)) | (_LOW32 - np.uint64(q))
-                size += 1
-        start = _select_largest(keys, size, n)
+                inverted = ~((np.uint64(hi) << np.uint64(32)) | (_LOW32 - np.uint64(q)))
+                if size < n:
+                    heap[size] = inverted
+                    size += 1
+                    if size == n:
+                        for i in range(n // 2 - 1, -1, -1):
+                            _sift_down(heap, n, i)
+                elif inverted < heap[0]:
+                    heap[0] = inverted
+                    _sift_down(heap, n, 0)
         for t in range(n):
-            out[u, t] = ids[np.int64(_LOW32 - (keys[start + t] & _LOW32))]
+            out[u, t] = ids[np.int64(_LOW32 - (~heap[t] & _LOW32))]
     return out
 
 
