@@ -164,3 +164,12 @@ def test_a_new_filter_is_laid_out_from_parts_kept_per_topic_and_channel(model):
     # the parts are kept per block and channel: another pair of the same topics reads them
     parts = {key for key in state._blocks if isinstance(key, tuple) and isinstance(key[0], tuple)}
     assert (("topic", list(tax.topics).index("ecology")), None) in parts
+
+
+def test_a_full_cache_drops_its_oldest_entry_only(model):
+    state = Recommender.from_model(model).state
+    cache: dict = {}
+    for key in "abcd":
+        assert state._cached(cache, key, lambda key=key: key.upper(), limit=3) == key.upper()
+    assert list(cache) == ["b", "c", "d"]
+    assert state._cached(cache, "c", lambda: pytest.fail("built again"), limit=3) == "C"

@@ -176,15 +176,16 @@ class RankingState:
 
     # ---- cached derived values --------------------------------------------
     def _cached(self, cache: dict, key: Hashable, build: Callable[[], Any], limit: int = _MAX_CACHED_FILTERS) -> Any:
-        """``cache[key]``, built by ``build()`` on a miss; the cache is emptied when it holds ``limit``
-        entries (requests use a few filters and times at once: a bound, not an eviction policy)."""
+        """``cache[key]``, built by ``build()`` on a miss; at ``limit`` entries the oldest one goes (a
+        dict keeps insertion order). Emptying the whole cache instead made every request rebuild
+        its filter whenever more than ``limit`` filters were in use (a few hundred topic pairs)."""
         hit = cache.get(key)
         if hit is not None:
             return hit
         value = build()
         with self._lock:
-            if len(cache) >= limit:
-                cache.clear()
+            while len(cache) >= limit:
+                del cache[next(iter(cache))]
             cache[key] = value
         return value
 
