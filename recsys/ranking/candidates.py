@@ -40,6 +40,7 @@ import numpy as np
 from recsys.ranking import compiled_selection
 from recsys.ranking.catalog import Catalog
 from recsys.ranking.eligibility import ItemFilter, passes
+from recsys.ranking.scoring import user_interest
 from recsys.ranking.state import RankingState
 from recsys.ranking.users import UserBatch
 
@@ -170,13 +171,9 @@ def _topics(state: RankingState, users: UserBatch, filt: ItemFilter) -> np.ndarr
         return np.zeros((m, 0), dtype=np.int64)
     allowed = np.arange(tables.topic_best.shape[0]) if filt.topics is None else np.asarray(filt.topics)
     n_pick = min(n_pick, allowed.size)
-    known = users.rows >= 0
-    interest = np.where(
-        known[:, None], tables.user_interest[np.where(known, users.rows, 0)], tables.segment_interest[users.segments]
-    )
     # the readable profile, far below one step of learned interest, breaks ties (and ranks
     # the topics alone when the engagement model is all 0)
-    prefs = (interest + _TIE * users.topics)[:, allowed]
+    prefs = (user_interest(state, users) + _TIE * users.topics)[:, allowed]
     # the user's strongest topics among those allowed; ties go to taxonomy order
     best = allowed[np.argsort(-prefs, axis=1, kind="stable")[:, :n_pick]]
     return tables.topic_best[best].reshape(m, -1)
@@ -231,6 +228,8 @@ def _shared(state: RankingState, users: UserBatch, now_ns: int) -> tuple[np.ndar
         return [row[row >= 0] for row in merged]
 
     lists = state.shared_lists([(int(keys[i]), now_ns) for i in first.tolist()], build)
+    if len(lists) == 1:
+        return lists[0][None, :], which.reshape(-1)  # one list: no padding to add
     shared = np.full((len(lists), max((len(x) for x in lists), default=0)), -1, dtype=np.int64)
     for row, items in zip(shared, lists):
         row[: len(items)] = items

@@ -162,19 +162,44 @@ def engagement_inputs(state: RankingState, users: UserBatch, now_ns: int) -> Eng
     tables = state.engagement
     known = users.rows >= 0
     rows = np.where(known, users.rows, 0)
-    interest = np.where(known[:, None], tables.user_interest[rows], tables.segment_interest[users.segments])
     fmt = np.where(known[:, None], tables.user_format[rows], tables.segment_format[users.segments])
     return EngagementInputs(
         item_quality=tables.item_quality,
         item_timeliness=state.timeliness(now_ns),
-        user_interest=interest.astype(np.float32),
+        user_interest=user_interest(state, users),
         user_format=fmt.astype(np.float32),
     )
 
 
+def user_interest(state: RankingState, users: UserBatch) -> np.ndarray:
+    """The engagement model's topic interest of each user, float32 (m, n_topics), read-only: a known
+    user's own, their segment's for the others (made once per batch, ``users.memo``: the topic
+    candidates and the blend both read it)."""
+    hit = users.memo.get("interest")
+    if hit is None:
+        tables = state.engagement
+        known = users.rows >= 0
+        rows = np.where(known, users.rows, 0)
+        interest = np.where(known[:, None], tables.user_interest[rows], tables.segment_interest[users.segments])
+        hit = users.memo["interest"] = interest.astype(np.float32)
+        hit.setflags(write=False)
+    return hit
+
+
 def weights(config: RankingConfig) -> np.ndarray:
-    """The blend weights as a float32 (len(TERMS),) vector in :data:`TERMS` order."""
-    return np.array([getattr(config, f"weight_{term}") for term in TERMS], dtype=np.float32)
+    """The blend weights as a read-only float32 (len(TERMS),) vector in :data:`TERMS` order (made
+    once per config object: a frozen dataclass, so its weights cannot change)."""
+    hit = _WEIGHTS.get(id(config))
+    if hit is None or hit[0] is not config:  # the entry holds its config: no id is reused meanwhile
+        values = np.array([getattr(config, f"weight_{term}") for term in TERMS], dtype=np.float32)
+        values.setflags(write=False)
+        if len(_WEIGHTS) >= 64:
+            _WEIGHTS.clear()
+        hit = _WEIGHTS[id(config)] = (config, values)
+    return hit[1]
+
+
+_WEIGHTS: dict[int, tuple[RankingConfig, np.ndarray]] = {}
 
 
 def freshness(published_ns: np.ndarray, now_ns: int, half_life_days: float) -> np.ndarray:
