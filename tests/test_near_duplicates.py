@@ -141,3 +141,22 @@ def test_a_graph_that_does_not_fit_its_description_is_refused(tmp_path):
     np.save(folder / "indices.npy", np.asarray(graph.indices) + N_ITEMS)
     with pytest.raises(ArtifactError, match=r"indices\.npy: holds items outside 0\.\.119"):
         read_part(folder, NearDuplicates, verify=False)
+
+
+def test_identical_content_is_a_near_duplicate_even_when_copies_are_common():
+    """A small catalogue where copies are more than 0.1% of random pairs: q = 1, yet copies pair up.
+
+    30 items in 23 orthogonal clusters (as in the property tests): about 2% of random pairs are
+    copies, so the calibration quantile is a cosine of 1. The threshold must still sit below the
+    cosine of two identical vectors, and only the copies may pair.
+    """
+    clusters = np.array([0, 0, 1, 2, 2, 2, 3, 4, 5, 5, 6, 7, 8, 9, 9, 10, 11, 12, 13, 13, 14, 15, 16, 17, 18, 18,
+                         19, 20, 21, 22])
+    content = np.eye(clusters.max() + 1, dtype=np.float32)[clusters]
+    threshold = diversity.calibrated_threshold(content, 0.9)
+    assert threshold < 1.0
+    a, b = diversity.near_duplicate_pairs(content, threshold)
+    assert len(a) > 0 and (clusters[a] == clusters[b]).all()
+    assert {(int(x), int(y)) for x, y in zip(a, b)} == {
+        (i, j) for i in range(len(clusters)) for j in range(len(clusters)) if i != j and clusters[i] == clusters[j]
+    }

@@ -46,18 +46,23 @@ def topic_cap(k: int, max_topic_share: float) -> int:
 #: random pairs whose similarity sets the calibrated threshold, and the quantile taken
 CALIBRATION_PAIRS = 4000
 CALIBRATION_QUANTILE = 0.999
+#: the calibrated threshold never goes above this: items whose content vectors are this close are
+#: the same text, whatever the catalogue (a small catalogue with many copies has q = 1 and would
+#: otherwise get a threshold of 1, which no pair exceeds)
+SAME_CONTENT = 0.9999
 
 
 def calibrated_threshold(content: np.ndarray, base: float, *, seed: int = 0) -> float:
     """The near-duplicate threshold for this catalogue.
 
-    ``max(base, q + (1 - q) / 2)`` where ``q`` is the
+    ``max(base, min(SAME_CONTENT, q + (1 - q) / 2))`` where ``q`` is the
     :data:`CALIBRATION_QUANTILE` of the content cosine of
     :data:`CALIBRATION_PAIRS` random item pairs (seeded): a pair is a
     near-duplicate only if it is much closer than random pairs of the same
     catalogue are. On a natural catalogue ``q`` is far below ``base`` and
     ``base`` holds; on a templated one (every title "...第N期") ``q`` is
-    high and the threshold moves toward 1.
+    high and the threshold moves toward 1, but stays at or below
+    :data:`SAME_CONTENT`, so identical content is always a near-duplicate.
 
     Parameters
     ----------
@@ -82,7 +87,7 @@ def calibrated_threshold(content: np.ndarray, base: float, *, seed: int = 0) -> 
     if sims.size == 0:
         return float(base)
     q = float(np.quantile(sims, CALIBRATION_QUANTILE))
-    return float(max(base, min(1.0, q + (1.0 - q) / 2.0)))
+    return float(max(base, min(SAME_CONTENT, q + (1.0 - q) / 2.0)))
 
 
 def near_duplicate_pairs(content: np.ndarray, threshold: float, *, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
