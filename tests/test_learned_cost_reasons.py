@@ -92,3 +92,17 @@ def test_learned_codes_are_the_rules_numpy_reading(with_hide):
     np.testing.assert_array_equal(by_kind, want_kind)
     np.testing.assert_array_equal(shown, want_kind > 0)
     assert np.all(codes[5, :, 3] == fixed[0]) and np.all(codes[6, :, 3] == group_popular[groups[6]])
+
+
+def test_a_nan_interest_is_an_artifact_error_not_an_index():
+    from recsys.exceptions import ArtifactError
+
+    _, topic_idx, user_topics, items, contrib = _world(3)
+    m = len(items)
+    user_topics[:] = np.nan
+    with pytest.raises(ArtifactError, match="NaN"):
+        best_topics(user_topics, topic_idx, items)
+    with pytest.raises(ArtifactError, match="NaN"):
+        learned_codes(contrib, None, items, user_topics, topic_idx, np.zeros(N_ITEMS, np.int64), np.ones(1, bool),
+                      np.zeros(1, np.int32), np.zeros((N_TOPICS, 101), np.int32), np.zeros(m, np.int64), np.zeros(m, np.int64),
+                      np.zeros(m, np.int64), np.zeros(1, np.int32), np.zeros(1, np.int32), np.zeros(1, np.int32), (0, 0, 0, 0, 0), N_KINDS)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from recsys.exceptions import ArtifactError
 from recsys.ranking.compiled_scoring import frozen
 
 
@@ -49,6 +50,8 @@ def _best_topics(user_topics: np.ndarray, topic_idx: np.ndarray, items: np.ndarr
     for u in range(items.shape[0]):
         for i in range(items.shape[1]):
             best[u, i], weight[u, i] = _best_topic(u, max(items[u, i], 0), user_topics, topic_idx)
+            if np.isnan(weight[u, i]):
+                raise ArtifactError("reasons: a user's topic interest is NaN (the bundle's user topics are damaged)")
 
 
 def best_topics(user_topics: np.ndarray, topic_idx: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -112,6 +115,8 @@ def _learned(
             else:
                 popular = segment_popular[segments[u]]
             best, weight = _best_topic(u, item, user_topics, topic_idx)
+            if np.isnan(weight):  # it would index the topic texts
+                raise ArtifactError("reasons: a user's topic interest is NaN (the bundle's user topics are damaged)")
             a = authority_code[item]
             codes[u, i, 0] = fixed[1]
             codes[u, i, 1] = fixed[2]

@@ -40,7 +40,7 @@ from recsys.exceptions import ArtifactError, ConfigError
 from recsys.ranking import compiled_features, scoring
 from recsys.ranking.catalog import NS_MIN
 from recsys.ranking.reasons import LEARNED_KINDS
-from recsys.training.serving import level_offsets
+from recsys.training.serving import level_offsets, level_rows as table_rows
 
 if TYPE_CHECKING:  # cycle: the state and the user batch import this registry
     from recsys.ranking.state import RankingState
@@ -611,10 +611,13 @@ def _plan(state: RankingState, features: tuple[Feature, ...], used: np.ndarray |
     # the kernel adds float32 cosines found by a binary search in each seed's sorted row
     co_ok = co is not None and co.data.dtype == np.float32 and co.has_sorted_indices
     # the kernel multiplies float32 shares by float32 1000, the registry's ``_per_thousand`` of a float32 table
-    # (the kernel reads its rows unchecked: the table must have the taxonomy's rows, as ``Block.level_rows`` counts them)
+    # (the kernel reads it unchecked: the table must have the taxonomy's rows, as ``Block.level_rows`` counts
+    # them, every bundle item, and the feature's half-life)
     table = state.signals.popularity_levels
-    n_rows = level_offsets(state.taxonomy)[2] + len(state.taxonomy.groups) * len(state.taxonomy.regions)
-    levels_ok = table.dtype == np.float32 and table.ndim == 3 and table.shape[1] == n_rows and table.shape[2] >= state.catalog.n_bundle
+    levels_ok = (
+        table.dtype == np.float32 and table.ndim == 3 and table.shape[1] == table_rows(state.taxonomy)
+        and table.shape[2] >= state.catalog.n_bundle
+    )
     code = np.zeros(len(features), np.int8)
     arg = np.zeros(len(features), np.int64)
     sub = np.zeros(len(features), np.int64)
@@ -632,7 +635,7 @@ def _plan(state: RankingState, features: tuple[Feature, ...], used: np.ndarray |
             code[j] = cf.NONE
         elif isinstance(fn, _Term):
             code[j], arg[j] = cf.PLANE, plane(("term", fn.attr), fn)
-        elif isinstance(fn, _Level) and levels_ok:
+        elif isinstance(fn, _Level) and levels_ok and 0 <= fn.w < table.shape[0]:
             code[j], arg[j], sub[j] = cf.LEVEL, fn.w, fn.at
         elif isinstance(fn, _ItemOnly):
             code[j], arg[j] = cf.ITEM, len(items)

@@ -94,8 +94,9 @@ def _toolchain(options: dict[str, Any]) -> dict[str, str]:
 
 
 def _options(raw_score: bool) -> dict[str, Any]:
-    """The compile options: :data:`_OPTIONS`, plus ``raw_score`` for a model of several outputs (whose
-    objective lleaves would otherwise apply, e.g. a softmax); the ranker's own keys are unchanged."""
+    """The compile options: :data:`_OPTIONS`, plus ``raw_score`` for a model of several outputs: lleaves'
+    objective step keeps only the first output of an identity objective (``custom``, ``lambdarank``) and
+    then fails to compile, so such a model is compiled as raw sums; the ranker's own keys are unchanged."""
     return {**_OPTIONS, "raw_score": True} if raw_score else _OPTIONS
 
 

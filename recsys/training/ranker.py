@@ -355,7 +355,7 @@ class LearnedRanker:
         compile (seconds)."""
         if self.report.get("best_iteration") != 0:
             self.trees()
-            self.paths().contributions(np.zeros((1, len(self.feature_names)), np.float32))
+            self.paths().prepare()
         if self._reads_exposure_model:
             self.exposure_model.prepare()
 

@@ -22,7 +22,7 @@ from recsys.training.model import (
     users_table_path,
 )
 from recsys.training.ranker import REORDER_BLOCK, LearnedRanker
-from recsys.training.signals import Signals, level_offsets
+from recsys.training.signals import Signals, level_offsets, level_rows
 
 __all__ = [
     "USER_COLUMNS",
@@ -36,5 +36,6 @@ __all__ = [
     "read_users",
     "timeliness",
     "level_offsets",
+    "level_rows",
     "users_table_path",
 ]

@@ -108,7 +108,6 @@ class TreePaths:
         The sum of the trees' root values: a row's raw score minus the sum
         of its contributions.
     leaf_start : ndarray of int32, shape (n_trees,)
-    leaf_value : ndarray of float64, shape (n_leaves,)
     path_start : ndarray of int64, shape (n_leaves + 1,)
         Leaf ``l``'s path is entries ``path_start[l]:path_start[l + 1]``, root first.
     path_feature : ndarray of int32
@@ -124,7 +123,6 @@ class TreePaths:
     n_features: int
     expected_value: float
     leaf_start: np.ndarray
-    leaf_value: np.ndarray
     path_start: np.ndarray
     path_feature: np.ndarray
     path_delta: np.ndarray
@@ -223,7 +221,7 @@ def parse_trees(model_text: str) -> TreePaths:
     body = body.partition("\nend of trees")[0]
     blocks = [b for b in ("Tree=" + body).split("\nTree=") if b.strip()] if body.strip() else []
     blocks = [b if b.startswith("Tree=") else "Tree=" + b for b in blocks]
-    leaf_start, leaf_values, sizes = [], [], []
+    leaf_start, sizes = [], []
     # per leaf (global number): its path's (feature, change) steps, root first
     steps: list[list[tuple[int, float]]] = []
     expected = 0.0
@@ -236,7 +234,6 @@ def parse_trees(model_text: str) -> TreePaths:
         if int(tree.get("num_cat", "0")) > 0 or int(tree.get("is_linear", "0")) != 0:
             raise ArtifactError(f"LightGBM model text: tree {t} has categorical splits or linear leaves, which path contributions do not read")
         leaf_value = _numbers(tree, "leaf_value", np.float64, leaves, t)
-        leaf_values.append(leaf_value)
         leaf_start.append(len(steps))
         sizes.append(leaves)
         tree_steps: list[list[tuple[int, float]]] = [[] for _ in range(leaves)]
@@ -281,7 +278,6 @@ def parse_trees(model_text: str) -> TreePaths:
         n_features=n_features,
         expected_value=expected,
         leaf_start=np.asarray(leaf_start, np.int32),
-        leaf_value=np.concatenate(leaf_values) if leaf_values else np.zeros(0, np.float64),
         path_start=path_start,
         path_feature=np.array([f for f, _ in flat], np.int32),
         path_delta=np.array([d for _, d in flat], np.float64),
