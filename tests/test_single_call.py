@@ -22,9 +22,12 @@ def _top_reference(scores, rows, ids, published, expires, now, n):
     live = [q for q in range(len(rows)) if published[q] <= now < expires[q]]
     out = []
     for u in range(scores.shape[1]):
-        def order(q):
-            s = float(scores[rows[q], u])
+        column = scores[:, u]
+
+        def order(q, column=column):
+            s = float(column[rows[q]])
             return (1, 0.0, q) if np.isnan(s) else (0, -s, q)
+
         out.append(sorted(int(ids[q]) for q in sorted(live, key=order)[:n]))
     return out
 
