@@ -76,3 +76,14 @@ def test_a_table_the_kernel_cannot_read_unchecked_is_read_by_the_registry_functi
         for j in cols:
             want = np.asarray(feats[j].compute(reference), np.float32).reshape(-1)
             assert np.array_equal(_bits(got[:, j]), _bits(want)), feats[j].name
+
+
+def test_a_half_life_the_table_lacks_is_left_to_the_registry_function(state):
+    table = np.asarray(state.signals.popularity_levels)
+    fewer = np.ascontiguousarray(table[:-1])  # a bundle with one half-life fewer than its config
+    other = dataclasses.replace(state, signals=dataclasses.replace(state.signals, popularity_levels=fewer))
+    feats = F.registry(state.model.config.ranker)
+    plan = _plan(other, feats)
+    for j in _pop_columns(feats):
+        want = compiled_features.LEVEL if feats[j].compute.w < fewer.shape[0] else compiled_features.PLANE
+        assert plan.fixed.code[j] == want, feats[j].name
