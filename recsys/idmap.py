@@ -196,13 +196,12 @@ class SortedIds:
     ARRAYS = ("ids", "sorted_ids", "order")
 
     def __init__(self, ids: np.ndarray, sorted_ids: np.ndarray, order: np.ndarray) -> None:
-        self._ids = ids
-        self._sorted = sorted_ids
-        self._order = order
-        # plain views for one id's binary search: indexing a numpy.memmap (a bundle's arrays) goes
-        # through its Python subclass on every probe (~9 us a lookup against ~1.6 us)
-        self._probe = np.asarray(sorted_ids).view(np.ndarray)
-        self._probe_rows = np.asarray(order).view(np.ndarray)
+        # plain ndarray views (still over a bundle's memory maps, which a save still hard-links):
+        # indexing a numpy.memmap goes through its Python subclass on every probe (~9 us a
+        # lookup against ~1.6 us), and every lookup, one id or many, reads these
+        self._ids = np.asarray(ids)
+        self._sorted = np.asarray(sorted_ids)
+        self._order = np.asarray(order)
 
     @classmethod
     def from_ids(cls, ids: Iterable[str]) -> "SortedIds":
@@ -258,8 +257,8 @@ class SortedIds:
         q = query[qorder]
         at = np.minimum(np.searchsorted(self._sorted, q), n - 1)
         # equality at full width: a query longer than the stored width never matches a prefix
-        hit = np.asarray(self._sorted[at]) == q
-        out[qorder[hit]] = np.asarray(self._order)[at[hit]]
+        hit = self._sorted[at] == q
+        out[qorder[hit]] = self._order[at[hit]]
         return out
 
     def position(self, user_id: object) -> int:
@@ -268,9 +267,9 @@ class SortedIds:
             return -1
         key = user_id.encode("utf-8")
         # numpy's fixed-width bytes sort in the order of Python's bytes (no id ends in NUL)
-        at = bisect.bisect_left(self._probe, key)
-        if at < len(self) and self._probe[at] == key:
-            return int(self._probe_rows[at])
+        at = bisect.bisect_left(self._sorted, key)
+        if at < len(self) and self._sorted[at] == key:
+            return int(self._order[at])
         return -1
 
     def get(self, user_id: object, default: int | None = None) -> int | None:
@@ -289,7 +288,7 @@ class SortedIds:
 
     def ids_at(self, rows: np.ndarray | Sequence[int]) -> np.ndarray:
         """The ids of ``rows``, ndarray of object (str)."""
-        raw = np.asarray(self._ids[np.asarray(rows, dtype=np.int64)])
+        raw = self._ids[np.asarray(rows, dtype=np.int64)]
         return np.array([b.decode("utf-8") for b in raw.tolist()], dtype=object)
 
     # ---- the bundle component protocol (recsys.bundle) -------------------

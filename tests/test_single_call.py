@@ -146,6 +146,11 @@ def test_id_lookup_of_a_saved_bundle_equals_the_in_memory_one(model, tmp_path):
     for uid in ["u0", "u1", "u2", "u3", "", "u", "u00"]:
         assert loaded.position(uid) == fresh.position(uid) == (int(uid[1:]) if uid in ("u0", "u1", "u2") else -1)
     assert loaded.positions(["u2", "x", "u0"]).tolist() == [2, -1, 0]
+    assert loaded.ids_at([2, 0]).tolist() == ["u2", "u0"]
+    # one plain view of each memory-mapped array, read by every lookup (a memmap's indexing pays its
+    # Python subclass on each probe), still over the bundle's files
+    for values in (loaded._ids, loaded._sorted, loaded._order):
+        assert type(values) is np.ndarray and isinstance(values.base, np.memmap)
 
 
 def test_a_new_filter_is_laid_out_from_parts_kept_per_topic_and_channel(model):
