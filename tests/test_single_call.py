@@ -174,6 +174,19 @@ def test_a_new_filter_is_laid_out_from_parts_kept_per_topic_and_channel(model):
     assert (("topic", list(tax.topics).index("ecology")), None) in parts
 
 
+def test_a_request_without_filters_counts_no_topic_sets(model, monkeypatch):
+    state = Recommender.from_model(model).state
+    catalog = state.catalog
+    with monkeypatch.context() as patch:
+        # the topic sets are an np.unique over every bundle row: a request without filters needs none
+        patch.setattr("recsys.ranking.state.topic_sets", lambda *args: pytest.fail("topic sets built"))
+        share = state.filtered(eligibility.ItemFilter())
+    assert share == np.count_nonzero(catalog.available[: catalog.n_bundle]) / catalog.n_bundle
+    # a channel's share counts them
+    filt = eligibility.make_filter(state.taxonomy, channel="e_reader")
+    assert state.filtered(filt) == np.count_nonzero(eligibility.static_mask(catalog, filt)[: catalog.n_bundle]) / catalog.n_bundle
+
+
 def test_a_full_cache_drops_its_oldest_entry_only(model):
     state = Recommender.from_model(model).state
     cache: dict = {}

@@ -25,7 +25,7 @@ of a channel's items, so its cost follows the filter, not the catalogue.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -183,9 +183,12 @@ def topic_sets(catalog: Catalog, formats: tuple[int, ...] | None) -> tuple[np.nd
     return sets, counts.astype(np.int64)
 
 
-def filter_share(catalog: Catalog, filt: ItemFilter, sets: np.ndarray, counts: np.ndarray) -> float:
+def filter_share(
+    catalog: Catalog, filt: ItemFilter, sets_of: Callable[[tuple[int, ...] | None], tuple[np.ndarray, np.ndarray]]
+) -> float:
     """The share of the bundle's items that pass ``filt``'s static checks (available, a format the
-    channel carries, any of the topics), from :func:`topic_sets` of ``filt.formats``.
+    channel carries, any of the topics), from ``sets_of(filt.formats)``: :func:`topic_sets` (or a
+    cache of it), asked only when the request has a filter.
 
     An item counts once however many of the topics it has: a few hundred distinct topic sets are
     read, not the union of the topics' item lists (a request with a new pair of topics paid that).
@@ -194,7 +197,9 @@ def filter_share(catalog: Catalog, filt: ItemFilter, sets: np.ndarray, counts: n
     if n == 0:
         return 0.0
     if filt.topics is None and filt.formats is None:
+        # no filter: the available share, without the topic sets (np.unique over every bundle row)
         return float(catalog.available[:n].mean())
+    sets, counts = sets_of(filt.formats)
     hit = counts if filt.topics is None else counts[sets[:, list(filt.topics)].any(axis=1)]
     return int(hit.sum()) / n
 

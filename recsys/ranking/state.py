@@ -199,13 +199,13 @@ class RankingState:
 
     def filtered(self, filt: ItemFilter) -> float:
         """The share of the bundle's items that pass ``filt``'s static checks (cached per filter, and
-        the distinct topic sets it counts from per channel: ``eligibility.filter_share``)."""
+        the distinct topic sets it counts from per channel, built only for a filtered request:
+        ``eligibility.filter_share``)."""
+        return self._cached(self._static, ("share", filt), lambda: filter_share(self.catalog, filt, self.topic_sets))
 
-        def build() -> float:
-            sets = self._cached(self._static, ("topic sets", filt.formats), lambda: topic_sets(self.catalog, filt.formats))
-            return filter_share(self.catalog, filt, *sets)
-
-        return self._cached(self._static, ("share", filt), build)
+    def topic_sets(self, formats: tuple[int, ...] | None) -> tuple[np.ndarray, np.ndarray]:
+        """``eligibility.topic_sets`` of the bundle's items of ``formats`` (a channel's; cached)."""
+        return self._cached(self._static, ("topic sets", formats), lambda: topic_sets(self.catalog, formats))
 
     def filter_block(self, filt: ItemFilter, build: Callable[[], tuple]) -> tuple:
         """``build()`` for this filter, built once (cached, bounded): what a filtered search reads
