@@ -1,5 +1,5 @@
 """A single call's fixed cost: the filtered search's compiled top items, the shared candidate lists
-cached per segment and ``now``, and the id lookup's plain views (each against a reference)."""
+cached per segment and freshness cut, and the id lookup's plain views (each against a reference)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 from recsys import Recommender
 from recsys.idmap import SortedIds
 from recsys.ranking import candidates, compiled_selection, eligibility
+from recsys.ranking import state as state_module
 from recsys.ranking.users import resolve
 
 from ranking_world import NOW, cluster_vectors, hand_model, items_frame, users_frame
@@ -110,6 +111,23 @@ def test_shared_lists_are_merged_once_per_segment_and_now(model):
     earlier = now - 5 * 3600 * 10**9
     assert _user_lists(*candidates._shared(state, users, earlier)) == _shared_reference(state, users, earlier)
     assert len(state._shared) == 6
+    # a now a minute later, with no publication between (the items come hourly), reads the same
+    # freshest items: the same entries (a live clock hits)
+    later = earlier + 60 * 10**9
+    assert candidates._fresh_cut(state.catalog, later) == candidates._fresh_cut(state.catalog, earlier)
+    assert _user_lists(*candidates._shared(state, users, later)) == _shared_reference(state, users, later)
+    assert len(state._shared) == 6
+
+
+def test_full_shared_lists_drop_their_oldest_entry_only(model):
+    state = Recommender.from_model(model).state
+    limit = state_module._MAX_CACHED_COLD
+    keys = [("k", i) for i in range(limit + 2)]
+    state.shared_lists(keys[:limit], lambda missing: [np.array([i]) for i in missing])
+    assert len(state._shared) == limit
+    got = state.shared_lists(keys[limit - 1 :], lambda missing: [np.array([-i]) for i in missing])
+    assert [g.tolist() for g in got] == [[limit - 1], [-1], [-2]]  # the held one, then two new
+    assert list(state._shared) == keys[2:]  # the two oldest went, nothing else
 
 
 def test_a_new_state_starts_without_the_lists(model, tmp_path):

@@ -179,10 +179,16 @@ def _topics(state: RankingState, users: UserBatch, filt: ItemFilter) -> np.ndarr
     return tables.topic_best[best].reshape(m, -1)
 
 
+def _fresh_cut(catalog: Catalog, now_ns: int) -> int:
+    """How many of ``catalog.fresh_order``'s items are published at or before ``now_ns``: all
+    that :func:`_fresh` reads of ``now``."""
+    return int(np.searchsorted(catalog.fresh_published, now_ns, side="right"))
+
+
 def _fresh(state: RankingState, m: int, now_ns: int) -> np.ndarray:
     catalog = state.catalog
     n = state.config.fresh_candidates
-    upto = int(np.searchsorted(catalog.fresh_published, now_ns, side="right"))
+    upto = _fresh_cut(catalog, now_ns)
     fresh = catalog.fresh_order[max(0, upto - n) : upto][::-1]
     return np.broadcast_to(fresh, (m, fresh.size))
 
@@ -202,9 +208,10 @@ def _popular(state: RankingState, groups: np.ndarray, regions: np.ndarray) -> np
 def _shared(state: RankingState, users: UserBatch, now_ns: int) -> tuple[np.ndarray, np.ndarray]:
     """The sources a user shares with every user of the same segment, group and region (the
     freshest items, the segment's popular and best-engaged lists, the popularity half-lives,
-    the city's trends), merged once per distinct (segment, group, region) and ``now`` and kept
-    by the state (``RankingState.shared_lists``): the merged lists (:func:`merge`, -1 padded),
-    and each user's list."""
+    the city's trends), merged once per distinct (segment, group, region) and freshness cut
+    (:func:`_fresh_cut`: every ``now`` between the same two publications shares them, so a live
+    clock hits) and kept by the state (``RankingState.shared_lists``): the merged lists
+    (:func:`merge`, -1 padded), and each user's list."""
     n_g, n_r = len(state.taxonomy.groups), len(state.taxonomy.regions)
     # one integer per (segment, group, region); a position may be -1 (not in the taxonomy)
     keys = (users.segments.astype(np.int64) * (n_g + 1) + users.groups + 1) * (n_r + 1) + users.regions + 1
@@ -227,7 +234,8 @@ def _shared(state: RankingState, users: UserBatch, now_ns: int) -> tuple[np.ndar
         merged = merge(np.concatenate(parts, axis=1))
         return [row[row >= 0] for row in merged]
 
-    lists = state.shared_lists([(int(keys[i]), now_ns) for i in first.tolist()], build)
+    cut = _fresh_cut(state.catalog, now_ns)
+    lists = state.shared_lists([(int(keys[i]), cut) for i in first.tolist()], build)
     if len(lists) == 1:
         return lists[0][None, :], which.reshape(-1)  # one list: no padding to add
     shared = np.full((len(lists), max((len(x) for x in lists), default=0)), -1, dtype=np.int64)

@@ -46,6 +46,17 @@ def _positions(values: pd.Series, codes: tuple[str, ...]) -> np.ndarray:
     return pd.Categorical(values.astype(str), categories=list(codes)).codes.astype(np.int64)
 
 
+def _keep(cache: dict, key: Hashable, value: Any, limit: int) -> None:
+    """``cache[key] = value``, the oldest entries dropped first (a dict keeps insertion order) so
+    that it holds at most ``limit``; the caller holds the state's lock. Emptying the whole cache
+    instead made every request rebuild its entry whenever more than ``limit`` were in use (a few
+    hundred filters, a few thousand segments at a live clock)."""
+    if key not in cache:
+        while len(cache) >= limit:
+            del cache[next(iter(cache))]
+    cache[key] = value
+
+
 def _frozen(values: np.ndarray) -> np.ndarray:
     """``values`` made read-only: a cached array is shared by every request."""
     values.setflags(write=False)
@@ -141,7 +152,7 @@ class RankingState:
     _fresh: dict = field(default_factory=dict, repr=False)
     _timely: dict = field(default_factory=dict, repr=False)
     _blocks: dict = field(default_factory=dict, repr=False)
-    #: the merged candidate lists a (segment, group, region) shares at one ``now`` (``shared_lists``)
+    #: the merged candidate lists a (segment, group, region) shares at one freshness cut (``shared_lists``)
     _shared: dict = field(default_factory=dict, repr=False)
     #: the compiled feature pass's plans (``features.compute_rows``): apart from the filters' entries,
     #: whose bound empties the cache, so that a plan (a table over the catalogue) is built once
@@ -176,17 +187,13 @@ class RankingState:
 
     # ---- cached derived values --------------------------------------------
     def _cached(self, cache: dict, key: Hashable, build: Callable[[], Any], limit: int = _MAX_CACHED_FILTERS) -> Any:
-        """``cache[key]``, built by ``build()`` on a miss; at ``limit`` entries the oldest one goes (a
-        dict keeps insertion order). Emptying the whole cache instead made every request rebuild
-        its filter whenever more than ``limit`` filters were in use (a few hundred topic pairs)."""
+        """``cache[key]``, built by ``build()`` on a miss (kept as :func:`_keep` bounds it)."""
         hit = cache.get(key)
         if hit is not None:
             return hit
         value = build()
         with self._lock:
-            while len(cache) >= limit:
-                del cache[next(iter(cache))]
-            cache[key] = value
+            _keep(cache, key, value, limit)
         return value
 
     def static_mask(self, filt: ItemFilter) -> np.ndarray:
@@ -214,18 +221,18 @@ class RankingState:
 
     def shared_lists(self, keys: list[Hashable], build: Callable[[list[int]], list[np.ndarray]]) -> list[np.ndarray]:
         """The cached value of each of ``keys``, the missing ones made by one ``build(positions)``
-        call (bounded like the cold vectors): the candidate lists every user of a segment shares
-        at one ``now`` (``recsys.ranking.candidates``), merged once instead of on every request."""
+        call (bounded like the cold vectors, :func:`_keep`): the candidate lists every user of a
+        segment shares at one freshness cut (``recsys.ranking.candidates``), merged once instead
+        of on every request."""
         cache = self._shared
         out = [cache.get(key) for key in keys]
         missing = [i for i, value in enumerate(out) if value is None]
         if missing:
             built = build(missing)
             with self._lock:
-                if len(cache) + len(missing) > _MAX_CACHED_COLD:
-                    cache.clear()
                 for i, value in zip(missing, built):
-                    cache[keys[i]] = out[i] = _frozen(value)
+                    out[i] = _frozen(value)
+                    _keep(cache, keys[i], out[i], _MAX_CACHED_COLD)
         return out
 
     def freshness(self, now_ns: int) -> np.ndarray:
