@@ -188,8 +188,32 @@ def test_a_new_filter_is_laid_out_from_parts_kept_per_topic_and_channel(model):
         static = eligibility.static_mask(catalog, filt)[: catalog.n_bundle]
         assert state.filtered(filt) == np.count_nonzero(static) / catalog.n_bundle
     # the parts are kept per block and channel: another pair of the same topics reads them
-    parts = {key for key in state._blocks if isinstance(key, tuple) and isinstance(key[0], tuple)}
-    assert (("topic", list(tax.topics).index("ecology")), None) in parts
+    assert (("topic", list(tax.topics).index("ecology")), None) in state._parts
+
+
+def test_topic_sets_and_parts_survive_more_filters_than_the_bound(model):
+    state = Recommender.from_model(model).state
+    catalog, tax = state.catalog, state.taxonomy
+    topics = list(tax.topics)
+    pairs = [(a, b) for i, a in enumerate(topics) for b in topics[i + 1 :]]
+    assert len(pairs) > state_module._MAX_CACHED_FILTERS
+
+    def serve(pair):
+        filt = eligibility.make_filter(tax, topics=list(pair), channel="e_reader")
+        blocks = candidates._allow_blocks(catalog, filt)
+        state.filter_block(filt, lambda: candidates._allow_rows(state, filt, blocks))
+        return filt, state.filtered(filt)
+
+    first_filt, first_share = serve(pairs[0])
+    sets, part = state._sets[first_filt.formats], state._parts[(("topic", 0), first_filt.formats)]
+    for pair in pairs[1:]:
+        filt, share = serve(pair)
+        assert share == np.count_nonzero(eligibility.static_mask(catalog, filt)[: catalog.n_bundle]) / catalog.n_bundle
+    # the filters' own entries rotate out; what every filter is made from is never rebuilt
+    assert len(state._blocks) == state_module._MAX_CACHED_FILTERS and first_filt not in state._blocks
+    assert state._sets[first_filt.formats] is sets and len(state._sets) == 1
+    assert state._parts[(("topic", 0), first_filt.formats)] is part and len(state._parts) == len(topics)
+    assert serve(pairs[0])[1] == first_share
 
 
 def test_a_request_without_filters_counts_no_topic_sets(model, monkeypatch):

@@ -111,11 +111,12 @@ def _allow_rows(state: RankingState, filt: ItemFilter, blocks: list) -> tuple[np
     ``RankingState.filter_block``; a single call used to concatenate and check every row on each
     request, and the times read in place were a cache miss per item).
 
-    Each block's part is kept per block and channel (:func:`_block_rows`), so a filter never seen
-    before (a new pair of topics) lays out parts already checked. An item under two requested
+    Each block's part is kept per block and channel (:func:`_block_rows`,
+    ``RankingState.filter_part``), so a filter never seen before (a new pair of topics) lays out
+    parts already checked. An item under two requested
     topics comes twice (the merge drops repeats).
     """
-    parts = [state.filter_block((key, filt.formats), _block_rows(state.catalog, filt, items)) for key, items, _ in blocks]
+    parts = [state.filter_part((key, filt.formats), _block_rows(state.catalog, filt, items)) for key, items, _ in blocks]
     if not parts:  # a channel that carries no format
         return tuple(_frozen_empty() for _ in range(4))
     starts = np.cumsum([0] + [len(vectors) for _, _, vectors in blocks[:-1]])

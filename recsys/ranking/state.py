@@ -152,10 +152,15 @@ class RankingState:
     _fresh: dict = field(default_factory=dict, repr=False)
     _timely: dict = field(default_factory=dict, repr=False)
     _blocks: dict = field(default_factory=dict, repr=False)
+    #: what every filter of a channel is made from, apart from the per-filter entries so that a
+    #: rotation of more filters than their bound never evicts them: the channel's topic sets
+    #: (``topic_sets``) and each topic's or format's part of an allow-list (``filter_part``)
+    _sets: dict = field(default_factory=dict, repr=False)
+    _parts: dict = field(default_factory=dict, repr=False)
     #: the merged candidate lists a (segment, group, region) shares at one freshness cut (``shared_lists``)
     _shared: dict = field(default_factory=dict, repr=False)
     #: the compiled feature pass's plans (``features.compute_rows``): apart from the filters' entries,
-    #: whose bound empties the cache, so that a plan (a table over the catalogue) is built once
+    #: which more filters than their bound evict, so that a plan (a table over the catalogue) is built once
     _features: dict = field(default_factory=dict, repr=False)
     _seen_csc: sp.csc_matrix | None = field(default=None, repr=False)
     _user_ids: np.ndarray | None = field(default=None, repr=False)
@@ -211,13 +216,22 @@ class RankingState:
         return self._cached(self._static, ("share", filt), lambda: filter_share(self.catalog, filt, self.topic_sets))
 
     def topic_sets(self, formats: tuple[int, ...] | None) -> tuple[np.ndarray, np.ndarray]:
-        """``eligibility.topic_sets`` of the bundle's items of ``formats`` (a channel's; cached)."""
-        return self._cached(self._static, ("topic sets", formats), lambda: topic_sets(self.catalog, formats))
+        """``eligibility.topic_sets`` of the bundle's items of ``formats`` (a channel's; cached apart
+        from the filters' entries)."""
+        return self._cached(self._sets, formats, lambda: topic_sets(self.catalog, formats))
 
     def filter_block(self, filt: ItemFilter, build: Callable[[], tuple]) -> tuple:
         """``build()`` for this filter, built once (cached, bounded): what a filtered search reads
         whatever the user (``recsys.ranking.candidates``: the filter's items that pass)."""
         return self._cached(self._blocks, filt, build)
+
+    def filter_part(self, key: Hashable, build: Callable[[], tuple]) -> tuple:
+        """``build()`` for one topic's or format's part of a channel's allow-list, built once (cached
+        apart from the filters' entries, bounded by every (topic or format, channel) the taxonomy
+        has): what :meth:`filter_block`'s entries are laid out from (``recsys.ranking.candidates``)."""
+        tax = self.taxonomy
+        limit = (len(tax.topics) + len(tax.formats) + 1) * (len(tax.channels) + 1)
+        return self._cached(self._parts, key, build, limit=limit)
 
     def shared_lists(self, keys: list[Hashable], build: Callable[[list[int]], list[np.ndarray]]) -> list[np.ndarray]:
         """The cached value of each of ``keys``, the missing ones made by one ``build(positions)``
