@@ -153,16 +153,13 @@ def passes(catalog: Catalog, filt: ItemFilter, items: np.ndarray, *, topics: boo
     own per-topic lists.
     """
     ok = catalog.available[items]
+    # lookup tables beat np.isin on a handful of codes; format -1 and the topic lists' padding
+    # (n_topics) read the tables' last slot (False)
+    formats, topic_ok = _lookup_tables(filt, len(catalog.items_by_format), len(catalog.items_by_topic))
     if filt.formats is not None:
-        # lookup tables beat np.isin on a handful of codes; format -1 reads the last slot (False)
-        table = np.zeros(len(catalog.items_by_format) + 1, dtype=bool)
-        table[list(filt.formats)] = True
-        ok &= table[catalog.format_code[items]]
+        ok &= formats[catalog.format_code[items]]
     if topics and filt.topics is not None:
-        # the topic lists' padding (n_topics) reads the last slot (False)
-        table = np.zeros(len(catalog.items_by_topic) + 1, dtype=bool)
-        table[list(filt.topics)] = True
-        ok &= table[catalog.topic_idx[items]].any(axis=-1)
+        ok &= topic_ok[catalog.topic_idx[items]].any(axis=-1)
     return ok
 
 
@@ -269,10 +266,11 @@ def candidate_mask(
 @functools.lru_cache(maxsize=256)
 def _lookup_tables(filt: ItemFilter, n_formats: int, n_topics: int) -> tuple[np.ndarray, np.ndarray]:
     """The filter as read-only lookup tables by format and topic position (each checked only when
-    given), made once per filter."""
-    formats = np.zeros(n_formats, dtype=bool)
+    given), made once per filter (:func:`passes` and :func:`candidate_mask` read them), each with a
+    last slot, False, that format -1 and the topic lists' padding (``n_topics``) read."""
+    formats = np.zeros(n_formats + 1, dtype=bool)
     formats[list(filt.formats or ())] = True
-    topics = np.zeros(n_topics, dtype=bool)
+    topics = np.zeros(n_topics + 1, dtype=bool)
     topics[list(filt.topics or ())] = True
     formats.setflags(write=False)
     topics.setflags(write=False)
