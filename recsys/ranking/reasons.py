@@ -168,6 +168,9 @@ def reason_tables(taxonomy, segments) -> ReasonTables:
     # each table's texts numbered after the previous table's: a code is a position in their concatenation
     starts = np.cumsum([0, *(t.size for t in tables)])
     codes = [(start + np.arange(t.size, dtype=np.int32)).reshape(t.shape) for start, t in zip(starts, tables)]
+    # read-only, as the kernels take them: compiled_scoring.frozen hands them over without a view per call
+    for table in (*codes, named):
+        table.flags.writeable = False
     strings = np.concatenate([t.ravel() for t in tables])
     code = ReasonCodes(*codes[:-1], *(int(c) for c in codes[-1]))
     return ReasonTables(

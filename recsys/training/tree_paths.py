@@ -141,10 +141,9 @@ class TreePaths:
         return compile_trees(self.leaf_text, raw_score=True)
 
     def prepare(self) -> None:
-        """Compile the leaf-number model now (or read it from the cache) and load the kernels, so that
-        no request pays either."""
+        """Compile the leaf-number model now (or read it from the cache) and load the credits' loop, so
+        that no request pays either."""
         self.contributions(np.zeros((1, self.n_features), np.float32))
-        self.leaves(np.zeros((1, self.n_features), np.float32))
 
     def __getstate__(self) -> dict[str, Any]:
         # native code does not pickle (e.g. to a Dask worker): the receiver compiles, or reads the cache
@@ -219,8 +218,7 @@ def parse_trees(model_text: str) -> TreePaths:
     except (KeyError, ValueError):
         raise ArtifactError("LightGBM model text: no readable max_feature_idx in its header") from None
     body = body.partition("\nend of trees")[0]
-    blocks = [b for b in ("Tree=" + body).split("\nTree=") if b.strip()] if body.strip() else []
-    blocks = [b if b.startswith("Tree=") else "Tree=" + b for b in blocks]
+    blocks = ["Tree=" + b for b in body.split("\nTree=") if b.strip()]
     leaf_start, sizes = [], []
     # per leaf (global number): its path's (feature, change) steps, root first
     steps: list[list[tuple[int, float]]] = []
