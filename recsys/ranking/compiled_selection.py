@@ -241,34 +241,45 @@ def _allowed_top(
     # key, and a row that cannot enter (most of them, once the heap is full) costs one comparison
     if n == 0:
         return out
-    heap = np.empty(n, np.uint64)
+    # one heap per user, filled row by row: the scores are (rows, users), so each row's users are
+    # read in order (a user-first loop read a new cache line per score for a block of users); each
+    # user's heap still sees the same keys in the same order, so the result is the same
+    heaps = np.empty((m, n), np.uint64)
+    sizes = np.zeros(m, np.int64)
     sign, neg_zero, nan_from = np.uint32(0x80000000), np.uint32(0x80000000), np.uint32(0x7F800000)
     magnitude = np.uint32(0x7FFFFFFF)
+    for q in range(r_max):
+        if not live[q]:
+            continue
+        r = rows[q]
+        low = _LOW32 - np.uint64(q)
+        for u in range(m):
+            b = bits[r, u]
+            if b == neg_zero:
+                b = np.uint32(0)  # -0.0 ties +0.0
+            # a negative score's bits all flipped (the larger, the smaller its magnitude bits), a
+            # positive one's sign bit set; without a branch (the sign is a coin toss per row)
+            hi = b ^ ((np.uint32(0) - (b >> np.uint32(31))) | sign)
+            if (b & magnitude) > nan_from:
+                hi = np.uint32(0)  # NaN: below every number
+            # the score's order in the high half; equal scores: the earlier row is larger
+            inverted = ~((np.uint64(hi) << np.uint64(32)) | low)
+            size = sizes[u]
+            if size < n:
+                heaps[u, size] = inverted
+                size += 1
+                sizes[u] = size
+                if size == n:
+                    heap = heaps[u]
+                    for i in range(n // 2 - 1, -1, -1):
+                        _sift_down(heap, n, i)
+            elif inverted < heaps[u, 0]:
+                heap = heaps[u]
+                heap[0] = inverted
+                _sift_down(heap, n, 0)
     for u in range(m):
-        size = 0
-        for q in range(r_max):
-            if live[q]:
-                b = bits[rows[q], u]
-                if b == neg_zero:
-                    b = np.uint32(0)  # -0.0 ties +0.0
-                # a negative score's bits all flipped (the larger, the smaller its magnitude bits), a
-                # positive one's sign bit set; without a branch (the sign is a coin toss per row)
-                hi = b ^ ((np.uint32(0) - (b >> np.uint32(31))) | sign)
-                if (b & magnitude) > nan_from:
-                    hi = np.uint32(0)  # NaN: below every number
-                # the score's order in the high half; equal scores: the earlier row is larger
-                inverted = ~((np.uint64(hi) << np.uint64(32)) | (_LOW32 - np.uint64(q)))
-                if size < n:
-                    heap[size] = inverted
-                    size += 1
-                    if size == n:
-                        for i in range(n // 2 - 1, -1, -1):
-                            _sift_down(heap, n, i)
-                elif inverted < heap[0]:
-                    heap[0] = inverted
-                    _sift_down(heap, n, 0)
         for t in range(n):
-            out[u, t] = ids[np.int64(_LOW32 - (~heap[t] & _LOW32))]
+            out[u, t] = ids[np.int64(_LOW32 - (~heaps[u, t] & _LOW32))]
     return out
 
 
