@@ -77,23 +77,6 @@ def _replay(
                     out[r, path_feature[k]] += path_delta[k]
 
 
-@numba.njit(cache=True, nogil=True)
-def _decode(codes: np.ndarray, bits: int, per_output: int, out: np.ndarray) -> None:
-    """Write each row's leaf per tree (its number within the tree) into ``out`` (n, n_trees)."""
-    mask = (np.int64(1) << bits) - 1
-    n_trees = out.shape[1]
-    for r in range(codes.shape[0]):
-        t = 0
-        for c in range(codes.shape[1]):
-            v = np.int64(codes[r, c])
-            for _ in range(per_output):
-                if t == n_trees:
-                    break
-                out[r, t] = v & mask
-                v >>= bits
-                t += 1
-
-
 @dataclass(frozen=True)
 class TreePaths:
     """A model's trees as leaf paths; :meth:`contributions` adds them up.
@@ -173,10 +156,13 @@ class TreePaths:
 
     def leaves(self, x: np.ndarray) -> np.ndarray:
         """The leaf each row reaches in each tree, int32 (n, n_trees) (``Booster.predict(pred_leaf=True)``)."""
-        out = np.zeros((len(x), self.n_trees), np.int32)
-        if len(x) and self.n_trees:
-            _decode(self._codes(x), self.bits, self.per_output, out)
-        return out
+        if not (len(x) and self.n_trees):
+            return np.zeros((len(x), self.n_trees), np.int32)
+        # not on a request's path (the credits' loop reads the leaves itself): plain NumPy
+        codes = self._codes(x).astype(np.int64)
+        shifts = np.int64(self.bits) * np.arange(self.per_output, dtype=np.int64)
+        leaves = (codes[:, :, None] >> shifts) & ((np.int64(1) << self.bits) - 1)
+        return leaves.reshape(len(x), -1)[:, : self.n_trees].astype(np.int32)
 
 
 def _numbers(fields: dict[str, str], key: str, dtype: type, count: int, tree: int) -> np.ndarray:
