@@ -18,7 +18,7 @@ file's sha256 once, on load, against the manifest. Each file is hashed once
 when it is written (on a pool of threads beside the writes), and a file a
 verified bundle already holds unchanged (an array that is still that
 bundle's read-only memory map, a table copied from it) becomes a hard link
-to it with the digest its verification found: no file of a bundle is ever
+to it, hashed again from its new name like any other file: no file of a bundle is ever
 written in place (a name written twice is unlinked first), so two bundles
 sharing a file cannot change each other. A component saved alone
 (outside a bundle, e.g. in a test) goes through :func:`write_part` /
@@ -98,23 +98,22 @@ def new_version(now: dt.datetime | None = None, models_dir: Path | None = None) 
     return name
 
 
-#: files of bundles this process verified, by (device, inode): (size, mtime in ns, sha256). A new
-#: bundle takes such a file, still unchanged, as a hard link with that digest (:meth:`BundleWriter.array`)
-_VERIFIED: dict[tuple[int, int], tuple[int, int, str]] = {}
+#: files of bundles this process verified, by (device, inode): (size, mtime in ns). A new bundle
+#: takes such a file, still unchanged, as a hard link (:meth:`BundleWriter.array`), then hashes it
+_VERIFIED: dict[tuple[int, int], tuple[int, int]] = {}
 
 
-def _verified_digest(path: str | Path) -> str | None:
-    """The sha256 a verification in this process found for ``path``, if its inode is unchanged since.
+def _unchanged_since_verified(path: str | Path) -> bool:
+    """Whether a verification in this process checked ``path`` and its inode is unchanged since.
 
     Unchanged: the same inode with the same size and modification time (any write changes the
-    time); else None, and the file is written and hashed as any other.
+    time); else the file is written and hashed as any other.
     """
     try:
         st = os.stat(path)
     except OSError:
-        return None
-    hit = _VERIFIED.get((st.st_dev, st.st_ino))
-    return hit[2] if hit is not None and hit[:2] == (st.st_size, st.st_mtime_ns) else None
+        return False
+    return _VERIFIED.get((st.st_dev, st.st_ino)) == (st.st_size, st.st_mtime_ns)
 
 
 def _mapped_npy(values: Any) -> str | None:
@@ -181,13 +180,13 @@ class BundleWriter:
 
     def _link(self, source: str | Path, path: Path) -> bool:
         """Hard-link ``source``, a verified file unchanged since, as ``path``; False if it cannot be."""
-        if _verified_digest(source) is None:
+        if not _unchanged_since_verified(source):
             return False
         try:
             os.link(source, path)
         except OSError:  # another file system, or one without links: written and hashed as usual
             return False
-        if _verified_digest(path) is None:  # the same inode: still unchanged after the link
+        if not _unchanged_since_verified(path):  # the same inode: still unchanged after the link
             path.unlink()
             return False
         # hashed again from the new name, beside the next writes (~0.1 s for the city's linked files): the
@@ -233,8 +232,8 @@ class BundleWriter:
     def copy(self, filename: str, source: Path) -> None:
         """Take ``source`` (a file of another bundle, unchanged) as ``filename``.
 
-        A hard link with its digest when ``source`` was verified in this process and is unchanged
-        since; else a copy, hashed like any other file.
+        A hard link when ``source`` was verified in this process and is unchanged since; else a
+        copy. Either way hashed like any other file.
         """
         path = self._target(filename)
         if self._link(source, path):
@@ -395,7 +394,7 @@ def read_part(folder: str | Path, kind: type, *, verify: bool = True, mmap: bool
 
 def _checksums(root: Path, skip: str = MANIFEST, digests: DigestsAsWritten | None = None) -> dict[str, str]:
     paths = [p for p in sorted(root.rglob("*")) if p.is_file() and p.relative_to(root).as_posix() != skip]
-    # taken as written (or a link's known digest); a file the writer did not see is hashed now
+    # taken as written (a link hashed from its new name); a file the writer did not see is hashed now
     found = sha256_files(paths) if digests is None else digests.digests(paths)
     return {str(p.relative_to(root)): digest for p, digest in zip(paths, found)}
 
@@ -420,7 +419,7 @@ def _verify_files(root: Path, files: dict[str, str]) -> None:
         if found != digest:
             raise ArtifactError(f"{root / rel}: checksum mismatch (corrupted or modified)")
         st = stats[rel]
-        _VERIFIED[(st.st_dev, st.st_ino)] = (st.st_size, st.st_mtime_ns, digest)
+        _VERIFIED[(st.st_dev, st.st_ino)] = (st.st_size, st.st_mtime_ns)
 
 
 def write_bundle(
@@ -485,7 +484,7 @@ def write_bundle(
                 "files": _checksums(tmp, digests=writer.digests),
             }
             (tmp / MANIFEST).write_text(json.dumps(full, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
-    # every digest was taken from the file as written, read back from disk (or is a verified file's, linked):
+    # every digest was taken from the file as written, read back from disk (a linked file's from its new name):
     # hashing the renamed folder's same files again (~2 GB at the city) would find the same; a load verifies
     _check_present(dest, read_manifest(dest)["files"])
     if verify is not None:
