@@ -39,6 +39,7 @@ import os
 import platform
 import re
 import shutil
+import stat
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -404,11 +405,12 @@ def _check_present(root: Path, files: dict[str, str]) -> dict[str, os.stat_resul
     for rel in files:
         fpath = root / rel
         try:
-            stats[rel] = fpath.stat()
+            st = fpath.stat()
         except OSError:
-            stats[rel] = None
-        if stats[rel] is None or not fpath.is_file():
+            st = None
+        if st is None or not stat.S_ISREG(st.st_mode):  # one stat: is_file() would be a second
             raise ArtifactError(f"{fpath}: missing from the model bundle")
+        stats[rel] = st
     return stats
 
 
@@ -486,7 +488,7 @@ def write_bundle(
             (tmp / MANIFEST).write_text(json.dumps(full, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
     # every digest was taken from the file as written, read back from disk (a linked file's from its new name):
     # hashing the renamed folder's same files again (~2 GB at the city) would find the same; a load verifies
-    _check_present(dest, read_manifest(dest)["files"])
+    _check_present(dest, full["files"])
     if verify is not None:
         try:
             verify(dest)
