@@ -62,11 +62,12 @@ def test_counts_equal_counting_the_labels() -> None:
 
 
 def test_row_positions_by_runs_equal_a_lookup_per_row() -> None:
-    from recsys.push.chunk import _positions
+    from recsys.push.lists import row_positions
 
     ids = object_index([f"u{i}" for i in range(50)])
     rng = np.random.default_rng(2)
     # lists: runs of one user's rows; a user may come back in a later channel's frame; an unknown id
     users = np.array([f"u{u}" for u in np.repeat(rng.integers(0, 50, 40), rng.integers(1, 5, 40))] + ["x", "x", "u3"], dtype=object)
-    np.testing.assert_array_equal(_positions(ids, users), ids.get_indexer(users))
-    assert _positions(ids, users[:1]).tolist() == ids.get_indexer(users[:1]).tolist()
+    np.testing.assert_array_equal(row_positions(ids, users), ids.get_indexer(users))
+    assert row_positions(ids, users[:1]).tolist() == ids.get_indexer(users[:1]).tolist()
+    assert row_positions(ids, users[:0]).tolist() == []

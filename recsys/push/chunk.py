@@ -40,7 +40,7 @@ from recsys.push import history as H
 from recsys.push import priorities as PR
 from recsys.push import writer as W
 from recsys.push.channels import channel_rules, choose_channels
-from recsys.push.lists import ItemTopics, fetch_lists, object_index
+from recsys.push.lists import ItemTopics, fetch_lists, object_index, row_positions
 from recsys.push.plan import BundleUsers, Chunk, UserPlan
 from recsys.push.stats import chunk_stats
 from recsys.ranking import Recommender
@@ -338,17 +338,10 @@ def _rows(frames: list[pd.DataFrame], ids: pd.Index, spec: RunSpec) -> tuple[pd.
     rows[W.RUN_ID] = spec.run_id
     if not len(rows):
         return rows[[*W.OUTPUT_COLUMNS, "_channel_pos"]].reset_index(drop=True), np.zeros(0, dtype=np.int64)
-    users = _positions(ids, rows[C.USER_ID].to_numpy(dtype=object))
+    users = row_positions(ids, rows[C.USER_ID].to_numpy(dtype=object))
     # one stable sort of three integer keys (pandas' multi-column sort_values took twice as long)
     order = np.lexsort((rows[C.RANK].to_numpy(dtype=np.int64), rows["_channel_pos"].to_numpy(dtype=np.int64), users))
     return rows[[*W.OUTPUT_COLUMNS, "_channel_pos"]].take(order).reset_index(drop=True), users[order]
-
-
-def _positions(ids: pd.Index, users: np.ndarray) -> np.ndarray:
-    """Each row's position in ``ids``: a user's rows come one after another (a list), so each run
-    of equal ids is looked up once (a hash lookup per row cost ~1 us a list)."""
-    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
-    return np.repeat(ids.get_indexer(users[starts]), np.diff(np.r_[starts, len(users)])).astype(np.int64)
 
 
 def chunk_tasks(

@@ -81,7 +81,7 @@ from recsys.broadcast.places import load_places
 from recsys.config import CoverageRuleConfig, Tables
 from recsys.exceptions import ConfigError
 from recsys.push.history import DAY
-from recsys.push.lists import ItemTopics, fetch_lists, object_index, with_object_ids
+from recsys.push.lists import ItemTopics, fetch_lists, object_index, row_positions, with_object_ids
 from recsys.push.plan import BundleUsers
 from recsys.push.writer import SEND_AFTER
 from recsys.ranking import Recommender
@@ -368,12 +368,15 @@ class _State:
 
     @classmethod
     def build(cls, lists: pd.DataFrame, users: ChunkUsers, topics: ItemTopics) -> "_State":
-        pos = users.ids.get_indexer(object_index(lists[C.USER_ID]))
+        pos = row_positions(users.ids, lists[C.USER_ID].to_numpy(dtype=object))
         if (pos < 0).any():
             raise ValueError("every list row's user must be among the chunk's users")
-        # a swap sets a row's reasons to a Python list (iat): an Arrow reasons column becomes lists here
-        reasons = pd.Series(lists[C.REASONS].tolist(), index=lists.index, dtype=object)
-        rows = lists.assign(**{C.SCORE: lists[C.SCORE].astype(np.float64), C.REASONS: reasons})
+        columns = {C.SCORE: lists[C.SCORE].astype(np.float64)}
+        if lists[C.REASONS].dtype != object:
+            # a swap sets a row's reasons to a Python list (iat): an Arrow reasons column becomes lists
+            # here (the chunk asks for list reasons when coverage rules apply; an empty frame is Arrow)
+            columns[C.REASONS] = pd.Series(lists[C.REASONS].tolist(), index=lists.index, dtype=object)
+        rows = lists.assign(**columns)
         n = len(rows)
         return cls(rows=rows, user_pos=pos, topics=topics, locked=np.zeros(n, bool), changed=np.zeros(n, bool))
 
