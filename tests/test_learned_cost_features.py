@@ -28,8 +28,13 @@ def test_every_popularity_column_is_read_from_the_table_in_the_kernel(state):
     plan = _plan(state, feats)
     cols = _pop_columns(feats)
     assert len(cols) == 16 and np.all(plan.fixed.code[cols] == compiled_features.LEVEL) and plan.reads_levels
-    # the plan reads the bundle's array itself: no copy of the table per state
-    assert np.shares_memory(plan.fixed.levels, state.signals.popularity_levels)
+    # the plan reads a copy of the bundle's table laid out as (level row, item, half-life): a pair's sixteen
+    # values in four cache lines; made once per state and feature set (the plan is cached), never written
+    table = np.asarray(state.signals.popularity_levels)
+    assert plan.fixed.levels.shape == (table.shape[1], table.shape[2], table.shape[0])
+    assert np.array_equal(plan.fixed.levels, table.transpose(1, 2, 0)) and not plan.fixed.levels.flags.writeable
+    assert not np.shares_memory(plan.fixed.levels, table)
+    assert list(plan.fixed.level_cols) == list(cols)
     block = _block(state)
     m, c = block.cand.shape
     got = F.compute_rows(feats, block, np.arange(m * c, dtype=np.int64)).reshape(m, c, -1)
