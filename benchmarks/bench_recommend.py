@@ -168,10 +168,16 @@ def build_bundle(n_users: int, n_items: int, out: Path, seed: int, threads: int)
 
 
 def _random_ranker(model, seed: int):
-    """A LightGBM ranker of a trained one's size (100 trees x 15 leaves) over the registry's features.
+    """A LightGBM ranker shaped like the one ``recsys train`` fits on the city's impressions log.
 
-    Its predictions' cost depends on the trees' number and depth, not on what
-    they learned, so random labels measure the serving cost honestly.
+    Trees of a trained one's size (100 x 15 leaves), a pointwise objective
+    starting from a base feature (so that ``[ranker] rescore`` keeps its first
+    pass: without one every valid candidate is rescored), and an exposure model (20 trees)
+    added to its score and ordering its lists, as training adopts on the
+    city. Its predictions' cost depends on the trees' number and depth and
+    on how many rows reach them, not on what they learned, so random labels
+    measure the serving cost honestly. (Before 2026-12-02 13:30 it had no
+    base feature and no exposure model: every candidate reached the trees.)
     """
     from recsys.training.ranker import LearnedRanker
     from recsys.ranking.features import registry
@@ -179,8 +185,20 @@ def _random_ranker(model, seed: int):
     names = [f.name for f in registry(model.config.ranker)]
     rng = np.random.default_rng(seed)
     x = rng.random((20_000, len(names))).astype(np.float32)
-    y = (x[:, 0] + 0.3 * rng.random(len(x)) > 0.9).astype(np.int32)
-    return LearnedRanker.fit(x, y, np.full(200, 100), names, n_estimators=100, num_leaves=15, early_stopping_rounds=0, seed=seed)
+    groups = np.full(200, 100)
+
+    def fit(label_column: int, trees: int, **kw):
+        y = (x[:, label_column] + 0.3 * rng.random(len(x)) > 0.9).astype(np.int32)
+        return LearnedRanker.fit(x, y, groups, names, n_estimators=trees, num_leaves=15, early_stopping_rounds=0, seed=seed, **kw)
+
+    # 100 trees: the trained 100k city's ranker kept 80; 20 for the exposure model: the sample's kept 14
+    # the city's ranker starts from the engagement model's log-odds; this bundle's engagement terms are
+    # neutral (0 for every pair: every candidate would tie in the first pass), so it starts from the one
+    # popularity of this bundle that differs between items
+    ranker = fit(0, 100, base_feature="popularity_all_time", objective="binary")
+    ranker.exposure_model = fit(1, 20)
+    ranker.report.update({"exposure_model": True, "exposure_weight": 1.0, "reorder_by_exposure": True})
+    return ranker
 
 
 def _with_rescore(model, rescore: int):
