@@ -176,8 +176,10 @@ def _random_ranker(model, seed: int):
     added to its score and ordering its lists, as training adopts on the
     city. Its predictions' cost depends on the trees' number and depth and
     on how many rows reach them, not on what they learned, so random labels
-    measure the serving cost honestly. (Before 2026-12-02 13:30 it had no
-    base feature and no exposure model: every candidate reached the trees.)
+    measure the serving cost honestly. The exposure model has no base
+    feature and no monotone constraints (training's has both; a column and
+    a starting score fewer). (Before 2026-12-02 12:45 the ranker had no base
+    feature and no exposure model: every candidate reached the trees.)
     """
     from recsys.training.ranker import LearnedRanker
     from recsys.ranking.features import registry

@@ -92,3 +92,27 @@ def test_a_half_life_the_table_lacks_is_left_to_the_registry_function(state):
     for j in _pop_columns(feats):
         want = compiled_features.LEVEL if feats[j].compute.w < fewer.shape[0] else compiled_features.PLANE
         assert plan.fixed.code[j] == want, feats[j].name
+
+
+def test_a_learned_state_builds_its_feature_plan_while_it_loads(state):
+    """The plan (the catalogue's item table, the popularity table's copy) is made with the state, so no
+    request pays for it; the requests find that one plan."""
+    from recsys import Recommender
+    from recsys.training.ranker import LearnedRanker
+
+    model = dataclasses.replace(state.model)
+    names = [f.name for f in F.registry(model.config.ranker)]
+    rng = np.random.default_rng(3)
+    x = rng.random((400, len(names))).astype(np.float32)
+    y = (x[:, names.index("pop_city_h7d")] > 0.7).astype(np.int32)
+    model.ranker = LearnedRanker.fit(x, y, np.full(20, 20), names, n_estimators=5, num_leaves=4, early_stopping_rounds=0,
+                                     base_feature="pop_city_h7d", objective="binary")
+    rec = Recommender.from_model(model, config=dataclasses.replace(model.config.ranking, ranker="learned"))
+    learned = rec.state
+    assert learned.ranker is not None and len(learned._features) == 1
+    plan = next(iter(learned._features.values()))
+    assert F.plan_for(learned, learned.features, learned.used_features) is plan
+    assert len(rec.recommend("u0", k=5)) == 5
+    assert len(learned._features) == 1 and next(iter(learned._features.values())) is plan
+    # the linear blend builds none
+    assert len(Recommender.from_model(model, config=dataclasses.replace(model.config.ranking, ranker="linear")).state._features) == 0

@@ -22,8 +22,9 @@ reading what the registry's functions read:
   barely overlapped: they were ~80% of a 150-user block's pass (1M x 50k
   bundle, 2026-12-02). The copy puts them in four lines, and a loop that does
   nothing else keeps many in flight: the whole pass ~2x faster. The copy
-  costs what the table does (60 level rows x 50k items x 4 half-lives: 48 MB
-  per serving process that uses the learned ranker, made once per state);
+  costs what the table does (60 level rows x 50k items x 4 half-lives: 48 MB,
+  private to each serving process that uses the learned ranker, where the
+  memory-mapped table is shared; made once per state, while it loads);
 * ``AGE``: the item's age in days (NaN without a publish time);
 * ``ENGAGEMENT``: the engagement model's four terms plus the taste term;
 * ``DOT``: the raw collaborative inner product ``u . v``;

@@ -669,7 +669,7 @@ def _plan(state: RankingState, features: tuple[Feature, ...], used: np.ndarray |
             item_vals[:, k] = feat.compute(every)[0]
     cat = state.catalog
     reads_levels = bool((code == cf.LEVEL).any())
-    levels = table if reads_levels else np.zeros((1, 1, 1), np.float32)  # the bundle's array itself, no copy
+    levels = table if reads_levels else np.zeros((1, 1, 1), np.float32)  # static() copies it as (level row, item, half-life)
     fixed = compiled_features.static(
         cat.n_bundle, code, arg, sub, item_vals, levels, cat.published_ns,
         NS_MIN, engagement, cat.cf, co.indptr if co_ok else np.zeros(1, np.int64), co.indices if co_ok else np.zeros(0, np.int32),
@@ -684,6 +684,18 @@ def _plan(state: RankingState, features: tuple[Feature, ...], used: np.ndarray |
 def _sources(state: RankingState) -> tuple:
     """What a plan's fixed arrays are read from."""
     return (state.catalog, state.coengagement, state.signals, state.model)
+
+
+def plan_for(state: RankingState, features: tuple[Feature, ...], used: np.ndarray | None = None) -> _Plan:
+    """The compiled pass's plan for these features, built once per state, feature set and ``used``.
+
+    A serving state builds its ranker's plan while it loads (the catalogue's
+    item table and the popularity table's copy: ~0.1 s at 50k items), so no
+    request pays for it; :func:`compute_rows` finds it here.
+    """
+    key = (tuple(f.name for f in features), None if used is None else np.asarray(used, bool).tobytes(), *map(id, _sources(state)))
+    # the plan holds its sources, so their ids cannot be reused by other objects while it is cached
+    return state._cached(state._features, key, lambda: _plan(state, features, used))
 
 
 def compute_rows(
@@ -706,10 +718,7 @@ def compute_rows(
         C-ordered; filled in place and returned.
     """
     state = block.state
-    sources = _sources(state)
-    key = (tuple(f.name for f in features), None if used is None else np.asarray(used, bool).tobytes(), *map(id, sources))
-    # the plan holds its sources, so their ids cannot be reused by other objects while it is cached
-    plan = state._cached(state._features, key, lambda: _plan(state, features, used))
+    plan = plan_for(state, features, used)
     m, c = block.cand.shape
     if out is None:
         out = np.empty((len(pos), len(features)), np.float32)

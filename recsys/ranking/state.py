@@ -29,7 +29,7 @@ from recsys.ranking import compiled_features, compiled_reasons, compiled_scoring
 from recsys.ranking.catalog import NS_MIN, Catalog, build_catalog
 from recsys.ranking.diversity import neighbour_arrays
 from recsys.ranking.eligibility import ItemFilter, filter_share, static_mask, topic_sets
-from recsys.ranking.features import kinds_for_cold_users, reason_groups, selected
+from recsys.ranking.features import kinds_for_cold_users, plan_for, reason_groups, selected
 from recsys.ranking.reasons import ReasonTables, reason_tables
 from recsys.ranking.scoring import freshness
 
@@ -505,7 +505,7 @@ def build_state(
     if model.item_index is not None:
         model.item_index.warm()  # and the exact search's top-k
     feats = features_of(model, ranker)
-    return RankingState(
+    state = RankingState(
         model=model,
         config=config,
         catalog=catalog,
@@ -531,6 +531,9 @@ def build_state(
         cold_kinds=kinds_for_cold_users(feats),
         **_signal_lists(model, catalog),
     )
+    if ranker is not None:
+        plan_for(state, feats, state.used_features)  # the feature pass's tables now, not in the first request
+    return state
 
 
 def _signal_lists(model: TrainedModel, catalog: Catalog) -> dict[str, np.ndarray]:
