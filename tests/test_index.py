@@ -148,12 +148,25 @@ def test_pruned_batch_equals_exact_top_k(k):
     exact_scores, exact = index.exact_search(queries, k)
     np.testing.assert_allclose(scores, exact_scores, rtol=1e-5, atol=1e-6)
     live = np.arange(97) != 5  # a zero query ties every item at 0: any k are right
-    assert (found[live] == exact[live]).all()
+    _same_lists(found[live], exact[live], queries[live], x, k)
     assert np.isin(found[5], index.ids_).all() and (scores[5] == 0).all()
     # one query at a time gives the same as the block
     for row in (0, 50, 96):
         _, one_found = index.search(queries[row : row + 1], k)
-        assert (one_found[0] == found[row]).all()
+        _same_lists(one_found, found[row : row + 1], queries[row : row + 1], x, k)
+
+
+def _same_lists(found: np.ndarray, want: np.ndarray, queries: np.ndarray, x: np.ndarray, k: int) -> None:
+    """The same top-k lists up to near-ties: two BLAS products of different shapes (or thread
+    counts, which an earlier test in the process may have set) can round a score's last bit
+    apart, and two near-equal items then swap places; a missed or misplaced item cannot hide."""
+    truth = queries.astype(np.float64) @ x.astype(np.float64).T  # ids are row * 3 + 1
+    got_scores = np.take_along_axis(truth, (found - 1) // 3, axis=1)
+    want_scores = np.take_along_axis(truth, (want - 1) // 3, axis=1)
+    # rank by rank the same true score (a swap of near-equal items keeps it; a missed item does not)
+    np.testing.assert_allclose(got_scores, want_scores, rtol=1e-5, atol=1e-5)
+    assert all(len(np.unique(r)) == min(k, x.shape[0]) for r in found)
+    assert (found == want).mean() > 0.99  # near-ties are rare: almost every rank holds the same item
 
 
 @pytest.mark.parametrize("share", [0.01, 0.05, 0.2])  # 0.01: below the 32-row head, the head alone
