@@ -160,13 +160,18 @@ def _same_lists(found: np.ndarray, want: np.ndarray, queries: np.ndarray, x: np.
     """The same top-k lists up to near-ties: two BLAS products of different shapes (or thread
     counts, which an earlier test in the process may have set) can round a score's last bit
     apart, and two near-equal items then swap places; a missed or misplaced item cannot hide."""
-    truth = queries.astype(np.float64) @ x.astype(np.float64).T  # ids are row * 3 + 1
-    got_scores = np.take_along_axis(truth, (found - 1) // 3, axis=1)
-    want_scores = np.take_along_axis(truth, (want - 1) // 3, axis=1)
-    # rank by rank the same true score (a swap of near-equal items keeps it; a missed item does not)
-    np.testing.assert_allclose(got_scores, want_scores, rtol=1e-5, atol=1e-5)
+    q64, x64 = queries.astype(np.float64), x.astype(np.float64)
+    truth = q64 @ x64.T  # ids are row * 3 + 1
+    # what float32 products of this length may round apart: a few units in the last place of the terms' sum
+    bound = 8 * np.finfo(np.float32).eps * (np.abs(q64) @ np.abs(x64).T)
+    rows_got, rows_want = (found - 1) // 3, (want - 1) // 3
+    got_scores = np.take_along_axis(truth, rows_got, axis=1)
+    want_scores = np.take_along_axis(truth, rows_want, axis=1)
+    tol = np.maximum(np.take_along_axis(bound, rows_got, axis=1), np.take_along_axis(bound, rows_want, axis=1))
+    # rank by rank the same true score up to rounding (a swap of near-equal items keeps it; a missed item does not)
+    assert (np.abs(got_scores - want_scores) <= tol).all()
     assert all(len(np.unique(r)) == min(k, x.shape[0]) for r in found)
-    assert (found == want).mean() > 0.99  # near-ties are rare: almost every rank holds the same item
+    assert (found != want).sum() <= 6  # near-ties are rare: a swap or three at most
 
 
 @pytest.mark.parametrize("share", [0.01, 0.05, 0.2])  # 0.01: below the 32-row head, the head alone
