@@ -106,3 +106,75 @@ def test_a_nan_interest_is_an_artifact_error_not_an_index():
         learned_codes(contrib, None, items, user_topics, topic_idx, np.zeros(N_ITEMS, np.int64), np.ones(1, bool),
                       np.zeros(1, np.int32), np.zeros((N_TOPICS, 101), np.int32), np.zeros(m, np.int64), np.zeros(m, np.int64),
                       np.zeros(m, np.int64), np.zeros(1, np.int32), np.zeros(1, np.int32), np.zeros(1, np.int32), (0, 0, 0, 0, 0), N_KINDS)
+
+
+def _linear_reference(parts, items, user_topics, topic_idx, authority_code, authority_named, segments, w, code_rel, code_topic,
+                      code_pop, code_fa):
+    """The linear blend's reason rules read with NumPy (the form ``reasons.explain`` had before its compiled pass),
+    the terms found by name in ``scoring.TERMS``."""
+    from recsys.ranking import reasons as R
+    from recsys.ranking.scoring import TERMS
+
+    t = {name: parts[..., TERMS.index(name)] for name in TERMS}
+    rel, top, pop = t["collaborative"], t["topic"], t["popularity"]
+    m, k = items.shape
+    n_topics = user_topics.shape[1]
+    safe = np.where(items >= 0, items, 0)
+    best, best_w = _reference_best(user_topics, topic_idx, items)
+    best_w = best_w.astype(np.float32)
+    acode = authority_code[safe]
+    is_fresh = t["freshness"] >= R.FRESH_MIN
+    codes = np.stack([
+        code_rel[np.clip(np.rint(rel * 100), -100, 100).astype(np.int64) + 100],
+        code_topic[np.minimum(best, n_topics - 1), np.rint(best_w * 100).astype(np.int64)],
+        np.broadcast_to(code_pop[segments][:, None], (m, k)),
+        code_fa[is_fresh.astype(np.int64), acode],
+    ], axis=-1)
+    wt = dict(zip(TERMS, w))
+    contrib = np.stack([
+        wt["collaborative"] * rel,
+        wt["topic"] * top + wt["interest"] * t["interest"],
+        wt["popularity"] * pop,
+        wt["freshness"] * t["freshness"] + wt["authority"] * t["authority"] + wt["quality"] * t["quality"] + wt["timeliness"] * t["timeliness"],
+    ], axis=-1)
+    shown = np.stack([
+        rel >= R.RELEVANCE_MIN,
+        (top >= R.TOPIC_MIN) & (best < n_topics) & (best_w * n_topics >= R.TOPIC_OVER_UNIFORM),
+        pop >= R.POPULARITY_MIN,
+        is_fresh | authority_named[acode],
+    ], axis=-1)
+    return codes, shown, contrib
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_linear_codes_are_the_rules_numpy_reading(seed):
+    from recsys.ranking import reasons as R
+    from recsys.ranking.compiled_reasons import linear_codes
+
+    rng, topic_idx, user_topics, items, _ = _world(seed)
+    m, k = items.shape
+    parts = rng.normal(0.3, 0.6, size=(m, k, 9)).astype(np.float32)
+    # values at each threshold and one float32 step either side: compared as NumPy compares them
+    edges = np.float32([R.RELEVANCE_MIN, R.TOPIC_MIN, R.POPULARITY_MIN, R.FRESH_MIN])
+    at = np.concatenate([edges, np.nextafter(edges, np.float32(-1)), np.nextafter(edges, np.float32(2))])
+    mask = rng.random(parts.shape) < 0.3
+    parts[mask] = rng.choice(at, size=int(mask.sum()))
+    parts[0, 0, 0] = 1.7  # relevance clipped at +100
+    parts[0, 1, 0] = -2.5  # and at -100
+    authority_code = rng.integers(0, 3, N_ITEMS)
+    authority_named = np.array([False, True, True])
+    segments = rng.integers(0, 4, m)
+    w = rng.random(9).astype(np.float32)
+    code_rel = np.arange(201, dtype=np.int32) + 1000
+    code_topic = (np.arange(N_TOPICS * 101, dtype=np.int32) + 2000).reshape(N_TOPICS, 101)
+    code_pop = np.arange(4, dtype=np.int32) + 3000
+    code_fa = (np.arange(6, dtype=np.int32) + 4000).reshape(2, 3)
+    args = (parts, items, user_topics, topic_idx, authority_code, authority_named, segments, w, code_rel, code_topic, code_pop, code_fa)
+    codes, shown, contrib = linear_codes(*args, (R.RELEVANCE_MIN, R.TOPIC_MIN, R.TOPIC_OVER_UNIFORM, R.POPULARITY_MIN, R.FRESH_MIN))
+    want_codes, want_shown, want_contrib = _linear_reference(*args)
+    np.testing.assert_array_equal(codes, want_codes)
+    np.testing.assert_array_equal(shown, want_shown)
+    assert contrib.dtype == np.float32 and np.array_equal(contrib.view(np.int32), want_contrib.astype(np.float32).view(np.int32))
+    # the fixture reaches both sides of every rule
+    assert shown.any(axis=(0, 1)).all() and (~shown).any(axis=(0, 1)).all()
+    assert (codes[..., 0] == 1000).any() and (codes[..., 0] == 1200).any()

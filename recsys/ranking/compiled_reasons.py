@@ -177,6 +177,96 @@ def learned_codes(
     return codes, shown, by_kind
 
 
+@numba.njit(cache=True, nogil=True)
+def _linear(
+    parts: np.ndarray, items: np.ndarray, user_topics: np.ndarray, topic_idx: np.ndarray, authority_code: np.ndarray,
+    authority_named: np.ndarray, segments: np.ndarray, w: np.ndarray, relevance_code: np.ndarray, topic_code: np.ndarray,
+    popularity_code: np.ndarray, fresh_authority_code: np.ndarray, minimums: np.ndarray,
+    codes: np.ndarray, shown: np.ndarray, contrib: np.ndarray,
+) -> None:
+    """Fill ``codes``, ``shown`` and ``contrib`` (m, k, 4): relevance, topic, popularity, freshness and
+    authority, each as :func:`recsys.ranking.reasons.explain` defines it (float32 arithmetic in its order;
+    the thresholds as float32, which is how NumPy compares a float32 array with a Python float)."""
+    m, k = items.shape
+    n_topics = user_topics.shape[1]
+    hundred = np.float32(100.0)
+    spread = np.float32(n_topics)
+    relevance_min, topic_min, over_uniform, popularity_min, fresh_min = minimums[0], minimums[1], minimums[2], minimums[3], minimums[4]
+    for u in range(m):
+        popular = popularity_code[segments[u]]
+        for i in range(k):
+            item = max(items[u, i], 0)
+            rel, top, pop = parts[u, i, 0], parts[u, i, 1], parts[u, i, 2]
+            fresh, auth, quality, learned, timely = parts[u, i, 3], parts[u, i, 4], parts[u, i, 5], parts[u, i, 6], parts[u, i, 8]
+            best, weight = _best_topic(u, item, user_topics, topic_idx)
+            if np.isnan(weight):  # it would index the topic texts
+                raise ArtifactError("reasons: a user's topic interest is NaN (the bundle's user topics are damaged)")
+            a = authority_code[item]
+            is_fresh = fresh >= fresh_min
+            r = np.rint(rel * hundred)
+            r = min(max(r, np.float32(-100.0)), np.float32(100.0))
+            codes[u, i, 0] = relevance_code[np.int64(r) + 100]
+            codes[u, i, 1] = topic_code[min(best, n_topics - 1), np.int64(np.rint(weight * hundred))]
+            codes[u, i, 2] = popular
+            codes[u, i, 3] = fresh_authority_code[1 if is_fresh else 0, a]
+            contrib[u, i, 0] = w[0] * rel
+            contrib[u, i, 1] = w[1] * top + w[6] * learned
+            contrib[u, i, 2] = w[2] * pop
+            contrib[u, i, 3] = ((w[3] * fresh + w[4] * auth) + w[5] * quality) + w[8] * timely
+            shown[u, i, 0] = rel >= relevance_min
+            shown[u, i, 1] = top >= topic_min and best < n_topics and weight * spread >= over_uniform
+            shown[u, i, 2] = pop >= popularity_min
+            shown[u, i, 3] = is_fresh or authority_named[a]
+
+
+def linear_codes(
+    parts: np.ndarray, items: np.ndarray, user_topics: np.ndarray, topic_idx: np.ndarray, authority_code: np.ndarray,
+    authority_named: np.ndarray, segments: np.ndarray, weights: np.ndarray, relevance_code: np.ndarray,
+    topic_code: np.ndarray, popularity_code: np.ndarray, fresh_authority_code: np.ndarray,
+    minimums: tuple[float, float, float, float, float],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The linear blend's reason codes, whether each is shown, and each kind's contribution.
+
+    Parameters
+    ----------
+    parts : ndarray of float32, shape (m, k, 9)
+        The picked items' blend terms (``scoring.TERMS`` order).
+    items : ndarray of int64, shape (m, k)
+    user_topics, topic_idx
+        As in :func:`best_topics`.
+    authority_code : ndarray of int64, shape (n_items,)
+    authority_named : ndarray of bool, shape (n_authorities,)
+    segments : ndarray of int64, shape (m,)
+        Each user's popularity row.
+    weights : ndarray of float32, shape (9,)
+        The blend's weights (``scoring.weights``).
+    relevance_code : ndarray of int32, shape (201,)
+    topic_code : ndarray of int32, shape (n_topics, 101)
+    popularity_code : ndarray of int32, shape (n_rows,)
+    fresh_authority_code : ndarray of int32, shape (2, n_authorities)
+    minimums : tuple of float
+        The relevance, topic, topic-over-uniform, popularity and freshness thresholds.
+
+    Returns
+    -------
+    codes : ndarray of int32, shape (m, k, 4)
+    shown : ndarray of bool, shape (m, k, 4)
+    contrib : ndarray of float32, shape (m, k, 4)
+    """
+    m, k = items.shape
+    codes = np.empty((m, k, 4), np.int32)
+    shown = np.empty((m, k, 4), np.bool_)
+    contrib = np.empty((m, k, 4), np.float32)
+    _linear(
+        frozen(parts, np.float32), frozen(items, np.int64), frozen(user_topics, np.float32), frozen(topic_idx, np.int64),
+        frozen(authority_code, np.int64), frozen(authority_named, np.bool_), frozen(segments, np.int64),
+        frozen(weights, np.float32), frozen(relevance_code, np.int32), frozen(topic_code, np.int32),
+        frozen(popularity_code, np.int32), frozen(fresh_authority_code, np.int32), np.asarray(minimums, np.float32),
+        codes, shown, contrib,
+    )
+    return codes, shown, contrib
+
+
 def warm() -> None:
     """Load the kernels now (or compile them), with the types the wrappers pass."""
     one_f, one_i = np.zeros((1, 1), np.float32), np.zeros((1, 1), np.int64)
@@ -184,3 +274,5 @@ def warm() -> None:
     best_topics(one_f, one_i, one_i)
     learned_codes(np.zeros((1, 1, 2), np.float32), None, one_i, one_f, one_i, i1, np.zeros(1, np.bool_), c1,
                   np.zeros((1, 101), np.int32), i1, i1, i1, c1, c1, c1, (0, 0, 0, 0, 0), 1)
+    linear_codes(np.zeros((1, 1, 9), np.float32), one_i, one_f, one_i, i1, np.zeros(1, np.bool_), i1, np.zeros(9, np.float32),
+                 np.zeros(201, np.int32), np.zeros((1, 101), np.int32), c1, np.zeros((2, 1), np.int32), (0.0, 0.0, 0.0, 0.0, 0.0))

@@ -40,8 +40,8 @@ import pyarrow as pa
 
 from recsys import columns as C
 from recsys.config import RankingConfig
-from recsys.ranking.compiled_reasons import best_topics, learned_codes
-from recsys.ranking.scoring import TERMS, weights
+from recsys.ranking.compiled_reasons import learned_codes, linear_codes
+from recsys.ranking.scoring import weights
 
 MAX_REASONS = 3
 RELEVANCE_MIN = 0.3
@@ -263,41 +263,14 @@ def explain(
     code = tables.code
     if m == 0 or k == 0:
         return _render(tables, np.zeros((m, k, 0), np.int32), np.zeros((m, k, 0), bool), None, count, first)
-    safe = np.where(items >= 0, items, 0)
-    w = weights(config)
-    rel, top, pop, fresh, auth, quality, learned, _, timely = (parts[..., i] for i in range(len(TERMS)))
-    n_topics = user_topics.shape[1]
-
-    best, best_w = best_topics(user_topics, topic_idx, safe)
-    acode = authority_code[safe]
-    is_fresh = fresh >= FRESH_MIN
-
-    codes = np.stack(
-        [
-            code.relevance[np.clip(np.rint(rel * 100), -100, 100).astype(np.int64) + 100],
-            code.topic[np.minimum(best, n_topics - 1), np.rint(best_w * 100).astype(np.int64)],
-            np.broadcast_to(code.popularity[segments][:, None], (m, k)),
-            code.fresh_authority[is_fresh.astype(np.int64), acode],
-        ],
-        axis=-1,
-    )
-    contrib = np.stack(
-        [
-            w[0] * rel,
-            w[1] * top + w[6] * learned,
-            w[2] * pop,
-            w[3] * fresh + w[4] * auth + w[5] * quality + w[8] * timely,
-        ],
-        axis=-1,
-    )
-    shown = np.stack(
-        [
-            rel >= RELEVANCE_MIN,
-            (top >= TOPIC_MIN) & (best < n_topics) & (best_w * n_topics >= TOPIC_OVER_UNIFORM),
-            pop >= POPULARITY_MIN,
-            is_fresh | tables.authority_named[acode],
-        ],
-        axis=-1,
+    # the codes, whether each kind is shown and its contribution, in one compiled pass per item (the
+    # rules: relevance from the collaborative term; the item's topic the user cares most about, shown
+    # when the topic term is strong and the interest above uniform; the segment's popularity; fresh
+    # content or a named authority; each kind's contribution its terms' weighted sum)
+    codes, shown, contrib = linear_codes(
+        parts, items, user_topics, topic_idx, authority_code, tables.authority_named, segments, weights(config),
+        code.relevance, code.topic, code.popularity, code.fresh_authority,
+        (RELEVANCE_MIN, TOPIC_MIN, TOPIC_OVER_UNIFORM, POPULARITY_MIN, FRESH_MIN),
     )
     return _render(tables, codes, shown, contrib, count, first)
 
