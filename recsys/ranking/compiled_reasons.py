@@ -236,13 +236,8 @@ def linear_codes(
     ----------
     parts : ndarray of float32, shape (m, k, 9)
         The picked items' blend terms (``scoring.TERMS`` order).
-    items : ndarray of int64, shape (m, k)
-    user_topics, topic_idx
-        As in :func:`best_topics`.
-    authority_code : ndarray of int64, shape (n_items,)
-    authority_named : ndarray of bool, shape (n_authorities,)
-    segments : ndarray of int64, shape (m,)
-        Each user's popularity row.
+    items, user_topics, topic_idx, authority_code, authority_named, segments
+        As in :func:`learned_codes`.
     weights : ndarray of float32, shape (9,)
         The blend's weights (``scoring.weights``).
     relevance_code : ndarray of int32, shape (201,)
