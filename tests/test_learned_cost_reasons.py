@@ -106,6 +106,12 @@ def test_a_nan_interest_is_an_artifact_error_not_an_index():
         learned_codes(contrib, None, items, user_topics, topic_idx, np.zeros(N_ITEMS, np.int64), np.ones(1, bool),
                       np.zeros(1, np.int32), np.zeros((N_TOPICS, 101), np.int32), np.zeros(m, np.int64), np.zeros(m, np.int64),
                       np.zeros(m, np.int64), np.zeros(1, np.int32), np.zeros(1, np.int32), np.zeros(1, np.int32), (0, 0, 0, 0, 0), N_KINDS)
+    from recsys.ranking.compiled_reasons import linear_codes
+
+    with pytest.raises(ArtifactError, match="NaN"):
+        linear_codes(np.zeros(items.shape + (9,), np.float32), items, user_topics, topic_idx, np.zeros(N_ITEMS, np.int64),
+                     np.ones(1, bool), np.zeros(m, np.int64), np.zeros(9, np.float32), np.zeros(201, np.int32),
+                     np.zeros((N_TOPICS, 101), np.int32), np.zeros(1, np.int32), np.zeros((2, 1), np.int32), (0.3, 0.5, 1.5, 0.5, 0.5))
 
 
 def _linear_reference(parts, items, user_topics, topic_idx, authority_code, authority_named, segments, w, code_rel, code_topic,

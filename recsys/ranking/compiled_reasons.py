@@ -50,17 +50,25 @@ def _best_topic(u: int, item: int, user_topics: np.ndarray, topic_idx: np.ndarra
     return best, value
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _checked_best_topic(u: int, item: int, user_topics: np.ndarray, topic_idx: np.ndarray) -> tuple[int, np.float32]:
+    """:func:`_best_topic`, refusing a NaN interest (it would index the topic texts)."""
+    best, weight = _best_topic(u, item, user_topics, topic_idx)
+    if np.isnan(weight):
+        raise ArtifactError("reasons: a user's topic interest is NaN (the bundle's user topics are damaged)")
+    return best, weight
+
+
 @numba.njit(cache=True, nogil=True)
 def _best_topics(user_topics: np.ndarray, topic_idx: np.ndarray, items: np.ndarray, best: np.ndarray, weight: np.ndarray) -> None:
     for u in range(items.shape[0]):
         for i in range(items.shape[1]):
-            best[u, i], weight[u, i] = _best_topic(u, max(items[u, i], 0), user_topics, topic_idx)
-            if np.isnan(weight[u, i]):
-                raise ArtifactError("reasons: a user's topic interest is NaN (the bundle's user topics are damaged)")
+            best[u, i], weight[u, i] = _checked_best_topic(u, max(items[u, i], 0), user_topics, topic_idx)
 
 
 def best_topics(user_topics: np.ndarray, topic_idx: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per picked item, the item's topic the user cares most about and that interest in [0, 1].
+    """Per picked item, the item's topic the user cares most about and that interest in [0, 1]: the rule
+    both reason kernels apply per item, read on its own (serving calls the kernels, not this).
 
     Parameters
     ----------
@@ -119,9 +127,7 @@ def _learned(
                 popular = region_popular[max(regions[u], 0)]
             else:
                 popular = segment_popular[segments[u]]
-            best, weight = _best_topic(u, item, user_topics, topic_idx)
-            if np.isnan(weight):  # it would index the topic texts
-                raise ArtifactError("reasons: a user's topic interest is NaN (the bundle's user topics are damaged)")
+            best, weight = _checked_best_topic(u, item, user_topics, topic_idx)
             a = authority_code[item]
             codes[u, i, 0] = fixed[1]
             codes[u, i, 1] = fixed[2]
@@ -203,9 +209,7 @@ def _linear(
             item = max(items[u, i], 0)
             rel, top, pop = parts[u, i, 0], parts[u, i, 1], parts[u, i, 2]
             fresh, auth, quality, learned, timely = parts[u, i, 3], parts[u, i, 4], parts[u, i, 5], parts[u, i, 6], parts[u, i, 8]
-            best, weight = _best_topic(u, item, user_topics, topic_idx)
-            if np.isnan(weight):  # it would index the topic texts
-                raise ArtifactError("reasons: a user's topic interest is NaN (the bundle's user topics are damaged)")
+            best, weight = _checked_best_topic(u, item, user_topics, topic_idx)
             a = authority_code[item]
             is_fresh = fresh >= fresh_min
             r = np.rint(rel * hundred)
@@ -271,7 +275,6 @@ def warm() -> None:
     """Load the kernels now (or compile them), with the types the wrappers pass."""
     one_f, one_i = np.zeros((1, 1), np.float32), np.zeros((1, 1), np.int64)
     i1, c1 = np.zeros(1, np.int64), np.zeros(1, np.int32)
-    best_topics(one_f, one_i, one_i)
     learned_codes(np.zeros((1, 1, 2), np.float32), None, one_i, one_f, one_i, i1, np.zeros(1, np.bool_), c1,
                   np.zeros((1, 101), np.int32), i1, i1, i1, c1, c1, c1, (0, 0, 0, 0, 0), 1)
     linear_codes(np.zeros((1, 1, 9), np.float32), one_i, one_f, one_i, i1, np.zeros(1, np.bool_), i1, np.zeros(9, np.float32),

@@ -669,9 +669,9 @@ def _plan(state: RankingState, features: tuple[Feature, ...], used: np.ndarray |
             item_vals[:, k] = feat.compute(every)[0]
     cat = state.catalog
     reads_levels = bool((code == cf.LEVEL).any())
-    levels = table if reads_levels else np.zeros((1, 1, 1), np.float32)  # static() copies it as (level row, item, half-life)
+    # static() copies the table as (level row, item, half-life) when a column reads it, else ignores it
     fixed = compiled_features.static(
-        cat.n_bundle, code, arg, sub, item_vals, levels, cat.published_ns,
+        cat.n_bundle, code, arg, sub, item_vals, table, cat.published_ns,
         NS_MIN, engagement, cat.cf, co.indptr if co_ok else np.zeros(1, np.int64), co.indices if co_ok else np.zeros(0, np.int32),
         co.data if co_ok else np.zeros(0, np.float32),
     )
