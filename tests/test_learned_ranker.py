@@ -167,13 +167,14 @@ def test_a_templated_title_catalogue_still_fills_the_list():
 
 
 def test_the_first_pass_keeps_every_valid_candidate_when_fewer_than_asked():
-    from recsys.ranking.core import _top_mask
+    from recsys.ranking.compiled_selection import first_pass
 
     values = np.array([[5.0, 1.0, 3.0, 0.0, 2.0], [1.0, 2.0, 3.0, 4.0, 5.0]], np.float32)
     ok = np.array([[True, False, True, False, False], [True, True, True, True, True]])
-    kept = _top_mask(values, ok, 3)
-    assert kept[0].tolist() == [True, False, True, False, False]  # 2 valid < 3 asked: both kept
-    assert kept[1].tolist() == [False, False, True, True, True]
+    pos, kept = first_pass(values, values, ok, 3, 3)
+    # 2 valid < 3 asked: both kept, then the block's width filled with the others in order
+    assert pos[0].tolist() == [0, 2, 1] and kept[0].tolist() == [True, True, False]
+    assert pos[1].tolist() == [2, 3, 4] and kept[1].tolist() == [True, True, True]
 
 
 def test_coengagement_feature_equals_a_dense_computation(sample_model):

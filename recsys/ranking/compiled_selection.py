@@ -1,5 +1,5 @@
 """Compiled kernels of a block's candidate selection: the merge of the sources, the co-engaged
-candidates and the diversity walk.
+candidates, the learned ranker's first pass and the diversity walk.
 
 Each is a per-row loop that NumPy can only express as whole-block sorts and
 masks, or as a Python loop per user (the walk): compiled with numba, a row
@@ -78,6 +78,7 @@ def warm() -> None:
     merge_rows(np.array([[1, 0, 1, -1]], np.int64))
     allowed_top(np.zeros((2, 1), np.float32), np.array([1]), np.array([0]), np.zeros(1, np.int64), np.ones(1, np.int64), 0, 1)
     coengaged_top(np.array([0, 1, 1]), np.array([1], np.int32), np.ones(1, np.float32), np.array([[0, 0]]), 1)
+    first_pass(np.zeros((1, 2), np.float32), np.zeros((1, 2), np.float32), np.ones((1, 2), bool), 1, 1)
     diverse_top(
         np.array([[0, 1]]), np.array([[1, 0]], np.float32), np.zeros(2, np.int64), 1, 1,
         np.array([0, 1, 2]), np.array([1, 0], np.int32), 1,
@@ -470,6 +471,91 @@ def coengaged_top(
         stamps,
         base,
     )
+
+
+# ---- the learned ranker's first pass ---------------------------------------------------------
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _top_into(values: np.ndarray, ok: np.ndarray, r: int, n: int, scratch: np.ndarray, keep: np.ndarray) -> None:
+    """Mark in ``keep`` the valid columns of row ``r`` among its ``n`` highest values (``core``'s rule:
+    the n-th highest of the row with invalid columns at -inf; a value at it or above is kept, every
+    valid one when it is not finite; ties may add a few)."""
+    c = values.shape[1]
+    if n <= 0 or c <= n:
+        for j in range(c):
+            keep[j] = keep[j] or ok[r, j]
+        return
+    for j in range(c):
+        v = values[r, j]
+        # a NaN as -inf: NumPy ranks it below -inf, and either one at the n-th place keeps every valid
+        # column, so the n-th highest is the same number whenever it is finite
+        scratch[j] = v if ok[r, j] and not np.isnan(v) else np.float32(-np.inf)
+    kth = scratch[_select_largest(scratch, c, n)]
+    finite = np.isfinite(kth)
+    for j in range(c):
+        if ok[r, j] and (values[r, j] >= kth or not finite):
+            keep[j] = True
+
+
+@numba.njit(cache=True, nogil=True)
+def _first_pass(
+    first: np.ndarray, second: np.ndarray, ok: np.ndarray, n_first: int, n_second: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    m, c = ok.shape
+    keep = np.zeros((m, c), np.bool_)
+    scratch = np.empty(c, np.float32)
+    width = 0
+    for r in range(m):
+        _top_into(first, ok, r, n_first, scratch, keep[r])
+        _top_into(second, ok, r, n_second, scratch, keep[r])
+        width = max(width, int(keep[r].sum()))
+    pos = np.empty((m, width), np.int64)
+    kept = np.zeros((m, width), np.bool_)
+    for r in range(m):
+        # the kept columns in order, then the others in order up to the block's width
+        # (``np.argsort(~keep, kind="stable")``'s first ``width``)
+        at = 0
+        for j in range(c):
+            if keep[r, j]:
+                pos[r, at] = j
+                kept[r, at] = True
+                at += 1
+        for j in range(c):
+            if at == width:
+                break
+            if not keep[r, j]:
+                pos[r, at] = j
+                at += 1
+    return pos, kept
+
+
+def first_pass(
+    first: np.ndarray, second: np.ndarray, ok: np.ndarray, n_first: int, n_second: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The learned ranker's first pass: per row the valid candidates among the ``n_first`` best by
+    ``first`` or the ``n_second`` best by ``second``, gathered to the front.
+
+    A candidate is among a row's ``n`` best when its value is at least the
+    row's ``n``-th highest (invalid candidates count as -inf; ties may keep a
+    few more); a row whose ``n``-th highest is not finite keeps every valid one.
+
+    Parameters
+    ----------
+    first, second : ndarray of float32, shape (m, c)
+    ok : ndarray of bool, shape (m, c)
+        Valid candidates.
+    n_first, n_second : int
+
+    Returns
+    -------
+    pos : ndarray of int64, shape (m, w)
+        Per row, the kept columns in order, then the others in order: ``w`` is
+        the most any row keeps.
+    kept : ndarray of bool, shape (m, w)
+        Which of ``pos`` are kept.
+    """
+    return _first_pass(frozen(first, np.float32), frozen(second, np.float32), frozen(ok, np.bool_), int(n_first), int(n_second))
 
 
 # ---- the diversity walk ----------------------------------------------------------------------

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recsys.ranking import candidates, diversity, eligibility, features, scoring
+from recsys.ranking import candidates, compiled_selection, diversity, eligibility, features, scoring
 from recsys.ranking.eligibility import ItemFilter
 from recsys.ranking.state import RankingState
 from recsys.ranking.users import UserBatch
@@ -57,9 +57,9 @@ def _learned_scores(
     state: RankingState, users: UserBatch, cand: np.ndarray, ok: np.ndarray, linear: np.ndarray, now_ns: int,
     parts: scoring.Components | None,
     blended: Callable[[np.ndarray, np.ndarray | None, bool], tuple[np.ndarray, scoring.Components | None]], k: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The learned ranker's scores of the valid candidates (m, c), their feature rows, and where each
-    candidate's row is.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """The learned ranker's scores of the valid candidates (m, c), their feature rows, where each
+    candidate's row is, and the exposure model's scores of the rows where the score read them.
 
     With ``[ranker] rescore = N`` only a user's ``N`` best candidates by a
     cheap first pass are scored by the ranker (the rest keep -inf): the best
@@ -95,15 +95,12 @@ def _learned_scores(
         first = features.Block(state, users, cand, now_ns, gather_all=False)  # reads the base feature only
         if parts is not None:
             first.__dict__["parts"] = parts  # a base feature that is a blend term reads them, not computes them
-        keep = ok & (_top_mask(linear, ok, n // 2) | _top_mask(_base_scores(state, first), ok, n - n // 2))
+        # the kept candidates of each row first, in their order: a compact (m, w) block
+        pos, kept = compiled_selection.first_pass(linear, _base_scores(state, first), ok, n // 2, n - n // 2)
         # a base feature that is a blend term made the block compute every pair's terms: the rescored
         # pairs' are taken from them (the same bits: each pair's terms are computed alone)
         parts = first.__dict__.get("parts", parts)
-        # the kept candidates of each row first, in their order: a compact (m, w) block
-        width = int(keep.sum(axis=1).max()) if keep.size else 0
-        pos = np.argsort(~keep, axis=1, kind="stable")[:, :width]
         flat = np.arange(cand.shape[0])[:, None] * cand.shape[1] + pos
-        kept = np.take(keep, flat)
         block = features.Block(state, users, np.where(kept, np.take(cand, flat), -1), now_ns)
         # the blend's terms of the rescored pairs: read from the first pass's, or computed for them alone
         block.__dict__["parts"] = (
@@ -117,10 +114,10 @@ def _learned_scores(
     x = np.zeros((n_rows + 1, len(state.features)), np.float32)
     features.compute_rows(state.features, block, rescored, used=state.used_features, out=x[:n_rows])
     score = np.full(cand.shape, -np.inf, dtype=np.float32)
-    score.reshape(-1)[at] = ranker.predict(x[:n_rows])
+    score.reshape(-1)[at], logged = ranker.predict_logged(x[:n_rows])
     where = np.full(cand.shape, n_rows, np.int64)
     where.reshape(-1)[at] = np.arange(n_rows)
-    return score, x, where
+    return score, x, where, logged
 
 
 #: blocks of at most this many users keep every pair's blend terms in the first pass: a single
@@ -148,19 +145,9 @@ def _base_scores(state: RankingState, block: features.Block) -> np.ndarray:
     return ranker.base(values.reshape(-1, 1), column=0).reshape(block.cand.shape)
 
 
-def _top_mask(values: np.ndarray, ok: np.ndarray, n: int) -> np.ndarray:
-    """Per row, the ``n`` highest valid values (ties may add a few)."""
-    v = np.where(ok, values, -np.inf)
-    if n <= 0 or v.shape[1] <= n:
-        return ok.copy()
-    kth = -np.partition(-v, n - 1, axis=1)[:, n - 1 : n]
-    # a row with fewer than n valid values keeps them all (its n-th best is -inf)
-    return ok & ((v >= kth) | ~np.isfinite(kth))
-
-
 def _exposure_order(
     state: RankingState, users: UserBatch, cand: np.ndarray, x: np.ndarray, where: np.ndarray,
-    picked: np.ndarray, got: np.ndarray, now_ns: int,
+    picked: np.ndarray, got: np.ndarray, now_ns: int, logged_rows: np.ndarray | None = None,
 ) -> np.ndarray:
     """Each row's picked columns of ``cand`` in the exposure model's order, the push's priority boosts first.
 
@@ -169,10 +156,13 @@ def _exposure_order(
     (``LearnedRanker.reorders``). Ties keep the ranker's order. Items move only
     within blocks of :data:`REORDER_BLOCK` ranks, the block training measured:
     the ranker's first 10 (20, ...) stay the list's first 10 (20, ...).
+    ``logged_rows``: the exposure model's scores of the rows of ``x``, when the
+    ranker's score read them (the picks' are taken from them, not predicted again).
     """
     rows = np.arange(picked.shape[0])[:, None]
     logged = np.full(picked.shape, -np.inf)
-    logged[got] = state.ranker.exposure_model.predict(x[where[rows, picked][got]])
+    at = where[rows, picked][got]
+    logged[got] = state.ranker.exposure_model.predict(x[at]) if logged_rows is None else logged_rows[at]
     value = features.boost_values(state, users, np.where(got, cand[rows, picked], -1), now_ns)
     boost = np.where(got, np.float32(0) if value is None else np.asarray(value).astype(np.float32), -np.inf)
     block = np.broadcast_to(np.arange(picked.shape[1]) // REORDER_BLOCK, picked.shape)
@@ -208,9 +198,9 @@ def _score_and_pick(
     learned = state.ranker is not None
     terms = cand.shape[0] <= _TERMS_FIRST or (learned and not _first_pass(state, cand.shape[1], k))
     score, parts = blended(cand, ok, terms)
-    x = where = None
+    x = where = logged = None
     if learned:
-        score, x, where = _learned_scores(state, users, cand, ok, score, now_ns, parts, blended, k)
+        score, x, where, logged = _learned_scores(state, users, cand, ok, score, now_ns, parts, blended, k)
     score = features.add_boosts(state, users, cand, score, now_ns)  # the push's priorities; none: unchanged
     rows = np.arange(cand.shape[0])[:, None]
     # candidates are sorted by item index, so score order breaks ties by index; only each
@@ -230,7 +220,7 @@ def _score_and_pick(
     # whatever order the exposure model gives the items
     scores = np.where(got, score[rows, picked], np.float32(0)).astype(np.float32)
     if x is not None and state.ranker.reorders and got.any():
-        picked = _exposure_order(state, users, cand, x, where, picked, got, now_ns)
+        picked = _exposure_order(state, users, cand, x, where, picked, got, now_ns, logged)
     items = np.where(got, cand[rows, picked], -1)
     if x is None:
         # each pair's terms are computed alone, so the picks' terms are the bits the score was made of

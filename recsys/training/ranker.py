@@ -171,18 +171,21 @@ class LearnedRanker:
             return None
         return name, float(self.report.get("exposure_weight_cold") or 0.0)
 
-    def exposure(self, x: np.ndarray) -> np.ndarray:
+    def exposure(self, x: np.ndarray, logged: np.ndarray | None = None) -> np.ndarray:
         """``exposure_weight x log1p(exposure feature)``: what the old system will show and users
         engage with, added to a ranker fitted on impressions (0 without an exposure feature).
 
         Rows of users without engagement (``user_history`` 0) take the cold
-        users' own feature and weight where the ranker has them.
+        users' own feature and weight where the ranker has them. ``logged``:
+        the exposure model's scores of the rows, when the caller has them.
         """
         name, weight = self.exposure_feature, float(self.report.get("exposure_weight") or 0.0)
         out = np.zeros(len(x), np.float32)
         if self.exposure_model is not None:
             # the logged-engagement ranker's score in place of one popularity feature (for everyone)
-            return (weight * self.exposure_model.predict(x)).astype(np.float32) if weight != 0.0 else out
+            if weight == 0.0:
+                return out
+            return (weight * (self.exposure_model.predict(x) if logged is None else logged)).astype(np.float32)
         if name is not None and weight != 0.0:
             out = (weight * base_score(x[:, self.feature_names.index(name)])).astype(np.float32)
         cold = self._exposure_cold()
@@ -373,14 +376,27 @@ class LearnedRanker:
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Scores, float32 (n,); higher ranks first."""
+        return self.predict_logged(x)[0]
+
+    def predict_logged(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Scores, float32 (n,), and the exposure model's own scores of the same rows, float32 (n,),
+        where the score is made of them (``None`` otherwise).
+
+        Serving orders a list by the exposure model (:attr:`reorders`): it reads
+        the picked rows' scores here instead of predicting them a second time
+        (each row's prediction is its own, so they are the same bits).
+        """
         x = self._check(x)
         if len(x) == 0:
-            return np.zeros(0, np.float32)
+            return np.zeros(0, np.float32), None
         best = self.report.get("best_iteration")
         raw = self.base(x)
         if best != 0:  # 0: the starting score alone was best on held-out users (``fewest_trees``)
             raw = raw + self.trees().predict(x)
-        return (raw + self.exposure(x)).astype(np.float32)
+        logged = None
+        if self.exposure_model is not None and float(self.report.get("exposure_weight") or 0.0) != 0.0:
+            logged = self.exposure_model.predict(x)
+        return (raw + self.exposure(x, logged)).astype(np.float32), logged
 
     def score_block(self, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Scores of a whole block of users' candidates in one prediction, float32 (m, c).
