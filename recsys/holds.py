@@ -43,7 +43,7 @@ import pyarrow.parquet as pq
 
 from recsys import columns as C
 from recsys.exceptions import ConfigError, RecsysError, SchemaError
-from recsys.io import write_parquet
+from recsys.io import atomic_path, write_parquet
 from recsys.schema import find_table, read_table
 
 HOLDS_FILE = "holds.parquet"
@@ -75,19 +75,82 @@ def _utc_now() -> pd.Timestamp:
     return pd.Timestamp.now(tz="UTC").floor("s")
 
 
-def _folder(folder: str | Path, *, create: bool) -> Path:
+#: the file that marks a folder as a review state folder (the monitor's ``--state``, holding the holds):
+#: written when the monitor or a hold first creates or takes the folder
+STATE_MARKER = "RECSYS_STATE"
+#: files only the monitor or the holds write ("CURRENT" is the monitor's version pointer): a folder
+#: holding one is a state folder written before the marker existed
+_STATE_FILES = ("CURRENT", HOLDS_FILE, LOG_FILE, LOCK_FILE)
+
+
+def is_state_folder(folder: str | Path) -> bool:
+    """Whether ``folder`` is a review state folder (its marker, or a file only the monitor or the holds write)."""
+    root = Path(folder)
+    return root.is_dir() and any((root / name).exists() for name in (STATE_MARKER, *_STATE_FILES))
+
+
+def claim_state_folder(folder: str | Path, option: str = "--state") -> Path:
+    """The state folder the monitor or a hold writes: created if new, marked; refuse anyone else's.
+
+    Accepted: a new folder, an empty one, or a state folder (:func:`is_state_folder`).
+    The monitor deletes its old versions there, so a folder holding other files is
+    never taken.
+
+    Raises
+    ------
+    ConfigError
+        If ``folder`` is a file, or a folder holding other files and no state.
+    """
     root = Path(folder)
     if root.exists() and not root.is_dir():
-        raise ConfigError(
-            f"holds folder {root} is a file; expected a folder (the monitor's --state folder)"
-        )
-    if not root.exists():
-        if not create:
+        raise ConfigError(f"{option} {root}: is a file, not a folder (the monitor's state folder)")
+    if root.is_dir() and not is_state_folder(root):
+        names = sorted(e.name for e in root.iterdir())
+        if names:
+            shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
             raise ConfigError(
-                f"holds folder {root} not found; pass the monitor's --state folder"
+                f"{option} {root}: folder holds other files ({shown}) and no monitor or holds state "
+                f"(no {STATE_MARKER} file); give a new or empty folder"
             )
-        root.mkdir(parents=True)
+    root.mkdir(parents=True, exist_ok=True)
+    marker = root / STATE_MARKER
+    if not marker.exists():
+        with atomic_path(marker) as tmp:
+            tmp.write_text(
+                "review state of recsys: the monitor's counters and versions, the hold list and its log.\n"
+                "The monitor deletes its old versions (v00000001/ ...) here: keep no other files in this folder.\n",
+                encoding="utf-8",
+            )
     return root
+
+
+def state_folder(folder: str | Path, option: str = "holds folder") -> Path:
+    """An existing review state folder, for reading its holds.
+
+    Raises
+    ------
+    ConfigError
+        If ``folder`` is missing, a file, or a folder of other files that is
+        not a state folder (a wrong path must not silently push held items);
+        an empty folder holds no holds yet.
+    """
+    root = Path(folder)
+    if not root.exists():
+        raise ConfigError(f"{option} {root} not found; pass the monitor's --state folder")
+    if not root.is_dir():
+        raise ConfigError(f"{option} {root} is a file; expected a folder (the monitor's --state folder)")
+    if not is_state_folder(root) and any(root.iterdir()):
+        # an empty folder holds no holds yet (a state folder before the monitor's first run); a
+        # folder of other files is a wrong path
+        raise ConfigError(
+            f"{option} {root} is not a monitor or holds state folder (no {STATE_MARKER}, {HOLDS_FILE} or "
+            f"{LOG_FILE}, and other files in it); pass the monitor's --state folder"
+        )
+    return root
+
+
+def _folder(folder: str | Path, *, create: bool) -> Path:
+    return claim_state_folder(folder, "holds folder") if create else state_folder(folder)
 
 
 @contextlib.contextmanager

@@ -17,6 +17,7 @@ from recsys.cli import main
 from recsys.config import MonitorConfig
 from recsys.exceptions import ConfigError
 from recsys.monitor import run_monitor
+from recsys.monitor.state import check_state_dir
 from recsys.monitor.counters import K_CLICK, K_IMP, Counters
 from recsys.push.lock import LockedError, hold
 
@@ -285,6 +286,7 @@ def test_bad_folders_and_a_second_run_at_once_are_refused(tmp_path):
     (tmp_path / "ev").mkdir()
     with pytest.raises(ConfigError, match="--state .*holds other files"):
         run_monitor(tmp_path / "ev", other, config=CFG)
+    check_state_dir(tmp_path / "st")  # what a first run does before it takes the lock
     with (
         hold(tmp_path / "st", what="monitor state", run="another"),
         pytest.raises(LockedError, match="monitor state .* is in use"),

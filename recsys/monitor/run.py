@@ -233,6 +233,35 @@ def _count(
     return int(use.sum()) - too_old, late, int(us[use].max()) * 1000
 
 
+#: reasons that, when no row at all was counted, say an option is wrong rather than the rows
+_OPTION_REASONS = {C.R_UNKNOWN_ITEM: "--catalog", C.R_FUTURE_TS: "--now"}
+
+
+def _refuse_nothing_counted(report: MonitorReport, catalog: str | Path | None, clock: pd.Timestamp) -> None:
+    """Refuse a run that counted nothing because every new row named an unknown item or a time after
+    ``now``: a wrong ``--catalog`` or ``--now``, not bad rows. Raised before the commit, so no file is
+    marked read and the corrected run counts them; a run that counts any row marks them read.
+
+    Raises
+    ------
+    ConfigError
+    """
+    wrong = {r: n for r, n in report.skipped.items() if r in _OPTION_REASONS}
+    if report.rows_counted or not wrong:
+        return
+    total = sum(report.skipped.values())
+    why = "; ".join(f"{n:,} {r}" for r, n in wrong.items())
+    check = " and ".join(
+        f"--catalog {catalog} (is it the current items table?)" if r == C.R_UNKNOWN_ITEM
+        else f"--now {clock.isoformat()} (is the clock right?)"
+        for r in wrong
+    )
+    raise ConfigError(
+        f"monitor: none of the {total:,} new row(s) in {len(report.files_read)} file(s) was counted ({why}); "
+        f"check {check}; no file was marked read, so a corrected run counts them"
+    )
+
+
 # ---- publishing --------------------------------------------------------------------------------
 def _append_lines(path: Path, lines: list[str]) -> None:
     """Append complete lines with one write (starting on a fresh line if a kill cut the last one)."""
@@ -435,18 +464,25 @@ def run_monitor(
             f"now {now!r} has no time zone; give a tz-aware time (e.g. ...+08:00)"
         )
     tax = taxonomy if isinstance(taxonomy, Taxonomy) else load_taxonomy(taxonomy)
-    root = check_state_dir(state_dir)
-    out_dir = root if out is None or Path(out).resolve() == root.resolve() else None
-    out_marker = None
-    if out_dir is None:
-        out_marker = prepare_output_dir(out, "monitor", force=force)
-        out_dir = out_marker.path
-        out_dir.mkdir(parents=True, exist_ok=True)
     clock = (
         pd.Timestamp.now(tz="UTC")
         if now is None
         else pd.Timestamp(now).tz_convert("UTC")
     )
+    # every input checked before the state folder is created or touched: a typo leaves nothing behind
+    events_dir = Path(events)
+    if not events_dir.is_dir():
+        raise ConfigError(
+            f"--events {events_dir}: {'is not a folder' if events_dir.exists() else 'folder not found'}"
+        )
+    cat = _read_catalog(catalog, tax, clock) if catalog is not None else None
+    separate = out is not None and Path(out).resolve() != Path(state_dir).resolve()
+    out_marker = prepare_output_dir(out, "monitor", force=force) if separate else None
+    root = check_state_dir(state_dir)
+    out_dir = root
+    if out_marker is not None:
+        out_dir = out_marker.path
+        out_dir.mkdir(parents=True, exist_ok=True)
     report = MonitorReport()
     with hold_lock(
         root,
@@ -459,7 +495,6 @@ def run_monitor(
         days = cfg.baseline_days + (hours + 23) // 24 + 2
         state = load_state(root, hours, days)
         _publish(state, root, out_dir)  # finish a run killed after its commit
-        cat = _read_catalog(catalog, tax, clock) if catalog is not None else None
         found = scan(events, state.marks)
         report.notes.extend(found.notes)
         known_sha = {
@@ -489,6 +524,7 @@ def run_monitor(
             report.late_rows += late
             newest = max(newest, file_newest)
             report.files_read.append(p.name)
+        _refuse_nothing_counted(report, catalog, clock)
         if not changed:
             report.seconds = time.perf_counter() - started
             return report

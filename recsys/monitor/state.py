@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from recsys.exceptions import ArtifactError, ConfigError
+from recsys.exceptions import ArtifactError
+from recsys.holds import claim_state_folder
 from recsys.io import atomic_dir, atomic_path, clean_stale_temps
 from recsys.monitor.counters import Counters
 from recsys.monitor.files import FileMark, marks_from_json
@@ -37,17 +38,6 @@ STATE_VERSION = 1
 POINTER = "CURRENT"
 STATE_FILE = "state.json"
 RUN_ALERTS = "alerts.jsonl"
-#: files that mark a folder as the monitor's (or the holds') own
-_OWN = (
-    POINTER,
-    "holds_log.jsonl",
-    "holds.parquet",
-    "_lock",
-    "holds.lock",
-    "alerts.jsonl",
-)
-
-
 @dataclass
 class MonitorState:
     """One committed version of the state (or the empty state before the first run)."""
@@ -63,29 +53,15 @@ class MonitorState:
 
 
 def check_state_dir(path: str | Path) -> Path:
-    """Return the state folder, created if new; refuse a folder that holds something else.
+    """Return the state folder, created if new and marked; refuse a folder that holds something else
+    (the rule is :func:`recsys.holds.claim_state_folder`'s, shared with the holds).
 
     Raises
     ------
     ConfigError
-        If ``path`` is a file, or a non-empty folder without any monitor or holds file.
+        If ``path`` is a file, or a non-empty folder without any monitor or holds state.
     """
-    root = Path(path)
-    if root.exists() and not root.is_dir():
-        raise ConfigError(f"--state {root}: is a file, not a folder")
-    if root.is_dir():
-        names = {e.name for e in root.iterdir()}
-        if (
-            names
-            and not names & set(_OWN)
-            and not any(n.startswith("v") and n[1:].isdigit() for n in names)
-        ):
-            shown = ", ".join(sorted(names)[:3])
-            raise ConfigError(
-                f"--state {root}: folder holds other files ({shown}) and no monitor state; give a new or empty folder"
-            )
-    root.mkdir(parents=True, exist_ok=True)
-    return root
+    return claim_state_folder(path)
 
 
 def _version_name(run: int) -> str:
@@ -162,15 +138,28 @@ def commit(
 
 
 def _drop_old(root: Path, keep: set[str]) -> None:
-    """Remove versions older than the previous one (the monitor's own folders only)."""
+    """Remove versions older than the previous one: only folders of a version's name that hold a
+    monitor state file (what :func:`commit` wrote), never another folder of that name."""
     for entry in root.iterdir():
         if (
             entry.is_dir()
+            and not entry.is_symlink()
             and entry.name.startswith("v")
             and entry.name[1:].isdigit()
             and entry.name not in keep
+            and _is_version(entry)
         ):
             shutil.rmtree(entry, ignore_errors=True)
+
+
+def _is_version(folder: Path) -> bool:
+    """Whether ``folder`` is a version the monitor wrote (its state file names its run)."""
+    try:
+        doc = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    run = doc.get("run") if isinstance(doc, dict) else None
+    return isinstance(run, int) and "state_version" in doc and folder.name == _version_name(run)
 
 
 def clean_temps(root: Path) -> None:

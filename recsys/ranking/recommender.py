@@ -36,7 +36,7 @@ import pyarrow as pa
 from recsys import columns as C
 from recsys.config import RankingConfig, is_int
 from recsys.exceptions import ConfigError, NotFittedError, SchemaError
-from recsys.holds import apply_holds, held_items
+from recsys.holds import apply_holds, held_items, state_folder
 from recsys.ranking import core, eligibility
 from recsys.ranking.catalog import read_catalog
 from recsys.ranking.eligibility import make_filter, to_ns
@@ -777,13 +777,8 @@ def _no_audience(reason: str) -> pd.DataFrame:
 
 
 def _holds_folder(holds: str | Path | None) -> Path | None:
-    """The holds folder, checked to exist (a typo must not silently disable every hold)."""
-    if holds is None:
-        return None
-    folder = Path(holds)
-    if not folder.is_dir():
-        raise ConfigError(f"holds folder {folder} not found (or not a folder); pass the monitor's --state folder")
-    return folder
+    """The holds folder, checked to be a state folder (a typo must not silently disable every hold)."""
+    return None if holds is None else state_folder(holds)
 
 
 def _unavailable(state: RankingState, j: int, now_ns: int) -> str:
