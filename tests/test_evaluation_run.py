@@ -223,6 +223,8 @@ def test_recsys_tune_writes_a_loadable_config(world, tmp_path, capsys):
         (["--split-time", "2026-06-25T10:00:00"], "has no time zone"),
         (["--split-quantile", "0.8", "--policies", "engine,magic"], "unknown policy 'magic'"),
         (["--split-quantile", "0.8", "--policies", "oracle"], "oracle policy needs the generator's ground truth"),
+        (["--split-quantile", "0.8", "--policies", ""], "--policies '' names no policy"),
+        (["--split-quantile", "0.8", "--policies", " , "], "--policies ' , ' names no policy"),
     ],
 )
 def test_cli_bad_input_exits_2_with_one_line(world, tmp_path, capsys, extra, message):

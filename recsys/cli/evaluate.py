@@ -70,7 +70,14 @@ def settings_from_args(args: argparse.Namespace) -> EvaluationSettings:
     from recsys.evaluation.run import EvaluationSettings
     from recsys.evaluation.tune import TuneSettings
 
-    policies = tuple(p.strip() for p in args.policies.split(",") if p.strip()) if args.policies else None
+    from recsys.exceptions import ConfigError
+
+    policies = None
+    if args.policies is not None:
+        policies = tuple(p.strip() for p in args.policies.split(",") if p.strip())
+        if not policies:
+            # an empty list is a mistake (an unset shell variable), not "all": omit the option for all
+            raise ConfigError(f"--policies {args.policies!r} names no policy; give e.g. engine,popular, or omit it for all")
     return EvaluationSettings(
         ks=parse_ks(args.k),
         split_time=args.split_time,
