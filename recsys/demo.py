@@ -166,7 +166,7 @@ def _replay_and_lift(truth_dir: Path, clean: ValidationResult, out: Path, date: 
 
 
 #: what a demo writes in its folder
-DEMO_ENTRIES = ("models", "demand", "pushes", "programmes", "replayed_events", "evaluation")
+DEMO_ENTRIES = ("models", "demand", "pushes", "pushes-lift", "programmes", "replayed_events", "evaluation")
 
 
 def _is_demo(folder: Path) -> bool:

@@ -222,10 +222,11 @@ def test_cli_writes_tables_and_report_readable_everywhere(world, capsys):
     assert summary["nights"][0]["date"] == DAY.isoformat()
     # a re-run replaces its own output
     assert cli_main(argv) == 0
-    # the default output folder sits beside the pushes, where their readers skip it
+    # the default output folder sits beside the pushes folder, never inside it (tests/test_lift_output_folder.py)
     assert cli_main(argv[:-2]) == 0
-    assert (world["pushes"] / "_lift" / f"{DAY.isoformat()}_3d" / "lift.parquet").is_file()
-    assert pq.read_table(world["pushes"] / "_lift" / f"{DAY.isoformat()}_3d" / "lift.parquet").num_rows == len(lift)
+    default = world["root"] / "pushes-lift" / f"{DAY.isoformat()}_3d"
+    assert (default / "lift.parquet").is_file() and not (world["pushes"] / "_lift").exists()
+    assert pq.read_table(default / "lift.parquet").num_rows == len(lift)
 
 
 def test_a_range_of_nights_is_pooled_by_user(world):
@@ -304,6 +305,16 @@ def test_bad_input_is_one_line_exit_2(world, events_ok, tmp_path, capsys):
         code, err = _run([*base, *extra], capsys)
         assert code == 2 and err.startswith("error:") and message in err, (extra, err)
         assert "\n" not in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_events_of_no_known_user_are_refused_not_measured_as_no_lift(world, events_ok, tmp_path, capsys):
+    events = pd.read_parquet(events_ok / "events.parquet")
+    events["user_id"] = "other-city-" + events["user_id"].astype(str)
+    strangers = _events_dir(world, "strangers", events)
+    code, err = _run(["--pushes", world["pushes"], "--events", strangers, "--date", DAY, "--out", tmp_path / "o"], capsys)
+    assert code == 2 and err.startswith("error:") and "\n" not in err
+    assert "is by a user in" in err and "are these events of the city the push ran for?" in err
     assert not (tmp_path / "o").exists()
 
 

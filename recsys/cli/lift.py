@@ -33,7 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--out",
         metavar="DIR",
         default=None,
-        help="output folder (default: <pushes>/_lift/<date>_<days>d): lift.parquet, ctr.parquet, summary.json, report.md/html",
+        help="output folder, not inside --pushes (default: <pushes>-lift/<date>_<days>d, beside the pushes folder): "
+        "lift.parquet, ctr.parquet, summary.json, report.md/html",
     )
     parser.add_argument(
         "--force", action="store_true", help="write into a folder holding other files (none is deleted)"

@@ -227,6 +227,12 @@ def measure_lift(
     end = I.local_midnight(nights[-1] + dt.timedelta(days=days), tz)
     last_day = I.local_midnight(nights[-1] + dt.timedelta(days=days - 1), tz)
     ev = I.read_events(events, table, start, end, last_day, tz)
+    if not len(ev.user) and ev.unknown_users:
+        # a lift of 0 measured on no one's events is not a measurement: the events are another city's
+        raise DataError(
+            f"{events}: none of the {ev.unknown_users:,} positive events between {start.tz_convert(tz).date()} and "
+            f"{last_day.tz_convert(tz).date()} is by a user in {source}; are these events of the city the push ran for?"
+        )
 
     # per user and arm (0 holdout, 1 pushed): outcome totals over the nights, and nights counted;
     # a user is one cluster, so this is all the intervals need, whatever the number of nights

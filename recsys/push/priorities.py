@@ -25,6 +25,13 @@ a group-wide entry and a group x region one), leaving out entries expired at
 the run's time. The ranking feature ``priority``
 (:mod:`recsys.ranking.features`) reads it; without a file every boost is 0
 and the lists are exactly what they were.
+
+Every key is checked: one the format does not have (``[[audiences]]``,
+``regoin``) is refused with the valid names, since a misspelt table read with
+defaults would silently raise nothing. A file whose every entry has expired
+by the push date is accepted but named in a warning (:func:`not_in_force`)
+and in the manifest block (``applied = false``): a stale file must not stop
+the city's nightly push, nor pass for one that raised something.
 """
 
 from __future__ import annotations
@@ -48,6 +55,11 @@ PRIORITIES_VERSION = 1
 MAX_WEIGHT = 10.0
 #: the largest file read (a priorities file is a few kB)
 MAX_BYTES = 1_000_000
+#: the keys of the file, of an ``[[audience]]`` and of an ``[[audience.topics]]`` table, in the order
+#: :func:`priorities_document` writes them (the messages list them so)
+FILE_KEYS = ("version", "as_of", "audience")
+AUDIENCE_KEYS = ("group", "region", "weight", "expires", "why", "topics")
+TOPIC_KEYS = ("topic", "weight", "expires", "why")
 
 
 @dataclass(frozen=True)
@@ -88,11 +100,14 @@ class Priorities:
         When the analysis behind it was made ("" if not said).
     source : str
         The file it was read from.
+    timezone : str
+        The city's time zone the file was read in, for dates in messages ("" = as stored, UTC).
     """
 
     audiences: tuple[PriorityAudience, ...]
     as_of: str = ""
     source: str = ""
+    timezone: str = ""
 
     def active(self, now: pd.Timestamp) -> tuple[PriorityAudience, ...]:
         """The audiences not expired at ``now``, each with its unexpired topics (none: left out)."""
@@ -136,14 +151,37 @@ def _expiry(value: Any, taxonomy: Taxonomy, where: str) -> pd.Timestamp:
         raise ConfigError(f"{where} expires {text!r} is not a date or an ISO 8601 time") from None
 
 
+def _known_keys(table: dict[str, Any], valid: tuple[str, ...], where: str, hint: str = "") -> None:
+    """Refuse a key the format does not have: read with defaults, a misspelt one would raise nothing, silently."""
+    unknown = [k for k in table if k not in valid]
+    if unknown:
+        raise ConfigError(f"{where} has unknown key {unknown[0]!r}; valid: {', '.join(valid)}{hint}")
+
+
 def parse_priorities(doc: dict[str, Any], taxonomy: Taxonomy, origin: str = "<priorities>") -> Priorities:
     """Check a parsed priorities document against the taxonomy.
+
+    Parameters
+    ----------
+    doc : dict
+        The parsed TOML (or :func:`priorities_document`'s output).
+    taxonomy : Taxonomy
+        The codes the groups, regions and topics must be among.
+    origin : str
+        The file's name, for messages.
+
+    Returns
+    -------
+    Priorities
+        The checked entries, expired ones included (:meth:`Priorities.active` picks by time).
 
     Raises
     ------
     ConfigError
-        One line naming the file, the entry and the bad value with what is valid.
+        One line naming the file, the entry and the bad value with what is valid,
+        including a key the format does not have.
     """
+    _known_keys(doc, FILE_KEYS, origin, " (the entries are [[audience]] tables)")
     version = doc.get("version", PRIORITIES_VERSION)
     if version != PRIORITIES_VERSION:
         raise ConfigError(f"{origin}: version {version!r} unsupported; expected {PRIORITIES_VERSION}")
@@ -155,6 +193,7 @@ def parse_priorities(doc: dict[str, Any], taxonomy: Taxonomy, origin: str = "<pr
     audiences = []
     for k, entry in enumerate(entries):
         where = f"{origin}: [[audience]] #{k + 1}"
+        _known_keys(entry, AUDIENCE_KEYS, where, " (its topics are [[audience.topics]] tables)")
         group = entry.get("group")
         if group not in taxonomy.groups:
             raise ConfigError(f"{where} group {group!r} unknown; valid: {', '.join(taxonomy.groups)}")
@@ -168,6 +207,7 @@ def parse_priorities(doc: dict[str, Any], taxonomy: Taxonomy, origin: str = "<pr
         topics = []
         for j, t in enumerate(topics_raw):
             tw = f"{where} topic #{j + 1}"
+            _known_keys(t, TOPIC_KEYS, tw)
             code = t.get("topic")
             if code not in taxonomy.topics:
                 raise ConfigError(f"{tw} topic {code!r} unknown; valid: {', '.join(taxonomy.topics)}")
@@ -176,7 +216,7 @@ def parse_priorities(doc: dict[str, Any], taxonomy: Taxonomy, origin: str = "<pr
         audiences.append(
             PriorityAudience(group, region, _number(entry.get("weight", 1.0), where), expires, tuple(topics), str(entry.get("why", "")))
         )
-    return Priorities(tuple(audiences), as_of=str(doc.get("as_of", "")), source=origin)
+    return Priorities(tuple(audiences), as_of=str(doc.get("as_of", "")), source=origin, timezone=taxonomy.timezone)
 
 
 def load_priorities(path: str | Path, taxonomy: Taxonomy) -> Priorities:
@@ -260,9 +300,64 @@ def chunk_report(
     return out
 
 
-def run_report(priorities: Priorities, parts: list[dict[str, Any]]) -> dict[str, Any]:
+def not_in_force(priorities: Priorities, now: pd.Timestamp | None = None) -> str | None:
+    """The warning for a file that names audiences none of which is in force at ``now``, else None.
+
+    A file naming no audience is a week without priorities (``recsys demand``
+    writes one on purpose) and gets no warning. The format has no start date,
+    so an entry is never "not yet valid": only expiry takes one out.
+
+    Parameters
+    ----------
+    priorities : Priorities
+        The checked file.
+    now : Timestamp, optional
+        The push's time (the push counts reach at its date's local midnight);
+        None = the caller already knows nothing applied and only wants the text.
+
+    Returns
+    -------
+    str or None
+        One line naming the file, the push time and the dates the entries expired.
+    """
+    if not priorities.audiences or (now is not None and priorities.active(now)):
+        return None
+    # an audience stops applying at its own expiry or when its last topic expires, whichever is first
+    latest = max(min(a.expires, max((t.expires for t in a.topics), default=a.expires)) for a in priorities.audiences)
+    # in the city's time, as the file's dates were written (a date is the city's midnight)
+    tz = priorities.timezone or (now.tz if now is not None else None)
+    if tz:
+        latest = latest.tz_convert(tz)
+        now = None if now is None else now.tz_convert(tz)
+    when = f"by {now.isoformat()}" if now is not None else "by the push date"
+    as_of = f", analysis as of {priorities.as_of}" if priorities.as_of else ""
+    return (
+        f"priorities {priorities.source or '<priorities>'}: nothing applied, every entry had expired {when} "
+        f"(the last expired {latest.isoformat()}{as_of}); the lists are ranked without priorities -- "
+        "run recsys demand for a current priorities.toml"
+    )
+
+
+def run_report(priorities: Priorities, parts: list[dict[str, Any]], now: pd.Timestamp | None = None) -> dict[str, Any]:
     """The manifest's ``priorities`` block: the file, and per audience the chunk counts added up
-    with the share of its pushed users reached with priority content."""
+    with the share of its pushed users reached with priority content.
+
+    Parameters
+    ----------
+    priorities : Priorities
+        The run's file.
+    parts : list of dict
+        The chunks' stats; each holds the :func:`chunk_report` of the audiences in force.
+    now : Timestamp, optional
+        The time the chunks judged expiry at, for the warning's text.
+
+    Returns
+    -------
+    dict
+        ``file``, ``as_of``, ``audiences`` and ``applied`` (whether any audience was in
+        force), with ``warning`` (:func:`not_in_force`) when the file named audiences and
+        none applied: the manifest must not read as if the priorities raised something.
+    """
     audiences: dict[str, dict[str, Any]] = {}
     for part in parts:
         for label, counts in part.get("priorities", {}).items():
@@ -274,11 +369,25 @@ def run_report(priorities: Priorities, parts: list[dict[str, Any]]) -> dict[str,
         entry = next((a for a in priorities.audiences if a.label == label), None)
         if entry is not None:
             total["topics"] = [t.topic for t in entry.topics]
-    return {"file": priorities.source, "as_of": priorities.as_of, "audiences": audiences}
+    block: dict[str, Any] = {"file": priorities.source, "as_of": priorities.as_of, "audiences": audiences}
+    # every chunk reports each audience in force (users 0 included), so none reported = none was
+    block["applied"] = bool(audiences)
+    if not audiences and priorities.audiences:
+        # with the push's time the text names it; without (or if the chunks judged another instant) it says "the push date"
+        block["warning"] = (now is not None and not_in_force(priorities, now)) or not_in_force(priorities)
+    return block
 
 
 def summary_lines(block: dict[str, Any]) -> list[str]:
-    """The end-of-run summary's lines for the manifest's ``priorities`` block."""
+    """The end-of-run summary's lines for the manifest's ``priorities`` block.
+
+    A block with no audience in force says so (the file's warning, or that it named
+    none) instead of an empty table a reader could take for priorities applied.
+    """
+    if block.get("warning"):
+        return [f"  warning: {block['warning']}"]
+    if not block.get("audiences"):
+        return [f"  priorities ({block.get('file', '')}): no priority audience in force; lists as ranked"]
     lines = [f"  priorities ({block.get('file', '')}): reached with a priority topic / pushed / in the run"]
     for label, counts in block.get("audiences", {}).items():
         lines.append(f"    {label:<24}{counts['reached']:>8}{counts['pushed']:>8}{counts['users']:>8}")
