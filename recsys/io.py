@@ -6,7 +6,7 @@ beside the destination and are renamed into place; folders likewise.
 An output folder given on the command line (``--out``) is checked once, by
 :func:`prepare_output_dir`, before any work: a command writes into a new or
 empty folder, or one it wrote before (its marker file, or its own manifest),
-and never deletes a file it did not create.
+and never replaces or deletes a file it did not create.
 """
 
 from __future__ import annotations
@@ -247,16 +247,20 @@ class OutputDir:
     path: Path
     kind: str
     force: bool = False
+    #: the folder had no marker of this kind but ``recognise`` knew it (an older engine's output):
+    #: its entries of the names written now are this kind's own
+    recognised: bool = False
 
     @contextlib.contextmanager
     def staging(self) -> Iterator[Path]:
         """Yield a path (not yet created) to write the whole output under; publish it on success.
 
         The writer creates the yielded folder (e.g. with :func:`atomic_dir`).
-        Publishing replaces the entries of the same name in ``path`` and the
-        entries this command wrote there before, records the marker, and
-        leaves every other entry alone. On an exception nothing in ``path``
-        changes.
+        Publishing replaces the entries this command wrote there before,
+        records the marker, and leaves every other entry alone; an entry of
+        the same name as one written that this command did not write refuses
+        the publication (see :func:`publish_dir`). On an exception nothing in
+        ``path`` changes.
         """
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # a killed earlier run of this output left its staging folder beside it: remove it (dead writer only)
@@ -266,7 +270,7 @@ class OutputDir:
             yield staged
             if not staged.is_dir():
                 raise ConfigError(f"{self.path}: the {self.kind} output was not written")
-            publish_dir(staged, self.path, self.kind)
+            publish_dir(staged, self.path, self.kind, recognised=self.recognised)
         finally:
             if staged.exists():
                 shutil.rmtree(staged, ignore_errors=True)
@@ -296,6 +300,9 @@ def prepare_output_dir(
     force: bool = False,
     recognise: Callable[[Path], bool] | None = None,
     option: str = "--out",
+    writes: Sequence[str] = (),
+    label: str | None = None,
+    hint: str | None = None,
 ) -> OutputDir:
     """Check that command ``kind`` may write into the folder ``path``, before any work.
 
@@ -303,9 +310,11 @@ def prepare_output_dir(
     ``.gitkeep``, which are never touched), or one this kind of command wrote
     before (its :data:`OUTPUT_MARKER`, or ``recognise(path)``: e.g. its own
     manifest from an older engine). Anything else needs ``force`` (the
-    command then writes beside the files already there, replacing only
-    entries of its own names). ``/``, the home folder, the current folder
-    and a repository root are refused even with ``force``.
+    command then writes beside the files already there and never replaces
+    or deletes one of them: an entry of the same name as one it writes
+    refuses the run, here when ``writes`` names it, else when publishing).
+    ``/``, the home folder, the current folder and a repository root are
+    refused even with ``force``.
 
     Parameters
     ----------
@@ -319,6 +328,20 @@ def prepare_output_dir(
         Recognises a folder this command wrote before without the marker.
     option : str
         The option's name, for messages.
+    writes : sequence of str
+        Top-level names the command will write, when known: one held by a
+        file it did not write is refused now rather than after the work.
+    label : str, optional
+        What writes such folders, for messages (default ``recsys <kind>``).
+    hint : str, optional
+        What to do about a refused folder (default: choose a new or empty
+        folder, or pass ``--force``); for a command without ``--force``.
+
+    Returns
+    -------
+    OutputDir
+        The checked folder; write it with :meth:`OutputDir.staging` or
+        record what was written with :meth:`OutputDir.mark`.
 
     Raises
     ------
@@ -326,6 +349,7 @@ def prepare_output_dir(
         One line naming the folder and why it is refused.
     """
     p = Path(path)
+    label = label or f"recsys {kind}"
     try:
         resolved = p.resolve()
     except (OSError, RuntimeError) as exc:  # a symlink loop
@@ -344,30 +368,90 @@ def prepare_output_dir(
         raise ConfigError(f"{option} {p}: {probe} is a file, not a folder")
     if probe.exists() and not os.access(probe, os.W_OK | os.X_OK):
         raise ConfigError(f"{option} {p}: {probe} is not writable")
+    recognised = False
     if p.is_dir():
         # documentation checked in beside outputs (the repository's models/README.md) does not make
         # a folder someone else's; it is never touched
         entries = sorted(e.name for e in p.iterdir() if e.name not in PLACEHOLDER_FILES)
         marker = _read_marker(p)
-        ours = (marker is not None and marker.get("kind") == kind) or (recognise is not None and recognise(p))
-        if entries and not ours and not force:
-            others = ", ".join(entries[:3]) + (f" and {len(entries) - 3} more" if len(entries) > 3 else "")
+        marked = marker is not None and marker.get("kind") == kind
+        recognised = not marked and recognise is not None and recognise(p)
+        if entries and not (marked or recognised) and not force:
             written_by = f" (written by recsys {marker.get('kind')})" if marker and marker.get("kind") else ""
             raise ConfigError(
-                f"{option} {p}: folder is not empty ({others}){written_by} and was not written by recsys {kind}; "
-                "choose a new or empty folder, or pass --force to write beside those files (none is deleted)"
+                f"{option} {p}: folder is not empty ({_some(entries)}){written_by} and was not written by {label}; "
+                + (hint or "choose a new or empty folder, or pass --force to write beside those files "
+                   "(none is replaced or deleted)")
             )
-    return OutputDir(p, kind, force)
+        # --force writes beside others' files, never over one: refuse now when the names are known
+        owned = set(marker.get("entries", [])) if marked and marker is not None else set()
+        clashes = [] if recognised else _clashes(p, writes, owned)
+        if clashes:
+            raise ConfigError(_clash_message(p, clashes, kind))
+    return OutputDir(p, kind, force, recognised)
 
 
-def publish_dir(staged: str | Path, dest: str | Path, kind: str) -> Path:
+def _some(names: Sequence[str]) -> str:
+    """The first three names and how many more, for a one-line message."""
+    names = list(names)
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+
+def _clashes(dest: Path, names: Sequence[str], owned: set[str]) -> list[str]:
+    """The entries of ``names`` that exist in ``dest`` and are not among ``owned``, sorted."""
+    return sorted(n for n in set(names) - owned if (dest / n).exists() or (dest / n).is_symlink())
+
+
+def _clash_message(dest: Path, clashes: Sequence[str], kind: str) -> str:
+    """One line: the entries in the way, that nothing changed and what to do."""
+    if len(clashes) == 1:
+        return (
+            f"{dest / clashes[0]}: exists and was not written by recsys {kind}, which writes an entry of that "
+            "name and never replaces one it did not write; nothing was changed: move it away, or choose a new "
+            "or empty folder"
+        )
+    return (
+        f"{dest}: {_some(clashes)} exist and were not written by recsys {kind}, which writes entries of those "
+        "names and never replaces ones it did not write; nothing was changed: move them away, or choose a new "
+        "or empty folder"
+    )
+
+
+def publish_dir(staged: str | Path, dest: str | Path, kind: str, *, recognised: bool = False) -> Path:
     """Move a finished output folder ``staged`` to ``dest`` without losing anything else there.
 
     A new ``dest`` (or one holding only what this kind wrote before) is
     replaced whole and atomically. Otherwise each entry is renamed into place
-    one by one: entries of the same name and entries the previous run of this
-    kind recorded are replaced; every other file stays. The marker
-    (:data:`OUTPUT_MARKER`) records the entries written.
+    one by one: the entries the previous run of this kind recorded in its
+    marker are replaced (or removed when not written again); every other
+    file stays. An entry of the same name as one written that the marker
+    does not record is someone else's: the publication is refused before
+    anything in ``dest`` changes. The marker (:data:`OUTPUT_MARKER`)
+    records the entries written.
+
+    Parameters
+    ----------
+    staged : path
+        The finished output folder (moved away on success).
+    dest : path
+        The output folder.
+    kind : str
+        The command writing it.
+    recognised : bool
+        ``dest`` has no marker of ``kind`` but the command recognised it as
+        its own (an older engine's output, see :func:`prepare_output_dir`):
+        its entries of the names written are taken as this kind's.
+
+    Returns
+    -------
+    Path
+        ``dest``.
+
+    Raises
+    ------
+    ConfigError
+        If an entry of ``dest`` this kind did not write has the name of one
+        being written (nothing in ``dest`` changes).
     """
     staged, dest = Path(staged), Path(dest)
     new = sorted(e.name for e in staged.iterdir() if e.name != OUTPUT_MARKER)
@@ -378,6 +462,12 @@ def publish_dir(staged: str | Path, dest: str | Path, kind: str) -> Path:
     marker = _read_marker(dest)
     owned = set(marker.get("entries", [])) if marker is not None and marker.get("kind") == kind else set()
     existing = {e.name for e in dest.iterdir()} - {OUTPUT_MARKER}
+    if recognised and not owned:
+        owned = existing & set(new)
+    # a same-named entry this kind did not write is never replaced: the user's report.md stays
+    clashes = _clashes(dest, new, owned)
+    if clashes:
+        raise ConfigError(_clash_message(dest, clashes, kind))
     foreign = existing - owned - set(new)
     if not foreign and not dest.is_symlink():
         _write_marker(staged, kind, new)
@@ -392,6 +482,7 @@ def publish_dir(staged: str | Path, dest: str | Path, kind: str) -> Path:
         for name in sorted((owned - set(new)) & existing):
             os.replace(dest / name, trash / name)
         for name in new:
+            # only an entry this kind wrote (checked above) can be in the way
             if (dest / name).exists() or (dest / name).is_symlink():
                 os.replace(dest / name, trash / name)
             os.replace(staged / name, dest / name)

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import TextIO
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from recsys import columns as C
 from recsys.broadcast.places import SOURCE_USERS, load_places
@@ -23,6 +25,7 @@ from recsys.schema import (
     KINDS,
     MAX_TIME,
     MIN_TIME,
+    QUARANTINE_COLUMNS,
     ValidationResult,
     check_share,
     find_table,
@@ -36,6 +39,66 @@ from recsys.timeutil import TimeLike, parse_option_time
 
 #: the job's name: the tag of the output folders it creates (see recsys.io.prepare_output_dir)
 NAME = "validate"
+#: the file the quarantined rows go to, in ``--out`` or (without it) in ``--data``
+QUARANTINE_FILE = "quarantine.parquet"
+#: the quarantine's columns and their types as validate writes them (recsys.schema.write_quarantine)
+_QUARANTINE_TYPES = {C.Q_TABLE: pa.string(), C.Q_ROW: pa.int64(), C.Q_REASON: pa.string(),
+                     C.Q_DETAIL: pa.string(), C.Q_RECORD: pa.string()}
+
+
+def is_quarantine_file(path: str | Path) -> bool:
+    """Whether ``path`` is a quarantine table validate wrote: a Parquet file of exactly its columns.
+
+    Only the footer is read. A symbolic link, a folder, another table (even one with
+    some of these columns) or an unreadable file is not.
+
+    Parameters
+    ----------
+    path : path
+        The file.
+
+    Returns
+    -------
+    bool
+    """
+    p = Path(path)
+    if p.is_symlink() or not p.is_file():
+        return False
+    try:
+        schema = pq.read_schema(p)
+    except (OSError, ValueError, pa.ArrowException):
+        return False
+    if tuple(schema.names) != tuple(QUARANTINE_COLUMNS):
+        return False
+    return all(schema.field(name).type == _QUARANTINE_TYPES.get(name) for name in schema.names)
+
+
+def check_quarantine_target(data: Path) -> Path:
+    """The quarantine path inside ``data``; refuse, before any work, to replace a file validate did not write.
+
+    Parameters
+    ----------
+    data : Path
+        The ``--data`` folder (the quarantine's place without ``--out``).
+
+    Returns
+    -------
+    Path
+        ``data / quarantine.parquet``: new, or a quarantine validate wrote.
+
+    Raises
+    ------
+    ConfigError
+        One line naming the file and what to do, when it is not a quarantine validate wrote.
+    """
+    path = data / QUARANTINE_FILE
+    if (path.exists() or path.is_symlink()) and not is_quarantine_file(path):
+        raise ConfigError(
+            f"--data {data}: {path} exists and is not a quarantine recsys validate wrote (not its 5 columns "
+            f"{', '.join(QUARANTINE_COLUMNS)}), so it is not replaced; move it away, or pass --out DIR to write "
+            "the quarantine and the clean tables elsewhere"
+        )
+    return path
 
 
 @dataclass(frozen=True)
@@ -136,7 +199,8 @@ def run_validation(
         Output folder (new, empty, or written by validate before) for
         ``quarantine.parquet`` and the clean tables. A refused run writes only
         the quarantine there, never clean tables that would pass for a success.
-        Default: only ``quarantine.parquet``, into ``data``.
+        Default: only ``quarantine.parquet``, into ``data``, replacing only a
+        quarantine validate wrote (:func:`is_quarantine_file`).
     taxonomy : path, optional
         Taxonomy file (default: the bundled city's).
     end : str or datetime, optional
@@ -145,7 +209,8 @@ def run_validation(
     max_rejected : float
         Share of a table's rows that may be quarantined.
     force : bool
-        Write into an ``out`` folder that holds other files (left alone).
+        Write into an ``out`` folder that holds other files (left alone: one
+        named like an output refuses the run).
     assume_tz, encoding, delimiter, min_time, max_time
         How to read the files (see :func:`recsys.schema.validate`).
     stream : text file, optional
@@ -161,6 +226,10 @@ def run_validation(
     DataError
         More than ``max_rejected`` of a table quarantined or no event left
         (after the quarantine is written, so the message can point at it).
+    ConfigError
+        An ``out`` that may not be written, or (without ``out``) a
+        ``quarantine.parquet`` in ``data`` that validate did not write;
+        before any work.
     RecsysError
         Bad options, unreadable files, a bad places table.
     """
@@ -171,7 +240,11 @@ def run_validation(
     if out is not None and data.exists() and out.exists() and out.resolve() == data.resolve():
         raise ConfigError(f"--out {out} is the --data folder; the clean tables would overwrite the input")
     # the same rule as every command's --out: new, empty or our own folder; never ., home, / or a repo root
-    target = prepare_output_dir(out, NAME, force=force) if out is not None else None
+    written = [QUARANTINE_FILE, *(f"{kind}.parquet" for kind in KINDS)]
+    target = prepare_output_dir(out, NAME, force=force, writes=written) if out is not None else None
+    # without --out the quarantine goes beside the input: only over a quarantine validate wrote
+    if out is None:
+        check_quarantine_target(data)
     # an --end past the supported range would let no event be quarantined as from the future
     if end is not None:
         end = parse_option_time(end, load_taxonomy(taxonomy), name="--end")
@@ -188,15 +261,16 @@ def run_validation(
     places_line, places_error = _check_places(data, taxonomy, result.users, encoding, delimiter)
     try:
         if target is None:
-            quarantine_path = write_quarantine(result.quarantine, data / "quarantine.parquet")
+            # checked again: a file put there during the run is not replaced either
+            quarantine_path = write_quarantine(result.quarantine, check_quarantine_target(data))
         else:
             with target.staging() as staged:
                 staged.mkdir(parents=True)
-                write_quarantine(result.quarantine, staged / "quarantine.parquet")
+                write_quarantine(result.quarantine, staged / QUARANTINE_FILE)
                 if refused is None and places_error is None:
                     for kind in KINDS:
                         write_table(getattr(result, kind), staged / f"{kind}.parquet", kind)
-            quarantine_path = target.path / "quarantine.parquet"
+            quarantine_path = target.path / QUARANTINE_FILE
     except OSError as exc:
         where = "--out" if out is not None else "--data (pass --out DIR to write elsewhere)"
         raise SchemaError(f"{out or data}: cannot write the results into {where}: {exc.strerror or exc}") from None

@@ -158,6 +158,11 @@ def test_an_expired_file_warns_on_stderr_and_the_manifest_says_so(tmp_path, tmp_
     assert str(path) in warning and "nothing applied" in warning and "2026-06-20" in warning
     # no reach table a reader could take for priorities applied
     assert "reached with a priority topic" not in err
+    # --quiet (no summary) still warns, before the work, naming the push date
+    code = cli_main(["push", "--model", str(bundle), "--date", str(push_city.DAY), "--out", str(tmp_path / "q"),
+                     "--priorities", str(path), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 0 and "nothing applied" in err and str(push_city.DAY) in err, err
     # the manifest, through the library call
     report = run_nightly(bundle, push_city.DAY, tmp_path / "lib", priorities=path, stream=None, warn_stream=None)
     assert report["priorities"]["applied"] is False and str(path) in report["priorities"]["warning"]

@@ -189,8 +189,9 @@ def test_bad_inputs_are_named(city, tmp_path):
     with pytest.raises(ConfigError, match="channel 'tv' is not a personal channel"):
         run(city["bundle"], D1, tmp_path, channel="tv", stream=None)
     bad = write_config(tmp_path / "bad.toml", daily_cap={"app-push": 1})
+    # the output beside the config, not around it: a push folder holds nothing but push runs
     with pytest.raises(ConfigError, match="push daily_cap has unknown personal channel 'app-push'"):
-        run(city["bundle"], D1, tmp_path, config_path=bad, stream=None)
+        run(city["bundle"], D1, tmp_path / "pushes", config_path=bad, stream=None)
 
 
 def test_cli_exit_codes(city, tmp_path, capsys):
@@ -211,8 +212,9 @@ def test_cli_exit_codes(city, tmp_path, capsys):
 
 def test_two_channels_per_user(city, tmp_path):
     cfg = write_config(tmp_path / "two.toml", channels_per_user=2)
-    run(city["bundle"], D1, tmp_path, config_path=cfg, stream=None)
-    rows = read_pushes(tmp_path, D1)
+    out = tmp_path / "pushes"  # a push folder holds nothing but push runs: not the config's folder
+    run(city["bundle"], D1, out, config_path=cfg, stream=None)
+    rows = read_pushes(out, D1)
     channels = rows.groupby("user_id")["channel"].nunique()
     subscribed = (
         city["users"].loc[channels.index, "channels"].map(lambda c: len(set(c) & {"app_push", "wechat", "e_reader"}))

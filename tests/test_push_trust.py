@@ -233,9 +233,10 @@ def test_campaign_where_every_candidate_is_capped_says_so(city, tmp_path):
     doc = {"push": dict(push_city.TRAIN_CONFIG["push"])}  # push --config takes [push] only
     doc["push"] = {**doc["push"], "daily_cap": {"app_push": 0, "wechat": 0, "e_reader": 0}}
     cfg.write_text(tomli_w.dumps(doc), encoding="utf-8")
+    out = tmp_path / "pushes"  # a push folder holds nothing but push runs: not the config's folder
     with pytest.raises(NothingToPushError, match=r"nobody is eligible \(of \d+ audience users: .*caps_reached \d+"):
-        campaign(city["bundle"], D1, tmp_path, name="heat", topic="ecology", budget=10, config_path=cfg, stream=None)
-    assert not W.partition_dir(tmp_path, D1, "heat").exists()
+        campaign(city["bundle"], D1, out, name="heat", topic="ecology", budget=10, config_path=cfg, stream=None)
+    assert not W.partition_dir(out, D1, "heat").exists()
 
 
 # ---- process hygiene and leftovers ---------------------------------------------------

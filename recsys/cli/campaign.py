@@ -24,7 +24,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model", default="models/latest", metavar="BUNDLE", help="model bundle (default: models/latest)"
     )
-    parser.add_argument("--out", default="pushes", metavar="DIR", help="output folder (default: pushes)")
+    parser.add_argument(
+        "--out",
+        default="pushes",
+        metavar="DIR",
+        help="output folder: new, empty, or one push/campaign wrote before; a folder holding other files is "
+        "refused (there is no --force) (default: pushes)",
+    )
     parser.add_argument("--catalog", metavar="PATH", help="current items table (default: the bundle's items)")
     parser.add_argument(
         "--users", metavar="PATH", help="current users table: tonight's opt-outs and channels (default: [push] users)"
@@ -41,7 +47,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="config TOML with only a [push] section, replacing the bundle's [push] "
         "(other sections apply at train time and are refused; default: the bundle's config)",
     )
-    parser.add_argument("--history", metavar="DIR", help="push-history folder (default: OUT/_history)")
+    parser.add_argument(
+        "--history",
+        metavar="DIR",
+        help="push-history folder: new, empty, or the history of earlier pushes; a folder holding other "
+        "files is refused (default: OUT/_history)",
+    )
     parser.add_argument(
         "--holds",
         metavar="DIR",

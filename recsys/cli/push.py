@@ -17,7 +17,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--model", default="models/latest", metavar="BUNDLE", help="model bundle (default: models/latest)"
     )
     parser.add_argument("--date", required=True, metavar="YYYY-MM-DD", help="the local day the pushes go out")
-    parser.add_argument("--out", default="pushes", metavar="DIR", help="output folder (default: pushes)")
+    parser.add_argument(
+        "--out",
+        default="pushes",
+        metavar="DIR",
+        help="output folder: new, empty, or one push/campaign wrote before; a folder holding other files is "
+        "refused (there is no --force) (default: pushes)",
+    )
     parser.add_argument("--catalog", metavar="PATH", help="current items table (default: the bundle's items)")
     parser.add_argument(
         "--users",
@@ -54,7 +60,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="give up on an unreachable --scheduler after this long (default: 5)",
     )
-    parser.add_argument("--history", metavar="DIR", help="push-history folder (default: OUT/_history)")
+    parser.add_argument(
+        "--history",
+        metavar="DIR",
+        help="push-history folder: new, empty, or the history of earlier pushes; a folder holding other "
+        "files is refused (default: OUT/_history)",
+    )
     parser.add_argument(
         "--places",
         metavar="PATH",

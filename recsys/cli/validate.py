@@ -38,10 +38,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="output folder (new, empty, or written by validate before) for quarantine.parquet and the clean "
         "users/items/events.parquet; when the data is refused (exit 2) it gets quarantine.parquet only, and "
         "clean tables of an earlier run there are removed, so the folder never shows a refused run's tables "
-        "as clean (default: only quarantine.parquet, into --data)",
+        "as clean (default: only quarantine.parquet, into --data, replacing only a quarantine validate wrote)",
     )
     parser.add_argument(
-        "--force", action="store_true", help="write into an --out folder that holds other files (they are left alone)"
+        "--force",
+        action="store_true",
+        help="write into an --out folder that holds other files (they are left alone; one named like an "
+        "output refuses the run)",
     )
     add_max_rejected_option(parser)
     add_input_options(parser)

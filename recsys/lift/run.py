@@ -12,6 +12,7 @@ from recsys.exceptions import ConfigError
 from recsys.io import atomic_dir, prepare_output_dir, write_json, write_parquet
 from recsys.lift.measure import MIN_USERS, LiftResult, measure_lift
 from recsys.lift.report import headline, render
+from recsys.push.folders import OLD_LIFT_DIR
 from recsys.push.plan import parse_day
 from recsys.taxonomy import Taxonomy, load_taxonomy
 
@@ -21,8 +22,6 @@ FILES = ("lift.parquet", "ctr.parquet", "summary.json", "report.md", "report.htm
 #: would be read as push rows by DuckDB's ``read_parquet('pushes/**/*.parquet', hive_partitioning=true)``
 #: (which, unlike pandas and pyarrow, does not skip ``_``-prefixed folders: "Hive partition mismatch")
 LIFT_SUFFIX = "-lift"
-#: where engines before this one wrote the default output, inside the pushes folder
-OLD_LIFT_DIR = "_lift"
 
 
 def default_out(pushes: str | Path, date: dt.date, until: dt.date | None, days: int) -> Path:

@@ -28,13 +28,13 @@ from recsys.push.job import (
     io_errors,
     locked,
     open_job,
-    output_folder,
     plan_run,
     preflight,
     push_users,
     run_manifest,
     say,
 )
+from recsys.push.folders import check_push_folders, mark_push_output
 from recsys.push.plan import Segment, parse_day
 from recsys.push.report import campaign_line
 
@@ -66,7 +66,8 @@ def run_campaign(
     Parameters
     ----------
     model, date, out, catalog, users, config_path, history, stream, warn_stream
-        As in :func:`run`.
+        As in :func:`recsys.push.nightly.run_nightly`: ``out`` and ``history`` are checked
+        before any work the same way (:func:`recsys.push.folders.check_push_folders`).
     holds : path, optional
         A review-holds folder (default ``[push] holds``): a held item named
         in ``items`` is refused; held items of ``topic`` are left out.
@@ -108,6 +109,9 @@ def run_campaign(
     """
     started = time.perf_counter()
     day = parse_day(date)
+    # the folders first: a folder holding someone else's files is refused before any work
+    target, history_root = check_push_folders(out, history)
+    out = target.path
     job = open_job(model, config_path, command="campaign")
     push, taxonomy = job.push, job.taxonomy
     if k is not None:
@@ -128,8 +132,6 @@ def run_campaign(
     current, warnings, rejected = preflight(job, day, catalog, taxonomy, users or push_users(push), warn_stream)
     holds_dir = holds_folder(holds, push.holds)
     check_not_held(spec.items, held_for_run(holds_dir))  # a named held item is refused, not skipped
-    out = output_folder(Path(out), "--out")
-    history_root = output_folder(Path(history), "--history") if history else out / W.HISTORY_DIR
     notes: list[str] = []
     workspace = W.Workspace.for_run(out, day, spec.name)
     with io_errors(out), locked(out, history_root, f"campaign {spec.name} {day}", notes, workspace.root):
@@ -195,6 +197,7 @@ def run_campaign(
             housekeeping=notes,
         )
         workspace.commit(store, day, spec.name, out, report)
+        mark_push_output(target, day, history_root)
     if stream is not None:
         print(campaign_line(report), file=stream)
     return report

@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence, TextIO
 
 import numpy as np
+import pandas as pd
 
 from recsys.io import sha256_file
+from recsys.push.folders import check_push_folders, mark_push_output
 from recsys.push import coverage as CV
 from recsys.push import identity as I
 from recsys.push import priorities as PR
@@ -37,7 +39,6 @@ from recsys.push.job import (
     locked,
     nothing_error,
     open_job,
-    output_folder,
     plan_run,
     preflight,
     progress_bar,
@@ -86,7 +87,9 @@ def run_nightly(
     date : str or datetime.date
         The local day the pushes go out (``YYYY-MM-DD``, 1990-01-01 .. 2100-12-31).
     out : path
-        Output folder (partitioned Parquet, manifest, history, work files).
+        Output folder (partitioned Parquet, manifest, history, work files):
+        new, empty, or one a push or campaign wrote before; anything else is
+        refused before any work (see :func:`check_push_folders`).
     catalog : path, optional
         The current catalogue (items table); default: the bundle's items.
         Rejected rows are reported by reason; a catalogue of which nothing
@@ -120,7 +123,8 @@ def run_nightly(
     connect_timeout : float
         Seconds to wait for the scheduler.
     history : path, optional
-        Push-history folder; default ``<out>/_history``.
+        Push-history folder: new, empty or a push history (see
+        :func:`check_push_folders`); default ``<out>/_history``.
     places : path, optional
         A places table (tv, radio, cinema, kiosk): the coverage rules with
         ``broadcast_reach`` count the broadcast audiences of a region
@@ -170,6 +174,9 @@ def run_nightly(
     """
     started = time.perf_counter()
     day = parse_day(date)
+    # the folders first: a folder holding someone else's files is refused before any work
+    target, history_root = check_push_folders(out, history)
+    out = target.path
     job = open_job(model, config_path, workers, k)
     if coverage is not None:
         job.push = dataclasses.replace(job.push, coverage=[dict(rule) for rule in coverage])
@@ -188,9 +195,15 @@ def run_nightly(
         kind = I.segment_kind(ident["segment"]) if I.is_targeted(ident["segment"]) else W.NIGHTLY
     H.validate_kind(kind)
     current, warnings, rejected = preflight(job, day, catalog, taxonomy, users or push_users(push), warn_stream)
+    # the chunks judge the priorities' expiry at the push date's local midnight: a file none of whose
+    # entries is in force then raises nothing, and the run says so (not an error: a stale demand file
+    # must not stop the city's night)
+    prio_now = pd.Timestamp(day.isoformat()).tz_localize(taxonomy.timezone)
+    stale = PR.not_in_force(prio, prio_now) if prio else None
+    if stale:
+        warnings.append(stale)
+        say(warn_stream, [stale], "warning")
     held = held_for_run(holds, push.holds)  # read once: every chunk leaves out the same items
-    out = output_folder(Path(out), "--out")
-    history_root = output_folder(Path(history), "--history") if history else out / W.HISTORY_DIR
     notes: list[str] = []
     workspace = W.Workspace.for_run(out, day, kind)
     with io_errors(out), locked(out, history_root, f"{kind} {day}", notes, workspace.root):
@@ -302,13 +315,14 @@ def run_nightly(
             # the users table read tonight (None: the bundle's): `recsys lift` reads the same one
             users_path=str(Path(users or push_users(push)).resolve()) if (users or push_users(push)) else None,
             **({"coverage": coverage} if coverage else {}),
-            **({"priorities": PR.run_report(prio, parts)} if prio else {}),
+            **({"priorities": PR.run_report(prio, parts, prio_now)} if prio else {}),
         )
         timings["commit"] = round(time.perf_counter() - t0, 3)
         timings["total"] = round(time.perf_counter() - started, 3)
         report["timings_s"] = timings
         report["users_per_s"] = round(len(plan.scope) / timings["total"], 1) if timings["total"] else 0.0
         workspace.commit(store, day, kind, out, report, holdout=plan.holdout)
+        mark_push_output(target, day, history_root)
     if stream is not None:
         print("\n" + summary_table(report), file=stream)
     return report
