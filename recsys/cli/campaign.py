@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from recsys.cli.push import add_folder_arguments
+
 NAME = "campaign"
 HELP = "push a campaign's item(s) or topic to the users most likely to engage, within caps"
 
@@ -21,16 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--region", metavar="R", help="only users of this region")
     parser.add_argument("--channel", metavar="C", help="only this personal channel")
     parser.add_argument("--emergency", action="store_true", help="may exceed the daily cap (never the opt-out)")
-    parser.add_argument(
-        "--model", default="models/latest", metavar="BUNDLE", help="model bundle (default: models/latest)"
-    )
-    parser.add_argument(
-        "--out",
-        default="pushes",
-        metavar="DIR",
-        help="output folder: new, empty, or one push/campaign wrote before; a folder holding other files is "
-        "refused (there is no --force) (default: pushes)",
-    )
+    add_folder_arguments(parser)
     parser.add_argument("--catalog", metavar="PATH", help="current items table (default: the bundle's items)")
     parser.add_argument(
         "--users", metavar="PATH", help="current users table: tonight's opt-outs and channels (default: [push] users)"
@@ -46,12 +39,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="config TOML with only a [push] section, replacing the bundle's [push] "
         "(other sections apply at train time and are refused; default: the bundle's config)",
-    )
-    parser.add_argument(
-        "--history",
-        metavar="DIR",
-        help="push-history folder: new, empty, or the history of earlier pushes; a folder holding other "
-        "files is refused (default: OUT/_history)",
     )
     parser.add_argument(
         "--holds",

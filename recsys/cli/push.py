@@ -11,12 +11,12 @@ NAME = "push"
 HELP = "write the nightly push lists of a date (partitioned Parquet + manifest)"
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``recsys push`` options."""
+def add_folder_arguments(parser: argparse.ArgumentParser) -> None:
+    """The bundle and folder options ``recsys push`` and ``recsys campaign`` share (the folders' rules:
+    :func:`recsys.push.folders.check_push_folders`)."""
     parser.add_argument(
         "--model", default="models/latest", metavar="BUNDLE", help="model bundle (default: models/latest)"
     )
-    parser.add_argument("--date", required=True, metavar="YYYY-MM-DD", help="the local day the pushes go out")
     parser.add_argument(
         "--out",
         default="pushes",
@@ -24,6 +24,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="output folder: new, empty, or one push/campaign wrote before; a folder holding other files is "
         "refused (there is no --force) (default: pushes)",
     )
+    parser.add_argument(
+        "--history",
+        metavar="DIR",
+        help="push-history folder: new, empty, or the history of earlier pushes; a folder holding other "
+        "files is refused (default: OUT/_history)",
+    )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``recsys push`` options."""
+    add_folder_arguments(parser)
+    parser.add_argument("--date", required=True, metavar="YYYY-MM-DD", help="the local day the pushes go out")
     parser.add_argument("--catalog", metavar="PATH", help="current items table (default: the bundle's items)")
     parser.add_argument(
         "--users",
@@ -59,12 +71,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=CONNECT_TIMEOUT_S,
         metavar="SECONDS",
         help="give up on an unreachable --scheduler after this long (default: 5)",
-    )
-    parser.add_argument(
-        "--history",
-        metavar="DIR",
-        help="push-history folder: new, empty, or the history of earlier pushes; a folder holding other "
-        "files is refused (default: OUT/_history)",
     )
     parser.add_argument(
         "--places",
