@@ -157,6 +157,8 @@ def _replay_and_lift(truth_dir: Path, clean: ValidationResult, out: Path, date: 
     replay = replay_pushes(GroundTruth.load(truth_dir), clean.users, clean.items, out / "pushes", date, days=3, seed=0)
     write_parquet(replay.events, out / "replayed_events" / "events.parquet")
     summary = run_lift(out / "pushes", out / "replayed_events", date, days=3, stream=None)
+    for warning in summary.get("warnings", []):
+        _say(stream, f"   warning: {warning}")  # e.g. an older engine's lift output inside pushes/
     lift = pd.read_parquet(Path(summary["output"]) / "lift.parquet")
     row = lift[(lift["dimension"] == "all") & (lift["outcome"] == "engaged_items")].iloc[0]
     _say(stream, f"   items engaged per user over 3 days: pushed {row['treated_mean']:.3f}, holdout {row['holdout_mean']:.3f}")

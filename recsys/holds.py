@@ -83,10 +83,28 @@ STATE_MARKER = "RECSYS_STATE"
 _STATE_FILES = ("CURRENT", HOLDS_FILE, LOG_FILE, LOCK_FILE)
 
 
+def _temporary(name: str) -> bool:
+    """A write in progress (``recsys.io``'s temporaries: ``.<name>.tmp-<pid>-<hex>``), not a file of the folder."""
+    return name.startswith(".") and (".tmp-" in name or ".old-" in name)
+
+
 def is_state_folder(folder: str | Path) -> bool:
-    """Whether ``folder`` is a review state folder (its marker, or a file only the monitor or the holds write)."""
+    """Whether ``folder`` is a review state folder: its marker, a file only the monitor or the holds
+    write, or (an older engine's first monitor run, before any event) only the monitor's lock and
+    write temporaries."""
     root = Path(folder)
-    return root.is_dir() and any((root / name).exists() for name in (STATE_MARKER, *_STATE_FILES))
+    if not root.is_dir():
+        return False
+    if any((root / name).exists() for name in (STATE_MARKER, *_STATE_FILES)):
+        return True
+    from recsys.push.lock import LOCK_FILE as run_lock  # the monitor's run lock (imported late: push imports holds)
+
+    return _others(root) == [run_lock]
+
+
+def _others(root: Path) -> list[str]:
+    """The folder's entries but writes in progress (a reader must not take a half-written marker for a stranger)."""
+    return sorted(e.name for e in root.iterdir() if not _temporary(e.name))
 
 
 def claim_state_folder(folder: str | Path, option: str = "--state") -> Path:
@@ -105,7 +123,7 @@ def claim_state_folder(folder: str | Path, option: str = "--state") -> Path:
     if root.exists() and not root.is_dir():
         raise ConfigError(f"{option} {root}: is a file, not a folder (the monitor's state folder)")
     if root.is_dir() and not is_state_folder(root):
-        names = sorted(e.name for e in root.iterdir())
+        names = _others(root)
         if names:
             shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
             raise ConfigError(
@@ -139,7 +157,7 @@ def state_folder(folder: str | Path, option: str = "holds folder") -> Path:
         raise ConfigError(f"{option} {root} not found; pass the monitor's --state folder")
     if not root.is_dir():
         raise ConfigError(f"{option} {root} is a file; expected a folder (the monitor's --state folder)")
-    if not is_state_folder(root) and any(root.iterdir()):
+    if not is_state_folder(root) and _others(root):
         # an empty folder holds no holds yet (a state folder before the monitor's first run); a
         # folder of other files is a wrong path
         raise ConfigError(

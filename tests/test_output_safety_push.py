@@ -204,3 +204,16 @@ def test_is_push_history_needs_its_store_file_beside_date_folders(tmp_path):
     (only_lock / "_lock").write_text("")  # a first run killed before the store was opened
     assert is_push_history(only_lock)
     assert not is_push_history(_layout(tmp_path / "out"))  # a push output folder is no history
+
+
+def test_an_older_push_folder_with_its_history_inside_under_another_name_is_its_own(tmp_path):
+    out = _layout(tmp_path / "pushes")
+    history = out / "history"  # an older engine's run: --history pushes/history
+    (history / f"date={D1}" / "kind=nightly").mkdir(parents=True)
+    (history / "_store.json").write_text(json.dumps({"format": 1, "buckets": 16}))
+    assert not is_push_output(out)  # without the run's --history: a folder it cannot place
+    assert is_push_output(out, history)
+    assert not is_push_output(out, tmp_path / "elsewhere")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    assert not is_push_output(out, tmp_path / "other")  # not a push history: someone's folder

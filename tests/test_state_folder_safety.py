@@ -119,3 +119,33 @@ def test_a_wrong_catalog_or_clock_counts_nothing_and_marks_nothing_read(tmp_path
     again = run_monitor(ev, st, catalog=tmp_path / "items.parquet", config=CFG, now=NOW)
     assert again.rows_counted == 5 and again.skipped == {"unknown item": 5}
     assert run_monitor(ev, st, catalog=tmp_path / "items.parquet", config=CFG, now=NOW).run == 0
+
+
+def test_an_older_monitors_first_folder_of_a_lock_alone_is_a_state_folder(tmp_path, capsys):
+    old = tmp_path / "st_old"
+    old.mkdir()
+    (old / "_lock").write_text("")  # an older engine's first run, before any event
+    (old / ".v00000001.tmp-123-0123abcd").mkdir()  # and a killed write
+    assert H.is_state_folder(old) and H.held_items(old) == frozenset()
+    ev = tmp_path / "ev"
+    ev.mkdir()
+    _events(10, 1).to_parquet(ev / "a.parquet")
+    assert run_monitor(ev, old, config=CFG, now=NOW).rows_counted == 10
+    # a marker being written (its temporary alone) is not a stranger's file for a reader
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    (fresh / f".{H.STATE_MARKER}.tmp-123-0123abcd").write_text("")
+    assert H.held_items(fresh) == frozenset()
+
+
+def test_a_run_with_other_rows_is_not_refused_for_one_future_row(tmp_path):
+    ev, st = tmp_path / "ev", tmp_path / "st"
+    ev.mkdir()
+    reads = _events(50, 1, prefix="r")
+    reads["event_type"] = "read"  # valid, of a type no test counts
+    future = _events(1, 1, prefix="f")
+    future["timestamp"] = NOW + pd.Timedelta(days=2)
+    pd.concat([reads, future]).to_parquet(ev / "a.parquet")
+    report = run_monitor(ev, st, config=CFG, now=NOW)
+    assert report.rows_counted == 0 and report.skipped == {"future timestamp": 1} and report.run == 1
+    assert run_monitor(ev, st, config=CFG, now=NOW).run == 0  # the file was read

@@ -8,6 +8,7 @@ pushed or kept), validate the folder, then hand the clean tables to
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -17,7 +18,7 @@ import tomli_w
 
 from recsys import columns as C
 from recsys.config import EngineConfig, changed_sections, load_config, sections_except
-from recsys.evaluation.report import headline_rows, paired_verdicts
+from recsys.evaluation.report import REPORT_TITLE, headline_rows, paired_verdicts
 from recsys.evaluation.run import EvaluationSettings, evaluate, write_evaluation
 from recsys.evaluation.simulate import load_truth
 from recsys.evaluation.tune import TuneSettings, tune
@@ -149,8 +150,16 @@ def _check_split_time(value: str, split_time: pd.Timestamp, events: pd.DataFrame
 
 
 def _is_evaluation(folder: Path) -> bool:
-    """A folder an older `recsys evaluate` wrote (before the output marker)."""
-    return (folder / "metrics.json").is_file() and (folder / "report.md").is_file()
+    """A folder an older `recsys evaluate` wrote (before the output marker): its ``metrics.json`` has
+    evaluate's keys and its ``report.md`` evaluate's title (files of those names alone are someone's
+    else, and would be replaced as evaluate's own)."""
+    try:
+        doc = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+        with open(folder / "report.md", encoding="utf-8") as fh:
+            first = fh.readline()
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and {"k", "split", "policies"} <= set(doc) and first.startswith(f"# {REPORT_TITLE}")
 
 
 def run_tuning(

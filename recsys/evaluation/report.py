@@ -630,6 +630,10 @@ def render_html(sections: list[Section], title: str, root: str | Path | None = N
     return "\n".join(parts)
 
 
+#: the report's title (``report.md``'s first line; how evaluate recognises a folder it wrote before the marker)
+REPORT_TITLE = "科普精准推送离线评估报告 / Offline evaluation of the science push"
+
+
 def write_report(metrics: dict[str, Any], out_dir: str | Path, taxonomy: Taxonomy) -> dict[str, Path]:
     """Write ``report.md``, ``report.html`` and ``plots/*.png`` into ``out_dir``.
 
@@ -643,7 +647,7 @@ def write_report(metrics: dict[str, Any], out_dir: str | Path, taxonomy: Taxonom
     plots = draw_plots(metrics, out / PLOTS_DIR)
     rel = {name: f"{PLOTS_DIR}/{path.name}" for name, path in plots.items()}
     sections = build_sections(metrics, taxonomy, rel)
-    title = "科普精准推送离线评估报告 / Offline evaluation of the science push"
+    title = REPORT_TITLE
     md = out / "report.md"
     md.write_text(render_markdown(sections, title), encoding="utf-8")
     page = out / "report.html"

@@ -237,19 +237,20 @@ def _count(
 _OPTION_REASONS = {C.R_UNKNOWN_ITEM: "--catalog", C.R_FUTURE_TS: "--now"}
 
 
-def _refuse_nothing_counted(report: MonitorReport, catalog: str | Path | None, clock: pd.Timestamp) -> None:
-    """Refuse a run that counted nothing because every new row named an unknown item or a time after
+def _refuse_nothing_counted(report: MonitorReport, rows_read: int, catalog: str | Path | None, clock: pd.Timestamp) -> None:
+    """Refuse a run whose every new row (``rows_read`` of them) named an unknown item or a time after
     ``now``: a wrong ``--catalog`` or ``--now``, not bad rows. Raised before the commit, so no file is
-    marked read and the corrected run counts them; a run that counts any row marks them read.
+    marked read and the corrected run counts them; a run with any other row (counted, of a type
+    no test uses, or bad) goes on and marks them read.
 
     Raises
     ------
     ConfigError
     """
     wrong = {r: n for r, n in report.skipped.items() if r in _OPTION_REASONS}
-    if report.rows_counted or not wrong:
+    total = sum(wrong.values())
+    if report.rows_counted or not total or total != rows_read:
         return
-    total = sum(report.skipped.values())
     why = "; ".join(f"{n:,} {r}" for r, n in wrong.items())
     check = " and ".join(
         f"--catalog {catalog} (is it the current items table?)" if r == C.R_UNKNOWN_ITEM
@@ -506,6 +507,7 @@ def run_monitor(
         counters = state.counters
         changed = bool(found.notes)
         newest = state.newest_ns if state.newest_ns is not None else -1
+        rows_read = 0
         for p in found.pending:
             chunk: Chunk = read_new(p, known_sha)
             if chunk.note:
@@ -517,6 +519,7 @@ def run_monitor(
                     known_sha.setdefault(chunk.mark.sha256, p.name)
             if chunk.frame is None or chunk.frame.empty:
                 continue
+            rows_read += len(chunk.frame)
             counted, late, file_newest = _count(
                 chunk.frame, counters, cat, limit_ns, report.skipped
             )
@@ -524,7 +527,7 @@ def run_monitor(
             report.late_rows += late
             newest = max(newest, file_newest)
             report.files_read.append(p.name)
-        _refuse_nothing_counted(report, catalog, clock)
+        _refuse_nothing_counted(report, rows_read, catalog, clock)
         if not changed:
             report.seconds = time.perf_counter() - started
             return report

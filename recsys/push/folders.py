@@ -58,17 +58,20 @@ def _is_day_dir(entry: Path) -> bool:
         return False
 
 
-def is_push_output(folder: Path) -> bool:
+def is_push_output(folder: Path, history: Path | None = None) -> bool:
     """Whether ``folder`` has the layout a push or campaign run leaves (an engine before the marker).
 
     Every entry must be one a run makes: ``_history``, ``_work``, ``_lock``, ``_lift`` (where older
-    engines' ``recsys lift`` wrote its default output), ``date=YYYY-MM-DD`` partitions, or a
-    write's temporary. One other file makes it someone else's folder.
+    engines' ``recsys lift`` wrote its default output), ``date=YYYY-MM-DD`` partitions, the run's
+    ``--history`` when it is a push history inside the folder, or a write's temporary. One other
+    file makes it someone else's folder.
 
     Parameters
     ----------
     folder : Path
         An existing folder without a push marker.
+    history : Path, optional
+        The run's ``--history`` folder.
 
     Returns
     -------
@@ -78,6 +81,8 @@ def is_push_output(folder: Path) -> bool:
     if entries is None:
         return False
     own_dirs = {W.HISTORY_DIR, W.WORK_DIR, OLD_LIFT_DIR}
+    if history is not None and history.parent.resolve() == folder.resolve() and is_push_history(history):
+        own_dirs.add(history.name)  # an older engine's run kept its history inside its output
     return all(
         (e.name in own_dirs and e.is_dir())
         or (e.name == LOCK_FILE and e.is_file())
@@ -146,8 +151,9 @@ def check_push_folders(out: str | Path, history: str | Path | None) -> tuple[Out
         A folder the push may not write into, in one line.
     """
     out = output_folder(Path(out), "--out")
+    given = None if history is None else Path(history)
     target = prepare_output_dir(
-        out, OUTPUT_KIND, recognise=is_push_output, label="recsys push or campaign",
+        out, OUTPUT_KIND, recognise=lambda p: is_push_output(p, given), label="recsys push or campaign",
         hint=f"choose a new or empty folder, or the folder of earlier pushes ({_NO_FORCE})",
     )
     if history is None:
