@@ -20,7 +20,7 @@ import pandas as pd
 
 from recsys.broadcast.job import BroadcastSpec, run_broadcast
 from recsys.demand import run_demand
-from recsys.evaluation.job import headline_text, run_evaluation
+from recsys.evaluation.job import headline_text, is_evaluation_dir, run_evaluation
 from recsys.evaluation.run import EvaluationSettings
 from recsys.exceptions import SchemaError
 from recsys.io import prepare_output_dir, write_parquet
@@ -172,6 +172,8 @@ DEMO_ENTRIES = ("models", "demand", "pushes", "pushes-lift", "programmes", "repl
 
 
 def _is_demo(folder: Path) -> bool:
-    """A folder an older demo wrote: only its own sub-folders."""
+    """A folder an older demo wrote (before the output marker): only its own sub-folders, and at
+    least the models, the pushes and an evaluation that evaluate recognises as its own (a folder of
+    someone's ``models/`` alone is not the demo's, and would be replaced as its own)."""
     names = {e.name for e in folder.iterdir()}
-    return bool(names) and names <= set(DEMO_ENTRIES)
+    return names <= set(DEMO_ENTRIES) and {"models", "pushes", "evaluation"} <= names and is_evaluation_dir(folder / "evaluation")

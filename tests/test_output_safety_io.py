@@ -194,18 +194,27 @@ def test_validate_out_with_force_refuses_a_users_table_it_did_not_write(data, tm
 
 
 def test_evaluate_recognises_an_older_folder_of_its_own_by_content_only(tmp_path):
-    from recsys.evaluation.job import _is_evaluation
+    from recsys.evaluation.job import is_evaluation_dir
     from recsys.evaluation.report import REPORT_TITLE
 
     mine = tmp_path / "results"
     mine.mkdir()
     (mine / "metrics.json").write_text(json.dumps({"accuracy": 0.9}))
     (mine / "report.md").write_text("# My own report\n")
-    assert not _is_evaluation(mine)  # someone's files of those names: never replaced as evaluate's
+    assert not is_evaluation_dir(mine)  # someone's files of those names: never replaced as evaluate's
     old = tmp_path / "old_eval"
     old.mkdir()
     (old / "metrics.json").write_text(json.dumps({"k": [10], "split": {}, "policies": {}}))
     (old / "report.md").write_text(f"# {REPORT_TITLE}\n\n## 概览 / Overview\n")
-    assert _is_evaluation(old)
+    assert is_evaluation_dir(old)
     (old / "metrics.json").write_text("{not json")
-    assert not _is_evaluation(old)
+    assert not is_evaluation_dir(old)
+
+
+def test_a_folder_of_someones_models_alone_is_not_an_older_demo(tmp_path):
+    from recsys.demo import _is_demo
+
+    mine = tmp_path / "project"
+    (mine / "models" / "v1").mkdir(parents=True)
+    (mine / "models" / "v1" / "weights.bin").write_text("mine")
+    assert not _is_demo(mine)

@@ -102,7 +102,7 @@ def run_evaluation(
     cfg = config if isinstance(config, EngineConfig) else load_config(
         config, command="evaluate", sections=sections_except(*EVAL_SECTIONS_EXCLUDED)
     )
-    target = prepare_output_dir(out, "evaluate", force=force, recognise=_is_evaluation)
+    target = prepare_output_dir(out, "evaluate", force=force, recognise=is_evaluation_dir)
     tax, split_time = _split_time(settings.split_time, taxonomy)  # before any work (and any progress line)
     tax, clean = _load(
         data, tax, end, say,
@@ -149,7 +149,7 @@ def _check_split_time(value: str, split_time: pd.Timestamp, events: pd.DataFrame
         )
 
 
-def _is_evaluation(folder: Path) -> bool:
+def is_evaluation_dir(folder: Path) -> bool:
     """A folder an older `recsys evaluate` wrote (before the output marker): its ``metrics.json`` has
     evaluate's keys and its ``report.md`` evaluate's title (files of those names alone are someone's
     else, and would be replaced as evaluate's own)."""
