@@ -404,7 +404,7 @@ def test_a_catalogue_of_rejected_rows_fails_with_counts_per_reason(city, tmp_pat
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["--date", "9999-12-31"], "--date 9999-12-31 is out of range; valid: 1990-01-01 .. 2100-12-31"),
+        (["--date", "9999-12-31"], "--date 9999-12-31 is out of range; valid: 1990-01-01 .. 2099-12-31"),
         (["--k", "0"], "--k 0 is out of range; valid: 1..1000"),
         (["--k", "-1"], "--k -1 is out of range; valid: 1..1000"),
         (["--k", "100000"], "--k 100000 is out of range; valid: 1..1000"),

@@ -85,7 +85,7 @@ def run_nightly(
     model : path
         Model bundle (a version folder, ``models/latest`` or a models folder).
     date : str or datetime.date
-        The local day the pushes go out (``YYYY-MM-DD``, 1990-01-01 .. 2100-12-31).
+        The local day the pushes go out (``YYYY-MM-DD``, 1990-01-01 .. 2099-12-31).
     out : path
         Output folder (partitioned Parquet, manifest, history, work files):
         new, empty, or one a push or campaign wrote before; anything else is

@@ -27,6 +27,7 @@ import pyarrow as pa
 
 from recsys import columns as C
 from recsys.exceptions import ConfigError
+from recsys.timeutil import OPTION_TIME_RANGE
 from recsys.training.serving import read_model_array, read_users
 from recsys.push.channels import subscriptions
 from recsys.push.hashing import user_buckets
@@ -43,10 +44,10 @@ SKIP_NO_ITEMS = "no_eligible_items"
 REASONS = ("in_scope", SKIP_OPTED_OUT, SKIP_NO_CHANNEL, SKIP_HOLDOUT, "outside_segment")
 
 
-#: the days a run may be for: the windows around them (caps, de-duplication) and their send
-#: times must stay inside what dates and nanosecond timestamps can hold
-FIRST_DAY = dt.date(1990, 1, 1)
-LAST_DAY = dt.date(2100, 12, 31)
+#: the days a run may be for: the days of the time options' range (``recsys.timeutil.OPTION_TIME_RANGE``,
+#: its end exclusive), so a ``--date`` and a ``--now`` accept the same span the README states
+FIRST_DAY = dt.date.fromisoformat(OPTION_TIME_RANGE[0][:10])
+LAST_DAY = dt.date.fromisoformat(OPTION_TIME_RANGE[1][:10]) - dt.timedelta(days=1)
 
 
 def parse_day(value: str | dt.date) -> dt.date:
