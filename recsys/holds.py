@@ -97,7 +97,8 @@ def is_state_folder(folder: str | Path) -> bool:
         return False
     if any((root / name).exists() for name in (STATE_MARKER, *_STATE_FILES)):
         return True
-    from recsys.push.lock import LOCK_FILE as run_lock  # the monitor's run lock (imported late: push imports holds)
+    # cycle: recsys.push imports this module; the monitor's run lock is the push lock's file
+    from recsys.push.lock import LOCK_FILE as run_lock
 
     return _others(root) == [run_lock]
 
