@@ -20,7 +20,11 @@ once. Every step is a library call; each writes its own folder under
    ``WORK/programmes`` (with ``--places``).
 
 Nothing imports this file. Its options are the steps' own; a bad one stops the
-night with the step's one-line ``error: …`` and exit code 2.
+night with the step's one-line ``error: …`` and exit code 2, and the inputs the
+later steps read (``--places``, ``--holds``, the pushes folder) are checked
+before the training, so a typo never leaves a new bundle behind. A log too short
+for demand's trend (its earlier weeks) is not a bad input: the night says so and
+pushes without priorities.
 """
 
 from __future__ import annotations
@@ -33,7 +37,10 @@ from recsys.broadcast.job import BroadcastSpec, run_broadcast
 from recsys.cli import run_guarded
 from recsys.config import ALL_SECTIONS, load_config
 from recsys.demand import run_demand
+from recsys.exceptions import ConfigError, DataError
+from recsys.holds import state_folder
 from recsys.push import run_nightly
+from recsys.push.folders import check_push_folders
 from recsys.push.plan import parse_day
 from recsys.training import train
 
@@ -44,6 +51,7 @@ def night(args: argparse.Namespace) -> int:
     # the night's config holds every section (train reads it whole; demand and broadcast read theirs)
     config = load_config(args.config, command="night", sections=ALL_SECTIONS)
     models = work / "models"
+    _check_inputs(args, work)
     print(f"== train into {models}{' (--full)' if args.full else ''}", flush=True)
     # the training decides incremental or full (history store, schedule, --full) and says why
     trained = train(args.data, models, config_path=args.config, full=args.full)
@@ -53,7 +61,11 @@ def night(args: argparse.Namespace) -> int:
 
     print(f"== demand into {work / 'demand' / day.isoformat()}", flush=True)
     demand_out = work / "demand" / day.isoformat()
-    run_demand(args.data, demand_out, config=config.demand)
+    try:
+        run_demand(args.data, demand_out, config=config.demand)
+    except DataError as exc:
+        # demand raises what the push reads; the push itself does not need it
+        print(f"warning: demand skipped: {exc}; the push runs without priorities", file=sys.stderr, flush=True)
     priorities = demand_out / "priorities.toml"
 
     print(f"== push {day} into {work / 'pushes'}", flush=True)
@@ -73,6 +85,15 @@ def night(args: argparse.Namespace) -> int:
         programmes = run_broadcast(spec)
         print(f"   {sum(c['rows'] for c in programmes['channels'].values()):,} programme items", flush=True)
     return 0
+
+
+def _check_inputs(args: argparse.Namespace, work: Path) -> None:
+    """The later steps' inputs, checked before the training writes anything."""
+    if args.places is not None and not Path(args.places).is_file():
+        raise ConfigError(f"--places {args.places}: file not found (the places table, .parquet or .csv)")
+    if args.holds is not None:
+        state_folder(args.holds, "--holds")
+    check_push_folders(work / "pushes", None)
 
 
 def main(argv: list[str] | None = None) -> int:

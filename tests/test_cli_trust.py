@@ -11,6 +11,7 @@ import errno
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -245,6 +246,18 @@ def test_models_list_shows_a_corrupt_bundle_and_the_good_ones(world, models, cap
     assert main(["models", "list", "--dir", str(models)]) == 0
     out = capsys.readouterr().out
     assert good in out and f"{bad}" in out and "corrupt:" in out and "manifest.json: unreadable" in out
+    # a copy of the good bundle with one file cut short: corrupt too (what a rollback to it would find)
+    cut = "20200102T000000Z"
+    shutil.copytree(models / good, models / cut)
+    victim = next(p for p in sorted((models / cut).rglob("*.npy")))
+    victim.write_bytes(victim.read_bytes()[:100])
+    assert main(["models", "list", "--dir", str(models)]) == 0
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.startswith(cut))
+    assert "corrupt:" in line and "checksum mismatch" in line and "2 corrupt bundle(s)" in out
+    good_line = next(x for x in out.splitlines() if x.startswith(good))
+    assert "corrupt" not in good_line
+    shutil.rmtree(models / cut)
 
 
 def test_stale_temp_folders_of_a_killed_write_are_cleaned_and_nothing_else(world, models, capsys):

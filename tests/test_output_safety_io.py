@@ -218,3 +218,18 @@ def test_a_folder_of_someones_models_alone_is_not_an_older_demo(tmp_path):
     (mine / "models" / "v1").mkdir(parents=True)
     (mine / "models" / "v1" / "weights.bin").write_text("mine")
     assert not _is_demo(mine)
+
+
+def test_train_refuses_someones_latest_before_training(tmp_path, capsys):
+    from recsys.cli import main
+
+    mine = tmp_path / "someone"
+    (mine / "latest").mkdir(parents=True)
+    (mine / "latest" / "x.txt").write_text("keep")
+    (mine / "thesis.docx").write_text("mine")
+    # the data folder does not exist: the refusal comes first, before any reading or training
+    code = main(["train", "--data", str(tmp_path / "nope"), "--out", str(mine), "--force"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error:") and "is not the link recsys train moves" in err, err
+    assert sorted(p.name for p in mine.iterdir()) == ["latest", "thesis.docx"]
+    assert (mine / "latest" / "x.txt").read_text() == "keep"

@@ -48,3 +48,18 @@ def test_the_night_takes_a_config_of_every_section(tmp_path):
     assert [x for x in done.stderr.splitlines() if x.startswith("error:")] == [
         f"error: {tmp_path / 'nope'}: data folder not found"
     ]
+
+
+def test_the_night_checks_the_later_steps_inputs_before_training(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "users.parquet").write_text("not read: the night stops first")
+    cases = [
+        (["--places", str(tmp_path / "nonexist.parquet")], "--places"),
+        (["--holds", str(data)], "is not a monitor or holds state folder"),
+    ]
+    for extra, message in cases:
+        done = _script("pipelines.night", "--data", str(data), "--date", "2026-06-30", "--work", str(tmp_path / "w"), *extra)
+        errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+        assert done.returncode == 2 and len(errors) == 1 and message in errors[0], done.stderr
+        assert not (tmp_path / "w").exists()  # no bundle trained, no folder made

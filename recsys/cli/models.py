@@ -37,7 +37,9 @@ def run(args: argparse.Namespace) -> int:
     for v in versions:
         mark = "*" if v == current else ""
         try:
-            m = bundle.read_manifest(f"{args.dir}/{v}")
+            # every file against its checksum (what a rollback checks): a truncated or edited file
+            # is listed as corrupt here, not found at the rollback
+            m = bundle.verify_bundle(f"{args.dir}/{v}")
         except ArtifactError as exc:
             # one bad bundle must not hide the good ones: show it, with why, and go on
             corrupt += 1
