@@ -519,6 +519,8 @@ def test_cli_generate(tmp_path, capsys):
     )
     printed = capsys.readouterr().out
     assert "users.parquet   61 rows" in printed  # one duplicate row appended and "dirty_counts.json" in printed
+    places = pd.read_parquet(tmp_path / "c" / "places.parquet")  # every file written is named in the summary
+    assert f"places.parquet  {len(places):,} broadcast places" in printed
     assert main(["generate", "--users", "60", "--out", str(tmp_path / "d")]) == 2
     assert "needs --items" in capsys.readouterr().err
     assert main(["generate", "--sample", "--seed", "3"]) == 2

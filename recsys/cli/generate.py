@@ -116,6 +116,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {out} in {time.perf_counter() - start:.1f}s (log {manifest['start']} .. {manifest['end']})")
     print(f"  users.parquet   {counts['users']:,} rows")
     print(f"  items.parquet   {counts['items']:,} rows")
+    if city.places is not None:
+        print(f"  places.parquet  {len(city.places):,} broadcast places (tv, radio, cinema, kiosk)")
     print(f"  events.parquet  {counts['events']:,} rows: {by_type}")
     print(f"  truth/          latent parameters of {counts['users']:,} users and {counts['items']:,} items")
     if city.dirty:
