@@ -43,7 +43,7 @@ import pyarrow.parquet as pq
 
 from recsys import columns as C
 from recsys.exceptions import ConfigError, RecsysError, SchemaError
-from recsys.io import atomic_path, write_parquet
+from recsys.io import atomic_path, is_temporary, write_parquet
 from recsys.schema import find_table, read_table
 
 HOLDS_FILE = "holds.parquet"
@@ -83,11 +83,6 @@ STATE_MARKER = "RECSYS_STATE"
 _STATE_FILES = ("CURRENT", HOLDS_FILE, LOG_FILE, LOCK_FILE)
 
 
-def _temporary(name: str) -> bool:
-    """A write in progress (``recsys.io``'s temporaries: ``.<name>.tmp-<pid>-<hex>``), not a file of the folder."""
-    return name.startswith(".") and (".tmp-" in name or ".old-" in name)
-
-
 def is_state_folder(folder: str | Path) -> bool:
     """Whether ``folder`` is a review state folder: its marker, a file only the monitor or the holds
     write, or (an older engine's first monitor run, before any event) only the monitor's lock and
@@ -105,7 +100,7 @@ def is_state_folder(folder: str | Path) -> bool:
 
 def _others(root: Path) -> list[str]:
     """The folder's entries but writes in progress (a reader must not take a half-written marker for a stranger)."""
-    return sorted(e.name for e in root.iterdir() if not _temporary(e.name))
+    return sorted(e.name for e in root.iterdir() if not is_temporary(e.name))
 
 
 def claim_state_folder(folder: str | Path, option: str = "--state") -> Path:

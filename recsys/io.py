@@ -42,6 +42,12 @@ def _tmp_sibling(path: Path, kind: str = "tmp") -> Path:
     return path.with_name(f".{path.name}.{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
 
 
+def is_temporary(name: str) -> bool:
+    """Whether ``name`` is one of this module's temporaries (``.<name>.tmp-<pid>-<hex>``, or ``.old-``): a
+    write in progress or a killed one's leftover, not a file of the folder."""
+    return _TMP_RE.match(name) is not None
+
+
 def _pid_alive(pid: int) -> bool:
     if pid == os.getpid():
         return True

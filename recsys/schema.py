@@ -1496,16 +1496,19 @@ def write_table(frame: pd.DataFrame, path: str | Path, kind: str) -> Path:
     return write_parquet(to_arrow(frame, kind), path)
 
 
+#: the quarantine table's Parquet schema (how validate also recognises a quarantine it wrote)
+QUARANTINE_SCHEMA = pa.schema(
+    [
+        (C.Q_TABLE, pa.string()),
+        (C.Q_ROW, pa.int64()),
+        (C.Q_REASON, pa.string()),
+        (C.Q_DETAIL, pa.string()),
+        (C.Q_RECORD, pa.string()),
+    ]
+)
+
+
 def write_quarantine(quarantine: pd.DataFrame, path: str | Path) -> Path:
     """Write the quarantine table as Parquet, atomically; return the path."""
-    schema = pa.schema(
-        [
-            (C.Q_TABLE, pa.string()),
-            (C.Q_ROW, pa.int64()),
-            (C.Q_REASON, pa.string()),
-            (C.Q_DETAIL, pa.string()),
-            (C.Q_RECORD, pa.string()),
-        ]
-    )
-    table = pa.Table.from_pandas(quarantine[list(QUARANTINE_COLUMNS)], schema=schema, preserve_index=False)
+    table = pa.Table.from_pandas(quarantine[list(QUARANTINE_COLUMNS)], schema=QUARANTINE_SCHEMA, preserve_index=False)
     return write_parquet(table, path)

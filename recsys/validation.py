@@ -26,6 +26,7 @@ from recsys.schema import (
     MAX_TIME,
     MIN_TIME,
     QUARANTINE_COLUMNS,
+    QUARANTINE_SCHEMA,
     ValidationResult,
     check_share,
     find_table,
@@ -41,9 +42,6 @@ from recsys.timeutil import TimeLike, parse_option_time
 NAME = "validate"
 #: the file the quarantined rows go to, in ``--out`` or (without it) in ``--data``
 QUARANTINE_FILE = "quarantine.parquet"
-#: the quarantine's columns and their types as validate writes them (recsys.schema.write_quarantine)
-_QUARANTINE_TYPES = {C.Q_TABLE: pa.string(), C.Q_ROW: pa.int64(), C.Q_REASON: pa.string(),
-                     C.Q_DETAIL: pa.string(), C.Q_RECORD: pa.string()}
 
 
 def is_quarantine_file(path: str | Path) -> bool:
@@ -68,9 +66,8 @@ def is_quarantine_file(path: str | Path) -> bool:
         schema = pq.read_schema(p)
     except (OSError, ValueError, pa.ArrowException):
         return False
-    if tuple(schema.names) != tuple(QUARANTINE_COLUMNS):
-        return False
-    return all(schema.field(name).type == _QUARANTINE_TYPES.get(name) for name in schema.names)
+    # the columns and their types in order, exactly as write_quarantine writes them
+    return [(f.name, f.type) for f in schema] == [(f.name, f.type) for f in QUARANTINE_SCHEMA]
 
 
 def check_quarantine_target(data: Path) -> Path:

@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 
 from recsys.exceptions import ConfigError
-from recsys.io import OUTPUT_MARKER, PLACEHOLDER_FILES, OutputDir, prepare_output_dir
+from recsys.io import OUTPUT_MARKER, PLACEHOLDER_FILES, OutputDir, is_temporary, prepare_output_dir
 from recsys.push import history as H
 from recsys.push import writer as W
 from recsys.push.job import output_folder
@@ -27,8 +27,6 @@ OUTPUT_KIND = "push"
 #: what a ``--history`` folder is checked as; it gets no marker (its ``_store.json`` says what it is)
 HISTORY_KIND = "push-history"
 _DAY_DIR = re.compile(r"^date=\d{4}-\d{2}-\d{2}$")
-#: temporaries and moved-aside folders of a write in progress (recsys.io, the commits, housekeeping)
-_TEMPORARY = re.compile(r"^\..+\.(?:tmp|old)-(?:\d+-)?[0-9a-f]{8}$")
 #: where older engines' ``recsys lift`` wrote its default output, inside the pushes folder (part of
 #: an older push folder's layout; ``recsys.lift`` warns about it)
 OLD_LIFT_DIR = "_lift"
@@ -53,7 +51,7 @@ def _is_day_dir(entry: Path) -> bool:
     if not (_DAY_DIR.match(entry.name) and entry.is_dir() and not entry.is_symlink()):
         return False
     try:
-        return all(e.name.startswith("kind=") or _TEMPORARY.match(e.name) for e in entry.iterdir())
+        return all(e.name.startswith("kind=") or is_temporary(e.name) for e in entry.iterdir())
     except OSError:
         return False
 
@@ -87,7 +85,7 @@ def is_push_output(folder: Path, history: Path | None = None) -> bool:
         (e.name in own_dirs and e.is_dir())
         or (e.name == LOCK_FILE and e.is_file())
         or _is_day_dir(e)
-        or _TEMPORARY.match(e.name)
+        or is_temporary(e.name)
         for e in entries
     )
 
@@ -115,7 +113,7 @@ def is_push_history(folder: Path) -> bool:
     if any(_DAY_DIR.match(n) for n in names) and H.STORE_FILE not in names:
         return False
     return all(
-        (e.name in (H.STORE_FILE, LOCK_FILE) and e.is_file()) or _is_day_dir(e) or _TEMPORARY.match(e.name)
+        (e.name in (H.STORE_FILE, LOCK_FILE) and e.is_file()) or _is_day_dir(e) or is_temporary(e.name)
         for e in entries
     )
 
