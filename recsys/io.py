@@ -315,7 +315,8 @@ def prepare_output_dir(
     Allowed: a new folder, an empty one (or holding only a ``README.md`` or
     ``.gitkeep``, which are never touched), or one this kind of command wrote
     before (its :data:`OUTPUT_MARKER`, or ``recognise(path)``: e.g. its own
-    manifest from an older engine). Anything else needs ``force`` (the
+    manifest from an older engine). A folder another command marked is
+    refused even with ``force``. Anything else needs ``force`` (the
     command then writes beside the files already there and never replaces
     or deletes one of them: an entry of the same name as one it writes
     refuses the run, here when ``writes`` names it, else when publishing).
@@ -381,11 +382,18 @@ def prepare_output_dir(
         entries = sorted(e.name for e in p.iterdir() if e.name not in PLACEHOLDER_FILES)
         marker = _read_marker(p)
         marked = marker is not None and marker.get("kind") == kind
+        other = marker.get("kind") if marker is not None and not marked else None
+        if other:
+            # the folder's marker is another command's: writing here would make its outputs this
+            # command's (or lock that command out of its own folder); --force does not change it
+            raise ConfigError(
+                f"{option} {p}: written by recsys {other} ({OUTPUT_MARKER}); {label} never writes into "
+                f"another command's output folder, even with --force; choose a new or empty folder"
+            )
         recognised = not marked and recognise is not None and recognise(p)
         if entries and not (marked or recognised) and not force:
-            written_by = f" (written by recsys {marker.get('kind')})" if marker and marker.get("kind") else ""
             raise ConfigError(
-                f"{option} {p}: folder is not empty ({_some(entries)}){written_by} and was not written by {label}; "
+                f"{option} {p}: folder is not empty ({_some(entries)}) and was not written by {label}; "
                 + (hint or "choose a new or empty folder, or pass --force to write beside those files "
                    "(none is replaced or deleted)")
             )
@@ -498,11 +506,12 @@ def publish_dir(staged: str | Path, dest: str | Path, kind: str, *, recognised: 
     return dest
 
 
-def prepare_output_file(path: str | Path, kind: str, *, force: bool = False, option: str = "--out") -> Path:
+def prepare_output_file(path: str | Path, kind: str, *, option: str = "--out") -> Path:
     """Check that command ``kind`` may write the file ``path``: new, or written by it before.
 
     A file this command wrote starts with the line ``# written by recsys <kind>``
-    (see :func:`written_by_header`); any other existing file needs ``force``.
+    (:func:`is_written_by`); any other existing file is refused: nothing a
+    command did not write is replaced.
 
     Raises
     ------
@@ -519,18 +528,24 @@ def prepare_output_file(path: str | Path, kind: str, *, force: bool = False, opt
         raise ConfigError(f"{option} {p}: {probe} is a file, not a folder")
     if probe.exists() and not os.access(probe, os.W_OK | os.X_OK):
         raise ConfigError(f"{option} {p}: {probe} is not writable")
-    if p.exists() and not force:
-        try:
-            with open(p, "rb") as fh:
-                first = fh.readline(200)
-        except OSError as exc:
-            raise ConfigError(f"{option} {p}: cannot be read ({exc.strerror or exc})") from None
-        if not first.startswith(written_by_header(kind).encode()):
-            raise ConfigError(
-                f"{option} {p}: exists and was not written by recsys {kind}; "
-                "choose another path, or pass --force to replace it"
-            )
+    if (p.exists() or p.is_symlink()) and not is_written_by(p, kind):
+        raise ConfigError(
+            f"{option} {p}: exists and was not written by recsys {kind} (its first line is not "
+            f"'{written_by_header(kind)} ...'), which never replaces a file it did not write; "
+            "choose another path, or move the file away"
+        )
     return p
+
+
+def is_written_by(path: str | Path, kind: str) -> bool:
+    """Whether the text file ``path`` was written by command ``kind`` (its first line, :func:`written_by_header`)."""
+    header = written_by_header(kind)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            first = fh.readline(400).rstrip("\n")
+    except (OSError, UnicodeDecodeError):
+        return False
+    return first == header or first.startswith(header + " ")
 
 
 def written_by_header(kind: str) -> str:

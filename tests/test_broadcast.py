@@ -630,3 +630,110 @@ def test_an_item_live_through_a_places_active_hours_is_eligible_there_only(world
     early = set(kiosks.loc[kiosks[C.ACTIVE_HOURS] != "", C.PLACE_ID])
     assert at and at <= early
     assert set(first.rows.loc[first.rows[C.ITEM_ID] == item, C.PLACE_ID]) - early  # all-day kiosks had it before
+
+
+# ---- the output folder: only what this command wrote is ever rewritten -----------------------------
+
+
+def _cli(world, out, *extra):
+    return [
+        "broadcast", "--model", str(world["root"] / "models" / "latest"), "--date", DAY.isoformat(),
+        "--places", str(world["root"] / "city" / "places.parquet"), "--out", str(out), *extra,
+    ]
+
+
+def _one_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: "), err
+    return err
+
+
+def test_force_never_merges_into_a_day_folder_or_another_commands_output(world, tmp_path, capsys):
+    # someone's own hive layout with the day's folder: --force writes beside files, never into theirs
+    theirs = tmp_path / "hive" / f"date={DAY.isoformat()}" / "channel=tv" / "part-00000.parquet"
+    theirs.parent.mkdir(parents=True)
+    pd.DataFrame({"place_id": ["tv_x"], "viewers": [12], "item_id": ["i1"]}).to_parquet(theirs)
+    before = theirs.read_bytes()
+    assert main(_cli(world, tmp_path / "hive", "--force", "--channel", "tv")) == 2
+    assert f"date={DAY.isoformat()}: exists and was not written by recsys broadcast" in _one_line(capsys)
+    assert theirs.read_bytes() == before and not (tmp_path / "hive" / ".recsys-output.json").exists()
+    assert not (tmp_path / "hive" / "_lock").exists()
+    # another command's folder (its marker): refused even with --force, its marker kept
+    other = tmp_path / "pushes"
+    other.mkdir()
+    marker = {"kind": "push", "entries": ["date=2026-06-29"], "written_at": "2026-06-29T00:00:00+00:00"}
+    (other / ".recsys-output.json").write_text(json.dumps(marker))
+    assert main(_cli(world, other, "--force")) == 2
+    assert "written by recsys push" in _one_line(capsys)
+    assert json.loads((other / ".recsys-output.json").read_text()) == marker
+    assert sorted(p.name for p in other.iterdir()) == [".recsys-output.json"]
+
+
+def test_a_run_refused_on_its_input_leaves_nothing_behind(world, tmp_path, capsys):
+    out = tmp_path / "new"
+    bad = ["--priorities", str(world["root"] / "city" / "users.parquet")]
+    assert main(_cli(world, out, *bad)) == 2
+    _one_line(capsys)
+    assert not out.exists()
+    # a failure inside the run (a day's unreadable record, below) removes the lock it created
+    assert main(_cli(world, out)) == 0
+    capsys.readouterr()
+    (out / "_lock").unlink()
+    (out / f"date={DAY.isoformat()}" / "_manifest.json").write_text("{oops")
+    assert main(_cli(world, out)) == 2
+    _one_line(capsys)
+    assert not (out / "_lock").exists()
+
+
+@pytest.mark.parametrize("manifest", ["{oops", "[]", '{"kind": "push"}'])
+def test_an_unreadable_day_record_stops_the_run_before_any_row_is_rewritten(world, tmp_path, capsys, manifest):
+    out = tmp_path / "o"
+    assert main(_cli(world, out)) == 0
+    capsys.readouterr()
+    day = out / f"date={DAY.isoformat()}"
+    parts = {p: p.read_bytes() for p in day.glob("channel=*/part-00000.parquet")}
+    (day / "_manifest.json").write_text(manifest)
+    assert main(_cli(world, out, "--channel", "tv")) == 2
+    err = _one_line(capsys)
+    assert "_manifest.json: not a day manifest of recsys broadcast" in err
+    assert parts and all(p.read_bytes() == b for p, b in parts.items())
+
+
+def test_an_unreadable_programme_file_is_named_not_a_crash(world, tmp_path, capsys):
+    out = tmp_path / "o"
+    assert main(_cli(world, out)) == 0
+    capsys.readouterr()
+    tv = out / f"date={DAY.isoformat()}" / "channel=tv" / "part-00000.parquet"
+    radio = out / f"date={DAY.isoformat()}" / "channel=radio" / "part-00000.parquet"
+    tv.write_bytes(b"garbage")
+    radio_before = radio.read_bytes()
+    # the next day reads this day's programmes (repeat window): the bad file is named
+    nxt = [a if a != DAY.isoformat() else (DAY + dt.timedelta(days=1)).isoformat() for a in _cli(world, out)]
+    assert main(nxt) == 2
+    assert f"{tv}: not a readable programme file" in _one_line(capsys)
+    # a rerun of the day merges into its files: refused before any channel is rewritten
+    assert main(_cli(world, out)) == 2
+    assert "not a readable programme file" in _one_line(capsys)
+    assert radio.read_bytes() == radio_before and tv.read_bytes() == b"garbage"
+
+
+def test_the_run_lock_of_a_failed_run_leaves_no_trace(tmp_path):
+    from recsys.push.lock import LOCK_FILE, hold
+
+    new = tmp_path / "new"
+    with pytest.raises(RuntimeError), hold(new, what="output", run="test"):
+        assert (new / LOCK_FILE).exists()
+        raise RuntimeError("failed")
+    assert not new.exists()
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "notes.txt").write_text("mine")
+    with pytest.raises(RuntimeError), hold(theirs, what="output", run="test"):
+        raise RuntimeError("failed")
+    assert sorted(p.name for p in theirs.iterdir()) == ["notes.txt"]
+    # a lock file that was there before stays (an earlier run's folder), and a clean run keeps its own
+    with hold(new, what="output", run="test"):
+        pass
+    with pytest.raises(RuntimeError), hold(new, what="output", run="test"):
+        raise RuntimeError("failed")
+    assert (new / LOCK_FILE).exists()

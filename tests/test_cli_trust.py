@@ -224,8 +224,11 @@ def test_publish_replaces_only_our_own_entries(tmp_path):
     assert sorted(p.name for p in dest.iterdir()) == [OUTPUT_MARKER, "a.txt", "c.txt", "notes.txt"]
     assert (dest / "notes.txt").read_text() == "user's"
     assert prepare_output_dir(dest, "evaluate").path == dest  # ours, though it holds a foreign file
-    with pytest.raises(ConfigError, match=r"written by recsys evaluate\) and was not written by recsys generate"):
-        prepare_output_dir(dest, "generate")
+    # another command's folder: refused, --force included (its marker would become ours, locking it out)
+    for force in (False, True):
+        with pytest.raises(ConfigError, match=r"written by recsys evaluate \(\.recsys-output\.json\); recsys generate never"):
+            prepare_output_dir(dest, "generate", force=force)
+    assert json.loads((dest / OUTPUT_MARKER).read_text())["kind"] == "evaluate"
 
 
 # ---- 3. bundle hygiene ------------------------------------------------------------------------

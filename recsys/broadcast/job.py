@@ -108,15 +108,37 @@ class BroadcastSpec:
     force: bool = False
 
 
+def _day_manifest(path: Path) -> dict[str, Any] | None:
+    """A day's manifest as written by this command, or None when it is not one (unreadable, other JSON)."""
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    ok = isinstance(manifest, dict) and manifest.get("kind") == NAME and isinstance(manifest.get("channels"), dict)
+    return manifest if ok else None
+
+
 def _is_programmes(folder: Path) -> bool:
     """A folder an older run wrote: ``date=*/_manifest.json`` of kind broadcast."""
-    for manifest in folder.glob(f"date=*/{MANIFEST_FILE}"):
-        try:
-            if json.loads(manifest.read_text(encoding="utf-8")).get("kind") == NAME:
-                return True
-        except (OSError, ValueError):
-            continue
-    return False
+    return any(_day_manifest(manifest) is not None for manifest in folder.glob(f"date=*/{MANIFEST_FILE}"))
+
+
+def _read_part(path: Path) -> pd.DataFrame:
+    """One committed programme file; an unreadable one is refused by name (it is never rewritten)."""
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise DataError(
+            f"{path}: not a readable programme file ({str(exc).splitlines()[0]}); restore it or move it away, "
+            "nothing was written"
+        ) from None
+    missing = [c for c in FILE_SCHEMA.names if c not in table.column_names]
+    if missing:
+        raise DataError(
+            f"{path}: not a programme file of recsys broadcast (no column {missing[0]!r}); "
+            "restore it or move it away, nothing was written"
+        )
+    return table.to_pandas()
 
 
 def read_programmes(out: str | Path, day: dt.date | None = None, channel: str | None = None) -> pd.DataFrame:
@@ -133,7 +155,7 @@ def read_programmes(out: str | Path, day: dt.date | None = None, channel: str | 
         d, c = path.parts[-3].split("=", 1)[1], path.parts[-2].split("=", 1)[1]
         if (day is not None and d != day.isoformat()) or (channel is not None and c != channel):
             continue
-        frames.append(pq.read_table(path).to_pandas().assign(date=d, channel=c))
+        frames.append(_read_part(path).assign(date=d, channel=c))
     columns = [*PROGRAMME_COLUMNS, "date", C.CHANNEL]
     if not frames:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
@@ -202,7 +224,7 @@ def _write_channel(out: Path, day: dt.date, channel: str, rows: pd.DataFrame, re
     old = folder / PART_FILE
     if old.exists():
         # keep the rows of places this run did not schedule (a run for one region)
-        previous = pq.read_table(old).to_pandas()
+        previous = _read_part(old)
         rows = pd.concat([previous[~previous[C.PLACE_ID].isin(replaced)], rows], ignore_index=True)
     rows = rows.sort_values([C.PLACE_ID, C.SLOT, C.START_OFFSET_S], kind="stable")
     table = pa.Table.from_pandas(rows[list(FILE_SCHEMA.names)], schema=FILE_SCHEMA, preserve_index=False)
@@ -229,7 +251,10 @@ def run_broadcast(spec: BroadcastSpec, warn_stream: TextIO | None = sys.stderr) 
         Any bad input (places, catalogue, options), before anything is
         written; :class:`DataError` when no place is selected.
     """
-    target = prepare_output_dir(spec.out, NAME, force=spec.force, recognise=_is_programmes)
+    day_entry = f"date={spec.day.isoformat()}"
+    # --force writes beside others' files: a day folder of the same name that this command did not
+    # write (someone's own hive layout) is refused before any work, never merged into
+    target = prepare_output_dir(spec.out, NAME, force=spec.force, recognise=_is_programmes, writes=[day_entry])
     recommender = Recommender.load(spec.model, catalog=spec.items)
     state = recommender.state
     tax = state.taxonomy
@@ -247,12 +272,23 @@ def run_broadcast(spec: BroadcastSpec, warn_stream: TextIO | None = sys.stderr) 
     held: frozenset[str] = frozenset()
     if spec.holds is not None:
         held = held_items(spec.holds)
+    table = None
+    if spec.priorities is not None:
+        noon = pd.Timestamp(day_bounds(spec.day, tax)[0] + 12 * 3600 * 10**9, tz="UTC")
+        table = load_priorities(spec.priorities, tax).boost_table(tax, noon)
     with hold(spec.out, what="broadcast output", run=f"broadcast {spec.day.isoformat()}"):
+        manifest_path = target.path / day_entry / MANIFEST_FILE
+        manifest: dict[str, Any] = {"kind": NAME, "date": spec.day.isoformat(), "channels": {}}
+        if manifest_path.exists():
+            # read before any row is rewritten: a day whose record is unreadable is not updated in half
+            previous = _day_manifest(manifest_path)
+            if previous is None:
+                raise DataError(
+                    f"{manifest_path}: not a day manifest of recsys broadcast (unreadable, or not its JSON "
+                    "object); restore it or move the day's folder away, nothing was written"
+                )
+            manifest = previous
         shown = shown_before(spec.out, spec.day, spec.config.repeat_days)
-        table = None
-        if spec.priorities is not None:
-            noon = pd.Timestamp(day_bounds(spec.day, tax)[0] + 12 * 3600 * 10**9, tz="UTC")
-            table = load_priorities(spec.priorities, tax).boost_table(tax, noon)
         prog = plan_programmes(
             state,
             places,
@@ -271,15 +307,16 @@ def run_broadcast(spec: BroadcastSpec, warn_stream: TextIO | None = sys.stderr) 
                 f"and reaches their audiences (items left out: {left or 'none'}); nothing written"
             )
         channels = sorted(set(places[C.CHANNEL]))
+        for channel in channels:
+            # every file of the day this run merges into is read first: a bad one stops the run before
+            # any channel is rewritten
+            if (target.path / day_entry / f"channel={channel}" / PART_FILE).exists():
+                _read_part(target.path / day_entry / f"channel={channel}" / PART_FILE)
         in_file = {}
         for channel in channels:
             mine = set(places.loc[places[C.CHANNEL] == channel, C.PLACE_ID])
             rows = prog.rows[prog.rows[C.CHANNEL] == channel]
             in_file[channel] = _write_channel(target.path, spec.day, channel, rows, mine)
-        manifest_path = target.path / f"date={spec.day.isoformat()}" / MANIFEST_FILE
-        manifest: dict[str, Any] = {"kind": NAME, "date": spec.day.isoformat(), "channels": {}}
-        if manifest_path.exists():
-            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         run = {
             "model_version": recommender.version,
             "places_file": str(spec.places),
@@ -297,5 +334,5 @@ def run_broadcast(spec: BroadcastSpec, warn_stream: TextIO | None = sys.stderr) 
             # re-run keeps the other regions' rows)
             manifest["channels"][channel] = {**_channel_summary(prog, channel), "in_file": in_file[channel], "run": run}
         write_json(manifest, manifest_path)
-        target.mark([f"date={spec.day.isoformat()}"])
+        target.mark([day_entry])
     return {**manifest, "run_channels": channels}

@@ -65,6 +65,9 @@ def pid_alive(pid: Any) -> bool:
 def hold(folder: str | Path, *, what: str, run: str, notes: list[str] | None = None) -> Iterator[Path]:
     """Hold the lock of ``folder`` for one run (created if missing).
 
+    A run that fails (an exception out of the ``with`` block) removes the
+    lock file and the folder if it created them and the folder is empty.
+
     Parameters
     ----------
     folder : path
@@ -87,9 +90,14 @@ def hold(folder: str | Path, *, what: str, run: str, notes: list[str] | None = N
         If another live run holds the lock, naming it.
     """
     root = Path(folder)
+    # a run that fails leaves no trace of its own: the folder and the lock file it created go again
+    # (else its `_lock` made a new --out "not empty" and refused the corrected run)
+    made_root = not root.exists()
     root.mkdir(parents=True, exist_ok=True)
     path = root / LOCK_FILE
+    made_lock = not path.exists()
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    failed = False
     with os.fdopen(fd, "r+", encoding="utf-8") as handle:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -115,9 +123,19 @@ def hold(folder: str | Path, *, what: str, run: str, notes: list[str] | None = N
             handle.write(json.dumps(record))
             handle.flush()
             yield path
+        except BaseException:
+            failed = True
+            raise
         finally:
             # a clean exit leaves an empty record: only a dead run leaves its own behind
             handle.seek(0)
             handle.truncate()
             handle.flush()
+            if failed and made_lock:
+                # unlinked while still locked: a run that opened it meanwhile fails to lock it and is told so
+                with contextlib.suppress(OSError):
+                    path.unlink()
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+            if failed and made_root:
+                with contextlib.suppress(OSError):
+                    root.rmdir()  # only when empty: whatever else was written there stays
