@@ -17,6 +17,12 @@ HELP = (
 
 
 DEFAULT_KS = "5,10,20"
+#: the --tune-* options (they apply with --tune only) and their defaults: option -> (attribute, default)
+TUNE_OPTIONS = {
+    "--tune-models": ("tune_models", 4),
+    "--tune-blends": ("tune_blends", 8),
+    "--tune-budget-s": ("tune_budget_s", 600.0),
+}
 
 
 def parse_ks(text: str) -> tuple[int, ...]:
@@ -48,9 +54,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     split.add_argument("--leave-last-n", metavar="N", type=int, help="per user, hold out the last N positive engagements")
     parser.add_argument("--k", metavar="K,K", default=DEFAULT_KS, help=f"cut-offs (default {DEFAULT_KS})")
     parser.add_argument("--tune", action="store_true", help="tune on a validation window carved from training first")
-    parser.add_argument("--tune-models", metavar="N", type=int, default=4, help="collaborative configs tried (default 4)")
-    parser.add_argument("--tune-blends", metavar="N", type=int, default=8, help="blend weights tried per model (default 8)")
-    parser.add_argument("--tune-budget-s", metavar="S", type=float, default=600.0, help="tuning time budget (default 600)")
+    # default None: given without --tune, a --tune-* option is refused rather than ignored
+    parser.add_argument(
+        "--tune-models", metavar="N", type=int, default=None, help="with --tune: collaborative configs tried (default 4)"
+    )
+    parser.add_argument(
+        "--tune-blends", metavar="N", type=int, default=None, help="with --tune: blend weights tried per model (default 8)"
+    )
+    parser.add_argument(
+        "--tune-budget-s", metavar="S", type=float, default=None, help="with --tune: tuning time budget (default 600)"
+    )
     parser.add_argument("--policies", metavar="A,B", default=None, help="policies to compare (default: all)")
     parser.add_argument("--max-users", metavar="N", type=int, default=None, help="list at most N users (seeded sample)")
     parser.add_argument("--bootstrap", metavar="N", type=int, default=1000, help="bootstrap resamples (default 1000)")
@@ -67,11 +80,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def settings_from_args(args: argparse.Namespace) -> EvaluationSettings:
     """Build :class:`EvaluationSettings` from parsed options."""
+    from recsys.cli.tune import check_seed
     from recsys.evaluation.run import EvaluationSettings
     from recsys.evaluation.tune import TuneSettings
 
     from recsys.exceptions import ConfigError
 
+    tuning = {}
+    for option, (attr, default) in TUNE_OPTIONS.items():
+        value = getattr(args, attr, None)
+        if value is not None and not args.tune:
+            # ignoring it would let a run look tuned-as-asked when it was not tuned at all
+            raise ConfigError(f"{option} {value}: needs --tune (it sets the tuning search); add --tune, or drop {option}")
+        tuning[attr] = default if value is None else value
+    seed = check_seed(args.seed)
     policies = None
     if args.policies is not None:
         policies = tuple(p.strip() for p in args.policies.split(",") if p.strip())
@@ -84,12 +106,13 @@ def settings_from_args(args: argparse.Namespace) -> EvaluationSettings:
         split_quantile=args.split_quantile,
         leave_last_n=args.leave_last_n,
         policies=policies,
-        seed=args.seed,
+        seed=seed,
         n_boot=args.bootstrap,
         max_users=args.max_users,
         tune=args.tune,
         tune_settings=TuneSettings(
-            n_models=args.tune_models, n_blends=args.tune_blends, time_budget_s=args.tune_budget_s, seed=args.seed
+            n_models=tuning["tune_models"], n_blends=tuning["tune_blends"], time_budget_s=tuning["tune_budget_s"],
+            seed=seed,
         ),
     )
 

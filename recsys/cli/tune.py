@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from recsys.cli.common import add_taxonomy_option
+from recsys.exceptions import ConfigError
 
 NAME = "tune"
 HELP = (
@@ -33,9 +34,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--end", metavar="ISO", default=None, help="the data's end for validation (default: manifest)")
     parser.add_argument(
         "--out", metavar="PATH", required=True,
-        help="where to write the tuned config (TOML); an existing file must have been written by tune",
+        help="where to write the tuned config (TOML), with the trials beside it as <stem>.trials.csv; either "
+        "file, if it exists, must have been written by tune (tune never replaces another file)",
     )
-    parser.add_argument("--force", action="store_true", help="replace an --out file that tune did not write")
+
+
+def check_seed(seed: int) -> int:
+    """``--seed`` as given, or a one-line error naming the option (``tune`` and ``evaluate``).
+
+    Raises
+    ------
+    ConfigError
+        If ``seed`` is negative.
+    """
+    if seed < 0:
+        raise ConfigError(f"--seed {seed}: must be a non-negative integer (e.g. 0)")
+    return seed
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,11 +63,11 @@ def run(args: argparse.Namespace) -> int:
         validation_fraction=args.validation_fraction,
         k=args.k,
         time_budget_s=args.budget_s,
-        seed=args.seed,
+        seed=check_seed(args.seed),
     )
     report = run_tuning(
         args.data, args.out, taxonomy=args.taxonomy, config=args.config, settings=settings, until=args.until,
-        end=args.end, force=args.force,
+        end=args.end,
     )
     with_pd = report["table"]
     print(with_pd.to_string(index=False, float_format=lambda x: f"{x:.4g}"))

@@ -8,7 +8,9 @@ pushed or kept), validate the folder, then hand the clean tables to
 
 from __future__ import annotations
 
+import csv
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -18,10 +20,11 @@ import tomli_w
 
 from recsys import columns as C
 from recsys.config import EngineConfig, changed_sections, load_config, sections_except
-from recsys.evaluation.report import REPORT_TITLE, headline_rows, paired_verdicts
+from recsys.evaluation import summary as S
+from recsys.evaluation.report import PLOTS_DIR, REPORT_TITLE, headline_rows, paired_verdicts
 from recsys.evaluation.run import EvaluationSettings, evaluate, write_evaluation
 from recsys.evaluation.simulate import load_truth
-from recsys.evaluation.tune import TuneSettings, tune
+from recsys.evaluation.tune import SEARCH_SPACE, TuneSettings, tune
 from recsys.exceptions import ConfigError
 from recsys.io import atomic_path, prepare_output_dir, prepare_output_file, written_by_header
 from recsys.schema import ValidationResult, validate
@@ -30,6 +33,20 @@ from recsys.timeutil import parse_option_time
 
 #: the config sections evaluate and tune do not read: a model is trained and ranked, nothing pushed or kept
 EVAL_SECTIONS_EXCLUDED = ("push", "bundle", "training")
+
+#: the top-level entries ``recsys evaluate`` writes into its --out folder (see
+#: :func:`recsys.evaluation.run.write_evaluation` and :func:`recsys.evaluation.report.write_report`)
+EVALUATION_ENTRIES = (
+    S.RECOMMENDATIONS_FILE, S.TEST_FILE, S.USERS_FILE, S.ITEMS_FILE, S.METRICS_FILE,
+    "report.md", "report.html", PLOTS_DIR,
+)
+#: ... and, with ``--tune``, the chosen config and the trials
+TUNING_ENTRIES = ("tuned_config.toml", "tuning_trials.csv")
+
+
+def evaluation_entries(settings: EvaluationSettings) -> tuple[str, ...]:
+    """The top-level names an evaluation with ``settings`` writes into its output folder."""
+    return EVALUATION_ENTRIES + (TUNING_ENTRIES if settings.tune else ())
 
 
 def _stderr(line: str) -> None:
@@ -102,7 +119,10 @@ def run_evaluation(
     cfg = config if isinstance(config, EngineConfig) else load_config(
         config, command="evaluate", sections=sections_except(*EVAL_SECTIONS_EXCLUDED)
     )
-    target = prepare_output_dir(out, "evaluate", force=force, recognise=is_evaluation_dir)
+    # the names written are known: a file of another's in the way is refused now, not after the work
+    target = prepare_output_dir(
+        out, "evaluate", force=force, recognise=is_evaluation_dir, writes=evaluation_entries(settings)
+    )
     tax, split_time = _split_time(settings.split_time, taxonomy)  # before any work (and any progress line)
     tax, clean = _load(
         data, tax, end, say,
@@ -172,7 +192,6 @@ def run_tuning(
     until: str | None = None,
     end: str | None = None,
     log: Callable[[str], None] | None = _stderr,
-    force: bool = False,
 ) -> dict[str, Any]:
     """Tune the engine's configuration on ``data`` and write it as TOML.
 
@@ -180,8 +199,9 @@ def run_tuning(
     the validation window is the latest part of those. Writes ``out`` (the
     TOML config: the sections that differ from the defaults, so ``recsys
     train`` and ``recsys evaluate`` both take it) and the trials beside it
-    (``<out stem>.trials.csv``). An existing ``out`` not written by tune is
-    refused unless ``force``.
+    (:func:`trials_path`). Either file, when it exists, is replaced only if
+    tune wrote it (:func:`recsys.io.is_written_by`, :func:`is_tune_trials`); any other
+    file is refused before any work (there is no way to replace it).
 
     Returns
     -------
@@ -193,10 +213,9 @@ def run_tuning(
     cfg = config if isinstance(config, EngineConfig) else load_config(
         config, command="tune", sections=sections_except(*EVAL_SECTIONS_EXCLUDED)
     )
-    path = prepare_output_file(out, "tune", force=force)  # before any work
-    trials = path.with_name(f"{path.stem}.trials.csv")
-    if trials.exists() and not path.exists() and not force:
-        raise ConfigError(f"{trials}: exists beside --out {path} and was not written with it; pass --force to replace it")
+    path = prepare_output_file(out, "tune")
+    trials = trials_path(path)
+    check_tune_outputs(path, trials)  # before any work, every time: either file may be someone else's
     tax = taxonomy if isinstance(taxonomy, Taxonomy) else load_taxonomy(taxonomy)
     cutoff = parse_option_time(until, tax, name="--until") if until is not None else None  # before any work
     tax, clean = _load(data, tax, end, say)
@@ -204,6 +223,7 @@ def run_tuning(
     if cutoff is not None:
         events = events[events[C.TIMESTAMP] < cutoff]
     result = tune(clean.users, clean.items, events, taxonomy=tax, config=cfg, settings=settings, log=say)
+    check_tune_outputs(path, trials)  # again: a file put there while tuning ran is not replaced either
     with atomic_path(path) as tmp:
         header = f"{written_by_header('tune')} on {data}: the sections that differ from the defaults\n"
         tmp.write_text(header + tomli_w.dumps(changed_sections(result.config)), encoding="utf-8")
@@ -214,6 +234,55 @@ def run_tuning(
         "config": str(path), "trials": str(trials), "validation": result.validation, "best": best,
         "table": result.trials, "baselines": result.baselines, "chosen": result.chosen,
     }
+
+
+def trials_path(config_path: Path) -> Path:
+    """Where tune writes the trials of the config ``config_path``: ``<stem>.trials.csv`` beside it."""
+    return config_path.with_name(f"{config_path.stem}.trials.csv")
+
+
+#: the columns around the searched parameters and the ``<metric>@<k>`` scores in tune's trials table
+TRIALS_LEADING, TRIALS_TRAILING = ("trial", "model"), ("seconds",)
+_SCORE_COLUMN = re.compile(r"[a-z_]+@([1-9][0-9]*)")
+
+
+def is_tune_trials(path: Path) -> bool:
+    """A trials table ``recsys tune`` wrote (a CSV without a comment line, so it is recognised by its
+    header): ``trial``, ``model``, every parameter of :data:`recsys.evaluation.tune.SEARCH_SPACE` once,
+    the validation scores as ``<metric>@<k>`` for one ``k``, then ``seconds`` -- and nothing else."""
+    try:
+        with open(path, encoding="utf-8", newline="") as fh:
+            header = next(csv.reader([fh.readline(10_000)]), [])
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return False
+    lead, last = len(TRIALS_LEADING), len(TRIALS_TRAILING)
+    if tuple(header[:lead]) != TRIALS_LEADING or tuple(header[-last:]) != TRIALS_TRAILING:
+        return False
+    middle = header[lead:-last]
+    scores = [_SCORE_COLUMN.fullmatch(c) for c in middle]
+    params = sorted(c for c, m in zip(middle, scores) if m is None)
+    ks = {m.group(1) for m in scores if m is not None}
+    return params == sorted(p.name for p in SEARCH_SPACE) and len(ks) == 1 and len(set(middle)) == len(middle)
+
+
+def check_tune_outputs(config_path: Path, trials: Path) -> None:
+    """Refuse, naming the file, an existing config or trials file that tune did not write.
+
+    Tune replaces only its own files (:func:`recsys.io.is_written_by`, :func:`is_tune_trials`); there is no
+    option to replace another's (the rule: nothing a command did not create is overwritten).
+
+    Raises
+    ------
+    ConfigError
+        One line naming the file, why and what to do.
+    """
+    prepare_output_file(config_path, "tune")
+    if (trials.exists() or trials.is_symlink()) and not is_tune_trials(trials):
+        raise ConfigError(
+            f"{trials}: exists beside --out {config_path} and is not a trials table written by recsys tune "
+            "(columns trial, model, the searched parameters, the scores, seconds); tune writes its trials "
+            "there and never replaces a file it did not write: choose another --out, or move the file away"
+        )
 
 
 def headline_text(metrics: dict[str, Any]) -> str:
