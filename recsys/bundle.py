@@ -508,13 +508,18 @@ def write_bundle(
     return dest
 
 
+#: what a model bundle is, for a folder that is none
+_WHAT_IS_A_BUNDLE = "give a folder written by `recsys train` (a version folder, or models/latest)"
+
+
 def read_manifest(path: str | Path) -> dict[str, Any]:
     """Read a bundle's ``manifest.json``.
 
     Raises
     ------
     ArtifactError
-        If the folder or manifest is missing, unreadable, or of another format version.
+        If the folder or manifest is missing or unreadable, the manifest is not a
+        bundle's (no ``format_version``: e.g. a data folder), or of another format version.
     """
     root = Path(path)
     if not root.is_dir():
@@ -523,11 +528,17 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     try:
         manifest = json.loads(mpath.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ArtifactError(f"{mpath}: missing (not a model bundle?)") from None
+        raise ArtifactError(f"{root}: not a model bundle (no {MANIFEST}); {_WHAT_IS_A_BUNDLE}") from None
     except (OSError, ValueError, RecursionError) as exc:
         raise ArtifactError(f"{mpath}: unreadable ({type(exc).__name__}: {exc})") from None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("files", {}), dict):
         raise ArtifactError(f"{mpath}: unreadable (not a bundle manifest: a JSON object with a files table)")
+    if "format_version" not in manifest:
+        # another tool's manifest (a data folder of `recsys generate`, ...): no bundle at all, not an old one
+        what = " (a data folder written by recsys generate)" if manifest.get("generator") == "recsys.synthetic" else ""
+        raise ArtifactError(
+            f"{root}: not a model bundle{what}: its {MANIFEST} has no format_version; {_WHAT_IS_A_BUNDLE}"
+        )
     fmt = str(manifest.get("format_version", ""))
     if fmt.split(".")[0] != FORMAT_VERSION:
         raise ArtifactError(

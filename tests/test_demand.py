@@ -357,3 +357,26 @@ def test_a_log_delivered_day_by_day_reads_as_the_one_file(small, tmp_path):
     (daily / "events.parquet").write_bytes((small / "events.parquet").read_bytes())
     with pytest.raises(SchemaError, match="both events.parquet and events/"):
         analyse(daily)
+
+
+def test_a_users_table_without_the_optional_sub_group_is_users_of_no_sub_group(small, tmp_path, capsys):
+    """The contract's sub_group is optional (recsys validate accepts a table without it): absent, it is
+    every user's "none", the same analysis as a column of blanks."""
+    users = pd.read_parquet(small / "users.parquet")
+    for name, table in (("absent", users.drop(columns=["sub_group"])), ("blank", users.assign(sub_group=""))):
+        folder = tmp_path / name
+        folder.mkdir()
+        for other in ("items.parquet", "events.parquet"):
+            (folder / other).write_bytes((small / other).read_bytes())
+        table.to_parquet(folder / "users.parquet", index=False)
+    assert "sub_group" not in pq.read_schema(tmp_path / "absent" / "users.parquet").names
+    absent, blank = analyse(tmp_path / "absent"), analyse(tmp_path / "blank")
+    for name in TABLES:
+        pd.testing.assert_frame_equal(absent.tables[name], blank.tables[name], check_dtype=False)
+    assert (absent.tables["demand"]["sub_group"].isna() | (absent.tables["demand"]["sub_group"] == "")).all()
+    assert cli_main(["demand", "--data", str(tmp_path / "absent"), "--out", str(tmp_path / "out")]) == 0
+    assert "absent" not in capsys.readouterr().err
+    # a required column is still required, and named
+    users.drop(columns=["region"]).to_parquet(tmp_path / "absent" / "users.parquet", index=False)
+    with pytest.raises(SchemaError, match=r"column 'region' absent; demand tracking needs user_id, group, region"):
+        analyse(tmp_path / "absent")

@@ -13,7 +13,7 @@ from recsys.config import EngineConfig
 from recsys.training.model import TrainedModel
 from recsys.training.ranker import LearnedRanker
 from recsys.ranking import features as F
-from recsys.ranking.reasons import FILLER, LEARNED_KINDS
+from recsys.ranking.reasons import FILLER, FRESH, FRESH_MIN, LEARNED_KINDS
 from recsys.training.signals import popularity_levels, shrinkage_strength
 from recsys.taxonomy import load_taxonomy
 from recsys.training import train_model
@@ -130,8 +130,11 @@ def test_reasons_name_only_contributing_features(sample_model):
     with_history = np.flatnonzero(np.asarray(state.signals.user_activity[:, 0]) > 0)[:30]
     users = resolve(state, list(model.users["user_id"].to_numpy()[with_history]), None)
     ranked = core.rank(state, users, 10, make_filter(state.taxonomy), state.default_now_ns)
-    reasons = rec._reasons(state, users, ranked)
-    by_kind = ranked.parts[..., : len(LEARNED_KINDS)]
+    reasons = rec._reasons(state, users, ranked, state.default_now_ns)
+    by_kind = ranked.parts[..., : len(LEARNED_KINDS)].copy()
+    # the freshness kind ("新发布") counts only for an item fresh at now (the next test)
+    fresh = state.freshness(state.default_now_ns)[np.maximum(ranked.items, 0)]
+    by_kind[..., LEARNED_KINDS.index("fresh")] *= fresh >= FRESH_MIN
     for r, row in enumerate(reasons):
         for j, texts in enumerate(row):
             positive = int((by_kind[r, j] > 0).sum())
@@ -139,6 +142,27 @@ def test_reasons_name_only_contributing_features(sample_model):
                 assert texts == [FILLER]
             else:
                 assert len(texts) == min(positive, 3)
+
+
+def test_new_is_said_only_of_items_fresh_at_the_calls_now(sample_model):
+    # freshness is relative to the call's now: four years after the data no item is new, though
+    # the ranker's freshness and timeliness features may still lift old items' scores
+    model, _ = sample_model
+    rec = Recommender.from_model(model)
+    state = rec.state
+    ids = list(model.users["user_id"][:60])
+    for now_ns in (state.default_now_ns, state.default_now_ns + 4 * 365 * 86_400 * 10**9):
+        now = pd.Timestamp(now_ns, unit="ns", tz="UTC")
+        lists = rec.recommend_many(ids, k=10, now=now)
+        fresh = state.freshness(now_ns)[[state.catalog.index_of[i] for i in lists["item_id"]]]
+        said = np.array([FRESH in reasons for reasons in lists["reasons"]])
+        assert not said[fresh < FRESH_MIN].any(), lists[said & (fresh < FRESH_MIN)].head()
+        if now_ns == state.default_now_ns:
+            assert said.any()  # at the data's end some picked items are new, and are called so
+        else:
+            assert (fresh < FRESH_MIN).all() and not said.any()
+        one = rec.recommend(ids[0], k=10, now=now)
+        assert [r.reasons for r in one] == [list(r) for r in lists[lists.user_id == ids[0]]["reasons"]]
 
 
 def test_recommend_many_with_excludes_equals_a_loop_of_recommend(sample_model):
@@ -474,3 +498,13 @@ def test_the_exposure_model_keeps_up_with_the_strongest_logged_signal_and_saves_
     assert back.exposure_model is not None
     np.testing.assert_array_equal(back.predict(x), ranker.predict(x))
 
+
+
+def test_the_learned_ranker_with_no_eligible_item_gives_empty_lists(sample_model):
+    model, _ = sample_model
+    rec = Recommender.from_model(model)
+    assert rec.state.ranker is not None
+    rec.set_catalog(model.items.assign(review_status="rejected"))  # the Recommender's copy; the model is unchanged
+    users = rec.state.user_ids[:40].tolist()
+    assert all(rec.recommend(u, k=10) == [] for u in users)
+    assert len(rec.recommend_many(users, k=10)) == 0

@@ -89,6 +89,9 @@ def test_filters_channel_topics_exclude_and_now(rec, model):
     assert ids(rec.recommend("u0", k=50, topics=["earthquake"])) == {"i10"}
     assert ids(rec.recommend("u0", k=50, topics="earthquake")) == {"i10"}
     assert ids(rec.recommend("u0", k=50, exclude=["i00", "nope"])) == {"i09", "i10", "i13"}
+    # any iterable of ids: a set, a tuple, an array of str
+    for given in ({"i00"}, ("i00",), np.array(["i00"])):
+        assert ids(rec.recommend("u0", k=50, exclude=given)) == {"i09", "i10", "i13"}
     # two days later the future item is published; an hour earlier the expiring ones were live
     later = NOW + pd.Timedelta(days=2)
     assert "i04" in ids(rec.recommend("u0", k=50, now=later))
@@ -244,6 +247,15 @@ def test_unknown_codes_list_the_valid_ones(rec, kwargs, pattern):
         (lambda r: r.recommend("u0", now="2026-06-01T00:00:00"), r"now .* has no time zone"),
         (lambda r: r.recommend("u0", now="soon"), r"now 'soon' is not a date"),
         (lambda r: r.recommend("u0", exclude=[3]), r"exclude must hold item ids"),
+        # the per-user mapping is recommend_many's form: its keys are users, never item ids
+        (lambda r: r.recommend("u0", exclude={"u0": ["i00"]}), r"exclude must be an iterable of item ids, got a mapping .*recommend_many"),
+        (lambda r: r.recommend("u0", exclude="i00"), r"exclude must be a list of item ids, got the single string 'i00'"),
+        (lambda r: r.recommend("u0", exclude=5), r"exclude must be an iterable of item ids \(str\), got int"),
+        (lambda r: r.recommend_many(["u0"], exclude=["i00"]), r"exclude must map user ids to lists of item ids.*recommend's exclude"),
+        (lambda r: r.recommend_many(["u0"], exclude={"u0": "i00"}), r"exclude\['u0'\] must be a list of item ids, got the single string"),
+        (lambda r: r.recommend_many(["u0"], exclude={"u0": 5}), r"exclude\['u0'\] must be an iterable of item ids"),
+        (lambda r: r.recommend_many(["u0"], exclude={"u0": {"i00": 1}}), r"exclude\['u0'\] must be an iterable .*got a mapping"),
+        (lambda r: r.recommend_many(["u0"], exclude={"u0": [None]}), r"exclude\['u0'\] must hold item ids \(str\), got None"),
         (lambda r: r.recommend(""), r"user_id must be a non-empty string"),
         (lambda r: r.recommend(7), r"user_id must be a non-empty string, got 7"),
         (lambda r: r.recommend("u0", channel=3), r"channel must be a channel code"),
@@ -314,3 +326,12 @@ def test_cli_prints_the_list_with_reasons(model, tmp_path, capsys):
     assert "needs group and region" in capsys.readouterr().err
     assert main(["recommend", "u0", "--model", str(bundle), "--topic", "cooking"]) == 2
     assert "unknown topic 'cooking'" in capsys.readouterr().err
+
+
+def test_a_catalogue_with_no_eligible_item_gives_empty_lists_not_a_crash(model):
+    rec = Recommender.from_model(model)
+    catalog = model.items.assign(review_status="rejected")
+    rec.set_catalog(catalog)
+    for user in ("u0", "u1", "u2"):
+        assert rec.recommend(user, k=5) == []
+    assert len(rec.recommend_many(["u0", "u1", "u2"], k=5)) == 0

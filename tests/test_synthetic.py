@@ -528,3 +528,68 @@ def test_cli_generate(tmp_path, capsys):
     assert main(["generate", "--users", "60", "--items", "30", "--end", "June", "--out", str(tmp_path / "e")]) == 2
     assert "end must be a date YYYY-MM-DD, got 'June'" in capsys.readouterr().err
     assert not (tmp_path / "e").exists()
+
+
+# ---- the valid time range, an empty log, the seed option --------------------------------------
+def _one_line_refusal(capsys, argv: list[str]) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: ") and "Traceback" not in err, err
+    return err
+
+
+def test_the_city_reaches_no_further_than_time_reach(city):
+    from recsys.synthetic.city import time_reach
+
+    before, after = time_reach(load_spec(load_taxonomy()))
+    start, end = city.start.timestamp(), city.end.timestamp()
+    earliest = min(city.users[C.REGISTERED_AT].min(), city.items[C.PUBLISHED_AT].min()).timestamp()
+    assert start - before <= earliest < start - 0.8 * before  # the reach is used, and not exceeded
+    assert city.items[C.EXPIRES_AT].max().timestamp() < end + after
+    assert city.events[C.TIMESTAMP].min().timestamp() >= start
+
+
+def test_an_end_whose_city_leaves_the_valid_times_is_refused(tmp_path, capsys):
+    # a log ending 1990-01-05 starts in 1989 (and its users register years before): recsys validate
+    # would quarantine every row as "impossible timestamp"
+    from recsys.schema import MAX_TIME, MIN_TIME, validate
+    from recsys.synthetic.city import end_range
+
+    tax = load_taxonomy()
+    first, last = end_range(60, load_spec(tax), tax.timezone)
+    for end in ("1990-01-05", (first - dt.timedelta(days=1)).isoformat(), (last + dt.timedelta(days=1)).isoformat()):
+        err = _one_line_refusal(
+            capsys, ["generate", "--users", "200", "--items", "100", "--days", "60", "--end", end, "--out", str(tmp_path / "x")]
+        )
+        for name in ("--end", end, "--days 60", MIN_TIME[:10] if end < "2000" else MAX_TIME[:10],
+                     f"valid --end: {first.isoformat()} .. {last.isoformat()}"):
+            assert name in err, (name, err)
+        assert not (tmp_path / "x").exists()
+        with pytest.raises(ConfigError, match=rf"end {end} with days 60: .*valid end: {first}"):
+            generate_city(200, 100, days=60, end=end)
+    # more days move the first valid end later
+    err = _one_line_refusal(capsys, ["generate", "--users", "20", "--items", "10", "--days", "3650",
+                                     "--end", first.isoformat(), "--out", str(tmp_path / "x")])
+    assert "--days 3650" in err and "valid --end: " in err
+    # the first and the last valid ends give cities that validate with no impossible timestamp
+    for end in (first, last):
+        c = generate_city(300, 150, days=60, seed=2, end=end)
+        result = validate(tables=(c.users, c.items, c.events), end=c.end)
+        assert result.counts() == {}, (end, result.counts())
+
+
+def test_a_city_without_events_is_refused_and_nothing_is_written(tmp_path, capsys):
+    out = tmp_path / "new" / "g3"
+    err = _one_line_refusal(capsys, ["generate", "--users", "1", "--items", "1", "--days", "1", "--out", str(out)])
+    assert "drew no events" in err and "raise --users or --days" in err
+    assert list(tmp_path.iterdir()) == []  # not --out, not the folder made above it, no staging folder
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    _one_line_refusal(capsys, ["generate", "--users", "1", "--items", "1", "--days", "1", "--out", str(empty)])
+    assert list(empty.iterdir()) == []
+
+
+def test_a_negative_seed_names_the_option(tmp_path, capsys):
+    err = _one_line_refusal(capsys, ["generate", "--users", "20", "--items", "10", "--seed", "-1", "--out", str(tmp_path / "s")])
+    assert "--seed -1" in err and "0 or more" in err
+    assert not (tmp_path / "s").exists()

@@ -24,11 +24,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--users", type=int, metavar="N", help="number of users")
     parser.add_argument("--items", type=int, metavar="M", help="number of items")
     parser.add_argument("--days", type=int, metavar="D", help="days of log (default 60)")
-    parser.add_argument("--seed", type=int, metavar="S", help="random seed (default 0)")
+    parser.add_argument("--seed", type=int, metavar="S", help="random seed, 0 or more (default 0)")
     parser.add_argument(
         "--end",
         metavar="YYYY-MM-DD",
-        help="the log ends at midnight starting this date, city time (default 2026-06-30)",
+        help="the log ends at midnight starting this date, city time (default 2026-06-30); users register and "
+        "items are published years before the log and expire after it, and all of it must lie in the times "
+        "recsys validate accepts (a too early or late --end/--days is refused with the valid range)",
     )
     parser.add_argument(
         "--out", metavar="DIR",
@@ -68,22 +70,29 @@ def _settings(args: argparse.Namespace) -> dict:
                                 ("--days", args.days, 1, MAX_DAYS)):
         if value is not None and not lo <= value <= hi:
             raise ConfigError(f"{flag} {value} is out of range; valid: {lo}..{hi:,}")
+    if args.seed is not None and args.seed < 0:
+        raise ConfigError(f"--seed {args.seed} is out of range; valid: an integer 0 or more")
+    from recsys.synthetic.city import check_time_range, load_spec
+    from recsys.taxonomy import load_taxonomy
+    from recsys.timeutil import parse_option_time
+
+    taxonomy = load_taxonomy(args.taxonomy)
+    end, days = DEFAULT_END, 60 if args.days is None else args.days
     if args.end is not None:
         import re
 
-        from recsys.timeutil import parse_option_time
-        from recsys.taxonomy import load_taxonomy
-
         if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(args.end)):
             raise ConfigError(f"--end must be a date YYYY-MM-DD, got {args.end!r}")
-
-        parse_option_time(args.end, load_taxonomy(args.taxonomy), name="--end")
+        end = parse_option_time(args.end, taxonomy, name="--end").tz_convert(taxonomy.timezone).date()
+    # the city reaches years before its log (registrations, back catalogue) and past it (expiry):
+    # every time must stay in the range recsys validate accepts, named here with the options
+    check_time_range(end, days, load_spec(taxonomy), taxonomy.timezone, dirty=args.dirty, names=("--end", "--days"))
     return {
         "n_users": args.users,
         "n_items": args.items,
-        "days": 60 if args.days is None else args.days,
+        "days": days,
         "seed": 0 if args.seed is None else args.seed,
-        "end": DEFAULT_END if args.end is None else args.end,
+        "end": end,
         "dirty": args.dirty,
         "taxonomy": args.taxonomy,
         "out": args.out,
@@ -109,8 +118,25 @@ def run(args: argparse.Namespace) -> int:
     target = prepare_output_dir(out, NAME, force=args.force, recognise=_is_city)  # before any work
     start = time.perf_counter()
     city = generate_city(**settings)
-    with target.staging() as staged:
-        manifest = write_city(city, staged, progress=sys.stderr.isatty())
+    # the folders above --out that staging creates, removed again (when empty) if nothing is published
+    created = [p for p in Path(out).absolute().parents if not p.exists()]
+    try:
+        with target.staging() as staged:
+            manifest = write_city(city, staged, progress=sys.stderr.isatty())
+            if manifest["counts"]["events"] == 0:
+                # raised inside staging: the written city is discarded and --out is left as it was
+                p = city.params
+                raise ConfigError(
+                    f"--users {p['n_users']} --items {p['n_items']} --days {p['days']} drew no events: a city "
+                    "without a log is refused and nothing was written; raise --users or --days"
+                )
+    except BaseException:
+        for folder in created:  # deepest first
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        raise
     counts = manifest["counts"]
     by_type = ", ".join(f"{k} {v:,}" for k, v in counts["events_by_type"].items())
     print(f"wrote {out} in {time.perf_counter() - start:.1f}s (log {manifest['start']} .. {manifest['end']})")

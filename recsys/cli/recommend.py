@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 NAME = "recommend"
 HELP = "print a user's recommendations (eligible, diverse, explained) from a model bundle"
@@ -31,7 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--holds", metavar="DIR", help="review-holds folder (recsys monitor's --state): held items are left out"
     )
-    parser.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
+    parser.add_argument(
+        "--json", action="store_true",
+        help="print JSON lines (one object per item) instead of a table; a short list's note goes to stderr",
+    )
 
 
 def _titles(recommender) -> dict[str, str]:  # noqa: ANN001 - Recommender, imported lazily
@@ -71,16 +75,21 @@ def run(args: argparse.Namespace) -> int:
         now=now,
         exclude=args.exclude,
     )
-    titles = _titles(recommender)
+    # a short list (none at all included) is an answer, not an error: both forms exit 0 and say so
+    short = f"(only {len(recs)} eligible, distinct item(s) for this request)" if len(recs) < args.k else None
     if args.json:
+        # JSON lines, one object per item: no items is no line; the note goes to stderr, off the data
         for rank, rec in enumerate(recs, start=1):
             row = {"rank": rank, "item_id": rec.item_id, "score": round(rec.score, 6), "reasons": rec.reasons}
             print(json.dumps(row, ensure_ascii=False))
+        if short:
+            print(short, file=sys.stderr)
         return 0
+    titles = _titles(recommender)
     print(f"user {args.user_id} -- model {recommender.version}, {len(recs)} item(s)")
     for rank, rec in enumerate(recs, start=1):
         print(f"{rank:>3}. {rec.item_id}  {rec.score:7.4f}  {titles.get(rec.item_id, '')}")
         print(f"       {' | '.join(rec.reasons)}")
-    if len(recs) < args.k:
-        print(f"(only {len(recs)} eligible, distinct item(s) for this request)")
+    if short:
+        print(short)
     return 0

@@ -31,10 +31,12 @@ from recsys.taxonomy import Taxonomy
 COUNTED = {"impressions": "impression", "positives": "click", "reads": "read"}
 #: the columns read from each table, no more
 NEEDED = {
-    "users": (C.USER_ID, C.GROUP, C.SUB_GROUP, C.REGION),
+    "users": (C.USER_ID, C.GROUP, C.REGION),
     "items": (C.ITEM_ID, C.TOPICS),
     "events": (C.USER_ID, C.ITEM_ID, C.EVENT_TYPE, C.TIMESTAMP),
 }
+#: columns read when the table has them (the contract's optional ones): absent, every user has none
+OPTIONAL = {"users": (C.SUB_GROUP,)}
 SECONDS_PER_DAY = 86_400
 
 
@@ -107,6 +109,14 @@ def table_path(data_dir: str | Path, kind: str) -> Path:
     if missing:
         raise SchemaError(f"{path}: column {', '.join(map(repr, missing))} absent; demand tracking needs {', '.join(NEEDED[kind])}")
     return path
+
+
+def has_sub_group(users_path: Path) -> bool:
+    """Whether the users table at ``users_path`` (from :func:`table_path`) has the optional ``sub_group``."""
+    try:
+        return C.SUB_GROUP in pq.read_schema(users_path).names
+    except (OSError, ValueError) as exc:
+        raise SchemaError(f"{users_path}: not a readable Parquet file ({exc})") from None
 
 
 def _events_folder(folder: Path) -> Path:
@@ -213,7 +223,10 @@ def daily_counts(
         ``impressions`` (each counted once, whatever its item's topics).
     """
     # DuckDB views take no parameters: the paths go in as quoted SQL literals
-    users, items, events = (_literal(table_path(data_dir, k)) for k in ("users", "items", "events"))
+    users_path = table_path(data_dir, "users")
+    # sub_group is optional in the contract: a table without it is users of no sub-group
+    sub_group = f"coalesce({C.SUB_GROUP}, '')" if has_sub_group(users_path) else "''"
+    users, items, events = (_literal(p) for p in (users_path, table_path(data_dir, "items"), table_path(data_dir, "events")))
     start_s = int(window.start.timestamp())
     end_s = int(window.as_of.timestamp())
     wanted = ", ".join(f"'{v}'" for v in COUNTED.values())
@@ -222,7 +235,7 @@ def daily_counts(
     try:
         con.execute(
             f"""CREATE TEMP VIEW u AS SELECT {C.USER_ID} AS uid, "{C.GROUP}" AS g,
-                coalesce({C.SUB_GROUP}, '') AS s, {C.REGION} AS r FROM read_parquet({users})"""
+                {sub_group} AS s, {C.REGION} AS r FROM read_parquet({users})"""
         )
         con.execute(
             f"""CREATE TEMP VIEW t AS SELECT DISTINCT {C.ITEM_ID} AS iid, unnest({C.TOPICS}) AS topic
@@ -270,8 +283,12 @@ def residents(data_dir: str | Path, taxonomy: Taxonomy) -> pd.DataFrame:
         If the users table has no users of the taxonomy's groups and regions.
     """
     path = table_path(data_dir, "users")
-    frame = pq.read_table(path, columns=[C.GROUP, C.SUB_GROUP, C.REGION]).to_pandas()
-    frame[C.SUB_GROUP] = frame[C.SUB_GROUP].fillna("").astype(str)
+    if has_sub_group(path):
+        frame = pq.read_table(path, columns=[C.GROUP, C.SUB_GROUP, C.REGION]).to_pandas()
+        frame[C.SUB_GROUP] = frame[C.SUB_GROUP].fillna("").astype(str)
+    else:  # the optional column absent: no user has a sub-group
+        frame = pq.read_table(path, columns=[C.GROUP, C.REGION]).to_pandas()
+        frame[C.SUB_GROUP] = ""
     known = frame[C.GROUP].isin(list(taxonomy.groups)) & frame[C.REGION].isin(list(taxonomy.regions))
     if not known.any():
         raise DataError(

@@ -182,6 +182,14 @@ def _score_and_pick(
     """
     catalog = state.catalog
     cfg = state.config
+    if cand.shape[1] == 0:
+        # no candidate for anyone in the block (e.g. a catalogue with no eligible item): empty lists
+        m = cand.shape[0]
+        n_parts = len(state.reason_groups) if state.ranker is not None else len(scoring.TERMS)
+        return (
+            np.full((m, k), -1, np.int64), np.zeros((m, k), np.float32), np.zeros((m, k, n_parts), np.float32),
+            np.zeros(m, np.int64), ok.sum(axis=1), np.zeros(m, bool),
+        )
     engagement = scoring.engagement_inputs(state, users, now_ns)
     blend_weights = scoring.weights(cfg)
 

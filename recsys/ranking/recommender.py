@@ -40,7 +40,15 @@ from recsys.holds import apply_holds, held_items, state_folder
 from recsys.ranking import core, eligibility
 from recsys.ranking.catalog import read_catalog
 from recsys.ranking.eligibility import make_filter, to_ns
-from recsys.ranking.reasons import REASONS_TYPE, ItemReasons, explain, explain_learned, priority_first
+from recsys.ranking.reasons import (
+    FRESH_MIN,
+    LEARNED_KINDS,
+    REASONS_TYPE,
+    ItemReasons,
+    explain,
+    explain_learned,
+    priority_first,
+)
 from recsys.ranking.scoring import engagement_probability
 from recsys.ranking.state import RankingState, build_state
 from recsys.ranking.users import Attributes, UserBatch, check_user_id, resolve
@@ -51,6 +59,8 @@ from recsys.training.serving import TrainedModel
 MANY_COLUMNS = (C.USER_ID, C.RANK, C.ITEM_ID, C.SCORE, C.REASONS)
 #: columns of :meth:`Recommender.audience`'s result
 AUDIENCE_COLUMNS = (C.USER_ID, C.SCORE)
+# the freshness kind's column in the learned ranker's reason contributions (core.Ranked.parts)
+_FRESH_KIND = LEARNED_KINDS.index("fresh")
 # users scored at once by audience(): bounds the temporary to ~64 MiB
 _AUDIENCE_BLOCK = 1 << 18
 
@@ -79,19 +89,36 @@ def _check_k(k: Any, high: int, name: str = "k") -> int:
     return int(k)
 
 
-def _exclude_indices(state: RankingState, exclude: Iterable[str] | str | None) -> np.ndarray | None:
-    """Ranking indices of ``exclude`` ids; ids not in the catalogue cannot be recommended anyway."""
+def _exclude_indices(state: RankingState, exclude: Iterable[str] | None, name: str = "exclude") -> np.ndarray | None:
+    """Ranking indices of ``exclude`` ids; ids not in the catalogue cannot be recommended anyway.
+
+    ``exclude`` is None or an iterable of item-id strings (a list, tuple, set, array, ...);
+    anything else is refused (``name`` is what the message calls it), so a per-user mapping
+    or a lone id never passes for a list of ids.
+    """
     if exclude is None:
         return None
-    ids = [exclude] if isinstance(exclude, str) else list(exclude)
+    if isinstance(exclude, Mapping):
+        raise ConfigError(
+            f"{name} must be an iterable of item ids, got a mapping ({type(exclude).__name__}); "
+            "a mapping of user id to item ids is recommend_many's exclude"
+        )
+    if isinstance(exclude, (str, bytes)):
+        raise ConfigError(f"{name} must be a list of item ids, got the single string {exclude!r}; pass [{exclude!r}]")
+    try:
+        ids = list(exclude)
+    except TypeError:
+        raise ConfigError(f"{name} must be an iterable of item ids (str), got {type(exclude).__name__}") from None
     for item_id in ids:
         if not isinstance(item_id, str):
-            raise ConfigError(f"exclude must hold item ids (str), got {item_id!r}")
+            raise ConfigError(f"{name} must hold item ids (str), got {item_id!r}")
     pos = state.catalog.index_of
     return np.array([pos[i] for i in ids if i in pos], dtype=np.int64)
 
 
-def _exclude_all(state: RankingState, excludes: list[Iterable[str] | str | None]) -> list[np.ndarray | None]:
+def _exclude_all(
+    state: RankingState, excludes: list[Iterable[str] | None], users: list[str]
+) -> list[np.ndarray | None]:
     """:func:`_exclude_indices` of each user's ``exclude``, converted once per distinct object.
 
     A push gives most users the same list object (the items expiring tonight,
@@ -101,10 +128,10 @@ def _exclude_all(state: RankingState, excludes: list[Iterable[str] | str | None]
     """
     memo: dict[int, tuple[object, np.ndarray | None]] = {}
     out = []
-    for e in excludes:
+    for e, user in zip(excludes, users):
         hit = memo.get(id(e))
         if hit is None or hit[0] is not e:
-            hit = memo[id(e)] = (e, _exclude_indices(state, e))
+            hit = memo[id(e)] = (e, _exclude_indices(state, e, f"exclude[{user!r}]"))
         out.append(hit[1])
     return out
 
@@ -384,7 +411,10 @@ class Recommender:
         now : datetime, pandas.Timestamp or ISO str, optional
             Eligibility time (tz-aware); default: the end of the bundle's data window.
         exclude : iterable of str, optional
-            Item ids to leave out (unknown ids are ignored).
+            Item ids to leave out (unknown ids are ignored): a list, tuple, set
+            or array of ids. A single string, a mapping (the per-user form is
+            :meth:`recommend_many`'s), a non-iterable or a non-string id raises
+            ConfigError.
 
         Returns
         -------
@@ -423,14 +453,13 @@ class Recommender:
     ) -> tuple[list, list, list]:
         """Rank one user (the batch path with m = 1): item ids, scores, reasons."""
         ranked = core.rank(state, users, k, filt, now_ns, excludes)
-        reasons = self._reasons(state, users, ranked).rows()  # one user: every row is theirs
+        reasons = self._reasons(state, users, ranked, now_ns).rows()  # one user: every row is theirs
         n = int(ranked.count[0])
         ids = state.catalog.item_ids[ranked.items[0, :n]].tolist()
         return ids, ranked.scores[0, :n].tolist(), reasons
 
     @staticmethod
-    def _reasons(state: RankingState, users: UserBatch, ranked: core.Ranked) -> ItemReasons:
-        common = (state.reasons, ranked.parts, ranked.items, ranked.count, users.topics, users.segments)
+    def _reasons(state: RankingState, users: UserBatch, ranked: core.Ranked, now_ns: int) -> ItemReasons:
         items = (state.catalog.topic_idx, state.catalog.authority_code)
         first = _priority_first(state, users, ranked)
         if state.ranker is not None:
@@ -438,7 +467,10 @@ class Recommender:
             known = users.rows >= 0
             history = np.where(known, state.signals.user_activity[np.where(known, users.rows, 0), 0], 0)
             hide = (history <= 0)[:, None] & ~state.cold_kinds[None, :]
+            parts = _not_fresh_unnamed(state, ranked, now_ns)
+            common = (state.reasons, parts, ranked.items, ranked.count, users.topics, users.segments)
             return explain_learned(*common, users.groups, users.regions, *items, hide=hide, first=first)
+        common = (state.reasons, ranked.parts, ranked.items, ranked.count, users.topics, users.segments)
         return explain(*common, *items, state.config, first=first)
 
     def recommend_many(
@@ -468,7 +500,8 @@ class Recommender:
         exclude : mapping of user id to iterable of item ids, optional
             Per user, items to leave out (``recommend``'s ``exclude``): the
             list equals ``recommend(user_id, exclude=exclude[user_id])``, with
-            the same single diversity rule.
+            the same single diversity rule. Anything but a mapping, or a value
+            ``recommend`` would refuse, raises ConfigError.
         arrow_reasons : bool, default False
             Return ``reasons`` as an Arrow ``list<string>`` column
             (``pandas.ArrowDtype``) built from the reason codes, with no Python
@@ -496,8 +529,11 @@ class Recommender:
         now_ns = to_ns(now, state.taxonomy, state.default_now_ns)
         attrs = _attributes(ids, users)
         if exclude is not None and not isinstance(exclude, Mapping):
-            raise ConfigError(f"exclude must map user ids to item ids, got {type(exclude).__name__}")
-        per_user = None if not exclude else _exclude_all(state, [exclude.get(u) for u in ids])
+            raise ConfigError(
+                f"exclude must map user ids to lists of item ids (e.g. {{'u1': ['i7']}}), got {type(exclude).__name__}; "
+                "a plain list of item ids is recommend's exclude"
+            )
+        per_user = None if not exclude else _exclude_all(state, [exclude.get(u) for u in ids], ids)
         size = state.config.batch_size
         blocks = [(lo, min(len(ids), lo + size)) for lo in range(0, len(ids), size)]
 
@@ -505,7 +541,7 @@ class Recommender:
             lo, hi = bounds
             batch = resolve(state, ids[lo:hi], None if attrs is None else attrs[lo:hi])
             ranked = core.rank(state, batch, k, filt, now_ns, None if per_user is None else per_user[lo:hi])
-            return _frame(state, batch, ranked, self._reasons(state, batch, ranked), arrow_reasons)
+            return _frame(state, batch, ranked, self._reasons(state, batch, ranked, now_ns), arrow_reasons)
 
         if not blocks:
             return _frame(state, resolve(state, [], None), None, None, arrow_reasons)
@@ -676,6 +712,27 @@ def _attributes(ids: list[str], users: pd.DataFrame | None) -> list[Attributes |
         for u, g, s, r in zip(users[C.USER_ID], col(C.GROUP), col(C.SUB_GROUP), col(C.REGION))
     }
     return [given.get(u) for u in ids]
+
+
+def _not_fresh_unnamed(state: RankingState, ranked: core.Ranked, now_ns: int) -> np.ndarray:
+    """The learned contributions with the freshness kind zeroed for items not fresh at ``now_ns``.
+
+    The freshness kind's text says the item is new (``新发布``); its features (freshness and the
+    engagement model's timeliness) can lift an old item's score (a tree's split on freshness 0,
+    a topic's trend), so it is named only for an item whose freshness at the call's ``now`` is at
+    least :data:`~recsys.ranking.reasons.FRESH_MIN` -- the blend's rule. A new array where any
+    entry changes; ``ranked.parts`` itself is left as it is.
+    """
+    parts = ranked.parts
+    if parts.ndim != 3 or parts.shape[2] <= _FRESH_KIND or ranked.items.size == 0:
+        return parts
+    fresh = state.freshness(now_ns)[np.maximum(ranked.items, 0)]
+    stale = (fresh < FRESH_MIN) & (parts[:, :, _FRESH_KIND] > 0)
+    if not stale.any():
+        return parts
+    parts = parts.copy()
+    parts[:, :, _FRESH_KIND] = np.where(stale, np.float32(0.0), parts[:, :, _FRESH_KIND])
+    return parts
 
 
 def _priority_first(state: RankingState, users: UserBatch, ranked: core.Ranked) -> np.ndarray | None:

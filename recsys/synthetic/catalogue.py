@@ -111,11 +111,34 @@ def _topic_mix(spec: Spec) -> np.ndarray:
     return (1 - w) / n_t + w * pop
 
 
+#: expiry ranges when the spec gives none (``[items] weather_expiry_hours`` etc.)
+_WEATHER_EXPIRY_HOURS, _EVENT_EXPIRY_DAYS, _OTHER_EXPIRY_DAYS = [6, 72], [3, 20], [30, 180]
+
+
+def back_catalogue_s(spec: Spec) -> float:
+    """How long before the window's start a back-catalogue story may be published, in seconds.
+
+    Every item is published after ``window.start - back_catalogue_s(spec) - 1``.
+    """
+    return float(spec.items.get("back_catalogue_days", 365)) * SECONDS_PER_DAY
+
+
+def expiry_reach_s(spec: Spec) -> float:
+    """The longest time from publication to expiry, in seconds: every ``expires`` is before
+    ``window.end - 1 + expiry_reach_s(spec)`` (items are published before the window's end)."""
+    it = spec.items
+    return max(
+        float(it.get("weather_expiry_hours", _WEATHER_EXPIRY_HOURS)[1]) * 3600,
+        float(it.get("event_expiry_days", _EVENT_EXPIRY_DAYS)[1]) * SECONDS_PER_DAY,
+        float(it.get("other_expiry_days", _OTHER_EXPIRY_DAYS)[1]) * SECONDS_PER_DAY,
+    )
+
+
 def _published(n_stories: int, spec: Spec, window: Window, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Story publish times, and the campaign topic forced on campaign stories (-1: none)."""
     it = spec.items
     in_window = rng.random(n_stories) < float(it.get("share_in_window", 0.4))
-    back = float(it.get("back_catalogue_days", 365)) * SECONDS_PER_DAY
+    back = back_catalogue_s(spec)
     t_window = window.start + (rng.random(n_stories) * (window.end - window.start)).astype(np.int64)
     t_back = window.start - 1 - (rng.random(n_stories) * back).astype(np.int64)
     published = np.where(in_window, t_window, t_back)
@@ -282,15 +305,15 @@ def make_catalogue(n_items: int, spec: Spec, window: Window, rng: np.random.Gene
     expires = np.full(n_items, NEVER, dtype=np.int64)
     weather = spec.topics.index("weather_climate") if "weather_climate" in spec.topics else -1
     is_weather = (topics[:, 0] == weather) & (rng.random(n_items) < float(it.get("weather_expiry_share", 0.0)))
-    lo, hi = it.get("weather_expiry_hours", [6, 72])
+    lo, hi = it.get("weather_expiry_hours", _WEATHER_EXPIRY_HOURS)
     expires = np.where(is_weather, published + (_uniform(rng, lo, hi, n_items) * 3600).astype(np.int64), expires)
     event_fmt = spec.formats.index("event") if "event" in spec.formats else -1
-    lo, hi = it.get("event_expiry_days", [3, 20])
+    lo, hi = it.get("event_expiry_days", _EVENT_EXPIRY_DAYS)
     expires = np.where(
         fmt == event_fmt, published + (_uniform(rng, lo, hi, n_items) * SECONDS_PER_DAY).astype(np.int64), expires
     )
     other = (expires == NEVER) & (rng.random(n_items) < float(it.get("other_expiry_share", 0.0)))
-    lo, hi = it.get("other_expiry_days", [30, 180])
+    lo, hi = it.get("other_expiry_days", _OTHER_EXPIRY_DAYS)
     expires = np.where(other, published + (_uniform(rng, lo, hi, n_items) * SECONDS_PER_DAY).astype(np.int64), expires)
 
     lo, hi = it.get("retracted_after_days", [1, 30])

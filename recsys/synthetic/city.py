@@ -20,11 +20,12 @@ from recsys.exceptions import ConfigError
 from recsys.io import atomic_dir, sha256_file, write_json
 from recsys.seeds import check_random_state
 from recsys.synthetic import dirty as D
-from recsys.synthetic.calendar import Window, make_window
-from recsys.synthetic.catalogue import Catalogue, make_catalogue
+from recsys.schema import MAX_TIME, MIN_TIME
+from recsys.synthetic.calendar import SECONDS_PER_DAY, Window, local_midnight, make_window
+from recsys.synthetic.catalogue import Catalogue, back_catalogue_s, expiry_reach_s, make_catalogue
 from recsys.synthetic.events import EventArrays, Policy, make_events, make_policy
 from recsys.synthetic.places import default_kiosks, item_durations, make_places
-from recsys.synthetic.population import NEVER, Population, make_population
+from recsys.synthetic.population import NEVER, Population, make_population, registered_span_s
 from recsys.synthetic.spec import DemandShift, Spec, load_spec
 from recsys.synthetic.truth import GroundTruth, end_iso
 from recsys.taxonomy import Taxonomy, load_taxonomy
@@ -463,6 +464,82 @@ def _check_params(n_users: Any, n_items: Any, days: Any, end: Any, dirty: Any) -
         raise ConfigError(f"end must be a date YYYY-MM-DD, got {end!r}") from None
 
 
+def time_reach(spec: Spec, dirty: bool = False) -> tuple[int, int]:
+    """How far a city's timestamps reach beyond its log, in whole seconds: ``(before, after)``.
+
+    Every timestamp of a generated city (users' ``registered_at``, items'
+    ``published_at`` and ``expires_at``, the events; a dirty city's "future
+    timestamp" rows too) lies in ``[start - before, end + after)``, ``start`` and
+    ``end`` the log's window: users register up to ``[users] registered_span_days``
+    and items are published up to ``[items] back_catalogue_days`` before the
+    start, and expire up to the longest expiry range after the end.
+    """
+    before = int(np.ceil(max(registered_span_s(spec), back_catalogue_s(spec) + 1)))
+    after = int(np.ceil(expiry_reach_s(spec)))
+    return before, max(after, D.FUTURE_REACH_S) if dirty else after
+
+
+def _first_date(target: int, timezone: str) -> dt.date:
+    """The first local date whose midnight is at or after epoch second ``target``."""
+    day = pd.Timestamp(target, unit="s", tz="UTC").tz_convert(timezone).date()
+    while local_midnight(day, timezone) < target:
+        day += dt.timedelta(days=1)
+    while local_midnight(day - dt.timedelta(days=1), timezone) >= target:
+        day -= dt.timedelta(days=1)
+    return day
+
+
+def end_range(days: int, spec: Spec, timezone: str, dirty: bool = False) -> tuple[dt.date, dt.date]:
+    """The first and the last ``end`` date whose city of ``days`` days holds only valid times.
+
+    Valid: from :data:`recsys.schema.MIN_TIME` to before :data:`recsys.schema.MAX_TIME`,
+    the range outside which ``recsys validate`` quarantines a time as "impossible
+    timestamp" (:func:`time_reach` says how far the tables reach beyond the log).
+    """
+    before, after = time_reach(spec, dirty)
+    lo, hi = (int(pd.Timestamp(t).timestamp()) for t in (MIN_TIME, MAX_TIME))
+    first = _first_date(lo + before, timezone) + dt.timedelta(days=days)
+    # the last date whose midnight plus ``after`` is at or before ``hi``: the day before the first one past it
+    last = _first_date(hi - after + 1, timezone) - dt.timedelta(days=1)
+    return first, last
+
+
+def check_time_range(
+    end: dt.date, days: int, spec: Spec, timezone: str, *, dirty: bool = False, names: tuple[str, str] = ("end", "days")
+) -> None:
+    """Refuse an ``end`` and ``days`` whose city would hold times ``recsys validate`` quarantines.
+
+    Raises
+    ------
+    ConfigError
+        One line naming both (``names``: e.g. the command's ``--end`` and
+        ``--days``), the times the city would reach and the valid ``end`` dates.
+    """
+    first, last = end_range(days, spec, timezone, dirty)
+    if first <= end <= last:
+        return
+    end_name, days_name = names
+    before, after = time_reach(spec, dirty)
+    start = end - dt.timedelta(days=days)
+    if end < first:
+        reach = pd.Timestamp(local_midnight(start, timezone) - before, unit="s", tz="UTC").tz_convert(timezone)
+        where = (
+            f"the log would start {start.isoformat()} and its users and items reach back "
+            f"{before / SECONDS_PER_DAY:g} days more, to {reach:%Y-%m-%d}: before {MIN_TIME[:10]}, the earliest time"
+        )
+    else:
+        reach = pd.Timestamp(local_midnight(end, timezone) + after, unit="s", tz="UTC").tz_convert(timezone)
+        where = (
+            f"items would expire up to {after / SECONDS_PER_DAY:g} days after the log's end, to {reach:%Y-%m-%d}: "
+            f"past {MAX_TIME[:10]}, the end of the times"
+        )
+    raise ConfigError(
+        f"{end_name} {end.isoformat()} with {days_name} {days}: {where} recsys validate accepts "
+        f"(it quarantines the rest as 'impossible timestamp'); with {days_name} {days}, valid {end_name}: "
+        f"{first.isoformat()} .. {last.isoformat()}"
+    )
+
+
 def generate_city(
     n_users: int,
     n_items: int,
@@ -485,6 +562,9 @@ def generate_city(
         Everything random derives from it (via ``check_random_state``).
     end : str (YYYY-MM-DD) or datetime.date, default ``DEFAULT_END``
         The log ends at midnight starting this date, city time (exclusive).
+        With ``days`` it must keep every time of the city (users register and
+        items are published up to years before the log, and expire after it)
+        inside the range ``recsys validate`` accepts (:func:`end_range`).
     dirty : bool, default False
         Inject bad rows of every kind the contract rules out
         (:attr:`City.dirty_counts` says how many per reason).
@@ -499,16 +579,18 @@ def generate_city(
     Raises
     ------
     ConfigError
-        On a bad parameter (the message names it and what is valid).
+        On a bad parameter (the message names it and what is valid), or an
+        ``end`` and ``days`` that would put times outside the valid range.
     SchemaError
         If the taxonomy or the spec cannot be read.
     """
     end_date = _check_params(n_users, n_items, days, end, dirty)
     if not isinstance(taxonomy, Taxonomy):
         taxonomy = load_taxonomy(taxonomy)
+    spec = load_spec(taxonomy)
+    check_time_range(end_date, int(days), spec, taxonomy.timezone, dirty=dirty)
     root = check_random_state(seed)
     base_seed = int(root.integers(0, 2**63 - 1))
-    spec = load_spec(taxonomy)
     window = make_window(end_date, int(days), taxonomy.timezone)
     population = make_population(int(n_users), spec, window, np.random.default_rng([base_seed, _USERS]))
     catalogue = make_catalogue(int(n_items), spec, window, np.random.default_rng([base_seed, _ITEMS]))

@@ -26,6 +26,8 @@ from recsys.synthetic.events import TYPE, EventArrays
 #: share of each table's rows that are made bad, spread over its kinds
 DIRTY_SHARE = 0.01
 ISO = "%Y-%m-%dT%H:%M:%S+00:00"
+#: "future timestamp" rows lie up to this many seconds after the log's end
+FUTURE_REACH_S = 30 * 86_400
 IMPOSSIBLE = ("1970-01-01T00:00:00+00:00", "1989-12-31T23:59:59+00:00", "1900-01-01T08:00:00+08:00")
 UNPARSABLE = ("yesterday", "2026-13-45T25:61:00+08:00", "下周一上午", "31/02/2026 10:00", "n/a")
 USER_KINDS = (C.R_MISSING, C.R_UNPARSABLE_TS, C.R_NAIVE_TS, C.R_UNKNOWN_CODE, C.R_SUB_GROUP, C.R_DUPLICATE_ID)
@@ -240,7 +242,7 @@ def bad_events(
     f[C.EVENT_TYPE] = ["purchase" if j % 2 == 0 else "view" for j in range(len(f))]
     add(C.R_UNKNOWN_EVENT_TYPE, f)
     f = base(take(k))
-    future = end + rng.integers(3600, 30 * 86_400, len(f))
+    future = end + rng.integers(3600, FUTURE_REACH_S, len(f))
     f[C.TIMESTAMP] = pd.Series(pd.to_datetime(future, unit="s", utc=True)).dt.strftime(ISO).to_numpy(dtype=object)
     add(C.R_FUTURE_TS, f)
     f = base(reads[:k])

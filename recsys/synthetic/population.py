@@ -55,6 +55,11 @@ def _channels(group: np.ndarray, spec: Spec, rng: np.random.Generator) -> np.nda
     return rank < k[:, None]
 
 
+def registered_span_s(spec: Spec) -> float:
+    """How long before the window's start a user may have registered, in seconds (``[users] registered_span_days``)."""
+    return float(spec.users.get("registered_span_days", 1095)) * SECONDS_PER_DAY
+
+
 def make_population(n: int, spec: Spec, window: Window, rng: np.random.Generator) -> Population:
     """Draw ``n`` users: region by population share, then group, sub-group, age, channels.
 
@@ -73,7 +78,7 @@ def make_population(n: int, spec: Spec, window: Window, rng: np.random.Generator
     age = np.where(rng.random(n) < float(u.get("blank_age_band_share", 0.0)), -1, age)
     channels = _channels(group, spec, rng)
 
-    span = float(u.get("registered_span_days", 1095)) * SECONDS_PER_DAY
+    span = registered_span_s(spec)
     registered = window.start - (rng.random(n) * span).astype(np.int64)
     new = rng.random(n) < float(u.get("new_user_share", 0.0))
     registered = np.where(
