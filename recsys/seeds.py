@@ -8,6 +8,19 @@ from recsys.config import is_int
 from recsys.exceptions import ConfigError
 
 
+def check_seed_option(seed: int, option: str = "--seed") -> int:
+    """A command's seed option as given, or a one-line error naming the option.
+
+    Raises
+    ------
+    ConfigError
+        If ``seed`` is negative (what :func:`check_random_state` refuses).
+    """
+    if seed < 0:
+        raise ConfigError(f"{option} {seed}: must be a non-negative integer (e.g. 0)")
+    return seed
+
+
 def check_random_state(seed: int | np.random.Generator | None) -> np.random.Generator:
     """Return a ``numpy.random.Generator`` for ``seed``.
 

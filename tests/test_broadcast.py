@@ -737,3 +737,45 @@ def test_the_run_lock_of_a_failed_run_leaves_no_trace(tmp_path):
     with pytest.raises(RuntimeError), hold(new, what="output", run="test"):
         raise RuntimeError("failed")
     assert (new / LOCK_FILE).exists()
+
+
+def test_the_lock_taken_is_the_folders_file_and_nested_new_folders_go_with_a_failed_run(tmp_path, monkeypatch):
+    import os
+
+    from recsys.push import lock as L
+
+    nested = tmp_path / "a" / "b" / "c"
+    with pytest.raises(RuntimeError), L.hold(nested, what="output", run="test"):
+        raise RuntimeError("failed")
+    assert not (tmp_path / "a").exists()
+    # a run that opened the lock file just before a failed run unlinked it must not lock that orphan:
+    # it would hold a lock nobody else can see, beside the next run's on the new file
+    folder = tmp_path / "f"
+    folder.mkdir()
+    stale = os.open(folder / L.LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    os.unlink(folder / L.LOCK_FILE)
+    real_open, calls = os.open, []
+
+    def opened(path, flags, mode=0o777):
+        calls.append(path)
+        return stale if len(calls) == 1 else real_open(path, flags, mode)
+
+    monkeypatch.setattr(L.os, "open", opened)
+    import fcntl
+
+    with L.hold(folder, what="output", run="test") as path:
+        assert len(calls) == 2
+        other = real_open(path, os.O_RDWR)  # the folder's lock file as the next run opens it: locked
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.close(other)
+
+
+def test_a_day_of_its_own_missing_from_the_marker_is_still_its_own(world, tmp_path, capsys):
+    out = tmp_path / "o"
+    assert main(_cli(world, out)) == 0
+    marker = out / ".recsys-output.json"
+    record = json.loads(marker.read_text())
+    marker.write_text(json.dumps({**record, "entries": []}))  # killed between the day's manifest and the marker
+    assert main(_cli(world, out, "--channel", "tv")) == 0
+    assert f"date={DAY.isoformat()}" in json.loads(marker.read_text())["entries"]

@@ -254,7 +254,12 @@ def run_broadcast(spec: BroadcastSpec, warn_stream: TextIO | None = sys.stderr) 
     day_entry = f"date={spec.day.isoformat()}"
     # --force writes beside others' files: a day folder of the same name that this command did not
     # write (someone's own hive layout) is refused before any work, never merged into
-    target = prepare_output_dir(spec.out, NAME, force=spec.force, recognise=_is_programmes, writes=[day_entry])
+    # (a day folder holding broadcast's own manifest is its own, recorded in the marker or not: a run
+    # killed between the day's manifest and the marker)
+    ours = _day_manifest(Path(spec.out) / day_entry / MANIFEST_FILE) is not None
+    target = prepare_output_dir(
+        spec.out, NAME, force=spec.force, recognise=_is_programmes, writes=[] if ours else [day_entry]
+    )
     recommender = Recommender.load(spec.model, catalog=spec.items)
     state = recommender.state
     tax = state.taxonomy

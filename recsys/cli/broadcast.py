@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+
+from recsys.cli.common import FORCE_HELP
 import sys
 from pathlib import Path
 
@@ -53,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--config", default=None, metavar="PATH", help="engine config TOML; only its [broadcast] section is read"
     )
     parser.add_argument(
-        "--force", action="store_true", help="write into an --out folder that holds other files (they are left alone)"
+        "--force", action="store_true", help=FORCE_HELP
     )
 
 

@@ -87,3 +87,8 @@ def add_max_rejected_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+#: ``--force`` of the commands writing an output folder (recsys.io.prepare_output_dir's rule)
+FORCE_HELP = (
+    "write into an --out folder that holds other files (they are left alone; one named like an output, "
+    "or a folder another command marked as its output, refuses the run)"
+)

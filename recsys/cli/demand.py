@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from recsys.cli.common import FORCE_HELP
+
 NAME = "demand"
 HELP = (
     "demand tracking: weekly demand per topic x group x region, tested trends (calendar-aware), supply, "
@@ -35,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--taxonomy", metavar="PATH", help="taxonomy TOML with a [[calendar]] (default: the bundled city's)")
     parser.add_argument("--config", metavar="PATH", help="engine config TOML; its [demand] section is read")
-    parser.add_argument("--force", action="store_true", help="write into an --out folder that holds other files (they are left alone)")
+    parser.add_argument("--force", action="store_true", help=FORCE_HELP)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from recsys.cli.common import FORCE_HELP
+
 NAME = "demo"
 HELP = "validate, train, recommend, push and evaluate on the bundled synthetic city"
 
@@ -15,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default=None, metavar="DIR", help="synthetic city (default: the committed sample)")
     parser.add_argument("--out", default="out/demo", metavar="DIR", help="where every output goes (default: out/demo)")
     parser.add_argument(
-        "--force", action="store_true", help="write into an --out folder that holds other files (they are left alone)"
+        "--force", action="store_true", help=FORCE_HELP
     )
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+
+from recsys.cli.common import FORCE_HELP
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -55,15 +57,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--k", metavar="K,K", default=DEFAULT_KS, help=f"cut-offs (default {DEFAULT_KS})")
     parser.add_argument("--tune", action="store_true", help="tune on a validation window carved from training first")
     # default None: given without --tune, a --tune-* option is refused rather than ignored
-    parser.add_argument(
-        "--tune-models", metavar="N", type=int, default=None, help="with --tune: collaborative configs tried (default 4)"
-    )
-    parser.add_argument(
-        "--tune-blends", metavar="N", type=int, default=None, help="with --tune: blend weights tried per model (default 8)"
-    )
-    parser.add_argument(
-        "--tune-budget-s", metavar="S", type=float, default=None, help="with --tune: tuning time budget (default 600)"
-    )
+    for option, what, kind in (
+        ("--tune-models", "collaborative configs tried", int),
+        ("--tune-blends", "blend weights tried per model", int),
+        ("--tune-budget-s", "tuning time budget, seconds", float),
+    ):
+        default = TUNE_OPTIONS[option][1]
+        parser.add_argument(
+            option, metavar="S" if kind is float else "N", type=kind, default=None,
+            help=f"with --tune: {what} (default {default:g})",
+        )
     parser.add_argument("--policies", metavar="A,B", default=None, help="policies to compare (default: all)")
     parser.add_argument("--max-users", metavar="N", type=int, default=None, help="list at most N users (seeded sample)")
     parser.add_argument("--bootstrap", metavar="N", type=int, default=1000, help="bootstrap resamples (default 1000)")
@@ -74,15 +77,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="output folder: new, empty, or written by evaluate before (its own files are replaced)",
     )
     parser.add_argument(
-        "--force", action="store_true", help="write into an --out folder that holds other files (they are left alone)"
+        "--force", action="store_true", help=FORCE_HELP
     )
 
 
 def settings_from_args(args: argparse.Namespace) -> EvaluationSettings:
     """Build :class:`EvaluationSettings` from parsed options."""
-    from recsys.cli.tune import check_seed
     from recsys.evaluation.run import EvaluationSettings
     from recsys.evaluation.tune import TuneSettings
+    from recsys.seeds import check_seed_option
 
     from recsys.exceptions import ConfigError
 
@@ -93,7 +96,7 @@ def settings_from_args(args: argparse.Namespace) -> EvaluationSettings:
             # ignoring it would let a run look tuned-as-asked when it was not tuned at all
             raise ConfigError(f"{option} {value}: needs --tune (it sets the tuning search); add --tune, or drop {option}")
         tuning[attr] = default if value is None else value
-    seed = check_seed(args.seed)
+    seed = check_seed_option(args.seed)
     policies = None
     if args.policies is not None:
         policies = tuple(p.strip() for p in args.policies.split(",") if p.strip())

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from recsys.cli.common import add_taxonomy_option
+from recsys.cli.common import FORCE_HELP, add_taxonomy_option
 from recsys.exceptions import ConfigError
 
 NAME = "generate"
@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="output folder: new, empty, or written by recsys generate before (its files are replaced)",
     )
     parser.add_argument(
-        "--force", action="store_true", help="write into an --out folder that holds other files (they are left alone)"
+        "--force", action="store_true", help=FORCE_HELP
     )
     parser.add_argument(
         "--dirty", action="store_true", help="inject bad rows of every kind; counts go to dirty_counts.json"
@@ -70,8 +70,10 @@ def _settings(args: argparse.Namespace) -> dict:
                                 ("--days", args.days, 1, MAX_DAYS)):
         if value is not None and not lo <= value <= hi:
             raise ConfigError(f"{flag} {value} is out of range; valid: {lo}..{hi:,}")
-    if args.seed is not None and args.seed < 0:
-        raise ConfigError(f"--seed {args.seed} is out of range; valid: an integer 0 or more")
+    if args.seed is not None:
+        from recsys.seeds import check_seed_option
+
+        check_seed_option(args.seed)
     from recsys.synthetic.city import check_time_range, load_spec
     from recsys.taxonomy import load_taxonomy
     from recsys.timeutil import parse_option_time

@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "lift.parquet, ctr.parquet, summary.json, report.md/html",
     )
     parser.add_argument(
-        "--force", action="store_true", help="write into a folder holding other files (none is deleted)"
+        "--force", action="store_true", help="write into a folder holding other files (none is deleted; a folder another command marked as its output is refused)"
     )
     add_taxonomy_option(parser)
 

@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--force",
         action="store_true",
-        help="append alerts.jsonl into an --out folder holding other files (none is touched)",
+        help="append alerts.jsonl into an --out folder holding other files (none is touched; a folder another command marked as its output is refused)",
     )
     parser.add_argument(
         "--config",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+
+from recsys.cli.common import FORCE_HELP
 import sys
 
 NAME = "train"
@@ -24,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--force", action="store_true",
-        help="write into an --out folder that holds other files (they are left alone)",
+        help=FORCE_HELP,
     )
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from recsys.cli.common import add_taxonomy_option
-from recsys.exceptions import ConfigError
 
 NAME = "tune"
 HELP = (
@@ -39,22 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def check_seed(seed: int) -> int:
-    """``--seed`` as given, or a one-line error naming the option (``tune`` and ``evaluate``).
-
-    Raises
-    ------
-    ConfigError
-        If ``seed`` is negative.
-    """
-    if seed < 0:
-        raise ConfigError(f"--seed {seed}: must be a non-negative integer (e.g. 0)")
-    return seed
-
-
 def run(args: argparse.Namespace) -> int:
     """Tune, write the config and the trials, print what was tried."""
     from recsys.evaluation.job import run_tuning
+    from recsys.seeds import check_seed_option
     from recsys.evaluation.tune import TuneSettings
 
     settings = TuneSettings(
@@ -63,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         validation_fraction=args.validation_fraction,
         k=args.k,
         time_budget_s=args.budget_s,
-        seed=check_seed(args.seed),
+        seed=check_seed_option(args.seed),
     )
     report = run_tuning(
         args.data, args.out, taxonomy=args.taxonomy, config=args.config, settings=settings, until=args.until,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from recsys.cli.common import (
+    FORCE_HELP,
     add_input_options,
     add_max_rejected_option,
     add_taxonomy_option,
@@ -43,8 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--force",
         action="store_true",
-        help="write into an --out folder that holds other files (they are left alone; one named like an "
-        "output refuses the run)",
+        help=FORCE_HELP,
     )
     add_max_rejected_option(parser)
     add_input_options(parser)

@@ -35,8 +35,6 @@ NEEDED = {
     "items": (C.ITEM_ID, C.TOPICS),
     "events": (C.USER_ID, C.ITEM_ID, C.EVENT_TYPE, C.TIMESTAMP),
 }
-#: columns read when the table has them (the contract's optional ones): absent, every user has none
-OPTIONAL = {"users": (C.SUB_GROUP,)}
 SECONDS_PER_DAY = 86_400
 
 

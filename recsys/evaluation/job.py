@@ -24,7 +24,7 @@ from recsys.evaluation import summary as S
 from recsys.evaluation.report import PLOTS_DIR, REPORT_TITLE, headline_rows, paired_verdicts
 from recsys.evaluation.run import EvaluationSettings, evaluate, write_evaluation
 from recsys.evaluation.simulate import load_truth
-from recsys.evaluation.tune import SEARCH_SPACE, TuneSettings, tune
+from recsys.evaluation.tune import TuneSettings, tune
 from recsys.exceptions import ConfigError
 from recsys.io import atomic_path, prepare_output_dir, prepare_output_file, written_by_header
 from recsys.schema import ValidationResult, validate
@@ -244,11 +244,12 @@ def trials_path(config_path: Path) -> Path:
 #: the columns around the searched parameters and the ``<metric>@<k>`` scores in tune's trials table
 TRIALS_LEADING, TRIALS_TRAILING = ("trial", "model"), ("seconds",)
 _SCORE_COLUMN = re.compile(r"[a-z_]+@([1-9][0-9]*)")
+_PARAM_COLUMN = re.compile(r"[a-z_][a-z0-9_.]*")
 
 
 def is_tune_trials(path: Path) -> bool:
     """A trials table ``recsys tune`` wrote (a CSV without a comment line, so it is recognised by its
-    header): ``trial``, ``model``, every parameter of :data:`recsys.evaluation.tune.SEARCH_SPACE` once,
+    header): ``trial``, ``model``, the searched parameters (named like :data:`recsys.evaluation.tune.SEARCH_SPACE`'s),
     the validation scores as ``<metric>@<k>`` for one ``k``, then ``seconds`` -- and nothing else."""
     try:
         with open(path, encoding="utf-8", newline="") as fh:
@@ -262,7 +263,10 @@ def is_tune_trials(path: Path) -> bool:
     scores = [_SCORE_COLUMN.fullmatch(c) for c in middle]
     params = sorted(c for c, m in zip(middle, scores) if m is None)
     ks = {m.group(1) for m in scores if m is not None}
-    return params == sorted(p.name for p in SEARCH_SPACE) and len(ks) == 1 and len(set(middle)) == len(middle)
+    # the searched parameters by their shape, not today's search space: a parameter added to the search
+    # must not make an older run's trials someone else's file (tune has no way to replace those)
+    named = all(_PARAM_COLUMN.fullmatch(c) for c in params)
+    return named and len(ks) == 1 and len(set(middle)) == len(middle)
 
 
 def check_tune_outputs(config_path: Path, trials: Path) -> None:

@@ -283,7 +283,7 @@ def locked(out: Path, history: Path, run: str, notes: list[str], keep: Path) -> 
     A run that started writing keeps its workspace: the next run resumes it.
     """
     fresh = [p for p in dict.fromkeys((out, history)) if not p.exists() and not p.is_symlink()]
-    made = {p: _missing_parents(p) for p in fresh}
+    made = {p: L.missing_folders(p.parent) for p in fresh}
     held: list[Path] = []
     with contextlib.ExitStack() as stack:
         try:
@@ -299,22 +299,8 @@ def locked(out: Path, history: Path, run: str, notes: list[str], keep: Path) -> 
                 for folder in fresh:
                     if folder in held:
                         shutil.rmtree(folder, ignore_errors=True)
-                        _remove_empty(made[folder])
+                        L.remove_empty_folders(made[folder])
             raise
-
-
-def _missing_parents(path: Path) -> list[Path]:
-    """The parents of ``path`` that do not exist yet, nearest first (a run creates them)."""
-    return [p for p in path.parents if not p.exists()]
-
-
-def _remove_empty(folders: list[Path]) -> None:
-    """Remove the folders a refused run created, nearest first, as long as each is empty."""
-    for folder in folders:
-        try:
-            folder.rmdir()
-        except OSError:  # not empty (another run's files) or gone: leave it
-            return
 
 
 def say(stream: TextIO | None, lines: Sequence[str], prefix: str) -> None:

@@ -65,8 +65,10 @@ def pid_alive(pid: Any) -> bool:
 def hold(folder: str | Path, *, what: str, run: str, notes: list[str] | None = None) -> Iterator[Path]:
     """Hold the lock of ``folder`` for one run (created if missing).
 
-    A run that fails (an exception out of the ``with`` block) removes the
-    lock file and the folder if it created them and the folder is empty.
+    A run that fails (an exception out of the ``with`` block) having
+    written nothing into the folder removes the lock file and the folders
+    it created (each only when empty); once it wrote something (a push's
+    resumable workspace) the lock file stays with it.
 
     Parameters
     ----------
@@ -90,23 +92,16 @@ def hold(folder: str | Path, *, what: str, run: str, notes: list[str] | None = N
         If another live run holds the lock, naming it.
     """
     root = Path(folder)
-    # a run that fails leaves no trace of its own: the folder and the lock file it created go again
-    # (else its `_lock` made a new --out "not empty" and refused the corrected run)
-    made_root = not root.exists()
+    # a run that fails before writing anything leaves no trace of its own: the lock file and the
+    # folders it created go again (else its `_lock` made a new --out "not empty" and refused the
+    # corrected run); once it wrote something (a push's resumable workspace) the lock stays with it
+    made = missing_folders(root)
     root.mkdir(parents=True, exist_ok=True)
     path = root / LOCK_FILE
-    made_lock = not path.exists()
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    before = set(os.listdir(root))
+    made_lock = LOCK_FILE not in before
     failed = False
-    with os.fdopen(fd, "r+", encoding="utf-8") as handle:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _holder_text(_read_record(handle))
-            raise LockedError(
-                f"{what} {root} is in use by {holder}; wait for it to finish, "
-                f"or stop that process if it hangs (the lock is freed the moment it exits)"
-            ) from None
+    with _locked_file(root, path, what) as handle:
         try:
             left = _read_record(handle)
             if left and notes is not None:
@@ -131,11 +126,63 @@ def hold(folder: str | Path, *, what: str, run: str, notes: list[str] | None = N
             handle.seek(0)
             handle.truncate()
             handle.flush()
-            if failed and made_lock:
-                # unlinked while still locked: a run that opened it meanwhile fails to lock it and is told so
+            if failed and made_lock and _entries(root) - {LOCK_FILE} <= before:
+                # unlinked while still locked: a run that opened it meanwhile finds, once it holds the
+                # lock, that the file is no longer the folder's and takes the new one (_locked_file)
                 with contextlib.suppress(OSError):
                     path.unlink()
+                remove_empty_folders(made)
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-            if failed and made_root:
-                with contextlib.suppress(OSError):
-                    root.rmdir()  # only when empty: whatever else was written there stays
+
+
+@contextlib.contextmanager
+def _locked_file(root: Path, path: Path, what: str) -> Iterator[Any]:
+    """The lock file of ``root``, open and locked; the one the folder holds when the lock is taken."""
+    for _ in range(100):
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:  # a failed run removed the folder it had made: make it again
+            root.mkdir(parents=True, exist_ok=True)
+            continue
+        handle = os.fdopen(fd, "r+", encoding="utf-8")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder_text(_read_record(handle))
+            handle.close()
+            raise LockedError(
+                f"{what} {root} is in use by {holder}; wait for it to finish, "
+                f"or stop that process if it hangs (the lock is freed the moment it exits)"
+            ) from None
+        try:
+            current = os.path.samestat(os.fstat(handle.fileno()), os.stat(path))
+        except FileNotFoundError:
+            current = False
+        if current:
+            with handle:
+                yield handle
+            return
+        handle.close()  # a failed run unlinked it after we opened it: lock the folder's new one
+    raise LockedError(f"{what} {root}: its lock file keeps being replaced; is another engine removing it?")
+
+
+def _entries(root: Path) -> set[str]:
+    """The names in ``root``; none when the run's own cleanup already removed it (the push's)."""
+    try:
+        return set(os.listdir(root))
+    except FileNotFoundError:
+        return set()
+
+
+def missing_folders(path: Path) -> list[Path]:
+    """``path`` and its parents that do not exist yet, nearest first (a run about to create them)."""
+    return [p for p in (path, *path.parents) if not p.exists() and not p.is_symlink()]
+
+
+def remove_empty_folders(folders: list[Path]) -> None:
+    """Remove the folders a refused run created, nearest first, as long as each is empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (another run's files) or gone: leave it
+            return
