@@ -637,12 +637,27 @@ def check_version_name(version: str, models_dir: str | Path) -> str:
 
 
 def set_latest(models_dir: str | Path, version: str) -> None:
-    """Point ``latest`` at ``version`` atomically (a new link renamed over the old)."""
+    """Point ``latest`` at ``version`` atomically (a new link renamed over the old).
+
+    Raises
+    ------
+    ArtifactError
+        If ``version`` is no bundle of the folder, or ``latest`` is a file or
+        folder (only the link is ever replaced).
+    """
     models = Path(models_dir)
     check_version_name(version, models)
     if not (models / version).is_dir():
         raise ArtifactError(f"{models / version}: no such model version; have: {', '.join(list_versions(models))}")
-    tmp = _tmp_sibling(models / LATEST)
+    current = models / LATEST
+    if current.exists() and not current.is_symlink():
+        # only the link this engine made is ever replaced: a file or folder of that name is someone's
+        kind = "folder" if current.is_dir() else "file"
+        raise ArtifactError(
+            f"{current}: a {kind}, not the link recsys keeps there; nothing was changed: "
+            f"move it away, then run again"
+        )
+    tmp = _tmp_sibling(current)
     tmp.symlink_to(version, target_is_directory=True)
     try:
         os.replace(tmp, models / LATEST)

@@ -33,6 +33,20 @@ TRAIN_CONFIG = {
 }
 
 
+#: a small, fast training as a TOML file's text (the command-line tests' bundles)
+SMALL_TOML = """\
+[collaborative]
+factors = 8
+iterations = 3
+threads = 1
+[content]
+svd_components = 8
+[index]
+threads = 1
+recall_sample = 50
+"""
+
+
 #: the same small training as a TOML file's text, with the linear blend (the nights' tests)
 SMALL_LINEAR = """
 [collaborative]

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from push_city import SMALL_TOML
 
 from recsys import bundle
 from recsys.cli import main
@@ -28,17 +29,7 @@ from recsys.io import OUTPUT_MARKER, clean_stale_temps, prepare_output_dir, publ
 from recsys.synthetic import generate_city, write_city
 
 ROOT = Path(__file__).resolve().parents[1]
-SMALL = """\
-[collaborative]
-factors = 8
-iterations = 3
-threads = 1
-[content]
-svd_components = 8
-[index]
-threads = 1
-recall_sample = 50
-"""
+SMALL = SMALL_TOML
 
 
 def tree(folder: Path) -> dict[str, str]:
@@ -239,6 +230,14 @@ def test_rollback_targets_must_be_version_names_of_the_folder(models, capsys, ve
     before = tree(models)
     refused(capsys, ["models", "rollback", version, "--dir", str(models)], "not a bundle version", "not a path")
     assert tree(models) == before
+
+
+def test_rollback_never_replaces_a_file_named_latest(models, capsys):
+    version = os.readlink(models / "latest")
+    (models / "latest").unlink()
+    (models / "latest").write_text("my notes")
+    refused(capsys, ["models", "rollback", version, "--dir", str(models)], "a file, not the link")
+    assert (models / "latest").read_text() == "my notes"
 
 
 def test_models_list_shows_a_corrupt_bundle_and_the_good_ones(world, models, capsys):

@@ -28,25 +28,14 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 import pytest
+from push_city import SMALL_TOML
 
 from recsys.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
 #: a small, fast engine config (no learned ranker: the fuzz table tests refusals, not quality)
-SMALL = """\
-[collaborative]
-factors = 8
-iterations = 3
-threads = 1
-[content]
-svd_components = 8
-[index]
-threads = 1
-recall_sample = 50
-[ranking]
-ranker = "linear"
-"""
+SMALL = SMALL_TOML + '[ranking]\nranker = "linear"\n'
 
 _PROGRESS = re.compile(r"^(\[\d+/\d+\] |      )")
 

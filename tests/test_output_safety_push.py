@@ -105,6 +105,14 @@ def test_history_may_not_be_the_output_folder_or_another_push_output(bundle, tmp
     _refused(capsys, _push(bundle, out, "--history", str(out)), f"--history {out} is the --out folder")
     assert _tree(out) == before
     assert not (tmp_path / "other").exists()
+    # nested either way: pandas would read the history's files as push rows (or the pushes in the history)
+    _refused(capsys, _push(bundle, out, "--history", str(out / "hist")), "is inside the --out folder")
+    _refused(capsys, _push(bundle, tmp_path / "h" / "p", "--history", str(tmp_path / "h")), "is inside the --history")
+    assert not (tmp_path / "h").exists()
+    assert _tree(out) == before
+    # a history named _… inside --out is skipped by those readers (the default is <out>/_history)
+    assert cli_main(_push(bundle, out, "--history", str(out / "_nights"))) == 0
+    assert len(pd.read_parquet(out)) == len(W.read_pushes(out))
 
 
 # ---- accepted: new, empty, and the push's own folder, night after night --------------------------------

@@ -168,6 +168,8 @@ def test_bad_campaigns(city, tmp_path):
         CampaignSpec(name="x", budget=1).check(tax)
     with pytest.raises(ConfigError, match="exactly one of"):
         CampaignSpec(name="x", budget=1, items=("i1",), topic="ecology").check(tax)
+    with pytest.raises(ConfigError, match="'i1' is given twice"):  # it crashed in the selection's reindex
+        CampaignSpec(name="x", budget=1, items=("i1", "i2", "i1")).check(tax)
     with pytest.raises(ConfigError, match="budget must be a positive integer \\(users\\), got 0"):
         CampaignSpec(name="x", budget=0, topic="ecology").check(tax)
     with pytest.raises(UnknownCodeError, match="unknown topic 'space'"):

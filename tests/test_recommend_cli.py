@@ -7,23 +7,14 @@ import json
 
 import pandas as pd
 import pytest
+from push_city import SMALL_TOML
 
 from recsys import bundle
 from recsys.cli import main
 from recsys.exceptions import ArtifactError
 from recsys.synthetic import generate_city, write_city
 
-SMALL = """\
-[collaborative]
-factors = 8
-iterations = 3
-threads = 1
-[content]
-svd_components = 8
-[index]
-threads = 1
-recall_sample = 50
-"""
+SMALL = SMALL_TOML
 
 
 @pytest.fixture(scope="module")

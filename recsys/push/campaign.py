@@ -99,6 +99,9 @@ class CampaignSpec:
         for item in self.items:
             if not isinstance(item, str) or not item:
                 raise ConfigError(f"campaign item ids must be non-empty strings, got {item!r}")
+        twice = sorted({i for i in self.items if list(self.items).count(i) > 1})
+        if twice:
+            raise ConfigError(f"campaign item {twice[0]!r} is given twice in --item; name each item once")
         if self.group is not None:
             taxonomy.check("group", self.group)
         if self.region is not None:

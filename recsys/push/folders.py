@@ -169,7 +169,29 @@ def check_push_folders(out: str | Path, history: str | Path | None) -> tuple[Out
         hint="choose a new or empty folder, or the history folder of earlier pushes (there is no --force: "
         "a push history holds nothing else)",
     )
+    inner = _relative(history, out)
+    if inner is not None and not inner.parts[0].startswith("_"):
+        # readers of the pushes (pandas, pyarrow) skip only folders named _… or .…: a history elsewhere
+        # inside --out would be read back as push rows
+        raise ConfigError(
+            f"--history {history} is inside the --out folder {out}, where pandas and pyarrow would read its "
+            f"files as push rows; give the history a folder of its own, or one named _… inside it "
+            f"(default: {out / W.HISTORY_DIR})"
+        )
+    if _relative(out, history) is not None:
+        raise ConfigError(
+            f"--out {out} is inside the --history folder {history}; give each a folder of its own "
+            f"(default history: {out / W.HISTORY_DIR})"
+        )
     return target, history
+
+
+def _relative(path: Path, folder: Path) -> Path | None:
+    """``path`` relative to ``folder`` when strictly inside it (links resolved), else None."""
+    inner, outer = path.resolve(), folder.resolve()
+    if inner == outer or outer not in inner.parents:
+        return None
+    return inner.relative_to(outer)
 
 
 def mark_push_output(target: OutputDir, day: dt.date, history: Path) -> None:
