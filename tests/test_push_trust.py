@@ -459,3 +459,38 @@ def test_a_full_disk_is_a_one_line_error(city, tmp_path, monkeypatch, capsys):
     assert code == 2 and err.count("\n") == 1
     assert "No space left on device" in err and "free some space" in err
     assert not W.partition_dir(tmp_path, D1, "nightly").exists()
+
+
+@pytest.mark.parametrize("reply", [b"", b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n" * 4])
+def test_a_listener_that_is_no_dask_scheduler_is_one_error_not_a_hang(reply):
+    import socket
+    import threading
+    import time
+
+    from recsys.push.executors import CONNECT_GRACE_S, SchedulerError, _connect
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+    held = []
+
+    def serve() -> None:  # accepts, answers with `reply` (or nothing) and never speaks Dask
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            held.append(conn)
+            if reply:
+                conn.sendall(reply)
+
+    threading.Thread(target=serve, daemon=True).start()
+    start = time.monotonic()
+    try:
+        with pytest.raises(SchedulerError, match="not answer as a Dask scheduler|not as a Dask scheduler"):
+            _connect(f"tcp://127.0.0.1:{server.getsockname()[1]}", 1.0)
+    finally:
+        server.close()
+        for conn in held:
+            conn.close()
+    assert time.monotonic() - start < 1.0 + CONNECT_GRACE_S + 3

@@ -183,18 +183,46 @@ class SchedulerError(RecsysError):
     """The Dask scheduler cannot be reached, has no workers, or was lost mid-run."""
 
 
+#: seconds beyond --connect-timeout a connection may take to answer before it is given up on
+CONNECT_GRACE_S = 5.0
+
+
 def _connect(scheduler: str, timeout: float) -> Any:
-    """A Dask client of ``scheduler``, or a one-line error within ``timeout`` seconds."""
+    """A Dask client of ``scheduler``, or a one-line error within ``timeout`` (+ a few) seconds.
+
+    The client is made on a helper thread and waited for: Dask's own timeout bounds the TCP
+    connect, not the handshake after it, so a listener that accepts and never answers (another
+    server on the port) would hang the push; one that answers with other bytes is no scheduler.
+    """
     from dask.distributed import Client  # heavy: dask loads only for a run on a cluster
 
-    try:
-        return Client(scheduler, timeout=f"{float(timeout)}s")
-    except (OSError, TimeoutError, ValueError, TypeError) as exc:
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    hint = "check the address (tcp://HOST:8786) and that the scheduler runs, or raise --connect-timeout"
+    made: dict[str, Any] = {}
+
+    def attempt() -> None:
+        try:
+            made["client"] = Client(scheduler, timeout=f"{float(timeout)}s")
+        except BaseException as exc:  # handed to the caller's thread below
+            made["error"] = exc
+
+    thread = threading.Thread(target=attempt, name="push-dask-connect", daemon=True)
+    thread.start()
+    thread.join(float(timeout) + CONNECT_GRACE_S)
+    if thread.is_alive():
         raise SchedulerError(
-            f"cannot reach Dask scheduler {scheduler} within {float(timeout):g}s ({detail}); "
-            f"check the address (tcp://HOST:8786) and that the scheduler runs, or raise --connect-timeout"
-        ) from None
+            f"{scheduler} accepted the connection but did not answer as a Dask scheduler within "
+            f"{float(timeout) + CONNECT_GRACE_S:g}s; is another server listening there? {hint}"
+        )
+    exc = made.get("error")
+    if exc is None:
+        return made["client"]
+    if isinstance(exc, (OSError, TimeoutError, ValueError, TypeError)):
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise SchedulerError(f"cannot reach Dask scheduler {scheduler} within {float(timeout):g}s ({detail}); {hint}")
+    if isinstance(exc, (MemoryError, EOFError)) or type(exc).__module__.startswith("distributed"):
+        # another protocol's bytes read as a Dask frame (an HTTP reply: a frame of exabytes)
+        raise SchedulerError(f"{scheduler} answered, but not as a Dask scheduler ({type(exc).__name__}); {hint}")
+    raise exc
 
 
 #: seconds between checks that a Dask cluster still has workers while chunks wait
