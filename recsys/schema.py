@@ -1190,7 +1190,11 @@ class ValidationResult:
             return f"local times in a daylight-saving gap or overlap of {self.assume_tz}; give offsets in the file"
         if reason in (C.R_UNKNOWN_CODE, C.R_SUB_GROUP):
             forgot = "; did you forget --taxonomy?" if self.taxonomy_source.startswith("the bundled") else ""
-            return f"the codes do not match the taxonomy in use ({self.taxonomy_source}){forgot}"
+            # the contract files bad numbers and booleans under "unknown code" too: the detail column tells which
+            return (
+                f"the codes do not match the taxonomy in use ({self.taxonomy_source}) or values are not of their "
+                f"column's kind (a number, a boolean: see the quarantine's detail column){forgot}"
+            )
         hints = {
             C.R_MISSING: "required fields are empty (see the quarantine's detail column)",
             C.R_UNPARSABLE_TS: "timestamps are neither ISO 8601 with an offset nor integer Unix seconds",

@@ -139,7 +139,8 @@ def test_unknown_codes_hint_at_a_forgotten_taxonomy(tmp_path, capsys):
         _validate(folder),
         "users 10 of 10 (100.0%, mostly 'unknown code')",
         "events 40 of 40 (100.0%, mostly 'unknown user')",
-        "the codes do not match the taxonomy in use (the bundled default taxonomy 'qinhuangdao'); "
+        "the codes do not match the taxonomy in use (the bundled default taxonomy 'qinhuangdao') or values are "
+        "not of their column's kind",
         "did you forget --taxonomy?",
     )
     assert "absent from the users table" not in err  # the events' cascade is explained by the users
