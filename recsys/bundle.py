@@ -636,6 +636,25 @@ def check_version_name(version: str, models_dir: str | Path) -> str:
     return version
 
 
+def check_latest_link(models_dir: str | Path) -> Path:
+    """The path of ``latest`` in ``models_dir``, which only this engine's link may hold.
+
+    Raises
+    ------
+    ArtifactError
+        If a file or folder holds that name: someone's, never replaced (``train`` checks it before
+        its work, ``set_latest`` before moving the link).
+    """
+    latest = Path(models_dir) / LATEST
+    if latest.exists() and not latest.is_symlink():
+        kind = "folder" if latest.is_dir() else "file"
+        raise ArtifactError(
+            f"{latest}: exists and is not the link recsys train moves to the newest bundle (a {kind}, not the "
+            "link models rollback points back); nothing was changed: move it away, or choose a new or empty folder"
+        )
+    return latest
+
+
 def set_latest(models_dir: str | Path, version: str) -> None:
     """Point ``latest`` at ``version`` atomically (a new link renamed over the old).
 
@@ -649,14 +668,7 @@ def set_latest(models_dir: str | Path, version: str) -> None:
     check_version_name(version, models)
     if not (models / version).is_dir():
         raise ArtifactError(f"{models / version}: no such model version; have: {', '.join(list_versions(models))}")
-    current = models / LATEST
-    if current.exists() and not current.is_symlink():
-        # only the link this engine made is ever replaced: a file or folder of that name is someone's
-        kind = "folder" if current.is_dir() else "file"
-        raise ArtifactError(
-            f"{current}: a {kind}, not the link recsys keeps there; nothing was changed: "
-            f"move it away, then run again"
-        )
+    current = check_latest_link(models)
     tmp = _tmp_sibling(current)
     tmp.symlink_to(version, target_is_directory=True)
     try:

@@ -48,6 +48,20 @@ def is_temporary(name: str) -> bool:
     return _TMP_RE.match(name) is not None
 
 
+def missing_folders(path: Path) -> list[Path]:
+    """``path`` and its parents that do not exist yet, nearest first (a run about to create them)."""
+    return [p for p in (path, *path.parents) if not p.exists() and not p.is_symlink()]
+
+
+def remove_empty_folders(folders: list[Path]) -> None:
+    """Remove the folders a refused run created, nearest first, as long as each is empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (another run's files) or gone: leave it
+            return
+
+
 def _pid_alive(pid: int) -> bool:
     if pid == os.getpid():
         return True

@@ -218,13 +218,14 @@ def _channel_summary(prog: Programmes, channel: str) -> dict[str, Any]:
     }
 
 
-def _write_channel(out: Path, day: dt.date, channel: str, rows: pd.DataFrame, replaced: set[str]) -> dict[str, int]:
-    """Write a channel's day (keeping the rows of places not ``replaced``); return what the file now holds."""
+def _write_channel(
+    out: Path, day: dt.date, channel: str, rows: pd.DataFrame, replaced: set[str], previous: pd.DataFrame | None
+) -> dict[str, int]:
+    """Write a channel's day, keeping the rows of ``previous`` (the file's, when there is one) of places
+    not ``replaced``; return what the file now holds."""
     folder = out / f"date={day.isoformat()}" / f"channel={channel}"
-    old = folder / PART_FILE
-    if old.exists():
+    if previous is not None:
         # keep the rows of places this run did not schedule (a run for one region)
-        previous = _read_part(old)
         rows = pd.concat([previous[~previous[C.PLACE_ID].isin(replaced)], rows], ignore_index=True)
     rows = rows.sort_values([C.PLACE_ID, C.SLOT, C.START_OFFSET_S], kind="stable")
     table = pa.Table.from_pandas(rows[list(FILE_SCHEMA.names)], schema=FILE_SCHEMA, preserve_index=False)
@@ -312,16 +313,15 @@ def run_broadcast(spec: BroadcastSpec, warn_stream: TextIO | None = sys.stderr) 
                 f"and reaches their audiences (items left out: {left or 'none'}); nothing written"
             )
         channels = sorted(set(places[C.CHANNEL]))
-        for channel in channels:
-            # every file of the day this run merges into is read first: a bad one stops the run before
-            # any channel is rewritten
-            if (target.path / day_entry / f"channel={channel}" / PART_FILE).exists():
-                _read_part(target.path / day_entry / f"channel={channel}" / PART_FILE)
+        # every file of the day this run merges into is read first: a bad one stops the run before any
+        # channel is rewritten
+        parts = {c: target.path / day_entry / f"channel={c}" / PART_FILE for c in channels}
+        previous = {c: _read_part(p) for c, p in parts.items() if p.exists()}
         in_file = {}
         for channel in channels:
             mine = set(places.loc[places[C.CHANNEL] == channel, C.PLACE_ID])
             rows = prog.rows[prog.rows[C.CHANNEL] == channel]
-            in_file[channel] = _write_channel(target.path, spec.day, channel, rows, mine)
+            in_file[channel] = _write_channel(target.path, spec.day, channel, rows, mine, previous.get(channel))
         run = {
             "model_version": recommender.version,
             "places_file": str(spec.places),

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-
-from recsys.cli.common import FORCE_HELP
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from recsys.cli.common import FORCE_HELP
 
 if TYPE_CHECKING:  # the evaluation loads when the command runs, not with `recsys --help`
     from recsys.evaluation.run import EvaluationSettings
@@ -85,9 +85,8 @@ def settings_from_args(args: argparse.Namespace) -> EvaluationSettings:
     """Build :class:`EvaluationSettings` from parsed options."""
     from recsys.evaluation.run import EvaluationSettings
     from recsys.evaluation.tune import TuneSettings
-    from recsys.seeds import check_seed_option
-
     from recsys.exceptions import ConfigError
+    from recsys.seeds import check_seed_option
 
     tuning = {}
     for option, (attr, default) in TUNE_OPTIONS.items():

@@ -112,7 +112,7 @@ def _is_city(folder: Path) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     """Generate and write the city; print what was written."""
-    from recsys.io import prepare_output_dir
+    from recsys.io import missing_folders, prepare_output_dir, remove_empty_folders
     from recsys.synthetic import generate_city, write_city
 
     settings = _settings(args)
@@ -121,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     city = generate_city(**settings)
     # the folders above --out that staging creates, removed again (when empty) if nothing is published
-    created = [p for p in Path(out).absolute().parents if not p.exists()]
+    created = missing_folders(Path(out).absolute().parent)
     try:
         with target.staging() as staged:
             manifest = write_city(city, staged, progress=sys.stderr.isatty())
@@ -133,11 +133,7 @@ def run(args: argparse.Namespace) -> int:
                     "without a log is refused and nothing was written; raise --users or --days"
                 )
     except BaseException:
-        for folder in created:  # deepest first
-            try:
-                folder.rmdir()
-            except OSError:
-                break
+        remove_empty_folders(created)
         raise
     counts = manifest["counts"]
     by_type = ", ".join(f"{k} {v:,}" for k, v in counts["events_by_type"].items())

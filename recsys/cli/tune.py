@@ -41,8 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Tune, write the config and the trials, print what was tried."""
     from recsys.evaluation.job import run_tuning
-    from recsys.seeds import check_seed_option
     from recsys.evaluation.tune import TuneSettings
+    from recsys.seeds import check_seed_option
 
     settings = TuneSettings(
         n_models=args.models,

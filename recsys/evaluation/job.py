@@ -21,7 +21,7 @@ import tomli_w
 from recsys import columns as C
 from recsys.config import EngineConfig, changed_sections, load_config, sections_except
 from recsys.evaluation import summary as S
-from recsys.evaluation.report import PLOTS_DIR, REPORT_TITLE, headline_rows, paired_verdicts
+from recsys.evaluation.report import PLOTS_DIR, REPORT_HTML, REPORT_MD, REPORT_TITLE, headline_rows, paired_verdicts
 from recsys.evaluation.run import EvaluationSettings, evaluate, write_evaluation
 from recsys.evaluation.simulate import load_truth
 from recsys.evaluation.tune import TuneSettings, tune
@@ -38,10 +38,10 @@ EVAL_SECTIONS_EXCLUDED = ("push", "bundle", "training")
 #: :func:`recsys.evaluation.run.write_evaluation` and :func:`recsys.evaluation.report.write_report`)
 EVALUATION_ENTRIES = (
     S.RECOMMENDATIONS_FILE, S.TEST_FILE, S.USERS_FILE, S.ITEMS_FILE, S.METRICS_FILE,
-    "report.md", "report.html", PLOTS_DIR,
+    REPORT_MD, REPORT_HTML, PLOTS_DIR,
 )
 #: ... and, with ``--tune``, the chosen config and the trials
-TUNING_ENTRIES = ("tuned_config.toml", "tuning_trials.csv")
+TUNING_ENTRIES = (S.TUNED_CONFIG_FILE, S.TRIALS_FILE)
 
 
 def evaluation_entries(settings: EvaluationSettings) -> tuple[str, ...]:
@@ -174,8 +174,8 @@ def is_evaluation_dir(folder: Path) -> bool:
     evaluate's keys and its ``report.md`` evaluate's title (files of those names alone are someone's
     else, and would be replaced as evaluate's own)."""
     try:
-        doc = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
-        with open(folder / "report.md", encoding="utf-8") as fh:
+        doc = json.loads((folder / S.METRICS_FILE).read_text(encoding="utf-8"))
+        with open(folder / REPORT_MD, encoding="utf-8") as fh:
             first = fh.readline()
     except (OSError, ValueError):
         return False
@@ -213,7 +213,7 @@ def run_tuning(
     cfg = config if isinstance(config, EngineConfig) else load_config(
         config, command="tune", sections=sections_except(*EVAL_SECTIONS_EXCLUDED)
     )
-    path = prepare_output_file(out, "tune")
+    path = Path(out)
     trials = trials_path(path)
     check_tune_outputs(path, trials)  # before any work, every time: either file may be someone else's
     tax = taxonomy if isinstance(taxonomy, Taxonomy) else load_taxonomy(taxonomy)

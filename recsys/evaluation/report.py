@@ -632,6 +632,8 @@ def render_html(sections: list[Section], title: str, root: str | Path | None = N
 
 #: the report's title (``report.md``'s first line; how evaluate recognises a folder it wrote before the marker)
 REPORT_TITLE = "科普精准推送离线评估报告 / Offline evaluation of the science push"
+#: the report's two files in the evaluation folder (beside :data:`PLOTS_DIR`)
+REPORT_MD, REPORT_HTML = "report.md", "report.html"
 
 
 def write_report(metrics: dict[str, Any], out_dir: str | Path, taxonomy: Taxonomy) -> dict[str, Path]:
@@ -648,9 +650,9 @@ def write_report(metrics: dict[str, Any], out_dir: str | Path, taxonomy: Taxonom
     rel = {name: f"{PLOTS_DIR}/{path.name}" for name, path in plots.items()}
     sections = build_sections(metrics, taxonomy, rel)
     title = REPORT_TITLE
-    md = out / "report.md"
+    md = out / REPORT_MD
     md.write_text(render_markdown(sections, title), encoding="utf-8")
-    page = out / "report.html"
+    page = out / REPORT_HTML
     # images embedded: the page alone is the whole report; the PNGs stay beside it for reuse
     page.write_text(render_html(sections, title, root=out), encoding="utf-8")
     return {"md": md, "html": page, **plots}

@@ -479,8 +479,8 @@ def write_evaluation(result: EvaluationResult, out_dir: str | Path, taxonomy: Ta
         write_parquet(t.items, tmp / S.ITEMS_FILE)
         write_json(result.metrics, tmp / S.METRICS_FILE)
         if result.tuning is not None:
-            (tmp / "tuned_config.toml").write_text(result.config.to_toml(), encoding="utf-8")
-            result.tuning.trials.to_csv(tmp / "tuning_trials.csv", index=False)
+            (tmp / S.TUNED_CONFIG_FILE).write_text(result.config.to_toml(), encoding="utf-8")
+            result.tuning.trials.to_csv(tmp / S.TRIALS_FILE, index=False)
         write_report(result.metrics, tmp, taxonomy)
     return out
 

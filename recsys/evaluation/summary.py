@@ -46,6 +46,9 @@ TEST_FILE = "test.parquet"
 USERS_FILE = "users.parquet"
 ITEMS_FILE = "items.parquet"
 METRICS_FILE = "metrics.json"
+#: with tuning: the chosen configuration and the trials
+TUNED_CONFIG_FILE = "tuned_config.toml"
+TRIALS_FILE = "tuning_trials.csv"
 
 
 @dataclass

@@ -26,7 +26,7 @@ import pandas as pd
 from recsys import bundle as bundle_io
 from recsys.config import EngineConfig, PushConfig, config_from_dict, is_int, is_number, load_config
 from recsys.exceptions import ConfigError, RecsysError, SchemaError
-from recsys.io import sha256_file
+from recsys.io import missing_folders, remove_empty_folders, sha256_file
 from recsys.training.serving import read_bundle_taxonomy
 from recsys.push import history as H
 from recsys.push import lock as L
@@ -283,7 +283,7 @@ def locked(out: Path, history: Path, run: str, notes: list[str], keep: Path) -> 
     A run that started writing keeps its workspace: the next run resumes it.
     """
     fresh = [p for p in dict.fromkeys((out, history)) if not p.exists() and not p.is_symlink()]
-    made = {p: L.missing_folders(p.parent) for p in fresh}
+    made = {p: missing_folders(p.parent) for p in fresh}
     held: list[Path] = []
     with contextlib.ExitStack() as stack:
         try:
@@ -299,7 +299,7 @@ def locked(out: Path, history: Path, run: str, notes: list[str], keep: Path) -> 
                 for folder in fresh:
                     if folder in held:
                         shutil.rmtree(folder, ignore_errors=True)
-                        L.remove_empty_folders(made[folder])
+                        remove_empty_folders(made[folder])
             raise
 
 

@@ -29,6 +29,7 @@ from typing import Any, Iterator
 import psutil
 
 from recsys.exceptions import RecsysError
+from recsys.io import missing_folders, remove_empty_folders
 
 LOCK_FILE = "_lock"
 
@@ -172,17 +173,3 @@ def _entries(root: Path) -> set[str]:
         return set(os.listdir(root))
     except FileNotFoundError:
         return set()
-
-
-def missing_folders(path: Path) -> list[Path]:
-    """``path`` and its parents that do not exist yet, nearest first (a run about to create them)."""
-    return [p for p in (path, *path.parents) if not p.exists() and not p.is_symlink()]
-
-
-def remove_empty_folders(folders: list[Path]) -> None:
-    """Remove the folders a refused run created, nearest first, as long as each is empty."""
-    for folder in folders:
-        try:
-            folder.rmdir()
-        except OSError:  # not empty (another run's files) or gone: leave it
-            return

@@ -327,6 +327,7 @@ def explain_learned(
     authority_code: np.ndarray,
     hide: np.ndarray | None = None,
     first: np.ndarray | None = None,
+    fresh: np.ndarray | None = None,
 ) -> ItemReasons:
     """Reasons from the learned ranker: the feature kinds that raised each item's score most.
 
@@ -357,6 +358,11 @@ def explain_learned(
         nothing for them).
     first : ndarray of int32, shape (m, k), optional
         As in :func:`explain`.
+    fresh : ndarray of float32, shape (n_items,), optional
+        Every item's freshness at the call's ``now``: the fresh kind (``新发布``) is named only for
+        an item at least :data:`FRESH_MIN` fresh, the blend's rule (its features, freshness and the
+        engagement model's timeliness, can lift an old item's score: a split on freshness 0, a
+        topic's trend).
 
     Returns
     -------
@@ -366,6 +372,12 @@ def explain_learned(
     code = tables.code
     if m == 0 or k == 0:
         return _render(tables, np.zeros((m, k, 0), np.int32), np.zeros((m, k, 0), bool), None, count, first)
+    if fresh is not None:
+        at = LEARNED_KINDS.index("fresh")
+        stale = (fresh[np.maximum(items, 0)] < FRESH_MIN) & (contrib[:, :, at] > 0)
+        if stale.any():
+            contrib = contrib.copy()  # the caller's contributions stay as they are
+            contrib[:, :, at] = np.where(stale, np.float32(0), contrib[:, :, at])
     # the codes, whether each kind is shown and its contribution, in one compiled pass per item
     codes, shown, by_kind = learned_codes(
         contrib, hide, items, user_topics, topic_idx, authority_code, tables.authority_named, code.fresh_authority[0],

@@ -40,15 +40,7 @@ from recsys.holds import apply_holds, held_items, state_folder
 from recsys.ranking import core, eligibility
 from recsys.ranking.catalog import read_catalog
 from recsys.ranking.eligibility import make_filter, to_ns
-from recsys.ranking.reasons import (
-    FRESH_MIN,
-    LEARNED_KINDS,
-    REASONS_TYPE,
-    ItemReasons,
-    explain,
-    explain_learned,
-    priority_first,
-)
+from recsys.ranking.reasons import REASONS_TYPE, ItemReasons, explain, explain_learned, priority_first
 from recsys.ranking.scoring import engagement_probability
 from recsys.ranking.state import RankingState, build_state
 from recsys.ranking.users import Attributes, UserBatch, check_user_id, resolve
@@ -59,8 +51,6 @@ from recsys.training.serving import TrainedModel
 MANY_COLUMNS = (C.USER_ID, C.RANK, C.ITEM_ID, C.SCORE, C.REASONS)
 #: columns of :meth:`Recommender.audience`'s result
 AUDIENCE_COLUMNS = (C.USER_ID, C.SCORE)
-# the freshness kind's column in the learned ranker's reason contributions (core.Ranked.parts)
-_FRESH_KIND = LEARNED_KINDS.index("fresh")
 # users scored at once by audience(): bounds the temporary to ~64 MiB
 _AUDIENCE_BLOCK = 1 << 18
 
@@ -460,6 +450,7 @@ class Recommender:
 
     @staticmethod
     def _reasons(state: RankingState, users: UserBatch, ranked: core.Ranked, now_ns: int) -> ItemReasons:
+        common = (state.reasons, ranked.parts, ranked.items, ranked.count, users.topics, users.segments)
         items = (state.catalog.topic_idx, state.catalog.authority_code)
         first = _priority_first(state, users, ranked)
         if state.ranker is not None:
@@ -467,10 +458,9 @@ class Recommender:
             known = users.rows >= 0
             history = np.where(known, state.signals.user_activity[np.where(known, users.rows, 0), 0], 0)
             hide = (history <= 0)[:, None] & ~state.cold_kinds[None, :]
-            parts = _not_fresh_unnamed(state, ranked, now_ns)
-            common = (state.reasons, parts, ranked.items, ranked.count, users.topics, users.segments)
-            return explain_learned(*common, users.groups, users.regions, *items, hide=hide, first=first)
-        common = (state.reasons, ranked.parts, ranked.items, ranked.count, users.topics, users.segments)
+            return explain_learned(
+                *common, users.groups, users.regions, *items, hide=hide, first=first, fresh=state.freshness(now_ns)
+            )
         return explain(*common, *items, state.config, first=first)
 
     def recommend_many(
@@ -712,27 +702,6 @@ def _attributes(ids: list[str], users: pd.DataFrame | None) -> list[Attributes |
         for u, g, s, r in zip(users[C.USER_ID], col(C.GROUP), col(C.SUB_GROUP), col(C.REGION))
     }
     return [given.get(u) for u in ids]
-
-
-def _not_fresh_unnamed(state: RankingState, ranked: core.Ranked, now_ns: int) -> np.ndarray:
-    """The learned contributions with the freshness kind zeroed for items not fresh at ``now_ns``.
-
-    The freshness kind's text says the item is new (``新发布``); its features (freshness and the
-    engagement model's timeliness) can lift an old item's score (a tree's split on freshness 0,
-    a topic's trend), so it is named only for an item whose freshness at the call's ``now`` is at
-    least :data:`~recsys.ranking.reasons.FRESH_MIN` -- the blend's rule. A new array where any
-    entry changes; ``ranked.parts`` itself is left as it is.
-    """
-    parts = ranked.parts
-    if parts.ndim != 3 or parts.shape[2] <= _FRESH_KIND or ranked.items.size == 0:
-        return parts
-    fresh = state.freshness(now_ns)[np.maximum(ranked.items, 0)]
-    stale = (fresh < FRESH_MIN) & (parts[:, :, _FRESH_KIND] > 0)
-    if not stale.any():
-        return parts
-    parts = parts.copy()
-    parts[:, :, _FRESH_KIND] = np.where(stale, np.float32(0.0), parts[:, :, _FRESH_KIND])
-    return parts
 
 
 def _priority_first(state: RankingState, users: UserBatch, ranked: core.Ranked) -> np.ndarray | None:

@@ -739,14 +739,9 @@ def train(
     config = load_config(config_path, command="train", sections=ALL_SECTIONS)
     cutoff = parse_option_time(as_of, taxonomy, name="--as-of") if as_of else None
     prepare_output_dir(out, "models", force=force, recognise=bundle_io.is_models_dir)
-    latest = Path(out) / bundle_io.LATEST
-    if latest.exists() and not latest.is_symlink():
-        # train moves the link at the end: someone's file or folder of that name is refused now, not
-        # after the training (--force writes beside others' files, never over one)
-        raise ConfigError(
-            f"{latest}: exists and is not the link recsys train moves to the newest bundle; nothing was "
-            "changed: move it away, or choose a new or empty folder"
-        )
+    # train moves the link at the end: someone's file or folder of that name is refused now, not
+    # after the training (--force writes beside others' files, never over one)
+    latest = bundle_io.check_latest_link(out)
     folder = events_folder(data)
     store = None if folder is None or cutoff is not None else HistoryStore.open(out)
     # yesterday's bundle: the incremental night's start (a full retrain starts from it only when asked)
